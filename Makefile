@@ -1,0 +1,63 @@
+# Herald front door. `make` builds, `make run` starts the server with the
+# embedded default on 127.0.0.1:8080, `make test` runs every test.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+LISTEN     ?= 127.0.0.1:8080
+FUZZ_SECONDS ?= 30
+CMAKE_FLAGS ?=
+
+APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev
+APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets nodejs npm chromium curl
+
+.PHONY: all build run test test-unit test-asan fuzz fuzz-build deps deps-test clean
+
+all: build
+
+deps:
+	@scripts/ensure-deps.sh $(APT_BUILD)
+
+deps-test: deps
+	@scripts/ensure-deps.sh $(APT_TEST)
+	@scripts/ensure-node-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD)
+
+run: build
+	$(BUILD)/herald serve --listen $(LISTEN) --static examples
+
+$(BUILD_ASAN)/build.ninja:
+	CC=clang cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=ON
+
+$(BUILD_FUZZ)/build.ninja:
+	CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+	  cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERALD_FUZZ=ON -DHERALD_TESTS=OFF
+
+fuzz-build: deps-test $(BUILD_FUZZ)/build.ninja
+	cmake --build $(BUILD_FUZZ)
+
+# Unit + integration tests on the optimised gcc build.
+test-unit: deps-test build
+	cd $(BUILD) && ctest --output-on-failure
+
+# The same tests on a clang ASan + UBSan build.
+test-asan: deps-test $(BUILD_ASAN)/build.ninja
+	cmake --build $(BUILD_ASAN)
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
+
+# Every fuzz target for FUZZ_SECONDS each (30 s in `make test`, longer with `make fuzz`).
+fuzz-run: fuzz-build
+	@scripts/run-fuzzers.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+fuzz:
+	$(MAKE) fuzz-run FUZZ_SECONDS=$${FUZZ_SECONDS:-600}
+
+test: test-unit test-asan fuzz-run
+	@echo "make test: all suites passed"
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
