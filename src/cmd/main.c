@@ -1,3 +1,172 @@
-/* main.c - placeholder, replaced by the CLI. */
+/* main.c - the `herald` command line: sub-commands (serve, check-config,
+ * config-reference), option parsing into the config (defaults < file <
+ * HERALD_* environment < flags), and exit codes (0 clean, 1 runtime failure,
+ * 2 bad usage or config). */
+#include "core/log.h"
+#include "server/config.h"
+#include "server/server.h"
+
 #include <stdio.h>
-int main(void) { puts("herald " HERALD_VERSION); return 0; }
+#include <stdlib.h>
+#include <string.h>
+
+extern char **environ;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "herald " HERALD_VERSION " - real-time messaging server\n"
+            "\n"
+            "Usage:\n"
+            "  herald [serve] [--config FILE] [options]   run the server (default)\n"
+            "  herald check-config FILE                   validate a config file\n"
+            "  herald config-reference                    list every option with its default\n"
+            "  herald --version | --help\n"
+            "\n"
+            "Common options (each is also a config key and a HERALD_* variable):\n"
+            "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; :0 picks a port)\n"
+            "  --workers N            worker threads (default: one per core)\n"
+            "  --static DIR           serve files from DIR (demo pages)\n"
+            "  --api-key KEY          server API key\n"
+            "  --engine memory        engine (only memory in this version)\n"
+            "  --drain-timeout 10s    graceful shutdown limit\n"
+            "  --log-level LEVEL      debug, info, warn, error, off\n"
+            "  --SECTION.KEY VALUE    any config option, e.g. --websocket.max-message-size 1MiB\n"
+            "\n"
+            "Documentation: docs/config.md\n");
+}
+
+typedef struct cli {
+    const char *command;
+    const char *config_file;
+    const char *check_file;
+} cli;
+
+/* Apply flags to cfg; on the first pass (cfg == NULL) only find the command
+ * and --config. Returns 0 or 2 (usage error, message printed). */
+static int parse_args(int argc, char **argv, cli *a, hr_config *cfg)
+{
+    char err[512];
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-') {
+            if (!a->command) {
+                a->command = arg;
+                continue;
+            }
+            if (strcmp(a->command, "check-config") == 0 && !a->check_file) {
+                a->check_file = arg;
+                continue;
+            }
+            fprintf(stderr, "herald: unexpected argument \"%s\" (see herald --help)\n", arg);
+            return 2;
+        }
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) {
+            printf("herald " HERALD_VERSION "\n");
+            exit(0);
+        }
+        const char *name = arg + (arg[1] == '-' ? 2 : 1);
+        char flag[256];
+        const char *value = NULL;
+        const char *eq = strchr(name, '=');
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        if (nl >= sizeof(flag)) nl = sizeof(flag) - 1;
+        memcpy(flag, name, nl);
+        flag[nl] = '\0';
+        if (eq) value = eq + 1;
+        bool is_config = strcmp(flag, "config") == 0 || strcmp(flag, "c") == 0;
+        const hr_option *o = is_config ? NULL : hr_config_find_flag(flag);
+        if (!is_config && !o) {
+            fprintf(stderr, "herald: unknown option \"%s\" (see herald --help and herald config-reference)\n", arg);
+            return 2;
+        }
+        if (!value) {
+            if (o && o->type == HR_OPT_BOOL && (i + 1 >= argc || argv[i + 1][0] == '-')) {
+                value = "true"; /* --websocket.deflate alone means true */
+            } else if (i + 1 < argc) {
+                value = argv[++i];
+            } else {
+                fprintf(stderr, "herald: option %s needs a value\n", arg);
+                return 2;
+            }
+        }
+        if (is_config) {
+            a->config_file = value;
+            continue;
+        }
+        if (cfg && hr_config_set(cfg, o->key, value, err, sizeof(err))) {
+            fprintf(stderr, "herald: %s: %s\n", arg, err);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    cli a = {0};
+    if (parse_args(argc, argv, &a, NULL)) return 2;
+    const char *cmd = a.command ? a.command : "serve";
+    char err[1024];
+    hr_config cfg;
+    hr_config_defaults(&cfg);
+
+    if (strcmp(cmd, "config-reference") == 0) {
+        hr_config_print_reference(stdout);
+        hr_config_free(&cfg);
+        return 0;
+    }
+    if (strcmp(cmd, "check-config") == 0) {
+        if (!a.check_file) {
+            fprintf(stderr, "herald: usage: herald check-config FILE\n");
+            return 2;
+        }
+        int rc = hr_config_load_file(&cfg, a.check_file, err, sizeof(err));
+        if (!rc) rc = hr_config_validate(&cfg, err, sizeof(err));
+        hr_config_free(&cfg);
+        if (rc) {
+            fprintf(stderr, "%s\n", err);
+            return 2;
+        }
+        printf("%s: ok\n", a.check_file);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") != 0) {
+        fprintf(stderr, "herald: unknown command \"%s\" (see herald --help)\n", cmd);
+        return 2;
+    }
+
+    const char *file = a.config_file ? a.config_file : getenv("HERALD_CONFIG");
+    if (file && file[0] && hr_config_load_file(&cfg, file, err, sizeof(err))) {
+        fprintf(stderr, "herald: %s\n", err);
+        return 2;
+    }
+    if (hr_config_load_env(&cfg, environ, err, sizeof(err))) {
+        fprintf(stderr, "herald: %s\n", err);
+        return 2;
+    }
+    if (parse_args(argc, argv, &a, &cfg)) return 2;
+    if (hr_config_validate(&cfg, err, sizeof(err))) {
+        fprintf(stderr, "herald: %s\n", err);
+        return 2;
+    }
+    hr_log_set_level(hr_log_level_parse(cfg.log_level));
+
+    hr_server srv;
+    int rc = hr_server_start(&srv, &cfg, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "herald: %s\n", err);
+        hr_config_free(&cfg);
+        return rc == HR_ERR_INVALID ? 2 : 1;
+    }
+    hr_info("herald " HERALD_VERSION " listening on http://%s (%d workers%s%s)", srv.bound, srv.nworkers,
+            cfg.static_dir[0] ? ", static files from " : "", cfg.static_dir);
+    rc = hr_server_run_until_signal(&srv);
+    hr_server_free(&srv);
+    hr_config_free(&cfg);
+    return rc;
+}

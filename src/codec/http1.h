@@ -68,6 +68,10 @@ typedef struct hr_http_request {
 
 typedef struct hr_http_parser {
     size_t scanned;          /* bytes already searched for the end of head */
+    /* Internal resume state, zeroed by hr_http_parser_init(): */
+    size_t line_start;       /* offset of the request line (after empty lines) */
+    size_t target_start;     /* offset of the request-target */
+    int phase;               /* which part of the head the scan has reached */
 } hr_http_parser;
 
 void hr_http_parser_init(hr_http_parser *p);
@@ -79,7 +83,16 @@ void hr_http_parser_init(hr_http_parser *p);
  * Rejects: bare CR, obs-fold, whitespace between name and colon, invalid
  * token characters in method or field names, control characters in values
  * (except HTAB), both Content-Length and Transfer-Encoding, differing
- * duplicate Content-Length, non-digits in Content-Length. */
+ * duplicate Content-Length, non-digits in Content-Length.
+ *
+ * Between INCOMPLETE calls the caller may only append to buf (the bytes
+ * already seen must stay put); each byte is scanned once. After a successful
+ * parse the parser is reset, ready for the next (pipelined) request, which
+ * the caller passes starting at buf + head_len (+ body). head_len never
+ * exceeds lim->max_head_bytes (leading empty lines count toward it). For an
+ * absolute-form target without a path, `path` points at a static "/" rather
+ * than into buf; for authority-form (CONNECT) it is the whole target. `req`
+ * is only meaningful when the call succeeds. */
 int hr_http_parse_request(hr_http_parser *p, const char *buf, size_t len,
                           const hr_http_limits *lim, hr_http_request *req,
                           hr_http_header *headers, size_t cap);

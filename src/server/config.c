@@ -1,0 +1,656 @@
+/* config.c - the option table, defaults, and loaders for the config file
+ * (a TOML subset), HERALD_* environment variables and flags.
+ *
+ * Why not a library: Debian ships no C TOML parser, jansson/JSON cannot report
+ * the line of a semantic error, and the subset we need (sections, strings,
+ * integers, booleans, string arrays) is ~300 lines that report every error
+ * with file, line and key. */
+#include "server/config.h"
+#include "core/log.h"
+#include "core/buf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <string.h>
+
+#define OFF(f) offsetof(hr_config, f)
+#define KiB 1024LL
+#define MiB (1024LL * 1024)
+#define GiB (1024LL * 1024 * 1024)
+#define DAY_MS (86400LL * 1000)
+
+const hr_option hr_options[] = {
+    {"server.listen", HR_OPT_STRING, OFF(listen), "127.0.0.1:8080", 0, 0, "HERALD_LISTEN", "--listen",
+     "Address to listen on: HOST:PORT, [IPv6]:PORT or :PORT (all interfaces)."},
+    {"server.workers", HR_OPT_INT, OFF(workers), "0", 0, 1024, "HERALD_WORKERS", "--workers",
+     "Worker threads, each with its own event loop and SO_REUSEPORT listener. 0 = one per CPU core."},
+    {"server.static_dir", HR_OPT_STRING, OFF(static_dir), "", 0, 0, "HERALD_STATIC_DIR", "--static",
+     "Directory served for GET requests that match no endpoint (demo pages). Empty = none."},
+    {"server.drain_timeout", HR_OPT_DURATION, OFF(drain_timeout_ms), "10s", 0, DAY_MS, NULL, "--drain-timeout",
+     "On SIGTERM/SIGINT: how long to wait for clients to close and responses to finish before exiting."},
+    {"server.max_connections", HR_OPT_INT, OFF(max_connections), "1000000", 1, 100000000, NULL, NULL,
+     "Maximum simultaneous client connections per process; further connections are closed at accept."},
+    {"server.log_level", HR_OPT_STRING, OFF(log_level), "info", 0, 0, "HERALD_LOG_LEVEL", "--log-level",
+     "debug, info, warn, error or off."},
+    {"server.api_key", HR_OPT_STRING, OFF(api_key), "", 0, 0, "HERALD_API_KEY", "--api-key",
+     "Key for the server HTTP API (/api). Empty = a random key is generated and printed at start-up."},
+    {"server.engine", HR_OPT_STRING, OFF(engine), "memory", 0, 0, "HERALD_ENGINE", "--engine",
+     "Engine: memory (single node). redis is not implemented yet."},
+    {"server.redis", HR_OPT_STRING, OFF(redis), "", 0, 0, "HERALD_REDIS", "--redis",
+     "Redis addresses HOST:PORT[,HOST:PORT] for the redis engine (not implemented yet)."},
+    {"server.tls_cert", HR_OPT_STRING, OFF(tls_cert), "", 0, 0, "HERALD_TLS_CERT", "--tls-cert",
+     "TLS certificate file (PEM). Not implemented yet: setting it is an error."},
+    {"server.tls_key", HR_OPT_STRING, OFF(tls_key), "", 0, 0, "HERALD_TLS_KEY", "--tls-key",
+     "TLS private key file (PEM). Not implemented yet: setting it is an error."},
+
+    {"http.max_head_size", HR_OPT_SIZE, OFF(http_max_head_size), "16KiB", 256, 1 * MiB, NULL, NULL,
+     "Largest request line + headers. Larger: 431."},
+    {"http.max_headers", HR_OPT_INT, OFF(http_max_headers), "64", 1, 256, NULL, NULL,
+     "Most header fields in one request. More: 431."},
+    {"http.max_target_size", HR_OPT_SIZE, OFF(http_max_target_size), "8KiB", 16, 1 * MiB, NULL, NULL,
+     "Longest request-target (path + query). Longer: 414."},
+    {"http.max_body_size", HR_OPT_SIZE, OFF(http_max_body_size), "1MiB", 0, 1 * GiB, NULL, NULL,
+     "Largest request body (Content-Length or chunked). Larger: 413."},
+    {"http.header_timeout", HR_OPT_DURATION, OFF(http_header_timeout_ms), "10s", 100, DAY_MS, NULL, NULL,
+     "Time allowed from the first byte of a request to the end of its headers (slowloris guard). Then: 408 and close."},
+    {"http.body_timeout", HR_OPT_DURATION, OFF(http_body_timeout_ms), "30s", 100, DAY_MS, NULL, NULL,
+     "Time allowed to receive a whole request body. Then: 408 and close."},
+    {"http.keepalive_timeout", HR_OPT_DURATION, OFF(http_keepalive_timeout_ms), "60s", 100, DAY_MS, NULL, NULL,
+     "How long an idle keep-alive connection is kept open between requests."},
+    {"http.max_pipelined", HR_OPT_INT, OFF(http_max_pipelined), "64", 1, 100000, NULL, NULL,
+     "Most requests answered from one read before the connection yields to others (pipelining fairness)."},
+    {"http.echo_endpoint", HR_OPT_BOOL, OFF(http_echo_endpoint), "true", 0, 0, NULL, NULL,
+     "Serve POST /http/echo (answers the request body back; for conformance tests)."},
+
+    {"websocket.max_frame_size", HR_OPT_SIZE, OFF(ws_max_frame_size), "16MiB", 125, 1 * GiB, NULL, NULL,
+     "Largest single frame payload accepted from a client. Larger: close 1009."},
+    {"websocket.max_message_size", HR_OPT_SIZE, OFF(ws_max_message_size), "16MiB", 125, 1 * GiB, NULL, NULL,
+     "Largest message (all fragments, after decompression). Larger: close 1009."},
+    {"websocket.ping_interval", HR_OPT_DURATION, OFF(ws_ping_interval_ms), "25s", 0, DAY_MS, NULL, NULL,
+     "Send a ping to a connection that has been quiet this long. 0 = never."},
+    {"websocket.idle_timeout", HR_OPT_DURATION, OFF(ws_idle_timeout_ms), "60s", 0, DAY_MS, NULL, NULL,
+     "Close (1001) a connection from which nothing (not even a pong) arrived for this long. 0 = never."},
+    {"websocket.close_timeout", HR_OPT_DURATION, OFF(ws_close_timeout_ms), "5s", 10, DAY_MS, NULL, NULL,
+     "After sending a close frame, how long to wait for the client's close before dropping the TCP connection."},
+    {"websocket.max_queued_bytes", HR_OPT_SIZE, OFF(ws_max_queued_bytes), "64MiB", 1024, 4 * GiB, NULL, NULL,
+     "Largest output queue per connection; a client that lets more pile up is disconnected (1008). "
+     "Reading from a client pauses while its queue is over a quarter of this."},
+    {"websocket.allowed_origins", HR_OPT_LIST, OFF(ws_allowed_origins), "", 0, 0, NULL, NULL,
+     "Origins allowed to open WebSockets (exact match, e.g. \"https://app.example.com\"; \"*\" = any). "
+     "Empty = any. Requests without an Origin header (non-browser clients) are always allowed."},
+    {"websocket.subprotocols", HR_OPT_LIST, OFF(ws_subprotocols), "", 0, 0, NULL, NULL,
+     "Subprotocols /ws/echo accepts, in the server's order of preference. Empty = none is selected."},
+    {"websocket.deflate", HR_OPT_BOOL, OFF(ws_deflate), "true", 0, 0, NULL, NULL,
+     "Accept permessage-deflate (RFC 7692) when a client offers it."},
+    {"websocket.deflate_server_context_takeover", HR_OPT_BOOL, OFF(ws_deflate_server_context_takeover), "false", 0, 0, NULL, NULL,
+     "Keep the server's compression context between messages (better ratio, costs a deflate stream per "
+     "connection). false = every message compressed alone by one shared per-worker stream."},
+    {"websocket.deflate_client_context_takeover", HR_OPT_BOOL, OFF(ws_deflate_client_context_takeover), "false", 0, 0, NULL, NULL,
+     "Let clients keep their compression context between messages (costs an inflate stream of up to "
+     "2^client_max_window_bits + 7 KiB per connection that sends compressed data). false = the server "
+     "answers client_no_context_takeover and decompresses with one shared per-worker stream."},
+    {"websocket.deflate_server_max_window_bits", HR_OPT_INT, OFF(ws_deflate_server_max_window_bits), "15", 9, 15, NULL, NULL,
+     "Largest LZ77 window (2^N bytes) the server compresses with."},
+    {"websocket.deflate_client_max_window_bits", HR_OPT_INT, OFF(ws_deflate_client_max_window_bits), "15", 9, 15, NULL, NULL,
+     "Largest window the server asks clients to use (when they offer client_max_window_bits)."},
+    {"websocket.deflate_mem_level", HR_OPT_INT, OFF(ws_deflate_mem_level), "8", 1, 9, NULL, NULL,
+     "zlib memLevel for compression streams (memory vs speed)."},
+    {"websocket.deflate_level", HR_OPT_INT, OFF(ws_deflate_level), "6", 0, 9, NULL, NULL,
+     "zlib compression level 0-9."},
+    {"websocket.deflate_min_size", HR_OPT_SIZE, OFF(ws_deflate_min_size), "64", 0, 1 * GiB, NULL, NULL,
+     "Messages shorter than this are sent uncompressed even on a deflate connection."},
+};
+const size_t hr_options_count = HR_ARRAY_LEN(hr_options);
+
+static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void *field(hr_config *cfg, const hr_option *o) { return (char *)cfg + o->offset; }
+
+static const hr_option *find_key(const char *key, size_t len)
+{
+    for (size_t i = 0; i < hr_options_count; i++)
+        if (strlen(hr_options[i].key) == len && memcmp(hr_options[i].key, key, len) == 0) return &hr_options[i];
+    return NULL;
+}
+
+int hr_parse_size(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    while (isspace((unsigned char)*s)) s++;
+    if (!isdigit((unsigned char)*s)) return HR_ERR_INVALID;
+    double v = strtod(s, &end);
+    if (errno || end == s) return HR_ERR_INVALID;
+    while (isspace((unsigned char)*end)) end++;
+    static const struct { const char *suffix; double mult; } units[] = {
+        {"", 1}, {"b", 1}, {"k", 1024.0}, {"kb", 1000.0}, {"kib", 1024.0}, {"m", 1048576.0}, {"mb", 1e6},
+        {"mib", 1048576.0}, {"g", 1073741824.0}, {"gb", 1e9}, {"gib", 1073741824.0},
+    };
+    char unit[8];
+    size_t n = strlen(end);
+    if (n >= sizeof(unit)) return HR_ERR_INVALID;
+    for (size_t i = 0; i <= n; i++) unit[i] = (char)tolower((unsigned char)end[i]);
+    for (size_t i = 0; i < HR_ARRAY_LEN(units); i++) {
+        if (strcmp(unit, units[i].suffix) == 0) {
+            double r = v * units[i].mult;
+            if (r > 9.2e18 || r != r) return HR_ERR_INVALID;
+            if (r != (double)(int64_t)r) return HR_ERR_INVALID; /* fractional bytes */
+            *out = (int64_t)r;
+            return 0;
+        }
+    }
+    return HR_ERR_INVALID;
+}
+
+int hr_parse_duration(const char *s, int64_t *out_ms)
+{
+    char *end;
+    errno = 0;
+    while (isspace((unsigned char)*s)) s++;
+    if (!isdigit((unsigned char)*s)) return HR_ERR_INVALID;
+    double v = strtod(s, &end);
+    if (errno || end == s) return HR_ERR_INVALID;
+    while (isspace((unsigned char)*end)) end++;
+    double mult;
+    if (*end == '\0' || strcmp(end, "s") == 0) mult = 1000;   /* a bare number is seconds */
+    else if (strcmp(end, "ms") == 0) mult = 1;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0) mult = 60000;
+    else if (strcmp(end, "h") == 0) mult = 3600000;
+    else return HR_ERR_INVALID;
+    double r = v * mult;
+    if (r > 9.2e18 || r != r) return HR_ERR_INVALID;
+    *out_ms = (int64_t)(r + 0.5);
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on")) *out = true;
+    else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "off")) *out = false;
+    else return HR_ERR_INVALID;
+    return 0;
+}
+
+static void list_clear(hr_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) hr_free(l->v[i]);
+    l->n = 0;
+}
+
+static const char *type_hint(hr_opt_type t)
+{
+    switch (t) {
+    case HR_OPT_STRING: return "a string";
+    case HR_OPT_INT: return "an integer";
+    case HR_OPT_BOOL: return "true or false";
+    case HR_OPT_SIZE: return "a size like 16KiB, 1MiB or a number of bytes";
+    case HR_OPT_DURATION: return "a duration like 500ms, 10s, 5m or a number of seconds";
+    case HR_OPT_LIST: return "a list of strings";
+    }
+    return "a value";
+}
+
+/* Set an option from text (env / flag form: lists are comma-separated). */
+static int set_text(hr_config *cfg, const hr_option *o, const char *value, char *err, size_t errlen)
+{
+    void *f = field(cfg, o);
+    int64_t v = 0;
+    switch (o->type) {
+    case HR_OPT_STRING:
+        hr_free(*(char **)f);
+        *(char **)f = hr_strdup(value);
+        return 0;
+    case HR_OPT_BOOL:
+        if (parse_bool(value, (bool *)f) == 0) return 0;
+        break;
+    case HR_OPT_INT: {
+        char *end;
+        errno = 0;
+        long long x = strtoll(value, &end, 10);
+        if (!errno && end != value && *end == '\0') {
+            v = x;
+            goto range;
+        }
+        break;
+    }
+    case HR_OPT_SIZE:
+        if (hr_parse_size(value, &v) == 0) goto range;
+        break;
+    case HR_OPT_DURATION:
+        if (hr_parse_duration(value, &v) == 0) goto range;
+        break;
+    case HR_OPT_LIST: {
+        hr_strlist *l = f;
+        list_clear(l);
+        const char *p = value;
+        while (*p) {
+            while (*p == ' ' || *p == ',') p++;
+            const char *e = p;
+            while (*e && *e != ',') e++;
+            const char *t = e;
+            while (t > p && t[-1] == ' ') t--;
+            if (t > p) {
+                if (l->n == HR_CONFIG_MAX_LIST) {
+                    errf(err, errlen, "%s: at most %d entries", o->key, HR_CONFIG_MAX_LIST);
+                    return HR_ERR_INVALID;
+                }
+                l->v[l->n++] = hr_strndup(p, (size_t)(t - p));
+            }
+            p = e;
+        }
+        return 0;
+    }
+    }
+    errf(err, errlen, "%s: expected %s, got \"%s\"", o->key, type_hint(o->type), value);
+    return HR_ERR_INVALID;
+range:
+    if (v < o->min || v > o->max) {
+        errf(err, errlen, "%s: %s is out of range (%lld..%lld%s)", o->key, value, (long long)o->min,
+             (long long)o->max,
+             o->type == HR_OPT_DURATION ? " ms" : o->type == HR_OPT_SIZE ? " bytes" : "");
+        return HR_ERR_INVALID;
+    }
+    *(int64_t *)f = v;
+    return 0;
+}
+
+void hr_config_defaults(hr_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < hr_options_count; i++) {
+        int rc = set_text(cfg, &hr_options[i], hr_options[i].def, NULL, 0);
+        (void)rc;
+    }
+}
+
+void hr_config_free(hr_config *cfg)
+{
+    for (size_t i = 0; i < hr_options_count; i++) {
+        void *f = field(cfg, &hr_options[i]);
+        if (hr_options[i].type == HR_OPT_STRING) {
+            hr_free(*(char **)f);
+            *(char **)f = NULL;
+        } else if (hr_options[i].type == HR_OPT_LIST) {
+            list_clear(f);
+        }
+    }
+}
+
+int hr_config_set(hr_config *cfg, const char *key, const char *value, char *err, size_t errlen)
+{
+    const hr_option *o = find_key(key, strlen(key));
+    if (!o) {
+        errf(err, errlen, "unknown option \"%s\"", key);
+        return HR_ERR_NOTFOUND;
+    }
+    return set_text(cfg, o, value, err, errlen);
+}
+
+/* ---- TOML subset ---------------------------------------------------------- */
+
+typedef struct tparser {
+    const char *name;
+    const char *p;
+    int line;
+    char *err;
+    size_t errlen;
+} tparser;
+
+static void skip_ws(tparser *t)
+{
+    while (*t->p == ' ' || *t->p == '\t') t->p++;
+}
+
+/* Skip spaces, comments and (when multiline) newlines. */
+static void skip_ws_nl(tparser *t)
+{
+    for (;;) {
+        skip_ws(t);
+        if (*t->p == '#') {
+            while (*t->p && *t->p != '\n') t->p++;
+        } else if (*t->p == '\n') {
+            t->line++;
+            t->p++;
+        } else if (*t->p == '\r' && t->p[1] == '\n') {
+            t->p++;
+        } else {
+            return;
+        }
+    }
+}
+
+static bool key_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.'; }
+
+/* A scalar value: "string", 'literal', or a bare word (number / bool). The
+ * result is written to out (NUL-terminated). *quoted says which. */
+static int parse_scalar(tparser *t, char *out, size_t cap, bool *quoted)
+{
+    size_t n = 0;
+    *quoted = false;
+    if (*t->p == '"' || *t->p == '\'') {
+        char q = *t->p++;
+        *quoted = true;
+        while (*t->p && *t->p != q && *t->p != '\n') {
+            char c = *t->p++;
+            if (q == '"' && c == '\\') {
+                char e = *t->p++;
+                switch (e) {
+                case 'n': c = '\n'; break;
+                case 't': c = '\t'; break;
+                case 'r': c = '\r'; break;
+                case '"': c = '"'; break;
+                case '\\': c = '\\'; break;
+                default:
+                    errf(t->err, t->errlen, "%s:%d: unsupported escape \\%c in string", t->name, t->line, e ? e : ' ');
+                    return HR_ERR_INVALID;
+                }
+            }
+            if (n + 1 >= cap) {
+                errf(t->err, t->errlen, "%s:%d: string too long", t->name, t->line);
+                return HR_ERR_INVALID;
+            }
+            out[n++] = c;
+        }
+        if (*t->p != q) {
+            errf(t->err, t->errlen, "%s:%d: unterminated string", t->name, t->line);
+            return HR_ERR_INVALID;
+        }
+        t->p++;
+    } else {
+        while (*t->p && (isalnum((unsigned char)*t->p) || *t->p == '_' || *t->p == '.' || *t->p == '-' || *t->p == '+')) {
+            if (n + 1 >= cap) {
+                errf(t->err, t->errlen, "%s:%d: value too long", t->name, t->line);
+                return HR_ERR_INVALID;
+            }
+            char c = *t->p++;
+            if (c != '_') out[n++] = c;  /* TOML allows 1_000_000 */
+        }
+        if (n == 0) {
+            errf(t->err, t->errlen, "%s:%d: expected a value", t->name, t->line);
+            return HR_ERR_INVALID;
+        }
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static int end_of_line(tparser *t)
+{
+    skip_ws(t);
+    if (*t->p == '#')
+        while (*t->p && *t->p != '\n') t->p++;
+    if (*t->p == '\r') t->p++;
+    if (*t->p == '\n') {
+        t->p++;
+        t->line++;
+        return 0;
+    }
+    if (*t->p == '\0') return 0;
+    errf(t->err, t->errlen, "%s:%d: unexpected text \"%.20s\" after value", t->name, t->line, t->p);
+    return HR_ERR_INVALID;
+}
+
+static int assign(tparser *t, hr_config *cfg, const char *key, bool *seen)
+{
+    const hr_option *o = find_key(key, strlen(key));
+    if (!o) {
+        errf(t->err, t->errlen, "%s:%d: %s: unknown option", t->name, t->line, key);
+        return HR_ERR_NOTFOUND;
+    }
+    size_t idx = (size_t)(o - hr_options);
+    if (seen[idx]) {
+        errf(t->err, t->errlen, "%s:%d: %s: set twice", t->name, t->line, key);
+        return HR_ERR_INVALID;
+    }
+    seen[idx] = true;
+    char val[4096];
+    bool quoted;
+    char msg[512];
+    if (o->type == HR_OPT_LIST) {
+        if (*t->p != '[') {
+            errf(t->err, t->errlen, "%s:%d: %s: expected a list like [\"a\", \"b\"]", t->name, t->line, key);
+            return HR_ERR_INVALID;
+        }
+        t->p++;
+        hr_strlist *l = field(cfg, o);
+        list_clear(l);
+        for (;;) {
+            skip_ws_nl(t);
+            if (*t->p == ']') {
+                t->p++;
+                break;
+            }
+            int rc = parse_scalar(t, val, sizeof(val), &quoted);
+            if (rc) return rc;
+            if (!quoted) {
+                errf(t->err, t->errlen, "%s:%d: %s: list entries must be quoted strings", t->name, t->line, key);
+                return HR_ERR_INVALID;
+            }
+            if (l->n == HR_CONFIG_MAX_LIST) {
+                errf(t->err, t->errlen, "%s:%d: %s: at most %d entries", t->name, t->line, key, HR_CONFIG_MAX_LIST);
+                return HR_ERR_INVALID;
+            }
+            l->v[l->n++] = hr_strdup(val);
+            skip_ws_nl(t);
+            if (*t->p == ',') {
+                t->p++;
+            } else if (*t->p != ']') {
+                errf(t->err, t->errlen, "%s:%d: %s: expected ',' or ']' in list", t->name, t->line, key);
+                return HR_ERR_INVALID;
+            }
+        }
+        return end_of_line(t);
+    }
+    int rc = parse_scalar(t, val, sizeof(val), &quoted);
+    if (rc) return rc;
+    if (o->type == HR_OPT_STRING && !quoted) {
+        errf(t->err, t->errlen, "%s:%d: %s: expected a quoted string", t->name, t->line, key);
+        return HR_ERR_INVALID;
+    }
+    if ((o->type == HR_OPT_INT || o->type == HR_OPT_BOOL) && quoted) {
+        errf(t->err, t->errlen, "%s:%d: %s: expected %s without quotes", t->name, t->line, key, type_hint(o->type));
+        return HR_ERR_INVALID;
+    }
+    if (o->type == HR_OPT_BOOL && strcmp(val, "true") && strcmp(val, "false")) {
+        errf(t->err, t->errlen, "%s:%d: %s: expected true or false", t->name, t->line, key);
+        return HR_ERR_INVALID;
+    }
+    rc = set_text(cfg, o, val, msg, sizeof(msg));
+    if (rc) {
+        errf(t->err, t->errlen, "%s:%d: %s", t->name, t->line, msg);
+        return rc;
+    }
+    return end_of_line(t);
+}
+
+int hr_config_load_string(hr_config *cfg, const char *name, const char *text, char *err, size_t errlen)
+{
+    tparser t = {name, text, 1, err, errlen};
+    char section[128] = "";
+    bool *seen = hr_calloc(hr_options_count, sizeof(bool));
+    int rc = 0;
+    for (;;) {
+        skip_ws_nl(&t);
+        if (!*t.p) break;
+        if (*t.p == '[') {
+            t.p++;
+            skip_ws(&t);
+            size_t n = 0;
+            while (key_char(*t.p) && n + 1 < sizeof(section)) section[n++] = *t.p++;
+            section[n] = '\0';
+            skip_ws(&t);
+            if (n == 0 || *t.p != ']') {
+                errf(err, errlen, "%s:%d: bad section header", name, t.line);
+                rc = HR_ERR_INVALID;
+                break;
+            }
+            t.p++;
+            bool known = false;
+            for (size_t i = 0; i < hr_options_count; i++)
+                if (!strncmp(hr_options[i].key, section, n) && hr_options[i].key[n] == '.') known = true;
+            if (!known) {
+                errf(err, errlen, "%s:%d: [%s]: unknown section", name, t.line, section);
+                rc = HR_ERR_NOTFOUND;
+                break;
+            }
+            if ((rc = end_of_line(&t))) break;
+            continue;
+        }
+        char key[256];
+        size_t n = 0;
+        if (section[0]) n = (size_t)snprintf(key, sizeof(key), "%s.", section);
+        const char *k0 = t.p;
+        while (key_char(*t.p) && n + 1 < sizeof(key)) key[n++] = *t.p++;
+        key[n] = '\0';
+        if (t.p == k0) {
+            errf(err, errlen, "%s:%d: expected key = value", name, t.line);
+            rc = HR_ERR_INVALID;
+            break;
+        }
+        skip_ws(&t);
+        if (*t.p != '=') {
+            errf(err, errlen, "%s:%d: %s: expected '=' after the key", name, t.line, key);
+            rc = HR_ERR_INVALID;
+            break;
+        }
+        t.p++;
+        skip_ws(&t);
+        if ((rc = assign(&t, cfg, key, seen))) break;
+    }
+    hr_free(seen);
+    return rc;
+}
+
+int hr_config_load_file(hr_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return HR_ERR_IO;
+    }
+    hr_buf b = HR_BUF_INIT;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        hr_buf_append(&b, chunk, n);
+        if (b.len > 4 * MiB) break;
+    }
+    fclose(f);
+    if (b.len > 4 * MiB) {
+        hr_buf_free(&b);
+        errf(err, errlen, "%s: larger than 4 MiB", path);
+        return HR_ERR_TOO_BIG;
+    }
+    hr_buf_append(&b, "", 1);
+    if (memchr(b.data, '\0', b.len - 1)) {
+        hr_buf_free(&b);
+        errf(err, errlen, "%s: contains NUL bytes; not a text file", path);
+        return HR_ERR_INVALID;
+    }
+    int rc = hr_config_load_string(cfg, path, (const char *)b.data, err, errlen);
+    hr_buf_free(&b);
+    return rc;
+}
+
+/* "websocket.max_message_size" -> "HERALD_WEBSOCKET_MAX_MESSAGE_SIZE" */
+static void env_name(const hr_option *o, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "HERALD_");
+    for (const char *k = o->key; *k && n + 1 < cap; k++)
+        out[n++] = (*k == '.' || *k == '-') ? '_' : (char)toupper((unsigned char)*k);
+    out[n] = '\0';
+}
+
+int hr_config_load_env(hr_config *cfg, char *const *envp, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < hr_options_count; i++) {
+        const hr_option *o = &hr_options[i];
+        char name[128];
+        env_name(o, name, sizeof(name));
+        for (int pass = 0; pass < 2; pass++) {
+            const char *want = pass == 0 ? name : o->env;
+            if (!want) continue;
+            size_t wl = strlen(want);
+            for (char *const *e = envp; e && *e; e++) {
+                if (strncmp(*e, want, wl) == 0 && (*e)[wl] == '=') {
+                    char msg[512];
+                    int rc = set_text(cfg, o, *e + wl + 1, msg, sizeof(msg));
+                    if (rc) {
+                        errf(err, errlen, "environment %s: %s", want, msg);
+                        return rc;
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+const hr_option *hr_config_find_flag(const char *flag)
+{
+    char norm[256];
+    size_t n = 0;
+    for (const char *p = flag; *p && n + 1 < sizeof(norm); p++) norm[n++] = *p == '-' ? '_' : *p;
+    norm[n] = '\0';
+    for (size_t i = 0; i < hr_options_count; i++) {
+        const hr_option *o = &hr_options[i];
+        if (o->flag && strcmp(o->flag + 2, flag) == 0) return o;
+        if (strcmp(o->key, norm) == 0) return o;
+    }
+    return NULL;
+}
+
+int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->ws_idle_timeout_ms && cfg->ws_ping_interval_ms && cfg->ws_idle_timeout_ms <= cfg->ws_ping_interval_ms) {
+        errf(err, errlen, "websocket.idle_timeout (%lld ms) must be longer than websocket.ping_interval (%lld ms)",
+             (long long)cfg->ws_idle_timeout_ms, (long long)cfg->ws_ping_interval_ms);
+        return HR_ERR_INVALID;
+    }
+    if (cfg->ws_max_frame_size > cfg->ws_max_message_size) {
+        errf(err, errlen, "websocket.max_frame_size must not exceed websocket.max_message_size");
+        return HR_ERR_INVALID;
+    }
+    if (hr_log_level_valid(cfg->log_level) < 0) {
+        errf(err, errlen, "server.log_level: expected debug, info, warn, error or off, got \"%s\"", cfg->log_level);
+        return HR_ERR_INVALID;
+    }
+    if (strcmp(cfg->engine, "memory") != 0) {
+        errf(err, errlen, "server.engine: \"%s\" is not available in this build (only \"memory\")", cfg->engine);
+        return HR_ERR_INVALID;
+    }
+    if (cfg->tls_cert[0] || cfg->tls_key[0]) {
+        errf(err, errlen, "server.tls_cert/tls_key: TLS is not implemented yet; terminate TLS in a proxy");
+        return HR_ERR_INVALID;
+    }
+    if (!cfg->listen[0]) {
+        errf(err, errlen, "server.listen: must not be empty");
+        return HR_ERR_INVALID;
+    }
+    return 0;
+}
+
+void hr_config_print_reference(void *file)
+{
+    FILE *f = file;
+    for (size_t i = 0; i < hr_options_count; i++) {
+        const hr_option *o = &hr_options[i];
+        char env[128];
+        env_name(o, env, sizeof(env));
+        fprintf(f, "%-45s default %s\n    env %s%s%s, flag --%s%s%s\n    %s\n", o->key,
+                o->def[0] ? o->def : "(empty)", env, o->env ? " or " : "", o->env ? o->env : "", o->key,
+                o->flag ? " or " : "", o->flag ? o->flag : "", o->help);
+    }
+}

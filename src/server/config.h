@@ -1,0 +1,112 @@
+/* config.h - Herald's configuration: one struct, one table of options.
+ *
+ * Every option has a config-file key (section.key), a HERALD_* environment
+ * variable and a command-line flag, all generated from the option table in
+ * config.c, so the three can never disagree. Precedence: defaults < file <
+ * environment < flags. The file format is a small subset of TOML (see
+ * docs/config.md); errors are reported with the file, line and key. */
+#ifndef HERALD_SERVER_CONFIG_H
+#define HERALD_SERVER_CONFIG_H
+
+#include "core/common.h"
+
+#define HR_CONFIG_MAX_LIST 16
+
+typedef struct hr_strlist {
+    size_t n;
+    char *v[HR_CONFIG_MAX_LIST];
+} hr_strlist;
+
+typedef struct hr_config {
+    /* [server] */
+    char *listen;               /* "HOST:PORT" or "[::1]:PORT" */
+    int64_t workers;            /* 0 = number of cores */
+    char *static_dir;           /* "" = no static files */
+    int64_t drain_timeout_ms;
+    int64_t max_connections;    /* per process */
+    char *log_level;
+    char *api_key;
+    char *engine;
+    char *redis;
+    char *tls_cert;
+    char *tls_key;
+    /* [http] */
+    int64_t http_max_head_size;
+    int64_t http_max_headers;
+    int64_t http_max_target_size;
+    int64_t http_max_body_size;
+    int64_t http_header_timeout_ms;
+    int64_t http_body_timeout_ms;
+    int64_t http_keepalive_timeout_ms;
+    int64_t http_max_pipelined;
+    bool http_echo_endpoint;
+    /* [websocket] */
+    int64_t ws_max_frame_size;
+    int64_t ws_max_message_size;
+    int64_t ws_ping_interval_ms;
+    int64_t ws_idle_timeout_ms;
+    int64_t ws_close_timeout_ms;
+    int64_t ws_max_queued_bytes;
+    hr_strlist ws_allowed_origins;
+    hr_strlist ws_subprotocols;
+    bool ws_deflate;
+    bool ws_deflate_server_context_takeover;
+    bool ws_deflate_client_context_takeover;
+    int64_t ws_deflate_server_max_window_bits;
+    int64_t ws_deflate_client_max_window_bits;
+    int64_t ws_deflate_mem_level;
+    int64_t ws_deflate_level;
+    int64_t ws_deflate_min_size;
+} hr_config;
+
+typedef enum hr_opt_type {
+    HR_OPT_STRING,
+    HR_OPT_INT,
+    HR_OPT_BOOL,
+    HR_OPT_SIZE,      /* bytes: 1024, "16KiB", "1MiB", "2GiB", "1MB" */
+    HR_OPT_DURATION,  /* milliseconds: 500 (ms), "500ms", "10s", "5m", "1h" */
+    HR_OPT_LIST,      /* ["a", "b"] in files; "a,b" in env and flags */
+} hr_opt_type;
+
+typedef struct hr_option {
+    const char *key;      /* "section.name" */
+    hr_opt_type type;
+    size_t offset;        /* into hr_config */
+    const char *def;      /* default, as text */
+    int64_t min, max;     /* for INT / SIZE / DURATION */
+    const char *env;      /* extra short env name (e.g. "HERALD_LISTEN"), or NULL */
+    const char *flag;     /* extra short flag (e.g. "--listen"), or NULL */
+    const char *help;
+} hr_option;
+
+extern const hr_option hr_options[];
+extern const size_t hr_options_count;
+
+/* Fill cfg with defaults. */
+void hr_config_defaults(hr_config *cfg);
+void hr_config_free(hr_config *cfg);
+
+/* Each loader returns 0, or a negative error after writing a message such as
+ * "herald.toml:12: websocket.max_message_size: expected a size like 16MiB"
+ * into err. */
+int hr_config_load_file(hr_config *cfg, const char *path, char *err, size_t errlen);
+/* Parse a config document held in memory (name is used in messages). */
+int hr_config_load_string(hr_config *cfg, const char *name, const char *text, char *err, size_t errlen);
+/* Apply HERALD_* variables from envp (NULL-terminated). */
+int hr_config_load_env(hr_config *cfg, char *const *envp, char *err, size_t errlen);
+/* Set one option by key ("websocket.max_message_size") from text. */
+int hr_config_set(hr_config *cfg, const char *key, const char *value, char *err, size_t errlen);
+/* Find an option by long flag name without dashes ("listen" or
+ * "websocket.max-message-size" or "websocket.max_message_size"). */
+const hr_option *hr_config_find_flag(const char *flag);
+/* Cross-option checks (idle timeout > ping interval, ...). */
+int hr_config_validate(const hr_config *cfg, char *err, size_t errlen);
+
+/* Parse helpers, exposed for tests. */
+int hr_parse_size(const char *s, int64_t *out);
+int hr_parse_duration(const char *s, int64_t *out_ms);
+
+/* Print the table as a reference (used by `herald --help-config`). */
+void hr_config_print_reference(void *file);
+
+#endif

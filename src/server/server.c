@@ -1,0 +1,410 @@
+/* server.c - listeners, worker threads, accept, signals and graceful drain.
+ *
+ * Start-up binds one SO_REUSEPORT socket per worker to the same address (the
+ * kernel spreads new connections across them), after a probe bind without
+ * SO_REUSEPORT so that a port already used by another process is reported
+ * instead of silently shared. The main thread only waits for signals; on
+ * SIGINT/SIGTERM it asks every worker to drain through the worker's eventfd. */
+#include "server/server.h"
+#include "codec/pmdeflate.h"
+#include "core/log.h"
+#include "transport/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int hr_parse_listen(const char *spec, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    const char *h = spec;
+    size_t hl;
+    if (spec[0] == '[') {
+        const char *end = strchr(spec, ']');
+        if (!end || end[1] != ':') return HR_ERR_INVALID;
+        h = spec + 1;
+        hl = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (!colon) return HR_ERR_INVALID;
+        hl = (size_t)(colon - spec);
+        if (memchr(spec, ':', hl)) return HR_ERR_INVALID; /* bare IPv6 needs brackets */
+    }
+    if (hl + 1 > hostlen) return HR_ERR_INVALID;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || p < 0 || p > 65535) return HR_ERR_INVALID;
+    *port = (int)p;
+    return 0;
+}
+
+static int make_listener(const struct sockaddr *sa, socklen_t salen, bool reuseport, char *err, size_t errlen)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return HR_ERR_IO;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (sa->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, sa, salen) < 0) {
+        snprintf(err, errlen, "bind: %s", strerror(errno));
+        close(fd);
+        return HR_ERR_IO;
+    }
+    if (listen(fd, 4096) < 0) {
+        snprintf(err, errlen, "listen: %s", strerror(errno));
+        close(fd);
+        return HR_ERR_IO;
+    }
+    return fd;
+}
+
+z_stream *hr_worker_deflater(hr_worker *w, int window_bits)
+{
+    if (window_bits < 9 || window_bits > 15) window_bits = 15;
+    if (!w->deflaters[window_bits]) {
+        z_stream *zs = hr_calloc(1, sizeof(*zs));
+        if (hr_pmd_deflater_init(zs, (int)w->cfg->ws_deflate_level, window_bits, (int)w->cfg->ws_deflate_mem_level)) {
+            hr_free(zs);
+            return NULL;
+        }
+        w->deflaters[window_bits] = zs;
+    }
+    return w->deflaters[window_bits];
+}
+
+z_stream *hr_worker_inflater(hr_worker *w)
+{
+    if (!w->inflater) {
+        z_stream *zs = hr_calloc(1, sizeof(*zs));
+        if (hr_pmd_inflater_init(zs, 15)) {
+            hr_free(zs);
+            return NULL;
+        }
+        w->inflater = zs;
+    }
+    return w->inflater;
+}
+
+static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
+{
+    HR_UNUSED(events);
+    hr_worker *w = HR_CONTAINER_OF(io, hr_worker, listen_io);
+    for (int i = 0; i < 256 && w->accepting; i++) {
+        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) hr_warn("accept: %s", strerror(errno));
+            return;
+        }
+        uint64_t total = atomic_fetch_add(&w->srv->total_connections, 1) + 1;
+        if (total > (uint64_t)w->cfg->max_connections) {
+            atomic_fetch_sub(&w->srv->total_connections, 1);
+            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                       "Content-Length: 61\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+                                       "{\"error\":\"too many connections\",\"status\":503,\"temporary\":true}";
+            ssize_t n = write(fd, busy, sizeof(busy) - 1);
+            HR_UNUSED(n);
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        hr_conn *c = hr_calloc(1, sizeof(*c));
+        c->io.fd = fd;
+        c->io.cb = hr_conn_on_io;
+        c->w = w;
+        hr_timer_init(&c->timer, hr_conn_on_timer);
+        c->last_rx = hr_loop_now(loop);
+        c->next = w->conns;
+        if (w->conns) w->conns->prev = c;
+        w->conns = c;
+        w->nconns++;
+        atomic_fetch_add_explicit(&w->stats.connections, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
+        hr_http_attach(c);
+        if (hr_loop_add(loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+            hr_warn("epoll_ctl: %s", strerror(errno));
+            hr_conn_close(c);
+        }
+    }
+}
+
+static void worker_check_done(hr_worker *w)
+{
+    if (w->draining && w->nconns == 0) hr_loop_stop(&w->loop);
+}
+
+static void force_close_all(hr_worker *w)
+{
+    while (w->conns) hr_conn_close(w->conns);
+    hr_conn_end_turn(w);
+    hr_loop_stop(&w->loop);
+}
+
+static void on_drain_deadline(hr_timer *t, void *data)
+{
+    HR_UNUSED(data);
+    hr_worker *w = HR_CONTAINER_OF(t, hr_worker, drain_timer);
+    if (w->nconns) hr_info("worker %d: drain timeout, closing %zu connections", w->id, w->nconns);
+    force_close_all(w);
+}
+
+static void on_wake(hr_loop *loop, void *data)
+{
+    HR_UNUSED(loop);
+    hr_worker *w = data;
+    int req = atomic_load(&w->srv->drain_requested);
+    if (req >= 2) {
+        force_close_all(w);
+        return;
+    }
+    if (req == 1 && !w->draining) {
+        w->draining = true;
+        w->accepting = false;
+        if (w->listen_io.fd >= 0) {
+            close(w->listen_io.fd);
+            w->listen_io.fd = -1;
+        }
+        hr_timer_init(&w->drain_timer, on_drain_deadline);
+        hr_timer_start(&w->loop.wheel, &w->drain_timer, (uint64_t)w->cfg->drain_timeout_ms);
+        /* on_shutdown may close the connection: walk a snapshot-safe way */
+        hr_conn *c = w->conns;
+        while (c) {
+            hr_conn *nx = c->next;
+            if (c->vt->on_shutdown) c->vt->on_shutdown(c);
+            c = nx;
+        }
+    }
+}
+
+static void on_turn_end(hr_loop *loop, void *data)
+{
+    HR_UNUSED(loop);
+    hr_worker *w = data;
+    if (w->ready_list) hr_conn_run_ready(w);
+    hr_conn_end_turn(w);
+    if (w->ready_list) w->loop.busy = true;
+    worker_check_done(w);
+}
+
+static void *worker_main(void *arg)
+{
+    hr_worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "herald-w%d", w->id);
+    pthread_setname_np(pthread_self(), name);
+    hr_loop_run(&w->loop);
+    /* leave nothing behind: close what remains (force path or loop error) */
+    while (w->conns) hr_conn_close(w->conns);
+    hr_conn_end_turn(w);
+    atomic_fetch_sub(&w->srv->running_workers, 1);
+    return NULL;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    char host[256];
+    int port;
+    if (hr_parse_listen(cfg->listen, host, sizeof(host), &port)) {
+        snprintf(err, errlen, "server.listen: \"%s\" is not HOST:PORT, [IPv6]:PORT or :PORT", cfg->listen);
+        return HR_ERR_INVALID;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t sl;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (host[0] == '\0' || strcmp(host, "*") == 0) {
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_ANY);
+        a4->sin_port = htons((uint16_t)port);
+        sl = sizeof(*a4);
+    } else if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        sl = sizeof(*a4);
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        sl = sizeof(*a6);
+    } else if (strcmp(host, "localhost") == 0) {
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a4->sin_port = htons((uint16_t)port);
+        sl = sizeof(*a4);
+    } else {
+        snprintf(err, errlen, "server.listen: \"%s\" is not a numeric IP address", host);
+        return HR_ERR_INVALID;
+    }
+    raise_fd_limit();
+
+    char msg[256];
+    /* Probe: fail loudly if another process holds the port. */
+    int probe = make_listener((struct sockaddr *)&ss, sl, false, msg, sizeof(msg));
+    if (probe < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, msg);
+        return HR_ERR_IO;
+    }
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof(bound);
+    getsockname(probe, (struct sockaddr *)&bound, &bl);
+    close(probe);
+    s->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                                : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    if (ss.ss_family == AF_INET) a4->sin_port = htons((uint16_t)s->port);
+    else a6->sin6_port = htons((uint16_t)s->port);
+    snprintf(s->bound, sizeof(s->bound), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+             host[0] ? host : "0.0.0.0", s->port);
+
+    int n = (int)cfg->workers;
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+    s->nworkers = n;
+    s->workers = hr_calloc((size_t)n, sizeof(hr_worker));
+    int static_fd = -1;
+    if (cfg->static_dir && cfg->static_dir[0]) {
+        static_fd = open(cfg->static_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (static_fd < 0) {
+            snprintf(err, errlen, "server.static_dir: cannot open \"%s\": %s", cfg->static_dir, strerror(errno));
+            return HR_ERR_INVALID;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        hr_worker *w = &s->workers[i];
+        w->srv = s;
+        w->cfg = cfg;
+        w->id = i;
+        w->static_fd = static_fd;
+        w->rbuf = hr_malloc(HR_READ_BUF_SIZE);
+        w->accepting = true;
+        if (hr_loop_init(&w->loop, w)) {
+            snprintf(err, errlen, "event loop: %s", strerror(errno));
+            return HR_ERR_IO;
+        }
+        w->loop.on_wake = on_wake;
+        w->loop.on_turn_end = on_turn_end;
+        int fd = make_listener((struct sockaddr *)&ss, sl, true, msg, sizeof(msg));
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s", s->bound, msg);
+            return HR_ERR_IO;
+        }
+        w->listen_io.fd = fd;
+        w->listen_io.cb = on_accept;
+        hr_loop_add(&w->loop, &w->listen_io, EPOLLIN);
+    }
+    /* Workers never see process signals; the main thread waits for them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    atomic_store(&s->running_workers, n);
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i])) {
+            snprintf(err, errlen, "pthread_create failed");
+            return HR_ERR_IO;
+        }
+    }
+    return 0;
+}
+
+void hr_server_request_drain(hr_server *s, bool force)
+{
+    atomic_store(&s->drain_requested, force ? 2 : 1);
+    for (int i = 0; i < s->nworkers; i++) hr_loop_wake(&s->workers[i].loop);
+}
+
+void hr_server_join(hr_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i].thread, NULL);
+}
+
+int hr_server_run_until_signal(hr_server *s)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    int signals = 0;
+    for (;;) {
+        struct timespec ts = {0, 100 * 1000000};
+        int sig = sigtimedwait(&set, NULL, signals ? &ts : NULL);
+        if (sig == SIGHUP) {
+            hr_info("SIGHUP: nothing to reload yet");
+            continue;
+        }
+        if (sig == SIGINT || sig == SIGTERM) {
+            signals++;
+            if (signals == 1) {
+                hr_info("%s: draining (up to %lld ms); send again to stop at once",
+                        sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)s->cfg->drain_timeout_ms);
+                hr_server_request_drain(s, false);
+            } else {
+                hr_info("second signal: closing all connections now");
+                hr_server_request_drain(s, true);
+            }
+        }
+        if (signals && atomic_load(&s->running_workers) == 0) break;
+    }
+    hr_server_join(s);
+    hr_info("stopped");
+    return 0;
+}
+
+void hr_server_free(hr_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++) {
+        hr_worker *w = &s->workers[i];
+        if (w->listen_io.fd >= 0) close(w->listen_io.fd);
+        hr_loop_close(&w->loop);
+        hr_free(w->rbuf);
+        hr_buf_free(&w->scratch);
+        hr_buf_free(&w->zout);
+        for (int b = 0; b < 16; b++)
+            if (w->deflaters[b]) {
+                hr_pmd_deflater_end(w->deflaters[b]);
+                hr_free(w->deflaters[b]);
+            }
+        if (w->inflater) {
+            hr_pmd_inflater_end(w->inflater);
+            hr_free(w->inflater);
+        }
+    }
+    if (s->nworkers && s->workers[0].static_fd >= 0) close(s->workers[0].static_fd);
+    hr_free(s->workers);
+    s->workers = NULL;
+}

@@ -1,0 +1,84 @@
+/* server.h - the server process: listeners, worker threads, signals and
+ * graceful drain. Each worker owns an epoll loop, a SO_REUSEPORT listening
+ * socket, its connections and timers; nothing on the per-connection path is
+ * shared between workers, so nothing there takes a lock. */
+#ifndef HERALD_SERVER_SERVER_H
+#define HERALD_SERVER_SERVER_H
+
+#include "core/buf.h"
+#include "core/loop.h"
+#include "server/config.h"
+#include "transport/conn.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <zlib.h>
+
+#define HR_READ_BUF_SIZE (64 * 1024)
+
+typedef struct hr_server hr_server;
+
+typedef struct hr_worker_stats {
+    atomic_uint_fast64_t connections;      /* open now */
+    atomic_uint_fast64_t accepted;         /* total */
+    atomic_uint_fast64_t websockets;       /* open now */
+    atomic_uint_fast64_t http_requests;    /* total */
+    atomic_uint_fast64_t ws_messages_in;   /* total */
+    atomic_uint_fast64_t ws_messages_out;  /* total */
+    atomic_uint_fast64_t bytes_in;
+    atomic_uint_fast64_t bytes_out;
+} hr_worker_stats;
+
+typedef struct hr_worker {
+    hr_server *srv;
+    const hr_config *cfg;
+    int id;
+    pthread_t thread;
+    hr_loop loop;
+    hr_io listen_io;
+    hr_conn *conns;                /* all open connections */
+    size_t nconns;
+    hr_conn *flush_list;
+    hr_conn *ready_list;
+    hr_conn *free_list;            /* closed this turn, freed at turn end */
+    uint8_t *rbuf;                 /* shared read buffer, HR_READ_BUF_SIZE */
+    hr_buf scratch;                /* shared scratch: decompressed incoming messages */
+    hr_buf zout;                   /* shared scratch: compressed outgoing payloads */
+    z_stream *deflaters[16];       /* shared no-context-takeover compressors by window bits */
+    z_stream *inflater;            /* shared no-context-takeover decompressor */
+    int static_fd;                 /* O_PATH fd of the static dir, -1 if none */
+    bool draining;
+    bool accepting;
+    hr_timer drain_timer;
+    hr_worker_stats stats;
+} hr_worker;
+
+struct hr_server {
+    hr_config *cfg;
+    hr_worker *workers;
+    int nworkers;
+    int port;                      /* the bound port (useful with :0) */
+    char bound[128];               /* printable address */
+    atomic_int running_workers;
+    atomic_int drain_requested;    /* 1 = drain, 2 = force */
+    atomic_uint_fast64_t total_connections;
+};
+
+/* Bind listeners and start workers. Returns 0, or a negative error with a
+ * message in err (exit code 1: port in use; 2: bad listen address). */
+int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen);
+/* Block until SIGINT/SIGTERM, drain, join the workers. Returns the exit code. */
+int hr_server_run_until_signal(hr_server *s);
+/* Ask every worker to drain (thread-safe). force: drop connections now. */
+void hr_server_request_drain(hr_server *s, bool force);
+void hr_server_join(hr_server *s);
+void hr_server_free(hr_server *s);
+
+/* Parse "HOST:PORT", "[V6]:PORT" or ":PORT". Returns 0 or HR_ERR_INVALID. */
+int hr_parse_listen(const char *spec, char *host, size_t hostlen, int *port);
+
+/* Worker helpers for transports. */
+z_stream *hr_worker_deflater(hr_worker *w, int window_bits);
+z_stream *hr_worker_inflater(hr_worker *w);
+
+#endif

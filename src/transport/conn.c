@@ -1,0 +1,377 @@
+/* conn.c - connection I/O: the read path into the worker's shared buffer,
+ * leftovers, the output queue flushed with writev/sendfile once per loop
+ * turn, backpressure, and deferred freeing (see conn.h). */
+#include "transport/conn.h"
+#include "core/log.h"
+#include "server/server.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define READS_PER_TURN 16          /* then yield to other connections */
+#define IOV_MAX_BATCH 64
+
+enum { OE_BYTES = 0, OE_FILE = 1 };
+
+struct hr_oentry {
+    hr_oentry *next;
+    uint8_t kind;
+    int fd;                 /* OE_FILE */
+    uint64_t off;           /* bytes already written (OE_BYTES) / file offset (OE_FILE) */
+    uint64_t len;           /* total bytes of this entry */
+    uint8_t data[];         /* OE_BYTES payload */
+};
+
+uint64_t hr_conn_now(const hr_conn *c) { return hr_loop_now(&c->w->loop); }
+
+static void schedule_flush(hr_conn *c)
+{
+    if (c->flags & (HR_CONN_IN_FLUSH_LIST | HR_CONN_CLOSED)) return;
+    c->flags |= HR_CONN_IN_FLUSH_LIST;
+    c->flush_next = c->w->flush_list;
+    c->w->flush_list = c;
+}
+
+static void schedule_read(hr_conn *c)
+{
+    if (c->flags & (HR_CONN_IN_READY_LIST | HR_CONN_CLOSED)) return;
+    c->flags |= HR_CONN_IN_READY_LIST;
+    c->ready_next = c->w->ready_list;
+    c->w->ready_list = c;
+    c->w->loop.busy = true;
+}
+
+static void enqueue(hr_conn *c, hr_oentry *e)
+{
+    e->next = NULL;
+    if (c->out.tail) c->out.tail->next = e;
+    else c->out.head = e;
+    c->out.tail = e;
+    c->out.bytes += e->len;
+    schedule_flush(c);
+    /* Backpressure: stop reading from a peer that does not read our replies. */
+    size_t high = (size_t)c->w->cfg->ws_max_queued_bytes / 4;
+    if (c->out.bytes > high) hr_conn_pause_reading(c);
+}
+
+void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) return;
+    if (alen + blen == 0) return;
+    hr_oentry *e = hr_malloc(sizeof(*e) + alen + blen);
+    e->kind = OE_BYTES;
+    e->fd = -1;
+    e->off = 0;
+    e->len = alen + blen;
+    if (alen) memcpy(e->data, a, alen);
+    if (blen) memcpy(e->data + alen, b, blen);
+    enqueue(c, e);
+}
+
+void hr_conn_send(hr_conn *c, const void *data, size_t len) { hr_conn_send2(c, data, len, NULL, 0); }
+
+void hr_conn_send_file(hr_conn *c, int fd, uint64_t off, uint64_t len)
+{
+    if ((c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH)) || len == 0) {
+        close(fd);
+        return;
+    }
+    hr_oentry *e = hr_malloc(sizeof(*e));
+    e->kind = OE_FILE;
+    e->fd = fd;
+    e->off = off;
+    e->len = len;
+    enqueue(c, e);
+}
+
+static void free_entry(hr_oentry *e)
+{
+    if (e->kind == OE_FILE) close(e->fd);
+    hr_free(e);
+}
+
+static void outq_clear(hr_outq *q)
+{
+    hr_oentry *e = q->head;
+    while (e) {
+        hr_oentry *nx = e->next;
+        free_entry(e);
+        e = nx;
+    }
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+}
+
+/* Remove `n` written bytes from the front of the queue. */
+static void outq_advance(hr_outq *q, size_t n)
+{
+    q->bytes -= n;
+    while (n && q->head) {
+        hr_oentry *e = q->head;
+        uint64_t left = e->len - (e->kind == OE_BYTES ? e->off : 0);
+        if (n < left) {
+            e->off += n;
+            return;
+        }
+        n -= (size_t)left;
+        q->head = e->next;
+        if (!q->head) q->tail = NULL;
+        free_entry(e);
+    }
+}
+
+static void after_flush(hr_conn *c)
+{
+    if (c->flags & HR_CONN_CLOSE_AFTER_FLUSH) {
+        hr_conn_close(c);
+        return;
+    }
+    if (c->flags & HR_CONN_SHUT_WR_AFTER_FLUSH) {
+        shutdown(c->io.fd, SHUT_WR);
+        c->flags &= ~HR_CONN_SHUT_WR_AFTER_FLUSH;
+    }
+    if (c->flags & HR_CONN_READ_PAUSED) hr_conn_resume_reading(c);
+    if (c->vt->on_drained) c->vt->on_drained(c);
+}
+
+int hr_conn_flush(hr_conn *c)
+{
+    if (c->flags & HR_CONN_CLOSED) return HR_ERR_CLOSED;
+    while (c->out.head) {
+        hr_oentry *e = c->out.head;
+        ssize_t n;
+        if (e->kind == OE_FILE) {
+            off_t off = (off_t)e->off;
+            size_t want = (size_t)HR_MIN(e->len, (uint64_t)1 << 30);
+            n = sendfile(c->io.fd, e->fd, &off, want);
+            if (n > 0) {
+                /* Files advance by offset and length. */
+                e->off += (uint64_t)n;
+                e->len -= (uint64_t)n;
+                c->out.bytes -= (size_t)n;
+                atomic_fetch_add_explicit(&c->w->stats.bytes_out, (uint64_t)n, memory_order_relaxed);
+                if (e->len == 0) {
+                    c->out.head = e->next;
+                    if (!c->out.head) c->out.tail = NULL;
+                    free_entry(e);
+                }
+                continue;
+            }
+            if (n == 0) { /* file shrank under us */
+                hr_conn_close(c);
+                return HR_ERR_CLOSED;
+            }
+        } else {
+            struct iovec iov[IOV_MAX_BATCH];
+            int cnt = 0;
+            for (hr_oentry *x = e; x && x->kind == OE_BYTES && cnt < IOV_MAX_BATCH; x = x->next) {
+                iov[cnt].iov_base = x->data + x->off;
+                iov[cnt].iov_len = (size_t)(x->len - x->off);
+                cnt++;
+            }
+            n = writev(c->io.fd, iov, cnt);
+            if (n > 0) {
+                atomic_fetch_add_explicit(&c->w->stats.bytes_out, (uint64_t)n, memory_order_relaxed);
+                outq_advance(&c->out, (size_t)n);
+                continue;
+            }
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->flags |= HR_CONN_WRITE_BLOCKED;
+            return 0;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        hr_debug("conn fd=%d: write failed: %s", c->io.fd, strerror(errno));
+        hr_conn_close(c);
+        return HR_ERR_CLOSED;
+    }
+    c->flags &= ~HR_CONN_WRITE_BLOCKED;
+    after_flush(c);
+    return (c->flags & HR_CONN_CLOSED) ? HR_ERR_CLOSED : 0;
+}
+
+void hr_conn_close_after_flush(hr_conn *c)
+{
+    c->flags |= HR_CONN_CLOSE_AFTER_FLUSH;
+    schedule_flush(c);
+}
+
+void hr_conn_shutdown_after_flush(hr_conn *c)
+{
+    c->flags |= HR_CONN_SHUT_WR_AFTER_FLUSH;
+    schedule_flush(c);
+}
+
+void hr_conn_yield(hr_conn *c) { schedule_read(c); }
+
+void hr_conn_pause_reading(hr_conn *c) { c->flags |= HR_CONN_READ_PAUSED; }
+
+void hr_conn_resume_reading(hr_conn *c)
+{
+    if (!(c->flags & HR_CONN_READ_PAUSED)) return;
+    c->flags &= ~HR_CONN_READ_PAUSED;
+    /* Edge-triggered: input that arrived while paused raises no new event. */
+    schedule_read(c);
+}
+
+void hr_conn_set_transport(hr_conn *c, const hr_conn_vt *vt, void *proto)
+{
+    c->vt = vt;
+    c->proto = proto;
+}
+
+void hr_conn_set_timer(hr_conn *c, uint64_t delay_ms) { hr_timer_start(&c->w->loop.wheel, &c->timer, delay_ms); }
+
+void hr_conn_stop_timer(hr_conn *c) { hr_timer_stop(&c->w->loop.wheel, &c->timer); }
+
+void hr_conn_close(hr_conn *c)
+{
+    if (c->flags & HR_CONN_CLOSED) return;
+    hr_worker *w = c->w;
+    c->flags |= HR_CONN_CLOSED;
+    hr_timer_stop(&w->loop.wheel, &c->timer);
+    close(c->io.fd); /* also removes it from epoll */
+    c->io.fd = -1;
+    outq_clear(&c->out);
+    hr_buf_free(&c->in);
+    if (c->vt->on_free) c->vt->on_free(c);
+    c->proto = NULL;
+    /* unlink from the worker's list */
+    if (c->prev) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->nconns--;
+    atomic_fetch_sub_explicit(&w->stats.connections, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&w->srv->total_connections, 1, memory_order_relaxed);
+    c->next = w->free_list;
+    w->free_list = c;
+}
+
+/* Feed bytes to the transport; keep what it did not consume. */
+static int deliver(hr_conn *c, uint8_t *data, size_t len, bool from_leftover)
+{
+    ssize_t used = c->vt->on_data(c, data, len);
+    if (used < 0 || (c->flags & HR_CONN_CLOSED)) return HR_ERR_CLOSED;
+    size_t u = (size_t)used;
+    if (from_leftover) {
+        hr_buf_consume(&c->in, u);
+        if (c->in.len == 0) hr_buf_free(&c->in);
+        else if (c->in.cap > 64 * 1024 && c->in.len < c->in.cap / 4) {
+            /* shrink a buffer that once held something large */
+            c->in.data = hr_realloc(c->in.data, c->in.len);
+            c->in.cap = c->in.len;
+        }
+    } else if (u < len) {
+        hr_buf_append(&c->in, data + u, len - u);
+    }
+    return 0;
+}
+
+static void do_read(hr_conn *c)
+{
+    hr_worker *w = c->w;
+    for (int i = 0; i < READS_PER_TURN; i++) {
+        if (c->flags & (HR_CONN_CLOSED | HR_CONN_READ_PAUSED | HR_CONN_EOF)) return;
+        uint8_t *dst;
+        size_t cap;
+        bool leftover = c->in.len > 0;
+        if (leftover) {
+            dst = hr_buf_reserve(&c->in, 16 * 1024);
+            cap = c->in.cap - c->in.len;
+        } else {
+            dst = w->rbuf;
+            cap = HR_READ_BUF_SIZE;
+        }
+        ssize_t n = read(c->io.fd, dst, cap);
+        if (n > 0) {
+            c->last_rx = hr_loop_now(&w->loop);
+            atomic_fetch_add_explicit(&w->stats.bytes_in, (uint64_t)n, memory_order_relaxed);
+            int rc;
+            if (leftover) {
+                c->in.len += (size_t)n;
+                rc = deliver(c, c->in.data, c->in.len, true);
+            } else {
+                rc = deliver(c, dst, (size_t)n, false);
+            }
+            if (rc) return;
+            if ((size_t)n < cap) return; /* drained the socket (short read) */
+            continue;
+        }
+        if (n == 0) {
+            c->flags |= HR_CONN_EOF;
+            if (c->vt->on_eof) c->vt->on_eof(c);
+            else hr_conn_close(c);
+            return;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        if (errno == EINTR) continue;
+        hr_debug("conn fd=%d: read failed: %s", c->io.fd, strerror(errno));
+        hr_conn_close(c);
+        return;
+    }
+    /* Budget used up: come back after the others had their turn. */
+    schedule_read(c);
+}
+
+void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events)
+{
+    HR_UNUSED(loop);
+    hr_conn *c = HR_CONTAINER_OF(io, hr_conn, io);
+    if (c->flags & HR_CONN_CLOSED) return;
+    if (events & EPOLLOUT) {
+        c->flags &= ~HR_CONN_WRITE_BLOCKED;
+        if (c->out.head && hr_conn_flush(c)) return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        if (c->flags & HR_CONN_READ_PAUSED) {
+            c->flags |= HR_CONN_READ_PENDING;
+        } else {
+            do_read(c);
+        }
+    }
+}
+
+void hr_conn_on_timer(hr_timer *t, void *data)
+{
+    HR_UNUSED(data);
+    hr_conn *c = HR_CONTAINER_OF(t, hr_conn, timer);
+    if (c->flags & HR_CONN_CLOSED) return;
+    c->vt->on_timer(c);
+}
+
+void hr_conn_run_ready(hr_worker *w)
+{
+    hr_conn *list = w->ready_list;
+    w->ready_list = NULL;
+    while (list) {
+        hr_conn *c = list;
+        list = c->ready_next;
+        c->flags &= ~(HR_CONN_IN_READY_LIST | HR_CONN_READ_PENDING);
+        if (c->flags & HR_CONN_CLOSED) continue;
+        /* leftover bytes may already hold complete units (e.g. after a pause) */
+        if (c->in.len && deliver(c, c->in.data, c->in.len, true)) continue;
+        do_read(c);
+    }
+}
+
+void hr_conn_end_turn(hr_worker *w)
+{
+    /* Handlers may queue more while we flush (e.g. close after a write), so loop. */
+    while (w->flush_list) {
+        hr_conn *c = w->flush_list;
+        w->flush_list = c->flush_next;
+        c->flags &= ~HR_CONN_IN_FLUSH_LIST;
+        if (c->flags & HR_CONN_CLOSED) continue;
+        if (c->flags & HR_CONN_WRITE_BLOCKED) continue; /* EPOLLOUT will come */
+        hr_conn_flush(c);
+    }
+    while (w->free_list) {
+        hr_conn *c = w->free_list;
+        w->free_list = c->next;
+        hr_free(c);
+    }
+}

@@ -1,0 +1,108 @@
+/* conn.h - a client connection as the transports see it: socket watcher,
+ * deadline timer, leftover input, and the output queue.
+ *
+ * Memory: an idle connection owns no buffers. Reads land in the worker's
+ * shared read buffer; only bytes that do not yet form a complete unit (a
+ * partial request head, a partial frame header) are copied into `in`, which
+ * is freed again as soon as it is empty. The output queue is a list of
+ * entries that exist only while bytes wait to be written; everything queued
+ * during one loop turn leaves in one writev() at the end of the turn.
+ *
+ * Ownership: the worker owns connections. hr_conn_close() unlinks a
+ * connection at once and frees it at the end of the loop turn, so pointers
+ * held by the current turn stay valid (flags & HR_CONN_CLOSED tells). */
+#ifndef HERALD_TRANSPORT_CONN_H
+#define HERALD_TRANSPORT_CONN_H
+
+#include "core/buf.h"
+#include "core/loop.h"
+#include "core/timerwheel.h"
+
+struct hr_worker;
+typedef struct hr_conn hr_conn;
+
+/* Transport callbacks. */
+typedef struct hr_conn_vt {
+    /* Bytes arrived: returns how many were consumed (the rest is kept and
+     * presented again with more), or a negative value if the connection was
+     * closed by the handler. */
+    ssize_t (*on_data)(hr_conn *c, uint8_t *data, size_t len);
+    void (*on_eof)(hr_conn *c);           /* peer closed its sending side */
+    void (*on_timer)(hr_conn *c);         /* the connection's deadline passed */
+    void (*on_drained)(hr_conn *c);       /* output queue became empty (optional) */
+    void (*on_shutdown)(hr_conn *c);      /* server is draining */
+    void (*on_free)(hr_conn *c);          /* release transport state */
+    const char *name;
+} hr_conn_vt;
+
+typedef struct hr_oentry hr_oentry;
+
+typedef struct hr_outq {
+    hr_oentry *head, *tail;
+    size_t bytes;        /* queued and not yet written */
+} hr_outq;
+
+enum hr_conn_flags {
+    HR_CONN_CLOSED = 1u << 0,
+    HR_CONN_IN_FLUSH_LIST = 1u << 1,
+    HR_CONN_IN_READY_LIST = 1u << 2,
+    HR_CONN_READ_PAUSED = 1u << 3,     /* backpressure: output queue too full */
+    HR_CONN_CLOSE_AFTER_FLUSH = 1u << 4,
+    HR_CONN_SHUT_WR_AFTER_FLUSH = 1u << 5,
+    HR_CONN_EOF = 1u << 6,             /* read side closed */
+    HR_CONN_WRITE_BLOCKED = 1u << 7,   /* last write hit EAGAIN: wait for EPOLLOUT */
+    HR_CONN_READ_PENDING = 1u << 8,    /* may have unread input (ET): read again later */
+};
+
+struct hr_conn {
+    hr_io io;
+    hr_timer timer;
+    struct hr_worker *w;
+    const hr_conn_vt *vt;
+    hr_conn *next, *prev;          /* worker's connection list */
+    hr_conn *flush_next;           /* worker's end-of-turn flush list */
+    hr_conn *ready_next;           /* worker's read-again list */
+    hr_buf in;                     /* leftover input; empty when idle */
+    hr_outq out;
+    uint64_t last_rx;              /* loop time of the last byte received */
+    uint32_t flags;
+    void *proto;                   /* transport state (http / websocket) */
+};
+
+/* Queue bytes (copied). The write happens at the end of the loop turn. */
+void hr_conn_send(hr_conn *c, const void *data, size_t len);
+/* Queue two pieces as one entry (e.g. frame header + payload), copied. */
+void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t blen);
+/* Queue `len` bytes of an open file from `off`; the queue owns fd (closes it). */
+void hr_conn_send_file(hr_conn *c, int fd, uint64_t off, uint64_t len);
+/* Write what is queued now (normally done at end of turn). Returns 0, or
+ * HR_ERR_CLOSED if the connection was closed by a write error. */
+int hr_conn_flush(hr_conn *c);
+/* Close once the queue is flushed (HTTP "Connection: close", WS close reply). */
+void hr_conn_close_after_flush(hr_conn *c);
+/* Half-close (FIN) once the queue is flushed; reading goes on. */
+void hr_conn_shutdown_after_flush(hr_conn *c);
+/* Close now: drop queued output, release everything (freed at end of turn). */
+void hr_conn_close(hr_conn *c);
+/* Come back to this connection's unconsumed input after other connections
+ * had their turn (fairness for pipelined requests). */
+void hr_conn_yield(hr_conn *c);
+/* Pause / resume reading (backpressure). */
+void hr_conn_pause_reading(hr_conn *c);
+void hr_conn_resume_reading(hr_conn *c);
+/* Switch to another transport (HTTP -> WebSocket after the upgrade). */
+void hr_conn_set_transport(hr_conn *c, const hr_conn_vt *vt, void *proto);
+/* Arm the connection's single deadline, delay_ms from now. */
+void hr_conn_set_timer(hr_conn *c, uint64_t delay_ms);
+void hr_conn_stop_timer(hr_conn *c);
+uint64_t hr_conn_now(const hr_conn *c);
+
+/* Worker side: called from the loop for socket events. */
+void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events);
+void hr_conn_on_timer(hr_timer *t, void *data);
+/* Read again the connections whose reads were cut short (fairness / resume). */
+void hr_conn_run_ready(struct hr_worker *w);
+/* Flush every connection that queued output this turn, free closed ones. */
+void hr_conn_end_turn(struct hr_worker *w);
+
+#endif

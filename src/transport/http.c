@@ -1,0 +1,475 @@
+/* http.c - the HTTP/1.1 transport (see http.h).
+ *
+ * Request framing: heads are parsed zero-copy from the bytes at hand. A
+ * request without a body is dispatched straight from the read buffer. A
+ * request with a body has its head copied into `req` and the body appended
+ * (Content-Length copied, chunked decoded in place first); when the body is
+ * complete the head is re-parsed from `req` and dispatched. Responses are
+ * queued in request order, so pipelined requests get pipelined answers that
+ * leave in one writev at the end of the loop turn. */
+#include "transport/http.h"
+#include "core/log.h"
+#include "server/server.h"
+#include "transport/websocket.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HR_HTTP_MAX_HEADER_ARRAY 256
+
+enum { H_IDLE = 0, H_HEAD, H_BODY };
+
+typedef struct hr_http {
+    hr_http_parser parser;
+    uint8_t state;
+    bool chunked;
+    uint64_t body_left;       /* Content-Length bytes still to read */
+    hr_http_chunked ch;
+    hr_buf req;               /* head copy + body, for requests with a body */
+    size_t head_len;
+    uint32_t served;
+} hr_http;
+
+static const hr_conn_vt http_vt;
+
+const char *hr_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* RFC 9110 IMF-fixdate, cached per thread per second. */
+static const char *http_date(void)
+{
+    static _Thread_local time_t cached_sec;
+    static _Thread_local char cached[40];
+    time_t now = time(NULL);
+    if (now != cached_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_sec = now;
+    }
+    return cached;
+}
+
+void hr_http_respond(hr_conn *c, int status, const char *content_type, const char *extra_headers,
+                     const void *body, size_t len, bool head_only, bool close)
+{
+    char head[1024];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nServer: herald/" HERALD_VERSION "\r\nDate: %s\r\n"
+                     "Content-Length: %zu\r\n%s%s%s%s%s",
+                     status, hr_http_reason(status), http_date(), len,
+                     content_type ? "Content-Type: " : "", content_type ? content_type : "",
+                     content_type ? "\r\n" : "", close ? "Connection: close\r\n" : "",
+                     extra_headers ? extra_headers : "");
+    if (n < 0 || (size_t)n >= sizeof(head) - 2) n = (int)sizeof(head) - 3;
+    head[n++] = '\r';
+    head[n++] = '\n';
+    hr_conn_send2(c, head, (size_t)n, head_only ? NULL : body, head_only ? 0 : len);
+    if (close) hr_conn_close_after_flush(c);
+}
+
+void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, const char *message, bool close)
+{
+    char body[512];
+    /* messages are our own constant strings: no JSON escaping needed */
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d}", message, status);
+    hr_http_respond(c, status, "application/json", extra_headers, body, (size_t)n, false, close);
+}
+
+/* ---- static files ---------------------------------------------------------- */
+
+static const char *content_type_for(const char *path)
+{
+    static const struct { const char *ext, *type; } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"}, {".json", "application/json"},
+        {".map", "application/json"}, {".svg", "image/svg+xml"}, {".png", "image/png"},
+        {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"}, {".gif", "image/gif"}, {".webp", "image/webp"},
+        {".ico", "image/x-icon"}, {".txt", "text/plain; charset=utf-8"}, {".md", "text/markdown; charset=utf-8"},
+        {".wasm", "application/wasm"}, {".woff2", "font/woff2"}, {".woff", "font/woff"},
+        {".xml", "application/xml"}, {".pdf", "application/pdf"}, {".mp4", "video/mp4"}, {".webm", "video/webm"},
+    };
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (dot && (!slash || dot > slash))
+        for (size_t i = 0; i < HR_ARRAY_LEN(types); i++)
+            if (strcasecmp(dot, types[i].ext) == 0) return types[i].type;
+    return "application/octet-stream";
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode the path into out (relative, no leading '/'); refuse NULs,
+ * ".." segments and hidden (dot) files. Returns 0 or -1. */
+static int static_path(const char *path, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = path[i];
+        if (ch == '%') {
+            if (i + 2 >= len) return -1;
+            int hi = hexval(path[i + 1]), lo = hexval(path[i + 2]);
+            if (hi < 0 || lo < 0) return -1;
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (ch == '\0' || ch == '\\') return -1;
+        if (n + 12 >= cap) return -1; /* room for "index.html" */
+        out[n++] = ch;
+    }
+    out[n] = '\0';
+    /* check segments */
+    const char *p = out;
+    while (*p) {
+        while (*p == '/') p++;
+        const char *e = p;
+        while (*e && *e != '/') e++;
+        if (e > p && p[0] == '.') return -1; /* ".", "..", ".git", ... */
+        p = e;
+    }
+    /* strip leading slashes */
+    size_t skip = 0;
+    while (out[skip] == '/') skip++;
+    memmove(out, out + skip, n - skip + 1);
+    n -= skip;
+    if (n == 0 || out[n - 1] == '/') memcpy(out + n, "index.html", 11);
+    return 0;
+}
+
+static bool serve_static(hr_conn *c, const hr_http_request *req, bool close_conn)
+{
+    int dirfd = c->w->static_fd;
+    if (dirfd < 0) return false;
+    char rel[4096];
+    if (static_path(req->path, req->path_len, rel, sizeof(rel))) return false;
+    int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return false;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return false;
+    }
+    bool head_only = req->method_len == 4;
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        char loc[4200];
+        snprintf(loc, sizeof(loc), "Location: %.*s/\r\n", (int)req->path_len, req->path);
+        hr_http_respond(c, 301, NULL, loc, NULL, 0, head_only, close_conn);
+        return true;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return false;
+    }
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 200 OK\r\nServer: herald/" HERALD_VERSION "\r\nDate: %s\r\n"
+                     "Content-Type: %s\r\nContent-Length: %lld\r\nCache-Control: no-cache\r\n%s\r\n",
+                     http_date(), content_type_for(rel), (long long)st.st_size, close_conn ? "Connection: close\r\n" : "");
+    hr_conn_send(c, head, (size_t)n);
+    if (head_only) close(fd);
+    else hr_conn_send_file(c, fd, 0, (uint64_t)st.st_size);
+    if (close_conn) hr_conn_close_after_flush(c);
+    return true;
+}
+
+/* ---- routing ----------------------------------------------------------------- */
+
+static bool path_is(const hr_http_request *req, const char *p)
+{
+    size_t n = strlen(p);
+    return req->path_len == n && memcmp(req->path, p, n) == 0;
+}
+
+static bool method_is(const hr_http_request *req, const char *m)
+{
+    size_t n = strlen(m);
+    return req->method_len == n && memcmp(req->method, m, n) == 0;
+}
+
+static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size_t body_len)
+{
+    hr_worker *w = c->w;
+    bool close = !req->keep_alive || w->draining;
+    bool get = method_is(req, "GET"), head = method_is(req, "HEAD");
+    atomic_fetch_add_explicit(&w->stats.http_requests, 1, memory_order_relaxed);
+
+    if (path_is(req, "/health")) {
+        if (!get && !head) {
+            hr_http_respond_error(c, 405, "Allow: GET, HEAD\r\n", "method not allowed", close);
+            return;
+        }
+        static const char ok[] = "{\"status\":\"ok\"}";
+        hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", ok, sizeof(ok) - 1, head, close);
+        return;
+    }
+    if (path_is(req, "/ws/echo")) {
+        hr_ws_upgrade(c, req, &hr_ws_echo_handler);
+        return;
+    }
+    if (path_is(req, "/http/echo") && w->cfg->http_echo_endpoint) {
+        if (!method_is(req, "POST") && !method_is(req, "PUT")) {
+            hr_http_respond_error(c, 405, "Allow: POST, PUT\r\n", "method not allowed", close);
+            return;
+        }
+        const hr_http_header *ct = hr_http_find_header(req, "content-type");
+        char type[256] = "application/octet-stream";
+        if (ct && ct->value_len < sizeof(type)) {
+            memcpy(type, ct->value, ct->value_len);
+            type[ct->value_len] = '\0';
+        }
+        hr_http_respond(c, 200, type, NULL, body, body_len, false, close);
+        return;
+    }
+    if (get || head) {
+        if (serve_static(c, req, close)) return;
+        hr_http_respond_error(c, 404, NULL, "not found", close);
+        return;
+    }
+    if (c->w->static_fd >= 0) {
+        hr_http_respond_error(c, 405, "Allow: GET, HEAD\r\n", "method not allowed", close);
+        return;
+    }
+    hr_http_respond_error(c, 404, NULL, "not found", close);
+}
+
+/* ---- request framing ------------------------------------------------------------- */
+
+static hr_http_limits limits_of(const hr_config *cfg)
+{
+    hr_http_limits l = {(size_t)cfg->http_max_head_size, (size_t)cfg->http_max_headers,
+                        (size_t)cfg->http_max_target_size};
+    return l;
+}
+
+static void arm_idle(hr_conn *c)
+{
+    hr_http *h = c->proto;
+    h->state = H_IDLE;
+    hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_keepalive_timeout_ms);
+}
+
+static void fail(hr_conn *c, int status, const char *message)
+{
+    hr_http *h = c->proto;
+    h->state = H_IDLE;
+    hr_conn_stop_timer(c);
+    hr_http_respond_error(c, status, NULL, message, true);
+}
+
+/* Body complete: re-parse the saved head and dispatch. */
+static void body_done(hr_conn *c)
+{
+    hr_http *h = c->proto;
+    hr_http_header hdrs[HR_HTTP_MAX_HEADER_ARRAY];
+    hr_http_request req;
+    hr_http_parser p;
+    hr_http_parser_init(&p);
+    hr_http_limits lim = limits_of(c->w->cfg);
+    int rc = hr_http_parse_request(&p, (const char *)h->req.data, h->head_len, &lim, &req, hdrs, HR_ARRAY_LEN(hdrs));
+    h->state = H_IDLE;
+    if (rc != (int)h->head_len) { /* cannot happen: it parsed before */
+        fail(c, 500, "internal error");
+        hr_buf_free(&h->req);
+        return;
+    }
+    dispatch(c, &req, h->req.data + h->head_len, h->req.len - h->head_len);
+    hr_buf_free(&h->req);
+}
+
+/* Feed body bytes; returns bytes consumed or -1 after failing the request. */
+static ssize_t body_feed(hr_conn *c, uint8_t *data, size_t len)
+{
+    hr_http *h = c->proto;
+    if (!h->chunked) {
+        size_t take = (size_t)HR_MIN((uint64_t)len, h->body_left);
+        hr_buf_append(&h->req, data, take);
+        h->body_left -= take;
+        if (h->body_left == 0) body_done(c);
+        return (ssize_t)take;
+    }
+    size_t in = len, out = 0;
+    int rc = hr_http_chunked_decode(&h->ch, (char *)data, &in, &out);
+    if (rc < 0) {
+        fail(c, hr_http_error_status(rc), hr_http_error_text(rc));
+        return -1;
+    }
+    hr_buf_append(&h->req, data, out);
+    if (rc == 1) body_done(c);
+    return (ssize_t)in;
+}
+
+static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
+{
+    hr_http *h = c->proto;
+    const hr_config *cfg = c->w->cfg;
+    hr_http_limits lim = limits_of(cfg);
+    size_t pos = 0;
+    int answered = 0;
+    while (pos < len) {
+        if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH)) return (ssize_t)len; /* discard */
+        if (h->state == H_BODY) {
+            ssize_t n = body_feed(c, data + pos, len - pos);
+            if (n < 0) return (ssize_t)len;
+            pos += (size_t)n;
+            if (h->state == H_BODY) break;
+            continue;
+        }
+        if (answered >= cfg->http_max_pipelined) {
+            hr_conn_yield(c); /* come back to the rest after other connections */
+            break;
+        }
+        if (h->state == H_IDLE) {
+            h->state = H_HEAD;
+            hr_conn_set_timer(c, (uint64_t)cfg->http_header_timeout_ms);
+        }
+        hr_http_header hdrs[HR_HTTP_MAX_HEADER_ARRAY];
+        hr_http_request req;
+        int rc = hr_http_parse_request(&h->parser, (const char *)data + pos, len - pos, &lim, &req, hdrs,
+                                       HR_ARRAY_LEN(hdrs));
+        if (rc == HR_HTTP_INCOMPLETE) break;
+        if (rc < 0) {
+            fail(c, hr_http_error_status(rc), hr_http_error_text(rc));
+            return (ssize_t)len;
+        }
+        size_t head_len = (size_t)rc;
+        hr_http_parser_init(&h->parser);
+        h->served++;
+        answered++;
+        if (req.chunked || req.content_length > 0) {
+            if (req.content_length > cfg->http_max_body_size) {
+                fail(c, 413, "request body too large");
+                return (ssize_t)len;
+            }
+            h->chunked = req.chunked;
+            h->body_left = req.chunked ? 0 : (uint64_t)req.content_length;
+            hr_http_chunked_init(&h->ch, (uint64_t)cfg->http_max_body_size);
+            hr_buf_free(&h->req);
+            hr_buf_append(&h->req, data + pos, head_len);
+            h->head_len = head_len;
+            h->state = H_BODY;
+            if (req.expect_continue && req.version_minor == 1) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                hr_conn_send(c, cont, sizeof(cont) - 1);
+            }
+            hr_conn_set_timer(c, (uint64_t)cfg->http_body_timeout_ms);
+            pos += head_len;
+            continue;
+        }
+        h->state = H_IDLE;
+        pos += head_len;
+        dispatch(c, &req, NULL, 0);
+        if (c->flags & HR_CONN_CLOSED) return -1;
+        if (c->vt != &http_vt) {
+            /* upgraded: the rest belongs to the new transport */
+            if (pos == len) return (ssize_t)pos;
+            ssize_t r = c->vt->on_data(c, data + pos, len - pos);
+            return r < 0 ? r : (ssize_t)(pos + (size_t)r);
+        }
+    }
+    if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH)) return (ssize_t)len;
+    if (h->state == H_IDLE) {
+        if (pos == len) arm_idle(c);
+        else {
+            h->state = H_HEAD; /* partial next head: header timeout runs */
+            hr_conn_set_timer(c, (uint64_t)cfg->http_header_timeout_ms);
+        }
+    }
+    return (ssize_t)pos;
+}
+
+static void http_on_eof(hr_conn *c)
+{
+    hr_http *h = c->proto;
+    /* A client may half-close after sending its last request: finish the answers. */
+    if (h->state == H_IDLE && c->out.head) hr_conn_close_after_flush(c);
+    else hr_conn_close(c);
+}
+
+static void http_on_timer(hr_conn *c)
+{
+    hr_http *h = c->proto;
+    if (h->state == H_IDLE) {
+        hr_conn_close(c); /* keep-alive timeout: silent close */
+        return;
+    }
+    fail(c, 408, h->state == H_HEAD ? "request headers not received in time" : "request body not received in time");
+}
+
+static void http_on_shutdown(hr_conn *c)
+{
+    hr_http *h = c->proto;
+    if (h->state == H_IDLE && !c->out.head) hr_conn_close(c);
+    /* otherwise the response in progress carries Connection: close */
+}
+
+static void http_on_free(hr_conn *c)
+{
+    hr_http *h = c->proto;
+    if (!h) return;
+    hr_buf_free(&h->req);
+    hr_free(h);
+}
+
+static const hr_conn_vt http_vt = {
+    .on_data = http_on_data,
+    .on_eof = http_on_eof,
+    .on_timer = http_on_timer,
+    .on_shutdown = http_on_shutdown,
+    .on_free = http_on_free,
+    .name = "http",
+};
+
+void hr_http_attach(hr_conn *c)
+{
+    hr_http *h = hr_calloc(1, sizeof(*h));
+    hr_http_parser_init(&h->parser);
+    hr_conn_set_transport(c, &http_vt, h);
+    arm_idle(c);
+}
+
+/* Used by the WebSocket upgrade to drop HTTP state. */
+void hr_http_detach(hr_conn *c)
+{
+    http_on_free(c);
+    c->proto = NULL;
+}

@@ -1,0 +1,27 @@
+/* http.h - the HTTP/1.1 transport: request framing (keep-alive, pipelining,
+ * Content-Length and chunked bodies), limits and timeouts, routing to the
+ * endpoints (/health, /ws/echo, /http/echo, static files) and responses.
+ * Every new connection starts here; a WebSocket upgrade hands it over to
+ * transport/websocket.c. */
+#ifndef HERALD_TRANSPORT_HTTP_H
+#define HERALD_TRANSPORT_HTTP_H
+
+#include "codec/http1.h"
+#include "transport/conn.h"
+
+/* Start serving HTTP on a freshly accepted connection. */
+void hr_http_attach(hr_conn *c);
+
+/* Queue a complete response. `extra_headers` are full "Name: value\r\n"
+ * lines (or NULL). head_only: HEAD request (no body bytes, same length).
+ * close: send "Connection: close" and close after the write. */
+void hr_http_respond(hr_conn *c, int status, const char *content_type, const char *extra_headers,
+                     const void *body, size_t len, bool head_only, bool close);
+/* A JSON error body {"error": message, "status": N} with the given status. */
+void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, const char *message, bool close);
+
+const char *hr_http_reason(int status);
+/* Drop HTTP state when the connection switches transport. */
+void hr_http_detach(hr_conn *c);
+
+#endif

@@ -1,0 +1,540 @@
+/* websocket.c - the WebSocket transport (see websocket.h).
+ *
+ * Reading: frame headers are parsed from whatever bytes are at hand; data
+ * payloads are unmasked in place and streamed into the message buffer (text
+ * is UTF-8-validated chunk by chunk, so an invalid byte fails the connection
+ * at once, even inside a fragmented message). A single-frame message that
+ * arrived whole is delivered straight from the read buffer with no copy.
+ * Control frames (<= 125 bytes) are handled only once complete; until then
+ * their bytes stay in the connection's leftover.
+ *
+ * Compression (RFC 7692): a compressed message is collected whole, then
+ * inflated in one call, so with client_no_context_takeover one inflate
+ * stream per worker serves every connection; outgoing messages are deflated
+ * by a per-worker stream when server_no_context_takeover is in force. Only
+ * when context takeover is enabled in the config does a connection get a
+ * stream of its own, created on first use.
+ *
+ * Closing: the server answers a client's close and closes TCP after the
+ * answer is written. When the server starts the close (shutdown, idle
+ * timeout, protocol error) it sends its close frame, half-closes after it
+ * and waits up to websocket.close_timeout for the client. */
+#include "transport/websocket.h"
+#include "codec/pmdeflate.h"
+#include "codec/utf8.h"
+#include "codec/wsframe.h"
+#include "core/log.h"
+#include "server/server.h"
+#include "transport/http.h"
+
+#include <stdio.h>
+#include <strings.h>
+#include <string.h>
+
+enum { WS_OPEN = 0, WS_CLOSE_SENT, WS_CLOSE_DONE, WS_FAILED };
+
+typedef struct hr_ws {
+    const hr_ws_handler *h;
+    hr_ws_frame_header fh;   /* current frame */
+    uint64_t got;            /* payload bytes of the current frame consumed */
+    hr_buf msg;              /* message being assembled (compressed or not) */
+    hr_utf8 utf8;
+    uint8_t msg_opcode;      /* TEXT/BINARY while a message is in progress */
+    uint8_t state;
+    bool in_frame;
+    bool msg_compressed;
+    bool deflate;
+    hr_pmd_params pmd;
+    uint16_t close_code;     /* reported to the handler when the connection ends */
+    z_stream *inflater;      /* own stream: only with client context takeover */
+    z_stream *deflater;      /* own stream: only with server context takeover */
+    uint64_t last_ping;
+} hr_ws;
+
+static const hr_conn_vt ws_vt;
+
+/* ---- sending ------------------------------------------------------------- */
+
+static void send_frame(hr_conn *c, bool rsv1, uint8_t opcode, const void *data, size_t len)
+{
+    uint8_t hdr[14];
+    size_t hl = hr_ws_write_header(hdr, true, rsv1, opcode, len, NULL);
+    hr_conn_send2(c, hdr, hl, data, len);
+}
+
+static void send_close_frame(hr_conn *c, uint16_t code, const char *reason)
+{
+    uint8_t payload[125];
+    size_t n = code == HR_WS_CLOSE_NO_STATUS ? 0 : hr_ws_build_close(payload, code, reason);
+    send_frame(c, false, HR_WS_OP_CLOSE, payload, n);
+}
+
+void hr_ws_send(hr_conn *c, int opcode, const void *data, size_t len)
+{
+    hr_ws *ws = c->proto;
+    if (c->vt != &ws_vt || ws->state != WS_OPEN) return;
+    hr_worker *w = c->w;
+    atomic_fetch_add_explicit(&w->stats.ws_messages_out, 1, memory_order_relaxed);
+    if (ws->deflate && len >= (size_t)w->cfg->ws_deflate_min_size) {
+        z_stream *zs = ws->pmd.server_no_context_takeover ? hr_worker_deflater(w, ws->pmd.server_max_window_bits)
+                                                          : ws->deflater;
+        if (!zs && !ws->pmd.server_no_context_takeover) {
+            ws->deflater = hr_calloc(1, sizeof(z_stream));
+            if (hr_pmd_deflater_init(ws->deflater, (int)w->cfg->ws_deflate_level, ws->pmd.server_max_window_bits,
+                                     (int)w->cfg->ws_deflate_mem_level)) {
+                hr_free(ws->deflater);
+                ws->deflater = NULL;
+            }
+            zs = ws->deflater;
+        }
+        if (zs) {
+            w->zout.len = 0;
+            if (hr_pmd_compress(zs, data, len, ws->pmd.server_no_context_takeover, &w->zout) == 0) {
+                send_frame(c, true, (uint8_t)opcode, w->zout.data, w->zout.len);
+                goto sent;
+            }
+        }
+    }
+    send_frame(c, false, (uint8_t)opcode, data, len);
+sent:
+    if (c->out.bytes > (size_t)w->cfg->ws_max_queued_bytes) {
+        hr_info("websocket fd=%d: output queue over %lld bytes, disconnecting slow client", c->io.fd,
+                (long long)w->cfg->ws_max_queued_bytes);
+        ws->close_code = HR_WS_CLOSE_POLICY;
+        hr_conn_close(c);
+    }
+}
+
+static void arm_close_timer(hr_conn *c) { hr_conn_set_timer(c, (uint64_t)c->w->cfg->ws_close_timeout_ms); }
+
+void hr_ws_close(hr_conn *c, uint16_t code, const char *reason)
+{
+    hr_ws *ws = c->proto;
+    if (c->vt != &ws_vt || ws->state != WS_OPEN) return;
+    send_close_frame(c, code, reason);
+    ws->state = WS_CLOSE_SENT;
+    ws->close_code = code;
+    arm_close_timer(c);
+}
+
+/* Fail the WebSocket connection (RFC 6455 §7.1.7): close frame, then FIN;
+ * whatever the client still sends is discarded until it closes. */
+static void ws_fail(hr_conn *c, uint16_t code, const char *reason)
+{
+    hr_ws *ws = c->proto;
+    hr_debug("websocket fd=%d: failing with %u: %s", c->io.fd, code, reason);
+    if (ws->state == WS_OPEN) send_close_frame(c, code, reason);
+    ws->state = WS_FAILED;
+    ws->close_code = code;
+    hr_buf_free(&ws->msg);
+    hr_conn_shutdown_after_flush(c);
+    arm_close_timer(c);
+}
+
+/* ---- receiving ------------------------------------------------------------- */
+
+static void deliver(hr_conn *c, uint8_t opcode, const uint8_t *data, size_t len)
+{
+    hr_ws *ws = c->proto;
+    atomic_fetch_add_explicit(&c->w->stats.ws_messages_in, 1, memory_order_relaxed);
+    ws->h->on_message(c, opcode, data, len);
+}
+
+/* A compressed message is complete in (data, len): inflate and deliver. */
+static void finish_compressed(hr_conn *c, uint8_t opcode, const uint8_t *data, size_t len)
+{
+    hr_ws *ws = c->proto;
+    hr_worker *w = c->w;
+    z_stream *zs;
+    bool reset = ws->pmd.client_no_context_takeover;
+    if (reset) {
+        zs = hr_worker_inflater(w);
+    } else {
+        if (!ws->inflater) {
+            ws->inflater = hr_calloc(1, sizeof(z_stream));
+            if (hr_pmd_inflater_init(ws->inflater, ws->pmd.client_max_window_bits)) {
+                hr_free(ws->inflater);
+                ws->inflater = NULL;
+            }
+        }
+        zs = ws->inflater;
+    }
+    if (!zs) {
+        ws_fail(c, HR_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    w->scratch.len = 0;
+    int rc = hr_pmd_decompress(zs, data, len, true, reset, &w->scratch, (size_t)w->cfg->ws_max_message_size);
+    if (rc == HR_ERR_TOO_BIG) {
+        if (reset) inflateReset(zs);
+        ws_fail(c, HR_WS_CLOSE_TOO_BIG, "message too big");
+        return;
+    }
+    if (rc < 0) {
+        if (reset) inflateReset(zs);
+        ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid compressed data");
+        return;
+    }
+    if (opcode == HR_WS_OP_TEXT && !hr_utf8_valid(w->scratch.data, w->scratch.len)) {
+        ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+        return;
+    }
+    deliver(c, opcode, w->scratch.data ? w->scratch.data : (const uint8_t *)"", w->scratch.len);
+    if (w->scratch.cap > 4u << 20) hr_buf_free(&w->scratch); /* don't hold a huge buffer forever */
+}
+
+static void finish_message(hr_conn *c)
+{
+    hr_ws *ws = c->proto;
+    uint8_t opcode = ws->msg_opcode;
+    ws->msg_opcode = 0;
+    if (ws->msg_compressed) {
+        finish_compressed(c, opcode, ws->msg.data, ws->msg.len);
+    } else if (opcode == HR_WS_OP_TEXT && ws->utf8.need) {
+        ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+    } else {
+        deliver(c, opcode, ws->msg.data ? ws->msg.data : (const uint8_t *)"", ws->msg.len);
+    }
+    if (c->proto == ws) hr_buf_free(&ws->msg);
+}
+
+static void handle_control(hr_conn *c, uint8_t opcode, const uint8_t *payload, size_t len)
+{
+    hr_ws *ws = c->proto;
+    if (opcode == HR_WS_OP_PING) {
+        if (ws->state == WS_OPEN) send_frame(c, false, HR_WS_OP_PONG, payload, len);
+        return;
+    }
+    if (opcode == HR_WS_OP_PONG) return; /* liveness is tracked by last_rx */
+    /* CLOSE */
+    uint16_t code;
+    const uint8_t *reason;
+    size_t rlen;
+    int rc = hr_ws_parse_close(payload, len, &code, &reason, &rlen);
+    if (rc == HR_ERR_UTF8) {
+        ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in close reason");
+        return;
+    }
+    if (rc < 0) {
+        ws_fail(c, HR_WS_CLOSE_PROTOCOL, "invalid close frame");
+        return;
+    }
+    if (ws->state == WS_OPEN) {
+        send_close_frame(c, code, NULL); /* echo the code (RFC 6455 §5.5.1) */
+        ws->close_code = code;
+    }
+    ws->state = WS_CLOSE_DONE;
+    hr_conn_close_after_flush(c);
+}
+
+static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
+{
+    hr_ws *ws = c->proto;
+    const hr_config *cfg = c->w->cfg;
+    hr_ws_parse_opts opts = {.require_mask = true, .allow_rsv1 = ws->deflate,
+                             .max_frame = (uint64_t)cfg->ws_max_frame_size};
+    uint64_t max_msg = (uint64_t)cfg->ws_max_message_size;
+    size_t pos = 0;
+    for (;;) {
+        if (c->flags & HR_CONN_CLOSED) return -1;
+        if (ws->state == WS_FAILED || ws->state == WS_CLOSE_DONE) return (ssize_t)len; /* discard */
+        if (!ws->in_frame) {
+            if (pos == len) break;
+            int rc = hr_ws_parse_header(data + pos, len - pos, &opts, &ws->fh);
+            if (rc == HR_WS_INCOMPLETE) break;
+            if (rc < 0) {
+                ws_fail(c, hr_ws_error_close_code(rc), hr_ws_error_text(rc));
+                return (ssize_t)len;
+            }
+            hr_ws_frame_header *fh = &ws->fh;
+            if (fh->opcode & 0x8) {
+                /* control frame: handle once complete (<= 131 bytes) */
+                if (len - pos < (size_t)rc + fh->payload_len) break;
+                uint8_t *p = data + pos + rc;
+                hr_ws_mask(p, (size_t)fh->payload_len, fh->mask, 0);
+                pos += (size_t)rc + (size_t)fh->payload_len;
+                handle_control(c, fh->opcode, p, (size_t)fh->payload_len);
+                continue;
+            }
+            if (fh->opcode == HR_WS_OP_CONT && !ws->msg_opcode) {
+                ws_fail(c, HR_WS_CLOSE_PROTOCOL, "continuation frame without a message to continue");
+                return (ssize_t)len;
+            }
+            if (fh->opcode != HR_WS_OP_CONT && ws->msg_opcode) {
+                ws_fail(c, HR_WS_CLOSE_PROTOCOL, "new message started before the previous one finished");
+                return (ssize_t)len;
+            }
+            if (ws->msg.len + fh->payload_len > max_msg) {
+                ws_fail(c, HR_WS_CLOSE_TOO_BIG, "message too big");
+                return (ssize_t)len;
+            }
+            if (fh->opcode != HR_WS_OP_CONT) {
+                ws->msg_opcode = fh->opcode;
+                ws->msg_compressed = fh->rsv1;
+                hr_utf8_init(&ws->utf8);
+            }
+            pos += (size_t)rc;
+            ws->in_frame = true;
+            ws->got = 0;
+        }
+        /* data frame payload */
+        hr_ws_frame_header *fh = &ws->fh;
+        size_t take = (size_t)HR_MIN((uint64_t)(len - pos), fh->payload_len - ws->got);
+        uint8_t *p = data + pos;
+        hr_ws_mask(p, take, fh->mask, ws->got);
+        if (ws->msg_opcode == HR_WS_OP_TEXT && !ws->msg_compressed &&
+            hr_utf8_feed(&ws->utf8, p, take) == HR_UTF8_INVALID) {
+            ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+            return (ssize_t)len;
+        }
+        bool whole = ws->got == 0 && take == fh->payload_len && fh->fin && fh->opcode != HR_WS_OP_CONT;
+        pos += take;
+        if (whole) {
+            /* the common case: one frame, all here: no copy */
+            ws->in_frame = false;
+            uint8_t opcode = ws->msg_opcode;
+            ws->msg_opcode = 0;
+            if (ws->msg_compressed) finish_compressed(c, opcode, p, take);
+            else if (opcode == HR_WS_OP_TEXT && ws->utf8.need)
+                ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+            else deliver(c, opcode, p, take);
+            continue;
+        }
+        hr_buf_append(&ws->msg, p, take);
+        ws->got += take;
+        if (ws->got < fh->payload_len) break; /* need more bytes */
+        ws->in_frame = false;
+        if (fh->fin) finish_message(c);
+    }
+    return (ssize_t)pos;
+}
+
+static void ws_on_eof(hr_conn *c)
+{
+    hr_ws *ws = c->proto;
+    if (ws->state == WS_OPEN) ws->close_code = HR_WS_CLOSE_ABNORMAL;
+    hr_conn_close(c);
+}
+
+static void ws_arm_heartbeat(hr_conn *c)
+{
+    hr_ws *ws = c->proto;
+    const hr_config *cfg = c->w->cfg;
+    uint64_t now = hr_conn_now(c);
+    uint64_t next = UINT64_MAX;
+    if (cfg->ws_ping_interval_ms) {
+        uint64_t base = HR_MAX(c->last_rx, ws->last_ping);
+        next = base + (uint64_t)cfg->ws_ping_interval_ms;
+    }
+    if (cfg->ws_idle_timeout_ms) next = HR_MIN(next, c->last_rx + (uint64_t)cfg->ws_idle_timeout_ms);
+    if (next == UINT64_MAX) {
+        hr_conn_stop_timer(c);
+        return;
+    }
+    hr_conn_set_timer(c, next > now ? next - now : 1);
+}
+
+static void ws_on_timer(hr_conn *c)
+{
+    hr_ws *ws = c->proto;
+    if (ws->state != WS_OPEN) {
+        hr_conn_close(c); /* close handshake not finished in time */
+        return;
+    }
+    const hr_config *cfg = c->w->cfg;
+    uint64_t now = hr_conn_now(c);
+    uint64_t quiet = now - c->last_rx;
+    if (cfg->ws_idle_timeout_ms && quiet >= (uint64_t)cfg->ws_idle_timeout_ms) {
+        hr_ws_close(c, HR_WS_CLOSE_GOING_AWAY, "idle timeout");
+        return;
+    }
+    if (cfg->ws_ping_interval_ms && quiet >= (uint64_t)cfg->ws_ping_interval_ms &&
+        now - ws->last_ping >= (uint64_t)cfg->ws_ping_interval_ms) {
+        send_frame(c, false, HR_WS_OP_PING, NULL, 0);
+        ws->last_ping = now;
+    }
+    ws_arm_heartbeat(c);
+}
+
+static void ws_on_shutdown(hr_conn *c) { hr_ws_close(c, HR_WS_CLOSE_GOING_AWAY, "server shutting down, reconnect"); }
+
+static void ws_on_free(hr_conn *c)
+{
+    hr_ws *ws = c->proto;
+    if (!ws) return;
+    if (ws->h->on_close) ws->h->on_close(c, ws->close_code ? ws->close_code : HR_WS_CLOSE_ABNORMAL);
+    atomic_fetch_sub_explicit(&c->w->stats.websockets, 1, memory_order_relaxed);
+    hr_buf_free(&ws->msg);
+    if (ws->inflater) {
+        hr_pmd_inflater_end(ws->inflater);
+        hr_free(ws->inflater);
+    }
+    if (ws->deflater) {
+        hr_pmd_deflater_end(ws->deflater);
+        hr_free(ws->deflater);
+    }
+    hr_free(ws);
+}
+
+static const hr_conn_vt ws_vt = {
+    .on_data = ws_on_data,
+    .on_eof = ws_on_eof,
+    .on_timer = ws_on_timer,
+    .on_shutdown = ws_on_shutdown,
+    .on_free = ws_on_free,
+    .name = "websocket",
+};
+
+/* ---- opening handshake ------------------------------------------------------ */
+
+static bool header_equals(const hr_http_header *h, const char *v)
+{
+    size_t n = strlen(v);
+    return h && h->value_len == n && memcmp(h->value, v, n) == 0;
+}
+
+static bool origin_allowed(const hr_config *cfg, const hr_http_request *req)
+{
+    if (cfg->ws_allowed_origins.n == 0) return true;
+    const hr_http_header *o = hr_http_find_header(req, "origin");
+    if (!o) return true; /* not a browser: Origin is a browser-enforced check */
+    for (size_t i = 0; i < cfg->ws_allowed_origins.n; i++) {
+        const char *a = cfg->ws_allowed_origins.v[i];
+        if (strcmp(a, "*") == 0) return true;
+        if (strlen(a) == o->value_len && strncasecmp(a, o->value, o->value_len) == 0) return true;
+    }
+    return false;
+}
+
+/* First of the server's subprotocols that the client offered, or NULL. */
+static const char *pick_subprotocol(const hr_config *cfg, const hr_http_request *req)
+{
+    for (size_t s = 0; s < cfg->ws_subprotocols.n; s++) {
+        for (size_t i = 0; i < req->num_headers; i++) {
+            const hr_http_header *h = &req->headers[i];
+            if (h->name_len == 22 && strncasecmp(h->name, "sec-websocket-protocol", 22) == 0 &&
+                hr_http_has_token(h->value, h->value_len, cfg->ws_subprotocols.v[s]))
+                return cfg->ws_subprotocols.v[s];
+        }
+    }
+    return NULL;
+}
+
+bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *handler)
+{
+    const hr_config *cfg = c->w->cfg;
+    bool close = !req->keep_alive;
+    if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
+        hr_http_respond_error(c, 405, "Allow: GET\r\n", "method not allowed", close);
+        return false;
+    }
+    const hr_http_header *up = hr_http_find_header(req, "upgrade");
+    if (!up || !hr_http_has_token(up->value, up->value_len, "websocket")) {
+        hr_http_respond_error(c, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                              "this endpoint needs a WebSocket upgrade", close);
+        return false;
+    }
+    if (req->version_minor < 1) {
+        hr_http_respond_error(c, 400, NULL, "WebSocket needs HTTP/1.1", true);
+        return false;
+    }
+    const hr_http_header *conn = hr_http_find_header(req, "connection");
+    if (!conn || !hr_http_has_token(conn->value, conn->value_len, "upgrade")) {
+        hr_http_respond_error(c, 400, NULL, "Connection header must contain Upgrade", true);
+        return false;
+    }
+    const hr_http_header *ver = hr_http_find_header(req, "sec-websocket-version");
+    if (!header_equals(ver, "13")) {
+        hr_http_respond_error(c, 426, "Sec-WebSocket-Version: 13\r\n", "unsupported Sec-WebSocket-Version (need 13)",
+                              close);
+        return false;
+    }
+    const hr_http_header *key = hr_http_find_header(req, "sec-websocket-key");
+    if (!key || !hr_ws_key_valid(key->value, key->value_len)) {
+        hr_http_respond_error(c, 400, NULL, "missing or invalid Sec-WebSocket-Key", true);
+        return false;
+    }
+    if (req->content_length > 0 || req->chunked) {
+        hr_http_respond_error(c, 400, NULL, "a WebSocket handshake has no body", true);
+        return false;
+    }
+    if (!origin_allowed(cfg, req)) {
+        hr_http_respond_error(c, 403, NULL, "origin not allowed", true);
+        return false;
+    }
+    const char *proto = pick_subprotocol(cfg, req);
+
+    /* permessage-deflate: all Sec-WebSocket-Extensions lines, joined */
+    hr_pmd_params pmd = {0};
+    bool deflate = false;
+    char ext_resp[256];
+    hr_pmd_config pcfg = {
+        .enabled = cfg->ws_deflate,
+        .server_context_takeover = cfg->ws_deflate_server_context_takeover,
+        .server_max_window_bits = (int)cfg->ws_deflate_server_max_window_bits,
+        .client_max_window_bits = (int)cfg->ws_deflate_client_max_window_bits,
+        .mem_level = (int)cfg->ws_deflate_mem_level,
+        .level = (int)cfg->ws_deflate_level,
+        .min_size = (size_t)cfg->ws_deflate_min_size,
+    };
+    hr_buf ext = HR_BUF_INIT;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const hr_http_header *h = &req->headers[i];
+        if (h->name_len == 24 && strncasecmp(h->name, "sec-websocket-extensions", 24) == 0) {
+            if (ext.len) hr_buf_append(&ext, ", ", 2);
+            hr_buf_append(&ext, h->value, h->value_len);
+        }
+    }
+    if (ext.len && cfg->ws_deflate) {
+        int rc = hr_pmd_negotiate((const char *)ext.data, ext.len, &pcfg, &pmd, ext_resp, sizeof(ext_resp));
+        if (rc == HR_ERR_PROTO) {
+            hr_buf_free(&ext);
+            hr_http_respond_error(c, 400, NULL, "invalid Sec-WebSocket-Extensions header", true);
+            return false;
+        }
+        deflate = rc == 1;
+        if (deflate && !cfg->ws_deflate_client_context_takeover && !pmd.client_no_context_takeover) {
+            /* RFC 7692 §7.1.1.1: the server may require it even if not offered */
+            pmd.client_no_context_takeover = true;
+            size_t n = strlen(ext_resp);
+            snprintf(ext_resp + n, sizeof(ext_resp) - n, "; client_no_context_takeover");
+        }
+    }
+    hr_buf_free(&ext);
+
+    char accept[29];
+    hr_ws_accept_key(key->value, key->value_len, accept);
+    char resp[768];
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 101 Switching Protocols\r\nServer: herald/" HERALD_VERSION "\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n",
+                     accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "", proto ? "\r\n" : "",
+                     deflate ? "Sec-WebSocket-Extensions: " : "", deflate ? ext_resp : "", deflate ? "\r\n" : "");
+    hr_conn_send(c, resp, (size_t)n);
+
+    hr_http_detach(c);
+    hr_ws *ws = hr_calloc(1, sizeof(*ws));
+    ws->h = handler;
+    ws->deflate = deflate;
+    ws->pmd = pmd;
+    ws->last_ping = hr_conn_now(c);
+    hr_utf8_init(&ws->utf8);
+    hr_conn_set_transport(c, &ws_vt, ws);
+    atomic_fetch_add_explicit(&c->w->stats.websockets, 1, memory_order_relaxed);
+    c->last_rx = hr_conn_now(c);
+    ws_arm_heartbeat(c);
+    if (handler->on_open) handler->on_open(c);
+    if (c->w->draining) hr_ws_close(c, HR_WS_CLOSE_GOING_AWAY, "server shutting down, reconnect");
+    return true;
+}
+
+/* ---- /ws/echo ---------------------------------------------------------------- */
+
+static void echo_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t len)
+{
+    hr_ws_send(c, opcode, data, len);
+}
+
+const hr_ws_handler hr_ws_echo_handler = {
+    .on_message = echo_on_message,
+};

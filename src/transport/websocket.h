@@ -1,0 +1,30 @@
+/* websocket.h - the WebSocket transport (RFC 6455 + RFC 7692): opening
+ * handshake, frame reading with streaming UTF-8 validation, fragmentation,
+ * control frames, permessage-deflate, heartbeats, idle timeout and the
+ * closing handshake. What a message means is up to an hr_ws_handler: today
+ * /ws/echo (conformance echo); the native protocol plugs in the same way. */
+#ifndef HERALD_TRANSPORT_WEBSOCKET_H
+#define HERALD_TRANSPORT_WEBSOCKET_H
+
+#include "codec/http1.h"
+#include "transport/conn.h"
+
+typedef struct hr_ws_handler {
+    void (*on_open)(hr_conn *c);
+    /* A complete message (text is valid UTF-8). data is valid only during the call. */
+    void (*on_message)(hr_conn *c, int opcode, const uint8_t *data, size_t len);
+    void (*on_close)(hr_conn *c, uint16_t code);
+} hr_ws_handler;
+
+extern const hr_ws_handler hr_ws_echo_handler;
+
+/* Validate the handshake in req and answer 101 (switching c to WebSocket),
+ * or an HTTP error (400 / 403 / 405 / 426). Returns true when upgraded. */
+bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *h);
+
+/* Send a whole message (opcode TEXT or BINARY), compressed when negotiated. */
+void hr_ws_send(hr_conn *c, int opcode, const void *data, size_t len);
+/* Start the closing handshake with a code and a short reason. */
+void hr_ws_close(hr_conn *c, uint16_t code, const char *reason);
+
+#endif

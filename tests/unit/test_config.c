@@ -1,0 +1,217 @@
+/* test_config.c - config file (TOML subset) parsing with line/key errors,
+ * size and duration syntax, env and flag lookup, validation, and that
+ * docs/config.md documents every option. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/buf.h"
+#include "server/config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    static const struct { const char *in; int64_t out; int rc; } cases[] = {
+        {"0", 0, 0}, {"1024", 1024, 0}, {"16KiB", 16384, 0}, {"16kib", 16384, 0}, {"1MiB", 1048576, 0},
+        {"1 MiB", 1048576, 0}, {"2GiB", 2147483648LL, 0}, {"1MB", 1000000, 0}, {"1k", 1024, 0},
+        {"1.5KiB", 1536, 0}, {"", 0, HR_ERR_INVALID}, {"abc", 0, HR_ERR_INVALID}, {"-1", 0, HR_ERR_INVALID},
+        {"1XB", 0, HR_ERR_INVALID}, {"0.3", 0, HR_ERR_INVALID}, {"99999999999GiB", 0, HR_ERR_INVALID},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
+        int64_t v = -7;
+        int rc = hr_parse_size(cases[i].in, &v);
+        assert_int_equal(rc, cases[i].rc);
+        if (!rc) assert_int_equal(v, cases[i].out);
+    }
+}
+
+static void test_durations(void **state)
+{
+    (void)state;
+    static const struct { const char *in; int64_t out; int rc; } cases[] = {
+        {"10s", 10000, 0}, {"10", 10000, 0}, {"0.5", 500, 0}, {"500ms", 500, 0}, {"5m", 300000, 0},
+        {"1h", 3600000, 0}, {"2min", 120000, 0}, {"0", 0, 0}, {"", 0, HR_ERR_INVALID},
+        {"10 parsecs", 0, HR_ERR_INVALID}, {"-5s", 0, HR_ERR_INVALID}, {"s", 0, HR_ERR_INVALID},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
+        int64_t v = -7;
+        int rc = hr_parse_duration(cases[i].in, &v);
+        assert_int_equal(rc, cases[i].rc);
+        if (!rc) assert_int_equal(v, cases[i].out);
+    }
+}
+
+static void test_defaults_valid(void **state)
+{
+    (void)state;
+    hr_config c;
+    char err[256];
+    hr_config_defaults(&c);
+    assert_string_equal(c.listen, "127.0.0.1:8080");
+    assert_int_equal(c.ws_max_message_size, 16 * 1024 * 1024);
+    assert_int_equal(c.http_header_timeout_ms, 10000);
+    assert_true(c.ws_deflate);
+    assert_int_equal(hr_config_validate(&c, err, sizeof(err)), 0);
+    hr_config_free(&c);
+}
+
+static void test_file_ok(void **state)
+{
+    (void)state;
+    static const char doc[] =
+        "# comment\n"
+        "websocket.idle_timeout = \"1m\"   # dotted key before any section\n"
+        "[server]\n"
+        "listen = \"127.0.0.1:9000\"  # trailing comment\n"
+        "workers = 3\n"
+        "\n"
+        "[http]\n"
+        "max_body_size = \"2MiB\"\n"
+        "header_timeout = \"5s\"\n"
+        "max_headers = 1_0\n"
+        "[websocket]\n"
+        "deflate = false\n"
+        "allowed_origins = [\"https://a.example\",\n"
+        "                   \"https://b.example\", ]\n"
+        "subprotocols = []\n"
+        "ping_interval = 5\n";
+    hr_config c;
+    char err[256] = "";
+    hr_config_defaults(&c);
+    int rc = hr_config_load_string(&c, "t.toml", doc, err, sizeof(err));
+    if (rc) fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_string_equal(c.listen, "127.0.0.1:9000");
+    assert_int_equal(c.workers, 3);
+    assert_int_equal(c.http_max_body_size, 2 * 1024 * 1024);
+    assert_int_equal(c.http_header_timeout_ms, 5000);
+    assert_int_equal(c.http_max_headers, 10);
+    assert_false(c.ws_deflate);
+    assert_int_equal(c.ws_allowed_origins.n, 2);
+    assert_string_equal(c.ws_allowed_origins.v[1], "https://b.example");
+    assert_int_equal(c.ws_subprotocols.n, 0);
+    assert_int_equal(c.ws_ping_interval_ms, 5000);
+    assert_int_equal(c.ws_idle_timeout_ms, 60000);
+    hr_config_free(&c);
+}
+
+static void test_file_errors(void **state)
+{
+    (void)state;
+    static const struct { const char *doc; const char *expect; } cases[] = {
+        {"[server]\nlisten = \"x:1\"\nwrkers = 2\n", "t.toml:3: server.wrkers: unknown option"},
+        {"[server]\nworkers = \"two\"\n", "t.toml:2: server.workers: expected an integer without quotes"},
+        {"[server]\nworkers = two\n", "t.toml:2: server.workers: expected an integer"},
+        {"[http]\nmax_body_size = \"lots\"\n", "t.toml:2: http.max_body_size: expected a size"},
+        {"[http]\nheader_timeout = \"10 parsecs\"\n", "t.toml:2: http.header_timeout: expected a duration"},
+        {"[websocket]\ndeflate = maybe\n", "t.toml:2: websocket.deflate: expected true or false"},
+        {"[nope]\n", "t.toml:1: [nope]: unknown section"},
+        {"[server\n", "t.toml:1: bad section header"},
+        {"\n\n[server]\nlisten = \"a:1\" extra\n", "t.toml:4: unexpected text"},
+        {"[server]\nlisten = \"unterminated\n", "t.toml:2: unterminated string"},
+        {"[server]\nworkers = 2\nworkers = 3\n", "t.toml:3: server.workers: set twice"},
+        {"[server]\nlisten 1\n", "t.toml:2: server.listen: expected '='"},
+        {"[websocket]\nallowed_origins = \"x\"\n", "t.toml:2: websocket.allowed_origins: expected a list"},
+        {"[server]\nworkers = 5000\n", "t.toml:2: server.workers: 5000 is out of range"},
+        {"[server]\nlisten = 8080\n", "t.toml:2: server.listen: expected a quoted string"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
+        hr_config c;
+        char err[512] = "";
+        hr_config_defaults(&c);
+        int rc = hr_config_load_string(&c, "t.toml", cases[i].doc, err, sizeof(err));
+        if (rc == 0 || strncmp(err, cases[i].expect, strlen(cases[i].expect)) != 0)
+            fail_msg("case %zu: got rc=%d err=\"%s\", want \"%s\"", i, rc, err, cases[i].expect);
+        hr_config_free(&c);
+    }
+}
+
+static void test_env_and_flags(void **state)
+{
+    (void)state;
+    hr_config c;
+    char err[256];
+    hr_config_defaults(&c);
+    char *env[] = {"HERALD_LISTEN=127.0.0.1:1234", "HERALD_WEBSOCKET_MAX_MESSAGE_SIZE=1MiB",
+                   "HERALD_WEBSOCKET_ALLOWED_ORIGINS=https://x.example, https://y.example", "HERALD_BIN=/ignored",
+                   "PATH=/bin", NULL};
+    assert_int_equal(hr_config_load_env(&c, env, err, sizeof(err)), 0);
+    assert_string_equal(c.listen, "127.0.0.1:1234");
+    assert_int_equal(c.ws_max_message_size, 1048576);
+    assert_int_equal(c.ws_allowed_origins.n, 2);
+    assert_string_equal(c.ws_allowed_origins.v[1], "https://y.example");
+    char *bad[] = {"HERALD_WORKERS=lots", NULL};
+    assert_int_not_equal(hr_config_load_env(&c, bad, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "HERALD_WORKERS"));
+
+    assert_ptr_equal(hr_config_find_flag("listen"), hr_config_find_flag("server.listen"));
+    assert_non_null(hr_config_find_flag("websocket.max-message-size"));
+    assert_non_null(hr_config_find_flag("websocket.max_message_size"));
+    assert_null(hr_config_find_flag("websocket.nonsense"));
+    assert_int_equal(hr_config_set(&c, "http.max_headers", "12", err, sizeof(err)), 0);
+    assert_int_equal(c.http_max_headers, 12);
+    assert_int_not_equal(hr_config_set(&c, "http.max_headers", "0", err, sizeof(err)), 0);
+    hr_config_free(&c);
+}
+
+static void test_validate(void **state)
+{
+    (void)state;
+    hr_config c;
+    char err[256];
+    hr_config_defaults(&c);
+    c.ws_idle_timeout_ms = 1000;
+    c.ws_ping_interval_ms = 5000;
+    assert_int_not_equal(hr_config_validate(&c, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "idle_timeout"));
+    hr_config_free(&c);
+    hr_config_defaults(&c);
+    hr_config_set(&c, "server.engine", "redis", err, sizeof(err));
+    assert_int_not_equal(hr_config_validate(&c, err, sizeof(err)), 0);
+    hr_config_free(&c);
+}
+
+/* docs/config.md must document every option (key and default). */
+static void test_docs_cover_every_option(void **state)
+{
+    (void)state;
+    const char *src = getenv("HERALD_SOURCE_DIR");
+    if (!src) src = HERALD_SOURCE_DIR_FALLBACK;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/docs/config.md", src);
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    hr_buf b = HR_BUF_INIT;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) hr_buf_append(&b, chunk, n);
+    fclose(f);
+    hr_buf_append(&b, "", 1);
+    for (size_t i = 0; i < hr_options_count; i++) {
+        char want[160];
+        snprintf(want, sizeof(want), "`%s`", hr_options[i].key);
+        if (!strstr((char *)b.data, want)) fail_msg("docs/config.md does not document %s", want);
+    }
+    hr_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_defaults_valid),
+        cmocka_unit_test(test_file_ok),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_env_and_flags),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_docs_cover_every_option),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
