@@ -1,0 +1,270 @@
+/* test_conn.c - connection I/O over a real socketpair: writes are coalesced
+ * until the end of the loop turn, partial writes keep the rest queued and
+ * resume on EPOLLOUT, leftovers are kept and re-presented, backpressure
+ * pauses reading, files go out with sendfile, close frees everything. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "server/server.h"
+#include "transport/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static hr_config cfg;
+static hr_server srv;
+static hr_worker w;
+
+static hr_buf seen;          /* every on_data call's bytes, concatenated */
+static size_t consume_keep;  /* on_data leaves this many bytes unconsumed */
+static int eofs, frees;
+
+static ssize_t rec_on_data(hr_conn *c, uint8_t *data, size_t len)
+{
+    (void)c;
+    hr_buf_append(&seen, data, len);
+    hr_buf_append(&seen, "|", 1);
+    return (ssize_t)(len > consume_keep ? len - consume_keep : 0);
+}
+static void rec_on_eof(hr_conn *c) { eofs++; hr_conn_close(c); }
+static void rec_on_timer(hr_conn *c) { (void)c; }
+static void rec_on_free(hr_conn *c) { (void)c; frees++; }
+static const hr_conn_vt rec_vt = {.on_data = rec_on_data, .on_eof = rec_on_eof, .on_timer = rec_on_timer,
+                                  .on_free = rec_on_free, .name = "rec"};
+
+static int setup(void **state)
+{
+    (void)state;
+    hr_config_defaults(&cfg);
+    memset(&srv, 0, sizeof(srv));
+    memset(&w, 0, sizeof(w));
+    srv.cfg = &cfg;
+    w.srv = &srv;
+    w.cfg = &cfg;
+    w.rbuf = hr_malloc(HR_READ_BUF_SIZE);
+    w.static_fd = -1;
+    assert_int_equal(hr_loop_init(&w.loop, &w), 0);
+    seen.len = 0;
+    consume_keep = 0;
+    eofs = frees = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    while (w.conns) hr_conn_close(w.conns);
+    hr_conn_end_turn(&w);
+    hr_loop_close(&w.loop);
+    hr_free(w.rbuf);
+    hr_buf_free(&seen);
+    hr_config_free(&cfg);
+    return 0;
+}
+
+/* A connection on one end of a socketpair; *peer gets the other end. */
+static hr_conn *make_conn(int *peer)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    hr_conn *c = hr_calloc(1, sizeof(*c));
+    c->io.fd = sv[0];
+    c->io.cb = hr_conn_on_io;
+    c->w = &w;
+    c->vt = &rec_vt;
+    hr_timer_init(&c->timer, hr_conn_on_timer);
+    c->next = w.conns;
+    if (w.conns) w.conns->prev = c;
+    w.conns = c;
+    w.nconns++;
+    atomic_fetch_add(&srv.total_connections, 1);
+    *peer = sv[1];
+    return c;
+}
+
+static size_t drain_peer(int fd, hr_buf *into)
+{
+    size_t total = 0;
+    uint8_t tmp[65536];
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n <= 0) break;
+        hr_buf_append(into, tmp, (size_t)n);
+        total += (size_t)n;
+    }
+    return total;
+}
+
+static void test_writes_wait_for_end_of_turn(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    hr_conn_send(c, "abc", 3);
+    hr_conn_send2(c, "de", 2, "f", 1);
+    assert_int_equal(c->out.bytes, 6);
+    char tmp[16];
+    assert_int_equal(read(peer, tmp, sizeof(tmp)), -1); /* nothing written yet */
+    assert_int_equal(errno, EAGAIN);
+    hr_conn_end_turn(&w);
+    hr_buf got = HR_BUF_INIT;
+    assert_int_equal(drain_peer(peer, &got), 6);
+    assert_memory_equal(got.data, "abcdef", 6);
+    assert_int_equal(c->out.bytes, 0);
+    assert_null(c->out.head);
+    hr_buf_free(&got);
+    close(peer);
+}
+
+static void test_partial_write_resumes_on_epollout(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    int small = 4096;
+    setsockopt(c->io.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    enum { N = 1 << 20 };
+    uint8_t *big = hr_malloc(N);
+    for (size_t i = 0; i < N; i++) big[i] = (uint8_t)(i * 7 + 3);
+    for (size_t off = 0; off < N; off += 65536) hr_conn_send(c, big + off, 65536);
+    hr_conn_end_turn(&w);
+    assert_true(c->flags & HR_CONN_WRITE_BLOCKED);
+    assert_true(c->out.bytes > 0 && c->out.bytes < N);
+    hr_buf got = HR_BUF_INIT;
+    for (int rounds = 0; rounds < 100000 && got.len < N; rounds++) {
+        drain_peer(peer, &got);
+        hr_conn_on_io(&w.loop, &c->io, EPOLLOUT);
+    }
+    drain_peer(peer, &got);
+    assert_int_equal(got.len, N);
+    assert_memory_equal(got.data, big, N);
+    assert_int_equal(c->out.bytes, 0);
+    assert_false(c->flags & HR_CONN_WRITE_BLOCKED);
+    hr_free(big);
+    hr_buf_free(&got);
+    close(peer);
+}
+
+static void test_leftover_kept_and_freed(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    consume_keep = 3;
+    assert_int_equal(write(peer, "hello", 5), 5);
+    hr_conn_on_io(&w.loop, &c->io, EPOLLIN);
+    assert_int_equal(c->in.len, 3);
+    assert_memory_equal(c->in.data, "llo", 3);
+    consume_keep = 0;
+    assert_int_equal(write(peer, "!", 1), 1);
+    hr_conn_on_io(&w.loop, &c->io, EPOLLIN);
+    hr_buf_append(&seen, "", 1);
+    assert_string_equal((char *)seen.data, "hello|llo!|");
+    assert_int_equal(c->in.len, 0);
+    assert_null(c->in.data); /* idle again: no buffer held */
+    close(peer);
+}
+
+static void test_backpressure_pauses_reading(void **state)
+{
+    (void)state;
+    cfg.ws_max_queued_bytes = 4096; /* pause above 1024 queued bytes */
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    uint8_t blob[2000] = {0};
+    hr_conn_send(c, blob, sizeof(blob));
+    assert_true(c->flags & HR_CONN_READ_PAUSED);
+    assert_int_equal(write(peer, "xyz", 3), 3);
+    hr_conn_on_io(&w.loop, &c->io, EPOLLIN);
+    assert_int_equal(seen.len, 0); /* paused: not read */
+    hr_conn_end_turn(&w);          /* flush drains the queue -> resume */
+    assert_false(c->flags & HR_CONN_READ_PAUSED);
+    hr_conn_run_ready(&w);         /* edge-triggered: reads what waited */
+    hr_buf_append(&seen, "", 1);
+    assert_string_equal((char *)seen.data, "xyz|");
+    hr_buf tmp = HR_BUF_INIT;
+    drain_peer(peer, &tmp);
+    hr_buf_free(&tmp);
+    close(peer);
+}
+
+static void test_send_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/herald-test-conn-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    const char text[] = "static file body";
+    assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    hr_conn_send(c, "HEAD|", 5);
+    hr_conn_send_file(c, fd, 7, sizeof(text) - 1 - 7);
+    hr_conn_send(c, "|TAIL", 5);
+    hr_conn_end_turn(&w);
+    hr_buf got = HR_BUF_INIT;
+    drain_peer(peer, &got);
+    hr_buf_append(&got, "", 1);
+    assert_string_equal((char *)got.data, "HEAD|file body|TAIL");
+    hr_buf_free(&got);
+    close(peer);
+}
+
+static void test_eof_and_close(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    hr_conn_send(c, "pending", 7);
+    close(peer);
+    hr_conn_on_io(&w.loop, &c->io, EPOLLIN | EPOLLRDHUP);
+    assert_int_equal(eofs, 1);
+    assert_true(c->flags & HR_CONN_CLOSED);
+    assert_int_equal(frees, 1);
+    assert_int_equal(w.nconns, 0);
+    assert_int_equal(atomic_load(&srv.total_connections), 0);
+    hr_conn_send(c, "ignored", 7); /* still valid memory until end of turn; ignored */
+    hr_conn_end_turn(&w);          /* frees it (ASan checks) */
+}
+
+static void test_close_after_flush(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    hr_conn_send(c, "bye", 3);
+    hr_conn_close_after_flush(c);
+    hr_conn_send(c, "late", 4); /* nothing may follow a closing response */
+    hr_conn_end_turn(&w);
+    hr_buf got = HR_BUF_INIT;
+    drain_peer(peer, &got);
+    assert_int_equal(got.len, 3);
+    assert_memory_equal(got.data, "bye", 3);
+    char tmp[4];
+    assert_int_equal(read(peer, tmp, sizeof(tmp)), 0); /* EOF: closed */
+    assert_int_equal(w.nconns, 0);
+    hr_buf_free(&got);
+    close(peer);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_writes_wait_for_end_of_turn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_write_resumes_on_epollout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leftover_kept_and_freed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure_pauses_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eof_and_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_after_flush, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
