@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
 
 APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev
-APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets nodejs npm chromium curl
+APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets chromium curl
 
 .PHONY: all build run test test-unit test-asan fuzz fuzz-build deps deps-test clean
 
@@ -56,7 +56,7 @@ fuzz-run: fuzz-build
 fuzz:
 	$(MAKE) fuzz-run FUZZ_SECONDS=$${FUZZ_SECONDS:-600}
 
-test: test-unit test-asan fuzz-run
+test: fuzz-run test-unit test-asan
 	@echo "make test: all suites passed"
 
 clean:

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Install the npm packages the integration tests use (tests/package.json).
 set -euo pipefail
-cd "$(dirname "$0")/../tests"
+here=$(cd "$(dirname "$0")" && pwd)
+# Node.js may come from Debian (nodejs + npm) or from a vendor package that
+# bundles npm: only install Debian's when the commands are missing.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  "$here/ensure-deps.sh" nodejs npm
+fi
+cd "$here/../tests"
 if [ ! -d node_modules ] || [ package.json -nt node_modules/.stamp ]; then
   npm install --silent --no-audit --no-fund >/dev/null
   touch node_modules/.stamp

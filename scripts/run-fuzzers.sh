@@ -3,7 +3,7 @@
 # seed corpus in tests/fuzz/corpus/<name>/ (a scratch copy, so the repository
 # is not modified). Fails if any target finds a crash, leak or timeout.
 set -euo pipefail
-build=${1:?build dir}
+build=$(cd "${1:?build dir}" && pwd)
 seconds=${2:-30}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
