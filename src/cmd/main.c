@@ -50,6 +50,7 @@ static int parse_args(int argc, char **argv, cli *a, hr_config *cfg)
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (arg[0] != '-') {
+            if (cfg) continue; /* positional words were taken on the first pass */
             if (!a->command) {
                 a->command = arg;
                 continue;

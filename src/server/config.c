@@ -67,7 +67,7 @@ const hr_option hr_options[] = {
      "Serve POST /http/echo (answers the request body back; for conformance tests)."},
 
     {"websocket.max_frame_size", HR_OPT_SIZE, OFF(ws_max_frame_size), "16MiB", 125, 1 * GiB, NULL, NULL,
-     "Largest single frame payload accepted from a client. Larger: close 1009."},
+     "Largest single frame payload accepted from a client (never more than max_message_size). Larger: close 1009."},
     {"websocket.max_message_size", HR_OPT_SIZE, OFF(ws_max_message_size), "16MiB", 125, 1 * GiB, NULL, NULL,
      "Largest message (all fragments, after decompression). Larger: close 1009."},
     {"websocket.ping_interval", HR_OPT_DURATION, OFF(ws_ping_interval_ms), "25s", 0, DAY_MS, NULL, NULL,
@@ -617,10 +617,6 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
     if (cfg->ws_idle_timeout_ms && cfg->ws_ping_interval_ms && cfg->ws_idle_timeout_ms <= cfg->ws_ping_interval_ms) {
         errf(err, errlen, "websocket.idle_timeout (%lld ms) must be longer than websocket.ping_interval (%lld ms)",
              (long long)cfg->ws_idle_timeout_ms, (long long)cfg->ws_ping_interval_ms);
-        return HR_ERR_INVALID;
-    }
-    if (cfg->ws_max_frame_size > cfg->ws_max_message_size) {
-        errf(err, errlen, "websocket.max_frame_size must not exceed websocket.max_message_size");
         return HR_ERR_INVALID;
     }
     if (hr_log_level_valid(cfg->log_level) < 0) {

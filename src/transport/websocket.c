@@ -231,9 +231,18 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_ws *ws = c->proto;
     const hr_config *cfg = c->w->cfg;
-    hr_ws_parse_opts opts = {.require_mask = true, .allow_rsv1 = ws->deflate,
-                             .max_frame = (uint64_t)cfg->ws_max_frame_size};
+    /* Limits are on what the application sees. Compressed frames and
+     * messages may be slightly larger on the wire than their content
+     * (incompressible data grows by ~0.03% plus a few bytes), so the wire
+     * check on them allows for that; the exact limit is enforced on the
+     * decompressed size by hr_pmd_decompress. */
     uint64_t max_msg = (uint64_t)cfg->ws_max_message_size;
+    uint64_t max_frame = HR_MIN((uint64_t)cfg->ws_max_frame_size, max_msg);
+    if (ws->deflate) {
+        max_msg += (max_msg >> 10) + 1024;
+        max_frame += (max_frame >> 10) + 1024;
+    }
+    hr_ws_parse_opts opts = {.require_mask = true, .allow_rsv1 = ws->deflate, .max_frame = max_frame};
     size_t pos = 0;
     for (;;) {
         if (c->flags & HR_CONN_CLOSED) return -1;
@@ -264,7 +273,10 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 ws_fail(c, HR_WS_CLOSE_PROTOCOL, "new message started before the previous one finished");
                 return (ssize_t)len;
             }
-            if (ws->msg.len + fh->payload_len > max_msg) {
+            bool compressed = fh->opcode == HR_WS_OP_CONT ? ws->msg_compressed : fh->rsv1;
+            uint64_t exact = (uint64_t)cfg->ws_max_message_size;
+            if (ws->msg.len + fh->payload_len > (compressed ? max_msg : exact) ||
+                (!compressed && fh->payload_len > HR_MIN((uint64_t)cfg->ws_max_frame_size, exact))) {
                 ws_fail(c, HR_WS_CLOSE_TOO_BIG, "message too big");
                 return (ssize_t)len;
             }
