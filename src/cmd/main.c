@@ -124,6 +124,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check-config") == 0) {
         if (!a.check_file) {
             fprintf(stderr, "herald: usage: herald check-config FILE\n");
+            hr_config_free(&cfg);
             return 2;
         }
         int rc = hr_config_load_file(&cfg, a.check_file, err, sizeof(err));
@@ -138,29 +139,28 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "serve") != 0) {
         fprintf(stderr, "herald: unknown command \"%s\" (see herald --help)\n", cmd);
+        hr_config_free(&cfg);
         return 2;
     }
 
     const char *file = a.config_file ? a.config_file : getenv("HERALD_CONFIG");
-    if (file && file[0] && hr_config_load_file(&cfg, file, err, sizeof(err))) {
-        fprintf(stderr, "herald: %s\n", err);
-        return 2;
-    }
-    if (hr_config_load_env(&cfg, environ, err, sizeof(err))) {
-        fprintf(stderr, "herald: %s\n", err);
-        return 2;
-    }
-    if (parse_args(argc, argv, &a, &cfg)) return 2;
-    if (hr_config_validate(&cfg, err, sizeof(err))) {
-        fprintf(stderr, "herald: %s\n", err);
+    int rc = 0;
+    if (file && file[0] && hr_config_load_file(&cfg, file, err, sizeof(err))) rc = 2;
+    else if (hr_config_load_env(&cfg, environ, err, sizeof(err))) rc = 2;
+    else if (parse_args(argc, argv, &a, &cfg)) rc = -2; /* message already printed */
+    else if (hr_config_validate(&cfg, err, sizeof(err))) rc = 2;
+    if (rc) {
+        if (rc > 0) fprintf(stderr, "herald: %s\n", err);
+        hr_config_free(&cfg);
         return 2;
     }
     hr_log_set_level(hr_log_level_parse(cfg.log_level));
 
     hr_server srv;
-    int rc = hr_server_start(&srv, &cfg, err, sizeof(err));
+    rc = hr_server_start(&srv, &cfg, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "herald: %s\n", err);
+        hr_server_free(&srv);
         hr_config_free(&cfg);
         return rc == HR_ERR_INVALID ? 2 : 1;
     }

@@ -292,6 +292,11 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     }
     s->nworkers = n;
     s->workers = hr_calloc((size_t)n, sizeof(hr_worker));
+    for (int i = 0; i < n; i++) {
+        s->workers[i].listen_io.fd = -1;
+        s->workers[i].loop.epfd = s->workers[i].loop.wakefd = -1;
+        s->workers[i].static_fd = -1;
+    }
     int static_fd = -1;
     if (cfg->static_dir && cfg->static_dir[0]) {
         static_fd = open(cfg->static_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -405,6 +410,7 @@ void hr_server_free(hr_server *s)
         }
     }
     if (s->nworkers && s->workers[0].static_fd >= 0) close(s->workers[0].static_fd);
+    s->nworkers = 0;
     hr_free(s->workers);
     s->workers = NULL;
 }

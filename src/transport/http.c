@@ -34,9 +34,18 @@ typedef struct hr_http {
     hr_buf req;               /* head copy + body, for requests with a body */
     size_t head_len;
     uint32_t served;
+    bool http10;              /* current request is HTTP/1.0: keep-alive must be confirmed */
 } hr_http;
 
 static const hr_conn_vt http_vt;
+
+/* The Connection header line for a response. */
+static const char *connection_header(hr_conn *c, bool close)
+{
+    if (close) return "Connection: close\r\n";
+    hr_http *h = c->vt == &http_vt ? c->proto : NULL;
+    return h && h->http10 ? "Connection: keep-alive\r\n" : "";
+}
 
 const char *hr_http_reason(int status)
 {
@@ -91,7 +100,7 @@ void hr_http_respond(hr_conn *c, int status, const char *content_type, const cha
                      "Content-Length: %zu\r\n%s%s%s%s%s",
                      status, hr_http_reason(status), http_date(), len,
                      content_type ? "Content-Type: " : "", content_type ? content_type : "",
-                     content_type ? "\r\n" : "", close ? "Connection: close\r\n" : "",
+                     content_type ? "\r\n" : "", connection_header(c, close),
                      extra_headers ? extra_headers : "");
     if (n < 0 || (size_t)n >= sizeof(head) - 2) n = (int)sizeof(head) - 3;
     head[n++] = '\r';
@@ -204,7 +213,7 @@ static bool serve_static(hr_conn *c, const hr_http_request *req, bool close_conn
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 200 OK\r\nServer: herald/" HERALD_VERSION "\r\nDate: %s\r\n"
                      "Content-Type: %s\r\nContent-Length: %lld\r\nCache-Control: no-cache\r\n%s\r\n",
-                     http_date(), content_type_for(rel), (long long)st.st_size, close_conn ? "Connection: close\r\n" : "");
+                     http_date(), content_type_for(rel), (long long)st.st_size, connection_header(c, close_conn));
     hr_conn_send(c, head, (size_t)n);
     if (head_only) close(fd);
     else hr_conn_send_file(c, fd, 0, (uint64_t)st.st_size);
@@ -231,6 +240,7 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
     hr_worker *w = c->w;
     bool close = !req->keep_alive || w->draining;
     bool get = method_is(req, "GET"), head = method_is(req, "HEAD");
+    ((hr_http *)c->proto)->http10 = req->version_minor == 0;
     atomic_fetch_add_explicit(&w->stats.http_requests, 1, memory_order_relaxed);
 
     if (path_is(req, "/health")) {

@@ -8,12 +8,14 @@
  * Control frames (<= 125 bytes) are handled only once complete; until then
  * their bytes stay in the connection's leftover.
  *
- * Compression (RFC 7692): a compressed message is collected whole, then
- * inflated in one call, so with client_no_context_takeover one inflate
- * stream per worker serves every connection; outgoing messages are deflated
- * by a per-worker stream when server_no_context_takeover is in force. Only
- * when context takeover is enabled in the config does a connection get a
- * stream of its own, created on first use.
+ * Compression (RFC 7692): a compressed message that arrives whole in one
+ * frame (the usual case) is inflated at once; with client_no_context_takeover
+ * one inflate stream per worker serves every connection for that. A
+ * fragmented compressed message is inflated piece by piece as it arrives (so
+ * size limits and UTF-8 fail early) with a stream of the connection's own,
+ * released when the message ends unless context takeover is configured.
+ * Outgoing messages are deflated by a per-worker stream when
+ * server_no_context_takeover is in force (the default).
  *
  * Closing: the server answers a client's close and closes TCP after the
  * answer is written. When the server starts the close (shutdown, idle
@@ -140,45 +142,72 @@ static void deliver(hr_conn *c, uint8_t opcode, const uint8_t *data, size_t len)
     ws->h->on_message(c, opcode, data, len);
 }
 
-/* A compressed message is complete in (data, len): inflate and deliver. */
-static void finish_compressed(hr_conn *c, uint8_t opcode, const uint8_t *data, size_t len)
+/* The connection's own inflate stream: kept for the connection's life with
+ * client context takeover; otherwise created for one fragmented compressed
+ * message and released when it ends. */
+static z_stream *conn_inflater(hr_conn *c)
+{
+    hr_ws *ws = c->proto;
+    if (!ws->inflater) {
+        ws->inflater = hr_calloc(1, sizeof(z_stream));
+        if (hr_pmd_inflater_init(ws->inflater, ws->pmd.client_max_window_bits)) {
+            hr_free(ws->inflater);
+            ws->inflater = NULL;
+        }
+    }
+    return ws->inflater;
+}
+
+static void release_inflater(hr_ws *ws)
+{
+    if (!ws->inflater) return;
+    hr_pmd_inflater_end(ws->inflater);
+    hr_free(ws->inflater);
+    ws->inflater = NULL;
+}
+
+/* Inflate `len` compressed bytes of the current message into `out`,
+ * validating text as it is produced. Returns 0, or -1 after failing the
+ * connection. */
+static int inflate_piece(hr_conn *c, z_stream *zs, const uint8_t *data, size_t len, bool last, hr_buf *out)
+{
+    hr_ws *ws = c->proto;
+    size_t before = out->len;
+    bool reset = ws->pmd.client_no_context_takeover;
+    int rc = hr_pmd_decompress(zs, data, len, last, reset, out, (size_t)c->w->cfg->ws_max_message_size);
+    if (rc == HR_ERR_TOO_BIG) {
+        ws_fail(c, HR_WS_CLOSE_TOO_BIG, "message too big");
+        return -1;
+    }
+    if (rc < 0) {
+        ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid compressed data");
+        return -1;
+    }
+    if (ws->msg_opcode == HR_WS_OP_TEXT &&
+        (hr_utf8_feed(&ws->utf8, out->data + before, out->len - before) == HR_UTF8_INVALID ||
+         (last && ws->utf8.need))) {
+        ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+        return -1;
+    }
+    return 0;
+}
+
+/* A compressed single-frame message, all present: inflate into the worker's
+ * scratch buffer (with the worker's shared stream when contexts are not
+ * kept) and deliver. */
+static void deliver_compressed_whole(hr_conn *c, const uint8_t *data, size_t len)
 {
     hr_ws *ws = c->proto;
     hr_worker *w = c->w;
-    z_stream *zs;
-    bool reset = ws->pmd.client_no_context_takeover;
-    if (reset) {
-        zs = hr_worker_inflater(w);
-    } else {
-        if (!ws->inflater) {
-            ws->inflater = hr_calloc(1, sizeof(z_stream));
-            if (hr_pmd_inflater_init(ws->inflater, ws->pmd.client_max_window_bits)) {
-                hr_free(ws->inflater);
-                ws->inflater = NULL;
-            }
-        }
-        zs = ws->inflater;
-    }
+    z_stream *zs = ws->pmd.client_no_context_takeover ? hr_worker_inflater(w) : conn_inflater(c);
     if (!zs) {
         ws_fail(c, HR_WS_CLOSE_INTERNAL, "out of memory");
         return;
     }
     w->scratch.len = 0;
-    int rc = hr_pmd_decompress(zs, data, len, true, reset, &w->scratch, (size_t)w->cfg->ws_max_message_size);
-    if (rc == HR_ERR_TOO_BIG) {
-        if (reset) inflateReset(zs);
-        ws_fail(c, HR_WS_CLOSE_TOO_BIG, "message too big");
-        return;
-    }
-    if (rc < 0) {
-        if (reset) inflateReset(zs);
-        ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid compressed data");
-        return;
-    }
-    if (opcode == HR_WS_OP_TEXT && !hr_utf8_valid(w->scratch.data, w->scratch.len)) {
-        ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
-        return;
-    }
+    if (inflate_piece(c, zs, data, len, true, &w->scratch)) return;
+    uint8_t opcode = ws->msg_opcode;
+    ws->msg_opcode = 0;
     deliver(c, opcode, w->scratch.data ? w->scratch.data : (const uint8_t *)"", w->scratch.len);
     if (w->scratch.cap > 4u << 20) hr_buf_free(&w->scratch); /* don't hold a huge buffer forever */
 }
@@ -188,13 +217,12 @@ static void finish_message(hr_conn *c)
     hr_ws *ws = c->proto;
     uint8_t opcode = ws->msg_opcode;
     ws->msg_opcode = 0;
-    if (ws->msg_compressed) {
-        finish_compressed(c, opcode, ws->msg.data, ws->msg.len);
-    } else if (opcode == HR_WS_OP_TEXT && ws->utf8.need) {
+    if (ws->msg_compressed && ws->pmd.client_no_context_takeover) release_inflater(ws);
+    if (opcode == HR_WS_OP_TEXT && ws->utf8.need) {
         ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
-    } else {
-        deliver(c, opcode, ws->msg.data ? ws->msg.data : (const uint8_t *)"", ws->msg.len);
+        return;
     }
+    deliver(c, opcode, ws->msg.data ? ws->msg.data : (const uint8_t *)"", ws->msg.len);
     if (c->proto == ws) hr_buf_free(&ws->msg);
 }
 
@@ -227,26 +255,57 @@ static void handle_control(hr_conn *c, uint8_t opcode, const uint8_t *payload, s
     hr_conn_close_after_flush(c);
 }
 
+/* After the server failed the connection it only looks for the client's
+ * close frame (then closes TCP, RFC 6455 §7.1.1), skipping everything else. */
+static ssize_t ws_discard(hr_conn *c, uint8_t *data, size_t len)
+{
+    hr_ws *ws = c->proto;
+    hr_ws_parse_opts lax = {.allow_rsv1 = true};
+    size_t pos = 0;
+    while (pos < len) {
+        if (ws->in_frame) {
+            uint64_t skip = HR_MIN((uint64_t)(len - pos), ws->fh.payload_len - ws->got);
+            ws->got += skip;
+            pos += (size_t)skip;
+            if (ws->got == ws->fh.payload_len) ws->in_frame = false;
+            continue;
+        }
+        int rc = hr_ws_parse_header(data + pos, len - pos, &lax, &ws->fh);
+        if (rc == HR_WS_INCOMPLETE) break;
+        if (rc < 0) return (ssize_t)len; /* lost sync: drop; EOF or close_timeout ends it */
+        if (ws->fh.opcode == HR_WS_OP_CLOSE) {
+            hr_conn_close(c); /* both close frames exchanged: close TCP */
+            return -1;
+        }
+        pos += (size_t)rc;
+        ws->in_frame = true;
+        ws->got = 0;
+        if (ws->fh.payload_len == 0) ws->in_frame = false;
+    }
+    return (ssize_t)pos;
+}
+
 static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_ws *ws = c->proto;
     const hr_config *cfg = c->w->cfg;
-    /* Limits are on what the application sees. Compressed frames and
-     * messages may be slightly larger on the wire than their content
-     * (incompressible data grows by ~0.03% plus a few bytes), so the wire
-     * check on them allows for that; the exact limit is enforced on the
-     * decompressed size by hr_pmd_decompress. */
+    /* Limits are on what the application sees. A compressed frame may be
+     * slightly larger on the wire than its content (incompressible data grows
+     * by ~0.03% plus a few bytes), so the wire check on compressed frames
+     * allows for that; the exact message limit is enforced on the inflated
+     * size by hr_pmd_decompress. */
     uint64_t max_msg = (uint64_t)cfg->ws_max_message_size;
     uint64_t max_frame = HR_MIN((uint64_t)cfg->ws_max_frame_size, max_msg);
-    if (ws->deflate) {
-        max_msg += (max_msg >> 10) + 1024;
-        max_frame += (max_frame >> 10) + 1024;
-    }
-    hr_ws_parse_opts opts = {.require_mask = true, .allow_rsv1 = ws->deflate, .max_frame = max_frame};
+    uint64_t max_wire = ws->deflate ? max_frame + (max_frame >> 10) + 1024 : max_frame;
+    hr_ws_parse_opts opts = {.require_mask = true, .allow_rsv1 = ws->deflate, .max_frame = max_wire};
     size_t pos = 0;
     for (;;) {
         if (c->flags & HR_CONN_CLOSED) return -1;
-        if (ws->state == WS_FAILED || ws->state == WS_CLOSE_DONE) return (ssize_t)len; /* discard */
+        if (ws->state == WS_CLOSE_DONE) return (ssize_t)len; /* nothing may follow a close */
+        if (ws->state == WS_FAILED) {
+            ssize_t r = ws_discard(c, data + pos, len - pos);
+            return r < 0 ? r : (ssize_t)pos + r;
+        }
         if (!ws->in_frame) {
             if (pos == len) break;
             int rc = hr_ws_parse_header(data + pos, len - pos, &opts, &ws->fh);
@@ -265,57 +324,73 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 handle_control(c, fh->opcode, p, (size_t)fh->payload_len);
                 continue;
             }
+            /* From here the header is well-formed: on a failure the frame
+             * counts as started, so discard mode skips its payload. */
+            pos += (size_t)rc;
+            ws->in_frame = fh->payload_len > 0;
+            ws->got = 0;
+            bool compressed = fh->opcode == HR_WS_OP_CONT ? ws->msg_compressed : fh->rsv1;
             if (fh->opcode == HR_WS_OP_CONT && !ws->msg_opcode) {
                 ws_fail(c, HR_WS_CLOSE_PROTOCOL, "continuation frame without a message to continue");
-                return (ssize_t)len;
+                continue;
             }
             if (fh->opcode != HR_WS_OP_CONT && ws->msg_opcode) {
                 ws_fail(c, HR_WS_CLOSE_PROTOCOL, "new message started before the previous one finished");
-                return (ssize_t)len;
+                continue;
             }
-            bool compressed = fh->opcode == HR_WS_OP_CONT ? ws->msg_compressed : fh->rsv1;
-            uint64_t exact = (uint64_t)cfg->ws_max_message_size;
-            if (ws->msg.len + fh->payload_len > (compressed ? max_msg : exact) ||
-                (!compressed && fh->payload_len > HR_MIN((uint64_t)cfg->ws_max_frame_size, exact))) {
+            if (!compressed && (fh->payload_len > max_frame || ws->msg.len + fh->payload_len > max_msg)) {
                 ws_fail(c, HR_WS_CLOSE_TOO_BIG, "message too big");
-                return (ssize_t)len;
+                continue;
             }
             if (fh->opcode != HR_WS_OP_CONT) {
                 ws->msg_opcode = fh->opcode;
                 ws->msg_compressed = fh->rsv1;
                 hr_utf8_init(&ws->utf8);
             }
-            pos += (size_t)rc;
             ws->in_frame = true;
-            ws->got = 0;
         }
         /* data frame payload */
         hr_ws_frame_header *fh = &ws->fh;
         size_t take = (size_t)HR_MIN((uint64_t)(len - pos), fh->payload_len - ws->got);
         uint8_t *p = data + pos;
         hr_ws_mask(p, take, fh->mask, ws->got);
-        if (ws->msg_opcode == HR_WS_OP_TEXT && !ws->msg_compressed &&
-            hr_utf8_feed(&ws->utf8, p, take) == HR_UTF8_INVALID) {
-            ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
-            return (ssize_t)len;
-        }
         bool whole = ws->got == 0 && take == fh->payload_len && fh->fin && fh->opcode != HR_WS_OP_CONT;
         pos += take;
-        if (whole) {
-            /* the common case: one frame, all here: no copy */
-            ws->in_frame = false;
-            uint8_t opcode = ws->msg_opcode;
-            ws->msg_opcode = 0;
-            if (ws->msg_compressed) finish_compressed(c, opcode, p, take);
-            else if (opcode == HR_WS_OP_TEXT && ws->utf8.need)
-                ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
-            else deliver(c, opcode, p, take);
-            continue;
-        }
-        hr_buf_append(&ws->msg, p, take);
         ws->got += take;
-        if (ws->got < fh->payload_len) break; /* need more bytes */
-        ws->in_frame = false;
+        bool frame_done = ws->got == fh->payload_len;
+        if (frame_done) ws->in_frame = false;
+        /* On failure below, the loop goes on in discard mode (ws_discard),
+         * which knows where the current frame ends. */
+        if (ws->msg_compressed) {
+            if (whole) {
+                deliver_compressed_whole(c, p, take);
+                continue;
+            }
+            /* fragmented or split across reads: inflate as it arrives, so
+             * limits and UTF-8 fail as early as the data allows */
+            z_stream *zs = conn_inflater(c);
+            if (!zs) {
+                ws_fail(c, HR_WS_CLOSE_INTERNAL, "out of memory");
+                continue;
+            }
+            if (inflate_piece(c, zs, p, take, frame_done && fh->fin, &ws->msg)) continue;
+        } else {
+            if (ws->msg_opcode == HR_WS_OP_TEXT && hr_utf8_feed(&ws->utf8, p, take) == HR_UTF8_INVALID) {
+                ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+                continue;
+            }
+            if (whole) {
+                /* the common case: one frame, all here: delivered in place, no copy */
+                uint8_t opcode = ws->msg_opcode;
+                ws->msg_opcode = 0;
+                if (opcode == HR_WS_OP_TEXT && ws->utf8.need)
+                    ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+                else deliver(c, opcode, p, take);
+                continue;
+            }
+            hr_buf_append(&ws->msg, p, take);
+        }
+        if (!frame_done) break; /* need more bytes */
         if (fh->fin) finish_message(c);
     }
     return (ssize_t)pos;
@@ -377,10 +452,7 @@ static void ws_on_free(hr_conn *c)
     if (ws->h->on_close) ws->h->on_close(c, ws->close_code ? ws->close_code : HR_WS_CLOSE_ABNORMAL);
     atomic_fetch_sub_explicit(&c->w->stats.websockets, 1, memory_order_relaxed);
     hr_buf_free(&ws->msg);
-    if (ws->inflater) {
-        hr_pmd_inflater_end(ws->inflater);
-        hr_free(ws->inflater);
-    }
+    release_inflater(ws);
     if (ws->deflater) {
         hr_pmd_deflater_end(ws->deflater);
         hr_free(ws->deflater);

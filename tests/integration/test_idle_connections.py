@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""10,000 idle WebSocket connections against one herald (2 workers).
+
+Measures the server's resident memory (VmRSS) after 100 warm-up connections
+and after 10,000 more, and prints "bytes per idle connection: N". Asserts
+every handshake got 101, that the server still answers /health and echoes on
+a new connection (and on old idle ones), and - except in sanitizer builds -
+that an idle connection costs less than 4096 bytes of server memory.
+"""
+
+import base64
+import errno
+import os
+import selectors
+import socket
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from herald_testlib import (OP_BINARY, OP_TEXT, SANITIZE, SLOW, Herald, RawWS,  # noqa: E402
+                            dump_output, main, raise_nofile_limit, ws_accept)
+
+N_WARMUP = 100
+N_IDLE = 10_000
+LIMIT_BYTES = 4096
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = map(int, f.read().split())
+            return hi - lo + 1
+    except (OSError, ValueError):
+        return 28000
+
+
+class Opener:
+    """Open WebSocket connections concurrently with non-blocking sockets."""
+
+    def __init__(self, addr, spread_sources):
+        self.addr = addr
+        self.spread = spread_sources
+        self.count = 0
+
+    def _socket(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self.spread:
+            s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            s.bind((f"127.0.0.{2 + self.count % 50}", 0))
+        self.count += 1
+        s.setblocking(False)
+        return s
+
+    def open(self, n, deadline, in_flight=500):
+        """Returns (sockets that completed with a good 101, list of failures)."""
+        sel = selectors.DefaultSelector()
+        done, failures = [], []
+        started = 0
+        active = 0
+
+        def start_one():
+            nonlocal started, active
+            s = self._socket()
+            key = base64.b64encode(os.urandom(16)).decode()
+            req = (f"GET /ws/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+            rc = s.connect_ex(self.addr)
+            if rc not in (0, errno.EINPROGRESS):
+                failures.append(f"connect: {os.strerror(rc)}")
+                s.close()
+                started += 1
+                return
+            state = {"sock": s, "req": req, "key": key, "buf": b"", "phase": "connect"}
+            sel.register(s, selectors.EVENT_WRITE, state)
+            started += 1
+            active += 1
+
+        while (started < n or active) and time.monotonic() < deadline:
+            while started < n and active < in_flight:
+                start_one()
+            for key, _ in sel.select(timeout=0.5):
+                st = key.data
+                s = st["sock"]
+                try:
+                    if st["phase"] == "connect":
+                        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        if err:
+                            raise OSError(err, os.strerror(err))
+                        s.send(st["req"])  # small: fits the empty send buffer
+                        st["phase"] = "read"
+                        sel.modify(s, selectors.EVENT_READ, st)
+                        continue
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        raise OSError("EOF before the handshake response")
+                    st["buf"] += chunk
+                    if b"\r\n\r\n" not in st["buf"]:
+                        continue
+                    head, _, rest = st["buf"].partition(b"\r\n\r\n")
+                    lines = head.split(b"\r\n")
+                    if not lines[0].startswith(b"HTTP/1.1 101"):
+                        raise OSError(f"handshake status {lines[0]!r}")
+                    accept = None
+                    for ln in lines[1:]:
+                        k, _, v = ln.partition(b":")
+                        if k.strip().lower() == b"sec-websocket-accept":
+                            accept = v.strip().decode()
+                    if accept != ws_accept(st["key"]):
+                        raise OSError(f"bad Sec-WebSocket-Accept {accept!r}")
+                    if rest:
+                        raise OSError(f"unexpected bytes after the 101: {rest[:50]!r}")
+                    sel.unregister(s)
+                    active -= 1
+                    done.append(s)
+                except OSError as e:
+                    sel.unregister(s)
+                    s.close()
+                    active -= 1
+                    failures.append(str(e))
+        for key in list(sel.get_map().values()):
+            failures.append(f"timed out in phase {key.data['phase']}")
+            key.data["sock"].close()
+        sel.close()
+        if started < n:
+            failures.append(f"{n - started} connections never started (deadline)")
+        return done, failures
+
+
+def echo_on(sock, payload, timeout=5.0):
+    sock.setblocking(True)
+    w = RawWS(sock, timeout=timeout)
+    w.send_frame(OP_BINARY, payload)
+    return w.recv_message()
+
+
+class TestIdleConnections(unittest.TestCase):
+
+    def test_10k_idle_websockets(self):
+        t_start = time.monotonic()
+        nofile = raise_nofile_limit()
+        need = N_WARMUP + N_IDLE + 200
+        if nofile < need:
+            self.skipTest(f"RLIMIT_NOFILE hard limit {nofile} < {need}")
+        spread = ephemeral_range() < N_IDLE + N_WARMUP + 2000
+        srv = Herald("--websocket.ping-interval", "0", "--websocket.idle-timeout", "0",
+                     workers=2)
+        srv.start()
+        socks = []
+        try:
+            opener = Opener(srv.addr, spread)
+            warm, fails = opener.open(N_WARMUP, time.monotonic() + 20 * SLOW)
+            socks += warm
+            self.assertEqual(fails, [], f"warm-up handshakes failed: {fails[:5]}")
+            self.assertEqual(len(warm), N_WARMUP)
+            time.sleep(0.5)
+            rss0 = srv.rss_bytes()
+
+            t0 = time.monotonic()
+            idle, fails = opener.open(N_IDLE, time.monotonic() + 45 * SLOW)
+            socks += idle
+            t_open = time.monotonic() - t0
+            ok = len(idle)
+            print(f"\nopened {ok}/{N_IDLE} idle WebSocket connections in {t_open:.1f}s "
+                  f"(source addresses spread: {spread})")
+            if fails:
+                print(f"first failures: {fails[:5]}")
+            self.assertEqual(ok, N_IDLE, f"{N_IDLE - ok} handshakes did not get a 101: {fails[:5]}")
+            self.assertTrue(srv.alive(), "server died while connections were opened")
+
+            time.sleep(1.0)
+            rss1 = srv.rss_bytes()
+            per_conn = (rss1 - rss0) / N_IDLE
+            print(f"server RSS after {N_WARMUP} warm-up connections: {rss0} bytes ({rss0 / 2**20:.1f} MiB)")
+            print(f"server RSS with {N_WARMUP + N_IDLE} connections: {rss1} bytes ({rss1 / 2**20:.1f} MiB)")
+            print(f"RSS delta: {rss1 - rss0} bytes for {N_IDLE} connections")
+            print(f"bytes per idle connection: {per_conn:.0f}")
+            sys.stdout.flush()
+
+            # The server still works: /health and an echo on a new connection...
+            with srv.http() as c:
+                r = c.request("GET", "/health")
+                self.assertEqual(r.status, 200, r)
+            w = RawWS.connect(srv.addr)
+            try:
+                w.send_frame(OP_TEXT, b"fresh connection")
+                self.assertEqual(w.recv_message(), (OP_TEXT, b"fresh connection"))
+            finally:
+                w.close_socket()
+            # ...and on old idle ones.
+            for i in (0, N_WARMUP, len(socks) // 2, len(socks) - 1):
+                payload = f"idle #{i}".encode()
+                self.assertEqual(echo_on(socks[i], payload), (OP_BINARY, payload), f"idle connection {i}")
+
+            if SANITIZE:
+                print(f"(sanitizer build: the {LIMIT_BYTES}-byte limit is not checked)")
+            else:
+                self.assertLess(per_conn, LIMIT_BYTES,
+                                f"{per_conn:.0f} bytes per idle connection (limit {LIMIT_BYTES})")
+        except BaseException:
+            dump_output(srv, "server output (idle connections)")
+            raise
+        finally:
+            t_close = time.monotonic()
+            for s in socks:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            rc = srv.stop(timeout=20)
+            print(f"closed {len(socks)} connections and stopped the server in "
+                  f"{time.monotonic() - t_close:.1f}s (exit code {rc}); total {time.monotonic() - t_start:.1f}s")
+        self.assertEqual(rc, 0, "herald did not exit cleanly after SIGTERM")
+
+
+if __name__ == "__main__":
+    main()
