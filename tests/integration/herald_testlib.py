@@ -377,6 +377,26 @@ def main():
 # --------------------------------------------------------------------------
 
 
+def fill_buffer(conn, deadline, closed_exc):
+    """Read more bytes from conn.sock into conn.buf before the deadline.
+    Raises closed_exc on EOF or reset (and sets conn.eof), socket.timeout on timeout."""
+    if conn.eof:
+        raise closed_exc("connection already closed by peer")
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("timed out waiting for data")
+    conn.sock.settimeout(left)
+    try:
+        chunk = conn.sock.recv(1 << 20)
+    except ConnectionResetError as e:
+        conn.eof = True
+        raise closed_exc(f"connection reset: {e}")
+    if not chunk:
+        conn.eof = True
+        raise closed_exc("connection closed by peer (EOF)")
+    conn.buf += chunk
+
+
 class ConnectionClosed(Exception):
     """The peer closed the connection (EOF or reset) before a full response."""
 
@@ -447,21 +467,7 @@ class HttpConn:
 
     def _fill(self, deadline):
         """Read more bytes into buf. Raises ConnectionClosed on EOF/reset, socket.timeout on timeout."""
-        if self.eof:
-            raise ConnectionClosed("connection already closed by peer")
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("timed out waiting for data")
-        self.sock.settimeout(left)
-        try:
-            chunk = self.sock.recv(1 << 20)
-        except ConnectionResetError as e:
-            self.eof = True
-            raise ConnectionClosed(f"connection reset: {e}")
-        if not chunk:
-            self.eof = True
-            raise ConnectionClosed("connection closed by peer (EOF)")
-        self.buf += chunk
+        fill_buffer(self, deadline, ConnectionClosed)
 
     def read_exact(self, n, deadline):
         while len(self.buf) < n:
@@ -779,21 +785,7 @@ class RawWS:
             self.send_frame(opcode if i == 0 else OP_CONT, part, fin=(i == len(parts) - 1), rsv1=(i == 0))
 
     def _fill(self, deadline):
-        if self.eof:
-            raise WSClosed("connection closed by peer")
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("timed out waiting for a frame")
-        self.sock.settimeout(left)
-        try:
-            chunk = self.sock.recv(1 << 20)
-        except ConnectionResetError as e:
-            self.eof = True
-            raise WSClosed(f"connection reset: {e}")
-        if not chunk:
-            self.eof = True
-            raise WSClosed("connection closed by peer (EOF)")
-        self.buf += chunk
+        fill_buffer(self, deadline, WSClosed)
 
     def _need(self, n, deadline):
         while len(self.buf) < n:
