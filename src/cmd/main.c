@@ -166,6 +166,8 @@ int main(int argc, char **argv)
     }
     hr_info("herald " HERALD_VERSION " listening on http://%s (%d workers%s%s)", srv.bound, srv.nworkers,
             cfg.static_dir[0] ? ", static files from " : "", cfg.static_dir);
+    if (!cfg.api_key[0])
+        hr_info("server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.api_key);
     rc = hr_server_run_until_signal(&srv);
     hr_server_free(&srv);
     hr_config_free(&cfg);

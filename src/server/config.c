@@ -103,6 +103,27 @@ const hr_option hr_options[] = {
      "zlib compression level 0-9."},
     {"websocket.deflate_min_size", HR_OPT_SIZE, OFF(ws_deflate_min_size), "64", 0, 1 * GiB, NULL, NULL,
      "Messages shorter than this are sent uncompressed even on a deflate connection."},
+
+    {"channels.history_size", HR_OPT_INT, OFF(ch_history_size), "100", 0, 1000000, NULL, NULL,
+     "Publications kept per channel for history and recovery. 0 = none (recovery is then impossible)."},
+    {"channels.history_ttl", HR_OPT_DURATION, OFF(ch_history_ttl_ms), "5m", 0, 365 * DAY_MS, NULL, NULL,
+     "How long a publication stays in history. 0 = until pushed out by history_size."},
+    {"channels.presence", HR_OPT_BOOL, OFF(ch_presence), "true", 0, 0, NULL, NULL,
+     "Track who is subscribed (presence, presence_stats)."},
+    {"channels.join_leave", HR_OPT_BOOL, OFF(ch_join_leave), "false", 0, 0, NULL, NULL,
+     "Send join/leave pushes to subscribers when a client subscribes or leaves."},
+    {"channels.allow_publish", HR_OPT_BOOL, OFF(ch_allow_publish), "true", 0, 0, NULL, NULL,
+     "Clients may publish (the server API always may)."},
+    {"channels.allow_anonymous", HR_OPT_BOOL, OFF(ch_allow_anonymous), "true", 0, 0, NULL, NULL,
+     "Clients without a user may subscribe."},
+    {"channels.max_channel_length", HR_OPT_INT, OFF(ch_max_channel_length), "255", 1, 65535, NULL, NULL,
+     "Longest channel name in bytes."},
+    {"channels.max_subscriptions", HR_OPT_INT, OFF(ch_max_subscriptions), "128", 1, 1000000, NULL, NULL,
+     "Most channels (and patterns) one connection may subscribe to. More: error 106."},
+    {"channels.max_publication_size", HR_OPT_SIZE, OFF(ch_max_publication_size), "64KiB", 1, 64 * MiB, NULL, NULL,
+     "Largest publication data (JSON text). Larger: error 115 (client) or 413 (API)."},
+    {"channels.max_commands_per_frame", HR_OPT_INT, OFF(ch_max_commands_per_frame), "100", 1, 100000, NULL, NULL,
+     "Most commands in one frame. More: the connection is closed (3501)."},
 };
 const size_t hr_options_count = HR_ARRAY_LEN(hr_options);
 
@@ -629,6 +650,10 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
     }
     if (cfg->tls_cert[0] || cfg->tls_key[0]) {
         errf(err, errlen, "server.tls_cert/tls_key: TLS is not implemented yet; terminate TLS in a proxy");
+        return HR_ERR_INVALID;
+    }
+    if (strlen(cfg->api_key) > 255) {
+        errf(err, errlen, "server.api_key: at most 255 characters");
         return HR_ERR_INVALID;
     }
     if (!cfg->listen[0]) {

@@ -57,6 +57,17 @@ typedef struct hr_config {
     int64_t ws_deflate_mem_level;
     int64_t ws_deflate_level;
     int64_t ws_deflate_min_size;
+    /* [channels] - options of the default namespace */
+    int64_t ch_history_size;
+    int64_t ch_history_ttl_ms;
+    bool ch_presence;
+    bool ch_join_leave;
+    bool ch_allow_publish;
+    bool ch_allow_anonymous;
+    int64_t ch_max_channel_length;
+    int64_t ch_max_subscriptions;
+    int64_t ch_max_publication_size;
+    int64_t ch_max_commands_per_frame;
 } hr_config;
 
 typedef enum hr_opt_type {

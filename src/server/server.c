@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -171,6 +172,7 @@ static void on_wake(hr_loop *loop, void *data)
 {
     HR_UNUSED(loop);
     hr_worker *w = data;
+    hr_hub_process_inbox(w->hub);
     int req = atomic_load(&w->srv->drain_requested);
     if (req >= 2) {
         force_close_all(w);
@@ -290,7 +292,20 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n = cores > 0 ? (int)cores : 1;
     }
+    if (n > HR_MAX_WORKERS) n = HR_MAX_WORKERS;
     s->nworkers = n;
+    s->hub = hr_hub_new(n);
+    s->started_ms = hr_now_ms();
+    if (cfg->api_key && cfg->api_key[0]) {
+        snprintf(s->api_key, sizeof(s->api_key), "%s", cfg->api_key);
+    } else {
+        uint8_t r[16];
+        if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+            snprintf(err, errlen, "cannot generate an API key: getrandom failed");
+            return HR_ERR_IO;
+        }
+        for (int i = 0; i < 16; i++) snprintf(s->api_key + 2 * i, 3, "%02x", r[i]);
+    }
     s->workers = hr_calloc((size_t)n, sizeof(hr_worker));
     for (int i = 0; i < n; i++) {
         s->workers[i].listen_io.fd = -1;
@@ -318,6 +333,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             return HR_ERR_IO;
         }
         w->loop.on_wake = on_wake;
+        w->hub = hr_hub_worker(s->hub, i, &w->loop);
         w->loop.on_turn_end = on_turn_end;
         int fd = make_listener((struct sockaddr *)&ss, sl, true, msg, sizeof(msg));
         if (fd < 0) {
@@ -413,4 +429,6 @@ void hr_server_free(hr_server *s)
     s->nworkers = 0;
     hr_free(s->workers);
     s->workers = NULL;
+    hr_hub_free(s->hub);
+    s->hub = NULL;
 }

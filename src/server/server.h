@@ -8,6 +8,7 @@
 #include "core/buf.h"
 #include "core/loop.h"
 #include "server/config.h"
+#include "hub/hub.h"
 #include "transport/conn.h"
 
 #include <pthread.h>
@@ -50,6 +51,7 @@ typedef struct hr_worker {
     bool draining;
     bool accepting;
     hr_timer drain_timer;
+    hr_whub *hub;                  /* this worker's part of the hub */
     hr_worker_stats stats;
 } hr_worker;
 
@@ -62,6 +64,9 @@ struct hr_server {
     atomic_int running_workers;
     atomic_int drain_requested;    /* 1 = drain, 2 = force */
     atomic_uint_fast64_t total_connections;
+    hr_hub *hub;
+    char api_key[256];             /* effective API key (configured or generated) */
+    uint64_t started_ms;
 };
 
 /* Bind listeners and start workers. Returns 0, or a negative error with a

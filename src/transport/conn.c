@@ -3,6 +3,7 @@
  * turn, backpressure, and deferred freeing (see conn.h). */
 #include "transport/conn.h"
 #include "core/log.h"
+#include "hub/pub.h"
 #include "server/server.h"
 
 #include <errno.h>
@@ -15,13 +16,14 @@
 #define READS_PER_TURN 16          /* then yield to other connections */
 #define IOV_MAX_BATCH 64
 
-enum { OE_BYTES = 0, OE_FILE = 1 };
+enum { OE_BYTES = 0, OE_FILE = 1, OE_SHARED = 2 };
 
 struct hr_oentry {
     hr_oentry *next;
     uint8_t kind;
     int fd;                 /* OE_FILE */
-    uint64_t off;           /* bytes already written (OE_BYTES) / file offset (OE_FILE) */
+    hr_sbuf *ref;           /* OE_SHARED: bytes shared with other connections */
+    uint64_t off;           /* bytes already written (OE_BYTES, OE_SHARED) / file offset (OE_FILE) */
     uint64_t len;           /* total bytes of this entry */
     uint8_t data[];         /* OE_BYTES payload */
 };
@@ -65,6 +67,7 @@ void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t
     hr_oentry *e = hr_malloc(sizeof(*e) + alen + blen);
     e->kind = OE_BYTES;
     e->fd = -1;
+    e->ref = NULL;
     e->off = 0;
     e->len = alen + blen;
     if (alen) memcpy(e->data, a, alen);
@@ -83,6 +86,7 @@ void hr_conn_send_file(hr_conn *c, int fd, uint64_t off, uint64_t len)
     hr_oentry *e = hr_malloc(sizeof(*e));
     e->kind = OE_FILE;
     e->fd = fd;
+    e->ref = NULL;
     e->off = off;
     e->len = len;
     enqueue(c, e);
@@ -91,7 +95,38 @@ void hr_conn_send_file(hr_conn *c, int fd, uint64_t off, uint64_t len)
 static void free_entry(hr_oentry *e)
 {
     if (e->kind == OE_FILE) close(e->fd);
+    else if (e->kind == OE_SHARED) hr_sbuf_unref(e->ref);
     hr_free(e);
+}
+
+static uint8_t *entry_bytes(hr_oentry *e) { return e->kind == OE_SHARED ? e->ref->data : e->data; }
+
+void hr_conn_send_shared(hr_conn *c, hr_sbuf *b)
+{
+    if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) return;
+    hr_oentry *e = hr_malloc(sizeof(*e));
+    e->kind = OE_SHARED;
+    e->fd = -1;
+    e->ref = hr_sbuf_ref(b);
+    e->off = 0;
+    e->len = b->len;
+    enqueue(c, e);
+}
+
+void hr_conn_drop_queued(hr_conn *c)
+{
+    hr_oentry *keep = c->out.head;
+    if (!keep) return;
+    bool started = keep->kind == OE_FILE || keep->off > 0;
+    hr_oentry *e = started ? keep->next : keep;
+    if (started) keep->next = NULL;
+    while (e) {
+        hr_oentry *nx = e->next;
+        c->out.bytes -= (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off));
+        free_entry(e);
+        e = nx;
+    }
+    c->out.head = c->out.tail = started ? keep : NULL;
 }
 
 static void outq_clear(hr_outq *q)
@@ -112,7 +147,7 @@ static void outq_advance(hr_outq *q, size_t n)
     q->bytes -= n;
     while (n && q->head) {
         hr_oentry *e = q->head;
-        uint64_t left = e->len - (e->kind == OE_BYTES ? e->off : 0);
+        uint64_t left = e->len - (e->kind != OE_FILE ? e->off : 0);
         if (n < left) {
             e->off += n;
             return;
@@ -168,8 +203,8 @@ int hr_conn_flush(hr_conn *c)
         } else {
             struct iovec iov[IOV_MAX_BATCH];
             int cnt = 0;
-            for (hr_oentry *x = e; x && x->kind == OE_BYTES && cnt < IOV_MAX_BATCH; x = x->next) {
-                iov[cnt].iov_base = x->data + x->off;
+            for (hr_oentry *x = e; x && x->kind != OE_FILE && cnt < IOV_MAX_BATCH; x = x->next) {
+                iov[cnt].iov_base = entry_bytes(x) + x->off;
                 iov[cnt].iov_len = (size_t)(x->len - x->off);
                 cnt++;
             }

@@ -73,6 +73,13 @@ struct hr_conn {
 void hr_conn_send(hr_conn *c, const void *data, size_t len);
 /* Queue two pieces as one entry (e.g. frame header + payload), copied. */
 void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t blen);
+/* Queue a shared buffer (one encoded frame sent to many connections); the
+ * queue takes a reference. */
+struct hr_sbuf;
+void hr_conn_send_shared(hr_conn *c, struct hr_sbuf *b);
+/* Drop everything queued that has not started to be written (a slow
+ * consumer about to be disconnected: it will recover what it missed). */
+void hr_conn_drop_queued(hr_conn *c);
 /* Queue `len` bytes of an open file from `off`; the queue owns fd (closes it). */
 void hr_conn_send_file(hr_conn *c, int fd, uint64_t off, uint64_t len);
 /* Write what is queued now (normally done at end of turn). Returns 0, or

@@ -10,6 +10,7 @@
 #include "transport/http.h"
 #include "core/log.h"
 #include "server/server.h"
+#include "transport/api.h"
 #include "transport/websocket.h"
 
 #include <errno.h>
@@ -254,6 +255,14 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
     }
     if (path_is(req, "/ws/echo")) {
         hr_ws_upgrade(c, req, &hr_ws_echo_handler);
+        return;
+    }
+    if (path_is(req, "/ws")) {
+        hr_ws_upgrade(c, req, &hr_ws_native_handler);
+        return;
+    }
+    if (req->path_len > 5 && memcmp(req->path, "/api/", 5) == 0) {
+        hr_api_handle(c, req, body, body_len, close);
         return;
     }
     if (path_is(req, "/http/echo") && w->cfg->http_echo_endpoint) {

@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "server/server.h"
 #include "transport/http.h"
+#include "protocol/session.h"
 
 #include <stdio.h>
 #include <strings.h>
@@ -51,6 +52,7 @@ typedef struct hr_ws {
     z_stream *inflater;      /* own stream: only with client context takeover */
     z_stream *deflater;      /* own stream: only with server context takeover */
     uint64_t last_ping;
+    void *app;               /* the handler's per-connection state */
 } hr_ws;
 
 static const hr_conn_vt ws_vt;
@@ -621,4 +623,101 @@ static void echo_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t 
 
 const hr_ws_handler hr_ws_echo_handler = {
     .on_message = echo_on_message,
+};
+
+void *hr_ws_app(hr_conn *c) { return c->vt == &ws_vt ? ((hr_ws *)c->proto)->app : NULL; }
+void hr_ws_set_app(hr_conn *c, void *app)
+{
+    if (c->vt == &ws_vt) ((hr_ws *)c->proto)->app = app;
+}
+
+/* Queue a frame whose payload is shared by many connections, framing (and
+ * compressing) it once per worker through the encoding cache. */
+void hr_ws_send_shared(hr_conn *c, hr_sbuf *payload, hr_enc_cache *cache, int payload_slot)
+{
+    hr_ws *ws = c->proto;
+    if (c->vt != &ws_vt || ws->state != WS_OPEN) return;
+    hr_worker *w = c->w;
+    atomic_fetch_add_explicit(&w->stats.ws_messages_out, 1, memory_order_relaxed);
+    bool compress = ws->deflate && payload->len >= (size_t)w->cfg->ws_deflate_min_size;
+    if (compress && !ws->pmd.server_no_context_takeover) {
+        /* this connection keeps a compression context: its frames are its own */
+        hr_ws_send(c, HR_WS_OP_TEXT, payload->data, payload->len);
+        return;
+    }
+    int slot = payload_slot + (compress ? 2 : 1);
+    if (compress && ws->pmd.server_max_window_bits != 15) slot = -1; /* unusual window: not cacheable */
+    hr_sbuf *frame = slot >= 0 ? cache->slot[slot] : NULL;
+    if (!frame) {
+        uint8_t hdr[14];
+        size_t hl;
+        if (compress) {
+            z_stream *zs = hr_worker_deflater(w, ws->pmd.server_max_window_bits);
+            w->zout.len = 0;
+            if (!zs || hr_pmd_compress(zs, payload->data, payload->len, true, &w->zout)) {
+                hr_ws_send(c, HR_WS_OP_TEXT, payload->data, payload->len);
+                return;
+            }
+            hl = hr_ws_write_header(hdr, true, true, HR_WS_OP_TEXT, w->zout.len, NULL);
+            frame = hr_sbuf_new2(hdr, hl, w->zout.data, w->zout.len);
+        } else {
+            hl = hr_ws_write_header(hdr, true, false, HR_WS_OP_TEXT, payload->len, NULL);
+            frame = hr_sbuf_new2(hdr, hl, payload->data, payload->len);
+        }
+        if (slot >= 0) cache->slot[slot] = frame;
+    } else {
+        hr_sbuf_ref(frame);
+    }
+    hr_conn_send_shared(c, frame);
+    hr_sbuf_unref(frame);
+}
+
+/* ---- /ws: the native protocol -------------------------------------------------- */
+
+static void sink_send(void *t, const uint8_t *data, size_t len) { hr_ws_send(t, HR_WS_OP_TEXT, data, len); }
+
+static void sink_send_shared(void *t, hr_sbuf *payload, hr_enc_cache *cache, int slot)
+{
+    hr_ws_send_shared(t, payload, cache, slot);
+}
+
+static size_t sink_queued(void *t) { return ((hr_conn *)t)->out.bytes; }
+
+static void sink_disconnect(void *t, int code, const char *reason)
+{
+    hr_conn *c = t;
+    hr_conn_drop_queued(c); /* what it missed, it recovers from history */
+    hr_ws_close(c, (uint16_t)code, reason);
+}
+
+static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect};
+
+static void native_on_open(hr_conn *c)
+{
+    hr_ws_set_app(c, hr_session_new(c->w->hub, c->w->cfg, &ws_sink, c));
+}
+
+static void native_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t len)
+{
+    hr_session *s = hr_ws_app(c);
+    if (!s) return;
+    if (opcode != HR_WS_OP_TEXT) {
+        sink_disconnect(c, HR_DISC_BAD_REQUEST, "binary frames are not supported by the JSON protocol");
+        return;
+    }
+    hr_session_on_frame(s, data, len);
+}
+
+static void native_on_close(hr_conn *c, uint16_t code)
+{
+    HR_UNUSED(code);
+    hr_session *s = hr_ws_app(c);
+    hr_ws_set_app(c, NULL);
+    hr_session_free(s);
+}
+
+const hr_ws_handler hr_ws_native_handler = {
+    .on_open = native_on_open,
+    .on_message = native_on_message,
+    .on_close = native_on_close,
 };

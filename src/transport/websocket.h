@@ -17,6 +17,17 @@ typedef struct hr_ws_handler {
 } hr_ws_handler;
 
 extern const hr_ws_handler hr_ws_echo_handler;
+extern const hr_ws_handler hr_ws_native_handler; /* /ws: native protocol (JSON) */
+
+/* The handler's per-connection state. */
+void *hr_ws_app(hr_conn *c);
+void hr_ws_set_app(hr_conn *c, void *app);
+
+/* Send a text frame whose payload is shared by many connections; framed and
+ * compressed once per worker through the encoding cache (hub.h). */
+struct hr_sbuf;
+struct hr_enc_cache;
+void hr_ws_send_shared(hr_conn *c, struct hr_sbuf *payload, struct hr_enc_cache *cache, int payload_slot);
 
 /* Validate the handshake in req and answer 101 (switching c to WebSocket),
  * or an HTTP error (400 / 403 / 405 / 426). Returns true when upgraded. */

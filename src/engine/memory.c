@@ -1,0 +1,367 @@
+/* memory.c - the in-memory engine (single node): per-channel offset, epoch,
+ * history ring and presence, in a hash map split into 64 shards, each with
+ * its own mutex, so workers publishing to different channels rarely meet.
+ *
+ * Order: publish assigns the offset, stores the publication and hands it to
+ * the hub while holding the channel's shard lock, so every worker's inbox
+ * receives a channel's publications in offset order.
+ *
+ * Epoch: chosen at random when the channel is first seen by this process;
+ * a restart loses history and changes the epoch, which is how clients learn
+ * that recovery across the restart is impossible. */
+#include "engine/engine.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define SHARDS 64
+
+typedef struct mpres {
+    char *client, *user, *info;
+} mpres;
+
+typedef struct mchan {
+    struct mchan *next;
+    uint64_t hash;
+    char *name;
+    size_t len;
+    uint64_t offset;
+    char epoch[HR_EPOCH_LEN + 1];
+    hr_pub **ring;          /* history, oldest at head */
+    uint32_t cap, head, count;
+    mpres *pres;
+    size_t npres, cappres;
+} mchan;
+
+typedef struct shard {
+    pthread_mutex_t mu;
+    mchan **buckets;
+    size_t nbuckets, count;
+} shard;
+
+typedef struct mengine {
+    hr_engine base;
+    shard shards[SHARDS];
+} mengine;
+
+static uint64_t hash_name(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static shard *shard_of(mengine *m, uint64_t h) { return &m->shards[h % SHARDS]; }
+
+static mchan *find(shard *sh, uint64_t h, const char *name, size_t len)
+{
+    if (!sh->nbuckets) return NULL;
+    for (mchan *c = sh->buckets[(h >> 6) & (sh->nbuckets - 1)]; c; c = c->next)
+        if (c->hash == h && c->len == len && memcmp(c->name, name, len) == 0) return c;
+    return NULL;
+}
+
+static void grow(shard *sh)
+{
+    size_t nb = sh->nbuckets ? sh->nbuckets * 2 : 64;
+    mchan **b = hr_calloc(nb, sizeof(*b));
+    for (size_t i = 0; i < sh->nbuckets; i++) {
+        mchan *c = sh->buckets[i];
+        while (c) {
+            mchan *nx = c->next;
+            size_t idx = (c->hash >> 6) & (nb - 1);
+            c->next = b[idx];
+            b[idx] = c;
+            c = nx;
+        }
+    }
+    hr_free(sh->buckets);
+    sh->buckets = b;
+    sh->nbuckets = nb;
+}
+
+static mchan *get_or_create(shard *sh, uint64_t h, const char *name, size_t len)
+{
+    mchan *c = find(sh, h, name, len);
+    if (c) return c;
+    if (sh->count + 1 > sh->nbuckets) grow(sh);
+    c = hr_calloc(1, sizeof(*c));
+    c->hash = h;
+    c->name = hr_strndup(name, len);
+    c->len = len;
+    hr_epoch_new(c->epoch);
+    size_t idx = (h >> 6) & (sh->nbuckets - 1);
+    c->next = sh->buckets[idx];
+    sh->buckets[idx] = c;
+    sh->count++;
+    return c;
+}
+
+static hr_pub *ring_at(const mchan *c, uint32_t i) { return c->ring[(c->head + i) % c->cap]; }
+
+static void ring_drop_oldest(mchan *c)
+{
+    hr_pub_unref(c->ring[c->head]);
+    c->ring[c->head] = NULL;
+    c->head = (c->head + 1) % c->cap;
+    c->count--;
+}
+
+/* Trim by TTL, and resize the ring if the configured size changed. */
+static void ring_maintain(mchan *c, const hr_chan_opts *o)
+{
+    if (o->history_ttl_ms && c->count) {
+        uint64_t cutoff = hr_wall_ms() - o->history_ttl_ms;
+        while (c->count && c->ring[c->head]->time_ms < cutoff) ring_drop_oldest(c);
+    }
+    if (c->cap != o->history_size) {
+        while (c->count > o->history_size) ring_drop_oldest(c);
+        hr_pub **r = o->history_size ? hr_calloc(o->history_size, sizeof(*r)) : NULL;
+        for (uint32_t i = 0; i < c->count; i++) r[i] = ring_at(c, i);
+        hr_free(c->ring);
+        c->ring = r;
+        c->cap = o->history_size;
+        c->head = 0;
+    }
+}
+
+static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, hr_publish_cb cb, void *ud)
+{
+    mengine *m = (mengine *)e;
+    uint64_t h = hash_name(pub->channel, pub->channel_len);
+    shard *sh = shard_of(m, h);
+    pthread_mutex_lock(&sh->mu);
+    mchan *c = get_or_create(sh, h, pub->channel, pub->channel_len);
+    ring_maintain(c, o);
+    pub->offset = ++c->offset;
+    memcpy(pub->epoch, c->epoch, sizeof(pub->epoch));
+    if (c->cap) {
+        if (c->count == c->cap) ring_drop_oldest(c);
+        c->ring[(c->head + c->count) % c->cap] = hr_pub_ref(pub);
+        c->count++;
+    }
+    uint64_t offset = pub->offset;
+    char epoch[HR_EPOCH_LEN + 1];
+    memcpy(epoch, c->epoch, sizeof(epoch));
+    e->deliver(e->hub, pub); /* in order: still under the lock */
+    pthread_mutex_unlock(&sh->mu);
+    if (cb) cb(ud, 0, offset, epoch);
+}
+
+static void m_publish_event(hr_engine *e, hr_pub *pub)
+{
+    mengine *m = (mengine *)e;
+    uint64_t h = hash_name(pub->channel, pub->channel_len);
+    shard *sh = shard_of(m, h);
+    pthread_mutex_lock(&sh->mu); /* same lock: events keep their place among publications */
+    e->deliver(e->hub, pub);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static void m_history(hr_engine *e, const hr_chan_opts *o, const char *channel, size_t len, const hr_history_query *q,
+                      hr_history_cb cb, void *ud)
+{
+    mengine *m = (mengine *)e;
+    uint64_t h = hash_name(channel, len);
+    shard *sh = shard_of(m, h);
+    pthread_mutex_lock(&sh->mu);
+    /* Creating the channel here fixes its epoch at the first look, so a
+     * subscriber that saw epoch X can later tell whether it changed. */
+    mchan *c = get_or_create(sh, h, channel, len);
+    ring_maintain(c, o);
+    hr_history res = {0};
+    res.offset = c->offset;
+    memcpy(res.epoch, c->epoch, sizeof(res.epoch));
+    uint32_t first = 0; /* index in ring of the first publication to consider */
+    bool complete = true;
+    if (q->has_since) {
+        bool same_epoch = !q->since_epoch || !q->since_epoch[0] || strcmp(q->since_epoch, c->epoch) == 0;
+        if (!same_epoch || q->since_offset > c->offset) {
+            complete = false;
+            first = c->count; /* nothing usable */
+        } else {
+            uint64_t oldest = c->count ? ring_at(c, 0)->offset : c->offset + 1;
+            if (q->since_offset + 1 < oldest) complete = false; /* some were trimmed */
+            while (first < c->count && ring_at(c, first)->offset <= q->since_offset) first++;
+        }
+    }
+    size_t avail = c->count - first;
+    size_t n = avail;
+    if (q->limit >= 0 && (size_t)q->limit < n) {
+        n = (size_t)q->limit;
+        if (q->has_since) complete = false;
+    }
+    hr_pub **list = n ? hr_malloc(n * sizeof(*list)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        /* forward: the oldest n after `first`; reverse: the newest n, newest first */
+        uint32_t idx = q->reverse ? (uint32_t)(c->count - 1 - i) : (uint32_t)(first + i);
+        list[i] = hr_pub_ref(ring_at(c, idx));
+    }
+    pthread_mutex_unlock(&sh->mu);
+    res.pubs = list;
+    res.n = n;
+    res.complete = complete;
+    cb(ud, 0, &res);
+    for (size_t i = 0; i < n; i++) hr_pub_unref(list[i]);
+    hr_free(list);
+}
+
+static void m_history_remove(hr_engine *e, const char *channel, size_t len, hr_done_cb cb, void *ud)
+{
+    mengine *m = (mengine *)e;
+    uint64_t h = hash_name(channel, len);
+    shard *sh = shard_of(m, h);
+    pthread_mutex_lock(&sh->mu);
+    mchan *c = find(sh, h, channel, len);
+    if (c)
+        while (c->count) ring_drop_oldest(c);
+    pthread_mutex_unlock(&sh->mu);
+    if (cb) cb(ud, 0);
+}
+
+static void pres_free(mpres *p)
+{
+    hr_free(p->client);
+    hr_free(p->user);
+    hr_free(p->info);
+}
+
+static void m_presence_add(hr_engine *e, const char *channel, size_t len, const char *client, const char *user,
+                           const char *info, hr_done_cb cb, void *ud)
+{
+    mengine *m = (mengine *)e;
+    uint64_t h = hash_name(channel, len);
+    shard *sh = shard_of(m, h);
+    pthread_mutex_lock(&sh->mu);
+    mchan *c = get_or_create(sh, h, channel, len);
+    mpres *slot = NULL;
+    for (size_t i = 0; i < c->npres; i++)
+        if (strcmp(c->pres[i].client, client) == 0) slot = &c->pres[i];
+    if (slot) {
+        pres_free(slot);
+    } else {
+        if (c->npres == c->cappres) {
+            c->cappres = c->cappres ? c->cappres * 2 : 4;
+            c->pres = hr_realloc(c->pres, c->cappres * sizeof(*c->pres));
+        }
+        slot = &c->pres[c->npres++];
+    }
+    slot->client = hr_strdup(client);
+    slot->user = hr_strdup(user ? user : "");
+    slot->info = info ? hr_strdup(info) : NULL;
+    pthread_mutex_unlock(&sh->mu);
+    if (cb) cb(ud, 0);
+}
+
+static void m_presence_remove(hr_engine *e, const char *channel, size_t len, const char *client, hr_done_cb cb,
+                              void *ud)
+{
+    mengine *m = (mengine *)e;
+    uint64_t h = hash_name(channel, len);
+    shard *sh = shard_of(m, h);
+    pthread_mutex_lock(&sh->mu);
+    mchan *c = find(sh, h, channel, len);
+    if (c) {
+        for (size_t i = 0; i < c->npres; i++) {
+            if (strcmp(c->pres[i].client, client) == 0) {
+                pres_free(&c->pres[i]);
+                c->pres[i] = c->pres[--c->npres];
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&sh->mu);
+    if (cb) cb(ud, 0);
+}
+
+static void m_presence(hr_engine *e, const char *channel, size_t len, hr_presence_cb cb, void *ud)
+{
+    mengine *m = (mengine *)e;
+    uint64_t h = hash_name(channel, len);
+    shard *sh = shard_of(m, h);
+    pthread_mutex_lock(&sh->mu);
+    mchan *c = find(sh, h, channel, len);
+    hr_presence res = {0};
+    if (c && c->npres) {
+        res.entries = hr_malloc(c->npres * sizeof(*res.entries));
+        for (size_t i = 0; i < c->npres; i++) {
+            res.entries[i].client = hr_strdup(c->pres[i].client);
+            res.entries[i].user = hr_strdup(c->pres[i].user);
+            res.entries[i].info = c->pres[i].info ? hr_strdup(c->pres[i].info) : NULL;
+            bool seen = false;
+            for (size_t j = 0; j < i && !seen; j++) seen = strcmp(c->pres[j].user, c->pres[i].user) == 0;
+            if (!seen) res.users++;
+        }
+        res.n = c->npres;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    cb(ud, 0, &res);
+    for (size_t i = 0; i < res.n; i++) {
+        hr_free((char *)res.entries[i].client);
+        hr_free((char *)res.entries[i].user);
+        hr_free((char *)res.entries[i].info);
+    }
+    hr_free(res.entries);
+}
+
+static void m_channels(hr_engine *e, void (*each)(void *ud, const char *name, size_t len, uint64_t offset), void *ud)
+{
+    mengine *m = (mengine *)e;
+    for (int s = 0; s < SHARDS; s++) {
+        shard *sh = &m->shards[s];
+        pthread_mutex_lock(&sh->mu);
+        for (size_t b = 0; b < sh->nbuckets; b++)
+            for (mchan *c = sh->buckets[b]; c; c = c->next)
+                if (c->count || c->npres || c->offset) each(ud, c->name, c->len, c->offset);
+        pthread_mutex_unlock(&sh->mu);
+    }
+}
+
+static void m_free(hr_engine *e)
+{
+    mengine *m = (mengine *)e;
+    for (int s = 0; s < SHARDS; s++) {
+        shard *sh = &m->shards[s];
+        for (size_t b = 0; b < sh->nbuckets; b++) {
+            mchan *c = sh->buckets[b];
+            while (c) {
+                mchan *nx = c->next;
+                while (c->count) ring_drop_oldest(c);
+                for (size_t i = 0; i < c->npres; i++) pres_free(&c->pres[i]);
+                hr_free(c->pres);
+                hr_free(c->ring);
+                hr_free(c->name);
+                hr_free(c);
+                c = nx;
+            }
+        }
+        hr_free(sh->buckets);
+        pthread_mutex_destroy(&sh->mu);
+    }
+    hr_free(m);
+}
+
+static const hr_engine_vt memory_vt = {
+    .publish = m_publish,
+    .publish_event = m_publish_event,
+    .history = m_history,
+    .history_remove = m_history_remove,
+    .presence_add = m_presence_add,
+    .presence_remove = m_presence_remove,
+    .presence = m_presence,
+    .channels = m_channels,
+    .free = m_free,
+};
+
+hr_engine *hr_engine_memory_new(hr_deliver_fn deliver, void *hub)
+{
+    mengine *m = hr_calloc(1, sizeof(*m));
+    m->base.vt = &memory_vt;
+    m->base.deliver = deliver;
+    m->base.hub = hub;
+    for (int s = 0; s < SHARDS; s++) pthread_mutex_init(&m->shards[s].mu, NULL);
+    return &m->base;
+}

@@ -1,0 +1,395 @@
+/* hub.c - interest registry, per-worker subscriptions, inbox and fan-out
+ * (see hub.h). */
+#include "hub/hub.h"
+#include "hub/channel_name.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define SHARDS 64
+
+struct hr_local_chan {
+    hr_local_chan *next;
+    uint64_t hash;
+    char *name;
+    size_t len;
+    hr_sub *subs;
+    size_t nsubs;
+};
+
+typedef struct interest {
+    struct interest *next;
+    uint64_t hash;
+    uint64_t mask;
+    size_t len;
+    char name[];
+} interest;
+
+typedef struct ishard {
+    pthread_mutex_t mu;
+    interest **buckets;
+    size_t nbuckets, count;
+} ishard;
+
+static uint64_t hash_name(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* ---- interest registry --------------------------------------------------- */
+
+static ishard *ishard_of(hr_hub *hub, uint64_t h) { return &((ishard *)hub->shards)[h % SHARDS]; }
+
+static interest **ifind(ishard *sh, uint64_t h, const char *name, size_t len)
+{
+    if (!sh->nbuckets) return NULL;
+    interest **pp = &sh->buckets[(h >> 6) & (sh->nbuckets - 1)];
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->len == len && memcmp((*pp)->name, name, len) == 0) return pp;
+    return NULL;
+}
+
+static void igrow(ishard *sh)
+{
+    size_t nb = sh->nbuckets ? sh->nbuckets * 2 : 64;
+    interest **b = hr_calloc(nb, sizeof(*b));
+    for (size_t i = 0; i < sh->nbuckets; i++) {
+        interest *x = sh->buckets[i];
+        while (x) {
+            interest *nx = x->next;
+            size_t idx = (x->hash >> 6) & (nb - 1);
+            x->next = b[idx];
+            b[idx] = x;
+            x = nx;
+        }
+    }
+    hr_free(sh->buckets);
+    sh->buckets = b;
+    sh->nbuckets = nb;
+}
+
+static void interest_set(hr_hub *hub, const char *name, size_t len, uint64_t h, int worker, bool on)
+{
+    ishard *sh = ishard_of(hub, h);
+    pthread_mutex_lock(&sh->mu);
+    interest **pp = ifind(sh, h, name, len);
+    if (on) {
+        if (!pp) {
+            if (sh->count + 1 > sh->nbuckets) igrow(sh);
+            interest *x = hr_malloc(sizeof(*x) + len);
+            x->hash = h;
+            x->mask = 0;
+            x->len = len;
+            memcpy(x->name, name, len);
+            size_t idx = (h >> 6) & (sh->nbuckets - 1);
+            x->next = sh->buckets[idx];
+            sh->buckets[idx] = x;
+            sh->count++;
+            pp = &sh->buckets[idx];
+        }
+        (*pp)->mask |= 1ull << worker;
+    } else if (pp) {
+        (*pp)->mask &= ~(1ull << worker);
+        if (!(*pp)->mask) {
+            interest *x = *pp;
+            *pp = x->next;
+            hr_free(x);
+            sh->count--;
+        }
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static void inbox_push(hr_whub *wh, hr_pub *pub)
+{
+    pthread_mutex_t *mu = wh->inbox_mu;
+    pthread_mutex_lock(mu);
+    bool was_empty = wh->inbox_n == 0;
+    if (wh->inbox_n == wh->inbox_cap) {
+        wh->inbox_cap = wh->inbox_cap ? wh->inbox_cap * 2 : 64;
+        wh->inbox = hr_realloc(wh->inbox, wh->inbox_cap * sizeof(*wh->inbox));
+    }
+    wh->inbox[wh->inbox_n++] = hr_pub_ref(pub);
+    pthread_mutex_unlock(mu);
+    if (was_empty) hr_loop_wake(wh->loop);
+}
+
+/* The engine's deliver callback: called in channel order, any thread. */
+static void hub_deliver(void *hubp, hr_pub *pub)
+{
+    hr_hub *hub = hubp;
+    uint64_t h = hash_name(pub->channel, pub->channel_len);
+    ishard *sh = ishard_of(hub, h);
+    pthread_mutex_lock(&sh->mu);
+    interest **pp = ifind(sh, h, pub->channel, pub->channel_len);
+    uint64_t mask = pp ? (*pp)->mask : 0;
+    pthread_mutex_unlock(&sh->mu);
+    mask |= atomic_load_explicit(&hub->pattern_mask, memory_order_acquire);
+    for (int i = 0; mask && i < hub->nworkers; i++)
+        if (mask & (1ull << i)) inbox_push(&hub->workers[i], pub);
+}
+
+/* ---- lifecycle --------------------------------------------------------------- */
+
+hr_hub *hr_hub_new(int nworkers)
+{
+    hr_hub *hub = hr_calloc(1, sizeof(*hub));
+    hub->nworkers = nworkers;
+    hub->workers = hr_calloc((size_t)nworkers, sizeof(hr_whub));
+    ishard *shards = hr_calloc(SHARDS, sizeof(ishard));
+    for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&shards[i].mu, NULL);
+    hub->shards = shards;
+    hub->engine = hr_engine_memory_new(hub_deliver, hub);
+    for (int i = 0; i < nworkers; i++) {
+        hr_whub *wh = &hub->workers[i];
+        wh->hub = hub;
+        wh->id = i;
+        pthread_mutex_t *mu = hr_malloc(sizeof(*mu));
+        pthread_mutex_init(mu, NULL);
+        wh->inbox_mu = mu;
+    }
+    return hub;
+}
+
+hr_whub *hr_hub_worker(hr_hub *hub, int i, hr_loop *loop)
+{
+    hub->workers[i].loop = loop;
+    return &hub->workers[i];
+}
+
+void hr_hub_free(hr_hub *hub)
+{
+    if (!hub) return;
+    for (int i = 0; i < hub->nworkers; i++) {
+        hr_whub *wh = &hub->workers[i];
+        for (size_t k = 0; k < wh->inbox_n; k++) hr_pub_unref(wh->inbox[k]);
+        hr_free(wh->inbox);
+        pthread_mutex_destroy(wh->inbox_mu);
+        hr_free(wh->inbox_mu);
+        for (size_t b = 0; b < wh->nbuckets; b++) {
+            hr_local_chan *lc = wh->buckets[b];
+            while (lc) {
+                hr_local_chan *nx = lc->next;
+                hr_free(lc->name);
+                hr_free(lc);
+                lc = nx;
+            }
+        }
+        hr_free(wh->buckets);
+    }
+    ishard *shards = hub->shards;
+    for (int i = 0; i < SHARDS; i++) {
+        for (size_t b = 0; b < shards[i].nbuckets; b++) {
+            interest *x = shards[i].buckets[b];
+            while (x) {
+                interest *nx = x->next;
+                hr_free(x);
+                x = nx;
+            }
+        }
+        hr_free(shards[i].buckets);
+        pthread_mutex_destroy(&shards[i].mu);
+    }
+    hr_free(shards);
+    hub->engine->vt->free(hub->engine);
+    hr_free(hub->workers);
+    hr_free(hub);
+}
+
+/* ---- local channels -------------------------------------------------------------- */
+
+static hr_local_chan *lfind(hr_whub *wh, uint64_t h, const char *name, size_t len)
+{
+    if (!wh->nbuckets) return NULL;
+    for (hr_local_chan *lc = wh->buckets[(h >> 6) & (wh->nbuckets - 1)]; lc; lc = lc->next)
+        if (lc->hash == h && lc->len == len && memcmp(lc->name, name, len) == 0) return lc;
+    return NULL;
+}
+
+static void lgrow(hr_whub *wh)
+{
+    size_t nb = wh->nbuckets ? wh->nbuckets * 2 : 64;
+    hr_local_chan **b = hr_calloc(nb, sizeof(*b));
+    for (size_t i = 0; i < wh->nbuckets; i++) {
+        hr_local_chan *lc = wh->buckets[i];
+        while (lc) {
+            hr_local_chan *nx = lc->next;
+            size_t idx = (lc->hash >> 6) & (nb - 1);
+            lc->next = b[idx];
+            b[idx] = lc;
+            lc = nx;
+        }
+    }
+    hr_free(wh->buckets);
+    wh->buckets = b;
+    wh->nbuckets = nb;
+}
+
+static void lremove(hr_whub *wh, hr_local_chan *lc)
+{
+    hr_local_chan **pp = &wh->buckets[(lc->hash >> 6) & (wh->nbuckets - 1)];
+    while (*pp != lc) pp = &(*pp)->next;
+    *pp = lc->next;
+    wh->nchans--;
+    hr_free(lc->name);
+    hr_free(lc);
+}
+
+size_t hr_hub_local_subscribers(hr_whub *wh, const char *channel, size_t len)
+{
+    hr_local_chan *lc = lfind(wh, hash_name(channel, len), channel, len);
+    return lc ? lc->nsubs : 0;
+}
+
+hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pattern)
+{
+    hr_whub *wh = c->wh;
+    hr_sub *s = hr_calloc(1, sizeof(*s));
+    s->client = c;
+    s->client_next = c->subs;
+    c->subs = s;
+    c->nsubs++;
+    if (pattern) {
+        s->pattern = hr_strndup(channel, len);
+        s->pattern_len = len;
+        s->chan_next = wh->patterns;
+        if (wh->patterns) wh->patterns->chan_prev = s;
+        wh->patterns = s;
+        if (wh->npatterns++ == 0)
+            atomic_fetch_or_explicit(&wh->hub->pattern_mask, 1ull << wh->id, memory_order_acq_rel);
+        return s;
+    }
+    uint64_t h = hash_name(channel, len);
+    hr_local_chan *lc = lfind(wh, h, channel, len);
+    if (!lc) {
+        if (wh->nchans + 1 > wh->nbuckets) lgrow(wh);
+        lc = hr_calloc(1, sizeof(*lc));
+        lc->hash = h;
+        lc->name = hr_strndup(channel, len);
+        lc->len = len;
+        size_t idx = (h >> 6) & (wh->nbuckets - 1);
+        lc->next = wh->buckets[idx];
+        wh->buckets[idx] = lc;
+        wh->nchans++;
+        interest_set(wh->hub, channel, len, h, wh->id, true);
+    }
+    s->lc = lc;
+    s->chan_next = lc->subs;
+    if (lc->subs) lc->subs->chan_prev = s;
+    lc->subs = s;
+    lc->nsubs++;
+    return s;
+}
+
+hr_sub *hr_hub_find_sub(hr_client *c, const char *channel, size_t len)
+{
+    for (hr_sub *s = c->subs; s; s = s->client_next) {
+        if (s->lc && s->lc->len == len && memcmp(s->lc->name, channel, len) == 0) return s;
+        if (s->pattern && s->pattern_len == len && memcmp(s->pattern, channel, len) == 0) return s;
+    }
+    return NULL;
+}
+
+const char *hr_hub_sub_channel(const hr_sub *s, size_t *len)
+{
+    if (s->pattern) {
+        *len = s->pattern_len;
+        return s->pattern;
+    }
+    *len = s->lc->len;
+    return s->lc->name;
+}
+
+void hr_hub_unsubscribe(hr_client *c, hr_sub *s)
+{
+    hr_whub *wh = c->wh;
+    hr_sub **pp = &c->subs;
+    while (*pp && *pp != s) pp = &(*pp)->client_next;
+    if (*pp) {
+        *pp = s->client_next;
+        c->nsubs--;
+    }
+    if (s->chan_prev) s->chan_prev->chan_next = s->chan_next;
+    if (s->chan_next) s->chan_next->chan_prev = s->chan_prev;
+    if (s->pattern) {
+        if (wh->patterns == s) wh->patterns = s->chan_next;
+        if (--wh->npatterns == 0)
+            atomic_fetch_and_explicit(&wh->hub->pattern_mask, ~(1ull << wh->id), memory_order_acq_rel);
+        hr_free(s->pattern);
+    } else {
+        hr_local_chan *lc = s->lc;
+        if (lc->subs == s) lc->subs = s->chan_next;
+        if (--lc->nsubs == 0) {
+            interest_set(wh->hub, lc->name, lc->len, lc->hash, wh->id, false);
+            lremove(wh, lc);
+        }
+    }
+    hr_free(s);
+}
+
+void hr_hub_unsubscribe_all(hr_client *c)
+{
+    while (c->subs) hr_hub_unsubscribe(c, c->subs);
+}
+
+/* ---- fan-out ------------------------------------------------------------------ */
+
+static void fan_out(hr_whub *wh, hr_pub *pub)
+{
+    hr_enc_cache cache = {{0}};
+    hr_local_chan *lc = lfind(wh, hash_name(pub->channel, pub->channel_len), pub->channel, pub->channel_len);
+    if (lc) {
+        hr_sub *s = lc->subs;
+        while (s) {
+            hr_sub *nx = s->chan_next; /* on_pub may unsubscribe s (slow consumer) */
+            if (pub->kind != HR_PUB_MESSAGE || pub->offset > s->offset) {
+                if (pub->kind == HR_PUB_MESSAGE) s->offset = pub->offset;
+                s->client->vt->on_pub(s->client, s, pub, &cache);
+                wh->delivered++;
+            }
+            s = nx;
+        }
+    }
+    if (wh->patterns && pub->kind == HR_PUB_MESSAGE) {
+        hr_sub *s = wh->patterns;
+        while (s) {
+            hr_sub *nx = s->chan_next;
+            /* a pattern never opens a channel limited to other users */
+            if (hr_chan_match(s->pattern, s->pattern_len, pub->channel, pub->channel_len) &&
+                hr_chan_user_allowed(pub->channel, pub->channel_len, s->client->user, strlen(s->client->user)) != 0) {
+                s->client->vt->on_pub(s->client, s, pub, &cache);
+                wh->delivered++;
+            }
+            s = nx;
+        }
+    }
+    for (int i = 0; i < HR_ENC_SLOTS; i++) hr_sbuf_unref(cache.slot[i]);
+}
+
+void hr_hub_process_inbox(hr_whub *wh)
+{
+    pthread_mutex_t *mu = wh->inbox_mu;
+    for (;;) {
+        pthread_mutex_lock(mu);
+        hr_pub **items = wh->inbox;
+        size_t n = wh->inbox_n;
+        wh->inbox = NULL;
+        wh->inbox_n = wh->inbox_cap = 0;
+        pthread_mutex_unlock(mu);
+        if (!n) {
+            hr_free(items);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            fan_out(wh, items[i]);
+            hr_pub_unref(items[i]);
+        }
+        hr_free(items);
+    }
+}

@@ -1,0 +1,116 @@
+/* hub.h - channels and subscriptions: which connection on which worker wants
+ * which channel, and the fan-out of publications to them.
+ *
+ * Global part (shared by workers): the engine, and an interest registry
+ * (channel -> bit mask of workers with local subscribers) that tells the
+ * engine's deliver callback which worker inboxes a publication must reach.
+ * Per-worker part (hr_whub): the inbox (a mutex-guarded queue swapped out in
+ * one step, plus the worker's eventfd), and the map channel -> local
+ * subscriptions. A publication reaching a worker is encoded at most once per
+ * wire format (hr_enc_cache) and the same bytes are queued to every local
+ * subscriber of that format.
+ *
+ * The hub knows nothing of transports or protocols: a subscriber is an
+ * hr_client with an on_pub callback. */
+#ifndef HERALD_HUB_HUB_H
+#define HERALD_HUB_HUB_H
+
+#include "core/loop.h"
+#include "engine/engine.h"
+#include "hub/pub.h"
+
+#define HR_MAX_WORKERS 64
+#define HR_ENC_SLOTS 8
+
+/* Slots of hr_enc_cache: one per wire format (protocol encoding x framing). */
+enum hr_enc_slot {
+    HR_ENC_NATIVE_JSON = 0,        /* native protocol JSON push payload */
+    HR_ENC_NATIVE_JSON_WS,         /* ... as a WebSocket text frame */
+    HR_ENC_NATIVE_JSON_WS_DEFLATE, /* ... as a compressed WebSocket text frame */
+    HR_ENC_RAW_WS,                 /* raw mode: the data as a WebSocket frame */
+    HR_ENC_RAW_WS_DEFLATE,
+};
+
+typedef struct hr_hub hr_hub;
+typedef struct hr_whub hr_whub;
+typedef struct hr_client hr_client;
+typedef struct hr_sub hr_sub;
+typedef struct hr_local_chan hr_local_chan;
+
+/* Encodings of one publication, made on first need, for one worker. */
+typedef struct hr_enc_cache {
+    struct hr_sbuf *slot[HR_ENC_SLOTS];
+} hr_enc_cache;
+
+typedef struct hr_client_vt {
+    /* A publication / join / leave for subscription `sub`. */
+    void (*on_pub)(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache);
+} hr_client_vt;
+
+struct hr_client {
+    const hr_client_vt *vt;
+    hr_whub *wh;
+    hr_sub *subs;                 /* this client's subscriptions */
+    size_t nsubs;
+    char id[37];                  /* client id */
+    char *user;                   /* "" = anonymous */
+};
+
+struct hr_sub {
+    hr_sub *chan_next, *chan_prev;  /* in the local channel (or the pattern list) */
+    hr_sub *client_next;            /* in the client's list */
+    hr_client *client;
+    hr_local_chan *lc;              /* NULL for pattern subscriptions */
+    char *pattern;                  /* pattern subscriptions: the pattern */
+    size_t pattern_len;
+    uint64_t offset;                /* last offset delivered (skip older ones) */
+    bool presence;                  /* in the channel's presence set */
+};
+
+struct hr_whub {
+    hr_hub *hub;
+    int id;
+    hr_loop *loop;
+    /* inbox */
+    void *inbox_mu;                 /* pthread_mutex_t */
+    hr_pub **inbox;
+    size_t inbox_n, inbox_cap;
+    /* local subscriptions */
+    hr_local_chan **buckets;
+    size_t nbuckets, nchans;
+    hr_sub *patterns;               /* pattern subscriptions */
+    size_t npatterns;
+    /* stats */
+    uint64_t delivered;             /* publications queued to clients */
+};
+
+struct hr_hub {
+    hr_engine *engine;
+    int nworkers;
+    hr_whub *workers;
+    void *shards;                   /* interest registry */
+    _Atomic uint64_t pattern_mask;  /* workers with pattern subscriptions */
+};
+
+hr_hub *hr_hub_new(int nworkers);
+/* Bind worker i's part to its loop (call before the worker starts). */
+hr_whub *hr_hub_worker(hr_hub *hub, int i, hr_loop *loop);
+void hr_hub_free(hr_hub *hub);
+
+/* Subscribe a client to a channel (or a pattern). The caller has validated
+ * the name and permissions. Returns the subscription (owned by the hub,
+ * freed by unsubscribe). */
+hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pattern);
+hr_sub *hr_hub_find_sub(hr_client *c, const char *channel, size_t len);
+/* The channel (or pattern) a subscription is for. */
+const char *hr_hub_sub_channel(const hr_sub *s, size_t *len);
+void hr_hub_unsubscribe(hr_client *c, hr_sub *sub);
+void hr_hub_unsubscribe_all(hr_client *c);
+
+/* Process the worker's inbox (from the loop's wake-up). */
+void hr_hub_process_inbox(hr_whub *wh);
+
+/* Local subscriber count of a channel on this worker, and hub-wide counts. */
+size_t hr_hub_local_subscribers(hr_whub *wh, const char *channel, size_t len);
+
+#endif

@@ -1,0 +1,126 @@
+/* native.h - Herald's native client protocol, JSON encoding: parsing client
+ * command frames into hr_cmd structs and encoding replies and pushes.
+ *
+ * Wire format (docs/protocol.md): a frame holds one or more commands, one
+ * JSON object per line (newline-delimited). A command is
+ *     {"id": 7, "subscribe": {"channel": "news", "recover": true, "epoch": "...", "offset": 12}}
+ * i.e. an id plus exactly one method key whose value is the params object.
+ * Replies carry the same id: {"id": 7, "result": {...}} or
+ * {"id": 7, "error": {"code": 103, "message": "permission denied", "temporary": false}}.
+ * Pushes carry no id: {"pub": {...}}, {"join": {...}}, {"leave": {...}},
+ * {"unsubscribe": {...}}, {"disconnect": {...}}.
+ *
+ * The codec does no I/O and knows nothing of channels or connections. */
+#ifndef HERALD_PROTOCOL_NATIVE_H
+#define HERALD_PROTOCOL_NATIVE_H
+
+#include "core/buf.h"
+#include "core/common.h"
+
+/* Error codes carried in {"error": {"code": N}} (docs/protocol.md). */
+enum hr_proto_error {
+    HR_PE_INTERNAL = 100,          /* temporary */
+    HR_PE_UNAUTHORIZED = 101,
+    HR_PE_UNKNOWN_CHANNEL = 102,
+    HR_PE_PERMISSION_DENIED = 103,
+    HR_PE_METHOD_NOT_FOUND = 104,
+    HR_PE_ALREADY_SUBSCRIBED = 105,
+    HR_PE_LIMIT_EXCEEDED = 106,
+    HR_PE_BAD_REQUEST = 107,
+    HR_PE_NOT_AVAILABLE = 108,     /* e.g. presence disabled in the namespace */
+    HR_PE_TOKEN_EXPIRED = 109,
+    HR_PE_EXPIRED = 110,
+    HR_PE_TOO_MANY_REQUESTS = 111, /* temporary */
+    HR_PE_UNRECOVERABLE = 112,
+    HR_PE_NOT_SUBSCRIBED = 113,
+    HR_PE_NOT_CONNECTED = 114,     /* command before connect */
+    HR_PE_MESSAGE_TOO_LARGE = 115,
+};
+const char *hr_proto_error_text(int code);
+bool hr_proto_error_temporary(int code);
+
+typedef enum hr_cmd_type {
+    HR_CMD_NONE = 0,
+    HR_CMD_CONNECT,
+    HR_CMD_SUBSCRIBE,
+    HR_CMD_UNSUBSCRIBE,
+    HR_CMD_PUBLISH,
+    HR_CMD_HISTORY,
+    HR_CMD_PRESENCE,
+    HR_CMD_PRESENCE_STATS,
+    HR_CMD_PING,
+} hr_cmd_type;
+
+/* A string slice; NOT NUL-terminated; valid until hr_native_batch_free(). */
+typedef struct hr_str {
+    const char *p;
+    size_t n;
+} hr_str;
+
+#define HR_CMD_MAX_CONNECT_SUBS 64
+
+typedef struct hr_cmd {
+    uint64_t id;              /* 0 when absent (no reply is sent, errors are still reported with id 0) */
+    hr_cmd_type type;
+    int error;                /* 0, or an HR_PE_* code when this command was malformed */
+    const char *error_detail; /* static text explaining `error` */
+    hr_str channel;           /* subscribe, unsubscribe, publish, history, presence, presence_stats */
+    /* connect */
+    hr_str name, version, token;
+    hr_str subs[HR_CMD_MAX_CONNECT_SUBS]; /* channels to subscribe on connect */
+    size_t nsubs;
+    /* subscribe */
+    bool recover;
+    hr_str epoch;             /* recover from (epoch, offset) */
+    uint64_t offset;
+    /* publish */
+    hr_str data;              /* compact JSON text of "data" (any JSON value) */
+    hr_str idempotency_key;   /* optional */
+    /* history */
+    int64_t limit;            /* -1 = server default */
+    bool reverse;             /* newest first */
+    bool has_since;
+    uint64_t since_offset;    /* history after this offset (exclusive) */
+    hr_str since_epoch;
+} hr_cmd;
+
+/* The commands of one frame. */
+typedef struct hr_native_batch {
+    hr_cmd *cmds;
+    size_t n;
+    void *priv;               /* parser-owned memory (json roots, dumped strings) */
+} hr_native_batch;
+
+typedef struct hr_native_limits {
+    size_t max_commands;      /* per frame */
+    size_t max_channel_len;   /* longer channel names are a bad request */
+} hr_native_limits;
+
+/* Parse one frame (newline-delimited JSON objects; empty lines ignored).
+ * Returns 0 and fills batch (each command may still carry its own `error`),
+ * or HR_ERR_PROTO if the frame is not valid JSON lines at all (the
+ * connection should then be closed with a protocol error), or
+ * HR_ERR_TOO_BIG if it holds more than max_commands. Always call
+ * hr_native_batch_free afterwards. */
+int hr_native_parse(const uint8_t *frame, size_t len, const hr_native_limits *lim, hr_native_batch *batch);
+void hr_native_batch_free(hr_native_batch *batch);
+
+/* Append a JSON string literal (with quotes) for s[0..n) to out, escaping as
+ * RFC 8259 requires. Invalid UTF-8 bytes are replaced by U+FFFD. */
+void hr_json_append_string(hr_buf *out, const char *s, size_t n);
+
+/* Encoders: each appends one complete JSON object (no trailing newline). */
+void hr_native_error(hr_buf *out, uint64_t id, int code, const char *message);
+/* {"id":N,"result":<result_json>} where result_json is a JSON object text ("{}" when NULL). */
+void hr_native_result(hr_buf *out, uint64_t id, const char *result_json, size_t len);
+/* {"pub":{"channel":C,"offset":N,"data":D[,"info":I]}} - D and I are JSON texts. */
+void hr_native_pub(hr_buf *out, const char *channel, size_t clen, uint64_t offset, const char *data, size_t dlen,
+                   const char *info, size_t ilen);
+/* {"join":{"channel":C,"info":I}} / {"leave":...}; I is a JSON object text. */
+void hr_native_join_leave(hr_buf *out, bool join, const char *channel, size_t clen, const char *info, size_t ilen);
+/* {"unsubscribe":{"channel":C,"code":N,"reason":R}} */
+void hr_native_unsubscribe(hr_buf *out, const char *channel, size_t clen, int code, const char *reason);
+/* {"disconnect":{"code":N,"reason":R,"reconnect":bool}} */
+void hr_native_disconnect(hr_buf *out, int code, const char *reason, bool reconnect);
+
+#endif

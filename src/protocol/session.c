@@ -1,0 +1,465 @@
+/* session.c - native-protocol client sessions (see session.h).
+ *
+ * Every command of a frame is executed in order; the replies are collected
+ * and sent as one payload (newline-delimited), so a frame of N commands
+ * costs one write. Publications reach the session through the hub's
+ * on_pub callback; the push payload is encoded once per worker
+ * (hr_enc_cache) and handed to the transport as a shared buffer.
+ *
+ * Subscribe and recovery: the subscription is registered with the hub
+ * before the engine is asked for the channel's position, so nothing
+ * published in between is missed; publications that were already part of
+ * the reply are skipped by offset when they later arrive from the inbox. */
+#include "protocol/session.h"
+#include "core/log.h"
+#include "hub/channel_name.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+struct hr_session {
+    hr_client client;          /* must stay first: the hub hands it back */
+    const hr_config *cfg;
+    const hr_sink_vt *sink;
+    void *t;
+    bool connected;
+    bool closing;
+    hr_buf out;                /* replies of the frame being executed */
+    char name[64];
+};
+
+static hr_chan_opts chan_opts(const hr_config *cfg)
+{
+    hr_chan_opts o = {(uint32_t)cfg->ch_history_size, (uint64_t)cfg->ch_history_ttl_ms, cfg->ch_presence,
+                      cfg->ch_join_leave};
+    return o;
+}
+
+static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
+
+static void reply_error(hr_session *s, uint64_t id, int code, const char *detail)
+{
+    if (s->out.len) hr_buf_append(&s->out, "\n", 1);
+    hr_native_error(&s->out, id, code, detail);
+}
+
+static void reply_result(hr_session *s, uint64_t id, const hr_buf *result)
+{
+    if (s->out.len) hr_buf_append(&s->out, "\n", 1);
+    hr_native_result(&s->out, id, result ? (const char *)result->data : NULL, result ? result->len : 0);
+}
+
+static void append_pub_json(hr_buf *b, const hr_pub *p)
+{
+    hr_buf_printf(b, "{\"offset\":%llu,\"data\":", (unsigned long long)p->offset);
+    hr_buf_append(b, p->data, p->data_len);
+    if (p->info) {
+        hr_buf_append_str(b, ",\"info\":");
+        hr_buf_append(b, p->info, p->info_len);
+    }
+    hr_buf_append(b, "}", 1);
+}
+
+/* ---- pushes ------------------------------------------------------------------ */
+
+static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
+{
+    HR_UNUSED(sub);
+    hr_session *s = (hr_session *)c;
+    if (s->closing) return;
+    if (s->sink->queued(s->t) > (size_t)s->cfg->ws_max_queued_bytes) {
+        s->closing = true;
+        hr_info("client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
+        s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover");
+        return;
+    }
+    if (!cache->slot[HR_ENC_NATIVE_JSON]) {
+        hr_buf b = HR_BUF_INIT;
+        if (pub->kind == HR_PUB_MESSAGE)
+            hr_native_pub(&b, pub->channel, pub->channel_len, pub->offset, pub->data, pub->data_len, pub->info,
+                          pub->info_len);
+        else
+            hr_native_join_leave(&b, pub->kind == HR_PUB_JOIN, pub->channel, pub->channel_len, pub->info,
+                                 pub->info_len);
+        cache->slot[HR_ENC_NATIVE_JSON] = hr_sbuf_new(b.data, b.len);
+        hr_buf_free(&b);
+    }
+    s->sink->send_shared(s->t, cache->slot[HR_ENC_NATIVE_JSON], cache, HR_ENC_NATIVE_JSON);
+}
+
+static const hr_client_vt session_client_vt = {.on_pub = session_on_pub};
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+/* NUL-terminated copy of a slice into a caller buffer; false if too long. */
+static bool cstr(hr_str in, char *out, size_t cap)
+{
+    if (in.n >= cap) return false;
+    memcpy(out, in.p, in.n);
+    out[in.n] = '\0';
+    return true;
+}
+
+static void presence_info(hr_session *s, hr_buf *b)
+{
+    hr_buf_printf(b, "{\"client\":\"%s\",\"user\":", s->client.id);
+    hr_json_append_string(b, s->client.user, strlen(s->client.user));
+    hr_buf_append(b, "}", 1);
+}
+
+static void join_leave(hr_session *s, const char *ch, size_t len, bool join)
+{
+    hr_buf info = HR_BUF_INIT;
+    presence_info(s, &info);
+    hr_pub *p = hr_pub_new(join ? HR_PUB_JOIN : HR_PUB_LEAVE, ch, len, "", 0, (const char *)info.data, info.len);
+    hr_buf_free(&info);
+    engine_of(s)->vt->publish_event(engine_of(s), p);
+    hr_pub_unref(p);
+}
+
+/* Check a channel name for subscribe/publish/history: returns 0 or an
+ * HR_PE_* code with *detail set. */
+static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_pattern, const char **detail)
+{
+    size_t max = (size_t)s->cfg->ch_max_channel_length;
+    bool pat = false;
+    int rc = allow_pattern ? hr_chan_validate_pattern(ch.p, ch.n, max, &pat) : hr_chan_validate(ch.p, ch.n, max);
+    if (rc) {
+        *detail = hr_chan_error_text(rc);
+        return HR_PE_BAD_REQUEST;
+    }
+    if (is_pattern) *is_pattern = pat;
+    int allowed = hr_chan_user_allowed(ch.p, ch.n, s->client.user, strlen(s->client.user));
+    if (allowed == 0) {
+        *detail = "channel is limited to other users";
+        return HR_PE_PERMISSION_DENIED;
+    }
+    return 0;
+}
+
+/* ---- subscribe ------------------------------------------------------------------ */
+
+typedef struct sub_ctx {
+    hr_session *s;
+    hr_sub *sub;
+    const hr_cmd *cmd;
+    hr_buf *res;
+    bool want_recover;
+} sub_ctx;
+
+static void on_sub_history(void *ud, int err, const hr_history *h)
+{
+    sub_ctx *x = ud;
+    if (err) return;
+    /* everything up to h->offset is either in this reply or was published
+     * before the client asked: later inbox copies are skipped */
+    x->sub->offset = h->offset;
+    hr_buf_printf(x->res, ",\"epoch\":\"%s\",\"offset\":%llu,\"recoverable\":%s", h->epoch,
+                  (unsigned long long)h->offset, x->s->cfg->ch_history_size > 0 ? "true" : "false");
+    if (x->want_recover) {
+        bool recovered = h->complete;
+        hr_buf_printf(x->res, ",\"recovered\":%s,\"publications\":[", recovered ? "true" : "false");
+        if (recovered)
+            for (size_t i = 0; i < h->n; i++) {
+                if (i) hr_buf_append(x->res, ",", 1);
+                append_pub_json(x->res, h->pubs[i]);
+            }
+        hr_buf_append(x->res, "]", 1);
+    }
+}
+
+/* Subscribe and write the result object body (without braces) into res.
+ * Returns 0 or an HR_PE_* code. */
+static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recover, hr_buf *res, const char **detail)
+{
+    bool pattern = false;
+    int rc = check_channel(s, ch, true, &pattern, detail);
+    if (rc) return rc;
+    if (!s->cfg->ch_allow_anonymous && !s->client.user[0]) {
+        *detail = "anonymous clients may not subscribe";
+        return HR_PE_PERMISSION_DENIED;
+    }
+    if (hr_hub_find_sub(&s->client, ch.p, ch.n)) {
+        *detail = NULL;
+        return HR_PE_ALREADY_SUBSCRIBED;
+    }
+    if (s->client.nsubs >= (size_t)s->cfg->ch_max_subscriptions) {
+        *detail = "too many subscriptions on this connection";
+        return HR_PE_LIMIT_EXCEEDED;
+    }
+    hr_sub *sub = hr_hub_subscribe(&s->client, ch.p, ch.n, pattern);
+    hr_buf_append_str(res, "\"channel\":");
+    hr_json_append_string(res, ch.p, ch.n);
+    if (pattern) {
+        hr_buf_append_str(res, ",\"pattern\":true");
+        return 0;
+    }
+    hr_chan_opts o = chan_opts(s->cfg);
+    char epoch[64] = "";
+    bool want = recover && cmd && cmd->recover;
+    if (want && !cstr(cmd->epoch, epoch, sizeof(epoch))) epoch[0] = '\0';
+    hr_history_query q = {.has_since = want, .since_offset = want ? cmd->offset : 0, .since_epoch = epoch,
+                          .limit = want ? (int64_t)o.history_size : 0};
+    sub_ctx x = {s, sub, cmd, res, want};
+    engine_of(s)->vt->history(engine_of(s), &o, ch.p, ch.n, &q, on_sub_history, &x);
+    if (o.presence) {
+        engine_of(s)->vt->presence_add(engine_of(s), ch.p, ch.n, s->client.id, s->client.user, NULL, NULL, NULL);
+        sub->presence = true;
+    }
+    if (o.join_leave) join_leave(s, ch.p, ch.n, true);
+    return 0;
+}
+
+static void leave_channel(hr_session *s, hr_sub *sub)
+{
+    if (sub->lc == NULL) {
+        hr_hub_unsubscribe(&s->client, sub);
+        return;
+    }
+    /* the local channel may be freed by unsubscribe: copy the name first */
+    char name[1024];
+    size_t len = 0;
+    const char *n = hr_hub_sub_channel(sub, &len);
+    if (len >= sizeof(name)) len = sizeof(name) - 1;
+    memcpy(name, n, len);
+    bool pres = sub->presence;
+    hr_hub_unsubscribe(&s->client, sub);
+    hr_chan_opts o = chan_opts(s->cfg);
+    if (pres) engine_of(s)->vt->presence_remove(engine_of(s), name, len, s->client.id, NULL, NULL);
+    if (o.join_leave) join_leave(s, name, len, false);
+}
+
+/* ---- commands -------------------------------------------------------------------- */
+
+typedef struct pub_ctx {
+    hr_buf *res;
+    int err;
+} pub_ctx;
+
+static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
+{
+    pub_ctx *x = ud;
+    x->err = err;
+    if (!err) hr_buf_printf(x->res, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
+}
+
+typedef struct hist_ctx {
+    hr_buf *res;
+} hist_ctx;
+
+static void on_history(void *ud, int err, const hr_history *h)
+{
+    hist_ctx *x = ud;
+    if (err) return;
+    hr_buf_printf(x->res, "{\"epoch\":\"%s\",\"offset\":%llu,\"publications\":[", h->epoch,
+                  (unsigned long long)h->offset);
+    for (size_t i = 0; i < h->n; i++) {
+        if (i) hr_buf_append(x->res, ",", 1);
+        append_pub_json(x->res, h->pubs[i]);
+    }
+    hr_buf_append(x->res, "]}", 2);
+}
+
+typedef struct pres_ctx {
+    hr_buf *res;
+    bool stats;
+} pres_ctx;
+
+static void on_presence(void *ud, int err, const hr_presence *p)
+{
+    pres_ctx *x = ud;
+    if (err) return;
+    if (x->stats) {
+        hr_buf_printf(x->res, "{\"num_clients\":%zu,\"num_users\":%zu}", p->n, p->users);
+        return;
+    }
+    hr_buf_append_str(x->res, "{\"clients\":{");
+    for (size_t i = 0; i < p->n; i++) {
+        if (i) hr_buf_append(x->res, ",", 1);
+        hr_json_append_string(x->res, p->entries[i].client, strlen(p->entries[i].client));
+        hr_buf_printf(x->res, ":{\"client\":\"%s\",\"user\":", p->entries[i].client);
+        hr_json_append_string(x->res, p->entries[i].user, strlen(p->entries[i].user));
+        if (p->entries[i].info) hr_buf_printf(x->res, ",\"info\":%s", p->entries[i].info);
+        hr_buf_append(x->res, "}", 1);
+    }
+    hr_buf_append_str(x->res, "}}");
+}
+
+static void exec(hr_session *s, const hr_cmd *cmd)
+{
+    const char *detail = NULL;
+    hr_buf res = HR_BUF_INIT;
+    int err = 0;
+    if (cmd->error) {
+        reply_error(s, cmd->id, cmd->error, cmd->error_detail);
+        return;
+    }
+    if (!s->connected && cmd->type != HR_CMD_CONNECT) {
+        reply_error(s, cmd->id, HR_PE_NOT_CONNECTED, "send connect first");
+        return;
+    }
+    hr_engine *e = engine_of(s);
+    hr_chan_opts o = chan_opts(s->cfg);
+    switch (cmd->type) {
+    case HR_CMD_CONNECT:
+        if (s->connected) {
+            err = HR_PE_BAD_REQUEST;
+            detail = "already connected";
+            break;
+        }
+        if (cmd->token.n) {
+            err = HR_PE_UNAUTHORIZED;
+            detail = "token authentication is not configured on this server";
+            break;
+        }
+        s->connected = true;
+        cstr(cmd->name, s->name, sizeof(s->name));
+        hr_buf_printf(&res, "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", s->client.id,
+                      (long long)(s->cfg->ws_ping_interval_ms / 1000));
+        if (cmd->nsubs) {
+            hr_buf_append_str(&res, ",\"subs\":{");
+            for (size_t i = 0; i < cmd->nsubs; i++) {
+                if (i) hr_buf_append(&res, ",", 1);
+                hr_json_append_string(&res, cmd->subs[i].p, cmd->subs[i].n);
+                hr_buf_append(&res, ":", 1);
+                hr_buf sub = HR_BUF_INIT;
+                const char *d = NULL;
+                int rc = do_subscribe(s, NULL, cmd->subs[i], false, &sub, &d);
+                if (rc) {
+                    hr_native_error(&res, 0, rc, d);
+                } else {
+                    hr_buf_append(&res, "{", 1);
+                    hr_buf_append(&res, sub.data, sub.len);
+                    hr_buf_append(&res, "}", 1);
+                }
+                hr_buf_free(&sub);
+            }
+            hr_buf_append(&res, "}", 1);
+        }
+        hr_buf_append(&res, "}", 1);
+        break;
+    case HR_CMD_SUBSCRIBE: {
+        hr_buf body = HR_BUF_INIT;
+        err = do_subscribe(s, cmd, cmd->channel, true, &body, &detail);
+        if (!err) {
+            hr_buf_append(&res, "{", 1);
+            hr_buf_append(&res, body.data, body.len);
+            hr_buf_append(&res, "}", 1);
+        }
+        hr_buf_free(&body);
+        break;
+    }
+    case HR_CMD_UNSUBSCRIBE: {
+        hr_sub *sub = hr_hub_find_sub(&s->client, cmd->channel.p, cmd->channel.n);
+        if (!sub) {
+            err = HR_PE_NOT_SUBSCRIBED;
+            break;
+        }
+        leave_channel(s, sub);
+        hr_buf_append(&res, "{}", 2);
+        break;
+    }
+    case HR_CMD_PUBLISH: {
+        if ((err = check_channel(s, cmd->channel, false, NULL, &detail))) break;
+        if (!s->cfg->ch_allow_publish) {
+            err = HR_PE_PERMISSION_DENIED;
+            detail = "clients may not publish here";
+            break;
+        }
+        if (cmd->data.n > (size_t)s->cfg->ch_max_publication_size) {
+            err = HR_PE_MESSAGE_TOO_LARGE;
+            break;
+        }
+        hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, cmd->channel.p, cmd->channel.n, cmd->data.p, cmd->data.n, NULL, 0);
+        pub_ctx x = {&res, 0};
+        e->vt->publish(e, &o, p, on_published, &x);
+        hr_pub_unref(p);
+        err = x.err ? HR_PE_INTERNAL : 0;
+        break;
+    }
+    case HR_CMD_HISTORY: {
+        if ((err = check_channel(s, cmd->channel, false, NULL, &detail))) break;
+        char epoch[64] = "";
+        cstr(cmd->since_epoch, epoch, sizeof(epoch));
+        hr_history_query q = {.has_since = cmd->has_since, .since_offset = cmd->since_offset, .since_epoch = epoch,
+                              .limit = cmd->limit, .reverse = cmd->reverse};
+        hist_ctx x = {&res};
+        e->vt->history(e, &o, cmd->channel.p, cmd->channel.n, &q, on_history, &x);
+        break;
+    }
+    case HR_CMD_PRESENCE:
+    case HR_CMD_PRESENCE_STATS: {
+        if ((err = check_channel(s, cmd->channel, false, NULL, &detail))) break;
+        if (!o.presence) {
+            err = HR_PE_NOT_AVAILABLE;
+            detail = "presence is disabled for this channel";
+            break;
+        }
+        pres_ctx x = {&res, cmd->type == HR_CMD_PRESENCE_STATS};
+        e->vt->presence(e, cmd->channel.p, cmd->channel.n, on_presence, &x);
+        break;
+    }
+    case HR_CMD_PING:
+        hr_buf_append(&res, "{}", 2);
+        break;
+    default:
+        err = HR_PE_METHOD_NOT_FOUND;
+        break;
+    }
+    if (err) reply_error(s, cmd->id, err, detail);
+    else reply_result(s, cmd->id, &res);
+    hr_buf_free(&res);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t)
+{
+    hr_session *s = hr_calloc(1, sizeof(*s));
+    s->client.vt = &session_client_vt;
+    s->client.wh = wh;
+    s->client.user = hr_strdup("");
+    uint8_t r[16];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) memset(r, 0, sizeof(r));
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        s->client.id[2 * i] = hex[r[i] >> 4];
+        s->client.id[2 * i + 1] = hex[r[i] & 15];
+    }
+    s->client.id[32] = '\0';
+    s->cfg = cfg;
+    s->sink = sink;
+    s->t = t;
+    return s;
+}
+
+void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
+{
+    if (s->closing) return;
+    hr_native_batch batch = {0};
+    hr_native_limits lim = {(size_t)s->cfg->ch_max_commands_per_frame, (size_t)s->cfg->ch_max_channel_length};
+    int rc = hr_native_parse(data, len, &lim, &batch);
+    if (rc) {
+        hr_native_batch_free(&batch);
+        s->closing = true;
+        s->sink->disconnect(s->t, HR_DISC_BAD_REQUEST,
+                            rc == HR_ERR_TOO_BIG ? "too many commands in one frame" : "malformed command frame");
+        return;
+    }
+    for (size_t i = 0; i < batch.n; i++) exec(s, &batch.cmds[i]);
+    hr_native_batch_free(&batch);
+    if (s->out.len) {
+        s->sink->send(s->t, s->out.data, s->out.len);
+        hr_buf_free(&s->out);
+    }
+}
+
+void hr_session_free(hr_session *s)
+{
+    if (!s) return;
+    while (s->client.subs) leave_channel(s, s->client.subs);
+    hr_buf_free(&s->out);
+    hr_free(s->client.user);
+    hr_free(s);
+}

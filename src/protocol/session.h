@@ -1,0 +1,40 @@
+/* session.h - a native-protocol client session: executes the commands of
+ * src/protocol/native.h against the hub and engine, and turns publications
+ * into pushes. Transport-agnostic: it writes through an hr_sink that the
+ * transport (WebSocket today; HTTP streaming later) provides. */
+#ifndef HERALD_PROTOCOL_SESSION_H
+#define HERALD_PROTOCOL_SESSION_H
+
+#include "hub/hub.h"
+#include "protocol/native.h"
+#include "server/config.h"
+
+typedef struct hr_session hr_session;
+
+typedef struct hr_sink_vt {
+    /* Send one complete payload (a reply or push batch). */
+    void (*send)(void *t, const uint8_t *data, size_t len);
+    /* Send a payload shared by many sessions; slot_base is the cache slot of
+     * the payload (framing caches use the slots after it). */
+    void (*send_shared)(void *t, struct hr_sbuf *payload, hr_enc_cache *cache, int payload_slot);
+    /* Bytes queued and not yet written (slow-consumer detection). */
+    size_t (*queued)(void *t);
+    /* Disconnect with a protocol code and reason (reconnect advice in the code range). */
+    void (*disconnect)(void *t, int code, const char *reason);
+} hr_sink_vt;
+
+/* Disconnect codes (docs/protocol.md): 3000-3499 reconnect, 3500-3999 do not. */
+enum hr_disconnect_code {
+    HR_DISC_SHUTDOWN = 3001,        /* server shutting down: reconnect */
+    HR_DISC_SLOW = 3008,            /* output queue overflow: reconnect and recover */
+    HR_DISC_BAD_REQUEST = 3501,     /* malformed frame: do not reconnect */
+    HR_DISC_FORBIDDEN = 3503,
+};
+
+hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t);
+/* One frame from the client. */
+void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len);
+/* The transport is gone: leave channels, drop presence, free. */
+void hr_session_free(hr_session *s);
+
+#endif

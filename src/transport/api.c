@@ -1,0 +1,412 @@
+/* api.c - the server HTTP API (see api.h and docs/api.md).
+ *
+ * Every method is a function from a JSON params object to a JSON result
+ * (or an HTTP status and message), so /api/batch runs the same functions
+ * for each of its commands. Publishing from the API goes through the same
+ * engine call as a client publish: same offsets, same history, same fan-out. */
+#include "transport/api.h"
+#include "hub/channel_name.h"
+#include "protocol/native.h"
+#include "server/server.h"
+#include "transport/http.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct api_ctx {
+    hr_worker *w;
+    const hr_config *cfg;
+    hr_engine *engine;
+    hr_buf *out;        /* result JSON */
+    const char *error;  /* message when status != 200 */
+    int status;
+} api_ctx;
+
+static int fail(api_ctx *x, int status, const char *msg)
+{
+    x->status = status;
+    x->error = msg;
+    return status;
+}
+
+static hr_chan_opts opts_of(const hr_config *cfg)
+{
+    hr_chan_opts o = {(uint32_t)cfg->ch_history_size, (uint64_t)cfg->ch_history_ttl_ms, cfg->ch_presence,
+                      cfg->ch_join_leave};
+    return o;
+}
+
+/* params.channel as a validated name. */
+static int get_channel(api_ctx *x, json_t *params, const char *key, const char **ch, size_t *len)
+{
+    json_t *v = json_object_get(params, key);
+    if (!json_is_string(v)) return fail(x, 400, "channel must be a string");
+    *ch = json_string_value(v);
+    *len = json_string_length(v);
+    int rc = hr_chan_validate(*ch, *len, (size_t)x->cfg->ch_max_channel_length);
+    if (rc) return fail(x, 400, hr_chan_error_text(rc));
+    return 0;
+}
+
+static void append_pub(hr_buf *b, const hr_pub *p)
+{
+    hr_buf_printf(b, "{\"offset\":%llu,\"data\":", (unsigned long long)p->offset);
+    hr_buf_append(b, p->data, p->data_len);
+    hr_buf_append(b, "}", 1);
+}
+
+/* ---- methods ------------------------------------------------------------------ */
+
+static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
+{
+    api_ctx *x = ud;
+    if (err) {
+        fail(x, 503, "engine unavailable");
+        return;
+    }
+    hr_buf_printf(x->out, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
+}
+
+static int publish_one(api_ctx *x, const char *ch, size_t clen, const char *data, size_t dlen)
+{
+    if (dlen > (size_t)x->cfg->ch_max_publication_size) return fail(x, 413, "publication data too large");
+    hr_chan_opts o = opts_of(x->cfg);
+    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, clen, data, dlen, NULL, 0);
+    x->engine->vt->publish(x->engine, &o, p, on_published, x);
+    hr_pub_unref(p);
+    return x->status == 200 ? 0 : x->status;
+}
+
+static char *dump_data(api_ctx *x, json_t *params, size_t *len)
+{
+    json_t *data = json_object_get(params, "data");
+    if (!data) {
+        fail(x, 400, "data is required");
+        return NULL;
+    }
+    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) {
+        fail(x, 500, "cannot encode data");
+        return NULL;
+    }
+    *len = strlen(text);
+    return text;
+}
+
+static int m_publish(api_ctx *x, json_t *params)
+{
+    const char *ch;
+    size_t clen, dlen;
+    if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
+    char *data = dump_data(x, params, &dlen);
+    if (!data) return x->status;
+    publish_one(x, ch, clen, data, dlen);
+    free(data);
+    return x->status == 200 ? 0 : x->status;
+}
+
+static int m_broadcast(api_ctx *x, json_t *params)
+{
+    json_t *chans = json_object_get(params, "channels");
+    if (!json_is_array(chans) || json_array_size(chans) == 0) return fail(x, 400, "channels must be a non-empty array");
+    if (json_array_size(chans) > 10000) return fail(x, 400, "at most 10000 channels per broadcast");
+    size_t dlen;
+    char *data = dump_data(x, params, &dlen);
+    if (!data) return x->status;
+    if (dlen > (size_t)x->cfg->ch_max_publication_size) {
+        free(data);
+        return fail(x, 413, "publication data too large");
+    }
+    /* validate all first: a broadcast is all or nothing */
+    size_t i;
+    json_t *v;
+    json_array_foreach(chans, i, v) {
+        if (!json_is_string(v) ||
+            hr_chan_validate(json_string_value(v), json_string_length(v), (size_t)x->cfg->ch_max_channel_length)) {
+            free(data);
+            return fail(x, 400, "every channel must be a valid channel name");
+        }
+    }
+    hr_buf_append_str(x->out, "{\"responses\":[");
+    json_array_foreach(chans, i, v) {
+        if (i) hr_buf_append(x->out, ",", 1);
+        publish_one(x, json_string_value(v), json_string_length(v), data, dlen);
+    }
+    hr_buf_append_str(x->out, "]}");
+    free(data);
+    return x->status == 200 ? 0 : x->status;
+}
+
+static void on_history(void *ud, int err, const hr_history *h)
+{
+    api_ctx *x = ud;
+    if (err) {
+        fail(x, 503, "engine unavailable");
+        return;
+    }
+    hr_buf_printf(x->out, "{\"epoch\":\"%s\",\"offset\":%llu,\"publications\":[", h->epoch,
+                  (unsigned long long)h->offset);
+    for (size_t i = 0; i < h->n; i++) {
+        if (i) hr_buf_append(x->out, ",", 1);
+        append_pub(x->out, h->pubs[i]);
+    }
+    hr_buf_append_str(x->out, "]}");
+}
+
+static int m_history(api_ctx *x, json_t *params)
+{
+    const char *ch;
+    size_t clen;
+    if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
+    hr_history_query q = {.limit = -1};
+    json_t *v;
+    if ((v = json_object_get(params, "limit"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) return fail(x, 400, "limit must be a non-negative integer");
+        q.limit = json_integer_value(v);
+    }
+    if ((v = json_object_get(params, "reverse"))) {
+        if (!json_is_boolean(v)) return fail(x, 400, "reverse must be true or false");
+        q.reverse = json_is_true(v);
+    }
+    if ((v = json_object_get(params, "since"))) {
+        json_t *off = json_object_get(v, "offset"), *ep = json_object_get(v, "epoch");
+        if (!json_is_object(v) || !json_is_integer(off) || json_integer_value(off) < 0 || (ep && !json_is_string(ep)))
+            return fail(x, 400, "since must be {\"offset\": N, \"epoch\": \"...\"}");
+        q.has_since = true;
+        q.since_offset = (uint64_t)json_integer_value(off);
+        q.since_epoch = ep ? json_string_value(ep) : NULL;
+    }
+    hr_chan_opts o = opts_of(x->cfg);
+    x->engine->vt->history(x->engine, &o, ch, clen, &q, on_history, x);
+    return x->status == 200 ? 0 : x->status;
+}
+
+static void on_done(void *ud, int err)
+{
+    api_ctx *x = ud;
+    if (err) fail(x, 503, "engine unavailable");
+    else hr_buf_append(x->out, "{}", 2);
+}
+
+static int m_history_remove(api_ctx *x, json_t *params)
+{
+    const char *ch;
+    size_t clen;
+    if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
+    x->engine->vt->history_remove(x->engine, ch, clen, on_done, x);
+    return x->status == 200 ? 0 : x->status;
+}
+
+typedef struct pres_ud {
+    api_ctx *x;
+    bool stats;
+} pres_ud;
+
+static void on_presence(void *ud, int err, const hr_presence *p)
+{
+    pres_ud *u = ud;
+    hr_buf *b = u->x->out;
+    if (err) {
+        fail(u->x, 503, "engine unavailable");
+        return;
+    }
+    if (u->stats) {
+        hr_buf_printf(b, "{\"num_clients\":%zu,\"num_users\":%zu}", p->n, p->users);
+        return;
+    }
+    hr_buf_append_str(b, "{\"clients\":{");
+    for (size_t i = 0; i < p->n; i++) {
+        if (i) hr_buf_append(b, ",", 1);
+        hr_buf_printf(b, "\"%s\":{\"client\":\"%s\",\"user\":", p->entries[i].client, p->entries[i].client);
+        hr_json_append_string(b, p->entries[i].user, strlen(p->entries[i].user));
+        if (p->entries[i].info) hr_buf_printf(b, ",\"info\":%s", p->entries[i].info);
+        hr_buf_append(b, "}", 1);
+    }
+    hr_buf_append_str(b, "}}");
+}
+
+static int presence_common(api_ctx *x, json_t *params, bool stats)
+{
+    const char *ch;
+    size_t clen;
+    if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
+    if (!x->cfg->ch_presence) return fail(x, 404, "presence is disabled");
+    pres_ud u = {x, stats};
+    x->engine->vt->presence(x->engine, ch, clen, on_presence, &u);
+    return x->status == 200 ? 0 : x->status;
+}
+
+static int m_presence(api_ctx *x, json_t *params) { return presence_common(x, params, false); }
+static int m_presence_stats(api_ctx *x, json_t *params) { return presence_common(x, params, true); }
+
+typedef struct chan_ud {
+    api_ctx *x;
+    const char *pattern;
+    size_t plen;
+    size_t n;
+} chan_ud;
+
+static void each_channel(void *ud, const char *name, size_t len, uint64_t offset)
+{
+    chan_ud *u = ud;
+    if (u->pattern && !hr_chan_match(u->pattern, u->plen, name, len)) return;
+    if (u->n++) hr_buf_append(u->x->out, ",", 1);
+    hr_json_append_string(u->x->out, name, len);
+    hr_buf_printf(u->x->out, ":{\"offset\":%llu}", (unsigned long long)offset);
+}
+
+static int m_channels(api_ctx *x, json_t *params)
+{
+    chan_ud u = {x, NULL, 0, 0};
+    json_t *p = json_object_get(params, "pattern");
+    if (p) {
+        bool is_pattern;
+        if (!json_is_string(p) || hr_chan_validate_pattern(json_string_value(p), json_string_length(p),
+                                                           (size_t)x->cfg->ch_max_channel_length, &is_pattern))
+            return fail(x, 400, "pattern must be a valid channel pattern like \"chat:*\" or \"prices.>\"");
+        u.pattern = json_string_value(p);
+        u.plen = json_string_length(p);
+    }
+    hr_buf_append_str(x->out, "{\"channels\":{");
+    x->engine->vt->channels(x->engine, each_channel, &u);
+    hr_buf_append_str(x->out, "}}");
+    return 0;
+}
+
+static int m_info(api_ctx *x, json_t *params)
+{
+    HR_UNUSED(params);
+    hr_server *srv = x->w->srv;
+    uint64_t conns = 0, ws = 0, reqs = 0, in = 0, out = 0;
+    for (int i = 0; i < srv->nworkers; i++) {
+        hr_worker_stats *st = &srv->workers[i].stats;
+        conns += atomic_load(&st->connections);
+        ws += atomic_load(&st->websockets);
+        reqs += atomic_load(&st->http_requests);
+        in += atomic_load(&st->ws_messages_in);
+        out += atomic_load(&st->ws_messages_out);
+    }
+    hr_buf_printf(x->out,
+                  "{\"nodes\":[{\"name\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"uptime_ms\":%llu,"
+                  "\"workers\":%d,\"connections\":%llu,\"websockets\":%llu,\"http_requests\":%llu,"
+                  "\"messages_in\":%llu,\"messages_out\":%llu,\"engine\":\"%s\"}]}",
+                  srv->bound, (unsigned long long)(hr_now_ms() - srv->started_ms), srv->nworkers,
+                  (unsigned long long)conns, (unsigned long long)ws, (unsigned long long)reqs,
+                  (unsigned long long)in, (unsigned long long)out, x->cfg->engine);
+    return 0;
+}
+
+typedef int (*api_method)(api_ctx *x, json_t *params);
+static const struct {
+    const char *name;
+    api_method fn;
+} methods[] = {
+    {"publish", m_publish},   {"broadcast", m_broadcast},         {"history", m_history},
+    {"history_remove", m_history_remove}, {"presence", m_presence}, {"presence_stats", m_presence_stats},
+    {"channels", m_channels}, {"info", m_info},
+};
+
+static api_method find_method(const char *name, size_t len)
+{
+    for (size_t i = 0; i < HR_ARRAY_LEN(methods); i++)
+        if (strlen(methods[i].name) == len && memcmp(methods[i].name, name, len) == 0) return methods[i].fn;
+    return NULL;
+}
+
+static int m_batch(api_ctx *x, json_t *params)
+{
+    json_t *cmds = json_object_get(params, "commands");
+    if (!json_is_array(cmds)) return fail(x, 400, "commands must be an array");
+    if (json_array_size(cmds) > 1000) return fail(x, 400, "at most 1000 commands per batch");
+    hr_buf_append_str(x->out, "{\"replies\":[");
+    size_t i;
+    json_t *cmd;
+    json_array_foreach(cmds, i, cmd) {
+        if (i) hr_buf_append(x->out, ",", 1);
+        json_t *m = json_object_get(cmd, "method"), *p = json_object_get(cmd, "params");
+        api_method fn = json_is_string(m) ? find_method(json_string_value(m), json_string_length(m)) : NULL;
+        if (!fn || !json_is_object(p)) {
+            hr_buf_printf(x->out, "{\"error\":\"%s\",\"status\":%d}",
+                          fn ? "params must be an object" : "unknown method", fn ? 400 : 404);
+            continue;
+        }
+        api_ctx sub = {x->w, x->cfg, x->engine, x->out, NULL, 200};
+        size_t mark = x->out->len;
+        hr_buf_append_str(x->out, "{\"result\":");
+        fn(&sub, p);
+        if (sub.status != 200) {
+            x->out->len = mark;
+            hr_buf_printf(x->out, "{\"error\":\"%s\",\"status\":%d}", sub.error, sub.status);
+        } else {
+            hr_buf_append(x->out, "}", 1);
+        }
+    }
+    hr_buf_append_str(x->out, "]}");
+    return 0;
+}
+
+/* ---- HTTP glue ------------------------------------------------------------------- */
+
+static bool authorized(const hr_server *srv, const hr_http_request *req)
+{
+    const hr_http_header *h = hr_http_find_header(req, "authorization");
+    const char *key = NULL;
+    size_t klen = 0;
+    if (h && h->value_len > 7 && strncasecmp(h->value, "apikey ", 7) == 0) {
+        key = h->value + 7;
+        klen = h->value_len - 7;
+    } else if ((h = hr_http_find_header(req, "x-api-key"))) {
+        key = h->value;
+        klen = h->value_len;
+    }
+    size_t want = strlen(srv->api_key);
+    if (!key || klen != want || want == 0) return false;
+    unsigned diff = 0; /* constant time */
+    for (size_t i = 0; i < want; i++) diff |= (unsigned)(key[i] ^ srv->api_key[i]);
+    return diff == 0;
+}
+
+void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, size_t len, bool close)
+{
+    hr_worker *w = c->w;
+    const char *name = req->path + 5; /* after "/api/" */
+    size_t nlen = req->path_len - 5;
+    api_method fn = nlen == 5 && memcmp(name, "batch", 5) == 0 ? m_batch : find_method(name, nlen);
+    if (!fn) {
+        hr_http_respond_error(c, 404, NULL, "unknown API method", close);
+        return;
+    }
+    if (req->method_len != 4 || memcmp(req->method, "POST", 4) != 0) {
+        hr_http_respond_error(c, 405, "Allow: POST\r\n", "API methods take POST", close);
+        return;
+    }
+    if (!authorized(w->srv, req)) {
+        hr_http_respond_error(c, 401, "WWW-Authenticate: apikey\r\n",
+                              "missing or wrong API key (Authorization: apikey <key>)", close);
+        return;
+    }
+    json_error_t jerr;
+    json_t *params = len ? json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr) : json_object();
+    if (!params || !json_is_object(params)) {
+        char msg[300];
+        if (params) snprintf(msg, sizeof(msg), "request body must be a JSON object");
+        else snprintf(msg, sizeof(msg), "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        json_decref(params);
+        hr_buf b = HR_BUF_INIT;
+        hr_buf_append_str(&b, "{\"error\":");
+        hr_json_append_string(&b, msg, strlen(msg));
+        hr_buf_append_str(&b, ",\"status\":400}");
+        hr_http_respond(c, 400, "application/json", NULL, b.data, b.len, false, close);
+        hr_buf_free(&b);
+        return;
+    }
+    hr_buf out = HR_BUF_INIT;
+    api_ctx x = {w, w->cfg, w->srv->hub->engine, &out, NULL, 200};
+    fn(&x, params);
+    json_decref(params);
+    if (x.status != 200) hr_http_respond_error(c, x.status, NULL, x.error, close);
+    else hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false, close);
+    hr_buf_free(&out);
+}

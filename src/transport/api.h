@@ -1,0 +1,13 @@
+/* api.h - the server HTTP API: POST /api/<method> with a JSON body,
+ * authenticated by "Authorization: apikey <key>" (or "X-API-Key: <key>").
+ * Methods and their JSON shapes are in docs/api.md. */
+#ifndef HERALD_TRANSPORT_API_H
+#define HERALD_TRANSPORT_API_H
+
+#include "codec/http1.h"
+#include "transport/conn.h"
+
+/* Handle a request whose path starts with /api/. */
+void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, size_t len, bool close);
+
+#endif

@@ -1,0 +1,283 @@
+/* test_engine_memory.c - the memory engine: offsets and epoch, delivery in
+ * order, history queries (limit, reverse, since, completeness for recovery),
+ * TTL and size trimming, history removal, presence. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "engine/engine.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t delivered[64];
+static size_t ndelivered;
+
+static void deliver(void *hub, hr_pub *pub)
+{
+    (void)hub;
+    if (ndelivered < 64) delivered[ndelivered] = pub->offset;
+    ndelivered++;
+}
+
+static hr_engine *eng;
+
+static int setup(void **state)
+{
+    (void)state;
+    ndelivered = 0;
+    eng = hr_engine_memory_new(deliver, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    eng->vt->free(eng);
+    return 0;
+}
+
+typedef struct pubres {
+    uint64_t offset;
+    char epoch[32];
+} pubres;
+
+static void on_pub(void *ud, int err, uint64_t offset, const char *epoch)
+{
+    pubres *r = ud;
+    assert_int_equal(err, 0);
+    r->offset = offset;
+    strcpy(r->epoch, epoch);
+}
+
+static pubres publish(const hr_chan_opts *o, const char *ch, const char *data)
+{
+    pubres r = {0};
+    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, strlen(ch), data, strlen(data), NULL, 0);
+    eng->vt->publish(eng, o, p, on_pub, &r);
+    hr_pub_unref(p);
+    return r;
+}
+
+typedef struct histres {
+    uint64_t offset;
+    char epoch[32];
+    uint64_t offsets[256];
+    char first_data[64];
+    size_t n;
+    bool complete;
+} histres;
+
+static void on_hist(void *ud, int err, const hr_history *h)
+{
+    histres *r = ud;
+    assert_int_equal(err, 0);
+    r->offset = h->offset;
+    strcpy(r->epoch, h->epoch);
+    r->n = h->n;
+    r->complete = h->complete;
+    for (size_t i = 0; i < h->n && i < 256; i++) r->offsets[i] = h->pubs[i]->offset;
+    if (h->n) snprintf(r->first_data, sizeof(r->first_data), "%s", h->pubs[0]->data);
+}
+
+static histres history(const hr_chan_opts *o, const char *ch, hr_history_query q)
+{
+    histres r = {0};
+    eng->vt->history(eng, o, ch, strlen(ch), &q, on_hist, &r);
+    return r;
+}
+
+static const hr_chan_opts opts10 = {10, 0, true, false};
+
+static void test_offsets_epoch_and_order(void **state)
+{
+    (void)state;
+    pubres a = publish(&opts10, "news", "1");
+    pubres b = publish(&opts10, "news", "2");
+    pubres c = publish(&opts10, "other", "x");
+    assert_int_equal(a.offset, 1);
+    assert_int_equal(b.offset, 2);
+    assert_int_equal(c.offset, 1); /* per channel */
+    assert_string_equal(a.epoch, b.epoch);
+    assert_int_equal(strlen(a.epoch), HR_EPOCH_LEN);
+    assert_int_equal(ndelivered, 3);
+    assert_int_equal(delivered[0], 1);
+    assert_int_equal(delivered[1], 2);
+}
+
+static void test_history_queries(void **state)
+{
+    (void)state;
+    for (int i = 1; i <= 15; i++) {
+        char d[8];
+        snprintf(d, sizeof(d), "%d", i);
+        publish(&opts10, "h", d);
+    }
+    histres all = history(&opts10, "h", (hr_history_query){.limit = -1});
+    assert_int_equal(all.offset, 15);
+    assert_int_equal(all.n, 10); /* size-trimmed to the last 10 */
+    assert_int_equal(all.offsets[0], 6);
+    assert_int_equal(all.offsets[9], 15);
+    assert_string_equal(all.first_data, "6");
+
+    histres rev = history(&opts10, "h", (hr_history_query){.limit = 3, .reverse = true});
+    assert_int_equal(rev.n, 3);
+    assert_int_equal(rev.offsets[0], 15);
+    assert_int_equal(rev.offsets[2], 13);
+
+    histres pos = history(&opts10, "h", (hr_history_query){.limit = 0});
+    assert_int_equal(pos.n, 0);
+    assert_int_equal(pos.offset, 15);
+
+    /* recovery: since 12 in the right epoch: exactly 13, 14, 15, complete */
+    histres rec = history(&opts10, "h", (hr_history_query){.has_since = true, .since_offset = 12,
+                                                            .since_epoch = all.epoch, .limit = -1});
+    assert_true(rec.complete);
+    assert_int_equal(rec.n, 3);
+    assert_int_equal(rec.offsets[0], 13);
+
+    /* since the newest: nothing missed, complete */
+    histres none = history(&opts10, "h", (hr_history_query){.has_since = true, .since_offset = 15,
+                                                             .since_epoch = all.epoch, .limit = -1});
+    assert_true(none.complete);
+    assert_int_equal(none.n, 0);
+
+    /* since 5: publications 1..5 are kept, 6 is the oldest -> since 5 is still complete */
+    histres edge = history(&opts10, "h", (hr_history_query){.has_since = true, .since_offset = 5,
+                                                             .since_epoch = all.epoch, .limit = -1});
+    assert_true(edge.complete);
+    assert_int_equal(edge.n, 10);
+    /* since 4: publication 5 was trimmed -> incomplete */
+    histres trimmed = history(&opts10, "h", (hr_history_query){.has_since = true, .since_offset = 4,
+                                                                .since_epoch = all.epoch, .limit = -1});
+    assert_false(trimmed.complete);
+    /* wrong epoch -> incomplete */
+    histres wrong = history(&opts10, "h", (hr_history_query){.has_since = true, .since_offset = 12,
+                                                              .since_epoch = "0000000000000000", .limit = -1});
+    assert_false(wrong.complete);
+    /* offset from the future -> incomplete */
+    histres future = history(&opts10, "h", (hr_history_query){.has_since = true, .since_offset = 99,
+                                                               .since_epoch = all.epoch, .limit = -1});
+    assert_false(future.complete);
+    /* limit cutting the gap -> incomplete (never a partial replay as complete) */
+    histres cut = history(&opts10, "h", (hr_history_query){.has_since = true, .since_offset = 10,
+                                                            .since_epoch = all.epoch, .limit = 2});
+    assert_false(cut.complete);
+    assert_int_equal(cut.n, 2);
+    assert_int_equal(cut.offsets[0], 11);
+}
+
+static void test_epoch_fixed_at_first_look(void **state)
+{
+    (void)state;
+    histres first = history(&opts10, "fresh", (hr_history_query){.limit = 0});
+    assert_int_equal(first.offset, 0);
+    pubres p = publish(&opts10, "fresh", "1");
+    assert_string_equal(first.epoch, p.epoch);
+    /* a subscriber that saw offset 0 recovers exactly publication 1 */
+    histres rec = history(&opts10, "fresh", (hr_history_query){.has_since = true, .since_offset = 0,
+                                                                .since_epoch = first.epoch, .limit = -1});
+    assert_true(rec.complete);
+    assert_int_equal(rec.n, 1);
+}
+
+static void test_no_history_means_no_recovery(void **state)
+{
+    (void)state;
+    hr_chan_opts none = {0, 0, false, false};
+    pubres a = publish(&none, "n", "1");
+    publish(&none, "n", "2");
+    histres rec = history(&none, "n", (hr_history_query){.has_since = true, .since_offset = a.offset,
+                                                          .since_epoch = a.epoch, .limit = -1});
+    assert_false(rec.complete);
+    assert_int_equal(rec.n, 0);
+    assert_int_equal(rec.offset, 2);
+}
+
+static void test_ttl_and_remove(void **state)
+{
+    (void)state;
+    hr_chan_opts ttl = {10, 20, false, false};
+    publish(&ttl, "t", "1");
+    publish(&ttl, "t", "2");
+    assert_int_equal(history(&ttl, "t", (hr_history_query){.limit = -1}).n, 2);
+    struct timespec ts = {0, 40 * 1000000};
+    nanosleep(&ts, NULL);
+    assert_int_equal(history(&ttl, "t", (hr_history_query){.limit = -1}).n, 0);
+    publish(&opts10, "r", "1");
+    eng->vt->history_remove(eng, "r", 1, NULL, NULL);
+    histres after = history(&opts10, "r", (hr_history_query){.limit = -1});
+    assert_int_equal(after.n, 0);
+    assert_int_equal(after.offset, 1); /* position survives removal */
+}
+
+typedef struct presres {
+    size_t n, users;
+    char first_user[32];
+} presres;
+
+static void on_pres(void *ud, int err, const hr_presence *p)
+{
+    presres *r = ud;
+    assert_int_equal(err, 0);
+    r->n = p->n;
+    r->users = p->users;
+    if (p->n) snprintf(r->first_user, sizeof(r->first_user), "%s", p->entries[0].user);
+}
+
+static void test_presence(void **state)
+{
+    (void)state;
+    presres r = {0};
+    eng->vt->presence(eng, "p", 1, on_pres, &r);
+    assert_int_equal(r.n, 0);
+    eng->vt->presence_add(eng, "p", 1, "c1", "alice", NULL, NULL, NULL);
+    eng->vt->presence_add(eng, "p", 1, "c2", "alice", "{\"x\":1}", NULL, NULL);
+    eng->vt->presence_add(eng, "p", 1, "c3", "bob", NULL, NULL, NULL);
+    eng->vt->presence_add(eng, "p", 1, "c3", "bob", NULL, NULL, NULL); /* same client: replaced */
+    eng->vt->presence(eng, "p", 1, on_pres, &r);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.users, 2);
+    eng->vt->presence_remove(eng, "p", 1, "c1", NULL, NULL);
+    eng->vt->presence_remove(eng, "p", 1, "nope", NULL, NULL);
+    eng->vt->presence(eng, "p", 1, on_pres, &r);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.users, 2);
+}
+
+static size_t nchannels;
+static void each(void *ud, const char *name, size_t len, uint64_t offset)
+{
+    (void)ud;
+    (void)name;
+    (void)len;
+    (void)offset;
+    nchannels++;
+}
+
+static void test_channels(void **state)
+{
+    (void)state;
+    publish(&opts10, "a", "1");
+    publish(&opts10, "b", "1");
+    nchannels = 0;
+    eng->vt->channels(eng, each, NULL);
+    assert_int_equal(nchannels, 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_offsets_epoch_and_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_queries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_epoch_fixed_at_first_look, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_history_means_no_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ttl_and_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_channels, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

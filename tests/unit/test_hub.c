@@ -1,0 +1,191 @@
+/* test_hub.c - the hub across two workers: interest registry routes a
+ * publication only to workers with subscribers, each subscriber gets it once
+ * and in order, encodings are shared through the per-worker cache, offsets
+ * already delivered are skipped, patterns match (and never open channels
+ * limited to other users), unsubscribe withdraws interest. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "hub/hub.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct fake {
+    hr_client c;
+    uint64_t got[64];
+    char chans[64][32];
+    size_t n;
+    int encodes;
+} fake;
+
+static int total_encodes;
+
+static void fake_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
+{
+    (void)sub;
+    fake *f = (fake *)c;
+    if (!cache->slot[0]) {
+        cache->slot[0] = hr_sbuf_new(pub->data, pub->data_len);
+        f->encodes++;
+        total_encodes++;
+    }
+    if (f->n < 64) {
+        f->got[f->n] = pub->offset;
+        snprintf(f->chans[f->n], sizeof(f->chans[0]), "%s", pub->channel);
+    }
+    f->n++;
+}
+
+static const hr_client_vt fake_vt = {fake_on_pub};
+
+static hr_hub *hub;
+static hr_loop loops[2];
+static hr_whub *wh[2];
+static const hr_chan_opts opts = {100, 0, false, false};
+
+static int setup(void **state)
+{
+    (void)state;
+    hub = hr_hub_new(2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(hr_loop_init(&loops[i], NULL), 0);
+        wh[i] = hr_hub_worker(hub, i, &loops[i]);
+    }
+    total_encodes = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    hr_hub_free(hub);
+    for (int i = 0; i < 2; i++) hr_loop_close(&loops[i]);
+    return 0;
+}
+
+static void init_fake(fake *f, int worker, const char *user)
+{
+    memset(f, 0, sizeof(*f));
+    f->c.vt = &fake_vt;
+    f->c.wh = wh[worker];
+    f->c.user = (char *)user;
+}
+
+static void publish(const char *ch, const char *data)
+{
+    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, strlen(ch), data, strlen(data), NULL, 0);
+    hub->engine->vt->publish(hub->engine, &opts, p, NULL, NULL);
+    hr_pub_unref(p);
+}
+
+static void process(void)
+{
+    hr_hub_process_inbox(wh[0]);
+    hr_hub_process_inbox(wh[1]);
+}
+
+static void test_fan_out_across_workers(void **state)
+{
+    (void)state;
+    fake a, b, b2, idle;
+    init_fake(&a, 0, "");
+    init_fake(&b, 1, "");
+    init_fake(&b2, 1, "");
+    init_fake(&idle, 0, "");
+    hr_hub_subscribe(&a.c, "news", 4, false);
+    hr_hub_subscribe(&b.c, "news", 4, false);
+    hr_hub_subscribe(&b2.c, "news", 4, false);
+    hr_hub_subscribe(&idle.c, "other", 5, false);
+    for (int i = 0; i < 20; i++) publish("news", "{}");
+    process();
+    fake *all[] = {&a, &b, &b2};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(all[k]->n, 20);
+        for (uint64_t i = 0; i < 20; i++) assert_int_equal(all[k]->got[i], i + 1);
+    }
+    assert_int_equal(idle.n, 0);
+    /* one encoding per publication per worker: 20 x 2 workers, not x 3 subscribers */
+    assert_int_equal(total_encodes, 40);
+    assert_int_equal(hr_hub_local_subscribers(wh[1], "news", 4), 2);
+    hr_hub_unsubscribe_all(&a.c);
+    hr_hub_unsubscribe_all(&b.c);
+    hr_hub_unsubscribe_all(&b2.c);
+    hr_hub_unsubscribe_all(&idle.c);
+}
+
+static void test_interest_limits_inboxes(void **state)
+{
+    (void)state;
+    fake a;
+    init_fake(&a, 0, "");
+    hr_sub *s = hr_hub_subscribe(&a.c, "x", 1, false);
+    publish("x", "1");
+    assert_int_equal(wh[0]->inbox_n, 1);
+    assert_int_equal(wh[1]->inbox_n, 0); /* no subscriber there: not woken */
+    process();
+    hr_hub_unsubscribe(&a.c, s);
+    publish("x", "2");
+    assert_int_equal(wh[0]->inbox_n, 0); /* interest withdrawn */
+    process();
+    assert_int_equal(a.n, 1);
+}
+
+static void test_skip_already_delivered(void **state)
+{
+    (void)state;
+    fake a;
+    init_fake(&a, 0, "");
+    hr_sub *s = hr_hub_subscribe(&a.c, "r", 1, false);
+    publish("r", "1");
+    publish("r", "2");
+    publish("r", "3");
+    s->offset = 2; /* e.g. 1 and 2 were in the subscribe reply */
+    process();
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.got[0], 3);
+    hr_hub_unsubscribe_all(&a.c);
+}
+
+static void test_patterns(void **state)
+{
+    (void)state;
+    fake anon, alice, star;
+    init_fake(&anon, 1, "");
+    init_fake(&alice, 0, "alice");
+    init_fake(&star, 1, "");
+    hr_hub_subscribe(&anon.c, "dm:>", 4, true);
+    hr_hub_subscribe(&alice.c, "dm:>", 4, true);
+    hr_hub_subscribe(&star.c, "prices.*.usd", 12, true);
+    publish("dm:#alice,bob", "1");
+    publish("dm:public.room", "2");
+    publish("prices.btc.usd", "3");
+    publish("prices.eu.btc.usd", "4");
+    publish("prices.btc.eur", "5");
+    process();
+    assert_int_equal(anon.n, 1); /* never the user-limited channel */
+    assert_string_equal(anon.chans[0], "dm:public.room");
+    assert_int_equal(alice.n, 2);
+    assert_int_equal(star.n, 1);
+    assert_string_equal(star.chans[0], "prices.btc.usd");
+    assert_non_null(hr_hub_find_sub(&star.c, "prices.*.usd", 12));
+    hr_hub_unsubscribe_all(&anon.c);
+    hr_hub_unsubscribe_all(&alice.c);
+    hr_hub_unsubscribe_all(&star.c);
+    publish("prices.btc.usd", "6");
+    assert_int_equal(wh[1]->inbox_n, 0); /* no pattern subscribers left */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fan_out_across_workers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interest_limits_inboxes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_skip_already_delivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patterns, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
