@@ -6,7 +6,7 @@
  *     {"id": 7, "subscribe": {"channel": "news", "recover": true, "epoch": "...", "offset": 12}}
  * i.e. an id plus exactly one method key whose value is the params object.
  * Replies carry the same id: {"id": 7, "result": {...}} or
- * {"id": 7, "error": {"code": 103, "message": "permission denied", "temporary": false}}.
+ * {"id": 7, "error": {"code": 103, "message": "permission denied", "temporary": false, "detail": "..."}}.
  * Pushes carry no id: {"pub": {...}}, {"join": {...}}, {"leave": {...}},
  * {"unsubscribe": {...}}, {"disconnect": {...}}.
  *
@@ -16,6 +16,7 @@
 
 #include "core/buf.h"
 #include "core/common.h"
+#include "core/json.h"
 
 /* Error codes carried in {"error": {"code": N}} (docs/protocol.md). */
 enum hr_proto_error {
@@ -105,12 +106,11 @@ typedef struct hr_native_limits {
 int hr_native_parse(const uint8_t *frame, size_t len, const hr_native_limits *lim, hr_native_batch *batch);
 void hr_native_batch_free(hr_native_batch *batch);
 
-/* Append a JSON string literal (with quotes) for s[0..n) to out, escaping as
- * RFC 8259 requires. Invalid UTF-8 bytes are replaced by U+FFFD. */
-void hr_json_append_string(hr_buf *out, const char *s, size_t n);
 
 /* Encoders: each appends one complete JSON object (no trailing newline). */
-void hr_native_error(hr_buf *out, uint64_t id, int code, const char *message);
+/* {"id":N,"error":{"code":C,"message":<text of C>,"temporary":B[,"detail":D]}};
+ * detail (may be NULL) says what exactly was wrong. */
+void hr_native_error(hr_buf *out, uint64_t id, int code, const char *detail);
 /* {"id":N,"result":<result_json>} where result_json is a JSON object text ("{}" when NULL). */
 void hr_native_result(hr_buf *out, uint64_t id, const char *result_json, size_t len);
 /* {"pub":{"channel":C,"offset":N,"data":D[,"info":I]}} - D and I are JSON texts. */

@@ -96,7 +96,7 @@ static const hr_client_vt session_client_vt = {.on_pub = session_on_pub};
 static bool cstr(hr_str in, char *out, size_t cap)
 {
     if (in.n >= cap) return false;
-    memcpy(out, in.p, in.n);
+    if (in.n) memcpy(out, in.p, in.n);
     out[in.n] = '\0';
     return true;
 }

@@ -338,7 +338,9 @@ static int m_batch(api_ctx *x, json_t *params)
         fn(&sub, p);
         if (sub.status != 200) {
             x->out->len = mark;
-            hr_buf_printf(x->out, "{\"error\":\"%s\",\"status\":%d}", sub.error, sub.status);
+            hr_buf_append_str(x->out, "{\"error\":");
+            hr_json_append_string(x->out, sub.error, strlen(sub.error));
+            hr_buf_printf(x->out, ",\"status\":%d}", sub.status);
         } else {
             hr_buf_append(x->out, "}", 1);
         }

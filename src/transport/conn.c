@@ -173,9 +173,11 @@ static void after_flush(hr_conn *c)
     if (c->vt->on_drained) c->vt->on_drained(c);
 }
 
-int hr_conn_flush(hr_conn *c)
+/* Write queued output until it is all written (0), the kernel refuses more
+ * (1, HR_CONN_WRITE_BLOCKED set) or writing failed (HR_ERR_CLOSED; the
+ * caller decides when to close). */
+static int write_queue(hr_conn *c)
 {
-    if (c->flags & HR_CONN_CLOSED) return HR_ERR_CLOSED;
     while (c->out.head) {
         hr_oentry *e = c->out.head;
         ssize_t n;
@@ -196,10 +198,7 @@ int hr_conn_flush(hr_conn *c)
                 }
                 continue;
             }
-            if (n == 0) { /* file shrank under us */
-                hr_conn_close(c);
-                return HR_ERR_CLOSED;
-            }
+            if (n == 0) return HR_ERR_CLOSED; /* file shrank under us */
         } else {
             struct iovec iov[IOV_MAX_BATCH];
             int cnt = 0;
@@ -217,16 +216,33 @@ int hr_conn_flush(hr_conn *c)
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             c->flags |= HR_CONN_WRITE_BLOCKED;
-            return 0;
+            return 1;
         }
         if (n < 0 && errno == EINTR) continue;
         hr_debug("conn fd=%d: write failed: %s", c->io.fd, strerror(errno));
-        hr_conn_close(c);
         return HR_ERR_CLOSED;
     }
     c->flags &= ~HR_CONN_WRITE_BLOCKED;
+    return 0;
+}
+
+int hr_conn_flush(hr_conn *c)
+{
+    if (c->flags & HR_CONN_CLOSED) return HR_ERR_CLOSED;
+    int rc = write_queue(c);
+    if (rc == 1) return 0;
+    if (rc < 0) {
+        hr_conn_close(c);
+        return HR_ERR_CLOSED;
+    }
     after_flush(c);
     return (c->flags & HR_CONN_CLOSED) ? HR_ERR_CLOSED : 0;
+}
+
+size_t hr_conn_write_now(hr_conn *c)
+{
+    if (!(c->flags & (HR_CONN_CLOSED | HR_CONN_WRITE_BLOCKED)) && c->out.head) (void)write_queue(c);
+    return c->out.bytes;
 }
 
 void hr_conn_close_after_flush(hr_conn *c)

@@ -85,6 +85,11 @@ void hr_conn_send_file(hr_conn *c, int fd, uint64_t off, uint64_t len);
 /* Write what is queued now (normally done at end of turn). Returns 0, or
  * HR_ERR_CLOSED if the connection was closed by a write error. */
 int hr_conn_flush(hr_conn *c);
+/* Write what is queued now, without waiting for the end of the turn and
+ * without ever closing or freeing c (a failed write is found again, and the
+ * connection closed, by the end-of-turn flush). Returns the bytes still
+ * queued. For fan-out loops that must tell a slow reader from a burst. */
+size_t hr_conn_write_now(hr_conn *c);
 /* Close once the queue is flushed (HTTP "Connection: close", WS close reply). */
 void hr_conn_close_after_flush(hr_conn *c);
 /* Half-close (FIN) once the queue is flushed; reading goes on. */

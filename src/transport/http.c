@@ -8,6 +8,7 @@
  * queued in request order, so pipelined requests get pipelined answers that
  * leave in one writev at the end of the loop turn. */
 #include "transport/http.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "server/server.h"
 #include "transport/api.h"
@@ -112,10 +113,12 @@ void hr_http_respond(hr_conn *c, int status, const char *content_type, const cha
 
 void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, const char *message, bool close)
 {
-    char body[512];
-    /* messages are our own constant strings: no JSON escaping needed */
-    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d}", message, status);
-    hr_http_respond(c, status, "application/json", extra_headers, body, (size_t)n, false, close);
+    hr_buf b = HR_BUF_INIT;
+    hr_buf_append_str(&b, "{\"error\":");
+    hr_json_append_string(&b, message, strlen(message));
+    hr_buf_printf(&b, ",\"status\":%d}", status);
+    hr_http_respond(c, status, "application/json", extra_headers, b.data, b.len, false, close);
+    hr_buf_free(&b);
 }
 
 /* ---- static files ---------------------------------------------------------- */

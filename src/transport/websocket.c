@@ -648,6 +648,7 @@ void hr_ws_send_shared(hr_conn *c, hr_sbuf *payload, hr_enc_cache *cache, int pa
     int slot = payload_slot + (compress ? 2 : 1);
     if (compress && ws->pmd.server_max_window_bits != 15) slot = -1; /* unusual window: not cacheable */
     hr_sbuf *frame = slot >= 0 ? cache->slot[slot] : NULL;
+    bool owned = false;
     if (!frame) {
         uint8_t hdr[14];
         size_t hl;
@@ -664,12 +665,11 @@ void hr_ws_send_shared(hr_conn *c, hr_sbuf *payload, hr_enc_cache *cache, int pa
             hl = hr_ws_write_header(hdr, true, false, HR_WS_OP_TEXT, payload->len, NULL);
             frame = hr_sbuf_new2(hdr, hl, payload->data, payload->len);
         }
-        if (slot >= 0) cache->slot[slot] = frame;
-    } else {
-        hr_sbuf_ref(frame);
+        if (slot >= 0) cache->slot[slot] = frame; /* the cache owns the creation reference */
+        else owned = true;
     }
     hr_conn_send_shared(c, frame);
-    hr_sbuf_unref(frame);
+    if (owned) hr_sbuf_unref(frame);
 }
 
 /* ---- /ws: the native protocol -------------------------------------------------- */
@@ -681,7 +681,14 @@ static void sink_send_shared(void *t, hr_sbuf *payload, hr_enc_cache *cache, int
     hr_ws_send_shared(t, payload, cache, slot);
 }
 
-static size_t sink_queued(void *t) { return ((hr_conn *)t)->out.bytes; }
+/* Called before each push: a queue over the limit is first offered to the
+ * kernel, so a burst within one loop turn is not mistaken for a slow reader. */
+static size_t sink_queued(void *t)
+{
+    hr_conn *c = t;
+    if (c->out.bytes > (size_t)c->w->cfg->ws_max_queued_bytes) return hr_conn_write_now(c);
+    return c->out.bytes;
+}
 
 static void sink_disconnect(void *t, int code, const char *reason)
 {

@@ -1,0 +1,85 @@
+/* json.c - owns the RFC 8259 string escaper shared by every JSON writer
+ * (the native protocol, the server API, HTTP error bodies). Writing is done
+ * by hand into hr_buf because the hot paths (pushes, replies) append to
+ * buffers they already hold; jansson is used only for parsing. */
+#include "core/json.h"
+
+/* Length of the well-formed UTF-8 sequence at p[0..avail) (*ok = true), or of
+ * its maximal ill-formed prefix (*ok = false, at least 1 byte), which is
+ * replaced by one U+FFFD (the Unicode "maximal subpart" practice). Same
+ * ranges as codec/utf8.c: no overlongs, surrogates or values past U+10FFFF. */
+static size_t utf8_seq(const uint8_t *p, size_t avail, bool *ok)
+{
+    uint8_t b = p[0], lo = 0x80, hi = 0xBF;
+    size_t need;
+    *ok = false;
+    if (b < 0xC2) return 1; /* stray continuation byte or overlong lead */
+    if (b < 0xE0) {
+        need = 1;
+    } else if (b < 0xF0) {
+        need = 2;
+        if (b == 0xE0) lo = 0xA0;
+        else if (b == 0xED) hi = 0x9F;
+    } else if (b < 0xF5) {
+        need = 3;
+        if (b == 0xF0) lo = 0x90;
+        else if (b == 0xF4) hi = 0x8F;
+    } else {
+        return 1;
+    }
+    size_t i = 1;
+    for (; i <= need; i++) {
+        if (i >= avail || p[i] < lo || p[i] > hi) return i;
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    *ok = true;
+    return i;
+}
+
+void hr_json_append_string(hr_buf *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *p = (const uint8_t *)s;
+    size_t i = 0, run = 0; /* p[run..i) is pending verbatim output */
+    if (!p) {
+        p = (const uint8_t *)"";
+        n = 0;
+    }
+    hr_buf_reserve(out, n + 2);
+    hr_buf_append(out, "\"", 1);
+    while (i < n) {
+        uint8_t b = p[i];
+        if (b >= 0x20 && b < 0x80 && b != '"' && b != '\\') {
+            i++;
+            continue;
+        }
+        hr_buf_append(out, p + run, i - run);
+        if (b >= 0x80) {
+            bool ok;
+            size_t l = utf8_seq(p + i, n - i, &ok);
+            if (ok) hr_buf_append(out, p + i, l);
+            else hr_buf_append(out, "\xEF\xBF\xBD", 3);
+            i += l;
+            run = i;
+            continue;
+        }
+        char esc[6] = {'\\', 0, '0', '0', hex[b >> 4], hex[b & 15]};
+        size_t el = 2;
+        switch (b) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default: esc[1] = 'u'; el = 6; break;
+        }
+        hr_buf_append(out, esc, el);
+        run = ++i;
+    }
+    hr_buf_append(out, p + run, i - run);
+    hr_buf_append(out, "\"", 1);
+}
+

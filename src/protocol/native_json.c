@@ -1,0 +1,501 @@
+/* native_json.c - owns the JSON encoding of the native protocol (native.h):
+ * parsing newline-delimited command frames into hr_cmd structs with jansson
+ * (string slices point into the jansson trees and the re-serialized "data"
+ * texts, all kept alive in batch->priv until hr_native_batch_free), the
+ * RFC 8259 string escaper, the reply and push encoders, and the texts and
+ * temporariness of the protocol error codes. */
+#include "protocol/native.h"
+
+#include <jansson.h>
+#include <string.h>
+
+/* ---- error codes --------------------------------------------------------------- */
+
+const char *hr_proto_error_text(int code)
+{
+    switch (code) {
+    case HR_PE_INTERNAL: return "internal server error";
+    case HR_PE_UNAUTHORIZED: return "unauthorized";
+    case HR_PE_UNKNOWN_CHANNEL: return "unknown channel";
+    case HR_PE_PERMISSION_DENIED: return "permission denied";
+    case HR_PE_METHOD_NOT_FOUND: return "method not found";
+    case HR_PE_ALREADY_SUBSCRIBED: return "already subscribed";
+    case HR_PE_LIMIT_EXCEEDED: return "limit exceeded";
+    case HR_PE_BAD_REQUEST: return "bad request";
+    case HR_PE_NOT_AVAILABLE: return "not available";
+    case HR_PE_TOKEN_EXPIRED: return "token expired";
+    case HR_PE_EXPIRED: return "expired";
+    case HR_PE_TOO_MANY_REQUESTS: return "too many requests";
+    case HR_PE_UNRECOVERABLE: return "unrecoverable position";
+    case HR_PE_NOT_SUBSCRIBED: return "not subscribed";
+    case HR_PE_NOT_CONNECTED: return "not connected";
+    case HR_PE_MESSAGE_TOO_LARGE: return "message too large";
+    default: return "unknown error";
+    }
+}
+
+bool hr_proto_error_temporary(int code)
+{
+    return code == HR_PE_INTERNAL || code == HR_PE_TOO_MANY_REQUESTS;
+}
+
+/* ---- parser -------------------------------------------------------------------- */
+
+/* What a batch keeps alive: per command its jansson root and, for publish,
+ * the json_dumps text of "data" (both freed by hr_native_batch_free). */
+typedef struct native_entry {
+    json_t *root;
+    char *dump;
+} native_entry;
+
+typedef struct native_priv {
+    size_t n;
+    native_entry e[];
+} native_priv;
+
+/* The next line of frame[*pos..len) without its '\n' and a trailing '\r';
+ * false at the end of the frame. */
+static bool next_line(const uint8_t *frame, size_t len, size_t *pos, const uint8_t **line, size_t *n)
+{
+    if (*pos >= len) return false;
+    const uint8_t *start = frame + *pos;
+    const uint8_t *nl = memchr(start, '\n', len - *pos);
+    size_t l = nl ? (size_t)(nl - start) : len - *pos;
+    *pos += nl ? l + 1 : l;
+    if (l && start[l - 1] == '\r') l--;
+    *line = start;
+    *n = l;
+    return true;
+}
+
+static bool blank(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') return false;
+    return true;
+}
+
+static void fail(hr_cmd *c, int code, const char *detail)
+{
+    if (c->error) return; /* the first problem found is the one reported */
+    c->error = code;
+    c->error_detail = detail;
+}
+
+/* An optional member: NULL when absent or JSON null. */
+static json_t *opt(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+static hr_str str_of(const json_t *v)
+{
+    hr_str s = {json_string_value(v), json_string_length(v)};
+    return s;
+}
+
+static bool chan_ok(size_t n, const hr_native_limits *lim)
+{
+    return n > 0 && (!lim->max_channel_len || n <= lim->max_channel_len);
+}
+
+/* The required "channel" member. Details are string literals built per
+ * method by the CHANNEL macro. */
+static bool take_channel(hr_cmd *c, const json_t *params, const hr_native_limits *lim, const char *bad,
+                         const char *too_long)
+{
+    json_t *v = json_object_get(params, "channel");
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        fail(c, HR_PE_BAD_REQUEST, bad);
+        return false;
+    }
+    if (!chan_ok(json_string_length(v), lim)) {
+        fail(c, HR_PE_BAD_REQUEST, too_long);
+        return false;
+    }
+    c->channel = str_of(v);
+    return true;
+}
+
+#define CHANNEL(m) m ": channel must be a non-empty string", m ": channel is too long"
+
+/* Optional string member; out untouched when absent. */
+static bool take_str(hr_cmd *c, const json_t *obj, const char *key, hr_str *out, const char *bad)
+{
+    json_t *v = opt(obj, key);
+    if (!v) return true;
+    if (!json_is_string(v)) {
+        fail(c, HR_PE_BAD_REQUEST, bad);
+        return false;
+    }
+    *out = str_of(v);
+    return true;
+}
+
+static bool take_bool(hr_cmd *c, const json_t *obj, const char *key, bool *out, const char *bad)
+{
+    json_t *v = opt(obj, key);
+    if (!v) return true;
+    if (!json_is_boolean(v)) {
+        fail(c, HR_PE_BAD_REQUEST, bad);
+        return false;
+    }
+    *out = json_is_true(v);
+    return true;
+}
+
+/* Non-negative integer member; *present says whether it was there. */
+static bool take_uint(hr_cmd *c, const json_t *obj, const char *key, uint64_t *out, bool *present, const char *bad)
+{
+    json_t *v = opt(obj, key);
+    *present = v != NULL;
+    if (!v) return true;
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        fail(c, HR_PE_BAD_REQUEST, bad);
+        return false;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return true;
+}
+
+static bool add_sub(hr_cmd *c, const char *p, size_t n, const hr_native_limits *lim)
+{
+    if (!n) {
+        fail(c, HR_PE_BAD_REQUEST, "connect: subs must hold non-empty channel names");
+        return false;
+    }
+    if (!chan_ok(n, lim)) {
+        fail(c, HR_PE_BAD_REQUEST, "connect: subs channel is too long");
+        return false;
+    }
+    c->subs[c->nsubs].p = p;
+    c->subs[c->nsubs].n = n;
+    c->nsubs++;
+    return true;
+}
+
+static void parse_connect(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
+{
+    HR_UNUSED(dump);
+    if (!take_str(c, p, "name", &c->name, "connect: name must be a string") ||
+        !take_str(c, p, "version", &c->version, "connect: version must be a string") ||
+        !take_str(c, p, "token", &c->token, "connect: token must be a string"))
+        return;
+    json_t *subs = opt(p, "subs");
+    if (!subs) return;
+    if (json_is_array(subs)) {
+        if (json_array_size(subs) > HR_CMD_MAX_CONNECT_SUBS) {
+            fail(c, HR_PE_LIMIT_EXCEEDED, "connect: too many subs");
+            return;
+        }
+        for (size_t i = 0; i < json_array_size(subs); i++) {
+            json_t *v = json_array_get(subs, i);
+            if (!json_is_string(v)) {
+                fail(c, HR_PE_BAD_REQUEST, "connect: subs must hold non-empty channel names");
+                break;
+            }
+            if (!add_sub(c, json_string_value(v), json_string_length(v), lim)) break;
+        }
+    } else if (json_is_object(subs)) {
+        if (json_object_size(subs) > HR_CMD_MAX_CONNECT_SUBS) {
+            fail(c, HR_PE_LIMIT_EXCEEDED, "connect: too many subs");
+            return;
+        }
+        const char *key;
+        size_t klen;
+        json_t *v;
+        json_object_keylen_foreach(subs, key, klen, v)
+        {
+            HR_UNUSED(v); /* per-channel options: reserved */
+            if (!add_sub(c, key, klen, lim)) break;
+        }
+    } else {
+        fail(c, HR_PE_BAD_REQUEST, "connect: subs must be an array or an object of channel names");
+    }
+    if (c->error) c->nsubs = 0;
+}
+
+static void parse_subscribe(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
+{
+    HR_UNUSED(dump);
+    bool has_offset;
+    if (!take_channel(c, p, lim, CHANNEL("subscribe"))) return;
+    if (!take_bool(c, p, "recover", &c->recover, "subscribe: recover must be a boolean")) return;
+    if (!take_str(c, p, "epoch", &c->epoch, "subscribe: epoch must be a string")) return;
+    take_uint(c, p, "offset", &c->offset, &has_offset, "subscribe: offset must be a non-negative integer");
+}
+
+static void parse_channel_only(hr_cmd *c, const json_t *p, const hr_native_limits *lim)
+{
+    switch (c->type) {
+    case HR_CMD_UNSUBSCRIBE: take_channel(c, p, lim, CHANNEL("unsubscribe")); break;
+    case HR_CMD_PRESENCE: take_channel(c, p, lim, CHANNEL("presence")); break;
+    default: take_channel(c, p, lim, CHANNEL("presence_stats")); break;
+    }
+}
+
+static void parse_unsubscribe(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
+{
+    HR_UNUSED(dump);
+    parse_channel_only(c, p, lim);
+}
+
+static void parse_publish(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
+{
+    if (!take_channel(c, p, lim, CHANNEL("publish"))) return;
+    json_t *data = json_object_get(p, "data"); /* JSON null is valid data */
+    if (!data) {
+        fail(c, HR_PE_BAD_REQUEST, "publish: data is required");
+        return;
+    }
+    if (!take_str(c, p, "idempotency_key", &c->idempotency_key, "publish: idempotency_key must be a string"))
+        return;
+    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) {
+        fail(c, HR_PE_INTERNAL, "publish: cannot encode data");
+        return;
+    }
+    *dump = text;
+    c->data.p = text;
+    c->data.n = strlen(text); /* NUL bytes inside strings come out as \u0000 */
+}
+
+static void parse_history(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
+{
+    HR_UNUSED(dump);
+    if (!take_channel(c, p, lim, CHANNEL("history"))) return;
+    json_t *limit = opt(p, "limit");
+    if (limit) {
+        if (!json_is_integer(limit) || json_integer_value(limit) < 0) {
+            fail(c, HR_PE_BAD_REQUEST, "history: limit must be a non-negative integer");
+            return;
+        }
+        c->limit = json_integer_value(limit);
+    }
+    if (!take_bool(c, p, "reverse", &c->reverse, "history: reverse must be a boolean")) return;
+    json_t *since = opt(p, "since");
+    if (!since) return;
+    if (!json_is_object(since)) {
+        fail(c, HR_PE_BAD_REQUEST, "history: since must be an object");
+        return;
+    }
+    bool has_offset;
+    if (!take_uint(c, since, "offset", &c->since_offset, &has_offset,
+                   "history: since.offset must be a non-negative integer"))
+        return;
+    if (!has_offset) {
+        fail(c, HR_PE_BAD_REQUEST, "history: since.offset is required");
+        return;
+    }
+    if (!take_str(c, since, "epoch", &c->since_epoch, "history: since.epoch must be a string")) return;
+    c->has_since = true;
+}
+
+static void parse_presence(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
+{
+    HR_UNUSED(dump);
+    parse_channel_only(c, p, lim);
+}
+
+static void parse_ping(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
+{
+    HR_UNUSED(c);
+    HR_UNUSED(p);
+    HR_UNUSED(lim);
+    HR_UNUSED(dump);
+}
+
+typedef struct method {
+    const char *name;
+    hr_cmd_type type;
+    void (*parse)(hr_cmd *c, const json_t *params, const hr_native_limits *lim, char **dump);
+    const char *not_object; /* detail when the params are not an object */
+} method;
+
+static const method methods[] = {
+    {"connect", HR_CMD_CONNECT, parse_connect, "connect: params must be an object"},
+    {"subscribe", HR_CMD_SUBSCRIBE, parse_subscribe, "subscribe: params must be an object"},
+    {"unsubscribe", HR_CMD_UNSUBSCRIBE, parse_unsubscribe, "unsubscribe: params must be an object"},
+    {"publish", HR_CMD_PUBLISH, parse_publish, "publish: params must be an object"},
+    {"history", HR_CMD_HISTORY, parse_history, "history: params must be an object"},
+    {"presence", HR_CMD_PRESENCE, parse_presence, "presence: params must be an object"},
+    {"presence_stats", HR_CMD_PRESENCE_STATS, parse_presence, "presence_stats: params must be an object"},
+    {"ping", HR_CMD_PING, parse_ping, "ping: params must be an object"},
+};
+
+static const method *find_method(const char *key, size_t klen)
+{
+    for (size_t i = 0; i < HR_ARRAY_LEN(methods); i++)
+        if (strlen(methods[i].name) == klen && memcmp(methods[i].name, key, klen) == 0) return &methods[i];
+    return NULL;
+}
+
+/* One command object. Precedence of errors: a bad id, then an unknown key,
+ * no method, several methods, then the method's own params checks. */
+static void parse_cmd(const json_t *root, const hr_native_limits *lim, hr_cmd *c, char **dump)
+{
+    c->limit = -1;
+    json_t *id = opt(root, "id");
+    if (id) {
+        if (!json_is_integer(id) || json_integer_value(id) < 0)
+            fail(c, HR_PE_BAD_REQUEST, "id must be a non-negative integer");
+        else
+            c->id = (uint64_t)json_integer_value(id);
+    }
+
+    const method *m = NULL;
+    json_t *params = NULL;
+    size_t nmethods = 0;
+    bool unknown = false;
+    const char *key;
+    size_t klen;
+    json_t *v;
+    json_object_keylen_foreach((json_t *)root, key, klen, v)
+    {
+        if (klen == 2 && memcmp(key, "id", 2) == 0) continue;
+        const method *k = find_method(key, klen);
+        if (!k) {
+            unknown = true;
+        } else if (nmethods++ == 0) {
+            m = k;
+            params = v;
+        }
+    }
+    if (unknown) fail(c, HR_PE_METHOD_NOT_FOUND, "unknown method");
+    else if (nmethods == 0) fail(c, HR_PE_METHOD_NOT_FOUND, "no method");
+    else if (nmethods > 1) fail(c, HR_PE_BAD_REQUEST, "more than one method in a command");
+    if (c->error) return;
+
+    c->type = m->type;
+    if (m->type == HR_CMD_PING && json_is_null(params)) return;
+    if (!json_is_object(params)) {
+        fail(c, HR_PE_BAD_REQUEST, m->not_object);
+        return;
+    }
+    m->parse(c, params, lim, dump);
+}
+
+void hr_native_batch_free(hr_native_batch *batch)
+{
+    native_priv *pv = batch->priv;
+    if (pv) {
+        json_malloc_t jmalloc;
+        json_free_t jfree; /* the dumps come from jansson's allocator */
+        json_get_alloc_funcs(&jmalloc, &jfree);
+        for (size_t i = 0; i < pv->n; i++) {
+            json_decref(pv->e[i].root);
+            if (pv->e[i].dump) jfree(pv->e[i].dump);
+        }
+        hr_free(pv);
+    }
+    hr_free(batch->cmds);
+    batch->cmds = NULL;
+    batch->n = 0;
+    batch->priv = NULL;
+}
+
+int hr_native_parse(const uint8_t *frame, size_t len, const hr_native_limits *lim, hr_native_batch *batch)
+{
+    memset(batch, 0, sizeof(*batch));
+    const uint8_t *line;
+    size_t n, pos = 0, count = 0;
+    while (next_line(frame, len, &pos, &line, &n))
+        if (!blank(line, n)) count++;
+    /* max_commands 0: no limit */
+    if (lim->max_commands && count > lim->max_commands) return HR_ERR_TOO_BIG;
+    if (!count) return 0;
+
+    native_priv *pv = hr_calloc(1, sizeof(*pv) + count * sizeof(pv->e[0]));
+    batch->priv = pv;
+    batch->cmds = hr_calloc(count, sizeof(hr_cmd));
+    pos = 0;
+    while (next_line(frame, len, &pos, &line, &n)) {
+        if (blank(line, n)) continue;
+        json_error_t jerr;
+        /* JSON_ALLOW_NUL: "\u0000" is valid JSON; slices carry lengths. */
+        json_t *root = json_loadb((const char *)line, n, JSON_ALLOW_NUL, &jerr);
+        if (!root || !json_is_object(root)) {
+            json_decref(root);
+            hr_native_batch_free(batch);
+            return HR_ERR_PROTO;
+        }
+        native_entry *e = &pv->e[pv->n++];
+        e->root = root;
+        parse_cmd(root, lim, &batch->cmds[batch->n++], &e->dump);
+    }
+    return 0;
+}
+
+/* ---- encoders ------------------------------------------------------------------ */
+
+/* A caller-supplied JSON text, or `dflt` when there is none. */
+static void append_json(hr_buf *out, const char *json, size_t len, const char *dflt)
+{
+    if (json && len) hr_buf_append(out, json, len);
+    else hr_buf_append_str(out, dflt);
+}
+
+static void append_cstr(hr_buf *out, const char *s)
+{
+    if (!s) s = "";
+    hr_json_append_string(out, s, strlen(s));
+}
+
+void hr_native_error(hr_buf *out, uint64_t id, int code, const char *detail)
+{
+    hr_buf_printf(out, "{\"id\":%llu,\"error\":{\"code\":%d,\"message\":", (unsigned long long)id, code);
+    append_cstr(out, hr_proto_error_text(code));
+    hr_buf_append_str(out, hr_proto_error_temporary(code) ? ",\"temporary\":true" : ",\"temporary\":false");
+    if (detail && *detail) {
+        hr_buf_append_str(out, ",\"detail\":");
+        append_cstr(out, detail);
+    }
+    hr_buf_append(out, "}}", 2);
+}
+
+void hr_native_result(hr_buf *out, uint64_t id, const char *result_json, size_t len)
+{
+    hr_buf_printf(out, "{\"id\":%llu,\"result\":", (unsigned long long)id);
+    append_json(out, result_json, len, "{}");
+    hr_buf_append(out, "}", 1);
+}
+
+void hr_native_pub(hr_buf *out, const char *channel, size_t clen, uint64_t offset, const char *data, size_t dlen,
+                   const char *info, size_t ilen)
+{
+    hr_buf_append_str(out, "{\"pub\":{\"channel\":");
+    hr_json_append_string(out, channel, clen);
+    hr_buf_printf(out, ",\"offset\":%llu,\"data\":", (unsigned long long)offset);
+    append_json(out, data, dlen, "null");
+    if (info && ilen) {
+        hr_buf_append_str(out, ",\"info\":");
+        hr_buf_append(out, info, ilen);
+    }
+    hr_buf_append(out, "}}", 2);
+}
+
+void hr_native_join_leave(hr_buf *out, bool join, const char *channel, size_t clen, const char *info, size_t ilen)
+{
+    hr_buf_append_str(out, join ? "{\"join\":{\"channel\":" : "{\"leave\":{\"channel\":");
+    hr_json_append_string(out, channel, clen);
+    hr_buf_append_str(out, ",\"info\":");
+    append_json(out, info, ilen, "{}");
+    hr_buf_append(out, "}}", 2);
+}
+
+void hr_native_unsubscribe(hr_buf *out, const char *channel, size_t clen, int code, const char *reason)
+{
+    hr_buf_append_str(out, "{\"unsubscribe\":{\"channel\":");
+    hr_json_append_string(out, channel, clen);
+    hr_buf_printf(out, ",\"code\":%d,\"reason\":", code);
+    append_cstr(out, reason);
+    hr_buf_append(out, "}}", 2);
+}
+
+void hr_native_disconnect(hr_buf *out, int code, const char *reason, bool reconnect)
+{
+    hr_buf_printf(out, "{\"disconnect\":{\"code\":%d,\"reason\":", code);
+    append_cstr(out, reason);
+    hr_buf_append_str(out, reconnect ? ",\"reconnect\":true}}" : ",\"reconnect\":false}}");
+}
