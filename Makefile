@@ -7,7 +7,7 @@ LISTEN     ?= 127.0.0.1:8080
 FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
 
-APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev
+APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev
 APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets chromium curl
 
 .PHONY: all build run test test-unit test-asan fuzz fuzz-build deps deps-test clean

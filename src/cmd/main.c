@@ -81,7 +81,8 @@ static int parse_args(int argc, char **argv, cli *a, hr_config *cfg)
         if (eq) value = eq + 1;
         bool is_config = strcmp(flag, "config") == 0 || strcmp(flag, "c") == 0;
         const hr_option *o = is_config ? NULL : hr_config_find_flag(flag);
-        if (!is_config && !o) {
+        bool is_ns = !is_config && !o && strncmp(flag, "namespace.", 10) == 0; /* --namespace.NAME.OPTION */
+        if (!is_config && !o && !is_ns) {
             fprintf(stderr, "herald: unknown option \"%s\" (see herald --help and herald config-reference)\n", arg);
             return 2;
         }
@@ -99,7 +100,7 @@ static int parse_args(int argc, char **argv, cli *a, hr_config *cfg)
             a->config_file = value;
             continue;
         }
-        if (cfg && hr_config_set(cfg, o->key, value, err, sizeof(err))) {
+        if (cfg && hr_config_set(cfg, is_ns ? flag : o->key, value, err, sizeof(err))) {
             fprintf(stderr, "herald: %s: %s\n", arg, err);
             return 2;
         }

@@ -18,7 +18,13 @@ typedef struct hr_chan_opts {
     uint64_t history_ttl_ms;   /* 0 = keep until pushed out by size */
     bool presence;
     bool join_leave;
+    uint64_t idempotency_window_ms; /* how long a publish idempotency key is remembered */
 } hr_chan_opts;
+
+/* Most idempotency keys remembered per channel; past it the oldest is
+ * forgotten early. Longest key accepted. */
+#define HR_IDEM_MAX_KEYS 10000
+#define HR_IDEM_MAX_KEY_LEN 128
 
 typedef struct hr_history_query {
     bool has_since;            /* only publications after (since_epoch, since_offset) */
@@ -63,8 +69,12 @@ typedef struct hr_engine hr_engine;
 
 typedef struct hr_engine_vt {
     /* Assign the next offset and the epoch to pub (which the engine then
-     * references), store it in history, deliver it. */
-    void (*publish)(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, hr_publish_cb cb, void *ud);
+     * references), store it in history, deliver it.
+     * With an idempotency key (idem_len > 0) that was already used on this
+     * channel within o->idempotency_window_ms, nothing is published and cb
+     * reports the original publication's offset and epoch. */
+    void (*publish)(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const char *idem_key, size_t idem_len,
+                    hr_publish_cb cb, void *ud);
     /* Deliver a join/leave event (not stored, no offset). */
     void (*publish_event)(hr_engine *e, hr_pub *pub);
     void (*history)(hr_engine *e, const hr_chan_opts *o, const char *channel, size_t len, const hr_history_query *q,

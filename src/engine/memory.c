@@ -20,6 +20,17 @@ typedef struct mpres {
     char *client, *user, *info;
 } mpres;
 
+/* A remembered publish idempotency key: in the channel's hash index and in
+ * its FIFO (oldest first, which is also expiry order). */
+typedef struct midem {
+    struct midem *hnext, *fnext;
+    uint64_t hash;
+    uint64_t offset;
+    uint64_t expires_ms;
+    size_t len;
+    char key[];
+} midem;
+
 typedef struct mchan {
     struct mchan *next;
     uint64_t hash;
@@ -31,6 +42,9 @@ typedef struct mchan {
     uint32_t cap, head, count;
     mpres *pres;
     size_t npres, cappres;
+    midem **idem;           /* idempotency keys: hash index */
+    size_t nidem_buckets, nidem;
+    midem *idem_head, *idem_tail;
 } mchan;
 
 typedef struct shard {
@@ -128,7 +142,72 @@ static void ring_maintain(mchan *c, const hr_chan_opts *o)
     }
 }
 
-static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, hr_publish_cb cb, void *ud)
+/* ---- idempotency keys ------------------------------------------------------ */
+
+static void idem_unlink(mchan *c, midem *x)
+{
+    midem **pp = &c->idem[(x->hash >> 6) & (c->nidem_buckets - 1)];
+    while (*pp != x) pp = &(*pp)->hnext;
+    *pp = x->hnext;
+}
+
+/* Forget the oldest key (the FIFO head). */
+static void idem_pop(mchan *c)
+{
+    midem *x = c->idem_head;
+    idem_unlink(c, x);
+    c->idem_head = x->fnext;
+    if (!c->idem_head) c->idem_tail = NULL;
+    c->nidem--;
+    hr_free(x);
+}
+
+static void idem_expire(mchan *c, uint64_t now)
+{
+    while (c->idem_head && (c->idem_head->expires_ms <= now || c->nidem > HR_IDEM_MAX_KEYS)) idem_pop(c);
+}
+
+static midem *idem_find(const mchan *c, uint64_t h, const char *key, size_t len)
+{
+    if (!c->nidem_buckets) return NULL;
+    for (midem *x = c->idem[(h >> 6) & (c->nidem_buckets - 1)]; x; x = x->hnext)
+        if (x->hash == h && x->len == len && memcmp(x->key, key, len) == 0) return x;
+    return NULL;
+}
+
+static void idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t offset, uint64_t expires)
+{
+    if (c->nidem + 1 > c->nidem_buckets) {
+        size_t nb = c->nidem_buckets ? c->nidem_buckets * 2 : 16;
+        midem **b = hr_calloc(nb, sizeof(*b));
+        for (midem *x = c->idem_head; x; x = x->fnext) {
+            size_t i = (x->hash >> 6) & (nb - 1);
+            x->hnext = b[i];
+            b[i] = x;
+        }
+        hr_free(c->idem);
+        c->idem = b;
+        c->nidem_buckets = nb;
+    }
+    midem *x = hr_malloc(sizeof(*x) + len);
+    x->hash = h;
+    x->offset = offset;
+    x->expires_ms = expires;
+    x->len = len;
+    memcpy(x->key, key, len);
+    size_t i = (h >> 6) & (c->nidem_buckets - 1);
+    x->hnext = c->idem[i];
+    c->idem[i] = x;
+    x->fnext = NULL;
+    if (c->idem_tail) c->idem_tail->fnext = x;
+    else c->idem_head = x;
+    c->idem_tail = x;
+    c->nidem++;
+    if (c->nidem > HR_IDEM_MAX_KEYS) idem_pop(c);
+}
+
+static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const char *idem_key, size_t idem_len,
+                      hr_publish_cb cb, void *ud)
 {
     mengine *m = (mengine *)e;
     uint64_t h = hash_name(pub->channel, pub->channel_len);
@@ -136,6 +215,21 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, hr_publi
     pthread_mutex_lock(&sh->mu);
     mchan *c = get_or_create(sh, h, pub->channel, pub->channel_len);
     ring_maintain(c, o);
+    if (idem_len && o->idempotency_window_ms) {
+        uint64_t now = hr_wall_ms();
+        idem_expire(c, now);
+        uint64_t kh = hash_name(idem_key, idem_len);
+        midem *seen = idem_find(c, kh, idem_key, idem_len);
+        if (seen) { /* a retry: acknowledge with the original, deliver nothing */
+            uint64_t offset = seen->offset;
+            char epoch[HR_EPOCH_LEN + 1];
+            memcpy(epoch, c->epoch, sizeof(epoch));
+            pthread_mutex_unlock(&sh->mu);
+            if (cb) cb(ud, 0, offset, epoch);
+            return;
+        }
+        idem_add(c, kh, idem_key, idem_len, c->offset + 1, now + o->idempotency_window_ms);
+    }
     pub->offset = ++c->offset;
     memcpy(pub->epoch, c->epoch, sizeof(pub->epoch));
     if (c->cap) {
@@ -332,6 +426,8 @@ static void m_free(hr_engine *e)
                 while (c->count) ring_drop_oldest(c);
                 for (size_t i = 0; i < c->npres; i++) pres_free(&c->pres[i]);
                 hr_free(c->pres);
+                while (c->idem_head) idem_pop(c);
+                hr_free(c->idem);
                 hr_free(c->ring);
                 hr_free(c->name);
                 hr_free(c);

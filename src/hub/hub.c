@@ -21,7 +21,8 @@ struct hr_local_chan {
 typedef struct interest {
     struct interest *next;
     uint64_t hash;
-    uint64_t mask;
+    uint64_t mask;        /* workers with local subscribers */
+    uint64_t subscribers; /* over all workers */
     size_t len;
     char name[];
 } interest;
@@ -74,28 +75,41 @@ static void igrow(ishard *sh)
     sh->nbuckets = nb;
 }
 
-static void interest_set(hr_hub *hub, const char *name, size_t len, uint64_t h, int worker, bool on)
+/* One more (delta +1) or one fewer (-1) subscriber of a channel on `worker`,
+ * whose local subscriber count becomes `local`. With max > 0, a new
+ * subscriber is refused (false, nothing changed) once the channel has `max`
+ * subscribers over all workers. */
+static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t h, int worker, int delta, size_t local,
+                            uint64_t max)
 {
     ishard *sh = ishard_of(hub, h);
+    bool ok = true;
     pthread_mutex_lock(&sh->mu);
     interest **pp = ifind(sh, h, name, len);
-    if (on) {
-        if (!pp) {
-            if (sh->count + 1 > sh->nbuckets) igrow(sh);
-            interest *x = hr_malloc(sizeof(*x) + len);
-            x->hash = h;
-            x->mask = 0;
-            x->len = len;
-            memcpy(x->name, name, len);
-            size_t idx = (h >> 6) & (sh->nbuckets - 1);
-            x->next = sh->buckets[idx];
-            sh->buckets[idx] = x;
-            sh->count++;
-            pp = &sh->buckets[idx];
+    if (delta > 0) {
+        if (pp && max && (*pp)->subscribers >= max) {
+            ok = false;
+        } else {
+            if (!pp) {
+                if (sh->count + 1 > sh->nbuckets) igrow(sh);
+                interest *x = hr_malloc(sizeof(*x) + len);
+                x->hash = h;
+                x->mask = 0;
+                x->subscribers = 0;
+                x->len = len;
+                memcpy(x->name, name, len);
+                size_t idx = (h >> 6) & (sh->nbuckets - 1);
+                x->next = sh->buckets[idx];
+                sh->buckets[idx] = x;
+                sh->count++;
+                pp = &sh->buckets[idx];
+            }
+            (*pp)->subscribers++;
+            (*pp)->mask |= 1ull << worker;
         }
-        (*pp)->mask |= 1ull << worker;
     } else if (pp) {
-        (*pp)->mask &= ~(1ull << worker);
+        (*pp)->subscribers--;
+        if (!local) (*pp)->mask &= ~(1ull << worker);
         if (!(*pp)->mask) {
             interest *x = *pp;
             *pp = x->next;
@@ -104,6 +118,18 @@ static void interest_set(hr_hub *hub, const char *name, size_t len, uint64_t h, 
         }
     }
     pthread_mutex_unlock(&sh->mu);
+    return ok;
+}
+
+uint64_t hr_hub_subscribers(hr_hub *hub, const char *channel, size_t len)
+{
+    uint64_t h = hash_name(channel, len);
+    ishard *sh = ishard_of(hub, h);
+    pthread_mutex_lock(&sh->mu);
+    interest **pp = ifind(sh, h, channel, len);
+    uint64_t n = pp ? (*pp)->subscribers : 0;
+    pthread_mutex_unlock(&sh->mu);
+    return n;
 }
 
 static void inbox_push(hr_whub *wh, hr_pub *pub)
@@ -247,9 +273,17 @@ size_t hr_hub_local_subscribers(hr_whub *wh, const char *channel, size_t len)
     return lc ? lc->nsubs : 0;
 }
 
-hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pattern)
+hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pattern, uint64_t max_subscribers)
 {
     hr_whub *wh = c->wh;
+    uint64_t h = 0;
+    hr_local_chan *lc = NULL;
+    if (!pattern) {
+        h = hash_name(channel, len);
+        lc = lfind(wh, h, channel, len);
+        if (!interest_update(wh->hub, channel, len, h, wh->id, +1, (lc ? lc->nsubs : 0) + 1, max_subscribers))
+            return NULL;
+    }
     hr_sub *s = hr_calloc(1, sizeof(*s));
     s->client = c;
     s->client_next = c->subs;
@@ -265,8 +299,6 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
             atomic_fetch_or_explicit(&wh->hub->pattern_mask, 1ull << wh->id, memory_order_acq_rel);
         return s;
     }
-    uint64_t h = hash_name(channel, len);
-    hr_local_chan *lc = lfind(wh, h, channel, len);
     if (!lc) {
         if (wh->nchans + 1 > wh->nbuckets) lgrow(wh);
         lc = hr_calloc(1, sizeof(*lc));
@@ -277,7 +309,6 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
         lc->next = wh->buckets[idx];
         wh->buckets[idx] = lc;
         wh->nchans++;
-        interest_set(wh->hub, channel, len, h, wh->id, true);
     }
     s->lc = lc;
     s->chan_next = lc->subs;
@@ -325,10 +356,9 @@ void hr_hub_unsubscribe(hr_client *c, hr_sub *s)
     } else {
         hr_local_chan *lc = s->lc;
         if (lc->subs == s) lc->subs = s->chan_next;
-        if (--lc->nsubs == 0) {
-            interest_set(wh->hub, lc->name, lc->len, lc->hash, wh->id, false);
-            lremove(wh, lc);
-        }
+        --lc->nsubs;
+        interest_update(wh->hub, lc->name, lc->len, lc->hash, wh->id, -1, lc->nsubs, 0);
+        if (lc->nsubs == 0) lremove(wh, lc);
     }
     hr_free(s);
 }

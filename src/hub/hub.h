@@ -99,8 +99,12 @@ void hr_hub_free(hr_hub *hub);
 
 /* Subscribe a client to a channel (or a pattern). The caller has validated
  * the name and permissions. Returns the subscription (owned by the hub,
- * freed by unsubscribe). */
-hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pattern);
+ * freed by unsubscribe), or NULL when the channel already has
+ * max_subscribers subscribers over all workers (0 = no limit; patterns are
+ * not counted). */
+hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pattern, uint64_t max_subscribers);
+/* Subscribers of a channel over all workers (patterns not counted). */
+uint64_t hr_hub_subscribers(hr_hub *hub, const char *channel, size_t len);
 hr_sub *hr_hub_find_sub(hr_client *c, const char *channel, size_t len);
 /* The channel (or pattern) a subscription is for. */
 const char *hr_hub_sub_channel(const hr_sub *s, size_t *len);

@@ -1,5 +1,8 @@
 /* native.h - Herald's native client protocol, JSON encoding: parsing client
- * command frames into hr_cmd structs and encoding replies and pushes.
+ * command frames into hr_cmd structs and encoding replies and pushes. The
+ * MessagePack encoding of the same protocol (binary frames of MessagePack
+ * maps with the same keys) is at the end: a parser into the same hr_cmd
+ * structs and a transcoder for what the JSON encoders produce.
  *
  * Wire format (docs/protocol.md): a frame holds one or more commands, one
  * JSON object per line (newline-delimited). A command is
@@ -105,6 +108,35 @@ typedef struct hr_native_limits {
  * hr_native_batch_free afterwards. */
 int hr_native_parse(const uint8_t *frame, size_t len, const hr_native_limits *lim, hr_native_batch *batch);
 void hr_native_batch_free(hr_native_batch *batch);
+
+/* ---- MessagePack encoding (native_msgpack.c; docs/protocol.md) ---- */
+
+/* Limits of a MessagePack frame, beyond which it is malformed: containers
+ * (maps and arrays, the command map included) nested deeper than
+ * MAX_DEPTH, or more than MAX_VALUES values in all (map keys count). They
+ * keep a hostile frame from exhausting the stack or memory: every value
+ * becomes a jansson node, up to ~200 bytes for an empty map. */
+#define HR_NATIVE_MSGPACK_MAX_DEPTH 64
+#define HR_NATIVE_MSGPACK_MAX_VALUES (1u << 20)
+
+/* Parse one binary frame: one or more MessagePack maps back to back, each a
+ * command with the same keys as the JSON object (an empty frame holds no
+ * commands). Same contract as hr_native_parse: 0 with the batch filled
+ * (each command may carry its own `error`; publish data is compact JSON
+ * text, exactly what the JSON parser gives), HR_ERR_PROTO when the frame is
+ * not a sequence of whole maps (truncated, trailing bytes, a top-level value
+ * that is not a map, a non-string map key, bin/ext values, invalid UTF-8 in
+ * a string, an integer above INT64_MAX, NaN or infinity, past the limits
+ * above), HR_ERR_TOO_BIG when it holds more than max_commands. Always call
+ * hr_native_batch_free afterwards. */
+int hr_native_parse_msgpack(const uint8_t *frame, size_t len, const hr_native_limits *lim, hr_native_batch *batch);
+
+/* Transcode newline-delimited JSON objects (a reply batch or a push, as the
+ * encoders below and the session produce them; blank lines ignored) into
+ * MessagePack maps back to back, appended to out. Integers stay integers,
+ * reals become float64, strings str. Returns 0, or HR_ERR_PROTO when a line
+ * is not a JSON object (out is then left as it was). */
+int hr_native_json_to_msgpack(const char *json, size_t len, hr_buf *out);
 
 
 /* Encoders: each appends one complete JSON object (no trailing newline). */

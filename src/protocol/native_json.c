@@ -3,8 +3,11 @@
  * (string slices point into the jansson trees and the re-serialized "data"
  * texts, all kept alive in batch->priv until hr_native_batch_free), the
  * RFC 8259 string escaper, the reply and push encoders, and the texts and
- * temporariness of the protocol error codes. */
+ * temporariness of the protocol error codes. The per-command logic and the
+ * batch bookkeeping are shared with the MessagePack parser (native_msgpack.c)
+ * through native_internal.h. */
 #include "protocol/native.h"
+#include "protocol/native_internal.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -50,6 +53,7 @@ typedef struct native_entry {
 
 typedef struct native_priv {
     size_t n;
+    size_t cap;               /* entries allocated (and hr_cmd slots in batch->cmds) */
     native_entry e[];
 } native_priv;
 
@@ -333,7 +337,7 @@ static const method *find_method(const char *key, size_t klen)
 
 /* One command object. Precedence of errors: a bad id, then an unknown key,
  * no method, several methods, then the method's own params checks. */
-static void parse_cmd(const json_t *root, const hr_native_limits *lim, hr_cmd *c, char **dump)
+void hr_native_parse_root(const json_t *root, const hr_native_limits *lim, hr_cmd *c, char **dump)
 {
     c->limit = -1;
     json_t *id = opt(root, "id");
@@ -395,6 +399,32 @@ void hr_native_batch_free(hr_native_batch *batch)
     batch->priv = NULL;
 }
 
+void hr_native_batch_reserve(hr_native_batch *batch, size_t count)
+{
+    native_priv *pv = batch->priv;
+    size_t old = pv ? pv->cap : 0;
+    if (count <= old) return;
+    pv = hr_realloc(pv, sizeof(*pv) + count * sizeof(pv->e[0]));
+    if (!old) pv->n = 0;
+    pv->cap = count;
+    memset(&pv->e[old], 0, (count - old) * sizeof(pv->e[0]));
+    batch->priv = pv;
+    batch->cmds = hr_realloc(batch->cmds, count * sizeof(hr_cmd));
+    memset(&batch->cmds[old], 0, (count - old) * sizeof(hr_cmd));
+}
+
+void hr_native_batch_add(hr_native_batch *batch, json_t *root, const hr_native_limits *lim)
+{
+    native_priv *pv = batch->priv;
+    if (!pv || pv->n == pv->cap) {
+        hr_native_batch_reserve(batch, pv ? pv->cap * 2 : 4);
+        pv = batch->priv;
+    }
+    native_entry *e = &pv->e[pv->n++];
+    e->root = root;
+    hr_native_parse_root(root, lim, &batch->cmds[batch->n++], &e->dump);
+}
+
 int hr_native_parse(const uint8_t *frame, size_t len, const hr_native_limits *lim, hr_native_batch *batch)
 {
     memset(batch, 0, sizeof(*batch));
@@ -406,9 +436,7 @@ int hr_native_parse(const uint8_t *frame, size_t len, const hr_native_limits *li
     if (lim->max_commands && count > lim->max_commands) return HR_ERR_TOO_BIG;
     if (!count) return 0;
 
-    native_priv *pv = hr_calloc(1, sizeof(*pv) + count * sizeof(pv->e[0]));
-    batch->priv = pv;
-    batch->cmds = hr_calloc(count, sizeof(hr_cmd));
+    hr_native_batch_reserve(batch, count);
     pos = 0;
     while (next_line(frame, len, &pos, &line, &n)) {
         if (blank(line, n)) continue;
@@ -420,9 +448,7 @@ int hr_native_parse(const uint8_t *frame, size_t len, const hr_native_limits *li
             hr_native_batch_free(batch);
             return HR_ERR_PROTO;
         }
-        native_entry *e = &pv->e[pv->n++];
-        e->root = root;
-        parse_cmd(root, lim, &batch->cmds[batch->n++], &e->dump);
+        hr_native_batch_add(batch, root, lim);
     }
     return 0;
 }

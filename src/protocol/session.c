@@ -29,13 +29,6 @@ struct hr_session {
     char name[64];
 };
 
-static hr_chan_opts chan_opts(const hr_config *cfg)
-{
-    hr_chan_opts o = {(uint32_t)cfg->ch_history_size, (uint64_t)cfg->ch_history_ttl_ms, cfg->ch_presence,
-                      cfg->ch_join_leave};
-    return o;
-}
-
 static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
 
 static void reply_error(hr_session *s, uint64_t id, int code, const char *detail)
@@ -118,9 +111,10 @@ static void join_leave(hr_session *s, const char *ch, size_t len, bool join)
     hr_pub_unref(p);
 }
 
-/* Check a channel name for subscribe/publish/history: returns 0 or an
- * HR_PE_* code with *detail set. */
-static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_pattern, const char **detail)
+/* Check a channel name for subscribe/publish/history and find the options
+ * of its namespace: returns 0 or an HR_PE_* code with *detail set. */
+static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_pattern, hr_chan_policy *pol,
+                         const char **detail)
 {
     size_t max = (size_t)s->cfg->ch_max_channel_length;
     bool pat = false;
@@ -130,6 +124,10 @@ static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_
         return HR_PE_BAD_REQUEST;
     }
     if (is_pattern) *is_pattern = pat;
+    if (hr_config_policy(s->cfg, ch.p, ch.n, pol)) {
+        *detail = "the channel's namespace is not configured on this server";
+        return HR_PE_UNKNOWN_CHANNEL;
+    }
     int allowed = hr_chan_user_allowed(ch.p, ch.n, s->client.user, strlen(s->client.user));
     if (allowed == 0) {
         *detail = "channel is limited to other users";
@@ -174,9 +172,10 @@ static void on_sub_history(void *ud, int err, const hr_history *h)
 static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recover, hr_buf *res, const char **detail)
 {
     bool pattern = false;
-    int rc = check_channel(s, ch, true, &pattern, detail);
+    hr_chan_policy pol;
+    int rc = check_channel(s, ch, true, &pattern, &pol, detail);
     if (rc) return rc;
-    if (!s->cfg->ch_allow_anonymous && !s->client.user[0]) {
+    if (!pol.allow_anonymous && !s->client.user[0]) {
         *detail = "anonymous clients may not subscribe";
         return HR_PE_PERMISSION_DENIED;
     }
@@ -188,14 +187,18 @@ static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recove
         *detail = "too many subscriptions on this connection";
         return HR_PE_LIMIT_EXCEEDED;
     }
-    hr_sub *sub = hr_hub_subscribe(&s->client, ch.p, ch.n, pattern);
+    hr_sub *sub = hr_hub_subscribe(&s->client, ch.p, ch.n, pattern, (uint64_t)pol.max_subscribers);
+    if (!sub) {
+        *detail = "the channel has reached its max_subscribers";
+        return HR_PE_LIMIT_EXCEEDED;
+    }
     hr_buf_append_str(res, "\"channel\":");
     hr_json_append_string(res, ch.p, ch.n);
     if (pattern) {
         hr_buf_append_str(res, ",\"pattern\":true");
         return 0;
     }
-    hr_chan_opts o = chan_opts(s->cfg);
+    hr_chan_opts o = HR_CHAN_OPTS(s->cfg, pol);
     char epoch[64] = "";
     bool want = recover && cmd && cmd->recover;
     if (want && !cstr(cmd->epoch, epoch, sizeof(epoch))) epoch[0] = '\0';
@@ -225,9 +228,10 @@ static void leave_channel(hr_session *s, hr_sub *sub)
     memcpy(name, n, len);
     bool pres = sub->presence;
     hr_hub_unsubscribe(&s->client, sub);
-    hr_chan_opts o = chan_opts(s->cfg);
+    hr_chan_policy pol;
+    hr_config_policy(s->cfg, name, len, &pol);
     if (pres) engine_of(s)->vt->presence_remove(engine_of(s), name, len, s->client.id, NULL, NULL);
-    if (o.join_leave) join_leave(s, name, len, false);
+    if (pol.join_leave) join_leave(s, name, len, false);
 }
 
 /* ---- commands -------------------------------------------------------------------- */
@@ -300,7 +304,8 @@ static void exec(hr_session *s, const hr_cmd *cmd)
         return;
     }
     hr_engine *e = engine_of(s);
-    hr_chan_opts o = chan_opts(s->cfg);
+    hr_chan_policy pol;
+    hr_chan_opts o;
     switch (cmd->type) {
     case HR_CMD_CONNECT:
         if (s->connected) {
@@ -361,8 +366,8 @@ static void exec(hr_session *s, const hr_cmd *cmd)
         break;
     }
     case HR_CMD_PUBLISH: {
-        if ((err = check_channel(s, cmd->channel, false, NULL, &detail))) break;
-        if (!s->cfg->ch_allow_publish) {
+        if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
+        if (!pol.allow_publish) {
             err = HR_PE_PERMISSION_DENIED;
             detail = "clients may not publish here";
             break;
@@ -371,15 +376,22 @@ static void exec(hr_session *s, const hr_cmd *cmd)
             err = HR_PE_MESSAGE_TOO_LARGE;
             break;
         }
+        if (cmd->idempotency_key.n > HR_IDEM_MAX_KEY_LEN) {
+            err = HR_PE_BAD_REQUEST;
+            detail = "idempotency_key is longer than 128 bytes";
+            break;
+        }
+        o = HR_CHAN_OPTS(s->cfg, pol);
         hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, cmd->channel.p, cmd->channel.n, cmd->data.p, cmd->data.n, NULL, 0);
         pub_ctx x = {&res, 0};
-        e->vt->publish(e, &o, p, on_published, &x);
+        e->vt->publish(e, &o, p, cmd->idempotency_key.p, cmd->idempotency_key.n, on_published, &x);
         hr_pub_unref(p);
         err = x.err ? HR_PE_INTERNAL : 0;
         break;
     }
     case HR_CMD_HISTORY: {
-        if ((err = check_channel(s, cmd->channel, false, NULL, &detail))) break;
+        if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
+        o = HR_CHAN_OPTS(s->cfg, pol);
         char epoch[64] = "";
         cstr(cmd->since_epoch, epoch, sizeof(epoch));
         hr_history_query q = {.has_since = cmd->has_since, .since_offset = cmd->since_offset, .since_epoch = epoch,
@@ -390,8 +402,8 @@ static void exec(hr_session *s, const hr_cmd *cmd)
     }
     case HR_CMD_PRESENCE:
     case HR_CMD_PRESENCE_STATS: {
-        if ((err = check_channel(s, cmd->channel, false, NULL, &detail))) break;
-        if (!o.presence) {
+        if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
+        if (!pol.presence) {
             err = HR_PE_NOT_AVAILABLE;
             detail = "presence is disabled for this channel";
             break;

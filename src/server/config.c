@@ -6,10 +6,12 @@
  * integers, booleans, string arrays) is ~300 lines that report every error
  * with file, line and key. */
 #include "server/config.h"
+#include "hub/channel_name.h"
 #include "core/log.h"
 #include "core/buf.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -124,6 +126,13 @@ const hr_option hr_options[] = {
      "Largest publication data (JSON text). Larger: error 115 (client) or 413 (API)."},
     {"channels.max_commands_per_frame", HR_OPT_INT, OFF(ch_max_commands_per_frame), "100", 1, 100000, NULL, NULL,
      "Most commands in one frame. More: the connection is closed (3501)."},
+    {"channels.max_subscribers", HR_OPT_INT, OFF(ch_max_subscribers), "0", 0, 100000000, NULL, NULL,
+     "Most subscribers of one channel, over all workers. 0 = unlimited. More: error 106."},
+    {"channels.idempotency_window", HR_OPT_DURATION, OFF(ch_idempotency_window_ms), "5m", 0, DAY_MS, NULL, NULL,
+     "How long a publish idempotency_key is remembered per channel: a retry with the same key is acknowledged "
+     "with the original offset and not delivered again. 0 = keys are ignored."},
+    {"channels.allow_unknown_namespaces", HR_OPT_BOOL, OFF(ch_allow_unknown_namespaces), "true", 0, 0, NULL, NULL,
+     "Channels in a namespace without a [namespace.NAME] section use the [channels] options. false: error 102."},
 };
 const size_t hr_options_count = HR_ARRAY_LEN(hr_options);
 
@@ -224,9 +233,9 @@ static const char *type_hint(hr_opt_type t)
 }
 
 /* Set an option from text (env / flag form: lists are comma-separated). */
-static int set_text(hr_config *cfg, const hr_option *o, const char *value, char *err, size_t errlen)
+/* Parse `value` as option o's type into *f (a field of o's type). */
+static int set_value(const hr_option *o, void *f, const char *value, char *err, size_t errlen)
 {
-    void *f = field(cfg, o);
     int64_t v = 0;
     switch (o->type) {
     case HR_OPT_STRING:
@@ -287,6 +296,116 @@ range:
     return 0;
 }
 
+static int set_text(hr_config *cfg, const hr_option *o, const char *value, char *err, size_t errlen)
+{
+    return set_value(o, field(cfg, o), value, err, errlen);
+}
+
+/* ---- namespaces ------------------------------------------------------------ */
+
+#define POFF(f) offsetof(hr_chan_policy, f)
+const char *const hr_ns_keys[] = {"history_size",    "history_ttl",     "presence",        "join_leave",
+                                  "allow_publish",   "allow_anonymous", "max_subscribers", NULL};
+static const size_t ns_field_off[] = {POFF(history_size),  POFF(history_ttl_ms),  POFF(presence),
+                                      POFF(join_leave),    POFF(allow_publish),   POFF(allow_anonymous),
+                                      POFF(max_subscribers)};
+static const size_t ns_field_size[] = {sizeof(int64_t), sizeof(int64_t), sizeof(bool), sizeof(bool),
+                                       sizeof(bool),    sizeof(bool),    sizeof(int64_t)};
+
+static void default_policy(const hr_config *cfg, hr_chan_policy *p)
+{
+    p->history_size = cfg->ch_history_size;
+    p->history_ttl_ms = cfg->ch_history_ttl_ms;
+    p->presence = cfg->ch_presence;
+    p->join_leave = cfg->ch_join_leave;
+    p->allow_publish = cfg->ch_allow_publish;
+    p->allow_anonymous = cfg->ch_allow_anonymous;
+    p->max_subscribers = cfg->ch_max_subscribers;
+}
+
+static const hr_namespace *find_ns(const hr_config *cfg, const char *name, size_t len)
+{
+    for (size_t i = 0; i < cfg->nnamespaces; i++)
+        if (strlen(cfg->namespaces[i].name) == len && memcmp(cfg->namespaces[i].name, name, len) == 0)
+            return &cfg->namespaces[i];
+    return NULL;
+}
+
+int hr_config_policy(const hr_config *cfg, const char *channel, size_t len, hr_chan_policy *out)
+{
+    default_policy(cfg, out);
+    const char *ns;
+    size_t nl;
+    hr_chan_namespace(channel, len, &ns, &nl);
+    if (!nl) return 0;
+    const hr_namespace *n = find_ns(cfg, ns, nl);
+    if (!n) return cfg->ch_allow_unknown_namespaces ? 0 : HR_ERR_NOTFOUND;
+    for (size_t i = 0; hr_ns_keys[i]; i++) {
+        if (!(n->set & (1u << i))) continue;
+        size_t off = ns_field_off[i];
+        memcpy((char *)out + off, (const char *)&n->p + off, ns_field_size[i]);
+    }
+    return 0;
+}
+
+/* A namespace name: the characters of a channel name except ':', '.', '#'
+ * and the wildcards (docs/protocol.md). */
+static bool ns_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && !strchr("_-=@,/!~+$%", c)) return false;
+    }
+    return true;
+}
+
+static hr_namespace *ns_get(hr_config *cfg, const char *name, size_t len)
+{
+    hr_namespace *n = (hr_namespace *)find_ns(cfg, name, len);
+    if (n) return n;
+    cfg->namespaces = hr_realloc(cfg->namespaces, (cfg->nnamespaces + 1) * sizeof(*cfg->namespaces));
+    n = &cfg->namespaces[cfg->nnamespaces++];
+    memset(n, 0, sizeof(*n));
+    n->name = hr_strndup(name, len);
+    return n;
+}
+
+/* "namespace.NAME.KEY" (KEY with '_' or '-') = value. *was_set tells whether
+ * the key had been set before (for "set twice" in files). */
+static int ns_set(hr_config *cfg, const char *key, const char *value, bool *was_set, char *err, size_t errlen)
+{
+    const char *name = key + strlen("namespace.");
+    const char *dot = strrchr(name, '.');
+    if (!dot || !ns_name_ok(name, (size_t)(dot - name))) {
+        errf(err, errlen, "%s: expected namespace.NAME.OPTION, NAME made of A-Z a-z 0-9 _-=@,/!~+$%%", key);
+        return HR_ERR_INVALID;
+    }
+    char opt[64];
+    size_t n = 0;
+    for (const char *p = dot + 1; *p && n + 1 < sizeof(opt); p++) opt[n++] = *p == '-' ? '_' : *p;
+    opt[n] = '\0';
+    for (size_t i = 0; hr_ns_keys[i]; i++) {
+        if (strcmp(opt, hr_ns_keys[i]) != 0) continue;
+        char ckey[80];
+        snprintf(ckey, sizeof(ckey), "channels.%s", opt);
+        const hr_option *o = find_key(ckey, strlen(ckey));
+        hr_namespace *ns = ns_get(cfg, name, (size_t)(dot - name));
+        if (was_set) *was_set = ns->set & (1u << i);
+        char msg[512];
+        int rc = set_value(o, (char *)&ns->p + ns_field_off[i], value, msg, sizeof(msg));
+        if (rc) {
+            errf(err, errlen, "namespace.%s.%s", ns->name, msg + strlen("channels."));
+            return rc;
+        }
+        ns->set |= 1u << i;
+        return 0;
+    }
+    errf(err, errlen, "%s: unknown namespace option \"%s\" (one of history_size, history_ttl, presence, join_leave, "
+         "allow_publish, allow_anonymous, max_subscribers)", key, opt);
+    return HR_ERR_NOTFOUND;
+}
+
 void hr_config_defaults(hr_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -298,6 +417,10 @@ void hr_config_defaults(hr_config *cfg)
 
 void hr_config_free(hr_config *cfg)
 {
+    for (size_t i = 0; i < cfg->nnamespaces; i++) hr_free(cfg->namespaces[i].name);
+    hr_free(cfg->namespaces);
+    cfg->namespaces = NULL;
+    cfg->nnamespaces = 0;
     for (size_t i = 0; i < hr_options_count; i++) {
         void *f = field(cfg, &hr_options[i]);
         if (hr_options[i].type == HR_OPT_STRING) {
@@ -311,6 +434,7 @@ void hr_config_free(hr_config *cfg)
 
 int hr_config_set(hr_config *cfg, const char *key, const char *value, char *err, size_t errlen)
 {
+    if (strncmp(key, "namespace.", 10) == 0) return ns_set(cfg, key, value, NULL, err, errlen);
     const hr_option *o = find_key(key, strlen(key));
     if (!o) {
         errf(err, errlen, "unknown option \"%s\"", key);
@@ -423,8 +547,27 @@ static int end_of_line(tparser *t)
     return HR_ERR_INVALID;
 }
 
+static int assign_ns(tparser *t, hr_config *cfg, const char *key)
+{
+    char val[4096], msg[512];
+    bool quoted, was_set = false;
+    int rc = parse_scalar(t, val, sizeof(val), &quoted);
+    if (rc) return rc;
+    rc = ns_set(cfg, key, val, &was_set, msg, sizeof(msg));
+    if (rc) {
+        errf(t->err, t->errlen, "%s:%d: %s", t->name, t->line, msg);
+        return rc;
+    }
+    if (was_set) {
+        errf(t->err, t->errlen, "%s:%d: %s: set twice", t->name, t->line, key);
+        return HR_ERR_INVALID;
+    }
+    return end_of_line(t);
+}
+
 static int assign(tparser *t, hr_config *cfg, const char *key, bool *seen)
 {
+    if (strncmp(key, "namespace.", 10) == 0) return assign_ns(t, cfg, key);
     const hr_option *o = find_key(key, strlen(key));
     if (!o) {
         errf(t->err, t->errlen, "%s:%d: %s: unknown option", t->name, t->line, key);
@@ -518,11 +661,13 @@ int hr_config_load_string(hr_config *cfg, const char *name, const char *text, ch
                 break;
             }
             t.p++;
-            bool known = false;
+            bool known = strncmp(section, "namespace.", 10) == 0 && ns_name_ok(section + 10, n - 10);
             for (size_t i = 0; i < hr_options_count; i++)
                 if (!strncmp(hr_options[i].key, section, n) && hr_options[i].key[n] == '.') known = true;
             if (!known) {
-                errf(err, errlen, "%s:%d: [%s]: unknown section", name, t.line, section);
+                errf(err, errlen, "%s:%d: [%s]: unknown section%s", name, t.line, section,
+                     strncmp(section, "namespace.", 10) == 0 ? " (namespace names are made of A-Z a-z 0-9 _-=@,/!~+$%)"
+                                                           : "");
                 rc = HR_ERR_NOTFOUND;
                 break;
             }

@@ -17,6 +17,28 @@ typedef struct hr_strlist {
     char *v[HR_CONFIG_MAX_LIST];
 } hr_strlist;
 
+/* Engine options (hr_chan_opts) of a policy. */
+#define HR_CHAN_OPTS(cfg, pol)                                                                                   \
+    ((hr_chan_opts){(uint32_t)(pol).history_size, (uint64_t)(pol).history_ttl_ms, (pol).presence, (pol).join_leave, \
+                    (uint64_t)(cfg)->ch_idempotency_window_ms})
+
+/* The channel options that a namespace can override ([namespace.NAME]). */
+typedef struct hr_chan_policy {
+    int64_t history_size;
+    int64_t history_ttl_ms;
+    bool presence;
+    bool join_leave;
+    bool allow_publish;
+    bool allow_anonymous;
+    int64_t max_subscribers;    /* per channel, all workers; 0 = unlimited */
+} hr_chan_policy;
+
+typedef struct hr_namespace {
+    char *name;
+    hr_chan_policy p;
+    uint32_t set;               /* bit i: hr_ns_keys[i] was set for this namespace */
+} hr_namespace;
+
 typedef struct hr_config {
     /* [server] */
     char *listen;               /* "HOST:PORT" or "[::1]:PORT" */
@@ -68,6 +90,12 @@ typedef struct hr_config {
     int64_t ch_max_subscriptions;
     int64_t ch_max_publication_size;
     int64_t ch_max_commands_per_frame;
+    int64_t ch_max_subscribers;
+    int64_t ch_idempotency_window_ms;
+    bool ch_allow_unknown_namespaces;
+    /* [namespace.NAME] sections: options overriding [channels] by prefix */
+    hr_namespace *namespaces;
+    size_t nnamespaces;
 } hr_config;
 
 typedef enum hr_opt_type {
@@ -116,6 +144,14 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen);
 /* Parse helpers, exposed for tests. */
 int hr_parse_size(const char *s, int64_t *out);
 int hr_parse_duration(const char *s, int64_t *out_ms);
+
+/* The options that apply to `channel` (its namespace's, falling back to
+ * [channels] for each option the namespace does not set). Returns 0, or
+ * HR_ERR_NOTFOUND when the channel's namespace is not configured and
+ * channels.allow_unknown_namespaces is false. */
+int hr_config_policy(const hr_config *cfg, const char *channel, size_t len, hr_chan_policy *out);
+/* The option keys a [namespace.NAME] section accepts, NULL-terminated. */
+extern const char *const hr_ns_keys[];
 
 /* Print the table as a reference (used by `herald --help-config`). */
 void hr_config_print_reference(void *file);

@@ -31,11 +31,15 @@ static int fail(api_ctx *x, int status, const char *msg)
     return status;
 }
 
-static hr_chan_opts opts_of(const hr_config *cfg)
+/* The engine options of a validated channel's namespace; fails (400) when
+ * the namespace is not configured and unknown namespaces are refused. */
+static int opts_of(api_ctx *x, const char *ch, size_t len, hr_chan_opts *o, hr_chan_policy *pol)
 {
-    hr_chan_opts o = {(uint32_t)cfg->ch_history_size, (uint64_t)cfg->ch_history_ttl_ms, cfg->ch_presence,
-                      cfg->ch_join_leave};
-    return o;
+    hr_chan_policy p;
+    if (hr_config_policy(x->cfg, ch, len, &p)) return fail(x, 400, "the channel's namespace is not configured");
+    *o = HR_CHAN_OPTS(x->cfg, p);
+    if (pol) *pol = p;
+    return 0;
 }
 
 /* params.channel as a validated name. */
@@ -69,12 +73,14 @@ static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
     hr_buf_printf(x->out, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
 }
 
-static int publish_one(api_ctx *x, const char *ch, size_t clen, const char *data, size_t dlen)
+static int publish_one(api_ctx *x, const char *ch, size_t clen, const char *data, size_t dlen, const char *key,
+                       size_t klen)
 {
     if (dlen > (size_t)x->cfg->ch_max_publication_size) return fail(x, 413, "publication data too large");
-    hr_chan_opts o = opts_of(x->cfg);
+    hr_chan_opts o;
+    if (opts_of(x, ch, clen, &o, NULL)) return x->status;
     hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, clen, data, dlen, NULL, 0);
-    x->engine->vt->publish(x->engine, &o, p, on_published, x);
+    x->engine->vt->publish(x->engine, &o, p, key, klen, on_published, x);
     hr_pub_unref(p);
     return x->status == 200 ? 0 : x->status;
 }
@@ -95,14 +101,30 @@ static char *dump_data(api_ctx *x, json_t *params, size_t *len)
     return text;
 }
 
+/* params.idempotency_key: absent (NULL, 0) or a string of at most
+ * HR_IDEM_MAX_KEY_LEN bytes. */
+static int get_idem_key(api_ctx *x, json_t *params, const char **key, size_t *len)
+{
+    json_t *v = json_object_get(params, "idempotency_key");
+    *key = NULL;
+    *len = 0;
+    if (!v) return 0;
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > HR_IDEM_MAX_KEY_LEN)
+        return fail(x, 400, "idempotency_key must be a string of 1 to 128 bytes");
+    *key = json_string_value(v);
+    *len = json_string_length(v);
+    return 0;
+}
+
 static int m_publish(api_ctx *x, json_t *params)
 {
-    const char *ch;
-    size_t clen, dlen;
+    const char *ch, *key;
+    size_t clen, dlen, klen;
     if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
+    if (get_idem_key(x, params, &key, &klen)) return x->status;
     char *data = dump_data(x, params, &dlen);
     if (!data) return x->status;
-    publish_one(x, ch, clen, data, dlen);
+    publish_one(x, ch, clen, data, dlen, key, klen);
     free(data);
     return x->status == 200 ? 0 : x->status;
 }
@@ -112,7 +134,9 @@ static int m_broadcast(api_ctx *x, json_t *params)
     json_t *chans = json_object_get(params, "channels");
     if (!json_is_array(chans) || json_array_size(chans) == 0) return fail(x, 400, "channels must be a non-empty array");
     if (json_array_size(chans) > 10000) return fail(x, 400, "at most 10000 channels per broadcast");
-    size_t dlen;
+    size_t dlen, klen;
+    const char *key;
+    if (get_idem_key(x, params, &key, &klen)) return x->status;
     char *data = dump_data(x, params, &dlen);
     if (!data) return x->status;
     if (dlen > (size_t)x->cfg->ch_max_publication_size) {
@@ -123,16 +147,21 @@ static int m_broadcast(api_ctx *x, json_t *params)
     size_t i;
     json_t *v;
     json_array_foreach(chans, i, v) {
+        hr_chan_policy pol;
         if (!json_is_string(v) ||
             hr_chan_validate(json_string_value(v), json_string_length(v), (size_t)x->cfg->ch_max_channel_length)) {
             free(data);
             return fail(x, 400, "every channel must be a valid channel name");
         }
+        if (hr_config_policy(x->cfg, json_string_value(v), json_string_length(v), &pol)) {
+            free(data);
+            return fail(x, 400, "every channel's namespace must be configured");
+        }
     }
     hr_buf_append_str(x->out, "{\"responses\":[");
     json_array_foreach(chans, i, v) {
         if (i) hr_buf_append(x->out, ",", 1);
-        publish_one(x, json_string_value(v), json_string_length(v), data, dlen);
+        publish_one(x, json_string_value(v), json_string_length(v), data, dlen, key, klen);
     }
     hr_buf_append_str(x->out, "]}");
     free(data);
@@ -178,7 +207,8 @@ static int m_history(api_ctx *x, json_t *params)
         q.since_offset = (uint64_t)json_integer_value(off);
         q.since_epoch = ep ? json_string_value(ep) : NULL;
     }
-    hr_chan_opts o = opts_of(x->cfg);
+    hr_chan_opts o;
+    if (opts_of(x, ch, clen, &o, NULL)) return x->status;
     x->engine->vt->history(x->engine, &o, ch, clen, &q, on_history, x);
     return x->status == 200 ? 0 : x->status;
 }
@@ -232,7 +262,10 @@ static int presence_common(api_ctx *x, json_t *params, bool stats)
     const char *ch;
     size_t clen;
     if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
-    if (!x->cfg->ch_presence) return fail(x, 404, "presence is disabled");
+    hr_chan_opts o;
+    hr_chan_policy pol;
+    if (opts_of(x, ch, clen, &o, &pol)) return x->status;
+    if (!pol.presence) return fail(x, 404, "presence is disabled");
     pres_ud u = {x, stats};
     x->engine->vt->presence(x->engine, ch, clen, on_presence, &u);
     return x->status == 200 ? 0 : x->status;

@@ -320,8 +320,8 @@ class Api:
             raise ApiError(f"/api/{method}: 200 body is not an object: {data!r}")
         return data
 
-    def publish(self, channel, data):
-        return self.call("publish", {"channel": channel, "data": data})
+    def publish(self, channel, data, **extra):
+        return self.call("publish", {"channel": channel, "data": data, **extra})
 
     def batch_publish(self, channel, datas):
         """Publish many through /api/batch; returns the list of results (all must succeed)."""

@@ -723,20 +723,35 @@ class TestNativeProtocol(Base):
             await c.close()
         run(go())
 
-    @unittest.skip("idempotent publish not implemented yet")
-    def test_idempotent_publish(self):
+    def test_idempotent_publish_retried_after_reconnect_is_delivered_once(self):
         async def go():
             ch = chan("idem")
+            sub = await self.open()
+            await sub.result("subscribe", {"channel": ch})
             a = await self.open()
-            await a.result("subscribe", {"channel": ch})
             r1 = await a.result("publish", {"channel": ch, "data": "once", "idempotency_key": "k-1"})
-            r2 = await a.result("publish", {"channel": ch, "data": "once", "idempotency_key": "k-1"})
-            self.assertEqual(r1, r2, "a retried publish with the same idempotency key must not publish again")
-            self.assertEqual(await a.pubs(1), [{"channel": ch, "offset": r1["offset"], "data": "once"}])
-            await a.quiet(0.3)
-            h = await a.result("history", {"channel": ch})
-            self.assertEqual(len(h["publications"]), 1)
+            # the publisher loses its connection before it sees... whatever: it retries on a new one
             await a.close()
+            b = await self.open()
+            r2 = await b.result("publish", {"channel": ch, "data": "once", "idempotency_key": "k-1"})
+            self.assertEqual(r1, r2, "a retried publish with the same idempotency key must not publish again")
+            # another key is another publication; so is the same key on another channel
+            r3 = await b.result("publish", {"channel": ch, "data": "twice", "idempotency_key": "k-2"})
+            self.assertEqual(r3["offset"], r1["offset"] + 1)
+            other = await b.result("publish", {"channel": chan("idem"), "data": 1, "idempotency_key": "k-1"})
+            self.assertEqual(other["offset"], 1)
+            # and the server API shares the keys of the channel
+            r4 = self.api.publish(ch, "once", idempotency_key="k-1")
+            self.assertEqual(r4, r1)
+            self.assertEqual(await sub.pubs(2), [{"channel": ch, "offset": r1["offset"], "data": "once"},
+                                                 {"channel": ch, "offset": r3["offset"], "data": "twice"}])
+            await sub.quiet(0.3)
+            h = await sub.result("history", {"channel": ch})
+            self.assertEqual([p["data"] for p in h["publications"]], ["once", "twice"])
+            await b.error("publish", {"channel": ch, "data": 1, "idempotency_key": "k" * 129}, code=107)
+            await b.error("publish", {"channel": ch, "data": 1, "idempotency_key": 5}, code=107)
+            for c in (sub, b):
+                await c.close()
         run(go())
 
 
@@ -966,6 +981,75 @@ class TestAnonymousRefused(Base):
 # ===========================================================================
 # Slow consumer
 # ===========================================================================
+
+
+class TestNamespaces(Base):
+    """[namespace.NAME] options override [channels] for the channels of NAME."""
+    server_args = KEY_ARGS + ("--channels.history-size", "100", "--channels.presence", "true",
+                              "--namespace.chat.history-size", "3", "--namespace.chat.join-leave", "true",
+                              "--namespace.chat.max-subscribers", "2",
+                              "--namespace.ticker.allow-publish", "false", "--namespace.ticker.presence", "false")
+
+    def test_history_size_join_leave_and_max_subscribers_per_namespace(self):
+        async def go():
+            room, news = chan("chat"), "news" + str(os.getpid())
+            for i in range(6):
+                self.api.publish(room, i)
+                self.api.publish(news, i)
+            # history: 3 in chat:*, 100 elsewhere
+            self.assertEqual([p["data"] for p in self.api.call("history", {"channel": room})["publications"]],
+                             [3, 4, 5])
+            self.assertEqual(len(self.api.call("history", {"channel": news})["publications"]), 6)
+            a, b, c = await self.open(), await self.open(), await self.open()
+            await a.result("subscribe", {"channel": room})
+            await b.result("subscribe", {"channel": room})
+            # join pushes in chat:* (join_leave on there): a sees its own join and b's
+            joins = [await a.push(timeout=5), await a.push(timeout=5)]
+            self.assertEqual([j.get("join", {}).get("channel") for j in joins], [room, room], joins)
+            # max_subscribers = 2 in chat:*, counted over both workers
+            err = await c.error("subscribe", {"channel": room}, code=106)
+            self.assertIn("max_subscribers", err.get("detail", ""))
+            await c.result("subscribe", {"channel": news})  # not limited elsewhere
+            await b.close()
+            leave = await a.push(timeout=5)
+            self.assertEqual(leave.get("leave", {}).get("channel"), room, leave)
+            await c.result("subscribe", {"channel": room})  # a place became free
+            for x in (a, c):
+                await x.close()
+        run(go())
+
+    def test_publish_and_presence_off_in_one_namespace(self):
+        async def go():
+            tick = chan("ticker")
+            c = await self.open()
+            await c.result("subscribe", {"channel": tick})
+            await c.error("publish", {"channel": tick, "data": 1}, code=103)
+            await c.error("presence", {"channel": tick}, code=108)
+            self.api.publish(tick, 42)  # the backend still may
+            self.assertEqual((await c.pubs(1))[0]["data"], 42)
+            ch = chan("other")
+            await c.result("subscribe", {"channel": ch})
+            await c.result("publish", {"channel": ch, "data": 1})
+            await c.result("presence", {"channel": ch})
+            await c.close()
+        run(go())
+
+
+class TestUnknownNamespacesRefused(Base):
+    server_args = KEY_ARGS + ("--channels.allow-unknown-namespaces", "false", "--namespace.chat.history-size", "5")
+
+    def test_unknown_namespace_102_known_and_none_ok(self):
+        async def go():
+            c = await self.open()
+            await c.error("subscribe", {"channel": "nope:x"}, code=102)
+            await c.error("publish", {"channel": "nope:x", "data": 1}, code=102)
+            await c.result("subscribe", {"channel": chan("chat")})
+            await c.result("subscribe", {"channel": "plain" + str(os.getpid())})
+            await c.close()
+            resp = self.api.raw("/api/publish", json.dumps({"channel": "nope:x", "data": 1}))
+            self.assertEqual(resp.status, 400, resp)
+            self.assertIn("namespace", resp.json()["error"])
+        run(go())
 
 
 class TestSlowConsumer(Base):

@@ -120,6 +120,13 @@ static void test_file_errors(void **state)
         {"[websocket]\nallowed_origins = \"x\"\n", "t.toml:2: websocket.allowed_origins: expected a list"},
         {"[server]\nworkers = 5000\n", "t.toml:2: server.workers: 5000 is out of range"},
         {"[server]\nlisten = 8080\n", "t.toml:2: server.listen: expected a quoted string"},
+        {"[namespace.a.b]\n", "t.toml:1: [namespace.a.b]: unknown section (namespace names"},
+        {"[namespace.]\n", "t.toml:1: [namespace.]: unknown section"},
+        {"[namespace.chat]\nhistory_sise = 5\n", "t.toml:2: namespace.chat.history_sise: unknown namespace option"},
+        {"[namespace.chat]\nhistory_size = 5\nhistory_size = 6\n", "t.toml:3: namespace.chat.history_size: set twice"},
+        {"[namespace.chat]\nhistory_size = -1\n", "t.toml:2: namespace.chat.history_size: -1 is out of range"},
+        {"[namespace.chat]\npresence = maybe\n", "t.toml:2: namespace.chat.presence: expected true or false"},
+        {"[namespace.chat]\nhistory_ttl = \"soon\"\n", "t.toml:2: namespace.chat.history_ttl: expected a duration"},
     };
     for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
         hr_config c;
@@ -130,6 +137,50 @@ static void test_file_errors(void **state)
             fail_msg("case %zu: got rc=%d err=\"%s\", want \"%s\"", i, rc, err, cases[i].expect);
         hr_config_free(&c);
     }
+}
+
+static void test_namespaces(void **state)
+{
+    (void)state;
+    hr_config c;
+    char err[512] = "";
+    hr_config_defaults(&c);
+    const char *doc = "[channels]\nhistory_size = 50\npresence = true\n"
+                      "[namespace.chat]\nhistory_size = 5\njoin_leave = true\nmax_subscribers = 3\n"
+                      "[namespace.ticker]\npresence = false\nallow_publish = false\nhistory_ttl = \"10s\"\n";
+    assert_int_equal(hr_config_load_string(&c, "t.toml", doc, err, sizeof(err)), 0);
+    /* flags use the same keys, '-' or '_' */
+    assert_int_equal(hr_config_set(&c, "namespace.ticker.allow-anonymous", "false", err, sizeof(err)), 0);
+    assert_int_equal(hr_config_set(&c, "namespace.x.nope", "1", err, sizeof(err)), HR_ERR_NOTFOUND);
+    assert_int_equal(hr_config_set(&c, "namespace.a.b:c.history_size", "1", err, sizeof(err)), HR_ERR_INVALID);
+    hr_chan_policy p;
+    assert_int_equal(hr_config_policy(&c, "chat:room1", 10, &p), 0);
+    assert_int_equal(p.history_size, 5);          /* the namespace's */
+    assert_true(p.join_leave);
+    assert_true(p.presence);                      /* inherited from [channels] */
+    assert_int_equal(p.max_subscribers, 3);
+    assert_int_equal(p.history_ttl_ms, 5 * 60 * 1000);
+    assert_int_equal(hr_config_policy(&c, "ticker:btc.usd", 14, &p), 0);
+    assert_false(p.presence);
+    assert_false(p.allow_publish);
+    assert_false(p.allow_anonymous);
+    assert_int_equal(p.history_ttl_ms, 10000);
+    assert_int_equal(p.history_size, 50);
+    /* no namespace, and an unknown one: [channels] */
+    assert_int_equal(hr_config_policy(&c, "news", 4, &p), 0);
+    assert_int_equal(p.history_size, 50);
+    assert_false(p.join_leave);
+    assert_int_equal(hr_config_policy(&c, "other:x", 7, &p), 0);
+    assert_int_equal(p.history_size, 50);
+    /* a personal channel's '#' is not a namespace; "chat:#alice" is in chat */
+    assert_int_equal(hr_config_policy(&c, "chat:#alice", 11, &p), 0);
+    assert_int_equal(p.history_size, 5);
+    /* unknown namespaces refused */
+    assert_int_equal(hr_config_set(&c, "channels.allow_unknown_namespaces", "false", err, sizeof(err)), 0);
+    assert_int_equal(hr_config_policy(&c, "other:x", 7, &p), HR_ERR_NOTFOUND);
+    assert_int_equal(hr_config_policy(&c, "chat:x", 6, &p), 0);
+    assert_int_equal(hr_config_policy(&c, "news", 4, &p), 0); /* no namespace at all is the default one */
+    hr_config_free(&c);
 }
 
 static void test_env_and_flags(void **state)
@@ -210,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_file_ok),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_env_and_flags),
+        cmocka_unit_test(test_namespaces),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_docs_cover_every_option),
     };

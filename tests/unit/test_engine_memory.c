@@ -57,7 +57,16 @@ static pubres publish(const hr_chan_opts *o, const char *ch, const char *data)
 {
     pubres r = {0};
     hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, strlen(ch), data, strlen(data), NULL, 0);
-    eng->vt->publish(eng, o, p, on_pub, &r);
+    eng->vt->publish(eng, o, p, NULL, 0, on_pub, &r);
+    hr_pub_unref(p);
+    return r;
+}
+
+static pubres publish_keyed(const hr_chan_opts *o, const char *ch, const char *data, const char *key)
+{
+    pubres r = {0};
+    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, strlen(ch), data, strlen(data), NULL, 0);
+    eng->vt->publish(eng, o, p, key, strlen(key), on_pub, &r);
     hr_pub_unref(p);
     return r;
 }
@@ -90,7 +99,7 @@ static histres history(const hr_chan_opts *o, const char *ch, hr_history_query q
     return r;
 }
 
-static const hr_chan_opts opts10 = {10, 0, true, false};
+static const hr_chan_opts opts10 = {10, 0, true, false, 0};
 
 static void test_offsets_epoch_and_order(void **state)
 {
@@ -187,7 +196,7 @@ static void test_epoch_fixed_at_first_look(void **state)
 static void test_no_history_means_no_recovery(void **state)
 {
     (void)state;
-    hr_chan_opts none = {0, 0, false, false};
+    hr_chan_opts none = {0, 0, false, false, 0};
     pubres a = publish(&none, "n", "1");
     publish(&none, "n", "2");
     histres rec = history(&none, "n", (hr_history_query){.has_since = true, .since_offset = a.offset,
@@ -200,7 +209,7 @@ static void test_no_history_means_no_recovery(void **state)
 static void test_ttl_and_remove(void **state)
 {
     (void)state;
-    hr_chan_opts ttl = {10, 20, false, false};
+    hr_chan_opts ttl = {10, 20, false, false, 0};
     publish(&ttl, "t", "1");
     publish(&ttl, "t", "2");
     assert_int_equal(history(&ttl, "t", (hr_history_query){.limit = -1}).n, 2);
@@ -268,6 +277,46 @@ static void test_channels(void **state)
     assert_int_equal(nchannels, 2);
 }
 
+static void test_idempotency_keys(void **state)
+{
+    (void)state;
+    hr_chan_opts o = {.history_size = 10, .idempotency_window_ms = 60000};
+    pubres a = publish_keyed(&o, "idem", "1", "k1");
+    pubres b = publish_keyed(&o, "idem", "2", "k2");
+    pubres a2 = publish_keyed(&o, "idem", "1", "k1"); /* retry */
+    assert_int_equal(a.offset, 1);
+    assert_int_equal(b.offset, 2);
+    assert_int_equal(a2.offset, 1);                   /* acknowledged with the original */
+    assert_string_equal(a2.epoch, a.epoch);
+    assert_int_equal(ndelivered, 2);                  /* delivered once */
+    /* the same key on another channel is another publication */
+    assert_int_equal(publish_keyed(&o, "idem2", "1", "k1").offset, 1);
+    assert_int_equal(ndelivered, 3);
+    /* window 0: keys are not remembered */
+    hr_chan_opts off = {.history_size = 10, .idempotency_window_ms = 0};
+    assert_int_equal(publish_keyed(&off, "idem3", "x", "k").offset, 1);
+    assert_int_equal(publish_keyed(&off, "idem3", "x", "k").offset, 2);
+    /* past HR_IDEM_MAX_KEYS the oldest key is forgotten */
+    char key[32];
+    for (int i = 0; i < HR_IDEM_MAX_KEYS + 1; i++) {
+        snprintf(key, sizeof(key), "m%d", i);
+        publish_keyed(&o, "idem4", "x", key);
+    }
+    assert_int_equal(publish_keyed(&o, "idem4", "x", "m0").offset, HR_IDEM_MAX_KEYS + 2); /* forgotten: new */
+    assert_int_equal(publish_keyed(&o, "idem4", "x", "m5").offset, 6);                    /* still known */
+}
+
+static void test_idempotency_window_expires(void **state)
+{
+    (void)state;
+    hr_chan_opts o = {.history_size = 10, .idempotency_window_ms = 30};
+    assert_int_equal(publish_keyed(&o, "exp", "1", "k").offset, 1);
+    assert_int_equal(publish_keyed(&o, "exp", "1", "k").offset, 1);
+    struct timespec ts = {0, 60 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_int_equal(publish_keyed(&o, "exp", "1", "k").offset, 2); /* window passed: a new publication */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +327,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ttl_and_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_channels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_window_expires, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,7 +45,7 @@ static const hr_client_vt fake_vt = {fake_on_pub};
 static hr_hub *hub;
 static hr_loop loops[2];
 static hr_whub *wh[2];
-static const hr_chan_opts opts = {100, 0, false, false};
+static const hr_chan_opts opts = {100, 0, false, false, 0};
 
 static int setup(void **state)
 {
@@ -78,7 +78,7 @@ static void init_fake(fake *f, int worker, const char *user)
 static void publish(const char *ch, const char *data)
 {
     hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, strlen(ch), data, strlen(data), NULL, 0);
-    hub->engine->vt->publish(hub->engine, &opts, p, NULL, NULL);
+    hub->engine->vt->publish(hub->engine, &opts, p, NULL, 0, NULL, NULL);
     hr_pub_unref(p);
 }
 
@@ -96,10 +96,10 @@ static void test_fan_out_across_workers(void **state)
     init_fake(&b, 1, "");
     init_fake(&b2, 1, "");
     init_fake(&idle, 0, "");
-    hr_hub_subscribe(&a.c, "news", 4, false);
-    hr_hub_subscribe(&b.c, "news", 4, false);
-    hr_hub_subscribe(&b2.c, "news", 4, false);
-    hr_hub_subscribe(&idle.c, "other", 5, false);
+    hr_hub_subscribe(&a.c, "news", 4, false, 0);
+    hr_hub_subscribe(&b.c, "news", 4, false, 0);
+    hr_hub_subscribe(&b2.c, "news", 4, false, 0);
+    hr_hub_subscribe(&idle.c, "other", 5, false, 0);
     for (int i = 0; i < 20; i++) publish("news", "{}");
     process();
     fake *all[] = {&a, &b, &b2};
@@ -122,7 +122,7 @@ static void test_interest_limits_inboxes(void **state)
     (void)state;
     fake a;
     init_fake(&a, 0, "");
-    hr_sub *s = hr_hub_subscribe(&a.c, "x", 1, false);
+    hr_sub *s = hr_hub_subscribe(&a.c, "x", 1, false, 0);
     publish("x", "1");
     assert_int_equal(wh[0]->inbox_n, 1);
     assert_int_equal(wh[1]->inbox_n, 0); /* no subscriber there: not woken */
@@ -139,7 +139,7 @@ static void test_skip_already_delivered(void **state)
     (void)state;
     fake a;
     init_fake(&a, 0, "");
-    hr_sub *s = hr_hub_subscribe(&a.c, "r", 1, false);
+    hr_sub *s = hr_hub_subscribe(&a.c, "r", 1, false, 0);
     publish("r", "1");
     publish("r", "2");
     publish("r", "3");
@@ -150,6 +150,41 @@ static void test_skip_already_delivered(void **state)
     hr_hub_unsubscribe_all(&a.c);
 }
 
+static void test_max_subscribers_over_workers(void **state)
+{
+    (void)state;
+    fake a, b, c, d;
+    init_fake(&a, 0, "");
+    init_fake(&b, 1, "");
+    init_fake(&c, 1, "");
+    init_fake(&d, 0, "");
+    hr_sub *sa = hr_hub_subscribe(&a.c, "lim", 3, false, 2);
+    hr_sub *sb = hr_hub_subscribe(&b.c, "lim", 3, false, 2);
+    assert_non_null(sa);
+    assert_non_null(sb);
+    assert_int_equal(hr_hub_subscribers(hub, "lim", 3), 2);
+    /* full on both workers */
+    assert_null(hr_hub_subscribe(&c.c, "lim", 3, false, 2));
+    assert_null(hr_hub_subscribe(&d.c, "lim", 3, false, 2));
+    assert_int_equal(c.c.nsubs, 0);
+    assert_int_equal(hr_hub_local_subscribers(wh[1], "lim", 3), 1);
+    /* a refused subscriber does not receive anything */
+    publish("lim", "1");
+    process();
+    assert_int_equal(a.n + b.n + c.n + d.n, 2);
+    /* one leaves: the next one gets in, on the other worker */
+    hr_hub_unsubscribe(&a.c, sa);
+    assert_int_equal(hr_hub_subscribers(hub, "lim", 3), 1);
+    assert_non_null(hr_hub_subscribe(&c.c, "lim", 3, false, 2));
+    assert_int_equal(hr_hub_subscribers(hub, "lim", 3), 2);
+    /* patterns are not counted against the limit */
+    assert_non_null(hr_hub_subscribe(&d.c, "l>", 2, true, 2));
+    hr_hub_unsubscribe_all(&b.c);
+    hr_hub_unsubscribe_all(&c.c);
+    hr_hub_unsubscribe_all(&d.c);
+    assert_int_equal(hr_hub_subscribers(hub, "lim", 3), 0);
+}
+
 static void test_patterns(void **state)
 {
     (void)state;
@@ -157,9 +192,9 @@ static void test_patterns(void **state)
     init_fake(&anon, 1, "");
     init_fake(&alice, 0, "alice");
     init_fake(&star, 1, "");
-    hr_hub_subscribe(&anon.c, "dm:>", 4, true);
-    hr_hub_subscribe(&alice.c, "dm:>", 4, true);
-    hr_hub_subscribe(&star.c, "prices.*.usd", 12, true);
+    hr_hub_subscribe(&anon.c, "dm:>", 4, true, 0);
+    hr_hub_subscribe(&alice.c, "dm:>", 4, true, 0);
+    hr_hub_subscribe(&star.c, "prices.*.usd", 12, true, 0);
     publish("dm:#alice,bob", "1");
     publish("dm:public.room", "2");
     publish("prices.btc.usd", "3");
@@ -186,6 +221,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_interest_limits_inboxes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_already_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patterns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_subscribers_over_workers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
