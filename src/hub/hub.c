@@ -1,6 +1,7 @@
 /* hub.c - interest registry, per-worker subscriptions, inbox and fan-out
  * (see hub.h). */
 #include "hub/hub.h"
+#include "core/buf.h"
 #include "hub/channel_name.h"
 
 #include <pthread.h>
@@ -370,8 +371,90 @@ void hr_hub_unsubscribe_all(hr_client *c)
 
 /* ---- fan-out ------------------------------------------------------------------ */
 
+/* ---- clients and server commands ---------------------------------------------- */
+
+void hr_hub_client_add(hr_client *c)
+{
+    hr_whub *wh = c->wh;
+    c->wprev = NULL;
+    c->wnext = wh->clients;
+    if (wh->clients) wh->clients->wprev = c;
+    wh->clients = c;
+    wh->nclients++;
+}
+
+void hr_hub_client_remove(hr_client *c)
+{
+    hr_whub *wh = c->wh;
+    if (c->wprev) c->wprev->wnext = c->wnext;
+    else if (wh->clients == c) wh->clients = c->wnext;
+    else return; /* not registered */
+    if (c->wnext) c->wnext->wprev = c->wprev;
+    c->wnext = c->wprev = NULL;
+    wh->nclients--;
+}
+
+static void send_command(hr_hub *hub, hr_pub_kind kind, const char *channel, size_t len, const char *user,
+                         const char *client_id, int code, const char *reason)
+{
+    hr_buf info = HR_BUF_INIT;
+    hr_buf_printf(&info, "%s\n%s", client_id ? client_id : "", reason ? reason : "");
+    hr_pub *p = hr_pub_new(kind, channel, len, user ? user : "", user ? strlen(user) : 0, (const char *)info.data,
+                           info.len);
+    hr_buf_free(&info);
+    p->code = (uint16_t)code;
+    for (int i = 0; i < hub->nworkers; i++) inbox_push(&hub->workers[i], p);
+    hr_pub_unref(p);
+}
+
+void hr_hub_unsubscribe_clients(hr_hub *hub, const char *channel, size_t len, const char *user, const char *client_id,
+                                int code, const char *reason)
+{
+    send_command(hub, HR_PUB_UNSUBSCRIBE, channel, len, user, client_id, code, reason);
+}
+
+void hr_hub_disconnect_clients(hr_hub *hub, const char *user, const char *client_id, int code, const char *reason)
+{
+    send_command(hub, HR_PUB_DISCONNECT, "", 0, user, client_id, code, reason);
+}
+
+const char *hr_pub_reason(const hr_pub *cmd)
+{
+    const char *nl = cmd->info ? strchr(cmd->info, '\n') : NULL;
+    return nl ? nl + 1 : "";
+}
+
+static bool command_matches(const hr_pub *cmd, const hr_client *c)
+{
+    size_t idlen = (size_t)(strchr(cmd->info, '\n') - cmd->info);
+    if (cmd->data_len && strcmp(cmd->data, c->user) != 0) return false;
+    if (idlen && (strlen(c->id) != idlen || memcmp(c->id, cmd->info, idlen) != 0)) return false;
+    return cmd->data_len || idlen;
+}
+
+static void run_command(hr_whub *wh, const hr_pub *cmd)
+{
+    hr_client *c = wh->clients;
+    while (c) {
+        hr_client *nx = c->wnext; /* the command may end c */
+        if (c->vt->on_command && command_matches(cmd, c)) {
+            if (cmd->kind == HR_PUB_DISCONNECT) {
+                c->vt->on_command(c, NULL, cmd);
+            } else {
+                hr_sub *sub = hr_hub_find_sub(c, cmd->channel, cmd->channel_len);
+                if (sub) c->vt->on_command(c, sub, cmd);
+            }
+        }
+        c = nx;
+    }
+}
+
 static void fan_out(hr_whub *wh, hr_pub *pub)
 {
+    if (pub->kind == HR_PUB_UNSUBSCRIBE || pub->kind == HR_PUB_DISCONNECT) {
+        run_command(wh, pub);
+        return;
+    }
     hr_enc_cache cache = {{0}};
     hr_local_chan *lc = lfind(wh, hash_name(pub->channel, pub->channel_len), pub->channel, pub->channel_len);
     if (lc) {

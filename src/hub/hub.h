@@ -29,6 +29,9 @@ enum hr_enc_slot {
     HR_ENC_NATIVE_JSON_WS_DEFLATE, /* ... as a compressed WebSocket text frame */
     HR_ENC_RAW_WS,                 /* raw mode: the data as a WebSocket frame */
     HR_ENC_RAW_WS_DEFLATE,
+    HR_ENC_NATIVE_MSGPACK,         /* native protocol MessagePack push payload */
+    HR_ENC_NATIVE_MSGPACK_WS,      /* ... as a WebSocket binary frame */
+    HR_ENC_NATIVE_MSGPACK_WS_DEFLATE,
 };
 
 typedef struct hr_hub hr_hub;
@@ -45,6 +48,11 @@ typedef struct hr_enc_cache {
 typedef struct hr_client_vt {
     /* A publication / join / leave for subscription `sub`. */
     void (*on_pub)(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache);
+    /* A server command (HR_PUB_UNSUBSCRIBE with the client's matching
+     * subscription, or HR_PUB_DISCONNECT with sub NULL) addressed to this
+     * client. It may unsubscribe and start closing; the hub does not touch
+     * c or sub afterwards. */
+    void (*on_command)(hr_client *c, hr_sub *sub, const hr_pub *cmd);
 } hr_client_vt;
 
 struct hr_client {
@@ -54,6 +62,7 @@ struct hr_client {
     size_t nsubs;
     char id[37];                  /* client id */
     char *user;                   /* "" = anonymous */
+    hr_client *wnext, *wprev;     /* in the worker's client list (server commands) */
 };
 
 struct hr_sub {
@@ -80,6 +89,8 @@ struct hr_whub {
     size_t nbuckets, nchans;
     hr_sub *patterns;               /* pattern subscriptions */
     size_t npatterns;
+    hr_client *clients;             /* every client of the worker */
+    size_t nclients;
     /* stats */
     uint64_t delivered;             /* publications queued to clients */
 };
@@ -110,6 +121,21 @@ hr_sub *hr_hub_find_sub(hr_client *c, const char *channel, size_t len);
 const char *hr_hub_sub_channel(const hr_sub *s, size_t *len);
 void hr_hub_unsubscribe(hr_client *c, hr_sub *sub);
 void hr_hub_unsubscribe_all(hr_client *c);
+
+/* Clients register with their worker's hub for server commands. */
+void hr_hub_client_add(hr_client *c);
+void hr_hub_client_remove(hr_client *c);
+
+/* Server commands, reaching every worker through the inboxes: unsubscribe
+ * the matching clients from `channel` (exactly that channel or pattern), or
+ * disconnect them. A client matches when user (if non-empty) equals its
+ * user and client_id (if non-empty) equals its id; at least one must be
+ * given. Asynchronous: done when each worker next processes its inbox. */
+void hr_hub_unsubscribe_clients(hr_hub *hub, const char *channel, size_t len, const char *user, const char *client_id,
+                                int code, const char *reason);
+void hr_hub_disconnect_clients(hr_hub *hub, const char *user, const char *client_id, int code, const char *reason);
+/* The reason text of a command publication. */
+const char *hr_pub_reason(const hr_pub *cmd);
 
 /* Process the worker's inbox (from the loop's wake-up). */
 void hr_hub_process_inbox(hr_whub *wh);

@@ -9,13 +9,24 @@
 
 #include <stdatomic.h>
 
-typedef enum hr_pub_kind { HR_PUB_MESSAGE = 0, HR_PUB_JOIN, HR_PUB_LEAVE } hr_pub_kind;
+typedef enum hr_pub_kind {
+    HR_PUB_MESSAGE = 0,
+    HR_PUB_JOIN,
+    HR_PUB_LEAVE,
+    /* Server commands addressed to clients (never stored; hub.h): channel
+     * is the channel to unsubscribe from (or "" for a disconnect), data the
+     * user id to match ("" = any), info "CLIENT_ID\nREASON" (CLIENT_ID ""
+     * = any), code the unsubscribe / disconnect code. */
+    HR_PUB_UNSUBSCRIBE,
+    HR_PUB_DISCONNECT,
+} hr_pub_kind;
 
 #define HR_EPOCH_LEN 16
 
 typedef struct hr_pub {
     atomic_uint refs;
     uint8_t kind;
+    uint16_t code;                /* HR_PUB_UNSUBSCRIBE / HR_PUB_DISCONNECT */
     uint64_t offset;              /* 1, 2, 3... per channel (0 for join/leave) */
     uint64_t time_ms;             /* wall-clock publish time (history TTL) */
     char epoch[HR_EPOCH_LEN + 1];

@@ -25,6 +25,7 @@ struct hr_session {
     void *t;
     bool connected;
     bool closing;
+    hr_native_encoding enc;
     hr_buf out;                /* replies of the frame being executed */
     char name[64];
 };
@@ -64,7 +65,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     if (s->sink->queued(s->t) > (size_t)s->cfg->ws_max_queued_bytes) {
         s->closing = true;
         hr_info("client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
-        s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover");
+        s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         return;
     }
     if (!cache->slot[HR_ENC_NATIVE_JSON]) {
@@ -78,10 +79,63 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
         cache->slot[HR_ENC_NATIVE_JSON] = hr_sbuf_new(b.data, b.len);
         hr_buf_free(&b);
     }
-    s->sink->send_shared(s->t, cache->slot[HR_ENC_NATIVE_JSON], cache, HR_ENC_NATIVE_JSON);
+    if (s->enc == HR_NATIVE_MSGPACK) {
+        if (!cache->slot[HR_ENC_NATIVE_MSGPACK]) {
+            hr_sbuf *json = cache->slot[HR_ENC_NATIVE_JSON];
+            hr_buf b = HR_BUF_INIT;
+            if (hr_native_json_to_msgpack((const char *)json->data, json->len, &b)) {
+                hr_buf_free(&b);
+                hr_warn("client %s: cannot encode a push as MessagePack", c->id);
+                return;
+            }
+            cache->slot[HR_ENC_NATIVE_MSGPACK] = hr_sbuf_new(b.data, b.len);
+            hr_buf_free(&b);
+        }
+        s->sink->send_shared(s->t, cache->slot[HR_ENC_NATIVE_MSGPACK], cache, HR_ENC_NATIVE_MSGPACK, true);
+        return;
+    }
+    s->sink->send_shared(s->t, cache->slot[HR_ENC_NATIVE_JSON], cache, HR_ENC_NATIVE_JSON, false);
 }
 
-static const hr_client_vt session_client_vt = {.on_pub = session_on_pub};
+/* Send one payload of JSON lines (replies or a push) in the session's encoding. */
+static void send_payload(hr_session *s, const uint8_t *json, size_t len)
+{
+    if (s->enc != HR_NATIVE_MSGPACK) {
+        s->sink->send(s->t, json, len, false);
+        return;
+    }
+    hr_buf b = HR_BUF_INIT;
+    if (hr_native_json_to_msgpack((const char *)json, len, &b) == 0) s->sink->send(s->t, b.data, b.len, true);
+    else hr_warn("client %s: cannot encode a reply as MessagePack", s->client.id);
+    hr_buf_free(&b);
+}
+
+static void leave_channel(hr_session *s, hr_sub *sub);
+
+/* A server command from the API (hub.h): unsubscribe or disconnect. */
+static void session_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
+{
+    hr_session *s = (hr_session *)c;
+    if (s->closing) return;
+    hr_buf b = HR_BUF_INIT;
+    const char *reason = hr_pub_reason(cmd);
+    if (cmd->kind == HR_PUB_UNSUBSCRIBE) {
+        size_t len;
+        const char *name = hr_hub_sub_channel(sub, &len);
+        hr_native_unsubscribe(&b, name, len, cmd->code, reason); /* before leaving: name goes with sub */
+        leave_channel(s, sub);
+        send_payload(s, b.data, b.len);
+    } else {
+        hr_native_disconnect(&b, cmd->code, reason, cmd->code < 3500);
+        send_payload(s, b.data, b.len);
+        s->closing = true;
+        hr_info("client %s: disconnected by the server API (code %d)", c->id, cmd->code);
+        s->sink->disconnect(s->t, cmd->code, reason, false);
+    }
+    hr_buf_free(&b);
+}
+
+static const hr_client_vt session_client_vt = {.on_pub = session_on_pub, .on_command = session_on_command};
 
 /* ---- helpers ----------------------------------------------------------------- */
 
@@ -426,7 +480,10 @@ static void exec(hr_session *s, const hr_cmd *cmd)
 
 /* ---- lifecycle ------------------------------------------------------------------- */
 
-hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t)
+hr_native_encoding hr_session_encoding(const hr_session *s) { return s->enc; }
+
+hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t,
+                           hr_native_encoding enc)
 {
     hr_session *s = hr_calloc(1, sizeof(*s));
     s->client.vt = &session_client_vt;
@@ -443,6 +500,8 @@ hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *
     s->cfg = cfg;
     s->sink = sink;
     s->t = t;
+    s->enc = enc;
+    hr_hub_client_add(&s->client);
     return s;
 }
 
@@ -451,18 +510,19 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
     if (s->closing) return;
     hr_native_batch batch = {0};
     hr_native_limits lim = {(size_t)s->cfg->ch_max_commands_per_frame, (size_t)s->cfg->ch_max_channel_length};
-    int rc = hr_native_parse(data, len, &lim, &batch);
+    int rc = s->enc == HR_NATIVE_MSGPACK ? hr_native_parse_msgpack(data, len, &lim, &batch)
+                                         : hr_native_parse(data, len, &lim, &batch);
     if (rc) {
         hr_native_batch_free(&batch);
         s->closing = true;
         s->sink->disconnect(s->t, HR_DISC_BAD_REQUEST,
-                            rc == HR_ERR_TOO_BIG ? "too many commands in one frame" : "malformed command frame");
+                            rc == HR_ERR_TOO_BIG ? "too many commands in one frame" : "malformed command frame", false);
         return;
     }
     for (size_t i = 0; i < batch.n; i++) exec(s, &batch.cmds[i]);
     hr_native_batch_free(&batch);
     if (s->out.len) {
-        s->sink->send(s->t, s->out.data, s->out.len);
+        send_payload(s, s->out.data, s->out.len);
         hr_buf_free(&s->out);
     }
 }
@@ -470,6 +530,7 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
 void hr_session_free(hr_session *s)
 {
     if (!s) return;
+    hr_hub_client_remove(&s->client);
     while (s->client.subs) leave_channel(s, s->client.subs);
     hr_buf_free(&s->out);
     hr_free(s->client.user);

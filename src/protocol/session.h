@@ -12,26 +12,38 @@
 typedef struct hr_session hr_session;
 
 typedef struct hr_sink_vt {
-    /* Send one complete payload (a reply or push batch). */
-    void (*send)(void *t, const uint8_t *data, size_t len);
-    /* Send a payload shared by many sessions; slot_base is the cache slot of
-     * the payload (framing caches use the slots after it). */
-    void (*send_shared)(void *t, struct hr_sbuf *payload, hr_enc_cache *cache, int payload_slot);
+    /* Send one complete payload (a reply or push batch); binary for
+     * MessagePack, text for JSON. */
+    void (*send)(void *t, const uint8_t *data, size_t len, bool binary);
+    /* Send a payload shared by many sessions; payload_slot is the cache slot
+     * of the payload (framing caches use the slots after it). */
+    void (*send_shared)(void *t, struct hr_sbuf *payload, hr_enc_cache *cache, int payload_slot, bool binary);
     /* Bytes queued and not yet written (slow-consumer detection). */
     size_t (*queued)(void *t);
-    /* Disconnect with a protocol code and reason (reconnect advice in the code range). */
-    void (*disconnect)(void *t, int code, const char *reason);
+    /* Disconnect with a protocol code and reason (reconnect advice in the
+     * code range); drop_queued discards output not yet written (a slow
+     * consumer), else it is sent first. */
+    void (*disconnect)(void *t, int code, const char *reason, bool drop_queued);
 } hr_sink_vt;
 
 /* Disconnect codes (docs/protocol.md): 3000-3499 reconnect, 3500-3999 do not. */
 enum hr_disconnect_code {
+    HR_UNSUB_SERVER = 2000,         /* unsubscribe push: removed by the server API */
+    HR_DISC_SERVER = 3000,          /* disconnected by the server API (default code): reconnect */
     HR_DISC_SHUTDOWN = 3001,        /* server shutting down: reconnect */
     HR_DISC_SLOW = 3008,            /* output queue overflow: reconnect and recover */
     HR_DISC_BAD_REQUEST = 3501,     /* malformed frame: do not reconnect */
     HR_DISC_FORBIDDEN = 3503,
 };
 
-hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t);
+typedef enum hr_native_encoding {
+    HR_NATIVE_JSON = 0,     /* text frames, newline-delimited JSON (subprotocol herald.json or none) */
+    HR_NATIVE_MSGPACK = 1,  /* binary frames, concatenated MessagePack maps (herald.msgpack) */
+} hr_native_encoding;
+
+hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t,
+                           hr_native_encoding enc);
+hr_native_encoding hr_session_encoding(const hr_session *s);
 /* One frame from the client. */
 void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len);
 /* The transport is gone: leave channels, drop presence, free. */

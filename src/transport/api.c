@@ -5,6 +5,7 @@
  * for each of its commands. Publishing from the API goes through the same
  * engine call as a client publish: same offsets, same history, same fan-out. */
 #include "transport/api.h"
+#include "protocol/session.h"
 #include "hub/channel_name.h"
 #include "protocol/native.h"
 #include "server/server.h"
@@ -331,6 +332,64 @@ static int m_info(api_ctx *x, json_t *params)
     return 0;
 }
 
+/* params.user / params.client: who a server command is for (one at least). */
+static int get_target(api_ctx *x, json_t *params, const char **user, const char **client)
+{
+    json_t *u = json_object_get(params, "user"), *c = json_object_get(params, "client");
+    if ((u && (!json_is_string(u) || json_string_length(u) > 255)) ||
+        (c && (!json_is_string(c) || json_string_length(c) > 64)))
+        return fail(x, 400, "user and client must be strings");
+    *user = u ? json_string_value(u) : "";
+    *client = c ? json_string_value(c) : "";
+    if (!**user && !**client) return fail(x, 400, "user or client is required");
+    return 0;
+}
+
+/* params.reason: optional, short enough for a WebSocket close frame. */
+static int get_reason(api_ctx *x, json_t *params, const char *dflt, const char **reason)
+{
+    json_t *r = json_object_get(params, "reason");
+    if (r && (!json_is_string(r) || json_string_length(r) > 120))
+        return fail(x, 400, "reason must be a string of at most 120 bytes");
+    *reason = r ? json_string_value(r) : dflt;
+    return 0;
+}
+
+static int m_unsubscribe(api_ctx *x, json_t *params)
+{
+    const char *ch, *user, *client, *reason;
+    size_t clen;
+    json_t *v = json_object_get(params, "channel");
+    if (!json_is_string(v)) return fail(x, 400, "channel must be a string");
+    ch = json_string_value(v);
+    clen = json_string_length(v);
+    bool pattern;
+    int rc = hr_chan_validate_pattern(ch, clen, (size_t)x->cfg->ch_max_channel_length, &pattern);
+    if (rc) return fail(x, 400, hr_chan_error_text(rc));
+    if (get_target(x, params, &user, &client) || get_reason(x, params, "unsubscribed by the server", &reason))
+        return x->status;
+    hr_hub_unsubscribe_clients(x->w->srv->hub, ch, clen, user, client, HR_UNSUB_SERVER, reason);
+    hr_buf_append(x->out, "{}", 2);
+    return 0;
+}
+
+static int m_disconnect(api_ctx *x, json_t *params)
+{
+    const char *user, *client, *reason;
+    if (get_target(x, params, &user, &client) || get_reason(x, params, "disconnected by the server", &reason))
+        return x->status;
+    json_t *c = json_object_get(params, "code");
+    int code = HR_DISC_SERVER;
+    if (c) {
+        if (!json_is_integer(c) || json_integer_value(c) < 3000 || json_integer_value(c) > 4999)
+            return fail(x, 400, "code must be an integer from 3000 to 4999");
+        code = (int)json_integer_value(c);
+    }
+    hr_hub_disconnect_clients(x->w->srv->hub, user, client, code, reason);
+    hr_buf_append(x->out, "{}", 2);
+    return 0;
+}
+
 typedef int (*api_method)(api_ctx *x, json_t *params);
 static const struct {
     const char *name;
@@ -338,7 +397,7 @@ static const struct {
 } methods[] = {
     {"publish", m_publish},   {"broadcast", m_broadcast},         {"history", m_history},
     {"history_remove", m_history_remove}, {"presence", m_presence}, {"presence_stats", m_presence_stats},
-    {"channels", m_channels}, {"info", m_info},
+    {"channels", m_channels}, {"info", m_info}, {"unsubscribe", m_unsubscribe}, {"disconnect", m_disconnect},
 };
 
 static api_method find_method(const char *name, size_t len)

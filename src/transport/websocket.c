@@ -38,6 +38,7 @@ enum { WS_OPEN = 0, WS_CLOSE_SENT, WS_CLOSE_DONE, WS_FAILED };
 
 typedef struct hr_ws {
     const hr_ws_handler *h;
+    const char *subprotocol; /* negotiated (static or config-owned string), or NULL */
     hr_ws_frame_header fh;   /* current frame */
     uint64_t got;            /* payload bytes of the current frame consumed */
     hr_buf msg;              /* message being assembled (compressed or not) */
@@ -492,15 +493,25 @@ static bool origin_allowed(const hr_config *cfg, const hr_http_request *req)
     return false;
 }
 
-/* First of the server's subprotocols that the client offered, or NULL. */
-static const char *pick_subprotocol(const hr_config *cfg, const hr_http_request *req)
+/* First of the server's subprotocols that the client offered, or NULL: the
+ * handler's own list when it has one (the native protocol's encodings),
+ * else websocket.subprotocols. */
+static const char *pick_subprotocol(const hr_config *cfg, const hr_ws_handler *handler, const hr_http_request *req)
 {
-    for (size_t s = 0; s < cfg->ws_subprotocols.n; s++) {
+    const char *const *list = handler->subprotocols;
+    size_t n = 0;
+    if (list) {
+        while (list[n]) n++;
+    } else {
+        list = (const char *const *)cfg->ws_subprotocols.v;
+        n = cfg->ws_subprotocols.n;
+    }
+    for (size_t s = 0; s < n; s++) {
         for (size_t i = 0; i < req->num_headers; i++) {
             const hr_http_header *h = &req->headers[i];
             if (h->name_len == 22 && strncasecmp(h->name, "sec-websocket-protocol", 22) == 0 &&
-                hr_http_has_token(h->value, h->value_len, cfg->ws_subprotocols.v[s]))
-                return cfg->ws_subprotocols.v[s];
+                hr_http_has_token(h->value, h->value_len, list[s]))
+                return list[s];
         }
     }
     return NULL;
@@ -548,7 +559,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
         hr_http_respond_error(c, 403, NULL, "origin not allowed", true);
         return false;
     }
-    const char *proto = pick_subprotocol(cfg, req);
+    const char *proto = pick_subprotocol(cfg, handler, req);
 
     /* permessage-deflate: all Sec-WebSocket-Extensions lines, joined */
     hr_pmd_params pmd = {0};
@@ -601,6 +612,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     hr_http_detach(c);
     hr_ws *ws = hr_calloc(1, sizeof(*ws));
     ws->h = handler;
+    ws->subprotocol = proto;
     ws->deflate = deflate;
     ws->pmd = pmd;
     ws->last_ping = hr_conn_now(c);
@@ -625,6 +637,8 @@ const hr_ws_handler hr_ws_echo_handler = {
     .on_message = echo_on_message,
 };
 
+const char *hr_ws_subprotocol(hr_conn *c) { return c->vt == &ws_vt ? ((hr_ws *)c->proto)->subprotocol : NULL; }
+
 void *hr_ws_app(hr_conn *c) { return c->vt == &ws_vt ? ((hr_ws *)c->proto)->app : NULL; }
 void hr_ws_set_app(hr_conn *c, void *app)
 {
@@ -633,7 +647,7 @@ void hr_ws_set_app(hr_conn *c, void *app)
 
 /* Queue a frame whose payload is shared by many connections, framing (and
  * compressing) it once per worker through the encoding cache. */
-void hr_ws_send_shared(hr_conn *c, hr_sbuf *payload, hr_enc_cache *cache, int payload_slot)
+void hr_ws_send_shared(hr_conn *c, int opcode, hr_sbuf *payload, hr_enc_cache *cache, int payload_slot)
 {
     hr_ws *ws = c->proto;
     if (c->vt != &ws_vt || ws->state != WS_OPEN) return;
@@ -642,7 +656,7 @@ void hr_ws_send_shared(hr_conn *c, hr_sbuf *payload, hr_enc_cache *cache, int pa
     bool compress = ws->deflate && payload->len >= (size_t)w->cfg->ws_deflate_min_size;
     if (compress && !ws->pmd.server_no_context_takeover) {
         /* this connection keeps a compression context: its frames are its own */
-        hr_ws_send(c, HR_WS_OP_TEXT, payload->data, payload->len);
+        hr_ws_send(c, opcode, payload->data, payload->len);
         return;
     }
     int slot = payload_slot + (compress ? 2 : 1);
@@ -656,13 +670,13 @@ void hr_ws_send_shared(hr_conn *c, hr_sbuf *payload, hr_enc_cache *cache, int pa
             z_stream *zs = hr_worker_deflater(w, ws->pmd.server_max_window_bits);
             w->zout.len = 0;
             if (!zs || hr_pmd_compress(zs, payload->data, payload->len, true, &w->zout)) {
-                hr_ws_send(c, HR_WS_OP_TEXT, payload->data, payload->len);
+                hr_ws_send(c, opcode, payload->data, payload->len);
                 return;
             }
-            hl = hr_ws_write_header(hdr, true, true, HR_WS_OP_TEXT, w->zout.len, NULL);
+            hl = hr_ws_write_header(hdr, true, true, opcode, w->zout.len, NULL);
             frame = hr_sbuf_new2(hdr, hl, w->zout.data, w->zout.len);
         } else {
-            hl = hr_ws_write_header(hdr, true, false, HR_WS_OP_TEXT, payload->len, NULL);
+            hl = hr_ws_write_header(hdr, true, false, opcode, payload->len, NULL);
             frame = hr_sbuf_new2(hdr, hl, payload->data, payload->len);
         }
         if (slot >= 0) cache->slot[slot] = frame; /* the cache owns the creation reference */
@@ -674,11 +688,14 @@ void hr_ws_send_shared(hr_conn *c, hr_sbuf *payload, hr_enc_cache *cache, int pa
 
 /* ---- /ws: the native protocol -------------------------------------------------- */
 
-static void sink_send(void *t, const uint8_t *data, size_t len) { hr_ws_send(t, HR_WS_OP_TEXT, data, len); }
-
-static void sink_send_shared(void *t, hr_sbuf *payload, hr_enc_cache *cache, int slot)
+static void sink_send(void *t, const uint8_t *data, size_t len, bool binary)
 {
-    hr_ws_send_shared(t, payload, cache, slot);
+    hr_ws_send(t, binary ? HR_WS_OP_BINARY : HR_WS_OP_TEXT, data, len);
+}
+
+static void sink_send_shared(void *t, hr_sbuf *payload, hr_enc_cache *cache, int slot, bool binary)
+{
+    hr_ws_send_shared(t, binary ? HR_WS_OP_BINARY : HR_WS_OP_TEXT, payload, cache, slot);
 }
 
 /* Called before each push: a queue over the limit is first offered to the
@@ -690,10 +707,10 @@ static size_t sink_queued(void *t)
     return c->out.bytes;
 }
 
-static void sink_disconnect(void *t, int code, const char *reason)
+static void sink_disconnect(void *t, int code, const char *reason, bool drop_queued)
 {
     hr_conn *c = t;
-    hr_conn_drop_queued(c); /* what it missed, it recovers from history */
+    if (drop_queued) hr_conn_drop_queued(c); /* what it missed, it recovers from history */
     hr_ws_close(c, (uint16_t)code, reason);
 }
 
@@ -701,15 +718,19 @@ static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sin
 
 static void native_on_open(hr_conn *c)
 {
-    hr_ws_set_app(c, hr_session_new(c->w->hub, c->w->cfg, &ws_sink, c));
+    const char *proto = hr_ws_subprotocol(c);
+    hr_native_encoding enc = proto && strcmp(proto, "herald.msgpack") == 0 ? HR_NATIVE_MSGPACK : HR_NATIVE_JSON;
+    hr_ws_set_app(c, hr_session_new(c->w->hub, c->w->cfg, &ws_sink, c, enc));
 }
 
 static void native_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t len)
 {
     hr_session *s = hr_ws_app(c);
     if (!s) return;
-    if (opcode != HR_WS_OP_TEXT) {
-        sink_disconnect(c, HR_DISC_BAD_REQUEST, "binary frames are not supported by the JSON protocol");
+    bool msgpack = hr_session_encoding(s) == HR_NATIVE_MSGPACK;
+    if (opcode != (msgpack ? HR_WS_OP_BINARY : HR_WS_OP_TEXT)) {
+        sink_disconnect(c, HR_DISC_BAD_REQUEST, msgpack ? "text frames are not supported by the MessagePack protocol (herald.msgpack)"
+                                : "binary frames are not supported by the JSON protocol", false);
         return;
     }
     hr_session_on_frame(s, data, len);
@@ -723,7 +744,10 @@ static void native_on_close(hr_conn *c, uint16_t code)
     hr_session_free(s);
 }
 
+static const char *const native_subprotocols[] = {"herald.json", "herald.msgpack", NULL};
+
 const hr_ws_handler hr_ws_native_handler = {
+    .subprotocols = native_subprotocols,
     .on_open = native_on_open,
     .on_message = native_on_message,
     .on_close = native_on_close,

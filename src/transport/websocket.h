@@ -10,6 +10,9 @@
 #include "transport/conn.h"
 
 typedef struct hr_ws_handler {
+    /* Subprotocols this endpoint speaks, NULL-terminated, in the server's
+     * order of preference; NULL = websocket.subprotocols from the config. */
+    const char *const *subprotocols;
     void (*on_open)(hr_conn *c);
     /* A complete message (text is valid UTF-8). data is valid only during the call. */
     void (*on_message)(hr_conn *c, int opcode, const uint8_t *data, size_t len);
@@ -19,15 +22,21 @@ typedef struct hr_ws_handler {
 extern const hr_ws_handler hr_ws_echo_handler;
 extern const hr_ws_handler hr_ws_native_handler; /* /ws: native protocol (JSON) */
 
+/* The negotiated subprotocol (a string of the handler's or the config's
+ * list), or NULL. */
+const char *hr_ws_subprotocol(hr_conn *c);
 /* The handler's per-connection state. */
 void *hr_ws_app(hr_conn *c);
 void hr_ws_set_app(hr_conn *c, void *app);
 
-/* Send a text frame whose payload is shared by many connections; framed and
- * compressed once per worker through the encoding cache (hub.h). */
+/* Send a frame (opcode TEXT or BINARY) whose payload is shared by many
+ * connections; framed and compressed once per worker through the encoding
+ * cache (hub.h): slots payload_slot+1 and +2 hold the plain and compressed
+ * frames. */
 struct hr_sbuf;
 struct hr_enc_cache;
-void hr_ws_send_shared(hr_conn *c, struct hr_sbuf *payload, struct hr_enc_cache *cache, int payload_slot);
+void hr_ws_send_shared(hr_conn *c, int opcode, struct hr_sbuf *payload, struct hr_enc_cache *cache,
+                       int payload_slot);
 
 /* Validate the handshake in req and answer 101 (switching c to WebSocket),
  * or an HTTP error (400 / 403 / 405 / 426). Returns true when upgraded. */

@@ -21,6 +21,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from herald_testlib import SLOW, ConnectionClosed as HttpClosed, HttpConn  # noqa: E402
 
+import msgpack  # noqa: E402  (Debian python3-msgpack)
 import websockets  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
@@ -66,8 +67,9 @@ class Native:
     push = await c.push()                      # next push ({"pub": ...}, ...)
     """
 
-    def __init__(self, ws):
+    def __init__(self, ws, encoding="json"):
         self.ws = ws
+        self.encoding = encoding     # "json" (text frames) or "msgpack" (binary frames, herald.msgpack)
         self.next_id = 1
         self.waiting = {}            # id -> Future
         self.pushes = asyncio.Queue()
@@ -78,14 +80,18 @@ class Native:
         self.pub_handler = None      # when set: f(line) for every '{"pub":' line (fast path)
         self.closed = asyncio.Event()
         self.connect_result = None
+        self.msgpack_frames = []     # msgpack: the objects of each frame
         self.task = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def open(cls, server, connect=True, path="/ws", **connect_params):
-        ws = await websockets.connect(server.ws_url(path), compression=None, max_size=None,
+    async def open(cls, server, connect=True, path="/ws", encoding="json", subprotocols=None, compression=None,
+                   **connect_params):
+        if subprotocols is None and encoding == "msgpack":
+            subprotocols = ["herald.msgpack"]
+        ws = await websockets.connect(server.ws_url(path), compression=compression, max_size=None,
                                       ping_interval=None, open_timeout=10 * SLOW, close_timeout=3,
-                                      max_queue=None)
-        c = cls(ws)
+                                      max_queue=None, subprotocols=subprotocols)
+        c = cls(ws, encoding)
         if connect:
             c.connect_result = await c.result("connect", connect_params)
         return c
@@ -98,15 +104,22 @@ class Native:
         try:
             async for msg in self.ws:
                 self.frames += 1
-                if isinstance(msg, bytes):
+                if self.encoding == "msgpack":
+                    if not isinstance(msg, bytes):
+                        raise AssertionError(f"server sent a text frame on the MessagePack protocol: {msg[:100]!r}")
+                    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True)
+                    unpacker.feed(msg)
+                    items = list(unpacker)  # every map must be complete: a truncated one raises here
+                    self.msgpack_frames.append(items)
+                elif isinstance(msg, bytes):
                     raise AssertionError(f"server sent a binary frame on the JSON protocol: {msg[:100]!r}")
-                for line in msg.split("\n"):
-                    if not line.strip():
-                        continue
-                    if self.pub_handler is not None and '"pub"' in line[:12]:
+                else:
+                    items = [ln for ln in msg.split("\n") if ln.strip()]
+                for line in items:
+                    if self.pub_handler is not None and isinstance(line, str) and '"pub"' in line[:12]:
                         self.pub_handler(line)
                         continue
-                    obj = json.loads(line)
+                    obj = json.loads(line) if isinstance(line, str) else line
                     if not isinstance(obj, dict):
                         raise AssertionError(f"server sent a non-object line: {line[:200]!r}")
                     if "id" in obj:
@@ -144,8 +157,10 @@ class Native:
             cid = self._new_id()
         fut = asyncio.get_event_loop().create_future()
         self.waiting[cid] = fut
-        return cid, json.dumps({"id": cid, method: params if params is not None else {}},
-                               separators=(",", ":")), fut
+        obj = {"id": cid, method: params if params is not None else {}}
+        if self.encoding == "msgpack":
+            return cid, msgpack.packb(obj, use_bin_type=True), fut
+        return cid, json.dumps(obj, separators=(",", ":")), fut
 
     async def send_frame(self, commands):
         """Send several commands in ONE frame; commands: list of (method, params) or
@@ -159,7 +174,7 @@ class Native:
             cid, line, fut = self.prepare(method, params, cid)
             out.append((cid, fut))
             lines.append(line)
-        await self.ws.send("\n".join(lines))
+        await self.ws.send(b"".join(lines) if self.encoding == "msgpack" else "\n".join(lines))
         return out
 
     async def call(self, method, params=None, timeout=10):

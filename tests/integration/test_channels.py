@@ -723,6 +723,50 @@ class TestNativeProtocol(Base):
             await c.close()
         run(go())
 
+    def test_server_api_unsubscribe_and_disconnect(self):
+        async def go():
+            ch = chan("srv")
+            a, b = await self.open(), await self.open()
+            for c in (a, b):
+                await c.result("subscribe", {"channel": ch})
+                await c.result("subscribe", {"channel": "srvpat.>"})
+            self.assertEqual(self.api.call("unsubscribe", {"channel": ch, "client": a.client_id}), {})
+            push = await a.push()
+            self.assertEqual(push, {"unsubscribe": {"channel": ch, "code": 2000, "reason": "unsubscribed by the server"}})
+            self.api.publish(ch, "after")
+            self.assertEqual((await b.pubs(1))[0]["data"], "after")
+            await a.quiet(0.2)  # a no longer gets ch ...
+            self.api.publish("srvpat.x", "pat")  # ... but keeps its pattern subscription
+            self.assertEqual((await a.pubs(1))[0]["data"], "pat")
+            self.assertEqual((await b.pubs(1))[0]["data"], "pat")
+            await a.error("unsubscribe", {"channel": ch}, code=113)
+            # a pattern subscription is addressed by its pattern, with a custom reason
+            self.api.call("unsubscribe", {"channel": "srvpat.>", "client": a.client_id, "reason": "no more"})
+            self.assertEqual(await a.push(), {"unsubscribe": {"channel": "srvpat.>", "code": 2000, "reason": "no more"}})
+            # disconnect: a push, then the close with the same code and reason
+            self.api.call("disconnect", {"client": b.client_id, "code": 3005, "reason": "maintenance"})
+            self.assertEqual(await b.push(), {"disconnect": {"code": 3005, "reason": "maintenance", "reconnect": True}})
+            await asyncio.wait_for(b.closed.wait(), 5 * SLOW)
+            self.assertEqual((b.ws.close_code, b.ws.close_reason), (3005, "maintenance"))
+            self.api.call("disconnect", {"client": a.client_id, "code": 4001})
+            self.assertEqual(await a.push(), {"disconnect": {"code": 4001, "reason": "disconnected by the server",
+                                                             "reconnect": False}})
+            await asyncio.wait_for(a.closed.wait(), 5 * SLOW)
+            self.assertEqual(a.ws.close_code, 4001)
+            # bad input
+            for method, params in (("unsubscribe", {"channel": ch}), ("disconnect", {}),
+                                   ("disconnect", {"client": "x", "code": 2999}),
+                                   ("disconnect", {"client": "x", "code": "3000"}),
+                                   ("disconnect", {"user": 5}),
+                                   ("disconnect", {"client": "x", "reason": "r" * 121}),
+                                   ("unsubscribe", {"channel": "bad name", "client": "x"})):
+                with self.subTest(method=method, params=params):
+                    resp = self.api.raw(f"/api/{method}", json.dumps(params))
+                    self.assertEqual(resp.status, 400, f"{method} {params}: {resp!r}")
+            # nobody matches: fine, nothing happens
+            self.assertEqual(self.api.call("disconnect", {"user": "nobody"}), {})
+        run(go())
+
     def test_idempotent_publish_retried_after_reconnect_is_delivered_once(self):
         async def go():
             ch = chan("idem")

@@ -20,6 +20,8 @@ typedef struct fake {
     char chans[64][32];
     size_t n;
     int encodes;
+    int unsubscribed, disconnected, last_code;
+    char last_reason[64];
 } fake;
 
 static int total_encodes;
@@ -40,7 +42,24 @@ static void fake_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cac
     f->n++;
 }
 
-static const hr_client_vt fake_vt = {fake_on_pub};
+static void fake_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
+{
+    fake *f = (fake *)c;
+    f->last_code = cmd->code;
+    snprintf(f->last_reason, sizeof(f->last_reason), "%s", hr_pub_reason(cmd));
+    if (cmd->kind == HR_PUB_DISCONNECT) {
+        assert_null(sub);
+        f->disconnected++;
+        hr_hub_unsubscribe_all(c); /* what a session does when it goes */
+        hr_hub_client_remove(c);
+    } else {
+        assert_non_null(sub);
+        f->unsubscribed++;
+        hr_hub_unsubscribe(c, sub);
+    }
+}
+
+static const hr_client_vt fake_vt = {fake_on_pub, fake_on_command};
 
 static hr_hub *hub;
 static hr_loop loops[2];
@@ -185,6 +204,62 @@ static void test_max_subscribers_over_workers(void **state)
     assert_int_equal(hr_hub_subscribers(hub, "lim", 3), 0);
 }
 
+static void test_server_commands(void **state)
+{
+    (void)state;
+    fake a0, a1, b1, anon;
+    init_fake(&a0, 0, "alice");
+    init_fake(&a1, 1, "alice");
+    init_fake(&b1, 1, "bob");
+    init_fake(&anon, 0, "");
+    strcpy(a0.c.id, "c-a0");
+    strcpy(a1.c.id, "c-a1");
+    strcpy(b1.c.id, "c-b1");
+    strcpy(anon.c.id, "c-anon");
+    fake *all[] = {&a0, &a1, &b1, &anon};
+    for (int i = 0; i < 4; i++) {
+        hr_hub_client_add(&all[i]->c);
+        hr_hub_subscribe(&all[i]->c, "room", 4, false, 0);
+        hr_hub_subscribe(&all[i]->c, "r.>", 3, true, 0);
+    }
+    /* unsubscribe alice (both workers) from "room": not from the pattern, not bob */
+    hr_hub_unsubscribe_clients(hub, "room", 4, "alice", NULL, 2000, "bye");
+    process();
+    assert_int_equal(a0.unsubscribed + a1.unsubscribed, 2);
+    assert_int_equal(b1.unsubscribed + anon.unsubscribed, 0);
+    assert_int_equal(a0.last_code, 2000);
+    assert_string_equal(a1.last_reason, "bye");
+    assert_int_equal(a0.c.nsubs, 1);
+    assert_int_equal(hr_hub_subscribers(hub, "room", 4), 2);
+    /* a pattern subscription is addressed by its pattern */
+    hr_hub_unsubscribe_clients(hub, "r.>", 3, "bob", NULL, 2000, "");
+    process();
+    assert_int_equal(b1.unsubscribed, 1);
+    assert_int_equal(b1.c.nsubs, 1);
+    /* nobody subscribed to that channel: nothing happens */
+    hr_hub_unsubscribe_clients(hub, "elsewhere", 9, "bob", NULL, 2000, "");
+    process();
+    assert_int_equal(b1.unsubscribed, 1);
+    /* disconnect by client id (anonymous clients have no user) */
+    hr_hub_disconnect_clients(hub, NULL, "c-anon", 3000, "go away");
+    process();
+    assert_int_equal(anon.disconnected, 1);
+    assert_int_equal(a0.disconnected + a1.disconnected + b1.disconnected, 0);
+    assert_string_equal(anon.last_reason, "go away");
+    /* user and client id together must both match */
+    hr_hub_disconnect_clients(hub, "bob", a1.c.id, 3000, "");
+    process();
+    assert_int_equal(b1.disconnected + a1.disconnected, 0);
+    /* disconnect a user everywhere */
+    hr_hub_disconnect_clients(hub, "alice", NULL, 3000, "");
+    process();
+    assert_int_equal(a0.disconnected + a1.disconnected, 2);
+    assert_int_equal(wh[0]->nclients, 0);
+    assert_int_equal(wh[1]->nclients, 1);
+    hr_hub_unsubscribe_all(&b1.c);
+    hr_hub_client_remove(&b1.c);
+}
+
 static void test_patterns(void **state)
 {
     (void)state;
@@ -222,6 +297,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_skip_already_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_subscribers_over_workers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_commands, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
