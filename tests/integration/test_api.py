@@ -368,19 +368,14 @@ class TestApiMethods(ApiBase):
         self.expect_error("batch", {"commands": "publish"}, 400)
         self.expect_error("batch", {}, 400)
 
-    # -- not yet available -------------------------------------------------------------
+    # -- server commands ---------------------------------------------------------------
 
-    def test_disconnect_and_unsubscribe_answer_404_for_now(self):
-        self.expect_error("disconnect", {"user": "alice"}, 404)
-        self.expect_error("unsubscribe", {"user": "alice", "channel": "news"}, 404)
-
-    @unittest.skip("API method disconnect not available yet (docs/api.md: 'Not yet available')")
-    def test_disconnect_user(self):
+    def test_disconnect_and_unsubscribe_accept_a_target_that_is_not_connected(self):
+        # (the effect on connected clients: test_channels.py test_server_api_unsubscribe_and_disconnect)
         self.assertEqual(self.api.call("disconnect", {"user": "alice"}), {})
-
-    @unittest.skip("API method unsubscribe not available yet (docs/api.md: 'Not yet available')")
-    def test_unsubscribe_user(self):
         self.assertEqual(self.api.call("unsubscribe", {"user": "alice", "channel": "news"}), {})
+        self.expect_error("disconnect", {}, 400)
+        self.expect_error("unsubscribe", {"user": "alice"}, 400)
 
 
 class TestApiBadInput(ApiBase):
