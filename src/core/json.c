@@ -4,6 +4,11 @@
  * buffers they already hold; jansson is used only for parsing. */
 #include "core/json.h"
 
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 /* Length of the well-formed UTF-8 sequence at p[0..avail) (*ok = true), or of
  * its maximal ill-formed prefix (*ok = false, at least 1 byte), which is
  * replaced by one U+FFFD (the Unicode "maximal subpart" practice). Same
@@ -83,3 +88,66 @@ void hr_json_append_string(hr_buf *out, const char *s, size_t n)
     hr_buf_append(out, "\"", 1);
 }
 
+
+/* The shortest "%.Ng" text of d that reads back as exactly d, written as a
+ * JSON real (with ".0" when it would otherwise look like an integer). */
+static void append_real(hr_buf *out, double d)
+{
+    char t[40];
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(t, sizeof(t), "%.*g", prec, d);
+        if (strtod(t, NULL) == d) break;
+    }
+    hr_buf_append(out, t, (size_t)n);
+    if (!strpbrk(t, ".eEn")) hr_buf_append(out, ".0", 2); /* "n": inf/nan never come from parsed JSON */
+}
+
+void hr_json_dump(const json_t *v, hr_buf *out)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *val;
+        bool first = true;
+        hr_buf_append(out, "{", 1);
+        json_object_foreach((json_t *)v, key, val) {
+            if (!first) hr_buf_append(out, ",", 1);
+            first = false;
+            hr_json_append_string(out, key, strlen(key));
+            hr_buf_append(out, ":", 1);
+            hr_json_dump(val, out);
+        }
+        hr_buf_append(out, "}", 1);
+        break;
+    }
+    case JSON_ARRAY: {
+        hr_buf_append(out, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i) hr_buf_append(out, ",", 1);
+            hr_json_dump(json_array_get(v, i), out);
+        }
+        hr_buf_append(out, "]", 1);
+        break;
+    }
+    case JSON_STRING: hr_json_append_string(out, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: hr_buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
+    case JSON_REAL: append_real(out, json_real_value(v)); break;
+    case JSON_TRUE: hr_buf_append(out, "true", 4); break;
+    case JSON_FALSE: hr_buf_append(out, "false", 5); break;
+    case JSON_NULL: hr_buf_append(out, "null", 4); break;
+    }
+}
+
+char *hr_json_dumps(const json_t *v, size_t *len)
+{
+    hr_buf b = HR_BUF_INIT;
+    hr_json_dump(v, &b);
+    char *s = malloc(b.len + 1);
+    if (!s) abort();
+    memcpy(s, b.data, b.len);
+    s[b.len] = '\0';
+    *len = b.len;
+    hr_buf_free(&b);
+    return s;
+}

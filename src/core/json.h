@@ -1,4 +1,7 @@
-/* json.h - JSON string escaping for hand-written JSON output. */
+/* json.h - JSON output: string escaping for hand-written JSON, and a
+ * compact serializer of jansson values that keeps numbers as users wrote
+ * them (shortest round-trip doubles: 0.1 stays "0.1", where jansson's
+ * json_dumps writes "0.10000000000000001"). */
 #ifndef HERALD_CORE_JSON_H
 #define HERALD_CORE_JSON_H
 
@@ -7,5 +10,12 @@
 /* Append a JSON string literal (with quotes) for s[0..n) to out, escaping as
  * RFC 8259 requires. Invalid UTF-8 bytes are replaced by U+FFFD. */
 void hr_json_append_string(hr_buf *out, const char *s, size_t n);
+
+struct json_t;
+/* Append the compact JSON text of v (any JSON value) to out. Object members
+ * keep their order; strings are escaped with hr_json_append_string. */
+void hr_json_dump(const struct json_t *v, hr_buf *out);
+/* The same as a malloc'd NUL-terminated string (free with free()). */
+char *hr_json_dumps(const struct json_t *v, size_t *len);
 
 #endif

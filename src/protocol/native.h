@@ -118,6 +118,8 @@ void hr_native_batch_free(hr_native_batch *batch);
  * becomes a jansson node, up to ~200 bytes for an empty map. */
 #define HR_NATIVE_MSGPACK_MAX_DEPTH 64
 #define HR_NATIVE_MSGPACK_MAX_VALUES (1u << 20)
+/* The JSON parser's bound on values per frame (HR_ERR_TOO_BIG past it). */
+#define HR_NATIVE_MAX_VALUES HR_NATIVE_MSGPACK_MAX_VALUES
 
 /* Parse one binary frame: one or more MessagePack maps back to back, each a
  * command with the same keys as the JSON object (an empty frame holds no

@@ -173,6 +173,10 @@ static bool add_sub(hr_cmd *c, const char *p, size_t n, const hr_native_limits *
         fail(c, HR_PE_BAD_REQUEST, "connect: subs channel is too long");
         return false;
     }
+    if (memchr(p, '\0', n)) { /* never a channel; and a result key cannot hold it */
+        fail(c, HR_PE_BAD_REQUEST, "connect: subs channel names must not contain NUL");
+        return false;
+    }
     c->subs[c->nsubs].p = p;
     c->subs[c->nsubs].n = n;
     c->nsubs++;
@@ -255,14 +259,11 @@ static void parse_publish(hr_cmd *c, const json_t *p, const hr_native_limits *li
     }
     if (!take_str(c, p, "idempotency_key", &c->idempotency_key, "publish: idempotency_key must be a string"))
         return;
-    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!text) {
-        fail(c, HR_PE_INTERNAL, "publish: cannot encode data");
-        return;
-    }
+    size_t n;
+    char *text = hr_json_dumps(data, &n); /* NUL bytes inside strings come out as \u0000 */
     *dump = text;
     c->data.p = text;
-    c->data.n = strlen(text); /* NUL bytes inside strings come out as \u0000 */
+    c->data.n = n;
 }
 
 static void parse_history(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
@@ -435,6 +436,13 @@ int hr_native_parse(const uint8_t *frame, size_t len, const hr_native_limits *li
     /* max_commands 0: no limit */
     if (lim->max_commands && count > lim->max_commands) return HR_ERR_TOO_BIG;
     if (!count) return 0;
+    /* Bound the jansson trees a frame can build (a 16 MiB frame of "{}," would
+     * be ~8M objects): every value but the first of a line follows one of
+     * these bytes, so their count bounds the values (strings holding them
+     * only make it stricter). Same limit as the MessagePack parser. */
+    size_t values = count;
+    for (size_t i = 0; i < len; i++) values += frame[i] == ',' || frame[i] == '[' || frame[i] == '{';
+    if (values > HR_NATIVE_MAX_VALUES) return HR_ERR_TOO_BIG;
 
     hr_native_batch_reserve(batch, count);
     pos = 0;

@@ -85,7 +85,9 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
             hr_buf b = HR_BUF_INIT;
             if (hr_native_json_to_msgpack((const char *)json->data, json->len, &b)) {
                 hr_buf_free(&b);
-                hr_warn("client %s: cannot encode a push as MessagePack", c->id);
+                hr_warn("client %s: cannot encode a push as MessagePack, disconnecting", c->id);
+                s->closing = true;
+                s->sink->disconnect(s->t, HR_DISC_ENCODING, "publication not representable in MessagePack", false);
                 return;
             }
             cache->slot[HR_ENC_NATIVE_MSGPACK] = hr_sbuf_new(b.data, b.len);
@@ -105,8 +107,13 @@ static void send_payload(hr_session *s, const uint8_t *json, size_t len)
         return;
     }
     hr_buf b = HR_BUF_INIT;
-    if (hr_native_json_to_msgpack((const char *)json, len, &b) == 0) s->sink->send(s->t, b.data, b.len, true);
-    else hr_warn("client %s: cannot encode a reply as MessagePack", s->client.id);
+    if (hr_native_json_to_msgpack((const char *)json, len, &b) == 0) {
+        s->sink->send(s->t, b.data, b.len, true);
+    } else { /* never silently: the client would wait for replies forever */
+        hr_warn("client %s: cannot encode a reply as MessagePack, disconnecting", s->client.id);
+        s->closing = true;
+        s->sink->disconnect(s->t, HR_DISC_ENCODING, "reply not representable in MessagePack", false);
+    }
     hr_buf_free(&b);
 }
 
@@ -516,7 +523,7 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
         hr_native_batch_free(&batch);
         s->closing = true;
         s->sink->disconnect(s->t, HR_DISC_BAD_REQUEST,
-                            rc == HR_ERR_TOO_BIG ? "too many commands in one frame" : "malformed command frame", false);
+                            rc == HR_ERR_TOO_BIG ? "too many commands or values in one frame" : "malformed command frame", false);
         return;
     }
     for (size_t i = 0; i < batch.n; i++) exec(s, &batch.cmds[i]);

@@ -33,6 +33,7 @@ enum hr_disconnect_code {
     HR_DISC_SHUTDOWN = 3001,        /* server shutting down: reconnect */
     HR_DISC_SLOW = 3008,            /* output queue overflow: reconnect and recover */
     HR_DISC_BAD_REQUEST = 3501,     /* malformed frame: do not reconnect */
+    HR_DISC_ENCODING = 3502,        /* a reply or push has no MessagePack form (e.g. nesting too deep): do not reconnect */
     HR_DISC_FORBIDDEN = 3503,
 };
 

@@ -93,13 +93,7 @@ static char *dump_data(api_ctx *x, json_t *params, size_t *len)
         fail(x, 400, "data is required");
         return NULL;
     }
-    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!text) {
-        fail(x, 500, "cannot encode data");
-        return NULL;
-    }
-    *len = strlen(text);
-    return text;
+    return hr_json_dumps(data, len);
 }
 
 /* params.idempotency_key: absent (NULL, 0) or a string of at most

@@ -94,6 +94,9 @@ typedef struct opts {
     uint64_t payload_bytes;
     uint64_t window;         /* messages ahead of the slowest subscriber; 0 = unlimited */
     bool window_set;
+    uint64_t pipeline;       /* /api/batch requests in flight at once */
+    uint64_t stall;          /* subscribers 0..stall-1 stop reading while publishing starts */
+    double stall_s;
     uint64_t max_body;
     double timeout_s;
     double linger_s;
@@ -128,6 +131,7 @@ typedef struct sub {
     bool in_frag;            /* a fragmented message is open */
     uint8_t frag_op;
     bool got_connect, got_subscribe;
+    bool stalled;            /* --stall-subscribers: not reading for now */
     char key[32];            /* Sec-WebSocket-Key */
     hr_buf in;               /* unconsumed input (partial head or frame) */
     hr_buf out;              /* output the kernel did not take yet */
@@ -152,18 +156,22 @@ typedef struct chan {
     uint32_t nsubs;
 } chan;
 
-typedef enum pub_state { PS_IDLE = 0, PS_SENDING, PS_WAITING } pub_state;
+#define MAX_PIPELINE 16
+
+typedef struct batch {
+    uint64_t first, n;       /* messages first .. first+n-1 */
+} batch;
 
 typedef struct publisher {
     int kind;                /* EP_PUB */
     int fd;
-    pub_state state;
     bool want_out;
-    hr_buf out;
+    hr_buf out;              /* requests not yet written */
     size_t out_off;
-    hr_buf in;
+    hr_buf in;               /* response bytes not yet handled */
+    batch inflight[MAX_PIPELINE]; /* requests sent (or queued), oldest first */
+    unsigned head, ninflight;
     uint64_t next_msg;       /* next message index to publish */
-    uint64_t batch_first, batch_n;
     uint64_t acked;          /* messages whose publish reply was checked */
     uint64_t requests;
     bool failed;
@@ -187,8 +195,9 @@ typedef struct ctx {
     char *errors[MAX_ERRORS_KEPT];
     bool aborted;            /* stop now: a publish failed or setup failed */
     bool timed_out;
+    bool stall_over;         /* --stall-subscribers: they read again */
     /* times (monotonic seconds) */
-    double t_start, t_ready, t_pub0, t_done, deadline, next_progress;
+    double t_start, t_ready, t_pub0, t_done, deadline, next_progress, stall_until;
 } ctx;
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -315,12 +324,25 @@ static bool token_in_list(const char *v, size_t n, const char *tok)
 
 /* ---- subscriber I/O ------------------------------------------------------------------ */
 
+static uint32_t sub_events(const sub *s)
+{
+    return (s->stalled ? 0 : EPOLLIN | EPOLLRDHUP) | (s->want_out ? EPOLLOUT : 0);
+}
+
 static void sub_update_events(ctx *x, sub *s)
 {
     bool want = s->out.len > 0 || s->state == SS_CONNECTING;
     if (want == s->want_out) return;
     s->want_out = want;
-    ep_set(x, s->fd, s, EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0), false);
+    ep_set(x, s->fd, s, sub_events(s), false);
+}
+
+/* --stall-subscribers: stop (or resume) reading from a subscriber. */
+static void sub_set_stalled(ctx *x, sub *s, bool on)
+{
+    if (s->state == SS_CLOSED || s->stalled == on) return;
+    s->stalled = on;
+    ep_set(x, s->fd, s, sub_events(s), false);
 }
 
 static void sub_close(ctx *x, sub *s)
@@ -922,7 +944,8 @@ static void sub_event(ctx *x, sub *s, uint32_t ev)
         return;
     }
     if ((ev & EPOLLOUT) && s->out.len) sub_flush(x, s);
-    if (s->state != SS_CLOSED && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) sub_readable(x, s);
+    if (s->state != SS_CLOSED && !s->stalled && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        sub_readable(x, s);
 }
 
 /* ---- publisher (HTTP API) ----------------------------------------------------------------- */
@@ -986,7 +1009,6 @@ static void pub_flush(ctx *x)
     }
     hr_buf_free(&p->out);
     p->out_off = 0;
-    p->state = PS_WAITING;
     pub_set_out(x, false);
 }
 
@@ -996,69 +1018,70 @@ static uint64_t slowest_progress(const ctx *x)
     uint64_t min = UINT64_MAX;
     for (uint64_t i = 0; i < x->o.subscribers; i++) {
         const sub *s = &x->subs[i];
-        if (s->state != SS_READY || s->complete) continue;
+        if (s->state != SS_READY || s->complete || s->stalled) continue;
         uint64_t g = (s->next - s->base - 1) * x->o.channels + s->chan;
         if (g < min) min = g;
     }
     return min;
 }
 
-/* Send the next batch if the window allows. */
+/* Queue the next batches while the pipeline and the window allow, and write. */
 static void pub_maybe_send(ctx *x)
 {
     publisher *p = &x->pub;
-    if (p->state != PS_IDLE || p->failed || p->next_msg >= x->o.messages) return;
-    uint64_t n = HR_MIN(x->o.batch, x->o.messages - p->next_msg);
-    if (x->o.window) {
-        uint64_t slow = slowest_progress(x);
-        if (slow != UINT64_MAX && p->next_msg + n > slow + x->o.window) return;
+    if (p->failed || p->next_msg >= x->o.messages || p->ninflight >= x->o.pipeline) return;
+    uint64_t slow = x->o.window ? slowest_progress(x) : UINT64_MAX;
+    bool queued = false;
+    while (p->next_msg < x->o.messages && p->ninflight < x->o.pipeline) {
+        uint64_t n = HR_MIN(x->o.batch, x->o.messages - p->next_msg);
+        if (x->o.window && slow != UINT64_MAX && p->next_msg + n > slow + x->o.window) break;
+        if (p->fd < 0 && pub_connect(x) < 0) {
+            pub_fail(x, "connect: %s", strerror(errno));
+            return;
+        }
+        hr_buf body = HR_BUF_INIT;
+        hr_buf_append_str(&body, "{\"commands\":[");
+        for (uint64_t k = 0; k < n; k++) {
+            uint64_t i = p->next_msg + k;
+            const chan *c = &x->chans[i % x->o.channels];
+            if (k) hr_buf_append(&body, ",", 1);
+            hr_buf_printf(&body, "{\"method\":\"publish\",\"params\":{\"channel\":\"%s\",\"data\":", c->name);
+            append_data(x, &body, i);
+            hr_buf_append_str(&body, "}}");
+        }
+        hr_buf_append_str(&body, "]}");
+        hr_buf_printf(&p->out,
+                      "POST /api/batch HTTP/1.1\r\nHost: %s:%s\r\nAuthorization: apikey %s\r\n"
+                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                      x->o.host, x->o.port, x->o.api_key, body.len);
+        hr_buf_append(&p->out, body.data, body.len);
+        hr_buf_free(&body);
+        p->inflight[(p->head + p->ninflight) % MAX_PIPELINE] = (batch){p->next_msg, n};
+        p->ninflight++;
+        p->next_msg += n;
+        p->requests++;
+        queued = true;
     }
-    if (p->fd < 0 && pub_connect(x) < 0) {
-        pub_fail(x, "connect: %s", strerror(errno));
-        return;
-    }
-    hr_buf body = HR_BUF_INIT;
-    hr_buf_append_str(&body, "{\"commands\":[");
-    for (uint64_t k = 0; k < n; k++) {
-        uint64_t i = p->next_msg + k;
-        const chan *c = &x->chans[i % x->o.channels];
-        if (k) hr_buf_append(&body, ",", 1);
-        hr_buf_printf(&body, "{\"method\":\"publish\",\"params\":{\"channel\":\"%s\",\"data\":", c->name);
-        append_data(x, &body, i);
-        hr_buf_append_str(&body, "}}");
-    }
-    hr_buf_append_str(&body, "]}");
-    hr_buf_printf(&p->out,
-                  "POST /api/batch HTTP/1.1\r\nHost: %s:%s\r\nAuthorization: apikey %s\r\n"
-                  "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                  x->o.host, x->o.port, x->o.api_key, body.len);
-    hr_buf_append(&p->out, body.data, body.len);
-    hr_buf_free(&body);
-    p->out_off = 0;
-    p->batch_first = p->next_msg;
-    p->batch_n = n;
-    p->next_msg += n;
-    p->requests++;
-    p->state = PS_SENDING;
+    if (!queued) return;
     if (x->t_pub0 == 0) x->t_pub0 = now_s();
-    pub_flush(x);
+    if (!p->want_out) pub_flush(x);
 }
 
 /* Check a /api/batch reply body: every publish got the expected offset. */
-static void pub_check_replies(ctx *x, const char *body, size_t len)
+static void pub_check_replies(ctx *x, const batch *b, const char *body, size_t len)
 {
     publisher *p = &x->pub;
     json_error_t jerr;
     json_t *o = json_loadb(body, len, 0, &jerr);
     json_t *replies = json_object_get(o, "replies");
-    if (!json_is_array(replies) || json_array_size(replies) != p->batch_n) {
-        pub_fail(x, "batch reply for %" PRIu64 " publishes is not {\"replies\":[%" PRIu64 " items]}: %.*s", p->batch_n,
-                 p->batch_n, (int)HR_MIN(len, 200), body);
+    if (!json_is_array(replies) || json_array_size(replies) != b->n) {
+        pub_fail(x, "batch reply for %" PRIu64 " publishes is not {\"replies\":[%" PRIu64 " items]}: %.*s", b->n, b->n,
+                 (int)HR_MIN(len, 200), body);
         json_decref(o);
         return;
     }
-    for (uint64_t k = 0; k < p->batch_n; k++) {
-        uint64_t i = p->batch_first + k;
+    for (uint64_t k = 0; k < b->n; k++) {
+        uint64_t i = b->first + k;
         const chan *c = &x->chans[i % x->o.channels];
         uint64_t want = c->base + i / x->o.channels + 1;
         json_t *r = json_array_get(replies, (size_t)k);
@@ -1072,7 +1095,64 @@ static void pub_check_replies(ctx *x, const char *body, size_t len)
         }
     }
     json_decref(o);
-    if (!p->failed) p->acked += p->batch_n;
+    if (!p->failed) p->acked += b->n;
+}
+
+/* Handle every complete response in p->in; false if the publisher failed. */
+static bool pub_responses(ctx *x)
+{
+    publisher *p = &x->pub;
+    size_t off = 0;
+    while (off < p->in.len && !p->failed) {
+        const char *head = (const char *)p->in.data + off;
+        size_t avail = p->in.len - off;
+        if (!p->ninflight) {
+            pub_fail(x, "response bytes without a request: %.*s", (int)HR_MIN(avail, 100), head);
+            break;
+        }
+        const char *e = memmem(head, avail, "\r\n\r\n", 4);
+        if (!e) {
+            if (avail > MAX_HEAD) pub_fail(x, "API response head larger than %d bytes", MAX_HEAD);
+            break;
+        }
+        size_t hlen = (size_t)(e - head) + 4;
+        const char *v;
+        size_t vn;
+        if (header_value(head, hlen, "transfer-encoding", &v, &vn)) {
+            pub_fail(x, "chunked API responses are not supported by this tool");
+            break;
+        }
+        if (!header_value(head, hlen, "content-length", &v, &vn)) {
+            pub_fail(x, "API response without Content-Length");
+            break;
+        }
+        size_t blen = (size_t)strtoull(v, NULL, 10);
+        if (avail < hlen + blen) break;
+        bool close_after = header_value(head, hlen, "connection", &v, &vn) && token_in_list(v, vn, "close");
+        if (hlen < 12 || memcmp(head, "HTTP/1.1 200", 12) != 0) {
+            const char *eol = memchr(head, '\r', hlen);
+            pub_fail(x, "POST /api/batch: %.*s: %.*s", (int)(eol - head), head, (int)HR_MIN(blen, 300), head + hlen);
+            break;
+        }
+        batch b = p->inflight[p->head];
+        p->head = (p->head + 1) % MAX_PIPELINE;
+        p->ninflight--;
+        pub_check_replies(x, &b, head + hlen, blen);
+        off += hlen + blen;
+        if (close_after) {
+            if (p->ninflight)
+                pub_fail(x, "the server closed the API connection with %u requests unanswered", p->ninflight);
+            close(p->fd);
+            p->fd = -1;
+            p->want_out = false;
+            hr_buf_free(&p->out);
+            p->out_off = 0;
+            off = p->in.len;
+        }
+    }
+    hr_buf_consume(&p->in, off);
+    if (!p->in.len) hr_buf_free(&p->in);
+    return !p->failed;
 }
 
 static void pub_readable(ctx *x)
@@ -1083,65 +1163,29 @@ static void pub_readable(ctx *x)
         ssize_t n = recv(p->fd, dst, p->in.cap - p->in.len, 0);
         if (n > 0) {
             p->in.len += (size_t)n;
+            if (!pub_responses(x) || p->fd < 0) return;
             continue;
         }
         if (n == 0) {
-            if (p->state != PS_IDLE || p->in.len) {
-                pub_fail(x, "the server closed the API connection mid-request");
+            if (p->ninflight || p->in.len) {
+                pub_fail(x, "the server closed the API connection with %u requests unanswered", p->ninflight);
                 return;
             }
             close(p->fd); /* idle keep-alive closed: reconnect for the next batch */
             p->fd = -1;
+            p->want_out = false;
             return;
         }
         if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
         pub_fail(x, "recv: %s", strerror(errno));
         return;
     }
-    while (p->in.len) {
-        if (p->state != PS_WAITING) {
-            pub_fail(x, "response bytes without a request: %.*s", (int)HR_MIN(p->in.len, 100), (char *)p->in.data);
-            return;
-        }
-        const char *head = (const char *)p->in.data;
-        const uint8_t *e = memmem(p->in.data, p->in.len, "\r\n\r\n", 4);
-        if (!e) return;
-        size_t hlen = (size_t)(e - p->in.data) + 4;
-        const char *v;
-        size_t vn;
-        if (header_value(head, hlen, "transfer-encoding", &v, &vn)) {
-            pub_fail(x, "chunked API responses are not supported by this tool");
-            return;
-        }
-        if (!header_value(head, hlen, "content-length", &v, &vn)) {
-            pub_fail(x, "API response without Content-Length");
-            return;
-        }
-        size_t blen = (size_t)strtoull(v, NULL, 10);
-        if (p->in.len < hlen + blen) return;
-        bool close_after = header_value(head, hlen, "connection", &v, &vn) && token_in_list(v, vn, "close");
-        if (hlen < 12 || memcmp(head, "HTTP/1.1 200", 12) != 0) {
-            const char *eol = memchr(head, '\r', hlen);
-            pub_fail(x, "POST /api/batch: %.*s: %.*s", (int)(eol - head), head, (int)HR_MIN(blen, 300), head + hlen);
-            return;
-        }
-        pub_check_replies(x, head + hlen, blen);
-        hr_buf_consume(&p->in, hlen + blen);
-        p->state = PS_IDLE;
-        if (close_after) {
-            close(p->fd);
-            p->fd = -1;
-            hr_buf_free(&p->in);
-            return;
-        }
-    }
-    hr_buf_free(&p->in);
 }
 
 static void pub_event(ctx *x, uint32_t ev)
 {
-    if ((ev & EPOLLOUT) && x->pub.state == PS_SENDING) pub_flush(x);
+    if ((ev & EPOLLOUT) && x->pub.out.len) pub_flush(x);
     if (!x->pub.failed && x->pub.fd >= 0 && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) pub_readable(x);
 }
 
@@ -1161,10 +1205,11 @@ static void usage(FILE *f)
             "                          the channels are NAME-0 .. NAME-(K-1)\n"
             "  --channels K            channels, published round-robin; subscriber i takes\n"
             "                          channel i %% K (default 1)\n"
-            "  --batch B               publishes per POST /api/batch (default 1000, at most 1000)\n"
+            "  --batch B               publishes per POST /api/batch (default 500, at most 1000)\n"
             "  --payload-bytes P       size of each publication's data JSON (default 16)\n"
             "  --window W              publish at most W messages ahead of the slowest\n"
-            "                          subscriber (default 4 x batch; 0 = no limit)\n"
+            "                          subscriber (default 2 x batch; 0 = no limit)\n"
+            "  --pipeline P            /api/batch requests in flight at once (default 2, at most 16)\n"
             "  --max-body BYTES        largest request body (default 1 MiB, Herald's default);\n"
             "                          the batch shrinks to fit\n"
             "  --timeout SECONDS       give up after this long (default 120)\n"
@@ -1172,6 +1217,10 @@ static void usage(FILE *f)
             "                          for stray duplicates (default 0.2)\n"
             "  --progress SECONDS      progress line on stderr every SECONDS (default 2; 0 = off)\n"
             "  --connect-concurrency C handshakes in flight at once (default 256)\n"
+            "  --stall-subscribers K   subscribers 0..K-1 stop reading when publishing starts,\n"
+            "                          and the publisher does not wait for them (to check how\n"
+            "                          slow consumers are handled and reported; default 0)\n"
+            "  --stall-seconds S       for how long they stop reading (default 2)\n"
             "Prints one JSON summary line on stdout; exit 0 only if every subscriber received\n"
             "exactly its channel's publications, in order.\n");
 }
@@ -1205,8 +1254,8 @@ static bool sec_arg(const char *name, const char *v, double *out)
 static int parse_opts(int argc, char **argv, opts *o)
 {
     *o = (opts){.host = "127.0.0.1", .path = "/ws", .channel = "fanout", .subscribers = 1000, .messages = 100000,
-                .channels = 1, .batch = 1000, .payload_bytes = 16, .max_body = MAX_BODY_DEFAULT, .timeout_s = 120,
-                .linger_s = 0.2, .progress_s = 2, .connect_concurrency = 256};
+                .channels = 1, .batch = 500, .payload_bytes = 16, .max_body = MAX_BODY_DEFAULT, .timeout_s = 120,
+                .linger_s = 0.2, .progress_s = 2, .connect_concurrency = 256, .pipeline = 2, .stall_s = 2};
     static const struct option lo[] = {
         {"host", required_argument, 0, 'h'},          {"port", required_argument, 0, 'p'},
         {"path", required_argument, 0, 'P'},          {"api-key", required_argument, 0, 'k'},
@@ -1216,7 +1265,9 @@ static int parse_opts(int argc, char **argv, opts *o)
         {"window", required_argument, 0, 'w'},        {"max-body", required_argument, 0, 'B'},
         {"timeout", required_argument, 0, 't'},       {"linger", required_argument, 0, 'l'},
         {"progress", required_argument, 0, 'r'},      {"connect-concurrency", required_argument, 0, 'C'},
-        {"help", no_argument, 0, 'H'},                {0, 0, 0, 0},
+        {"pipeline", required_argument, 0, 'L'},      {"stall-subscribers", required_argument, 0, 'S'},
+        {"stall-seconds", required_argument, 0, 'T'}, {"help", no_argument, 0, 'H'},
+        {0, 0, 0, 0},
     };
     int ch;
     bool ok = true;
@@ -1236,6 +1287,9 @@ static int parse_opts(int argc, char **argv, opts *o)
             ok = num_arg("window", optarg, 0, UINT64_MAX / 4, &o->window);
             o->window_set = true;
             break;
+        case 'S': ok = num_arg("stall-subscribers", optarg, 0, 10000000, &o->stall); break;
+        case 'T': ok = sec_arg("stall-seconds", optarg, &o->stall_s); break;
+        case 'L': ok = num_arg("pipeline", optarg, 1, MAX_PIPELINE, &o->pipeline); break;
         case 'B': ok = num_arg("max-body", optarg, 1024, 1ull << 32, &o->max_body); break;
         case 't': ok = sec_arg("timeout", optarg, &o->timeout_s); break;
         case 'l': ok = sec_arg("linger", optarg, &o->linger_s); break;
@@ -1253,6 +1307,10 @@ static int parse_opts(int argc, char **argv, opts *o)
     if (!o->port || !o->api_key) {
         fprintf(stderr, "fanout_check: --port and --api-key are required\n");
         usage(stderr);
+        return 2;
+    }
+    if (o->stall >= o->subscribers) {
+        fprintf(stderr, "fanout_check: --stall-subscribers must be less than --subscribers\n");
         return 2;
     }
     if (o->channels > o->subscribers) {
@@ -1301,12 +1359,13 @@ static void progress(ctx *x, double t)
     for (uint64_t i = 0; i < x->o.subscribers; i++) got += x->subs[i].got;
     double el = x->t_pub0 ? t - x->t_pub0 : 0;
     uint64_t slow = slowest_progress(x);
+    char slowest[32] = "-";
+    if (slow != UINT64_MAX) snprintf(slowest, sizeof(slowest), "%" PRIu64, slow);
     fprintf(stderr,
             "fanout_check: %6.1fs  subscribed %" PRIu64 "/%" PRIu64 "  published %" PRIu64 "/%" PRIu64
-            "  received %.2fM/%.2fM (%.2fM/s)  complete %" PRIu64 "  slowest at message %s%" PRIu64 "\n",
+            "  received %.2fM/%.2fM (%.2fM/s)  complete %" PRIu64 "  slowest at message %s\n",
             t - x->t_start, x->ready, x->o.subscribers, x->pub.acked, x->o.messages, (double)got / 1e6,
-            (double)expected / 1e6, el > 0 ? (double)got / el / 1e6 : 0.0, x->ncomplete,
-            slow == UINT64_MAX ? "-" : "", slow == UINT64_MAX ? 0 : slow);
+            (double)expected / 1e6, el > 0 ? (double)got / el / 1e6 : 0.0, x->ncomplete, slowest);
 }
 
 /* Explain what is missing (timeout or early stop). */
@@ -1368,6 +1427,7 @@ static int summarize(ctx *x)
     json_object_set_new(j, "publish_requests", json_integer((json_int_t)x->pub.requests));
     json_object_set_new(j, "batch", json_integer((json_int_t)x->o.batch));
     json_object_set_new(j, "window", json_integer((json_int_t)x->o.window));
+    json_object_set_new(j, "pipeline", json_integer((json_int_t)x->o.pipeline));
     json_object_set_new(j, "payload_bytes", json_integer((json_int_t)x->o.payload_bytes));
     json_object_set_new(j, "expected_deliveries", json_integer((json_int_t)expected));
     json_object_set_new(j, "deliveries", json_integer((json_int_t)got));
@@ -1405,7 +1465,7 @@ static int summarize(ctx *x)
 
 static bool finished(ctx *x)
 {
-    if (x->pub.next_msg < x->o.messages || x->pub.state != PS_IDLE) return false;
+    if (x->pub.next_msg < x->o.messages || x->pub.ninflight) return false;
     return x->ncomplete + x->nclosed_server >= x->o.subscribers || x->ncomplete == x->o.subscribers;
 }
 
@@ -1438,6 +1498,16 @@ static void run(ctx *x)
                                 " messages\n",
                         x->o.subscribers, t - x->t_start, x->o.messages);
             }
+            if (x->o.stall && !x->stall_until) {
+                x->stall_until = t + x->o.stall_s;
+                for (uint64_t i = 0; i < x->o.stall; i++) sub_set_stalled(x, &x->subs[i], true);
+                fprintf(stderr, "fanout_check: subscribers 0..%" PRIu64 " stop reading for %.1f s\n", x->o.stall - 1,
+                        x->o.stall_s);
+            } else if (x->o.stall && !x->stall_over && t >= x->stall_until) {
+                x->stall_over = true;
+                for (uint64_t i = 0; i < x->o.stall; i++) sub_set_stalled(x, &x->subs[i], false);
+                fprintf(stderr, "fanout_check: stalled subscribers read again\n");
+            }
             pub_maybe_send(x);
             if (x->aborted) break;
             if (finished(x)) {
@@ -1453,6 +1523,7 @@ static void run(ctx *x)
         double wake = x->deadline;
         if (linger_until && linger_until < wake) wake = linger_until;
         if (x->o.progress_s > 0 && x->next_progress < wake) wake = x->next_progress;
+        if (!x->stall_over && x->stall_until > t && x->stall_until < wake) wake = x->stall_until;
         int ms = (int)((wake - t) * 1000) + 1;
         if (ms > 250) ms = 250;
         int n = epoll_wait(x->ep, evs, EVENTS, ms);
@@ -1477,7 +1548,7 @@ int main(int argc, char **argv)
     int rc = parse_opts(argc, argv, &x.o);
     if (rc) return rc;
     opts *o = &x.o;
-    if (!o->window_set) o->window = 4 * o->batch;
+    if (!o->window_set) o->window = 2 * o->batch;
     /* shrink the batch until the largest request body fits http.max_body_size */
     size_t per = 64 + strlen(o->channel) + 8 + data_json_len(&x, o->messages);
     if (o->batch * per + 32 > o->max_body) {
@@ -1529,8 +1600,8 @@ int main(int argc, char **argv)
     x.deadline = x.t_start + o->timeout_s;
     fprintf(stderr,
             "fanout_check: %s:%s%s: %" PRIu64 " subscribers, %" PRIu64 " messages, %" PRIu64
-            " channel(s), batch %" PRIu64 ", window %" PRIu64 ", data %zu bytes\n",
-            o->host, o->port, o->path, o->subscribers, o->messages, o->channels, o->batch, o->window,
+            " channel(s), batch %" PRIu64 ", pipeline %" PRIu64 ", window %" PRIu64 ", data %zu bytes\n",
+            o->host, o->port, o->path, o->subscribers, o->messages, o->channels, o->batch, o->pipeline, o->window,
             data_json_len(&x, 0));
 
     run(&x);

@@ -142,9 +142,12 @@ static const cmd_case cmd_cases[] = {
     /* empty strings are kept (present, length 0) for name/version/token */
     {.line = "{\"id\":3,\"connect\":{\"name\":\"\",\"version\":\"\",\"token\":\"\"}}", .id = 3,
      .type = HR_CMD_CONNECT, .name = S(""), .version = S(""), .token = S("")},
-    /* escapes are decoded, NUL bytes kept; no id: 0 */
-    {.line = "{\"connect\":{\"subs\":[\"a\\u0000b\",\"caf\\u00e9\"]}}", .type = HR_CMD_CONNECT,
-     .subs = {S("a\0b"), S("caf\xc3\xa9")}, .nsubs = 2},
+    /* escapes are decoded; no id: 0 */
+    {.line = "{\"connect\":{\"subs\":[\"a\\u0041b\",\"caf\\u00e9\"]}}", .type = HR_CMD_CONNECT,
+     .subs = {S("aAb"), S("caf\xc3\xa9")}, .nsubs = 2},
+    /* a NUL byte is never part of a channel, and a connect result key could not hold it */
+    {.line = "{\"connect\":{\"subs\":[\"a\\u0000b\"]}}", .type = HR_CMD_CONNECT, .error = BAD,
+     .detail = "connect: subs channel names must not contain NUL"},
     {.line = "{\"id\":4,\"connect\":{\"name\":5}}", .id = 4, .type = HR_CMD_CONNECT, .error = BAD,
      .detail = "connect: name must be a string"},
     {.line = "{\"id\":4,\"connect\":{\"version\":true}}", .id = 4, .type = HR_CMD_CONNECT, .error = BAD,
@@ -756,6 +759,50 @@ static void test_number_range(void **state)
     }
 }
 
+/* Publish data keeps numbers as written: integers exactly, reals in their
+ * shortest form that reads back as the same double (not jansson's 17 digits). */
+static void test_data_numbers_round_trip(void **state)
+{
+    (void)state;
+    static const struct { const char *in, *out; } cases[] = {
+        {"0.1", "0.1"}, {"1.0", "1.0"}, {"-0.0", "-0.0"}, {"2.5", "2.5"}, {"1e300", "1e+300"},
+        {"-2.5e-7", "-2.5e-07"}, {"0.30000000000000004", "0.30000000000000004"}, {"1E2", "100.0"},
+        {"123456789012345678", "123456789012345678"}, {"-9223372036854775808", "-9223372036854775808"},
+        {"[0.1,{\"a\":[1.5,null]},true]", "[0.1,{\"a\":[1.5,null]},true]"},
+        {"{ \"b\" : 1 , \"a\" : 2 }", "{\"b\":1,\"a\":2}"}, /* member order kept, spaces dropped */
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
+        char line[256];
+        snprintf(line, sizeof(line), "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":%s}}", cases[i].in);
+        hr_native_batch b;
+        assert_int_equal(parse(line, &default_lim, &b), 0);
+        assert_int_equal(b.n, 1);
+        assert_int_equal(b.cmds[0].error, 0);
+        if (b.cmds[0].data.n != strlen(cases[i].out) || memcmp(b.cmds[0].data.p, cases[i].out, b.cmds[0].data.n))
+            fail_msg("data %s: got %.*s, want %s", cases[i].in, (int)b.cmds[0].data.n, b.cmds[0].data.p,
+                     cases[i].out);
+        hr_native_batch_free(&b);
+    }
+}
+
+/* A frame may not build more than HR_NATIVE_MAX_VALUES jansson values. */
+static void test_too_many_values(void **state)
+{
+    (void)state;
+    for (int over = 0; over < 2; over++) {
+        hr_buf f = HR_BUF_INIT;
+        hr_buf_append_str(&f, "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":[");
+        size_t n = HR_NATIVE_MAX_VALUES - 8 + (over ? 16 : 0); /* the command itself has a few */
+        for (size_t i = 0; i < n; i++) hr_buf_append(&f, i ? ",0" : "0", i ? 2 : 1);
+        hr_buf_append_str(&f, "]}}");
+        hr_native_batch b;
+        hr_native_limits lim = {0, 0};
+        assert_int_equal(hr_native_parse(f.data, f.len, &lim, &b), over ? HR_ERR_TOO_BIG : 0);
+        hr_native_batch_free(&b);
+        hr_buf_free(&f);
+    }
+}
+
 static char *repeat_ping(size_t n, const char *sep)
 {
     hr_buf f = HR_BUF_INIT;
@@ -1282,6 +1329,8 @@ int main(void)
         cmocka_unit_test(test_frame_slices),
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_number_range),
+        cmocka_unit_test(test_data_numbers_round_trip),
+        cmocka_unit_test(test_too_many_values),
         cmocka_unit_test(test_too_many),
         cmocka_unit_test(test_escape_table),
         cmocka_unit_test(test_escape_every_byte),

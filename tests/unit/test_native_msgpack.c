@@ -431,7 +431,7 @@ static void test_table_each(void **state)
     (void)state;
     for (size_t i = 0; i < HR_ARRAY_LEN(table); i++) {
         json_error_t jerr;
-        json_t *root = json_loads(table[i], 0, &jerr);
+        json_t *root = json_loads(table[i], JSON_ALLOW_NUL, &jerr);
         if (!root) fail_msg("table[%zu]: %s", i, jerr.text);
         mp small, wide;
         mp_init(&small);
@@ -463,7 +463,8 @@ static void test_table_one_frame(void **state)
     for (size_t i = 0; i < HR_ARRAY_LEN(table); i++) {
         hr_buf_append_str(&json, table[i]);
         hr_buf_append(&json, "\n", 1);
-        json_t *root = json_loads(table[i], 0, NULL);
+        json_t *root = json_loads(table[i], JSON_ALLOW_NUL, NULL);
+        assert_non_null(root);
         if (i % 2) pack_small(&m.pk, root);
         else pack_wide(&m, root);
         json_decref(root);
@@ -729,7 +730,7 @@ static json_t *obj_to_json(const msgpack_object *o)
         return json_integer((json_int_t)o->via.u64);
     case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer(o->via.i64);
     case MSGPACK_OBJECT_FLOAT64: return json_real(o->via.f64);
-    case MSGPACK_OBJECT_STR: return json_stringn(o->via.str.ptr, o->via.str.size);
+    case MSGPACK_OBJECT_STR: return json_stringn(o->via.str.size ? o->via.str.ptr : "", o->via.str.size);
     case MSGPACK_OBJECT_ARRAY: {
         json_t *a = json_array();
         for (uint32_t i = 0; i < o->via.array.size; i++) json_array_append_new(a, obj_to_json(&o->via.array.ptr[i]));
@@ -740,7 +741,8 @@ static json_t *obj_to_json(const msgpack_object *o)
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             const msgpack_object *k = &o->via.map.ptr[i].key;
             assert_int_equal(k->type, MSGPACK_OBJECT_STR);
-            json_object_setn_new(m, k->via.str.ptr, k->via.str.size, obj_to_json(&o->via.map.ptr[i].val));
+            json_object_setn_new(m, k->via.str.size ? k->via.str.ptr : "", k->via.str.size,
+                                 obj_to_json(&o->via.map.ptr[i].val));
         }
         return m;
     }
