@@ -20,19 +20,24 @@
 #include "hub/pub.h"
 
 #define HR_MAX_WORKERS 64
-#define HR_ENC_SLOTS 8
+#define HR_ENC_SLOTS 9
 
-/* Slots of hr_enc_cache: one per wire format (protocol encoding x framing). */
+/* Slots of hr_enc_cache: one per wire format (protocol encoding x framing).
+ * A payload slot is always followed by its two WebSocket framings (plain,
+ * then compressed): hr_ws_send_shared(..., payload_slot) fills payload_slot+1
+ * and payload_slot+2. */
 enum hr_enc_slot {
     HR_ENC_NATIVE_JSON = 0,        /* native protocol JSON push payload */
     HR_ENC_NATIVE_JSON_WS,         /* ... as a WebSocket text frame */
     HR_ENC_NATIVE_JSON_WS_DEFLATE, /* ... as a compressed WebSocket text frame */
-    HR_ENC_RAW_WS,                 /* raw mode: the data as a WebSocket frame */
-    HR_ENC_RAW_WS_DEFLATE,
+    HR_ENC_RAW,                    /* raw mode (/ws/raw): the publication's data, nothing around it */
+    HR_ENC_RAW_WS,                 /* ... as a WebSocket text frame */
+    HR_ENC_RAW_WS_DEFLATE,         /* ... as a compressed WebSocket text frame */
     HR_ENC_NATIVE_MSGPACK,         /* native protocol MessagePack push payload */
     HR_ENC_NATIVE_MSGPACK_WS,      /* ... as a WebSocket binary frame */
     HR_ENC_NATIVE_MSGPACK_WS_DEFLATE,
 };
+_Static_assert(HR_ENC_NATIVE_MSGPACK_WS_DEFLATE + 1 == HR_ENC_SLOTS, "HR_ENC_SLOTS must count enum hr_enc_slot");
 
 typedef struct hr_hub hr_hub;
 typedef struct hr_whub hr_whub;

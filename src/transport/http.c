@@ -264,6 +264,10 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
         hr_ws_upgrade(c, req, &hr_ws_native_handler);
         return;
     }
+    if (path_is(req, "/ws/raw")) {
+        hr_ws_upgrade(c, req, &hr_ws_raw_handler);
+        return;
+    }
     if (req->path_len > 5 && memcmp(req->path, "/api/", 5) == 0) {
         hr_api_handle(c, req, body, body_len, close);
         return;

@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "server/server.h"
 #include "transport/http.h"
+#include "protocol/raw.h"
 #include "protocol/session.h"
 
 #include <stdio.h>
@@ -599,14 +600,25 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     }
     hr_buf_free(&ext);
 
+    /* the endpoint's own checks, last: nothing fails after them */
+    hr_buf extra = HR_BUF_INIT;
+    void *app = NULL;
+    if (handler->on_handshake && !handler->on_handshake(c, req, &extra, &app)) {
+        hr_buf_free(&extra);
+        return false;
+    }
+    if (extra.len > 256) extra.len = 256;
+
     char accept[29];
     hr_ws_accept_key(key->value, key->value_len, accept);
-    char resp[768];
+    char resp[1024];
     int n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 101 Switching Protocols\r\nServer: herald/" HERALD_VERSION "\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n",
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s%.*s\r\n",
                      accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "", proto ? "\r\n" : "",
-                     deflate ? "Sec-WebSocket-Extensions: " : "", deflate ? ext_resp : "", deflate ? "\r\n" : "");
+                     deflate ? "Sec-WebSocket-Extensions: " : "", deflate ? ext_resp : "", deflate ? "\r\n" : "",
+                     (int)extra.len, extra.len ? (const char *)extra.data : "");
+    hr_buf_free(&extra);
     hr_conn_send(c, resp, (size_t)n);
 
     hr_http_detach(c);
@@ -616,6 +628,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     ws->deflate = deflate;
     ws->pmd = pmd;
     ws->last_ping = hr_conn_now(c);
+    ws->app = app;
     hr_utf8_init(&ws->utf8);
     hr_conn_set_transport(c, &ws_vt, ws);
     atomic_fetch_add_explicit(&c->w->stats.websockets, 1, memory_order_relaxed);
@@ -751,4 +764,42 @@ const hr_ws_handler hr_ws_native_handler = {
     .on_open = native_on_open,
     .on_message = native_on_message,
     .on_close = native_on_close,
+};
+
+/* ---- /ws/raw: raw mode (protocol/raw.h) ------------------------------------------- */
+
+/* Subscribe before the 101, so a refused channel is an HTTP error with a
+ * JSON body; the client id goes back in X-Herald-Client. */
+static bool raw_on_handshake(hr_conn *c, const hr_http_request *req, hr_buf *headers, void **app)
+{
+    int status = 400;
+    char msg[256];
+    hr_raw *r = hr_raw_new(c->w->hub, c->w->cfg, &ws_sink, c, req->query, req->query_len, &status, msg, sizeof(msg));
+    if (!r) {
+        hr_http_respond_error(c, status, NULL, msg, !req->keep_alive || c->w->draining);
+        return false;
+    }
+    hr_buf_printf(headers, "X-Herald-Client: %s\r\n", hr_raw_client_id(r));
+    *app = r;
+    return true;
+}
+
+static void raw_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t len)
+{
+    hr_raw *r = hr_ws_app(c);
+    if (r) hr_raw_on_message(r, opcode == HR_WS_OP_BINARY, data, len);
+}
+
+static void raw_on_close(hr_conn *c, uint16_t code)
+{
+    HR_UNUSED(code);
+    hr_raw *r = hr_ws_app(c);
+    hr_ws_set_app(c, NULL);
+    hr_raw_free(r);
+}
+
+const hr_ws_handler hr_ws_raw_handler = {
+    .on_message = raw_on_message,
+    .on_close = raw_on_close,
+    .on_handshake = raw_on_handshake,
 };

@@ -17,10 +17,18 @@ typedef struct hr_ws_handler {
     /* A complete message (text is valid UTF-8). data is valid only during the call. */
     void (*on_message)(hr_conn *c, int opcode, const uint8_t *data, size_t len);
     void (*on_close)(hr_conn *c, uint16_t code);
+    /* Optional: called once the handshake is known to be valid, just before
+     * the 101. It may refuse the upgrade by answering with an HTTP error
+     * itself (hr_http_respond_error) and returning false. Otherwise it may
+     * append response header lines ("Name: value\r\n", 256 bytes at most)
+     * to `headers`, and set *app: the per-connection state on_open then
+     * finds with hr_ws_app. */
+    bool (*on_handshake)(hr_conn *c, const hr_http_request *req, hr_buf *headers, void **app);
 } hr_ws_handler;
 
 extern const hr_ws_handler hr_ws_echo_handler;
 extern const hr_ws_handler hr_ws_native_handler; /* /ws: native protocol (JSON) */
+extern const hr_ws_handler hr_ws_raw_handler;    /* /ws/raw?channel=C: raw mode (protocol/raw.h) */
 
 /* The negotiated subprotocol (a string of the handler's or the config's
  * list), or NULL. */
