@@ -15,18 +15,22 @@
  *      Waits until all N have both results; the subscribe result's offset is
  *      the channel's starting point (all subscribers of a channel must agree).
  *   3. Publishes M messages through POST /api/batch (docs/api.md) over one
- *      keep-alive connection, --batch publishes per request, round-robin over
- *      the K channels; message i (0-based) goes to channel i % K with data
- *      "i:xxx..." (a JSON string padded to --payload-bytes). Every reply
- *      offset is checked. The publisher stays at most --window messages ahead
- *      of the slowest subscriber (0 = no limit: a firehose), so the server's
- *      per-connection output queues stay bounded by the window, not by M.
+ *      keep-alive connection, --batch publishes per request, up to
+ *      --pipeline requests in flight, round-robin over the K channels;
+ *      message i (0-based) goes to channel i % K with data "i:xxx..." (a JSON
+ *      string padded to --payload-bytes). Every reply offset is checked. The
+ *      publisher stays at most --window messages ahead of the slowest
+ *      subscriber (0 = no limit: a firehose), so the server's per-connection
+ *      output queues stay bounded by the window, not by M.
  *   4. Reads pushes {"pub":{"channel":C,"offset":N,"data":D}} (several per
  *      frame or frames split across reads are fine; pings get pongs; close
  *      frames are answered and reported). For each subscriber it tracks the
  *      next expected offset; the first out-of-order arrival switches that
  *      subscriber to a bitmap of received offsets, so lost, duplicate and
  *      reordered (late) publications are counted exactly.
+ *   5. Optionally (--stall-subscribers K) the first K subscribers stop reading
+ *      for a while and the publisher does not wait for them: a way to check
+ *      that a server cutting off slow consumers is reported, not missed.
  *
  * Output: one JSON summary line on stdout; progress and diagnostics on
  * stderr. Exit status: 0 = every subscriber got exactly its channel's
@@ -43,7 +47,8 @@
  * Independence: no protocol code is shared with the server (frame codec,
  * handshake and HTTP parsing are written here from RFC 6455 / RFC 9112),
  * so a bug in Herald's codecs cannot hide itself. From herald_lib it uses
- * only hr_buf and the abort-on-OOM allocator.
+ * only hr_buf and the abort-on-OOM allocator; OpenSSL gives SHA-1 and base64
+ * for the handshake, jansson the slow-path JSON and the summary.
  */
 #include "core/buf.h"
 #include "core/common.h"
@@ -100,6 +105,7 @@ typedef struct opts {
     uint64_t max_body;
     double timeout_s;
     double linger_s;
+    double settle_s;
     double progress_s;
     uint64_t connect_concurrency;
 } opts;
@@ -189,6 +195,7 @@ typedef struct ctx {
     uint64_t rng;
     /* counts */
     uint64_t started, ready, failed_setup, ncomplete, nclosed_server, slow_consumer;
+    uint64_t ndead;          /* subscribed, then closed (for any reason) before complete */
     uint64_t deliveries;     /* pub lines received, duplicates included */
     uint64_t bytes_in;
     uint64_t nerrors;
@@ -196,8 +203,13 @@ typedef struct ctx {
     bool aborted;            /* stop now: a publish failed or setup failed */
     bool timed_out;
     bool stall_over;         /* --stall-subscribers: they read again */
+    bool slow_valid;         /* slowest_cached(): slow_idx holds the minimum slow_val */
+    uint64_t slow_idx, slow_val;
     /* times (monotonic seconds) */
     double t_start, t_ready, t_pub0, t_done, deadline, next_progress, stall_until;
+    double now;              /* loop time of this turn */
+    double last_rx;          /* when a subscriber last received something */
+    bool settled_early;      /* --settle: stopped because nothing more arrived */
 } ctx;
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -214,6 +226,10 @@ static void note(ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 
 /* Record one error: counted, the first few kept for the summary and printed. */
 static void note(ctx *x, const char *fmt, ...)
 {
+    if (x->nerrors > MAX_ERRORS_PRINTED) { /* only counted from here on */
+        x->nerrors++;
+        return;
+    }
     char line[512];
     va_list ap;
     va_start(ap, fmt);
@@ -349,6 +365,7 @@ static void sub_close(ctx *x, sub *s)
 {
     if (s->state == SS_CLOSED) return;
     if (s->state < SS_READY && s->state > SS_IDLE) x->failed_setup++;
+    if (s->state == SS_READY && !s->complete) x->ndead++;
     s->state = SS_CLOSED;
     if (s->fd >= 0) close(s->fd); /* also leaves the epoll set */
     s->fd = -1;
@@ -899,6 +916,7 @@ static void sub_readable(ctx *x, sub *s)
         ssize_t n = recv(s->fd, dst, cap, 0);
         if (n > 0) {
             x->bytes_in += (uint64_t)n;
+            x->last_rx = x->now;
             size_t len = have + (size_t)n;
             size_t used = sub_consume(x, s, buf, len);
             if (s->state == SS_CLOSED) return;
@@ -1012,17 +1030,40 @@ static void pub_flush(ctx *x)
     pub_set_out(x, false);
 }
 
-/* Global message index the slowest live subscriber still waits for. */
-static uint64_t slowest_progress(const ctx *x)
+/* Global index of the message after the highest one subscriber s received
+ * (UINT64_MAX: it does not count for the window). The server writes a
+ * connection's pushes in order on one TCP stream, so everything before that
+ * has left its queue: this measures the queue, and a lost publication does
+ * not hold the publisher back (the loss is reported at the end). */
+static uint64_t sub_progress(const ctx *x, const sub *s)
+{
+    if (s->state != SS_READY || s->complete || s->stalled) return UINT64_MAX;
+    uint64_t high = s->seen ? s->max_seen : s->next - 1;
+    return (high - s->base) * x->o.channels + s->chan;
+}
+
+/* The message the slowest counted subscriber still waits for: a full scan. */
+static uint64_t slowest_progress(const ctx *x, uint64_t *who)
 {
     uint64_t min = UINT64_MAX;
     for (uint64_t i = 0; i < x->o.subscribers; i++) {
-        const sub *s = &x->subs[i];
-        if (s->state != SS_READY || s->complete || s->stalled) continue;
-        uint64_t g = (s->next - s->base - 1) * x->o.channels + s->chan;
-        if (g < min) min = g;
+        uint64_t g = sub_progress(x, &x->subs[i]);
+        if (g < min) {
+            min = g;
+            if (who) *who = i;
+        }
     }
     return min;
+}
+
+/* The same, cached: progress only grows, so the minimum stays put until the
+ * subscriber that holds it moves on or leaves (a stall ending resets it). */
+static uint64_t slowest_cached(ctx *x)
+{
+    if (x->slow_valid && sub_progress(x, &x->subs[x->slow_idx]) == x->slow_val) return x->slow_val;
+    x->slow_val = slowest_progress(x, &x->slow_idx);
+    x->slow_valid = x->slow_val != UINT64_MAX;
+    return x->slow_val;
 }
 
 /* Queue the next batches while the pipeline and the window allow, and write. */
@@ -1030,7 +1071,7 @@ static void pub_maybe_send(ctx *x)
 {
     publisher *p = &x->pub;
     if (p->failed || p->next_msg >= x->o.messages || p->ninflight >= x->o.pipeline) return;
-    uint64_t slow = x->o.window ? slowest_progress(x) : UINT64_MAX;
+    uint64_t slow = x->o.window ? slowest_cached(x) : UINT64_MAX;
     bool queued = false;
     while (p->next_msg < x->o.messages && p->ninflight < x->o.pipeline) {
         uint64_t n = HR_MIN(x->o.batch, x->o.messages - p->next_msg);
@@ -1205,7 +1246,7 @@ static void usage(FILE *f)
             "                          the channels are NAME-0 .. NAME-(K-1)\n"
             "  --channels K            channels, published round-robin; subscriber i takes\n"
             "                          channel i %% K (default 1)\n"
-            "  --batch B               publishes per POST /api/batch (default 500, at most 1000)\n"
+            "  --batch B               publishes per POST /api/batch (default 100, at most 1000)\n"
             "  --payload-bytes P       size of each publication's data JSON (default 16)\n"
             "  --window W              publish at most W messages ahead of the slowest\n"
             "                          subscriber (default 2 x batch; 0 = no limit)\n"
@@ -1215,6 +1256,8 @@ static void usage(FILE *f)
             "  --timeout SECONDS       give up after this long (default 120)\n"
             "  --linger SECONDS        after the last expected publication, wait this long\n"
             "                          for stray duplicates (default 0.2)\n"
+            "  --settle SECONDS        once everything is published, stop when nothing arrived\n"
+            "                          for this long (a lost publication fails fast; default 5)\n"
             "  --progress SECONDS      progress line on stderr every SECONDS (default 2; 0 = off)\n"
             "  --connect-concurrency C handshakes in flight at once (default 256)\n"
             "  --stall-subscribers K   subscribers 0..K-1 stop reading when publishing starts,\n"
@@ -1254,8 +1297,8 @@ static bool sec_arg(const char *name, const char *v, double *out)
 static int parse_opts(int argc, char **argv, opts *o)
 {
     *o = (opts){.host = "127.0.0.1", .path = "/ws", .channel = "fanout", .subscribers = 1000, .messages = 100000,
-                .channels = 1, .batch = 500, .payload_bytes = 16, .max_body = MAX_BODY_DEFAULT, .timeout_s = 120,
-                .linger_s = 0.2, .progress_s = 2, .connect_concurrency = 256, .pipeline = 2, .stall_s = 2};
+                .channels = 1, .batch = 100, .payload_bytes = 16, .max_body = MAX_BODY_DEFAULT, .timeout_s = 120,
+                .linger_s = 0.2, .progress_s = 2, .connect_concurrency = 256, .pipeline = 2, .stall_s = 2, .settle_s = 5};
     static const struct option lo[] = {
         {"host", required_argument, 0, 'h'},          {"port", required_argument, 0, 'p'},
         {"path", required_argument, 0, 'P'},          {"api-key", required_argument, 0, 'k'},
@@ -1266,7 +1309,8 @@ static int parse_opts(int argc, char **argv, opts *o)
         {"timeout", required_argument, 0, 't'},       {"linger", required_argument, 0, 'l'},
         {"progress", required_argument, 0, 'r'},      {"connect-concurrency", required_argument, 0, 'C'},
         {"pipeline", required_argument, 0, 'L'},      {"stall-subscribers", required_argument, 0, 'S'},
-        {"stall-seconds", required_argument, 0, 'T'}, {"help", no_argument, 0, 'H'},
+        {"stall-seconds", required_argument, 0, 'T'}, {"settle", required_argument, 0, 'E'},
+        {"help", no_argument, 0, 'H'},
         {0, 0, 0, 0},
     };
     int ch;
@@ -1289,6 +1333,7 @@ static int parse_opts(int argc, char **argv, opts *o)
             break;
         case 'S': ok = num_arg("stall-subscribers", optarg, 0, 10000000, &o->stall); break;
         case 'T': ok = sec_arg("stall-seconds", optarg, &o->stall_s); break;
+        case 'E': ok = sec_arg("settle", optarg, &o->settle_s); break;
         case 'L': ok = num_arg("pipeline", optarg, 1, MAX_PIPELINE, &o->pipeline); break;
         case 'B': ok = num_arg("max-body", optarg, 1024, 1ull << 32, &o->max_body); break;
         case 't': ok = sec_arg("timeout", optarg, &o->timeout_s); break;
@@ -1358,7 +1403,7 @@ static void progress(ctx *x, double t)
     for (uint64_t c = 0; c < x->o.channels; c++) expected += x->chans[c].count * x->chans[c].nsubs;
     for (uint64_t i = 0; i < x->o.subscribers; i++) got += x->subs[i].got;
     double el = x->t_pub0 ? t - x->t_pub0 : 0;
-    uint64_t slow = slowest_progress(x);
+    uint64_t slow = slowest_progress(x, NULL);
     char slowest[32] = "-";
     if (slow != UINT64_MAX) snprintf(slowest, sizeof(slowest), "%" PRIu64, slow);
     fprintf(stderr,
@@ -1440,6 +1485,7 @@ static int summarize(ctx *x)
     json_object_set_new(j, "closed_by_server", json_integer((json_int_t)x->nclosed_server));
     json_object_set_new(j, "slow_consumer_closes", json_integer((json_int_t)x->slow_consumer));
     json_object_set_new(j, "timed_out", json_boolean(x->timed_out));
+    json_object_set_new(j, "stopped_waiting", json_boolean(x->settled_early));
     json_object_set_new(j, "connect_seconds", json_real(x->t_ready ? x->t_ready - x->t_start : 0));
     json_object_set_new(j, "elapsed_seconds", json_real(elapsed));
     json_object_set_new(j, "deliveries_per_second", json_real(elapsed > 0 ? (double)got / elapsed : 0));
@@ -1466,7 +1512,7 @@ static int summarize(ctx *x)
 static bool finished(ctx *x)
 {
     if (x->pub.next_msg < x->o.messages || x->pub.ninflight) return false;
-    return x->ncomplete + x->nclosed_server >= x->o.subscribers || x->ncomplete == x->o.subscribers;
+    return x->ncomplete + x->ndead >= x->o.subscribers;
 }
 
 static void run(ctx *x)
@@ -1475,7 +1521,7 @@ static void run(ctx *x)
     uint64_t next_start = 0;
     double linger_until = 0;
     for (;;) {
-        double t = now_s();
+        double t = x->now = now_s();
         if (t >= x->deadline) {
             x->timed_out = true;
             break;
@@ -1505,6 +1551,8 @@ static void run(ctx *x)
                         x->o.stall_s);
             } else if (x->o.stall && !x->stall_over && t >= x->stall_until) {
                 x->stall_over = true;
+                x->slow_valid = false;
+                x->last_rx = t; /* --settle counts from here */
                 for (uint64_t i = 0; i < x->o.stall; i++) sub_set_stalled(x, &x->subs[i], false);
                 fprintf(stderr, "fanout_check: stalled subscribers read again\n");
             }
@@ -1514,6 +1562,14 @@ static void run(ctx *x)
                 if (!x->t_done) x->t_done = t;
                 if (!linger_until) linger_until = t + x->o.linger_s;
                 if (t >= linger_until) break;
+            } else if (x->pub.next_msg >= x->o.messages && !x->pub.ninflight && (!x->o.stall || x->stall_over) &&
+                       t - HR_MAX(x->last_rx, x->t_ready) >= x->o.settle_s) {
+                /* everything published and acknowledged, and nothing arrives any more */
+                x->settled_early = true;
+                x->t_done = t;
+                note(x, "nothing arrived for %.1f s after the last publication was acknowledged; stopping",
+                     x->o.settle_s);
+                break;
             }
         }
         if (x->o.progress_s > 0 && t >= x->next_progress) {
@@ -1607,7 +1663,6 @@ int main(int argc, char **argv)
     run(&x);
 
     if (x.timed_out || x.aborted || x.ncomplete < o->subscribers) {
-        if (x.timed_out) fprintf(stderr, "fanout_check: timed out after %.1f s\n", o->timeout_s);
         progress(&x, now_s());
         report_missing(&x);
     }
