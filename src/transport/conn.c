@@ -15,17 +15,19 @@
 
 #define READS_PER_TURN 16          /* then yield to other connections */
 #define IOV_MAX_BATCH 64
+#define OUTQ_MIN_CAP 8
 
 enum { OE_BYTES = 0, OE_FILE = 1, OE_SHARED = 2 };
 
 struct hr_oentry {
-    hr_oentry *next;
     uint8_t kind;
     int fd;                 /* OE_FILE */
-    hr_sbuf *ref;           /* OE_SHARED: bytes shared with other connections */
+    union {
+        hr_sbuf *ref;       /* OE_SHARED: bytes shared with other connections */
+        uint8_t *bytes;     /* OE_BYTES: this connection's own copy */
+    } u;
     uint64_t off;           /* bytes already written (OE_BYTES, OE_SHARED) / file offset (OE_FILE) */
-    uint64_t len;           /* total bytes of this entry */
-    uint8_t data[];         /* OE_BYTES payload */
+    uint64_t len;           /* total bytes of this entry (OE_FILE: left to send) */
 };
 
 uint64_t hr_conn_now(const hr_conn *c) { return hr_loop_now(&c->w->loop); }
@@ -47,12 +49,25 @@ static void schedule_read(hr_conn *c)
     c->w->loop.busy = true;
 }
 
-static void enqueue(hr_conn *c, hr_oentry *e)
+static hr_oentry *oq_at(const hr_outq *q, uint32_t i) { return &q->e[(q->head + i) & (q->cap - 1)]; }
+
+/* A new entry at the tail (the caller fills it, then calls enqueued()). */
+static hr_oentry *oq_push(hr_outq *q)
 {
-    e->next = NULL;
-    if (c->out.tail) c->out.tail->next = e;
-    else c->out.head = e;
-    c->out.tail = e;
+    if (q->n == q->cap) {
+        uint32_t cap = q->cap ? q->cap * 2 : OUTQ_MIN_CAP;
+        hr_oentry *e = hr_malloc((size_t)cap * sizeof(*e));
+        for (uint32_t i = 0; i < q->n; i++) e[i] = *oq_at(q, i);
+        hr_free(q->e);
+        q->e = e;
+        q->head = 0;
+        q->cap = cap;
+    }
+    return oq_at(q, q->n++);
+}
+
+static void enqueued(hr_conn *c, const hr_oentry *e)
+{
     c->out.bytes += e->len;
     schedule_flush(c);
     /* Backpressure: stop reading from a peer that does not read our replies. */
@@ -64,15 +79,16 @@ void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t
 {
     if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) return;
     if (alen + blen == 0) return;
-    hr_oentry *e = hr_malloc(sizeof(*e) + alen + blen);
+    uint8_t *bytes = hr_malloc(alen + blen);
+    if (alen) memcpy(bytes, a, alen);
+    if (blen) memcpy(bytes + alen, b, blen);
+    hr_oentry *e = oq_push(&c->out);
     e->kind = OE_BYTES;
     e->fd = -1;
-    e->ref = NULL;
+    e->u.bytes = bytes;
     e->off = 0;
     e->len = alen + blen;
-    if (alen) memcpy(e->data, a, alen);
-    if (blen) memcpy(e->data + alen, b, blen);
-    enqueue(c, e);
+    enqueued(c, e);
 }
 
 void hr_conn_send(hr_conn *c, const void *data, size_t len) { hr_conn_send2(c, data, len, NULL, 0); }
@@ -83,80 +99,85 @@ void hr_conn_send_file(hr_conn *c, int fd, uint64_t off, uint64_t len)
         close(fd);
         return;
     }
-    hr_oentry *e = hr_malloc(sizeof(*e));
+    hr_oentry *e = oq_push(&c->out);
     e->kind = OE_FILE;
     e->fd = fd;
-    e->ref = NULL;
+    e->u.ref = NULL;
     e->off = off;
     e->len = len;
-    enqueue(c, e);
+    enqueued(c, e);
 }
 
 static void free_entry(hr_oentry *e)
 {
-    if (e->kind == OE_FILE) close(e->fd);
-    else if (e->kind == OE_SHARED) hr_sbuf_unref(e->ref);
-    hr_free(e);
+    if (e->kind == OE_BYTES) hr_free(e->u.bytes);
+    else if (e->kind == OE_FILE) close(e->fd);
+    else hr_sbuf_unref(e->u.ref);
 }
 
-static uint8_t *entry_bytes(hr_oentry *e) { return e->kind == OE_SHARED ? e->ref->data : e->data; }
+static uint8_t *entry_bytes(hr_oentry *e) { return e->kind == OE_SHARED ? e->u.ref->data : e->u.bytes; }
 
 void hr_conn_send_shared(hr_conn *c, hr_sbuf *b)
 {
     if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) return;
-    hr_oentry *e = hr_malloc(sizeof(*e));
+    hr_oentry *e = oq_push(&c->out);
     e->kind = OE_SHARED;
     e->fd = -1;
-    e->ref = hr_sbuf_ref(b);
+    e->u.ref = hr_sbuf_ref(b);
     e->off = 0;
     e->len = b->len;
-    enqueue(c, e);
+    enqueued(c, e);
+}
+
+/* Release the ring once it is empty: idle connections hold no queue. */
+static void oq_release_if_empty(hr_outq *q)
+{
+    if (q->n) return;
+    hr_free(q->e);
+    q->e = NULL;
+    q->head = q->cap = 0;
 }
 
 void hr_conn_drop_queued(hr_conn *c)
 {
-    hr_oentry *keep = c->out.head;
-    if (!keep) return;
-    bool started = keep->kind == OE_FILE || keep->off > 0;
-    hr_oentry *e = started ? keep->next : keep;
-    if (started) keep->next = NULL;
-    while (e) {
-        hr_oentry *nx = e->next;
-        c->out.bytes -= (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off));
+    hr_outq *q = &c->out;
+    if (!q->n) return;
+    hr_oentry *first = oq_at(q, 0);
+    uint32_t keep = first->kind == OE_FILE || first->off > 0; /* a started entry must finish */
+    for (uint32_t i = keep; i < q->n; i++) {
+        hr_oentry *e = oq_at(q, i);
+        q->bytes -= (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off));
         free_entry(e);
-        e = nx;
     }
-    c->out.head = c->out.tail = started ? keep : NULL;
+    q->n = keep;
+    oq_release_if_empty(q);
 }
 
 static void outq_clear(hr_outq *q)
 {
-    hr_oentry *e = q->head;
-    while (e) {
-        hr_oentry *nx = e->next;
-        free_entry(e);
-        e = nx;
-    }
-    q->head = q->tail = NULL;
+    for (uint32_t i = 0; i < q->n; i++) free_entry(oq_at(q, i));
+    q->n = 0;
     q->bytes = 0;
+    oq_release_if_empty(q);
 }
 
 /* Remove `n` written bytes from the front of the queue. */
 static void outq_advance(hr_outq *q, size_t n)
 {
     q->bytes -= n;
-    while (n && q->head) {
-        hr_oentry *e = q->head;
+    while (n && q->n) {
+        hr_oentry *e = oq_at(q, 0);
         uint64_t left = e->len - (e->kind != OE_FILE ? e->off : 0);
         if (n < left) {
             e->off += n;
             return;
         }
         n -= (size_t)left;
-        q->head = e->next;
-        if (!q->head) q->tail = NULL;
         free_entry(e);
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->n--;
     }
+    oq_release_if_empty(q);
 }
 
 static void after_flush(hr_conn *c)
@@ -178,8 +199,9 @@ static void after_flush(hr_conn *c)
  * caller decides when to close). */
 static int write_queue(hr_conn *c)
 {
-    while (c->out.head) {
-        hr_oentry *e = c->out.head;
+    hr_outq *q = &c->out;
+    while (q->n) {
+        hr_oentry *e = oq_at(q, 0);
         ssize_t n;
         if (e->kind == OE_FILE) {
             off_t off = (off_t)e->off;
@@ -189,12 +211,13 @@ static int write_queue(hr_conn *c)
                 /* Files advance by offset and length. */
                 e->off += (uint64_t)n;
                 e->len -= (uint64_t)n;
-                c->out.bytes -= (size_t)n;
+                q->bytes -= (size_t)n;
                 atomic_fetch_add_explicit(&c->w->stats.bytes_out, (uint64_t)n, memory_order_relaxed);
                 if (e->len == 0) {
-                    c->out.head = e->next;
-                    if (!c->out.head) c->out.tail = NULL;
                     free_entry(e);
+                    q->head = (q->head + 1) & (q->cap - 1);
+                    q->n--;
+                    oq_release_if_empty(q);
                 }
                 continue;
             }
@@ -202,7 +225,9 @@ static int write_queue(hr_conn *c)
         } else {
             struct iovec iov[IOV_MAX_BATCH];
             int cnt = 0;
-            for (hr_oentry *x = e; x && x->kind != OE_FILE && cnt < IOV_MAX_BATCH; x = x->next) {
+            for (uint32_t i = 0; i < q->n && cnt < IOV_MAX_BATCH; i++) {
+                hr_oentry *x = oq_at(q, i);
+                if (x->kind == OE_FILE) break;
                 iov[cnt].iov_base = entry_bytes(x) + x->off;
                 iov[cnt].iov_len = (size_t)(x->len - x->off);
                 cnt++;
@@ -210,7 +235,7 @@ static int write_queue(hr_conn *c)
             n = writev(c->io.fd, iov, cnt);
             if (n > 0) {
                 atomic_fetch_add_explicit(&c->w->stats.bytes_out, (uint64_t)n, memory_order_relaxed);
-                outq_advance(&c->out, (size_t)n);
+                outq_advance(q, (size_t)n);
                 continue;
             }
         }
@@ -241,7 +266,7 @@ int hr_conn_flush(hr_conn *c)
 
 size_t hr_conn_write_now(hr_conn *c)
 {
-    if (!(c->flags & (HR_CONN_CLOSED | HR_CONN_WRITE_BLOCKED)) && c->out.head) (void)write_queue(c);
+    if (!(c->flags & (HR_CONN_CLOSED | HR_CONN_WRITE_BLOCKED)) && c->out.n) (void)write_queue(c);
     return c->out.bytes;
 }
 
@@ -375,7 +400,7 @@ void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events)
     if (c->flags & HR_CONN_CLOSED) return;
     if (events & EPOLLOUT) {
         c->flags &= ~HR_CONN_WRITE_BLOCKED;
-        if (c->out.head && hr_conn_flush(c)) return;
+        if (c->out.n && hr_conn_flush(c)) return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         if (c->flags & HR_CONN_READ_PAUSED) {

@@ -37,8 +37,12 @@ typedef struct hr_conn_vt {
 
 typedef struct hr_oentry hr_oentry;
 
+/* The output queue: a ring of entries (contiguous, so building the writev
+ * iovecs walks one array), allocated on first use and freed when drained,
+ * so an idle connection holds none. */
 typedef struct hr_outq {
-    hr_oentry *head, *tail;
+    hr_oentry *e;        /* cap entries, or NULL */
+    uint32_t head, n, cap;
     size_t bytes;        /* queued and not yet written */
 } hr_outq;
 

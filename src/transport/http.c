@@ -447,7 +447,7 @@ static void http_on_eof(hr_conn *c)
 {
     hr_http *h = c->proto;
     /* A client may half-close after sending its last request: finish the answers. */
-    if (h->state == H_IDLE && c->out.head) hr_conn_close_after_flush(c);
+    if (h->state == H_IDLE && c->out.n) hr_conn_close_after_flush(c);
     else hr_conn_close(c);
 }
 
@@ -464,7 +464,7 @@ static void http_on_timer(hr_conn *c)
 static void http_on_shutdown(hr_conn *c)
 {
     hr_http *h = c->proto;
-    if (h->state == H_IDLE && !c->out.head) hr_conn_close(c);
+    if (h->state == H_IDLE && !c->out.n) hr_conn_close(c);
     /* otherwise the response in progress carries Connection: close */
 }
 
