@@ -19,7 +19,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import SLOW, ConnectionClosed as HttpClosed, HttpConn  # noqa: E402
+from herald_testlib import SLOW, ConnectionClosed as HttpClosed, HeraldTestCase, HttpConn  # noqa: E402
 
 import msgpack  # noqa: E402  (Debian python3-msgpack)
 import websockets  # noqa: E402
@@ -245,15 +245,22 @@ class Native:
             items.append(self.pushes.get_nowait())
         return items
 
-    async def close(self):
-        try:
-            await self.ws.close()
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            await asyncio.wait_for(self.task, 5 * SLOW)
-        except Exception:  # noqa: BLE001
-            pass
+    close = None  # set below (shared with other reader-task clients)
+
+
+async def close_reader(client):
+    """Close client.ws and wait (bounded) for its reader task client.task to end."""
+    try:
+        await client.ws.close()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        await asyncio.wait_for(client.task, 5 * SLOW)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+Native.close = close_reader
 
 
 def check_error(err, code=None, what=""):
@@ -378,3 +385,16 @@ def small_rcvbuf_socket(addr, rcvbuf=4096, timeout=10.0):
     s.settimeout(timeout * SLOW)
     s.connect(addr)
     return s
+
+
+class ApiTestCase(HeraldTestCase):
+    """HeraldTestCase whose server knows API_KEY; self.api is a fresh Api client per test."""
+    server_args = ("--api-key", API_KEY)
+
+    def setUp(self):
+        super().setUp()
+        self.api = Api(self.server)
+
+    def tearDown(self):
+        self.api.close()
+        super().tearDown()

@@ -20,7 +20,7 @@ import unittest
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from herald_testlib import SLOW, Herald, HeraldTestCase, main  # noqa: E402
-from herald_native import API_KEY, Api, Native, check_api_error, run  # noqa: E402
+from herald_native import API_KEY, Api, ApiTestCase, Native, check_api_error, run  # noqa: E402
 
 KEY_ARGS = ("--api-key", API_KEY)
 _seq = [0]
@@ -31,18 +31,10 @@ def chan(prefix="api"):
     return f"{prefix}:{os.getpid()}-{_seq[0]}"
 
 
-class ApiBase(HeraldTestCase):
+class ApiBase(ApiTestCase):
     server_args = KEY_ARGS + ("--channels.max-publication-size", "1KiB", "--http.max-body-size", "256KiB",
                               "--channels.presence", "true", "--channels.history-size", "1000",
                               "--channels.history-ttl", "10m")
-
-    def setUp(self):
-        super().setUp()
-        self.api = Api(self.server)
-
-    def tearDown(self):
-        self.api.close()
-        super().tearDown()
 
     def expect_error(self, api_method, body, status, path=None, **kw):
         """Send body (bytes / str / object) and require an error `status` with the documented body."""

@@ -18,8 +18,8 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import HeraldTestCase, main  # noqa: E402
-from herald_native import API_KEY, Api, Native, check_error, run  # noqa: E402
+from herald_testlib import main  # noqa: E402
+from herald_native import API_KEY, ApiTestCase, Native, check_error, run  # noqa: E402
 
 import msgpack  # noqa: E402
 
@@ -45,16 +45,8 @@ VALUES = [
 ]
 
 
-class Base(HeraldTestCase):
+class Base(ApiTestCase):
     server_args = ("--api-key", API_KEY, "--channels.history-size", "100")
-
-    def setUp(self):
-        super().setUp()
-        self.api = Api(self.server)
-
-    def tearDown(self):
-        self.api.close()
-        super().tearDown()
 
 
 class TestMsgpack(Base):

@@ -28,14 +28,13 @@ import re
 import socket
 import sys
 import time
-import unittest
 import urllib.parse
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import (OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, SANITIZE, SLOW, HeraldTestCase,  # noqa: E402
+from herald_testlib import (OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, SLOW,  # noqa: E402
                             HttpConn, RawWS, WSClosed, main, raise_nofile_limit)
-from herald_native import API_KEY, Api, Native, run, small_rcvbuf_socket  # noqa: E402
+from herald_native import API_KEY, Api, ApiTestCase, Native, close_reader, run, small_rcvbuf_socket  # noqa: E402
 
 import websockets  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode  # noqa: E402
@@ -122,27 +121,11 @@ class Raw:
         await asyncio.wait_for(self.closed.wait(), timeout * SLOW)
         return self.ws.close_code, self.ws.close_reason
 
-    async def close(self):
-        try:
-            await self.ws.close()
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            await asyncio.wait_for(self.task, 5 * SLOW)
-        except Exception:  # noqa: BLE001
-            pass
+    close = close_reader
 
 
-class Base(HeraldTestCase):
+class Base(ApiTestCase):
     server_args = KEY_ARGS
-
-    def setUp(self):
-        super().setUp()
-        self.api = Api(self.server)
-
-    def tearDown(self):
-        self.api.close()
-        super().tearDown()
 
     def raw(self, *channels, **kw):
         return Raw.open(self.server, *channels, **kw)
