@@ -11,7 +11,9 @@
  * scripts comparing servers depend on them.
  *
  * Files: opts.c (command line), run.c (threads, connections, accounting),
- * report.c (JSON, summary, /proc sampling), hist.c, parse.c. */
+ * report.c (JSON, summary, /proc sampling), hist.c (latency histogram),
+ * seq.c (loss / duplicate / reorder tracking), parse.c (payload, HTTP
+ * responses, SSE). */
 #ifndef HERALD_BENCH_BENCH_H
 #define HERALD_BENCH_BENCH_H
 
@@ -42,7 +44,8 @@ typedef struct hr_bench_opts {
     double churn;             /* subscribers closed and reopened per second */
     int64_t server_pid;       /* 0 = none */
     uint32_t threads;
-    char json_path[1024];     /* "" = none, "-" = stdout */
+    char json_path[1024];     /* --json FILE ("" = none) */
+    bool json_stdout;         /* --json - (both may be given) */
     bool quiet;
     char scenario[64];
     double timeout;           /* 0 = automatic */

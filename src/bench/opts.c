@@ -32,7 +32,7 @@ void hr_bench_opts_defaults(hr_bench_opts *o)
     o->churn = 0;
     o->threads = 1;
     snprintf(o->scenario, sizeof(o->scenario), "custom");
-    o->pipeline = 16;
+    o->pipeline = 64;
     o->connect_concurrency = 1000;
     o->drain = 5;
 }
@@ -69,7 +69,7 @@ void hr_bench_usage(FILE *f)
             "  --publish-via api|ws           HTTP API (default) or WebSocket frames\n"
             "  --publishers P                 HTTP keep-alive publisher connections (default 1)\n"
             "  --payload-bytes B              size of each publication (default 64)\n"
-            "  --pipeline D                   API requests in flight per connection (default 16)\n"
+            "  --pipeline D                   API requests in flight per connection (default 64)\n"
             "Run:\n"
             "  --warmup S --duration S        seconds not counted, then counted (default 2, 10)\n"
             "  --threads N                    event-loop threads (default 1)\n"
@@ -79,7 +79,7 @@ void hr_bench_usage(FILE *f)
             "  --scenario NAME                label; idle, fanout, many-channels, chat, storm and\n"
             "                                 sse-fanout also preset the flags above (flags win)\n"
             "Output:\n"
-            "  --json FILE|-                  write the JSON report (- = stdout)\n"
+            "  --json FILE|-                  write the JSON report (- = stdout; give both for both)\n"
             "  --quiet                        no progress lines and no summary\n"
             "\n"
             "Exit status: 0 run completed (loss is reported, not an error), 1 run failed\n"
@@ -292,7 +292,8 @@ static int set_flag(hr_bench_opts *o, int id, const char *arg, const char *v, bo
         o->threads = (uint32_t)u;
         return 0;
     case F_JSON:
-        if (!v[0] || !copy_str(o->json_path, sizeof(o->json_path), v))
+        if (strcmp(v, "-") == 0) o->json_stdout = true;
+        else if (!v[0] || !copy_str(o->json_path, sizeof(o->json_path), v))
             return fail(err, en, "%s: expected a file name or -", arg);
         return 0;
     case F_QUIET:

@@ -207,6 +207,7 @@ size_t hr_bench_sse_parse(const uint8_t *buf, size_t len, hr_bench_sse_cb cb, vo
     const uint8_t *d1 = NULL;
     size_t d1len = 0;
     unsigned ndata = 0;
+    bool other_type = false; /* "event: X" with X other than message: not for onmessage */
     while (pos < len) {
         size_t e = pos;
         while (e < len && buf[e] != '\n' && buf[e] != '\r') e++;
@@ -222,22 +223,27 @@ size_t hr_bench_sse_parse(const uint8_t *buf, size_t len, hr_bench_sse_cb cb, vo
         size_t ln = e - pos;
         pos = next;
         if (ln == 0) { /* end of an event */
-            if (ndata == 1) cb(ctx, d1, d1len);
-            else if (ndata > 1) cb(ctx, scratch->data, scratch->len);
+            if (ndata == 1 && !other_type) cb(ctx, d1, d1len);
+            else if (ndata > 1 && !other_type) cb(ctx, scratch->data, scratch->len);
             ndata = 0;
+            other_type = false;
             consumed = next;
             continue;
         }
         if (line[0] == ':') continue; /* comment */
         const uint8_t *colon = memchr(line, ':', ln);
         size_t fl = colon ? (size_t)(colon - line) : ln;
-        if (fl != 4 || memcmp(line, "data", 4) != 0) continue;
         const uint8_t *val = colon ? colon + 1 : line + ln;
         size_t vl = (size_t)(line + ln - val);
         if (vl && val[0] == ' ') {
             val++;
             vl--;
         }
+        if (fl == 5 && memcmp(line, "event", 5) == 0) {
+            other_type = vl != 0 && !(vl == 7 && memcmp(val, "message", 7) == 0);
+            continue;
+        }
+        if (fl != 4 || memcmp(line, "data", 4) != 0) continue;
         if (ndata == 0) {
             d1 = val;
             d1len = vl;

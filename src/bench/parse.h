@@ -53,7 +53,9 @@ bool hr_bench_has_token(const char *v, size_t n, const char *tok);
 
 /* ---- Server-Sent Events --------------------------------------------------- */
 
-/* Called once per event that carried at least one data line: the data lines
+/* Called once per event of type "message" (no event field, an empty one, or
+ * "event: message": what EventSource.onmessage sees) that carried at least
+ * one data line: the data lines
  * joined with '\n' (per the EventSource rules; a single data line is passed
  * in place, several are joined in `scratch`). */
 typedef void (*hr_bench_sse_cb)(void *ctx, const uint8_t *data, size_t len);
@@ -62,7 +64,8 @@ typedef void (*hr_bench_sse_cb)(void *ctx, const uint8_t *data, size_t len);
  * lines end with LF, CRLF or CR, except that a final CR is left unconsumed
  * since an LF may follow); returns the bytes consumed: the caller keeps the
  * rest (an incomplete event) and passes it again with more bytes. Comment
- * lines (":...") and fields other than data are ignored. `scratch` is
+ * lines (":...") and the id and retry fields are ignored; named events
+ * ("event: connected") are skipped whole. `scratch` is
  * used only for multi-line data. */
 size_t hr_bench_sse_parse(const uint8_t *buf, size_t len, hr_bench_sse_cb cb, void *ctx, hr_buf *scratch);
 

@@ -1,7 +1,8 @@
 /* main.c - the `herald` command line: sub-commands (serve, check-config,
- * config-reference), option parsing into the config (defaults < file <
+ * config-reference, bench), option parsing into the config (defaults < file <
  * HERALD_* environment < flags), and exit codes (0 clean, 1 runtime failure,
  * 2 bad usage or config). */
+#include "bench/bench.h"
 #include "core/log.h"
 #include "server/config.h"
 #include "server/server.h"
@@ -21,6 +22,7 @@ static void usage(FILE *f)
             "  herald [serve] [--config FILE] [options]   run the server (default)\n"
             "  herald check-config FILE                   validate a config file\n"
             "  herald config-reference                    list every option with its default\n"
+            "  herald bench [options]                     load generator (herald bench --help)\n"
             "  herald --version | --help\n"
             "\n"
             "Common options (each is also a config key and a HERALD_* variable):\n"
@@ -110,6 +112,8 @@ static int parse_args(int argc, char **argv, cli *a, hr_config *cfg)
 
 int main(int argc, char **argv)
 {
+    /* bench has its own flags (src/bench/opts.c) */
+    if (argc > 1 && strcmp(argv[1], "bench") == 0) return hr_bench_main(argc - 1, argv + 1);
     cli a = {0};
     if (parse_args(argc, argv, &a, NULL)) return 2;
     const char *cmd = a.command ? a.command : "serve";
