@@ -20,12 +20,12 @@
 #include "hub/pub.h"
 
 #define HR_MAX_WORKERS 64
-#define HR_ENC_SLOTS 9
+#define HR_ENC_SLOTS 10
 
 /* Slots of hr_enc_cache: one per wire format (protocol encoding x framing).
- * A payload slot is always followed by its two WebSocket framings (plain,
- * then compressed): hr_ws_send_shared(..., payload_slot) fills payload_slot+1
- * and payload_slot+2. */
+ * A WebSocket payload slot is always followed by its two WebSocket framings
+ * (plain, then compressed): hr_ws_send_shared(..., payload_slot) fills
+ * payload_slot+1 and payload_slot+2. */
 enum hr_enc_slot {
     HR_ENC_NATIVE_JSON = 0,        /* native protocol JSON push payload */
     HR_ENC_NATIVE_JSON_WS,         /* ... as a WebSocket text frame */
@@ -36,8 +36,10 @@ enum hr_enc_slot {
     HR_ENC_NATIVE_MSGPACK,         /* native protocol MessagePack push payload */
     HR_ENC_NATIVE_MSGPACK_WS,      /* ... as a WebSocket binary frame */
     HR_ENC_NATIVE_MSGPACK_WS_DEFLATE,
+    HR_ENC_SSE,                    /* Server-Sent Events (/sse): the event's shared lines, "data: ...\n\n"
+                                      (each stream adds its own id line); no WebSocket framings follow */
 };
-_Static_assert(HR_ENC_NATIVE_MSGPACK_WS_DEFLATE + 1 == HR_ENC_SLOTS, "HR_ENC_SLOTS must count enum hr_enc_slot");
+_Static_assert(HR_ENC_SSE + 1 == HR_ENC_SLOTS, "HR_ENC_SLOTS must count enum hr_enc_slot");
 
 typedef struct hr_hub hr_hub;
 typedef struct hr_whub hr_whub;

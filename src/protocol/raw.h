@@ -11,15 +11,14 @@
  * publish. No commands, no replies, no join/leave pushes, no recovery.
  *
  * Transport-agnostic like session.h: it writes through an hr_sink_vt. The
- * query helpers below are pure functions (the URL codec of this mode). */
+ * query helpers (hr_url_decode, hr_query_next) are in urlsubs.h. */
 #ifndef HERALD_PROTOCOL_RAW_H
 #define HERALD_PROTOCOL_RAW_H
 
 #include "hub/hub.h"
 #include "protocol/session.h"
+#include "protocol/urlsubs.h" /* hr_url_decode, hr_query_next: the URL codec of this mode */
 #include "server/config.h"
-
-#include <sys/types.h>
 
 typedef struct hr_raw hr_raw;
 
@@ -47,23 +46,5 @@ const char *hr_raw_client_id(const hr_raw *r);
 void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len);
 /* The transport is gone: leave channels (presence, leave events), free. */
 void hr_raw_free(hr_raw *r);
-
-/* ---- query strings ---------------------------------------------------------------- */
-
-/* Percent-decode s[0..n) into out (cap bytes; out may be s). "%XX" (hex,
- * either case) becomes one byte; '+' stays '+' (RFC 3986 query, not form
- * encoding: channel names may contain '+' and never a space). Returns the
- * decoded length, or -1 on a malformed escape ('%' not followed by two hex
- * digits) or when out is too small. */
-ssize_t hr_url_decode(const char *s, size_t n, char *out, size_t cap);
-
-/* The next parameter named `name` (compared after decoding) in the query
- * string q[0..n) ("a=1&b=2&a=3"), starting at *pos (0 at first). Its value
- * (empty when there is no '=') is decoded into out[0..cap) and its length
- * stored in *len. Returns 1 when found (*pos moves past it), 0 when there is
- * no more, HR_ERR_PROTO on a malformed escape in its value, HR_ERR_TOO_BIG
- * when the decoded value does not fit in cap. Empty pieces ("a=1&&b") and
- * other parameters (even malformed ones) are skipped. */
-int hr_query_next(const char *q, size_t n, size_t *pos, const char *name, char *out, size_t cap, size_t *len);
 
 #endif

@@ -106,6 +106,20 @@ const hr_option hr_options[] = {
     {"websocket.deflate_min_size", HR_OPT_SIZE, OFF(ws_deflate_min_size), "64", 0, 1 * GiB, NULL, NULL,
      "Messages shorter than this are sent uncompressed even on a deflate connection."},
 
+    {"sse.retry", HR_OPT_DURATION, OFF(sse_retry_ms), "2s", 0, DAY_MS, NULL, NULL,
+     "Reconnection delay advised to Server-Sent Events clients (the retry: field sent when a stream starts). "
+     "0 = none sent (browsers then choose, about 3 s)."},
+    {"sse.heartbeat_interval", HR_OPT_DURATION, OFF(sse_heartbeat_interval_ms), "15s", 0, DAY_MS, NULL, NULL,
+     "Send a comment line (\": ping\") on an SSE stream that has been quiet this long, so proxies and clients "
+     "keep it open and dead connections are found. 0 = never."},
+    {"sse.max_queued_bytes", HR_OPT_SIZE, OFF(sse_max_queued_bytes), "64MiB", 1024, 4 * GiB, NULL, NULL,
+     "Largest output queue of an SSE stream; a client that lets more pile up has its stream ended (it "
+     "reconnects with Last-Event-ID and recovers what it missed)."},
+    {"sse.allowed_origins", HR_OPT_LIST, OFF(sse_allowed_origins), "", 0, 0, NULL, NULL,
+     "Origins whose pages may open /sse from another origin (CORS; exact match such as "
+     "\"https://app.example.com\", \"*\" = any). Empty = same origin only. Requests without an Origin "
+     "header (non-browser clients) and same-origin requests are always allowed; others get 403."},
+
     {"channels.history_size", HR_OPT_INT, OFF(ch_history_size), "100", 0, 1000000, NULL, NULL,
      "Publications kept per channel for history and recovery. 0 = none (recovery is then impossible)."},
     {"channels.history_ttl", HR_OPT_DURATION, OFF(ch_history_ttl_ms), "5m", 0, 365 * DAY_MS, NULL, NULL,

@@ -79,6 +79,11 @@ typedef struct hr_config {
     int64_t ws_deflate_mem_level;
     int64_t ws_deflate_level;
     int64_t ws_deflate_min_size;
+    /* [sse] */
+    int64_t sse_retry_ms;
+    int64_t sse_heartbeat_interval_ms;
+    int64_t sse_max_queued_bytes;
+    hr_strlist sse_allowed_origins;
     /* [channels] - options of the default namespace */
     int64_t ch_history_size;
     int64_t ch_history_ttl_ms;

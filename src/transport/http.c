@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "server/server.h"
 #include "transport/api.h"
+#include "transport/sse.h"
 #include "transport/websocket.h"
 
 #include <errno.h>
@@ -109,6 +110,19 @@ void hr_http_respond(hr_conn *c, int status, const char *content_type, const cha
     head[n++] = '\n';
     hr_conn_send2(c, head, (size_t)n, head_only ? NULL : body, head_only ? 0 : len);
     if (close) hr_conn_close_after_flush(c);
+}
+
+void hr_http_respond_stream(hr_conn *c, int status, const char *content_type, const char *extra_headers,
+                            const void *first, size_t len)
+{
+    hr_buf b = HR_BUF_INIT;
+    hr_buf_printf(&b,
+                  "HTTP/1.1 %d %s\r\nServer: herald/" HERALD_VERSION "\r\nDate: %s\r\nContent-Type: %s\r\n"
+                  "Connection: close\r\n%s\r\n",
+                  status, hr_http_reason(status), http_date(), content_type, extra_headers ? extra_headers : "");
+    if (len) hr_buf_append(&b, first, len);
+    hr_conn_send(c, b.data, b.len);
+    hr_buf_free(&b);
 }
 
 void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, const char *message, bool close)
@@ -266,6 +280,10 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
     }
     if (path_is(req, "/ws/raw")) {
         hr_ws_upgrade(c, req, &hr_ws_raw_handler);
+        return;
+    }
+    if (path_is(req, "/sse")) {
+        hr_sse_handle(c, req, close);
         return;
     }
     if (req->path_len > 5 && memcmp(req->path, "/api/", 5) == 0) {

@@ -2,7 +2,7 @@
  * Content-Length and chunked bodies), limits and timeouts, routing to the
  * endpoints (/health, /ws/echo, /http/echo, static files) and responses.
  * Every new connection starts here; a WebSocket upgrade hands it over to
- * transport/websocket.c. */
+ * transport/websocket.c, an event stream (/sse) to transport/sse.c. */
 #ifndef HERALD_TRANSPORT_HTTP_H
 #define HERALD_TRANSPORT_HTTP_H
 
@@ -19,6 +19,15 @@ void hr_http_respond(hr_conn *c, int status, const char *content_type, const cha
                      const void *body, size_t len, bool head_only, bool close);
 /* A JSON error body {"error": message, "status": N} with the given status. */
 void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, const char *message, bool close);
+
+/* Start a response whose body is a stream that ends when the connection
+ * does (Server-Sent Events): the head carries no Content-Length and no
+ * Transfer-Encoding, and "Connection: close", so the body is delimited by
+ * the close (RFC 9112 section 6.3) and the connection is never reused.
+ * `first` (may be empty) is queued with the head, in the same write. The
+ * caller then switches the connection to its own transport. */
+void hr_http_respond_stream(hr_conn *c, int status, const char *content_type, const char *extra_headers,
+                            const void *first, size_t len);
 
 const char *hr_http_reason(int status);
 /* Drop HTTP state when the connection switches transport. */

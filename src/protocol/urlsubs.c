@@ -1,0 +1,242 @@
+/* urlsubs.c - subscriptions named in a URL (see urlsubs.h).
+ *
+ * Moved out of raw.c when /sse needed the same checks: the messages and
+ * statuses are raw mode's, with the kind of client and the usage line as
+ * parameters. */
+#include "protocol/urlsubs.h"
+#include "core/json.h"
+#include "hub/channel_name.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* ---- query strings ---------------------------------------------------------------- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+ssize_t hr_url_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '%') {
+            if (n - i < 3) return -1;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0) return -1;
+            ch = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (o == cap) return -1;
+        out[o++] = ch;
+    }
+    return (ssize_t)o;
+}
+
+/* Are the escapes of s[0..n) well-formed? */
+static bool escapes_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '%' && (n - i < 3 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)) return false;
+    return true;
+}
+
+int hr_query_next(const char *q, size_t n, size_t *pos, const char *name, char *out, size_t cap, size_t *len)
+{
+    size_t nlen = strlen(name);
+    while (q && *pos < n) {
+        size_t start = *pos;
+        const char *amp = memchr(q + start, '&', n - start);
+        size_t end = amp ? (size_t)(amp - q) : n;
+        *pos = amp ? end + 1 : n;
+        if (end == start) continue;
+        const char *eq = memchr(q + start, '=', end - start);
+        size_t kend = eq ? (size_t)(eq - q) : end;
+        /* a name that does not decode into nlen bytes (too long, or a
+         * malformed escape) is some other parameter: not ours to judge */
+        char key[64];
+        if (nlen >= sizeof(key)) return 0;
+        ssize_t klen = hr_url_decode(q + start, kend - start, key, nlen);
+        if (klen != (ssize_t)nlen || memcmp(key, name, nlen) != 0) continue;
+        size_t vstart = eq ? kend + 1 : end;
+        if (!escapes_ok(q + vstart, end - vstart)) return HR_ERR_PROTO;
+        ssize_t vlen = hr_url_decode(q + vstart, end - vstart, out, cap);
+        if (vlen < 0) return HR_ERR_TOO_BIG;
+        *len = (size_t)vlen;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- channels of a URL ---------------------------------------------------------------- */
+
+static hr_engine *engine_of(const hr_client *c) { return c->wh->hub->engine; }
+
+/* A refusal: HTTP status and message (the channel quoted, shortened). */
+static int refuse(int status, char *msg, size_t cap, const char *what, const char *ch, size_t len)
+{
+    if (ch) snprintf(msg, cap, "%s: \"%.*s%s\"", what, (int)HR_MIN(len, 64), ch, len > 64 ? "..." : "");
+    else snprintf(msg, cap, "%s", what);
+    return status;
+}
+
+int hr_urlsubs_parse(const hr_config *cfg, const hr_urlsubs_who *who, const char *q, size_t qlen, char *buf,
+                     hr_chan_ref **refs, size_t *nrefs, char *msg, size_t cap)
+{
+    size_t pos = 0, used = 0, n = 0, max = (size_t)cfg->ch_max_subscriptions;
+    hr_chan_ref *v = NULL;
+    size_t vcap = 0;
+    if (!q) qlen = 0;
+    for (;;) {
+        size_t len = 0;
+        char *out = buf + used;
+        int rc = hr_query_next(q, qlen, &pos, "channel", out, qlen - used, &len);
+        if (rc == 0) break;
+        if (rc < 0) {
+            hr_free(v);
+            return refuse(400, msg, cap, "malformed percent-escape in the channel parameter", NULL, 0);
+        }
+        bool pattern = false;
+        int vr = hr_chan_validate_pattern(out, len, (size_t)cfg->ch_max_channel_length, &pattern);
+        if (vr) {
+            hr_free(v);
+            char what[128];
+            snprintf(what, sizeof(what), "invalid channel (%s)", hr_chan_error_text(vr));
+            return refuse(400, msg, cap, what, out, len);
+        }
+        bool dup = false;
+        for (size_t i = 0; i < n && !dup; i++) dup = v[i].n == len && memcmp(v[i].p, out, len) == 0;
+        if (dup) continue;
+        hr_chan_policy pol;
+        if (hr_config_policy(cfg, out, len, &pol)) {
+            hr_free(v);
+            return refuse(400, msg, cap, "the channel's namespace is not configured on this server", out, len);
+        }
+        if (hr_chan_user_allowed(out, len, "", 0) == 0) {
+            hr_free(v);
+            char what[128];
+            snprintf(what, sizeof(what), "user-limited channels are not available to anonymous %s", who->clients);
+            return refuse(403, msg, cap, what, out, len);
+        }
+        if (!pol.allow_anonymous) {
+            hr_free(v);
+            return refuse(403, msg, cap, "anonymous clients may not subscribe to this channel", out, len);
+        }
+        if (n == max) {
+            hr_free(v);
+            char what[96];
+            snprintf(what, sizeof(what), "too many channels (channels.max_subscriptions is %zu)", max);
+            return refuse(400, msg, cap, what, NULL, 0);
+        }
+        if (n == vcap) {
+            vcap = vcap ? vcap * 2 : 4;
+            v = hr_realloc(v, vcap * sizeof(*v));
+        }
+        v[n++] = (hr_chan_ref){out, len, pattern, pol};
+        used += len;
+    }
+    if (!n) {
+        hr_free(v);
+        char what[128];
+        snprintf(what, sizeof(what), "missing channel parameter (%s)", who->usage);
+        return refuse(400, msg, cap, what, NULL, 0);
+    }
+    *refs = v;
+    *nrefs = n;
+    return 0;
+}
+
+int hr_urlsubs_subscribe(hr_client *c, const hr_chan_ref *refs, size_t n, char *msg, size_t cap)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (hr_hub_subscribe(c, refs[i].p, refs[i].n, refs[i].pattern, (uint64_t)refs[i].pol.max_subscribers))
+            continue;
+        hr_hub_unsubscribe_all(c);
+        return refuse(503, msg, cap, "the channel has reached its max_subscribers", refs[i].p, refs[i].n);
+    }
+    return 0;
+}
+
+static void join_leave(hr_client *c, const char *ch, size_t len, bool join)
+{
+    hr_buf info = HR_BUF_INIT;
+    hr_buf_printf(&info, "{\"client\":\"%s\",\"user\":", c->id);
+    hr_json_append_string(&info, c->user, strlen(c->user));
+    hr_buf_append(&info, "}", 1);
+    hr_pub *p = hr_pub_new(join ? HR_PUB_JOIN : HR_PUB_LEAVE, ch, len, "", 0, (const char *)info.data, info.len);
+    hr_buf_free(&info);
+    engine_of(c)->vt->publish_event(engine_of(c), p);
+    hr_pub_unref(p);
+}
+
+void hr_urlsubs_announce(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (refs[i].pattern) continue;
+        hr_chan_opts o = HR_CHAN_OPTS(cfg, refs[i].pol);
+        if (o.presence) {
+            engine_of(c)->vt->presence_add(engine_of(c), refs[i].p, refs[i].n, c->id, c->user, NULL, NULL, NULL);
+            hr_sub *sub = hr_hub_find_sub(c, refs[i].p, refs[i].n);
+            if (sub) sub->presence = true;
+        }
+        if (o.join_leave) join_leave(c, refs[i].p, refs[i].n, true);
+    }
+}
+
+void hr_urlsubs_leave(hr_client *c, const hr_config *cfg, hr_sub *sub)
+{
+    if (sub->lc == NULL) {
+        hr_hub_unsubscribe(c, sub);
+        return;
+    }
+    /* the local channel may be freed by unsubscribe: copy the name first */
+    size_t len = 0;
+    const char *n = hr_hub_sub_channel(sub, &len);
+    char *name = hr_strndup(n, len);
+    bool pres = sub->presence;
+    hr_hub_unsubscribe(c, sub);
+    hr_chan_policy pol;
+    bool known = hr_config_policy(cfg, name, len, &pol) == 0;
+    if (pres) engine_of(c)->vt->presence_remove(engine_of(c), name, len, c->id, NULL, NULL);
+    if (known && pol.join_leave) join_leave(c, name, len, false);
+    hr_free(name);
+}
+
+static bool is_exact_sub(const hr_sub *s, const hr_pub *pub)
+{
+    size_t len;
+    const char *name = hr_hub_sub_channel(s, &len);
+    return s->lc && len == pub->channel_len && memcmp(name, pub->channel, len) == 0;
+}
+
+bool hr_urlsubs_delivers(const hr_client *c, const hr_sub *sub, const hr_pub *pub)
+{
+    if (sub->lc || c->nsubs <= 1) return true;
+    const hr_sub *first = NULL;
+    for (const hr_sub *s = c->subs; s; s = s->client_next) {
+        if (s->lc) {
+            if (is_exact_sub(s, pub)) return false;
+        } else if (!first && hr_chan_match(s->pattern, s->pattern_len, pub->channel, pub->channel_len)) {
+            first = s;
+        }
+    }
+    return first == sub;
+}
+
+void hr_urlsubs_client_id(char id[37])
+{
+    uint8_t rnd[16];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) memset(rnd, 0, sizeof(rnd));
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        id[2 * i] = hex[rnd[i] >> 4];
+        id[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    id[32] = '\0';
+}

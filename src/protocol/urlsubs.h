@@ -1,0 +1,90 @@
+/* urlsubs.h - subscriptions named in a URL (?channel=a&channel=b), shared by
+ * the endpoints whose clients subscribe through the request line and speak
+ * no protocol to do it: raw WebSocket mode (/ws/raw, protocol/raw.c) and
+ * Server-Sent Events (/sse, transport/sse.c).
+ *
+ *   - the query-string codec (percent-decoding, parameters by name);
+ *   - the `channel` parameters checked the way a native subscribe checks
+ *     them (names and patterns, namespace configured, user-limited channels,
+ *     anonymous access, channels.max_subscriptions), with an HTTP status and
+ *     a message naming the channel when one is refused;
+ *   - subscribing a client to all of them or none (max_subscribers), then
+ *     presence and join events; leaving a channel (presence, leave event);
+ *   - which of a client's subscriptions delivers a publication that several
+ *     match (an exact channel and a pattern, two patterns): these clients
+ *     cannot tell copies apart, so exactly one does.
+ *
+ * The clients are anonymous (user ""), like every URL-subscribed client
+ * until token authentication exists. */
+#ifndef HERALD_PROTOCOL_URLSUBS_H
+#define HERALD_PROTOCOL_URLSUBS_H
+
+#include "hub/hub.h"
+#include "server/config.h"
+
+#include <sys/types.h>
+
+/* ---- query strings ---------------------------------------------------------------- */
+
+/* Percent-decode s[0..n) into out (cap bytes; out may be s). "%XX" (hex,
+ * either case) becomes one byte; '+' stays '+' (RFC 3986 query, not form
+ * encoding: channel names may contain '+' and never a space). Returns the
+ * decoded length, or -1 on a malformed escape ('%' not followed by two hex
+ * digits) or when out is too small. */
+ssize_t hr_url_decode(const char *s, size_t n, char *out, size_t cap);
+
+/* The next parameter named `name` (compared after decoding) in the query
+ * string q[0..n) ("a=1&b=2&a=3"), starting at *pos (0 at first). Its value
+ * (empty when there is no '=') is decoded into out[0..cap) and its length
+ * stored in *len. Returns 1 when found (*pos moves past it), 0 when there is
+ * no more, HR_ERR_PROTO on a malformed escape in its value, HR_ERR_TOO_BIG
+ * when the decoded value does not fit in cap. Empty pieces ("a=1&&b") and
+ * other parameters (even malformed ones) are skipped. */
+int hr_query_next(const char *q, size_t n, size_t *pos, const char *name, char *out, size_t cap, size_t *len);
+
+/* ---- channels of a URL ---------------------------------------------------------------- */
+
+typedef struct hr_chan_ref {
+    const char *p;             /* decoded name, in the caller's buffer */
+    size_t n;
+    bool pattern;
+    hr_chan_policy pol;        /* its namespace's options */
+} hr_chan_ref;
+
+/* Who is asking, for the messages of refusals. */
+typedef struct hr_urlsubs_who {
+    const char *clients;       /* "raw clients": "... not available to anonymous raw clients" */
+    const char *usage;         /* "/ws/raw?channel=NAME": shown when no channel is given */
+} hr_urlsubs_who;
+
+/* Parse and check every `channel` parameter of q[0..qlen) (q may be NULL)
+ * into *refs (allocated, hr_free it), names decoded into buf (qlen + 1
+ * bytes at least). A channel given twice counts once. Returns 0, or an HTTP
+ * status with a message in msg (nothing allocated):
+ *   400  no channel, a malformed escape, an invalid name or pattern, more
+ *        than channels.max_subscriptions channels, an unknown namespace;
+ *   403  a user-limited channel (#), a namespace refusing anonymous clients. */
+int hr_urlsubs_parse(const hr_config *cfg, const hr_urlsubs_who *who, const char *q, size_t qlen, char *buf,
+                     hr_chan_ref **refs, size_t *nrefs, char *msg, size_t cap);
+
+/* Subscribe c to every ref, in order. Returns 0, or 503 with a message when
+ * a channel already has its namespace's max_subscribers: then every
+ * subscription made here is undone. */
+int hr_urlsubs_subscribe(hr_client *c, const hr_chan_ref *refs, size_t n, char *msg, size_t cap);
+
+/* Once every channel is accepted: presence (concrete channels whose
+ * namespace has presence; sub->presence is set) and join events (where it
+ * has join_leave). */
+void hr_urlsubs_announce(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n);
+
+/* Leave one subscription: unsubscribe, leave presence, leave event. */
+void hr_urlsubs_leave(hr_client *c, const hr_config *cfg, hr_sub *sub);
+
+/* Of c's subscriptions matching pub's channel, does `sub` deliver it? The
+ * exact subscription does; else the first matching pattern in c's list. */
+bool hr_urlsubs_delivers(const hr_client *c, const hr_sub *sub, const hr_pub *pub);
+
+/* A random client id: 32 hex digits and a NUL. */
+void hr_urlsubs_client_id(char id[37]);
+
+#endif

@@ -1,0 +1,635 @@
+/* sse.c - Server-Sent Events (see sse.h and docs/transports.md).
+ *
+ * A stream is an hr_client of the hub (like a raw WebSocket client) and an
+ * hr_conn transport at once: the wire format is part of the transport, so
+ * there is no sink in between.
+ *
+ * Starting a stream, all in the request's loop turn:
+ *   1. the request's checks (method, Origin, token, channels: urlsubs.c),
+ *      each refusal an HTTP error with a JSON body;
+ *   2. every channel subscribed with the hub (all or none), *then* its
+ *      position asked from the engine, with the publications after the
+ *      Last-Event-ID position when the client sent one; the subscription's
+ *      offset is set to the position, so inbox copies of what the position
+ *      already covers are skipped (the native subscribe does the same);
+ *   3. the response head, ":ok", "retry:", the `connected` event carrying
+ *      the starting id, then per channel the recovered publications (each
+ *      with its id) or a `recovery_failed` event; presence and join events.
+ * Everything queued in one turn leaves in one writev, before any live event.
+ *
+ * The id: the browser remembers only the last id it saw, so every id holds
+ * the position of every concrete channel of the stream (the position of
+ * the other channels being what this stream last delivered in them). The
+ * starting id carries, for a channel being recovered, the position the
+ * client asked for, and the id moves on with each recovered event; so a
+ * stream cut in the middle of its recovery resumes from where it was cut,
+ * and a failed recovery is reported again until the recovery_failed event
+ * got through. Events without a position (join, leave, publications reached
+ * through a pattern, heartbeats) carry no id line: the browser keeps the
+ * last one.
+ *
+ * Ending a stream: disconnect events (API, shutdown) are queued and the
+ * connection closes once they are written; a slow consumer's queue is
+ * dropped first. Neither frees the client during a fan-out: the close comes
+ * at the end of the loop turn (or, if the peer does not read, when
+ * websocket.close_timeout passes). */
+#include "transport/sse.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "protocol/session.h"
+#include "protocol/urlsubs.h"
+#include "server/server.h"
+#include "transport/http.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct hr_sse {
+    hr_client client;          /* must stay first: the hub hands it back */
+    hr_conn *c;
+    const hr_config *cfg;
+    /* the URL's concrete channels, in URL order: subscription (NULL once
+     * the server API unsubscribed it) and this stream's position */
+    hr_sub **subs;
+    hr_sse_pos *pos;
+    size_t nchans;
+    uint64_t last_tx;          /* loop time of the last bytes queued (heartbeat) */
+    bool closing;
+} hr_sse;
+
+static const hr_conn_vt sse_vt;
+
+/* ---- the id codec ------------------------------------------------------------------ */
+
+static bool epoch_char(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+           ch == '-';
+}
+
+int hr_sse_id_parse(const char *s, size_t n, hr_sse_pos *out, size_t max)
+{
+    if (n == 0) return 0;
+    size_t count = 0, i = 0;
+    for (;;) {
+        size_t e0 = i;
+        while (i < n && epoch_char(s[i])) i++;
+        size_t elen = i - e0;
+        if (elen == 0 || elen > HR_EPOCH_LEN || i == n || s[i] != ':') return HR_ERR_PROTO;
+        i++;
+        size_t d0 = i;
+        uint64_t v = 0;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            uint64_t d = (uint64_t)(s[i] - '0');
+            if (v > (UINT64_MAX - d) / 10) return HR_ERR_PROTO;
+            v = v * 10 + d;
+            i++;
+        }
+        if (i == d0 || i - d0 > 20) return HR_ERR_PROTO;
+        if (count < max) {
+            memcpy(out[count].epoch, s + e0, elen);
+            out[count].epoch[elen] = '\0';
+            out[count].offset = v;
+        }
+        count++;
+        if (count > (size_t)INT32_MAX) return HR_ERR_PROTO;
+        if (i == n) return (int)count;
+        if (s[i] != '.' || ++i == n) return HR_ERR_PROTO;
+    }
+}
+
+size_t hr_sse_id_format(const hr_sse_pos *pos, size_t n, char *out)
+{
+    char *p = out;
+    for (size_t i = 0; i < n; i++) {
+        if (i) *p++ = '.';
+        size_t el = strnlen(pos[i].epoch, HR_EPOCH_LEN);
+        memcpy(p, pos[i].epoch, el);
+        p += el;
+        *p++ = ':';
+        char digits[20];
+        int nd = 0;
+        uint64_t v = pos[i].offset;
+        do {
+            digits[nd++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        while (nd) *p++ = digits[--nd];
+    }
+    return (size_t)(p - out);
+}
+
+/* ---- writing events --------------------------------------------------------------------- */
+
+/* "data: " lines for d[0..n): one per line of the text (publications are
+ * compact JSON and have none, but info or reasons must not break the
+ * framing whatever they hold). */
+static void append_data(hr_buf *b, const char *d, size_t n)
+{
+    size_t i = 0;
+    for (;;) {
+        size_t j = i;
+        while (j < n && d[j] != '\n' && d[j] != '\r') j++;
+        hr_buf_append(b, "data: ", 6);
+        hr_buf_append(b, d + i, j - i);
+        hr_buf_append(b, "\n", 1);
+        if (j >= n) return;
+        if (d[j] == '\r' && j + 1 < n && d[j + 1] == '\n') j++;
+        i = j + 1;
+    }
+}
+
+/* "id: <position vector>\n" (nothing for a stream without concrete channels). */
+static void append_id(hr_buf *b, const hr_sse *s)
+{
+    if (!s->nchans) return;
+    hr_buf_append(b, "id: ", 4);
+    uint8_t *dst = hr_buf_reserve(b, s->nchans * HR_SSE_ID_ENTRY_MAX + 1);
+    b->len += hr_sse_id_format(s->pos, s->nchans, (char *)dst);
+    hr_buf_append(b, "\n", 1);
+}
+
+/* A whole event: optional name, optional id, data, blank line. */
+static void append_event(hr_buf *b, const hr_sse *s, const char *name, bool with_id, const char *data, size_t n)
+{
+    if (name) hr_buf_printf(b, "event: %s\n", name);
+    if (with_id) append_id(b, s);
+    append_data(b, data, n);
+    hr_buf_append(b, "\n", 1);
+}
+
+static void queue(hr_sse *s, const hr_buf *b)
+{
+    hr_conn_send(s->c, b->data, b->len);
+    s->last_tx = hr_conn_now(s->c);
+}
+
+/* The shared part of a live event, made once per publication per worker. */
+static hr_sbuf *encode_shared(const hr_pub *pub)
+{
+    hr_buf b = HR_BUF_INIT;
+    if (pub->kind == HR_PUB_MESSAGE) {
+        if (pub->data_len) append_data(&b, pub->data, pub->data_len);
+        else append_data(&b, "null", 4);
+        hr_buf_append(&b, "\n", 1);
+    } else { /* join / leave */
+        hr_buf d = HR_BUF_INIT;
+        hr_buf_append_str(&d, "{\"channel\":");
+        hr_json_append_string(&d, pub->channel, pub->channel_len);
+        hr_buf_append_str(&d, ",\"info\":");
+        if (pub->info) hr_buf_append(&d, pub->info, pub->info_len);
+        else hr_buf_append_str(&d, "null");
+        hr_buf_append(&d, "}", 1);
+        hr_buf_printf(&b, "event: %s\n", pub->kind == HR_PUB_JOIN ? "join" : "leave");
+        append_data(&b, (const char *)d.data, d.len);
+        hr_buf_append(&b, "\n", 1);
+        hr_buf_free(&d);
+    }
+    hr_sbuf *sb = hr_sbuf_new(b.data, b.len);
+    hr_buf_free(&b);
+    return sb;
+}
+
+/* ---- ending a stream ------------------------------------------------------------------- */
+
+/* End the stream once what is queued is written (drop: discard what has not
+ * started to leave first), within websocket.close_timeout. Safe during a
+ * fan-out: nothing is freed before the end of the loop turn. */
+static void sse_end(hr_sse *s, bool drop)
+{
+    if (s->closing) return;
+    s->closing = true;
+    if (drop) hr_conn_drop_queued(s->c);
+    hr_conn_close_after_flush(s->c);
+    hr_conn_set_timer(s->c, (uint64_t)s->cfg->ws_close_timeout_ms);
+}
+
+/* event: disconnect, then the end. */
+static void sse_disconnect(hr_sse *s, int code, const char *reason)
+{
+    if (s->closing) return;
+    hr_buf d = HR_BUF_INIT, b = HR_BUF_INIT;
+    hr_buf_printf(&d, "{\"code\":%d,\"reason\":", code);
+    hr_json_append_string(&d, reason, strlen(reason));
+    hr_buf_printf(&d, ",\"reconnect\":%s}", code < 3500 ? "true" : "false");
+    append_event(&b, s, "disconnect", false, (const char *)d.data, d.len);
+    queue(s, &b);
+    hr_buf_free(&d);
+    hr_buf_free(&b);
+    sse_end(s, false);
+}
+
+/* ---- the hub's callbacks ------------------------------------------------------------------ */
+
+static hr_sse_pos *pos_of(hr_sse *s, const hr_sub *sub)
+{
+    for (size_t i = 0; i < s->nchans; i++)
+        if (s->subs[i] == sub) return &s->pos[i];
+    return NULL;
+}
+
+static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
+{
+    hr_sse *s = (hr_sse *)cl;
+    if (s->closing) return;
+    if (pub->kind == HR_PUB_MESSAGE && !hr_urlsubs_delivers(cl, sub, pub)) return;
+    hr_conn *c = s->c;
+    size_t max = (size_t)s->cfg->sse_max_queued_bytes;
+    /* a queue over the limit is first offered to the kernel, so a burst
+     * within one loop turn is not mistaken for a slow reader */
+    if (c->out.bytes > max && hr_conn_write_now(c) > max) {
+        hr_info("sse client %s: slow consumer, ending the stream (it resumes with Last-Event-ID)", cl->id);
+        sse_end(s, true);
+        return;
+    }
+    if (!cache->slot[HR_ENC_SSE]) cache->slot[HR_ENC_SSE] = encode_shared(pub);
+    hr_sse_pos *pos = pub->kind == HR_PUB_MESSAGE && sub->lc ? pos_of(s, sub) : NULL;
+    if (pos) { /* this stream's own id line, then the shared lines */
+        pos->offset = pub->offset;
+        if (strcmp(pos->epoch, pub->epoch) != 0) memcpy(pos->epoch, pub->epoch, sizeof(pos->epoch));
+        char stack[512];
+        size_t need = 5 + s->nchans * HR_SSE_ID_ENTRY_MAX;
+        char *line = need <= sizeof(stack) ? stack : hr_malloc(need);
+        memcpy(line, "id: ", 4);
+        size_t n = 4 + hr_sse_id_format(s->pos, s->nchans, line + 4);
+        line[n++] = '\n';
+        hr_conn_send(c, line, n);
+        if (line != stack) hr_free(line);
+    }
+    hr_conn_send_shared(c, cache->slot[HR_ENC_SSE]);
+    s->last_tx = hr_conn_now(c);
+}
+
+/* Server API commands: unsubscribe (event: unsubscribe; the stream stays,
+ * even with no channel left: an EventSource would only reconnect to the
+ * same URL) or disconnect (event: disconnect, then the end). */
+static void sse_on_command(hr_client *cl, hr_sub *sub, const hr_pub *cmd)
+{
+    hr_sse *s = (hr_sse *)cl;
+    if (s->closing) return;
+    const char *reason = hr_pub_reason(cmd);
+    if (cmd->kind == HR_PUB_DISCONNECT) {
+        hr_info("sse client %s: disconnected by the server API (code %d)", cl->id, cmd->code);
+        sse_disconnect(s, cmd->code, reason);
+        return;
+    }
+    size_t len;
+    const char *name = hr_hub_sub_channel(sub, &len);
+    hr_buf d = HR_BUF_INIT, b = HR_BUF_INIT;
+    hr_buf_append_str(&d, "{\"channel\":");
+    hr_json_append_string(&d, name, len);
+    hr_buf_printf(&d, ",\"code\":%d,\"reason\":", cmd->code);
+    hr_json_append_string(&d, reason, strlen(reason));
+    hr_buf_append(&d, "}", 1);
+    append_event(&b, s, "unsubscribe", false, (const char *)d.data, d.len);
+    queue(s, &b);
+    hr_buf_free(&d);
+    hr_buf_free(&b);
+    for (size_t i = 0; i < s->nchans; i++)
+        if (s->subs[i] == sub) s->subs[i] = NULL; /* its position stays in the id: the URL still names it */
+    hr_urlsubs_leave(cl, s->cfg, sub);
+}
+
+static const hr_client_vt sse_client_vt = {.on_pub = sse_on_pub, .on_command = sse_on_command};
+
+/* ---- the transport ------------------------------------------------------------------------- */
+
+static void arm_heartbeat(hr_sse *s)
+{
+    uint64_t iv = (uint64_t)s->cfg->sse_heartbeat_interval_ms;
+    if (!iv) {
+        hr_conn_stop_timer(s->c);
+        return;
+    }
+    uint64_t now = hr_conn_now(s->c), next = s->last_tx + iv;
+    hr_conn_set_timer(s->c, next > now ? next - now : 1);
+}
+
+/* Nothing the client sends after its request means anything: discarded. */
+static ssize_t sse_on_data(hr_conn *c, uint8_t *data, size_t len)
+{
+    HR_UNUSED(c);
+    HR_UNUSED(data);
+    return (ssize_t)len;
+}
+
+static void sse_on_eof(hr_conn *c) { hr_conn_close(c); }
+
+static void sse_on_timer(hr_conn *c)
+{
+    hr_sse *s = c->proto;
+    if (s->closing) { /* the end did not get written in time */
+        hr_conn_close(c);
+        return;
+    }
+    uint64_t iv = (uint64_t)s->cfg->sse_heartbeat_interval_ms;
+    if (iv && hr_conn_now(c) - s->last_tx >= iv) {
+        static const char ping[] = ": ping\n\n";
+        hr_conn_send(c, ping, sizeof(ping) - 1);
+        s->last_tx = hr_conn_now(c);
+    }
+    arm_heartbeat(s);
+}
+
+static void sse_on_shutdown(hr_conn *c)
+{
+    sse_disconnect(c->proto, HR_DISC_SHUTDOWN, "server shutting down, reconnect");
+}
+
+static void sse_free(hr_sse *s)
+{
+    hr_hub_client_remove(&s->client);
+    while (s->client.subs) hr_urlsubs_leave(&s->client, s->cfg, s->client.subs);
+    hr_free(s->subs);
+    hr_free(s->pos);
+    hr_free(s->client.user);
+    hr_free(s);
+}
+
+static void sse_on_free(hr_conn *c)
+{
+    if (c->proto) sse_free(c->proto);
+}
+
+static const hr_conn_vt sse_vt = {
+    .on_data = sse_on_data,
+    .on_eof = sse_on_eof,
+    .on_timer = sse_on_timer,
+    .on_shutdown = sse_on_shutdown,
+    .on_free = sse_on_free,
+    .name = "sse",
+};
+
+/* ---- the request ------------------------------------------------------------------------- */
+
+static bool method_is(const hr_http_request *req, const char *m)
+{
+    size_t n = strlen(m);
+    return req->method_len == n && memcmp(req->method, m, n) == 0;
+}
+
+/* Is Origin (scheme://host[:port]) the server's own, as the Host header names it? */
+static bool same_origin(const hr_http_header *o, const hr_http_request *req)
+{
+    const hr_http_header *host = hr_http_find_header(req, "host");
+    const char *sep = memmem(o->value, o->value_len, "://", 3);
+    if (!host || !sep) return false;
+    size_t slen = (size_t)(sep - o->value), alen = o->value_len - slen - 3, hlen = host->value_len;
+    const char *auth = sep + 3, *h = host->value;
+    if (alen == hlen && strncasecmp(auth, h, alen) == 0) return true;
+    /* the scheme's default port written on one side only */
+    const char *dp = slen == 4 && strncasecmp(o->value, "http", 4) == 0    ? ":80"
+                     : slen == 5 && strncasecmp(o->value, "https", 5) == 0 ? ":443"
+                                                                           : NULL;
+    if (!dp) return false;
+    size_t dl = strlen(dp);
+    if (hlen == alen + dl) return strncasecmp(h, auth, alen) == 0 && memcmp(h + alen, dp, dl) == 0;
+    if (alen == hlen + dl) return strncasecmp(auth, h, hlen) == 0 && memcmp(auth + hlen, dp, dl) == 0;
+    return false;
+}
+
+/* Origin policy (sse.allowed_origins): -1 refused; 0 allowed with no CORS
+ * headers (no Origin, same origin); 1 allowed cross-origin, the CORS
+ * response headers written into cors. */
+static int check_origin(const hr_config *cfg, const hr_http_request *req, char *cors, size_t cap)
+{
+    cors[0] = '\0';
+    const hr_http_header *o = hr_http_find_header(req, "origin");
+    if (!o || same_origin(o, req)) return 0;
+    if (o->value_len > 256) return -1;
+    bool ok = false;
+    for (size_t i = 0; i < cfg->sse_allowed_origins.n && !ok; i++) {
+        const char *a = cfg->sse_allowed_origins.v[i];
+        ok = strcmp(a, "*") == 0 || (strlen(a) == o->value_len && strncasecmp(a, o->value, o->value_len) == 0);
+    }
+    if (!ok) return -1;
+    snprintf(cors, cap,
+             "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Allow-Credentials: true\r\n"
+             "Access-Control-Expose-Headers: X-Herald-Client\r\nVary: Origin\r\n",
+             (int)o->value_len, o->value);
+    return 1;
+}
+
+/* What the engine said about one channel when the stream started. */
+typedef struct rec_ctx {
+    hr_sub *sub;
+    bool got;                  /* the engine answered */
+    bool complete;             /* every publication after the asked position is in pubs */
+    hr_sse_pos now;            /* the channel's position */
+    hr_pub **pubs;             /* referenced */
+    size_t n;
+} rec_ctx;
+
+static void on_history(void *ud, int err, const hr_history *h)
+{
+    rec_ctx *x = ud;
+    if (err) return;
+    x->got = true;
+    /* everything up to h->offset is in pubs or older than the position:
+     * later inbox copies are skipped */
+    x->sub->offset = h->offset;
+    x->now.offset = h->offset;
+    memcpy(x->now.epoch, h->epoch, sizeof(x->now.epoch));
+    x->complete = h->complete;
+    if (h->complete && h->n) {
+        x->pubs = hr_malloc(h->n * sizeof(*x->pubs));
+        for (size_t i = 0; i < h->n; i++) x->pubs[i] = hr_pub_ref(h->pubs[i]);
+        x->n = h->n;
+    }
+}
+
+static void recs_free(rec_ctx *rec, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < rec[i].n; k++) hr_pub_unref(rec[i].pubs[k]);
+        hr_free(rec[i].pubs);
+    }
+    hr_free(rec);
+}
+
+/* The Last-Event-ID the client sent: the header (a reconnecting
+ * EventSource), else ?last_event_id= (clients that cannot set headers; the
+ * header wins because a URL keeps its first value across reconnects).
+ * Returns the text (in the header, or decoded into buf) or NULL. */
+static const char *last_event_id(const hr_http_request *req, char *buf, size_t cap, size_t *len)
+{
+    const hr_http_header *h = hr_http_find_header(req, "last-event-id");
+    if (h && h->value_len) {
+        *len = h->value_len;
+        return h->value;
+    }
+    size_t pos = 0;
+    if (req->query && hr_query_next(req->query, req->query_len, &pos, "last_event_id", buf, cap, len) == 1 && *len)
+        return buf;
+    return NULL;
+}
+
+static const hr_urlsubs_who sse_who = {"SSE clients", "/sse?channel=NAME"};
+
+static const char preflight_headers[] = "Access-Control-Allow-Methods: GET, OPTIONS\r\n"
+                                        "Access-Control-Allow-Headers: Last-Event-ID, Cache-Control, Accept, "
+                                        "X-Requested-With\r\n"
+                                        "Access-Control-Max-Age: 600\r\n";
+
+void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
+{
+    hr_worker *w = c->w;
+    const hr_config *cfg = w->cfg;
+    char cors[512], hdrs[1024], msg[256];
+    int origin = check_origin(cfg, req, cors, sizeof(cors));
+
+    if (method_is(req, "OPTIONS")) { /* CORS preflight (polyfills that set headers) */
+        if (origin < 0) {
+            hr_http_respond_error(c, 403, NULL, "origin not allowed (sse.allowed_origins)", close);
+            return;
+        }
+        snprintf(hdrs, sizeof(hdrs), "Allow: GET, OPTIONS\r\n%s%s", cors, origin > 0 ? preflight_headers : "");
+        hr_http_respond(c, 200, NULL, hdrs, NULL, 0, false, close);
+        return;
+    }
+    if (!method_is(req, "GET")) {
+        snprintf(hdrs, sizeof(hdrs), "Allow: GET, OPTIONS\r\n%s", cors);
+        static const char body[] = "{\"error\":\"method not allowed\",\"status\":405}";
+        hr_http_respond(c, 405, "application/json", hdrs, body, sizeof(body) - 1, method_is(req, "HEAD"), close);
+        return;
+    }
+    if (origin < 0) {
+        hr_http_respond_error(c, 403, NULL, "origin not allowed (sse.allowed_origins)", close);
+        return;
+    }
+    if (req->content_length > 0 || req->chunked) {
+        hr_http_respond_error(c, 400, cors, "an event-stream request has no body", true);
+        return;
+    }
+    size_t qlen = req->query ? req->query_len : 0;
+    char *buf = hr_malloc(qlen + 1); /* decoded values are never longer than the query */
+    size_t pos = 0, tlen = 0;
+    /* issue 6 puts token authentication here; until then a token is refused
+     * rather than ignored (as the native protocol's connect does) */
+    if (req->query && hr_query_next(req->query, qlen, &pos, "token", buf, qlen, &tlen) != 0) {
+        hr_free(buf);
+        hr_http_respond_error(c, 401, cors, "token authentication is not configured on this server", close);
+        return;
+    }
+    hr_chan_ref *refs = NULL;
+    size_t n = 0;
+    int st = hr_urlsubs_parse(cfg, &sse_who, req->query, qlen, buf, &refs, &n, msg, sizeof(msg));
+    if (st) {
+        hr_free(buf);
+        hr_http_respond_error(c, st, cors, msg, close);
+        return;
+    }
+
+    hr_sse *s = hr_calloc(1, sizeof(*s));
+    s->client.vt = &sse_client_vt;
+    s->client.wh = w->hub;
+    s->client.user = hr_strdup("");
+    hr_urlsubs_client_id(s->client.id);
+    s->c = c;
+    s->cfg = cfg;
+    st = hr_urlsubs_subscribe(&s->client, refs, n, msg, sizeof(msg));
+    if (st) {
+        hr_free(s->client.user);
+        hr_free(s);
+        hr_free(refs);
+        hr_free(buf);
+        hr_http_respond_error(c, st, cors, msg, close);
+        return;
+    }
+
+    /* positions, and what the client missed since its Last-Event-ID */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += !refs[i].pattern;
+    s->subs = k ? hr_calloc(k, sizeof(*s->subs)) : NULL;
+    s->pos = k ? hr_calloc(k, sizeof(*s->pos)) : NULL;
+    s->nchans = k;
+    rec_ctx *rec = hr_calloc(k ? k : 1, sizeof(*rec));
+    hr_sse_pos *asked = hr_calloc(k ? k : 1, sizeof(*asked));
+    size_t idlen = 0;
+    char *idbuf = hr_malloc(qlen + 1);
+    const char *id = last_event_id(req, idbuf, qlen, &idlen);
+    int nid = id ? hr_sse_id_parse(id, idlen, asked, k) : 0;
+    if (id && nid < 0) hr_info("sse client %s: malformed Last-Event-ID, nothing recoverable", s->client.id);
+    hr_free(idbuf);
+    hr_engine *e = w->hub->hub->engine;
+    bool engine_ok = true;
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (refs[i].pattern) continue;
+        hr_sub *sub = hr_hub_find_sub(&s->client, refs[i].p, refs[i].n);
+        s->subs[j] = sub;
+        rec[j].sub = sub;
+        hr_chan_opts o = HR_CHAN_OPTS(cfg, refs[i].pol);
+        bool since = nid > 0 && j < (size_t)nid;
+        hr_history_query q = {.has_since = since, .since_offset = since ? asked[j].offset : 0,
+                              .since_epoch = since ? asked[j].epoch : "", .limit = since ? (int64_t)o.history_size : 0};
+        /* the memory engine answers at once; an asynchronous engine (Redis)
+         * will need this turned into a continuation, as session.c will */
+        e->vt->history(e, &o, refs[i].p, refs[i].n, &q, on_history, &rec[j]);
+        engine_ok = engine_ok && rec[j].got;
+        j++;
+    }
+    if (!engine_ok) {
+        recs_free(rec, k);
+        hr_free(asked);
+        hr_hub_unsubscribe_all(&s->client);
+        hr_free(s->subs);
+        hr_free(s->pos);
+        hr_free(s->client.user);
+        hr_free(s);
+        hr_free(refs);
+        hr_free(buf);
+        hr_http_respond_error(c, 503, cors, "the engine cannot serve the channels' positions", close);
+        return;
+    }
+
+    /* the stream starts */
+    snprintf(hdrs, sizeof(hdrs), "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Herald-Client: %s\r\n%s",
+             s->client.id, cors);
+    hr_buf b = HR_BUF_INIT;
+    hr_buf_append_str(&b, ":ok\n");
+    if (cfg->sse_retry_ms) hr_buf_printf(&b, "retry: %lld\n", (long long)cfg->sse_retry_ms);
+    hr_buf_append(&b, "\n", 1);
+    hr_http_respond_stream(c, 200, "text/event-stream", hdrs, b.data, b.len);
+    b.len = 0;
+    hr_http_detach(c);
+    hr_conn_set_transport(c, &sse_vt, s);
+
+    /* the starting id: where the client asked to resume, else where the channel is */
+    for (size_t j = 0; j < k; j++) s->pos[j] = nid > 0 && j < (size_t)nid ? asked[j] : rec[j].now;
+    char data[64];
+    int dn = snprintf(data, sizeof(data), "{\"client\":\"%s\"}", s->client.id);
+    append_event(&b, s, "connected", true, data, (size_t)dn);
+    for (size_t j = 0; j < k; j++) {
+        if (!id) break; /* live only */
+        if (nid > 0 && j < (size_t)nid && rec[j].complete) {
+            for (size_t m = 0; m < rec[j].n; m++) {
+                const hr_pub *p = rec[j].pubs[m];
+                s->pos[j].offset = p->offset;
+                append_event(&b, s, NULL, true, p->data_len ? p->data : "null", p->data_len ? p->data_len : 4);
+            }
+            s->pos[j] = rec[j].now;
+            continue;
+        }
+        s->pos[j] = rec[j].now;
+        size_t len;
+        const char *name = hr_hub_sub_channel(s->subs[j], &len);
+        hr_buf d = HR_BUF_INIT;
+        hr_buf_append_str(&d, "{\"channel\":");
+        hr_json_append_string(&d, name, len);
+        hr_buf_printf(&d, ",\"epoch\":\"%s\",\"offset\":%llu}", s->pos[j].epoch, (unsigned long long)s->pos[j].offset);
+        append_event(&b, s, "recovery_failed", true, (const char *)d.data, d.len);
+        hr_buf_free(&d);
+    }
+    queue(s, &b);
+    hr_buf_free(&b);
+    recs_free(rec, k);
+    hr_free(asked);
+
+    hr_urlsubs_announce(&s->client, cfg, refs, n);
+    hr_free(refs);
+    hr_free(buf);
+    hr_hub_client_add(&s->client);
+    arm_heartbeat(s);
+    if (w->draining) sse_disconnect(s, HR_DISC_SHUTDOWN, "server shutting down, reconnect");
+}

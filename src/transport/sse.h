@@ -1,0 +1,57 @@
+/* sse.h - Server-Sent Events (GET /sse?channel=a&channel=b; docs/transports.md).
+ *
+ * A browser's native EventSource (or curl, or any SSE client) subscribes to
+ * the channels of its URL, checked and subscribed exactly as raw WebSocket
+ * mode does (protocol/urlsubs.h), and receives every publication as an
+ * event whose data is the publication's data and whose id carries the
+ * stream's position in every channel of the URL. A reconnecting
+ * EventSource sends the last id back (Last-Event-ID) and gets what it
+ * missed, from history, before the live events, or a recovery_failed event
+ * per channel when that is impossible.
+ *
+ * The response is a stream delimited by the connection's end (no
+ * Content-Length, no chunked encoding, "Connection: close"): the connection
+ * leaves the HTTP request/response cycle the way a WebSocket upgrade does,
+ * and from then on nothing it receives is read as requests.
+ *
+ * Fan-out: the shared part of an event ("data: ...\n\n", or the whole
+ * join/leave event) is encoded once per publication per worker
+ * (hr_enc_cache slot HR_ENC_SSE); each stream adds only its own id line. */
+#ifndef HERALD_TRANSPORT_SSE_H
+#define HERALD_TRANSPORT_SSE_H
+
+#include "codec/http1.h"
+#include "hub/pub.h"
+#include "transport/conn.h"
+
+/* Answer a request for /sse: OPTIONS (CORS preflight), GET (the stream, or
+ * an HTTP error with a JSON body before it starts: 400 bad channels or
+ * body, 401 token, 403 origin or channel policy, 405 method, 503 channel
+ * full). close: the request asked for the connection to close (errors). */
+void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close);
+
+/* ---- the event id: a position in every channel of the stream -----------------------
+ *
+ * Text form: one entry per concrete channel of the URL (patterns have no
+ * position), in URL order, separated by '.'; an entry is EPOCH:OFFSET with
+ * EPOCH 1-16 characters of [0-9A-Za-z_-] and OFFSET a decimal integer:
+ *     9c0d3e1a2b4f5a6c:41.3f1c0d5e9a7b4c21:7
+ * Every character is allowed unescaped in a URL query (?last_event_id=). */
+
+typedef struct hr_sse_pos {
+    uint64_t offset;
+    char epoch[HR_EPOCH_LEN + 1];
+} hr_sse_pos;
+
+/* Longest text of one entry, separator included. */
+#define HR_SSE_ID_ENTRY_MAX (HR_EPOCH_LEN + 1 + 20 + 1)
+
+/* Parse an id of n bytes. Fills out[0..max) with the first entries and
+ * returns how many entries the id has (possibly more than max; 0 for an
+ * empty id), or HR_ERR_PROTO when it is not of the form above. */
+int hr_sse_id_parse(const char *s, size_t n, hr_sse_pos *out, size_t max);
+/* Write the id of pos[0..n) into out (n * HR_SSE_ID_ENTRY_MAX bytes at
+ * least; nothing is written for n = 0) and return its length. */
+size_t hr_sse_id_format(const hr_sse_pos *pos, size_t n, char *out);
+
+#endif
