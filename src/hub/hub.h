@@ -20,7 +20,7 @@
 #include "hub/pub.h"
 
 #define HR_MAX_WORKERS 64
-#define HR_ENC_SLOTS 10
+#define HR_ENC_SLOTS 11
 
 /* Slots of hr_enc_cache: one per wire format (protocol encoding x framing).
  * A WebSocket payload slot is always followed by its two WebSocket framings
@@ -38,8 +38,9 @@ enum hr_enc_slot {
     HR_ENC_NATIVE_MSGPACK_WS_DEFLATE,
     HR_ENC_SSE,                    /* Server-Sent Events (/sse): the event's shared lines, "data: ...\n\n"
                                       (each stream adds its own id line); no WebSocket framings follow */
+    HR_ENC_SSE_ENVELOPE,           /* ... with ?envelope=1: data {"channel":C,"offset":N,"data":D} */
 };
-_Static_assert(HR_ENC_SSE + 1 == HR_ENC_SLOTS, "HR_ENC_SLOTS must count enum hr_enc_slot");
+_Static_assert(HR_ENC_SSE_ENVELOPE + 1 == HR_ENC_SLOTS, "HR_ENC_SLOTS must count enum hr_enc_slot");
 
 typedef struct hr_hub hr_hub;
 typedef struct hr_whub hr_whub;

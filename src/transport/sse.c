@@ -56,6 +56,7 @@ typedef struct hr_sse {
     size_t nchans;
     uint64_t last_tx;          /* loop time of the last bytes queued (heartbeat) */
     bool closing;
+    bool envelope;             /* ?envelope=1: publications as {"channel","offset","data"} */
 } hr_sse;
 
 static const hr_conn_vt sse_vt;
@@ -165,13 +166,33 @@ static void queue(hr_sse *s, const hr_buf *b)
     s->last_tx = hr_conn_now(s->c);
 }
 
-/* The shared part of a live event, made once per publication per worker. */
-static hr_sbuf *encode_shared(const hr_pub *pub)
+/* The data lines of a publication: its data, or with the envelope
+ * {"channel":C,"offset":N,"data":D} (a stream of several channels). */
+static void append_pub_data(hr_buf *b, const hr_pub *pub, bool envelope)
+{
+    const char *d = pub->data_len ? pub->data : "null";
+    size_t n = pub->data_len ? pub->data_len : 4;
+    if (!envelope) {
+        append_data(b, d, n);
+        return;
+    }
+    hr_buf env = HR_BUF_INIT;
+    hr_buf_append_str(&env, "{\"channel\":");
+    hr_json_append_string(&env, pub->channel, pub->channel_len);
+    hr_buf_printf(&env, ",\"offset\":%llu,\"data\":", (unsigned long long)pub->offset);
+    hr_buf_append(&env, d, n);
+    hr_buf_append(&env, "}", 1);
+    append_data(b, (const char *)env.data, env.len);
+    hr_buf_free(&env);
+}
+
+/* The shared part of a live event, made once per publication per worker
+ * (and per form: plain or envelope). */
+static hr_sbuf *encode_shared(const hr_pub *pub, bool envelope)
 {
     hr_buf b = HR_BUF_INIT;
     if (pub->kind == HR_PUB_MESSAGE) {
-        if (pub->data_len) append_data(&b, pub->data, pub->data_len);
-        else append_data(&b, "null", 4);
+        append_pub_data(&b, pub, envelope);
         hr_buf_append(&b, "\n", 1);
     } else { /* join / leave */
         hr_buf d = HR_BUF_INIT;
@@ -243,7 +264,8 @@ static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cac
         sse_end(s, true);
         return;
     }
-    if (!cache->slot[HR_ENC_SSE]) cache->slot[HR_ENC_SSE] = encode_shared(pub);
+    int slot = s->envelope && pub->kind == HR_PUB_MESSAGE ? HR_ENC_SSE_ENVELOPE : HR_ENC_SSE;
+    if (!cache->slot[slot]) cache->slot[slot] = encode_shared(pub, s->envelope);
     hr_sse_pos *pos = pub->kind == HR_PUB_MESSAGE && sub->lc ? pos_of(s, sub) : NULL;
     if (pos) { /* this stream's own id line, then the shared lines */
         pos->offset = pub->offset;
@@ -257,7 +279,7 @@ static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cac
         hr_conn_send(c, line, n);
         if (line != stack) hr_free(line);
     }
-    hr_conn_send_shared(c, cache->slot[HR_ENC_SSE]);
+    hr_conn_send_shared(c, cache->slot[slot]);
     s->last_tx = hr_conn_now(c);
 }
 
@@ -528,6 +550,11 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     hr_urlsubs_client_id(s->client.id);
     s->c = c;
     s->cfg = cfg;
+    char ev[8]; /* not buf: the channel names in refs live there */
+    size_t elen = 0;
+    pos = 0;
+    if (req->query && hr_query_next(req->query, qlen, &pos, "envelope", ev, sizeof(ev), &elen) == 1)
+        s->envelope = (elen == 1 && ev[0] == '1') || (elen == 4 && memcmp(ev, "true", 4) == 0);
     st = hr_urlsubs_subscribe(&s->client, refs, n, msg, sizeof(msg));
     if (st) {
         hr_free(s->client.user);
@@ -606,7 +633,9 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
             for (size_t m = 0; m < rec[j].n; m++) {
                 const hr_pub *p = rec[j].pubs[m];
                 s->pos[j].offset = p->offset;
-                append_event(&b, s, NULL, true, p->data_len ? p->data : "null", p->data_len ? p->data_len : 4);
+                append_id(&b, s);
+                append_pub_data(&b, p, s->envelope);
+                hr_buf_append(&b, "\n", 1);
             }
             s->pos[j] = rec[j].now;
             continue;

@@ -380,6 +380,24 @@ class TestStream(Base):
             counts[i] += 1
             self.assertEqual(parse_id(ev.last_id), list(zip(epochs, counts)), f"after publication {n}")
 
+    def test_envelope_names_the_channel_live_and_on_resume(self):
+        a, b = chan("env"), chan("env")
+        s = self.open(path=sse_path(a, b, extra="&envelope=1"))
+        plain = self.open(a)  # the same publications without the envelope, on the same worker or not
+        self.api.publish(a, {"x": 1})
+        self.api.publish(b, [2])
+        evs = s.next_n(2)
+        self.assertEqual([e.json() for e in evs], [{"channel": a, "offset": 1, "data": {"x": 1}},
+                                                  {"channel": b, "offset": 1, "data": [2]}])
+        self.assertEqual(plain.next().json(), {"x": 1})
+        last = evs[-1].last_id
+        self.disconnect(s)
+        self.api.publish(b, "missed")
+        r = self.sse(path=sse_path(a, b, extra="&envelope=true"), headers={"Last-Event-ID": last})
+        self.assertEqual(r.next().type, "connected")
+        self.assertEqual(r.next().json(), {"channel": b, "offset": 2, "data": "missed"})
+        r.quiet(0.2)
+
     def test_a_channel_twice_counts_once_and_percent_decoding(self):
         ch = chan("dup")
         s = self.open(path="/sse?channel=" + urllib.parse.quote(ch, safe="") + "&channel=" + ch.replace(":", "%3a")
