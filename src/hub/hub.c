@@ -193,6 +193,14 @@ hr_whub *hr_hub_worker(hr_hub *hub, int i, hr_loop *loop)
 void hr_hub_free(hr_hub *hub)
 {
     if (!hub) return;
+    if (hub->emu_free) hub->emu_free(hub);
+    for (int i = 0; i < hub->nworkers; i++) {
+        hr_whub *wh = &hub->workers[i];
+        for (size_t k = 0; k < wh->tasks_n; k++) wh->tasks[k].fn(NULL, wh->tasks[k].arg);
+        hr_free(wh->tasks);
+        wh->tasks = NULL;
+        wh->tasks_n = wh->tasks_cap = 0;
+    }
     for (int i = 0; i < hub->nworkers; i++) {
         hr_whub *wh = &hub->workers[i];
         for (size_t k = 0; k < wh->inbox_n; k++) hr_pub_unref(wh->inbox[k]);
@@ -485,6 +493,21 @@ static void fan_out(hr_whub *wh, hr_pub *pub)
     for (int i = 0; i < HR_ENC_SLOTS; i++) hr_sbuf_unref(cache.slot[i]);
 }
 
+void hr_hub_post(hr_hub *hub, int worker, hr_task_fn fn, void *arg)
+{
+    hr_whub *wh = &hub->workers[worker];
+    pthread_mutex_t *mu = wh->inbox_mu;
+    pthread_mutex_lock(mu);
+    bool was_empty = wh->inbox_n == 0 && wh->tasks_n == 0;
+    if (wh->tasks_n == wh->tasks_cap) {
+        wh->tasks_cap = wh->tasks_cap ? wh->tasks_cap * 2 : 16;
+        wh->tasks = hr_realloc(wh->tasks, wh->tasks_cap * sizeof(*wh->tasks));
+    }
+    wh->tasks[wh->tasks_n++] = (hr_task){fn, arg};
+    pthread_mutex_unlock(mu);
+    if (was_empty) hr_loop_wake(wh->loop);
+}
+
 void hr_hub_process_inbox(hr_whub *wh)
 {
     pthread_mutex_t *mu = wh->inbox_mu;
@@ -494,9 +517,14 @@ void hr_hub_process_inbox(hr_whub *wh)
         size_t n = wh->inbox_n;
         wh->inbox = NULL;
         wh->inbox_n = wh->inbox_cap = 0;
+        hr_task *tasks = wh->tasks;
+        size_t nt = wh->tasks_n;
+        wh->tasks = NULL;
+        wh->tasks_n = wh->tasks_cap = 0;
         pthread_mutex_unlock(mu);
-        if (!n) {
+        if (!n && !nt) {
             hr_free(items);
+            hr_free(tasks);
             return;
         }
         for (size_t i = 0; i < n; i++) {
@@ -504,5 +532,7 @@ void hr_hub_process_inbox(hr_whub *wh)
             hr_pub_unref(items[i]);
         }
         hr_free(items);
+        for (size_t i = 0; i < nt; i++) tasks[i].fn(wh, tasks[i].arg);
+        hr_free(tasks);
     }
 }

@@ -101,6 +101,9 @@ struct hr_whub {
     size_t nclients;
     /* stats */
     uint64_t delivered;             /* publications queued to clients */
+    /* tasks posted by other workers (hr_hub_post), guarded by inbox_mu */
+    struct hr_task *tasks;
+    size_t tasks_n, tasks_cap;
 };
 
 struct hr_hub {
@@ -109,6 +112,11 @@ struct hr_hub {
     hr_whub *workers;
     void *shards;                   /* interest registry */
     _Atomic uint64_t pattern_mask;  /* workers with pattern subscriptions */
+    /* session registry of the HTTP emulation transports (transport/emulation.c):
+     * owned by that module, released by emu_free from hr_hub_free before
+     * anything else is torn down */
+    void *emu;
+    void (*emu_free)(hr_hub *hub);
 };
 
 hr_hub *hr_hub_new(int nworkers);
@@ -144,6 +152,19 @@ void hr_hub_unsubscribe_clients(hr_hub *hub, const char *channel, size_t len, co
 void hr_hub_disconnect_clients(hr_hub *hub, const char *user, const char *client_id, int code, const char *reason);
 /* The reason text of a command publication. */
 const char *hr_pub_reason(const hr_pub *cmd);
+
+/* Tasks: run fn(wh, arg) on worker `worker`'s thread, in posting order
+ * (per poster), when that worker next processes its inbox (through the
+ * same queue lock and eventfd as publications). A task still queued when
+ * the hub is freed is called with wh == NULL: it must only release arg.
+ * Used to carry a command frame to the worker that owns a session, and a
+ * "poll ready" wake-up to the worker that holds a waiting request. */
+typedef void (*hr_task_fn)(hr_whub *wh, void *arg);
+typedef struct hr_task {
+    hr_task_fn fn;
+    void *arg;
+} hr_task;
+void hr_hub_post(hr_hub *hub, int worker, hr_task_fn fn, void *arg);
 
 /* Process the worker's inbox (from the loop's wake-up). */
 void hr_hub_process_inbox(hr_whub *wh);

@@ -120,6 +120,18 @@ const hr_option hr_options[] = {
      "\"https://app.example.com\", \"*\" = any). Empty = same origin only. Requests without an Origin "
      "header (non-browser clients) and same-origin requests are always allowed; others get 403."},
 
+    {"poll.timeout", HR_OPT_DURATION, OFF(poll_timeout_ms), "25s", 0, 10 * 60 * 1000, NULL, NULL,
+     "How long GET /poll holds a request that has nothing to return before answering an empty batch "
+     "(keep it below the idle timeout of proxies in front). 0 = answer at once."},
+    {"poll.session_ttl", HR_OPT_DURATION, OFF(poll_session_ttl_ms), "30s", 1000, DAY_MS, NULL, NULL,
+     "How long a long-polling or HTTP-streaming session lives with no request waiting on it, no stream "
+     "open and no command posted; then it is ended (it leaves its channels) and its id answers 404."},
+    {"poll.max_queued_bytes", HR_OPT_SIZE, OFF(poll_max_queued_bytes), "4MiB", 1024, 4 * GiB, NULL, NULL,
+     "Largest output a long-polling or streaming session may hold that has not been delivered; past it "
+     "the session is ended as a slow consumer (disconnect 3008: reconnect and recover)."},
+    {"poll.max_sessions", HR_OPT_INT, OFF(poll_max_sessions), "100000", 1, 100000000, NULL, NULL,
+     "Long-polling and streaming sessions the server keeps at once; opening one more answers 503."},
+
     {"channels.history_size", HR_OPT_INT, OFF(ch_history_size), "100", 0, 1000000, NULL, NULL,
      "Publications kept per channel for history and recovery. 0 = none (recovery is then impossible)."},
     {"channels.history_ttl", HR_OPT_DURATION, OFF(ch_history_ttl_ms), "5m", 0, 365 * DAY_MS, NULL, NULL,

@@ -84,6 +84,10 @@ typedef struct hr_config {
     int64_t sse_heartbeat_interval_ms;
     int64_t sse_max_queued_bytes;
     hr_strlist sse_allowed_origins;
+    int64_t poll_timeout_ms;          /* long poll hold */
+    int64_t poll_session_ttl_ms;      /* HTTP emulation session kept this long without a request */
+    int64_t poll_max_queued_bytes;    /* session output not yet delivered */
+    int64_t poll_max_sessions;        /* sessions per server */
     /* [channels] - options of the default namespace */
     int64_t ch_history_size;
     int64_t ch_history_ttl_ms;

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "server/server.h"
 #include "transport/api.h"
+#include "transport/emulation.h"
 #include "transport/sse.h"
 #include "transport/websocket.h"
 
@@ -56,6 +57,7 @@ const char *hr_http_reason(int status)
     case 100: return "Continue";
     case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 202: return "Accepted";
     case 204: return "No Content";
     case 301: return "Moved Permanently";
     case 304: return "Not Modified";
@@ -65,6 +67,7 @@ const char *hr_http_reason(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 410: return "Gone";
     case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
@@ -284,6 +287,10 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
     }
     if (path_is(req, "/sse")) {
         hr_sse_handle(c, req, close);
+        return;
+    }
+    if (hr_emu_path(req->path, req->path_len)) { /* long polling, HTTP streaming */
+        hr_emu_handle(c, req, body, body_len, close);
         return;
     }
     if (req->path_len > 5 && memcmp(req->path, "/api/", 5) == 0) {

@@ -1,0 +1,27 @@
+/* emulation.h - the native protocol over plain HTTP: long polling (/poll)
+ * and HTTP streaming (/stream), with commands sent as POSTs
+ * (docs/transports.md, "Long polling" and "HTTP streaming").
+ *
+ * A session is an hr_session (protocol/session.h, the same commands as
+ * /ws) that lives on the worker that created it, not on a connection: its
+ * output is kept as numbered JSON lines in a buffer that any worker may read
+ * under the session's mutex, and it stays alive between requests for
+ * poll.session_ttl. A process-wide registry (id -> session, hanging off the
+ * hub) lets any worker find it; command frames reach the owning worker as
+ * hub tasks (hr_hub_post), and a worker that holds a waiting request is
+ * woken by a task too. No thread ever touches another worker's connection. */
+#ifndef HERALD_TRANSPORT_EMULATION_H
+#define HERALD_TRANSPORT_EMULATION_H
+
+#include "codec/http1.h"
+#include "transport/conn.h"
+
+/* /poll, /poll/open, /poll/send, /stream, /stream/send (path picks which).
+ * body: the request body (POST /poll/send). close: the request asked for the
+ * connection to close. */
+void hr_emu_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, size_t body_len, bool close);
+
+/* Does the path belong to this module? */
+bool hr_emu_path(const char *path, size_t len);
+
+#endif
