@@ -64,6 +64,37 @@ class PollBase(HeraldTestCase):
 
 
 class TestPoll(PollBase):
+    def test_websocket_dropped_long_poll_takes_over_and_recovers(self):
+        """The recovery position is the client's (epoch, offset): a session that
+        falls back from WebSocket to long polling resumes exactly where it was."""
+        ch = f"fallback:{os.getpid()}"
+        for i in range(3):
+            self.publish(ch, {"before": i})
+
+        async def ws_part():
+            c = await Native.open(self.server)
+            sub = await c.result("subscribe", {"channel": ch})
+            self.publish(ch, {"ws": 1})
+            got = await c.pubs(1)
+            await c.close()  # the WebSocket is gone (a proxy that blocks it, a network change...)
+            return sub["epoch"], got[-1]["offset"]
+        epoch, offset = run(ws_part())
+        for i in range(10):
+            self.publish(ch, {"missed": i})
+        p = self.poller(fresh=True)
+        p.open()
+        p.command("connect")
+        cid = p.command("subscribe", {"channel": ch, "recover": True, "epoch": epoch, "offset": offset})
+        rep = p.wait_reply(cid)["result"]
+        self.assertIs(rep["recovered"], True, rep)
+        self.assertEqual([x["data"] for x in rep["publications"]], [{"missed": i} for i in range(10)])
+        self.assertEqual([x["offset"] for x in rep["publications"]], list(range(offset + 1, offset + 11)))
+        self.publish(ch, {"live": 1})
+        deadline = time.monotonic() + 5 * SLOW
+        while not p.pubs(ch) and time.monotonic() < deadline:
+            p.poll(timeout=5)
+        self.assertEqual([x["data"] for x in p.pubs(ch)], [{"live": 1}])
+
     def test_open_subscribe_publish_in_order(self):
         ch = chan()
         p = self.poller()
