@@ -24,11 +24,10 @@ import socket
 import sys
 import threading
 import time
-import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import SLOW, Herald, HeraldTestCase, HttpConn, build_request, main  # noqa: E402
+from herald_testlib import SLOW, HeraldTestCase, HttpConn, build_request, main  # noqa: E402
 from herald_native import API_KEY, Api, Native, run  # noqa: E402
 from emu_client import Poller, Stream  # noqa: E402
 
