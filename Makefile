@@ -61,3 +61,10 @@ test: fuzz-run test-unit test-asan
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+
+# Side-by-side benchmarks (bench/compare.sh; docs/benchmarks.md): every scenario
+# against Herald, nchan and a Node ws server, 8-15 minutes. Subset with
+# make bench SCENARIOS="fanout chat" SERVERS="herald nchan".
+.PHONY: bench
+bench: build
+	HERALD_BIN=$(BUILD)/herald bench/compare.sh
