@@ -304,6 +304,20 @@ void hr_conn_set_timer(hr_conn *c, uint64_t delay_ms) { hr_timer_start(&c->w->lo
 
 void hr_conn_stop_timer(hr_conn *c) { hr_timer_stop(&c->w->loop.wheel, &c->timer); }
 
+void hr_conn_close_discarding_input(hr_conn *c)
+{
+    /* close() with unread bytes in the receive buffer sends RST, which can
+     * destroy our last frames (a close frame) before the peer reads them:
+     * read what has arrived first (bounded), then close. */
+    if (!(c->flags & HR_CONN_CLOSED)) {
+        for (int i = 0; i < 16; i++) {
+            ssize_t n = read(c->io.fd, c->w->rbuf, HR_READ_BUF_SIZE);
+            if (n <= 0) break;
+        }
+    }
+    hr_conn_close(c);
+}
+
 void hr_conn_close(hr_conn *c)
 {
     if (c->flags & HR_CONN_CLOSED) return;

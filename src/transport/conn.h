@@ -94,6 +94,9 @@ int hr_conn_flush(hr_conn *c);
  * connection closed, by the end-of-turn flush). Returns the bytes still
  * queued. For fan-out loops that must tell a slow reader from a burst. */
 size_t hr_conn_write_now(hr_conn *c);
+/* Close after reading and dropping whatever input has already arrived (up
+ * to 1 MiB), so the kernel ends the connection with FIN, not RST. */
+void hr_conn_close_discarding_input(hr_conn *c);
 /* Close once the queue is flushed (HTTP "Connection: close", WS close reply). */
 void hr_conn_close_after_flush(hr_conn *c);
 /* Half-close (FIN) once the queue is flushed; reading goes on. */

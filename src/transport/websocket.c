@@ -278,7 +278,7 @@ static ssize_t ws_discard(hr_conn *c, uint8_t *data, size_t len)
         if (rc == HR_WS_INCOMPLETE) break;
         if (rc < 0) return (ssize_t)len; /* lost sync: drop; EOF or close_timeout ends it */
         if (ws->fh.opcode == HR_WS_OP_CLOSE) {
-            hr_conn_close(c); /* both close frames exchanged: close TCP */
+            hr_conn_close_discarding_input(c); /* both close frames exchanged: close TCP */
             return -1;
         }
         pos += (size_t)rc;
