@@ -33,6 +33,7 @@
  * session as a slow consumer (they are dropped, a disconnect line with code
  * 3008 takes their place: reconnect and recover). */
 #include "transport/emulation.h"
+#include "transport/sse.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "protocol/native.h"
@@ -567,42 +568,6 @@ bool hr_emu_path(const char *p, size_t n)
            path_eq(p, n, "/stream") || path_eq(p, n, "/stream/send");
 }
 
-/* Same CORS policy as /sse (sse.allowed_origins); see sse.c. */
-static bool same_origin(const hr_http_header *o, const hr_http_request *req)
-{
-    const hr_http_header *host = hr_http_find_header(req, "host");
-    const char *sep = memmem(o->value, o->value_len, "://", 3);
-    if (!host || !sep) return false;
-    size_t slen = (size_t)(sep - o->value), alen = o->value_len - slen - 3, hlen = host->value_len;
-    const char *auth = sep + 3, *h = host->value;
-    if (alen == hlen && strncasecmp(auth, h, alen) == 0) return true;
-    const char *dp = slen == 4 && strncasecmp(o->value, "http", 4) == 0    ? ":80"
-                     : slen == 5 && strncasecmp(o->value, "https", 5) == 0 ? ":443"
-                                                                           : NULL;
-    if (!dp) return false;
-    size_t dl = strlen(dp);
-    if (hlen == alen + dl) return strncasecmp(h, auth, alen) == 0 && memcmp(h + alen, dp, dl) == 0;
-    if (alen == hlen + dl) return strncasecmp(auth, h, hlen) == 0 && memcmp(auth + hlen, dp, dl) == 0;
-    return false;
-}
-
-static int check_origin(const hr_config *cfg, const hr_http_request *req, char *cors, size_t cap)
-{
-    cors[0] = '\0';
-    const hr_http_header *o = hr_http_find_header(req, "origin");
-    if (!o || same_origin(o, req)) return 0;
-    if (o->value_len > 256) return -1;
-    bool ok = false;
-    for (size_t i = 0; i < cfg->sse_allowed_origins.n && !ok; i++) {
-        const char *a = cfg->sse_allowed_origins.v[i];
-        ok = strcmp(a, "*") == 0 || (strlen(a) == o->value_len && strncasecmp(a, o->value, o->value_len) == 0);
-    }
-    if (!ok) return -1;
-    snprintf(cors, cap,
-             "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n",
-             (int)o->value_len, o->value);
-    return 1;
-}
 
 #define NOCACHE "Cache-Control: no-cache, no-store\r\nX-Accel-Buffering: no\r\n"
 
@@ -1066,7 +1031,7 @@ void hr_emu_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
 {
     const hr_config *cfg = c->w->cfg;
     char cors[512];
-    int origin = check_origin(cfg, req, cors, sizeof(cors));
+    int origin = hr_cors_check(cfg, req, NULL, cors, sizeof(cors)); /* same policy as /sse */
     bool is_send = path_eq(req->path, req->path_len, "/poll/send") || path_eq(req->path, req->path_len, "/stream/send");
     bool is_open = path_eq(req->path, req->path_len, "/poll/open");
     const char *allow = is_send || is_open ? "POST, OPTIONS" : "GET, OPTIONS";

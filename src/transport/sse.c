@@ -411,10 +411,11 @@ static bool same_origin(const hr_http_header *o, const hr_http_request *req)
     return false;
 }
 
-/* Origin policy (sse.allowed_origins): -1 refused; 0 allowed with no CORS
- * headers (no Origin, same origin); 1 allowed cross-origin, the CORS
- * response headers written into cors. */
-static int check_origin(const hr_config *cfg, const hr_http_request *req, char *cors, size_t cap)
+/* Origin policy (sse.allowed_origins), shared by /sse, /poll and /stream:
+ * -1 refused; 0 allowed with no CORS headers (no Origin, same origin); 1
+ * allowed cross-origin, the CORS response headers written into cors (with
+ * Access-Control-Expose-Headers when expose is not NULL). */
+int hr_cors_check(const hr_config *cfg, const hr_http_request *req, const char *expose, char *cors, size_t cap)
 {
     cors[0] = '\0';
     const hr_http_header *o = hr_http_find_header(req, "origin");
@@ -426,10 +427,9 @@ static int check_origin(const hr_config *cfg, const hr_http_request *req, char *
         ok = strcmp(a, "*") == 0 || (strlen(a) == o->value_len && strncasecmp(a, o->value, o->value_len) == 0);
     }
     if (!ok) return -1;
-    snprintf(cors, cap,
-             "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Allow-Credentials: true\r\n"
-             "Access-Control-Expose-Headers: X-Herald-Client\r\nVary: Origin\r\n",
-             (int)o->value_len, o->value);
+    snprintf(cors, cap, "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Allow-Credentials: true\r\n%s%s%sVary: Origin\r\n",
+             (int)o->value_len, o->value, expose ? "Access-Control-Expose-Headers: " : "", expose ? expose : "",
+             expose ? "\r\n" : "");
     return 1;
 }
 
@@ -499,7 +499,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     hr_worker *w = c->w;
     const hr_config *cfg = w->cfg;
     char cors[512], hdrs[1024], msg[256];
-    int origin = check_origin(cfg, req, cors, sizeof(cors));
+    int origin = hr_cors_check(cfg, req, "X-Herald-Client", cors, sizeof(cors));
 
     if (method_is(req, "OPTIONS")) { /* CORS preflight (polyfills that set headers) */
         if (origin < 0) {

@@ -22,6 +22,7 @@
 
 #include "codec/http1.h"
 #include "hub/pub.h"
+#include "server/config.h"
 #include "transport/conn.h"
 
 /* Answer a request for /sse: OPTIONS (CORS preflight), GET (the stream, or
@@ -53,5 +54,10 @@ int hr_sse_id_parse(const char *s, size_t n, hr_sse_pos *out, size_t max);
 /* Write the id of pos[0..n) into out (n * HR_SSE_ID_ENTRY_MAX bytes at
  * least; nothing is written for n = 0) and return its length. */
 size_t hr_sse_id_format(const hr_sse_pos *pos, size_t n, char *out);
+
+/* CORS for the HTTP transports (sse.allowed_origins): -1 refused, 0 no CORS
+ * headers needed, 1 allowed cross-origin with the headers written into
+ * cors[0..cap) (Access-Control-Expose-Headers: expose, unless NULL). */
+int hr_cors_check(const hr_config *cfg, const hr_http_request *req, const char *expose, char *cors, size_t cap);
 
 #endif

@@ -15,6 +15,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from herald_testlib import SLOW, ConnectionClosed, HttpConn, build_request  # noqa: E402
+from herald_native import ApiTestCase  # noqa: E402
 
 
 class Poller:
@@ -167,3 +168,16 @@ class Stream:
 
     def close(self):
         self.conn.close()
+
+
+class EmuTestCase(ApiTestCase):
+    """ApiTestCase whose Poller / Stream clients (in self.clients) are closed after each test."""
+
+    def setUp(self):
+        super().setUp()
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+        super().tearDown()

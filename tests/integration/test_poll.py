@@ -27,9 +27,9 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import SLOW, HeraldTestCase, HttpConn, build_request, main  # noqa: E402
+from herald_testlib import SLOW, HttpConn, build_request, main  # noqa: E402
 from herald_native import API_KEY, Api, Native, run  # noqa: E402
-from emu_client import Poller, Stream  # noqa: E402
+from emu_client import EmuTestCase, Poller, Stream  # noqa: E402
 
 _seq = [0]
 
@@ -39,19 +39,7 @@ def chan(prefix="poll"):
     return f"{prefix}:{os.getpid()}-{_seq[0]}"
 
 
-class PollBase(HeraldTestCase):
-    server_args = ("--api-key", API_KEY)
-
-    def setUp(self):
-        super().setUp()
-        self.api = Api(self.server)
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-        self.api.close()
-        super().tearDown()
+class PollBase(EmuTestCase):
 
     def poller(self, fresh=False):
         p = Poller(self.server, fresh=fresh)

@@ -28,7 +28,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from herald_testlib import SLOW, ConnectionClosed, Herald, HeraldTestCase, main  # noqa: E402
 from herald_native import API_KEY, Api  # noqa: E402
-from emu_client import Poller, Stream  # noqa: E402
+from emu_client import EmuTestCase, Poller, Stream  # noqa: E402
 
 _seq = [0]
 
@@ -38,19 +38,7 @@ def chan(prefix="stream"):
     return f"{prefix}:{os.getpid()}-{_seq[0]}"
 
 
-class StreamBase(HeraldTestCase):
-    server_args = ("--api-key", API_KEY)
-
-    def setUp(self):
-        super().setUp()
-        self.api = Api(self.server)
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-        self.api.close()
-        super().tearDown()
+class StreamBase(EmuTestCase):
 
     def stream(self, session=None, cursor=None):
         s = Stream(self.server, session, cursor)
