@@ -28,7 +28,7 @@ root=$(cd "$here/.." && pwd)
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
-SCENARIOS=${SCENARIOS:-$("$here/run-scenario.sh" --list | awk '{print $1}' | tr '\n' ' ')}
+SCENARIOS=${SCENARIOS:-$("$here/run-scenario.sh" --list | awk '$1 !~ /^target-/ {print $1}' | tr '\n' ' ')}  # target-*: bench/targets.sh
 SERVERS=${SERVERS:-herald nchan ws-node}
 BENCH_BUDGET=${BENCH_BUDGET:-1500}
 RUN_TIMEOUT=${RUN_TIMEOUT:-150}

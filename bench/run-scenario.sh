@@ -4,7 +4,8 @@
 #   bench/run-scenario.sh SCENARIO SERVER [extra herald bench flags]
 #   bench/run-scenario.sh --list              the scenarios and their flags
 #
-# SERVER is herald, nchan or ws-node. The script starts the server on a free
+# SERVER is herald, nchan, ws-node or ceiling (bench/ceiling.c, $CEILING_BIN
+# or herald-ceiling next to $HERALD_BIN). The script starts the server on a free
 # loopback port (Herald: $HERALD_BIN or build/herald with --workers
 # $HERALD_WORKERS (default 2), an API key and --log-level warn; a peer:
 # ../shared/peers/peer start NAME PORT, as the peer script configures it),
@@ -53,6 +54,12 @@ scenario_flags() {  # NAME -> flags (one line)
     storm)         echo "--scenario storm --subscribers 5000 --channels 10 --publish-rate 100 --churn 500 --source-ips 4 --warmup 2 --duration 15" ;;
     # fanout over Server-Sent Events: 1 channel x 10k subscribers x 5 publications/s
     sse-fanout)    echo "--scenario sse-fanout --transport sse --subscribers 10000 --channels 1 --publish-rate 5 --warmup 3 --duration 15" ;;
+    # the target loads (bench/targets.sh): 3M deliveries/s offered, against the ceiling too
+    target-1k)     echo "--scenario target-1k --subscribers 1000 --channels 1 --publish-rate 3000 --warmup 2 --duration 8" ;;
+    target-10k)    echo "--scenario target-10k --subscribers 10000 --channels 1 --publish-rate 300 --warmup 2 --duration 8" ;;
+    # far more than anyone delivers here (10M/s offered): the most each server delivers
+    target-max-1k)  echo "--scenario target-max-1k --subscribers 1000 --channels 1 --publish-rate 10000 --warmup 2 --duration 8" ;;
+    target-max-10k) echo "--scenario target-max-10k --subscribers 10000 --channels 1 --publish-rate 1000 --warmup 2 --duration 8" ;;
     *) return 1 ;;
   esac
 }
@@ -66,7 +73,7 @@ fi
 [ $# -ge 2 ] || { usage >&2; exit 2; }
 scenario=$1; server=$2; shift 2
 flags=$(scenario_flags "$scenario") || { echo "run-scenario: unknown scenario '$scenario' (one of: $SCENARIOS)" >&2; exit 2; }
-case "$server" in herald|nchan|ws-node) ;; *) echo "run-scenario: unknown server '$server' (herald, nchan, ws-node)" >&2; exit 2 ;; esac
+case "$server" in herald|nchan|ws-node|ceiling) ;; *) echo "run-scenario: unknown server '$server' (herald, nchan, ws-node, ceiling)" >&2; exit 2 ;; esac
 
 HERALD_BIN=${HERALD_BIN:-$root/build/herald}
 HERALD_WORKERS=${HERALD_WORKERS:-2}
@@ -77,7 +84,13 @@ out="$results/$scenario-$server.json"
 log="$results/$scenario-$server.log"
 rm -f "$out" "$log"
 [ -x "$HERALD_BIN" ] || { echo "run-scenario: no herald binary at $HERALD_BIN (build it, or set HERALD_BIN)" >&2; exit 2; }
-[ "$server" = herald ] || [ -x "$PEER" ] || { echo "run-scenario: no peer script at $PEER (set PEER)" >&2; exit 2; }
+CEILING_BIN=${CEILING_BIN:-$(dirname "$HERALD_BIN")/herald-ceiling}
+case "$server" in
+  herald) ;;
+  ceiling) [ -x "$CEILING_BIN" ] || { echo "run-scenario: no ceiling binary at $CEILING_BIN (set CEILING_BIN)" >&2; exit 2; } ;;
+  *) [ -x "$PEER" ] || { echo "run-scenario: no peer script at $PEER (set PEER)" >&2; exit 2; } ;;
+esac
+own_server() { [ "$server" = herald ] || [ "$server" = ceiling ]; }
 
 skip() {  # REASON: leave a stub the report shows as n/a
   printf '{"scenario": "%s", "server": "%s", "skipped": "%s"}\n' "$scenario" "$server" "$1" > "$out"
@@ -86,6 +99,8 @@ skip() {  # REASON: leave a stub the report shows as n/a
 }
 [ "$scenario" = chat ] && [ "$server" = ws-node ] &&
   skip "n/a: the ws-node peer has no WebSocket publishing (POST /pub only)"
+[ "$server" = ceiling ] && case "$scenario" in chat|sse-fanout) true ;; *) false ;; esac &&
+  skip "n/a: the ceiling has WebSocket subscribers and POST /pub only"
 
 # ---- open files: every connection is one fd in the generator and one in the server
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -151,14 +166,14 @@ stop_server() {
   local pid=$srv_pid
   srv_pid=""
   srv_kids=$(descendants "$pid" | tr '\n' ' ')
-  if [ "$server" = herald ]; then kill -TERM "$pid" 2>/dev/null || true
+  if own_server; then kill -TERM "$pid" 2>/dev/null || true
   else "$PEER" stop "$pid" >/dev/null 2>&1 || true; fi
   for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.2; done
   if alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; sleep 1; fi
   if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   local k
   for k in $srv_kids; do alive "$k" && kill -KILL "$k" 2>/dev/null || true; done
-  [ "$server" = herald ] && wait "$pid" 2>/dev/null || true
+  own_server && wait "$pid" 2>/dev/null || true
   return 0
 }
 bench_pid=""
@@ -196,6 +211,10 @@ case "$server" in
       --log-level warn --drain-timeout 2s >>"$log.server" 2>&1 &
     srv_pid=$!
     wait_port "$port" || { echo "run-scenario: herald did not start (see $log.server)" >&2; exit 1; } ;;
+  ceiling)
+    "$CEILING_BIN" --port "$port" >>"$log.server" 2>&1 &
+    srv_pid=$!
+    wait_port "$port" || { echo "run-scenario: the ceiling did not start (see $log.server)" >&2; exit 1; } ;;
   *)
     srv_pid=$("$PEER" start "$server" "$port") || { echo "run-scenario: peer start $server $port failed" >&2; exit 1; } ;;
 esac

@@ -21,7 +21,8 @@
 
 #include <stdio.h>
 
-enum hr_bench_server { HR_BENCH_HERALD = 0, HR_BENCH_NCHAN, HR_BENCH_WS_NODE };
+/* CEILING: bench/ceiling.c (herald-ceiling), ws-node's URL scheme */
+enum hr_bench_server { HR_BENCH_HERALD = 0, HR_BENCH_NCHAN, HR_BENCH_WS_NODE, HR_BENCH_CEILING };
 enum hr_bench_transport { HR_BENCH_WS = 0, HR_BENCH_SSE };
 enum hr_bench_via { HR_BENCH_VIA_API = 0, HR_BENCH_VIA_WS };
 

@@ -42,6 +42,7 @@ const char *hr_bench_server_name(int server)
     switch (server) {
     case HR_BENCH_NCHAN: return "nchan";
     case HR_BENCH_WS_NODE: return "ws-node";
+    case HR_BENCH_CEILING: return "ceiling";
     default: return "herald";
     }
 }
@@ -52,7 +53,8 @@ void hr_bench_usage(FILE *f)
             "Usage: herald bench [options]      load generator (docs/benchmarks.md)\n"
             "\n"
             "Target:\n"
-            "  --server herald|nchan|ws-node  URL scheme of the server under test (default herald)\n"
+            "  --server herald|nchan|ws-node|ceiling  URL scheme of the server under test (default herald;\n"
+            "                                 ceiling = bench/ceiling.c, ws-node's scheme)\n"
             "  --host 127.0.0.1 --port 8080   its address\n"
             "  --api-key KEY                  Herald API key (default: $HERALD_API_KEY)\n"
             "  --server-pid PID               sample this process's RSS and CPU (and its children's)\n"
@@ -212,7 +214,8 @@ static int set_flag(hr_bench_opts *o, int id, const char *arg, const char *v, bo
         if (strcmp(v, "herald") == 0) o->server = HR_BENCH_HERALD;
         else if (strcmp(v, "nchan") == 0) o->server = HR_BENCH_NCHAN;
         else if (strcmp(v, "ws-node") == 0) o->server = HR_BENCH_WS_NODE;
-        else return fail(err, en, "%s: expected herald, nchan or ws-node, got \"%s\"", arg, v);
+        else if (strcmp(v, "ceiling") == 0) o->server = HR_BENCH_CEILING;
+        else return fail(err, en, "%s: expected herald, nchan, ws-node or ceiling, got \"%s\"", arg, v);
         return 0;
     case F_HOST:
         if (!v[0] || !copy_str(o->host, sizeof(o->host), v)) return fail(err, en, "%s: bad host \"%s\"", arg, v);
@@ -353,9 +356,12 @@ static int validate(hr_bench_opts *o, char *err, size_t en)
     if (o->source_ips > 1 && !is_loopback_v4(o->host))
         return fail(err, en, "--source-ips %u needs a 127.x.x.x --host (the extra source addresses are loopback)",
                     o->source_ips);
+    if (o->server == HR_BENCH_CEILING && o->transport != HR_BENCH_WS)
+        return fail(err, en, "--server ceiling: the ceiling (bench/ceiling.c) has WebSocket subscribers only");
     if (o->publish_via == HR_BENCH_VIA_WS) {
-        if (o->server == HR_BENCH_WS_NODE)
-            return fail(err, en, "--publish-via ws: the ws-node peer only publishes through POST /pub/<channel>");
+        if (o->server == HR_BENCH_WS_NODE || o->server == HR_BENCH_CEILING)
+            return fail(err, en, "--publish-via ws: the %s only publishes through POST /pub/<channel>",
+                        o->server == HR_BENCH_CEILING ? "ceiling" : "ws-node peer");
         if (o->server == HR_BENCH_HERALD && o->transport != HR_BENCH_WS)
             return fail(err, en,
                         "--publish-via ws with --server herald publishes on the subscribers' own /ws/raw "

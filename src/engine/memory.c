@@ -42,6 +42,8 @@ typedef struct mchan {
     uint32_t cap, head, count;
     mpres *pres;
     size_t npres, cappres;
+    uint32_t *pidx;         /* presence index by client id (index + 1, 0 = empty), once big */
+    uint32_t pidx_cap;
     midem **idem;           /* idempotency keys: hash index */
     size_t nidem_buckets, nidem;
     midem *idem_head, *idem_tail;
@@ -323,6 +325,110 @@ static void pres_free(mpres *p)
     hr_free(p->info);
 }
 
+/* Presence is indexed by client id once a channel has more than
+ * PRES_INDEX_MIN entries (open addressing, linear probing, load <= 1/2), so
+ * join and leave stay O(1) with 10k+ subscribers in one channel; below
+ * that a scan is cheaper than the index's memory. */
+#define PRES_INDEX_MIN 16
+
+static uint32_t str_hash(const char *s) { return (uint32_t)hash_name(s, strlen(s)); }
+
+/* The slot holding client, or the empty slot where it would go. */
+static uint32_t pidx_probe(const mchan *c, const char *client)
+{
+    uint32_t mask = c->pidx_cap - 1;
+    for (uint32_t i = str_hash(client) & mask;; i = (i + 1) & mask) {
+        uint32_t v = c->pidx[i];
+        if (!v || strcmp(c->pres[v - 1].client, client) == 0) return i;
+    }
+}
+
+static void pidx_rebuild(mchan *c)
+{
+    uint32_t cap = 64;
+    while (cap < c->npres * 2 + 2) cap <<= 1;
+    hr_free(c->pidx);
+    c->pidx = hr_calloc(cap, sizeof(uint32_t));
+    c->pidx_cap = cap;
+    for (size_t i = 0; i < c->npres; i++) c->pidx[pidx_probe(c, c->pres[i].client)] = (uint32_t)i + 1;
+}
+
+/* Empty slot i, shifting later entries of its probe run back (no tombstones). */
+static void pidx_delete(mchan *c, uint32_t i)
+{
+    uint32_t mask = c->pidx_cap - 1, j = i;
+    c->pidx[i] = 0;
+    for (;;) {
+        j = (j + 1) & mask;
+        uint32_t v = c->pidx[j];
+        if (!v) return;
+        uint32_t home = str_hash(c->pres[v - 1].client) & mask;
+        bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (stays) continue;
+        c->pidx[i] = v;
+        c->pidx[j] = 0;
+        i = j;
+    }
+}
+
+/* Index of client's entry, or -1. */
+static long pres_find(const mchan *c, const char *client)
+{
+    if (c->pidx) {
+        uint32_t v = c->pidx[pidx_probe(c, client)];
+        return v ? (long)v - 1 : -1;
+    }
+    for (size_t i = 0; i < c->npres; i++)
+        if (strcmp(c->pres[i].client, client) == 0) return (long)i;
+    return -1;
+}
+
+static void pres_delete(mchan *c, size_t i)
+{
+    size_t last = c->npres - 1;
+    if (c->pidx) {
+        pidx_delete(c, pidx_probe(c, c->pres[i].client));
+        if (i != last) c->pidx[pidx_probe(c, c->pres[last].client)] = (uint32_t)i + 1;
+    }
+    pres_free(&c->pres[i]);
+    c->pres[i] = c->pres[last];
+    c->npres--;
+    if (!c->npres) {
+        hr_free(c->pidx);
+        c->pidx = NULL;
+        c->pidx_cap = 0;
+    }
+}
+
+/* Distinct users among the entries (a scan when few, a hash set when many). */
+static size_t count_users(const mchan *c)
+{
+    size_t users = 0;
+    if (c->npres <= PRES_INDEX_MIN) {
+        for (size_t i = 0; i < c->npres; i++) {
+            bool seen = false;
+            for (size_t j = 0; j < i && !seen; j++) seen = strcmp(c->pres[j].user, c->pres[i].user) == 0;
+            if (!seen) users++;
+        }
+        return users;
+    }
+    uint32_t cap = 64;
+    while (cap < c->npres * 2) cap <<= 1;
+    uint32_t *set = hr_calloc(cap, sizeof(uint32_t));
+    for (size_t i = 0; i < c->npres; i++) {
+        for (uint32_t k = str_hash(c->pres[i].user) & (cap - 1);; k = (k + 1) & (cap - 1)) {
+            if (!set[k]) {
+                set[k] = (uint32_t)i + 1;
+                users++;
+                break;
+            }
+            if (strcmp(c->pres[set[k] - 1].user, c->pres[i].user) == 0) break;
+        }
+    }
+    hr_free(set);
+    return users;
+}
+
 static void m_presence_add(hr_engine *e, const char *channel, size_t len, const char *client, const char *user,
                            const char *info, hr_done_cb cb, void *ud)
 {
@@ -331,21 +437,26 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
     shard *sh = shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
     mchan *c = get_or_create(sh, h, channel, len);
-    mpres *slot = NULL;
-    for (size_t i = 0; i < c->npres; i++)
-        if (strcmp(c->pres[i].client, client) == 0) slot = &c->pres[i];
-    if (slot) {
-        pres_free(slot);
+    long at = pres_find(c, client);
+    mpres *slot;
+    if (at >= 0) {
+        slot = &c->pres[at];
+        hr_free(slot->user);
+        hr_free(slot->info);
     } else {
         if (c->npres == c->cappres) {
             c->cappres = c->cappres ? c->cappres * 2 : 4;
             c->pres = hr_realloc(c->pres, c->cappres * sizeof(*c->pres));
         }
         slot = &c->pres[c->npres++];
+        slot->client = hr_strdup(client);
     }
-    slot->client = hr_strdup(client);
     slot->user = hr_strdup(user ? user : "");
     slot->info = info ? hr_strdup(info) : NULL;
+    if (at < 0 && c->npres > PRES_INDEX_MIN) {
+        if (!c->pidx || c->npres * 2 > c->pidx_cap) pidx_rebuild(c);
+        else c->pidx[pidx_probe(c, client)] = (uint32_t)c->npres;
+    }
     pthread_mutex_unlock(&sh->mu);
     if (cb) cb(ud, 0);
 }
@@ -358,15 +469,8 @@ static void m_presence_remove(hr_engine *e, const char *channel, size_t len, con
     shard *sh = shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
     mchan *c = find(sh, h, channel, len);
-    if (c) {
-        for (size_t i = 0; i < c->npres; i++) {
-            if (strcmp(c->pres[i].client, client) == 0) {
-                pres_free(&c->pres[i]);
-                c->pres[i] = c->pres[--c->npres];
-                break;
-            }
-        }
-    }
+    long at = c ? pres_find(c, client) : -1;
+    if (at >= 0) pres_delete(c, (size_t)at);
     pthread_mutex_unlock(&sh->mu);
     if (cb) cb(ud, 0);
 }
@@ -385,11 +489,9 @@ static void m_presence(hr_engine *e, const char *channel, size_t len, hr_presenc
             res.entries[i].client = hr_strdup(c->pres[i].client);
             res.entries[i].user = hr_strdup(c->pres[i].user);
             res.entries[i].info = c->pres[i].info ? hr_strdup(c->pres[i].info) : NULL;
-            bool seen = false;
-            for (size_t j = 0; j < i && !seen; j++) seen = strcmp(c->pres[j].user, c->pres[i].user) == 0;
-            if (!seen) res.users++;
         }
         res.n = c->npres;
+        res.users = count_users(c);
     }
     pthread_mutex_unlock(&sh->mu);
     cb(ud, 0, &res);
@@ -426,6 +528,7 @@ static void m_free(hr_engine *e)
                 while (c->count) ring_drop_oldest(c);
                 for (size_t i = 0; i < c->npres; i++) pres_free(&c->pres[i]);
                 hr_free(c->pres);
+                hr_free(c->pidx);
                 while (c->idem_head) idem_pop(c);
                 hr_free(c->idem);
                 hr_free(c->ring);

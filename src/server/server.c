@@ -138,8 +138,8 @@ static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
         if (w->conns) w->conns->prev = c;
         w->conns = c;
         w->nconns++;
-        atomic_fetch_add_explicit(&w->stats.connections, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
+        hr_stat_add(&w->stats.connections, 1);
+        hr_stat_add(&w->stats.accepted, 1);
         hr_http_attach(c);
         if (hr_loop_add(loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
             hr_warn("epoll_ctl: %s", strerror(errno));
@@ -412,6 +412,7 @@ void hr_server_free(hr_server *s)
         hr_worker *w = &s->workers[i];
         if (w->listen_io.fd >= 0) close(w->listen_io.fd);
         hr_loop_close(&w->loop);
+        hr_conn_release_pool(w);
         hr_free(w->rbuf);
         hr_buf_free(&w->scratch);
         hr_buf_free(&w->zout);

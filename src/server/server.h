@@ -30,6 +30,15 @@ typedef struct hr_worker_stats {
     atomic_uint_fast64_t bytes_out;
 } hr_worker_stats;
 
+/* Each counter has one writer, its worker (other threads only read it), so
+ * an update is a relaxed load + store: no locked read-modify-write on the
+ * per-delivery path (ws_messages_out, bytes_out). */
+static inline void hr_stat_add(atomic_uint_fast64_t *s, uint64_t n)
+{
+    atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n, memory_order_relaxed);
+}
+static inline void hr_stat_sub(atomic_uint_fast64_t *s, uint64_t n) { hr_stat_add(s, (uint64_t)0 - n); }
+
 typedef struct hr_worker {
     hr_server *srv;
     const hr_config *cfg;
@@ -42,6 +51,8 @@ typedef struct hr_worker {
     hr_conn *flush_list;
     hr_conn *ready_list;
     hr_conn *free_list;            /* closed this turn, freed at turn end */
+    void *ring_pool;               /* drained minimum-size output rings, kept for reuse (conn.c) */
+    uint32_t ring_pool_n;
     uint8_t *rbuf;                 /* shared read buffer, HR_READ_BUF_SIZE */
     hr_buf scratch;                /* shared scratch: decompressed incoming messages */
     hr_buf zout;                   /* shared scratch: compressed outgoing payloads */

@@ -16,6 +16,12 @@
 #define READS_PER_TURN 16          /* then yield to other connections */
 #define IOV_MAX_BATCH 64
 #define OUTQ_MIN_CAP 8
+/* Drained rings of OUTQ_MIN_CAP entries kept per worker for the next
+ * connection that queues something (at most 256 KiB per worker): a fan-out
+ * at a low rate fills and drains every subscriber's queue each turn, and a
+ * malloc + free of the ring per delivery was ~20% of the server's own
+ * instructions (callgrind, docs/benchmarks.md). */
+#define RING_POOL_MAX 1024
 
 enum { OE_BYTES = 0, OE_FILE = 1, OE_SHARED = 2 };
 
@@ -51,14 +57,47 @@ static void schedule_read(hr_conn *c)
 
 static hr_oentry *oq_at(const hr_outq *q, uint32_t i) { return &q->e[(q->head + i) & (q->cap - 1)]; }
 
-/* A new entry at the tail (the caller fills it, then calls enqueued()). */
-static hr_oentry *oq_push(hr_outq *q)
+static void ring_free(hr_worker *w, hr_oentry *e, uint32_t cap)
 {
+    if (cap == OUTQ_MIN_CAP && w->ring_pool_n < RING_POOL_MAX) {
+        *(void **)e = w->ring_pool;
+        w->ring_pool = e;
+        w->ring_pool_n++;
+    } else {
+        hr_free(e);
+    }
+}
+
+static hr_oentry *ring_alloc(hr_worker *w, uint32_t cap)
+{
+    if (cap == OUTQ_MIN_CAP && w->ring_pool) {
+        hr_oentry *e = w->ring_pool;
+        w->ring_pool = *(void **)e;
+        w->ring_pool_n--;
+        return e;
+    }
+    return hr_malloc((size_t)cap * sizeof(hr_oentry));
+}
+
+void hr_conn_release_pool(hr_worker *w)
+{
+    while (w->ring_pool) {
+        void *next = *(void **)w->ring_pool;
+        hr_free(w->ring_pool);
+        w->ring_pool = next;
+    }
+    w->ring_pool_n = 0;
+}
+
+/* A new entry at the tail (the caller fills it, then calls enqueued()). */
+static hr_oentry *oq_push(hr_conn *c)
+{
+    hr_outq *q = &c->out;
     if (q->n == q->cap) {
         uint32_t cap = q->cap ? q->cap * 2 : OUTQ_MIN_CAP;
-        hr_oentry *e = hr_malloc((size_t)cap * sizeof(*e));
+        hr_oentry *e = ring_alloc(c->w, cap);
         for (uint32_t i = 0; i < q->n; i++) e[i] = *oq_at(q, i);
-        hr_free(q->e);
+        if (q->e) ring_free(c->w, q->e, q->cap);
         q->e = e;
         q->head = 0;
         q->cap = cap;
@@ -82,7 +121,7 @@ void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t
     uint8_t *bytes = hr_malloc(alen + blen);
     if (alen) memcpy(bytes, a, alen);
     if (blen) memcpy(bytes + alen, b, blen);
-    hr_oentry *e = oq_push(&c->out);
+    hr_oentry *e = oq_push(c);
     e->kind = OE_BYTES;
     e->fd = -1;
     e->u.bytes = bytes;
@@ -99,7 +138,7 @@ void hr_conn_send_file(hr_conn *c, int fd, uint64_t off, uint64_t len)
         close(fd);
         return;
     }
-    hr_oentry *e = oq_push(&c->out);
+    hr_oentry *e = oq_push(c);
     e->kind = OE_FILE;
     e->fd = fd;
     e->u.ref = NULL;
@@ -120,7 +159,7 @@ static uint8_t *entry_bytes(hr_oentry *e) { return e->kind == OE_SHARED ? e->u.r
 void hr_conn_send_shared(hr_conn *c, hr_sbuf *b)
 {
     if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) return;
-    hr_oentry *e = oq_push(&c->out);
+    hr_oentry *e = oq_push(c);
     e->kind = OE_SHARED;
     e->fd = -1;
     e->u.ref = hr_sbuf_ref(b);
@@ -130,10 +169,11 @@ void hr_conn_send_shared(hr_conn *c, hr_sbuf *b)
 }
 
 /* Release the ring once it is empty: idle connections hold no queue. */
-static void oq_release_if_empty(hr_outq *q)
+static void oq_release_if_empty(hr_conn *c)
 {
-    if (q->n) return;
-    hr_free(q->e);
+    hr_outq *q = &c->out;
+    if (q->n || !q->e) return;
+    ring_free(c->w, q->e, q->cap);
     q->e = NULL;
     q->head = q->cap = 0;
 }
@@ -150,20 +190,22 @@ void hr_conn_drop_queued(hr_conn *c)
         free_entry(e);
     }
     q->n = keep;
-    oq_release_if_empty(q);
+    oq_release_if_empty(c);
 }
 
-static void outq_clear(hr_outq *q)
+static void outq_clear(hr_conn *c)
 {
+    hr_outq *q = &c->out;
     for (uint32_t i = 0; i < q->n; i++) free_entry(oq_at(q, i));
     q->n = 0;
     q->bytes = 0;
-    oq_release_if_empty(q);
+    oq_release_if_empty(c);
 }
 
 /* Remove `n` written bytes from the front of the queue. */
-static void outq_advance(hr_outq *q, size_t n)
+static void outq_advance(hr_conn *c, size_t n)
 {
+    hr_outq *q = &c->out;
     q->bytes -= n;
     while (n && q->n) {
         hr_oentry *e = oq_at(q, 0);
@@ -177,7 +219,7 @@ static void outq_advance(hr_outq *q, size_t n)
         q->head = (q->head + 1) & (q->cap - 1);
         q->n--;
     }
-    oq_release_if_empty(q);
+    oq_release_if_empty(c);
 }
 
 static void after_flush(hr_conn *c)
@@ -212,12 +254,12 @@ static int write_queue(hr_conn *c)
                 e->off += (uint64_t)n;
                 e->len -= (uint64_t)n;
                 q->bytes -= (size_t)n;
-                atomic_fetch_add_explicit(&c->w->stats.bytes_out, (uint64_t)n, memory_order_relaxed);
+                hr_stat_add(&c->w->stats.bytes_out, (uint64_t)n);
                 if (e->len == 0) {
                     free_entry(e);
                     q->head = (q->head + 1) & (q->cap - 1);
                     q->n--;
-                    oq_release_if_empty(q);
+                    oq_release_if_empty(c);
                 }
                 continue;
             }
@@ -234,8 +276,8 @@ static int write_queue(hr_conn *c)
             }
             n = writev(c->io.fd, iov, cnt);
             if (n > 0) {
-                atomic_fetch_add_explicit(&c->w->stats.bytes_out, (uint64_t)n, memory_order_relaxed);
-                outq_advance(q, (size_t)n);
+                hr_stat_add(&c->w->stats.bytes_out, (uint64_t)n);
+                outq_advance(c, (size_t)n);
                 continue;
             }
         }
@@ -326,7 +368,7 @@ void hr_conn_close(hr_conn *c)
     hr_timer_stop(&w->loop.wheel, &c->timer);
     close(c->io.fd); /* also removes it from epoll */
     c->io.fd = -1;
-    outq_clear(&c->out);
+    outq_clear(c);
     hr_buf_free(&c->in);
     if (c->vt->on_free) c->vt->on_free(c);
     c->proto = NULL;
@@ -335,7 +377,7 @@ void hr_conn_close(hr_conn *c)
     else w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->nconns--;
-    atomic_fetch_sub_explicit(&w->stats.connections, 1, memory_order_relaxed);
+    hr_stat_sub(&w->stats.connections, 1);
     atomic_fetch_sub_explicit(&w->srv->total_connections, 1, memory_order_relaxed);
     c->next = w->free_list;
     w->free_list = c;
@@ -379,7 +421,7 @@ static void do_read(hr_conn *c)
         ssize_t n = read(c->io.fd, dst, cap);
         if (n > 0) {
             c->last_rx = hr_loop_now(&w->loop);
-            atomic_fetch_add_explicit(&w->stats.bytes_in, (uint64_t)n, memory_order_relaxed);
+            hr_stat_add(&w->stats.bytes_in, (uint64_t)n);
             int rc;
             if (leftover) {
                 c->in.len += (size_t)n;

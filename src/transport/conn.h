@@ -123,5 +123,7 @@ void hr_conn_on_timer(hr_timer *t, void *data);
 void hr_conn_run_ready(struct hr_worker *w);
 /* Flush every connection that queued output this turn, free closed ones. */
 void hr_conn_end_turn(struct hr_worker *w);
+/* Free the worker's pool of drained output rings (at worker shutdown). */
+void hr_conn_release_pool(struct hr_worker *w);
 
 #endif

@@ -262,7 +262,7 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
     bool close = !req->keep_alive || w->draining;
     bool get = method_is(req, "GET"), head = method_is(req, "HEAD");
     ((hr_http *)c->proto)->http10 = req->version_minor == 0;
-    atomic_fetch_add_explicit(&w->stats.http_requests, 1, memory_order_relaxed);
+    hr_stat_add(&w->stats.http_requests, 1);
 
     if (path_is(req, "/health")) {
         if (!get && !head) {

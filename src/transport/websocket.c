@@ -80,7 +80,7 @@ void hr_ws_send(hr_conn *c, int opcode, const void *data, size_t len)
     hr_ws *ws = c->proto;
     if (c->vt != &ws_vt || ws->state != WS_OPEN) return;
     hr_worker *w = c->w;
-    atomic_fetch_add_explicit(&w->stats.ws_messages_out, 1, memory_order_relaxed);
+    hr_stat_add(&w->stats.ws_messages_out, 1);
     if (ws->deflate && len >= (size_t)w->cfg->ws_deflate_min_size) {
         z_stream *zs = ws->pmd.server_no_context_takeover ? hr_worker_deflater(w, ws->pmd.server_max_window_bits)
                                                           : ws->deflater;
@@ -142,7 +142,7 @@ static void ws_fail(hr_conn *c, uint16_t code, const char *reason)
 static void deliver(hr_conn *c, uint8_t opcode, const uint8_t *data, size_t len)
 {
     hr_ws *ws = c->proto;
-    atomic_fetch_add_explicit(&c->w->stats.ws_messages_in, 1, memory_order_relaxed);
+    hr_stat_add(&c->w->stats.ws_messages_in, 1);
     ws->h->on_message(c, opcode, data, len);
 }
 
@@ -454,7 +454,7 @@ static void ws_on_free(hr_conn *c)
     hr_ws *ws = c->proto;
     if (!ws) return;
     if (ws->h->on_close) ws->h->on_close(c, ws->close_code ? ws->close_code : HR_WS_CLOSE_ABNORMAL);
-    atomic_fetch_sub_explicit(&c->w->stats.websockets, 1, memory_order_relaxed);
+    hr_stat_sub(&c->w->stats.websockets, 1);
     hr_buf_free(&ws->msg);
     release_inflater(ws);
     if (ws->deflater) {
@@ -631,7 +631,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     ws->app = app;
     hr_utf8_init(&ws->utf8);
     hr_conn_set_transport(c, &ws_vt, ws);
-    atomic_fetch_add_explicit(&c->w->stats.websockets, 1, memory_order_relaxed);
+    hr_stat_add(&c->w->stats.websockets, 1);
     c->last_rx = hr_conn_now(c);
     ws_arm_heartbeat(c);
     if (handler->on_open) handler->on_open(c);
@@ -665,7 +665,7 @@ void hr_ws_send_shared(hr_conn *c, int opcode, hr_sbuf *payload, hr_enc_cache *c
     hr_ws *ws = c->proto;
     if (c->vt != &ws_vt || ws->state != WS_OPEN) return;
     hr_worker *w = c->w;
-    atomic_fetch_add_explicit(&w->stats.ws_messages_out, 1, memory_order_relaxed);
+    hr_stat_add(&w->stats.ws_messages_out, 1);
     bool compress = ws->deflate && payload->len >= (size_t)w->cfg->ws_deflate_min_size;
     if (compress && !ws->pmd.server_no_context_takeover) {
         /* this connection keeps a compression context: its frames are its own */

@@ -257,6 +257,76 @@ static void test_presence(void **state)
     assert_int_equal(r.users, 2);
 }
 
+/* Many entries in one channel (the indexed path): joins, re-joins and
+ * leaves in a scrambled order against a model of who is present. */
+#define MANY 3000
+typedef struct presset {
+    bool in[MANY];
+    size_t n, users, bad;
+} presset;
+
+static void on_pres_set(void *ud, int err, const hr_presence *p)
+{
+    presset *r = ud;
+    assert_int_equal(err, 0);
+    memset(r->in, 0, sizeof(r->in));
+    r->n = p->n;
+    r->users = p->users;
+    r->bad = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        int k = -1, u = -1;
+        if (sscanf(p->entries[i].client, "c%d", &k) != 1 || k < 0 || k >= MANY || r->in[k]) r->bad++;
+        else r->in[k] = true;
+        if (sscanf(p->entries[i].user, "u%d", &u) != 1 || u != k % 700) r->bad++;
+    }
+}
+
+static void test_presence_many(void **state)
+{
+    (void)state;
+    static bool model[MANY];
+    static presset r;
+    char client[16], user[16];
+    memset(model, 0, sizeof(model));
+    uint32_t x = 12345;
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < MANY * 2; i++) {
+            x = x * 1103515245u + 12345u;
+            int k = (int)((x >> 8) % MANY);
+            snprintf(client, sizeof(client), "c%d", k);
+            snprintf(user, sizeof(user), "u%d", k % 700);
+            if ((x >> 4) % 3 == 0) {
+                eng->vt->presence_remove(eng, "big", 3, client, NULL, NULL);
+                model[k] = false;
+            } else {
+                eng->vt->presence_add(eng, "big", 3, client, user, NULL, NULL, NULL);
+                model[k] = true;
+            }
+        }
+        eng->vt->presence(eng, "big", 3, on_pres_set, &r);
+        size_t want = 0;
+        bool users[700] = {false};
+        size_t nusers = 0;
+        for (int k = 0; k < MANY; k++) {
+            assert_int_equal(r.in[k], model[k]);
+            if (model[k]) {
+                want++;
+                if (!users[k % 700]) nusers++;
+                users[k % 700] = true;
+            }
+        }
+        assert_int_equal(r.bad, 0);
+        assert_int_equal(r.n, want);
+        assert_int_equal(r.users, nusers);
+    }
+    for (int k = 0; k < MANY; k++) {
+        snprintf(client, sizeof(client), "c%d", k);
+        eng->vt->presence_remove(eng, "big", 3, client, NULL, NULL);
+    }
+    eng->vt->presence(eng, "big", 3, on_pres_set, &r);
+    assert_int_equal(r.n, 0);
+}
+
 static size_t nchannels;
 static void each(void *ud, const char *name, size_t len, uint64_t offset)
 {
@@ -326,6 +396,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_history_means_no_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_and_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_window_expires, setup, teardown),
