@@ -399,9 +399,7 @@ static bool conn_head(bconn *c, const char *head, const hr_bench_resp *r)
         if (r->status != 200 || !hr_bench_header(head, r->head_len, "content-type", &v, &vn) ||
             !memmem(v, vn, "text/event-stream", 17)) {
             conn_error(c, false, "SSE request refused: %.*s%s", sl, head,
-                       b->o.server == HR_BENCH_HERALD && r->status != 200
-                           ? " (this Herald has no /sse endpoint yet?)"
-                           : r->status == 200 ? " (not text/event-stream)" : "");
+                       r->status == 200 ? " (not text/event-stream)" : "");
             return false;
         }
         if (r->chunked) {

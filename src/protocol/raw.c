@@ -18,6 +18,7 @@
  * The query parsing, channel checks, subscribe-all-or-none, presence and
  * join/leave live in urlsubs.c, shared with Server-Sent Events (/sse). */
 #include "protocol/raw.h"
+#include "server/limits.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "protocol/native.h"
@@ -32,6 +33,7 @@ struct hr_raw {
     const hr_sink_vt *sink;
     void *t;
     bool closing;
+    hr_bucket pub_bucket;      /* limits.publishes_per_connection */
 };
 
 static void raw_close(hr_raw *r, int code, const char *reason, bool drop_queued)
@@ -153,6 +155,12 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     hr_chan_policy pol;
     if (hr_config_policy(r->cfg, ch, clen, &pol) || !pol.allow_publish) {
         raw_close(r, HR_DISC_FORBIDDEN, "clients may not publish to this channel", false);
+        return;
+    }
+    hr_limits *lim = r->client.wh->hub->limits;
+    if (lim && !hr_limits_publish(lim, &r->pub_bucket, r->client.user, hr_loop_now(r->client.wh->loop), NULL)) {
+        /* raw mode has no replies to refuse one message with: the publisher is told by the close */
+        raw_close(r, HR_DISC_TOO_MANY_REQUESTS, "publishing too fast (limits.publishes_per_connection)", false);
         return;
     }
     /* bound the jansson tree (as the native protocol does): every value but

@@ -11,6 +11,7 @@
  * published in between is missed; publications that were already part of
  * the reply are skipped by offset when they later arrive from the inbox. */
 #include "protocol/session.h"
+#include "server/limits.h"
 #include "core/log.h"
 #include "hub/channel_name.h"
 
@@ -27,10 +28,25 @@ struct hr_session {
     bool closing;
     hr_native_encoding enc;
     hr_buf out;                /* replies of the frame being executed */
+    hr_bucket pub_bucket;      /* limits.publishes_per_connection */
     char name[64];
 };
 
 static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
+
+/* limits.publishes_per_connection / _per_user; detail says which, and when to retry. */
+static bool publish_allowed(hr_session *s, const char **detail)
+{
+    hr_limits *l = s->client.wh->hub->limits;
+    if (!l) return true;
+    uint32_t retry_ms = 0;
+    if (hr_limits_publish(l, &s->pub_bucket, s->client.user, hr_loop_now(s->client.wh->loop), &retry_ms))
+        return true;
+    static _Thread_local char why[96];
+    snprintf(why, sizeof(why), "publish rate limit: retry in %u ms", retry_ms ? retry_ms : 1);
+    *detail = why;
+    return false;
+}
 
 static void reply_error(hr_session *s, uint64_t id, int code, const char *detail)
 {
@@ -440,6 +456,10 @@ static void exec(hr_session *s, const hr_cmd *cmd)
         if (cmd->idempotency_key.n > HR_IDEM_MAX_KEY_LEN) {
             err = HR_PE_BAD_REQUEST;
             detail = "idempotency_key is longer than 128 bytes";
+            break;
+        }
+        if (!publish_allowed(s, &detail)) {
+            err = HR_PE_TOO_MANY_REQUESTS;
             break;
         }
         o = HR_CHAN_OPTS(s->cfg, pol);

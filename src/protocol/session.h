@@ -32,6 +32,7 @@ enum hr_disconnect_code {
     HR_DISC_SERVER = 3000,          /* disconnected by the server API (default code): reconnect */
     HR_DISC_SHUTDOWN = 3001,        /* server shutting down: reconnect */
     HR_DISC_SLOW = 3008,            /* output queue overflow: reconnect and recover */
+    HR_DISC_TOO_MANY_REQUESTS = 3009, /* raw mode: publishing faster than limits.publishes_per_*: reconnect later */
     HR_DISC_BAD_REQUEST = 3501,     /* malformed frame: do not reconnect */
     HR_DISC_ENCODING = 3502,        /* a reply or push has no MessagePack form (e.g. nesting too deep): do not reconnect */
     HR_DISC_FORBIDDEN = 3503,

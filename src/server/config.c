@@ -159,6 +159,33 @@ const hr_option hr_options[] = {
      "with the original offset and not delivered again. 0 = keys are ignored."},
     {"channels.allow_unknown_namespaces", HR_OPT_BOOL, OFF(ch_allow_unknown_namespaces), "true", 0, 0, NULL, NULL,
      "Channels in a namespace without a [namespace.NAME] section use the [channels] options. false: error 102."},
+
+    {"limits.connections_per_ip", HR_OPT_INT, OFF(lim_connections_per_ip), "0", 0, 100000000, NULL, NULL,
+     "Most simultaneous connections from one client address (IPv6: one /ipv6_prefix network), over all "
+     "workers. More: answered 503 at accept and closed. 0 = unlimited."},
+    {"limits.handshakes_per_ip", HR_OPT_INT, OFF(lim_handshakes_per_ip), "0", 0, 100000000, NULL, NULL,
+     "New connections per second one client address may open, sustained (a token bucket of "
+     "handshake_burst_per_ip). More: answered 429 with Retry-After and closed. 0 = unlimited."},
+    {"limits.handshake_burst_per_ip", HR_OPT_INT, OFF(lim_handshake_burst_per_ip), "0", 0, 100000000, NULL, NULL,
+     "Connections one address may open at once before handshakes_per_ip applies. 0 = 2 x handshakes_per_ip."},
+    {"limits.auth_failures_per_ip", HR_OPT_INT, OFF(lim_auth_failures_per_ip), "20", 0, 100000000, NULL, NULL,
+     "Rejected tokens (bad signature, expired, malformed, ...) one address may present within "
+     "auth_failure_window; past it, its new connections are refused (429) for auth_failure_ban. 0 = off."},
+    {"limits.auth_failure_window", HR_OPT_DURATION, OFF(lim_auth_failure_window_ms), "1m", 1000, DAY_MS, NULL, NULL,
+     "Window over which auth_failures_per_ip counts."},
+    {"limits.auth_failure_ban", HR_OPT_DURATION, OFF(lim_auth_failure_ban_ms), "1m", 1000, DAY_MS, NULL, NULL,
+     "How long an address that presented too many bad tokens is refused."},
+    {"limits.ipv6_prefix", HR_OPT_INT, OFF(lim_ipv6_prefix), "64", 1, 128, NULL, NULL,
+     "IPv6 clients are counted per network of this prefix length (one host usually owns a whole /64)."},
+    {"limits.publishes_per_connection", HR_OPT_INT, OFF(lim_publishes_per_connection), "0", 0, 100000000, NULL, NULL,
+     "Client publications per second one connection may send, sustained (token bucket of publish_burst). "
+     "More: error 111 (too many requests, temporary). 0 = unlimited."},
+    {"limits.publish_burst", HR_OPT_INT, OFF(lim_publish_burst), "0", 0, 100000000, NULL, NULL,
+     "Publications a connection (or user) may send at once before the per-second limits apply. "
+     "0 = 2 x the per-second limit."},
+    {"limits.publishes_per_user", HR_OPT_INT, OFF(lim_publishes_per_user), "0", 0, 100000000, NULL, NULL,
+     "Client publications per second one authenticated user may send over all their connections. "
+     "More: error 111. Anonymous connections only have the per-connection limit. 0 = unlimited."},
 };
 const size_t hr_options_count = HR_ARRAY_LEN(hr_options);
 

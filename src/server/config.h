@@ -102,6 +102,17 @@ typedef struct hr_config {
     int64_t ch_max_subscribers;
     int64_t ch_idempotency_window_ms;
     bool ch_allow_unknown_namespaces;
+    /* [limits]: abuse limits (src/server/limits.c), 0 = off */
+    int64_t lim_connections_per_ip;
+    int64_t lim_handshakes_per_ip;        /* per second, sustained */
+    int64_t lim_handshake_burst_per_ip;
+    int64_t lim_auth_failures_per_ip;     /* within lim_auth_failure_window_ms */
+    int64_t lim_auth_failure_window_ms;
+    int64_t lim_auth_failure_ban_ms;
+    int64_t lim_ipv6_prefix;
+    int64_t lim_publishes_per_connection; /* per second, sustained */
+    int64_t lim_publish_burst;
+    int64_t lim_publishes_per_user;       /* per second, over all the user's connections */
     /* [namespace.NAME] sections: options overriding [channels] by prefix */
     hr_namespace *namespaces;
     size_t nnamespaces;

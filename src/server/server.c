@@ -6,6 +6,7 @@
  * instead of silently shared. The main thread only waits for signals; on
  * SIGINT/SIGTERM it asks every worker to drain through the worker's eventfd. */
 #include "server/server.h"
+#include "server/limits.h"
 #include "codec/pmdeflate.h"
 #include "core/log.h"
 #include "transport/http.h"
@@ -104,12 +105,28 @@ z_stream *hr_worker_inflater(hr_worker *w)
     return w->inflater;
 }
 
+/* Refuse a connection at accept when there is no room for it at all. */
+static void refuse_at_accept(int fd)
+{
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                               "Content-Length: 61\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+                               "{\"error\":\"too many connections\",\"status\":503,\"temporary\":true}";
+    ssize_t n = write(fd, busy, sizeof(busy) - 1);
+    HR_UNUSED(n);
+    close(fd);
+}
+
 static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
 {
     HR_UNUSED(events);
     hr_worker *w = HR_CONTAINER_OF(io, hr_worker, listen_io);
+    hr_limits *lim = w->srv->limits;
+    bool track = hr_limits_track_ips(lim);
     for (int i = 0; i < 256 && w->accepting; i++) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(io->fd, track ? (struct sockaddr *)&ss : NULL, track ? &sl : NULL,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) hr_warn("accept: %s", strerror(errno));
@@ -118,13 +135,22 @@ static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
         uint64_t total = atomic_fetch_add(&w->srv->total_connections, 1) + 1;
         if (total > (uint64_t)w->cfg->max_connections) {
             atomic_fetch_sub(&w->srv->total_connections, 1);
-            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                       "Content-Length: 61\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
-                                       "{\"error\":\"too many connections\",\"status\":503,\"temporary\":true}";
-            ssize_t n = write(fd, busy, sizeof(busy) - 1);
-            HR_UNUSED(n);
-            close(fd);
+            refuse_at_accept(fd);
             continue;
+        }
+        /* Over a per-address limit: the connection lives only to read its request and answer
+         * 503/429 (http.c), for at most a couple of seconds, and is not counted for its address. */
+        uint32_t ip_key = 0, refused = 0;
+        if (track) {
+            ip_key = hr_limits_ip_key(lim, (struct sockaddr *)&ss, sl);
+            uint32_t retry = 1;
+            hr_admit a = hr_limits_admit(lim, ip_key, hr_loop_now(loop), &retry);
+            if (a != HR_ADMIT_OK) {
+                refused = a == HR_ADMIT_TOO_MANY   ? HR_CONN_REFUSED_TOO_MANY
+                          : a == HR_ADMIT_TOO_FAST ? HR_CONN_REFUSED_TOO_FAST
+                                                   : HR_CONN_REFUSED_BANNED;
+                ip_key = retry;
+            }
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -132,6 +158,8 @@ static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
         c->io.fd = fd;
         c->io.cb = hr_conn_on_io;
         c->w = w;
+        c->ip_key = ip_key;
+        c->flags |= refused;
         hr_timer_init(&c->timer, hr_conn_on_timer);
         c->last_rx = hr_loop_now(loop);
         c->next = w->conns;
@@ -295,6 +323,8 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     if (n > HR_MAX_WORKERS) n = HR_MAX_WORKERS;
     s->nworkers = n;
     s->hub = hr_hub_new(n);
+    s->limits = hr_limits_new(cfg);
+    s->hub->limits = s->limits;
     s->started_ms = hr_now_ms();
     if (cfg->api_key && cfg->api_key[0]) {
         snprintf(s->api_key, sizeof(s->api_key), "%s", cfg->api_key);
@@ -432,4 +462,6 @@ void hr_server_free(hr_server *s)
     s->workers = NULL;
     hr_hub_free(s->hub);
     s->hub = NULL;
+    hr_limits_free(s->limits);
+    s->limits = NULL;
 }

@@ -76,6 +76,7 @@ struct hr_server {
     atomic_int drain_requested;    /* 1 = drain, 2 = force */
     atomic_uint_fast64_t total_connections;
     hr_hub *hub;
+    struct hr_limits *limits;      /* abuse limits shared by the workers (limits.c) */
     char api_key[256];             /* effective API key (configured or generated) */
     uint64_t started_ms;
 };

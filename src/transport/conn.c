@@ -4,6 +4,7 @@
 #include "transport/conn.h"
 #include "core/log.h"
 #include "hub/pub.h"
+#include "server/limits.h"
 #include "server/server.h"
 
 #include <errno.h>
@@ -379,6 +380,7 @@ void hr_conn_close(hr_conn *c)
     w->nconns--;
     hr_stat_sub(&w->stats.connections, 1);
     atomic_fetch_sub_explicit(&w->srv->total_connections, 1, memory_order_relaxed);
+    if (c->ip_key && !(c->flags & HR_CONN_REFUSED)) hr_limits_release(w->srv->limits, c->ip_key, hr_loop_now(&w->loop));
     c->next = w->free_list;
     w->free_list = c;
 }

@@ -56,7 +56,13 @@ enum hr_conn_flags {
     HR_CONN_EOF = 1u << 6,             /* read side closed */
     HR_CONN_WRITE_BLOCKED = 1u << 7,   /* last write hit EAGAIN: wait for EPOLLOUT */
     HR_CONN_READ_PENDING = 1u << 8,    /* may have unread input (ET): read again later */
+    /* refused at accept by the abuse limits: its first request is answered with the error and the
+     * connection closed (reading the request first, so the client gets the answer, not an RST) */
+    HR_CONN_REFUSED_TOO_MANY = 1u << 9,   /* 503: limits.connections_per_ip */
+    HR_CONN_REFUSED_TOO_FAST = 1u << 10,  /* 429: limits.handshakes_per_ip */
+    HR_CONN_REFUSED_BANNED = 1u << 11,    /* 429: limits.auth_failures_per_ip */
 };
+#define HR_CONN_REFUSED (HR_CONN_REFUSED_TOO_MANY | HR_CONN_REFUSED_TOO_FAST | HR_CONN_REFUSED_BANNED)
 
 struct hr_conn {
     hr_io io;
@@ -70,6 +76,10 @@ struct hr_conn {
     hr_outq out;
     uint64_t last_rx;              /* loop time of the last byte received */
     uint32_t flags;
+    union {
+        uint32_t ip_key;           /* peer address key in the server's limits (0 = not counted) */
+        uint32_t retry_after;      /* HR_CONN_REFUSED_*: seconds for Retry-After */
+    };
     void *proto;                   /* transport state (http / websocket) */
 };
 

@@ -389,9 +389,25 @@ static ssize_t body_feed(hr_conn *c, uint8_t *data, size_t len)
     return (ssize_t)in;
 }
 
+/* A connection refused at accept by the abuse limits (server.c): answer its
+ * first bytes with the error and close. */
+static ssize_t refuse(hr_conn *c, size_t len)
+{
+    char extra[48];
+    snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->retry_after ? c->retry_after : 1);
+    uint32_t why = c->flags & HR_CONN_REFUSED;
+    hr_http_respond_error(c, why == HR_CONN_REFUSED_TOO_MANY ? 503 : 429, extra,
+                          why == HR_CONN_REFUSED_TOO_MANY   ? "too many connections from your address"
+                          : why == HR_CONN_REFUSED_TOO_FAST ? "too many new connections from your address"
+                                                            : "too many rejected tokens from your address",
+                          true);
+    return (ssize_t)len;
+}
+
 static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_http *h = c->proto;
+    if (c->flags & HR_CONN_REFUSED) return refuse(c, len);
     const hr_config *cfg = c->w->cfg;
     hr_http_limits lim = limits_of(cfg);
     size_t pos = 0;
@@ -516,6 +532,8 @@ void hr_http_attach(hr_conn *c)
     hr_http_parser_init(&h->parser);
     hr_conn_set_transport(c, &http_vt, h);
     arm_idle(c);
+    if (c->flags & HR_CONN_REFUSED) /* refused at accept: a short wait for the request to answer */
+        hr_conn_set_timer(c, (uint64_t)HR_MIN(c->w->cfg->http_header_timeout_ms, 2000));
 }
 
 /* Used by the WebSocket upgrade to drop HTTP state. */

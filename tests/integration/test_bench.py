@@ -15,8 +15,8 @@ on, docs/benchmarks.md):
   - a churn run closes and reopens subscribers and still loses nothing;
   - publishing through the subscribers' own /ws/raw connections;
   - --threads, --source-ips and --connect-rate;
-  - SSE (Herald has no /sse yet: the run must fail with a clear message, or
-    pass completely once the endpoint exists);
+  - SSE subscribers;
+  - the fan-out ceiling (bench/ceiling.c) driven with --server ceiling;
   - a server that is not there, a wrong API key, --timeout: exit 1 and the
     reason in the report;
   - bad flags: exit 2 with a message; --help.
@@ -233,20 +233,48 @@ class BenchCase(HeraldTestCase):
         self.assertGreater(r["messages"]["delivered"], 0)
 
     def test_sse_transport(self):
-        """Herald has no /sse endpoint yet: the bench must say so and fail (exit 1);
-        once it exists, the same run must deliver everything."""
-        rc, r, err = run_bench(self.server.port, "--transport", "sse", "--subscribers", 20, "--publish-rate", 100,
-                               "--duration", 1, "--warmup", 0, "--quiet")
-        self.assertIsNotNone(r, err)
-        if rc == 1:
-            self.assertFalse(r["ok"])
-            self.assertEqual(r["connections"]["opened"], 0)
-            text = " ".join(r["errors"])
-            self.assertIn("no subscriber could connect", text)
-            self.assertIn("SSE request refused", text)
-        else:
-            self.assertEqual(rc, 0, err)
+        """SSE subscribers (/sse?channel=...): the same run delivers everything."""
+        r, _ = self.bench("--transport", "sse", "--subscribers", 20, "--channels", 2, "--publish-rate", 100,
+                          "--duration", 1, "--warmup", 0, "--quiet")
+        sys.stderr.write(f"\nbench sse: {describe(r)}\n")
+        self.assertEqual(r["transport"], "sse")
+        self.assertEqual(r["connections"]["opened"], 20)
+        self.assertGreater(r["messages"]["expected"], 0)
+        self.assert_no_loss(r)
+
+    def test_against_the_ceiling(self):
+        """bench/ceiling.c (herald-ceiling), the fan-out ceiling Herald is measured against,
+        driven by `herald bench --server ceiling`: everything delivered, in order."""
+        exe = os.path.join(os.environ.get("HERALD_TOOLS_DIR", os.path.dirname(HERALD_BIN)), "herald-ceiling")
+        if not os.path.exists(exe):
+            exe = os.path.join(os.path.dirname(HERALD_BIN), "herald-ceiling")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([exe, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    import time
+                    time.sleep(0.05)
+            r, _ = self.bench("--server", "ceiling", "--subscribers", SUBS, "--channels", CHANNELS,
+                              "--publish-rate", RATE, "--duration", 1, "--warmup", 0.5, "--quiet",
+                              "--server-pid", proc.pid, port=port)
+            sys.stderr.write(f"\nbench ceiling: {describe(r)}\n")
+            self.assertEqual(r["server"], "ceiling")
+            self.assertEqual(r["connections"]["opened"], SUBS)
+            self.assertGreater(r["messages"]["expected"], 0)
             self.assert_no_loss(r)
+            self.assertIsNone(proc.poll(), "the ceiling exited")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+        rc, _, err = run_bench(port, "--server", "ceiling", "--transport", "sse", "--duration", 1)
+        self.assertEqual(rc, 2)
+        self.assertIn("WebSocket subscribers only", err)
 
     def test_nothing_listening(self):
         with socket.socket() as s:  # a port nobody listens on

@@ -1,0 +1,69 @@
+/* limits.h - abuse limits shared by all workers: connections and handshake
+ * rate per client address, a ban after too many rejected tokens, and token
+ * buckets for client publishes per connection and per user
+ * (docs/security.md, [limits] in docs/config.md).
+ *
+ * Addresses are reduced to a 32-bit key (IPv4, IPv4-mapped IPv6 as IPv4,
+ * other IPv6 masked to limits.ipv6_prefix bits) hashed with a per-process
+ * random seed; two addresses whose keys collide share their counters (about
+ * one pair in 4 billion, and not choosable from outside). The tables are
+ * striped by key, each stripe with its own mutex, and only touched at
+ * accept, close, a rejected token and a rate-limited publish — never per
+ * delivery. With every limit at 0 nothing is counted. */
+#ifndef HERALD_SERVER_LIMITS_H
+#define HERALD_SERVER_LIMITS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "server/config.h"
+
+typedef struct hr_limits hr_limits;
+
+hr_limits *hr_limits_new(const hr_config *cfg);
+void hr_limits_free(hr_limits *l);
+
+/* Whether accept must compute a key and call admit/release at all. */
+bool hr_limits_track_ips(const hr_limits *l);
+
+/* The key of a peer address (never 0; 0 = "not tracked"). */
+uint32_t hr_limits_ip_key(const hr_limits *l, const struct sockaddr *sa, socklen_t len);
+
+typedef enum hr_admit {
+    HR_ADMIT_OK = 0,
+    HR_ADMIT_TOO_MANY = 1,   /* limits.connections_per_ip reached: 503 */
+    HR_ADMIT_TOO_FAST = 2,   /* limits.handshakes_per_ip: 429 */
+    HR_ADMIT_BANNED = 3,     /* too many rejected tokens lately: 429 */
+} hr_admit;
+
+/* A new connection from key at now_ms: counted when HR_ADMIT_OK (release it
+ * with hr_limits_release when it closes); otherwise *retry_after_s says when
+ * trying again makes sense (for Retry-After). */
+hr_admit hr_limits_admit(hr_limits *l, uint32_t key, uint64_t now_ms, uint32_t *retry_after_s);
+void hr_limits_release(hr_limits *l, uint32_t key, uint64_t now_ms);
+
+/* A token from key was rejected. Returns true when this failure started a
+ * ban (the caller may log it once). */
+bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms);
+
+/* A token bucket (8 bytes, zero-initialised = full at first use). */
+typedef struct hr_bucket {
+    float used;              /* tokens taken and not yet refilled: 0 = full */
+    uint32_t last_ms;        /* low 32 bits of the loop clock at the last refill */
+} hr_bucket;
+
+/* Take one token: true if allowed. rate per second (> 0), burst (0 = 2 x
+ * rate). When refused, *retry_ms (if non-NULL) is the wait for the next token. */
+bool hr_bucket_take(hr_bucket *b, int64_t rate, int64_t burst, uint64_t now_ms, uint32_t *retry_ms);
+
+/* One client publish: the per-connection bucket (limits.publishes_per_connection,
+ * the caller's) and, for an authenticated user, the user's shared bucket
+ * (limits.publishes_per_user). true = allowed. */
+bool hr_limits_publish(hr_limits *l, hr_bucket *conn_bucket, const char *user, uint64_t now_ms,
+                       uint32_t *retry_ms);
+
+/* Entries kept now (tests, /api/info). */
+size_t hr_limits_tracked(const hr_limits *l);
+
+#endif

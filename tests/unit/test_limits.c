@@ -1,0 +1,246 @@
+/* test_limits.c - abuse limits (src/server/limits.c): per-address connection
+ * caps, handshake buckets, bans after rejected tokens, address keys (IPv4,
+ * IPv4-mapped, IPv6 prefixes), publish buckets per connection and per user,
+ * and that the tables forget addresses that hold no state. Time is passed in,
+ * so every case is exact. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "server/config.h"
+#include "server/limits.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+static hr_config cfg;
+
+static int setup(void **state)
+{
+    (void)state;
+    hr_config_defaults(&cfg);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    hr_config_free(&cfg);
+    return 0;
+}
+
+static void set(const char *key, const char *value)
+{
+    char err[256];
+    assert_int_equal(hr_config_set(&cfg, key, value, err, sizeof(err)), 0);
+}
+
+static uint32_t key4(hr_limits *l, const char *ip)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(1234)};
+    assert_int_equal(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
+    return hr_limits_ip_key(l, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+static uint32_t key6(hr_limits *l, const char *ip)
+{
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons(1234)};
+    assert_int_equal(inet_pton(AF_INET6, ip, &sa.sin6_addr), 1);
+    return hr_limits_ip_key(l, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+static void test_defaults_track_only_token_failures(void **state)
+{
+    (void)state;
+    hr_limits *l = hr_limits_new(&cfg);
+    assert_true(hr_limits_track_ips(l)); /* auth_failures_per_ip defaults to 20 */
+    hr_limits_free(l);
+    set("limits.auth_failures_per_ip", "0");
+    l = hr_limits_new(&cfg);
+    assert_false(hr_limits_track_ips(l));
+    hr_limits_free(l);
+}
+
+static void test_keys(void **state)
+{
+    (void)state;
+    hr_limits *l = hr_limits_new(&cfg);
+    assert_int_equal(key4(l, "10.0.0.1"), key4(l, "10.0.0.1"));
+    assert_int_not_equal(key4(l, "10.0.0.1"), key4(l, "10.0.0.2"));
+    assert_int_equal(key6(l, "::ffff:10.0.0.1"), key4(l, "10.0.0.1"));
+    /* the same /64: one key; another /64: another */
+    assert_int_equal(key6(l, "2001:db8:1:2::1"), key6(l, "2001:db8:1:2:ffff:ffff:ffff:ffff"));
+    assert_int_not_equal(key6(l, "2001:db8:1:2::1"), key6(l, "2001:db8:1:3::1"));
+    assert_int_not_equal(key4(l, "10.0.0.1"), 0);
+    hr_limits_free(l);
+    set("limits.ipv6_prefix", "128");
+    l = hr_limits_new(&cfg);
+    assert_int_not_equal(key6(l, "2001:db8:1:2::1"), key6(l, "2001:db8:1:2::2"));
+    hr_limits_free(l);
+}
+
+static void test_connections_per_ip(void **state)
+{
+    (void)state;
+    set("limits.connections_per_ip", "3");
+    hr_limits *l = hr_limits_new(&cfg);
+    uint32_t a = key4(l, "127.0.0.1"), b = key4(l, "127.0.0.2");
+    uint32_t retry = 0;
+    for (int i = 0; i < 3; i++) assert_int_equal(hr_limits_admit(l, a, 1000, &retry), HR_ADMIT_OK);
+    assert_int_equal(hr_limits_admit(l, a, 1000, &retry), HR_ADMIT_TOO_MANY);
+    assert_true(retry >= 1);
+    assert_int_equal(hr_limits_admit(l, b, 1000, &retry), HR_ADMIT_OK); /* another address is unaffected */
+    hr_limits_release(l, a, 1001);
+    assert_int_equal(hr_limits_admit(l, a, 1002, &retry), HR_ADMIT_OK);
+    assert_int_equal(hr_limits_admit(l, a, 1002, &retry), HR_ADMIT_TOO_MANY);
+    for (int i = 0; i < 3; i++) hr_limits_release(l, a, 1003);
+    hr_limits_release(l, b, 1003);
+    hr_limits_release(l, a, 1003); /* one too many: ignored */
+    assert_int_equal(hr_limits_tracked(l), 0);
+    hr_limits_free(l);
+}
+
+static void test_handshake_rate(void **state)
+{
+    (void)state;
+    set("limits.handshakes_per_ip", "10");
+    set("limits.handshake_burst_per_ip", "5");
+    hr_limits *l = hr_limits_new(&cfg);
+    uint32_t a = key4(l, "192.0.2.7");
+    uint32_t retry = 0;
+    uint64_t t = 50000;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(hr_limits_admit(l, a, t, &retry), HR_ADMIT_OK);
+        hr_limits_release(l, a, t);
+    }
+    assert_int_equal(hr_limits_admit(l, a, t, &retry), HR_ADMIT_TOO_FAST);
+    assert_int_equal(retry, 1);
+    /* closing the connections does not reset the bucket */
+    assert_int_equal(hr_limits_tracked(l), 1);
+    assert_int_equal(hr_limits_admit(l, a, t + 99, &retry), HR_ADMIT_TOO_FAST);
+    assert_int_equal(hr_limits_admit(l, a, t + 100, &retry), HR_ADMIT_OK); /* one token per 100 ms */
+    assert_int_equal(hr_limits_admit(l, a, t + 100, &retry), HR_ADMIT_TOO_FAST);
+    hr_limits_release(l, a, t + 100);
+    /* once its bucket has refilled, the address is forgotten when its last connection goes */
+    assert_int_equal(hr_limits_admit(l, a, t + 2000, &retry), HR_ADMIT_OK);
+    hr_limits_release(l, a, t + 2050);
+    assert_int_equal(hr_limits_tracked(l), 1); /* half a token still owed */
+    assert_int_equal(hr_limits_admit(l, a, t + 2100, &retry), HR_ADMIT_OK);
+    hr_limits_release(l, a, t + 2200);
+    assert_int_equal(hr_limits_tracked(l), 0);
+    hr_limits_free(l);
+}
+
+static void test_ban_after_bad_tokens(void **state)
+{
+    (void)state;
+    set("limits.auth_failures_per_ip", "3");
+    set("limits.auth_failure_window", "10s");
+    set("limits.auth_failure_ban", "30s");
+    hr_limits *l = hr_limits_new(&cfg);
+    uint32_t a = key4(l, "198.51.100.1"), b = key4(l, "198.51.100.2");
+    uint32_t retry = 0;
+    uint64_t t = 1000000;
+    assert_false(hr_limits_auth_failure(l, a, t));
+    assert_false(hr_limits_auth_failure(l, a, t + 1));
+    /* the window restarts: two old failures do not count with a new one 10 s later */
+    assert_false(hr_limits_auth_failure(l, a, t + 10001));
+    assert_false(hr_limits_auth_failure(l, a, t + 10002));
+    assert_int_equal(hr_limits_admit(l, a, t + 10003, &retry), HR_ADMIT_OK);
+    hr_limits_release(l, a, t + 10003);
+    assert_true(hr_limits_auth_failure(l, a, t + 10004)); /* third in the window: banned */
+    assert_int_equal(hr_limits_admit(l, a, t + 10005, &retry), HR_ADMIT_BANNED);
+    assert_int_equal(retry, 30);
+    assert_int_equal(hr_limits_admit(l, b, t + 10005, &retry), HR_ADMIT_OK);
+    hr_limits_release(l, b, t + 10005);
+    assert_int_equal(hr_limits_admit(l, a, t + 40003, &retry), HR_ADMIT_BANNED);
+    assert_int_equal(retry, 1);
+    assert_int_equal(hr_limits_admit(l, a, t + 40004, &retry), HR_ADMIT_OK);
+    hr_limits_release(l, a, t + 40004);
+    assert_int_equal(hr_limits_tracked(l), 0);
+    hr_limits_free(l);
+}
+
+static void test_many_addresses_are_forgotten(void **state)
+{
+    (void)state;
+    set("limits.connections_per_ip", "2");
+    hr_limits *l = hr_limits_new(&cfg);
+    char ip[32];
+    uint32_t retry;
+    for (int i = 0; i < 50000; i++) {
+        snprintf(ip, sizeof(ip), "10.%d.%d.%d", i >> 16, (i >> 8) & 255, i & 255);
+        uint32_t k = key4(l, ip);
+        assert_int_equal(hr_limits_admit(l, k, 5000, &retry), HR_ADMIT_OK);
+    }
+    assert_int_equal(hr_limits_tracked(l), 50000);
+    for (int i = 0; i < 50000; i++) {
+        snprintf(ip, sizeof(ip), "10.%d.%d.%d", i >> 16, (i >> 8) & 255, i & 255);
+        uint32_t k = key4(l, ip);
+        assert_int_equal(hr_limits_admit(l, k, 5000, &retry), HR_ADMIT_OK);
+        assert_int_equal(hr_limits_admit(l, k, 5000, &retry), HR_ADMIT_TOO_MANY);
+        hr_limits_release(l, k, 5000);
+        hr_limits_release(l, k, 5000);
+    }
+    assert_int_equal(hr_limits_tracked(l), 0);
+    hr_limits_free(l);
+}
+
+static void test_publish_buckets(void **state)
+{
+    (void)state;
+    set("limits.publishes_per_connection", "4");
+    set("limits.publish_burst", "4");
+    set("limits.publishes_per_user", "6");
+    hr_limits *l = hr_limits_new(&cfg);
+    hr_bucket c1 = {0}, c2 = {0}, anon = {0};
+    uint32_t retry = 0;
+    uint64_t t = 7000;
+    for (int i = 0; i < 4; i++) assert_true(hr_limits_publish(l, &c1, "alice", t, &retry));
+    assert_false(hr_limits_publish(l, &c1, "alice", t, &retry)); /* the connection's bucket */
+    assert_int_equal(retry, 250);
+    /* alice's second connection: her user bucket (burst 4 as well) is empty too */
+    assert_false(hr_limits_publish(l, &c2, "alice", t, &retry));
+    assert_true(hr_limits_publish(l, &c2, "bob", t, &retry));
+    for (int i = 0; i < 4; i++) assert_true(hr_limits_publish(l, &anon, "", t, &retry));
+    assert_false(hr_limits_publish(l, &anon, "", t, &retry));
+    /* c2's refused publish gave its connection token back */
+    assert_true(hr_limits_publish(l, &c2, "carol", t, &retry));
+    assert_true(hr_limits_publish(l, &c2, "carol", t, &retry));
+    assert_true(hr_limits_publish(l, &c2, "carol", t, &retry));
+    assert_false(hr_limits_publish(l, &c2, "carol", t, &retry));
+    /* 250 ms later the connection has a token; alice's user bucket (6/s) one too */
+    assert_true(hr_limits_publish(l, &c1, "alice", t + 250, &retry));
+    hr_limits_free(l);
+}
+
+static void test_bucket_off_and_wraparound(void **state)
+{
+    (void)state;
+    hr_bucket b = {0};
+    for (int i = 0; i < 1000; i++) assert_true(hr_bucket_take(&b, 0, 0, 1, NULL)); /* rate 0 = off */
+    hr_bucket w = {0};
+    uint64_t t = 0xfffffff0ull; /* the low 32 bits of the clock wrap */
+    assert_true(hr_bucket_take(&w, 1, 1, t, NULL));
+    assert_false(hr_bucket_take(&w, 1, 1, t + 500, NULL));
+    assert_true(hr_bucket_take(&w, 1, 1, t + 1000, NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_defaults_track_only_token_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connections_per_ip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_rate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ban_after_bad_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_addresses_are_forgotten, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bucket_off_and_wraparound, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
