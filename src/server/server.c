@@ -6,6 +6,7 @@
  * instead of silently shared. The main thread only waits for signals; on
  * SIGINT/SIGTERM it asks every worker to drain through the worker's eventfd. */
 #include "server/server.h"
+#include "auth/auth.h"
 #include "codec/pmdeflate.h"
 #include "core/log.h"
 #include "transport/http.h"
@@ -385,7 +386,7 @@ int hr_server_run_until_signal(hr_server *s)
         struct timespec ts = {0, 100 * 1000000};
         int sig = sigtimedwait(&set, NULL, signals ? &ts : NULL);
         if (sig == SIGHUP) {
-            hr_info("SIGHUP: nothing to reload yet");
+            hr_auth_reload(s->cfg->auth); /* token keys (logs what it did) */
             continue;
         }
         if (sig == SIGINT || sig == SIGTERM) {
