@@ -742,6 +742,11 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
     }
 }
 
+void hr_session_loop_gone(hr_session *s)
+{
+    if (s && s->exp) s->exp->t.next = s->exp->t.prev = NULL; /* idle: hr_timer_stop will not touch the wheel */
+}
+
 void hr_session_set_token(hr_session *s, const char *token, size_t len)
 {
     hr_free(s->http_token);

@@ -536,6 +536,7 @@ static void emu_free_all(hr_hub *hub)
             esess *s = ew->owned;
             reg_remove(s);
             owner_unlink(s);
+            hr_session_loop_gone(s->sess);
             hr_session_free(s->sess);
             s->sess = NULL;
             sunref(s);
