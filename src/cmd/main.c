@@ -1,15 +1,22 @@
 /* main.c - the `herald` command line: sub-commands (serve, check-config,
- * config-reference, bench), option parsing into the config (defaults < file <
- * HERALD_* environment < flags), and exit codes (0 clean, 1 runtime failure,
- * 2 bad usage or config). */
+ * config-reference, token, genconfig, bench), option parsing into the
+ * config (defaults < file < HERALD_* environment < flags), and exit codes
+ * (0 clean, 1 runtime failure, 2 bad usage or config). */
+#include "auth/auth.h"
+#include "auth/jwt.h"
 #include "bench/bench.h"
+#include "core/buf.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "server/config.h"
 #include "server/server.h"
 
+#include <jansson.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 extern char **environ;
 
@@ -22,6 +29,8 @@ static void usage(FILE *f)
             "  herald [serve] [--config FILE] [options]   run the server (default)\n"
             "  herald check-config FILE                   validate a config file\n"
             "  herald config-reference                    list every option with its default\n"
+            "  herald genconfig                           print a commented starting config with fresh secrets\n"
+            "  herald token --user ID [token options]     print a signed connection or subscription token\n"
             "  herald bench [options]                     load generator (herald bench --help)\n"
             "  herald --version | --help\n"
             "\n"
@@ -33,9 +42,20 @@ static void usage(FILE *f)
             "  --engine memory        engine (only memory in this version)\n"
             "  --drain-timeout 10s    graceful shutdown limit\n"
             "  --log-level LEVEL      debug, info, warn, error, off\n"
+            "  --token-hmac-secret S  HS256 secret for client tokens (32+ bytes; more keys: [auth.key.NAME])\n"
             "  --SECTION.KEY VALUE    any config option, e.g. --websocket.max-message-size 1MiB\n"
             "\n"
-            "Documentation: docs/config.md\n");
+            "Token options (herald token; the key comes from --config / --token-hmac-secret / HERALD_*):\n"
+            "  --user ID              the token's sub (user id); required\n"
+            "  --ttl 1h               lifetime (exp = now + ttl); 0 = no exp (default 1h)\n"
+            "  --channel C            channel subscribed on connect (repeatable)\n"
+            "  --subscription-channel C  make a subscription token for channel C instead\n"
+            "  --info JSON            info object shown in presence, e.g. '{\"name\":\"Alice\"}'\n"
+            "  --key NAME             sign with [auth.key.NAME] (default: token_hmac_secret, else the first key)\n"
+            "  --private-key FILE     PEM private key for an RS256/ES256/EdDSA key without private_key_file\n"
+            "\n"
+            "SIGHUP reloads the token keys from the config file, environment and flags.\n"
+            "Documentation: docs/config.md, docs/auth.md\n");
 }
 
 typedef struct cli {
@@ -83,7 +103,8 @@ static int parse_args(int argc, char **argv, cli *a, hr_config *cfg)
         if (eq) value = eq + 1;
         bool is_config = strcmp(flag, "config") == 0 || strcmp(flag, "c") == 0;
         const hr_option *o = is_config ? NULL : hr_config_find_flag(flag);
-        bool is_ns = !is_config && !o && strncmp(flag, "namespace.", 10) == 0; /* --namespace.NAME.OPTION */
+        bool is_ns = !is_config && !o && (strncmp(flag, "namespace.", 10) == 0 || /* --namespace.NAME.OPTION */
+                                          strncmp(flag, "auth.key.", 9) == 0);    /* --auth.key.NAME.OPTION */
         if (!is_config && !o && !is_ns) {
             fprintf(stderr, "herald: unknown option \"%s\" (see herald --help and herald config-reference)\n", arg);
             return 2;
@@ -110,10 +131,256 @@ static int parse_args(int argc, char **argv, cli *a, hr_config *cfg)
     return 0;
 }
 
+/* ---- configuration loading (serve, and SIGHUP reloads) ----------------------------- */
+
+typedef struct loader_args {
+    int argc;
+    char **argv;
+    const char *file;
+} loader_args;
+
+/* defaults (done by the caller) < file < environment < flags */
+static int load_config(hr_config *cfg, void *ud, char *err, size_t errlen)
+{
+    loader_args *l = ud;
+    if (l->file && l->file[0] && hr_config_load_file(cfg, l->file, err, errlen)) return HR_ERR_INVALID;
+    if (hr_config_load_env(cfg, environ, err, errlen)) return HR_ERR_INVALID;
+    cli a = {0};
+    if (parse_args(l->argc, l->argv, &a, cfg)) {
+        snprintf(err, errlen, "bad command-line option");
+        return HR_ERR_INVALID;
+    }
+    return hr_config_validate(cfg, err, errlen);
+}
+
+/* ---- herald genconfig ---------------------------------------------------------------- */
+
+static int random_b64url(size_t nbytes, char *out, size_t cap)
+{
+    uint8_t r[64];
+    if (nbytes > sizeof(r) || (nbytes * 4 + 2) / 3 + 1 > cap || RAND_bytes(r, (int)nbytes) != 1) return -1;
+    hr_b64url_encode(r, nbytes, out);
+    return 0;
+}
+
+static int cmd_genconfig(void)
+{
+    char api[64], secret[64];
+    if (random_b64url(24, api, sizeof(api)) || random_b64url(32, secret, sizeof(secret))) {
+        fprintf(stderr, "herald: genconfig: no randomness available\n");
+        return 1;
+    }
+    printf("# Herald configuration (made by `herald genconfig`). Every option: docs/config.md\n"
+           "# or `herald config-reference`. Check it with `herald check-config FILE`.\n"
+           "\n"
+           "[server]\n"
+           "listen = \"127.0.0.1:8080\"\n"
+           "# Key of the server HTTP API: requests to /api need \"Authorization: apikey <key>\".\n"
+           "api_key = \"%s\"\n"
+           "\n"
+           "[auth]\n"
+           "# HS256 secret of client tokens (JWT). Keep it secret; share it with your backend only.\n"
+           "# Make a token to try: herald token --config THIS_FILE --user alice --ttl 1h\n"
+           "token_hmac_secret = \"%s\"\n"
+           "# Tolerated clock skew, optional aud / iss checks, and tokens without exp refused:\n"
+           "leeway = \"30s\"\n"
+           "# audience = \"my-app\"\n"
+           "# issuer = \"https://auth.example.com\"\n"
+           "require_exp = true\n"
+           "# Time a connection gets to send refresh after its token expired:\n"
+           "refresh_grace = \"10s\"\n"
+           "\n"
+           "# More keys (rotation, asymmetric algorithms): one section each; the name is the kid.\n"
+           "# [auth.key.backend2025]\n"
+           "# alg = \"RS256\"\n"
+           "# public_key_file = \"/etc/herald/backend2025.pub.pem\"\n"
+           "\n"
+           "[channels]\n"
+           "# Options of channels outside any [namespace.NAME] section.\n"
+           "history_size = 100\n"
+           "history_ttl = \"5m\"\n"
+           "presence = true\n"
+           "# Who may subscribe / publish from a client: anyone, authenticated, token (subscribe),\n"
+           "# subscribers / none (publish, history_for, presence_for).\n"
+           "subscribe = \"anyone\"\n"
+           "publish = \"authenticated\"\n"
+           "\n"
+           "# Channels \"private:...\" need a subscription token (herald token --subscription-channel C).\n"
+           "[namespace.private]\n"
+           "subscribe = \"token\"\n"
+           "publish = \"subscribers\"\n"
+           "history_for = \"subscribers\"\n"
+           "presence_for = \"subscribers\"\n"
+           "\n"
+           "# Channels \"chat:...\": any signed-in user. User-limited channels such as \"chat:#alice,bob\"\n"
+           "# are open to the users listed after '#' only, in every namespace.\n"
+           "[namespace.chat]\n"
+           "subscribe = \"authenticated\"\n"
+           "publish = \"subscribers\"\n"
+           "join_leave = true\n",
+           api, secret);
+    return 0;
+}
+
+/* ---- herald token ----------------------------------------------------------------------- */
+
+static int token_usage(const char *msg)
+{
+    fprintf(stderr, "herald: token: %s (see herald --help)\n", msg);
+    return 2;
+}
+
+static int cmd_token(int argc, char **argv)
+{
+    const char *user = NULL, *ttl = "1h", *info = NULL, *keyname = NULL, *privkey = NULL, *subch = NULL;
+    const char *chans[HR_JWT_MAX_CHANNELS];
+    size_t nch = 0;
+    char err[1024];
+    /* token flags here; everything else is a config flag, applied by load_config */
+    char **rest = hr_calloc((size_t)argc + 1, sizeof(char *));
+    int nrest = 0;
+    loader_args l = {0, rest, getenv("HERALD_CONFIG")};
+    rest[nrest++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = !strcmp(a, "--user") ? &user : !strcmp(a, "--ttl") ? &ttl : !strcmp(a, "--info") ? &info
+                            : !strcmp(a, "--key") ? &keyname : !strcmp(a, "--private-key") ? &privkey
+                            : !strcmp(a, "--subscription-channel") ? &subch : NULL;
+        bool is_ch = !strcmp(a, "--channel"), is_cfg = !strcmp(a, "--config") || !strcmp(a, "-c");
+        if (slot || is_ch || is_cfg) {
+            if (i + 1 >= argc) {
+                hr_free(rest);
+                return token_usage("an option needs a value");
+            }
+            const char *v = argv[++i];
+            if (slot) *slot = v;
+            else if (is_cfg) l.file = v;
+            else if (nch < HR_JWT_MAX_CHANNELS) chans[nch++] = v;
+            continue;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            hr_free(rest);
+            usage(stdout);
+            return 0;
+        }
+        rest[nrest++] = argv[i];
+    }
+    l.argc = nrest;
+    hr_config cfg;
+    hr_config_defaults(&cfg);
+    int rc = 0;
+    if (!user) rc = token_usage("--user is required");
+    else if (load_config(&cfg, &l, err, sizeof(err))) {
+        fprintf(stderr, "herald: token: %s\n", err);
+        rc = 2;
+    }
+    int64_t ttl_ms = 0;
+    if (!rc && hr_parse_duration(ttl, &ttl_ms)) rc = token_usage("--ttl: expected a duration like 1h, 30m or 0");
+    if (!rc && subch && nch) rc = token_usage("--channel and --subscription-channel do not go together");
+    json_t *infoj = NULL;
+    if (!rc && info) {
+        infoj = json_loads(info, 0, NULL);
+        if (!json_is_object(infoj)) rc = token_usage("--info: expected a JSON object");
+    }
+    /* the signing key */
+    const hr_auth_key_cfg *key = NULL;
+    if (!rc && keyname) {
+        for (size_t i = 0; i < cfg.nauth_keys && !key; i++)
+            if (!strcmp(cfg.auth_keys[i].name, keyname)) key = &cfg.auth_keys[i];
+        if (!key) rc = token_usage("--key: no such [auth.key.NAME] in the configuration");
+    } else if (!rc && !cfg.auth_token_hmac_secret[0]) {
+        if (cfg.nauth_keys) key = &cfg.auth_keys[0];
+        else rc = token_usage("no signing key: give --token-hmac-secret, or --config with auth.token_hmac_secret "
+                              "or an [auth.key.NAME] section");
+    }
+    char *tok = NULL;
+    if (!rc) {
+        int64_t now = (int64_t)time(NULL);
+        hr_buf p = HR_BUF_INIT;
+        hr_buf_append_str(&p, "{\"sub\":");
+        hr_json_append_string(&p, user, strlen(user));
+        hr_buf_printf(&p, ",\"iat\":%lld", (long long)now);
+        if (ttl_ms > 0) hr_buf_printf(&p, ",\"exp\":%lld", (long long)(now + (ttl_ms + 999) / 1000));
+        if (cfg.auth_audience[0]) {
+            hr_buf_append_str(&p, ",\"aud\":");
+            hr_json_append_string(&p, cfg.auth_audience, strlen(cfg.auth_audience));
+        }
+        if (cfg.auth_issuer[0]) {
+            hr_buf_append_str(&p, ",\"iss\":");
+            hr_json_append_string(&p, cfg.auth_issuer, strlen(cfg.auth_issuer));
+        }
+        if (infoj) {
+            char *t = json_dumps(infoj, JSON_COMPACT);
+            hr_buf_printf(&p, ",\"info\":%s", t);
+            free(t);
+        }
+        if (subch) {
+            hr_buf_append_str(&p, ",\"channel\":");
+            hr_json_append_string(&p, subch, strlen(subch));
+        }
+        if (nch) {
+            hr_buf_append_str(&p, ",\"channels\":[");
+            for (size_t i = 0; i < nch; i++) {
+                if (i) hr_buf_append(&p, ",", 1);
+                hr_json_append_string(&p, chans[i], strlen(chans[i]));
+            }
+            hr_buf_append(&p, "]", 1);
+        }
+        hr_buf_append(&p, "}", 1);
+        if (!key) {
+            const char *sec = cfg.auth_token_hmac_secret;
+            rc = hr_jwt_sign_hmac(HR_JWT_HS256, (const uint8_t *)sec, strlen(sec), NULL, (const char *)p.data, p.len,
+                                  &tok, NULL, err, sizeof(err));
+        } else {
+            hr_jwt_alg alg = hr_jwt_alg_from_name(key->alg);
+            const char *kid = key->kid ? key->kid : key->name;
+            hr_buf m = HR_BUF_INIT;
+            bool hmac = alg == HR_JWT_HS256 || alg == HR_JWT_HS384 || alg == HR_JWT_HS512;
+            if (hmac && key->secret) {
+                hr_buf_append_str(&m, key->secret);
+            } else if (hmac) {
+                rc = hr_auth_read_file(key->secret_file, &m, err, sizeof(err));
+                while (!rc && m.len && (m.data[m.len - 1] == '\n' || m.data[m.len - 1] == '\r')) m.len--;
+            } else if (privkey || key->private_key_file) {
+                rc = hr_auth_read_file(privkey ? privkey : key->private_key_file, &m, err, sizeof(err));
+            } else {
+                snprintf(err, sizeof(err), "auth.key.%s has no private_key_file: pass --private-key FILE", key->name);
+                rc = HR_ERR_INVALID;
+            }
+            if (!rc && hmac)
+                rc = hr_jwt_sign_hmac(alg, m.data, m.len, kid, (const char *)p.data, p.len, &tok, NULL, err,
+                                      sizeof(err));
+            else if (!rc)
+                rc = hr_jwt_sign_pem(alg, (const char *)m.data, m.len, kid, (const char *)p.data, p.len, &tok, NULL,
+                                     err, sizeof(err));
+            hr_buf_free(&m);
+        }
+        hr_buf_free(&p);
+        if (rc) {
+            fprintf(stderr, "herald: token: %s\n", err);
+            rc = 2;
+        }
+    }
+    if (!rc) printf("%s\n", tok);
+    hr_free(tok);
+    json_decref(infoj);
+    hr_config_free(&cfg);
+    hr_free(rest);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     /* bench has its own flags (src/bench/opts.c) */
     if (argc > 1 && strcmp(argv[1], "bench") == 0) return hr_bench_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "token") == 0) return cmd_token(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "genconfig") == 0) {
+        if (argc > 2) {
+            fprintf(stderr, "herald: genconfig takes no arguments (it prints to standard output)\n");
+            return 2;
+        }
+        return cmd_genconfig();
+    }
     cli a = {0};
     if (parse_args(argc, argv, &a, NULL)) return 2;
     const char *cmd = a.command ? a.command : "serve";
@@ -134,6 +401,9 @@ int main(int argc, char **argv)
         }
         int rc = hr_config_load_file(&cfg, a.check_file, err, sizeof(err));
         if (!rc) rc = hr_config_validate(&cfg, err, sizeof(err));
+        hr_auth *auth = rc ? NULL : hr_auth_new(&cfg, err, sizeof(err)); /* the key files too */
+        if (!rc && !auth) rc = HR_ERR_INVALID;
+        hr_auth_free(auth);
         hr_config_free(&cfg);
         if (rc) {
             fprintf(stderr, "%s\n", err);
@@ -160,12 +430,21 @@ int main(int argc, char **argv)
         return 2;
     }
     hr_log_set_level(hr_log_level_parse(cfg.log_level));
+    cfg.auth = hr_auth_new(&cfg, err, sizeof(err));
+    if (!cfg.auth) {
+        fprintf(stderr, "herald: %s\n", err);
+        hr_config_free(&cfg);
+        return 2;
+    }
+    loader_args reload = {argc, argv, file};
+    hr_auth_set_loader(cfg.auth, load_config, &reload);
 
     hr_server srv;
     rc = hr_server_start(&srv, &cfg, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "herald: %s\n", err);
         hr_server_free(&srv);
+        hr_auth_free(cfg.auth);
         hr_config_free(&cfg);
         return rc == HR_ERR_INVALID ? 2 : 1;
     }
@@ -173,8 +452,12 @@ int main(int argc, char **argv)
             cfg.static_dir[0] ? ", static files from " : "", cfg.static_dir);
     if (!cfg.api_key[0])
         hr_info("server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.api_key);
+    if (hr_auth_key_count(cfg.auth))
+        hr_info("token authentication: %zu key%s", hr_auth_key_count(cfg.auth),
+                hr_auth_key_count(cfg.auth) == 1 ? "" : "s");
     rc = hr_server_run_until_signal(&srv);
     hr_server_free(&srv);
+    hr_auth_free(cfg.auth);
     hr_config_free(&cfg);
     return rc;
 }

@@ -53,6 +53,7 @@ typedef enum hr_cmd_type {
     HR_CMD_PRESENCE,
     HR_CMD_PRESENCE_STATS,
     HR_CMD_PING,
+    HR_CMD_REFRESH,
 } hr_cmd_type;
 
 /* A string slice; NOT NUL-terminated; valid until hr_native_batch_free(). */
@@ -69,7 +70,8 @@ typedef struct hr_cmd {
     int error;                /* 0, or an HR_PE_* code when this command was malformed */
     const char *error_detail; /* static text explaining `error` */
     hr_str channel;           /* subscribe, unsubscribe, publish, history, presence, presence_stats */
-    /* connect */
+    /* connect (token: connection token), subscribe (token: subscription
+     * token), refresh (token: the new connection token) */
     hr_str name, version, token;
     hr_str subs[HR_CMD_MAX_CONNECT_SUBS]; /* channels to subscribe on connect */
     size_t nsubs;

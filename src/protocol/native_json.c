@@ -231,6 +231,7 @@ static void parse_subscribe(hr_cmd *c, const json_t *p, const hr_native_limits *
     if (!take_channel(c, p, lim, CHANNEL("subscribe"))) return;
     if (!take_bool(c, p, "recover", &c->recover, "subscribe: recover must be a boolean")) return;
     if (!take_str(c, p, "epoch", &c->epoch, "subscribe: epoch must be a string")) return;
+    if (!take_str(c, p, "token", &c->token, "subscribe: token must be a string")) return;
     take_uint(c, p, "offset", &c->offset, &has_offset, "subscribe: offset must be a non-negative integer");
 }
 
@@ -311,6 +312,14 @@ static void parse_ping(hr_cmd *c, const json_t *p, const hr_native_limits *lim, 
     HR_UNUSED(dump);
 }
 
+static void parse_refresh(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
+{
+    HR_UNUSED(lim);
+    HR_UNUSED(dump);
+    if (!take_str(c, p, "token", &c->token, "refresh: token must be a string")) return;
+    if (!c->token.n) fail(c, HR_PE_BAD_REQUEST, "refresh: token is required");
+}
+
 typedef struct method {
     const char *name;
     hr_cmd_type type;
@@ -327,6 +336,7 @@ static const method methods[] = {
     {"presence", HR_CMD_PRESENCE, parse_presence, "presence: params must be an object"},
     {"presence_stats", HR_CMD_PRESENCE_STATS, parse_presence, "presence_stats: params must be an object"},
     {"ping", HR_CMD_PING, parse_ping, "ping: params must be an object"},
+    {"refresh", HR_CMD_REFRESH, parse_refresh, "refresh: params must be an object"},
 };
 
 static const method *find_method(const char *key, size_t klen)

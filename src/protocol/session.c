@@ -12,12 +12,23 @@
  * the reply are skipped by offset when they later arrive from the inbox. */
 #include "protocol/session.h"
 #include "server/limits.h"
+#include "auth/auth.h"
 #include "core/log.h"
 #include "hub/channel_name.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
+
+/* The expiry of a connection token: allocated only for connections whose
+ * token has exp, so others pay one NULL pointer. */
+typedef struct exp_timer {
+    hr_timer t;
+    hr_session *s;
+    int64_t exp;               /* wall clock, seconds */
+    bool warned;               /* the refresh push was sent; next firing disconnects */
+} exp_timer;
 
 struct hr_session {
     hr_client client;          /* must stay first: the hub hands it back */
@@ -29,10 +40,23 @@ struct hr_session {
     hr_native_encoding enc;
     hr_buf out;                /* replies of the frame being executed */
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
+    uint32_t ip_key;           /* the client's address in the limits (0 = unknown) */
     char name[64];
+    char *info;                /* connection token's info (compact JSON) or NULL */
+    char *http_token;          /* token given by the HTTP transport, for connect */
+    exp_timer *exp;            /* NULL when the token has no exp (or no token) */
+    int disc_code;             /* disconnect once this frame's replies are out */
+    const char *disc_reason;
 };
 
 static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
+
+void hr_session_set_peer(hr_session *s, uint32_t ip_key) { s->ip_key = ip_key; }
+
+static void bad_token(hr_session *s, int jwt_rc)
+{
+    hr_limits_bad_token(s->client.wh->hub->limits, s->ip_key, hr_loop_now(s->client.wh->loop), jwt_rc);
+}
 
 /* limits.publishes_per_connection / _per_user; detail says which, and when to retry. */
 static bool publish_allowed(hr_session *s, const char **detail)
@@ -175,6 +199,10 @@ static void presence_info(hr_session *s, hr_buf *b)
 {
     hr_buf_printf(b, "{\"client\":\"%s\",\"user\":", s->client.id);
     hr_json_append_string(b, s->client.user, strlen(s->client.user));
+    if (s->info) {
+        hr_buf_append_str(b, ",\"info\":");
+        hr_buf_append_str(b, s->info);
+    }
     hr_buf_append(b, "}", 1);
 }
 
@@ -246,16 +274,37 @@ static void on_sub_history(void *ud, int err, const hr_history *h)
 
 /* Subscribe and write the result object body (without braces) into res.
  * Returns 0 or an HR_PE_* code. */
-static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recover, hr_buf *res, const char **detail)
+static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recover, bool granted, hr_buf *res,
+                        const char **detail)
 {
     bool pattern = false;
     hr_chan_policy pol;
     int rc = check_channel(s, ch, true, &pattern, &pol, detail);
     if (rc) return rc;
-    if (!pol.allow_anonymous && !s->client.user[0]) {
-        *detail = "anonymous clients may not subscribe";
-        return HR_PE_PERMISSION_DENIED;
+    if (!granted && cmd && cmd->token.n) { /* a subscription token */
+        hr_jwt_claims cl;
+        const char *why = NULL;
+        int vr = hr_auth_verify(s->cfg->auth, cmd->token.p, cmd->token.n, &cl, &why);
+        bad_token(s, vr);
+        if (vr == HR_JWT_ERR_EXPIRED) {
+            *detail = "subscription token expired: get a new one";
+            return HR_PE_TOKEN_EXPIRED;
+        }
+        if (vr) {
+            *detail = why;
+            rc = HR_PE_PERMISSION_DENIED;
+        } else if (!cl.channel || strlen(cl.channel) != ch.n || memcmp(cl.channel, ch.p, ch.n) != 0) {
+            *detail = "the subscription token is for another channel";
+            rc = HR_PE_PERMISSION_DENIED;
+        } else if (strcmp(cl.sub ? cl.sub : "", s->client.user) != 0) {
+            *detail = "the subscription token is for another user";
+            rc = HR_PE_PERMISSION_DENIED;
+        }
+        hr_jwt_claims_free(&cl);
+        if (rc) return rc;
+        granted = true;
     }
+    if (!hr_perm_may_subscribe(&pol, s->client.user[0] != '\0', granted, detail)) return HR_PE_PERMISSION_DENIED;
     if (hr_hub_find_sub(&s->client, ch.p, ch.n)) {
         *detail = NULL;
         return HR_PE_ALREADY_SUBSCRIBED;
@@ -284,7 +333,7 @@ static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recove
     sub_ctx x = {s, sub, cmd, res, want};
     engine_of(s)->vt->history(engine_of(s), &o, ch.p, ch.n, &q, on_sub_history, &x);
     if (o.presence) {
-        engine_of(s)->vt->presence_add(engine_of(s), ch.p, ch.n, s->client.id, s->client.user, NULL, NULL, NULL);
+        engine_of(s)->vt->presence_add(engine_of(s), ch.p, ch.n, s->client.id, s->client.user, s->info, NULL, NULL);
         sub->presence = true;
     }
     if (o.join_leave) join_leave(s, ch.p, ch.n, true);
@@ -367,6 +416,189 @@ static void on_presence(void *ud, int err, const hr_presence *p)
     hr_buf_append_str(x->res, "}}");
 }
 
+/* ---- tokens ------------------------------------------------------------------------ */
+
+static int64_t wall_now(void) { return (int64_t)time(NULL); }
+
+/* Disconnect after this frame's replies (connect refused). */
+static void disconnect_after(hr_session *s, int code, const char *reason)
+{
+    s->disc_code = code;
+    s->disc_reason = reason;
+}
+
+/* Push {"disconnect":...} and close (token expiry, from a timer). */
+static void disconnect_now(hr_session *s, int code, const char *reason)
+{
+    if (s->closing) return;
+    hr_buf b = HR_BUF_INIT;
+    hr_native_disconnect(&b, code, reason, code < 3500);
+    send_payload(s, b.data, b.len);
+    hr_buf_free(&b);
+    if (s->closing) return;
+    s->closing = true;
+    hr_info("client %s: %s, disconnecting (code %d)", s->client.id, reason, code);
+    s->sink->disconnect(s->t, code, reason, false);
+}
+
+static hr_wheel *wheel_of(hr_session *s) { return &s->client.wh->loop->wheel; }
+
+static void on_exp_timer(hr_timer *t, void *wheel_data)
+{
+    HR_UNUSED(wheel_data);
+    exp_timer *x = HR_CONTAINER_OF(t, exp_timer, t);
+    hr_session *s = x->s;
+    if (s->closing) return;
+    int64_t grace = hr_auth_refresh_grace_ms(s->cfg->auth);
+    if (!x->warned && grace > 0) {
+        /* ask the client for a fresh token; it has `grace` to send refresh */
+        x->warned = true;
+        hr_buf b = HR_BUF_INIT;
+        hr_buf_printf(&b, "{\"refresh\":{\"reason\":\"token expired\",\"in\":%lld}}", (long long)(grace / 1000));
+        send_payload(s, b.data, b.len);
+        hr_buf_free(&b);
+        if (!s->closing) hr_timer_start(wheel_of(s), &x->t, (uint64_t)grace);
+        return;
+    }
+    disconnect_now(s, HR_DISC_TOKEN_EXPIRED, "token expired");
+}
+
+/* Track (or stop tracking) the connection token's expiry. */
+static void arm_expiry(hr_session *s, bool has_exp, int64_t exp)
+{
+    if (!has_exp) {
+        if (s->exp) {
+            hr_timer_stop(wheel_of(s), &s->exp->t);
+            hr_free(s->exp);
+            s->exp = NULL;
+        }
+        return;
+    }
+    if (!s->exp) {
+        s->exp = hr_calloc(1, sizeof(*s->exp));
+        s->exp->s = s;
+        hr_timer_init(&s->exp->t, on_exp_timer);
+    }
+    s->exp->exp = exp;
+    s->exp->warned = false;
+    int64_t in = exp - wall_now();
+    hr_timer_start(wheel_of(s), &s->exp->t, in > 0 ? (uint64_t)in * 1000 : 0);
+}
+
+static void append_expiry(hr_session *s, hr_buf *res)
+{
+    if (!s->exp) {
+        hr_buf_append_str(res, ",\"expires\":false");
+        return;
+    }
+    int64_t ttl = s->exp->exp - wall_now();
+    hr_buf_printf(res, ",\"expires\":true,\"ttl\":%lld", (long long)(ttl > 0 ? ttl : 0));
+}
+
+/* Verify a connection token: 0 with cl filled, or an HR_PE_* code with
+ * *detail (cl empty). */
+static int verify_conn_token(hr_session *s, const char *tok, size_t len, hr_jwt_claims *cl, const char **detail)
+{
+    const char *why = NULL;
+    int rc = hr_auth_verify(s->cfg->auth, tok, len, cl, &why);
+    if (!rc) return 0;
+    bad_token(s, rc);
+    *detail = why;
+    return rc == HR_JWT_ERR_EXPIRED ? HR_PE_TOKEN_EXPIRED : HR_PE_UNAUTHORIZED;
+}
+
+static void do_connect(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, const char **detail)
+{
+    hr_str tok = cmd->token;
+    if (!tok.n && s->http_token) tok = (hr_str){s->http_token, strlen(s->http_token)};
+    hr_jwt_claims cl;
+    memset(&cl, 0, sizeof(cl));
+    if (tok.n) {
+        int rc = verify_conn_token(s, tok.p, tok.n, &cl, detail);
+        if (rc) {
+            *err = rc;
+            if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(s, HR_DISC_TOKEN_EXPIRED, "token expired");
+            else disconnect_after(s, HR_DISC_INVALID_TOKEN, "invalid token");
+            hr_info("client %s: connect refused: %s", s->client.id, *detail ? *detail : "bad token");
+            return;
+        }
+        if (cl.channel) {
+            hr_jwt_claims_free(&cl);
+            *err = HR_PE_UNAUTHORIZED;
+            *detail = "a subscription token (it has \"channel\") is not a connection token";
+            disconnect_after(s, HR_DISC_INVALID_TOKEN, "invalid token");
+            return;
+        }
+        if (cl.sub) {
+            hr_free(s->client.user);
+            s->client.user = hr_strdup(cl.sub);
+        }
+        if (cl.info) s->info = hr_strndup(cl.info, cl.info_len);
+        arm_expiry(s, cl.has_exp, cl.exp);
+    }
+    s->connected = true;
+    cstr(cmd->name, s->name, sizeof(s->name));
+    hr_buf_printf(res, "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", s->client.id,
+                  (long long)(s->cfg->ws_ping_interval_ms / 1000));
+    if (tok.n) {
+        hr_buf_append_str(res, ",\"user\":");
+        hr_json_append_string(res, s->client.user, strlen(s->client.user));
+        append_expiry(s, res);
+    }
+    if (cmd->nsubs || cl.n_channels) {
+        hr_buf_append_str(res, ",\"subs\":{");
+        /* the token's channels first (granted by the token), then the client's */
+        for (size_t i = 0; i < cl.n_channels + cmd->nsubs; i++) {
+            bool granted = i < cl.n_channels;
+            hr_str ch = granted ? (hr_str){cl.channels[i], strlen(cl.channels[i])} : cmd->subs[i - cl.n_channels];
+            if (i) hr_buf_append(res, ",", 1);
+            hr_json_append_string(res, ch.p, ch.n);
+            hr_buf_append(res, ":", 1);
+            hr_buf sub = HR_BUF_INIT;
+            const char *d = NULL;
+            int rc = do_subscribe(s, NULL, ch, false, granted, &sub, &d);
+            if (rc) {
+                hr_native_error(res, 0, rc, d);
+            } else {
+                hr_buf_append(res, "{", 1);
+                hr_buf_append(res, sub.data, sub.len);
+                hr_buf_append(res, "}", 1);
+            }
+            hr_buf_free(&sub);
+        }
+        hr_buf_append(res, "}", 1);
+    }
+    hr_buf_append(res, "}", 1);
+    hr_jwt_claims_free(&cl);
+}
+
+static void do_refresh(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, const char **detail)
+{
+    hr_jwt_claims cl;
+    int rc = verify_conn_token(s, cmd->token.p, cmd->token.n, &cl, detail);
+    if (rc) {
+        *err = rc;
+        return;
+    }
+    if (cl.channel) {
+        *err = HR_PE_UNAUTHORIZED;
+        *detail = "a subscription token (it has \"channel\") is not a connection token";
+    } else if (strcmp(cl.sub ? cl.sub : "", s->client.user) != 0) {
+        *err = HR_PE_UNAUTHORIZED;
+        *detail = "the new token is for another user";
+    } else {
+        arm_expiry(s, cl.has_exp, cl.exp);
+        hr_buf_append_str(res, "{\"client\":\"");
+        hr_buf_append_str(res, s->client.id);
+        hr_buf_append_str(res, "\"");
+        append_expiry(s, res);
+        hr_buf_append(res, "}", 1);
+    }
+    hr_jwt_claims_free(&cl);
+}
+
+static bool subscribed_to(hr_session *s, hr_str ch) { return hr_hub_find_sub(&s->client, ch.p, ch.n) != NULL; }
+
 static void exec(hr_session *s, const hr_cmd *cmd)
 {
     const char *detail = NULL;
@@ -390,40 +622,14 @@ static void exec(hr_session *s, const hr_cmd *cmd)
             detail = "already connected";
             break;
         }
-        if (cmd->token.n) {
-            err = HR_PE_UNAUTHORIZED;
-            detail = "token authentication is not configured on this server";
-            break;
-        }
-        s->connected = true;
-        cstr(cmd->name, s->name, sizeof(s->name));
-        hr_buf_printf(&res, "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", s->client.id,
-                      (long long)(s->cfg->ws_ping_interval_ms / 1000));
-        if (cmd->nsubs) {
-            hr_buf_append_str(&res, ",\"subs\":{");
-            for (size_t i = 0; i < cmd->nsubs; i++) {
-                if (i) hr_buf_append(&res, ",", 1);
-                hr_json_append_string(&res, cmd->subs[i].p, cmd->subs[i].n);
-                hr_buf_append(&res, ":", 1);
-                hr_buf sub = HR_BUF_INIT;
-                const char *d = NULL;
-                int rc = do_subscribe(s, NULL, cmd->subs[i], false, &sub, &d);
-                if (rc) {
-                    hr_native_error(&res, 0, rc, d);
-                } else {
-                    hr_buf_append(&res, "{", 1);
-                    hr_buf_append(&res, sub.data, sub.len);
-                    hr_buf_append(&res, "}", 1);
-                }
-                hr_buf_free(&sub);
-            }
-            hr_buf_append(&res, "}", 1);
-        }
-        hr_buf_append(&res, "}", 1);
+        do_connect(s, cmd, &res, &err, &detail);
+        break;
+    case HR_CMD_REFRESH:
+        do_refresh(s, cmd, &res, &err, &detail);
         break;
     case HR_CMD_SUBSCRIBE: {
         hr_buf body = HR_BUF_INIT;
-        err = do_subscribe(s, cmd, cmd->channel, true, &body, &detail);
+        err = do_subscribe(s, cmd, cmd->channel, true, false, &body, &detail);
         if (!err) {
             hr_buf_append(&res, "{", 1);
             hr_buf_append(&res, body.data, body.len);
@@ -444,9 +650,8 @@ static void exec(hr_session *s, const hr_cmd *cmd)
     }
     case HR_CMD_PUBLISH: {
         if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
-        if (!pol.allow_publish) {
+        if (!hr_perm_may_publish(&pol, s->client.user[0] != '\0', subscribed_to(s, cmd->channel), &detail)) {
             err = HR_PE_PERMISSION_DENIED;
-            detail = "clients may not publish here";
             break;
         }
         if (cmd->data.n > (size_t)s->cfg->ch_max_publication_size) {
@@ -472,6 +677,10 @@ static void exec(hr_session *s, const hr_cmd *cmd)
     }
     case HR_CMD_HISTORY: {
         if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
+        if (!hr_perm_may_read(&pol, false, s->client.user[0] != '\0', subscribed_to(s, cmd->channel), &detail)) {
+            err = HR_PE_PERMISSION_DENIED;
+            break;
+        }
         o = HR_CHAN_OPTS(s->cfg, pol);
         char epoch[64] = "";
         cstr(cmd->since_epoch, epoch, sizeof(epoch));
@@ -487,6 +696,10 @@ static void exec(hr_session *s, const hr_cmd *cmd)
         if (!pol.presence) {
             err = HR_PE_NOT_AVAILABLE;
             detail = "presence is disabled for this channel";
+            break;
+        }
+        if (!hr_perm_may_read(&pol, true, s->client.user[0] != '\0', subscribed_to(s, cmd->channel), &detail)) {
+            err = HR_PE_PERMISSION_DENIED;
             break;
         }
         pres_ctx x = {&res, cmd->type == HR_CMD_PRESENCE_STATS};
@@ -546,12 +759,28 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
                             rc == HR_ERR_TOO_BIG ? "too many commands or values in one frame" : "malformed command frame", false);
         return;
     }
-    for (size_t i = 0; i < batch.n; i++) exec(s, &batch.cmds[i]);
+    for (size_t i = 0; i < batch.n && !s->disc_code; i++) exec(s, &batch.cmds[i]);
     hr_native_batch_free(&batch);
     if (s->out.len) {
         send_payload(s, s->out.data, s->out.len);
         hr_buf_free(&s->out);
     }
+    if (s->disc_code) {
+        int code = s->disc_code;
+        s->disc_code = 0;
+        disconnect_now(s, code, s->disc_reason);
+    }
+}
+
+void hr_session_loop_gone(hr_session *s)
+{
+    if (s && s->exp) s->exp->t.next = s->exp->t.prev = NULL; /* idle: hr_timer_stop will not touch the wheel */
+}
+
+void hr_session_set_token(hr_session *s, const char *token, size_t len)
+{
+    hr_free(s->http_token);
+    s->http_token = hr_strndup(token, len);
 }
 
 void hr_session_free(hr_session *s)
@@ -559,6 +788,9 @@ void hr_session_free(hr_session *s)
     if (!s) return;
     hr_hub_client_remove(&s->client);
     while (s->client.subs) leave_channel(s, s->client.subs);
+    arm_expiry(s, false, 0);
+    hr_free(s->info);
+    hr_free(s->http_token);
     hr_buf_free(&s->out);
     hr_free(s->client.user);
     hr_free(s);

@@ -31,8 +31,10 @@ enum hr_disconnect_code {
     HR_UNSUB_SERVER = 2000,         /* unsubscribe push: removed by the server API */
     HR_DISC_SERVER = 3000,          /* disconnected by the server API (default code): reconnect */
     HR_DISC_SHUTDOWN = 3001,        /* server shutting down: reconnect */
+    HR_DISC_TOKEN_EXPIRED = 3005,   /* the connection token expired (not refreshed in time): get a new one, reconnect */
     HR_DISC_SLOW = 3008,            /* output queue overflow: reconnect and recover */
     HR_DISC_TOO_MANY_REQUESTS = 3009, /* raw mode: publishing faster than limits.publishes_per_*: reconnect later */
+    HR_DISC_INVALID_TOKEN = 3500,   /* connect with a token that does not verify: do not reconnect with it */
     HR_DISC_BAD_REQUEST = 3501,     /* malformed frame: do not reconnect */
     HR_DISC_ENCODING = 3502,        /* a reply or push has no MessagePack form (e.g. nesting too deep): do not reconnect */
     HR_DISC_FORBIDDEN = 3503,
@@ -43,12 +45,24 @@ typedef enum hr_native_encoding {
     HR_NATIVE_MSGPACK = 1,  /* binary frames, concatenated MessagePack maps (herald.msgpack) */
 } hr_native_encoding;
 
+/* The client's address key in the abuse limits (server/limits.c), so that
+ * rejected tokens count against it. */
+void hr_session_set_peer(hr_session *s, uint32_t ip_key);
+
 hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t,
                            hr_native_encoding enc);
 hr_native_encoding hr_session_encoding(const hr_session *s);
+/* A connection token that came with the transport's request (HTTP
+ * emulation: ?token= or Authorization: Bearer), used by a connect command
+ * that carries none. Copied. */
+void hr_session_set_token(hr_session *s, const char *token, size_t len);
 /* One frame from the client. */
 void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len);
 /* The transport is gone: leave channels, drop presence, free. */
 void hr_session_free(hr_session *s);
+/* The worker's loop (and its timer wheel) is already gone (shutdown of
+ * server-side sessions): forget the session's timers without touching the
+ * wheel, before hr_session_free. */
+void hr_session_loop_gone(hr_session *s);
 
 #endif

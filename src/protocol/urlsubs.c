@@ -4,6 +4,7 @@
  * statuses are raw mode's, with the kind of client and the usage line as
  * parameters. */
 #include "protocol/urlsubs.h"
+#include "auth/auth.h"
 #include "core/json.h"
 #include "hub/channel_name.h"
 
@@ -86,10 +87,64 @@ static int refuse(int status, char *msg, size_t cap, const char *what, const cha
     return status;
 }
 
+/* Check one channel (from the URL, or granted by a token) and add it. 0 or
+ * an HTTP status with msg. */
+static int add_ref(const hr_config *cfg, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth, const char *out,
+                   size_t len, bool from_token, hr_chan_ref **v, size_t *n, size_t *vcap, char *msg, size_t cap)
+{
+    const char *user = auth && auth->user ? auth->user : "";
+    size_t max = (size_t)cfg->ch_max_subscriptions;
+    bool pattern = false;
+    int vr = hr_chan_validate_pattern(out, len, (size_t)cfg->ch_max_channel_length, &pattern);
+    if (vr) {
+        char what[128];
+        snprintf(what, sizeof(what), "invalid channel (%s)", hr_chan_error_text(vr));
+        return refuse(400, msg, cap, what, out, len);
+    }
+    for (size_t i = 0; i < *n; i++)
+        if ((*v)[i].n == len && memcmp((*v)[i].p, out, len) == 0) return 0; /* given twice: counts once */
+    hr_chan_policy pol;
+    if (hr_config_policy(cfg, out, len, &pol))
+        return refuse(400, msg, cap, "the channel's namespace is not configured on this server", out, len);
+    if (hr_chan_user_allowed(out, len, user, strlen(user)) == 0) {
+        char what[128];
+        if (user[0]) snprintf(what, sizeof(what), "channel is limited to other users");
+        else snprintf(what, sizeof(what), "user-limited channels are not available to anonymous %s", who->clients);
+        return refuse(403, msg, cap, what, out, len);
+    }
+    bool granted = from_token;
+    for (size_t i = 0; auth && !granted && i < auth->ngranted; i++)
+        granted = strlen(auth->granted[i]) == len && memcmp(auth->granted[i], out, len) == 0;
+    const char *detail = NULL;
+    if (!hr_perm_may_subscribe(&pol, user[0] != '\0', granted, &detail)) {
+        if (!user[0] && hr_perm_subscribe_of(&pol) == HR_PERM_AUTHENTICATED)
+            detail = "anonymous clients may not subscribe to this channel";
+        return refuse(403, msg, cap, detail, out, len);
+    }
+    if (*n == max) {
+        char what[96];
+        snprintf(what, sizeof(what), "too many channels (channels.max_subscriptions is %zu)", max);
+        return refuse(400, msg, cap, what, NULL, 0);
+    }
+    if (*n == *vcap) {
+        *vcap = *vcap ? *vcap * 2 : 4;
+        *v = hr_realloc(*v, *vcap * sizeof(**v));
+    }
+    (*v)[(*n)++] = (hr_chan_ref){out, len, pattern, pol};
+    return 0;
+}
+
 int hr_urlsubs_parse(const hr_config *cfg, const hr_urlsubs_who *who, const char *q, size_t qlen, char *buf,
                      hr_chan_ref **refs, size_t *nrefs, char *msg, size_t cap)
 {
-    size_t pos = 0, used = 0, n = 0, max = (size_t)cfg->ch_max_subscriptions;
+    return hr_urlsubs_parse_auth(cfg, who, NULL, q, qlen, buf, refs, nrefs, msg, cap);
+}
+
+int hr_urlsubs_parse_auth(const hr_config *cfg, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth,
+                          const char *q, size_t qlen, char *buf, hr_chan_ref **refs, size_t *nrefs, char *msg,
+                          size_t cap)
+{
+    size_t pos = 0, used = 0, n = 0;
     hr_chan_ref *v = NULL;
     size_t vcap = 0;
     if (!q) qlen = 0;
@@ -102,44 +157,19 @@ int hr_urlsubs_parse(const hr_config *cfg, const hr_urlsubs_who *who, const char
             hr_free(v);
             return refuse(400, msg, cap, "malformed percent-escape in the channel parameter", NULL, 0);
         }
-        bool pattern = false;
-        int vr = hr_chan_validate_pattern(out, len, (size_t)cfg->ch_max_channel_length, &pattern);
-        if (vr) {
+        int st = add_ref(cfg, who, auth, out, len, false, &v, &n, &vcap, msg, cap);
+        if (st) {
             hr_free(v);
-            char what[128];
-            snprintf(what, sizeof(what), "invalid channel (%s)", hr_chan_error_text(vr));
-            return refuse(400, msg, cap, what, out, len);
+            return st;
         }
-        bool dup = false;
-        for (size_t i = 0; i < n && !dup; i++) dup = v[i].n == len && memcmp(v[i].p, out, len) == 0;
-        if (dup) continue;
-        hr_chan_policy pol;
-        if (hr_config_policy(cfg, out, len, &pol)) {
-            hr_free(v);
-            return refuse(400, msg, cap, "the channel's namespace is not configured on this server", out, len);
-        }
-        if (hr_chan_user_allowed(out, len, "", 0) == 0) {
-            hr_free(v);
-            char what[128];
-            snprintf(what, sizeof(what), "user-limited channels are not available to anonymous %s", who->clients);
-            return refuse(403, msg, cap, what, out, len);
-        }
-        if (!pol.allow_anonymous) {
-            hr_free(v);
-            return refuse(403, msg, cap, "anonymous clients may not subscribe to this channel", out, len);
-        }
-        if (n == max) {
-            hr_free(v);
-            char what[96];
-            snprintf(what, sizeof(what), "too many channels (channels.max_subscriptions is %zu)", max);
-            return refuse(400, msg, cap, what, NULL, 0);
-        }
-        if (n == vcap) {
-            vcap = vcap ? vcap * 2 : 4;
-            v = hr_realloc(v, vcap * sizeof(*v));
-        }
-        v[n++] = (hr_chan_ref){out, len, pattern, pol};
         used += len;
+    }
+    for (size_t i = 0; auth && i < auth->nchannels; i++) { /* the connection token's channels */
+        int st = add_ref(cfg, who, auth, auth->channels[i], strlen(auth->channels[i]), true, &v, &n, &vcap, msg, cap);
+        if (st) {
+            hr_free(v);
+            return st;
+        }
     }
     if (!n) {
         hr_free(v);
@@ -177,11 +207,16 @@ static void join_leave(hr_client *c, const char *ch, size_t len, bool join)
 
 void hr_urlsubs_announce(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n)
 {
+    hr_urlsubs_announce_info(c, cfg, refs, n, NULL);
+}
+
+void hr_urlsubs_announce_info(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n, const char *info)
+{
     for (size_t i = 0; i < n; i++) {
         if (refs[i].pattern) continue;
         hr_chan_opts o = HR_CHAN_OPTS(cfg, refs[i].pol);
         if (o.presence) {
-            engine_of(c)->vt->presence_add(engine_of(c), refs[i].p, refs[i].n, c->id, c->user, NULL, NULL, NULL);
+            engine_of(c)->vt->presence_add(engine_of(c), refs[i].p, refs[i].n, c->id, c->user, info, NULL, NULL);
             hr_sub *sub = hr_hub_find_sub(c, refs[i].p, refs[i].n);
             if (sub) sub->presence = true;
         }

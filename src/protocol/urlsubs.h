@@ -14,8 +14,8 @@
  *     match (an exact channel and a pattern, two patterns): these clients
  *     cannot tell copies apart, so exactly one does.
  *
- * The clients are anonymous (user ""), like every URL-subscribed client
- * until token authentication exists. */
+ * Raw clients are anonymous (user ""); SSE clients may carry a connection
+ * token (user, channels) and subscription tokens (hr_urlsubs_auth). */
 #ifndef HERALD_PROTOCOL_URLSUBS_H
 #define HERALD_PROTOCOL_URLSUBS_H
 
@@ -67,6 +67,23 @@ typedef struct hr_urlsubs_who {
 int hr_urlsubs_parse(const hr_config *cfg, const hr_urlsubs_who *who, const char *q, size_t qlen, char *buf,
                      hr_chan_ref **refs, size_t *nrefs, char *msg, size_t cap);
 
+/* Who the client is, when it brought tokens. */
+typedef struct hr_urlsubs_auth {
+    const char *user;              /* "" = anonymous */
+    const char *const *granted;    /* channels of valid subscription tokens (for this user) */
+    size_t ngranted;
+    const char *const *channels;   /* the connection token's channels: added, and allowed */
+    size_t nchannels;
+} hr_urlsubs_auth;
+
+/* hr_urlsubs_parse for a client with tokens (auth NULL = anonymous):
+ * user-limited channels open to auth->user, the namespace's subscribe rule
+ * applied (docs/auth.md), a granted channel passes it, and the token's
+ * channels come after the URL's. 403 names the rule that refused. */
+int hr_urlsubs_parse_auth(const hr_config *cfg, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth,
+                          const char *q, size_t qlen, char *buf, hr_chan_ref **refs, size_t *nrefs, char *msg,
+                          size_t cap);
+
 /* Subscribe c to every ref, in order. Returns 0, or 503 with a message when
  * a channel already has its namespace's max_subscribers: then every
  * subscription made here is undone. */
@@ -76,6 +93,8 @@ int hr_urlsubs_subscribe(hr_client *c, const hr_chan_ref *refs, size_t n, char *
  * namespace has presence; sub->presence is set) and join events (where it
  * has join_leave). */
 void hr_urlsubs_announce(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n);
+/* The same with the connection token's info (compact JSON, may be NULL) in presence. */
+void hr_urlsubs_announce_info(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n, const char *info);
 
 /* Leave one subscription: unsubscribe, leave presence, leave event. */
 void hr_urlsubs_leave(hr_client *c, const hr_config *cfg, hr_sub *sub);

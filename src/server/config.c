@@ -24,6 +24,8 @@
 #define MiB (1024LL * 1024)
 #define GiB (1024LL * 1024 * 1024)
 #define DAY_MS (86400LL * 1000)
+#define PERMS_SUBSCRIBE ((1 << HR_PERM_ANYONE) | (1 << HR_PERM_AUTHENTICATED) | (1 << HR_PERM_TOKEN))
+#define PERMS_OTHER ((1 << HR_PERM_ANYONE) | (1 << HR_PERM_AUTHENTICATED) | (1 << HR_PERM_SUBSCRIBERS) | (1 << HR_PERM_NONE))
 
 const hr_option hr_options[] = {
     {"server.listen", HR_OPT_STRING, OFF(listen), "127.0.0.1:8080", 0, 0, "HERALD_LISTEN", "--listen",
@@ -186,6 +188,35 @@ const hr_option hr_options[] = {
     {"limits.publishes_per_user", HR_OPT_INT, OFF(lim_publishes_per_user), "0", 0, 100000000, NULL, NULL,
      "Client publications per second one authenticated user may send over all their connections. "
      "More: error 111. Anonymous connections only have the per-connection limit. 0 = unlimited."},
+    {"channels.subscribe", HR_OPT_PERM, OFF(ch_subscribe), "anyone", PERMS_SUBSCRIBE, 0, NULL, NULL,
+     "Who may subscribe from a client: anyone, authenticated (a connection token with a user) or token (a "
+     "subscription token for the channel and user). Channels named in a connection token are always allowed. "
+     "Refused: error 103."},
+    {"channels.publish", HR_OPT_PERM, OFF(ch_publish), "anyone", PERMS_OTHER, 0, NULL, NULL,
+     "Who may publish from a client: anyone, authenticated, subscribers (of that channel) or none. "
+     "allow_publish = false is the same as none. Refused: error 103."},
+    {"channels.history_for", HR_OPT_PERM, OFF(ch_history_for), "anyone", PERMS_OTHER, 0, NULL, NULL,
+     "Who may read history from a client: anyone (who may subscribe to the channel without a subscription "
+     "token), authenticated (likewise, with a user), subscribers, or none. Subscribers always may unless none."},
+    {"channels.presence_for", HR_OPT_PERM, OFF(ch_presence_for), "anyone", PERMS_OTHER, 0, NULL, NULL,
+     "Who may call presence and presence_stats from a client; the same values as history_for."},
+
+    {"auth.token_hmac_secret", HR_OPT_STRING, OFF(auth_token_hmac_secret), "", 0, 0, "HERALD_TOKEN_HMAC_SECRET",
+     "--token-hmac-secret",
+     "HS256 secret (at least 32 bytes) for connection and subscription tokens without kid. Empty = none; "
+     "more keys go in [auth.key.NAME] sections. No key at all = tokens are refused (error 101)."},
+    {"auth.leeway", HR_OPT_DURATION, OFF(auth_leeway_ms), "30s", 0, 3600 * 1000, NULL, NULL,
+     "Clock skew tolerated when checking a token's exp, nbf and iat."},
+    {"auth.audience", HR_OPT_STRING, OFF(auth_audience), "", 0, 0, NULL, NULL,
+     "If set, tokens must carry this aud (a string, or an array containing it)."},
+    {"auth.issuer", HR_OPT_STRING, OFF(auth_issuer), "", 0, 0, NULL, NULL, "If set, tokens must carry this iss."},
+    {"auth.require_exp", HR_OPT_BOOL, OFF(auth_require_exp), "true", 0, 0, NULL, NULL,
+     "Refuse tokens without exp (a token without it is valid forever)."},
+    {"auth.max_token_bytes", HR_OPT_SIZE, OFF(auth_max_token_bytes), "8KiB", 64, 1 * MiB, NULL, NULL,
+     "Longest token accepted; longer: refused before any parsing."},
+    {"auth.refresh_grace", HR_OPT_DURATION, OFF(auth_refresh_grace_ms), "10s", 0, DAY_MS, NULL, NULL,
+     "When a connection's token expires, the server pushes refresh and waits this long for a refresh command "
+     "before disconnecting (3005). 0 = disconnect at expiry."},
 };
 const size_t hr_options_count = HR_ARRAY_LEN(hr_options);
 
@@ -266,6 +297,25 @@ static int parse_bool(const char *s, bool *out)
     return 0;
 }
 
+static const char *const perm_names[] = {"anyone", "authenticated", "token", "subscribers", "none"};
+
+const char *hr_perm_name(int64_t perm)
+{
+    return perm >= 0 && perm < (int64_t)HR_ARRAY_LEN(perm_names) ? perm_names[perm] : "?";
+}
+
+/* "one of anyone, authenticated, token" for an option's mask. */
+static void perm_choices(const hr_option *o, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "one of");
+    const char *sep = " ";
+    for (size_t i = 0; i < HR_ARRAY_LEN(perm_names) && n < cap; i++) {
+        if (!(o->min & (1 << i))) continue;
+        n += (size_t)snprintf(out + n, cap - n, "%s%s", sep, perm_names[i]);
+        sep = ", ";
+    }
+}
+
 static void list_clear(hr_strlist *l)
 {
     for (size_t i = 0; i < l->n; i++) hr_free(l->v[i]);
@@ -281,6 +331,7 @@ static const char *type_hint(hr_opt_type t)
     case HR_OPT_SIZE: return "a size like 16KiB, 1MiB or a number of bytes";
     case HR_OPT_DURATION: return "a duration like 500ms, 10s, 5m or a number of seconds";
     case HR_OPT_LIST: return "a list of strings";
+    case HR_OPT_PERM: return "a permission";
     }
     return "a value";
 }
@@ -314,6 +365,19 @@ static int set_value(const hr_option *o, void *f, const char *value, char *err, 
     case HR_OPT_DURATION:
         if (hr_parse_duration(value, &v) == 0) goto range;
         break;
+    case HR_OPT_PERM:
+        for (size_t i = 0; i < HR_ARRAY_LEN(perm_names); i++) {
+            if (strcmp(value, perm_names[i]) == 0 && (o->min & (1 << i))) {
+                *(int64_t *)f = (int64_t)i;
+                return 0;
+            }
+        }
+        {
+            char choices[128];
+            perm_choices(o, choices, sizeof(choices));
+            errf(err, errlen, "%s: expected %s, got \"%s\"", o->key, choices, value);
+        }
+        return HR_ERR_INVALID;
     case HR_OPT_LIST: {
         hr_strlist *l = f;
         list_clear(l);
@@ -357,13 +421,16 @@ static int set_text(hr_config *cfg, const hr_option *o, const char *value, char 
 /* ---- namespaces ------------------------------------------------------------ */
 
 #define POFF(f) offsetof(hr_chan_policy, f)
-const char *const hr_ns_keys[] = {"history_size",    "history_ttl",     "presence",        "join_leave",
-                                  "allow_publish",   "allow_anonymous", "max_subscribers", NULL};
+const char *const hr_ns_keys[] = {"history_size",    "history_ttl", "presence",    "join_leave",
+                                  "allow_publish",   "allow_anonymous", "max_subscribers", "subscribe",
+                                  "publish",         "history_for", "presence_for", NULL};
 static const size_t ns_field_off[] = {POFF(history_size),  POFF(history_ttl_ms),  POFF(presence),
                                       POFF(join_leave),    POFF(allow_publish),   POFF(allow_anonymous),
-                                      POFF(max_subscribers)};
-static const size_t ns_field_size[] = {sizeof(int64_t), sizeof(int64_t), sizeof(bool), sizeof(bool),
-                                       sizeof(bool),    sizeof(bool),    sizeof(int64_t)};
+                                      POFF(max_subscribers), POFF(subscribe),     POFF(publish),
+                                      POFF(history_for),   POFF(presence_for)};
+static const size_t ns_field_size[] = {sizeof(int64_t), sizeof(int64_t), sizeof(bool),    sizeof(bool),
+                                       sizeof(bool),    sizeof(bool),    sizeof(int64_t), sizeof(int64_t),
+                                       sizeof(int64_t), sizeof(int64_t), sizeof(int64_t)};
 
 static void default_policy(const hr_config *cfg, hr_chan_policy *p)
 {
@@ -374,6 +441,10 @@ static void default_policy(const hr_config *cfg, hr_chan_policy *p)
     p->allow_publish = cfg->ch_allow_publish;
     p->allow_anonymous = cfg->ch_allow_anonymous;
     p->max_subscribers = cfg->ch_max_subscribers;
+    p->subscribe = cfg->ch_subscribe;
+    p->publish = cfg->ch_publish;
+    p->history_for = cfg->ch_history_for;
+    p->presence_for = cfg->ch_presence_for;
 }
 
 static const hr_namespace *find_ns(const hr_config *cfg, const char *name, size_t len)
@@ -455,8 +526,127 @@ static int ns_set(hr_config *cfg, const char *key, const char *value, bool *was_
         return 0;
     }
     errf(err, errlen, "%s: unknown namespace option \"%s\" (one of history_size, history_ttl, presence, join_leave, "
-         "allow_publish, allow_anonymous, max_subscribers)", key, opt);
+         "allow_publish, allow_anonymous, max_subscribers, subscribe, publish, history_for, presence_for)", key, opt);
     return HR_ERR_NOTFOUND;
+}
+
+/* ---- [auth.key.NAME] ---------------------------------------------------------- */
+
+#define KOFF(f) offsetof(hr_auth_key_cfg, f)
+const char *const hr_auth_key_keys[] = {"alg", "kid", "secret", "secret_file", "public_key_file", "private_key_file",
+                                        NULL};
+static const size_t key_field_off[] = {KOFF(alg), KOFF(kid), KOFF(secret), KOFF(secret_file), KOFF(public_key_file),
+                                       KOFF(private_key_file)};
+
+/* A key name: A-Z a-z 0-9 _ - (it is also the default kid). */
+static bool key_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-') return false;
+    return true;
+}
+
+/* "auth.key.NAME.OPTION" = value (a string). */
+static int authkey_set(hr_config *cfg, const char *key, const char *value, bool *was_set, char *err, size_t errlen)
+{
+    const char *name = key + strlen("auth.key.");
+    const char *dot = strrchr(name, '.');
+    if (!dot || !key_name_ok(name, (size_t)(dot - name))) {
+        errf(err, errlen, "%s: expected auth.key.NAME.OPTION, NAME made of A-Z a-z 0-9 _ -", key);
+        return HR_ERR_INVALID;
+    }
+    char opt[64];
+    size_t n = 0;
+    for (const char *p = dot + 1; *p && n + 1 < sizeof(opt); p++) opt[n++] = *p == '-' ? '_' : *p;
+    opt[n] = '\0';
+    size_t nl = (size_t)(dot - name);
+    for (size_t i = 0; hr_auth_key_keys[i]; i++) {
+        if (strcmp(opt, hr_auth_key_keys[i]) != 0) continue;
+        hr_auth_key_cfg *k = NULL;
+        for (size_t j = 0; j < cfg->nauth_keys && !k; j++)
+            if (strlen(cfg->auth_keys[j].name) == nl && memcmp(cfg->auth_keys[j].name, name, nl) == 0)
+                k = &cfg->auth_keys[j];
+        if (!k) {
+            if (cfg->nauth_keys >= 64) {
+                errf(err, errlen, "%s: at most 64 [auth.key.NAME] sections", key);
+                return HR_ERR_INVALID;
+            }
+            cfg->auth_keys = hr_realloc(cfg->auth_keys, (cfg->nauth_keys + 1) * sizeof(*cfg->auth_keys));
+            k = &cfg->auth_keys[cfg->nauth_keys++];
+            memset(k, 0, sizeof(*k));
+            k->name = hr_strndup(name, nl);
+        }
+        if (was_set) *was_set = k->set & (1u << i);
+        char **f = (char **)((char *)k + key_field_off[i]);
+        hr_free(*f);
+        *f = hr_strdup(value);
+        k->set |= 1u << i;
+        return 0;
+    }
+    errf(err, errlen, "%s: unknown key option \"%s\" (one of alg, kid, secret, secret_file, public_key_file, "
+         "private_key_file)", key, opt);
+    return HR_ERR_NOTFOUND;
+}
+
+static void authkeys_free(hr_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nauth_keys; i++) {
+        hr_auth_key_cfg *k = &cfg->auth_keys[i];
+        hr_free(k->name);
+        for (size_t j = 0; hr_auth_key_keys[j]; j++) hr_free(*(char **)((char *)k + key_field_off[j]));
+    }
+    hr_free(cfg->auth_keys);
+    cfg->auth_keys = NULL;
+    cfg->nauth_keys = 0;
+}
+
+static bool is_hmac_alg(const char *a)
+{
+    return a && (!strcmp(a, "HS256") || !strcmp(a, "HS384") || !strcmp(a, "HS512"));
+}
+
+/* Shape of the [auth.key.NAME] sections (the files are read by src/auth). */
+static int authkeys_validate(const hr_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nauth_keys; i++) {
+        const hr_auth_key_cfg *k = &cfg->auth_keys[i];
+        const char *a = k->alg;
+        if (!a || (!is_hmac_alg(a) && strcmp(a, "RS256") && strcmp(a, "ES256") && strcmp(a, "EdDSA"))) {
+            errf(err, errlen, "auth.key.%s.alg: expected HS256, HS384, HS512, RS256, ES256 or EdDSA%s", k->name,
+                 a ? "" : " (alg is required)");
+            return HR_ERR_INVALID;
+        }
+        if (is_hmac_alg(a)) {
+            if (!!k->secret == !!k->secret_file) {
+                errf(err, errlen, "auth.key.%s: an %s key needs exactly one of secret and secret_file", k->name, a);
+                return HR_ERR_INVALID;
+            }
+            if (k->public_key_file || k->private_key_file) {
+                errf(err, errlen, "auth.key.%s: an %s key takes a secret, not key files", k->name, a);
+                return HR_ERR_INVALID;
+            }
+        } else {
+            if (k->secret || k->secret_file) {
+                errf(err, errlen, "auth.key.%s: an %s key takes public_key_file (or private_key_file), not a secret",
+                     k->name, a);
+                return HR_ERR_INVALID;
+            }
+            if (!k->public_key_file && !k->private_key_file) {
+                errf(err, errlen, "auth.key.%s: an %s key needs public_key_file (or private_key_file)", k->name, a);
+                return HR_ERR_INVALID;
+            }
+        }
+        const char *kid = k->kid ? k->kid : k->name;
+        for (size_t j = 0; j < i; j++) {
+            const hr_auth_key_cfg *o = &cfg->auth_keys[j];
+            if (!strcmp(kid, o->kid ? o->kid : o->name)) {
+                errf(err, errlen, "auth.key.%s: kid \"%s\" is also the kid of auth.key.%s", k->name, kid, o->name);
+                return HR_ERR_INVALID;
+            }
+        }
+    }
+    return 0;
 }
 
 void hr_config_defaults(hr_config *cfg)
@@ -470,6 +660,7 @@ void hr_config_defaults(hr_config *cfg)
 
 void hr_config_free(hr_config *cfg)
 {
+    authkeys_free(cfg);
     for (size_t i = 0; i < cfg->nnamespaces; i++) hr_free(cfg->namespaces[i].name);
     hr_free(cfg->namespaces);
     cfg->namespaces = NULL;
@@ -488,6 +679,7 @@ void hr_config_free(hr_config *cfg)
 int hr_config_set(hr_config *cfg, const char *key, const char *value, char *err, size_t errlen)
 {
     if (strncmp(key, "namespace.", 10) == 0) return ns_set(cfg, key, value, NULL, err, errlen);
+    if (strncmp(key, "auth.key.", 9) == 0) return authkey_set(cfg, key, value, NULL, err, errlen);
     const hr_option *o = find_key(key, strlen(key));
     if (!o) {
         errf(err, errlen, "unknown option \"%s\"", key);
@@ -618,9 +810,32 @@ static int assign_ns(tparser *t, hr_config *cfg, const char *key)
     return end_of_line(t);
 }
 
+static int assign_authkey(tparser *t, hr_config *cfg, const char *key)
+{
+    char val[4096], msg[512];
+    bool quoted, was_set = false;
+    int rc = parse_scalar(t, val, sizeof(val), &quoted);
+    if (rc) return rc;
+    if (!quoted) {
+        errf(t->err, t->errlen, "%s:%d: %s: expected a quoted string", t->name, t->line, key);
+        return HR_ERR_INVALID;
+    }
+    rc = authkey_set(cfg, key, val, &was_set, msg, sizeof(msg));
+    if (rc) {
+        errf(t->err, t->errlen, "%s:%d: %s", t->name, t->line, msg);
+        return rc;
+    }
+    if (was_set) {
+        errf(t->err, t->errlen, "%s:%d: %s: set twice", t->name, t->line, key);
+        return HR_ERR_INVALID;
+    }
+    return end_of_line(t);
+}
+
 static int assign(tparser *t, hr_config *cfg, const char *key, bool *seen)
 {
     if (strncmp(key, "namespace.", 10) == 0) return assign_ns(t, cfg, key);
+    if (strncmp(key, "auth.key.", 9) == 0) return assign_authkey(t, cfg, key);
     const hr_option *o = find_key(key, strlen(key));
     if (!o) {
         errf(t->err, t->errlen, "%s:%d: %s: unknown option", t->name, t->line, key);
@@ -676,6 +891,10 @@ static int assign(tparser *t, hr_config *cfg, const char *key, bool *seen)
         errf(t->err, t->errlen, "%s:%d: %s: expected a quoted string", t->name, t->line, key);
         return HR_ERR_INVALID;
     }
+    if (o->type == HR_OPT_PERM && !quoted) {
+        errf(t->err, t->errlen, "%s:%d: %s: expected a quoted string such as \"anyone\"", t->name, t->line, key);
+        return HR_ERR_INVALID;
+    }
     if ((o->type == HR_OPT_INT || o->type == HR_OPT_BOOL) && quoted) {
         errf(t->err, t->errlen, "%s:%d: %s: expected %s without quotes", t->name, t->line, key, type_hint(o->type));
         return HR_ERR_INVALID;
@@ -714,13 +933,15 @@ int hr_config_load_string(hr_config *cfg, const char *name, const char *text, ch
                 break;
             }
             t.p++;
-            bool known = strncmp(section, "namespace.", 10) == 0 && ns_name_ok(section + 10, n - 10);
+            bool known = (strncmp(section, "namespace.", 10) == 0 && ns_name_ok(section + 10, n - 10)) ||
+                         (strncmp(section, "auth.key.", 9) == 0 && key_name_ok(section + 9, n - 9));
             for (size_t i = 0; i < hr_options_count; i++)
                 if (!strncmp(hr_options[i].key, section, n) && hr_options[i].key[n] == '.') known = true;
             if (!known) {
                 errf(err, errlen, "%s:%d: [%s]: unknown section%s", name, t.line, section,
                      strncmp(section, "namespace.", 10) == 0 ? " (namespace names are made of A-Z a-z 0-9 _-=@,/!~+$%)"
-                                                           : "");
+                     : strncmp(section, "auth.key.", 9) == 0 ? " (key names are made of A-Z a-z 0-9 _ -)"
+                                                             : "");
                 rc = HR_ERR_NOTFOUND;
                 break;
             }
@@ -858,7 +1079,11 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
         errf(err, errlen, "server.listen: must not be empty");
         return HR_ERR_INVALID;
     }
-    return 0;
+    if (cfg->auth_token_hmac_secret[0] && strlen(cfg->auth_token_hmac_secret) < 32) {
+        errf(err, errlen, "auth.token_hmac_secret: at least 32 bytes (herald genconfig makes one)");
+        return HR_ERR_INVALID;
+    }
+    return authkeys_validate(cfg, err, errlen);
 }
 
 void hr_config_print_reference(void *file)

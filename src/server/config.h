@@ -22,15 +22,31 @@ typedef struct hr_strlist {
     ((hr_chan_opts){(uint32_t)(pol).history_size, (uint64_t)(pol).history_ttl_ms, (pol).presence, (pol).join_leave, \
                     (uint64_t)(cfg)->ch_idempotency_window_ms})
 
+/* Who may do something on a channel (values of channels.subscribe,
+ * channels.publish, channels.history_for, channels.presence_for; each option
+ * accepts a subset, docs/config.md). */
+typedef enum hr_perm {
+    HR_PERM_ANYONE = 0,         /* every client, anonymous ones included */
+    HR_PERM_AUTHENTICATED = 1,  /* clients whose connection token gave a user */
+    HR_PERM_TOKEN = 2,          /* subscribe only: a subscription token for the channel */
+    HR_PERM_SUBSCRIBERS = 3,    /* clients subscribed to the channel */
+    HR_PERM_NONE = 4,           /* no client (the server API still can) */
+} hr_perm;
+const char *hr_perm_name(int64_t perm);
+
 /* The channel options that a namespace can override ([namespace.NAME]). */
 typedef struct hr_chan_policy {
     int64_t history_size;
     int64_t history_ttl_ms;
     bool presence;
     bool join_leave;
-    bool allow_publish;
-    bool allow_anonymous;
+    bool allow_publish;         /* false = publish "none" (older spelling) */
+    bool allow_anonymous;       /* false = subscribe at least "authenticated" (older spelling) */
     int64_t max_subscribers;    /* per channel, all workers; 0 = unlimited */
+    int64_t subscribe;          /* hr_perm: anyone | authenticated | token */
+    int64_t publish;            /* hr_perm: anyone | authenticated | subscribers | none */
+    int64_t history_for;        /* hr_perm: anyone | authenticated | subscribers | none */
+    int64_t presence_for;       /* hr_perm: anyone | authenticated | subscribers | none */
 } hr_chan_policy;
 
 typedef struct hr_namespace {
@@ -38,6 +54,20 @@ typedef struct hr_namespace {
     hr_chan_policy p;
     uint32_t set;               /* bit i: hr_ns_keys[i] was set for this namespace */
 } hr_namespace;
+
+/* One [auth.key.NAME] section: a token verification key (docs/auth.md). */
+typedef struct hr_auth_key_cfg {
+    char *name;
+    char *alg;                  /* HS256 | HS384 | HS512 | RS256 | ES256 | EdDSA */
+    char *kid;                  /* NULL = the section name */
+    char *secret;               /* HMAC secret (text) */
+    char *secret_file;          /* HMAC secret from a file (trailing newline dropped) */
+    char *public_key_file;      /* PEM public key or certificate (asymmetric) */
+    char *private_key_file;     /* PEM private key: `herald token` signs with it (and its public half verifies) */
+    uint32_t set;               /* bit i: hr_auth_key_keys[i] was set */
+} hr_auth_key_cfg;
+
+struct hr_auth;
 
 typedef struct hr_config {
     /* [server] */
@@ -113,9 +143,27 @@ typedef struct hr_config {
     int64_t lim_publishes_per_connection; /* per second, sustained */
     int64_t lim_publish_burst;
     int64_t lim_publishes_per_user;       /* per second, over all the user's connections */
+    int64_t ch_subscribe;             /* hr_perm */
+    int64_t ch_publish;
+    int64_t ch_history_for;
+    int64_t ch_presence_for;
     /* [namespace.NAME] sections: options overriding [channels] by prefix */
     hr_namespace *namespaces;
     size_t nnamespaces;
+    /* [auth] */
+    char *auth_token_hmac_secret;
+    int64_t auth_leeway_ms;
+    char *auth_audience;
+    char *auth_issuer;
+    bool auth_require_exp;
+    int64_t auth_max_token_bytes;
+    int64_t auth_refresh_grace_ms;
+    /* [auth.key.NAME] sections */
+    hr_auth_key_cfg *auth_keys;
+    size_t nauth_keys;
+    /* Not an option: the server's token verifier (src/auth/auth.h), set by
+     * whoever runs the server and owned by it; NULL = no token accepted. */
+    struct hr_auth *auth;
 } hr_config;
 
 typedef enum hr_opt_type {
@@ -125,6 +173,7 @@ typedef enum hr_opt_type {
     HR_OPT_SIZE,      /* bytes: 1024, "16KiB", "1MiB", "2GiB", "1MB" */
     HR_OPT_DURATION,  /* milliseconds: 500 (ms), "500ms", "10s", "5m", "1h" */
     HR_OPT_LIST,      /* ["a", "b"] in files; "a,b" in env and flags */
+    HR_OPT_PERM,      /* an hr_perm name ("anyone", ...); min = bit mask of the accepted values */
 } hr_opt_type;
 
 typedef struct hr_option {
@@ -172,6 +221,8 @@ int hr_parse_duration(const char *s, int64_t *out_ms);
 int hr_config_policy(const hr_config *cfg, const char *channel, size_t len, hr_chan_policy *out);
 /* The option keys a [namespace.NAME] section accepts, NULL-terminated. */
 extern const char *const hr_ns_keys[];
+/* The option keys an [auth.key.NAME] section accepts, NULL-terminated. */
+extern const char *const hr_auth_key_keys[];
 
 /* Print the table as a reference (used by `herald --help-config`). */
 void hr_config_print_reference(void *file);

@@ -2,7 +2,9 @@
  * connection counts, handshake token buckets and token-failure bans, and the
  * per-user publish buckets, in striped open-addressing tables. */
 #include "server/limits.h"
+#include "auth/jwt.h"
 #include "core/common.h"
+#include "core/log.h"
 
 #include <math.h>
 #include <netinet/in.h>
@@ -294,6 +296,16 @@ bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms)
     }
     pthread_mutex_unlock(&s->mu);
     return banned;
+}
+
+void hr_limits_bad_token(hr_limits *l, uint32_t key, uint64_t now_ms, int jwt_rc)
+{
+    if (!l || !key || !jwt_rc || jwt_rc == HR_JWT_ERR_EXPIRED) return;
+    if (hr_limits_auth_failure(l, key, now_ms))
+        hr_warn("a client address presented %lld rejected tokens within %lld ms: refused for %lld ms "
+                "(limits.auth_failures_per_ip)",
+                (long long)l->cfg->lim_auth_failures_per_ip, (long long)l->cfg->lim_auth_failure_window_ms,
+                (long long)l->cfg->lim_auth_failure_ban_ms);
 }
 
 /* ---- publishes -------------------------------------------------------------------------- */

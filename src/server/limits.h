@@ -46,6 +46,10 @@ void hr_limits_release(hr_limits *l, uint32_t key, uint64_t now_ms);
 /* A token from key was rejected. Returns true when this failure started a
  * ban (the caller may log it once). */
 bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms);
+/* The same for callers: l and key may be NULL / 0, jwt_rc is hr_auth_verify's
+ * result; an expired token is the normal refresh flow and does not count.
+ * Logs the start of a ban. */
+void hr_limits_bad_token(hr_limits *l, uint32_t key, uint64_t now_ms, int jwt_rc);
 
 /* A token bucket (8 bytes, zero-initialised = full at first use). */
 typedef struct hr_bucket {

@@ -7,6 +7,7 @@
  * SIGINT/SIGTERM it asks every worker to drain through the worker's eventfd. */
 #include "server/server.h"
 #include "server/limits.h"
+#include "auth/auth.h"
 #include "codec/pmdeflate.h"
 #include "core/log.h"
 #include "transport/http.h"
@@ -415,7 +416,7 @@ int hr_server_run_until_signal(hr_server *s)
         struct timespec ts = {0, 100 * 1000000};
         int sig = sigtimedwait(&set, NULL, signals ? &ts : NULL);
         if (sig == SIGHUP) {
-            hr_info("SIGHUP: nothing to reload yet");
+            hr_auth_reload(s->cfg->auth); /* token keys (logs what it did) */
             continue;
         }
         if (sig == SIGINT || sig == SIGTERM) {

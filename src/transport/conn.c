@@ -80,6 +80,12 @@ static hr_oentry *ring_alloc(hr_worker *w, uint32_t cap)
     return hr_malloc((size_t)cap * sizeof(hr_oentry));
 }
 
+void hr_conn_bad_token(hr_conn *c, int jwt_rc)
+{
+    if (c->flags & HR_CONN_REFUSED) return;
+    hr_limits_bad_token(c->w->srv->limits, c->ip_key, hr_loop_now(&c->w->loop), jwt_rc);
+}
+
 void hr_conn_release_pool(hr_worker *w)
 {
     while (w->ring_pool) {

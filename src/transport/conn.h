@@ -133,6 +133,9 @@ void hr_conn_on_timer(hr_timer *t, void *data);
 void hr_conn_run_ready(struct hr_worker *w);
 /* Flush every connection that queued output this turn, free closed ones. */
 void hr_conn_end_turn(struct hr_worker *w);
+/* A token presented on this connection was rejected (jwt_rc from
+ * hr_auth_verify): counted against its address (limits.auth_failures_per_ip). */
+void hr_conn_bad_token(hr_conn *c, int jwt_rc);
 /* Free the worker's pool of drained output rings (at worker shutdown). */
 void hr_conn_release_pool(struct hr_worker *w);
 

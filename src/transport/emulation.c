@@ -39,6 +39,7 @@
 #include "protocol/native.h"
 #include "protocol/session.h"
 #include "protocol/urlsubs.h"
+#include "auth/auth.h"
 #include "server/server.h"
 #include "transport/http.h"
 
@@ -535,6 +536,7 @@ static void emu_free_all(hr_hub *hub)
             esess *s = ew->owned;
             reg_remove(s);
             owner_unlink(s);
+            hr_session_loop_gone(s->sess);
             hr_session_free(s->sess);
             s->sess = NULL;
             sunref(s);
@@ -846,13 +848,61 @@ static const hr_conn_vt stream_vt = {
 
 /* ---- the endpoints -------------------------------------------------------------------- */
 
-static void handle_open(hr_conn *c, const char *cors, bool close)
+/* The connection token of a request opening a session (?token= or
+ * Authorization: Bearer), checked now so a bad one gets its 401 at once;
+ * the session's connect command uses it when it carries none. Returns 0
+ * (*tok: a copy or NULL) or the status already answered. */
+static int open_token(hr_conn *c, const hr_http_request *req, const char *cors, bool close, char **tok)
 {
-    esess *s = session_open(c->w);
-    if (!s) {
-        respond_err(c, 503, cors, "too many sessions (poll.max_sessions)", close);
-        return;
+    *tok = NULL;
+    size_t qlen = req->query ? req->query_len : 0, len = 0;
+    char *buf = hr_malloc(qlen + 1);
+    const char *t = NULL, *why = NULL;
+    int st = 0, tr = hr_http_token(req, buf, qlen + 1, &t, &len);
+    if (tr < 0) {
+        respond_err(c, 400, cors, "malformed token parameter or Authorization header", close);
+        st = 400;
+    } else if (tr > 0) {
+        hr_jwt_claims cl;
+        int rc = hr_auth_verify(c->w->cfg->auth, t, len, &cl, &why);
+        hr_conn_bad_token(c, rc);
+        bool sub = !rc && cl.channel;
+        hr_jwt_claims_free(&cl);
+        if (rc || sub) {
+            char msg[256], hdrs[768];
+            if (rc == HR_JWT_ERR_EXPIRED) snprintf(msg, sizeof(msg), "token expired: get a new token");
+            else snprintf(msg, sizeof(msg), "invalid token: %s", sub ? "a subscription token is not a connection token" : why);
+            snprintf(hdrs, sizeof(hdrs), NOCACHE "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n%s", cors);
+            hr_http_respond_error(c, 401, hdrs, msg, close);
+            st = 401;
+        } else {
+            *tok = hr_strndup(t, len);
+        }
     }
+    hr_free(buf);
+    return st;
+}
+
+static esess *session_open_auth(hr_conn *c, const hr_http_request *req, const char *cors, bool close)
+{
+    char *tok = NULL;
+    if (open_token(c, req, cors, close, &tok)) return NULL;
+    esess *s = session_open(c->w);
+    if (s && s->sess) hr_session_set_peer(s->sess, c->ip_key);
+    if (!s) {
+        hr_free(tok);
+        respond_err(c, 503, cors, "too many sessions (poll.max_sessions)", close);
+        return NULL;
+    }
+    if (tok) hr_session_set_token(s->sess, tok, strlen(tok));
+    hr_free(tok);
+    return s;
+}
+
+static void handle_open(hr_conn *c, const hr_http_request *req, const char *cors, bool close)
+{
+    esess *s = session_open_auth(c, req, cors, close);
+    if (!s) return;
     hr_buf b = HR_BUF_INIT;
     hr_buf_printf(&b, "{\"session\":\"%s\",\"cursor\":0}", s->id);
     respond_json(c, 200, cors, &b, close);
@@ -871,7 +921,7 @@ static void handle_poll(hr_conn *c, const hr_http_request *req, const char *cors
         return;
     }
     if (!has) {
-        handle_open(c, cors, close);
+        handle_open(c, req, cors, close);
         return;
     }
     esess *s = reg_find(sid);
@@ -931,11 +981,8 @@ static void handle_stream(hr_conn *c, const hr_http_request *req, const char *co
             return;
         }
     } else {
-        s = session_open(c->w);
-        if (!s) {
-            respond_err(c, 503, cors, "too many sessions (poll.max_sessions)", close);
-            return;
-        }
+        s = session_open_auth(c, req, cors, close);
+        if (!s) return;
         sref(s);
     }
     pthread_mutex_lock(&s->mu);
@@ -1043,7 +1090,7 @@ void hr_emu_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
         }
         snprintf(hdrs, sizeof(hdrs), "Allow: %s\r\n%s%s%s%s", allow, cors,
                  origin > 0 ? "Access-Control-Allow-Methods: " : "", origin > 0 ? allow : "",
-                 origin > 0 ? "\r\nAccess-Control-Allow-Headers: Content-Type\r\nAccess-Control-Max-Age: 600\r\n" : "");
+                 origin > 0 ? "\r\nAccess-Control-Allow-Headers: Content-Type, Authorization\r\nAccess-Control-Max-Age: 600\r\n" : "");
         hr_http_respond(c, 200, NULL, hdrs, NULL, 0, false, close);
         return;
     }
@@ -1062,7 +1109,7 @@ void hr_emu_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
         return;
     }
     if (is_open) {
-        handle_open(c, cors, close);
+        handle_open(c, req, cors, close);
         return;
     }
     if (body_len) {

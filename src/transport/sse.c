@@ -38,12 +38,14 @@
 #include "core/log.h"
 #include "protocol/session.h"
 #include "protocol/urlsubs.h"
+#include "auth/auth.h"
 #include "server/server.h"
 #include "transport/http.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 typedef struct hr_sse {
     hr_client client;          /* must stay first: the hub hands it back */
@@ -57,6 +59,7 @@ typedef struct hr_sse {
     uint64_t last_tx;          /* loop time of the last bytes queued (heartbeat) */
     bool closing;
     bool envelope;             /* ?envelope=1: publications as {"channel","offset","data"} */
+    int64_t exp_at;            /* connection token's exp (wall clock, s); 0 = none */
 } hr_sse;
 
 static const hr_conn_vt sse_vt;
@@ -317,15 +320,23 @@ static const hr_client_vt sse_client_vt = {.on_pub = sse_on_pub, .on_command = s
 
 /* ---- the transport ------------------------------------------------------------------------- */
 
+/* The connection's one timer: the next heartbeat or the token's expiry,
+ * whichever comes first. */
 static void arm_heartbeat(hr_sse *s)
 {
     uint64_t iv = (uint64_t)s->cfg->sse_heartbeat_interval_ms;
-    if (!iv) {
-        hr_conn_stop_timer(s->c);
-        return;
+    uint64_t delay = UINT64_MAX;
+    if (iv) {
+        uint64_t now = hr_conn_now(s->c), next = s->last_tx + iv;
+        delay = next > now ? next - now : 1;
     }
-    uint64_t now = hr_conn_now(s->c), next = s->last_tx + iv;
-    hr_conn_set_timer(s->c, next > now ? next - now : 1);
+    if (s->exp_at) {
+        int64_t left = s->exp_at - (int64_t)time(NULL);
+        uint64_t ms = left > 0 ? (uint64_t)left * 1000 : 1;
+        if (ms < delay) delay = ms;
+    }
+    if (delay == UINT64_MAX) hr_conn_stop_timer(s->c);
+    else hr_conn_set_timer(s->c, delay);
 }
 
 /* Nothing the client sends after its request means anything: discarded. */
@@ -343,6 +354,10 @@ static void sse_on_timer(hr_conn *c)
     hr_sse *s = c->proto;
     if (s->closing) { /* the end did not get written in time */
         hr_conn_close(c);
+        return;
+    }
+    if (s->exp_at && (int64_t)time(NULL) >= s->exp_at) { /* no refresh on a stream: reconnect with a new token */
+        sse_disconnect(s, HR_DISC_TOKEN_EXPIRED, "token expired");
         return;
     }
     uint64_t iv = (uint64_t)s->cfg->sse_heartbeat_interval_ms;
@@ -489,9 +504,127 @@ static const char *last_event_id(const hr_http_request *req, char *buf, size_t c
 
 static const hr_urlsubs_who sse_who = {"SSE clients", "/sse?channel=NAME"};
 
+int hr_http_token(const hr_http_request *req, char *buf, size_t cap, const char **tok, size_t *len)
+{
+    const hr_http_header *h = hr_http_find_header(req, "authorization");
+    if (h && h->value_len > 7 && strncasecmp(h->value, "Bearer ", 7) == 0) {
+        *tok = h->value + 7;
+        *len = h->value_len - 7;
+        while (*len && **tok == ' ') (*tok)++, (*len)--;
+        return *len ? 1 : -1;
+    }
+    size_t pos = 0;
+    if (!req->query) return 0;
+    int rc = hr_query_next(req->query, req->query_len, &pos, "token", buf, cap, len);
+    if (rc <= 0) return rc;
+    *tok = buf;
+    return *len ? 1 : -1;
+}
+
+/* Extra headers of a 401: CORS plus the Bearer challenge (RFC 6750). */
+static void respond_401(hr_conn *c, const char *cors, const char *msg, bool close)
+{
+    char hdrs[768];
+    snprintf(hdrs, sizeof(hdrs), "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n%s", cors);
+    hr_http_respond_error(c, 401, hdrs, msg, close);
+}
+
+/* Tokens of an SSE request (docs/transports.md): the connection token and
+ * every ?sub_token=. 0 with who filled (free with sse_auth_free), or an HTTP
+ * status (the answer is sent). */
+typedef struct sse_auth {
+    hr_jwt_claims conn;
+    char **granted;
+    size_t ngranted;
+    hr_urlsubs_auth who;
+} sse_auth;
+
+static void sse_auth_free(sse_auth *a)
+{
+    hr_jwt_claims_free(&a->conn);
+    for (size_t i = 0; i < a->ngranted; i++) hr_free(a->granted[i]);
+    hr_free(a->granted);
+}
+
+static int sse_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, bool close, sse_auth *a)
+{
+    const hr_config *cfg = c->w->cfg;
+    memset(a, 0, sizeof(*a));
+    size_t qlen = req->query ? req->query_len : 0, len = 0;
+    char *buf = hr_malloc(qlen + 1);
+    const char *tok = NULL, *why = NULL;
+    char msg[256];
+    int st = 0, tr = hr_http_token(req, buf, qlen + 1, &tok, &len);
+    if (tr < 0) {
+        hr_http_respond_error(c, 400, cors, "malformed token parameter or Authorization header", close);
+        st = 400;
+    } else if (tr > 0) {
+        int rc = hr_auth_verify(cfg->auth, tok, len, &a->conn, &why);
+        hr_conn_bad_token(c, rc);
+        if (rc == HR_JWT_ERR_EXPIRED) {
+            respond_401(c, cors, "token expired: get a new token and reconnect", close);
+            st = 401;
+        } else if (rc) {
+            snprintf(msg, sizeof(msg), "invalid token: %s", why ? why : "rejected");
+            respond_401(c, cors, msg, close);
+            st = 401;
+        } else if (a->conn.channel) {
+            respond_401(c, cors, "invalid token: a subscription token is not a connection token", close);
+            st = 401;
+        }
+    }
+    const char *user = a->conn.sub ? a->conn.sub : "";
+    size_t pos = 0;
+    while (!st && req->query) {
+        int rc = hr_query_next(req->query, qlen, &pos, "sub_token", buf, qlen + 1, &len);
+        if (rc == 0) break;
+        hr_jwt_claims cl;
+        memset(&cl, 0, sizeof(cl));
+        rc = rc < 0 ? HR_JWT_ERR_MALFORMED : hr_auth_verify(cfg->auth, buf, len, &cl, &why);
+        hr_conn_bad_token(c, rc);
+        if (rc == HR_JWT_ERR_EXPIRED) {
+            respond_401(c, cors, "subscription token expired: get a new one", close);
+            st = 401;
+        } else if (rc) {
+            snprintf(msg, sizeof(msg), "invalid subscription token: %s", why ? why : "malformed");
+            respond_401(c, cors, msg, close);
+            st = 401;
+        } else if (!cl.channel) {
+            hr_http_respond_error(c, 403, cors, "sub_token: a connection token is not a subscription token", close);
+            st = 403;
+        } else if (strcmp(cl.sub ? cl.sub : "", user) != 0) {
+            hr_http_respond_error(c, 403, cors, "sub_token: the subscription token is for another user", close);
+            st = 403;
+        } else if (a->ngranted < (size_t)cfg->ch_max_subscriptions) {
+            a->granted = hr_realloc(a->granted, (a->ngranted + 1) * sizeof(char *));
+            a->granted[a->ngranted++] = hr_strdup(cl.channel);
+        }
+        hr_jwt_claims_free(&cl);
+    }
+    hr_free(buf);
+    if (st) {
+        sse_auth_free(a);
+        return st;
+    }
+    a->who.user = user;
+    a->who.granted = (const char *const *)a->granted;
+    a->who.ngranted = a->ngranted;
+    /* the token's channels, then the subscription tokens' ones: subscribed as well */
+    if (a->conn.n_channels || a->ngranted) {
+        a->granted = hr_realloc(a->granted, (a->ngranted + a->conn.n_channels) * sizeof(char *));
+        a->who.granted = (const char *const *)a->granted;
+        for (size_t i = 0; i < a->conn.n_channels; i++) a->granted[a->ngranted + i] = hr_strdup(a->conn.channels[i]);
+        a->ngranted += a->conn.n_channels;
+        a->who.ngranted = a->ngranted;
+        a->who.channels = a->who.granted;
+        a->who.nchannels = a->ngranted;
+    }
+    return 0;
+}
+
 static const char preflight_headers[] = "Access-Control-Allow-Methods: GET, OPTIONS\r\n"
                                         "Access-Control-Allow-Headers: Last-Event-ID, Cache-Control, Accept, "
-                                        "X-Requested-With\r\n"
+                                        "X-Requested-With, Authorization\r\n"
                                         "Access-Control-Max-Age: 600\r\n";
 
 void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
@@ -524,21 +657,17 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         hr_http_respond_error(c, 400, cors, "an event-stream request has no body", true);
         return;
     }
+    sse_auth au;
+    if (sse_auth_read(c, req, cors, close, &au)) return;
     size_t qlen = req->query ? req->query_len : 0;
     char *buf = hr_malloc(qlen + 1); /* decoded values are never longer than the query */
-    size_t pos = 0, tlen = 0;
-    /* issue 6 puts token authentication here; until then a token is refused
-     * rather than ignored (as the native protocol's connect does) */
-    if (req->query && hr_query_next(req->query, qlen, &pos, "token", buf, qlen, &tlen) != 0) {
-        hr_free(buf);
-        hr_http_respond_error(c, 401, cors, "token authentication is not configured on this server", close);
-        return;
-    }
+    size_t pos = 0;
     hr_chan_ref *refs = NULL;
     size_t n = 0;
-    int st = hr_urlsubs_parse(cfg, &sse_who, req->query, qlen, buf, &refs, &n, msg, sizeof(msg));
+    int st = hr_urlsubs_parse_auth(cfg, &sse_who, &au.who, req->query, qlen, buf, &refs, &n, msg, sizeof(msg));
     if (st) {
         hr_free(buf);
+        sse_auth_free(&au);
         hr_http_respond_error(c, st, cors, msg, close);
         return;
     }
@@ -546,7 +675,8 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     hr_sse *s = hr_calloc(1, sizeof(*s));
     s->client.vt = &sse_client_vt;
     s->client.wh = w->hub;
-    s->client.user = hr_strdup("");
+    s->client.user = hr_strdup(au.who.user);
+    s->exp_at = au.conn.has_exp ? HR_MAX(au.conn.exp, 1) : 0;
     hr_urlsubs_client_id(s->client.id);
     s->c = c;
     s->cfg = cfg;
@@ -561,6 +691,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         hr_free(s);
         hr_free(refs);
         hr_free(buf);
+        sse_auth_free(&au);
         hr_http_respond_error(c, st, cors, msg, close);
         return;
     }
@@ -606,6 +737,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         hr_free(s);
         hr_free(refs);
         hr_free(buf);
+        sse_auth_free(&au);
         hr_http_respond_error(c, 503, cors, "the engine cannot serve the channels' positions", close);
         return;
     }
@@ -655,9 +787,10 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     recs_free(rec, k);
     hr_free(asked);
 
-    hr_urlsubs_announce(&s->client, cfg, refs, n);
+    hr_urlsubs_announce_info(&s->client, cfg, refs, n, au.conn.info);
     hr_free(refs);
     hr_free(buf);
+    sse_auth_free(&au);
     hr_hub_client_add(&s->client);
     arm_heartbeat(s);
     if (w->draining) sse_disconnect(s, HR_DISC_SHUTDOWN, "server shutting down, reconnect");

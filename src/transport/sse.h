@@ -60,4 +60,9 @@ size_t hr_sse_id_format(const hr_sse_pos *pos, size_t n, char *out);
  * cors[0..cap) (Access-Control-Expose-Headers: expose, unless NULL). */
 int hr_cors_check(const hr_config *cfg, const hr_http_request *req, const char *expose, char *cors, size_t cap);
 
+/* The connection token of an HTTP transport request: the Authorization
+ * header's Bearer credentials, else ?token= (decoded into buf, cap bytes).
+ * 1 with *tok / *len set, 0 when there is none, <0 when malformed. */
+int hr_http_token(const hr_http_request *req, char *buf, size_t cap, const char **tok, size_t *len);
+
 #endif

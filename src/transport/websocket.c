@@ -733,7 +733,9 @@ static void native_on_open(hr_conn *c)
 {
     const char *proto = hr_ws_subprotocol(c);
     hr_native_encoding enc = proto && strcmp(proto, "herald.msgpack") == 0 ? HR_NATIVE_MSGPACK : HR_NATIVE_JSON;
-    hr_ws_set_app(c, hr_session_new(c->w->hub, c->w->cfg, &ws_sink, c, enc));
+    hr_session *s = hr_session_new(c->w->hub, c->w->cfg, &ws_sink, c, enc);
+    hr_session_set_peer(s, c->ip_key);
+    hr_ws_set_app(c, s);
 }
 
 static void native_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t len)

@@ -229,6 +229,116 @@ static void test_validate(void **state)
 }
 
 /* docs/config.md must document every option (key and default). */
+static void test_permissions(void **state)
+{
+    (void)state;
+    hr_config c;
+    char err[512] = "";
+    hr_config_defaults(&c);
+    hr_chan_policy p;
+    assert_int_equal(hr_config_policy(&c, "news", 4, &p), 0);
+    assert_int_equal(p.subscribe, HR_PERM_ANYONE);
+    assert_int_equal(p.publish, HR_PERM_ANYONE);
+    assert_int_equal(p.history_for, HR_PERM_ANYONE);
+    const char *doc = "[channels]\npublish = \"authenticated\"\n"
+                      "[namespace.private]\nsubscribe = \"token\"\npublish = \"subscribers\"\n"
+                      "history_for = \"subscribers\"\npresence_for = \"none\"\n";
+    assert_int_equal(hr_config_load_string(&c, "t.toml", doc, err, sizeof(err)), 0);
+    assert_int_equal(hr_config_policy(&c, "private:a", 9, &p), 0);
+    assert_int_equal(p.subscribe, HR_PERM_TOKEN);
+    assert_int_equal(p.publish, HR_PERM_SUBSCRIBERS);
+    assert_int_equal(p.history_for, HR_PERM_SUBSCRIBERS);
+    assert_int_equal(p.presence_for, HR_PERM_NONE);
+    assert_int_equal(hr_config_policy(&c, "x", 1, &p), 0);
+    assert_int_equal(p.publish, HR_PERM_AUTHENTICATED); /* [channels] */
+    assert_string_equal(hr_perm_name(HR_PERM_SUBSCRIBERS), "subscribers");
+    /* each option takes its own values only, quoted, and says which */
+    static const struct { const char *doc; const char *msg; } bad[] = {
+        {"[channels]\nsubscribe = \"subscribers\"\n", "t.toml:2: channels.subscribe: expected one of anyone, authenticated, token"},
+        {"[channels]\npublish = \"token\"\n", "expected one of anyone, authenticated, subscribers, none"},
+        {"[channels]\npublish = anyone\n", "expected a quoted string"},
+        {"[namespace.x]\nsubscribe = \"everyone\"\n", "namespace.x.subscribe: expected one of"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(bad); i++) {
+        hr_config d;
+        hr_config_defaults(&d);
+        err[0] = '\0';
+        assert_int_not_equal(hr_config_load_string(&d, "t.toml", bad[i].doc, err, sizeof(err)), 0);
+        if (!strstr(err, bad[i].msg)) fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].msg);
+        hr_config_free(&d);
+    }
+    hr_config_free(&c);
+}
+
+static void test_auth_keys(void **state)
+{
+    (void)state;
+    hr_config c;
+    char err[512] = "";
+    hr_config_defaults(&c);
+    assert_string_equal(c.auth_token_hmac_secret, "");
+    assert_int_equal(c.auth_leeway_ms, 30000);
+    assert_true(c.auth_require_exp);
+    assert_int_equal(c.auth_max_token_bytes, 8192);
+    const char *doc = "[auth]\ntoken_hmac_secret = \"0123456789abcdef0123456789abcdef\"\nleeway = \"5s\"\n"
+                      "audience = \"app\"\nissuer = \"me\"\nrequire_exp = false\nmax_token_bytes = \"4KiB\"\n"
+                      "[auth.key.rsa-2025]\nalg = \"RS256\"\npublic_key_file = \"/k/rsa.pub\"\n"
+                      "private_key_file = \"/k/rsa.pem\"\n"
+                      "[auth.key.h1]\nalg = \"HS512\"\nkid = \"k1\"\nsecret_file = \"/k/h1\"\n";
+    assert_int_equal(hr_config_load_string(&c, "t.toml", doc, err, sizeof(err)), 0);
+    assert_int_equal(c.auth_leeway_ms, 5000);
+    assert_string_equal(c.auth_audience, "app");
+    assert_false(c.auth_require_exp);
+    assert_int_equal(c.auth_max_token_bytes, 4096);
+    assert_int_equal(c.nauth_keys, 2);
+    assert_string_equal(c.auth_keys[0].name, "rsa-2025");
+    assert_string_equal(c.auth_keys[0].alg, "RS256");
+    assert_string_equal(c.auth_keys[0].public_key_file, "/k/rsa.pub");
+    assert_null(c.auth_keys[0].kid);
+    assert_string_equal(c.auth_keys[1].kid, "k1");
+    assert_int_equal(hr_config_validate(&c, err, sizeof(err)), 0);
+    /* flags: --auth.key.NAME.OPTION, '-' or '_' */
+    assert_int_equal(hr_config_set(&c, "auth.key.h2.alg", "HS256", err, sizeof(err)), 0);
+    assert_int_equal(hr_config_set(&c, "auth.key.h2.secret-file", "/k/h2", err, sizeof(err)), 0);
+    assert_string_equal(c.auth_keys[2].secret_file, "/k/h2");
+    assert_int_equal(hr_config_set(&c, "auth.key.h2.nope", "x", err, sizeof(err)), HR_ERR_NOTFOUND);
+    assert_int_equal(hr_config_set(&c, "auth.key.a.b.alg", "HS256", err, sizeof(err)), HR_ERR_INVALID);
+    assert_int_equal(hr_config_validate(&c, err, sizeof(err)), 0);
+    /* the environment and --token-hmac-secret */
+    char *envp[] = {"HERALD_TOKEN_HMAC_SECRET=from-the-environment-0123456789abcdef", NULL};
+    assert_int_equal(hr_config_load_env(&c, envp, err, sizeof(err)), 0);
+    assert_string_equal(c.auth_token_hmac_secret, "from-the-environment-0123456789abcdef");
+    assert_non_null(hr_config_find_flag("token-hmac-secret"));
+    hr_config_free(&c);
+
+    static const struct { const char *doc; const char *msg; } bad[] = {
+        {"[auth.key.a]\nalg = \"HS256\"\nalg = \"HS384\"\n", "t.toml:3: auth.key.a.alg: set twice"},
+        {"[auth.key.a]\nsecret = 5\n", "expected a quoted string"},
+        {"[auth.key.a.b]\nalg = \"HS256\"\n", "unknown section (key names"},
+        {"[auth.key.a]\nalgo = \"HS256\"\n", "unknown key option \"algo\""},
+        {"[auth.key.a]\nsecret = \"s\"\n", "auth.key.a.alg: expected HS256, HS384, HS512, RS256, ES256 or EdDSA (alg is required)"},
+        {"[auth.key.a]\nalg = \"none\"\nsecret = \"s\"\n", "auth.key.a.alg: expected"},
+        {"[auth.key.a]\nalg = \"HS256\"\n", "exactly one of secret and secret_file"},
+        {"[auth.key.a]\nalg = \"HS256\"\nsecret = \"s\"\nsecret_file = \"f\"\n", "exactly one of"},
+        {"[auth.key.a]\nalg = \"HS256\"\nsecret = \"s\"\npublic_key_file = \"f\"\n", "takes a secret"},
+        {"[auth.key.a]\nalg = \"RS256\"\n", "needs public_key_file"},
+        {"[auth.key.a]\nalg = \"ES256\"\nsecret = \"s\"\n", "not a secret"},
+        {"[auth.key.a]\nalg = \"EdDSA\"\npublic_key_file = \"f\"\n[auth.key.b]\nalg = \"EdDSA\"\n"
+         "public_key_file = \"g\"\nkid = \"a\"\n", "kid \"a\" is also the kid of auth.key.a"},
+        {"[auth]\ntoken_hmac_secret = \"short\"\n", "at least 32 bytes"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(bad); i++) {
+        hr_config d;
+        hr_config_defaults(&d);
+        err[0] = '\0';
+        int rc = hr_config_load_string(&d, "t.toml", bad[i].doc, err, sizeof(err));
+        if (!rc) rc = hr_config_validate(&d, err, sizeof(err));
+        assert_int_not_equal(rc, 0);
+        if (!strstr(err, bad[i].msg)) fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].msg);
+        hr_config_free(&d);
+    }
+}
+
 static void test_docs_cover_every_option(void **state)
 {
     (void)state;
@@ -263,6 +373,8 @@ int main(void)
         cmocka_unit_test(test_env_and_flags),
         cmocka_unit_test(test_namespaces),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_permissions),
+        cmocka_unit_test(test_auth_keys),
         cmocka_unit_test(test_docs_cover_every_option),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
