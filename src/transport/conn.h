@@ -71,6 +71,7 @@ struct hr_conn {
     uint64_t last_rx;              /* loop time of the last byte received */
     uint32_t flags;
     void *proto;                   /* transport state (http / websocket) */
+    struct hr_tls_conn *tls;       /* TLS state (transport/tls.h), NULL for plain TCP */
 };
 
 /* Queue bytes (copied). The write happens at the end of the loop turn. */
