@@ -124,10 +124,6 @@ class TlsTransports(HeraldTestCase):
         cls.server = tls_server().start()
         cls.base = f"https://localhost:{cls.server.port}"
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
     def publish(self, channel, data):
         code, body = curl("-X", "POST", "-H", f"Authorization: apikey {API_KEY}",
                           "--data-binary", json.dumps({"channel": channel, "data": data}), self.base + "/api/publish")
@@ -340,6 +336,7 @@ class TlsListeners(HeraldTestCase):
             r = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{h.port}/health"], stdout=subprocess.PIPE,
                                timeout=20)
             self.assertEqual(json.loads(r.stdout)["status"], "ok")
+        self.assertEqual(h.returncode, 0)
 
     def test_min_version_13(self):
         with tls_server("--tls.min-version", "1.3") as h:
@@ -362,6 +359,7 @@ class TlsListeners(HeraldTestCase):
                     t0 = time.monotonic()
                     self.assertEqual(s.recv(100), b"")
                     self.assertLess(time.monotonic() - t0, 5 * SLOW)
+        self.assertEqual(h.returncode, 0)
 
     def test_bad_tls_config_exits_2(self):
         junk = os.path.join(TMP, "junk.pem")
@@ -433,6 +431,7 @@ class TlsReload(HeraldTestCase):
                 await c.ws.close()
             run(go())
             self.assertTrue(h.alive())
+        self.assertEqual(h.returncode, 0, "herald did not exit cleanly (sanitizer report?)")
 
 
 if __name__ == "__main__":
