@@ -31,6 +31,12 @@ def rss(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(args):
     p = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--workers", "1", *args],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -95,10 +101,14 @@ def main():
         p, port = start(["--tls-cert", f"{tmp}/c.pem", "--tls-key", f"{tmp}/k.pem"])
         try:
             for proto in ("-tls1_3", "-tls1_2"):
+                c0 = cpu_seconds(p.pid)
                 out = subprocess.run(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", "5",
                                       proto], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+                used = cpu_seconds(p.pid) - c0
                 line = [ln for ln in out.splitlines() if "connections in" in ln and "real seconds" in ln]
-                print(f"openssl s_time -new {proto}: {line[0] if line else out[-300:]}")
+                n = int(line[0].split()[0]) if line else 0
+                print(f"openssl s_time -new {proto}: {line[0] if line else out[-300:]}; server CPU {used:.2f} s"
+                      f" = {n / used if used else 0:.0f} handshakes per server CPU second")
         finally:
             p.terminate()
             p.wait(10)
