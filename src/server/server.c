@@ -120,8 +120,10 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
             static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                                        "Content-Length: 61\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
                                        "{\"error\":\"too many connections\",\"status\":503,\"temporary\":true}";
-            ssize_t n = write(fd, busy, sizeof(busy) - 1);
-            HR_UNUSED(n);
+            if (!tls) { /* a TLS client could not read a clear-text answer */
+                ssize_t n = write(fd, busy, sizeof(busy) - 1);
+                HR_UNUSED(n);
+            }
             close(fd);
             continue;
         }
