@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "transport/tls.h"
 
 #include <jansson.h>
 #include <openssl/rand.h>
@@ -43,6 +44,9 @@ static void usage(FILE *f)
             "  --drain-timeout 10s    graceful shutdown limit\n"
             "  --log-level LEVEL      debug, info, warn, error, off\n"
             "  --token-hmac-secret S  HS256 secret for client tokens (32+ bytes; more keys: [auth.key.NAME])\n"
+            "  --tls-cert FILE        TLS certificate chain (PEM); with --tls-key: https / wss\n"
+            "  --tls-key FILE         TLS private key (PEM)\n"
+            "  --tls-listen HOST:PORT TLS on this address, --listen stays plain HTTP\n"
             "  --SECTION.KEY VALUE    any config option, e.g. --websocket.max-message-size 1MiB\n"
             "\n"
             "Token options (herald token; the key comes from --config / --token-hmac-secret / HERALD_*):\n"
@@ -448,8 +452,15 @@ int main(int argc, char **argv)
         hr_config_free(&cfg);
         return rc == HR_ERR_INVALID ? 2 : 1;
     }
-    hr_info("herald " HERALD_VERSION " listening on http://%s (%d workers%s%s)", srv.bound, srv.nworkers,
-            cfg.static_dir[0] ? ", static files from " : "", cfg.static_dir);
+    char tls_extra[256] = "";
+    if (srv.tls_port) snprintf(tls_extra, sizeof(tls_extra), " and https://%s", srv.tls_bound);
+    hr_info("herald " HERALD_VERSION " listening on %s://%s%s (%d workers%s%s)", srv.listen_tls ? "https" : "http",
+            srv.bound, tls_extra, srv.nworkers, cfg.static_dir[0] ? ", static files from " : "", cfg.static_dir);
+    if (srv.tls) {
+        char fp[128];
+        hr_tls_server_fingerprint(srv.tls, fp, sizeof(fp));
+        hr_info("TLS certificate %s (sha256 %s), minimum TLS %s", cfg.tls_cert, fp, cfg.tls_min_version);
+    }
     if (!cfg.api_key[0])
         hr_info("server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.api_key);
     if (hr_auth_key_count(cfg.auth))

@@ -46,10 +46,23 @@ const hr_option hr_options[] = {
      "Engine: memory (single node). redis is not implemented yet."},
     {"server.redis", HR_OPT_STRING, OFF(redis), "", 0, 0, "HERALD_REDIS", "--redis",
      "Redis addresses HOST:PORT[,HOST:PORT] for the redis engine (not implemented yet)."},
-    {"server.tls_cert", HR_OPT_STRING, OFF(tls_cert), "", 0, 0, "HERALD_TLS_CERT", "--tls-cert",
-     "TLS certificate file (PEM). Not implemented yet: setting it is an error."},
-    {"server.tls_key", HR_OPT_STRING, OFF(tls_key), "", 0, 0, "HERALD_TLS_KEY", "--tls-key",
-     "TLS private key file (PEM). Not implemented yet: setting it is an error."},
+
+    {"tls.cert", HR_OPT_STRING, OFF(tls_cert), "", 0, 0, NULL, "--tls-cert",
+     "TLS certificate chain file (PEM: the server certificate first, then intermediates). With tls.key set, "
+     "the server.listen address speaks TLS (https, wss), unless tls.listen names separate TLS addresses. "
+     "Re-read on SIGHUP."},
+    {"tls.key", HR_OPT_STRING, OFF(tls_key), "", 0, 0, NULL, "--tls-key",
+     "TLS private key file (PEM) matching tls.cert. Re-read on SIGHUP."},
+    {"tls.listen", HR_OPT_STRING, OFF(tls_listen), "", 0, 0, NULL, "--tls-listen",
+     "Separate address for TLS (HOST:PORT, [IPv6]:PORT or :PORT); server.listen then stays plain HTTP. "
+     "Empty = server.listen itself speaks TLS when tls.cert and tls.key are set."},
+    {"tls.min_version", HR_OPT_STRING, OFF(tls_min_version), "1.2", 0, 0, NULL, NULL,
+     "Oldest TLS version accepted: \"1.2\" or \"1.3\". Older clients fail the handshake (protocol_version alert)."},
+    {"tls.ciphers", HR_OPT_STRING, OFF(tls_ciphers), "", 0, 0, NULL, NULL,
+     "OpenSSL cipher list for TLS 1.2 (e.g. \"ECDHE+AESGCM:ECDHE+CHACHA20\"). Empty = OpenSSL's default."},
+    {"tls.ciphersuites", HR_OPT_STRING, OFF(tls_ciphersuites), "", 0, 0, NULL, NULL,
+     "TLS 1.3 cipher suites, colon-separated (e.g. \"TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256\"). "
+     "Empty = OpenSSL's default."},
 
     {"http.max_head_size", HR_OPT_SIZE, OFF(http_max_head_size), "16KiB", 256, 1 * MiB, NULL, NULL,
      "Largest request line + headers. Larger: 431."},
@@ -1067,8 +1080,17 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
         errf(err, errlen, "server.engine: \"%s\" is not available in this build (only \"memory\")", cfg->engine);
         return HR_ERR_INVALID;
     }
-    if (cfg->tls_cert[0] || cfg->tls_key[0]) {
-        errf(err, errlen, "server.tls_cert/tls_key: TLS is not implemented yet; terminate TLS in a proxy");
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        errf(err, errlen, "%s: set, but %s is not: TLS needs both a certificate and its key",
+             cfg->tls_cert[0] ? "tls.cert" : "tls.key", cfg->tls_cert[0] ? "tls.key" : "tls.cert");
+        return HR_ERR_INVALID;
+    }
+    if (cfg->tls_listen[0] && !cfg->tls_cert[0]) {
+        errf(err, errlen, "tls.listen: set, but tls.cert and tls.key are not");
+        return HR_ERR_INVALID;
+    }
+    if (strcmp(cfg->tls_min_version, "1.2") != 0 && strcmp(cfg->tls_min_version, "1.3") != 0) {
+        errf(err, errlen, "tls.min_version: expected \"1.2\" or \"1.3\", got \"%s\"", cfg->tls_min_version);
         return HR_ERR_INVALID;
     }
     if (strlen(cfg->api_key) > 255) {

@@ -80,8 +80,13 @@ typedef struct hr_config {
     char *api_key;
     char *engine;
     char *redis;
+    /* [tls] */
     char *tls_cert;
     char *tls_key;
+    char *tls_listen;           /* "" = server.listen speaks TLS when a cert is set */
+    char *tls_min_version;      /* "1.2" or "1.3" */
+    char *tls_ciphers;
+    char *tls_ciphersuites;
     /* [http] */
     int64_t http_max_head_size;
     int64_t http_max_headers;

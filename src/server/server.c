@@ -11,6 +11,7 @@
 #include "codec/pmdeflate.h"
 #include "core/log.h"
 #include "transport/http.h"
+#include "transport/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -106,21 +107,22 @@ z_stream *hr_worker_inflater(hr_worker *w)
     return w->inflater;
 }
 
-/* Refuse a connection at accept when there is no room for it at all. */
-static void refuse_at_accept(int fd)
+/* Refuse a connection at accept when there is no room for it at all (on a
+ * TLS listener a clear-text answer could not be read: just close). */
+static void refuse_at_accept(int fd, bool tls)
 {
     static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                                "Content-Length: 61\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
                                "{\"error\":\"too many connections\",\"status\":503,\"temporary\":true}";
-    ssize_t n = write(fd, busy, sizeof(busy) - 1);
-    HR_UNUSED(n);
+    if (!tls) {
+        ssize_t n = write(fd, busy, sizeof(busy) - 1);
+        HR_UNUSED(n);
+    }
     close(fd);
 }
 
-static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
+static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
 {
-    HR_UNUSED(events);
-    hr_worker *w = HR_CONTAINER_OF(io, hr_worker, listen_io);
     hr_limits *lim = w->srv->limits;
     bool track = hr_limits_track_ips(lim);
     for (int i = 0; i < 256 && w->accepting; i++) {
@@ -136,7 +138,7 @@ static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
         uint64_t total = atomic_fetch_add(&w->srv->total_connections, 1) + 1;
         if (total > (uint64_t)w->cfg->max_connections) {
             atomic_fetch_sub(&w->srv->total_connections, 1);
-            refuse_at_accept(fd);
+            refuse_at_accept(fd, tls);
             continue;
         }
         /* Over a per-address limit: the connection lives only to read its request and answer
@@ -170,11 +172,32 @@ static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
         hr_stat_add(&w->stats.connections, 1);
         hr_stat_add(&w->stats.accepted, 1);
         hr_http_attach(c);
+        if (tls) {
+            if (hr_tls_conn_new(c, w->srv->tls)) {
+                hr_conn_close(c);
+                continue;
+            }
+            /* the handshake must finish within the header timeout */
+            hr_conn_set_timer(c, (uint64_t)w->cfg->http_header_timeout_ms);
+        }
         if (hr_loop_add(loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
             hr_warn("epoll_ctl: %s", strerror(errno));
             hr_conn_close(c);
         }
     }
+}
+
+static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
+{
+    HR_UNUSED(events);
+    hr_worker *w = HR_CONTAINER_OF(io, hr_worker, listen_io);
+    accept_on(loop, io, w, w->srv->listen_tls);
+}
+
+static void on_accept_tls(hr_loop *loop, hr_io *io, uint32_t events)
+{
+    HR_UNUSED(events);
+    accept_on(loop, io, HR_CONTAINER_OF(io, hr_worker, tls_listen_io), true);
 }
 
 static void worker_check_done(hr_worker *w)
@@ -213,6 +236,10 @@ static void on_wake(hr_loop *loop, void *data)
         if (w->listen_io.fd >= 0) {
             close(w->listen_io.fd);
             w->listen_io.fd = -1;
+        }
+        if (w->tls_listen_io.fd >= 0) {
+            close(w->tls_listen_io.fd);
+            w->tls_listen_io.fd = -1;
         }
         hr_timer_init(&w->drain_timer, on_drain_deadline);
         hr_timer_start(&w->loop.wheel, &w->drain_timer, (uint64_t)w->cfg->drain_timeout_ms);
@@ -259,62 +286,87 @@ static void raise_fd_limit(void)
     }
 }
 
-int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
+/* One listening address: parsed, probed (a port held by another process is
+ * an error, not silently shared), with :0 resolved to the bound port. */
+typedef struct listen_addr {
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int port;
+    char bound[128];
+} listen_addr;
+
+static int resolve_listen(const char *key, const char *spec, listen_addr *la, char *err, size_t errlen)
 {
-    memset(s, 0, sizeof(*s));
-    s->cfg = cfg;
     char host[256];
     int port;
-    if (hr_parse_listen(cfg->listen, host, sizeof(host), &port)) {
-        snprintf(err, errlen, "server.listen: \"%s\" is not HOST:PORT, [IPv6]:PORT or :PORT", cfg->listen);
+    if (hr_parse_listen(spec, host, sizeof(host), &port)) {
+        snprintf(err, errlen, "%s: \"%s\" is not HOST:PORT, [IPv6]:PORT or :PORT", key, spec);
         return HR_ERR_INVALID;
     }
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    socklen_t sl;
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    memset(la, 0, sizeof(*la));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&la->ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&la->ss;
     if (host[0] == '\0' || strcmp(host, "*") == 0) {
         a4->sin_family = AF_INET;
         a4->sin_addr.s_addr = htonl(INADDR_ANY);
         a4->sin_port = htons((uint16_t)port);
-        sl = sizeof(*a4);
+        la->sl = sizeof(*a4);
     } else if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)port);
-        sl = sizeof(*a4);
+        la->sl = sizeof(*a4);
     } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons((uint16_t)port);
-        sl = sizeof(*a6);
+        la->sl = sizeof(*a6);
     } else if (strcmp(host, "localhost") == 0) {
         a4->sin_family = AF_INET;
         a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         a4->sin_port = htons((uint16_t)port);
-        sl = sizeof(*a4);
+        la->sl = sizeof(*a4);
     } else {
-        snprintf(err, errlen, "server.listen: \"%s\" is not a numeric IP address", host);
+        snprintf(err, errlen, "%s: \"%s\" is not a numeric IP address", key, host);
         return HR_ERR_INVALID;
     }
-    raise_fd_limit();
-
     char msg[256];
     /* Probe: fail loudly if another process holds the port. */
-    int probe = make_listener((struct sockaddr *)&ss, sl, false, msg, sizeof(msg));
+    int probe = make_listener((struct sockaddr *)&la->ss, la->sl, false, msg, sizeof(msg));
     if (probe < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, msg);
+        snprintf(err, errlen, "cannot listen on %s: %s", spec, msg);
         return HR_ERR_IO;
     }
     struct sockaddr_storage bound;
     socklen_t bl = sizeof(bound);
     getsockname(probe, (struct sockaddr *)&bound, &bl);
     close(probe);
-    s->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
-                                                : ((struct sockaddr_in6 *)&bound)->sin6_port);
-    if (ss.ss_family == AF_INET) a4->sin_port = htons((uint16_t)s->port);
-    else a6->sin6_port = htons((uint16_t)s->port);
-    snprintf(s->bound, sizeof(s->bound), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
-             host[0] ? host : "0.0.0.0", s->port);
+    la->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                                 : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    if (la->ss.ss_family == AF_INET) a4->sin_port = htons((uint16_t)la->port);
+    else a6->sin6_port = htons((uint16_t)la->port);
+    snprintf(la->bound, sizeof(la->bound), la->ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+             host[0] ? host : "0.0.0.0", la->port);
+    return 0;
+}
+
+int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    /* TLS first: a bad certificate or key is a configuration error (exit 2). */
+    if (cfg->tls_cert[0] && hr_tls_server_new(&s->tls, cfg, err, errlen)) return HR_ERR_INVALID;
+    s->listen_tls = s->tls && !cfg->tls_listen[0];
+    listen_addr la, tla;
+    int rc = resolve_listen("server.listen", cfg->listen, &la, err, errlen);
+    if (rc) return rc;
+    s->port = la.port;
+    snprintf(s->bound, sizeof(s->bound), "%s", la.bound);
+    if (s->tls && cfg->tls_listen[0]) {
+        if ((rc = resolve_listen("tls.listen", cfg->tls_listen, &tla, err, errlen))) return rc;
+        s->tls_port = tla.port;
+        snprintf(s->tls_bound, sizeof(s->tls_bound), "%s", tla.bound);
+    }
+    raise_fd_limit();
+    char msg[256];
 
     int n = (int)cfg->workers;
     if (n <= 0) {
@@ -340,6 +392,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     s->workers = hr_calloc((size_t)n, sizeof(hr_worker));
     for (int i = 0; i < n; i++) {
         s->workers[i].listen_io.fd = -1;
+        s->workers[i].tls_listen_io.fd = -1;
         s->workers[i].loop.epfd = s->workers[i].loop.wakefd = -1;
         s->workers[i].static_fd = -1;
     }
@@ -366,7 +419,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         w->loop.on_wake = on_wake;
         w->hub = hr_hub_worker(s->hub, i, &w->loop);
         w->loop.on_turn_end = on_turn_end;
-        int fd = make_listener((struct sockaddr *)&ss, sl, true, msg, sizeof(msg));
+        int fd = make_listener((struct sockaddr *)&la.ss, la.sl, true, msg, sizeof(msg));
         if (fd < 0) {
             snprintf(err, errlen, "cannot listen on %s: %s", s->bound, msg);
             return HR_ERR_IO;
@@ -374,6 +427,16 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         w->listen_io.fd = fd;
         w->listen_io.cb = on_accept;
         hr_loop_add(&w->loop, &w->listen_io, EPOLLIN);
+        if (s->tls_port) {
+            fd = make_listener((struct sockaddr *)&tla.ss, tla.sl, true, msg, sizeof(msg));
+            if (fd < 0) {
+                snprintf(err, errlen, "cannot listen on %s: %s", s->tls_bound, msg);
+                return HR_ERR_IO;
+            }
+            w->tls_listen_io.fd = fd;
+            w->tls_listen_io.cb = on_accept_tls;
+            hr_loop_add(&w->loop, &w->tls_listen_io, EPOLLIN);
+        }
     }
     /* Workers never see process signals; the main thread waits for them. */
     sigset_t set;
@@ -417,6 +480,7 @@ int hr_server_run_until_signal(hr_server *s)
         int sig = sigtimedwait(&set, NULL, signals ? &ts : NULL);
         if (sig == SIGHUP) {
             hr_auth_reload(s->cfg->auth); /* token keys (logs what it did) */
+            hr_tls_reload(s);              /* certificate (logs what it did) */
             continue;
         }
         if (sig == SIGINT || sig == SIGTERM) {
@@ -442,6 +506,7 @@ void hr_server_free(hr_server *s)
     for (int i = 0; i < s->nworkers; i++) {
         hr_worker *w = &s->workers[i];
         if (w->listen_io.fd >= 0) close(w->listen_io.fd);
+        if (w->tls_listen_io.fd >= 0) close(w->tls_listen_io.fd);
         hr_loop_close(&w->loop);
         hr_conn_release_pool(w);
         hr_free(w->rbuf);
@@ -465,4 +530,6 @@ void hr_server_free(hr_server *s)
     s->hub = NULL;
     hr_limits_free(s->limits);
     s->limits = NULL;
+    hr_tls_server_free(s->tls);
+    s->tls = NULL;
 }

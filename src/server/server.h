@@ -46,6 +46,7 @@ typedef struct hr_worker {
     pthread_t thread;
     hr_loop loop;
     hr_io listen_io;
+    hr_io tls_listen_io;           /* tls.listen's socket (fd -1 when none) */
     hr_conn *conns;                /* all open connections */
     size_t nconns;
     hr_conn *flush_list;
@@ -72,6 +73,10 @@ struct hr_server {
     int nworkers;
     int port;                      /* the bound port (useful with :0) */
     char bound[128];               /* printable address */
+    bool listen_tls;               /* server.listen speaks TLS (no separate tls.listen) */
+    int tls_port;                  /* tls.listen's bound port, 0 if none */
+    char tls_bound[128];
+    struct hr_tls_server *tls;     /* TLS context (transport/tls.h), NULL without tls.cert */
     atomic_int running_workers;
     atomic_int drain_requested;    /* 1 = drain, 2 = force */
     atomic_uint_fast64_t total_connections;

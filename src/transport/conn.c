@@ -1,11 +1,14 @@
 /* conn.c - connection I/O: the read path into the worker's shared buffer,
  * leftovers, the output queue flushed with writev/sendfile once per loop
- * turn, backpressure, and deferred freeing (see conn.h). */
+ * turn, backpressure, and deferred freeing (see conn.h). A TLS connection
+ * (c->tls set) reads and writes through transport/tls.c instead: the same
+ * queue, written as coalesced TLS records; one branch per I/O call. */
 #include "transport/conn.h"
 #include "core/log.h"
 #include "hub/pub.h"
 #include "server/limits.h"
 #include "server/server.h"
+#include "transport/tls.h"
 
 #include <errno.h>
 #include <string.h>
@@ -191,6 +194,15 @@ void hr_conn_drop_queued(hr_conn *c)
     if (!q->n) return;
     hr_oentry *first = oq_at(q, 0);
     uint32_t keep = first->kind == OE_FILE || first->off > 0; /* a started entry must finish */
+    if (c->tls) {
+        /* bytes OpenSSL already encrypted after a blocked write must be offered again */
+        size_t committed = hr_tls_committed(c), seen = 0;
+        for (uint32_t i = 0; i < q->n && seen < committed; i++) {
+            hr_oentry *e = oq_at(q, i);
+            seen += (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off));
+            if (i + 1 > keep) keep = i + 1;
+        }
+    }
     for (uint32_t i = keep; i < q->n; i++) {
         hr_oentry *e = oq_at(q, i);
         q->bytes -= (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off));
@@ -236,11 +248,72 @@ static void after_flush(hr_conn *c)
         return;
     }
     if (c->flags & HR_CONN_SHUT_WR_AFTER_FLUSH) {
-        shutdown(c->io.fd, SHUT_WR);
+        if (c->tls) hr_tls_shutdown_write(c);
+        else shutdown(c->io.fd, SHUT_WR);
         c->flags &= ~HR_CONN_SHUT_WR_AFTER_FLUSH;
     }
     if (c->flags & HR_CONN_READ_PAUSED) hr_conn_resume_reading(c);
     if (c->vt->on_drained) c->vt->on_drained(c);
+}
+
+/* write_queue for TLS: entries go through SSL_write_ex. Entries shorter
+ * than a record are copied together into the worker's coalescing buffer
+ * (one record for many small frames), long ones are handed over in place,
+ * and files are read in record-sized chunks (no sendfile through TLS). A
+ * blocked write is retried with the same bytes at the front: the queue only
+ * grows at the tail meanwhile, so the retry offers at least as much. */
+static int write_queue_tls(hr_conn *c)
+{
+    hr_outq *q = &c->out;
+    while (q->n) {
+        hr_oentry *e = oq_at(q, 0);
+        const uint8_t *p;
+        size_t len;
+        if (e->kind == OE_FILE) {
+            uint8_t *buf = hr_tls_wbuf();
+            ssize_t r = pread(e->fd, buf, (size_t)HR_MIN(e->len, (uint64_t)HR_TLS_CHUNK), (off_t)e->off);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) return HR_ERR_CLOSED; /* file shrank under us, or a read error */
+            p = buf;
+            len = (size_t)r;
+        } else if (e->len - e->off >= HR_TLS_CHUNK) {
+            p = entry_bytes(e) + e->off;
+            len = (size_t)(e->len - e->off);
+        } else {
+            uint8_t *buf = hr_tls_wbuf();
+            len = 0;
+            for (uint32_t i = 0; i < q->n && len < HR_TLS_CHUNK; i++) {
+                hr_oentry *x = oq_at(q, i);
+                if (x->kind == OE_FILE) break;
+                size_t take = (size_t)HR_MIN(x->len - x->off, (uint64_t)(HR_TLS_CHUNK - len));
+                memcpy(buf + len, entry_bytes(x) + x->off, take);
+                len += take;
+            }
+            p = buf;
+        }
+        ssize_t n = hr_tls_write(c, p, len);
+        if (n == HR_ERR_AGAIN) {
+            c->flags |= HR_CONN_WRITE_BLOCKED;
+            return 1;
+        }
+        if (n < 0) return HR_ERR_CLOSED;
+        hr_stat_add(&c->w->stats.bytes_out, (uint64_t)n);
+        if (e->kind == OE_FILE) {
+            e->off += (uint64_t)n;
+            e->len -= (uint64_t)n;
+            q->bytes -= (size_t)n;
+            if (e->len == 0) {
+                free_entry(e);
+                q->head = (q->head + 1) & (q->cap - 1);
+                q->n--;
+                oq_release_if_empty(c);
+            }
+        } else {
+            outq_advance(c, (size_t)n);
+        }
+    }
+    c->flags &= ~HR_CONN_WRITE_BLOCKED;
+    return 0;
 }
 
 /* Write queued output until it is all written (0), the kernel refuses more
@@ -248,6 +321,7 @@ static void after_flush(hr_conn *c)
  * caller decides when to close). */
 static int write_queue(hr_conn *c)
 {
+    if (c->tls) return write_queue_tls(c);
     hr_outq *q = &c->out;
     while (q->n) {
         hr_oentry *e = oq_at(q, 0);
@@ -373,6 +447,7 @@ void hr_conn_close(hr_conn *c)
     hr_worker *w = c->w;
     c->flags |= HR_CONN_CLOSED;
     hr_timer_stop(&w->loop.wheel, &c->timer);
+    if (c->tls) hr_tls_conn_free(c); /* close_notify first */
     close(c->io.fd); /* also removes it from epoll */
     c->io.fd = -1;
     outq_clear(c);
@@ -426,7 +501,7 @@ static void do_read(hr_conn *c)
             dst = w->rbuf;
             cap = HR_READ_BUF_SIZE;
         }
-        ssize_t n = read(c->io.fd, dst, cap);
+        ssize_t n = c->tls ? hr_tls_read(c, dst, cap) : read(c->io.fd, dst, cap);
         if (n > 0) {
             c->last_rx = hr_loop_now(&w->loop);
             hr_stat_add(&w->stats.bytes_in, (uint64_t)n);
@@ -438,13 +513,17 @@ static void do_read(hr_conn *c)
                 rc = deliver(c, dst, (size_t)n, false);
             }
             if (rc) return;
-            if ((size_t)n < cap) return; /* drained the socket (short read) */
+            if (c->tls ? hr_tls_drained(c) : (size_t)n < cap) return; /* drained the socket (short read) */
             continue;
         }
         if (n == 0) {
             c->flags |= HR_CONN_EOF;
             if (c->vt->on_eof) c->vt->on_eof(c);
             else hr_conn_close(c);
+            return;
+        }
+        if (c->tls) {
+            if (n != HR_ERR_AGAIN) hr_conn_close(c);
             return;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -462,6 +541,13 @@ void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events)
     HR_UNUSED(loop);
     hr_conn *c = HR_CONTAINER_OF(io, hr_conn, io);
     if (c->flags & HR_CONN_CLOSED) return;
+    if (c->tls) {
+        if (hr_tls_handshaking(c)) {
+            if (hr_tls_handshake(c)) return; /* waiting, or failed and closed */
+            events |= EPOLLIN; /* a request may have come with the client's Finished */
+        }
+        events = hr_tls_retry_events(c, events);
+    }
     if (events & EPOLLOUT) {
         c->flags &= ~HR_CONN_WRITE_BLOCKED;
         if (c->out.n && hr_conn_flush(c)) return;

@@ -81,6 +81,7 @@ struct hr_conn {
         uint32_t retry_after;      /* HR_CONN_REFUSED_*: seconds for Retry-After */
     };
     void *proto;                   /* transport state (http / websocket) */
+    struct hr_tls_conn *tls;       /* TLS state (transport/tls.h), NULL for plain TCP */
 };
 
 /* Queue bytes (copied). The write happens at the end of the loop turn. */

@@ -51,7 +51,7 @@ SLOW = 3.0 if SANITIZE else 1.0
 HOST = "127.0.0.1"
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-LISTEN_RE = re.compile(r"listening on http://([0-9.]+|\[[0-9a-fA-F:]+\]):(\d+)")
+LISTEN_RE = re.compile(r"listening on https?://([0-9.]+|\[[0-9a-fA-F:]+\]):(\d+)")
 
 
 def raise_nofile_limit():

@@ -27,7 +27,7 @@ export const SANITIZE = ['ON', '1', 'TRUE', 'YES'].includes(
 /** Multiplier for timing margins: sanitizer builds are several times slower. */
 export const SLOW = SANITIZE ? 3 : 1;
 
-const LISTEN_RE = /listening on http:\/\/(127\.0\.0\.1|\[[0-9a-fA-F:]+\]|[0-9.]+):(\d+)/;
+const LISTEN_RE = /listening on https?:\/\/(127\.0\.0\.1|\[[0-9a-fA-F:]+\]|[0-9.]+):(\d+)/;
 const STDERR_KEEP = 256 * 1024; // keep the last 256 KiB of the server's stderr
 
 /** Every herald started and not yet stopped, so a crashed test file still cleans up. */
