@@ -13,7 +13,9 @@ body = s[s.index('const hr_option hr_options[] = {'):s.index('const size_t hr_op
 entries = re.findall(r'\{("[^"]+"),\s*(HR_OPT_\w+),\s*OFF\(\w+\),\s*("[^"]*"),\s*([^,]+),\s*([^,]+),\s*'
                      r'(NULL|"[^"]*"),\s*(NULL|"[^"]*"),\s*((?:"(?:[^"\\]|\\.)*"\s*)+)\}', body)
 types = {'HR_OPT_STRING': 'string', 'HR_OPT_INT': 'integer', 'HR_OPT_BOOL': 'bool', 'HR_OPT_SIZE': 'size',
-         'HR_OPT_DURATION': 'duration', 'HR_OPT_LIST': 'list of strings'}
+         'HR_OPT_DURATION': 'duration', 'HR_OPT_LIST': 'list of strings', 'HR_OPT_PERM': 'permission'}
+perm_values = {'PERMS_SUBSCRIBE': 'anyone, authenticated, token',
+               'PERMS_OTHER': 'anyone, authenticated, subscribers, none'}
 out = io.StringIO()
 print_ = print
 
@@ -40,6 +42,8 @@ for key, t, d, mn, mx, env, flag, helpt in entries:
     if flag != 'NULL':
         names.append('`%s`' % flag.strip('"'))
     rng = ' (%s–%s)' % (mn.strip(), mx.strip()) if t == 'HR_OPT_INT' else ''
+    if t == 'HR_OPT_PERM':
+        rng = ': ' + perm_values.get(mn.strip(), mn.strip())
     print("| `%s` | %s%s | `%s` | %s | %s |" % (key, types[t], rng, d, ', '.join(names), text))
 
 if '--write' in sys.argv:

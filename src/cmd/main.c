@@ -221,7 +221,20 @@ static int cmd_genconfig(void)
            "[namespace.chat]\n"
            "subscribe = \"authenticated\"\n"
            "publish = \"subscribers\"\n"
-           "join_leave = true\n",
+           "join_leave = true\n"
+           "\n"
+           "[limits]\n"
+           "# Abuse limits per client address (behind a proxy, set up the PROXY protocol or\n"
+           "# trusted proxies first, or every client shares the proxy's budget). 0 = off.\n"
+           "connections_per_ip = 1000\n"
+           "handshakes_per_ip = 50\n"
+           "# Rejected tokens (not expired ones) before an address is refused for a while:\n"
+           "auth_failures_per_ip = 20\n"
+           "auth_failure_window = \"1m\"\n"
+           "auth_failure_ban = \"1m\"\n"
+           "# Client publications per second, per connection and per token user:\n"
+           "publishes_per_connection = 20\n"
+           "publishes_per_user = 50\n",
            api, secret);
     return 0;
 }

@@ -13,7 +13,12 @@
     for each excess publish, exactly as many get through as the bucket
     holds, another client's deliveries keep their latency meanwhile, and
     after the refill the flooder may publish again;
-  - publish flood on /ws/raw (no replies there): closed with 3009.
+  - publish flood on /ws/raw (no replies there): closed with 3009;
+  - publishes per user: two connections of one user share one bucket,
+    another user has their own;
+  - rejected tokens: past auth_failures_per_ip an address is refused 429
+    for auth_failure_ban, other addresses are not, expired tokens (the
+    normal refresh flow) do not count, and the ban ends.
 
 Slowloris headers cut at http.header_timeout are in test_http.py
 (TestTimeouts.test_slowloris_gets_408); message size limits in test_channels.py
@@ -32,6 +37,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from herald_testlib import SANITIZE, SLOW, HeraldTestCase, HttpConn, main, raise_nofile_limit  # noqa: E402
 from herald_native import API_KEY, Api, Native, percentile, run  # noqa: E402
+from test_auth import SECRET, conn_token  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -235,6 +241,87 @@ class TestPublishFlood(HeraldTestCase):
         self.assertGreaterEqual(len(got), self.RATE)
         self.assertLess(len(got), self.RATE * 3)
         self.assertEqual(got, list(range(len(got))))
+
+
+async def native_from(server, source, **connect):
+    """A native-protocol connection from `source`; connect with `connect` params; returns (client, reply)."""
+    ws = await websockets.connect(server.ws_url("/ws"), local_addr=(source, 0), ping_interval=None,
+                                  open_timeout=10 * SLOW, max_size=None)
+    c = Native(ws)
+    return c, await c.call("connect", connect)
+
+
+class TestPublishesPerUser(HeraldTestCase):
+    server_args = ("--token-hmac-secret", SECRET, "--limits.publishes-per-user", "10",
+                   "--limits.publish-burst", "10")
+
+    def test_one_bucket_per_user(self):
+        async def scenario():
+            a1, r1 = await native_from(self.server, "127.0.0.1", token=conn_token("alice"))
+            a2, r2 = await native_from(self.server, "127.0.0.1", token=conn_token("alice"))
+            b, r3 = await native_from(self.server, "127.0.0.1", token=conn_token("bob"))
+            for r in (r1, r2, r3):
+                self.assertIn("result", r, r)
+            async def burst(c, n):
+                sent = await c.send_frame([("publish", {"channel": "pu", "data": i}) for i in range(n)])
+                replies = [await asyncio.wait_for(f, 10 * SLOW) for _, f in sent]
+                return sum("result" in r for r in replies), [r["error"] for r in replies if "error" in r]
+            t0 = time.monotonic()
+            ok1, e1 = await burst(a1, 8)
+            ok2, e2 = await burst(a2, 8)
+            took = time.monotonic() - t0
+            okb, eb = await burst(b, 8)
+            for e in e1 + e2:
+                self.assertEqual(e["code"], 111)
+            self.assertGreaterEqual(ok1 + ok2, 10)
+            self.assertLessEqual(ok1 + ok2, 10 + int(took * 10) + 1)
+            self.assertEqual((okb, eb), (8, []))  # bob's own bucket
+            for c in (a1, a2, b):
+                await c.ws.close()
+        run(scenario())
+
+
+class TestBadTokenBan(HeraldTestCase):
+    server_args = ("--token-hmac-secret", SECRET, "--limits.auth-failures-per-ip", "5",
+                   "--limits.auth-failure-window", "30s", "--limits.auth-failure-ban", "2s")
+
+    def test_ban_after_rejected_tokens(self):
+        async def scenario():
+            # expired tokens are the refresh flow: they never count
+            for _ in range(8):
+                c, r = await native_from(self.server, "127.0.0.7", token=conn_token("eve", ttl=-120))
+                self.assertEqual(r["error"]["code"], 109, r)
+                await c.ws.close()
+            c, r = await native_from(self.server, "127.0.0.7", token=conn_token("eve"))
+            self.assertIn("result", r, r)
+            await c.ws.close()
+            # five forged tokens from 127.0.0.5
+            forged = conn_token("mallory")[:-4] + "AAAA"
+            for _ in range(5):
+                c, r = await native_from(self.server, "127.0.0.5", token=forged)
+                self.assertEqual(r["error"]["code"], 101, r)
+                await c.ws.close()
+        run(scenario())
+        r, c = http_get(self.server.addr, "127.0.0.5")
+        c.close()
+        self.assertEqual(r.status, 429, r.body)
+        self.assertEqual(r.json()["error"], "too many rejected tokens from your address")
+        self.assertEqual(r.header("Retry-After"), "2")
+        # an SSE request with a bad token from another address counts for that one only
+        r, c = http_get(self.server.addr, "127.0.0.6", "/sse?channel=x&token=" + forged_token())
+        c.close()
+        self.assertEqual(r.status, 401)
+        r, c = http_get(self.server.addr, "127.0.0.6")
+        c.close()
+        self.assertEqual(r.status, 200)
+        time.sleep(2.2)
+        r, c = http_get(self.server.addr, "127.0.0.5")
+        c.close()
+        self.assertEqual(r.status, 200)
+
+
+def forged_token():
+    return conn_token("mallory")[:-4] + "AAAA"
 
 
 if __name__ == "__main__":
