@@ -34,12 +34,13 @@ typedef struct hr_http {
     hr_http_parser parser;
     uint8_t state;
     bool chunked;
+    uint32_t peer_key;        /* HR_CONN_VIA_PROXY: the trusted proxy's own address key (transport/proxy.c);
+                                 in what was padding: hr_http stays 128 bytes */
     uint64_t body_left;       /* Content-Length bytes still to read */
     hr_http_chunked ch;
     hr_buf req;               /* head copy + body, for requests with a body */
     size_t head_len;
     uint32_t served;
-    uint32_t peer_key;        /* HR_CONN_VIA_PROXY: the trusted proxy's own address key (transport/proxy.c) */
     bool http10;              /* current request is HTTP/1.0: keep-alive must be confirmed */
 } hr_http;
 

@@ -45,8 +45,9 @@ LIMIT = 2
 TOO_MANY = "too many connections from your address"
 
 
-def v1(src, dst="192.0.2.1", sport=41234, dport=443):
+def v1(src, dst=None, sport=41234, dport=443):
     fam = "TCP6" if ":" in src else "TCP4"
+    dst = dst or ("2001:db8::1" if fam == "TCP6" else "192.0.2.1")
     return f"PROXY {fam} {src} {dst} {sport} {dport}\r\n".encode()
 
 
@@ -207,7 +208,10 @@ class TestProxyProtocol(HeraldTestCase):
         r = c.read_response()
         c.close()
         self.assertEqual(r.status, 200)
-        self.assertIn("PROXY v2: client 203.0.113.41", self.server.output())
+        deadline = time.monotonic() + 3 * SLOW  # the log is read by another thread
+        while "PROXY v2: client 203.0.113.41 port 41234" not in self.server.output() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertIn("PROXY v2: client 203.0.113.41 port 41234", self.server.output())
 
     def test_pipelined_requests_after_header(self):
         c = HttpConn(self.server.addr, sock=raw(self.server))
