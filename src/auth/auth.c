@@ -28,15 +28,7 @@ struct hr_auth {
     void *loader_ud;
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define errf hr_errf
 
 int hr_auth_read_file(const char *path, hr_buf *out, char *err, size_t errlen)
 {

@@ -1,6 +1,9 @@
 /* common.c - error strings and the abort-on-OOM allocator. */
 #include "core/common.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,3 +63,12 @@ char *hr_strndup(const char *s, size_t n)
 char *hr_strdup(const char *s) { return hr_strndup(s, strlen(s)); }
 
 void hr_free(void *p) { free(p); }
+
+void hr_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

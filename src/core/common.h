@@ -23,6 +23,10 @@ enum hr_err {
 
 const char *hr_strerror(int err);
 
+/* Format a message into err[0..errlen) (nothing when err is NULL or errlen
+ * 0): the "char *err, size_t errlen" out-parameter used across modules. */
+void hr_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #define HR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define HR_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define HR_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -82,6 +82,7 @@ struct hr_sub {
     size_t pattern_len;
     uint64_t offset;                /* last offset delivered (skip older ones) */
     bool presence;                  /* in the channel's presence set */
+    bool gone;                      /* unsubscribed during a fan-out; freed after it */
 };
 
 struct hr_whub {
@@ -101,6 +102,9 @@ struct hr_whub {
     size_t nclients;
     /* stats */
     uint64_t delivered;             /* publications queued to clients */
+    /* subscriptions removed while a fan-out walks the lists: freed after it */
+    int fanning;
+    hr_sub *dead_subs;
     /* tasks posted by other workers (hr_hub_post), guarded by inbox_mu */
     struct hr_task *tasks;
     size_t tasks_n, tasks_cap;

@@ -247,15 +247,7 @@ const hr_option hr_options[] = {
 };
 const size_t hr_options_count = HR_ARRAY_LEN(hr_options);
 
-static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define errf hr_errf
 
 static void *field(hr_config *cfg, const hr_option *o) { return (char *)cfg + o->offset; }
 
@@ -522,20 +514,30 @@ static hr_namespace *ns_get(hr_config *cfg, const char *name, size_t len)
     return n;
 }
 
+/* "PREFIX.NAME.OPTION": *name .. *dot is NAME (checked by name_ok), opt
+ * the OPTION with '-' written as '_'. */
+static bool split_section_key(const char *key, const char *prefix, bool (*name_ok)(const char *, size_t),
+                              const char **name, const char **dot, char *opt, size_t optcap)
+{
+    *name = key + strlen(prefix);
+    *dot = strrchr(*name, '.');
+    if (!*dot || !name_ok(*name, (size_t)(*dot - *name))) return false;
+    size_t n = 0;
+    for (const char *p = *dot + 1; *p && n + 1 < optcap; p++) opt[n++] = *p == '-' ? '_' : *p;
+    opt[n] = '\0';
+    return true;
+}
+
 /* "namespace.NAME.KEY" (KEY with '_' or '-') = value. *was_set tells whether
  * the key had been set before (for "set twice" in files). */
 static int ns_set(hr_config *cfg, const char *key, const char *value, bool *was_set, char *err, size_t errlen)
 {
-    const char *name = key + strlen("namespace.");
-    const char *dot = strrchr(name, '.');
-    if (!dot || !ns_name_ok(name, (size_t)(dot - name))) {
+    const char *name, *dot;
+    char opt[64];
+    if (!split_section_key(key, "namespace.", ns_name_ok, &name, &dot, opt, sizeof(opt))) {
         errf(err, errlen, "%s: expected namespace.NAME.OPTION, NAME made of A-Z a-z 0-9 _-=@,/!~+$%%", key);
         return HR_ERR_INVALID;
     }
-    char opt[64];
-    size_t n = 0;
-    for (const char *p = dot + 1; *p && n + 1 < sizeof(opt); p++) opt[n++] = *p == '-' ? '_' : *p;
-    opt[n] = '\0';
     for (size_t i = 0; hr_ns_keys[i]; i++) {
         if (strcmp(opt, hr_ns_keys[i]) != 0) continue;
         char ckey[80];
@@ -577,16 +579,12 @@ static bool key_name_ok(const char *s, size_t n)
 /* "auth.key.NAME.OPTION" = value (a string). */
 static int authkey_set(hr_config *cfg, const char *key, const char *value, bool *was_set, char *err, size_t errlen)
 {
-    const char *name = key + strlen("auth.key.");
-    const char *dot = strrchr(name, '.');
-    if (!dot || !key_name_ok(name, (size_t)(dot - name))) {
+    const char *name, *dot;
+    char opt[64];
+    if (!split_section_key(key, "auth.key.", key_name_ok, &name, &dot, opt, sizeof(opt))) {
         errf(err, errlen, "%s: expected auth.key.NAME.OPTION, NAME made of A-Z a-z 0-9 _ -", key);
         return HR_ERR_INVALID;
     }
-    char opt[64];
-    size_t n = 0;
-    for (const char *p = dot + 1; *p && n + 1 < sizeof(opt); p++) opt[n++] = *p == '-' ? '_' : *p;
-    opt[n] = '\0';
     size_t nl = (size_t)(dot - name);
     for (size_t i = 0; hr_auth_key_keys[i]; i++) {
         if (strcmp(opt, hr_auth_key_keys[i]) != 0) continue;

@@ -529,6 +529,27 @@ static void respond_401(hr_conn *c, const char *cors, const char *msg, bool clos
     hr_http_respond_error(c, 401, hdrs, msg, close);
 }
 
+/* Verify a token of the request (NULL: malformed); on failure count it
+ * against the client's address, answer 401 saying why (an expired one: get
+ * a new one) and return 401; else 0 with *cl filled. */
+static int verify_or_401(hr_conn *c, const char *cors, bool close, const char *tok, size_t len, hr_jwt_claims *cl,
+                         bool subscription)
+{
+    const char *why = NULL;
+    int rc = tok ? hr_auth_verify(c->w->cfg->auth, tok, len, cl, &why) : HR_JWT_ERR_MALFORMED;
+    hr_conn_bad_token(c, rc);
+    if (!rc) return 0;
+    char msg[256];
+    if (rc == HR_JWT_ERR_EXPIRED)
+        snprintf(msg, sizeof(msg), "%s", subscription ? "subscription token expired: get a new one"
+                                                       : "token expired: get a new token and reconnect");
+    else
+        snprintf(msg, sizeof(msg), "invalid %s: %s", subscription ? "subscription token" : "token",
+                 why ? why : subscription ? "malformed" : "rejected");
+    respond_401(c, cors, msg, close);
+    return 401;
+}
+
 /* Tokens of an SSE request (docs/transports.md): the connection token and
  * every ?sub_token=. 0 with who filled (free with sse_auth_free), or an HTTP
  * status (the answer is sent). */
@@ -552,23 +573,14 @@ static int sse_auth_read(hr_conn *c, const hr_http_request *req, const char *cor
     memset(a, 0, sizeof(*a));
     size_t qlen = req->query ? req->query_len : 0, len = 0;
     char *buf = hr_malloc(qlen + 1);
-    const char *tok = NULL, *why = NULL;
-    char msg[256];
+    const char *tok = NULL;
     int st = 0, tr = hr_http_token(req, buf, qlen + 1, &tok, &len);
     if (tr < 0) {
         hr_http_respond_error(c, 400, cors, "malformed token parameter or Authorization header", close);
         st = 400;
     } else if (tr > 0) {
-        int rc = hr_auth_verify(cfg->auth, tok, len, &a->conn, &why);
-        hr_conn_bad_token(c, rc);
-        if (rc == HR_JWT_ERR_EXPIRED) {
-            respond_401(c, cors, "token expired: get a new token and reconnect", close);
-            st = 401;
-        } else if (rc) {
-            snprintf(msg, sizeof(msg), "invalid token: %s", why ? why : "rejected");
-            respond_401(c, cors, msg, close);
-            st = 401;
-        } else if (a->conn.channel) {
+        st = verify_or_401(c, cors, close, tok, len, &a->conn, false);
+        if (!st && a->conn.channel) {
             respond_401(c, cors, "invalid token: a subscription token is not a connection token", close);
             st = 401;
         }
@@ -580,22 +592,17 @@ static int sse_auth_read(hr_conn *c, const hr_http_request *req, const char *cor
         if (rc == 0) break;
         hr_jwt_claims cl;
         memset(&cl, 0, sizeof(cl));
-        rc = rc < 0 ? HR_JWT_ERR_MALFORMED : hr_auth_verify(cfg->auth, buf, len, &cl, &why);
-        hr_conn_bad_token(c, rc);
-        if (rc == HR_JWT_ERR_EXPIRED) {
-            respond_401(c, cors, "subscription token expired: get a new one", close);
-            st = 401;
-        } else if (rc) {
-            snprintf(msg, sizeof(msg), "invalid subscription token: %s", why ? why : "malformed");
-            respond_401(c, cors, msg, close);
-            st = 401;
-        } else if (!cl.channel) {
-            hr_http_respond_error(c, 403, cors, "sub_token: a connection token is not a subscription token", close);
+        st = verify_or_401(c, cors, close, rc < 0 ? NULL : buf, len, &cl, true);
+        const char *wrong = st                                         ? NULL
+                            : !cl.channel                              ? "a connection token is not a subscription token"
+                            : strcmp(cl.sub ? cl.sub : "", user) != 0 ? "the subscription token is for another user"
+                                                                       : NULL;
+        if (wrong) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "sub_token: %s", wrong);
+            hr_http_respond_error(c, 403, cors, msg, close);
             st = 403;
-        } else if (strcmp(cl.sub ? cl.sub : "", user) != 0) {
-            hr_http_respond_error(c, 403, cors, "sub_token: the subscription token is for another user", close);
-            st = 403;
-        } else if (a->ngranted < (size_t)cfg->ch_max_subscriptions) {
+        } else if (!st && a->ngranted < (size_t)cfg->ch_max_subscriptions) {
             a->granted = hr_realloc(a->granted, (a->ngranted + 1) * sizeof(char *));
             a->granted[a->ngranted++] = hr_strdup(cl.channel);
         }
