@@ -9,6 +9,7 @@
 #include "hub/channel_name.h"
 #include "core/log.h"
 #include "core/buf.h"
+#include "core/cidr.h"
 
 #include <ctype.h>
 #include <stddef.h>
@@ -46,6 +47,19 @@ const hr_option hr_options[] = {
      "Engine: memory (single node). redis is not implemented yet."},
     {"server.redis", HR_OPT_STRING, OFF(redis), "", 0, 0, "HERALD_REDIS", "--redis",
      "Redis addresses HOST:PORT[,HOST:PORT] for the redis engine (not implemented yet)."},
+    {"server.proxy_protocol", HR_OPT_BOOL, OFF(proxy_protocol), "false", 0, 0, "HERALD_PROXY_PROTOCOL",
+     "--proxy-protocol",
+     "Every connection, on server.listen and tls.listen, must begin with a PROXY protocol header (v1 or v2, "
+     "as HAProxy, nginx, AWS NLB and others send); the address it names is the client's for the limits "
+     "(limits.*) and the logs. A connection whose header is missing or malformed is closed, and so is one "
+     "whose header has not arrived within http.header_timeout. Enable only when nothing but the proxy can "
+     "reach these ports: Herald believes every header."},
+    {"server.trusted_proxies", HR_OPT_LIST, OFF(trusted_proxies), "", 0, 0, "HERALD_TRUSTED_PROXIES",
+     "--trusted-proxies",
+     "Addresses and CIDR ranges of proxies (e.g. [\"10.0.0.0/8\", \"::1\"]) whose X-Forwarded-For (or, without "
+     "one, Forwarded: for=) header names the client: for a request from such a peer, the client address for "
+     "the limits is the rightmost address in the header that is not a trusted proxy, per request. Headers "
+     "from other peers are ignored. Empty = trust no one."},
 
     {"tls.cert", HR_OPT_STRING, OFF(tls_cert), "", 0, 0, NULL, "--tls-cert",
      "TLS certificate chain file (PEM: the server certificate first, then intermediates). With tls.key set, "
@@ -1102,6 +1116,14 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
     if (cfg->auth_token_hmac_secret[0] && strlen(cfg->auth_token_hmac_secret) < 32) {
         errf(err, errlen, "auth.token_hmac_secret: at least 32 bytes (herald genconfig makes one)");
         return HR_ERR_INVALID;
+    }
+    for (size_t i = 0; i < cfg->trusted_proxies.n; i++) {
+        hr_cidr c;
+        if (hr_cidr_parse(cfg->trusted_proxies.v[i], &c)) {
+            errf(err, errlen, "server.trusted_proxies: \"%s\" is not an IP address or CIDR range "
+                 "(such as 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32)", cfg->trusted_proxies.v[i]);
+            return HR_ERR_INVALID;
+        }
     }
     return authkeys_validate(cfg, err, errlen);
 }

@@ -10,7 +10,7 @@
 
 #include "core/common.h"
 
-#define HR_CONFIG_MAX_LIST 16
+#define HR_CONFIG_MAX_LIST 64
 
 typedef struct hr_strlist {
     size_t n;
@@ -80,6 +80,8 @@ typedef struct hr_config {
     char *api_key;
     char *engine;
     char *redis;
+    bool proxy_protocol;        /* every connection starts with a PROXY protocol header */
+    hr_strlist trusted_proxies; /* addresses / CIDRs whose X-Forwarded-For is believed */
     /* [tls] */
     char *tls_cert;
     char *tls_key;

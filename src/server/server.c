@@ -11,6 +11,7 @@
 #include "codec/pmdeflate.h"
 #include "core/log.h"
 #include "transport/http.h"
+#include "transport/proxy.h"
 #include "transport/tls.h"
 
 #include <arpa/inet.h>
@@ -108,7 +109,8 @@ z_stream *hr_worker_inflater(hr_worker *w)
 }
 
 /* Refuse a connection at accept when there is no room for it at all (on a
- * TLS listener a clear-text answer could not be read: just close). */
+ * TLS listener a clear-text answer could not be read, and behind a PROXY
+ * protocol sender it would reach the proxy, not the client: just close). */
 static void refuse_at_accept(int fd, bool tls)
 {
     static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -123,12 +125,15 @@ static void refuse_at_accept(int fd, bool tls)
 
 static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
 {
-    hr_limits *lim = w->srv->limits;
-    bool track = hr_limits_track_ips(lim);
+    /* With server.proxy_protocol the client's address comes with the PROXY
+     * header (transport/proxy.c); otherwise it is the peer's, needed only
+     * when the limits count addresses. */
+    bool pp = w->cfg->proxy_protocol;
+    bool want_addr = !pp && hr_limits_track_ips(w->srv->limits);
     for (int i = 0; i < 256 && w->accepting; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
-        int fd = accept4(io->fd, track ? (struct sockaddr *)&ss : NULL, track ? &sl : NULL,
+        int fd = accept4(io->fd, want_addr ? (struct sockaddr *)&ss : NULL, want_addr ? &sl : NULL,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -138,22 +143,8 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
         uint64_t total = atomic_fetch_add(&w->srv->total_connections, 1) + 1;
         if (total > (uint64_t)w->cfg->max_connections) {
             atomic_fetch_sub(&w->srv->total_connections, 1);
-            refuse_at_accept(fd, tls);
+            refuse_at_accept(fd, tls || pp);
             continue;
-        }
-        /* Over a per-address limit: the connection lives only to read its request and answer
-         * 503/429 (http.c), for at most a couple of seconds, and is not counted for its address. */
-        uint32_t ip_key = 0, refused = 0;
-        if (track) {
-            ip_key = hr_limits_ip_key(lim, (struct sockaddr *)&ss, sl);
-            uint32_t retry = 1;
-            hr_admit a = hr_limits_admit(lim, ip_key, hr_loop_now(loop), &retry);
-            if (a != HR_ADMIT_OK) {
-                refused = a == HR_ADMIT_TOO_MANY   ? HR_CONN_REFUSED_TOO_MANY
-                          : a == HR_ADMIT_TOO_FAST ? HR_CONN_REFUSED_TOO_FAST
-                                                   : HR_CONN_REFUSED_BANNED;
-                ip_key = retry;
-            }
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -161,8 +152,6 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
         c->io.fd = fd;
         c->io.cb = hr_conn_on_io;
         c->w = w;
-        c->ip_key = ip_key;
-        c->flags |= refused;
         hr_timer_init(&c->timer, hr_conn_on_timer);
         c->last_rx = hr_loop_now(loop);
         c->next = w->conns;
@@ -171,15 +160,9 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
         w->nconns++;
         hr_stat_add(&w->stats.connections, 1);
         hr_stat_add(&w->stats.accepted, 1);
-        hr_http_attach(c);
-        if (tls) {
-            if (hr_tls_conn_new(c, w->srv->tls)) {
-                hr_conn_close(c);
-                continue;
-            }
-            /* the handshake must finish within the header timeout */
-            hr_conn_set_timer(c, (uint64_t)w->cfg->http_header_timeout_ms);
-        }
+        /* admission by address, HTTP, TLS: now, or once the PROXY header names the client */
+        if (pp) hr_proxy_await(c, tls);
+        else if (hr_client_start(c, want_addr ? (struct sockaddr *)&ss : NULL, sl, tls)) continue; /* closed */
         if (hr_loop_add(loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
             hr_warn("epoll_ctl: %s", strerror(errno));
             hr_conn_close(c);
@@ -377,6 +360,12 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     s->nworkers = n;
     s->hub = hr_hub_new(n);
     s->limits = hr_limits_new(cfg);
+    size_t bad = 0;
+    if (hr_cidr_set_parse(&s->trusted, cfg->trusted_proxies.v, cfg->trusted_proxies.n, &bad)) {
+        snprintf(err, errlen, "server.trusted_proxies: \"%s\" is not an IP address or CIDR range",
+                 cfg->trusted_proxies.v[bad]);
+        return HR_ERR_INVALID;
+    }
     s->hub->limits = s->limits;
     s->started_ms = hr_now_ms();
     if (cfg->api_key && cfg->api_key[0]) {
@@ -530,6 +519,7 @@ void hr_server_free(hr_server *s)
     s->hub = NULL;
     hr_limits_free(s->limits);
     s->limits = NULL;
+    hr_cidr_set_free(&s->trusted);
     hr_tls_server_free(s->tls);
     s->tls = NULL;
 }

@@ -6,6 +6,7 @@
 #define HERALD_SERVER_SERVER_H
 
 #include "core/buf.h"
+#include "core/cidr.h"
 #include "core/loop.h"
 #include "server/config.h"
 #include "hub/hub.h"
@@ -82,6 +83,7 @@ struct hr_server {
     atomic_uint_fast64_t total_connections;
     hr_hub *hub;
     struct hr_limits *limits;      /* abuse limits shared by the workers (limits.c) */
+    hr_cidr_set trusted;           /* server.trusted_proxies, parsed (transport/proxy.c) */
     char api_key[256];             /* effective API key (configured or generated) */
     uint64_t started_ms;
 };

@@ -2,12 +2,15 @@
  * leftovers, the output queue flushed with writev/sendfile once per loop
  * turn, backpressure, and deferred freeing (see conn.h). A TLS connection
  * (c->tls set) reads and writes through transport/tls.c instead: the same
- * queue, written as coalesced TLS records; one branch per I/O call. */
+ * queue, written as coalesced TLS records; one branch per I/O call. A
+ * connection still waiting for its PROXY protocol header
+ * (HR_CONN_AWAIT_PROXY) has it read by transport/proxy.c first. */
 #include "transport/conn.h"
 #include "core/log.h"
 #include "hub/pub.h"
 #include "server/limits.h"
 #include "server/server.h"
+#include "transport/proxy.h"
 #include "transport/tls.h"
 
 #include <errno.h>
@@ -541,6 +544,10 @@ void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events)
     HR_UNUSED(loop);
     hr_conn *c = HR_CONTAINER_OF(io, hr_conn, io);
     if (c->flags & HR_CONN_CLOSED) return;
+    if (c->flags & HR_CONN_AWAIT_PROXY) {
+        if (hr_proxy_read_header(c)) return; /* waiting, or failed and closed */
+        events |= EPOLLIN; /* what followed the header is already waiting (edge-triggered: no new event) */
+    }
     if (c->tls) {
         if (hr_tls_handshaking(c)) {
             if (hr_tls_handshake(c)) return; /* waiting, or failed and closed */

@@ -61,6 +61,10 @@ enum hr_conn_flags {
     HR_CONN_REFUSED_TOO_MANY = 1u << 9,   /* 503: limits.connections_per_ip */
     HR_CONN_REFUSED_TOO_FAST = 1u << 10,  /* 429: limits.handshakes_per_ip */
     HR_CONN_REFUSED_BANNED = 1u << 11,    /* 429: limits.auth_failures_per_ip */
+    /* client addresses (transport/proxy.c) */
+    HR_CONN_AWAIT_PROXY = 1u << 12,       /* server.proxy_protocol: the PROXY header is not read yet */
+    HR_CONN_VIA_PROXY = 1u << 13,         /* peer in server.trusted_proxies: admitted per request by the
+                                             address X-Forwarded-For names (ip_key = that address's, or 0) */
 };
 #define HR_CONN_REFUSED (HR_CONN_REFUSED_TOO_MANY | HR_CONN_REFUSED_TOO_FAST | HR_CONN_REFUSED_BANNED)
 

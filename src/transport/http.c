@@ -13,6 +13,7 @@
 #include "server/server.h"
 #include "transport/api.h"
 #include "transport/emulation.h"
+#include "transport/proxy.h"
 #include "transport/sse.h"
 #include "transport/websocket.h"
 
@@ -33,6 +34,8 @@ typedef struct hr_http {
     hr_http_parser parser;
     uint8_t state;
     bool chunked;
+    uint32_t peer_key;        /* HR_CONN_VIA_PROXY: the trusted proxy's own address key (transport/proxy.c);
+                                 in what was padding: hr_http stays 128 bytes */
     uint64_t body_left;       /* Content-Length bytes still to read */
     hr_http_chunked ch;
     hr_buf req;               /* head copy + body, for requests with a body */
@@ -263,6 +266,8 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
     bool get = method_is(req, "GET"), head = method_is(req, "HEAD");
     ((hr_http *)c->proto)->http10 = req->version_minor == 0;
     hr_stat_add(&w->stats.http_requests, 1);
+    /* from a trusted proxy: admitted now, for the client its X-Forwarded-For names */
+    if ((c->flags & HR_CONN_VIA_PROXY) && hr_proxy_request(c, req, ((hr_http *)c->proto)->peer_key)) return;
 
     if (path_is(req, "/health")) {
         if (!get && !head) {
@@ -389,9 +394,7 @@ static ssize_t body_feed(hr_conn *c, uint8_t *data, size_t len)
     return (ssize_t)in;
 }
 
-/* A connection refused at accept by the abuse limits (server.c): answer its
- * first bytes with the error and close. */
-static ssize_t refuse(hr_conn *c, size_t len)
+void hr_http_respond_refused(hr_conn *c)
 {
     char extra[48];
     snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->retry_after ? c->retry_after : 1);
@@ -401,6 +404,13 @@ static ssize_t refuse(hr_conn *c, size_t len)
                           : why == HR_CONN_REFUSED_TOO_FAST ? "too many new connections from your address"
                                                             : "too many rejected tokens from your address",
                           true);
+}
+
+/* A connection refused at accept by the abuse limits (transport/proxy.c):
+ * answer its first bytes with the error and close. */
+static ssize_t refuse(hr_conn *c, size_t len)
+{
+    hr_http_respond_refused(c);
     return (ssize_t)len;
 }
 
@@ -534,6 +544,11 @@ void hr_http_attach(hr_conn *c)
     arm_idle(c);
     if (c->flags & HR_CONN_REFUSED) /* refused at accept: a short wait for the request to answer */
         hr_conn_set_timer(c, (uint64_t)HR_MIN(c->w->cfg->http_header_timeout_ms, 2000));
+}
+
+void hr_http_set_peer_key(hr_conn *c, uint32_t key)
+{
+    if (c->vt == &http_vt) ((hr_http *)c->proto)->peer_key = key;
 }
 
 /* Used by the WebSocket upgrade to drop HTTP state. */

@@ -29,6 +29,14 @@ void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, co
 void hr_http_respond_stream(hr_conn *c, int status, const char *content_type, const char *extra_headers,
                             const void *first, size_t len);
 
+/* The 503 / 429 answer (JSON body, Retry-After: c->retry_after) for a
+ * connection or request refused by the abuse limits (HR_CONN_REFUSED_* in
+ * c->flags); the connection closes after it. */
+void hr_http_respond_refused(hr_conn *c);
+/* A connection from a trusted proxy (HR_CONN_VIA_PROXY): the proxy's own
+ * address key, used for requests whose headers name no client. */
+void hr_http_set_peer_key(hr_conn *c, uint32_t key);
+
 const char *hr_http_reason(int status);
 /* Drop HTTP state when the connection switches transport. */
 void hr_http_detach(hr_conn *c);
