@@ -47,6 +47,7 @@ typedef struct hr_ws {
     uint8_t msg_opcode;      /* TEXT/BINARY while a message is in progress */
     uint8_t state;
     bool in_frame;
+    bool sync_lost;          /* failed on a malformed frame header: frame boundaries unknown */
     bool msg_compressed;
     bool deflate;
     hr_pmd_params pmd;
@@ -274,9 +275,13 @@ static ssize_t ws_discard(hr_conn *c, uint8_t *data, size_t len)
             if (ws->got == ws->fh.payload_len) ws->in_frame = false;
             continue;
         }
+        if (ws->sync_lost) return (ssize_t)len; /* boundaries unknown: drop; EOF or close_timeout ends it */
         int rc = hr_ws_parse_header(data + pos, len - pos, &lax, &ws->fh);
         if (rc == HR_WS_INCOMPLETE) break;
-        if (rc < 0) return (ssize_t)len; /* lost sync: drop; EOF or close_timeout ends it */
+        if (rc < 0) {
+            ws->sync_lost = true; /* never read a close frame out of payload bytes */
+            return (ssize_t)len;
+        }
         if (ws->fh.opcode == HR_WS_OP_CLOSE) {
             hr_conn_close_discarding_input(c); /* both close frames exchanged: close TCP */
             return -1;
@@ -316,6 +321,17 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
             if (rc == HR_WS_INCOMPLETE) break;
             if (rc < 0) {
                 ws_fail(c, hr_ws_error_close_code(rc), hr_ws_error_text(rc));
+                /* A frame over the size limit is otherwise well-formed: discard mode skips exactly
+                 * its payload (keeping a partial header for the next read) and still finds the
+                 * client's close frame after it. Any other bad header loses the frame boundaries: then nothing
+                 * more is parsed (random payload bytes could look like a close frame, and closing
+                 * with the rest of a large message unread would send an RST that destroys our
+                 * close frame before the client reads it). */
+                if (rc == HR_WS_E_TOO_BIG) { /* discard mode parses the header without the limit */
+                    ssize_t r = ws_discard(c, data + pos, len - pos);
+                    return r < 0 ? r : (ssize_t)pos + r;
+                }
+                ws->sync_lost = true;
                 return (ssize_t)len;
             }
             hr_ws_frame_header *fh = &ws->fh;

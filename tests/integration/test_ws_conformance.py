@@ -663,6 +663,31 @@ class TestLimits(WSCase):
             pass
         w.expect_close(1009, timeout=5)
 
+    def test_oversized_payload_is_skipped_not_parsed(self):
+        """A frame over the limit whose payload is made of bytes that read as close frames:
+        the server knows the frame's length and skips its payload, so it neither takes those
+        bytes for the client's close nor closes TCP while the client is still sending (that
+        would reset the connection and could destroy the server's own close frame: a client
+        sees 1006 instead of 1009)."""
+        w = self.ws()
+        n = 2 * MiB
+        fake_close = b"\x88\x80\x00\x00\x00\x00"  # masked close frame, empty, zero mask
+        payload = (fake_close * (n // len(fake_close) + 1))[:n]
+        w.send_raw(bytes([0x82, 0x80 | 127]) + struct.pack("!Q", n) + b"\x00\x00\x00\x00" + payload[:64 * KiB])
+        f = w.recv_frame(timeout=5)
+        self.assertEqual((f.opcode, f.close_code()), (OP_CLOSE, 1009))
+        time.sleep(0.3)
+        w.send_raw(payload[64 * KiB:])  # raises ConnectionResetError if the server closed already
+        w.send_close(1000)
+        w.sock.settimeout(3 * SLOW)
+        rest = b""
+        while True:  # then the server closes TCP
+            chunk = w.sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        self.assertEqual(rest, b"")
+
     def test_fragmented_message_over_limit_1009(self):
         w = self.ws()
         part = b"f" * (400 * KiB)

@@ -62,6 +62,7 @@ static int teardown(void **state)
     (void)state;
     while (w.conns) hr_conn_close(w.conns);
     hr_conn_end_turn(&w);
+    hr_conn_release_pool(&w);
     hr_loop_close(&w.loop);
     hr_free(w.rbuf);
     hr_buf_free(&seen);
