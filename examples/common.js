@@ -6,6 +6,9 @@ export const $ = (id) => document.getElementById(id);
 
 /** A connected client whose state shows in #state; states are kept in window.__states for the tests. */
 export function pageClient(options = {}) {
+  // ?transports=http_stream,long_polling forces the fallbacks (to try them, and for the tests).
+  const forced = new URLSearchParams(location.search).get('transports');
+  if (forced) options = { ...options, transports: forced.split(',') };
   const client = new Herald(location.origin, { name: document.title, ...options });
   window.__states = [];
   window.__herald = client;

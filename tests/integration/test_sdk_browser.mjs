@@ -139,6 +139,24 @@ btest('chat: two pages exchange messages, see each other in presence, see typing
   for (const p of [alice, bob, carol]) await p.context().close();
 });
 
+btest('chat over the fallbacks: HTTP streaming and long polling pages talk to a WebSocket page', async () => {
+  const ws = await newPage('/chat.html?name=wsuser');
+  const st = await newPage('/chat.html?name=streamer&transports=http_stream');
+  const lp = await newPage('/chat.html?name=poller&transports=long_polling');
+  await st.locator('#state', { hasText: 'connected (http_stream)' }).waitFor({ timeout: T(5000) });
+  await lp.locator('#state', { hasText: 'connected (long_polling)' }).waitFor({ timeout: T(5000) });
+  for (const [from, text] of [[st, 'from the stream'], [lp, 'from the poll'], [ws, 'from the socket']]) {
+    await from.fill('#text', text);
+    await from.press('#text', 'Enter');
+    for (const p of [ws, st, lp]) await p.locator('#messages li', { hasText: text }).waitFor({ timeout: T(10000) });
+  }
+  await lp.waitForFunction(() => {
+    const s = document.getElementById('presence').textContent;
+    return ['wsuser', 'streamer', 'poller'].every((n) => s.includes(n));
+  }, null, { timeout: T(15000) });
+  for (const p of [ws, st, lp]) await p.context().close();
+});
+
 btest('chat: a message written offline is delivered once the network is back', async () => {
   const dave = await newPage('/chat.html?name=dave');
   const erin = await newPage('/chat.html?name=erin');
