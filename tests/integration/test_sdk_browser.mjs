@@ -62,7 +62,7 @@ after(async () => {
   if (profile) rmSync(profile, { recursive: true, force: true });
   if (h) {
     const { code } = await h.stop();
-    assert.equal(code, 0, `herald exit code ${code}\n${h.tail(40)}`);
+    assert.equal(code, 0, `herald exit code ${code}\n${h.tail(120)}`);
   }
 });
 
