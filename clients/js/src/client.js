@@ -293,7 +293,6 @@ export class Herald extends Emitter {
     let code = push ? push.code : info.code || ABNORMAL;
     let reason = push ? push.reason : info.reason || '';
     let reconnect = push ? !!push.reconnect : shouldReconnect(code);
-    if (info.code === 1000 && !push && wasConnected) reconnect = true; // a normal close from the server side
     // Commands in flight are lost with the connection: publishes go back to the
     // queue (resent with their keys), everything else is rejected.
     this._failPending(new HeraldError(ErrorCodes.DISCONNECTED, `connection lost: ${reason || code}`, { temporary: true }), false);
