@@ -67,9 +67,11 @@ export class Subscription extends Emitter {
       const done = (fn, v) => { clearTimeout(timer); offOk(); offErr(); offUnsub(); fn(v); };
       const timer = setTimeout(() => done(reject, new HeraldError(ErrorCodes.TIMEOUT,
         `timeout: subscribe ${this.channel}`, { temporary: true })), timeoutMs);
+      let lastError = null;
       const offOk = this.on('subscribed', () => done(resolve, this));
-      const offErr = this.on('error', (e) => { if (this.state !== 'subscribing') done(reject, e); });
-      const offUnsub = this.on('unsubscribed', (ctx) => done(reject, new HeraldError(ErrorCodes.UNSUBSCRIBED,
+      const offErr = this.on('error', (e) => { lastError = e; });
+      // A refused subscribe ends the subscription: reject with the server's error.
+      const offUnsub = this.on('unsubscribed', (ctx) => done(reject, lastError || new HeraldError(ErrorCodes.UNSUBSCRIBED,
         `unsubscribed from ${this.channel}: ${ctx.reason}`)));
     });
   }

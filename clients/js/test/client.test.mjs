@@ -278,6 +278,28 @@ test('subscribe twice is refused; unsubscribe sends the command and emits unsubs
   c.disconnect();
 });
 
+test('a refused subscribe rejects ready() with the server error and ends the subscription', async () => {
+  const s = new FakeServer();
+  const orig = s.handle.bind(s);
+  s.handle = (sock, cmd) => {
+    if (cmd.subscribe && cmd.subscribe.channel === 'secret') {
+      sock.push({ id: cmd.id, error: { code: 103, message: 'permission denied', temporary: false, detail: 'no' } });
+      return;
+    }
+    orig(sock, cmd);
+  };
+  const c = client(s);
+  c.connect();
+  const sub = c.subscribe('secret');
+  const errors = [];
+  sub.on('error', (e) => errors.push(e));
+  await assert.rejects(sub.ready(1000), (e) => e.name === 'ReplyError' && e.code === 103 && e.detail === 'no');
+  assert.equal(sub.state, 'unsubscribed');
+  assert.equal(c.getSubscription('secret'), null);
+  assert.equal(errors.length, 1);
+  c.disconnect();
+});
+
 test('server unsubscribe push ends the subscription with its code', async () => {
   const s = new FakeServer();
   const c = client(s);
