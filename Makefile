@@ -6,6 +6,11 @@ BUILD_FUZZ ?= build-fuzz
 LISTEN     ?= 127.0.0.1:8080
 FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
+# What the demos in examples/ need beyond the embedded default (which already
+# allows client publish, presence and history): join/leave pushes in chat:*
+# rooms, and no history for typing:* (ephemeral typing indicators).
+# tests/integration/test_sdk_browser.mjs starts herald with the same flags.
+DEMO_FLAGS ?= --namespace.chat.join-leave true --namespace.typing.history-size 0
 
 APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev
 APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl
@@ -28,7 +33,7 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD)
 
 run: build
-	$(BUILD)/herald serve --listen $(LISTEN) --static examples
+	$(BUILD)/herald serve --listen $(LISTEN) --static examples $(DEMO_FLAGS)
 
 $(BUILD_ASAN)/build.ninja:
 	CC=clang cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=ON

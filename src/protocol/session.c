@@ -37,6 +37,7 @@ struct hr_session {
     void *t;
     bool connected;
     bool closing;
+    bool loop_gone;            /* shutdown: the workers' loops are freed, publish nothing */
     hr_native_encoding enc;
     hr_buf out;                /* replies of the frame being executed */
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
@@ -357,7 +358,7 @@ static void leave_channel(hr_session *s, hr_sub *sub)
     hr_chan_policy pol;
     hr_config_policy(s->cfg, name, len, &pol);
     if (pres) engine_of(s)->vt->presence_remove(engine_of(s), name, len, s->client.id, NULL, NULL);
-    if (pol.join_leave) join_leave(s, name, len, false);
+    if (pol.join_leave && !s->loop_gone) join_leave(s, name, len, false);
 }
 
 /* ---- commands -------------------------------------------------------------------- */
@@ -774,7 +775,9 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
 
 void hr_session_loop_gone(hr_session *s)
 {
-    if (s && s->exp) s->exp->t.next = s->exp->t.prev = NULL; /* idle: hr_timer_stop will not touch the wheel */
+    if (!s) return;
+    s->loop_gone = true; /* no leave pushes: delivering them would wake freed loops */
+    if (s->exp) s->exp->t.next = s->exp->t.prev = NULL; /* idle: hr_timer_stop will not touch the wheel */
 }
 
 void hr_session_set_token(hr_session *s, const char *token, size_t len)

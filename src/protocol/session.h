@@ -62,7 +62,8 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len);
 void hr_session_free(hr_session *s);
 /* The worker's loop (and its timer wheel) is already gone (shutdown of
  * server-side sessions): forget the session's timers without touching the
- * wheel, before hr_session_free. */
+ * wheel, and publish no `leave` from hr_session_free (it would wake the
+ * freed loops), before hr_session_free. */
 void hr_session_loop_gone(hr_session *s);
 
 #endif
