@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
 
 APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev
-APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl
+APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server
 
 .PHONY: all build run test test-unit test-asan fuzz fuzz-build deps deps-test clean
 

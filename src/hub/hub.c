@@ -104,6 +104,9 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
                 sh->buckets[idx] = x;
                 sh->count++;
                 pp = &sh->buckets[idx];
+                /* the node's first subscriber: the engine starts receiving the channel
+                 * (queued under this lock, so on/off reach the engine in order) */
+                if (hub->engine->vt->interest) hub->engine->vt->interest(hub->engine, name, len, true);
             }
             (*pp)->subscribers++;
             (*pp)->mask |= 1ull << worker;
@@ -116,6 +119,7 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
             *pp = x->next;
             hr_free(x);
             sh->count--;
+            if (hub->engine->vt->interest) hub->engine->vt->interest(hub->engine, name, len, false);
         }
     }
     pthread_mutex_unlock(&sh->mu);
@@ -148,7 +152,7 @@ static void inbox_push(hr_whub *wh, hr_pub *pub)
 }
 
 /* The engine's deliver callback: called in channel order, any thread. */
-static void hub_deliver(void *hubp, hr_pub *pub)
+void hr_hub_deliver(void *hubp, hr_pub *pub)
 {
     hr_hub *hub = hubp;
     uint64_t h = hash_name(pub->channel, pub->channel_len);
@@ -164,6 +168,30 @@ static void hub_deliver(void *hubp, hr_pub *pub)
 
 /* ---- lifecycle --------------------------------------------------------------- */
 
+static void engine_task(hr_whub *wh, void *arg)
+{
+    hr_engine_task *t = arg;
+    t->run(t, wh != NULL);
+}
+
+/* The engine's way back to a worker: its callback as a hub task. */
+static void engine_post(void *hubp, int worker, hr_engine_task *t)
+{
+    hr_hub *hub = hubp;
+    if (worker < 0 || worker >= hub->nworkers) {
+        t->run(t, true);
+        return;
+    }
+    hr_hub_post(hub, worker, engine_task, t);
+}
+
+void hr_hub_set_engine(hr_hub *hub, hr_engine *e)
+{
+    if (hub->engine) hub->engine->vt->free(hub->engine);
+    hub->engine = e;
+    e->post = engine_post;
+}
+
 hr_hub *hr_hub_new(int nworkers)
 {
     hr_hub *hub = hr_calloc(1, sizeof(*hub));
@@ -172,7 +200,8 @@ hr_hub *hr_hub_new(int nworkers)
     ishard *shards = hr_calloc(SHARDS, sizeof(ishard));
     for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&shards[i].mu, NULL);
     hub->shards = shards;
-    hub->engine = hr_engine_memory_new(hub_deliver, hub);
+    hub->engine = hr_engine_memory_new(hr_hub_deliver, hub);
+    hub->engine->post = engine_post;
     for (int i = 0; i < nworkers; i++) {
         hr_whub *wh = &hub->workers[i];
         wh->hub = hub;
@@ -193,7 +222,11 @@ hr_whub *hr_hub_worker(hr_hub *hub, int i, hr_loop *loop)
 void hr_hub_free(hr_hub *hub)
 {
     if (!hub) return;
-    if (hub->emu_free) hub->emu_free(hub);
+    if (hub->emu_free) hub->emu_free(hub); /* its sessions still call the engine */
+    /* then the engine: a network engine's thread stops delivering and posting
+     * here; what it posted already is released just below */
+    hub->engine->vt->free(hub->engine);
+    hub->engine = NULL;
     for (int i = 0; i < hub->nworkers; i++) {
         hr_whub *wh = &hub->workers[i];
         for (size_t k = 0; k < wh->tasks_n; k++) wh->tasks[k].fn(NULL, wh->tasks[k].arg);
@@ -232,7 +265,6 @@ void hr_hub_free(hr_hub *hub)
         pthread_mutex_destroy(&shards[i].mu);
     }
     hr_free(shards);
-    hub->engine->vt->free(hub->engine);
     hr_free(hub->workers);
     hr_free(hub);
 }
@@ -457,8 +489,27 @@ static void run_command(hr_whub *wh, const hr_pub *cmd)
     }
 }
 
+/* An engine's disconnect for one channel (HR_ENGINE_RESYNC_CODE): every
+ * local subscriber of it, whoever they are. */
+static void disconnect_channel(hr_whub *wh, const hr_pub *cmd)
+{
+    hr_local_chan *lc = lfind(wh, hash_name(cmd->channel, cmd->channel_len), cmd->channel, cmd->channel_len);
+    if (!lc) return;
+    /* the commands unsubscribe (and may free lc): take the clients first */
+    size_t n = 0;
+    hr_client **list = hr_malloc(lc->nsubs * sizeof(*list));
+    for (hr_sub *s = lc->subs; s; s = s->chan_next) list[n++] = s->client;
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->vt->on_command) list[i]->vt->on_command(list[i], NULL, cmd);
+    hr_free(list);
+}
+
 static void fan_out(hr_whub *wh, hr_pub *pub)
 {
+    if (pub->kind == HR_PUB_DISCONNECT && pub->channel_len) {
+        disconnect_channel(wh, pub);
+        return;
+    }
     if (pub->kind == HR_PUB_UNSUBSCRIBE || pub->kind == HR_PUB_DISCONNECT) {
         run_command(wh, pub);
         return;

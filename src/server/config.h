@@ -80,6 +80,17 @@ typedef struct hr_config {
     char *api_key;
     char *engine;
     char *redis;
+    /* [redis] (engine = redis) */
+    char *redis_prefix;
+    char *redis_node_id;
+    int64_t redis_presence_ttl_ms;
+    int64_t redis_node_ttl_ms;
+    int64_t redis_connect_timeout_ms;
+    int64_t redis_ping_interval_ms;
+    int64_t redis_backoff_min_ms;
+    int64_t redis_backoff_max_ms;
+    int64_t redis_max_pending;
+    int64_t redis_max_reply;
     /* [tls] */
     char *tls_cert;
     char *tls_key;
