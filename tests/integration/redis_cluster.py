@@ -37,6 +37,7 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="herald-redis-")
         self.proc = None
+        self.persistent = False  # True: append-only file fsynced at every write (survives restarts)
 
     @property
     def addr(self):
@@ -44,7 +45,8 @@ class RedisServer:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
              "--dir", self.dir, "--protected-mode", "no", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10 * SLOW
