@@ -110,6 +110,5 @@ class Cluster:
         return self.nodes
 
     def __exit__(self, *a):
-        for n in self.nodes:
-            if n.alive():
-                n.stop()
+        """Stop every node (SIGTERM); returns their exit codes (0 = clean, no leak under ASan)."""
+        return [n.stop() if n.alive() else n.proc.returncode for n in self.nodes]

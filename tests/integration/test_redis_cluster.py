@@ -45,8 +45,10 @@ class TestRedisCluster(unittest.TestCase):
     def tearDownClass(cls):
         for a in cls.apis:
             a.close()
-        cls.cluster.__exit__(None, None, None)
+        codes = cls.cluster.__exit__(None, None, None)
         cls.redis.kill()
+        if codes != [0, 0, 0]:
+            raise AssertionError(f"nodes exited with {codes}:\n" + "\n".join(n.output(tail=40) for n in cls.nodes))
 
     def tearDown(self):
         for n in self.nodes:
