@@ -97,6 +97,12 @@ typedef struct hr_engine_vt {
     /* Optional: the nodes sharing this engine, as a JSON array text (one
      * object per node), or NULL with err when unavailable. */
     void (*nodes)(hr_engine *e, void (*cb)(void *ud, int err, const char *json, size_t len), void *ud);
+    /* Optional, cross-node routing of HTTP emulation sessions: record (add)
+     * or forget which node holds session sid; send a command frame to the
+     * node holding sid (cb: 0, or HR_ERR_NOTFOUND when no live node holds
+     * it). The holding node gets it through on_session_frame. */
+    void (*session_register)(hr_engine *e, const char *sid, bool add);
+    void (*session_send)(hr_engine *e, const char *sid, const uint8_t *frame, size_t len, hr_done_cb cb, void *ud);
 } hr_engine_vt;
 
 /* A callback carried to a worker by the hub (see post). run is called on
@@ -113,6 +119,10 @@ struct hr_engine {
     /* Set by the hub: run t on worker `worker`'s thread (hr_hub_post). */
     void (*post)(void *hub, int worker, hr_engine_task *t);
     const char *node_id;            /* a clustered engine: this node's id (NULL otherwise) */
+    /* Set by the HTTP emulation transport: a frame another node routed here
+     * for session sid (called on the engine's thread). */
+    void (*on_session_frame)(void *ud, const char *sid, const uint8_t *frame, size_t len);
+    void *session_ud;
 };
 
 /* The worker whose thread this is (set by the server when a worker thread

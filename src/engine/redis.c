@@ -32,6 +32,8 @@
  *   P:ph:{C}       hash: presence client -> "user\ninfo"
  *   P:c:C          pub/sub channel: publications and join/leave events
  *   P:nodes        hash: node id -> announcement JSON; P:nodez zset id -> expiry
+ *   P:s:{SID}      string: the node holding HTTP emulation session SID
+ *   P:n:NODE       pub/sub channel: command frames routed to NODE ("SID\nFRAME")
  *
  * Failure. While a shard's connection is down its ops fail at once
  * (HR_ERR_CLOSED: the API answers 503, clients error 100). When it comes
@@ -112,8 +114,22 @@ static const char node_lua[] =
     "if #dead > 0 then redis.call('zremrangebyscore', KEYS[2], '-inf', ARGV[4]) end\n"
     "return redis.call('hvals', KEYS[1])\n";
 
-enum { S_PUBLISH, S_HISTORY, S_PRES_ADD, S_PRES_GET, S_NODE, S_COUNT };
-static const char *const scripts[S_COUNT] = {publish_lua, history_lua, presence_add_lua, presence_get_lua, node_lua};
+/* KEYS: the session's key. ARGV: message, control channel prefix. Returns
+ * the nodes that received it (0: nobody holds the session any more). */
+static const char route_lua[] =
+    "local n = redis.call('get', KEYS[1])\n"
+    "if not n then return 0 end\n"
+    "local r = redis.call('publish', ARGV[2] .. n, ARGV[1])\n"
+    "if r == 0 then redis.call('del', KEYS[1]) end\n"
+    "return r\n";
+
+enum { S_PUBLISH, S_HISTORY, S_PRES_ADD, S_PRES_GET, S_NODE, S_ROUTE, S_COUNT };
+static const char *const scripts[S_COUNT] = {publish_lua, history_lua, presence_add_lua, presence_get_lua, node_lua,
+                                             route_lua};
+
+/* How long a session's node stays recorded without being forgotten (a node
+ * killed before its sessions ended leaves them; a send to one clears it). */
+#define SESSION_KEY_TTL_MS (24ull * 3600 * 1000)
 
 /* ---- ops ------------------------------------------------------------------------ */
 
@@ -128,6 +144,9 @@ enum op_kind {
     OP_INTEREST_ON,
     OP_INTEREST_OFF,
     OP_NODES,
+    OP_SESS_ADD,
+    OP_SESS_DEL,
+    OP_SESS_SEND,
 };
 
 typedef struct rengine rengine;
@@ -145,7 +164,7 @@ typedef struct rop {
     char *channel;
     size_t len;
     char *client, *user, *info;
-    char *idem;
+    char *idem;                 /* also: OP_SESS_SEND's frame */
     size_t idem_len;
     hr_history_query q;
     char since_epoch[64];
@@ -294,6 +313,7 @@ static void op_finish(rop *op)
     case OP_HISTORY_REMOVE:
     case OP_PRES_ADD:
     case OP_PRES_REMOVE:
+    case OP_SESS_SEND:
         if (op->cb.done) op->cb.done(op->ud, op->err);
         break;
     case OP_NODES:
@@ -320,7 +340,8 @@ static bool has_callback(const rop *op)
     case OP_NODES: return op->cb.nodes != NULL;
     case OP_HISTORY_REMOVE:
     case OP_PRES_ADD:
-    case OP_PRES_REMOVE: return op->cb.done != NULL;
+    case OP_PRES_REMOVE:
+    case OP_SESS_SEND: return op->cb.done != NULL;
     default: return false;
     }
 }
@@ -528,6 +549,12 @@ static void on_reply(void *ud, int err, const hr_resp *r)
     case OP_PRESENCE:
         parse_presence(op, r);
         break;
+    case OP_SESS_SEND: {
+        int64_t n = 0;
+        if (hr_resp_int(r, &n)) op->err = HR_ERR_PROTO;
+        else if (n <= 0) op->err = HR_ERR_NOTFOUND;
+        break;
+    }
     case OP_NODES:
         hr_buf_append(&op->json, "[", 1);
         if (r->type == HR_RESP_ARRAY)
@@ -888,6 +915,39 @@ static void op_send(rop *op)
         send_node(e, op, eval);
         op = NULL; /* send_node completes it on failure */
         break;
+    case OP_SESS_ADD:
+    case OP_SESS_DEL: {
+        key(&k1, e, "s", op->channel, op->len);
+        char ttl[24];
+        snprintf(ttl, sizeof(ttl), "%llu", SESSION_KEY_TTL_MS);
+        if (op->kind == OP_SESS_ADD) {
+            const char *a[] = {"SET", (const char *)k1.data, e->node_id, "PX", ttl};
+            size_t l[] = {3, k1.len, strlen(e->node_id), 2, strlen(ttl)};
+            hr_resp_cmd(&cmd, 5, a, l);
+        } else {
+            const char *a[] = {"DEL", (const char *)k1.data};
+            size_t l[] = {3, k1.len};
+            hr_resp_cmd(&cmd, 2, a, l);
+        }
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
+    case OP_SESS_SEND: {
+        key(&k1, e, "s", op->channel, op->len);
+        hr_buf msg = HR_BUF_INIT, ctl = HR_BUF_INIT;
+        hr_buf_append(&msg, op->channel, op->len);
+        hr_buf_append(&msg, "\n", 1);
+        hr_buf_append(&msg, op->idem, op->idem_len);
+        hr_buf_append(&ctl, e->prefix, e->prefix_len);
+        hr_buf_append(&ctl, ":n:", 3);
+        const char *a[] = {(const char *)k1.data, (const char *)msg.data, (const char *)ctl.data};
+        size_t l[] = {k1.len, msg.len, ctl.len};
+        evalsha(&cmd, e, S_ROUTE, eval, 1, a, l, 3);
+        hr_buf_free(&msg);
+        hr_buf_free(&ctl);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
     }
     hr_buf_free(&k1);
     hr_buf_free(&k2);
@@ -945,6 +1005,16 @@ static void on_push(void *ud, const hr_resp *r)
         return;
     const hr_resp *name = &r->elem[1];
     if (name->len < e->prefix_len + 3 || memcmp(name->str, e->prefix, e->prefix_len) != 0) return;
+    if (memcmp(name->str + e->prefix_len, ":n:", 3) == 0) { /* this node's control channel: a routed frame */
+        const hr_resp *m = &r->elem[2];
+        const char *nl = memchr(m->str, '\n', m->len);
+        if (!nl || !e->base.on_session_frame || (size_t)(nl - m->str) >= 64) return;
+        char sid[64];
+        memcpy(sid, m->str, (size_t)(nl - m->str));
+        sid[nl - m->str] = '\0';
+        e->base.on_session_frame(e->base.session_ud, sid, (const uint8_t *)nl + 1, m->len - (size_t)(nl - m->str) - 1);
+        return;
+    }
     const char *ch = name->str + e->prefix_len + 3;
     size_t clen = name->len - e->prefix_len - 3;
     hr_pub *p = decode_pub(ch, clen, r->elem[2].str, r->elem[2].len);
@@ -962,16 +1032,28 @@ static void on_up(void *ud)
     rengine *e = sh->e;
     bool resync = sh->was_up;
     sh->was_up = true;
+    char ctl[64];
+    int cl = snprintf(ctl, sizeof(ctl), "%s", e->node_id);
+    hr_buf name = HR_BUF_INIT, cmd = HR_BUF_INIT;
+    hr_buf_append(&name, e->prefix, e->prefix_len);
+    hr_buf_append(&name, ":n:", 3);
+    hr_buf_append(&name, ctl, (size_t)cl);
+    const char *a[] = {"SUBSCRIBE", (const char *)name.data};
+    size_t l[] = {9, name.len};
+    hr_resp_cmd(&cmd, 2, a, l);
+    hr_redis_conn_send_noreply(sh->conn, cmd.data, cmd.len);
+    hr_buf_free(&name);
+    hr_buf_free(&cmd);
     for (size_t b = 0; b < sh->nsubs_buckets; b++)
         for (rsub *x = sh->subs[b]; x; x = x->next) {
             send_sub(e, sh, "SUBSCRIBE", x->name, x->len);
             if (resync) {
                 /* publications may have been missed while down: subscribers recover from history */
                 static const char why[] = "\nredis connection restored: reconnect and recover";
-                hr_pub *cmd = hr_pub_new(HR_PUB_DISCONNECT, x->name, x->len, "", 0, why, sizeof(why) - 1);
-                cmd->code = HR_ENGINE_RESYNC_CODE;
-                e->base.deliver(e->base.hub, cmd);
-                hr_pub_unref(cmd);
+                hr_pub *disc = hr_pub_new(HR_PUB_DISCONNECT, x->name, x->len, "", 0, why, sizeof(why) - 1);
+                disc->code = HR_ENGINE_RESYNC_CODE;
+                e->base.deliver(e->base.hub, disc);
+                hr_pub_unref(disc);
             }
         }
     /* presence entries were not refreshed during the outage: put them back now */
@@ -1121,6 +1203,23 @@ static void r_nodes(hr_engine *be, void (*cb)(void *ud, int err, const char *jso
     op_queue(e, op);
 }
 
+static void r_session_register(hr_engine *be, const char *sid, bool add)
+{
+    rengine *e = (rengine *)be;
+    op_queue(e, op_new(e, add ? OP_SESS_ADD : OP_SESS_DEL, sid, strlen(sid)));
+}
+
+static void r_session_send(hr_engine *be, const char *sid, const uint8_t *frame, size_t len, hr_done_cb cb, void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_SESS_SEND, sid, strlen(sid));
+    op->idem = hr_strndup((const char *)frame, len);
+    op->idem_len = len;
+    op->cb.done = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
 static void r_free(hr_engine *be)
 {
     rengine *e = (rengine *)be;
@@ -1185,6 +1284,8 @@ static const hr_engine_vt redis_vt = {
     .free = r_free,
     .interest = r_interest,
     .nodes = r_nodes,
+    .session_register = r_session_register,
+    .session_send = r_session_send,
 };
 
 hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, void *hub, char *err, size_t errlen)

@@ -8,7 +8,9 @@ redis-server on a free loopback port and three real herald processes:
 - presence across nodes: clients of A and B are listed by C's API; a
   client that leaves disappears from every node's view;
 - /api/info lists every node;
-- SSE and long polling on a node receive what another node published.
+- SSE and long polling on a node receive what another node published;
+- a command POSTed to /poll/send of any node reaches the node that holds the
+  session (no sticky sessions); an unknown session is 404 on every node.
 """
 import asyncio
 import json
@@ -20,6 +22,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from emu_client import Poller  # noqa: E402
 from herald_native import Api, Native, run  # noqa: E402
 from herald_testlib import SLOW, HttpConn  # noqa: E402
 from redis_cluster import Cluster, RedisServer, redis_available  # noqa: E402
@@ -179,6 +182,33 @@ class TestRedisCluster(unittest.TestCase):
                 got.append(json.loads(line[6:])["n"])
         self.assertEqual(got, list(range(5)))
         conn.close()
+
+    def test_posted_command_reaches_the_sessions_node(self):
+        ch = chan()
+        p = Poller(self.nodes[0])
+        p.open()
+        # the session lives on node 0; its commands are POSTed to nodes 1 and 2
+        for k, n in enumerate((self.nodes[1], self.nodes[2])):
+            other = Poller(n)
+            other.session = p.session
+            other.send({"id": 10 + k, "connect": {}} if k == 0 else {"id": 11, "subscribe": {"channel": ch}})
+            other.close()
+        rep = p.wait_reply(11)
+        self.assertIn("result", rep, rep)
+        self.assertEqual(rep["result"]["channel"], ch)
+        self.assertIn("result", p.wait_reply(10))
+        self.apis[2].publish(ch, {"x": 1})
+        deadline = time.monotonic() + 10 * SLOW
+        while not p.pubs(ch):
+            self.assertLess(time.monotonic(), deadline, f"no publication on the session: {p.lines}")
+            p.poll(timeout=5)
+        self.assertEqual(p.pubs(ch)[0]["data"], {"x": 1})
+        # a session no node holds
+        ghost = Poller(self.nodes[1])
+        ghost.session = "0" * 32
+        ghost.send({"id": 1, "connect": {}}, expect=404)
+        ghost.close()
+        p.close()
 
 
 if __name__ == "__main__":
