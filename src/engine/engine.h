@@ -94,6 +94,8 @@ typedef struct hr_engine_vt {
      * this node. Called in order per channel, from any worker, under the
      * registry's lock: it must only queue work. */
     void (*interest)(hr_engine *e, const char *channel, size_t len, bool on);
+    /* Optional: the same for a subscription pattern ("chat:*", "prices.>"). */
+    void (*pattern_interest)(hr_engine *e, const char *pattern, size_t len, bool on);
     /* Optional: the nodes sharing this engine, as a JSON array text (one
      * object per node), or NULL with err when unavailable. */
     void (*nodes)(hr_engine *e, void (*cb)(void *ud, int err, const char *json, size_t len), void *ud);

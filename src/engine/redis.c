@@ -42,7 +42,12 @@
  * reconnect and recover): what was published meanwhile is in Redis history.
  *
  * Sharding: channel -> shard by jump consistent hash of FNV-1a(channel).
- * Pattern subscriptions are not carried across nodes (documented). */
+ *
+ * Patterns: a subscription pattern becomes a PSUBSCRIBE glob on every
+ * shard. A publication then reaches the node once per matching
+ * subscription (a "message" and one "pmessage" per glob); the engine keeps
+ * what Redis confirmed (subscribe/psubscribe pushes, ordered with the
+ * messages on the same connection) and delivers one copy. */
 #include "engine/engine.h"
 #include "engine/redis_conn.h"
 #include "core/log.h"
@@ -147,6 +152,8 @@ enum op_kind {
     OP_SESS_ADD,
     OP_SESS_DEL,
     OP_SESS_SEND,
+    OP_PATTERN_ON,
+    OP_PATTERN_OFF,
 };
 
 typedef struct rengine rengine;
@@ -202,6 +209,21 @@ typedef struct rsub {
     char name[];
 } rsub;
 
+/* A set of strings (rsub nodes). */
+typedef struct strset {
+    rsub **b;
+    size_t nb, n;
+} strset;
+
+/* A Redis glob subscribed for pattern subscriptions: "P:c:" + the pattern
+ * with '>' turned into '*' (broader than the pattern where '>' or '*' meet
+ * a '.', which the hub's exact match filters). */
+typedef struct rglob {
+    char *glob;
+    size_t len;
+    unsigned refs;              /* patterns mapping to it */
+} rglob;
+
 typedef struct rshard {
     rengine *e;
     int idx;
@@ -209,6 +231,12 @@ typedef struct rshard {
     rsub **subs;
     size_t nsubs_buckets, nsubs;
     bool was_up;                /* up before: a later up is a reconnect (resync subscribers) */
+    /* what Redis confirmed (subscribe / psubscribe pushes, in stream order):
+     * a "pmessage" is delivered only when no "message" copy and no earlier
+     * matching glob's copy carries the same publication */
+    strset confirmed;
+    char **cglobs;
+    size_t ncglobs;
 } rshard;
 
 struct rengine {
@@ -230,6 +258,8 @@ struct rengine {
     hr_timer refresh;           /* presence refresh + node announcement */
     rpres **pres;
     size_t npres_buckets, npres;
+    rglob *globs;               /* pattern subscriptions of this node (engine thread) */
+    size_t nglobs;
     char sha[S_COUNT][41];
     void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);
     void *stats_ud;
@@ -736,6 +766,91 @@ static rsub **sub_find(rshard *sh, const char *ch, size_t len, uint64_t h)
     return NULL;
 }
 
+static rsub **set_find(strset *st, const char *s, size_t len)
+{
+    if (!st->nb) return NULL;
+    uint64_t h = fnv(s, len);
+    rsub **pp = &st->b[h & (st->nb - 1)];
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->len == len && memcmp((*pp)->name, s, len) == 0) return pp;
+    return NULL;
+}
+
+static void set_add(strset *st, const char *s, size_t len)
+{
+    if (set_find(st, s, len)) return;
+    if (st->n + 1 > st->nb) {
+        size_t nb = st->nb ? st->nb * 2 : 64;
+        rsub **b = hr_calloc(nb, sizeof(*b));
+        for (size_t i = 0; i < st->nb; i++) {
+            rsub *x = st->b[i];
+            while (x) {
+                rsub *nx = x->next;
+                x->next = b[x->hash & (nb - 1)];
+                b[x->hash & (nb - 1)] = x;
+                x = nx;
+            }
+        }
+        hr_free(st->b);
+        st->b = b;
+        st->nb = nb;
+    }
+    rsub *x = hr_malloc(sizeof(*x) + len);
+    x->hash = fnv(s, len);
+    x->len = len;
+    memcpy(x->name, s, len);
+    x->next = st->b[x->hash & (st->nb - 1)];
+    st->b[x->hash & (st->nb - 1)] = x;
+    st->n++;
+}
+
+static void set_del(strset *st, const char *s, size_t len)
+{
+    rsub **pp = set_find(st, s, len);
+    if (!pp) return;
+    rsub *x = *pp;
+    *pp = x->next;
+    st->n--;
+    hr_free(x);
+}
+
+static void set_clear(strset *st)
+{
+    for (size_t i = 0; i < st->nb; i++) {
+        rsub *x = st->b[i];
+        while (x) {
+            rsub *nx = x->next;
+            hr_free(x);
+            x = nx;
+        }
+    }
+    hr_free(st->b);
+    memset(st, 0, sizeof(*st));
+}
+
+/* Redis glob match for the globs Herald makes: '*' is any run of bytes,
+ * everything else literal (channel names hold no other glob character). */
+static bool glob_match(const char *g, size_t gl, const char *s, size_t sl)
+{
+    size_t gi = 0, si = 0, star = (size_t)-1, mark = 0;
+    while (si < sl) {
+        if (gi < gl && g[gi] == '*') {
+            star = gi++;
+            mark = si;
+        } else if (gi < gl && g[gi] == s[si]) {
+            gi++;
+            si++;
+        } else if (star != (size_t)-1) {
+            gi = star + 1;
+            si = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (gi < gl && g[gi] == '*') gi++;
+    return gi == gl;
+}
+
 static void send_sub(rengine *e, rshard *sh, const char *verb, const char *ch, size_t len)
 {
     hr_buf name = HR_BUF_INIT, cmd = HR_BUF_INIT;
@@ -791,6 +906,39 @@ static void interest_change(rengine *e, rop *op)
     }
 }
 
+static void send_psub(rshard *sh, const char *verb, const char *glob, size_t len)
+{
+    hr_buf cmd = HR_BUF_INIT;
+    const char *a[] = {verb, glob};
+    size_t l[] = {strlen(verb), len};
+    hr_resp_cmd(&cmd, 2, a, l);
+    hr_redis_conn_send_noreply(sh->conn, cmd.data, cmd.len); /* down: psubscribed again when up */
+    hr_buf_free(&cmd);
+}
+
+static void pattern_change(rengine *e, rop *op)
+{
+    hr_buf g = HR_BUF_INIT;
+    hr_buf_append(&g, e->prefix, e->prefix_len);
+    hr_buf_append(&g, ":c:", 3);
+    for (size_t i = 0; i < op->len; i++) hr_buf_append(&g, op->channel[i] == '>' ? "*" : &op->channel[i], 1);
+    size_t k = 0;
+    while (k < e->nglobs && !(e->globs[k].len == g.len && memcmp(e->globs[k].glob, g.data, g.len) == 0)) k++;
+    if (op->kind == OP_PATTERN_ON) {
+        if (k == e->nglobs) {
+            e->globs = hr_realloc(e->globs, (e->nglobs + 1) * sizeof(*e->globs));
+            e->globs[e->nglobs++] = (rglob){hr_strndup((const char *)g.data, g.len), g.len, 0};
+            for (int i = 0; i < e->nshards; i++) send_psub(&e->shards[i], "PSUBSCRIBE", (const char *)g.data, g.len);
+        }
+        e->globs[k].refs++;
+    } else if (k < e->nglobs && --e->globs[k].refs == 0) {
+        for (int i = 0; i < e->nshards; i++) send_psub(&e->shards[i], "PUNSUBSCRIBE", e->globs[k].glob, e->globs[k].len);
+        hr_free(e->globs[k].glob);
+        e->globs[k] = e->globs[--e->nglobs];
+    }
+    hr_buf_free(&g);
+}
+
 /* ---- sending ops --------------------------------------------------------------------- */
 
 static void op_send(rop *op)
@@ -804,6 +952,11 @@ static void op_send(rop *op)
     case OP_INTEREST_ON:
     case OP_INTEREST_OFF:
         interest_change(e, op);
+        free_op(op);
+        return;
+    case OP_PATTERN_ON:
+    case OP_PATTERN_OFF:
+        pattern_change(e, op);
         free_op(op);
         return;
     case OP_PUBLISH: {
@@ -995,35 +1148,94 @@ static void *engine_main(void *arg)
     return NULL;
 }
 
-/* A pub/sub push: ["message", channel, payload] (others ignored). */
-static void on_push(void *ud, const hr_resp *r)
+/* The channel name in a pub/sub channel "P:c:NAME", or NULL. */
+static const char *chan_of(rengine *e, const hr_resp *name, size_t *len)
 {
-    rshard *sh = ud;
-    rengine *e = sh->e;
-    if (r->n != 3 || !hr_resp_eq(&r->elem[0], "message") || !hr_resp_is_str(&r->elem[1]) ||
-        !hr_resp_is_str(&r->elem[2]))
-        return;
-    const hr_resp *name = &r->elem[1];
-    if (name->len < e->prefix_len + 3 || memcmp(name->str, e->prefix, e->prefix_len) != 0) return;
-    if (memcmp(name->str + e->prefix_len, ":n:", 3) == 0) { /* this node's control channel: a routed frame */
-        const hr_resp *m = &r->elem[2];
-        const char *nl = memchr(m->str, '\n', m->len);
-        if (!nl || !e->base.on_session_frame || (size_t)(nl - m->str) >= 64) return;
-        char sid[64];
-        memcpy(sid, m->str, (size_t)(nl - m->str));
-        sid[nl - m->str] = '\0';
-        e->base.on_session_frame(e->base.session_ud, sid, (const uint8_t *)nl + 1, m->len - (size_t)(nl - m->str) - 1);
-        return;
-    }
-    const char *ch = name->str + e->prefix_len + 3;
-    size_t clen = name->len - e->prefix_len - 3;
-    hr_pub *p = decode_pub(ch, clen, r->elem[2].str, r->elem[2].len);
+    if (!hr_resp_is_str(name) || name->len < e->prefix_len + 3 || memcmp(name->str, e->prefix, e->prefix_len) != 0 ||
+        memcmp(name->str + e->prefix_len, ":c:", 3) != 0)
+        return NULL;
+    *len = name->len - e->prefix_len - 3;
+    return name->str + e->prefix_len + 3;
+}
+
+static void deliver_wire(rengine *e, const char *ch, size_t clen, const hr_resp *payload)
+{
+    hr_pub *p = decode_pub(ch, clen, payload->str, payload->len);
     if (!p) {
-        hr_warn("redis: undecodable publication on %.*s", (int)HR_MIN(name->len, 200), name->str);
+        hr_warn("redis: undecodable publication on %.*s", (int)HR_MIN(clen, 200), ch);
         return;
     }
     e->base.deliver(e->base.hub, p);
     hr_pub_unref(p);
+}
+
+/* A RESP3 push: pub/sub messages, and the (un)subscribe confirmations that
+ * tell which copies of a publication Redis will send. */
+static void on_push(void *ud, const hr_resp *r)
+{
+    rshard *sh = ud;
+    rengine *e = sh->e;
+    if (r->n < 3 || !hr_resp_is_str(&r->elem[0])) return;
+    const hr_resp *kind = &r->elem[0];
+    size_t clen = 0;
+    const char *ch;
+    if (hr_resp_eq(kind, "message") && hr_resp_is_str(&r->elem[2])) {
+        const hr_resp *name = &r->elem[1];
+        if (hr_resp_is_str(name) && name->len >= e->prefix_len + 3 && memcmp(name->str, e->prefix, e->prefix_len) == 0 &&
+            memcmp(name->str + e->prefix_len, ":n:", 3) == 0) { /* this node's control channel: a routed frame */
+            const hr_resp *m = &r->elem[2];
+            const char *nl = memchr(m->str, '\n', m->len);
+            if (!nl || !e->base.on_session_frame || (size_t)(nl - m->str) >= 64) return;
+            char sid[64];
+            memcpy(sid, m->str, (size_t)(nl - m->str));
+            sid[nl - m->str] = '\0';
+            e->base.on_session_frame(e->base.session_ud, sid, (const uint8_t *)nl + 1,
+                                     m->len - (size_t)(nl - m->str) - 1);
+            return;
+        }
+        if ((ch = chan_of(e, name, &clen))) deliver_wire(e, ch, clen, &r->elem[2]);
+        return;
+    }
+    if (hr_resp_eq(kind, "pmessage") && r->n == 4 && hr_resp_is_str(&r->elem[1]) && hr_resp_is_str(&r->elem[3])) {
+        if (!(ch = chan_of(e, &r->elem[2], &clen))) return;
+        const hr_resp *name = &r->elem[2], *glob = &r->elem[1];
+        if (set_find(&sh->confirmed, name->str, name->len)) return; /* the "message" copy carries it */
+        for (size_t i = 0; i < sh->ncglobs; i++) {
+            const char *g = sh->cglobs[i];
+            if (!glob_match(g, strlen(g), name->str, name->len)) continue;
+            /* only the first matching glob's copy is delivered */
+            if (strlen(g) == glob->len && memcmp(g, glob->str, glob->len) == 0) deliver_wire(e, ch, clen, &r->elem[3]);
+            return;
+        }
+        return;
+    }
+    if (!hr_resp_is_str(&r->elem[1])) return;
+    const hr_resp *name = &r->elem[1];
+    if (hr_resp_eq(kind, "subscribe")) set_add(&sh->confirmed, name->str, name->len);
+    else if (hr_resp_eq(kind, "unsubscribe")) set_del(&sh->confirmed, name->str, name->len);
+    else if (hr_resp_eq(kind, "psubscribe")) {
+        for (size_t i = 0; i < sh->ncglobs; i++)
+            if (strlen(sh->cglobs[i]) == name->len && memcmp(sh->cglobs[i], name->str, name->len) == 0) return;
+        sh->cglobs = hr_realloc(sh->cglobs, (sh->ncglobs + 1) * sizeof(*sh->cglobs));
+        sh->cglobs[sh->ncglobs++] = hr_strndup(name->str, name->len);
+    } else if (hr_resp_eq(kind, "punsubscribe")) {
+        for (size_t i = 0; i < sh->ncglobs; i++)
+            if (strlen(sh->cglobs[i]) == name->len && memcmp(sh->cglobs[i], name->str, name->len) == 0) {
+                hr_free(sh->cglobs[i]);
+                memmove(&sh->cglobs[i], &sh->cglobs[i + 1], (sh->ncglobs - i - 1) * sizeof(*sh->cglobs));
+                sh->ncglobs--;
+                return;
+            }
+    }
+}
+
+static void forget_confirmed(rshard *sh)
+{
+    set_clear(&sh->confirmed);
+    for (size_t i = 0; i < sh->ncglobs; i++) hr_free(sh->cglobs[i]);
+    hr_free(sh->cglobs);
+    sh->cglobs = NULL;
+    sh->ncglobs = 0;
 }
 
 static void on_up(void *ud)
@@ -1056,6 +1268,7 @@ static void on_up(void *ud)
                 hr_pub_unref(disc);
             }
         }
+    for (size_t i = 0; i < e->nglobs; i++) send_psub(sh, "PSUBSCRIBE", e->globs[i].glob, e->globs[i].len);
     /* presence entries were not refreshed during the outage: put them back now */
     for (size_t b = 0; b < e->npres_buckets; b++)
         for (rpres *x = e->pres[b]; x; x = x->next) {
@@ -1068,8 +1281,8 @@ static void on_up(void *ud)
 
 static void on_down(void *ud, const char *why)
 {
-    HR_UNUSED(ud);
     HR_UNUSED(why);
+    forget_confirmed(ud); /* a new connection starts with no subscription */
 }
 
 /* ---- vtable (worker side) ------------------------------------------------------------- */
@@ -1193,6 +1406,13 @@ static void r_interest(hr_engine *be, const char *channel, size_t len, bool on)
     op_queue(e, op);
 }
 
+static void r_pattern_interest(hr_engine *be, const char *pattern, size_t len, bool on)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, on ? OP_PATTERN_ON : OP_PATTERN_OFF, pattern, len);
+    op_queue(e, op);
+}
+
 static void r_nodes(hr_engine *be, void (*cb)(void *ud, int err, const char *json, size_t len), void *ud)
 {
     rengine *e = (rengine *)be;
@@ -1241,6 +1461,7 @@ static void r_free(hr_engine *be)
     for (int i = 0; i < e->nshards; i++) {
         rshard *sh = &e->shards[i];
         hr_redis_conn_free(sh->conn);
+        forget_confirmed(sh);
         for (size_t b = 0; b < sh->nsubs_buckets; b++) {
             rsub *x = sh->subs[b];
             while (x) {
@@ -1263,6 +1484,8 @@ static void r_free(hr_engine *be)
         }
     }
     hr_free(e->pres);
+    for (size_t i = 0; i < e->nglobs; i++) hr_free(e->globs[i].glob);
+    hr_free(e->globs);
     hr_timer_stop(&e->loop.wheel, &e->refresh);
     hr_loop_close(&e->loop);
     pthread_mutex_destroy(&e->mu);
@@ -1283,6 +1506,7 @@ static const hr_engine_vt redis_vt = {
     .channels = r_channels,
     .free = r_free,
     .interest = r_interest,
+    .pattern_interest = r_pattern_interest,
     .nodes = r_nodes,
     .session_register = r_session_register,
     .session_send = r_session_send,

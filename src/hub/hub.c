@@ -126,6 +126,48 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
     return ok;
 }
 
+/* Node-wide count of the subscriptions to a pattern (all workers), kept in
+ * the same registry under "\x01PATTERN" (no channel name starts with a
+ * control byte): the engine hears of its first and last subscriber. */
+static void pattern_interest(hr_hub *hub, const char *pattern, size_t len, int delta)
+{
+    if (!hub->engine->vt->pattern_interest) return;
+    char stack[256];
+    char *key = len + 1 <= sizeof(stack) ? stack : hr_malloc(len + 1);
+    key[0] = '\x01';
+    memcpy(key + 1, pattern, len);
+    uint64_t h = hash_name(key, len + 1);
+    ishard *sh = ishard_of(hub, h);
+    pthread_mutex_lock(&sh->mu);
+    interest **pp = ifind(sh, h, key, len + 1);
+    if (delta > 0) {
+        if (!pp) {
+            if (sh->count + 1 > sh->nbuckets) igrow(sh);
+            interest *x = hr_malloc(sizeof(*x) + len + 1);
+            x->hash = h;
+            x->mask = 0;
+            x->subscribers = 0;
+            x->len = len + 1;
+            memcpy(x->name, key, len + 1);
+            size_t idx = (h >> 6) & (sh->nbuckets - 1);
+            x->next = sh->buckets[idx];
+            sh->buckets[idx] = x;
+            sh->count++;
+            pp = &sh->buckets[idx];
+            hub->engine->vt->pattern_interest(hub->engine, pattern, len, true);
+        }
+        (*pp)->subscribers++;
+    } else if (pp && --(*pp)->subscribers == 0) {
+        interest *x = *pp;
+        *pp = x->next;
+        hr_free(x);
+        sh->count--;
+        hub->engine->vt->pattern_interest(hub->engine, pattern, len, false);
+    }
+    pthread_mutex_unlock(&sh->mu);
+    if (key != stack) hr_free(key);
+}
+
 uint64_t hr_hub_subscribers(hr_hub *hub, const char *channel, size_t len)
 {
     uint64_t h = hash_name(channel, len);
@@ -338,6 +380,7 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
         wh->patterns = s;
         if (wh->npatterns++ == 0)
             atomic_fetch_or_explicit(&wh->hub->pattern_mask, 1ull << wh->id, memory_order_acq_rel);
+        pattern_interest(wh->hub, channel, len, +1);
         return s;
     }
     if (!lc) {
@@ -393,6 +436,7 @@ void hr_hub_unsubscribe(hr_client *c, hr_sub *s)
         if (wh->patterns == s) wh->patterns = s->chan_next;
         if (--wh->npatterns == 0)
             atomic_fetch_and_explicit(&wh->hub->pattern_mask, ~(1ull << wh->id), memory_order_acq_rel);
+        pattern_interest(wh->hub, s->pattern, s->pattern_len, -1);
         hr_free(s->pattern);
     } else {
         hr_local_chan *lc = s->lc;

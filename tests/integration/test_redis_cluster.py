@@ -85,6 +85,30 @@ class TestRedisCluster(unittest.TestCase):
                 await cl.close()
         run(go())
 
+    def test_patterns_across_nodes_once(self):
+        async def go():
+            ns = chan()
+            b = await Native.open(self.nodes[1])
+            # overlapping patterns on one connection, plus a concrete subscription
+            await b.result("subscribe", {"channel": f"{ns}.*"})
+            await b.result("subscribe", {"channel": f"{ns}.>"})
+            await b.result("subscribe", {"channel": f"{ns}.x"})
+            c = await Native.open(self.nodes[2])
+            await c.result("subscribe", {"channel": f"{ns}.>"})
+            self.apis[0].publish(f"{ns}.x", 1)
+            self.apis[0].publish(f"{ns}.y.z", 2)
+            self.apis[0].publish(f"{ns}zz", 3)  # matches no pattern
+            got_b = await b.pubs(4)  # x: once per subscription (3), y.z: via ">" only (1)
+            self.assertEqual(sorted((p["channel"], p["data"]) for p in got_b),
+                             sorted([(f"{ns}.x", 1)] * 3 + [(f"{ns}.y.z", 2)]))
+            got_c = await c.pubs(2)
+            self.assertEqual([p["data"] for p in got_c], [1, 2])
+            await b.quiet(0.4)
+            await c.quiet(0.1)
+            await b.close()
+            await c.close()
+        run(go())
+
     def test_history_and_recovery_across_nodes(self):
         async def go():
             ch = chan()
