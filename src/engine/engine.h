@@ -94,6 +94,10 @@ typedef struct hr_engine_vt {
      * this node. Called in order per channel, from any worker, under the
      * registry's lock: it must only queue work. */
     void (*interest)(hr_engine *e, const char *channel, size_t len, bool on);
+    /* Optional: a server command (HR_PUB_UNSUBSCRIBE / HR_PUB_DISCONNECT,
+     * hub.h) for the clients of every node; each node, this one included,
+     * gets it back through `command`. */
+    void (*broadcast)(hr_engine *e, hr_pub *cmd);
     /* Optional: the same for a subscription pattern ("chat:*", "prices.>"). */
     void (*pattern_interest)(hr_engine *e, const char *pattern, size_t len, bool on);
     /* Optional: the nodes sharing this engine, as a JSON array text (one
@@ -120,6 +124,8 @@ struct hr_engine {
     void *hub;
     /* Set by the hub: run t on worker `worker`'s thread (hr_hub_post). */
     void (*post)(void *hub, int worker, hr_engine_task *t);
+    /* Set by the hub: a broadcast server command reached this node. */
+    void (*command)(void *hub, hr_pub *cmd);
     const char *node_id;            /* a clustered engine: this node's id (NULL otherwise) */
     /* Set by the HTTP emulation transport: a frame another node routed here
      * for session sid (called on the engine's thread). */

@@ -34,6 +34,7 @@
  *   P:nodes        hash: node id -> announcement JSON; P:nodez zset id -> expiry
  *   P:s:{SID}      string: the node holding HTTP emulation session SID
  *   P:n:NODE       pub/sub channel: command frames routed to NODE ("SID\nFRAME")
+ *   P:ctl          pub/sub channel (first shard): server API unsubscribe / disconnect for every node
  *
  * Failure. While a shard's connection is down its ops fail at once
  * (HR_ERR_CLOSED: the API answers 503, clients error 100). When it comes
@@ -154,6 +155,7 @@ enum op_kind {
     OP_SESS_SEND,
     OP_PATTERN_ON,
     OP_PATTERN_OFF,
+    OP_BROADCAST,
 };
 
 typedef struct rengine rengine;
@@ -423,6 +425,38 @@ static hr_pub *decode_pub(const char *ch, size_t clen, const char *s, size_t n)
     memcpy(pub->epoch, ep, elen);
     pub->epoch[elen] = '\0';
     return pub;
+}
+
+/* A server command on the wire: "K CODE CLEN ULEN\n" CHANNEL USER INFO
+ * (K = 'U' unsubscribe, 'D' disconnect; lengths in bytes, info the rest). */
+static void encode_command(hr_buf *b, const hr_pub *c)
+{
+    hr_buf_printf(b, "%c %u %u %u\n", c->kind == HR_PUB_UNSUBSCRIBE ? 'U' : 'D', (unsigned)c->code,
+                  (unsigned)c->channel_len, (unsigned)c->data_len);
+    hr_buf_append(b, c->channel, c->channel_len);
+    hr_buf_append(b, c->data, c->data_len);
+    if (c->info) hr_buf_append(b, c->info, c->info_len);
+}
+
+static hr_pub *decode_command(const char *s, size_t n)
+{
+    const char *nl = memchr(s, '\n', n);
+    char head[64];
+    if (!nl || (size_t)(nl - s) >= sizeof(head)) return NULL;
+    memcpy(head, s, (size_t)(nl - s));
+    head[nl - s] = '\0';
+    char k;
+    unsigned code, cl, ul;
+    if (sscanf(head, "%c %u %u %u", &k, &code, &cl, &ul) != 4 || (k != 'U' && k != 'D')) return NULL;
+    const char *p = nl + 1;
+    size_t rest = n - (size_t)(p - s);
+    if ((size_t)cl + ul > rest) return NULL;
+    const char *info = p + cl + ul;
+    size_t il = rest - cl - ul;
+    if (!memchr(info, '\n', il)) return NULL; /* "CLIENT\nREASON" */
+    hr_pub *c = hr_pub_new(k == 'U' ? HR_PUB_UNSUBSCRIBE : HR_PUB_DISCONNECT, p, cl, p + cl, ul, info, il);
+    c->code = (uint16_t)code;
+    return c;
 }
 
 /* ---- commands ---------------------------------------------------------------------- */
@@ -959,6 +993,25 @@ static void op_send(rop *op)
         pattern_change(e, op);
         free_op(op);
         return;
+    case OP_BROADCAST: {
+        hr_buf msg = HR_BUF_INIT;
+        encode_command(&msg, op->pub);
+        hr_buf_append(&k1, e->prefix, e->prefix_len);
+        hr_buf_append_str(&k1, ":ctl");
+        const char *a[] = {"PUBLISH", (const char *)k1.data, (const char *)msg.data};
+        size_t l[] = {7, k1.len, msg.len};
+        hr_resp_cmd(&cmd, 3, a, l);
+        hr_buf_free(&msg);
+        if (hr_redis_conn_send(e->shards[0].conn, cmd.data, cmd.len, NULL, NULL)) {
+            /* Redis is down: at least this node's clients get it */
+            hr_warn("redis: a server command could not reach the other nodes (Redis down): applied on this node only");
+            if (e->base.command) e->base.command(e->base.hub, op->pub);
+        }
+        hr_buf_free(&k1);
+        hr_buf_free(&cmd);
+        free_op(op);
+        return;
+    }
     case OP_PUBLISH: {
         hr_pub *p = op->pub;
         key(&k1, e, "m", op->channel, op->len);
@@ -1193,7 +1246,17 @@ static void on_push(void *ud, const hr_resp *r)
                                      m->len - (size_t)(nl - m->str) - 1);
             return;
         }
-        if ((ch = chan_of(e, name, &clen))) deliver_wire(e, ch, clen, &r->elem[2]);
+        if ((ch = chan_of(e, name, &clen))) {
+            deliver_wire(e, ch, clen, &r->elem[2]);
+            return;
+        }
+        if (hr_resp_is_str(name) && name->len == e->prefix_len + 4 && memcmp(name->str, e->prefix, e->prefix_len) == 0 &&
+            memcmp(name->str + e->prefix_len, ":ctl", 4) == 0) { /* a server command for every node */
+            hr_pub *c = decode_command(r->elem[2].str, r->elem[2].len);
+            if (c && e->base.command) e->base.command(e->base.hub, c);
+            else if (!c) hr_warn("redis: undecodable server command");
+            hr_pub_unref(c);
+        }
         return;
     }
     if (hr_resp_eq(kind, "pmessage") && r->n == 4 && hr_resp_is_str(&r->elem[1]) && hr_resp_is_str(&r->elem[3])) {
@@ -1254,6 +1317,15 @@ static void on_up(void *ud)
     size_t l[] = {9, name.len};
     hr_resp_cmd(&cmd, 2, a, l);
     hr_redis_conn_send_noreply(sh->conn, cmd.data, cmd.len);
+    if (sh->idx == 0) { /* server commands for every node */
+        name.len = cmd.len = 0;
+        hr_buf_append(&name, e->prefix, e->prefix_len);
+        hr_buf_append_str(&name, ":ctl");
+        const char *b2[] = {"SUBSCRIBE", (const char *)name.data};
+        size_t l2[] = {9, name.len};
+        hr_resp_cmd(&cmd, 2, b2, l2);
+        hr_redis_conn_send_noreply(sh->conn, cmd.data, cmd.len);
+    }
     hr_buf_free(&name);
     hr_buf_free(&cmd);
     for (size_t b = 0; b < sh->nsubs_buckets; b++)
@@ -1406,6 +1478,14 @@ static void r_interest(hr_engine *be, const char *channel, size_t len, bool on)
     op_queue(e, op);
 }
 
+static void r_broadcast(hr_engine *be, hr_pub *cmd)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_BROADCAST, "", 0);
+    op->pub = hr_pub_ref(cmd);
+    op_queue(e, op);
+}
+
 static void r_pattern_interest(hr_engine *be, const char *pattern, size_t len, bool on)
 {
     rengine *e = (rengine *)be;
@@ -1507,6 +1587,7 @@ static const hr_engine_vt redis_vt = {
     .free = r_free,
     .interest = r_interest,
     .pattern_interest = r_pattern_interest,
+    .broadcast = r_broadcast,
     .nodes = r_nodes,
     .session_register = r_session_register,
     .session_send = r_session_send,

@@ -227,11 +227,19 @@ static void engine_post(void *hubp, int worker, hr_engine_task *t)
     hr_hub_post(hub, worker, engine_task, t);
 }
 
+/* A server command for this node's clients: every worker runs it. */
+static void engine_command(void *hubp, hr_pub *cmd)
+{
+    hr_hub *hub = hubp;
+    for (int i = 0; i < hub->nworkers; i++) inbox_push(&hub->workers[i], cmd);
+}
+
 void hr_hub_set_engine(hr_hub *hub, hr_engine *e)
 {
     if (hub->engine) hub->engine->vt->free(hub->engine);
     hub->engine = e;
     e->post = engine_post;
+    e->command = engine_command;
 }
 
 hr_hub *hr_hub_new(int nworkers)
@@ -244,6 +252,7 @@ hr_hub *hr_hub_new(int nworkers)
     hub->shards = shards;
     hub->engine = hr_engine_memory_new(hr_hub_deliver, hub);
     hub->engine->post = engine_post;
+    hub->engine->command = engine_command;
     for (int i = 0; i < nworkers; i++) {
         hr_whub *wh = &hub->workers[i];
         wh->hub = hub;
@@ -487,7 +496,9 @@ static void send_command(hr_hub *hub, hr_pub_kind kind, const char *channel, siz
                            info.len);
     hr_buf_free(&info);
     p->code = (uint16_t)code;
-    for (int i = 0; i < hub->nworkers; i++) inbox_push(&hub->workers[i], p);
+    /* a clustered engine carries it to every node (this one through `command`) */
+    if (hub->engine->vt->broadcast) hub->engine->vt->broadcast(hub->engine, p);
+    else engine_command(hub, p);
     hr_pub_unref(p);
 }
 

@@ -109,6 +109,30 @@ class TestRedisCluster(unittest.TestCase):
             await c.close()
         run(go())
 
+    def test_server_api_commands_reach_every_node(self):
+        async def go():
+            ch = chan()
+            b = await Native.open(self.nodes[1])
+            c = await Native.open(self.nodes[2])
+            await b.result("subscribe", {"channel": ch})
+            await c.result("subscribe", {"channel": ch})
+            # unsubscribe the client of node 1 through node 0's API
+            self.apis[0].call("unsubscribe", {"channel": ch, "client": b.client_id, "reason": "bye"})
+            push = await b.push()
+            self.assertEqual(push.get("unsubscribe", {}).get("channel"), ch, push)
+            self.assertEqual(push["unsubscribe"]["reason"], "bye")
+            # disconnect the client of node 2 through node 1's API
+            self.apis[1].call("disconnect", {"client": c.client_id, "code": 3100, "reason": "go away"})
+            push = await c.push()
+            self.assertEqual(push.get("disconnect", {}).get("code"), 3100, push)
+            await asyncio.wait_for(c.closed.wait(), 5 * SLOW)
+            self.assertEqual(c.ws.close_code, 3100)
+            # b still works for other channels, and no longer gets ch
+            self.apis[0].publish(ch, 1)
+            await b.quiet(0.3)
+            await b.close()
+        run(go())
+
     def test_history_and_recovery_across_nodes(self):
         async def go():
             ch = chan()
