@@ -72,6 +72,11 @@ typedef struct creply {
     size_t nparts;
 } creply;
 
+/* Most publications held for one subscription while its subscribe is
+ * answered; past it the client is disconnected as a slow consumer (3008)
+ * and recovers after reconnecting. */
+#define HOLD_MAX 100000
+
 /* A subscription held while its subscribe is answered (see the top). */
 typedef struct shold {
     hr_sub *sub;               /* NULL once unsubscribed */
@@ -296,6 +301,12 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     if (s->closing) return;
     if (sub && sub->hold) { /* its subscribe is not answered yet */
         shold *h = sub->hold;
+        if (h->n >= HOLD_MAX) { /* the engine is far behind the publications: recover later */
+            s->closing = true;
+            hr_info("client %s: too many publications while subscribing, disconnecting (code %d)", c->id, HR_DISC_SLOW);
+            s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
+            return;
+        }
         if (h->n == h->cap) {
             h->cap = h->cap ? h->cap * 2 : 16;
             h->pubs = hr_realloc(h->pubs, h->cap * sizeof(*h->pubs));
