@@ -58,6 +58,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 /* ---- scripts --------------------------------------------------------------------- */
 
@@ -246,7 +247,9 @@ struct rengine {
     hr_loop loop;
     pthread_t thread;
     bool started;
-    pthread_mutex_t mu;         /* guards the op queue and `stopping` */
+    pthread_mutex_t mu;         /* guards the op queue, `stopping` and `shards_up` */
+    pthread_cond_t up_cv;       /* a shard connected for the first time (start-up wait) */
+    int shards_up;
     rop *qhead, *qtail;
     bool stopping;
     bool dead;                  /* being freed: ops end without callbacks (their callers are gone) */
@@ -1306,6 +1309,12 @@ static void on_up(void *ud)
     rshard *sh = ud;
     rengine *e = sh->e;
     bool resync = sh->was_up;
+    if (!sh->was_up) {
+        pthread_mutex_lock(&e->mu);
+        e->shards_up++;
+        pthread_cond_broadcast(&e->up_cv);
+        pthread_mutex_unlock(&e->mu);
+    }
     sh->was_up = true;
     char ctl[64];
     int cl = snprintf(ctl, sizeof(ctl), "%s", e->node_id);
@@ -1569,6 +1578,7 @@ static void r_free(hr_engine *be)
     hr_timer_stop(&e->loop.wheel, &e->refresh);
     hr_loop_close(&e->loop);
     pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->up_cv);
     hr_free(e->shards);
     hr_free(e->prefix);
     hr_free(e->node_address);
@@ -1641,6 +1651,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     e->base.hub = hub;
     e->base.node_id = e->node_id;
     pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->up_cv, NULL);
     e->prefix = hr_strdup(o->prefix && o->prefix[0] ? o->prefix : "herald");
     e->prefix_len = strlen(e->prefix);
     e->node_address = hr_strdup(o->node_address ? o->node_address : "");
@@ -1663,6 +1674,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     if (hr_loop_init(&e->loop, e)) {
         snprintf(err, errlen, "redis engine: cannot create its event loop");
         pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->up_cv);
         hr_free(e->prefix);
         hr_free(e->node_address);
         hr_free(e);
@@ -1690,5 +1702,20 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
         return NULL;
     }
     e->started = true;
+    /* start-up: wait (bounded by the connect timeout) for every shard, so a
+     * node does not answer its first requests with 503 */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (o->connect_timeout_ms ? o->connect_timeout_ms : 3000) * 1000000ull;
+    ts.tv_sec += (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    pthread_mutex_lock(&e->mu);
+    while (e->shards_up < e->nshards)
+        if (pthread_cond_timedwait(&e->up_cv, &e->mu, &ts)) break;
+    int up = e->shards_up;
+    pthread_mutex_unlock(&e->mu);
+    if (up < e->nshards)
+        hr_warn("redis: %d of %d Redis servers not reachable yet: their channels answer 503 until they are", e->nshards - up,
+                e->nshards);
     return &e->base;
 }
