@@ -100,6 +100,11 @@ typedef struct hr_engine_vt {
     void (*broadcast)(hr_engine *e, hr_pub *cmd);
     /* Optional: the same for a subscription pattern ("chat:*", "prices.>"). */
     void (*pattern_interest)(hr_engine *e, const char *pattern, size_t len, bool on);
+    /* Optional, for an engine that answers later: what `channels` gives,
+     * through cb (names NUL-terminated; arrays valid during the call). */
+    void (*channels_async)(hr_engine *e,
+                           void (*cb)(void *ud, int err, const char *const *names, const uint64_t *offsets, size_t n),
+                           void *ud);
     /* Optional: the nodes sharing this engine, as a JSON array text (one
      * object per node), or NULL with err when unavailable. */
     void (*nodes)(hr_engine *e, void (*cb)(void *ud, int err, const char *json, size_t len), void *ud);

@@ -130,9 +130,25 @@ static const char route_lua[] =
     "if r == 0 then redis.call('del', KEYS[1]) end\n"
     "return r\n";
 
-enum { S_PUBLISH, S_HISTORY, S_PRES_ADD, S_PRES_GET, S_NODE, S_ROUTE, S_COUNT };
+/* ARGV: key pattern (P:m:*). Returns key, offset, key, offset... of the
+ * channels with a publication. A SCAN of the whole key space: an
+ * administrative call (/api/channels), not for hot paths. */
+static const char channels_lua[] =
+    "local out = {}\n"
+    "local cursor = '0'\n"
+    "repeat\n"
+    "  local r = redis.call('scan', cursor, 'match', ARGV[1], 'count', 1000)\n"
+    "  cursor = r[1]\n"
+    "  for _, k in ipairs(r[2]) do\n"
+    "    local o = redis.call('hget', k, 'o')\n"
+    "    if o then out[#out + 1] = k; out[#out + 1] = o end\n"
+    "  end\n"
+    "until cursor == '0'\n"
+    "return out\n";
+
+enum { S_PUBLISH, S_HISTORY, S_PRES_ADD, S_PRES_GET, S_NODE, S_ROUTE, S_CHANNELS, S_COUNT };
 static const char *const scripts[S_COUNT] = {publish_lua, history_lua, presence_add_lua, presence_get_lua, node_lua,
-                                             route_lua};
+                                             route_lua, channels_lua};
 
 /* How long a session's node stays recorded without being forgotten (a node
  * killed before its sessions ended leaves them; a send to one clears it). */
@@ -157,6 +173,8 @@ enum op_kind {
     OP_PATTERN_ON,
     OP_PATTERN_OFF,
     OP_BROADCAST,
+    OP_CHANNELS,               /* the caller's op: completes when every shard's part is in */
+    OP_CHANNELS_SHARD,
 };
 
 typedef struct rengine rengine;
@@ -184,7 +202,14 @@ typedef struct rop {
         hr_presence_cb presence;
         hr_done_cb done;
         void (*nodes)(void *ud, int err, const char *json, size_t len);
+        void (*channels)(void *ud, int err, const char *const *names, const uint64_t *offsets, size_t n);
     } cb;
+    /* OP_CHANNELS: the list being gathered; OP_CHANNELS_SHARD: its parent */
+    struct rop *parent;
+    size_t children;
+    char **names;
+    uint64_t *offsets;
+    size_t nnames, capnames;
     void *ud;
     /* result */
     int err;
@@ -318,6 +343,9 @@ static void free_op(rop *op)
     }
     hr_free(op->pres.entries);
     hr_buf_free(&op->json);
+    for (size_t i = 0; i < op->nnames; i++) hr_free(op->names[i]);
+    hr_free(op->names);
+    hr_free(op->offsets);
     hr_free(op->channel);
     hr_free(op->client);
     hr_free(op->user);
@@ -354,6 +382,9 @@ static void op_finish(rop *op)
     case OP_NODES:
         if (op->cb.nodes) op->cb.nodes(op->ud, op->err, (const char *)op->json.data, op->json.len);
         break;
+    case OP_CHANNELS:
+        if (op->cb.channels) op->cb.channels(op->ud, op->err, (const char *const *)op->names, op->offsets, op->nnames);
+        break;
     default:
         break;
     }
@@ -373,6 +404,7 @@ static bool has_callback(const rop *op)
     case OP_HISTORY: return op->cb.history != NULL;
     case OP_PRESENCE: return op->cb.presence != NULL;
     case OP_NODES: return op->cb.nodes != NULL;
+    case OP_CHANNELS: return op->cb.channels != NULL;
     case OP_HISTORY_REMOVE:
     case OP_PRES_ADD:
     case OP_PRES_REMOVE:
@@ -385,6 +417,13 @@ static bool has_callback(const rop *op)
 static void op_complete(rop *op)
 {
     rengine *e = op->e;
+    if (op->kind == OP_CHANNELS_SHARD) { /* one shard's part: the parent ends with the last */
+        rop *pa = op->parent;
+        if (op->err) pa->err = op->err;
+        free_op(op);
+        if (--pa->children == 0) op_complete(pa);
+        return;
+    }
     if (!has_callback(op) || e->dead) {
         free_op(op);
         return;
@@ -489,6 +528,7 @@ static void evalsha(hr_buf *cmd, rengine *e, int script, bool eval, size_t nkeys
 }
 
 static void op_send(rop *op);
+static rop *op_new(rengine *e, int kind, const char *ch, size_t len);
 
 static bool is_noscript(const hr_resp *r)
 {
@@ -616,6 +656,26 @@ static void on_reply(void *ud, int err, const hr_resp *r)
     case OP_PRESENCE:
         parse_presence(op, r);
         break;
+    case OP_CHANNELS_SHARD: {
+        rop *pa = op->parent;
+        size_t pre = op->e->prefix_len + 4; /* "P:m:{" ... "}" */
+        if (r->type == HR_RESP_ARRAY)
+            for (size_t i = 0; i + 1 < r->n; i += 2) {
+                const hr_resp *k = &r->elem[i];
+                int64_t off = 0;
+                if (!hr_resp_is_str(k) || k->len < pre + 2 || k->str[k->len - 1] != '}' ||
+                    hr_resp_int(&r->elem[i + 1], &off) || off <= 0)
+                    continue;
+                if (pa->nnames == pa->capnames) {
+                    pa->capnames = pa->capnames ? pa->capnames * 2 : 64;
+                    pa->names = hr_realloc(pa->names, pa->capnames * sizeof(*pa->names));
+                    pa->offsets = hr_realloc(pa->offsets, pa->capnames * sizeof(*pa->offsets));
+                }
+                pa->names[pa->nnames] = hr_strndup(k->str + pre, k->len - pre - 1);
+                pa->offsets[pa->nnames++] = (uint64_t)off;
+            }
+        break;
+    }
     case OP_SESS_SEND: {
         int64_t n = 0;
         if (hr_resp_int(r, &n)) op->err = HR_ERR_PROTO;
@@ -996,6 +1056,25 @@ static void op_send(rop *op)
         pattern_change(e, op);
         free_op(op);
         return;
+    case OP_CHANNELS: {
+        op->children = (size_t)e->nshards;
+        for (int i = 0; i < e->nshards; i++) {
+            rop *ch = op_new(e, OP_CHANNELS_SHARD, "", 0);
+            ch->shard = i;
+            ch->parent = op;
+            op_send(ch);
+        }
+        return;
+    }
+    case OP_CHANNELS_SHARD: {
+        hr_buf_append(&k1, e->prefix, e->prefix_len);
+        hr_buf_append_str(&k1, ":m:*");
+        const char *a[] = {(const char *)k1.data};
+        size_t l[] = {k1.len};
+        evalsha(&cmd, e, S_CHANNELS, eval, 0, a, l, 1);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
     case OP_BROADCAST: {
         hr_buf msg = HR_BUF_INIT;
         encode_command(&msg, op->pub);
@@ -1473,11 +1552,21 @@ static void r_presence(hr_engine *be, const char *channel, size_t len, hr_presen
 
 static void r_channels(hr_engine *be, void (*each)(void *ud, const char *name, size_t len, uint64_t offset), void *ud)
 {
-    /* Channels live in Redis across nodes; listing them would mean a SCAN
-     * of the keyspace. Not offered by this engine (docs/scaling.md). */
+    /* synchronous: not available from Redis (channels_async is) */
     HR_UNUSED(be);
     HR_UNUSED(each);
     HR_UNUSED(ud);
+}
+
+static void r_channels_async(hr_engine *be,
+                             void (*cb)(void *ud, int err, const char *const *names, const uint64_t *offsets, size_t n),
+                             void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_CHANNELS, "", 0);
+    op->cb.channels = cb;
+    op->ud = ud;
+    op_queue(e, op);
 }
 
 static void r_interest(hr_engine *be, const char *channel, size_t len, bool on)
@@ -1598,6 +1687,7 @@ static const hr_engine_vt redis_vt = {
     .interest = r_interest,
     .pattern_interest = r_pattern_interest,
     .broadcast = r_broadcast,
+    .channels_async = r_channels_async,
     .nodes = r_nodes,
     .session_register = r_session_register,
     .session_send = r_session_send,

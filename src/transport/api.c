@@ -57,6 +57,8 @@ typedef struct aop {
     apiece *pc;
     bool stats;
     const char *self_id; /* info: this node's id (skipped in the engine's list) */
+    char *pattern;       /* channels: the filter (owned) */
+    size_t plen;
 } aop;
 
 static int fail_r(areply *r, int status, const char *msg)
@@ -362,6 +364,29 @@ static void each_channel(void *ud, const char *name, size_t len, uint64_t offset
     hr_buf_printf(OUT(u->x), ":{\"offset\":%llu}", (unsigned long long)offset);
 }
 
+/* An engine that lists its channels later (Redis). */
+static void on_channels(void *ud, int err, const char *const *names, const uint64_t *offsets, size_t n)
+{
+    aop *a = ud;
+    if (err) {
+        fail_r(a->r, 503, "engine unavailable");
+    } else {
+        hr_buf *b = &a->pc->b;
+        hr_buf_append_str(b, "{\"channels\":{");
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t len = strlen(names[i]);
+            if (a->pattern && !hr_chan_match(a->pattern, a->plen, names[i], len)) continue;
+            if (k++) hr_buf_append(b, ",", 1);
+            hr_json_append_string(b, names[i], len);
+            hr_buf_printf(b, ":{\"offset\":%llu}", (unsigned long long)offsets[i]);
+        }
+        hr_buf_append_str(b, "}}");
+    }
+    hr_free(a->pattern);
+    aop_done(a);
+}
+
 static int m_channels(api_ctx *x, json_t *params)
 {
     chan_ud u = {x, NULL, 0, 0};
@@ -373,6 +398,13 @@ static int m_channels(api_ctx *x, json_t *params)
             return fail(x, 400, "pattern must be a valid channel pattern like \"chat:*\" or \"prices.>\"");
         u.pattern = json_string_value(p);
         u.plen = json_string_length(p);
+    }
+    if (x->engine->vt->channels_async) {
+        aop *a = aop_new(x);
+        a->pattern = u.pattern ? hr_strndup(u.pattern, u.plen) : NULL;
+        a->plen = u.plen;
+        x->engine->vt->channels_async(x->engine, on_channels, a);
+        return 0;
     }
     hr_buf_append_str(OUT(x), "{\"channels\":{");
     x->engine->vt->channels(x->engine, each_channel, &u);

@@ -195,6 +195,14 @@ class TestRedisCluster(unittest.TestCase):
             await c.close()
         run(go())
 
+    def test_channels_listed_by_every_node(self):
+        ch = chan()
+        for i in range(3):
+            self.apis[0].publish(ch, i)
+        for api in self.apis:
+            self.assertEqual(api.call("channels", {"pattern": ch})["channels"], {ch: {"offset": 3}})
+            self.assertIn(ch, api.call("channels")["channels"])
+
     def test_info_lists_every_node(self):
         deadline = time.monotonic() + 10 * SLOW
         while True:

@@ -2,8 +2,7 @@
 again, every `herald serve` on the Redis engine (one real redis-server on a
 free loopback port, a fresh key prefix per server so that servers do not
 see each other's channels): a single node on Redis must behave as the
-memory engine does. Skipped: what docs/scaling.md lists as different
-(/api/channels lists nothing; /api/info names the engine "redis")."""
+memory engine does. Skipped: /api/info's test (it names the engine "memory")."""
 import atexit
 import os
 import sys
@@ -16,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import herald_testlib  # noqa: E402
 from redis_cluster import RedisServer, redis_available  # noqa: E402
 
-SKIP = {"test_channels", "test_info"}
+SKIP = {"test_info"}
 
 if redis_available():
     REDIS = RedisServer().start()
