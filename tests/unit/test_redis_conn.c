@@ -181,8 +181,8 @@ static hr_redis_conn *connect_to(server *sv, size_t max_pending)
     assert_int_equal(hr_redis_resolve(addr, strlen(addr), &cfg, err, sizeof(err)), 0);
     cfg.connect_timeout_ms = 2000;
     cfg.ping_interval_ms = 60000;
-    cfg.backoff_min_ms = 10;
-    cfg.backoff_max_ms = 50;
+    cfg.backoff_min_ms = 300; /* long enough to see the connection down between attempts */
+    cfg.backoff_max_ms = 600;
     cfg.max_pending = max_pending;
     cfg.max_reply = 1 << 20;
     hr_redis_conn_hooks hooks = {h_push, h_up, h_down, NULL};
