@@ -16,6 +16,10 @@ import herald_testlib  # noqa: E402
 from redis_cluster import RedisServer, redis_available  # noqa: E402
 
 SKIP = {"test_info"}
+if herald_testlib.SANITIZE:
+    # it needs polls that find 3+ publications at once; under ASan a Redis round trip per
+    # publish paces the publisher below that (a timing assumption, not a delivery check)
+    SKIP.add("test_thousand_publications_with_repolls")
 
 if redis_available():
     REDIS = RedisServer().start()
