@@ -536,6 +536,7 @@ typedef struct sse_start {
     sse_auth au;               /* its tokens: refs may point into their channel lists */
     held_pub *held;
     size_t nheld, capheld;
+    bool overflow;             /* more than HELD_MAX arrived: end after the start */
 } sse_start;
 
 /* The connection closed while the engine answered (http.c's release). */
@@ -545,9 +546,17 @@ static void start_cancel(void *owner)
     st->gone = true;
 }
 
+/* Most publications held while the engine answers; past it the stream is
+ * ended right after its start (the client resumes with Last-Event-ID). */
+#define HELD_MAX 100000
+
 static void hold_pub(hr_sse *s, hr_sub *sub, const hr_pub *pub)
 {
     sse_start *st = s->start;
+    if (st->nheld >= HELD_MAX) {
+        st->overflow = true;
+        return;
+    }
     if (st->nheld == st->capheld) {
         st->capheld = st->capheld ? st->capheld * 2 : 16;
         st->held = hr_realloc(st->held, st->capheld * sizeof(*st->held));
@@ -909,6 +918,10 @@ static void start_step(sse_start *st)
 
     /* what reached the subscriptions while the engine answered, past the positions */
     s->start = NULL;
+    if (st->overflow) { /* too much to hold: the client resumes from the starting id */
+        hr_info("sse client %s: too many publications while starting, ending the stream", s->client.id);
+        sse_end(s, false);
+    }
     for (size_t i = 0; i < st->nheld && !s->closing; i++) {
         held_pub *hp = &st->held[i];
         bool covered = false;
