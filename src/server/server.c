@@ -10,6 +10,7 @@
 #include "auth/auth.h"
 #include "codec/pmdeflate.h"
 #include "core/log.h"
+#include "transport/emulation.h"
 #include "transport/http.h"
 #include "transport/tls.h"
 
@@ -318,6 +319,7 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         e = hr_engine_delayed_new(hr_engine_memory_new(hr_hub_deliver, s->hub));
     }
     if (e) hr_hub_set_engine(s->hub, e);
+    hr_emu_engine_attach(s->hub->engine);
     return 0;
 }
 

@@ -521,6 +521,8 @@ static void remote_frame(void *ud, const char *sid, const uint8_t *frame, size_t
     hr_hub_post(s->hub, s->owner, task_frame, f);
 }
 
+void hr_emu_engine_attach(hr_engine *e) { e->on_session_frame = remote_frame; }
+
 static esess *session_open(hr_worker *w)
 {
     esess *s = hr_calloc(1, sizeof(*s));
@@ -536,10 +538,7 @@ static esess *session_open(hr_worker *w)
         return NULL;
     }
     hr_engine *e = s->hub->engine;
-    if (e->vt->session_register) { /* other nodes route this session's commands here */
-        e->on_session_frame = remote_frame;
-        e->vt->session_register(e, s->id, true);
-    }
+    if (e->vt->session_register) e->vt->session_register(e, s->id, true); /* other nodes route its commands here */
     s->sess = hr_session_new(w->hub, w->cfg, &emu_sink, s, HR_NATIVE_JSON);
     eworker *ew = &g_w[w->id];
     ew->wh = w->hub;
