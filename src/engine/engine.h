@@ -162,6 +162,7 @@ typedef struct hr_redis_opts {
     const char *prefix;             /* key prefix */
     const char *node_id;            /* this node's id (random when empty) */
     const char *node_address;       /* announced address (the listen address) */
+    const char *user, *password;    /* Redis AUTH (password "" or NULL = none) */
     uint64_t presence_ttl_ms;       /* presence entries expire unless refreshed */
     uint64_t node_ttl_ms;           /* node announcements expire unless refreshed */
     uint64_t connect_timeout_ms;

@@ -1725,6 +1725,8 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
             c->backoff_max_ms = o->backoff_max_ms;
             c->max_pending = o->max_pending;
             c->max_reply = o->max_reply;
+            snprintf(c->user, sizeof(c->user), "%s", o->user ? o->user : "");
+            snprintf(c->password, sizeof(c->password), "%s", o->password ? o->password : "");
             count++;
         }
         p += len;

@@ -363,7 +363,10 @@ static void conn_io(hr_loop *loop, hr_io *io, uint32_t events)
         if (!(events & (EPOLLOUT | EPOLLIN))) return;
         c->state = RC_HELLO;
         hr_buf b = HR_BUF_INIT;
-        hr_resp_cmdv(&b, "HELLO", "3", NULL);
+        if (c->cfg.password[0])
+            hr_resp_cmdv(&b, "HELLO", "3", "AUTH", c->cfg.user[0] ? c->cfg.user : "default", c->cfg.password, NULL);
+        else
+            hr_resp_cmdv(&b, "HELLO", "3", NULL);
         hr_buf_append(&c->out, b.data, b.len);
         hr_buf_free(&b);
         q_push(c, on_hello, c);

@@ -43,6 +43,8 @@ typedef struct hr_redis_conn_cfg {
     uint64_t backoff_min_ms, backoff_max_ms;
     size_t max_pending;               /* commands awaiting replies; more: HR_ERR_TOO_BIG */
     size_t max_reply;                 /* largest reply (bytes) */
+    char user[128];                   /* with password: HELLO 3 AUTH user password */
+    char password[256];               /* "" = no AUTH */
 } hr_redis_conn_cfg;
 
 /* Resolve "HOST:PORT" (or "[IPv6]:PORT") into cfg (blocking: call at start-up). */

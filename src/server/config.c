@@ -52,6 +52,10 @@ const hr_option hr_options[] = {
 
     {"redis.prefix", HR_OPT_STRING, OFF(redis_prefix), "herald", 0, 0, NULL, "--redis-prefix",
      "Prefix of every Redis key and pub/sub channel Herald uses (separate clusters sharing one Redis)."},
+    {"redis.user", HR_OPT_STRING, OFF(redis_user), "default", 0, 0, NULL, NULL,
+     "Redis ACL user for redis.password (HELLO 3 AUTH)."},
+    {"redis.password", HR_OPT_STRING, OFF(redis_password), "", 0, 0, "HERALD_REDIS_PASSWORD", NULL,
+     "Password for every Redis server (HELLO 3 AUTH redis.user PASSWORD). Empty = no authentication."},
     {"redis.node_id", HR_OPT_STRING, OFF(redis_node_id), "", 0, 0, "HERALD_NODE_ID", "--node-id",
      "This node's id in /api/info's node list. Empty = random at each start."},
     {"redis.presence_ttl", HR_OPT_DURATION, OFF(redis_presence_ttl_ms), "60s", 1000, DAY_MS, NULL, NULL,

@@ -83,6 +83,8 @@ typedef struct hr_config {
     /* [redis] (engine = redis) */
     char *redis_prefix;
     char *redis_node_id;
+    char *redis_user;
+    char *redis_password;
     int64_t redis_presence_ttl_ms;
     int64_t redis_node_ttl_ms;
     int64_t redis_connect_timeout_ms;

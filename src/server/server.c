@@ -302,6 +302,8 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             .prefix = cfg->redis_prefix,
             .node_id = cfg->redis_node_id,
             .node_address = s->bound,
+            .user = cfg->redis_user,
+            .password = cfg->redis_password,
             .presence_ttl_ms = (uint64_t)cfg->redis_presence_ttl_ms,
             .node_ttl_ms = (uint64_t)cfg->redis_node_ttl_ms,
             .connect_timeout_ms = (uint64_t)cfg->redis_connect_timeout_ms,

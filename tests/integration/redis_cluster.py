@@ -38,6 +38,7 @@ class RedisServer:
         self.dir = tempfile.mkdtemp(prefix="herald-redis-")
         self.proc = None
         self.persistent = False  # True: append-only file fsynced at every write (survives restarts)
+        self.extra = []          # more redis-server arguments (e.g. ["--requirepass", "pw"])
 
     @property
     def addr(self):
@@ -47,12 +48,12 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
-             "--dir", self.dir, "--protected-mode", "no", "--loglevel", "warning"],
+             "--dir", self.dir, "--protected-mode", "no", "--loglevel", "warning"] + self.extra,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10 * SLOW
         while time.monotonic() < deadline:
             try:
-                if self.command("PING") == "+PONG":
+                if self.command("PING") in ("+PONG", "-NOAUTH Authentication required."):
                     return self
             except OSError:
                 pass

@@ -317,5 +317,28 @@ class TestShards(unittest.TestCase):
                         n.stop()
 
 
+@unittest.skipUnless(redis_available(), "redis-server is not installed")
+class TestRedisAuth(unittest.TestCase):
+    def test_password(self):
+        redis = RedisServer()
+        redis.extra = ["--requirepass", "s3cret"]
+        with redis:
+            good = node(redis.addr, "--redis.password", "s3cret", "--redis.connect-timeout", "1s").start()
+            bad = node(redis.addr, "--redis.password", "wrong", "--redis.connect-timeout", "1s").start()
+            try:
+                api = Api(good)
+                self.assertEqual(api.publish(chan(), 1)["offset"], 1)
+                api.close()
+                api = Api(bad)
+                resp = api.raw("/api/publish", json.dumps({"channel": chan(), "data": 1}))
+                self.assertEqual(resp.status, 503, resp)
+                api.close()
+                self.assertIn("HELLO 3 refused", bad.output())
+            finally:
+                for n in (good, bad):
+                    if n.alive():
+                        n.stop()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
