@@ -54,7 +54,7 @@ const hr_option hr_options[] = {
      "Prefix of every Redis key and pub/sub channel Herald uses (separate clusters sharing one Redis)."},
     {"redis.user", HR_OPT_STRING, OFF(redis_user), "default", 0, 0, NULL, NULL,
      "Redis ACL user for redis.password (HELLO 3 AUTH)."},
-    {"redis.password", HR_OPT_STRING, OFF(redis_password), "", 0, 0, "HERALD_REDIS_PASSWORD", NULL,
+    {"redis.password", HR_OPT_STRING, OFF(redis_password), "", 0, 0, NULL, NULL,
      "Password for every Redis server (HELLO 3 AUTH redis.user PASSWORD). Empty = no authentication."},
     {"redis.node_id", HR_OPT_STRING, OFF(redis_node_id), "", 0, 0, "HERALD_NODE_ID", "--node-id",
      "This node's id in /api/info's node list. Empty = random at each start."},
