@@ -265,6 +265,7 @@ typedef struct rshard {
     strset confirmed;
     char **cglobs;
     size_t ncglobs;
+    strset sessions;            /* HTTP emulation sessions of this node recorded on this shard (set again when up) */
 } rshard;
 
 struct rengine {
@@ -1208,6 +1209,8 @@ static void op_send(rop *op)
         key(&k1, e, "s", op->channel, op->len);
         char ttl[24];
         snprintf(ttl, sizeof(ttl), "%llu", SESSION_KEY_TTL_MS);
+        if (op->kind == OP_SESS_ADD) set_add(&sh->sessions, op->channel, op->len);
+        else set_del(&sh->sessions, op->channel, op->len);
         if (op->kind == OP_SESS_ADD) {
             const char *a[] = {"SET", (const char *)k1.data, e->node_id, "PX", ttl};
             size_t l[] = {3, k1.len, strlen(e->node_id), 2, strlen(ttl)};
@@ -1429,6 +1432,22 @@ static void on_up(void *ud)
             }
         }
     for (size_t i = 0; i < e->nglobs; i++) send_psub(sh, "PSUBSCRIBE", e->globs[i].glob, e->globs[i].len);
+    if (resync) { /* a Redis that lost its data no longer knows this node's sessions */
+        char ttl[24];
+        snprintf(ttl, sizeof(ttl), "%llu", SESSION_KEY_TTL_MS);
+        hr_buf k = HR_BUF_INIT, c2 = HR_BUF_INIT;
+        for (size_t b = 0; b < sh->sessions.nb; b++)
+            for (rsub *x = sh->sessions.b[b]; x; x = x->next) {
+                key(&k, e, "s", x->name, x->len);
+                c2.len = 0;
+                const char *sa[] = {"SET", (const char *)k.data, e->node_id, "PX", ttl};
+                size_t sl[] = {3, k.len, strlen(e->node_id), 2, strlen(ttl)};
+                hr_resp_cmd(&c2, 5, sa, sl);
+                hr_redis_conn_send(sh->conn, c2.data, c2.len, NULL, NULL);
+            }
+        hr_buf_free(&k);
+        hr_buf_free(&c2);
+    }
     /* presence entries were not refreshed during the outage: put them back now */
     for (size_t b = 0; b < e->npres_buckets; b++)
         for (rpres *x = e->pres[b]; x; x = x->next) {
@@ -1640,6 +1659,7 @@ static void r_free(hr_engine *be)
         rshard *sh = &e->shards[i];
         hr_redis_conn_free(sh->conn);
         forget_confirmed(sh);
+        set_clear(&sh->sessions);
         for (size_t b = 0; b < sh->nsubs_buckets; b++) {
             rsub *x = sh->subs[b];
             while (x) {
