@@ -828,6 +828,8 @@ static void send_node(rengine *e, rop *op, bool eval)
     if (!op) { /* an announcement */
         uint64_t conns = 0, subs = 0;
         if (e->stats) e->stats(e->stats_ud, &conns, &subs);
+        subs = 0; /* the channels this node receives from Redis (engine-thread state) */
+        for (int i = 0; i < e->nshards; i++) subs += e->shards[i].nsubs;
         hr_buf_printf(&js, "{\"id\":\"%s\",\"address\":\"%s\",\"connections\":%llu,\"subscriptions\":%llu,"
                            "\"updated_ms\":%llu}",
                       e->node_id, e->node_address, (unsigned long long)conns, (unsigned long long)subs,

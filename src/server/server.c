@@ -279,17 +279,15 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* For the Redis engine's node announcement (on the engine's thread). */
+/* For the Redis engine's node announcement (on the engine's thread; the
+ * engine counts the subscriptions itself). */
 static void node_stats(void *ud, uint64_t *connections, uint64_t *subscriptions)
 {
     hr_server *s = ud;
-    uint64_t conns = 0, subs = 0;
-    for (int i = 0; i < s->nworkers; i++) {
-        conns += atomic_load(&s->workers[i].stats.connections);
-        subs += s->hub->workers[i].nclients; /* clients with hub state (sessions, SSE, raw) */
-    }
+    uint64_t conns = 0;
+    for (int i = 0; i < s->nworkers; i++) conns += atomic_load(&s->workers[i].stats.connections);
     *connections = conns;
-    *subscriptions = subs;
+    *subscriptions = 0;
 }
 
 /* server.engine: the hub starts with the memory engine; redis replaces it. */
