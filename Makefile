@@ -13,9 +13,9 @@ CMAKE_FLAGS ?=
 DEMO_FLAGS ?= --namespace.chat.join-leave true --namespace.typing.history-size 0
 
 APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev
-APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl
+APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server
 
-.PHONY: all build run test test-unit test-asan fuzz fuzz-build deps deps-test clean
+.PHONY: all build run cluster test test-unit test-asan fuzz fuzz-build deps deps-test clean
 
 all: build
 
@@ -34,6 +34,11 @@ build: deps $(BUILD)/build.ninja
 
 run: build
 	$(BUILD)/herald serve --listen $(LISTEN) --static examples $(DEMO_FLAGS)
+
+# Three nodes sharing one local redis-server (the Redis engine: docs/scaling.md).
+cluster: build
+	@scripts/ensure-deps.sh redis-server
+	BUILD=$(BUILD) scripts/cluster.sh
 
 $(BUILD_ASAN)/build.ninja:
 	CC=clang cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=ON

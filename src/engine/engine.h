@@ -2,8 +2,9 @@
  * epochs, history, presence) and how publications reach every node.
  *
  * Asynchronous by contract: every operation reports through a callback,
- * which the memory engine calls before returning and a network engine
- * (Redis) will call later on the calling worker's loop. Callers must not
+ * which the memory engine calls before returning and the Redis engine
+ * calls later on the calling worker's loop (through the hub's task queue:
+ * `post`, with the worker named by hr_engine_worker). Callers must not
  * assume either. The engine hands every publication - from this node or,
  * for a clustered engine, from any node - to the hub through `deliver`, in
  * the channel's publish order. */
@@ -88,14 +89,92 @@ typedef struct hr_engine_vt {
      * calls each(ud, name, len, offset) under no lock the caller can see. */
     void (*channels)(hr_engine *e, void (*each)(void *ud, const char *name, size_t len, uint64_t offset), void *ud);
     void (*free)(hr_engine *e);
+    /* Optional (NULL for a single-node engine): the hub's interest registry
+     * gained (on) or lost (!on) the channel's first / last subscriber on
+     * this node. Called in order per channel, from any worker, under the
+     * registry's lock: it must only queue work. */
+    void (*interest)(hr_engine *e, const char *channel, size_t len, bool on);
+    /* Optional: a server command (HR_PUB_UNSUBSCRIBE / HR_PUB_DISCONNECT,
+     * hub.h) for the clients of every node; each node, this one included,
+     * gets it back through `command`. */
+    void (*broadcast)(hr_engine *e, hr_pub *cmd);
+    /* Optional: the same for a subscription pattern ("chat:*", "prices.>"). */
+    void (*pattern_interest)(hr_engine *e, const char *pattern, size_t len, bool on);
+    /* Optional, for an engine that answers later: what `channels` gives,
+     * through cb (names NUL-terminated; arrays valid during the call). */
+    void (*channels_async)(hr_engine *e,
+                           void (*cb)(void *ud, int err, const char *const *names, const uint64_t *offsets, size_t n),
+                           void *ud);
+    /* Optional: the nodes sharing this engine, as a JSON array text (one
+     * object per node), or NULL with err when unavailable. */
+    void (*nodes)(hr_engine *e, void (*cb)(void *ud, int err, const char *json, size_t len), void *ud);
+    /* Optional, cross-node routing of HTTP emulation sessions: record (add)
+     * or forget which node holds session sid; send a command frame to the
+     * node holding sid (cb: 0, or HR_ERR_NOTFOUND when no live node holds
+     * it). The holding node gets it through on_session_frame. */
+    void (*session_register)(hr_engine *e, const char *sid, bool add);
+    void (*session_send)(hr_engine *e, const char *sid, const uint8_t *frame, size_t len, hr_done_cb cb, void *ud);
 } hr_engine_vt;
+
+/* A callback carried to a worker by the hub (see post). run is called on
+ * the worker's thread with live = true, or with live = false (only to
+ * release) when the hub is torn down before the worker ran it. */
+typedef struct hr_engine_task {
+    void (*run)(struct hr_engine_task *t, bool live);
+} hr_engine_task;
 
 struct hr_engine {
     const hr_engine_vt *vt;
     hr_deliver_fn deliver;
     void *hub;
+    /* Set by the hub: run t on worker `worker`'s thread (hr_hub_post). */
+    void (*post)(void *hub, int worker, hr_engine_task *t);
+    /* Set by the hub: a broadcast server command reached this node. */
+    void (*command)(void *hub, hr_pub *cmd);
+    const char *node_id;            /* a clustered engine: this node's id (NULL otherwise) */
+    /* Set by the HTTP emulation transport: a frame another node routed here
+     * for session sid (called on the engine's thread). */
+    void (*on_session_frame)(void *ud, const char *sid, const uint8_t *frame, size_t len);
+    void *session_ud;
 };
 
+/* The worker whose thread this is (set by the server when a worker thread
+ * starts), or -1 (main thread, engine thread, tests): a network engine runs
+ * callbacks for -1 on its own thread. */
+extern _Thread_local int hr_engine_worker;
+
+/* Code of the disconnect sent to the subscribers of a channel whose
+ * publications may have been missed (the Redis engine lost its connection
+ * and got it back): reconnect and recover from history. */
+#define HR_ENGINE_RESYNC_CODE 3010
+
 hr_engine *hr_engine_memory_new(hr_deliver_fn deliver, void *hub);
+
+/* An engine that forwards to `inner` but runs every callback on a later
+ * loop turn of the calling worker (engine/delayed.c): the memory engine
+ * behaving like a network engine, to test callers' asynchronous paths
+ * (server.engine = memory-delayed). Owns inner. */
+hr_engine *hr_engine_delayed_new(hr_engine *inner);
+
+/* The Redis engine (engine/redis.c). */
+typedef struct hr_redis_opts {
+    const char *addrs;              /* "HOST:PORT[,HOST:PORT...]": one shard each */
+    const char *prefix;             /* key prefix */
+    const char *node_id;            /* this node's id (random when empty) */
+    const char *node_address;       /* announced address (the listen address) */
+    const char *user, *password;    /* Redis AUTH (password "" or NULL = none) */
+    uint64_t presence_ttl_ms;       /* presence entries expire unless refreshed */
+    uint64_t node_ttl_ms;           /* node announcements expire unless refreshed */
+    uint64_t connect_timeout_ms;
+    uint64_t ping_interval_ms;
+    uint64_t backoff_min_ms, backoff_max_ms;
+    size_t max_pending;             /* per connection */
+    size_t max_reply;
+    /* node statistics for the announcement (called on the engine thread) */
+    void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);
+    void *stats_ud;
+} hr_redis_opts;
+
+hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, void *hub, char *err, size_t errlen);
 
 #endif

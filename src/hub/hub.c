@@ -104,6 +104,9 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
                 sh->buckets[idx] = x;
                 sh->count++;
                 pp = &sh->buckets[idx];
+                /* the node's first subscriber: the engine starts receiving the channel
+                 * (queued under this lock, so on/off reach the engine in order) */
+                if (hub->engine->vt->interest) hub->engine->vt->interest(hub->engine, name, len, true);
             }
             (*pp)->subscribers++;
             (*pp)->mask |= 1ull << worker;
@@ -116,10 +119,53 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
             *pp = x->next;
             hr_free(x);
             sh->count--;
+            if (hub->engine->vt->interest) hub->engine->vt->interest(hub->engine, name, len, false);
         }
     }
     pthread_mutex_unlock(&sh->mu);
     return ok;
+}
+
+/* Node-wide count of the subscriptions to a pattern (all workers), kept in
+ * the same registry under "\x01PATTERN" (no channel name starts with a
+ * control byte): the engine hears of its first and last subscriber. */
+static void pattern_interest(hr_hub *hub, const char *pattern, size_t len, int delta)
+{
+    if (!hub->engine->vt->pattern_interest) return;
+    char stack[256];
+    char *key = len + 1 <= sizeof(stack) ? stack : hr_malloc(len + 1);
+    key[0] = '\x01';
+    memcpy(key + 1, pattern, len);
+    uint64_t h = hash_name(key, len + 1);
+    ishard *sh = ishard_of(hub, h);
+    pthread_mutex_lock(&sh->mu);
+    interest **pp = ifind(sh, h, key, len + 1);
+    if (delta > 0) {
+        if (!pp) {
+            if (sh->count + 1 > sh->nbuckets) igrow(sh);
+            interest *x = hr_malloc(sizeof(*x) + len + 1);
+            x->hash = h;
+            x->mask = 0;
+            x->subscribers = 0;
+            x->len = len + 1;
+            memcpy(x->name, key, len + 1);
+            size_t idx = (h >> 6) & (sh->nbuckets - 1);
+            x->next = sh->buckets[idx];
+            sh->buckets[idx] = x;
+            sh->count++;
+            pp = &sh->buckets[idx];
+            hub->engine->vt->pattern_interest(hub->engine, pattern, len, true);
+        }
+        (*pp)->subscribers++;
+    } else if (pp && --(*pp)->subscribers == 0) {
+        interest *x = *pp;
+        *pp = x->next;
+        hr_free(x);
+        sh->count--;
+        hub->engine->vt->pattern_interest(hub->engine, pattern, len, false);
+    }
+    pthread_mutex_unlock(&sh->mu);
+    if (key != stack) hr_free(key);
 }
 
 uint64_t hr_hub_subscribers(hr_hub *hub, const char *channel, size_t len)
@@ -148,7 +194,7 @@ static void inbox_push(hr_whub *wh, hr_pub *pub)
 }
 
 /* The engine's deliver callback: called in channel order, any thread. */
-static void hub_deliver(void *hubp, hr_pub *pub)
+void hr_hub_deliver(void *hubp, hr_pub *pub)
 {
     hr_hub *hub = hubp;
     uint64_t h = hash_name(pub->channel, pub->channel_len);
@@ -164,6 +210,38 @@ static void hub_deliver(void *hubp, hr_pub *pub)
 
 /* ---- lifecycle --------------------------------------------------------------- */
 
+static void engine_task(hr_whub *wh, void *arg)
+{
+    hr_engine_task *t = arg;
+    t->run(t, wh != NULL);
+}
+
+/* The engine's way back to a worker: its callback as a hub task. */
+static void engine_post(void *hubp, int worker, hr_engine_task *t)
+{
+    hr_hub *hub = hubp;
+    if (worker < 0 || worker >= hub->nworkers) {
+        t->run(t, true);
+        return;
+    }
+    hr_hub_post(hub, worker, engine_task, t);
+}
+
+/* A server command for this node's clients: every worker runs it. */
+static void engine_command(void *hubp, hr_pub *cmd)
+{
+    hr_hub *hub = hubp;
+    for (int i = 0; i < hub->nworkers; i++) inbox_push(&hub->workers[i], cmd);
+}
+
+void hr_hub_set_engine(hr_hub *hub, hr_engine *e)
+{
+    if (hub->engine) hub->engine->vt->free(hub->engine);
+    hub->engine = e;
+    e->post = engine_post;
+    e->command = engine_command;
+}
+
 hr_hub *hr_hub_new(int nworkers)
 {
     hr_hub *hub = hr_calloc(1, sizeof(*hub));
@@ -172,7 +250,9 @@ hr_hub *hr_hub_new(int nworkers)
     ishard *shards = hr_calloc(SHARDS, sizeof(ishard));
     for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&shards[i].mu, NULL);
     hub->shards = shards;
-    hub->engine = hr_engine_memory_new(hub_deliver, hub);
+    hub->engine = hr_engine_memory_new(hr_hub_deliver, hub);
+    hub->engine->post = engine_post;
+    hub->engine->command = engine_command;
     for (int i = 0; i < nworkers; i++) {
         hr_whub *wh = &hub->workers[i];
         wh->hub = hub;
@@ -193,7 +273,11 @@ hr_whub *hr_hub_worker(hr_hub *hub, int i, hr_loop *loop)
 void hr_hub_free(hr_hub *hub)
 {
     if (!hub) return;
-    if (hub->emu_free) hub->emu_free(hub);
+    if (hub->emu_free) hub->emu_free(hub); /* its sessions still call the engine */
+    /* then the engine: a network engine's thread stops delivering and posting
+     * here; what it posted already is released just below */
+    hub->engine->vt->free(hub->engine);
+    hub->engine = NULL;
     for (int i = 0; i < hub->nworkers; i++) {
         hr_whub *wh = &hub->workers[i];
         for (size_t k = 0; k < wh->tasks_n; k++) wh->tasks[k].fn(NULL, wh->tasks[k].arg);
@@ -232,7 +316,6 @@ void hr_hub_free(hr_hub *hub)
         pthread_mutex_destroy(&shards[i].mu);
     }
     hr_free(shards);
-    hub->engine->vt->free(hub->engine);
     hr_free(hub->workers);
     hr_free(hub);
 }
@@ -306,6 +389,7 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
         wh->patterns = s;
         if (wh->npatterns++ == 0)
             atomic_fetch_or_explicit(&wh->hub->pattern_mask, 1ull << wh->id, memory_order_acq_rel);
+        pattern_interest(wh->hub, channel, len, +1);
         return s;
     }
     if (!lc) {
@@ -361,6 +445,7 @@ void hr_hub_unsubscribe(hr_client *c, hr_sub *s)
         if (wh->patterns == s) wh->patterns = s->chan_next;
         if (--wh->npatterns == 0)
             atomic_fetch_and_explicit(&wh->hub->pattern_mask, ~(1ull << wh->id), memory_order_acq_rel);
+        pattern_interest(wh->hub, s->pattern, s->pattern_len, -1);
         hr_free(s->pattern);
     } else {
         hr_local_chan *lc = s->lc;
@@ -417,7 +502,9 @@ static void send_command(hr_hub *hub, hr_pub_kind kind, const char *channel, siz
                            info.len);
     hr_buf_free(&info);
     p->code = (uint16_t)code;
-    for (int i = 0; i < hub->nworkers; i++) inbox_push(&hub->workers[i], p);
+    /* a clustered engine carries it to every node (this one through `command`) */
+    if (hub->engine->vt->broadcast) hub->engine->vt->broadcast(hub->engine, p);
+    else engine_command(hub, p);
     hr_pub_unref(p);
 }
 
@@ -461,6 +548,21 @@ static void run_command(hr_whub *wh, const hr_pub *cmd)
         }
         c = nx;
     }
+}
+
+/* An engine's disconnect for one channel (HR_ENGINE_RESYNC_CODE): every
+ * local subscriber of it, whoever they are. */
+static void disconnect_channel(hr_whub *wh, const hr_pub *cmd)
+{
+    hr_local_chan *lc = lfind(wh, hash_name(cmd->channel, cmd->channel_len), cmd->channel, cmd->channel_len);
+    if (!lc) return;
+    /* the commands unsubscribe (and may free lc): take the clients first */
+    size_t n = 0;
+    hr_client **list = hr_malloc(lc->nsubs * sizeof(*list));
+    for (hr_sub *s = lc->subs; s; s = s->chan_next) list[n++] = s->client;
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->vt->on_command) list[i]->vt->on_command(list[i], NULL, cmd);
+    hr_free(list);
 }
 
 /* Publications of one channel that arrived together, given to every
@@ -529,7 +631,8 @@ static void fan_out_all(hr_whub *wh, hr_pub **items, size_t n)
 {
     for (size_t i = 0; i < n;) {
         if (is_command(items[i])) {
-            run_command(wh, items[i]);
+            if (items[i]->kind == HR_PUB_DISCONNECT && items[i]->channel_len) disconnect_channel(wh, items[i]);
+            else run_command(wh, items[i]);
             i++;
             continue;
         }

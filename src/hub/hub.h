@@ -83,6 +83,7 @@ struct hr_sub {
     uint64_t offset;                /* last offset delivered (skip older ones) */
     bool presence;                  /* in the channel's presence set */
     bool gone;                      /* unsubscribed during a fan-out; freed after it */
+    void *hold;                     /* the client's state while its subscribe is answered (session.c) */
 };
 
 struct hr_whub {
@@ -125,6 +126,11 @@ struct hr_hub {
 };
 
 hr_hub *hr_hub_new(int nworkers);
+/* Replace the engine (the memory engine hr_hub_new made) before the
+ * workers start; the hub owns it. */
+void hr_hub_set_engine(hr_hub *hub, hr_engine *e);
+/* The engines' deliver callback (engine.h hr_deliver_fn) for this hub. */
+void hr_hub_deliver(void *hub, hr_pub *pub);
 /* Bind worker i's part to its loop (call before the worker starts). */
 hr_whub *hr_hub_worker(hr_hub *hub, int i, hr_loop *loop);
 void hr_hub_free(hr_hub *hub);

@@ -9,7 +9,15 @@
  * Subscribe and recovery: the subscription is registered with the hub
  * before the engine is asked for the channel's position, so nothing
  * published in between is missed; publications that were already part of
- * the reply are skipped by offset when they later arrive from the inbox. */
+ * the reply are skipped by offset when they later arrive from the inbox.
+ *
+ * Asynchronous engines (engine.h): a frame's replies are built as pieces;
+ * a command waiting for the engine owns a reserved piece that its callback
+ * fills. A frame is sent once every piece is filled, frames in arrival
+ * order. While a subscribe is unanswered its subscription holds the
+ * publications that reach it (sub->hold); when the frame with the reply
+ * has been sent they follow, minus those at or below the position the
+ * reply reported (already in it, or published before it). */
 #include "protocol/session.h"
 #include "server/limits.h"
 #include "auth/auth.h"
@@ -39,16 +47,73 @@ struct hr_session {
     bool closing;
     bool loop_gone;            /* shutdown: the workers' loops are freed, publish nothing */
     hr_native_encoding enc;
-    hr_buf out;                /* replies of the frame being executed */
+    struct sframe *frames;     /* frames whose replies are not sent yet, oldest first */
+    struct sframe *frames_tail;
+    struct sreq *reqs;         /* engine calls awaiting an answer */
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
     uint32_t ip_key;           /* the client's address in the limits (0 = unknown) */
     char name[64];
     char *info;                /* connection token's info (compact JSON) or NULL */
     char *http_token;          /* token given by the HTTP transport, for connect */
     exp_timer *exp;            /* NULL when the token has no exp (or no token) */
+};
+
+/* One piece of a frame's replies: text, or a place an engine answer fills. */
+typedef struct piece {
+    hr_buf b;
+    bool reserved;             /* filled by an engine callback (done or not) */
+} piece;
+
+/* One command's reply: result pieces, or an error. */
+typedef struct creply {
+    uint64_t id;
+    int err;
+    char *detail;
+    piece **parts;
+    size_t nparts;
+} creply;
+
+/* Most publications held for one subscription while its subscribe is
+ * answered; past it the client is disconnected as a slow consumer (3008)
+ * and recovers after reconnecting. */
+#define HOLD_MAX 100000
+
+/* A subscription held while its subscribe is answered (see the top). */
+typedef struct shold {
+    hr_sub *sub;               /* NULL once unsubscribed */
+    hr_pub **pubs;
+    size_t n, cap;
+    uint64_t offset;           /* position in the reply: deliver only what is after */
+} shold;
+
+typedef struct sframe {
+    struct sframe *next;
+    creply *cmds;
+    size_t n;
+    size_t pending;            /* engine answers awaited */
+    bool sealed;               /* every command executed */
+    shold **holds;
+    size_t nholds;
     int disc_code;             /* disconnect once this frame's replies are out */
     const char *disc_reason;
-};
+} sframe;
+
+/* An engine call in flight for a session (freed by its callback; the
+ * session forgets it - s = NULL - if it goes first). */
+typedef struct sreq {
+    struct sreq *next, *prev;
+    hr_session *s;
+    sframe *f;
+    creply *r;
+    piece *pc;
+    /* subscribe */
+    shold *hold;
+    bool want_recover;
+    bool nested;               /* a subscription of connect: errors go in the piece */
+    char *channel;
+    size_t len;
+    bool stats;                /* presence_stats */
+} sreq;
 
 static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
 
@@ -73,16 +138,149 @@ static bool publish_allowed(hr_session *s, const char **detail)
     return false;
 }
 
-static void reply_error(hr_session *s, uint64_t id, int code, const char *detail)
+/* ---- frames and pieces -------------------------------------------------------- */
+
+static piece *add_piece(creply *r, bool reserved)
 {
-    if (s->out.len) hr_buf_append(&s->out, "\n", 1);
-    hr_native_error(&s->out, id, code, detail);
+    piece *pc = hr_calloc(1, sizeof(*pc));
+    pc->reserved = reserved;
+    r->parts = hr_realloc(r->parts, (r->nparts + 1) * sizeof(*r->parts));
+    r->parts[r->nparts++] = pc;
+    return pc;
 }
 
-static void reply_result(hr_session *s, uint64_t id, const hr_buf *result)
+/* Where the command's synchronous text goes: the last piece, unless that is reserved. */
+static hr_buf *text(creply *r)
 {
-    if (s->out.len) hr_buf_append(&s->out, "\n", 1);
-    hr_native_result(&s->out, id, result ? (const char *)result->data : NULL, result ? result->len : 0);
+    if (!r->nparts || r->parts[r->nparts - 1]->reserved) add_piece(r, false);
+    return &r->parts[r->nparts - 1]->b;
+}
+
+static void set_error(creply *r, int code, const char *detail)
+{
+    r->err = code;
+    hr_free(r->detail);
+    r->detail = detail ? hr_strdup(detail) : NULL;
+}
+
+static sreq *req_new(hr_session *s, sframe *f, creply *r)
+{
+    sreq *q = hr_calloc(1, sizeof(*q));
+    q->s = s;
+    q->f = f;
+    q->r = r;
+    q->pc = add_piece(r, true);
+    f->pending++;
+    q->next = s->reqs;
+    if (s->reqs) s->reqs->prev = q;
+    s->reqs = q;
+    return q;
+}
+
+static void hold_free(shold *h)
+{
+    for (size_t i = 0; i < h->n; i++) hr_pub_unref(h->pubs[i]);
+    hr_free(h->pubs);
+    hr_free(h);
+}
+
+static void frame_free(sframe *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        creply *r = &f->cmds[i];
+        for (size_t k = 0; k < r->nparts; k++) {
+            hr_buf_free(&r->parts[k]->b);
+            hr_free(r->parts[k]);
+        }
+        hr_free(r->parts);
+        hr_free(r->detail);
+    }
+    hr_free(f->cmds);
+    for (size_t i = 0; i < f->nholds; i++) {
+        if (f->holds[i]->sub) f->holds[i]->sub->hold = NULL;
+        hold_free(f->holds[i]);
+    }
+    hr_free(f->holds);
+    hr_free(f);
+}
+
+static void send_payload(hr_session *s, const uint8_t *json, size_t len);
+static void disconnect_now(hr_session *s, int code, const char *reason);
+static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache);
+
+/* The held publications of a subscription whose reply is out. */
+static void release_hold(hr_session *s, shold *h)
+{
+    hr_sub *sub = h->sub;
+    if (!sub) return;
+    sub->hold = NULL;
+    h->sub = NULL;
+    for (size_t i = 0; i < h->n && !s->closing; i++) {
+        const hr_pub *p = h->pubs[i];
+        if (p->kind == HR_PUB_MESSAGE && p->offset <= h->offset) continue;
+        hr_enc_cache cache = {{0}};
+        session_on_pub(&s->client, sub, p, &cache);
+        for (int k = 0; k < HR_ENC_SLOTS; k++) hr_sbuf_unref(cache.slot[k]);
+    }
+    if (sub->offset < h->offset) sub->offset = h->offset;
+}
+
+/* Send every complete frame at the head of the queue, in order. */
+static void pump(hr_session *s)
+{
+    while (s->frames && s->frames->sealed && s->frames->pending == 0) {
+        sframe *f = s->frames;
+        s->frames = f->next;
+        if (!s->frames) s->frames_tail = NULL;
+        if (!s->closing) {
+            hr_buf out = HR_BUF_INIT, res = HR_BUF_INIT;
+            for (size_t i = 0; i < f->n; i++) {
+                creply *r = &f->cmds[i];
+                if (out.len) hr_buf_append(&out, "\n", 1);
+                if (r->err) {
+                    hr_native_error(&out, r->id, r->err, r->detail);
+                    continue;
+                }
+                res.len = 0;
+                for (size_t k = 0; k < r->nparts; k++) hr_buf_append(&res, r->parts[k]->b.data, r->parts[k]->b.len);
+                hr_native_result(&out, r->id, res.len ? (const char *)res.data : NULL, res.len);
+            }
+            if (out.len) send_payload(s, out.data, out.len);
+            hr_buf_free(&out);
+            hr_buf_free(&res);
+            for (size_t i = 0; i < f->nholds && !s->closing; i++) release_hold(s, f->holds[i]);
+        }
+        int code = s->closing ? 0 : f->disc_code;
+        const char *reason = f->disc_reason;
+        frame_free(f);
+        if (code) { /* last: the transport may let go of s */
+            disconnect_now(s, code, reason);
+            return;
+        }
+    }
+}
+
+/* An engine answer arrived for q: true when its session is still there
+ * (false: q was freed). */
+static bool req_alive(sreq *q)
+{
+    if (q->s) return true;
+    hr_free(q->channel);
+    hr_free(q);
+    return false;
+}
+
+/* q's answer is in its piece: forget q, send what is complete. */
+static void req_done(sreq *q)
+{
+    hr_session *s = q->s;
+    if (q->prev) q->prev->next = q->next;
+    else s->reqs = q->next;
+    if (q->next) q->next->prev = q->prev;
+    q->f->pending--;
+    hr_free(q->channel);
+    hr_free(q);
+    pump(s);
 }
 
 static void append_pub_json(hr_buf *b, const hr_pub *p)
@@ -100,9 +298,23 @@ static void append_pub_json(hr_buf *b, const hr_pub *p)
 
 static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
 {
-    HR_UNUSED(sub);
     hr_session *s = (hr_session *)c;
     if (s->closing) return;
+    if (sub && sub->hold) { /* its subscribe is not answered yet */
+        shold *h = sub->hold;
+        if (h->n >= HOLD_MAX) { /* the engine is far behind the publications: recover later */
+            s->closing = true;
+            hr_info("client %s: too many publications while subscribing, disconnecting (code %d)", c->id, HR_DISC_SLOW);
+            s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
+            return;
+        }
+        if (h->n == h->cap) {
+            h->cap = h->cap ? h->cap * 2 : 16;
+            h->pubs = hr_realloc(h->pubs, h->cap * sizeof(*h->pubs));
+        }
+        h->pubs[h->n++] = hr_pub_ref((hr_pub *)pub);
+        return;
+    }
     if (s->sink->queued(s->t) > (size_t)s->cfg->ws_max_queued_bytes) {
         s->closing = true;
         hr_info("client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
@@ -244,39 +456,48 @@ static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_
 
 /* ---- subscribe ------------------------------------------------------------------ */
 
-typedef struct sub_ctx {
-    hr_session *s;
-    hr_sub *sub;
-    const hr_cmd *cmd;
-    hr_buf *res;
-    bool want_recover;
-} sub_ctx;
-
 static void on_sub_history(void *ud, int err, const hr_history *h)
 {
-    sub_ctx *x = ud;
-    if (err) return;
+    sreq *q = ud;
+    if (!req_alive(q)) return;
+    hr_session *s = q->s;
+    hr_buf *b = &q->pc->b;
+    shold *hold = q->hold;
+    if (err) {
+        hr_warn("client %s: subscribe: the engine failed (%s)", s->client.id, hr_strerror(err));
+        static const char why[] = "the engine is unavailable: retry later";
+        if (q->nested) hr_native_error(b, 0, HR_PE_INTERNAL, why);
+        else set_error(q->r, HR_PE_INTERNAL, why);
+        if (hold->sub) leave_channel(s, hold->sub); /* not subscribed after all */
+        req_done(q);
+        return;
+    }
     /* everything up to h->offset is either in this reply or was published
-     * before the client asked: later inbox copies are skipped */
-    x->sub->offset = h->offset;
-    hr_buf_printf(x->res, ",\"epoch\":\"%s\",\"offset\":%llu,\"recoverable\":%s", h->epoch,
-                  (unsigned long long)h->offset, x->s->cfg->ch_history_size > 0 ? "true" : "false");
-    if (x->want_recover) {
+     * before the client asked: later copies are skipped */
+    hold->offset = h->offset;
+    hr_buf_append_str(b, "{\"channel\":");
+    hr_json_append_string(b, q->channel, q->len);
+    hr_buf_printf(b, ",\"epoch\":\"%s\",\"offset\":%llu,\"recoverable\":%s", h->epoch,
+                  (unsigned long long)h->offset, s->cfg->ch_history_size > 0 ? "true" : "false");
+    if (q->want_recover) {
         bool recovered = h->complete;
-        hr_buf_printf(x->res, ",\"recovered\":%s,\"publications\":[", recovered ? "true" : "false");
+        hr_buf_printf(b, ",\"recovered\":%s,\"publications\":[", recovered ? "true" : "false");
         if (recovered)
             for (size_t i = 0; i < h->n; i++) {
-                if (i) hr_buf_append(x->res, ",", 1);
-                append_pub_json(x->res, h->pubs[i]);
+                if (i) hr_buf_append(b, ",", 1);
+                append_pub_json(b, h->pubs[i]);
             }
-        hr_buf_append(x->res, "]", 1);
+        hr_buf_append(b, "]", 1);
     }
+    hr_buf_append(b, "}", 1);
+    req_done(q);
 }
 
-/* Subscribe and write the result object body (without braces) into res.
- * Returns 0 or an HR_PE_* code. */
-static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recover, bool granted, hr_buf *res,
-                        const char **detail)
+/* Subscribe: the result object goes into r (a reserved piece the engine's
+ * answer fills, or text for a pattern). Returns 0 or an HR_PE_* code
+ * (nothing written). nested: a subscription of connect. */
+static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, hr_str ch, bool recover,
+                        bool granted, bool nested, const char **detail)
 {
     bool pattern = false;
     hr_chan_policy pol;
@@ -319,10 +540,11 @@ static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recove
         *detail = "the channel has reached its max_subscribers";
         return HR_PE_LIMIT_EXCEEDED;
     }
-    hr_buf_append_str(res, "\"channel\":");
-    hr_json_append_string(res, ch.p, ch.n);
     if (pattern) {
-        hr_buf_append_str(res, ",\"pattern\":true");
+        hr_buf *b = text(r);
+        hr_buf_append_str(b, "{\"channel\":");
+        hr_json_append_string(b, ch.p, ch.n);
+        hr_buf_append_str(b, ",\"pattern\":true}");
         return 0;
     }
     hr_chan_opts o = HR_CHAN_OPTS(s->cfg, pol);
@@ -331,8 +553,18 @@ static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recove
     if (want && !cstr(cmd->epoch, epoch, sizeof(epoch))) epoch[0] = '\0';
     hr_history_query q = {.has_since = want, .since_offset = want ? cmd->offset : 0, .since_epoch = epoch,
                           .limit = want ? (int64_t)o.history_size : 0};
-    sub_ctx x = {s, sub, cmd, res, want};
-    engine_of(s)->vt->history(engine_of(s), &o, ch.p, ch.n, &q, on_sub_history, &x);
+    shold *hold = hr_calloc(1, sizeof(*hold));
+    hold->sub = sub;
+    sub->hold = hold;
+    f->holds = hr_realloc(f->holds, (f->nholds + 1) * sizeof(*f->holds));
+    f->holds[f->nholds++] = hold;
+    sreq *x = req_new(s, f, r);
+    x->hold = hold;
+    x->want_recover = want;
+    x->nested = nested;
+    x->channel = hr_strndup(ch.p, ch.n);
+    x->len = ch.n;
+    engine_of(s)->vt->history(engine_of(s), &o, ch.p, ch.n, &q, on_sub_history, x);
     if (o.presence) {
         engine_of(s)->vt->presence_add(engine_of(s), ch.p, ch.n, s->client.id, s->client.user, s->info, NULL, NULL);
         sub->presence = true;
@@ -343,6 +575,10 @@ static int do_subscribe(hr_session *s, const hr_cmd *cmd, hr_str ch, bool recove
 
 static void leave_channel(hr_session *s, hr_sub *sub)
 {
+    if (sub->hold) { /* its subscribe is still being answered: the held publications go nowhere */
+        ((shold *)sub->hold)->sub = NULL;
+        sub->hold = NULL;
+    }
     if (sub->lc == NULL) {
         hr_hub_unsubscribe(&s->client, sub);
         return;
@@ -363,58 +599,66 @@ static void leave_channel(hr_session *s, hr_sub *sub)
 
 /* ---- commands -------------------------------------------------------------------- */
 
-typedef struct pub_ctx {
-    hr_buf *res;
-    int err;
-} pub_ctx;
+static void engine_failed(sreq *q, int err, const char *what)
+{
+    hr_warn("client %s: %s: the engine failed (%s)", q->s->client.id, what, hr_strerror(err));
+    set_error(q->r, HR_PE_INTERNAL, "the engine is unavailable: retry later");
+}
 
 static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
 {
-    pub_ctx *x = ud;
-    x->err = err;
-    if (!err) hr_buf_printf(x->res, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
+    sreq *q = ud;
+    if (!req_alive(q)) return;
+    if (err) engine_failed(q, err, "publish");
+    else hr_buf_printf(&q->pc->b, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
+    req_done(q);
 }
-
-typedef struct hist_ctx {
-    hr_buf *res;
-} hist_ctx;
 
 static void on_history(void *ud, int err, const hr_history *h)
 {
-    hist_ctx *x = ud;
-    if (err) return;
-    hr_buf_printf(x->res, "{\"epoch\":\"%s\",\"offset\":%llu,\"publications\":[", h->epoch,
-                  (unsigned long long)h->offset);
-    for (size_t i = 0; i < h->n; i++) {
-        if (i) hr_buf_append(x->res, ",", 1);
-        append_pub_json(x->res, h->pubs[i]);
+    sreq *q = ud;
+    if (!req_alive(q)) return;
+    if (err) {
+        engine_failed(q, err, "history");
+        req_done(q);
+        return;
     }
-    hr_buf_append(x->res, "]}", 2);
+    hr_buf *b = &q->pc->b;
+    hr_buf_printf(b, "{\"epoch\":\"%s\",\"offset\":%llu,\"publications\":[", h->epoch, (unsigned long long)h->offset);
+    for (size_t i = 0; i < h->n; i++) {
+        if (i) hr_buf_append(b, ",", 1);
+        append_pub_json(b, h->pubs[i]);
+    }
+    hr_buf_append(b, "]}", 2);
+    req_done(q);
 }
-
-typedef struct pres_ctx {
-    hr_buf *res;
-    bool stats;
-} pres_ctx;
 
 static void on_presence(void *ud, int err, const hr_presence *p)
 {
-    pres_ctx *x = ud;
-    if (err) return;
-    if (x->stats) {
-        hr_buf_printf(x->res, "{\"num_clients\":%zu,\"num_users\":%zu}", p->n, p->users);
+    sreq *q = ud;
+    if (!req_alive(q)) return;
+    if (err) {
+        engine_failed(q, err, "presence");
+        req_done(q);
         return;
     }
-    hr_buf_append_str(x->res, "{\"clients\":{");
-    for (size_t i = 0; i < p->n; i++) {
-        if (i) hr_buf_append(x->res, ",", 1);
-        hr_json_append_string(x->res, p->entries[i].client, strlen(p->entries[i].client));
-        hr_buf_printf(x->res, ":{\"client\":\"%s\",\"user\":", p->entries[i].client);
-        hr_json_append_string(x->res, p->entries[i].user, strlen(p->entries[i].user));
-        if (p->entries[i].info) hr_buf_printf(x->res, ",\"info\":%s", p->entries[i].info);
-        hr_buf_append(x->res, "}", 1);
+    hr_buf *b = &q->pc->b;
+    if (q->stats) {
+        hr_buf_printf(b, "{\"num_clients\":%zu,\"num_users\":%zu}", p->n, p->users);
+        req_done(q);
+        return;
     }
-    hr_buf_append_str(x->res, "}}");
+    hr_buf_append_str(b, "{\"clients\":{");
+    for (size_t i = 0; i < p->n; i++) {
+        if (i) hr_buf_append(b, ",", 1);
+        hr_json_append_string(b, p->entries[i].client, strlen(p->entries[i].client));
+        hr_buf_printf(b, ":{\"client\":\"%s\",\"user\":", p->entries[i].client);
+        hr_json_append_string(b, p->entries[i].user, strlen(p->entries[i].user));
+        if (p->entries[i].info) hr_buf_printf(b, ",\"info\":%s", p->entries[i].info);
+        hr_buf_append(b, "}", 1);
+    }
+    hr_buf_append_str(b, "}}");
+    req_done(q);
 }
 
 /* ---- tokens ------------------------------------------------------------------------ */
@@ -422,10 +666,10 @@ static void on_presence(void *ud, int err, const hr_presence *p)
 static int64_t wall_now(void) { return (int64_t)time(NULL); }
 
 /* Disconnect after this frame's replies (connect refused). */
-static void disconnect_after(hr_session *s, int code, const char *reason)
+static void disconnect_after(sframe *f, int code, const char *reason)
 {
-    s->disc_code = code;
-    s->disc_reason = reason;
+    f->disc_code = code;
+    f->disc_reason = reason;
 }
 
 /* Push {"disconnect":...} and close (token expiry, from a timer). */
@@ -508,7 +752,7 @@ static int verify_conn_token(hr_session *s, const char *tok, size_t len, hr_jwt_
     return rc == HR_JWT_ERR_EXPIRED ? HR_PE_TOKEN_EXPIRED : HR_PE_UNAUTHORIZED;
 }
 
-static void do_connect(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, const char **detail)
+static void do_connect(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, int *err, const char **detail)
 {
     hr_str tok = cmd->token;
     if (!tok.n && s->http_token) tok = (hr_str){s->http_token, strlen(s->http_token)};
@@ -518,8 +762,8 @@ static void do_connect(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, 
         int rc = verify_conn_token(s, tok.p, tok.n, &cl, detail);
         if (rc) {
             *err = rc;
-            if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(s, HR_DISC_TOKEN_EXPIRED, "token expired");
-            else disconnect_after(s, HR_DISC_INVALID_TOKEN, "invalid token");
+            if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(f, HR_DISC_TOKEN_EXPIRED, "token expired");
+            else disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
             hr_info("client %s: connect refused: %s", s->client.id, *detail ? *detail : "bad token");
             return;
         }
@@ -527,7 +771,7 @@ static void do_connect(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, 
             hr_jwt_claims_free(&cl);
             *err = HR_PE_UNAUTHORIZED;
             *detail = "a subscription token (it has \"channel\") is not a connection token";
-            disconnect_after(s, HR_DISC_INVALID_TOKEN, "invalid token");
+            disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
             return;
         }
         if (cl.sub) {
@@ -539,42 +783,35 @@ static void do_connect(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, 
     }
     s->connected = true;
     cstr(cmd->name, s->name, sizeof(s->name));
-    hr_buf_printf(res, "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", s->client.id,
+    hr_buf_printf(text(r), "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", s->client.id,
                   (long long)(s->cfg->ws_ping_interval_ms / 1000));
     if (tok.n) {
-        hr_buf_append_str(res, ",\"user\":");
-        hr_json_append_string(res, s->client.user, strlen(s->client.user));
-        append_expiry(s, res);
+        hr_buf_append_str(text(r), ",\"user\":");
+        hr_json_append_string(text(r), s->client.user, strlen(s->client.user));
+        append_expiry(s, text(r));
     }
     if (cmd->nsubs || cl.n_channels) {
-        hr_buf_append_str(res, ",\"subs\":{");
+        hr_buf_append_str(text(r), ",\"subs\":{");
         /* the token's channels first (granted by the token), then the client's */
         for (size_t i = 0; i < cl.n_channels + cmd->nsubs; i++) {
             bool granted = i < cl.n_channels;
             hr_str ch = granted ? (hr_str){cl.channels[i], strlen(cl.channels[i])} : cmd->subs[i - cl.n_channels];
-            if (i) hr_buf_append(res, ",", 1);
-            hr_json_append_string(res, ch.p, ch.n);
-            hr_buf_append(res, ":", 1);
-            hr_buf sub = HR_BUF_INIT;
+            if (i) hr_buf_append(text(r), ",", 1);
+            hr_json_append_string(text(r), ch.p, ch.n);
+            hr_buf_append(text(r), ":", 1);
             const char *d = NULL;
-            int rc = do_subscribe(s, NULL, ch, false, granted, &sub, &d);
-            if (rc) {
-                hr_native_error(res, 0, rc, d);
-            } else {
-                hr_buf_append(res, "{", 1);
-                hr_buf_append(res, sub.data, sub.len);
-                hr_buf_append(res, "}", 1);
-            }
-            hr_buf_free(&sub);
+            int rc = do_subscribe(s, f, r, NULL, ch, false, granted, true, &d);
+            if (rc) hr_native_error(text(r), 0, rc, d);
         }
-        hr_buf_append(res, "}", 1);
+        hr_buf_append(text(r), "}", 1);
     }
-    hr_buf_append(res, "}", 1);
+    hr_buf_append(text(r), "}", 1);
     hr_jwt_claims_free(&cl);
 }
 
 static void do_refresh(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, const char **detail)
 {
+    /* synchronous: res is the command's text */
     hr_jwt_claims cl;
     int rc = verify_conn_token(s, cmd->token.p, cmd->token.n, &cl, detail);
     if (rc) {
@@ -600,17 +837,17 @@ static void do_refresh(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, 
 
 static bool subscribed_to(hr_session *s, hr_str ch) { return hr_hub_find_sub(&s->client, ch.p, ch.n) != NULL; }
 
-static void exec(hr_session *s, const hr_cmd *cmd)
+static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
 {
     const char *detail = NULL;
-    hr_buf res = HR_BUF_INIT;
     int err = 0;
+    r->id = cmd->id;
     if (cmd->error) {
-        reply_error(s, cmd->id, cmd->error, cmd->error_detail);
+        set_error(r, cmd->error, cmd->error_detail);
         return;
     }
     if (!s->connected && cmd->type != HR_CMD_CONNECT) {
-        reply_error(s, cmd->id, HR_PE_NOT_CONNECTED, "send connect first");
+        set_error(r, HR_PE_NOT_CONNECTED, "send connect first");
         return;
     }
     hr_engine *e = engine_of(s);
@@ -623,22 +860,14 @@ static void exec(hr_session *s, const hr_cmd *cmd)
             detail = "already connected";
             break;
         }
-        do_connect(s, cmd, &res, &err, &detail);
+        do_connect(s, f, r, cmd, &err, &detail);
         break;
     case HR_CMD_REFRESH:
-        do_refresh(s, cmd, &res, &err, &detail);
+        do_refresh(s, cmd, text(r), &err, &detail);
         break;
-    case HR_CMD_SUBSCRIBE: {
-        hr_buf body = HR_BUF_INIT;
-        err = do_subscribe(s, cmd, cmd->channel, true, false, &body, &detail);
-        if (!err) {
-            hr_buf_append(&res, "{", 1);
-            hr_buf_append(&res, body.data, body.len);
-            hr_buf_append(&res, "}", 1);
-        }
-        hr_buf_free(&body);
+    case HR_CMD_SUBSCRIBE:
+        err = do_subscribe(s, f, r, cmd, cmd->channel, true, false, false, &detail);
         break;
-    }
     case HR_CMD_UNSUBSCRIBE: {
         hr_sub *sub = hr_hub_find_sub(&s->client, cmd->channel.p, cmd->channel.n);
         if (!sub) {
@@ -646,7 +875,7 @@ static void exec(hr_session *s, const hr_cmd *cmd)
             break;
         }
         leave_channel(s, sub);
-        hr_buf_append(&res, "{}", 2);
+        hr_buf_append(text(r), "{}", 2);
         break;
     }
     case HR_CMD_PUBLISH: {
@@ -670,10 +899,9 @@ static void exec(hr_session *s, const hr_cmd *cmd)
         }
         o = HR_CHAN_OPTS(s->cfg, pol);
         hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, cmd->channel.p, cmd->channel.n, cmd->data.p, cmd->data.n, NULL, 0);
-        pub_ctx x = {&res, 0};
-        e->vt->publish(e, &o, p, cmd->idempotency_key.p, cmd->idempotency_key.n, on_published, &x);
+        sreq *x = req_new(s, f, r);
+        e->vt->publish(e, &o, p, cmd->idempotency_key.p, cmd->idempotency_key.n, on_published, x);
         hr_pub_unref(p);
-        err = x.err ? HR_PE_INTERNAL : 0;
         break;
     }
     case HR_CMD_HISTORY: {
@@ -687,8 +915,8 @@ static void exec(hr_session *s, const hr_cmd *cmd)
         cstr(cmd->since_epoch, epoch, sizeof(epoch));
         hr_history_query q = {.has_since = cmd->has_since, .since_offset = cmd->since_offset, .since_epoch = epoch,
                               .limit = cmd->limit, .reverse = cmd->reverse};
-        hist_ctx x = {&res};
-        e->vt->history(e, &o, cmd->channel.p, cmd->channel.n, &q, on_history, &x);
+        sreq *x = req_new(s, f, r);
+        e->vt->history(e, &o, cmd->channel.p, cmd->channel.n, &q, on_history, x);
         break;
     }
     case HR_CMD_PRESENCE:
@@ -703,20 +931,19 @@ static void exec(hr_session *s, const hr_cmd *cmd)
             err = HR_PE_PERMISSION_DENIED;
             break;
         }
-        pres_ctx x = {&res, cmd->type == HR_CMD_PRESENCE_STATS};
-        e->vt->presence(e, cmd->channel.p, cmd->channel.n, on_presence, &x);
+        sreq *x = req_new(s, f, r);
+        x->stats = cmd->type == HR_CMD_PRESENCE_STATS;
+        e->vt->presence(e, cmd->channel.p, cmd->channel.n, on_presence, x);
         break;
     }
     case HR_CMD_PING:
-        hr_buf_append(&res, "{}", 2);
+        hr_buf_append(text(r), "{}", 2);
         break;
     default:
         err = HR_PE_METHOD_NOT_FOUND;
         break;
     }
-    if (err) reply_error(s, cmd->id, err, detail);
-    else reply_result(s, cmd->id, &res);
-    hr_buf_free(&res);
+    if (err) set_error(r, err, detail);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------- */
@@ -760,17 +987,18 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
                             rc == HR_ERR_TOO_BIG ? "too many commands or values in one frame" : "malformed command frame", false);
         return;
     }
-    for (size_t i = 0; i < batch.n && !s->disc_code; i++) exec(s, &batch.cmds[i]);
+    sframe *f = hr_calloc(1, sizeof(*f));
+    f->cmds = batch.n ? hr_calloc(batch.n, sizeof(*f->cmds)) : NULL;
+    if (s->frames_tail) s->frames_tail->next = f;
+    else s->frames = f;
+    s->frames_tail = f;
+    for (size_t i = 0; i < batch.n && !f->disc_code; i++) {
+        f->n++;
+        exec(s, f, &f->cmds[i], &batch.cmds[i]);
+    }
     hr_native_batch_free(&batch);
-    if (s->out.len) {
-        send_payload(s, s->out.data, s->out.len);
-        hr_buf_free(&s->out);
-    }
-    if (s->disc_code) {
-        int code = s->disc_code;
-        s->disc_code = 0;
-        disconnect_now(s, code, s->disc_reason);
-    }
+    f->sealed = true;
+    pump(s);
 }
 
 void hr_session_loop_gone(hr_session *s)
@@ -790,11 +1018,17 @@ void hr_session_free(hr_session *s)
 {
     if (!s) return;
     hr_hub_client_remove(&s->client);
+    for (sreq *q = s->reqs; q; q = q->next) q->s = NULL; /* their answers find no session */
+    s->reqs = NULL;
     while (s->client.subs) leave_channel(s, s->client.subs);
+    while (s->frames) {
+        sframe *f = s->frames;
+        s->frames = f->next;
+        frame_free(f);
+    }
     arm_expiry(s, false, 0);
     hr_free(s->info);
     hr_free(s->http_token);
-    hr_buf_free(&s->out);
     hr_free(s->client.user);
     hr_free(s);
 }

@@ -34,6 +34,7 @@ enum hr_disconnect_code {
     HR_DISC_TOKEN_EXPIRED = 3005,   /* the connection token expired (not refreshed in time): get a new one, reconnect */
     HR_DISC_SLOW = 3008,            /* output queue overflow: reconnect and recover */
     HR_DISC_TOO_MANY_REQUESTS = 3009, /* raw mode: publishing faster than limits.publishes_per_*: reconnect later */
+    HR_DISC_RESYNC = 3010,          /* the engine may have missed publications (Redis reconnected): reconnect and recover */
     HR_DISC_INVALID_TOKEN = 3500,   /* connect with a token that does not verify: do not reconnect with it */
     HR_DISC_BAD_REQUEST = 3501,     /* malformed frame: do not reconnect */
     HR_DISC_ENCODING = 3502,        /* a reply or push has no MessagePack form (e.g. nesting too deep): do not reconnect */

@@ -44,9 +44,12 @@ const hr_option hr_options[] = {
     {"server.api_key", HR_OPT_STRING, OFF(api_key), "", 0, 0, "HERALD_API_KEY", "--api-key",
      "Key for the server HTTP API (/api). Empty = a random key is generated and printed at start-up."},
     {"server.engine", HR_OPT_STRING, OFF(engine), "memory", 0, 0, "HERALD_ENGINE", "--engine",
-     "Engine: memory (single node). redis is not implemented yet."},
+     "Engine: memory (single node, state in this process) or redis (many nodes sharing history, presence and "
+     "publications through Redis: docs/scaling.md)."},
     {"server.redis", HR_OPT_STRING, OFF(redis), "", 0, 0, "HERALD_REDIS", "--redis",
-     "Redis addresses HOST:PORT[,HOST:PORT] for the redis engine (not implemented yet)."},
+     "Redis addresses HOST:PORT[,HOST:PORT...] for the redis engine. Several addresses shard channels across "
+     "independent Redis servers (jump consistent hash of the channel name); every node must list the same "
+     "addresses in the same order."},
     {"server.proxy_protocol", HR_OPT_BOOL, OFF(proxy_protocol), "false", 0, 0, "HERALD_PROXY_PROTOCOL",
      "--proxy-protocol",
      "Every connection, on server.listen and tls.listen, must begin with a PROXY protocol header (v1 or v2, "
@@ -60,6 +63,33 @@ const hr_option hr_options[] = {
      "one, Forwarded: for=) header names the client: for a request from such a peer, the client address for "
      "the limits is the rightmost address in the header that is not a trusted proxy, per request. Headers "
      "from other peers are ignored. Empty = trust no one."},
+
+    {"redis.prefix", HR_OPT_STRING, OFF(redis_prefix), "herald", 0, 0, NULL, "--redis-prefix",
+     "Prefix of every Redis key and pub/sub channel Herald uses (separate clusters sharing one Redis)."},
+    {"redis.user", HR_OPT_STRING, OFF(redis_user), "default", 0, 0, NULL, NULL,
+     "Redis ACL user for redis.password (HELLO 3 AUTH)."},
+    {"redis.password", HR_OPT_STRING, OFF(redis_password), "", 0, 0, NULL, NULL,
+     "Password for every Redis server (HELLO 3 AUTH redis.user PASSWORD). Empty = no authentication."},
+    {"redis.node_id", HR_OPT_STRING, OFF(redis_node_id), "", 0, 0, "HERALD_NODE_ID", "--node-id",
+     "This node's id in /api/info's node list. Empty = random at each start."},
+    {"redis.presence_ttl", HR_OPT_DURATION, OFF(redis_presence_ttl_ms), "60s", 1000, DAY_MS, NULL, NULL,
+     "Presence entries in Redis expire unless their node refreshes them (every third of this): how long the "
+     "clients of a killed node stay listed."},
+    {"redis.node_ttl", HR_OPT_DURATION, OFF(redis_node_ttl_ms), "15s", 1000, DAY_MS, NULL, NULL,
+     "A node's announcement (/api/info) expires unless refreshed (every third of the smaller of this and "
+     "redis.presence_ttl)."},
+    {"redis.connect_timeout", HR_OPT_DURATION, OFF(redis_connect_timeout_ms), "3s", 100, DAY_MS, NULL, NULL,
+     "Connecting to Redis (TCP + HELLO) gives up after this, then retries with backoff."},
+    {"redis.ping_interval", HR_OPT_DURATION, OFF(redis_ping_interval_ms), "2s", 100, DAY_MS, NULL, NULL,
+     "Keepalive PING on each Redis connection; one not answered by the next interval drops the connection."},
+    {"redis.backoff_min", HR_OPT_DURATION, OFF(redis_backoff_min_ms), "100ms", 1, DAY_MS, NULL, NULL,
+     "First reconnection delay after a Redis connection is lost; doubles per failed attempt (with jitter)."},
+    {"redis.backoff_max", HR_OPT_DURATION, OFF(redis_backoff_max_ms), "5s", 1, DAY_MS, NULL, NULL,
+     "Longest reconnection delay."},
+    {"redis.max_pending", HR_OPT_INT, OFF(redis_max_pending), "100000", 1, 100000000, NULL, NULL,
+     "Most commands awaiting Redis replies per connection; more fail at once (API 503, client error 100)."},
+    {"redis.max_reply", HR_OPT_SIZE, OFF(redis_max_reply), "64MiB", 1024, 1 * GiB, NULL, NULL,
+     "Largest Redis reply accepted (a history read of a big channel); larger drops the connection."},
 
     {"tls.cert", HR_OPT_STRING, OFF(tls_cert), "", 0, 0, NULL, "--tls-cert",
      "TLS certificate chain file (PEM: the server certificate first, then intermediates). With tls.key set, "
@@ -1088,8 +1118,18 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
         errf(err, errlen, "server.log_level: expected debug, info, warn, error or off, got \"%s\"", cfg->log_level);
         return HR_ERR_INVALID;
     }
-    if (strcmp(cfg->engine, "memory") != 0) {
-        errf(err, errlen, "server.engine: \"%s\" is not available in this build (only \"memory\")", cfg->engine);
+    if (strcmp(cfg->engine, "memory") != 0 && strcmp(cfg->engine, "redis") != 0 &&
+        strcmp(cfg->engine, "memory-delayed") != 0) {
+        errf(err, errlen, "server.engine: expected memory or redis, got \"%s\"", cfg->engine);
+        return HR_ERR_INVALID;
+    }
+    if (strcmp(cfg->engine, "redis") == 0 && !cfg->redis[0]) {
+        errf(err, errlen, "server.engine is redis but server.redis (--redis HOST:PORT) is not set");
+        return HR_ERR_INVALID;
+    }
+    if (cfg->redis_backoff_max_ms < cfg->redis_backoff_min_ms) {
+        errf(err, errlen, "redis.backoff_max (%lld ms) must not be shorter than redis.backoff_min (%lld ms)",
+             (long long)cfg->redis_backoff_max_ms, (long long)cfg->redis_backoff_min_ms);
         return HR_ERR_INVALID;
     }
     if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {

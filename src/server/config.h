@@ -82,6 +82,19 @@ typedef struct hr_config {
     char *redis;
     bool proxy_protocol;        /* every connection starts with a PROXY protocol header */
     hr_strlist trusted_proxies; /* addresses / CIDRs whose X-Forwarded-For is believed */
+    /* [redis] (engine = redis) */
+    char *redis_prefix;
+    char *redis_node_id;
+    char *redis_user;
+    char *redis_password;
+    int64_t redis_presence_ttl_ms;
+    int64_t redis_node_ttl_ms;
+    int64_t redis_connect_timeout_ms;
+    int64_t redis_ping_interval_ms;
+    int64_t redis_backoff_min_ms;
+    int64_t redis_backoff_max_ms;
+    int64_t redis_max_pending;
+    int64_t redis_max_reply;
     /* [tls] */
     char *tls_cert;
     char *tls_key;

@@ -10,6 +10,7 @@
 #include "auth/auth.h"
 #include "codec/pmdeflate.h"
 #include "core/log.h"
+#include "transport/emulation.h"
 #include "transport/http.h"
 #include "transport/proxy.h"
 #include "transport/tls.h"
@@ -252,12 +253,57 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "herald-w%d", w->id);
     pthread_setname_np(pthread_self(), name);
+    hr_engine_worker = w->id; /* a network engine brings callbacks back to this thread */
     hr_loop_run(&w->loop);
     /* leave nothing behind: close what remains (force path or loop error) */
     while (w->conns) hr_conn_close(w->conns);
     hr_conn_end_turn(w);
     atomic_fetch_sub(&w->srv->running_workers, 1);
     return NULL;
+}
+
+/* For the Redis engine's node announcement (on the engine's thread; the
+ * engine counts the subscriptions itself). */
+static void node_stats(void *ud, uint64_t *connections, uint64_t *subscriptions)
+{
+    hr_server *s = ud;
+    uint64_t conns = 0;
+    for (int i = 0; i < s->nworkers; i++) conns += atomic_load(&s->workers[i].stats.connections);
+    *connections = conns;
+    *subscriptions = 0;
+}
+
+/* server.engine: the hub starts with the memory engine; redis replaces it. */
+static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
+{
+    hr_engine *e = NULL;
+    if (strcmp(cfg->engine, "redis") == 0) {
+        hr_redis_opts o = {
+            .addrs = cfg->redis,
+            .prefix = cfg->redis_prefix,
+            .node_id = cfg->redis_node_id,
+            .node_address = s->bound,
+            .user = cfg->redis_user,
+            .password = cfg->redis_password,
+            .presence_ttl_ms = (uint64_t)cfg->redis_presence_ttl_ms,
+            .node_ttl_ms = (uint64_t)cfg->redis_node_ttl_ms,
+            .connect_timeout_ms = (uint64_t)cfg->redis_connect_timeout_ms,
+            .ping_interval_ms = (uint64_t)cfg->redis_ping_interval_ms,
+            .backoff_min_ms = (uint64_t)cfg->redis_backoff_min_ms,
+            .backoff_max_ms = (uint64_t)cfg->redis_backoff_max_ms,
+            .max_pending = (size_t)cfg->redis_max_pending,
+            .max_reply = (size_t)cfg->redis_max_reply,
+            .stats = node_stats,
+            .stats_ud = s,
+        };
+        e = hr_engine_redis_new(&o, hr_hub_deliver, s->hub, err, errlen);
+        if (!e) return HR_ERR_INVALID;
+    } else if (strcmp(cfg->engine, "memory-delayed") == 0) {
+        e = hr_engine_delayed_new(hr_engine_memory_new(hr_hub_deliver, s->hub));
+    }
+    if (e) hr_hub_set_engine(s->hub, e);
+    hr_emu_engine_attach(s->hub->engine);
+    return 0;
 }
 
 static void raise_fd_limit(void)
@@ -435,6 +481,8 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* after the mask: an engine thread must not take the process signals either */
+    if ((rc = use_engine(s, cfg, err, errlen))) return rc;
     atomic_store(&s->running_workers, n);
     for (int i = 0; i < n; i++) {
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i])) {

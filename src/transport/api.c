@@ -16,20 +16,96 @@
 #include <string.h>
 #include <strings.h>
 
+/* Engines may answer later (engine.h): a reply is a list of pieces, some
+ * reserved for an engine answer; the request is answered when none is
+ * awaited (hr_http_defer until then). */
+typedef struct apiece {
+    hr_buf b;
+    bool reserved;
+} apiece;
+
+typedef struct areply {
+    int status;
+    const char *error;  /* message when status != 200 (static text) */
+    apiece **parts;
+    size_t nparts;
+} areply;
+
+typedef struct api_req {
+    hr_conn *c;         /* NULL once the connection is gone */
+    bool close;
+    bool batch;
+    bool sealed;        /* every method ran */
+    bool deferred;      /* the connection waits (hr_http_defer) */
+    size_t pending;     /* engine answers awaited */
+    areply *replies;
+    size_t n;
+} api_req;
+
 typedef struct api_ctx {
     hr_worker *w;
     const hr_config *cfg;
     hr_engine *engine;
-    hr_buf *out;        /* result JSON */
-    const char *error;  /* message when status != 200 */
-    int status;
+    api_req *rq;
+    areply *r;
 } api_ctx;
 
-static int fail(api_ctx *x, int status, const char *msg)
+/* An engine call in flight for a request. */
+typedef struct aop {
+    api_req *rq;
+    areply *r;
+    apiece *pc;
+    bool stats;
+    const char *self_id; /* info: this node's id (skipped in the engine's list) */
+    char *pattern;       /* channels: the filter (owned) */
+    size_t plen;
+} aop;
+
+static int fail_r(areply *r, int status, const char *msg)
 {
-    x->status = status;
-    x->error = msg;
+    r->status = status;
+    r->error = msg;
     return status;
+}
+
+static int fail(api_ctx *x, int status, const char *msg) { return fail_r(x->r, status, msg); }
+
+static apiece *add_piece(areply *r, bool reserved)
+{
+    apiece *pc = hr_calloc(1, sizeof(*pc));
+    pc->reserved = reserved;
+    r->parts = hr_realloc(r->parts, (r->nparts + 1) * sizeof(*r->parts));
+    r->parts[r->nparts++] = pc;
+    return pc;
+}
+
+/* Where a method's synchronous text goes. */
+static hr_buf *out_of(areply *r)
+{
+    if (!r->nparts || r->parts[r->nparts - 1]->reserved) add_piece(r, false);
+    return &r->parts[r->nparts - 1]->b;
+}
+#define OUT(x) out_of((x)->r)
+
+static aop *aop_new(api_ctx *x)
+{
+    aop *a = hr_calloc(1, sizeof(*a));
+    a->rq = x->rq;
+    a->r = x->r;
+    a->pc = add_piece(x->r, true);
+    x->rq->pending++;
+    return a;
+}
+
+static void areq_finish(api_req *rq);
+
+/* a's answer is in its piece (or its reply failed). */
+static void aop_done(aop *a)
+{
+    api_req *rq = a->rq;
+    hr_free(a);
+    rq->pending--;
+    areq_finish(rq);
 }
 
 /* The engine options of a validated channel's namespace; fails (400) when
@@ -66,12 +142,10 @@ static void append_pub(hr_buf *b, const hr_pub *p)
 
 static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
 {
-    api_ctx *x = ud;
-    if (err) {
-        fail(x, 503, "engine unavailable");
-        return;
-    }
-    hr_buf_printf(x->out, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
+    aop *a = ud;
+    if (err) fail_r(a->r, 503, "engine unavailable: the publication was not accepted, retry");
+    else hr_buf_printf(&a->pc->b, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
+    aop_done(a);
 }
 
 static int publish_one(api_ctx *x, const char *ch, size_t clen, const char *data, size_t dlen, const char *key,
@@ -79,11 +153,11 @@ static int publish_one(api_ctx *x, const char *ch, size_t clen, const char *data
 {
     if (dlen > (size_t)x->cfg->ch_max_publication_size) return fail(x, 413, "publication data too large");
     hr_chan_opts o;
-    if (opts_of(x, ch, clen, &o, NULL)) return x->status;
+    if (opts_of(x, ch, clen, &o, NULL)) return x->r->status;
     hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, clen, data, dlen, NULL, 0);
-    x->engine->vt->publish(x->engine, &o, p, key, klen, on_published, x);
+    x->engine->vt->publish(x->engine, &o, p, key, klen, on_published, aop_new(x));
     hr_pub_unref(p);
-    return x->status == 200 ? 0 : x->status;
+    return x->r->status == 200 ? 0 : x->r->status;
 }
 
 static char *dump_data(api_ctx *x, json_t *params, size_t *len)
@@ -115,13 +189,13 @@ static int m_publish(api_ctx *x, json_t *params)
 {
     const char *ch, *key;
     size_t clen, dlen, klen;
-    if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
-    if (get_idem_key(x, params, &key, &klen)) return x->status;
+    if (get_channel(x, params, "channel", &ch, &clen)) return x->r->status;
+    if (get_idem_key(x, params, &key, &klen)) return x->r->status;
     char *data = dump_data(x, params, &dlen);
-    if (!data) return x->status;
+    if (!data) return x->r->status;
     publish_one(x, ch, clen, data, dlen, key, klen);
     free(data);
-    return x->status == 200 ? 0 : x->status;
+    return x->r->status == 200 ? 0 : x->r->status;
 }
 
 static int m_broadcast(api_ctx *x, json_t *params)
@@ -131,9 +205,9 @@ static int m_broadcast(api_ctx *x, json_t *params)
     if (json_array_size(chans) > 10000) return fail(x, 400, "at most 10000 channels per broadcast");
     size_t dlen, klen;
     const char *key;
-    if (get_idem_key(x, params, &key, &klen)) return x->status;
+    if (get_idem_key(x, params, &key, &klen)) return x->r->status;
     char *data = dump_data(x, params, &dlen);
-    if (!data) return x->status;
+    if (!data) return x->r->status;
     if (dlen > (size_t)x->cfg->ch_max_publication_size) {
         free(data);
         return fail(x, 413, "publication data too large");
@@ -153,37 +227,39 @@ static int m_broadcast(api_ctx *x, json_t *params)
             return fail(x, 400, "every channel's namespace must be configured");
         }
     }
-    hr_buf_append_str(x->out, "{\"responses\":[");
+    hr_buf_append_str(OUT(x), "{\"responses\":[");
     json_array_foreach(chans, i, v) {
-        if (i) hr_buf_append(x->out, ",", 1);
+        if (i) hr_buf_append(OUT(x), ",", 1);
         publish_one(x, json_string_value(v), json_string_length(v), data, dlen, key, klen);
     }
-    hr_buf_append_str(x->out, "]}");
+    hr_buf_append_str(OUT(x), "]}");
     free(data);
-    return x->status == 200 ? 0 : x->status;
+    return x->r->status == 200 ? 0 : x->r->status;
 }
 
 static void on_history(void *ud, int err, const hr_history *h)
 {
-    api_ctx *x = ud;
+    aop *a = ud;
     if (err) {
-        fail(x, 503, "engine unavailable");
+        fail_r(a->r, 503, "engine unavailable");
+        aop_done(a);
         return;
     }
-    hr_buf_printf(x->out, "{\"epoch\":\"%s\",\"offset\":%llu,\"publications\":[", h->epoch,
-                  (unsigned long long)h->offset);
+    hr_buf *b = &a->pc->b;
+    hr_buf_printf(b, "{\"epoch\":\"%s\",\"offset\":%llu,\"publications\":[", h->epoch, (unsigned long long)h->offset);
     for (size_t i = 0; i < h->n; i++) {
-        if (i) hr_buf_append(x->out, ",", 1);
-        append_pub(x->out, h->pubs[i]);
+        if (i) hr_buf_append(b, ",", 1);
+        append_pub(b, h->pubs[i]);
     }
-    hr_buf_append_str(x->out, "]}");
+    hr_buf_append_str(b, "]}");
+    aop_done(a);
 }
 
 static int m_history(api_ctx *x, json_t *params)
 {
     const char *ch;
     size_t clen;
-    if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
+    if (get_channel(x, params, "channel", &ch, &clen)) return x->r->status;
     hr_history_query q = {.limit = -1};
     json_t *v;
     if ((v = json_object_get(params, "limit"))) {
@@ -203,67 +279,70 @@ static int m_history(api_ctx *x, json_t *params)
         q.since_epoch = ep ? json_string_value(ep) : NULL;
     }
     hr_chan_opts o;
-    if (opts_of(x, ch, clen, &o, NULL)) return x->status;
-    x->engine->vt->history(x->engine, &o, ch, clen, &q, on_history, x);
-    return x->status == 200 ? 0 : x->status;
+    if (opts_of(x, ch, clen, &o, NULL)) return x->r->status;
+    x->engine->vt->history(x->engine, &o, ch, clen, &q, on_history, aop_new(x));
+    return x->r->status == 200 ? 0 : x->r->status;
 }
 
 static void on_done(void *ud, int err)
 {
-    api_ctx *x = ud;
-    if (err) fail(x, 503, "engine unavailable");
-    else hr_buf_append(x->out, "{}", 2);
+    aop *a = ud;
+    if (err) fail_r(a->r, 503, "engine unavailable");
+    else hr_buf_append(&a->pc->b, "{}", 2);
+    aop_done(a);
 }
 
 static int m_history_remove(api_ctx *x, json_t *params)
 {
     const char *ch;
     size_t clen;
-    if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
-    x->engine->vt->history_remove(x->engine, ch, clen, on_done, x);
-    return x->status == 200 ? 0 : x->status;
+    if (get_channel(x, params, "channel", &ch, &clen)) return x->r->status;
+    x->engine->vt->history_remove(x->engine, ch, clen, on_done, aop_new(x));
+    return x->r->status == 200 ? 0 : x->r->status;
 }
-
-typedef struct pres_ud {
-    api_ctx *x;
-    bool stats;
-} pres_ud;
 
 static void on_presence(void *ud, int err, const hr_presence *p)
 {
-    pres_ud *u = ud;
-    hr_buf *b = u->x->out;
+    aop *a = ud;
+    hr_buf *b = &a->pc->b;
     if (err) {
-        fail(u->x, 503, "engine unavailable");
+        fail_r(a->r, 503, "engine unavailable");
+        aop_done(a);
         return;
     }
-    if (u->stats) {
+    if (a->stats) {
         hr_buf_printf(b, "{\"num_clients\":%zu,\"num_users\":%zu}", p->n, p->users);
+        aop_done(a);
         return;
     }
     hr_buf_append_str(b, "{\"clients\":{");
     for (size_t i = 0; i < p->n; i++) {
         if (i) hr_buf_append(b, ",", 1);
-        hr_buf_printf(b, "\"%s\":{\"client\":\"%s\",\"user\":", p->entries[i].client, p->entries[i].client);
+        hr_json_append_string(b, p->entries[i].client, strlen(p->entries[i].client));
+        hr_buf_append_str(b, ":{\"client\":");
+        hr_json_append_string(b, p->entries[i].client, strlen(p->entries[i].client));
+        hr_buf_append_str(b, ",\"user\":");
         hr_json_append_string(b, p->entries[i].user, strlen(p->entries[i].user));
         if (p->entries[i].info) hr_buf_printf(b, ",\"info\":%s", p->entries[i].info);
         hr_buf_append(b, "}", 1);
     }
     hr_buf_append_str(b, "}}");
+    aop_done(a);
 }
 
 static int presence_common(api_ctx *x, json_t *params, bool stats)
 {
     const char *ch;
     size_t clen;
-    if (get_channel(x, params, "channel", &ch, &clen)) return x->status;
+    if (get_channel(x, params, "channel", &ch, &clen)) return x->r->status;
     hr_chan_opts o;
     hr_chan_policy pol;
-    if (opts_of(x, ch, clen, &o, &pol)) return x->status;
+    if (opts_of(x, ch, clen, &o, &pol)) return x->r->status;
     if (!pol.presence) return fail(x, 404, "presence is disabled");
-    pres_ud u = {x, stats};
-    x->engine->vt->presence(x->engine, ch, clen, on_presence, &u);
-    return x->status == 200 ? 0 : x->status;
+    aop *a = aop_new(x);
+    a->stats = stats;
+    x->engine->vt->presence(x->engine, ch, clen, on_presence, a);
+    return x->r->status == 200 ? 0 : x->r->status;
 }
 
 static int m_presence(api_ctx *x, json_t *params) { return presence_common(x, params, false); }
@@ -280,9 +359,32 @@ static void each_channel(void *ud, const char *name, size_t len, uint64_t offset
 {
     chan_ud *u = ud;
     if (u->pattern && !hr_chan_match(u->pattern, u->plen, name, len)) return;
-    if (u->n++) hr_buf_append(u->x->out, ",", 1);
-    hr_json_append_string(u->x->out, name, len);
-    hr_buf_printf(u->x->out, ":{\"offset\":%llu}", (unsigned long long)offset);
+    if (u->n++) hr_buf_append(OUT(u->x), ",", 1);
+    hr_json_append_string(OUT(u->x), name, len);
+    hr_buf_printf(OUT(u->x), ":{\"offset\":%llu}", (unsigned long long)offset);
+}
+
+/* An engine that lists its channels later (Redis). */
+static void on_channels(void *ud, int err, const char *const *names, const uint64_t *offsets, size_t n)
+{
+    aop *a = ud;
+    if (err) {
+        fail_r(a->r, 503, "engine unavailable");
+    } else {
+        hr_buf *b = &a->pc->b;
+        hr_buf_append_str(b, "{\"channels\":{");
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t len = strlen(names[i]);
+            if (a->pattern && !hr_chan_match(a->pattern, a->plen, names[i], len)) continue;
+            if (k++) hr_buf_append(b, ",", 1);
+            hr_json_append_string(b, names[i], len);
+            hr_buf_printf(b, ":{\"offset\":%llu}", (unsigned long long)offsets[i]);
+        }
+        hr_buf_append_str(b, "}}");
+    }
+    hr_free(a->pattern);
+    aop_done(a);
 }
 
 static int m_channels(api_ctx *x, json_t *params)
@@ -297,10 +399,41 @@ static int m_channels(api_ctx *x, json_t *params)
         u.pattern = json_string_value(p);
         u.plen = json_string_length(p);
     }
-    hr_buf_append_str(x->out, "{\"channels\":{");
+    if (x->engine->vt->channels_async) {
+        aop *a = aop_new(x);
+        a->pattern = u.pattern ? hr_strndup(u.pattern, u.plen) : NULL;
+        a->plen = u.plen;
+        x->engine->vt->channels_async(x->engine, on_channels, a);
+        return 0;
+    }
+    hr_buf_append_str(OUT(x), "{\"channels\":{");
     x->engine->vt->channels(x->engine, each_channel, &u);
-    hr_buf_append_str(x->out, "}}");
+    hr_buf_append_str(OUT(x), "}}");
     return 0;
+}
+
+/* The engine's node list (a JSON array of announcements): every node but this one. */
+static void on_nodes(void *ud, int err, const char *json, size_t len)
+{
+    aop *a = ud;
+    if (err) { /* this node is still listed; the others are unknown while the engine is down */
+        aop_done(a);
+        return;
+    }
+    json_t *arr = json_loadb(json, len, 0, NULL);
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        const char *id = json_string_value(json_object_get(v, "id"));
+        if (!json_is_object(v) || (id && a->self_id && strcmp(id, a->self_id) == 0)) continue;
+        size_t n;
+        char *txt = hr_json_dumps(v, &n);
+        hr_buf_append(&a->pc->b, ",", 1);
+        hr_buf_append(&a->pc->b, txt, n);
+        free(txt);
+    }
+    json_decref(arr);
+    aop_done(a);
 }
 
 static int m_info(api_ctx *x, json_t *params)
@@ -316,13 +449,21 @@ static int m_info(api_ctx *x, json_t *params)
         in += atomic_load(&st->ws_messages_in);
         out += atomic_load(&st->ws_messages_out);
     }
-    hr_buf_printf(x->out,
+    hr_buf_printf(OUT(x),
                   "{\"nodes\":[{\"name\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"uptime_ms\":%llu,"
                   "\"workers\":%d,\"connections\":%llu,\"websockets\":%llu,\"http_requests\":%llu,"
-                  "\"messages_in\":%llu,\"messages_out\":%llu,\"engine\":\"%s\"}]}",
+                  "\"messages_in\":%llu,\"messages_out\":%llu,\"engine\":\"%s\"",
                   srv->bound, (unsigned long long)(hr_now_ms() - srv->started_ms), srv->nworkers,
                   (unsigned long long)conns, (unsigned long long)ws, (unsigned long long)reqs,
                   (unsigned long long)in, (unsigned long long)out, x->cfg->engine);
+    if (x->engine->node_id) hr_buf_printf(OUT(x), ",\"id\":\"%s\"", x->engine->node_id);
+    hr_buf_append(OUT(x), "}", 1);
+    if (x->engine->vt->nodes) { /* the other nodes, as they announce themselves */
+        aop *a = aop_new(x);
+        a->self_id = x->engine->node_id;
+        x->engine->vt->nodes(x->engine, on_nodes, a);
+    }
+    hr_buf_append_str(OUT(x), "]}");
     return 0;
 }
 
@@ -361,9 +502,9 @@ static int m_unsubscribe(api_ctx *x, json_t *params)
     int rc = hr_chan_validate_pattern(ch, clen, (size_t)x->cfg->ch_max_channel_length, &pattern);
     if (rc) return fail(x, 400, hr_chan_error_text(rc));
     if (get_target(x, params, &user, &client) || get_reason(x, params, "unsubscribed by the server", &reason))
-        return x->status;
+        return x->r->status;
     hr_hub_unsubscribe_clients(x->w->srv->hub, ch, clen, user, client, HR_UNSUB_SERVER, reason);
-    hr_buf_append(x->out, "{}", 2);
+    hr_buf_append(OUT(x), "{}", 2);
     return 0;
 }
 
@@ -371,7 +512,7 @@ static int m_disconnect(api_ctx *x, json_t *params)
 {
     const char *user, *client, *reason;
     if (get_target(x, params, &user, &client) || get_reason(x, params, "disconnected by the server", &reason))
-        return x->status;
+        return x->r->status;
     json_t *c = json_object_get(params, "code");
     int code = HR_DISC_SERVER;
     if (c) {
@@ -380,7 +521,7 @@ static int m_disconnect(api_ctx *x, json_t *params)
         code = (int)json_integer_value(c);
     }
     hr_hub_disconnect_clients(x->w->srv->hub, user, client, code, reason);
-    hr_buf_append(x->out, "{}", 2);
+    hr_buf_append(OUT(x), "{}", 2);
     return 0;
 }
 
@@ -401,42 +542,78 @@ static api_method find_method(const char *name, size_t len)
     return NULL;
 }
 
-static int m_batch(api_ctx *x, json_t *params)
+/* ---- requests -------------------------------------------------------------------- */
+
+static void areq_free(api_req *rq)
 {
-    json_t *cmds = json_object_get(params, "commands");
-    if (!json_is_array(cmds)) return fail(x, 400, "commands must be an array");
-    if (json_array_size(cmds) > 1000) return fail(x, 400, "at most 1000 commands per batch");
-    hr_buf_append_str(x->out, "{\"replies\":[");
-    size_t i;
-    json_t *cmd;
-    json_array_foreach(cmds, i, cmd) {
-        if (i) hr_buf_append(x->out, ",", 1);
-        json_t *m = json_object_get(cmd, "method"), *p = json_object_get(cmd, "params");
-        api_method fn = json_is_string(m) ? find_method(json_string_value(m), json_string_length(m)) : NULL;
-        if (!fn || !json_is_object(p)) {
-            hr_buf_printf(x->out, "{\"error\":\"%s\",\"status\":%d}",
-                          fn ? "params must be an object" : "unknown method", fn ? 400 : 404);
-            continue;
+    for (size_t i = 0; i < rq->n; i++) {
+        areply *r = &rq->replies[i];
+        for (size_t k = 0; k < r->nparts; k++) {
+            hr_buf_free(&r->parts[k]->b);
+            hr_free(r->parts[k]);
         }
-        api_ctx sub = {x->w, x->cfg, x->engine, x->out, NULL, 200};
-        size_t mark = x->out->len;
-        hr_buf_append_str(x->out, "{\"result\":");
-        fn(&sub, p);
-        if (sub.status != 200) {
-            x->out->len = mark;
-            hr_buf_append_str(x->out, "{\"error\":");
-            hr_json_append_string(x->out, sub.error, strlen(sub.error));
-            hr_buf_printf(x->out, ",\"status\":%d}", sub.status);
+        hr_free(r->parts);
+    }
+    hr_free(rq->replies);
+    hr_free(rq);
+}
+
+static void append_parts(hr_buf *b, const areply *r)
+{
+    for (size_t k = 0; k < r->nparts; k++) hr_buf_append(b, r->parts[k]->b.data, r->parts[k]->b.len);
+}
+
+/* Answer once every method ran and no engine answer is awaited. */
+static void areq_finish(api_req *rq)
+{
+    if (!rq->sealed || rq->pending) return;
+    hr_conn *c = rq->c;
+    if (c) {
+        if (!rq->batch) {
+            areply *r = &rq->replies[0];
+            if (r->status != 200) {
+                hr_http_respond_error(c, r->status, NULL, r->error, rq->close);
+            } else {
+                hr_buf out = HR_BUF_INIT;
+                append_parts(&out, r);
+                hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false,
+                                rq->close);
+                hr_buf_free(&out);
+            }
         } else {
-            hr_buf_append(x->out, "}", 1);
+            hr_buf out = HR_BUF_INIT;
+            hr_buf_append_str(&out, "{\"replies\":[");
+            for (size_t i = 0; i < rq->n; i++) {
+                areply *r = &rq->replies[i];
+                if (i) hr_buf_append(&out, ",", 1);
+                if (r->status != 200) {
+                    hr_buf_append_str(&out, "{\"error\":");
+                    hr_json_append_string(&out, r->error, strlen(r->error));
+                    hr_buf_printf(&out, ",\"status\":%d}", r->status);
+                } else {
+                    hr_buf_append_str(&out, "{\"result\":");
+                    append_parts(&out, r);
+                    hr_buf_append(&out, "}", 1);
+                }
+            }
+            hr_buf_append_str(&out, "]}");
+            hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false,
+                            rq->close);
+            hr_buf_free(&out);
         }
     }
-    hr_buf_append_str(x->out, "]}");
-    return 0;
+    if (c && rq->deferred) hr_http_resume(c);
+    areq_free(rq);
+}
+
+/* The connection is gone before the answer: the request just ends. */
+static void areq_cancel(void *owner)
+{
+    api_req *rq = owner;
+    rq->c = NULL;
 }
 
 /* ---- HTTP glue ------------------------------------------------------------------- */
-
 static bool authorized(const hr_server *srv, const hr_http_request *req)
 {
     const hr_http_header *h = hr_http_find_header(req, "authorization");
@@ -461,8 +638,9 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
     hr_worker *w = c->w;
     const char *name = req->path + 5; /* after "/api/" */
     size_t nlen = req->path_len - 5;
-    api_method fn = nlen == 5 && memcmp(name, "batch", 5) == 0 ? m_batch : find_method(name, nlen);
-    if (!fn) {
+    bool batch = nlen == 5 && memcmp(name, "batch", 5) == 0;
+    api_method fn = batch ? NULL : find_method(name, nlen);
+    if (!fn && !batch) {
         hr_http_respond_error(c, 404, NULL, "unknown API method", close);
         return;
     }
@@ -490,11 +668,51 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
         hr_buf_free(&b);
         return;
     }
-    hr_buf out = HR_BUF_INIT;
-    api_ctx x = {w, w->cfg, w->srv->hub->engine, &out, NULL, 200};
-    fn(&x, params);
+    api_req *rq = hr_calloc(1, sizeof(*rq));
+    rq->c = c;
+    rq->close = close;
+    rq->pending = 1; /* held while the methods run */
+    api_ctx x = {w, w->cfg, w->srv->hub->engine, rq, NULL};
+    json_t *cmds = batch ? json_object_get(params, "commands") : NULL;
+    if (batch && (!json_is_array(cmds) || json_array_size(cmds) > 1000)) {
+        batch = false; /* the batch itself is refused */
+        rq->n = 1;
+        rq->replies = hr_calloc(1, sizeof(areply));
+        fail_r(&rq->replies[0], 400,
+               json_is_array(cmds) ? "at most 1000 commands per batch" : "commands must be an array");
+    } else if (batch) {
+        rq->batch = true;
+        rq->n = json_array_size(cmds);
+        rq->replies = rq->n ? hr_calloc(rq->n, sizeof(areply)) : NULL;
+        size_t i;
+        json_t *cmd;
+        json_array_foreach(cmds, i, cmd) {
+            areply *r = &rq->replies[i];
+            r->status = 200;
+            json_t *m = json_object_get(cmd, "method"), *p = json_object_get(cmd, "params");
+            api_method mf = json_is_string(m) ? find_method(json_string_value(m), json_string_length(m)) : NULL;
+            if (!mf || !json_is_object(p)) {
+                fail_r(r, mf ? 400 : 404, mf ? "params must be an object" : "unknown method");
+                continue;
+            }
+            x.r = r;
+            mf(&x, p);
+        }
+    } else {
+        rq->n = 1;
+        rq->replies = hr_calloc(1, sizeof(areply));
+        rq->replies[0].status = 200;
+        x.r = &rq->replies[0];
+        fn(&x, params);
+    }
     json_decref(params);
-    if (x.status != 200) hr_http_respond_error(c, x.status, NULL, x.error, close);
-    else hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false, close);
-    hr_buf_free(&out);
+    rq->sealed = true;
+    rq->pending--;
+    if (rq->pending) {
+        /* an engine answers later: hold the connection's next requests */
+        hr_http_defer(c, rq, areq_cancel);
+        rq->deferred = true;
+        return;
+    }
+    areq_finish(rq);
 }

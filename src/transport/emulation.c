@@ -424,6 +424,8 @@ static void reg_remove(esess *s)
                 break;
             }
     pthread_mutex_unlock(&reg_mu);
+    if (had && s->hub->engine && s->hub->engine->vt->session_register)
+        s->hub->engine->vt->session_register(s->hub->engine, s->id, false);
     if (had) sunref(s);
 }
 
@@ -498,6 +500,29 @@ static void task_frame(hr_whub *wh, void *arg)
     hr_free(f);
 }
 
+/* A frame another node routed here (the Redis engine's thread): to the owner. */
+static void remote_frame(void *ud, const char *sid, const uint8_t *frame, size_t len)
+{
+    HR_UNUSED(ud);
+    esess *s = reg_find(sid);
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    bool ended = s->ended;
+    s->last_active = mono_ms();
+    pthread_mutex_unlock(&s->mu);
+    if (ended) {
+        sunref(s);
+        return;
+    }
+    frame_task *f = hr_malloc(sizeof(*f) + len);
+    f->s = s; /* the lookup's reference */
+    f->len = len;
+    memcpy(f->data, frame, len);
+    hr_hub_post(s->hub, s->owner, task_frame, f);
+}
+
+void hr_emu_engine_attach(hr_engine *e) { e->on_session_frame = remote_frame; }
+
 static esess *session_open(hr_worker *w)
 {
     esess *s = hr_calloc(1, sizeof(*s));
@@ -512,6 +537,8 @@ static esess *session_open(hr_worker *w)
         sunref(s);
         return NULL;
     }
+    hr_engine *e = s->hub->engine;
+    if (e->vt->session_register) e->vt->session_register(e, s->id, true); /* other nodes route its commands here */
     s->sess = hr_session_new(w->hub, w->cfg, &emu_sink, s, HR_NATIVE_JSON);
     eworker *ew = &g_w[w->id];
     ew->wh = w->hub;
@@ -1020,6 +1047,34 @@ static void handle_stream(hr_conn *c, const hr_http_request *req, const char *co
     if (c->w->draining) stream_on_shutdown(c);
 }
 
+/* A send for a session of another node, waiting for the engine. */
+typedef struct forward {
+    hr_conn *c;                /* NULL once the connection is gone */
+    bool close;
+    char cors[512];
+} forward;
+
+static void forward_cancel(void *owner) { ((forward *)owner)->c = NULL; }
+
+static void forward_done(void *ud, int err)
+{
+    forward *fw = ud;
+    hr_conn *c = fw->c;
+    if (c) {
+        if (err == HR_ERR_NOTFOUND) {
+            respond_err(c, 404, fw->cors, "unknown session", fw->close);
+        } else if (err) {
+            respond_err(c, 503, fw->cors, "the engine cannot reach the session's node: retry", fw->close);
+        } else {
+            static const char ok[] = "{}";
+            hr_buf b = {.data = (uint8_t *)ok, .len = 2};
+            respond_json(c, 202, fw->cors, &b, fw->close);
+        }
+        hr_http_resume(c);
+    }
+    hr_free(fw);
+}
+
 static void handle_send(hr_conn *c, const hr_http_request *req, const uint8_t *body, size_t len, const char *cors,
                         bool close)
 {
@@ -1037,7 +1092,8 @@ static void handle_send(hr_conn *c, const hr_http_request *req, const uint8_t *b
         return;
     }
     esess *s = reg_find(sid);
-    if (!s) {
+    hr_engine *e = c->w->hub->hub->engine;
+    if (!s && !e->vt->session_send) {
         respond_err(c, 404, cors, "unknown session", close);
         return;
     }
@@ -1052,7 +1108,16 @@ static void handle_send(hr_conn *c, const hr_http_request *req, const uint8_t *b
                     rc == HR_ERR_TOO_BIG ? "too many commands or values in one frame (channels.max_commands_per_frame)"
                                          : "the body must be a native-protocol frame: newline-delimited JSON commands",
                     close);
-        sunref(s);
+        if (s) sunref(s);
+        return;
+    }
+    if (!s) { /* held by another node, maybe: the engine routes it there (202), or no node has it (404) */
+        forward *fw = hr_calloc(1, sizeof(*fw));
+        fw->c = c;
+        fw->close = close;
+        snprintf(fw->cors, sizeof(fw->cors), "%s", cors);
+        hr_http_defer(c, fw, forward_cancel);
+        e->vt->session_send(e, sid, body, len, forward_done, fw);
         return;
     }
     pthread_mutex_lock(&s->mu);

@@ -23,5 +23,9 @@ void hr_emu_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
 
 /* Does the path belong to this module? */
 bool hr_emu_path(const char *path, size_t len);
+/* Let a clustered engine bring command frames for this node's sessions
+ * (engine.h on_session_frame); call before the workers start. */
+struct hr_engine;
+void hr_emu_engine_attach(struct hr_engine *e);
 
 #endif

@@ -42,6 +42,9 @@ typedef struct hr_http {
     size_t head_len;
     uint32_t served;
     bool http10;              /* current request is HTTP/1.0: keep-alive must be confirmed */
+    bool eof;                 /* the peer half-closed while a response was deferred */
+    void *deferred;           /* owner of a response that comes later (hr_http_defer), or NULL */
+    void (*cancel)(void *owner);
 } hr_http;
 
 static const hr_conn_vt http_vt;
@@ -418,12 +421,17 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_http *h = c->proto;
     if (c->flags & HR_CONN_REFUSED) return refuse(c, len);
+    if (h->deferred) { /* keep it for after the deferred answer */
+        hr_conn_pause_reading(c);
+        return 0;
+    }
     const hr_config *cfg = c->w->cfg;
     hr_http_limits lim = limits_of(cfg);
     size_t pos = 0;
     int answered = 0;
     while (pos < len) {
         if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH)) return (ssize_t)len; /* discard */
+        if (h->deferred) return (ssize_t)pos; /* pipelined requests wait for the deferred answer */
         if (h->state == H_BODY) {
             ssize_t n = body_feed(c, data + pos, len - pos);
             if (n < 0) return (ssize_t)len;
@@ -484,6 +492,7 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
         }
     }
     if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH)) return (ssize_t)len;
+    if (h->deferred) return (ssize_t)pos;
     if (h->state == H_IDLE) {
         if (pos == len) arm_idle(c);
         else {
@@ -497,6 +506,10 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
 static void http_on_eof(hr_conn *c)
 {
     hr_http *h = c->proto;
+    if (h->deferred) { /* answer first, then close */
+        h->eof = true;
+        return;
+    }
     /* A client may half-close after sending its last request: finish the answers. */
     if (h->state == H_IDLE && c->out.n) hr_conn_close_after_flush(c);
     else hr_conn_close(c);
@@ -505,6 +518,10 @@ static void http_on_eof(hr_conn *c)
 static void http_on_timer(hr_conn *c)
 {
     hr_http *h = c->proto;
+    if (h->deferred) { /* waiting for the engine, not for the client */
+        hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_keepalive_timeout_ms);
+        return;
+    }
     if (h->state == H_IDLE) {
         hr_conn_close(c); /* keep-alive timeout: silent close */
         return;
@@ -523,6 +540,7 @@ static void http_on_free(hr_conn *c)
 {
     hr_http *h = c->proto;
     if (!h) return;
+    if (h->deferred) h->cancel(h->deferred);
     hr_buf_free(&h->req);
     hr_free(h);
 }
@@ -549,6 +567,51 @@ void hr_http_attach(hr_conn *c)
 void hr_http_set_peer_key(hr_conn *c, uint32_t key)
 {
     if (c->vt == &http_vt) ((hr_http *)c->proto)->peer_key = key;
+}
+
+void hr_http_defer(hr_conn *c, void *owner, void (*cancel)(void *owner))
+{
+    hr_http *h = c->proto;
+    h->deferred = owner;
+    h->cancel = cancel;
+    hr_conn_pause_reading(c);
+}
+
+bool hr_http_resume(hr_conn *c)
+{
+    hr_http *h = c->proto;
+    h->deferred = NULL;
+    h->cancel = NULL;
+    if (c->flags & HR_CONN_CLOSED) return false;
+    if (h->eof) {
+        if (!(c->flags & HR_CONN_CLOSE_AFTER_FLUSH)) hr_conn_close_after_flush(c);
+        return true;
+    }
+    hr_conn_resume_reading(c);
+    if (c->in.len) { /* the pipelined requests that waited */
+        hr_buf in = c->in;
+        c->in = (hr_buf)HR_BUF_INIT;
+        ssize_t used = http_on_data(c, in.data, in.len);
+        if (used >= 0 && !(c->flags & HR_CONN_CLOSED) && (size_t)used < in.len) {
+            hr_buf rest = HR_BUF_INIT;
+            hr_buf_append(&rest, in.data + used, in.len - (size_t)used);
+            hr_buf_append(&rest, c->in.data, c->in.len);
+            hr_buf_free(&c->in);
+            c->in = rest;
+        }
+        hr_buf_free(&in);
+    } else if (!(c->flags & HR_CONN_CLOSE_AFTER_FLUSH)) {
+        arm_idle(c);
+    }
+    return !(c->flags & HR_CONN_CLOSED);
+}
+
+void hr_http_defer_end(hr_conn *c)
+{
+    hr_http *h = c->proto;
+    h->deferred = NULL;
+    h->cancel = NULL;
+    hr_conn_resume_reading(c);
 }
 
 /* Used by the WebSocket upgrade to drop HTTP state. */

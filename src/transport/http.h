@@ -36,6 +36,18 @@ void hr_http_respond_refused(hr_conn *c);
 /* A connection from a trusted proxy (HR_CONN_VIA_PROXY): the proxy's own
  * address key, used for requests whose headers name no client. */
 void hr_http_set_peer_key(hr_conn *c, uint32_t key);
+/* The answer to the current request comes later (an engine call in
+ * flight): the connection reads no further request until hr_http_resume.
+ * If the connection goes first, cancel(owner) is called from its release
+ * (the owner must then not touch c). */
+void hr_http_defer(hr_conn *c, void *owner, void (*cancel)(void *owner));
+/* The deferred answer has been queued (hr_http_respond...): go on with the
+ * connection's pipelined requests. Returns false if c is closed. */
+bool hr_http_resume(hr_conn *c);
+
+/* The deferred request took the connection over (an event stream starts):
+ * forget the deferral without reading further requests. */
+void hr_http_defer_end(hr_conn *c);
 
 const char *hr_http_reason(int status);
 /* Drop HTTP state when the connection switches transport. */

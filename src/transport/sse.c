@@ -4,7 +4,10 @@
  * hr_conn transport at once: the wire format is part of the transport, so
  * there is no sink in between.
  *
- * Starting a stream, all in the request's loop turn:
+ * Starting a stream (in the request's loop turn with the memory engine;
+ * with an engine that answers later, the request waits - hr_http_defer -
+ * and the publications reaching the subscriptions meanwhile are held, then
+ * delivered after the start minus those the positions already cover):
  *   1. the request's checks (method, Origin, token, channels: urlsubs.c),
  *      each refusal an HTTP error with a JSON body;
  *   2. every channel subscribed with the hub (all or none), *then* its
@@ -60,6 +63,7 @@ typedef struct hr_sse {
     bool closing;
     bool envelope;             /* ?envelope=1: publications as {"channel","offset","data"} */
     int64_t exp_at;            /* connection token's exp (wall clock, s); 0 = none */
+    struct sse_start *start;   /* non-NULL until the stream has started */
 } hr_sse;
 
 static const hr_conn_vt sse_vt;
@@ -253,10 +257,16 @@ static hr_sse_pos *pos_of(hr_sse *s, const hr_sub *sub)
     return NULL;
 }
 
+static void hold_pub(hr_sse *s, hr_sub *sub, const hr_pub *pub);
+
 static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
 {
     hr_sse *s = (hr_sse *)cl;
     if (s->closing) return;
+    if (s->start) { /* the engine has not answered yet: after the start */
+        hold_pub(s, sub, pub);
+        return;
+    }
     if (pub->kind == HR_PUB_MESSAGE && !hr_urlsubs_delivers(cl, sub, pub)) return;
     hr_conn *c = s->c;
     size_t max = (size_t)s->cfg->sse_max_queued_bytes;
@@ -292,7 +302,7 @@ static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cac
 static void sse_on_command(hr_client *cl, hr_sub *sub, const hr_pub *cmd)
 {
     hr_sse *s = (hr_sse *)cl;
-    if (s->closing) return;
+    if (s->closing || s->start) return; /* not started: not in the worker's client list yet anyway */
     const char *reason = hr_pub_reason(cmd);
     if (cmd->kind == HR_PUB_DISCONNECT) {
         hr_info("sse client %s: disconnected by the server API (code %d)", cl->id, cmd->code);
@@ -450,6 +460,7 @@ int hr_cors_check(const hr_config *cfg, const hr_http_request *req, const char *
 
 /* What the engine said about one channel when the stream started. */
 typedef struct rec_ctx {
+    struct sse_start *st;
     hr_sub *sub;
     bool got;                  /* the engine answered */
     bool complete;             /* every publication after the asked position is in pubs */
@@ -458,14 +469,19 @@ typedef struct rec_ctx {
     size_t n;
 } rec_ctx;
 
+static void start_step(struct sse_start *st);
+
 static void on_history(void *ud, int err, const hr_history *h)
 {
     rec_ctx *x = ud;
-    if (err) return;
+    if (err) {
+        start_step(x->st);
+        return;
+    }
     x->got = true;
     /* everything up to h->offset is in pubs or older than the position:
      * later inbox copies are skipped */
-    x->sub->offset = h->offset;
+    if (x->sub->offset < h->offset) x->sub->offset = h->offset;
     x->now.offset = h->offset;
     memcpy(x->now.epoch, h->epoch, sizeof(x->now.epoch));
     x->complete = h->complete;
@@ -474,6 +490,78 @@ static void on_history(void *ud, int err, const hr_history *h)
         for (size_t i = 0; i < h->n; i++) x->pubs[i] = hr_pub_ref(h->pubs[i]);
         x->n = h->n;
     }
+    start_step(x->st);
+}
+
+/* Tokens of an SSE request (docs/transports.md): the connection token and
+ * every ?sub_token=. 0 with who filled (free with sse_auth_free), or an HTTP
+ * status (the answer is sent). */
+typedef struct sse_auth {
+    hr_jwt_claims conn;
+    char **granted;
+    size_t ngranted;
+    hr_urlsubs_auth who;
+} sse_auth;
+
+static void sse_auth_free(sse_auth *a)
+{
+    hr_jwt_claims_free(&a->conn);
+    for (size_t i = 0; i < a->ngranted; i++) hr_free(a->granted[i]);
+    hr_free(a->granted);
+}
+
+/* A stream waiting for the engine's positions. */
+typedef struct held_pub {
+    hr_sub *sub;
+    hr_pub *pub;
+} held_pub;
+
+typedef struct sse_start {
+    hr_sse *s;
+    hr_conn *c;
+    bool gone;                 /* the connection closed before the start */
+    bool deferred;             /* the request waits (hr_http_defer) */
+    bool close;
+    size_t pending;            /* engine answers awaited (+1 while asking) */
+    rec_ctx *rec;
+    size_t k;
+    hr_sse_pos *asked;
+    int nid;
+    bool has_id;
+    hr_chan_ref *refs;
+    size_t n;
+    char *buf;                 /* the decoded query refs point into */
+    char *cors;
+    char *info;                /* connection token's info */
+    sse_auth au;               /* its tokens: refs may point into their channel lists */
+    held_pub *held;
+    size_t nheld, capheld;
+    bool overflow;             /* more than HELD_MAX arrived: end after the start */
+} sse_start;
+
+/* The connection closed while the engine answered (http.c's release). */
+static void start_cancel(void *owner)
+{
+    sse_start *st = owner;
+    st->gone = true;
+}
+
+/* Most publications held while the engine answers; past it the stream is
+ * ended right after its start (the client resumes with Last-Event-ID). */
+#define HELD_MAX 100000
+
+static void hold_pub(hr_sse *s, hr_sub *sub, const hr_pub *pub)
+{
+    sse_start *st = s->start;
+    if (st->nheld >= HELD_MAX) {
+        st->overflow = true;
+        return;
+    }
+    if (st->nheld == st->capheld) {
+        st->capheld = st->capheld ? st->capheld * 2 : 16;
+        st->held = hr_realloc(st->held, st->capheld * sizeof(*st->held));
+    }
+    st->held[st->nheld++] = (held_pub){sub, hr_pub_ref((hr_pub *)pub)};
 }
 
 static void recs_free(rec_ctx *rec, size_t n)
@@ -548,23 +636,6 @@ static int verify_or_401(hr_conn *c, const char *cors, bool close, const char *t
                  why ? why : subscription ? "malformed" : "rejected");
     respond_401(c, cors, msg, close);
     return 401;
-}
-
-/* Tokens of an SSE request (docs/transports.md): the connection token and
- * every ?sub_token=. 0 with who filled (free with sse_auth_free), or an HTTP
- * status (the answer is sent). */
-typedef struct sse_auth {
-    hr_jwt_claims conn;
-    char **granted;
-    size_t ngranted;
-    hr_urlsubs_auth who;
-} sse_auth;
-
-static void sse_auth_free(sse_auth *a)
-{
-    hr_jwt_claims_free(&a->conn);
-    for (size_t i = 0; i < a->ngranted; i++) hr_free(a->granted[i]);
-    hr_free(a->granted);
 }
 
 static int sse_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, bool close, sse_auth *a)
@@ -718,40 +789,100 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     if (id && nid < 0) hr_info("sse client %s: malformed Last-Event-ID, nothing recoverable", s->client.id);
     hr_free(idbuf);
     hr_engine *e = w->hub->hub->engine;
-    bool engine_ok = true;
+    sse_start *ss = hr_calloc(1, sizeof(*ss));
+    ss->s = s;
+    ss->c = c;
+    ss->close = close;
+    ss->rec = rec;
+    ss->k = k;
+    ss->asked = asked;
+    ss->nid = nid;
+    ss->has_id = id != NULL;
+    ss->refs = refs;
+    ss->n = n;
+    ss->buf = buf;
+    ss->cors = hr_strdup(cors);
+    ss->info = au.conn.info ? hr_strndup(au.conn.info, au.conn.info_len) : NULL;
+    ss->au = au; /* refs may point into the tokens' channel lists: kept until the start */
+    s->start = ss;
+    ss->pending = 1 + k;
     for (size_t i = 0, j = 0; i < n; i++) {
         if (refs[i].pattern) continue;
         hr_sub *sub = hr_hub_find_sub(&s->client, refs[i].p, refs[i].n);
         s->subs[j] = sub;
         rec[j].sub = sub;
+        rec[j].st = ss;
         hr_chan_opts o = HR_CHAN_OPTS(cfg, refs[i].pol);
         bool since = nid > 0 && j < (size_t)nid;
         hr_history_query q = {.has_since = since, .since_offset = since ? asked[j].offset : 0,
                               .since_epoch = since ? asked[j].epoch : "", .limit = since ? (int64_t)o.history_size : 0};
-        /* the memory engine answers at once; an asynchronous engine (Redis)
-         * will need this turned into a continuation, as session.c will */
         e->vt->history(e, &o, refs[i].p, refs[i].n, &q, on_history, &rec[j]);
-        engine_ok = engine_ok && rec[j].got;
         j++;
     }
-    if (!engine_ok) {
-        recs_free(rec, k);
-        hr_free(asked);
-        hr_hub_unsubscribe_all(&s->client);
-        hr_free(s->subs);
-        hr_free(s->pos);
-        hr_free(s->client.user);
-        hr_free(s);
-        hr_free(refs);
-        hr_free(buf);
-        sse_auth_free(&au);
-        hr_http_respond_error(c, 503, cors, "the engine cannot serve the channels' positions", close);
+    if (ss->pending > 1) { /* an engine that answers later: the request waits */
+        ss->deferred = true;
+        hr_http_defer(c, ss, start_cancel);
+    }
+    start_step(ss);
+}
+
+static void start_free(sse_start *st)
+{
+    for (size_t i = 0; i < st->nheld; i++) hr_pub_unref(st->held[i].pub);
+    hr_free(st->held);
+    recs_free(st->rec, st->k);
+    hr_free(st->asked);
+    hr_free(st->refs);
+    hr_free(st->buf);
+    hr_free(st->cors);
+    hr_free(st->info);
+    sse_auth_free(&st->au);
+    hr_free(st);
+}
+
+/* A stream that never started: its subscriptions go (no presence was announced yet). */
+static void start_abandon(sse_start *st)
+{
+    hr_sse *s = st->s;
+    s->start = NULL;
+    hr_hub_unsubscribe_all(&s->client);
+    hr_free(s->subs);
+    hr_free(s->pos);
+    hr_free(s->client.user);
+    hr_free(s);
+    start_free(st);
+}
+
+/* One more engine answer (or the end of asking): start when all are in. */
+static void start_step(sse_start *st)
+{
+    if (--st->pending) return;
+    hr_sse *s = st->s;
+    hr_conn *c = st->c;
+    if (st->gone) {
+        start_abandon(st);
         return;
     }
+    const hr_config *cfg = s->cfg;
+    hr_worker *w = c->w;
+    size_t k = st->k;
+    rec_ctx *rec = st->rec;
+    bool engine_ok = true;
+    for (size_t j = 0; j < k; j++) engine_ok = engine_ok && rec[j].got;
+    if (!engine_ok) {
+        hr_http_respond_error(c, 503, st->cors, "the engine cannot serve the channels' positions", st->close);
+        if (st->deferred) hr_http_resume(c);
+        start_abandon(st);
+        return;
+    }
+    if (st->deferred) hr_http_defer_end(c);
+    int nid = st->nid;
+    hr_sse_pos *asked = st->asked;
 
     /* the stream starts */
+    char hdrs[1024];
     snprintf(hdrs, sizeof(hdrs), "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Herald-Client: %s\r\n%s",
-             s->client.id, cors);
+             s->client.id, st->cors);
     hr_buf b = HR_BUF_INIT;
     hr_buf_append_str(&b, ":ok\n");
     if (cfg->sse_retry_ms) hr_buf_printf(&b, "retry: %lld\n", (long long)cfg->sse_retry_ms);
@@ -767,7 +898,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     int dn = snprintf(data, sizeof(data), "{\"client\":\"%s\"}", s->client.id);
     append_event(&b, s, "connected", true, data, (size_t)dn);
     for (size_t j = 0; j < k; j++) {
-        if (!id) break; /* live only */
+        if (!st->has_id) break; /* live only */
         if (nid > 0 && j < (size_t)nid && rec[j].complete) {
             for (size_t m = 0; m < rec[j].n; m++) {
                 const hr_pub *p = rec[j].pubs[m];
@@ -791,13 +922,26 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     }
     queue(s, &b);
     hr_buf_free(&b);
-    recs_free(rec, k);
-    hr_free(asked);
 
-    hr_urlsubs_announce_info(&s->client, cfg, refs, n, au.conn.info);
-    hr_free(refs);
-    hr_free(buf);
-    sse_auth_free(&au);
+    /* what reached the subscriptions while the engine answered, past the positions */
+    s->start = NULL;
+    if (st->overflow) { /* too much to hold: the client resumes from the starting id */
+        hr_info("sse client %s: too many publications while starting, ending the stream", s->client.id);
+        sse_end(s, false);
+    }
+    for (size_t i = 0; i < st->nheld && !s->closing; i++) {
+        held_pub *hp = &st->held[i];
+        bool covered = false;
+        for (size_t j = 0; j < k; j++)
+            if (s->subs[j] == hp->sub) covered = hp->pub->kind == HR_PUB_MESSAGE && hp->pub->offset <= rec[j].now.offset;
+        if (covered) continue;
+        hr_enc_cache cache = {{0}};
+        sse_on_pub(&s->client, hp->sub, hp->pub, &cache);
+        for (int q = 0; q < HR_ENC_SLOTS; q++) hr_sbuf_unref(cache.slot[q]);
+    }
+
+    hr_urlsubs_announce_info(&s->client, cfg, st->refs, st->n, st->info);
+    start_free(st);
     hr_hub_client_add(&s->client);
     arm_heartbeat(s);
     if (w->draining) sse_disconnect(s, HR_DISC_SHUTDOWN, "server shutting down, reconnect");

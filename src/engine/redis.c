@@ -1,0 +1,1835 @@
+/* redis.c - the Redis engine: many Herald nodes sharing channel state
+ * (offsets, epochs, history, presence) and publications through Redis.
+ * docs/scaling.md describes it for users; this is the inside view.
+ *
+ * Threads. The engine runs one thread with its own event loop, which owns
+ * every Redis connection: one per shard (RESP3, so the same connection
+ * carries commands and pub/sub). Workers never touch a socket: an engine
+ * call from a worker becomes an op (allocated, arguments copied) pushed on
+ * a mutex-guarded queue; the engine thread wakes, sends the op's command
+ * (pipelined with every other op of that loop turn), and when the reply
+ * arrives hands the op back to the calling worker through the hub's task
+ * queue (engine->post), where the caller's callback runs. A worker loop
+ * never blocks on Redis.
+ *
+ * Order. Publish is one Lua script (publish.lua below) run atomically by
+ * Redis: it assigns the next offset, appends to the history list, trims
+ * it, remembers the idempotency key and PUBLISHes the encoded publication.
+ * A node receives publications only through its SUBSCRIBE (its own too),
+ * so every node sees a channel's publications in offset order. Node-wide
+ * interest: the hub reports a channel's first and last subscriber on this
+ * node (vt->interest), queued in the same op queue as everything else, so
+ * a SUBSCRIBE is written to the shard connection before any later history
+ * read of that channel: a publication is then either in the history reply
+ * or pushed after it (callers skip by offset what they got twice).
+ *
+ * Keys (P = prefix, C = channel; the {C} hash tag keeps one channel's keys
+ * in one Redis Cluster slot):
+ *   P:m:{C}        hash: o = last offset, e = epoch
+ *   P:h:{C}        list: history, oldest first ("M<off> <epoch> <ms>\n<data>")
+ *   P:i:{C}:KEY    string: offset of an idempotency key (PX = window)
+ *   P:pz:{C}       zset: presence client -> expiry (ms)
+ *   P:ph:{C}       hash: presence client -> "user\ninfo"
+ *   P:c:C          pub/sub channel: publications and join/leave events
+ *   P:nodes        hash: node id -> announcement JSON; P:nodez zset id -> expiry
+ *   P:s:{SID}      string: the node holding HTTP emulation session SID
+ *   P:n:NODE       pub/sub channel: command frames routed to NODE ("SID\nFRAME")
+ *   P:ctl          pub/sub channel (first shard): server API unsubscribe / disconnect for every node
+ *
+ * Failure. While a shard's connection is down its ops fail at once
+ * (HR_ERR_CLOSED: the API answers 503, clients error 100). When it comes
+ * back, the engine resubscribes its channels and sends every local
+ * subscriber of those channels a disconnect HR_ENGINE_RESYNC_CODE (3010,
+ * reconnect and recover): what was published meanwhile is in Redis history.
+ *
+ * Sharding: channel -> shard by jump consistent hash of FNV-1a(channel).
+ *
+ * Patterns: a subscription pattern becomes a PSUBSCRIBE glob on every
+ * shard. A publication then reaches the node once per matching
+ * subscription (a "message" and one "pmessage" per glob); the engine keeps
+ * what Redis confirmed (subscribe/psubscribe pushes, ordered with the
+ * messages on the same connection) and delivers one copy. */
+#include "engine/engine.h"
+#include "engine/redis_conn.h"
+#include "core/log.h"
+
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* ---- scripts --------------------------------------------------------------------- */
+
+/* KEYS: meta, history, idem. ARGV: pubsub channel, data, history size,
+ * history ttl ms, epoch if new, now ms, idem window ms, has idem (0/1).
+ * Returns {offset, epoch, duplicate (0/1)}. */
+static const char publish_lua[] =
+    "local e = redis.call('hget', KEYS[1], 'e')\n"
+    "if not e then e = ARGV[5]; redis.call('hset', KEYS[1], 'e', e) end\n"
+    "if ARGV[8] == '1' then\n"
+    "  local prev = redis.call('get', KEYS[3])\n"
+    "  if prev then return {tonumber(prev), e, 1} end\n"
+    "end\n"
+    "local o = redis.call('hincrby', KEYS[1], 'o', 1)\n"
+    "local m = 'M' .. string.format('%d', o) .. ' ' .. e .. ' ' .. ARGV[6] .. '\\n' .. ARGV[2]\n"
+    "local size = tonumber(ARGV[3])\n"
+    "if size > 0 then\n"
+    "  redis.call('rpush', KEYS[2], m)\n"
+    "  redis.call('ltrim', KEYS[2], -size, -1)\n"
+    "  local ttl = tonumber(ARGV[4])\n"
+    "  if ttl > 0 then redis.call('pexpire', KEYS[2], ttl) end\n"
+    "end\n"
+    "if ARGV[8] == '1' then redis.call('set', KEYS[3], o, 'PX', ARGV[7]) end\n"
+    "redis.call('publish', ARGV[1], m)\n"
+    "return {o, e, 0}\n";
+
+/* KEYS: meta, history. ARGV: epoch if new, want entries (0/1).
+ * Returns {offset, epoch, entries}. */
+static const char history_lua[] =
+    "local e = redis.call('hget', KEYS[1], 'e')\n"
+    "if not e then e = ARGV[1]; redis.call('hset', KEYS[1], 'e', e) end\n"
+    "local o = tonumber(redis.call('hget', KEYS[1], 'o') or '0')\n"
+    "local l = {}\n"
+    "if ARGV[2] == '1' then l = redis.call('lrange', KEYS[2], 0, -1) end\n"
+    "return {o, e, l}\n";
+
+/* KEYS: zset, hash. ARGV: client, value, expires at, ttl ms. */
+static const char presence_add_lua[] =
+    "redis.call('zadd', KEYS[1], ARGV[3], ARGV[1])\n"
+    "redis.call('hset', KEYS[2], ARGV[1], ARGV[2])\n"
+    "redis.call('pexpire', KEYS[1], ARGV[4])\n"
+    "redis.call('pexpire', KEYS[2], ARGV[4])\n"
+    "return 1\n";
+
+/* KEYS: zset, hash. ARGV: now ms. Drops expired entries, returns the hash. */
+static const char presence_get_lua[] =
+    "local dead = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])\n"
+    "for i = 1, #dead do redis.call('hdel', KEYS[2], dead[i]) end\n"
+    "if #dead > 0 then redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) end\n"
+    "return redis.call('hgetall', KEYS[2])\n";
+
+/* KEYS: nodes hash, nodes zset. ARGV: id, json, expires at, now. Returns every live node's JSON. */
+static const char node_lua[] =
+    "if ARGV[1] ~= '' then\n"
+    "  redis.call('hset', KEYS[1], ARGV[1], ARGV[2])\n"
+    "  redis.call('zadd', KEYS[2], ARGV[3], ARGV[1])\n"
+    "end\n"
+    "local dead = redis.call('zrangebyscore', KEYS[2], '-inf', ARGV[4])\n"
+    "for i = 1, #dead do redis.call('hdel', KEYS[1], dead[i]) end\n"
+    "if #dead > 0 then redis.call('zremrangebyscore', KEYS[2], '-inf', ARGV[4]) end\n"
+    "return redis.call('hvals', KEYS[1])\n";
+
+/* KEYS: the session's key. ARGV: message, control channel prefix. Returns
+ * the nodes that received it (0: nobody holds the session any more). */
+static const char route_lua[] =
+    "local n = redis.call('get', KEYS[1])\n"
+    "if not n then return 0 end\n"
+    "local r = redis.call('publish', ARGV[2] .. n, ARGV[1])\n"
+    "if r == 0 then redis.call('del', KEYS[1]) end\n"
+    "return r\n";
+
+/* ARGV: key pattern (P:m:*). Returns key, offset, key, offset... of the
+ * channels with a publication. A SCAN of the whole key space: an
+ * administrative call (/api/channels), not for hot paths. */
+static const char channels_lua[] =
+    "local out = {}\n"
+    "local cursor = '0'\n"
+    "repeat\n"
+    "  local r = redis.call('scan', cursor, 'match', ARGV[1], 'count', 1000)\n"
+    "  cursor = r[1]\n"
+    "  for _, k in ipairs(r[2]) do\n"
+    "    local o = redis.call('hget', k, 'o')\n"
+    "    if o then out[#out + 1] = k; out[#out + 1] = o end\n"
+    "  end\n"
+    "until cursor == '0'\n"
+    "return out\n";
+
+enum { S_PUBLISH, S_HISTORY, S_PRES_ADD, S_PRES_GET, S_NODE, S_ROUTE, S_CHANNELS, S_COUNT };
+static const char *const scripts[S_COUNT] = {publish_lua, history_lua, presence_add_lua, presence_get_lua, node_lua,
+                                             route_lua, channels_lua};
+
+/* How long a session's node stays recorded without being forgotten (a node
+ * killed before its sessions ended leaves them; a send to one clears it). */
+#define SESSION_KEY_TTL_MS (24ull * 3600 * 1000)
+
+/* ---- ops ------------------------------------------------------------------------ */
+
+enum op_kind {
+    OP_PUBLISH,
+    OP_EVENT,
+    OP_HISTORY,
+    OP_HISTORY_REMOVE,
+    OP_PRES_ADD,
+    OP_PRES_REMOVE,
+    OP_PRESENCE,
+    OP_INTEREST_ON,
+    OP_INTEREST_OFF,
+    OP_NODES,
+    OP_SESS_ADD,
+    OP_SESS_DEL,
+    OP_SESS_SEND,
+    OP_PATTERN_ON,
+    OP_PATTERN_OFF,
+    OP_BROADCAST,
+    OP_CHANNELS,               /* the caller's op: completes when every shard's part is in */
+    OP_CHANNELS_SHARD,
+};
+
+typedef struct rengine rengine;
+
+typedef struct rop {
+    hr_engine_task task;        /* first: posted to the caller's worker */
+    struct rop *next;
+    rengine *e;
+    int kind;
+    int worker;
+    int shard;
+    bool retried;               /* NOSCRIPT: sent once more with EVAL */
+    hr_chan_opts o;
+    hr_pub *pub;                /* OP_PUBLISH, OP_EVENT */
+    char *channel;
+    size_t len;
+    char *client, *user, *info;
+    char *idem;                 /* also: OP_SESS_SEND's frame */
+    size_t idem_len;
+    hr_history_query q;
+    char since_epoch[64];
+    union {
+        hr_publish_cb publish;
+        hr_history_cb history;
+        hr_presence_cb presence;
+        hr_done_cb done;
+        void (*nodes)(void *ud, int err, const char *json, size_t len);
+        void (*channels)(void *ud, int err, const char *const *names, const uint64_t *offsets, size_t n);
+    } cb;
+    /* OP_CHANNELS: the list being gathered; OP_CHANNELS_SHARD: its parent */
+    struct rop *parent;
+    size_t children;
+    char **names;
+    uint64_t *offsets;
+    size_t nnames, capnames;
+    void *ud;
+    /* result */
+    int err;
+    uint64_t offset;
+    char epoch[HR_EPOCH_LEN + 1];
+    hr_history hist;
+    hr_presence pres;
+    hr_buf json;
+} rop;
+
+/* A presence entry this node owns and refreshes. */
+typedef struct rpres {
+    struct rpres *next;
+    uint64_t hash;
+    char *channel;
+    size_t len;
+    char *client, *value;       /* value: "user\ninfo" */
+} rpres;
+
+/* A channel this node is subscribed to (per shard set). */
+typedef struct rsub {
+    struct rsub *next;
+    uint64_t hash;
+    size_t len;
+    char name[];
+} rsub;
+
+/* A set of strings (rsub nodes). */
+typedef struct strset {
+    rsub **b;
+    size_t nb, n;
+} strset;
+
+/* A Redis glob subscribed for pattern subscriptions: "P:c:" + the pattern
+ * with '>' turned into '*' (broader than the pattern where '>' or '*' meet
+ * a '.', which the hub's exact match filters). */
+typedef struct rglob {
+    char *glob;
+    size_t len;
+    unsigned refs;              /* patterns mapping to it */
+} rglob;
+
+typedef struct rshard {
+    rengine *e;
+    int idx;
+    hr_redis_conn *conn;
+    rsub **subs;
+    size_t nsubs_buckets, nsubs;
+    bool was_up;                /* up before: a later up is a reconnect (resync subscribers) */
+    /* what Redis confirmed (subscribe / psubscribe pushes, in stream order):
+     * a "pmessage" is delivered only when no "message" copy and no earlier
+     * matching glob's copy carries the same publication */
+    strset confirmed;
+    char **cglobs;
+    size_t ncglobs;
+    strset sessions;            /* HTTP emulation sessions of this node recorded on this shard (set again when up) */
+} rshard;
+
+struct rengine {
+    hr_engine base;
+    hr_loop loop;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;         /* guards the op queue, `stopping` and `shards_up` */
+    pthread_cond_t up_cv;       /* a shard connected for the first time (start-up wait) */
+    int shards_up;
+    rop *qhead, *qtail;
+    bool stopping;
+    bool dead;                  /* being freed: ops end without callbacks (their callers are gone) */
+    rshard *shards;
+    int nshards;
+    char *prefix;
+    size_t prefix_len;
+    char node_id[40];
+    char *node_address;
+    uint64_t presence_ttl_ms, node_ttl_ms;
+    hr_timer refresh;           /* presence refresh + node announcement */
+    rpres **pres;
+    size_t npres_buckets, npres;
+    rglob *globs;               /* pattern subscriptions of this node (engine thread) */
+    size_t nglobs;
+    char sha[S_COUNT][41];
+    void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);
+    void *stats_ud;
+};
+
+static uint64_t fnv(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* Jump consistent hash (Lamping & Veach). */
+static int jump_hash(uint64_t key, int buckets)
+{
+    int64_t b = -1, j = 0;
+    while (j < buckets) {
+        b = j;
+        key = key * 2862933555777941757ull + 1;
+        j = (int64_t)((double)(b + 1) * ((double)(1ll << 31) / (double)((key >> 33) + 1)));
+    }
+    return (int)b;
+}
+
+static int shard_of(rengine *e, const char *ch, size_t len)
+{
+    return e->nshards == 1 ? 0 : jump_hash(fnv(ch, len), e->nshards);
+}
+
+static void key(hr_buf *b, rengine *e, const char *kind, const char *ch, size_t len)
+{
+    b->len = 0;
+    hr_buf_append(b, e->prefix, e->prefix_len);
+    hr_buf_printf(b, ":%s:{", kind);
+    hr_buf_append(b, ch, len);
+    hr_buf_append(b, "}", 1);
+}
+
+static void free_op(rop *op)
+{
+    if (op->pub) hr_pub_unref(op->pub);
+    for (size_t i = 0; i < op->hist.n; i++) hr_pub_unref(op->hist.pubs[i]);
+    hr_free(op->hist.pubs);
+    for (size_t i = 0; i < op->pres.n; i++) {
+        hr_free((char *)op->pres.entries[i].client);
+        hr_free((char *)op->pres.entries[i].user);
+        hr_free((char *)op->pres.entries[i].info);
+    }
+    hr_free(op->pres.entries);
+    hr_buf_free(&op->json);
+    for (size_t i = 0; i < op->nnames; i++) hr_free(op->names[i]);
+    hr_free(op->names);
+    hr_free(op->offsets);
+    hr_free(op->channel);
+    hr_free(op->client);
+    hr_free(op->user);
+    hr_free(op->info);
+    hr_free(op->idem);
+    hr_free(op);
+}
+
+/* The caller's callback, on the caller's thread. */
+static void op_finish(rop *op)
+{
+    switch (op->kind) {
+    case OP_PUBLISH:
+        if (op->cb.publish) op->cb.publish(op->ud, op->err, op->offset, op->epoch);
+        break;
+    case OP_HISTORY:
+        if (op->cb.history) {
+            if (op->err) op->cb.history(op->ud, op->err, NULL);
+            else op->cb.history(op->ud, 0, &op->hist);
+        }
+        break;
+    case OP_PRESENCE:
+        if (op->cb.presence) {
+            if (op->err) op->cb.presence(op->ud, op->err, NULL);
+            else op->cb.presence(op->ud, 0, &op->pres);
+        }
+        break;
+    case OP_HISTORY_REMOVE:
+    case OP_PRES_ADD:
+    case OP_PRES_REMOVE:
+    case OP_SESS_SEND:
+        if (op->cb.done) op->cb.done(op->ud, op->err);
+        break;
+    case OP_NODES:
+        if (op->cb.nodes) op->cb.nodes(op->ud, op->err, (const char *)op->json.data, op->json.len);
+        break;
+    case OP_CHANNELS:
+        if (op->cb.channels) op->cb.channels(op->ud, op->err, (const char *const *)op->names, op->offsets, op->nnames);
+        break;
+    default:
+        break;
+    }
+}
+
+static void op_task(hr_engine_task *t, bool live)
+{
+    rop *op = (rop *)t;
+    if (live) op_finish(op);
+    free_op(op);
+}
+
+static bool has_callback(const rop *op)
+{
+    switch (op->kind) {
+    case OP_PUBLISH: return op->cb.publish != NULL;
+    case OP_HISTORY: return op->cb.history != NULL;
+    case OP_PRESENCE: return op->cb.presence != NULL;
+    case OP_NODES: return op->cb.nodes != NULL;
+    case OP_CHANNELS: return op->cb.channels != NULL;
+    case OP_HISTORY_REMOVE:
+    case OP_PRES_ADD:
+    case OP_PRES_REMOVE:
+    case OP_SESS_SEND: return op->cb.done != NULL;
+    default: return false;
+    }
+}
+
+/* On the engine thread: the op is done (op->err set): back to its caller. */
+static void op_complete(rop *op)
+{
+    rengine *e = op->e;
+    if (op->kind == OP_CHANNELS_SHARD) { /* one shard's part: the parent ends with the last */
+        rop *pa = op->parent;
+        if (op->err) pa->err = op->err;
+        free_op(op);
+        if (--pa->children == 0) op_complete(pa);
+        return;
+    }
+    if (!has_callback(op) || e->dead) {
+        free_op(op);
+        return;
+    }
+    if (op->worker >= 0 && e->base.post) {
+        op->task.run = op_task;
+        e->base.post(e->base.hub, op->worker, &op->task);
+        return;
+    }
+    op_finish(op);
+    free_op(op);
+}
+
+/* ---- publications on the wire ---------------------------------------------------- */
+
+/* "M<offset> <epoch> <time>\n<data>" (message), "J\n<info>" / "L\n<info>"
+ * (join / leave). Returns a new publication or NULL. */
+static hr_pub *decode_pub(const char *ch, size_t clen, const char *s, size_t n)
+{
+    const char *nl = memchr(s, '\n', n);
+    if (!nl || n < 1) return NULL;
+    const char *body = nl + 1;
+    size_t blen = n - (size_t)(body - s);
+    if (s[0] == 'J' || s[0] == 'L')
+        return hr_pub_new(s[0] == 'J' ? HR_PUB_JOIN : HR_PUB_LEAVE, ch, clen, "", 0, blen ? body : NULL, blen);
+    if (s[0] != 'M') return NULL;
+    uint64_t off = 0, tm = 0;
+    const char *p = s + 1;
+    while (p < nl && *p >= '0' && *p <= '9') off = off * 10 + (uint64_t)(*p++ - '0');
+    if (p >= nl || *p != ' ') return NULL;
+    const char *ep = ++p;
+    while (p < nl && *p != ' ') p++;
+    size_t elen = (size_t)(p - ep);
+    if (p >= nl || elen == 0 || elen > HR_EPOCH_LEN) return NULL;
+    p++;
+    while (p < nl && *p >= '0' && *p <= '9') tm = tm * 10 + (uint64_t)(*p++ - '0');
+    if (p != nl) return NULL;
+    hr_pub *pub = hr_pub_new(HR_PUB_MESSAGE, ch, clen, body, blen, NULL, 0);
+    pub->offset = off;
+    pub->time_ms = tm;
+    memcpy(pub->epoch, ep, elen);
+    pub->epoch[elen] = '\0';
+    return pub;
+}
+
+/* A server command on the wire: "K CODE CLEN ULEN\n" CHANNEL USER INFO
+ * (K = 'U' unsubscribe, 'D' disconnect; lengths in bytes, info the rest). */
+static void encode_command(hr_buf *b, const hr_pub *c)
+{
+    hr_buf_printf(b, "%c %u %u %u\n", c->kind == HR_PUB_UNSUBSCRIBE ? 'U' : 'D', (unsigned)c->code,
+                  (unsigned)c->channel_len, (unsigned)c->data_len);
+    hr_buf_append(b, c->channel, c->channel_len);
+    hr_buf_append(b, c->data, c->data_len);
+    if (c->info) hr_buf_append(b, c->info, c->info_len);
+}
+
+static hr_pub *decode_command(const char *s, size_t n)
+{
+    const char *nl = memchr(s, '\n', n);
+    char head[64];
+    if (!nl || (size_t)(nl - s) >= sizeof(head)) return NULL;
+    memcpy(head, s, (size_t)(nl - s));
+    head[nl - s] = '\0';
+    char k;
+    unsigned code, cl, ul;
+    if (sscanf(head, "%c %u %u %u", &k, &code, &cl, &ul) != 4 || (k != 'U' && k != 'D')) return NULL;
+    const char *p = nl + 1;
+    size_t rest = n - (size_t)(p - s);
+    if ((size_t)cl + ul > rest) return NULL;
+    const char *info = p + cl + ul;
+    size_t il = rest - cl - ul;
+    if (!memchr(info, '\n', il)) return NULL; /* "CLIENT\nREASON" */
+    hr_pub *c = hr_pub_new(k == 'U' ? HR_PUB_UNSUBSCRIBE : HR_PUB_DISCONNECT, p, cl, p + cl, ul, info, il);
+    c->code = (uint16_t)code;
+    return c;
+}
+
+/* ---- commands ---------------------------------------------------------------------- */
+
+static void evalsha(hr_buf *cmd, rengine *e, int script, bool eval, size_t nkeys, const char **args, const size_t *lens,
+                    size_t nargs)
+{
+    const char *argv[16];
+    size_t l[16];
+    size_t n = 0;
+    char nk[8];
+    snprintf(nk, sizeof(nk), "%zu", nkeys);
+    argv[n] = eval ? "EVAL" : "EVALSHA";
+    l[n] = strlen(argv[n]);
+    n++;
+    argv[n] = eval ? scripts[script] : e->sha[script];
+    l[n] = strlen(argv[n]);
+    n++;
+    argv[n] = nk;
+    l[n] = strlen(nk);
+    n++;
+    for (size_t i = 0; i < nargs && n < 16; i++, n++) {
+        argv[n] = args[i];
+        l[n] = lens[i];
+    }
+    hr_resp_cmd(cmd, n, argv, l);
+}
+
+static void op_send(rop *op);
+static rop *op_new(rengine *e, int kind, const char *ch, size_t len);
+
+static bool is_noscript(const hr_resp *r)
+{
+    return r->type == HR_RESP_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+static void parse_history(rop *op, const hr_resp *r)
+{
+    int64_t off = 0;
+    if (r->type != HR_RESP_ARRAY || r->n != 3 || hr_resp_int(&r->elem[0], &off) || !hr_resp_is_str(&r->elem[1]) ||
+        r->elem[1].len > HR_EPOCH_LEN || r->elem[2].type != HR_RESP_ARRAY) {
+        op->err = HR_ERR_PROTO;
+        return;
+    }
+    hr_history *h = &op->hist;
+    h->offset = (uint64_t)off;
+    memcpy(h->epoch, r->elem[1].str, r->elem[1].len);
+    h->epoch[r->elem[1].len] = '\0';
+    const hr_resp *l = &r->elem[2];
+    /* decode what is still within the TTL */
+    uint64_t cutoff = op->o.history_ttl_ms ? hr_wall_ms() - op->o.history_ttl_ms : 0;
+    hr_pub **all = l->n ? hr_malloc(l->n * sizeof(*all)) : NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (!hr_resp_is_str(&l->elem[i])) continue;
+        hr_pub *p = decode_pub(op->channel, op->len, l->elem[i].str, l->elem[i].len);
+        if (!p) continue;
+        if (p->time_ms < cutoff || (count && p->offset <= all[count - 1]->offset)) {
+            hr_pub_unref(p);
+            continue;
+        }
+        all[count++] = p;
+    }
+    /* keep at most history_size (the configured size may have shrunk) */
+    size_t drop = count > op->o.history_size ? count - op->o.history_size : 0;
+    size_t first = drop;
+    bool complete = true;
+    const hr_history_query *q = &op->q;
+    if (q->has_since) {
+        bool same_epoch = !q->since_epoch || !q->since_epoch[0] || strcmp(q->since_epoch, h->epoch) == 0;
+        if (!same_epoch || q->since_offset > h->offset) {
+            complete = false;
+            first = count;
+        } else {
+            uint64_t oldest = first < count ? all[first]->offset : h->offset + 1;
+            if (q->since_offset + 1 < oldest) complete = false;
+            while (first < count && all[first]->offset <= q->since_offset) first++;
+        }
+    }
+    size_t avail = count - first, n = avail;
+    if (q->limit >= 0 && (size_t)q->limit < n) {
+        n = (size_t)q->limit;
+        if (q->has_since) complete = false;
+    }
+    h->pubs = n ? hr_malloc(n * sizeof(*h->pubs)) : NULL;
+    for (size_t i = 0; i < n; i++) h->pubs[i] = hr_pub_ref(all[q->reverse ? count - 1 - i : first + i]);
+    h->n = n;
+    h->complete = complete;
+    for (size_t i = 0; i < count; i++) hr_pub_unref(all[i]);
+    hr_free(all);
+}
+
+static void parse_presence(rop *op, const hr_resp *r)
+{
+    if (r->type != HR_RESP_ARRAY && r->type != HR_RESP_MAP) {
+        op->err = HR_ERR_PROTO;
+        return;
+    }
+    size_t pairs = r->type == HR_RESP_MAP ? r->n : r->n / 2;
+    hr_presence *p = &op->pres;
+    p->entries = pairs ? hr_calloc(pairs, sizeof(*p->entries)) : NULL;
+    for (size_t i = 0; i < pairs; i++) {
+        const hr_resp *k = &r->elem[2 * i], *v = &r->elem[2 * i + 1];
+        if (!hr_resp_is_str(k) || !hr_resp_is_str(v)) continue;
+        const char *nl = memchr(v->str, '\n', v->len);
+        size_t ul = nl ? (size_t)(nl - v->str) : v->len;
+        hr_presence_entry *en = &p->entries[p->n++];
+        en->client = hr_strndup(k->str, k->len);
+        en->user = hr_strndup(v->str, ul);
+        en->info = nl && v->len > ul + 1 ? hr_strndup(nl + 1, v->len - ul - 1) : NULL;
+    }
+    /* distinct users */
+    for (size_t i = 0; i < p->n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) seen = strcmp(p->entries[i].user, p->entries[j].user) == 0;
+        if (!seen) p->users++;
+    }
+}
+
+static void on_reply(void *ud, int err, const hr_resp *r)
+{
+    rop *op = ud;
+    if (err) {
+        op->err = err;
+        op_complete(op);
+        return;
+    }
+    if (is_noscript(r) && !op->retried) {
+        op->retried = true;
+        op_send(op);
+        return;
+    }
+    if (r->type == HR_RESP_ERROR) {
+        hr_warn("redis: command failed: %.*s", (int)HR_MIN(r->len, 200), r->str);
+        op->err = HR_ERR_IO;
+        op_complete(op);
+        return;
+    }
+    switch (op->kind) {
+    case OP_PUBLISH: {
+        int64_t off = 0;
+        if (r->type != HR_RESP_ARRAY || r->n < 2 || hr_resp_int(&r->elem[0], &off) || !hr_resp_is_str(&r->elem[1]) ||
+            r->elem[1].len > HR_EPOCH_LEN) {
+            op->err = HR_ERR_PROTO;
+            break;
+        }
+        op->offset = (uint64_t)off;
+        memcpy(op->epoch, r->elem[1].str, r->elem[1].len);
+        op->epoch[r->elem[1].len] = '\0';
+        break;
+    }
+    case OP_HISTORY:
+        parse_history(op, r);
+        break;
+    case OP_PRESENCE:
+        parse_presence(op, r);
+        break;
+    case OP_CHANNELS_SHARD: {
+        rop *pa = op->parent;
+        size_t pre = op->e->prefix_len + 4; /* "P:m:{" ... "}" */
+        if (r->type == HR_RESP_ARRAY)
+            for (size_t i = 0; i + 1 < r->n; i += 2) {
+                const hr_resp *k = &r->elem[i];
+                int64_t off = 0;
+                if (!hr_resp_is_str(k) || k->len < pre + 2 || k->str[k->len - 1] != '}' ||
+                    hr_resp_int(&r->elem[i + 1], &off) || off <= 0)
+                    continue;
+                if (pa->nnames == pa->capnames) {
+                    pa->capnames = pa->capnames ? pa->capnames * 2 : 64;
+                    pa->names = hr_realloc(pa->names, pa->capnames * sizeof(*pa->names));
+                    pa->offsets = hr_realloc(pa->offsets, pa->capnames * sizeof(*pa->offsets));
+                }
+                pa->names[pa->nnames] = hr_strndup(k->str + pre, k->len - pre - 1);
+                pa->offsets[pa->nnames++] = (uint64_t)off;
+            }
+        break;
+    }
+    case OP_SESS_SEND: {
+        int64_t n = 0;
+        if (hr_resp_int(r, &n)) op->err = HR_ERR_PROTO;
+        else if (n <= 0) op->err = HR_ERR_NOTFOUND;
+        break;
+    }
+    case OP_NODES:
+        hr_buf_append(&op->json, "[", 1);
+        if (r->type == HR_RESP_ARRAY)
+            for (size_t i = 0, k = 0; i < r->n; i++) {
+                if (!hr_resp_is_str(&r->elem[i])) continue;
+                if (k++) hr_buf_append(&op->json, ",", 1);
+                hr_buf_append(&op->json, r->elem[i].str, r->elem[i].len);
+            }
+        hr_buf_append(&op->json, "]", 1);
+        break;
+    default:
+        break;
+    }
+    op_complete(op);
+}
+
+/* ---- the node's own presence entries (refreshed) ------------------------------------- */
+
+static uint64_t pres_hash(const char *ch, size_t len, const char *client)
+{
+    return fnv(ch, len) ^ (fnv(client, strlen(client)) * 31);
+}
+
+static rpres **pres_find(rengine *e, const char *ch, size_t len, const char *client, uint64_t h)
+{
+    if (!e->npres_buckets) return NULL;
+    rpres **pp = &e->pres[h & (e->npres_buckets - 1)];
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->len == len && memcmp((*pp)->channel, ch, len) == 0 &&
+            strcmp((*pp)->client, client) == 0)
+            return pp;
+    return NULL;
+}
+
+static void pres_track(rengine *e, const rop *op, const char *value)
+{
+    uint64_t h = pres_hash(op->channel, op->len, op->client);
+    rpres **pp = pres_find(e, op->channel, op->len, op->client, h);
+    if (pp) {
+        hr_free((*pp)->value);
+        (*pp)->value = hr_strdup(value);
+        return;
+    }
+    if (e->npres + 1 > e->npres_buckets) {
+        size_t nb = e->npres_buckets ? e->npres_buckets * 2 : 64;
+        rpres **b = hr_calloc(nb, sizeof(*b));
+        for (size_t i = 0; i < e->npres_buckets; i++) {
+            rpres *x = e->pres[i];
+            while (x) {
+                rpres *nx = x->next;
+                x->next = b[x->hash & (nb - 1)];
+                b[x->hash & (nb - 1)] = x;
+                x = nx;
+            }
+        }
+        hr_free(e->pres);
+        e->pres = b;
+        e->npres_buckets = nb;
+    }
+    rpres *x = hr_calloc(1, sizeof(*x));
+    x->hash = h;
+    x->channel = hr_strndup(op->channel, op->len);
+    x->len = op->len;
+    x->client = hr_strdup(op->client);
+    x->value = hr_strdup(value);
+    x->next = e->pres[h & (e->npres_buckets - 1)];
+    e->pres[h & (e->npres_buckets - 1)] = x;
+    e->npres++;
+}
+
+static void pres_untrack(rengine *e, const char *ch, size_t len, const char *client)
+{
+    rpres **pp = pres_find(e, ch, len, client, pres_hash(ch, len, client));
+    if (!pp) return;
+    rpres *x = *pp;
+    *pp = x->next;
+    e->npres--;
+    hr_free(x->channel);
+    hr_free(x->client);
+    hr_free(x->value);
+    hr_free(x);
+}
+
+static void send_pres_add(rengine *e, rshard *sh, const char *ch, size_t len, const char *client, const char *value,
+                          hr_redis_reply_cb cb, void *ud, bool eval, int *rc)
+{
+    hr_buf k1 = HR_BUF_INIT, k2 = HR_BUF_INIT, cmd = HR_BUF_INIT;
+    key(&k1, e, "pz", ch, len);
+    key(&k2, e, "ph", ch, len);
+    char exp[24], ttl[24];
+    snprintf(exp, sizeof(exp), "%llu", (unsigned long long)(hr_wall_ms() + e->presence_ttl_ms));
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)e->presence_ttl_ms);
+    const char *a[] = {(const char *)k1.data, (const char *)k2.data, client, value, exp, ttl};
+    size_t l[] = {k1.len, k2.len, strlen(client), strlen(value), strlen(exp), strlen(ttl)};
+    evalsha(&cmd, e, S_PRES_ADD, eval, 2, a, l, 6);
+    *rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, cb, ud);
+    hr_buf_free(&k1);
+    hr_buf_free(&k2);
+    hr_buf_free(&cmd);
+}
+
+static void on_refresh_reply(void *ud, int err, const hr_resp *r)
+{
+    HR_UNUSED(ud);
+    if (!err && r->type == HR_RESP_ERROR) hr_warn("redis: presence refresh: %.*s", (int)HR_MIN(r->len, 200), r->str);
+}
+
+static void announce(rengine *e);
+
+static void on_refresh_timer(hr_timer *t, void *wheel_data)
+{
+    HR_UNUSED(wheel_data);
+    rengine *e = HR_CONTAINER_OF(t, rengine, refresh);
+    for (size_t b = 0; b < e->npres_buckets; b++)
+        for (rpres *x = e->pres[b]; x; x = x->next) {
+            rshard *sh = &e->shards[shard_of(e, x->channel, x->len)];
+            if (!hr_redis_conn_up(sh->conn)) continue;
+            int rc;
+            /* EVAL: refreshes are few per interval and must not depend on the script cache */
+            send_pres_add(e, sh, x->channel, x->len, x->client, x->value, on_refresh_reply, NULL, true, &rc);
+        }
+    announce(e);
+    for (int i = 0; i < e->nshards; i++) hr_redis_conn_flush(e->shards[i].conn);
+    uint64_t every = HR_MIN(e->presence_ttl_ms, e->node_ttl_ms) / 3;
+    hr_timer_start(&e->loop.wheel, &e->refresh, every ? every : 1000);
+}
+
+/* ---- node announcement ---------------------------------------------------------------- */
+
+static void send_node(rengine *e, rop *op, bool eval)
+{
+    rshard *sh = &e->shards[0];
+    hr_buf k1 = HR_BUF_INIT, k2 = HR_BUF_INIT, js = HR_BUF_INIT, cmd = HR_BUF_INIT;
+    hr_buf_append(&k1, e->prefix, e->prefix_len);
+    hr_buf_append_str(&k1, ":nodes");
+    hr_buf_append(&k2, e->prefix, e->prefix_len);
+    hr_buf_append_str(&k2, ":nodez");
+    char exp[24], now[24];
+    uint64_t wall = hr_wall_ms();
+    snprintf(exp, sizeof(exp), "%llu", (unsigned long long)(wall + e->node_ttl_ms));
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)wall);
+    const char *id = "";
+    if (!op) { /* an announcement */
+        uint64_t conns = 0, subs = 0;
+        if (e->stats) e->stats(e->stats_ud, &conns, &subs);
+        subs = 0; /* the channels this node receives from Redis (engine-thread state) */
+        for (int i = 0; i < e->nshards; i++) subs += e->shards[i].nsubs;
+        hr_buf_printf(&js, "{\"id\":\"%s\",\"address\":\"%s\",\"connections\":%llu,\"subscriptions\":%llu,"
+                           "\"updated_ms\":%llu}",
+                      e->node_id, e->node_address, (unsigned long long)conns, (unsigned long long)subs,
+                      (unsigned long long)wall);
+        id = e->node_id;
+    }
+    const char *a[] = {(const char *)k1.data, (const char *)k2.data, id, js.len ? (const char *)js.data : "", exp, now};
+    size_t l[] = {k1.len, k2.len, strlen(id), js.len, strlen(exp), strlen(now)};
+    evalsha(&cmd, e, S_NODE, eval, 2, a, l, 6);
+    int rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, op ? on_reply : on_refresh_reply, op);
+    if (rc && op) {
+        op->err = rc;
+        op_complete(op);
+    }
+    hr_buf_free(&k1);
+    hr_buf_free(&k2);
+    hr_buf_free(&js);
+    hr_buf_free(&cmd);
+}
+
+static void announce(rengine *e)
+{
+    if (hr_redis_conn_up(e->shards[0].conn)) send_node(e, NULL, true);
+}
+
+/* ---- node-wide subscriptions ------------------------------------------------------------ */
+
+static rsub **sub_find(rshard *sh, const char *ch, size_t len, uint64_t h)
+{
+    if (!sh->nsubs_buckets) return NULL;
+    rsub **pp = &sh->subs[h & (sh->nsubs_buckets - 1)];
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->len == len && memcmp((*pp)->name, ch, len) == 0) return pp;
+    return NULL;
+}
+
+static rsub **set_find(strset *st, const char *s, size_t len)
+{
+    if (!st->nb) return NULL;
+    uint64_t h = fnv(s, len);
+    rsub **pp = &st->b[h & (st->nb - 1)];
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->len == len && memcmp((*pp)->name, s, len) == 0) return pp;
+    return NULL;
+}
+
+static void set_add(strset *st, const char *s, size_t len)
+{
+    if (set_find(st, s, len)) return;
+    if (st->n + 1 > st->nb) {
+        size_t nb = st->nb ? st->nb * 2 : 64;
+        rsub **b = hr_calloc(nb, sizeof(*b));
+        for (size_t i = 0; i < st->nb; i++) {
+            rsub *x = st->b[i];
+            while (x) {
+                rsub *nx = x->next;
+                x->next = b[x->hash & (nb - 1)];
+                b[x->hash & (nb - 1)] = x;
+                x = nx;
+            }
+        }
+        hr_free(st->b);
+        st->b = b;
+        st->nb = nb;
+    }
+    rsub *x = hr_malloc(sizeof(*x) + len);
+    x->hash = fnv(s, len);
+    x->len = len;
+    memcpy(x->name, s, len);
+    x->next = st->b[x->hash & (st->nb - 1)];
+    st->b[x->hash & (st->nb - 1)] = x;
+    st->n++;
+}
+
+static void set_del(strset *st, const char *s, size_t len)
+{
+    rsub **pp = set_find(st, s, len);
+    if (!pp) return;
+    rsub *x = *pp;
+    *pp = x->next;
+    st->n--;
+    hr_free(x);
+}
+
+static void set_clear(strset *st)
+{
+    for (size_t i = 0; i < st->nb; i++) {
+        rsub *x = st->b[i];
+        while (x) {
+            rsub *nx = x->next;
+            hr_free(x);
+            x = nx;
+        }
+    }
+    hr_free(st->b);
+    memset(st, 0, sizeof(*st));
+}
+
+/* Redis glob match for the globs Herald makes: '*' is any run of bytes,
+ * everything else literal (channel names hold no other glob character). */
+static bool glob_match(const char *g, size_t gl, const char *s, size_t sl)
+{
+    size_t gi = 0, si = 0, star = (size_t)-1, mark = 0;
+    while (si < sl) {
+        if (gi < gl && g[gi] == '*') {
+            star = gi++;
+            mark = si;
+        } else if (gi < gl && g[gi] == s[si]) {
+            gi++;
+            si++;
+        } else if (star != (size_t)-1) {
+            gi = star + 1;
+            si = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (gi < gl && g[gi] == '*') gi++;
+    return gi == gl;
+}
+
+static void send_sub(rengine *e, rshard *sh, const char *verb, const char *ch, size_t len)
+{
+    hr_buf name = HR_BUF_INIT, cmd = HR_BUF_INIT;
+    hr_buf_append(&name, e->prefix, e->prefix_len);
+    hr_buf_append(&name, ":c:", 3);
+    hr_buf_append(&name, ch, len);
+    const char *a[] = {verb, (const char *)name.data};
+    size_t l[] = {strlen(verb), name.len};
+    hr_resp_cmd(&cmd, 2, a, l);
+    hr_redis_conn_send_noreply(sh->conn, cmd.data, cmd.len); /* down: resubscribed when it is up again */
+    hr_buf_free(&name);
+    hr_buf_free(&cmd);
+}
+
+static void interest_change(rengine *e, rop *op)
+{
+    rshard *sh = &e->shards[op->shard];
+    uint64_t h = fnv(op->channel, op->len);
+    rsub **pp = sub_find(sh, op->channel, op->len, h);
+    if (op->kind == OP_INTEREST_ON) {
+        if (pp) return;
+        if (sh->nsubs + 1 > sh->nsubs_buckets) {
+            size_t nb = sh->nsubs_buckets ? sh->nsubs_buckets * 2 : 64;
+            rsub **b = hr_calloc(nb, sizeof(*b));
+            for (size_t i = 0; i < sh->nsubs_buckets; i++) {
+                rsub *x = sh->subs[i];
+                while (x) {
+                    rsub *nx = x->next;
+                    x->next = b[x->hash & (nb - 1)];
+                    b[x->hash & (nb - 1)] = x;
+                    x = nx;
+                }
+            }
+            hr_free(sh->subs);
+            sh->subs = b;
+            sh->nsubs_buckets = nb;
+        }
+        rsub *x = hr_malloc(sizeof(*x) + op->len);
+        x->hash = h;
+        x->len = op->len;
+        memcpy(x->name, op->channel, op->len);
+        x->next = sh->subs[h & (sh->nsubs_buckets - 1)];
+        sh->subs[h & (sh->nsubs_buckets - 1)] = x;
+        sh->nsubs++;
+        send_sub(e, sh, "SUBSCRIBE", op->channel, op->len);
+    } else {
+        if (!pp) return;
+        rsub *x = *pp;
+        *pp = x->next;
+        sh->nsubs--;
+        hr_free(x);
+        send_sub(e, sh, "UNSUBSCRIBE", op->channel, op->len);
+    }
+}
+
+static void send_psub(rshard *sh, const char *verb, const char *glob, size_t len)
+{
+    hr_buf cmd = HR_BUF_INIT;
+    const char *a[] = {verb, glob};
+    size_t l[] = {strlen(verb), len};
+    hr_resp_cmd(&cmd, 2, a, l);
+    hr_redis_conn_send_noreply(sh->conn, cmd.data, cmd.len); /* down: psubscribed again when up */
+    hr_buf_free(&cmd);
+}
+
+static void pattern_change(rengine *e, rop *op)
+{
+    hr_buf g = HR_BUF_INIT;
+    hr_buf_append(&g, e->prefix, e->prefix_len);
+    hr_buf_append(&g, ":c:", 3);
+    for (size_t i = 0; i < op->len; i++) hr_buf_append(&g, op->channel[i] == '>' ? "*" : &op->channel[i], 1);
+    size_t k = 0;
+    while (k < e->nglobs && !(e->globs[k].len == g.len && memcmp(e->globs[k].glob, g.data, g.len) == 0)) k++;
+    if (op->kind == OP_PATTERN_ON) {
+        if (k == e->nglobs) {
+            e->globs = hr_realloc(e->globs, (e->nglobs + 1) * sizeof(*e->globs));
+            e->globs[e->nglobs++] = (rglob){hr_strndup((const char *)g.data, g.len), g.len, 0};
+            for (int i = 0; i < e->nshards; i++) send_psub(&e->shards[i], "PSUBSCRIBE", (const char *)g.data, g.len);
+        }
+        e->globs[k].refs++;
+    } else if (k < e->nglobs && --e->globs[k].refs == 0) {
+        for (int i = 0; i < e->nshards; i++) send_psub(&e->shards[i], "PUNSUBSCRIBE", e->globs[k].glob, e->globs[k].len);
+        hr_free(e->globs[k].glob);
+        e->globs[k] = e->globs[--e->nglobs];
+    }
+    hr_buf_free(&g);
+}
+
+/* ---- sending ops --------------------------------------------------------------------- */
+
+static void op_send(rop *op)
+{
+    rengine *e = op->e;
+    rshard *sh = &e->shards[op->shard];
+    hr_buf k1 = HR_BUF_INIT, k2 = HR_BUF_INIT, k3 = HR_BUF_INIT, cmd = HR_BUF_INIT;
+    int rc = 0;
+    bool eval = op->retried;
+    switch (op->kind) {
+    case OP_INTEREST_ON:
+    case OP_INTEREST_OFF:
+        interest_change(e, op);
+        free_op(op);
+        return;
+    case OP_PATTERN_ON:
+    case OP_PATTERN_OFF:
+        pattern_change(e, op);
+        free_op(op);
+        return;
+    case OP_CHANNELS: {
+        op->children = (size_t)e->nshards;
+        for (int i = 0; i < e->nshards; i++) {
+            rop *ch = op_new(e, OP_CHANNELS_SHARD, "", 0);
+            ch->shard = i;
+            ch->parent = op;
+            op_send(ch);
+        }
+        return;
+    }
+    case OP_CHANNELS_SHARD: {
+        hr_buf_append(&k1, e->prefix, e->prefix_len);
+        hr_buf_append_str(&k1, ":m:*");
+        const char *a[] = {(const char *)k1.data};
+        size_t l[] = {k1.len};
+        evalsha(&cmd, e, S_CHANNELS, eval, 0, a, l, 1);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
+    case OP_BROADCAST: {
+        hr_buf msg = HR_BUF_INIT;
+        encode_command(&msg, op->pub);
+        hr_buf_append(&k1, e->prefix, e->prefix_len);
+        hr_buf_append_str(&k1, ":ctl");
+        const char *a[] = {"PUBLISH", (const char *)k1.data, (const char *)msg.data};
+        size_t l[] = {7, k1.len, msg.len};
+        hr_resp_cmd(&cmd, 3, a, l);
+        hr_buf_free(&msg);
+        if (hr_redis_conn_send(e->shards[0].conn, cmd.data, cmd.len, NULL, NULL)) {
+            /* Redis is down: at least this node's clients get it */
+            hr_warn("redis: a server command could not reach the other nodes (Redis down): applied on this node only");
+            if (e->base.command) e->base.command(e->base.hub, op->pub);
+        }
+        hr_buf_free(&k1);
+        hr_buf_free(&cmd);
+        free_op(op);
+        return;
+    }
+    case OP_PUBLISH: {
+        hr_pub *p = op->pub;
+        key(&k1, e, "m", op->channel, op->len);
+        key(&k2, e, "h", op->channel, op->len);
+        key(&k3, e, "i", op->channel, op->len);
+        if (op->idem_len) {
+            hr_buf_append(&k3, ":", 1);
+            hr_buf_append(&k3, op->idem, op->idem_len);
+        }
+        hr_buf name = HR_BUF_INIT;
+        hr_buf_append(&name, e->prefix, e->prefix_len);
+        hr_buf_append(&name, ":c:", 3);
+        hr_buf_append(&name, op->channel, op->len);
+        char size[24], ttl[24], epoch[HR_EPOCH_LEN + 1], now[24], win[24];
+        snprintf(size, sizeof(size), "%u", op->o.history_size);
+        snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)op->o.history_ttl_ms);
+        hr_epoch_new(epoch);
+        snprintf(now, sizeof(now), "%llu", (unsigned long long)p->time_ms);
+        bool idem = op->idem_len && op->o.idempotency_window_ms;
+        snprintf(win, sizeof(win), "%llu", (unsigned long long)(op->o.idempotency_window_ms ? op->o.idempotency_window_ms : 1));
+        const char *a[] = {(const char *)k1.data, (const char *)k2.data, (const char *)k3.data,
+                           (const char *)name.data, p->data, size, ttl, epoch, now, win, idem ? "1" : "0"};
+        size_t l[] = {k1.len, k2.len, k3.len, name.len, p->data_len, strlen(size), strlen(ttl), strlen(epoch),
+                      strlen(now), strlen(win), 1};
+        evalsha(&cmd, e, S_PUBLISH, eval, 3, a, l, 11);
+        hr_buf_free(&name);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
+    case OP_EVENT: {
+        hr_pub *p = op->pub;
+        hr_buf name = HR_BUF_INIT, msg = HR_BUF_INIT;
+        hr_buf_append(&name, e->prefix, e->prefix_len);
+        hr_buf_append(&name, ":c:", 3);
+        hr_buf_append(&name, op->channel, op->len);
+        hr_buf_append(&msg, p->kind == HR_PUB_JOIN ? "J\n" : "L\n", 2);
+        if (p->info) hr_buf_append(&msg, p->info, p->info_len);
+        const char *a[] = {"PUBLISH", (const char *)name.data, msg.len ? (const char *)msg.data : ""};
+        size_t l[] = {7, name.len, msg.len};
+        hr_resp_cmd(&cmd, 3, a, l);
+        hr_buf_free(&name);
+        hr_buf_free(&msg);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
+    case OP_HISTORY: {
+        key(&k1, e, "m", op->channel, op->len);
+        key(&k2, e, "h", op->channel, op->len);
+        char epoch[HR_EPOCH_LEN + 1];
+        hr_epoch_new(epoch);
+        bool want = op->q.limit != 0 && op->o.history_size > 0;
+        const char *a[] = {(const char *)k1.data, (const char *)k2.data, epoch, want ? "1" : "0"};
+        size_t l[] = {k1.len, k2.len, strlen(epoch), 1};
+        evalsha(&cmd, e, S_HISTORY, eval, 2, a, l, 4);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
+    case OP_HISTORY_REMOVE: {
+        key(&k1, e, "h", op->channel, op->len);
+        const char *a[] = {"DEL", (const char *)k1.data};
+        size_t l[] = {3, k1.len};
+        hr_resp_cmd(&cmd, 2, a, l);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
+    case OP_PRES_ADD: {
+        hr_buf v = HR_BUF_INIT;
+        hr_buf_append_str(&v, op->user ? op->user : "");
+        hr_buf_append(&v, "\n", 1);
+        if (op->info) hr_buf_append_str(&v, op->info);
+        hr_buf_append(&v, "", 1); /* NUL */
+        if (!op->retried) pres_track(e, op, (const char *)v.data);
+        send_pres_add(e, sh, op->channel, op->len, op->client, (const char *)v.data, on_reply, op, eval, &rc);
+        hr_buf_free(&v);
+        break;
+    }
+    case OP_PRES_REMOVE: {
+        pres_untrack(e, op->channel, op->len, op->client);
+        key(&k1, e, "pz", op->channel, op->len);
+        key(&k2, e, "ph", op->channel, op->len);
+        /* two commands: the first's reply is dropped, the second completes the op */
+        const char *a[] = {"ZREM", (const char *)k1.data, op->client};
+        size_t l[] = {4, k1.len, strlen(op->client)};
+        hr_resp_cmd(&cmd, 3, a, l);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, NULL, NULL);
+        if (!rc) {
+            cmd.len = 0;
+            const char *b[] = {"HDEL", (const char *)k2.data, op->client};
+            size_t bl[] = {4, k2.len, strlen(op->client)};
+            hr_resp_cmd(&cmd, 3, b, bl);
+            rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        }
+        break;
+    }
+    case OP_PRESENCE: {
+        key(&k1, e, "pz", op->channel, op->len);
+        key(&k2, e, "ph", op->channel, op->len);
+        char now[24];
+        snprintf(now, sizeof(now), "%llu", (unsigned long long)hr_wall_ms());
+        const char *a[] = {(const char *)k1.data, (const char *)k2.data, now};
+        size_t l[] = {k1.len, k2.len, strlen(now)};
+        evalsha(&cmd, e, S_PRES_GET, eval, 2, a, l, 3);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
+    case OP_NODES:
+        send_node(e, op, eval);
+        op = NULL; /* send_node completes it on failure */
+        break;
+    case OP_SESS_ADD:
+    case OP_SESS_DEL: {
+        key(&k1, e, "s", op->channel, op->len);
+        char ttl[24];
+        snprintf(ttl, sizeof(ttl), "%llu", SESSION_KEY_TTL_MS);
+        if (op->kind == OP_SESS_ADD) set_add(&sh->sessions, op->channel, op->len);
+        else set_del(&sh->sessions, op->channel, op->len);
+        if (op->kind == OP_SESS_ADD) {
+            const char *a[] = {"SET", (const char *)k1.data, e->node_id, "PX", ttl};
+            size_t l[] = {3, k1.len, strlen(e->node_id), 2, strlen(ttl)};
+            hr_resp_cmd(&cmd, 5, a, l);
+        } else {
+            const char *a[] = {"DEL", (const char *)k1.data};
+            size_t l[] = {3, k1.len};
+            hr_resp_cmd(&cmd, 2, a, l);
+        }
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
+    case OP_SESS_SEND: {
+        key(&k1, e, "s", op->channel, op->len);
+        hr_buf msg = HR_BUF_INIT, ctl = HR_BUF_INIT;
+        hr_buf_append(&msg, op->channel, op->len);
+        hr_buf_append(&msg, "\n", 1);
+        hr_buf_append(&msg, op->idem, op->idem_len);
+        hr_buf_append(&ctl, e->prefix, e->prefix_len);
+        hr_buf_append(&ctl, ":n:", 3);
+        const char *a[] = {(const char *)k1.data, (const char *)msg.data, (const char *)ctl.data};
+        size_t l[] = {k1.len, msg.len, ctl.len};
+        evalsha(&cmd, e, S_ROUTE, eval, 1, a, l, 3);
+        hr_buf_free(&msg);
+        hr_buf_free(&ctl);
+        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
+        break;
+    }
+    }
+    hr_buf_free(&k1);
+    hr_buf_free(&k2);
+    hr_buf_free(&k3);
+    hr_buf_free(&cmd);
+    if (rc && op) {
+        op->err = rc;
+        op_complete(op);
+    }
+}
+
+/* ---- the engine thread ------------------------------------------------------------------ */
+
+static void on_wake(hr_loop *loop, void *data)
+{
+    HR_UNUSED(loop);
+    rengine *e = data;
+    pthread_mutex_lock(&e->mu);
+    rop *list = e->qhead;
+    e->qhead = e->qtail = NULL;
+    bool stop = e->stopping;
+    pthread_mutex_unlock(&e->mu);
+    while (list) {
+        rop *nx = list->next;
+        if (stop) free_op(list); /* shutting down: the callers are going away */
+        else op_send(list);
+        list = nx;
+    }
+    for (int i = 0; i < e->nshards; i++) hr_redis_conn_flush(e->shards[i].conn);
+    if (stop) hr_loop_stop(&e->loop);
+}
+
+static void on_turn_end(hr_loop *loop, void *data)
+{
+    HR_UNUSED(loop);
+    rengine *e = data;
+    for (int i = 0; i < e->nshards; i++) hr_redis_conn_flush(e->shards[i].conn);
+}
+
+static void *engine_main(void *arg)
+{
+    rengine *e = arg;
+    pthread_setname_np(pthread_self(), "herald-redis");
+    hr_loop_run(&e->loop);
+    return NULL;
+}
+
+/* The channel name in a pub/sub channel "P:c:NAME", or NULL. */
+static const char *chan_of(rengine *e, const hr_resp *name, size_t *len)
+{
+    if (!hr_resp_is_str(name) || name->len < e->prefix_len + 3 || memcmp(name->str, e->prefix, e->prefix_len) != 0 ||
+        memcmp(name->str + e->prefix_len, ":c:", 3) != 0)
+        return NULL;
+    *len = name->len - e->prefix_len - 3;
+    return name->str + e->prefix_len + 3;
+}
+
+static void deliver_wire(rengine *e, const char *ch, size_t clen, const hr_resp *payload)
+{
+    hr_pub *p = decode_pub(ch, clen, payload->str, payload->len);
+    if (!p) {
+        hr_warn("redis: undecodable publication on %.*s", (int)HR_MIN(clen, 200), ch);
+        return;
+    }
+    e->base.deliver(e->base.hub, p);
+    hr_pub_unref(p);
+}
+
+/* A RESP3 push: pub/sub messages, and the (un)subscribe confirmations that
+ * tell which copies of a publication Redis will send. */
+static void on_push(void *ud, const hr_resp *r)
+{
+    rshard *sh = ud;
+    rengine *e = sh->e;
+    if (r->n < 3 || !hr_resp_is_str(&r->elem[0])) return;
+    const hr_resp *kind = &r->elem[0];
+    size_t clen = 0;
+    const char *ch;
+    if (hr_resp_eq(kind, "message") && hr_resp_is_str(&r->elem[2])) {
+        const hr_resp *name = &r->elem[1];
+        if (hr_resp_is_str(name) && name->len >= e->prefix_len + 3 && memcmp(name->str, e->prefix, e->prefix_len) == 0 &&
+            memcmp(name->str + e->prefix_len, ":n:", 3) == 0) { /* this node's control channel: a routed frame */
+            const hr_resp *m = &r->elem[2];
+            const char *nl = memchr(m->str, '\n', m->len);
+            if (!nl || !e->base.on_session_frame || (size_t)(nl - m->str) >= 64) return;
+            char sid[64];
+            memcpy(sid, m->str, (size_t)(nl - m->str));
+            sid[nl - m->str] = '\0';
+            e->base.on_session_frame(e->base.session_ud, sid, (const uint8_t *)nl + 1,
+                                     m->len - (size_t)(nl - m->str) - 1);
+            return;
+        }
+        if ((ch = chan_of(e, name, &clen))) {
+            deliver_wire(e, ch, clen, &r->elem[2]);
+            return;
+        }
+        if (hr_resp_is_str(name) && name->len == e->prefix_len + 4 && memcmp(name->str, e->prefix, e->prefix_len) == 0 &&
+            memcmp(name->str + e->prefix_len, ":ctl", 4) == 0) { /* a server command for every node */
+            hr_pub *c = decode_command(r->elem[2].str, r->elem[2].len);
+            if (c && e->base.command) e->base.command(e->base.hub, c);
+            else if (!c) hr_warn("redis: undecodable server command");
+            hr_pub_unref(c);
+        }
+        return;
+    }
+    if (hr_resp_eq(kind, "pmessage") && r->n == 4 && hr_resp_is_str(&r->elem[1]) && hr_resp_is_str(&r->elem[3])) {
+        if (!(ch = chan_of(e, &r->elem[2], &clen))) return;
+        const hr_resp *name = &r->elem[2], *glob = &r->elem[1];
+        if (set_find(&sh->confirmed, name->str, name->len)) return; /* the "message" copy carries it */
+        for (size_t i = 0; i < sh->ncglobs; i++) {
+            const char *g = sh->cglobs[i];
+            if (!glob_match(g, strlen(g), name->str, name->len)) continue;
+            /* only the first matching glob's copy is delivered */
+            if (strlen(g) == glob->len && memcmp(g, glob->str, glob->len) == 0) deliver_wire(e, ch, clen, &r->elem[3]);
+            return;
+        }
+        return;
+    }
+    if (!hr_resp_is_str(&r->elem[1])) return;
+    const hr_resp *name = &r->elem[1];
+    if (hr_resp_eq(kind, "subscribe")) set_add(&sh->confirmed, name->str, name->len);
+    else if (hr_resp_eq(kind, "unsubscribe")) set_del(&sh->confirmed, name->str, name->len);
+    else if (hr_resp_eq(kind, "psubscribe")) {
+        for (size_t i = 0; i < sh->ncglobs; i++)
+            if (strlen(sh->cglobs[i]) == name->len && memcmp(sh->cglobs[i], name->str, name->len) == 0) return;
+        sh->cglobs = hr_realloc(sh->cglobs, (sh->ncglobs + 1) * sizeof(*sh->cglobs));
+        sh->cglobs[sh->ncglobs++] = hr_strndup(name->str, name->len);
+    } else if (hr_resp_eq(kind, "punsubscribe")) {
+        for (size_t i = 0; i < sh->ncglobs; i++)
+            if (strlen(sh->cglobs[i]) == name->len && memcmp(sh->cglobs[i], name->str, name->len) == 0) {
+                hr_free(sh->cglobs[i]);
+                memmove(&sh->cglobs[i], &sh->cglobs[i + 1], (sh->ncglobs - i - 1) * sizeof(*sh->cglobs));
+                sh->ncglobs--;
+                return;
+            }
+    }
+}
+
+static void forget_confirmed(rshard *sh)
+{
+    set_clear(&sh->confirmed);
+    for (size_t i = 0; i < sh->ncglobs; i++) hr_free(sh->cglobs[i]);
+    hr_free(sh->cglobs);
+    sh->cglobs = NULL;
+    sh->ncglobs = 0;
+}
+
+static void on_up(void *ud)
+{
+    rshard *sh = ud;
+    rengine *e = sh->e;
+    bool resync = sh->was_up;
+    if (!sh->was_up) {
+        pthread_mutex_lock(&e->mu);
+        e->shards_up++;
+        pthread_cond_broadcast(&e->up_cv);
+        pthread_mutex_unlock(&e->mu);
+    }
+    sh->was_up = true;
+    char ctl[64];
+    int cl = snprintf(ctl, sizeof(ctl), "%s", e->node_id);
+    hr_buf name = HR_BUF_INIT, cmd = HR_BUF_INIT;
+    hr_buf_append(&name, e->prefix, e->prefix_len);
+    hr_buf_append(&name, ":n:", 3);
+    hr_buf_append(&name, ctl, (size_t)cl);
+    const char *a[] = {"SUBSCRIBE", (const char *)name.data};
+    size_t l[] = {9, name.len};
+    hr_resp_cmd(&cmd, 2, a, l);
+    hr_redis_conn_send_noreply(sh->conn, cmd.data, cmd.len);
+    if (sh->idx == 0) { /* server commands for every node */
+        name.len = cmd.len = 0;
+        hr_buf_append(&name, e->prefix, e->prefix_len);
+        hr_buf_append_str(&name, ":ctl");
+        const char *b2[] = {"SUBSCRIBE", (const char *)name.data};
+        size_t l2[] = {9, name.len};
+        hr_resp_cmd(&cmd, 2, b2, l2);
+        hr_redis_conn_send_noreply(sh->conn, cmd.data, cmd.len);
+    }
+    hr_buf_free(&name);
+    hr_buf_free(&cmd);
+    for (size_t b = 0; b < sh->nsubs_buckets; b++)
+        for (rsub *x = sh->subs[b]; x; x = x->next) {
+            send_sub(e, sh, "SUBSCRIBE", x->name, x->len);
+            if (resync) {
+                /* publications may have been missed while down: subscribers recover from history */
+                static const char why[] = "\nredis connection restored: reconnect and recover";
+                hr_pub *disc = hr_pub_new(HR_PUB_DISCONNECT, x->name, x->len, "", 0, why, sizeof(why) - 1);
+                disc->code = HR_ENGINE_RESYNC_CODE;
+                e->base.deliver(e->base.hub, disc);
+                hr_pub_unref(disc);
+            }
+        }
+    for (size_t i = 0; i < e->nglobs; i++) send_psub(sh, "PSUBSCRIBE", e->globs[i].glob, e->globs[i].len);
+    if (resync) { /* a Redis that lost its data no longer knows this node's sessions */
+        char ttl[24];
+        snprintf(ttl, sizeof(ttl), "%llu", SESSION_KEY_TTL_MS);
+        hr_buf k = HR_BUF_INIT, c2 = HR_BUF_INIT;
+        for (size_t b = 0; b < sh->sessions.nb; b++)
+            for (rsub *x = sh->sessions.b[b]; x; x = x->next) {
+                key(&k, e, "s", x->name, x->len);
+                c2.len = 0;
+                const char *sa[] = {"SET", (const char *)k.data, e->node_id, "PX", ttl};
+                size_t sl[] = {3, k.len, strlen(e->node_id), 2, strlen(ttl)};
+                hr_resp_cmd(&c2, 5, sa, sl);
+                hr_redis_conn_send(sh->conn, c2.data, c2.len, NULL, NULL);
+            }
+        hr_buf_free(&k);
+        hr_buf_free(&c2);
+    }
+    /* presence entries were not refreshed during the outage: put them back now */
+    for (size_t b = 0; b < e->npres_buckets; b++)
+        for (rpres *x = e->pres[b]; x; x = x->next) {
+            if (&e->shards[shard_of(e, x->channel, x->len)] != sh) continue;
+            int rc;
+            send_pres_add(e, sh, x->channel, x->len, x->client, x->value, on_refresh_reply, NULL, true, &rc);
+        }
+    if (sh->idx == 0) announce(e);
+}
+
+static void on_down(void *ud, const char *why)
+{
+    HR_UNUSED(why);
+    forget_confirmed(ud); /* a new connection starts with no subscription */
+}
+
+/* ---- vtable (worker side) ------------------------------------------------------------- */
+
+static rop *op_new(rengine *e, int kind, const char *ch, size_t len)
+{
+    rop *op = hr_calloc(1, sizeof(*op));
+    op->e = e;
+    op->kind = kind;
+    op->worker = hr_engine_worker;
+    op->channel = hr_strndup(ch, len);
+    op->len = len;
+    op->shard = shard_of(e, ch, len);
+    return op;
+}
+
+static void op_queue(rengine *e, rop *op)
+{
+    pthread_mutex_lock(&e->mu);
+    bool empty = e->qhead == NULL;
+    if (e->qtail) e->qtail->next = op;
+    else e->qhead = op;
+    e->qtail = op;
+    pthread_mutex_unlock(&e->mu);
+    if (empty) hr_loop_wake(&e->loop);
+}
+
+static void r_publish(hr_engine *be, const hr_chan_opts *o, hr_pub *pub, const char *idem_key, size_t idem_len,
+                      hr_publish_cb cb, void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_PUBLISH, pub->channel, pub->channel_len);
+    op->o = *o;
+    op->pub = hr_pub_ref(pub);
+    if (idem_len) {
+        op->idem = hr_strndup(idem_key, idem_len);
+        op->idem_len = idem_len;
+    }
+    op->cb.publish = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
+static void r_publish_event(hr_engine *be, hr_pub *pub)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_EVENT, pub->channel, pub->channel_len);
+    op->pub = hr_pub_ref(pub);
+    op_queue(e, op);
+}
+
+static void r_history(hr_engine *be, const hr_chan_opts *o, const char *channel, size_t len, const hr_history_query *q,
+                      hr_history_cb cb, void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_HISTORY, channel, len);
+    op->o = *o;
+    op->q = *q;
+    snprintf(op->since_epoch, sizeof(op->since_epoch), "%s", q->since_epoch ? q->since_epoch : "");
+    op->q.since_epoch = op->since_epoch;
+    op->cb.history = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
+static void r_history_remove(hr_engine *be, const char *channel, size_t len, hr_done_cb cb, void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_HISTORY_REMOVE, channel, len);
+    op->cb.done = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
+static void r_presence_add(hr_engine *be, const char *channel, size_t len, const char *client, const char *user,
+                           const char *info, hr_done_cb cb, void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_PRES_ADD, channel, len);
+    op->client = hr_strdup(client);
+    op->user = hr_strdup(user ? user : "");
+    op->info = info ? hr_strdup(info) : NULL;
+    op->cb.done = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
+static void r_presence_remove(hr_engine *be, const char *channel, size_t len, const char *client, hr_done_cb cb,
+                              void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_PRES_REMOVE, channel, len);
+    op->client = hr_strdup(client);
+    op->cb.done = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
+static void r_presence(hr_engine *be, const char *channel, size_t len, hr_presence_cb cb, void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_PRESENCE, channel, len);
+    op->cb.presence = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
+static void r_channels(hr_engine *be, void (*each)(void *ud, const char *name, size_t len, uint64_t offset), void *ud)
+{
+    /* synchronous: not available from Redis (channels_async is) */
+    HR_UNUSED(be);
+    HR_UNUSED(each);
+    HR_UNUSED(ud);
+}
+
+static void r_channels_async(hr_engine *be,
+                             void (*cb)(void *ud, int err, const char *const *names, const uint64_t *offsets, size_t n),
+                             void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_CHANNELS, "", 0);
+    op->cb.channels = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
+static void r_interest(hr_engine *be, const char *channel, size_t len, bool on)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, on ? OP_INTEREST_ON : OP_INTEREST_OFF, channel, len);
+    op_queue(e, op);
+}
+
+static void r_broadcast(hr_engine *be, hr_pub *cmd)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_BROADCAST, "", 0);
+    op->pub = hr_pub_ref(cmd);
+    op_queue(e, op);
+}
+
+static void r_pattern_interest(hr_engine *be, const char *pattern, size_t len, bool on)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, on ? OP_PATTERN_ON : OP_PATTERN_OFF, pattern, len);
+    op_queue(e, op);
+}
+
+static void r_nodes(hr_engine *be, void (*cb)(void *ud, int err, const char *json, size_t len), void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_NODES, "", 0);
+    op->shard = 0;
+    op->cb.nodes = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
+static void r_session_register(hr_engine *be, const char *sid, bool add)
+{
+    rengine *e = (rengine *)be;
+    op_queue(e, op_new(e, add ? OP_SESS_ADD : OP_SESS_DEL, sid, strlen(sid)));
+}
+
+static void r_session_send(hr_engine *be, const char *sid, const uint8_t *frame, size_t len, hr_done_cb cb, void *ud)
+{
+    rengine *e = (rengine *)be;
+    rop *op = op_new(e, OP_SESS_SEND, sid, strlen(sid));
+    op->idem = hr_strndup((const char *)frame, len);
+    op->idem_len = len;
+    op->cb.done = cb;
+    op->ud = ud;
+    op_queue(e, op);
+}
+
+static void r_free(hr_engine *be)
+{
+    rengine *e = (rengine *)be;
+    if (e->started) {
+        pthread_mutex_lock(&e->mu);
+        e->stopping = true;
+        pthread_mutex_unlock(&e->mu);
+        hr_loop_wake(&e->loop);
+        pthread_join(e->thread, NULL);
+    }
+    e->dead = true;
+    /* ops queued after the thread stopped */
+    rop *list = e->qhead;
+    while (list) {
+        rop *nx = list->next;
+        free_op(list);
+        list = nx;
+    }
+    for (int i = 0; i < e->nshards; i++) {
+        rshard *sh = &e->shards[i];
+        hr_redis_conn_free(sh->conn);
+        forget_confirmed(sh);
+        set_clear(&sh->sessions);
+        for (size_t b = 0; b < sh->nsubs_buckets; b++) {
+            rsub *x = sh->subs[b];
+            while (x) {
+                rsub *nx = x->next;
+                hr_free(x);
+                x = nx;
+            }
+        }
+        hr_free(sh->subs);
+    }
+    for (size_t b = 0; b < e->npres_buckets; b++) {
+        rpres *x = e->pres[b];
+        while (x) {
+            rpres *nx = x->next;
+            hr_free(x->channel);
+            hr_free(x->client);
+            hr_free(x->value);
+            hr_free(x);
+            x = nx;
+        }
+    }
+    hr_free(e->pres);
+    for (size_t i = 0; i < e->nglobs; i++) hr_free(e->globs[i].glob);
+    hr_free(e->globs);
+    hr_timer_stop(&e->loop.wheel, &e->refresh);
+    hr_loop_close(&e->loop);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->up_cv);
+    hr_free(e->shards);
+    hr_free(e->prefix);
+    hr_free(e->node_address);
+    hr_free(e);
+}
+
+static const hr_engine_vt redis_vt = {
+    .publish = r_publish,
+    .publish_event = r_publish_event,
+    .history = r_history,
+    .history_remove = r_history_remove,
+    .presence_add = r_presence_add,
+    .presence_remove = r_presence_remove,
+    .presence = r_presence,
+    .channels = r_channels,
+    .free = r_free,
+    .interest = r_interest,
+    .pattern_interest = r_pattern_interest,
+    .broadcast = r_broadcast,
+    .channels_async = r_channels_async,
+    .nodes = r_nodes,
+    .session_register = r_session_register,
+    .session_send = r_session_send,
+};
+
+hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, void *hub, char *err, size_t errlen)
+{
+    if (!o->addrs || !o->addrs[0]) {
+        snprintf(err, errlen, "server.redis: no Redis address (HOST:PORT[,HOST:PORT...])");
+        return NULL;
+    }
+    /* resolve every address first (blocking, at start-up) */
+    int n = 1;
+    for (const char *p = o->addrs; *p; p++) n += *p == ',';
+    hr_redis_conn_cfg *cfgs = hr_calloc((size_t)n, sizeof(*cfgs));
+    int count = 0;
+    const char *p = o->addrs;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len && (*p == ' ')) {
+            p++;
+            len--;
+        }
+        while (len && p[len - 1] == ' ') len--;
+        if (len) {
+            hr_redis_conn_cfg *c = &cfgs[count];
+            if (hr_redis_resolve(p, len, c, err, errlen)) {
+                hr_free(cfgs);
+                return NULL;
+            }
+            c->connect_timeout_ms = o->connect_timeout_ms;
+            c->ping_interval_ms = o->ping_interval_ms;
+            c->backoff_min_ms = o->backoff_min_ms;
+            c->backoff_max_ms = o->backoff_max_ms;
+            c->max_pending = o->max_pending;
+            c->max_reply = o->max_reply;
+            snprintf(c->user, sizeof(c->user), "%s", o->user ? o->user : "");
+            snprintf(c->password, sizeof(c->password), "%s", o->password ? o->password : "");
+            count++;
+        }
+        p += len;
+        while (*p == ',' || *p == ' ') p++;
+    }
+    if (!count) {
+        hr_free(cfgs);
+        snprintf(err, errlen, "server.redis: no Redis address (HOST:PORT[,HOST:PORT...])");
+        return NULL;
+    }
+    rengine *e = hr_calloc(1, sizeof(*e));
+    e->base.vt = &redis_vt;
+    e->base.deliver = deliver;
+    e->base.hub = hub;
+    e->base.node_id = e->node_id;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->up_cv, NULL);
+    e->prefix = hr_strdup(o->prefix && o->prefix[0] ? o->prefix : "herald");
+    e->prefix_len = strlen(e->prefix);
+    e->node_address = hr_strdup(o->node_address ? o->node_address : "");
+    e->presence_ttl_ms = o->presence_ttl_ms ? o->presence_ttl_ms : 60000;
+    e->node_ttl_ms = o->node_ttl_ms ? o->node_ttl_ms : 30000;
+    e->stats = o->stats;
+    e->stats_ud = o->stats_ud;
+    if (o->node_id && o->node_id[0]) {
+        snprintf(e->node_id, sizeof(e->node_id), "%s", o->node_id);
+    } else {
+        char a[HR_EPOCH_LEN + 1];
+        hr_epoch_new(a);
+        snprintf(e->node_id, sizeof(e->node_id), "%s", a);
+    }
+    for (int i = 0; i < S_COUNT; i++) {
+        uint8_t d[SHA_DIGEST_LENGTH];
+        SHA1((const uint8_t *)scripts[i], strlen(scripts[i]), d);
+        for (int k = 0; k < SHA_DIGEST_LENGTH; k++) snprintf(e->sha[i] + 2 * k, 3, "%02x", d[k]);
+    }
+    if (hr_loop_init(&e->loop, e)) {
+        snprintf(err, errlen, "redis engine: cannot create its event loop");
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->up_cv);
+        hr_free(e->prefix);
+        hr_free(e->node_address);
+        hr_free(e);
+        hr_free(cfgs);
+        return NULL;
+    }
+    e->loop.on_wake = on_wake;
+    e->loop.on_turn_end = on_turn_end;
+    e->nshards = count;
+    e->shards = hr_calloc((size_t)count, sizeof(rshard));
+    for (int i = 0; i < count; i++) {
+        rshard *sh = &e->shards[i];
+        sh->e = e;
+        sh->idx = i;
+        hr_redis_conn_hooks hooks = {on_push, on_up, on_down, sh};
+        sh->conn = hr_redis_conn_new(&e->loop, &cfgs[i], &hooks);
+    }
+    hr_free(cfgs);
+    hr_timer_init(&e->refresh, on_refresh_timer);
+    uint64_t every = HR_MIN(e->presence_ttl_ms, e->node_ttl_ms) / 3;
+    hr_timer_start(&e->loop.wheel, &e->refresh, every ? every : 1000);
+    if (pthread_create(&e->thread, NULL, engine_main, e)) {
+        snprintf(err, errlen, "redis engine: pthread_create failed");
+        r_free(&e->base);
+        return NULL;
+    }
+    e->started = true;
+    /* start-up: wait (bounded by the connect timeout) for every shard, so a
+     * node does not answer its first requests with 503 */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (o->connect_timeout_ms ? o->connect_timeout_ms : 3000) * 1000000ull;
+    ts.tv_sec += (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    pthread_mutex_lock(&e->mu);
+    while (e->shards_up < e->nshards)
+        if (pthread_cond_timedwait(&e->up_cv, &e->mu, &ts)) break;
+    int up = e->shards_up;
+    pthread_mutex_unlock(&e->mu);
+    if (up < e->nshards)
+        hr_warn("redis: %d of %d Redis servers not reachable yet: their channels answer 503 until they are", e->nshards - up,
+                e->nshards);
+    return &e->base;
+}
