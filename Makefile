@@ -4,7 +4,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 LISTEN     ?= 127.0.0.1:8080
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 # What the demos in examples/ need beyond the embedded default (which already
 # allows client publish, presence and history): join/leave pushes in chat:*
@@ -59,7 +59,7 @@ test-asan: deps-test $(BUILD_ASAN)/build.ninja
 	cmake --build $(BUILD_ASAN)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
 
-# Every fuzz target for FUZZ_SECONDS each (30 s in `make test`, longer with `make fuzz`).
+# Every fuzz target for FUZZ_SECONDS each (20 s in `make test`, longer with `make fuzz`).
 fuzz-run: fuzz-build
 	@scripts/run-fuzzers.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
