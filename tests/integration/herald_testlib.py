@@ -971,3 +971,21 @@ def split_bytes(data, n):
     while len(parts) < n:
         parts.append(b"")
     return parts
+
+
+def suites_again(loader, modules, skip=()):
+    """The tests of `modules` as one suite, minus the test methods named in
+    `skip`: for files that re-run whole suites against another server setup
+    (test_engine_delayed.py, test_redis_suites.py)."""
+    def flatten(suite):
+        for t in suite:
+            if isinstance(t, unittest.TestSuite):
+                yield from flatten(t)
+            else:
+                yield t
+    suite = unittest.TestSuite()
+    for mod in modules:
+        for t in flatten(loader.loadTestsFromModule(mod)):
+            if getattr(t, "_testMethodName", "") not in skip:
+                suite.addTest(t)
+    return suite

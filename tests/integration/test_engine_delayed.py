@@ -41,21 +41,8 @@ import test_stream  # noqa: E402
 SKIP = {"test_info"}  # asserts the engine's name, "memory"
 
 
-def _flatten(suite):
-    for t in suite:
-        if isinstance(t, unittest.TestSuite):
-            yield from _flatten(t)
-        else:
-            yield t
-
-
 def load_tests(loader, tests, pattern):
-    suite = unittest.TestSuite()
-    for mod in (test_channels, test_sse, test_poll, test_stream, test_api):
-        for t in _flatten(loader.loadTestsFromModule(mod)):
-            if getattr(t, "_testMethodName", "") not in SKIP:
-                suite.addTest(t)
-    return suite
+    return herald_testlib.suites_again(loader, (test_channels, test_sse, test_poll, test_stream, test_api), SKIP)
 
 
 if __name__ == "__main__":
