@@ -67,7 +67,7 @@ bool hr_bucket_take(hr_bucket *b, int64_t rate, int64_t burst, uint64_t now_ms, 
 bool hr_limits_publish(hr_limits *l, hr_bucket *conn_bucket, const char *user, uint64_t now_ms,
                        uint32_t *retry_ms);
 
-/* Entries kept now (tests, /api/info). */
+/* Addresses tracked now (for tests). */
 size_t hr_limits_tracked(const hr_limits *l);
 
 #endif
