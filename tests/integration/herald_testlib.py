@@ -15,6 +15,9 @@ it). Everything here talks to a REAL `herald` binary over loopback:
                   invalid ones a real client library refuses to send), read
                   frames and messages (inflating permessage-deflate), expect a
                   close code.
+  PeakSampler     peak RSS / open fds of the server while an attack runs.
+  Prober          a well-behaved client's /health round trips (p99, failures)
+                  while another client attacks.
   HeraldTestCase  unittest.TestCase base: prints the server's stderr tail when
                   a test fails and fails a test when the server has died.
 
@@ -289,6 +292,113 @@ def proc_rss_bytes(pid):
                 parts = line.split()
                 return int(parts[1]) * 1024
     raise RuntimeError("VmRSS not found")
+
+
+def proc_fd_count(pid):
+    """Open file descriptors of a process (entries of /proc/PID/fd)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class PeakSampler:
+    """Samples a process's RSS and open fds every `interval` s in a thread;
+    `peak_rss` / `peak_fds` are the maxima seen. Use as a context manager
+    around an attack:
+
+        with PeakSampler(srv.proc.pid) as peak:
+            attack()
+        assert peak.peak_rss - base < LIMIT
+    """
+
+    def __init__(self, pid, interval=0.05):
+        self.pid = pid
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_fds = 0
+        self._stop = threading.Event()
+        self._thread = None
+
+    def sample(self):
+        try:
+            self.peak_rss = max(self.peak_rss, proc_rss_bytes(self.pid))
+            self.peak_fds = max(self.peak_fds, proc_fd_count(self.pid))
+        except (OSError, RuntimeError):
+            pass
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+class Prober:
+    """A well-behaved client that keeps being served while another client
+    attacks: in a thread, one keep-alive connection sends `GET /health` and
+    reads the answer, `interval` s apart, recording each round trip.
+    `p99()` is the 99th percentile in seconds, `failures` the requests that
+    got no `200` (a closed connection is reopened and counted as a failure).
+    With `--workers 1` the prober shares the attacker's worker.
+
+        with Prober(srv.addr) as probe:
+            attack()
+        assert probe.failures == 0 and probe.p99() < 0.25 * SLOW
+    """
+
+    def __init__(self, addr, interval=0.02, path="/health", timeout=5.0):
+        self.addr = addr
+        self.interval = interval
+        self.path = path
+        self.timeout = timeout
+        self.rtts = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _run(self):
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = HttpConn(self.addr, timeout=self.timeout)
+                t0 = time.monotonic()
+                conn.send(build_request("GET", self.path))
+                r = conn.read_response(timeout=self.timeout)
+                self.rtts.append(time.monotonic() - t0)
+                if r.status != 200:
+                    self.failures += 1
+            except (OSError, ConnectionClosed, AssertionError):
+                self.failures += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self._stop.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+    def p99(self):
+        if not self.rtts:
+            return float("inf")
+        r = sorted(self.rtts)
+        return r[min(len(r) - 1, int(len(r) * 0.99))]
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._thread.join()
 
 
 def run_herald(*args, env=None, timeout=20, clean_env=True):
