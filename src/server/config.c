@@ -35,6 +35,10 @@ const hr_option hr_options[] = {
      "Worker threads, each with its own event loop and SO_REUSEPORT listener. 0 = one per CPU core."},
     {"server.static_dir", HR_OPT_STRING, OFF(static_dir), "", 0, 0, "HERALD_STATIC_DIR", "--static",
      "Directory served for GET requests that match no endpoint (demo pages). Empty = none."},
+    {"server.static_follow_symlinks", HR_OPT_BOOL, OFF(static_follow_symlinks), "false", 0, 0, NULL, NULL,
+     "Serve files through symbolic links that lead out of static_dir. false = a path that resolves outside "
+     "the directory (a link to /etc, an absolute link) answers 404; links that stay inside are served "
+     "(no link at all on kernels without openat2, before Linux 5.6)."},
     {"server.drain_timeout", HR_OPT_DURATION, OFF(drain_timeout_ms), "10s", 0, DAY_MS, NULL, "--drain-timeout",
      "On SIGTERM/SIGINT: how long to wait for clients to close and responses to finish before exiting."},
     {"server.max_connections", HR_OPT_INT, OFF(max_connections), "1000000", 1, 100000000, NULL, NULL,
@@ -125,7 +129,8 @@ const hr_option hr_options[] = {
     {"http.max_pipelined", HR_OPT_INT, OFF(http_max_pipelined), "64", 1, 100000, NULL, NULL,
      "Most requests answered from one read before the connection yields to others (pipelining fairness)."},
     {"http.echo_endpoint", HR_OPT_BOOL, OFF(http_echo_endpoint), "true", 0, 0, NULL, NULL,
-     "Serve POST /http/echo (answers the request body back; for conformance tests)."},
+     "Serve POST /http/echo (answers the request body back as application/octet-stream with "
+     "X-Content-Type-Options: nosniff, whatever Content-Type was sent; for conformance tests)."},
 
     {"websocket.max_frame_size", HR_OPT_SIZE, OFF(ws_max_frame_size), "16MiB", 125, 1 * GiB, NULL, NULL,
      "Largest single frame payload accepted from a client (never more than max_message_size). Larger: close 1009."},

@@ -74,6 +74,7 @@ typedef struct hr_config {
     char *listen;               /* "HOST:PORT" or "[::1]:PORT" */
     int64_t workers;            /* 0 = number of cores */
     char *static_dir;           /* "" = no static files */
+    bool static_follow_symlinks; /* serve links leading out of static_dir */
     int64_t drain_timeout_ms;
     int64_t max_connections;    /* per process */
     char *log_level;
