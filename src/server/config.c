@@ -190,11 +190,19 @@ const hr_option hr_options[] = {
     {"poll.session_ttl", HR_OPT_DURATION, OFF(poll_session_ttl_ms), "30s", 1000, DAY_MS, NULL, NULL,
      "How long a long-polling or HTTP-streaming session lives with no request waiting on it, no stream "
      "open and no command posted; then it is ended (it leaves its channels) and its id answers 404."},
-    {"poll.max_queued_bytes", HR_OPT_SIZE, OFF(poll_max_queued_bytes), "4MiB", 1024, 4 * GiB, NULL, NULL,
+    {"poll.max_queued_bytes", HR_OPT_SIZE, OFF(poll_max_queued_bytes), "1MiB", 1024, 4 * GiB, NULL, NULL,
      "Largest output a long-polling or streaming session may hold that has not been delivered; past it "
      "the session is ended as a slow consumer (disconnect 3008: reconnect and recover)."},
+    {"poll.max_queued_bytes_per_worker", HR_OPT_SIZE, OFF(poll_max_queued_bytes_per_worker), "64MiB", 64 * KiB,
+     64 * GiB, NULL, NULL,
+     "Output held by all the sessions one worker owns. Past it, a session receiving output first drops the "
+     "lines it already handed out, and one holding more undelivered output than its share (this budget / "
+     "the worker's sessions) is ended as a slow consumer (3008)."},
     {"poll.max_sessions", HR_OPT_INT, OFF(poll_max_sessions), "100000", 1, 100000000, NULL, NULL,
      "Long-polling and streaming sessions the server keeps at once; opening one more answers 503."},
+    {"poll.max_sessions_per_ip", HR_OPT_INT, OFF(poll_max_sessions_per_ip), "100", 0, 100000000, NULL, NULL,
+     "Sessions one client address (IPv6: one /limits.ipv6_prefix network) may hold at once, until they "
+     "end (poll.session_ttl after their last request). More: 503 with Retry-After. 0 = unlimited."},
 
     {"channels.history_size", HR_OPT_INT, OFF(ch_history_size), "100", 0, 1000000, NULL, NULL,
      "Publications kept per channel for history and recovery. 0 = none (recovery is then impossible)."},

@@ -139,6 +139,8 @@ typedef struct hr_config {
     int64_t poll_session_ttl_ms;      /* HTTP emulation session kept this long without a request */
     int64_t poll_max_queued_bytes;    /* session output not yet delivered */
     int64_t poll_max_sessions;        /* sessions per server */
+    int64_t poll_max_sessions_per_ip; /* sessions per client address (server/limits.c), 0 = unlimited */
+    int64_t poll_max_queued_bytes_per_worker; /* output held by the sessions one worker owns */
     /* [channels] - options of the default namespace */
     int64_t ch_history_size;
     int64_t ch_history_ttl_ms;
