@@ -79,7 +79,7 @@ struct esess {
     pthread_mutex_t mu;
     char id[33];
     int owner;
-    uint32_t ip_key;               /* counted for this address in lim (0 = not counted) */
+    uint32_t ip_key;               /* the address it counts for in lim (server/limits.c; 0 = none) */
     hr_hub *hub;
     hr_limits *lim;
     esess *rnext;                  /* registry chain (registry lock) */
