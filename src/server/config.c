@@ -128,9 +128,19 @@ const hr_option hr_options[] = {
      "Serve POST /http/echo (answers the request body back; for conformance tests)."},
 
     {"websocket.max_frame_size", HR_OPT_SIZE, OFF(ws_max_frame_size), "16MiB", 125, 1 * GiB, NULL, NULL,
-     "Largest single frame payload accepted from a client (never more than max_message_size). Larger: close 1009."},
-    {"websocket.max_message_size", HR_OPT_SIZE, OFF(ws_max_message_size), "16MiB", 125, 1 * GiB, NULL, NULL,
-     "Largest message (all fragments, after decompression). Larger: close 1009."},
+     "Largest single frame payload accepted from a client (never more than the endpoint's message limit). "
+     "Larger: close 1009."},
+    {"websocket.max_message_size", HR_OPT_SIZE, OFF(ws_max_message_size), "1MiB", 125, 1 * GiB, NULL, NULL,
+     "Largest message on /ws and /ws/raw (all fragments, after decompression). Larger: close 1009."},
+    {"websocket.echo_max_message_size", HR_OPT_SIZE, OFF(ws_echo_max_message_size), "16MiB", 125, 1 * GiB, NULL,
+     NULL, "Largest message on /ws/echo (the conformance echo; all fragments, after decompression). Larger: close 1009."},
+    {"websocket.message_timeout", HR_OPT_DURATION, OFF(ws_message_timeout_ms), "10s", 0, DAY_MS, NULL, NULL,
+     "Time allowed from the first frame of a message to its last, however slowly its bytes arrive. "
+     "Then: close 1008 (\"message not completed in time\"). 0 = no limit."},
+    {"websocket.max_partial_bytes", HR_OPT_SIZE, OFF(ws_max_partial_bytes), "64MiB", 64 * KiB, 64 * GiB, NULL, NULL,
+     "Memory all unfinished messages (fragmented or still arriving, after decompression) of one worker's "
+     "connections may hold together; the connection whose message would pass it is closed with 1013 "
+     "(try again later), the others keep theirs."},
     {"websocket.ping_interval", HR_OPT_DURATION, OFF(ws_ping_interval_ms), "25s", 0, DAY_MS, NULL, NULL,
      "Send a ping to a connection that has been quiet this long. 0 = never."},
     {"websocket.idle_timeout", HR_OPT_DURATION, OFF(ws_idle_timeout_ms), "60s", 0, DAY_MS, NULL, NULL,

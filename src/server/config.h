@@ -115,6 +115,9 @@ typedef struct hr_config {
     /* [websocket] */
     int64_t ws_max_frame_size;
     int64_t ws_max_message_size;
+    int64_t ws_echo_max_message_size;
+    int64_t ws_message_timeout_ms;
+    int64_t ws_max_partial_bytes;
     int64_t ws_ping_interval_ms;
     int64_t ws_idle_timeout_ms;
     int64_t ws_close_timeout_ms;

@@ -267,7 +267,7 @@ describe('ws echo, server defaults', { timeout: BIG_TIMEOUT * 4 }, () => {
       });
 
       // With deflate, 16 MiB of random bytes deflate to slightly MORE than 16 MiB
-      // on the wire; a message of exactly websocket.max_message_size (default
+      // on the wire; a message of exactly websocket.echo_max_message_size (default
       // 16 MiB) must still be accepted.
       htest(srv, '16 MiB random binary echo', { timeout: BIG_TIMEOUT }, async () => {
         await withClient(url(), opts, async (c) => {
