@@ -643,7 +643,7 @@ class TestCloseReleasesConnection(unittest.TestCase):
 
 
 class TestLimits(WSCase):
-    server_args = ("--websocket.max-message-size", "1MiB")
+    server_args = ("--websocket.echo-max-message-size", "1MiB")
 
     def test_message_at_limit_ok(self):
         w = self.ws()
@@ -1008,7 +1008,7 @@ class TestDeflate(WSCase):
 
 
 class TestDeflateLimits(WSCase):
-    server_args = ("--websocket.max-message-size", "1MiB")
+    server_args = ("--websocket.echo-max-message-size", "1MiB")
     offer = "permessage-deflate"
 
     def test_zip_bomb_1009(self):

@@ -405,7 +405,7 @@ describe('server with --websocket.deflate false', { timeout: BIG_TIMEOUT }, () =
 describe('server with a 1 MiB message limit', { timeout: BIG_TIMEOUT }, () => {
   // The frame limit defaults to 16 MiB and may not exceed the message limit, so
   // both are lowered.
-  const srv = useHerald(['--websocket.max-frame-size', '1MiB', '--websocket.max-message-size', '1MiB']);
+  const srv = useHerald(['--websocket.max-frame-size', '1MiB', '--websocket.echo-max-message-size', '1MiB']);
 
   for (const mode of MODES) {
     const opts = { perMessageDeflate: mode.perMessageDeflate };
