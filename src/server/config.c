@@ -205,6 +205,10 @@ const hr_option hr_options[] = {
      "Publications kept per channel for history and recovery. 0 = none (recovery is then impossible)."},
     {"channels.history_ttl", HR_OPT_DURATION, OFF(ch_history_ttl_ms), "5m", 0, 365 * DAY_MS, NULL, NULL,
      "How long a publication stays in history. 0 = until pushed out by history_size."},
+    {"channels.max_history_bytes", HR_OPT_SIZE, OFF(ch_max_history_bytes), "256MiB", 0, 1024 * GiB, NULL, NULL,
+     "Memory engine: bytes of history the whole node keeps, over all channels. Past it the oldest "
+     "publications of the least recently published channels are evicted first; a client recovering from "
+     "before what is left gets recovered = false. 0 = no node-wide limit. (Redis keeps history in Redis.)"},
     {"channels.presence", HR_OPT_BOOL, OFF(ch_presence), "true", 0, 0, NULL, NULL,
      "Track who is subscribed (presence, presence_stats)."},
     {"channels.join_leave", HR_OPT_BOOL, OFF(ch_join_leave), "false", 0, 0, NULL, NULL,
@@ -255,6 +259,13 @@ const hr_option hr_options[] = {
     {"limits.publishes_per_user", HR_OPT_INT, OFF(lim_publishes_per_user), "0", 0, 100000000, NULL, NULL,
      "Client publications per second one authenticated user may send over all their connections. "
      "More: error 111. Anonymous connections only have the per-connection limit. 0 = unlimited."},
+    {"limits.channels_per_connection", HR_OPT_INT, OFF(lim_channels_per_connection), "20", 0, 100000000, NULL, NULL,
+     "New channels per second one client connection may bring into existence by publishing, subscribing or "
+     "reading history (memory engine; a token bucket of channel_burst). More: error 111 (temporary) with "
+     "the wait, raw mode a 429 or close 3009. The server API is exempt. 0 = unlimited."},
+    {"limits.channel_burst", HR_OPT_INT, OFF(lim_channel_burst), "200", 0, 100000000, NULL, NULL,
+     "New channels a connection may create at once before channels_per_connection applies. "
+     "0 = 2 x channels_per_connection."},
     {"channels.subscribe", HR_OPT_PERM, OFF(ch_subscribe), "anyone", PERMS_SUBSCRIBE, 0, NULL, NULL,
      "Who may subscribe from a client: anyone, authenticated (a connection token with a user) or token (a "
      "subscription token for the channel and user). Channels named in a connection token are always allowed. "
