@@ -179,7 +179,7 @@ static void ring_drop_oldest(mengine *m, mchan *c)
     c->ring[c->head] = NULL;
     c->head = (c->head + 1) % c->cap;
     c->count--;
-    if (!c->count) {
+    if (!c->count && c->in_lru) { /* in_lru only changes under c's shard lock too */
         pthread_mutex_lock(&m->lru_mu);
         lru_unlink(m, c);
         pthread_mutex_unlock(&m->lru_mu);
@@ -210,6 +210,10 @@ static void enforce_budget(mengine *m)
         if (c->count) {
             ring_drop_oldest(m, c);
             atomic_fetch_add_explicit(&m->evictions, 1, memory_order_relaxed);
+        } else { /* emptied meanwhile: normally unlinked already */
+            pthread_mutex_lock(&m->lru_mu);
+            lru_unlink(m, c);
+            pthread_mutex_unlock(&m->lru_mu);
         }
         pthread_mutex_unlock(&sh->mu);
     }
