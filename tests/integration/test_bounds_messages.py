@@ -24,6 +24,7 @@ import os
 import time
 import zlib
 
+from emu_client import Poller
 from herald_native import ApiTestCase, Native, check_error, run
 from herald_testlib import OP_CONT, OP_PING, OP_PONG, OP_TEXT, SANITIZE, SLOW, HeraldTestCase, PeakSampler, Prober, \
     RawWS, main, proc_rss_bytes
@@ -278,6 +279,17 @@ class TestChannelCreationRate(ApiTestCase):
             await c.result("publish", {"channel": "rate11", "data": 1})
             await c.close()
         run(go())
+
+    def test_http_emulation_goes_through_the_same_limit(self):
+        p = Poller(self.server)
+        self.addCleanup(p.close)
+        p.open()
+        p.command("connect")
+        ids = [p.command("publish", {"channel": f"emu{i}", "data": i}) for i in range(11)]
+        replies = [p.wait_reply(cid) for cid in ids]
+        self.assertTrue(all("result" in r for r in replies[:10]), replies)
+        self.assertEqual(replies[10]["error"]["code"], 111, replies[10])
+        self.assertIs(replies[10]["error"].get("temporary"), True, replies[10])
 
 
 if __name__ == "__main__":
