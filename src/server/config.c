@@ -133,9 +133,19 @@ const hr_option hr_options[] = {
      "X-Content-Type-Options: nosniff, whatever Content-Type was sent; for conformance tests)."},
 
     {"websocket.max_frame_size", HR_OPT_SIZE, OFF(ws_max_frame_size), "16MiB", 125, 1 * GiB, NULL, NULL,
-     "Largest single frame payload accepted from a client (never more than max_message_size). Larger: close 1009."},
-    {"websocket.max_message_size", HR_OPT_SIZE, OFF(ws_max_message_size), "16MiB", 125, 1 * GiB, NULL, NULL,
-     "Largest message (all fragments, after decompression). Larger: close 1009."},
+     "Largest single frame payload accepted from a client (never more than the endpoint's message limit). "
+     "Larger: close 1009."},
+    {"websocket.max_message_size", HR_OPT_SIZE, OFF(ws_max_message_size), "1MiB", 125, 1 * GiB, NULL, NULL,
+     "Largest message on /ws and /ws/raw (all fragments, after decompression). Larger: close 1009."},
+    {"websocket.echo_max_message_size", HR_OPT_SIZE, OFF(ws_echo_max_message_size), "16MiB", 125, 1 * GiB, NULL,
+     NULL, "Largest message on /ws/echo (the conformance echo; all fragments, after decompression). Larger: close 1009."},
+    {"websocket.message_timeout", HR_OPT_DURATION, OFF(ws_message_timeout_ms), "10s", 0, DAY_MS, NULL, NULL,
+     "Time allowed from the first frame of a message to its last, however slowly its bytes arrive. "
+     "Then: close 1008 (\"message not completed in time\"). 0 = no limit."},
+    {"websocket.max_partial_bytes", HR_OPT_SIZE, OFF(ws_max_partial_bytes), "64MiB", 64 * KiB, 64 * GiB, NULL, NULL,
+     "Memory all unfinished messages (fragmented or still arriving, after decompression) of one worker's "
+     "connections may hold together; the connection whose message would pass it is closed with 1013 "
+     "(try again later), the others keep theirs."},
     {"websocket.ping_interval", HR_OPT_DURATION, OFF(ws_ping_interval_ms), "25s", 0, DAY_MS, NULL, NULL,
      "Send a ping to a connection that has been quiet this long. 0 = never."},
     {"websocket.idle_timeout", HR_OPT_DURATION, OFF(ws_idle_timeout_ms), "60s", 0, DAY_MS, NULL, NULL,
@@ -208,6 +218,10 @@ const hr_option hr_options[] = {
      "Publications kept per channel for history and recovery. 0 = none (recovery is then impossible)."},
     {"channels.history_ttl", HR_OPT_DURATION, OFF(ch_history_ttl_ms), "5m", 0, 365 * DAY_MS, NULL, NULL,
      "How long a publication stays in history. 0 = until pushed out by history_size."},
+    {"channels.max_history_bytes", HR_OPT_SIZE, OFF(ch_max_history_bytes), "256MiB", 0, 1024 * GiB, NULL, NULL,
+     "Memory engine: bytes of history the whole node keeps, over all channels. Past it the oldest "
+     "publications of the least recently published channels are evicted first; a client recovering from "
+     "before what is left gets recovered = false. 0 = no node-wide limit. (Redis keeps history in Redis.)"},
     {"channels.presence", HR_OPT_BOOL, OFF(ch_presence), "true", 0, 0, NULL, NULL,
      "Track who is subscribed (presence, presence_stats)."},
     {"channels.join_leave", HR_OPT_BOOL, OFF(ch_join_leave), "false", 0, 0, NULL, NULL,
@@ -258,6 +272,13 @@ const hr_option hr_options[] = {
     {"limits.publishes_per_user", HR_OPT_INT, OFF(lim_publishes_per_user), "0", 0, 100000000, NULL, NULL,
      "Client publications per second one authenticated user may send over all their connections. "
      "More: error 111. Anonymous connections only have the per-connection limit. 0 = unlimited."},
+    {"limits.channels_per_connection", HR_OPT_INT, OFF(lim_channels_per_connection), "20", 0, 100000000, NULL, NULL,
+     "New channels per second one client connection may bring into existence by publishing, subscribing or "
+     "reading history (memory engine; a token bucket of channel_burst). More: error 111 (temporary) with "
+     "the wait, raw mode a 429 or close 3009. The server API is exempt. 0 = unlimited."},
+    {"limits.channel_burst", HR_OPT_INT, OFF(lim_channel_burst), "200", 0, 100000000, NULL, NULL,
+     "New channels a connection may create at once before channels_per_connection applies. "
+     "0 = 2 x channels_per_connection."},
     {"channels.subscribe", HR_OPT_PERM, OFF(ch_subscribe), "anyone", PERMS_SUBSCRIBE, 0, NULL, NULL,
      "Who may subscribe from a client: anyone, authenticated (a connection token with a user) or token (a "
      "subscription token for the channel and user). Channels named in a connection token are always allowed. "

@@ -116,6 +116,9 @@ typedef struct hr_config {
     /* [websocket] */
     int64_t ws_max_frame_size;
     int64_t ws_max_message_size;
+    int64_t ws_echo_max_message_size;
+    int64_t ws_message_timeout_ms;
+    int64_t ws_max_partial_bytes;
     int64_t ws_ping_interval_ms;
     int64_t ws_idle_timeout_ms;
     int64_t ws_close_timeout_ms;
@@ -144,6 +147,7 @@ typedef struct hr_config {
     /* [channels] - options of the default namespace */
     int64_t ch_history_size;
     int64_t ch_history_ttl_ms;
+    int64_t ch_max_history_bytes;
     bool ch_presence;
     bool ch_join_leave;
     bool ch_allow_publish;
@@ -166,6 +170,8 @@ typedef struct hr_config {
     int64_t lim_publishes_per_connection; /* per second, sustained */
     int64_t lim_publish_burst;
     int64_t lim_publishes_per_user;       /* per second, over all the user's connections */
+    int64_t lim_channels_per_connection;  /* new channels per second, sustained */
+    int64_t lim_channel_burst;
     int64_t ch_subscribe;             /* hr_perm */
     int64_t ch_publish;
     int64_t ch_history_for;

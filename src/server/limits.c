@@ -5,6 +5,7 @@
 #include "auth/jwt.h"
 #include "core/common.h"
 #include "core/log.h"
+#include "engine/engine.h"
 
 #include <math.h>
 #include <netinet/in.h>
@@ -356,6 +357,16 @@ bool hr_limits_publish(hr_limits *l, hr_bucket *conn_bucket, const char *user, u
     pthread_mutex_unlock(&s->mu);
     if (!ok && conn_bucket && conn_bucket->used >= 1) conn_bucket->used -= 1; /* not sent: give it back */
     return ok;
+}
+
+/* ---- new channels ------------------------------------------------------------------------ */
+
+bool hr_limits_new_channel(hr_limits *l, hr_bucket *conn_bucket, hr_engine *e, const char *channel, size_t len,
+                           uint64_t now_ms, uint32_t *retry_ms)
+{
+    const hr_config *cfg = l->cfg;
+    if (cfg->lim_channels_per_connection <= 0 || !e->vt->exists || e->vt->exists(e, channel, len)) return true;
+    return hr_bucket_take(conn_bucket, cfg->lim_channels_per_connection, cfg->lim_channel_burst, now_ms, retry_ms);
 }
 
 size_t hr_limits_tracked(const hr_limits *l)

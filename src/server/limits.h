@@ -10,7 +10,9 @@
  * one pair in 4 billion, and not choosable from outside). The tables are
  * striped by key, each stripe with its own mutex, and only touched at
  * accept, close, a rejected token, a rate-limited publish and a session's
- * start and end — never per delivery. With every limit at 0 nothing is counted. */
+ * start and end — never per delivery. With every limit at 0 nothing is
+ * counted. The per-connection buckets (publishes, new channels) live in the
+ * caller's connection state. */
 #ifndef HERALD_SERVER_LIMITS_H
 #define HERALD_SERVER_LIMITS_H
 
@@ -73,6 +75,15 @@ bool hr_bucket_take(hr_bucket *b, int64_t rate, int64_t burst, uint64_t now_ms, 
  * (limits.publishes_per_user). true = allowed. */
 bool hr_limits_publish(hr_limits *l, hr_bucket *conn_bucket, const char *user, uint64_t now_ms,
                        uint32_t *retry_ms);
+
+/* A client command (publish, subscribe, history) about to touch `channel`
+ * through engine e: when e keeps channels in this process and does not hold
+ * this one yet, creating it takes a token of the connection's bucket
+ * (limits.channels_per_connection / channel_burst). true = allowed; when
+ * refused, *retry_ms (if non-NULL) is the wait for the next token. */
+struct hr_engine;
+bool hr_limits_new_channel(hr_limits *l, hr_bucket *conn_bucket, struct hr_engine *e, const char *channel,
+                           size_t len, uint64_t now_ms, uint32_t *retry_ms);
 
 /* Addresses tracked now (for tests). */
 size_t hr_limits_tracked(const hr_limits *l);
