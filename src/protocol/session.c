@@ -298,6 +298,7 @@ static void pump(hr_session *s)
         s->reserved -= f->reserved; /* from now on the transport's queue counts it */
         if (!s->closing) {
             hr_buf out = HR_BUF_INIT, res = HR_BUF_INIT;
+            hr_buf_reserve(&out, f->reserved + 64 * f->n); /* one allocation for the whole payload */
             for (size_t i = 0; i < f->n; i++) {
                 creply *r = &f->cmds[i];
                 if (out.len) hr_buf_append(&out, "\n", 1);
@@ -305,9 +306,11 @@ static void pump(hr_session *s)
                     hr_native_error(&out, r->id, r->err, r->detail);
                     continue;
                 }
+                const hr_buf *one = r->nparts == 1 ? &r->parts[0]->b : &res; /* a single piece: no copy */
                 res.len = 0;
-                for (size_t k = 0; k < r->nparts; k++) hr_buf_append(&res, r->parts[k]->b.data, r->parts[k]->b.len);
-                hr_native_result(&out, r->id, res.len ? (const char *)res.data : NULL, res.len);
+                for (size_t k = 0; k < r->nparts && one == &res; k++)
+                    hr_buf_append(&res, r->parts[k]->b.data, r->parts[k]->b.len);
+                hr_native_result(&out, r->id, one->len ? (const char *)one->data : NULL, one->len);
             }
             if (out.len) send_payload(s, out.data, out.len);
             hr_buf_free(&out);

@@ -220,7 +220,7 @@ const hr_option hr_options[] = {
      "Largest reply to one command (client or server API). A history page stops before it (with at least one "
      "publication) and says \"more\": true; a recovery that would pass it answers recovered: false; a "
      "presence list that would pass it gets error 106 (use presence_stats)."},
-    {"channels.reply_budget", HR_OPT_SIZE, OFF(ch_reply_budget), "8MiB", 64 * KiB, 4 * GiB, NULL, NULL,
+    {"channels.reply_budget", HR_OPT_SIZE, OFF(ch_reply_budget), "4MiB", 64 * KiB, 4 * GiB, NULL, NULL,
      "Output one client connection may have queued plus replies being prepared (never more than half of "
      "websocket.max_queued_bytes, or of poll.max_queued_bytes for HTTP sessions). A history, presence or "
      "recovering subscribe whose reply may not fit gets error 111 (temporary): read the earlier replies, retry."},

@@ -31,7 +31,7 @@ from emu_client import Poller  # noqa: E402
 MiB = 1 << 20
 PUB_SIZE = 60_000
 NPUBS = 100
-BUDGET = 8 * MiB           # channels.reply_budget default
+BUDGET = 4 * MiB           # channels.reply_budget default
 PAGE_BYTES = 1 * MiB       # channels.max_reply_size default
 # Peak RSS growth allowed while attacking (the unbounded server: ~1.7 GB for one frame).
 RSS_BOUND = 96 * MiB * (2 if SLOW > 1 else 1)
