@@ -173,21 +173,24 @@ static bool token_allowed(hr_session *s, const char **detail)
 
 /* ---- reply budget (see the top) ----------------------------------------------------- */
 
-/* Smallest reservation worth making: below it the command is refused. */
+/* Smallest reservation worth making (a quarter of the budget if that is
+ * smaller): below it the command is refused. */
 #define RESV_MIN 4096
 
 static const char budget_detail[] = "reply budget exhausted (channels.reply_budget): read the replies, then retry";
 
 /* Reserve room in f for an engine answer of up to channels.max_reply_size:
- * false when the budget has less than RESV_MIN left. */
+ * false when the budget has less than RESV_MIN left. resv_whole: the
+ * reservation is as large as this command can ever get (retrying later
+ * would not help). */
 static bool reserve(hr_session *s, sframe *f, sreq *q)
 {
     size_t want = (size_t)s->cfg->ch_max_reply_size;
     size_t used = s->sink->queued(s->t) + s->reserved;
     size_t left = used < s->budget ? s->budget - used : 0;
-    if (left < RESV_MIN) return false;
+    if (!left || left < (RESV_MIN < s->budget / 4 ? RESV_MIN : s->budget / 4)) return false;
     q->resv = want < left ? want : left;
-    q->resv_whole = q->resv == want;
+    q->resv_whole = q->resv == want || left == s->budget;
     s->reserved += q->resv;
     f->reserved += q->resv;
     return true;
