@@ -208,6 +208,46 @@ class HistoryLimit(HeraldTestCase):
         api.close()
 
 
+class ReplySize(HeraldTestCase):
+    server_args = ("--api-key", API_KEY, "--channels.max-reply-size", "4KiB")
+
+    def test_pages_recovery_and_presence_within_max_reply_size(self):
+        api = Api(self.server)
+        fill_channel(api, "mid", 10, 1000)
+        # history: pages of 3 publications of ~1 KB (4 KiB), over /ws and /api
+        ws = native(self.server)
+        ws.send_text(json.dumps({"id": 2, "history": {"channel": "mid"}}))
+        res = read_replies(ws, 1)[0]["result"]
+        self.assertEqual([p["offset"] for p in res["publications"]], [1, 2, 3])
+        self.assertTrue(res["more"])
+        res = api.call("history", {"channel": "mid", "since": {"offset": 3}})
+        self.assertEqual([p["offset"] for p in res["publications"]], [4, 5, 6])
+        self.assertTrue(res["more"])
+        # a recovery larger than max_reply_size: recovered false, nothing replayed
+        ws.send_text(json.dumps({"id": 3, "subscribe": {"channel": "mid", "recover": True, "epoch": res["epoch"],
+                                                         "offset": 1}}))
+        res = read_replies(ws, 1)[0]["result"]
+        self.assertFalse(res["recovered"])
+        self.assertEqual(res["publications"], [])
+        ws.send_text(json.dumps({"id": 4, "subscribe": {"channel": "mid2", "recover": True, "offset": 0}}))
+        self.assertTrue(read_replies(ws, 1)[0]["result"]["recovered"])  # a small one still recovers
+        # a presence list larger than max_reply_size: 106, presence_stats still answers
+        others = [native(self.server) for _ in range(40)]
+        for o in others:
+            o.send_text(json.dumps({"id": 2, "subscribe": {"channel": "crowd"}}))
+            read_replies(o, 1)
+        ws.send_text(json.dumps({"id": 5, "presence": {"channel": "crowd"}}) + "\n" +
+                     json.dumps({"id": 6, "presence_stats": {"channel": "crowd"}}))
+        err, stats = read_replies(ws, 2)
+        self.assertEqual(err["error"]["code"], 106, err)
+        self.assertFalse(err["error"]["temporary"])
+        self.assertEqual(stats["result"]["num_clients"], 40)
+        for o in others:
+            o.close_socket()
+        ws.close_socket()
+        api.close()
+
+
 class TokenVerificationRate(HeraldTestCase):
     server_args = ("--api-key", API_KEY, "--auth.token-hmac-secret", "s3cret-s3cret-s3cret-s3cret-s3cret",
                    "--limits.auth-failures-per-ip", "0", "--limits.token-verifications-per-connection", "20",
