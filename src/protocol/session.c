@@ -130,7 +130,7 @@ typedef struct sreq {
     size_t len;
     bool stats;                /* presence_stats */
     size_t resv;               /* reply bytes reserved for the answer */
-    bool resv_whole;           /* resv is channels.max_reply_size (not cut by the budget) */
+    bool resv_whole;           /* resv is as large as it can ever be (retrying would not help) */
     size_t page;               /* history: most publications in the reply */
 } sreq;
 
