@@ -16,6 +16,8 @@ make the server build or do (docs/security.md, "Replies and commands").
 - A channel name longer than 1023 bytes leaves no ghost presence entry.
 - join/leave pushes stop above channels.join_leave_max_subscribers (default 100,
   and a configured 5).
+- An exact subscription plus a matching pattern: two pushes with the same
+  channel and offset (documented, not deduplicated).
 """
 
 import json
@@ -296,6 +298,22 @@ class LongChannelNames(HeraldTestCase):
         api.close()
 
 
+class ExactAndPattern(HeraldTestCase):
+    server_args = ("--api-key", API_KEY)
+
+    def test_one_push_per_matching_subscription(self):
+        """docs/protocol.md: not deduplicated (that would cost a check per delivery);
+        both copies carry the same channel and offset, so a client can drop one."""
+        ws = native(self.server)
+        ws.send_text(json.dumps({"id": 2, "subscribe": {"channel": "prices.btc"}}) + "\n" +
+                     json.dumps({"id": 3, "subscribe": {"channel": "prices.*"}}))
+        read_replies(ws, 2)
+        off = Api(self.server).call("publish", {"channel": "prices.btc", "data": 1})["offset"]
+        pubs = [p["pub"] for p in pushes_until_pong(ws, wait_for=2) if "pub" in p]
+        self.assertEqual([(p["channel"], p["offset"]) for p in pubs], [("prices.btc", off)] * 2)
+        ws.close_socket()
+
+
 class JoinLeaveDefault(HeraldTestCase):
     server_args = ("--channels.join-leave", "true")
 
@@ -319,10 +337,14 @@ class JoinLeaveDefault(HeraldTestCase):
         first.close_socket()
 
 
-def pushes_until_pong(ws):
-    """The pushes that arrive before the reply to a ping sent now."""
-    ws.send_text(json.dumps({"id": 99, "ping": {}}))
+def pushes_until_pong(ws, wait_for=0):
+    """The pushes that arrive before the reply to a ping sent now (and at
+    least wait_for of them)."""
     pushes = []
+    while len(pushes) < wait_for:
+        _, payload = ws.recv_message(timeout=10)
+        pushes += [json.loads(x) for x in payload.decode().split("\n") if x.strip()]
+    ws.send_text(json.dumps({"id": 99, "ping": {}}))
     while True:
         _, payload = ws.recv_message(timeout=10)
         lines = [json.loads(x) for x in payload.decode().split("\n") if x.strip()]
