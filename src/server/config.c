@@ -223,7 +223,8 @@ const hr_option hr_options[] = {
     {"channels.reply_budget", HR_OPT_SIZE, OFF(ch_reply_budget), "4MiB", 64 * KiB, 4 * GiB, NULL, NULL,
      "Output one client connection may have queued plus replies being prepared (never more than half of "
      "websocket.max_queued_bytes, or of poll.max_queued_bytes for HTTP sessions). A history, presence or "
-     "recovering subscribe whose reply may not fit gets error 111 (temporary): read the earlier replies, retry."},
+     "recovering subscribe whose reply may not fit gets error 111 (temporary): read the earlier replies, retry. "
+     "The history pages of one /api/batch share it too (past it: 429)."},
     {"channels.join_leave_max_subscribers", HR_OPT_INT, OFF(ch_join_leave_max_subscribers), "100", 0, 100000000,
      NULL, NULL,
      "join/leave pushes are not sent for a channel with more subscribers than this (over all workers), where "

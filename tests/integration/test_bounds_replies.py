@@ -8,7 +8,8 @@ make the server build or do (docs/security.md, "Replies and commands").
   it get error 111 with temporary: true, a history reply is one page of at
   most channels.max_reply_size bytes with "more": true, and a well-behaved
   client on the same worker keeps its /health round trips short. The same
-  over /poll/send, and six such frames from a client that does not read.
+  over /poll/send, six such frames from a client that does not read, and an
+  /api/batch of history commands (429 past the budget).
 - History pages: channels.history_max_limit publications at most, "more",
   continuing with since; the same page cap on /api/history.
 - Token verification per connection (limits.token_verifications_per_connection):
@@ -167,6 +168,23 @@ class ReplyBudget(HeraldTestCase):
         self.assertGreaterEqual(results, 1)
         self.assertGreater(refusals, 0)  # poll.max_queued_bytes / 2 = 2 MiB of replies at most
         p.close()
+
+    def test_api_batch_of_history_commands(self):
+        api = Api(self.server)
+
+        def go():
+            return api.call("batch", {"commands": [{"method": "history", "params": {"channel": "big"}}] * 50})
+        replies = self.attack(go)["replies"]
+        pages = [r["result"] for r in replies if "result" in r]
+        refused = [r for r in replies if "error" in r]
+        self.assertGreaterEqual(len(pages), 1)
+        self.assertLessEqual(len(pages), BUDGET // (PAGE_BYTES // 2))
+        for p in pages:
+            self.assertTrue(p["more"])
+            self.assertLessEqual(len(json.dumps(p)), PAGE_BYTES + 65536)
+        self.assertEqual(len(pages) + len(refused), 50)
+        self.assertEqual({r["status"] for r in refused}, {429})
+        api.close()
 
     def test_pages_cover_the_whole_history_in_order(self):
         ws = native(self.server)
