@@ -114,6 +114,9 @@ export interface HistoryResult<T = unknown> {
   epoch: string;
   offset: number;
   publications: { offset: number; data: T }[];
+  /** true when more publications matched than this page holds: ask again with
+   * `since: {offset: <last publication's offset>, epoch}` */
+  more?: boolean;
 }
 export interface PresenceResult { clients: Record<string, ClientInfo> }
 export interface PresenceStatsResult { num_clients: number; num_users: number }

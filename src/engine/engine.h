@@ -46,6 +46,14 @@ typedef struct hr_history {
     bool complete;
 } hr_history;
 
+/* Bytes a publication takes in a history or recovery reply (an upper
+ * estimate of its JSON: offset, data, info). */
+size_t hr_pub_reply_size(const hr_pub *p);
+/* How many of h's publications, from the first, fit in max_bytes of reply
+ * (force_one: at least one, whatever its size); *bytes (if not NULL) gets
+ * their estimated size. Replies are sized before they are built. */
+size_t hr_history_fit(const hr_history *h, size_t max_bytes, bool force_one, size_t *bytes);
+
 typedef struct hr_presence_entry {
     const char *client;        /* client id */
     const char *user;          /* "" for anonymous */

@@ -17,7 +17,19 @@
  * order. While a subscribe is unanswered its subscription holds the
  * publications that reach it (sub->hold); when the frame with the reply
  * has been sent they follow, minus those at or below the position the
- * reply reported (already in it, or published before it). */
+ * reply reported (already in it, or published before it).
+ *
+ * Reply budget (channels.reply_budget, docs/security.md): the replies a
+ * session has queued plus those of its unsent frames stay under a budget.
+ * A command whose reply can be large (history, presence, a recovering
+ * subscribe) reserves room before the engine is asked - at most
+ * channels.max_reply_size, at most what is left - and its answer is sized
+ * from the publications' lengths before any of it is built: a history page
+ * stops at the reservation (`more`), a reply that cannot fit is refused
+ * with 111 (temporary). Once built, the reservation becomes the reply's
+ * real size, released when its frame is handed to the transport (whose
+ * queue then counts it). One frame can therefore never build more than the
+ * budget, however many commands it holds. */
 #include "protocol/session.h"
 #include "server/limits.h"
 #include "auth/auth.h"
@@ -52,6 +64,9 @@ struct hr_session {
     struct sreq *reqs;         /* engine calls awaiting an answer */
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
     hr_bucket chan_bucket;     /* limits.channels_per_connection */
+    hr_bucket tok_bucket;      /* limits.token_verifications_per_connection */
+    size_t budget;             /* channels.reply_budget for this transport */
+    size_t reserved;           /* reply bytes held by unsent frames */
     uint32_t ip_key;           /* the client's address in the limits (0 = unknown) */
     char name[64];
     char *info;                /* connection token's info (compact JSON) or NULL */
@@ -97,6 +112,7 @@ typedef struct sframe {
     size_t nholds;
     int disc_code;             /* disconnect once this frame's replies are out */
     const char *disc_reason;
+    size_t reserved;           /* its share of the session's reserved bytes */
 } sframe;
 
 /* An engine call in flight for a session (freed by its callback; the
@@ -114,6 +130,9 @@ typedef struct sreq {
     char *channel;
     size_t len;
     bool stats;                /* presence_stats */
+    size_t resv;               /* reply bytes reserved for the answer */
+    bool resv_whole;           /* resv is as large as it can ever be (retrying would not help) */
+    size_t page;               /* history: most publications in the reply */
 } sreq;
 
 static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
@@ -151,6 +170,53 @@ static bool channel_allowed(hr_session *s, hr_str ch, const char **detail)
     snprintf(why, sizeof(why), "channel creation rate limit: retry in %u ms", retry_ms ? retry_ms : 1);
     *detail = why;
     return false;
+}
+
+/* limits.token_verifications_per_connection: false (with *detail) when
+ * this connection has had too many tokens verified lately. */
+static bool token_allowed(hr_session *s, const char **detail)
+{
+    uint32_t retry_ms = 0;
+    if (hr_bucket_take(&s->tok_bucket, s->cfg->lim_token_verifications_per_connection,
+                       s->cfg->lim_token_verification_burst, hr_loop_now(s->client.wh->loop), &retry_ms))
+        return true;
+    static _Thread_local char why[96];
+    snprintf(why, sizeof(why), "token verification rate limit: retry in %u ms", retry_ms ? retry_ms : 1);
+    *detail = why;
+    return false;
+}
+
+/* ---- reply budget (see the top) ----------------------------------------------------- */
+
+/* Smallest reservation worth making (a quarter of the budget if that is
+ * smaller): below it the command is refused. */
+#define RESV_MIN 4096
+
+static const char budget_detail[] = "reply budget exhausted (channels.reply_budget): read the replies, then retry";
+
+/* Reserve room in f for an engine answer of up to channels.max_reply_size:
+ * false when the budget has less than RESV_MIN left. resv_whole: the
+ * reservation is as large as this command can ever get (retrying later
+ * would not help). */
+static bool reserve(hr_session *s, sframe *f, sreq *q)
+{
+    size_t want = (size_t)s->cfg->ch_max_reply_size;
+    size_t used = s->sink->queued(s->t) + s->reserved;
+    size_t left = used < s->budget ? s->budget - used : 0;
+    if (!left || left < (RESV_MIN < s->budget / 4 ? RESV_MIN : s->budget / 4)) return false;
+    q->resv = want < left ? want : left;
+    q->resv_whole = q->resv == want || left == s->budget;
+    s->reserved += q->resv;
+    f->reserved += q->resv;
+    return true;
+}
+
+/* The answer to q was built: it holds `used` bytes instead of the reservation. */
+static void settle(sreq *q, size_t used)
+{
+    q->s->reserved = q->s->reserved - q->resv + used;
+    q->f->reserved = q->f->reserved - q->resv + used;
+    q->resv = used;
 }
 
 /* ---- frames and pieces -------------------------------------------------------- */
@@ -247,8 +313,10 @@ static void pump(hr_session *s)
         sframe *f = s->frames;
         s->frames = f->next;
         if (!s->frames) s->frames_tail = NULL;
+        s->reserved -= f->reserved; /* from now on the transport's queue counts it */
         if (!s->closing) {
             hr_buf out = HR_BUF_INIT, res = HR_BUF_INIT;
+            hr_buf_reserve(&out, f->reserved + 64 * f->n); /* one allocation for the whole payload */
             for (size_t i = 0; i < f->n; i++) {
                 creply *r = &f->cmds[i];
                 if (out.len) hr_buf_append(&out, "\n", 1);
@@ -256,9 +324,11 @@ static void pump(hr_session *s)
                     hr_native_error(&out, r->id, r->err, r->detail);
                     continue;
                 }
+                const hr_buf *one = r->nparts == 1 ? &r->parts[0]->b : &res; /* a single piece: no copy */
                 res.len = 0;
-                for (size_t k = 0; k < r->nparts; k++) hr_buf_append(&res, r->parts[k]->b.data, r->parts[k]->b.len);
-                hr_native_result(&out, r->id, res.len ? (const char *)res.data : NULL, res.len);
+                for (size_t k = 0; k < r->nparts && one == &res; k++)
+                    hr_buf_append(&res, r->parts[k]->b.data, r->parts[k]->b.len);
+                hr_native_result(&out, r->id, one->len ? (const char *)one->data : NULL, one->len);
             }
             if (out.len) send_payload(s, out.data, out.len);
             hr_buf_free(&out);
@@ -289,6 +359,7 @@ static bool req_alive(sreq *q)
 static void req_done(sreq *q)
 {
     hr_session *s = q->s;
+    settle(q, q->pc->b.len);
     if (q->prev) q->prev->next = q->next;
     else s->reqs = q->next;
     if (q->next) q->next->prev = q->prev;
@@ -434,8 +505,14 @@ static void presence_info(hr_session *s, hr_buf *b)
     hr_buf_append(b, "}", 1);
 }
 
+/* A join (after subscribing) or leave (after unsubscribing) push to the
+ * channel's subscribers, unless it has more than
+ * channels.join_leave_max_subscribers (each push costs one delivery per
+ * subscriber: N joiners would cost N^2/2). */
 static void join_leave(hr_session *s, const char *ch, size_t len, bool join)
 {
+    uint64_t cap = (uint64_t)s->cfg->ch_join_leave_max_subscribers;
+    if (cap && hr_hub_subscribers(s->client.wh->hub, ch, len) + (join ? 0 : 1) > cap) return;
     hr_buf info = HR_BUF_INIT;
     presence_info(s, &info);
     hr_pub *p = hr_pub_new(join ? HR_PUB_JOIN : HR_PUB_LEAVE, ch, len, "", 0, (const char *)info.data, info.len);
@@ -471,6 +548,15 @@ static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_
 
 /* ---- subscribe ------------------------------------------------------------------ */
 
+/* A subscribe answered with an error after all: not subscribed. */
+static void sub_refused(sreq *q, int code, const char *why)
+{
+    if (q->nested) hr_native_error(&q->pc->b, 0, code, why);
+    else set_error(q->r, code, why);
+    if (q->hold->sub) leave_channel(q->s, q->hold->sub);
+    req_done(q);
+}
+
 static void on_sub_history(void *ud, int err, const hr_history *h)
 {
     sreq *q = ud;
@@ -480,11 +566,7 @@ static void on_sub_history(void *ud, int err, const hr_history *h)
     shold *hold = q->hold;
     if (err) {
         hr_warn("client %s: subscribe: the engine failed (%s)", s->client.id, hr_strerror(err));
-        static const char why[] = "the engine is unavailable: retry later";
-        if (q->nested) hr_native_error(b, 0, HR_PE_INTERNAL, why);
-        else set_error(q->r, HR_PE_INTERNAL, why);
-        if (hold->sub) leave_channel(s, hold->sub); /* not subscribed after all */
-        req_done(q);
+        sub_refused(q, HR_PE_INTERNAL, "the engine is unavailable: retry later");
         return;
     }
     /* everything up to h->offset is either in this reply or was published
@@ -494,8 +576,15 @@ static void on_sub_history(void *ud, int err, const hr_history *h)
     hr_json_append_string(b, q->channel, q->len);
     hr_buf_printf(b, ",\"epoch\":\"%s\",\"offset\":%llu,\"recoverable\":%s", h->epoch,
                   (unsigned long long)h->offset, s->cfg->ch_history_size > 0 ? "true" : "false");
+    bool recovered = h->complete;
+    if (q->want_recover && recovered && hr_history_fit(h, q->resv, false, NULL) < h->n) {
+        if (!q->resv_whole) { /* it may fit once earlier replies are read */
+            sub_refused(q, HR_PE_TOO_MANY_REQUESTS, budget_detail);
+            return;
+        }
+        recovered = false; /* more than channels.max_reply_size: read it with history pages */
+    }
     if (q->want_recover) {
-        bool recovered = h->complete;
         hr_buf_printf(b, ",\"recovered\":%s,\"publications\":[", recovered ? "true" : "false");
         if (recovered)
             for (size_t i = 0; i < h->n; i++) {
@@ -521,6 +610,7 @@ static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, 
     if (!granted && cmd && cmd->token.n) { /* a subscription token */
         hr_jwt_claims cl;
         const char *why = NULL;
+        if (!token_allowed(s, detail)) return HR_PE_TOO_MANY_REQUESTS;
         int vr = hr_auth_verify(s->cfg->auth, cmd->token.p, cmd->token.n, &cl, &why);
         bad_token(s, vr);
         if (vr == HR_JWT_ERR_EXPIRED) {
@@ -569,12 +659,20 @@ static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, 
     if (want && !cstr(cmd->epoch, epoch, sizeof(epoch))) epoch[0] = '\0';
     hr_history_query q = {.has_since = want, .since_offset = want ? cmd->offset : 0, .since_epoch = epoch,
                           .limit = want ? (int64_t)o.history_size : 0};
+    sreq probe = {0};
+    if (want && !reserve(s, f, &probe)) {
+        hr_hub_unsubscribe(&s->client, sub); /* nothing was announced yet */
+        *detail = budget_detail;
+        return HR_PE_TOO_MANY_REQUESTS;
+    }
     shold *hold = hr_calloc(1, sizeof(*hold));
     hold->sub = sub;
     sub->hold = hold;
     f->holds = hr_realloc(f->holds, (f->nholds + 1) * sizeof(*f->holds));
     f->holds[f->nholds++] = hold;
     sreq *x = req_new(s, f, r);
+    x->resv = probe.resv;
+    x->resv_whole = probe.resv_whole;
     x->hold = hold;
     x->want_recover = want;
     x->nested = nested;
@@ -599,18 +697,18 @@ static void leave_channel(hr_session *s, hr_sub *sub)
         hr_hub_unsubscribe(&s->client, sub);
         return;
     }
-    /* the local channel may be freed by unsubscribe: copy the name first */
-    char name[1024];
+    /* the local channel may be freed by unsubscribe: copy the name first
+     * (whole: channels.max_channel_length may be up to 65535) */
     size_t len = 0;
     const char *n = hr_hub_sub_channel(sub, &len);
-    if (len >= sizeof(name)) len = sizeof(name) - 1;
-    memcpy(name, n, len);
+    char *name = hr_strndup(n, len);
     bool pres = sub->presence;
     hr_hub_unsubscribe(&s->client, sub);
     hr_chan_policy pol;
     hr_config_policy(s->cfg, name, len, &pol);
     if (pres) engine_of(s)->vt->presence_remove(engine_of(s), name, len, s->client.id, NULL, NULL);
     if (pol.join_leave && !s->loop_gone) join_leave(s, name, len, false);
+    hr_free(name);
 }
 
 /* ---- commands -------------------------------------------------------------------- */
@@ -639,13 +737,24 @@ static void on_history(void *ud, int err, const hr_history *h)
         req_done(q);
         return;
     }
+    /* the page: at most q->page publications, sized to the reservation */
+    hr_history page = *h;
+    bool more = page.n > q->page;
+    if (more) page.n = q->page;
+    size_t n = hr_history_fit(&page, q->resv, q->resv_whole, NULL);
+    if (page.n && !n) { /* not even one fits what the budget left */
+        set_error(q->r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
+        req_done(q);
+        return;
+    }
+    more = more || n < page.n;
     hr_buf *b = &q->pc->b;
     hr_buf_printf(b, "{\"epoch\":\"%s\",\"offset\":%llu,\"publications\":[", h->epoch, (unsigned long long)h->offset);
-    for (size_t i = 0; i < h->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (i) hr_buf_append(b, ",", 1);
         append_pub_json(b, h->pubs[i]);
     }
-    hr_buf_append(b, "]}", 2);
+    hr_buf_append(b, more ? "],\"more\":true}" : "]}", more ? 14 : 2);
     req_done(q);
 }
 
@@ -659,6 +768,19 @@ static void on_presence(void *ud, int err, const hr_presence *p)
         return;
     }
     hr_buf *b = &q->pc->b;
+    if (!q->stats) { /* sized before it is built */
+        size_t est = 16;
+        for (size_t i = 0; i < p->n; i++)
+            est += 48 + 2 * strlen(p->entries[i].client) + 6 * strlen(p->entries[i].user) +
+                   (p->entries[i].info ? strlen(p->entries[i].info) : 0);
+        if (est > q->resv) {
+            if (q->resv_whole) set_error(q->r, HR_PE_LIMIT_EXCEEDED, "the presence list is larger than "
+                                                                    "channels.max_reply_size: use presence_stats");
+            else set_error(q->r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
+            req_done(q);
+            return;
+        }
+    }
     if (q->stats) {
         hr_buf_printf(b, "{\"num_clients\":%zu,\"num_users\":%zu}", p->n, p->users);
         req_done(q);
@@ -761,6 +883,7 @@ static void append_expiry(hr_session *s, hr_buf *res)
 static int verify_conn_token(hr_session *s, const char *tok, size_t len, hr_jwt_claims *cl, const char **detail)
 {
     const char *why = NULL;
+    if (!token_allowed(s, detail)) return HR_PE_TOO_MANY_REQUESTS;
     int rc = hr_auth_verify(s->cfg->auth, tok, len, cl, &why);
     if (!rc) return 0;
     bad_token(s, rc);
@@ -776,6 +899,10 @@ static void do_connect(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, i
     memset(&cl, 0, sizeof(cl));
     if (tok.n) {
         int rc = verify_conn_token(s, tok.p, tok.n, &cl, detail);
+        if (rc == HR_PE_TOO_MANY_REQUESTS) { /* not looked at: the client may retry */
+            *err = rc;
+            return;
+        }
         if (rc) {
             *err = rc;
             if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(f, HR_DISC_TOKEN_EXPIRED, "token expired");
@@ -933,9 +1060,18 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         o = HR_CHAN_OPTS(s->cfg, pol);
         char epoch[64] = "";
         cstr(cmd->since_epoch, epoch, sizeof(epoch));
+        /* one more than the page: tells whether there is more */
+        size_t page = (size_t)s->cfg->ch_history_max_limit;
+        if (cmd->limit >= 0 && (uint64_t)cmd->limit < page) page = (size_t)cmd->limit;
         hr_history_query q = {.has_since = cmd->has_since, .since_offset = cmd->since_offset, .since_epoch = epoch,
-                              .limit = cmd->limit, .reverse = cmd->reverse};
+                              .limit = page ? (int64_t)page + 1 : 0, .reverse = cmd->reverse};
         sreq *x = req_new(s, f, r);
+        if (!reserve(s, f, x)) {
+            set_error(r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
+            req_done(x);
+            break;
+        }
+        x->page = page;
         e->vt->history(e, &o, cmd->channel.p, cmd->channel.n, &q, on_history, x);
         break;
     }
@@ -953,6 +1089,11 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         }
         sreq *x = req_new(s, f, r);
         x->stats = cmd->type == HR_CMD_PRESENCE_STATS;
+        if (!x->stats && !reserve(s, f, x)) {
+            set_error(r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
+            req_done(x);
+            break;
+        }
         e->vt->presence(e, cmd->channel.p, cmd->channel.n, on_presence, x);
         break;
     }
@@ -989,6 +1130,7 @@ hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *
     s->sink = sink;
     s->t = t;
     s->enc = enc;
+    hr_session_set_reply_budget(s, (size_t)cfg->ws_max_queued_bytes);
     hr_hub_client_add(&s->client);
     return s;
 }
@@ -1019,6 +1161,12 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
     hr_native_batch_free(&batch);
     f->sealed = true;
     pump(s);
+}
+
+void hr_session_set_reply_budget(hr_session *s, size_t max_queued)
+{
+    size_t b = (size_t)s->cfg->ch_reply_budget;
+    s->budget = b < max_queued / 2 ? b : max_queued / 2;
 }
 
 void hr_session_loop_gone(hr_session *s)

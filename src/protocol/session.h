@@ -53,6 +53,10 @@ void hr_session_set_peer(hr_session *s, uint32_t ip_key);
 hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t,
                            hr_native_encoding enc);
 hr_native_encoding hr_session_encoding(const hr_session *s);
+/* The transport's output bound: the session's reply budget is
+ * channels.reply_budget, at most half of it (hr_session_new assumes
+ * websocket.max_queued_bytes). */
+void hr_session_set_reply_budget(hr_session *s, size_t max_queued);
 /* A connection token that came with the transport's request (HTTP
  * emulation: ?token= or Authorization: Bearer), used by a connect command
  * that carries none. Copied. */

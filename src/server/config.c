@@ -240,6 +240,22 @@ const hr_option hr_options[] = {
      "Most commands in one frame. More: the connection is closed (3501)."},
     {"channels.max_subscribers", HR_OPT_INT, OFF(ch_max_subscribers), "0", 0, 100000000, NULL, NULL,
      "Most subscribers of one channel, over all workers. 0 = unlimited. More: error 106."},
+    {"channels.history_max_limit", HR_OPT_INT, OFF(ch_history_max_limit), "1000", 1, 1000000, NULL, NULL,
+     "Most publications in one history reply (client or server API). A request for more, or without limit, "
+     "gets this many and \"more\": true; the next page is asked for with since."},
+    {"channels.max_reply_size", HR_OPT_SIZE, OFF(ch_max_reply_size), "1MiB", 4 * KiB, 1 * GiB, NULL, NULL,
+     "Largest reply to one command (client or server API). A history page stops before it (with at least one "
+     "publication) and says \"more\": true; a recovery that would pass it answers recovered: false; a "
+     "presence list that would pass it gets error 106 (use presence_stats)."},
+    {"channels.reply_budget", HR_OPT_SIZE, OFF(ch_reply_budget), "4MiB", 64 * KiB, 4 * GiB, NULL, NULL,
+     "Output one client connection may have queued plus replies being prepared (never more than half of "
+     "websocket.max_queued_bytes, or of poll.max_queued_bytes for HTTP sessions). A history, presence or "
+     "recovering subscribe whose reply may not fit gets error 111 (temporary): read the earlier replies, retry. "
+     "The history pages of one /api/batch share it too (past it: 429)."},
+    {"channels.join_leave_max_subscribers", HR_OPT_INT, OFF(ch_join_leave_max_subscribers), "100", 0, 100000000,
+     NULL, NULL,
+     "join/leave pushes are not sent for a channel with more subscribers than this (over all workers), where "
+     "each join would cost a push to every subscriber. 0 = no cap."},
     {"channels.idempotency_window", HR_OPT_DURATION, OFF(ch_idempotency_window_ms), "5m", 0, DAY_MS, NULL, NULL,
      "How long a publish idempotency_key is remembered per channel: a retry with the same key is acknowledged "
      "with the original offset and not delivered again. 0 = keys are ignored."},
@@ -279,6 +295,13 @@ const hr_option hr_options[] = {
     {"limits.channel_burst", HR_OPT_INT, OFF(lim_channel_burst), "200", 0, 100000000, NULL, NULL,
      "New channels a connection may create at once before channels_per_connection applies. "
      "0 = 2 x channels_per_connection."},
+    {"limits.token_verifications_per_connection", HR_OPT_INT, OFF(lim_token_verifications_per_connection), "20", 0,
+     100000000, NULL, NULL,
+     "Tokens (connect, refresh, subscription) one connection may have verified per second, sustained (token "
+     "bucket of token_verification_burst). More: error 111 (temporary), the token is not looked at. 0 = unlimited."},
+    {"limits.token_verification_burst", HR_OPT_INT, OFF(lim_token_verification_burst), "200", 0, 100000000, NULL,
+     NULL, "Tokens a connection may have verified at once before token_verifications_per_connection applies. "
+     "0 = 2 x the per-second limit."},
     {"channels.subscribe", HR_OPT_PERM, OFF(ch_subscribe), "anyone", PERMS_SUBSCRIBE, 0, NULL, NULL,
      "Who may subscribe from a client: anyone, authenticated (a connection token with a user) or token (a "
      "subscription token for the channel and user). Channels named in a connection token are always allowed. "

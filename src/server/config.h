@@ -158,6 +158,10 @@ typedef struct hr_config {
     int64_t ch_max_commands_per_frame;
     int64_t ch_max_subscribers;
     int64_t ch_idempotency_window_ms;
+    int64_t ch_history_max_limit;     /* publications per history reply */
+    int64_t ch_max_reply_size;        /* bytes of one command's reply */
+    int64_t ch_reply_budget;          /* bytes queued + being prepared per connection */
+    int64_t ch_join_leave_max_subscribers; /* 0 = no cap */
     bool ch_allow_unknown_namespaces;
     /* [limits]: abuse limits (src/server/limits.c), 0 = off */
     int64_t lim_connections_per_ip;
@@ -172,6 +176,8 @@ typedef struct hr_config {
     int64_t lim_publishes_per_user;       /* per second, over all the user's connections */
     int64_t lim_channels_per_connection;  /* new channels per second, sustained */
     int64_t lim_channel_burst;
+    int64_t lim_token_verifications_per_connection; /* per second, sustained */
+    int64_t lim_token_verification_burst;
     int64_t ch_subscribe;             /* hr_perm */
     int64_t ch_publish;
     int64_t ch_history_for;

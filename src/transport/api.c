@@ -38,6 +38,7 @@ typedef struct api_req {
     bool sealed;        /* every method ran */
     bool deferred;      /* the connection waits (hr_http_defer) */
     size_t pending;     /* engine answers awaited */
+    size_t history_bytes; /* history pages built for this request (channels.reply_budget) */
     areply *replies;
     size_t n;
 } api_req;
@@ -56,6 +57,8 @@ typedef struct aop {
     areply *r;
     apiece *pc;
     bool stats;
+    size_t page;         /* history: most publications in the reply */
+    const hr_config *cfg; /* history: the page and budget options */
     const char *self_id; /* info: this node's id (skipped in the engine's list) */
     char *pattern;       /* channels: the filter (owned) */
     size_t plen;
@@ -245,13 +248,31 @@ static void on_history(void *ud, int err, const hr_history *h)
         aop_done(a);
         return;
     }
+    /* a page: at most a->page publications and channels.max_reply_size
+     * bytes, and what the request's reply budget has left (a batch of
+     * history commands), sized before it is built */
+    size_t cap = (size_t)a->cfg->ch_max_reply_size, budget = (size_t)a->cfg->ch_reply_budget;
+    size_t left = budget > a->rq->history_bytes ? budget - a->rq->history_bytes : 0;
+    bool whole = left >= cap || a->rq->history_bytes == 0;
+    hr_history page = *h;
+    bool more = page.n > a->page;
+    if (more) page.n = a->page;
+    size_t n = hr_history_fit(&page, cap < left ? cap : left, whole, NULL);
+    if (page.n && !n) {
+        fail_r(a->r, 429, "reply budget of this request exhausted (channels.reply_budget): ask for the rest in "
+                          "another request");
+        aop_done(a);
+        return;
+    }
+    more = more || n < page.n;
     hr_buf *b = &a->pc->b;
     hr_buf_printf(b, "{\"epoch\":\"%s\",\"offset\":%llu,\"publications\":[", h->epoch, (unsigned long long)h->offset);
-    for (size_t i = 0; i < h->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (i) hr_buf_append(b, ",", 1);
         append_pub(b, h->pubs[i]);
     }
-    hr_buf_append_str(b, "]}");
+    hr_buf_append_str(b, more ? "],\"more\":true}" : "]}");
+    a->rq->history_bytes += b->len;
     aop_done(a);
 }
 
@@ -280,7 +301,13 @@ static int m_history(api_ctx *x, json_t *params)
     }
     hr_chan_opts o;
     if (opts_of(x, ch, clen, &o, NULL)) return x->r->status;
-    x->engine->vt->history(x->engine, &o, ch, clen, &q, on_history, aop_new(x));
+    size_t page = (size_t)x->cfg->ch_history_max_limit;
+    if (q.limit >= 0 && (uint64_t)q.limit < page) page = (size_t)q.limit;
+    q.limit = page ? (int64_t)page + 1 : 0; /* one more: tells whether there is more */
+    aop *a = aop_new(x);
+    a->page = page;
+    a->cfg = x->cfg;
+    x->engine->vt->history(x->engine, &o, ch, clen, &q, on_history, a);
     return x->r->status == 200 ? 0 : x->r->status;
 }
 

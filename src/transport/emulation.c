@@ -344,10 +344,15 @@ static void sink_send_shared(void *t, struct hr_sbuf *payload, hr_enc_cache *cac
     append_payload(t, payload->data, payload->len);
 }
 
+/* Output not yet handed to a reader: what the session's reply budget
+ * counts (the bound itself is applied by append_payload). */
 static size_t sink_queued(void *t)
 {
-    HR_UNUSED(t);
-    return 0; /* the bound is applied by append_payload */
+    esess *s = t;
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->unsent;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 static void sink_disconnect(void *t, int code, const char *reason, bool drop)
@@ -582,6 +587,7 @@ static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
     hr_engine *e = s->hub->engine;
     if (e->vt->session_register) e->vt->session_register(e, s->id, true); /* other nodes route its commands here */
     s->sess = hr_session_new(w->hub, w->cfg, &emu_sink, s, HR_NATIVE_JSON);
+    hr_session_set_reply_budget(s->sess, (size_t)w->cfg->poll_max_queued_bytes);
     eworker *ew = &g_w[w->id];
     ew->wh = w->hub;
     s->onext = ew->owned;

@@ -7,7 +7,8 @@ paths of session.c, sse.c, emulation.c and api.c: replies in order, nothing
 lost or duplicated around a subscribe with recovery.
 
 It re-runs the suites of test_channels.py, test_sse.py, test_poll.py,
-test_stream.py and test_api.py with `--engine memory-delayed` added to every
+test_stream.py, test_api.py and test_bounds_replies.py (reply budget
+reservations made before the engine answers) with `--engine memory-delayed` added to every
 `herald serve`.
 """
 import os
@@ -32,6 +33,7 @@ def _delayed_argv(self):
 herald_testlib.Herald.argv = _delayed_argv
 
 import test_api  # noqa: E402
+import test_bounds_replies  # noqa: E402
 import test_channels  # noqa: E402
 import test_poll  # noqa: E402
 import test_sse  # noqa: E402
@@ -42,7 +44,8 @@ SKIP = {"test_info"}  # asserts the engine's name, "memory"
 
 
 def load_tests(loader, tests, pattern):
-    return herald_testlib.suites_again(loader, (test_channels, test_sse, test_poll, test_stream, test_api), SKIP)
+    return herald_testlib.suites_again(loader, (test_channels, test_sse, test_poll, test_stream, test_api,
+                                                 test_bounds_replies), SKIP)
 
 
 if __name__ == "__main__":

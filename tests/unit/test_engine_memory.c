@@ -1,7 +1,7 @@
 /* test_engine_memory.c - the memory engine: offsets and epoch, delivery in
  * order, history queries (limit, reverse, since, completeness for recovery),
  * TTL and size trimming, history removal, presence, the node-wide history
- * budget. */
+ * budget; the page arithmetic of history replies (hr_history_fit). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -439,6 +439,37 @@ static void test_history_budget(void **state)
     assert_false(eng->vt->exists(eng, "never", 5));
 }
 
+/* hr_history_fit: publications from the first while their reply size fits;
+ * force_one admits a first publication larger than the page. */
+static void test_history_fit(void **state)
+{
+    (void)state;
+    static char big[5000];
+    memset(big, 'x', sizeof(big));
+    hr_pub *p[4] = {hr_pub_new(HR_PUB_MESSAGE, "c", 1, big, 1000, NULL, 0),
+                    hr_pub_new(HR_PUB_MESSAGE, "c", 1, big, 1000, "{\"a\":1}", 7),
+                    hr_pub_new(HR_PUB_MESSAGE, "c", 1, big, 5000, NULL, 0),
+                    hr_pub_new(HR_PUB_MESSAGE, "c", 1, big, 10, NULL, 0)};
+    hr_history h = {.pubs = p, .n = 4};
+    size_t one = hr_pub_reply_size(p[0]), bytes = 0;
+    assert_true(one >= 1000 + strlen("{\"offset\":18446744073709551615,\"data\":}"));
+    assert_true(hr_pub_reply_size(p[1]) >= one + 7 + strlen(",\"info\":"));
+    assert_int_equal(hr_history_fit(&h, 0, false, &bytes), 0);
+    assert_int_equal(bytes, 0);
+    assert_int_equal(hr_history_fit(&h, one, false, &bytes), 1);
+    assert_int_equal(bytes, one);
+    assert_int_equal(hr_history_fit(&h, one + hr_pub_reply_size(p[1]), false, NULL), 2);
+    assert_int_equal(hr_history_fit(&h, 1 << 20, false, NULL), 4); /* everything */
+    h.pubs = p + 2;                                                 /* a first one larger than the page */
+    h.n = 2;
+    assert_int_equal(hr_history_fit(&h, 100, false, NULL), 0);
+    assert_int_equal(hr_history_fit(&h, 100, true, &bytes), 1);
+    assert_int_equal(bytes, hr_pub_reply_size(p[2]));
+    h.n = 0;
+    assert_int_equal(hr_history_fit(&h, 100, true, NULL), 0);
+    for (int i = 0; i < 4; i++) hr_pub_unref(p[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -453,6 +484,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotency_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_window_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_budget, setup, teardown),
+        cmocka_unit_test(test_history_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

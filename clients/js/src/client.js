@@ -682,7 +682,9 @@ export class Herald extends Emitter {
     else e.resolve(m.result || {});
   }
 
-  /** @returns {Promise<{epoch: string, offset: number, publications: {offset: number, data: unknown}[]}>} */
+  /** One page (docs/protocol.md, history): `more` is true when the next page is asked for with
+   * `since: {offset: <last publication's offset>, epoch}`.
+   * @returns {Promise<{epoch: string, offset: number, publications: {offset: number, data: unknown}[], more?: boolean}>} */
   history(channel, { limit, reverse, since } = {}) {
     const p = { channel };
     if (limit !== undefined) p.limit = limit;
