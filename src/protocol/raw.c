@@ -18,6 +18,7 @@
  * The query parsing, channel checks, subscribe-all-or-none, presence and
  * join/leave live in urlsubs.c, shared with Server-Sent Events (/sse). */
 #include "protocol/raw.h"
+#include "auth/auth.h"
 #include "server/limits.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -153,8 +154,11 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     size_t clen;
     const char *ch = hr_hub_sub_channel(sub, &clen);
     hr_chan_policy pol;
-    if (hr_config_policy(r->cfg, ch, clen, &pol) || !pol.allow_publish) {
-        raw_close(r, HR_DISC_FORBIDDEN, "clients may not publish to this channel", false);
+    const char *detail = "the channel's namespace is not configured on this server";
+    /* the native protocol's rule (auth.c): the client is subscribed to ch */
+    if (hr_config_policy(r->cfg, ch, clen, &pol) ||
+        !hr_perm_may_publish(&pol, r->client.user[0] != '\0', true, &detail)) {
+        raw_close(r, HR_DISC_FORBIDDEN, detail, false);
         return;
     }
     hr_limits *lim = r->client.wh->hub->limits;
