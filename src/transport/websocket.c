@@ -253,7 +253,9 @@ static void handle_control(hr_conn *c, uint8_t opcode, const uint8_t *payload, s
         return;
     }
     if (ws->state == WS_OPEN) {
-        send_close_frame(c, code, NULL); /* echo the code (RFC 6455 §5.5.1) */
+        /* echo the code and reason (RFC 6455 §5.5.1): the payload was just
+         * checked and is at most 125 bytes, so it goes back as it came */
+        send_frame(c, false, HR_WS_OP_CLOSE, payload, len);
         ws->close_code = code;
     }
     ws->state = WS_CLOSE_DONE;
