@@ -10,6 +10,7 @@
  * a restart loses history and changes the epoch, which is how clients learn
  * that recovery across the restart is impossible. */
 #include "engine/engine.h"
+#include "core/hash.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -60,15 +61,7 @@ typedef struct mengine {
     shard shards[SHARDS];
 } mengine;
 
-static uint64_t hash_name(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
+static uint64_t hash_name(const char *s, size_t n) { return hr_fnv1a(s, n); }
 
 static shard *shard_of(mengine *m, uint64_t h) { return &m->shards[h % SHARDS]; }
 

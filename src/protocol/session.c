@@ -19,6 +19,7 @@
  * has been sent they follow, minus those at or below the position the
  * reply reported (already in it, or published before it). */
 #include "protocol/session.h"
+#include "core/random.h"
 #include "server/limits.h"
 #include "auth/auth.h"
 #include "core/log.h"
@@ -26,7 +27,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 /* The expiry of a connection token: allocated only for connections whose
@@ -957,14 +957,7 @@ hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *
     s->client.vt = &session_client_vt;
     s->client.wh = wh;
     s->client.user = hr_strdup("");
-    uint8_t r[16];
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) memset(r, 0, sizeof(r));
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        s->client.id[2 * i] = hex[r[i] >> 4];
-        s->client.id[2 * i + 1] = hex[r[i] & 15];
-    }
-    s->client.id[32] = '\0';
+    hr_random_hex(s->client.id, 16);
     s->cfg = cfg;
     s->sink = sink;
     s->t = t;

@@ -6,6 +6,7 @@
  * instead of silently shared. The main thread only waits for signals; on
  * SIGINT/SIGTERM it asks every worker to drain through the worker's eventfd. */
 #include "server/server.h"
+#include "core/random.h"
 #include "server/limits.h"
 #include "auth/auth.h"
 #include "codec/pmdeflate.h"
@@ -26,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -417,12 +417,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     if (cfg->api_key && cfg->api_key[0]) {
         snprintf(s->api_key, sizeof(s->api_key), "%s", cfg->api_key);
     } else {
-        uint8_t r[16];
-        if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-            snprintf(err, errlen, "cannot generate an API key: getrandom failed");
-            return HR_ERR_IO;
-        }
-        for (int i = 0; i < 16; i++) snprintf(s->api_key + 2 * i, 3, "%02x", r[i]);
+        hr_random_hex(s->api_key, 16);
     }
     s->workers = hr_calloc((size_t)n, sizeof(hr_worker));
     for (int i = 0; i < n; i++) {
