@@ -2,6 +2,7 @@
 #include "hub/pub.h"
 #include "core/random.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -54,6 +55,13 @@ hr_sbuf *hr_sbuf_new(const void *data, size_t len) { return hr_sbuf_new2(data, l
 void hr_sbuf_unref(hr_sbuf *b)
 {
     if (b && --b->refs == 0) hr_free(b);
+}
+
+const char *hr_pub_too_big_text(char *out, size_t cap, size_t len, int64_t limit)
+{
+    snprintf(out, cap, "publication is %zu bytes, the limit is %lld (channels.max_publication_size)", len,
+             (long long)limit);
+    return out;
 }
 
 void hr_epoch_new(char out[HR_EPOCH_LEN + 1])

@@ -186,7 +186,9 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     json_decref(v);
     if (dlen > (size_t)r->cfg->ch_max_publication_size) {
         free(text);
-        raw_close(r, HR_RAW_CLOSE_TOO_BIG, "publication larger than channels.max_publication_size", false);
+        char msg[128];
+        raw_close(r, HR_RAW_CLOSE_TOO_BIG, hr_pub_too_big_text(msg, sizeof(msg), dlen, r->cfg->ch_max_publication_size),
+                  false);
         return;
     }
     hr_chan_opts o = HR_CHAN_OPTS(r->cfg, pol);

@@ -430,7 +430,9 @@ static void join_leave(hr_session *s, const char *ch, size_t len, bool join)
 }
 
 /* Check a channel name for subscribe/publish/history and find the options
- * of its namespace: returns 0 or an HR_PE_* code with *detail set. */
+ * of its namespace: returns 0 or an HR_PE_* code with *detail set.
+ * *is_pattern (if not NULL): the name has wildcards (also when refused
+ * because patterns are not allowed here). */
 static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_pattern, hr_chan_policy *pol,
                          const char **detail)
 {
@@ -438,7 +440,10 @@ static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_
     bool pat = false;
     int rc = allow_pattern ? hr_chan_validate_pattern(ch.p, ch.n, max, &pat) : hr_chan_validate(ch.p, ch.n, max);
     if (rc) {
-        *detail = hr_chan_error_text(rc);
+        /* a well-formed pattern where a channel is needed: say so, not "misplaced wildcard" */
+        bool valid_pattern = !allow_pattern && !hr_chan_validate_pattern(ch.p, ch.n, max, &pat) && pat;
+        *detail = valid_pattern ? "a pattern is not a channel here" : hr_chan_error_text(rc);
+        if (is_pattern) *is_pattern = valid_pattern;
         return HR_PE_BAD_REQUEST;
     }
     if (is_pattern) *is_pattern = pat;
@@ -853,6 +858,8 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
     hr_engine *e = engine_of(s);
     hr_chan_policy pol;
     hr_chan_opts o;
+    bool pat = false;
+    char big[128]; /* a detail text that outlives the switch */
     switch (cmd->type) {
     case HR_CMD_CONNECT:
         if (s->connected) {
@@ -879,13 +886,17 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         break;
     }
     case HR_CMD_PUBLISH: {
-        if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
+        if ((err = check_channel(s, cmd->channel, false, &pat, &pol, &detail))) {
+            if (pat) detail = "cannot publish to a pattern";
+            break;
+        }
         if (!hr_perm_may_publish(&pol, s->client.user[0] != '\0', subscribed_to(s, cmd->channel), &detail)) {
             err = HR_PE_PERMISSION_DENIED;
             break;
         }
         if (cmd->data.n > (size_t)s->cfg->ch_max_publication_size) {
             err = HR_PE_MESSAGE_TOO_LARGE;
+            detail = hr_pub_too_big_text(big, sizeof(big), cmd->data.n, s->cfg->ch_max_publication_size);
             break;
         }
         if (cmd->idempotency_key.n > HR_IDEM_MAX_KEY_LEN) {

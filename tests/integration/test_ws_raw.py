@@ -346,7 +346,7 @@ class TestRawMode(Base):
             await r1.ws.send("   " + exact + "   ")
             self.assertEqual(await r2.recv(), exact)
             await r1.ws.send('"' + "x" * 1023 + '"')
-            self.assertEqual(await r1.closed_with(), (1009, "publication larger than channels.max_publication_size"))
+            self.assertEqual(await r1.closed_with(), (1009, "publication is 1025 bytes, the limit is 1024 (channels.max_publication_size)"))
             await r2.quiet(0.2)
             for c in (n, r2):
                 await c.close()
