@@ -31,33 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int hr_parse_listen(const char *spec, char *host, size_t hostlen, int *port)
-{
-    const char *colon;
-    const char *h = spec;
-    size_t hl;
-    if (spec[0] == '[') {
-        const char *end = strchr(spec, ']');
-        if (!end || end[1] != ':') return HR_ERR_INVALID;
-        h = spec + 1;
-        hl = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(spec, ':');
-        if (!colon) return HR_ERR_INVALID;
-        hl = (size_t)(colon - spec);
-        if (memchr(spec, ':', hl)) return HR_ERR_INVALID; /* bare IPv6 needs brackets */
-    }
-    if (hl + 1 > hostlen) return HR_ERR_INVALID;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || *end || p < 0 || p > 65535) return HR_ERR_INVALID;
-    *port = (int)p;
-    return 0;
-}
-
 static int make_listener(const struct sockaddr *sa, socklen_t salen, bool reuseport, char *err, size_t errlen)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
