@@ -96,15 +96,7 @@ FRONT_ENDS = {
 
 # Cells a front end answers differently today: (front end, op, namespace,
 # client, subscribed) -> why. Empty when every front end agrees.
-_RAW_NO_TOKENS = ("/ws/raw takes no connection or subscription token yet (its clients are always anonymous): "
-                  "accepting one needs the token's exp enforced on a connection that has no timer of its own")
-KNOWN_GAPS = {
-    ("raw", "subscribe", "s_auth", "user", None): _RAW_NO_TOKENS,
-    ("raw", "subscribe", "s_auth", "subtoken", None): _RAW_NO_TOKENS,
-    ("raw", "subscribe", "s_tok", "subtoken", None): _RAW_NO_TOKENS,
-    ("raw", "publish", "p_auth", "user", True): _RAW_NO_TOKENS,
-    ("raw", "publish", "p_auth", "subtoken", True): _RAW_NO_TOKENS,
-}
+KNOWN_GAPS = {}
 
 
 def setting(ns, key):
