@@ -312,9 +312,7 @@ static size_t edit_distance(const char *a, const char *b)
     return row[lb] < 9 ? row[lb] : 9;
 }
 
-/* " (did you mean \"K\"?)" for the option closest to an unknown key
- * (a typo, or the right name in another section), else "". */
-static void did_you_mean(const char *key, char *out, size_t cap)
+const hr_option *hr_config_closest(const char *key)
 {
     const char *dot = strchr(key, '.');
     const hr_option *best = NULL;
@@ -329,6 +327,13 @@ static void did_you_mean(const char *key, char *out, size_t cap)
             best = &hr_options[i];
         }
     }
+    return best;
+}
+
+/* " (did you mean \"K\"?)" for an unknown key, else "". */
+static void did_you_mean(const char *key, char *out, size_t cap)
+{
+    const hr_option *best = hr_config_closest(key);
     if (best) snprintf(out, cap, " (did you mean \"%s\"?)", best->key);
     else if (cap) out[0] = '\0';
 }
