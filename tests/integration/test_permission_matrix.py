@@ -7,6 +7,7 @@ Axes:
   client     anonymous | user (connection token, sub "alice") | subtoken
              (the same user, holding a subscription token for the channel)
   rule       a namespace per setting: subscribe anyone/authenticated/token,
+             user-limited channels (NAME#alice) for subscribe and publish,
              publish anyone/authenticated/subscribers/none (and the older
              allow_publish = false), history_for and presence_for
              anyone/authenticated/subscribers/none, plus history/presence
@@ -73,10 +74,13 @@ NAMESPACES = {
     "r_subs": {"presence_for": "subscribers"},
     "r_none": {"presence_for": "none"},
     "r_tok": {"subscribe": "token", "presence_for": "anyone"},
+    "u_sub": {},                                   # user-limited channels (NAME#alice): every front end, every rule
+    "u_pub": {"publish": "anyone"},
 }
+USER_LIMITED = {"u_sub", "u_pub"}
 OP_NAMESPACES = {
-    "subscribe": ["s_any", "s_auth", "s_tok"],
-    "publish": ["p_any", "p_auth", "p_subs", "p_none", "p_legacy"],
+    "subscribe": ["s_any", "s_auth", "s_tok", "u_sub"],
+    "publish": ["p_any", "p_auth", "p_subs", "p_none", "p_legacy", "u_pub"],
     "history": ["h_any", "h_auth", "h_subs", "h_none", "h_tok"],
     "presence": ["r_any", "r_auth", "r_subs", "r_none", "r_tok"],
 }
@@ -112,6 +116,8 @@ def may_subscribe_without_token(ns, client):
 
 
 def can_subscribe(ns, client):
+    if ns in USER_LIMITED and client == "anonymous":
+        return False  # NAME#alice: only alice, whatever the token
     return may_subscribe_without_token(ns, client) or client == "subtoken"
 
 
@@ -121,6 +127,8 @@ def expected(op, ns, client, subscribed):
     if op == "subscribe":
         return can_subscribe(ns, client)
     if op == "publish":
+        if ns in USER_LIMITED and not user:
+            return False
         rule = setting(ns, "publish")
         return {"anyone": True, "authenticated": user, "subscribers": subscribed, "none": False}[rule]
     rule = setting(ns, "history_for" if op == "history" else "presence_for")
@@ -144,7 +152,8 @@ def cells(front):
 
 
 def channel(front, op, ns, client, subscribed):
-    return f"{ns}:{front}-{op}-{client}-{'s' if subscribed else 'n'}-{os.getpid()}"
+    name = f"{ns}:{front}-{op}-{client}-{'s' if subscribed else 'n'}-{os.getpid()}"
+    return name + "#" + USER if ns in USER_LIMITED else name
 
 
 def subscribe_params(ch, client):
