@@ -194,6 +194,18 @@ static void d_channels(hr_engine *be, void (*each)(void *ud, const char *name, s
     e->inner->vt->channels(e->inner, each, ud);
 }
 
+static bool d_exists(hr_engine *be, const char *ch, size_t len)
+{
+    dengine *e = (dengine *)be;
+    return e->inner->vt->exists ? e->inner->vt->exists(e->inner, ch, len) : true;
+}
+
+static void d_stats(hr_engine *be, hr_engine_stats *out)
+{
+    dengine *e = (dengine *)be;
+    if (e->inner->vt->stats) e->inner->vt->stats(e->inner, out);
+}
+
 static void d_free(hr_engine *be)
 {
     dengine *e = (dengine *)be;
@@ -211,6 +223,8 @@ static const hr_engine_vt delayed_vt = {
     .presence = d_presence,
     .channels = d_channels,
     .free = d_free,
+    .exists = d_exists,
+    .stats = d_stats,
 };
 
 hr_engine *hr_engine_delayed_new(hr_engine *inner)

@@ -58,6 +58,13 @@ typedef struct hr_presence {
     size_t users;              /* distinct users */
 } hr_presence;
 
+/* What an engine holds on this node (/api/info). */
+typedef struct hr_engine_stats {
+    uint64_t history_bytes;      /* bytes of the publications held in history */
+    uint64_t history_evictions;  /* publications evicted by channels.max_history_bytes */
+    uint64_t channels;           /* channels known to this node's engine */
+} hr_engine_stats;
+
 typedef void (*hr_publish_cb)(void *ud, int err, uint64_t offset, const char *epoch);
 typedef void (*hr_history_cb)(void *ud, int err, const hr_history *h);
 typedef void (*hr_presence_cb)(void *ud, int err, const hr_presence *p);
@@ -114,6 +121,11 @@ typedef struct hr_engine_vt {
      * it). The holding node gets it through on_session_frame. */
     void (*session_register)(hr_engine *e, const char *sid, bool add);
     void (*session_send)(hr_engine *e, const char *sid, const uint8_t *frame, size_t len, hr_done_cb cb, void *ud);
+    /* Optional, for an engine that keeps channel state in this process
+     * (memory): whether it holds `channel` now (the client channel-creation
+     * rate counts only new ones), and what it holds (/api/info). */
+    bool (*exists)(hr_engine *e, const char *channel, size_t len);
+    void (*stats)(hr_engine *e, hr_engine_stats *out);
 } hr_engine_vt;
 
 /* A callback carried to a worker by the hub (see post). run is called on
@@ -149,6 +161,9 @@ extern _Thread_local int hr_engine_worker;
 #define HR_ENGINE_RESYNC_CODE 3010
 
 hr_engine *hr_engine_memory_new(hr_deliver_fn deliver, void *hub);
+/* The memory engine's node-wide history budget in bytes
+ * (channels.max_history_bytes; 0 = none). Set before the workers start. */
+void hr_engine_memory_set_budget(hr_engine *e, uint64_t max_history_bytes);
 
 /* An engine that forwards to `inner` but runs every callback on a later
  * loop turn of the calling worker (engine/delayed.c): the memory engine

@@ -8,11 +8,24 @@
  *
  * Epoch: chosen at random when the channel is first seen by this process;
  * a restart loses history and changes the epoch, which is how clients learn
- * that recovery across the restart is impossible. */
+ * that recovery across the restart is impossible.
+ *
+ * Node-wide budget (channels.max_history_bytes): every publication held in
+ * a history ring is counted (its whole allocation). Channels with history
+ * are kept in a list by last publish, least recent first; when a publish
+ * takes the total over the budget, the oldest publications of the least
+ * recently published channel are evicted until it fits. Eviction only ever
+ * removes a ring's oldest entries, so history stays a contiguous run of
+ * offsets ending at the newest: a recovery from before the run is answered
+ * "not complete" (recovered = false) exactly as after a TTL trim. Lock
+ * order: a shard's lock, then the list's; eviction takes them one at a
+ * time (channels are never freed before the engine, so a channel pointer
+ * read from the list stays valid). */
 #include "engine/engine.h"
 #include "core/hash.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define SHARDS 64
@@ -48,6 +61,8 @@ typedef struct mchan {
     midem **idem;           /* idempotency keys: hash index */
     size_t nidem_buckets, nidem;
     midem *idem_head, *idem_tail;
+    struct mchan *lru_prev, *lru_next; /* in the engine's list of channels with history */
+    bool in_lru;
 } mchan;
 
 typedef struct shard {
@@ -59,7 +74,43 @@ typedef struct shard {
 typedef struct mengine {
     hr_engine base;
     shard shards[SHARDS];
+    uint64_t budget;                /* channels.max_history_bytes; 0 = none */
+    pthread_mutex_t lru_mu;         /* guards the list below (after a shard's lock) */
+    mchan *lru_head, *lru_tail;     /* channels with history, least recently published first */
+    _Atomic uint64_t hist_bytes;    /* bytes of the publications held in history */
+    _Atomic uint64_t evictions;     /* publications evicted by the budget */
+    _Atomic uint64_t nchannels;
 } mengine;
+
+/* What a publication held in history costs (its allocation, hr_pub_new). */
+static uint64_t pub_cost(const hr_pub *p)
+{
+    return sizeof(hr_pub) + p->channel_len + 1 + p->data_len + 1 + (p->info ? p->info_len + 1 : 0);
+}
+
+static void lru_unlink(mengine *m, mchan *c)
+{
+    if (!c->in_lru) return;
+    if (c->lru_prev) c->lru_prev->lru_next = c->lru_next;
+    else m->lru_head = c->lru_next;
+    if (c->lru_next) c->lru_next->lru_prev = c->lru_prev;
+    else m->lru_tail = c->lru_prev;
+    c->lru_prev = c->lru_next = NULL;
+    c->in_lru = false;
+}
+
+/* c was just published to: it becomes the most recently published. */
+static void lru_touch(mengine *m, mchan *c)
+{
+    pthread_mutex_lock(&m->lru_mu);
+    lru_unlink(m, c);
+    c->lru_prev = m->lru_tail;
+    if (m->lru_tail) m->lru_tail->lru_next = c;
+    else m->lru_head = c;
+    m->lru_tail = c;
+    c->in_lru = true;
+    pthread_mutex_unlock(&m->lru_mu);
+}
 
 static uint64_t hash_name(const char *s, size_t n) { return hr_fnv1a(s, n); }
 
@@ -92,10 +143,11 @@ static void grow(shard *sh)
     sh->nbuckets = nb;
 }
 
-static mchan *get_or_create(shard *sh, uint64_t h, const char *name, size_t len)
+static mchan *get_or_create(mengine *m, shard *sh, uint64_t h, const char *name, size_t len)
 {
     mchan *c = find(sh, h, name, len);
     if (c) return c;
+    atomic_fetch_add_explicit(&m->nchannels, 1, memory_order_relaxed);
     if (sh->count + 1 > sh->nbuckets) grow(sh);
     c = hr_calloc(1, sizeof(*c));
     c->hash = h;
@@ -111,23 +163,64 @@ static mchan *get_or_create(shard *sh, uint64_t h, const char *name, size_t len)
 
 static hr_pub *ring_at(const mchan *c, uint32_t i) { return c->ring[(c->head + i) % c->cap]; }
 
-static void ring_drop_oldest(mchan *c)
+/* Under c's shard lock. */
+static void ring_drop_oldest(mengine *m, mchan *c)
 {
-    hr_pub_unref(c->ring[c->head]);
+    hr_pub *p = c->ring[c->head];
+    atomic_fetch_sub_explicit(&m->hist_bytes, pub_cost(p), memory_order_relaxed);
+    hr_pub_unref(p);
     c->ring[c->head] = NULL;
     c->head = (c->head + 1) % c->cap;
     c->count--;
+    if (!c->count && c->in_lru) { /* in_lru only changes under c's shard lock too */
+        pthread_mutex_lock(&m->lru_mu);
+        lru_unlink(m, c);
+        pthread_mutex_unlock(&m->lru_mu);
+    }
+}
+
+/* Under c's shard lock: store pub as the newest of c's history. */
+static void ring_push(mengine *m, mchan *c, hr_pub *pub)
+{
+    if (c->count == c->cap) ring_drop_oldest(m, c);
+    c->ring[(c->head + c->count) % c->cap] = hr_pub_ref(pub);
+    c->count++;
+    atomic_fetch_add_explicit(&m->hist_bytes, pub_cost(pub), memory_order_relaxed);
+    lru_touch(m, c);
+}
+
+/* Called with no lock held: while history is over the budget, evict the
+ * oldest publication of the least recently published channel. */
+static void enforce_budget(mengine *m)
+{
+    while (m->budget && atomic_load_explicit(&m->hist_bytes, memory_order_relaxed) > m->budget) {
+        pthread_mutex_lock(&m->lru_mu);
+        mchan *c = m->lru_head;
+        pthread_mutex_unlock(&m->lru_mu);
+        if (!c) return;
+        shard *sh = &m->shards[c->hash % SHARDS];
+        pthread_mutex_lock(&sh->mu);
+        if (c->count) {
+            ring_drop_oldest(m, c);
+            atomic_fetch_add_explicit(&m->evictions, 1, memory_order_relaxed);
+        } else { /* emptied meanwhile: normally unlinked already */
+            pthread_mutex_lock(&m->lru_mu);
+            lru_unlink(m, c);
+            pthread_mutex_unlock(&m->lru_mu);
+        }
+        pthread_mutex_unlock(&sh->mu);
+    }
 }
 
 /* Trim by TTL, and resize the ring if the configured size changed. */
-static void ring_maintain(mchan *c, const hr_chan_opts *o)
+static void ring_maintain(mengine *m, mchan *c, const hr_chan_opts *o)
 {
     if (o->history_ttl_ms && c->count) {
         uint64_t cutoff = hr_wall_ms() - o->history_ttl_ms;
-        while (c->count && c->ring[c->head]->time_ms < cutoff) ring_drop_oldest(c);
+        while (c->count && c->ring[c->head]->time_ms < cutoff) ring_drop_oldest(m, c);
     }
     if (c->cap != o->history_size) {
-        while (c->count > o->history_size) ring_drop_oldest(c);
+        while (c->count > o->history_size) ring_drop_oldest(m, c);
         hr_pub **r = o->history_size ? hr_calloc(o->history_size, sizeof(*r)) : NULL;
         for (uint32_t i = 0; i < c->count; i++) r[i] = ring_at(c, i);
         hr_free(c->ring);
@@ -208,8 +301,8 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
     uint64_t h = hash_name(pub->channel, pub->channel_len);
     shard *sh = shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
-    mchan *c = get_or_create(sh, h, pub->channel, pub->channel_len);
-    ring_maintain(c, o);
+    mchan *c = get_or_create(m, sh, h, pub->channel, pub->channel_len);
+    ring_maintain(m, c, o);
     if (idem_len && o->idempotency_window_ms) {
         uint64_t now = hr_wall_ms();
         idem_expire(c, now);
@@ -227,16 +320,13 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
     }
     pub->offset = ++c->offset;
     memcpy(pub->epoch, c->epoch, sizeof(pub->epoch));
-    if (c->cap) {
-        if (c->count == c->cap) ring_drop_oldest(c);
-        c->ring[(c->head + c->count) % c->cap] = hr_pub_ref(pub);
-        c->count++;
-    }
+    if (c->cap) ring_push(m, c, pub);
     uint64_t offset = pub->offset;
     char epoch[HR_EPOCH_LEN + 1];
     memcpy(epoch, c->epoch, sizeof(epoch));
     e->deliver(e->hub, pub); /* in order: still under the lock */
     pthread_mutex_unlock(&sh->mu);
+    enforce_budget(m);
     if (cb) cb(ud, 0, offset, epoch);
 }
 
@@ -259,8 +349,8 @@ static void m_history(hr_engine *e, const hr_chan_opts *o, const char *channel, 
     pthread_mutex_lock(&sh->mu);
     /* Creating the channel here fixes its epoch at the first look, so a
      * subscriber that saw epoch X can later tell whether it changed. */
-    mchan *c = get_or_create(sh, h, channel, len);
-    ring_maintain(c, o);
+    mchan *c = get_or_create(m, sh, h, channel, len);
+    ring_maintain(m, c, o);
     hr_history res = {0};
     res.offset = c->offset;
     memcpy(res.epoch, c->epoch, sizeof(res.epoch));
@@ -306,7 +396,7 @@ static void m_history_remove(hr_engine *e, const char *channel, size_t len, hr_d
     pthread_mutex_lock(&sh->mu);
     mchan *c = find(sh, h, channel, len);
     if (c)
-        while (c->count) ring_drop_oldest(c);
+        while (c->count) ring_drop_oldest(m, c);
     pthread_mutex_unlock(&sh->mu);
     if (cb) cb(ud, 0);
 }
@@ -429,7 +519,7 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
     uint64_t h = hash_name(channel, len);
     shard *sh = shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
-    mchan *c = get_or_create(sh, h, channel, len);
+    mchan *c = get_or_create(m, sh, h, channel, len);
     long at = pres_find(c, client);
     mpres *slot;
     if (at >= 0) {
@@ -518,7 +608,7 @@ static void m_free(hr_engine *e)
             mchan *c = sh->buckets[b];
             while (c) {
                 mchan *nx = c->next;
-                while (c->count) ring_drop_oldest(c);
+                while (c->count) ring_drop_oldest(m, c);
                 for (size_t i = 0; i < c->npres; i++) pres_free(&c->pres[i]);
                 hr_free(c->pres);
                 hr_free(c->pidx);
@@ -533,7 +623,27 @@ static void m_free(hr_engine *e)
         hr_free(sh->buckets);
         pthread_mutex_destroy(&sh->mu);
     }
+    pthread_mutex_destroy(&m->lru_mu);
     hr_free(m);
+}
+
+static bool m_exists(hr_engine *e, const char *channel, size_t len)
+{
+    mengine *m = (mengine *)e;
+    uint64_t h = hash_name(channel, len);
+    shard *sh = shard_of(m, h);
+    pthread_mutex_lock(&sh->mu);
+    bool found = find(sh, h, channel, len) != NULL;
+    pthread_mutex_unlock(&sh->mu);
+    return found;
+}
+
+static void m_stats(hr_engine *e, hr_engine_stats *out)
+{
+    mengine *m = (mengine *)e;
+    out->history_bytes = atomic_load_explicit(&m->hist_bytes, memory_order_relaxed);
+    out->history_evictions = atomic_load_explicit(&m->evictions, memory_order_relaxed);
+    out->channels = atomic_load_explicit(&m->nchannels, memory_order_relaxed);
 }
 
 static const hr_engine_vt memory_vt = {
@@ -546,6 +656,8 @@ static const hr_engine_vt memory_vt = {
     .presence = m_presence,
     .channels = m_channels,
     .free = m_free,
+    .exists = m_exists,
+    .stats = m_stats,
 };
 
 hr_engine *hr_engine_memory_new(hr_deliver_fn deliver, void *hub)
@@ -555,5 +667,11 @@ hr_engine *hr_engine_memory_new(hr_deliver_fn deliver, void *hub)
     m->base.deliver = deliver;
     m->base.hub = hub;
     for (int s = 0; s < SHARDS; s++) pthread_mutex_init(&m->shards[s].mu, NULL);
+    pthread_mutex_init(&m->lru_mu, NULL);
     return &m->base;
+}
+
+void hr_engine_memory_set_budget(hr_engine *e, uint64_t max_history_bytes)
+{
+    ((mengine *)e)->budget = max_history_bytes;
 }

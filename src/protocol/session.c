@@ -51,6 +51,7 @@ struct hr_session {
     struct sframe *frames_tail;
     struct sreq *reqs;         /* engine calls awaiting an answer */
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
+    hr_bucket chan_bucket;     /* limits.channels_per_connection */
     uint32_t ip_key;           /* the client's address in the limits (0 = unknown) */
     char name[64];
     char *info;                /* connection token's info (compact JSON) or NULL */
@@ -134,6 +135,20 @@ static bool publish_allowed(hr_session *s, const char **detail)
         return true;
     static _Thread_local char why[96];
     snprintf(why, sizeof(why), "publish rate limit: retry in %u ms", retry_ms ? retry_ms : 1);
+    *detail = why;
+    return false;
+}
+
+/* limits.channels_per_connection: may this command bring `ch` into existence? */
+static bool channel_allowed(hr_session *s, hr_str ch, const char **detail)
+{
+    hr_limits *l = s->client.wh->hub->limits;
+    uint32_t retry_ms = 0;
+    if (!l || hr_limits_new_channel(l, &s->chan_bucket, engine_of(s), ch.p, ch.n, hr_loop_now(s->client.wh->loop),
+                                    &retry_ms))
+        return true;
+    static _Thread_local char why[96];
+    snprintf(why, sizeof(why), "channel creation rate limit: retry in %u ms", retry_ms ? retry_ms : 1);
     *detail = why;
     return false;
 }
@@ -540,6 +555,7 @@ static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, 
         *detail = "too many subscriptions on this connection";
         return HR_PE_LIMIT_EXCEEDED;
     }
+    if (!pattern && !channel_allowed(s, ch, detail)) return HR_PE_TOO_MANY_REQUESTS;
     hr_sub *sub = hr_hub_subscribe(&s->client, ch.p, ch.n, pattern, (uint64_t)pol.max_subscribers);
     if (!sub) {
         *detail = "the channel has reached its max_subscribers";
@@ -904,7 +920,7 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
             detail = "idempotency_key is longer than 128 bytes";
             break;
         }
-        if (!publish_allowed(s, &detail)) {
+        if (!publish_allowed(s, &detail) || !channel_allowed(s, cmd->channel, &detail)) {
             err = HR_PE_TOO_MANY_REQUESTS;
             break;
         }
@@ -919,6 +935,10 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
         if (!hr_perm_may_read(&pol, false, s->client.user[0] != '\0', subscribed_to(s, cmd->channel), &detail)) {
             err = HR_PE_PERMISSION_DENIED;
+            break;
+        }
+        if (!channel_allowed(s, cmd->channel, &detail)) {
+            err = HR_PE_TOO_MANY_REQUESTS;
             break;
         }
         o = HR_CHAN_OPTS(s->cfg, pol);

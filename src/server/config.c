@@ -35,6 +35,10 @@ const hr_option hr_options[] = {
      "Worker threads, each with its own event loop and SO_REUSEPORT listener. 0 = one per CPU core."},
     {"server.static_dir", HR_OPT_STRING, OFF(static_dir), "", 0, 0, "HERALD_STATIC_DIR", "--static",
      "Directory served for GET requests that match no endpoint (demo pages). Empty = none."},
+    {"server.static_follow_symlinks", HR_OPT_BOOL, OFF(static_follow_symlinks), "false", 0, 0, NULL, NULL,
+     "Serve files through symbolic links that lead out of static_dir. false = a path that resolves outside "
+     "the directory (a link to /etc, an absolute link) answers 404; links that stay inside are served "
+     "(no link at all on kernels without openat2, before Linux 5.6)."},
     {"server.drain_timeout", HR_OPT_DURATION, OFF(drain_timeout_ms), "10s", 0, DAY_MS, NULL, "--drain-timeout",
      "On SIGTERM/SIGINT: how long to wait for clients to close and responses to finish before exiting."},
     {"server.max_connections", HR_OPT_INT, OFF(max_connections), "1000000", 1, 100000000, NULL, NULL,
@@ -125,12 +129,23 @@ const hr_option hr_options[] = {
     {"http.max_pipelined", HR_OPT_INT, OFF(http_max_pipelined), "64", 1, 100000, NULL, NULL,
      "Most requests answered from one read before the connection yields to others (pipelining fairness)."},
     {"http.echo_endpoint", HR_OPT_BOOL, OFF(http_echo_endpoint), "true", 0, 0, NULL, NULL,
-     "Serve POST /http/echo (answers the request body back; for conformance tests)."},
+     "Serve POST /http/echo (answers the request body back as application/octet-stream with "
+     "X-Content-Type-Options: nosniff, whatever Content-Type was sent; for conformance tests)."},
 
     {"websocket.max_frame_size", HR_OPT_SIZE, OFF(ws_max_frame_size), "16MiB", 125, 1 * GiB, NULL, NULL,
-     "Largest single frame payload accepted from a client (never more than max_message_size). Larger: close 1009."},
-    {"websocket.max_message_size", HR_OPT_SIZE, OFF(ws_max_message_size), "16MiB", 125, 1 * GiB, NULL, NULL,
-     "Largest message (all fragments, after decompression). Larger: close 1009."},
+     "Largest single frame payload accepted from a client (never more than the endpoint's message limit). "
+     "Larger: close 1009."},
+    {"websocket.max_message_size", HR_OPT_SIZE, OFF(ws_max_message_size), "1MiB", 125, 1 * GiB, NULL, NULL,
+     "Largest message on /ws and /ws/raw (all fragments, after decompression). Larger: close 1009."},
+    {"websocket.echo_max_message_size", HR_OPT_SIZE, OFF(ws_echo_max_message_size), "16MiB", 125, 1 * GiB, NULL,
+     NULL, "Largest message on /ws/echo (the conformance echo; all fragments, after decompression). Larger: close 1009."},
+    {"websocket.message_timeout", HR_OPT_DURATION, OFF(ws_message_timeout_ms), "10s", 0, DAY_MS, NULL, NULL,
+     "Time allowed from the first frame of a message to its last, however slowly its bytes arrive. "
+     "Then: close 1008 (\"message not completed in time\"). 0 = no limit."},
+    {"websocket.max_partial_bytes", HR_OPT_SIZE, OFF(ws_max_partial_bytes), "64MiB", 64 * KiB, 64 * GiB, NULL, NULL,
+     "Memory all unfinished messages (fragmented or still arriving, after decompression) of one worker's "
+     "connections may hold together; the connection whose message would pass it is closed with 1013 "
+     "(try again later), the others keep theirs."},
     {"websocket.ping_interval", HR_OPT_DURATION, OFF(ws_ping_interval_ms), "25s", 0, DAY_MS, NULL, NULL,
      "Send a ping to a connection that has been quiet this long. 0 = never."},
     {"websocket.idle_timeout", HR_OPT_DURATION, OFF(ws_idle_timeout_ms), "60s", 0, DAY_MS, NULL, NULL,
@@ -186,16 +201,28 @@ const hr_option hr_options[] = {
     {"poll.session_ttl", HR_OPT_DURATION, OFF(poll_session_ttl_ms), "30s", 1000, DAY_MS, NULL, NULL,
      "How long a long-polling or HTTP-streaming session lives with no request waiting on it, no stream "
      "open and no command posted; then it is ended (it leaves its channels) and its id answers 404."},
-    {"poll.max_queued_bytes", HR_OPT_SIZE, OFF(poll_max_queued_bytes), "4MiB", 1024, 4 * GiB, NULL, NULL,
+    {"poll.max_queued_bytes", HR_OPT_SIZE, OFF(poll_max_queued_bytes), "1MiB", 1024, 4 * GiB, NULL, NULL,
      "Largest output a long-polling or streaming session may hold that has not been delivered; past it "
      "the session is ended as a slow consumer (disconnect 3008: reconnect and recover)."},
+    {"poll.max_queued_bytes_per_worker", HR_OPT_SIZE, OFF(poll_max_queued_bytes_per_worker), "64MiB", 64 * KiB,
+     64 * GiB, NULL, NULL,
+     "Output held by all the sessions one worker owns. Past it, a session receiving output first drops the "
+     "lines it already handed out, and one holding more undelivered output than its share (this budget / "
+     "the worker's sessions) is ended as a slow consumer (3008)."},
     {"poll.max_sessions", HR_OPT_INT, OFF(poll_max_sessions), "100000", 1, 100000000, NULL, NULL,
      "Long-polling and streaming sessions the server keeps at once; opening one more answers 503."},
+    {"poll.max_sessions_per_ip", HR_OPT_INT, OFF(poll_max_sessions_per_ip), "100", 0, 100000000, NULL, NULL,
+     "Sessions one client address (IPv6: one /limits.ipv6_prefix network) may hold at once, until they "
+     "end (poll.session_ttl after their last request). More: 503 with Retry-After. 0 = unlimited."},
 
     {"channels.history_size", HR_OPT_INT, OFF(ch_history_size), "100", 0, 1000000, NULL, NULL,
      "Publications kept per channel for history and recovery. 0 = none (recovery is then impossible)."},
     {"channels.history_ttl", HR_OPT_DURATION, OFF(ch_history_ttl_ms), "5m", 0, 365 * DAY_MS, NULL, NULL,
      "How long a publication stays in history. 0 = until pushed out by history_size."},
+    {"channels.max_history_bytes", HR_OPT_SIZE, OFF(ch_max_history_bytes), "256MiB", 0, 1024 * GiB, NULL, NULL,
+     "Memory engine: bytes of history the whole node keeps, over all channels. Past it the oldest "
+     "publications of the least recently published channels are evicted first; a client recovering from "
+     "before what is left gets recovered = false. 0 = no node-wide limit. (Redis keeps history in Redis.)"},
     {"channels.presence", HR_OPT_BOOL, OFF(ch_presence), "true", 0, 0, NULL, NULL,
      "Track who is subscribed (presence, presence_stats)."},
     {"channels.join_leave", HR_OPT_BOOL, OFF(ch_join_leave), "false", 0, 0, NULL, NULL,
@@ -247,6 +274,13 @@ const hr_option hr_options[] = {
     {"limits.publishes_per_user", HR_OPT_INT, OFF(lim_publishes_per_user), "0", 0, 100000000, NULL, NULL,
      "Client publications per second one authenticated user may send over all their connections. "
      "More: error 111. Anonymous connections only have the per-connection limit. 0 = unlimited."},
+    {"limits.channels_per_connection", HR_OPT_INT, OFF(lim_channels_per_connection), "20", 0, 100000000, NULL, NULL,
+     "New channels per second one client connection may bring into existence by publishing, subscribing or "
+     "reading history (memory engine; a token bucket of channel_burst). More: error 111 (temporary) with "
+     "the wait, raw mode a 429 or close 3009. The server API is exempt. 0 = unlimited."},
+    {"limits.channel_burst", HR_OPT_INT, OFF(lim_channel_burst), "200", 0, 100000000, NULL, NULL,
+     "New channels a connection may create at once before channels_per_connection applies. "
+     "0 = 2 x channels_per_connection."},
     {"channels.subscribe", HR_OPT_PERM, OFF(ch_subscribe), "anyone", PERMS_SUBSCRIBE, 0, NULL, NULL,
      "Who may subscribe from a client: anyone, authenticated (a connection token with a user) or token (a "
      "subscription token for the channel and user). Channels named in a connection token are always allowed. "

@@ -74,6 +74,7 @@ typedef struct hr_config {
     char *listen;               /* "HOST:PORT" or "[::1]:PORT" */
     int64_t workers;            /* 0 = number of cores */
     char *static_dir;           /* "" = no static files */
+    bool static_follow_symlinks; /* serve links leading out of static_dir */
     int64_t drain_timeout_ms;
     int64_t max_connections;    /* per process */
     char *log_level;
@@ -115,6 +116,9 @@ typedef struct hr_config {
     /* [websocket] */
     int64_t ws_max_frame_size;
     int64_t ws_max_message_size;
+    int64_t ws_echo_max_message_size;
+    int64_t ws_message_timeout_ms;
+    int64_t ws_max_partial_bytes;
     int64_t ws_ping_interval_ms;
     int64_t ws_idle_timeout_ms;
     int64_t ws_close_timeout_ms;
@@ -138,9 +142,12 @@ typedef struct hr_config {
     int64_t poll_session_ttl_ms;      /* HTTP emulation session kept this long without a request */
     int64_t poll_max_queued_bytes;    /* session output not yet delivered */
     int64_t poll_max_sessions;        /* sessions per server */
+    int64_t poll_max_sessions_per_ip; /* sessions per client address (server/limits.c), 0 = unlimited */
+    int64_t poll_max_queued_bytes_per_worker; /* output held by the sessions one worker owns */
     /* [channels] - options of the default namespace */
     int64_t ch_history_size;
     int64_t ch_history_ttl_ms;
+    int64_t ch_max_history_bytes;
     bool ch_presence;
     bool ch_join_leave;
     bool ch_allow_publish;
@@ -163,6 +170,8 @@ typedef struct hr_config {
     int64_t lim_publishes_per_connection; /* per second, sustained */
     int64_t lim_publish_burst;
     int64_t lim_publishes_per_user;       /* per second, over all the user's connections */
+    int64_t lim_channels_per_connection;  /* new channels per second, sustained */
+    int64_t lim_channel_burst;
     int64_t ch_subscribe;             /* hr_perm */
     int64_t ch_publish;
     int64_t ch_history_for;

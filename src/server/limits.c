@@ -5,10 +5,12 @@
 #include "auth/jwt.h"
 #include "core/common.h"
 #include "core/log.h"
+#include "engine/engine.h"
 
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -20,6 +22,7 @@ typedef struct ipent {
     uint32_t conns;
     hr_bucket hs;            /* handshakes */
     uint32_t fails;          /* rejected tokens in the window that began at fail_start */
+    uint32_t sessions;       /* HTTP emulation sessions (transport/emulation.c) */
     uint64_t fail_start_ms;
     uint64_t ban_until_ms;
     hr_ipaddr addr;          /* the address (the last one admitted under this key), for the ban log */
@@ -74,7 +77,7 @@ hr_limits *hr_limits_new(const hr_config *cfg)
     l->cfg = cfg;
     if (getrandom(&l->seed, sizeof(l->seed), 0) != (ssize_t)sizeof(l->seed)) l->seed = (uint64_t)(uintptr_t)l;
     l->track_ips = cfg->lim_connections_per_ip > 0 || cfg->lim_handshakes_per_ip > 0 ||
-                   cfg->lim_auth_failures_per_ip > 0;
+                   cfg->lim_auth_failures_per_ip > 0 || cfg->poll_max_sessions_per_ip > 0;
     for (int i = 0; i < STRIPES; i++) {
         pthread_mutex_init(&l->ips[i].mu, NULL);
         pthread_mutex_init(&l->users[i].mu, NULL);
@@ -236,7 +239,7 @@ bool hr_bucket_take(hr_bucket *b, int64_t rate, int64_t burst, uint64_t now_ms, 
 static bool ip_idle(const hr_limits *l, const void *p, uint64_t now_ms)
 {
     const ipent *e = p;
-    return e->conns == 0 && now_ms >= e->ban_until_ms &&
+    return e->conns == 0 && e->sessions == 0 && now_ms >= e->ban_until_ms &&
            (e->fails == 0 || now_ms - e->fail_start_ms >= (uint64_t)l->cfg->lim_auth_failure_window_ms) &&
            bucket_full(&e->hs, l->cfg->lim_handshakes_per_ip, now_ms);
 }
@@ -273,16 +276,40 @@ hr_admit hr_limits_admit(hr_limits *l, uint32_t key, const hr_ipaddr *addr, uint
     return rc;
 }
 
-void hr_limits_release(hr_limits *l, uint32_t key, uint64_t now_ms)
+/* One less in the counter at offset `field` of key's entry (conns or sessions);
+ * the entry goes when it holds nothing any more. */
+static void uncount(hr_limits *l, uint32_t key, size_t field, uint64_t now_ms)
 {
+    if (!key) return;
     stripe *s = ip_stripe(l, key);
     pthread_mutex_lock(&s->mu);
     ipent *e = find(s, sizeof(ipent), key);
-    if (e && e->conns) {
-        e->conns--;
+    uint32_t *n = e ? (uint32_t *)((char *)e + field) : NULL;
+    if (n && *n) {
+        (*n)--;
         if (ip_idle(l, e, now_ms)) remove_at(s, sizeof(ipent), probe(s, sizeof(ipent), key));
     }
     pthread_mutex_unlock(&s->mu);
+}
+
+void hr_limits_release(hr_limits *l, uint32_t key, uint64_t now_ms) { uncount(l, key, offsetof(ipent, conns), now_ms); }
+
+bool hr_limits_session_begin(hr_limits *l, uint32_t key, uint64_t now_ms)
+{
+    int64_t max = l->cfg->poll_max_sessions_per_ip;
+    if (!key || max <= 0) return true;
+    stripe *s = ip_stripe(l, key);
+    pthread_mutex_lock(&s->mu);
+    ipent *e = get(l, s, sizeof(ipent), key, now_ms, ip_idle);
+    bool ok = e->sessions < (uint64_t)max;
+    if (ok) e->sessions++;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+void hr_limits_session_end(hr_limits *l, uint32_t key, uint64_t now_ms)
+{
+    uncount(l, key, offsetof(ipent, sessions), now_ms);
 }
 
 bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms, char *who, size_t cap)
@@ -341,6 +368,16 @@ bool hr_limits_publish(hr_limits *l, hr_bucket *conn_bucket, const char *user, u
     pthread_mutex_unlock(&s->mu);
     if (!ok && conn_bucket && conn_bucket->used >= 1) conn_bucket->used -= 1; /* not sent: give it back */
     return ok;
+}
+
+/* ---- new channels ------------------------------------------------------------------------ */
+
+bool hr_limits_new_channel(hr_limits *l, hr_bucket *conn_bucket, hr_engine *e, const char *channel, size_t len,
+                           uint64_t now_ms, uint32_t *retry_ms)
+{
+    const hr_config *cfg = l->cfg;
+    if (cfg->lim_channels_per_connection <= 0 || !e->vt->exists || e->vt->exists(e, channel, len)) return true;
+    return hr_bucket_take(conn_bucket, cfg->lim_channels_per_connection, cfg->lim_channel_burst, now_ms, retry_ms);
 }
 
 size_t hr_limits_tracked(const hr_limits *l)

@@ -1,15 +1,18 @@
 /* limits.h - abuse limits shared by all workers: connections and handshake
  * rate per client address, a ban after too many rejected tokens, and token
- * buckets for client publishes per connection and per user
- * (docs/security.md, [limits] in docs/config.md).
+ * buckets for client publishes per connection and per user, and the HTTP
+ * emulation sessions per address (docs/security.md, [limits] and [poll] in
+ * docs/config.md).
  *
  * Addresses are reduced to a 32-bit key (IPv4, IPv4-mapped IPv6 as IPv4,
  * other IPv6 masked to limits.ipv6_prefix bits) hashed with a per-process
  * random seed; two addresses whose keys collide share their counters (about
  * one pair in 4 billion, and not choosable from outside). The tables are
  * striped by key, each stripe with its own mutex, and only touched at
- * accept, close, a rejected token and a rate-limited publish — never per
- * delivery. With every limit at 0 nothing is counted. */
+ * accept, close, a rejected token, a rate-limited publish and a session's
+ * start and end — never per delivery. With every limit at 0 nothing is
+ * counted. The per-connection buckets (publishes, new channels) live in the
+ * caller's connection state. */
 #ifndef HERALD_SERVER_LIMITS_H
 #define HERALD_SERVER_LIMITS_H
 
@@ -46,6 +49,12 @@ hr_admit hr_limits_admit(hr_limits *l, uint32_t key, const hr_ipaddr *addr, uint
                          uint32_t *retry_after_s);
 void hr_limits_release(hr_limits *l, uint32_t key, uint64_t now_ms);
 
+/* A long-polling / streaming session opened for key (poll.max_sessions_per_ip):
+ * true = counted (release it with hr_limits_session_end when the session
+ * ends), false = the address has its maximum. */
+bool hr_limits_session_begin(hr_limits *l, uint32_t key, uint64_t now_ms);
+void hr_limits_session_end(hr_limits *l, uint32_t key, uint64_t now_ms);
+
 /* A token from key was rejected. Returns true when this failure started a
  * ban (the caller may log it once), with the address's text in who[0..cap)
  * (who may be NULL; "an unknown address" when admit was not told it). */
@@ -70,6 +79,15 @@ bool hr_bucket_take(hr_bucket *b, int64_t rate, int64_t burst, uint64_t now_ms, 
  * (limits.publishes_per_user). true = allowed. */
 bool hr_limits_publish(hr_limits *l, hr_bucket *conn_bucket, const char *user, uint64_t now_ms,
                        uint32_t *retry_ms);
+
+/* A client command (publish, subscribe, history) about to touch `channel`
+ * through engine e: when e keeps channels in this process and does not hold
+ * this one yet, creating it takes a token of the connection's bucket
+ * (limits.channels_per_connection / channel_burst). true = allowed; when
+ * refused, *retry_ms (if non-NULL) is the wait for the next token. */
+struct hr_engine;
+bool hr_limits_new_channel(hr_limits *l, hr_bucket *conn_bucket, struct hr_engine *e, const char *channel,
+                           size_t len, uint64_t now_ms, uint32_t *retry_ms);
 
 /* Addresses tracked now (for tests). */
 size_t hr_limits_tracked(const hr_limits *l);

@@ -272,7 +272,11 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         e = hr_engine_redis_new(&o, hr_hub_deliver, s->hub, err, errlen);
         if (!e) return HR_ERR_INVALID;
     } else if (strcmp(cfg->engine, "memory-delayed") == 0) {
-        e = hr_engine_delayed_new(hr_engine_memory_new(hr_hub_deliver, s->hub));
+        hr_engine *mem = hr_engine_memory_new(hr_hub_deliver, s->hub);
+        hr_engine_memory_set_budget(mem, (uint64_t)cfg->ch_max_history_bytes);
+        e = hr_engine_delayed_new(mem);
+    } else {
+        hr_engine_memory_set_budget(s->hub->engine, (uint64_t)cfg->ch_max_history_bytes);
     }
     if (e) hr_hub_set_engine(s->hub, e);
     hr_emu_engine_attach(s->hub->engine);

@@ -60,6 +60,7 @@ typedef struct hr_worker {
     hr_buf zout;                   /* shared scratch: compressed outgoing payloads */
     z_stream *deflaters[16];       /* shared no-context-takeover compressors by window bits */
     z_stream *inflater;            /* shared no-context-takeover decompressor */
+    size_t ws_partial_bytes;       /* unfinished WebSocket messages' memory (websocket.max_partial_bytes) */
     int static_fd;                 /* O_PATH fd of the static dir, -1 if none */
     bool draining;
     bool accepting;

@@ -467,6 +467,13 @@ static int m_info(api_ctx *x, json_t *params)
                   (unsigned long long)conns, (unsigned long long)ws, (unsigned long long)reqs,
                   (unsigned long long)in, (unsigned long long)out, x->cfg->engine);
     if (x->engine->node_id) hr_buf_printf(OUT(x), ",\"id\":\"%s\"", x->engine->node_id);
+    if (x->engine->vt->stats) {
+        hr_engine_stats es = {0};
+        x->engine->vt->stats(x->engine, &es);
+        hr_buf_printf(OUT(x), ",\"channels\":%llu,\"history_bytes\":%llu,\"history_evictions\":%llu",
+                      (unsigned long long)es.channels, (unsigned long long)es.history_bytes,
+                      (unsigned long long)es.history_evictions);
+    }
     hr_buf_append(OUT(x), "}", 1);
     if (x->engine->vt->nodes) { /* the other nodes, as they announce themselves */
         aop *a = aop_new(x);

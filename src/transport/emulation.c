@@ -31,7 +31,16 @@
  * its answer can ask again with the same cursor, and a broken stream can
  * resume from the count of lines it received; lines never sent that exceed it end the
  * session as a slow consumer (they are dropped, a disconnect line with code
- * 3008 takes their place: reconnect and recover). */
+ * 3008 takes their place: reconnect and recover). The lines of all the
+ * sessions a worker owns are also counted together (an atomic per worker:
+ * acks run on any worker) against poll.max_queued_bytes_per_worker; past
+ * it a session that receives output drops its sent lines first, and is
+ * ended as a slow consumer when it holds more undelivered bytes than its
+ * share of that budget.
+ *
+ * Addresses: a session counts for the client address of the request that
+ * opened it (server/limits.c, poll.max_sessions_per_ip) from its opening
+ * until it leaves the registry. */
 #include "transport/emulation.h"
 #include "core/random.h"
 #include "core/hash.h"
@@ -42,6 +51,7 @@
 #include "protocol/session.h"
 #include "protocol/urlsubs.h"
 #include "auth/auth.h"
+#include "server/limits.h"
 #include "server/server.h"
 #include "transport/http.h"
 
@@ -70,7 +80,9 @@ struct esess {
     pthread_mutex_t mu;
     char id[33];
     int owner;
+    uint32_t ip_key;               /* the address it counts for in lim (server/limits.c; 0 = none) */
     hr_hub *hub;
+    hr_limits *lim;
     esess *rnext;                  /* registry chain (registry lock) */
     /* guarded by mu */
     eline **ring;
@@ -103,6 +115,8 @@ struct reader {
 };
 
 typedef struct eworker {
+    atomic_size_t queued;          /* bytes of the lines of the sessions it owns (any thread) */
+    size_t nowned;                 /* sessions it owns (its thread) */
     esess *owned;
     reader *readers;
     hr_timer sweep;
@@ -134,6 +148,7 @@ static esess *sref(esess *s)
 static void sunref(esess *s)
 {
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
+    atomic_fetch_sub_explicit(&g_w[s->owner].queued, s->bytes, memory_order_relaxed);
     for (size_t i = 0; i < s->n; i++) hr_free(s->ring[(s->head + i) % s->cap]);
     hr_free(s->ring);
     pthread_mutex_destroy(&s->mu);
@@ -141,6 +156,17 @@ static void sunref(esess *s)
 }
 
 static eline *ring_at(const esess *s, size_t i) { return s->ring[(s->head + i) % s->cap]; }
+
+/* Free the oldest (front) or the newest line, uncounted from the session and its owner. Under s->mu. */
+static void drop_line(esess *s, bool front)
+{
+    eline *l = ring_at(s, front ? 0 : s->n - 1);
+    if (front) s->head = (s->head + 1) % s->cap;
+    s->n--;
+    s->bytes -= l->len;
+    atomic_fetch_sub_explicit(&g_w[s->owner].queued, l->len, memory_order_relaxed);
+    hr_free(l);
+}
 
 static void ring_push(esess *s, eline *l)
 {
@@ -201,13 +227,7 @@ static size_t collect(esess *s, uint64_t *cursor, hr_buf *out, bool comma)
  * lines are not needed any more. Under s->mu. */
 static void ack(esess *s, uint64_t cursor)
 {
-    while (s->n && ring_at(s, 0)->seq <= cursor && ring_at(s, 0)->seq <= s->sent) {
-        eline *l = ring_at(s, 0);
-        s->bytes -= l->len;
-        s->head = (s->head + 1) % s->cap;
-        s->n--;
-        hr_free(l);
-    }
+    while (s->n && ring_at(s, 0)->seq <= cursor && ring_at(s, 0)->seq <= s->sent) drop_line(s, true);
 }
 
 static void task_ready(hr_whub *wh, void *arg);
@@ -234,6 +254,24 @@ static void push_line(esess *s, const void *d, size_t len)
     ring_push(s, l);
     s->bytes += len;
     s->unsent += len;
+    atomic_fetch_add_explicit(&g_w[s->owner].queued, len, memory_order_relaxed);
+}
+
+/* The sessions of s's owner hold more than poll.max_queued_bytes_per_worker. */
+static bool worker_over(const esess *s)
+{
+    return atomic_load_explicit(&g_w[s->owner].queued, memory_order_relaxed) >
+           (size_t)s->cfg->poll_max_queued_bytes_per_worker;
+}
+
+/* Should s end as a slow consumer (owner thread, mu held): 0 no, else the bound it passed. */
+static const char *slow_bound(const esess *s)
+{
+    if (s->unsent > (size_t)s->cfg->poll_max_queued_bytes) return "poll.max_queued_bytes";
+    size_t n = g_w[s->owner].nowned;
+    size_t share = (size_t)s->cfg->poll_max_queued_bytes_per_worker / (n ? n : 1);
+    if (s->unsent > share && worker_over(s)) return "poll.max_queued_bytes_per_worker";
+    return NULL;
 }
 
 /* The session's output: one payload of newline-separated JSON lines. */
@@ -252,22 +290,12 @@ static void append_payload(esess *s, const uint8_t *d, size_t len)
         if (j > i) push_line(s, d + i, j - i);
         i = j + 1;
     }
-    /* drop the oldest lines already handed out while over the bound */
-    while (s->bytes > max && s->n && ring_at(s, 0)->seq <= s->sent) {
-        eline *l = ring_at(s, 0);
-        s->bytes -= l->len;
-        s->head = (s->head + 1) % s->cap;
-        s->n--;
-        hr_free(l);
-    }
-    bool slow = s->unsent > max;
+    /* drop the oldest lines already handed out while over a bound */
+    while ((s->bytes > max || worker_over(s)) && s->n && ring_at(s, 0)->seq <= s->sent) drop_line(s, true);
+    const char *bound = slow_bound(s);
+    bool slow = bound != NULL;
     if (slow) { /* never handed out: nobody has seen these numbers */
-        while (s->n && ring_at(s, s->n - 1)->seq > s->sent) {
-            eline *l = ring_at(s, s->n - 1);
-            s->bytes -= l->len;
-            s->n--;
-            hr_free(l);
-        }
+        while (s->n && ring_at(s, s->n - 1)->seq > s->sent) drop_line(s, false);
         s->unsent = 0;
         s->last_seq = s->sent;
         hr_buf b = HR_BUF_INIT;
@@ -280,7 +308,7 @@ static void append_payload(esess *s, const uint8_t *d, size_t len)
     s->wait_mask = 0;
     pthread_mutex_unlock(&s->mu);
     if (slow) {
-        hr_info("session %.8s...: slow consumer, ending it (code %d)", s->id, HR_DISC_SLOW);
+        hr_info("session %.8s...: slow consumer (%s), ending it (code %d)", s->id, bound, HR_DISC_SLOW);
         hr_hub_post(s->hub, s->owner, task_end, sref(s));
     }
     wake(s, mask);
@@ -410,6 +438,7 @@ static void reg_remove(esess *s)
     pthread_mutex_unlock(&reg_mu);
     if (had && s->hub->engine && s->hub->engine->vt->session_register)
         s->hub->engine->vt->session_register(s->hub->engine, s->id, false);
+    if (had) hr_limits_session_end(s->lim, s->ip_key, mono_ms());
     if (had) sunref(s);
 }
 
@@ -422,6 +451,7 @@ static void owner_unlink(esess *s)
     else if (ew->owned == s) ew->owned = s->onext;
     if (s->onext) s->onext->oprev = s->oprev;
     s->onext = s->oprev = NULL;
+    ew->nowned--;
 }
 
 /* End a session for good (owner thread): out of the registry and the owner's list. */
@@ -507,9 +537,19 @@ static void remote_frame(void *ud, const char *sid, const uint8_t *frame, size_t
 
 void hr_emu_engine_attach(hr_engine *e) { e->on_session_frame = remote_frame; }
 
-static esess *session_open(hr_worker *w)
+typedef enum { OPEN_OK, OPEN_FULL, OPEN_ADDRESS } open_result;
+
+/* A new session owned by w, counted for ip_key; NULL with *why when refused. */
+static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
 {
+    hr_limits *lim = w->srv->limits;
+    if (!hr_limits_session_begin(lim, ip_key, mono_ms())) {
+        *why = OPEN_ADDRESS;
+        return NULL;
+    }
     esess *s = hr_calloc(1, sizeof(*s));
+    s->lim = lim;
+    s->ip_key = ip_key;
     atomic_init(&s->refs, 1); /* the owner's list */
     pthread_mutex_init(&s->mu, NULL);
     random_id(s->id);
@@ -518,7 +558,9 @@ static esess *session_open(hr_worker *w)
     s->cfg = w->cfg;
     s->last_active = mono_ms();
     if (!reg_add(s, (size_t)w->cfg->poll_max_sessions)) {
+        hr_limits_session_end(lim, ip_key, mono_ms());
         sunref(s);
+        *why = OPEN_FULL;
         return NULL;
     }
     hr_engine *e = s->hub->engine;
@@ -529,6 +571,7 @@ static esess *session_open(hr_worker *w)
     s->onext = ew->owned;
     if (ew->owned) ew->owned->oprev = s;
     ew->owned = s;
+    ew->nowned++;
     if (!ew->sweeping) {
         ew->sweeping = true;
         hr_timer_init(&ew->sweep, on_sweep);
@@ -596,6 +639,16 @@ static void respond_err(hr_conn *c, int status, const char *cors, const char *ms
     char hdrs[768];
     snprintf(hdrs, sizeof(hdrs), NOCACHE "%s", cors);
     hr_http_respond_error(c, status, hdrs, msg, close);
+}
+
+/* poll.max_sessions_per_ip reached: 503, to retry once a session of the
+ * address has ended (an idle one ends poll.session_ttl after its last request). */
+static void respond_busy(hr_conn *c, const char *cors, bool close)
+{
+    char hdrs[768];
+    long long ttl_s = (long long)((c->w->cfg->poll_session_ttl_ms + 999) / 1000);
+    snprintf(hdrs, sizeof(hdrs), NOCACHE "Retry-After: %lld\r\n%s", ttl_s, cors);
+    hr_http_respond_error(c, 503, hdrs, "too many sessions from your address (poll.max_sessions_per_ip)", close);
 }
 
 /* ?session= and ?cursor=: 0 ok (session NULL when absent), else an HTTP status with msg. */
@@ -898,11 +951,13 @@ static esess *session_open_auth(hr_conn *c, const hr_http_request *req, const ch
 {
     char *tok = NULL;
     if (open_token(c, req, cors, close, &tok)) return NULL;
-    esess *s = session_open(c->w);
+    open_result why = OPEN_OK;
+    esess *s = session_open(c->w, c->ip_key, &why);
     if (s && s->sess) hr_session_set_peer(s->sess, c->ip_key);
     if (!s) {
         hr_free(tok);
-        respond_err(c, 503, cors, "too many sessions (poll.max_sessions)", close);
+        if (why == OPEN_ADDRESS) respond_busy(c, cors, close);
+        else respond_err(c, 503, cors, "too many sessions (poll.max_sessions)", close);
         return NULL;
     }
     if (tok) hr_session_set_token(s->sess, tok, strlen(tok));

@@ -19,10 +19,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -211,13 +214,69 @@ static int static_path(const char *path, size_t len, char *out, size_t cap)
     return 0;
 }
 
+#define STATIC_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+
+/* rel under dirfd, following no symbolic link at all (kernels without
+ * openat2): each directory on the way is opened with O_NOFOLLOW. rel is
+ * modified while walking and restored. */
+static int open_nofollow(int dirfd, char *rel)
+{
+    int cur = dirfd;
+    char *p = rel;
+    for (char *e; (e = strchr(p, '/')) != NULL; p = e + 1) {
+        if (e == p) continue; /* "a//b" */
+        *e = '\0';
+        int next = openat(cur, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        *e = '/';
+        if (cur != dirfd) close(cur);
+        if (next < 0) return -1;
+        cur = next;
+    }
+    int fd = openat(cur, p, STATIC_OPEN_FLAGS | O_NOFOLLOW);
+    if (cur != dirfd) close(cur);
+    return fd;
+}
+
+/* rel under dirfd without leaving it (server.static_follow_symlinks off):
+ * openat2 with RESOLVE_BENEATH serves symbolic links that stay inside the
+ * directory and refuses those that lead out (and absolute ones); where
+ * openat2 is missing (Linux < 5.6, or a seccomp filter refusing it) no
+ * symbolic link is followed. */
+static int open_beneath(int dirfd, char *rel)
+{
+    static atomic_bool no_openat2;
+    if (!atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
+        struct open_how how = {.flags = STATIC_OPEN_FLAGS, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+        long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+        if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) return (int)fd;
+        atomic_store_explicit(&no_openat2, true, memory_order_relaxed);
+        hr_warn("openat2 is not available: static files are served without following any symbolic link");
+    }
+    return open_nofollow(dirfd, rel);
+}
+
+/* A directory without its final slash: redirect to it. The Location keeps
+ * one leading slash ("//host/x" would send the browser to another host). */
+static void redirect_dir(hr_conn *c, const hr_http_request *req, bool head_only, bool close_conn)
+{
+    const char *p = req->path;
+    size_t n = req->path_len;
+    while (n > 1 && p[1] == '/') {
+        p++;
+        n--;
+    }
+    char loc[4200];
+    snprintf(loc, sizeof(loc), "Location: %.*s/\r\n", (int)n, p);
+    hr_http_respond(c, 301, NULL, loc, NULL, 0, head_only, close_conn);
+}
+
 static bool serve_static(hr_conn *c, const hr_http_request *req, bool close_conn)
 {
     int dirfd = c->w->static_fd;
     if (dirfd < 0) return false;
     char rel[4096];
     if (static_path(req->path, req->path_len, rel, sizeof(rel))) return false;
-    int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    int fd = c->w->cfg->static_follow_symlinks ? openat(dirfd, rel, STATIC_OPEN_FLAGS) : open_beneath(dirfd, rel);
     if (fd < 0) return false;
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -227,9 +286,7 @@ static bool serve_static(hr_conn *c, const hr_http_request *req, bool close_conn
     bool head_only = req->method_len == 4;
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        char loc[4200];
-        snprintf(loc, sizeof(loc), "Location: %.*s/\r\n", (int)req->path_len, req->path);
-        hr_http_respond(c, 301, NULL, loc, NULL, 0, head_only, close_conn);
+        redirect_dir(c, req, head_only, close_conn);
         return true;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -310,13 +367,10 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
             hr_http_respond_error(c, 405, "Allow: POST, PUT\r\n", "method not allowed", close);
             return;
         }
-        const hr_http_header *ct = hr_http_find_header(req, "content-type");
-        char type[256] = "application/octet-stream";
-        if (ct && ct->value_len < sizeof(type)) {
-            memcpy(type, ct->value, ct->value_len);
-            type[ct->value_len] = '\0';
-        }
-        hr_http_respond(c, 200, type, NULL, body, body_len, false, close);
+        /* never the client's Content-Type: a page posting text/html here would
+         * make the server serve that HTML from its own origin */
+        hr_http_respond(c, 200, "application/octet-stream", "X-Content-Type-Options: nosniff\r\n", body, body_len,
+                        false, close);
         return;
     }
     if (get || head) {

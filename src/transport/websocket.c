@@ -17,6 +17,15 @@
  * Outgoing messages are deflated by a per-worker stream when
  * server_no_context_takeover is in force (the default).
  *
+ * Unfinished messages: a message that did not arrive whole in one read (a
+ * fragmented message, or one frame split over reads) holds memory: its
+ * buffer and, when compressed, an inflate stream. /ws and /ws/raw accept
+ * websocket.max_message_size (/ws/echo its own, larger, echo_max_message_size);
+ * a message must be complete within websocket.message_timeout of its first
+ * frame (however slowly its bytes drip in); and the unfinished messages of
+ * all connections of a worker share websocket.max_partial_bytes: the
+ * connection whose message would pass it is closed with 1013.
+ *
  * Closing: the server answers a client's close and closes TCP after the
  * answer is written. When the server starts the close (shutdown, idle
  * timeout, protocol error) it sends its close frame, half-closes after it
@@ -55,11 +64,43 @@ typedef struct hr_ws {
     uint16_t close_code;     /* reported to the handler when the connection ends */
     z_stream *inflater;      /* own stream: only with client context takeover */
     z_stream *deflater;      /* own stream: only with server context takeover */
+    bool msg_timed;          /* the timer knows about the message in progress */
+    uint32_t msg_start;      /* low 32 bits of the loop clock when the message began */
+    uint32_t msg_charge;     /* bytes of this message charged to the worker's partial budget */
     uint64_t last_ping;
     void *app;               /* the handler's per-connection state */
 } hr_ws;
 
 static const hr_conn_vt ws_vt;
+static void ws_arm_heartbeat(hr_conn *c);
+static void release_inflater(hr_ws *ws);
+
+/* Memory an own inflate stream holds while a message is inflated (32 KiB
+ * window + zlib's state), charged with the message's buffer. */
+#define INFLATER_COST (40u << 10)
+
+/* The largest message this endpoint accepts. */
+static uint64_t max_message(const hr_conn *c)
+{
+    const hr_ws *ws = c->proto;
+    const hr_config *cfg = c->w->cfg;
+    return (uint64_t)(ws->h->echo_limits ? cfg->ws_echo_max_message_size : cfg->ws_max_message_size);
+}
+
+/* Bring the worker's count of unfinished-message bytes up to date with this
+ * connection's buffer (and own inflate stream while it inflates a message
+ * without context takeover). Returns true when the message grew and the
+ * worker is now over websocket.max_partial_bytes. */
+static bool charge_partial(hr_conn *c)
+{
+    hr_ws *ws = c->proto;
+    hr_worker *w = c->w;
+    size_t now = ws->msg.cap + (ws->inflater && ws->pmd.client_no_context_takeover ? INFLATER_COST : 0);
+    size_t before = ws->msg_charge;
+    w->ws_partial_bytes = w->ws_partial_bytes - before + now;
+    ws->msg_charge = (uint32_t)now;
+    return now > before && w->ws_partial_bytes > (size_t)w->cfg->ws_max_partial_bytes;
+}
 
 /* ---- sending ------------------------------------------------------------- */
 
@@ -134,7 +175,10 @@ static void ws_fail(hr_conn *c, uint16_t code, const char *reason)
     if (ws->state == WS_OPEN) send_close_frame(c, code, reason);
     ws->state = WS_FAILED;
     ws->close_code = code;
+    ws->msg_opcode = 0;
     hr_buf_free(&ws->msg);
+    if (ws->pmd.client_no_context_takeover) release_inflater(ws);
+    charge_partial(c);
     hr_conn_shutdown_after_flush(c);
     arm_close_timer(c);
 }
@@ -180,7 +224,7 @@ static int inflate_piece(hr_conn *c, z_stream *zs, const uint8_t *data, size_t l
     hr_ws *ws = c->proto;
     size_t before = out->len;
     bool reset = ws->pmd.client_no_context_takeover;
-    int rc = hr_pmd_decompress(zs, data, len, last, reset, out, (size_t)c->w->cfg->ws_max_message_size);
+    int rc = hr_pmd_decompress(zs, data, len, last, reset, out, (size_t)max_message(c));
     if (rc == HR_ERR_TOO_BIG) {
         ws_fail(c, HR_WS_CLOSE_TOO_BIG, "message too big");
         return -1;
@@ -224,12 +268,16 @@ static void finish_message(hr_conn *c)
     uint8_t opcode = ws->msg_opcode;
     ws->msg_opcode = 0;
     if (ws->msg_compressed && ws->pmd.client_no_context_takeover) release_inflater(ws);
+    charge_partial(c);
     if (opcode == HR_WS_OP_TEXT && ws->utf8.need) {
         ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
         return;
     }
     deliver(c, opcode, ws->msg.data ? ws->msg.data : (const uint8_t *)"", ws->msg.len);
-    if (c->proto == ws) hr_buf_free(&ws->msg);
+    if (c->proto == ws) {
+        hr_buf_free(&ws->msg);
+        charge_partial(c);
+    }
 }
 
 static void handle_control(hr_conn *c, uint8_t opcode, const uint8_t *payload, size_t len)
@@ -297,6 +345,17 @@ static ssize_t ws_discard(hr_conn *c, uint8_t *data, size_t len)
     return (ssize_t)pos;
 }
 
+/* After an unfinished message grew: true (having failed the connection)
+ * when the worker's unfinished messages now pass websocket.max_partial_bytes. */
+static bool over_partial_budget(hr_conn *c)
+{
+    if (!charge_partial(c)) return false;
+    hr_info("websocket fd=%d: unfinished messages of this worker over websocket.max_partial_bytes (%lld), closing",
+            c->io.fd, (long long)c->w->cfg->ws_max_partial_bytes);
+    ws_fail(c, HR_WS_CLOSE_TRY_AGAIN, "server busy: too many unfinished messages, retry later");
+    return true;
+}
+
 static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_ws *ws = c->proto;
@@ -306,7 +365,7 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
      * by ~0.03% plus a few bytes), so the wire check on compressed frames
      * allows for that; the exact message limit is enforced on the inflated
      * size by hr_pmd_decompress. */
-    uint64_t max_msg = (uint64_t)cfg->ws_max_message_size;
+    uint64_t max_msg = max_message(c);
     uint64_t max_frame = HR_MIN((uint64_t)cfg->ws_max_frame_size, max_msg);
     uint64_t max_wire = ws->deflate ? max_frame + (max_frame >> 10) + 1024 : max_frame;
     hr_ws_parse_opts opts = {.require_mask = true, .allow_rsv1 = ws->deflate, .max_frame = max_wire};
@@ -368,6 +427,8 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
             if (fh->opcode != HR_WS_OP_CONT) {
                 ws->msg_opcode = fh->opcode;
                 ws->msg_compressed = fh->rsv1;
+                ws->msg_start = (uint32_t)hr_conn_now(c);
+                ws->msg_timed = false;
                 hr_utf8_init(&ws->utf8);
             }
             ws->in_frame = true;
@@ -397,6 +458,7 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 continue;
             }
             if (inflate_piece(c, zs, p, take, frame_done && fh->fin, &ws->msg)) continue;
+            if (!(frame_done && fh->fin) && over_partial_budget(c)) continue;
         } else {
             if (ws->msg_opcode == HR_WS_OP_TEXT && hr_utf8_feed(&ws->utf8, p, take) == HR_UTF8_INVALID) {
                 ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
@@ -412,9 +474,14 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 continue;
             }
             hr_buf_append(&ws->msg, p, take);
+            if (!(frame_done && fh->fin) && over_partial_budget(c)) continue;
         }
         if (!frame_done) break; /* need more bytes */
         if (fh->fin) finish_message(c);
+    }
+    if (ws->msg_opcode && !ws->msg_timed && ws->state == WS_OPEN && cfg->ws_message_timeout_ms) {
+        ws->msg_timed = true; /* a message is unfinished: its deadline joins the timer */
+        ws_arm_heartbeat(c);
     }
     return (ssize_t)pos;
 }
@@ -437,6 +504,11 @@ static void ws_arm_heartbeat(hr_conn *c)
         next = base + (uint64_t)cfg->ws_ping_interval_ms;
     }
     if (cfg->ws_idle_timeout_ms) next = HR_MIN(next, c->last_rx + (uint64_t)cfg->ws_idle_timeout_ms);
+    if (ws->msg_opcode && cfg->ws_message_timeout_ms) {
+        uint32_t spent = (uint32_t)now - ws->msg_start;
+        uint64_t left = (uint64_t)cfg->ws_message_timeout_ms > spent ? (uint64_t)cfg->ws_message_timeout_ms - spent : 0;
+        next = HR_MIN(next, now + left);
+    }
     if (next == UINT64_MAX) {
         hr_conn_stop_timer(c);
         return;
@@ -454,6 +526,12 @@ static void ws_on_timer(hr_conn *c)
     const hr_config *cfg = c->w->cfg;
     uint64_t now = hr_conn_now(c);
     uint64_t quiet = now - c->last_rx;
+    if (ws->msg_opcode && cfg->ws_message_timeout_ms &&
+        (uint32_t)now - ws->msg_start >= (uint64_t)cfg->ws_message_timeout_ms) {
+        hr_info("websocket fd=%d: message not completed within websocket.message_timeout, closing", c->io.fd);
+        ws_fail(c, HR_WS_CLOSE_POLICY, "message not completed in time");
+        return;
+    }
     if (cfg->ws_idle_timeout_ms && quiet >= (uint64_t)cfg->ws_idle_timeout_ms) {
         hr_ws_close(c, HR_WS_CLOSE_GOING_AWAY, "idle timeout");
         return;
@@ -476,6 +554,7 @@ static void ws_on_free(hr_conn *c)
     hr_stat_sub(&c->w->stats.websockets, 1);
     hr_buf_free(&ws->msg);
     release_inflater(ws);
+    charge_partial(c);
     if (ws->deflater) {
         hr_pmd_deflater_end(ws->deflater);
         hr_free(ws->deflater);
@@ -667,6 +746,7 @@ static void echo_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t 
 
 const hr_ws_handler hr_ws_echo_handler = {
     .on_message = echo_on_message,
+    .echo_limits = true,
 };
 
 const char *hr_ws_subprotocol(hr_conn *c) { return c->vt == &ws_vt ? ((hr_ws *)c->proto)->subprotocol : NULL; }

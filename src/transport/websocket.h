@@ -24,6 +24,9 @@ typedef struct hr_ws_handler {
      * to `headers`, and set *app: the per-connection state on_open then
      * finds with hr_ws_app. */
     bool (*on_handshake)(hr_conn *c, const hr_http_request *req, hr_buf *headers, void **app);
+    /* Messages up to websocket.echo_max_message_size (the conformance echo)
+     * instead of websocket.max_message_size. */
+    bool echo_limits;
 } hr_ws_handler;
 
 extern const hr_ws_handler hr_ws_echo_handler;

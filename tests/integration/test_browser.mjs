@@ -281,7 +281,7 @@ for (const mode of MODES) {
     });
 
     // Random bytes do not compress: with permessage-deflate the wire size is a
-    // little over 16 MiB, yet the message is exactly websocket.max_message_size.
+    // little over 16 MiB, yet the message is exactly websocket.echo_max_message_size.
     htest(ctx, '16 MiB random ArrayBuffer echo', { timeout: BIG_TIMEOUT }, async (t) => {
       await openWs(ctx);
       const b = await echo(ctx, 'binary', HUGE, BIG_TIMEOUT / 2);

@@ -268,7 +268,7 @@ class TestPrecedence(TmpDirCase):
             self.assertEqual(c.request("GET", "/health").status, 200)
 
     def test_ws_limit_flag(self):
-        srv = self.serve("--websocket.max-message-size", "1MiB")
+        srv = self.serve("--websocket.echo-max-message-size", "1MiB")
         w = RawWS.connect(srv.addr)
         self.addCleanup(w.close_socket)
         w.send_raw(bytes([0x82, 0xFF]) + (1024 * 1024 + 1).to_bytes(8, "big") + b"\0\0\0\0")

@@ -224,7 +224,9 @@ class TestEcho(HttpAssertions, HeraldTestCase):
             r = c.request("POST", "/http/echo", {"Content-Type": "text/plain; charset=utf-8"}, b"hello herald")
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.body, b"hello herald")
-        self.assertEqual(r.header("Content-Type"), "text/plain; charset=utf-8")
+        # never the client's type: the echo must not serve a page from this origin
+        self.assertEqual(r.header("Content-Type"), "application/octet-stream")
+        self.assertEqual(r.header("X-Content-Type-Options"), "nosniff")
         self.assertContentLength(r)
 
     def test_put_echo_binary(self):
@@ -299,7 +301,7 @@ class TestEcho(HttpAssertions, HeraldTestCase):
             r = c.read_response()
             self.assertEqual(r.status, 200, r)
             self.assertEqual(r.body, b"hello 0123456789abcdefghij")
-            self.assertEqual(r.header("Content-Type"), "text/plain")
+            self.assertEqual(r.header("Content-Type"), "application/octet-stream")
             # connection is still usable
             r2 = c.request("GET", "/health")
             self.assertEqual(r2.status, 200, r2)

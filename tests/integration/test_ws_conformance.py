@@ -197,7 +197,7 @@ class TestFraming(WSCase):
         self.assertFails(raw, (1002, 1009))
 
     def test_frame_over_default_limit_1009(self):
-        # default websocket.max_frame_size / max_message_size is 16 MiB: a
+        # default websocket.max_frame_size / echo_max_message_size is 16 MiB: a
         # header announcing 16 MiB + 1 is refused from the header alone.
         raw = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 16 * MiB + 1) + b"\x01\x02\x03\x04" + b"x" * 100
         self.assertFails(raw, 1009)
@@ -654,7 +654,7 @@ class TestCloseReleasesConnection(unittest.TestCase):
 
 
 class TestLimits(WSCase):
-    server_args = ("--websocket.max-message-size", "1MiB")
+    server_args = ("--websocket.echo-max-message-size", "1MiB")
 
     def test_message_at_limit_ok(self):
         w = self.ws()
@@ -716,7 +716,7 @@ class TestLimits(WSCase):
 
 
 class TestLimitsEnv(WSCase):
-    server_env = {"HERALD_WEBSOCKET_MAX_MESSAGE_SIZE": "1MiB"}
+    server_env = {"HERALD_WEBSOCKET_ECHO_MAX_MESSAGE_SIZE": "1MiB"}
 
     def test_env_limit_applies(self):
         w = self.ws()
@@ -1019,7 +1019,7 @@ class TestDeflate(WSCase):
 
 
 class TestDeflateLimits(WSCase):
-    server_args = ("--websocket.max-message-size", "1MiB")
+    server_args = ("--websocket.echo-max-message-size", "1MiB")
     offer = "permessage-deflate"
 
     def test_zip_bomb_1009(self):

@@ -267,7 +267,7 @@ describe('ws echo, server defaults', { timeout: BIG_TIMEOUT * 4 }, () => {
       });
 
       // With deflate, 16 MiB of random bytes deflate to slightly MORE than 16 MiB
-      // on the wire; a message of exactly websocket.max_message_size (default
+      // on the wire; a message of exactly websocket.echo_max_message_size (default
       // 16 MiB) must still be accepted.
       htest(srv, '16 MiB random binary echo', { timeout: BIG_TIMEOUT }, async () => {
         await withClient(url(), opts, async (c) => {
@@ -405,7 +405,7 @@ describe('server with --websocket.deflate false', { timeout: BIG_TIMEOUT }, () =
 describe('server with a 1 MiB message limit', { timeout: BIG_TIMEOUT }, () => {
   // The frame limit defaults to 16 MiB and may not exceed the message limit, so
   // both are lowered.
-  const srv = useHerald(['--websocket.max-frame-size', '1MiB', '--websocket.max-message-size', '1MiB']);
+  const srv = useHerald(['--websocket.max-frame-size', '1MiB', '--websocket.echo-max-message-size', '1MiB']);
 
   for (const mode of MODES) {
     const opts = { perMessageDeflate: mode.perMessageDeflate };

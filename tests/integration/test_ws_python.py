@@ -86,7 +86,7 @@ class EchoMixin:
         run(go())
 
     def test_echo_16mib(self):
-        # the default websocket.max_message_size is 16 MiB: exactly that passes
+        # the default websocket.echo_max_message_size is 16 MiB: exactly that passes
         async def go():
             async with self.connect() as ws:
                 if self.compression == "deflate":

@@ -162,7 +162,9 @@ class TestRawMode(Base):
                               "--namespace.room.join-leave", "true",
                               "--namespace.quiet.presence", "false",
                               "--namespace.members.allow-anonymous", "false",
-                              "--namespace.full.max-subscribers", "1")
+                              "--namespace.full.max-subscribers", "1",
+                              # room for the 2 MiB message of too many JSON values (default limit: 1 MiB)
+                              "--websocket.max-message-size", "4MiB")
 
     # -- pushes --------------------------------------------------------------------
 

@@ -54,7 +54,10 @@ static void test_defaults_valid(void **state)
     char err[256];
     hr_config_defaults(&c);
     assert_string_equal(c.listen, "127.0.0.1:8080");
-    assert_int_equal(c.ws_max_message_size, 16 * 1024 * 1024);
+    assert_int_equal(c.ws_max_message_size, 1024 * 1024);
+    assert_int_equal(c.ws_echo_max_message_size, 16 * 1024 * 1024);
+    assert_int_equal(c.ws_message_timeout_ms, 10000);
+    assert_int_equal(c.ws_max_partial_bytes, 64 * 1024 * 1024);
     assert_int_equal(c.http_header_timeout_ms, 10000);
     assert_true(c.ws_deflate);
     assert_int_equal(hr_config_validate(&c, err, sizeof(err)), 0);

@@ -1,6 +1,7 @@
 /* test_engine_memory.c - the memory engine: offsets and epoch, delivery in
  * order, history queries (limit, reverse, since, completeness for recovery),
- * TTL and size trimming, history removal, presence. */
+ * TTL and size trimming, history removal, presence, the node-wide history
+ * budget. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -387,6 +388,57 @@ static void test_idempotency_window_expires(void **state)
     assert_int_equal(publish_keyed(&o, "exp", "1", "k").offset, 2); /* window passed: a new publication */
 }
 
+/* channels.max_history_bytes: the least recently published channel loses
+ * its oldest publications first; a recovery from an evicted range is
+ * incomplete, a recovery from what is left is complete; counters add up. */
+static void test_history_budget(void **state)
+{
+    (void)state;
+    char data[1001];
+    memset(data, 'x', 1000);
+    data[1000] = '\0';
+    hr_engine_stats st = {0};
+    eng->vt->stats(eng, &st);
+    assert_int_equal(st.history_bytes, 0);
+    for (int i = 0; i < 5; i++) publish(&opts10, "old", data);
+    eng->vt->stats(eng, &st);
+    uint64_t per = st.history_bytes / 5;
+    assert_true(per > 1000 && per < 1200);
+    hr_engine_memory_set_budget(eng, per * 8);
+    for (int i = 0; i < 5; i++) publish(&opts10, "new", data); /* 10 pubs > 8: "old" loses 2 */
+    eng->vt->stats(eng, &st);
+    assert_int_equal(st.history_evictions, 2);
+    assert_true(st.history_bytes <= per * 8);
+    assert_int_equal(st.channels, 2);
+    histres h = history(&opts10, "old", (hr_history_query){.limit = -1});
+    assert_int_equal(h.n, 3);
+    assert_int_equal(h.offsets[0], 3);
+    histres lost = history(&opts10, "old", (hr_history_query){.has_since = true, .since_offset = 1, .limit = -1});
+    assert_false(lost.complete); /* offset 2 is gone: never a partial replay presented as complete */
+    histres kept = history(&opts10, "old", (hr_history_query){.has_since = true, .since_offset = 2, .limit = -1});
+    assert_true(kept.complete);
+    assert_int_equal(kept.n, 3);
+    /* "old" published again: now "new" is the least recently published */
+    publish(&opts10, "old", data);
+    eng->vt->stats(eng, &st);
+    assert_int_equal(st.history_evictions, 3);
+    histres n = history(&opts10, "new", (hr_history_query){.has_since = true, .since_offset = 0, .limit = -1});
+    assert_false(n.complete);
+    assert_int_equal(n.n, 4);
+    /* a channel evicted to nothing still answers honestly */
+    hr_engine_memory_set_budget(eng, 1);
+    publish(&opts10, "last", "1");
+    histres e = history(&opts10, "old", (hr_history_query){.has_since = true, .since_offset = 5, .limit = -1});
+    assert_int_equal(e.n, 0);
+    assert_false(e.complete);
+    histres cur = history(&opts10, "old", (hr_history_query){.has_since = true, .since_offset = 6, .limit = -1});
+    assert_true(cur.complete);
+    eng->vt->stats(eng, &st);
+    assert_int_equal(st.history_bytes, 0);
+    assert_true(eng->vt->exists(eng, "old", 3));
+    assert_false(eng->vt->exists(eng, "never", 5));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +452,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_window_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

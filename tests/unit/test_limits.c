@@ -1,7 +1,8 @@
 /* test_limits.c - abuse limits (src/server/limits.c): per-address connection
  * caps, handshake buckets, bans after rejected tokens, address keys (IPv4,
  * IPv4-mapped, IPv6 prefixes), publish buckets per connection and per user,
- * and that the tables forget addresses that hold no state. Time is passed in,
+ * HTTP emulation sessions per address, and that the tables forget addresses
+ * that hold no state. Time is passed in,
  * so every case is exact. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,13 +55,17 @@ static uint32_t key6(hr_limits *l, const char *ip)
     return hr_limits_ip_key(l, (struct sockaddr *)&sa, sizeof(sa));
 }
 
-static void test_defaults_track_only_token_failures(void **state)
+static void test_defaults_track_token_failures_and_sessions(void **state)
 {
     (void)state;
     hr_limits *l = hr_limits_new(&cfg);
     assert_true(hr_limits_track_ips(l)); /* auth_failures_per_ip defaults to 20 */
     hr_limits_free(l);
     set("limits.auth_failures_per_ip", "0");
+    l = hr_limits_new(&cfg);
+    assert_true(hr_limits_track_ips(l)); /* poll.max_sessions_per_ip defaults to 100 */
+    hr_limits_free(l);
+    set("poll.max_sessions_per_ip", "0");
     l = hr_limits_new(&cfg);
     assert_false(hr_limits_track_ips(l));
     hr_limits_free(l);
@@ -101,6 +106,43 @@ static void test_connections_per_ip(void **state)
     for (int i = 0; i < 3; i++) hr_limits_release(l, a, 1003);
     hr_limits_release(l, b, 1003);
     hr_limits_release(l, a, 1003); /* one too many: ignored */
+    assert_int_equal(hr_limits_tracked(l), 0);
+    hr_limits_free(l);
+}
+
+static void test_sessions_per_ip(void **state)
+{
+    (void)state;
+    set("poll.max_sessions_per_ip", "2");
+    set("limits.connections_per_ip", "1");
+    hr_limits *l = hr_limits_new(&cfg);
+    uint32_t a = key4(l, "127.0.0.1"), b = key4(l, "127.0.0.2");
+    uint32_t retry = 0;
+    assert_int_equal(hr_limits_admit(l, a, NULL, 1000, &retry), HR_ADMIT_OK);
+    /* sessions are counted apart from connections: one connection opens two */
+    assert_true(hr_limits_session_begin(l, a, 1000));
+    assert_true(hr_limits_session_begin(l, a, 1000));
+    assert_false(hr_limits_session_begin(l, a, 1000));
+    assert_true(hr_limits_session_begin(l, b, 1000)); /* another address is unaffected */
+    /* the connection closes, its sessions live on and keep the address tracked */
+    hr_limits_release(l, a, 1001);
+    assert_int_equal(hr_limits_tracked(l), 2);
+    assert_false(hr_limits_session_begin(l, a, 1001));
+    hr_limits_session_end(l, a, 1002); /* one ends: room for one more */
+    assert_true(hr_limits_session_begin(l, a, 1002));
+    assert_false(hr_limits_session_begin(l, a, 1002));
+    hr_limits_session_end(l, a, 1003);
+    hr_limits_session_end(l, a, 1003);
+    hr_limits_session_end(l, a, 1003); /* one too many: ignored */
+    hr_limits_session_end(l, b, 1003);
+    assert_true(hr_limits_session_begin(l, 0, 1003)); /* key 0: not counted */
+    hr_limits_session_end(l, 0, 1003);
+    assert_int_equal(hr_limits_tracked(l), 0);
+    hr_limits_free(l);
+    set("poll.max_sessions_per_ip", "0"); /* off: never refused, nothing kept */
+    l = hr_limits_new(&cfg);
+    for (int i = 0; i < 1000; i++) assert_true(hr_limits_session_begin(l, a, 2000));
+    for (int i = 0; i < 1000; i++) hr_limits_session_end(l, a, 2000);
     assert_int_equal(hr_limits_tracked(l), 0);
     hr_limits_free(l);
 }
@@ -247,9 +289,10 @@ static void test_bucket_off_and_wraparound(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_defaults_track_only_token_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_defaults_track_token_failures_and_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connections_per_ip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions_per_ip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ban_after_bad_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_addresses_are_forgotten, setup, teardown),
