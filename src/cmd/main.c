@@ -111,7 +111,18 @@ static int parse_args(int argc, char **argv, cli *a, hr_config *cfg)
         bool is_ns = !is_config && !o && (strncmp(flag, "namespace.", 10) == 0 || /* --namespace.NAME.OPTION */
                                           strncmp(flag, "auth.key.", 9) == 0);    /* --auth.key.NAME.OPTION */
         if (!is_config && !o && !is_ns) {
-            fprintf(stderr, "herald: unknown option \"%s\" (see herald --help and herald config-reference)\n", arg);
+            char key[256], hint[300] = "";
+            for (size_t k = 0; k <= nl; k++) key[k] = flag[k] == '-' ? '_' : flag[k];
+            const hr_option *near = hr_config_closest(key);
+            if (near) { /* the flag spelling of its key: '_' as '-' */
+                char f[256];
+                size_t k = 0;
+                for (; near->key[k] && k + 1 < sizeof(f); k++) f[k] = near->key[k] == '_' ? '-' : near->key[k];
+                f[k] = '\0';
+                snprintf(hint, sizeof(hint), "did you mean --%s? ", f);
+            }
+            fprintf(stderr, "herald: unknown option \"%s\" (%ssee herald --help and herald config-reference)\n", arg,
+                    hint);
             return 2;
         }
         if (!value) {

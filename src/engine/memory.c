@@ -22,6 +22,7 @@
  * time (channels are never freed before the engine, so a channel pointer
  * read from the list stays valid). */
 #include "engine/engine.h"
+#include "core/hash.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -111,15 +112,7 @@ static void lru_touch(mengine *m, mchan *c)
     pthread_mutex_unlock(&m->lru_mu);
 }
 
-static uint64_t hash_name(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
+static uint64_t hash_name(const char *s, size_t n) { return hr_fnv1a(s, n); }
 
 static shard *shard_of(mengine *m, uint64_t h) { return &m->shards[h % SHARDS]; }
 

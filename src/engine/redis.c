@@ -50,6 +50,7 @@
  * what Redis confirmed (subscribe/psubscribe pushes, ordered with the
  * messages on the same connection) and delivers one copy. */
 #include "engine/engine.h"
+#include "core/hash.h"
 #include "engine/redis_conn.h"
 #include "core/log.h"
 
@@ -57,7 +58,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 /* ---- scripts --------------------------------------------------------------------- */
@@ -296,15 +296,7 @@ struct rengine {
     void *stats_ud;
 };
 
-static uint64_t fnv(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
+static uint64_t fnv(const char *s, size_t n) { return hr_fnv1a(s, n); }
 
 /* Jump consistent hash (Lamping & Veach). */
 static int jump_hash(uint64_t key, int buckets)

@@ -1,6 +1,7 @@
 /* hub.c - interest registry, per-worker subscriptions, inbox and fan-out
  * (see hub.h). */
 #include "hub/hub.h"
+#include "core/hash.h"
 #include "core/buf.h"
 #include "hub/channel_name.h"
 
@@ -34,15 +35,7 @@ typedef struct ishard {
     size_t nbuckets, count;
 } ishard;
 
-static uint64_t hash_name(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
+static uint64_t hash_name(const char *s, size_t n) { return hr_fnv1a(s, n); }
 
 /* ---- interest registry --------------------------------------------------- */
 

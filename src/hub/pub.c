@@ -1,8 +1,9 @@
 /* pub.c - publications and shared encoded buffers (see pub.h). */
 #include "hub/pub.h"
+#include "core/random.h"
 
+#include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 hr_pub *hr_pub_new(hr_pub_kind kind, const char *channel, size_t clen, const char *data, size_t dlen,
@@ -56,13 +57,16 @@ void hr_sbuf_unref(hr_sbuf *b)
     if (b && --b->refs == 0) hr_free(b);
 }
 
+const char *hr_pub_too_big_text(char *out, size_t cap, size_t len, int64_t limit)
+{
+    snprintf(out, cap, "publication is %zu bytes, the limit is %lld (channels.max_publication_size)", len,
+             (long long)limit);
+    return out;
+}
+
 void hr_epoch_new(char out[HR_EPOCH_LEN + 1])
 {
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) r = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < HR_EPOCH_LEN; i++) out[i] = hex[(r >> (i * 4)) & 15];
-    out[HR_EPOCH_LEN] = '\0';
+    hr_random_hex(out, HR_EPOCH_LEN / 2);
 }
 
 uint64_t hr_wall_ms(void)

@@ -67,6 +67,11 @@ void hr_sbuf_unref(hr_sbuf *b);
 
 /* Random 16-hex-digit epoch. */
 void hr_epoch_new(char out[HR_EPOCH_LEN + 1]);
+
+/* The refusal of a publication over channels.max_publication_size, naming
+ * the limit: "publication is 70000 bytes, the limit is 65536
+ * (channels.max_publication_size)". Returns out. */
+const char *hr_pub_too_big_text(char *out, size_t cap, size_t len, int64_t limit);
 /* Wall clock in milliseconds. */
 uint64_t hr_wall_ms(void);
 

@@ -65,7 +65,7 @@ typedef struct hr_str {
 #define HR_CMD_MAX_CONNECT_SUBS 64
 
 typedef struct hr_cmd {
-    uint64_t id;              /* 0 when absent (no reply is sent, errors are still reported with id 0) */
+    uint64_t id;              /* > 0; 0 when absent or not positive (then error 107, replied with id 0) */
     hr_cmd_type type;
     int error;                /* 0, or an HR_PE_* code when this command was malformed */
     const char *error_detail; /* static text explaining `error` */

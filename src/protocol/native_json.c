@@ -260,6 +260,10 @@ static void parse_publish(hr_cmd *c, const json_t *p, const hr_native_limits *li
     }
     if (!take_str(c, p, "idempotency_key", &c->idempotency_key, "publish: idempotency_key must be a string"))
         return;
+    if (c->idempotency_key.p && !c->idempotency_key.n) { /* as the server API: 1 to 128 bytes */
+        fail(c, HR_PE_BAD_REQUEST, "publish: idempotency_key must be a string of 1 to 128 bytes");
+        return;
+    }
     size_t n;
     char *text = hr_json_dumps(data, &n); /* NUL bytes inside strings come out as \u0000 */
     *dump = text;
@@ -347,14 +351,15 @@ static const method *find_method(const char *key, size_t klen)
 }
 
 /* One command object. Precedence of errors: a bad id, then an unknown key,
- * no method, several methods, then the method's own params checks. */
+ * no method, several methods, the method's own params checks, and last a
+ * missing id. */
 void hr_native_parse_root(const json_t *root, const hr_native_limits *lim, hr_cmd *c, char **dump)
 {
     c->limit = -1;
     json_t *id = opt(root, "id");
     if (id) {
-        if (!json_is_integer(id) || json_integer_value(id) < 0)
-            fail(c, HR_PE_BAD_REQUEST, "id must be a non-negative integer");
+        if (!json_is_integer(id) || json_integer_value(id) <= 0)
+            fail(c, HR_PE_BAD_REQUEST, "id must be a positive integer");
         else
             c->id = (uint64_t)json_integer_value(id);
     }
@@ -383,12 +388,14 @@ void hr_native_parse_root(const json_t *root, const hr_native_limits *lim, hr_cm
     if (c->error) return;
 
     c->type = m->type;
-    if (m->type == HR_CMD_PING && json_is_null(params)) return;
-    if (!json_is_object(params)) {
+    if (!json_is_object(params) && !(m->type == HR_CMD_PING && json_is_null(params))) {
         fail(c, HR_PE_BAD_REQUEST, m->not_object);
         return;
     }
-    m->parse(c, params, lim, dump);
+    if (json_is_object(params)) m->parse(c, params, lim, dump);
+    /* every command has a reply matched by its id (docs/protocol.md); the
+     * refusal is answered with id 0 */
+    if (!id && !c->error) fail(c, HR_PE_BAD_REQUEST, "id is missing (a positive integer)");
 }
 
 void hr_native_batch_free(hr_native_batch *batch)

@@ -16,8 +16,13 @@
  * client's list).
  *
  * The query parsing, channel checks, subscribe-all-or-none, presence and
- * join/leave live in urlsubs.c, shared with Server-Sent Events (/sse). */
+ * join/leave live in urlsubs.c, shared with Server-Sent Events (/sse); the
+ * tokens are read and verified by the transport, as for /sse. A connection
+ * token with exp costs one timer node (allocated only then): at exp the
+ * connection is closed with 3005, as an SSE stream is ended (no refresh
+ * without commands). */
 #include "protocol/raw.h"
+#include "auth/auth.h"
 #include "server/limits.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -26,6 +31,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct hr_raw {
     hr_client client;          /* must stay first: the hub hands it back */
@@ -34,7 +40,14 @@ struct hr_raw {
     void *t;
     bool closing;
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
+    struct raw_exp *exp;       /* NULL unless the connection token has exp */
 };
+
+/* The connection token's expiry. */
+typedef struct raw_exp {
+    hr_timer t;
+    hr_raw *r;
+} raw_exp;
 
 static void raw_close(hr_raw *r, int code, const char *reason, bool drop_queued)
 {
@@ -86,14 +99,34 @@ static void leave_channel(hr_raw *r, hr_sub *sub) { hr_urlsubs_leave(&r->client,
 
 static const hr_urlsubs_who raw_who = {"raw clients", "/ws/raw?channel=NAME"};
 
+static hr_wheel *wheel_of(hr_raw *r) { return &r->client.wh->loop->wheel; }
+
+static void on_exp(hr_timer *t, void *wheel_data)
+{
+    HR_UNUSED(wheel_data);
+    hr_raw *r = HR_CONTAINER_OF(t, raw_exp, t)->r;
+    hr_info("raw client %s: token expired, disconnecting (code %d)", r->client.id, HR_DISC_TOKEN_EXPIRED);
+    raw_close(r, HR_DISC_TOKEN_EXPIRED, "token expired", false);
+}
+
+static void arm_exp(hr_raw *r, int64_t exp)
+{
+    r->exp = hr_calloc(1, sizeof(*r->exp));
+    r->exp->r = r;
+    hr_timer_init(&r->exp->t, on_exp);
+    int64_t in = exp - (int64_t)time(NULL);
+    hr_timer_start(wheel_of(r), &r->exp->t, in > 0 ? (uint64_t)in * 1000 : 0);
+}
+
 hr_raw *hr_raw_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t, const char *query,
-                   size_t qlen, int *status, char *msg, size_t msgcap)
+                   size_t qlen, const hr_raw_token *tok, int *status, char *msg, size_t msgcap)
 {
     if (!query) qlen = 0;
     char *buf = hr_malloc(qlen + 1); /* decoded values are never longer than the query */
     hr_chan_ref *refs = NULL;
     size_t n = 0;
-    int st = hr_urlsubs_parse(cfg, &raw_who, query, qlen, buf, &refs, &n, msg, msgcap);
+    const hr_urlsubs_auth *who = tok ? tok->who : NULL;
+    int st = hr_urlsubs_parse_auth(cfg, &raw_who, who, query, qlen, buf, &refs, &n, msg, msgcap);
     if (st) {
         hr_free(buf);
         *status = st;
@@ -102,7 +135,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, vo
     hr_raw *r = hr_calloc(1, sizeof(*r));
     r->client.vt = &raw_client_vt;
     r->client.wh = wh;
-    r->client.user = hr_strdup("");
+    r->client.user = hr_strdup(who && who->user ? who->user : "");
     hr_urlsubs_client_id(r->client.id);
     r->cfg = cfg;
     r->sink = sink;
@@ -117,10 +150,13 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, vo
         return NULL;
     }
     /* every channel accepted: presence and join events (concrete channels only) */
-    hr_urlsubs_announce(&r->client, cfg, refs, n);
+    char *info = tok && tok->info ? hr_strndup(tok->info, tok->info_len) : NULL;
+    hr_urlsubs_announce_info(&r->client, cfg, refs, n, info);
+    hr_free(info);
     hr_free(refs);
     hr_free(buf);
     hr_hub_client_add(&r->client);
+    if (tok && tok->exp) arm_exp(r, tok->exp);
     return r;
 }
 
@@ -153,8 +189,11 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     size_t clen;
     const char *ch = hr_hub_sub_channel(sub, &clen);
     hr_chan_policy pol;
-    if (hr_config_policy(r->cfg, ch, clen, &pol) || !pol.allow_publish) {
-        raw_close(r, HR_DISC_FORBIDDEN, "clients may not publish to this channel", false);
+    const char *detail = "the channel's namespace is not configured on this server";
+    /* the native protocol's rule (auth.c): the client is subscribed to ch */
+    if (hr_config_policy(r->cfg, ch, clen, &pol) ||
+        !hr_perm_may_publish(&pol, r->client.user[0] != '\0', true, &detail)) {
+        raw_close(r, HR_DISC_FORBIDDEN, detail, false);
         return;
     }
     hr_limits *lim = r->client.wh->hub->limits;
@@ -182,7 +221,9 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     json_decref(v);
     if (dlen > (size_t)r->cfg->ch_max_publication_size) {
         free(text);
-        raw_close(r, HR_RAW_CLOSE_TOO_BIG, "publication larger than channels.max_publication_size", false);
+        char msg[128];
+        raw_close(r, HR_RAW_CLOSE_TOO_BIG, hr_pub_too_big_text(msg, sizeof(msg), dlen, r->cfg->ch_max_publication_size),
+                  false);
         return;
     }
     hr_chan_opts o = HR_CHAN_OPTS(r->cfg, pol);
@@ -196,6 +237,10 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
 void hr_raw_free(hr_raw *r)
 {
     if (!r) return;
+    if (r->exp) {
+        hr_timer_stop(wheel_of(r), &r->exp->t);
+        hr_free(r->exp);
+    }
     hr_hub_client_remove(&r->client);
     while (r->client.subs) leave_channel(r, r->client.subs);
     hr_free(r->client.user);

@@ -3,12 +3,13 @@
  * speak no protocol at all (like nchan's WebSocket subscriber or a plain
  * `ws` broadcast server).
  *
- * The channels come from the URL; each publication's data (its JSON text) is
+ * The channels come from the URL (and the connection token, when the
+ * request brought one: docs/auth.md); each publication's data (its JSON text) is
  * pushed as one message with nothing around it, encoded once per worker
  * (hr_enc_cache slot HR_ENC_RAW and its framings). A text message from the
  * client is published as data when it is JSON, the connection has exactly
- * one channel (not a pattern) and that channel's namespace allows client
- * publish. No commands, no replies, no join/leave pushes, no recovery.
+ * one channel (not a pattern) and the namespace's publish rule lets this
+ * client publish there (hr_perm_may_publish, as the native protocol). No commands, no replies, no join/leave pushes, no recovery.
  *
  * Transport-agnostic like session.h: it writes through an hr_sink_vt. The
  * query helpers (hr_url_decode, hr_query_next) are in urlsubs.h. */
@@ -29,18 +30,29 @@ enum {
     HR_RAW_CLOSE_INTERNAL = 1011,
 };
 
+/* Who a raw client is, from the tokens its request carried (verified by
+ * the transport, as for /sse): NULL = anonymous. */
+typedef struct hr_raw_token {
+    const hr_urlsubs_auth *who;    /* user, channels granted by subscription tokens, the token's channels */
+    const char *info;              /* the connection token's info (compact JSON) or NULL */
+    size_t info_len;
+    int64_t exp;                   /* its exp (wall clock, s); 0 = none. At exp: close 3005 */
+} hr_raw_token;
+
 /* A raw client on worker wh, subscribed to every `channel` parameter of the
- * request's query string (query may be NULL), in presence where the
- * namespace has presence, announced with a join where it has join/leave,
- * and registered with the hub for server commands. Refused (NULL, nothing
- * subscribed) with an HTTP status in *status and a message in msg:
+ * request's query string (query may be NULL) and the token's channels, in
+ * presence where the namespace has presence, announced with a join where it
+ * has join/leave, and registered with the hub for server commands. Refused
+ * (NULL, nothing subscribed) with an HTTP status in *status and a message in
+ * msg:
  *   400  no channel, a malformed escape, an invalid name or pattern, more
  *        than channels.max_subscriptions channels, an unknown namespace;
- *   403  a user-limited channel (#) or a namespace refusing anonymous clients;
+ *   403  a channel the client may not subscribe to (docs/auth.md: a
+ *        user-limited channel of other users, the namespace's subscribe rule);
  *   503  a channel already has its namespace's max_subscribers.
  * A channel given twice counts once. t is the sink's transport handle. */
 hr_raw *hr_raw_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t, const char *query,
-                   size_t qlen, int *status, char *msg, size_t msgcap);
+                   size_t qlen, const hr_raw_token *tok, int *status, char *msg, size_t msgcap);
 const char *hr_raw_client_id(const hr_raw *r);
 /* One complete message from the client. */
 void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len);

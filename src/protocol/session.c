@@ -31,6 +31,7 @@
  * queue then counts it). One frame can therefore never build more than the
  * budget, however many commands it holds. */
 #include "protocol/session.h"
+#include "core/random.h"
 #include "server/limits.h"
 #include "auth/auth.h"
 #include "core/log.h"
@@ -38,7 +39,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 /* The expiry of a connection token: allocated only for connections whose
@@ -522,7 +522,9 @@ static void join_leave(hr_session *s, const char *ch, size_t len, bool join)
 }
 
 /* Check a channel name for subscribe/publish/history and find the options
- * of its namespace: returns 0 or an HR_PE_* code with *detail set. */
+ * of its namespace: returns 0 or an HR_PE_* code with *detail set.
+ * *is_pattern (if not NULL): the name has wildcards (also when refused
+ * because patterns are not allowed here). */
 static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_pattern, hr_chan_policy *pol,
                          const char **detail)
 {
@@ -530,7 +532,10 @@ static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_
     bool pat = false;
     int rc = allow_pattern ? hr_chan_validate_pattern(ch.p, ch.n, max, &pat) : hr_chan_validate(ch.p, ch.n, max);
     if (rc) {
-        *detail = hr_chan_error_text(rc);
+        /* a well-formed pattern where a channel is needed: say so, not "misplaced wildcard" */
+        bool valid_pattern = !allow_pattern && !hr_chan_validate_pattern(ch.p, ch.n, max, &pat) && pat;
+        *detail = valid_pattern ? "a pattern is not a channel here" : hr_chan_error_text(rc);
+        if (is_pattern) *is_pattern = valid_pattern;
         return HR_PE_BAD_REQUEST;
     }
     if (is_pattern) *is_pattern = pat;
@@ -996,6 +1001,8 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
     hr_engine *e = engine_of(s);
     hr_chan_policy pol;
     hr_chan_opts o;
+    bool pat = false;
+    char big[128]; /* a detail text that outlives the switch */
     switch (cmd->type) {
     case HR_CMD_CONNECT:
         if (s->connected) {
@@ -1022,13 +1029,17 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         break;
     }
     case HR_CMD_PUBLISH: {
-        if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
+        if ((err = check_channel(s, cmd->channel, false, &pat, &pol, &detail))) {
+            if (pat) detail = "cannot publish to a pattern";
+            break;
+        }
         if (!hr_perm_may_publish(&pol, s->client.user[0] != '\0', subscribed_to(s, cmd->channel), &detail)) {
             err = HR_PE_PERMISSION_DENIED;
             break;
         }
         if (cmd->data.n > (size_t)s->cfg->ch_max_publication_size) {
             err = HR_PE_MESSAGE_TOO_LARGE;
+            detail = hr_pub_too_big_text(big, sizeof(big), cmd->data.n, s->cfg->ch_max_publication_size);
             break;
         }
         if (cmd->idempotency_key.n > HR_IDEM_MAX_KEY_LEN) {
@@ -1118,14 +1129,7 @@ hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *
     s->client.vt = &session_client_vt;
     s->client.wh = wh;
     s->client.user = hr_strdup("");
-    uint8_t r[16];
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) memset(r, 0, sizeof(r));
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        s->client.id[2 * i] = hex[r[i] >> 4];
-        s->client.id[2 * i + 1] = hex[r[i] & 15];
-    }
-    s->client.id[32] = '\0';
+    hr_random_hex(s->client.id, 16);
     s->cfg = cfg;
     s->sink = sink;
     s->t = t;

@@ -4,13 +4,13 @@
  * statuses are raw mode's, with the kind of client and the usage line as
  * parameters. */
 #include "protocol/urlsubs.h"
+#include "core/random.h"
 #include "auth/auth.h"
 #include "core/json.h"
 #include "hub/channel_name.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* ---- query strings ---------------------------------------------------------------- */
 
@@ -266,12 +266,5 @@ bool hr_urlsubs_delivers(const hr_client *c, const hr_sub *sub, const hr_pub *pu
 
 void hr_urlsubs_client_id(char id[37])
 {
-    uint8_t rnd[16];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) memset(rnd, 0, sizeof(rnd));
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        id[2 * i] = hex[rnd[i] >> 4];
-        id[2 * i + 1] = hex[rnd[i] & 15];
-    }
-    id[32] = '\0';
+    hr_random_hex(id, 16);
 }

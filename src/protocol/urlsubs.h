@@ -14,8 +14,8 @@
  *     match (an exact channel and a pattern, two patterns): these clients
  *     cannot tell copies apart, so exactly one does.
  *
- * Raw clients are anonymous (user ""); SSE clients may carry a connection
- * token (user, channels) and subscription tokens (hr_urlsubs_auth). */
+ * Raw and SSE clients may carry a connection token (user, channels) and
+ * subscription tokens (hr_urlsubs_auth); without one they are anonymous. */
 #ifndef HERALD_PROTOCOL_URLSUBS_H
 #define HERALD_PROTOCOL_URLSUBS_H
 

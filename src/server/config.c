@@ -153,7 +153,8 @@ const hr_option hr_options[] = {
     {"websocket.close_timeout", HR_OPT_DURATION, OFF(ws_close_timeout_ms), "5s", 10, DAY_MS, NULL, NULL,
      "After sending a close frame, how long to wait for the client's close before dropping the TCP connection."},
     {"websocket.max_queued_bytes", HR_OPT_SIZE, OFF(ws_max_queued_bytes), "64MiB", 1024, 4 * GiB, NULL, NULL,
-     "Largest output queue per connection; a client that lets more pile up is disconnected (1008). "
+     "Largest output queue per connection; a native (/ws) or raw client that lets more pile up is disconnected "
+     "with 3008 (slow consumer: reconnect and recover; /ws/echo: the connection is dropped). "
      "Reading from a client pauses while its queue is over a quarter of this."},
     {"websocket.allowed_origins", HR_OPT_LIST, OFF(ws_allowed_origins), "", 0, 0, NULL, NULL,
      "Origins allowed to open WebSockets (exact match, e.g. \"https://app.example.com\"; \"*\" = any). "
@@ -271,8 +272,9 @@ const hr_option hr_options[] = {
     {"limits.handshake_burst_per_ip", HR_OPT_INT, OFF(lim_handshake_burst_per_ip), "0", 0, 100000000, NULL, NULL,
      "Connections one address may open at once before handshakes_per_ip applies. 0 = 2 x handshakes_per_ip."},
     {"limits.auth_failures_per_ip", HR_OPT_INT, OFF(lim_auth_failures_per_ip), "20", 0, 100000000, NULL, NULL,
-     "Rejected tokens (bad signature, expired, malformed, ...) one address may present within "
-     "auth_failure_window; past it, its new connections are refused (429) for auth_failure_ban. 0 = off."},
+     "Rejected tokens (bad signature, malformed, wrong audience, unknown key, ...) one address may present "
+     "within auth_failure_window; past it, its new connections are refused (429) for auth_failure_ban. "
+     "Expired tokens do not count (that is the refresh flow). 0 = off."},
     {"limits.auth_failure_window", HR_OPT_DURATION, OFF(lim_auth_failure_window_ms), "1m", 1000, DAY_MS, NULL, NULL,
      "Window over which auth_failures_per_ip counts."},
     {"limits.auth_failure_ban", HR_OPT_DURATION, OFF(lim_auth_failure_ban_ms), "1m", 1000, DAY_MS, NULL, NULL,
@@ -343,6 +345,120 @@ static const hr_option *find_key(const char *key, size_t len)
     for (size_t i = 0; i < hr_options_count; i++)
         if (strlen(hr_options[i].key) == len && memcmp(hr_options[i].key, key, len) == 0) return &hr_options[i];
     return NULL;
+}
+
+/* Edit distance of a and b (insert, delete, replace), capped at 9. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) return 9;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb] < 9 ? row[lb] : 9;
+}
+
+const hr_option *hr_config_closest(const char *key)
+{
+    const char *dot = strchr(key, '.');
+    const hr_option *best = NULL;
+    size_t bd = 3; /* at most 2 edits */
+    for (size_t i = 0; i < hr_options_count; i++) {
+        const char *k = hr_options[i].key;
+        size_t d = edit_distance(key, k);
+        const char *kd = strchr(k, '.');
+        if (d >= bd && dot && kd && strcmp(kd, dot) == 0) d = 2; /* same name, other section */
+        if (d < bd) {
+            bd = d;
+            best = &hr_options[i];
+        }
+    }
+    return best;
+}
+
+/* " (did you mean \"K\"?)" for an unknown key, else "". */
+static void did_you_mean(const char *key, char *out, size_t cap)
+{
+    const hr_option *best = hr_config_closest(key);
+    if (best) snprintf(out, cap, " (did you mean \"%s\"?)", best->key);
+    else if (cap) out[0] = '\0';
+}
+
+/* The same for an unknown [section]: the closest section of the options. */
+static void did_you_mean_section(const char *section, char *out, size_t cap)
+{
+    char best[64] = "", cand[64];
+    size_t bd = 3;
+    for (size_t i = 0; i < hr_options_count; i++) {
+        const char *k = hr_options[i].key, *dot = strchr(k, '.');
+        if (!dot || (size_t)(dot - k) >= sizeof(cand)) continue;
+        snprintf(cand, sizeof(cand), "%.*s", (int)(dot - k), k);
+        size_t d = edit_distance(section, cand);
+        if (d < bd) {
+            bd = d;
+            snprintf(best, sizeof(best), "%s", cand);
+        }
+    }
+    if (best[0]) snprintf(out, cap, " (did you mean [%s]?)", best);
+    else if (cap) out[0] = '\0';
+}
+
+/* Checks of a string option's value made as it is set, so that an error in
+ * a file names its line: the HMAC secret's length and listen addresses. */
+static int check_string(const hr_option *o, const char *value, char *err, size_t errlen)
+{
+    if (!value[0]) return 0;
+    if (strcmp(o->key, "auth.token_hmac_secret") == 0 && strlen(value) < 32) {
+        errf(err, errlen, "%s: at least 32 bytes, got %zu (herald genconfig makes one)", o->key, strlen(value));
+        return HR_ERR_INVALID;
+    }
+    char host[256];
+    int port;
+    if ((strcmp(o->key, "server.listen") == 0 || strcmp(o->key, "tls.listen") == 0) &&
+        hr_parse_listen(value, host, sizeof(host), &port)) {
+        errf(err, errlen, "%s: \"%s\" is not HOST:PORT, [IPv6]:PORT or :PORT (a port from 0 to 65535)", o->key,
+             value);
+        return HR_ERR_INVALID;
+    }
+    return 0;
+}
+
+int hr_parse_listen(const char *spec, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    const char *h = spec;
+    size_t hl;
+    if (spec[0] == '[') {
+        const char *end = strchr(spec, ']');
+        if (!end || end[1] != ':') return HR_ERR_INVALID;
+        h = spec + 1;
+        hl = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (!colon) return HR_ERR_INVALID;
+        hl = (size_t)(colon - spec);
+        if (memchr(spec, ':', hl)) return HR_ERR_INVALID; /* bare IPv6 needs brackets */
+    }
+    if (hl + 1 > hostlen) return HR_ERR_INVALID;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || p < 0 || p > 65535) return HR_ERR_INVALID;
+    *port = (int)p;
+    return 0;
 }
 
 int hr_parse_size(const char *s, int64_t *out)
@@ -448,10 +564,13 @@ static int set_value(const hr_option *o, void *f, const char *value, char *err, 
 {
     int64_t v = 0;
     switch (o->type) {
-    case HR_OPT_STRING:
+    case HR_OPT_STRING: {
+        int rc = check_string(o, value, err, errlen);
+        if (rc) return rc;
         hr_free(*(char **)f);
         *(char **)f = hr_strdup(value);
         return 0;
+    }
     case HR_OPT_BOOL:
         if (parse_bool(value, (bool *)f) == 0) return 0;
         break;
@@ -794,7 +913,9 @@ int hr_config_set(hr_config *cfg, const char *key, const char *value, char *err,
     if (strncmp(key, "auth.key.", 9) == 0) return authkey_set(cfg, key, value, NULL, err, errlen);
     const hr_option *o = find_key(key, strlen(key));
     if (!o) {
-        errf(err, errlen, "unknown option \"%s\"", key);
+        char hint[128];
+        did_you_mean(key, hint, sizeof(hint));
+        errf(err, errlen, "unknown option \"%s\"%s", key, hint);
         return HR_ERR_NOTFOUND;
     }
     return set_text(cfg, o, value, err, errlen);
@@ -950,7 +1071,9 @@ static int assign(tparser *t, hr_config *cfg, const char *key, bool *seen)
     if (strncmp(key, "auth.key.", 9) == 0) return assign_authkey(t, cfg, key);
     const hr_option *o = find_key(key, strlen(key));
     if (!o) {
-        errf(t->err, t->errlen, "%s:%d: %s: unknown option", t->name, t->line, key);
+        char hint[128];
+        did_you_mean(key, hint, sizeof(hint));
+        errf(t->err, t->errlen, "%s:%d: %s: unknown option%s", t->name, t->line, key, hint);
         return HR_ERR_NOTFOUND;
     }
     size_t idx = (size_t)(o - hr_options);
@@ -1050,10 +1173,12 @@ int hr_config_load_string(hr_config *cfg, const char *name, const char *text, ch
             for (size_t i = 0; i < hr_options_count; i++)
                 if (!strncmp(hr_options[i].key, section, n) && hr_options[i].key[n] == '.') known = true;
             if (!known) {
+                char hint[96];
+                did_you_mean_section(section, hint, sizeof(hint));
                 errf(err, errlen, "%s:%d: [%s]: unknown section%s", name, t.line, section,
                      strncmp(section, "namespace.", 10) == 0 ? " (namespace names are made of A-Z a-z 0-9 _-=@,/!~+$%)"
                      : strncmp(section, "auth.key.", 9) == 0 ? " (key names are made of A-Z a-z 0-9 _ -)"
-                                                             : "");
+                                                             : hint);
                 rc = HR_ERR_NOTFOUND;
                 break;
             }
@@ -1208,10 +1333,6 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
     }
     if (!cfg->listen[0]) {
         errf(err, errlen, "server.listen: must not be empty");
-        return HR_ERR_INVALID;
-    }
-    if (cfg->auth_token_hmac_secret[0] && strlen(cfg->auth_token_hmac_secret) < 32) {
-        errf(err, errlen, "auth.token_hmac_secret: at least 32 bytes (herald genconfig makes one)");
         return HR_ERR_INVALID;
     }
     for (size_t i = 0; i < cfg->trusted_proxies.n; i++) {

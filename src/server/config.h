@@ -247,6 +247,11 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen);
 
 /* Parse helpers, exposed for tests. */
 int hr_parse_size(const char *s, int64_t *out);
+/* The option an unknown key was probably meant to be (at most two edits
+ * away, or the same name in another section), or NULL. */
+const hr_option *hr_config_closest(const char *key);
+/* Parse "HOST:PORT", "[V6]:PORT" or ":PORT" (port 0-65535). Returns 0 or HR_ERR_INVALID. */
+int hr_parse_listen(const char *spec, char *host, size_t hostlen, int *port);
 int hr_parse_duration(const char *s, int64_t *out_ms);
 
 /* The options that apply to `channel` (its namespace's, falling back to

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -24,6 +25,8 @@ typedef struct ipent {
     uint32_t sessions;       /* HTTP emulation sessions (transport/emulation.c) */
     uint64_t fail_start_ms;
     uint64_t ban_until_ms;
+    hr_ipaddr addr;          /* the address (the last one admitted under this key), for the ban log */
+    bool has_addr;
 } ipent;
 
 typedef struct userent {
@@ -243,7 +246,8 @@ static bool ip_idle(const hr_limits *l, const void *p, uint64_t now_ms)
 
 static stripe *ip_stripe(hr_limits *l, uint32_t key) { return &l->ips[key % STRIPES]; }
 
-hr_admit hr_limits_admit(hr_limits *l, uint32_t key, uint64_t now_ms, uint32_t *retry_after_s)
+hr_admit hr_limits_admit(hr_limits *l, uint32_t key, const hr_ipaddr *addr, uint64_t now_ms,
+                         uint32_t *retry_after_s)
 {
     const hr_config *cfg = l->cfg;
     stripe *s = ip_stripe(l, key);
@@ -251,6 +255,10 @@ hr_admit hr_limits_admit(hr_limits *l, uint32_t key, uint64_t now_ms, uint32_t *
     uint32_t retry_ms = 1000;
     pthread_mutex_lock(&s->mu);
     ipent *e = get(l, s, sizeof(ipent), key, now_ms, ip_idle);
+    if (addr) {
+        e->addr = *addr;
+        e->has_addr = true;
+    }
     if (now_ms < e->ban_until_ms) {
         rc = HR_ADMIT_BANNED;
         retry_ms = (uint32_t)HR_MIN(e->ban_until_ms - now_ms, UINT32_MAX);
@@ -304,7 +312,7 @@ void hr_limits_session_end(hr_limits *l, uint32_t key, uint64_t now_ms)
     uncount(l, key, offsetof(ipent, sessions), now_ms);
 }
 
-bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms)
+bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms, char *who, size_t cap)
 {
     const hr_config *cfg = l->cfg;
     if (!key || cfg->lim_auth_failures_per_ip <= 0) return false;
@@ -320,6 +328,8 @@ bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms)
         e->ban_until_ms = now_ms + (uint64_t)cfg->lim_auth_failure_ban_ms;
         e->fails = 0;
         banned = true;
+        if (who && cap && e->has_addr) hr_ipaddr_format(&e->addr, who, cap);
+        else if (who && cap) snprintf(who, cap, "an unknown address");
     }
     pthread_mutex_unlock(&s->mu);
     return banned;
@@ -328,10 +338,11 @@ bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms)
 void hr_limits_bad_token(hr_limits *l, uint32_t key, uint64_t now_ms, int jwt_rc)
 {
     if (!l || !key || !jwt_rc || jwt_rc == HR_JWT_ERR_EXPIRED) return;
-    if (hr_limits_auth_failure(l, key, now_ms))
-        hr_warn("a client address presented %lld rejected tokens within %lld ms: refused for %lld ms "
+    char who[HR_IPADDR_STRLEN];
+    if (hr_limits_auth_failure(l, key, now_ms, who, sizeof(who)))
+        hr_warn("client address %s presented %lld rejected tokens within %lld ms: refused for %lld ms "
                 "(limits.auth_failures_per_ip)",
-                (long long)l->cfg->lim_auth_failures_per_ip, (long long)l->cfg->lim_auth_failure_window_ms,
+                who, (long long)l->cfg->lim_auth_failures_per_ip, (long long)l->cfg->lim_auth_failure_window_ms,
                 (long long)l->cfg->lim_auth_failure_ban_ms);
 }
 

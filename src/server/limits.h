@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/cidr.h"
 #include "server/config.h"
 
 typedef struct hr_limits hr_limits;
@@ -40,10 +41,12 @@ typedef enum hr_admit {
     HR_ADMIT_BANNED = 3,     /* too many rejected tokens lately: 429 */
 } hr_admit;
 
-/* A new connection from key at now_ms: counted when HR_ADMIT_OK (release it
- * with hr_limits_release when it closes); otherwise *retry_after_s says when
+/* A new connection from key (the address addr, NULL if unknown: kept for
+ * the ban log line) at now_ms: counted when HR_ADMIT_OK (release it with
+ * hr_limits_release when it closes); otherwise *retry_after_s says when
  * trying again makes sense (for Retry-After). */
-hr_admit hr_limits_admit(hr_limits *l, uint32_t key, uint64_t now_ms, uint32_t *retry_after_s);
+hr_admit hr_limits_admit(hr_limits *l, uint32_t key, const hr_ipaddr *addr, uint64_t now_ms,
+                         uint32_t *retry_after_s);
 void hr_limits_release(hr_limits *l, uint32_t key, uint64_t now_ms);
 
 /* A long-polling / streaming session opened for key (poll.max_sessions_per_ip):
@@ -53,11 +56,12 @@ bool hr_limits_session_begin(hr_limits *l, uint32_t key, uint64_t now_ms);
 void hr_limits_session_end(hr_limits *l, uint32_t key, uint64_t now_ms);
 
 /* A token from key was rejected. Returns true when this failure started a
- * ban (the caller may log it once). */
-bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms);
+ * ban (the caller may log it once), with the address's text in who[0..cap)
+ * (who may be NULL; "an unknown address" when admit was not told it). */
+bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms, char *who, size_t cap);
 /* The same for callers: l and key may be NULL / 0, jwt_rc is hr_auth_verify's
  * result; an expired token is the normal refresh flow and does not count.
- * Logs the start of a ban. */
+ * Logs the start of a ban, naming the address. */
 void hr_limits_bad_token(hr_limits *l, uint32_t key, uint64_t now_ms, int jwt_rc);
 
 /* A token bucket (8 bytes, zero-initialised = full at first use). */

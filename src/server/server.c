@@ -6,6 +6,7 @@
  * instead of silently shared. The main thread only waits for signals; on
  * SIGINT/SIGTERM it asks every worker to drain through the worker's eventfd. */
 #include "server/server.h"
+#include "core/random.h"
 #include "server/limits.h"
 #include "auth/auth.h"
 #include "codec/pmdeflate.h"
@@ -26,37 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-int hr_parse_listen(const char *spec, char *host, size_t hostlen, int *port)
-{
-    const char *colon;
-    const char *h = spec;
-    size_t hl;
-    if (spec[0] == '[') {
-        const char *end = strchr(spec, ']');
-        if (!end || end[1] != ':') return HR_ERR_INVALID;
-        h = spec + 1;
-        hl = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(spec, ':');
-        if (!colon) return HR_ERR_INVALID;
-        hl = (size_t)(colon - spec);
-        if (memchr(spec, ':', hl)) return HR_ERR_INVALID; /* bare IPv6 needs brackets */
-    }
-    if (hl + 1 > hostlen) return HR_ERR_INVALID;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || *end || p < 0 || p > 65535) return HR_ERR_INVALID;
-    *port = (int)p;
-    return 0;
-}
 
 static int make_listener(const struct sockaddr *sa, socklen_t salen, bool reuseport, char *err, size_t errlen)
 {
@@ -421,12 +394,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     if (cfg->api_key && cfg->api_key[0]) {
         snprintf(s->api_key, sizeof(s->api_key), "%s", cfg->api_key);
     } else {
-        uint8_t r[16];
-        if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-            snprintf(err, errlen, "cannot generate an API key: getrandom failed");
-            return HR_ERR_IO;
-        }
-        for (int i = 0; i < 16; i++) snprintf(s->api_key + 2 * i, 3, "%02x", r[i]);
+        hr_random_hex(s->api_key, 16);
     }
     s->workers = hr_calloc((size_t)n, sizeof(hr_worker));
     for (int i = 0; i < n; i++) {

@@ -99,9 +99,6 @@ void hr_server_request_drain(hr_server *s, bool force);
 void hr_server_join(hr_server *s);
 void hr_server_free(hr_server *s);
 
-/* Parse "HOST:PORT", "[V6]:PORT" or ":PORT". Returns 0 or HR_ERR_INVALID. */
-int hr_parse_listen(const char *spec, char *host, size_t hostlen, int *port);
-
 /* Worker helpers for transports. */
 z_stream *hr_worker_deflater(hr_worker *w, int window_bits);
 z_stream *hr_worker_inflater(hr_worker *w);

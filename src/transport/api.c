@@ -26,7 +26,8 @@ typedef struct apiece {
 
 typedef struct areply {
     int status;
-    const char *error;  /* message when status != 200 (static text) */
+    const char *error;  /* message when status != 200 (static text, or owned) */
+    char *owned;        /* a formatted error, freed with the reply */
     apiece **parts;
     size_t nparts;
 } areply;
@@ -72,6 +73,15 @@ static int fail_r(areply *r, int status, const char *msg)
 }
 
 static int fail(api_ctx *x, int status, const char *msg) { return fail_r(x->r, status, msg); }
+
+/* 413 naming channels.max_publication_size. */
+static int fail_too_big(api_ctx *x, size_t len)
+{
+    char msg[128];
+    hr_free(x->r->owned);
+    x->r->owned = hr_strdup(hr_pub_too_big_text(msg, sizeof(msg), len, x->cfg->ch_max_publication_size));
+    return fail(x, 413, x->r->owned);
+}
 
 static apiece *add_piece(areply *r, bool reserved)
 {
@@ -154,7 +164,7 @@ static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
 static int publish_one(api_ctx *x, const char *ch, size_t clen, const char *data, size_t dlen, const char *key,
                        size_t klen)
 {
-    if (dlen > (size_t)x->cfg->ch_max_publication_size) return fail(x, 413, "publication data too large");
+    if (dlen > (size_t)x->cfg->ch_max_publication_size) return fail_too_big(x, dlen);
     hr_chan_opts o;
     if (opts_of(x, ch, clen, &o, NULL)) return x->r->status;
     hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, clen, data, dlen, NULL, 0);
@@ -213,7 +223,7 @@ static int m_broadcast(api_ctx *x, json_t *params)
     if (!data) return x->r->status;
     if (dlen > (size_t)x->cfg->ch_max_publication_size) {
         free(data);
-        return fail(x, 413, "publication data too large");
+        return fail_too_big(x, dlen);
     }
     /* validate all first: a broadcast is all or nothing */
     size_t i;
@@ -587,6 +597,7 @@ static void areq_free(api_req *rq)
             hr_free(r->parts[k]);
         }
         hr_free(r->parts);
+        hr_free(r->owned);
     }
     hr_free(rq->replies);
     hr_free(rq);

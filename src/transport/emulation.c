@@ -42,6 +42,8 @@
  * opened it (server/limits.c, poll.max_sessions_per_ip) from its opening
  * until it leaves the registry. */
 #include "transport/emulation.h"
+#include "core/random.h"
+#include "core/hash.h"
 #include "transport/sse.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -59,7 +61,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define SWEEP_MS 1000
@@ -134,22 +135,7 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void random_id(char out[33])
-{
-    uint8_t r[16];
-    size_t got = 0;
-    while (got < sizeof(r)) {
-        ssize_t k = getrandom(r + got, sizeof(r) - got, 0);
-        if (k <= 0) abort(); /* no entropy: an id must never be guessable */
-        got += (size_t)k;
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[r[i] >> 4];
-        out[2 * i + 1] = hex[r[i] & 15];
-    }
-    out[32] = '\0';
-}
+static void random_id(char out[33]) { hr_random_hex(out, 16); /* aborts without entropy: never guessable */ }
 
 /* ---- sessions: references and the line buffer ------------------------------------------- */
 
@@ -388,9 +374,7 @@ static size_t reg_nb, reg_n;
 
 static size_t reg_slot(const char *id, size_t nb)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = id; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    return (size_t)(h % nb);
+    return (size_t)(hr_fnv1a(id, strlen(id)) % nb);
 }
 
 static void emu_free_all(hr_hub *hub);

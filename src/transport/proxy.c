@@ -52,7 +52,8 @@ int hr_client_start(hr_conn *c, const struct sockaddr *sa, socklen_t sl, bool tl
     if (sa && hr_limits_track_ips(lim)) {
         uint32_t key = hr_limits_ip_key(lim, sa, sl);
         hr_ipaddr a;
-        if (s->trusted.n && hr_ipaddr_from_sockaddr(sa, sl, &a) == 0 && hr_cidr_set_match(&s->trusted, &a)) {
+        bool known = hr_ipaddr_from_sockaddr(sa, sl, &a) == 0;
+        if (s->trusted.n && known && hr_cidr_set_match(&s->trusted, &a)) {
             /* a trusted proxy: counted per request, for the client each request names */
             c->flags |= HR_CONN_VIA_PROXY;
             peer_key = key;
@@ -60,7 +61,7 @@ int hr_client_start(hr_conn *c, const struct sockaddr *sa, socklen_t sl, bool tl
             /* Over a per-address limit: the connection lives only to read its request and answer
              * 503/429 (http.c), for at most a couple of seconds, and is not counted for its address. */
             uint32_t retry = 1;
-            hr_admit r = hr_limits_admit(lim, key, hr_loop_now(&c->w->loop), &retry);
+            hr_admit r = hr_limits_admit(lim, key, known ? &a : NULL, hr_loop_now(&c->w->loop), &retry);
             if (r == HR_ADMIT_OK) {
                 c->ip_key = key;
             } else {
@@ -226,7 +227,7 @@ bool hr_proxy_request(hr_conn *c, const hr_http_request *req, uint32_t peer_key)
         c->ip_key = 0;
     }
     uint32_t retry = 1;
-    hr_admit r = hr_limits_admit(lim, key, now, &retry);
+    hr_admit r = hr_limits_admit(lim, key, named ? &a : NULL, now, &retry);
     if (r == HR_ADMIT_OK) {
         c->ip_key = key;
         return false;

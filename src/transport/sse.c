@@ -493,17 +493,7 @@ static void on_history(void *ud, int err, const hr_history *h)
     start_step(x->st);
 }
 
-/* Tokens of an SSE request (docs/transports.md): the connection token and
- * every ?sub_token=. 0 with who filled (free with sse_auth_free), or an HTTP
- * status (the answer is sent). */
-typedef struct sse_auth {
-    hr_jwt_claims conn;
-    char **granted;
-    size_t ngranted;
-    hr_urlsubs_auth who;
-} sse_auth;
-
-static void sse_auth_free(sse_auth *a)
+void hr_http_auth_free(hr_http_auth *a)
 {
     hr_jwt_claims_free(&a->conn);
     for (size_t i = 0; i < a->ngranted; i++) hr_free(a->granted[i]);
@@ -533,7 +523,7 @@ typedef struct sse_start {
     char *buf;                 /* the decoded query refs point into */
     char *cors;
     char *info;                /* connection token's info */
-    sse_auth au;               /* its tokens: refs may point into their channel lists */
+    hr_http_auth au;               /* its tokens: refs may point into their channel lists */
     held_pub *held;
     size_t nheld, capheld;
     bool overflow;             /* more than HELD_MAX arrived: end after the start */
@@ -638,7 +628,7 @@ static int verify_or_401(hr_conn *c, const char *cors, bool close, const char *t
     return 401;
 }
 
-static int sse_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, bool close, sse_auth *a)
+int hr_http_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, bool close, hr_http_auth *a)
 {
     const hr_config *cfg = c->w->cfg;
     memset(a, 0, sizeof(*a));
@@ -681,7 +671,7 @@ static int sse_auth_read(hr_conn *c, const hr_http_request *req, const char *cor
     }
     hr_free(buf);
     if (st) {
-        sse_auth_free(a);
+        hr_http_auth_free(a);
         return st;
     }
     a->who.user = user;
@@ -735,8 +725,8 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         hr_http_respond_error(c, 400, cors, "an event-stream request has no body", true);
         return;
     }
-    sse_auth au;
-    if (sse_auth_read(c, req, cors, close, &au)) return;
+    hr_http_auth au;
+    if (hr_http_auth_read(c, req, cors, close, &au)) return;
     size_t qlen = req->query ? req->query_len : 0;
     char *buf = hr_malloc(qlen + 1); /* decoded values are never longer than the query */
     size_t pos = 0;
@@ -745,7 +735,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     int st = hr_urlsubs_parse_auth(cfg, &sse_who, &au.who, req->query, qlen, buf, &refs, &n, msg, sizeof(msg));
     if (st) {
         hr_free(buf);
-        sse_auth_free(&au);
+        hr_http_auth_free(&au);
         hr_http_respond_error(c, st, cors, msg, close);
         return;
     }
@@ -769,7 +759,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         hr_free(s);
         hr_free(refs);
         hr_free(buf);
-        sse_auth_free(&au);
+        hr_http_auth_free(&au);
         hr_http_respond_error(c, st, cors, msg, close);
         return;
     }
@@ -836,7 +826,7 @@ static void start_free(sse_start *st)
     hr_free(st->buf);
     hr_free(st->cors);
     hr_free(st->info);
-    sse_auth_free(&st->au);
+    hr_http_auth_free(&st->au);
     hr_free(st);
 }
 

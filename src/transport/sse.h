@@ -20,8 +20,10 @@
 #ifndef HERALD_TRANSPORT_SSE_H
 #define HERALD_TRANSPORT_SSE_H
 
+#include "auth/jwt.h"
 #include "codec/http1.h"
 #include "hub/pub.h"
+#include "protocol/urlsubs.h"
 #include "server/config.h"
 #include "transport/conn.h"
 
@@ -64,5 +66,21 @@ int hr_cors_check(const hr_config *cfg, const hr_http_request *req, const char *
  * header's Bearer credentials, else ?token= (decoded into buf, cap bytes).
  * 1 with *tok / *len set, 0 when there is none, <0 when malformed. */
 int hr_http_token(const hr_http_request *req, char *buf, size_t cap, const char **tok, size_t *len);
+
+/* The tokens of a request that subscribes from its URL (/sse, /ws/raw;
+ * docs/auth.md): the connection token (hr_http_token) and every
+ * ?sub_token=, verified (rejected ones count against the client's address).
+ * Returns 0 with *a filled (who: the user, the granted channels and the
+ * token's channels; free with hr_http_auth_free), or the HTTP status already
+ * answered (400 malformed, 401 not verifying or expired, 403 a subscription
+ * token for another user). cors: extra headers of an error answer. */
+typedef struct hr_http_auth {
+    hr_jwt_claims conn;
+    char **granted;
+    size_t ngranted;
+    hr_urlsubs_auth who;
+} hr_http_auth;
+int hr_http_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, bool close, hr_http_auth *a);
+void hr_http_auth_free(hr_http_auth *a);
 
 #endif

@@ -37,6 +37,7 @@
 #include "core/log.h"
 #include "server/server.h"
 #include "transport/http.h"
+#include "transport/sse.h" /* hr_http_auth_read: the tokens of /ws/raw */
 #include "protocol/raw.h"
 #include "protocol/session.h"
 
@@ -301,7 +302,9 @@ static void handle_control(hr_conn *c, uint8_t opcode, const uint8_t *payload, s
         return;
     }
     if (ws->state == WS_OPEN) {
-        send_close_frame(c, code, NULL); /* echo the code (RFC 6455 §5.5.1) */
+        /* echo the code and reason (RFC 6455 §5.5.1): the payload was just
+         * checked and is at most 125 bytes, so it goes back as it came */
+        send_frame(c, false, HR_WS_OP_CLOSE, payload, len);
         ws->close_code = code;
     }
     ws->state = WS_CLOSE_DONE;
@@ -866,13 +869,19 @@ const hr_ws_handler hr_ws_native_handler = {
 
 /* ---- /ws/raw: raw mode (protocol/raw.h) ------------------------------------------- */
 
-/* Subscribe before the 101, so a refused channel is an HTTP error with a
- * JSON body; the client id goes back in X-Herald-Client. */
+/* Read the tokens (as /sse does: 401 for a bad one) and subscribe before
+ * the 101, so a refused channel is an HTTP error with a JSON body; the
+ * client id goes back in X-Herald-Client. */
 static bool raw_on_handshake(hr_conn *c, const hr_http_request *req, hr_buf *headers, void **app)
 {
     int status = 400;
     char msg[256];
-    hr_raw *r = hr_raw_new(c->w->hub, c->w->cfg, &ws_sink, c, req->query, req->query_len, &status, msg, sizeof(msg));
+    hr_http_auth au;
+    if (hr_http_auth_read(c, req, "", !req->keep_alive || c->w->draining, &au)) return false;
+    hr_raw_token tok = {&au.who, au.conn.info, au.conn.info_len, au.conn.has_exp ? HR_MAX(au.conn.exp, 1) : 0};
+    hr_raw *r = hr_raw_new(c->w->hub, c->w->cfg, &ws_sink, c, req->query, req->query_len, &tok, &status, msg,
+                           sizeof(msg));
+    hr_http_auth_free(&au);
     if (!r) {
         hr_http_respond_error(c, status, NULL, msg, !req->keep_alive || c->w->draining);
         return false;

@@ -429,7 +429,9 @@ class TestApiBadInput(ApiBase):
 
     def test_data_too_large_413(self):
         ch = chan()
-        self.expect_error("publish", {"channel": ch, "data": "x" * 2000}, 413)
+        data = self.expect_error("publish", {"channel": ch, "data": "x" * 2000}, 413)
+        # the message names the size and the limit (2000 x + 2 quotes)
+        self.assertEqual(data["error"], "publication is 2002 bytes, the limit is 1024 (channels.max_publication_size)")
         self.assertEqual(self.api.call("history", {"channel": ch})["offset"], 0)
         self.api.publish(ch, "x" * 500)
 

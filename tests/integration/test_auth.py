@@ -36,7 +36,7 @@ import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import SLOW, Herald, HeraldTestCase, HttpConn, main, run_herald  # noqa: E402
+from herald_testlib import SLOW, Herald, HeraldTestCase, HttpConn, RawWS, main, run_herald  # noqa: E402
 from herald_native import Native, check_error, close_reader, run  # noqa: E402
 from test_sse import SSE  # noqa: E402
 
@@ -377,6 +377,64 @@ class TestHttpTransports(AuthBase):
         self.assertEqual(ev.type, "disconnect")
         self.assertEqual(ev.json()["code"], 3005)
         s.conn.close()
+
+    def test_raw_tokens(self):
+        """/ws/raw takes the same tokens as /sse (docs/auth.md): ?token= or a
+        Bearer header (user, info, channels), ?sub_token=; a bad one is a 401
+        before the upgrade; at the token's exp the connection closes 3005."""
+        import websockets  # Debian python3-websockets
+        from websockets.exceptions import ConnectionClosed
+
+        def raw_path(*channels, **params):
+            return "/ws/raw?" + sse_path(*channels, **params).split("?", 1)[1]
+
+        def refused(path, headers=()):
+            conn = HttpConn(self.server.addr)
+            req, _ = RawWS.handshake_request(path, headers=list(headers))
+            conn.send(req)
+            r = conn.read_response()
+            conn.close()
+            return r
+
+        tok = conn_token("alice", info={"name": "Alice"})
+        for path, status, text in [
+                (raw_path("members:raw"), 403, "anonymous"),
+                (raw_path("members:raw", token="garbage"), 401, "invalid token"),
+                (raw_path("members:raw", token=conn_token("alice", ttl=-300)), 401, "token expired"),
+                (raw_path("private:raw-a", token=tok), 403, "subscription token"),
+                (raw_path("private:raw-a", token=tok, sub_token=[sub_token("bob", "private:raw-a")]), 403,
+                 "another user")]:
+            r = refused(path)
+            self.assertEqual(r.status, status, (path, r.body))
+            self.assertIn(text, r.json()["error"], path)
+            if status == 401:
+                self.assertIn("Bearer", r.header("WWW-Authenticate"))
+
+        async def go():
+            url = self.server.ws_url(raw_path("members:raw"))
+            ws = await websockets.connect(url, extra_headers={"Authorization": "Bearer " + tok})
+            n = await Native.open(self.server, token=conn_token("carol"))
+            pres = await n.result("presence", {"channel": "members:raw"})
+            self.assertEqual([(p["user"], p.get("info")) for p in pres["clients"].values()],
+                             [("alice", {"name": "Alice"})])
+            await ws.send('{"hi": 1}')  # members: publish = "authenticated"
+            self.assertEqual(json.loads(await asyncio.wait_for(ws.recv(), 5 * SLOW)), {"hi": 1})
+            await ws.close()
+            await n.close()
+            # a subscription token opens a subscribe = "token" channel
+            url = self.server.ws_url(raw_path("private:raw-a", token=tok,
+                                              sub_token=[sub_token("alice", "private:raw-a")]))
+            ws = await websockets.connect(url)
+            await ws.close()
+            # expiry: closed with 3005 at exp (seconds, so within about 2 s)
+            ws = await websockets.connect(self.server.ws_url(raw_path("news-raw-exp", token=conn_token("alice", ttl=1))))
+            try:
+                await asyncio.wait_for(ws.recv(), 5 * SLOW)
+                self.fail("a message instead of the close")
+            except ConnectionClosed:
+                pass
+            self.assertEqual((ws.close_code, ws.close_reason), (3005, "token expired"))
+        run(go())
 
     def test_poll_token(self):
         conn = HttpConn(self.server.addr)

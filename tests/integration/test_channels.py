@@ -790,6 +790,35 @@ class TestNativeProtocol(Base):
                 await c.close()
         run(go())
 
+    def test_documented_refusals_of_item_6(self):
+        """docs/protocol.md, tried literally: an empty idempotency_key is 107
+        (the API answers 400); an id that is missing, null or 0 is 107 (it
+        must be a positive integer), answered with id 0; publishing to a
+        pattern says so instead of "misplaced wildcard"."""
+        async def go():
+            c = await self.open()
+            err = await c.error("publish", {"channel": chan("idem"), "data": 1, "idempotency_key": ""}, code=107)
+            self.assertIn("idempotency_key must be a string of 1 to 128 bytes", err["detail"])
+            for line, detail in (('{"ping":{}}', "id is missing (a positive integer)"),
+                                 ('{"id":null,"publish":{"channel":"x","data":1}}', "id is missing (a positive integer)"),
+                                 ('{"id":0,"ping":{}}', "id must be a positive integer")):
+                await c.ws.send(line)
+                await c.result("ping")  # replies come in order: the refusal is already there
+                self.assertEqual(len(c.unexpected), 1, (line, c.unexpected))
+                reply = c.unexpected.pop()
+                self.assertEqual(reply["id"], 0, reply)
+                check_error(reply["error"], 107, line)
+                self.assertEqual(reply["error"]["detail"], detail)
+            for pattern in ("prices.*", "prices.>", "prices.*.usd"):
+                err = await c.error("publish", {"channel": pattern, "data": 1}, code=107)
+                self.assertEqual(err["detail"], "cannot publish to a pattern", pattern)
+            err = await c.error("publish", {"channel": "prices.a*", "data": 1}, code=107)  # not a pattern either
+            self.assertIn("misplaced wildcard", err["detail"])
+            err = await c.error("history", {"channel": "prices.*"}, code=107)
+            self.assertEqual(err["detail"], "a pattern is not a channel here")
+            await c.close()
+        run(go())
+
 
 # ===========================================================================
 # [channels] options
@@ -976,7 +1005,8 @@ class TestLimits(Base):
             c = await Native.open(self.server)
             await c.result("subscribe", {"channel": "big"})
             ok = await c.result("publish", {"channel": "big", "data": "x" * 50})
-            await c.error("publish", {"channel": "big", "data": "x" * 200}, code=115)
+            err = await c.error("publish", {"channel": "big", "data": "x" * 200}, code=115)
+            self.assertEqual(err["detail"], "publication is 202 bytes, the limit is 100 (channels.max_publication_size)")
             await c.error("publish", {"channel": "big", "data": {"k": ["y" * 60, "z" * 60]}}, code=115)
             # nothing of the refused ones was published
             self.assertEqual(await c.pubs(1), [{"channel": "big", "offset": ok["offset"], "data": "x" * 50}])

@@ -109,7 +109,22 @@ class TestCheckConfig(TmpDirCase):
         err = r.stderr.decode()
         self.assertIn(f"{p}:5:", err)
         self.assertIn("max_mesage_size", err)
+        self.assertIn('did you mean "websocket.max_message_size"?', err)  # as namespace keys list theirs
         self.assertEqual(r.stdout, b"", "nothing on stdout for an invalid file")
+
+    def test_values_serve_would_refuse(self):
+        """check-config refuses what serve would (a port over 65535) and every
+        value error names file, line and key (the HMAC secret's length too)."""
+        for doc, line, text in (('[server]\nlisten = "127.0.0.1:99999"\n', 2, 'server.listen: "127.0.0.1:99999" is not'),
+                                ('[auth]\ntoken_hmac_secret = "short"\n', 2, "auth.token_hmac_secret: at least 32 bytes")):
+            with self.subTest(text=text):
+                p = self.write("values.toml", doc)
+                r = run_herald("check-config", p)
+                self.assertEqual(r.returncode, 2, r)
+                self.assertIn(f"{p}:{line}: {text}", r.stderr.decode())
+        r = run_herald("serve", "--listen", "127.0.0.1:0", "--channel.history-size", "5", timeout=10)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn(b"did you mean --channels.history-size?", r.stderr)
 
     def test_wrong_type(self):
         p = self.write("type.toml", """

@@ -307,6 +307,10 @@ class TestBadTokenBan(HeraldTestCase):
         self.assertEqual(r.status, 429, r.body)
         self.assertEqual(r.json()["error"], "too many rejected tokens from your address")
         self.assertEqual(r.header("Retry-After"), "2")
+        # the one warning of the ban names the address, so an operator can act on it
+        bans = [ln for ln in self.server.output().splitlines() if "rejected tokens within" in ln]
+        self.assertEqual(len(bans), 1, bans)
+        self.assertIn("client address 127.0.0.5 presented 5 rejected tokens", bans[0])
         # an SSE request with a bad token from another address counts for that one only
         r, c = http_get(self.server.addr, "127.0.0.6", "/sse?channel=x&token=" + forged_token())
         c.close()

@@ -38,7 +38,7 @@ def chan():
 
 
 def fnv1a(s):
-    h = 1469598103934665603
+    h = 14695981039346656037  # 64-bit FNV-1a (docs/scaling.md)
     for b in s.encode():
         h ^= b
         h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF

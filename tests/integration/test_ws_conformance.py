@@ -536,7 +536,18 @@ class TestClose(WSCase):
         reason = ("\u00e9" * 61).encode() + b"x"  # 123 bytes: the maximum
         self.assertEqual(len(reason), 123)
         w.send_close(1000, reason)
-        w.expect_close(1000, reply=False)
+        f = w.expect_close(1000, reply=False)
+        self.assertEqual(f.payload[2:], reason)  # code and reason echoed (RFC 6455 §5.5.1)
+
+    def test_close_reason_echoed(self):
+        """The server's close answers with the client's code and reason, as
+        browsers' conformance tests expect (RFC 6455 §5.5.1)."""
+        for code, reason in ((1000, b"bye"), (4001, b"app closing: \xe2\x9c\x93"), (1001, b"")):
+            with self.subTest(code=code, reason=reason):
+                w = self.ws()
+                w.send_close(code, reason)
+                f = w.expect_close(code, reply=False)
+                self.assertEqual(f.payload, close_payload(code, reason))
 
     def test_close_invalid_codes_1002(self):
         for code in INVALID_CLOSE_CODES:

@@ -348,7 +348,7 @@ class TestRawMode(Base):
             await r1.ws.send("   " + exact + "   ")
             self.assertEqual(await r2.recv(), exact)
             await r1.ws.send('"' + "x" * 1023 + '"')
-            self.assertEqual(await r1.closed_with(), (1009, "publication larger than channels.max_publication_size"))
+            self.assertEqual(await r1.closed_with(), (1009, "publication is 1025 bytes, the limit is 1024 (channels.max_publication_size)"))
             await r2.quiet(0.2)
             for c in (n, r2):
                 await c.close()
@@ -545,6 +545,29 @@ class TestUnknownNamespaces(Base):
         self.assertIn("namespace", self.refused(raw_path("news:a", "nope:x"), 400))
         c = RawWS.connect(self.server.addr, raw_path("news:a", "plain"))
         c.close_socket()
+
+
+class TestPublishNone(Base):
+    """Issue 13's report, literally: with --channels.publish none the native
+    protocol answers 103, and a raw client is refused too (it used to
+    publish, and every subscriber received it)."""
+    server_args = KEY_ARGS + ("--channels.publish", "none")
+
+    def test_raw_publish_refused_like_native(self):
+        async def go():
+            ch = chan("news")
+            n = await Native.open(self.server)
+            await n.result("subscribe", {"channel": ch})
+            err = await n.error("publish", {"channel": ch, "data": {"a": 1}}, code=103)
+            self.assertEqual(err["detail"], "clients may not publish here")
+            c = await self.raw(ch)
+            await c.ws.send('{"a":1}')
+            self.assertEqual(await c.closed_with(), (3503, "clients may not publish here"))
+            await n.quiet(0.3)
+            self.assertEqual(self.api.call("history", {"channel": ch})["publications"], [])
+            await c.close()
+            await n.close()
+        run(go())
 
 
 class TestOriginAllowList(Base):

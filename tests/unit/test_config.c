@@ -130,6 +130,17 @@ static void test_file_errors(void **state)
         {"[namespace.chat]\nhistory_size = -1\n", "t.toml:2: namespace.chat.history_size: -1 is out of range"},
         {"[namespace.chat]\npresence = maybe\n", "t.toml:2: namespace.chat.presence: expected true or false"},
         {"[namespace.chat]\nhistory_ttl = \"soon\"\n", "t.toml:2: namespace.chat.history_ttl: expected a duration"},
+        /* issue 13: a typo gets a suggestion, like namespace keys; value checks name the line */
+        {"[server]\nmax_conections = 5\n",
+         "t.toml:2: server.max_conections: unknown option (did you mean \"server.max_connections\"?)"},
+        {"[websocket]\nmax_queued_byte = 5\n",
+         "t.toml:2: websocket.max_queued_byte: unknown option (did you mean \"websocket.max_queued_bytes\"?)"},
+        {"[channel]\nhistory_size = 5\n", "t.toml:1: [channel]: unknown section (did you mean [channels]?)"},
+        {"[server]\nlisten = \"127.0.0.1:99999\"\n",
+         "t.toml:2: server.listen: \"127.0.0.1:99999\" is not HOST:PORT, [IPv6]:PORT or :PORT (a port from 0 to 65535)"},
+        {"[tls]\nlisten = \"::1:443\"\n", "t.toml:2: tls.listen: \"::1:443\" is not HOST:PORT"},
+        {"[auth]\ntoken_hmac_secret = \"short\"\n",
+         "t.toml:2: auth.token_hmac_secret: at least 32 bytes, got 5 (herald genconfig makes one)"},
     };
     for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
         hr_config c;
@@ -226,6 +237,13 @@ static void test_validate(void **state)
     assert_non_null(strstr(err, "idle_timeout"));
     hr_config_free(&c);
     hr_config_defaults(&c);
+    /* environment and flags: the same value checks and suggestions */
+    assert_int_not_equal(hr_config_set(&c, "server.listen", ":65536", err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "server.listen: \":65536\" is not HOST:PORT"));
+    assert_int_not_equal(hr_config_set(&c, "server.wrkers", "2", err, sizeof(err)), 0);
+    assert_string_equal(err, "unknown option \"server.wrkers\" (did you mean \"server.workers\"?)");
+    assert_int_not_equal(hr_config_set(&c, "zzz.qqq", "2", err, sizeof(err)), 0);
+    assert_string_equal(err, "unknown option \"zzz.qqq\"");
     hr_config_set(&c, "server.engine", "redis", err, sizeof(err));
     assert_int_not_equal(hr_config_validate(&c, err, sizeof(err)), 0);
     hr_config_free(&c);

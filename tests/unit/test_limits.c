@@ -96,13 +96,13 @@ static void test_connections_per_ip(void **state)
     hr_limits *l = hr_limits_new(&cfg);
     uint32_t a = key4(l, "127.0.0.1"), b = key4(l, "127.0.0.2");
     uint32_t retry = 0;
-    for (int i = 0; i < 3; i++) assert_int_equal(hr_limits_admit(l, a, 1000, &retry), HR_ADMIT_OK);
-    assert_int_equal(hr_limits_admit(l, a, 1000, &retry), HR_ADMIT_TOO_MANY);
+    for (int i = 0; i < 3; i++) assert_int_equal(hr_limits_admit(l, a, NULL, 1000, &retry), HR_ADMIT_OK);
+    assert_int_equal(hr_limits_admit(l, a, NULL, 1000, &retry), HR_ADMIT_TOO_MANY);
     assert_true(retry >= 1);
-    assert_int_equal(hr_limits_admit(l, b, 1000, &retry), HR_ADMIT_OK); /* another address is unaffected */
+    assert_int_equal(hr_limits_admit(l, b, NULL, 1000, &retry), HR_ADMIT_OK); /* another address is unaffected */
     hr_limits_release(l, a, 1001);
-    assert_int_equal(hr_limits_admit(l, a, 1002, &retry), HR_ADMIT_OK);
-    assert_int_equal(hr_limits_admit(l, a, 1002, &retry), HR_ADMIT_TOO_MANY);
+    assert_int_equal(hr_limits_admit(l, a, NULL, 1002, &retry), HR_ADMIT_OK);
+    assert_int_equal(hr_limits_admit(l, a, NULL, 1002, &retry), HR_ADMIT_TOO_MANY);
     for (int i = 0; i < 3; i++) hr_limits_release(l, a, 1003);
     hr_limits_release(l, b, 1003);
     hr_limits_release(l, a, 1003); /* one too many: ignored */
@@ -118,7 +118,7 @@ static void test_sessions_per_ip(void **state)
     hr_limits *l = hr_limits_new(&cfg);
     uint32_t a = key4(l, "127.0.0.1"), b = key4(l, "127.0.0.2");
     uint32_t retry = 0;
-    assert_int_equal(hr_limits_admit(l, a, 1000, &retry), HR_ADMIT_OK);
+    assert_int_equal(hr_limits_admit(l, a, NULL, 1000, &retry), HR_ADMIT_OK);
     /* sessions are counted apart from connections: one connection opens two */
     assert_true(hr_limits_session_begin(l, a, 1000));
     assert_true(hr_limits_session_begin(l, a, 1000));
@@ -157,22 +157,22 @@ static void test_handshake_rate(void **state)
     uint32_t retry = 0;
     uint64_t t = 50000;
     for (int i = 0; i < 5; i++) {
-        assert_int_equal(hr_limits_admit(l, a, t, &retry), HR_ADMIT_OK);
+        assert_int_equal(hr_limits_admit(l, a, NULL, t, &retry), HR_ADMIT_OK);
         hr_limits_release(l, a, t);
     }
-    assert_int_equal(hr_limits_admit(l, a, t, &retry), HR_ADMIT_TOO_FAST);
+    assert_int_equal(hr_limits_admit(l, a, NULL, t, &retry), HR_ADMIT_TOO_FAST);
     assert_int_equal(retry, 1);
     /* closing the connections does not reset the bucket */
     assert_int_equal(hr_limits_tracked(l), 1);
-    assert_int_equal(hr_limits_admit(l, a, t + 99, &retry), HR_ADMIT_TOO_FAST);
-    assert_int_equal(hr_limits_admit(l, a, t + 100, &retry), HR_ADMIT_OK); /* one token per 100 ms */
-    assert_int_equal(hr_limits_admit(l, a, t + 100, &retry), HR_ADMIT_TOO_FAST);
+    assert_int_equal(hr_limits_admit(l, a, NULL, t + 99, &retry), HR_ADMIT_TOO_FAST);
+    assert_int_equal(hr_limits_admit(l, a, NULL, t + 100, &retry), HR_ADMIT_OK); /* one token per 100 ms */
+    assert_int_equal(hr_limits_admit(l, a, NULL, t + 100, &retry), HR_ADMIT_TOO_FAST);
     hr_limits_release(l, a, t + 100);
     /* once its bucket has refilled, the address is forgotten when its last connection goes */
-    assert_int_equal(hr_limits_admit(l, a, t + 2000, &retry), HR_ADMIT_OK);
+    assert_int_equal(hr_limits_admit(l, a, NULL, t + 2000, &retry), HR_ADMIT_OK);
     hr_limits_release(l, a, t + 2050);
     assert_int_equal(hr_limits_tracked(l), 1); /* half a token still owed */
-    assert_int_equal(hr_limits_admit(l, a, t + 2100, &retry), HR_ADMIT_OK);
+    assert_int_equal(hr_limits_admit(l, a, NULL, t + 2100, &retry), HR_ADMIT_OK);
     hr_limits_release(l, a, t + 2200);
     assert_int_equal(hr_limits_tracked(l), 0);
     hr_limits_free(l);
@@ -188,21 +188,25 @@ static void test_ban_after_bad_tokens(void **state)
     uint32_t a = key4(l, "198.51.100.1"), b = key4(l, "198.51.100.2");
     uint32_t retry = 0;
     uint64_t t = 1000000;
-    assert_false(hr_limits_auth_failure(l, a, t));
-    assert_false(hr_limits_auth_failure(l, a, t + 1));
+    assert_false(hr_limits_auth_failure(l, a, t, NULL, 0));
+    assert_false(hr_limits_auth_failure(l, a, t + 1, NULL, 0));
     /* the window restarts: two old failures do not count with a new one 10 s later */
-    assert_false(hr_limits_auth_failure(l, a, t + 10001));
-    assert_false(hr_limits_auth_failure(l, a, t + 10002));
-    assert_int_equal(hr_limits_admit(l, a, t + 10003, &retry), HR_ADMIT_OK);
+    assert_false(hr_limits_auth_failure(l, a, t + 10001, NULL, 0));
+    assert_false(hr_limits_auth_failure(l, a, t + 10002, NULL, 0));
+    hr_ipaddr addr;
+    assert_int_equal(hr_ipaddr_parse("198.51.100.1", 12, &addr), 0);
+    assert_int_equal(hr_limits_admit(l, a, &addr, t + 10003, &retry), HR_ADMIT_OK);
     hr_limits_release(l, a, t + 10003);
-    assert_true(hr_limits_auth_failure(l, a, t + 10004)); /* third in the window: banned */
-    assert_int_equal(hr_limits_admit(l, a, t + 10005, &retry), HR_ADMIT_BANNED);
+    char who[HR_IPADDR_STRLEN] = "";
+    assert_true(hr_limits_auth_failure(l, a, t + 10004, who, sizeof(who))); /* third in the window: banned */
+    assert_string_equal(who, "198.51.100.1"); /* the ban's log line names the address */
+    assert_int_equal(hr_limits_admit(l, a, NULL, t + 10005, &retry), HR_ADMIT_BANNED);
     assert_int_equal(retry, 30);
-    assert_int_equal(hr_limits_admit(l, b, t + 10005, &retry), HR_ADMIT_OK);
+    assert_int_equal(hr_limits_admit(l, b, NULL, t + 10005, &retry), HR_ADMIT_OK);
     hr_limits_release(l, b, t + 10005);
-    assert_int_equal(hr_limits_admit(l, a, t + 40003, &retry), HR_ADMIT_BANNED);
+    assert_int_equal(hr_limits_admit(l, a, NULL, t + 40003, &retry), HR_ADMIT_BANNED);
     assert_int_equal(retry, 1);
-    assert_int_equal(hr_limits_admit(l, a, t + 40004, &retry), HR_ADMIT_OK);
+    assert_int_equal(hr_limits_admit(l, a, NULL, t + 40004, &retry), HR_ADMIT_OK);
     hr_limits_release(l, a, t + 40004);
     assert_int_equal(hr_limits_tracked(l), 0);
     hr_limits_free(l);
@@ -229,7 +233,7 @@ static void test_many_addresses_are_forgotten(void **state)
     for (int i = 0; i < N; i++) {
         snprintf(ip, sizeof(ip), "10.%d.%d.%d", i >> 16, (i >> 8) & 255, i & 255);
         keys[i] = key4(l, ip);
-        assert_int_equal(hr_limits_admit(l, keys[i], 5000, &retry), HR_ADMIT_OK);
+        assert_int_equal(hr_limits_admit(l, keys[i], NULL, 5000, &retry), HR_ADMIT_OK);
     }
     memcpy(sorted, keys, sizeof(keys));
     qsort(sorted, N, sizeof(sorted[0]), cmp_u32);

@@ -142,8 +142,8 @@ static const cmd_case cmd_cases[] = {
     /* empty strings are kept (present, length 0) for name/version/token */
     {.line = "{\"id\":3,\"connect\":{\"name\":\"\",\"version\":\"\",\"token\":\"\"}}", .id = 3,
      .type = HR_CMD_CONNECT, .name = S(""), .version = S(""), .token = S("")},
-    /* escapes are decoded; no id: 0 */
-    {.line = "{\"connect\":{\"subs\":[\"a\\u0041b\",\"caf\\u00e9\"]}}", .type = HR_CMD_CONNECT,
+    /* escapes are decoded */
+    {.line = "{\"id\":3,\"connect\":{\"subs\":[\"a\\u0041b\",\"caf\\u00e9\"]}}", .id = 3, .type = HR_CMD_CONNECT,
      .subs = {S("aAb"), S("caf\xc3\xa9")}, .nsubs = 2},
     /* a NUL byte is never part of a channel, and a connect result key could not hold it */
     {.line = "{\"connect\":{\"subs\":[\"a\\u0000b\"]}}", .type = HR_CMD_CONNECT, .error = BAD,
@@ -356,19 +356,21 @@ static const cmd_case cmd_cases[] = {
      .detail = "presence_stats: params must be an object"},
 
     /* ---- id ---- */
-    {.line = "{\"ping\":{}}", .id = 0, .type = HR_CMD_PING},
+    /* a positive integer (docs/protocol.md): missing, null or 0 is error 107, replied with id 0 */
+    {.line = "{\"ping\":{}}", .id = 0, .type = HR_CMD_PING, .error = BAD, .detail = "id is missing (a positive integer)"},
     {.line = "{\"ping\":{},\"id\":13}", .id = 13, .type = HR_CMD_PING}, /* key order does not matter */
-    {.line = "{\"id\":null,\"ping\":{}}", .id = 0, .type = HR_CMD_PING},
-    {.line = "{\"id\":0,\"ping\":{}}", .id = 0, .type = HR_CMD_PING},
+    {.line = "{\"id\":null,\"ping\":{}}", .id = 0, .type = HR_CMD_PING, .error = BAD,
+     .detail = "id is missing (a positive integer)"},
+    {.line = "{\"id\":0,\"ping\":{}}", .id = 0, .type = HR_CMD_NONE, .error = BAD, .detail = "id must be a positive integer"},
     {.line = "{\"id\":9223372036854775807,\"ping\":{}}", .id = 9223372036854775807ull, .type = HR_CMD_PING},
     {.line = "{\"id\":-1,\"ping\":{}}", .id = 0, .type = HR_CMD_NONE, .error = BAD,
-     .detail = "id must be a non-negative integer"},
+     .detail = "id must be a positive integer"},
     {.line = "{\"id\":\"1\",\"ping\":{}}", .id = 0, .type = HR_CMD_NONE, .error = BAD,
-     .detail = "id must be a non-negative integer"},
+     .detail = "id must be a positive integer"},
     {.line = "{\"id\":1.0,\"ping\":{}}", .id = 0, .type = HR_CMD_NONE, .error = BAD,
-     .detail = "id must be a non-negative integer"},
+     .detail = "id must be a positive integer"},
     {.line = "{\"id\":[1],\"foo\":{}}", .id = 0, .type = HR_CMD_NONE, .error = BAD, /* id checked first */
-     .detail = "id must be a non-negative integer"},
+     .detail = "id must be a positive integer"},
 
     /* ---- method ---- */
     {.line = "{\"id\":14,\"foo\":{}}", .id = 14, .type = HR_CMD_NONE, .error = NOTFOUND, .detail = "unknown method"},
@@ -593,7 +595,7 @@ static const frame_case frame_cases[] = {
     {"{\"id\":1,\"ping\":{}}\n{\"id\":2,\"ping\":{}}\n{\"id\":3,\"ping\":{}}\n", 3, {1, 2, 3}, {0, 0, 0}},
     {"{\"id\":1,\"ping\":{}}\r\n{\"id\":2,\"ping\":{}}\r\n{\"id\":3,\"ping\":{}}\r\n", 3, {1, 2, 3}, {0, 0, 0}},
     {"\n\n{\"id\":1,\"ping\":{}}\n\n\r\n \n{\"id\":2,\"ping\":{}}\n\n", 2, {1, 2}, {0, 0}},
-    {"{\"id\":1,\"ping\":{}}\n{\"ping\":{}}\r\n{\"id\":3,\"ping\":{}}", 3, {1, 0, 3}, {0, 0, 0}},
+    {"{\"id\":1,\"ping\":{}}\n{\"ping\":{}}\r\n{\"id\":3,\"ping\":{}}", 3, {1, 0, 3}, {0, 107, 0}}, /* no id */
     /* JSON whitespace inside a line is fine */
     {"{ \"id\" : 4 , \"ping\" : { } }\n", 1, {4}, {0}},
     /* per-command errors leave the other commands intact */

@@ -605,11 +605,11 @@ static void test_non_finite_reals(void **state)
     PROTO("\x81\xa4ping\xca\x7f\x80\x00\x00");                 /* float32 inf */
 }
 
-/* {"publish": {"channel": "x", "data": [[[...]]]}} with `arrays` nested arrays. */
+/* {"id": 1, "publish": {"channel": "x", "data": [[[...]]]}} with `arrays` nested arrays. */
 static void deep_frame(mp *m, size_t arrays)
 {
     mp_init(m);
-    M(m, 1), S(m, "publish"), M(m, 2), S(m, "channel"), S(m, "x"), S(m, "data");
+    M(m, 2), S(m, "id"), U(m, 1), S(m, "publish"), M(m, 2), S(m, "channel"), S(m, "x"), S(m, "data");
     for (size_t i = 0; i < arrays; i++) A(m, i + 1 < arrays ? 1 : 0);
 }
 

@@ -238,7 +238,7 @@ static hr_raw *open_raw(int worker, fake_t *f, const char *query)
 {
     int status = 0;
     char msg[256];
-    hr_raw *r = hr_raw_new(wh[worker], &cfg, &fake_sink, f, query, strlen(query), &status, msg, sizeof(msg));
+    hr_raw *r = hr_raw_new(wh[worker], &cfg, &fake_sink, f, query, strlen(query), NULL, &status, msg, sizeof(msg));
     if (!r) fail_msg("refused %s: %d %s", query, status, msg);
     return r;
 }
@@ -269,7 +269,7 @@ static void test_refusals(void **state)
         int status = 0;
         char msg[256] = "";
         fake_t f = {0};
-        hr_raw *r = hr_raw_new(wh[0], &cfg, &fake_sink, &f, cases[i].q, strlen(cases[i].q), &status, msg, sizeof(msg));
+        hr_raw *r = hr_raw_new(wh[0], &cfg, &fake_sink, &f, cases[i].q, strlen(cases[i].q), NULL, &status, msg, sizeof(msg));
         if (r) fail_msg("%s: accepted", cases[i].q);
         if (status != cases[i].status || !strstr(msg, cases[i].msg))
             fail_msg("%s: got %d %s, want %d %s", cases[i].q, status, msg, cases[i].status, cases[i].msg);

@@ -1,0 +1,50 @@
+/* random.c - random bytes and hex ids (see random.h).
+ *
+ * One loop over getrandom(2) (it may return fewer bytes than asked, or be
+ * interrupted by a signal before the pool is ready); any other failure is
+ * fatal, with one log line saying why. */
+#include "core/random.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+static hr_random_source source = getrandom;
+
+void hr_random_set_source(hr_random_source src) { source = src ? src : getrandom; }
+
+void hr_random_bytes(void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = source(p + got, n - got, 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            hr_error("getrandom failed (%s): refusing to make guessable ids, aborting",
+                     k < 0 ? strerror(errno) : "no bytes");
+            abort();
+        }
+        got += (size_t)k;
+    }
+}
+
+void hr_random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t r[64];
+    size_t o = 0;
+    while (nbytes) {
+        size_t k = nbytes < sizeof(r) ? nbytes : sizeof(r);
+        hr_random_bytes(r, k);
+        for (size_t i = 0; i < k; i++) {
+            out[o++] = hex[r[i] >> 4];
+            out[o++] = hex[r[i] & 15];
+        }
+        nbytes -= k;
+    }
+    out[o] = '\0';
+}
