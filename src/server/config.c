@@ -38,7 +38,13 @@ const hr_option hr_options[] = {
     {"server.drain_timeout", HR_OPT_DURATION, OFF(drain_timeout_ms), "10s", 0, DAY_MS, NULL, "--drain-timeout",
      "On SIGTERM/SIGINT: how long to wait for clients to close and responses to finish before exiting."},
     {"server.max_connections", HR_OPT_INT, OFF(max_connections), "1000000", 1, 100000000, NULL, NULL,
-     "Maximum simultaneous client connections per process; further connections are closed at accept."},
+     "Maximum simultaneous client connections per process; further connections are closed at accept. Lowered "
+     "at start-up (and logged) to the open-file limit (RLIMIT_NOFILE) less the descriptors kept for listeners, "
+     "queued files and the engine."},
+    {"server.accept_backoff", HR_OPT_DURATION, OFF(accept_backoff_ms), "100ms", 1, 60000, NULL, NULL,
+     "When accepting fails for lack of file descriptors (EMFILE, ENFILE), the worker stops accepting for this "
+     "long (waiting clients stay in the listen backlog) instead of retrying at once; the warning is logged at most "
+     "once per 10 s with the number of failures."},
     {"server.log_level", HR_OPT_STRING, OFF(log_level), "info", 0, 0, "HERALD_LOG_LEVEL", "--log-level",
      "debug, info, warn, error or off."},
     {"server.api_key", HR_OPT_STRING, OFF(api_key), "", 0, 0, "HERALD_API_KEY", "--api-key",
@@ -124,6 +130,12 @@ const hr_option hr_options[] = {
      "How long an idle keep-alive connection is kept open between requests."},
     {"http.max_pipelined", HR_OPT_INT, OFF(http_max_pipelined), "64", 1, 100000, NULL, NULL,
      "Most requests answered from one read before the connection yields to others (pipelining fairness)."},
+    {"http.max_pipelined_bytes", HR_OPT_SIZE, OFF(http_max_pipelined_bytes), "64KiB", 1024, 64 * MiB, NULL, NULL,
+     "Most pipelined request bytes a connection may hold unanswered: above it, reading from the connection pauses "
+     "until its requests are answered (a partial request never pauses it)."},
+    {"http.max_queued_files", HR_OPT_INT, OFF(http_max_queued_files), "16", 1, 4096, NULL, NULL,
+     "Static files queued for sending per connection (each holds a file descriptor): a client that pipelines more "
+     "without reading the answers is paused (not read from) until they are sent."},
     {"http.echo_endpoint", HR_OPT_BOOL, OFF(http_echo_endpoint), "true", 0, 0, NULL, NULL,
      "Serve POST /http/echo (answers the request body back; for conformance tests)."},
 

@@ -443,6 +443,9 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
             hr_conn_yield(c); /* come back to the rest after other connections */
             break;
         }
+        /* Output backpressure (the client does not read its answers): the
+         * next requests wait until the queue drains (conn.c resumes). */
+        if (c->flags & HR_CONN_READ_PAUSED) break;
         if (h->state == H_IDLE) {
             h->state = H_HEAD;
             hr_conn_set_timer(c, (uint64_t)cfg->http_header_timeout_ms);
@@ -494,7 +497,7 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
     if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH)) return (ssize_t)len;
     if (h->deferred) return (ssize_t)pos;
     if (h->state == H_IDLE) {
-        if (pos == len) arm_idle(c);
+        if (pos == len || (c->flags & HR_CONN_READ_PAUSED)) arm_idle(c); /* paused: waiting for the client */
         else {
             h->state = H_HEAD; /* partial next head: header timeout runs */
             hr_conn_set_timer(c, (uint64_t)cfg->http_header_timeout_ms);
@@ -559,7 +562,11 @@ void hr_http_attach(hr_conn *c)
     hr_http *h = hr_calloc(1, sizeof(*h));
     hr_http_parser_init(&h->parser);
     hr_conn_set_transport(c, &http_vt, h);
-    arm_idle(c);
+    /* The first request must begin within http.header_timeout (a connection
+     * that never sends a byte is closed then, silently); keepalive_timeout
+     * is for the wait between requests. */
+    h->state = H_IDLE;
+    hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_header_timeout_ms);
     if (c->flags & HR_CONN_REFUSED) /* refused at accept: a short wait for the request to answer */
         hr_conn_set_timer(c, (uint64_t)HR_MIN(c->w->cfg->http_header_timeout_ms, 2000));
 }
@@ -589,17 +596,7 @@ bool hr_http_resume(hr_conn *c)
     }
     hr_conn_resume_reading(c);
     if (c->in.len) { /* the pipelined requests that waited */
-        hr_buf in = c->in;
-        c->in = (hr_buf)HR_BUF_INIT;
-        ssize_t used = http_on_data(c, in.data, in.len);
-        if (used >= 0 && !(c->flags & HR_CONN_CLOSED) && (size_t)used < in.len) {
-            hr_buf rest = HR_BUF_INIT;
-            hr_buf_append(&rest, in.data + used, in.len - (size_t)used);
-            hr_buf_append(&rest, c->in.data, c->in.len);
-            hr_buf_free(&c->in);
-            c->in = rest;
-        }
-        hr_buf_free(&in);
+        (void)hr_conn_deliver_leftover(c);
     } else if (!(c->flags & HR_CONN_CLOSE_AFTER_FLUSH)) {
         arm_idle(c);
     }

@@ -12,6 +12,7 @@
 #include "transport/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +111,7 @@ static void test_writes_wait_for_end_of_turn(void **state)
     hr_conn *c = make_conn(&peer);
     hr_conn_send(c, "abc", 3);
     hr_conn_send2(c, "de", 2, "f", 1);
-    assert_int_equal(c->out.bytes, 6);
+    assert_int_equal(c->out.bytes, 6 + 2 * HR_CONN_ENTRY_COST); /* bytes + per-entry overhead */
     char tmp[16];
     assert_int_equal(read(peer, tmp, sizeof(tmp)), -1); /* nothing written yet */
     assert_int_equal(errno, EAGAIN);
@@ -197,6 +198,45 @@ static void test_backpressure_pauses_reading(void **state)
     close(peer);
 }
 
+static void test_replace_last_coalesces_pongs(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    hr_conn_send(c, "\x8a\x01" "a", 3);
+    assert_true(hr_conn_replace_last(c, 0x8a, "\x8a\x02", 2, "bc", 2)); /* only the latest pong */
+    assert_int_equal(c->out.n, 1);
+    assert_int_equal(c->out.bytes, 4 + HR_CONN_ENTRY_COST);
+    hr_conn_send(c, "\x81\x01" "m", 3);
+    assert_false(hr_conn_replace_last(c, 0x8a, "\x8a\x00", 2, NULL, 0)); /* the tail is not a pong */
+    hr_conn_end_turn(&w);
+    hr_buf got = HR_BUF_INIT;
+    drain_peer(peer, &got);
+    assert_int_equal(got.len, 7);
+    assert_memory_equal(got.data, "\x8a\x02" "bc\x81\x01" "m", 7);
+    assert_false(hr_conn_replace_last(c, 0x81, "x", 1, NULL, 0)); /* written: nothing to replace */
+    hr_buf_free(&got);
+    close(peer);
+}
+
+static void test_queued_files_pause_reading(void **state)
+{
+    (void)state;
+    cfg.http_max_queued_files = 3;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    for (int i = 0; i < 3; i++) {
+        assert_false(c->flags & HR_CONN_READ_PAUSED);
+        int fd = open("/dev/null", O_RDONLY);
+        assert_true(fd >= 0);
+        hr_conn_send_file(c, fd, 0, 10); /* each holds a descriptor: a third of the budget */
+    }
+    assert_true(c->flags & HR_CONN_READ_PAUSED);
+    hr_conn_close(c); /* closes the files */
+    hr_conn_end_turn(&w);
+    close(peer);
+}
+
 static void test_send_file(void **state)
 {
     (void)state;
@@ -264,6 +304,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partial_write_resumes_on_epollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftover_kept_and_freed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_pauses_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_last_coalesces_pongs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queued_files_pause_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eof_and_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_after_flush, setup, teardown),
