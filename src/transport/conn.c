@@ -484,10 +484,25 @@ void hr_conn_close_discarding_input(hr_conn *c)
     hr_conn_close(c);
 }
 
+/* A connection closed while on the worker's ready list leaves it: it is
+ * freed at the end of the turn, and the list is walked in the next one. (One
+ * on the list run_ready is walking keeps its place until then: CLOSED tells.) */
+static void ready_unlink(hr_conn *c)
+{
+    for (hr_conn **p = &c->w->ready_list; *p; p = &(*p)->ready_next) {
+        if (*p == c) {
+            *p = c->ready_next;
+            c->flags &= ~HR_CONN_IN_READY_LIST;
+            return;
+        }
+    }
+}
+
 void hr_conn_close(hr_conn *c)
 {
     if (c->flags & HR_CONN_CLOSED) return;
     hr_worker *w = c->w;
+    if (c->flags & HR_CONN_IN_READY_LIST) ready_unlink(c);
     c->flags |= HR_CONN_CLOSED;
     hr_timer_stop(&w->loop.wheel, &c->timer);
     if (c->tls) hr_tls_conn_free(c); /* close_notify first */
