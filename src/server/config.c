@@ -123,7 +123,9 @@ const hr_option hr_options[] = {
     {"http.max_body_size", HR_OPT_SIZE, OFF(http_max_body_size), "1MiB", 0, 1 * GiB, NULL, NULL,
      "Largest request body (Content-Length or chunked). Larger: 413."},
     {"http.header_timeout", HR_OPT_DURATION, OFF(http_header_timeout_ms), "10s", 100, DAY_MS, NULL, NULL,
-     "Time allowed from the first byte of a request to the end of its headers (slowloris guard). Then: 408 and close."},
+     "Time allowed from the first byte of a request to the end of its headers (slowloris guard). Then: 408 and close. "
+     "A new connection (after its TLS handshake) must begin its first request within this too, or it is closed "
+     "without an answer."},
     {"http.body_timeout", HR_OPT_DURATION, OFF(http_body_timeout_ms), "30s", 100, DAY_MS, NULL, NULL,
      "Time allowed to receive a whole request body. Then: 408 and close."},
     {"http.keepalive_timeout", HR_OPT_DURATION, OFF(http_keepalive_timeout_ms), "60s", 100, DAY_MS, NULL, NULL,
@@ -150,8 +152,10 @@ const hr_option hr_options[] = {
     {"websocket.close_timeout", HR_OPT_DURATION, OFF(ws_close_timeout_ms), "5s", 10, DAY_MS, NULL, NULL,
      "After sending a close frame, how long to wait for the client's close before dropping the TCP connection."},
     {"websocket.max_queued_bytes", HR_OPT_SIZE, OFF(ws_max_queued_bytes), "64MiB", 1024, 4 * GiB, NULL, NULL,
-     "Largest output queue per connection; a client that lets more pile up is disconnected (1008). "
-     "Reading from a client pauses while its queue is over a quarter of this."},
+     "Largest output queue per connection (bytes plus 64 per queued frame); a client that lets more pile up has "
+     "its queue dropped and is closed with 3008 (reconnect and recover). "
+     "Reading from a client pauses while its queue is over a quarter of this (HTTP clients too: pipelined "
+     "requests wait)."},
     {"websocket.allowed_origins", HR_OPT_LIST, OFF(ws_allowed_origins), "", 0, 0, NULL, NULL,
      "Origins allowed to open WebSockets (exact match, e.g. \"https://app.example.com\"; \"*\" = any). "
      "Empty = any. Requests without an Origin header (non-browser clients) are always allowed."},
