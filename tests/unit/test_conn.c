@@ -40,6 +40,20 @@ static void rec_on_free(hr_conn *c) { (void)c; frees++; }
 static const hr_conn_vt rec_vt = {.on_data = rec_on_data, .on_eof = rec_on_eof, .on_timer = rec_on_timer,
                                   .on_free = rec_on_free, .name = "rec"};
 
+/* A transport that answers `yield_take` bytes at a time, then yields (HTTP
+ * pipelining: http.max_pipelined requests per turn). */
+static size_t yield_take, yield_consumed;
+static ssize_t yield_on_data(hr_conn *c, uint8_t *data, size_t len)
+{
+    (void)data;
+    size_t take = len < yield_take ? len : yield_take;
+    if (take < len) hr_conn_yield(c);
+    yield_consumed += take;
+    return (ssize_t)take;
+}
+static const hr_conn_vt yield_vt = {.on_data = yield_on_data, .on_eof = rec_on_eof, .on_timer = rec_on_timer,
+                                    .on_free = rec_on_free, .name = "yield"};
+
 static int setup(void **state)
 {
     (void)state;
@@ -198,6 +212,37 @@ static void test_backpressure_pauses_reading(void **state)
     close(peer);
 }
 
+static void test_pipelined_backlog_stops_reading(void **state)
+{
+    (void)state;
+    cfg.http_max_pipelined_bytes = 4096;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    c->vt = &yield_vt;
+    yield_take = 100;
+    yield_consumed = 0;
+    uint8_t chunk[4096] = {0};
+    size_t written = 0;
+    for (;;) { /* fill the socket */
+        ssize_t n = write(peer, chunk, sizeof(chunk));
+        if (n <= 0) break;
+        written += (size_t)n;
+    }
+    assert_true(written > 64 * 1024);
+    hr_conn_on_io(&w.loop, &c->io, EPOLLIN);
+    size_t most = c->in.len;
+    for (int turn = 0; turn < 100000 && w.ready_list; turn++) {
+        hr_conn_run_ready(&w);
+        if (c->in.len > most) most = c->in.len;
+    }
+    /* held: at most the cap plus one read behind it, never the whole socket */
+    assert_true(most < 4096 + HR_READ_BUF_SIZE);
+    assert_int_equal(yield_consumed, written); /* and everything was read in the end */
+    assert_int_equal(c->in.len, 0);
+    assert_null(c->in.data);
+    close(peer);
+}
+
 static void test_replace_last_coalesces_pongs(void **state)
 {
     (void)state;
@@ -304,6 +349,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partial_write_resumes_on_epollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftover_kept_and_freed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_pauses_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_backlog_stops_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_last_coalesces_pongs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queued_files_pause_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_file, setup, teardown),
