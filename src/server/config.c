@@ -129,7 +129,8 @@ const hr_option hr_options[] = {
     {"http.body_timeout", HR_OPT_DURATION, OFF(http_body_timeout_ms), "30s", 100, DAY_MS, NULL, NULL,
      "Time allowed to receive a whole request body. Then: 408 and close."},
     {"http.keepalive_timeout", HR_OPT_DURATION, OFF(http_keepalive_timeout_ms), "60s", 100, DAY_MS, NULL, NULL,
-     "How long an idle keep-alive connection is kept open between requests."},
+     "How long an idle keep-alive connection is kept open between requests. While answers are still queued for "
+     "it, it stays open as long as the client reads some of them in each such period."},
     {"http.max_pipelined", HR_OPT_INT, OFF(http_max_pipelined), "64", 1, 100000, NULL, NULL,
      "Most requests answered from one read before the connection yields to others (pipelining fairness)."},
     {"http.max_pipelined_bytes", HR_OPT_SIZE, OFF(http_max_pipelined_bytes), "64KiB", 1024, 64 * MiB, NULL, NULL,

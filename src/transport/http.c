@@ -41,6 +41,7 @@ typedef struct hr_http {
     hr_buf req;               /* head copy + body, for requests with a body */
     size_t head_len;
     uint32_t served;
+    size_t queued_at_timer;   /* output queued when the keep-alive timer last fired with answers unwritten */
     bool http10;              /* current request is HTTP/1.0: keep-alive must be confirmed */
     bool eof;                 /* the peer half-closed while a response was deferred */
     void *deferred;           /* owner of a response that comes later (hr_http_defer), or NULL */
@@ -218,6 +219,11 @@ static bool serve_static(hr_conn *c, const hr_http_request *req, bool close_conn
     char rel[4096];
     if (static_path(req->path, req->path_len, rel, sizeof(rel))) return false;
     int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) { /* out of descriptors: not "not found" */
+        static const char busy[] = "{\"error\":\"server out of file descriptors\",\"status\":503,\"temporary\":true}";
+        hr_http_respond(c, 503, "application/json", "Retry-After: 1\r\n", busy, sizeof(busy) - 1, false, close_conn);
+        return true;
+    }
     if (fd < 0) return false;
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -526,7 +532,14 @@ static void http_on_timer(hr_conn *c)
         return;
     }
     if (h->state == H_IDLE) {
-        hr_conn_close(c); /* keep-alive timeout: silent close */
+        /* Answers still queued and the client read some since the last
+         * time: it is slow, not gone (pipelined requests wait for it). */
+        if (c->out.n && c->out.bytes != h->queued_at_timer) {
+            h->queued_at_timer = c->out.bytes;
+            hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_keepalive_timeout_ms);
+            return;
+        }
+        hr_conn_close(c); /* keep-alive timeout, or no answer read for that long: silent close */
         return;
     }
     fail(c, 408, h->state == H_HEAD ? "request headers not received in time" : "request body not received in time");

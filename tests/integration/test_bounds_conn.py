@@ -186,7 +186,6 @@ class TestOutOfDescriptors(HeraldTestCase):
         holders = []
         for _ in range(10):
             s = socket.create_connection(srv.addr)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.sendall(build_request("GET", "/f.bin") * 40)
             holders.append(s)
         time.sleep(0.5 * SLOW)
@@ -205,8 +204,22 @@ class TestOutOfDescriptors(HeraldTestCase):
         # before the fix: ~100,000 "accept: Too many open files" lines a second
         self.assertLessEqual(spun, 3, f"{spun} accept warnings in 2 s:\n" + "\n".join(self.accept_lines()[-5:]))
         self.assertTrue(srv.alive())
-        for s in holders + knockers:
+        for s in knockers:
             s.close()
+        # the holders read at last: each request was answered with the file, or with a 503 (temporary)
+        # when the server had no descriptor left to open it, never with a 404
+        statuses = []
+        for s in holders:
+            s.settimeout(10 * SLOW)
+            conn = HttpConn(srv.addr, sock=s, timeout=10)
+            for _ in range(40):
+                r = conn.read_response(timeout=10)
+                statuses.append(r.status)
+                if r.status == 503:
+                    self.assertTrue(r.json().get("temporary"), r.body)
+            s.close()
+        note("out of descriptors", answers={st: statuses.count(st) for st in set(statuses)})
+        self.assertLessEqual(set(statuses), {200, 503})
         # the flood is gone: a new client is served
         deadline = time.monotonic() + 5 * SLOW
         while True:
@@ -276,6 +289,47 @@ class TestFirstRequestTimeout(HeraldTestCase):
             self.assertEqual(c.request("GET", "/health").status, 200)
             time.sleep(1.5)
             self.assertEqual(c.request("GET", "/health").status, 200)
+
+
+class TestSlowReader(HeraldTestCase):
+    """Pipelined answers a client reads slowly are not cut by keepalive_timeout;
+    a client that reads none is closed after it (the paused connection is not held)."""
+    server_workers = 1
+
+    @classmethod
+    def make_server(cls):
+        cls.root = tempfile.mkdtemp(prefix="herald-bounds-")
+        with open(os.path.join(cls.root, "f.bin"), "wb") as f:
+            f.write(b"x" * (256 * 1024))
+        return Herald("--static", cls.root, "--http.keepalive-timeout", "1s", workers=1, env=ENV)
+
+    def test_slow_reader_gets_every_answer(self):
+        s = socket.create_connection(self.server.addr)
+        s.sendall(build_request("GET", "/f.bin") * 80)  # 20 MiB of answers
+        conn = HttpConn(self.server.addr, sock=s, timeout=10)
+        t0 = time.monotonic()
+        for i in range(80):
+            r = conn.read_response(timeout=10)
+            self.assertEqual((i, r.status, len(r.body)), (i, 200, 256 * 1024))
+            time.sleep(0.04)  # ~3 s in all: three keep-alive timeouts
+        note("slow reader", seconds=round(time.monotonic() - t0, 1))
+        conn.close()
+
+    def test_client_reading_nothing_is_closed(self):
+        pid = self.server.proc.pid
+        base = proc_fd_count(pid)
+        s = socket.create_connection(self.server.addr)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(build_request("GET", "/f.bin") * 200)
+        time.sleep(0.3)
+        self.assertGreater(proc_fd_count(pid), base)  # its socket and queued files
+        # reading would be progress: only watch the server's descriptors go
+        deadline = time.monotonic() + 6 * SLOW  # two keep-alive timeouts without progress, and slack
+        while proc_fd_count(pid) > base and time.monotonic() < deadline:
+            time.sleep(0.1)
+        held = proc_fd_count(pid) - base
+        s.close()
+        self.assertLessEqual(held, 0, "a client reading nothing is still held")
 
 
 class TestQueueOverflowClose(HeraldTestCase):
