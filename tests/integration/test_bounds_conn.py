@@ -77,6 +77,14 @@ def drain(sock, stop):
             return
 
 
+def static_root(size):
+    """A temporary static directory holding f.bin of `size` bytes."""
+    root = tempfile.mkdtemp(prefix="herald-bounds-")
+    with open(os.path.join(root, "f.bin"), "wb") as f:
+        f.write(b"x" * size)
+    return root
+
+
 class TestPipelining(HeraldTestCase):
     """Item 2: pipelined requests are read only as fast as they are answered."""
     server_workers = 1
@@ -131,9 +139,7 @@ class TestStaticFiles(HeraldTestCase):
 
     @classmethod
     def make_server(cls):
-        cls.root = tempfile.mkdtemp(prefix="herald-bounds-")
-        with open(os.path.join(cls.root, "f.bin"), "wb") as f:
-            f.write(b"x" * (64 * 1024))
+        cls.root = static_root(64 * 1024)
         return Herald("--static", cls.root, workers=1, env=ENV)
 
     def test_pipelined_files_hold_few_descriptors(self):
@@ -172,9 +178,7 @@ class TestOutOfDescriptors(HeraldTestCase):
 
     @classmethod
     def make_server(cls):
-        cls.root = tempfile.mkdtemp(prefix="herald-bounds-")
-        with open(os.path.join(cls.root, "f.bin"), "wb") as f:
-            f.write(b"x" * (256 * 1024))
+        cls.root = static_root(256 * 1024)
         return limited_herald(cls.NOFILE, "--static", cls.root)
 
     def accept_lines(self):
@@ -298,9 +302,7 @@ class TestSlowReader(HeraldTestCase):
 
     @classmethod
     def make_server(cls):
-        cls.root = tempfile.mkdtemp(prefix="herald-bounds-")
-        with open(os.path.join(cls.root, "f.bin"), "wb") as f:
-            f.write(b"x" * (256 * 1024))
+        cls.root = static_root(256 * 1024)
         return Herald("--static", cls.root, "--http.keepalive-timeout", "1s", workers=1, env=ENV)
 
     def test_slow_reader_gets_every_answer(self):
