@@ -16,7 +16,9 @@ p99 (PROBE_P99, docs/security.md "Resource bounds"):
   - a ping flood from a client that never reads (item 7): one pong queued;
   - a connection that never sends a byte (item 8): closed after
     http.header_timeout, not keepalive_timeout;
-  - a reply that overflows websocket.max_queued_bytes (item 8): close 3008.
+  - a reply that overflows websocket.max_queued_bytes (item 8): close 3008;
+  - pipelined answers read slowly are all delivered (keepalive_timeout does
+    not cut a client that reads), and a client reading none is closed.
 """
 import os
 import socket
