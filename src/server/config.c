@@ -42,7 +42,13 @@ const hr_option hr_options[] = {
     {"server.drain_timeout", HR_OPT_DURATION, OFF(drain_timeout_ms), "10s", 0, DAY_MS, NULL, "--drain-timeout",
      "On SIGTERM/SIGINT: how long to wait for clients to close and responses to finish before exiting."},
     {"server.max_connections", HR_OPT_INT, OFF(max_connections), "1000000", 1, 100000000, NULL, NULL,
-     "Maximum simultaneous client connections per process; further connections are closed at accept."},
+     "Maximum simultaneous client connections per process; further connections are closed at accept. Lowered "
+     "at start-up (and logged) to the open-file limit (RLIMIT_NOFILE) less the descriptors kept for listeners, "
+     "queued files and the engine."},
+    {"server.accept_backoff", HR_OPT_DURATION, OFF(accept_backoff_ms), "100ms", 1, 60000, NULL, NULL,
+     "When accepting fails for lack of file descriptors (EMFILE, ENFILE), the worker stops accepting for this "
+     "long (waiting clients stay in the listen backlog) instead of retrying at once; the warning is logged at most "
+     "once per 10 s with the number of failures."},
     {"server.log_level", HR_OPT_STRING, OFF(log_level), "info", 0, 0, "HERALD_LOG_LEVEL", "--log-level",
      "debug, info, warn, error or off."},
     {"server.api_key", HR_OPT_STRING, OFF(api_key), "", 0, 0, "HERALD_API_KEY", "--api-key",
@@ -121,13 +127,22 @@ const hr_option hr_options[] = {
     {"http.max_body_size", HR_OPT_SIZE, OFF(http_max_body_size), "1MiB", 0, 1 * GiB, NULL, NULL,
      "Largest request body (Content-Length or chunked). Larger: 413."},
     {"http.header_timeout", HR_OPT_DURATION, OFF(http_header_timeout_ms), "10s", 100, DAY_MS, NULL, NULL,
-     "Time allowed from the first byte of a request to the end of its headers (slowloris guard). Then: 408 and close."},
+     "Time allowed from the first byte of a request to the end of its headers (slowloris guard). Then: 408 and close. "
+     "A new connection (after its TLS handshake) must begin its first request within this too, or it is closed "
+     "without an answer."},
     {"http.body_timeout", HR_OPT_DURATION, OFF(http_body_timeout_ms), "30s", 100, DAY_MS, NULL, NULL,
      "Time allowed to receive a whole request body. Then: 408 and close."},
     {"http.keepalive_timeout", HR_OPT_DURATION, OFF(http_keepalive_timeout_ms), "60s", 100, DAY_MS, NULL, NULL,
-     "How long an idle keep-alive connection is kept open between requests."},
+     "How long an idle keep-alive connection is kept open between requests. While answers are still queued for "
+     "it, it stays open as long as the client reads some of them in each such period."},
     {"http.max_pipelined", HR_OPT_INT, OFF(http_max_pipelined), "64", 1, 100000, NULL, NULL,
      "Most requests answered from one read before the connection yields to others (pipelining fairness)."},
+    {"http.max_pipelined_bytes", HR_OPT_SIZE, OFF(http_max_pipelined_bytes), "64KiB", 1024, 64 * MiB, NULL, NULL,
+     "Most pipelined request bytes a connection may hold unanswered: above it, reading from the connection pauses "
+     "until its requests are answered (a partial request never pauses it)."},
+    {"http.max_queued_files", HR_OPT_INT, OFF(http_max_queued_files), "16", 1, 4096, NULL, NULL,
+     "Static files queued for sending per connection (each holds a file descriptor): a client that pipelines more "
+     "without reading the answers is paused (not read from) until they are sent."},
     {"http.echo_endpoint", HR_OPT_BOOL, OFF(http_echo_endpoint), "true", 0, 0, NULL, NULL,
      "Serve POST /http/echo (answers the request body back as application/octet-stream with "
      "X-Content-Type-Options: nosniff, whatever Content-Type was sent; for conformance tests)."},
@@ -153,9 +168,10 @@ const hr_option hr_options[] = {
     {"websocket.close_timeout", HR_OPT_DURATION, OFF(ws_close_timeout_ms), "5s", 10, DAY_MS, NULL, NULL,
      "After sending a close frame, how long to wait for the client's close before dropping the TCP connection."},
     {"websocket.max_queued_bytes", HR_OPT_SIZE, OFF(ws_max_queued_bytes), "64MiB", 1024, 4 * GiB, NULL, NULL,
-     "Largest output queue per connection; a native (/ws) or raw client that lets more pile up is disconnected "
-     "with 3008 (slow consumer: reconnect and recover; /ws/echo: the connection is dropped). "
-     "Reading from a client pauses while its queue is over a quarter of this."},
+     "Largest output queue per connection (bytes plus 64 per queued frame); a client that lets more pile up has "
+     "its queue dropped and is closed with 3008 (reconnect and recover). "
+     "Reading from a client pauses while its queue is over a quarter of this (HTTP clients too: pipelined "
+     "requests wait)."},
     {"websocket.allowed_origins", HR_OPT_LIST, OFF(ws_allowed_origins), "", 0, 0, NULL, NULL,
      "Origins allowed to open WebSockets (exact match, e.g. \"https://app.example.com\"; \"*\" = any). "
      "Empty = any. Requests without an Origin header (non-browser clients) are always allowed."},

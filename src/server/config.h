@@ -76,7 +76,8 @@ typedef struct hr_config {
     char *static_dir;           /* "" = no static files */
     bool static_follow_symlinks; /* serve links leading out of static_dir */
     int64_t drain_timeout_ms;
-    int64_t max_connections;    /* per process */
+    int64_t max_connections;    /* per process (lowered to fit RLIMIT_NOFILE at start-up) */
+    int64_t accept_backoff_ms;  /* listener pause after accept ran out of descriptors */
     char *log_level;
     char *api_key;
     char *engine;
@@ -112,6 +113,8 @@ typedef struct hr_config {
     int64_t http_body_timeout_ms;
     int64_t http_keepalive_timeout_ms;
     int64_t http_max_pipelined;
+    int64_t http_max_pipelined_bytes; /* unconsumed pipelined input before reading pauses */
+    int64_t http_max_queued_files;    /* static files queued per connection before reading pauses */
     bool http_echo_endpoint;
     /* [websocket] */
     int64_t ws_max_frame_size;

@@ -97,6 +97,48 @@ static void refuse_at_accept(int fd, bool tls)
     close(fd);
 }
 
+/* Listeners are level-triggered: one whose accept fails for lack of
+ * descriptors would wake the loop again at once, forever. It leaves epoll
+ * for server.accept_backoff instead (waiting clients stay in the backlog),
+ * and the warning is logged at most once per ACCEPT_WARN_MS. */
+#define ACCEPT_WARN_MS 10000
+
+static void listeners_watch(hr_worker *w, bool on)
+{
+    hr_io *ios[2] = {&w->listen_io, &w->tls_listen_io};
+    for (int i = 0; i < 2; i++) {
+        if (ios[i]->fd < 0) continue;
+        if (on) hr_loop_add(&w->loop, ios[i], EPOLLIN);
+        else hr_loop_del(&w->loop, ios[i]);
+    }
+}
+
+static void on_accept_timer(hr_timer *t, void *data)
+{
+    HR_UNUSED(data);
+    hr_worker *w = HR_CONTAINER_OF(t, hr_worker, accept_timer);
+    w->accept_paused = false;
+    if (!w->draining) listeners_watch(w, true);
+}
+
+static void accept_out_of_fds(hr_worker *w, int err)
+{
+    uint64_t now = hr_loop_now(&w->loop);
+    w->accept_failures++;
+    if (!w->accept_warned_ms || now - w->accept_warned_ms >= ACCEPT_WARN_MS) {
+        hr_warn("worker %d: accept: %s (%llu times in the last %llu ms); not accepting for %lld ms", w->id,
+                strerror(err), (unsigned long long)w->accept_failures,
+                (unsigned long long)(w->accept_warned_ms ? now - w->accept_warned_ms : 0),
+                (long long)w->cfg->accept_backoff_ms);
+        w->accept_warned_ms = now ? now : 1;
+        w->accept_failures = 0;
+    }
+    if (w->accept_paused) return;
+    w->accept_paused = true;
+    listeners_watch(w, false);
+    hr_timer_start(&w->loop.wheel, &w->accept_timer, (uint64_t)w->cfg->accept_backoff_ms);
+}
+
 static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
 {
     /* With server.proxy_protocol the client's address comes with the PROXY
@@ -104,14 +146,16 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
      * when the limits count addresses. */
     bool pp = w->cfg->proxy_protocol;
     bool want_addr = !pp && hr_limits_track_ips(w->srv->limits);
-    for (int i = 0; i < 256 && w->accepting; i++) {
+    for (int i = 0; i < 256 && w->accepting && !w->accept_paused; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int fd = accept4(io->fd, want_addr ? (struct sockaddr *)&ss : NULL, want_addr ? &sl : NULL,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) hr_warn("accept: %s", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_out_of_fds(w, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK) hr_warn("accept: %s", strerror(errno));
             return;
         }
         uint64_t total = atomic_fetch_add(&w->srv->total_connections, 1) + 1;
@@ -292,6 +336,22 @@ static void raise_fd_limit(void)
     }
 }
 
+/* server.max_connections must leave descriptors for what is not a client
+ * connection: listeners, epoll and wake-up fds, the engine, logs and queued
+ * static files (a sixteenth of the limit, at least 32 + 4 per worker). */
+static void fit_fd_limit(hr_config *cfg, int workers)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY) return;
+    uint64_t lim = (uint64_t)rl.rlim_cur;
+    uint64_t reserve = HR_MAX((uint64_t)32 + 4 * (uint64_t)workers, lim / 16);
+    int64_t room = lim > reserve ? (int64_t)(lim - reserve) : 1;
+    if (cfg->max_connections <= room) return;
+    hr_info("server.max_connections lowered from %lld to %lld: the open-file limit (RLIMIT_NOFILE) is %llu",
+            (long long)cfg->max_connections, (long long)room, (unsigned long long)lim);
+    cfg->max_connections = room;
+}
+
 /* One listening address: parsed, probed (a port held by another process is
  * an error, not silently shared), with :0 resolved to the bound port. */
 typedef struct listen_addr {
@@ -381,6 +441,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     }
     if (n > HR_MAX_WORKERS) n = HR_MAX_WORKERS;
     s->nworkers = n;
+    fit_fd_limit(cfg, n);
     s->hub = hr_hub_new(n);
     s->limits = hr_limits_new(cfg);
     size_t bad = 0;
@@ -419,6 +480,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         w->static_fd = static_fd;
         w->rbuf = hr_malloc(HR_READ_BUF_SIZE);
         w->accepting = true;
+        hr_timer_init(&w->accept_timer, on_accept_timer);
         if (hr_loop_init(&w->loop, w)) {
             snprintf(err, errlen, "event loop: %s", strerror(errno));
             return HR_ERR_IO;

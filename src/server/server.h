@@ -64,7 +64,11 @@ typedef struct hr_worker {
     int static_fd;                 /* O_PATH fd of the static dir, -1 if none */
     bool draining;
     bool accepting;
+    bool accept_paused;            /* out of descriptors: listeners out of epoll until accept_timer */
     hr_timer drain_timer;
+    hr_timer accept_timer;         /* server.accept_backoff */
+    uint64_t accept_warned_ms;     /* loop time of the last "accept: out of descriptors" warning */
+    uint64_t accept_failures;      /* such failures since that warning */
     hr_whub *hub;                  /* this worker's part of the hub */
     hr_worker_stats stats;
 } hr_worker;

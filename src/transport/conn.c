@@ -43,6 +43,8 @@ struct hr_oentry {
     uint64_t len;           /* total bytes of this entry (OE_FILE: left to send) */
 };
 
+static void in_free(hr_conn *c);
+
 uint64_t hr_conn_now(const hr_conn *c) { return hr_loop_now(&c->w->loop); }
 
 static void schedule_flush(hr_conn *c)
@@ -118,9 +120,19 @@ static hr_oentry *oq_push(hr_conn *c)
     return oq_at(q, q->n++);
 }
 
+/* A queued file also holds a descriptor: it costs a share of the budget
+ * above which reading pauses, so http.max_queued_files files pause a
+ * pipelining client whatever their size. */
+static size_t entry_cost(const hr_conn *c, const hr_oentry *e)
+{
+    if (e->kind != OE_FILE) return HR_CONN_ENTRY_COST;
+    const hr_config *cfg = c->w->cfg;
+    return (size_t)(cfg->ws_max_queued_bytes / 4 / cfg->http_max_queued_files) + 1;
+}
+
 static void enqueued(hr_conn *c, const hr_oentry *e)
 {
-    c->out.bytes += e->len;
+    c->out.bytes += e->len + entry_cost(c, e);
     schedule_flush(c);
     /* Backpressure: stop reading from a peer that does not read our replies. */
     size_t high = (size_t)c->w->cfg->ws_max_queued_bytes / 4;
@@ -191,24 +203,51 @@ static void oq_release_if_empty(hr_conn *c)
     q->head = q->cap = 0;
 }
 
-void hr_conn_drop_queued(hr_conn *c)
+/* Index of the first entry nothing of which has been handed to the kernel
+ * (or to OpenSSL): the entries before it must finish as they are. */
+static uint32_t first_untouched(const hr_conn *c)
 {
-    hr_outq *q = &c->out;
-    if (!q->n) return;
-    hr_oentry *first = oq_at(q, 0);
+    const hr_outq *q = &c->out;
+    if (!q->n) return 0;
+    const hr_oentry *first = oq_at(q, 0);
     uint32_t keep = first->kind == OE_FILE || first->off > 0; /* a started entry must finish */
     if (c->tls) {
         /* bytes OpenSSL already encrypted after a blocked write must be offered again */
-        size_t committed = hr_tls_committed(c), seen = 0;
+        size_t committed = hr_tls_committed((hr_conn *)c), seen = 0;
         for (uint32_t i = 0; i < q->n && seen < committed; i++) {
-            hr_oentry *e = oq_at(q, i);
+            const hr_oentry *e = oq_at(q, i);
             seen += (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off));
             if (i + 1 > keep) keep = i + 1;
         }
     }
+    return keep;
+}
+
+bool hr_conn_replace_last(hr_conn *c, uint8_t first, const void *a, size_t alen, const void *b, size_t blen)
+{
+    hr_outq *q = &c->out;
+    if (!q->n || (c->flags & HR_CONN_CLOSED)) return false;
+    hr_oentry *e = oq_at(q, q->n - 1);
+    if (e->kind != OE_BYTES || e->off || !e->len || e->u.bytes[0] != first || q->n - 1 < first_untouched(c))
+        return false;
+    uint8_t *bytes = hr_malloc(alen + blen);
+    if (alen) memcpy(bytes, a, alen);
+    if (blen) memcpy(bytes + alen, b, blen);
+    hr_free(e->u.bytes);
+    q->bytes = q->bytes - (size_t)e->len + alen + blen;
+    e->u.bytes = bytes;
+    e->len = alen + blen;
+    return true;
+}
+
+void hr_conn_drop_queued(hr_conn *c)
+{
+    hr_outq *q = &c->out;
+    if (!q->n) return;
+    uint32_t keep = first_untouched(c);
     for (uint32_t i = keep; i < q->n; i++) {
         hr_oentry *e = oq_at(q, i);
-        q->bytes -= (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off));
+        q->bytes -= (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off)) + entry_cost(c, e);
         free_entry(e);
     }
     q->n = keep;
@@ -224,6 +263,27 @@ static void outq_clear(hr_conn *c)
     oq_release_if_empty(c);
 }
 
+/* Free the (finished) first entry. */
+static void oq_pop(hr_conn *c)
+{
+    hr_outq *q = &c->out;
+    hr_oentry *e = oq_at(q, 0);
+    q->bytes -= entry_cost(c, e);
+    free_entry(e);
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->n--;
+    oq_release_if_empty(c);
+}
+
+/* A file entry sent `n` more bytes. */
+static void file_advance(hr_conn *c, hr_oentry *e, size_t n)
+{
+    e->off += (uint64_t)n;
+    e->len -= (uint64_t)n;
+    c->out.bytes -= n;
+    if (e->len == 0) oq_pop(c);
+}
+
 /* Remove `n` written bytes from the front of the queue. */
 static void outq_advance(hr_conn *c, size_t n)
 {
@@ -237,11 +297,8 @@ static void outq_advance(hr_conn *c, size_t n)
             return;
         }
         n -= (size_t)left;
-        free_entry(e);
-        q->head = (q->head + 1) & (q->cap - 1);
-        q->n--;
+        oq_pop(c);
     }
-    oq_release_if_empty(c);
 }
 
 static void after_flush(hr_conn *c)
@@ -302,15 +359,7 @@ static int write_queue_tls(hr_conn *c)
         if (n < 0) return HR_ERR_CLOSED;
         hr_stat_add(&c->w->stats.bytes_out, (uint64_t)n);
         if (e->kind == OE_FILE) {
-            e->off += (uint64_t)n;
-            e->len -= (uint64_t)n;
-            q->bytes -= (size_t)n;
-            if (e->len == 0) {
-                free_entry(e);
-                q->head = (q->head + 1) & (q->cap - 1);
-                q->n--;
-                oq_release_if_empty(c);
-            }
+            file_advance(c, e, (size_t)n);
         } else {
             outq_advance(c, (size_t)n);
         }
@@ -334,17 +383,8 @@ static int write_queue(hr_conn *c)
             size_t want = (size_t)HR_MIN(e->len, (uint64_t)1 << 30);
             n = sendfile(c->io.fd, e->fd, &off, want);
             if (n > 0) {
-                /* Files advance by offset and length. */
-                e->off += (uint64_t)n;
-                e->len -= (uint64_t)n;
-                q->bytes -= (size_t)n;
                 hr_stat_add(&c->w->stats.bytes_out, (uint64_t)n);
-                if (e->len == 0) {
-                    free_entry(e);
-                    q->head = (q->head + 1) & (q->cap - 1);
-                    q->n--;
-                    oq_release_if_empty(c);
-                }
+                file_advance(c, e, (size_t)n); /* files advance by offset and length */
                 continue;
             }
             if (n == 0) return HR_ERR_CLOSED; /* file shrank under us */
@@ -444,17 +484,32 @@ void hr_conn_close_discarding_input(hr_conn *c)
     hr_conn_close(c);
 }
 
+/* A connection closed while on the worker's ready list leaves it: it is
+ * freed at the end of the turn, and the list is walked in the next one. (One
+ * on the list run_ready is walking keeps its place until then: CLOSED tells.) */
+static void ready_unlink(hr_conn *c)
+{
+    for (hr_conn **p = &c->w->ready_list; *p; p = &(*p)->ready_next) {
+        if (*p == c) {
+            *p = c->ready_next;
+            c->flags &= ~HR_CONN_IN_READY_LIST;
+            return;
+        }
+    }
+}
+
 void hr_conn_close(hr_conn *c)
 {
     if (c->flags & HR_CONN_CLOSED) return;
     hr_worker *w = c->w;
+    if (c->flags & HR_CONN_IN_READY_LIST) ready_unlink(c);
     c->flags |= HR_CONN_CLOSED;
     hr_timer_stop(&w->loop.wheel, &c->timer);
     if (c->tls) hr_tls_conn_free(c); /* close_notify first */
     close(c->io.fd); /* also removes it from epoll */
     c->io.fd = -1;
     outq_clear(c);
-    hr_buf_free(&c->in);
+    in_free(c);
     if (c->vt->on_free) c->vt->on_free(c);
     c->proto = NULL;
     /* unlink from the worker's list */
@@ -469,6 +524,48 @@ void hr_conn_close(hr_conn *c)
     w->free_list = c;
 }
 
+/* ---- leftover input (hr_conn_in) ---------------------------------------------- */
+
+static void in_free(hr_conn *c)
+{
+    hr_free(c->in.data);
+    c->in = (hr_conn_in){0};
+}
+
+/* Room for `extra` more bytes behind the unconsumed ones: they move to the
+ * front first (once per read, not once per consumed request). */
+static uint8_t *in_reserve(hr_conn *c, size_t extra)
+{
+    hr_conn_in *in = &c->in;
+    if (in->off) {
+        memmove(in->data, in->data + in->off, in->len);
+        in->off = 0;
+    }
+    if (in->cap - in->len < extra) {
+        size_t cap = in->cap ? in->cap : 256;
+        while (cap < (size_t)in->len + extra) cap *= 2;
+        in->data = hr_realloc(in->data, cap);
+        in->cap = (uint32_t)cap;
+    }
+    return in->data + in->len;
+}
+
+static void in_consume(hr_conn *c, size_t n)
+{
+    hr_conn_in *in = &c->in;
+    in->off += (uint32_t)n;
+    in->len -= (uint32_t)n;
+    if (in->len == 0) {
+        in_free(c);
+    } else if (in->cap > 64 * 1024 && in->len < in->cap / 4) {
+        /* shrink a buffer that once held something large */
+        memmove(in->data, in->data + in->off, in->len);
+        in->off = 0;
+        in->data = hr_realloc(in->data, in->len);
+        in->cap = in->len;
+    }
+}
+
 /* Feed bytes to the transport; keep what it did not consume. */
 static int deliver(hr_conn *c, uint8_t *data, size_t len, bool from_leftover)
 {
@@ -476,17 +573,48 @@ static int deliver(hr_conn *c, uint8_t *data, size_t len, bool from_leftover)
     if (used < 0 || (c->flags & HR_CONN_CLOSED)) return HR_ERR_CLOSED;
     size_t u = (size_t)used;
     if (from_leftover) {
-        hr_buf_consume(&c->in, u);
-        if (c->in.len == 0) hr_buf_free(&c->in);
-        else if (c->in.cap > 64 * 1024 && c->in.len < c->in.cap / 4) {
-            /* shrink a buffer that once held something large */
-            c->in.data = hr_realloc(c->in.data, c->in.len);
-            c->in.cap = c->in.len;
-        }
+        in_consume(c, u);
     } else if (u < len) {
-        hr_buf_append(&c->in, data + u, len - u);
+        memcpy(in_reserve(c, len - u), data + u, len - u);
+        c->in.len += (uint32_t)(len - u);
     }
     return 0;
+}
+
+int hr_conn_deliver_leftover(hr_conn *c)
+{
+    if (!c->in.len || (c->flags & HR_CONN_CLOSED)) return 0;
+    /* the transport sees these bytes alone: input it leaves goes back in front */
+    hr_conn_in in = c->in;
+    c->in = (hr_conn_in){0};
+    ssize_t used = c->vt->on_data(c, in.data + in.off, in.len);
+    if (used < 0 || (c->flags & HR_CONN_CLOSED)) {
+        hr_free(in.data);
+        return HR_ERR_CLOSED;
+    }
+    in.off += (uint32_t)used;
+    in.len -= (uint32_t)used;
+    if (c->in.len) { /* arrived meanwhile: after the older bytes */
+        hr_conn_in later = c->in;
+        c->in = in;
+        memcpy(in_reserve(c, later.len), later.data + later.off, later.len);
+        c->in.len += later.len;
+        hr_free(later.data);
+    } else if (in.len) {
+        c->in = in;
+    } else {
+        hr_free(in.data);
+    }
+    return 0;
+}
+
+/* Input the transport could consume but has not yet (it yielded after
+ * http.max_pipelined requests) stops reading above http.max_pipelined_bytes:
+ * the ready list brings the connection back to it, and reading goes on
+ * once it is consumed. */
+static bool input_backlog(const hr_conn *c)
+{
+    return (c->flags & HR_CONN_IN_READY_LIST) && c->in.len >= (uint64_t)c->w->cfg->http_max_pipelined_bytes;
 }
 
 static void do_read(hr_conn *c)
@@ -494,11 +622,12 @@ static void do_read(hr_conn *c)
     hr_worker *w = c->w;
     for (int i = 0; i < READS_PER_TURN; i++) {
         if (c->flags & (HR_CONN_CLOSED | HR_CONN_READ_PAUSED | HR_CONN_EOF)) return;
+        if (input_backlog(c)) return;
         uint8_t *dst;
         size_t cap;
         bool leftover = c->in.len > 0;
         if (leftover) {
-            dst = hr_buf_reserve(&c->in, 16 * 1024);
+            dst = in_reserve(c, 16 * 1024);
             cap = c->in.cap - c->in.len;
         } else {
             dst = w->rbuf;
@@ -510,7 +639,7 @@ static void do_read(hr_conn *c)
             hr_stat_add(&w->stats.bytes_in, (uint64_t)n);
             int rc;
             if (leftover) {
-                c->in.len += (size_t)n;
+                c->in.len += (uint32_t)n;
                 rc = deliver(c, c->in.data, c->in.len, true);
             } else {
                 rc = deliver(c, dst, (size_t)n, false);
@@ -586,7 +715,7 @@ void hr_conn_run_ready(hr_worker *w)
         c->flags &= ~(HR_CONN_IN_READY_LIST | HR_CONN_READ_PENDING);
         if (c->flags & HR_CONN_CLOSED) continue;
         /* leftover bytes may already hold complete units (e.g. after a pause) */
-        if (c->in.len && deliver(c, c->in.data, c->in.len, true)) continue;
+        if (c->in.len && deliver(c, c->in.data + c->in.off, c->in.len, true)) continue;
         do_read(c);
     }
 }

@@ -37,13 +37,30 @@ typedef struct hr_conn_vt {
 
 typedef struct hr_oentry hr_oentry;
 
+/* What a queued entry costs besides its bytes: its slot in the ring (40
+ * bytes) and its allocation's header, so that many tiny entries (pongs)
+ * count. */
+#define HR_CONN_ENTRY_COST 64
+
+/* Leftover input: the unconsumed bytes are data[off, off + len). Consuming
+ * moves `off` (pipelined requests answered a batch at a time cost no
+ * memmove each); the bytes move to the front only when more must be read
+ * behind them. Freed when empty. */
+typedef struct hr_conn_in {
+    uint8_t *data;
+    uint32_t off, len, cap;
+} hr_conn_in;
+
 /* The output queue: a ring of entries (contiguous, so building the writev
  * iovecs walks one array), allocated on first use and freed when drained,
  * so an idle connection holds none. */
 typedef struct hr_outq {
     hr_oentry *e;        /* cap entries, or NULL */
     uint32_t head, n, cap;
-    size_t bytes;        /* queued and not yet written */
+    size_t bytes;        /* the queue's cost: bytes not yet written plus an
+                            overhead per entry (HR_CONN_ENTRY_COST; for a file,
+                            which holds a descriptor, a share of the budget:
+                            see hr_conn_send_file) */
 } hr_outq;
 
 enum hr_conn_flags {
@@ -76,7 +93,7 @@ struct hr_conn {
     hr_conn *next, *prev;          /* worker's connection list */
     hr_conn *flush_next;           /* worker's end-of-turn flush list */
     hr_conn *ready_next;           /* worker's read-again list */
-    hr_buf in;                     /* leftover input; empty when idle */
+    hr_conn_in in;                 /* leftover input; empty when idle */
     hr_outq out;
     uint64_t last_rx;              /* loop time of the last byte received */
     uint32_t flags;
@@ -99,8 +116,18 @@ void hr_conn_send_shared(hr_conn *c, struct hr_sbuf *b);
 /* Drop everything queued that has not started to be written (a slow
  * consumer about to be disconnected: it will recover what it missed). */
 void hr_conn_drop_queued(hr_conn *c);
-/* Queue `len` bytes of an open file from `off`; the queue owns fd (closes it). */
+/* Queue `len` bytes of an open file from `off`; the queue owns fd (closes it).
+ * Each queued file costs its length plus a share of the queue's budget
+ * (http.max_queued_files per connection before reading pauses). */
 void hr_conn_send_file(hr_conn *c, int fd, uint64_t off, uint64_t len);
+/* If the last queued entry is this connection's own bytes starting with
+ * `first`, and nothing of it is written yet, replace its bytes with a + b
+ * (a pong that answers only the latest ping) and return true; otherwise
+ * queue nothing and return false. */
+bool hr_conn_replace_last(hr_conn *c, uint8_t first, const void *a, size_t alen, const void *b, size_t blen);
+/* Present the leftover input to the transport now (pipelined requests that
+ * waited for a deferred answer). Returns 0 or HR_ERR_CLOSED. */
+int hr_conn_deliver_leftover(hr_conn *c);
 /* Write what is queued now (normally done at end of turn). Returns 0, or
  * HR_ERR_CLOSED if the connection was closed by a write error. */
 int hr_conn_flush(hr_conn *c);

@@ -44,6 +44,7 @@ typedef struct hr_http {
     hr_buf req;               /* head copy + body, for requests with a body */
     size_t head_len;
     uint32_t served;
+    size_t queued_at_timer;   /* output queued when the keep-alive timer last fired with answers unwritten */
     bool http10;              /* current request is HTTP/1.0: keep-alive must be confirmed */
     bool eof;                 /* the peer half-closed while a response was deferred */
     void *deferred;           /* owner of a response that comes later (hr_http_defer), or NULL */
@@ -277,6 +278,11 @@ static bool serve_static(hr_conn *c, const hr_http_request *req, bool close_conn
     char rel[4096];
     if (static_path(req->path, req->path_len, rel, sizeof(rel))) return false;
     int fd = c->w->cfg->static_follow_symlinks ? openat(dirfd, rel, STATIC_OPEN_FLAGS) : open_beneath(dirfd, rel);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) { /* out of descriptors: not "not found" */
+        static const char busy[] = "{\"error\":\"server out of file descriptors\",\"status\":503,\"temporary\":true}";
+        hr_http_respond(c, 503, "application/json", "Retry-After: 1\r\n", busy, sizeof(busy) - 1, false, close_conn);
+        return true;
+    }
     if (fd < 0) return false;
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -497,6 +503,9 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
             hr_conn_yield(c); /* come back to the rest after other connections */
             break;
         }
+        /* Output backpressure (the client does not read its answers): the
+         * next requests wait until the queue drains (conn.c resumes). */
+        if (c->flags & HR_CONN_READ_PAUSED) break;
         if (h->state == H_IDLE) {
             h->state = H_HEAD;
             hr_conn_set_timer(c, (uint64_t)cfg->http_header_timeout_ms);
@@ -548,7 +557,7 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
     if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH)) return (ssize_t)len;
     if (h->deferred) return (ssize_t)pos;
     if (h->state == H_IDLE) {
-        if (pos == len) arm_idle(c);
+        if (pos == len || (c->flags & HR_CONN_READ_PAUSED)) arm_idle(c); /* paused: waiting for the client */
         else {
             h->state = H_HEAD; /* partial next head: header timeout runs */
             hr_conn_set_timer(c, (uint64_t)cfg->http_header_timeout_ms);
@@ -577,7 +586,14 @@ static void http_on_timer(hr_conn *c)
         return;
     }
     if (h->state == H_IDLE) {
-        hr_conn_close(c); /* keep-alive timeout: silent close */
+        /* Answers still queued and the client read some since the last
+         * time: it is slow, not gone (pipelined requests wait for it). */
+        if (c->out.n && c->out.bytes != h->queued_at_timer) {
+            h->queued_at_timer = c->out.bytes;
+            hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_keepalive_timeout_ms);
+            return;
+        }
+        hr_conn_close(c); /* keep-alive timeout, or no answer read for that long: silent close */
         return;
     }
     fail(c, 408, h->state == H_HEAD ? "request headers not received in time" : "request body not received in time");
@@ -613,7 +629,11 @@ void hr_http_attach(hr_conn *c)
     hr_http *h = hr_calloc(1, sizeof(*h));
     hr_http_parser_init(&h->parser);
     hr_conn_set_transport(c, &http_vt, h);
-    arm_idle(c);
+    /* The first request must begin within http.header_timeout (a connection
+     * that never sends a byte is closed then, silently); keepalive_timeout
+     * is for the wait between requests. */
+    h->state = H_IDLE;
+    hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_header_timeout_ms);
     if (c->flags & HR_CONN_REFUSED) /* refused at accept: a short wait for the request to answer */
         hr_conn_set_timer(c, (uint64_t)HR_MIN(c->w->cfg->http_header_timeout_ms, 2000));
 }
@@ -643,17 +663,7 @@ bool hr_http_resume(hr_conn *c)
     }
     hr_conn_resume_reading(c);
     if (c->in.len) { /* the pipelined requests that waited */
-        hr_buf in = c->in;
-        c->in = (hr_buf)HR_BUF_INIT;
-        ssize_t used = http_on_data(c, in.data, in.len);
-        if (used >= 0 && !(c->flags & HR_CONN_CLOSED) && (size_t)used < in.len) {
-            hr_buf rest = HR_BUF_INIT;
-            hr_buf_append(&rest, in.data + used, in.len - (size_t)used);
-            hr_buf_append(&rest, c->in.data, c->in.len);
-            hr_buf_free(&c->in);
-            c->in = rest;
-        }
-        hr_buf_free(&in);
+        (void)hr_conn_deliver_leftover(c);
     } else if (!(c->flags & HR_CONN_CLOSE_AFTER_FLUSH)) {
         arm_idle(c);
     }

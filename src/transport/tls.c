@@ -302,9 +302,9 @@ int hr_tls_handshake(hr_conn *c)
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->flags |= T_UP;
-        /* The handshake ran under the header timeout; now the connection is
-         * an idle HTTP keep-alive connection like any other. */
-        hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_keepalive_timeout_ms);
+        /* The handshake ran under the header timeout; the first request
+         * must begin within another one (http.c, as on plain TCP). */
+        hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_header_timeout_ms);
         return 0;
     }
     int e = SSL_get_error(t->ssl, r);

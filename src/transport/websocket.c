@@ -147,10 +147,12 @@ void hr_ws_send(hr_conn *c, int opcode, const void *data, size_t len)
     send_frame(c, false, (uint8_t)opcode, data, len);
 sent:
     if (c->out.bytes > (size_t)w->cfg->ws_max_queued_bytes) {
-        hr_info("websocket fd=%d: output queue over %lld bytes, disconnecting slow client", c->io.fd,
-                (long long)w->cfg->ws_max_queued_bytes);
-        ws->close_code = HR_WS_CLOSE_POLICY;
-        hr_conn_close(c);
+        /* what was not written is dropped: the close frame says why, and the
+         * client recovers what it missed */
+        hr_info("websocket fd=%d: output queue over %lld bytes, disconnecting slow client (code %d)", c->io.fd,
+                (long long)w->cfg->ws_max_queued_bytes, HR_DISC_SLOW);
+        hr_conn_drop_queued(c);
+        hr_ws_close(c, HR_DISC_SLOW, "slow consumer: reconnect and recover");
     }
 }
 
@@ -284,7 +286,14 @@ static void handle_control(hr_conn *c, uint8_t opcode, const uint8_t *payload, s
 {
     hr_ws *ws = c->proto;
     if (opcode == HR_WS_OP_PING) {
-        if (ws->state == WS_OPEN) send_frame(c, false, HR_WS_OP_PONG, payload, len);
+        if (ws->state != WS_OPEN) return;
+        /* Only the latest ping needs a pong (RFC 6455 §5.5.3): a pong still
+         * waiting unwritten at the tail of the queue takes the new payload,
+         * so a client that pings and never reads queues one pong, not one
+         * per ping. */
+        uint8_t hdr[14];
+        size_t hl = hr_ws_write_header(hdr, true, false, HR_WS_OP_PONG, len, NULL);
+        if (!hr_conn_replace_last(c, hdr[0], hdr, hl, payload, len)) hr_conn_send2(c, hdr, hl, payload, len);
         return;
     }
     if (opcode == HR_WS_OP_PONG) return; /* liveness is tracked by last_rx */

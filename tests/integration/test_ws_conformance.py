@@ -381,7 +381,8 @@ class TestFragmentation(WSCase):
             w.send_raw(b"".join(frames))
         pongs, msg = [], None
         deadline = time.monotonic() + 5 * SLOW
-        while msg is None or len(pongs) < 2:
+        # Pings that arrive together may be answered by one pong for the latest (RFC 6455 §5.5.3).
+        while msg is None or pongs[-1:] != [b"second ping"]:
             self.assertLess(time.monotonic(), deadline, f"timeout: pongs={pongs!r} msg={msg!r}")
             f = w.recv_frame()
             if f.opcode == OP_PONG:
@@ -398,7 +399,10 @@ class TestFragmentation(WSCase):
                     parts.append(g)
                 self.assertEqual(parts[0].opcode, OP_TEXT)
                 msg = b"".join(p.payload for p in parts)
-        self.assertEqual(pongs, [b"ping in between", b"second ping"])
+        if separate:
+            self.assertEqual(pongs, [b"ping in between", b"second ping"])
+        else:
+            self.assertIn(pongs, ([b"ping in between", b"second ping"], [b"second ping"]))
         self.assertEqual(msg, b"frag-a frag-b frag-c")
 
     def test_ping_inside_fragmented_message(self):

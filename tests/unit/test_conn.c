@@ -12,6 +12,7 @@
 #include "transport/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,20 @@ static void rec_on_timer(hr_conn *c) { (void)c; }
 static void rec_on_free(hr_conn *c) { (void)c; frees++; }
 static const hr_conn_vt rec_vt = {.on_data = rec_on_data, .on_eof = rec_on_eof, .on_timer = rec_on_timer,
                                   .on_free = rec_on_free, .name = "rec"};
+
+/* A transport that answers `yield_take` bytes at a time, then yields (HTTP
+ * pipelining: http.max_pipelined requests per turn). */
+static size_t yield_take, yield_consumed;
+static ssize_t yield_on_data(hr_conn *c, uint8_t *data, size_t len)
+{
+    (void)data;
+    size_t take = len < yield_take ? len : yield_take;
+    if (take < len) hr_conn_yield(c);
+    yield_consumed += take;
+    return (ssize_t)take;
+}
+static const hr_conn_vt yield_vt = {.on_data = yield_on_data, .on_eof = rec_on_eof, .on_timer = rec_on_timer,
+                                    .on_free = rec_on_free, .name = "yield"};
 
 static int setup(void **state)
 {
@@ -110,7 +125,7 @@ static void test_writes_wait_for_end_of_turn(void **state)
     hr_conn *c = make_conn(&peer);
     hr_conn_send(c, "abc", 3);
     hr_conn_send2(c, "de", 2, "f", 1);
-    assert_int_equal(c->out.bytes, 6);
+    assert_int_equal(c->out.bytes, 6 + 2 * HR_CONN_ENTRY_COST); /* bytes + per-entry overhead */
     char tmp[16];
     assert_int_equal(read(peer, tmp, sizeof(tmp)), -1); /* nothing written yet */
     assert_int_equal(errno, EAGAIN);
@@ -197,6 +212,76 @@ static void test_backpressure_pauses_reading(void **state)
     close(peer);
 }
 
+static void test_pipelined_backlog_stops_reading(void **state)
+{
+    (void)state;
+    cfg.http_max_pipelined_bytes = 4096;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    c->vt = &yield_vt;
+    yield_take = 100;
+    yield_consumed = 0;
+    uint8_t chunk[4096] = {0};
+    size_t written = 0;
+    for (;;) { /* fill the socket */
+        ssize_t n = write(peer, chunk, sizeof(chunk));
+        if (n <= 0) break;
+        written += (size_t)n;
+    }
+    assert_true(written > 64 * 1024);
+    hr_conn_on_io(&w.loop, &c->io, EPOLLIN);
+    size_t most = c->in.len;
+    for (int turn = 0; turn < 100000 && w.ready_list; turn++) {
+        hr_conn_run_ready(&w);
+        if (c->in.len > most) most = c->in.len;
+    }
+    /* held: at most the cap plus one read behind it, never the whole socket */
+    assert_true(most < 4096 + HR_READ_BUF_SIZE);
+    assert_int_equal(yield_consumed, written); /* and everything was read in the end */
+    assert_int_equal(c->in.len, 0);
+    assert_null(c->in.data);
+    close(peer);
+}
+
+static void test_replace_last_coalesces_pongs(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    hr_conn_send(c, "\x8a\x01" "a", 3);
+    assert_true(hr_conn_replace_last(c, 0x8a, "\x8a\x02", 2, "bc", 2)); /* only the latest pong */
+    assert_int_equal(c->out.n, 1);
+    assert_int_equal(c->out.bytes, 4 + HR_CONN_ENTRY_COST);
+    hr_conn_send(c, "\x81\x01" "m", 3);
+    assert_false(hr_conn_replace_last(c, 0x8a, "\x8a\x00", 2, NULL, 0)); /* the tail is not a pong */
+    hr_conn_end_turn(&w);
+    hr_buf got = HR_BUF_INIT;
+    drain_peer(peer, &got);
+    assert_int_equal(got.len, 7);
+    assert_memory_equal(got.data, "\x8a\x02" "bc\x81\x01" "m", 7);
+    assert_false(hr_conn_replace_last(c, 0x81, "x", 1, NULL, 0)); /* written: nothing to replace */
+    hr_buf_free(&got);
+    close(peer);
+}
+
+static void test_queued_files_pause_reading(void **state)
+{
+    (void)state;
+    cfg.http_max_queued_files = 3;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    for (int i = 0; i < 3; i++) {
+        assert_false(c->flags & HR_CONN_READ_PAUSED);
+        int fd = open("/dev/null", O_RDONLY);
+        assert_true(fd >= 0);
+        hr_conn_send_file(c, fd, 0, 10); /* each holds a descriptor: a third of the budget */
+    }
+    assert_true(c->flags & HR_CONN_READ_PAUSED);
+    hr_conn_close(c); /* closes the files */
+    hr_conn_end_turn(&w);
+    close(peer);
+}
+
 static void test_send_file(void **state)
 {
     (void)state;
@@ -264,6 +349,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partial_write_resumes_on_epollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftover_kept_and_freed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_pauses_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_backlog_stops_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_last_coalesces_pongs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queued_files_pause_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eof_and_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_after_flush, setup, teardown),
