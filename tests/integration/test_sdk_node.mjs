@@ -3,7 +3,7 @@
 // restarted on the same port; recovery with no loss and no duplicate across
 // connection cuts; the offline queue delivered exactly once (including
 // publishes whose acknowledgement was lost); dead-connection detection by
-// heartbeat; MessagePack. WebSocket is the `ws` package (Node 20 has no global
+// heartbeat; MessagePack. WebSocket is the `ws` package (Node 18 and 20 have no global
 // WebSocket); every connection is on 127.0.0.1.
 //
 // Run: node --test tests/integration/test_sdk_node.mjs  (HERALD_BIN, HERALD_SANITIZE)

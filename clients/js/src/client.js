@@ -105,7 +105,7 @@ export class Herald extends Emitter {
     });
     if (!this.transports.length) {
       throw new HeraldError(ErrorCodes.NO_TRANSPORT,
-        'no transport available: pass {WebSocket} (e.g. the ws package on Node 20) or {fetch}');
+        'no transport available: pass {WebSocket} (e.g. the ws package on Node 18 and 20) or {fetch}');
     }
     /** 'disconnected' | 'connecting' | 'connected' */
     this.state = 'disconnected';
