@@ -20,9 +20,9 @@ const { Herald, ErrorCodes } = await loadSdk();
 const clients = [];
 after(() => { for (const c of clients) c.disconnect(); });
 
-async function withProxiedServer(fn) {
-  const h = await startHerald(['--api-key', KEY, '--poll.timeout', '2s']);
-  const proxy = await httpProxy(h.port);
+async function withProxiedServer(fn, makeProxy = httpProxy) {
+  const h = await startHerald(['--api-key', KEY, '--poll.timeout', '2s', '--channels.publish', 'anyone']);
+  const proxy = await makeProxy(h.port);
   try {
     return await fn(h, proxy);
   } catch (e) {
@@ -137,10 +137,8 @@ test('nothing listening: WebSocket is retried (no fallback), ready() says ECONNR
 });
 
 test('WebSocket failed once as the server came back: back on WebSocket at once, not after upgradeInterval', { timeout: T(30000) }, async () => {
-  const h = await startHerald(['--api-key', KEY, '--channels.publish', 'anyone']);
-  const proxy = await tcpProxy(h.port);
-  proxy.refuseNext = 1; // the WebSocket attempt is cut; the HTTP fallback then gets through
-  try {
+  await withProxiedServer(async (h, proxy) => {
+    proxy.refuseNext = 1; // the WebSocket attempt is cut; the HTTP fallback then gets through
     const c = new Herald(`http://127.0.0.1:${proxy.port}`, { WebSocket, upgradeInterval: 60000, minReconnectDelay: 100, timeout: T(3000) });
     clients.push(c);
     const tr = collect(c, 'transport');
@@ -151,11 +149,5 @@ test('WebSocket failed once as the server came back: back on WebSocket at once, 
     await until(() => c.transportName === 'websocket' && c.state === 'connected', T(5000), 'back on WebSocket');
     assert.ok(tr.some((x) => x.transport === 'websocket' && x.upgrade), JSON.stringify(tr));
     await exercise(h, c, 'after-refusal');
-  } catch (e) {
-    throw annotate(e, h);
-  } finally {
-    for (const c of clients.splice(0)) c.disconnect();
-    await proxy.close();
-    await h.stop();
-  }
+  }, tcpProxy);
 });
