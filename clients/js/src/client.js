@@ -361,10 +361,6 @@ export class Herald extends Emitter {
     }
     if (!this._want) return;
 
-    if (this._hold) {
-      clearTimeout(this._hold.timer);
-      this._hold = null;
-    }
     // A transport that never opened: try the next one at once (a refused
     // WebSocket means the server is down: back off and try WebSocket again).
     if (!info.opened && !wasConnected) {
@@ -427,6 +423,8 @@ export class Herald extends Emitter {
     clearTimeout(this._upgradeTimer);
     this._hbTimer = this._refreshTimer = this._upgradeTimer = null;
     this._ping = null;
+    if (this._hold) clearTimeout(this._hold.timer);
+    this._hold = null;
   }
 
   // ---- heartbeat, upgrade, tokens ----------------------------------------------
