@@ -66,8 +66,16 @@ fuzz-run: fuzz-build
 fuzz:
 	$(MAKE) fuzz-run FUZZ_SECONDS=$${FUZZ_SECONDS:-600}
 
-test: fuzz-run test-unit test-asan
-	@echo "make test: all suites passed"
+# Every suite runs even when an earlier one failed (like make -k); the failing
+# ones are named at the end and the exit status is non-zero if any failed.
+TEST_SUITES = fuzz-run test-unit test-asan
+test:
+	@failed=""; \
+	for suite in $(TEST_SUITES); do \
+	  $(MAKE) --no-print-directory $$suite || failed="$$failed $$suite"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: all suites passed"
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

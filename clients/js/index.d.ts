@@ -131,6 +131,8 @@ export interface HeraldEvents {
   publication: Publication;
   transport: { transport: TransportName; failed?: boolean; upgrade?: boolean; reason?: string };
   refreshed: { expires: boolean; ttl?: number };
+  /** 'no_websocket': connect() found no WebSocket implementation (printed with console.warn when nobody listens) */
+  warning: { code: string; message: string };
 }
 
 export interface SubscribeOptions {

@@ -245,12 +245,15 @@ class TestFanoutSlowConsumer(unittest.TestCase):
 
     def test_slow_consumers_cut_off_while_998_readers_lose_nothing(self):
         # The checker must fail loudly, not pass, when the server cuts a reader off.
-        # Subscribers 0 and 1 stop reading for a while; 1 KiB publications fill the
-        # kernel buffers (~4-5 MB) and a 256 KiB queue quickly. The close timeout is
-        # long so that they still find the 3008 close frame when they read again.
-        # 998 readers next to the 2 stalled ones (20 under sanitizers): none may lose anything.
-        # (With 1000 readers each gets ~1,500 publications/s, so the stall must last
-        # long enough for more than the kernel buffers + queue to pile up.)
+        # Subscribers 0 and 1 stop reading; 1 KiB publications fill the kernel buffers
+        # and a 256 KiB queue. The tool makes this deterministic on a loaded machine:
+        # the stalled readers connect with a 32 KiB SO_RCVBUF (no autotuning up to
+        # tcp_rmem's 32 MiB, which absorbed the whole backlog under load), and they stay
+        # stalled until every publication is out, so the backlog is the full 14 MB
+        # stream against at most ~4.5 MB of buffers (server SO_SNDBUF + queue + 64 KiB).
+        # The close timeout is long so that they still find the 3008 close frame when
+        # they read again. 998 readers next to the 2 stalled ones (20 under sanitizers):
+        # none may lose anything.
         n, m, stalled, stall_s = (20, 20_000, 2, 2 * SLOW) if SANITIZE else (1000, 14_000, 2, 8)
         srv = Herald("--api-key", API_KEY, "--websocket.max-queued-bytes", "256KiB",
                      "--websocket.close-timeout", "60s", workers=2)

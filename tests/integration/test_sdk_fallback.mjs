@@ -1,6 +1,7 @@
 // test_sdk_fallback.mjs - the JavaScript SDK falls back from WebSocket to HTTP
 // streaming or long polling when WebSocket is refused, and goes back to
-// WebSocket once it works again. WebSocket is refused by a small HTTP proxy
+// WebSocket once it works again; a refused connection (nothing listening, a
+// server restarting) is not taken for a blocked WebSocket. WebSocket is refused by a small HTTP proxy
 // in this file's process (lib/sdk.mjs httpProxy) that answers upgrades 403, as
 // a corporate proxy might; the proxy and the REAL herald are on 127.0.0.1.
 //
@@ -10,17 +11,18 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { startHerald, annotate, SLOW, sleep } from './lib/herald.mjs';
-import { loadSdk, apiPublish, collect, until, httpProxy } from './lib/sdk.mjs';
+import net from 'node:net';
+import { loadSdk, apiPublish, collect, until, httpProxy, tcpProxy } from './lib/sdk.mjs';
 
 const T = (ms) => ms * SLOW;
 const KEY = 'sdk-test-key';
-const { Herald } = await loadSdk();
+const { Herald, ErrorCodes } = await loadSdk();
 const clients = [];
 after(() => { for (const c of clients) c.disconnect(); });
 
-async function withProxiedServer(fn) {
-  const h = await startHerald(['--api-key', KEY, '--poll.timeout', '2s']);
-  const proxy = await httpProxy(h.port);
+async function withProxiedServer(fn, makeProxy = httpProxy) {
+  const h = await startHerald(['--api-key', KEY, '--poll.timeout', '2s', '--channels.publish', 'anyone']);
+  const proxy = await makeProxy(h.port);
   try {
     return await fn(h, proxy);
   } catch (e) {
@@ -99,4 +101,53 @@ test('back to WebSocket once the proxy lets it through, without losing publicati
     await sleep(200);
     assert.deepEqual(got.map((p) => p.data.n), Array.from({ length: n }, (_, k) => k + 1), 'no loss, no duplicate across the switch');
   });
+});
+
+/** A loopback port with nothing listening on it. */
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+test('nothing listening: WebSocket is retried (no fallback), ready() says ECONNREFUSED; then connects over WebSocket', { timeout: T(30000) }, async () => {
+  const port = await freePort();
+  const c = new Herald(`http://127.0.0.1:${port}`, { WebSocket, minReconnectDelay: 50, maxReconnectDelay: 200, timeout: T(3000) });
+  clients.push(c);
+  const tr = collect(c, 'transport');
+  c.connect();
+  const err = await c.ready(T(1500)).then(() => null, (e) => e);
+  assert.ok(err, 'ready() rejects while nothing listens');
+  assert.equal(err.code, ErrorCodes.NO_TRANSPORT, err.message);
+  assert.match(err.message, /ECONNREFUSED/);
+  assert.ok(tr.length >= 2 && tr.every((x) => x.failed && x.transport === 'websocket'), JSON.stringify(tr));
+  const h = await startHerald(['--api-key', KEY, '--listen', `127.0.0.1:${port}`]);
+  try {
+    await c.ready(T(5000));
+    assert.equal(c.transportName, 'websocket');
+  } catch (e) {
+    throw annotate(e, h);
+  } finally {
+    c.disconnect();
+    await h.stop();
+  }
+});
+
+test('WebSocket failed once as the server came back: back on WebSocket at once, not after upgradeInterval', { timeout: T(30000) }, async () => {
+  await withProxiedServer(async (h, proxy) => {
+    proxy.refuseNext = 1; // the WebSocket attempt is cut; the HTTP fallback then gets through
+    const c = new Herald(`http://127.0.0.1:${proxy.port}`, { WebSocket, upgradeInterval: 60000, minReconnectDelay: 100, timeout: T(3000) });
+    clients.push(c);
+    const tr = collect(c, 'transport');
+    c.connect();
+    await c.ready(T(5000));
+    assert.equal(tr[0].transport, 'websocket');
+    assert.equal(tr[0].failed, true);
+    await until(() => c.transportName === 'websocket' && c.state === 'connected', T(5000), 'back on WebSocket');
+    assert.ok(tr.some((x) => x.transport === 'websocket' && x.upgrade), JSON.stringify(tr));
+    await exercise(h, c, 'after-refusal');
+  }, tcpProxy);
 });

@@ -3,7 +3,7 @@
 // restarted on the same port; recovery with no loss and no duplicate across
 // connection cuts; the offline queue delivered exactly once (including
 // publishes whose acknowledgement was lost); dead-connection detection by
-// heartbeat; MessagePack. WebSocket is the `ws` package (Node 20 has no global
+// heartbeat; MessagePack. WebSocket is the `ws` package (Node 18 and 20 have no global
 // WebSocket); every connection is on 127.0.0.1.
 //
 // Run: node --test tests/integration/test_sdk_node.mjs  (HERALD_BIN, HERALD_SANITIZE)
@@ -69,6 +69,9 @@ test('reconnect with backoff after the server is killed, then restarted on the s
       assert.ok(w.delay >= 0 && w.delay <= ceiling, `attempt ${i}: delay ${w.delay} outside [0, ${ceiling}]`);
     });
     assert.equal(c.state, 'connecting');
+    // Published while the server is down: queued, sent after the resubscribe,
+    // so it reaches our own subscription although recovery fails.
+    const offline = c.publish('news', { n: 'offline' });
 
     h2 = await startHerald(['--api-key', KEY, '--listen', `127.0.0.1:${port}`]);
     assert.equal(h2.port, port, 'restarted on the same port');
@@ -76,9 +79,12 @@ test('reconnect with backoff after the server is killed, then restarted on the s
     assert.notEqual(c.clientId, firstId);
     // A restarted memory engine has a new epoch: the SDK says it cannot recover.
     assert.equal(failed.length, 1, 'recovery_failed after a memory-engine restart');
+    assert.equal((await offline).offset, 1);
+    await until(() => got.length === 2, T(5000), 'the publication queued while the server was down');
     await apiPublish(h2, KEY, 'news', { n: 2 });
-    await until(() => got.length === 2, T(5000), 'publication after the restart');
-    assert.deepEqual(got.map((p) => p.data), [{ n: 1 }, { n: 2 }]);
+    await until(() => got.length === 3, T(5000), 'publication after the restart');
+    assert.deepEqual(got.map((p) => p.data), [{ n: 1 }, { n: 'offline' }, { n: 2 }]);
+    assert.equal(c.transportName, 'websocket');
   } catch (e) {
     throw annotate(e, h2 || h1);
   } finally {

@@ -1,5 +1,5 @@
 // test_sse_node.mjs - Herald's Server-Sent Events (/sse) against an independent
-// client: the npm `eventsource` package (v4, WHATWG EventSource on fetch), talking
+// client: the npm `eventsource` package (v3, WHATWG EventSource on fetch; v4 needs Node 20), talking
 // to the REAL herald binary on loopback.
 //
 // Covers: live delivery (onmessage gets each publication's data, in order, with

@@ -30,7 +30,13 @@
  *      reordered (late) publications are counted exactly.
  *   5. Optionally (--stall-subscribers K) the first K subscribers stop reading
  *      for a while and the publisher does not wait for them: a way to check
- *      that a server cutting off slow consumers is reported, not missed.
+ *      that a server cutting off slow consumers is reported, not missed. So
+ *      that the kernel cannot absorb the backlog (TCP receive buffers
+ *      autotune up to net.ipv4.tcp_rmem's 32 MiB on some hosts), a stalled
+ *      subscriber's SO_RCVBUF is set small before it connects, and the stall
+ *      lasts at least --stall-seconds AND until every message is published:
+ *      the backlog is then the whole stream, however slowly a loaded machine
+ *      publishes it.
  *
  * Output: one JSON summary line on stdout; progress and diagnostics on
  * stderr. Exit status: 0 = every subscriber got exactly its channel's
@@ -101,6 +107,7 @@ typedef struct opts {
     bool window_set;
     uint64_t pipeline;       /* /api/batch requests in flight at once */
     uint64_t stall;          /* subscribers 0..stall-1 stop reading while publishing starts */
+    uint64_t stall_rcvbuf;   /* their SO_RCVBUF (bytes; the kernel doubles it) */
     double stall_s;
     uint64_t max_body;
     double timeout_s;
@@ -457,6 +464,11 @@ static void sub_start(ctx *x, sub *s)
     }
     int one = 1;
     setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (s->idx < x->o.stall) { /* before connect(): fixes the window, no autotuning */
+        int rcv = (int)x->o.stall_rcvbuf;
+        if (setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)) < 0)
+            note(x, "subscriber %u: SO_RCVBUF: %s", s->idx, strerror(errno));
+    }
     s->state = SS_CONNECTING;
     s->want_out = true;
     ep_set(x, s->fd, s, EPOLLIN | EPOLLOUT | EPOLLRDHUP, true);
@@ -1263,7 +1275,10 @@ static void usage(FILE *f)
             "  --stall-subscribers K   subscribers 0..K-1 stop reading when publishing starts,\n"
             "                          and the publisher does not wait for them (to check how\n"
             "                          slow consumers are handled and reported; default 0)\n"
-            "  --stall-seconds S       for how long they stop reading (default 2)\n"
+            "  --stall-seconds S       they stop reading for at least S seconds and until every\n"
+            "                          message is published (default 2)\n"
+            "  --stall-rcvbuf BYTES    their SO_RCVBUF, set before connecting so the kernel\n"
+            "                          cannot absorb the backlog (default 32768)\n"
             "Prints one JSON summary line on stdout; exit 0 only if every subscriber received\n"
             "exactly its channel's publications, in order.\n");
 }
@@ -1298,7 +1313,8 @@ static int parse_opts(int argc, char **argv, opts *o)
 {
     *o = (opts){.host = "127.0.0.1", .path = "/ws", .channel = "fanout", .subscribers = 1000, .messages = 100000,
                 .channels = 1, .batch = 100, .payload_bytes = 16, .max_body = MAX_BODY_DEFAULT, .timeout_s = 120,
-                .linger_s = 0.2, .progress_s = 2, .connect_concurrency = 256, .pipeline = 2, .stall_s = 2, .settle_s = 5};
+                .linger_s = 0.2, .progress_s = 2, .connect_concurrency = 256, .pipeline = 2, .stall_s = 2, .stall_rcvbuf = 32768,
+                .settle_s = 5};
     static const struct option lo[] = {
         {"host", required_argument, 0, 'h'},          {"port", required_argument, 0, 'p'},
         {"path", required_argument, 0, 'P'},          {"api-key", required_argument, 0, 'k'},
@@ -1310,6 +1326,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         {"progress", required_argument, 0, 'r'},      {"connect-concurrency", required_argument, 0, 'C'},
         {"pipeline", required_argument, 0, 'L'},      {"stall-subscribers", required_argument, 0, 'S'},
         {"stall-seconds", required_argument, 0, 'T'}, {"settle", required_argument, 0, 'E'},
+        {"stall-rcvbuf", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'H'},
         {0, 0, 0, 0},
     };
@@ -1333,6 +1350,7 @@ static int parse_opts(int argc, char **argv, opts *o)
             break;
         case 'S': ok = num_arg("stall-subscribers", optarg, 0, 10000000, &o->stall); break;
         case 'T': ok = sec_arg("stall-seconds", optarg, &o->stall_s); break;
+        case 'R': ok = num_arg("stall-rcvbuf", optarg, 1024, 1 << 30, &o->stall_rcvbuf); break;
         case 'E': ok = sec_arg("settle", optarg, &o->settle_s); break;
         case 'L': ok = num_arg("pipeline", optarg, 1, MAX_PIPELINE, &o->pipeline); break;
         case 'B': ok = num_arg("max-body", optarg, 1024, 1ull << 32, &o->max_body); break;
@@ -1549,7 +1567,8 @@ static void run(ctx *x)
                 for (uint64_t i = 0; i < x->o.stall; i++) sub_set_stalled(x, &x->subs[i], true);
                 fprintf(stderr, "fanout_check: subscribers 0..%" PRIu64 " stop reading for %.1f s\n", x->o.stall - 1,
                         x->o.stall_s);
-            } else if (x->o.stall && !x->stall_over && t >= x->stall_until) {
+            } else if (x->o.stall && !x->stall_over && t >= x->stall_until &&
+                       x->pub.next_msg >= x->o.messages && !x->pub.ninflight) {
                 x->stall_over = true;
                 x->slow_valid = false;
                 x->last_rx = t; /* --settle counts from here */

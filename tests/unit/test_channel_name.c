@@ -2,7 +2,8 @@
  * validation of names (valid names, every error code and its precedence,
  * length limits, every byte 0..255 in and out of a segment), validation of
  * patterns, matching, namespace extraction, user-limited channels and error
- * texts. Every input is copied into a heap buffer of exactly its length (no
+ * texts (the pattern and matching tables are shared with the JS SDK's tests:
+ * tests/data/channel_patterns.json). Every input is copied into a heap buffer of exactly its length (no
  * terminating NUL) so that ASan catches any read past the end. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "hub/channel_name.h"
 
@@ -268,188 +271,98 @@ static void test_every_byte(void **state)
 
 /* ---- patterns ---------------------------------------------------------- */
 
-typedef struct {
-    const char *pattern;
-    int want;
-    bool is_pattern;
-} pattern_case;
+/* The pattern and matching tables live in tests/data/channel_patterns.json,
+ * which the JavaScript SDK's test (clients/js/test/patterns.test.mjs) reads
+ * too, so that the client and the server agree on what a pattern is and what
+ * it matches. */
+static json_t *shared_table(const char *key)
+{
+    const char *src = getenv("HERALD_SOURCE_DIR");
+    if (!src) src = HERALD_SOURCE_DIR_FALLBACK;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/tests/data/channel_patterns.json", src);
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root) fail_msg("%s:%d: %s", path, err.line, err.text);
+    json_t *rows = json_incref(json_object_get(root, key));
+    json_decref(root);
+    if (!json_is_array(rows) || json_array_size(rows) == 0) fail_msg("%s: no \"%s\" array", path, key);
+    return rows;
+}
 
-static const pattern_case pattern_cases[] = {
-    {"*", HR_CHAN_OK, true},
-    {">", HR_CHAN_OK, true},
-    {"*.>", HR_CHAN_OK, true},
-    {"*.*", HR_CHAN_OK, true},
-    {"prices.*.usd", HR_CHAN_OK, true},
-    {"prices.>", HR_CHAN_OK, true},
-    {"prices.*.>", HR_CHAN_OK, true},
-    {"*.btc.usd", HR_CHAN_OK, true},
-    {"prices.btc.*", HR_CHAN_OK, true},
-    {"chat:*", HR_CHAN_OK, true},
-    {"chat:>", HR_CHAN_OK, true},
-    {"chat:room.>", HR_CHAN_OK, true},
-    {"chat:*.x.*", HR_CHAN_OK, true},
-    {"a.b:*", HR_CHAN_OK, true},
-    {"*.#alice", HR_CHAN_OK, true},   /* wildcard before the '#' */
-    {"dm:*.#a,b", HR_CHAN_OK, true},
-    {"a::*", HR_CHAN_E_PATTERN, false}, /* rest ":*": not a whole segment */
-    {"prices.btc.usd", HR_CHAN_OK, false},
-    {"chat:room", HR_CHAN_OK, false},
-    {"dm:#alice,bob", HR_CHAN_OK, false},
-    /* misplaced wildcards */
-    {">.a", HR_CHAN_E_PATTERN, false},
-    {"a.>.b", HR_CHAN_E_PATTERN, false},
-    {">.>", HR_CHAN_E_PATTERN, false},
-    {"a*", HR_CHAN_E_PATTERN, false},
-    {"*a", HR_CHAN_E_PATTERN, false},
-    {"**", HR_CHAN_E_PATTERN, false},
-    {"*>", HR_CHAN_E_PATTERN, false},
-    {">>", HR_CHAN_E_PATTERN, false},
-    {"a.b*.c", HR_CHAN_E_PATTERN, false},
-    {"*:x", HR_CHAN_E_PATTERN, false},
-    {">:x", HR_CHAN_E_PATTERN, false},
-    {"a*:x", HR_CHAN_E_PATTERN, false},
-    {"a.*:x", HR_CHAN_E_PATTERN, false},
-    {"chat:a*", HR_CHAN_E_PATTERN, false},
-    {"dm:#*", HR_CHAN_E_PATTERN, false},
-    {"dm:#alice.*", HR_CHAN_E_PATTERN, false}, /* user lists are literal */
-    {"dm:#alice.>", HR_CHAN_E_PATTERN, false},
-    {"#.*", HR_CHAN_E_PATTERN, false},
-    {"a#b:*", HR_CHAN_E_PATTERN, false},  /* "b:*" is in the user list */
-    /* other errors */
-    {"", HR_CHAN_E_EMPTY, false},
-    {"a..*", HR_CHAN_E_SEGMENT, false},
-    {"*.", HR_CHAN_E_SEGMENT, false},
-    {".>", HR_CHAN_E_SEGMENT, false},
-    {":*", HR_CHAN_E_SEGMENT, false},
-    {"chat:", HR_CHAN_E_SEGMENT, false},
-    {"* .x", HR_CHAN_E_CHARSET, false},
-    {"*.#", HR_CHAN_E_USERS, false},
-    {"*.#a,,b", HR_CHAN_E_USERS, false},
-};
+static int chan_result(const char *name)
+{
+    static const struct {
+        const char *name;
+        int code;
+    } codes[] = {
+        {"ok", HR_CHAN_OK},          {"empty", HR_CHAN_E_EMPTY},     {"too_long", HR_CHAN_E_TOO_LONG},
+        {"charset", HR_CHAN_E_CHARSET}, {"pattern", HR_CHAN_E_PATTERN}, {"segment", HR_CHAN_E_SEGMENT},
+        {"users", HR_CHAN_E_USERS},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(codes); i++)
+        if (strcmp(codes[i].name, name) == 0) return codes[i].code;
+    fail_msg("channel_patterns.json: unknown result \"%s\"", name);
+    return 1;
+}
+
+/* Row i of a shared table: [string, string, bool, optional note]. */
+static void table_row(json_t *rows, size_t i, const char **a, const char **b, bool *flag)
+{
+    json_t *r = json_array_get(rows, i);
+    *a = json_string_value(json_array_get(r, 0));
+    *b = json_string_value(json_array_get(r, 1));
+    json_t *f = json_array_get(r, 2);
+    if (!*a || !*b || !json_is_boolean(f)) fail_msg("channel_patterns.json: malformed row %zu", i);
+    *flag = json_is_true(f);
+}
 
 static void test_validate_pattern_table(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < HR_ARRAY_LEN(pattern_cases); i++) {
-        const pattern_case *c = &pattern_cases[i];
-        bool isp = !c->is_pattern;
-        int r = validate_pattern(c->pattern, strlen(c->pattern), 0, &isp);
-        if (r != c->want) fail_msg("validate_pattern(\"%s\") = %d, want %d", c->pattern, r, c->want);
-        if (isp != c->is_pattern) fail_msg("validate_pattern(\"%s\"): is_pattern %d", c->pattern, isp);
+    json_t *rows = shared_table("patterns");
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        const char *pattern, *result;
+        bool is_pattern;
+        table_row(rows, i, &pattern, &result, &is_pattern);
+        int want = chan_result(result);
+        bool isp = !is_pattern;
+        size_t n = strlen(pattern);
+        int r = validate_pattern(pattern, n, 0, &isp);
+        if (r != want) fail_msg("validate_pattern(\"%s\") = %d, want %d", pattern, r, want);
+        if (isp != is_pattern) fail_msg("validate_pattern(\"%s\"): is_pattern %d", pattern, isp);
         /* Limits apply to patterns too. */
-        size_t n = strlen(c->pattern);
-        if (n > 1) assert_int_equal(validate_pattern(c->pattern, n, n - 1, &isp), HR_CHAN_E_TOO_LONG);
+        if (n > 1) assert_int_equal(validate_pattern(pattern, n, n - 1, &isp), HR_CHAN_E_TOO_LONG);
         /* A NULL is_pattern is accepted. */
-        assert_int_equal(validate_pattern(c->pattern, n, 0, NULL), c->want);
+        assert_int_equal(validate_pattern(pattern, n, 0, NULL), want);
         /* A concrete name with a wildcard is always a PATTERN error (unless
          * something earlier in the precedence fails). */
-        if (c->is_pattern) assert_int_equal(validate(c->pattern, n, 0), HR_CHAN_E_PATTERN);
+        if (is_pattern) assert_int_equal(validate(pattern, n, 0), HR_CHAN_E_PATTERN);
     }
+    json_decref(rows);
 }
 
 /* ---- matching ---------------------------------------------------------- */
 
-typedef struct {
-    const char *pattern;
-    const char *name;
-    bool want;
-} match_case;
-
-static const match_case match_cases[] = {
-    /* '*' in the middle */
-    {"prices.*.usd", "prices.btc.usd", true},
-    {"prices.*.usd", "prices.eth.usd", true},
-    {"prices.*.usd", "prices.eu.btc.usd", false},
-    {"prices.*.usd", "prices.usd", false},
-    {"prices.*.usd", "prices.btc.eur", false},
-    {"prices.*.usd", "prices.btc.usd.x", false},
-    /* '*' first */
-    {"*.btc.usd", "prices.btc.usd", true},
-    {"*.btc.usd", "btc.usd", false},
-    {"*.btc.usd", "a.b.btc.usd", false},
-    {"*", "a", true},
-    {"*", "a.b", false},
-    {"*.*", "a.b", true},
-    {"*.*", "a", false},
-    {"*.*", "a.b.c", false},
-    /* '*' last */
-    {"prices.btc.*", "prices.btc.usd", true},
-    {"prices.btc.*", "prices.btc", false},
-    {"prices.btc.*", "prices.btc.usd.x", false},
-    {"prices.btc.*", "prices.btcx.usd", false},
-    /* '>' */
-    {"prices.>", "prices.btc", true},
-    {"prices.>", "prices.btc.usd", true},
-    {"prices.>", "prices.eu.btc.usd", true},
-    {"prices.>", "prices", false},     /* '>' never matches zero segments */
-    {"prices.>", "pricesx.btc", false},
-    {"prices.>", "price.btc", false},
-    {"prices.btc.>", "prices.btc", false},
-    {"prices.btc.>", "prices.btcx.usd", false},
-    {"prices.btc.>", "prices.btc.usd", true},
-    {">", "a", true},
-    {">", "a.b.c", true},
-    {"*.>", "a", false},
-    {"*.>", "a.b", true},
-    {"*.>", "a.b.c.d", true},
-    {"prices.*.>", "prices.btc", false},
-    {"prices.*.>", "prices.btc.usd", true},
-    /* literal segments must be whole */
-    {"prices.btc.*", "prices.bt.usd", false},
-    {"prices.bt.*", "prices.btc.usd", false},
-    /* namespaces are literal */
-    {"chat:*", "chat:room1", true},
-    {"chat:*", "chat:room1.sub", false},
-    {"chat:>", "chat:room1.sub", true},
-    {"chat:*", "chats:room1", false},
-    {"chat:*", "cha:room1", false},
-    {"chat:*", "room1", false},
-    {"*", "chat:room1", false},        /* "*" is over the default namespace */
-    {">", "chat:room1", false},
-    {"chat:room.>", "chat:room.a", true},
-    {"chat:room.>", "chat:room", false},
-    {"chat:room.>", "other:room.a", false},
-    {"a.b:*", "a.b:c", true},
-    {"a.b:*", "a.c:c", false},
-    {"a:*", "a::b", true},             /* rest ":b" is one segment */
-    {"a:*", "a:b:c", true},
-    {"a:*.*", "a:b:c.d", true},
-    /* exact names as patterns */
-    {"chat:room1", "chat:room1", true},
-    {"chat:room1", "chat:room2", false},
-    {"chat:room1", "chat:room1.x", false},
-    {"chat:room1", "chat:room", false},
-    {"prices.btc", "prices.btc.usd", false},
-    {"prices.btc.usd", "prices.btc", false},
-    {"a", "a", true},
-    {"a", "b", false},
-    {"a", "A", false},                 /* case-sensitive */
-    /* user-limited channels */
-    {"dm:#alice,bob", "dm:#alice,bob", true},
-    {"dm:#alice,bob", "dm:#bob,alice", false},
-    {"dm:*", "dm:#alice,bob", true},   /* see the note on authorization */
-    {"*.#alice", "x.#alice", true},
-    {"*", "#google:42", true},         /* default namespace */
-    {"dm:>", "dm:#a.b", true},
-};
-
 static void test_match_table(void **state)
 {
     (void)state;
-    assert_true(HR_ARRAY_LEN(match_cases) >= 40);
-    for (size_t i = 0; i < HR_ARRAY_LEN(match_cases); i++) {
-        const match_case *c = &match_cases[i];
-        bool isp;
+    json_t *rows = shared_table("matches");
+    assert_true(json_array_size(rows) >= 40);
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        const char *pattern, *name;
+        bool want, isp;
+        table_row(rows, i, &pattern, &name, &want);
         /* every row uses valid inputs, as hr_chan_match requires */
-        assert_int_equal(validate_pattern(c->pattern, strlen(c->pattern), 0, &isp), HR_CHAN_OK);
-        assert_int_equal(validate(c->name, strlen(c->name), 0), HR_CHAN_OK);
-        if (match(c->pattern, c->name) != c->want)
-            fail_msg("match(\"%s\", \"%s\") != %d", c->pattern, c->name, c->want);
+        assert_int_equal(validate_pattern(pattern, strlen(pattern), 0, &isp), HR_CHAN_OK);
+        assert_int_equal(validate(name, strlen(name), 0), HR_CHAN_OK);
+        if (match(pattern, name) != want) fail_msg("match(\"%s\", \"%s\") != %d", pattern, name, want);
         /* every valid name matches itself */
-        assert_true(match(c->name, c->name));
+        assert_true(match(name, name));
         /* a pattern without wildcards matches only the identical name */
-        if (!isp) assert_int_equal(match(c->pattern, c->name), strcmp(c->pattern, c->name) == 0);
+        if (!isp) assert_int_equal(match(pattern, name), strcmp(pattern, name) == 0);
     }
+    json_decref(rows);
 }
 
 static void test_match_self_from_names(void **state)

@@ -3,8 +3,13 @@
 //
 //  - transports in order of preference (websocket -> http_stream ->
 //    long_polling by default): one that fails to OPEN is skipped at once for
-//    the next; once connected over a fallback, a WebSocket is tried every
-//    upgradeInterval and, when it opens, the client moves back to it;
+//    the next, except a WebSocket whose TCP connection was refused (nothing
+//    listens: the server is restarting, not blocking WebSocket), which is
+//    retried after the backoff delay; once connected over a fallback after a
+//    WebSocket failure, a WebSocket is tried again at once (the server may
+//    just have come back), then every upgradeInterval, and when one opens the
+//    client moves back to it; without a WebSocket implementation (Node < 22
+//    without {WebSocket}) connect() emits a 'warning';
 //  - reconnects with exponential backoff and full jitter (Backoff), at once
 //    when the browser says it is back online; honours the server's disconnect
 //    codes (3000-3499 come back, 3500+ stop; 3005 gets a new token first);
@@ -15,12 +20,16 @@
 //    offset): nothing lost, nothing twice (Subscription);
 //  - publishes wait in a bounded queue while offline and are (re)sent with an
 //    idempotency key until acknowledged, so each is delivered exactly once;
+//    after a reconnect they leave once the resubscribes are answered, so a
+//    publication to a channel the client subscribes to reaches its own
+//    subscription even when recovery failed (a memory-engine restart);
 //  - tokens: `token` and/or `getToken()`; refreshed before expiry, on the
 //    server's `refresh` push, and after 3005.
 //
 // States: 'disconnected' -> 'connecting' -> 'connected' (-> 'connecting' ...).
 // Events: 'state', 'connecting', 'connected', 'disconnected', 'error',
-// 'publication' (every publication of every subscription), 'transport'.
+// 'publication' (every publication of every subscription), 'transport',
+// 'warning' ({code, message}; printed with console.warn when nobody listens).
 
 import { Emitter } from './emitter.js';
 import { Backoff } from './backoff.js';
@@ -89,13 +98,14 @@ export class Herald extends Emitter {
     this.WS = o.WebSocket || globalThis.WebSocket;
     this.fetchFn = o.fetch || (globalThis.fetch ? globalThis.fetch.bind(globalThis) : null);
     this.codec = o.codec || (o.format === 'msgpack' ? msgpackCodec : jsonCodec);
+    this._noWebSocket = o.transports.includes('websocket') && !this.WS;
     this.transports = o.transports.filter((t) => {
       if (!TRANSPORTS.includes(t)) throw new HeraldError(ErrorCodes.BAD_ARGUMENT, `unknown transport "${t}"`);
       return t === 'websocket' ? !!this.WS : !!this.fetchFn;
     });
     if (!this.transports.length) {
       throw new HeraldError(ErrorCodes.NO_TRANSPORT,
-        'no transport available: pass {WebSocket} (e.g. the ws package on Node 20) or {fetch}');
+        'no transport available: pass {WebSocket} (e.g. the ws package on Node 18 and 20) or {fetch}');
     }
     /** 'disconnected' | 'connecting' | 'connected' */
     this.state = 'disconnected';
@@ -127,6 +137,9 @@ export class Herald extends Emitter {
     this._switching = false;
     this._refreshing = false;
     this._attempt = 0;
+    this._lastFailure = '';         // why the last transport failed to open (ready()'s rejection)
+    this._wsFailed = false;         // a WebSocket failed to open since the last WebSocket connection
+    this._hold = null;              // the outbox waits for the resubscribes of this connection
     this._onOnline = () => this._online();
     this._onOffline = () => this._offline();
   }
@@ -139,13 +152,23 @@ export class Herald extends Emitter {
     this._want = true;
     this._backoff.reset();
     this._ti = 0;
+    this._lastFailure = '';
     if (typeof globalThis.addEventListener === 'function' && globalThis.navigator &&
         'onLine' in globalThis.navigator) {
       globalThis.addEventListener('online', this._onOnline);
       globalThis.addEventListener('offline', this._onOffline);
     }
+    if (this._noWebSocket) {
+      this._warn('no_websocket', 'no WebSocket implementation here (Node before 22 has none built in): ' +
+        `pass one, new Herald(url, { WebSocket }) with the ws package; using ${this.transports.join(', ')} meanwhile`);
+    }
     this._attemptNow();
     return this;
+  }
+
+  /** A 'warning' event, or console.warn when nobody listens. */
+  _warn(code, message) {
+    if (!this.emit('warning', { code, message }) && typeof console !== 'undefined') console.warn(`herald-client: ${message}`);
   }
 
   /** Close the connection for good; pending commands and queued publishes are rejected. */
@@ -176,7 +199,10 @@ export class Herald extends Emitter {
     if (this.state === 'connected') return Promise.resolve(this);
     return new Promise((resolve, reject) => {
       const done = (fn, v) => { clearTimeout(timer); off1(); off2(); fn(v); };
-      const timer = setTimeout(() => done(reject, new TimeoutError('connect')), timeoutMs);
+      // Say why when attempts failed (a refused connection is not a timeout).
+      const timer = setTimeout(() => done(reject, this._lastFailure
+        ? new HeraldError(ErrorCodes.NO_TRANSPORT, `cannot connect to ${this.urls.http}`, { temporary: true, detail: this._lastFailure })
+        : new TimeoutError('connect')), timeoutMs);
       const off1 = this.on('connected', () => done(resolve, this));
       const off2 = this.on('disconnected', (ctx) => {
         if (!ctx.reconnect) done(reject, new DisconnectError(ctx.code, ctx.reason, false));
@@ -268,19 +294,48 @@ export class Herald extends Emitter {
     if (res.expires && typeof res.ttl === 'number') this._scheduleRefresh(res.ttl);
     // Channels the server subscribed at connect (the token's `channels`).
     const serverSubs = res.subs || {};
+    const resubscribes = [];
     for (const s of this._subs.values()) {
       const r = serverSubs[s.channel];
       if (r && !r.error) {
         s._setSubscribing();
         s._onResult(r, false);
       } else {
-        this._sendSubscribe(s);
+        resubscribes.push(this._sendSubscribe(s));
       }
     }
-    for (const e of this._outbox) if (!e.id) this._sendPublish(e);
+    this._flushOutboxAfter(t, resubscribes);
+    this._lastFailure = '';
+    const wsFailed = this._wsFailed;
+    if (t.name === 'websocket') this._wsFailed = false;
     this.emit('connected', { client: this.clientId, transport: t.name, version: this.serverVersion, user: this.user });
     this.emit('transport', { transport: t.name });
-    if (this._ti > 0 && this.transports[0] === 'websocket' && this.options.upgradeInterval > 0) this._scheduleUpgrade();
+    if (this._ti > 0 && this.transports[0] === 'websocket' && this.options.upgradeInterval > 0) {
+      this._scheduleUpgrade(wsFailed ? this.options.minReconnectDelay : this.options.upgradeInterval);
+    }
+  }
+
+  /**
+   * Send the queued publishes once the resubscribes (promises) are answered
+   * (at most `timeout` later), so that our own publications reach our
+   * subscriptions as live ones even when their recovery failed. publish()
+   * queues behind them meanwhile, keeping the order.
+   */
+  _flushOutboxAfter(t, resubscribes) {
+    const hold = { t, timer: null };
+    const release = () => {
+      if (this._hold !== hold) return;
+      clearTimeout(hold.timer);
+      this._hold = null;
+      if (t === this._t && this.state === 'connected') for (const e of this._outbox) if (!e.id) this._sendPublish(e);
+    };
+    this._hold = hold;
+    if (!resubscribes.length || !this._outbox.length) {
+      release();
+      return;
+    }
+    hold.timer = setTimeout(release, this.options.timeout);
+    Promise.allSettled(resubscribes).then(release);
   }
 
   _onClose(t, info) {
@@ -306,10 +361,13 @@ export class Herald extends Emitter {
     }
     if (!this._want) return;
 
-    // A transport that never opened: try the next one at once.
+    // A transport that never opened: try the next one at once (a refused
+    // WebSocket means the server is down: back off and try WebSocket again).
     if (!info.opened && !wasConnected) {
       this.emit('transport', { transport: t.name, failed: true, reason });
-      if (this._ti + 1 < this.transports.length) {
+      this._lastFailure = `${t.name}: ${reason}`;
+      if (t.name === 'websocket') this._wsFailed = true;
+      if (this._ti + 1 < this.transports.length && !t.refused) {
         this._ti++;
         this._attemptNow();
         return;
@@ -365,6 +423,8 @@ export class Herald extends Emitter {
     clearTimeout(this._upgradeTimer);
     this._hbTimer = this._refreshTimer = this._upgradeTimer = null;
     this._ping = null;
+    if (this._hold) clearTimeout(this._hold.timer);
+    this._hold = null;
   }
 
   // ---- heartbeat, upgrade, tokens ----------------------------------------------
@@ -392,7 +452,7 @@ export class Herald extends Emitter {
     }, tick);
   }
 
-  _scheduleUpgrade() {
+  _scheduleUpgrade(delay = this.options.upgradeInterval) {
     clearTimeout(this._upgradeTimer);
     this._upgradeTimer = setTimeout(() => {
       this._upgradeTimer = null;
@@ -409,7 +469,7 @@ export class Herald extends Emitter {
         if (!info.opened && this.state === 'connected' && this._ti > 0) this._scheduleUpgrade();
       });
       probe.open();
-    }, this.options.upgradeInterval);
+    }, delay);
   }
 
   async _fetchToken(reason) {
@@ -659,7 +719,7 @@ export class Herald extends Emitter {
       const key = opts.idempotencyKey || `${this._keyPrefix}-${++this._keyCounter}`;
       const entry = { channel, data, key, id: 0, resolve, reject };
       this._outbox.push(entry);
-      if (this.state === 'connected') this._sendPublish(entry);
+      if (this.state === 'connected' && !this._hold) this._sendPublish(entry);
     });
   }
 

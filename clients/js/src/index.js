@@ -1,4 +1,4 @@
-// index.js - the herald-client package: a browser and Node 20+ client for the
+// index.js - the herald-client package: a browser and Node 18+ client for the
 // Herald real-time server (docs/sdk-js.md).
 export { Herald, VERSION, TRANSPORTS, resolveUrls } from './client.js';
 export { Subscription, isPattern, matchPattern } from './subscription.js';

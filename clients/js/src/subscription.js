@@ -13,26 +13,38 @@
 import { Emitter } from './emitter.js';
 import { HeraldError, ErrorCodes } from './errors.js';
 
-/** Whether a subscription name is a pattern (`*` segment or final `>`). */
-export function isPattern(channel) {
-  return channel.split('.').some((seg, i, all) => seg === '*' || (seg === '>' && i === all.length - 1)) ||
-    /(^|[.:])[*>]$/.test(channel);
+// Channel names and patterns, as the server reads them (src/hub/channel_name.c;
+// docs/protocol.md "Channels"): the namespace is what comes before the first
+// ':' that precedes the first '#', and stays literal; the rest is split on
+// '.'; a wildcard is a whole segment of the rest: '*' matches exactly one
+// segment, a final '>' one or more. Both sides run the same table of cases
+// (tests/data/channel_patterns.json).
+
+/** {ns, rest}: ns is null without a namespace; rest is the rest's '.'-segments. */
+function splitName(s) {
+  const hash = s.indexOf('#');
+  const colon = (hash < 0 ? s : s.slice(0, hash)).indexOf(':');
+  return colon < 0 ? { ns: null, rest: s.split('.') } : { ns: s.slice(0, colon), rest: s.slice(colon + 1).split('.') };
 }
 
-/**
- * Match a concrete channel against a pattern, as the server does
- * (docs/protocol.md "Channels"): `*` matches exactly one segment, a final `>`
- * one or more.
- */
+/** Whether a subscription name is a pattern: a `*` segment, or a final `>`, before any `#` (user lists are literal). */
+export function isPattern(channel) {
+  const hash = channel.indexOf('#');
+  const { rest } = splitName(hash < 0 ? channel : channel.slice(0, hash));
+  return rest.some((seg, i) => seg === '*' || (seg === '>' && hash < 0 && i === rest.length - 1));
+}
+
+/** Match a concrete channel against a pattern (both valid), as the server does. */
 export function matchPattern(pattern, channel) {
-  const p = pattern.split('.');
-  const c = channel.split('.');
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] === '>' && i === p.length - 1) return c.length > i;
-    if (i >= c.length) return false;
-    if (p[i] !== '*' && p[i] !== c[i]) return false;
+  const p = splitName(pattern);
+  const c = splitName(channel);
+  if (p.ns !== c.ns) return false;
+  for (let i = 0; i < p.rest.length; i++) {
+    if (p.rest[i] === '>' && i === p.rest.length - 1) return c.rest.length > i;
+    if (i >= c.rest.length) return false;
+    if (p.rest[i] !== '*' && p.rest[i] !== c.rest[i]) return false;
   }
-  return p.length === c.length;
+  return p.rest.length === c.rest.length;
 }
 
 export class Subscription extends Emitter {

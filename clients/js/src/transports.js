@@ -61,6 +61,8 @@ export class WebSocketTransport extends BaseTransport {
     this.openTimeout = openTimeout;
     this.ws = null;
     this.timer = null;
+    this.error = '';      // what the implementation said about a failure
+    this.refused = false; // the TCP connection was refused (nothing listening)
   }
 
   open() {
@@ -95,9 +97,15 @@ export class WebSocketTransport extends BaseTransport {
       if (msgs.length) this.emit('messages', msgs);
       else this.emit('activity');
     };
-    ws.onerror = () => { /* the close event follows and carries the code */ };
+    // The close event follows and carries the code; Node's WebSocket
+    // implementations also say why here (browsers say nothing).
+    ws.onerror = (ev) => { this.error = errorText(ev && (ev.error || ev)); };
     ws.onclose = (ev) => {
-      this.close(ev.code || ABNORMAL, ev.reason || (this.opened ? 'connection closed' : 'WebSocket refused'));
+      // ECONNREFUSED: nothing listens (a server restarting), which is not a
+      // WebSocket blocked on the way: the client retries WebSocket first.
+      this.refused = !this.opened && /ECONNREFUSED/.test(this.error);
+      const why = this.opened ? 'connection closed' : `WebSocket failed to open${this.error ? `: ${this.error}` : ''}`;
+      this.close(ev.code || ABNORMAL, ev.reason || why);
     };
   }
 
@@ -122,6 +130,15 @@ export class WebSocketTransport extends BaseTransport {
       if (ws.readyState === 0 || ws.readyState === 1) ws.close(1000);
     } catch { /* already closing */ }
   }
+}
+
+/** An error's message with its system code (Node: 'fetch failed (ECONNREFUSED)'). */
+export function errorText(e) {
+  if (!e) return '';
+  const msg = e.message || (e instanceof Error ? String(e) : ''); // a browser's error Event says nothing
+  if (!msg) return '';
+  const code = e.code || (e.cause && e.cause.code);
+  return code && !msg.includes(code) ? `${msg} (${code})` : msg;
 }
 
 function toBytes(d) {
@@ -184,7 +201,7 @@ class HttpSessionTransport extends BaseTransport {
         return;
       }
     } catch (e) {
-      this.close(ABNORMAL, `POST ${this.sendPath} failed: ${e && e.message}`);
+      this.close(ABNORMAL, `POST ${this.sendPath} failed: ${errorText(e)}`);
       return;
     } finally {
       a.done();
@@ -219,7 +236,7 @@ export class HttpStreamTransport extends HttpSessionTransport {
       res = await this.fetch(`${this.base}/stream`, { signal: ac.signal, cache: 'no-store' });
     } catch (e) {
       clearTimeout(timer);
-      this.close(ABNORMAL, `GET /stream failed: ${e && e.message}`);
+      this.close(ABNORMAL, `GET /stream failed: ${errorText(e)}`);
       return;
     }
     if (!res.ok || !res.body) {
@@ -260,7 +277,7 @@ export class HttpStreamTransport extends HttpSessionTransport {
       }
     } catch (e) {
       clearTimeout(timer);
-      this.close(ABNORMAL, `stream broken: ${e && e.message}`);
+      this.close(ABNORMAL, `stream broken: ${errorText(e)}`);
       return;
     } finally {
       this.aborts.delete(ac);
@@ -295,7 +312,7 @@ export class LongPollTransport extends HttpSessionTransport {
       this.session = j.session;
       this.cursor = j.cursor || 0;
     } catch (e) {
-      this.close(ABNORMAL, `POST /poll/open failed: ${e && e.message}`);
+      this.close(ABNORMAL, `POST /poll/open failed: ${errorText(e)}`);
       return;
     } finally {
       a.done();
@@ -319,7 +336,7 @@ export class LongPollTransport extends HttpSessionTransport {
         if (j.messages && j.messages.length) this.emit('messages', j.messages);
         else this.emit('activity');
       } catch (e) {
-        this.close(ABNORMAL, `GET /poll failed: ${e && e.message}`);
+        this.close(ABNORMAL, `GET /poll failed: ${errorText(e)}`);
         return;
       } finally {
         p.done();

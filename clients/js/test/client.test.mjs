@@ -2,7 +2,7 @@
 // in-memory server behind a fake WebSocket class): connect, reconnect with
 // backoff, disconnect codes, resubscribe with recovery, offline queue and
 // idempotency keys, tokens, heartbeat. No network.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Herald, HeraldError, QueueFullError, DisconnectError, ErrorCodes, matchPattern, isPattern, resolveUrls } from '../src/index.js';
 import { FakeServer, sleep, until } from './fake.mjs';
@@ -311,5 +311,82 @@ test('server unsubscribe push ends the subscription with its code', async () => 
   s.open[0].push({ unsubscribe: { channel: 'x', code: 2000, reason: 'unsubscribed by the server' } });
   await until(() => ev.length === 1);
   assert.deepEqual(ev[0], { channel: 'x', code: 2000, reason: 'unsubscribed by the server' });
+  c.disconnect();
+});
+
+test('no WebSocket implementation: connect() emits a warning and uses the HTTP transports', async () => {
+  const saved = globalThis.WebSocket;
+  delete globalThis.WebSocket; // Node 22 has one built in; Node 18 and 20 do not
+  try {
+    const fetches = [];
+    const c = new Herald('http://fake.invalid', { fetch: async (url) => { fetches.push(url); throw new TypeError('fetch failed'); },
+      minReconnectDelay: 5, maxReconnectDelay: 20, timeout: 200 });
+    assert.deepEqual(c.transports, ['http_stream', 'long_polling']);
+    const warnings = [];
+    c.on('warning', (w) => warnings.push(w));
+    c.connect();
+    after(() => c.disconnect());
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0].code, 'no_websocket');
+    assert.match(warnings[0].message, /WebSocket.*ws package/);
+    await until(() => fetches.length >= 2);
+    c.disconnect();
+  } finally {
+    if (saved !== undefined) globalThis.WebSocket = saved;
+  }
+});
+
+test('a refused WebSocket is retried after the backoff, not given up for the fallbacks; ready() says refused, not timeout', async () => {
+  const s = new FakeServer();
+  s.refuse = true;
+  s.refuseCode = 'ECONNREFUSED';
+  const fetches = [];
+  const c = client(s, { transports: ['websocket', 'long_polling'], fetch: async (url) => { fetches.push(url); throw new TypeError('fetch failed'); } });
+  after(() => c.disconnect());
+  const failed = [];
+  c.on('transport', (x) => { if (x.failed) failed.push(x.transport); });
+  c.connect();
+  const err = await c.ready(300).then(() => null, (e) => e);
+  assert.ok(err, 'ready() rejects');
+  assert.equal(err.code, ErrorCodes.NO_TRANSPORT, err.message);
+  assert.match(err.message, /ECONNREFUSED/);
+  assert.equal(err.temporary, true);
+  assert.equal(err.name, 'HeraldError');
+  assert.deepEqual(fetches, [], 'no fallback while nothing listens');
+  assert.ok(failed.length >= 2 && failed.every((t) => t === 'websocket'), JSON.stringify(failed));
+  s.refuse = false;
+  await c.ready(1000);
+  assert.equal(c.transportName, 'websocket');
+  c.disconnect();
+});
+
+test('a publish queued offline reaches our own subscription although its recovery failed (server restart)', async () => {
+  const s = new FakeServer();
+  const c = client(s);
+  after(() => c.disconnect());
+  c.connect();
+  const sub = c.subscribe('room');
+  const got = [];
+  sub.on('publication', (p) => got.push(p.data));
+  const failed = [];
+  sub.on('recovery_failed', (x) => failed.push(x));
+  await sub.ready(1000);
+  s.publish('room', 'a');
+  s.publish('room', 'b');
+  await until(() => got.length === 2);
+  s.refuse = true;
+  s.restart();
+  await until(() => c.state === 'connecting');
+  const acked = c.publish('room', 'mine, sent offline');
+  assert.equal(c.queued, 1);
+  s.refuse = false;
+  const r = await acked;
+  assert.equal(r.epoch, 'e2');
+  await until(() => got.length === 3, 1000, 'own publication delivered');
+  assert.deepEqual(got, ['a', 'b', 'mine, sent offline']);
+  assert.equal(failed.length, 1);
+  // The subscribe went out before the publish.
+  const order = s.commands.filter((x) => x.subscribe || x.publish).slice(-2).map((x) => (x.subscribe ? 'subscribe' : 'publish'));
+  assert.deepEqual(order, ['subscribe', 'publish']);
   c.disconnect();
 });

@@ -8,6 +8,7 @@ export class FakeServer {
   constructor() {
     this.sockets = [];
     this.refuse = false;       // new sockets fail to open (close 1006)
+    this.refuseCode = null;    // with refuse: the error event first names this system code (Node: 'ECONNREFUSED')
     this.silent = false;       // sockets accept commands but never answer (dead connection)
     this.dropAfterPublish = false; // process a publish, then drop the connection before replying
     this.epoch = 'e1';
@@ -41,6 +42,14 @@ export class FakeServer {
   }
 
   get open() { return this.sockets.filter((s) => s.readyState === 1); }
+
+  /** A memory-engine restart: new epoch, empty channels, every socket dropped. */
+  restart() {
+    this.epoch = `e${Number(this.epoch.slice(1)) + 1}`;
+    this.channels.clear();
+    this.keys.clear();
+    for (const s of this.open) s.serverClose(1006, '');
+  }
 
   handle(sock, cmd) {
     this.commands.push(cmd);
@@ -129,6 +138,10 @@ export class FakeServer {
           if (this.readyState !== 0) return;
           if (server.refuse) {
             this.readyState = 3;
+            if (server.refuseCode && this.onerror) {
+              const error = Object.assign(new Error(`connect ${server.refuseCode} 127.0.0.1:8080`), { code: server.refuseCode });
+              this.onerror({ type: 'error', error, message: error.message });
+            }
             if (this.onclose) this.onclose({ code: 1006, reason: '' });
           } else {
             this.readyState = 1;

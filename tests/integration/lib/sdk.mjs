@@ -59,6 +59,7 @@ export function tcpProxy(targetPort) {
     port: 0,
     /** 'pass' | 'refuse' (accept and close at once) | 'blackhole' (drop every byte, close nothing) | 'downdrop' (drop server->client) */
     mode: 'pass',
+    refuseNext: 0, // refuse (as 'refuse') this many more connections, then apply mode
     accepted: 0,
     cutAll() {
       for (const x of pairs) { x.c.destroy(); x.u.destroy(); }
@@ -71,6 +72,7 @@ export function tcpProxy(targetPort) {
   };
   const server = net.createServer((c) => {
     p.accepted++;
+    if (p.refuseNext > 0) { p.refuseNext--; c.destroy(); return; }
     if (p.mode === 'refuse') { c.destroy(); return; }
     const u = net.connect(targetPort, '127.0.0.1');
     const x = { c, u };
