@@ -8,9 +8,11 @@ FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 # What the demos in examples/ need beyond the embedded default (which already
 # allows client publish, presence and history): join/leave pushes in chat:*
-# rooms, and no history for typing:* (ephemeral typing indicators).
+# rooms, no history for typing:* (ephemeral typing indicators), and the
+# symbolic link examples/sdk -> ../clients/js/src followed (the demos load
+# the SDK from /sdk/; server.static_follow_symlinks is off by default).
 # tests/integration/test_sdk_browser.mjs starts herald with the same flags.
-DEMO_FLAGS ?= --namespace.chat.join-leave true --namespace.typing.history-size 0
+DEMO_FLAGS ?= --namespace.chat.join-leave true --namespace.typing.history-size 0 --server.static-follow-symlinks true
 
 APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev
 APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server
