@@ -146,8 +146,10 @@ const hr_option hr_options[] = {
      "Largest output queue per connection; a client that lets more pile up is disconnected (1008). "
      "Reading from a client pauses while its queue is over a quarter of this."},
     {"websocket.allowed_origins", HR_OPT_LIST, OFF(ws_allowed_origins), "", 0, 0, NULL, NULL,
-     "Origins allowed to open WebSockets (exact match, e.g. \"https://app.example.com\"; \"*\" = any). "
-     "Empty = any. Requests without an Origin header (non-browser clients) are always allowed."},
+     "Origins whose pages may open WebSockets (/ws, /ws/raw, /ws/echo) from another origin (exact match "
+     "such as \"https://app.example.com\", \"*\" = any). Empty = same origin only, as sse.allowed_origins. "
+     "Requests without an Origin header (non-browser clients) and same-origin requests are always allowed; "
+     "others get 403."},
     {"websocket.subprotocols", HR_OPT_LIST, OFF(ws_subprotocols), "", 0, 0, NULL, NULL,
      "Subprotocols /ws/echo accepts, in the server's order of preference. Empty = none is selected."},
     {"websocket.deflate", HR_OPT_BOOL, OFF(ws_deflate), "true", 0, 0, NULL, NULL,

@@ -20,6 +20,14 @@ void hr_http_respond(hr_conn *c, int status, const char *content_type, const cha
 /* A JSON error body {"error": message, "status": N} with the given status. */
 void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, const char *message, bool close);
 
+/* The Origin rule shared by every endpoint a web page can reach: the
+ * WebSockets (/ws, /ws/raw, /ws/echo; websocket.allowed_origins) and the HTTP
+ * transports (/sse, /stream, /poll; sse.allowed_origins). -1 refused; 0
+ * allowed, not cross-origin (no Origin header = not a browser, or the same
+ * origin as the Host header); 1 allowed cross-origin (Origin is one of
+ * allowed[0..n), exactly, or one of them is "*"). */
+int hr_http_origin_check(const hr_http_request *req, char *const *allowed, size_t n);
+
 /* Start a response whose body is a stream that ends when the connection
  * does (Server-Sent Events): the head carries no Content-Length and no
  * Transfer-Encoding, and "Connection: close", so the body is delimited by
