@@ -245,6 +245,47 @@ static int cmd_genconfig(void)
     return 0;
 }
 
+/* ---- the start-up warning --------------------------------------------------------------- */
+
+/* Could an anonymous client publish under this policy? (publish "subscribers"
+ * counts when anonymous clients may subscribe.) */
+static bool anonymous_publish(const hr_chan_policy *p)
+{
+    int64_t pub = hr_perm_publish_of(p);
+    return pub == HR_PERM_ANYONE || (pub == HR_PERM_SUBSCRIBERS && hr_perm_subscribe_of(p) == HR_PERM_ANYONE);
+}
+
+static bool lists_any(const hr_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], "*") == 0) return true;
+    return false;
+}
+
+/* One warning line naming what makes the configuration permissive: anonymous
+ * client publish (the default namespace, or any [namespace.NAME]) and any
+ * web origin allowed. Nothing when there is none of these. */
+static void warn_permissive(const hr_config *cfg)
+{
+    hr_buf b = HR_BUF_INIT;
+    hr_chan_policy p;
+    char ch[128];
+    if (!hr_config_policy(cfg, "x", 1, &p) && anonymous_publish(&p))
+        hr_buf_printf(&b, "; anonymous clients may publish to channels outside a namespace (channels.publish)");
+    for (size_t i = 0; i < cfg->nnamespaces; i++) {
+        int n = snprintf(ch, sizeof(ch), "%s:x", cfg->namespaces[i].name);
+        if (n > 0 && (size_t)n < sizeof(ch) && !hr_config_policy(cfg, ch, (size_t)n, &p) && anonymous_publish(&p))
+            hr_buf_printf(&b, "; anonymous clients may publish in namespace %s", cfg->namespaces[i].name);
+    }
+    if (lists_any(&cfg->ws_allowed_origins))
+        hr_buf_printf(&b, "; WebSockets accept every web origin (websocket.allowed_origins = \"*\")");
+    if (lists_any(&cfg->sse_allowed_origins))
+        hr_buf_printf(&b, "; /sse, /stream and /poll accept every web origin (sse.allowed_origins = \"*\")");
+    if (b.len)
+        hr_warn("permissive configuration, fine for development, not for production%.*s", (int)b.len, (char *)b.data);
+    hr_buf_free(&b);
+}
+
 /* ---- herald token ----------------------------------------------------------------------- */
 
 static int token_usage(const char *msg)
@@ -482,6 +523,7 @@ int main(int argc, char **argv)
     }
     if (!cfg.api_key[0])
         hr_info("server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.api_key);
+    warn_permissive(&cfg);
     if (hr_auth_key_count(cfg.auth))
         hr_info("token authentication: %zu key%s", hr_auth_key_count(cfg.auth),
                 hr_auth_key_count(cfg.auth) == 1 ? "" : "s");

@@ -18,6 +18,7 @@
  * The query parsing, channel checks, subscribe-all-or-none, presence and
  * join/leave live in urlsubs.c, shared with Server-Sent Events (/sse). */
 #include "protocol/raw.h"
+#include "auth/auth.h"
 #include "server/limits.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -153,7 +154,9 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     size_t clen;
     const char *ch = hr_hub_sub_channel(sub, &clen);
     hr_chan_policy pol;
-    if (hr_config_policy(r->cfg, ch, clen, &pol) || !pol.allow_publish) {
+    const char *why = NULL;
+    /* the permission rule of every front end: a raw client is anonymous and subscribed to the channel */
+    if (hr_config_policy(r->cfg, ch, clen, &pol) || !hr_perm_may_publish(&pol, false, true, &why)) {
         raw_close(r, HR_DISC_FORBIDDEN, "clients may not publish to this channel", false);
         return;
     }
