@@ -512,6 +512,7 @@ int main(int argc, char **argv)
         hr_config_free(&cfg);
         return rc == HR_ERR_INVALID ? 2 : 1;
     }
+    warn_permissive(&cfg); /* before "listening on": whoever waits for that line has it */
     char tls_extra[256] = "";
     if (srv.tls_port) snprintf(tls_extra, sizeof(tls_extra), " and https://%s", srv.tls_bound);
     hr_info("herald " HERALD_VERSION " listening on %s://%s%s (%d workers%s%s)", srv.listen_tls ? "https" : "http",
@@ -523,7 +524,6 @@ int main(int argc, char **argv)
     }
     if (!cfg.api_key[0])
         hr_info("server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.api_key);
-    warn_permissive(&cfg);
     if (hr_auth_key_count(cfg.auth))
         hr_info("token authentication: %zu key%s", hr_auth_key_count(cfg.auth),
                 hr_auth_key_count(cfg.auth) == 1 ? "" : "s");
