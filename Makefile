@@ -13,9 +13,10 @@ CMAKE_FLAGS ?=
 # (herald logs a "permissive configuration" warning for it); join/leave pushes
 # in chat:* rooms, and no history for typing:* (ephemeral typing indicators).
 # The pages are served by herald itself (--static), so their WebSockets and
-# streams are same-origin and need no allowed_origins.
+# streams are same-origin and need no allowed_origins; examples/sdk is a link
+# to clients/js/src, outside the static root, hence static_follow_symlinks.
 # tests/integration/test_sdk_browser.mjs starts herald with the same flags.
-DEMO_FLAGS ?= --channels.publish anyone --namespace.chat.join-leave true --namespace.typing.history-size 0
+DEMO_FLAGS ?= --channels.publish anyone --server.static-follow-symlinks true --namespace.chat.join-leave true --namespace.typing.history-size 0
 
 APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev
 APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server
