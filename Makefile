@@ -44,7 +44,7 @@ run: build
 # Three nodes sharing one local redis-server (the Redis engine: docs/scaling.md).
 cluster: build
 	@scripts/ensure-deps.sh redis-server
-	BUILD=$(BUILD) scripts/cluster.sh
+	BUILD=$(BUILD) DEMO_FLAGS="$(DEMO_FLAGS)" scripts/cluster.sh
 
 $(BUILD_ASAN)/build.ninja:
 	CC=clang cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=ON
