@@ -1,6 +1,7 @@
 /* http.h - the HTTP/1.1 transport: request framing (keep-alive, pipelining,
  * Content-Length and chunked bodies), limits and timeouts, routing to the
- * endpoints (/health, /ws/echo, /http/echo, static files) and responses.
+ * endpoints (/health, /ws/echo, /http/echo, static files), responses, and
+ * the Origin rule every browser-reachable endpoint applies.
  * Every new connection starts here; a WebSocket upgrade hands it over to
  * transport/websocket.c, an event stream (/sse) to transport/sse.c. */
 #ifndef HERALD_TRANSPORT_HTTP_H
@@ -25,7 +26,8 @@ void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, co
  * transports (/sse, /stream, /poll; sse.allowed_origins). -1 refused; 0
  * allowed, not cross-origin (no Origin header = not a browser, or the same
  * origin as the Host header); 1 allowed cross-origin (Origin is one of
- * allowed[0..n), exactly, or one of them is "*"). */
+ * allowed[0..n), exactly, or one of them is "*"). An Origin over 256 bytes
+ * from another origin is refused. */
 int hr_http_origin_check(const hr_http_request *req, char *const *allowed, size_t n);
 
 /* Start a response whose body is a stream that ends when the connection

@@ -418,9 +418,8 @@ static bool method_is(const hr_http_request *req, const char *m)
 
 /* Origin policy (sse.allowed_origins, hr_http_origin_check), shared by /sse,
  * /poll and /stream: -1 refused; 0 allowed with no CORS headers (no Origin,
- * same origin); 1
- * allowed cross-origin, the CORS response headers written into cors (with
- * Access-Control-Expose-Headers when expose is not NULL). */
+ * same origin); 1 allowed cross-origin, the CORS response headers written
+ * into cors (with Access-Control-Expose-Headers when expose is not NULL). */
 int hr_cors_check(const hr_config *cfg, const hr_http_request *req, const char *expose, char *cors, size_t cap)
 {
     cors[0] = '\0';
