@@ -6,13 +6,17 @@ BUILD_FUZZ ?= build-fuzz
 LISTEN     ?= 127.0.0.1:8080
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
-# What the demos in examples/ need beyond the embedded default (which already
-# allows client publish, presence and history): join/leave pushes in chat:*
-# rooms, no history for typing:* (ephemeral typing indicators), and the
-# symbolic link examples/sdk -> ../clients/js/src followed (the demos load
-# the SDK from /sdk/; server.static_follow_symlinks is off by default).
+# What the demos in examples/ need beyond the embedded default (which allows
+# anonymous subscribe, presence and history, but no client publish): the
+# browsers publish themselves (chat:*, typing:*, scores:*, and prices.* and
+# metrics.demo outside a namespace), so client publish for anyone everywhere
+# (herald logs a "permissive configuration" warning for it); join/leave pushes
+# in chat:* rooms, and no history for typing:* (ephemeral typing indicators).
+# The pages are served by herald itself (--static), so their WebSockets and
+# streams are same-origin and need no allowed_origins; examples/sdk is a link
+# to clients/js/src, outside the static root, hence static_follow_symlinks.
 # tests/integration/test_sdk_browser.mjs starts herald with the same flags.
-DEMO_FLAGS ?= --namespace.chat.join-leave true --namespace.typing.history-size 0 --server.static-follow-symlinks true
+DEMO_FLAGS ?= --channels.publish anyone --server.static-follow-symlinks true --namespace.chat.join-leave true --namespace.typing.history-size 0
 
 APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev
 APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server
@@ -40,7 +44,7 @@ run: build
 # Three nodes sharing one local redis-server (the Redis engine: docs/scaling.md).
 cluster: build
 	@scripts/ensure-deps.sh redis-server
-	BUILD=$(BUILD) scripts/cluster.sh
+	BUILD=$(BUILD) DEMO_FLAGS="$(DEMO_FLAGS)" scripts/cluster.sh
 
 $(BUILD_ASAN)/build.ninja:
 	CC=clang cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=ON

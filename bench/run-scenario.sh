@@ -207,8 +207,9 @@ port=$(free_port)
 api_key=bench-$RANDOM$RANDOM
 case "$server" in
   herald)
+    # --channels.publish anyone: the chat scenario publishes from clients (opt-in)
     "$HERALD_BIN" serve --listen "127.0.0.1:$port" --workers "$HERALD_WORKERS" --api-key "$api_key" \
-      --log-level warn --drain-timeout 2s >>"$log.server" 2>&1 &
+      --channels.publish anyone --log-level warn --drain-timeout 2s >>"$log.server" 2>&1 &
     srv_pid=$!
     wait_port "$port" || { echo "run-scenario: herald did not start (see $log.server)" >&2; exit 1; } ;;
   ceiling)

@@ -5,6 +5,9 @@
 #   scripts/cluster.sh                      # redis on 127.0.0.1:6390, nodes on :8081 :8082 :8083
 #   BUILD=build-asan REDIS_PORT=6400 BASE_PORT=9000 NODES=2 scripts/cluster.sh
 #
+# DEMO_FLAGS (from `make cluster`: the Makefile's, which the demo pages need)
+# are added to every node's flags; unset, the nodes run the safe defaults.
+#
 # Then, e.g.: subscribe on one node, publish through another:
 #   websocat ws://127.0.0.1:8082/ws/raw?channel=news &
 #   curl -H 'Authorization: apikey secret' -d '{"channel":"news","data":"hi"}' http://127.0.0.1:8081/api/publish
@@ -40,8 +43,9 @@ done
 
 for i in $(seq 0 $((NODES - 1))); do
   port=$((BASE_PORT + i))
+  # shellcheck disable=SC2086 # DEMO_FLAGS is a list of flags
   "$herald" serve --listen "127.0.0.1:$port" --engine redis --redis "127.0.0.1:$REDIS_PORT" \
-    --api-key "$API_KEY" --node-id "node$((i + 1))" --static "$root/examples" &
+    --api-key "$API_KEY" --node-id "node$((i + 1))" --static "$root/examples" ${DEMO_FLAGS:-} &
   pids+=($!)
   echo "cluster.sh: node$((i + 1)) on http://127.0.0.1:$port"
 done

@@ -222,7 +222,8 @@ static int cmd_genconfig(void)
            "history_ttl = \"5m\"\n"
            "presence = true\n"
            "# Who may subscribe / publish from a client: anyone, authenticated, token (subscribe),\n"
-           "# subscribers / none (publish, history_for, presence_for).\n"
+           "# subscribers / none (publish, history_for, presence_for). Client publish is opt-in:\n"
+           "# without a publish line it is none (only the server API publishes).\n"
            "subscribe = \"anyone\"\n"
            "publish = \"authenticated\"\n"
            "\n"
@@ -240,6 +241,11 @@ static int cmd_genconfig(void)
            "publish = \"subscribers\"\n"
            "join_leave = true\n"
            "\n"
+           "[websocket]\n"
+           "# Web pages of other origins allowed to open WebSockets (default: the server's own\n"
+           "# origin only; [sse] allowed_origins is the same for /sse, /stream and /poll).\n"
+           "# allowed_origins = [\"https://app.example.com\"]\n"
+           "\n"
            "[limits]\n"
            "# Abuse limits per client address (behind a proxy, set up the PROXY protocol or\n"
            "# trusted proxies first, or every client shares the proxy's budget). 0 = off.\n"
@@ -254,6 +260,47 @@ static int cmd_genconfig(void)
            "publishes_per_user = 50\n",
            api, secret);
     return 0;
+}
+
+/* ---- the start-up warning --------------------------------------------------------------- */
+
+/* Could an anonymous client publish under this policy? (publish "subscribers"
+ * counts when anonymous clients may subscribe.) */
+static bool anonymous_publish(const hr_chan_policy *p)
+{
+    int64_t pub = hr_perm_publish_of(p);
+    return pub == HR_PERM_ANYONE || (pub == HR_PERM_SUBSCRIBERS && hr_perm_subscribe_of(p) == HR_PERM_ANYONE);
+}
+
+static bool lists_any(const hr_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], "*") == 0) return true;
+    return false;
+}
+
+/* One warning line naming what makes the configuration permissive: anonymous
+ * client publish (the default namespace, or any [namespace.NAME]) and any
+ * web origin allowed. Nothing when there is none of these. */
+static void warn_permissive(const hr_config *cfg)
+{
+    hr_buf b = HR_BUF_INIT;
+    hr_chan_policy p;
+    char ch[128];
+    if (!hr_config_policy(cfg, "x", 1, &p) && anonymous_publish(&p))
+        hr_buf_printf(&b, "; anonymous clients may publish to channels outside a namespace (channels.publish)");
+    for (size_t i = 0; i < cfg->nnamespaces; i++) {
+        int n = snprintf(ch, sizeof(ch), "%s:x", cfg->namespaces[i].name);
+        if (n > 0 && (size_t)n < sizeof(ch) && !hr_config_policy(cfg, ch, (size_t)n, &p) && anonymous_publish(&p))
+            hr_buf_printf(&b, "; anonymous clients may publish in namespace %s", cfg->namespaces[i].name);
+    }
+    if (lists_any(&cfg->ws_allowed_origins))
+        hr_buf_printf(&b, "; WebSockets accept every web origin (websocket.allowed_origins = \"*\")");
+    if (lists_any(&cfg->sse_allowed_origins))
+        hr_buf_printf(&b, "; /sse, /stream and /poll accept every web origin (sse.allowed_origins = \"*\")");
+    if (b.len)
+        hr_warn("permissive configuration, fine for development, not for production%.*s", (int)b.len, (char *)b.data);
+    hr_buf_free(&b);
 }
 
 /* ---- herald token ----------------------------------------------------------------------- */
@@ -482,6 +529,7 @@ int main(int argc, char **argv)
         hr_config_free(&cfg);
         return rc == HR_ERR_INVALID ? 2 : 1;
     }
+    warn_permissive(&cfg); /* before "listening on": whoever waits for that line has it */
     char tls_extra[256] = "";
     if (srv.tls_port) snprintf(tls_extra, sizeof(tls_extra), " and https://%s", srv.tls_bound);
     hr_info("herald " HERALD_VERSION " listening on %s://%s%s (%d workers%s%s)", srv.listen_tls ? "https" : "http",

@@ -173,8 +173,10 @@ const hr_option hr_options[] = {
      "Reading from a client pauses while its queue is over a quarter of this (HTTP clients too: pipelined "
      "requests wait)."},
     {"websocket.allowed_origins", HR_OPT_LIST, OFF(ws_allowed_origins), "", 0, 0, NULL, NULL,
-     "Origins allowed to open WebSockets (exact match, e.g. \"https://app.example.com\"; \"*\" = any). "
-     "Empty = any. Requests without an Origin header (non-browser clients) are always allowed."},
+     "Origins whose pages may open WebSockets (/ws, /ws/raw, /ws/echo) from another origin (exact match "
+     "such as \"https://app.example.com\", \"*\" = any). Empty = same origin only, as sse.allowed_origins. "
+     "Requests without an Origin header (non-browser clients) and same-origin requests are always allowed; "
+     "others get 403."},
     {"websocket.subprotocols", HR_OPT_LIST, OFF(ws_subprotocols), "", 0, 0, NULL, NULL,
      "Subprotocols /ws/echo accepts, in the server's order of preference. Empty = none is selected."},
     {"websocket.deflate", HR_OPT_BOOL, OFF(ws_deflate), "true", 0, 0, NULL, NULL,
@@ -244,7 +246,8 @@ const hr_option hr_options[] = {
     {"channels.join_leave", HR_OPT_BOOL, OFF(ch_join_leave), "false", 0, 0, NULL, NULL,
      "Send join/leave pushes to subscribers when a client subscribes or leaves."},
     {"channels.allow_publish", HR_OPT_BOOL, OFF(ch_allow_publish), "true", 0, 0, NULL, NULL,
-     "Clients may publish (the server API always may)."},
+     "Older spelling: false = publish \"none\". true leaves the publish rule deciding (clients publish only "
+     "where publish allows it; the server API always may)."},
     {"channels.allow_anonymous", HR_OPT_BOOL, OFF(ch_allow_anonymous), "true", 0, 0, NULL, NULL,
      "Clients without a user may subscribe."},
     {"channels.max_channel_length", HR_OPT_INT, OFF(ch_max_channel_length), "255", 1, 65535, NULL, NULL,
@@ -324,9 +327,10 @@ const hr_option hr_options[] = {
      "Who may subscribe from a client: anyone, authenticated (a connection token with a user) or token (a "
      "subscription token for the channel and user). Channels named in a connection token are always allowed. "
      "Refused: error 103."},
-    {"channels.publish", HR_OPT_PERM, OFF(ch_publish), "anyone", PERMS_OTHER, 0, NULL, NULL,
-     "Who may publish from a client: anyone, authenticated, subscribers (of that channel) or none. "
-     "allow_publish = false is the same as none. Refused: error 103."},
+    {"channels.publish", HR_OPT_PERM, OFF(ch_publish), "none", PERMS_OTHER, 0, NULL, NULL,
+     "Who may publish from a client: anyone, authenticated, subscribers (of that channel) or none. Client "
+     "publish is opt-in: set it here for every namespace or per [namespace.NAME]. allow_publish = false is "
+     "the same as none. Refused: error 103 (/ws/raw: close 3503)."},
     {"channels.history_for", HR_OPT_PERM, OFF(ch_history_for), "anyone", PERMS_OTHER, 0, NULL, NULL,
      "Who may read history from a client: anyone (who may subscribe to the channel without a subscription "
      "token), authenticated (likewise, with a user), subscribers, or none. Subscribers always may unless none."},

@@ -313,6 +313,39 @@ static bool serve_static(hr_conn *c, const hr_http_request *req, bool close_conn
 
 /* ---- routing ----------------------------------------------------------------- */
 
+/* Is Origin (scheme://host[:port]) the server's own, as the Host header names it? */
+static bool same_origin(const hr_http_header *o, const hr_http_request *req)
+{
+    const hr_http_header *host = hr_http_find_header(req, "host");
+    const char *sep = memmem(o->value, o->value_len, "://", 3);
+    if (!host || !sep) return false;
+    size_t slen = (size_t)(sep - o->value), alen = o->value_len - slen - 3, hlen = host->value_len;
+    const char *auth = sep + 3, *h = host->value;
+    if (alen == hlen && strncasecmp(auth, h, alen) == 0) return true;
+    /* the scheme's default port written on one side only */
+    const char *dp = slen == 4 && strncasecmp(o->value, "http", 4) == 0    ? ":80"
+                     : slen == 5 && strncasecmp(o->value, "https", 5) == 0 ? ":443"
+                                                                           : NULL;
+    if (!dp) return false;
+    size_t dl = strlen(dp);
+    if (hlen == alen + dl) return strncasecmp(h, auth, alen) == 0 && memcmp(h + alen, dp, dl) == 0;
+    if (alen == hlen + dl) return strncasecmp(auth, h, hlen) == 0 && memcmp(auth + hlen, dp, dl) == 0;
+    return false;
+}
+
+int hr_http_origin_check(const hr_http_request *req, char *const *allowed, size_t n)
+{
+    const hr_http_header *o = hr_http_find_header(req, "origin");
+    if (!o || same_origin(o, req)) return 0;
+    if (o->value_len > 256) return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *a = allowed[i];
+        if (strcmp(a, "*") == 0 || (strlen(a) == o->value_len && strncasecmp(a, o->value, o->value_len) == 0))
+            return 1;
+    }
+    return -1;
+}
+
 static bool path_is(const hr_http_request *req, const char *p)
 {
     size_t n = strlen(p);

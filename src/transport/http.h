@@ -1,6 +1,7 @@
 /* http.h - the HTTP/1.1 transport: request framing (keep-alive, pipelining,
  * Content-Length and chunked bodies), limits and timeouts, routing to the
- * endpoints (/health, /ws/echo, /http/echo, static files) and responses.
+ * endpoints (/health, /ws/echo, /http/echo, static files), responses, and
+ * the Origin rule every browser-reachable endpoint applies.
  * Every new connection starts here; a WebSocket upgrade hands it over to
  * transport/websocket.c, an event stream (/sse) to transport/sse.c. */
 #ifndef HERALD_TRANSPORT_HTTP_H
@@ -19,6 +20,15 @@ void hr_http_respond(hr_conn *c, int status, const char *content_type, const cha
                      const void *body, size_t len, bool head_only, bool close);
 /* A JSON error body {"error": message, "status": N} with the given status. */
 void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, const char *message, bool close);
+
+/* The Origin rule shared by every endpoint a web page can reach: the
+ * WebSockets (/ws, /ws/raw, /ws/echo; websocket.allowed_origins) and the HTTP
+ * transports (/sse, /stream, /poll; sse.allowed_origins). -1 refused; 0
+ * allowed, not cross-origin (no Origin header = not a browser, or the same
+ * origin as the Host header); 1 allowed cross-origin (Origin is one of
+ * allowed[0..n), exactly, or one of them is "*"). An Origin over 256 bytes
+ * from another origin is refused. */
+int hr_http_origin_check(const hr_http_request *req, char *const *allowed, size_t n);
 
 /* Start a response whose body is a stream that ends when the connection
  * does (Server-Sent Events): the head carries no Content-Length and no

@@ -416,42 +416,16 @@ static bool method_is(const hr_http_request *req, const char *m)
     return req->method_len == n && memcmp(req->method, m, n) == 0;
 }
 
-/* Is Origin (scheme://host[:port]) the server's own, as the Host header names it? */
-static bool same_origin(const hr_http_header *o, const hr_http_request *req)
-{
-    const hr_http_header *host = hr_http_find_header(req, "host");
-    const char *sep = memmem(o->value, o->value_len, "://", 3);
-    if (!host || !sep) return false;
-    size_t slen = (size_t)(sep - o->value), alen = o->value_len - slen - 3, hlen = host->value_len;
-    const char *auth = sep + 3, *h = host->value;
-    if (alen == hlen && strncasecmp(auth, h, alen) == 0) return true;
-    /* the scheme's default port written on one side only */
-    const char *dp = slen == 4 && strncasecmp(o->value, "http", 4) == 0    ? ":80"
-                     : slen == 5 && strncasecmp(o->value, "https", 5) == 0 ? ":443"
-                                                                           : NULL;
-    if (!dp) return false;
-    size_t dl = strlen(dp);
-    if (hlen == alen + dl) return strncasecmp(h, auth, alen) == 0 && memcmp(h + alen, dp, dl) == 0;
-    if (alen == hlen + dl) return strncasecmp(auth, h, hlen) == 0 && memcmp(auth + hlen, dp, dl) == 0;
-    return false;
-}
-
-/* Origin policy (sse.allowed_origins), shared by /sse, /poll and /stream:
- * -1 refused; 0 allowed with no CORS headers (no Origin, same origin); 1
- * allowed cross-origin, the CORS response headers written into cors (with
- * Access-Control-Expose-Headers when expose is not NULL). */
+/* Origin policy (sse.allowed_origins, hr_http_origin_check), shared by /sse,
+ * /poll and /stream: -1 refused; 0 allowed with no CORS headers (no Origin,
+ * same origin); 1 allowed cross-origin, the CORS response headers written
+ * into cors (with Access-Control-Expose-Headers when expose is not NULL). */
 int hr_cors_check(const hr_config *cfg, const hr_http_request *req, const char *expose, char *cors, size_t cap)
 {
     cors[0] = '\0';
+    int r = hr_http_origin_check(req, cfg->sse_allowed_origins.v, cfg->sse_allowed_origins.n);
+    if (r <= 0) return r;
     const hr_http_header *o = hr_http_find_header(req, "origin");
-    if (!o || same_origin(o, req)) return 0;
-    if (o->value_len > 256) return -1;
-    bool ok = false;
-    for (size_t i = 0; i < cfg->sse_allowed_origins.n && !ok; i++) {
-        const char *a = cfg->sse_allowed_origins.v[i];
-        ok = strcmp(a, "*") == 0 || (strlen(a) == o->value_len && strncasecmp(a, o->value, o->value_len) == 0);
-    }
-    if (!ok) return -1;
     snprintf(cors, cap, "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Allow-Credentials: true\r\n%s%s%sVary: Origin\r\n",
              (int)o->value_len, o->value, expose ? "Access-Control-Expose-Headers: " : "", expose ? expose : "",
              expose ? "\r\n" : "");

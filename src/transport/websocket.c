@@ -588,19 +588,6 @@ static bool header_equals(const hr_http_header *h, const char *v)
     return h && h->value_len == n && memcmp(h->value, v, n) == 0;
 }
 
-static bool origin_allowed(const hr_config *cfg, const hr_http_request *req)
-{
-    if (cfg->ws_allowed_origins.n == 0) return true;
-    const hr_http_header *o = hr_http_find_header(req, "origin");
-    if (!o) return true; /* not a browser: Origin is a browser-enforced check */
-    for (size_t i = 0; i < cfg->ws_allowed_origins.n; i++) {
-        const char *a = cfg->ws_allowed_origins.v[i];
-        if (strcmp(a, "*") == 0) return true;
-        if (strlen(a) == o->value_len && strncasecmp(a, o->value, o->value_len) == 0) return true;
-    }
-    return false;
-}
-
 /* First of the server's subprotocols that the client offered, or NULL: the
  * handler's own list when it has one (the native protocol's encodings),
  * else websocket.subprotocols. */
@@ -663,8 +650,8 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
         hr_http_respond_error(c, 400, NULL, "a WebSocket handshake has no body", true);
         return false;
     }
-    if (!origin_allowed(cfg, req)) {
-        hr_http_respond_error(c, 403, NULL, "origin not allowed", true);
+    if (hr_http_origin_check(req, cfg->ws_allowed_origins.v, cfg->ws_allowed_origins.n) < 0) {
+        hr_http_respond_error(c, 403, NULL, "origin not allowed (websocket.allowed_origins)", true);
         return false;
     }
     const char *proto = pick_subprotocol(cfg, handler, req);

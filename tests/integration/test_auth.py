@@ -115,6 +115,9 @@ publish = "authenticated"
 [namespace.ro]
 publish = "none"
 
+[namespace.open]
+publish = "anyone"
+
 [namespace.legacy]
 allow_publish = false
 allow_anonymous = false
@@ -289,7 +292,8 @@ class TestPermissions(AuthBase):
             await eve.result("publish", {"channel": "members:x", "data": 1})
             await eve.error("publish", {"channel": "ro:x", "data": 1}, code=103)         # none
             await eve.error("publish", {"channel": "legacy:x", "data": 1}, code=103)     # allow_publish = false
-            await anon.result("publish", {"channel": "open:x", "data": 1})               # default: anyone
+            await anon.result("publish", {"channel": "open:x", "data": 1})               # opted in: anyone
+            await eve.error("publish", {"channel": "news", "data": 1}, code=103)         # default: none
             for c in (alice, eve, anon):
                 await close_reader(c)
         run(t())
@@ -462,7 +466,7 @@ class TestHttpTransports(AuthBase):
 class TestReload(unittest.TestCase):
     def write(self, keys):
         with open(self.config, "w") as f:
-            f.write('[server]\napi_key = "testkey"\n[auth]\nrequire_exp = true\n' + keys)
+            f.write('[server]\napi_key = "testkey"\n[channels]\npublish = "anyone"\n[auth]\nrequire_exp = true\n' + keys)
 
     def key(self, name, secret_file):
         return f'[auth.key.{name}]\nalg = "HS256"\nsecret_file = "{secret_file}"\n'

@@ -101,7 +101,8 @@ def describe(r):
 
 
 class BenchCase(HeraldTestCase):
-    server_args = ("--api-key", API_KEY)
+    # --publish-via ws publishes from clients, which is opt-in
+    server_args = ("--api-key", API_KEY, "--channels.publish", "anyone")
     server_workers = 2
 
     @classmethod

@@ -36,7 +36,8 @@ from herald_testlib import (OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, SANITIZE, SLOW,
 from herald_native import (API_KEY, Api, ApiTestCase, Native, check_error, percentile,  # noqa: E402
                            run, small_rcvbuf_socket)
 
-KEY_ARGS = ("--api-key", API_KEY)
+# the API key, and client publish (opt-in, docs/config.md) on every channel these tests publish to
+KEY_ARGS = ("--api-key", API_KEY, "--channels.publish", "anyone")
 
 _seq = [0]
 

@@ -146,7 +146,7 @@ class TestHandshakeRate(HeraldTestCase):
 
 class TestPublishFlood(HeraldTestCase):
     RATE = 20
-    server_args = ("--api-key", API_KEY, "--limits.publishes-per-connection", str(RATE),
+    server_args = ("--api-key", API_KEY, "--channels.publish", "anyone", "--limits.publishes-per-connection", str(RATE),
                    "--limits.publish-burst", str(RATE))
 
     def test_native_flood_gets_111_and_others_keep_their_latency(self):
@@ -252,7 +252,7 @@ async def native_from(server, source, **connect):
 
 
 class TestPublishesPerUser(HeraldTestCase):
-    server_args = ("--token-hmac-secret", SECRET, "--limits.publishes-per-user", "10",
+    server_args = ("--token-hmac-secret", SECRET, "--channels.publish", "authenticated", "--limits.publishes-per-user", "10",
                    "--limits.publish-burst", "10")
 
     def test_one_bucket_per_user(self):

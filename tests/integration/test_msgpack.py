@@ -46,7 +46,7 @@ VALUES = [
 
 
 class Base(ApiTestCase):
-    server_args = ("--api-key", API_KEY, "--channels.history-size", "100")
+    server_args = ("--api-key", API_KEY, "--channels.publish", "anyone", "--channels.history-size", "100")
 
 
 class TestMsgpack(Base):

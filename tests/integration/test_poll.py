@@ -51,6 +51,7 @@ class PollBase(EmuTestCase):
 
 
 class TestPoll(PollBase):
+    server_args = ("--api-key", API_KEY, "--channels.publish", "anyone")  # client publish is opt-in
     def test_websocket_dropped_long_poll_takes_over_and_recovers(self):
         """The recovery position is the client's (epoch, offset): a session that
         falls back from WebSocket to long polling resumes exactly where it was."""

@@ -27,7 +27,7 @@ from herald_native import Api, Native, run  # noqa: E402
 from herald_testlib import SLOW, HttpConn  # noqa: E402
 from redis_cluster import Cluster, RedisServer, redis_available  # noqa: E402
 
-ARGS = ("--channels.history-size", "1000", "--channels.history-ttl", "10m", "--channels.presence", "true",
+ARGS = ("--channels.publish", "anyone", "--channels.history-size", "1000", "--channels.history-ttl", "10m", "--channels.presence", "true",
         "--redis.presence-ttl", "3s")
 
 

@@ -16,12 +16,14 @@ import { loadSdk, apiPublish, collect, until, httpProxy, tcpProxy } from './lib/
 
 const T = (ms) => ms * SLOW;
 const KEY = 'sdk-test-key';
+// the API key, and client publish for every channel (opt-in, docs/auth.md): the tests publish from the SDK
+const SERVER_ARGS = ['--api-key', KEY, '--channels.publish', 'anyone'];
 const { Herald, ErrorCodes } = await loadSdk();
 const clients = [];
 after(() => { for (const c of clients) c.disconnect(); });
 
 async function withProxiedServer(fn, makeProxy = httpProxy) {
-  const h = await startHerald(['--api-key', KEY, '--poll.timeout', '2s', '--channels.publish', 'anyone']);
+  const h = await startHerald([...SERVER_ARGS, '--poll.timeout', '2s']);
   const proxy = await makeProxy(h.port);
   try {
     return await fn(h, proxy);

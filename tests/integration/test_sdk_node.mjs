@@ -16,6 +16,8 @@ import { loadSdk, apiPublish, apiCall, collect, until, tcpProxy } from './lib/sd
 
 const T = (ms) => ms * SLOW;
 const KEY = 'sdk-test-key';
+// the API key, and client publish for every channel (opt-in, docs/auth.md): the tests publish from the SDK
+const SERVER_ARGS = ['--api-key', KEY, '--channels.publish', 'anyone'];
 const { Herald, DisconnectError } = await loadSdk();
 const clients = [];
 after(() => { for (const c of clients) c.disconnect(); });
@@ -27,7 +29,7 @@ function newClient(url, opts = {}) {
 }
 
 async function withServer(args, fn) {
-  const h = await startHerald(['--api-key', KEY, ...args]);
+  const h = await startHerald([...SERVER_ARGS, ...args]);
   try {
     return await fn(h);
   } catch (e) {
@@ -38,7 +40,7 @@ async function withServer(args, fn) {
 }
 
 test('reconnect with backoff after the server is killed, then restarted on the same port', { timeout: T(45000) }, async () => {
-  const h1 = await startHerald(['--api-key', KEY]);
+  const h1 = await startHerald([...SERVER_ARGS]);
   const port = h1.port;
   let h2 = null;
   try {
@@ -73,7 +75,7 @@ test('reconnect with backoff after the server is killed, then restarted on the s
     // so it reaches our own subscription although recovery fails.
     const offline = c.publish('news', { n: 'offline' });
 
-    h2 = await startHerald(['--api-key', KEY, '--listen', `127.0.0.1:${port}`]);
+    h2 = await startHerald([...SERVER_ARGS, '--listen', `127.0.0.1:${port}`]);
     assert.equal(h2.port, port, 'restarted on the same port');
     await until(() => c.state === 'connected' && sub.state === 'subscribed', T(10000), 'reconnected and resubscribed');
     assert.notEqual(c.clientId, firstId);

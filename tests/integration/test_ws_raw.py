@@ -156,7 +156,7 @@ class Base(ApiTestCase):
 
 class TestRawMode(Base):
     server_args = KEY_ARGS + ("--channels.history-size", "100", "--channels.presence", "true",
-                              "--channels.join-leave", "false", "--channels.allow-publish", "true",
+                              "--channels.join-leave", "false", "--channels.publish", "anyone",
                               "--channels.max-subscriptions", "8", "--channels.max-publication-size", "1KiB",
                               "--namespace.ticker.allow-publish", "false",
                               "--namespace.room.join-leave", "true",

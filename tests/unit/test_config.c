@@ -259,7 +259,7 @@ static void test_permissions(void **state)
     hr_chan_policy p;
     assert_int_equal(hr_config_policy(&c, "news", 4, &p), 0);
     assert_int_equal(p.subscribe, HR_PERM_ANYONE);
-    assert_int_equal(p.publish, HR_PERM_ANYONE);
+    assert_int_equal(p.publish, HR_PERM_NONE); /* client publish is opt-in */
     assert_int_equal(p.history_for, HR_PERM_ANYONE);
     const char *doc = "[channels]\npublish = \"authenticated\"\n"
                       "[namespace.private]\nsubscribe = \"token\"\npublish = \"subscribers\"\n"

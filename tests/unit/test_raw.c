@@ -206,7 +206,10 @@ static int setup(void **state)
     set("channels.max_publication_size", "16");
     set("namespace.members.allow_anonymous", "false");
     set("namespace.full.max_subscribers", "1");
+    set("channels.publish", "anyone"); /* client publish is opt-in (default none) */
     set("namespace.ticker.allow_publish", "false");
+    set("namespace.signed.publish", "authenticated");
+    set("namespace.shut.publish", "none");
     set("namespace.room.join_leave", "true");
     return 0;
 }
@@ -394,6 +397,8 @@ static void test_client_publish(void **state)
         {"channel=c&channel=d", "1", false, 3503, "exactly one channel"},
         {"channel=c.%3E", "1", false, 3503, "pattern"},
         {"channel=ticker:x", "1", false, 3503, "may not publish"},
+        {"channel=signed:x", "1", false, 3503, "may not publish"}, /* raw clients are anonymous */
+        {"channel=shut:x", "1", false, 3503, "may not publish"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fake_t f = {0};
