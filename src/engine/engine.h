@@ -11,7 +11,7 @@
 #ifndef HERALD_ENGINE_ENGINE_H
 #define HERALD_ENGINE_ENGINE_H
 
-#include "hub/pub.h"
+#include "engine/pub.h"
 
 /* Channel options resolved from the namespace. */
 typedef struct hr_chan_opts {

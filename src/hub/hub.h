@@ -17,7 +17,7 @@
 
 #include "core/loop.h"
 #include "engine/engine.h"
-#include "hub/pub.h"
+#include "engine/pub.h"
 
 #define HR_MAX_WORKERS 64
 #define HR_ENC_SLOTS 11
