@@ -46,9 +46,7 @@ ALLOWED = {
     ("transport/tls.c", "server/config.h"): OPTIONS,
     ("transport/tls.c", "server/server.h"): WORKER_CONTEXT,
     ("transport/websocket.c", "server/server.h"): WORKER_CONTEXT,
-    # removed by the next commits of this branch
     ("engine/engine.h", "engine/pub.h"): "the publication type lives in the hub",
-    ("auth/auth.h", "server/config.h"): OPTIONS,
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"/]+)/[^"]+"', re.M)
