@@ -441,8 +441,8 @@ static void reg_remove(esess *s)
                 break;
             }
     pthread_mutex_unlock(&reg_mu);
-    if (had && s->hub->engine && s->hub->engine->vt->session_register)
-        s->hub->engine->vt->session_register(s->hub->engine, s->id, false);
+    if (had && s->hub->engine && s->hub->engine->cluster)
+        s->hub->engine->cluster->session_register(s->hub->engine, s->id, false);
     if (had) hr_limits_session_end(s->lim, s->ip_key, mono_ms());
     if (had) sunref(s);
 }
@@ -569,7 +569,7 @@ static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
         return NULL;
     }
     hr_engine *e = s->hub->engine;
-    if (e->vt->session_register) e->vt->session_register(e, s->id, true); /* other nodes route its commands here */
+    if (e->cluster) e->cluster->session_register(e, s->id, true); /* other nodes route its commands here */
     s->sess = hr_session_new(w->hub, w->cfg, &emu_sink, s, HR_NATIVE_JSON);
     hr_session_set_reply_budget(s->sess, (size_t)w->cfg->poll_max_queued_bytes);
     eworker *ew = &g_w[w->id];
@@ -1138,7 +1138,7 @@ static void handle_send(hr_conn *c, const hr_http_request *req, const uint8_t *b
     }
     esess *s = reg_find(sid);
     hr_engine *e = c->w->hub->hub->engine;
-    if (!s && !e->vt->session_send) {
+    if (!s && !e->cluster) {
         respond_err(c, 404, cors, "unknown session", close);
         return;
     }
@@ -1162,7 +1162,7 @@ static void handle_send(hr_conn *c, const hr_http_request *req, const uint8_t *b
         fw->close = close;
         snprintf(fw->cors, sizeof(fw->cors), "%s", cors);
         hr_http_defer(c, fw, forward_cancel);
-        e->vt->session_send(e, sid, body, len, forward_done, fw);
+        e->cluster->session_send(e, sid, body, len, forward_done, fw);
         return;
     }
     pthread_mutex_lock(&s->mu);
