@@ -266,8 +266,7 @@ hr_whub *hr_hub_worker(hr_hub *hub, int i, hr_loop *loop)
 void hr_hub_free(hr_hub *hub)
 {
     if (!hub) return;
-    if (hub->emu_free) hub->emu_free(hub); /* its sessions still call the engine */
-    /* then the engine: a network engine's thread stops delivering and posting
+    /* the engine first: a network engine's thread stops delivering and posting
      * here; what it posted already is released just below */
     hub->engine->vt->free(hub->engine);
     hub->engine = NULL;
