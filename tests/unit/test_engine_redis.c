@@ -281,6 +281,20 @@ static int teardown(void **state)
         if (!eng) skip();                                                                                  \
     } while (0)
 
+/* The Redis engine has both tables, every cluster messaging entry set
+ * (engine.h: callers test e->cluster only). */
+static void test_storage_and_cluster(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    assert_non_null(eng->vt->publish);
+    assert_non_null(eng->cluster);
+    const hr_cluster_vt *c = eng->cluster;
+    assert_true(c->interest && c->pattern_interest && c->broadcast && c->nodes && c->session_register &&
+                c->session_send);
+    assert_string_equal(eng->node_id, "n1");
+}
+
 static void test_offsets_epoch_and_delivery(void **state)
 {
     (void)state;
@@ -469,6 +483,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_storage_and_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_epoch_and_delivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
