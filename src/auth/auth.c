@@ -56,18 +56,18 @@ int hr_auth_read_file(const char *path, hr_buf *out, char *err, size_t errlen)
     return 0;
 }
 
-int hr_auth_build_keys(const hr_config *cfg, hr_jwt_keys **out, char *err, size_t errlen)
+int hr_auth_build_keys(const hr_auth_opts *o, hr_jwt_keys **out, char *err, size_t errlen)
 {
     hr_jwt_keys *keys = hr_jwt_keys_new();
     char msg[256];
     int rc = 0;
-    if (cfg->auth_token_hmac_secret && cfg->auth_token_hmac_secret[0]) {
-        const char *s = cfg->auth_token_hmac_secret;
+    if (o->token_hmac_secret && o->token_hmac_secret[0]) {
+        const char *s = o->token_hmac_secret;
         rc = hr_jwt_keys_add_hmac(keys, NULL, HR_JWT_HS256, (const uint8_t *)s, strlen(s), msg, sizeof(msg));
         if (rc) errf(err, errlen, "auth.token_hmac_secret: %s", msg);
     }
-    for (size_t i = 0; !rc && i < cfg->nauth_keys; i++) {
-        const hr_auth_key_cfg *k = &cfg->auth_keys[i];
+    for (size_t i = 0; !rc && i < o->nkeys; i++) {
+        const hr_auth_key_cfg *k = &o->keys[i];
         hr_jwt_alg alg = hr_jwt_alg_from_name(k->alg ? k->alg : "");
         const char *kid = k->kid ? k->kid : k->name;
         if (alg == HR_JWT_ALG_INVALID) {
@@ -111,18 +111,18 @@ int hr_auth_build_keys(const hr_config *cfg, hr_jwt_keys **out, char *err, size_
     return 0;
 }
 
-static snap *snap_build(const hr_config *cfg, char *err, size_t errlen)
+static snap *snap_build(const hr_auth_opts *o, char *err, size_t errlen)
 {
     hr_jwt_keys *keys = NULL;
-    if (hr_auth_build_keys(cfg, &keys, err, errlen)) return NULL;
+    if (hr_auth_build_keys(o, &keys, err, errlen)) return NULL;
     snap *s = hr_calloc(1, sizeof(*s));
     s->keys = keys;
-    s->aud = cfg->auth_audience && cfg->auth_audience[0] ? hr_strdup(cfg->auth_audience) : NULL;
-    s->iss = cfg->auth_issuer && cfg->auth_issuer[0] ? hr_strdup(cfg->auth_issuer) : NULL;
-    s->leeway_s = (uint32_t)(cfg->auth_leeway_ms / 1000);
-    s->require_exp = cfg->auth_require_exp;
-    s->max_len = (size_t)cfg->auth_max_token_bytes;
-    s->refresh_grace_ms = cfg->auth_refresh_grace_ms;
+    s->aud = o->audience && o->audience[0] ? hr_strdup(o->audience) : NULL;
+    s->iss = o->issuer && o->issuer[0] ? hr_strdup(o->issuer) : NULL;
+    s->leeway_s = (uint32_t)(o->leeway_ms / 1000);
+    s->require_exp = o->require_exp;
+    s->max_len = (size_t)o->max_token_bytes;
+    s->refresh_grace_ms = o->refresh_grace_ms;
     return s;
 }
 
@@ -138,9 +138,9 @@ static void snap_free(snap *s)
     }
 }
 
-hr_auth *hr_auth_new(const hr_config *cfg, char *err, size_t errlen)
+hr_auth *hr_auth_new(const hr_auth_opts *o, char *err, size_t errlen)
 {
-    snap *s = snap_build(cfg, err, errlen);
+    snap *s = snap_build(o, err, errlen);
     if (!s) return NULL;
     hr_auth *a = hr_calloc(1, sizeof(*a));
     atomic_init(&a->cur, s);
@@ -160,9 +160,9 @@ void hr_auth_set_loader(hr_auth *a, hr_auth_loader fn, void *ud)
     a->loader_ud = ud;
 }
 
-int hr_auth_reload_from(hr_auth *a, const hr_config *cfg, char *err, size_t errlen)
+int hr_auth_reload_from(hr_auth *a, const hr_auth_opts *o, char *err, size_t errlen)
 {
-    snap *s = snap_build(cfg, err, errlen);
+    snap *s = snap_build(o, err, errlen);
     if (!s) return HR_ERR_INVALID;
     /* only the signal thread reloads: load then store is not a race */
     s->older = atomic_load(&a->cur);
@@ -177,11 +177,8 @@ int hr_auth_reload(hr_auth *a)
         hr_warn("SIGHUP: no configuration source to reload token keys from");
         return HR_ERR_INVALID;
     }
-    hr_config cfg;
-    hr_config_defaults(&cfg);
     char err[1024] = "";
-    int rc = a->loader(&cfg, a->loader_ud, err, sizeof(err));
-    if (!rc) rc = hr_auth_reload_from(a, &cfg, err, sizeof(err));
+    int rc = a->loader(a, a->loader_ud, err, sizeof(err));
     if (rc) {
         hr_error("SIGHUP: token keys not reloaded, the old ones stay in use: %s", err);
     } else {
@@ -189,7 +186,6 @@ int hr_auth_reload(hr_auth *a)
         hr_info("SIGHUP: token keys reloaded (%zu key%s)", hr_jwt_keys_count(s->keys),
                 hr_jwt_keys_count(s->keys) == 1 ? "" : "s");
     }
-    hr_config_free(&cfg);
     return rc;
 }
 

@@ -1,6 +1,7 @@
 /* auth.h - token authentication of clients, on top of the JWT verifier
  * (jwt.h): the server's current key set and verification options, built
- * from the config ([auth] options and [auth.key.NAME] sections), swapped
+ * from its options (hr_auth_opts, which the server fills from the [auth]
+ * options and [auth.key.NAME] sections of the config), swapped
  * whole on SIGHUP; verification of connection and subscription tokens; and
  * the per-namespace permission rules (subscribe, publish, history_for,
  * presence_for) that every transport applies the same way. docs/auth.md.
@@ -14,33 +15,59 @@
 #define HERALD_AUTH_AUTH_H
 
 #include "auth/jwt.h"
+#include "auth/policy.h"
 #include "core/buf.h"
-#include "server/config.h"
 
 typedef struct hr_auth hr_auth;
 
 /* hr_auth_verify: no key is configured, so no token can be accepted. */
 #define HR_AUTH_ERR_DISABLED (-110)
 
-/* Re-reads the configuration for a reload (defaults < file < environment <
- * flags, as at start): fills *out (already defaulted) or returns a negative
- * code with a message. */
-typedef int (*hr_auth_loader)(hr_config *out, void *ud, char *err, size_t errlen);
+/* One [auth.key.NAME] section: a token verification key (docs/auth.md). */
+typedef struct hr_auth_key_cfg {
+    char *name;
+    char *alg;                  /* HS256 | HS384 | HS512 | RS256 | ES256 | EdDSA */
+    char *kid;                  /* NULL = the section name */
+    char *secret;               /* HMAC secret (text) */
+    char *secret_file;          /* HMAC secret from a file (trailing newline dropped) */
+    char *public_key_file;      /* PEM public key or certificate (asymmetric) */
+    char *private_key_file;     /* PEM private key: `herald token` signs with it (and its public half verifies) */
+    uint32_t set;               /* bit i: hr_auth_key_keys[i] (server/config.c) was set */
+} hr_auth_key_cfg;
 
-/* Build from cfg (reads the key files). NULL with a message naming the
- * option ("auth.key.rsa.public_key_file: ...") when a key is unusable. A
- * config without any key gives an hr_auth that refuses every token. */
-hr_auth *hr_auth_new(const hr_config *cfg, char *err, size_t errlen);
+/* What the verifier is built from (the [auth] options and [auth.key.NAME]
+ * sections; texts are copied, the caller keeps ownership). */
+typedef struct hr_auth_opts {
+    const char *token_hmac_secret;  /* HS256 key for tokens without kid (NULL or "" = none) */
+    const hr_auth_key_cfg *keys;    /* named keys */
+    size_t nkeys;
+    const char *audience;           /* aud a token must carry (NULL or "" = not checked) */
+    const char *issuer;             /* iss a token must carry (NULL or "" = not checked) */
+    int64_t leeway_ms;              /* clock skew allowed on exp / nbf */
+    bool require_exp;
+    int64_t max_token_bytes;
+    int64_t refresh_grace_ms;
+} hr_auth_opts;
+
+/* Reloads the options for SIGHUP (the server re-reads its configuration as
+ * at start) and applies them with hr_auth_reload_from: 0 or a negative code
+ * with a message. */
+typedef int (*hr_auth_loader)(hr_auth *a, void *ud, char *err, size_t errlen);
+
+/* Build from o (reads the key files). NULL with a message naming the
+ * option ("auth.key.rsa.public_key_file: ...") when a key is unusable.
+ * Options without any key give an hr_auth that refuses every token. */
+hr_auth *hr_auth_new(const hr_auth_opts *o, char *err, size_t errlen);
 void hr_auth_free(hr_auth *a);
 /* How hr_auth_reload re-reads the configuration. */
 void hr_auth_set_loader(hr_auth *a, hr_auth_loader fn, void *ud);
-/* SIGHUP: re-read the configuration through the loader, build a new key
- * set and swap it in. On any error the old keys stay and the error is
+/* SIGHUP: reload the options through the loader, build a new key set and
+ * swap it in. On any error the old keys stay and the error is
  * logged. Returns 0 or the negative error. */
 int hr_auth_reload(hr_auth *a);
-/* Swap in the keys and options of cfg (what hr_auth_reload does after
+/* Swap in the keys and options of o (what the loader does after
  * loading). 0, or a negative code with a message and nothing changed. */
-int hr_auth_reload_from(hr_auth *a, const hr_config *cfg, char *err, size_t errlen);
+int hr_auth_reload_from(hr_auth *a, const hr_auth_opts *o, char *err, size_t errlen);
 /* Keys in the current set (0: tokens are refused). */
 size_t hr_auth_key_count(const hr_auth *a);
 
@@ -53,9 +80,9 @@ int hr_auth_verify(const hr_auth *a, const char *token, size_t len, hr_jwt_claim
 /* auth.refresh_grace of the current snapshot, in ms. */
 int64_t hr_auth_refresh_grace_ms(const hr_auth *a);
 
-/* The key set of cfg, built as hr_auth_new does (used by `herald token`
+/* The key set of o, built as hr_auth_new does (used by `herald token`
  * to check what it signs). */
-int hr_auth_build_keys(const hr_config *cfg, hr_jwt_keys **out, char *err, size_t errlen);
+int hr_auth_build_keys(const hr_auth_opts *o, hr_jwt_keys **out, char *err, size_t errlen);
 /* Read a whole (small) file into out; 0 or a negative code with a message. */
 int hr_auth_read_file(const char *path, hr_buf *out, char *err, size_t errlen);
 

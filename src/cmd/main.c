@@ -169,6 +169,22 @@ static int load_config(hr_config *cfg, void *ud, char *err, size_t errlen)
     return hr_config_validate(cfg, err, errlen);
 }
 
+/* SIGHUP (hr_auth_loader): the configuration re-read as at start, its
+ * token options applied to a. */
+static int reload_auth(hr_auth *a, void *ud, char *err, size_t errlen)
+{
+    hr_config cfg;
+    hr_config_defaults(&cfg);
+    int rc = load_config(&cfg, ud, err, errlen);
+    if (!rc) {
+        hr_auth_opts ao;
+        hr_config_auth_opts(&cfg, &ao);
+        rc = hr_auth_reload_from(a, &ao, err, errlen);
+    }
+    hr_config_free(&cfg);
+    return rc;
+}
+
 /* ---- herald genconfig ---------------------------------------------------------------- */
 
 static int random_b64url(size_t nbytes, char *out, size_t cap)
@@ -482,7 +498,9 @@ int main(int argc, char **argv)
         }
         int rc = hr_config_load_file(&cfg, a.check_file, err, sizeof(err));
         if (!rc) rc = hr_config_validate(&cfg, err, sizeof(err));
-        hr_auth *auth = rc ? NULL : hr_auth_new(&cfg, err, sizeof(err)); /* the key files too */
+        hr_auth_opts ao;
+        hr_config_auth_opts(&cfg, &ao);
+        hr_auth *auth = rc ? NULL : hr_auth_new(&ao, err, sizeof(err)); /* the key files too */
         if (!rc && !auth) rc = HR_ERR_INVALID;
         hr_auth_free(auth);
         hr_config_free(&cfg);
@@ -511,14 +529,16 @@ int main(int argc, char **argv)
         return 2;
     }
     hr_log_set_level(hr_log_level_parse(cfg.log_level));
-    cfg.auth = hr_auth_new(&cfg, err, sizeof(err));
+    hr_auth_opts ao;
+    hr_config_auth_opts(&cfg, &ao);
+    cfg.auth = hr_auth_new(&ao, err, sizeof(err));
     if (!cfg.auth) {
         fprintf(stderr, "herald: %s\n", err);
         hr_config_free(&cfg);
         return 2;
     }
     loader_args reload = {argc, argv, file};
-    hr_auth_set_loader(cfg.auth, load_config, &reload);
+    hr_auth_set_loader(cfg.auth, reload_auth, &reload);
 
     hr_server srv;
     rc = hr_server_start(&srv, &cfg, err, sizeof(err));

@@ -1,5 +1,9 @@
 /* engine.h - the engine interface: where channel state lives (offsets,
- * epochs, history, presence) and how publications reach every node.
+ * epochs, history, presence) and how publications reach every node. Two
+ * tables: storage (hr_engine_vt, every engine) and cluster messaging
+ * (hr_cluster_vt: node-wide interest, server commands, nodes, routing of
+ * HTTP emulation sessions), which only an engine shared by several nodes
+ * provides.
  *
  * Asynchronous by contract: every operation reports through a callback,
  * which the memory engine calls before returning and the Redis engine
@@ -11,7 +15,7 @@
 #ifndef HERALD_ENGINE_ENGINE_H
 #define HERALD_ENGINE_ENGINE_H
 
-#include "hub/pub.h"
+#include "engine/pub.h"
 
 /* Channel options resolved from the namespace. */
 typedef struct hr_chan_opts {
@@ -104,37 +108,44 @@ typedef struct hr_engine_vt {
      * calls each(ud, name, len, offset) under no lock the caller can see. */
     void (*channels)(hr_engine *e, void (*each)(void *ud, const char *name, size_t len, uint64_t offset), void *ud);
     void (*free)(hr_engine *e);
-    /* Optional (NULL for a single-node engine): the hub's interest registry
-     * gained (on) or lost (!on) the channel's first / last subscriber on
-     * this node. Called in order per channel, from any worker, under the
-     * registry's lock: it must only queue work. */
-    void (*interest)(hr_engine *e, const char *channel, size_t len, bool on);
-    /* Optional: a server command (HR_PUB_UNSUBSCRIBE / HR_PUB_DISCONNECT,
-     * hub.h) for the clients of every node; each node, this one included,
-     * gets it back through `command`. */
-    void (*broadcast)(hr_engine *e, hr_pub *cmd);
-    /* Optional: the same for a subscription pattern ("chat:*", "prices.>"). */
-    void (*pattern_interest)(hr_engine *e, const char *pattern, size_t len, bool on);
     /* Optional, for an engine that answers later: what `channels` gives,
      * through cb (names NUL-terminated; arrays valid during the call). */
     void (*channels_async)(hr_engine *e,
                            void (*cb)(void *ud, int err, const char *const *names, const uint64_t *offsets, size_t n),
                            void *ud);
-    /* Optional: the nodes sharing this engine, as a JSON array text (one
-     * object per node), or NULL with err when unavailable. */
-    void (*nodes)(hr_engine *e, void (*cb)(void *ud, int err, const char *json, size_t len), void *ud);
-    /* Optional, cross-node routing of HTTP emulation sessions: record (add)
-     * or forget which node holds session sid; send a command frame to the
-     * node holding sid (cb: 0, or HR_ERR_NOTFOUND when no live node holds
-     * it). The holding node gets it through on_session_frame. */
-    void (*session_register)(hr_engine *e, const char *sid, bool add);
-    void (*session_send)(hr_engine *e, const char *sid, const uint8_t *frame, size_t len, hr_done_cb cb, void *ud);
     /* Optional, for an engine that keeps channel state in this process
      * (memory): whether it holds `channel` now (the client channel-creation
      * rate counts only new ones), and what it holds (/api/info). */
     bool (*exists)(hr_engine *e, const char *channel, size_t len);
     void (*stats)(hr_engine *e, hr_engine_stats *out);
 } hr_engine_vt;
+
+/* Cluster messaging: what an engine shared by several nodes (Redis) adds to
+ * storage, as a separate table (hr_engine.cluster; NULL for a single-node
+ * engine such as memory). An engine that has it provides every entry.
+ * What comes back from other nodes reaches this node through the hooks in
+ * hr_engine (`command`, `on_session_frame`). */
+typedef struct hr_cluster_vt {
+    /* The hub's interest registry gained (on) or lost (!on) the channel's
+     * first / last subscriber on this node. Called in order per channel,
+     * from any worker, under the registry's lock: it must only queue work. */
+    void (*interest)(hr_engine *e, const char *channel, size_t len, bool on);
+    /* The same for a subscription pattern ("chat:*", "prices.>"). */
+    void (*pattern_interest)(hr_engine *e, const char *pattern, size_t len, bool on);
+    /* A server command (HR_PUB_UNSUBSCRIBE / HR_PUB_DISCONNECT, hub.h) for
+     * the clients of every node; each node, this one included, gets it
+     * back through `command`. */
+    void (*broadcast)(hr_engine *e, hr_pub *cmd);
+    /* The nodes sharing this engine, as a JSON array text (one object per
+     * node), or NULL with err when unavailable. */
+    void (*nodes)(hr_engine *e, void (*cb)(void *ud, int err, const char *json, size_t len), void *ud);
+    /* Cross-node routing of HTTP emulation sessions: record (add) or forget
+     * which node holds session sid; send a command frame to the node
+     * holding sid (cb: 0, or HR_ERR_NOTFOUND when no live node holds it).
+     * The holding node gets it through on_session_frame. */
+    void (*session_register)(hr_engine *e, const char *sid, bool add);
+    void (*session_send)(hr_engine *e, const char *sid, const uint8_t *frame, size_t len, hr_done_cb cb, void *ud);
+} hr_cluster_vt;
 
 /* A callback carried to a worker by the hub (see post). run is called on
  * the worker's thread with live = true, or with live = false (only to
@@ -144,16 +155,20 @@ typedef struct hr_engine_task {
 } hr_engine_task;
 
 struct hr_engine {
-    const hr_engine_vt *vt;
+    const hr_engine_vt *vt;         /* storage */
+    const hr_cluster_vt *cluster;   /* cluster messaging, or NULL (single node) */
     hr_deliver_fn deliver;
     void *hub;
     /* Set by the hub: run t on worker `worker`'s thread (hr_hub_post). */
     void (*post)(void *hub, int worker, hr_engine_task *t);
-    /* Set by the hub: a broadcast server command reached this node. */
+    /* Cluster messaging only. Set by the hub: a broadcast server command
+     * reached this node. */
     void (*command)(void *hub, hr_pub *cmd);
-    const char *node_id;            /* a clustered engine: this node's id (NULL otherwise) */
-    /* Set by the HTTP emulation transport: a frame another node routed here
-     * for session sid (called on the engine's thread). */
+    const char *node_id;            /* this node's id (NULL without cluster messaging) */
+    /* Cluster messaging only. Set by the owner of the HTTP emulation
+     * session registry (hr_emu_registry, transport/emulation.h): a frame
+     * another node routed here for session sid (called on the engine's
+     * thread with session_ud). */
     void (*on_session_frame)(void *ud, const char *sid, const uint8_t *frame, size_t len);
     void *session_ud;
 };

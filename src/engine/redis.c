@@ -18,7 +18,7 @@
  * A node receives publications only through its SUBSCRIBE (its own too),
  * so every node sees a channel's publications in offset order. Node-wide
  * interest: the hub reports a channel's first and last subscriber on this
- * node (vt->interest), queued in the same op queue as everything else, so
+ * node (cluster->interest), queued in the same op queue as everything else, so
  * a SUBSCRIBE is written to the shard connection before any later history
  * read of that channel: a publication is then either in the history reply
  * or pushed after it (callers skip by offset what they got twice).
@@ -1698,10 +1698,13 @@ static const hr_engine_vt redis_vt = {
     .presence = r_presence,
     .channels = r_channels,
     .free = r_free,
+    .channels_async = r_channels_async,
+};
+
+static const hr_cluster_vt redis_cluster = {
     .interest = r_interest,
     .pattern_interest = r_pattern_interest,
     .broadcast = r_broadcast,
-    .channels_async = r_channels_async,
     .nodes = r_nodes,
     .session_register = r_session_register,
     .session_send = r_session_send,
@@ -1753,6 +1756,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     }
     rengine *e = hr_calloc(1, sizeof(*e));
     e->base.vt = &redis_vt;
+    e->base.cluster = &redis_cluster;
     e->base.deliver = deliver;
     e->base.hub = hub;
     e->base.node_id = e->node_id;

@@ -99,7 +99,7 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
                 pp = &sh->buckets[idx];
                 /* the node's first subscriber: the engine starts receiving the channel
                  * (queued under this lock, so on/off reach the engine in order) */
-                if (hub->engine->vt->interest) hub->engine->vt->interest(hub->engine, name, len, true);
+                if (hub->engine->cluster) hub->engine->cluster->interest(hub->engine, name, len, true);
             }
             (*pp)->subscribers++;
             (*pp)->mask |= 1ull << worker;
@@ -112,7 +112,7 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
             *pp = x->next;
             hr_free(x);
             sh->count--;
-            if (hub->engine->vt->interest) hub->engine->vt->interest(hub->engine, name, len, false);
+            if (hub->engine->cluster) hub->engine->cluster->interest(hub->engine, name, len, false);
         }
     }
     pthread_mutex_unlock(&sh->mu);
@@ -124,7 +124,7 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
  * control byte): the engine hears of its first and last subscriber. */
 static void pattern_interest(hr_hub *hub, const char *pattern, size_t len, int delta)
 {
-    if (!hub->engine->vt->pattern_interest) return;
+    if (!hub->engine->cluster) return;
     char stack[256];
     char *key = len + 1 <= sizeof(stack) ? stack : hr_malloc(len + 1);
     key[0] = '\x01';
@@ -147,7 +147,7 @@ static void pattern_interest(hr_hub *hub, const char *pattern, size_t len, int d
             sh->buckets[idx] = x;
             sh->count++;
             pp = &sh->buckets[idx];
-            hub->engine->vt->pattern_interest(hub->engine, pattern, len, true);
+            hub->engine->cluster->pattern_interest(hub->engine, pattern, len, true);
         }
         (*pp)->subscribers++;
     } else if (pp && --(*pp)->subscribers == 0) {
@@ -155,7 +155,7 @@ static void pattern_interest(hr_hub *hub, const char *pattern, size_t len, int d
         *pp = x->next;
         hr_free(x);
         sh->count--;
-        hub->engine->vt->pattern_interest(hub->engine, pattern, len, false);
+        hub->engine->cluster->pattern_interest(hub->engine, pattern, len, false);
     }
     pthread_mutex_unlock(&sh->mu);
     if (key != stack) hr_free(key);
@@ -266,8 +266,7 @@ hr_whub *hr_hub_worker(hr_hub *hub, int i, hr_loop *loop)
 void hr_hub_free(hr_hub *hub)
 {
     if (!hub) return;
-    if (hub->emu_free) hub->emu_free(hub); /* its sessions still call the engine */
-    /* then the engine: a network engine's thread stops delivering and posting
+    /* the engine first: a network engine's thread stops delivering and posting
      * here; what it posted already is released just below */
     hub->engine->vt->free(hub->engine);
     hub->engine = NULL;
@@ -496,7 +495,7 @@ static void send_command(hr_hub *hub, hr_pub_kind kind, const char *channel, siz
     hr_buf_free(&info);
     p->code = (uint16_t)code;
     /* a clustered engine carries it to every node (this one through `command`) */
-    if (hub->engine->vt->broadcast) hub->engine->vt->broadcast(hub->engine, p);
+    if (hub->engine->cluster) hub->engine->cluster->broadcast(hub->engine, p);
     else engine_command(hub, p);
     hr_pub_unref(p);
 }

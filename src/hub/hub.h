@@ -17,7 +17,7 @@
 
 #include "core/loop.h"
 #include "engine/engine.h"
-#include "hub/pub.h"
+#include "engine/pub.h"
 
 #define HR_MAX_WORKERS 64
 #define HR_ENC_SLOTS 11
@@ -118,11 +118,6 @@ struct hr_hub {
     hr_whub *workers;
     void *shards;                   /* interest registry */
     _Atomic uint64_t pattern_mask;  /* workers with pattern subscriptions */
-    /* session registry of the HTTP emulation transports (transport/emulation.c):
-     * owned by that module, released by emu_free from hr_hub_free before
-     * anything else is torn down */
-    void *emu;
-    void (*emu_free)(hr_hub *hub);
 };
 
 hr_hub *hr_hub_new(int nworkers);

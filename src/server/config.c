@@ -717,6 +717,21 @@ int hr_config_policy(const hr_config *cfg, const char *channel, size_t len, hr_c
     return 0;
 }
 
+void hr_config_auth_opts(const hr_config *cfg, hr_auth_opts *out)
+{
+    *out = (hr_auth_opts){
+        .token_hmac_secret = cfg->auth_token_hmac_secret,
+        .keys = cfg->auth_keys,
+        .nkeys = cfg->nauth_keys,
+        .audience = cfg->auth_audience,
+        .issuer = cfg->auth_issuer,
+        .leeway_ms = cfg->auth_leeway_ms,
+        .require_exp = cfg->auth_require_exp,
+        .max_token_bytes = cfg->auth_max_token_bytes,
+        .refresh_grace_ms = cfg->auth_refresh_grace_ms,
+    };
+}
+
 /* A namespace name: the characters of a channel name except ':', '.', '#'
  * and the wildcards (docs/protocol.md). */
 static bool ns_name_ok(const char *s, size_t n)

@@ -8,6 +8,7 @@
 #ifndef HERALD_SERVER_CONFIG_H
 #define HERALD_SERVER_CONFIG_H
 
+#include "auth/auth.h"
 #include "core/common.h"
 
 #define HR_CONFIG_MAX_LIST 64
@@ -22,50 +23,14 @@ typedef struct hr_strlist {
     ((hr_chan_opts){(uint32_t)(pol).history_size, (uint64_t)(pol).history_ttl_ms, (pol).presence, (pol).join_leave, \
                     (uint64_t)(cfg)->ch_idempotency_window_ms})
 
-/* Who may do something on a channel (values of channels.subscribe,
- * channels.publish, channels.history_for, channels.presence_for; each option
- * accepts a subset, docs/config.md). */
-typedef enum hr_perm {
-    HR_PERM_ANYONE = 0,         /* every client, anonymous ones included */
-    HR_PERM_AUTHENTICATED = 1,  /* clients whose connection token gave a user */
-    HR_PERM_TOKEN = 2,          /* subscribe only: a subscription token for the channel */
-    HR_PERM_SUBSCRIBERS = 3,    /* clients subscribed to the channel */
-    HR_PERM_NONE = 4,           /* no client (the server API still can) */
-} hr_perm;
+/* The name of an hr_perm value (auth/policy.h), as the options spell it. */
 const char *hr_perm_name(int64_t perm);
-
-/* The channel options that a namespace can override ([namespace.NAME]). */
-typedef struct hr_chan_policy {
-    int64_t history_size;
-    int64_t history_ttl_ms;
-    bool presence;
-    bool join_leave;
-    bool allow_publish;         /* false = publish "none" (older spelling) */
-    bool allow_anonymous;       /* false = subscribe at least "authenticated" (older spelling) */
-    int64_t max_subscribers;    /* per channel, all workers; 0 = unlimited */
-    int64_t subscribe;          /* hr_perm: anyone | authenticated | token */
-    int64_t publish;            /* hr_perm: anyone | authenticated | subscribers | none */
-    int64_t history_for;        /* hr_perm: anyone | authenticated | subscribers | none */
-    int64_t presence_for;       /* hr_perm: anyone | authenticated | subscribers | none */
-} hr_chan_policy;
 
 typedef struct hr_namespace {
     char *name;
     hr_chan_policy p;
     uint32_t set;               /* bit i: hr_ns_keys[i] was set for this namespace */
 } hr_namespace;
-
-/* One [auth.key.NAME] section: a token verification key (docs/auth.md). */
-typedef struct hr_auth_key_cfg {
-    char *name;
-    char *alg;                  /* HS256 | HS384 | HS512 | RS256 | ES256 | EdDSA */
-    char *kid;                  /* NULL = the section name */
-    char *secret;               /* HMAC secret (text) */
-    char *secret_file;          /* HMAC secret from a file (trailing newline dropped) */
-    char *public_key_file;      /* PEM public key or certificate (asymmetric) */
-    char *private_key_file;     /* PEM private key: `herald token` signs with it (and its public half verifies) */
-    uint32_t set;               /* bit i: hr_auth_key_keys[i] was set */
-} hr_auth_key_cfg;
 
 struct hr_auth;
 
@@ -262,6 +227,8 @@ int hr_parse_duration(const char *s, int64_t *out_ms);
  * HR_ERR_NOTFOUND when the channel's namespace is not configured and
  * channels.allow_unknown_namespaces is false. */
 int hr_config_policy(const hr_config *cfg, const char *channel, size_t len, hr_chan_policy *out);
+/* The token verifier's options (auth.h) of cfg; out points into cfg. */
+void hr_config_auth_opts(const hr_config *cfg, hr_auth_opts *out);
 /* The option keys a [namespace.NAME] section accepts, NULL-terminated. */
 extern const char *const hr_ns_keys[];
 /* The option keys an [auth.key.NAME] section accepts, NULL-terminated. */

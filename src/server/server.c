@@ -323,7 +323,7 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         hr_engine_memory_set_budget(s->hub->engine, (uint64_t)cfg->ch_max_history_bytes);
     }
     if (e) hr_hub_set_engine(s->hub, e);
-    hr_emu_engine_attach(s->hub->engine);
+    s->emu = hr_emu_registry_new(s->hub);
     return 0;
 }
 
@@ -597,8 +597,11 @@ void hr_server_free(hr_server *s)
     s->nworkers = 0;
     hr_free(s->workers);
     s->workers = NULL;
+    hr_emu_registry_stop(s->emu); /* its sessions still call the engine */
     hr_hub_free(s->hub);
     s->hub = NULL;
+    hr_emu_registry_free(s->emu);
+    s->emu = NULL;
     hr_limits_free(s->limits);
     s->limits = NULL;
     hr_cidr_set_free(&s->trusted);

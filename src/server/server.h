@@ -88,6 +88,7 @@ struct hr_server {
     atomic_uint_fast64_t total_connections;
     hr_hub *hub;
     struct hr_limits *limits;      /* abuse limits shared by the workers (limits.c) */
+    struct hr_emu_registry *emu;   /* HTTP emulation sessions (transport/emulation.h) */
     hr_cidr_set trusted;           /* server.trusted_proxies, parsed (transport/proxy.c) */
     char api_key[256];             /* effective API key (configured or generated) */
     uint64_t started_ms;

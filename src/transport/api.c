@@ -502,10 +502,10 @@ static int m_info(api_ctx *x, json_t *params)
                       (unsigned long long)es.history_evictions);
     }
     hr_buf_append(OUT(x), "}", 1);
-    if (x->engine->vt->nodes) { /* the other nodes, as they announce themselves */
+    if (x->engine->cluster) { /* the other nodes, as they announce themselves */
         aop *a = aop_new(x);
         a->self_id = x->engine->node_id;
-        x->engine->vt->nodes(x->engine, on_nodes, a);
+        x->engine->cluster->nodes(x->engine, on_nodes, a);
     }
     hr_buf_append_str(OUT(x), "]}");
     return 0;

@@ -7,7 +7,7 @@
  * (HR_CONN_AWAIT_PROXY) has it read by transport/proxy.c first. */
 #include "transport/conn.h"
 #include "core/log.h"
-#include "hub/pub.h"
+#include "engine/pub.h"
 #include "server/limits.h"
 #include "server/server.h"
 #include "transport/proxy.h"

@@ -81,6 +81,7 @@ struct esess {
     char id[33];
     int owner;
     uint32_t ip_key;               /* the address it counts for in lim (server/limits.c; 0 = none) */
+    hr_emu_registry *reg;
     hr_hub *hub;
     hr_limits *lim;
     esess *rnext;                  /* registry chain (registry lock) */
@@ -124,7 +125,19 @@ typedef struct eworker {
     hr_whub *wh;
 } eworker;
 
-static eworker g_w[HR_MAX_WORKERS];
+/* The sessions of a server: the id table any worker looks sessions up in,
+ * and what each worker owns and serves. */
+struct hr_emu_registry {
+    hr_hub *hub;
+    pthread_mutex_t mu;            /* the id table */
+    esess **b;
+    size_t nb, n;
+    int nworkers;
+    eworker *w;                    /* [nworkers] */
+};
+
+/* The part of the registry of the worker that owns s. */
+static eworker *owner_of(const esess *s) { return &s->reg->w[s->owner]; }
 
 /* ---- time, ids ----------------------------------------------------------------------- */
 
@@ -148,7 +161,7 @@ static esess *sref(esess *s)
 static void sunref(esess *s)
 {
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
-    atomic_fetch_sub_explicit(&g_w[s->owner].queued, s->bytes, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&owner_of(s)->queued, s->bytes, memory_order_relaxed);
     for (size_t i = 0; i < s->n; i++) hr_free(s->ring[(s->head + i) % s->cap]);
     hr_free(s->ring);
     pthread_mutex_destroy(&s->mu);
@@ -164,7 +177,7 @@ static void drop_line(esess *s, bool front)
     if (front) s->head = (s->head + 1) % s->cap;
     s->n--;
     s->bytes -= l->len;
-    atomic_fetch_sub_explicit(&g_w[s->owner].queued, l->len, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&owner_of(s)->queued, l->len, memory_order_relaxed);
     hr_free(l);
 }
 
@@ -254,13 +267,13 @@ static void push_line(esess *s, const void *d, size_t len)
     ring_push(s, l);
     s->bytes += len;
     s->unsent += len;
-    atomic_fetch_add_explicit(&g_w[s->owner].queued, len, memory_order_relaxed);
+    atomic_fetch_add_explicit(&owner_of(s)->queued, len, memory_order_relaxed);
 }
 
 /* The sessions of s's owner hold more than poll.max_queued_bytes_per_worker. */
 static bool worker_over(const esess *s)
 {
-    return atomic_load_explicit(&g_w[s->owner].queued, memory_order_relaxed) >
+    return atomic_load_explicit(&owner_of(s)->queued, memory_order_relaxed) >
            (size_t)s->cfg->poll_max_queued_bytes_per_worker;
 }
 
@@ -268,7 +281,7 @@ static bool worker_over(const esess *s)
 static const char *slow_bound(const esess *s)
 {
     if (s->unsent > (size_t)s->cfg->poll_max_queued_bytes) return "poll.max_queued_bytes";
-    size_t n = g_w[s->owner].nowned;
+    size_t n = owner_of(s)->nowned;
     size_t share = (size_t)s->cfg->poll_max_queued_bytes_per_worker / (n ? n : 1);
     if (s->unsent > share && worker_over(s)) return "poll.max_queued_bytes_per_worker";
     return NULL;
@@ -368,81 +381,72 @@ static const hr_sink_vt emu_sink = {
 
 /* ---- the registry ----------------------------------------------------------------------- */
 
-static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static esess **reg_b;
-static size_t reg_nb, reg_n;
-
 static size_t reg_slot(const char *id, size_t nb)
 {
     return (size_t)(hr_fnv1a(id, strlen(id)) % nb);
 }
 
-static void emu_free_all(hr_hub *hub);
-
 /* Returns false when poll.max_sessions is reached. */
-static bool reg_add(esess *s, size_t max)
+static bool reg_add(hr_emu_registry *reg, esess *s, size_t max)
 {
-    pthread_mutex_lock(&reg_mu);
-    if (reg_n >= max) {
-        pthread_mutex_unlock(&reg_mu);
+    pthread_mutex_lock(&reg->mu);
+    if (reg->n >= max) {
+        pthread_mutex_unlock(&reg->mu);
         return false;
     }
-    if (!s->hub->emu_free) {
-        s->hub->emu = &reg_b;
-        s->hub->emu_free = emu_free_all;
-    }
-    if (reg_n + 1 > reg_nb * 2) {
-        size_t nb = reg_nb ? reg_nb * 4 : 256;
+    if (reg->n + 1 > reg->nb * 2) {
+        size_t nb = reg->nb ? reg->nb * 4 : 256;
         esess **b = hr_calloc(nb, sizeof(*b));
-        for (size_t i = 0; i < reg_nb; i++)
-            for (esess *e = reg_b[i], *nx; e; e = nx) {
+        for (size_t i = 0; i < reg->nb; i++)
+            for (esess *e = reg->b[i], *nx; e; e = nx) {
                 nx = e->rnext;
                 size_t k = reg_slot(e->id, nb);
                 e->rnext = b[k];
                 b[k] = e;
             }
-        hr_free(reg_b);
-        reg_b = b;
-        reg_nb = nb;
+        hr_free(reg->b);
+        reg->b = b;
+        reg->nb = nb;
     }
-    size_t k = reg_slot(s->id, reg_nb);
-    s->rnext = reg_b[k];
-    reg_b[k] = sref(s);
-    reg_n++;
-    pthread_mutex_unlock(&reg_mu);
+    size_t k = reg_slot(s->id, reg->nb);
+    s->rnext = reg->b[k];
+    reg->b[k] = sref(s);
+    reg->n++;
+    pthread_mutex_unlock(&reg->mu);
     return true;
 }
 
 /* A reference to the session with this id, or NULL. */
-static esess *reg_find(const char *id)
+static esess *reg_find(hr_emu_registry *reg, const char *id)
 {
     esess *found = NULL;
-    pthread_mutex_lock(&reg_mu);
-    if (reg_nb)
-        for (esess *e = reg_b[reg_slot(id, reg_nb)]; e; e = e->rnext)
+    pthread_mutex_lock(&reg->mu);
+    if (reg->nb)
+        for (esess *e = reg->b[reg_slot(id, reg->nb)]; e; e = e->rnext)
             if (strcmp(e->id, id) == 0) {
                 found = sref(e);
                 break;
             }
-    pthread_mutex_unlock(&reg_mu);
+    pthread_mutex_unlock(&reg->mu);
     return found;
 }
 
 static void reg_remove(esess *s)
 {
+    hr_emu_registry *reg = s->reg;
     bool had = false;
-    pthread_mutex_lock(&reg_mu);
-    if (reg_nb)
-        for (esess **pp = &reg_b[reg_slot(s->id, reg_nb)]; *pp; pp = &(*pp)->rnext)
+    pthread_mutex_lock(&reg->mu);
+    if (reg->nb)
+        for (esess **pp = &reg->b[reg_slot(s->id, reg->nb)]; *pp; pp = &(*pp)->rnext)
             if (*pp == s) {
                 *pp = s->rnext;
-                reg_n--;
+                reg->n--;
                 had = true;
                 break;
             }
-    pthread_mutex_unlock(&reg_mu);
-    if (had && s->hub->engine && s->hub->engine->vt->session_register)
-        s->hub->engine->vt->session_register(s->hub->engine, s->id, false);
+    pthread_mutex_unlock(&reg->mu);
+    if (had && s->hub->engine && s->hub->engine->cluster)
+        s->hub->engine->cluster->session_register(s->hub->engine, s->id, false);
     if (had) hr_limits_session_end(s->lim, s->ip_key, mono_ms());
     if (had) sunref(s);
 }
@@ -451,7 +455,7 @@ static void reg_remove(esess *s)
 
 static void owner_unlink(esess *s)
 {
-    eworker *ew = &g_w[s->owner];
+    eworker *ew = owner_of(s);
     if (s->oprev) s->oprev->onext = s->onext;
     else if (ew->owned == s) ew->owned = s->onext;
     if (s->onext) s->onext->oprev = s->oprev;
@@ -522,8 +526,7 @@ static void task_frame(hr_whub *wh, void *arg)
 /* A frame another node routed here (the Redis engine's thread): to the owner. */
 static void remote_frame(void *ud, const char *sid, const uint8_t *frame, size_t len)
 {
-    HR_UNUSED(ud);
-    esess *s = reg_find(sid);
+    esess *s = reg_find(ud, sid);
     if (!s) return;
     pthread_mutex_lock(&s->mu);
     bool ended = s->ended;
@@ -540,7 +543,20 @@ static void remote_frame(void *ud, const char *sid, const uint8_t *frame, size_t
     hr_hub_post(s->hub, s->owner, task_frame, f);
 }
 
-void hr_emu_engine_attach(hr_engine *e) { e->on_session_frame = remote_frame; }
+hr_emu_registry *hr_emu_registry_new(hr_hub *hub)
+{
+    hr_emu_registry *reg = hr_calloc(1, sizeof(*reg));
+    reg->hub = hub;
+    pthread_mutex_init(&reg->mu, NULL);
+    reg->nworkers = hub->nworkers;
+    reg->w = hr_calloc((size_t)hub->nworkers, sizeof(*reg->w));
+    hr_engine *e = hub->engine;
+    if (e->cluster) { /* other nodes route frames for this node's sessions here */
+        e->on_session_frame = remote_frame;
+        e->session_ud = reg;
+    }
+    return reg;
+}
 
 typedef enum { OPEN_OK, OPEN_FULL, OPEN_ADDRESS } open_result;
 
@@ -559,20 +575,21 @@ static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
     pthread_mutex_init(&s->mu, NULL);
     random_id(s->id);
     s->owner = w->id;
+    s->reg = w->srv->emu;
     s->hub = w->hub->hub;
     s->cfg = w->cfg;
     s->last_active = mono_ms();
-    if (!reg_add(s, (size_t)w->cfg->poll_max_sessions)) {
+    if (!reg_add(s->reg, s, (size_t)w->cfg->poll_max_sessions)) {
         hr_limits_session_end(lim, ip_key, mono_ms());
         sunref(s);
         *why = OPEN_FULL;
         return NULL;
     }
     hr_engine *e = s->hub->engine;
-    if (e->vt->session_register) e->vt->session_register(e, s->id, true); /* other nodes route its commands here */
+    if (e->cluster) e->cluster->session_register(e, s->id, true); /* other nodes route its commands here */
     s->sess = hr_session_new(w->hub, w->cfg, &emu_sink, s, HR_NATIVE_JSON);
     hr_session_set_reply_budget(s->sess, (size_t)w->cfg->poll_max_queued_bytes);
-    eworker *ew = &g_w[w->id];
+    eworker *ew = &s->reg->w[w->id];
     ew->wh = w->hub;
     s->onext = ew->owned;
     if (ew->owned) ew->owned->oprev = s;
@@ -586,12 +603,11 @@ static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
     return s;
 }
 
-/* Shutdown (hr_hub_free, workers stopped): free every session. */
-static void emu_free_all(hr_hub *hub)
+void hr_emu_registry_stop(hr_emu_registry *reg)
 {
-    HR_UNUSED(hub);
-    for (int i = 0; i < HR_MAX_WORKERS; i++) {
-        eworker *ew = &g_w[i];
+    if (!reg) return;
+    for (int i = 0; i < reg->nworkers; i++) {
+        eworker *ew = &reg->w[i];
         while (ew->owned) {
             esess *s = ew->owned;
             reg_remove(s);
@@ -604,11 +620,20 @@ static void emu_free_all(hr_hub *hub)
         ew->sweeping = false;
         ew->readers = NULL;
     }
-    pthread_mutex_lock(&reg_mu);
-    hr_free(reg_b);
-    reg_b = NULL;
-    reg_nb = reg_n = 0;
-    pthread_mutex_unlock(&reg_mu);
+    pthread_mutex_lock(&reg->mu);
+    hr_free(reg->b);
+    reg->b = NULL;
+    reg->nb = reg->n = 0;
+    pthread_mutex_unlock(&reg->mu);
+}
+
+void hr_emu_registry_free(hr_emu_registry *reg)
+{
+    if (!reg) return;
+    hr_emu_registry_stop(reg); /* nothing left after a stop */
+    pthread_mutex_destroy(&reg->mu);
+    hr_free(reg->w);
+    hr_free(reg);
 }
 
 /* ---- HTTP helpers ---------------------------------------------------------------------- */
@@ -701,7 +726,7 @@ static const hr_conn_vt poll_vt, stream_vt;
 
 static void reader_unlink(reader *r)
 {
-    eworker *ew = &g_w[r->worker];
+    eworker *ew = &r->s->reg->w[r->worker];
     if (r->prev) r->prev->next = r->next;
     else if (ew->readers == r) ew->readers = r->next;
     if (r->next) r->next->prev = r->prev;
@@ -794,7 +819,7 @@ static void task_ready(hr_whub *wh, void *arg)
 {
     esess *s = arg;
     if (wh) {
-        eworker *ew = &g_w[wh->id];
+        eworker *ew = &s->reg->w[wh->id];
         /* serving may unlink r (an answered poll): walk with the next saved */
         for (reader *r = ew->readers, *nx; r; r = nx) {
             nx = r->next;
@@ -814,7 +839,7 @@ static reader *reader_new(hr_conn *c, esess *s, uint64_t cursor, bool stream, bo
     r->stream = stream;
     r->close = close;
     snprintf(r->cors, sizeof(r->cors), "%s", cors);
-    eworker *ew = &g_w[r->worker];
+    eworker *ew = &s->reg->w[r->worker];
     r->next = ew->readers;
     if (ew->readers) ew->readers->prev = r;
     ew->readers = r;
@@ -996,7 +1021,7 @@ static void handle_poll(hr_conn *c, const hr_http_request *req, const char *cors
         handle_open(c, req, cors, close);
         return;
     }
-    esess *s = reg_find(sid);
+    esess *s = reg_find(c->w->srv->emu, sid);
     if (!s) {
         respond_err(c, 404, cors, "unknown session", close);
         return;
@@ -1047,7 +1072,7 @@ static void handle_stream(hr_conn *c, const hr_http_request *req, const char *co
     }
     esess *s;
     if (has) {
-        s = reg_find(sid);
+        s = reg_find(c->w->srv->emu, sid);
         if (!s) {
             respond_err(c, 404, cors, "unknown session", close);
             return;
@@ -1136,9 +1161,9 @@ static void handle_send(hr_conn *c, const hr_http_request *req, const uint8_t *b
         respond_err(c, 400, cors, "session is required (?session=ID)", close);
         return;
     }
-    esess *s = reg_find(sid);
+    esess *s = reg_find(c->w->srv->emu, sid);
     hr_engine *e = c->w->hub->hub->engine;
-    if (!s && !e->vt->session_send) {
+    if (!s && !e->cluster) {
         respond_err(c, 404, cors, "unknown session", close);
         return;
     }
@@ -1162,7 +1187,7 @@ static void handle_send(hr_conn *c, const hr_http_request *req, const uint8_t *b
         fw->close = close;
         snprintf(fw->cors, sizeof(fw->cors), "%s", cors);
         hr_http_defer(c, fw, forward_cancel);
-        e->vt->session_send(e, sid, body, len, forward_done, fw);
+        e->cluster->session_send(e, sid, body, len, forward_done, fw);
         return;
     }
     pthread_mutex_lock(&s->mu);

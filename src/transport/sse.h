@@ -22,7 +22,7 @@
 
 #include "auth/jwt.h"
 #include "codec/http1.h"
-#include "hub/pub.h"
+#include "engine/pub.h"
 #include "protocol/urlsubs.h"
 #include "server/config.h"
 #include "transport/conn.h"

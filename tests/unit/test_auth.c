@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "auth/auth.h"
+#include "server/config.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,13 +26,28 @@ static char *sign(const char *secret, const char *kid, const char *payload)
     return tok;
 }
 
+/* The verifier of a config, as the server builds it (server/config.c). */
+static hr_auth *auth_of(const hr_config *c, char *err, size_t errlen)
+{
+    hr_auth_opts o;
+    hr_config_auth_opts(c, &o);
+    return hr_auth_new(&o, err, errlen);
+}
+
+static int reload_of(hr_auth *a, const hr_config *c, char *err, size_t errlen)
+{
+    hr_auth_opts o;
+    hr_config_auth_opts(c, &o);
+    return hr_auth_reload_from(a, &o, err, errlen);
+}
+
 static void test_disabled(void **state)
 {
     (void)state;
     hr_config c;
     char err[256];
     hr_config_defaults(&c);
-    hr_auth *a = hr_auth_new(&c, err, sizeof(err));
+    hr_auth *a = auth_of(&c, err, sizeof(err));
     assert_non_null(a);
     assert_int_equal(hr_auth_key_count(a), 0);
     hr_jwt_claims cl;
@@ -54,7 +70,7 @@ static void test_verify_and_reload(void **state)
     assert_int_equal(hr_config_set(&c, "auth.key.a.alg", "HS256", err, sizeof(err)), 0);
     assert_int_equal(hr_config_set(&c, "auth.key.a.secret", SECRET_A, err, sizeof(err)), 0);
     assert_int_equal(hr_config_set(&c, "auth.audience", "app", err, sizeof(err)), 0);
-    hr_auth *a = hr_auth_new(&c, err, sizeof(err));
+    hr_auth *a = auth_of(&c, err, sizeof(err));
     assert_non_null(a);
     assert_int_equal(hr_auth_key_count(a), 1);
     long long now = (long long)time(NULL);
@@ -80,7 +96,7 @@ static void test_verify_and_reload(void **state)
     assert_int_equal(hr_config_set(&d, "auth.key.b.secret", SECRET_B, err, sizeof(err)), 0);
     assert_int_equal(hr_config_set(&d, "auth.audience", "app", err, sizeof(err)), 0);
     assert_int_equal(hr_config_set(&d, "auth.refresh_grace", "3s", err, sizeof(err)), 0);
-    assert_int_equal(hr_auth_reload_from(a, &d, err, sizeof(err)), 0);
+    assert_int_equal(reload_of(a, &d, err, sizeof(err)), 0);
     assert_int_equal(hr_auth_verify(a, ta, strlen(ta), &cl, &why), HR_JWT_ERR_NO_KEY);
     assert_int_equal(hr_auth_verify(a, tb, strlen(tb), &cl, &why), 0);
     hr_jwt_claims_free(&cl);
@@ -88,7 +104,7 @@ static void test_verify_and_reload(void **state)
     /* a broken key: refused, b stays */
     assert_int_equal(hr_config_set(&d, "auth.key.c.alg", "RS256", err, sizeof(err)), 0);
     assert_int_equal(hr_config_set(&d, "auth.key.c.public_key_file", "/nonexistent/key.pem", err, sizeof(err)), 0);
-    assert_int_not_equal(hr_auth_reload_from(a, &d, err, sizeof(err)), 0);
+    assert_int_not_equal(reload_of(a, &d, err, sizeof(err)), 0);
     assert_non_null(strstr(err, "auth.key.c.public_key_file: cannot open /nonexistent/key.pem"));
     assert_int_equal(hr_auth_verify(a, tb, strlen(tb), &cl, &why), 0);
     hr_jwt_claims_free(&cl);
@@ -97,7 +113,7 @@ static void test_verify_and_reload(void **state)
     hr_config_defaults(&e);
     assert_int_equal(hr_config_set(&e, "auth.key.s.alg", "HS256", err, sizeof(err)), 0);
     assert_int_equal(hr_config_set(&e, "auth.key.s.secret", "short", err, sizeof(err)), 0);
-    assert_null(hr_auth_new(&e, err, sizeof(err)));
+    assert_null(auth_of(&e, err, sizeof(err)));
     assert_non_null(strstr(err, "auth.key.s.secret:"));
     hr_config_free(&e);
     hr_free(ta);

@@ -102,6 +102,17 @@ static histres history(const hr_chan_opts *o, const char *ch, hr_history_query q
 
 static const hr_chan_opts opts10 = {10, 0, true, false, 0};
 
+/* The memory engine is single-node: storage only, no cluster messaging
+ * (callers test e->cluster, engine.h). */
+static void test_storage_only(void **state)
+{
+    (void)state;
+    assert_non_null(eng->vt->publish);
+    assert_non_null(eng->vt->history);
+    assert_null(eng->cluster);
+    assert_null(eng->node_id);
+}
+
 static void test_offsets_epoch_and_order(void **state)
 {
     (void)state;
@@ -473,6 +484,7 @@ static void test_history_fit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_storage_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_epoch_and_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_fixed_at_first_look, setup, teardown),

@@ -281,12 +281,26 @@ static int teardown(void **state)
         if (!eng) skip();                                                                                  \
     } while (0)
 
+/* The Redis engine has both tables, every cluster messaging entry set
+ * (engine.h: callers test e->cluster only). */
+static void test_storage_and_cluster(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    assert_non_null(eng->vt->publish);
+    assert_non_null(eng->cluster);
+    const hr_cluster_vt *c = eng->cluster;
+    assert_true(c->interest && c->pattern_interest && c->broadcast && c->nodes && c->session_register &&
+                c->session_send);
+    assert_string_equal(eng->node_id, "n1");
+}
+
 static void test_offsets_epoch_and_delivery(void **state)
 {
     (void)state;
     NEED_REDIS();
     ndelivered = 0;
-    eng->vt->interest(eng, "a", 1, true);
+    eng->cluster->interest(eng, "a", 1, true);
     /* the SUBSCRIBE goes before the history read on the same connection:
      * once the read is answered, the node receives the channel */
     histres h0 = history("a", (hr_history_query){.limit = 0});
@@ -312,7 +326,7 @@ static void test_offsets_epoch_and_delivery(void **state)
     assert_true(wait_delivered(4, 3000));
     assert_int_equal(delivered_kind[3], HR_PUB_JOIN);
     /* no interest: nothing delivered */
-    eng->vt->interest(eng, "a", 1, false);
+    eng->cluster->interest(eng, "a", 1, false);
     history("a", (hr_history_query){.limit = 0}); /* after the UNSUBSCRIBE */
     publish("a", "4", NULL);
     usleep(200000);
@@ -417,7 +431,7 @@ static void test_node_announcement(void **state)
     nodesres r = {0};
     for (int i = 0; i < 100; i++) {
         int want = done + 1;
-        eng->vt->nodes(eng, on_nodes, &r);
+        eng->cluster->nodes(eng, on_nodes, &r);
         assert_true(wait_for(&done, want, 5000));
         if (strstr(r.json, "\"id\":\"n1\"")) break;
         usleep(50000);
@@ -433,7 +447,7 @@ static void test_outage(void **state)
 {
     (void)state;
     NEED_REDIS();
-    eng->vt->interest(eng, "o", 1, true);
+    eng->cluster->interest(eng, "o", 1, true);
     history("o", (hr_history_query){.limit = 0});
     disconnects = 0;
     stop_redis();
@@ -469,6 +483,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_storage_and_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_epoch_and_delivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),

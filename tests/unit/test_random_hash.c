@@ -13,7 +13,7 @@
 
 #include "core/hash.h"
 #include "core/random.h"
-#include "hub/pub.h"
+#include "engine/pub.h"
 #include "protocol/urlsubs.h"
 
 #include <errno.h>

@@ -1,9 +1,11 @@
 /* pub.h - a publication: one immutable, reference-counted object per
  * published message (and per join/leave event), shared by the engine's
  * history, every worker's inbox and every fan-out. Counted atomically since
- * it crosses threads. */
-#ifndef HERALD_HUB_PUB_H
-#define HERALD_HUB_PUB_H
+ * it crosses threads. It belongs to the engine layer, the lowest that holds
+ * publications: the engine stores them and hands them up to the hub through
+ * the callback the hub registers (engine.h), without a hub header. */
+#ifndef HERALD_ENGINE_PUB_H
+#define HERALD_ENGINE_PUB_H
 
 #include "core/common.h"
 

@@ -1,5 +1,5 @@
 /* pub.c - publications and shared encoded buffers (see pub.h). */
-#include "hub/pub.h"
+#include "engine/pub.h"
 #include "core/random.h"
 
 #include <stdio.h>
