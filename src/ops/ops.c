@@ -218,6 +218,16 @@ hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const 
     return ok();
 }
 
+hr_op_result hr_op_history_remove(const hr_actor *a, const char *ch, size_t len, hr_done_cb cb, void *ud)
+{
+    hr_chan_policy pol;
+    hr_op_result r = check_channel(a, ch, len, false, "a pattern is not a channel here", &pol, NULL);
+    if (r.rc) return r;
+    if (is_client(a)) return refuse(HR_OP_DENIED, "only the server API removes history");
+    a->engine->vt->history_remove(a->engine, ch, len, cb, ud);
+    return ok();
+}
+
 hr_op_result hr_op_presence(const hr_actor *a, const char *ch, size_t len, hr_presence_cb cb, void *ud)
 {
     hr_chan_policy pol;

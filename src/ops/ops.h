@@ -130,6 +130,8 @@ hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, si
 /* Read ch's history: every rule, then the engine (q as the engine takes it). */
 hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const hr_history_query *q,
                            hr_history_cb cb, void *ud);
+/* Remove ch's history (the server API only: a client gets DENIED). */
+hr_op_result hr_op_history_remove(const hr_actor *a, const char *ch, size_t len, hr_done_cb cb, void *ud);
 /* Read ch's presence (the list; the front end counts it for stats). */
 hr_op_result hr_op_presence(const hr_actor *a, const char *ch, size_t len, hr_presence_cb cb, void *ud);
 
