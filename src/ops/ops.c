@@ -79,6 +79,7 @@ static bool subscribed(const hr_actor *a, const char *ch, size_t len)
 
 hr_op_result hr_op_verify_token(const hr_actor *a, const char *tok, size_t len, hr_jwt_claims *cl)
 {
+    memset(cl, 0, sizeof(*cl));
     uint32_t retry_ms = 0;
     if (a->tok_bucket && !hr_bucket_take(a->tok_bucket, a->cfg->lim_token_verifications_per_connection,
                                          a->cfg->lim_token_verification_burst, now_of(a), &retry_ms))
