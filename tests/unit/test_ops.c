@@ -223,6 +223,32 @@ static void test_history_and_presence(void **state)
     assert_int_equal(answered, 3);
 }
 
+/* limits.channels_per_connection and limits.token_verifications_per_connection */
+static void test_creation_and_token_rates(void **state)
+{
+    (void)state;
+    set("limits.channels_per_connection", "1");
+    set("limits.channel_burst", "2");
+    set("limits.token_verifications_per_connection", "1");
+    set("limits.token_verification_burst", "1");
+    who anon;
+    hr_actor a = client(&anon, "");
+    hr_history_query q = {.limit = 10};
+    assert_int_equal(hr_op_history(&a, "open:n1", 7, &q, on_history, NULL).rc, HR_OP_OK);
+    assert_int_equal(pub_rc(&a, "open:n2", "1", NULL), HR_OP_OK);
+    hr_op_result r = hr_op_history(&a, "open:n3", 7, &q, on_history, NULL);
+    assert_int_equal(r.rc, HR_OP_RATE_LIMITED);
+    assert_non_null(strstr(r.detail, "channel creation rate limit"));
+    assert_int_equal(hr_op_history(&a, "open:n2", 7, &q, on_history, NULL).rc, HR_OP_OK); /* exists: free */
+    assert_int_equal(sub_rc(&a, "open:*"), HR_OP_OK);                                    /* a pattern: free */
+    hr_jwt_claims cl;
+    assert_int_equal(hr_op_verify_token(&a, "x.y.z", 5, &cl).rc, HR_OP_TOKEN_INVALID);
+    r = hr_op_verify_token(&a, "x.y.z", 5, &cl);
+    assert_int_equal(r.rc, HR_OP_RATE_LIMITED); /* not looked at */
+    assert_non_null(strstr(r.detail, "token verification rate limit"));
+    hr_hub_unsubscribe_all(&anon.c);
+}
+
 static void test_wire_forms(void **state)
 {
     (void)state;
@@ -250,6 +276,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_actor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_and_presence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_creation_and_token_rates, setup, teardown),
         cmocka_unit_test(test_wire_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
