@@ -22,8 +22,7 @@
  * connection is closed with 3005, as an SSE stream is ended (no refresh
  * without commands). */
 #include "protocol/raw.h"
-#include "auth/auth.h"
-#include "server/limits.h"
+#include "ops/ops.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "protocol/native.h"
@@ -171,6 +170,24 @@ static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
     if (err) hr_warn("raw mode: a client publication failed: %s", hr_strerror(err));
 }
 
+/* raw mode's wire form of a refused publish: the close code (the text is
+ * the operation's detail, or says which limit for a rate). */
+static int raw_close_code(int rc)
+{
+    switch (rc) {
+    case HR_OP_RATE_LIMITED: return HR_DISC_TOO_MANY_REQUESTS;
+    case HR_OP_TOO_BIG: return HR_RAW_CLOSE_TOO_BIG;
+    default: return HR_DISC_FORBIDDEN;
+    }
+}
+
+static const char *raw_close_reason(hr_op_result res)
+{
+    /* raw mode has no replies to refuse one message with: the publisher is told by the close */
+    if (res.rc == HR_OP_RATE_LIMITED) return "publishing too fast (limits.publishes_per_connection)";
+    return res.detail ? res.detail : hr_op_rc_name(res.rc);
+}
+
 void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
 {
     if (r->closing) return;
@@ -179,27 +196,8 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
         return;
     }
     hr_sub *sub = r->client.subs;
-    if (r->client.nsubs != 1 || !sub || !sub->lc) {
-        raw_close(r, HR_DISC_FORBIDDEN,
-                  sub && !sub->lc && r->client.nsubs == 1 ? "cannot publish to a pattern"
-                                                          : "publishing needs exactly one channel in the URL",
-                  false);
-        return;
-    }
-    size_t clen;
-    const char *ch = hr_hub_sub_channel(sub, &clen);
-    hr_chan_policy pol;
-    const char *detail = "the channel's namespace is not configured on this server";
-    /* the native protocol's rule (auth.c): the client is subscribed to ch */
-    if (hr_config_policy(r->cfg, ch, clen, &pol) ||
-        !hr_perm_may_publish(&pol, r->client.user[0] != '\0', true, &detail)) {
-        raw_close(r, HR_DISC_FORBIDDEN, detail, false);
-        return;
-    }
-    hr_limits *lim = r->client.wh->hub->limits;
-    if (lim && !hr_limits_publish(lim, &r->pub_bucket, r->client.user, hr_loop_now(r->client.wh->loop), NULL)) {
-        /* raw mode has no replies to refuse one message with: the publisher is told by the close */
-        raw_close(r, HR_DISC_TOO_MANY_REQUESTS, "publishing too fast (limits.publishes_per_connection)", false);
+    if (r->client.nsubs != 1 || !sub) {
+        raw_close(r, HR_DISC_FORBIDDEN, "publishing needs exactly one channel in the URL", false);
         return;
     }
     /* bound the jansson tree (as the native protocol does): every value but
@@ -216,22 +214,15 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
         raw_close(r, HR_DISC_BAD_REQUEST, "message is not JSON", false);
         return;
     }
-    size_t dlen = 0;
+    size_t dlen = 0, clen = 0;
     char *text = hr_json_dumps(v, &dlen);
     json_decref(v);
-    if (dlen > (size_t)r->cfg->ch_max_publication_size) {
-        free(text);
-        char msg[128];
-        raw_close(r, HR_RAW_CLOSE_TOO_BIG, hr_pub_too_big_text(msg, sizeof(msg), dlen, r->cfg->ch_max_publication_size),
-                  false);
-        return;
-    }
-    hr_chan_opts o = HR_CHAN_OPTS(r->cfg, pol);
-    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, clen, text, dlen, NULL, 0);
+    const char *ch = hr_hub_sub_channel(sub, &clen);
+    hr_actor a = {.kind = HR_ACTOR_CLIENT, .cfg = r->cfg, .wh = r->client.wh, .engine = r->client.wh->hub->engine,
+                  .user = r->client.user, .client = &r->client, .pub_bucket = &r->pub_bucket};
+    hr_op_result res = hr_op_publish(&a, ch, clen, text, dlen, NULL, 0, on_published, NULL);
     free(text);
-    hr_engine *e = r->client.wh->hub->engine;
-    e->vt->publish(e, &o, p, NULL, 0, on_published, NULL);
-    hr_pub_unref(p);
+    if (res.rc) raw_close(r, raw_close_code(res.rc), raw_close_reason(res), false);
 }
 
 void hr_raw_free(hr_raw *r)

@@ -31,6 +31,7 @@
  * queue then counts it). One frame can therefore never build more than the
  * budget, however many commands it holds. */
 #include "protocol/session.h"
+#include "ops/ops.h"
 #include "core/random.h"
 #include "server/limits.h"
 #include "auth/auth.h"
@@ -139,51 +140,19 @@ static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
 
 void hr_session_set_peer(hr_session *s, uint32_t ip_key) { s->ip_key = ip_key; }
 
-static void bad_token(hr_session *s, int jwt_rc)
+/* The session as the operations' actor (ops.h): its user, subscriptions and buckets. */
+static hr_actor actor_of(hr_session *s)
 {
-    hr_limits_bad_token(s->client.wh->hub->limits, s->ip_key, hr_loop_now(s->client.wh->loop), jwt_rc);
+    return (hr_actor){.kind = HR_ACTOR_CLIENT, .cfg = s->cfg, .wh = s->client.wh, .engine = engine_of(s),
+                      .user = s->client.user, .client = &s->client, .pub_bucket = &s->pub_bucket,
+                      .chan_bucket = &s->chan_bucket, .tok_bucket = &s->tok_bucket, .ip_key = s->ip_key};
 }
 
-/* limits.publishes_per_connection / _per_user; detail says which, and when to retry. */
-static bool publish_allowed(hr_session *s, const char **detail)
+/* An operation's refusal as a native error code (detail in *detail). */
+static int native_err(hr_op_result r, const char **detail)
 {
-    hr_limits *l = s->client.wh->hub->limits;
-    if (!l) return true;
-    uint32_t retry_ms = 0;
-    if (hr_limits_publish(l, &s->pub_bucket, s->client.user, hr_loop_now(s->client.wh->loop), &retry_ms))
-        return true;
-    static _Thread_local char why[96];
-    snprintf(why, sizeof(why), "publish rate limit: retry in %u ms", retry_ms ? retry_ms : 1);
-    *detail = why;
-    return false;
-}
-
-/* limits.channels_per_connection: may this command bring `ch` into existence? */
-static bool channel_allowed(hr_session *s, hr_str ch, const char **detail)
-{
-    hr_limits *l = s->client.wh->hub->limits;
-    uint32_t retry_ms = 0;
-    if (!l || hr_limits_new_channel(l, &s->chan_bucket, engine_of(s), ch.p, ch.n, hr_loop_now(s->client.wh->loop),
-                                    &retry_ms))
-        return true;
-    static _Thread_local char why[96];
-    snprintf(why, sizeof(why), "channel creation rate limit: retry in %u ms", retry_ms ? retry_ms : 1);
-    *detail = why;
-    return false;
-}
-
-/* limits.token_verifications_per_connection: false (with *detail) when
- * this connection has had too many tokens verified lately. */
-static bool token_allowed(hr_session *s, const char **detail)
-{
-    uint32_t retry_ms = 0;
-    if (hr_bucket_take(&s->tok_bucket, s->cfg->lim_token_verifications_per_connection,
-                       s->cfg->lim_token_verification_burst, hr_loop_now(s->client.wh->loop), &retry_ms))
-        return true;
-    static _Thread_local char why[96];
-    snprintf(why, sizeof(why), "token verification rate limit: retry in %u ms", retry_ms ? retry_ms : 1);
-    *detail = why;
-    return false;
+    *detail = r.detail;
+    return hr_op_native_code(r.rc);
 }
 
 /* ---- reply budget (see the top) ----------------------------------------------------- */
@@ -521,36 +490,6 @@ static void join_leave(hr_session *s, const char *ch, size_t len, bool join)
     hr_pub_unref(p);
 }
 
-/* Check a channel name for subscribe/publish/history and find the options
- * of its namespace: returns 0 or an HR_PE_* code with *detail set.
- * *is_pattern (if not NULL): the name has wildcards (also when refused
- * because patterns are not allowed here). */
-static int check_channel(hr_session *s, hr_str ch, bool allow_pattern, bool *is_pattern, hr_chan_policy *pol,
-                         const char **detail)
-{
-    size_t max = (size_t)s->cfg->ch_max_channel_length;
-    bool pat = false;
-    int rc = allow_pattern ? hr_chan_validate_pattern(ch.p, ch.n, max, &pat) : hr_chan_validate(ch.p, ch.n, max);
-    if (rc) {
-        /* a well-formed pattern where a channel is needed: say so, not "misplaced wildcard" */
-        bool valid_pattern = !allow_pattern && !hr_chan_validate_pattern(ch.p, ch.n, max, &pat) && pat;
-        *detail = valid_pattern ? "a pattern is not a channel here" : hr_chan_error_text(rc);
-        if (is_pattern) *is_pattern = valid_pattern;
-        return HR_PE_BAD_REQUEST;
-    }
-    if (is_pattern) *is_pattern = pat;
-    if (hr_config_policy(s->cfg, ch.p, ch.n, pol)) {
-        *detail = "the channel's namespace is not configured on this server";
-        return HR_PE_UNKNOWN_CHANNEL;
-    }
-    int allowed = hr_chan_user_allowed(ch.p, ch.n, s->client.user, strlen(s->client.user));
-    if (allowed == 0) {
-        *detail = "channel is limited to other users";
-        return HR_PE_PERMISSION_DENIED;
-    }
-    return 0;
-}
-
 /* ---- subscribe ------------------------------------------------------------------ */
 
 /* A subscribe answered with an error after all: not subscribed. */
@@ -610,47 +549,11 @@ static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, 
 {
     bool pattern = false;
     hr_chan_policy pol;
-    int rc = check_channel(s, ch, true, &pattern, &pol, detail);
-    if (rc) return rc;
-    if (!granted && cmd && cmd->token.n) { /* a subscription token */
-        hr_jwt_claims cl;
-        const char *why = NULL;
-        if (!token_allowed(s, detail)) return HR_PE_TOO_MANY_REQUESTS;
-        int vr = hr_auth_verify(s->cfg->auth, cmd->token.p, cmd->token.n, &cl, &why);
-        bad_token(s, vr);
-        if (vr == HR_JWT_ERR_EXPIRED) {
-            *detail = "subscription token expired: get a new one";
-            return HR_PE_TOKEN_EXPIRED;
-        }
-        if (vr) {
-            *detail = why;
-            rc = HR_PE_PERMISSION_DENIED;
-        } else if (!cl.channel || strlen(cl.channel) != ch.n || memcmp(cl.channel, ch.p, ch.n) != 0) {
-            *detail = "the subscription token is for another channel";
-            rc = HR_PE_PERMISSION_DENIED;
-        } else if (strcmp(cl.sub ? cl.sub : "", s->client.user) != 0) {
-            *detail = "the subscription token is for another user";
-            rc = HR_PE_PERMISSION_DENIED;
-        }
-        hr_jwt_claims_free(&cl);
-        if (rc) return rc;
-        granted = true;
-    }
-    if (!hr_perm_may_subscribe(&pol, s->client.user[0] != '\0', granted, detail)) return HR_PE_PERMISSION_DENIED;
-    if (hr_hub_find_sub(&s->client, ch.p, ch.n)) {
-        *detail = NULL;
-        return HR_PE_ALREADY_SUBSCRIBED;
-    }
-    if (s->client.nsubs >= (size_t)s->cfg->ch_max_subscriptions) {
-        *detail = "too many subscriptions on this connection";
-        return HR_PE_LIMIT_EXCEEDED;
-    }
-    if (!pattern && !channel_allowed(s, ch, detail)) return HR_PE_TOO_MANY_REQUESTS;
-    hr_sub *sub = hr_hub_subscribe(&s->client, ch.p, ch.n, pattern, (uint64_t)pol.max_subscribers);
-    if (!sub) {
-        *detail = "the channel has reached its max_subscribers";
-        return HR_PE_LIMIT_EXCEEDED;
-    }
+    hr_sub *sub = NULL;
+    hr_actor a = actor_of(s);
+    hr_op_sub_req req = {.granted = granted, .token = cmd ? cmd->token.p : NULL, .token_len = cmd ? cmd->token.n : 0};
+    hr_op_result res = hr_op_subscribe(&a, ch.p, ch.n, &req, &pol, &pattern, &sub);
+    if (res.rc) return native_err(res, detail);
     if (pattern) {
         hr_buf *b = text(r);
         hr_buf_append_str(b, "{\"channel\":");
@@ -887,13 +790,11 @@ static void append_expiry(hr_session *s, hr_buf *res)
  * *detail (cl empty). */
 static int verify_conn_token(hr_session *s, const char *tok, size_t len, hr_jwt_claims *cl, const char **detail)
 {
-    const char *why = NULL;
-    if (!token_allowed(s, detail)) return HR_PE_TOO_MANY_REQUESTS;
-    int rc = hr_auth_verify(s->cfg->auth, tok, len, cl, &why);
-    if (!rc) return 0;
-    bad_token(s, rc);
-    *detail = why;
-    return rc == HR_JWT_ERR_EXPIRED ? HR_PE_TOKEN_EXPIRED : HR_PE_UNAUTHORIZED;
+    hr_actor a = actor_of(s);
+    hr_op_result res = hr_op_verify_token(&a, tok, len, cl);
+    if (!res.rc) return 0;
+    /* connect's wire form: a token that does not verify is 101, not 103 */
+    return res.rc == HR_OP_TOKEN_INVALID ? (*detail = res.detail, HR_PE_UNAUTHORIZED) : native_err(res, detail);
 }
 
 static void do_connect(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, int *err, const char **detail)
@@ -983,7 +884,14 @@ static void do_refresh(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, 
     hr_jwt_claims_free(&cl);
 }
 
-static bool subscribed_to(hr_session *s, hr_str ch) { return hr_hub_find_sub(&s->client, ch.p, ch.n) != NULL; }
+/* An operation refused the command waiting in x: its reply is the error. */
+static void refused(sreq *x, hr_op_result res)
+{
+    const char *detail;
+    int code = native_err(res, &detail);
+    set_error(x->r, code, detail);
+    req_done(x);
+}
 
 static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
 {
@@ -998,11 +906,7 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         set_error(r, HR_PE_NOT_CONNECTED, "send connect first");
         return;
     }
-    hr_engine *e = engine_of(s);
-    hr_chan_policy pol;
-    hr_chan_opts o;
-    bool pat = false;
-    char big[128]; /* a detail text that outlives the switch */
+    hr_actor a = actor_of(s);
     switch (cmd->type) {
     case HR_CMD_CONNECT:
         if (s->connected) {
@@ -1019,9 +923,10 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         err = do_subscribe(s, f, r, cmd, cmd->channel, true, false, false, &detail);
         break;
     case HR_CMD_UNSUBSCRIBE: {
-        hr_sub *sub = hr_hub_find_sub(&s->client, cmd->channel.p, cmd->channel.n);
+        hr_op_result res;
+        hr_sub *sub = hr_op_unsubscribe_find(&a, cmd->channel.p, cmd->channel.n, &res);
         if (!sub) {
-            err = HR_PE_NOT_SUBSCRIBED;
+            err = native_err(res, &detail);
             break;
         }
         leave_channel(s, sub);
@@ -1029,46 +934,13 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         break;
     }
     case HR_CMD_PUBLISH: {
-        if ((err = check_channel(s, cmd->channel, false, &pat, &pol, &detail))) {
-            if (pat) detail = "cannot publish to a pattern";
-            break;
-        }
-        if (!hr_perm_may_publish(&pol, s->client.user[0] != '\0', subscribed_to(s, cmd->channel), &detail)) {
-            err = HR_PE_PERMISSION_DENIED;
-            break;
-        }
-        if (cmd->data.n > (size_t)s->cfg->ch_max_publication_size) {
-            err = HR_PE_MESSAGE_TOO_LARGE;
-            detail = hr_pub_too_big_text(big, sizeof(big), cmd->data.n, s->cfg->ch_max_publication_size);
-            break;
-        }
-        if (cmd->idempotency_key.n > HR_IDEM_MAX_KEY_LEN) {
-            err = HR_PE_BAD_REQUEST;
-            detail = "idempotency_key is longer than 128 bytes";
-            break;
-        }
-        if (!publish_allowed(s, &detail) || !channel_allowed(s, cmd->channel, &detail)) {
-            err = HR_PE_TOO_MANY_REQUESTS;
-            break;
-        }
-        o = HR_CHAN_OPTS(s->cfg, pol);
-        hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, cmd->channel.p, cmd->channel.n, cmd->data.p, cmd->data.n, NULL, 0);
         sreq *x = req_new(s, f, r);
-        e->vt->publish(e, &o, p, cmd->idempotency_key.p, cmd->idempotency_key.n, on_published, x);
-        hr_pub_unref(p);
+        hr_op_result res = hr_op_publish(&a, cmd->channel.p, cmd->channel.n, cmd->data.p, cmd->data.n,
+                                         cmd->idempotency_key.p, cmd->idempotency_key.n, on_published, x);
+        if (res.rc) refused(x, res);
         break;
     }
     case HR_CMD_HISTORY: {
-        if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
-        if (!hr_perm_may_read(&pol, false, s->client.user[0] != '\0', subscribed_to(s, cmd->channel), &detail)) {
-            err = HR_PE_PERMISSION_DENIED;
-            break;
-        }
-        if (!channel_allowed(s, cmd->channel, &detail)) {
-            err = HR_PE_TOO_MANY_REQUESTS;
-            break;
-        }
-        o = HR_CHAN_OPTS(s->cfg, pol);
         char epoch[64] = "";
         cstr(cmd->since_epoch, epoch, sizeof(epoch));
         /* one more than the page: tells whether there is more */
@@ -1077,27 +949,18 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         hr_history_query q = {.has_since = cmd->has_since, .since_offset = cmd->since_offset, .since_epoch = epoch,
                               .limit = page ? (int64_t)page + 1 : 0, .reverse = cmd->reverse};
         sreq *x = req_new(s, f, r);
+        x->page = page;
         if (!reserve(s, f, x)) {
             set_error(r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
             req_done(x);
             break;
         }
-        x->page = page;
-        e->vt->history(e, &o, cmd->channel.p, cmd->channel.n, &q, on_history, x);
+        hr_op_result res = hr_op_history(&a, cmd->channel.p, cmd->channel.n, &q, on_history, x);
+        if (res.rc) refused(x, res);
         break;
     }
     case HR_CMD_PRESENCE:
     case HR_CMD_PRESENCE_STATS: {
-        if ((err = check_channel(s, cmd->channel, false, NULL, &pol, &detail))) break;
-        if (!pol.presence) {
-            err = HR_PE_NOT_AVAILABLE;
-            detail = "presence is disabled for this channel";
-            break;
-        }
-        if (!hr_perm_may_read(&pol, true, s->client.user[0] != '\0', subscribed_to(s, cmd->channel), &detail)) {
-            err = HR_PE_PERMISSION_DENIED;
-            break;
-        }
         sreq *x = req_new(s, f, r);
         x->stats = cmd->type == HR_CMD_PRESENCE_STATS;
         if (!x->stats && !reserve(s, f, x)) {
@@ -1105,7 +968,8 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
             req_done(x);
             break;
         }
-        e->vt->presence(e, cmd->channel.p, cmd->channel.n, on_presence, x);
+        hr_op_result res = hr_op_presence(&a, cmd->channel.p, cmd->channel.n, on_presence, x);
+        if (res.rc) refused(x, res);
         break;
     }
     case HR_CMD_PING:

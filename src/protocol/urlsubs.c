@@ -1,13 +1,15 @@
 /* urlsubs.c - subscriptions named in a URL (see urlsubs.h).
  *
- * Moved out of raw.c when /sse needed the same checks: the messages and
- * statuses are raw mode's, with the kind of client and the usage line as
- * parameters. */
+ * Shared by /ws/raw and /sse. Every channel is checked by the subscribe
+ * operation (ops.h); this file only maps a refusal to an HTTP status and a
+ * message in raw mode's words, with the kind of client and the usage line
+ * as parameters. */
 #include "protocol/urlsubs.h"
+#include "ops/ops.h"
+#include "hub/channel_name.h"
 #include "core/random.h"
 #include "auth/auth.h"
 #include "core/json.h"
-#include "hub/channel_name.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -87,45 +89,51 @@ static int refuse(int status, char *msg, size_t cap, const char *what, const cha
     return status;
 }
 
-/* Check one channel (from the URL, or granted by a token) and add it. 0 or
- * an HTTP status with msg. */
+/* A refused subscription's wire form: the HTTP status of the result, and
+ * the message in raw mode's words (the channel quoted). */
+static int refuse_op(hr_op_result res, const hr_chan_policy *pol, int64_t max_subs, const hr_urlsubs_who *who,
+                     const char *user, const char *ch, size_t len, char *msg, size_t cap)
+{
+    char what[128];
+    int status = hr_op_http_status(res.rc);
+    switch (res.rc) {
+    case HR_OP_BAD_CHANNEL:
+        snprintf(what, sizeof(what), "invalid channel (%s)", res.detail);
+        return refuse(status, msg, cap, what, ch, len);
+    case HR_OP_USER_LIMITED:
+        if (user[0]) break;
+        snprintf(what, sizeof(what), "user-limited channels are not available to anonymous %s", who->clients);
+        return refuse(status, msg, cap, what, ch, len);
+    case HR_OP_DENIED:
+        if (user[0] || hr_perm_subscribe_of(pol) != HR_PERM_AUTHENTICATED) break;
+        return refuse(status, msg, cap, "anonymous clients may not subscribe to this channel", ch, len);
+    case HR_OP_TOO_MANY_SUBSCRIPTIONS:
+        snprintf(what, sizeof(what), "too many channels (channels.max_subscriptions is %lld)",
+                 (long long)max_subs);
+        return refuse(status, msg, cap, what, NULL, 0);
+    default:
+        break;
+    }
+    return refuse(status, msg, cap, res.detail ? res.detail : hr_op_rc_name(res.rc), ch, len);
+}
+
+/* Check one channel (from the URL, or granted by a token) with the
+ * subscribe operation's rules and add it. 0 or an HTTP status with msg. */
 static int add_ref(const hr_config *cfg, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth, const char *out,
                    size_t len, bool from_token, hr_chan_ref **v, size_t *n, size_t *vcap, char *msg, size_t cap)
 {
     const char *user = auth && auth->user ? auth->user : "";
-    size_t max = (size_t)cfg->ch_max_subscriptions;
-    bool pattern = false;
-    int vr = hr_chan_validate_pattern(out, len, (size_t)cfg->ch_max_channel_length, &pattern);
-    if (vr) {
-        char what[128];
-        snprintf(what, sizeof(what), "invalid channel (%s)", hr_chan_error_text(vr));
-        return refuse(400, msg, cap, what, out, len);
-    }
     for (size_t i = 0; i < *n; i++)
         if ((*v)[i].n == len && memcmp((*v)[i].p, out, len) == 0) return 0; /* given twice: counts once */
+    hr_op_sub_req req = {.granted = from_token};
+    for (size_t i = 0; auth && !req.granted && i < auth->ngranted; i++)
+        req.granted = strlen(auth->granted[i]) == len && memcmp(auth->granted[i], out, len) == 0;
+    /* the subscriptions are not registered yet: no client, no already-subscribed */
+    hr_actor a = {.kind = HR_ACTOR_CLIENT, .cfg = cfg, .user = user};
     hr_chan_policy pol;
-    if (hr_config_policy(cfg, out, len, &pol))
-        return refuse(400, msg, cap, "the channel's namespace is not configured on this server", out, len);
-    if (hr_chan_user_allowed(out, len, user, strlen(user)) == 0) {
-        char what[128];
-        if (user[0]) snprintf(what, sizeof(what), "channel is limited to other users");
-        else snprintf(what, sizeof(what), "user-limited channels are not available to anonymous %s", who->clients);
-        return refuse(403, msg, cap, what, out, len);
-    }
-    bool granted = from_token;
-    for (size_t i = 0; auth && !granted && i < auth->ngranted; i++)
-        granted = strlen(auth->granted[i]) == len && memcmp(auth->granted[i], out, len) == 0;
-    const char *detail = NULL;
-    if (!hr_perm_may_subscribe(&pol, user[0] != '\0', granted, &detail)) {
-        if (!user[0] && hr_perm_subscribe_of(&pol) == HR_PERM_AUTHENTICATED)
-            detail = "anonymous clients may not subscribe to this channel";
-        return refuse(403, msg, cap, detail, out, len);
-    }
-    if (*n == max) {
-        char what[96];
-        snprintf(what, sizeof(what), "too many channels (channels.max_subscriptions is %zu)", max);
-        return refuse(400, msg, cap, what, NULL, 0);
-    }
+    bool pattern = false;
+    hr_op_result res = hr_op_may_subscribe(&a, out, len, &req, *n, &pol, &pattern);
+    if (res.rc) return refuse_op(res, &pol, cfg->ch_max_subscriptions, who, user, out, len, msg, cap);
     if (*n == *vcap) {
         *vcap = *vcap ? *vcap * 2 : 4;
         *v = hr_realloc(*v, *vcap * sizeof(**v));
@@ -184,11 +192,12 @@ int hr_urlsubs_parse_auth(const hr_config *cfg, const hr_urlsubs_who *who, const
 
 int hr_urlsubs_subscribe(hr_client *c, const hr_chan_ref *refs, size_t n, char *msg, size_t cap)
 {
+    hr_actor a = {.kind = HR_ACTOR_CLIENT, .client = c};
     for (size_t i = 0; i < n; i++) {
-        if (hr_hub_subscribe(c, refs[i].p, refs[i].n, refs[i].pattern, (uint64_t)refs[i].pol.max_subscribers))
-            continue;
+        hr_op_result res;
+        if (hr_op_subscribe_add(&a, refs[i].p, refs[i].n, refs[i].pattern, &refs[i].pol, &res)) continue;
         hr_hub_unsubscribe_all(c);
-        return refuse(503, msg, cap, "the channel has reached its max_subscribers", refs[i].p, refs[i].n);
+        return refuse(hr_op_http_status(res.rc), msg, cap, res.detail, refs[i].p, refs[i].n);
     }
     return 0;
 }

@@ -5,6 +5,7 @@
  * for each of its commands. Publishing from the API goes through the same
  * engine call as a client publish: same offsets, same history, same fan-out. */
 #include "transport/api.h"
+#include "ops/ops.h"
 #include "protocol/session.h"
 #include "hub/channel_name.h"
 #include "protocol/native.h"
@@ -74,13 +75,13 @@ static int fail_r(areply *r, int status, const char *msg)
 
 static int fail(api_ctx *x, int status, const char *msg) { return fail_r(x->r, status, msg); }
 
-/* 413 naming channels.max_publication_size. */
-static int fail_too_big(api_ctx *x, size_t len)
+/* An operation's refusal (ops.h) as an HTTP status with the detail (copied:
+ * the reply is written after later operations of a batch). */
+static int fail_op(api_ctx *x, hr_op_result res)
 {
-    char msg[128];
     hr_free(x->r->owned);
-    x->r->owned = hr_strdup(hr_pub_too_big_text(msg, sizeof(msg), len, x->cfg->ch_max_publication_size));
-    return fail(x, 413, x->r->owned);
+    x->r->owned = hr_strdup(res.detail ? res.detail : hr_op_rc_name(res.rc));
+    return fail(x, hr_op_http_status(res.rc), x->r->owned);
 }
 
 static apiece *add_piece(areply *r, bool reserved)
@@ -121,27 +122,32 @@ static void aop_done(aop *a)
     areq_finish(rq);
 }
 
-/* The engine options of a validated channel's namespace; fails (400) when
- * the namespace is not configured and unknown namespaces are refused. */
-static int opts_of(api_ctx *x, const char *ch, size_t len, hr_chan_opts *o, hr_chan_policy *pol)
+/* The server API as the operations' actor: a trusted backend (no
+ * permissions, no client rates; names, namespaces, sizes and keys apply). */
+static hr_actor actor_of(api_ctx *x)
 {
-    hr_chan_policy p;
-    if (hr_config_policy(x->cfg, ch, len, &p)) return fail(x, 400, "the channel's namespace is not configured");
-    *o = HR_CHAN_OPTS(x->cfg, p);
-    if (pol) *pol = p;
-    return 0;
+    return (hr_actor){.kind = HR_ACTOR_SERVER, .cfg = x->cfg, .engine = x->engine};
 }
 
-/* params.channel as a validated name. */
+/* params.channel as a string (the operation checks the name). */
 static int get_channel(api_ctx *x, json_t *params, const char *key, const char **ch, size_t *len)
 {
     json_t *v = json_object_get(params, key);
     if (!json_is_string(v)) return fail(x, 400, "channel must be a string");
     *ch = json_string_value(v);
     *len = json_string_length(v);
-    int rc = hr_chan_validate(*ch, *len, (size_t)x->cfg->ch_max_channel_length);
-    if (rc) return fail(x, 400, hr_chan_error_text(rc));
     return 0;
+}
+
+/* The engine call of an accepted operation answers a; a refused one
+ * answers the command with its status, and a goes. */
+static int op_done(api_ctx *x, aop *a, hr_op_result res)
+{
+    if (res.rc) {
+        fail_op(x, res);
+        aop_done(a);
+    }
+    return x->r->status == 200 ? 0 : x->r->status;
 }
 
 static void append_pub(hr_buf *b, const hr_pub *p)
@@ -164,13 +170,9 @@ static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
 static int publish_one(api_ctx *x, const char *ch, size_t clen, const char *data, size_t dlen, const char *key,
                        size_t klen)
 {
-    if (dlen > (size_t)x->cfg->ch_max_publication_size) return fail_too_big(x, dlen);
-    hr_chan_opts o;
-    if (opts_of(x, ch, clen, &o, NULL)) return x->r->status;
-    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, clen, data, dlen, NULL, 0);
-    x->engine->vt->publish(x->engine, &o, p, key, klen, on_published, aop_new(x));
-    hr_pub_unref(p);
-    return x->r->status == 200 ? 0 : x->r->status;
+    hr_actor ac = actor_of(x);
+    aop *a = aop_new(x);
+    return op_done(x, a, hr_op_publish(&ac, ch, clen, data, dlen, key, klen, on_published, a));
 }
 
 static char *dump_data(api_ctx *x, json_t *params, size_t *len)
@@ -183,16 +185,15 @@ static char *dump_data(api_ctx *x, json_t *params, size_t *len)
     return hr_json_dumps(data, len);
 }
 
-/* params.idempotency_key: absent (NULL, 0) or a string of at most
- * HR_IDEM_MAX_KEY_LEN bytes. */
+/* params.idempotency_key: absent (NULL, 0) or a string (its length is the
+ * publish operation's rule). */
 static int get_idem_key(api_ctx *x, json_t *params, const char **key, size_t *len)
 {
     json_t *v = json_object_get(params, "idempotency_key");
     *key = NULL;
     *len = 0;
     if (!v) return 0;
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > HR_IDEM_MAX_KEY_LEN)
-        return fail(x, 400, "idempotency_key must be a string of 1 to 128 bytes");
+    if (!json_is_string(v)) return fail(x, 400, "idempotency_key must be a string of 1 to 128 bytes");
     *key = json_string_value(v);
     *len = json_string_length(v);
     return 0;
@@ -221,23 +222,21 @@ static int m_broadcast(api_ctx *x, json_t *params)
     if (get_idem_key(x, params, &key, &klen)) return x->r->status;
     char *data = dump_data(x, params, &dlen);
     if (!data) return x->r->status;
-    if (dlen > (size_t)x->cfg->ch_max_publication_size) {
-        free(data);
-        return fail_too_big(x, dlen);
-    }
-    /* validate all first: a broadcast is all or nothing */
+    /* check all first (the publish operation's rules): a broadcast is all or nothing */
+    hr_actor ac = actor_of(x);
     size_t i;
     json_t *v;
     json_array_foreach(chans, i, v) {
         hr_chan_policy pol;
-        if (!json_is_string(v) ||
-            hr_chan_validate(json_string_value(v), json_string_length(v), (size_t)x->cfg->ch_max_channel_length)) {
+        if (!json_is_string(v)) {
             free(data);
             return fail(x, 400, "every channel must be a valid channel name");
         }
-        if (hr_config_policy(x->cfg, json_string_value(v), json_string_length(v), &pol)) {
+        hr_op_result res =
+            hr_op_may_publish(&ac, json_string_value(v), json_string_length(v), dlen, key, klen, &pol);
+        if (res.rc) {
             free(data);
-            return fail(x, 400, "every channel's namespace must be configured");
+            return fail_op(x, res);
         }
     }
     hr_buf_append_str(OUT(x), "{\"responses\":[");
@@ -309,16 +308,14 @@ static int m_history(api_ctx *x, json_t *params)
         q.since_offset = (uint64_t)json_integer_value(off);
         q.since_epoch = ep ? json_string_value(ep) : NULL;
     }
-    hr_chan_opts o;
-    if (opts_of(x, ch, clen, &o, NULL)) return x->r->status;
     size_t page = (size_t)x->cfg->ch_history_max_limit;
     if (q.limit >= 0 && (uint64_t)q.limit < page) page = (size_t)q.limit;
     q.limit = page ? (int64_t)page + 1 : 0; /* one more: tells whether there is more */
     aop *a = aop_new(x);
     a->page = page;
     a->cfg = x->cfg;
-    x->engine->vt->history(x->engine, &o, ch, clen, &q, on_history, a);
-    return x->r->status == 200 ? 0 : x->r->status;
+    hr_actor ac = actor_of(x);
+    return op_done(x, a, hr_op_history(&ac, ch, clen, &q, on_history, a));
 }
 
 static void on_done(void *ud, int err)
@@ -334,8 +331,9 @@ static int m_history_remove(api_ctx *x, json_t *params)
     const char *ch;
     size_t clen;
     if (get_channel(x, params, "channel", &ch, &clen)) return x->r->status;
-    x->engine->vt->history_remove(x->engine, ch, clen, on_done, aop_new(x));
-    return x->r->status == 200 ? 0 : x->r->status;
+    hr_actor ac = actor_of(x);
+    aop *a = aop_new(x);
+    return op_done(x, a, hr_op_history_remove(&ac, ch, clen, on_done, a));
 }
 
 static void on_presence(void *ud, int err, const hr_presence *p)
@@ -372,14 +370,10 @@ static int presence_common(api_ctx *x, json_t *params, bool stats)
     const char *ch;
     size_t clen;
     if (get_channel(x, params, "channel", &ch, &clen)) return x->r->status;
-    hr_chan_opts o;
-    hr_chan_policy pol;
-    if (opts_of(x, ch, clen, &o, &pol)) return x->r->status;
-    if (!pol.presence) return fail(x, 404, "presence is disabled");
+    hr_actor ac = actor_of(x);
     aop *a = aop_new(x);
     a->stats = stats;
-    x->engine->vt->presence(x->engine, ch, clen, on_presence, a);
-    return x->r->status == 200 ? 0 : x->r->status;
+    return op_done(x, a, hr_op_presence(&ac, ch, clen, on_presence, a));
 }
 
 static int m_presence(api_ctx *x, json_t *params) { return presence_common(x, params, false); }

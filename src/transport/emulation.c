@@ -959,13 +959,14 @@ static int open_token(hr_conn *c, const hr_http_request *req, const char *cors, 
         st = 400;
     } else if (tr > 0) {
         hr_jwt_claims cl;
-        int rc = hr_auth_verify(c->w->cfg->auth, t, len, &cl, &why);
-        hr_conn_bad_token(c, rc);
-        bool sub = !rc && cl.channel;
+        hr_actor a = hr_http_actor(c);
+        hr_op_result res = hr_op_verify_token(&a, t, len, &cl);
+        bool sub = !res.rc && cl.channel;
+        why = res.detail;
         hr_jwt_claims_free(&cl);
-        if (rc || sub) {
+        if (res.rc || sub) {
             char msg[256], hdrs[768];
-            if (rc == HR_JWT_ERR_EXPIRED) snprintf(msg, sizeof(msg), "token expired: get a new token");
+            if (res.rc == HR_OP_TOKEN_EXPIRED) snprintf(msg, sizeof(msg), "token expired: get a new token");
             else snprintf(msg, sizeof(msg), "invalid token: %s", sub ? "a subscription token is not a connection token" : why);
             snprintf(hdrs, sizeof(hdrs), NOCACHE "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n%s", cors);
             hr_http_respond_error(c, 401, hdrs, msg, close);

@@ -581,18 +581,24 @@ static void respond_401(hr_conn *c, const char *cors, const char *msg, bool clos
     hr_http_respond_error(c, 401, hdrs, msg, close);
 }
 
+hr_actor hr_http_actor(hr_conn *c)
+{
+    return (hr_actor){.kind = HR_ACTOR_CLIENT, .cfg = c->w->cfg, .wh = (c->flags & HR_CONN_REFUSED) ? NULL : c->w->hub,
+                      .engine = c->w->srv->hub->engine, .ip_key = c->ip_key};
+}
+
 /* Verify a token of the request (NULL: malformed); on failure count it
  * against the client's address, answer 401 saying why (an expired one: get
  * a new one) and return 401; else 0 with *cl filled. */
 static int verify_or_401(hr_conn *c, const char *cors, bool close, const char *tok, size_t len, hr_jwt_claims *cl,
                          bool subscription)
 {
-    const char *why = NULL;
-    int rc = tok ? hr_auth_verify(c->w->cfg->auth, tok, len, cl, &why) : HR_JWT_ERR_MALFORMED;
-    hr_conn_bad_token(c, rc);
-    if (!rc) return 0;
+    hr_actor a = hr_http_actor(c);
+    hr_op_result res = hr_op_verify_token(&a, tok, len, cl);
+    if (!res.rc) return 0;
+    const char *why = res.detail;
     char msg[256];
-    if (rc == HR_JWT_ERR_EXPIRED)
+    if (res.rc == HR_OP_TOKEN_EXPIRED)
         snprintf(msg, sizeof(msg), "%s", subscription ? "subscription token expired: get a new one"
                                                        : "token expired: get a new token and reconnect");
     else

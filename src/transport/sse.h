@@ -23,6 +23,7 @@
 #include "auth/jwt.h"
 #include "codec/http1.h"
 #include "engine/pub.h"
+#include "ops/ops.h"
 #include "protocol/urlsubs.h"
 #include "server/config.h"
 #include "transport/conn.h"
@@ -81,6 +82,11 @@ typedef struct hr_http_auth {
     hr_urlsubs_auth who;
 } hr_http_auth;
 int hr_http_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, bool close, hr_http_auth *a);
+
+/* An HTTP request's client as the operations' actor (ops.h), before it
+ * has a subscriber: its address counts rejected tokens unless the
+ * connection is already refused (then nothing is counted). */
+hr_actor hr_http_actor(hr_conn *c);
 void hr_http_auth_free(hr_http_auth *a);
 
 #endif

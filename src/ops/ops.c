@@ -1,0 +1,271 @@
+/* ops.c - the operations of every front end (see ops.h).
+ *
+ * Each operation checks its rules in one fixed order - channel name,
+ * namespace, user-limited channel, token, permission, counts, sizes, rates
+ * (rates last, so a refused command spends no token of a bucket) - and
+ * stops at the first refusal with its result code and a detail. Front ends
+ * map codes to wire forms with the two tables at the bottom (native error
+ * codes, HTTP statuses) or their own (raw close codes). */
+#include "ops/ops.h"
+#include "auth/auth.h"
+#include "hub/channel_name.h"
+#include "engine/pub.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const rc_names[HR_OP_NCODES] = {
+    "ok", "bad_channel", "pattern", "unknown_namespace", "user_limited", "denied", "token_invalid",
+    "token_expired", "already_subscribed", "not_subscribed", "too_many_subscriptions", "channel_full",
+    "rate_limited", "too_big", "bad_idempotency_key", "not_available",
+};
+
+const char *hr_op_rc_name(int rc) { return rc <= 0 && -rc < HR_OP_NCODES ? rc_names[-rc] : "unknown"; }
+
+static hr_op_result ok(void) { return (hr_op_result){HR_OP_OK, NULL}; }
+static hr_op_result refuse(int rc, const char *detail) { return (hr_op_result){rc, detail}; }
+
+static bool is_client(const hr_actor *a) { return a->kind == HR_ACTOR_CLIENT; }
+static const char *user_of(const hr_actor *a) { return a->user ? a->user : ""; }
+static uint64_t now_of(const hr_actor *a) { return hr_loop_now(a->wh->loop); }
+static hr_limits *limits_of(const hr_actor *a) { return a->wh ? a->wh->hub->limits : NULL; }
+
+/* A rate refusal's detail: "<what> rate limit: retry in N ms". */
+static hr_op_result rate_limited(const char *what, uint32_t retry_ms)
+{
+    static _Thread_local char why[96];
+    snprintf(why, sizeof(why), "%s rate limit: retry in %u ms", what, retry_ms ? retry_ms : 1);
+    return refuse(HR_OP_RATE_LIMITED, why);
+}
+
+/* Name (patterns only where allowed), namespace, user-limited channel. */
+static hr_op_result check_channel(const hr_actor *a, const char *ch, size_t len, bool allow_pattern,
+                                  const char *pattern_detail, hr_chan_policy *pol, bool *is_pattern)
+{
+    size_t max = (size_t)a->cfg->ch_max_channel_length;
+    bool pat = false;
+    int rc = allow_pattern ? hr_chan_validate_pattern(ch, len, max, &pat) : hr_chan_validate(ch, len, max);
+    if (rc) {
+        /* a well-formed pattern where a channel is needed: say so, not "misplaced wildcard" */
+        if (!allow_pattern && !hr_chan_validate_pattern(ch, len, max, &pat) && pat)
+            return refuse(HR_OP_PATTERN, pattern_detail);
+        return refuse(HR_OP_BAD_CHANNEL, hr_chan_error_text(rc));
+    }
+    if (is_pattern) *is_pattern = pat;
+    if (hr_config_policy(a->cfg, ch, len, pol))
+        return refuse(HR_OP_UNKNOWN_NAMESPACE, "the channel's namespace is not configured on this server");
+    if (is_client(a) && hr_chan_user_allowed(ch, len, user_of(a), strlen(user_of(a))) == 0)
+        return refuse(HR_OP_USER_LIMITED, "channel is limited to other users");
+    return ok();
+}
+
+/* limits.channels_per_connection: may this command bring ch into existence? */
+static hr_op_result check_new_channel(const hr_actor *a, const char *ch, size_t len)
+{
+    hr_limits *l = limits_of(a);
+    uint32_t retry_ms = 0;
+    if (!is_client(a) || !l || !a->chan_bucket ||
+        hr_limits_new_channel(l, a->chan_bucket, a->engine, ch, len, now_of(a), &retry_ms))
+        return ok();
+    return rate_limited("channel creation", retry_ms);
+}
+
+static bool subscribed(const hr_actor *a, const char *ch, size_t len)
+{
+    return a->client && hr_hub_find_sub(a->client, ch, len) != NULL;
+}
+
+/* ---- connect ------------------------------------------------------------------------ */
+
+hr_op_result hr_op_verify_token(const hr_actor *a, const char *tok, size_t len, hr_jwt_claims *cl)
+{
+    memset(cl, 0, sizeof(*cl));
+    uint32_t retry_ms = 0;
+    if (a->tok_bucket && !hr_bucket_take(a->tok_bucket, a->cfg->lim_token_verifications_per_connection,
+                                         a->cfg->lim_token_verification_burst, now_of(a), &retry_ms))
+        return rate_limited("token verification", retry_ms);
+    const char *why = NULL;
+    int rc = tok ? hr_auth_verify(a->cfg->auth, tok, len, cl, &why) : HR_JWT_ERR_MALFORMED;
+    if (limits_of(a)) hr_limits_bad_token(limits_of(a), a->ip_key, now_of(a), rc);
+    if (!rc) return ok();
+    return refuse(rc == HR_JWT_ERR_EXPIRED ? HR_OP_TOKEN_EXPIRED : HR_OP_TOKEN_INVALID, why);
+}
+
+/* ---- subscribe ---------------------------------------------------------------------- */
+
+/* A subscription token for ch and the actor's user. */
+static hr_op_result check_sub_token(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req)
+{
+    hr_jwt_claims cl;
+    hr_op_result r = hr_op_verify_token(a, req->token, req->token_len, &cl);
+    if (r.rc == HR_OP_TOKEN_EXPIRED) return refuse(r.rc, "subscription token expired: get a new one");
+    if (r.rc) return r;
+    if (!cl.channel || strlen(cl.channel) != len || memcmp(cl.channel, ch, len) != 0)
+        r = refuse(HR_OP_TOKEN_INVALID, "the subscription token is for another channel");
+    else if (strcmp(cl.sub ? cl.sub : "", user_of(a)) != 0)
+        r = refuse(HR_OP_TOKEN_INVALID, "the subscription token is for another user");
+    hr_jwt_claims_free(&cl);
+    return r;
+}
+
+hr_op_result hr_op_may_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
+                                 size_t nsubs, hr_chan_policy *pol, bool *is_pattern)
+{
+    bool pat = false;
+    hr_op_result r = check_channel(a, ch, len, true, NULL, pol, &pat);
+    if (r.rc) return r;
+    if (is_pattern) *is_pattern = pat;
+    bool granted = req && req->granted;
+    if (!granted && req && req->token && req->token_len) {
+        if ((r = check_sub_token(a, ch, len, req)).rc) return r;
+        granted = true;
+    }
+    const char *detail = NULL;
+    if (is_client(a) && !hr_perm_may_subscribe(pol, user_of(a)[0] != '\0', granted, &detail))
+        return refuse(HR_OP_DENIED, detail);
+    if (subscribed(a, ch, len)) return refuse(HR_OP_ALREADY_SUBSCRIBED, NULL);
+    if (nsubs >= (size_t)a->cfg->ch_max_subscriptions)
+        return refuse(HR_OP_TOO_MANY_SUBSCRIPTIONS, "too many subscriptions on this connection");
+    return pat ? ok() : check_new_channel(a, ch, len);
+}
+
+hr_sub *hr_op_subscribe_add(const hr_actor *a, const char *ch, size_t len, bool pattern,
+                            const hr_chan_policy *pol, hr_op_result *res)
+{
+    hr_sub *sub = hr_hub_subscribe(a->client, ch, len, pattern, (uint64_t)pol->max_subscribers);
+    *res = sub ? ok() : refuse(HR_OP_CHANNEL_FULL, "the channel has reached its max_subscribers");
+    return sub;
+}
+
+hr_op_result hr_op_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
+                             hr_chan_policy *pol, bool *is_pattern, hr_sub **out)
+{
+    bool pat = false;
+    hr_op_result r = hr_op_may_subscribe(a, ch, len, req, a->client->nsubs, pol, &pat);
+    if (is_pattern) *is_pattern = pat;
+    if (!r.rc) *out = hr_op_subscribe_add(a, ch, len, pat, pol, &r);
+    return r;
+}
+
+hr_sub *hr_op_unsubscribe_find(const hr_actor *a, const char *ch, size_t len, hr_op_result *res)
+{
+    hr_sub *sub = a->client ? hr_hub_find_sub(a->client, ch, len) : NULL;
+    *res = sub ? ok() : refuse(HR_OP_NOT_SUBSCRIBED, NULL);
+    return sub;
+}
+
+/* ---- publish ------------------------------------------------------------------------ */
+
+hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, size_t dlen, const char *idem_key,
+                               size_t idem_len, hr_chan_policy *pol)
+{
+    hr_op_result r = check_channel(a, ch, len, false, "cannot publish to a pattern", pol, NULL);
+    if (r.rc) return r;
+    const char *detail = NULL;
+    if (is_client(a) && !hr_perm_may_publish(pol, user_of(a)[0] != '\0', subscribed(a, ch, len), &detail))
+        return refuse(HR_OP_DENIED, detail);
+    if (dlen > (size_t)a->cfg->ch_max_publication_size) {
+        static _Thread_local char big[128];
+        return refuse(HR_OP_TOO_BIG, hr_pub_too_big_text(big, sizeof(big), dlen, a->cfg->ch_max_publication_size));
+    }
+    if (idem_key && (idem_len == 0 || idem_len > HR_IDEM_MAX_KEY_LEN))
+        return refuse(HR_OP_BAD_IDEMPOTENCY_KEY, "idempotency_key must be a string of 1 to 128 bytes");
+    hr_limits *l = limits_of(a);
+    uint32_t retry_ms = 0;
+    if (is_client(a) && l && a->pub_bucket &&
+        !hr_limits_publish(l, a->pub_bucket, user_of(a), now_of(a), &retry_ms))
+        return rate_limited("publish", retry_ms);
+    return check_new_channel(a, ch, len);
+}
+
+hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_key, size_t idem_len,
+                               hr_publish_cb cb, void *ud)
+{
+    hr_chan_policy pol;
+    hr_op_result r = hr_op_may_publish(a, p->channel, p->channel_len, p->data_len, idem_key, idem_len, &pol);
+    if (r.rc) return r;
+    hr_chan_opts o = HR_CHAN_OPTS(a->cfg, pol);
+    a->engine->vt->publish(a->engine, &o, p, idem_key, idem_len, cb, ud);
+    return ok();
+}
+
+hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const char *data, size_t dlen,
+                           const char *idem_key, size_t idem_len, hr_publish_cb cb, void *ud)
+{
+    hr_chan_policy pol;
+    hr_op_result r = hr_op_may_publish(a, ch, len, dlen, idem_key, idem_len, &pol);
+    if (r.rc) return r;
+    hr_chan_opts o = HR_CHAN_OPTS(a->cfg, pol);
+    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, len, data, dlen, NULL, 0);
+    a->engine->vt->publish(a->engine, &o, p, idem_key, idem_len, cb, ud);
+    hr_pub_unref(p);
+    return ok();
+}
+
+/* ---- history and presence ----------------------------------------------------------- */
+
+hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const hr_history_query *q,
+                           hr_history_cb cb, void *ud)
+{
+    hr_chan_policy pol;
+    hr_op_result r = check_channel(a, ch, len, false, "a pattern is not a channel here", &pol, NULL);
+    if (r.rc) return r;
+    const char *detail = NULL;
+    if (is_client(a) && !hr_perm_may_read(&pol, false, user_of(a)[0] != '\0', subscribed(a, ch, len), &detail))
+        return refuse(HR_OP_DENIED, detail);
+    if ((r = check_new_channel(a, ch, len)).rc) return r;
+    hr_chan_opts o = HR_CHAN_OPTS(a->cfg, pol);
+    a->engine->vt->history(a->engine, &o, ch, len, q, cb, ud);
+    return ok();
+}
+
+hr_op_result hr_op_history_remove(const hr_actor *a, const char *ch, size_t len, hr_done_cb cb, void *ud)
+{
+    hr_chan_policy pol;
+    hr_op_result r = check_channel(a, ch, len, false, "a pattern is not a channel here", &pol, NULL);
+    if (r.rc) return r;
+    if (is_client(a)) return refuse(HR_OP_DENIED, "only the server API removes history");
+    a->engine->vt->history_remove(a->engine, ch, len, cb, ud);
+    return ok();
+}
+
+hr_op_result hr_op_presence(const hr_actor *a, const char *ch, size_t len, hr_presence_cb cb, void *ud)
+{
+    hr_chan_policy pol;
+    hr_op_result r = check_channel(a, ch, len, false, "a pattern is not a channel here", &pol, NULL);
+    if (r.rc) return r;
+    if (!pol.presence) return refuse(HR_OP_NOT_AVAILABLE, "presence is disabled for this channel");
+    const char *detail = NULL;
+    if (is_client(a) && !hr_perm_may_read(&pol, true, user_of(a)[0] != '\0', subscribed(a, ch, len), &detail))
+        return refuse(HR_OP_DENIED, detail);
+    a->engine->vt->presence(a->engine, ch, len, cb, ud);
+    return ok();
+}
+
+/* ---- wire forms --------------------------------------------------------------------- */
+
+/* Indexed by -rc. Native codes: docs/protocol.md; HTTP: docs/architecture.md. */
+static const struct {
+    short native;
+    short http;
+} wire[HR_OP_NCODES] = {
+    [0] = {0, 200},
+    [-HR_OP_BAD_CHANNEL] = {107, 400},
+    [-HR_OP_PATTERN] = {107, 400},
+    [-HR_OP_UNKNOWN_NAMESPACE] = {102, 400},
+    [-HR_OP_USER_LIMITED] = {103, 403},
+    [-HR_OP_DENIED] = {103, 403},
+    [-HR_OP_TOKEN_INVALID] = {103, 401},
+    [-HR_OP_TOKEN_EXPIRED] = {109, 401},
+    [-HR_OP_ALREADY_SUBSCRIBED] = {105, 409},
+    [-HR_OP_NOT_SUBSCRIBED] = {113, 404},
+    [-HR_OP_TOO_MANY_SUBSCRIPTIONS] = {106, 400},
+    [-HR_OP_CHANNEL_FULL] = {106, 503},
+    [-HR_OP_RATE_LIMITED] = {111, 429},
+    [-HR_OP_TOO_BIG] = {115, 413},
+    [-HR_OP_BAD_IDEMPOTENCY_KEY] = {107, 400},
+    [-HR_OP_NOT_AVAILABLE] = {108, 404},
+};
+
+int hr_op_native_code(int rc) { return rc <= 0 && -rc < HR_OP_NCODES ? wire[-rc].native : 100; }
+int hr_op_http_status(int rc) { return rc <= 0 && -rc < HR_OP_NCODES ? wire[-rc].http : 500; }

@@ -1,0 +1,283 @@
+/* test_ops.c - the operations of every front end (ops/ops.c) with the real
+ * hub and memory engine: each rule gives its result code (a table per
+ * operation), the server API actor skips permissions and client rates but
+ * not names, sizes and keys, and each result maps to one native code and
+ * one HTTP status. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ops/ops.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static hr_hub *hub;
+static hr_loop loop;
+static hr_whub *wh;
+static hr_config cfg;
+static hr_limits *lim;
+
+static void on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache) {}
+static void on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd) {}
+static const hr_client_vt vt = {on_pub, on_command};
+
+static void set(const char *key, const char *value)
+{
+    char err[256];
+    if (hr_config_set(&cfg, key, value, err, sizeof(err))) fail_msg("%s", err);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    hub = hr_hub_new(1);
+    assert_int_equal(hr_loop_init(&loop, NULL), 0);
+    wh = hr_hub_worker(hub, 0, &loop);
+    hr_config_defaults(&cfg);
+    set("channels.max_subscriptions", "2");
+    set("channels.max_publication_size", "16");
+    set("channels.allow_unknown_namespaces", "false");
+    set("limits.publishes_per_connection", "1");
+    set("limits.publish_burst", "2");
+    set("namespace.open.allow_publish", "true");
+    set("namespace.open.presence", "true");
+    set("namespace.members.allow_anonymous", "false");
+    set("namespace.members.allow_publish", "true");
+    set("namespace.full.max_subscribers", "1");
+    set("namespace.ticker.allow_publish", "false");
+    set("namespace.ticker.presence", "false");
+    set("namespace.subs.allow_publish", "true");
+    set("namespace.subs.publish", "subscribers");
+    set("namespace.subs.history_for", "subscribers");
+    set("namespace.subs.presence", "true");
+    set("namespace.subs.presence_for", "none");
+    lim = hr_limits_new(&cfg);
+    hub->limits = lim;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    hr_hub_free(hub);
+    hr_limits_free(lim);
+    hr_loop_close(&loop);
+    hr_config_free(&cfg);
+    return 0;
+}
+
+typedef struct who {
+    hr_client c;
+    hr_bucket pub, chan, tok;
+} who;
+
+static hr_actor client(who *w, const char *user)
+{
+    memset(w, 0, sizeof(*w));
+    w->c.vt = &vt;
+    w->c.wh = wh;
+    w->c.user = (char *)user;
+    return (hr_actor){.kind = HR_ACTOR_CLIENT, .cfg = &cfg, .wh = wh, .engine = hub->engine, .user = user,
+                      .client = &w->c, .pub_bucket = &w->pub, .chan_bucket = &w->chan, .tok_bucket = &w->tok};
+}
+
+static hr_actor server(void) { return (hr_actor){.kind = HR_ACTOR_SERVER, .cfg = &cfg, .engine = hub->engine}; }
+
+static int sub_rc(const hr_actor *a, const char *ch)
+{
+    hr_chan_policy pol;
+    hr_sub *sub = NULL;
+    return hr_op_subscribe(a, ch, strlen(ch), NULL, &pol, NULL, &sub).rc;
+}
+
+static int published;
+static void on_published(void *ud, int err, uint64_t offset, const char *epoch) { published += !err; }
+
+static int pub_rc(const hr_actor *a, const char *ch, const char *data, const char *key)
+{
+    return hr_op_publish(a, ch, strlen(ch), data, strlen(data), key, key ? strlen(key) : 0, on_published, NULL).rc;
+}
+
+static void test_subscribe_rules(void **state)
+{
+    (void)state;
+    who anon, alice, bob;
+    hr_actor a = client(&anon, ""), u = client(&alice, "alice"), b = client(&bob, "bob");
+    static const struct {
+        int actor; /* 0 anonymous, 1 alice */
+        const char *ch;
+        int rc;
+    } cases[] = {
+        {0, "bad name", HR_OP_BAD_CHANNEL},
+        {0, "nowhere:x", HR_OP_UNKNOWN_NAMESPACE},
+        {0, "open:x#alice", HR_OP_USER_LIMITED},
+        {1, "open:x#bob", HR_OP_USER_LIMITED},
+        {0, "members:x", HR_OP_DENIED},
+        {1, "members:x", HR_OP_OK},
+        {1, "members:x", HR_OP_ALREADY_SUBSCRIBED},
+        {1, "open:x#alice", HR_OP_OK},
+        {1, "open:y", HR_OP_TOO_MANY_SUBSCRIPTIONS},
+        {0, "open:*", HR_OP_OK}, /* a pattern */
+        {0, "full:x", HR_OP_OK},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = sub_rc(cases[i].actor ? &u : &a, cases[i].ch);
+        if (rc != cases[i].rc)
+            fail_msg("subscribe %s: %s, want %s", cases[i].ch, hr_op_rc_name(rc), hr_op_rc_name(cases[i].rc));
+    }
+    assert_int_equal(sub_rc(&b, "full:x"), HR_OP_CHANNEL_FULL); /* max_subscribers 1 */
+    assert_int_equal(bob.c.nsubs, 0);
+    /* a subscription token that does not verify (no keys configured) */
+    hr_op_sub_req req = {.token = "x.y.z", .token_len = 5};
+    hr_chan_policy pol;
+    assert_int_equal(hr_op_may_subscribe(&b, "members:x", 9, &req, 0, &pol, NULL).rc, HR_OP_TOKEN_INVALID);
+    req = (hr_op_sub_req){.granted = true}; /* the connection token lists it */
+    hr_actor b_anon = b;
+    b_anon.user = "";
+    assert_int_equal(hr_op_may_subscribe(&b_anon, "members:x", 9, &req, 0, &pol, NULL).rc, HR_OP_OK);
+    hr_op_result res;
+    assert_null(hr_op_unsubscribe_find(&b, "open:x", 6, &res));
+    assert_int_equal(res.rc, HR_OP_NOT_SUBSCRIBED);
+    hr_hub_unsubscribe_all(&anon.c);
+    hr_hub_unsubscribe_all(&alice.c);
+}
+
+static void test_publish_rules(void **state)
+{
+    (void)state;
+    who anon, alice, sub;
+    hr_actor a = client(&anon, ""), u = client(&alice, "alice"), s = client(&sub, "");
+    char key[200];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    static const struct {
+        const char *ch, *data, *key;
+        int rc;
+    } cases[] = {
+        {"bad name", "1", NULL, HR_OP_BAD_CHANNEL},
+        {"open:*", "1", NULL, HR_OP_PATTERN},
+        {"open:a*", "1", NULL, HR_OP_BAD_CHANNEL}, /* not a pattern either */
+        {"nowhere:x", "1", NULL, HR_OP_UNKNOWN_NAMESPACE},
+        {"open:x#alice", "1", NULL, HR_OP_USER_LIMITED},
+        {"ticker:x", "1", NULL, HR_OP_DENIED},      /* allow_publish = false */
+        {"subs:x", "1", NULL, HR_OP_DENIED},        /* publish = subscribers */
+        {"open:x", "\"01234567890123456\"", NULL, HR_OP_TOO_BIG},
+        {"open:x", "1", "", HR_OP_BAD_IDEMPOTENCY_KEY},
+        {"open:x", "1", NULL, HR_OP_OK},
+        {"open:x", "2", "k1", HR_OP_OK},
+        {"open:x", "3", NULL, HR_OP_RATE_LIMITED}, /* burst 2 */
+    };
+    published = 0;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = pub_rc(&a, cases[i].ch, cases[i].data, cases[i].key);
+        if (rc != cases[i].rc)
+            fail_msg("publish %s: %s, want %s", cases[i].ch, hr_op_rc_name(rc), hr_op_rc_name(cases[i].rc));
+    }
+    assert_int_equal(published, 2);
+    assert_int_equal(pub_rc(&u, "open:x", "1", key), HR_OP_BAD_IDEMPOTENCY_KEY); /* 199 bytes */
+    assert_int_equal(pub_rc(&u, "open:x#alice", "1", NULL), HR_OP_OK);
+    assert_int_equal(sub_rc(&s, "subs:x"), HR_OP_OK);
+    assert_int_equal(pub_rc(&s, "subs:x", "1", NULL), HR_OP_OK);
+    hr_op_result r = hr_op_publish(&a, "open:x", 6, "\"01234567890123456\"", 19, NULL, 0, on_published, NULL);
+    assert_string_equal(r.detail, "publication is 19 bytes, the limit is 16 (channels.max_publication_size)");
+    hr_hub_unsubscribe_all(&sub.c);
+}
+
+static void test_server_actor(void **state)
+{
+    (void)state;
+    hr_actor srv = server();
+    /* no permissions, no client rates */
+    for (int i = 0; i < 5; i++) assert_int_equal(pub_rc(&srv, "ticker:x", "1", NULL), HR_OP_OK);
+    assert_int_equal(pub_rc(&srv, "subs:x", "1", NULL), HR_OP_OK);
+    assert_int_equal(pub_rc(&srv, "open:x#alice", "1", NULL), HR_OP_OK);
+    /* names, patterns, namespaces, sizes, keys */
+    assert_int_equal(pub_rc(&srv, "open:*", "1", NULL), HR_OP_PATTERN);
+    assert_int_equal(pub_rc(&srv, "nowhere:x", "1", NULL), HR_OP_UNKNOWN_NAMESPACE);
+    assert_int_equal(pub_rc(&srv, "open:x", "\"01234567890123456\"", NULL), HR_OP_TOO_BIG);
+    assert_int_equal(pub_rc(&srv, "open:x", "1", ""), HR_OP_BAD_IDEMPOTENCY_KEY);
+}
+
+static int answered;
+static void on_history(void *ud, int err, const hr_history *h) { answered += !err; }
+static void on_presence(void *ud, int err, const hr_presence *p) { answered += !err; }
+
+static void test_history_and_presence(void **state)
+{
+    (void)state;
+    who anon;
+    hr_actor a = client(&anon, ""), srv = server();
+    hr_history_query q = {.limit = 10};
+    answered = 0;
+    assert_int_equal(hr_op_history(&a, "open:*", 6, &q, on_history, NULL).rc, HR_OP_PATTERN);
+    assert_int_equal(hr_op_history(&a, "subs:x", 6, &q, on_history, NULL).rc, HR_OP_DENIED);
+    assert_int_equal(hr_op_history(&srv, "subs:x", 6, &q, on_history, NULL).rc, HR_OP_OK);
+    assert_int_equal(hr_op_history(&a, "open:x", 6, &q, on_history, NULL).rc, HR_OP_OK);
+    assert_int_equal(hr_op_presence(&a, "ticker:x", 8, on_presence, NULL).rc, HR_OP_NOT_AVAILABLE);
+    assert_int_equal(hr_op_presence(&a, "subs:x", 6, on_presence, NULL).rc, HR_OP_DENIED);
+    assert_int_equal(hr_op_presence(&a, "open:x", 6, on_presence, NULL).rc, HR_OP_OK);
+    assert_int_equal(hr_op_history_remove(&a, "open:x", 6, NULL, NULL).rc, HR_OP_DENIED);
+    assert_int_equal(answered, 3);
+}
+
+/* limits.channels_per_connection and limits.token_verifications_per_connection */
+static void test_creation_and_token_rates(void **state)
+{
+    (void)state;
+    set("limits.channels_per_connection", "1");
+    set("limits.channel_burst", "2");
+    set("limits.token_verifications_per_connection", "1");
+    set("limits.token_verification_burst", "1");
+    who anon;
+    hr_actor a = client(&anon, "");
+    hr_history_query q = {.limit = 10};
+    assert_int_equal(hr_op_history(&a, "open:n1", 7, &q, on_history, NULL).rc, HR_OP_OK);
+    assert_int_equal(pub_rc(&a, "open:n2", "1", NULL), HR_OP_OK);
+    hr_op_result r = hr_op_history(&a, "open:n3", 7, &q, on_history, NULL);
+    assert_int_equal(r.rc, HR_OP_RATE_LIMITED);
+    assert_non_null(strstr(r.detail, "channel creation rate limit"));
+    assert_int_equal(hr_op_history(&a, "open:n2", 7, &q, on_history, NULL).rc, HR_OP_OK); /* exists: free */
+    assert_int_equal(sub_rc(&a, "open:*"), HR_OP_OK);                                    /* a pattern: free */
+    hr_jwt_claims cl;
+    assert_int_equal(hr_op_verify_token(&a, "x.y.z", 5, &cl).rc, HR_OP_TOKEN_INVALID);
+    r = hr_op_verify_token(&a, "x.y.z", 5, &cl);
+    assert_int_equal(r.rc, HR_OP_RATE_LIMITED); /* not looked at */
+    assert_non_null(strstr(r.detail, "token verification rate limit"));
+    hr_hub_unsubscribe_all(&anon.c);
+}
+
+static void test_wire_forms(void **state)
+{
+    (void)state;
+    static const struct {
+        int rc, native, http;
+    } cases[] = {
+        {HR_OP_BAD_CHANNEL, 107, 400},      {HR_OP_PATTERN, 107, 400},         {HR_OP_UNKNOWN_NAMESPACE, 102, 400},
+        {HR_OP_USER_LIMITED, 103, 403},     {HR_OP_DENIED, 103, 403},          {HR_OP_TOKEN_INVALID, 103, 401},
+        {HR_OP_TOKEN_EXPIRED, 109, 401},    {HR_OP_ALREADY_SUBSCRIBED, 105, 409}, {HR_OP_NOT_SUBSCRIBED, 113, 404},
+        {HR_OP_TOO_MANY_SUBSCRIPTIONS, 106, 400}, {HR_OP_CHANNEL_FULL, 106, 503}, {HR_OP_RATE_LIMITED, 111, 429},
+        {HR_OP_TOO_BIG, 115, 413},          {HR_OP_BAD_IDEMPOTENCY_KEY, 107, 400}, {HR_OP_NOT_AVAILABLE, 108, 404},
+    };
+    assert_int_equal(sizeof(cases) / sizeof(cases[0]), HR_OP_NCODES - 1); /* every code has a wire form */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(hr_op_native_code(cases[i].rc), cases[i].native);
+        assert_int_equal(hr_op_http_status(cases[i].rc), cases[i].http);
+        assert_string_not_equal(hr_op_rc_name(cases[i].rc), "unknown");
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_subscribe_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_actor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_and_presence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_creation_and_token_rates, setup, teardown),
+        cmocka_unit_test(test_wire_forms),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
