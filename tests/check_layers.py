@@ -30,7 +30,6 @@ LIMITS = ("abuse limits (server/limits.c) are checked from below: issue 13 "
 ALLOWED = {
     ("ops/ops.h", "server/config.h"): OPTIONS,
     ("ops/ops.h", "server/limits.h"): LIMITS,
-    ("protocol/raw.c", "server/limits.h"): LIMITS,
     ("protocol/raw.h", "server/config.h"): OPTIONS,
     ("protocol/session.c", "server/limits.h"): LIMITS,
     ("protocol/session.h", "server/config.h"): OPTIONS,
