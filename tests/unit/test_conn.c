@@ -93,6 +93,7 @@ static hr_conn *make_conn(int *peer)
     hr_conn *c = hr_calloc(1, sizeof(*c));
     c->io.fd = sv[0];
     c->io.cb = hr_conn_on_io;
+    c->layer = &hr_conn_plain;
     c->w = &w;
     c->vt = &rec_vt;
     hr_timer_init(&c->timer, hr_conn_on_timer);
