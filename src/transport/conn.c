@@ -3,8 +3,9 @@
  * deferred freeing (see conn.h). Every read, write, sendfile and shutdown
  * goes through the connection's layer (c->layer->ops): one flush loop for
  * every layer; a layer without sendfile (TLS) gets files read in chunks and
- * written like bytes. The plain socket layer (hr_conn_plain) is at the end
- * of this file. */
+ * written like bytes (only hr_conn_close_discarding_input empties the
+ * socket itself: those bytes are dropped unread, whatever the layer). The
+ * plain socket layer (hr_conn_plain) is at the end of this file. */
 #include "transport/conn.h"
 #include "core/log.h"
 #include "hub/pub.h"
