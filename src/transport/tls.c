@@ -17,7 +17,7 @@
  * Edge-triggered epoll: a read ends only on WANT_READ (OpenSSL may hold a
  * decrypted record we have not taken yet), and a read that needs to write
  * (or a write that needs to read) is retried on the other direction's event
- * (hr_tls_retry_events). */
+ * (the layer's events op). */
 #include "transport/tls.h"
 #include "core/log.h"
 #include "server/config.h"
