@@ -169,6 +169,7 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
         hr_conn *c = hr_calloc(1, sizeof(*c));
         c->io.fd = fd;
         c->io.cb = hr_conn_on_io;
+        c->layer = &hr_conn_plain;
         c->w = w;
         hr_timer_init(&c->timer, hr_conn_on_timer);
         c->last_rx = hr_loop_now(loop);

@@ -1,17 +1,16 @@
 /* conn.c - connection I/O: the read path into the worker's shared buffer,
- * leftovers, the output queue flushed with writev/sendfile once per loop
- * turn, backpressure, and deferred freeing (see conn.h). A TLS connection
- * (c->tls set) reads and writes through transport/tls.c instead: the same
- * queue, written as coalesced TLS records; one branch per I/O call. A
- * connection still waiting for its PROXY protocol header
- * (HR_CONN_AWAIT_PROXY) has it read by transport/proxy.c first. */
+ * leftovers, the output queue flushed once per loop turn, backpressure, and
+ * deferred freeing (see conn.h). Every read, write, sendfile and shutdown
+ * goes through the connection's layer (c->layer->ops): one flush loop for
+ * every layer; a layer without sendfile (TLS) gets files read in chunks and
+ * written like bytes (only hr_conn_close_discarding_input empties the
+ * socket itself: those bytes are dropped unread, whatever the layer). The
+ * plain socket layer (hr_conn_plain) is at the end of this file. */
 #include "transport/conn.h"
 #include "core/log.h"
 #include "engine/pub.h"
 #include "server/limits.h"
 #include "server/server.h"
-#include "transport/proxy.h"
-#include "transport/tls.h"
 
 #include <errno.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 
 #define READS_PER_TURN 16          /* then yield to other connections */
 #define IOV_MAX_BATCH 64
+#define FILE_CHUNK 16384           /* a file through a layer without sendfile: read this much at a time */
 #define OUTQ_MIN_CAP 8
 /* Drained rings of OUTQ_MIN_CAP entries kept per worker for the next
  * connection that queues something (at most 256 KiB per worker): a fan-out
@@ -211,9 +211,9 @@ static uint32_t first_untouched(const hr_conn *c)
     if (!q->n) return 0;
     const hr_oentry *first = oq_at(q, 0);
     uint32_t keep = first->kind == OE_FILE || first->off > 0; /* a started entry must finish */
-    if (c->tls) {
-        /* bytes OpenSSL already encrypted after a blocked write must be offered again */
-        size_t committed = hr_tls_committed((hr_conn *)c), seen = 0;
+    if (c->layer->ops->committed) {
+        /* bytes the layer already took (encrypted) in a blocked write must be offered again */
+        size_t committed = c->layer->ops->committed(c), seen = 0;
         for (uint32_t i = 0; i < q->n && seen < committed; i++) {
             const hr_oentry *e = oq_at(q, i);
             seen += (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off));
@@ -308,110 +308,69 @@ static void after_flush(hr_conn *c)
         return;
     }
     if (c->flags & HR_CONN_SHUT_WR_AFTER_FLUSH) {
-        if (c->tls) hr_tls_shutdown_write(c);
-        else shutdown(c->io.fd, SHUT_WR);
+        c->layer->ops->shutdown(c);
         c->flags &= ~HR_CONN_SHUT_WR_AFTER_FLUSH;
     }
     if (c->flags & HR_CONN_READ_PAUSED) hr_conn_resume_reading(c);
     if (c->vt->on_drained) c->vt->on_drained(c);
 }
 
-/* write_queue for TLS: entries go through SSL_write_ex. Entries shorter
- * than a record are copied together into the worker's coalescing buffer
- * (one record for many small frames), long ones are handed over in place,
- * and files are read in record-sized chunks (no sendfile through TLS). A
- * blocked write is retried with the same bytes at the front: the queue only
- * grows at the tail meanwhile, so the retry offers at least as much. */
-static int write_queue_tls(hr_conn *c)
+/* The worker thread's chunk buffer for files through a layer without
+ * sendfile (a static per thread: no allocation, nothing to free at exit). */
+static _Thread_local uint8_t file_chunk[FILE_CHUNK];
+
+/* Write the file entry at the front: sendfile when the layer has it, else a
+ * chunk read into file_chunk and written with writev. 0: the file shrank or
+ * could not be read (the connection cannot go on). */
+static ssize_t write_file(hr_conn *c, const hr_oentry *e)
 {
-    hr_outq *q = &c->out;
-    while (q->n) {
-        hr_oentry *e = oq_at(q, 0);
-        const uint8_t *p;
-        size_t len;
-        if (e->kind == OE_FILE) {
-            uint8_t *buf = hr_tls_wbuf();
-            ssize_t r = pread(e->fd, buf, (size_t)HR_MIN(e->len, (uint64_t)HR_TLS_CHUNK), (off_t)e->off);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) return HR_ERR_CLOSED; /* file shrank under us, or a read error */
-            p = buf;
-            len = (size_t)r;
-        } else if (e->len - e->off >= HR_TLS_CHUNK) {
-            p = entry_bytes(e) + e->off;
-            len = (size_t)(e->len - e->off);
-        } else {
-            uint8_t *buf = hr_tls_wbuf();
-            len = 0;
-            for (uint32_t i = 0; i < q->n && len < HR_TLS_CHUNK; i++) {
-                hr_oentry *x = oq_at(q, i);
-                if (x->kind == OE_FILE) break;
-                size_t take = (size_t)HR_MIN(x->len - x->off, (uint64_t)(HR_TLS_CHUNK - len));
-                memcpy(buf + len, entry_bytes(x) + x->off, take);
-                len += take;
-            }
-            p = buf;
-        }
-        ssize_t n = hr_tls_write(c, p, len);
-        if (n == HR_ERR_AGAIN) {
-            c->flags |= HR_CONN_WRITE_BLOCKED;
-            return 1;
-        }
-        if (n < 0) return HR_ERR_CLOSED;
-        hr_stat_add(&c->w->stats.bytes_out, (uint64_t)n);
-        if (e->kind == OE_FILE) {
-            file_advance(c, e, (size_t)n);
-        } else {
-            outq_advance(c, (size_t)n);
-        }
-    }
-    c->flags &= ~HR_CONN_WRITE_BLOCKED;
-    return 0;
+    const hr_conn_layer_ops *ops = c->layer->ops;
+    if (ops->sendfile) return ops->sendfile(c, e->fd, e->off, (size_t)HR_MIN(e->len, (uint64_t)1 << 30));
+    ssize_t r;
+    do r = pread(e->fd, file_chunk, (size_t)HR_MIN(e->len, (uint64_t)FILE_CHUNK), (off_t)e->off);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) return 0; /* file shrank under us, or a read error */
+    struct iovec iov = {.iov_base = file_chunk, .iov_len = (size_t)r};
+    return ops->writev(c, &iov, 1);
 }
 
-/* Write queued output until it is all written (0), the kernel refuses more
+/* Write the byte entries at the front (up to the next file) in one call. */
+static ssize_t write_bytes(hr_conn *c)
+{
+    hr_outq *q = &c->out;
+    struct iovec iov[IOV_MAX_BATCH];
+    int cnt = 0;
+    for (uint32_t i = 0; i < q->n && cnt < IOV_MAX_BATCH; i++) {
+        hr_oentry *x = oq_at(q, i);
+        if (x->kind == OE_FILE) break;
+        iov[cnt].iov_base = entry_bytes(x) + x->off;
+        iov[cnt].iov_len = (size_t)(x->len - x->off);
+        cnt++;
+    }
+    return c->layer->ops->writev(c, iov, cnt);
+}
+
+/* Write queued output until it is all written (0), the layer refuses more
  * (1, HR_CONN_WRITE_BLOCKED set) or writing failed (HR_ERR_CLOSED; the
  * caller decides when to close). */
 static int write_queue(hr_conn *c)
 {
-    if (c->tls) return write_queue_tls(c);
     hr_outq *q = &c->out;
     while (q->n) {
         hr_oentry *e = oq_at(q, 0);
-        ssize_t n;
-        if (e->kind == OE_FILE) {
-            off_t off = (off_t)e->off;
-            size_t want = (size_t)HR_MIN(e->len, (uint64_t)1 << 30);
-            n = sendfile(c->io.fd, e->fd, &off, want);
-            if (n > 0) {
-                hr_stat_add(&c->w->stats.bytes_out, (uint64_t)n);
-                file_advance(c, e, (size_t)n); /* files advance by offset and length */
-                continue;
-            }
-            if (n == 0) return HR_ERR_CLOSED; /* file shrank under us */
-        } else {
-            struct iovec iov[IOV_MAX_BATCH];
-            int cnt = 0;
-            for (uint32_t i = 0; i < q->n && cnt < IOV_MAX_BATCH; i++) {
-                hr_oentry *x = oq_at(q, i);
-                if (x->kind == OE_FILE) break;
-                iov[cnt].iov_base = entry_bytes(x) + x->off;
-                iov[cnt].iov_len = (size_t)(x->len - x->off);
-                cnt++;
-            }
-            n = writev(c->io.fd, iov, cnt);
-            if (n > 0) {
-                hr_stat_add(&c->w->stats.bytes_out, (uint64_t)n);
-                outq_advance(c, (size_t)n);
-                continue;
-            }
+        bool file = e->kind == OE_FILE;
+        ssize_t n = file ? write_file(c, e) : write_bytes(c);
+        if (n > 0) {
+            hr_stat_add(&c->w->stats.bytes_out, (uint64_t)n);
+            if (file) file_advance(c, e, (size_t)n); /* files advance by offset and length */
+            else outq_advance(c, (size_t)n);
+            continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n == HR_ERR_AGAIN) {
             c->flags |= HR_CONN_WRITE_BLOCKED;
             return 1;
         }
-        if (n < 0 && errno == EINTR) continue;
-        hr_debug("conn fd=%d: write failed: %s", c->io.fd, strerror(errno));
-        return HR_ERR_CLOSED;
+        return HR_ERR_CLOSED; /* failed (the layer logged why), or a file shrank */
     }
     c->flags &= ~HR_CONN_WRITE_BLOCKED;
     return 0;
@@ -505,7 +464,7 @@ void hr_conn_close(hr_conn *c)
     if (c->flags & HR_CONN_IN_READY_LIST) ready_unlink(c);
     c->flags |= HR_CONN_CLOSED;
     hr_timer_stop(&w->loop.wheel, &c->timer);
-    if (c->tls) hr_tls_conn_free(c); /* close_notify first */
+    if (c->layer->ops->close) c->layer->ops->close(c); /* e.g. TLS close_notify, while the socket is open */
     close(c->io.fd); /* also removes it from epoll */
     c->io.fd = -1;
     outq_clear(c);
@@ -633,7 +592,8 @@ static void do_read(hr_conn *c)
             dst = w->rbuf;
             cap = HR_READ_BUF_SIZE;
         }
-        ssize_t n = c->tls ? hr_tls_read(c, dst, cap) : read(c->io.fd, dst, cap);
+        bool drained = false;
+        ssize_t n = c->layer->ops->read(c, dst, cap, &drained);
         if (n > 0) {
             c->last_rx = hr_loop_now(&w->loop);
             hr_stat_add(&w->stats.bytes_in, (uint64_t)n);
@@ -645,7 +605,7 @@ static void do_read(hr_conn *c)
                 rc = deliver(c, dst, (size_t)n, false);
             }
             if (rc) return;
-            if (c->tls ? hr_tls_drained(c) : (size_t)n < cap) return; /* drained the socket (short read) */
+            if (drained) return; /* the socket's next edge will come */
             continue;
         }
         if (n == 0) {
@@ -654,14 +614,7 @@ static void do_read(hr_conn *c)
             else hr_conn_close(c);
             return;
         }
-        if (c->tls) {
-            if (n != HR_ERR_AGAIN) hr_conn_close(c);
-            return;
-        }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        if (errno == EINTR) continue;
-        hr_debug("conn fd=%d: read failed: %s", c->io.fd, strerror(errno));
-        hr_conn_close(c);
+        if (n != HR_ERR_AGAIN) hr_conn_close(c); /* failed (the layer logged why) */
         return;
     }
     /* Budget used up: come back after the others had their turn. */
@@ -673,17 +626,14 @@ void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events)
     HR_UNUSED(loop);
     hr_conn *c = HR_CONTAINER_OF(io, hr_conn, io);
     if (c->flags & HR_CONN_CLOSED) return;
-    if (c->flags & HR_CONN_AWAIT_PROXY) {
-        if (hr_proxy_read_header(c)) return; /* waiting, or failed and closed */
-        events |= EPOLLIN; /* what followed the header is already waiting (edge-triggered: no new event) */
+    /* Stages before the stream (PROXY header, then TLS handshake): each
+     * finished one replaces itself, and what followed it may already be
+     * waiting (edge-triggered: no new event), so read on. */
+    while (c->layer->ops->start) {
+        if (c->layer->ops->start(c)) return; /* waiting, or failed and closed */
+        events |= EPOLLIN;
     }
-    if (c->tls) {
-        if (hr_tls_handshaking(c)) {
-            if (hr_tls_handshake(c)) return; /* waiting, or failed and closed */
-            events |= EPOLLIN; /* a request may have come with the client's Finished */
-        }
-        events = hr_tls_retry_events(c, events);
-    }
+    if (c->layer->ops->events) events = c->layer->ops->events(c, events);
     if (events & EPOLLOUT) {
         c->flags &= ~HR_CONN_WRITE_BLOCKED;
         if (c->out.n && hr_conn_flush(c)) return;
@@ -737,3 +687,51 @@ void hr_conn_end_turn(hr_worker *w)
         hr_free(c);
     }
 }
+
+/* ---- the plain socket layer ------------------------------------------------------ */
+
+static ssize_t plain_result(hr_conn *c, ssize_t n, const char *what)
+{
+    if (n >= 0) return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return HR_ERR_AGAIN;
+    hr_debug("conn fd=%d: %s failed: %s", c->io.fd, what, strerror(errno));
+    return HR_ERR_IO;
+}
+
+static ssize_t plain_read(hr_conn *c, uint8_t *dst, size_t cap, bool *drained)
+{
+    ssize_t n;
+    do n = read(c->io.fd, dst, cap);
+    while (n < 0 && errno == EINTR);
+    *drained = n >= 0 && (size_t)n < cap; /* a short read emptied the socket */
+    return plain_result(c, n, "read");
+}
+
+static ssize_t plain_writev(hr_conn *c, const struct iovec *iov, int cnt)
+{
+    ssize_t n;
+    do n = writev(c->io.fd, iov, cnt);
+    while (n < 0 && errno == EINTR);
+    return plain_result(c, n, "write");
+}
+
+static ssize_t plain_sendfile(hr_conn *c, int fd, uint64_t off, size_t len)
+{
+    off_t o = (off_t)off;
+    ssize_t n;
+    do n = sendfile(c->io.fd, fd, &o, len);
+    while (n < 0 && errno == EINTR);
+    return plain_result(c, n, "sendfile");
+}
+
+static void plain_shutdown(hr_conn *c) { shutdown(c->io.fd, SHUT_WR); }
+
+static const hr_conn_layer_ops plain_ops = {
+    .read = plain_read,
+    .writev = plain_writev,
+    .sendfile = plain_sendfile,
+    .shutdown = plain_shutdown,
+    .name = "tcp",
+};
+
+hr_conn_layer hr_conn_plain = {.ops = &plain_ops};

@@ -8,6 +8,12 @@
  * entries that exist only while bytes wait to be written; everything queued
  * during one loop turn leaves in one writev() at the end of the turn.
  *
+ * I/O layer: every byte in or out goes through the connection's layer
+ * (hr_conn.layer, a small ops table like Redis' ConnectionType): the plain
+ * socket (hr_conn_plain), TLS (transport/tls.c), or a stage that must finish
+ * before the stream starts (the PROXY header, transport/proxy.c, which then
+ * hands over to TLS or the plain socket). conn.c knows no layer by name.
+ *
  * Ownership: the worker owns connections. hr_conn_close() unlinks a
  * connection at once and frees it at the end of the loop turn, so pointers
  * held by the current turn stay valid (flags & HR_CONN_CLOSED tells). */
@@ -18,8 +24,49 @@
 #include "core/loop.h"
 #include "core/timerwheel.h"
 
+#include <stdbool.h>
+#include <sys/uio.h>
+
 struct hr_worker;
 typedef struct hr_conn hr_conn;
+
+/* The I/O layer a connection reads and writes through. Results: > 0 bytes,
+ * 0 end of stream (read), HR_ERR_AGAIN (nothing more now: the socket's next
+ * event comes), HR_ERR_IO (failed: conn.c closes). Optional ops are NULL. */
+typedef struct hr_conn_layer_ops {
+    /* Read up to cap bytes; *drained = the socket has nothing more now (its
+     * next edge will come), false = read again. */
+    ssize_t (*read)(hr_conn *c, uint8_t *dst, size_t cap, bool *drained);
+    /* Write (a prefix of) the buffers. A write that returned HR_ERR_AGAIN is
+     * retried with at least the same bytes at the front. */
+    ssize_t (*writev)(hr_conn *c, const struct iovec *iov, int cnt);
+    /* Optional: send len bytes of file fd from off (0: the file shrank).
+     * NULL: conn.c reads the file in chunks and writes them with writev. */
+    ssize_t (*sendfile)(hr_conn *c, int fd, uint64_t off, size_t len);
+    /* Optional: a stage before the stream (PROXY header, TLS handshake), run
+     * on every socket event while set: 0 done (the layer has replaced itself,
+     * c->layer may have a start of its own), 1 waiting for the socket,
+     * HR_ERR_CLOSED failed and c closed. */
+    int (*start)(hr_conn *c);
+    /* Optional: the socket events (EPOLLIN / EPOLLOUT) that must also retry
+     * the other direction (TLS: a read that needs to write, and back). */
+    uint32_t (*events)(const hr_conn *c, uint32_t events);
+    /* Optional: bytes at the front of the queue that a blocked write handed
+     * to the layer and that must be offered again (never dropped). */
+    size_t (*committed)(const hr_conn *c);
+    void (*shutdown)(hr_conn *c);          /* half-close (FIN) after the layer's own goodbye */
+    void (*close)(hr_conn *c);             /* optional: release the layer (the socket closes after) */
+    const char *name;
+} hr_conn_layer_ops;
+
+/* A layer's per-connection state starts with this (a layer with no state,
+ * like the plain socket, is one shared static object). */
+typedef struct hr_conn_layer {
+    const hr_conn_layer_ops *ops;
+} hr_conn_layer;
+
+/* The plain socket: read(), writev(), sendfile(), shutdown(). */
+extern hr_conn_layer hr_conn_plain;
 
 /* Transport callbacks. */
 typedef struct hr_conn_vt {
@@ -79,7 +126,6 @@ enum hr_conn_flags {
     HR_CONN_REFUSED_TOO_FAST = 1u << 10,  /* 429: limits.handshakes_per_ip */
     HR_CONN_REFUSED_BANNED = 1u << 11,    /* 429: limits.auth_failures_per_ip */
     /* client addresses (transport/proxy.c) */
-    HR_CONN_AWAIT_PROXY = 1u << 12,       /* server.proxy_protocol: the PROXY header is not read yet */
     HR_CONN_VIA_PROXY = 1u << 13,         /* peer in server.trusted_proxies: admitted per request by the
                                              address X-Forwarded-For names (ip_key = that address's, or 0) */
 };
@@ -102,7 +148,7 @@ struct hr_conn {
         uint32_t retry_after;      /* HR_CONN_REFUSED_*: seconds for Retry-After */
     };
     void *proto;                   /* transport state (http / websocket) */
-    struct hr_tls_conn *tls;       /* TLS state (transport/tls.h), NULL for plain TCP */
+    hr_conn_layer *layer;          /* I/O layer (&hr_conn_plain, TLS state, PROXY stage); never NULL */
 };
 
 /* Queue bytes (copied). The write happens at the end of the loop turn. */

@@ -72,6 +72,7 @@ int hr_client_start(hr_conn *c, const struct sockaddr *sa, socklen_t sl, bool tl
     }
     hr_http_attach(c);
     if (peer_key) hr_http_set_peer_key(c, peer_key);
+    c->layer = &hr_conn_plain;
     if (tls) {
         if (hr_tls_conn_new(c, s->tls)) {
             hr_conn_close(c);
@@ -93,15 +94,13 @@ static void await_on_timer(hr_conn *c)
 
 static ssize_t await_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
-    /* never called: conn.c reads nothing before hr_proxy_read_header is done */
+    /* never called: conn.c reads nothing before the layer's start is done */
     HR_UNUSED(data);
     HR_UNUSED(len);
     hr_conn_close(c);
     return -1;
 }
 
-/* Two tables that differ by name only: which one a connection has says
- * whether TLS follows the header (no per-connection state). */
 static const hr_conn_vt await_vt = {
     .on_data = await_on_data,
     .on_eof = hr_conn_close,
@@ -109,18 +108,42 @@ static const hr_conn_vt await_vt = {
     .on_shutdown = hr_conn_close,
     .name = "proxy-header",
 };
-static const hr_conn_vt await_tls_vt = {
-    .on_data = await_on_data,
-    .on_eof = hr_conn_close,
-    .on_timer = await_on_timer,
-    .on_shutdown = hr_conn_close,
+
+/* The header stage as an I/O layer below TLS: its start reads the header
+ * and replaces the layer by TLS or the plain socket (hr_client_start). No
+ * stream passes through it: read / write never come before start is done,
+ * and are the plain socket's should a transport write on a timeout. Two
+ * layers that differ by name only: which one a connection has says whether
+ * TLS follows the header (no per-connection state). */
+static ssize_t stage_read(hr_conn *c, uint8_t *dst, size_t cap, bool *drained)
+{
+    return hr_conn_plain.ops->read(c, dst, cap, drained);
+}
+
+static ssize_t stage_writev(hr_conn *c, const struct iovec *iov, int cnt)
+{
+    return hr_conn_plain.ops->writev(c, iov, cnt);
+}
+
+static void stage_shutdown(hr_conn *c) { hr_conn_plain.ops->shutdown(c); }
+
+static int read_header(hr_conn *c);
+
+static const hr_conn_layer_ops stage_ops = {
+    .read = stage_read, .writev = stage_writev, .start = read_header, .shutdown = stage_shutdown,
+    .name = "proxy-header",
+};
+static const hr_conn_layer_ops stage_tls_ops = {
+    .read = stage_read, .writev = stage_writev, .start = read_header, .shutdown = stage_shutdown,
     .name = "proxy-header+tls",
 };
+static hr_conn_layer stage_layer = {.ops = &stage_ops};
+static hr_conn_layer stage_tls_layer = {.ops = &stage_tls_ops};
 
 void hr_proxy_await(hr_conn *c, bool tls)
 {
-    c->flags |= HR_CONN_AWAIT_PROXY;
-    hr_conn_set_transport(c, tls ? &await_tls_vt : &await_vt, NULL);
+    c->layer = tls ? &stage_tls_layer : &stage_layer;
+    hr_conn_set_transport(c, &await_vt, NULL);
     hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_header_timeout_ms);
 }
 
@@ -131,7 +154,11 @@ static int drop(hr_conn *c, const char *why)
     return HR_ERR_CLOSED;
 }
 
-int hr_proxy_read_header(hr_conn *c)
+/* The stage's start (conn.c, on a socket event): 0 when the header was
+ * consumed and the connection started (read on: the bytes after it may
+ * already be there), 1 while it waits for more bytes, HR_ERR_CLOSED when it
+ * was missing or malformed and c was closed. */
+static int read_header(hr_conn *c)
 {
     int fd = c->io.fd;
     uint8_t *buf = c->w->rbuf;
@@ -178,8 +205,7 @@ int hr_proxy_read_header(hr_conn *c)
         else hr_debug("proxy fd=%d: PROXY v%d: client %s port %u", fd, h.version, hr_ipaddr_format(&h.src, a, sizeof(a)),
                       h.src_port);
     }
-    bool tls = c->vt == &await_tls_vt;
-    c->flags &= ~HR_CONN_AWAIT_PROXY;
+    bool tls = c->layer == &stage_tls_layer;
     hr_conn_stop_timer(c);
     return hr_client_start(c, sa, sl, tls) ? HR_ERR_CLOSED : 0;
 }

@@ -14,9 +14,10 @@
  *   - per-request admission for connections from server.trusted_proxies,
  *     by the address X-Forwarded-For (or Forwarded: for=) names.
  *
- * Memory: nothing per connection beyond two flag bits in hr_conn.flags
- * (hr_conn stays 184 bytes) and a 4-byte field in what was padding of the
- * HTTP state; the header is peeked into the worker's read buffer. */
+ * Memory: nothing per connection beyond a flag bit in hr_conn.flags and a
+ * 4-byte field in what was padding of the HTTP state; while the header is
+ * awaited the connection's layer is a shared static one; the header is
+ * peeked into the worker's read buffer. */
 #ifndef HERALD_TRANSPORT_PROXY_H
 #define HERALD_TRANSPORT_PROXY_H
 
@@ -31,15 +32,11 @@
  * header timeout. Returns 0, or HR_ERR_CLOSED when c was closed. */
 int hr_client_start(hr_conn *c, const struct sockaddr *sa, socklen_t sl, bool tls);
 
-/* server.proxy_protocol: c waits for its PROXY header (HR_CONN_AWAIT_PROXY,
- * header timeout armed); tls: the TLS handshake follows the header. */
+/* server.proxy_protocol: c waits for its PROXY header (header timeout
+ * armed): its I/O layer is the header stage, whose start (run by conn.c on
+ * socket events) reads the header and then starts the connection with
+ * hr_client_start; tls: the TLS layer (and handshake) follows the header. */
 void hr_proxy_await(hr_conn *c, bool tls);
-
-/* Socket event on a connection awaiting its header (conn.c): read it.
- * Returns 0 when it was consumed and the connection started (read on: the
- * bytes after it may already be there), 1 while it waits for more bytes,
- * HR_ERR_CLOSED when it was missing or malformed and c was closed. */
-int hr_proxy_read_header(hr_conn *c);
 
 /* A request on a HR_CONN_VIA_PROXY connection, before it is dispatched:
  * the client is the address its forwarding headers name (peer_key, the

@@ -1,7 +1,8 @@
 /* tls.c - TLS on OpenSSL for Herald's listeners: the SSL_CTX (creation from
  * the tls.* options, reload on SIGHUP, thread-safe swap), and one TLS
- * connection's state with the handshake, read and write adapters that
- * conn.c calls when c->tls is set (see tls.h).
+ * connection as an I/O layer (hr_conn_layer, see conn.h): the handshake as
+ * the layer's start, read, writev (small buffers coalesced into one record),
+ * shutdown and close; no sendfile, so conn.c writes files in chunks.
  *
  * Why SSL_set_fd and not memory BIOs: with a socket BIO, OpenSSL reads
  * ciphertext straight from the socket into its own record buffer and
@@ -16,7 +17,7 @@
  * Edge-triggered epoll: a read ends only on WANT_READ (OpenSSL may hold a
  * decrypted record we have not taken yet), and a read that needs to write
  * (or a write that needs to read) is retried on the other direction's event
- * (hr_tls_retry_events). */
+ * (the layer's events op). */
 #include "transport/tls.h"
 #include "core/log.h"
 #include "server/config.h"
@@ -51,6 +52,7 @@ enum {
 };
 
 struct hr_tls_conn {
+    hr_conn_layer base;          /* first: c->layer points here */
     SSL *ssl;
     uint32_t committed;          /* bytes of a blocked SSL_write to offer again */
     uint32_t flags;
@@ -231,6 +233,10 @@ void hr_tls_reload(hr_server *s)
 
 /* ---- connections ---------------------------------------------------------------- */
 
+static const hr_conn_layer_ops tls_ops, tls_handshake_ops;
+
+static hr_tls_conn *tls_of(const hr_conn *c) { return (hr_tls_conn *)c->layer; }
+
 int hr_tls_conn_new(hr_conn *c, hr_tls_server *t)
 {
     pthread_mutex_lock(&t->mu);
@@ -246,15 +252,18 @@ int hr_tls_conn_new(hr_conn *c, hr_tls_server *t)
     }
     SSL_set_accept_state(ssl);
     hr_tls_conn *tc = hr_calloc(1, sizeof(*tc));
+    tc->base.ops = &tls_handshake_ops;
     tc->ssl = ssl;
-    c->tls = tc;
+    c->layer = &tc->base;
     return 0;
 }
 
-void hr_tls_conn_free(hr_conn *c)
+/* close: close_notify if the session is up (best effort, never blocks),
+ * then free; the connection is left on the plain layer (its socket closes
+ * next). */
+static void tls_close(hr_conn *c)
 {
-    hr_tls_conn *t = c->tls;
-    if (!t) return;
+    hr_tls_conn *t = tls_of(c);
     if ((t->flags & (T_UP | T_FAILED | T_SHUT)) == T_UP && c->io.fd >= 0) {
         ERR_clear_error();
         (void)SSL_shutdown(t->ssl); /* close_notify; never waits for the peer's */
@@ -262,10 +271,8 @@ void hr_tls_conn_free(hr_conn *c)
     ERR_clear_error();
     SSL_free(t->ssl);
     hr_free(t);
-    c->tls = NULL;
+    c->layer = &hr_conn_plain;
 }
-
-bool hr_tls_handshaking(const hr_conn *c) { return !(c->tls->flags & T_UP); }
 
 /* Plain HTTP sent to a TLS port: a TLS connection starts with a handshake
  * record (content type 22); a request line starts with an upper-case letter.
@@ -274,9 +281,12 @@ static const char plain_http_reply[] =
     "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 70\r\nConnection: close\r\n\r\n"
     "{\"error\":\"this port speaks TLS: use https:// or wss://\",\"status\":400}\n";
 
-int hr_tls_handshake(hr_conn *c)
+/* start: drive the handshake. 0 when finished (the layer's start is gone),
+ * 1 while it waits for the socket, HR_ERR_CLOSED when it failed and c was
+ * closed. */
+static int tls_handshake(hr_conn *c)
 {
-    hr_tls_conn *t = c->tls;
+    hr_tls_conn *t = tls_of(c);
     if (!(t->flags & T_PEEKED)) {
         uint8_t b[1];
         ssize_t n = recv(c->io.fd, b, sizeof(b), MSG_PEEK);
@@ -302,6 +312,7 @@ int hr_tls_handshake(hr_conn *c)
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->flags |= T_UP;
+        t->base.ops = &tls_ops;
         /* The handshake ran under the header timeout; the first request
          * must begin within another one (http.c, as on plain TCP). */
         hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_header_timeout_ms);
@@ -319,9 +330,12 @@ int hr_tls_handshake(hr_conn *c)
     return HR_ERR_CLOSED;
 }
 
-ssize_t hr_tls_read(hr_conn *c, uint8_t *dst, size_t cap)
+/* read: decrypted bytes; drained when OpenSSL needs the socket (so the next
+ * event will come), not when it stopped with a full buffer or has an end /
+ * error still to report (read again). */
+static ssize_t tls_read(hr_conn *c, uint8_t *dst, size_t cap, bool *drained)
 {
-    hr_tls_conn *t = c->tls;
+    hr_tls_conn *t = tls_of(c);
     size_t got = 0;
     t->flags &= ~(T_READ_WANTS_WRITE | T_DRAINED);
     while (got < cap) {
@@ -337,7 +351,7 @@ ssize_t hr_tls_read(hr_conn *c, uint8_t *dst, size_t cap)
             t->flags |= T_DRAINED;
             break;
         }
-        if (got) return (ssize_t)got; /* report the end / error on the next call */
+        if (got) break; /* report the end / error on the next call */
         if (e == SSL_ERROR_ZERO_RETURN) return 0; /* close_notify, or FIN (IGNORE_UNEXPECTED_EOF) */
         char why[256];
         if (e == SSL_ERROR_SSL) ossl_reason(why, sizeof(why));
@@ -347,28 +361,33 @@ ssize_t hr_tls_read(hr_conn *c, uint8_t *dst, size_t cap)
         t->flags |= T_FAILED;
         return HR_ERR_IO;
     }
+    *drained = t->flags & T_DRAINED;
     return got ? (ssize_t)got : HR_ERR_AGAIN;
 }
 
-bool hr_tls_drained(const hr_conn *c) { return c->tls->flags & T_DRAINED; }
-
-uint32_t hr_tls_retry_events(const hr_conn *c, uint32_t events)
+/* events: a stalled read or write is retried on the other direction's event. */
+static uint32_t tls_events(const hr_conn *c, uint32_t events)
 {
-    uint32_t f = c->tls->flags;
+    uint32_t f = tls_of(c)->flags;
     if ((events & EPOLLOUT) && (f & T_READ_WANTS_WRITE)) events |= EPOLLIN;
     if ((events & EPOLLIN) && (f & T_WRITE_WANTS_READ)) events |= EPOLLOUT;
     return events;
 }
 
+/* Largest plaintext of one TLS record: small buffers are coalesced up to
+ * this size. */
+#define HR_TLS_CHUNK 16384
+
 /* The worker thread's coalescing buffer (a static per thread: no allocation,
  * nothing to free at exit). */
 static _Thread_local uint8_t tls_wbuf[HR_TLS_CHUNK];
 
-uint8_t *hr_tls_wbuf(void) { return tls_wbuf; }
-
-ssize_t hr_tls_write(hr_conn *c, const uint8_t *p, size_t len)
+/* Encrypt and send up to len bytes: > 0 bytes taken (partial writes are
+ * normal), HR_ERR_AGAIN the socket is full (retry later with at least the
+ * same bytes at the front), HR_ERR_IO failure. */
+static ssize_t tls_write(hr_conn *c, const uint8_t *p, size_t len)
 {
-    hr_tls_conn *t = c->tls;
+    hr_tls_conn *t = tls_of(c);
     size_t n = 0;
     ERR_clear_error();
     if (SSL_write_ex(t->ssl, p, len, &n)) {
@@ -393,11 +412,30 @@ ssize_t hr_tls_write(hr_conn *c, const uint8_t *p, size_t len)
     return HR_ERR_IO;
 }
 
-size_t hr_tls_committed(const hr_conn *c) { return c->tls->committed; }
-
-void hr_tls_shutdown_write(hr_conn *c)
+/* writev: a buffer of a record or more is handed over in place; shorter ones
+ * are copied together into the coalescing buffer (one record for many small
+ * frames, not one 50-byte record per publication). A blocked write is
+ * retried by conn.c with the same buffers at the front (the queue only grows
+ * at the tail meanwhile), so the retry offers at least as much. */
+static ssize_t tls_writev(hr_conn *c, const struct iovec *iov, int cnt)
 {
-    hr_tls_conn *t = c->tls;
+    if (iov[0].iov_len >= HR_TLS_CHUNK) return tls_write(c, iov[0].iov_base, iov[0].iov_len);
+    size_t len = 0;
+    for (int i = 0; i < cnt && len < HR_TLS_CHUNK; i++) {
+        size_t take = HR_MIN(iov[i].iov_len, (size_t)HR_TLS_CHUNK - len);
+        memcpy(tls_wbuf + len, iov[i].iov_base, take);
+        len += take;
+    }
+    return tls_write(c, tls_wbuf, len);
+}
+
+/* committed: bytes OpenSSL already encrypted in a blocked write. */
+static size_t tls_committed(const hr_conn *c) { return tls_of(c)->committed; }
+
+/* shutdown: close_notify then FIN. */
+static void tls_shutdown(hr_conn *c)
+{
+    hr_tls_conn *t = tls_of(c);
     if ((t->flags & (T_UP | T_FAILED | T_SHUT)) == T_UP) {
         t->flags |= T_SHUT;
         ERR_clear_error();
@@ -406,3 +444,25 @@ void hr_tls_shutdown_write(hr_conn *c)
     }
     shutdown(c->io.fd, SHUT_WR);
 }
+
+static const hr_conn_layer_ops tls_ops = {
+    .read = tls_read,
+    .writev = tls_writev,
+    .events = tls_events,
+    .committed = tls_committed,
+    .shutdown = tls_shutdown,
+    .close = tls_close,
+    .name = "tls",
+};
+
+/* The same layer while the handshake runs: with it as the start. */
+static const hr_conn_layer_ops tls_handshake_ops = {
+    .read = tls_read,
+    .writev = tls_writev,
+    .start = tls_handshake,
+    .events = tls_events,
+    .committed = tls_committed,
+    .shutdown = tls_shutdown,
+    .close = tls_close,
+    .name = "tls-handshake",
+};

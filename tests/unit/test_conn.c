@@ -1,7 +1,9 @@
 /* test_conn.c - connection I/O over a real socketpair: writes are coalesced
  * until the end of the loop turn, partial writes keep the rest queued and
  * resume on EPOLLOUT, leftovers are kept and re-presented, backpressure
- * pauses reading, files go out with sendfile, close frees everything. */
+ * pauses reading, files go out with sendfile, close frees everything; and,
+ * through a fake I/O layer, that every read, write, file, half-close, close
+ * and start stage goes through the connection's layer ops. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +28,17 @@ static hr_worker w;
 static hr_buf seen;          /* every on_data call's bytes, concatenated */
 static size_t consume_keep;  /* on_data leaves this many bytes unconsumed */
 static int eofs, frees;
+
+/* The fake I/O layer's script and record (tests at the end). */
+static struct {
+    const char *input;     /* what reads return, then HR_ERR_AGAIN */
+    hr_buf out;            /* everything writev took */
+    int writevs, reads, shutdowns, closes, starts;
+    size_t write_limit;    /* writev takes at most this much (0 = all) */
+    bool blocked;          /* writev answers HR_ERR_AGAIN */
+    size_t committed;      /* bytes a blocked write "took" */
+    int start_waits;       /* start answers 1 this many times, then hands over */
+} fk;
 
 static ssize_t rec_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
@@ -81,6 +94,7 @@ static int teardown(void **state)
     hr_loop_close(&w.loop);
     hr_free(w.rbuf);
     hr_buf_free(&seen);
+    hr_buf_free(&fk.out);
     hr_config_free(&cfg);
     return 0;
 }
@@ -93,6 +107,7 @@ static hr_conn *make_conn(int *peer)
     hr_conn *c = hr_calloc(1, sizeof(*c));
     c->io.fd = sv[0];
     c->io.cb = hr_conn_on_io;
+    c->layer = &hr_conn_plain;
     c->w = &w;
     c->vt = &rec_vt;
     hr_timer_init(&c->timer, hr_conn_on_timer);
@@ -342,6 +357,171 @@ static void test_close_after_flush(void **state)
     close(peer);
 }
 
+/* ---- a fake I/O layer: conn.c must do all its I/O through these ops ---------- */
+
+
+static ssize_t fk_read(hr_conn *c, uint8_t *dst, size_t cap, bool *drained)
+{
+    (void)c;
+    fk.reads++;
+    size_t n = fk.input ? strlen(fk.input) : 0;
+    if (!n) {
+        *drained = true;
+        return HR_ERR_AGAIN;
+    }
+    if (n > cap) n = cap;
+    memcpy(dst, fk.input, n);
+    fk.input += n;
+    *drained = false; /* read again: the next read says AGAIN */
+    return (ssize_t)n;
+}
+
+static ssize_t fk_writev(hr_conn *c, const struct iovec *iov, int cnt)
+{
+    (void)c;
+    fk.writevs++;
+    if (fk.blocked) return HR_ERR_AGAIN;
+    size_t took = 0;
+    for (int i = 0; i < cnt; i++) {
+        size_t n = iov[i].iov_len;
+        if (fk.write_limit && took + n > fk.write_limit) n = fk.write_limit - took;
+        hr_buf_append(&fk.out, iov[i].iov_base, n);
+        took += n;
+        if (fk.write_limit && took == fk.write_limit) break;
+    }
+    return (ssize_t)took;
+}
+
+static size_t fk_committed(const hr_conn *c) { (void)c; return fk.committed; }
+static void fk_shutdown(hr_conn *c) { (void)c; fk.shutdowns++; }
+static void fk_close(hr_conn *c) { fk.closes++; c->layer = &hr_conn_plain; }
+
+static const hr_conn_layer_ops fk_ops = {.read = fk_read, .writev = fk_writev, .committed = fk_committed,
+                                         .shutdown = fk_shutdown, .close = fk_close, .name = "fake"};
+static hr_conn_layer fk_layer = {.ops = &fk_ops};
+
+static int fk_start(hr_conn *c)
+{
+    fk.starts++;
+    if (fk.start_waits-- > 0) return 1;
+    c->layer = &fk_layer; /* the stage is done: the stream layer takes over */
+    return 0;
+}
+
+static const hr_conn_layer_ops fk_stage_ops = {.read = fk_read, .writev = fk_writev, .start = fk_start,
+                                               .shutdown = fk_shutdown, .name = "fake-stage"};
+static hr_conn_layer fk_stage = {.ops = &fk_stage_ops};
+
+static hr_conn *make_fake_conn(int *peer, hr_conn_layer *layer)
+{
+    hr_buf_free(&fk.out);
+    memset(&fk, 0, sizeof(fk));
+    hr_conn *c = make_conn(peer);
+    c->layer = layer;
+    return c;
+}
+
+/* Nothing reached the socket itself: conn.c wrote only through the layer. */
+static void assert_socket_untouched(int peer)
+{
+    char b[1];
+    assert_int_equal(recv(peer, b, 1, MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EAGAIN);
+}
+
+static void test_layer_carries_reads_writes_files_shutdown_close(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/herald-test-conn-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(write(fd, "file body", 9), 9);
+    int peer;
+    hr_conn *c = make_fake_conn(&peer, &fk_layer);
+    fk.input = "request";
+    hr_conn_on_io(&w.loop, &c->io, EPOLLIN);
+    assert_int_equal(seen.len, 8);
+    assert_memory_equal(seen.data, "request|", 8); /* one on_data call */
+    assert_int_equal(fk.reads, 2); /* the bytes, then AGAIN */
+    hr_conn_send(c, "A|", 2);
+    hr_conn_send(c, "B|", 2);
+    hr_conn_send_file(c, fd, 0, 9); /* no sendfile op: read and written in chunks */
+    hr_conn_send(c, "|C", 2);
+    hr_conn_shutdown_after_flush(c);
+    hr_conn_end_turn(&w);
+    hr_buf_append(&fk.out, "", 1);
+    assert_string_equal((char *)fk.out.data, "A|B|file body|C");
+    assert_int_equal(fk.writevs, 3); /* A|B| in one call, the file chunk, |C */
+    assert_int_equal(fk.shutdowns, 1);
+    assert_socket_untouched(peer);
+    hr_conn_close(c);
+    assert_int_equal(fk.closes, 1);
+    hr_conn_end_turn(&w);
+    close(peer);
+}
+
+static void test_layer_blocked_write_keeps_committed_bytes(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_fake_conn(&peer, &fk_layer);
+    hr_conn_send(c, "one|", 4);
+    hr_conn_send(c, "two|", 4);
+    hr_conn_send(c, "three", 5);
+    fk.blocked = true;
+    fk.committed = 8; /* the layer took "one|two|" before it blocked */
+    hr_conn_end_turn(&w);
+    assert_true(c->flags & HR_CONN_WRITE_BLOCKED);
+    hr_conn_drop_queued(c); /* a slow consumer: "three" goes, the committed bytes stay */
+    fk.blocked = false;
+    fk.committed = 0;
+    hr_conn_on_io(&w.loop, &c->io, EPOLLOUT);
+    assert_false(c->flags & HR_CONN_WRITE_BLOCKED);
+    hr_buf_append(&fk.out, "", 1);
+    assert_string_equal((char *)fk.out.data, "one|two|");
+    assert_int_equal(c->out.n, 0);
+    assert_socket_untouched(peer);
+    close(peer);
+}
+
+static void test_layer_partial_writes_resume(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_fake_conn(&peer, &fk_layer);
+    fk.write_limit = 3;
+    hr_conn_send(c, "abcdefgh", 8);
+    hr_conn_end_turn(&w); /* the layer takes 3 bytes a call until all is out */
+    hr_buf_append(&fk.out, "", 1);
+    assert_string_equal((char *)fk.out.data, "abcdefgh");
+    assert_int_equal(fk.writevs, 3);
+    assert_int_equal(c->out.n, 0);
+    close(peer);
+}
+
+static void test_layer_start_stage_runs_first(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_fake_conn(&peer, &fk_stage);
+    fk.start_waits = 1;
+    fk.input = "early";
+    hr_conn_on_io(&w.loop, &c->io, EPOLLOUT);
+    assert_int_equal(fk.starts, 1);
+    assert_int_equal(fk.reads, 0); /* nothing is read while the stage waits */
+    assert_int_equal(seen.len, 0);
+    /* the stage finishes on an EPOLLOUT-only event: what followed it is read at once */
+    hr_conn_on_io(&w.loop, &c->io, EPOLLOUT);
+    assert_int_equal(fk.starts, 2);
+    assert_true(c->layer == &fk_layer);
+    assert_int_equal(seen.len, 6);
+    assert_memory_equal(seen.data, "early|", 6);
+    hr_conn_on_io(&w.loop, &c->io, EPOLLIN);
+    assert_int_equal(fk.starts, 2); /* a finished stage is not run again */
+    close(peer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +535,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eof_and_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_after_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layer_carries_reads_writes_files_shutdown_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layer_blocked_write_keeps_committed_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layer_partial_writes_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layer_start_stage_runs_first, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
