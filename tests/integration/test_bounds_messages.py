@@ -197,7 +197,8 @@ def node_info(api):
 class TestHistoryBudget(ApiTestCase):
     """Item 5: an anonymous client publishing 60 KB x 20 to each of 60
     channels (72 MB) against an 8 MiB node-wide history budget."""
-    server_args = ApiTestCase.server_args + ("--channels.max-history-bytes", "8MiB")
+    server_args = ApiTestCase.server_args + ("--channels.max-history-bytes", "8MiB",
+                                             "--channels.publish", "anyone")  # client publish is opt-in
     server_workers = 1
     server_env = ASAN_ENV
     CHANNELS, PUBS, SIZE = 60, 20, 60000
@@ -256,7 +257,8 @@ class TestChannelCreationRate(ApiTestCase):
     """Item 5: limits.channels_per_connection bounds the channels one
     connection brings into existence (publish, subscribe, history)."""
     server_args = ApiTestCase.server_args + ("--limits.channels-per-connection", "5",
-                                             "--limits.channel-burst", "10")
+                                             "--limits.channel-burst", "10",
+                                             "--channels.publish", "anyone")  # client publish is opt-in
 
     def test_new_channels_are_rate_limited(self):
         async def go():

@@ -43,6 +43,7 @@ static int setup(void **state)
     set("limits.publishes_per_connection", "1");
     set("limits.publish_burst", "2");
     set("namespace.open.allow_publish", "true");
+    set("namespace.open.publish", "anyone"); /* client publish is opt-in */
     set("namespace.open.presence", "true");
     set("namespace.members.allow_anonymous", "false");
     set("namespace.members.allow_publish", "true");
