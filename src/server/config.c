@@ -312,7 +312,8 @@ const hr_option hr_options[] = {
     {"limits.channels_per_connection", HR_OPT_INT, OFF(lim_channels_per_connection), "20", 0, 100000000, NULL, NULL,
      "New channels per second one client connection may bring into existence by publishing, subscribing or "
      "reading history (memory engine; a token bucket of channel_burst). More: error 111 (temporary) with "
-     "the wait, raw mode a 429 or close 3009. The server API is exempt. 0 = unlimited."},
+     "the wait. The server API is exempt; /ws/raw and /sse name their channels in the URL (at most "
+     "channels.max_subscriptions). 0 = unlimited."},
     {"limits.channel_burst", HR_OPT_INT, OFF(lim_channel_burst), "200", 0, 100000000, NULL, NULL,
      "New channels a connection may create at once before channels_per_connection applies. "
      "0 = 2 x channels_per_connection."},
