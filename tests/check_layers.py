@@ -23,24 +23,17 @@ WORKER_CONTEXT = ("transport needs the worker context: issue 13 item 3, "
                   "moving hr_worker below transport")
 OPTIONS = ("reads hr_config fields directly: issue 13 item 3, giving the layer "
            "its own options struct filled by the server")
-LIMITS = ("abuse limits (server/limits.c) are checked from below: issue 13 "
-          "item 3, moving hr_limits below transport with the worker context")
 
 # (file under src/, included header) -> reason
 ALLOWED = {
     ("ops/ops.h", "server/config.h"): OPTIONS,
-    ("ops/ops.h", "server/limits.h"): LIMITS,
     ("protocol/raw.h", "server/config.h"): OPTIONS,
-    ("protocol/session.c", "server/limits.h"): LIMITS,
     ("protocol/session.h", "server/config.h"): OPTIONS,
     ("protocol/urlsubs.h", "server/config.h"): OPTIONS,
     ("transport/api.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/conn.c", "server/limits.h"): LIMITS,
     ("transport/conn.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/emulation.c", "server/limits.h"): LIMITS,
     ("transport/emulation.c", "server/server.h"): WORKER_CONTEXT,
     ("transport/http.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/proxy.c", "server/limits.h"): LIMITS,
     ("transport/proxy.c", "server/server.h"): WORKER_CONTEXT,
     ("transport/sse.c", "server/server.h"): WORKER_CONTEXT,
     ("transport/sse.h", "server/config.h"): OPTIONS,

@@ -113,7 +113,7 @@ struct hr_whub {
 
 struct hr_hub {
     hr_engine *engine;
-    struct hr_limits *limits;       /* abuse limits (server/limits.c), set by the server; may be NULL */
+    struct hr_limits *limits;       /* abuse limits (ops/limits.c), set by the server; may be NULL */
     int nworkers;
     hr_whub *workers;
     void *shards;                   /* interest registry */

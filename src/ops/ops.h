@@ -27,7 +27,7 @@
 #include "auth/jwt.h"
 #include "hub/hub.h"
 #include "server/config.h"
-#include "server/limits.h"
+#include "ops/limits.h"
 
 /* Result codes: 0 or negative (hr_op_rc_name gives a stable name). */
 typedef enum hr_op_rc {

@@ -33,7 +33,7 @@
 #include "protocol/session.h"
 #include "ops/ops.h"
 #include "core/random.h"
-#include "server/limits.h"
+#include "ops/limits.h"
 #include "auth/auth.h"
 #include "core/log.h"
 #include "hub/channel_name.h"

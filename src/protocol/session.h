@@ -46,7 +46,7 @@ typedef enum hr_native_encoding {
     HR_NATIVE_MSGPACK = 1,  /* binary frames, concatenated MessagePack maps (herald.msgpack) */
 } hr_native_encoding;
 
-/* The client's address key in the abuse limits (server/limits.c), so that
+/* The client's address key in the abuse limits (ops/limits.c), so that
  * rejected tokens count against it. */
 void hr_session_set_peer(hr_session *s, uint32_t ip_key);
 

@@ -110,7 +110,7 @@ typedef struct hr_config {
     int64_t poll_session_ttl_ms;      /* HTTP emulation session kept this long without a request */
     int64_t poll_max_queued_bytes;    /* session output not yet delivered */
     int64_t poll_max_sessions;        /* sessions per server */
-    int64_t poll_max_sessions_per_ip; /* sessions per client address (server/limits.c), 0 = unlimited */
+    int64_t poll_max_sessions_per_ip; /* sessions per client address (ops/limits.c), 0 = unlimited */
     int64_t poll_max_queued_bytes_per_worker; /* output held by the sessions one worker owns */
     /* [channels] - options of the default namespace */
     int64_t ch_history_size;
@@ -131,7 +131,7 @@ typedef struct hr_config {
     int64_t ch_reply_budget;          /* bytes queued + being prepared per connection */
     int64_t ch_join_leave_max_subscribers; /* 0 = no cap */
     bool ch_allow_unknown_namespaces;
-    /* [limits]: abuse limits (src/server/limits.c), 0 = off */
+    /* [limits]: abuse limits (src/ops/limits.c), 0 = off */
     int64_t lim_connections_per_ip;
     int64_t lim_handshakes_per_ip;        /* per second, sustained */
     int64_t lim_handshake_burst_per_ip;

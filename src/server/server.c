@@ -7,7 +7,8 @@
  * SIGINT/SIGTERM it asks every worker to drain through the worker's eventfd. */
 #include "server/server.h"
 #include "core/random.h"
-#include "server/limits.h"
+#include "ops/limits.h"
+#include "server/opts.h"
 #include "auth/auth.h"
 #include "codec/pmdeflate.h"
 #include "core/log.h"
@@ -444,7 +445,9 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     s->nworkers = n;
     fit_fd_limit(cfg, n);
     s->hub = hr_hub_new(n);
-    s->limits = hr_limits_new(cfg);
+    hr_limits_opts lo;
+    hr_opts_limits(cfg, &lo);
+    s->limits = hr_limits_new(&lo);
     size_t bad = 0;
     if (hr_cidr_set_parse(&s->trusted, cfg->trusted_proxies.v, cfg->trusted_proxies.n, &bad)) {
         snprintf(err, errlen, "server.trusted_proxies: \"%s\" is not an IP address or CIDR range",

@@ -9,7 +9,7 @@
 #include "transport/conn.h"
 #include "core/log.h"
 #include "engine/pub.h"
-#include "server/limits.h"
+#include "ops/limits.h"
 #include "server/server.h"
 
 #include <errno.h>

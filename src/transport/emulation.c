@@ -39,7 +39,7 @@
  * share of that budget.
  *
  * Addresses: a session counts for the client address of the request that
- * opened it (server/limits.c, poll.max_sessions_per_ip) from its opening
+ * opened it (ops/limits.c, poll.max_sessions_per_ip) from its opening
  * until it leaves the registry. */
 #include "transport/emulation.h"
 #include "core/random.h"
@@ -51,7 +51,7 @@
 #include "protocol/session.h"
 #include "protocol/urlsubs.h"
 #include "auth/auth.h"
-#include "server/limits.h"
+#include "ops/limits.h"
 #include "server/server.h"
 #include "transport/http.h"
 
@@ -80,7 +80,7 @@ struct esess {
     pthread_mutex_t mu;
     char id[33];
     int owner;
-    uint32_t ip_key;               /* the address it counts for in lim (server/limits.c; 0 = none) */
+    uint32_t ip_key;               /* the address it counts for in lim (ops/limits.c; 0 = none) */
     hr_emu_registry *reg;
     hr_hub *hub;
     hr_limits *lim;

@@ -16,7 +16,7 @@
 #include "codec/proxyproto.h"
 #include "core/cidr.h"
 #include "core/log.h"
-#include "server/limits.h"
+#include "ops/limits.h"
 #include "server/server.h"
 #include "transport/http.h"
 #include "transport/tls.h"

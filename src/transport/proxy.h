@@ -1,5 +1,5 @@
 /* proxy.h - whose connection is this: the client address that the abuse
- * limits (server/limits.h) count, when Herald runs behind load balancers
+ * limits (ops/limits.c) count, when Herald runs behind load balancers
  * and proxies (docs/security.md, "Client addresses behind proxies").
  *
  * Owns three steps of a connection's start and life:

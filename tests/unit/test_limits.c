@@ -1,4 +1,4 @@
-/* test_limits.c - abuse limits (src/server/limits.c): per-address connection
+/* test_limits.c - abuse limits (src/ops/limits.c): per-address connection
  * caps, handshake buckets, bans after rejected tokens, address keys (IPv4,
  * IPv4-mapped, IPv6 prefixes), publish buckets per connection and per user,
  * HTTP emulation sessions per address, and that the tables forget addresses
@@ -11,7 +11,8 @@
 #include <cmocka.h>
 
 #include "server/config.h"
-#include "server/limits.h"
+#include "server/opts.h"
+#include "ops/limits.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,6 +21,14 @@
 #include <string.h>
 
 static hr_config cfg;
+
+/* The abuse limits with the config's [limits] options. */
+static hr_limits *limits_new(void)
+{
+    hr_limits_opts o;
+    hr_opts_limits(&cfg, &o);
+    return hr_limits_new(&o);
+}
 
 static int setup(void **state)
 {
@@ -58,15 +67,15 @@ static uint32_t key6(hr_limits *l, const char *ip)
 static void test_defaults_track_token_failures_and_sessions(void **state)
 {
     (void)state;
-    hr_limits *l = hr_limits_new(&cfg);
+    hr_limits *l = limits_new();
     assert_true(hr_limits_track_ips(l)); /* auth_failures_per_ip defaults to 20 */
     hr_limits_free(l);
     set("limits.auth_failures_per_ip", "0");
-    l = hr_limits_new(&cfg);
+    l = limits_new();
     assert_true(hr_limits_track_ips(l)); /* poll.max_sessions_per_ip defaults to 100 */
     hr_limits_free(l);
     set("poll.max_sessions_per_ip", "0");
-    l = hr_limits_new(&cfg);
+    l = limits_new();
     assert_false(hr_limits_track_ips(l));
     hr_limits_free(l);
 }
@@ -74,7 +83,7 @@ static void test_defaults_track_token_failures_and_sessions(void **state)
 static void test_keys(void **state)
 {
     (void)state;
-    hr_limits *l = hr_limits_new(&cfg);
+    hr_limits *l = limits_new();
     assert_int_equal(key4(l, "10.0.0.1"), key4(l, "10.0.0.1"));
     assert_int_not_equal(key4(l, "10.0.0.1"), key4(l, "10.0.0.2"));
     assert_int_equal(key6(l, "::ffff:10.0.0.1"), key4(l, "10.0.0.1"));
@@ -84,7 +93,7 @@ static void test_keys(void **state)
     assert_int_not_equal(key4(l, "10.0.0.1"), 0);
     hr_limits_free(l);
     set("limits.ipv6_prefix", "128");
-    l = hr_limits_new(&cfg);
+    l = limits_new();
     assert_int_not_equal(key6(l, "2001:db8:1:2::1"), key6(l, "2001:db8:1:2::2"));
     hr_limits_free(l);
 }
@@ -93,7 +102,7 @@ static void test_connections_per_ip(void **state)
 {
     (void)state;
     set("limits.connections_per_ip", "3");
-    hr_limits *l = hr_limits_new(&cfg);
+    hr_limits *l = limits_new();
     uint32_t a = key4(l, "127.0.0.1"), b = key4(l, "127.0.0.2");
     uint32_t retry = 0;
     for (int i = 0; i < 3; i++) assert_int_equal(hr_limits_admit(l, a, NULL, 1000, &retry), HR_ADMIT_OK);
@@ -115,7 +124,7 @@ static void test_sessions_per_ip(void **state)
     (void)state;
     set("poll.max_sessions_per_ip", "2");
     set("limits.connections_per_ip", "1");
-    hr_limits *l = hr_limits_new(&cfg);
+    hr_limits *l = limits_new();
     uint32_t a = key4(l, "127.0.0.1"), b = key4(l, "127.0.0.2");
     uint32_t retry = 0;
     assert_int_equal(hr_limits_admit(l, a, NULL, 1000, &retry), HR_ADMIT_OK);
@@ -140,7 +149,7 @@ static void test_sessions_per_ip(void **state)
     assert_int_equal(hr_limits_tracked(l), 0);
     hr_limits_free(l);
     set("poll.max_sessions_per_ip", "0"); /* off: never refused, nothing kept */
-    l = hr_limits_new(&cfg);
+    l = limits_new();
     for (int i = 0; i < 1000; i++) assert_true(hr_limits_session_begin(l, a, 2000));
     for (int i = 0; i < 1000; i++) hr_limits_session_end(l, a, 2000);
     assert_int_equal(hr_limits_tracked(l), 0);
@@ -152,7 +161,7 @@ static void test_handshake_rate(void **state)
     (void)state;
     set("limits.handshakes_per_ip", "10");
     set("limits.handshake_burst_per_ip", "5");
-    hr_limits *l = hr_limits_new(&cfg);
+    hr_limits *l = limits_new();
     uint32_t a = key4(l, "192.0.2.7");
     uint32_t retry = 0;
     uint64_t t = 50000;
@@ -184,7 +193,7 @@ static void test_ban_after_bad_tokens(void **state)
     set("limits.auth_failures_per_ip", "3");
     set("limits.auth_failure_window", "10s");
     set("limits.auth_failure_ban", "30s");
-    hr_limits *l = hr_limits_new(&cfg);
+    hr_limits *l = limits_new();
     uint32_t a = key4(l, "198.51.100.1"), b = key4(l, "198.51.100.2");
     uint32_t retry = 0;
     uint64_t t = 1000000;
@@ -226,7 +235,7 @@ static void test_many_addresses_are_forgotten(void **state)
     (void)state;
     enum { N = 50000 };
     set("limits.connections_per_ip", "1000");
-    hr_limits *l = hr_limits_new(&cfg);
+    hr_limits *l = limits_new();
     static uint32_t keys[N], sorted[N];
     char ip[32];
     uint32_t retry;
@@ -252,7 +261,7 @@ static void test_publish_buckets(void **state)
     set("limits.publishes_per_connection", "4");
     set("limits.publish_burst", "4");
     set("limits.publishes_per_user", "6");
-    hr_limits *l = hr_limits_new(&cfg);
+    hr_limits *l = limits_new();
     hr_bucket c1 = {0}, c2 = {0}, anon = {0};
     uint32_t retry = 0;
     uint64_t t = 7000;

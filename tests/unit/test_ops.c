@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "ops/ops.h"
+#include "server/opts.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +19,14 @@ static hr_hub *hub;
 static hr_loop loop;
 static hr_whub *wh;
 static hr_config cfg;
+
+/* The abuse limits with the config's [limits] options. */
+static hr_limits *limits_new(void)
+{
+    hr_limits_opts o;
+    hr_opts_limits(&cfg, &o);
+    return hr_limits_new(&o);
+}
 static hr_limits *lim;
 
 static void on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache) {}
@@ -55,7 +64,7 @@ static int setup(void **state)
     set("namespace.subs.history_for", "subscribers");
     set("namespace.subs.presence", "true");
     set("namespace.subs.presence_for", "none");
-    lim = hr_limits_new(&cfg);
+    lim = limits_new();
     hub->limits = lim;
     return 0;
 }
@@ -232,6 +241,9 @@ static void test_creation_and_token_rates(void **state)
     set("limits.channel_burst", "2");
     set("limits.token_verifications_per_connection", "1");
     set("limits.token_verification_burst", "1");
+    hr_limits_free(lim); /* the limits copy their options when made */
+    lim = limits_new();
+    hub->limits = lim;
     who anon;
     hr_actor a = client(&anon, "");
     hr_history_query q = {.limit = 10};

@@ -13,19 +13,37 @@
  * start and end — never per delivery. With every limit at 0 nothing is
  * counted. The per-connection buckets (publishes, new channels) live in the
  * caller's connection state. */
-#ifndef HERALD_SERVER_LIMITS_H
-#define HERALD_SERVER_LIMITS_H
+#ifndef HERALD_OPS_LIMITS_H
+#define HERALD_OPS_LIMITS_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "core/cidr.h"
-#include "server/config.h"
 
 typedef struct hr_limits hr_limits;
 
-hr_limits *hr_limits_new(const hr_config *cfg);
+/* The [limits] options (and poll.max_sessions_per_ip), filled by the server
+ * from its config (docs/config.md has each one's meaning); 0 = off. */
+typedef struct hr_limits_opts {
+    int64_t connections_per_ip;
+    int64_t handshakes_per_ip;
+    int64_t handshake_burst_per_ip;
+    int64_t auth_failures_per_ip;
+    int64_t auth_failure_window_ms;
+    int64_t auth_failure_ban_ms;
+    int64_t publishes_per_connection;
+    int64_t publish_burst;
+    int64_t publishes_per_user;
+    int64_t channels_per_connection;
+    int64_t channel_burst;
+    int64_t ipv6_prefix;
+    int64_t poll_max_sessions_per_ip;
+} hr_limits_opts;
+
+/* The tables, with a copy of opts. */
+hr_limits *hr_limits_new(const hr_limits_opts *opts);
 void hr_limits_free(hr_limits *l);
 
 /* Whether accept must compute a key and call admit/release at all. */

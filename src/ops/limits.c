@@ -1,7 +1,7 @@
 /* limits.c - abuse limits shared by all workers (see limits.h): per-address
  * connection counts, handshake token buckets and token-failure bans, and the
  * per-user publish buckets, in striped open-addressing tables. */
-#include "server/limits.h"
+#include "ops/limits.h"
 #include "auth/jwt.h"
 #include "core/common.h"
 #include "core/log.h"
@@ -42,7 +42,7 @@ typedef struct stripe {
 } stripe;
 
 struct hr_limits {
-    const hr_config *cfg;
+    hr_limits_opts opt;           /* a copy of the options given to hr_limits_new */
     uint64_t seed;
     bool track_ips;
     stripe ips[STRIPES];
@@ -71,13 +71,14 @@ static uint32_t hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
     return k ? k : 1;
 }
 
-hr_limits *hr_limits_new(const hr_config *cfg)
+hr_limits *hr_limits_new(const hr_limits_opts *opts)
 {
     hr_limits *l = hr_calloc(1, sizeof(*l));
-    l->cfg = cfg;
+    l->opt = *opts;
+    const hr_limits_opts *cfg = opts;
     if (getrandom(&l->seed, sizeof(l->seed), 0) != (ssize_t)sizeof(l->seed)) l->seed = (uint64_t)(uintptr_t)l;
-    l->track_ips = cfg->lim_connections_per_ip > 0 || cfg->lim_handshakes_per_ip > 0 ||
-                   cfg->lim_auth_failures_per_ip > 0 || cfg->poll_max_sessions_per_ip > 0;
+    l->track_ips = cfg->connections_per_ip > 0 || cfg->handshakes_per_ip > 0 ||
+                   cfg->auth_failures_per_ip > 0 || cfg->poll_max_sessions_per_ip > 0;
     for (int i = 0; i < STRIPES; i++) {
         pthread_mutex_init(&l->ips[i].mu, NULL);
         pthread_mutex_init(&l->users[i].mu, NULL);
@@ -113,7 +114,7 @@ uint32_t hr_limits_ip_key(const hr_limits *l, const struct sockaddr *sa, socklen
             n = 4;
         } else {
             memcpy(a, v6->s6_addr, 16);
-            int bits = (int)l->cfg->lim_ipv6_prefix;
+            int bits = (int)l->opt.ipv6_prefix;
             for (int i = 0; i < 16; i++) {
                 int keep = bits - 8 * i;
                 if (keep <= 0) a[i] = 0;
@@ -240,8 +241,8 @@ static bool ip_idle(const hr_limits *l, const void *p, uint64_t now_ms)
 {
     const ipent *e = p;
     return e->conns == 0 && e->sessions == 0 && now_ms >= e->ban_until_ms &&
-           (e->fails == 0 || now_ms - e->fail_start_ms >= (uint64_t)l->cfg->lim_auth_failure_window_ms) &&
-           bucket_full(&e->hs, l->cfg->lim_handshakes_per_ip, now_ms);
+           (e->fails == 0 || now_ms - e->fail_start_ms >= (uint64_t)l->opt.auth_failure_window_ms) &&
+           bucket_full(&e->hs, l->opt.handshakes_per_ip, now_ms);
 }
 
 static stripe *ip_stripe(hr_limits *l, uint32_t key) { return &l->ips[key % STRIPES]; }
@@ -249,7 +250,7 @@ static stripe *ip_stripe(hr_limits *l, uint32_t key) { return &l->ips[key % STRI
 hr_admit hr_limits_admit(hr_limits *l, uint32_t key, const hr_ipaddr *addr, uint64_t now_ms,
                          uint32_t *retry_after_s)
 {
-    const hr_config *cfg = l->cfg;
+    const hr_limits_opts *cfg = &l->opt;
     stripe *s = ip_stripe(l, key);
     hr_admit rc = HR_ADMIT_OK;
     uint32_t retry_ms = 1000;
@@ -262,9 +263,9 @@ hr_admit hr_limits_admit(hr_limits *l, uint32_t key, const hr_ipaddr *addr, uint
     if (now_ms < e->ban_until_ms) {
         rc = HR_ADMIT_BANNED;
         retry_ms = (uint32_t)HR_MIN(e->ban_until_ms - now_ms, UINT32_MAX);
-    } else if (cfg->lim_connections_per_ip > 0 && e->conns >= (uint64_t)cfg->lim_connections_per_ip) {
+    } else if (cfg->connections_per_ip > 0 && e->conns >= (uint64_t)cfg->connections_per_ip) {
         rc = HR_ADMIT_TOO_MANY;
-    } else if (!hr_bucket_take(&e->hs, cfg->lim_handshakes_per_ip, cfg->lim_handshake_burst_per_ip, now_ms,
+    } else if (!hr_bucket_take(&e->hs, cfg->handshakes_per_ip, cfg->handshake_burst_per_ip, now_ms,
                                &retry_ms)) {
         rc = HR_ADMIT_TOO_FAST;
     } else {
@@ -296,7 +297,7 @@ void hr_limits_release(hr_limits *l, uint32_t key, uint64_t now_ms) { uncount(l,
 
 bool hr_limits_session_begin(hr_limits *l, uint32_t key, uint64_t now_ms)
 {
-    int64_t max = l->cfg->poll_max_sessions_per_ip;
+    int64_t max = l->opt.poll_max_sessions_per_ip;
     if (!key || max <= 0) return true;
     stripe *s = ip_stripe(l, key);
     pthread_mutex_lock(&s->mu);
@@ -314,18 +315,18 @@ void hr_limits_session_end(hr_limits *l, uint32_t key, uint64_t now_ms)
 
 bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms, char *who, size_t cap)
 {
-    const hr_config *cfg = l->cfg;
-    if (!key || cfg->lim_auth_failures_per_ip <= 0) return false;
+    const hr_limits_opts *cfg = &l->opt;
+    if (!key || cfg->auth_failures_per_ip <= 0) return false;
     stripe *s = ip_stripe(l, key);
     bool banned = false;
     pthread_mutex_lock(&s->mu);
     ipent *e = get(l, s, sizeof(ipent), key, now_ms, ip_idle);
-    if (!e->fails || now_ms - e->fail_start_ms >= (uint64_t)cfg->lim_auth_failure_window_ms) {
+    if (!e->fails || now_ms - e->fail_start_ms >= (uint64_t)cfg->auth_failure_window_ms) {
         e->fails = 0;
         e->fail_start_ms = now_ms;
     }
-    if (++e->fails >= (uint64_t)cfg->lim_auth_failures_per_ip && now_ms >= e->ban_until_ms) {
-        e->ban_until_ms = now_ms + (uint64_t)cfg->lim_auth_failure_ban_ms;
+    if (++e->fails >= (uint64_t)cfg->auth_failures_per_ip && now_ms >= e->ban_until_ms) {
+        e->ban_until_ms = now_ms + (uint64_t)cfg->auth_failure_ban_ms;
         e->fails = 0;
         banned = true;
         if (who && cap && e->has_addr) hr_ipaddr_format(&e->addr, who, cap);
@@ -342,29 +343,29 @@ void hr_limits_bad_token(hr_limits *l, uint32_t key, uint64_t now_ms, int jwt_rc
     if (hr_limits_auth_failure(l, key, now_ms, who, sizeof(who)))
         hr_warn("client address %s presented %lld rejected tokens within %lld ms: refused for %lld ms "
                 "(limits.auth_failures_per_ip)",
-                who, (long long)l->cfg->lim_auth_failures_per_ip, (long long)l->cfg->lim_auth_failure_window_ms,
-                (long long)l->cfg->lim_auth_failure_ban_ms);
+                who, (long long)l->opt.auth_failures_per_ip, (long long)l->opt.auth_failure_window_ms,
+                (long long)l->opt.auth_failure_ban_ms);
 }
 
 /* ---- publishes -------------------------------------------------------------------------- */
 
 static bool user_idle(const hr_limits *l, const void *p, uint64_t now_ms)
 {
-    return bucket_full(&((const userent *)p)->b, l->cfg->lim_publishes_per_user, now_ms);
+    return bucket_full(&((const userent *)p)->b, l->opt.publishes_per_user, now_ms);
 }
 
 bool hr_limits_publish(hr_limits *l, hr_bucket *conn_bucket, const char *user, uint64_t now_ms, uint32_t *retry_ms)
 {
-    const hr_config *cfg = l->cfg;
-    if (conn_bucket && !hr_bucket_take(conn_bucket, cfg->lim_publishes_per_connection, cfg->lim_publish_burst,
+    const hr_limits_opts *cfg = &l->opt;
+    if (conn_bucket && !hr_bucket_take(conn_bucket, cfg->publishes_per_connection, cfg->publish_burst,
                                        now_ms, retry_ms))
         return false;
-    if (cfg->lim_publishes_per_user <= 0 || !user || !user[0]) return true;
+    if (cfg->publishes_per_user <= 0 || !user || !user[0]) return true;
     uint32_t key = hash_bytes(l->seed, (const uint8_t *)user, strlen(user));
     stripe *s = &l->users[key % STRIPES];
     pthread_mutex_lock(&s->mu);
     userent *e = get(l, s, sizeof(userent), key, now_ms, user_idle);
-    bool ok = hr_bucket_take(&e->b, cfg->lim_publishes_per_user, cfg->lim_publish_burst, now_ms, retry_ms);
+    bool ok = hr_bucket_take(&e->b, cfg->publishes_per_user, cfg->publish_burst, now_ms, retry_ms);
     pthread_mutex_unlock(&s->mu);
     if (!ok && conn_bucket && conn_bucket->used >= 1) conn_bucket->used -= 1; /* not sent: give it back */
     return ok;
@@ -375,9 +376,9 @@ bool hr_limits_publish(hr_limits *l, hr_bucket *conn_bucket, const char *user, u
 bool hr_limits_new_channel(hr_limits *l, hr_bucket *conn_bucket, hr_engine *e, const char *channel, size_t len,
                            uint64_t now_ms, uint32_t *retry_ms)
 {
-    const hr_config *cfg = l->cfg;
-    if (cfg->lim_channels_per_connection <= 0 || !e->vt->exists || e->vt->exists(e, channel, len)) return true;
-    return hr_bucket_take(conn_bucket, cfg->lim_channels_per_connection, cfg->lim_channel_burst, now_ms, retry_ms);
+    const hr_limits_opts *cfg = &l->opt;
+    if (cfg->channels_per_connection <= 0 || !e->vt->exists || e->vt->exists(e, channel, len)) return true;
+    return hr_bucket_take(conn_bucket, cfg->channels_per_connection, cfg->channel_burst, now_ms, retry_ms);
 }
 
 size_t hr_limits_tracked(const hr_limits *l)

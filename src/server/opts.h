@@ -1,0 +1,15 @@
+/* opts.h - each lower layer's options filled from the server's config: the
+ * layers below the server take their own small structs (docs/architecture.md,
+ * "Options per layer") and never see hr_config. Filled once at start-up; the
+ * server keeps them for the process's life (SIGHUP reloads only keys and the
+ * certificate, which do not live here). */
+#ifndef HERALD_SERVER_OPTS_H
+#define HERALD_SERVER_OPTS_H
+
+#include "ops/limits.h"
+#include "server/config.h"
+
+/* [limits] and poll.max_sessions_per_ip. */
+void hr_opts_limits(const hr_config *cfg, hr_limits_opts *out);
+
+#endif
