@@ -26,10 +26,6 @@ OPTIONS = ("reads hr_config fields directly: issue 13 item 3, giving the layer "
 
 # (file under src/, included header) -> reason
 ALLOWED = {
-    ("ops/ops.h", "server/config.h"): OPTIONS,
-    ("protocol/raw.h", "server/config.h"): OPTIONS,
-    ("protocol/session.h", "server/config.h"): OPTIONS,
-    ("protocol/urlsubs.h", "server/config.h"): OPTIONS,
     ("transport/api.c", "server/server.h"): WORKER_CONTEXT,
     ("transport/conn.c", "server/server.h"): WORKER_CONTEXT,
     ("transport/emulation.c", "server/server.h"): WORKER_CONTEXT,

@@ -42,7 +42,7 @@ static hr_op_result rate_limited(const char *what, uint32_t retry_ms)
 static hr_op_result check_channel(const hr_actor *a, const char *ch, size_t len, bool allow_pattern,
                                   const char *pattern_detail, hr_chan_policy *pol, bool *is_pattern)
 {
-    size_t max = (size_t)a->cfg->ch_max_channel_length;
+    size_t max = (size_t)a->opts->max_channel_length;
     bool pat = false;
     int rc = allow_pattern ? hr_chan_validate_pattern(ch, len, max, &pat) : hr_chan_validate(ch, len, max);
     if (rc) {
@@ -52,7 +52,7 @@ static hr_op_result check_channel(const hr_actor *a, const char *ch, size_t len,
         return refuse(HR_OP_BAD_CHANNEL, hr_chan_error_text(rc));
     }
     if (is_pattern) *is_pattern = pat;
-    if (hr_config_policy(a->cfg, ch, len, pol))
+    if (hr_ops_policy(a->opts, ch, len, pol))
         return refuse(HR_OP_UNKNOWN_NAMESPACE, "the channel's namespace is not configured on this server");
     if (is_client(a) && hr_chan_user_allowed(ch, len, user_of(a), strlen(user_of(a))) == 0)
         return refuse(HR_OP_USER_LIMITED, "channel is limited to other users");
@@ -81,11 +81,11 @@ hr_op_result hr_op_verify_token(const hr_actor *a, const char *tok, size_t len, 
 {
     memset(cl, 0, sizeof(*cl));
     uint32_t retry_ms = 0;
-    if (a->tok_bucket && !hr_bucket_take(a->tok_bucket, a->cfg->lim_token_verifications_per_connection,
-                                         a->cfg->lim_token_verification_burst, now_of(a), &retry_ms))
+    if (a->tok_bucket && !hr_bucket_take(a->tok_bucket, a->opts->token_verifications_per_connection,
+                                         a->opts->token_verification_burst, now_of(a), &retry_ms))
         return rate_limited("token verification", retry_ms);
     const char *why = NULL;
-    int rc = tok ? hr_auth_verify(a->cfg->auth, tok, len, cl, &why) : HR_JWT_ERR_MALFORMED;
+    int rc = tok ? hr_auth_verify(a->opts->auth, tok, len, cl, &why) : HR_JWT_ERR_MALFORMED;
     if (limits_of(a)) hr_limits_bad_token(limits_of(a), a->ip_key, now_of(a), rc);
     if (!rc) return ok();
     return refuse(rc == HR_JWT_ERR_EXPIRED ? HR_OP_TOKEN_EXPIRED : HR_OP_TOKEN_INVALID, why);
@@ -124,7 +124,7 @@ hr_op_result hr_op_may_subscribe(const hr_actor *a, const char *ch, size_t len, 
     if (is_client(a) && !hr_perm_may_subscribe(pol, user_of(a)[0] != '\0', granted, &detail))
         return refuse(HR_OP_DENIED, detail);
     if (subscribed(a, ch, len)) return refuse(HR_OP_ALREADY_SUBSCRIBED, NULL);
-    if (nsubs >= (size_t)a->cfg->ch_max_subscriptions)
+    if (nsubs >= (size_t)a->opts->max_subscriptions)
         return refuse(HR_OP_TOO_MANY_SUBSCRIPTIONS, "too many subscriptions on this connection");
     return pat ? ok() : check_new_channel(a, ch, len);
 }
@@ -164,9 +164,9 @@ hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, si
     const char *detail = NULL;
     if (is_client(a) && !hr_perm_may_publish(pol, user_of(a)[0] != '\0', subscribed(a, ch, len), &detail))
         return refuse(HR_OP_DENIED, detail);
-    if (dlen > (size_t)a->cfg->ch_max_publication_size) {
+    if (dlen > (size_t)a->opts->max_publication_size) {
         static _Thread_local char big[128];
-        return refuse(HR_OP_TOO_BIG, hr_pub_too_big_text(big, sizeof(big), dlen, a->cfg->ch_max_publication_size));
+        return refuse(HR_OP_TOO_BIG, hr_pub_too_big_text(big, sizeof(big), dlen, a->opts->max_publication_size));
     }
     if (idem_key && (idem_len == 0 || idem_len > HR_IDEM_MAX_KEY_LEN))
         return refuse(HR_OP_BAD_IDEMPOTENCY_KEY, "idempotency_key must be a string of 1 to 128 bytes");
@@ -184,7 +184,7 @@ hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_ke
     hr_chan_policy pol;
     hr_op_result r = hr_op_may_publish(a, p->channel, p->channel_len, p->data_len, idem_key, idem_len, &pol);
     if (r.rc) return r;
-    hr_chan_opts o = HR_CHAN_OPTS(a->cfg, pol);
+    hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
     a->engine->vt->publish(a->engine, &o, p, idem_key, idem_len, cb, ud);
     return ok();
 }
@@ -195,7 +195,7 @@ hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const 
     hr_chan_policy pol;
     hr_op_result r = hr_op_may_publish(a, ch, len, dlen, idem_key, idem_len, &pol);
     if (r.rc) return r;
-    hr_chan_opts o = HR_CHAN_OPTS(a->cfg, pol);
+    hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
     hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, len, data, dlen, NULL, 0);
     a->engine->vt->publish(a->engine, &o, p, idem_key, idem_len, cb, ud);
     hr_pub_unref(p);
@@ -214,7 +214,7 @@ hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const 
     if (is_client(a) && !hr_perm_may_read(&pol, false, user_of(a)[0] != '\0', subscribed(a, ch, len), &detail))
         return refuse(HR_OP_DENIED, detail);
     if ((r = check_new_channel(a, ch, len)).rc) return r;
-    hr_chan_opts o = HR_CHAN_OPTS(a->cfg, pol);
+    hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
     a->engine->vt->history(a->engine, &o, ch, len, q, cb, ud);
     return ok();
 }

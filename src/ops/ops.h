@@ -26,8 +26,47 @@
 
 #include "auth/jwt.h"
 #include "hub/hub.h"
-#include "server/config.h"
+#include "auth/policy.h"
 #include "ops/limits.h"
+
+struct hr_auth;
+
+/* The options that apply to a channel (its namespace's, over [channels]):
+ * 0, or nonzero when the channel's namespace is not configured and unknown
+ * namespaces are refused. The server's namespace table behind a function
+ * (ctx is hr_ops_opts.policy_ctx); called per command, never per delivery. */
+typedef int (*hr_policy_fn)(const void *ctx, const char *channel, size_t len, hr_chan_policy *out);
+
+/* The operations' options ([channels] and the per-connection token rate of
+ * docs/config.md), filled by the server at start-up. */
+typedef struct hr_ops_opts {
+    struct hr_auth *auth;                /* the token verifier (auth.h) */
+    hr_policy_fn policy;                 /* channel policy lookup (never NULL) */
+    const void *policy_ctx;
+    int64_t max_channel_length;          /* channels.max_channel_length */
+    int64_t max_publication_size;        /* channels.max_publication_size */
+    int64_t max_subscriptions;           /* channels.max_subscriptions */
+    int64_t history_size;                /* channels.history_size */
+    int64_t history_max_limit;           /* channels.history_max_limit */
+    int64_t idempotency_window_ms;       /* channels.idempotency_window */
+    int64_t join_leave_max_subscribers;  /* channels.join_leave_max_subscribers */
+    int64_t max_commands_per_frame;      /* channels.max_commands_per_frame */
+    int64_t max_reply_size;              /* channels.max_reply_size */
+    int64_t reply_budget;                /* channels.reply_budget */
+    int64_t token_verifications_per_connection; /* limits.token_verifications_per_connection */
+    int64_t token_verification_burst;    /* limits.token_verification_burst */
+} hr_ops_opts;
+
+/* The policy of a channel (hr_policy_fn's answer). */
+static inline int hr_ops_policy(const hr_ops_opts *o, const char *channel, size_t len, hr_chan_policy *out)
+{
+    return o->policy(o->policy_ctx, channel, len, out);
+}
+
+/* Engine options (hr_chan_opts) of a policy. */
+#define HR_OPS_CHAN_OPTS(o, pol)                                                                                 \
+    ((hr_chan_opts){(uint32_t)(pol).history_size, (uint64_t)(pol).history_ttl_ms, (pol).presence, (pol).join_leave, \
+                    (uint64_t)(o)->idempotency_window_ms})
 
 /* Result codes: 0 or negative (hr_op_rc_name gives a stable name). */
 typedef enum hr_op_rc {
@@ -60,7 +99,7 @@ typedef enum hr_actor_kind {
 /* Who performs an operation. Built by the front end for each call. */
 typedef struct hr_actor {
     hr_actor_kind kind;
-    const hr_config *cfg;
+    const hr_ops_opts *opts;
     hr_whub *wh;                   /* the worker's hub part: engine, limits, loop clock (NULL: no limits) */
     hr_engine *engine;             /* where channel state lives (publish, history, presence) */
     const char *user;              /* "" or NULL when anonymous */

@@ -34,7 +34,7 @@
 
 struct hr_raw {
     hr_client client;          /* must stay first: the hub hands it back */
-    const hr_config *cfg;
+    const hr_proto_opts *opts;
     const hr_sink_vt *sink;
     void *t;
     bool closing;
@@ -62,7 +62,7 @@ static void raw_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cach
     hr_raw *r = (hr_raw *)c;
     if (r->closing || pub->kind != HR_PUB_MESSAGE) return; /* no join/leave pushes in raw mode */
     if (!hr_urlsubs_delivers(c, sub, pub)) return;
-    if (r->sink->queued(r->t) > (size_t)r->cfg->ws_max_queued_bytes) {
+    if (r->sink->queued(r->t) > (size_t)r->opts->max_queued_bytes) {
         hr_info("raw client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
         raw_close(r, HR_DISC_SLOW, "slow consumer: reconnect", true);
         return;
@@ -92,7 +92,7 @@ static void raw_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
 
 static const hr_client_vt raw_client_vt = {.on_pub = raw_on_pub, .on_command = raw_on_command};
 
-static void leave_channel(hr_raw *r, hr_sub *sub) { hr_urlsubs_leave(&r->client, r->cfg, sub); }
+static void leave_channel(hr_raw *r, hr_sub *sub) { hr_urlsubs_leave(&r->client, &r->opts->ops, sub); }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
@@ -117,7 +117,7 @@ static void arm_exp(hr_raw *r, int64_t exp)
     hr_timer_start(wheel_of(r), &r->exp->t, in > 0 ? (uint64_t)in * 1000 : 0);
 }
 
-hr_raw *hr_raw_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t, const char *query,
+hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sink, void *t, const char *query,
                    size_t qlen, const hr_raw_token *tok, int *status, char *msg, size_t msgcap)
 {
     if (!query) qlen = 0;
@@ -125,7 +125,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, vo
     hr_chan_ref *refs = NULL;
     size_t n = 0;
     const hr_urlsubs_auth *who = tok ? tok->who : NULL;
-    int st = hr_urlsubs_parse_auth(cfg, &raw_who, who, query, qlen, buf, &refs, &n, msg, msgcap);
+    int st = hr_urlsubs_parse_auth(&opts->ops, &raw_who, who, query, qlen, buf, &refs, &n, msg, msgcap);
     if (st) {
         hr_free(buf);
         *status = st;
@@ -136,7 +136,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, vo
     r->client.wh = wh;
     r->client.user = hr_strdup(who && who->user ? who->user : "");
     hr_urlsubs_client_id(r->client.id);
-    r->cfg = cfg;
+    r->opts = opts;
     r->sink = sink;
     r->t = t;
     st = hr_urlsubs_subscribe(&r->client, refs, n, msg, msgcap);
@@ -150,7 +150,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, vo
     }
     /* every channel accepted: presence and join events (concrete channels only) */
     char *info = tok && tok->info ? hr_strndup(tok->info, tok->info_len) : NULL;
-    hr_urlsubs_announce_info(&r->client, cfg, refs, n, info);
+    hr_urlsubs_announce_info(&r->client, &opts->ops, refs, n, info);
     hr_free(info);
     hr_free(refs);
     hr_free(buf);
@@ -218,7 +218,7 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     char *text = hr_json_dumps(v, &dlen);
     json_decref(v);
     const char *ch = hr_hub_sub_channel(sub, &clen);
-    hr_actor a = {.kind = HR_ACTOR_CLIENT, .cfg = r->cfg, .wh = r->client.wh, .engine = r->client.wh->hub->engine,
+    hr_actor a = {.kind = HR_ACTOR_CLIENT, .opts = &r->opts->ops, .wh = r->client.wh, .engine = r->client.wh->hub->engine,
                   .user = r->client.user, .client = &r->client, .pub_bucket = &r->pub_bucket};
     hr_op_result res = hr_op_publish(&a, ch, clen, text, dlen, NULL, 0, on_published, NULL);
     free(text);

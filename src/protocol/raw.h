@@ -19,7 +19,7 @@
 #include "hub/hub.h"
 #include "protocol/session.h"
 #include "protocol/urlsubs.h" /* hr_url_decode, hr_query_next: the URL codec of this mode */
-#include "server/config.h"
+#include "protocol/opts.h"
 
 typedef struct hr_raw hr_raw;
 
@@ -51,7 +51,7 @@ typedef struct hr_raw_token {
  *        user-limited channel of other users, the namespace's subscribe rule);
  *   503  a channel already has its namespace's max_subscribers.
  * A channel given twice counts once. t is the sink's transport handle. */
-hr_raw *hr_raw_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t, const char *query,
+hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sink, void *t, const char *query,
                    size_t qlen, const hr_raw_token *tok, int *status, char *msg, size_t msgcap);
 const char *hr_raw_client_id(const hr_raw *r);
 /* One complete message from the client. */

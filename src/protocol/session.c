@@ -53,7 +53,7 @@ typedef struct exp_timer {
 
 struct hr_session {
     hr_client client;          /* must stay first: the hub hands it back */
-    const hr_config *cfg;
+    const hr_proto_opts *opts;
     const hr_sink_vt *sink;
     void *t;
     bool connected;
@@ -143,7 +143,7 @@ void hr_session_set_peer(hr_session *s, uint32_t ip_key) { s->ip_key = ip_key; }
 /* The session as the operations' actor (ops.h): its user, subscriptions and buckets. */
 static hr_actor actor_of(hr_session *s)
 {
-    return (hr_actor){.kind = HR_ACTOR_CLIENT, .cfg = s->cfg, .wh = s->client.wh, .engine = engine_of(s),
+    return (hr_actor){.kind = HR_ACTOR_CLIENT, .opts = &s->opts->ops, .wh = s->client.wh, .engine = engine_of(s),
                       .user = s->client.user, .client = &s->client, .pub_bucket = &s->pub_bucket,
                       .chan_bucket = &s->chan_bucket, .tok_bucket = &s->tok_bucket, .ip_key = s->ip_key};
 }
@@ -169,7 +169,7 @@ static const char budget_detail[] = "reply budget exhausted (channels.reply_budg
  * would not help). */
 static bool reserve(hr_session *s, sframe *f, sreq *q)
 {
-    size_t want = (size_t)s->cfg->ch_max_reply_size;
+    size_t want = (size_t)s->opts->ops.max_reply_size;
     size_t used = s->sink->queued(s->t) + s->reserved;
     size_t left = used < s->budget ? s->budget - used : 0;
     if (!left || left < (RESV_MIN < s->budget / 4 ? RESV_MIN : s->budget / 4)) return false;
@@ -370,7 +370,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
         h->pubs[h->n++] = hr_pub_ref((hr_pub *)pub);
         return;
     }
-    if (s->sink->queued(s->t) > (size_t)s->cfg->ws_max_queued_bytes) {
+    if (s->sink->queued(s->t) > (size_t)s->opts->max_queued_bytes) {
         s->closing = true;
         hr_info("client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
         s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
@@ -480,7 +480,7 @@ static void presence_info(hr_session *s, hr_buf *b)
  * subscriber: N joiners would cost N^2/2). */
 static void join_leave(hr_session *s, const char *ch, size_t len, bool join)
 {
-    uint64_t cap = (uint64_t)s->cfg->ch_join_leave_max_subscribers;
+    uint64_t cap = (uint64_t)s->opts->ops.join_leave_max_subscribers;
     if (cap && hr_hub_subscribers(s->client.wh->hub, ch, len) + (join ? 0 : 1) > cap) return;
     hr_buf info = HR_BUF_INIT;
     presence_info(s, &info);
@@ -519,7 +519,7 @@ static void on_sub_history(void *ud, int err, const hr_history *h)
     hr_buf_append_str(b, "{\"channel\":");
     hr_json_append_string(b, q->channel, q->len);
     hr_buf_printf(b, ",\"epoch\":\"%s\",\"offset\":%llu,\"recoverable\":%s", h->epoch,
-                  (unsigned long long)h->offset, s->cfg->ch_history_size > 0 ? "true" : "false");
+                  (unsigned long long)h->offset, s->opts->ops.history_size > 0 ? "true" : "false");
     bool recovered = h->complete;
     if (q->want_recover && recovered && hr_history_fit(h, q->resv, false, NULL) < h->n) {
         if (!q->resv_whole) { /* it may fit once earlier replies are read */
@@ -561,7 +561,7 @@ static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, 
         hr_buf_append_str(b, ",\"pattern\":true}");
         return 0;
     }
-    hr_chan_opts o = HR_CHAN_OPTS(s->cfg, pol);
+    hr_chan_opts o = HR_OPS_CHAN_OPTS(&s->opts->ops, pol);
     char epoch[64] = "";
     bool want = recover && cmd && cmd->recover;
     if (want && !cstr(cmd->epoch, epoch, sizeof(epoch))) epoch[0] = '\0';
@@ -613,7 +613,7 @@ static void leave_channel(hr_session *s, hr_sub *sub)
     bool pres = sub->presence;
     hr_hub_unsubscribe(&s->client, sub);
     hr_chan_policy pol;
-    hr_config_policy(s->cfg, name, len, &pol);
+    hr_ops_policy(&s->opts->ops, name, len, &pol);
     if (pres) engine_of(s)->vt->presence_remove(engine_of(s), name, len, s->client.id, NULL, NULL);
     if (pol.join_leave && !s->loop_gone) join_leave(s, name, len, false);
     hr_free(name);
@@ -740,7 +740,7 @@ static void on_exp_timer(hr_timer *t, void *wheel_data)
     exp_timer *x = HR_CONTAINER_OF(t, exp_timer, t);
     hr_session *s = x->s;
     if (s->closing) return;
-    int64_t grace = hr_auth_refresh_grace_ms(s->cfg->auth);
+    int64_t grace = hr_auth_refresh_grace_ms(s->opts->ops.auth);
     if (!x->warned && grace > 0) {
         /* ask the client for a fresh token; it has `grace` to send refresh */
         x->warned = true;
@@ -833,7 +833,7 @@ static void do_connect(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, i
     s->connected = true;
     cstr(cmd->name, s->name, sizeof(s->name));
     hr_buf_printf(text(r), "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", s->client.id,
-                  (long long)(s->cfg->ws_ping_interval_ms / 1000));
+                  (long long)(s->opts->ping_interval_ms / 1000));
     if (tok.n) {
         hr_buf_append_str(text(r), ",\"user\":");
         hr_json_append_string(text(r), s->client.user, strlen(s->client.user));
@@ -944,7 +944,7 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         char epoch[64] = "";
         cstr(cmd->since_epoch, epoch, sizeof(epoch));
         /* one more than the page: tells whether there is more */
-        size_t page = (size_t)s->cfg->ch_history_max_limit;
+        size_t page = (size_t)s->opts->ops.history_max_limit;
         if (cmd->limit >= 0 && (uint64_t)cmd->limit < page) page = (size_t)cmd->limit;
         hr_history_query q = {.has_since = cmd->has_since, .since_offset = cmd->since_offset, .since_epoch = epoch,
                               .limit = page ? (int64_t)page + 1 : 0, .reverse = cmd->reverse};
@@ -986,7 +986,7 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
 
 hr_native_encoding hr_session_encoding(const hr_session *s) { return s->enc; }
 
-hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t,
+hr_session *hr_session_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sink, void *t,
                            hr_native_encoding enc)
 {
     hr_session *s = hr_calloc(1, sizeof(*s));
@@ -994,11 +994,11 @@ hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *
     s->client.wh = wh;
     s->client.user = hr_strdup("");
     hr_random_hex(s->client.id, 16);
-    s->cfg = cfg;
+    s->opts = opts;
     s->sink = sink;
     s->t = t;
     s->enc = enc;
-    hr_session_set_reply_budget(s, (size_t)cfg->ws_max_queued_bytes);
+    hr_session_set_reply_budget(s, (size_t)opts->max_queued_bytes);
     hr_hub_client_add(&s->client);
     return s;
 }
@@ -1007,7 +1007,7 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
 {
     if (s->closing) return;
     hr_native_batch batch = {0};
-    hr_native_limits lim = {(size_t)s->cfg->ch_max_commands_per_frame, (size_t)s->cfg->ch_max_channel_length};
+    hr_native_limits lim = {(size_t)s->opts->ops.max_commands_per_frame, (size_t)s->opts->ops.max_channel_length};
     int rc = s->enc == HR_NATIVE_MSGPACK ? hr_native_parse_msgpack(data, len, &lim, &batch)
                                          : hr_native_parse(data, len, &lim, &batch);
     if (rc) {
@@ -1033,7 +1033,7 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
 
 void hr_session_set_reply_budget(hr_session *s, size_t max_queued)
 {
-    size_t b = (size_t)s->cfg->ch_reply_budget;
+    size_t b = (size_t)s->opts->ops.reply_budget;
     s->budget = b < max_queued / 2 ? b : max_queued / 2;
 }
 

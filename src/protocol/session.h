@@ -7,7 +7,7 @@
 
 #include "hub/hub.h"
 #include "protocol/native.h"
-#include "server/config.h"
+#include "protocol/opts.h"
 
 typedef struct hr_session hr_session;
 
@@ -50,7 +50,7 @@ typedef enum hr_native_encoding {
  * rejected tokens count against it. */
 void hr_session_set_peer(hr_session *s, uint32_t ip_key);
 
-hr_session *hr_session_new(hr_whub *wh, const hr_config *cfg, const hr_sink_vt *sink, void *t,
+hr_session *hr_session_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sink, void *t,
                            hr_native_encoding enc);
 hr_native_encoding hr_session_encoding(const hr_session *s);
 /* The transport's output bound: the session's reply budget is

@@ -119,7 +119,7 @@ static int refuse_op(hr_op_result res, const hr_chan_policy *pol, int64_t max_su
 
 /* Check one channel (from the URL, or granted by a token) with the
  * subscribe operation's rules and add it. 0 or an HTTP status with msg. */
-static int add_ref(const hr_config *cfg, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth, const char *out,
+static int add_ref(const hr_ops_opts *opts, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth, const char *out,
                    size_t len, bool from_token, hr_chan_ref **v, size_t *n, size_t *vcap, char *msg, size_t cap)
 {
     const char *user = auth && auth->user ? auth->user : "";
@@ -129,11 +129,11 @@ static int add_ref(const hr_config *cfg, const hr_urlsubs_who *who, const hr_url
     for (size_t i = 0; auth && !req.granted && i < auth->ngranted; i++)
         req.granted = strlen(auth->granted[i]) == len && memcmp(auth->granted[i], out, len) == 0;
     /* the subscriptions are not registered yet: no client, no already-subscribed */
-    hr_actor a = {.kind = HR_ACTOR_CLIENT, .cfg = cfg, .user = user};
+    hr_actor a = {.kind = HR_ACTOR_CLIENT, .opts = opts, .user = user};
     hr_chan_policy pol;
     bool pattern = false;
     hr_op_result res = hr_op_may_subscribe(&a, out, len, &req, *n, &pol, &pattern);
-    if (res.rc) return refuse_op(res, &pol, cfg->ch_max_subscriptions, who, user, out, len, msg, cap);
+    if (res.rc) return refuse_op(res, &pol, opts->max_subscriptions, who, user, out, len, msg, cap);
     if (*n == *vcap) {
         *vcap = *vcap ? *vcap * 2 : 4;
         *v = hr_realloc(*v, *vcap * sizeof(**v));
@@ -142,13 +142,13 @@ static int add_ref(const hr_config *cfg, const hr_urlsubs_who *who, const hr_url
     return 0;
 }
 
-int hr_urlsubs_parse(const hr_config *cfg, const hr_urlsubs_who *who, const char *q, size_t qlen, char *buf,
+int hr_urlsubs_parse(const hr_ops_opts *opts, const hr_urlsubs_who *who, const char *q, size_t qlen, char *buf,
                      hr_chan_ref **refs, size_t *nrefs, char *msg, size_t cap)
 {
-    return hr_urlsubs_parse_auth(cfg, who, NULL, q, qlen, buf, refs, nrefs, msg, cap);
+    return hr_urlsubs_parse_auth(opts, who, NULL, q, qlen, buf, refs, nrefs, msg, cap);
 }
 
-int hr_urlsubs_parse_auth(const hr_config *cfg, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth,
+int hr_urlsubs_parse_auth(const hr_ops_opts *opts, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth,
                           const char *q, size_t qlen, char *buf, hr_chan_ref **refs, size_t *nrefs, char *msg,
                           size_t cap)
 {
@@ -165,7 +165,7 @@ int hr_urlsubs_parse_auth(const hr_config *cfg, const hr_urlsubs_who *who, const
             hr_free(v);
             return refuse(400, msg, cap, "malformed percent-escape in the channel parameter", NULL, 0);
         }
-        int st = add_ref(cfg, who, auth, out, len, false, &v, &n, &vcap, msg, cap);
+        int st = add_ref(opts, who, auth, out, len, false, &v, &n, &vcap, msg, cap);
         if (st) {
             hr_free(v);
             return st;
@@ -173,7 +173,7 @@ int hr_urlsubs_parse_auth(const hr_config *cfg, const hr_urlsubs_who *who, const
         used += len;
     }
     for (size_t i = 0; auth && i < auth->nchannels; i++) { /* the connection token's channels */
-        int st = add_ref(cfg, who, auth, auth->channels[i], strlen(auth->channels[i]), true, &v, &n, &vcap, msg, cap);
+        int st = add_ref(opts, who, auth, auth->channels[i], strlen(auth->channels[i]), true, &v, &n, &vcap, msg, cap);
         if (st) {
             hr_free(v);
             return st;
@@ -214,16 +214,16 @@ static void join_leave(hr_client *c, const char *ch, size_t len, bool join)
     hr_pub_unref(p);
 }
 
-void hr_urlsubs_announce(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n)
+void hr_urlsubs_announce(hr_client *c, const hr_ops_opts *opts, const hr_chan_ref *refs, size_t n)
 {
-    hr_urlsubs_announce_info(c, cfg, refs, n, NULL);
+    hr_urlsubs_announce_info(c, opts, refs, n, NULL);
 }
 
-void hr_urlsubs_announce_info(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n, const char *info)
+void hr_urlsubs_announce_info(hr_client *c, const hr_ops_opts *opts, const hr_chan_ref *refs, size_t n, const char *info)
 {
     for (size_t i = 0; i < n; i++) {
         if (refs[i].pattern) continue;
-        hr_chan_opts o = HR_CHAN_OPTS(cfg, refs[i].pol);
+        hr_chan_opts o = HR_OPS_CHAN_OPTS(opts, refs[i].pol);
         if (o.presence) {
             engine_of(c)->vt->presence_add(engine_of(c), refs[i].p, refs[i].n, c->id, c->user, info, NULL, NULL);
             hr_sub *sub = hr_hub_find_sub(c, refs[i].p, refs[i].n);
@@ -233,7 +233,7 @@ void hr_urlsubs_announce_info(hr_client *c, const hr_config *cfg, const hr_chan_
     }
 }
 
-void hr_urlsubs_leave(hr_client *c, const hr_config *cfg, hr_sub *sub)
+void hr_urlsubs_leave(hr_client *c, const hr_ops_opts *opts, hr_sub *sub)
 {
     if (sub->lc == NULL) {
         hr_hub_unsubscribe(c, sub);
@@ -246,7 +246,7 @@ void hr_urlsubs_leave(hr_client *c, const hr_config *cfg, hr_sub *sub)
     bool pres = sub->presence;
     hr_hub_unsubscribe(c, sub);
     hr_chan_policy pol;
-    bool known = hr_config_policy(cfg, name, len, &pol) == 0;
+    bool known = hr_ops_policy(opts, name, len, &pol) == 0;
     if (pres) engine_of(c)->vt->presence_remove(engine_of(c), name, len, c->id, NULL, NULL);
     if (known && pol.join_leave) join_leave(c, name, len, false);
     hr_free(name);

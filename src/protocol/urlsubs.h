@@ -20,7 +20,7 @@
 #define HERALD_PROTOCOL_URLSUBS_H
 
 #include "hub/hub.h"
-#include "server/config.h"
+#include "ops/ops.h"
 
 #include <sys/types.h>
 
@@ -64,7 +64,7 @@ typedef struct hr_urlsubs_who {
  *   400  no channel, a malformed escape, an invalid name or pattern, more
  *        than channels.max_subscriptions channels, an unknown namespace;
  *   403  a user-limited channel (#), a namespace refusing anonymous clients. */
-int hr_urlsubs_parse(const hr_config *cfg, const hr_urlsubs_who *who, const char *q, size_t qlen, char *buf,
+int hr_urlsubs_parse(const hr_ops_opts *opts, const hr_urlsubs_who *who, const char *q, size_t qlen, char *buf,
                      hr_chan_ref **refs, size_t *nrefs, char *msg, size_t cap);
 
 /* Who the client is, when it brought tokens. */
@@ -80,7 +80,7 @@ typedef struct hr_urlsubs_auth {
  * user-limited channels open to auth->user, the namespace's subscribe rule
  * applied (docs/auth.md), a granted channel passes it, and the token's
  * channels come after the URL's. 403 names the rule that refused. */
-int hr_urlsubs_parse_auth(const hr_config *cfg, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth,
+int hr_urlsubs_parse_auth(const hr_ops_opts *opts, const hr_urlsubs_who *who, const hr_urlsubs_auth *auth,
                           const char *q, size_t qlen, char *buf, hr_chan_ref **refs, size_t *nrefs, char *msg,
                           size_t cap);
 
@@ -92,12 +92,12 @@ int hr_urlsubs_subscribe(hr_client *c, const hr_chan_ref *refs, size_t n, char *
 /* Once every channel is accepted: presence (concrete channels whose
  * namespace has presence; sub->presence is set) and join events (where it
  * has join_leave). */
-void hr_urlsubs_announce(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n);
+void hr_urlsubs_announce(hr_client *c, const hr_ops_opts *opts, const hr_chan_ref *refs, size_t n);
 /* The same with the connection token's info (compact JSON, may be NULL) in presence. */
-void hr_urlsubs_announce_info(hr_client *c, const hr_config *cfg, const hr_chan_ref *refs, size_t n, const char *info);
+void hr_urlsubs_announce_info(hr_client *c, const hr_ops_opts *opts, const hr_chan_ref *refs, size_t n, const char *info);
 
 /* Leave one subscription: unsubscribe, leave presence, leave event. */
-void hr_urlsubs_leave(hr_client *c, const hr_config *cfg, hr_sub *sub);
+void hr_urlsubs_leave(hr_client *c, const hr_ops_opts *opts, hr_sub *sub);
 
 /* Of c's subscriptions matching pub's channel, does `sub` deliver it? The
  * exact subscription does; else the first matching pattern in c's list. */

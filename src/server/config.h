@@ -18,11 +18,6 @@ typedef struct hr_strlist {
     char *v[HR_CONFIG_MAX_LIST];
 } hr_strlist;
 
-/* Engine options (hr_chan_opts) of a policy. */
-#define HR_CHAN_OPTS(cfg, pol)                                                                                   \
-    ((hr_chan_opts){(uint32_t)(pol).history_size, (uint64_t)(pol).history_ttl_ms, (pol).presence, (pol).join_leave, \
-                    (uint64_t)(cfg)->ch_idempotency_window_ms})
-
 /* The name of an hr_perm value (auth/policy.h), as the options spell it. */
 const char *hr_perm_name(int64_t perm);
 

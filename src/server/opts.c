@@ -22,3 +22,37 @@ void hr_opts_limits(const hr_config *cfg, hr_limits_opts *out)
     out->ipv6_prefix = cfg->lim_ipv6_prefix;
     out->poll_max_sessions_per_ip = cfg->poll_max_sessions_per_ip;
 }
+
+/* hr_policy_fn over the config's namespace table. */
+static int config_policy(const void *ctx, const char *channel, size_t len, hr_chan_policy *out)
+{
+    return hr_config_policy(ctx, channel, len, out);
+}
+
+void hr_opts_ops(const hr_config *cfg, hr_ops_opts *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->auth = cfg->auth;
+    out->policy = config_policy;
+    out->policy_ctx = cfg;
+    out->max_channel_length = cfg->ch_max_channel_length;
+    out->max_publication_size = cfg->ch_max_publication_size;
+    out->max_subscriptions = cfg->ch_max_subscriptions;
+    out->history_size = cfg->ch_history_size;
+    out->history_max_limit = cfg->ch_history_max_limit;
+    out->idempotency_window_ms = cfg->ch_idempotency_window_ms;
+    out->join_leave_max_subscribers = cfg->ch_join_leave_max_subscribers;
+    out->max_commands_per_frame = cfg->ch_max_commands_per_frame;
+    out->max_reply_size = cfg->ch_max_reply_size;
+    out->reply_budget = cfg->ch_reply_budget;
+    out->token_verifications_per_connection = cfg->lim_token_verifications_per_connection;
+    out->token_verification_burst = cfg->lim_token_verification_burst;
+}
+
+void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out)
+{
+    memset(out, 0, sizeof(*out));
+    hr_opts_ops(cfg, &out->ops);
+    out->max_queued_bytes = cfg->ws_max_queued_bytes;
+    out->ping_interval_ms = cfg->ws_ping_interval_ms;
+}

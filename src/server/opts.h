@@ -7,9 +7,16 @@
 #define HERALD_SERVER_OPTS_H
 
 #include "ops/limits.h"
+#include "ops/ops.h"
+#include "protocol/opts.h"
 #include "server/config.h"
 
 /* [limits] and poll.max_sessions_per_ip. */
 void hr_opts_limits(const hr_config *cfg, hr_limits_opts *out);
+/* [channels], the token rate and the channel policy lookup (over cfg's
+ * namespace table: cfg must outlive out). */
+void hr_opts_ops(const hr_config *cfg, hr_ops_opts *out);
+/* The protocol layer's: the operations' and the session's own. */
+void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out);
 
 #endif

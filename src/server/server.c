@@ -420,6 +420,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    hr_opts_proto(cfg, &s->proto);
     /* TLS first: a bad certificate or key is a configuration error (exit 2). */
     if (cfg->tls_cert[0] && hr_tls_server_new(&s->tls, cfg, err, errlen)) return HR_ERR_INVALID;
     s->listen_tls = s->tls && !cfg->tls_listen[0];
@@ -480,6 +481,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         hr_worker *w = &s->workers[i];
         w->srv = s;
         w->cfg = cfg;
+        w->proto = &s->proto;
         w->id = i;
         w->static_fd = static_fd;
         w->rbuf = hr_malloc(HR_READ_BUF_SIZE);

@@ -10,6 +10,7 @@
 #include "core/loop.h"
 #include "server/config.h"
 #include "hub/hub.h"
+#include "protocol/opts.h"
 #include "transport/conn.h"
 
 #include <pthread.h>
@@ -43,6 +44,7 @@ static inline void hr_stat_sub(atomic_uint_fast64_t *s, uint64_t n) { hr_stat_ad
 typedef struct hr_worker {
     hr_server *srv;
     const hr_config *cfg;
+    const hr_proto_opts *proto;    /* the protocol layer's options (the server's) */
     int id;
     pthread_t thread;
     hr_loop loop;
@@ -75,6 +77,7 @@ typedef struct hr_worker {
 
 struct hr_server {
     hr_config *cfg;
+    hr_proto_opts proto;           /* protocol and operations options, from cfg (server/opts.c) */
     hr_worker *workers;
     int nworkers;
     int port;                      /* the bound port (useful with :0) */

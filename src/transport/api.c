@@ -60,7 +60,7 @@ typedef struct aop {
     apiece *pc;
     bool stats;
     size_t page;         /* history: most publications in the reply */
-    const hr_config *cfg; /* history: the page and budget options */
+    const hr_ops_opts *opts; /* history: the page and budget options */
     const char *self_id; /* info: this node's id (skipped in the engine's list) */
     char *pattern;       /* channels: the filter (owned) */
     size_t plen;
@@ -126,7 +126,7 @@ static void aop_done(aop *a)
  * permissions, no client rates; names, namespaces, sizes and keys apply). */
 static hr_actor actor_of(api_ctx *x)
 {
-    return (hr_actor){.kind = HR_ACTOR_SERVER, .cfg = x->cfg, .engine = x->engine};
+    return (hr_actor){.kind = HR_ACTOR_SERVER, .opts = &x->w->proto->ops, .engine = x->engine};
 }
 
 /* params.channel as a string (the operation checks the name). */
@@ -260,7 +260,7 @@ static void on_history(void *ud, int err, const hr_history *h)
     /* a page: at most a->page publications and channels.max_reply_size
      * bytes, and what the request's reply budget has left (a batch of
      * history commands), sized before it is built */
-    size_t cap = (size_t)a->cfg->ch_max_reply_size, budget = (size_t)a->cfg->ch_reply_budget;
+    size_t cap = (size_t)a->opts->max_reply_size, budget = (size_t)a->opts->reply_budget;
     size_t left = budget > a->rq->history_bytes ? budget - a->rq->history_bytes : 0;
     bool whole = left >= cap || a->rq->history_bytes == 0;
     hr_history page = *h;
@@ -308,12 +308,12 @@ static int m_history(api_ctx *x, json_t *params)
         q.since_offset = (uint64_t)json_integer_value(off);
         q.since_epoch = ep ? json_string_value(ep) : NULL;
     }
-    size_t page = (size_t)x->cfg->ch_history_max_limit;
+    size_t page = (size_t)x->w->proto->ops.history_max_limit;
     if (q.limit >= 0 && (uint64_t)q.limit < page) page = (size_t)q.limit;
     q.limit = page ? (int64_t)page + 1 : 0; /* one more: tells whether there is more */
     aop *a = aop_new(x);
     a->page = page;
-    a->cfg = x->cfg;
+    a->opts = &x->w->proto->ops;
     hr_actor ac = actor_of(x);
     return op_done(x, a, hr_op_history(&ac, ch, clen, &q, on_history, a));
 }
@@ -425,7 +425,7 @@ static int m_channels(api_ctx *x, json_t *params)
     if (p) {
         bool is_pattern;
         if (!json_is_string(p) || hr_chan_validate_pattern(json_string_value(p), json_string_length(p),
-                                                           (size_t)x->cfg->ch_max_channel_length, &is_pattern))
+                                                           (size_t)x->w->proto->ops.max_channel_length, &is_pattern))
             return fail(x, 400, "pattern must be a valid channel pattern like \"chat:*\" or \"prices.>\"");
         u.pattern = json_string_value(p);
         u.plen = json_string_length(p);
@@ -537,7 +537,7 @@ static int m_unsubscribe(api_ctx *x, json_t *params)
     ch = json_string_value(v);
     clen = json_string_length(v);
     bool pattern;
-    int rc = hr_chan_validate_pattern(ch, clen, (size_t)x->cfg->ch_max_channel_length, &pattern);
+    int rc = hr_chan_validate_pattern(ch, clen, (size_t)x->w->proto->ops.max_channel_length, &pattern);
     if (rc) return fail(x, 400, hr_chan_error_text(rc));
     if (get_target(x, params, &user, &client) || get_reason(x, params, "unsubscribed by the server", &reason))
         return x->r->status;

@@ -587,7 +587,7 @@ static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
     }
     hr_engine *e = s->hub->engine;
     if (e->cluster) e->cluster->session_register(e, s->id, true); /* other nodes route its commands here */
-    s->sess = hr_session_new(w->hub, w->cfg, &emu_sink, s, HR_NATIVE_JSON);
+    s->sess = hr_session_new(w->hub, w->proto, &emu_sink, s, HR_NATIVE_JSON);
     hr_session_set_reply_budget(s->sess, (size_t)w->cfg->poll_max_queued_bytes);
     eworker *ew = &s->reg->w[w->id];
     ew->wh = w->hub;

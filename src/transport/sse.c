@@ -323,7 +323,7 @@ static void sse_on_command(hr_client *cl, hr_sub *sub, const hr_pub *cmd)
     hr_buf_free(&b);
     for (size_t i = 0; i < s->nchans; i++)
         if (s->subs[i] == sub) s->subs[i] = NULL; /* its position stays in the id: the URL still names it */
-    hr_urlsubs_leave(cl, s->cfg, sub);
+    hr_urlsubs_leave(cl, &s->c->w->proto->ops, sub);
 }
 
 static const hr_client_vt sse_client_vt = {.on_pub = sse_on_pub, .on_command = sse_on_command};
@@ -387,7 +387,7 @@ static void sse_on_shutdown(hr_conn *c)
 static void sse_free(hr_sse *s)
 {
     hr_hub_client_remove(&s->client);
-    while (s->client.subs) hr_urlsubs_leave(&s->client, s->cfg, s->client.subs);
+    while (s->client.subs) hr_urlsubs_leave(&s->client, &s->c->w->proto->ops, s->client.subs);
     hr_free(s->subs);
     hr_free(s->pos);
     hr_free(s->client.user);
@@ -583,7 +583,7 @@ static void respond_401(hr_conn *c, const char *cors, const char *msg, bool clos
 
 hr_actor hr_http_actor(hr_conn *c)
 {
-    return (hr_actor){.kind = HR_ACTOR_CLIENT, .cfg = c->w->cfg, .wh = (c->flags & HR_CONN_REFUSED) ? NULL : c->w->hub,
+    return (hr_actor){.kind = HR_ACTOR_CLIENT, .opts = &c->w->proto->ops, .wh = (c->flags & HR_CONN_REFUSED) ? NULL : c->w->hub,
                       .engine = c->w->srv->hub->engine, .ip_key = c->ip_key};
 }
 
@@ -610,7 +610,6 @@ static int verify_or_401(hr_conn *c, const char *cors, bool close, const char *t
 
 int hr_http_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, bool close, hr_http_auth *a)
 {
-    const hr_config *cfg = c->w->cfg;
     memset(a, 0, sizeof(*a));
     size_t qlen = req->query ? req->query_len : 0, len = 0;
     char *buf = hr_malloc(qlen + 1);
@@ -643,7 +642,7 @@ int hr_http_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, 
             snprintf(msg, sizeof(msg), "sub_token: %s", wrong);
             hr_http_respond_error(c, 403, cors, msg, close);
             st = 403;
-        } else if (!st && a->ngranted < (size_t)cfg->ch_max_subscriptions) {
+        } else if (!st && a->ngranted < (size_t)c->w->proto->ops.max_subscriptions) {
             a->granted = hr_realloc(a->granted, (a->ngranted + 1) * sizeof(char *));
             a->granted[a->ngranted++] = hr_strdup(cl.channel);
         }
@@ -712,7 +711,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     size_t pos = 0;
     hr_chan_ref *refs = NULL;
     size_t n = 0;
-    int st = hr_urlsubs_parse_auth(cfg, &sse_who, &au.who, req->query, qlen, buf, &refs, &n, msg, sizeof(msg));
+    int st = hr_urlsubs_parse_auth(&w->proto->ops, &sse_who, &au.who, req->query, qlen, buf, &refs, &n, msg, sizeof(msg));
     if (st) {
         hr_free(buf);
         hr_http_auth_free(&au);
@@ -782,7 +781,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         s->subs[j] = sub;
         rec[j].sub = sub;
         rec[j].st = ss;
-        hr_chan_opts o = HR_CHAN_OPTS(cfg, refs[i].pol);
+        hr_chan_opts o = HR_OPS_CHAN_OPTS(&w->proto->ops, refs[i].pol);
         bool since = nid > 0 && j < (size_t)nid;
         hr_history_query q = {.has_since = since, .since_offset = since ? asked[j].offset : 0,
                               .since_epoch = since ? asked[j].epoch : "", .limit = since ? (int64_t)o.history_size : 0};
@@ -910,7 +909,7 @@ static void start_step(sse_start *st)
         for (int q = 0; q < HR_ENC_SLOTS; q++) hr_sbuf_unref(cache.slot[q]);
     }
 
-    hr_urlsubs_announce_info(&s->client, cfg, st->refs, st->n, st->info);
+    hr_urlsubs_announce_info(&s->client, &s->c->w->proto->ops, st->refs, st->n, st->info);
     start_free(st);
     hr_hub_client_add(&s->client);
     arm_heartbeat(s);

@@ -828,7 +828,7 @@ static void native_on_open(hr_conn *c)
 {
     const char *proto = hr_ws_subprotocol(c);
     hr_native_encoding enc = proto && strcmp(proto, "herald.msgpack") == 0 ? HR_NATIVE_MSGPACK : HR_NATIVE_JSON;
-    hr_session *s = hr_session_new(c->w->hub, c->w->cfg, &ws_sink, c, enc);
+    hr_session *s = hr_session_new(c->w->hub, c->w->proto, &ws_sink, c, enc);
     hr_session_set_peer(s, c->ip_key);
     hr_ws_set_app(c, s);
 }
@@ -875,7 +875,7 @@ static bool raw_on_handshake(hr_conn *c, const hr_http_request *req, hr_buf *hea
     hr_http_auth au;
     if (hr_http_auth_read(c, req, "", !req->keep_alive || c->w->draining, &au)) return false;
     hr_raw_token tok = {&au.who, au.conn.info, au.conn.info_len, au.conn.has_exp ? HR_MAX(au.conn.exp, 1) : 0};
-    hr_raw *r = hr_raw_new(c->w->hub, c->w->cfg, &ws_sink, c, req->query, req->query_len, &tok, &status, msg,
+    hr_raw *r = hr_raw_new(c->w->hub, c->w->proto, &ws_sink, c, req->query, req->query_len, &tok, &status, msg,
                            sizeof(msg));
     hr_http_auth_free(&au);
     if (!r) {

@@ -84,17 +84,25 @@ typedef struct who {
     hr_bucket pub, chan, tok;
 } who;
 
+/* The operations' options from the config as the test has set it so far. */
+static hr_ops_opts ops;
+static const hr_ops_opts *ops_now(void)
+{
+    hr_opts_ops(&cfg, &ops);
+    return &ops;
+}
+
 static hr_actor client(who *w, const char *user)
 {
     memset(w, 0, sizeof(*w));
     w->c.vt = &vt;
     w->c.wh = wh;
     w->c.user = (char *)user;
-    return (hr_actor){.kind = HR_ACTOR_CLIENT, .cfg = &cfg, .wh = wh, .engine = hub->engine, .user = user,
+    return (hr_actor){.kind = HR_ACTOR_CLIENT, .opts = ops_now(), .wh = wh, .engine = hub->engine, .user = user,
                       .client = &w->c, .pub_bucket = &w->pub, .chan_bucket = &w->chan, .tok_bucket = &w->tok};
 }
 
-static hr_actor server(void) { return (hr_actor){.kind = HR_ACTOR_SERVER, .cfg = &cfg, .engine = hub->engine}; }
+static hr_actor server(void) { return (hr_actor){.kind = HR_ACTOR_SERVER, .opts = ops_now(), .engine = hub->engine}; }
 
 static int sub_rc(const hr_actor *a, const char *ch)
 {

@@ -11,6 +11,8 @@
 #include <cmocka.h>
 
 #include "protocol/raw.h"
+#include "server/config.h"
+#include "server/opts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +188,14 @@ static hr_hub *hub;
 static hr_loop loops[2];
 static hr_whub *wh[2];
 static hr_config cfg;
+static hr_proto_opts proto;
+
+/* The protocol options from the config as the test has set it so far. */
+static const hr_proto_opts *proto_now(void)
+{
+    hr_opts_proto(&cfg, &proto);
+    return &proto;
+}
 
 static void set(const char *key, const char *value)
 {
@@ -241,7 +251,7 @@ static hr_raw *open_raw(int worker, fake_t *f, const char *query)
 {
     int status = 0;
     char msg[256];
-    hr_raw *r = hr_raw_new(wh[worker], &cfg, &fake_sink, f, query, strlen(query), NULL, &status, msg, sizeof(msg));
+    hr_raw *r = hr_raw_new(wh[worker], proto_now(), &fake_sink, f, query, strlen(query), NULL, &status, msg, sizeof(msg));
     if (!r) fail_msg("refused %s: %d %s", query, status, msg);
     return r;
 }
@@ -272,7 +282,7 @@ static void test_refusals(void **state)
         int status = 0;
         char msg[256] = "";
         fake_t f = {0};
-        hr_raw *r = hr_raw_new(wh[0], &cfg, &fake_sink, &f, cases[i].q, strlen(cases[i].q), NULL, &status, msg, sizeof(msg));
+        hr_raw *r = hr_raw_new(wh[0], proto_now(), &fake_sink, &f, cases[i].q, strlen(cases[i].q), NULL, &status, msg, sizeof(msg));
         if (r) fail_msg("%s: accepted", cases[i].q);
         if (status != cases[i].status || !strstr(msg, cases[i].msg))
             fail_msg("%s: got %d %s, want %d %s", cases[i].q, status, msg, cases[i].status, cases[i].msg);
