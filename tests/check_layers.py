@@ -19,24 +19,8 @@ import os
 import re
 import sys
 
-WORKER_CONTEXT = ("transport needs the worker context: issue 13 item 3, "
-                  "moving hr_worker below transport")
-OPTIONS = ("reads hr_config fields directly: issue 13 item 3, giving the layer "
-           "its own options struct filled by the server")
-
 # (file under src/, included header) -> reason
-ALLOWED = {
-    ("transport/api.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/conn.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/emulation.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/http.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/proxy.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/sse.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/sse.h", "server/config.h"): OPTIONS,
-    ("transport/tls.c", "server/config.h"): OPTIONS,
-    ("transport/tls.c", "server/server.h"): WORKER_CONTEXT,
-    ("transport/websocket.c", "server/server.h"): WORKER_CONTEXT,
-}
+ALLOWED = {}
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"/]+)/[^"]+"', re.M)
 

@@ -553,14 +553,14 @@ int main(int argc, char **argv)
     char tls_extra[256] = "";
     if (srv.tls_port) snprintf(tls_extra, sizeof(tls_extra), " and https://%s", srv.tls_bound);
     hr_info("herald " HERALD_VERSION " listening on %s://%s%s (%d workers%s%s)", srv.listen_tls ? "https" : "http",
-            srv.bound, tls_extra, srv.nworkers, cfg.static_dir[0] ? ", static files from " : "", cfg.static_dir);
-    if (srv.tls) {
+            srv.sh.bound, tls_extra, srv.sh.nworkers, cfg.static_dir[0] ? ", static files from " : "", cfg.static_dir);
+    if (srv.sh.tls) {
         char fp[128];
-        hr_tls_server_fingerprint(srv.tls, fp, sizeof(fp));
+        hr_tls_server_fingerprint(srv.sh.tls, fp, sizeof(fp));
         hr_info("TLS certificate %s (sha256 %s), minimum TLS %s", cfg.tls_cert, fp, cfg.tls_min_version);
     }
     if (!cfg.api_key[0])
-        hr_info("server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.api_key);
+        hr_info("server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.sh.api_key);
     if (hr_auth_key_count(cfg.auth))
         hr_info("token authentication: %zu key%s", hr_auth_key_count(cfg.auth),
                 hr_auth_key_count(cfg.auth) == 1 ? "" : "s");

@@ -27,6 +27,13 @@ const char *hr_strerror(int err);
  * 0): the "char *err, size_t errlen" out-parameter used across modules. */
 void hr_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* A short list of strings (a list option: allowed origins, subprotocols). */
+#define HR_CONFIG_MAX_LIST 64
+typedef struct hr_strlist {
+    size_t n;
+    char *v[HR_CONFIG_MAX_LIST];
+} hr_strlist;
+
 #define HR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define HR_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define HR_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -11,13 +11,6 @@
 #include "auth/auth.h"
 #include "core/common.h"
 
-#define HR_CONFIG_MAX_LIST 64
-
-typedef struct hr_strlist {
-    size_t n;
-    char *v[HR_CONFIG_MAX_LIST];
-} hr_strlist;
-
 /* The name of an hr_perm value (auth/policy.h), as the options spell it. */
 const char *hr_perm_name(int64_t perm);
 

@@ -56,3 +56,11 @@ void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out)
     out->max_queued_bytes = cfg->ws_max_queued_bytes;
     out->ping_interval_ms = cfg->ws_ping_interval_ms;
 }
+
+void hr_opts_transport(const hr_config *cfg, hr_transport_opts *out)
+{
+    memset(out, 0, sizeof(*out));
+#define COPY(type, name) out->name = cfg->name;
+    HR_TRANSPORT_OPTS(COPY)
+#undef COPY
+}

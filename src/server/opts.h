@@ -9,6 +9,7 @@
 #include "ops/limits.h"
 #include "ops/ops.h"
 #include "protocol/opts.h"
+#include "transport/opts.h"
 #include "server/config.h"
 
 /* [limits] and poll.max_sessions_per_ip. */
@@ -18,5 +19,7 @@ void hr_opts_limits(const hr_config *cfg, hr_limits_opts *out);
 void hr_opts_ops(const hr_config *cfg, hr_ops_opts *out);
 /* The protocol layer's: the operations' and the session's own. */
 void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out);
+/* The transports' (every field of HR_TRANSPORT_OPTS; strings point into cfg). */
+void hr_opts_transport(const hr_config *cfg, hr_transport_opts *out);
 
 #endif

@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -56,32 +57,8 @@ static int make_listener(const struct sockaddr *sa, socklen_t salen, bool reusep
     return fd;
 }
 
-z_stream *hr_worker_deflater(hr_worker *w, int window_bits)
-{
-    if (window_bits < 9 || window_bits > 15) window_bits = 15;
-    if (!w->deflaters[window_bits]) {
-        z_stream *zs = hr_calloc(1, sizeof(*zs));
-        if (hr_pmd_deflater_init(zs, (int)w->cfg->ws_deflate_level, window_bits, (int)w->cfg->ws_deflate_mem_level)) {
-            hr_free(zs);
-            return NULL;
-        }
-        w->deflaters[window_bits] = zs;
-    }
-    return w->deflaters[window_bits];
-}
-
-z_stream *hr_worker_inflater(hr_worker *w)
-{
-    if (!w->inflater) {
-        z_stream *zs = hr_calloc(1, sizeof(*zs));
-        if (hr_pmd_inflater_init(zs, 15)) {
-            hr_free(zs);
-            return NULL;
-        }
-        w->inflater = zs;
-    }
-    return w->inflater;
-}
+/* The server a worker belongs to (its shared part is embedded in it). */
+static hr_server *server_of(hr_worker *w) { return (hr_server *)(void *)((char *)w->sh - offsetof(hr_server, sh)); }
 
 /* Refuse a connection at accept when there is no room for it at all (on a
  * TLS listener a clear-text answer could not be read, and behind a PROXY
@@ -130,14 +107,14 @@ static void accept_out_of_fds(hr_worker *w, int err)
         hr_warn("worker %d: accept: %s (%llu times in the last %llu ms); not accepting for %lld ms", w->id,
                 strerror(err), (unsigned long long)w->accept_failures,
                 (unsigned long long)(w->accept_warned_ms ? now - w->accept_warned_ms : 0),
-                (long long)w->cfg->accept_backoff_ms);
+                (long long)server_of(w)->cfg->accept_backoff_ms);
         w->accept_warned_ms = now ? now : 1;
         w->accept_failures = 0;
     }
     if (w->accept_paused) return;
     w->accept_paused = true;
     listeners_watch(w, false);
-    hr_timer_start(&w->loop.wheel, &w->accept_timer, (uint64_t)w->cfg->accept_backoff_ms);
+    hr_timer_start(&w->loop.wheel, &w->accept_timer, (uint64_t)server_of(w)->cfg->accept_backoff_ms);
 }
 
 static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
@@ -145,8 +122,8 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
     /* With server.proxy_protocol the client's address comes with the PROXY
      * header (transport/proxy.c); otherwise it is the peer's, needed only
      * when the limits count addresses. */
-    bool pp = w->cfg->proxy_protocol;
-    bool want_addr = !pp && hr_limits_track_ips(w->srv->limits);
+    bool pp = server_of(w)->cfg->proxy_protocol;
+    bool want_addr = !pp && hr_limits_track_ips(server_of(w)->sh.limits);
     for (int i = 0; i < 256 && w->accepting && !w->accept_paused; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -159,9 +136,9 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
             else if (errno != EAGAIN && errno != EWOULDBLOCK) hr_warn("accept: %s", strerror(errno));
             return;
         }
-        uint64_t total = atomic_fetch_add(&w->srv->total_connections, 1) + 1;
-        if (total > (uint64_t)w->cfg->max_connections) {
-            atomic_fetch_sub(&w->srv->total_connections, 1);
+        uint64_t total = atomic_fetch_add(&server_of(w)->sh.total_connections, 1) + 1;
+        if (total > (uint64_t)server_of(w)->cfg->max_connections) {
+            atomic_fetch_sub(&server_of(w)->sh.total_connections, 1);
             refuse_at_accept(fd, tls || pp);
             continue;
         }
@@ -194,7 +171,7 @@ static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
 {
     HR_UNUSED(events);
     hr_worker *w = HR_CONTAINER_OF(io, hr_worker, listen_io);
-    accept_on(loop, io, w, w->srv->listen_tls);
+    accept_on(loop, io, w, server_of(w)->listen_tls);
 }
 
 static void on_accept_tls(hr_loop *loop, hr_io *io, uint32_t events)
@@ -228,7 +205,7 @@ static void on_wake(hr_loop *loop, void *data)
     HR_UNUSED(loop);
     hr_worker *w = data;
     hr_hub_process_inbox(w->hub);
-    int req = atomic_load(&w->srv->drain_requested);
+    int req = atomic_load(&server_of(w)->drain_requested);
     if (req >= 2) {
         force_close_all(w);
         return;
@@ -245,7 +222,7 @@ static void on_wake(hr_loop *loop, void *data)
             w->tls_listen_io.fd = -1;
         }
         hr_timer_init(&w->drain_timer, on_drain_deadline);
-        hr_timer_start(&w->loop.wheel, &w->drain_timer, (uint64_t)w->cfg->drain_timeout_ms);
+        hr_timer_start(&w->loop.wheel, &w->drain_timer, (uint64_t)server_of(w)->cfg->drain_timeout_ms);
         /* on_shutdown may close the connection: walk a snapshot-safe way */
         hr_conn *c = w->conns;
         while (c) {
@@ -277,7 +254,7 @@ static void *worker_main(void *arg)
     /* leave nothing behind: close what remains (force path or loop error) */
     while (w->conns) hr_conn_close(w->conns);
     hr_conn_end_turn(w);
-    atomic_fetch_sub(&w->srv->running_workers, 1);
+    atomic_fetch_sub(&server_of(w)->running_workers, 1);
     return NULL;
 }
 
@@ -287,7 +264,7 @@ static void node_stats(void *ud, uint64_t *connections, uint64_t *subscriptions)
 {
     hr_server *s = ud;
     uint64_t conns = 0;
-    for (int i = 0; i < s->nworkers; i++) conns += atomic_load(&s->workers[i].stats.connections);
+    for (int i = 0; i < s->sh.nworkers; i++) conns += atomic_load(&s->sh.workers[i].stats.connections);
     *connections = conns;
     *subscriptions = 0;
 }
@@ -301,7 +278,7 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             .addrs = cfg->redis,
             .prefix = cfg->redis_prefix,
             .node_id = cfg->redis_node_id,
-            .node_address = s->bound,
+            .node_address = s->sh.bound,
             .user = cfg->redis_user,
             .password = cfg->redis_password,
             .presence_ttl_ms = (uint64_t)cfg->redis_presence_ttl_ms,
@@ -315,17 +292,17 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             .stats = node_stats,
             .stats_ud = s,
         };
-        e = hr_engine_redis_new(&o, hr_hub_deliver, s->hub, err, errlen);
+        e = hr_engine_redis_new(&o, hr_hub_deliver, s->sh.hub, err, errlen);
         if (!e) return HR_ERR_INVALID;
     } else if (strcmp(cfg->engine, "memory-delayed") == 0) {
-        hr_engine *mem = hr_engine_memory_new(hr_hub_deliver, s->hub);
+        hr_engine *mem = hr_engine_memory_new(hr_hub_deliver, s->sh.hub);
         hr_engine_memory_set_budget(mem, (uint64_t)cfg->ch_max_history_bytes);
         e = hr_engine_delayed_new(mem);
     } else {
-        hr_engine_memory_set_budget(s->hub->engine, (uint64_t)cfg->ch_max_history_bytes);
+        hr_engine_memory_set_budget(s->sh.hub->engine, (uint64_t)cfg->ch_max_history_bytes);
     }
-    if (e) hr_hub_set_engine(s->hub, e);
-    s->emu = hr_emu_registry_new(s->hub);
+    if (e) hr_hub_set_engine(s->sh.hub, e);
+    s->sh.emu = hr_emu_registry_new(s->sh.hub);
     return 0;
 }
 
@@ -420,16 +397,17 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    hr_opts_transport(cfg, &s->transport);
     hr_opts_proto(cfg, &s->proto);
     /* TLS first: a bad certificate or key is a configuration error (exit 2). */
-    if (cfg->tls_cert[0] && hr_tls_server_new(&s->tls, cfg, err, errlen)) return HR_ERR_INVALID;
-    s->listen_tls = s->tls && !cfg->tls_listen[0];
+    if (cfg->tls_cert[0] && hr_tls_server_new(&s->sh.tls, &s->transport, err, errlen)) return HR_ERR_INVALID;
+    s->listen_tls = s->sh.tls && !cfg->tls_listen[0];
     listen_addr la, tla;
     int rc = resolve_listen("server.listen", cfg->listen, &la, err, errlen);
     if (rc) return rc;
     s->port = la.port;
-    snprintf(s->bound, sizeof(s->bound), "%s", la.bound);
-    if (s->tls && cfg->tls_listen[0]) {
+    snprintf(s->sh.bound, sizeof(s->sh.bound), "%s", la.bound);
+    if (s->sh.tls && cfg->tls_listen[0]) {
         if ((rc = resolve_listen("tls.listen", cfg->tls_listen, &tla, err, errlen))) return rc;
         s->tls_port = tla.port;
         snprintf(s->tls_bound, sizeof(s->tls_bound), "%s", tla.bound);
@@ -443,31 +421,31 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         n = cores > 0 ? (int)cores : 1;
     }
     if (n > HR_MAX_WORKERS) n = HR_MAX_WORKERS;
-    s->nworkers = n;
+    s->sh.nworkers = n;
     fit_fd_limit(cfg, n);
-    s->hub = hr_hub_new(n);
+    s->sh.hub = hr_hub_new(n);
     hr_limits_opts lo;
     hr_opts_limits(cfg, &lo);
-    s->limits = hr_limits_new(&lo);
+    s->sh.limits = hr_limits_new(&lo);
     size_t bad = 0;
-    if (hr_cidr_set_parse(&s->trusted, cfg->trusted_proxies.v, cfg->trusted_proxies.n, &bad)) {
+    if (hr_cidr_set_parse(&s->sh.trusted, cfg->trusted_proxies.v, cfg->trusted_proxies.n, &bad)) {
         snprintf(err, errlen, "server.trusted_proxies: \"%s\" is not an IP address or CIDR range",
                  cfg->trusted_proxies.v[bad]);
         return HR_ERR_INVALID;
     }
-    s->hub->limits = s->limits;
-    s->started_ms = hr_now_ms();
+    s->sh.hub->limits = s->sh.limits;
+    s->sh.started_ms = hr_now_ms();
     if (cfg->api_key && cfg->api_key[0]) {
-        snprintf(s->api_key, sizeof(s->api_key), "%s", cfg->api_key);
+        snprintf(s->sh.api_key, sizeof(s->sh.api_key), "%s", cfg->api_key);
     } else {
-        hr_random_hex(s->api_key, 16);
+        hr_random_hex(s->sh.api_key, 16);
     }
-    s->workers = hr_calloc((size_t)n, sizeof(hr_worker));
+    s->sh.workers = hr_calloc((size_t)n, sizeof(hr_worker));
     for (int i = 0; i < n; i++) {
-        s->workers[i].listen_io.fd = -1;
-        s->workers[i].tls_listen_io.fd = -1;
-        s->workers[i].loop.epfd = s->workers[i].loop.wakefd = -1;
-        s->workers[i].static_fd = -1;
+        s->sh.workers[i].listen_io.fd = -1;
+        s->sh.workers[i].tls_listen_io.fd = -1;
+        s->sh.workers[i].loop.epfd = s->sh.workers[i].loop.wakefd = -1;
+        s->sh.workers[i].static_fd = -1;
     }
     int static_fd = -1;
     if (cfg->static_dir && cfg->static_dir[0]) {
@@ -478,9 +456,9 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         }
     }
     for (int i = 0; i < n; i++) {
-        hr_worker *w = &s->workers[i];
-        w->srv = s;
-        w->cfg = cfg;
+        hr_worker *w = &s->sh.workers[i];
+        w->sh = &s->sh;
+        w->opts = &s->transport;
         w->proto = &s->proto;
         w->id = i;
         w->static_fd = static_fd;
@@ -492,11 +470,11 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             return HR_ERR_IO;
         }
         w->loop.on_wake = on_wake;
-        w->hub = hr_hub_worker(s->hub, i, &w->loop);
+        w->hub = hr_hub_worker(s->sh.hub, i, &w->loop);
         w->loop.on_turn_end = on_turn_end;
         int fd = make_listener((struct sockaddr *)&la.ss, la.sl, true, msg, sizeof(msg));
         if (fd < 0) {
-            snprintf(err, errlen, "cannot listen on %s: %s", s->bound, msg);
+            snprintf(err, errlen, "cannot listen on %s: %s", s->sh.bound, msg);
             return HR_ERR_IO;
         }
         w->listen_io.fd = fd;
@@ -525,7 +503,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     if ((rc = use_engine(s, cfg, err, errlen))) return rc;
     atomic_store(&s->running_workers, n);
     for (int i = 0; i < n; i++) {
-        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i])) {
+        if (pthread_create(&s->sh.workers[i].thread, NULL, worker_main, &s->sh.workers[i])) {
             snprintf(err, errlen, "pthread_create failed");
             return HR_ERR_IO;
         }
@@ -536,12 +514,12 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
 void hr_server_request_drain(hr_server *s, bool force)
 {
     atomic_store(&s->drain_requested, force ? 2 : 1);
-    for (int i = 0; i < s->nworkers; i++) hr_loop_wake(&s->workers[i].loop);
+    for (int i = 0; i < s->sh.nworkers; i++) hr_loop_wake(&s->sh.workers[i].loop);
 }
 
 void hr_server_join(hr_server *s)
 {
-    for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i].thread, NULL);
+    for (int i = 0; i < s->sh.nworkers; i++) pthread_join(s->sh.workers[i].thread, NULL);
 }
 
 int hr_server_run_until_signal(hr_server *s)
@@ -557,7 +535,7 @@ int hr_server_run_until_signal(hr_server *s)
         int sig = sigtimedwait(&set, NULL, signals ? &ts : NULL);
         if (sig == SIGHUP) {
             hr_auth_reload(s->cfg->auth); /* token keys (logs what it did) */
-            hr_tls_reload(s);              /* certificate (logs what it did) */
+            hr_tls_reload(&s->sh);            /* certificate (logs what it did) */
             continue;
         }
         if (sig == SIGINT || sig == SIGTERM) {
@@ -580,8 +558,8 @@ int hr_server_run_until_signal(hr_server *s)
 
 void hr_server_free(hr_server *s)
 {
-    for (int i = 0; i < s->nworkers; i++) {
-        hr_worker *w = &s->workers[i];
+    for (int i = 0; i < s->sh.nworkers; i++) {
+        hr_worker *w = &s->sh.workers[i];
         if (w->listen_io.fd >= 0) close(w->listen_io.fd);
         if (w->tls_listen_io.fd >= 0) close(w->tls_listen_io.fd);
         hr_loop_close(&w->loop);
@@ -599,18 +577,18 @@ void hr_server_free(hr_server *s)
             hr_free(w->inflater);
         }
     }
-    if (s->nworkers && s->workers[0].static_fd >= 0) close(s->workers[0].static_fd);
-    s->nworkers = 0;
-    hr_free(s->workers);
-    s->workers = NULL;
-    hr_emu_registry_stop(s->emu); /* its sessions still call the engine */
-    hr_hub_free(s->hub);
-    s->hub = NULL;
-    hr_emu_registry_free(s->emu);
-    s->emu = NULL;
-    hr_limits_free(s->limits);
-    s->limits = NULL;
-    hr_cidr_set_free(&s->trusted);
-    hr_tls_server_free(s->tls);
-    s->tls = NULL;
+    if (s->sh.nworkers && s->sh.workers[0].static_fd >= 0) close(s->sh.workers[0].static_fd);
+    s->sh.nworkers = 0;
+    hr_free(s->sh.workers);
+    s->sh.workers = NULL;
+    hr_emu_registry_stop(s->sh.emu); /* its sessions still call the engine */
+    hr_hub_free(s->sh.hub);
+    s->sh.hub = NULL;
+    hr_emu_registry_free(s->sh.emu);
+    s->sh.emu = NULL;
+    hr_limits_free(s->sh.limits);
+    s->sh.limits = NULL;
+    hr_cidr_set_free(&s->sh.trusted);
+    hr_tls_server_free(s->sh.tls);
+    s->sh.tls = NULL;
 }

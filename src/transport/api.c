@@ -9,7 +9,7 @@
 #include "protocol/session.h"
 #include "hub/channel_name.h"
 #include "protocol/native.h"
-#include "server/server.h"
+#include "transport/worker.h"
 #include "transport/http.h"
 
 #include <jansson.h>
@@ -47,7 +47,7 @@ typedef struct api_req {
 
 typedef struct api_ctx {
     hr_worker *w;
-    const hr_config *cfg;
+    const hr_transport_opts *opt;
     hr_engine *engine;
     api_req *rq;
     areply *r;
@@ -470,7 +470,7 @@ static void on_nodes(void *ud, int err, const char *json, size_t len)
 static int m_info(api_ctx *x, json_t *params)
 {
     HR_UNUSED(params);
-    hr_server *srv = x->w->srv;
+    hr_shared *srv = x->w->sh;
     uint64_t conns = 0, ws = 0, reqs = 0, in = 0, out = 0;
     for (int i = 0; i < srv->nworkers; i++) {
         hr_worker_stats *st = &srv->workers[i].stats;
@@ -486,7 +486,7 @@ static int m_info(api_ctx *x, json_t *params)
                   "\"messages_in\":%llu,\"messages_out\":%llu,\"engine\":\"%s\"",
                   srv->bound, (unsigned long long)(hr_now_ms() - srv->started_ms), srv->nworkers,
                   (unsigned long long)conns, (unsigned long long)ws, (unsigned long long)reqs,
-                  (unsigned long long)in, (unsigned long long)out, x->cfg->engine);
+                  (unsigned long long)in, (unsigned long long)out, x->opt->engine);
     if (x->engine->node_id) hr_buf_printf(OUT(x), ",\"id\":\"%s\"", x->engine->node_id);
     if (x->engine->vt->stats) {
         hr_engine_stats es = {0};
@@ -541,7 +541,7 @@ static int m_unsubscribe(api_ctx *x, json_t *params)
     if (rc) return fail(x, 400, hr_chan_error_text(rc));
     if (get_target(x, params, &user, &client) || get_reason(x, params, "unsubscribed by the server", &reason))
         return x->r->status;
-    hr_hub_unsubscribe_clients(x->w->srv->hub, ch, clen, user, client, HR_UNSUB_SERVER, reason);
+    hr_hub_unsubscribe_clients(x->w->sh->hub, ch, clen, user, client, HR_UNSUB_SERVER, reason);
     hr_buf_append(OUT(x), "{}", 2);
     return 0;
 }
@@ -558,7 +558,7 @@ static int m_disconnect(api_ctx *x, json_t *params)
             return fail(x, 400, "code must be an integer from 3000 to 4999");
         code = (int)json_integer_value(c);
     }
-    hr_hub_disconnect_clients(x->w->srv->hub, user, client, code, reason);
+    hr_hub_disconnect_clients(x->w->sh->hub, user, client, code, reason);
     hr_buf_append(OUT(x), "{}", 2);
     return 0;
 }
@@ -653,7 +653,7 @@ static void areq_cancel(void *owner)
 }
 
 /* ---- HTTP glue ------------------------------------------------------------------- */
-static bool authorized(const hr_server *srv, const hr_http_request *req)
+static bool authorized(const hr_shared *srv, const hr_http_request *req)
 {
     const hr_http_header *h = hr_http_find_header(req, "authorization");
     const char *key = NULL;
@@ -687,7 +687,7 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
         hr_http_respond_error(c, 405, "Allow: POST\r\n", "API methods take POST", close);
         return;
     }
-    if (!authorized(w->srv, req)) {
+    if (!authorized(w->sh, req)) {
         hr_http_respond_error(c, 401, "WWW-Authenticate: apikey\r\n",
                               "missing or wrong API key (Authorization: apikey <key>)", close);
         return;
@@ -711,7 +711,7 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
     rq->c = c;
     rq->close = close;
     rq->pending = 1; /* held while the methods run */
-    api_ctx x = {w, w->cfg, w->srv->hub->engine, rq, NULL};
+    api_ctx x = {w, w->opts, w->sh->hub->engine, rq, NULL};
     json_t *cmds = batch ? json_object_get(params, "commands") : NULL;
     if (batch && (!json_is_array(cmds) || json_array_size(cmds) > 1000)) {
         batch = false; /* the batch itself is refused */

@@ -10,7 +10,7 @@
 #include "core/log.h"
 #include "engine/pub.h"
 #include "ops/limits.h"
-#include "server/server.h"
+#include "transport/worker.h"
 
 #include <errno.h>
 #include <string.h>
@@ -91,7 +91,7 @@ static hr_oentry *ring_alloc(hr_worker *w, uint32_t cap)
 void hr_conn_bad_token(hr_conn *c, int jwt_rc)
 {
     if (c->flags & HR_CONN_REFUSED) return;
-    hr_limits_bad_token(c->w->srv->limits, c->ip_key, hr_loop_now(&c->w->loop), jwt_rc);
+    hr_limits_bad_token(c->w->sh->limits, c->ip_key, hr_loop_now(&c->w->loop), jwt_rc);
 }
 
 void hr_conn_release_pool(hr_worker *w)
@@ -126,8 +126,8 @@ static hr_oentry *oq_push(hr_conn *c)
 static size_t entry_cost(const hr_conn *c, const hr_oentry *e)
 {
     if (e->kind != OE_FILE) return HR_CONN_ENTRY_COST;
-    const hr_config *cfg = c->w->cfg;
-    return (size_t)(cfg->ws_max_queued_bytes / 4 / cfg->http_max_queued_files) + 1;
+    const hr_transport_opts *opt = c->w->opts;
+    return (size_t)(opt->ws_max_queued_bytes / 4 / opt->http_max_queued_files) + 1;
 }
 
 static void enqueued(hr_conn *c, const hr_oentry *e)
@@ -135,7 +135,7 @@ static void enqueued(hr_conn *c, const hr_oentry *e)
     c->out.bytes += e->len + entry_cost(c, e);
     schedule_flush(c);
     /* Backpressure: stop reading from a peer that does not read our replies. */
-    size_t high = (size_t)c->w->cfg->ws_max_queued_bytes / 4;
+    size_t high = (size_t)c->w->opts->ws_max_queued_bytes / 4;
     if (c->out.bytes > high) hr_conn_pause_reading(c);
 }
 
@@ -477,8 +477,8 @@ void hr_conn_close(hr_conn *c)
     if (c->next) c->next->prev = c->prev;
     w->nconns--;
     hr_stat_sub(&w->stats.connections, 1);
-    atomic_fetch_sub_explicit(&w->srv->total_connections, 1, memory_order_relaxed);
-    if (c->ip_key && !(c->flags & HR_CONN_REFUSED)) hr_limits_release(w->srv->limits, c->ip_key, hr_loop_now(&w->loop));
+    atomic_fetch_sub_explicit(&w->sh->total_connections, 1, memory_order_relaxed);
+    if (c->ip_key && !(c->flags & HR_CONN_REFUSED)) hr_limits_release(w->sh->limits, c->ip_key, hr_loop_now(&w->loop));
     c->next = w->free_list;
     w->free_list = c;
 }
@@ -573,7 +573,7 @@ int hr_conn_deliver_leftover(hr_conn *c)
  * once it is consumed. */
 static bool input_backlog(const hr_conn *c)
 {
-    return (c->flags & HR_CONN_IN_READY_LIST) && c->in.len >= (uint64_t)c->w->cfg->http_max_pipelined_bytes;
+    return (c->flags & HR_CONN_IN_READY_LIST) && c->in.len >= (uint64_t)c->w->opts->http_max_pipelined_bytes;
 }
 
 static void do_read(hr_conn *c)

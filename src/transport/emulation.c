@@ -52,7 +52,7 @@
 #include "protocol/urlsubs.h"
 #include "auth/auth.h"
 #include "ops/limits.h"
-#include "server/server.h"
+#include "transport/worker.h"
 #include "transport/http.h"
 
 #include <pthread.h>
@@ -98,7 +98,7 @@ struct esess {
     bool ended;                    /* no more output will come */
     /* owner thread only */
     hr_session *sess;
-    const hr_config *cfg;
+    const hr_transport_opts *opt;
     esess *onext, *oprev;          /* owner's list */
 };
 
@@ -274,15 +274,15 @@ static void push_line(esess *s, const void *d, size_t len)
 static bool worker_over(const esess *s)
 {
     return atomic_load_explicit(&owner_of(s)->queued, memory_order_relaxed) >
-           (size_t)s->cfg->poll_max_queued_bytes_per_worker;
+           (size_t)s->opt->poll_max_queued_bytes_per_worker;
 }
 
 /* Should s end as a slow consumer (owner thread, mu held): 0 no, else the bound it passed. */
 static const char *slow_bound(const esess *s)
 {
-    if (s->unsent > (size_t)s->cfg->poll_max_queued_bytes) return "poll.max_queued_bytes";
+    if (s->unsent > (size_t)s->opt->poll_max_queued_bytes) return "poll.max_queued_bytes";
     size_t n = owner_of(s)->nowned;
-    size_t share = (size_t)s->cfg->poll_max_queued_bytes_per_worker / (n ? n : 1);
+    size_t share = (size_t)s->opt->poll_max_queued_bytes_per_worker / (n ? n : 1);
     if (s->unsent > share && worker_over(s)) return "poll.max_queued_bytes_per_worker";
     return NULL;
 }
@@ -290,7 +290,7 @@ static const char *slow_bound(const esess *s)
 /* The session's output: one payload of newline-separated JSON lines. */
 static void append_payload(esess *s, const uint8_t *d, size_t len)
 {
-    size_t max = (size_t)s->cfg->poll_max_queued_bytes;
+    size_t max = (size_t)s->opt->poll_max_queued_bytes;
     pthread_mutex_lock(&s->mu);
     if (s->ended) {
         pthread_mutex_unlock(&s->mu);
@@ -488,7 +488,7 @@ static void on_sweep(hr_timer *t, void *wheel_data)
     for (esess *s = ew->owned, *nx; s; s = nx) {
         nx = s->onext;
         pthread_mutex_lock(&s->mu);
-        bool expired = s->readers == 0 && now - s->last_active >= (uint64_t)s->cfg->poll_session_ttl_ms;
+        bool expired = s->readers == 0 && now - s->last_active >= (uint64_t)s->opt->poll_session_ttl_ms;
         pthread_mutex_unlock(&s->mu);
         if (expired) {
             hr_debug("session %.8s...: expired", s->id);
@@ -563,7 +563,7 @@ typedef enum { OPEN_OK, OPEN_FULL, OPEN_ADDRESS } open_result;
 /* A new session owned by w, counted for ip_key; NULL with *why when refused. */
 static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
 {
-    hr_limits *lim = w->srv->limits;
+    hr_limits *lim = w->sh->limits;
     if (!hr_limits_session_begin(lim, ip_key, mono_ms())) {
         *why = OPEN_ADDRESS;
         return NULL;
@@ -575,11 +575,11 @@ static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
     pthread_mutex_init(&s->mu, NULL);
     random_id(s->id);
     s->owner = w->id;
-    s->reg = w->srv->emu;
+    s->reg = w->sh->emu;
     s->hub = w->hub->hub;
-    s->cfg = w->cfg;
+    s->opt = w->opts;
     s->last_active = mono_ms();
-    if (!reg_add(s->reg, s, (size_t)w->cfg->poll_max_sessions)) {
+    if (!reg_add(s->reg, s, (size_t)w->opts->poll_max_sessions)) {
         hr_limits_session_end(lim, ip_key, mono_ms());
         sunref(s);
         *why = OPEN_FULL;
@@ -588,7 +588,7 @@ static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
     hr_engine *e = s->hub->engine;
     if (e->cluster) e->cluster->session_register(e, s->id, true); /* other nodes route its commands here */
     s->sess = hr_session_new(w->hub, w->proto, &emu_sink, s, HR_NATIVE_JSON);
-    hr_session_set_reply_budget(s->sess, (size_t)w->cfg->poll_max_queued_bytes);
+    hr_session_set_reply_budget(s->sess, (size_t)w->opts->poll_max_queued_bytes);
     eworker *ew = &s->reg->w[w->id];
     ew->wh = w->hub;
     s->onext = ew->owned;
@@ -677,7 +677,7 @@ static void respond_err(hr_conn *c, int status, const char *cors, const char *ms
 static void respond_busy(hr_conn *c, const char *cors, bool close)
 {
     char hdrs[768];
-    long long ttl_s = (long long)((c->w->cfg->poll_session_ttl_ms + 999) / 1000);
+    long long ttl_s = (long long)((c->w->opts->poll_session_ttl_ms + 999) / 1000);
     snprintf(hdrs, sizeof(hdrs), NOCACHE "Retry-After: %lld\r\n%s", ttl_s, cors);
     hr_http_respond_error(c, 503, hdrs, "too many sessions from your address (poll.max_sessions_per_ip)", close);
 }
@@ -811,7 +811,7 @@ static void reader_serve(reader *r, bool force)
         hr_conn_send(c, last, sizeof(last) - 1);
         r->finished = true;
         hr_conn_close_after_flush(c);
-        hr_conn_set_timer(c, (uint64_t)c->w->cfg->ws_close_timeout_ms);
+        hr_conn_set_timer(c, (uint64_t)c->w->opts->ws_close_timeout_ms);
     }
 }
 
@@ -850,7 +850,7 @@ static ssize_t poll_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     HR_UNUSED(data);
     /* a pipelined request waits for the answer; a flood does not */
-    if (len > (size_t)c->w->cfg->http_max_head_size + (size_t)c->w->cfg->http_max_body_size) {
+    if (len > (size_t)c->w->opts->http_max_head_size + (size_t)c->w->opts->http_max_body_size) {
         hr_conn_close(c);
         return -1;
     }
@@ -904,7 +904,7 @@ static void stream_on_timer(hr_conn *c)
     /* heartbeat: an empty line (NDJSON readers skip it) keeps proxies open */
     static const char hb[] = "1\r\n\n\r\n";
     hr_conn_send(c, hb, sizeof(hb) - 1);
-    uint64_t iv = (uint64_t)c->w->cfg->sse_heartbeat_interval_ms;
+    uint64_t iv = (uint64_t)c->w->opts->sse_heartbeat_interval_ms;
     if (iv) hr_conn_set_timer(c, iv);
 }
 
@@ -928,7 +928,7 @@ static void stream_on_shutdown(hr_conn *c)
     hr_buf_free(&b);
     r->finished = true;
     hr_conn_close_after_flush(c);
-    hr_conn_set_timer(c, (uint64_t)c->w->cfg->ws_close_timeout_ms);
+    hr_conn_set_timer(c, (uint64_t)c->w->opts->ws_close_timeout_ms);
 }
 
 static const hr_conn_vt stream_vt = {
@@ -1022,7 +1022,7 @@ static void handle_poll(hr_conn *c, const hr_http_request *req, const char *cors
         handle_open(c, req, cors, close);
         return;
     }
-    esess *s = reg_find(c->w->srv->emu, sid);
+    esess *s = reg_find(c->w->sh->emu, sid);
     if (!s) {
         respond_err(c, 404, cors, "unknown session", close);
         return;
@@ -1034,7 +1034,7 @@ static void handle_poll(hr_conn *c, const hr_http_request *req, const char *cors
     int cs = cursor_state(s, cursor);
     if (!cs) ack(s, cursor);
     size_t n = cs ? 0 : collect(s, &cursor, &b, true);
-    bool park = !cs && !n && !s->ended && c->w->cfg->poll_timeout_ms > 0 && !c->w->draining;
+    bool park = !cs && !n && !s->ended && c->w->opts->poll_timeout_ms > 0 && !c->w->draining;
     if (park) {
         s->wait_mask |= 1ull << c->w->id;
         s->readers++;
@@ -1055,7 +1055,7 @@ static void handle_poll(hr_conn *c, const hr_http_request *req, const char *cors
         reader *r = reader_new(c, s, cursor, false, close, cors);
         hr_http_detach(c);
         hr_conn_set_transport(c, &poll_vt, r);
-        hr_conn_set_timer(c, (uint64_t)c->w->cfg->poll_timeout_ms);
+        hr_conn_set_timer(c, (uint64_t)c->w->opts->poll_timeout_ms);
     }
     hr_buf_free(&b);
 }
@@ -1073,7 +1073,7 @@ static void handle_stream(hr_conn *c, const hr_http_request *req, const char *co
     }
     esess *s;
     if (has) {
-        s = reg_find(c->w->srv->emu, sid);
+        s = reg_find(c->w->sh->emu, sid);
         if (!s) {
             respond_err(c, 404, cors, "unknown session", close);
             return;
@@ -1111,7 +1111,7 @@ static void handle_stream(hr_conn *c, const hr_http_request *req, const char *co
     hr_http_detach(c);
     reader *r = reader_new(c, s, cursor, true, true, cors);
     hr_conn_set_transport(c, &stream_vt, r);
-    uint64_t iv = (uint64_t)c->w->cfg->sse_heartbeat_interval_ms;
+    uint64_t iv = (uint64_t)c->w->opts->sse_heartbeat_interval_ms;
     if (iv) hr_conn_set_timer(c, iv);
     else hr_conn_stop_timer(c);
     reader_serve(r, false); /* replay what is after the cursor, arm the wake-up */
@@ -1162,15 +1162,14 @@ static void handle_send(hr_conn *c, const hr_http_request *req, const uint8_t *b
         respond_err(c, 400, cors, "session is required (?session=ID)", close);
         return;
     }
-    esess *s = reg_find(c->w->srv->emu, sid);
+    esess *s = reg_find(c->w->sh->emu, sid);
     hr_engine *e = c->w->hub->hub->engine;
     if (!s && !e->cluster) {
         respond_err(c, 404, cors, "unknown session", close);
         return;
     }
-    const hr_config *cfg = c->w->cfg;
     hr_native_batch batch = {0};
-    hr_native_limits lim = {(size_t)cfg->ch_max_commands_per_frame, (size_t)cfg->ch_max_channel_length};
+    hr_native_limits lim = {(size_t)c->w->proto->ops.max_commands_per_frame, (size_t)c->w->proto->ops.max_channel_length};
     int rc = len ? hr_native_parse(body, len, &lim, &batch) : HR_ERR_PROTO;
     size_t ncmds = batch.n;
     hr_native_batch_free(&batch);
@@ -1212,9 +1211,9 @@ static void handle_send(hr_conn *c, const hr_http_request *req, const uint8_t *b
 
 void hr_emu_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, size_t body_len, bool close)
 {
-    const hr_config *cfg = c->w->cfg;
+    const hr_transport_opts *opt = c->w->opts;
     char cors[512];
-    int origin = hr_cors_check(cfg, req, NULL, cors, sizeof(cors)); /* same policy as /sse */
+    int origin = hr_cors_check(opt, req, NULL, cors, sizeof(cors)); /* same policy as /sse */
     bool is_send = path_eq(req->path, req->path_len, "/poll/send") || path_eq(req->path, req->path_len, "/stream/send");
     bool is_open = path_eq(req->path, req->path_len, "/poll/open");
     const char *allow = is_send || is_open ? "POST, OPTIONS" : "GET, OPTIONS";

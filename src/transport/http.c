@@ -10,7 +10,7 @@
 #include "transport/http.h"
 #include "core/json.h"
 #include "core/log.h"
-#include "server/server.h"
+#include "transport/worker.h"
 #include "transport/api.h"
 #include "transport/emulation.h"
 #include "transport/proxy.h"
@@ -277,7 +277,7 @@ static bool serve_static(hr_conn *c, const hr_http_request *req, bool close_conn
     if (dirfd < 0) return false;
     char rel[4096];
     if (static_path(req->path, req->path_len, rel, sizeof(rel))) return false;
-    int fd = c->w->cfg->static_follow_symlinks ? openat(dirfd, rel, STATIC_OPEN_FLAGS) : open_beneath(dirfd, rel);
+    int fd = c->w->opts->static_follow_symlinks ? openat(dirfd, rel, STATIC_OPEN_FLAGS) : open_beneath(dirfd, rel);
     if (fd < 0 && (errno == EMFILE || errno == ENFILE)) { /* out of descriptors: not "not found" */
         static const char busy[] = "{\"error\":\"server out of file descriptors\",\"status\":503,\"temporary\":true}";
         hr_http_respond(c, 503, "application/json", "Retry-After: 1\r\n", busy, sizeof(busy) - 1, false, close_conn);
@@ -401,7 +401,7 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
         hr_api_handle(c, req, body, body_len, close);
         return;
     }
-    if (path_is(req, "/http/echo") && w->cfg->http_echo_endpoint) {
+    if (path_is(req, "/http/echo") && w->opts->http_echo_endpoint) {
         if (!method_is(req, "POST") && !method_is(req, "PUT")) {
             hr_http_respond_error(c, 405, "Allow: POST, PUT\r\n", "method not allowed", close);
             return;
@@ -426,10 +426,10 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
 
 /* ---- request framing ------------------------------------------------------------- */
 
-static hr_http_limits limits_of(const hr_config *cfg)
+static hr_http_limits limits_of(const hr_transport_opts *opt)
 {
-    hr_http_limits l = {(size_t)cfg->http_max_head_size, (size_t)cfg->http_max_headers,
-                        (size_t)cfg->http_max_target_size};
+    hr_http_limits l = {(size_t)opt->http_max_head_size, (size_t)opt->http_max_headers,
+                        (size_t)opt->http_max_target_size};
     return l;
 }
 
@@ -437,7 +437,7 @@ static void arm_idle(hr_conn *c)
 {
     hr_http *h = c->proto;
     h->state = H_IDLE;
-    hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_keepalive_timeout_ms);
+    hr_conn_set_timer(c, (uint64_t)c->w->opts->http_keepalive_timeout_ms);
 }
 
 static void fail(hr_conn *c, int status, const char *message)
@@ -456,7 +456,7 @@ static void body_done(hr_conn *c)
     hr_http_request req;
     hr_http_parser p;
     hr_http_parser_init(&p);
-    hr_http_limits lim = limits_of(c->w->cfg);
+    hr_http_limits lim = limits_of(c->w->opts);
     int rc = hr_http_parse_request(&p, (const char *)h->req.data, h->head_len, &lim, &req, hdrs, HR_ARRAY_LEN(hdrs));
     h->state = H_IDLE;
     if (rc != (int)h->head_len) { /* cannot happen: it parsed before */
@@ -518,8 +518,8 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
         hr_conn_pause_reading(c);
         return 0;
     }
-    const hr_config *cfg = c->w->cfg;
-    hr_http_limits lim = limits_of(cfg);
+    const hr_transport_opts *opt = c->w->opts;
+    hr_http_limits lim = limits_of(opt);
     size_t pos = 0;
     int answered = 0;
     while (pos < len) {
@@ -532,7 +532,7 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
             if (h->state == H_BODY) break;
             continue;
         }
-        if (answered >= cfg->http_max_pipelined) {
+        if (answered >= opt->http_max_pipelined) {
             hr_conn_yield(c); /* come back to the rest after other connections */
             break;
         }
@@ -541,7 +541,7 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
         if (c->flags & HR_CONN_READ_PAUSED) break;
         if (h->state == H_IDLE) {
             h->state = H_HEAD;
-            hr_conn_set_timer(c, (uint64_t)cfg->http_header_timeout_ms);
+            hr_conn_set_timer(c, (uint64_t)opt->http_header_timeout_ms);
         }
         hr_http_header hdrs[HR_HTTP_MAX_HEADER_ARRAY];
         hr_http_request req;
@@ -557,13 +557,13 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
         h->served++;
         answered++;
         if (req.chunked || req.content_length > 0) {
-            if (req.content_length > cfg->http_max_body_size) {
+            if (req.content_length > opt->http_max_body_size) {
                 fail(c, 413, "request body too large");
                 return (ssize_t)len;
             }
             h->chunked = req.chunked;
             h->body_left = req.chunked ? 0 : (uint64_t)req.content_length;
-            hr_http_chunked_init(&h->ch, (uint64_t)cfg->http_max_body_size);
+            hr_http_chunked_init(&h->ch, (uint64_t)opt->http_max_body_size);
             hr_buf_free(&h->req);
             hr_buf_append(&h->req, data + pos, head_len);
             h->head_len = head_len;
@@ -572,7 +572,7 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 hr_conn_send(c, cont, sizeof(cont) - 1);
             }
-            hr_conn_set_timer(c, (uint64_t)cfg->http_body_timeout_ms);
+            hr_conn_set_timer(c, (uint64_t)opt->http_body_timeout_ms);
             pos += head_len;
             continue;
         }
@@ -593,7 +593,7 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
         if (pos == len || (c->flags & HR_CONN_READ_PAUSED)) arm_idle(c); /* paused: waiting for the client */
         else {
             h->state = H_HEAD; /* partial next head: header timeout runs */
-            hr_conn_set_timer(c, (uint64_t)cfg->http_header_timeout_ms);
+            hr_conn_set_timer(c, (uint64_t)opt->http_header_timeout_ms);
         }
     }
     return (ssize_t)pos;
@@ -615,7 +615,7 @@ static void http_on_timer(hr_conn *c)
 {
     hr_http *h = c->proto;
     if (h->deferred) { /* waiting for the engine, not for the client */
-        hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_keepalive_timeout_ms);
+        hr_conn_set_timer(c, (uint64_t)c->w->opts->http_keepalive_timeout_ms);
         return;
     }
     if (h->state == H_IDLE) {
@@ -623,7 +623,7 @@ static void http_on_timer(hr_conn *c)
          * time: it is slow, not gone (pipelined requests wait for it). */
         if (c->out.n && c->out.bytes != h->queued_at_timer) {
             h->queued_at_timer = c->out.bytes;
-            hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_keepalive_timeout_ms);
+            hr_conn_set_timer(c, (uint64_t)c->w->opts->http_keepalive_timeout_ms);
             return;
         }
         hr_conn_close(c); /* keep-alive timeout, or no answer read for that long: silent close */
@@ -666,9 +666,9 @@ void hr_http_attach(hr_conn *c)
      * that never sends a byte is closed then, silently); keepalive_timeout
      * is for the wait between requests. */
     h->state = H_IDLE;
-    hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_header_timeout_ms);
+    hr_conn_set_timer(c, (uint64_t)c->w->opts->http_header_timeout_ms);
     if (c->flags & HR_CONN_REFUSED) /* refused at accept: a short wait for the request to answer */
-        hr_conn_set_timer(c, (uint64_t)HR_MIN(c->w->cfg->http_header_timeout_ms, 2000));
+        hr_conn_set_timer(c, (uint64_t)HR_MIN(c->w->opts->http_header_timeout_ms, 2000));
 }
 
 void hr_http_set_peer_key(hr_conn *c, uint32_t key)

@@ -17,7 +17,7 @@
 #include "core/cidr.h"
 #include "core/log.h"
 #include "ops/limits.h"
-#include "server/server.h"
+#include "transport/worker.h"
 #include "transport/http.h"
 #include "transport/tls.h"
 
@@ -46,7 +46,7 @@ static const char *refused_text(hr_admit a)
 
 int hr_client_start(hr_conn *c, const struct sockaddr *sa, socklen_t sl, bool tls)
 {
-    hr_server *s = c->w->srv;
+    hr_shared *s = c->w->sh;
     hr_limits *lim = s->limits;
     uint32_t peer_key = 0;
     if (sa && hr_limits_track_ips(lim)) {
@@ -79,7 +79,7 @@ int hr_client_start(hr_conn *c, const struct sockaddr *sa, socklen_t sl, bool tl
             return HR_ERR_CLOSED;
         }
         /* the handshake must finish within the header timeout */
-        hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_header_timeout_ms);
+        hr_conn_set_timer(c, (uint64_t)c->w->opts->http_header_timeout_ms);
     }
     return 0;
 }
@@ -144,7 +144,7 @@ void hr_proxy_await(hr_conn *c, bool tls)
 {
     c->layer = tls ? &stage_tls_layer : &stage_layer;
     hr_conn_set_transport(c, &await_vt, NULL);
-    hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_header_timeout_ms);
+    hr_conn_set_timer(c, (uint64_t)c->w->opts->http_header_timeout_ms);
 }
 
 static int drop(hr_conn *c, const char *why)
@@ -195,7 +195,7 @@ static int read_header(hr_conn *c)
     if (!h.local) {
         sl = hr_ipaddr_to_sockaddr(&h.src, h.src_port, &ss);
         sa = (const struct sockaddr *)&ss;
-    } else if (hr_limits_track_ips(c->w->srv->limits)) {
+    } else if (hr_limits_track_ips(c->w->sh->limits)) {
         sl = sizeof(ss);
         if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) sa = (const struct sockaddr *)&ss;
     }
@@ -219,7 +219,7 @@ static bool name_is(const hr_http_header *h, const char *name, size_t n)
 
 bool hr_proxy_request(hr_conn *c, const hr_http_request *req, uint32_t peer_key)
 {
-    hr_server *s = c->w->srv;
+    hr_shared *s = c->w->sh;
     hr_limits *lim = s->limits;
     if (!hr_limits_track_ips(lim)) return false;
     hr_fwd f;

@@ -42,7 +42,7 @@
 #include "protocol/session.h"
 #include "protocol/urlsubs.h"
 #include "auth/auth.h"
-#include "server/server.h"
+#include "transport/worker.h"
 #include "transport/http.h"
 
 #include <stdio.h>
@@ -53,7 +53,7 @@
 typedef struct hr_sse {
     hr_client client;          /* must stay first: the hub hands it back */
     hr_conn *c;
-    const hr_config *cfg;
+    const hr_transport_opts *opt;
     /* the URL's concrete channels, in URL order: subscription (NULL once
      * the server API unsubscribed it) and this stream's position */
     hr_sub **subs;
@@ -230,7 +230,7 @@ static void sse_end(hr_sse *s, bool drop)
     s->closing = true;
     if (drop) hr_conn_drop_queued(s->c);
     hr_conn_close_after_flush(s->c);
-    hr_conn_set_timer(s->c, (uint64_t)s->cfg->ws_close_timeout_ms);
+    hr_conn_set_timer(s->c, (uint64_t)s->opt->ws_close_timeout_ms);
 }
 
 /* event: disconnect, then the end. */
@@ -269,7 +269,7 @@ static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cac
     }
     if (pub->kind == HR_PUB_MESSAGE && !hr_urlsubs_delivers(cl, sub, pub)) return;
     hr_conn *c = s->c;
-    size_t max = (size_t)s->cfg->sse_max_queued_bytes;
+    size_t max = (size_t)s->opt->sse_max_queued_bytes;
     /* a queue over the limit is first offered to the kernel, so a burst
      * within one loop turn is not mistaken for a slow reader */
     if (c->out.bytes > max && hr_conn_write_now(c) > max) {
@@ -334,7 +334,7 @@ static const hr_client_vt sse_client_vt = {.on_pub = sse_on_pub, .on_command = s
  * whichever comes first. */
 static void arm_heartbeat(hr_sse *s)
 {
-    uint64_t iv = (uint64_t)s->cfg->sse_heartbeat_interval_ms;
+    uint64_t iv = (uint64_t)s->opt->sse_heartbeat_interval_ms;
     uint64_t delay = UINT64_MAX;
     if (iv) {
         uint64_t now = hr_conn_now(s->c), next = s->last_tx + iv;
@@ -370,7 +370,7 @@ static void sse_on_timer(hr_conn *c)
         sse_disconnect(s, HR_DISC_TOKEN_EXPIRED, "token expired");
         return;
     }
-    uint64_t iv = (uint64_t)s->cfg->sse_heartbeat_interval_ms;
+    uint64_t iv = (uint64_t)s->opt->sse_heartbeat_interval_ms;
     if (iv && hr_conn_now(c) - s->last_tx >= iv) {
         static const char ping[] = ": ping\n\n";
         hr_conn_send(c, ping, sizeof(ping) - 1);
@@ -420,10 +420,10 @@ static bool method_is(const hr_http_request *req, const char *m)
  * /poll and /stream: -1 refused; 0 allowed with no CORS headers (no Origin,
  * same origin); 1 allowed cross-origin, the CORS response headers written
  * into cors (with Access-Control-Expose-Headers when expose is not NULL). */
-int hr_cors_check(const hr_config *cfg, const hr_http_request *req, const char *expose, char *cors, size_t cap)
+int hr_cors_check(const hr_transport_opts *opt, const hr_http_request *req, const char *expose, char *cors, size_t cap)
 {
     cors[0] = '\0';
-    int r = hr_http_origin_check(req, cfg->sse_allowed_origins.v, cfg->sse_allowed_origins.n);
+    int r = hr_http_origin_check(req, opt->sse_allowed_origins.v, opt->sse_allowed_origins.n);
     if (r <= 0) return r;
     const hr_http_header *o = hr_http_find_header(req, "origin");
     snprintf(cors, cap, "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Allow-Credentials: true\r\n%s%s%sVary: Origin\r\n",
@@ -584,7 +584,7 @@ static void respond_401(hr_conn *c, const char *cors, const char *msg, bool clos
 hr_actor hr_http_actor(hr_conn *c)
 {
     return (hr_actor){.kind = HR_ACTOR_CLIENT, .opts = &c->w->proto->ops, .wh = (c->flags & HR_CONN_REFUSED) ? NULL : c->w->hub,
-                      .engine = c->w->srv->hub->engine, .ip_key = c->ip_key};
+                      .engine = c->w->sh->hub->engine, .ip_key = c->ip_key};
 }
 
 /* Verify a token of the request (NULL: malformed); on failure count it
@@ -677,9 +677,9 @@ static const char preflight_headers[] = "Access-Control-Allow-Methods: GET, OPTI
 void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
 {
     hr_worker *w = c->w;
-    const hr_config *cfg = w->cfg;
+    const hr_transport_opts *opt = w->opts;
     char cors[512], hdrs[1024], msg[256];
-    int origin = hr_cors_check(cfg, req, "X-Herald-Client", cors, sizeof(cors));
+    int origin = hr_cors_check(opt, req, "X-Herald-Client", cors, sizeof(cors));
 
     if (method_is(req, "OPTIONS")) { /* CORS preflight (polyfills that set headers) */
         if (origin < 0) {
@@ -726,7 +726,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     s->exp_at = au.conn.has_exp ? HR_MAX(au.conn.exp, 1) : 0;
     hr_urlsubs_client_id(s->client.id);
     s->c = c;
-    s->cfg = cfg;
+    s->opt = opt;
     char ev[8]; /* not buf: the channel names in refs live there */
     size_t elen = 0;
     pos = 0;
@@ -832,7 +832,7 @@ static void start_step(sse_start *st)
         start_abandon(st);
         return;
     }
-    const hr_config *cfg = s->cfg;
+    const hr_transport_opts *opt = s->opt;
     hr_worker *w = c->w;
     size_t k = st->k;
     rec_ctx *rec = st->rec;
@@ -854,7 +854,7 @@ static void start_step(sse_start *st)
              s->client.id, st->cors);
     hr_buf b = HR_BUF_INIT;
     hr_buf_append_str(&b, ":ok\n");
-    if (cfg->sse_retry_ms) hr_buf_printf(&b, "retry: %lld\n", (long long)cfg->sse_retry_ms);
+    if (opt->sse_retry_ms) hr_buf_printf(&b, "retry: %lld\n", (long long)opt->sse_retry_ms);
     hr_buf_append(&b, "\n", 1);
     hr_http_respond_stream(c, 200, "text/event-stream", hdrs, b.data, b.len);
     b.len = 0;

@@ -25,7 +25,7 @@
 #include "engine/pub.h"
 #include "ops/ops.h"
 #include "protocol/urlsubs.h"
-#include "server/config.h"
+#include "transport/opts.h"
 #include "transport/conn.h"
 
 /* Answer a request for /sse: OPTIONS (CORS preflight), GET (the stream, or
@@ -61,7 +61,7 @@ size_t hr_sse_id_format(const hr_sse_pos *pos, size_t n, char *out);
 /* CORS for the HTTP transports (sse.allowed_origins): -1 refused, 0 no CORS
  * headers needed, 1 allowed cross-origin with the headers written into
  * cors[0..cap) (Access-Control-Expose-Headers: expose, unless NULL). */
-int hr_cors_check(const hr_config *cfg, const hr_http_request *req, const char *expose, char *cors, size_t cap);
+int hr_cors_check(const hr_transport_opts *opt, const hr_http_request *req, const char *expose, char *cors, size_t cap);
 
 /* The connection token of an HTTP transport request: the Authorization
  * header's Bearer credentials, else ?token= (decoded into buf, cap bytes).

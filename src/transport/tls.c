@@ -20,8 +20,8 @@
  * (the layer's events op). */
 #include "transport/tls.h"
 #include "core/log.h"
-#include "server/config.h"
-#include "server/server.h"
+#include "transport/opts.h"
+#include "transport/worker.h"
 #include "transport/conn.h"
 
 #include <errno.h>
@@ -38,7 +38,7 @@
 struct hr_tls_server {
     pthread_mutex_t mu;          /* guards ctx (swapped by reload, read at accept) */
     SSL_CTX *ctx;
-    const hr_config *cfg;
+    const hr_transport_opts *opt;
 };
 
 enum {
@@ -104,19 +104,19 @@ static bool readable(const char *key, const char *path, char *err, size_t errlen
     return true;
 }
 
-SSL_CTX *hr_tls_ctx_new(const hr_config *cfg, char *err, size_t errlen)
+SSL_CTX *hr_tls_ctx_new(const hr_transport_opts *opt, char *err, size_t errlen)
 {
     char why[256];
-    if (!cfg->tls_cert[0] || !cfg->tls_key[0]) {
+    if (!opt->tls_cert[0] || !opt->tls_key[0]) {
         snprintf(err, errlen, "tls.cert and tls.key must both be set to enable TLS");
         return NULL;
     }
-    int minv = hr_tls_parse_min_version(cfg->tls_min_version);
+    int minv = hr_tls_parse_min_version(opt->tls_min_version);
     if (minv < 0) {
-        snprintf(err, errlen, "tls.min_version: expected \"1.2\" or \"1.3\", got \"%s\"", cfg->tls_min_version);
+        snprintf(err, errlen, "tls.min_version: expected \"1.2\" or \"1.3\", got \"%s\"", opt->tls_min_version);
         return NULL;
     }
-    if (!readable("tls.cert", cfg->tls_cert, err, errlen) || !readable("tls.key", cfg->tls_key, err, errlen))
+    if (!readable("tls.cert", opt->tls_cert, err, errlen) || !readable("tls.key", opt->tls_key, err, errlen))
         return NULL;
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -132,31 +132,31 @@ SSL_CTX *hr_tls_ctx_new(const hr_config *cfg, char *err, size_t errlen)
     /* Resumption through stateless tickets only: no per-session server memory. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
-    if (cfg->tls_ciphers[0] && SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
-        snprintf(err, errlen, "tls.ciphers: \"%s\" selects no usable cipher (%s)", cfg->tls_ciphers,
+    if (opt->tls_ciphers[0] && SSL_CTX_set_cipher_list(ctx, opt->tls_ciphers) != 1) {
+        snprintf(err, errlen, "tls.ciphers: \"%s\" selects no usable cipher (%s)", opt->tls_ciphers,
                  ossl_reason(why, sizeof(why)));
         goto fail;
     }
-    if (cfg->tls_ciphersuites[0] && SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites) != 1) {
+    if (opt->tls_ciphersuites[0] && SSL_CTX_set_ciphersuites(ctx, opt->tls_ciphersuites) != 1) {
         snprintf(err, errlen, "tls.ciphersuites: \"%s\" is not a list of TLS 1.3 suites (%s)",
-                 cfg->tls_ciphersuites, ossl_reason(why, sizeof(why)));
+                 opt->tls_ciphersuites, ossl_reason(why, sizeof(why)));
         goto fail;
     }
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-        snprintf(err, errlen, "tls.cert: \"%s\" is not a usable PEM certificate (%s)", cfg->tls_cert,
+    if (SSL_CTX_use_certificate_chain_file(ctx, opt->tls_cert) != 1) {
+        snprintf(err, errlen, "tls.cert: \"%s\" is not a usable PEM certificate (%s)", opt->tls_cert,
                  ossl_reason(why, sizeof(why)));
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(ctx, opt->tls_key, SSL_FILETYPE_PEM) != 1) {
         unsigned long e = ERR_peek_last_error();
         bool mismatch = ERR_GET_LIB(e) == ERR_LIB_X509 && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
                                                           ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH);
         if (mismatch) {
             ERR_clear_error();
             snprintf(err, errlen, "tls.key: the private key in \"%s\" does not match the certificate in \"%s\"",
-                     cfg->tls_key, cfg->tls_cert);
+                     opt->tls_key, opt->tls_cert);
         } else {
-            snprintf(err, errlen, "tls.key: \"%s\" is not a usable PEM private key (%s)", cfg->tls_key,
+            snprintf(err, errlen, "tls.key: \"%s\" is not a usable PEM private key (%s)", opt->tls_key,
                      ossl_reason(why, sizeof(why)));
         }
         goto fail;
@@ -164,7 +164,7 @@ SSL_CTX *hr_tls_ctx_new(const hr_config *cfg, char *err, size_t errlen)
     if (SSL_CTX_check_private_key(ctx) != 1) {
         ERR_clear_error();
         snprintf(err, errlen, "tls.key: the private key in \"%s\" does not match the certificate in \"%s\"",
-                 cfg->tls_key, cfg->tls_cert);
+                 opt->tls_key, opt->tls_cert);
         goto fail;
     }
     return ctx;
@@ -173,14 +173,14 @@ fail:
     return NULL;
 }
 
-int hr_tls_server_new(hr_tls_server **out, const hr_config *cfg, char *err, size_t errlen)
+int hr_tls_server_new(hr_tls_server **out, const hr_transport_opts *opt, char *err, size_t errlen)
 {
-    SSL_CTX *ctx = hr_tls_ctx_new(cfg, err, errlen);
+    SSL_CTX *ctx = hr_tls_ctx_new(opt, err, errlen);
     if (!ctx) return HR_ERR_INVALID;
     hr_tls_server *t = hr_calloc(1, sizeof(*t));
     pthread_mutex_init(&t->mu, NULL);
     t->ctx = ctx;
-    t->cfg = cfg;
+    t->opt = opt;
     *out = t;
     return 0;
 }
@@ -195,7 +195,7 @@ void hr_tls_server_free(hr_tls_server *t)
 
 int hr_tls_server_reload(hr_tls_server *t, char *err, size_t errlen)
 {
-    SSL_CTX *ctx = hr_tls_ctx_new(t->cfg, err, errlen);
+    SSL_CTX *ctx = hr_tls_ctx_new(t->opt, err, errlen);
     if (!ctx) return HR_ERR_INVALID;
     pthread_mutex_lock(&t->mu);
     SSL_CTX *old = t->ctx;
@@ -218,7 +218,7 @@ void hr_tls_server_fingerprint(hr_tls_server *t, char *out, size_t outlen)
     for (unsigned int i = 0; i < n && o + 3 < outlen; i++) o += (size_t)snprintf(out + o, outlen - o, "%s%02X", i ? ":" : "", md[i]);
 }
 
-void hr_tls_reload(hr_server *s)
+void hr_tls_reload(hr_shared *s)
 {
     if (!s->tls) return;
     char err[512], fp[128];
@@ -227,7 +227,7 @@ void hr_tls_reload(hr_server *s)
         return;
     }
     hr_tls_server_fingerprint(s->tls, fp, sizeof(fp));
-    hr_info("SIGHUP: TLS certificate reloaded from %s (sha256 %s); open connections keep theirs", s->cfg->tls_cert,
+    hr_info("SIGHUP: TLS certificate reloaded from %s (sha256 %s); open connections keep theirs", s->tls->opt->tls_cert,
             fp);
 }
 
@@ -315,7 +315,7 @@ static int tls_handshake(hr_conn *c)
         t->base.ops = &tls_ops;
         /* The handshake ran under the header timeout; the first request
          * must begin within another one (http.c, as on plain TCP). */
-        hr_conn_set_timer(c, (uint64_t)c->w->cfg->http_header_timeout_ms);
+        hr_conn_set_timer(c, (uint64_t)c->w->opts->http_header_timeout_ms);
         return 0;
     }
     int e = SSL_get_error(t->ssl, r);

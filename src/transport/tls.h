@@ -20,8 +20,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-struct hr_config;
-struct hr_server;
+#include "transport/opts.h"
+
+struct hr_shared;
 typedef struct hr_conn hr_conn;
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -31,14 +32,14 @@ typedef struct hr_tls_conn hr_tls_conn;
 /* "1.2" -> TLS1_2_VERSION, "1.3" -> TLS1_3_VERSION; HR_ERR_INVALID otherwise. */
 int hr_tls_parse_min_version(const char *s);
 
-/* A new context from the config's tls.* options. NULL with a message such as
+/* A new context from tls.* options. NULL with a message such as
  * "tls.key: the private key does not match the certificate in cert.pem" in
  * err (files unreadable, not PEM, mismatched key, bad cipher list). */
-SSL_CTX *hr_tls_ctx_new(const struct hr_config *cfg, char *err, size_t errlen);
+SSL_CTX *hr_tls_ctx_new(const hr_transport_opts *opt, char *err, size_t errlen);
 
-/* The server's TLS state (context + lock). Returns 0 or HR_ERR_INVALID with
+/* The TLS state (context + lock). Returns 0 or HR_ERR_INVALID with
  * a message in err. */
-int hr_tls_server_new(hr_tls_server **out, const struct hr_config *cfg, char *err, size_t errlen);
+int hr_tls_server_new(hr_tls_server **out, const hr_transport_opts *opt, char *err, size_t errlen);
 void hr_tls_server_free(hr_tls_server *t);
 /* Build a new context from the same files and swap it in; on failure keep
  * the old one. Returns 0 or HR_ERR_INVALID (message in err). */
@@ -46,9 +47,9 @@ int hr_tls_server_reload(hr_tls_server *t, char *err, size_t errlen);
 /* SHA-256 fingerprint (hex) of the certificate new connections get. */
 void hr_tls_server_fingerprint(hr_tls_server *t, char *out, size_t outlen);
 
-/* SIGHUP hook: reload the certificate of server s if it speaks TLS, logging
+/* SIGHUP hook: reload the certificate of the process s shares if it speaks TLS, logging
  * the outcome. Safe while workers run. */
-void hr_tls_reload(struct hr_server *s);
+void hr_tls_reload(struct hr_shared *s);
 
 /* ---- per connection (worker thread) ------------------------------------ */
 

@@ -35,7 +35,7 @@
 #include "codec/utf8.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
-#include "server/server.h"
+#include "transport/worker.h"
 #include "transport/http.h"
 #include "transport/sse.h" /* hr_http_auth_read: the tokens of /ws/raw */
 #include "protocol/raw.h"
@@ -83,8 +83,8 @@ static void release_inflater(hr_ws *ws);
 static uint64_t max_message(const hr_conn *c)
 {
     const hr_ws *ws = c->proto;
-    const hr_config *cfg = c->w->cfg;
-    return (uint64_t)(ws->h->echo_limits ? cfg->ws_echo_max_message_size : cfg->ws_max_message_size);
+    const hr_transport_opts *opt = c->w->opts;
+    return (uint64_t)(ws->h->echo_limits ? opt->ws_echo_max_message_size : opt->ws_max_message_size);
 }
 
 /* Bring the worker's count of unfinished-message bytes up to date with this
@@ -99,7 +99,7 @@ static bool charge_partial(hr_conn *c)
     size_t before = ws->msg_charge;
     w->ws_partial_bytes = w->ws_partial_bytes - before + now;
     ws->msg_charge = (uint32_t)now;
-    return now > before && w->ws_partial_bytes > (size_t)w->cfg->ws_max_partial_bytes;
+    return now > before && w->ws_partial_bytes > (size_t)w->opts->ws_max_partial_bytes;
 }
 
 /* ---- sending ------------------------------------------------------------- */
@@ -124,13 +124,13 @@ void hr_ws_send(hr_conn *c, int opcode, const void *data, size_t len)
     if (c->vt != &ws_vt || ws->state != WS_OPEN) return;
     hr_worker *w = c->w;
     hr_stat_add(&w->stats.ws_messages_out, 1);
-    if (ws->deflate && len >= (size_t)w->cfg->ws_deflate_min_size) {
+    if (ws->deflate && len >= (size_t)w->opts->ws_deflate_min_size) {
         z_stream *zs = ws->pmd.server_no_context_takeover ? hr_worker_deflater(w, ws->pmd.server_max_window_bits)
                                                           : ws->deflater;
         if (!zs && !ws->pmd.server_no_context_takeover) {
             ws->deflater = hr_calloc(1, sizeof(z_stream));
-            if (hr_pmd_deflater_init(ws->deflater, (int)w->cfg->ws_deflate_level, ws->pmd.server_max_window_bits,
-                                     (int)w->cfg->ws_deflate_mem_level)) {
+            if (hr_pmd_deflater_init(ws->deflater, (int)w->opts->ws_deflate_level, ws->pmd.server_max_window_bits,
+                                     (int)w->opts->ws_deflate_mem_level)) {
                 hr_free(ws->deflater);
                 ws->deflater = NULL;
             }
@@ -146,17 +146,17 @@ void hr_ws_send(hr_conn *c, int opcode, const void *data, size_t len)
     }
     send_frame(c, false, (uint8_t)opcode, data, len);
 sent:
-    if (c->out.bytes > (size_t)w->cfg->ws_max_queued_bytes) {
+    if (c->out.bytes > (size_t)w->opts->ws_max_queued_bytes) {
         /* what was not written is dropped: the close frame says why, and the
          * client recovers what it missed */
         hr_info("websocket fd=%d: output queue over %lld bytes, disconnecting slow client (code %d)", c->io.fd,
-                (long long)w->cfg->ws_max_queued_bytes, HR_DISC_SLOW);
+                (long long)w->opts->ws_max_queued_bytes, HR_DISC_SLOW);
         hr_conn_drop_queued(c);
         hr_ws_close(c, HR_DISC_SLOW, "slow consumer: reconnect and recover");
     }
 }
 
-static void arm_close_timer(hr_conn *c) { hr_conn_set_timer(c, (uint64_t)c->w->cfg->ws_close_timeout_ms); }
+static void arm_close_timer(hr_conn *c) { hr_conn_set_timer(c, (uint64_t)c->w->opts->ws_close_timeout_ms); }
 
 void hr_ws_close(hr_conn *c, uint16_t code, const char *reason)
 {
@@ -360,7 +360,7 @@ static bool over_partial_budget(hr_conn *c)
 {
     if (!charge_partial(c)) return false;
     hr_info("websocket fd=%d: unfinished messages of this worker over websocket.max_partial_bytes (%lld), closing",
-            c->io.fd, (long long)c->w->cfg->ws_max_partial_bytes);
+            c->io.fd, (long long)c->w->opts->ws_max_partial_bytes);
     ws_fail(c, HR_WS_CLOSE_TRY_AGAIN, "server busy: too many unfinished messages, retry later");
     return true;
 }
@@ -368,14 +368,14 @@ static bool over_partial_budget(hr_conn *c)
 static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_ws *ws = c->proto;
-    const hr_config *cfg = c->w->cfg;
+    const hr_transport_opts *opt = c->w->opts;
     /* Limits are on what the application sees. A compressed frame may be
      * slightly larger on the wire than its content (incompressible data grows
      * by ~0.03% plus a few bytes), so the wire check on compressed frames
      * allows for that; the exact message limit is enforced on the inflated
      * size by hr_pmd_decompress. */
     uint64_t max_msg = max_message(c);
-    uint64_t max_frame = HR_MIN((uint64_t)cfg->ws_max_frame_size, max_msg);
+    uint64_t max_frame = HR_MIN((uint64_t)opt->ws_max_frame_size, max_msg);
     uint64_t max_wire = ws->deflate ? max_frame + (max_frame >> 10) + 1024 : max_frame;
     hr_ws_parse_opts opts = {.require_mask = true, .allow_rsv1 = ws->deflate, .max_frame = max_wire};
     size_t pos = 0;
@@ -488,7 +488,7 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
         if (!frame_done) break; /* need more bytes */
         if (fh->fin) finish_message(c);
     }
-    if (ws->msg_opcode && !ws->msg_timed && ws->state == WS_OPEN && cfg->ws_message_timeout_ms) {
+    if (ws->msg_opcode && !ws->msg_timed && ws->state == WS_OPEN && opt->ws_message_timeout_ms) {
         ws->msg_timed = true; /* a message is unfinished: its deadline joins the timer */
         ws_arm_heartbeat(c);
     }
@@ -505,17 +505,17 @@ static void ws_on_eof(hr_conn *c)
 static void ws_arm_heartbeat(hr_conn *c)
 {
     hr_ws *ws = c->proto;
-    const hr_config *cfg = c->w->cfg;
+    const hr_transport_opts *opt = c->w->opts;
     uint64_t now = hr_conn_now(c);
     uint64_t next = UINT64_MAX;
-    if (cfg->ws_ping_interval_ms) {
+    if (opt->ws_ping_interval_ms) {
         uint64_t base = HR_MAX(c->last_rx, ws->last_ping);
-        next = base + (uint64_t)cfg->ws_ping_interval_ms;
+        next = base + (uint64_t)opt->ws_ping_interval_ms;
     }
-    if (cfg->ws_idle_timeout_ms) next = HR_MIN(next, c->last_rx + (uint64_t)cfg->ws_idle_timeout_ms);
-    if (ws->msg_opcode && cfg->ws_message_timeout_ms) {
+    if (opt->ws_idle_timeout_ms) next = HR_MIN(next, c->last_rx + (uint64_t)opt->ws_idle_timeout_ms);
+    if (ws->msg_opcode && opt->ws_message_timeout_ms) {
         uint32_t spent = (uint32_t)now - ws->msg_start;
-        uint64_t left = (uint64_t)cfg->ws_message_timeout_ms > spent ? (uint64_t)cfg->ws_message_timeout_ms - spent : 0;
+        uint64_t left = (uint64_t)opt->ws_message_timeout_ms > spent ? (uint64_t)opt->ws_message_timeout_ms - spent : 0;
         next = HR_MIN(next, now + left);
     }
     if (next == UINT64_MAX) {
@@ -532,21 +532,21 @@ static void ws_on_timer(hr_conn *c)
         hr_conn_close(c); /* close handshake not finished in time */
         return;
     }
-    const hr_config *cfg = c->w->cfg;
+    const hr_transport_opts *opt = c->w->opts;
     uint64_t now = hr_conn_now(c);
     uint64_t quiet = now - c->last_rx;
-    if (ws->msg_opcode && cfg->ws_message_timeout_ms &&
-        (uint32_t)now - ws->msg_start >= (uint64_t)cfg->ws_message_timeout_ms) {
+    if (ws->msg_opcode && opt->ws_message_timeout_ms &&
+        (uint32_t)now - ws->msg_start >= (uint64_t)opt->ws_message_timeout_ms) {
         hr_info("websocket fd=%d: message not completed within websocket.message_timeout, closing", c->io.fd);
         ws_fail(c, HR_WS_CLOSE_POLICY, "message not completed in time");
         return;
     }
-    if (cfg->ws_idle_timeout_ms && quiet >= (uint64_t)cfg->ws_idle_timeout_ms) {
+    if (opt->ws_idle_timeout_ms && quiet >= (uint64_t)opt->ws_idle_timeout_ms) {
         hr_ws_close(c, HR_WS_CLOSE_GOING_AWAY, "idle timeout");
         return;
     }
-    if (cfg->ws_ping_interval_ms && quiet >= (uint64_t)cfg->ws_ping_interval_ms &&
-        now - ws->last_ping >= (uint64_t)cfg->ws_ping_interval_ms) {
+    if (opt->ws_ping_interval_ms && quiet >= (uint64_t)opt->ws_ping_interval_ms &&
+        now - ws->last_ping >= (uint64_t)opt->ws_ping_interval_ms) {
         send_frame(c, false, HR_WS_OP_PING, NULL, 0);
         ws->last_ping = now;
     }
@@ -591,15 +591,15 @@ static bool header_equals(const hr_http_header *h, const char *v)
 /* First of the server's subprotocols that the client offered, or NULL: the
  * handler's own list when it has one (the native protocol's encodings),
  * else websocket.subprotocols. */
-static const char *pick_subprotocol(const hr_config *cfg, const hr_ws_handler *handler, const hr_http_request *req)
+static const char *pick_subprotocol(const hr_transport_opts *opt, const hr_ws_handler *handler, const hr_http_request *req)
 {
     const char *const *list = handler->subprotocols;
     size_t n = 0;
     if (list) {
         while (list[n]) n++;
     } else {
-        list = (const char *const *)cfg->ws_subprotocols.v;
-        n = cfg->ws_subprotocols.n;
+        list = (const char *const *)opt->ws_subprotocols.v;
+        n = opt->ws_subprotocols.n;
     }
     for (size_t s = 0; s < n; s++) {
         for (size_t i = 0; i < req->num_headers; i++) {
@@ -614,7 +614,7 @@ static const char *pick_subprotocol(const hr_config *cfg, const hr_ws_handler *h
 
 bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *handler)
 {
-    const hr_config *cfg = c->w->cfg;
+    const hr_transport_opts *opt = c->w->opts;
     bool close = !req->keep_alive;
     if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
         hr_http_respond_error(c, 405, "Allow: GET\r\n", "method not allowed", close);
@@ -650,24 +650,24 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
         hr_http_respond_error(c, 400, NULL, "a WebSocket handshake has no body", true);
         return false;
     }
-    if (hr_http_origin_check(req, cfg->ws_allowed_origins.v, cfg->ws_allowed_origins.n) < 0) {
+    if (hr_http_origin_check(req, opt->ws_allowed_origins.v, opt->ws_allowed_origins.n) < 0) {
         hr_http_respond_error(c, 403, NULL, "origin not allowed (websocket.allowed_origins)", true);
         return false;
     }
-    const char *proto = pick_subprotocol(cfg, handler, req);
+    const char *proto = pick_subprotocol(opt, handler, req);
 
     /* permessage-deflate: all Sec-WebSocket-Extensions lines, joined */
     hr_pmd_params pmd = {0};
     bool deflate = false;
     char ext_resp[256];
     hr_pmd_config pcfg = {
-        .enabled = cfg->ws_deflate,
-        .server_context_takeover = cfg->ws_deflate_server_context_takeover,
-        .server_max_window_bits = (int)cfg->ws_deflate_server_max_window_bits,
-        .client_max_window_bits = (int)cfg->ws_deflate_client_max_window_bits,
-        .mem_level = (int)cfg->ws_deflate_mem_level,
-        .level = (int)cfg->ws_deflate_level,
-        .min_size = (size_t)cfg->ws_deflate_min_size,
+        .enabled = opt->ws_deflate,
+        .server_context_takeover = opt->ws_deflate_server_context_takeover,
+        .server_max_window_bits = (int)opt->ws_deflate_server_max_window_bits,
+        .client_max_window_bits = (int)opt->ws_deflate_client_max_window_bits,
+        .mem_level = (int)opt->ws_deflate_mem_level,
+        .level = (int)opt->ws_deflate_level,
+        .min_size = (size_t)opt->ws_deflate_min_size,
     };
     hr_buf ext = HR_BUF_INIT;
     for (size_t i = 0; i < req->num_headers; i++) {
@@ -677,7 +677,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
             hr_buf_append(&ext, h->value, h->value_len);
         }
     }
-    if (ext.len && cfg->ws_deflate) {
+    if (ext.len && opt->ws_deflate) {
         int rc = hr_pmd_negotiate((const char *)ext.data, ext.len, &pcfg, &pmd, ext_resp, sizeof(ext_resp));
         if (rc == HR_ERR_PROTO) {
             hr_buf_free(&ext);
@@ -685,7 +685,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
             return false;
         }
         deflate = rc == 1;
-        if (deflate && !cfg->ws_deflate_client_context_takeover && !pmd.client_no_context_takeover) {
+        if (deflate && !opt->ws_deflate_client_context_takeover && !pmd.client_no_context_takeover) {
             /* RFC 7692 §7.1.1.1: the server may require it even if not offered */
             pmd.client_no_context_takeover = true;
             size_t n = strlen(ext_resp);
@@ -761,7 +761,7 @@ void hr_ws_send_shared(hr_conn *c, int opcode, hr_sbuf *payload, hr_enc_cache *c
     if (c->vt != &ws_vt || ws->state != WS_OPEN) return;
     hr_worker *w = c->w;
     hr_stat_add(&w->stats.ws_messages_out, 1);
-    bool compress = ws->deflate && payload->len >= (size_t)w->cfg->ws_deflate_min_size;
+    bool compress = ws->deflate && payload->len >= (size_t)w->opts->ws_deflate_min_size;
     if (compress && !ws->pmd.server_no_context_takeover) {
         /* this connection keeps a compression context: its frames are its own */
         hr_ws_send(c, opcode, payload->data, payload->len);
@@ -811,7 +811,7 @@ static void sink_send_shared(void *t, hr_sbuf *payload, hr_enc_cache *cache, int
 static size_t sink_queued(void *t)
 {
     hr_conn *c = t;
-    if (c->out.bytes > (size_t)c->w->cfg->ws_max_queued_bytes) return hr_conn_write_now(c);
+    if (c->out.bytes > (size_t)c->w->opts->ws_max_queued_bytes) return hr_conn_write_now(c);
     return c->out.bytes;
 }
 

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "server/server.h"
+#include "server/opts.h"
 #include "transport/conn.h"
 
 #include <errno.h>
@@ -22,7 +23,8 @@
 #include <unistd.h>
 
 static hr_config cfg;
-static hr_server srv;
+static hr_transport_opts topt; /* the transports' options from cfg */
+static hr_shared srv;
 static hr_worker w;
 
 static hr_buf seen;          /* every on_data call's bytes, concatenated */
@@ -73,9 +75,9 @@ static int setup(void **state)
     hr_config_defaults(&cfg);
     memset(&srv, 0, sizeof(srv));
     memset(&w, 0, sizeof(w));
-    srv.cfg = &cfg;
-    w.srv = &srv;
-    w.cfg = &cfg;
+    hr_opts_transport(&cfg, &topt);
+    w.sh = &srv;
+    w.opts = &topt;
     w.rbuf = hr_malloc(HR_READ_BUF_SIZE);
     w.static_fd = -1;
     assert_int_equal(hr_loop_init(&w.loop, &w), 0);
@@ -207,7 +209,7 @@ static void test_leftover_kept_and_freed(void **state)
 static void test_backpressure_pauses_reading(void **state)
 {
     (void)state;
-    cfg.ws_max_queued_bytes = 4096; /* pause above 1024 queued bytes */
+    topt.ws_max_queued_bytes = 4096; /* pause above 1024 queued bytes */
     int peer;
     hr_conn *c = make_conn(&peer);
     uint8_t blob[2000] = {0};
@@ -230,7 +232,7 @@ static void test_backpressure_pauses_reading(void **state)
 static void test_pipelined_backlog_stops_reading(void **state)
 {
     (void)state;
-    cfg.http_max_pipelined_bytes = 4096;
+    topt.http_max_pipelined_bytes = 4096;
     int peer;
     hr_conn *c = make_conn(&peer);
     c->vt = &yield_vt;
@@ -282,7 +284,7 @@ static void test_replace_last_coalesces_pongs(void **state)
 static void test_queued_files_pause_reading(void **state)
 {
     (void)state;
-    cfg.http_max_queued_files = 3;
+    topt.http_max_queued_files = 3;
     int peer;
     hr_conn *c = make_conn(&peer);
     for (int i = 0; i < 3; i++) {

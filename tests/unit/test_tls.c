@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "server/config.h"
+#include "server/opts.h"
 #include "transport/tls.h"
 
 #include <openssl/evp.h>
@@ -126,7 +127,9 @@ static void test_ctx_errors(void **state)
         set(&cfg, "tls.key", path(cases[i].key));
         if (cases[i].key2) set(&cfg, cases[i].key2, cases[i].val2);
         char err[512] = "";
-        SSL_CTX *ctx = hr_tls_ctx_new(&cfg, err, sizeof(err));
+        hr_transport_opts o;
+        hr_opts_transport(&cfg, &o);
+        SSL_CTX *ctx = hr_tls_ctx_new(&o, err, sizeof(err));
         if (!cases[i].want) {
             if (!ctx) fail_msg("case %zu: unexpected error: %s", i, err);
             SSL_CTX_free(ctx);
@@ -161,7 +164,9 @@ static void test_reload(void **state)
     set(&cfg, "tls.key", path("live.key"));
     char err[512];
     hr_tls_server *t = NULL;
-    assert_int_equal(hr_tls_server_new(&t, &cfg, err, sizeof(err)), 0);
+    hr_transport_opts o; /* kept by t until it is freed */
+    hr_opts_transport(&cfg, &o);
+    assert_int_equal(hr_tls_server_new(&t, &o, err, sizeof(err)), 0);
     char fa[128], fb[128], fc[128];
     hr_tls_server_fingerprint(t, fa, sizeof(fa));
     assert_int_equal(strlen(fa), 32 * 3 - 1);

@@ -1,0 +1,108 @@
+/* worker.h - the worker context the transports run in: one per worker
+ * thread, owned and filled by the server (server/server.c), used by every
+ * transport through c->w. It holds what the transports need from their
+ * worker — the loop, the connection lists, the shared read buffer and
+ * scratch buffers, the shared zlib streams, the statistics counters, the
+ * static directory, this worker's part of the hub — and, through hr_shared,
+ * what all workers of the process share (the hub, the abuse limits, the HTTP
+ * emulation registry, the TLS context, the API key). The layers' options
+ * come as the transports' own (transport/opts.h) and the protocol layer's
+ * (protocol/opts.h), never as the server's config.
+ *
+ * The thread, listener, accept back-off and drain fields are the server's
+ * (server.c drives them); they live here so that a worker is one struct and
+ * a connection reaches its worker in one hop. */
+#ifndef HERALD_TRANSPORT_WORKER_H
+#define HERALD_TRANSPORT_WORKER_H
+
+#include "core/buf.h"
+#include "core/cidr.h"
+#include "core/loop.h"
+#include "hub/hub.h"
+#include "protocol/opts.h"
+#include "transport/conn.h"
+#include "transport/opts.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <zlib.h>
+
+#define HR_READ_BUF_SIZE (64 * 1024)
+
+typedef struct hr_worker hr_worker;
+
+typedef struct hr_worker_stats {
+    atomic_uint_fast64_t connections;      /* open now */
+    atomic_uint_fast64_t accepted;         /* total */
+    atomic_uint_fast64_t websockets;       /* open now */
+    atomic_uint_fast64_t http_requests;    /* total */
+    atomic_uint_fast64_t ws_messages_in;   /* total */
+    atomic_uint_fast64_t ws_messages_out;  /* total */
+    atomic_uint_fast64_t bytes_in;
+    atomic_uint_fast64_t bytes_out;
+} hr_worker_stats;
+
+/* Each counter has one writer, its worker (other threads only read it), so
+ * an update is a relaxed load + store: no locked read-modify-write on the
+ * per-delivery path (ws_messages_out, bytes_out). */
+static inline void hr_stat_add(atomic_uint_fast64_t *s, uint64_t n)
+{
+    atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n, memory_order_relaxed);
+}
+static inline void hr_stat_sub(atomic_uint_fast64_t *s, uint64_t n) { hr_stat_add(s, (uint64_t)0 - n); }
+
+/* What the workers of one process share (part of the server, hr_server.sh). */
+typedef struct hr_shared {
+    hr_worker *workers;
+    int nworkers;
+    char bound[128];               /* printable listen address */
+    uint64_t started_ms;
+    atomic_uint_fast64_t total_connections;
+    hr_hub *hub;
+    struct hr_limits *limits;      /* abuse limits shared by the workers (ops/limits.c) */
+    struct hr_emu_registry *emu;   /* HTTP emulation sessions (transport/emulation.h) */
+    struct hr_tls_server *tls;     /* TLS context (transport/tls.h), NULL without tls.cert */
+    hr_cidr_set trusted;           /* server.trusted_proxies, parsed (transport/proxy.c) */
+    char api_key[256];             /* effective API key (configured or generated) */
+} hr_shared;
+
+struct hr_worker {
+    hr_shared *sh;
+    const hr_transport_opts *opts; /* the transports' options (the server's) */
+    const hr_proto_opts *proto;    /* the protocol layer's options (the server's) */
+    int id;
+    pthread_t thread;
+    hr_loop loop;
+    hr_io listen_io;
+    hr_io tls_listen_io;           /* tls.listen's socket (fd -1 when none) */
+    hr_conn *conns;                /* all open connections */
+    size_t nconns;
+    hr_conn *flush_list;
+    hr_conn *ready_list;
+    hr_conn *free_list;            /* closed this turn, freed at turn end */
+    void *ring_pool;               /* drained minimum-size output rings, kept for reuse (conn.c) */
+    uint32_t ring_pool_n;
+    uint8_t *rbuf;                 /* shared read buffer, HR_READ_BUF_SIZE */
+    hr_buf scratch;                /* shared scratch: decompressed incoming messages */
+    hr_buf zout;                   /* shared scratch: compressed outgoing payloads */
+    z_stream *deflaters[16];       /* shared no-context-takeover compressors by window bits */
+    z_stream *inflater;            /* shared no-context-takeover decompressor */
+    size_t ws_partial_bytes;       /* unfinished WebSocket messages' memory (websocket.max_partial_bytes) */
+    int static_fd;                 /* O_PATH fd of the static dir, -1 if none */
+    bool draining;
+    bool accepting;
+    bool accept_paused;            /* out of descriptors: listeners out of epoll until accept_timer */
+    hr_timer drain_timer;
+    hr_timer accept_timer;         /* server.accept_backoff */
+    uint64_t accept_warned_ms;     /* loop time of the last "accept: out of descriptors" warning */
+    uint64_t accept_failures;      /* such failures since that warning */
+    hr_whub *hub;                  /* this worker's part of the hub */
+    hr_worker_stats stats;
+};
+
+/* The worker's shared no-context-takeover zlib streams, made on first use
+ * (NULL when zlib cannot allocate one). */
+z_stream *hr_worker_deflater(hr_worker *w, int window_bits);
+z_stream *hr_worker_inflater(hr_worker *w);
+
+#endif
