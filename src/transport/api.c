@@ -470,10 +470,10 @@ static void on_nodes(void *ud, int err, const char *json, size_t len)
 static int m_info(api_ctx *x, json_t *params)
 {
     HR_UNUSED(params);
-    hr_shared *srv = x->w->sh;
+    hr_shared *sh = x->w->sh;
     uint64_t conns = 0, ws = 0, reqs = 0, in = 0, out = 0;
-    for (int i = 0; i < srv->nworkers; i++) {
-        hr_worker_stats *st = &srv->workers[i].stats;
+    for (int i = 0; i < sh->nworkers; i++) {
+        hr_worker_stats *st = &sh->workers[i].stats;
         conns += atomic_load(&st->connections);
         ws += atomic_load(&st->websockets);
         reqs += atomic_load(&st->http_requests);
@@ -484,7 +484,7 @@ static int m_info(api_ctx *x, json_t *params)
                   "{\"nodes\":[{\"name\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"uptime_ms\":%llu,"
                   "\"workers\":%d,\"connections\":%llu,\"websockets\":%llu,\"http_requests\":%llu,"
                   "\"messages_in\":%llu,\"messages_out\":%llu,\"engine\":\"%s\"",
-                  srv->bound, (unsigned long long)(hr_now_ms() - srv->started_ms), srv->nworkers,
+                  sh->bound, (unsigned long long)(hr_now_ms() - sh->started_ms), sh->nworkers,
                   (unsigned long long)conns, (unsigned long long)ws, (unsigned long long)reqs,
                   (unsigned long long)in, (unsigned long long)out, x->opt->engine);
     if (x->engine->node_id) hr_buf_printf(OUT(x), ",\"id\":\"%s\"", x->engine->node_id);
@@ -653,7 +653,7 @@ static void areq_cancel(void *owner)
 }
 
 /* ---- HTTP glue ------------------------------------------------------------------- */
-static bool authorized(const hr_shared *srv, const hr_http_request *req)
+static bool authorized(const hr_shared *sh, const hr_http_request *req)
 {
     const hr_http_header *h = hr_http_find_header(req, "authorization");
     const char *key = NULL;
@@ -665,10 +665,10 @@ static bool authorized(const hr_shared *srv, const hr_http_request *req)
         key = h->value;
         klen = h->value_len;
     }
-    size_t want = strlen(srv->api_key);
+    size_t want = strlen(sh->api_key);
     if (!key || klen != want || want == 0) return false;
     unsigned diff = 0; /* constant time */
-    for (size_t i = 0; i < want; i++) diff |= (unsigned)(key[i] ^ srv->api_key[i]);
+    for (size_t i = 0; i < want; i++) diff |= (unsigned)(key[i] ^ sh->api_key[i]);
     return diff == 0;
 }
 
