@@ -131,6 +131,7 @@ static void collect(hr_httpc *h)
         hr_httpc_call *c = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
         c->err = map_error(c, m->data.result);
+        if (c->err) hr_debug("httpc: %s", curl_easy_strerror(m->data.result));
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->status);
         curl_multi_remove_handle(h->multi, c->easy);
         list_del(&h->running, c);
@@ -384,6 +385,8 @@ size_t hr_httpc_inflight(const hr_httpc *h)
 void hr_httpc_free(hr_httpc *h)
 {
     if (!h) return;
+    for (sockw *s = h->socks; s; s = s->next) /* before libcurl closes them */
+        if (s->io.fd >= 0) hr_loop_del(h->loop, &s->io);
     hr_httpc_call *c;
     while ((c = h->done) || (c = h->running)) {
         bool running = c->state == CALL_RUNNING;
@@ -397,7 +400,6 @@ void hr_httpc_free(hr_httpc *h)
     while (h->socks) {
         sockw *s = h->socks;
         h->socks = s->next;
-        if (s->io.fd >= 0) hr_loop_del(h->loop, &s->io);
         hr_free(s);
     }
     hr_free(h->ca_file);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "backend/httpc.h"
+#include "core/log.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -338,6 +339,7 @@ static void test_https(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("HERALD_DEBUG")) hr_log_set_level(HR_LOG_DEBUG);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_async_dns),
         cmocka_unit_test(test_ok),
