@@ -12,6 +12,7 @@ serves HTTP/1.1 with keep-alive until killed:
 
 Usage: http_backend.py [--tls CERT KEY]"""
 import http.server
+import os
 import socketserver
 import ssl
 import sys
@@ -77,7 +78,9 @@ def main():
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(sys.argv[2], sys.argv[3])
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    print(srv.server_address[1], flush=True)
+    sys.stdout.write("%d\n" % srv.server_address[1])
+    sys.stdout.flush()
+    os.close(1)  # the test reads to EOF
     srv.serve_forever()
 
 
