@@ -299,7 +299,39 @@ def proc_fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-class PeakSampler:
+class _Background:
+    """A loop in a daemon thread for the length of a `with` block: the
+    subclass's `_step()` runs every `interval` s until the block ends,
+    then `_done()` once in the thread."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _step(self):
+        raise NotImplementedError
+
+    def _done(self):
+        pass
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._step()
+            self._stop.wait(self.interval)
+        self._done()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._thread.join()
+
+
+class PeakSampler(_Background):
     """Samples a process's RSS and open fds every `interval` s in a thread;
     `peak_rss` / `peak_fds` are the maxima seen. Use as a context manager
     around an attack:
@@ -310,12 +342,10 @@ class PeakSampler:
     """
 
     def __init__(self, pid, interval=0.05):
+        super().__init__(interval)
         self.pid = pid
-        self.interval = interval
         self.peak_rss = 0
         self.peak_fds = 0
-        self._stop = threading.Event()
-        self._thread = None
 
     def sample(self):
         try:
@@ -324,24 +354,18 @@ class PeakSampler:
         except (OSError, RuntimeError):
             pass
 
-    def _run(self):
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
+    _step = sample
 
     def __enter__(self):
         self.sample()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
+        return super().__enter__()
 
     def __exit__(self, *a):
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*a)
         self.sample()
 
 
-class Prober:
+class Prober(_Background):
     """A well-behaved client that keeps being served while another client
     attacks: in a thread, one keep-alive connection sends `GET /health` and
     reads the answer, `interval` s apart, recording each round trip.
@@ -355,50 +379,38 @@ class Prober:
     """
 
     def __init__(self, addr, interval=0.02, path="/health", timeout=5.0):
+        super().__init__(interval)
         self.addr = addr
-        self.interval = interval
         self.path = path
         self.timeout = timeout
         self.rtts = []
         self.failures = 0
-        self._stop = threading.Event()
-        self._thread = None
+        self._conn = None
 
-    def _run(self):
-        conn = None
-        while not self._stop.is_set():
-            try:
-                if conn is None:
-                    conn = HttpConn(self.addr, timeout=self.timeout)
-                t0 = time.monotonic()
-                conn.send(build_request("GET", self.path))
-                r = conn.read_response(timeout=self.timeout)
-                self.rtts.append(time.monotonic() - t0)
-                if r.status != 200:
-                    self.failures += 1
-            except (OSError, ConnectionClosed, AssertionError):
+    def _step(self):
+        try:
+            if self._conn is None:
+                self._conn = HttpConn(self.addr, timeout=self.timeout)
+            t0 = time.monotonic()
+            self._conn.send(build_request("GET", self.path))
+            r = self._conn.read_response(timeout=self.timeout)
+            self.rtts.append(time.monotonic() - t0)
+            if r.status != 200:
                 self.failures += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-            self._stop.wait(self.interval)
-        if conn is not None:
-            conn.close()
+        except (OSError, ConnectionClosed, AssertionError):
+            self.failures += 1
+            self._done()
+
+    def _done(self):
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
 
     def p99(self):
         if not self.rtts:
             return float("inf")
         r = sorted(self.rtts)
         return r[min(len(r) - 1, int(len(r) * 0.99))]
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._thread.join()
 
 
 def run_herald(*args, env=None, timeout=20, clean_env=True):
