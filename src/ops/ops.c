@@ -154,6 +154,18 @@ hr_sub *hr_op_unsubscribe_find(const hr_actor *a, const char *ch, size_t len, hr
     return sub;
 }
 
+hr_op_result hr_op_may_unsubscribe(const hr_actor *a, const char *ch, size_t len)
+{
+    return check_channel(a, ch, len, true, NULL, &(hr_chan_policy){0}, NULL);
+}
+
+hr_op_result hr_op_may_list_channels(const hr_actor *a, const char *pat, size_t len)
+{
+    bool pat_ok = false;
+    int rc = hr_chan_validate_pattern(pat, len, (size_t)a->opts->max_channel_length, &pat_ok);
+    return rc ? refuse(HR_OP_BAD_CHANNEL, hr_chan_error_text(rc)) : ok();
+}
+
 /* ---- publish ------------------------------------------------------------------------ */
 
 hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, size_t dlen, const char *idem_key,
@@ -204,19 +216,30 @@ hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const 
 
 /* ---- history and presence ----------------------------------------------------------- */
 
+hr_op_result hr_op_may_history(const hr_actor *a, const char *ch, size_t len, hr_chan_policy *pol)
+{
+    hr_op_result r = check_channel(a, ch, len, false, "a pattern is not a channel here", pol, NULL);
+    if (r.rc) return r;
+    const char *detail = NULL;
+    if (is_client(a) && !hr_perm_may_read(pol, false, user_of(a)[0] != '\0', subscribed(a, ch, len), &detail))
+        return refuse(HR_OP_DENIED, detail);
+    return check_new_channel(a, ch, len);
+}
+
+void hr_op_history_read(const hr_actor *a, const char *ch, size_t len, const hr_chan_policy *pol,
+                        const hr_history_query *q, hr_history_cb cb, void *ud)
+{
+    hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, *pol);
+    a->engine->vt->history(a->engine, &o, ch, len, q, cb, ud);
+}
+
 hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const hr_history_query *q,
                            hr_history_cb cb, void *ud)
 {
     hr_chan_policy pol;
-    hr_op_result r = check_channel(a, ch, len, false, "a pattern is not a channel here", &pol, NULL);
-    if (r.rc) return r;
-    const char *detail = NULL;
-    if (is_client(a) && !hr_perm_may_read(&pol, false, user_of(a)[0] != '\0', subscribed(a, ch, len), &detail))
-        return refuse(HR_OP_DENIED, detail);
-    if ((r = check_new_channel(a, ch, len)).rc) return r;
-    hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
-    a->engine->vt->history(a->engine, &o, ch, len, q, cb, ud);
-    return ok();
+    hr_op_result r = hr_op_may_history(a, ch, len, &pol);
+    if (!r.rc) hr_op_history_read(a, ch, len, &pol, q, cb, ud);
+    return r;
 }
 
 hr_op_result hr_op_history_remove(const hr_actor *a, const char *ch, size_t len, hr_done_cb cb, void *ud)
@@ -229,7 +252,7 @@ hr_op_result hr_op_history_remove(const hr_actor *a, const char *ch, size_t len,
     return ok();
 }
 
-hr_op_result hr_op_presence(const hr_actor *a, const char *ch, size_t len, hr_presence_cb cb, void *ud)
+hr_op_result hr_op_may_presence(const hr_actor *a, const char *ch, size_t len)
 {
     hr_chan_policy pol;
     hr_op_result r = check_channel(a, ch, len, false, "a pattern is not a channel here", &pol, NULL);
@@ -238,8 +261,19 @@ hr_op_result hr_op_presence(const hr_actor *a, const char *ch, size_t len, hr_pr
     const char *detail = NULL;
     if (is_client(a) && !hr_perm_may_read(&pol, true, user_of(a)[0] != '\0', subscribed(a, ch, len), &detail))
         return refuse(HR_OP_DENIED, detail);
-    a->engine->vt->presence(a->engine, ch, len, cb, ud);
     return ok();
+}
+
+void hr_op_presence_read(const hr_actor *a, const char *ch, size_t len, hr_presence_cb cb, void *ud)
+{
+    a->engine->vt->presence(a->engine, ch, len, cb, ud);
+}
+
+hr_op_result hr_op_presence(const hr_actor *a, const char *ch, size_t len, hr_presence_cb cb, void *ud)
+{
+    hr_op_result r = hr_op_may_presence(a, ch, len);
+    if (!r.rc) hr_op_presence_read(a, ch, len, cb, ud);
+    return r;
 }
 
 /* ---- wire forms --------------------------------------------------------------------- */

@@ -151,6 +151,17 @@ hr_op_result hr_op_subscribe(const hr_actor *a, const char *ch, size_t len, cons
  * end then leaves it its own way (it owns presence and held pushes). */
 hr_sub *hr_op_unsubscribe_find(const hr_actor *a, const char *ch, size_t len, hr_op_result *res);
 
+/* The rules of unsubscribing clients from ch by a server command (the
+ * server API's unsubscribe): ch named as a subscribe names it (a channel
+ * or a pattern, its namespace configured); the command then goes to every
+ * worker (hr_hub_unsubscribe_clients). */
+hr_op_result hr_op_may_unsubscribe(const hr_actor *a, const char *ch, size_t len);
+/* The rules of a channel filter (the server API's channels listing): pat is
+ * a valid channel name or pattern (BAD_CHANNEL with the name's fault
+ * otherwise, as every operation words it). A filter names no channel, so
+ * no namespace applies. */
+hr_op_result hr_op_may_list_channels(const hr_actor *a, const char *pat, size_t len);
+
 /* ---- publish / history / presence ----------------------------------------------------- */
 
 /* Publish data (compact JSON) to ch: every rule, then the engine; cb
@@ -169,10 +180,21 @@ hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, si
 /* Read ch's history: every rule, then the engine (q as the engine takes it). */
 hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const hr_history_query *q,
                            hr_history_cb cb, void *ud);
+/* The same in two steps, for a front end that reserves room for the answer
+ * (a session's channels.reply_budget): every rule first (*pol filled), then,
+ * once the front end's own step passed, the engine call. A refused read
+ * reserves nothing, and a client both refused and out of budget learns the
+ * refusal. */
+hr_op_result hr_op_may_history(const hr_actor *a, const char *ch, size_t len, hr_chan_policy *pol);
+void hr_op_history_read(const hr_actor *a, const char *ch, size_t len, const hr_chan_policy *pol,
+                        const hr_history_query *q, hr_history_cb cb, void *ud);
 /* Remove ch's history (the server API only: a client gets DENIED). */
 hr_op_result hr_op_history_remove(const hr_actor *a, const char *ch, size_t len, hr_done_cb cb, void *ud);
 /* Read ch's presence (the list; the front end counts it for stats). */
 hr_op_result hr_op_presence(const hr_actor *a, const char *ch, size_t len, hr_presence_cb cb, void *ud);
+/* The same in two steps (as hr_op_may_history / hr_op_history_read). */
+hr_op_result hr_op_may_presence(const hr_actor *a, const char *ch, size_t len);
+void hr_op_presence_read(const hr_actor *a, const char *ch, size_t len, hr_presence_cb cb, void *ud);
 
 /* ---- wire forms ----------------------------------------------------------------------- */
 

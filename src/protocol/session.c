@@ -22,7 +22,8 @@
  * Reply budget (channels.reply_budget, docs/security.md): the replies a
  * session has queued plus those of its unsent frames stay under a budget.
  * A command whose reply can be large (history, presence, a recovering
- * subscribe) reserves room before the engine is asked - at most
+ * subscribe) reserves room once the operation's rules have passed (a
+ * refused command reserves nothing) and before the engine is asked - at most
  * channels.max_reply_size, at most what is left - and its answer is sized
  * from the publications' lengths before any of it is built: a history page
  * stops at the reservation (`more`), a reply that cannot fit is refused
@@ -893,6 +894,16 @@ static void refused(sreq *x, hr_op_result res)
     req_done(x);
 }
 
+/* Reserve room for x's answer (after the operation's rules): false, or
+ * true with x answered 111 when the budget has too little left. */
+static bool over_budget(hr_session *s, sframe *f, sreq *x)
+{
+    if (reserve(s, f, x)) return false;
+    set_error(x->r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
+    req_done(x);
+    return true;
+}
+
 static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
 {
     const char *detail = NULL;
@@ -950,26 +961,19 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
                               .limit = page ? (int64_t)page + 1 : 0, .reverse = cmd->reverse};
         sreq *x = req_new(s, f, r);
         x->page = page;
-        if (!reserve(s, f, x)) {
-            set_error(r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
-            req_done(x);
-            break;
-        }
-        hr_op_result res = hr_op_history(&a, cmd->channel.p, cmd->channel.n, &q, on_history, x);
+        hr_chan_policy pol; /* every rule, then the budget, then the engine */
+        hr_op_result res = hr_op_may_history(&a, cmd->channel.p, cmd->channel.n, &pol);
         if (res.rc) refused(x, res);
+        else if (!over_budget(s, f, x)) hr_op_history_read(&a, cmd->channel.p, cmd->channel.n, &pol, &q, on_history, x);
         break;
     }
     case HR_CMD_PRESENCE:
     case HR_CMD_PRESENCE_STATS: {
         sreq *x = req_new(s, f, r);
         x->stats = cmd->type == HR_CMD_PRESENCE_STATS;
-        if (!x->stats && !reserve(s, f, x)) {
-            set_error(r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
-            req_done(x);
-            break;
-        }
-        hr_op_result res = hr_op_presence(&a, cmd->channel.p, cmd->channel.n, on_presence, x);
+        hr_op_result res = hr_op_may_presence(&a, cmd->channel.p, cmd->channel.n);
         if (res.rc) refused(x, res);
+        else if (x->stats || !over_budget(s, f, x)) hr_op_presence_read(&a, cmd->channel.p, cmd->channel.n, on_presence, x);
         break;
     }
     case HR_CMD_PING:

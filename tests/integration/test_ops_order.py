@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Issue 13, item 1 (the one set of operations, src/ops): what a client sees
+when an operation's rules and a front end's own mechanics both refuse.
+
+- Order of checks (native /ws and /poll, both hr_session): history and
+  presence run every rule (name, namespace, permission, presence enabled)
+  before the session reserves room in its reply budget
+  (channels.reply_budget), so a client that is denied AND out of budget gets
+  103 (108 for presence disabled), not 111, and a denied request leaves the
+  budget to the next allowed one. The budget is made scarce with a 64 KiB
+  budget, a 64 KiB max_reply_size and the memory-delayed engine (an
+  answered reservation is held until the engine answers on a later turn).
+- Server API names: the `channels` filter and the server `unsubscribe`
+  answer a bad name with the same 400 JSON as /api/publish for that name.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from herald_testlib import SLOW, HeraldTestCase, RawWS, main  # noqa: E402
+from herald_native import API_KEY, Api  # noqa: E402
+from emu_client import Poller  # noqa: E402
+
+CONFIG = f"""
+[server]
+api_key = "{API_KEY}"
+
+[channels]
+presence = true
+
+[namespace.open]
+history_for = "anyone"
+presence_for = "anyone"
+
+[namespace.closed]
+history_for = "none"
+presence_for = "none"
+
+[namespace.nopres]
+presence = false
+"""
+
+# One frame: an allowed history takes the whole budget (held until the
+# delayed engine answers), then the refused commands, then an allowed one
+# that finds no budget left.
+EXHAUSTING_FRAME = [
+    ("history", "open:a", "result"),
+    ("history", "closed:a", 103),        # denied: the refusal, not 111
+    ("presence", "closed:a", 103),       # denied
+    ("presence", "nopres:a", 108),       # presence disabled
+    ("history", "open:b", 111),          # allowed, but the budget is spent
+]
+# A denied request first: it takes nothing from the budget.
+DENIED_FIRST_FRAME = [
+    ("history", "closed:a", 103),
+    ("presence", "closed:a", 103),
+    ("history", "open:a", "result"),
+]
+
+
+def frame(first_id, cmds):
+    return [{"id": first_id + i, op: {"channel": ch}} for i, (op, ch, _) in enumerate(cmds)]
+
+
+def answer(rep):
+    return "result" if "result" in rep else rep["error"]["code"]
+
+
+def read_replies(ws, ids, timeout=10.0):
+    out = {}
+    deadline = time.monotonic() + timeout * SLOW
+    while set(out) != set(ids):
+        left = deadline - time.monotonic()
+        assert left > 0, f"replies {sorted(out)} of {ids}"
+        _, payload = ws.recv_message(timeout=left / SLOW)
+        for line in payload.decode().split("\n"):
+            if line.strip():
+                obj = json.loads(line)
+                if "id" in obj:
+                    out[obj["id"]] = obj
+    return out
+
+
+class OrderOfChecks(HeraldTestCase):
+    server_workers = 1
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="herald-ops-order-")
+        cls.config = f"{cls.dir}/herald.toml"
+        with open(cls.config, "w") as f:
+            f.write(CONFIG)
+        cls.server_args = ("--config", cls.config, "--engine", "memory-delayed",
+                           "--channels.reply-budget", "64KiB", "--channels.max-reply-size", "64KiB")
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def check(self, cmds, got, where):
+        want = [w for _, _, w in cmds]
+        self.assertEqual(got, want, f"{where}: {[(op, ch) for op, ch, _ in cmds]}")
+
+    def native_frame(self, cmds):
+        ws = RawWS.connect(self.server.addr, "/ws", timeout=10.0)
+        try:
+            ws.send_text(json.dumps({"id": 1, "connect": {}}))
+            self.assertIn("result", read_replies(ws, [1])[1])
+            msgs = frame(10, cmds)
+            ws.send_text("\n".join(json.dumps(m) for m in msgs))
+            reps = read_replies(ws, [m["id"] for m in msgs])
+            return [answer(reps[m["id"]]) for m in msgs]
+        finally:
+            ws.close_socket()
+
+    def poll_frame(self, cmds):
+        p = Poller(self.server)
+        try:
+            p.open()
+            p.wait_reply(p.command("connect"))
+            msgs = frame(10, cmds)
+            p.send(*msgs)
+            return [answer(p.wait_reply(m["id"])) for m in msgs]
+        finally:
+            p.close()
+
+    def test_native_denied_and_out_of_budget_gets_the_refusal(self):
+        self.check(EXHAUSTING_FRAME, self.native_frame(EXHAUSTING_FRAME), "/ws")
+
+    def test_native_denied_request_leaves_the_budget(self):
+        self.check(DENIED_FIRST_FRAME, self.native_frame(DENIED_FIRST_FRAME), "/ws")
+
+    def test_poll_denied_and_out_of_budget_gets_the_refusal(self):
+        self.check(EXHAUSTING_FRAME, self.poll_frame(EXHAUSTING_FRAME), "/poll")
+
+    def test_poll_denied_request_leaves_the_budget(self):
+        self.check(DENIED_FIRST_FRAME, self.poll_frame(DENIED_FIRST_FRAME), "/poll")
+
+
+# Names that are bad both as a channel and as a pattern.
+BAD_NAMES = ["bad name", "", ":x", "chat:x>y", "x" * 2000]
+
+
+class ApiNames(HeraldTestCase):
+    server_args = ("--api-key", API_KEY)
+
+    def setUp(self):
+        self.api = Api(self.server)
+
+    def tearDown(self):
+        self.api.close()
+        super().tearDown()
+
+    def error_of(self, method, params):
+        resp = self.api.raw(f"/api/{method}", json.dumps(params).encode())
+        return resp.status, resp.json()
+
+    def test_bad_names_get_the_publish_answer(self):
+        for name in BAD_NAMES:
+            with self.subTest(name=name[:20]):
+                want = self.error_of("publish", {"channel": name, "data": 1})
+                self.assertEqual(want[0], 400, want)
+                self.assertEqual(self.error_of("channels", {"pattern": name}), want, "channels filter")
+                self.assertEqual(self.error_of("unsubscribe", {"channel": name, "user": "alice"}), want,
+                                 "server unsubscribe")
+
+    def test_good_names_still_pass(self):
+        self.assertEqual(self.api.call("channels", {"pattern": "chat:*"}), {"channels": {}})
+        self.assertEqual(self.api.call("unsubscribe", {"channel": "chat:*", "user": "alice"}), {})
+        self.assertEqual(self.api.call("unsubscribe", {"channel": "chat:a", "client": "c1"}), {})
+
+
+if __name__ == "__main__":
+    main()
