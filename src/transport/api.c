@@ -423,10 +423,10 @@ static int m_channels(api_ctx *x, json_t *params)
     chan_ud u = {x, NULL, 0, 0};
     json_t *p = json_object_get(params, "pattern");
     if (p) {
-        bool is_pattern;
-        if (!json_is_string(p) || hr_chan_validate_pattern(json_string_value(p), json_string_length(p),
-                                                           (size_t)x->w->proto->ops.max_channel_length, &is_pattern))
-            return fail(x, 400, "pattern must be a valid channel pattern like \"chat:*\" or \"prices.>\"");
+        if (!json_is_string(p)) return fail(x, 400, "pattern must be a string");
+        hr_actor ac = actor_of(x);
+        hr_op_result res = hr_op_may_list_channels(&ac, json_string_value(p), json_string_length(p));
+        if (res.rc) return fail_op(x, res);
         u.pattern = json_string_value(p);
         u.plen = json_string_length(p);
     }
@@ -532,13 +532,10 @@ static int m_unsubscribe(api_ctx *x, json_t *params)
 {
     const char *ch, *user, *client, *reason;
     size_t clen;
-    json_t *v = json_object_get(params, "channel");
-    if (!json_is_string(v)) return fail(x, 400, "channel must be a string");
-    ch = json_string_value(v);
-    clen = json_string_length(v);
-    bool pattern;
-    int rc = hr_chan_validate_pattern(ch, clen, (size_t)x->w->proto->ops.max_channel_length, &pattern);
-    if (rc) return fail(x, 400, hr_chan_error_text(rc));
+    if (get_channel(x, params, "channel", &ch, &clen)) return x->r->status;
+    hr_actor ac = actor_of(x);
+    hr_op_result res = hr_op_may_unsubscribe(&ac, ch, clen);
+    if (res.rc) return fail_op(x, res);
     if (get_target(x, params, &user, &client) || get_reason(x, params, "unsubscribed by the server", &reason))
         return x->r->status;
     hr_hub_unsubscribe_clients(x->w->sh->hub, ch, clen, user, client, HR_UNSUB_SERVER, reason);
