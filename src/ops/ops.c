@@ -10,6 +10,7 @@
 #include "auth/auth.h"
 #include "hub/channel_name.h"
 #include "engine/pub.h"
+#include "core/json.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -164,6 +165,68 @@ hr_op_result hr_op_may_list_channels(const hr_actor *a, const char *pat, size_t 
     bool pat_ok = false;
     int rc = hr_chan_validate_pattern(pat, len, (size_t)a->opts->max_channel_length, &pat_ok);
     return rc ? refuse(HR_OP_BAD_CHANNEL, hr_chan_error_text(rc)) : ok();
+}
+
+/* ---- a subscription's side effects --------------------------------------------------- */
+
+/* {"client":ID,"user":USER[,"info":INFO]}: the actor in presence and join/leave pushes. */
+static void client_info(const hr_actor *a, hr_buf *b)
+{
+    hr_buf_printf(b, "{\"client\":\"%s\",\"user\":", a->client->id);
+    hr_json_append_string(b, a->client->user, strlen(a->client->user));
+    if (a->info) {
+        hr_buf_append_str(b, ",\"info\":");
+        hr_buf_append_str(b, a->info);
+    }
+    hr_buf_append(b, "}", 1);
+}
+
+/* A join (after subscribing) or leave (after unsubscribing) push to the
+ * channel's subscribers, unless it has more than
+ * channels.join_leave_max_subscribers (each push costs one delivery per
+ * subscriber: N joiners would cost N^2/2). */
+static void join_leave(const hr_actor *a, const char *ch, size_t len, bool join)
+{
+    uint64_t cap = (uint64_t)a->opts->join_leave_max_subscribers;
+    if (cap && hr_hub_subscribers(a->wh->hub, ch, len) + (join ? 0 : 1) > cap) return;
+    hr_buf info = HR_BUF_INIT;
+    client_info(a, &info);
+    hr_pub *p = hr_pub_new(join ? HR_PUB_JOIN : HR_PUB_LEAVE, ch, len, "", 0, (const char *)info.data, info.len);
+    hr_buf_free(&info);
+    a->engine->vt->publish_event(a->engine, p);
+    hr_pub_unref(p);
+}
+
+void hr_op_subscribe_commit(const hr_actor *a, hr_sub *sub, const hr_chan_policy *pol)
+{
+    if (!sub->lc) return; /* a pattern: no presence, no join */
+    size_t len = 0;
+    const char *ch = hr_hub_sub_channel(sub, &len);
+    if (pol->presence) {
+        a->engine->vt->presence_add(a->engine, ch, len, a->client->id, a->client->user, a->info, NULL, NULL);
+        sub->presence = true;
+    }
+    if (pol->join_leave) join_leave(a, ch, len, true);
+}
+
+void hr_op_leave(const hr_actor *a, hr_sub *sub, bool announce)
+{
+    if (!sub->lc) {
+        hr_hub_unsubscribe(a->client, sub);
+        return;
+    }
+    /* the local channel may be freed by unsubscribe: copy the name first
+     * (whole: channels.max_channel_length may be up to 65535) */
+    size_t len = 0;
+    const char *n = hr_hub_sub_channel(sub, &len);
+    char *name = hr_strndup(n, len);
+    bool pres = sub->presence;
+    hr_hub_unsubscribe(a->client, sub);
+    hr_chan_policy pol;
+    bool known = hr_ops_policy(a->opts, name, len, &pol) == 0;
+    if (pres) a->engine->vt->presence_remove(a->engine, name, len, a->client->id, NULL, NULL);
+    if (announce && known && pol.join_leave) join_leave(a, name, len, false);
+    hr_free(name);
 }
 
 /* ---- publish ------------------------------------------------------------------------ */

@@ -108,6 +108,7 @@ typedef struct hr_actor {
     hr_bucket *chan_bucket;        /* limits.channels_per_connection (NULL: not counted) */
     hr_bucket *tok_bucket;         /* limits.token_verifications_per_connection (NULL: not counted) */
     uint32_t ip_key;               /* the client's address in the limits (rejected tokens), 0 = unknown */
+    const char *info;              /* its connection token's info (compact JSON) or NULL: presence, join/leave */
 } hr_actor;
 
 /* An operation's answer: rc and, when refused, a detail text (static, or
@@ -147,9 +148,24 @@ hr_sub *hr_op_subscribe_add(const hr_actor *a, const char *ch, size_t len, bool 
 /* Both: hr_op_may_subscribe, then hr_op_subscribe_add. */
 hr_op_result hr_op_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
                              hr_chan_policy *pol, bool *is_pattern, hr_sub **out);
-/* The actor's subscription to ch, or NULL with NOT_SUBSCRIBED. The front
- * end then leaves it its own way (it owns presence and held pushes). */
+/* The actor's subscription to ch, or NULL with NOT_SUBSCRIBED; the front
+ * end then answers the client and leaves it with hr_op_leave. */
 hr_sub *hr_op_unsubscribe_find(const hr_actor *a, const char *ch, size_t len, hr_op_result *res);
+
+/* The side effects of an accepted subscription, the same for every front
+ * end (a->client, a->wh, a->engine and a->info set). Call once the
+ * subscription may be announced - at once, or when the front end's
+ * handshake has passed: a concrete channel whose namespace (*pol) has
+ * presence gets the client's presence entry (sub->presence set); one with
+ * join_leave gets a join push, unless it has more than
+ * channels.join_leave_max_subscribers subscribers. A pattern gets neither. */
+void hr_op_subscribe_commit(const hr_actor *a, hr_sub *sub, const hr_chan_policy *pol);
+/* Leave one subscription (an unsubscribe, a server unsubscribe, the
+ * connection's end): the hub forgets it, its presence entry goes, and a
+ * leave push follows where the namespace has join_leave (announce false:
+ * none - the workers' loops are gone at shutdown). Publications the front
+ * end holds for sub (hr_op_hold) are its to forget first. */
+void hr_op_leave(const hr_actor *a, hr_sub *sub, bool announce);
 
 /* The rules of unsubscribing clients from ch by a server command (the
  * server API's unsubscribe): ch named as a subscribe names it (a channel

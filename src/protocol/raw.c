@@ -40,6 +40,7 @@ struct hr_raw {
     bool closing;
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
     struct raw_exp *exp;       /* NULL unless the connection token has exp */
+    char *info;                /* the connection token's info (compact JSON) or NULL: presence, join/leave */
 };
 
 /* The connection token's expiry. */
@@ -92,7 +93,7 @@ static void raw_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
 
 static const hr_client_vt raw_client_vt = {.on_pub = raw_on_pub, .on_command = raw_on_command};
 
-static void leave_channel(hr_raw *r, hr_sub *sub) { hr_urlsubs_leave(&r->client, &r->opts->ops, sub); }
+static void leave_channel(hr_raw *r, hr_sub *sub) { hr_urlsubs_leave(&r->client, &r->opts->ops, r->info, sub); }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
@@ -149,9 +150,8 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
         return NULL;
     }
     /* every channel accepted: presence and join events (concrete channels only) */
-    char *info = tok && tok->info ? hr_strndup(tok->info, tok->info_len) : NULL;
-    hr_urlsubs_announce_info(&r->client, &opts->ops, refs, n, info);
-    hr_free(info);
+    r->info = tok && tok->info ? hr_strndup(tok->info, tok->info_len) : NULL;
+    hr_urlsubs_announce_info(&r->client, &opts->ops, refs, n, r->info);
     hr_free(refs);
     hr_free(buf);
     hr_hub_client_add(&r->client);
@@ -234,6 +234,7 @@ void hr_raw_free(hr_raw *r)
     }
     hr_hub_client_remove(&r->client);
     while (r->client.subs) leave_channel(r, r->client.subs);
+    hr_free(r->info);
     hr_free(r->client.user);
     hr_free(r);
 }

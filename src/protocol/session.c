@@ -146,7 +146,8 @@ static hr_actor actor_of(hr_session *s)
 {
     return (hr_actor){.kind = HR_ACTOR_CLIENT, .opts = &s->opts->ops, .wh = s->client.wh, .engine = engine_of(s),
                       .user = s->client.user, .client = &s->client, .pub_bucket = &s->pub_bucket,
-                      .chan_bucket = &s->chan_bucket, .tok_bucket = &s->tok_bucket, .ip_key = s->ip_key};
+                      .chan_bucket = &s->chan_bucket, .tok_bucket = &s->tok_bucket, .ip_key = s->ip_key,
+                      .info = s->info};
 }
 
 /* An operation's refusal as a native error code (detail in *detail). */
@@ -464,33 +465,6 @@ static bool cstr(hr_str in, char *out, size_t cap)
     return true;
 }
 
-static void presence_info(hr_session *s, hr_buf *b)
-{
-    hr_buf_printf(b, "{\"client\":\"%s\",\"user\":", s->client.id);
-    hr_json_append_string(b, s->client.user, strlen(s->client.user));
-    if (s->info) {
-        hr_buf_append_str(b, ",\"info\":");
-        hr_buf_append_str(b, s->info);
-    }
-    hr_buf_append(b, "}", 1);
-}
-
-/* A join (after subscribing) or leave (after unsubscribing) push to the
- * channel's subscribers, unless it has more than
- * channels.join_leave_max_subscribers (each push costs one delivery per
- * subscriber: N joiners would cost N^2/2). */
-static void join_leave(hr_session *s, const char *ch, size_t len, bool join)
-{
-    uint64_t cap = (uint64_t)s->opts->ops.join_leave_max_subscribers;
-    if (cap && hr_hub_subscribers(s->client.wh->hub, ch, len) + (join ? 0 : 1) > cap) return;
-    hr_buf info = HR_BUF_INIT;
-    presence_info(s, &info);
-    hr_pub *p = hr_pub_new(join ? HR_PUB_JOIN : HR_PUB_LEAVE, ch, len, "", 0, (const char *)info.data, info.len);
-    hr_buf_free(&info);
-    engine_of(s)->vt->publish_event(engine_of(s), p);
-    hr_pub_unref(p);
-}
-
 /* ---- subscribe ------------------------------------------------------------------ */
 
 /* A subscribe answered with an error after all: not subscribed. */
@@ -588,11 +562,7 @@ static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, 
     x->channel = hr_strndup(ch.p, ch.n);
     x->len = ch.n;
     engine_of(s)->vt->history(engine_of(s), &o, ch.p, ch.n, &q, on_sub_history, x);
-    if (o.presence) {
-        engine_of(s)->vt->presence_add(engine_of(s), ch.p, ch.n, s->client.id, s->client.user, s->info, NULL, NULL);
-        sub->presence = true;
-    }
-    if (o.join_leave) join_leave(s, ch.p, ch.n, true);
+    hr_op_subscribe_commit(&a, sub, &pol);
     return 0;
 }
 
@@ -602,22 +572,8 @@ static void leave_channel(hr_session *s, hr_sub *sub)
         ((shold *)sub->hold)->sub = NULL;
         sub->hold = NULL;
     }
-    if (sub->lc == NULL) {
-        hr_hub_unsubscribe(&s->client, sub);
-        return;
-    }
-    /* the local channel may be freed by unsubscribe: copy the name first
-     * (whole: channels.max_channel_length may be up to 65535) */
-    size_t len = 0;
-    const char *n = hr_hub_sub_channel(sub, &len);
-    char *name = hr_strndup(n, len);
-    bool pres = sub->presence;
-    hr_hub_unsubscribe(&s->client, sub);
-    hr_chan_policy pol;
-    hr_ops_policy(&s->opts->ops, name, len, &pol);
-    if (pres) engine_of(s)->vt->presence_remove(engine_of(s), name, len, s->client.id, NULL, NULL);
-    if (pol.join_leave && !s->loop_gone) join_leave(s, name, len, false);
-    hr_free(name);
+    hr_actor a = actor_of(s);
+    hr_op_leave(&a, sub, !s->loop_gone);
 }
 
 /* ---- commands -------------------------------------------------------------------- */

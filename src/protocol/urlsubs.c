@@ -202,16 +202,11 @@ int hr_urlsubs_subscribe(hr_client *c, const hr_chan_ref *refs, size_t n, char *
     return 0;
 }
 
-static void join_leave(hr_client *c, const char *ch, size_t len, bool join)
+/* A URL client as the operations' actor, for its subscriptions' side effects. */
+static hr_actor actor_of(hr_client *c, const hr_ops_opts *opts, const char *info)
 {
-    hr_buf info = HR_BUF_INIT;
-    hr_buf_printf(&info, "{\"client\":\"%s\",\"user\":", c->id);
-    hr_json_append_string(&info, c->user, strlen(c->user));
-    hr_buf_append(&info, "}", 1);
-    hr_pub *p = hr_pub_new(join ? HR_PUB_JOIN : HR_PUB_LEAVE, ch, len, "", 0, (const char *)info.data, info.len);
-    hr_buf_free(&info);
-    engine_of(c)->vt->publish_event(engine_of(c), p);
-    hr_pub_unref(p);
+    return (hr_actor){.kind = HR_ACTOR_CLIENT, .opts = opts, .wh = c->wh, .engine = engine_of(c), .user = c->user,
+                      .client = c, .info = info};
 }
 
 void hr_urlsubs_announce(hr_client *c, const hr_ops_opts *opts, const hr_chan_ref *refs, size_t n)
@@ -221,35 +216,17 @@ void hr_urlsubs_announce(hr_client *c, const hr_ops_opts *opts, const hr_chan_re
 
 void hr_urlsubs_announce_info(hr_client *c, const hr_ops_opts *opts, const hr_chan_ref *refs, size_t n, const char *info)
 {
+    hr_actor a = actor_of(c, opts, info);
     for (size_t i = 0; i < n; i++) {
-        if (refs[i].pattern) continue;
-        hr_chan_opts o = HR_OPS_CHAN_OPTS(opts, refs[i].pol);
-        if (o.presence) {
-            engine_of(c)->vt->presence_add(engine_of(c), refs[i].p, refs[i].n, c->id, c->user, info, NULL, NULL);
-            hr_sub *sub = hr_hub_find_sub(c, refs[i].p, refs[i].n);
-            if (sub) sub->presence = true;
-        }
-        if (o.join_leave) join_leave(c, refs[i].p, refs[i].n, true);
+        hr_sub *sub = refs[i].pattern ? NULL : hr_hub_find_sub(c, refs[i].p, refs[i].n);
+        if (sub) hr_op_subscribe_commit(&a, sub, &refs[i].pol);
     }
 }
 
-void hr_urlsubs_leave(hr_client *c, const hr_ops_opts *opts, hr_sub *sub)
+void hr_urlsubs_leave(hr_client *c, const hr_ops_opts *opts, const char *info, hr_sub *sub)
 {
-    if (sub->lc == NULL) {
-        hr_hub_unsubscribe(c, sub);
-        return;
-    }
-    /* the local channel may be freed by unsubscribe: copy the name first */
-    size_t len = 0;
-    const char *n = hr_hub_sub_channel(sub, &len);
-    char *name = hr_strndup(n, len);
-    bool pres = sub->presence;
-    hr_hub_unsubscribe(c, sub);
-    hr_chan_policy pol;
-    bool known = hr_ops_policy(opts, name, len, &pol) == 0;
-    if (pres) engine_of(c)->vt->presence_remove(engine_of(c), name, len, c->id, NULL, NULL);
-    if (known && pol.join_leave) join_leave(c, name, len, false);
-    hr_free(name);
+    hr_actor a = actor_of(c, opts, info);
+    hr_op_leave(&a, sub, true);
 }
 
 static bool is_exact_sub(const hr_sub *s, const hr_pub *pub)

@@ -96,8 +96,9 @@ void hr_urlsubs_announce(hr_client *c, const hr_ops_opts *opts, const hr_chan_re
 /* The same with the connection token's info (compact JSON, may be NULL) in presence. */
 void hr_urlsubs_announce_info(hr_client *c, const hr_ops_opts *opts, const hr_chan_ref *refs, size_t n, const char *info);
 
-/* Leave one subscription: unsubscribe, leave presence, leave event. */
-void hr_urlsubs_leave(hr_client *c, const hr_ops_opts *opts, hr_sub *sub);
+/* Leave one subscription (hr_op_leave: unsubscribe, leave presence, leave
+ * push with the connection token's info, which may be NULL). */
+void hr_urlsubs_leave(hr_client *c, const hr_ops_opts *opts, const char *info, hr_sub *sub);
 
 /* Of c's subscriptions matching pub's channel, does `sub` deliver it? The
  * exact subscription does; else the first matching pattern in c's list. */

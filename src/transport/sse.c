@@ -64,6 +64,7 @@ typedef struct hr_sse {
     bool envelope;             /* ?envelope=1: publications as {"channel","offset","data"} */
     int64_t exp_at;            /* connection token's exp (wall clock, s); 0 = none */
     struct sse_start *start;   /* non-NULL until the stream has started */
+    char *info;                /* the connection token's info (compact JSON) or NULL: presence, join/leave */
 } hr_sse;
 
 static const hr_conn_vt sse_vt;
@@ -323,7 +324,7 @@ static void sse_on_command(hr_client *cl, hr_sub *sub, const hr_pub *cmd)
     hr_buf_free(&b);
     for (size_t i = 0; i < s->nchans; i++)
         if (s->subs[i] == sub) s->subs[i] = NULL; /* its position stays in the id: the URL still names it */
-    hr_urlsubs_leave(cl, &s->c->w->proto->ops, sub);
+    hr_urlsubs_leave(cl, &s->c->w->proto->ops, s->info, sub);
 }
 
 static const hr_client_vt sse_client_vt = {.on_pub = sse_on_pub, .on_command = sse_on_command};
@@ -387,7 +388,8 @@ static void sse_on_shutdown(hr_conn *c)
 static void sse_free(hr_sse *s)
 {
     hr_hub_client_remove(&s->client);
-    while (s->client.subs) hr_urlsubs_leave(&s->client, &s->c->w->proto->ops, s->client.subs);
+    while (s->client.subs) hr_urlsubs_leave(&s->client, &s->c->w->proto->ops, s->info, s->client.subs);
+    hr_free(s->info);
     hr_free(s->subs);
     hr_free(s->pos);
     hr_free(s->client.user);
@@ -496,7 +498,6 @@ typedef struct sse_start {
     size_t n;
     char *buf;                 /* the decoded query refs point into */
     char *cors;
-    char *info;                /* connection token's info */
     hr_http_auth au;               /* its tokens: refs may point into their channel lists */
     held_pub *held;
     size_t nheld, capheld;
@@ -771,7 +772,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     ss->n = n;
     ss->buf = buf;
     ss->cors = hr_strdup(cors);
-    ss->info = au.conn.info ? hr_strndup(au.conn.info, au.conn.info_len) : NULL;
+    s->info = au.conn.info ? hr_strndup(au.conn.info, au.conn.info_len) : NULL;
     ss->au = au; /* refs may point into the tokens' channel lists: kept until the start */
     s->start = ss;
     ss->pending = 1 + k;
@@ -804,7 +805,6 @@ static void start_free(sse_start *st)
     hr_free(st->refs);
     hr_free(st->buf);
     hr_free(st->cors);
-    hr_free(st->info);
     hr_http_auth_free(&st->au);
     hr_free(st);
 }
@@ -817,6 +817,7 @@ static void start_abandon(sse_start *st)
     hr_hub_unsubscribe_all(&s->client);
     hr_free(s->subs);
     hr_free(s->pos);
+    hr_free(s->info);
     hr_free(s->client.user);
     hr_free(s);
     start_free(st);
@@ -909,7 +910,7 @@ static void start_step(sse_start *st)
         for (int q = 0; q < HR_ENC_SLOTS; q++) hr_sbuf_unref(cache.slot[q]);
     }
 
-    hr_urlsubs_announce_info(&s->client, &s->c->w->proto->ops, st->refs, st->n, st->info);
+    hr_urlsubs_announce_info(&s->client, &s->c->w->proto->ops, st->refs, st->n, s->info);
     start_free(st);
     hr_hub_client_add(&s->client);
     arm_heartbeat(s);
