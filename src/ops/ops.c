@@ -229,6 +229,39 @@ void hr_op_leave(const hr_actor *a, hr_sub *sub, bool announce)
     hr_free(name);
 }
 
+/* ---- held publications --------------------------------------------------------------- */
+
+bool hr_op_hold_add(hr_op_hold *h, hr_sub *sub, const hr_pub *pub)
+{
+    if (h->n >= HR_OP_HOLD_MAX) return false;
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 16;
+        h->v = hr_realloc(h->v, h->cap * sizeof(*h->v));
+    }
+    h->v[h->n++] = (hr_op_held){sub, hr_pub_ref((hr_pub *)pub)};
+    return true;
+}
+
+void hr_op_hold_release(hr_op_hold *h, hr_client *c, hr_op_hold_pos_fn pos, void *ud)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        const hr_op_held *e = &h->v[i];
+        uint64_t at = 0;
+        if (e->pub->kind == HR_PUB_MESSAGE && pos(ud, e->sub, &at) && e->pub->offset <= at) continue;
+        hr_enc_cache cache = {{0}};
+        c->vt->on_pub(c, e->sub, e->pub, &cache);
+        for (int k = 0; k < HR_ENC_SLOTS; k++) hr_sbuf_unref(cache.slot[k]);
+    }
+    hr_op_hold_free(h);
+}
+
+void hr_op_hold_free(hr_op_hold *h)
+{
+    for (size_t i = 0; i < h->n; i++) hr_pub_unref(h->v[i].pub);
+    hr_free(h->v);
+    *h = (hr_op_hold){0};
+}
+
 /* ---- publish ------------------------------------------------------------------------ */
 
 hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, size_t dlen, const char *idem_key,

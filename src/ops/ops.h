@@ -178,6 +178,39 @@ hr_op_result hr_op_may_unsubscribe(const hr_actor *a, const char *ch, size_t len
  * no namespace applies. */
 hr_op_result hr_op_may_list_channels(const hr_actor *a, const char *pat, size_t len);
 
+/* ---- held publications --------------------------------------------------------------- */
+
+/* Publications that reach a subscription before the front end has answered
+ * its subscribe (a native reply, an SSE stream's start: the answer reports
+ * the channel's position, and may already hold the recovered publications).
+ * They wait in arrival order and follow the answer, minus those it covered.
+ * The front end marks what is held (sub->hold, its start state) and owns
+ * the hold; every front end that answers after the engine uses this. */
+#define HR_OP_HOLD_MAX 100000      /* most held per hold: past it the client is ended and recovers */
+
+typedef struct hr_op_held {
+    hr_sub *sub;
+    hr_pub *pub;                   /* a reference */
+} hr_op_held;
+
+typedef struct hr_op_hold {
+    hr_op_held *v;
+    size_t n, cap;
+} hr_op_hold;
+
+/* Hold pub for sub: false (nothing held) once HR_OP_HOLD_MAX are held. */
+bool hr_op_hold_add(hr_op_hold *h, hr_sub *sub, const hr_pub *pub);
+/* Where the answer left sub: true with *offset (a publication at or below
+ * it was in the answer, or published before it), false when it has none. */
+typedef bool (*hr_op_hold_pos_fn)(void *ud, const hr_sub *sub, uint64_t *offset);
+/* The answer is out: deliver what is held through c's on_pub, in arrival
+ * order (each with its own encoding cache), skipping what the answer
+ * covered; h is emptied. The front end has cleared its mark first, so
+ * on_pub delivers rather than holds. */
+void hr_op_hold_release(hr_op_hold *h, hr_client *c, hr_op_hold_pos_fn pos, void *ud);
+/* Drop what is held. */
+void hr_op_hold_free(hr_op_hold *h);
+
 /* ---- publish / history / presence ----------------------------------------------------- */
 
 /* Publish data (compact JSON) to ch: every rule, then the engine; cb

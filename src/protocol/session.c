@@ -91,16 +91,12 @@ typedef struct creply {
     size_t nparts;
 } creply;
 
-/* Most publications held for one subscription while its subscribe is
- * answered; past it the client is disconnected as a slow consumer (3008)
- * and recovers after reconnecting. */
-#define HOLD_MAX 100000
-
-/* A subscription held while its subscribe is answered (see the top). */
+/* A subscription held while its subscribe is answered (see the top): past
+ * HR_OP_HOLD_MAX publications the client is disconnected as a slow
+ * consumer (3008) and recovers after reconnecting. */
 typedef struct shold {
     hr_sub *sub;               /* NULL once unsubscribed */
-    hr_pub **pubs;
-    size_t n, cap;
+    hr_op_hold held;
     uint64_t offset;           /* position in the reply: deliver only what is after */
 } shold;
 
@@ -231,8 +227,7 @@ static sreq *req_new(hr_session *s, sframe *f, creply *r)
 
 static void hold_free(shold *h)
 {
-    for (size_t i = 0; i < h->n; i++) hr_pub_unref(h->pubs[i]);
-    hr_free(h->pubs);
+    hr_op_hold_free(&h->held);
     hr_free(h);
 }
 
@@ -260,6 +255,14 @@ static void send_payload(hr_session *s, const uint8_t *json, size_t len);
 static void disconnect_now(hr_session *s, int code, const char *reason);
 static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache);
 
+/* The reply's position, for every publication a subscribe's hold has. */
+static bool hold_pos(void *ud, const hr_sub *sub, uint64_t *offset)
+{
+    HR_UNUSED(sub);
+    *offset = ((const shold *)ud)->offset;
+    return true;
+}
+
 /* The held publications of a subscription whose reply is out. */
 static void release_hold(hr_session *s, shold *h)
 {
@@ -267,13 +270,7 @@ static void release_hold(hr_session *s, shold *h)
     if (!sub) return;
     sub->hold = NULL;
     h->sub = NULL;
-    for (size_t i = 0; i < h->n && !s->closing; i++) {
-        const hr_pub *p = h->pubs[i];
-        if (p->kind == HR_PUB_MESSAGE && p->offset <= h->offset) continue;
-        hr_enc_cache cache = {{0}};
-        session_on_pub(&s->client, sub, p, &cache);
-        for (int k = 0; k < HR_ENC_SLOTS; k++) hr_sbuf_unref(cache.slot[k]);
-    }
+    hr_op_hold_release(&h->held, &s->client, hold_pos, h);
     if (sub->offset < h->offset) sub->offset = h->offset;
 }
 
@@ -358,18 +355,11 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     hr_session *s = (hr_session *)c;
     if (s->closing) return;
     if (sub && sub->hold) { /* its subscribe is not answered yet */
-        shold *h = sub->hold;
-        if (h->n >= HOLD_MAX) { /* the engine is far behind the publications: recover later */
+        if (!hr_op_hold_add(&((shold *)sub->hold)->held, sub, pub)) { /* the engine is far behind: recover later */
             s->closing = true;
             hr_info("client %s: too many publications while subscribing, disconnecting (code %d)", c->id, HR_DISC_SLOW);
             s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
-            return;
         }
-        if (h->n == h->cap) {
-            h->cap = h->cap ? h->cap * 2 : 16;
-            h->pubs = hr_realloc(h->pubs, h->cap * sizeof(*h->pubs));
-        }
-        h->pubs[h->n++] = hr_pub_ref((hr_pub *)pub);
         return;
     }
     if (s->sink->queued(s->t) > (size_t)s->opts->max_queued_bytes) {

@@ -477,11 +477,6 @@ void hr_http_auth_free(hr_http_auth *a)
 }
 
 /* A stream waiting for the engine's positions. */
-typedef struct held_pub {
-    hr_sub *sub;
-    hr_pub *pub;
-} held_pub;
-
 typedef struct sse_start {
     hr_sse *s;
     hr_conn *c;
@@ -499,9 +494,8 @@ typedef struct sse_start {
     char *buf;                 /* the decoded query refs point into */
     char *cors;
     hr_http_auth au;               /* its tokens: refs may point into their channel lists */
-    held_pub *held;
-    size_t nheld, capheld;
-    bool overflow;             /* more than HELD_MAX arrived: end after the start */
+    hr_op_hold held;           /* publications reaching the subscriptions meanwhile (ops.h) */
+    bool overflow;             /* more than HR_OP_HOLD_MAX arrived: end after the start */
 } sse_start;
 
 /* The connection closed while the engine answered (http.c's release). */
@@ -511,22 +505,23 @@ static void start_cancel(void *owner)
     st->gone = true;
 }
 
-/* Most publications held while the engine answers; past it the stream is
- * ended right after its start (the client resumes with Last-Event-ID). */
-#define HELD_MAX 100000
-
+/* Held while the engine answers; past HR_OP_HOLD_MAX the stream is ended
+ * right after its start (the client resumes with Last-Event-ID). */
 static void hold_pub(hr_sse *s, hr_sub *sub, const hr_pub *pub)
 {
-    sse_start *st = s->start;
-    if (st->nheld >= HELD_MAX) {
-        st->overflow = true;
-        return;
-    }
-    if (st->nheld == st->capheld) {
-        st->capheld = st->capheld ? st->capheld * 2 : 16;
-        st->held = hr_realloc(st->held, st->capheld * sizeof(*st->held));
-    }
-    st->held[st->nheld++] = (held_pub){sub, hr_pub_ref((hr_pub *)pub)};
+    if (!hr_op_hold_add(&s->start->held, sub, pub)) s->start->overflow = true;
+}
+
+/* The start's position of a concrete subscription (a pattern has none). */
+static bool start_pos(void *ud, const hr_sub *sub, uint64_t *offset)
+{
+    const sse_start *st = ud;
+    for (size_t j = 0; j < st->k; j++)
+        if (st->s->subs[j] == sub) {
+            *offset = st->rec[j].now.offset;
+            return true;
+        }
+    return false;
 }
 
 static void recs_free(rec_ctx *rec, size_t n)
@@ -798,8 +793,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
 
 static void start_free(sse_start *st)
 {
-    for (size_t i = 0; i < st->nheld; i++) hr_pub_unref(st->held[i].pub);
-    hr_free(st->held);
+    hr_op_hold_free(&st->held);
     recs_free(st->rec, st->k);
     hr_free(st->asked);
     hr_free(st->refs);
@@ -899,16 +893,7 @@ static void start_step(sse_start *st)
         hr_info("sse client %s: too many publications while starting, ending the stream", s->client.id);
         sse_end(s, false);
     }
-    for (size_t i = 0; i < st->nheld && !s->closing; i++) {
-        held_pub *hp = &st->held[i];
-        bool covered = false;
-        for (size_t j = 0; j < k; j++)
-            if (s->subs[j] == hp->sub) covered = hp->pub->kind == HR_PUB_MESSAGE && hp->pub->offset <= rec[j].now.offset;
-        if (covered) continue;
-        hr_enc_cache cache = {{0}};
-        sse_on_pub(&s->client, hp->sub, hp->pub, &cache);
-        for (int q = 0; q < HR_ENC_SLOTS; q++) hr_sbuf_unref(cache.slot[q]);
-    }
+    hr_op_hold_release(&st->held, &s->client, start_pos, st);
 
     hr_urlsubs_announce_info(&s->client, &s->c->w->proto->ops, st->refs, st->n, s->info);
     start_free(st);
