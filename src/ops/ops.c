@@ -3,9 +3,12 @@
  * Each operation checks its rules in one fixed order - channel name,
  * namespace, user-limited channel, token, permission, counts, sizes, rates
  * (rates last, so a refused command spends no token of a bucket) - and
- * stops at the first refusal with its result code and a detail. Front ends
- * map codes to wire forms with the two tables at the bottom (native error
- * codes, HTTP statuses) or their own (raw close codes). */
+ * stops at the first refusal with its result code and a detail; only then
+ * does it (or the front end, after its own reservation) call the engine.
+ * A subscription's side effects (presence, join/leave pushes, held
+ * publications) follow the rules' section. Front ends map codes to wire
+ * forms with the two tables at the bottom (native error codes, HTTP
+ * statuses) or their own (raw close codes). */
 #include "ops/ops.h"
 #include "auth/auth.h"
 #include "hub/channel_name.h"

@@ -1,6 +1,7 @@
 /* ops.h - the operations every front end performs (DESIGN.md "One set of
  * operations, many front ends"): verify a token (connect), subscribe,
- * unsubscribe, publish, history, presence. Each applies every rule - channel
+ * unsubscribe, publish, history, presence, and the server API's commands
+ * that name channels (unsubscribe, the channels filter). Each applies every rule - channel
  * name, pattern refusal, namespace policy, user-limited channels,
  * permissions, subscription tokens, limits (subscriptions per connection,
  * max_subscribers, publication size, idempotency keys, publish and channel
@@ -8,6 +9,20 @@
  * (hr_op_rc) with a detail text. A front end only turns its wire input into
  * a call and maps the code to its wire form (hr_op_native_code and the
  * tables in each front end); it re-checks and skips nothing.
+ *
+ * Order: every rule of an operation runs before anything the front end
+ * spends on it. An operation whose answer a front end must make room for
+ * (a session's reply budget) comes in two steps, hr_op_may_* (the rules)
+ * then the engine call, with the front end's reservation in between.
+ *
+ * A subscription's side effects are here too, the same for every front
+ * end: hr_op_subscribe_commit (presence entry, join push),
+ * hr_op_leave (unsubscribe, presence removal, leave push) and hr_op_hold
+ * (publications that arrive before the subscribe is answered, delivered
+ * after it minus what the answer covered). A new front end (the Pusher
+ * protocol, HTTP/2) subscribes with presence and join/leave by calling
+ * hr_op_subscribe (or hr_op_may_subscribe + hr_op_subscribe_add), then
+ * hr_op_subscribe_commit, and leaves with hr_op_leave: ops alone.
  *
  * Who asks is an hr_actor built on the caller's stack from what the front
  * end already holds (no per-connection memory is added): a client (its

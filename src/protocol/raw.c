@@ -15,8 +15,9 @@
  * delivers it (the exact one, else the first matching pattern in the
  * client's list).
  *
- * The query parsing, channel checks, subscribe-all-or-none, presence and
- * join/leave live in urlsubs.c, shared with Server-Sent Events (/sse); the
+ * The query parsing, channel checks and subscribe-all-or-none live in
+ * urlsubs.c, shared with Server-Sent Events (/sse), over the operations
+ * (ops.h: the rules, presence and join/leave pushes); the
  * tokens are read and verified by the transport, as for /sse. A connection
  * token with exp costs one timer node (allocated only then): at exp the
  * connection is closed with 3005, as an SSE stream is ended (no refresh

@@ -3,13 +3,13 @@
  * Shared by /ws/raw and /sse. Every channel is checked by the subscribe
  * operation (ops.h); this file only maps a refusal to an HTTP status and a
  * message in raw mode's words, with the kind of client and the usage line
- * as parameters. */
+ * as parameters; presence and join/leave pushes are the operations' too
+ * (hr_op_subscribe_commit, hr_op_leave). */
 #include "protocol/urlsubs.h"
 #include "ops/ops.h"
 #include "hub/channel_name.h"
 #include "core/random.h"
 #include "auth/auth.h"
-#include "core/json.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -9,7 +9,8 @@
  *     anonymous access, channels.max_subscriptions), with an HTTP status and
  *     a message naming the channel when one is refused;
  *   - subscribing a client to all of them or none (max_subscribers), then
- *     presence and join events; leaving a channel (presence, leave event);
+ *     presence and join events; leaving a channel (presence, leave event) -
+ *     both the operations' side effects (hr_op_subscribe_commit, hr_op_leave);
  *   - which of a client's subscriptions delivers a publication that several
  *     match (an exact channel and a pattern, two patterns): these clients
  *     cannot tell copies apart, so exactly one does.
@@ -89,11 +90,13 @@ int hr_urlsubs_parse_auth(const hr_ops_opts *opts, const hr_urlsubs_who *who, co
  * subscription made here is undone. */
 int hr_urlsubs_subscribe(hr_client *c, const hr_chan_ref *refs, size_t n, char *msg, size_t cap);
 
-/* Once every channel is accepted: presence (concrete channels whose
- * namespace has presence; sub->presence is set) and join events (where it
- * has join_leave). */
+/* Once every channel is accepted: hr_op_subscribe_commit for each concrete
+ * channel - presence (where its namespace has presence; sub->presence is
+ * set) and a join push (where it has join_leave, up to
+ * channels.join_leave_max_subscribers). */
 void hr_urlsubs_announce(hr_client *c, const hr_ops_opts *opts, const hr_chan_ref *refs, size_t n);
-/* The same with the connection token's info (compact JSON, may be NULL) in presence. */
+/* The same with the connection token's info (compact JSON, may be NULL) in
+ * presence and the join push. */
 void hr_urlsubs_announce_info(hr_client *c, const hr_ops_opts *opts, const hr_chan_ref *refs, size_t n, const char *info);
 
 /* Leave one subscription (hr_op_leave: unsubscribe, leave presence, leave

@@ -6,8 +6,9 @@
  *
  * Starting a stream (in the request's loop turn with the memory engine;
  * with an engine that answers later, the request waits - hr_http_defer -
- * and the publications reaching the subscriptions meanwhile are held, then
- * delivered after the start minus those the positions already cover):
+ * and the publications reaching the subscriptions meanwhile are held -
+ * ops.h's hr_op_hold - then delivered after the start minus those the
+ * positions already cover):
  *   1. the request's checks (method, Origin, token, channels: urlsubs.c),
  *      each refusal an HTTP error with a JSON body;
  *   2. every channel subscribed with the hub (all or none), *then* its
