@@ -12,20 +12,31 @@ when an operation's rules and a front end's own mechanics both refuse.
   answered reservation is held until the engine answers on a later turn).
 - Server API names: the `channels` filter and the server `unsubscribe`
   answer a bad name with the same 400 JSON as /api/publish for that name.
+- A subscription's side effects are the operations' (hr_op_subscribe_commit,
+  hr_op_leave): a /ws/raw or /sse client with a connection token joins and
+  leaves with the same push as a native client with that token (its info
+  included), and above channels.join_leave_max_subscribers no front end's
+  join is pushed.
 """
 
+import asyncio
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import SLOW, HeraldTestCase, RawWS, main  # noqa: E402
+from herald_testlib import SLOW, HeraldTestCase, HttpConn, RawWS, build_request, main  # noqa: E402
 from herald_native import API_KEY, Api  # noqa: E402
+from herald_native import Native, run  # noqa: E402
 from emu_client import Poller  # noqa: E402
+from test_auth import AUD, SECRET, conn_token  # noqa: E402  (tokens made here, not by herald)
+
+import websockets  # noqa: E402
 
 CONFIG = f"""
 [server]
@@ -176,6 +187,103 @@ class ApiNames(HeraldTestCase):
         self.assertEqual(self.api.call("channels", {"pattern": "chat:*"}), {"channels": {}})
         self.assertEqual(self.api.call("unsubscribe", {"channel": "chat:*", "user": "alice"}), {})
         self.assertEqual(self.api.call("unsubscribe", {"channel": "chat:a", "client": "c1"}), {})
+
+
+SIDE_CONFIG = f"""
+[server]
+api_key = "{API_KEY}"
+
+[auth]
+token_hmac_secret = "{SECRET}"
+audience = "{AUD}"
+
+[channels]
+join_leave_max_subscribers = 3
+
+[namespace.jl]
+join_leave = true
+presence = true
+"""
+INFO = {"name": "Ann", "n": 1}
+
+
+class SideEffects(HeraldTestCase):
+    """Native, raw and SSE subscribers of one channel: the same join/leave."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="herald-ops-side-")
+        cls.config = f"{cls.dir}/herald.toml"
+        with open(cls.config, "w") as f:
+            f.write(SIDE_CONFIG)
+        cls.server_args = ("--config", cls.config)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def url(self, path, ch, user):
+        return path + "?" + urllib.parse.urlencode({"channel": ch, "token": conn_token(user, info=INFO)})
+
+    async def subscribe(self, kind, ch):
+        """Subscribe to ch as `kind` (native, raw, sse) with a token for user `kind`; returns an async closer."""
+        if kind == "native":
+            c = await Native.open(self.server, token=conn_token(kind, info=INFO))
+            await c.result("subscribe", {"channel": ch})
+            return c.close
+        if kind == "raw":
+            ws = await websockets.connect(self.server.ws_url(self.url("/ws/raw", ch, kind)),
+                                          open_timeout=10 * SLOW, close_timeout=3, ping_interval=None)
+            return ws.close
+        conn = HttpConn(self.server.addr, timeout=10.0)
+        conn.send(build_request("GET", self.url("/sse", ch, kind)))
+        head = conn.read_head(time.monotonic() + 10 * SLOW)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+
+        async def close():
+            conn.close()
+        return close
+
+    def test_every_front_end_joins_and_leaves_alike(self):
+        async def go():
+            watcher = await Native.open(self.server)
+            try:
+                await watcher.result("subscribe", {"channel": "jl:a"})
+                self.assertEqual((await watcher.push())["join"]["info"]["user"], "")  # its own join
+                for kind in ("native", "raw", "sse"):
+                    close = await self.subscribe(kind, "jl:a")
+                    push = await watcher.push()
+                    self.assertIn("join", push, kind)
+                    info = push["join"]["info"]
+                    self.assertEqual((info["user"], info.get("info")), (kind, INFO), f"{kind} join: {push}")
+                    await close()
+                    push = await watcher.push()
+                    self.assertIn("leave", push, kind)
+                    self.assertEqual(push["leave"]["info"], info, f"{kind} leave: {push}")
+            finally:
+                await watcher.close()
+        run(go())
+
+    def test_no_join_above_the_cap_from_any_front_end(self):
+        async def go():
+            watchers = [await Native.open(self.server) for _ in range(3)]  # the cap: 3 subscribers
+            closers = []
+            try:
+                for w in watchers:
+                    await w.result("subscribe", {"channel": "jl:b"})
+                await asyncio.sleep(0.2 * SLOW)
+                watchers[0].drain()
+                for kind in ("native", "raw", "sse"):
+                    closers.append(await self.subscribe(kind, "jl:b"))
+                    await watchers[0].quiet(0.3)
+            finally:
+                for close in closers:
+                    await close()
+                for w in watchers:
+                    await w.close()
+        run(go())
 
 
 if __name__ == "__main__":
