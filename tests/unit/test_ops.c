@@ -1,8 +1,10 @@
 /* test_ops.c - the operations of every front end (ops/ops.c) with the real
  * hub and memory engine: each rule gives its result code (a table per
  * operation), the server API actor skips permissions and client rates but
- * not names, sizes and keys, and each result maps to one native code and
- * one HTTP status. */
+ * not names, sizes and keys, the server API's channel commands word a bad
+ * name as publish does, a subscription's side effects (presence entry,
+ * held publications) are the operations', and each result maps to one
+ * native code and one HTTP status. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -270,6 +272,118 @@ static void test_creation_and_token_rates(void **state)
     hr_hub_unsubscribe_all(&anon.c);
 }
 
+/* The server API's channel filter and unsubscribe: a bad name in publish's words. */
+static void test_server_channel_commands(void **state)
+{
+    (void)state;
+    hr_actor srv = server();
+    static const char *const bad[] = {"bad name", "", ":x", "open:x>y"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t n = strlen(bad[i]);
+        hr_op_result p = hr_op_publish(&srv, bad[i], n, "1", 1, NULL, 0, on_published, NULL);
+        hr_op_result l = hr_op_may_list_channels(&srv, bad[i], n), u = hr_op_may_unsubscribe(&srv, bad[i], n);
+        assert_int_equal(p.rc, HR_OP_BAD_CHANNEL);
+        assert_int_equal(l.rc, p.rc);
+        assert_int_equal(u.rc, p.rc);
+        assert_string_equal(l.detail, p.detail);
+        assert_string_equal(u.detail, p.detail);
+    }
+    assert_int_equal(hr_op_may_list_channels(&srv, "nowhere:*", 9).rc, HR_OP_OK); /* a filter names no channel */
+    assert_int_equal(hr_op_may_unsubscribe(&srv, "nowhere:*", 9).rc, HR_OP_UNKNOWN_NAMESPACE);
+    assert_int_equal(hr_op_may_unsubscribe(&srv, "open:*", 6).rc, HR_OP_OK);
+    assert_int_equal(hr_op_may_unsubscribe(&srv, "open:x#alice", 12).rc, HR_OP_OK);
+}
+
+/* hr_op_may_history / hr_op_may_presence: the rules alone, no engine call. */
+static void test_rules_before_the_engine(void **state)
+{
+    (void)state;
+    who anon;
+    hr_actor a = client(&anon, "");
+    hr_chan_policy pol;
+    answered = 0;
+    assert_int_equal(hr_op_may_history(&a, "subs:x", 6, &pol).rc, HR_OP_DENIED);
+    assert_int_equal(hr_op_may_history(&a, "open:x", 6, &pol).rc, HR_OP_OK);
+    assert_int_equal(hr_op_may_presence(&a, "ticker:x", 8).rc, HR_OP_NOT_AVAILABLE);
+    assert_int_equal(hr_op_may_presence(&a, "subs:x", 6).rc, HR_OP_DENIED);
+    assert_int_equal(hr_op_may_presence(&a, "open:x", 6).rc, HR_OP_OK);
+    assert_int_equal(answered, 0);
+    hr_history_query q = {.limit = 10};
+    hr_op_history_read(&a, "open:x", 6, &pol, &q, on_history, NULL);
+    hr_op_presence_read(&a, "open:x", 6, on_presence, NULL);
+    assert_int_equal(answered, 2);
+}
+
+static size_t npresent;
+static void count_presence(void *ud, int err, const hr_presence *p) { npresent = err ? 99 : p->n; }
+
+/* hr_op_subscribe_commit / hr_op_leave: the presence entry comes and goes. */
+static void test_subscribe_side_effects(void **state)
+{
+    (void)state;
+    who w;
+    hr_actor a = client(&w, "bob");
+    memcpy(w.c.id, "c1", 3);
+    hr_chan_policy pol;
+    hr_sub *sub = NULL;
+    assert_int_equal(hr_op_subscribe(&a, "open:p", 6, NULL, &pol, NULL, &sub).rc, HR_OP_OK);
+    hr_op_subscribe_commit(&a, sub, &pol);
+    assert_true(sub->presence);
+    hr_op_presence_read(&a, "open:p", 6, count_presence, NULL);
+    assert_int_equal(npresent, 1);
+    hr_op_leave(&a, sub, true);
+    assert_int_equal(w.c.nsubs, 0);
+    hr_op_presence_read(&a, "open:p", 6, count_presence, NULL);
+    assert_int_equal(npresent, 0);
+}
+
+/* What a recording client got from hr_op_hold_release. */
+static uint64_t got[8];
+static size_t ngot;
+static void record(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
+{
+    (void)c, (void)sub, (void)cache;
+    if (ngot < 8) got[ngot++] = pub->kind == HR_PUB_MESSAGE ? pub->offset : 1000u + pub->kind;
+}
+static const hr_client_vt record_vt = {record, on_command};
+static bool at_three(void *ud, const hr_sub *sub, uint64_t *offset)
+{
+    (void)ud, (void)sub;
+    *offset = 3;
+    return true;
+}
+
+static void test_hold(void **state)
+{
+    (void)state;
+    hr_client c = {.vt = &record_vt, .wh = wh};
+    hr_sub *sub = (hr_sub *)&c; /* only passed back */
+    hr_op_hold h = {0};
+    for (uint64_t off = 2; off <= 5; off++) {
+        hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, "a", 1, "1", 1, NULL, 0);
+        p->offset = off;
+        assert_true(hr_op_hold_add(&h, sub, p));
+        hr_pub_unref(p);
+        if (off == 3) { /* a join between them: never covered by a position */
+            hr_pub *j = hr_pub_new(HR_PUB_JOIN, "a", 1, "", 0, NULL, 0);
+            assert_true(hr_op_hold_add(&h, sub, j));
+            hr_pub_unref(j);
+        }
+    }
+    ngot = 0;
+    hr_op_hold_release(&h, &c, at_three, NULL);
+    assert_int_equal(ngot, 3); /* 2 and 3 were in the answer */
+    assert_int_equal(got[0], 1000u + HR_PUB_JOIN);
+    assert_int_equal(got[1], 4);
+    assert_int_equal(got[2], 5);
+    assert_int_equal(h.n, 0);
+    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, "a", 1, "1", 1, NULL, 0);
+    for (size_t i = 0; i < HR_OP_HOLD_MAX; i++) assert_true(hr_op_hold_add(&h, sub, p));
+    assert_false(hr_op_hold_add(&h, sub, p)); /* full: the front end ends the client */
+    hr_op_hold_free(&h);
+    hr_pub_unref(p);
+}
+
 static void test_wire_forms(void **state)
 {
     (void)state;
@@ -298,6 +412,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_actor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_and_presence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_creation_and_token_rates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_channel_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rules_before_the_engine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscribe_side_effects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test(test_wire_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
