@@ -21,7 +21,7 @@
 static const char *const rc_names[HR_OP_NCODES] = {
     "ok", "bad_channel", "pattern", "unknown_namespace", "user_limited", "denied", "token_invalid",
     "token_expired", "already_subscribed", "not_subscribed", "too_many_subscriptions", "channel_full",
-    "rate_limited", "too_big", "bad_idempotency_key", "not_available",
+    "rate_limited", "too_big", "bad_idempotency_key", "not_available", "bad_request",
 };
 
 const char *hr_op_rc_name(int rc) { return rc <= 0 && -rc < HR_OP_NCODES ? rc_names[-rc] : "unknown"; }
@@ -158,9 +158,30 @@ hr_sub *hr_op_unsubscribe_find(const hr_actor *a, const char *ch, size_t len, hr
     return sub;
 }
 
-hr_op_result hr_op_may_unsubscribe(const hr_actor *a, const char *ch, size_t len)
+/* A server command's target and reason (ops.h, hr_op_target). */
+static hr_op_result check_target(const hr_actor *a, const hr_op_target *t)
 {
-    return check_channel(a, ch, len, true, NULL, &(hr_chan_policy){0}, NULL);
+    if (is_client(a)) return refuse(HR_OP_DENIED, "only the server API unsubscribes or disconnects other clients");
+    if (!t->user[0] && !t->client[0]) return refuse(HR_OP_BAD_REQUEST, "user or client is required");
+    if (strlen(t->user) > HR_OP_MAX_USER) return refuse(HR_OP_BAD_REQUEST, "user must be at most 255 bytes");
+    if (strlen(t->client) > HR_OP_MAX_CLIENT) return refuse(HR_OP_BAD_REQUEST, "client must be at most 64 bytes");
+    if (strlen(t->reason) > HR_OP_MAX_REASON)
+        return refuse(HR_OP_BAD_REQUEST, "reason must be a string of at most 120 bytes");
+    return ok();
+}
+
+hr_op_result hr_op_may_unsubscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_target *t)
+{
+    if (is_client(a)) return check_target(a, t);
+    hr_op_result r = check_channel(a, ch, len, true, NULL, &(hr_chan_policy){0}, NULL);
+    return r.rc ? r : check_target(a, t);
+}
+
+hr_op_result hr_op_may_disconnect(const hr_actor *a, const hr_op_target *t, int code)
+{
+    hr_op_result r = check_target(a, t);
+    if (!r.rc && (code < 3000 || code > 4999)) r = refuse(HR_OP_BAD_REQUEST, "code must be an integer from 3000 to 4999");
+    return r;
 }
 
 hr_op_result hr_op_may_list_channels(const hr_actor *a, const char *pat, size_t len)
@@ -398,6 +419,7 @@ static const struct {
     [-HR_OP_TOO_BIG] = {115, 413},
     [-HR_OP_BAD_IDEMPOTENCY_KEY] = {107, 400},
     [-HR_OP_NOT_AVAILABLE] = {108, 404},
+    [-HR_OP_BAD_REQUEST] = {107, 400},
 };
 
 int hr_op_native_code(int rc) { return rc <= 0 && -rc < HR_OP_NCODES ? wire[-rc].native : 100; }

@@ -101,8 +101,9 @@ typedef enum hr_op_rc {
     HR_OP_TOO_BIG = -13,           /* channels.max_publication_size */
     HR_OP_BAD_IDEMPOTENCY_KEY = -14, /* not 1 to HR_IDEM_MAX_KEY_LEN bytes */
     HR_OP_NOT_AVAILABLE = -15,     /* presence disabled in the namespace */
+    HR_OP_BAD_REQUEST = -16,       /* a server command's target, reason or code out of its bounds */
 } hr_op_rc;
-#define HR_OP_NCODES 16
+#define HR_OP_NCODES 17
 
 const char *hr_op_rc_name(int rc);
 
@@ -182,11 +183,27 @@ void hr_op_subscribe_commit(const hr_actor *a, hr_sub *sub, const hr_chan_policy
  * end holds for sub (hr_op_hold) are its to forget first. */
 void hr_op_leave(const hr_actor *a, hr_sub *sub, bool announce);
 
-/* The rules of unsubscribing clients from ch by a server command (the
- * server API's unsubscribe): ch named as a subscribe names it (a channel
- * or a pattern, its namespace configured); the command then goes to every
- * worker (hr_hub_unsubscribe_clients). */
-hr_op_result hr_op_may_unsubscribe(const hr_actor *a, const char *ch, size_t len);
+/* Whom a server command (the server API's unsubscribe and disconnect) is
+ * for, and what it tells them. */
+typedef struct hr_op_target {
+    const char *user;              /* "" = any user (at most HR_OP_MAX_USER bytes, as a token's sub) */
+    const char *client;            /* "" = any client (at most HR_OP_MAX_CLIENT bytes) */
+    const char *reason;            /* at most HR_OP_MAX_REASON bytes */
+} hr_op_target;
+#define HR_OP_MAX_USER 255
+#define HR_OP_MAX_CLIENT 64
+#define HR_OP_MAX_REASON 120       /* a WebSocket close frame holds 123 bytes of reason */
+
+/* The rules of unsubscribing t's clients from ch by a server command (the
+ * server API's unsubscribe; a client gets DENIED): ch named as a subscribe
+ * names it (a channel or a pattern, its namespace configured), a user or a
+ * client at least, each and the reason within its bound (BAD_REQUEST). The
+ * command then goes to every worker (hr_hub_unsubscribe_clients). */
+hr_op_result hr_op_may_unsubscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_target *t);
+/* The rules of disconnecting t's clients with close code `code` (the
+ * server API's disconnect; a client gets DENIED): t as for unsubscribe, the
+ * code from 3000 to 4999 (BAD_REQUEST). */
+hr_op_result hr_op_may_disconnect(const hr_actor *a, const hr_op_target *t, int code);
 /* The rules of a channel filter (the server API's channels listing): pat is
  * a valid channel name or pattern (BAD_CHANNEL with the name's fault
  * otherwise, as every operation words it). A filter names no channel, so

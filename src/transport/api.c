@@ -505,57 +505,44 @@ static int m_info(api_ctx *x, json_t *params)
     return 0;
 }
 
-/* params.user / params.client: who a server command is for (one at least). */
-static int get_target(api_ctx *x, json_t *params, const char **user, const char **client)
+/* params.user, params.client and params.reason as strings (absent: "",
+ * "", dflt); their bounds are the operation's rules (hr_op_target). */
+static int get_target(api_ctx *x, json_t *params, const char *dflt, hr_op_target *t)
 {
     json_t *u = json_object_get(params, "user"), *c = json_object_get(params, "client");
-    if ((u && (!json_is_string(u) || json_string_length(u) > 255)) ||
-        (c && (!json_is_string(c) || json_string_length(c) > 64)))
-        return fail(x, 400, "user and client must be strings");
-    *user = u ? json_string_value(u) : "";
-    *client = c ? json_string_value(c) : "";
-    if (!**user && !**client) return fail(x, 400, "user or client is required");
-    return 0;
-}
-
-/* params.reason: optional, short enough for a WebSocket close frame. */
-static int get_reason(api_ctx *x, json_t *params, const char *dflt, const char **reason)
-{
     json_t *r = json_object_get(params, "reason");
-    if (r && (!json_is_string(r) || json_string_length(r) > 120))
-        return fail(x, 400, "reason must be a string of at most 120 bytes");
-    *reason = r ? json_string_value(r) : dflt;
+    if ((u && !json_is_string(u)) || (c && !json_is_string(c))) return fail(x, 400, "user and client must be strings");
+    if (r && !json_is_string(r)) return fail(x, 400, "reason must be a string of at most 120 bytes");
+    *t = (hr_op_target){u ? json_string_value(u) : "", c ? json_string_value(c) : "", r ? json_string_value(r) : dflt};
     return 0;
 }
 
 static int m_unsubscribe(api_ctx *x, json_t *params)
 {
-    const char *ch, *user, *client, *reason;
+    const char *ch;
     size_t clen;
-    if (get_channel(x, params, "channel", &ch, &clen)) return x->r->status;
-    hr_actor ac = actor_of(x);
-    hr_op_result res = hr_op_may_unsubscribe(&ac, ch, clen);
-    if (res.rc) return fail_op(x, res);
-    if (get_target(x, params, &user, &client) || get_reason(x, params, "unsubscribed by the server", &reason))
+    hr_op_target t;
+    if (get_channel(x, params, "channel", &ch, &clen) || get_target(x, params, "unsubscribed by the server", &t))
         return x->r->status;
-    hr_hub_unsubscribe_clients(x->w->sh->hub, ch, clen, user, client, HR_UNSUB_SERVER, reason);
+    hr_actor ac = actor_of(x);
+    hr_op_result res = hr_op_may_unsubscribe(&ac, ch, clen, &t);
+    if (res.rc) return fail_op(x, res);
+    hr_hub_unsubscribe_clients(x->w->sh->hub, ch, clen, t.user, t.client, HR_UNSUB_SERVER, t.reason);
     hr_buf_append(OUT(x), "{}", 2);
     return 0;
 }
 
 static int m_disconnect(api_ctx *x, json_t *params)
 {
-    const char *user, *client, *reason;
-    if (get_target(x, params, &user, &client) || get_reason(x, params, "disconnected by the server", &reason))
-        return x->r->status;
+    hr_op_target t;
+    if (get_target(x, params, "disconnected by the server", &t)) return x->r->status;
     json_t *c = json_object_get(params, "code");
-    int code = HR_DISC_SERVER;
-    if (c) {
-        if (!json_is_integer(c) || json_integer_value(c) < 3000 || json_integer_value(c) > 4999)
-            return fail(x, 400, "code must be an integer from 3000 to 4999");
-        code = (int)json_integer_value(c);
-    }
-    hr_hub_disconnect_clients(x->w->sh->hub, user, client, code, reason);
+    if (c && !json_is_integer(c)) return fail(x, 400, "code must be an integer from 3000 to 4999");
+    json_int_t code = c ? json_integer_value(c) : HR_DISC_SERVER;
+    hr_actor ac = actor_of(x);
+    hr_op_result res = hr_op_may_disconnect(&ac, &t, code < 0 || code > 65535 ? 0 : (int)code);
+    if (res.rc) return fail_op(x, res);
+    hr_hub_disconnect_clients(x->w->sh->hub, t.user, t.client, (int)code, t.reason);
     hr_buf_append(OUT(x), "{}", 2);
     return 0;
 }

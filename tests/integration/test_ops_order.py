@@ -11,7 +11,8 @@ when an operation's rules and a front end's own mechanics both refuse.
   budget, a 64 KiB max_reply_size and the memory-delayed engine (an
   answered reservation is held until the engine answers on a later turn).
 - Server API names: the `channels` filter and the server `unsubscribe`
-  answer a bad name with the same 400 JSON as /api/publish for that name.
+  answer a bad name with the same 400 JSON as /api/publish for that name;
+  unsubscribe and disconnect name the bound their target or reason passed.
 - A subscription's side effects are the operations' (hr_op_subscribe_commit,
   hr_op_leave): a /ws/raw or /sse client with a connection token joins and
   leaves with the same push as a native client with that token (its info
@@ -182,6 +183,22 @@ class ApiNames(HeraldTestCase):
                 self.assertEqual(self.error_of("channels", {"pattern": name}), want, "channels filter")
                 self.assertEqual(self.error_of("unsubscribe", {"channel": name, "user": "alice"}), want,
                                  "server unsubscribe")
+
+    def test_server_command_bounds(self):
+        """unsubscribe and disconnect: the target's and reason's bounds, named (the operations' words)."""
+        cases = [
+            ({"user": "u" * 256}, "user must be at most 255 bytes"),
+            ({"client": "c" * 65}, "client must be at most 64 bytes"),
+            ({}, "user or client is required"),
+            ({"user": "alice", "reason": "r" * 121}, "reason must be a string of at most 120 bytes"),
+        ]
+        for params, words in cases:
+            for method, extra in (("unsubscribe", {"channel": "chat:a"}), ("disconnect", {})):
+                with self.subTest(method=method, params=str(params)[:30]):
+                    self.assertEqual(self.error_of(method, dict(params, **extra)), (400, {"error": words, "status": 400}))
+        self.assertEqual(self.error_of("disconnect", {"user": "alice", "code": 2999}),
+                         (400, {"error": "code must be an integer from 3000 to 4999", "status": 400}))
+        self.assertEqual(self.api.call("disconnect", {"user": "alice", "code": 4999, "reason": "r" * 120}), {})
 
     def test_good_names_still_pass(self):
         self.assertEqual(self.api.call("channels", {"pattern": "chat:*"}), {"channels": {}})

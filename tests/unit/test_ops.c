@@ -277,11 +277,12 @@ static void test_server_channel_commands(void **state)
 {
     (void)state;
     hr_actor srv = server();
+    const hr_op_target t = {"alice", "", "bye"};
     static const char *const bad[] = {"bad name", "", ":x", "open:x>y"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         size_t n = strlen(bad[i]);
         hr_op_result p = hr_op_publish(&srv, bad[i], n, "1", 1, NULL, 0, on_published, NULL);
-        hr_op_result l = hr_op_may_list_channels(&srv, bad[i], n), u = hr_op_may_unsubscribe(&srv, bad[i], n);
+        hr_op_result l = hr_op_may_list_channels(&srv, bad[i], n), u = hr_op_may_unsubscribe(&srv, bad[i], n, &t);
         assert_int_equal(p.rc, HR_OP_BAD_CHANNEL);
         assert_int_equal(l.rc, p.rc);
         assert_int_equal(u.rc, p.rc);
@@ -289,9 +290,37 @@ static void test_server_channel_commands(void **state)
         assert_string_equal(u.detail, p.detail);
     }
     assert_int_equal(hr_op_may_list_channels(&srv, "nowhere:*", 9).rc, HR_OP_OK); /* a filter names no channel */
-    assert_int_equal(hr_op_may_unsubscribe(&srv, "nowhere:*", 9).rc, HR_OP_UNKNOWN_NAMESPACE);
-    assert_int_equal(hr_op_may_unsubscribe(&srv, "open:*", 6).rc, HR_OP_OK);
-    assert_int_equal(hr_op_may_unsubscribe(&srv, "open:x#alice", 12).rc, HR_OP_OK);
+    assert_int_equal(hr_op_may_unsubscribe(&srv, "nowhere:*", 9, &t).rc, HR_OP_UNKNOWN_NAMESPACE);
+    assert_int_equal(hr_op_may_unsubscribe(&srv, "open:*", 6, &t).rc, HR_OP_OK);
+    assert_int_equal(hr_op_may_unsubscribe(&srv, "open:x#alice", 12, &t).rc, HR_OP_OK);
+    /* the target: someone, each within its bound; the code of a disconnect */
+    char long_user[300];
+    memset(long_user, 'u', sizeof(long_user) - 1);
+    long_user[sizeof(long_user) - 1] = '\0';
+    static const struct {
+        hr_op_target t;
+        int code, rc;
+    } targets[] = {
+        {{"alice", "", ""}, 3000, HR_OP_OK},
+        {{"", "c1", "why"}, 4999, HR_OP_OK},
+        {{"", "", ""}, 3000, HR_OP_BAD_REQUEST},
+        {{"alice", "0123456789012345678901234567890123456789012345678901234567890123456789", ""}, 3000,
+         HR_OP_BAD_REQUEST},
+        {{"alice", "", "0123456789012345678901234567890123456789012345678901234567890123456789"
+                       "012345678901234567890123456789012345678901234567890123456789"}, 3000, HR_OP_BAD_REQUEST},
+        {{"alice", "", ""}, 2999, HR_OP_BAD_REQUEST},
+        {{"alice", "", ""}, 5000, HR_OP_BAD_REQUEST},
+    };
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        assert_int_equal(hr_op_may_disconnect(&srv, &targets[i].t, targets[i].code).rc, targets[i].rc);
+        if (targets[i].code == 3000)
+            assert_int_equal(hr_op_may_unsubscribe(&srv, "open:x", 6, &targets[i].t).rc, targets[i].rc);
+    }
+    assert_int_equal(hr_op_may_disconnect(&srv, &(hr_op_target){long_user, "", ""}, 3000).rc, HR_OP_BAD_REQUEST);
+    who w;
+    hr_actor a = client(&w, "alice");
+    assert_int_equal(hr_op_may_unsubscribe(&a, "open:x", 6, &t).rc, HR_OP_DENIED);
+    assert_int_equal(hr_op_may_disconnect(&a, &t, 3000).rc, HR_OP_DENIED);
 }
 
 /* hr_op_may_history / hr_op_may_presence: the rules alone, no engine call. */
@@ -395,6 +424,7 @@ static void test_wire_forms(void **state)
         {HR_OP_TOKEN_EXPIRED, 109, 401},    {HR_OP_ALREADY_SUBSCRIBED, 105, 409}, {HR_OP_NOT_SUBSCRIBED, 113, 404},
         {HR_OP_TOO_MANY_SUBSCRIPTIONS, 106, 400}, {HR_OP_CHANNEL_FULL, 106, 503}, {HR_OP_RATE_LIMITED, 111, 429},
         {HR_OP_TOO_BIG, 115, 413},          {HR_OP_BAD_IDEMPOTENCY_KEY, 107, 400}, {HR_OP_NOT_AVAILABLE, 108, 404},
+        {HR_OP_BAD_REQUEST, 107, 400},
     };
     assert_int_equal(sizeof(cases) / sizeof(cases[0]), HR_OP_NCODES - 1); /* every code has a wire form */
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
