@@ -83,7 +83,7 @@ struct hr_sub {
     uint64_t offset;                /* last offset delivered (skip older ones) */
     bool presence;                  /* in the channel's presence set */
     bool gone;                      /* unsubscribed during a fan-out; freed after it */
-    void *hold;                     /* the front end's state while its subscribe is answered (session.c; ops.h hr_op_hold) */
+    void *hold;                     /* the front end's while its subscribe is answered (ops.h hr_op_hold) */
 };
 
 struct hr_whub {

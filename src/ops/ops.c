@@ -180,7 +180,8 @@ hr_op_result hr_op_may_unsubscribe(const hr_actor *a, const char *ch, size_t len
 hr_op_result hr_op_may_disconnect(const hr_actor *a, const hr_op_target *t, int code)
 {
     hr_op_result r = check_target(a, t);
-    if (!r.rc && (code < 3000 || code > 4999)) r = refuse(HR_OP_BAD_REQUEST, "code must be an integer from 3000 to 4999");
+    if (!r.rc && (code < 3000 || code > 4999))
+        r = refuse(HR_OP_BAD_REQUEST, "code must be an integer from 3000 to 4999");
     return r;
 }
 

@@ -910,7 +910,8 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         hr_chan_policy pol; /* every rule, then the budget, then the engine */
         hr_op_result res = hr_op_may_history(&a, cmd->channel.p, cmd->channel.n, &pol);
         if (res.rc) refused(x, res);
-        else if (!over_budget(s, f, x)) hr_op_history_read(&a, cmd->channel.p, cmd->channel.n, &pol, &q, on_history, x);
+        else if (!over_budget(s, f, x))
+            hr_op_history_read(&a, cmd->channel.p, cmd->channel.n, &pol, &q, on_history, x);
         break;
     }
     case HR_CMD_PRESENCE:
@@ -919,7 +920,8 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         x->stats = cmd->type == HR_CMD_PRESENCE_STATS;
         hr_op_result res = hr_op_may_presence(&a, cmd->channel.p, cmd->channel.n);
         if (res.rc) refused(x, res);
-        else if (x->stats || !over_budget(s, f, x)) hr_op_presence_read(&a, cmd->channel.p, cmd->channel.n, on_presence, x);
+        else if (x->stats || !over_budget(s, f, x))
+            hr_op_presence_read(&a, cmd->channel.p, cmd->channel.n, on_presence, x);
         break;
     }
     case HR_CMD_PING:
