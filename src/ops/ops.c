@@ -256,9 +256,9 @@ void hr_op_leave(const hr_actor *a, hr_sub *sub, bool announce)
 
 /* ---- held publications --------------------------------------------------------------- */
 
-bool hr_op_hold_add(hr_op_hold *h, hr_sub *sub, const hr_pub *pub)
+bool hr_op_hold_add(hr_op_hold *h, const hr_ops_opts *o, hr_sub *sub, const hr_pub *pub)
 {
-    if (h->n >= HR_OP_HOLD_MAX) return false;
+    if (h->n >= (size_t)o->max_held_publications) return false;
     if (h->n == h->cap) {
         h->cap = h->cap ? h->cap * 2 : 16;
         h->v = hr_realloc(h->v, h->cap * sizeof(*h->v));

@@ -65,6 +65,7 @@ typedef struct hr_ops_opts {
     int64_t history_max_limit;           /* channels.history_max_limit */
     int64_t idempotency_window_ms;       /* channels.idempotency_window */
     int64_t join_leave_max_subscribers;  /* channels.join_leave_max_subscribers */
+    int64_t max_held_publications;       /* channels.max_held_publications */
     int64_t max_commands_per_frame;      /* channels.max_commands_per_frame */
     int64_t max_reply_size;              /* channels.max_reply_size */
     int64_t reply_budget;                /* channels.reply_budget */
@@ -217,8 +218,9 @@ hr_op_result hr_op_may_list_channels(const hr_actor *a, const char *pat, size_t 
  * the channel's position, and may already hold the recovered publications).
  * They wait in arrival order and follow the answer, minus those it covered.
  * The front end marks what is held (sub->hold, its start state) and owns
- * the hold; every front end that answers after the engine uses this. */
-#define HR_OP_HOLD_MAX 100000      /* most held per hold: past it the client is ended and recovers */
+ * the hold; every front end that answers after the engine uses this. At
+ * most channels.max_held_publications wait in one hold: past it the front
+ * end ends the client, which recovers from history. */
 
 typedef struct hr_op_held {
     hr_sub *sub;
@@ -230,8 +232,8 @@ typedef struct hr_op_hold {
     size_t n, cap;
 } hr_op_hold;
 
-/* Hold pub for sub: false (nothing held) once HR_OP_HOLD_MAX are held. */
-bool hr_op_hold_add(hr_op_hold *h, hr_sub *sub, const hr_pub *pub);
+/* Hold pub for sub: false (nothing held) once o->max_held_publications are held. */
+bool hr_op_hold_add(hr_op_hold *h, const hr_ops_opts *o, hr_sub *sub, const hr_pub *pub);
 /* Where the answer left sub: true with *offset (a publication at or below
  * it was in the answer, or published before it), false when it has none. */
 typedef bool (*hr_op_hold_pos_fn)(void *ud, const hr_sub *sub, uint64_t *offset);

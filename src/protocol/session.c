@@ -92,7 +92,7 @@ typedef struct creply {
 } creply;
 
 /* A subscription held while its subscribe is answered (see the top): past
- * HR_OP_HOLD_MAX publications the client is disconnected as a slow
+ * channels.max_held_publications the client is disconnected as a slow
  * consumer (3008) and recovers after reconnecting. */
 typedef struct shold {
     hr_sub *sub;               /* NULL once unsubscribed */
@@ -355,7 +355,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     hr_session *s = (hr_session *)c;
     if (s->closing) return;
     if (sub && sub->hold) { /* its subscribe is not answered yet */
-        if (!hr_op_hold_add(&((shold *)sub->hold)->held, sub, pub)) { /* the engine is far behind: recover later */
+        if (!hr_op_hold_add(&((shold *)sub->hold)->held, &s->opts->ops, sub, pub)) { /* engine far behind */
             s->closing = true;
             hr_info("client %s: too many publications while subscribing, disconnecting (code %d)", c->id, HR_DISC_SLOW);
             s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);

@@ -276,6 +276,11 @@ const hr_option hr_options[] = {
      NULL, NULL,
      "join/leave pushes are not sent for a channel with more subscribers than this (over all workers), where "
      "each join would cost a push to every subscriber. 0 = no cap."},
+    {"channels.max_held_publications", HR_OPT_INT, OFF(ch_max_held_publications), "100000", 1, 10000000, NULL,
+     NULL,
+     "Most publications held for one subscription while its subscribe is answered (native, with recovery "
+     "or an engine that answers later) or for one SSE stream while it starts. More: the native client is "
+     "disconnected with 3008, the SSE stream ends after its start; both recover from history."},
     {"channels.idempotency_window", HR_OPT_DURATION, OFF(ch_idempotency_window_ms), "5m", 0, DAY_MS, NULL, NULL,
      "How long a publish idempotency_key is remembered per channel: a retry with the same key is acknowledged "
      "with the original offset and not delivered again. 0 = keys are ignored."},

@@ -118,6 +118,7 @@ typedef struct hr_config {
     int64_t ch_max_reply_size;        /* bytes of one command's reply */
     int64_t ch_reply_budget;          /* bytes queued + being prepared per connection */
     int64_t ch_join_leave_max_subscribers; /* 0 = no cap */
+    int64_t ch_max_held_publications; /* held per subscribe being answered (ops.h hr_op_hold) */
     bool ch_allow_unknown_namespaces;
     /* [limits]: abuse limits (src/ops/limits.c), 0 = off */
     int64_t lim_connections_per_ip;

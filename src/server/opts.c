@@ -42,6 +42,7 @@ void hr_opts_ops(const hr_config *cfg, hr_ops_opts *out)
     out->history_max_limit = cfg->ch_history_max_limit;
     out->idempotency_window_ms = cfg->ch_idempotency_window_ms;
     out->join_leave_max_subscribers = cfg->ch_join_leave_max_subscribers;
+    out->max_held_publications = cfg->ch_max_held_publications;
     out->max_commands_per_frame = cfg->ch_max_commands_per_frame;
     out->max_reply_size = cfg->ch_max_reply_size;
     out->reply_budget = cfg->ch_reply_budget;

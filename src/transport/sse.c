@@ -496,7 +496,7 @@ typedef struct sse_start {
     char *cors;
     hr_http_auth au;               /* its tokens: refs may point into their channel lists */
     hr_op_hold held;           /* publications reaching the subscriptions meanwhile (ops.h) */
-    bool overflow;             /* more than HR_OP_HOLD_MAX arrived: end after the start */
+    bool overflow;             /* more than channels.max_held_publications arrived: end after the start */
 } sse_start;
 
 /* The connection closed while the engine answered (http.c's release). */
@@ -506,11 +506,11 @@ static void start_cancel(void *owner)
     st->gone = true;
 }
 
-/* Held while the engine answers; past HR_OP_HOLD_MAX the stream is ended
+/* Held while the engine answers; past channels.max_held_publications the stream is ended
  * right after its start (the client resumes with Last-Event-ID). */
 static void hold_pub(hr_sse *s, hr_sub *sub, const hr_pub *pub)
 {
-    if (!hr_op_hold_add(&s->start->held, sub, pub)) s->start->overflow = true;
+    if (!hr_op_hold_add(&s->start->held, &s->c->w->proto->ops, sub, pub)) s->start->overflow = true;
 }
 
 /* The start's position of a concrete subscription (a pattern has none). */

@@ -388,14 +388,16 @@ static void test_hold(void **state)
     hr_client c = {.vt = &record_vt, .wh = wh};
     hr_sub *sub = (hr_sub *)&c; /* only passed back */
     hr_op_hold h = {0};
+    set("channels.max_held_publications", "7");
+    const hr_ops_opts *o = ops_now();
     for (uint64_t off = 2; off <= 5; off++) {
         hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, "a", 1, "1", 1, NULL, 0);
         p->offset = off;
-        assert_true(hr_op_hold_add(&h, sub, p));
+        assert_true(hr_op_hold_add(&h, o, sub, p));
         hr_pub_unref(p);
         if (off == 3) { /* a join between them: never covered by a position */
             hr_pub *j = hr_pub_new(HR_PUB_JOIN, "a", 1, "", 0, NULL, 0);
-            assert_true(hr_op_hold_add(&h, sub, j));
+            assert_true(hr_op_hold_add(&h, o, sub, j));
             hr_pub_unref(j);
         }
     }
@@ -407,8 +409,8 @@ static void test_hold(void **state)
     assert_int_equal(got[2], 5);
     assert_int_equal(h.n, 0);
     hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, "a", 1, "1", 1, NULL, 0);
-    for (size_t i = 0; i < HR_OP_HOLD_MAX; i++) assert_true(hr_op_hold_add(&h, sub, p));
-    assert_false(hr_op_hold_add(&h, sub, p)); /* full: the front end ends the client */
+    for (size_t i = 0; i < 7; i++) assert_true(hr_op_hold_add(&h, o, sub, p));
+    assert_false(hr_op_hold_add(&h, o, sub, p)); /* full: the front end ends the client */
     hr_op_hold_free(&h);
     hr_pub_unref(p);
 }
