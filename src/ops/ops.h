@@ -1,11 +1,12 @@
 /* ops.h - the operations every front end performs (DESIGN.md "One set of
  * operations, many front ends"): verify a token (connect), subscribe,
  * unsubscribe, publish, history, presence, and the server API's commands
- * that name channels (unsubscribe, the channels filter). Each applies every rule - channel
- * name, pattern refusal, namespace policy, user-limited channels,
+ * (unsubscribe, disconnect, the channels filter). Each applies every rule -
+ * channel name, pattern refusal, namespace policy, user-limited channels,
  * permissions, subscription tokens, limits (subscriptions per connection,
  * max_subscribers, publication size, idempotency keys, publish and channel
- * creation rates, token verification rate) - and returns one result code
+ * creation rates, token verification rate, a server command's target) -
+ * and returns one result code
  * (hr_op_rc) with a detail text. A front end only turns its wire input into
  * a call and maps the code to its wire form (hr_op_native_code and the
  * tables in each front end); it re-checks and skips nothing.
@@ -19,14 +20,14 @@
  * end: hr_op_subscribe_commit (presence entry, join push),
  * hr_op_leave (unsubscribe, presence removal, leave push) and hr_op_hold
  * (publications that arrive before the subscribe is answered, delivered
- * after it minus what the answer covered). A new front end (the Pusher
+ * after it minus what the answer covered; channels.max_held_publications). A new front end (the Pusher
  * protocol, HTTP/2) subscribes with presence and join/leave by calling
  * hr_op_subscribe (or hr_op_may_subscribe + hr_op_subscribe_add), then
  * hr_op_subscribe_commit, and leaves with hr_op_leave: ops alone.
  *
  * Who asks is an hr_actor built on the caller's stack from what the front
  * end already holds (no per-connection memory is added): a client (its
- * user, subscriptions and buckets) or the server API (HR_ACTOR_SERVER,
+ * user, subscriptions, buckets and token info) or the server API (HR_ACTOR_SERVER,
  * trusted: channel validity, patterns, namespaces, sizes and idempotency
  * keys apply; permissions and client rates do not).
  *
