@@ -39,8 +39,13 @@ enum hr_proto_error {
     HR_PE_NOT_SUBSCRIBED = 113,
     HR_PE_NOT_CONNECTED = 114,     /* command before connect */
     HR_PE_MESSAGE_TOO_LARGE = 115,
+    HR_PE_BACKEND_UNAVAILABLE = 116, /* a backend hook is down, slow or answered garbage: temporary */
 };
 const char *hr_proto_error_text(int code);
+/* The codes a backend hook's own error may carry (docs/backend.md): the
+ * client gets them with the backend's message as "message". */
+#define HR_PE_BACKEND_MIN 400
+#define HR_PE_BACKEND_MAX 1999
 bool hr_proto_error_temporary(int code);
 
 typedef enum hr_cmd_type {

@@ -33,13 +33,14 @@ const char *hr_proto_error_text(int code)
     case HR_PE_NOT_SUBSCRIBED: return "not subscribed";
     case HR_PE_NOT_CONNECTED: return "not connected";
     case HR_PE_MESSAGE_TOO_LARGE: return "message too large";
+    case HR_PE_BACKEND_UNAVAILABLE: return "backend unavailable";
     default: return "unknown error";
     }
 }
 
 bool hr_proto_error_temporary(int code)
 {
-    return code == HR_PE_INTERNAL || code == HR_PE_TOO_MANY_REQUESTS;
+    return code == HR_PE_INTERNAL || code == HR_PE_TOO_MANY_REQUESTS || code == HR_PE_BACKEND_UNAVAILABLE;
 }
 
 /* ---- parser -------------------------------------------------------------------- */
@@ -496,6 +497,11 @@ static void append_cstr(hr_buf *out, const char *s)
 void hr_native_error(hr_buf *out, uint64_t id, int code, const char *detail)
 {
     hr_buf_printf(out, "{\"id\":%llu,\"error\":{\"code\":%d,\"message\":", (unsigned long long)id, code);
+    if (code >= HR_PE_BACKEND_MIN && code <= HR_PE_BACKEND_MAX && detail) { /* the backend's own error, as it sent it */
+        append_cstr(out, detail);
+        hr_buf_append_str(out, ",\"temporary\":false}}");
+        return;
+    }
     append_cstr(out, hr_proto_error_text(code));
     hr_buf_append_str(out, hr_proto_error_temporary(code) ? ",\"temporary\":true" : ",\"temporary\":false");
     if (detail && *detail) {
