@@ -332,11 +332,15 @@ static void pump(hr_session *s)
         }
         int code = s->closing ? 0 : f->disc_code;
         const char *reason = f->disc_reason;
+        char *own = f->disc_own; /* the reason, when it is the backend's: freed after use */
+        f->disc_own = NULL;
         frame_free(f);
         if (code) { /* last: the transport may let go of s */
             disconnect_now(s, code, reason);
+            hr_free(own);
             return;
         }
+        hr_free(own);
     }
 }
 
