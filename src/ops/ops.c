@@ -32,8 +32,8 @@ const char *hr_op_rc_name(int rc)
     return rc <= 0 && -rc < HR_OP_NCODES ? rc_names[-rc] : "unknown";
 }
 
-static hr_op_result ok(void) { return (hr_op_result){HR_OP_OK, NULL, 0}; }
-static hr_op_result refuse(int rc, const char *detail) { return (hr_op_result){rc, detail, 0}; }
+static hr_op_result ok(void) { return (hr_op_result){.rc = HR_OP_OK}; }
+static hr_op_result refuse(int rc, const char *detail) { return (hr_op_result){.rc = rc, .detail = detail}; }
 
 static bool is_client(const hr_actor *a) { return a->kind == HR_ACTOR_CLIENT; }
 static const char *user_of(const hr_actor *a) { return a->user ? a->user : ""; }

@@ -160,11 +160,12 @@ typedef struct hr_actor {
 /* An operation's answer: rc and, when refused, a detail text (static, or
  * thread-local and valid until the next operation on this thread; a hook's
  * answer's until its callback returns) and, for BACKEND_ERROR and
- * BACKEND_DISCONNECT, the backend's code. */
+ * BACKEND_DISCONNECT, the backend's code (and an error's temporary flag). */
 typedef struct hr_op_result {
     int rc;
     const char *detail;
     int code;
+    bool temporary;                /* BACKEND_ERROR: the backend says a retry may succeed */
 } hr_op_result;
 
 /* A hook's answer (hr_op_hook_cb): res OK with the backend's info and data

@@ -152,6 +152,8 @@ int hr_native_json_to_msgpack(const char *json, size_t len, hr_buf *out);
 /* {"id":N,"error":{"code":C,"message":<text of C>,"temporary":B[,"detail":D]}};
  * detail (may be NULL) says what exactly was wrong. */
 void hr_native_error(hr_buf *out, uint64_t id, int code, const char *detail);
+/* The same with "temporary" given (a backend's error says it itself). */
+void hr_native_error_ex(hr_buf *out, uint64_t id, int code, const char *detail, bool temporary);
 /* {"id":N,"result":<result_json>} where result_json is a JSON object text ("{}" when NULL). */
 void hr_native_result(hr_buf *out, uint64_t id, const char *result_json, size_t len);
 /* {"pub":{"channel":C,"offset":N,"data":D[,"info":I]}} - D and I are JSON texts. */

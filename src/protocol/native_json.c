@@ -496,14 +496,19 @@ static void append_cstr(hr_buf *out, const char *s)
 
 void hr_native_error(hr_buf *out, uint64_t id, int code, const char *detail)
 {
+    hr_native_error_ex(out, id, code, detail, hr_proto_error_temporary(code));
+}
+
+void hr_native_error_ex(hr_buf *out, uint64_t id, int code, const char *detail, bool temporary)
+{
     hr_buf_printf(out, "{\"id\":%llu,\"error\":{\"code\":%d,\"message\":", (unsigned long long)id, code);
     if (code >= HR_PE_BACKEND_MIN && code <= HR_PE_BACKEND_MAX && detail) { /* the backend's own error, as it sent it */
         append_cstr(out, detail);
-        hr_buf_append_str(out, ",\"temporary\":false}}");
+        hr_buf_append_str(out, temporary ? ",\"temporary\":true}}" : ",\"temporary\":false}}");
         return;
     }
     append_cstr(out, hr_proto_error_text(code));
-    hr_buf_append_str(out, hr_proto_error_temporary(code) ? ",\"temporary\":true" : ",\"temporary\":false");
+    hr_buf_append_str(out, temporary ? ",\"temporary\":true" : ",\"temporary\":false");
     if (detail && *detail) {
         hr_buf_append_str(out, ",\"detail\":");
         append_cstr(out, detail);

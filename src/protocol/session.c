@@ -97,6 +97,7 @@ typedef struct piece {
 typedef struct creply {
     uint64_t id;
     int err;
+    bool temporary;            /* err is temporary (the code's, or a backend error's own flag) */
     char *detail;
     piece **parts;
     size_t nparts;
@@ -179,6 +180,12 @@ static int native_err(hr_op_result r, const char **detail)
     return hr_op_result_native(r);
 }
 
+/* Whether a refusal is temporary on the wire (a backend's error says it itself). */
+static bool op_temporary(hr_op_result r)
+{
+    return r.rc == HR_OP_BACKEND_ERROR ? r.temporary : hr_proto_error_temporary(hr_op_result_native(r));
+}
+
 /* ---- reply budget (see the top) ----------------------------------------------------- */
 
 /* Smallest reservation worth making (a quarter of the budget if that is
@@ -233,8 +240,19 @@ static hr_buf *text(creply *r)
 static void set_error(creply *r, int code, const char *detail)
 {
     r->err = code;
+    r->temporary = hr_proto_error_temporary(code);
     hr_free(r->detail);
     r->detail = detail ? hr_strdup(detail) : NULL;
+}
+
+/* An operation's refusal as the command's error (a backend's error keeps
+ * its code, message and temporary flag). */
+static void set_op_error(creply *r, hr_op_result res)
+{
+    const char *detail;
+    int code = native_err(res, &detail);
+    set_error(r, code, detail);
+    r->temporary = op_temporary(res);
 }
 
 static sreq *req_new(hr_session *s, sframe *f, creply *r)
@@ -316,7 +334,7 @@ static void pump(hr_session *s)
                 creply *r = &f->cmds[i];
                 if (out.len) hr_buf_append(&out, "\n", 1);
                 if (r->err) {
-                    hr_native_error(&out, r->id, r->err, r->detail);
+                    hr_native_error_ex(&out, r->id, r->err, r->detail, r->temporary);
                     continue;
                 }
                 const hr_buf *one = r->nparts == 1 ? &r->parts[0]->b : &res; /* a single piece: no copy */
@@ -638,7 +656,7 @@ static hr_op_result backend_disconnect(sreq *q, hr_op_result res, const char *wh
     hr_free(q->f->disc_own);
     q->f->disc_own = hr_strdup(res.detail ? res.detail : "disconnected by the backend");
     disconnect_after(q->f, res.code, q->f->disc_own);
-    return (hr_op_result){HR_OP_DENIED, q->f->disc_own, 0};
+    return (hr_op_result){.rc = HR_OP_DENIED, .detail = q->f->disc_own};
 }
 
 /* The subscribe hook answered q (ops.h): go on, or the backend's refusal. */
@@ -657,8 +675,8 @@ static void on_sub_hook(void *ud, const hr_op_hook_ans *ans)
     if (!sub) {
         const char *detail;
         int code = native_err(res, &detail);
-        if (q->nested) hr_native_error(&q->pc->b, 0, code, detail);
-        else set_error(q->r, code, detail);
+        if (q->nested) hr_native_error_ex(&q->pc->b, 0, code, detail, op_temporary(res));
+        else set_op_error(q->r, res);
         req_done(q);
         return;
     }
@@ -767,9 +785,7 @@ static void on_publish_refused(void *ud, hr_op_result res)
     sreq *q = ud;
     if (!req_alive(q)) return;
     res = backend_disconnect(q, res, "publish");
-    const char *detail;
-    int code = native_err(res, &detail);
-    set_error(q->r, code, detail);
+    set_op_error(q->r, res);
     publish_next(q);
     req_done(q);
 }

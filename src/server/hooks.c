@@ -35,14 +35,14 @@ static size_t len_of(const char *s) { return s ? strlen(s) : 0; }
 static void on_answer(const hr_proxy_result *r, void *ud)
 {
     hook_call *hc = ud;
-    hr_op_hook_ans ans = {{HR_OP_OK, NULL, 0}, NULL, 0, NULL, 0};
+    hr_op_hook_ans ans = {.res = {.rc = HR_OP_OK}};
     const hr_proxy_answer *a = r->answer;
     if (r->fail) {
-        ans.res = (hr_op_result){fail_rc(r->fail), r->message, 0};
+        ans.res = (hr_op_result){.rc = fail_rc(r->fail), .detail = r->message};
     } else if (a->kind == HR_PROXY_ERROR) {
-        ans.res = (hr_op_result){HR_OP_BACKEND_ERROR, a->message ? a->message : "", (int)a->code};
+        ans.res = (hr_op_result){.rc = HR_OP_BACKEND_ERROR, .detail = a->message ? a->message : "", .code = (int)a->code, .temporary = a->temporary};
     } else if (a->kind == HR_PROXY_DISCONNECT) {
-        ans.res = (hr_op_result){HR_OP_BACKEND_DISCONNECT, a->message, (int)a->code};
+        ans.res = (hr_op_result){.rc = HR_OP_BACKEND_DISCONNECT, .detail = a->message, .code = (int)a->code};
     } else {
         ans.info = a->info;
         ans.info_len = len_of(a->info);

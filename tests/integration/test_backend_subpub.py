@@ -154,13 +154,13 @@ class SubscribeAndPublishHooks(HeraldTestCase):
         run(go())
 
     def test_subscribe_denied_by_backend(self):
-        self.backend.reset(lambda p, b: (200, b'{"error":{"code":1001,"message":"no such room"}}', 0))
+        self.backend.reset(lambda p, b: (200, b'{"error":{"code":1001,"message":"no such room","temporary":true}}', 0))
         ch = chan("hs")
 
         async def go():
             c = await Native.open(self.server)
             err = (await c.call("subscribe", {"channel": ch}))["error"]
-            self.assertEqual((err["code"], err["message"]), (1001, "no such room"))
+            self.assertEqual((err["code"], err["message"], err["temporary"]), (1001, "no such room", True))
             # not subscribed: a publication does not reach it
             Api(self.server).call("publish", {"channel": ch, "data": 1})
             with self.assertRaises(asyncio.TimeoutError):
@@ -253,7 +253,7 @@ class SubscribeAndPublishHooks(HeraldTestCase):
             await sub.result("subscribe", {"channel": ch})
             c = await Native.open(self.server)
             err = (await c.call("publish", {"channel": ch, "data": 1}))["error"]
-            self.assertEqual((err["code"], err["message"]), (1403, "read only"))
+            self.assertEqual((err["code"], err["message"], err["temporary"]), (1403, "read only", False))
             with self.assertRaises(asyncio.TimeoutError):
                 await asyncio.wait_for(sub.pushes.get(), 0.3)
             hist = Api(self.server).call("history", {"channel": ch})

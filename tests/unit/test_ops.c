@@ -291,8 +291,8 @@ static void test_wire_forms(void **state)
         assert_string_not_equal(hr_op_rc_name(cases[i].rc), "unknown");
     }
     /* the backend's own error keeps its code */
-    assert_int_equal(hr_op_result_native((hr_op_result){HR_OP_BACKEND_ERROR, "no", 1001}), 1001);
-    assert_int_equal(hr_op_result_native((hr_op_result){HR_OP_DENIED, NULL, 0}), 103);
+    assert_int_equal(hr_op_result_native((hr_op_result){.rc = HR_OP_BACKEND_ERROR, .detail = "no", .code = 1001}), 1001);
+    assert_int_equal(hr_op_result_native((hr_op_result){.rc = HR_OP_DENIED}), 103);
 }
 
 /* ---- the backend hooks: a fake hook that keeps the call for the test to answer ---- */
@@ -345,7 +345,7 @@ static void on_refused(void *ud, hr_op_result res)
 
 static hr_op_hook_ans answer(int rc, const char *data)
 {
-    return (hr_op_hook_ans){.res = {rc, rc ? "backend says no" : NULL, rc == HR_OP_BACKEND_ERROR ? 1001 : 0},
+    return (hr_op_hook_ans){.res = {.rc = rc, .detail = rc ? "backend says no" : NULL, .code = rc == HR_OP_BACKEND_ERROR ? 1001 : 0},
                             .data = data, .data_len = data ? strlen(data) : 0};
 }
 
