@@ -28,6 +28,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from herald_testlib import SLOW, Herald, HeraldTestCase, main  # noqa: E402
 from herald_native import API_KEY, Api, Native, run  # noqa: E402
+from emu_client import Poller  # noqa: E402
+from redis_cluster import RedisServer, node, redis_available  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -289,6 +291,25 @@ class SubscribeAndPublishHooks(HeraldTestCase):
         api.close()
         self.assertEqual(self.backend.paths(), [])
 
+    def test_long_poll_waits_for_hooks(self):
+        # /poll (and /stream) run the native session: the hooks apply there too
+        self.backend.reset(lambda p, b: (200, json.dumps(
+            {"result": {"data": "rewritten"} if p == "/publish" else {"data": {"hi": 1}}}).encode(), 0.2))
+        ch = chan("hs")
+        pch = chan("hp")
+        poller = Poller(self.server)
+        poller.open()
+        poller.command("connect")
+        sub = poller.command("subscribe", {"channel": ch})
+        pub = poller.command("publish", {"channel": pch, "data": "original"})
+        self.assertEqual(poller.wait_reply(sub)["result"]["data"], {"hi": 1})
+        self.assertIn("offset", poller.wait_reply(pub)["result"])
+        poller.close()
+        hist = Api(self.server).call("history", {"channel": pch})
+        self.assertEqual([p["data"] for p in hist["publications"]], ["rewritten"])
+        self.assertEqual(sorted(self.backend.paths()), ["/publish", "/subscribe"])
+        self.assertEqual({b["transport"] for _, b in self.backend.calls} - {"websocket"}, set())
+
     # -- front ends that cannot wait ------------------------------------------
 
     def test_sse_refuses_hooked_channel(self):
@@ -332,6 +353,36 @@ class BackendDown(HeraldTestCase):
                 err = (await c.call(method, {"channel": chan(ns), "data": 1}))["error"]
                 self.assertEqual((err["code"], err["temporary"]), (116, True), method)
         run(go())
+
+
+@unittest.skipUnless(redis_available(), "redis-server is not installed")
+class RedisEngine(unittest.TestCase):
+    """The hooks run before the engine: the same on Redis, across two nodes."""
+
+    def test_subscribe_and_publish_on_redis(self):
+        backend = Backend()
+        backend.reset(lambda p, b: (200, json.dumps(
+            {"result": {"data": {"v": b["data"]["v"] * 10}} if p == "/publish" else {}}).encode(), 0))
+        try:
+            with RedisServer() as redis, node(redis.addr, *hook_args(backend.url)[2:], workers=1) as a, \
+                    node(redis.addr, *hook_args(backend.url)[2:], workers=1) as b:
+                ch = chan("hs")
+                pch = chan("hp")
+
+                async def go():
+                    sub = await Native.open(a)
+                    await sub.result("subscribe", {"channel": ch})
+                    await sub.result("subscribe", {"channel": pch})
+                    pub = await Native.open(b)
+                    await pub.result("publish", {"channel": pch, "data": {"v": 4}})
+                    push = {}
+                    while "pub" not in push:  # its own join push in hs comes first
+                        push = await asyncio.wait_for(sub.pushes.get(), 5 * SLOW)
+                    self.assertEqual((push["pub"]["channel"], push["pub"]["data"]), (pch, {"v": 40}))
+                run(go())
+                self.assertEqual(sorted(backend.paths()), ["/publish", "/subscribe"])
+        finally:
+            backend.close()
 
 
 if __name__ == "__main__":
