@@ -279,6 +279,7 @@ const hr_option hr_options[] = {
      "Output one client connection may have queued plus replies being prepared (never more than half of "
      "websocket.max_queued_bytes, or of poll.max_queued_bytes for HTTP sessions). A history, presence or "
      "recovering subscribe whose reply may not fit gets error 111 (temporary): read the earlier replies, retry. "
+     "Publishes waiting behind one that waits for the backend's publish hook count their bytes in it too. "
      "The history pages of one /api/batch share it too (past it: 429)."},
     {"channels.join_leave_max_subscribers", HR_OPT_INT, OFF(ch_join_leave_max_subscribers), "100", 0, 100000000,
      NULL, NULL,

@@ -354,6 +354,40 @@ class BackendDown(HeraldTestCase):
         run(go())
 
 
+class WaitingPublishesBounded(HeraldTestCase):
+    """Publishes waiting behind one that waits for its hook hold the client's
+    bytes: they count against channels.reply_budget (past it: 111)."""
+    server_workers = 1
+
+    @classmethod
+    def make_server(cls):
+        cls.backend = Backend()
+        return Herald(*hook_args(cls.backend.url), "--channels.reply-budget", "64KiB", workers=1)
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.backend.close()
+
+    def test_budget(self):
+        self.backend.reset(ok(delay=0.3))
+        ch = chan("hp")
+        big = "x" * 30000
+
+        async def go():
+            c = await Native.open(self.server)
+            futs = await c.send_frame([("publish", {"channel": ch, "data": 0})] +
+                                      [("publish", {"channel": ch, "data": big})] * 3)
+            replies = [await asyncio.wait_for(f, 5 * SLOW) for _, f in futs]
+            self.assertIn("result", replies[0])
+            self.assertIn("result", replies[1])
+            refused = [r["error"] for r in replies[2:] if "error" in r]
+            self.assertTrue(refused, replies)
+            self.assertEqual((refused[0]["code"], refused[0]["temporary"]), (111, True))
+            self.assertIn("channels.reply_budget", refused[0]["detail"])
+        run(go())
+
+
 @unittest.skipUnless(redis_available(), "redis-server is not installed")
 class RedisEngine(unittest.TestCase):
     """The hooks run before the engine: the same on Redis, across two nodes."""
