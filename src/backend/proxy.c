@@ -70,6 +70,26 @@ bool hr_proxy_opts_enabled(const hr_proxy_opts *o)
     return o->nrpc_routes > 0;
 }
 
+hr_proxy_origin *hr_proxy_origin_new(const char *remote_addr, const hr_proxy_header *h, size_t n)
+{
+    size_t size = sizeof(hr_proxy_origin) + n * sizeof(hr_proxy_header) + strlen(remote_addr) + 1;
+    for (size_t i = 0; i < n; i++) size += strlen(h[i].name) + strlen(h[i].value) + 2;
+    hr_proxy_origin *o = hr_malloc(size);
+    hr_proxy_header *hs = (hr_proxy_header *)(o + 1);
+    char *p = (char *)(hs + n);
+    o->headers = hs;
+    o->nheaders = n;
+    o->remote_addr = p;
+    p = stpcpy(p, remote_addr) + 1;
+    for (size_t i = 0; i < n; i++) {
+        hs[i].name = p;
+        p = stpcpy(p, h[i].name) + 1;
+        hs[i].value = p;
+        p = stpcpy(p, h[i].value) + 1;
+    }
+    return o;
+}
+
 const char *hr_proxy_fail_name(hr_proxy_fail f)
 {
     return (unsigned)f < HR_PROXY_F_COUNT ? FAILS[f].name : "?";

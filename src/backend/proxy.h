@@ -69,6 +69,17 @@ typedef struct hr_proxy_stats {
     atomic_uint_fast64_t inflight;              /* now */
 } hr_proxy_stats;
 
+/* A client's request context for the connect hook (its address after
+ * trusted-proxy resolution, the proxy.forward_headers of its request), in
+ * one allocation: free with hr_free. */
+typedef struct hr_proxy_origin {
+    const char *remote_addr;
+    const hr_proxy_header *headers;
+    size_t nheaders;
+} hr_proxy_origin;
+
+hr_proxy_origin *hr_proxy_origin_new(const char *remote_addr, const hr_proxy_header *h, size_t n);
+
 void hr_proxy_opts_default(hr_proxy_opts *o);
 /* Whether any hook has a URL (then the server makes an hr_proxy per worker). */
 bool hr_proxy_opts_enabled(const hr_proxy_opts *o);
