@@ -388,6 +388,46 @@ class WaitingPublishesBounded(HeraldTestCase):
         run(go())
 
 
+class StopWithHooksInFlight(HeraldTestCase):
+    """SIGTERM while subscribe and publish hooks wait (WebSocket and /poll):
+    the server exits 0 (under ASan: nothing leaked), however long the
+    backend would take."""
+    server_workers = 1
+
+    @classmethod
+    def make_server(cls):
+        cls.backend = Backend()
+        cls.backend.reset(ok(delay=10))
+        args = list(hook_args(cls.backend.url))
+        for opt in ("--proxy.subscribe-timeout", "--proxy.publish-timeout"):
+            args[args.index(opt) + 1] = "30s"
+        return Herald(*args, workers=1)
+
+    @classmethod
+    def tearDownClass(cls):
+        t0 = time.monotonic()
+        super().tearDownClass()  # asserts exit code 0
+        cls.backend.close()
+        assert time.monotonic() - t0 < 8 * SLOW, "the server waited for the backend to stop"
+
+    def test_in_flight(self):
+        async def go():
+            c = await Native.open(self.server)
+            await c.send_frame([("subscribe", {"channel": chan("hs")}), ("publish", {"channel": chan("hp"), "data": 1}),
+                                ("publish", {"channel": chan("hp"), "data": 2})])
+            poller = Poller(self.server)
+            poller.open()
+            poller.command("connect")
+            poller.command("publish", {"channel": chan("hp"), "data": 3})
+            poller.close()
+            deadline = time.monotonic() + 5 * SLOW
+            while len(self.backend.paths()) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            self.assertEqual(sorted(self.backend.paths()), ["/publish", "/publish", "/subscribe"])
+            c.waiting.clear()  # the replies come at shutdown (116) or not at all
+        run(go())
+
+
 @unittest.skipUnless(redis_available(), "redis-server is not installed")
 class RedisEngine(unittest.TestCase):
     """The hooks run before the engine: the same on Redis, across two nodes."""
