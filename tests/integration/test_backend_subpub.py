@@ -320,20 +320,39 @@ class SubscribeAndPublishHooks(HeraldTestCase):
         self.assertIn("proxy_subscribe", r.json()["error"])
         self.assertEqual(self.backend.paths(), [])
 
-    def test_ws_raw_refuses(self):
-        self.backend.reset(ok())
-
-        async def go():
+    def test_ws_raw(self):
+        # a URL channel that needs the subscribe hook: refused (501), never subscribed without it
+        async def refused():
             with self.assertRaises(websockets.exceptions.InvalidStatusCode) as cm:
                 await websockets.connect(self.server.ws_url(f"/ws/raw?channel={chan('hs')}"))
             self.assertEqual(cm.exception.status_code, 501)
-            ws = await websockets.connect(self.server.ws_url(f"/ws/raw?channel={chan('hp')}"))
-            await ws.send('{"a":1}')
-            await asyncio.wait_for(ws.wait_closed(), 5 * SLOW)
-            self.assertEqual(ws.close_code, 3503)
-            self.assertIn("proxy_publish", ws.close_reason)
-        run(go())
+        self.backend.reset(ok())
+        run(refused())
         self.assertEqual(self.backend.paths(), [])
+        # raw-mode publishes go through the publish hook, in order, rewritten by the backend
+        self.backend.reset(lambda p, b: (200, json.dumps({"result": {"data": {"n": b["data"]["n"] * 10}}}).encode(),
+                                         0.3 if b["data"]["n"] == 1 else 0))
+        ch = chan("hp")
+
+        async def publish():
+            ws = await websockets.connect(self.server.ws_url(f"/ws/raw?channel={ch}"))
+            await ws.send('{"n":1}')
+            await ws.send('{"n":2}')
+            got = [json.loads(await asyncio.wait_for(ws.recv(), 5 * SLOW)) for _ in range(2)]
+            self.assertEqual(got, [{"n": 10}, {"n": 20}])
+            # the backend's error closes the raw connection with 3503 and its message
+            self.backend.answer = lambda p, b: (200, b'{"error":{"code":1403,"message":"read only"}}', 0)
+            await ws.send('{"n":3}')
+            await asyncio.wait_for(ws.wait_closed(), 5 * SLOW)
+            self.assertEqual((ws.close_code, ws.close_reason), (3503, "read only"))
+            # a backend that does not answer in time: 3011, reconnect later
+            self.backend.answer = ok(delay=1.5)
+            ws = await websockets.connect(self.server.ws_url(f"/ws/raw?channel={ch}"))
+            await ws.send('{"n":4}')
+            await asyncio.wait_for(ws.wait_closed(), 5 * SLOW)
+            self.assertEqual(ws.close_code, 3011)
+        run(publish())
+        self.assertEqual(self.backend.paths(), ["/publish"] * 4)
 
 
 class BackendDown(HeraldTestCase):
