@@ -155,6 +155,20 @@ class SubscribeAndPublishHooks(HeraldTestCase):
             self.assertIn("offset", pub)
         run(go())
 
+    def test_connect_subs_ask_the_hook(self):
+        # connect's own subscriptions go through the hook: its yes and its error, each in place
+        self.backend.reset(lambda p, b: (200, b'{"result":{"data":7}}' if b["channel"].endswith("a") else
+                                         b'{"error":{"code":1001,"message":"no"}}', 0))
+        ok_ch, no_ch = chan("hs") + "a", chan("hs") + "b"
+
+        async def go():
+            c = await Native.open(self.server, subs=[ok_ch, no_ch])
+            subs = c.connect_result["subs"]
+            self.assertEqual(subs[ok_ch]["data"], 7)
+            self.assertEqual((subs[no_ch]["error"]["code"], subs[no_ch]["error"]["message"]), (1001, "no"))
+        run(go())
+        self.assertEqual(self.backend.paths(), ["/subscribe"] * 2)
+
     def test_subscribe_denied_by_backend(self):
         self.backend.reset(lambda p, b: (200, b'{"error":{"code":1001,"message":"no such room","temporary":true}}', 0))
         ch = chan("hs")
