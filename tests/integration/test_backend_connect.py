@@ -313,6 +313,9 @@ class TestSSE(BackendCase):
         s = self.sse("/sse?channel=%2343")
         self.assertEqual(s.status, 403)
         s.conn.close()
+        s = self.sse("/sse?channel=%2342")
+        self.assertEqual(s.status, 200, s.response.body)
+        s.conn.close()
 
     def test_deny_and_failures(self):
         cases = [({"json": {"error": {"code": 1000, "message": "no session"}}}, 403, 1000, "no session"),
@@ -364,7 +367,8 @@ class TestNoRpcUrl(BackendCase):
         async def go():
             c = await Native.open(self.server, connect=False)
             await c.result("connect", {})
-            await c.error("rpc", {"method": "m"}, 104)
+            err = await c.error("rpc", {"method": "m"}, 104)
+            self.assertIn("proxy.rpc_url", err.get("detail", ""))
             await c.close()
 
         run(go())
