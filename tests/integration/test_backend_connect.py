@@ -356,10 +356,38 @@ class TestBackendDown(BackendCase):
         run(go())
 
 
-class TestNoRpcUrl(BackendCase):
+class TestOptions(BackendCase):
+    """No rpc URL; proxy.max_response_bytes and proxy.forward_headers set."""
+
     @classmethod
     def proxy_args(cls, be):
-        return ["--proxy.connect-url", be.url("/connect")]
+        return ["--proxy.connect-url", be.url("/connect"), "--proxy.max-response-bytes", "1KiB",
+                "--proxy.forward-headers", "X-Session"]
+
+    def test_answer_over_max_response_bytes_is_116(self):
+        self.backend.script(connect=[{"json": {"result": {"user": "1", "data": "x" * 2000}}},
+                                     {"json": {"result": {"user": "1", "data": "x" * 500}}}])
+
+        async def go():
+            c = await Native.open(self.server, connect=False)
+            await c.error("connect", {}, 116)
+            self.assertEqual(len((await c.result("connect", {}))["data"]), 500)
+            await c.close()
+
+        run(go())
+
+    def test_forward_headers_option(self):
+        self.backend.script(connect=ALLOW)
+
+        async def go():
+            ws = await websockets.connect(self.server.ws_url("/ws"), extra_headers={"X-Session": "s1", "Cookie": "c"},
+                                          ping_interval=None, open_timeout=10 * SLOW, close_timeout=3)
+            c = Native(ws)
+            await c.result("connect", {})
+            await c.close()
+
+        run(go())
+        self.assertEqual(self.backend.log("/connect")[0]["body"]["headers"], {"X-Session": "s1"})
 
     def test_rpc_without_url_is_104(self):
         self.backend.script(connect=ALLOW)
