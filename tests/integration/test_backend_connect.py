@@ -240,6 +240,19 @@ class TestConnect(BackendCase):
         info = api_call(self.server, "info")["nodes"][0]["proxy"]
         self.assertEqual(info["inflight"], 0)
 
+    def test_client_gone_mid_rpc(self):
+        self.backend.script(connect=ALLOW, rpc={"delay_ms": 500, "json": {"result": {}}})
+
+        async def go():
+            c = await self.ws()
+            await c.result("connect", {})
+            await c.ws.send('{"id":7,"rpc":{"method":"slow"}}\n{"id":8,"rpc":{"method":"slow"}}')
+            await c.close()
+            await asyncio.sleep(0.8 * SLOW)
+
+        run(go())
+        self.assertEqual(api_call(self.server, "info")["nodes"][0]["proxy"]["inflight"], 0)
+
     def test_rpc_routes(self):
         self.backend.script(connect=ALLOW, rpc={"json": {"result": {"data": {"from": "rpc"}}}},
                             rpc_chat={"json": {"result": {"data": {"from": "chat"}}}},
@@ -332,6 +345,33 @@ class TestSSE(BackendCase):
             if message:
                 self.assertEqual(body["error"], message)
             s.conn.close()
+
+
+class TestShutdownMidHook(BackendCase):
+    """A server stopped while HTTP sessions and a WebSocket wait for the
+    backend exits cleanly (exit 0; under ASan: no leak, no use after free)."""
+
+    @classmethod
+    def proxy_args(cls, be):
+        return ["--proxy.connect-url", be.url("/connect"), "--proxy.connect-timeout", "5s"]
+
+    def test_stop_with_calls_in_flight(self):
+        from emu_client import Poller
+        self.backend.script(connect={"delay_ms": 3000, **ALLOW})
+        with Herald(*self.server_args, workers=1) as srv:
+            p = Poller(srv)
+            p.open()
+            p.command("connect", {})
+
+            async def go():
+                c = await Native.open(srv, connect=False)
+                await c.ws.send('{"id":1,"connect":{}}')
+                await asyncio.sleep(0.3 * SLOW)
+                self.assertEqual(api_call(srv, "info")["nodes"][0]["proxy"]["inflight"], 2)
+                self.assertEqual(srv.stop(), 0)
+
+            run(go())
+            p.close()
 
 
 class TestBackendDown(BackendCase):
