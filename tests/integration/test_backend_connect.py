@@ -17,6 +17,9 @@ process on loopback (tests/tools/proxy_backend.py):
 - /api/info counts calls and failures.
 """
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import sys
@@ -38,6 +41,18 @@ def api_call(server, method, params=None):
         return api.call(method, params)
     finally:
         api.close()
+
+
+SECRET = "proxy-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def token(user, secret=SECRET):
+    """An HS256 connection token made here (no aud; exp in an hour)."""
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + \
+        b64(json.dumps({"sub": user, "exp": int(time.time()) + 3600}).encode())
+    return signing + "." + b64(hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest())
 
 
 ALLOW = {"json": {"result": {"user": "42", "info": {"name": "Ann"}, "channels": ["news"], "data": {"hello": 1}}}}
@@ -290,6 +305,55 @@ class TestConnect(BackendCase):
         after = api_call(self.server, "info")["nodes"][0]["proxy"]
         self.assertEqual(after["calls"], before["calls"] + 1)
         self.assertEqual(after["failures"]["status"], before["failures"]["status"] + 1)
+
+
+class TestTokens(BackendCase):
+    """proxy.connect_with_token = false: a valid token skips the hook."""
+
+    with_token = False
+
+    @classmethod
+    def proxy_args(cls, be):
+        return ["--proxy.connect-url", be.url("/connect"), "--auth.token-hmac-secret", SECRET] + \
+            (["--proxy.connect-with-token"] if cls.with_token else [])
+
+    def test_token_skips_hook(self):
+        self.backend.script(connect=ALLOW)
+
+        async def go():
+            c = await Native.open(self.server, token=token("w"))
+            self.assertEqual(c.connect_result["user"], "w")
+            await c.close()
+
+        run(go())
+        self.assertEqual(self.backend.log("/connect"), [])
+
+
+class TestConnectWithToken(TestTokens):
+    """proxy.connect_with_token = true: the token must verify, then the backend decides."""
+
+    with_token = True
+
+    def test_token_skips_hook(self):
+        pass
+
+    def test_backend_decides_after_the_token(self):
+        self.backend.script(connect=[{"json": {"error": {"code": 1001, "message": "not today"}}}, ALLOW])
+
+        async def go():
+            c = await Native.open(self.server, connect=False)
+            err = (await c.call("connect", {"token": token("w")}))["error"]
+            self.assertEqual(err["code"], 1001)
+            await c.error("ping", {}, 114)  # not connected, not the token's user either
+            res = await c.result("connect", {"token": token("w")})
+            self.assertEqual(res["user"], "42")
+            await c.close()
+            bad = await Native.open(self.server, connect=False)
+            await bad.error("connect", {"token": token("w", secret="x" * 40)}, 101)
+            await bad.close()
+
+        run(go())
+        self.assertEqual(len(self.backend.log("/connect")), 2)  # not for the bad token
 
 
 class TestSSE(BackendCase):
