@@ -325,14 +325,28 @@ class SubscribeAndPublishHooks(HeraldTestCase):
 
     # -- front ends that cannot wait ------------------------------------------
 
-    def test_sse_refuses_hooked_channel(self):
+    def test_sse_waits_for_subscribe_hooks(self):
+        # /sse asks the hook of every URL channel that needs it before the stream starts
         self.backend.reset(ok())
+        a, b, plain = chan("hs"), chan("hs"), chan("plain")
         conn = self.server.http()
-        r = conn.request("GET", f"/sse?channel={chan('hs')}", [("Accept", "text/event-stream")])
+        conn.sock.sendall(f"GET /sse?channel={a}&channel={b}&channel={plain} HTTP/1.1\r\nHost: x\r\n"
+                          f"Accept: text/event-stream\r\n\r\n".encode())
+        head = conn.read_head(time.monotonic() + 5 * SLOW)
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
         conn.close()
-        self.assertEqual(r.status, 501)
-        self.assertIn("proxy_subscribe", r.json()["error"])
-        self.assertEqual(self.backend.paths(), [])
+        self.assertEqual(sorted(b["channel"] for _, b in self.backend.calls), sorted([a, b]))
+        self.assertEqual({b["transport"] for _, b in self.backend.calls}, {"sse"})
+        # the backend's error: 403 with its code and message; a slow backend: 504, code 116
+        for answer, status, code in ((lambda p, b: (200, b'{"error":{"code":1001,"message":"no such room"}}', 0),
+                                      403, 1001), (ok(delay=1.5), 504, 116)):
+            self.backend.reset(answer)
+            conn = self.server.http()
+            r = conn.request("GET", f"/sse?channel={chan('hs')}", [("Accept", "text/event-stream")], timeout=5)
+            conn.close()
+            self.assertEqual((r.status, r.json()["code"]), (status, code))
+            if code == 1001:
+                self.assertEqual(r.json()["error"], "no such room")
 
     def test_ws_raw(self):
         # a URL channel that needs the subscribe hook: refused (501), never subscribed without it
