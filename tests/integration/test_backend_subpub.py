@@ -9,9 +9,13 @@ timeout, 500, malformed answer and backend down (116, temporary); every ops
 rule first (a denied client never reaches the backend); publish allow / deny
 / rewrite (subscribers see the backend's data) / timeout / down; two
 publishes of one client with a slow first answer stay in order; a namespace
-without the flags never calls the backend; SSE and /ws/raw refuse a channel
-that needs a hook (501, close 3503) instead of skipping it; the server API
-never calls the publish hook.
+without the flags never calls the backend; /sse waits for the subscribe
+hooks of its URL channels (403 / 504 on refusal); /ws/raw publishes go
+through the publish hook in order (3503 / 3011 on refusal) and a URL channel
+that needs the subscribe hook is refused (501), never subscribed without
+it; connect's subscriptions, /poll, the Redis engine, the bound on waiting
+publishes, and SIGTERM with hooks in flight; the server API never calls
+the publish hook.
 """
 
 import asyncio
