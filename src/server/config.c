@@ -250,6 +250,14 @@ const hr_option hr_options[] = {
      "where publish allows it; the server API always may)."},
     {"channels.allow_anonymous", HR_OPT_BOOL, OFF(ch_allow_anonymous), "true", 0, 0, NULL, NULL,
      "Clients without a user may subscribe."},
+    {"channels.proxy_subscribe", HR_OPT_BOOL, OFF(ch_proxy_subscribe), "false", 0, 0, NULL, NULL,
+     "A client's subscribe, once every other rule passed, is asked of the backend's subscribe hook "
+     "(proxy.subscribe_url, docs/backend.md) before anything of the channel is delivered. Set it per "
+     "namespace. /ws/raw cannot wait for it: a URL channel that needs it is refused with 501."},
+    {"channels.proxy_publish", HR_OPT_BOOL, OFF(ch_proxy_publish), "false", 0, 0, NULL, NULL,
+     "A client's publish, once every other rule passed, is asked of the backend's publish hook "
+     "(proxy.publish_url, docs/backend.md), which may replace the data; the publication is made only after "
+     "it said yes, in the order the connection sent them. The server API never calls it."},
     {"channels.max_channel_length", HR_OPT_INT, OFF(ch_max_channel_length), "255", 1, 65535, NULL, NULL,
      "Longest channel name in bytes."},
     {"channels.max_subscriptions", HR_OPT_INT, OFF(ch_max_subscriptions), "128", 1, 1000000, NULL, NULL,
@@ -271,6 +279,7 @@ const hr_option hr_options[] = {
      "Output one client connection may have queued plus replies being prepared (never more than half of "
      "websocket.max_queued_bytes, or of poll.max_queued_bytes for HTTP sessions). A history, presence or "
      "recovering subscribe whose reply may not fit gets error 111 (temporary): read the earlier replies, retry. "
+     "Publishes waiting behind one that waits for the backend's publish hook count their bytes in it too. "
      "The history pages of one /api/batch share it too (past it: 429)."},
     {"channels.join_leave_max_subscribers", HR_OPT_INT, OFF(ch_join_leave_max_subscribers), "100", 0, 100000000,
      NULL, NULL,
@@ -359,6 +368,54 @@ const hr_option hr_options[] = {
     {"auth.refresh_grace", HR_OPT_DURATION, OFF(auth_refresh_grace_ms), "10s", 0, DAY_MS, NULL, NULL,
      "When a connection's token expires, the server pushes refresh and waits this long for a refresh command "
      "before disconnecting (3005). 0 = disconnect at expiry."},
+
+    {"proxy.connect_url", HR_OPT_STRING, OFF(proxy_connect_url), "", 0, 0, NULL, NULL,
+     "Backend URL (http:// or https://) of the connect hook (docs/backend.md): a native connect without a token, "
+     "and an /sse handshake without one, is answered by the backend (user, expiry, channels). Empty = off."},
+    {"proxy.connect_timeout", HR_OPT_DURATION, OFF(proxy_connect_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long the connect hook may take; longer: error 116 (temporary), /sse 504."},
+    {"proxy.connect_with_token", HR_OPT_BOOL, OFF(proxy_connect_with_token), "false", 0, 0, NULL, NULL,
+     "Call the connect hook even when the client presents a valid token. false = a valid token skips the hook."},
+    {"proxy.refresh_url", HR_OPT_STRING, OFF(proxy_refresh_url), "", 0, 0, NULL, NULL,
+     "Backend URL of the refresh hook: called shortly before a proxied connection's expire_at for a new expiry. "
+     "Empty = off (a proxied connection with expire_at is disconnected at expiry, 3005)."},
+    {"proxy.refresh_timeout", HR_OPT_DURATION, OFF(proxy_refresh_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long the refresh hook may take (a failure is retried while time before expiry is left)."},
+    {"proxy.subscribe_url", HR_OPT_STRING, OFF(proxy_subscribe_url), "", 0, 0, NULL, NULL,
+     "Backend URL of the subscribe hook, for namespaces with proxy_subscribe = true. Empty: their "
+     "subscribes get error 116 (the hook is never skipped)."},
+    {"proxy.subscribe_timeout", HR_OPT_DURATION, OFF(proxy_subscribe_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long the subscribe hook may take; longer: error 116 (temporary)."},
+    {"proxy.publish_url", HR_OPT_STRING, OFF(proxy_publish_url), "", 0, 0, NULL, NULL,
+     "Backend URL of the publish hook, for namespaces with proxy_publish = true. Empty: their "
+     "publishes get error 116 (the hook is never skipped)."},
+    {"proxy.publish_timeout", HR_OPT_DURATION, OFF(proxy_publish_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long the publish hook may take; longer: error 116 (temporary)."},
+    {"proxy.rpc_url", HR_OPT_STRING, OFF(proxy_rpc_url), "", 0, 0, NULL, NULL,
+     "Default backend URL of the rpc command (methods no proxy.rpc_routes prefix matches). Empty with no "
+     "matching route: error 104 (method not found)."},
+    {"proxy.rpc_timeout", HR_OPT_DURATION, OFF(proxy_rpc_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long an rpc call may take; longer: error 116 (temporary)."},
+    {"proxy.rpc_routes", HR_OPT_LIST, OFF(proxy_rpc_routes), "", 0, 0, NULL, NULL,
+     "RPC routes as \"PREFIX=URL\": a method starting with PREFIX goes to URL (the longest prefix wins), "
+     "others to proxy.rpc_url."},
+    {"proxy.forward_headers", HR_OPT_LIST, OFF(proxy_forward_headers), "Cookie,Authorization,Origin", 0, 0, NULL,
+     NULL, "Request headers (of the WebSocket upgrade, the /sse request or an HTTP session's first request) copied "
+     "into the connect hook's headers; no other header reaches the backend."},
+    {"proxy.headers", HR_OPT_LIST, OFF(proxy_headers), "", 0, 0, NULL, NULL,
+     "Static \"Name: value\" headers sent on every hook call (Herald authenticating itself to the backend, "
+     "e.g. \"X-Herald-Key: secret\")."},
+    {"proxy.max_inflight", HR_OPT_INT, OFF(proxy_max_inflight), "64", 1, 100000, NULL, NULL,
+     "Hook calls in flight at once per worker; past it a call fails at once with error 116 (temporary), "
+     "/sse 503."},
+    {"proxy.dial_timeout", HR_OPT_DURATION, OFF(proxy_dial_timeout_ms), "2s", 10, 60000, NULL, NULL,
+     "TCP (and TLS) connect timeout to the backend (a hook's own timeout still bounds the whole call)."},
+    {"proxy.max_response_bytes", HR_OPT_SIZE, OFF(proxy_max_response_bytes), "64KiB", 256, 16 * MiB, NULL, NULL,
+     "Largest backend answer; larger: a malformed answer (error 116)."},
+    {"proxy.max_idle_conns", HR_OPT_INT, OFF(proxy_max_idle_conns), "16", 0, 10000, NULL, NULL,
+     "Keep-alive connections to the backend each worker keeps open for reuse."},
+    {"proxy.ca_file", HR_OPT_STRING, OFF(proxy_ca_file), "", 0, 0, NULL, NULL,
+     "PEM CA bundle that https:// backend certificates are verified against. Empty = the system store."},
 };
 const size_t hr_options_count = HR_ARRAY_LEN(hr_options);
 
@@ -674,14 +731,17 @@ static int set_text(hr_config *cfg, const hr_option *o, const char *value, char 
 #define POFF(f) offsetof(hr_chan_policy, f)
 const char *const hr_ns_keys[] = {"history_size",    "history_ttl", "presence",    "join_leave",
                                   "allow_publish",   "allow_anonymous", "max_subscribers", "subscribe",
-                                  "publish",         "history_for", "presence_for", NULL};
+                                  "publish",         "history_for", "presence_for", "proxy_subscribe",
+                                  "proxy_publish",   NULL};
 static const size_t ns_field_off[] = {POFF(history_size),  POFF(history_ttl_ms),  POFF(presence),
                                       POFF(join_leave),    POFF(allow_publish),   POFF(allow_anonymous),
                                       POFF(max_subscribers), POFF(subscribe),     POFF(publish),
-                                      POFF(history_for),   POFF(presence_for)};
+                                      POFF(history_for),   POFF(presence_for),    POFF(proxy_subscribe),
+                                      POFF(proxy_publish)};
 static const size_t ns_field_size[] = {sizeof(int64_t), sizeof(int64_t), sizeof(bool),    sizeof(bool),
                                        sizeof(bool),    sizeof(bool),    sizeof(int64_t), sizeof(int64_t),
-                                       sizeof(int64_t), sizeof(int64_t), sizeof(int64_t)};
+                                       sizeof(int64_t), sizeof(int64_t), sizeof(int64_t), sizeof(bool),
+                                       sizeof(bool)};
 
 static void default_policy(const hr_config *cfg, hr_chan_policy *p)
 {
@@ -696,6 +756,8 @@ static void default_policy(const hr_config *cfg, hr_chan_policy *p)
     p->publish = cfg->ch_publish;
     p->history_for = cfg->ch_history_for;
     p->presence_for = cfg->ch_presence_for;
+    p->proxy_subscribe = cfg->ch_proxy_subscribe;
+    p->proxy_publish = cfg->ch_proxy_publish;
 }
 
 static const hr_namespace *find_ns(const hr_config *cfg, const char *name, size_t len)
@@ -802,7 +864,8 @@ static int ns_set(hr_config *cfg, const char *key, const char *value, bool *was_
         return 0;
     }
     errf(err, errlen, "%s: unknown namespace option \"%s\" (one of history_size, history_ttl, presence, join_leave, "
-         "allow_publish, allow_anonymous, max_subscribers, subscribe, publish, history_for, presence_for)", key, opt);
+         "allow_publish, allow_anonymous, max_subscribers, subscribe, publish, history_for, presence_for, "
+         "proxy_subscribe, proxy_publish)", key, opt);
     return HR_ERR_NOTFOUND;
 }
 
@@ -1330,6 +1393,40 @@ const hr_option *hr_config_find_flag(const char *flag)
     return NULL;
 }
 
+static bool http_url(const char *u)
+{
+    return !u[0] || strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0;
+}
+
+/* [proxy]: URLs are http(s), routes are PREFIX=URL, static headers Name: value. */
+static int proxy_validate(const hr_config *cfg, char *err, size_t errlen)
+{
+    const struct { const char *key, *url; } urls[] = {
+        {"proxy.connect_url", cfg->proxy_connect_url}, {"proxy.refresh_url", cfg->proxy_refresh_url},
+        {"proxy.subscribe_url", cfg->proxy_subscribe_url}, {"proxy.publish_url", cfg->proxy_publish_url},
+        {"proxy.rpc_url", cfg->proxy_rpc_url}};
+    for (size_t i = 0; i < HR_ARRAY_LEN(urls); i++)
+        if (!http_url(urls[i].url)) {
+            errf(err, errlen, "%s: expected an http:// or https:// URL, got \"%s\"", urls[i].key, urls[i].url);
+            return HR_ERR_INVALID;
+        }
+    for (size_t i = 0; i < cfg->proxy_rpc_routes.n; i++) {
+        const char *r = cfg->proxy_rpc_routes.v[i], *eq = strchr(r, '=');
+        if (!eq || eq == r || !eq[1] || !http_url(eq + 1)) {
+            errf(err, errlen, "proxy.rpc_routes: expected \"PREFIX=http(s)://URL\", got \"%s\"", r);
+            return HR_ERR_INVALID;
+        }
+    }
+    for (size_t i = 0; i < cfg->proxy_headers.n; i++) {
+        const char *h = cfg->proxy_headers.v[i], *colon = strchr(h, ':');
+        if (!colon || colon == h || strpbrk(h, "\r\n")) {
+            errf(err, errlen, "proxy.headers: expected \"Name: value\", got \"%s\"", h);
+            return HR_ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
 int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
 {
     if (cfg->ws_idle_timeout_ms && cfg->ws_ping_interval_ms && cfg->ws_idle_timeout_ms <= cfg->ws_ping_interval_ms) {
@@ -1384,7 +1481,8 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
             return HR_ERR_INVALID;
         }
     }
-    return authkeys_validate(cfg, err, errlen);
+    int rc = proxy_validate(cfg, err, errlen);
+    return rc ? rc : authkeys_validate(cfg, err, errlen);
 }
 
 void hr_config_print_reference(void *file)
