@@ -7,6 +7,7 @@
  * map codes to wire forms with the two tables at the bottom (native error
  * codes, HTTP statuses) or their own (raw close codes). */
 #include "ops/ops.h"
+#include "backend/webhook.h"
 #include "auth/auth.h"
 #include "hub/channel_name.h"
 #include "engine/pub.h"
@@ -178,6 +179,48 @@ hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, si
     return check_new_channel(a, ch, len);
 }
 
+/* A publish whose channel wants the publication webhook: the engine's
+ * answer (offset, epoch) completes the event, then the caller's callback. */
+typedef struct pub_hook {
+    hr_publish_cb cb;
+    void *ud;
+    hr_webhook *wh;
+    hr_pub *p;
+    char *user;
+    char *client;
+} pub_hook;
+
+static void on_hooked_publish(void *ud, int err, uint64_t offset, const char *epoch)
+{
+    pub_hook *h = ud;
+    if (!err) {
+        hr_webhook_ev ev = {.type = HR_WH_PUBLICATION, .channel = h->p->channel, .channel_len = h->p->channel_len,
+                            .user = h->user, .client = h->client, .data = h->p->data_len ? h->p->data : "null",
+                            .data_len = h->p->data_len ? h->p->data_len : 4, .offset = offset, .epoch = epoch};
+        hr_webhook_emit(h->wh, &ev);
+    }
+    if (h->cb) h->cb(h->ud, err, offset, epoch);
+    hr_pub_unref(h->p);
+    hr_free(h->user);
+    hr_free(h->client);
+    hr_free(h);
+}
+
+/* The engine's publish, through the publication webhook when wanted. */
+static void engine_publish(const hr_actor *a, const hr_chan_opts *o, hr_pub *p, const char *idem_key,
+                           size_t idem_len, hr_publish_cb cb, void *ud)
+{
+    hr_webhook *wh = a->opts->webhook;
+    if (hr_webhook_wants(wh, HR_WH_PUBLICATION, p->channel, p->channel_len)) {
+        pub_hook *h = hr_calloc(1, sizeof(*h));
+        *h = (pub_hook){cb, ud, wh, hr_pub_ref(p), is_client(a) && user_of(a)[0] ? hr_strdup(user_of(a)) : NULL,
+                        is_client(a) && a->client ? hr_strdup(a->client->id) : NULL};
+        cb = on_hooked_publish;
+        ud = h;
+    }
+    a->engine->vt->publish(a->engine, o, p, idem_key, idem_len, cb, ud);
+}
+
 hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_key, size_t idem_len,
                                hr_publish_cb cb, void *ud)
 {
@@ -185,7 +228,7 @@ hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_ke
     hr_op_result r = hr_op_may_publish(a, p->channel, p->channel_len, p->data_len, idem_key, idem_len, &pol);
     if (r.rc) return r;
     hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
-    a->engine->vt->publish(a->engine, &o, p, idem_key, idem_len, cb, ud);
+    engine_publish(a, &o, p, idem_key, idem_len, cb, ud);
     return ok();
 }
 
@@ -197,7 +240,7 @@ hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const 
     if (r.rc) return r;
     hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
     hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, len, data, dlen, NULL, 0);
-    a->engine->vt->publish(a->engine, &o, p, idem_key, idem_len, cb, ud);
+    engine_publish(a, &o, p, idem_key, idem_len, cb, ud);
     hr_pub_unref(p);
     return ok();
 }

@@ -22,6 +22,7 @@
  * connection is closed with 3005, as an SSE stream is ended (no refresh
  * without commands). */
 #include "protocol/raw.h"
+#include "backend/webhook.h"
 #include "ops/ops.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -40,7 +41,11 @@ struct hr_raw {
     bool closing;
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
     struct raw_exp *exp;       /* NULL unless the connection token has exp */
+    hr_webhook_conn *whc;      /* client_disconnected's state (NULL: not wanted) */
 };
+
+/* Raw mode's name in client webhooks. */
+#define RAW_TRANSPORT "websocket-raw"
 
 /* The connection token's expiry. */
 typedef struct raw_exp {
@@ -52,6 +57,7 @@ static void raw_close(hr_raw *r, int code, const char *reason, bool drop_queued)
 {
     if (r->closing) return;
     r->closing = true;
+    hr_webhook_closing(r->whc, code, reason);
     r->sink->disconnect(r->t, code, reason, drop_queued);
 }
 
@@ -117,6 +123,19 @@ static void arm_exp(hr_raw *r, int64_t exp)
     hr_timer_start(wheel_of(r), &r->exp->t, in > 0 ? (uint64_t)in * 1000 : 0);
 }
 
+static hr_webhook_who who_of(hr_raw *r) { return (hr_webhook_who){r->client.id, r->client.user, RAW_TRANSPORT}; }
+
+/* client_connected, once the channels are accepted. */
+static void announce_connected(hr_raw *r)
+{
+    hr_webhook *wh = r->opts->ops.webhook;
+    if (!wh) return;
+    char remote[64] = "";
+    if (r->sink->peer) r->sink->peer(r->t, remote, sizeof(remote));
+    hr_webhook_who who = who_of(r);
+    r->whc = hr_webhook_connected(wh, &who, remote[0] ? remote : NULL);
+}
+
 hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sink, void *t, const char *query,
                    size_t qlen, const hr_raw_token *tok, int *status, char *msg, size_t msgcap)
 {
@@ -149,6 +168,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
         return NULL;
     }
     /* every channel accepted: presence and join events (concrete channels only) */
+    announce_connected(r);
     char *info = tok && tok->info ? hr_strndup(tok->info, tok->info_len) : NULL;
     hr_urlsubs_announce_info(&r->client, &opts->ops, refs, n, info);
     hr_free(info);
@@ -157,6 +177,11 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
     hr_hub_client_add(&r->client);
     if (tok && tok->exp) arm_exp(r, tok->exp);
     return r;
+}
+
+void hr_raw_closed(hr_raw *r, int code, const char *reason)
+{
+    if (r) hr_webhook_closing(r->whc, code, reason);
 }
 
 const char *hr_raw_client_id(const hr_raw *r) { return r->client.id; }
@@ -234,6 +259,10 @@ void hr_raw_free(hr_raw *r)
     }
     hr_hub_client_remove(&r->client);
     while (r->client.subs) leave_channel(r, r->client.subs);
+    if (r->whc) {
+        hr_webhook_who who = who_of(r);
+        hr_webhook_disconnected(r->opts->ops.webhook, r->whc, &who, HR_DISC_CONN_CLOSED, "connection closed");
+    }
     hr_free(r->client.user);
     hr_free(r);
 }

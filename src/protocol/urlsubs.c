@@ -5,6 +5,7 @@
  * message in raw mode's words, with the kind of client and the usage line
  * as parameters. */
 #include "protocol/urlsubs.h"
+#include "backend/webhook.h"
 #include "ops/ops.h"
 #include "hub/channel_name.h"
 #include "core/random.h"
@@ -226,6 +227,7 @@ void hr_urlsubs_announce_info(hr_client *c, const hr_ops_opts *opts, const hr_ch
         hr_chan_opts o = HR_OPS_CHAN_OPTS(opts, refs[i].pol);
         if (o.presence) {
             engine_of(c)->vt->presence_add(engine_of(c), refs[i].p, refs[i].n, c->id, c->user, info, NULL, NULL);
+            hr_webhook_member(opts->webhook, refs[i].p, refs[i].n, c->user, c->id, info, true);
             hr_sub *sub = hr_hub_find_sub(c, refs[i].p, refs[i].n);
             if (sub) sub->presence = true;
         }
@@ -247,7 +249,10 @@ void hr_urlsubs_leave(hr_client *c, const hr_ops_opts *opts, hr_sub *sub)
     hr_hub_unsubscribe(c, sub);
     hr_chan_policy pol;
     bool known = hr_ops_policy(opts, name, len, &pol) == 0;
-    if (pres) engine_of(c)->vt->presence_remove(engine_of(c), name, len, c->id, NULL, NULL);
+    if (pres) {
+        engine_of(c)->vt->presence_remove(engine_of(c), name, len, c->id, NULL, NULL);
+        hr_webhook_member(opts->webhook, name, len, c->user, c->id, NULL, false);
+    }
     if (known && pol.join_leave) join_leave(c, name, len, false);
     hr_free(name);
 }

@@ -5,6 +5,7 @@
  * for each of its commands. Publishing from the API goes through the same
  * engine call as a client publish: same offsets, same history, same fan-out. */
 #include "transport/api.h"
+#include "backend/webhook.h"
 #include "ops/ops.h"
 #include "protocol/session.h"
 #include "hub/channel_name.h"
@@ -467,6 +468,20 @@ static void on_nodes(void *ud, int err, const char *json, size_t len)
     aop_done(a);
 }
 
+/* The webhook sender's counters (docs/api.md), when webhooks are on. */
+static void info_webhook(hr_buf *b, hr_webhook *wh)
+{
+    if (!wh) return;
+    hr_webhook_stats st;
+    hr_webhook_get_stats(wh, &st);
+    hr_buf_printf(b, ",\"webhook\":{\"queued\":%llu,\"sent\":%llu,\"failed_attempts\":%llu,\"dropped\":%llu,"
+                  "\"rejected\":%llu,\"last_error\":", (unsigned long long)st.queued, (unsigned long long)st.sent,
+                  (unsigned long long)st.failed_attempts, (unsigned long long)st.dropped,
+                  (unsigned long long)st.rejected);
+    hr_json_append_string(b, st.last_error, strlen(st.last_error));
+    hr_buf_append(b, "}", 1);
+}
+
 static int m_info(api_ctx *x, json_t *params)
 {
     HR_UNUSED(params);
@@ -495,6 +510,7 @@ static int m_info(api_ctx *x, json_t *params)
                       (unsigned long long)es.channels, (unsigned long long)es.history_bytes,
                       (unsigned long long)es.history_evictions);
     }
+    info_webhook(OUT(x), x->w->proto->ops.webhook);
     hr_buf_append(OUT(x), "}", 1);
     if (x->engine->cluster) { /* the other nodes, as they announce themselves */
         aop *a = aop_new(x);

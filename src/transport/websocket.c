@@ -822,7 +822,15 @@ static void sink_disconnect(void *t, int code, const char *reason, bool drop_que
     hr_ws_close(c, (uint16_t)code, reason);
 }
 
-static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect};
+static void sink_peer(void *t, char *out, size_t cap) { hr_conn_peer_text(t, out, cap); }
+
+static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect, "websocket", sink_peer};
+
+/* The reason client_disconnected gives for a close the session did not start. */
+static const char *close_text(uint16_t code)
+{
+    return code == HR_WS_CLOSE_ABNORMAL ? "connection lost" : "connection closed";
+}
 
 static void native_on_open(hr_conn *c)
 {
@@ -848,9 +856,9 @@ static void native_on_message(hr_conn *c, int opcode, const uint8_t *data, size_
 
 static void native_on_close(hr_conn *c, uint16_t code)
 {
-    HR_UNUSED(code);
     hr_session *s = hr_ws_app(c);
     hr_ws_set_app(c, NULL);
+    hr_session_closed(s, code, close_text(code));
     hr_session_free(s);
 }
 
@@ -895,9 +903,9 @@ static void raw_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t l
 
 static void raw_on_close(hr_conn *c, uint16_t code)
 {
-    HR_UNUSED(code);
     hr_raw *r = hr_ws_app(c);
     hr_ws_set_app(c, NULL);
+    hr_raw_closed(r, code, close_text(code));
     hr_raw_free(r);
 }
 
