@@ -169,7 +169,7 @@ static void event_json(hr_webhook *wh, const hr_webhook_ev *ev, hr_buf *b)
 {
     uint64_t id = atomic_fetch_add(&wh->ids, 1);
     hr_buf_printf(b, "{\"event\":\"%s\",\"id\":\"%s-%llu\",\"time_ms\":%lld", event_names[ev->type], wh->node,
-                  (unsigned long long)id, (long long)wall_ms());
+                  (unsigned long long)id, ev->time_ms ? (long long)ev->time_ms : (long long)wall_ms());
     add_str(b, "channel", ev->channel, ev->channel_len);
     add_str(b, "user", ev->user, ev->user ? strlen(ev->user) : 0);
     add_str(b, "client", ev->client, ev->client ? strlen(ev->client) : 0);
@@ -262,10 +262,10 @@ void hr_webhook_emit(hr_webhook *wh, const hr_webhook_ev *ev)
     hr_buf_free(&b);
 }
 
-void hr_webhook_occupancy(hr_webhook *wh, const char *channel, size_t len, bool occupied)
+void hr_webhook_occupancy(hr_webhook *wh, const char *channel, size_t len, bool occupied, uint64_t time_ms)
 {
     hr_webhook_ev ev = {.type = occupied ? HR_WH_CHANNEL_OCCUPIED : HR_WH_CHANNEL_VACATED,
-                        .channel = channel, .channel_len = len};
+                        .channel = channel, .channel_len = len, .time_ms = time_ms};
     hr_webhook_emit(wh, &ev);
 }
 

@@ -91,6 +91,7 @@ typedef struct hr_webhook_ev {
     size_t data_len;
     uint64_t offset;           /* publication */
     const char *epoch;         /* publication */
+    uint64_t time_ms;          /* wall clock of the event; 0 = now */
 } hr_webhook_ev;
 
 /* Start the sender (its thread). 0 and *out, or HR_WEBHOOK_E_*. The copies
@@ -107,9 +108,9 @@ void hr_webhook_emit(hr_webhook *wh, const hr_webhook_ev *ev);
  * its last member_removed. Anonymous users ("") are not members. */
 void hr_webhook_member(hr_webhook *wh, const char *channel, size_t len, const char *user, const char *client,
                        const char *info, bool add);
-/* channel_occupied / channel_vacated: the hook for the node- or cluster-wide
- * occupancy transition detection (one call per transition). */
-void hr_webhook_occupancy(hr_webhook *wh, const char *channel, size_t len, bool occupied);
+/* channel_occupied / channel_vacated: one call per transition, from the
+ * hub's occupancy callback (time_ms: when it was decided, 0 = now). */
+void hr_webhook_occupancy(hr_webhook *wh, const char *channel, size_t len, bool occupied, uint64_t time_ms);
 
 /* ---- client_connected / client_disconnected, for every front end ---- */
 

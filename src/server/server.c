@@ -412,6 +412,13 @@ static int start_webhook(hr_server *s, const hr_config *cfg, char *err, size_t e
     return 0;
 }
 
+/* The hub's occupancy transitions (hr_hub_set_occupancy_cb) become
+ * channel_occupied / channel_vacated webhooks: queued, never waited for. */
+static void on_occupancy(void *ud, const hr_occupancy *ev)
+{
+    hr_webhook_occupancy(ud, ev->channel, ev->len, ev->occupied, ev->time_ms);
+}
+
 int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
@@ -444,6 +451,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     fit_fd_limit(cfg, n);
     if ((rc = start_webhook(s, cfg, err, errlen))) return rc;
     s->sh.hub = hr_hub_new(n);
+    if (s->webhook) hr_hub_set_occupancy_cb(s->sh.hub, on_occupancy, s->webhook);
     hr_limits_opts lo;
     hr_opts_limits(cfg, &lo);
     s->sh.limits = hr_limits_new(&lo);

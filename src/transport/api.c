@@ -510,6 +510,10 @@ static int m_info(api_ctx *x, json_t *params)
                       (unsigned long long)es.channels, (unsigned long long)es.history_bytes,
                       (unsigned long long)es.history_evictions);
     }
+    /* channel occupancy transitions this node reported (cluster-wide ones with Redis) */
+    hr_buf_printf(OUT(x), ",\"occupancy\":{\"occupied\":%llu,\"vacated\":%llu}",
+                  (unsigned long long)atomic_load(&sh->hub->occupied),
+                  (unsigned long long)atomic_load(&sh->hub->vacated));
     info_webhook(OUT(x), x->w->proto->ops.webhook);
     hr_buf_append(OUT(x), "}", 1);
     if (x->engine->cluster) { /* the other nodes, as they announce themselves */
