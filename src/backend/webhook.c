@@ -604,6 +604,8 @@ static void webhook_free(hr_webhook *wh)
         }
     hr_free(wh->members);
     hr_free(wh->route_q);
+    for (size_t i = 0; i < wh->o.nroutes; i++) hr_free((char *)wh->o.routes[i].ns);
+    hr_free((void *)wh->o.routes);
     hr_free(wh->secret);
     pthread_mutex_destroy(&wh->mu);
     pthread_mutex_destroy(&wh->mmu);
@@ -638,7 +640,12 @@ int hr_webhook_start(const hr_webhook_opts *o, hr_webhook **out)
     wh->global_q = -1;
     wh->global_q = queue_for(wh, o->url);
     wh->route_q = hr_calloc(o->nroutes + 1, sizeof(int));
-    for (size_t i = 0; i < o->nroutes; i++) wh->route_q[i] = queue_for(wh, o->routes[i].url);
+    hr_webhook_route *routes = hr_calloc(o->nroutes + 1, sizeof(*routes));
+    for (size_t i = 0; i < o->nroutes; i++) {
+        wh->route_q[i] = queue_for(wh, o->routes[i].url);
+        routes[i] = (hr_webhook_route){hr_strdup(o->routes[i].ns), NULL, o->routes[i].events};
+    }
+    wh->o.routes = routes;
     pthread_mutex_init(&wh->mu, NULL);
     pthread_mutex_init(&wh->mmu, NULL);
     hr_random_hex(wh->node, 8);

@@ -629,13 +629,12 @@ static void leave_channel(hr_session *s, hr_sub *sub)
     const char *n = hr_hub_sub_channel(sub, &len);
     char *name = hr_strndup(n, len);
     bool pres = sub->presence;
+    /* member_removed before the unsubscribe's channel_vacated */
+    if (pres) hr_webhook_member(webhook_of(s), name, len, s->client.user, s->client.id, NULL, false);
     hr_hub_unsubscribe(&s->client, sub);
     hr_chan_policy pol;
     hr_ops_policy(&s->opts->ops, name, len, &pol);
-    if (pres) {
-        engine_of(s)->vt->presence_remove(engine_of(s), name, len, s->client.id, NULL, NULL);
-        hr_webhook_member(webhook_of(s), name, len, s->client.user, s->client.id, NULL, false);
-    }
+    if (pres) engine_of(s)->vt->presence_remove(engine_of(s), name, len, s->client.id, NULL, NULL);
     if (pol.join_leave && !s->loop_gone) join_leave(s, name, len, false);
     hr_free(name);
 }

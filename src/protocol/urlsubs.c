@@ -246,13 +246,12 @@ void hr_urlsubs_leave(hr_client *c, const hr_ops_opts *opts, hr_sub *sub)
     const char *n = hr_hub_sub_channel(sub, &len);
     char *name = hr_strndup(n, len);
     bool pres = sub->presence;
+    /* member_removed before the unsubscribe's channel_vacated */
+    if (pres) hr_webhook_member(opts->webhook, name, len, c->user, c->id, NULL, false);
     hr_hub_unsubscribe(c, sub);
     hr_chan_policy pol;
     bool known = hr_ops_policy(opts, name, len, &pol) == 0;
-    if (pres) {
-        engine_of(c)->vt->presence_remove(engine_of(c), name, len, c->id, NULL, NULL);
-        hr_webhook_member(opts->webhook, name, len, c->user, c->id, NULL, false);
-    }
+    if (pres) engine_of(c)->vt->presence_remove(engine_of(c), name, len, c->id, NULL, NULL);
     if (known && pol.join_leave) join_leave(c, name, len, false);
     hr_free(name);
 }
