@@ -368,6 +368,31 @@ class TestDelivery(unittest.TestCase):
         self.assertEqual(got[-5:], [36, 37, 38, 39, 40], "the newest are kept, the oldest waiting ones dropped")
         self.assertIn("queue full", srv.output())
 
+    def test_shutdown_flushes(self):
+        """SIGTERM: the events still waiting for batch_max_delay go out at
+        once, with the client_disconnected of the connections drained."""
+        srv = herald(self.rec, "--webhook.batch-max-delay", "60s", events="publication,client_disconnected")
+        srv.start()
+        api = Api(srv)
+        ch = "s" + os.urandom(4).hex()
+        self.publish(api, [ch], 3)
+        api.close()
+
+        async def go():
+            c = await Native.open(srv)
+            time.sleep(0.3 * SLOW)
+            self.assertEqual(self.rec.events(), [], "batch_max_delay holds them")
+            t0 = time.monotonic()
+            # the client answers the server's close while herald drains
+            self.assertEqual(await asyncio.get_running_loop().run_in_executor(None, srv.stop), 0)
+            self.assertLess(time.monotonic() - t0, 4 * SLOW)
+            await c.close()
+        run(go())
+        self.assertEqual(self.offsets(ch), [1, 2, 3])
+        disc = self.rec.events("client_disconnected")
+        self.assertEqual(len(disc), 1)
+        self.assertEqual(disc[0]["code"], 1001)
+
     def test_namespace_override(self):
         other = Receiver().start()
         self.addCleanup(other.stop)
