@@ -275,10 +275,14 @@ class TestDelivery(unittest.TestCase):
         srv = herald(self.rec, "--webhook.retry-min-delay", "50ms", "--webhook.retry-max-delay", "300ms",
                      *extra, events="publication")
         srv.start()
-        self.addCleanup(srv.stop)
+        self.addCleanup(self.stop_clean, srv)
         api = Api(srv)
         self.addCleanup(api.close)
         return srv, api
+
+    def stop_clean(self, srv):
+        rc = srv.stop()
+        self.assertEqual(rc, 0, "a clean exit (under ASan: no leak)\n" + srv.output(30))
 
     def publish(self, api, chans, n):
         for i in range(n):
