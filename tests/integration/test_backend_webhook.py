@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from herald_testlib import SLOW, Herald, HeraldTestCase, HttpConn, main  # noqa: E402
 from herald_native import API_KEY, Api, Native, run  # noqa: E402
 from test_auth import AUD, SECRET, conn_token  # noqa: E402
+from emu_client import Poller  # noqa: E402
 
 WH_SECRET = "whsec-test-0123456789"
 ALL_EVENTS = ("channel_occupied,channel_vacated,member_added,member_removed,client_connected,"
@@ -138,7 +139,7 @@ class TestEvents(HeraldTestCase):
     @classmethod
     def make_server(cls):
         cls.rec = Receiver().start()
-        return herald(cls.rec)
+        return herald(cls.rec, "--channels.publish", "subscribers")
 
     @classmethod
     def tearDownClass(cls):
@@ -177,6 +178,12 @@ class TestEvents(HeraldTestCase):
             p = [e for e in evs if e["event"] == "publication" and e["channel"] == ch]
             self.assertEqual(len(p), 1)
             self.assertEqual((p[0]["data"], p[0]["offset"], p[0]["epoch"]), ({"text": "hi"}, pub["offset"], pub["epoch"]))
+            self.assertNotIn("user", p[0], "the server API is nobody")
+            await cs[3].result("publish", {"channel": ch, "data": [1, 2]})
+            evs = self.rec.wait(lambda e: len([x for x in e if x["event"] == "publication" and x["channel"] == ch]) == 2)
+            p = [e for e in evs if e["event"] == "publication" and e["channel"] == ch]
+            self.assertEqual((p[1]["data"], p[1]["offset"], p[1]["user"], p[1]["client"]),
+                             ([1, 2], pub["offset"] + 1, "bob", ids[3]))
 
             # two of alice's three go: no member_removed yet
             await cs[0].close()
@@ -220,6 +227,24 @@ class TestEvents(HeraldTestCase):
                             >= {"sse", "websocket-raw"})
         got = {e["transport"] for e in evs if e["event"] == "client_disconnected"}
         self.assertTrue({"sse", "websocket-raw"} <= got, got)
+
+    def test_http_session_client(self):
+        """A long-polling session is the connection: transport http."""
+        api = Api(self.server)
+        self.addCleanup(api.close)
+        p = Poller(self.server)
+        self.addCleanup(p.close)
+        p.open()
+        p.connect_subscribe("poll" + os.urandom(4).hex())
+        cid = [m for m in p.lines.values() if m.get("id") == 1][0]["result"]["client"]
+        evs = self.rec.wait(lambda e: any(x.get("client") == cid for x in e))
+        conn = [e for e in evs if e["event"] == "client_connected" and e["client"] == cid]
+        self.assertEqual(len(conn), 1)
+        self.assertEqual(conn[0]["transport"], "http")
+        api.call("disconnect", {"client": cid, "code": 3444, "reason": "bye"})
+        evs = self.rec.wait(lambda e: any(x["event"] == "client_disconnected" and x["client"] == cid for x in e))
+        disc = [e for e in evs if e["event"] == "client_disconnected" and e["client"] == cid]
+        self.assertEqual([(e["code"], e["reason"], e["transport"]) for e in disc], [(3444, "bye", "http")])
 
     def test_no_connect_no_events(self):
         async def go():
