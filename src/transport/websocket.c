@@ -826,10 +826,23 @@ static void sink_peer(void *t, char *out, size_t cap) { hr_conn_peer_text(t, out
 
 static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect, "websocket", sink_peer};
 
-/* The reason client_disconnected gives for a close the session did not start. */
+/* The reason client_disconnected gives for a close the session did not
+ * start (the client's close frame, the transport's own limits, a lost
+ * connection): RFC 6455's meaning of the code. */
 static const char *close_text(uint16_t code)
 {
-    return code == HR_WS_CLOSE_ABNORMAL ? "connection lost" : "connection closed";
+    switch (code) {
+    case HR_WS_CLOSE_NORMAL: return "normal closure";
+    case HR_WS_CLOSE_GOING_AWAY: return "going away";
+    case HR_WS_CLOSE_PROTOCOL: return "protocol error";
+    case HR_WS_CLOSE_UNSUPPORTED: return "unsupported data";
+    case HR_WS_CLOSE_ABNORMAL: return "connection lost";
+    case HR_WS_CLOSE_INVALID_DATA: return "invalid data";
+    case HR_WS_CLOSE_POLICY: return "policy violation";
+    case HR_WS_CLOSE_TOO_BIG: return "message too big";
+    case HR_WS_CLOSE_TRY_AGAIN: return "try again later";
+    default: return "connection closed";
+    }
 }
 
 static void native_on_open(hr_conn *c)

@@ -201,7 +201,7 @@ class TestEvents(HeraldTestCase):
             self.assertEqual(set(disc), set(ids), "one client_disconnected per connection")
             for cid in ids[3:]:
                 self.assertEqual((disc[cid]["code"], disc[cid]["reason"]), (3333, "banned for spam"))
-            self.assertEqual(disc[ids[0]]["code"], 1000)  # the client closed normally
+            self.assertEqual((disc[ids[0]]["code"], disc[ids[0]]["reason"]), (1000, "normal closure"))
             self.assertGreaterEqual(disc[ids[0]]["duration_ms"], 0)
             self.assertEqual(len([e for e in evs if e["event"] == "channel_vacated" and e["channel"] == ch]), 1)
             # a channel's events reach the backend in the order they happened
@@ -420,7 +420,7 @@ class TestDelivery(unittest.TestCase):
         self.assertEqual(self.offsets(ch), [1, 2, 3])
         disc = self.rec.events("client_disconnected")
         self.assertEqual(len(disc), 1)
-        self.assertEqual(disc[0]["code"], 1001)
+        self.assertEqual((disc[0]["code"], disc[0]["reason"]), (1001, "going away"))
 
     def test_namespace_override(self):
         other = Receiver().start()
