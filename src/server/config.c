@@ -364,6 +364,9 @@ const hr_option hr_options[] = {
      "full jitter. The same batch is retried and later batches to that URL wait (per-channel order)."},
     {"webhook.retry_max_delay", HR_OPT_DURATION, OFF(webhook_retry_max_delay_ms), "30s", 1, DAY_MS, NULL, NULL,
      "Longest retry delay."},
+    {"webhook.flush_timeout", HR_OPT_DURATION, OFF(webhook_flush_timeout_ms), "2s", 0, 600000, NULL, NULL,
+     "On shutdown, once the clients are gone: how long queued events are still sent (without waiting for "
+     "batch_max_delay) before the rest is dropped and its number logged."},
 
     {"auth.token_hmac_secret", HR_OPT_STRING, OFF(auth_token_hmac_secret), "", 0, 0, "HERALD_TOKEN_HMAC_SECRET",
      "--token-hmac-secret",

@@ -154,6 +154,7 @@ typedef struct hr_config {
     int64_t webhook_max_queued_events;
     int64_t webhook_retry_min_delay_ms;
     int64_t webhook_retry_max_delay_ms;
+    int64_t webhook_flush_timeout_ms;
     /* [auth] */
     char *auth_token_hmac_secret;
     int64_t auth_leeway_ms;

@@ -57,9 +57,6 @@ void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out)
     out->ping_interval_ms = cfg->ws_ping_interval_ms;
 }
 
-/* Most time hr_webhook_stop waits for the queues to empty at shutdown. */
-#define WEBHOOK_FLUSH_MS 2000
-
 void hr_opts_webhook(const hr_config *cfg, hr_webhook_opts *out, hr_webhook_route **routes)
 {
     memset(out, 0, sizeof(*out));
@@ -72,7 +69,7 @@ void hr_opts_webhook(const hr_config *cfg, hr_webhook_opts *out, hr_webhook_rout
     out->max_queued = (uint64_t)cfg->webhook_max_queued_events;
     out->retry_min_ms = (uint64_t)cfg->webhook_retry_min_delay_ms;
     out->retry_max_ms = (uint64_t)cfg->webhook_retry_max_delay_ms;
-    out->flush_ms = WEBHOOK_FLUSH_MS;
+    out->flush_ms = (uint64_t)cfg->webhook_flush_timeout_ms;
     hr_webhook_route *r = hr_calloc(cfg->nnamespaces + 1, sizeof(*r));
     size_t n = 0;
     for (size_t i = 0; i < cfg->nnamespaces; i++) {

@@ -422,6 +422,18 @@ class TestDelivery(unittest.TestCase):
         self.assertEqual(len(disc), 1)
         self.assertEqual((disc[0]["code"], disc[0]["reason"]), (1001, "going away"))
 
+    def test_shutdown_gives_up_after_flush_timeout(self):
+        srv = herald(self.rec, "--webhook.flush-timeout", "300ms", events="publication")
+        srv.start()
+        api = Api(srv)
+        self.publish(api, ["g" + os.urandom(4).hex()], 3)
+        api.close()
+        self.rec.stop()  # nobody answers any more
+        t0 = time.monotonic()
+        self.assertEqual(srv.stop(), 0)
+        self.assertLess(time.monotonic() - t0, 0.3 + 2 * SLOW)
+        self.assertIn("webhook: 3 event(s) not delivered at shutdown", srv.output())
+
     def test_namespace_override(self):
         other = Receiver().start()
         self.addCleanup(other.stop)
