@@ -128,7 +128,9 @@ typedef struct hr_engine_vt {
 typedef struct hr_cluster_vt {
     /* The hub's interest registry gained (on) or lost (!on) the channel's
      * first / last subscriber on this node. Called in order per channel,
-     * from any worker, under the registry's lock: it must only queue work. */
+     * from any worker, under the registry's lock: it must only queue work.
+     * The engine reports the cluster-wide transitions these make through
+     * the `occupancy` hook. */
     void (*interest)(hr_engine *e, const char *channel, size_t len, bool on);
     /* The same for a subscription pattern ("chat:*", "prices.>"). */
     void (*pattern_interest)(hr_engine *e, const char *pattern, size_t len, bool on);
@@ -164,6 +166,12 @@ struct hr_engine {
     /* Cluster messaging only. Set by the hub: a broadcast server command
      * reached this node. */
     void (*command)(void *hub, hr_pub *cmd);
+    /* Cluster messaging only. Set by the hub: the cluster-wide occupancy of
+     * a channel changed (occupied: first subscriber on any node; !occupied:
+     * the last one gone), decided by the engine from this node's interest
+     * on/off, at most once per cluster transition; time_ms is when it was
+     * decided. Called on the engine's thread. */
+    void (*occupancy)(void *hub, const char *channel, size_t len, bool occupied, uint64_t time_ms);
     const char *node_id;            /* this node's id (NULL without cluster messaging) */
     /* Cluster messaging only. Set by the owner of the HTTP emulation
      * session registry (hr_emu_registry, transport/emulation.h): a frame

@@ -35,7 +35,27 @@
  *   P:s:{SID}      string: the node holding HTTP emulation session SID
  *   P:n:NODE       pub/sub channel: command frames routed to NODE ("SID\nFRAME")
  *   P:ctl          pub/sub channel (first shard): server API unsubscribe / disconnect for every node
+ *   P:o:{C}        set: the node runs ("NODE.RUN") with a subscriber of C (occupancy)
+ *   P:na:MEMBER    string (every shard, PX node_ttl): that node run is alive
+ *   P:on:MEMBER    set (every shard): the channels of that shard the run is in (for the sweep)
+ *   P:onodes       set (every shard): the runs with a P:on set
  *
+ * Occupancy. A channel's cluster-wide occupancy is the set P:o:{C} of the
+ * node runs with a subscriber (member "NODE.RUN": a restarted node is a
+ * new member). When the hub reports this node's first or last subscriber
+ * (interest on/off), the engine runs occupancy.lua, which adds or removes
+ * the member atomically and answers whether that made the set go from
+ * empty to one member (occupied) or to empty (vacated), with Redis' time:
+ * Redis orders two nodes' transitions, so exactly one node reports each
+ * cluster transition, through the `occupancy` hook. Each run keeps
+ * P:na:MEMBER (PX node_ttl, refreshed with the announcement) on every
+ * shard; a member whose key is gone died: the script drops it from the set
+ * it touches, and the sweep (every refresh, every shard) drops it from the
+ * rest of its channels and reports the vacated ones it empties. While a
+ * shard is down its transitions are not reported; when it is up again the
+ * node leaves the channels it left meanwhile and joins those it holds,
+ * which reports what Redis did not see.
+
  * Failure. While a shard's connection is down its ops fail at once
  * (HR_ERR_CLOSED: the API answers 503, clients error 100). When it comes
  * back, the engine resubscribes its channels and sends every local
@@ -146,9 +166,70 @@ static const char channels_lua[] =
     "until cursor == '0'\n"
     "return out\n";
 
-enum { S_PUBLISH, S_HISTORY, S_PRES_ADD, S_PRES_GET, S_NODE, S_ROUTE, S_CHANNELS, S_COUNT };
+/* KEYS: the channel's occupancy set P:o:{C}. ARGV: this run's member id,
+ * on (1/0), prefix P, channel. First drops the members whose P:na key is
+ * gone (a node that died), then adds or removes this member, keeping
+ * P:on:MEMBER (its channels on this shard) and P:onodes (the members with
+ * such a set) for the sweep. Returns {transition, Redis time in ms, stale}:
+ * transition 1 when this change made the set go from empty to this member
+ * alone or from it to empty; stale 1 when dropping dead members emptied the
+ * set first (their vacated, reported before this change's occupied). The
+ * P:na / P:on keys are named in the script, not declared: Herald shards by
+ * itself, not through Redis Cluster. */
+static const char occupancy_lua[] =
+    "local k, me, p, c = KEYS[1], ARGV[1], ARGV[3], ARGV[4]\n"
+    "local had = redis.call('scard', k)\n"
+    "for _, m in ipairs(redis.call('smembers', k)) do\n"
+    "  if m ~= me and redis.call('exists', p .. ':na:' .. m) == 0 then\n"
+    "    redis.call('srem', k, m); redis.call('srem', p .. ':on:' .. m, c)\n"
+    "  end\n"
+    "end\n"
+    "local stale = 0\n"
+    "if had > 0 and redis.call('scard', k) == 0 then stale = 1 end\n"
+    "local changed, left\n"
+    "if ARGV[2] == '1' then\n"
+    "  changed = redis.call('sadd', k, me); left = 1\n"
+    "  redis.call('sadd', p .. ':on:' .. me, c); redis.call('sadd', p .. ':onodes', me)\n"
+    "else\n"
+    "  changed = redis.call('srem', k, me); left = 0\n"
+    "  redis.call('srem', p .. ':on:' .. me, c)\n"
+    "end\n"
+    "local tr = 0\n"
+    "if changed == 1 and redis.call('scard', k) == left then tr = 1 end\n"
+    "local t = redis.call('time')\n"
+    "return {tr, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), stale}\n";
+
+/* ARGV: prefix P, most channels per run. The sweep every node runs on every
+ * shard with its refresh: for each member of P:onodes whose P:na key is gone
+ * (a node that died), remove it from its channels' occupancy sets (at most
+ * the budget per run; the rest next time). Returns {Redis time in ms,
+ * {channels it left empty}}: their vacated, which the node running the
+ * sweep reports (the script is atomic: exactly one node finds each). */
+static const char sweep_lua[] =
+    "local p, budget, out = ARGV[1], tonumber(ARGV[2]), {}\n"
+    "for _, n in ipairs(redis.call('smembers', p .. ':onodes')) do\n"
+    "  if budget <= 0 then break end\n"
+    "  if redis.call('exists', p .. ':na:' .. n) == 0 then\n"
+    "    local on = p .. ':on:' .. n\n"
+    "    local chans = redis.call('spop', on, budget)\n"
+    "    for _, c in ipairs(chans) do\n"
+    "      local k = p .. ':o:{' .. c .. '}'\n"
+    "      if redis.call('srem', k, n) == 1 and redis.call('scard', k) == 0 then out[#out + 1] = c end\n"
+    "    end\n"
+    "    budget = budget - #chans\n"
+    "    if redis.call('scard', on) == 0 then redis.call('srem', p .. ':onodes', n) end\n"
+    "  end\n"
+    "end\n"
+    "local t = redis.call('time')\n"
+    "return {tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), out}\n";
+
+enum { S_PUBLISH, S_HISTORY, S_PRES_ADD, S_PRES_GET, S_NODE, S_ROUTE, S_CHANNELS, S_OCCUPANCY, S_SWEEP, S_COUNT };
 static const char *const scripts[S_COUNT] = {publish_lua, history_lua, presence_add_lua, presence_get_lua, node_lua,
-                                             route_lua, channels_lua};
+                                             route_lua, channels_lua, occupancy_lua, sweep_lua};
+
+/* Channels a sweep frees at most per shard and run (a dead node's are
+ * spread over a few refreshes rather than one long script). */
+#define SWEEP_BUDGET 1000
 
 /* How long a session's node stays recorded without being forgotten (a node
  * killed before its sessions ended leaves them; a send to one clears it). */
@@ -266,6 +347,7 @@ typedef struct rshard {
     char **cglobs;
     size_t ncglobs;
     strset sessions;            /* HTTP emulation sessions of this node recorded on this shard (set again when up) */
+    strset occ_left;            /* channels left while down: this node leaves their occupancy set when up */
 } rshard;
 
 struct rengine {
@@ -284,6 +366,7 @@ struct rengine {
     char *prefix;
     size_t prefix_len;
     char node_id[40];
+    char occ_id[64];            /* this run's occupancy member: "NODE.RUN" */
     char *node_address;
     uint64_t presence_ttl_ms, node_ttl_ms;
     hr_timer refresh;           /* presence refresh + node announcement */
@@ -323,6 +406,11 @@ static void key(hr_buf *b, rengine *e, const char *kind, const char *ch, size_t 
     hr_buf_append(b, ch, len);
     hr_buf_append(b, "}", 1);
 }
+
+/* occupancy (below the node-wide subscriptions) */
+static void occ_failed(rop *op);
+static void occ_answer(rop *op, const hr_resp *r);
+static void occ_refresh(rengine *e, rshard *sh);
 
 static void free_op(rop *op)
 {
@@ -417,6 +505,7 @@ static void op_complete(rop *op)
         if (--pa->children == 0) op_complete(pa);
         return;
     }
+    if ((op->kind == OP_INTEREST_ON || op->kind == OP_INTEREST_OFF) && op->err) occ_failed(op);
     if (!has_callback(op) || e->dead) {
         free_op(op);
         return;
@@ -649,6 +738,10 @@ static void on_reply(void *ud, int err, const hr_resp *r)
     case OP_PRESENCE:
         parse_presence(op, r);
         break;
+    case OP_INTEREST_ON:
+    case OP_INTEREST_OFF:
+        occ_answer(op, r);
+        break;
     case OP_CHANNELS_SHARD: {
         rop *pa = op->parent;
         size_t pre = op->e->prefix_len + 4; /* "P:m:{" ... "}" */
@@ -797,6 +890,8 @@ static void on_refresh_timer(hr_timer *t, void *wheel_data)
             send_pres_add(e, sh, x->channel, x->len, x->client, x->value, on_refresh_reply, NULL, true, &rc);
         }
     announce(e);
+    for (int i = 0; i < e->nshards; i++)
+        if (hr_redis_conn_up(e->shards[i].conn)) occ_refresh(e, &e->shards[i]);
     for (int i = 0; i < e->nshards; i++) hr_redis_conn_flush(e->shards[i].conn);
     uint64_t every = HR_MIN(e->presence_ttl_ms, e->node_ttl_ms) / 3;
     hr_timer_start(&e->loop.wheel, &e->refresh, every ? every : 1000);
@@ -957,13 +1052,15 @@ static void send_sub(rengine *e, rshard *sh, const char *verb, const char *ch, s
     hr_buf_free(&cmd);
 }
 
-static void interest_change(rengine *e, rop *op)
+/* Whether the node's interest in the channel changed (false: Redis knows already). */
+static bool interest_change(rengine *e, rop *op)
 {
     rshard *sh = &e->shards[op->shard];
     uint64_t h = fnv(op->channel, op->len);
     rsub **pp = sub_find(sh, op->channel, op->len, h);
     if (op->kind == OP_INTEREST_ON) {
-        if (pp) return;
+        set_del(&sh->occ_left, op->channel, op->len);
+        if (pp) return false;
         if (sh->nsubs + 1 > sh->nsubs_buckets) {
             size_t nb = sh->nsubs_buckets ? sh->nsubs_buckets * 2 : 64;
             rsub **b = hr_calloc(nb, sizeof(*b));
@@ -988,14 +1085,111 @@ static void interest_change(rengine *e, rop *op)
         sh->subs[h & (sh->nsubs_buckets - 1)] = x;
         sh->nsubs++;
         send_sub(e, sh, "SUBSCRIBE", op->channel, op->len);
-    } else {
-        if (!pp) return;
-        rsub *x = *pp;
-        *pp = x->next;
-        sh->nsubs--;
-        hr_free(x);
-        send_sub(e, sh, "UNSUBSCRIBE", op->channel, op->len);
+        return true;
     }
+    if (!pp) return false;
+    rsub *x = *pp;
+    *pp = x->next;
+    sh->nsubs--;
+    hr_free(x);
+    send_sub(e, sh, "UNSUBSCRIBE", op->channel, op->len);
+    return true;
+}
+
+/* ---- occupancy (occupancy.lua, sweep.lua) ------------------------------------------------ */
+
+static void occ_report(rengine *e, const char *ch, size_t len, bool occupied, uint64_t ms)
+{
+    if (e->base.occupancy && !e->dead) e->base.occupancy(e->base.hub, ch, len, occupied, ms);
+}
+
+/* Join (OP_INTEREST_ON) or leave the channel's occupancy set; the answer
+ * comes to on_reply (occ_answer), a failure to op_complete (occ_failed). */
+static void occ_send(rengine *e, rop *op)
+{
+    hr_buf k = HR_BUF_INIT, cmd = HR_BUF_INIT;
+    key(&k, e, "o", op->channel, op->len);
+    const char *on = op->kind == OP_INTEREST_ON ? "1" : "0";
+    const char *a[] = {(const char *)k.data, e->occ_id, on, e->prefix, op->channel};
+    size_t l[] = {k.len, strlen(e->occ_id), 1, e->prefix_len, op->len};
+    evalsha(&cmd, e, S_OCCUPANCY, op->retried, 1, a, l, 5);
+    int rc = hr_redis_conn_send(e->shards[op->shard].conn, cmd.data, cmd.len, on_reply, op);
+    hr_buf_free(&k);
+    hr_buf_free(&cmd);
+    if (rc) {
+        op->err = rc;
+        op_complete(op);
+    }
+}
+
+/* Redis did not take the change (down, or the reply was lost): a channel
+ * left meanwhile is left again when the shard is up (a channel joined is
+ * joined again then anyway, with every channel the node holds). */
+static void occ_failed(rop *op)
+{
+    rshard *sh = &op->e->shards[op->shard];
+    if (op->kind == OP_INTEREST_OFF && !sub_find(sh, op->channel, op->len, fnv(op->channel, op->len)))
+        set_add(&sh->occ_left, op->channel, op->len);
+}
+
+static void occ_answer(rop *op, const hr_resp *r)
+{
+    int64_t tr = 0, ms = 0, stale = 0;
+    if (r->type != HR_RESP_ARRAY || r->n != 3 || hr_resp_int(&r->elem[0], &tr) || hr_resp_int(&r->elem[1], &ms) ||
+        hr_resp_int(&r->elem[2], &stale)) {
+        op->err = HR_ERR_PROTO;
+        return;
+    }
+    bool on = op->kind == OP_INTEREST_ON;
+    if (stale) occ_report(op->e, op->channel, op->len, false, (uint64_t)ms); /* dead members' vacated, first */
+    if (tr) occ_report(op->e, op->channel, op->len, on, (uint64_t)ms);
+}
+
+static void on_sweep_reply(void *ud, int err, const hr_resp *r)
+{
+    rshard *sh = ud;
+    int64_t ms = 0;
+    if (err) return;
+    if (r->type != HR_RESP_ARRAY || r->n != 2 || hr_resp_int(&r->elem[0], &ms) || r->elem[1].type != HR_RESP_ARRAY) {
+        if (r->type == HR_RESP_ERROR) hr_warn("redis: occupancy sweep: %.*s", (int)HR_MIN(r->len, 200), r->str);
+        return;
+    }
+    const hr_resp *l = &r->elem[1];
+    for (size_t i = 0; i < l->n; i++)
+        if (hr_resp_is_str(&l->elem[i])) occ_report(sh->e, l->elem[i].str, l->elem[i].len, false, (uint64_t)ms);
+}
+
+/* This run is alive (P:na:MEMBER), then the sweep of dead runs' channels. */
+static void occ_refresh(rengine *e, rshard *sh)
+{
+    hr_buf k = HR_BUF_INIT, cmd = HR_BUF_INIT;
+    hr_buf_append(&k, e->prefix, e->prefix_len);
+    hr_buf_printf(&k, ":na:%s", e->occ_id);
+    char ttl[24], budget[24];
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)e->node_ttl_ms);
+    snprintf(budget, sizeof(budget), "%d", SWEEP_BUDGET);
+    const char *a[] = {"SET", (const char *)k.data, "1", "PX", ttl};
+    size_t l[] = {3, k.len, 1, 2, strlen(ttl)};
+    hr_resp_cmd(&cmd, 5, a, l);
+    hr_redis_conn_send(sh->conn, cmd.data, cmd.len, NULL, NULL);
+    cmd.len = 0;
+    const char *b[] = {e->prefix, budget};
+    size_t bl[] = {e->prefix_len, strlen(budget)};
+    evalsha(&cmd, e, S_SWEEP, true, 0, b, bl, 2); /* EVAL: a refresh must not depend on the script cache */
+    hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_sweep_reply, sh);
+    hr_buf_free(&k);
+    hr_buf_free(&cmd);
+}
+
+/* The shard is up (again): tell Redis what changed while it could not hear. */
+static void occ_resync(rengine *e, rshard *sh)
+{
+    occ_refresh(e, sh);
+    for (size_t b = 0; b < sh->occ_left.nb; b++)
+        for (rsub *x = sh->occ_left.b[b]; x; x = x->next) occ_send(e, op_new(e, OP_INTEREST_OFF, x->name, x->len));
+    set_clear(&sh->occ_left);
+    for (size_t b = 0; b < sh->nsubs_buckets; b++)
+        for (rsub *x = sh->subs[b]; x; x = x->next) occ_send(e, op_new(e, OP_INTEREST_ON, x->name, x->len));
 }
 
 static void send_psub(rshard *sh, const char *verb, const char *glob, size_t len)
@@ -1043,8 +1237,8 @@ static void op_send(rop *op)
     switch (op->kind) {
     case OP_INTEREST_ON:
     case OP_INTEREST_OFF:
-        interest_change(e, op);
-        free_op(op);
+        if (op->retried || interest_change(e, op)) occ_send(e, op);
+        else free_op(op);
         return;
     case OP_PATTERN_ON:
     case OP_PATTERN_OFF:
@@ -1449,6 +1643,7 @@ static void on_up(void *ud)
             int rc;
             send_pres_add(e, sh, x->channel, x->len, x->client, x->value, on_refresh_reply, NULL, true, &rc);
         }
+    occ_resync(e, sh);
     if (sh->idx == 0) announce(e);
 }
 
@@ -1654,6 +1849,7 @@ static void r_free(hr_engine *be)
         hr_redis_conn_free(sh->conn);
         forget_confirmed(sh);
         set_clear(&sh->sessions);
+        set_clear(&sh->occ_left);
         for (size_t b = 0; b < sh->nsubs_buckets; b++) {
             rsub *x = sh->subs[b];
             while (x) {
@@ -1776,6 +1972,9 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
         hr_epoch_new(a);
         snprintf(e->node_id, sizeof(e->node_id), "%s", a);
     }
+    char run[HR_EPOCH_LEN + 1];
+    hr_epoch_new(run);
+    snprintf(e->occ_id, sizeof(e->occ_id), "%s.%s", e->node_id, run);
     for (int i = 0; i < S_COUNT; i++) {
         uint8_t d[SHA_DIGEST_LENGTH];
         SHA1((const uint8_t *)scripts[i], strlen(scripts[i]), d);

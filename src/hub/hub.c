@@ -69,6 +69,39 @@ static void igrow(ishard *sh)
     sh->nbuckets = nb;
 }
 
+static void occupancy_report(hr_hub *hub, const char *name, size_t len, bool occupied, uint64_t time_ms)
+{
+    atomic_fetch_add_explicit(occupied ? &hub->occupied : &hub->vacated, 1, memory_order_relaxed);
+    if (!hub->occupancy_fn) return;
+    hr_occupancy ev = {name, len, occupied, time_ms};
+    hub->occupancy_fn(hub->occupancy_ud, &ev);
+}
+
+/* The engine's occupancy hook (clustered engines: the cluster's transitions). */
+static void engine_occupancy(void *hubp, const char *name, size_t len, bool occupied, uint64_t time_ms)
+{
+    occupancy_report(hubp, name, len, occupied, time_ms);
+}
+
+/* The node's first subscriber of a channel arrived (on) or its last one
+ * left (!on); called under the channel's registry lock, so two workers
+ * racing on one channel make their transitions one after the other and
+ * they are reported in that order. A clustered engine hears of it (it
+ * starts or stops receiving the channel, queued under this lock so on/off
+ * reach it in order) and decides the cluster-wide transition itself;
+ * otherwise the node's transition is the channel's. */
+static void node_transition(hr_hub *hub, const char *name, size_t len, bool on)
+{
+    if (hub->engine->cluster) hub->engine->cluster->interest(hub->engine, name, len, on);
+    else occupancy_report(hub, name, len, on, hr_wall_ms());
+}
+
+void hr_hub_set_occupancy_cb(hr_hub *hub, hr_occupancy_fn fn, void *ud)
+{
+    hub->occupancy_fn = fn;
+    hub->occupancy_ud = ud;
+}
+
 /* One more (delta +1) or one fewer (-1) subscriber of a channel on `worker`,
  * whose local subscriber count becomes `local`. With max > 0, a new
  * subscriber is refused (false, nothing changed) once the channel has `max`
@@ -97,9 +130,7 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
                 sh->buckets[idx] = x;
                 sh->count++;
                 pp = &sh->buckets[idx];
-                /* the node's first subscriber: the engine starts receiving the channel
-                 * (queued under this lock, so on/off reach the engine in order) */
-                if (hub->engine->cluster) hub->engine->cluster->interest(hub->engine, name, len, true);
+                node_transition(hub, name, len, true);
             }
             (*pp)->subscribers++;
             (*pp)->mask |= 1ull << worker;
@@ -112,7 +143,7 @@ static bool interest_update(hr_hub *hub, const char *name, size_t len, uint64_t 
             *pp = x->next;
             hr_free(x);
             sh->count--;
-            if (hub->engine->cluster) hub->engine->cluster->interest(hub->engine, name, len, false);
+            node_transition(hub, name, len, false);
         }
     }
     pthread_mutex_unlock(&sh->mu);
@@ -233,6 +264,7 @@ void hr_hub_set_engine(hr_hub *hub, hr_engine *e)
     hub->engine = e;
     e->post = engine_post;
     e->command = engine_command;
+    e->occupancy = engine_occupancy;
 }
 
 hr_hub *hr_hub_new(int nworkers)
@@ -246,6 +278,7 @@ hr_hub *hr_hub_new(int nworkers)
     hub->engine = hr_engine_memory_new(hr_hub_deliver, hub);
     hub->engine->post = engine_post;
     hub->engine->command = engine_command;
+    hub->engine->occupancy = engine_occupancy;
     for (int i = 0; i < nworkers; i++) {
         hr_whub *wh = &hub->workers[i];
         wh->hub = hub;

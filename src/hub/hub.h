@@ -10,6 +10,14 @@
  * wire format (hr_enc_cache) and the same bytes are queued to every local
  * subscriber of that format.
  *
+ * Occupancy: a channel is occupied while it has a subscriber anywhere and
+ * vacated when the last one goes. The registry decides a node's transitions
+ * under its shard lock (mask 0 -> non-zero, non-zero -> 0), on subscribe and
+ * unsubscribe only, never per delivery; with a clustered engine the engine
+ * decides the cluster's transitions from the node's (engine `occupancy`
+ * hook). Either way each transition reaches hr_hub_set_occupancy_cb's
+ * callback exactly once. Pattern subscriptions occupy nothing.
+ *
  * The hub knows nothing of transports or protocols: a subscriber is an
  * hr_client with an on_pub callback. */
 #ifndef HERALD_HUB_HUB_H
@@ -111,6 +119,15 @@ struct hr_whub {
     size_t tasks_n, tasks_cap;
 };
 
+/* One channel occupancy transition (see hr_hub_set_occupancy_cb). */
+typedef struct hr_occupancy {
+    const char *channel;            /* not NUL-terminated; valid during the call only */
+    size_t len;
+    bool occupied;                  /* true: first subscriber; false: the last one is gone */
+    uint64_t time_ms;               /* wall clock when it was decided (Redis' clock with the Redis engine) */
+} hr_occupancy;
+typedef void (*hr_occupancy_fn)(void *ud, const hr_occupancy *ev);
+
 struct hr_hub {
     hr_engine *engine;
     struct hr_limits *limits;       /* abuse limits (ops/limits.c), set by the server; may be NULL */
@@ -118,6 +135,9 @@ struct hr_hub {
     hr_whub *workers;
     void *shards;                   /* interest registry */
     _Atomic uint64_t pattern_mask;  /* workers with pattern subscriptions */
+    hr_occupancy_fn occupancy_fn;   /* set at start-up (hr_hub_set_occupancy_cb) */
+    void *occupancy_ud;
+    _Atomic uint64_t occupied, vacated; /* transitions reported (/api/info) */
 };
 
 hr_hub *hr_hub_new(int nworkers);
@@ -126,6 +146,16 @@ hr_hub *hr_hub_new(int nworkers);
 void hr_hub_set_engine(hr_hub *hub, hr_engine *e);
 /* The engines' deliver callback (engine.h hr_deliver_fn) for this hub. */
 void hr_hub_deliver(void *hub, hr_pub *pub);
+/* Who hears of channel occupancy transitions: fn(ud, ev) exactly once per
+ * transition (node-wide with a single-node engine, cluster-wide with the
+ * Redis engine), for concrete channels only (pattern subscriptions occupy
+ * nothing). Set it before the workers start. fn is called from whichever
+ * thread made the transition - the subscribing or unsubscribing worker,
+ * under the registry's shard lock (memory engine), or the Redis engine's
+ * thread when Redis answered - so it must be cheap and thread-safe: queue
+ * the event and return; it must not call into the hub. Per channel, calls
+ * come in transition order on one node. */
+void hr_hub_set_occupancy_cb(hr_hub *hub, hr_occupancy_fn fn, void *ud);
 /* Bind worker i's part to its loop (call before the worker starts). */
 hr_whub *hr_hub_worker(hr_hub *hub, int i, hr_loop *loop);
 void hr_hub_free(hr_hub *hub);

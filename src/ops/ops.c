@@ -15,6 +15,7 @@
  * copy of what it publishes (pend_pub) until its hook answers; a pending
  * subscribe owns nothing here (its front end holds the request). */
 #include "ops/ops.h"
+#include "backend/webhook.h"
 #include "auth/auth.h"
 #include "hub/channel_name.h"
 #include "engine/pub.h"
@@ -291,6 +292,7 @@ void hr_op_subscribe_commit(const hr_actor *a, hr_sub *sub, const hr_chan_policy
     const char *ch = hr_hub_sub_channel(sub, &len);
     if (pol->presence) {
         a->engine->vt->presence_add(a->engine, ch, len, a->client->id, a->client->user, a->info, NULL, NULL);
+        hr_webhook_member(a->opts->webhook, ch, len, a->client->user, a->client->id, a->info, true);
         sub->presence = true;
     }
     if (pol->join_leave) join_leave(a, ch, len, true);
@@ -308,6 +310,8 @@ void hr_op_leave(const hr_actor *a, hr_sub *sub, bool announce)
     const char *n = hr_hub_sub_channel(sub, &len);
     char *name = hr_strndup(n, len);
     bool pres = sub->presence;
+    /* member_removed before the unsubscribe's channel_vacated */
+    if (pres) hr_webhook_member(a->opts->webhook, name, len, a->client->user, a->client->id, NULL, false);
     hr_hub_unsubscribe(a->client, sub);
     hr_chan_policy pol;
     bool known = hr_ops_policy(a->opts, name, len, &pol) == 0;
@@ -388,6 +392,60 @@ hr_op_result hr_op_may_rpc(const hr_actor *a, size_t dlen)
     return spend_publish(a, "rpc");
 }
 
+/* A publish whose channel wants the publication webhook: the engine's
+ * answer (offset, epoch) completes the event, then the caller's callback. */
+typedef struct pub_hook {
+    hr_publish_cb cb;
+    void *ud;
+    hr_webhook *wh;
+    hr_pub *p;
+    char *user;
+    char *client;
+} pub_hook;
+
+static void on_hooked_publish(void *ud, int err, uint64_t offset, const char *epoch)
+{
+    pub_hook *h = ud;
+    if (!err) {
+        hr_webhook_ev ev = {.type = HR_WH_PUBLICATION, .channel = h->p->channel, .channel_len = h->p->channel_len,
+                            .user = h->user, .client = h->client, .data = h->p->data_len ? h->p->data : "null",
+                            .data_len = h->p->data_len ? h->p->data_len : 4, .offset = offset, .epoch = epoch};
+        hr_webhook_emit(h->wh, &ev);
+    }
+    if (h->cb) h->cb(h->ud, err, offset, epoch);
+    hr_pub_unref(h->p);
+    hr_free(h->user);
+    hr_free(h->client);
+    hr_free(h);
+}
+
+/* Who published, for the publication webhook (NULL: the server API, or
+ * not known). */
+typedef struct publisher {
+    hr_webhook *wh;
+    const char *user, *client;
+} publisher;
+
+static publisher publisher_of(const hr_actor *a)
+{
+    return (publisher){a->opts->webhook, is_client(a) && user_of(a)[0] ? user_of(a) : NULL,
+                       is_client(a) && a->client ? a->client->id : NULL};
+}
+
+/* The engine's publish, through the publication webhook when wanted. */
+static void engine_publish(hr_engine *e, const publisher *by, const hr_chan_opts *o, hr_pub *p, const char *idem_key,
+                           size_t idem_len, hr_publish_cb cb, void *ud)
+{
+    if (hr_webhook_wants(by->wh, HR_WH_PUBLICATION, p->channel, p->channel_len)) {
+        pub_hook *h = hr_calloc(1, sizeof(*h));
+        *h = (pub_hook){cb, ud, by->wh, hr_pub_ref(p), by->user ? hr_strdup(by->user) : NULL,
+                        by->client ? hr_strdup(by->client) : NULL};
+        cb = on_hooked_publish;
+        ud = h;
+    }
+    e->vt->publish(e, o, p, idem_key, idem_len, cb, ud);
+}
+
 hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_key, size_t idem_len,
                                hr_publish_cb cb, void *ud)
 {
@@ -396,7 +454,8 @@ hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_ke
     if (r.rc) return r;
     if (is_client(a) && pol.proxy_publish) return refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_pub);
     hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
-    a->engine->vt->publish(a->engine, &o, p, idem_key, idem_len, cb, ud);
+    publisher by = publisher_of(a);
+    engine_publish(a->engine, &by, &o, p, idem_key, idem_len, cb, ud);
     return ok();
 }
 
@@ -407,6 +466,8 @@ typedef struct pend_pub {
     int64_t max_size;              /* channels.max_publication_size, for the backend's data */
     char *channel, *data, *idem;   /* copies (idem NULL: no key) */
     size_t len, dlen, idem_len;
+    hr_webhook *wh;                /* the publisher, for the publication webhook */
+    char *user, *client;           /* copies or NULL */
     hr_publish_cb cb;
     hr_op_refused_cb refused;
     void *ud;
@@ -419,14 +480,16 @@ static void pend_free(pend_pub *pp)
     hr_free(pp->channel);
     hr_free(pp->data);
     hr_free(pp->idem);
+    hr_free(pp->user);
+    hr_free(pp->client);
     hr_free(pp);
 }
 
-static void publish_now(hr_engine *e, const hr_chan_opts *o, const char *ch, size_t len, const char *data,
-                        size_t dlen, const char *idem, size_t idem_len, hr_publish_cb cb, void *ud)
+static void publish_now(hr_engine *e, const publisher *by, const hr_chan_opts *o, const char *ch, size_t len,
+                        const char *data, size_t dlen, const char *idem, size_t idem_len, hr_publish_cb cb, void *ud)
 {
     hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, len, data, dlen, NULL, 0);
-    e->vt->publish(e, o, p, idem, idem_len, cb, ud);
+    engine_publish(e, by, o, p, idem, idem_len, cb, ud);
     hr_pub_unref(p);
 }
 
@@ -445,7 +508,7 @@ static void on_publish_hook(void *ud, const hr_op_hook_ans *ans)
         r = refuse(HR_OP_TOO_BIG, big);
     }
     if (r.rc) pp->refused(pp->ud, r);
-    else publish_now(pp->engine, &pp->o, pp->channel, pp->len, data, dlen, pp->idem, pp->idem_len, pp->cb, pp->ud);
+    else publish_now(pp->engine, &(publisher){pp->wh, pp->user, pp->client}, &pp->o, pp->channel, pp->len, data, dlen, pp->idem, pp->idem_len, pp->cb, pp->ud);
     pend_free(pp);
 }
 
@@ -457,14 +520,16 @@ hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const 
     hr_op_result r = hr_op_may_publish(a, ch, len, dlen, idem_key, idem_len, &pol);
     if (r.rc) return r;
     hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
+    publisher by = publisher_of(a);
     if (!is_client(a) || !pol.proxy_publish) {
-        publish_now(a->engine, &o, ch, len, data, dlen, idem_key, idem_len, cb, ud);
+        publish_now(a->engine, &by, &o, ch, len, data, dlen, idem_key, idem_len, cb, ud);
         return ok();
     }
     if (!refused) return refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_pub);
     pend_pub *pp = hr_calloc(1, sizeof(*pp));
     *pp = (pend_pub){a->engine, o, a->opts->max_publication_size, hr_strndup(ch, len), hr_strndup(data, dlen),
-                     dup_or_null(idem_key, idem_len), len, dlen, idem_len, cb, refused, ud};
+                     dup_or_null(idem_key, idem_len), len, dlen, idem_len, by.wh,
+                     by.user ? hr_strdup(by.user) : NULL, by.client ? hr_strdup(by.client) : NULL, cb, refused, ud};
     r = ask_hook(a, HR_OP_HOOK_PUBLISH, ch, len, data, dlen, on_publish_hook, pp);
     if (r.rc != HR_OP_PENDING) pend_free(pp);
     return r;

@@ -56,6 +56,7 @@
 #include "ops/limits.h"
 
 struct hr_auth;
+struct hr_webhook;
 
 /* The options that apply to a channel (its namespace's, over [channels]):
  * 0, or nonzero when the channel's namespace is not configured and unknown
@@ -110,6 +111,7 @@ typedef struct hr_ops_opts {
     int64_t token_verifications_per_connection; /* limits.token_verifications_per_connection */
     int64_t token_verification_burst;    /* limits.token_verification_burst */
     hr_ops_hooks hooks;                  /* the backend's subscribe / publish hooks */
+    struct hr_webhook *webhook;          /* the webhook sender (backend/webhook.h), NULL when off */
 } hr_ops_opts;
 
 /* The policy of a channel (hr_policy_fn's answer). */

@@ -31,6 +31,7 @@
  * with the backend's message, its own disconnect code, or 3011 when the
  * backend is unavailable). */
 #include "protocol/raw.h"
+#include "backend/webhook.h"
 #include "ops/ops.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -53,7 +54,11 @@ struct hr_raw {
     struct raw_pub *busy;      /* the publish waiting for its hook (then its engine answer) */
     struct raw_pub *wait, *wait_tail; /* messages sent after it, in order */
     size_t waiting;            /* their bytes */
+    hr_webhook_conn *whc;      /* client_disconnected's state (NULL: not wanted) */
 };
+
+/* Raw mode's name in client webhooks. */
+#define RAW_TRANSPORT "websocket-raw"
 
 /* A message to a channel with proxy_publish (see the top). */
 typedef struct raw_pub {
@@ -73,6 +78,7 @@ static void raw_close(hr_raw *r, int code, const char *reason, bool drop_queued)
 {
     if (r->closing) return;
     r->closing = true;
+    hr_webhook_closing(r->whc, code, reason);
     r->sink->disconnect(r->t, code, reason, drop_queued);
 }
 
@@ -138,6 +144,19 @@ static void arm_exp(hr_raw *r, int64_t exp)
     hr_timer_start(wheel_of(r), &r->exp->t, in > 0 ? (uint64_t)in * 1000 : 0);
 }
 
+static hr_webhook_who who_of(hr_raw *r) { return (hr_webhook_who){r->client.id, r->client.user, RAW_TRANSPORT}; }
+
+/* client_connected, once the channels are accepted. */
+static void announce_connected(hr_raw *r)
+{
+    hr_webhook *wh = r->opts->ops.webhook;
+    if (!wh) return;
+    char remote[64] = "";
+    if (r->sink->peer) r->sink->peer(r->t, remote, sizeof(remote));
+    hr_webhook_who who = who_of(r);
+    r->whc = hr_webhook_connected(wh, &who, remote[0] ? remote : NULL);
+}
+
 hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sink, void *t, const char *query,
                    size_t qlen, const hr_raw_token *tok, int *status, char *msg, size_t msgcap)
 {
@@ -170,6 +189,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
         return NULL;
     }
     /* every channel accepted: presence and join events (concrete channels only) */
+    announce_connected(r);
     r->info = tok && tok->info ? hr_strndup(tok->info, tok->info_len) : NULL;
     hr_urlsubs_announce_info(&r->client, &opts->ops, refs, n, r->info);
     hr_free(refs);
@@ -177,6 +197,11 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
     hr_hub_client_add(&r->client);
     if (tok && tok->exp) arm_exp(r, tok->exp);
     return r;
+}
+
+void hr_raw_closed(hr_raw *r, int code, const char *reason)
+{
+    if (r) hr_webhook_closing(r->whc, code, reason);
 }
 
 const char *hr_raw_client_id(const hr_raw *r) { return r->client.id; }
@@ -334,6 +359,10 @@ void hr_raw_free(hr_raw *r)
     }
     hr_hub_client_remove(&r->client);
     while (r->client.subs) leave_channel(r, r->client.subs);
+    if (r->whc) {
+        hr_webhook_who who = who_of(r);
+        hr_webhook_disconnected(r->opts->ops.webhook, r->whc, &who, HR_DISC_CONN_CLOSED, "connection closed");
+    }
     hr_free(r->info);
     if (r->busy) r->busy->r = NULL; /* its answer frees it */
     for (raw_pub *x = r->wait, *next; x; x = next) {

@@ -57,6 +57,9 @@ const char *hr_raw_client_id(const hr_raw *r);
 /* One complete message from the client. */
 void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len);
 /* The transport is gone: leave channels (presence, leave events), free. */
+/* How the connection ended when raw mode did not end it (client_disconnected
+ * webhook); before hr_raw_free. */
+void hr_raw_closed(hr_raw *r, int code, const char *reason);
 void hr_raw_free(hr_raw *r);
 
 #endif

@@ -55,6 +55,7 @@
  * their order whatever the backend's answer times; the bytes they hold count
  * against the reply budget (past it: 111, temporary). */
 #include "protocol/session.h"
+#include "backend/webhook.h"
 #include "ops/ops.h"
 #include "core/random.h"
 #include "ops/limits.h"
@@ -127,6 +128,7 @@ struct hr_session {
     char *http_token;          /* token given by the HTTP transport, for connect */
     exp_timer *exp;            /* NULL when the token has no exp (or no token) */
     sbackend *be;              /* backend hooks; NULL when the worker has no proxy */
+    hr_webhook_conn *whc;      /* client_disconnected's state (NULL: not wanted, or not connected) */
 };
 
 /* One piece of a frame's replies: text, or a place an engine answer fills. */
@@ -201,6 +203,21 @@ typedef struct sreq {
 } sreq;
 
 static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
+
+static hr_webhook *webhook_of(hr_session *s) { return s->opts->ops.webhook; }
+
+static hr_webhook_who who_of(hr_session *s)
+{
+    return (hr_webhook_who){s->client.id, s->client.user, s->sink->transport};
+}
+
+/* The session ends the connection: the code and reason its
+ * client_disconnected webhook reports. */
+static void sink_disconnect(hr_session *s, int code, const char *reason, bool drop_queued)
+{
+    hr_webhook_closing(s->whc, code, reason);
+    s->sink->disconnect(s->t, code, reason, drop_queued);
+}
 
 void hr_session_set_peer(hr_session *s, uint32_t ip_key) { s->ip_key = ip_key; }
 
@@ -463,14 +480,14 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
         if (!hr_op_hold_add(&((shold *)sub->hold)->held, &s->opts->ops, sub, pub)) { /* engine far behind */
             s->closing = true;
             hr_info("client %s: too many publications while subscribing, disconnecting (code %d)", c->id, HR_DISC_SLOW);
-            s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
+            sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         }
         return;
     }
     if (s->sink->queued(s->t) > (size_t)s->opts->max_queued_bytes) {
         s->closing = true;
         hr_info("client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
-        s->sink->disconnect(s->t, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
+        sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         return;
     }
     if (!cache->slot[HR_ENC_NATIVE_JSON]) {
@@ -492,7 +509,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
                 hr_buf_free(&b);
                 hr_warn("client %s: cannot encode a push as MessagePack, disconnecting", c->id);
                 s->closing = true;
-                s->sink->disconnect(s->t, HR_DISC_ENCODING, "publication not representable in MessagePack", false);
+                sink_disconnect(s, HR_DISC_ENCODING, "publication not representable in MessagePack", false);
                 return;
             }
             cache->slot[HR_ENC_NATIVE_MSGPACK] = hr_sbuf_new(b.data, b.len);
@@ -517,7 +534,7 @@ static void send_payload(hr_session *s, const uint8_t *json, size_t len)
     } else { /* never silently: the client would wait for replies forever */
         hr_warn("client %s: cannot encode a reply as MessagePack, disconnecting", s->client.id);
         s->closing = true;
-        s->sink->disconnect(s->t, HR_DISC_ENCODING, "reply not representable in MessagePack", false);
+        sink_disconnect(s, HR_DISC_ENCODING, "reply not representable in MessagePack", false);
     }
     hr_buf_free(&b);
 }
@@ -542,7 +559,7 @@ static void session_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
         send_payload(s, b.data, b.len);
         s->closing = true;
         hr_info("client %s: disconnected by the server API (code %d)", c->id, cmd->code);
-        s->sink->disconnect(s->t, cmd->code, reason, false);
+        sink_disconnect(s, cmd->code, reason, false);
     }
     hr_buf_free(&b);
 }
@@ -924,7 +941,7 @@ static void disconnect_now(hr_session *s, int code, const char *reason)
     if (s->closing) return;
     s->closing = true;
     hr_info("client %s: %s, disconnecting (code %d)", s->client.id, reason, code);
-    s->sink->disconnect(s->t, code, reason, false);
+    sink_disconnect(s, code, reason, false);
 }
 
 static hr_wheel *wheel_of(hr_session *s) { return &s->client.wh->loop->wheel; }
@@ -1007,6 +1024,16 @@ static int verify_conn_token(hr_session *s, const char *tok, size_t len, hr_jwt_
     return res.rc == HR_OP_TOKEN_INVALID ? (*detail = res.detail, HR_PE_UNAUTHORIZED) : native_err(res, detail);
 }
 
+/* client_connected (the transport's name and, when it knows it, the address). */
+static void announce_connected(hr_session *s)
+{
+    if (!webhook_of(s)) return;
+    char remote[64] = "";
+    if (s->sink->peer) s->sink->peer(s->t, remote, sizeof(remote));
+    hr_webhook_who who = who_of(s);
+    s->whc = hr_webhook_connected(webhook_of(s), &who, remote[0] ? remote : NULL);
+}
+
 /* The connect's token: true with *cl filled and its user, info and expiry
  * applied; false when refused (*err set, maybe a disconnect after f). */
 static bool connect_token(hr_session *s, sframe *f, hr_str tok, hr_jwt_claims *cl, int *err, const char **detail)
@@ -1049,6 +1076,7 @@ static void connect_reply(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd
                           bool with_user, const hr_proxy_answer *a)
 {
     s->connected = true;
+    announce_connected(s);
     cstr(cmd->name, s->name, sizeof(s->name));
     hr_buf_printf(text(r), "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", s->client.id,
                   (long long)(s->opts->ping_interval_ms / 1000));
@@ -1467,7 +1495,7 @@ static void process_frame(hr_session *s, const uint8_t *data, size_t len)
     if (rc) {
         hr_native_batch_free(&batch);
         s->closing = true;
-        s->sink->disconnect(s->t, HR_DISC_BAD_REQUEST,
+        sink_disconnect(s, HR_DISC_BAD_REQUEST,
                             rc == HR_ERR_TOO_BIG ? "too many commands or values in one frame" : "malformed command frame", false);
         return;
     }
@@ -1593,6 +1621,11 @@ void hr_session_loop_gone(hr_session *s)
     if (s->exp) s->exp->t.next = s->exp->t.prev = NULL; /* idle: hr_timer_stop will not touch the wheel */
 }
 
+void hr_session_closed(hr_session *s, int code, const char *reason)
+{
+    if (s) hr_webhook_closing(s->whc, code, reason);
+}
+
 void hr_session_set_token(hr_session *s, const char *token, size_t len)
 {
     hr_free(s->http_token);
@@ -1620,6 +1653,10 @@ void hr_session_free(hr_session *s)
     s->reqs = NULL;
     backend_free(s);
     while (s->client.subs) leave_channel(s, s->client.subs);
+    if (s->whc) {
+        hr_webhook_who who = who_of(s);
+        hr_webhook_disconnected(webhook_of(s), s->whc, &who, HR_DISC_CONN_CLOSED, "connection closed");
+    }
     while (s->frames) {
         sframe *f = s->frames;
         s->frames = f->next;

@@ -25,6 +25,10 @@ typedef struct hr_sink_vt {
      * code range); drop_queued discards output not yet written (a slow
      * consumer), else it is sent first. */
     void (*disconnect)(void *t, int code, const char *reason, bool drop_queued);
+    /* The transport's name in client webhooks ("websocket", "http", ...). */
+    const char *transport;
+    /* Optional: the client's address as text into out (webhooks). */
+    void (*peer)(void *t, char *out, size_t cap);
 } hr_sink_vt;
 
 /* Disconnect codes (docs/protocol.md): 3000-3499 reconnect, 3500-3999 do not. */
@@ -43,6 +47,7 @@ enum hr_disconnect_code {
     HR_DISC_BAD_REQUEST = 3501,     /* malformed frame: do not reconnect */
     HR_DISC_ENCODING = 3502,        /* a reply or push has no MessagePack form (e.g. nesting too deep): do not reconnect */
     HR_DISC_FORBIDDEN = 3503,
+    HR_DISC_CONN_CLOSED = 1006,     /* webhooks only: the connection ended with no code known (RFC 6455's 1006) */
 };
 
 typedef enum hr_native_encoding {
@@ -74,6 +79,10 @@ void hr_session_set_backend(hr_session *s, hr_proxy *p, const char *transport, h
  * frames are held in order (at most the reply budget's bytes; past it the
  * client is disconnected with 3009) and executed after its answer. */
 void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len);
+/* How the connection ended, when the session did not end it itself (a
+ * WebSocket close code from the client, a lost connection, an expired HTTP
+ * session): reported by client_disconnected. Call before hr_session_free. */
+void hr_session_closed(hr_session *s, int code, const char *reason);
 /* The transport is gone: leave channels, drop presence, free. */
 void hr_session_free(hr_session *s);
 /* The worker's loop (and its timer wheel) is already gone (shutdown of

@@ -6,6 +6,7 @@
  * as parameters; presence and join/leave pushes are the operations' too
  * (hr_op_subscribe_commit, hr_op_leave). */
 #include "protocol/urlsubs.h"
+#include "backend/webhook.h"
 #include "ops/ops.h"
 #include "hub/channel_name.h"
 #include "core/random.h"

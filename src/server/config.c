@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/buf.h"
 #include "core/cidr.h"
+#include "backend/webhook.h"
 
 #include <ctype.h>
 #include <stddef.h>
@@ -351,6 +352,35 @@ const hr_option hr_options[] = {
      "token), authenticated (likewise, with a user), subscribers, or none. Subscribers always may unless none."},
     {"channels.presence_for", HR_OPT_PERM, OFF(ch_presence_for), "anyone", PERMS_OTHER, 0, NULL, NULL,
      "Who may call presence and presence_stats from a client; the same values as history_for."},
+
+    {"webhook.url", HR_OPT_STRING, OFF(webhook_url), "", 0, 0, NULL, NULL,
+     "Where webhooks are POSTed (http:// or https://; docs/backend.md, Webhooks). Empty = no webhooks (a "
+     "namespace's webhook_url still sends that namespace's events)."},
+    {"webhook.secret", HR_OPT_STRING, OFF(webhook_secret), "", 0, 0, NULL, NULL,
+     "HMAC-SHA256 key of the X-Herald-Signature header (t=UNIXSECONDS,v1=HEX of HMAC(secret, \"t.\" + body)). "
+     "Empty = requests are not signed."},
+    {"webhook.events", HR_OPT_LIST, OFF(webhook_events),
+     "channel_occupied,channel_vacated,member_added,member_removed,client_connected,client_disconnected", 0, 0,
+     NULL, NULL,
+     "Events sent: channel_occupied, channel_vacated, member_added, member_removed, client_connected, "
+     "client_disconnected, publication (opt-in). A namespace's webhook_events replaces the list for its channels."},
+    {"webhook.batch_max_events", HR_OPT_INT, OFF(webhook_batch_max_events), "100", 1, 10000, NULL, NULL,
+     "Most events in one POST."},
+    {"webhook.batch_max_delay", HR_OPT_DURATION, OFF(webhook_batch_max_delay_ms), "100ms", 0, 60000, NULL, NULL,
+     "Longest an event waits for others to share its POST (a full batch leaves at once)."},
+    {"webhook.timeout", HR_OPT_DURATION, OFF(webhook_timeout_ms), "5s", 100, 600000, NULL, NULL,
+     "A POST not answered within this is a failed attempt (retried)."},
+    {"webhook.max_queued_events", HR_OPT_INT, OFF(webhook_max_queued_events), "10000", 1, 10000000, NULL, NULL,
+     "Events waiting to be sent, all URLs of this node together; more: the oldest is dropped, counted in "
+     "/api/info (webhook.dropped) and logged (at most once per 10 s)."},
+    {"webhook.retry_min_delay", HR_OPT_DURATION, OFF(webhook_retry_min_delay_ms), "200ms", 1, DAY_MS, NULL, NULL,
+     "First retry delay after a failed POST (5xx, 429, timeout, connection error); doubles per failure, with "
+     "full jitter. The same batch is retried and later batches to that URL wait (per-channel order)."},
+    {"webhook.retry_max_delay", HR_OPT_DURATION, OFF(webhook_retry_max_delay_ms), "30s", 1, DAY_MS, NULL, NULL,
+     "Longest retry delay."},
+    {"webhook.flush_timeout", HR_OPT_DURATION, OFF(webhook_flush_timeout_ms), "2s", 0, 600000, NULL, NULL,
+     "On shutdown, once the clients are gone: how long queued events are still sent (without waiting for "
+     "batch_max_delay) before the rest is dropped and its number logged."},
 
     {"auth.token_hmac_secret", HR_OPT_STRING, OFF(auth_token_hmac_secret), "", 0, 0, "HERALD_TOKEN_HMAC_SECRET",
      "--token-hmac-secret",
@@ -837,6 +867,26 @@ static bool split_section_key(const char *key, const char *prefix, bool (*name_o
     return true;
 }
 
+/* namespace.NAME.webhook_url / webhook_events: the [webhook] option's type
+ * and checks, kept beside the namespace's channel policy (not in it: a list
+ * is too big to copy per command; only the webhook sender reads them). */
+static int ns_set_webhook(hr_config *cfg, const char *name, const char *dot, const char *opt, const char *value,
+                          bool *was_set, char *err, size_t errlen)
+{
+    bool url = strcmp(opt, "webhook_url") == 0;
+    const hr_option *o = find_key(url ? "webhook.url" : "webhook.events", url ? 11 : 14);
+    hr_namespace *ns = ns_get(cfg, name, (size_t)(dot - name));
+    if (was_set) *was_set = url ? ns->webhook_url != NULL : ns->webhook_events_set;
+    char msg[512];
+    int rc = set_value(o, url ? (void *)&ns->webhook_url : (void *)&ns->webhook_events, value, msg, sizeof(msg));
+    if (rc) {
+        errf(err, errlen, "namespace.%s.%s", ns->name, msg + strlen("webhook."));
+        return rc;
+    }
+    if (!url) ns->webhook_events_set = true;
+    return 0;
+}
+
 /* "namespace.NAME.KEY" (KEY with '_' or '-') = value. *was_set tells whether
  * the key had been set before (for "set twice" in files). */
 static int ns_set(hr_config *cfg, const char *key, const char *value, bool *was_set, char *err, size_t errlen)
@@ -847,6 +897,8 @@ static int ns_set(hr_config *cfg, const char *key, const char *value, bool *was_
         errf(err, errlen, "%s: expected namespace.NAME.OPTION, NAME made of A-Z a-z 0-9 _-=@,/!~+$%%", key);
         return HR_ERR_INVALID;
     }
+    if (strcmp(opt, "webhook_url") == 0 || strcmp(opt, "webhook_events") == 0)
+        return ns_set_webhook(cfg, name, dot, opt, value, was_set, err, errlen);
     for (size_t i = 0; hr_ns_keys[i]; i++) {
         if (strcmp(opt, hr_ns_keys[i]) != 0) continue;
         char ckey[80];
@@ -865,7 +917,7 @@ static int ns_set(hr_config *cfg, const char *key, const char *value, bool *was_
     }
     errf(err, errlen, "%s: unknown namespace option \"%s\" (one of history_size, history_ttl, presence, join_leave, "
          "allow_publish, allow_anonymous, max_subscribers, subscribe, publish, history_for, presence_for, "
-         "proxy_subscribe, proxy_publish)", key, opt);
+         "proxy_subscribe, proxy_publish, webhook_url, webhook_events)", key, opt);
     return HR_ERR_NOTFOUND;
 }
 
@@ -996,7 +1048,11 @@ void hr_config_defaults(hr_config *cfg)
 void hr_config_free(hr_config *cfg)
 {
     authkeys_free(cfg);
-    for (size_t i = 0; i < cfg->nnamespaces; i++) hr_free(cfg->namespaces[i].name);
+    for (size_t i = 0; i < cfg->nnamespaces; i++) {
+        hr_free(cfg->namespaces[i].name);
+        hr_free(cfg->namespaces[i].webhook_url);
+        list_clear(&cfg->namespaces[i].webhook_events);
+    }
     hr_free(cfg->namespaces);
     cfg->namespaces = NULL;
     cfg->nnamespaces = 0;
@@ -1427,6 +1483,39 @@ static int proxy_validate(const hr_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Every event name known; every URL http(s). */
+static int webhook_check(const char *what, const char *url, const hr_strlist *events, char *err, size_t errlen)
+{
+    if (url && !http_url(url)) {
+        errf(err, errlen, "%s: expected an http:// or https:// URL, got \"%s\"", what, url);
+        return HR_ERR_INVALID;
+    }
+    uint32_t mask;
+    const char *bad = hr_webhook_events_mask(events->v, events->n, &mask);
+    if (bad) {
+        errf(err, errlen, "%s: unknown event \"%s\" (one of %s)", what, bad, HR_WEBHOOK_EVENT_NAMES);
+        return HR_ERR_INVALID;
+    }
+    return 0;
+}
+
+/* [webhook] and the namespaces' webhook_url / webhook_events. */
+static int webhook_validate(const hr_config *cfg, char *err, size_t errlen)
+{
+    int rc = webhook_check("webhook", cfg->webhook_url, &cfg->webhook_events, err, errlen);
+    for (size_t i = 0; !rc && i < cfg->nnamespaces; i++) {
+        char what[96];
+        snprintf(what, sizeof(what), "namespace.%s.webhook", cfg->namespaces[i].name);
+        rc = webhook_check(what, cfg->namespaces[i].webhook_url, &cfg->namespaces[i].webhook_events, err, errlen);
+    }
+    if (!rc && cfg->webhook_retry_max_delay_ms < cfg->webhook_retry_min_delay_ms) {
+        errf(err, errlen, "webhook.retry_max_delay (%lld ms) must not be shorter than webhook.retry_min_delay (%lld ms)",
+             (long long)cfg->webhook_retry_max_delay_ms, (long long)cfg->webhook_retry_min_delay_ms);
+        rc = HR_ERR_INVALID;
+    }
+    return rc;
+}
+
 int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
 {
     if (cfg->ws_idle_timeout_ms && cfg->ws_ping_interval_ms && cfg->ws_idle_timeout_ms <= cfg->ws_ping_interval_ms) {
@@ -1482,6 +1571,7 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
         }
     }
     int rc = proxy_validate(cfg, err, errlen);
+    if (!rc) rc = webhook_validate(cfg, err, errlen);
     return rc ? rc : authkeys_validate(cfg, err, errlen);
 }
 

@@ -18,6 +18,9 @@ typedef struct hr_namespace {
     char *name;
     hr_chan_policy p;
     uint32_t set;               /* bit i: hr_ns_keys[i] was set for this namespace */
+    char *webhook_url;          /* namespace.NAME.webhook_url: NULL = webhook.url */
+    hr_strlist webhook_events;  /* namespace.NAME.webhook_events (used when webhook_events_set) */
+    bool webhook_events_set;
 } hr_namespace;
 
 struct hr_auth;
@@ -144,6 +147,17 @@ typedef struct hr_config {
     /* [namespace.NAME] sections: options overriding [channels] by prefix */
     hr_namespace *namespaces;
     size_t nnamespaces;
+    /* [webhook] (backend/webhook.h) */
+    char *webhook_url;
+    char *webhook_secret;
+    hr_strlist webhook_events;
+    int64_t webhook_batch_max_events;
+    int64_t webhook_batch_max_delay_ms;
+    int64_t webhook_timeout_ms;
+    int64_t webhook_max_queued_events;
+    int64_t webhook_retry_min_delay_ms;
+    int64_t webhook_retry_max_delay_ms;
+    int64_t webhook_flush_timeout_ms;
     /* [auth] */
     char *auth_token_hmac_secret;
     int64_t auth_leeway_ms;

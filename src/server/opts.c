@@ -58,6 +58,35 @@ void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out)
     out->ping_interval_ms = cfg->ws_ping_interval_ms;
 }
 
+void hr_opts_webhook(const hr_config *cfg, hr_webhook_opts *out, hr_webhook_route **routes)
+{
+    memset(out, 0, sizeof(*out));
+    out->url = cfg->webhook_url;
+    out->secret = cfg->webhook_secret;
+    (void)hr_webhook_events_mask(cfg->webhook_events.v, cfg->webhook_events.n, &out->events); /* validated */
+    out->batch_max_events = (uint32_t)cfg->webhook_batch_max_events;
+    out->batch_max_delay_ms = (uint64_t)cfg->webhook_batch_max_delay_ms;
+    out->timeout_ms = (uint64_t)cfg->webhook_timeout_ms;
+    out->max_queued = (uint64_t)cfg->webhook_max_queued_events;
+    out->retry_min_ms = (uint64_t)cfg->webhook_retry_min_delay_ms;
+    out->retry_max_ms = (uint64_t)cfg->webhook_retry_max_delay_ms;
+    out->flush_ms = (uint64_t)cfg->webhook_flush_timeout_ms;
+    hr_webhook_route *r = hr_calloc(cfg->nnamespaces + 1, sizeof(*r));
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->nnamespaces; i++) {
+        const hr_namespace *ns = &cfg->namespaces[i];
+        if (!ns->webhook_url && !ns->webhook_events_set) continue;
+        r[n].ns = ns->name;
+        r[n].url = ns->webhook_url;
+        if (ns->webhook_events_set) (void)hr_webhook_events_mask(ns->webhook_events.v, ns->webhook_events.n, &r[n].events);
+        else r[n].events = out->events;
+        n++;
+    }
+    out->routes = r;
+    out->nroutes = n;
+    *routes = r;
+}
+
 void hr_opts_transport(const hr_config *cfg, hr_transport_opts *out)
 {
     memset(out, 0, sizeof(*out));

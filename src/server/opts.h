@@ -7,6 +7,7 @@
 #define HERALD_SERVER_OPTS_H
 
 #include "backend/proxy.h"
+#include "backend/webhook.h"
 #include "ops/limits.h"
 #include "ops/ops.h"
 #include "protocol/opts.h"
@@ -22,6 +23,9 @@ void hr_opts_ops(const hr_config *cfg, hr_ops_opts *out);
 void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out);
 /* [proxy] (lists and strings point into cfg). */
 void hr_opts_proxy(const hr_config *cfg, hr_proxy_opts *out);
+/* [webhook] and the namespaces' webhook_url / webhook_events: *routes is
+ * allocated (hr_free it after hr_webhook_start); strings point into cfg. */
+void hr_opts_webhook(const hr_config *cfg, hr_webhook_opts *out, hr_webhook_route **routes);
 /* The transports' (every field of HR_TRANSPORT_OPTS; strings point into cfg). */
 void hr_opts_transport(const hr_config *cfg, hr_transport_opts *out);
 

@@ -399,6 +399,32 @@ static int resolve_listen(const char *key, const char *spec, listen_addr *la, ch
     return 0;
 }
 
+/* The webhook sender, when some URL is configured (webhook.url or a
+ * namespace's webhook_url); the operations reach it through their options. */
+static int start_webhook(hr_server *s, const hr_config *cfg, char *err, size_t errlen)
+{
+    hr_webhook_opts wo;
+    hr_webhook_route *routes;
+    hr_opts_webhook(cfg, &wo, &routes);
+    bool any = wo.url[0];
+    for (size_t i = 0; i < wo.nroutes; i++) any = any || (routes[i].url && routes[i].url[0]);
+    int rc = any ? hr_webhook_start(&wo, &s->webhook) : 0;
+    hr_free(routes);
+    if (rc) {
+        snprintf(err, errlen, "webhook: the sender could not start (%d)", rc);
+        return HR_ERR_INVALID;
+    }
+    s->proto.ops.webhook = s->webhook;
+    return 0;
+}
+
+/* The hub's occupancy transitions (hr_hub_set_occupancy_cb) become
+ * channel_occupied / channel_vacated webhooks: queued, never waited for. */
+static void on_occupancy(void *ud, const hr_occupancy *ev)
+{
+    hr_webhook_occupancy(ud, ev->channel, ev->len, ev->occupied, ev->time_ms);
+}
+
 int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
@@ -431,7 +457,9 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     if (n > HR_MAX_WORKERS) n = HR_MAX_WORKERS;
     s->sh.nworkers = n;
     fit_fd_limit(cfg, n);
+    if ((rc = start_webhook(s, cfg, err, errlen))) return rc;
     s->sh.hub = hr_hub_new(n);
+    if (s->webhook) hr_hub_set_occupancy_cb(s->sh.hub, on_occupancy, s->webhook);
     hr_limits_opts lo;
     hr_opts_limits(cfg, &lo);
     s->sh.limits = hr_limits_new(&lo);
@@ -599,6 +627,9 @@ void hr_server_free(hr_server *s)
     s->sh.hub = NULL;
     hr_emu_registry_free(s->sh.emu);
     s->sh.emu = NULL;
+    hr_webhook_stop(s->webhook); /* after the last session ended: its client_disconnected is sent */
+    s->webhook = NULL;
+    s->proto.ops.webhook = NULL;
     hr_limits_free(s->sh.limits);
     s->sh.limits = NULL;
     hr_cidr_set_free(&s->sh.trusted);

@@ -22,6 +22,7 @@ typedef struct hr_server {
     char tls_bound[128];
     atomic_int running_workers;
     atomic_int drain_requested;    /* 1 = drain, 2 = force */
+    struct hr_webhook *webhook;    /* the webhook sender (backend/webhook.h), NULL when off */
 } hr_server;
 
 /* Bind listeners and start workers. Returns 0, or a negative error with a

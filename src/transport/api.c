@@ -5,6 +5,7 @@
  * for each of its commands. Publishing from the API goes through the same
  * engine call as a client publish: same offsets, same history, same fan-out. */
 #include "transport/api.h"
+#include "backend/webhook.h"
 #include "ops/ops.h"
 #include "protocol/session.h"
 #include "hub/channel_name.h"
@@ -489,6 +490,20 @@ static void info_proxy(api_ctx *x, const hr_shared *sh)
     hr_buf_append_str(OUT(x), "}}");
 }
 
+/* The webhook sender's counters (docs/api.md), when webhooks are on. */
+static void info_webhook(hr_buf *b, hr_webhook *wh)
+{
+    if (!wh) return;
+    hr_webhook_stats st;
+    hr_webhook_get_stats(wh, &st);
+    hr_buf_printf(b, ",\"webhook\":{\"queued\":%llu,\"sent\":%llu,\"failed_attempts\":%llu,\"dropped\":%llu,"
+                  "\"rejected\":%llu,\"last_error\":", (unsigned long long)st.queued, (unsigned long long)st.sent,
+                  (unsigned long long)st.failed_attempts, (unsigned long long)st.dropped,
+                  (unsigned long long)st.rejected);
+    hr_json_append_string(b, st.last_error, strlen(st.last_error));
+    hr_buf_append(b, "}", 1);
+}
+
 static int m_info(api_ctx *x, json_t *params)
 {
     HR_UNUSED(params);
@@ -518,6 +533,11 @@ static int m_info(api_ctx *x, json_t *params)
                       (unsigned long long)es.history_evictions);
     }
     info_proxy(x, sh);
+    /* channel occupancy transitions this node reported (cluster-wide ones with Redis) */
+    hr_buf_printf(OUT(x), ",\"occupancy\":{\"occupied\":%llu,\"vacated\":%llu}",
+                  (unsigned long long)atomic_load(&sh->hub->occupied),
+                  (unsigned long long)atomic_load(&sh->hub->vacated));
+    info_webhook(OUT(x), x->w->proto->ops.webhook);
     hr_buf_append(OUT(x), "}", 1);
     if (x->engine->cluster) { /* the other nodes, as they announce themselves */
         aop *a = aop_new(x);

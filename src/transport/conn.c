@@ -7,6 +7,7 @@
  * socket itself: those bytes are dropped unread, whatever the layer). The
  * plain socket layer (hr_conn_plain) is at the end of this file. */
 #include "transport/conn.h"
+#include "core/cidr.h"
 #include "core/log.h"
 #include "engine/pub.h"
 #include "ops/limits.h"
@@ -735,3 +736,14 @@ static const hr_conn_layer_ops plain_ops = {
 };
 
 hr_conn_layer hr_conn_plain = {.ops = &plain_ops};
+
+void hr_conn_peer_text(const hr_conn *c, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    hr_ipaddr a;
+    out[0] = '\0';
+    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        hr_ipaddr_from_sockaddr((struct sockaddr *)&ss, sl, &a) == 0)
+        hr_ipaddr_format(&a, out, cap);
+}

@@ -377,8 +377,8 @@ static void sink_disconnect(void *t, int code, const char *reason, bool drop)
     wake(s, mask);
 }
 
-static const hr_sink_vt emu_sink = {
-    .send = sink_send, .send_shared = sink_send_shared, .queued = sink_queued, .disconnect = sink_disconnect};
+static const hr_sink_vt emu_sink = {.send = sink_send, .send_shared = sink_send_shared, .queued = sink_queued,
+                                    .disconnect = sink_disconnect, .transport = "http"};
 
 /* ---- the registry ----------------------------------------------------------------------- */
 
@@ -476,6 +476,7 @@ static void session_drop(esess *s)
     uint64_t mask = s->wait_mask;
     s->wait_mask = 0;
     pthread_mutex_unlock(&s->mu);
+    hr_session_closed(sess, HR_DISC_CONN_CLOSED, "session expired (poll.session_ttl)");
     hr_session_free(sess);
     wake(s, mask);
     sunref(s); /* the owner's list reference */
@@ -614,6 +615,7 @@ void hr_emu_registry_stop(hr_emu_registry *reg)
             reg_remove(s);
             owner_unlink(s);
             hr_session_loop_gone(s->sess);
+            hr_session_closed(s->sess, HR_DISC_SHUTDOWN, "server shutting down, reconnect");
             hr_session_free(s->sess);
             s->sess = NULL;
             sunref(s);

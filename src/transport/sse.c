@@ -38,6 +38,7 @@
  * at the end of the loop turn (or, if the peer does not read, when
  * websocket.close_timeout passes). */
 #include "transport/sse.h"
+#include "backend/webhook.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "protocol/session.h"
@@ -67,7 +68,11 @@ typedef struct hr_sse {
     int64_t exp_at;            /* connection token's exp (wall clock, s); 0 = none */
     struct sse_start *start;   /* non-NULL until the stream has started */
     char *info;                /* the connection token's info (compact JSON) or NULL: presence, join/leave */
+    hr_webhook_conn *whc;      /* client_disconnected's state (NULL: not wanted, or not started) */
 } hr_sse;
+
+/* SSE's name in client webhooks. */
+#define SSE_TRANSPORT "sse"
 
 static const hr_conn_vt sse_vt;
 
@@ -240,6 +245,7 @@ static void sse_end(hr_sse *s, bool drop)
 static void sse_disconnect(hr_sse *s, int code, const char *reason)
 {
     if (s->closing) return;
+    hr_webhook_closing(s->whc, code, reason);
     hr_buf d = HR_BUF_INIT, b = HR_BUF_INIT;
     hr_buf_printf(&d, "{\"code\":%d,\"reason\":", code);
     hr_json_append_string(&d, reason, strlen(reason));
@@ -277,6 +283,7 @@ static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cac
      * within one loop turn is not mistaken for a slow reader */
     if (c->out.bytes > max && hr_conn_write_now(c) > max) {
         hr_info("sse client %s: slow consumer, ending the stream (it resumes with Last-Event-ID)", cl->id);
+        hr_webhook_closing(s->whc, HR_DISC_SLOW, "slow consumer: reconnect and recover");
         sse_end(s, true);
         return;
     }
@@ -387,15 +394,32 @@ static void sse_on_shutdown(hr_conn *c)
     sse_disconnect(c->proto, HR_DISC_SHUTDOWN, "server shutting down, reconnect");
 }
 
+static hr_webhook_who who_of(hr_sse *s) { return (hr_webhook_who){s->client.id, s->client.user, SSE_TRANSPORT}; }
+
 static void sse_free(hr_sse *s)
 {
     hr_hub_client_remove(&s->client);
     while (s->client.subs) hr_urlsubs_leave(&s->client, &s->c->w->proto->ops, s->info, s->client.subs);
+    if (s->whc) {
+        hr_webhook_who who = who_of(s);
+        hr_webhook_disconnected(s->c->w->proto->ops.webhook, s->whc, &who, HR_DISC_CONN_CLOSED, "connection closed");
+    }
     hr_free(s->info);
     hr_free(s->subs);
     hr_free(s->pos);
     hr_free(s->client.user);
     hr_free(s);
+}
+
+/* client_connected, once the stream started. */
+static void announce_connected(hr_sse *s)
+{
+    hr_webhook *wh = s->c->w->proto->ops.webhook;
+    if (!wh) return;
+    char remote[64];
+    hr_conn_peer_text(s->c, remote, sizeof(remote));
+    hr_webhook_who who = who_of(s);
+    s->whc = hr_webhook_connected(wh, &who, remote[0] ? remote : NULL);
 }
 
 static void sse_on_free(hr_conn *c)
@@ -1100,6 +1124,7 @@ static void start_step(sse_start *st)
     }
     hr_op_hold_release(&st->held, &s->client, start_pos, st);
 
+    announce_connected(s);
     hr_urlsubs_announce_info(&s->client, &s->c->w->proto->ops, st->refs, st->n, s->info);
     start_free(st);
     hr_hub_client_add(&s->client);

@@ -823,7 +823,28 @@ static void sink_disconnect(void *t, int code, const char *reason, bool drop_que
     hr_ws_close(c, (uint16_t)code, reason);
 }
 
-static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect};
+static void sink_peer(void *t, char *out, size_t cap) { hr_conn_peer_text(t, out, cap); }
+
+static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect, "websocket", sink_peer};
+
+/* The reason client_disconnected gives for a close the session did not
+ * start (the client's close frame, the transport's own limits, a lost
+ * connection): RFC 6455's meaning of the code. */
+static const char *close_text(uint16_t code)
+{
+    switch (code) {
+    case HR_WS_CLOSE_NORMAL: return "normal closure";
+    case HR_WS_CLOSE_GOING_AWAY: return "going away";
+    case HR_WS_CLOSE_PROTOCOL: return "protocol error";
+    case HR_WS_CLOSE_UNSUPPORTED: return "unsupported data";
+    case HR_WS_CLOSE_ABNORMAL: return "connection lost";
+    case HR_WS_CLOSE_INVALID_DATA: return "invalid data";
+    case HR_WS_CLOSE_POLICY: return "policy violation";
+    case HR_WS_CLOSE_TOO_BIG: return "message too big";
+    case HR_WS_CLOSE_TRY_AGAIN: return "try again later";
+    default: return "connection closed";
+    }
+}
 
 /* The upgrade request's client for the backend's connect hook (the app
  * until on_open makes the session). */
@@ -860,9 +881,9 @@ static void native_on_message(hr_conn *c, int opcode, const uint8_t *data, size_
 
 static void native_on_close(hr_conn *c, uint16_t code)
 {
-    HR_UNUSED(code);
     hr_session *s = hr_ws_app(c);
     hr_ws_set_app(c, NULL);
+    hr_session_closed(s, code, close_text(code));
     hr_session_free(s);
 }
 
@@ -908,9 +929,9 @@ static void raw_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t l
 
 static void raw_on_close(hr_conn *c, uint16_t code)
 {
-    HR_UNUSED(code);
     hr_raw *r = hr_ws_app(c);
     hr_ws_set_app(c, NULL);
+    hr_raw_closed(r, code, close_text(code));
     hr_raw_free(r);
 }
 

@@ -249,6 +249,52 @@ static void test_validate(void **state)
     hr_config_free(&c);
 }
 
+/* [webhook] and the namespaces' webhook_url / webhook_events: names of
+ * events and URLs checked by validate, set twice refused, defaults kept. */
+static void test_webhook(void **state)
+{
+    (void)state;
+    static const struct { const char *doc; const char *expect; } cases[] = {
+        {"[webhook]\nurl = \"ftp://x\"\n", "webhook: expected an http:// or https:// URL, got \"ftp://x\""},
+        {"[webhook]\nevents = [\"client_connected\", \"joined\"]\n", "webhook: unknown event \"joined\" (one of"},
+        {"[namespace.arch]\nwebhook_events = \"publication,nope\"\n",
+         "namespace.arch.webhook: unknown event \"nope\""},
+        {"[namespace.arch]\nwebhook_url = \"x\"\n", "namespace.arch.webhook: expected an http:// or https:// URL"},
+        {"[webhook]\nretry_min_delay = \"2s\"\nretry_max_delay = \"1s\"\n",
+         "webhook.retry_max_delay (1000 ms) must not be shorter than webhook.retry_min_delay (2000 ms)"},
+    };
+    char err[512];
+    for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
+        hr_config c;
+        hr_config_defaults(&c);
+        err[0] = '\0';
+        int rc = hr_config_load_string(&c, "t.toml", cases[i].doc, err, sizeof(err));
+        if (rc == 0) rc = hr_config_validate(&c, err, sizeof(err));
+        if (rc == 0 || strncmp(err, cases[i].expect, strlen(cases[i].expect)) != 0)
+            fail_msg("case %zu: got rc=%d err=\"%s\", want \"%s\"", i, rc, err, cases[i].expect);
+        hr_config_free(&c);
+    }
+    hr_config c;
+    hr_config_defaults(&c);
+    assert_int_equal(c.webhook_batch_max_events, 100);
+    assert_int_equal(c.webhook_batch_max_delay_ms, 100);
+    assert_int_equal(c.webhook_max_queued_events, 10000);
+    assert_int_equal(c.webhook_events.n, 6);
+    int rc = hr_config_load_string(&c, "t.toml",
+                                   "[namespace.arch]\nwebhook_url = \"http://a/b\"\nwebhook_events = \"publication\"\n",
+                                   err, sizeof(err));
+    assert_int_equal(rc, 0);
+    assert_int_equal(hr_config_validate(&c, err, sizeof(err)), 0);
+    assert_string_equal(c.namespaces[0].webhook_url, "http://a/b");
+    assert_true(c.namespaces[0].webhook_events_set);
+    assert_string_equal(c.namespaces[0].webhook_events.v[0], "publication");
+    rc = hr_config_load_string(&c, "t.toml", "[namespace.x]\nwebhook_url = \"http://a\"\nwebhook_url = \"http://b\"\n",
+                               err, sizeof(err));
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(err, "set twice"));
+    hr_config_free(&c);
+}
+
 /* docs/config.md must document every option (key and default). */
 static void test_permissions(void **state)
 {
@@ -394,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_env_and_flags),
         cmocka_unit_test(test_namespaces),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_webhook),
         cmocka_unit_test(test_permissions),
         cmocka_unit_test(test_auth_keys),
         cmocka_unit_test(test_docs_cover_every_option),

@@ -3,7 +3,9 @@
  * free loopback port (skipped when redis-server is not installed): offsets
  * and one epoch, delivery in order through SUBSCRIBE after interest,
  * history queries and recovery completeness, idempotency keys, presence,
- * node announcements, and a dead Redis (errors, not hangs). Callbacks run
+ * node announcements, a dead Redis (errors, not hangs), and channel
+ * occupancy over two nodes (one event per cluster transition, a dead
+ * node's channels vacated by the sweep). Callbacks run
  * on the engine's thread here (no worker: hr_engine_worker is -1), so the
  * test waits on a condition variable. */
 #include <setjmp.h>
@@ -145,10 +147,10 @@ static void stop_redis(void)
 
 static hr_engine *eng;
 
-static hr_engine *new_engine(const char *addrs)
+static hr_engine *new_node(const char *addrs, const char *id, uint64_t node_ttl_ms)
 {
-    hr_redis_opts o = {.addrs = addrs, .prefix = "t", .node_id = "n1", .node_address = "127.0.0.1:1",
-                       .presence_ttl_ms = 60000, .node_ttl_ms = 30000, .connect_timeout_ms = 1000,
+    hr_redis_opts o = {.addrs = addrs, .prefix = "t", .node_id = id, .node_address = "127.0.0.1:1",
+                       .presence_ttl_ms = 60000, .node_ttl_ms = node_ttl_ms, .connect_timeout_ms = 1000,
                        .ping_interval_ms = 1000, .backoff_min_ms = 20, .backoff_max_ms = 200,
                        .max_pending = 1000, .max_reply = 1 << 20};
     char err[256] = "";
@@ -156,6 +158,8 @@ static hr_engine *new_engine(const char *addrs)
     if (!e) fail_msg("engine: %s", err);
     return e;
 }
+
+static hr_engine *new_engine(const char *addrs) { return new_node(addrs, "n1", 30000); }
 
 /* ---- synchronous wrappers ---------------------------------------------------------- */
 
@@ -479,6 +483,120 @@ static void test_bad_address(void **state)
     assert_null(hr_engine_redis_new(&o, deliver, NULL, err, sizeof(err)));
 }
 
+/* ---- occupancy ------------------------------------------------------------------------ */
+
+typedef struct occ_event {
+    int node;                   /* which engine reported it (its hub pointer's tag) */
+    bool occupied;
+    uint64_t time_ms;
+    char channel[32];
+} occ_event;
+
+static occ_event occ[64];
+static int nocc;
+
+static void on_occupancy(void *hub, const char *ch, size_t len, bool occupied, uint64_t time_ms)
+{
+    pthread_mutex_lock(&mu);
+    if (nocc < 64) {
+        occ[nocc].node = *(int *)hub;
+        occ[nocc].time_ms = time_ms;
+        occ[nocc].occupied = occupied;
+        snprintf(occ[nocc].channel, sizeof(occ[nocc].channel), "%.*s", (int)len, ch);
+    }
+    nocc++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static int tags[4] = {0, 1, 2, 3};
+
+static hr_engine *occ_node(const char *id, int tag, uint64_t node_ttl_ms)
+{
+    hr_engine *e = new_node(addr, id, node_ttl_ms);
+    e->hub = &tags[tag];
+    e->occupancy = on_occupancy;
+    return e;
+}
+
+/* Everything e queued before on channel ch's shard has been answered. */
+static void barrier(hr_engine *e, const char *ch)
+{
+    histres r = {0};
+    int want = done + 1;
+    e->vt->history(e, &opts, ch, strlen(ch), &(hr_history_query){.limit = 0}, on_hist, &r);
+    assert_true(wait_for(&done, want, 5000));
+}
+
+static void expect_occ(int i, int node, bool occupied, const char *ch)
+{
+    assert_int_equal(occ[i].node, node);
+    assert_int_equal(occ[i].occupied, occupied);
+    assert_string_equal(occ[i].channel, ch);
+    assert_true(occ[i].time_ms > 1700000000000ull); /* Redis' clock, in ms */
+}
+
+/* Two nodes subscribe and leave one channel: one occupied (from the first
+ * node), one vacated (from the last); a node that died is no member for the
+ * next transition (its vacated is reported first). */
+static void test_occupancy_two_nodes(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    nocc = 0;
+    eng->hub = &tags[1];
+    eng->occupancy = on_occupancy;
+    hr_engine *n2 = occ_node("n2", 2, 30000);
+    eng->cluster->interest(eng, "room", 4, true);
+    assert_true(wait_for(&nocc, 1, 5000));
+    expect_occ(0, 1, true, "room");
+    n2->cluster->interest(n2, "room", 4, true);
+    barrier(n2, "room");
+    eng->cluster->interest(eng, "room", 4, false);
+    barrier(eng, "room");
+    assert_int_equal(nocc, 1);
+    n2->cluster->interest(n2, "room", 4, false);
+    assert_true(wait_for(&nocc, 2, 5000));
+    expect_occ(1, 2, false, "room");
+    /* again: a new transition, a new event */
+    n2->cluster->interest(n2, "room", 4, true);
+    assert_true(wait_for(&nocc, 3, 5000));
+    expect_occ(2, 2, true, "room");
+    n2->cluster->interest(n2, "room", 4, false);
+    assert_true(wait_for(&nocc, 4, 5000));
+    /* a node dies holding "lone": the next node to join reports its vacated, then occupied */
+    hr_engine *d = occ_node("dying", 3, 300);
+    d->cluster->interest(d, "lone", 4, true);
+    assert_true(wait_for(&nocc, 5, 5000));
+    expect_occ(4, 3, true, "lone");
+    d->vt->free(d);
+    usleep(600000); /* its alive key expires */
+    n2->cluster->interest(n2, "lone", 4, true);
+    assert_true(wait_for(&nocc, 7, 5000));
+    expect_occ(5, 2, false, "lone");
+    expect_occ(6, 2, true, "lone");
+    n2->vt->free(n2);
+}
+
+/* A node dies holding a channel nobody else touches: a live node's sweep
+ * reports its vacated, once. */
+static void test_occupancy_sweep(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    nocc = 0;
+    hr_engine *live = occ_node("live", 1, 600); /* sweeps every 200 ms */
+    hr_engine *d = occ_node("dying", 2, 300);
+    d->cluster->interest(d, "left", 4, true);
+    assert_true(wait_for(&nocc, 1, 5000));
+    d->vt->free(d);
+    assert_true(wait_for(&nocc, 2, 5000));
+    expect_occ(1, 1, false, "left");
+    usleep(500000); /* more sweeps: nothing more */
+    assert_int_equal(nocc, 2);
+    live->vt->free(live);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -490,6 +608,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_presence_and_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_announcement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_occupancy_two_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_occupancy_sweep, setup, teardown),
         cmocka_unit_test(test_bad_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,9 @@
  * publication only to workers with subscribers, each subscriber gets it once
  * and in order, encodings are shared through the per-worker cache, offsets
  * already delivered are skipped, patterns match (and never open channels
- * limited to other users), unsubscribe withdraws interest. */
+ * limited to other users), unsubscribe withdraws interest; channel occupancy
+ * is reported exactly once per node-wide transition, also when two workers
+ * race on one channel. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,8 @@
 
 #include "hub/hub.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -289,6 +293,95 @@ static void test_patterns(void **state)
     assert_int_equal(wh[1]->inbox_n, 0); /* no pattern subscribers left */
 }
 
+/* ---- occupancy ---------------------------------------------------------------- */
+
+typedef struct occ_log {
+    int occupied, vacated;
+    bool last_occupied;       /* the previous event of the channel */
+    int out_of_turn;          /* an event that repeats the previous one */
+    char last[32];
+} occ_log;
+
+/* Called under the registry's lock: for one channel, never two at once. */
+static void on_occupancy(void *ud, const hr_occupancy *ev)
+{
+    occ_log *l = ud;
+    if (ev->occupied == l->last_occupied) l->out_of_turn++;
+    l->last_occupied = ev->occupied;
+    if (ev->occupied) l->occupied++;
+    else l->vacated++;
+    snprintf(l->last, sizeof(l->last), "%.*s", (int)ev->len, ev->channel);
+}
+
+static void test_occupancy_transitions(void **state)
+{
+    (void)state;
+    occ_log log = {0};
+    hr_hub_set_occupancy_cb(hub, on_occupancy, &log);
+    fake a, b, c, p;
+    init_fake(&a, 0, "");
+    init_fake(&b, 1, "");
+    init_fake(&c, 1, "");
+    init_fake(&p, 0, "");
+    hr_sub *sa = hr_hub_subscribe(&a.c, "room", 4, false, 0);
+    assert_int_equal(log.occupied, 1);
+    assert_string_equal(log.last, "room");
+    hr_hub_subscribe(&b.c, "room", 4, false, 0);
+    hr_sub *sc = hr_hub_subscribe(&c.c, "room", 4, false, 2); /* refused: the channel is full */
+    assert_null(sc);
+    hr_hub_subscribe(&p.c, "room.>", 6, true, 0); /* a pattern occupies nothing */
+    hr_hub_subscribe(&p.c, "ro*", 3, true, 0);
+    assert_int_equal(log.occupied, 1);
+    hr_hub_unsubscribe(&a.c, sa); /* b (worker 1) is still there */
+    assert_int_equal(log.vacated, 0);
+    hr_hub_unsubscribe_all(&p.c);
+    assert_int_equal(log.vacated, 0);
+    hr_hub_unsubscribe_all(&b.c);
+    assert_int_equal(log.vacated, 1);
+    assert_int_equal(log.out_of_turn, 0);
+    /* and again: a new transition is a new event */
+    hr_hub_subscribe(&c.c, "room", 4, false, 0);
+    hr_hub_unsubscribe_all(&c.c);
+    assert_int_equal(log.occupied, 2);
+    assert_int_equal(log.vacated, 2);
+    assert_int_equal(atomic_load(&hub->occupied), 2);
+    assert_int_equal(atomic_load(&hub->vacated), 2);
+}
+
+#define RACE_ROUNDS 20000
+
+static void *race_worker(void *arg)
+{
+    fake *f = arg;
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        hr_sub *s = hr_hub_subscribe(&f->c, "race", 4, false, 0);
+        hr_hub_unsubscribe(&f->c, s);
+    }
+    return NULL;
+}
+
+/* Two workers subscribe and unsubscribe one channel at once, on two
+ * threads: the events alternate (never two occupied in a row), each
+ * occupied has its vacated, and the channel ends vacated. */
+static void test_occupancy_race(void **state)
+{
+    (void)state;
+    occ_log log = {0};
+    hr_hub_set_occupancy_cb(hub, on_occupancy, &log);
+    fake f[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        init_fake(&f[i], i, "");
+        assert_int_equal(pthread_create(&t[i], NULL, race_worker, &f[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    assert_int_equal(log.out_of_turn, 0);
+    assert_true(log.occupied >= 1);
+    assert_int_equal(log.occupied, log.vacated);
+    assert_false(log.last_occupied);
+    assert_int_equal(hr_hub_subscribers(hub, "race", 4), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +391,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_subscribers_over_workers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_occupancy_transitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_occupancy_race, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

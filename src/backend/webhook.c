@@ -1,0 +1,697 @@
+/* webhook.c - the webhook sender (backend/webhook.h).
+ *
+ * Shape: callers (any worker thread) turn an event into its JSON text at
+ * once and append it, under `mu`, to the queue of the URL it goes to; the
+ * sender thread runs its own hr_loop with one hr_httpc and one state
+ * machine per queue: IDLE (waiting for a full batch or batch_max_delay on
+ * its timer), SENDING (one POST in flight), BACKOFF (the same batch waits
+ * for its retry on the timer). A batch leaves the queue's pending list when
+ * it is first sent and is freed only when the backend answered 2xx or
+ * refused it (4xx other than 429), so a backend restart loses nothing and,
+ * since the next batch waits, reorders nothing.
+ *
+ * The bound (max_queued) counts pending events and those in batches. A full
+ * node drops the oldest pending event of any queue (smallest sequence);
+ * when every queued event is in a batch being sent, the new one is dropped.
+ *
+ * Members: a small chained hash table (channel NUL user -> connections),
+ * under its own mutex `mmu`, taken before `mu` when an event is emitted so
+ * the order of member events per channel is the order of the transitions. */
+#include "backend/webhook.h"
+
+#include "backend/httpc.h"
+#include "core/buf.h"
+#include "core/hash.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/random.h"
+#include "hub/channel_name.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const event_names[HR_WH_NEVENTS] = {
+    "channel_occupied", "channel_vacated", "member_added", "member_removed",
+    "client_connected", "client_disconnected", "publication",
+};
+
+#define DROP_LOG_INTERVAL_MS 10000u
+
+typedef struct wev {
+    struct wev *next;
+    uint64_t seq;              /* node-wide arrival order (drop-oldest) */
+    uint64_t at_ms;            /* monotonic arrival time (batch_max_delay) */
+    size_t len;
+    char json[];
+} wev;
+
+enum { Q_IDLE, Q_SENDING, Q_BACKOFF };
+
+typedef struct wqueue {
+    hr_webhook *wh;
+    char *url;
+    wev *head, *tail;          /* pending, oldest first (under mu) */
+    size_t n;
+    wev **batch;               /* the batch being sent (sender thread only) */
+    size_t nbatch;
+    int state;
+    unsigned attempt;          /* failed attempts of this batch */
+    hr_timer timer;
+} wqueue;
+
+typedef struct wmember {
+    struct wmember *next;
+    uint64_t h;
+    uint32_t count;
+    size_t klen;
+    char key[];                /* channel NUL user */
+} wmember;
+
+struct hr_webhook {
+    hr_webhook_opts o;
+    char *secret;
+    wqueue *queues;            /* queues[i].url distinct */
+    size_t nqueues;
+    int global_q;              /* queue of the global url, -1: none */
+    int *route_q;              /* per route: its queue, -1: none */
+    pthread_mutex_t mu;
+    uint64_t total;            /* pending + in batches */
+    uint64_t seq;
+    bool wake_sent;
+    bool flushing;
+    hr_webhook_stats st;
+    uint64_t drop_logged_ms;
+    uint64_t drops_unlogged;
+    atomic_uint_fast64_t ids;
+    char node[17];             /* random id prefix of this process */
+    atomic_bool quit;
+    hr_loop loop;
+    pthread_t thread;
+    hr_httpc *http;
+    pthread_mutex_t mmu;
+    wmember **members;
+    size_t nmembers, mcap;
+};
+
+/* ---- names and routes ------------------------------------------------------------ */
+
+const char *hr_webhook_event_name(int ev) { return ev >= 0 && ev < HR_WH_NEVENTS ? event_names[ev] : "?"; }
+
+const char *hr_webhook_events_mask(char *const *names, size_t n, uint32_t *mask)
+{
+    *mask = 0;
+    for (size_t i = 0; i < n; i++) {
+        int found = -1;
+        for (int e = 0; e < HR_WH_NEVENTS && found < 0; e++)
+            if (strcmp(names[i], event_names[e]) == 0) found = e;
+        if (found < 0) return names[i];
+        *mask |= 1u << found;
+    }
+    return NULL;
+}
+
+/* The queue and event mask of a channel (NULL: client events, the global ones). */
+static int route_of(const hr_webhook *wh, const char *ch, size_t len, uint32_t *events)
+{
+    *events = wh->o.events;
+    if (!ch) return wh->global_q;
+    const char *ns;
+    size_t nl;
+    hr_chan_namespace(ch, len, &ns, &nl);
+    for (size_t i = 0; nl && i < wh->o.nroutes; i++) {
+        const hr_webhook_route *r = &wh->o.routes[i];
+        if (strlen(r->ns) != nl || memcmp(r->ns, ns, nl) != 0) continue;
+        *events = r->events;
+        return wh->route_q[i];
+    }
+    return wh->global_q;
+}
+
+bool hr_webhook_wants(const hr_webhook *wh, hr_webhook_event ev, const char *channel, size_t len)
+{
+    if (!wh) return false;
+    uint32_t events;
+    int q = route_of(wh, channel, len, &events);
+    return q >= 0 && (events & (1u << ev));
+}
+
+/* ---- queueing (any thread) -------------------------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void add_str(hr_buf *b, const char *name, const char *v, size_t n)
+{
+    if (!v) return;
+    hr_buf_printf(b, ",\"%s\":", name);
+    hr_json_append_string(b, v, n);
+}
+
+static void add_raw(hr_buf *b, const char *name, const char *v, size_t n)
+{
+    if (!v || !n) return;
+    hr_buf_printf(b, ",\"%s\":", name);
+    hr_buf_append(b, v, n);
+}
+
+static void event_json(hr_webhook *wh, const hr_webhook_ev *ev, hr_buf *b)
+{
+    uint64_t id = atomic_fetch_add(&wh->ids, 1);
+    hr_buf_printf(b, "{\"event\":\"%s\",\"id\":\"%s-%llu\",\"time_ms\":%lld", event_names[ev->type], wh->node,
+                  (unsigned long long)id, ev->time_ms ? (long long)ev->time_ms : (long long)wall_ms());
+    add_str(b, "channel", ev->channel, ev->channel_len);
+    add_str(b, "user", ev->user, ev->user ? strlen(ev->user) : 0);
+    add_str(b, "client", ev->client, ev->client ? strlen(ev->client) : 0);
+    add_str(b, "transport", ev->transport, ev->transport ? strlen(ev->transport) : 0);
+    add_str(b, "remote", ev->remote, ev->remote ? strlen(ev->remote) : 0);
+    if (ev->type == HR_WH_CLIENT_DISCONNECTED) {
+        hr_buf_printf(b, ",\"code\":%d", ev->code);
+        add_str(b, "reason", ev->reason ? ev->reason : "", ev->reason ? strlen(ev->reason) : 0);
+        hr_buf_printf(b, ",\"duration_ms\":%lld", (long long)ev->duration_ms);
+    }
+    add_raw(b, "info", ev->info, ev->info ? strlen(ev->info) : 0);
+    add_raw(b, "data", ev->data, ev->data_len);
+    if (ev->type == HR_WH_PUBLICATION) {
+        hr_buf_printf(b, ",\"offset\":%llu", (unsigned long long)ev->offset);
+        add_str(b, "epoch", ev->epoch ? ev->epoch : "", ev->epoch ? strlen(ev->epoch) : 0);
+    }
+    hr_buf_append(b, "}", 1);
+}
+
+static void log_drops(hr_webhook *wh, uint64_t now)
+{
+    wh->drops_unlogged++;
+    if (wh->drop_logged_ms && now - wh->drop_logged_ms < DROP_LOG_INTERVAL_MS) return;
+    hr_warn("webhook: queue full (webhook.max_queued_events = %llu): dropped %llu oldest event(s) since the last "
+            "warning, %llu in all", (unsigned long long)wh->o.max_queued, (unsigned long long)wh->drops_unlogged,
+            (unsigned long long)wh->st.dropped);
+    wh->drop_logged_ms = now;
+    wh->drops_unlogged = 0;
+}
+
+/* Make room for one event (under mu): drop the oldest pending one. false:
+ * every queued event is in a batch being sent; the new one is dropped. */
+static bool make_room(hr_webhook *wh, uint64_t now)
+{
+    if (wh->total < wh->o.max_queued) return true;
+    wqueue *oldest = NULL;
+    for (size_t i = 0; i < wh->nqueues; i++) {
+        wqueue *q = &wh->queues[i];
+        if (q->head && (!oldest || q->head->seq < oldest->head->seq)) oldest = q;
+    }
+    wh->st.dropped++;
+    log_drops(wh, now);
+    if (!oldest) return false;
+    wev *e = oldest->head;
+    oldest->head = e->next;
+    if (!oldest->head) oldest->tail = NULL;
+    oldest->n--;
+    wh->total--;
+    hr_free(e);
+    return true;
+}
+
+static void enqueue(hr_webhook *wh, int qi, const hr_buf *json)
+{
+    wqueue *q = &wh->queues[qi];
+    uint64_t now = hr_now_ms();
+    wev *e = hr_malloc(sizeof(*e) + json->len);
+    memcpy(e->json, json->data, json->len);
+    e->len = json->len;
+    e->next = NULL;
+    e->at_ms = now;
+    bool wake = false;
+    pthread_mutex_lock(&wh->mu);
+    if (!make_room(wh, now)) {
+        pthread_mutex_unlock(&wh->mu);
+        hr_free(e);
+        return;
+    }
+    e->seq = wh->seq++;
+    if (q->tail) q->tail->next = e;
+    else q->head = e;
+    q->tail = e;
+    q->n++;
+    wh->total++;
+    /* the sender arms its delay timer on the first event, sends on a full batch */
+    if ((q->n == 1 || q->n == wh->o.batch_max_events) && !wh->wake_sent) wake = wh->wake_sent = true;
+    pthread_mutex_unlock(&wh->mu);
+    if (wake) hr_loop_wake(&wh->loop);
+}
+
+void hr_webhook_emit(hr_webhook *wh, const hr_webhook_ev *ev)
+{
+    if (!wh) return;
+    uint32_t events;
+    int qi = route_of(wh, ev->channel, ev->channel_len, &events);
+    if (qi < 0 || !(events & (1u << ev->type))) return;
+    hr_buf b = HR_BUF_INIT;
+    event_json(wh, ev, &b);
+    enqueue(wh, qi, &b);
+    hr_buf_free(&b);
+}
+
+void hr_webhook_occupancy(hr_webhook *wh, const char *channel, size_t len, bool occupied, uint64_t time_ms)
+{
+    hr_webhook_ev ev = {.type = occupied ? HR_WH_CHANNEL_OCCUPIED : HR_WH_CHANNEL_VACATED,
+                        .channel = channel, .channel_len = len, .time_ms = time_ms};
+    hr_webhook_emit(wh, &ev);
+}
+
+/* ---- client events ----------------------------------------------------------------- */
+
+struct hr_webhook_conn {
+    uint64_t since_ms;         /* monotonic: when it connected */
+    int code;                  /* 0: the server did not end it (yet) */
+    char *reason;
+};
+
+hr_webhook_conn *hr_webhook_connected(hr_webhook *wh, const hr_webhook_who *who, const char *remote)
+{
+    if (!wh) return NULL;
+    hr_webhook_ev ev = {.type = HR_WH_CLIENT_CONNECTED, .client = who->client, .user = who->user,
+                        .transport = who->transport, .remote = remote};
+    hr_webhook_emit(wh, &ev);
+    if (!hr_webhook_wants(wh, HR_WH_CLIENT_DISCONNECTED, NULL, 0)) return NULL;
+    hr_webhook_conn *c = hr_calloc(1, sizeof(*c));
+    c->since_ms = hr_now_ms();
+    return c;
+}
+
+void hr_webhook_closing(hr_webhook_conn *c, int code, const char *reason)
+{
+    if (!c || c->code) return;
+    c->code = code;
+    c->reason = hr_strdup(reason ? reason : "");
+}
+
+void hr_webhook_disconnected(hr_webhook *wh, hr_webhook_conn *c, const hr_webhook_who *who, int code,
+                             const char *reason)
+{
+    if (!c) return;
+    hr_webhook_ev ev = {.type = HR_WH_CLIENT_DISCONNECTED, .client = who->client, .user = who->user,
+                        .transport = who->transport, .code = c->code ? c->code : code,
+                        .reason = c->code ? c->reason : reason, .duration_ms = (int64_t)(hr_now_ms() - c->since_ms)};
+    hr_webhook_emit(wh, &ev);
+    hr_free(c->reason);
+    hr_free(c);
+}
+
+/* ---- members ------------------------------------------------------------------------- */
+
+static wmember **member_slot(hr_webhook *wh, const char *key, size_t klen, uint64_t h)
+{
+    wmember **p = &wh->members[h & (wh->mcap - 1)];
+    while (*p && !((*p)->h == h && (*p)->klen == klen && memcmp((*p)->key, key, klen) == 0)) p = &(*p)->next;
+    return p;
+}
+
+static void members_grow(hr_webhook *wh)
+{
+    size_t ncap = wh->mcap ? wh->mcap * 2 : 64;
+    wmember **nt = hr_calloc(ncap, sizeof(*nt));
+    for (size_t i = 0; i < wh->mcap; i++) {
+        for (wmember *m = wh->members[i], *next; m; m = next) {
+            next = m->next;
+            m->next = nt[m->h & (ncap - 1)];
+            nt[m->h & (ncap - 1)] = m;
+        }
+    }
+    hr_free(wh->members);
+    wh->members = nt;
+    wh->mcap = ncap;
+}
+
+/* The user's connections in the channel after this change (under mmu). */
+static uint32_t member_count(hr_webhook *wh, const char *key, size_t klen, bool add)
+{
+    if (wh->nmembers >= wh->mcap) members_grow(wh);
+    uint64_t h = hr_fnv1a(key, klen);
+    wmember **p = member_slot(wh, key, klen, h);
+    if (!*p) {
+        if (!add) return UINT32_MAX; /* never counted (joined before webhooks wanted it): nothing to say */
+        wmember *m = hr_calloc(1, sizeof(*m) + klen);
+        m->h = h;
+        m->klen = klen;
+        memcpy(m->key, key, klen);
+        *p = m;
+        wh->nmembers++;
+    }
+    wmember *m = *p;
+    if (add) return ++m->count;
+    uint32_t left = --m->count;
+    if (!left) {
+        *p = m->next;
+        hr_free(m);
+        wh->nmembers--;
+    }
+    return left;
+}
+
+void hr_webhook_member(hr_webhook *wh, const char *channel, size_t len, const char *user, const char *client,
+                       const char *info, bool add)
+{
+    if (!wh || !user || !user[0]) return;
+    if (!hr_webhook_wants(wh, HR_WH_MEMBER_ADDED, channel, len) &&
+        !hr_webhook_wants(wh, HR_WH_MEMBER_REMOVED, channel, len))
+        return;
+    size_t ul = strlen(user);
+    char *key = hr_malloc(len + 1 + ul);
+    memcpy(key, channel, len);
+    key[len] = '\0';
+    memcpy(key + len + 1, user, ul);
+    pthread_mutex_lock(&wh->mmu);
+    uint32_t n = member_count(wh, key, len + 1 + ul, add);
+    if (n == (add ? 1u : 0u)) {
+        hr_webhook_ev ev = {.type = add ? HR_WH_MEMBER_ADDED : HR_WH_MEMBER_REMOVED, .channel = channel,
+                            .channel_len = len, .user = user, .client = client, .info = add ? info : NULL};
+        hr_webhook_emit(wh, &ev);
+    }
+    pthread_mutex_unlock(&wh->mmu);
+    hr_free(key);
+}
+
+/* ---- sending (the sender thread) ------------------------------------------------------ */
+
+static void pump(wqueue *q);
+
+static void sign(const hr_webhook *wh, const hr_buf *body, char *hdr, size_t cap)
+{
+    long long t = (long long)(wall_ms() / 1000);
+    char ts[24];
+    int tl = snprintf(ts, sizeof(ts), "%lld.", t);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    uint8_t *msg = hr_malloc((size_t)tl + body->len);
+    memcpy(msg, ts, (size_t)tl);
+    memcpy(msg + tl, body->data, body->len);
+    HMAC(EVP_sha256(), wh->secret, (int)strlen(wh->secret), msg, (size_t)tl + body->len, mac, &maclen);
+    hr_free(msg);
+    int n = snprintf(hdr, cap, "X-Herald-Signature: t=%lld,v1=", t);
+    for (unsigned i = 0; i < maclen && (size_t)n + 3 <= cap; i++) n += snprintf(hdr + n, cap - (size_t)n, "%02x", mac[i]);
+}
+
+static void set_error(hr_webhook *wh, const char *what)
+{
+    pthread_mutex_lock(&wh->mu);
+    wh->st.failed_attempts++;
+    snprintf(wh->st.last_error, sizeof(wh->st.last_error), "%s", what);
+    pthread_mutex_unlock(&wh->mu);
+}
+
+static uint64_t backoff_ms(const hr_webhook *wh, unsigned attempt)
+{
+    uint64_t cap = wh->o.retry_min_ms;
+    for (unsigned i = 1; i < attempt && cap < wh->o.retry_max_ms; i++) cap *= 2;
+    if (cap > wh->o.retry_max_ms) cap = wh->o.retry_max_ms;
+    uint64_t r;
+    hr_random_bytes(&r, sizeof(r));
+    uint64_t d = cap ? r % (cap + 1) : 0; /* full jitter */
+    return d < wh->o.retry_min_ms ? wh->o.retry_min_ms : d;
+}
+
+static void batch_done(wqueue *q, bool accepted)
+{
+    hr_webhook *wh = q->wh;
+    pthread_mutex_lock(&wh->mu);
+    wh->total -= q->nbatch;
+    if (accepted) wh->st.sent += q->nbatch;
+    else wh->st.rejected += q->nbatch;
+    pthread_mutex_unlock(&wh->mu);
+    for (size_t i = 0; i < q->nbatch; i++) hr_free(q->batch[i]);
+    q->nbatch = 0;
+    q->attempt = 0;
+    q->state = Q_IDLE;
+}
+
+static void retry_later(wqueue *q, const char *why)
+{
+    hr_webhook *wh = q->wh;
+    set_error(wh, why);
+    q->attempt++;
+    uint64_t d = backoff_ms(wh, q->attempt);
+    hr_debug("webhook: POST %s failed (%s), retrying %zu event(s) in %llu ms", q->url, why, q->nbatch,
+             (unsigned long long)d);
+    q->state = Q_BACKOFF;
+    hr_timer_start(&wh->loop.wheel, &q->timer, d);
+}
+
+static void on_answer(const hr_httpc_resp *resp, void *ud)
+{
+    wqueue *q = ud;
+    hr_webhook *wh = q->wh;
+    if (atomic_load(&wh->quit)) return; /* freed with the client at stop: the batch is counted lost */
+    char why[64];
+    if (resp->err) {
+        snprintf(why, sizeof(why), "%s", resp->err == HR_HTTPC_E_TIMEOUT ? "timeout"
+                                         : resp->err == HR_HTTPC_E_CONNECT ? "connection refused"
+                                         : "transfer failed");
+        retry_later(q, why);
+        return;
+    }
+    if (resp->status >= 200 && resp->status < 300) {
+        batch_done(q, true);
+    } else if (resp->status >= 500 || resp->status == 429) {
+        snprintf(why, sizeof(why), "HTTP %ld", resp->status);
+        retry_later(q, why);
+        return;
+    } else {
+        hr_warn("webhook: %s answered %ld: %zu event(s) dropped (the backend refused them; not retried)", q->url,
+                resp->status, q->nbatch);
+        snprintf(why, sizeof(why), "HTTP %ld (dropped)", resp->status);
+        pthread_mutex_lock(&wh->mu);
+        snprintf(wh->st.last_error, sizeof(wh->st.last_error), "%s", why);
+        pthread_mutex_unlock(&wh->mu);
+        batch_done(q, false);
+    }
+    pump(q);
+}
+
+static void send_batch(wqueue *q)
+{
+    hr_webhook *wh = q->wh;
+    hr_buf body = HR_BUF_INIT;
+    hr_buf_append_str(&body, "{\"events\":[");
+    for (size_t i = 0; i < q->nbatch; i++) {
+        if (i) hr_buf_append(&body, ",", 1);
+        hr_buf_append(&body, q->batch[i]->json, q->batch[i]->len);
+    }
+    hr_buf_append_str(&body, "]}");
+    char sig[160];
+    const char *headers[2] = {"User-Agent: herald-webhook", sig};
+    size_t nh = 1;
+    if (wh->secret[0]) {
+        sign(wh, &body, sig, sizeof(sig));
+        nh = 2;
+    }
+    hr_httpc_req req = {q->url, headers, nh, (const char *)body.data, body.len, (uint32_t)wh->o.timeout_ms};
+    q->state = Q_SENDING;
+    int rc = hr_httpc_post(wh->http, &req, on_answer, q, NULL);
+    hr_buf_free(&body);
+    if (rc) retry_later(q, "request not started");
+}
+
+/* Take up to batch_max_events pending events into the batch and send them
+ * when the batch is full, its oldest event has waited batch_max_delay, or
+ * the sender is flushing; else wait on the timer. */
+static void pump(wqueue *q)
+{
+    hr_webhook *wh = q->wh;
+    if (q->state != Q_IDLE) return;
+    uint64_t now = hr_now_ms();
+    pthread_mutex_lock(&wh->mu);
+    if (!q->head) {
+        pthread_mutex_unlock(&wh->mu);
+        return;
+    }
+    uint64_t due = q->head->at_ms + wh->o.batch_max_delay_ms;
+    if (q->n < wh->o.batch_max_events && !wh->flushing && now < due) {
+        pthread_mutex_unlock(&wh->mu);
+        if (!hr_timer_active(&q->timer)) hr_timer_start(&wh->loop.wheel, &q->timer, due - now);
+        return;
+    }
+    while (q->head && q->nbatch < wh->o.batch_max_events) {
+        wev *e = q->head;
+        q->head = e->next;
+        q->n--;
+        q->batch[q->nbatch++] = e;
+    }
+    if (!q->head) q->tail = NULL;
+    pthread_mutex_unlock(&wh->mu);
+    hr_timer_stop(&wh->loop.wheel, &q->timer);
+    send_batch(q);
+}
+
+static void on_timer(hr_timer *t, void *data)
+{
+    HR_UNUSED(data);
+    wqueue *q = HR_CONTAINER_OF(t, wqueue, timer);
+    if (q->state == Q_BACKOFF) send_batch(q);
+    else pump(q);
+}
+
+static void on_wake(hr_loop *l, void *data)
+{
+    hr_webhook *wh = data;
+    if (atomic_load(&wh->quit)) {
+        hr_httpc_free(wh->http); /* in-flight callbacks see quit */
+        wh->http = NULL;
+        hr_loop_stop(l);
+        return;
+    }
+    pthread_mutex_lock(&wh->mu);
+    wh->wake_sent = false;
+    pthread_mutex_unlock(&wh->mu);
+    for (size_t i = 0; i < wh->nqueues; i++) pump(&wh->queues[i]);
+}
+
+static void *sender_main(void *arg)
+{
+    hr_webhook *wh = arg;
+    hr_loop_run(&wh->loop);
+    return NULL;
+}
+
+/* ---- life ----------------------------------------------------------------------------- */
+
+/* The queue for url, made if new (start-up only). */
+static int queue_for(hr_webhook *wh, const char *url)
+{
+    if (!url || !url[0]) return wh->global_q;
+    for (size_t i = 0; i < wh->nqueues; i++)
+        if (strcmp(wh->queues[i].url, url) == 0) return (int)i;
+    wqueue *q = &wh->queues[wh->nqueues];
+    q->wh = wh;
+    q->url = hr_strdup(url);
+    q->batch = hr_calloc(wh->o.batch_max_events, sizeof(*q->batch));
+    hr_timer_init(&q->timer, on_timer);
+    return (int)wh->nqueues++;
+}
+
+static void free_queues(hr_webhook *wh)
+{
+    for (size_t i = 0; i < wh->nqueues; i++) {
+        wqueue *q = &wh->queues[i];
+        for (wev *e = q->head, *next; e; e = next) {
+            next = e->next;
+            hr_free(e);
+        }
+        for (size_t j = 0; j < q->nbatch; j++) hr_free(q->batch[j]);
+        hr_free(q->batch);
+        hr_free(q->url);
+    }
+    hr_free(wh->queues);
+}
+
+static void webhook_free(hr_webhook *wh)
+{
+    free_queues(wh);
+    for (size_t i = 0; i < wh->mcap; i++)
+        for (wmember *m = wh->members[i], *next; m; m = next) {
+            next = m->next;
+            hr_free(m);
+        }
+    hr_free(wh->members);
+    hr_free(wh->route_q);
+    for (size_t i = 0; i < wh->o.nroutes; i++) hr_free((char *)wh->o.routes[i].ns);
+    hr_free((void *)wh->o.routes);
+    hr_free(wh->secret);
+    pthread_mutex_destroy(&wh->mu);
+    pthread_mutex_destroy(&wh->mmu);
+    hr_free(wh);
+}
+
+static int start_thread(hr_webhook *wh)
+{
+    if (hr_loop_init(&wh->loop, wh)) return HR_WEBHOOK_E_START;
+    wh->loop.on_wake = on_wake;
+    hr_httpc_opts ho;
+    hr_httpc_opts_default(&ho);
+    ho.max_inflight = (uint32_t)wh->nqueues;
+    wh->http = hr_httpc_new(&wh->loop, &ho);
+    if (!wh->http || pthread_create(&wh->thread, NULL, sender_main, wh)) {
+        if (wh->http) hr_httpc_free(wh->http);
+        hr_loop_close(&wh->loop);
+        return HR_WEBHOOK_E_START;
+    }
+    return 0;
+}
+
+int hr_webhook_start(const hr_webhook_opts *o, hr_webhook **out)
+{
+    *out = NULL;
+    if (!o->batch_max_events || !o->max_queued) return HR_WEBHOOK_E_INVALID;
+    hr_webhook *wh = hr_calloc(1, sizeof(*wh));
+    wh->o = *o;
+    wh->o.url = wh->o.secret = NULL;
+    wh->secret = hr_strdup(o->secret ? o->secret : "");
+    wh->queues = hr_calloc(o->nroutes + 1, sizeof(*wh->queues));
+    wh->global_q = -1;
+    wh->global_q = queue_for(wh, o->url);
+    wh->route_q = hr_calloc(o->nroutes + 1, sizeof(int));
+    hr_webhook_route *routes = hr_calloc(o->nroutes + 1, sizeof(*routes));
+    for (size_t i = 0; i < o->nroutes; i++) {
+        wh->route_q[i] = queue_for(wh, o->routes[i].url);
+        routes[i] = (hr_webhook_route){hr_strdup(o->routes[i].ns), NULL, o->routes[i].events};
+    }
+    wh->o.routes = routes;
+    pthread_mutex_init(&wh->mu, NULL);
+    pthread_mutex_init(&wh->mmu, NULL);
+    hr_random_hex(wh->node, 8);
+    if (!wh->nqueues) {
+        webhook_free(wh);
+        return HR_WEBHOOK_E_INVALID;
+    }
+    int rc = start_thread(wh);
+    if (rc) {
+        webhook_free(wh);
+        return rc;
+    }
+    *out = wh;
+    return 0;
+}
+
+void hr_webhook_get_stats(hr_webhook *wh, hr_webhook_stats *out)
+{
+    pthread_mutex_lock(&wh->mu);
+    *out = wh->st;
+    out->queued = wh->total;
+    pthread_mutex_unlock(&wh->mu);
+}
+
+void hr_webhook_stop(hr_webhook *wh)
+{
+    if (!wh) return;
+    pthread_mutex_lock(&wh->mu);
+    wh->flushing = true;
+    pthread_mutex_unlock(&wh->mu);
+    hr_loop_wake(&wh->loop);
+    uint64_t deadline = hr_now_ms() + wh->o.flush_ms;
+    uint64_t left;
+    for (;;) {
+        pthread_mutex_lock(&wh->mu);
+        left = wh->total;
+        pthread_mutex_unlock(&wh->mu);
+        if (!left || hr_now_ms() >= deadline) break;
+        usleep(10000);
+    }
+    atomic_store(&wh->quit, true);
+    hr_loop_wake(&wh->loop);
+    pthread_join(wh->thread, NULL);
+    hr_loop_close(&wh->loop);
+    if (left)
+        hr_warn("webhook: %llu event(s) not delivered at shutdown (the backend did not take them within %llu ms)",
+                (unsigned long long)left, (unsigned long long)wh->o.flush_ms);
+    webhook_free(wh);
+}
