@@ -914,14 +914,17 @@ static void on_presence(void *ud, int err, const hr_presence *p)
 
 /* ---- tokens ------------------------------------------------------------------------ */
 
-static int64_t wall_now(void) { return (int64_t)time(NULL); }
-
 static int64_t wall_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* Whole seconds of the same clock (time() reads a coarse clock that may lag
+ * CLOCK_REALTIME by a tick: a ttl computed with it right after a second
+ * boundary came out one second long). */
+static int64_t wall_now(void) { return wall_now_ms() / 1000; }
 
 /* Disconnect after this frame's replies (connect refused). */
 static void disconnect_after(sframe *f, int code, const char *reason)
