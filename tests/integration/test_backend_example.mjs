@@ -1,0 +1,174 @@
+// test_backend_example.mjs - the example backend (examples/backend/server.mjs)
+// and herald started exactly as `make run-backend` starts them (the same
+// script, scripts/run-backend.sh, with the Makefile's DEMO_FLAGS), then used as
+// a user would: log in at the backend (a session cookie), connect a real
+// WebSocket client (`ws`) with that cookie, publish into chat:lobby and see the
+// message come back rewritten by the backend (the user's name, its time), be
+// refused chat:private as an uninvited user, read chat.history over RPC, see
+// the backend log a signed webhook, and stop both processes with one signal.
+// Skipped, saying why, while the binary has no proxy hooks or webhooks.
+//
+// Run: node --test tests/integration/test_backend_example.mjs  (HERALD_BIN, HERALD_SANITIZE)
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { REPO, HERALD_BIN, SLOW, heraldAvailable, withTimeout, sleep } from './lib/herald.mjs';
+
+const T = (ms) => ms * SLOW;
+const DEMO_FLAGS = (/^DEMO_FLAGS \?= (.*)$/m.exec(readFileSync(path.join(REPO, 'Makefile'), 'utf8')) || [, ''])[1];
+// the options the example needs from herald; missing ones mean the hooks are not merged yet
+const NEEDED = ['proxy.connect_url', 'proxy.publish_url', 'proxy.subscribe_url', 'proxy.rpc_url', 'proxy.headers',
+  'proxy_publish', 'proxy_subscribe', 'webhook.url', 'webhook.secret'];
+
+function missingOptions() {
+  if (!heraldAvailable()) return [`the herald binary (${HERALD_BIN})`];
+  const ref = execFileSync(HERALD_BIN, ['config-reference'], { encoding: 'utf8' });
+  return NEEDED.filter((o) => !ref.includes(o));
+}
+const missing = missingOptions();
+const skip = missing.length ? `proxy hooks / webhooks not in this herald yet (no ${missing.join(', ')})` : false;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.on('error', reject);
+  });
+}
+
+/** scripts/run-backend.sh on free ports; output() is both processes' stdout + stderr. */
+async function runBackend() {
+  const [hp, bp] = [await freePort(), await freePort()];
+  const proc = spawn(path.join(REPO, 'scripts', 'run-backend.sh'), ['--workers', '2'], {
+    env: { ...process.env, HERALD_BIN, LISTEN: `127.0.0.1:${hp}`, BACKEND_LISTEN: `127.0.0.1:${bp}`, DEMO_FLAGS },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group, so a failed test still kills herald and the backend
+  });
+  let out = '';
+  proc.stdout.on('data', (c) => { out += c; });
+  proc.stderr.on('data', (c) => { out += c; });
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  process.once('exit', () => { try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* gone */ } });
+  const h = { proc, exited, output: () => out, herald: `127.0.0.1:${hp}`, backend: `http://127.0.0.1:${bp}` };
+  await waitFor(h, () => /listening on http/.test(out) && /example backend on/.test(out), T(10000), 'both processes up');
+  return h;
+}
+
+async function waitFor(h, cond, ms, what) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what}\n--- output ---\n${h.output().slice(-4000)}`);
+    await sleep(25);
+  }
+}
+
+async function login(h, name) {
+  const res = await fetch(`${h.backend}/login`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name }),
+  });
+  assert.equal(res.status, 200);
+  const sid = /sid=([^;]+)/.exec(res.headers.get('set-cookie') || '')?.[1];
+  assert.ok(sid, 'the login sets the sid cookie');
+  return { ...(await res.json()), cookie: `sid=${sid}` };
+}
+
+/** A native-protocol client over `ws`: call() resolves with the reply, pushes are collected. */
+async function nativeClient(h, cookie) {
+  const ws = new WebSocket(`ws://${h.herald}/ws`, { headers: cookie ? { Cookie: cookie } : {} });
+  const c = { ws, pushes: [], waiting: new Map(), nextId: 1, closed: null };
+  ws.on('message', (buf) => {
+    for (const line of buf.toString().split('\n').filter(Boolean)) {
+      const m = JSON.parse(line);
+      if (m.id && c.waiting.has(m.id)) { c.waiting.get(m.id)(m); c.waiting.delete(m.id); } else c.pushes.push(m);
+    }
+  });
+  c.closedP = new Promise((resolve) => ws.once('close', (code, reason) => resolve((c.closed = { code, reason: String(reason) }))));
+  c.call = (method, params) => {
+    const id = c.nextId++;
+    ws.send(JSON.stringify({ id, [method]: params }));
+    return withTimeout(new Promise((resolve) => c.waiting.set(id, resolve)), T(5000), `${method} reply`);
+  };
+  await withTimeout(new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); }), T(5000), 'ws open');
+  return c;
+}
+
+test('the example backend with herald, as make run-backend starts them', { skip, timeout: T(45000) }, async () => {
+  const h = await runBackend();
+  try {
+    // no cookie: the connect hook refuses ("log in first", no anonymous users)
+    const anon = await nativeClient(h, '');
+    const refused = await anon.call('connect', {});
+    assert.equal(refused.error?.code, 1000, JSON.stringify(refused));
+    assert.equal(refused.error?.message, 'log in first');
+    anon.ws.terminate();
+
+    const ann = await login(h, 'Ann');
+    const a = await nativeClient(h, ann.cookie);
+    const hello = await a.call('connect', {});
+    assert.ok(hello.result, JSON.stringify(hello));
+    assert.deepEqual(hello.result.data, { user: ann.user, name: 'Ann' }, 'the connect hook named the user');
+
+    assert.ok((await a.call('subscribe', { channel: 'chat:lobby' })).result);
+    const before = Date.now();
+    const pub = await a.call('publish', { channel: 'chat:lobby', data: { type: 'msg', id: 'm1', name: 'Mallory', text: ' hello ' } });
+    assert.ok(pub.result, JSON.stringify(pub));
+    await waitFor(h, () => a.pushes.some((p) => p.pub), T(5000), 'own publication delivered');
+    const got = a.pushes.find((p) => p.pub).pub;
+    assert.equal(got.channel, 'chat:lobby');
+    assert.equal(got.data.name, 'Ann', 'the backend rewrote the name (the client cannot choose it)');
+    assert.equal(got.data.text, 'hello');
+    assert.equal(got.data.id, 'm1');
+    assert.ok(got.data.time_ms >= before - 1000 && got.data.time_ms <= Date.now() + 1000, 'the backend stamped its time');
+
+    // an empty message is refused by the publish hook with its own code
+    const empty = await a.call('publish', { channel: 'chat:lobby', data: { type: 'msg', text: '  ' } });
+    assert.equal(empty.error?.code, 1400, JSON.stringify(empty));
+
+    // chat:private: Ann is invited (PRIVATE_USERS), Carl is not
+    assert.ok((await a.call('subscribe', { channel: 'chat:private' })).result);
+    const carl = await login(h, 'Carl');
+    const c = await nativeClient(h, carl.cookie);
+    assert.ok((await c.call('connect', {})).result);
+    const denied = await c.call('subscribe', { channel: 'chat:private' });
+    assert.equal(denied.error?.code, 1403, JSON.stringify(denied));
+    assert.equal(denied.error?.message, 'private room');
+
+    // the RPCs: the stored message, and who is here
+    const hist = await c.call('rpc', { method: 'chat.history', data: { channel: 'chat:lobby', limit: 10 } });
+    assert.ok(hist.result, JSON.stringify(hist));
+    const msgs = hist.result.data.messages;
+    assert.deepEqual(msgs.map((m) => [m.name, m.text]), [['Ann', 'hello']]);
+    const unknown = await c.call('rpc', { method: 'chat.nope', data: {} });
+    assert.equal(unknown.error?.code, 1404, JSON.stringify(unknown));
+
+    // webhooks: signed (the backend answers 401 to a bad signature and logs it), logged one line per event
+    await waitFor(h, () => /webhook client_connected/.test(h.output()), T(10000), 'client_connected webhook logged');
+    assert.doesNotMatch(h.output(), /bad or missing signature/);
+    const users = await c.call('rpc', { method: 'chat.users', data: {} });
+    assert.deepEqual(users.result.data.users.map((u) => u.name).sort(), ['Ann', 'Carl']);
+
+    // one line per call in the backend's log
+    for (const re of [/connect no session \(no cookie\) -> error 1000/, /connect sid -> user \d+ \(Ann\)/,
+      /publish chat:lobby: stored #1 from Ann: "hello"/, /subscribe chat:private: Carl not invited -> error 1403/,
+      /rpc chat.history chat:lobby: 1 messages/]) assert.match(h.output(), re);
+    a.ws.terminate();
+    c.ws.terminate();
+
+    // one TERM (Ctrl-C's effect on the script) stops herald and the backend together
+    h.proc.kill('SIGTERM');
+    await withTimeout(h.exited, T(15000), 'run-backend.sh exits');
+    const sock = net.connect(Number(h.herald.split(':')[1]), '127.0.0.1');
+    const refusedConn = await new Promise((resolve) => { sock.once('error', () => resolve(true)); sock.once('connect', () => { sock.destroy(); resolve(false); }); });
+    assert.ok(refusedConn, 'herald stopped with the script');
+    await assert.rejects(fetch(`${h.backend}/`), 'the backend stopped with the script');
+  } catch (e) {
+    e.message += `\n--- run-backend.sh output ---\n${h.output().slice(-6000)}`;
+    throw e;
+  } finally {
+    try { process.kill(-h.proc.pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+});
