@@ -21,6 +21,7 @@
 // bounds, comparable with each other (the same generator on both sides).
 
 import http from 'node:http';
+import net from 'node:net';
 import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -66,19 +67,42 @@ function serveBackend() {
 
 // --- helpers ---------------------------------------------------------------------
 
-function start(cmd, argv, re) {
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.on('error', reject);
+  });
+}
+
+/** Spawn cmd; resolves with {proc, port} once its output matches re (the port is the first group),
+ * or, with re null, once GET healthUrl answers 200 (herald prints nothing at --log-level warn). */
+function start(cmd, argv, re, healthUrl = '') {
   const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let done = false;
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${cmd} did not start:\n${out}`)), 10000);
+    const finish = (err, port) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) { proc.kill('SIGKILL'); reject(err); } else resolve({ proc, port });
+    };
+    const timer = setTimeout(() => finish(new Error(`${cmd} did not start within 10 s:\n${out}`)), 10000);
     const on = (c) => {
       out += c;
-      const m = re.exec(out);
-      if (m) { clearTimeout(timer); resolve({ proc, port: Number(m[1]) }); }
+      const m = re && re.exec(out);
+      if (m) finish(null, Number(m[1]));
     };
     proc.stdout.on('data', on);
     proc.stderr.on('data', on);
-    proc.once('exit', (code) => reject(new Error(`${cmd} exited (${code}):\n${out}`)));
+    proc.once('exit', (code) => finish(new Error(`${cmd} exited (${code}):\n${out}`)));
+    const poll = async () => {
+      while (!done) {
+        try { if ((await fetch(healthUrl)).status === 200) return finish(null, Number(new URL(healthUrl).port)); } catch { /* not yet */ }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    if (!re) poll();
   });
 }
 
@@ -177,12 +201,13 @@ async function main() {
   const secret = crypto.randomBytes(32).toString('hex');
   const backend = await start(process.execPath, [fileURLToPath(import.meta.url), '--serve-backend'], /backend (\d+)/);
   const b = `http://127.0.0.1:${backend.port}`;
-  const herald = await start(o.herald, ['serve', '--listen', '127.0.0.1:0', '--workers', String(o.workers),
+  const port = await freePort();
+  const herald = await start(o.herald, ['serve', '--listen', `127.0.0.1:${port}`, '--workers', String(o.workers),
     '--log-level', 'warn', '--token-hmac-secret', secret, '--channels.publish', 'anyone',
     '--proxy.connect-url', `${b}/connect`, '--proxy.publish-url', `${b}/publish`,
-    '--namespace.chat.proxy-publish', 'true', '--namespace.chat.publish', 'anyone'], /listening on http:\/\/127\.0\.0\.1:(\d+)/)
+    '--namespace.chat.proxy-publish', 'true', '--namespace.chat.publish', 'anyone'], null, `http://127.0.0.1:${port}/health`)
     .catch((e) => { backend.proc.kill('SIGTERM'); throw e; });
-  const url = `ws://127.0.0.1:${herald.port}/ws`;
+  const url = `ws://127.0.0.1:${port}/ws`;
   const exp = Math.floor(Date.now() / 1000) + 3600;
   const sides = {
     jwt: (i) => ({ headers: {}, params: { token: hs256(secret, { sub: `u${i}`, exp }) } }),
@@ -193,12 +218,17 @@ async function main() {
     const pub = await publisher(WebSocket, url, hs256(secret, { sub: 'bench', exp }));
     await pub.subscribe('bench');
     await pub.subscribe('chat:bench');
+    // warm-up (not counted): both paths once, the backend's keep-alive connections opened
+    for (const side of ['jwt', 'proxy']) await connectRate(WebSocket, url, { ...o, connections: Math.min(200, o.connections) }, sides[side]);
+    for (let i = 0; i < 50; i++) { await pub.roundTrip('bench'); await pub.roundTrip('chat:bench'); }
     for (let r = 0; r < o.rounds; r++) {
-      for (const side of ['jwt', 'proxy']) res.connect[side].push(await connectRate(WebSocket, url, o, sides[side]));
+      const order = r % 2 ? ['proxy', 'jwt'] : ['jwt', 'proxy']; // neither side always first
+      for (const side of order) res.connect[side].push(await connectRate(WebSocket, url, o, sides[side]));
       const lat = { direct: [], proxy: [] };
       for (let i = 0; i < o.publishes; i++) {
-        lat.direct.push(await pub.roundTrip('bench'));
-        lat.proxy.push(await pub.roundTrip('chat:bench'));
+        for (const side of i % 2 ? ['proxy', 'direct'] : ['direct', 'proxy']) {
+          lat[side].push(await pub.roundTrip(side === 'proxy' ? 'chat:bench' : 'bench'));
+        }
       }
       for (const side of ['direct', 'proxy']) res.publish[side].push(summary(lat[side]));
       console.log(`round ${r + 1}: connect/s jwt ${res.connect.jwt.at(-1).per_second}, proxy ${res.connect.proxy.at(-1).per_second}; ` +
