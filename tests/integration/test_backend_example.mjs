@@ -1,5 +1,12 @@
-// test_backend_example.mjs - the example backend (examples/backend/server.mjs)
-// and herald started exactly as `make run-backend` starts them (the same
+// test_backend_example.mjs - the example backend (examples/backend/server.mjs).
+//
+// Alone (always run): each hook's answer to the request bodies of
+// docs/backend.md, every answer checked by Herald's own parser
+// (tests/tools/proxy_answer_check), the static hook key, webhook signatures
+// (good: logged; bad, stale, missing: 401) and the JSON-lines store surviving
+// a restart.
+//
+// With herald, started exactly as `make run-backend` starts them (the same
 // script, scripts/run-backend.sh, with the Makefile's DEMO_FLAGS), then used as
 // a user would: log in at the backend (a session cookie), connect a real
 // WebSocket client (`ws`) with that cookie, publish into chat:lobby and see the
@@ -17,7 +24,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
@@ -65,12 +73,48 @@ async function runBackend() {
   return h;
 }
 
+/** The example backend alone on a free port. */
+async function startBackendAlone(env) {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [path.join(REPO, 'examples', 'backend', 'server.mjs')], {
+    env: { ...process.env, BACKEND_LISTEN: `127.0.0.1:${port}`, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout.on('data', (c) => { out += c; });
+  proc.stderr.on('data', (c) => { out += c; });
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  process.once('exit', () => proc.kill('SIGKILL'));
+  const b = { proc, exited, output: () => out, backend: `http://127.0.0.1:${port}` };
+  await waitFor(b, () => /example backend on/.test(out), T(10000), 'backend up');
+  return b;
+}
+
 async function waitFor(h, cond, ms, what) {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what}\n--- output ---\n${h.output().slice(-4000)}`);
     await sleep(25);
   }
+}
+
+const CHECKER = path.join(process.env.HERALD_TOOLS_DIR || path.dirname(HERALD_BIN), 'proxy_answer_check');
+
+/** POST a hook body as Herald does; the answer must pass Herald's parser as `want` ("result", "error 1000"). */
+async function hook(b, name, body, want, key = 'k3y') {
+  const res = await fetch(`${b.backend}/herald/${name}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Herald-Key': key }, body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  assert.equal(res.status, 200, `${name}: ${text}`);
+  if (existsSync(CHECKER)) {
+    const r = spawnSync(CHECKER, [name, text], { encoding: 'utf8' });
+    assert.equal(r.stdout.trim(), want, `Herald's parser on the ${name} answer ${text}`);
+  }
+  return JSON.parse(text);
+}
+
+function signed(secret, body, t = Math.floor(Date.now() / 1000)) {
+  return `t=${t},v1=${crypto.createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
 }
 
 async function login(h, name) {
@@ -102,6 +146,57 @@ async function nativeClient(h, cookie) {
   await withTimeout(new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); }), T(5000), 'ws open');
   return c;
 }
+
+test('the example backend alone: every hook answer as docs/backend.md says, hook key, webhook signatures, store', { timeout: T(30000) }, async (t) => {
+  if (!existsSync(CHECKER)) t.diagnostic(`no ${CHECKER}: answers not checked by Herald's parser`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'herald-backend-'));
+  const env = { HOOK_KEY: 'k3y', WEBHOOK_SECRET: 'wh-secret', STORE_FILE: path.join(dir, 'chat.jsonl'), PRIVATE_USERS: 'ann' };
+  let b = await startBackendAlone(env);
+  try {
+    const ann = await login(b, 'Ann');
+    const carl = await login(b, 'Carl');
+    const base = { client: 'c1', transport: 'websocket', protocol: 'json' };
+    const conn = await hook(b, 'connect', { ...base, remote_addr: '127.0.0.1', headers: { Cookie: `x=1; ${ann.cookie}`, Origin: 'http://a' } }, 'result');
+    assert.deepEqual(conn.result, { user: ann.user, info: { name: 'Ann' }, data: { user: ann.user, name: 'Ann' } });
+    await hook(b, 'connect', { ...base, remote_addr: '127.0.0.1', headers: {} }, 'error 1000');
+    await hook(b, 'connect', { ...base, remote_addr: '127.0.0.1', headers: { Cookie: 'sid=forged' } }, 'error 1000');
+    await hook(b, 'refresh', { ...base, user: ann.user }, 'result');
+    await hook(b, 'subscribe', { ...base, user: ann.user, channel: 'chat:private' }, 'result');
+    await hook(b, 'subscribe', { ...base, user: carl.user, channel: 'chat:private' }, 'error 1403');
+    await hook(b, 'subscribe', { ...base, user: carl.user, channel: 'chat:lobby' }, 'result');
+    const pub = await hook(b, 'publish', { ...base, user: carl.user, channel: 'chat:lobby', data: { type: 'msg', id: 'x', name: 'Ann', text: 'hi' } }, 'result');
+    assert.equal(pub.result.data.name, 'Carl', 'the name is the backend\'s');
+    await hook(b, 'publish', { ...base, user: carl.user, channel: 'chat:lobby', data: { type: 'msg', text: 'x'.repeat(1001) } }, 'error 1400');
+    await hook(b, 'publish', { ...base, user: '', channel: 'chat:lobby', data: { type: 'msg', text: 'hi' } }, 'error 1000');
+    await hook(b, 'rpc', { ...base, user: carl.user, method: 'chat.users' }, 'result');
+    await hook(b, 'rpc', { ...base, user: carl.user, method: 'nope', data: {} }, 'error 1404');
+    // Herald authenticates itself with the static header; anyone else is refused
+    const stranger = await fetch(`${b.backend}/herald/connect`, { method: 'POST', body: '{}', headers: { 'X-Herald-Key': 'guess' } });
+    assert.equal(stranger.status, 401);
+    // webhooks: a good signature is logged, a bad, stale or missing one is 401
+    const body = JSON.stringify({ events: [{ event: 'client_connected', time_ms: Date.now(), client: 'c1', user: carl.user }] });
+    const post = (sig) => fetch(`${b.backend}/herald/webhook`, { method: 'POST', body, headers: sig ? { 'X-Herald-Signature': sig } : {} });
+    assert.equal((await post(signed('wh-secret', body))).status, 200);
+    assert.match(b.output(), /webhook client_connected \{"client":"c1"/);
+    assert.equal((await post(signed('wrong', body))).status, 401);
+    assert.equal((await post(signed('wh-secret', body, Math.floor(Date.now() / 1000) - 3600))).status, 401);
+    assert.equal((await post('')).status, 401);
+    const users = await hook(b, 'rpc', { ...base, user: carl.user, method: 'chat.users' }, 'result');
+    assert.deepEqual(users.result.data.users.find((u) => u.name === 'Carl').online, true);
+    // the store survives a restart
+    b.proc.kill('SIGTERM');
+    await b.exited;
+    b = await startBackendAlone(env);
+    const hist = await hook(b, 'rpc', { ...base, user: '1', method: 'chat.history', data: { channel: 'chat:lobby' } }, 'result');
+    assert.deepEqual(hist.result.data.messages.map((m) => [m.name, m.text]), [['Carl', 'hi']]);
+  } catch (e) {
+    e.message += `\n--- backend output ---\n${b.output().slice(-4000)}`;
+    throw e;
+  } finally {
+    b.proc.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('the example backend with herald, as make run-backend starts them', { skip, timeout: T(45000) }, async () => {
   const h = await runBackend();
