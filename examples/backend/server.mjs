@@ -18,7 +18,8 @@
 //   POST /herald/rpc        chat.history (the last N stored messages of a room)
 //                       and chat.users (who logged in, who is connected)
 //   POST /herald/webhook    webhooks: X-Herald-Signature checked (401 if bad),
-//                       each event logged; client_connected/disconnected keep
+//                       each event logged once (deduplicated by its id: delivery
+//                       is at least once); client_connected/disconnected keep
 //                       the "connected" counts that chat.users reports
 // Herald authenticates itself to the hooks with a static header
 // (HOOK_HEADER_NAME: HOOK_KEY, Herald's proxy.headers); without HOOK_KEY the
@@ -46,10 +47,12 @@ const MAX_TEXT = 1000;             // characters in one chat message
 const KEEP_PER_ROOM = 1000;        // stored messages kept in memory per room
 const HISTORY_MAX = 100;           // chat.history's largest limit
 const SIGNATURE_MAX_AGE_S = 300;   // webhook timestamps older than this are replays
+const SEEN_EVENTS_MAX = 10000;     // webhook event ids remembered for deduplication
 
 const sessions = new Map();        // sid -> {user, name}
 const users = new Map();           // user id -> {user, name, connected: count}
 const rooms = new Map();           // channel -> [stored message]
+const seenEvents = new Set();      // webhook event ids, oldest first
 let nextUser = 1;
 let nextMessage = 1;
 let selfUrl = `http://${HOST}:${PORT}`; // with the real port once listening
@@ -196,9 +199,19 @@ function signatureOk(header, body) {
   return crypto.timingSafeEqual(want, Buffer.from(parts.v1, 'hex'));
 }
 
+/** Delivery is at least once (a retried batch comes again): events are deduplicated by `id`. */
+function firstTime(id) {
+  if (typeof id !== 'string') return true;
+  if (seenEvents.has(id)) return false;
+  seenEvents.add(id);
+  if (seenEvents.size > SEEN_EVENTS_MAX) seenEvents.delete(seenEvents.values().next().value);
+  return true;
+}
+
 function webhook(body) {
   const { events } = JSON.parse(body);
   for (const e of Array.isArray(events) ? events : []) {
+    if (!firstTime(e.id)) { log('webhook', e.event, `${e.id}: seen already, skipped`); continue; }
     const u = users.get(e.user);
     if (u && e.event === 'client_connected') u.connected++;
     if (u && e.event === 'client_disconnected') u.connected = Math.max(0, u.connected - 1);

@@ -174,10 +174,12 @@ test('the example backend alone: every hook answer as docs/backend.md says, hook
     const stranger = await fetch(`${b.backend}/herald/connect`, { method: 'POST', body: '{}', headers: { 'X-Herald-Key': 'guess' } });
     assert.equal(stranger.status, 401);
     // webhooks: a good signature is logged, a bad, stale or missing one is 401
-    const body = JSON.stringify({ events: [{ event: 'client_connected', time_ms: Date.now(), client: 'c1', user: carl.user }] });
+    const body = JSON.stringify({ events: [{ event: 'client_connected', id: 'n-0', time_ms: Date.now(), client: 'c1', user: carl.user }] });
     const post = (sig) => fetch(`${b.backend}/herald/webhook`, { method: 'POST', body, headers: sig ? { 'X-Herald-Signature': sig } : {} });
     assert.equal((await post(signed('wh-secret', body))).status, 200);
-    assert.match(b.output(), /webhook client_connected \{"client":"c1"/);
+    assert.match(b.output(), /webhook client_connected \{"id":"n-0","client":"c1"/);
+    assert.equal((await post(signed('wh-secret', body))).status, 200, 'a batch sent again (at least once) is accepted');
+    assert.match(b.output(), /webhook client_connected n-0: seen already, skipped/);
     assert.equal((await post(signed('wrong', body))).status, 401);
     assert.equal((await post(signed('wh-secret', body, Math.floor(Date.now() / 1000) - 3600))).status, 401);
     assert.equal((await post('')).status, 401);
