@@ -156,6 +156,22 @@ hr_sub *hr_op_unsubscribe_find(const hr_actor *a, const char *ch, size_t len, hr
 
 /* ---- publish ------------------------------------------------------------------------ */
 
+static hr_op_result too_big(const hr_actor *a, size_t dlen)
+{
+    static _Thread_local char big[128];
+    return refuse(HR_OP_TOO_BIG, hr_pub_too_big_text(big, sizeof(big), dlen, a->opts->max_publication_size));
+}
+
+/* The publish rate (limits.publishes_per_*), spent by publish and rpc. */
+static hr_op_result spend_publish(const hr_actor *a, const char *what)
+{
+    hr_limits *l = limits_of(a);
+    uint32_t retry_ms = 0;
+    if (is_client(a) && l && a->pub_bucket && !hr_limits_publish(l, a->pub_bucket, user_of(a), now_of(a), &retry_ms))
+        return rate_limited(what, retry_ms);
+    return ok();
+}
+
 hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, size_t dlen, const char *idem_key,
                                size_t idem_len, hr_chan_policy *pol)
 {
@@ -164,18 +180,17 @@ hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, si
     const char *detail = NULL;
     if (is_client(a) && !hr_perm_may_publish(pol, user_of(a)[0] != '\0', subscribed(a, ch, len), &detail))
         return refuse(HR_OP_DENIED, detail);
-    if (dlen > (size_t)a->opts->max_publication_size) {
-        static _Thread_local char big[128];
-        return refuse(HR_OP_TOO_BIG, hr_pub_too_big_text(big, sizeof(big), dlen, a->opts->max_publication_size));
-    }
+    if (dlen > (size_t)a->opts->max_publication_size) return too_big(a, dlen);
     if (idem_key && (idem_len == 0 || idem_len > HR_IDEM_MAX_KEY_LEN))
         return refuse(HR_OP_BAD_IDEMPOTENCY_KEY, "idempotency_key must be a string of 1 to 128 bytes");
-    hr_limits *l = limits_of(a);
-    uint32_t retry_ms = 0;
-    if (is_client(a) && l && a->pub_bucket &&
-        !hr_limits_publish(l, a->pub_bucket, user_of(a), now_of(a), &retry_ms))
-        return rate_limited("publish", retry_ms);
-    return check_new_channel(a, ch, len);
+    r = spend_publish(a, "publish");
+    return r.rc ? r : check_new_channel(a, ch, len);
+}
+
+hr_op_result hr_op_may_rpc(const hr_actor *a, size_t dlen)
+{
+    if (dlen > (size_t)a->opts->max_publication_size) return too_big(a, dlen);
+    return spend_publish(a, "rpc");
 }
 
 hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_key, size_t idem_len,

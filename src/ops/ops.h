@@ -166,6 +166,14 @@ hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_ke
 hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, size_t dlen, const char *idem_key,
                                size_t idem_len, hr_chan_policy *pol);
 
+/* ---- rpc ------------------------------------------------------------------------------ */
+
+/* The rules of sending an rpc call with `dlen` bytes of data to the backend:
+ * channels.max_publication_size bounds the data (TOO_BIG) and each call
+ * spends the publish rate (limits.publishes_per_connection / _per_user:
+ * RATE_LIMITED). The front end then calls the backend (backend/proxy.h). */
+hr_op_result hr_op_may_rpc(const hr_actor *a, size_t dlen);
+
 /* Read ch's history: every rule, then the engine (q as the engine takes it). */
 hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const hr_history_query *q,
                            hr_history_cb cb, void *ud);

@@ -39,6 +39,7 @@ enum hr_proto_error {
     HR_PE_NOT_SUBSCRIBED = 113,
     HR_PE_NOT_CONNECTED = 114,     /* command before connect */
     HR_PE_MESSAGE_TOO_LARGE = 115,
+    HR_PE_BACKEND_UNAVAILABLE = 116, /* temporary: the backend (proxy hook) is slow, down or answered garbage */
 };
 const char *hr_proto_error_text(int code);
 bool hr_proto_error_temporary(int code);
@@ -54,6 +55,7 @@ typedef enum hr_cmd_type {
     HR_CMD_PRESENCE_STATS,
     HR_CMD_PING,
     HR_CMD_REFRESH,
+    HR_CMD_RPC,
 } hr_cmd_type;
 
 /* A string slice; NOT NUL-terminated; valid until hr_native_batch_free(). */
@@ -63,6 +65,7 @@ typedef struct hr_str {
 } hr_str;
 
 #define HR_CMD_MAX_CONNECT_SUBS 64
+#define HR_CMD_MAX_METHOD 128     /* bytes of an rpc method name (printable ASCII, no space) */
 
 typedef struct hr_cmd {
     uint64_t id;              /* > 0; 0 when absent or not positive (then error 107, replied with id 0) */
@@ -79,8 +82,9 @@ typedef struct hr_cmd {
     bool recover;
     hr_str epoch;             /* recover from (epoch, offset) */
     uint64_t offset;
-    /* publish */
+    /* publish (required), connect and rpc (optional: p NULL when absent) */
     hr_str data;              /* compact JSON text of "data" (any JSON value) */
+    hr_str method;            /* rpc */
     hr_str idempotency_key;   /* optional */
     /* history */
     int64_t limit;            /* -1 = server default */
@@ -147,6 +151,8 @@ int hr_native_json_to_msgpack(const char *json, size_t len, hr_buf *out);
 /* {"id":N,"error":{"code":C,"message":<text of C>,"temporary":B[,"detail":D]}};
  * detail (may be NULL) says what exactly was wrong. */
 void hr_native_error(hr_buf *out, uint64_t id, int code, const char *detail);
+/* The same with the message and temporary flag given (a backend's own error). */
+void hr_native_error_as(hr_buf *out, uint64_t id, int code, const char *message, bool temporary, const char *detail);
 /* {"id":N,"result":<result_json>} where result_json is a JSON object text ("{}" when NULL). */
 void hr_native_result(hr_buf *out, uint64_t id, const char *result_json, size_t len);
 /* {"pub":{"channel":C,"offset":N,"data":D[,"info":I]}} - D and I are JSON texts. */

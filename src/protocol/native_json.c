@@ -33,13 +33,14 @@ const char *hr_proto_error_text(int code)
     case HR_PE_NOT_SUBSCRIBED: return "not subscribed";
     case HR_PE_NOT_CONNECTED: return "not connected";
     case HR_PE_MESSAGE_TOO_LARGE: return "message too large";
+    case HR_PE_BACKEND_UNAVAILABLE: return "backend unavailable";
     default: return "unknown error";
     }
 }
 
 bool hr_proto_error_temporary(int code)
 {
-    return code == HR_PE_INTERNAL || code == HR_PE_TOO_MANY_REQUESTS;
+    return code == HR_PE_INTERNAL || code == HR_PE_TOO_MANY_REQUESTS || code == HR_PE_BACKEND_UNAVAILABLE;
 }
 
 /* ---- parser -------------------------------------------------------------------- */
@@ -183,9 +184,21 @@ static bool add_sub(hr_cmd *c, const char *p, size_t n, const hr_native_limits *
     return true;
 }
 
+/* An optional "data" member as compact JSON text (kept alive by *dump). */
+static void take_data(hr_cmd *c, const json_t *p, char **dump)
+{
+    json_t *data = json_object_get(p, "data"); /* JSON null is valid data */
+    if (!data) return;
+    size_t n;
+    char *text = hr_json_dumps(data, &n); /* NUL bytes inside strings come out as \u0000 */
+    *dump = text;
+    c->data.p = text;
+    c->data.n = n;
+}
+
 static void parse_connect(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
 {
-    HR_UNUSED(dump);
+    take_data(c, p, dump);
     if (!take_str(c, p, "name", &c->name, "connect: name must be a string") ||
         !take_str(c, p, "version", &c->version, "connect: version must be a string") ||
         !take_str(c, p, "token", &c->token, "connect: token must be a string"))
@@ -264,11 +277,20 @@ static void parse_publish(hr_cmd *c, const json_t *p, const hr_native_limits *li
         fail(c, HR_PE_BAD_REQUEST, "publish: idempotency_key must be a string of 1 to 128 bytes");
         return;
     }
-    size_t n;
-    char *text = hr_json_dumps(data, &n); /* NUL bytes inside strings come out as \u0000 */
-    *dump = text;
-    c->data.p = text;
-    c->data.n = n;
+    take_data(c, p, dump);
+}
+
+static void parse_rpc(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
+{
+    HR_UNUSED(lim);
+    if (!take_str(c, p, "method", &c->method, "rpc: method must be a string")) return;
+    bool ok = c->method.n > 0 && c->method.n <= HR_CMD_MAX_METHOD;
+    for (size_t i = 0; ok && i < c->method.n; i++) ok = c->method.p[i] > 0x20 && c->method.p[i] < 0x7f;
+    if (!ok) {
+        fail(c, HR_PE_BAD_REQUEST, "rpc: method must be 1 to 128 printable ASCII characters without spaces");
+        return;
+    }
+    take_data(c, p, dump);
 }
 
 static void parse_history(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
@@ -341,6 +363,7 @@ static const method methods[] = {
     {"presence_stats", HR_CMD_PRESENCE_STATS, parse_presence, "presence_stats: params must be an object"},
     {"ping", HR_CMD_PING, parse_ping, "ping: params must be an object"},
     {"refresh", HR_CMD_REFRESH, parse_refresh, "refresh: params must be an object"},
+    {"rpc", HR_CMD_RPC, parse_rpc, "rpc: params must be an object"},
 };
 
 static const method *find_method(const char *key, size_t klen)
@@ -495,9 +518,14 @@ static void append_cstr(hr_buf *out, const char *s)
 
 void hr_native_error(hr_buf *out, uint64_t id, int code, const char *detail)
 {
+    hr_native_error_as(out, id, code, hr_proto_error_text(code), hr_proto_error_temporary(code), detail);
+}
+
+void hr_native_error_as(hr_buf *out, uint64_t id, int code, const char *message, bool temporary, const char *detail)
+{
     hr_buf_printf(out, "{\"id\":%llu,\"error\":{\"code\":%d,\"message\":", (unsigned long long)id, code);
-    append_cstr(out, hr_proto_error_text(code));
-    hr_buf_append_str(out, hr_proto_error_temporary(code) ? ",\"temporary\":true" : ",\"temporary\":false");
+    append_cstr(out, message);
+    hr_buf_append_str(out, temporary ? ",\"temporary\":true" : ",\"temporary\":false");
     if (detail && *detail) {
         hr_buf_append_str(out, ",\"detail\":");
         append_cstr(out, detail);

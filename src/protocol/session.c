@@ -29,7 +29,20 @@
  * with 111 (temporary). Once built, the reservation becomes the reply's
  * real size, released when its frame is handed to the transport (whose
  * queue then counts it). One frame can therefore never build more than the
- * budget, however many commands it holds. */
+ * budget, however many commands it holds.
+ *
+ * Backend hooks (docs/backend.md), only when the worker has a proxy (the
+ * state hangs off s->be, NULL otherwise): a connect without a token (or any,
+ * with proxy.connect_with_token) asks the connect hook; until it answers the
+ * session executes nothing more of that client - the rest of the frame
+ * waits (its bytes are kept and parsed again) and later frames are queued
+ * in order, bounded by the reply budget - then carries on where it stopped.
+ * A connection whose expire_at came from the backend asks the refresh hook
+ * a little before it (three times proxy.refresh_timeout), retries every
+ * proxy.refresh_timeout on a failure, and is disconnected with 3005 at
+ * expiry. rpc is a command whose reply piece the backend's answer fills,
+ * like an engine answer. A call in flight is cancelled when the session
+ * goes. */
 #include "protocol/session.h"
 #include "ops/ops.h"
 #include "core/random.h"
@@ -41,6 +54,32 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+struct sframe;
+
+/* A frame that arrived while a connect waited for the backend. */
+typedef struct qframe {
+    struct qframe *next;
+    size_t len;
+    uint8_t data[];
+} qframe;
+
+/* The backend hooks' state (allocated only when the worker has a proxy). */
+typedef struct sbackend {
+    hr_proxy *p;
+    const char *transport;
+    hr_proxy_origin *origin;   /* the client's request context; freed once connected */
+    hr_proxy_req *req;         /* the connect or refresh call in flight */
+    struct sframe *paused;     /* the frame whose connect waits for the backend (not sealed) */
+    uint8_t *held;             /* that frame's bytes, parsed again when the answer comes */
+    size_t held_len;
+    size_t next;               /* index of the command after that connect */
+    hr_jwt_claims claims;      /* the connect's verified token (proxy.connect_with_token) */
+    qframe *queue, *queue_tail; /* frames that arrived meanwhile, in order */
+    size_t queued;             /* their bytes (at most the reply budget) */
+    char *reason;              /* the backend's disconnect reason (outlives the frame that uses it) */
+    bool proxied;              /* expire_at came from the backend: refreshed through the hook */
+} sbackend;
 
 /* The expiry of a connection token: allocated only for connections whose
  * token has exp, so others pay one NULL pointer. */
@@ -73,6 +112,7 @@ struct hr_session {
     char *info;                /* connection token's info (compact JSON) or NULL */
     char *http_token;          /* token given by the HTTP transport, for connect */
     exp_timer *exp;            /* NULL when the token has no exp (or no token) */
+    sbackend *be;              /* backend hooks; NULL when the worker has no proxy */
 };
 
 /* One piece of a frame's replies: text, or a place an engine answer fills. */
@@ -85,6 +125,8 @@ typedef struct piece {
 typedef struct creply {
     uint64_t id;
     int err;
+    bool as_is;                /* a backend's own error: detail is its message, temporary its flag */
+    bool temporary;
     char *detail;
     piece **parts;
     size_t nparts;
@@ -134,6 +176,7 @@ typedef struct sreq {
     size_t resv;               /* reply bytes reserved for the answer */
     bool resv_whole;           /* resv is as large as it can ever be (retrying would not help) */
     size_t page;               /* history: most publications in the reply */
+    hr_proxy_req *preq;        /* rpc: the backend call (cancelled if the session goes first) */
 } sreq;
 
 static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
@@ -290,7 +333,8 @@ static void pump(hr_session *s)
                 creply *r = &f->cmds[i];
                 if (out.len) hr_buf_append(&out, "\n", 1);
                 if (r->err) {
-                    hr_native_error(&out, r->id, r->err, r->detail);
+                    if (r->as_is) hr_native_error_as(&out, r->id, r->err, r->detail, r->temporary, NULL);
+                    else hr_native_error(&out, r->id, r->err, r->detail);
                     continue;
                 }
                 const hr_buf *one = r->nparts == 1 ? &r->parts[0]->b : &res; /* a single piece: no copy */
@@ -711,6 +755,13 @@ static void on_presence(void *ud, int err, const hr_presence *p)
 
 static int64_t wall_now(void) { return (int64_t)time(NULL); }
 
+static int64_t wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Disconnect after this frame's replies (connect refused). */
 static void disconnect_after(sframe *f, int code, const char *reason)
 {
@@ -734,12 +785,18 @@ static void disconnect_now(hr_session *s, int code, const char *reason)
 
 static hr_wheel *wheel_of(hr_session *s) { return &s->client.wh->loop->wheel; }
 
+static void proxied_expiry(hr_session *s, exp_timer *x);
+
 static void on_exp_timer(hr_timer *t, void *wheel_data)
 {
     HR_UNUSED(wheel_data);
     exp_timer *x = HR_CONTAINER_OF(t, exp_timer, t);
     hr_session *s = x->s;
     if (s->closing) return;
+    if (s->be && s->be->proxied) {
+        proxied_expiry(s, x);
+        return;
+    }
     int64_t grace = hr_auth_refresh_grace_ms(s->opts->ops.auth);
     if (!x->warned && grace > 0) {
         /* ask the client for a fresh token; it has `grace` to send refresh */
@@ -754,7 +811,16 @@ static void on_exp_timer(hr_timer *t, void *wheel_data)
     disconnect_now(s, HR_DISC_TOKEN_EXPIRED, "token expired");
 }
 
-/* Track (or stop tracking) the connection token's expiry. */
+/* How long before a proxied connection's expiry the refresh hook is asked
+ * (0 without a refresh hook: the timer fires at expiry). */
+static int64_t refresh_lead_ms(hr_session *s)
+{
+    if (!s->be || !s->be->proxied || !hr_proxy_enabled(s->be->p, HR_HOOK_REFRESH)) return 0;
+    return 3 * (int64_t)hr_proxy_options(s->be->p)->hook[HR_HOOK_REFRESH].timeout_ms;
+}
+
+/* Track (or stop tracking) the connection's expiry (its token's exp, or the
+ * backend's expire_at). */
 static void arm_expiry(hr_session *s, bool has_exp, int64_t exp)
 {
     if (!has_exp) {
@@ -772,8 +838,8 @@ static void arm_expiry(hr_session *s, bool has_exp, int64_t exp)
     }
     s->exp->exp = exp;
     s->exp->warned = false;
-    int64_t in = exp - wall_now();
-    hr_timer_start(wheel_of(s), &s->exp->t, in > 0 ? (uint64_t)in * 1000 : 0);
+    int64_t in = exp * 1000 - wall_now_ms() - refresh_lead_ms(s);
+    hr_timer_start(wheel_of(s), &s->exp->t, in > 0 ? (uint64_t)in : 0);
 }
 
 static void append_expiry(hr_session *s, hr_buf *res)
@@ -797,54 +863,65 @@ static int verify_conn_token(hr_session *s, const char *tok, size_t len, hr_jwt_
     return res.rc == HR_OP_TOKEN_INVALID ? (*detail = res.detail, HR_PE_UNAUTHORIZED) : native_err(res, detail);
 }
 
-static void do_connect(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, int *err, const char **detail)
+/* The connect's token: true with *cl filled and its user, info and expiry
+ * applied; false when refused (*err set, maybe a disconnect after f). */
+static bool connect_token(hr_session *s, sframe *f, hr_str tok, hr_jwt_claims *cl, int *err, const char **detail)
 {
-    hr_str tok = cmd->token;
-    if (!tok.n && s->http_token) tok = (hr_str){s->http_token, strlen(s->http_token)};
-    hr_jwt_claims cl;
-    memset(&cl, 0, sizeof(cl));
-    if (tok.n) {
-        int rc = verify_conn_token(s, tok.p, tok.n, &cl, detail);
-        if (rc == HR_PE_TOO_MANY_REQUESTS) { /* not looked at: the client may retry */
-            *err = rc;
-            return;
-        }
-        if (rc) {
-            *err = rc;
-            if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(f, HR_DISC_TOKEN_EXPIRED, "token expired");
-            else disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
-            hr_info("client %s: connect refused: %s", s->client.id, *detail ? *detail : "bad token");
-            return;
-        }
-        if (cl.channel) {
-            hr_jwt_claims_free(&cl);
-            *err = HR_PE_UNAUTHORIZED;
-            *detail = "a subscription token (it has \"channel\") is not a connection token";
-            disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
-            return;
-        }
-        if (cl.sub) {
-            hr_free(s->client.user);
-            s->client.user = hr_strdup(cl.sub);
-        }
-        if (cl.info) s->info = hr_strndup(cl.info, cl.info_len);
-        arm_expiry(s, cl.has_exp, cl.exp);
+    int rc = verify_conn_token(s, tok.p, tok.n, cl, detail);
+    if (rc == HR_PE_TOO_MANY_REQUESTS) { /* not looked at: the client may retry */
+        *err = rc;
+        return false;
     }
+    if (rc) {
+        *err = rc;
+        if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(f, HR_DISC_TOKEN_EXPIRED, "token expired");
+        else disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
+        hr_info("client %s: connect refused: %s", s->client.id, *detail ? *detail : "bad token");
+        return false;
+    }
+    if (cl->channel) {
+        hr_jwt_claims_free(cl);
+        *err = HR_PE_UNAUTHORIZED;
+        *detail = "a subscription token (it has \"channel\") is not a connection token";
+        disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
+        return false;
+    }
+    if (cl->sub) {
+        hr_free(s->client.user);
+        s->client.user = hr_strdup(cl->sub);
+    }
+    if (cl->info) s->info = hr_strndup(cl->info, cl->info_len);
+    arm_expiry(s, cl->has_exp, cl->exp);
+    return true;
+}
+
+/* The connect reply; the session is connected. Subscribes the token's
+ * channels (granted by it), then the backend's (a), then the client's subs:
+ * every rule applies to the last two. */
+static void connect_reply(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, const hr_jwt_claims *cl,
+                          bool with_user, const hr_proxy_answer *a)
+{
     s->connected = true;
     cstr(cmd->name, s->name, sizeof(s->name));
     hr_buf_printf(text(r), "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", s->client.id,
                   (long long)(s->opts->ping_interval_ms / 1000));
-    if (tok.n) {
+    if (with_user) {
         hr_buf_append_str(text(r), ",\"user\":");
         hr_json_append_string(text(r), s->client.user, strlen(s->client.user));
         append_expiry(s, text(r));
     }
-    if (cmd->nsubs || cl.n_channels) {
+    if (a && a->data) {
+        hr_buf_append_str(text(r), ",\"data\":");
+        hr_buf_append_str(text(r), a->data);
+    }
+    size_t ntok = cl->n_channels, nbe = a ? a->nchannels : 0;
+    if (cmd->nsubs || ntok || nbe) {
         hr_buf_append_str(text(r), ",\"subs\":{");
-        /* the token's channels first (granted by the token), then the client's */
-        for (size_t i = 0; i < cl.n_channels + cmd->nsubs; i++) {
-            bool granted = i < cl.n_channels;
-            hr_str ch = granted ? (hr_str){cl.channels[i], strlen(cl.channels[i])} : cmd->subs[i - cl.n_channels];
+        for (size_t i = 0; i < ntok + nbe + cmd->nsubs; i++) {
+            bool granted = i < ntok;
+            hr_str ch = granted ? (hr_str){cl->channels[i], strlen(cl->channels[i])}
+                        : i < ntok + nbe ? (hr_str){a->channels[i - ntok], strlen(a->channels[i - ntok])}
+                                         : cmd->subs[i - ntok - nbe];
             if (i) hr_buf_append(text(r), ",", 1);
             hr_json_append_string(text(r), ch.p, ch.n);
             hr_buf_append(text(r), ":", 1);
@@ -855,7 +932,203 @@ static void do_connect(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, i
         hr_buf_append(text(r), "}", 1);
     }
     hr_buf_append(text(r), "}", 1);
+}
+
+/* ---- backend hooks ----------------------------------------------------------------- */
+
+static hr_proxy_ctx hook_ctx(hr_session *s)
+{
+    return (hr_proxy_ctx){.client = s->client.id, .transport = s->be->transport,
+                          .protocol = s->enc == HR_NATIVE_MSGPACK ? "msgpack" : "json", .user = s->client.user};
+}
+
+/* Keep the backend's disconnect reason for as long as the session. */
+static const char *keep_reason(hr_session *s, const char *reason)
+{
+    hr_free(s->be->reason);
+    s->be->reason = hr_strdup(reason ? reason : "");
+    return s->be->reason;
+}
+
+/* A backend's refusal (its error as-is, or a failure: 116) as r's reply;
+ * a disconnect answer ends the session after f. */
+static void backend_refused(hr_session *s, sframe *f, creply *r, const hr_proxy_result *res)
+{
+    if (res->fail) {
+        set_error(r, HR_PE_BACKEND_UNAVAILABLE, res->message);
+        return;
+    }
+    const hr_proxy_answer *a = res->answer;
+    if (a->kind == HR_PROXY_ERROR) {
+        set_error(r, (int)a->code, a->message ? a->message : "");
+        r->as_is = true;
+        r->temporary = a->temporary;
+        return;
+    }
+    set_error(r, HR_PE_UNAUTHORIZED, "disconnected by the backend");
+    disconnect_after(f, (int)a->code, keep_reason(s, a->message));
+}
+
+static void on_connect_answer(const hr_proxy_result *res, void *ud);
+
+/* Ask the connect hook; true: the session waits for it (cl moved into
+ * s->be), false: the call could not be made. */
+static bool start_connect_hook(hr_session *s, const hr_cmd *cmd, hr_jwt_claims *cl)
+{
+    sbackend *be = s->be;
+    hr_proxy_ctx ctx = hook_ctx(s);
+    ctx.user = NULL;
+    if (be->origin) {
+        ctx.remote_addr = be->origin->remote_addr;
+        ctx.headers = be->origin->headers;
+        ctx.nheaders = be->origin->nheaders;
+    }
+    ctx.data = cmd->data.p;
+    ctx.data_len = cmd->data.n;
+    if (hr_proxy_call(be->p, HR_HOOK_CONNECT, &ctx, NULL, on_connect_answer, s, &be->req)) return false;
+    be->claims = *cl;
+    memset(cl, 0, sizeof(*cl));
+    return true;
+}
+
+/* Connect: true when it waits for the backend (execution pauses). */
+static bool do_connect(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, int *err, const char **detail)
+{
+    hr_str tok = cmd->token;
+    if (!tok.n && s->http_token) tok = (hr_str){s->http_token, strlen(s->http_token)};
+    hr_jwt_claims cl;
+    memset(&cl, 0, sizeof(cl));
+    if (tok.n && !connect_token(s, f, tok, &cl, err, detail)) return false;
+    bool hook = s->be && hr_proxy_enabled(s->be->p, HR_HOOK_CONNECT) &&
+                (!tok.n || hr_proxy_options(s->be->p)->connect_with_token);
+    if (hook && start_connect_hook(s, cmd, &cl)) return true;
+    if (hook) {
+        *err = HR_PE_BACKEND_UNAVAILABLE;
+        *detail = "the connect hook could not be called";
+    } else {
+        connect_reply(s, f, r, cmd, &cl, tok.n > 0, NULL);
+    }
     hr_jwt_claims_free(&cl);
+    return false;
+}
+
+/* The connect hook answered for the paused command r (cmd parsed again). */
+static void connect_answered(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, const hr_proxy_result *res)
+{
+    sbackend *be = s->be;
+    if (res->fail || res->answer->kind != HR_PROXY_RESULT) {
+        if (res->fail) hr_info("client %s: connect: %s", s->client.id, res->message);
+        backend_refused(s, f, r, res);
+        return;
+    }
+    const hr_proxy_answer *a = res->answer;
+    hr_free(s->client.user);
+    s->client.user = hr_strdup(a->user);
+    if (a->info) {
+        hr_free(s->info);
+        s->info = hr_strdup(a->info);
+    }
+    if (a->expire_at) {
+        be->proxied = true;
+        arm_expiry(s, true, a->expire_at);
+    }
+    connect_reply(s, f, r, cmd, &be->claims, true, a);
+    hr_free(be->origin);
+    be->origin = NULL;
+}
+
+static void on_refresh_answer(const hr_proxy_result *res, void *ud)
+{
+    hr_session *s = ud;
+    sbackend *be = s->be;
+    be->req = NULL;
+    if (s->closing || !s->exp) return;
+    const hr_proxy_answer *a = res->answer;
+    if (!res->fail && a->kind == HR_PROXY_DISCONNECT) {
+        disconnect_now(s, (int)a->code, keep_reason(s, a->message));
+        return;
+    }
+    if (!res->fail && a->kind == HR_PROXY_RESULT) {
+        if (a->expired) {
+            disconnect_now(s, HR_DISC_TOKEN_EXPIRED, "session expired (the backend did not extend it)");
+            return;
+        }
+        if (a->info) {
+            hr_free(s->info);
+            s->info = hr_strdup(a->info);
+        }
+        arm_expiry(s, a->expire_at > 0, a->expire_at);
+        return;
+    }
+    /* a failure or an error answer: again after proxy.refresh_timeout, until expiry */
+    int64_t left = s->exp->exp * 1000 - wall_now_ms();
+    int64_t again = hr_proxy_options(be->p)->hook[HR_HOOK_REFRESH].timeout_ms;
+    hr_timer_start(wheel_of(s), &s->exp->t, (uint64_t)HR_MAX(0, HR_MIN(left, again)));
+}
+
+/* A proxied connection's expiry timer: ask the refresh hook while before
+ * expiry, end the connection at it. */
+static void proxied_expiry(hr_session *s, exp_timer *x)
+{
+    sbackend *be = s->be;
+    int64_t left = x->exp * 1000 - wall_now_ms();
+    if (left <= 0) {
+        disconnect_now(s, HR_DISC_TOKEN_EXPIRED, "session expired");
+        return;
+    }
+    hr_proxy_ctx ctx = hook_ctx(s);
+    if (be->req || !hr_proxy_enabled(be->p, HR_HOOK_REFRESH) ||
+        hr_proxy_call(be->p, HR_HOOK_REFRESH, &ctx, NULL, on_refresh_answer, s, &be->req))
+        hr_timer_start(wheel_of(s), &x->t, (uint64_t)left);
+}
+
+static void on_rpc_answer(const hr_proxy_result *res, void *ud)
+{
+    sreq *q = ud;
+    q->preq = NULL;
+    hr_session *s = q->s;
+    if (res->fail || res->answer->kind != HR_PROXY_RESULT) {
+        backend_refused(s, q->f, q->r, res);
+    } else if (res->answer->data && strlen(res->answer->data) + 16 > q->resv) {
+        set_error(q->r, HR_PE_LIMIT_EXCEEDED, "the rpc answer is larger than channels.max_reply_size");
+    } else {
+        hr_buf_append_str(&q->pc->b, "{\"data\":");
+        hr_buf_append_str(&q->pc->b, res->answer->data ? res->answer->data : "null");
+        hr_buf_append(&q->pc->b, "}", 1);
+    }
+    req_done(q);
+}
+
+/* rpc: the backend answers into the command's reply piece. */
+static void do_rpc(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
+{
+    char method[HR_CMD_MAX_METHOD + 1];
+    const char *url = s->be && cstr(cmd->method, method, sizeof(method)) ? hr_proxy_rpc_url(s->be->p, method) : NULL;
+    if (!url) {
+        set_error(r, HR_PE_METHOD_NOT_FOUND, "no backend for this rpc method (proxy.rpc_url, proxy.rpc_routes)");
+        return;
+    }
+    hr_actor a = actor_of(s);
+    hr_op_result res = hr_op_may_rpc(&a, cmd->data.n);
+    if (res.rc) {
+        const char *detail = NULL;
+        set_error(r, native_err(res, &detail), detail);
+        return;
+    }
+    sreq *x = req_new(s, f, r);
+    if (!reserve(s, f, x)) {
+        set_error(r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
+        req_done(x);
+        return;
+    }
+    hr_proxy_ctx ctx = hook_ctx(s);
+    ctx.method = method;
+    ctx.data = cmd->data.p;
+    ctx.data_len = cmd->data.n;
+    if (hr_proxy_call(s->be->p, HR_HOOK_RPC, &ctx, url, on_rpc_answer, x, &x->preq)) {
+        set_error(r, HR_PE_BACKEND_UNAVAILABLE, "the rpc call could not be made");
+        req_done(x);
+    }
 }
 
 static void do_refresh(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, const char **detail)
@@ -893,18 +1166,20 @@ static void refused(sreq *x, hr_op_result res)
     req_done(x);
 }
 
-static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
+/* Execute one command; true when it waits for the backend (a connect):
+ * nothing more of this client runs until it answers. */
+static bool exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
 {
     const char *detail = NULL;
     int err = 0;
     r->id = cmd->id;
     if (cmd->error) {
         set_error(r, cmd->error, cmd->error_detail);
-        return;
+        return false;
     }
     if (!s->connected && cmd->type != HR_CMD_CONNECT) {
         set_error(r, HR_PE_NOT_CONNECTED, "send connect first");
-        return;
+        return false;
     }
     hr_actor a = actor_of(s);
     switch (cmd->type) {
@@ -914,7 +1189,7 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
             detail = "already connected";
             break;
         }
-        do_connect(s, f, r, cmd, &err, &detail);
+        if (do_connect(s, f, r, cmd, &err, &detail)) return true;
         break;
     case HR_CMD_REFRESH:
         do_refresh(s, cmd, text(r), &err, &detail);
@@ -975,11 +1250,15 @@ static void exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
     case HR_CMD_PING:
         hr_buf_append(text(r), "{}", 2);
         break;
+    case HR_CMD_RPC:
+        do_rpc(s, f, r, cmd);
+        break;
     default:
         err = HR_PE_METHOD_NOT_FOUND;
         break;
     }
     if (err) set_error(r, err, detail);
+    return false;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------- */
@@ -1003,13 +1282,34 @@ hr_session *hr_session_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink
     return s;
 }
 
-void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
+static int parse_frame(hr_session *s, const uint8_t *data, size_t len, hr_native_batch *batch)
 {
-    if (s->closing) return;
-    hr_native_batch batch = {0};
     hr_native_limits lim = {(size_t)s->opts->ops.max_commands_per_frame, (size_t)s->opts->ops.max_channel_length};
-    int rc = s->enc == HR_NATIVE_MSGPACK ? hr_native_parse_msgpack(data, len, &lim, &batch)
-                                         : hr_native_parse(data, len, &lim, &batch);
+    return s->enc == HR_NATIVE_MSGPACK ? hr_native_parse_msgpack(data, len, &lim, batch)
+                                       : hr_native_parse(data, len, &lim, batch);
+}
+
+/* Execute f's commands from `from` on: false when a connect waits for the
+ * backend (f stays unsealed, s->be->paused). */
+static bool run_cmds(hr_session *s, sframe *f, const hr_native_batch *b, size_t from)
+{
+    for (size_t i = from; i < b->n && !f->disc_code; i++) {
+        f->n = i + 1;
+        if (exec(s, f, &f->cmds[i], &b->cmds[i])) {
+            s->be->paused = f;
+            s->be->next = i + 1;
+            return false;
+        }
+    }
+    f->sealed = true;
+    return true;
+}
+
+/* One frame, executed now. */
+static void process_frame(hr_session *s, const uint8_t *data, size_t len)
+{
+    hr_native_batch batch = {0};
+    int rc = parse_frame(s, data, len, &batch);
     if (rc) {
         hr_native_batch_free(&batch);
         s->closing = true;
@@ -1022,13 +1322,108 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
     if (s->frames_tail) s->frames_tail->next = f;
     else s->frames = f;
     s->frames_tail = f;
-    for (size_t i = 0; i < batch.n && !f->disc_code; i++) {
-        f->n++;
-        exec(s, f, &f->cmds[i], &batch.cmds[i]);
+    if (!run_cmds(s, f, &batch, 0)) { /* the rest is executed from a copy when the backend answers */
+        s->be->held = hr_malloc(len ? len : 1);
+        memcpy(s->be->held, data, len);
+        s->be->held_len = len;
     }
     hr_native_batch_free(&batch);
-    f->sealed = true;
     pump(s);
+}
+
+/* A frame that arrived while a connect waits for the backend: queued in
+ * order, at most the reply budget's bytes. */
+static void queue_frame(hr_session *s, const uint8_t *data, size_t len)
+{
+    sbackend *be = s->be;
+    if (be->queued + len > s->budget) {
+        s->closing = true;
+        hr_info("client %s: too many commands while connect waits for the backend, disconnecting (code %d)",
+                s->client.id, HR_DISC_TOO_MANY_REQUESTS);
+        s->sink->disconnect(s->t, HR_DISC_TOO_MANY_REQUESTS, "too many commands before connect was answered", false);
+        return;
+    }
+    qframe *q = hr_malloc(sizeof(*q) + len);
+    q->next = NULL;
+    q->len = len;
+    memcpy(q->data, data, len);
+    if (be->queue_tail) be->queue_tail->next = q;
+    else be->queue = q;
+    be->queue_tail = q;
+    be->queued += len;
+}
+
+static void on_connect_answer(const hr_proxy_result *res, void *ud)
+{
+    hr_session *s = ud;
+    sbackend *be = s->be;
+    be->req = NULL;
+    sframe *f = be->paused;
+    size_t i = be->next - 1;
+    be->paused = NULL;
+    hr_native_batch b = {0};
+    if (s->closing || parse_frame(s, be->held, be->held_len, &b) || i >= b.n) { /* parsed before: cannot fail */
+        hr_native_batch_free(&b);
+        return;
+    }
+    connect_answered(s, f, &f->cmds[i], &b.cmds[i], res);
+    hr_jwt_claims_free(&be->claims);
+    memset(&be->claims, 0, sizeof(be->claims));
+    bool done = run_cmds(s, f, &b, i + 1);
+    hr_native_batch_free(&b);
+    if (done) {
+        hr_free(be->held);
+        be->held = NULL;
+    }
+    pump(s);
+    while (be->queue && !be->paused && !s->closing) {
+        qframe *q = be->queue;
+        be->queue = q->next;
+        if (!be->queue) be->queue_tail = NULL;
+        be->queued -= q->len;
+        process_frame(s, q->data, q->len);
+        hr_free(q);
+    }
+}
+
+void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
+{
+    if (s->closing) return;
+    if (s->be && s->be->paused) queue_frame(s, data, len);
+    else process_frame(s, data, len);
+}
+
+void hr_session_set_backend(hr_session *s, hr_proxy *p, const char *transport, hr_proxy_origin *origin)
+{
+    if (!p) {
+        hr_free(origin);
+        return;
+    }
+    if (!s->be) s->be = hr_calloc(1, sizeof(*s->be));
+    s->be->p = p;
+    s->be->transport = transport;
+    hr_free(s->be->origin);
+    s->be->origin = origin;
+}
+
+/* The session goes: cancel its backend calls (unless the loop is gone with
+ * its proxy) and free what waited for them. */
+static void backend_free(hr_session *s)
+{
+    sbackend *be = s->be;
+    if (!be) return;
+    if (be->req && !s->loop_gone) hr_proxy_cancel(be->p, be->req);
+    while (be->queue) {
+        qframe *q = be->queue;
+        be->queue = q->next;
+        hr_free(q);
+    }
+    hr_jwt_claims_free(&be->claims);
+    hr_free(be->held);
+    hr_free(be->origin);
+    hr_free(be->reason);
+    hr_free(be);
+    s->be = NULL;
 }
 
 void hr_session_set_reply_budget(hr_session *s, size_t max_queued)
@@ -1054,8 +1449,15 @@ void hr_session_free(hr_session *s)
 {
     if (!s) return;
     hr_hub_client_remove(&s->client);
-    for (sreq *q = s->reqs; q; q = q->next) q->s = NULL; /* their answers find no session */
+    for (sreq *q = s->reqs, *next; q; q = next) {
+        next = q->next;
+        q->s = NULL; /* an engine's answer finds no session */
+        if (!q->preq) continue;
+        if (!s->loop_gone) hr_proxy_cancel(s->be->p, q->preq); /* a backend's is cancelled */
+        hr_free(q);
+    }
     s->reqs = NULL;
+    backend_free(s);
     while (s->client.subs) leave_channel(s, s->client.subs);
     while (s->frames) {
         sframe *f = s->frames;

@@ -5,6 +5,7 @@
 #ifndef HERALD_PROTOCOL_SESSION_H
 #define HERALD_PROTOCOL_SESSION_H
 
+#include "backend/proxy.h"
 #include "hub/hub.h"
 #include "protocol/native.h"
 #include "protocol/opts.h"
@@ -33,7 +34,9 @@ enum hr_disconnect_code {
     HR_DISC_SHUTDOWN = 3001,        /* server shutting down: reconnect */
     HR_DISC_TOKEN_EXPIRED = 3005,   /* the connection token expired (not refreshed in time): get a new one, reconnect */
     HR_DISC_SLOW = 3008,            /* output queue overflow: reconnect and recover */
-    HR_DISC_TOO_MANY_REQUESTS = 3009, /* raw mode: publishing faster than limits.publishes_per_*: reconnect later */
+    HR_DISC_TOO_MANY_REQUESTS = 3009, /* raw mode: publishing faster than limits.publishes_per_*; native: more
+                                         commands held than the reply budget while connect waits for the
+                                         backend: reconnect later */
     HR_DISC_RESYNC = 3010,          /* the engine may have missed publications (Redis reconnected): reconnect and recover */
     HR_DISC_INVALID_TOKEN = 3500,   /* connect with a token that does not verify: do not reconnect with it */
     HR_DISC_BAD_REQUEST = 3501,     /* malformed frame: do not reconnect */
@@ -61,7 +64,14 @@ void hr_session_set_reply_budget(hr_session *s, size_t max_queued);
  * emulation: ?token= or Authorization: Bearer), used by a connect command
  * that carries none. Copied. */
 void hr_session_set_token(hr_session *s, const char *token, size_t len);
-/* One frame from the client. */
+/* The backend proxy hooks (connect, refresh, rpc; docs/backend.md) for this
+ * session: the worker's proxy (NULL: none), the transport's name
+ * ("websocket", "http_stream", "long_poll") and the client's origin for the
+ * connect hook (taken; NULL when the connect hook is off). */
+void hr_session_set_backend(hr_session *s, hr_proxy *p, const char *transport, hr_proxy_origin *origin);
+/* One frame from the client. While a connect waits for the backend, later
+ * frames are held in order (at most the reply budget's bytes; past it the
+ * client is disconnected with 3009) and executed after its answer. */
 void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len);
 /* The transport is gone: leave channels, drop presence, free. */
 void hr_session_free(hr_session *s);

@@ -354,6 +354,52 @@ const hr_option hr_options[] = {
     {"auth.refresh_grace", HR_OPT_DURATION, OFF(auth_refresh_grace_ms), "10s", 0, DAY_MS, NULL, NULL,
      "When a connection's token expires, the server pushes refresh and waits this long for a refresh command "
      "before disconnecting (3005). 0 = disconnect at expiry."},
+
+    {"proxy.connect_url", HR_OPT_STRING, OFF(proxy_connect_url), "", 0, 0, NULL, NULL,
+     "Backend URL (http:// or https://) of the connect hook (docs/backend.md): a native connect without a token, "
+     "and an /sse handshake without one, is answered by the backend (user, expiry, channels). Empty = off."},
+    {"proxy.connect_timeout", HR_OPT_DURATION, OFF(proxy_connect_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long the connect hook may take; longer: error 116 (temporary), /sse 504."},
+    {"proxy.connect_with_token", HR_OPT_BOOL, OFF(proxy_connect_with_token), "false", 0, 0, NULL, NULL,
+     "Call the connect hook even when the client presents a valid token. false = a valid token skips the hook."},
+    {"proxy.refresh_url", HR_OPT_STRING, OFF(proxy_refresh_url), "", 0, 0, NULL, NULL,
+     "Backend URL of the refresh hook: called shortly before a proxied connection's expire_at for a new expiry. "
+     "Empty = off (a proxied connection with expire_at is disconnected at expiry, 3005)."},
+    {"proxy.refresh_timeout", HR_OPT_DURATION, OFF(proxy_refresh_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long the refresh hook may take (a failure is retried while time before expiry is left)."},
+    {"proxy.subscribe_url", HR_OPT_STRING, OFF(proxy_subscribe_url), "", 0, 0, NULL, NULL,
+     "Backend URL of the subscribe hook, for namespaces with proxy_subscribe = true. Empty = off."},
+    {"proxy.subscribe_timeout", HR_OPT_DURATION, OFF(proxy_subscribe_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long the subscribe hook may take; longer: error 116 (temporary)."},
+    {"proxy.publish_url", HR_OPT_STRING, OFF(proxy_publish_url), "", 0, 0, NULL, NULL,
+     "Backend URL of the publish hook, for namespaces with proxy_publish = true. Empty = off."},
+    {"proxy.publish_timeout", HR_OPT_DURATION, OFF(proxy_publish_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long the publish hook may take; longer: error 116 (temporary)."},
+    {"proxy.rpc_url", HR_OPT_STRING, OFF(proxy_rpc_url), "", 0, 0, NULL, NULL,
+     "Default backend URL of the rpc command (methods no proxy.rpc_routes prefix matches). Empty with no "
+     "matching route: error 104 (method not found)."},
+    {"proxy.rpc_timeout", HR_OPT_DURATION, OFF(proxy_rpc_timeout_ms), "1s", 10, 60000, NULL, NULL,
+     "How long an rpc call may take; longer: error 116 (temporary)."},
+    {"proxy.rpc_routes", HR_OPT_LIST, OFF(proxy_rpc_routes), "", 0, 0, NULL, NULL,
+     "RPC routes as \"PREFIX=URL\": a method starting with PREFIX goes to URL (the longest prefix wins), "
+     "others to proxy.rpc_url."},
+    {"proxy.forward_headers", HR_OPT_LIST, OFF(proxy_forward_headers), "Cookie,Authorization,Origin", 0, 0, NULL,
+     NULL, "Request headers (of the WebSocket upgrade, the /sse request or an HTTP session's first request) copied "
+     "into the connect hook's headers; no other header reaches the backend."},
+    {"proxy.headers", HR_OPT_LIST, OFF(proxy_headers), "", 0, 0, NULL, NULL,
+     "Static \"Name: value\" headers sent on every hook call (Herald authenticating itself to the backend, "
+     "e.g. \"X-Herald-Key: secret\")."},
+    {"proxy.max_inflight", HR_OPT_INT, OFF(proxy_max_inflight), "64", 1, 100000, NULL, NULL,
+     "Hook calls in flight at once per worker; past it a call fails at once with error 116 (temporary), "
+     "/sse 503."},
+    {"proxy.dial_timeout", HR_OPT_DURATION, OFF(proxy_dial_timeout_ms), "2s", 10, 60000, NULL, NULL,
+     "TCP (and TLS) connect timeout to the backend (a hook's own timeout still bounds the whole call)."},
+    {"proxy.max_response_bytes", HR_OPT_SIZE, OFF(proxy_max_response_bytes), "64KiB", 256, 16 * MiB, NULL, NULL,
+     "Largest backend answer; larger: a malformed answer (error 116)."},
+    {"proxy.max_idle_conns", HR_OPT_INT, OFF(proxy_max_idle_conns), "16", 0, 10000, NULL, NULL,
+     "Keep-alive connections to the backend each worker keeps open for reuse."},
+    {"proxy.ca_file", HR_OPT_STRING, OFF(proxy_ca_file), "", 0, 0, NULL, NULL,
+     "PEM CA bundle that https:// backend certificates are verified against. Empty = the system store."},
 };
 const size_t hr_options_count = HR_ARRAY_LEN(hr_options);
 
@@ -1325,6 +1371,40 @@ const hr_option *hr_config_find_flag(const char *flag)
     return NULL;
 }
 
+static bool http_url(const char *u)
+{
+    return !u[0] || strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0;
+}
+
+/* [proxy]: URLs are http(s), routes are PREFIX=URL, static headers Name: value. */
+static int proxy_validate(const hr_config *cfg, char *err, size_t errlen)
+{
+    const struct { const char *key, *url; } urls[] = {
+        {"proxy.connect_url", cfg->proxy_connect_url}, {"proxy.refresh_url", cfg->proxy_refresh_url},
+        {"proxy.subscribe_url", cfg->proxy_subscribe_url}, {"proxy.publish_url", cfg->proxy_publish_url},
+        {"proxy.rpc_url", cfg->proxy_rpc_url}};
+    for (size_t i = 0; i < HR_ARRAY_LEN(urls); i++)
+        if (!http_url(urls[i].url)) {
+            errf(err, errlen, "%s: expected an http:// or https:// URL, got \"%s\"", urls[i].key, urls[i].url);
+            return HR_ERR_INVALID;
+        }
+    for (size_t i = 0; i < cfg->proxy_rpc_routes.n; i++) {
+        const char *r = cfg->proxy_rpc_routes.v[i], *eq = strchr(r, '=');
+        if (!eq || eq == r || !eq[1] || !http_url(eq + 1)) {
+            errf(err, errlen, "proxy.rpc_routes: expected \"PREFIX=http(s)://URL\", got \"%s\"", r);
+            return HR_ERR_INVALID;
+        }
+    }
+    for (size_t i = 0; i < cfg->proxy_headers.n; i++) {
+        const char *h = cfg->proxy_headers.v[i], *colon = strchr(h, ':');
+        if (!colon || colon == h || strpbrk(h, "\r\n")) {
+            errf(err, errlen, "proxy.headers: expected \"Name: value\", got \"%s\"", h);
+            return HR_ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
 int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
 {
     if (cfg->ws_idle_timeout_ms && cfg->ws_ping_interval_ms && cfg->ws_idle_timeout_ms <= cfg->ws_ping_interval_ms) {
@@ -1379,7 +1459,8 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
             return HR_ERR_INVALID;
         }
     }
-    return authkeys_validate(cfg, err, errlen);
+    int rc = proxy_validate(cfg, err, errlen);
+    return rc ? rc : authkeys_validate(cfg, err, errlen);
 }
 
 void hr_config_print_reference(void *file)

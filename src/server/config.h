@@ -149,6 +149,26 @@ typedef struct hr_config {
     bool auth_require_exp;
     int64_t auth_max_token_bytes;
     int64_t auth_refresh_grace_ms;
+    /* [proxy]: backend proxy hooks (src/backend/proxy.c); a URL "" = that hook off */
+    char *proxy_connect_url;
+    int64_t proxy_connect_timeout_ms;
+    bool proxy_connect_with_token;    /* call connect even when the client presents a valid token */
+    char *proxy_refresh_url;
+    int64_t proxy_refresh_timeout_ms;
+    char *proxy_subscribe_url;
+    int64_t proxy_subscribe_timeout_ms;
+    char *proxy_publish_url;
+    int64_t proxy_publish_timeout_ms;
+    char *proxy_rpc_url;
+    int64_t proxy_rpc_timeout_ms;
+    hr_strlist proxy_rpc_routes;      /* "PREFIX=URL" */
+    hr_strlist proxy_forward_headers; /* request header names copied into connect */
+    hr_strlist proxy_headers;         /* "Name: value" sent on every hook call */
+    int64_t proxy_max_inflight;       /* per worker */
+    int64_t proxy_dial_timeout_ms;
+    int64_t proxy_max_response_bytes;
+    int64_t proxy_max_idle_conns;
+    char *proxy_ca_file;
     /* [auth.key.NAME] sections */
     hr_auth_key_cfg *auth_keys;
     size_t nauth_keys;

@@ -64,3 +64,33 @@ void hr_opts_transport(const hr_config *cfg, hr_transport_opts *out)
     HR_TRANSPORT_OPTS(COPY)
 #undef COPY
 }
+
+static const char *const *list(const hr_strlist *l) { return (const char *const *)l->v; }
+
+void hr_opts_proxy(const hr_config *cfg, hr_proxy_opts *out)
+{
+    hr_proxy_opts_default(out);
+    const struct { const char *url; int64_t timeout_ms; } hooks[] = {
+        [HR_HOOK_CONNECT] = {cfg->proxy_connect_url, cfg->proxy_connect_timeout_ms},
+        [HR_HOOK_REFRESH] = {cfg->proxy_refresh_url, cfg->proxy_refresh_timeout_ms},
+        [HR_HOOK_SUBSCRIBE] = {cfg->proxy_subscribe_url, cfg->proxy_subscribe_timeout_ms},
+        [HR_HOOK_PUBLISH] = {cfg->proxy_publish_url, cfg->proxy_publish_timeout_ms},
+        [HR_HOOK_RPC] = {cfg->proxy_rpc_url, cfg->proxy_rpc_timeout_ms},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(hooks); i++) {
+        out->hook[i].url = hooks[i].url;
+        out->hook[i].timeout_ms = (uint32_t)hooks[i].timeout_ms;
+    }
+    out->connect_with_token = cfg->proxy_connect_with_token;
+    out->rpc_routes = list(&cfg->proxy_rpc_routes);
+    out->nrpc_routes = cfg->proxy_rpc_routes.n;
+    out->forward_headers = list(&cfg->proxy_forward_headers);
+    out->nforward_headers = cfg->proxy_forward_headers.n;
+    out->headers = list(&cfg->proxy_headers);
+    out->nheaders = cfg->proxy_headers.n;
+    out->httpc.max_inflight = (uint32_t)cfg->proxy_max_inflight;
+    out->httpc.connect_timeout_ms = (uint32_t)cfg->proxy_dial_timeout_ms;
+    out->httpc.max_response_bytes = (uint32_t)cfg->proxy_max_response_bytes;
+    out->httpc.max_idle_conns = (uint32_t)cfg->proxy_max_idle_conns;
+    out->httpc.ca_file = cfg->proxy_ca_file[0] ? cfg->proxy_ca_file : NULL;
+}

@@ -6,6 +6,7 @@
 #ifndef HERALD_SERVER_OPTS_H
 #define HERALD_SERVER_OPTS_H
 
+#include "backend/proxy.h"
 #include "ops/limits.h"
 #include "ops/ops.h"
 #include "protocol/opts.h"
@@ -19,6 +20,8 @@ void hr_opts_limits(const hr_config *cfg, hr_limits_opts *out);
 void hr_opts_ops(const hr_config *cfg, hr_ops_opts *out);
 /* The protocol layer's: the operations' and the session's own. */
 void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out);
+/* [proxy] (lists and strings point into cfg). */
+void hr_opts_proxy(const hr_config *cfg, hr_proxy_opts *out);
 /* The transports' (every field of HR_TRANSPORT_OPTS; strings point into cfg). */
 void hr_opts_transport(const hr_config *cfg, hr_transport_opts *out);
 

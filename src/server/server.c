@@ -254,6 +254,10 @@ static void *worker_main(void *arg)
     /* leave nothing behind: close what remains (force path or loop error) */
     while (w->conns) hr_conn_close(w->conns);
     hr_conn_end_turn(w);
+    /* after the connections (their sessions cancel their calls); HTTP
+     * emulation sessions outlive the loop and forget theirs (hr_session_loop_gone) */
+    hr_proxy_free(w->proxy);
+    w->proxy = NULL;
     atomic_fetch_sub(&server_of(w)->running_workers, 1);
     return NULL;
 }
@@ -399,6 +403,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     s->cfg = cfg;
     hr_opts_transport(cfg, &s->transport);
     hr_opts_proto(cfg, &s->proto);
+    hr_opts_proxy(cfg, &s->proxy);
     /* TLS first: a bad certificate or key is a configuration error (exit 2). */
     if (cfg->tls_cert[0] && hr_tls_server_new(&s->sh.tls, &s->transport, err, errlen)) return HR_ERR_INVALID;
     s->listen_tls = s->sh.tls && !cfg->tls_listen[0];
@@ -471,6 +476,11 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         }
         w->loop.on_wake = on_wake;
         w->hub = hr_hub_worker(s->sh.hub, i, &w->loop);
+        /* made before the thread starts, used only by it from then on */
+        if (hr_proxy_opts_enabled(&s->proxy) && !(w->proxy = hr_proxy_new(&w->loop, &s->proxy))) {
+            snprintf(err, errlen, "proxy: the HTTP client for the backend hooks cannot start (see the log)");
+            return HR_ERR_IO;
+        }
         w->loop.on_turn_end = on_turn_end;
         int fd = make_listener((struct sockaddr *)&la.ss, la.sl, true, msg, sizeof(msg));
         if (fd < 0) {

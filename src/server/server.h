@@ -15,6 +15,7 @@ typedef struct hr_server {
     hr_shared sh;                  /* what the workers share (transport/worker.h) */
     hr_transport_opts transport;   /* the transports' options, from cfg (server/opts.c) */
     hr_proto_opts proto;           /* protocol and operations options, from cfg (server/opts.c) */
+    hr_proxy_opts proxy;           /* the backend proxy hooks' options, from cfg (server/opts.c) */
     int port;                      /* the bound port (useful with :0) */
     bool listen_tls;               /* server.listen speaks TLS (no separate tls.listen) */
     int tls_port;                  /* tls.listen's bound port, 0 if none */

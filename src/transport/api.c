@@ -467,6 +467,28 @@ static void on_nodes(void *ud, int err, const char *json, size_t len)
     aop_done(a);
 }
 
+/* The backend proxy hooks' counters over the workers ("proxy", when enabled). */
+static void info_proxy(api_ctx *x, const hr_shared *sh)
+{
+    uint64_t calls = 0, inflight = 0, fails[HR_PROXY_F_COUNT] = {0};
+    bool any = false;
+    for (int i = 0; i < sh->nworkers; i++) {
+        if (!sh->workers[i].proxy) continue;
+        any = true;
+        const hr_proxy_stats *st = hr_proxy_get_stats(sh->workers[i].proxy);
+        calls += atomic_load(&st->calls);
+        inflight += atomic_load(&st->inflight);
+        for (int f = 1; f < HR_PROXY_F_COUNT; f++) fails[f] += atomic_load(&st->failures[f]);
+    }
+    if (!any) return;
+    hr_buf_printf(OUT(x), ",\"proxy\":{\"calls\":%llu,\"inflight\":%llu,\"failures\":{", (unsigned long long)calls,
+                  (unsigned long long)inflight);
+    for (int f = 1; f < HR_PROXY_F_COUNT; f++)
+        hr_buf_printf(OUT(x), "%s\"%s\":%llu", f > 1 ? "," : "", hr_proxy_fail_name((hr_proxy_fail)f),
+                      (unsigned long long)fails[f]);
+    hr_buf_append_str(OUT(x), "}}");
+}
+
 static int m_info(api_ctx *x, json_t *params)
 {
     HR_UNUSED(params);
@@ -495,6 +517,7 @@ static int m_info(api_ctx *x, json_t *params)
                       (unsigned long long)es.channels, (unsigned long long)es.history_bytes,
                       (unsigned long long)es.history_evictions);
     }
+    info_proxy(x, sh);
     hr_buf_append(OUT(x), "}", 1);
     if (x->engine->cluster) { /* the other nodes, as they announce themselves */
         aop *a = aop_new(x);

@@ -54,6 +54,7 @@
 #include "ops/limits.h"
 #include "transport/worker.h"
 #include "transport/http.h"
+#include "transport/proxy.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -979,7 +980,10 @@ static int open_token(hr_conn *c, const hr_http_request *req, const char *cors, 
     return st;
 }
 
-static esess *session_open_auth(hr_conn *c, const hr_http_request *req, const char *cors, bool close)
+/* Open a session for req's client (transport: "long_poll" or
+ * "http_stream", as the backend hooks name it). */
+static esess *session_open_auth(hr_conn *c, const hr_http_request *req, const char *transport, const char *cors,
+                                bool close)
 {
     char *tok = NULL;
     if (open_token(c, req, cors, close, &tok)) return NULL;
@@ -994,12 +998,13 @@ static esess *session_open_auth(hr_conn *c, const hr_http_request *req, const ch
     }
     if (tok) hr_session_set_token(s->sess, tok, strlen(tok));
     hr_free(tok);
+    hr_session_set_backend(s->sess, c->w->proxy, transport, hr_client_origin(c, req));
     return s;
 }
 
 static void handle_open(hr_conn *c, const hr_http_request *req, const char *cors, bool close)
 {
-    esess *s = session_open_auth(c, req, cors, close);
+    esess *s = session_open_auth(c, req, "long_poll", cors, close);
     if (!s) return;
     hr_buf b = HR_BUF_INIT;
     hr_buf_printf(&b, "{\"session\":\"%s\",\"cursor\":0}", s->id);
@@ -1079,7 +1084,7 @@ static void handle_stream(hr_conn *c, const hr_http_request *req, const char *co
             return;
         }
     } else {
-        s = session_open_auth(c, req, cors, close);
+        s = session_open_auth(c, req, "http_stream", cors, close);
         if (!s) return;
         sref(s);
     }

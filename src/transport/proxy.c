@@ -268,3 +268,56 @@ bool hr_proxy_request(hr_conn *c, const hr_http_request *req, uint32_t peer_key)
     hr_http_respond_refused(c);
     return true;
 }
+
+/* ---- the client as the backend sees it ------------------------------------------ */
+
+static void client_addr(hr_conn *c, const hr_http_request *req, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    hr_ipaddr a;
+    out[0] = '\0';
+    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        hr_ipaddr_from_sockaddr((const struct sockaddr *)&ss, sl, &a) == 0)
+        hr_ipaddr_format(&a, out, cap);
+    if (!(c->flags & HR_CONN_VIA_PROXY)) return;
+    hr_fwd f;
+    hr_fwd_init(&f, &c->w->sh->trusted);
+    bool xff = false;
+    for (size_t i = 0; i < req->num_headers; i++)
+        if (name_is(&req->headers[i], "x-forwarded-for", 15)) {
+            hr_fwd_feed_xff(&f, req->headers[i].value, req->headers[i].value_len);
+            xff = true;
+        }
+    for (size_t i = 0; i < req->num_headers && !xff; i++)
+        if (name_is(&req->headers[i], "forwarded", 9))
+            hr_fwd_feed_forwarded(&f, req->headers[i].value, req->headers[i].value_len);
+    if (hr_fwd_result(&f, &a) == HR_FWD_ADDR) hr_ipaddr_format(&a, out, cap);
+}
+
+hr_proxy_origin *hr_client_origin(hr_conn *c, const hr_http_request *req)
+{
+    hr_proxy *p = c->w->proxy;
+    if (!hr_proxy_enabled(p, HR_HOOK_CONNECT)) return NULL;
+    const hr_proxy_opts *o = hr_proxy_options(p);
+    char addr[64];
+    client_addr(c, req, addr, sizeof(addr));
+    hr_proxy_header hs[HR_ORIGIN_MAX_HEADERS];
+    char *copies[HR_ORIGIN_MAX_HEADERS];
+    size_t n = 0;
+    for (size_t i = 0; i < req->num_headers && n < HR_ORIGIN_MAX_HEADERS; i++) {
+        const hr_http_header *h = &req->headers[i];
+        for (size_t k = 0; k < o->nforward_headers; k++) {
+            const char *want = o->forward_headers[k];
+            if (strlen(want) != h->name_len || strncasecmp(want, h->name, h->name_len) != 0) continue;
+            if (h->value_len > HR_ORIGIN_MAX_VALUE) break;
+            copies[n] = hr_strndup(h->value, h->value_len);
+            hs[n] = (hr_proxy_header){want, copies[n]};
+            n++;
+            break;
+        }
+    }
+    hr_proxy_origin *out = hr_proxy_origin_new(addr, hs, n);
+    for (size_t i = 0; i < n; i++) hr_free(copies[i]);
+    return out;
+}

@@ -37,6 +37,7 @@
 #include "core/log.h"
 #include "transport/worker.h"
 #include "transport/http.h"
+#include "transport/proxy.h" /* hr_client_origin: the connect hook's view of the client */
 #include "transport/sse.h" /* hr_http_auth_read: the tokens of /ws/raw */
 #include "protocol/raw.h"
 #include "protocol/session.h"
@@ -824,12 +825,23 @@ static void sink_disconnect(void *t, int code, const char *reason, bool drop_que
 
 static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect};
 
+/* The upgrade request's client for the backend's connect hook (the app
+ * until on_open makes the session). */
+static bool native_on_handshake(hr_conn *c, const hr_http_request *req, hr_buf *headers, void **app)
+{
+    HR_UNUSED(headers);
+    *app = hr_client_origin(c, req);
+    return true;
+}
+
 static void native_on_open(hr_conn *c)
 {
     const char *proto = hr_ws_subprotocol(c);
     hr_native_encoding enc = proto && strcmp(proto, "herald.msgpack") == 0 ? HR_NATIVE_MSGPACK : HR_NATIVE_JSON;
+    hr_proxy_origin *origin = hr_ws_app(c);
     hr_session *s = hr_session_new(c->w->hub, c->w->proto, &ws_sink, c, enc);
     hr_session_set_peer(s, c->ip_key);
+    hr_session_set_backend(s, c->w->proxy, "websocket", origin);
     hr_ws_set_app(c, s);
 }
 
@@ -858,6 +870,7 @@ static const char *const native_subprotocols[] = {"herald.json", "herald.msgpack
 
 const hr_ws_handler hr_ws_native_handler = {
     .subprotocols = native_subprotocols,
+    .on_handshake = native_on_handshake,
     .on_open = native_on_open,
     .on_message = native_on_message,
     .on_close = native_on_close,

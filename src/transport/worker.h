@@ -3,7 +3,8 @@
  * transport through c->w. It holds what the transports need from their
  * worker — the loop, the connection lists, the shared read buffer and
  * scratch buffers, the shared zlib streams, the statistics counters, the
- * static directory, this worker's part of the hub — and, through hr_shared,
+ * static directory, this worker's part of the hub, its backend proxy client
+ * (hr_proxy: one HTTP client on the worker's loop) — and, through hr_shared,
  * what all workers of the process share (the hub, the abuse limits, the HTTP
  * emulation registry, the TLS context, the API key). The layers' options
  * come as the transports' own (transport/opts.h) and the protocol layer's
@@ -15,6 +16,7 @@
 #ifndef HERALD_TRANSPORT_WORKER_H
 #define HERALD_TRANSPORT_WORKER_H
 
+#include "backend/proxy.h"
 #include "core/buf.h"
 #include "core/cidr.h"
 #include "core/loop.h"
@@ -97,6 +99,8 @@ struct hr_worker {
     uint64_t accept_warned_ms;     /* loop time of the last "accept: out of descriptors" warning */
     uint64_t accept_failures;      /* such failures since that warning */
     hr_whub *hub;                  /* this worker's part of the hub */
+    hr_proxy *proxy;               /* the backend proxy hooks on this loop (backend/proxy.h); NULL when no
+                                      proxy URL is set */
     hr_worker_stats stats;
 };
 

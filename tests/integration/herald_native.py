@@ -45,6 +45,7 @@ ERRORS = {
     113: ("not subscribed", False),
     114: ("not connected", False),
     115: ("message too large", False),
+    116: ("backend unavailable", True),
 }
 
 

@@ -1281,6 +1281,44 @@ static void test_roundtrip(void **state)
 /* Error codes                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* rpc (method: 1..128 printable ASCII bytes, no space; data optional) and
+ * connect's optional data. */
+static void test_rpc_and_connect_data(void **state)
+{
+    (void)state;
+    hr_native_batch b;
+    assert_int_equal(parse("{\"id\":1,\"rpc\":{\"method\":\"chat.send\",\"data\":{\"t\":\"hi\"}}}\n"
+                           "{\"id\":2,\"rpc\":{\"method\":\"m\"}}\n"
+                           "{\"id\":3,\"connect\":{\"data\":[1,null]}}\n"
+                           "{\"id\":4,\"rpc\":{}}\n"
+                           "{\"id\":5,\"rpc\":{\"method\":\"a b\"}}\n"
+                           "{\"id\":6,\"rpc\":{\"method\":7}}\n"
+                           "{\"id\":7,\"rpc\":{\"method\":\"\\u00e9\"}}",
+                           &default_lim, &b),
+                     0);
+    assert_int_equal(b.n, 7);
+    assert_int_equal(b.cmds[0].type, HR_CMD_RPC);
+    assert_int_equal(b.cmds[0].error, 0);
+    assert_slice_str(b.cmds[0].method, "chat.send");
+    assert_slice_str(b.cmds[0].data, "{\"t\":\"hi\"}");
+    assert_int_equal(b.cmds[1].error, 0);
+    assert_null(b.cmds[1].data.p);
+    assert_int_equal(b.cmds[2].type, HR_CMD_CONNECT);
+    assert_slice_str(b.cmds[2].data, "[1,null]");
+    for (size_t i = 3; i < 7; i++) assert_int_equal(b.cmds[i].error, HR_PE_BAD_REQUEST);
+    hr_native_batch_free(&b);
+
+    char frame[300];
+    for (int n = 128; n <= 129; n++) {
+        int k = snprintf(frame, sizeof(frame), "{\"id\":1,\"rpc\":{\"method\":\"");
+        memset(frame + k, 'x', (size_t)n);
+        snprintf(frame + k + n, sizeof(frame) - (size_t)(k + n), "\"}}");
+        assert_int_equal(parse(frame, &default_lim, &b), 0);
+        assert_int_equal(b.cmds[0].error, n == 128 ? 0 : HR_PE_BAD_REQUEST);
+        hr_native_batch_free(&b);
+    }
+}
+
 static void test_error_codes(void **state)
 {
     (void)state;
@@ -1306,14 +1344,15 @@ static void test_error_codes(void **state)
         {HR_PE_NOT_SUBSCRIBED, "not subscribed", false},
         {HR_PE_NOT_CONNECTED, "not connected", false},
         {HR_PE_MESSAGE_TOO_LARGE, "message too large", false},
+        {HR_PE_BACKEND_UNAVAILABLE, "backend unavailable", true},
     };
-    assert_int_equal(HR_ARRAY_LEN(codes), HR_PE_MESSAGE_TOO_LARGE - HR_PE_INTERNAL + 1);
+    assert_int_equal(HR_ARRAY_LEN(codes), HR_PE_BACKEND_UNAVAILABLE - HR_PE_INTERNAL + 1);
     for (size_t i = 0; i < HR_ARRAY_LEN(codes); i++) {
         assert_int_equal(codes[i].code, HR_PE_INTERNAL + (int)i); /* the docs' numbering */
         assert_string_equal(hr_proto_error_text(codes[i].code), codes[i].text);
         assert_int_equal(hr_proto_error_temporary(codes[i].code), codes[i].temporary);
     }
-    static const int unknown[] = {0, -1, 1, 99, 116, 200, 1000, 3501};
+    static const int unknown[] = {0, -1, 1, 99, 117, 200, 1000, 3501};
     for (size_t i = 0; i < HR_ARRAY_LEN(unknown); i++) {
         assert_string_equal(hr_proto_error_text(unknown[i]), "unknown error");
         assert_false(hr_proto_error_temporary(unknown[i]));
@@ -1344,6 +1383,7 @@ int main(void)
         cmocka_unit_test(test_encode_unsubscribe),
         cmocka_unit_test(test_encode_disconnect),
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_rpc_and_connect_data),
         cmocka_unit_test(test_error_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
