@@ -231,7 +231,8 @@ async function main() {
         }
       }
       for (const side of ['direct', 'proxy']) res.publish[side].push(summary(lat[side]));
-      console.log(`round ${r + 1}: connect/s jwt ${res.connect.jwt.at(-1).per_second}, proxy ${res.connect.proxy.at(-1).per_second}; ` +
+      const c = (side) => `${res.connect[side].at(-1).per_second} (p50/p99 ${res.connect[side].at(-1).latency_ms.p50}/${res.connect[side].at(-1).latency_ms.p99} ms)`;
+      console.log(`round ${r + 1}: connect/s jwt ${c('jwt')}, proxy ${c('proxy')}; ` +
         `publish round trip p50/p99 ms direct ${res.publish.direct.at(-1).p50}/${res.publish.direct.at(-1).p99}, ` +
         `proxy ${res.publish.proxy.at(-1).p50}/${res.publish.proxy.at(-1).p99}`);
     }
