@@ -32,6 +32,8 @@ typedef struct hr_chan_policy {
     int64_t publish;            /* hr_perm: anyone | authenticated | subscribers | none */
     int64_t history_for;        /* hr_perm: anyone | authenticated | subscribers | none */
     int64_t presence_for;       /* hr_perm: anyone | authenticated | subscribers | none */
+    bool proxy_subscribe;       /* a client's subscribe asks the backend's subscribe hook */
+    bool proxy_publish;         /* a client's publish asks the backend's publish hook */
 } hr_chan_policy;
 
 #endif

@@ -5,7 +5,12 @@
  * (rates last, so a refused command spends no token of a bucket) - and
  * stops at the first refusal with its result code and a detail. Front ends
  * map codes to wire forms with the two tables at the bottom (native error
- * codes, HTTP statuses) or their own (raw close codes). */
+ * codes, HTTP statuses) or their own (raw close codes).
+ *
+ * The backend hooks (ops.h's top) come after every synchronous rule, so a
+ * client refused here never reaches the backend. A pending publish owns a
+ * copy of what it publishes (pend_pub) until its hook answers; a pending
+ * subscribe owns nothing here (its front end holds the request). */
 #include "ops/ops.h"
 #include "auth/auth.h"
 #include "hub/channel_name.h"
@@ -17,13 +22,18 @@
 static const char *const rc_names[HR_OP_NCODES] = {
     "ok", "bad_channel", "pattern", "unknown_namespace", "user_limited", "denied", "token_invalid",
     "token_expired", "already_subscribed", "not_subscribed", "too_many_subscriptions", "channel_full",
-    "rate_limited", "too_big", "bad_idempotency_key", "not_available",
+    "rate_limited", "too_big", "bad_idempotency_key", "not_available", "backend_unavailable", "backend_timeout",
+    "backend_bad_answer", "backend_error", "backend_disconnect", "hook_unsupported",
 };
 
-const char *hr_op_rc_name(int rc) { return rc <= 0 && -rc < HR_OP_NCODES ? rc_names[-rc] : "unknown"; }
+const char *hr_op_rc_name(int rc)
+{
+    if (rc == HR_OP_PENDING) return "pending";
+    return rc <= 0 && -rc < HR_OP_NCODES ? rc_names[-rc] : "unknown";
+}
 
-static hr_op_result ok(void) { return (hr_op_result){HR_OP_OK, NULL}; }
-static hr_op_result refuse(int rc, const char *detail) { return (hr_op_result){rc, detail}; }
+static hr_op_result ok(void) { return (hr_op_result){.rc = HR_OP_OK}; }
+static hr_op_result refuse(int rc, const char *detail) { return (hr_op_result){.rc = rc, .detail = detail}; }
 
 static bool is_client(const hr_actor *a) { return a->kind == HR_ACTOR_CLIENT; }
 static const char *user_of(const hr_actor *a) { return a->user ? a->user : ""; }
@@ -108,8 +118,8 @@ static hr_op_result check_sub_token(const hr_actor *a, const char *ch, size_t le
     return r;
 }
 
-hr_op_result hr_op_may_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
-                                 size_t nsubs, hr_chan_policy *pol, bool *is_pattern)
+static hr_op_result may_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
+                                  size_t nsubs, hr_chan_policy *pol, bool *is_pattern)
 {
     bool pat = false;
     hr_op_result r = check_channel(a, ch, len, true, NULL, pol, &pat);
@@ -129,6 +139,16 @@ hr_op_result hr_op_may_subscribe(const hr_actor *a, const char *ch, size_t len, 
     return pat ? ok() : check_new_channel(a, ch, len);
 }
 
+static const char unsupported_sub[] = "namespace needs proxy_subscribe, not supported here: use /ws, /stream or /poll";
+
+hr_op_result hr_op_may_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
+                                 size_t nsubs, hr_chan_policy *pol, bool *is_pattern)
+{
+    hr_op_result r = may_subscribe(a, ch, len, req, nsubs, pol, is_pattern);
+    if (!r.rc && is_client(a) && pol->proxy_subscribe) return refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_sub);
+    return r;
+}
+
 hr_sub *hr_op_subscribe_add(const hr_actor *a, const char *ch, size_t len, bool pattern,
                             const hr_chan_policy *pol, hr_op_result *res)
 {
@@ -137,14 +157,49 @@ hr_sub *hr_op_subscribe_add(const hr_actor *a, const char *ch, size_t len, bool 
     return sub;
 }
 
+/* ---- the backend hooks ---------------------------------------------------------------- */
+
+/* short enough for a WebSocket close reason (123 bytes) */
+static const char unsupported_pub[] = "namespace needs proxy_publish, not supported here: use /ws, /stream or /poll";
+
+/* Ask a hook: PENDING (cb follows) or a refusal now. */
+static hr_op_result ask_hook(const hr_actor *a, hr_op_hook hook, const char *ch, size_t len, const char *data,
+                             size_t dlen, hr_op_hook_cb cb, void *ud)
+{
+    const hr_ops_hooks *h = &a->opts->hooks;
+    if (!h->call) return refuse(HR_OP_BACKEND_UNAVAILABLE, "no backend hook is configured for this namespace");
+    hr_op_hook_req req = {hook, a, ch, len, data, dlen};
+    const char *detail = NULL;
+    int rc = h->call(h->ctx, &req, cb, ud, &detail);
+    return rc ? refuse(rc, detail) : refuse(HR_OP_PENDING, NULL);
+}
+
 hr_op_result hr_op_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
-                             hr_chan_policy *pol, bool *is_pattern, hr_sub **out)
+                             hr_chan_policy *pol, bool *is_pattern, hr_sub **out, hr_op_hook_cb cb, void *ud)
 {
     bool pat = false;
-    hr_op_result r = hr_op_may_subscribe(a, ch, len, req, a->client->nsubs, pol, &pat);
+    hr_op_result r = may_subscribe(a, ch, len, req, a->client->nsubs, pol, &pat);
     if (is_pattern) *is_pattern = pat;
-    if (!r.rc) *out = hr_op_subscribe_add(a, ch, len, pat, pol, &r);
+    if (r.rc) return r;
+    if (is_client(a) && pol->proxy_subscribe)
+        return cb ? ask_hook(a, HR_OP_HOOK_SUBSCRIBE, ch, len, NULL, 0, cb, ud)
+                  : refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_sub);
+    *out = hr_op_subscribe_add(a, ch, len, pat, pol, &r);
     return r;
+}
+
+hr_sub *hr_op_subscribe_finish(const hr_actor *a, const char *ch, size_t len, bool pattern,
+                               const hr_chan_policy *pol, hr_op_result *res)
+{
+    if (subscribed(a, ch, len)) {
+        *res = refuse(HR_OP_ALREADY_SUBSCRIBED, NULL);
+        return NULL;
+    }
+    if (a->client->nsubs >= (size_t)a->opts->max_subscriptions) {
+        *res = refuse(HR_OP_TOO_MANY_SUBSCRIPTIONS, "too many subscriptions on this connection");
+        return NULL;
+    }
+    return hr_op_subscribe_add(a, ch, len, pattern, pol, res);
 }
 
 hr_sub *hr_op_unsubscribe_find(const hr_actor *a, const char *ch, size_t len, hr_op_result *res)
@@ -199,22 +254,80 @@ hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_ke
     hr_chan_policy pol;
     hr_op_result r = hr_op_may_publish(a, p->channel, p->channel_len, p->data_len, idem_key, idem_len, &pol);
     if (r.rc) return r;
+    if (is_client(a) && pol.proxy_publish) return refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_pub);
     hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
     a->engine->vt->publish(a->engine, &o, p, idem_key, idem_len, cb, ud);
     return ok();
 }
 
+/* A publish waiting for its hook: what the engine gets on a yes. */
+typedef struct pend_pub {
+    hr_engine *engine;
+    hr_chan_opts o;
+    int64_t max_size;              /* channels.max_publication_size, for the backend's data */
+    char *channel, *data, *idem;   /* copies (idem NULL: no key) */
+    size_t len, dlen, idem_len;
+    hr_publish_cb cb;
+    hr_op_refused_cb refused;
+    void *ud;
+} pend_pub;
+
+static char *dup_or_null(const char *s, size_t n) { return s ? hr_strndup(s, n) : NULL; }
+
+static void pend_free(pend_pub *pp)
+{
+    hr_free(pp->channel);
+    hr_free(pp->data);
+    hr_free(pp->idem);
+    hr_free(pp);
+}
+
+static void publish_now(hr_engine *e, const hr_chan_opts *o, const char *ch, size_t len, const char *data,
+                        size_t dlen, const char *idem, size_t idem_len, hr_publish_cb cb, void *ud)
+{
+    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, len, data, dlen, NULL, 0);
+    e->vt->publish(e, o, p, idem, idem_len, cb, ud);
+    hr_pub_unref(p);
+}
+
+/* The publish hook answered: publish (its data, or the backend's), or refuse. */
+static void on_publish_hook(void *ud, const hr_op_hook_ans *ans)
+{
+    pend_pub *pp = ud;
+    hr_op_result r = ans->res;
+    const char *data = ans->data ? ans->data : pp->data;
+    size_t dlen = ans->data ? ans->data_len : pp->dlen;
+    static _Thread_local char big[160];
+    if (!r.rc && dlen > (size_t)pp->max_size) {
+        char why[128];
+        hr_pub_too_big_text(why, sizeof(why), dlen, pp->max_size);
+        snprintf(big, sizeof(big), "the backend's data: %s", why);
+        r = refuse(HR_OP_TOO_BIG, big);
+    }
+    if (r.rc) pp->refused(pp->ud, r);
+    else publish_now(pp->engine, &pp->o, pp->channel, pp->len, data, dlen, pp->idem, pp->idem_len, pp->cb, pp->ud);
+    pend_free(pp);
+}
+
 hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const char *data, size_t dlen,
-                           const char *idem_key, size_t idem_len, hr_publish_cb cb, void *ud)
+                           const char *idem_key, size_t idem_len, hr_publish_cb cb, hr_op_refused_cb refused,
+                           void *ud)
 {
     hr_chan_policy pol;
     hr_op_result r = hr_op_may_publish(a, ch, len, dlen, idem_key, idem_len, &pol);
     if (r.rc) return r;
     hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
-    hr_pub *p = hr_pub_new(HR_PUB_MESSAGE, ch, len, data, dlen, NULL, 0);
-    a->engine->vt->publish(a->engine, &o, p, idem_key, idem_len, cb, ud);
-    hr_pub_unref(p);
-    return ok();
+    if (!is_client(a) || !pol.proxy_publish) {
+        publish_now(a->engine, &o, ch, len, data, dlen, idem_key, idem_len, cb, ud);
+        return ok();
+    }
+    if (!refused) return refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_pub);
+    pend_pub *pp = hr_calloc(1, sizeof(*pp));
+    *pp = (pend_pub){a->engine, o, a->opts->max_publication_size, hr_strndup(ch, len), hr_strndup(data, dlen),
+                     dup_or_null(idem_key, idem_len), len, dlen, idem_len, cb, refused, ud};
+    r = ask_hook(a, HR_OP_HOOK_PUBLISH, ch, len, data, dlen, on_publish_hook, pp);
+    if (r.rc != HR_OP_PENDING) pend_free(pp);
+    return r;
 }
 
 /* ---- history and presence ----------------------------------------------------------- */
@@ -280,7 +393,14 @@ static const struct {
     [-HR_OP_TOO_BIG] = {115, 413},
     [-HR_OP_BAD_IDEMPOTENCY_KEY] = {107, 400},
     [-HR_OP_NOT_AVAILABLE] = {108, 404},
+    [-HR_OP_BACKEND_UNAVAILABLE] = {116, 503},
+    [-HR_OP_BACKEND_TIMEOUT] = {116, 504},
+    [-HR_OP_BACKEND_BAD_ANSWER] = {116, 502},
+    [-HR_OP_BACKEND_ERROR] = {0, 403},       /* the backend's code (hr_op_result_native) */
+    [-HR_OP_BACKEND_DISCONNECT] = {0, 403},  /* a close, not an error reply: front ends close */
+    [-HR_OP_HOOK_UNSUPPORTED] = {108, 501},
 };
 
 int hr_op_native_code(int rc) { return rc <= 0 && -rc < HR_OP_NCODES ? wire[-rc].native : 100; }
+int hr_op_result_native(hr_op_result r) { return r.rc == HR_OP_BACKEND_ERROR ? r.code : hr_op_native_code(r.rc); }
 int hr_op_http_status(int rc) { return rc <= 0 && -rc < HR_OP_NCODES ? wire[-rc].http : 500; }

@@ -18,9 +18,19 @@
  * Asynchronous steps: publish, history and presence end in an engine call
  * whose callback the caller gives; the operation returns HR_OP_OK once the
  * call is made and the callback reports the engine's answer later (at once
- * for the memory engine, later for Redis or memory-delayed). A later
- * asynchronous rule (a backend proxy hook) fits in the same place: it runs
- * before the engine call and completes through the same callback. */
+ * for the memory engine, later for Redis or memory-delayed).
+ *
+ * Asynchronous rules (the backend's subscribe and publish hooks, when the
+ * channel's namespace has proxy_subscribe / proxy_publish): after every
+ * synchronous rule passed, a client's subscribe or publish asks the hook
+ * through hr_ops_opts.hooks (a function pointer the server fills with the
+ * proxy module's; ops knows no backend code) and returns HR_OP_PENDING. A
+ * subscribe's answer comes to the front end's hr_op_hook_cb, which then
+ * registers the subscription with hr_op_subscribe_finish; a publish's
+ * refusal comes to its hr_op_refused_cb, and its yes goes on to the engine
+ * call, whose callback reports as usual. A front end that cannot wait
+ * passes no callback and gets HOOK_UNSUPPORTED: a hook is never skipped.
+ * The server API (HR_ACTOR_SERVER) never calls a hook. */
 #ifndef HERALD_OPS_OPS_H
 #define HERALD_OPS_OPS_H
 
@@ -36,6 +46,33 @@ struct hr_auth;
  * namespaces are refused. The server's namespace table behind a function
  * (ctx is hr_ops_opts.policy_ctx); called per command, never per delivery. */
 typedef int (*hr_policy_fn)(const void *ctx, const char *channel, size_t len, hr_chan_policy *out);
+
+struct hr_actor;
+struct hr_op_hook_ans;
+typedef void (*hr_op_hook_cb)(void *ud, const struct hr_op_hook_ans *ans);
+
+/* A backend hook the operations can ask (ops.h's top). */
+typedef enum hr_op_hook { HR_OP_HOOK_SUBSCRIBE, HR_OP_HOOK_PUBLISH } hr_op_hook;
+
+/* What a hook is asked: valid only during hr_ops_hooks.call. */
+typedef struct hr_op_hook_req {
+    hr_op_hook hook;
+    const struct hr_actor *a;      /* who asks (a client: its id, user, transport) */
+    const char *channel;
+    size_t channel_len;
+    const char *data;              /* publish: the data (JSON text) */
+    size_t data_len;
+} hr_op_hook_req;
+
+/* The asynchronous rules, filled by the server (NULL call: no backend
+ * configured, a namespace that needs one refuses with BACKEND_UNAVAILABLE). */
+typedef struct hr_ops_hooks {
+    /* Ask the hook: 0 and cb(ud, answer) fires later from the loop (never
+     * from inside call, exactly once, also when the worker stops), or a
+     * negative hr_op_rc refusal now (*detail set: too many in flight). */
+    int (*call)(void *ctx, const hr_op_hook_req *req, hr_op_hook_cb cb, void *ud, const char **detail);
+    void *ctx;
+} hr_ops_hooks;
 
 /* The operations' options ([channels] and the per-connection token rate of
  * docs/config.md), filled by the server at start-up. */
@@ -55,6 +92,7 @@ typedef struct hr_ops_opts {
     int64_t reply_budget;                /* channels.reply_budget */
     int64_t token_verifications_per_connection; /* limits.token_verifications_per_connection */
     int64_t token_verification_burst;    /* limits.token_verification_burst */
+    hr_ops_hooks hooks;                  /* the backend's subscribe / publish hooks */
 } hr_ops_opts;
 
 /* The policy of a channel (hr_policy_fn's answer). */
@@ -86,8 +124,15 @@ typedef enum hr_op_rc {
     HR_OP_TOO_BIG = -13,           /* channels.max_publication_size */
     HR_OP_BAD_IDEMPOTENCY_KEY = -14, /* not 1 to HR_IDEM_MAX_KEY_LEN bytes */
     HR_OP_NOT_AVAILABLE = -15,     /* presence disabled in the namespace */
+    HR_OP_BACKEND_UNAVAILABLE = -16, /* a hook's backend is down, refused or has too many calls in flight: temporary */
+    HR_OP_BACKEND_TIMEOUT = -17,   /* a hook's backend did not answer in time: temporary */
+    HR_OP_BACKEND_BAD_ANSWER = -18, /* a hook's backend answered 5xx or something malformed: temporary */
+    HR_OP_BACKEND_ERROR = -19,     /* the backend's own error (hr_op_result.code 400..1999, its message) */
+    HR_OP_BACKEND_DISCONNECT = -20, /* the backend's disconnect (hr_op_result.code 4000..4999, its reason) */
+    HR_OP_HOOK_UNSUPPORTED = -21,  /* the namespace needs a hook this front end cannot wait for */
+    HR_OP_PENDING = 1,             /* not a refusal: the answer comes through the callback (top) */
 } hr_op_rc;
-#define HR_OP_NCODES 16
+#define HR_OP_NCODES 22
 
 const char *hr_op_rc_name(int rc);
 
@@ -108,14 +153,34 @@ typedef struct hr_actor {
     hr_bucket *chan_bucket;        /* limits.channels_per_connection (NULL: not counted) */
     hr_bucket *tok_bucket;         /* limits.token_verifications_per_connection (NULL: not counted) */
     uint32_t ip_key;               /* the client's address in the limits (rejected tokens), 0 = unknown */
+    const char *transport;         /* for the hooks: websocket, sse, http_stream, long_poll (NULL: websocket) */
+    const char *protocol;          /* for the hooks: json, msgpack (NULL: json) */
 } hr_actor;
 
 /* An operation's answer: rc and, when refused, a detail text (static, or
- * thread-local and valid until the next operation on this thread). */
+ * thread-local and valid until the next operation on this thread; a hook's
+ * answer's until its callback returns) and, for BACKEND_ERROR and
+ * BACKEND_DISCONNECT, the backend's code (and an error's temporary flag). */
 typedef struct hr_op_result {
     int rc;
     const char *detail;
+    int code;
+    bool temporary;                /* BACKEND_ERROR: the backend says a retry may succeed */
 } hr_op_result;
+
+/* A hook's answer (hr_op_hook_cb): res OK with the backend's info and data
+ * (JSON text, NULL when absent), or a BACKEND_* refusal. Valid only during
+ * the callback. */
+typedef struct hr_op_hook_ans {
+    hr_op_result res;
+    const char *info;              /* subscribe: the channel info for this client's presence and join/leave */
+    size_t info_len;
+    const char *data;              /* subscribe: data for the reply; publish: the data that replaces the client's */
+    size_t data_len;
+} hr_op_hook_ans;
+
+/* A publish refused by its hook (after HR_OP_PENDING): ud is the publish's. */
+typedef void (*hr_op_refused_cb)(void *ud, hr_op_result res);
 
 /* ---- connect (identify + authorize) -------------------------------------------------- */
 
@@ -137,16 +202,26 @@ typedef struct hr_op_sub_req {
 /* Every rule of subscribing `ch` without registering it: name (patterns
  * allowed), namespace (*pol), user-limited channels, subscription token,
  * permission, already subscribed, channels.max_subscriptions (nsubs: the
- * subscriptions the actor holds or is about to hold), channel creation rate. */
+ * subscriptions the actor holds or is about to hold), channel creation rate;
+ * a namespace with proxy_subscribe is HOOK_UNSUPPORTED here (a front end
+ * that registers later cannot wait for the hook: hr_op_subscribe can). */
 hr_op_result hr_op_may_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
                                  size_t nsubs, hr_chan_policy *pol, bool *is_pattern);
 /* Register an accepted subscription with the hub (the namespace's
  * max_subscribers): the subscription, or NULL with *res = CHANNEL_FULL. */
 hr_sub *hr_op_subscribe_add(const hr_actor *a, const char *ch, size_t len, bool pattern,
                             const hr_chan_policy *pol, hr_op_result *res);
-/* Both: hr_op_may_subscribe, then hr_op_subscribe_add. */
+/* Both: hr_op_may_subscribe, then hr_op_subscribe_add. When the channel's
+ * namespace has proxy_subscribe (a client), the hook is asked instead and
+ * PENDING returned: cb(ud, answer) follows, where the front end calls
+ * hr_op_subscribe_finish on a yes. cb NULL: HOOK_UNSUPPORTED there. */
 hr_op_result hr_op_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
-                             hr_chan_policy *pol, bool *is_pattern, hr_sub **out);
+                             hr_chan_policy *pol, bool *is_pattern, hr_sub **out, hr_op_hook_cb cb, void *ud);
+/* After the subscribe hook said yes: the rules that may have changed while
+ * it was asked (already subscribed, channels.max_subscriptions), then
+ * hr_op_subscribe_add. */
+hr_sub *hr_op_subscribe_finish(const hr_actor *a, const char *ch, size_t len, bool pattern,
+                               const hr_chan_policy *pol, hr_op_result *res);
 /* The actor's subscription to ch, or NULL with NOT_SUBSCRIBED. The front
  * end then leaves it its own way (it owns presence and held pushes). */
 hr_sub *hr_op_unsubscribe_find(const hr_actor *a, const char *ch, size_t len, hr_op_result *res);
@@ -154,11 +229,18 @@ hr_sub *hr_op_unsubscribe_find(const hr_actor *a, const char *ch, size_t len, hr
 /* ---- publish / history / presence ----------------------------------------------------- */
 
 /* Publish data (compact JSON) to ch: every rule, then the engine; cb
- * reports the engine's answer (only when OK is returned). */
+ * reports the engine's answer (only when OK or PENDING is returned). When
+ * the channel's namespace has proxy_publish (a client), the publish hook is
+ * asked first and PENDING returned: on its yes the engine publishes (its
+ * data, or the backend's), on a refusal refused(ud, result) fires instead
+ * of cb. refused NULL: HOOK_UNSUPPORTED there. The idempotency key dedupes
+ * in the engine, after the hook (docs/backend.md). */
 hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const char *data, size_t dlen,
-                           const char *idem_key, size_t idem_len, hr_publish_cb cb, void *ud);
+                           const char *idem_key, size_t idem_len, hr_publish_cb cb, hr_op_refused_cb refused,
+                           void *ud);
 /* Publish one hr_pub (its channel and data) for the server API's batches:
- * the rules of hr_op_publish. */
+ * the rules of hr_op_publish (no hook: a client gets HOOK_UNSUPPORTED where
+ * one is needed). */
 hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_key, size_t idem_len,
                                hr_publish_cb cb, void *ud);
 /* The rules of publishing `dlen` bytes to ch without publishing (a server
@@ -184,9 +266,11 @@ hr_op_result hr_op_presence(const hr_actor *a, const char *ch, size_t len, hr_pr
 
 /* ---- wire forms ----------------------------------------------------------------------- */
 
-/* Native protocol error code (docs/protocol.md) of a result (whether it
- * is temporary follows from the code). */
+/* Native protocol error code (docs/protocol.md) of a result code (whether
+ * it is temporary follows from the code); hr_op_result_native also gives
+ * a BACKEND_ERROR its backend's code. */
 int hr_op_native_code(int rc);
+int hr_op_result_native(hr_op_result r);
 /* HTTP status of a result (SSE, HTTP streaming handshakes, the server API). */
 int hr_op_http_status(int rc);
 

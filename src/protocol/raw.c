@@ -220,7 +220,7 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     const char *ch = hr_hub_sub_channel(sub, &clen);
     hr_actor a = {.kind = HR_ACTOR_CLIENT, .opts = &r->opts->ops, .wh = r->client.wh, .engine = r->client.wh->hub->engine,
                   .user = r->client.user, .client = &r->client, .pub_bucket = &r->pub_bucket};
-    hr_op_result res = hr_op_publish(&a, ch, clen, text, dlen, NULL, 0, on_published, NULL);
+    hr_op_result res = hr_op_publish(&a, ch, clen, text, dlen, NULL, 0, on_published, NULL, NULL);
     free(text);
     if (res.rc) raw_close(r, raw_close_code(res.rc), raw_close_reason(res), false);
 }

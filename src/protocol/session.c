@@ -42,7 +42,17 @@
  * proxy.refresh_timeout on a failure, and is disconnected with 3005 at
  * expiry. rpc is a command whose reply piece the backend's answer fills,
  * like an engine answer. A call in flight is cancelled when the session
- * goes. */
+ * goes.
+ *
+ * Subscribe and publish hooks (ops.h): a subscribe whose namespace has proxy_subscribe
+ * waits for the hook in its reserved piece (the frame's later replies wait
+ * behind it, as for the engine); on a yes it goes on as any subscribe, with
+ * the backend's info in its presence entry and join push and its data in
+ * the reply. A publish whose namespace has proxy_publish waits for the hook
+ * the same way; while it waits (until its engine answer), the session's
+ * later publishes wait in pub_wait, so one connection's publications keep
+ * their order whatever the backend's answer times; the bytes they hold count
+ * against the reply budget (past it: 111, temporary). */
 #include "protocol/session.h"
 #include "ops/ops.h"
 #include "core/random.h"
@@ -102,6 +112,9 @@ struct hr_session {
     struct sframe *frames;     /* frames whose replies are not sent yet, oldest first */
     struct sframe *frames_tail;
     struct sreq *reqs;         /* engine calls awaiting an answer */
+    struct sreq *pub_busy;     /* the publish waiting for its hook (then its engine answer) */
+    struct sreq *pub_wait;     /* publishes sent after it, in order (sreq.wnext) */
+    struct sreq *pub_wait_tail;
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
     hr_bucket chan_bucket;     /* limits.channels_per_connection */
     hr_bucket tok_bucket;      /* limits.token_verifications_per_connection */
@@ -155,6 +168,7 @@ typedef struct sframe {
     size_t nholds;
     int disc_code;             /* disconnect once this frame's replies are out */
     const char *disc_reason;
+    char *disc_own;            /* disc_reason when it is the backend's (owned) */
     size_t reserved;           /* its share of the session's reserved bytes */
 } sframe;
 
@@ -176,6 +190,16 @@ typedef struct sreq {
     size_t resv;               /* reply bytes reserved for the answer */
     bool resv_whole;           /* resv is as large as it can ever be (retrying would not help) */
     size_t page;               /* history: most publications in the reply */
+    /* subscribe waiting for its hook */
+    hr_chan_policy pol;
+    bool pattern;
+    uint64_t since;            /* recovery position */
+    char *epoch;
+    char *hook_data;           /* the backend's data for the reply */
+    /* publish waiting behind pub_busy */
+    struct sreq *wnext;
+    char *data, *idem;         /* idem NULL: no key */
+    size_t dlen, idem_len;
     hr_proxy_req *preq;        /* rpc: the backend call (cancelled if the session goes first) */
 } sreq;
 
@@ -188,14 +212,17 @@ static hr_actor actor_of(hr_session *s)
 {
     return (hr_actor){.kind = HR_ACTOR_CLIENT, .opts = &s->opts->ops, .wh = s->client.wh, .engine = engine_of(s),
                       .user = s->client.user, .client = &s->client, .pub_bucket = &s->pub_bucket,
-                      .chan_bucket = &s->chan_bucket, .tok_bucket = &s->tok_bucket, .ip_key = s->ip_key};
+                      .chan_bucket = &s->chan_bucket, .tok_bucket = &s->tok_bucket, .ip_key = s->ip_key,
+                      .transport = s->be ? s->be->transport : NULL,
+                      .protocol = s->enc == HR_NATIVE_MSGPACK ? "msgpack" : "json"};
 }
 
-/* An operation's refusal as a native error code (detail in *detail). */
+/* An operation's refusal as a native error code (detail in *detail; a
+ * backend's error keeps its code and message). */
 static int native_err(hr_op_result r, const char **detail)
 {
     *detail = r.detail;
-    return hr_op_native_code(r.rc);
+    return hr_op_result_native(r);
 }
 
 /* ---- reply budget (see the top) ----------------------------------------------------- */
@@ -252,8 +279,29 @@ static hr_buf *text(creply *r)
 static void set_error(creply *r, int code, const char *detail)
 {
     r->err = code;
+    r->as_is = false;
     hr_free(r->detail);
     r->detail = detail ? hr_strdup(detail) : NULL;
+}
+
+/* An operation's refusal as the command's error (a backend's error keeps
+ * its code, message and temporary flag). */
+static void set_op_error(creply *r, hr_op_result res)
+{
+    const char *detail;
+    int code = native_err(res, &detail);
+    set_error(r, code, detail);
+    r->as_is = res.rc == HR_OP_BACKEND_ERROR;
+    r->temporary = res.temporary;
+}
+
+/* The same written in place (a subscription of connect). */
+static void append_op_error(hr_buf *b, hr_op_result res)
+{
+    const char *detail;
+    int code = native_err(res, &detail);
+    if (res.rc == HR_OP_BACKEND_ERROR) hr_native_error_as(b, 0, code, detail, res.temporary, NULL);
+    else hr_native_error(b, 0, code, detail);
 }
 
 static sreq *req_new(hr_session *s, sframe *f, creply *r)
@@ -294,11 +342,13 @@ static void frame_free(sframe *f)
         hold_free(f->holds[i]);
     }
     hr_free(f->holds);
+    hr_free(f->disc_own);
     hr_free(f);
 }
 
 static void send_payload(hr_session *s, const uint8_t *json, size_t len);
 static void disconnect_now(hr_session *s, int code, const char *reason);
+static void disconnect_after(sframe *f, int code, const char *reason);
 static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache);
 
 /* The held publications of a subscription whose reply is out. */
@@ -350,12 +400,26 @@ static void pump(hr_session *s)
         }
         int code = s->closing ? 0 : f->disc_code;
         const char *reason = f->disc_reason;
+        char *own = f->disc_own; /* the reason, when it is the backend's: freed after use */
+        f->disc_own = NULL;
         frame_free(f);
         if (code) { /* last: the transport may let go of s */
             disconnect_now(s, code, reason);
+            hr_free(own);
             return;
         }
+        hr_free(own);
     }
+}
+
+static void req_free(sreq *q)
+{
+    hr_free(q->channel);
+    hr_free(q->epoch);
+    hr_free(q->hook_data);
+    hr_free(q->data);
+    hr_free(q->idem);
+    hr_free(q);
 }
 
 /* An engine answer arrived for q: true when its session is still there
@@ -363,8 +427,7 @@ static void pump(hr_session *s)
 static bool req_alive(sreq *q)
 {
     if (q->s) return true;
-    hr_free(q->channel);
-    hr_free(q);
+    req_free(q);
     return false;
 }
 
@@ -377,8 +440,7 @@ static void req_done(sreq *q)
     else s->reqs = q->next;
     if (q->next) q->next->prev = q->prev;
     q->f->pending--;
-    hr_free(q->channel);
-    hr_free(q);
+    req_free(q);
     pump(s);
 }
 
@@ -507,13 +569,15 @@ static bool cstr(hr_str in, char *out, size_t cap)
     return true;
 }
 
-static void presence_info(hr_session *s, hr_buf *b)
+/* info: the channel info (the subscribe hook's), else the connection's. */
+static void presence_info(hr_session *s, const char *info, hr_buf *b)
 {
     hr_buf_printf(b, "{\"client\":\"%s\",\"user\":", s->client.id);
     hr_json_append_string(b, s->client.user, strlen(s->client.user));
-    if (s->info) {
+    if (!info) info = s->info;
+    if (info) {
         hr_buf_append_str(b, ",\"info\":");
-        hr_buf_append_str(b, s->info);
+        hr_buf_append_str(b, info);
     }
     hr_buf_append(b, "}", 1);
 }
@@ -522,14 +586,14 @@ static void presence_info(hr_session *s, hr_buf *b)
  * channel's subscribers, unless it has more than
  * channels.join_leave_max_subscribers (each push costs one delivery per
  * subscriber: N joiners would cost N^2/2). */
-static void join_leave(hr_session *s, const char *ch, size_t len, bool join)
+static void join_leave(hr_session *s, const char *ch, size_t len, bool join, const char *info)
 {
     uint64_t cap = (uint64_t)s->opts->ops.join_leave_max_subscribers;
     if (cap && hr_hub_subscribers(s->client.wh->hub, ch, len) + (join ? 0 : 1) > cap) return;
-    hr_buf info = HR_BUF_INIT;
-    presence_info(s, &info);
-    hr_pub *p = hr_pub_new(join ? HR_PUB_JOIN : HR_PUB_LEAVE, ch, len, "", 0, (const char *)info.data, info.len);
-    hr_buf_free(&info);
+    hr_buf b = HR_BUF_INIT;
+    presence_info(s, info, &b);
+    hr_pub *p = hr_pub_new(join ? HR_PUB_JOIN : HR_PUB_LEAVE, ch, len, "", 0, (const char *)b.data, b.len);
+    hr_buf_free(&b);
     engine_of(s)->vt->publish_event(engine_of(s), p);
     hr_pub_unref(p);
 }
@@ -572,6 +636,10 @@ static void on_sub_history(void *ud, int err, const hr_history *h)
         }
         recovered = false; /* more than channels.max_reply_size: read it with history pages */
     }
+    if (q->hook_data) {
+        hr_buf_append_str(b, ",\"data\":");
+        hr_buf_append_str(b, q->hook_data);
+    }
     if (q->want_recover) {
         hr_buf_printf(b, ",\"recovered\":%s,\"publications\":[", recovered ? "true" : "false");
         if (recovered)
@@ -585,57 +653,114 @@ static void on_sub_history(void *ud, int err, const hr_history *h)
     req_done(q);
 }
 
-/* Subscribe: the result object goes into r (a reserved piece the engine's
- * answer fills, or text for a pattern). Returns 0 or an HR_PE_* code
- * (nothing written). nested: a subscription of connect. */
-static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, hr_str ch, bool recover,
-                        bool granted, bool nested, const char **detail)
+/* The subscription sub exists (no hook, or the hook said yes with info
+ * and data): reply with its position (the engine's answer fills q's piece),
+ * presence, join. */
+static void sub_go_on(sreq *q, hr_sub *sub, const char *info)
 {
-    bool pattern = false;
-    hr_chan_policy pol;
-    hr_sub *sub = NULL;
-    hr_actor a = actor_of(s);
-    hr_op_sub_req req = {.granted = granted, .token = cmd ? cmd->token.p : NULL, .token_len = cmd ? cmd->token.n : 0};
-    hr_op_result res = hr_op_subscribe(&a, ch.p, ch.n, &req, &pol, &pattern, &sub);
-    if (res.rc) return native_err(res, detail);
-    if (pattern) {
-        hr_buf *b = text(r);
+    hr_session *s = q->s;
+    hr_buf *b = &q->pc->b;
+    if (q->pattern) {
         hr_buf_append_str(b, "{\"channel\":");
-        hr_json_append_string(b, ch.p, ch.n);
+        hr_json_append_string(b, q->channel, q->len);
         hr_buf_append_str(b, ",\"pattern\":true}");
-        return 0;
+        req_done(q);
+        return;
     }
-    hr_chan_opts o = HR_OPS_CHAN_OPTS(&s->opts->ops, pol);
-    char epoch[64] = "";
-    bool want = recover && cmd && cmd->recover;
-    if (want && !cstr(cmd->epoch, epoch, sizeof(epoch))) epoch[0] = '\0';
-    hr_history_query q = {.has_since = want, .since_offset = want ? cmd->offset : 0, .since_epoch = epoch,
-                          .limit = want ? (int64_t)o.history_size : 0};
-    sreq probe = {0};
-    if (want && !reserve(s, f, &probe)) {
+    hr_chan_opts o = HR_OPS_CHAN_OPTS(&s->opts->ops, q->pol);
+    if (q->want_recover && !reserve(s, q->f, q)) {
         hr_hub_unsubscribe(&s->client, sub); /* nothing was announced yet */
-        *detail = budget_detail;
-        return HR_PE_TOO_MANY_REQUESTS;
+        if (q->nested) hr_native_error(b, 0, HR_PE_TOO_MANY_REQUESTS, budget_detail);
+        else set_error(q->r, HR_PE_TOO_MANY_REQUESTS, budget_detail);
+        req_done(q);
+        return;
     }
     shold *hold = hr_calloc(1, sizeof(*hold));
     hold->sub = sub;
     sub->hold = hold;
+    sframe *f = q->f;
     f->holds = hr_realloc(f->holds, (f->nholds + 1) * sizeof(*f->holds));
     f->holds[f->nholds++] = hold;
+    q->hold = hold;
+    hr_history_query hq = {.has_since = q->want_recover, .since_offset = q->since,
+                           .since_epoch = q->epoch ? q->epoch : "",
+                           .limit = q->want_recover ? (int64_t)o.history_size : 0};
+    char *ch = hr_strndup(q->channel, q->len); /* q may be answered (and freed) at once */
+    size_t len = q->len;
+    engine_of(s)->vt->history(engine_of(s), &o, ch, len, &hq, on_sub_history, q);
+    if (o.presence) {
+        engine_of(s)->vt->presence_add(engine_of(s), ch, len, s->client.id, s->client.user, info ? info : s->info,
+                                       NULL, NULL);
+        sub->presence = true;
+    }
+    if (o.join_leave) join_leave(s, ch, len, true, info);
+    hr_free(ch);
+}
+
+/* A hook's disconnect (ops.h): the command is refused with the backend's
+ * reason and the connection closed with its code once the frame is out. */
+static hr_op_result backend_disconnect(sreq *q, hr_op_result res, const char *what)
+{
+    if (res.rc != HR_OP_BACKEND_DISCONNECT) return res;
+    hr_info("client %s: %s: the backend disconnects it (code %d)", q->s->client.id, what, res.code);
+    hr_free(q->f->disc_own);
+    q->f->disc_own = hr_strdup(res.detail ? res.detail : "disconnected by the backend");
+    disconnect_after(q->f, res.code, q->f->disc_own);
+    return (hr_op_result){.rc = HR_OP_DENIED, .detail = q->f->disc_own};
+}
+
+/* The subscribe hook answered q (ops.h): go on, or the backend's refusal. */
+static void on_sub_hook(void *ud, const hr_op_hook_ans *ans)
+{
+    sreq *q = ud;
+    if (!req_alive(q)) return;
+    hr_session *s = q->s;
+    hr_op_result res = ans->res;
+    res = backend_disconnect(q, res, "subscribe");
+    hr_sub *sub = NULL;
+    if (!res.rc) {
+        hr_actor a = actor_of(s);
+        sub = hr_op_subscribe_finish(&a, q->channel, q->len, q->pattern, &q->pol, &res);
+    }
+    if (!sub) {
+        if (q->nested) append_op_error(&q->pc->b, res);
+        else set_op_error(q->r, res);
+        req_done(q);
+        return;
+    }
+    if (ans->data) q->hook_data = hr_strndup(ans->data, ans->data_len);
+    char *info = ans->info ? hr_strndup(ans->info, ans->info_len) : NULL;
+    sub_go_on(q, sub, info);
+    hr_free(info);
+}
+
+/* Subscribe: the result object goes into r (a reserved piece the engine's
+ * or the hook's answer fills). Returns 0 or an HR_PE_* code (nothing
+ * written). nested: a subscription of connect. */
+static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, hr_str ch, bool recover,
+                        bool granted, bool nested, const char **detail)
+{
+    hr_sub *sub = NULL;
+    hr_actor a = actor_of(s);
+    hr_op_sub_req req = {.granted = granted, .token = cmd ? cmd->token.p : NULL, .token_len = cmd ? cmd->token.n : 0};
     sreq *x = req_new(s, f, r);
-    x->resv = probe.resv;
-    x->resv_whole = probe.resv_whole;
-    x->hold = hold;
-    x->want_recover = want;
     x->nested = nested;
     x->channel = hr_strndup(ch.p, ch.n);
     x->len = ch.n;
-    engine_of(s)->vt->history(engine_of(s), &o, ch.p, ch.n, &q, on_sub_history, x);
-    if (o.presence) {
-        engine_of(s)->vt->presence_add(engine_of(s), ch.p, ch.n, s->client.id, s->client.user, s->info, NULL, NULL);
-        sub->presence = true;
+    x->want_recover = recover && cmd && cmd->recover;
+    if (x->want_recover) {
+        x->since = cmd->offset;
+        char epoch[64] = "";
+        if (!cstr(cmd->epoch, epoch, sizeof(epoch))) epoch[0] = '\0';
+        x->epoch = hr_strdup(epoch);
     }
-    if (o.join_leave) join_leave(s, ch.p, ch.n, true);
+    hr_op_result res = hr_op_subscribe(&a, ch.p, ch.n, &req, &x->pol, &x->pattern, &sub, on_sub_hook, x);
+    if (res.rc == HR_OP_PENDING) return 0;
+    if (res.rc) {
+        req_done(x); /* an empty piece: the error is the command's */
+        return native_err(res, detail);
+    }
+    sub_go_on(x, sub, NULL);
     return 0;
 }
 
@@ -659,7 +784,7 @@ static void leave_channel(hr_session *s, hr_sub *sub)
     hr_chan_policy pol;
     hr_ops_policy(&s->opts->ops, name, len, &pol);
     if (pres) engine_of(s)->vt->presence_remove(engine_of(s), name, len, s->client.id, NULL, NULL);
-    if (pol.join_leave && !s->loop_gone) join_leave(s, name, len, false);
+    if (pol.join_leave && !s->loop_gone) join_leave(s, name, len, false, NULL);
     hr_free(name);
 }
 
@@ -671,13 +796,86 @@ static void engine_failed(sreq *q, int err, const char *what)
     set_error(q->r, HR_PE_INTERNAL, "the engine is unavailable: retry later");
 }
 
+/* ---- publish: in order behind a publish waiting for its hook (see the top) ---- */
+
+static void start_publish(hr_session *s, sreq *x, const char *ch, size_t len, const char *data, size_t dlen,
+                          const char *idem, size_t idem_len);
+static void refused(sreq *x, hr_op_result res);
+
+/* q's publish is answered: the publishes that waited behind it go (until
+ * one waits for its hook again). Before q's req_done: that may be last. */
+static void publish_next(sreq *q)
+{
+    hr_session *s = q->s;
+    if (s->pub_busy != q) return;
+    s->pub_busy = NULL;
+    while (s->pub_wait && !s->pub_busy && !s->closing) {
+        sreq *x = s->pub_wait;
+        s->pub_wait = x->wnext;
+        if (!s->pub_wait) s->pub_wait_tail = NULL;
+        start_publish(s, x, x->channel, x->len, x->data, x->dlen, x->idem, x->idem_len);
+    }
+}
+
 static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
 {
     sreq *q = ud;
     if (!req_alive(q)) return;
     if (err) engine_failed(q, err, "publish");
     else hr_buf_printf(&q->pc->b, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
+    publish_next(q);
     req_done(q);
+}
+
+/* The publish hook refused q's publish (ops.h). */
+static void on_publish_refused(void *ud, hr_op_result res)
+{
+    sreq *q = ud;
+    if (!req_alive(q)) return;
+    res = backend_disconnect(q, res, "publish");
+    set_op_error(q->r, res);
+    publish_next(q);
+    req_done(q);
+}
+
+static void start_publish(hr_session *s, sreq *x, const char *ch, size_t len, const char *data, size_t dlen,
+                          const char *idem, size_t idem_len)
+{
+    hr_actor a = actor_of(s);
+    hr_op_result res = hr_op_publish(&a, ch, len, data, dlen, idem, idem_len, on_published, on_publish_refused, x);
+    if (res.rc == HR_OP_PENDING) s->pub_busy = x;
+    else if (res.rc) refused(x, res);
+}
+
+/* A publish command: now, or after the publish waiting for its hook. */
+static void do_publish(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
+{
+    sreq *x = req_new(s, f, r);
+    const char *idem = cmd->idempotency_key.p;
+    if (!s->pub_busy) {
+        start_publish(s, x, cmd->channel.p, cmd->channel.n, cmd->data.p, cmd->data.n, idem, cmd->idempotency_key.n);
+        return;
+    }
+    /* what waits counts against the reply budget (it is the client's bytes held) */
+    size_t bytes = cmd->channel.n + cmd->data.n + cmd->idempotency_key.n + sizeof(*x);
+    if (s->sink->queued(s->t) + s->reserved + bytes > s->budget) {
+        set_error(r, HR_PE_TOO_MANY_REQUESTS, "too many publishes waiting for the backend's answer "
+                                              "(channels.reply_budget): retry after their replies");
+        req_done(x);
+        return;
+    }
+    x->resv = bytes;
+    s->reserved += bytes;
+    f->reserved += bytes;
+    x->channel = hr_strndup(cmd->channel.p, cmd->channel.n);
+    x->len = cmd->channel.n;
+    x->data = hr_strndup(cmd->data.p, cmd->data.n);
+    x->dlen = cmd->data.n;
+    x->idem = idem ? hr_strndup(idem, cmd->idempotency_key.n) : NULL;
+    x->idem_len = cmd->idempotency_key.n;
+    if (s->pub_wait_tail) s->pub_wait_tail->wnext = x;
+    else s->pub_wait = x;
+    s->pub_wait_tail = x;
 }
 
 static void on_history(void *ud, int err, const hr_history *h)
@@ -1208,13 +1406,9 @@ static bool exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         hr_buf_append(text(r), "{}", 2);
         break;
     }
-    case HR_CMD_PUBLISH: {
-        sreq *x = req_new(s, f, r);
-        hr_op_result res = hr_op_publish(&a, cmd->channel.p, cmd->channel.n, cmd->data.p, cmd->data.n,
-                                         cmd->idempotency_key.p, cmd->idempotency_key.n, on_published, x);
-        if (res.rc) refused(x, res);
+    case HR_CMD_PUBLISH:
+        do_publish(s, f, r, cmd);
         break;
-    }
     case HR_CMD_HISTORY: {
         char epoch[64] = "";
         cstr(cmd->since_epoch, epoch, sizeof(epoch));
@@ -1449,6 +1643,13 @@ void hr_session_free(hr_session *s)
 {
     if (!s) return;
     hr_hub_client_remove(&s->client);
+    for (sreq *q = s->pub_wait, *next; q; q = next) { /* never started: no answer will come */
+        next = q->wnext;
+        if (q->prev) q->prev->next = q->next;
+        else s->reqs = q->next;
+        if (q->next) q->next->prev = q->prev;
+        req_free(q);
+    }
     for (sreq *q = s->reqs, *next; q; q = next) {
         next = q->next;
         q->s = NULL; /* an engine's answer finds no session */

@@ -250,6 +250,14 @@ const hr_option hr_options[] = {
      "where publish allows it; the server API always may)."},
     {"channels.allow_anonymous", HR_OPT_BOOL, OFF(ch_allow_anonymous), "true", 0, 0, NULL, NULL,
      "Clients without a user may subscribe."},
+    {"channels.proxy_subscribe", HR_OPT_BOOL, OFF(ch_proxy_subscribe), "false", 0, 0, NULL, NULL,
+     "A client's subscribe, once every other rule passed, is asked of the backend's subscribe hook "
+     "(proxy.subscribe_url, docs/backend.md) before it is registered. Set it per namespace. Front ends that "
+     "cannot wait for it (SSE and /ws/raw URL channels) refuse such a channel with 501."},
+    {"channels.proxy_publish", HR_OPT_BOOL, OFF(ch_proxy_publish), "false", 0, 0, NULL, NULL,
+     "A client's publish, once every other rule passed, is asked of the backend's publish hook "
+     "(proxy.publish_url, docs/backend.md), which may replace the data; the publication is made only after "
+     "it said yes. The server API never calls it. /ws/raw publishes to such a channel are refused (close 3503)."},
     {"channels.max_channel_length", HR_OPT_INT, OFF(ch_max_channel_length), "255", 1, 65535, NULL, NULL,
      "Longest channel name in bytes."},
     {"channels.max_subscriptions", HR_OPT_INT, OFF(ch_max_subscriptions), "128", 1, 1000000, NULL, NULL,
@@ -271,6 +279,7 @@ const hr_option hr_options[] = {
      "Output one client connection may have queued plus replies being prepared (never more than half of "
      "websocket.max_queued_bytes, or of poll.max_queued_bytes for HTTP sessions). A history, presence or "
      "recovering subscribe whose reply may not fit gets error 111 (temporary): read the earlier replies, retry. "
+     "Publishes waiting behind one that waits for the backend's publish hook count their bytes in it too. "
      "The history pages of one /api/batch share it too (past it: 429)."},
     {"channels.join_leave_max_subscribers", HR_OPT_INT, OFF(ch_join_leave_max_subscribers), "100", 0, 100000000,
      NULL, NULL,
@@ -715,14 +724,17 @@ static int set_text(hr_config *cfg, const hr_option *o, const char *value, char 
 #define POFF(f) offsetof(hr_chan_policy, f)
 const char *const hr_ns_keys[] = {"history_size",    "history_ttl", "presence",    "join_leave",
                                   "allow_publish",   "allow_anonymous", "max_subscribers", "subscribe",
-                                  "publish",         "history_for", "presence_for", NULL};
+                                  "publish",         "history_for", "presence_for", "proxy_subscribe",
+                                  "proxy_publish",   NULL};
 static const size_t ns_field_off[] = {POFF(history_size),  POFF(history_ttl_ms),  POFF(presence),
                                       POFF(join_leave),    POFF(allow_publish),   POFF(allow_anonymous),
                                       POFF(max_subscribers), POFF(subscribe),     POFF(publish),
-                                      POFF(history_for),   POFF(presence_for)};
+                                      POFF(history_for),   POFF(presence_for),    POFF(proxy_subscribe),
+                                      POFF(proxy_publish)};
 static const size_t ns_field_size[] = {sizeof(int64_t), sizeof(int64_t), sizeof(bool),    sizeof(bool),
                                        sizeof(bool),    sizeof(bool),    sizeof(int64_t), sizeof(int64_t),
-                                       sizeof(int64_t), sizeof(int64_t), sizeof(int64_t)};
+                                       sizeof(int64_t), sizeof(int64_t), sizeof(int64_t), sizeof(bool),
+                                       sizeof(bool)};
 
 static void default_policy(const hr_config *cfg, hr_chan_policy *p)
 {
@@ -737,6 +749,8 @@ static void default_policy(const hr_config *cfg, hr_chan_policy *p)
     p->publish = cfg->ch_publish;
     p->history_for = cfg->ch_history_for;
     p->presence_for = cfg->ch_presence_for;
+    p->proxy_subscribe = cfg->ch_proxy_subscribe;
+    p->proxy_publish = cfg->ch_proxy_publish;
 }
 
 static const hr_namespace *find_ns(const hr_config *cfg, const char *name, size_t len)
@@ -843,7 +857,8 @@ static int ns_set(hr_config *cfg, const char *key, const char *value, bool *was_
         return 0;
     }
     errf(err, errlen, "%s: unknown namespace option \"%s\" (one of history_size, history_ttl, presence, join_leave, "
-         "allow_publish, allow_anonymous, max_subscribers, subscribe, publish, history_for, presence_for)", key, opt);
+         "allow_publish, allow_anonymous, max_subscribers, subscribe, publish, history_for, presence_for, "
+         "proxy_subscribe, proxy_publish)", key, opt);
     return HR_ERR_NOTFOUND;
 }
 

@@ -106,6 +106,8 @@ typedef struct hr_config {
     int64_t ch_max_history_bytes;
     bool ch_presence;
     bool ch_join_leave;
+    bool ch_proxy_subscribe;
+    bool ch_proxy_publish;
     bool ch_allow_publish;
     bool ch_allow_anonymous;
     int64_t ch_max_channel_length;

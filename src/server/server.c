@@ -15,6 +15,7 @@
 #include "transport/emulation.h"
 #include "transport/http.h"
 #include "transport/proxy.h"
+#include "server/hooks.h"
 #include "transport/tls.h"
 
 #include <arpa/inet.h>
@@ -404,6 +405,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     hr_opts_transport(cfg, &s->transport);
     hr_opts_proto(cfg, &s->proto);
     hr_opts_proxy(cfg, &s->proxy);
+    s->proto.ops.hooks = hr_server_hooks(&s->sh);
     /* TLS first: a bad certificate or key is a configuration error (exit 2). */
     if (cfg->tls_cert[0] && hr_tls_server_new(&s->sh.tls, &s->transport, err, errlen)) return HR_ERR_INVALID;
     s->listen_tls = s->sh.tls && !cfg->tls_listen[0];

@@ -172,7 +172,7 @@ static int publish_one(api_ctx *x, const char *ch, size_t clen, const char *data
 {
     hr_actor ac = actor_of(x);
     aop *a = aop_new(x);
-    return op_done(x, a, hr_op_publish(&ac, ch, clen, data, dlen, key, klen, on_published, a));
+    return op_done(x, a, hr_op_publish(&ac, ch, clen, data, dlen, key, klen, on_published, NULL, a));
 }
 
 static char *dump_data(api_ctx *x, json_t *params, size_t *len)

@@ -108,7 +108,7 @@ static int sub_rc(const hr_actor *a, const char *ch)
 {
     hr_chan_policy pol;
     hr_sub *sub = NULL;
-    return hr_op_subscribe(a, ch, strlen(ch), NULL, &pol, NULL, &sub).rc;
+    return hr_op_subscribe(a, ch, strlen(ch), NULL, &pol, NULL, &sub, NULL, NULL).rc;
 }
 
 static int published;
@@ -116,7 +116,7 @@ static void on_published(void *ud, int err, uint64_t offset, const char *epoch) 
 
 static int pub_rc(const hr_actor *a, const char *ch, const char *data, const char *key)
 {
-    return hr_op_publish(a, ch, strlen(ch), data, strlen(data), key, key ? strlen(key) : 0, on_published, NULL).rc;
+    return hr_op_publish(a, ch, strlen(ch), data, strlen(data), key, key ? strlen(key) : 0, on_published, NULL, NULL).rc;
 }
 
 static void test_subscribe_rules(void **state)
@@ -199,7 +199,7 @@ static void test_publish_rules(void **state)
     assert_int_equal(pub_rc(&u, "open:x#alice", "1", NULL), HR_OP_OK);
     assert_int_equal(sub_rc(&s, "subs:x"), HR_OP_OK);
     assert_int_equal(pub_rc(&s, "subs:x", "1", NULL), HR_OP_OK);
-    hr_op_result r = hr_op_publish(&a, "open:x", 6, "\"01234567890123456\"", 19, NULL, 0, on_published, NULL);
+    hr_op_result r = hr_op_publish(&a, "open:x", 6, "\"01234567890123456\"", 19, NULL, 0, on_published, NULL, NULL);
     assert_string_equal(r.detail, "publication is 19 bytes, the limit is 16 (channels.max_publication_size)");
     hr_hub_unsubscribe_all(&sub.c);
 }
@@ -281,6 +281,8 @@ static void test_wire_forms(void **state)
         {HR_OP_TOKEN_EXPIRED, 109, 401},    {HR_OP_ALREADY_SUBSCRIBED, 105, 409}, {HR_OP_NOT_SUBSCRIBED, 113, 404},
         {HR_OP_TOO_MANY_SUBSCRIPTIONS, 106, 400}, {HR_OP_CHANNEL_FULL, 106, 503}, {HR_OP_RATE_LIMITED, 111, 429},
         {HR_OP_TOO_BIG, 115, 413},          {HR_OP_BAD_IDEMPOTENCY_KEY, 107, 400}, {HR_OP_NOT_AVAILABLE, 108, 404},
+        {HR_OP_BACKEND_UNAVAILABLE, 116, 503}, {HR_OP_BACKEND_TIMEOUT, 116, 504}, {HR_OP_BACKEND_BAD_ANSWER, 116, 502},
+        {HR_OP_BACKEND_ERROR, 0, 403},      {HR_OP_BACKEND_DISCONNECT, 0, 403}, {HR_OP_HOOK_UNSUPPORTED, 108, 501},
     };
     assert_int_equal(sizeof(cases) / sizeof(cases[0]), HR_OP_NCODES - 1); /* every code has a wire form */
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -288,12 +290,152 @@ static void test_wire_forms(void **state)
         assert_int_equal(hr_op_http_status(cases[i].rc), cases[i].http);
         assert_string_not_equal(hr_op_rc_name(cases[i].rc), "unknown");
     }
+    /* the backend's own error keeps its code */
+    assert_int_equal(hr_op_result_native((hr_op_result){.rc = HR_OP_BACKEND_ERROR, .detail = "no", .code = 1001}), 1001);
+    assert_int_equal(hr_op_result_native((hr_op_result){.rc = HR_OP_DENIED}), 103);
+}
+
+/* ---- the backend hooks: a fake hook that keeps the call for the test to answer ---- */
+
+static int hook_calls;
+static hr_op_hook last_hook;
+static char last_data[64];
+static hr_op_hook_cb hook_cb;
+static void *hook_ud;
+static int hook_refuse; /* the call refuses at once with this (0: pending) */
+
+static int fake_hook(void *ctx, const hr_op_hook_req *req, hr_op_hook_cb cb, void *ud, const char **detail)
+{
+    (void)ctx;
+    if (hook_refuse) {
+        *detail = "too many in flight";
+        return hook_refuse;
+    }
+    hook_calls++;
+    last_hook = req->hook;
+    snprintf(last_data, sizeof(last_data), "%.*s", (int)req->data_len, req->data ? req->data : "");
+    hook_cb = cb;
+    hook_ud = ud;
+    return 0;
+}
+
+static hr_actor with_hooks(hr_actor a)
+{
+    ops.hooks = (hr_ops_hooks){fake_hook, NULL};
+    return a;
+}
+
+static int sub_answers;
+static hr_op_hook_ans sub_answer;
+static void on_sub_hook(void *ud, const hr_op_hook_ans *ans)
+{
+    (void)ud;
+    sub_answers++;
+    sub_answer = *ans;
+}
+
+static int refusals;
+static hr_op_result last_refusal;
+static void on_refused(void *ud, hr_op_result res)
+{
+    (void)ud;
+    refusals++;
+    last_refusal = res;
+}
+
+static hr_op_hook_ans answer(int rc, const char *data)
+{
+    return (hr_op_hook_ans){.res = {.rc = rc, .detail = rc ? "backend says no" : NULL, .code = rc == HR_OP_BACKEND_ERROR ? 1001 : 0},
+                            .data = data, .data_len = data ? strlen(data) : 0};
+}
+
+static void test_hooks(void **state)
+{
+    (void)state;
+    set("namespace.hooked.allow_publish", "true");
+    set("namespace.hooked.publish", "anyone");
+    set("namespace.hooked.proxy_subscribe", "true");
+    set("namespace.hooked.proxy_publish", "true");
+    set("namespace.authhooked.allow_anonymous", "false");
+    set("namespace.authhooked.proxy_subscribe", "true");
+    who anon, alice;
+    hr_actor a = client(&anon, "");
+    hr_actor u = with_hooks(client(&alice, "alice"));
+    u.pub_bucket = NULL; /* rates are test_publish_rules' */
+    hr_chan_policy pol;
+    hr_sub *sub = NULL;
+    hook_calls = 0;
+
+    /* a namespace without the flags never asks the hook */
+    assert_int_equal(hr_op_subscribe(&u, "open:x", 6, NULL, &pol, NULL, &sub, on_sub_hook, NULL).rc, HR_OP_OK);
+    assert_int_equal(hook_calls, 0);
+    /* every synchronous rule first: a denied client never reaches the backend */
+    assert_int_equal(hr_op_subscribe(&a, "authhooked:x", 12, NULL, &pol, NULL, &sub, on_sub_hook, NULL).rc,
+                     HR_OP_DENIED);
+    assert_int_equal(hook_calls, 0);
+    /* a front end that cannot wait is refused, never skips the hook */
+    assert_int_equal(hr_op_subscribe(&u, "hooked:x", 8, NULL, &pol, NULL, &sub, NULL, NULL).rc,
+                     HR_OP_HOOK_UNSUPPORTED);
+    assert_int_equal(hr_op_may_subscribe(&u, "hooked:x", 8, NULL, 0, &pol, NULL).rc, HR_OP_HOOK_UNSUPPORTED);
+    /* pending, then the front end finishes on a yes */
+    sub = NULL;
+    assert_int_equal(hr_op_subscribe(&u, "hooked:x", 8, NULL, &pol, NULL, &sub, on_sub_hook, NULL).rc,
+                     HR_OP_PENDING);
+    assert_int_equal(hook_calls, 1);
+    assert_int_equal(last_hook, HR_OP_HOOK_SUBSCRIBE);
+    assert_null(sub);
+    hr_op_hook_ans yes = answer(0, NULL);
+    hook_cb(hook_ud, &yes);
+    assert_int_equal(sub_answers, 1);
+    hr_op_result res;
+    assert_non_null(hr_op_subscribe_finish(&u, "hooked:x", 8, false, &pol, &res));
+    assert_null(hr_op_subscribe_finish(&u, "hooked:x", 8, false, &pol, &res)); /* subscribed meanwhile */
+    assert_int_equal(res.rc, HR_OP_ALREADY_SUBSCRIBED);
+    /* too many in flight: refused at once */
+    hook_refuse = HR_OP_BACKEND_UNAVAILABLE;
+    assert_int_equal(hr_op_publish(&u, "hooked:x", 8, "0", 1, NULL, 0, on_published, on_refused, NULL).rc,
+                     HR_OP_BACKEND_UNAVAILABLE);
+    hook_refuse = 0;
+
+    /* publish: the engine is called only after the yes, with the backend's data */
+    published = 0;
+    int rc = hr_op_publish(&u, "hooked:x", 8, "1", 1, NULL, 0, on_published, on_refused, NULL).rc;
+    assert_int_equal(rc, HR_OP_PENDING);
+    assert_int_equal(last_hook, HR_OP_HOOK_PUBLISH);
+    assert_string_equal(last_data, "1");
+    assert_int_equal(published, 0);
+    hr_op_hook_ans rewrite = answer(0, "{\"n\":2}");
+    hook_cb(hook_ud, &rewrite);
+    assert_int_equal(published, 1);
+    /* the backend's error reaches refused, nothing is published */
+    rc = hr_op_publish(&u, "hooked:x", 8, "3", 1, NULL, 0, on_published, on_refused, NULL).rc;
+    assert_int_equal(rc, HR_OP_PENDING);
+    hr_op_hook_ans no = answer(HR_OP_BACKEND_ERROR, NULL);
+    hook_cb(hook_ud, &no);
+    assert_int_equal(refusals, 1);
+    assert_int_equal(last_refusal.rc, HR_OP_BACKEND_ERROR);
+    assert_int_equal(last_refusal.code, 1001);
+    assert_int_equal(published, 1);
+    /* the backend's data is held to channels.max_publication_size (16) */
+    hr_op_publish(&u, "hooked:x", 8, "4", 1, NULL, 0, on_published, on_refused, NULL);
+    hr_op_hook_ans big = answer(0, "\"0123456789abcdefgh\"");
+    hook_cb(hook_ud, &big);
+    assert_int_equal(refusals, 2);
+    assert_int_equal(last_refusal.rc, HR_OP_TOO_BIG);
+    /* no refused callback: refused, not skipped; the server API never asks */
+    assert_int_equal(pub_rc(&u, "hooked:x", "5", NULL), HR_OP_HOOK_UNSUPPORTED);
+    hr_actor srv = with_hooks(server());
+    hook_calls = 0;
+    assert_int_equal(hr_op_publish(&srv, "hooked:x", 8, "6", 1, NULL, 0, on_published, NULL, NULL).rc, HR_OP_OK);
+    assert_int_equal(hook_calls, 0);
+    hr_hub_unsubscribe_all(&alice.c);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_subscribe_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hooks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_actor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_and_presence, setup, teardown),
