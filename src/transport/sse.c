@@ -44,6 +44,7 @@
 #include "auth/auth.h"
 #include "transport/worker.h"
 #include "transport/http.h"
+#include "transport/proxy.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -653,6 +654,7 @@ int hr_http_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, 
         hr_http_auth_free(a);
         return st;
     }
+    a->has_token = tr > 0;
     a->who.user = user;
     a->who.granted = (const char *const *)a->granted;
     a->who.ngranted = a->ngranted;
@@ -674,11 +676,15 @@ static const char preflight_headers[] = "Access-Control-Allow-Methods: GET, OPTI
                                         "X-Requested-With, Authorization\r\n"
                                         "Access-Control-Max-Age: 600\r\n";
 
+static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const char *cors, hr_http_auth *aup,
+                     const char *id_or_null, bool deferred);
+static void sse_ask_backend(hr_conn *c, const hr_http_request *req, bool close, const char *cors, hr_http_auth *au);
+
 void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
 {
     hr_worker *w = c->w;
     const hr_transport_opts *opt = w->opts;
-    char cors[512], hdrs[1024], msg[256];
+    char cors[512], hdrs[1024];
     int origin = hr_cors_check(opt, req, "X-Herald-Client", cors, sizeof(cors));
 
     if (method_is(req, "OPTIONS")) { /* CORS preflight (polyfills that set headers) */
@@ -706,6 +712,24 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     }
     hr_http_auth au;
     if (hr_http_auth_read(c, req, cors, close, &au)) return;
+    if (!au.has_token && hr_proxy_enabled(w->proxy, HR_HOOK_CONNECT)) {
+        sse_ask_backend(c, req, close, cors, &au);
+        return;
+    }
+    sse_open(c, req, close, cors, &au, NULL, false);
+}
+
+/* The stream's start once its client is known (au: its tokens, or what the
+ * connect hook answered; taken). id: the client id the backend was told
+ * (NULL: a new one). deferred: the request already waits (the connect
+ * hook): answer and resume, as after an engine that answers later. */
+static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const char *cors, hr_http_auth *aup,
+                     const char *id_or_null, bool deferred)
+{
+    hr_worker *w = c->w;
+    const hr_transport_opts *opt = w->opts;
+    char msg[256];
+    hr_http_auth au = *aup;
     size_t qlen = req->query ? req->query_len : 0;
     char *buf = hr_malloc(qlen + 1); /* decoded values are never longer than the query */
     size_t pos = 0;
@@ -716,6 +740,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         hr_free(buf);
         hr_http_auth_free(&au);
         hr_http_respond_error(c, st, cors, msg, close);
+        if (deferred) hr_http_resume(c);
         return;
     }
 
@@ -724,7 +749,8 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     s->client.wh = w->hub;
     s->client.user = hr_strdup(au.who.user);
     s->exp_at = au.conn.has_exp ? HR_MAX(au.conn.exp, 1) : 0;
-    hr_urlsubs_client_id(s->client.id);
+    if (id_or_null) snprintf(s->client.id, sizeof(s->client.id), "%s", id_or_null);
+    else hr_urlsubs_client_id(s->client.id);
     s->c = c;
     s->opt = opt;
     char ev[8]; /* not buf: the channel names in refs live there */
@@ -740,6 +766,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         hr_free(buf);
         hr_http_auth_free(&au);
         hr_http_respond_error(c, st, cors, msg, close);
+        if (deferred) hr_http_resume(c);
         return;
     }
 
@@ -774,6 +801,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     ss->info = au.conn.info ? hr_strndup(au.conn.info, au.conn.info_len) : NULL;
     ss->au = au; /* refs may point into the tokens' channel lists: kept until the start */
     s->start = ss;
+    ss->deferred = deferred;
     ss->pending = 1 + k;
     for (size_t i = 0, j = 0; i < n; i++) {
         if (refs[i].pattern) continue;
@@ -788,11 +816,132 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         e->vt->history(e, &o, refs[i].p, refs[i].n, &q, on_history, &rec[j]);
         j++;
     }
-    if (ss->pending > 1) { /* an engine that answers later: the request waits */
+    if (ss->pending > 1 || deferred) { /* an engine that answers later: the request waits */
         ss->deferred = true;
         hr_http_defer(c, ss, start_cancel);
     }
     start_step(ss);
+}
+
+/* ---- the connect hook (docs/backend.md): the handshake waits for the backend ---- */
+
+typedef struct sse_hook {
+    hr_conn *c;
+    hr_proxy_req *req;
+    bool close;
+    char cors[512];
+    char id[37];               /* the client id the backend is told */
+    hr_http_auth au;           /* no token; the sub_tokens */
+    char *query;               /* the request's, copied (the request is gone when the answer comes) */
+    size_t query_len;
+    char *last_id;             /* its Last-Event-ID header, or NULL */
+} sse_hook;
+
+static void hook_free(sse_hook *h)
+{
+    hr_http_auth_free(&h->au);
+    hr_free(h->query);
+    hr_free(h->last_id);
+    hr_free(h);
+}
+
+/* The connection closed while the backend was asked (http.c's release). */
+static void hook_cancel(void *owner)
+{
+    sse_hook *h = owner;
+    hr_proxy_cancel(h->c->w->proxy, h->req);
+    hook_free(h);
+}
+
+/* {"error":MESSAGE,"code":CODE} with an HTTP status (a backend's refusal or failure). */
+static void respond_backend(sse_hook *h, int status, const char *message, int code)
+{
+    hr_buf b = HR_BUF_INIT;
+    hr_buf_append_str(&b, "{\"error\":");
+    hr_json_append_string(&b, message ? message : "", message ? strlen(message) : 0);
+    hr_buf_printf(&b, ",\"code\":%d}", code);
+    hr_http_respond(h->c, status, "application/json", h->cors, (const char *)b.data, b.len, false, h->close);
+    hr_buf_free(&b);
+}
+
+/* The query with the backend's channels added as channel parameters (so
+ * every rule of a URL channel applies to them, for the backend's user). */
+static void add_channels(sse_hook *h, const hr_proxy_answer *a)
+{
+    hr_buf q = HR_BUF_INIT;
+    hr_buf_append(&q, h->query, h->query_len);
+    for (size_t i = 0; i < a->nchannels; i++) {
+        hr_buf_append_str(&q, q.len ? "&channel=" : "channel=");
+        for (const char *p = a->channels[i]; *p; p++) {
+            if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                strchr("-._~:", *p))
+                hr_buf_append(&q, p, 1);
+            else
+                hr_buf_printf(&q, "%%%02X", (unsigned char)*p);
+        }
+    }
+    hr_free(h->query);
+    h->query_len = q.len;
+    h->query = hr_strndup(q.len ? (const char *)q.data : "", q.len);
+    hr_buf_free(&q);
+}
+
+static void on_hook_answer(const hr_proxy_result *res, void *ud)
+{
+    sse_hook *h = ud;
+    h->req = NULL;
+    const hr_proxy_answer *a = res->answer;
+    if (res->fail || a->kind != HR_PROXY_RESULT) {
+        if (res->fail) respond_backend(h, res->http_status, res->message, res->code);
+        else respond_backend(h, 403, a->message, (int)a->code);
+        hr_conn *c = h->c;
+        hook_free(h);
+        hr_http_resume(c);
+        return;
+    }
+    hr_http_auth *au = &h->au;
+    au->conn.sub = hr_strdup(a->user);
+    au->who.user = au->conn.sub;
+    if (a->info) {
+        au->conn.info = hr_strdup(a->info);
+        au->conn.info_len = strlen(a->info);
+    }
+    au->conn.has_exp = a->expire_at > 0;
+    au->conn.exp = a->expire_at;
+    add_channels(h, a);
+    hr_http_header lid = {.name = "last-event-id", .name_len = 13, .value = h->last_id,
+                          .value_len = h->last_id ? strlen(h->last_id) : 0};
+    hr_http_request r = {.query = h->query_len ? h->query : NULL, .query_len = h->query_len,
+                         .headers = &lid, .num_headers = h->last_id ? 1 : 0};
+    sse_open(h->c, &r, h->close, h->cors, au, h->id, true);
+    memset(au, 0, sizeof(*au)); /* taken */
+    hook_free(h);
+}
+
+/* No token: ask the connect hook, the request waits (answered from on_hook_answer). */
+static void sse_ask_backend(hr_conn *c, const hr_http_request *req, bool close, const char *cors, hr_http_auth *au)
+{
+    sse_hook *h = hr_calloc(1, sizeof(*h));
+    h->c = c;
+    h->close = close;
+    snprintf(h->cors, sizeof(h->cors), "%s", cors);
+    hr_urlsubs_client_id(h->id);
+    h->au = *au;
+    h->query = hr_strndup(req->query ? req->query : "", req->query ? req->query_len : 0);
+    h->query_len = req->query ? req->query_len : 0;
+    const hr_http_header *lid = hr_http_find_header(req, "last-event-id");
+    if (lid && lid->value_len) h->last_id = hr_strndup(lid->value, lid->value_len);
+    hr_proxy_origin *o = hr_client_origin(c, req);
+    hr_proxy_ctx ctx = {.client = h->id, .transport = "sse", .protocol = "json", .remote_addr = o->remote_addr,
+                        .headers = o->headers, .nheaders = o->nheaders};
+    int rc = hr_proxy_call(c->w->proxy, HR_HOOK_CONNECT, &ctx, NULL, on_hook_answer, h, &h->req);
+    hr_free(o);
+    if (rc) {
+        respond_backend(h, 503, "backend unavailable: the connect hook could not be called", 116);
+        hook_free(h);
+        return;
+    }
+    hr_http_defer(c, h, hook_cancel);
 }
 
 static void start_free(sse_start *st)

@@ -76,6 +76,7 @@ int hr_http_token(const hr_http_request *req, char *buf, size_t cap, const char 
  * answered (400 malformed, 401 not verifying or expired, 403 a subscription
  * token for another user). cors: extra headers of an error answer. */
 typedef struct hr_http_auth {
+    bool has_token;            /* the request carried a connection token (it verified) */
     hr_jwt_claims conn;
     char **granted;
     size_t ngranted;

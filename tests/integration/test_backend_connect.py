@@ -279,10 +279,72 @@ class TestConnect(BackendCase):
         self.assertEqual(after["failures"]["status"], before["failures"]["status"] + 1)
 
 
+class TestSSE(BackendCase):
+    @classmethod
+    def proxy_args(cls, be):
+        return ["--proxy.connect-url", be.url("/connect"), "--proxy.connect-timeout", "400ms"]
+
+    def sse(self, path, headers=None):
+        from test_sse import SSE
+        return SSE(self.server, path, headers=headers)
+
+    def test_allow_user_and_channels(self):
+        self.backend.script(connect={"json": {"result": {"user": "42", "channels": ["news"]}}})
+        s = self.sse("/sse?channel=%2342", {"Cookie": "sid=1"})  # #42: the backend's user's own channel
+        self.assertEqual(s.status, 200, s.response.body)
+        client = s.response.header("X-Herald-Client")
+        api_call(self.server, "publish", {"channel": "news", "data": {"n": 1}})
+        api_call(self.server, "publish", {"channel": "#42", "data": {"n": 2}})
+        evs = []
+        for _ in range(5):  # the publications (after the stream's own first event)
+            e = s.next()
+            if e.type == "message":
+                evs.append(json.loads(e.data)["n"])
+            if len(evs) == 2:
+                break
+        got = sorted(evs)
+        self.assertEqual(got, [1, 2])
+        s.conn.close()
+        body = self.backend.log("/connect")[0]["body"]
+        self.assertEqual((body["transport"], body["client"], body["headers"]), ("sse", client, {"Cookie": "sid=1"}))
+
+    def test_url_channel_checked_for_that_user(self):
+        self.backend.script(connect={"json": {"result": {"user": "42"}}})
+        s = self.sse("/sse?channel=%2343")
+        self.assertEqual(s.status, 403)
+        s.conn.close()
+        s = self.sse("/sse?channel=%2342")
+        self.assertEqual(s.status, 200, s.response.body)
+        s.conn.close()
+
+    def test_deny_and_failures(self):
+        cases = [({"json": {"error": {"code": 1000, "message": "no session"}}}, 403, 1000, "no session"),
+                 ({"json": {"disconnect": {"code": 4403, "reason": "banned"}}}, 403, 4403, "banned"),
+                 ({"status": 500, "body": ""}, 502, 116, None),
+                 ({"garbage": True}, 502, 116, None),
+                 ({"delay_ms": 1500, "json": {"result": {"user": ""}}}, 504, 116, None)]
+        for spec, status, code, message in cases:
+            self.backend.script(connect=spec)
+            s = self.sse("/sse?channel=news")
+            self.assertEqual(s.status, status, (spec, s.response.body))
+            body = json.loads(s.response.body)
+            self.assertEqual(body["code"], code)
+            if message:
+                self.assertEqual(body["error"], message)
+            s.conn.close()
+
+
 class TestBackendDown(BackendCase):
     @classmethod
     def proxy_args(cls, be):
         return ["--proxy.connect-url", "http://127.0.0.1:1/connect"]
+
+    def test_sse_down_is_503(self):
+        from test_sse import SSE
+        s = SSE(self.server, "/sse?channel=news")
+        self.assertEqual(s.status, 503)
+        self.assertEqual(json.loads(s.response.body)["code"], 116)
+        s.conn.close()
 
     def test_down_is_116(self):
         async def go():
@@ -305,7 +367,8 @@ class TestNoRpcUrl(BackendCase):
         async def go():
             c = await Native.open(self.server, connect=False)
             await c.result("connect", {})
-            await c.error("rpc", {"method": "m"}, 104)
+            err = await c.error("rpc", {"method": "m"}, 104)
+            self.assertIn("proxy.rpc_url", err.get("detail", ""))
             await c.close()
 
         run(go())
