@@ -69,7 +69,8 @@ async function runBackend() {
   const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
   process.once('exit', () => { try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* gone */ } });
   const h = { proc, exited, output: () => out, herald: `127.0.0.1:${hp}`, backend: `http://127.0.0.1:${bp}` };
-  await waitFor(h, () => /listening on http/.test(out) && /example backend on/.test(out), T(10000), 'both processes up');
+  await waitFor(h, () => /listening on http/.test(out) && /example backend on/.test(out), T(10000), 'both processes up')
+    .catch((e) => { process.kill(-proc.pid, 'SIGKILL'); throw withOutput(e, h); });
   return h;
 }
 
@@ -85,14 +86,20 @@ async function startBackendAlone(env) {
   const exited = new Promise((resolve) => proc.once('exit', resolve));
   process.once('exit', () => proc.kill('SIGKILL'));
   const b = { proc, exited, output: () => out, backend: `http://127.0.0.1:${port}` };
-  await waitFor(b, () => /example backend on/.test(out), T(10000), 'backend up');
+  await waitFor(b, () => /example backend on/.test(out), T(10000), 'backend up')
+    .catch((e) => { proc.kill('SIGKILL'); throw withOutput(e, b); });
   return b;
+}
+
+function withOutput(e, h) {
+  e.message += `\n--- output ---\n${h.output().slice(-6000)}`;
+  return e;
 }
 
 async function waitFor(h, cond, ms, what) {
   const end = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what}\n--- output ---\n${h.output().slice(-4000)}`);
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what}`); // the callers add the output
     await sleep(25);
   }
 }
@@ -192,8 +199,7 @@ test('the example backend alone: every hook answer as docs/backend.md says, hook
     const hist = await hook(b, 'rpc', { ...base, user: '1', method: 'chat.history', data: { channel: 'chat:lobby' } }, 'result');
     assert.deepEqual(hist.result.data.messages.map((m) => [m.name, m.text]), [['Carl', 'hi']]);
   } catch (e) {
-    e.message += `\n--- backend output ---\n${b.output().slice(-4000)}`;
-    throw e;
+    throw withOutput(e, b);
   } finally {
     b.proc.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
@@ -270,8 +276,7 @@ test('the example backend with herald, as make run-backend starts them', { skip,
     assert.ok(refusedConn, 'herald stopped with the script');
     await assert.rejects(fetch(`${h.backend}/`), 'the backend stopped with the script');
   } catch (e) {
-    e.message += `\n--- run-backend.sh output ---\n${h.output().slice(-6000)}`;
-    throw e;
+    throw withOutput(e, h);
   } finally {
     try { process.kill(-h.proc.pid, 'SIGKILL'); } catch { /* already gone */ }
   }
@@ -332,8 +337,7 @@ test('the chat demo through the example backend, in Chromium', {
     assert.match(h.output(), /rpc chat.history chat:lobby: 1 messages/);
   } catch (e) {
     for (const p of pages) if (p.logs.length) e.message += `\n--- page console ---\n${p.logs.slice(-15).join('\n')}`;
-    e.message += `\n--- run-backend.sh output ---\n${h.output().slice(-6000)}`;
-    throw e;
+    throw withOutput(e, h);
   } finally {
     if (browser) await withTimeout(browser.close(), 30000, 'browser close').catch(() => {});
     rmSync(profile, { recursive: true, force: true });
