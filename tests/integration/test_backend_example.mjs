@@ -271,6 +271,7 @@ test('the example backend with herald, as make run-backend starts them', { skip,
     // one TERM (Ctrl-C's effect on the script) stops herald and the backend together
     h.proc.kill('SIGTERM');
     await withTimeout(h.exited, T(15000), 'run-backend.sh exits');
+    assert.doesNotMatch(h.output(), /Sanitizer|runtime error:/, 'herald stopped clean (ASan/UBSan builds)');
     const sock = net.connect(Number(h.herald.split(':')[1]), '127.0.0.1');
     const refusedConn = await new Promise((resolve) => { sock.once('error', () => resolve(true)); sock.once('connect', () => { sock.destroy(); resolve(false); }); });
     assert.ok(refusedConn, 'herald stopped with the script');
