@@ -1088,7 +1088,10 @@ static bool connect_token(hr_session *s, sframe *f, hr_str tok, hr_jwt_claims *c
         hr_free(s->client.user);
         s->client.user = hr_strdup(cl->sub);
     }
-    if (cl->info) s->info = hr_strndup(cl->info, cl->info_len);
+    if (cl->info) {
+        hr_free(s->info);
+        s->info = hr_strndup(cl->info, cl->info_len);
+    }
     arm_expiry(s, cl->has_exp, cl->exp);
     return true;
 }
@@ -1217,6 +1220,12 @@ static void connect_answered(hr_session *s, sframe *f, creply *r, const hr_cmd *
     if (res->fail || res->answer->kind != HR_PROXY_RESULT) {
         if (res->fail) hr_info("client %s: connect: %s", s->client.id, res->message);
         backend_refused(s, f, r, res);
+        /* not connected: forget what a token of this attempt set (a retry starts over) */
+        hr_free(s->client.user);
+        s->client.user = hr_strdup("");
+        hr_free(s->info);
+        s->info = NULL;
+        arm_expiry(s, false, 0);
         return;
     }
     const hr_proxy_answer *a = res->answer;

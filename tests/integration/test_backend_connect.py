@@ -17,6 +17,9 @@ process on loopback (tests/tools/proxy_backend.py):
 - /api/info counts calls and failures.
 """
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import sys
@@ -38,6 +41,18 @@ def api_call(server, method, params=None):
         return api.call(method, params)
     finally:
         api.close()
+
+
+SECRET = "proxy-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def token(user, secret=SECRET):
+    """An HS256 connection token made here (no aud; exp in an hour)."""
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + \
+        b64(json.dumps({"sub": user, "exp": int(time.time()) + 3600}).encode())
+    return signing + "." + b64(hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest())
 
 
 ALLOW = {"json": {"result": {"user": "42", "info": {"name": "Ann"}, "channels": ["news"], "data": {"hello": 1}}}}
@@ -240,6 +255,19 @@ class TestConnect(BackendCase):
         info = api_call(self.server, "info")["nodes"][0]["proxy"]
         self.assertEqual(info["inflight"], 0)
 
+    def test_client_gone_mid_rpc(self):
+        self.backend.script(connect=ALLOW, rpc={"delay_ms": 500, "json": {"result": {}}})
+
+        async def go():
+            c = await self.ws()
+            await c.result("connect", {})
+            await c.ws.send('{"id":7,"rpc":{"method":"slow"}}\n{"id":8,"rpc":{"method":"slow"}}')
+            await c.close()
+            await asyncio.sleep(0.8 * SLOW)
+
+        run(go())
+        self.assertEqual(api_call(self.server, "info")["nodes"][0]["proxy"]["inflight"], 0)
+
     def test_rpc_routes(self):
         self.backend.script(connect=ALLOW, rpc={"json": {"result": {"data": {"from": "rpc"}}}},
                             rpc_chat={"json": {"result": {"data": {"from": "chat"}}}},
@@ -277,6 +305,55 @@ class TestConnect(BackendCase):
         after = api_call(self.server, "info")["nodes"][0]["proxy"]
         self.assertEqual(after["calls"], before["calls"] + 1)
         self.assertEqual(after["failures"]["status"], before["failures"]["status"] + 1)
+
+
+class TestTokens(BackendCase):
+    """proxy.connect_with_token = false: a valid token skips the hook."""
+
+    with_token = False
+
+    @classmethod
+    def proxy_args(cls, be):
+        return ["--proxy.connect-url", be.url("/connect"), "--auth.token-hmac-secret", SECRET] + \
+            (["--proxy.connect-with-token"] if cls.with_token else [])
+
+    def test_token_skips_hook(self):
+        self.backend.script(connect=ALLOW)
+
+        async def go():
+            c = await Native.open(self.server, token=token("w"))
+            self.assertEqual(c.connect_result["user"], "w")
+            await c.close()
+
+        run(go())
+        self.assertEqual(self.backend.log("/connect"), [])
+
+
+class TestConnectWithToken(TestTokens):
+    """proxy.connect_with_token = true: the token must verify, then the backend decides."""
+
+    with_token = True
+
+    def test_token_skips_hook(self):
+        pass
+
+    def test_backend_decides_after_the_token(self):
+        self.backend.script(connect=[{"json": {"error": {"code": 1001, "message": "not today"}}}, ALLOW])
+
+        async def go():
+            c = await Native.open(self.server, connect=False)
+            err = (await c.call("connect", {"token": token("w")}))["error"]
+            self.assertEqual(err["code"], 1001)
+            await c.error("ping", {}, 114)  # not connected, not the token's user either
+            res = await c.result("connect", {"token": token("w")})
+            self.assertEqual(res["user"], "42")
+            await c.close()
+            bad = await Native.open(self.server, connect=False)
+            await bad.error("connect", {"token": token("w", secret="x" * 40)}, 101)
+            await bad.close()
+
+        run(go())
+        self.assertEqual(len(self.backend.log("/connect")), 2)  # not for the bad token
 
 
 class TestSSE(BackendCase):
@@ -334,6 +411,33 @@ class TestSSE(BackendCase):
             s.conn.close()
 
 
+class TestShutdownMidHook(BackendCase):
+    """A server stopped while HTTP sessions and a WebSocket wait for the
+    backend exits cleanly (exit 0; under ASan: no leak, no use after free)."""
+
+    @classmethod
+    def proxy_args(cls, be):
+        return ["--proxy.connect-url", be.url("/connect"), "--proxy.connect-timeout", "5s"]
+
+    def test_stop_with_calls_in_flight(self):
+        from emu_client import Poller
+        self.backend.script(connect={"delay_ms": 3000, **ALLOW})
+        with Herald(*self.server_args, workers=1) as srv:
+            p = Poller(srv)
+            p.open()
+            p.command("connect", {})
+
+            async def go():
+                c = await Native.open(srv, connect=False)
+                await c.ws.send('{"id":1,"connect":{}}')
+                await asyncio.sleep(0.3 * SLOW)
+                self.assertEqual(api_call(srv, "info")["nodes"][0]["proxy"]["inflight"], 2)
+                self.assertEqual(srv.stop(), 0)
+
+            run(go())
+            p.close()
+
+
 class TestBackendDown(BackendCase):
     @classmethod
     def proxy_args(cls, be):
@@ -356,10 +460,38 @@ class TestBackendDown(BackendCase):
         run(go())
 
 
-class TestNoRpcUrl(BackendCase):
+class TestOptions(BackendCase):
+    """No rpc URL; proxy.max_response_bytes and proxy.forward_headers set."""
+
     @classmethod
     def proxy_args(cls, be):
-        return ["--proxy.connect-url", be.url("/connect")]
+        return ["--proxy.connect-url", be.url("/connect"), "--proxy.max-response-bytes", "1KiB",
+                "--proxy.forward-headers", "X-Session"]
+
+    def test_answer_over_max_response_bytes_is_116(self):
+        self.backend.script(connect=[{"json": {"result": {"user": "1", "data": "x" * 2000}}},
+                                     {"json": {"result": {"user": "1", "data": "x" * 500}}}])
+
+        async def go():
+            c = await Native.open(self.server, connect=False)
+            await c.error("connect", {}, 116)
+            self.assertEqual(len((await c.result("connect", {}))["data"]), 500)
+            await c.close()
+
+        run(go())
+
+    def test_forward_headers_option(self):
+        self.backend.script(connect=ALLOW)
+
+        async def go():
+            ws = await websockets.connect(self.server.ws_url("/ws"), extra_headers={"X-Session": "s1", "Cookie": "c"},
+                                          ping_interval=None, open_timeout=10 * SLOW, close_timeout=3)
+            c = Native(ws)
+            await c.result("connect", {})
+            await c.close()
+
+        run(go())
+        self.assertEqual(self.backend.log("/connect")[0]["body"]["headers"], {"X-Session": "s1"})
 
     def test_rpc_without_url_is_104(self):
         self.backend.script(connect=ALLOW)

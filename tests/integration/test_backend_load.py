@@ -9,9 +9,6 @@ hook) on the same worker keeps getting publications with low latency and
 answered and the proxy counters in /api/info say what happened.
 """
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
 import sys
@@ -23,20 +20,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
 from herald_testlib import SLOW, Prober, main  # noqa: E402
 from herald_native import Native, run  # noqa: E402
-from test_backend_connect import BackendCase, api_call  # noqa: E402
+from test_backend_connect import SECRET, BackendCase, api_call, token  # noqa: E402
 import websockets  # noqa: E402
 
-SECRET = "load-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 SLOW_MS = 2000
 CLIENTS = 70
-
-
-def token(user):
-    def b64(b):
-        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + \
-        b64(json.dumps({"sub": user, "exp": int(time.time()) + 3600}).encode())
-    return signing + "." + b64(hmac.new(SECRET.encode(), signing.encode(), hashlib.sha256).digest())
 
 
 class TestSlowBackend(BackendCase):
