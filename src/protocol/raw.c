@@ -20,7 +20,15 @@
  * tokens are read and verified by the transport, as for /sse. A connection
  * token with exp costs one timer node (allocated only then): at exp the
  * connection is closed with 3005, as an SSE stream is ended (no refresh
- * without commands). */
+ * without commands).
+ *
+ * Publishing to a channel whose namespace has proxy_publish asks the
+ * backend's publish hook (ops.h) and publishes on its yes. Messages stay in
+ * order: while one waits (until its engine answer), the later ones wait in
+ * a queue whose bytes are bounded by channels.reply_budget (past it: close
+ * 3009). Raw mode has no replies: a refusal closes the connection (3503
+ * with the backend's message, its own disconnect code, or 3011 when the
+ * backend is unavailable). */
 #include "protocol/raw.h"
 #include "ops/ops.h"
 #include "core/json.h"
@@ -40,7 +48,18 @@ struct hr_raw {
     bool closing;
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
     struct raw_exp *exp;       /* NULL unless the connection token has exp */
+    struct raw_pub *busy;      /* the publish waiting for its hook (then its engine answer) */
+    struct raw_pub *wait, *wait_tail; /* messages sent after it, in order */
+    size_t waiting;            /* their bytes */
 };
+
+/* A message to a channel with proxy_publish (see the top). */
+typedef struct raw_pub {
+    struct raw_pub *next;
+    hr_raw *r;                 /* NULL once the connection is gone */
+    size_t len;
+    char text[];
+} raw_pub;
 
 /* The connection token's expiry. */
 typedef struct raw_exp {
@@ -172,11 +191,15 @@ static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
 
 /* raw mode's wire form of a refused publish: the close code (the text is
  * the operation's detail, or says which limit for a rate). */
-static int raw_close_code(int rc)
+static int raw_close_code(hr_op_result res)
 {
-    switch (rc) {
+    switch (res.rc) {
     case HR_OP_RATE_LIMITED: return HR_DISC_TOO_MANY_REQUESTS;
     case HR_OP_TOO_BIG: return HR_RAW_CLOSE_TOO_BIG;
+    case HR_OP_BACKEND_DISCONNECT: return res.code;
+    case HR_OP_BACKEND_UNAVAILABLE:
+    case HR_OP_BACKEND_TIMEOUT:
+    case HR_OP_BACKEND_BAD_ANSWER: return HR_DISC_BACKEND_UNAVAILABLE;
     default: return HR_DISC_FORBIDDEN;
     }
 }
@@ -186,6 +209,76 @@ static const char *raw_close_reason(hr_op_result res)
     /* raw mode has no replies to refuse one message with: the publisher is told by the close */
     if (res.rc == HR_OP_RATE_LIMITED) return "publishing too fast (limits.publishes_per_connection)";
     return res.detail ? res.detail : hr_op_rc_name(res.rc);
+}
+
+/* ---- publishing through the backend's hook (see the top) ---- */
+
+static void start_hooked(hr_raw *r, raw_pub *rp);
+
+/* rp's publish is answered: the next waiting message goes. */
+static void hooked_done(raw_pub *rp)
+{
+    hr_raw *r = rp->r;
+    hr_free(rp);
+    if (!r) return;
+    r->busy = NULL;
+    while (r->wait && !r->busy && !r->closing) {
+        raw_pub *x = r->wait;
+        r->wait = x->next;
+        if (!r->wait) r->wait_tail = NULL;
+        r->waiting -= x->len;
+        start_hooked(r, x);
+    }
+}
+
+static void on_hooked_published(void *ud, int err, uint64_t offset, const char *epoch)
+{
+    on_published(NULL, err, offset, epoch);
+    hooked_done(ud);
+}
+
+static void on_hooked_refused(void *ud, hr_op_result res)
+{
+    raw_pub *rp = ud;
+    if (rp->r) raw_close(rp->r, raw_close_code(res), raw_close_reason(res), false);
+    hooked_done(rp);
+}
+
+static void start_hooked(hr_raw *r, raw_pub *rp)
+{
+    size_t clen = 0;
+    const char *ch = hr_hub_sub_channel(r->client.subs, &clen);
+    hr_actor a = {.kind = HR_ACTOR_CLIENT, .opts = &r->opts->ops, .wh = r->client.wh, .engine = r->client.wh->hub->engine,
+                  .user = r->client.user, .client = &r->client, .pub_bucket = &r->pub_bucket};
+    hr_op_result res = hr_op_publish(&a, ch, clen, rp->text, rp->len, NULL, 0, on_hooked_published, on_hooked_refused,
+                                     rp);
+    if (res.rc == HR_OP_PENDING) {
+        r->busy = rp;
+        return;
+    }
+    hr_free(rp); /* refused now: no callback has it */
+    if (res.rc) raw_close(r, raw_close_code(res), raw_close_reason(res), false);
+}
+
+static void publish_hooked(hr_raw *r, const char *text, size_t len)
+{
+    raw_pub *rp = hr_malloc(sizeof(*rp) + len);
+    *rp = (raw_pub){.r = r, .len = len};
+    memcpy(rp->text, text, len);
+    if (!r->busy) {
+        start_hooked(r, rp);
+        return;
+    }
+    if (r->waiting + len > (size_t)r->opts->ops.reply_budget) {
+        hr_free(rp);
+        raw_close(r, HR_DISC_TOO_MANY_REQUESTS, "too many messages waiting for the backend (channels.reply_budget)",
+                  false);
+        return;
+    }
+    r->waiting += len;
+    if (r->wait_tail) r->wait_tail->next = rp;
+    else r->wait = rp;
+    r->wait_tail = rp;
 }
 
 void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
@@ -220,9 +313,15 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     const char *ch = hr_hub_sub_channel(sub, &clen);
     hr_actor a = {.kind = HR_ACTOR_CLIENT, .opts = &r->opts->ops, .wh = r->client.wh, .engine = r->client.wh->hub->engine,
                   .user = r->client.user, .client = &r->client, .pub_bucket = &r->pub_bucket};
+    hr_chan_policy pol; /* which path: the rule itself is applied by the operation */
+    if (!hr_ops_policy(&r->opts->ops, ch, clen, &pol) && pol.proxy_publish) {
+        publish_hooked(r, text, dlen);
+        free(text);
+        return;
+    }
     hr_op_result res = hr_op_publish(&a, ch, clen, text, dlen, NULL, 0, on_published, NULL, NULL);
     free(text);
-    if (res.rc) raw_close(r, raw_close_code(res.rc), raw_close_reason(res), false);
+    if (res.rc) raw_close(r, raw_close_code(res), raw_close_reason(res), false);
 }
 
 void hr_raw_free(hr_raw *r)
@@ -234,6 +333,11 @@ void hr_raw_free(hr_raw *r)
     }
     hr_hub_client_remove(&r->client);
     while (r->client.subs) leave_channel(r, r->client.subs);
+    if (r->busy) r->busy->r = NULL; /* its answer frees it */
+    for (raw_pub *x = r->wait, *next; x; x = next) {
+        next = x->next;
+        hr_free(x);
+    }
     hr_free(r->client.user);
     hr_free(r);
 }

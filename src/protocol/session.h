@@ -38,6 +38,7 @@ enum hr_disconnect_code {
                                          commands held than the reply budget while connect waits for the
                                          backend: reconnect later */
     HR_DISC_RESYNC = 3010,          /* the engine may have missed publications (Redis reconnected): reconnect and recover */
+    HR_DISC_BACKEND_UNAVAILABLE = 3011, /* raw mode: the publish hook's backend is slow, down or answered garbage: reconnect later */
     HR_DISC_INVALID_TOKEN = 3500,   /* connect with a token that does not verify: do not reconnect with it */
     HR_DISC_BAD_REQUEST = 3501,     /* malformed frame: do not reconnect */
     HR_DISC_ENCODING = 3502,        /* a reply or push has no MessagePack form (e.g. nesting too deep): do not reconnect */

@@ -257,7 +257,7 @@ const hr_option hr_options[] = {
     {"channels.proxy_publish", HR_OPT_BOOL, OFF(ch_proxy_publish), "false", 0, 0, NULL, NULL,
      "A client's publish, once every other rule passed, is asked of the backend's publish hook "
      "(proxy.publish_url, docs/backend.md), which may replace the data; the publication is made only after "
-     "it said yes. The server API never calls it. /ws/raw publishes to such a channel are refused (close 3503)."},
+     "it said yes, in the order the connection sent them. The server API never calls it."},
     {"channels.max_channel_length", HR_OPT_INT, OFF(ch_max_channel_length), "255", 1, 65535, NULL, NULL,
      "Longest channel name in bytes."},
     {"channels.max_subscriptions", HR_OPT_INT, OFF(ch_max_subscriptions), "128", 1, 1000000, NULL, NULL,

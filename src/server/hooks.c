@@ -8,7 +8,13 @@
  * backend's error and disconnect keep their code and message. A worker
  * without a proxy (no proxy URL set) or a hook without a URL refuses at
  * once with BACKEND_UNAVAILABLE and says which option is missing: a
- * namespace that needs a hook never skips it. */
+ * namespace that needs a hook never skips it.
+ *
+ * A worker's calls are listed per thread (each worker calls only from its
+ * own loop): when the worker stops, hr_server_hooks_stop answers those
+ * still in flight with BACKEND_UNAVAILABLE before its proxy is freed (the
+ * proxy would drop them silently), so whoever waits - an HTTP emulation
+ * session outlives its worker - frees what it holds. */
 #include "server/hooks.h"
 
 #include "backend/proxy.h"
@@ -16,9 +22,21 @@
 #include <string.h>
 
 typedef struct hook_call {
+    struct hook_call *next, *prev;
+    hr_proxy_req *req;
     hr_op_hook_cb cb;
     void *ud;
 } hook_call;
+
+static _Thread_local hook_call *calls;  /* this worker's calls in flight */
+static _Thread_local bool stopping;     /* this worker stops: no new calls */
+
+static void unlink_call(hook_call *hc)
+{
+    if (hc->prev) hc->prev->next = hc->next;
+    else calls = hc->next;
+    if (hc->next) hc->next->prev = hc->prev;
+}
 
 static int fail_rc(hr_proxy_fail f)
 {
@@ -49,6 +67,7 @@ static void on_answer(const hr_proxy_result *r, void *ud)
         ans.data = a->data;
         ans.data_len = len_of(a->data);
     }
+    unlink_call(hc);
     hc->cb(hc->ud, &ans);
     hr_free(hc);
 }
@@ -60,6 +79,10 @@ static int hook_call_start(void *ctx, const hr_op_hook_req *req, hr_op_hook_cb c
     bool sub = req->hook == HR_OP_HOOK_SUBSCRIBE;
     hr_proxy_hook hook = sub ? HR_HOOK_SUBSCRIBE : HR_HOOK_PUBLISH;
     hr_proxy *p = a->wh ? sh->workers[a->wh->id].proxy : NULL;
+    if (stopping) {
+        *detail = "the server is shutting down";
+        return HR_OP_BACKEND_UNAVAILABLE;
+    }
     if (!p || !hr_proxy_enabled(p, hook)) {
         *detail = sub ? "the namespace has proxy_subscribe but proxy.subscribe_url is not set"
                       : "the namespace has proxy_publish but proxy.publish_url is not set";
@@ -74,13 +97,30 @@ static int hook_call_start(void *ctx, const hr_op_hook_req *req, hr_op_hook_cb c
                        .data = req->data,
                        .data_len = req->data_len};
     hook_call *hc = hr_malloc(sizeof(*hc));
-    *hc = (hook_call){cb, ud};
-    int rc = hr_proxy_call(p, hook, &pc, NULL, on_answer, hc, NULL);
+    *hc = (hook_call){.next = calls, .cb = cb, .ud = ud};
+    int rc = hr_proxy_call(p, hook, &pc, NULL, on_answer, hc, &hc->req);
     hr_free(channel);
-    if (!rc) return 0;
+    if (!rc) {
+        if (calls) calls->prev = hc;
+        calls = hc;
+        return 0;
+    }
     hr_free(hc);
     *detail = "the backend hook could not be called";
     return HR_OP_BACKEND_UNAVAILABLE;
 }
 
 hr_ops_hooks hr_server_hooks(hr_shared *sh) { return (hr_ops_hooks){hook_call_start, sh}; }
+
+void hr_server_hooks_stop(hr_proxy *p)
+{
+    stopping = true;
+    hr_op_hook_ans ans = {.res = {.rc = HR_OP_BACKEND_UNAVAILABLE, .detail = "the server is shutting down"}};
+    while (calls) {
+        hook_call *hc = calls;
+        unlink_call(hc);
+        if (p) hr_proxy_cancel(p, hc->req);
+        hc->cb(hc->ud, &ans);
+        hr_free(hc);
+    }
+}

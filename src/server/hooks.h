@@ -11,5 +11,9 @@
 /* The hooks for ops options: calls go to sh's workers' proxies (the
  * asking actor's worker, by its hub part's id). sh must outlive them. */
 hr_ops_hooks hr_server_hooks(hr_shared *sh);
+/* On a worker's thread as it stops, before its proxy p is freed: answer
+ * this worker's calls in flight with BACKEND_UNAVAILABLE; later calls on
+ * this thread are refused at once. */
+void hr_server_hooks_stop(hr_proxy *p);
 
 #endif

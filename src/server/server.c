@@ -257,6 +257,7 @@ static void *worker_main(void *arg)
     hr_conn_end_turn(w);
     /* after the connections (their sessions cancel their calls); HTTP
      * emulation sessions outlive the loop and forget theirs (hr_session_loop_gone) */
+    hr_server_hooks_stop(w->proxy); /* the subscribe/publish hooks' waiting callers are told, not dropped */
     hr_proxy_free(w->proxy);
     w->proxy = NULL;
     atomic_fetch_sub(&server_of(w)->running_workers, 1);

@@ -155,6 +155,20 @@ class SubscribeAndPublishHooks(HeraldTestCase):
             self.assertIn("offset", pub)
         run(go())
 
+    def test_connect_subs_ask_the_hook(self):
+        # connect's own subscriptions go through the hook: its yes and its error, each in place
+        self.backend.reset(lambda p, b: (200, b'{"result":{"data":7}}' if b["channel"].endswith("a") else
+                                         b'{"error":{"code":1001,"message":"no"}}', 0))
+        ok_ch, no_ch = chan("hs") + "a", chan("hs") + "b"
+
+        async def go():
+            c = await Native.open(self.server, subs=[ok_ch, no_ch])
+            subs = c.connect_result["subs"]
+            self.assertEqual(subs[ok_ch]["data"], 7)
+            self.assertEqual((subs[no_ch]["error"]["code"], subs[no_ch]["error"]["message"]), (1001, "no"))
+        run(go())
+        self.assertEqual(self.backend.paths(), ["/subscribe"] * 2)
+
     def test_subscribe_denied_by_backend(self):
         self.backend.reset(lambda p, b: (200, b'{"error":{"code":1001,"message":"no such room","temporary":true}}', 0))
         ch = chan("hs")
@@ -320,20 +334,39 @@ class SubscribeAndPublishHooks(HeraldTestCase):
         self.assertIn("proxy_subscribe", r.json()["error"])
         self.assertEqual(self.backend.paths(), [])
 
-    def test_ws_raw_refuses(self):
-        self.backend.reset(ok())
-
-        async def go():
+    def test_ws_raw(self):
+        # a URL channel that needs the subscribe hook: refused (501), never subscribed without it
+        async def refused():
             with self.assertRaises(websockets.exceptions.InvalidStatusCode) as cm:
                 await websockets.connect(self.server.ws_url(f"/ws/raw?channel={chan('hs')}"))
             self.assertEqual(cm.exception.status_code, 501)
-            ws = await websockets.connect(self.server.ws_url(f"/ws/raw?channel={chan('hp')}"))
-            await ws.send('{"a":1}')
-            await asyncio.wait_for(ws.wait_closed(), 5 * SLOW)
-            self.assertEqual(ws.close_code, 3503)
-            self.assertIn("proxy_publish", ws.close_reason)
-        run(go())
+        self.backend.reset(ok())
+        run(refused())
         self.assertEqual(self.backend.paths(), [])
+        # raw-mode publishes go through the publish hook, in order, rewritten by the backend
+        self.backend.reset(lambda p, b: (200, json.dumps({"result": {"data": {"n": b["data"]["n"] * 10}}}).encode(),
+                                         0.3 if b["data"]["n"] == 1 else 0))
+        ch = chan("hp")
+
+        async def publish():
+            ws = await websockets.connect(self.server.ws_url(f"/ws/raw?channel={ch}"))
+            await ws.send('{"n":1}')
+            await ws.send('{"n":2}')
+            got = [json.loads(await asyncio.wait_for(ws.recv(), 5 * SLOW)) for _ in range(2)]
+            self.assertEqual(got, [{"n": 10}, {"n": 20}])
+            # the backend's error closes the raw connection with 3503 and its message
+            self.backend.answer = lambda p, b: (200, b'{"error":{"code":1403,"message":"read only"}}', 0)
+            await ws.send('{"n":3}')
+            await asyncio.wait_for(ws.wait_closed(), 5 * SLOW)
+            self.assertEqual((ws.close_code, ws.close_reason), (3503, "read only"))
+            # a backend that does not answer in time: 3011, reconnect later
+            self.backend.answer = ok(delay=1.5)
+            ws = await websockets.connect(self.server.ws_url(f"/ws/raw?channel={ch}"))
+            await ws.send('{"n":4}')
+            await asyncio.wait_for(ws.wait_closed(), 5 * SLOW)
+            self.assertEqual(ws.close_code, 3011)
+        run(publish())
+        self.assertEqual(self.backend.paths(), ["/publish"] * 4)
 
 
 class BackendDown(HeraldTestCase):
@@ -385,6 +418,46 @@ class WaitingPublishesBounded(HeraldTestCase):
             self.assertTrue(refused, replies)
             self.assertEqual((refused[0]["code"], refused[0]["temporary"]), (111, True))
             self.assertIn("channels.reply_budget", refused[0]["detail"])
+        run(go())
+
+
+class StopWithHooksInFlight(HeraldTestCase):
+    """SIGTERM while subscribe and publish hooks wait (WebSocket and /poll):
+    the server exits 0 (under ASan: nothing leaked), however long the
+    backend would take."""
+    server_workers = 1
+
+    @classmethod
+    def make_server(cls):
+        cls.backend = Backend()
+        cls.backend.reset(ok(delay=10))
+        args = list(hook_args(cls.backend.url))
+        for opt in ("--proxy.subscribe-timeout", "--proxy.publish-timeout"):
+            args[args.index(opt) + 1] = "30s"
+        return Herald(*args, workers=1)
+
+    @classmethod
+    def tearDownClass(cls):
+        t0 = time.monotonic()
+        super().tearDownClass()  # asserts exit code 0
+        cls.backend.close()
+        assert time.monotonic() - t0 < 8 * SLOW, "the server waited for the backend to stop"
+
+    def test_in_flight(self):
+        async def go():
+            c = await Native.open(self.server)
+            await c.send_frame([("subscribe", {"channel": chan("hs")}), ("publish", {"channel": chan("hp"), "data": 1}),
+                                ("publish", {"channel": chan("hp"), "data": 2})])
+            poller = Poller(self.server)
+            poller.open()
+            poller.command("connect")
+            poller.command("publish", {"channel": chan("hp"), "data": 3})
+            poller.close()
+            deadline = time.monotonic() + 5 * SLOW
+            while len(self.backend.paths()) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            self.assertEqual(sorted(self.backend.paths()), ["/publish", "/publish", "/subscribe"])
+            c.waiting.clear()  # the replies come at shutdown (116) or not at all
         run(go())
 
 
