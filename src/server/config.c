@@ -377,11 +377,13 @@ const hr_option hr_options[] = {
     {"proxy.refresh_timeout", HR_OPT_DURATION, OFF(proxy_refresh_timeout_ms), "1s", 10, 60000, NULL, NULL,
      "How long the refresh hook may take (a failure is retried while time before expiry is left)."},
     {"proxy.subscribe_url", HR_OPT_STRING, OFF(proxy_subscribe_url), "", 0, 0, NULL, NULL,
-     "Backend URL of the subscribe hook, for namespaces with proxy_subscribe = true. Empty = off."},
+     "Backend URL of the subscribe hook, for namespaces with proxy_subscribe = true. Empty: their "
+     "subscribes get error 116 (the hook is never skipped)."},
     {"proxy.subscribe_timeout", HR_OPT_DURATION, OFF(proxy_subscribe_timeout_ms), "1s", 10, 60000, NULL, NULL,
      "How long the subscribe hook may take; longer: error 116 (temporary)."},
     {"proxy.publish_url", HR_OPT_STRING, OFF(proxy_publish_url), "", 0, 0, NULL, NULL,
-     "Backend URL of the publish hook, for namespaces with proxy_publish = true. Empty = off."},
+     "Backend URL of the publish hook, for namespaces with proxy_publish = true. Empty: their "
+     "publishes get error 116 (the hook is never skipped)."},
     {"proxy.publish_timeout", HR_OPT_DURATION, OFF(proxy_publish_timeout_ms), "1s", 10, 60000, NULL, NULL,
      "How long the publish hook may take; longer: error 116 (temporary)."},
     {"proxy.rpc_url", HR_OPT_STRING, OFF(proxy_rpc_url), "", 0, 0, NULL, NULL,
