@@ -10,7 +10,8 @@
 //                       {"user","name"} (JSON body); POST /logout drops it
 //   POST /herald/connect    the connect hook: Cookie sid -> user; no or unknown
 //                       sid -> error 1000 "log in first" (no anonymous users)
-//   POST /herald/refresh    the refresh hook: the user still has a session?
+//   POST /herald/refresh    the refresh hook: the user still has a session? (a
+//                       connection expires SESSION_TTL_S after connect or refresh)
 //   POST /herald/subscribe  chat:private only for PRIVATE_USERS, else allowed
 //   POST /herald/publish    chat:* messages are checked, stored (memory, and
 //                       STORE_FILE as JSON lines when set) and returned rewritten
@@ -27,7 +28,8 @@
 //
 // Configuration (environment): BACKEND_LISTEN (127.0.0.1:8090), HERALD_URL
 // (http://127.0.0.1:8080, where /login sends the browser), WEBHOOK_SECRET,
-// HOOK_KEY, STORE_FILE, PRIVATE_USERS (comma-separated names, "ann,bob").
+// HOOK_KEY, STORE_FILE, PRIVATE_USERS (comma-separated names, "ann,bob"),
+// SESSION_TTL_S (600; 0 = connections never expire).
 // examples/backend/README.md says how to point Herald at it.
 
 import http from 'node:http';
@@ -41,6 +43,7 @@ const WEBHOOK_SECRET = env.WEBHOOK_SECRET || '';
 const HOOK_KEY = env.HOOK_KEY || '';
 const HOOK_HEADER_NAME = 'x-herald-key';
 const STORE_FILE = env.STORE_FILE || '';
+const SESSION_TTL_S = Number(env.SESSION_TTL_S || 600); // a connection's expire_at; the refresh hook extends it
 const PRIVATE_USERS = new Set((env.PRIVATE_USERS ?? 'ann,bob').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
 const MAX_BODY = 256 * 1024;       // a request body larger than this is refused (413)
 const MAX_TEXT = 1000;             // characters in one chat message
@@ -48,6 +51,8 @@ const KEEP_PER_ROOM = 1000;        // stored messages kept in memory per room
 const HISTORY_MAX = 100;           // chat.history's largest limit
 const SIGNATURE_MAX_AGE_S = 300;   // webhook timestamps older than this are replays
 const SEEN_EVENTS_MAX = 10000;     // webhook event ids remembered for deduplication
+const MAX_SESSIONS = 10000;        // more logins drop the oldest session
+const MAX_USERS = 10000;           // more new names are refused (429)
 
 const sessions = new Map();        // sid -> {user, name}
 const users = new Map();           // user id -> {user, name, connected: count}
@@ -103,12 +108,14 @@ function cookie(header, name) {
 function login(name) {
   const key = name.toLowerCase();
   let u = [...users.values()].find((x) => x.name.toLowerCase() === key);
+  if (!u && users.size >= MAX_USERS) return null;
   if (!u) {
     u = { user: String(nextUser++), name, connected: 0 };
     users.set(u.user, u);
   }
   const sid = crypto.randomBytes(18).toString('base64url');
   sessions.set(sid, u);
+  if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value);
   return { sid, u };
 }
 
@@ -119,6 +126,7 @@ function hasSession(user) {
 
 // --- hooks -----------------------------------------------------------------
 
+const expireAt = () => (SESSION_TTL_S > 0 ? Math.floor(Date.now() / 1000) + SESSION_TTL_S : 0);
 const fail = (code, message, temporary = false) => ({ error: { code, message, temporary } });
 const ERR_LOGIN = () => fail(1000, 'log in first');
 
@@ -127,11 +135,11 @@ const hooks = {
     const sid = cookie(req.headers?.Cookie ?? req.headers?.cookie, 'sid');
     const u = sessions.get(sid);
     if (!u) return [ERR_LOGIN(), `no session (${sid ? 'unknown sid' : 'no cookie'}) -> error 1000`];
-    return [{ result: { user: u.user, info: { name: u.name }, data: { user: u.user, name: u.name } } },
+    return [{ result: { user: u.user, expire_at: expireAt(), info: { name: u.name }, data: { user: u.user, name: u.name } } },
       `sid -> user ${u.user} (${u.name})`];
   },
   refresh(req) {
-    if (hasSession(req.user)) return [{ result: { expire_at: 0 } }, `user ${req.user} still logged in`];
+    if (hasSession(req.user)) return [{ result: { expire_at: expireAt() } }, `user ${req.user} still logged in`];
     return [{ result: { expired: true } }, `user ${req.user} logged out -> expired`];
   },
   subscribe(req) {
@@ -257,7 +265,9 @@ async function onLogin(req, res) {
   try { name = String((json ? JSON.parse(raw) : Object.fromEntries(new URLSearchParams(raw))).name || ''); } catch { /* bad body */ }
   name = name.replace(/[^\p{L}\p{N} ._-]/gu, '').trim().slice(0, 40);
   if (!name) return send(res, 400, { error: 'name: 1..40 letters, digits, space . _ -' });
-  const { sid, u } = login(name);
+  const session = login(name);
+  if (!session) return send(res, 429, { error: 'too many users on this demo backend' });
+  const { sid, u } = session;
   log(`login ${u.name} -> user ${u.user}`);
   const set = { 'Set-Cookie': `sid=${sid}; Path=/; HttpOnly; SameSite=Lax` };
   if (json) return send(res, 200, { user: u.user, name: u.name }, set);

@@ -56,10 +56,10 @@ function freePort() {
 }
 
 /** scripts/run-backend.sh on free ports; output() is both processes' stdout + stderr. */
-async function runBackend() {
+async function runBackend(env = {}) {
   const [hp, bp] = [await freePort(), await freePort()];
   const proc = spawn(path.join(REPO, 'scripts', 'run-backend.sh'), ['--workers', '2'], {
-    env: { ...process.env, HERALD_BIN, LISTEN: `127.0.0.1:${hp}`, BACKEND_LISTEN: `127.0.0.1:${bp}`, DEMO_FLAGS },
+    env: { ...process.env, HERALD_BIN, LISTEN: `127.0.0.1:${hp}`, BACKEND_LISTEN: `127.0.0.1:${bp}`, DEMO_FLAGS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own process group, so a failed test still kills herald and the backend
   });
@@ -164,7 +164,9 @@ test('the example backend alone: every hook answer as docs/backend.md says, hook
     const carl = await login(b, 'Carl');
     const base = { client: 'c1', transport: 'websocket', protocol: 'json' };
     const conn = await hook(b, 'connect', { ...base, remote_addr: '127.0.0.1', headers: { Cookie: `x=1; ${ann.cookie}`, Origin: 'http://a' } }, 'result');
-    assert.deepEqual(conn.result, { user: ann.user, info: { name: 'Ann' }, data: { user: ann.user, name: 'Ann' } });
+    const { expire_at: exp, ...rest } = conn.result;
+    assert.deepEqual(rest, { user: ann.user, info: { name: 'Ann' }, data: { user: ann.user, name: 'Ann' } });
+    assert.ok(Math.abs(exp - (Date.now() / 1000 + 600)) < 60, `expire_at ${exp}: SESSION_TTL_S (600) ahead`);
     await hook(b, 'connect', { ...base, remote_addr: '127.0.0.1', headers: {} }, 'error 1000');
     await hook(b, 'connect', { ...base, remote_addr: '127.0.0.1', headers: { Cookie: 'sid=forged' } }, 'error 1000');
     await hook(b, 'refresh', { ...base, user: ann.user }, 'result');
@@ -192,6 +194,10 @@ test('the example backend alone: every hook answer as docs/backend.md says, hook
     assert.equal((await post('')).status, 401);
     const users = await hook(b, 'rpc', { ...base, user: carl.user, method: 'chat.users' }, 'result');
     assert.deepEqual(users.result.data.users.find((u) => u.name === 'Carl').online, true);
+    // logged out: the refresh hook ends the user's connections
+    const out = await fetch(`${b.backend}/logout`, { method: 'POST', headers: { Cookie: carl.cookie } });
+    assert.equal(out.status, 200);
+    assert.deepEqual((await hook(b, 'refresh', { ...base, user: carl.user }, 'result')).result, { expired: true });
     // the store survives a restart
     b.proc.kill('SIGTERM');
     await b.exited;
@@ -207,7 +213,8 @@ test('the example backend alone: every hook answer as docs/backend.md says, hook
 });
 
 test('the example backend with herald, as make run-backend starts them', { skip, timeout: T(45000) }, async () => {
-  const h = await runBackend();
+  // connections expire 5 s after connect: herald asks the refresh hook 3 s before (3 x proxy.refresh_timeout)
+  const h = await runBackend({ SESSION_TTL_S: '5' });
   try {
     // no cookie: the connect hook refuses ("log in first", no anonymous users)
     const anon = await nativeClient(h, '');
@@ -260,6 +267,10 @@ test('the example backend with herald, as make run-backend starts them', { skip,
     assert.doesNotMatch(h.output(), /bad or missing signature/);
     const users = await c.call('rpc', { method: 'chat.users', data: {} });
     assert.deepEqual(users.result.data.users.map((u) => u.name).sort(), ['Ann', 'Carl']);
+
+    // the refresh hook extends Ann's and Carl's connections (still logged in)
+    await waitFor(h, () => /refresh user \d+ still logged in/.test(h.output()), T(8000), 'refresh hook called');
+    assert.ok((await a.call('ping', {})).result, 'still connected after the refresh');
 
     // one line per call in the backend's log
     for (const re of [/connect no session \(no cookie\) -> error 1000/, /connect sid -> user \d+ \(Ann\)/,
