@@ -57,9 +57,13 @@ function render(offset, m, pending = false) {
 if (BACKEND) {
   $('me').textContent = '…';
   client.on('connected', async ({ user }) => {
-    const { users } = await client.rpc('chat.users', {});
-    name = (users.find((u) => u.user === user) || {}).name || name;
-    $('me').textContent = window.__chat.name = name;
+    try {
+      const { users } = await client.rpc('chat.users', {});
+      name = (users.find((u) => u.user === user) || {}).name || name;
+      $('me').textContent = window.__chat.name = name;
+    } catch (e) {
+      console.warn('chat.users', e.message); // the backend is down or slow (116): the name stays
+    }
   });
   client.on('error', (e) => {
     if (e.code !== 1000) return;
