@@ -145,9 +145,11 @@ hr_op_result hr_op_may_subscribe(const hr_actor *a, const char *ch, size_t len, 
                                  size_t nsubs, hr_chan_policy *pol, bool *is_pattern)
 {
     hr_op_result r = may_subscribe(a, ch, len, req, nsubs, pol, is_pattern);
-    if (!r.rc && is_client(a) && pol->proxy_subscribe) return refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_sub);
+    if (!r.rc && is_client(a) && pol->proxy_subscribe && !(req && req->asks_hook))
+        return refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_sub);
     return r;
 }
+
 
 hr_sub *hr_op_subscribe_add(const hr_actor *a, const char *ch, size_t len, bool pattern,
                             const hr_chan_policy *pol, hr_op_result *res)
@@ -172,6 +174,11 @@ static hr_op_result ask_hook(const hr_actor *a, hr_op_hook hook, const char *ch,
     const char *detail = NULL;
     int rc = h->call(h->ctx, &req, cb, ud, &detail);
     return rc ? refuse(rc, detail) : refuse(HR_OP_PENDING, NULL);
+}
+
+hr_op_result hr_op_subscribe_hook(const hr_actor *a, const char *ch, size_t len, hr_op_hook_cb cb, void *ud)
+{
+    return ask_hook(a, HR_OP_HOOK_SUBSCRIBE, ch, len, NULL, 0, cb, ud);
 }
 
 hr_op_result hr_op_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,

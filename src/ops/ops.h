@@ -197,14 +197,16 @@ typedef struct hr_op_sub_req {
     bool granted;                  /* the connection token lists the channel */
     const char *token;             /* a subscription token (NULL: none) */
     size_t token_len;
+    bool asks_hook;                /* the front end asks the subscribe hook itself (hr_op_subscribe_hook) */
 } hr_op_sub_req;
 
 /* Every rule of subscribing `ch` without registering it: name (patterns
  * allowed), namespace (*pol), user-limited channels, subscription token,
  * permission, already subscribed, channels.max_subscriptions (nsubs: the
  * subscriptions the actor holds or is about to hold), channel creation rate;
- * a namespace with proxy_subscribe is HOOK_UNSUPPORTED here (a front end
- * that registers later cannot wait for the hook: hr_op_subscribe can). */
+ * a namespace with proxy_subscribe is HOOK_UNSUPPORTED here unless
+ * req->asks_hook (the front end then calls hr_op_subscribe_hook and waits
+ * for its answer before the subscription is delivered anything). */
 hr_op_result hr_op_may_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
                                  size_t nsubs, hr_chan_policy *pol, bool *is_pattern);
 /* Register an accepted subscription with the hub (the namespace's
@@ -217,6 +219,10 @@ hr_sub *hr_op_subscribe_add(const hr_actor *a, const char *ch, size_t len, bool 
  * hr_op_subscribe_finish on a yes. cb NULL: HOOK_UNSUPPORTED there. */
 hr_op_result hr_op_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
                              hr_chan_policy *pol, bool *is_pattern, hr_sub **out, hr_op_hook_cb cb, void *ud);
+/* Ask the subscribe hook about ch (its namespace has proxy_subscribe and
+ * hr_op_may_subscribe passed with asks_hook): PENDING and cb(ud, answer)
+ * later, or a refusal now. */
+hr_op_result hr_op_subscribe_hook(const hr_actor *a, const char *ch, size_t len, hr_op_hook_cb cb, void *ud);
 /* After the subscribe hook said yes: the rules that may have changed while
  * it was asked (already subscribed, channels.max_subscriptions), then
  * hr_op_subscribe_add. */

@@ -115,7 +115,7 @@ static void leave_channel(hr_raw *r, hr_sub *sub) { hr_urlsubs_leave(&r->client,
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
-static const hr_urlsubs_who raw_who = {"raw clients", "/ws/raw?channel=NAME"};
+static const hr_urlsubs_who raw_who = {"raw clients", "/ws/raw?channel=NAME", false};
 
 static hr_wheel *wheel_of(hr_raw *r) { return &r->client.wh->loop->wheel; }
 

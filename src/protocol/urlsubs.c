@@ -125,7 +125,7 @@ static int add_ref(const hr_ops_opts *opts, const hr_urlsubs_who *who, const hr_
     const char *user = auth && auth->user ? auth->user : "";
     for (size_t i = 0; i < *n; i++)
         if ((*v)[i].n == len && memcmp((*v)[i].p, out, len) == 0) return 0; /* given twice: counts once */
-    hr_op_sub_req req = {.granted = from_token};
+    hr_op_sub_req req = {.granted = from_token, .asks_hook = who->hooks};
     for (size_t i = 0; auth && !req.granted && i < auth->ngranted; i++)
         req.granted = strlen(auth->granted[i]) == len && memcmp(auth->granted[i], out, len) == 0;
     /* the subscriptions are not registered yet: no client, no already-subscribed */

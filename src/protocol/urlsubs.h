@@ -55,6 +55,8 @@ typedef struct hr_chan_ref {
 typedef struct hr_urlsubs_who {
     const char *clients;       /* "raw clients": "... not available to anonymous raw clients" */
     const char *usage;         /* "/ws/raw?channel=NAME": shown when no channel is given */
+    bool hooks;                /* the front end asks the subscribe hooks (hr_op_subscribe_hook) of channels
+                                  with proxy_subscribe; otherwise they are refused (501) */
 } hr_urlsubs_who;
 
 /* Parse and check every `channel` parameter of q[0..qlen) (q may be NULL)

@@ -252,8 +252,8 @@ const hr_option hr_options[] = {
      "Clients without a user may subscribe."},
     {"channels.proxy_subscribe", HR_OPT_BOOL, OFF(ch_proxy_subscribe), "false", 0, 0, NULL, NULL,
      "A client's subscribe, once every other rule passed, is asked of the backend's subscribe hook "
-     "(proxy.subscribe_url, docs/backend.md) before it is registered. Set it per namespace. Front ends that "
-     "cannot wait for it (SSE and /ws/raw URL channels) refuse such a channel with 501."},
+     "(proxy.subscribe_url, docs/backend.md) before anything of the channel is delivered. Set it per "
+     "namespace. /ws/raw cannot wait for it: a URL channel that needs it is refused with 501."},
     {"channels.proxy_publish", HR_OPT_BOOL, OFF(ch_proxy_publish), "false", 0, 0, NULL, NULL,
      "A client's publish, once every other rule passed, is asked of the backend's publish hook "
      "(proxy.publish_url, docs/backend.md), which may replace the data; the publication is made only after "

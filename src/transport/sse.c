@@ -446,6 +446,20 @@ typedef struct rec_ctx {
 
 static void start_step(struct sse_start *st);
 
+/* {"error":MESSAGE,"code":CODE} with an HTTP status (a backend's refusal or failure). */
+static void respond_backend_to(hr_conn *c, int status, const char *cors, bool close, const char *message, int code)
+{
+    hr_buf b = HR_BUF_INIT;
+    hr_buf_append_str(&b, "{\"error\":");
+    hr_json_append_string(&b, message ? message : "", message ? strlen(message) : 0);
+    hr_buf_printf(&b, ",\"code\":%d}", code);
+    hr_http_respond(c, status, "application/json", cors, (const char *)b.data, b.len, false, close);
+    hr_buf_free(&b);
+}
+
+/* A subscribe hook's refusal, kept for the start (the first one wins). */
+static void hook_refused(struct sse_start *st, hr_op_result res);
+
 static void on_history(void *ud, int err, const hr_history *h)
 {
     rec_ctx *x = ud;
@@ -502,6 +516,10 @@ typedef struct sse_start {
     held_pub *held;
     size_t nheld, capheld;
     bool overflow;             /* more than HELD_MAX arrived: end after the start */
+    /* the subscribe hooks (channels with proxy_subscribe): the first refusal */
+    int hook_status;           /* 0: none */
+    int hook_code;
+    char *hook_msg;
 } sse_start;
 
 /* The connection closed while the engine answered (http.c's release). */
@@ -555,7 +573,7 @@ static const char *last_event_id(const hr_http_request *req, char *buf, size_t c
     return NULL;
 }
 
-static const hr_urlsubs_who sse_who = {"SSE clients", "/sse?channel=NAME"};
+static const hr_urlsubs_who sse_who = {"SSE clients", "/sse?channel=NAME", true};
 
 int hr_http_token(const hr_http_request *req, char *buf, size_t cap, const char **tok, size_t *len)
 {
@@ -719,6 +737,41 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
     sse_open(c, req, close, cors, &au, NULL, false);
 }
 
+/* ---- the subscribe hooks of the stream's channels (docs/backend.md) ---- */
+
+static void hook_refused(sse_start *st, hr_op_result res)
+{
+    if (st->hook_status) return;
+    st->hook_status = hr_op_http_status(res.rc);
+    bool backends = res.rc == HR_OP_BACKEND_ERROR || res.rc == HR_OP_BACKEND_DISCONNECT;
+    st->hook_code = backends ? res.code : hr_op_native_code(res.rc);
+    st->hook_msg = hr_strdup(res.detail ? res.detail : hr_op_rc_name(res.rc));
+}
+
+static void on_sub_hook(void *ud, const hr_op_hook_ans *ans)
+{
+    sse_start *st = ud;
+    if (ans->res.rc) hook_refused(st, ans->res);
+    start_step(st);
+}
+
+/* Ask the hook of every channel whose namespace has proxy_subscribe: the
+ * start waits for all (publications are held meanwhile, as while the
+ * engine answers); one refusal ends the request with its status. */
+static void ask_sub_hooks(sse_start *st, const hr_chan_ref *refs, size_t n)
+{
+    hr_sse *s = st->s;
+    hr_worker *w = st->c->w;
+    hr_actor a = {.kind = HR_ACTOR_CLIENT, .opts = &w->proto->ops, .wh = w->hub, .engine = w->hub->hub->engine,
+                  .user = s->client.user, .client = &s->client, .transport = "sse", .protocol = "json"};
+    for (size_t i = 0; i < n && !st->hook_status; i++) {
+        if (!refs[i].pol.proxy_subscribe) continue;
+        hr_op_result res = hr_op_subscribe_hook(&a, refs[i].p, refs[i].n, on_sub_hook, st);
+        if (res.rc == HR_OP_PENDING) st->pending++;
+        else hook_refused(st, res);
+    }
+}
+
 /* The stream's start once its client is known (au: its tokens, or what the
  * connect hook answered; taken). id: the client id the backend was told
  * (NULL: a new one). deferred: the request already waits (the connect
@@ -816,7 +869,8 @@ static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const c
         e->vt->history(e, &o, refs[i].p, refs[i].n, &q, on_history, &rec[j]);
         j++;
     }
-    if (ss->pending > 1 || deferred) { /* an engine that answers later: the request waits */
+    ask_sub_hooks(ss, refs, n);
+    if (ss->pending > 1 || deferred) { /* an engine or a hook that answers later: the request waits */
         ss->deferred = true;
         hr_http_defer(c, ss, start_cancel);
     }
@@ -853,15 +907,9 @@ static void hook_cancel(void *owner)
     hook_free(h);
 }
 
-/* {"error":MESSAGE,"code":CODE} with an HTTP status (a backend's refusal or failure). */
 static void respond_backend(sse_hook *h, int status, const char *message, int code)
 {
-    hr_buf b = HR_BUF_INIT;
-    hr_buf_append_str(&b, "{\"error\":");
-    hr_json_append_string(&b, message ? message : "", message ? strlen(message) : 0);
-    hr_buf_printf(&b, ",\"code\":%d}", code);
-    hr_http_respond(h->c, status, "application/json", h->cors, (const char *)b.data, b.len, false, h->close);
-    hr_buf_free(&b);
+    respond_backend_to(h->c, status, h->cors, h->close, message, code);
 }
 
 /* The query with the backend's channels added as channel parameters (so
@@ -954,6 +1002,7 @@ static void start_free(sse_start *st)
     hr_free(st->buf);
     hr_free(st->cors);
     hr_free(st->info);
+    hr_free(st->hook_msg);
     hr_http_auth_free(&st->au);
     hr_free(st);
 }
@@ -978,6 +1027,12 @@ static void start_step(sse_start *st)
     hr_sse *s = st->s;
     hr_conn *c = st->c;
     if (st->gone) {
+        start_abandon(st);
+        return;
+    }
+    if (st->hook_status) {
+        respond_backend_to(c, st->hook_status, st->cors, st->close, st->hook_msg, st->hook_code);
+        if (st->deferred) hr_http_resume(c);
         start_abandon(st);
         return;
     }

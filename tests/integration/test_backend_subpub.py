@@ -9,9 +9,13 @@ timeout, 500, malformed answer and backend down (116, temporary); every ops
 rule first (a denied client never reaches the backend); publish allow / deny
 / rewrite (subscribers see the backend's data) / timeout / down; two
 publishes of one client with a slow first answer stay in order; a namespace
-without the flags never calls the backend; SSE and /ws/raw refuse a channel
-that needs a hook (501, close 3503) instead of skipping it; the server API
-never calls the publish hook.
+without the flags never calls the backend; /sse waits for the subscribe
+hooks of its URL channels (403 / 504 on refusal); /ws/raw publishes go
+through the publish hook in order (3503 / 3011 on refusal) and a URL channel
+that needs the subscribe hook is refused (501), never subscribed without
+it; connect's subscriptions, /poll, the Redis engine, the bound on waiting
+publishes, and SIGTERM with hooks in flight; the server API never calls
+the publish hook.
 """
 
 import asyncio
@@ -325,14 +329,28 @@ class SubscribeAndPublishHooks(HeraldTestCase):
 
     # -- front ends that cannot wait ------------------------------------------
 
-    def test_sse_refuses_hooked_channel(self):
+    def test_sse_waits_for_subscribe_hooks(self):
+        # /sse asks the hook of every URL channel that needs it before the stream starts
         self.backend.reset(ok())
+        a, b, plain = chan("hs"), chan("hs"), chan("plain")
         conn = self.server.http()
-        r = conn.request("GET", f"/sse?channel={chan('hs')}", [("Accept", "text/event-stream")])
+        conn.sock.sendall(f"GET /sse?channel={a}&channel={b}&channel={plain} HTTP/1.1\r\nHost: x\r\n"
+                          f"Accept: text/event-stream\r\n\r\n".encode())
+        head = conn.read_head(time.monotonic() + 5 * SLOW)
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
         conn.close()
-        self.assertEqual(r.status, 501)
-        self.assertIn("proxy_subscribe", r.json()["error"])
-        self.assertEqual(self.backend.paths(), [])
+        self.assertEqual(sorted(b["channel"] for _, b in self.backend.calls), sorted([a, b]))
+        self.assertEqual({b["transport"] for _, b in self.backend.calls}, {"sse"})
+        # the backend's error: 403 with its code and message; a slow backend: 504, code 116
+        for answer, status, code in ((lambda p, b: (200, b'{"error":{"code":1001,"message":"no such room"}}', 0),
+                                      403, 1001), (ok(delay=1.5), 504, 116)):
+            self.backend.reset(answer)
+            conn = self.server.http()
+            r = conn.request("GET", f"/sse?channel={chan('hs')}", [("Accept", "text/event-stream")], timeout=5)
+            conn.close()
+            self.assertEqual((r.status, r.json()["code"]), (status, code))
+            if code == 1001:
+                self.assertEqual(r.json()["error"], "no such room")
 
     def test_ws_raw(self):
         # a URL channel that needs the subscribe hook: refused (501), never subscribed without it
