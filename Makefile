@@ -21,7 +21,7 @@ DEMO_FLAGS ?= --channels.publish anyone --server.static-follow-symlinks true --n
 APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev libcurl4-openssl-dev
 APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server
 
-.PHONY: all build run cluster test test-unit test-asan fuzz fuzz-build deps deps-test clean
+.PHONY: all build run run-backend cluster test test-unit test-asan fuzz fuzz-build deps deps-test clean
 
 all: build
 
@@ -40,6 +40,14 @@ build: deps $(BUILD)/build.ninja
 
 run: build
 	$(BUILD)/herald serve --listen $(LISTEN) --static examples $(DEMO_FLAGS)
+
+# The chat demo with the example backend in the loop (examples/backend/: login
+# by cookie, messages stored and rewritten by the publish hook, history by RPC,
+# webhooks logged): herald on LISTEN, the backend on BACKEND_LISTEN, Ctrl-C
+# stops both. The hook flags are in scripts/run-backend.sh (BACKEND_FLAGS).
+BACKEND_LISTEN ?= 127.0.0.1:8090
+run-backend: build
+	HERALD_BIN=$(BUILD)/herald LISTEN=$(LISTEN) BACKEND_LISTEN=$(BACKEND_LISTEN) DEMO_FLAGS="$(DEMO_FLAGS)" scripts/run-backend.sh
 
 # Three nodes sharing one local redis-server (the Redis engine: docs/scaling.md).
 cluster: build

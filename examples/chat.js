@@ -6,12 +6,21 @@
 //   chat:lobby.read  read receipts {name, upTo: offset of the last message read}
 //   typing:lobby     ephemeral: {type:'typing', client, name} and {type:'here', client, name, ask}
 //                    (names for the presence list, which only knows client ids)
+//
+// With ?backend=URL (`make run-backend`: examples/backend/server.mjs behind
+// Herald's proxy hooks) the page logs in at the backend instead of making up a
+// name: the session cookie goes with the connection, the connect hook names
+// the user (no cookie: error 1000, the page shows a login link), each message
+// comes back stored and rewritten by the publish hook (the name is the
+// backend's, `seq` its number, used here in place of Herald's offset), and the
+// history comes from the backend's `chat.history` RPC.
 import { $, pageClient, escapeHtml } from './common.js';
 
 const ROOM = 'chat:lobby';
 const params = new URLSearchParams(location.search);
+const BACKEND = /^https?:\/\//.test(params.get('backend') || '') ? params.get('backend') : '';
 const NAMES = ['Ada', 'Grace', 'Linus', 'Ken', 'Barbara', 'Dennis', 'Margaret', 'Alan'];
-const name = params.get('name') || `${NAMES[Math.floor(Math.random() * NAMES.length)]}-${Math.floor(Math.random() * 90 + 10)}`;
+let name = params.get('name') || `${NAMES[Math.floor(Math.random() * NAMES.length)]}-${Math.floor(Math.random() * 90 + 10)}`;
 $('me').textContent = name;
 
 const client = pageClient();
@@ -44,15 +53,40 @@ function render(offset, m, pending = false) {
   markRead();
 }
 
+// Backend mode: who am I (the backend's name for this connection's user), and a login link when refused.
+if (BACKEND) {
+  $('me').textContent = '…';
+  client.on('connected', async ({ user }) => {
+    try {
+      const { users } = await client.rpc('chat.users', {});
+      name = (users.find((u) => u.user === user) || {}).name || name;
+      $('me').textContent = window.__chat.name = name;
+    } catch (e) {
+      console.warn('chat.users', e.message); // the backend is down or slow (116): the name stays
+    }
+  });
+  client.on('error', (e) => {
+    if (e.code !== 1000) return;
+    client.disconnect();
+    $('state').innerHTML = `${escapeHtml(e.message)}: <a href="${escapeHtml(BACKEND)}/">log in at the backend</a>`;
+  });
+}
+
 room.on('publication', ({ offset, data }) => {
   if (data.type !== 'msg') return;
   const local = messages.get(data.id);
   if (local) { local.li.remove(); messages.delete(data.id); }
-  render(offset, data);
+  render(BACKEND ? data.seq : offset, data);
   typingStopped(data.name);
 });
 room.on('subscribed', async ({ recovering }) => {
   if (recovering) return;
+  if (BACKEND) {
+    const h = await client.rpc('chat.history', { channel: ROOM, limit: 50 });
+    for (const m of h.messages) if (!messages.has(m.seq)) render(m.seq, m);
+    refreshPresence();
+    return;
+  }
   const h = await room.history({ limit: 50 });
   for (const p of h.publications) if (p.data.type === 'msg' && !messages.has(p.offset)) render(p.offset, p.data);
   refreshPresence();

@@ -195,6 +195,7 @@ export declare class Herald extends Emitter<HeraldEvents> {
   history(channel: string, opts?: { limit?: number; reverse?: boolean; since?: StreamPosition }): Promise<HistoryResult>;
   presence(channel: string): Promise<PresenceResult>;
   presenceStats(channel: string): Promise<PresenceStatsResult>;
+  rpc(method: string, data?: unknown): Promise<unknown>;
   ping(): Promise<number>;
 }
 

@@ -763,6 +763,14 @@ export class Herald extends Emitter {
     return this._callConnected('presence_stats', { channel });
   }
 
+  /** Call the application's backend through Herald (the rpc proxy hook, docs/backend.md).
+   * Resolves with the backend's `data`; its `error` rejects as a ReplyError with its code.
+   * @returns {Promise<unknown>} */
+  async rpc(method, data) {
+    const res = await this._callConnected('rpc', data === undefined ? { method } : { method, data });
+    return res.data;
+  }
+
   /** Round trip time to the server in ms. */
   async ping() {
     const t0 = Date.now();

@@ -262,6 +262,17 @@ test('history, presence and presence stats resolve with the server result; error
   c.disconnect();
 });
 
+test('rpc resolves with the backend data; a backend error is a ReplyError with its code', async () => {
+  const s = new FakeServer();
+  const c = client(s);
+  c.connect();
+  const answer = c.rpc('chat.history', { limit: 2 }); // made while connecting: waits for the connection
+  assert.deepEqual(await answer, { method: 'chat.history', echo: { limit: 2 } });
+  assert.deepEqual(s.commands.at(-1).rpc, { method: 'chat.history', data: { limit: 2 } });
+  await assert.rejects(c.rpc('fail'), (e) => e.name === 'ReplyError' && e.code === 1404);
+  c.disconnect();
+});
+
 test('subscribe twice is refused; unsubscribe sends the command and emits unsubscribed', async () => {
   const s = new FakeServer();
   const c = client(s);

@@ -116,6 +116,10 @@ export class FakeServer {
       case 'ping':
         reply({});
         return;
+      case 'rpc': // the backend of the fake: echo, or its own error code
+        if (p.method === 'fail') error(1404, 'unknown method');
+        else reply({ data: { method: p.method, echo: p.data } });
+        return;
       default:
         error(104, 'method not found');
     }

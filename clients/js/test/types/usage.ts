@@ -44,6 +44,8 @@ async function main(): Promise<void> {
   Object.values(pr.clients).forEach((c) => console.log(c.client, c.user));
   const st = await sub.presenceStats();
   console.log(st.num_clients + st.num_users);
+  const answer: unknown = await client.rpc('chat.history', { limit: 10 });
+  console.log(answer);
   const prices = client.subscribe('prices.>');
   prices.on('publication', ({ channel, data }) => console.log(channel, data));
   sub.unsubscribe();
