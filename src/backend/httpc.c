@@ -2,10 +2,12 @@
  * libcurl's multi-socket API. libcurl tells us which sockets to watch
  * (sock_cb: level-triggered epoll watchers, kept in a per-client pool so a
  * watcher freed in the middle of an epoll batch is never touched again) and
- * when its next timeout is due (timer_cb: one hr_timer on the loop's wheel;
- * a zero timeout is run at once by drive(), without waiting a wheel tick).
- * Finished transfers move to a done list and their callbacks fire from
- * deliver(), at the end of a loop callback, never from inside post. */
+ * when its next timeout is due (timer_cb: the client's own timerfd on the
+ * loop's epoll, armed to the millisecond libcurl asked for — not the loop's
+ * 50 ms wheel; a zero timeout is also run at once by drive()). Finished
+ * transfers move to a done list and their callbacks fire from deliver(), at
+ * the end of a loop callback, never from inside post: a transfer that
+ * finished inside post arms the timerfd to fire on the next loop turn. */
 #include "backend/httpc.h"
 
 #include "core/log.h"
@@ -15,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 typedef struct sockw {          /* one socket libcurl asked us to watch */
     hr_io io;                   /* io.fd == -1 while unused */
@@ -44,7 +48,8 @@ struct hr_httpc {
     CURLM *multi;
     hr_httpc_opts opts;
     char *ca_file;
-    hr_timer timer;
+    hr_io timer;                /* timerfd: libcurl's timeout, or "deliver now" */
+    uint64_t due_ms;            /* libcurl's timeout on hr_now_ms()'s clock; 0: none */
     bool kick;                  /* libcurl asked for a zero timeout */
     size_t inflight;            /* running + done-not-delivered */
     hr_httpc_call *running, *done;
@@ -188,11 +193,39 @@ static void on_io(hr_loop *loop, hr_io *io, uint32_t events)
     deliver(h);
 }
 
-static void on_timer(hr_timer *t, void *wheel_data)
+/* Arm the timerfd to fire in `ms` milliseconds (0: on the next loop turn). */
+static void timer_arm(hr_httpc *h, uint64_t ms)
 {
-    hr_httpc *h = HR_CONTAINER_OF(t, hr_httpc, timer);
+    struct itimerspec its = {0};
+    its.it_value.tv_sec = (time_t)(ms / 1000u);
+    its.it_value.tv_nsec = ms ? (long)(ms % 1000u) * 1000000L : 1; /* all zero would disarm */
+    timerfd_settime(h->timer.fd, 0, &its, NULL);
+}
+
+static void timer_disarm(hr_httpc *h)
+{
+    struct itimerspec its = {0};
+    timerfd_settime(h->timer.fd, 0, &its, NULL);
+}
+
+/* Re-arm for libcurl's pending timeout after the timerfd fired (it may have
+ * fired early, for a delivery, with libcurl's timeout still ahead). */
+static void timer_rearm(hr_httpc *h)
+{
+    if (!h->due_ms) return;
+    uint64_t now = hr_now_ms();
+    timer_arm(h, h->due_ms > now ? h->due_ms - now : 1);
+}
+
+static void on_timer(hr_loop *loop, hr_io *io, uint32_t events)
+{
+    hr_httpc *h = HR_CONTAINER_OF(io, hr_httpc, timer);
+    uint64_t expirations;
+    ssize_t n = read(io->fd, &expirations, sizeof(expirations)); /* clear it (level-triggered) */
+    HR_UNUSED(n);
     drive(h, CURL_SOCKET_TIMEOUT, 0);
     deliver(h);
+    timer_rearm(h);
 }
 
 static sockw *sock_get(hr_httpc *h)
@@ -238,11 +271,13 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
     hr_httpc *h = userp;
     if (timeout_ms < 0) {
-        hr_timer_stop(&h->loop->wheel, &h->timer);
+        h->due_ms = 0;
+        timer_disarm(h);
         return 0;
     }
     if (timeout_ms == 0) h->kick = true;
-    hr_timer_start(&h->loop->wheel, &h->timer, (uint64_t)timeout_ms);
+    h->due_ms = hr_now_ms() + (uint64_t)timeout_ms;
+    timer_arm(h, (uint64_t)timeout_ms);
     return 0;
 }
 
@@ -277,9 +312,13 @@ hr_httpc *hr_httpc_new(hr_loop *loop, const hr_httpc_opts *opts)
     if (!h->opts.max_inflight) h->opts.max_inflight = HR_HTTPC_DEFAULT_MAX_INFLIGHT;
     if (h->opts.ca_file) h->ca_file = hr_strdup(h->opts.ca_file);
     h->opts.ca_file = h->ca_file;
-    hr_timer_init(&h->timer, on_timer);
-    h->multi = curl_multi_init();
-    if (!h->multi) {
+    h->timer.cb = on_timer;
+    h->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    h->multi = h->timer.fd >= 0 ? curl_multi_init() : NULL;
+    if (!h->multi || hr_loop_add(loop, &h->timer, EPOLLIN) != 0) {
+        if (h->multi) curl_multi_cleanup(h->multi);
+        if (h->timer.fd >= 0) close(h->timer.fd);
+        hr_error("httpc: cannot set up libcurl's multi handle and its timerfd");
         hr_free(h->ca_file);
         hr_free(h);
         return NULL;
@@ -361,7 +400,7 @@ int hr_httpc_post(hr_httpc *h, const hr_httpc_req *req, hr_httpc_cb cb, void *ud
     h->inflight++;
     if (call) *call = c;
     drive(h, CURL_SOCKET_TIMEOUT, 0); /* start it now, not a wheel tick later */
-    if (h->done) hr_timer_start(&h->loop->wheel, &h->timer, 0); /* deliver from the loop */
+    if (h->done) timer_arm(h, 0); /* deliver from the loop, on its next turn */
     return 0;
 }
 
@@ -396,7 +435,8 @@ void hr_httpc_free(hr_httpc *h)
         call_free(c);
     }
     curl_multi_cleanup(h->multi); /* closes the cached connections (sock_cb REMOVE) */
-    hr_timer_stop(&h->loop->wheel, &h->timer);
+    hr_loop_del(h->loop, &h->timer);
+    close(h->timer.fd);
     while (h->socks) {
         sockw *s = h->socks;
         h->socks = s->next;
