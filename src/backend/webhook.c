@@ -545,9 +545,7 @@ static void on_wake(hr_loop *l, void *data)
 {
     hr_webhook *wh = data;
     if (atomic_load(&wh->quit)) {
-        hr_httpc_free(wh->http); /* in-flight callbacks see quit */
-        wh->http = NULL;
-        hr_loop_stop(l);
+        hr_loop_stop(l); /* sender_main frees the client */
         return;
     }
     pthread_mutex_lock(&wh->mu);
@@ -560,6 +558,11 @@ static void *sender_main(void *arg)
 {
     hr_webhook *wh = arg;
     hr_loop_run(&wh->loop);
+    /* After the loop, not from on_wake: the rest of that epoll batch may
+     * still name the client's socket and timer watchers. In-flight
+     * callbacks see quit. */
+    hr_httpc_free(wh->http);
+    wh->http = NULL;
     return NULL;
 }
 
