@@ -1,8 +1,8 @@
 /* httpc.h - an asynchronous outgoing HTTP(S) client on a worker's event loop:
  * libcurl's multi-socket interface, its sockets watched by the loop's epoll
  * and its single timeout on a timerfd of its own (millisecond-precise, not
- * the loop's 50 ms wheel). One hr_httpc per
- * loop (per worker); a bounded number of requests in flight; keep-alive
+ * the loop's 50 ms wheel). One hr_httpc per loop (per worker); a bounded
+ * number of requests in flight; keep-alive
  * connections reused by the multi handle's connection cache; TLS verified
  * (optionally against a CA file); the answer body bounded. Nothing here
  * blocks: name resolution uses libcurl's threaded resolver (hr_httpc_new
