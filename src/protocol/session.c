@@ -720,7 +720,8 @@ static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, 
 {
     hr_sub *sub = NULL;
     hr_actor a = actor_of(s);
-    hr_op_sub_req req = {.granted = granted, .token = cmd ? cmd->token.p : NULL, .token_len = cmd ? cmd->token.n : 0};
+    hr_op_sub_req req = {.granted = granted, .token = cmd ? cmd->token.p : NULL, .token_len = cmd ? cmd->token.n : 0,
+                         .data = cmd ? cmd->data.p : NULL, .data_len = cmd ? cmd->data.n : 0};
     sreq *x = req_new(s, f, r);
     x->nested = nested;
     x->channel = hr_strndup(ch.p, ch.n);
