@@ -1582,10 +1582,11 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
 
 void hr_session_set_backend(hr_session *s, hr_proxy *p, const char *transport, hr_proxy_origin *origin)
 {
-    if (!p) {
+    if (!hr_proxy_enabled(p, HR_HOOK_CONNECT)) { /* made for client_connected only (hr_session_set_remote) */
         hr_free(origin);
-        return;
+        origin = NULL;
     }
+    if (!p) return;
     if (!s->be) s->be = hr_calloc(1, sizeof(*s->be));
     s->be->p = p;
     s->be->transport = transport;

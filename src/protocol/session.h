@@ -75,7 +75,7 @@ void hr_session_set_remote(hr_session *s, const char *addr);
 /* The backend proxy hooks (connect, refresh, rpc; docs/backend.md) for this
  * session: the worker's proxy (NULL: none), the transport's name
  * ("websocket", "http_stream", "long_poll") and the client's origin for the
- * connect hook (taken; NULL when the connect hook is off). */
+ * connect hook (taken; freed at once when the connect hook is off). */
 void hr_session_set_backend(hr_session *s, hr_proxy *p, const char *transport, hr_proxy_origin *origin);
 /* One frame from the client. While a connect waits for the backend, later
  * frames are held in order (at most the reply budget's bytes; past it the
