@@ -143,6 +143,8 @@ export interface SubscribeOptions {
   /** subscription token (namespaces with subscribe = "token") */
   token?: string;
   getToken?: (channel: string) => string | Promise<string>;
+  /** any JSON, sent with every subscribe (resubscribes too) to the backend's subscribe hook */
+  data?: unknown;
 }
 
 export interface SubscriptionEvents {

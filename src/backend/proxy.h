@@ -101,7 +101,7 @@ int hr_proxy_call(hr_proxy *p, hr_proxy_hook hook, const hr_proxy_ctx *ctx, cons
                   hr_proxy_cb cb, void *ud, hr_proxy_req **out);
 /* Abandon a call whose callback has not fired (its owner goes away): the
  * callback never fires. */
-void hr_proxy_cancel(hr_proxy *p, hr_proxy_req *call);
+void hr_proxy_cancel(hr_proxy *p, hr_proxy_req *req);
 const hr_proxy_stats *hr_proxy_get_stats(const hr_proxy *p);
 /* The name of a failure kind ("timeout", "down", "status", "malformed", "full"). */
 const char *hr_proxy_fail_name(hr_proxy_fail f);

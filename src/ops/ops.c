@@ -194,7 +194,7 @@ hr_op_result hr_op_subscribe(const hr_actor *a, const char *ch, size_t len, cons
     if (is_pattern) *is_pattern = pat;
     if (r.rc) return r;
     if (is_client(a) && pol->proxy_subscribe)
-        return cb ? ask_hook(a, HR_OP_HOOK_SUBSCRIBE, ch, len, NULL, 0, cb, ud)
+        return cb ? ask_hook(a, HR_OP_HOOK_SUBSCRIBE, ch, len, req ? req->data : NULL, req ? req->data_len : 0, cb, ud)
                   : refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_sub);
     *out = hr_op_subscribe_add(a, ch, len, pat, pol, &r);
     return r;

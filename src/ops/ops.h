@@ -77,7 +77,7 @@ typedef struct hr_op_hook_req {
     const struct hr_actor *a;      /* who asks (a client: its id, user, transport) */
     const char *channel;
     size_t channel_len;
-    const char *data;              /* publish: the data (JSON text) */
+    const char *data;              /* publish: the data; subscribe: the client's data, or NULL (JSON text) */
     size_t data_len;
 } hr_op_hook_req;
 
@@ -219,6 +219,8 @@ typedef struct hr_op_sub_req {
     const char *token;             /* a subscription token (NULL: none) */
     size_t token_len;
     bool asks_hook;                /* the front end asks the subscribe hook itself (hr_op_subscribe_hook) */
+    const char *data;              /* the client's data for the subscribe hook (JSON text; NULL: none) */
+    size_t data_len;
 } hr_op_sub_req;
 
 /* Every rule of subscribing `ch` without registering it: name (patterns

@@ -82,7 +82,7 @@ typedef struct hr_cmd {
     bool recover;
     hr_str epoch;             /* recover from (epoch, offset) */
     uint64_t offset;
-    /* publish (required), connect and rpc (optional: p NULL when absent) */
+    /* publish (required), connect, subscribe and rpc (optional: p NULL when absent) */
     hr_str data;              /* compact JSON text of "data" (any JSON value) */
     hr_str method;            /* rpc */
     hr_str idempotency_key;   /* optional */

@@ -239,13 +239,14 @@ static void parse_connect(hr_cmd *c, const json_t *p, const hr_native_limits *li
 
 static void parse_subscribe(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
 {
-    HR_UNUSED(dump);
     bool has_offset;
     if (!take_channel(c, p, lim, CHANNEL("subscribe"))) return;
     if (!take_bool(c, p, "recover", &c->recover, "subscribe: recover must be a boolean")) return;
     if (!take_str(c, p, "epoch", &c->epoch, "subscribe: epoch must be a string")) return;
     if (!take_str(c, p, "token", &c->token, "subscribe: token must be a string")) return;
-    take_uint(c, p, "offset", &c->offset, &has_offset, "subscribe: offset must be a non-negative integer");
+    if (!take_uint(c, p, "offset", &c->offset, &has_offset, "subscribe: offset must be a non-negative integer"))
+        return;
+    take_data(c, p, dump); /* for the subscribe hook */
 }
 
 static void parse_channel_only(hr_cmd *c, const json_t *p, const hr_native_limits *lim)

@@ -147,14 +147,12 @@ static void arm_exp(hr_raw *r, int64_t exp)
 static hr_webhook_who who_of(hr_raw *r) { return (hr_webhook_who){r->client.id, r->client.user, RAW_TRANSPORT}; }
 
 /* client_connected, once the channels are accepted. */
-static void announce_connected(hr_raw *r)
+static void announce_connected(hr_raw *r, const char *remote)
 {
     hr_webhook *wh = r->opts->ops.webhook;
     if (!wh) return;
-    char remote[64] = "";
-    if (r->sink->peer) r->sink->peer(r->t, remote, sizeof(remote));
     hr_webhook_who who = who_of(r);
-    r->whc = hr_webhook_connected(wh, &who, remote[0] ? remote : NULL);
+    r->whc = hr_webhook_connected(wh, &who, remote && remote[0] ? remote : NULL);
 }
 
 hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sink, void *t, const char *query,
@@ -189,7 +187,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
         return NULL;
     }
     /* every channel accepted: presence and join events (concrete channels only) */
-    announce_connected(r);
+    announce_connected(r, tok ? tok->remote : NULL);
     r->info = tok && tok->info ? hr_strndup(tok->info, tok->info_len) : NULL;
     hr_urlsubs_announce_info(&r->client, &opts->ops, refs, n, r->info);
     hr_free(refs);

@@ -37,6 +37,7 @@ typedef struct hr_raw_token {
     const char *info;              /* the connection token's info (compact JSON) or NULL */
     size_t info_len;
     int64_t exp;                   /* its exp (wall clock, s); 0 = none. At exp: close 3005 */
+    const char *remote;            /* the client's address for client_connected, or NULL */
 } hr_raw_token;
 
 /* A raw client on worker wh, subscribed to every `channel` parameter of the

@@ -126,6 +126,7 @@ struct hr_session {
     char name[64];
     char *info;                /* connection token's info (compact JSON) or NULL */
     char *http_token;          /* token given by the HTTP transport, for connect */
+    char *remote;              /* the client's address for client_connected; freed once announced */
     exp_timer *exp;            /* NULL when the token has no exp (or no token) */
     sbackend *be;              /* backend hooks; NULL when the worker has no proxy */
     hr_webhook_conn *whc;      /* client_disconnected's state (NULL: not wanted, or not connected) */
@@ -719,7 +720,8 @@ static int do_subscribe(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd, 
 {
     hr_sub *sub = NULL;
     hr_actor a = actor_of(s);
-    hr_op_sub_req req = {.granted = granted, .token = cmd ? cmd->token.p : NULL, .token_len = cmd ? cmd->token.n : 0};
+    hr_op_sub_req req = {.granted = granted, .token = cmd ? cmd->token.p : NULL, .token_len = cmd ? cmd->token.n : 0,
+                         .data = cmd ? cmd->data.p : NULL, .data_len = cmd ? cmd->data.n : 0};
     sreq *x = req_new(s, f, r);
     x->nested = nested;
     x->channel = hr_strndup(ch.p, ch.n);
@@ -1027,14 +1029,14 @@ static int verify_conn_token(hr_session *s, const char *tok, size_t len, hr_jwt_
     return res.rc == HR_OP_TOKEN_INVALID ? (*detail = res.detail, HR_PE_UNAUTHORIZED) : native_err(res, detail);
 }
 
-/* client_connected (the transport's name and, when it knows it, the address). */
+/* client_connected (the transport's name and, when it gave it, the address). */
 static void announce_connected(hr_session *s)
 {
     if (!webhook_of(s)) return;
-    char remote[64] = "";
-    if (s->sink->peer) s->sink->peer(s->t, remote, sizeof(remote));
     hr_webhook_who who = who_of(s);
-    s->whc = hr_webhook_connected(webhook_of(s), &who, remote[0] ? remote : NULL);
+    s->whc = hr_webhook_connected(webhook_of(s), &who, s->remote);
+    hr_free(s->remote);
+    s->remote = NULL;
 }
 
 /* The connect's token: true with *cl filled and its user, info and expiry
@@ -1580,10 +1582,11 @@ void hr_session_on_frame(hr_session *s, const uint8_t *data, size_t len)
 
 void hr_session_set_backend(hr_session *s, hr_proxy *p, const char *transport, hr_proxy_origin *origin)
 {
-    if (!p) {
+    if (!hr_proxy_enabled(p, HR_HOOK_CONNECT)) { /* made for client_connected only (hr_session_set_remote) */
         hr_free(origin);
-        return;
+        origin = NULL;
     }
+    if (!p) return;
     if (!s->be) s->be = hr_calloc(1, sizeof(*s->be));
     s->be->p = p;
     s->be->transport = transport;
@@ -1629,6 +1632,12 @@ void hr_session_closed(hr_session *s, int code, const char *reason)
     if (s) hr_webhook_closing(s->whc, code, reason);
 }
 
+void hr_session_set_remote(hr_session *s, const char *addr)
+{
+    hr_free(s->remote);
+    s->remote = webhook_of(s) && addr && addr[0] ? hr_strdup(addr) : NULL;
+}
+
 void hr_session_set_token(hr_session *s, const char *token, size_t len)
 {
     hr_free(s->http_token);
@@ -1668,6 +1677,7 @@ void hr_session_free(hr_session *s)
     arm_expiry(s, false, 0);
     hr_free(s->info);
     hr_free(s->http_token);
+    hr_free(s->remote);
     hr_free(s->client.user);
     hr_free(s);
 }

@@ -27,8 +27,6 @@ typedef struct hr_sink_vt {
     void (*disconnect)(void *t, int code, const char *reason, bool drop_queued);
     /* The transport's name in client webhooks ("websocket", "http", ...). */
     const char *transport;
-    /* Optional: the client's address as text into out (webhooks). */
-    void (*peer)(void *t, char *out, size_t cap);
 } hr_sink_vt;
 
 /* Disconnect codes (docs/protocol.md): 3000-3499 reconnect, 3500-3999 do not. */
@@ -70,10 +68,14 @@ void hr_session_set_reply_budget(hr_session *s, size_t max_queued);
  * emulation: ?token= or Authorization: Bearer), used by a connect command
  * that carries none. Copied. */
 void hr_session_set_token(hr_session *s, const char *token, size_t len);
+/* The client's address (after trusted-proxy resolution) for the
+ * client_connected webhook, copied only when the worker sends webhooks and
+ * kept until it is announced. */
+void hr_session_set_remote(hr_session *s, const char *addr);
 /* The backend proxy hooks (connect, refresh, rpc; docs/backend.md) for this
  * session: the worker's proxy (NULL: none), the transport's name
  * ("websocket", "http_stream", "long_poll") and the client's origin for the
- * connect hook (taken; NULL when the connect hook is off). */
+ * connect hook (taken; freed at once when the connect hook is off). */
 void hr_session_set_backend(hr_session *s, hr_proxy *p, const char *transport, hr_proxy_origin *origin);
 /* One frame from the client. While a connect waits for the backend, later
  * frames are held in order (at most the reply budget's bytes; past it the

@@ -234,6 +234,11 @@ const hr_option hr_options[] = {
      "Sessions one client address (IPv6: one /limits.ipv6_prefix network) may hold at once, until they "
      "end (poll.session_ttl after their last request). More: 503 with Retry-After. 0 = unlimited."},
 
+    {"api.max_broadcast_channels", HR_OPT_INT, OFF(api_max_broadcast_channels), "10000", 1, 10000000, NULL, NULL,
+     "Most channels one server API broadcast may name. More: 400 naming this option."},
+    {"api.max_batch_commands", HR_OPT_INT, OFF(api_max_batch_commands), "1000", 1, 1000000, NULL, NULL,
+     "Most commands in one server API batch. More: 400 naming this option (the batch runs none of them)."},
+
     {"channels.history_size", HR_OPT_INT, OFF(ch_history_size), "100", 0, 1000000, NULL, NULL,
      "Publications kept per channel for history and recovery. 0 = none (recovery is then impossible)."},
     {"channels.history_ttl", HR_OPT_DURATION, OFF(ch_history_ttl_ms), "5m", 0, 365 * DAY_MS, NULL, NULL,

@@ -103,6 +103,9 @@ typedef struct hr_config {
     int64_t poll_max_sessions;        /* sessions per server */
     int64_t poll_max_sessions_per_ip; /* sessions per client address (ops/limits.c), 0 = unlimited */
     int64_t poll_max_queued_bytes_per_worker; /* output held by the sessions one worker owns */
+    /* [api] */
+    int64_t api_max_broadcast_channels; /* channels named by one broadcast */
+    int64_t api_max_batch_commands;     /* commands in one batch */
     /* [channels] - options of the default namespace */
     int64_t ch_history_size;
     int64_t ch_history_ttl_ms;

@@ -217,7 +217,8 @@ static int m_broadcast(api_ctx *x, json_t *params)
 {
     json_t *chans = json_object_get(params, "channels");
     if (!json_is_array(chans) || json_array_size(chans) == 0) return fail(x, 400, "channels must be a non-empty array");
-    if (json_array_size(chans) > 10000) return fail(x, 400, "at most 10000 channels per broadcast");
+    if (json_array_size(chans) > (size_t)x->opt->api_max_broadcast_channels)
+        return fail(x, 400, "too many channels in one broadcast (api.max_broadcast_channels)");
     size_t dlen, klen;
     const char *key;
     if (get_idem_key(x, params, &key, &klen)) return x->r->status;
@@ -740,12 +741,12 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
     rq->pending = 1; /* held while the methods run */
     api_ctx x = {w, w->opts, w->sh->hub->engine, rq, NULL};
     json_t *cmds = batch ? json_object_get(params, "commands") : NULL;
-    if (batch && (!json_is_array(cmds) || json_array_size(cmds) > 1000)) {
+    if (batch && (!json_is_array(cmds) || json_array_size(cmds) > (size_t)w->opts->api_max_batch_commands)) {
         batch = false; /* the batch itself is refused */
         rq->n = 1;
         rq->replies = hr_calloc(1, sizeof(areply));
         fail_r(&rq->replies[0], 400,
-               json_is_array(cmds) ? "at most 1000 commands per batch" : "commands must be an array");
+               json_is_array(cmds) ? "too many commands in one batch (api.max_batch_commands)" : "commands must be an array");
     } else if (batch) {
         rq->batch = true;
         rq->n = json_array_size(cmds);

@@ -736,14 +736,3 @@ static const hr_conn_layer_ops plain_ops = {
 };
 
 hr_conn_layer hr_conn_plain = {.ops = &plain_ops};
-
-void hr_conn_peer_text(const hr_conn *c, char *out, size_t cap)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    hr_ipaddr a;
-    out[0] = '\0';
-    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &sl) == 0 &&
-        hr_ipaddr_from_sockaddr((struct sockaddr *)&ss, sl, &a) == 0)
-        hr_ipaddr_format(&a, out, cap);
-}

@@ -203,8 +203,6 @@ void hr_conn_set_transport(hr_conn *c, const hr_conn_vt *vt, void *proto);
 void hr_conn_set_timer(hr_conn *c, uint64_t delay_ms);
 void hr_conn_stop_timer(hr_conn *c);
 uint64_t hr_conn_now(const hr_conn *c);
-/* The socket peer's address as text ("" when unknown), for webhooks. */
-void hr_conn_peer_text(const hr_conn *c, char *out, size_t cap);
 
 /* Worker side: called from the loop for socket events. */
 void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events);

@@ -1000,7 +1000,9 @@ static esess *session_open_auth(hr_conn *c, const hr_http_request *req, const ch
     }
     if (tok) hr_session_set_token(s->sess, tok, strlen(tok));
     hr_free(tok);
-    hr_session_set_backend(s->sess, c->w->proxy, transport, hr_client_origin(c, req));
+    hr_proxy_origin *origin = hr_client_origin(c, req);
+    if (origin) hr_session_set_remote(s->sess, origin->remote_addr);
+    hr_session_set_backend(s->sess, c->w->proxy, transport, origin);
     return s;
 }
 

@@ -51,6 +51,8 @@
     X(int64_t, poll_max_sessions)               \
     X(int64_t, poll_max_queued_bytes)           \
     X(int64_t, poll_max_queued_bytes_per_worker) \
+    X(int64_t, api_max_broadcast_channels)      \
+    X(int64_t, api_max_batch_commands)          \
     X(const char *, tls_cert)                   \
     X(const char *, tls_key)                    \
     X(const char *, tls_ciphers)                \

@@ -271,7 +271,7 @@ bool hr_proxy_request(hr_conn *c, const hr_http_request *req, uint32_t peer_key)
 
 /* ---- the client as the backend sees it ------------------------------------------ */
 
-static void client_addr(hr_conn *c, const hr_http_request *req, char *out, size_t cap)
+void hr_client_addr(hr_conn *c, const hr_http_request *req, char *out, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -298,14 +298,15 @@ static void client_addr(hr_conn *c, const hr_http_request *req, char *out, size_
 hr_proxy_origin *hr_client_origin(hr_conn *c, const hr_http_request *req)
 {
     hr_proxy *p = c->w->proxy;
-    if (!hr_proxy_enabled(p, HR_HOOK_CONNECT)) return NULL;
-    const hr_proxy_opts *o = hr_proxy_options(p);
+    bool hook = hr_proxy_enabled(p, HR_HOOK_CONNECT);
+    if (!hook && !c->w->proto->ops.webhook) return NULL;
     char addr[64];
-    client_addr(c, req, addr, sizeof(addr));
+    hr_client_addr(c, req, addr, sizeof(addr));
     hr_proxy_header hs[HR_ORIGIN_MAX_HEADERS];
     char *copies[HR_ORIGIN_MAX_HEADERS];
     size_t n = 0;
-    for (size_t i = 0; i < req->num_headers && n < HR_ORIGIN_MAX_HEADERS; i++) {
+    const hr_proxy_opts *o = hook ? hr_proxy_options(p) : NULL;
+    for (size_t i = 0; o && i < req->num_headers && n < HR_ORIGIN_MAX_HEADERS; i++) {
         const hr_http_header *h = &req->headers[i];
         for (size_t k = 0; k < o->nforward_headers; k++) {
             const char *want = o->forward_headers[k];

@@ -45,12 +45,17 @@ void hr_proxy_await(hr_conn *c, bool tls);
  * refused (503 / 429 queued, the connection closes after it). */
 bool hr_proxy_request(hr_conn *c, const hr_http_request *req, uint32_t peer_key);
 
-/* The backend connect hook's view of req's client (backend/proxy.h): its
- * address (the socket peer's, or for a connection from a trusted proxy the
- * address its forwarding headers name) and the request headers named in
- * proxy.forward_headers (at most HR_ORIGIN_MAX_HEADERS, each value at most
- * HR_ORIGIN_MAX_VALUE bytes: longer ones are left out). NULL when the
- * worker has no connect hook. Free with hr_free. */
+/* req's client address as text into out ("" when unknown): the socket
+ * peer's, or for a connection from a trusted proxy the address its
+ * forwarding headers name. */
+void hr_client_addr(hr_conn *c, const hr_http_request *req, char *out, size_t cap);
+
+/* The backend's view of req's client (backend/proxy.h), for the connect
+ * hook and client_connected: its address (hr_client_addr) and, with a
+ * connect hook, the request headers named in proxy.forward_headers (at most
+ * HR_ORIGIN_MAX_HEADERS, each value at most HR_ORIGIN_MAX_VALUE bytes:
+ * longer ones are left out). NULL when the worker has neither a connect
+ * hook nor webhooks. Free with hr_free. */
 #define HR_ORIGIN_MAX_HEADERS 16
 #define HR_ORIGIN_MAX_VALUE 4096
 struct hr_proxy_origin *hr_client_origin(hr_conn *c, const hr_http_request *req);

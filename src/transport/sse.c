@@ -411,15 +411,13 @@ static void sse_free(hr_sse *s)
     hr_free(s);
 }
 
-/* client_connected, once the stream started. */
-static void announce_connected(hr_sse *s)
+/* client_connected, once the stream started (remote: the client's address, or NULL). */
+static void announce_connected(hr_sse *s, const char *remote)
 {
     hr_webhook *wh = s->c->w->proto->ops.webhook;
     if (!wh) return;
-    char remote[64];
-    hr_conn_peer_text(s->c, remote, sizeof(remote));
     hr_webhook_who who = who_of(s);
-    s->whc = hr_webhook_connected(wh, &who, remote[0] ? remote : NULL);
+    s->whc = hr_webhook_connected(wh, &who, remote);
 }
 
 static void sse_on_free(hr_conn *c)
@@ -540,6 +538,7 @@ typedef struct sse_start {
     int hook_status;           /* 0: none */
     int hook_code;
     char *hook_msg;
+    char *remote;              /* the client's address for client_connected, or NULL */
 } sse_start;
 
 /* The connection closed while the engine answered (http.c's release). */
@@ -716,7 +715,7 @@ static const char preflight_headers[] = "Access-Control-Allow-Methods: GET, OPTI
                                         "Access-Control-Max-Age: 600\r\n";
 
 static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const char *cors, hr_http_auth *aup,
-                     const char *id_or_null, bool deferred);
+                     const char *id_or_null, bool deferred, const char *remote);
 static void sse_ask_backend(hr_conn *c, const hr_http_request *req, bool close, const char *cors, hr_http_auth *au);
 
 void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
@@ -755,7 +754,9 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         sse_ask_backend(c, req, close, cors, &au);
         return;
     }
-    sse_open(c, req, close, cors, &au, NULL, false);
+    char remote[64] = "";
+    if (w->proto->ops.webhook) hr_client_addr(c, req, remote, sizeof(remote));
+    sse_open(c, req, close, cors, &au, NULL, false, remote);
 }
 
 /* ---- the subscribe hooks of the stream's channels (docs/backend.md) ---- */
@@ -796,9 +797,10 @@ static void ask_sub_hooks(sse_start *st, const hr_chan_ref *refs, size_t n)
 /* The stream's start once its client is known (au: its tokens, or what the
  * connect hook answered; taken). id: the client id the backend was told
  * (NULL: a new one). deferred: the request already waits (the connect
- * hook): answer and resume, as after an engine that answers later. */
+ * hook): answer and resume, as after an engine that answers later.
+ * remote: the client's address for client_connected ("" unknown). */
 static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const char *cors, hr_http_auth *aup,
-                     const char *id_or_null, bool deferred)
+                     const char *id_or_null, bool deferred, const char *remote)
 {
     hr_worker *w = c->w;
     const hr_transport_opts *opt = w->opts;
@@ -872,6 +874,7 @@ static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const c
     ss->n = n;
     ss->buf = buf;
     ss->cors = hr_strdup(cors);
+    ss->remote = w->proto->ops.webhook && remote[0] ? hr_strdup(remote) : NULL;
     s->info = au.conn.info ? hr_strndup(au.conn.info, au.conn.info_len) : NULL;
     ss->au = au; /* refs may point into the tokens' channel lists: kept until the start */
     s->start = ss;
@@ -910,6 +913,7 @@ typedef struct sse_hook {
     char *query;               /* the request's, copied (the request is gone when the answer comes) */
     size_t query_len;
     char *last_id;             /* its Last-Event-ID header, or NULL */
+    char remote[64];           /* the client's address (client_connected) */
 } sse_hook;
 
 static void hook_free(sse_hook *h)
@@ -982,7 +986,7 @@ static void on_hook_answer(const hr_proxy_result *res, void *ud)
                           .value_len = h->last_id ? strlen(h->last_id) : 0};
     hr_http_request r = {.query = h->query_len ? h->query : NULL, .query_len = h->query_len,
                          .headers = &lid, .num_headers = h->last_id ? 1 : 0};
-    sse_open(h->c, &r, h->close, h->cors, au, h->id, true);
+    sse_open(h->c, &r, h->close, h->cors, au, h->id, true, h->remote);
     memset(au, 0, sizeof(*au)); /* taken */
     hook_free(h);
 }
@@ -1001,6 +1005,7 @@ static void sse_ask_backend(hr_conn *c, const hr_http_request *req, bool close, 
     const hr_http_header *lid = hr_http_find_header(req, "last-event-id");
     if (lid && lid->value_len) h->last_id = hr_strndup(lid->value, lid->value_len);
     hr_proxy_origin *o = hr_client_origin(c, req);
+    snprintf(h->remote, sizeof(h->remote), "%s", o->remote_addr);
     hr_proxy_ctx ctx = {.client = h->id, .transport = "sse", .protocol = "json", .remote_addr = o->remote_addr,
                         .headers = o->headers, .nheaders = o->nheaders};
     int rc = hr_proxy_call(c->w->proxy, HR_HOOK_CONNECT, &ctx, NULL, on_hook_answer, h, &h->req);
@@ -1022,6 +1027,7 @@ static void start_free(sse_start *st)
     hr_free(st->buf);
     hr_free(st->cors);
     hr_free(st->hook_msg);
+    hr_free(st->remote);
     hr_http_auth_free(&st->au);
     hr_free(st);
 }
@@ -1124,7 +1130,7 @@ static void start_step(sse_start *st)
     }
     hr_op_hold_release(&st->held, &s->client, start_pos, st);
 
-    announce_connected(s);
+    announce_connected(s, st->remote);
     hr_urlsubs_announce_info(&s->client, &s->c->w->proto->ops, st->refs, st->n, s->info);
     start_free(st);
     hr_hub_client_add(&s->client);

@@ -823,9 +823,7 @@ static void sink_disconnect(void *t, int code, const char *reason, bool drop_que
     hr_ws_close(c, (uint16_t)code, reason);
 }
 
-static void sink_peer(void *t, char *out, size_t cap) { hr_conn_peer_text(t, out, cap); }
-
-static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect, "websocket", sink_peer};
+static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect, "websocket"};
 
 /* The reason client_disconnected gives for a close the session did not
  * start (the client's close frame, the transport's own limits, a lost
@@ -846,8 +844,8 @@ static const char *close_text(uint16_t code)
     }
 }
 
-/* The upgrade request's client for the backend's connect hook (the app
- * until on_open makes the session). */
+/* The upgrade request's client for the backend's connect hook and
+ * client_connected (the app until on_open makes the session). */
 static bool native_on_handshake(hr_conn *c, const hr_http_request *req, hr_buf *headers, void **app)
 {
     HR_UNUSED(headers);
@@ -862,6 +860,7 @@ static void native_on_open(hr_conn *c)
     hr_proxy_origin *origin = hr_ws_app(c);
     hr_session *s = hr_session_new(c->w->hub, c->w->proto, &ws_sink, c, enc);
     hr_session_set_peer(s, c->ip_key);
+    if (origin) hr_session_set_remote(s, origin->remote_addr);
     hr_session_set_backend(s, c->w->proxy, "websocket", origin);
     hr_ws_set_app(c, s);
 }
@@ -908,7 +907,9 @@ static bool raw_on_handshake(hr_conn *c, const hr_http_request *req, hr_buf *hea
     char msg[256];
     hr_http_auth au;
     if (hr_http_auth_read(c, req, "", !req->keep_alive || c->w->draining, &au)) return false;
-    hr_raw_token tok = {&au.who, au.conn.info, au.conn.info_len, au.conn.has_exp ? HR_MAX(au.conn.exp, 1) : 0};
+    char addr[64];
+    hr_client_addr(c, req, addr, sizeof(addr));
+    hr_raw_token tok = {&au.who, au.conn.info, au.conn.info_len, au.conn.has_exp ? HR_MAX(au.conn.exp, 1) : 0, addr};
     hr_raw *r = hr_raw_new(c->w->hub, c->w->proto, &ws_sink, c, req->query, req->query_len, &tok, &status, msg,
                            sizeof(msg));
     hr_http_auth_free(&au);

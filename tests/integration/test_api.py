@@ -5,7 +5,8 @@ from docs/api.md (and docs/protocol.md for what WebSocket clients see).
 Every method with good input (publish, broadcast, history, history_remove,
 presence, presence_stats, channels, info, batch) and bad input (authentication,
 HTTP method, unknown API method, invalid JSON with line / column, wrong types,
-bad channel names, size limits). Every error answer must have the documented
+bad channel names, size limits, api.max_broadcast_channels and
+api.max_batch_commands lowered). Every error answer must have the documented
 body {"error": <message>, "status": <status>}.
 """
 
@@ -445,6 +446,28 @@ class TestApiBadInput(ApiBase):
         # the API is the backend: no user restrictions apply to it
         r = self.api.publish("dm:#alice,bob", {"text": "hi"})
         self.assertIn("offset", r)
+
+
+class TestApiBoundOptions(ApiBase):
+    """api.max_broadcast_channels and api.max_batch_commands, lowered: one more is
+    refused with 400 naming the option and runs nothing; exactly the limit runs."""
+    server_args = ApiBase.server_args + ("--api.max-broadcast-channels", "3", "--api.max-batch-commands", "2")
+
+    def test_broadcast_over_the_option_refused(self):
+        names = [chan("bc") for _ in range(4)]
+        data = self.expect_error("broadcast", {"channels": names, "data": 1}, 400)
+        self.assertIn("api.max_broadcast_channels", data["error"])
+        self.assertEqual(self.api.call("history", {"channel": names[0]})["offset"], 0)
+        r = self.api.call("broadcast", {"channels": names[:3], "data": 1})
+        self.assertEqual(len(r["responses"]), 3)
+
+    def test_batch_over_the_option_refused(self):
+        ch = chan("bb")
+        cmds = [{"method": "publish", "params": {"channel": ch, "data": i}} for i in range(3)]
+        data = self.expect_error("batch", {"commands": cmds}, 400)
+        self.assertIn("api.max_batch_commands", data["error"])
+        self.assertEqual(self.api.call("history", {"channel": ch})["offset"], 0)
+        self.assertEqual([x["offset"] for x in self.api.batch_publish(ch, [1, 2])], [1, 2])
 
 
 class TestApiPresenceDisabled(HeraldTestCase):

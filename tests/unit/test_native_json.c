@@ -183,6 +183,11 @@ static const cmd_case cmd_cases[] = {
      .offset = 41},
     {.line = "{\"id\":4,\"subscribe\":{\"channel\":\"prices.>\"}}", .id = 4, .type = HR_CMD_SUBSCRIBE,
      .channel = S("prices.>")},
+    /* data for the subscribe hook: any JSON, kept as compact text (null too) */
+    {.line = "{\"id\":4,\"subscribe\":{\"channel\":\"c\",\"data\":{\"invite\": \"x7\"}}}", .id = 4,
+     .type = HR_CMD_SUBSCRIBE, .channel = S("c"), .data = S("{\"invite\":\"x7\"}")},
+    {.line = "{\"id\":4,\"subscribe\":{\"channel\":\"c\",\"data\":null}}", .id = 4, .type = HR_CMD_SUBSCRIBE,
+     .channel = S("c"), .data = S("null")},
     {.line = "{\"id\":5,\"subscribe\":{\"offset\":9223372036854775807,\"recover\":false,\"channel\":\"x\","
              "\"epoch\":\"\"}}",
      .id = 5, .type = HR_CMD_SUBSCRIBE, .channel = S("x"), .offset = 9223372036854775807ull, .epoch = S("")},

@@ -51,7 +51,7 @@ export class Subscription extends Emitter {
   /**
    * @param {import('./client.js').Herald} client
    * @param {string} channel
-   * @param {{recover?: boolean, token?: string, getToken?: Function, since?: {epoch: string, offset: number}}} opts
+   * @param {{recover?: boolean, token?: string, getToken?: Function, since?: {epoch: string, offset: number}, data?: unknown}} opts
    */
   constructor(client, channel, opts = {}) {
     super();
@@ -61,6 +61,7 @@ export class Subscription extends Emitter {
     this.recover = opts.recover !== false && !this.pattern;
     this.token = opts.token || null;
     this.getToken = opts.getToken || null;
+    this.data = opts.data; // for the backend's subscribe hook (docs/backend.md); sent on every subscribe
     /** 'unsubscribed' | 'subscribing' | 'subscribed' */
     this.state = 'unsubscribed';
     this.epoch = opts.since ? opts.since.epoch : null;
@@ -114,6 +115,7 @@ export class Subscription extends Emitter {
     }
     if (!this.token && this.getToken) this.token = await this.getToken(this.channel);
     if (this.token) p.token = this.token;
+    if (this.data !== undefined) p.data = this.data;
     return p;
   }
 

@@ -273,6 +273,23 @@ test('rpc resolves with the backend data; a backend error is a ReplyError with i
   c.disconnect();
 });
 
+test('subscribe data is sent with the subscribe, and again on a resubscribe', async () => {
+  const s = new FakeServer();
+  const c = client(s);
+  c.connect();
+  const sub = c.subscribe('room', { data: { invite: 'x7' } });
+  const plain = c.subscribe('other');
+  await sub.ready(1000);
+  await plain.ready(1000);
+  s.open[0].serverClose(3000, 'disconnected by the server');
+  await until(() => c.state === 'connecting');
+  await until(() => c.state === 'connected' && sub.state === 'subscribed', 2000, 'reconnect');
+  const sent = s.commands.filter((x) => x.subscribe && x.subscribe.channel === 'room').map((x) => x.subscribe.data);
+  assert.deepEqual(sent, [{ invite: 'x7' }, { invite: 'x7' }]);
+  assert.ok(s.commands.filter((x) => x.subscribe && x.subscribe.channel === 'other').every((x) => !('data' in x.subscribe)));
+  c.disconnect();
+});
+
 test('subscribe twice is refused; unsubscribe sends the command and emits unsubscribed', async () => {
   const s = new FakeServer();
   const c = client(s);

@@ -21,6 +21,7 @@ async function main(): Promise<void> {
   await client.ready(5000);
 
   const sub: Subscription = client.subscribe('chat:lobby', { recover: true });
+  client.subscribe('chat:invite', { data: { invite: 'x7' } }); // for the backend's subscribe hook
   sub.on('publication', (p: Publication) => {
     const m = p.data as ChatMessage;
     console.log(p.offset, m.text);
