@@ -5,8 +5,9 @@
  * documented ones, a failed parse must leave an empty batch, and every
  * command must be consistent: an error comes with a detail and no subs, a
  * good command has a type, channels respect the limit, slices are readable
- * (every byte is touched, so ASan flags a dangling one) and publish data is
- * valid JSON. Both parses must agree on everything but the limits. Then the
+ * (every byte is touched, so ASan flags a dangling one), data (publish,
+ * and optional on connect, subscribe, rpc) is valid JSON and an rpc method
+ * is 1 to HR_CMD_MAX_METHOD printable bytes. Both parses must agree on everything but the limits. Then the
  * input goes through hr_json_append_string (and the encoders that use it):
  * jansson must parse each output, and well-formed UTF-8 must decode back to
  * the input byte for byte. abort() on any disagreement. */
@@ -40,6 +41,16 @@ static bool same(hr_str a, hr_str b)
     return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
 }
 
+/* A data slice: one valid JSON text with no NUL byte. */
+static void check_data(hr_str d)
+{
+    check(d.n > 0 && memchr(d.p, 0, d.n) == NULL);
+    json_error_t err;
+    json_t *v = json_loadb(d.p, d.n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    check(v != NULL);
+    json_decref(v);
+}
+
 static void check_chan(hr_str s, const hr_native_limits *lim)
 {
     check(s.n > 0);
@@ -56,31 +67,37 @@ static void check_cmd(const hr_cmd *c, const hr_native_limits *lim)
     touch(c->data);
     touch(c->idempotency_key);
     touch(c->since_epoch);
+    touch(c->method);
     check(c->nsubs <= HR_CMD_MAX_CONNECT_SUBS);
     for (size_t i = 0; i < c->nsubs; i++) touch(c->subs[i]);
     check(c->limit >= -1);
     if (c->error) {
-        check(c->error >= HR_PE_INTERNAL && c->error <= HR_PE_MESSAGE_TOO_LARGE);
+        check(c->error >= HR_PE_INTERNAL && c->error <= HR_PE_BACKEND_UNAVAILABLE);
         check(c->error_detail != NULL && c->error_detail[0] != 0);
         check(c->nsubs == 0);
         return;
     }
     check(c->error_detail == NULL);
-    check(c->type > HR_CMD_NONE && c->type <= HR_CMD_PING);
+    check(c->type > HR_CMD_NONE && c->type <= HR_CMD_RPC);
     switch (c->type) {
     case HR_CMD_CONNECT:
         for (size_t i = 0; i < c->nsubs; i++) check_chan(c->subs[i], lim);
+        if (c->data.n) check_data(c->data);
         break;
-    case HR_CMD_PUBLISH: {
+    case HR_CMD_PUBLISH:
         check_chan(c->channel, lim);
-        check(c->data.n > 0 && memchr(c->data.p, 0, c->data.n) == NULL);
-        json_error_t err;
-        json_t *v = json_loadb(c->data.p, c->data.n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-        check(v != NULL);
-        json_decref(v);
+        check_data(c->data);
         break;
-    }
     case HR_CMD_SUBSCRIBE:
+        check_chan(c->channel, lim);
+        if (c->data.n) check_data(c->data);
+        break;
+    case HR_CMD_RPC:
+        check(c->channel.n == 0);
+        check(c->method.n > 0 && c->method.n <= HR_CMD_MAX_METHOD);
+        for (size_t i = 0; i < c->method.n; i++) check(c->method.p[i] > 0x20 && c->method.p[i] < 0x7f);
+        if (c->data.n) check_data(c->data);
+        break;
     case HR_CMD_UNSUBSCRIBE:
     case HR_CMD_HISTORY:
     case HR_CMD_PRESENCE:
@@ -89,6 +106,7 @@ static void check_cmd(const hr_cmd *c, const hr_native_limits *lim)
     }
     if (c->type != HR_CMD_HISTORY) check(c->limit == -1 && !c->has_since);
     if (c->type != HR_CMD_CONNECT) check(c->nsubs == 0);
+    if (c->type != HR_CMD_RPC) check(c->method.n == 0);
 }
 
 static int parse_checked(const uint8_t *frame, size_t size, const hr_native_limits *lim, hr_native_batch *b)
@@ -115,7 +133,8 @@ static void compare(const hr_cmd *s, const hr_cmd *l)
     if (s->error) return;
     check(same(s->channel, l->channel) && same(s->name, l->name) && same(s->version, l->version) &&
           same(s->token, l->token) && same(s->epoch, l->epoch) && same(s->data, l->data) &&
-          same(s->idempotency_key, l->idempotency_key) && same(s->since_epoch, l->since_epoch));
+          same(s->idempotency_key, l->idempotency_key) && same(s->since_epoch, l->since_epoch) &&
+          same(s->method, l->method));
     check(s->nsubs == l->nsubs);
     for (size_t i = 0; i < s->nsubs; i++) check(same(s->subs[i], l->subs[i]));
     check(s->recover == l->recover && s->offset == l->offset && s->limit == l->limit && s->reverse == l->reverse &&
