@@ -856,6 +856,9 @@ static void metrics_body(hr_worker *w, hr_buf *b)
         metric(b, "herald_history_evictions_total", "counter", "History entries evicted for space.",
                es.history_evictions);
     }
+    if (e && e->vt->shards_down)
+        metric(b, "herald_engine_shards_down", "gauge", "Redis shards without a connection now.",
+               (uint64_t)e->vt->shards_down(e));
     metric(b, "herald_channels_occupied_total", "counter", "Channel occupied transitions.",
            atomic_load(&sh->hub->occupied));
     metric(b, "herald_channels_vacated_total", "counter", "Channel vacated transitions.",
@@ -896,4 +899,24 @@ void hr_api_metrics(hr_conn *c, bool get, bool head, bool close)
     hr_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-store\r\n", b.data, b.len,
                     head, close);
     hr_buf_free(&b);
+}
+
+/* GET /ready: 200 while this node should get traffic; 503 with the reason
+ * while draining (SIGTERM) or while an engine shard has no connection. */
+void hr_api_ready(hr_conn *c, bool get, bool head, bool close)
+{
+    if (!get && !head) {
+        hr_http_respond_error(c, 405, "Allow: GET, HEAD\r\n", "method not allowed", close);
+        return;
+    }
+    hr_engine *e = c->w->sh->hub->engine;
+    const char *why = c->w->draining ? "draining"
+                      : e && e->vt->shards_down && e->vt->shards_down(e) > 0 ? "engine shard disconnected"
+                                                                              : NULL;
+    if (why) {
+        hr_http_respond_error(c, 503, "Cache-Control: no-store\r\n", why, close);
+        return;
+    }
+    static const char ok[] = "{\"status\":\"ready\"}";
+    hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", ok, sizeof(ok) - 1, head, close);
 }
