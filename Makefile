@@ -19,7 +19,7 @@ CMAKE_FLAGS ?=
 DEMO_FLAGS ?= --channels.publish anyone --server.static-follow-symlinks true --namespace.chat.join-leave true --namespace.typing.history-size 0
 
 APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev libcurl4-openssl-dev
-APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server
+APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server prometheus
 
 .PHONY: all build run run-backend cluster test test-unit test-asan fuzz fuzz-build deps deps-test clean
 

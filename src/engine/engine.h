@@ -118,6 +118,9 @@ typedef struct hr_engine_vt {
      * rate counts only new ones), and what it holds (/api/info). */
     bool (*exists)(hr_engine *e, const char *channel, size_t len);
     void (*stats)(hr_engine *e, hr_engine_stats *out);
+    /* Optional: shards without a connection now (GET /ready, /metrics);
+     * absent: the engine has none to lose. Any thread. */
+    int (*shards_down)(hr_engine *e);
 } hr_engine_vt;
 
 /* Cluster messaging: what an engine shared by several nodes (Redis) adds to

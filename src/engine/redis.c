@@ -76,6 +76,7 @@
 
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -340,6 +341,7 @@ typedef struct rshard {
     rsub **subs;
     size_t nsubs_buckets, nsubs;
     bool was_up;                /* up before: a later up is a reconnect (resync subscribers) */
+    bool up;                    /* connected now (counted in rengine.shards_down while not) */
     /* what Redis confirmed (subscribe / psubscribe pushes, in stream order):
      * a "pmessage" is delivered only when no "message" copy and no earlier
      * matching glob's copy carries the same publication */
@@ -358,6 +360,7 @@ struct rengine {
     pthread_mutex_t mu;         /* guards the op queue, `stopping` and `shards_up` */
     pthread_cond_t up_cv;       /* a shard connected for the first time (start-up wait) */
     int shards_up;
+    atomic_int shards_down;     /* shards without a connection now (engine thread writes, any reads) */
     rop *qhead, *qtail;
     bool stopping;
     bool dead;                  /* being freed: ops end without callbacks (their callers are gone) */
@@ -1579,6 +1582,8 @@ static void on_up(void *ud)
     rshard *sh = ud;
     rengine *e = sh->e;
     bool resync = sh->was_up;
+    if (!sh->up) atomic_fetch_sub(&e->shards_down, 1);
+    sh->up = true;
     if (!sh->was_up) {
         pthread_mutex_lock(&e->mu);
         e->shards_up++;
@@ -1650,6 +1655,9 @@ static void on_up(void *ud)
 static void on_down(void *ud, const char *why)
 {
     HR_UNUSED(why);
+    rshard *sh = ud;
+    if (sh->up) atomic_fetch_add(&sh->e->shards_down, 1);
+    sh->up = false;
     forget_confirmed(ud); /* a new connection starts with no subscription */
 }
 
@@ -1884,7 +1892,13 @@ static void r_free(hr_engine *be)
     hr_free(e);
 }
 
+static int r_shards_down(hr_engine *be)
+{
+    return atomic_load(&((rengine *)be)->shards_down);
+}
+
 static const hr_engine_vt redis_vt = {
+    .shards_down = r_shards_down,
     .publish = r_publish,
     .publish_event = r_publish_event,
     .history = r_history,
@@ -1993,6 +2007,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     e->loop.on_wake = on_wake;
     e->loop.on_turn_end = on_turn_end;
     e->nshards = count;
+    atomic_init(&e->shards_down, count);
     e->shards = hr_calloc((size_t)count, sizeof(rshard));
     for (int i = 0; i < count; i++) {
         rshard *sh = &e->shards[i];

@@ -377,6 +377,14 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
         hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", ok, sizeof(ok) - 1, head, close);
         return;
     }
+    if (path_is(req, "/ready")) {
+        hr_api_ready(c, get, head, close);
+        return;
+    }
+    if (path_is(req, "/metrics")) {
+        hr_api_metrics(c, get, head, close);
+        return;
+    }
     if (path_is(req, "/ws/echo")) {
         hr_ws_upgrade(c, req, &hr_ws_echo_handler);
         return;
