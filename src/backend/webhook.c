@@ -10,9 +10,10 @@
  * refused it (4xx other than 429), so a backend restart loses nothing and,
  * since the next batch waits, reorders nothing.
  *
- * The bound (max_queued) counts pending events and those in batches. A full
- * node drops the oldest pending event of any queue (smallest sequence);
- * when every queued event is in a batch being sent, the new one is dropped.
+ * The bounds (max_queued events, max_queued_bytes of their JSON) count
+ * pending events and those in batches. A full node drops the oldest pending
+ * events of any queue (smallest sequence) until the new one fits; when every
+ * queued event is in a batch being sent, the new one is dropped.
  *
  * Members: a small chained hash table (channel NUL user -> connections),
  * under its own mutex `mmu`, taken before `mu` when an event is emitted so
@@ -83,6 +84,7 @@ struct hr_webhook {
     int *route_q;              /* per route: its queue, -1: none */
     pthread_mutex_t mu;
     uint64_t total;            /* pending + in batches */
+    uint64_t bytes;            /* their JSON bytes */
     uint64_t seq;
     bool wake_sent;
     bool flushing;
@@ -193,32 +195,41 @@ static void log_drops(hr_webhook *wh, uint64_t now)
 {
     wh->drops_unlogged++;
     if (wh->drop_logged_ms && now - wh->drop_logged_ms < DROP_LOG_INTERVAL_MS) return;
-    hr_warn("webhook: queue full (webhook.max_queued_events = %llu): dropped %llu oldest event(s) since the last "
-            "warning, %llu in all", (unsigned long long)wh->o.max_queued, (unsigned long long)wh->drops_unlogged,
+    hr_warn("webhook: queue full (webhook.max_queued_events = %llu, webhook.max_queued_bytes = %llu): dropped %llu "
+            "oldest event(s) since the last warning, %llu in all", (unsigned long long)wh->o.max_queued,
+            (unsigned long long)wh->o.max_queued_bytes, (unsigned long long)wh->drops_unlogged,
             (unsigned long long)wh->st.dropped);
     wh->drop_logged_ms = now;
     wh->drops_unlogged = 0;
 }
 
-/* Make room for one event (under mu): drop the oldest pending one. false:
- * every queued event is in a batch being sent; the new one is dropped. */
-static bool make_room(hr_webhook *wh, uint64_t now)
+static bool full(const hr_webhook *wh, size_t len)
 {
-    if (wh->total < wh->o.max_queued) return true;
-    wqueue *oldest = NULL;
-    for (size_t i = 0; i < wh->nqueues; i++) {
-        wqueue *q = &wh->queues[i];
-        if (q->head && (!oldest || q->head->seq < oldest->head->seq)) oldest = q;
+    return wh->total >= wh->o.max_queued || wh->bytes + len > wh->o.max_queued_bytes;
+}
+
+/* Make room for one event of len bytes (under mu): drop the oldest pending
+ * ones until it fits. false: what is left is in batches being sent (or the
+ * event alone is over max_queued_bytes); the new one is dropped. */
+static bool make_room(hr_webhook *wh, uint64_t now, size_t len)
+{
+    while (full(wh, len)) {
+        wqueue *oldest = NULL;
+        for (size_t i = 0; i < wh->nqueues; i++) {
+            wqueue *q = &wh->queues[i];
+            if (q->head && (!oldest || q->head->seq < oldest->head->seq)) oldest = q;
+        }
+        wh->st.dropped++;
+        log_drops(wh, now);
+        if (!oldest) return false;
+        wev *e = oldest->head;
+        oldest->head = e->next;
+        if (!oldest->head) oldest->tail = NULL;
+        oldest->n--;
+        wh->total--;
+        wh->bytes -= e->len;
+        hr_free(e);
     }
-    wh->st.dropped++;
-    log_drops(wh, now);
-    if (!oldest) return false;
-    wev *e = oldest->head;
-    oldest->head = e->next;
-    if (!oldest->head) oldest->tail = NULL;
-    oldest->n--;
-    wh->total--;
-    hr_free(e);
     return true;
 }
 
@@ -233,7 +244,7 @@ static void enqueue(hr_webhook *wh, int qi, const hr_buf *json)
     e->at_ms = now;
     bool wake = false;
     pthread_mutex_lock(&wh->mu);
-    if (!make_room(wh, now)) {
+    if (!make_room(wh, now, json->len)) {
         pthread_mutex_unlock(&wh->mu);
         hr_free(e);
         return;
@@ -244,6 +255,7 @@ static void enqueue(hr_webhook *wh, int qi, const hr_buf *json)
     q->tail = e;
     q->n++;
     wh->total++;
+    wh->bytes += e->len;
     /* the sender arms its delay timer on the first event, sends on a full batch */
     if ((q->n == 1 || q->n == wh->o.batch_max_events) && !wh->wake_sent) wake = wh->wake_sent = true;
     pthread_mutex_unlock(&wh->mu);
@@ -424,8 +436,11 @@ static uint64_t backoff_ms(const hr_webhook *wh, unsigned attempt)
 static void batch_done(wqueue *q, bool accepted)
 {
     hr_webhook *wh = q->wh;
+    size_t bytes = 0;
+    for (size_t i = 0; i < q->nbatch; i++) bytes += q->batch[i]->len;
     pthread_mutex_lock(&wh->mu);
     wh->total -= q->nbatch;
+    wh->bytes -= bytes;
     if (accepted) wh->st.sent += q->nbatch;
     else wh->st.rejected += q->nbatch;
     pthread_mutex_unlock(&wh->mu);
@@ -634,7 +649,7 @@ static int start_thread(hr_webhook *wh)
 int hr_webhook_start(const hr_webhook_opts *o, hr_webhook **out)
 {
     *out = NULL;
-    if (!o->batch_max_events || !o->max_queued) return HR_WEBHOOK_E_INVALID;
+    if (!o->batch_max_events || !o->max_queued || !o->max_queued_bytes) return HR_WEBHOOK_E_INVALID;
     hr_webhook *wh = hr_calloc(1, sizeof(*wh));
     wh->o = *o;
     wh->o.url = wh->o.secret = NULL;
@@ -670,6 +685,7 @@ void hr_webhook_get_stats(hr_webhook *wh, hr_webhook_stats *out)
     pthread_mutex_lock(&wh->mu);
     *out = wh->st;
     out->queued = wh->total;
+    out->queued_bytes = wh->bytes;
     pthread_mutex_unlock(&wh->mu);
 }
 

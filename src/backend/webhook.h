@@ -15,8 +15,9 @@
  * exponential backoff with full jitter (retry_min_ms .. retry_max_ms),
  * head-of-line (the next batch to that URL waits: per-channel order); any
  * other status: dropped and logged (rejected). All queues together hold at
- * most max_queued events; one more drops the oldest waiting event (counted,
- * logged at most once per 10 s).
+ * most max_queued events and max_queued_bytes of event JSON; one more drops
+ * the oldest waiting events until it fits (counted, logged at most once per
+ * 10 s).
  *
  * member_added / member_removed are per user: hr_webhook_member counts a
  * user's connections in a channel's presence across the node's workers
@@ -67,6 +68,7 @@ typedef struct hr_webhook_opts {
     uint64_t batch_max_delay_ms;
     uint64_t timeout_ms;
     uint64_t max_queued;
+    uint64_t max_queued_bytes; /* event JSON held, waiting and in batches */
     uint64_t retry_min_ms;
     uint64_t retry_max_ms;
     uint64_t flush_ms;         /* hr_webhook_stop: longest wait for the queues to empty */
@@ -139,6 +141,7 @@ void hr_webhook_disconnected(hr_webhook *wh, hr_webhook_conn *c, const hr_webhoo
 
 typedef struct hr_webhook_stats {
     uint64_t queued;           /* events waiting or in a batch being sent */
+    uint64_t queued_bytes;     /* their JSON bytes */
     uint64_t sent;             /* events the backend accepted (2xx) */
     uint64_t failed_attempts;  /* POSTs that failed and were retried */
     uint64_t dropped;          /* events dropped from a full queue */

@@ -378,6 +378,9 @@ const hr_option hr_options[] = {
     {"webhook.max_queued_events", HR_OPT_INT, OFF(webhook_max_queued_events), "10000", 1, 10000000, NULL, NULL,
      "Events waiting to be sent, all URLs of this node together; more: the oldest is dropped, counted in "
      "/api/info (webhook.dropped) and logged (at most once per 10 s)."},
+    {"webhook.max_queued_bytes", HR_OPT_SIZE, OFF(webhook_max_queued_bytes), "64MiB", 1024, 4 * GiB, NULL, NULL,
+     "Bytes of event JSON waiting to be sent, all URLs of this node together (a publication event carries its "
+     "data); more: the oldest events are dropped until the new one fits, as for webhook.max_queued_events."},
     {"webhook.retry_min_delay", HR_OPT_DURATION, OFF(webhook_retry_min_delay_ms), "200ms", 1, DAY_MS, NULL, NULL,
      "First retry delay after a failed POST (5xx, 429, timeout, connection error); doubles per failure, with "
      "full jitter. The same batch is retried and later batches to that URL wait (per-channel order)."},

@@ -158,6 +158,7 @@ typedef struct hr_config {
     int64_t webhook_batch_max_delay_ms;
     int64_t webhook_timeout_ms;
     int64_t webhook_max_queued_events;
+    int64_t webhook_max_queued_bytes;
     int64_t webhook_retry_min_delay_ms;
     int64_t webhook_retry_max_delay_ms;
     int64_t webhook_flush_timeout_ms;

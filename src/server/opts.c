@@ -68,6 +68,7 @@ void hr_opts_webhook(const hr_config *cfg, hr_webhook_opts *out, hr_webhook_rout
     out->batch_max_delay_ms = (uint64_t)cfg->webhook_batch_max_delay_ms;
     out->timeout_ms = (uint64_t)cfg->webhook_timeout_ms;
     out->max_queued = (uint64_t)cfg->webhook_max_queued_events;
+    out->max_queued_bytes = (uint64_t)cfg->webhook_max_queued_bytes;
     out->retry_min_ms = (uint64_t)cfg->webhook_retry_min_delay_ms;
     out->retry_max_ms = (uint64_t)cfg->webhook_retry_max_delay_ms;
     out->flush_ms = (uint64_t)cfg->webhook_flush_timeout_ms;

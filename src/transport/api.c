@@ -503,8 +503,9 @@ static void info_webhook(hr_buf *b, hr_webhook *wh)
     if (!wh) return;
     hr_webhook_stats st;
     hr_webhook_get_stats(wh, &st);
-    hr_buf_printf(b, ",\"webhook\":{\"queued\":%llu,\"sent\":%llu,\"failed_attempts\":%llu,\"dropped\":%llu,"
-                  "\"rejected\":%llu,\"last_error\":", (unsigned long long)st.queued, (unsigned long long)st.sent,
+    hr_buf_printf(b, ",\"webhook\":{\"queued\":%llu,\"queued_bytes\":%llu,\"sent\":%llu,\"failed_attempts\":%llu,"
+                  "\"dropped\":%llu,\"rejected\":%llu,\"last_error\":", (unsigned long long)st.queued,
+                  (unsigned long long)st.queued_bytes, (unsigned long long)st.sent,
                   (unsigned long long)st.failed_attempts, (unsigned long long)st.dropped,
                   (unsigned long long)st.rejected);
     hr_json_append_string(b, st.last_error, strlen(st.last_error));

@@ -397,6 +397,26 @@ class TestDelivery(unittest.TestCase):
         self.assertEqual(got[-5:], [36, 37, 38, 39, 40], "the newest are kept, the oldest waiting ones dropped")
         self.assertIn("queue full", srv.output())
 
+    def test_full_queue_in_bytes_drops_oldest(self):
+        """webhook.max_queued_bytes: large publication events are bounded by
+        their bytes even while far fewer than max_queued_events wait."""
+        srv, api = self.start("--webhook.max-queued-bytes", "8KiB", "--webhook.batch-max-events", "5")
+        ch = "y" + os.urandom(4).hex()
+        self.rec.stop()
+        for i in range(40):
+            api.publish(ch, {"i": i, "pad": "x" * 1500})
+        info = webhook_info(api)
+        self.assertLessEqual(info["queued_bytes"], 8192)
+        self.assertGreater(info["queued_bytes"], 4096)
+        self.assertLess(info["queued"], 10)
+        self.assertEqual(info["queued"] + info["dropped"], 40)
+        self.rec.start()
+        self.rec.wait(lambda e: len(e) >= info["queued"], timeout=10)
+        got = self.offsets(ch)
+        self.assertEqual(got, sorted(got))
+        self.assertEqual(got[-3:], [38, 39, 40], "the newest are kept, the oldest waiting ones dropped")
+        self.assertIn("max_queued_bytes", srv.output())
+
     def test_shutdown_flushes(self):
         """SIGTERM: the events still waiting for batch_max_delay go out at
         once, with the client_disconnected of the connections drained."""
