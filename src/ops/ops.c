@@ -392,35 +392,9 @@ hr_op_result hr_op_may_rpc(const hr_actor *a, size_t dlen)
     return spend_publish(a, "rpc");
 }
 
-/* A publish whose channel wants the publication webhook: the engine's
- * answer (offset, epoch) completes the event, then the caller's callback. */
-typedef struct pub_hook {
-    hr_publish_cb cb;
-    void *ud;
-    hr_webhook *wh;
-    hr_pub *p;
-    char *user;
-    char *client;
-} pub_hook;
-
-static void on_hooked_publish(void *ud, int err, uint64_t offset, const char *epoch)
-{
-    pub_hook *h = ud;
-    if (!err) {
-        hr_webhook_ev ev = {.type = HR_WH_PUBLICATION, .channel = h->p->channel, .channel_len = h->p->channel_len,
-                            .user = h->user, .client = h->client, .data = h->p->data_len ? h->p->data : "null",
-                            .data_len = h->p->data_len ? h->p->data_len : 4, .offset = offset, .epoch = epoch};
-        hr_webhook_emit(h->wh, &ev);
-    }
-    if (h->cb) h->cb(h->ud, err, offset, epoch);
-    hr_pub_unref(h->p);
-    hr_free(h->user);
-    hr_free(h->client);
-    hr_free(h);
-}
-
-/* Who published, for the publication webhook (NULL: the server API, or
- * not known). */
+/* Who published, for the publication webhook (user / client NULL: the
+ * server API, or not known). Borrowed from the actor, or owned copies
+ * (publisher_dup) where it must outlive the call. */
 typedef struct publisher {
     hr_webhook *wh;
     const char *user, *client;
@@ -432,14 +406,48 @@ static publisher publisher_of(const hr_actor *a)
                        is_client(a) && a->client ? a->client->id : NULL};
 }
 
+static publisher publisher_dup(const publisher *by)
+{
+    return (publisher){by->wh, by->user ? hr_strdup(by->user) : NULL, by->client ? hr_strdup(by->client) : NULL};
+}
+
+static void publisher_free(publisher *by)
+{
+    hr_free((char *)by->user);
+    hr_free((char *)by->client);
+}
+
+/* A publish whose channel wants the publication webhook: the engine's
+ * answer (offset, epoch) completes the event, then the caller's callback. */
+typedef struct pub_hook {
+    hr_publish_cb cb;
+    void *ud;
+    publisher by;              /* owned copies */
+    hr_pub *p;
+} pub_hook;
+
+static void on_hooked_publish(void *ud, int err, uint64_t offset, const char *epoch)
+{
+    pub_hook *h = ud;
+    if (!err) {
+        hr_webhook_ev ev = {.type = HR_WH_PUBLICATION, .channel = h->p->channel, .channel_len = h->p->channel_len,
+                            .user = h->by.user, .client = h->by.client, .data = h->p->data_len ? h->p->data : "null",
+                            .data_len = h->p->data_len ? h->p->data_len : 4, .offset = offset, .epoch = epoch};
+        hr_webhook_emit(h->by.wh, &ev);
+    }
+    if (h->cb) h->cb(h->ud, err, offset, epoch);
+    hr_pub_unref(h->p);
+    publisher_free(&h->by);
+    hr_free(h);
+}
+
 /* The engine's publish, through the publication webhook when wanted. */
 static void engine_publish(hr_engine *e, const publisher *by, const hr_chan_opts *o, hr_pub *p, const char *idem_key,
                            size_t idem_len, hr_publish_cb cb, void *ud)
 {
     if (hr_webhook_wants(by->wh, HR_WH_PUBLICATION, p->channel, p->channel_len)) {
         pub_hook *h = hr_calloc(1, sizeof(*h));
-        *h = (pub_hook){cb, ud, by->wh, hr_pub_ref(p), by->user ? hr_strdup(by->user) : NULL,
-                        by->client ? hr_strdup(by->client) : NULL};
+        *h = (pub_hook){cb, ud, publisher_dup(by), hr_pub_ref(p)};
         cb = on_hooked_publish;
         ud = h;
     }
@@ -466,8 +474,7 @@ typedef struct pend_pub {
     int64_t max_size;              /* channels.max_publication_size, for the backend's data */
     char *channel, *data, *idem;   /* copies (idem NULL: no key) */
     size_t len, dlen, idem_len;
-    hr_webhook *wh;                /* the publisher, for the publication webhook */
-    char *user, *client;           /* copies or NULL */
+    publisher by;                  /* owned copies, for the publication webhook */
     hr_publish_cb cb;
     hr_op_refused_cb refused;
     void *ud;
@@ -480,8 +487,7 @@ static void pend_free(pend_pub *pp)
     hr_free(pp->channel);
     hr_free(pp->data);
     hr_free(pp->idem);
-    hr_free(pp->user);
-    hr_free(pp->client);
+    publisher_free(&pp->by);
     hr_free(pp);
 }
 
@@ -508,7 +514,7 @@ static void on_publish_hook(void *ud, const hr_op_hook_ans *ans)
         r = refuse(HR_OP_TOO_BIG, big);
     }
     if (r.rc) pp->refused(pp->ud, r);
-    else publish_now(pp->engine, &(publisher){pp->wh, pp->user, pp->client}, &pp->o, pp->channel, pp->len, data, dlen, pp->idem, pp->idem_len, pp->cb, pp->ud);
+    else publish_now(pp->engine, &pp->by, &pp->o, pp->channel, pp->len, data, dlen, pp->idem, pp->idem_len, pp->cb, pp->ud);
     pend_free(pp);
 }
 
@@ -528,8 +534,7 @@ hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const 
     if (!refused) return refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_pub);
     pend_pub *pp = hr_calloc(1, sizeof(*pp));
     *pp = (pend_pub){a->engine, o, a->opts->max_publication_size, hr_strndup(ch, len), hr_strndup(data, dlen),
-                     dup_or_null(idem_key, idem_len), len, dlen, idem_len, by.wh,
-                     by.user ? hr_strdup(by.user) : NULL, by.client ? hr_strdup(by.client) : NULL, cb, refused, ud};
+                     dup_or_null(idem_key, idem_len), len, dlen, idem_len, publisher_dup(&by), cb, refused, ud};
     r = ask_hook(a, HR_OP_HOOK_PUBLISH, ch, len, data, dlen, on_publish_hook, pp);
     if (r.rc != HR_OP_PENDING) pend_free(pp);
     return r;
