@@ -77,7 +77,7 @@ typedef struct hr_cmd {
      * token), refresh (token: the new connection token) */
     hr_str name, version, token;
     hr_str subs[HR_CMD_MAX_CONNECT_SUBS]; /* channels to subscribe on connect */
-    size_t nsubs;
+    size_t nsubs;             /* 0 when error is set */
     /* subscribe */
     bool recover;
     hr_str epoch;             /* recover from (epoch, offset) */

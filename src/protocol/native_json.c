@@ -420,6 +420,7 @@ void hr_native_parse_root(const json_t *root, const hr_native_limits *lim, hr_cm
     /* every command has a reply matched by its id (docs/protocol.md); the
      * refusal is answered with id 0 */
     if (!id && !c->error) fail(c, HR_PE_BAD_REQUEST, "id is missing (a positive integer)");
+    if (c->error) c->nsubs = 0; /* a refused command subscribes to nothing (native.h) */
 }
 
 void hr_native_batch_free(hr_native_batch *batch)
