@@ -276,16 +276,19 @@ static uint64_t median_call_ms(hr_httpc *h, const char *u, int want_err)
  * hook calls in bench/backend-hooks.mjs) fired only at the next wheel tick,
  * up to 50 ms later: the publish hook's p99. That race is not reproducible
  * here, so the test pins the mechanism (no wheel timer, checked on every
- * call) and bounds the medians (robust on a loaded machine: ~1 ms). */
+ * call) and bounds the medians loosely: ~1 ms alone, but an ASan build on a
+ * machine running two other test suites went past 10 ms once, so the bound
+ * is PROMPT_MAX_MS, below one wheel tick. */
+#define PROMPT_MAX_MS 40
 static void test_prompt(void **state)
 {
     backend dead = dead_port();
     hr_httpc *h = client(0, 0);
     char u[256];
     snprintf(u, sizeof(u), "%s", at(&dead, "/ok"));
-    assert_true(median_call_ms(h, u, HR_HTTPC_E_CONNECT) < 10);
+    assert_true(median_call_ms(h, u, HR_HTTPC_E_CONNECT) < PROMPT_MAX_MS);
     snprintf(u, sizeof(u), "%s", at(&srv, "/ok"));
-    assert_true(median_call_ms(h, u, 0) < 10);
+    assert_true(median_call_ms(h, u, 0) < PROMPT_MAX_MS);
     hr_httpc_free(h);
 }
 
