@@ -174,16 +174,16 @@ int hr_auth_reload(hr_auth *a)
 {
     if (!a) return 0;
     if (!a->loader) {
-        hr_warn("SIGHUP: no configuration source to reload token keys from");
+        hr_logf(HR_LOG_WARN, "keys_reload_skipped", "SIGHUP: no configuration source to reload token keys from");
         return HR_ERR_INVALID;
     }
     char err[1024] = "";
     int rc = a->loader(a, a->loader_ud, err, sizeof(err));
     if (rc) {
-        hr_error("SIGHUP: token keys not reloaded, the old ones stay in use: %s", err);
+        hr_logf(HR_LOG_ERROR, "keys_reload_failed", "SIGHUP: token keys not reloaded, the old ones stay in use: %s", err);
     } else {
         snap *s = atomic_load(&a->cur);
-        hr_info("SIGHUP: token keys reloaded (%zu key%s)", hr_jwt_keys_count(s->keys),
+        hr_logf(HR_LOG_INFO, "keys_reloaded", "SIGHUP: token keys reloaded (%zu key%s)", hr_jwt_keys_count(s->keys),
                 hr_jwt_keys_count(s->keys) == 1 ? "" : "s");
     }
     return rc;

@@ -136,7 +136,7 @@ static void collect(hr_httpc *h)
         hr_httpc_call *c = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
         c->err = map_error(c, m->data.result);
-        if (c->err) hr_debug("httpc: %s", curl_easy_strerror(m->data.result));
+        if (c->err) hr_logf(HR_LOG_DEBUG, "httpc_failed", "httpc: %s", curl_easy_strerror(m->data.result));
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->status);
         curl_multi_remove_handle(h->multi, c->easy);
         list_del(&h->running, c);
@@ -301,7 +301,7 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 hr_httpc *hr_httpc_new(hr_loop *loop, const hr_httpc_opts *opts)
 {
     if (!hr_httpc_async_dns()) {
-        hr_error("httpc: libcurl %s without the asynchronous resolver: refusing (it would block the loop)",
+        hr_logf(HR_LOG_ERROR, "httpc_unusable", "httpc: libcurl %s without the asynchronous resolver: refusing (it would block the loop)",
                  curl_version_info(CURLVERSION_NOW)->version);
         return NULL;
     }
@@ -318,7 +318,7 @@ hr_httpc *hr_httpc_new(hr_loop *loop, const hr_httpc_opts *opts)
     if (!h->multi || hr_loop_add(loop, &h->timer, EPOLLIN) != 0) {
         if (h->multi) curl_multi_cleanup(h->multi);
         if (h->timer.fd >= 0) close(h->timer.fd);
-        hr_error("httpc: cannot set up libcurl's multi handle and its timerfd");
+        hr_logf(HR_LOG_ERROR, "httpc_unusable", "httpc: cannot set up libcurl's multi handle and its timerfd");
         hr_free(h->ca_file);
         hr_free(h);
         return NULL;

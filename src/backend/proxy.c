@@ -152,7 +152,7 @@ static void warn_failure(hr_proxy_req *r, hr_proxy_fail f, const char *why)
         p->suppressed++;
         return;
     }
-    hr_warn("proxy %s %s: %s (%s)%s%llu%s", hr_proxy_hook_name(r->hook), r->url, hr_proxy_fail_name(f), why,
+    hr_logf(HR_LOG_WARN, "proxy_hook_failed", "proxy %s %s: %s (%s)%s%llu%s", hr_proxy_hook_name(r->hook), r->url, hr_proxy_fail_name(f), why,
             p->suppressed ? "; " : "", (unsigned long long)p->suppressed,
             p->suppressed ? " more failures not logged in the last second" : "");
     p->warned_ms = now ? now : 1;

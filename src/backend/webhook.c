@@ -195,7 +195,7 @@ static void log_drops(hr_webhook *wh, uint64_t now)
 {
     wh->drops_unlogged++;
     if (wh->drop_logged_ms && now - wh->drop_logged_ms < DROP_LOG_INTERVAL_MS) return;
-    hr_warn("webhook: queue full (webhook.max_queued_events = %llu, webhook.max_queued_bytes = %llu): dropped %llu "
+    hr_logf(HR_LOG_WARN, "webhook_queue_full", "webhook: queue full (webhook.max_queued_events = %llu, webhook.max_queued_bytes = %llu): dropped %llu "
             "oldest event(s) since the last warning, %llu in all", (unsigned long long)wh->o.max_queued,
             (unsigned long long)wh->o.max_queued_bytes, (unsigned long long)wh->drops_unlogged,
             (unsigned long long)wh->st.dropped);
@@ -456,7 +456,7 @@ static void retry_later(wqueue *q, const char *why)
     set_error(wh, why);
     q->attempt++;
     uint64_t d = backoff_ms(wh, q->attempt);
-    hr_debug("webhook: POST %s failed (%s), retrying %zu event(s) in %llu ms", q->url, why, q->nbatch,
+    hr_logf(HR_LOG_DEBUG, "webhook_retry", "webhook: POST %s failed (%s), retrying %zu event(s) in %llu ms", q->url, why, q->nbatch,
              (unsigned long long)d);
     q->state = Q_BACKOFF;
     hr_timer_start(&wh->loop.wheel, &q->timer, d);
@@ -482,7 +482,7 @@ static void on_answer(const hr_httpc_resp *resp, void *ud)
         retry_later(q, why);
         return;
     } else {
-        hr_warn("webhook: %s answered %ld: %zu event(s) dropped (the backend refused them; not retried)", q->url,
+        hr_logf(HR_LOG_WARN, "webhook_refused", "webhook: %s answered %ld: %zu event(s) dropped (the backend refused them; not retried)", q->url,
                 resp->status, q->nbatch);
         snprintf(why, sizeof(why), "HTTP %ld (dropped)", resp->status);
         pthread_mutex_lock(&wh->mu);
@@ -710,7 +710,7 @@ void hr_webhook_stop(hr_webhook *wh)
     pthread_join(wh->thread, NULL);
     hr_loop_close(&wh->loop);
     if (left)
-        hr_warn("webhook: %llu event(s) not delivered at shutdown (the backend did not take them within %llu ms)",
+        hr_logf(HR_LOG_WARN, "webhook_undelivered", "webhook: %llu event(s) not delivered at shutdown (the backend did not take them within %llu ms)",
                 (unsigned long long)left, (unsigned long long)wh->o.flush_ms);
     webhook_free(wh);
 }

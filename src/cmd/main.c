@@ -315,7 +315,7 @@ static void warn_permissive(const hr_config *cfg)
     if (lists_any(&cfg->sse_allowed_origins))
         hr_buf_printf(&b, "; /sse, /stream and /poll accept every web origin (sse.allowed_origins = \"*\")");
     if (b.len)
-        hr_warn("permissive configuration, fine for development, not for production%.*s", (int)b.len, (char *)b.data);
+        hr_logf(HR_LOG_WARN, "permissive_config", "permissive configuration, fine for development, not for production%.*s", (int)b.len, (char *)b.data);
     hr_buf_free(&b);
 }
 
@@ -529,6 +529,7 @@ int main(int argc, char **argv)
         return 2;
     }
     hr_log_set_level(hr_log_level_parse(cfg.log_level));
+    hr_log_set_format(hr_log_format_parse(cfg.log_format));
     hr_auth_opts ao;
     hr_config_auth_opts(&cfg, &ao);
     cfg.auth = hr_auth_new(&ao, err, sizeof(err));
@@ -552,17 +553,17 @@ int main(int argc, char **argv)
     warn_permissive(&cfg); /* before "listening on": whoever waits for that line has it */
     char tls_extra[256] = "";
     if (srv.tls_port) snprintf(tls_extra, sizeof(tls_extra), " and https://%s", srv.tls_bound);
-    hr_info("herald " HERALD_VERSION " listening on %s://%s%s (%d workers%s%s)", srv.listen_tls ? "https" : "http",
+    hr_logf(HR_LOG_INFO, "listening", "herald " HERALD_VERSION " listening on %s://%s%s (%d workers%s%s)", srv.listen_tls ? "https" : "http",
             srv.sh.bound, tls_extra, srv.sh.nworkers, cfg.static_dir[0] ? ", static files from " : "", cfg.static_dir);
     if (srv.sh.tls) {
         char fp[128];
         hr_tls_server_fingerprint(srv.sh.tls, fp, sizeof(fp));
-        hr_info("TLS certificate %s (sha256 %s), minimum TLS %s", cfg.tls_cert, fp, cfg.tls_min_version);
+        hr_logf(HR_LOG_INFO, "tls_certificate", "TLS certificate %s (sha256 %s), minimum TLS %s", cfg.tls_cert, fp, cfg.tls_min_version);
     }
     if (!cfg.api_key[0])
-        hr_info("server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.sh.api_key);
+        hr_logf(HR_LOG_INFO, "api_key_generated", "server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.sh.api_key);
     if (hr_auth_key_count(cfg.auth))
-        hr_info("token authentication: %zu key%s", hr_auth_key_count(cfg.auth),
+        hr_logf(HR_LOG_INFO, "token_keys", "token authentication: %zu key%s", hr_auth_key_count(cfg.auth),
                 hr_auth_key_count(cfg.auth) == 1 ? "" : "s");
     rc = hr_server_run_until_signal(&srv);
     hr_server_free(&srv);

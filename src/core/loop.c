@@ -75,7 +75,7 @@ void hr_loop_run(hr_loop *l)
         int n = epoll_wait(l->epfd, events, HR_LOOP_MAX_EVENTS, timeout);
         if (n < 0) {
             if (errno == EINTR) continue;
-            hr_error("epoll_wait: %s", strerror(errno));
+            hr_logf(HR_LOG_ERROR, "epoll_wait_failed", "epoll_wait: %s", strerror(errno));
             break;
         }
         hr_wheel_advance(&l->wheel, hr_now_ms());

@@ -24,7 +24,7 @@ void hr_random_bytes(void *buf, size_t n)
         ssize_t k = source(p + got, n - got, 0);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) {
-            hr_error("getrandom failed (%s): refusing to make guessable ids, aborting",
+            hr_logf(HR_LOG_ERROR, "getrandom_failed", "getrandom failed (%s): refusing to make guessable ids, aborting",
                      k < 0 ? strerror(errno) : "no bytes");
             abort();
         }

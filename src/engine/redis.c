@@ -717,7 +717,7 @@ static void on_reply(void *ud, int err, const hr_resp *r)
         return;
     }
     if (r->type == HR_RESP_ERROR) {
-        hr_warn("redis: command failed: %.*s", (int)HR_MIN(r->len, 200), r->str);
+        hr_logf(HR_LOG_WARN, "redis_command_failed", "redis: command failed: %.*s", (int)HR_MIN(r->len, 200), r->str);
         op->err = HR_ERR_IO;
         op_complete(op);
         return;
@@ -875,7 +875,7 @@ static void send_pres_add(rengine *e, rshard *sh, const char *ch, size_t len, co
 static void on_refresh_reply(void *ud, int err, const hr_resp *r)
 {
     HR_UNUSED(ud);
-    if (!err && r->type == HR_RESP_ERROR) hr_warn("redis: presence refresh: %.*s", (int)HR_MIN(r->len, 200), r->str);
+    if (!err && r->type == HR_RESP_ERROR) hr_logf(HR_LOG_WARN, "redis_presence_refresh_failed", "redis: presence refresh: %.*s", (int)HR_MIN(r->len, 200), r->str);
 }
 
 static void announce(rengine *e);
@@ -1154,7 +1154,7 @@ static void on_sweep_reply(void *ud, int err, const hr_resp *r)
     int64_t ms = 0;
     if (err) return;
     if (r->type != HR_RESP_ARRAY || r->n != 2 || hr_resp_int(&r->elem[0], &ms) || r->elem[1].type != HR_RESP_ARRAY) {
-        if (r->type == HR_RESP_ERROR) hr_warn("redis: occupancy sweep: %.*s", (int)HR_MIN(r->len, 200), r->str);
+        if (r->type == HR_RESP_ERROR) hr_logf(HR_LOG_WARN, "redis_occupancy_sweep_failed", "redis: occupancy sweep: %.*s", (int)HR_MIN(r->len, 200), r->str);
         return;
     }
     const hr_resp *l = &r->elem[1];
@@ -1278,7 +1278,7 @@ static void op_send(rop *op)
         hr_buf_free(&msg);
         if (hr_redis_conn_send(e->shards[0].conn, cmd.data, cmd.len, NULL, NULL)) {
             /* Redis is down: at least this node's clients get it */
-            hr_warn("redis: a server command could not reach the other nodes (Redis down): applied on this node only");
+            hr_logf(HR_LOG_WARN, "redis_server_command_local", "redis: a server command could not reach the other nodes (Redis down): applied on this node only");
             if (e->base.command) e->base.command(e->base.hub, op->pub);
         }
         hr_buf_free(&k1);
@@ -1491,7 +1491,7 @@ static void deliver_wire(rengine *e, const char *ch, size_t clen, const hr_resp 
 {
     hr_pub *p = decode_pub(ch, clen, payload->str, payload->len);
     if (!p) {
-        hr_warn("redis: undecodable publication on %.*s", (int)HR_MIN(clen, 200), ch);
+        hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable publication on %.*s", (int)HR_MIN(clen, 200), ch);
         return;
     }
     e->base.deliver(e->base.hub, p);
@@ -1530,7 +1530,7 @@ static void on_push(void *ud, const hr_resp *r)
             memcmp(name->str + e->prefix_len, ":ctl", 4) == 0) { /* a server command for every node */
             hr_pub *c = decode_command(r->elem[2].str, r->elem[2].len);
             if (c && e->base.command) e->base.command(e->base.hub, c);
-            else if (!c) hr_warn("redis: undecodable server command");
+            else if (!c) hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable server command");
             hr_pub_unref(c);
         }
         return;
@@ -2039,7 +2039,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     int up = e->shards_up;
     pthread_mutex_unlock(&e->mu);
     if (up < e->nshards)
-        hr_warn("redis: %d of %d Redis servers not reachable yet: their channels answer 503 until they are", e->nshards - up,
+        hr_logf(HR_LOG_WARN, "redis_shards_down", "redis: %d of %d Redis servers not reachable yet: their channels answer 503 until they are", e->nshards - up,
                 e->nshards);
     return &e->base;
 }

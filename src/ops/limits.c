@@ -341,7 +341,7 @@ void hr_limits_bad_token(hr_limits *l, uint32_t key, uint64_t now_ms, int jwt_rc
     if (!l || !key || !jwt_rc || jwt_rc == HR_JWT_ERR_EXPIRED) return;
     char who[HR_IPADDR_STRLEN];
     if (hr_limits_auth_failure(l, key, now_ms, who, sizeof(who)))
-        hr_warn("client address %s presented %lld rejected tokens within %lld ms: refused for %lld ms "
+        hr_logf(HR_LOG_WARN, "address_banned", "client address %s presented %lld rejected tokens within %lld ms: refused for %lld ms "
                 "(limits.auth_failures_per_ip)",
                 who, (long long)l->opt.auth_failures_per_ip, (long long)l->opt.auth_failure_window_ms,
                 (long long)l->opt.auth_failure_ban_ms);

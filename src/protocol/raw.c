@@ -90,7 +90,7 @@ static void raw_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cach
     if (r->closing || pub->kind != HR_PUB_MESSAGE) return; /* no join/leave pushes in raw mode */
     if (!hr_urlsubs_delivers(c, sub, pub)) return;
     if (r->sink->queued(r->t) > (size_t)r->opts->max_queued_bytes) {
-        hr_info("raw client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
+        hr_logf(HR_LOG_INFO, "client_slow", "raw client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
         raw_close(r, HR_DISC_SLOW, "slow consumer: reconnect", true);
         return;
     }
@@ -113,7 +113,7 @@ static void raw_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
         if (!c->nsubs) raw_close(r, HR_RAW_CLOSE_NORMAL, reason, false);
         return;
     }
-    hr_info("raw client %s: disconnected by the server API (code %d)", c->id, cmd->code);
+    hr_logf(HR_LOG_INFO, "client_disconnected_by_api", "raw client %s: disconnected by the server API (code %d)", c->id, cmd->code);
     raw_close(r, cmd->code, reason, false);
 }
 
@@ -131,7 +131,7 @@ static void on_exp(hr_timer *t, void *wheel_data)
 {
     HR_UNUSED(wheel_data);
     hr_raw *r = HR_CONTAINER_OF(t, raw_exp, t)->r;
-    hr_info("raw client %s: token expired, disconnecting (code %d)", r->client.id, HR_DISC_TOKEN_EXPIRED);
+    hr_logf(HR_LOG_INFO, "client_token_expired", "raw client %s: token expired, disconnecting (code %d)", r->client.id, HR_DISC_TOKEN_EXPIRED);
     raw_close(r, HR_DISC_TOKEN_EXPIRED, "token expired", false);
 }
 
@@ -210,7 +210,7 @@ static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
     HR_UNUSED(offset);
     HR_UNUSED(epoch);
     /* no reply in raw mode: the publisher sees its message come back (it is subscribed) */
-    if (err) hr_warn("raw mode: a client publication failed: %s", hr_strerror(err));
+    if (err) hr_logf(HR_LOG_WARN, "publish_failed", "raw mode: a client publication failed: %s", hr_strerror(err));
 }
 
 /* raw mode's wire form of a refused publish: the close code (the text is

@@ -480,14 +480,14 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     if (sub && sub->hold) { /* its subscribe is not answered yet */
         if (!hr_op_hold_add(&((shold *)sub->hold)->held, &s->opts->ops, sub, pub)) { /* engine far behind */
             s->closing = true;
-            hr_info("client %s: too many publications while subscribing, disconnecting (code %d)", c->id, HR_DISC_SLOW);
+            hr_logf(HR_LOG_INFO, "client_slow", "client %s: too many publications while subscribing, disconnecting (code %d)", c->id, HR_DISC_SLOW);
             sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         }
         return;
     }
     if (s->sink->queued(s->t) > (size_t)s->opts->max_queued_bytes) {
         s->closing = true;
-        hr_info("client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
+        hr_logf(HR_LOG_INFO, "client_slow", "client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
         sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         return;
     }
@@ -508,7 +508,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
             hr_buf b = HR_BUF_INIT;
             if (hr_native_json_to_msgpack((const char *)json->data, json->len, &b)) {
                 hr_buf_free(&b);
-                hr_warn("client %s: cannot encode a push as MessagePack, disconnecting", c->id);
+                hr_logf(HR_LOG_WARN, "client_encoding_failed", "client %s: cannot encode a push as MessagePack, disconnecting", c->id);
                 s->closing = true;
                 sink_disconnect(s, HR_DISC_ENCODING, "publication not representable in MessagePack", false);
                 return;
@@ -533,7 +533,7 @@ static void send_payload(hr_session *s, const uint8_t *json, size_t len)
     if (hr_native_json_to_msgpack((const char *)json, len, &b) == 0) {
         s->sink->send(s->t, b.data, b.len, true);
     } else { /* never silently: the client would wait for replies forever */
-        hr_warn("client %s: cannot encode a reply as MessagePack, disconnecting", s->client.id);
+        hr_logf(HR_LOG_WARN, "client_encoding_failed", "client %s: cannot encode a reply as MessagePack, disconnecting", s->client.id);
         s->closing = true;
         sink_disconnect(s, HR_DISC_ENCODING, "reply not representable in MessagePack", false);
     }
@@ -559,7 +559,7 @@ static void session_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
         hr_native_disconnect(&b, cmd->code, reason, cmd->code < 3500);
         send_payload(s, b.data, b.len);
         s->closing = true;
-        hr_info("client %s: disconnected by the server API (code %d)", c->id, cmd->code);
+        hr_logf(HR_LOG_INFO, "client_disconnected_by_api", "client %s: disconnected by the server API (code %d)", c->id, cmd->code);
         sink_disconnect(s, cmd->code, reason, false);
     }
     hr_buf_free(&b);
@@ -597,7 +597,7 @@ static void on_sub_history(void *ud, int err, const hr_history *h)
     hr_buf *b = &q->pc->b;
     shold *hold = q->hold;
     if (err) {
-        hr_warn("client %s: subscribe: the engine failed (%s)", s->client.id, hr_strerror(err));
+        hr_logf(HR_LOG_WARN, "engine_failed", "client %s: subscribe: the engine failed (%s)", s->client.id, hr_strerror(err));
         sub_refused(q, HR_PE_INTERNAL, "the engine is unavailable: retry later");
         return;
     }
@@ -680,7 +680,7 @@ static void sub_go_on(sreq *q, hr_sub *sub, const char *info)
 static hr_op_result backend_disconnect(sreq *q, hr_op_result res, const char *what)
 {
     if (res.rc != HR_OP_BACKEND_DISCONNECT) return res;
-    hr_info("client %s: %s: the backend disconnects it (code %d)", q->s->client.id, what, res.code);
+    hr_logf(HR_LOG_INFO, "client_disconnected_by_backend", "client %s: %s: the backend disconnects it (code %d)", q->s->client.id, what, res.code);
     hr_free(q->f->disc_own);
     q->f->disc_own = hr_strdup(res.detail ? res.detail : "disconnected by the backend");
     disconnect_after(q->f, res.code, q->f->disc_own);
@@ -757,7 +757,7 @@ static void leave_channel(hr_session *s, hr_sub *sub)
 
 static void engine_failed(sreq *q, int err, const char *what)
 {
-    hr_warn("client %s: %s: the engine failed (%s)", q->s->client.id, what, hr_strerror(err));
+    hr_logf(HR_LOG_WARN, "engine_failed", "client %s: %s: the engine failed (%s)", q->s->client.id, what, hr_strerror(err));
     set_error(q->r, HR_PE_INTERNAL, "the engine is unavailable: retry later");
 }
 
@@ -945,7 +945,7 @@ static void disconnect_now(hr_session *s, int code, const char *reason)
     hr_buf_free(&b);
     if (s->closing) return;
     s->closing = true;
-    hr_info("client %s: %s, disconnecting (code %d)", s->client.id, reason, code);
+    hr_logf(HR_LOG_INFO, "client_disconnected", "client %s: %s, disconnecting (code %d)", s->client.id, reason, code);
     sink_disconnect(s, code, reason, false);
 }
 
@@ -1052,7 +1052,7 @@ static bool connect_token(hr_session *s, sframe *f, hr_str tok, hr_jwt_claims *c
         *err = rc;
         if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(f, HR_DISC_TOKEN_EXPIRED, "token expired");
         else disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
-        hr_info("client %s: connect refused: %s", s->client.id, *detail ? *detail : "bad token");
+        hr_logf(HR_LOG_INFO, "connect_refused", "client %s: connect refused: %s", s->client.id, *detail ? *detail : "bad token");
         return false;
     }
     if (cl->channel) {
@@ -1197,7 +1197,7 @@ static void connect_answered(hr_session *s, sframe *f, creply *r, const hr_cmd *
 {
     sbackend *be = s->be;
     if (res->fail || res->answer->kind != HR_PROXY_RESULT) {
-        if (res->fail) hr_info("client %s: connect: %s", s->client.id, res->message);
+        if (res->fail) hr_logf(HR_LOG_INFO, "connect_failed", "client %s: connect: %s", s->client.id, res->message);
         backend_refused(s, f, r, res);
         /* not connected: forget what a token of this attempt set (a retry starts over) */
         hr_free(s->client.user);
@@ -1525,7 +1525,7 @@ static void queue_frame(hr_session *s, const uint8_t *data, size_t len)
     sbackend *be = s->be;
     if (be->queued + len > s->budget) {
         s->closing = true;
-        hr_info("client %s: too many commands while connect waits for the backend, disconnecting (code %d)",
+        hr_logf(HR_LOG_INFO, "client_too_many_commands", "client %s: too many commands while connect waits for the backend, disconnecting (code %d)",
                 s->client.id, HR_DISC_TOO_MANY_REQUESTS);
         s->sink->disconnect(s->t, HR_DISC_TOO_MANY_REQUESTS, "too many commands before connect was answered", false);
         return;

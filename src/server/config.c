@@ -52,6 +52,13 @@ const hr_option hr_options[] = {
      "once per 10 s with the number of failures."},
     {"server.log_level", HR_OPT_STRING, OFF(log_level), "info", 0, 0, "HERALD_LOG_LEVEL", "--log-level",
      "debug, info, warn, error or off."},
+    {"server.log_format", HR_OPT_STRING, OFF(log_format), "text", 0, 0, "HERALD_LOG_FORMAT", "--log-format",
+     "text (one line per event: time, level, event name, key=value fields) or json (one JSON object per line); "
+     "docs/operations.md lists the events and their fields."},
+    {"server.log_refused_rate", HR_OPT_INT, OFF(log_refused_rate), "10", 0, 1000000, NULL, NULL,
+     "Access-log lines (event conn_refused, level info) for refused connections and handshakes, per second per "
+     "worker (a token bucket with a burst of one second's worth); lines over the rate are counted and the count "
+     "is written with the next line and in a log_suppressed line once a second. 0 = no such lines."},
     {"server.api_key", HR_OPT_STRING, OFF(api_key), "", 0, 0, "HERALD_API_KEY", "--api-key",
      "Key for the server HTTP API (/api). Empty = a random key is generated and printed at start-up."},
     {"server.engine", HR_OPT_STRING, OFF(engine), "memory", 0, 0, "HERALD_ENGINE", "--engine",
@@ -1529,6 +1536,10 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
     if (cfg->ws_idle_timeout_ms && cfg->ws_ping_interval_ms && cfg->ws_idle_timeout_ms <= cfg->ws_ping_interval_ms) {
         errf(err, errlen, "websocket.idle_timeout (%lld ms) must be longer than websocket.ping_interval (%lld ms)",
              (long long)cfg->ws_idle_timeout_ms, (long long)cfg->ws_ping_interval_ms);
+        return HR_ERR_INVALID;
+    }
+    if (hr_log_format_parse(cfg->log_format) < 0) {
+        errf(err, errlen, "server.log_format: expected text or json, got \"%s\"", cfg->log_format);
         return HR_ERR_INVALID;
     }
     if (hr_log_level_valid(cfg->log_level) < 0) {

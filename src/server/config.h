@@ -35,6 +35,8 @@ typedef struct hr_config {
     int64_t max_connections;    /* per process (lowered to fit RLIMIT_NOFILE at start-up) */
     int64_t accept_backoff_ms;  /* listener pause after accept ran out of descriptors */
     char *log_level;
+    char *log_format;
+    int64_t log_refused_rate;
     char *api_key;
     char *engine;
     char *redis;

@@ -104,8 +104,9 @@ static void accept_out_of_fds(hr_worker *w, int err)
 {
     uint64_t now = hr_loop_now(&w->loop);
     w->accept_failures++;
+    hr_worker_refused(w, HR_REFUSE_OVERLOAD, NULL, NULL, "accept", 0, strerror(err));
     if (!w->accept_warned_ms || now - w->accept_warned_ms >= ACCEPT_WARN_MS) {
-        hr_warn("worker %d: accept: %s (%llu times in the last %llu ms); not accepting for %lld ms", w->id,
+        hr_logf(HR_LOG_WARN, "accept_out_of_fds", "worker %d: accept: %s (%llu times in the last %llu ms); not accepting for %lld ms", w->id,
                 strerror(err), (unsigned long long)w->accept_failures,
                 (unsigned long long)(w->accept_warned_ms ? now - w->accept_warned_ms : 0),
                 (long long)server_of(w)->cfg->accept_backoff_ms);
@@ -134,13 +135,14 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 accept_out_of_fds(w, errno);
-            else if (errno != EAGAIN && errno != EWOULDBLOCK) hr_warn("accept: %s", strerror(errno));
+            else if (errno != EAGAIN && errno != EWOULDBLOCK) hr_logf(HR_LOG_WARN, "accept_failed", "accept: %s", strerror(errno));
             return;
         }
         uint64_t total = atomic_fetch_add(&server_of(w)->sh.total_connections, 1) + 1;
         if (total > (uint64_t)server_of(w)->cfg->max_connections) {
             atomic_fetch_sub(&server_of(w)->sh.total_connections, 1);
             refuse_at_accept(fd, tls || pp);
+            hr_worker_refused(w, HR_REFUSE_LIMIT, NULL, NULL, "accept", 503, "server.max_connections");
             continue;
         }
         int one = 1;
@@ -162,7 +164,7 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
         if (pp) hr_proxy_await(c, tls);
         else if (hr_client_start(c, want_addr ? (struct sockaddr *)&ss : NULL, sl, tls)) continue; /* closed */
         if (hr_loop_add(loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
-            hr_warn("epoll_ctl: %s", strerror(errno));
+            hr_logf(HR_LOG_WARN, "epoll_ctl_failed", "epoll_ctl: %s", strerror(errno));
             hr_conn_close(c);
         }
     }
@@ -197,7 +199,7 @@ static void on_drain_deadline(hr_timer *t, void *data)
 {
     HR_UNUSED(data);
     hr_worker *w = HR_CONTAINER_OF(t, hr_worker, drain_timer);
-    if (w->nconns) hr_info("worker %d: drain timeout, closing %zu connections", w->id, w->nconns);
+    if (w->nconns) hr_logf(HR_LOG_INFO, "drain_timeout", "worker %d: drain timeout, closing %zu connections", w->id, w->nconns);
     force_close_all(w);
 }
 
@@ -250,6 +252,7 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "herald-w%d", w->id);
     pthread_setname_np(pthread_self(), name);
+    hr_log_set_worker(w->id);
     hr_engine_worker = w->id; /* a network engine brings callbacks back to this thread */
     hr_loop_run(&w->loop);
     /* leave nothing behind: close what remains (force path or loop error) */
@@ -332,7 +335,7 @@ static void fit_fd_limit(hr_config *cfg, int workers)
     uint64_t reserve = HR_MAX((uint64_t)32 + 4 * (uint64_t)workers, lim / 16);
     int64_t room = lim > reserve ? (int64_t)(lim - reserve) : 1;
     if (cfg->max_connections <= room) return;
-    hr_info("server.max_connections lowered from %lld to %lld: the open-file limit (RLIMIT_NOFILE) is %llu",
+    hr_logf(HR_LOG_INFO, "max_connections_lowered", "server.max_connections lowered from %lld to %lld: the open-file limit (RLIMIT_NOFILE) is %llu",
             (long long)cfg->max_connections, (long long)room, (unsigned long long)lim);
     cfg->max_connections = room;
 }
@@ -582,18 +585,18 @@ int hr_server_run_until_signal(hr_server *s)
         if (sig == SIGINT || sig == SIGTERM) {
             signals++;
             if (signals == 1) {
-                hr_info("%s: draining (up to %lld ms); send again to stop at once",
+                hr_logf(HR_LOG_INFO, "draining", "%s: draining (up to %lld ms); send again to stop at once",
                         sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)s->cfg->drain_timeout_ms);
                 hr_server_request_drain(s, false);
             } else {
-                hr_info("second signal: closing all connections now");
+                hr_logf(HR_LOG_INFO, "drain_forced", "second signal: closing all connections now");
                 hr_server_request_drain(s, true);
             }
         }
         if (signals && atomic_load(&s->running_workers) == 0) break;
     }
     hr_server_join(s);
-    hr_info("stopped");
+    hr_logf(HR_LOG_INFO, "stopped", "stopped");
     return 0;
 }
 

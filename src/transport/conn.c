@@ -695,7 +695,7 @@ static ssize_t plain_result(hr_conn *c, ssize_t n, const char *what)
 {
     if (n >= 0) return n;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return HR_ERR_AGAIN;
-    hr_debug("conn fd=%d: %s failed: %s", c->io.fd, what, strerror(errno));
+    hr_logf(HR_LOG_DEBUG, "conn_io_failed", "conn fd=%d: %s failed: %s", c->io.fd, what, strerror(errno));
     return HR_ERR_IO;
 }
 

@@ -322,7 +322,7 @@ static void append_payload(esess *s, const uint8_t *d, size_t len)
     s->wait_mask = 0;
     pthread_mutex_unlock(&s->mu);
     if (slow) {
-        hr_info("session %.8s...: slow consumer (%s), ending it (code %d)", s->id, bound, HR_DISC_SLOW);
+        hr_logf(HR_LOG_INFO, "client_slow", "session %.8s...: slow consumer (%s), ending it (code %d)", s->id, bound, HR_DISC_SLOW);
         hr_hub_post(s->hub, s->owner, task_end, sref(s));
     }
     wake(s, mask);
@@ -493,7 +493,7 @@ static void on_sweep(hr_timer *t, void *wheel_data)
         bool expired = s->readers == 0 && now - s->last_active >= (uint64_t)s->opt->poll_session_ttl_ms;
         pthread_mutex_unlock(&s->mu);
         if (expired) {
-            hr_debug("session %.8s...: expired", s->id);
+            hr_logf(HR_LOG_DEBUG, "session_expired", "session %.8s...: expired", s->id);
             session_drop(s);
         }
     }
@@ -672,7 +672,7 @@ static void respond_err(hr_conn *c, int status, const char *cors, const char *ms
 {
     char hdrs[768];
     snprintf(hdrs, sizeof(hdrs), NOCACHE "%s", cors);
-    hr_http_respond_error(c, status, hdrs, msg, close);
+    hr_http_refuse(c, NULL, -1, status, hdrs, msg, close);
 }
 
 /* poll.max_sessions_per_ip reached: 503, to retry once a session of the
@@ -682,7 +682,8 @@ static void respond_busy(hr_conn *c, const char *cors, bool close)
     char hdrs[768];
     long long ttl_s = (long long)((c->w->opts->poll_session_ttl_ms + 999) / 1000);
     snprintf(hdrs, sizeof(hdrs), NOCACHE "Retry-After: %lld\r\n%s", ttl_s, cors);
-    hr_http_respond_error(c, 503, hdrs, "too many sessions from your address (poll.max_sessions_per_ip)", close);
+    hr_http_refuse(c, NULL, HR_REFUSE_LIMIT, 503, hdrs, "too many sessions from your address (poll.max_sessions_per_ip)",
+                   close);
 }
 
 /* ?session= and ?cursor=: 0 ok (session NULL when absent), else an HTTP status with msg. */
@@ -972,7 +973,7 @@ static int open_token(hr_conn *c, const hr_http_request *req, const char *cors, 
             if (res.rc == HR_OP_TOKEN_EXPIRED) snprintf(msg, sizeof(msg), "token expired: get a new token");
             else snprintf(msg, sizeof(msg), "invalid token: %s", sub ? "a subscription token is not a connection token" : why);
             snprintf(hdrs, sizeof(hdrs), NOCACHE "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n%s", cors);
-            hr_http_respond_error(c, 401, hdrs, msg, close);
+            hr_http_refuse(c, NULL, HR_REFUSE_TOKEN, 401, hdrs, msg, close);
             st = 401;
         } else {
             *tok = hr_strndup(t, len);

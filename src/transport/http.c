@@ -251,7 +251,7 @@ static int open_beneath(int dirfd, char *rel)
         long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
         if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) return (int)fd;
         atomic_store_explicit(&no_openat2, true, memory_order_relaxed);
-        hr_warn("openat2 is not available: static files are served without following any symbolic link");
+        hr_logf(HR_LOG_WARN, "openat2_missing", "openat2 is not available: static files are served without following any symbolic link");
     }
     return open_nofollow(dirfd, rel);
 }
@@ -498,12 +498,20 @@ static ssize_t body_feed(hr_conn *c, uint8_t *data, size_t len)
     return (ssize_t)in;
 }
 
-void hr_http_respond_refused(hr_conn *c)
+void hr_http_refuse(hr_conn *c, const hr_http_request *req, int reason, int status, const char *extra_headers,
+                    const char *message, bool close)
+{
+    hr_worker_refused(c->w, reason < 0 ? hr_refuse_reason_of(status) : (hr_refuse_reason)reason, c, req, NULL, status,
+                      message);
+    hr_http_respond_error(c, status, extra_headers, message, close);
+}
+
+void hr_http_respond_refused(hr_conn *c, const hr_http_request *req)
 {
     char extra[48];
     snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->retry_after ? c->retry_after : 1);
     uint32_t why = c->flags & HR_CONN_REFUSED;
-    hr_http_respond_error(c, why == HR_CONN_REFUSED_TOO_MANY ? 503 : 429, extra,
+    hr_http_refuse(c, req, HR_REFUSE_LIMIT, why == HR_CONN_REFUSED_TOO_MANY ? 503 : 429, extra,
                           why == HR_CONN_REFUSED_TOO_MANY   ? "too many connections from your address"
                           : why == HR_CONN_REFUSED_TOO_FAST ? "too many new connections from your address"
                                                             : "too many rejected tokens from your address",
@@ -514,7 +522,7 @@ void hr_http_respond_refused(hr_conn *c)
  * answer its first bytes with the error and close. */
 static ssize_t refuse(hr_conn *c, size_t len)
 {
-    hr_http_respond_refused(c);
+    hr_http_respond_refused(c, NULL);
     return (ssize_t)len;
 }
 

@@ -42,7 +42,11 @@ void hr_http_respond_stream(hr_conn *c, int status, const char *content_type, co
 /* The 503 / 429 answer (JSON body, Retry-After: c->retry_after) for a
  * connection or request refused by the abuse limits (HR_CONN_REFUSED_* in
  * c->flags); the connection closes after it. */
-void hr_http_respond_refused(hr_conn *c);
+void hr_http_respond_refused(hr_conn *c, const hr_http_request *req);
+/* A handshake or request refused: hr_worker_refused (reason; -1: the one
+ * status means) and then hr_http_respond_error. req may be NULL. */
+void hr_http_refuse(hr_conn *c, const hr_http_request *req, int reason, int status, const char *extra_headers,
+                    const char *message, bool close);
 /* A connection from a trusted proxy (HR_CONN_VIA_PROXY): the proxy's own
  * address key, used for requests whose headers name no client. */
 void hr_http_set_peer_key(hr_conn *c, uint32_t key);

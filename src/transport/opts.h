@@ -13,6 +13,7 @@
     X(const char *, engine)                     \
     X(bool, static_follow_symlinks)             \
     X(bool, http_echo_endpoint)                 \
+    X(int64_t, log_refused_rate)                \
     X(int64_t, http_header_timeout_ms)          \
     X(int64_t, http_body_timeout_ms)            \
     X(int64_t, http_keepalive_timeout_ms)       \

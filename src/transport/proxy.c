@@ -88,7 +88,7 @@ int hr_client_start(hr_conn *c, const struct sockaddr *sa, socklen_t sl, bool tl
 
 static void await_on_timer(hr_conn *c)
 {
-    hr_debug("proxy fd=%d: no PROXY header within http.header_timeout, closing", c->io.fd);
+    hr_logf(HR_LOG_DEBUG, "proxy_header_timeout", "proxy fd=%d: no PROXY header within http.header_timeout, closing", c->io.fd);
     hr_conn_close(c);
 }
 
@@ -149,7 +149,7 @@ void hr_proxy_await(hr_conn *c, bool tls)
 
 static int drop(hr_conn *c, const char *why)
 {
-    hr_debug("proxy fd=%d: %s, closing", c->io.fd, why);
+    hr_logf(HR_LOG_DEBUG, "proxy_header_bad", "proxy fd=%d: %s, closing", c->io.fd, why);
     hr_conn_close(c);
     return HR_ERR_CLOSED;
 }
@@ -201,8 +201,8 @@ static int read_header(hr_conn *c)
     }
     if (hr_log_get_level() <= HR_LOG_DEBUG) {
         char a[HR_IPADDR_STRLEN];
-        if (h.local) hr_debug("proxy fd=%d: PROXY v%d without a client address: the peer's is used", fd, h.version);
-        else hr_debug("proxy fd=%d: PROXY v%d: client %s port %u", fd, h.version, hr_ipaddr_format(&h.src, a, sizeof(a)),
+        if (h.local) hr_logf(HR_LOG_DEBUG, "proxy_header", "proxy fd=%d: PROXY v%d without a client address: the peer's is used", fd, h.version);
+        else hr_logf(HR_LOG_DEBUG, "proxy_header", "proxy fd=%d: PROXY v%d: client %s port %u", fd, h.version, hr_ipaddr_format(&h.src, a, sizeof(a)),
                       h.src_port);
     }
     bool tls = c->layer == &stage_tls_layer;
@@ -260,12 +260,12 @@ bool hr_proxy_request(hr_conn *c, const hr_http_request *req, uint32_t peer_key)
     }
     if (hr_log_get_level() <= HR_LOG_DEBUG) {
         char t[HR_IPADDR_STRLEN];
-        hr_debug("proxy fd=%d: request for %s refused (%s)", c->io.fd,
+        hr_logf(HR_LOG_DEBUG, "proxy_client_refused", "proxy fd=%d: request for %s refused (%s)", c->io.fd,
                  named ? hr_ipaddr_format(&a, t, sizeof(t)) : "the proxy itself", refused_text(r));
     }
     c->flags |= refused_flag(r);
     c->retry_after = retry;
-    hr_http_respond_refused(c);
+    hr_http_respond_refused(c, req);
     return true;
 }
 

@@ -282,7 +282,7 @@ static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cac
     /* a queue over the limit is first offered to the kernel, so a burst
      * within one loop turn is not mistaken for a slow reader */
     if (c->out.bytes > max && hr_conn_write_now(c) > max) {
-        hr_info("sse client %s: slow consumer, ending the stream (it resumes with Last-Event-ID)", cl->id);
+        hr_logf(HR_LOG_INFO, "client_slow", "sse client %s: slow consumer, ending the stream (it resumes with Last-Event-ID)", cl->id);
         hr_webhook_closing(s->whc, HR_DISC_SLOW, "slow consumer: reconnect and recover");
         sse_end(s, true);
         return;
@@ -315,7 +315,7 @@ static void sse_on_command(hr_client *cl, hr_sub *sub, const hr_pub *cmd)
     if (s->closing || s->start) return; /* not started: not in the worker's client list yet anyway */
     const char *reason = hr_pub_reason(cmd);
     if (cmd->kind == HR_PUB_DISCONNECT) {
-        hr_info("sse client %s: disconnected by the server API (code %d)", cl->id, cmd->code);
+        hr_logf(HR_LOG_INFO, "client_disconnected_by_api", "sse client %s: disconnected by the server API (code %d)", cl->id, cmd->code);
         sse_disconnect(s, cmd->code, reason);
         return;
     }
@@ -474,6 +474,7 @@ static void start_step(struct sse_start *st);
 /* {"error":MESSAGE,"code":CODE} with an HTTP status (a backend's refusal or failure). */
 static void respond_backend_to(hr_conn *c, int status, const char *cors, bool close, const char *message, int code)
 {
+    hr_worker_refused(c->w, hr_refuse_reason_of(status), c, NULL, NULL, status, message);
     hr_buf b = HR_BUF_INIT;
     hr_buf_append_str(&b, "{\"error\":");
     hr_json_append_string(&b, message ? message : "", message ? strlen(message) : 0);
@@ -689,6 +690,7 @@ int hr_http_auth_read(hr_conn *c, const hr_http_request *req, const char *cors, 
     }
     hr_free(buf);
     if (st) {
+        hr_worker_refused(c->w, hr_refuse_reason_of(st), c, req, NULL, st, "token refused");
         hr_http_auth_free(a);
         return st;
     }
@@ -727,7 +729,7 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
 
     if (method_is(req, "OPTIONS")) { /* CORS preflight (polyfills that set headers) */
         if (origin < 0) {
-            hr_http_respond_error(c, 403, NULL, "origin not allowed (sse.allowed_origins)", close);
+            hr_http_refuse(c, req, HR_REFUSE_ORIGIN, 403, NULL, "origin not allowed (sse.allowed_origins)", close);
             return;
         }
         snprintf(hdrs, sizeof(hdrs), "Allow: GET, OPTIONS\r\n%s%s", cors, origin > 0 ? preflight_headers : "");
@@ -741,11 +743,11 @@ void hr_sse_handle(hr_conn *c, const hr_http_request *req, bool close)
         return;
     }
     if (origin < 0) {
-        hr_http_respond_error(c, 403, NULL, "origin not allowed (sse.allowed_origins)", close);
+        hr_http_refuse(c, req, HR_REFUSE_ORIGIN, 403, NULL, "origin not allowed (sse.allowed_origins)", close);
         return;
     }
     if (req->content_length > 0 || req->chunked) {
-        hr_http_respond_error(c, 400, cors, "an event-stream request has no body", true);
+        hr_http_refuse(c, req, HR_REFUSE_BAD_REQUEST, 400, cors, "an event-stream request has no body", true);
         return;
     }
     hr_http_auth au;
@@ -815,7 +817,7 @@ static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const c
     if (st) {
         hr_free(buf);
         hr_http_auth_free(&au);
-        hr_http_respond_error(c, st, cors, msg, close);
+        hr_http_refuse(c, req, -1, st, cors, msg, close);
         if (deferred) hr_http_resume(c);
         return;
     }
@@ -841,7 +843,7 @@ static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const c
         hr_free(refs);
         hr_free(buf);
         hr_http_auth_free(&au);
-        hr_http_respond_error(c, st, cors, msg, close);
+        hr_http_refuse(c, req, -1, st, cors, msg, close);
         if (deferred) hr_http_resume(c);
         return;
     }
@@ -858,7 +860,7 @@ static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const c
     char *idbuf = hr_malloc(qlen + 1);
     const char *id = last_event_id(req, idbuf, qlen, &idlen);
     int nid = id ? hr_sse_id_parse(id, idlen, asked, k) : 0;
-    if (id && nid < 0) hr_info("sse client %s: malformed Last-Event-ID, nothing recoverable", s->client.id);
+    if (id && nid < 0) hr_logf(HR_LOG_INFO, "sse_bad_last_event_id", "sse client %s: malformed Last-Event-ID, nothing recoverable", s->client.id);
     hr_free(idbuf);
     hr_engine *e = w->hub->hub->engine;
     sse_start *ss = hr_calloc(1, sizeof(*ss));
@@ -1069,7 +1071,8 @@ static void start_step(sse_start *st)
     bool engine_ok = true;
     for (size_t j = 0; j < k; j++) engine_ok = engine_ok && rec[j].got;
     if (!engine_ok) {
-        hr_http_respond_error(c, 503, st->cors, "the engine cannot serve the channels' positions", st->close);
+        hr_http_refuse(c, NULL, HR_REFUSE_OVERLOAD, 503, st->cors, "the engine cannot serve the channels' positions",
+                       st->close);
         if (st->deferred) hr_http_resume(c);
         start_abandon(st);
         return;
@@ -1125,7 +1128,7 @@ static void start_step(sse_start *st)
     /* what reached the subscriptions while the engine answered, past the positions */
     s->start = NULL;
     if (st->overflow) { /* too much to hold: the client resumes from the starting id */
-        hr_info("sse client %s: too many publications while starting, ending the stream", s->client.id);
+        hr_logf(HR_LOG_INFO, "client_slow", "sse client %s: too many publications while starting, ending the stream", s->client.id);
         sse_end(s, false);
     }
     hr_op_hold_release(&st->held, &s->client, start_pos, st);

@@ -223,11 +223,11 @@ void hr_tls_reload(hr_shared *s)
     if (!s->tls) return;
     char err[512], fp[128];
     if (hr_tls_server_reload(s->tls, err, sizeof(err))) {
-        hr_error("SIGHUP: TLS certificate NOT reloaded, new connections keep the previous one: %s", err);
+        hr_logf(HR_LOG_ERROR, "tls_reload_failed", "SIGHUP: TLS certificate NOT reloaded, new connections keep the previous one: %s", err);
         return;
     }
     hr_tls_server_fingerprint(s->tls, fp, sizeof(fp));
-    hr_info("SIGHUP: TLS certificate reloaded from %s (sha256 %s); open connections keep theirs", s->tls->opt->tls_cert,
+    hr_logf(HR_LOG_INFO, "tls_reloaded", "SIGHUP: TLS certificate reloaded from %s (sha256 %s); open connections keep theirs", s->tls->opt->tls_cert,
             fp);
 }
 
@@ -302,7 +302,7 @@ static int tls_handshake(hr_conn *c)
                 ssize_t w = send(c->io.fd, plain_http_reply, sizeof(plain_http_reply) - 1, MSG_NOSIGNAL);
                 HR_UNUSED(w);
             }
-            hr_debug("tls fd=%d: not a TLS client (first byte 0x%02x), closing", c->io.fd, b[0]);
+            hr_logf(HR_LOG_DEBUG, "tls_not_tls", "tls fd=%d: not a TLS client (first byte 0x%02x), closing", c->io.fd, b[0]);
             hr_conn_close_discarding_input(c);
             return HR_ERR_CLOSED;
         }
@@ -323,7 +323,7 @@ static int tls_handshake(hr_conn *c)
     char why[256];
     if (e == SSL_ERROR_SSL) ossl_reason(why, sizeof(why));
     else snprintf(why, sizeof(why), "%s", e == SSL_ERROR_SYSCALL ? (errno ? strerror(errno) : "peer closed") : "error");
-    hr_debug("tls fd=%d: handshake failed: %s", c->io.fd, why);
+    hr_logf(HR_LOG_DEBUG, "tls_handshake_failed", "tls fd=%d: handshake failed: %s", c->io.fd, why);
     ERR_clear_error();
     t->flags |= T_FAILED;
     hr_conn_close(c);
@@ -356,7 +356,7 @@ static ssize_t tls_read(hr_conn *c, uint8_t *dst, size_t cap, bool *drained)
         char why[256];
         if (e == SSL_ERROR_SSL) ossl_reason(why, sizeof(why));
         else snprintf(why, sizeof(why), "%s", errno ? strerror(errno) : "error");
-        hr_debug("tls fd=%d: read failed: %s", c->io.fd, why);
+        hr_logf(HR_LOG_DEBUG, "tls_read_failed", "tls fd=%d: read failed: %s", c->io.fd, why);
         ERR_clear_error();
         t->flags |= T_FAILED;
         return HR_ERR_IO;
@@ -406,7 +406,7 @@ static ssize_t tls_write(hr_conn *c, const uint8_t *p, size_t len)
     char why[256];
     if (e == SSL_ERROR_SSL) ossl_reason(why, sizeof(why));
     else snprintf(why, sizeof(why), "%s", errno ? strerror(errno) : "error");
-    hr_debug("tls fd=%d: write failed: %s", c->io.fd, why);
+    hr_logf(HR_LOG_DEBUG, "tls_write_failed", "tls fd=%d: write failed: %s", c->io.fd, why);
     ERR_clear_error();
     t->flags |= T_FAILED;
     return HR_ERR_IO;

@@ -150,7 +150,7 @@ sent:
     if (c->out.bytes > (size_t)w->opts->ws_max_queued_bytes) {
         /* what was not written is dropped: the close frame says why, and the
          * client recovers what it missed */
-        hr_info("websocket fd=%d: output queue over %lld bytes, disconnecting slow client (code %d)", c->io.fd,
+        hr_logf(HR_LOG_INFO, "client_slow", "websocket fd=%d: output queue over %lld bytes, disconnecting slow client (code %d)", c->io.fd,
                 (long long)w->opts->ws_max_queued_bytes, HR_DISC_SLOW);
         hr_conn_drop_queued(c);
         hr_ws_close(c, HR_DISC_SLOW, "slow consumer: reconnect and recover");
@@ -174,7 +174,7 @@ void hr_ws_close(hr_conn *c, uint16_t code, const char *reason)
 static void ws_fail(hr_conn *c, uint16_t code, const char *reason)
 {
     hr_ws *ws = c->proto;
-    hr_debug("websocket fd=%d: failing with %u: %s", c->io.fd, code, reason);
+    hr_logf(HR_LOG_DEBUG, "ws_failed", "websocket fd=%d: failing with %u: %s", c->io.fd, code, reason);
     if (ws->state == WS_OPEN) send_close_frame(c, code, reason);
     ws->state = WS_FAILED;
     ws->close_code = code;
@@ -360,7 +360,7 @@ static ssize_t ws_discard(hr_conn *c, uint8_t *data, size_t len)
 static bool over_partial_budget(hr_conn *c)
 {
     if (!charge_partial(c)) return false;
-    hr_info("websocket fd=%d: unfinished messages of this worker over websocket.max_partial_bytes (%lld), closing",
+    hr_logf(HR_LOG_INFO, "ws_partial_bytes_over", "websocket fd=%d: unfinished messages of this worker over websocket.max_partial_bytes (%lld), closing",
             c->io.fd, (long long)c->w->opts->ws_max_partial_bytes);
     ws_fail(c, HR_WS_CLOSE_TRY_AGAIN, "server busy: too many unfinished messages, retry later");
     return true;
@@ -538,7 +538,7 @@ static void ws_on_timer(hr_conn *c)
     uint64_t quiet = now - c->last_rx;
     if (ws->msg_opcode && opt->ws_message_timeout_ms &&
         (uint32_t)now - ws->msg_start >= (uint64_t)opt->ws_message_timeout_ms) {
-        hr_info("websocket fd=%d: message not completed within websocket.message_timeout, closing", c->io.fd);
+        hr_logf(HR_LOG_INFO, "ws_message_timeout", "websocket fd=%d: message not completed within websocket.message_timeout, closing", c->io.fd);
         ws_fail(c, HR_WS_CLOSE_POLICY, "message not completed in time");
         return;
     }
@@ -618,41 +618,41 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     const hr_transport_opts *opt = c->w->opts;
     bool close = !req->keep_alive;
     if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
-        hr_http_respond_error(c, 405, "Allow: GET\r\n", "method not allowed", close);
+        hr_http_refuse(c, req, HR_REFUSE_BAD_REQUEST, 405, "Allow: GET\r\n", "method not allowed", close);
         return false;
     }
     const hr_http_header *up = hr_http_find_header(req, "upgrade");
     if (!up || !hr_http_has_token(up->value, up->value_len, "websocket")) {
-        hr_http_respond_error(c, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+        hr_http_refuse(c, req, HR_REFUSE_BAD_REQUEST, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",
                               "this endpoint needs a WebSocket upgrade", close);
         return false;
     }
     if (req->version_minor < 1) {
-        hr_http_respond_error(c, 400, NULL, "WebSocket needs HTTP/1.1", true);
+        hr_http_refuse(c, req, HR_REFUSE_BAD_REQUEST, 400, NULL, "WebSocket needs HTTP/1.1", true);
         return false;
     }
     const hr_http_header *conn = hr_http_find_header(req, "connection");
     if (!conn || !hr_http_has_token(conn->value, conn->value_len, "upgrade")) {
-        hr_http_respond_error(c, 400, NULL, "Connection header must contain Upgrade", true);
+        hr_http_refuse(c, req, HR_REFUSE_BAD_REQUEST, 400, NULL, "Connection header must contain Upgrade", true);
         return false;
     }
     const hr_http_header *ver = hr_http_find_header(req, "sec-websocket-version");
     if (!header_equals(ver, "13")) {
-        hr_http_respond_error(c, 426, "Sec-WebSocket-Version: 13\r\n", "unsupported Sec-WebSocket-Version (need 13)",
+        hr_http_refuse(c, req, HR_REFUSE_BAD_REQUEST, 426, "Sec-WebSocket-Version: 13\r\n", "unsupported Sec-WebSocket-Version (need 13)",
                               close);
         return false;
     }
     const hr_http_header *key = hr_http_find_header(req, "sec-websocket-key");
     if (!key || !hr_ws_key_valid(key->value, key->value_len)) {
-        hr_http_respond_error(c, 400, NULL, "missing or invalid Sec-WebSocket-Key", true);
+        hr_http_refuse(c, req, HR_REFUSE_BAD_REQUEST, 400, NULL, "missing or invalid Sec-WebSocket-Key", true);
         return false;
     }
     if (req->content_length > 0 || req->chunked) {
-        hr_http_respond_error(c, 400, NULL, "a WebSocket handshake has no body", true);
+        hr_http_refuse(c, req, HR_REFUSE_BAD_REQUEST, 400, NULL, "a WebSocket handshake has no body", true);
         return false;
     }
     if (hr_http_origin_check(req, opt->ws_allowed_origins.v, opt->ws_allowed_origins.n) < 0) {
-        hr_http_respond_error(c, 403, NULL, "origin not allowed (websocket.allowed_origins)", true);
+        hr_http_refuse(c, req, HR_REFUSE_ORIGIN, 403, NULL, "origin not allowed (websocket.allowed_origins)", true);
         return false;
     }
     const char *proto = pick_subprotocol(opt, handler, req);
@@ -682,7 +682,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
         int rc = hr_pmd_negotiate((const char *)ext.data, ext.len, &pcfg, &pmd, ext_resp, sizeof(ext_resp));
         if (rc == HR_ERR_PROTO) {
             hr_buf_free(&ext);
-            hr_http_respond_error(c, 400, NULL, "invalid Sec-WebSocket-Extensions header", true);
+            hr_http_refuse(c, req, HR_REFUSE_BAD_REQUEST, 400, NULL, "invalid Sec-WebSocket-Extensions header", true);
             return false;
         }
         deflate = rc == 1;
@@ -914,7 +914,7 @@ static bool raw_on_handshake(hr_conn *c, const hr_http_request *req, hr_buf *hea
                            sizeof(msg));
     hr_http_auth_free(&au);
     if (!r) {
-        hr_http_respond_error(c, status, NULL, msg, !req->keep_alive || c->w->draining);
+        hr_http_refuse(c, req, -1, status, NULL, msg, !req->keep_alive || c->w->draining);
         return false;
     }
     hr_buf_printf(headers, "X-Herald-Client: %s\r\n", hr_raw_client_id(r));

@@ -33,6 +33,16 @@
 
 typedef struct hr_worker hr_worker;
 
+/* Why a connection or handshake was refused (metrics label "reason", log field "reason"). */
+typedef enum hr_refuse_reason {
+    HR_REFUSE_LIMIT,       /* "limit": a configured limit (connections, per-IP, rate, ban) */
+    HR_REFUSE_TOKEN,       /* "token": missing, bad or expired token; connect hook said no */
+    HR_REFUSE_ORIGIN,      /* "origin": Origin not allowed */
+    HR_REFUSE_OVERLOAD,    /* "overload": out of descriptors or memory, draining, backend down */
+    HR_REFUSE_BAD_REQUEST, /* "bad_request": malformed handshake or request */
+    HR_REFUSE__N
+} hr_refuse_reason;
+
 typedef struct hr_worker_stats {
     atomic_uint_fast64_t connections;      /* open now */
     atomic_uint_fast64_t accepted;         /* total */
@@ -42,6 +52,8 @@ typedef struct hr_worker_stats {
     atomic_uint_fast64_t ws_messages_out;  /* total */
     atomic_uint_fast64_t bytes_in;
     atomic_uint_fast64_t bytes_out;
+    atomic_uint_fast64_t log_suppressed;   /* total: conn_refused lines over server.log_refused_rate */
+    atomic_uint_fast64_t refused[HR_REFUSE__N];
 } hr_worker_stats;
 
 /* Each counter has one writer, its worker (other threads only read it), so
@@ -101,6 +113,11 @@ struct hr_worker {
     hr_whub *hub;                  /* this worker's part of the hub */
     hr_proxy *proxy;               /* the backend proxy hooks on this loop (backend/proxy.h); NULL when no
                                       proxy URL is set */
+    /* conn_refused lines (hr_worker_refused): a token bucket on the loop clock, in thousandths of a line */
+    uint64_t refused_log_ms;       /* loop time of the last refill */
+    uint64_t refused_log_tokens;
+    uint64_t refused_log_pending;  /* lines suppressed since the last one written */
+    uint64_t refused_log_noted_ms; /* loop time of the last log_suppressed line */
     hr_worker_stats stats;
 };
 
@@ -108,5 +125,24 @@ struct hr_worker {
  * (NULL when zlib cannot allocate one). */
 z_stream *hr_worker_deflater(hr_worker *w, int window_bits);
 z_stream *hr_worker_inflater(hr_worker *w);
+
+/* The reason an HTTP status (or close code) of a refusal means: 401 and 403
+ * token, 429 limit, 5xx overload, anything else bad_request. */
+hr_refuse_reason hr_refuse_reason_of(int status);
+
+/* The name of a refusal reason ("limit", "token", ...). */
+const char *hr_refuse_reason_name(hr_refuse_reason r);
+
+/* A connection or handshake refused: count it in stats.refused[r] and write
+ * the access-log line (event conn_refused, level info, at most
+ * server.log_refused_rate a second on this worker). c: the connection
+ * (NULL when refused before one was made); req: its request when one was
+ * read (path and User-Agent are logged; the remote address is the client's
+ * as proxy.c resolves it); transport: "http", "ws", "ws_raw", "sse",
+ * "stream", "poll", "accept"; status: the HTTP status or the WebSocket
+ * close code (0 = none); detail: short prose, or NULL. */
+struct hr_http_request;
+void hr_worker_refused(hr_worker *w, hr_refuse_reason r, hr_conn *c, const struct hr_http_request *req,
+                       const char *transport, int status, const char *detail);
 
 #endif
