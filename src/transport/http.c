@@ -453,7 +453,7 @@ static void fail(hr_conn *c, int status, const char *message)
     hr_http *h = c->proto;
     h->state = H_IDLE;
     hr_conn_stop_timer(c);
-    hr_http_respond_error(c, status, NULL, message, true);
+    hr_http_refuse(c, NULL, -1, status, NULL, message, true);
 }
 
 /* Body complete: re-parse the saved head and dispatch. */
