@@ -220,6 +220,11 @@ static void sink_disconnect(hr_session *s, int code, const char *reason, bool dr
     s->sink->disconnect(s->t, code, reason, drop_queued);
 }
 
+static void note_refused(hr_session *s, bool overload, int code, const char *detail)
+{
+    if (s->sink->refused) s->sink->refused(s->t, overload, code, detail);
+}
+
 void hr_session_set_peer(hr_session *s, uint32_t ip_key) { s->ip_key = ip_key; }
 
 /* The session as the operations' actor (ops.h): its user, subscriptions and buckets. */
@@ -1053,12 +1058,15 @@ static bool connect_token(hr_session *s, sframe *f, hr_str tok, hr_jwt_claims *c
         if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(f, HR_DISC_TOKEN_EXPIRED, "token expired");
         else disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
         hr_logf(HR_LOG_INFO, "connect_refused", "client %s: connect refused: %s", s->client.id, *detail ? *detail : "bad token");
+        note_refused(s, false, rc == HR_PE_TOKEN_EXPIRED ? HR_DISC_TOKEN_EXPIRED : HR_DISC_INVALID_TOKEN,
+                     *detail ? *detail : "bad token");
         return false;
     }
     if (cl->channel) {
         hr_jwt_claims_free(cl);
         *err = HR_PE_UNAUTHORIZED;
         *detail = "a subscription token (it has \"channel\") is not a connection token";
+        note_refused(s, false, HR_DISC_INVALID_TOKEN, *detail);
         disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
         return false;
     }
@@ -1134,6 +1142,8 @@ static const char *keep_reason(hr_session *s, const char *reason)
  * a disconnect answer ends the session after f. */
 static void backend_refused(hr_session *s, sframe *f, creply *r, const hr_proxy_result *res)
 {
+    note_refused(s, res->fail, res->fail ? HR_PE_BACKEND_UNAVAILABLE : (int)res->answer->code,
+                 res->fail ? res->message : res->answer->message);
     if (res->fail) {
         set_error(r, HR_PE_BACKEND_UNAVAILABLE, res->message);
         return;

@@ -27,6 +27,11 @@ typedef struct hr_sink_vt {
     void (*disconnect)(void *t, int code, const char *reason, bool drop_queued);
     /* The transport's name in client webhooks ("websocket", "http", ...). */
     const char *transport;
+    /* Optional: a connect was refused (the transport's access log and
+     * refusal counters): overload when the backend could not be asked,
+     * else the token or the connect hook said no; code: the native error or
+     * disconnect code; detail: why (may be NULL). */
+    void (*refused)(void *t, bool overload, int code, const char *detail);
 } hr_sink_vt;
 
 /* Disconnect codes (docs/protocol.md): 3000-3499 reconnect, 3500-3999 do not. */

@@ -823,7 +823,13 @@ static void sink_disconnect(void *t, int code, const char *reason, bool drop_que
     hr_ws_close(c, (uint16_t)code, reason);
 }
 
-static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect, "websocket"};
+static void sink_refused(void *t, bool overload, int code, const char *detail)
+{
+    hr_conn *c = t;
+    hr_worker_refused(c->w, overload ? HR_REFUSE_OVERLOAD : HR_REFUSE_TOKEN, c, NULL, "ws", code, detail);
+}
+
+static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect, "websocket", sink_refused};
 
 /* The reason client_disconnected gives for a close the session did not
  * start (the client's close frame, the transport's own limits, a lost

@@ -10,7 +10,8 @@ import re
 import time
 import unittest
 
-from herald_testlib import SLOW, Herald, HttpConn, HeraldTestCase, main
+from herald_native import Native, run
+from herald_testlib import SLOW, Herald, HeraldTestCase, HttpConn, RawWS, main
 
 # a channel name made to break a log line: quotes, a newline, control bytes, a
 # NUL, invalid UTF-8 (percent-encoded) and a raw invalid UTF-8 byte in the URL
@@ -128,6 +129,39 @@ class Options(unittest.TestCase):
         with self.assertRaises(Exception):
             s.start()
         s.stop()
+
+
+class WebSocketRefusals(HeraldTestCase):
+    """The WebSocket front ends' refusals are conn_refused lines too: a
+    handshake from a foreign Origin (403), a malformed handshake (400) and a
+    native connect whose token does not verify (close 3500)."""
+    server_args = ("--log-format", "json", "--websocket.allowed-origins", "https://good.example",
+                   "--token-hmac-secret", "0123456789abcdef0123456789abcdef")
+    server_workers = 1
+
+    def test_handshake_and_connect_refusals(self):
+        ua = ("User-Agent", HOSTILE_UA)
+        RawWS.connect(self.server.addr, "/ws", headers=[ua, ("Origin", "https://evil.example")], expect_status=403)
+        RawWS.connect(self.server.addr, "/ws/raw?channel=" + HOSTILE_Q, headers=[ua, ("Origin", "https://evil.example")],
+                      expect_status=403)
+        with HttpConn(self.server.addr) as c:
+            resp = c.request("GET", "/ws", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                                    ("Sec-WebSocket-Version", "13"), ua])
+            self.assertEqual(resp.status, 400)
+
+        async def bad_token():
+            c = await Native.open(self.server, connect=False)
+            await c.error("connect", {"token": "garbage"})
+        run(bad_token())
+        time.sleep(0.1 * SLOW)
+        refused = [ev for ev in json_lines(self.server) if ev["event"] == "conn_refused"]
+        got = [(ev["transport"], ev.get("path"), ev.get("status", ev.get("code")), ev["reason"]) for ev in refused]
+        self.assertEqual(got, [("ws", "/ws", 403, "origin"), ("ws_raw", "/ws/raw", 403, "origin"),
+                               ("ws", "/ws", 400, "bad_request"), ("ws", None, 3500, "token")])
+        self.assertEqual(refused[1]["channel"], HOSTILE_CHAN.decode("utf-8", "replace"))
+        for ev in refused[:3]:
+            self.assertEqual(ev["user_agent"], HOSTILE_UA.encode("latin-1").decode("utf-8", "replace"))
+        self.assertTrue(all(ev["remote"] == "127.0.0.1" for ev in refused))
 
 
 if __name__ == "__main__":
