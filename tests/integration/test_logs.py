@@ -164,5 +164,22 @@ class WebSocketRefusals(HeraldTestCase):
         self.assertTrue(all(ev["remote"] == "127.0.0.1" for ev in refused))
 
 
+class LimitRefusals(HeraldTestCase):
+    """Refusals by the abuse limits (limits.connections_per_ip) and by
+    server.max_connections at accept are logged with reason limit."""
+    server_args = ("--log-format", "json", "--limits.connections-per-ip", "1")
+    server_workers = 1
+
+    def test_per_ip_limit(self):
+        with HttpConn(self.server.addr) as first:
+            self.assertEqual(first.request("GET", "/health").status, 200)
+            with HttpConn(self.server.addr) as second:
+                resp = second.request("GET", "/sse?channel=x", headers=[("User-Agent", HOSTILE_UA)])
+                self.assertEqual(resp.status, 503)
+        time.sleep(0.1 * SLOW)
+        refused = [ev for ev in json_lines(self.server) if ev["event"] == "conn_refused"]
+        self.assertEqual([(ev["status"], ev["reason"], ev["remote"]) for ev in refused], [(503, "limit", "127.0.0.1")])
+
+
 if __name__ == "__main__":
     main()
