@@ -104,7 +104,9 @@ static void accept_out_of_fds(hr_worker *w, int err)
 {
     uint64_t now = hr_loop_now(&w->loop);
     w->accept_failures++;
-    hr_worker_refused(w, HR_REFUSE_OVERLOAD, NULL, NULL, "accept", 0, strerror(err));
+    /* counted, not a conn_refused line: the client waits in the backlog, and this
+     * function's own warning (at most once per ACCEPT_WARN_MS) says how often */
+    hr_worker_count_refused(w, HR_REFUSE_OVERLOAD);
     if (!w->accept_warned_ms || now - w->accept_warned_ms >= ACCEPT_WARN_MS) {
         hr_logf(HR_LOG_WARN, "accept_out_of_fds", "worker %d: accept: %s (%llu times in the last %llu ms); not accepting for %lld ms", w->id,
                 strerror(err), (unsigned long long)w->accept_failures,

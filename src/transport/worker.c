@@ -102,7 +102,7 @@ static const char *transport_of(const hr_http_request *req)
 void hr_worker_refused(hr_worker *w, hr_refuse_reason r, hr_conn *c, const hr_http_request *req,
                        const char *transport, int status, const char *detail)
 {
-    hr_stat_add(&w->stats.refused[(unsigned)r < HR_REFUSE__N ? r : HR_REFUSE_BAD_REQUEST], 1);
+    hr_worker_count_refused(w, r);
     uint64_t suppressed = 0;
     if (!refused_log_admit(w, &suppressed)) return;
     char remote[64] = "", chan[256];

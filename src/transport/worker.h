@@ -133,6 +133,12 @@ hr_refuse_reason hr_refuse_reason_of(int status);
 /* The name of a refusal reason ("limit", "token", ...). */
 const char *hr_refuse_reason_name(hr_refuse_reason r);
 
+/* Count a refusal in stats.refused[r] without a log line. */
+static inline void hr_worker_count_refused(hr_worker *w, hr_refuse_reason r)
+{
+    hr_stat_add(&w->stats.refused[(unsigned)r < HR_REFUSE__N ? r : HR_REFUSE_BAD_REQUEST], 1);
+}
+
 /* A connection or handshake refused: count it in stats.refused[r] and write
  * the access-log line (event conn_refused, level info, at most
  * server.log_refused_rate a second on this worker). c: the connection

@@ -487,11 +487,11 @@ class TestApiPresenceDisabled(HeraldTestCase):
 class TestGeneratedKey(unittest.TestCase):
     def test_generated_key_is_printed_and_works(self):
         with Herald() as srv:
-            m = re.search(r"server API key \(generated[^)]*\): (\S+)", srv.output())
+            m = re.search(r"server API key \(generated[^)]*\): ([^\s\"]+)", srv.output())
             deadline = time.monotonic() + 5 * SLOW
             while m is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-                m = re.search(r"server API key \(generated[^)]*\): (\S+)", srv.output())
+                m = re.search(r"server API key \(generated[^)]*\): ([^\s\"]+)", srv.output())
             self.assertIsNotNone(m, f"no generated API key in the log:\n{srv.output()}")
             key = m.group(1)
             self.assertGreaterEqual(len(key), 16, f"generated key {key!r} is short")
