@@ -12,7 +12,9 @@
 
 #include "core/log.h"
 
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 static void json_is(const char *in, size_t n, const char *want)
 {
@@ -103,6 +105,68 @@ static void test_parse(void **state)
     assert_int_equal(hr_log_level_parse("verbose"), -1);
 }
 
+/* The line one call writes to stderr (captured through a pipe). */
+static size_t capture(char *out, size_t cap, int level, const char *event, const hr_log_field *f, size_t n)
+{
+    int p[2], saved = dup(STDERR_FILENO);
+    assert_int_equal(pipe(p), 0);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    fcntl(p[1], F_SETPIPE_SZ, 1 << 16);
+    dup2(p[1], STDERR_FILENO);
+    hr_log_fields(level, event, f, n);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(p[1]);
+    ssize_t got = read(p[0], out, cap - 1);
+    close(p[0]);
+    out[got > 0 ? got : 0] = '\0';
+    return got > 0 ? (size_t)got : 0;
+}
+
+static void test_lines(void **state)
+{
+    (void)state;
+    char out[4096];
+    hr_log_set_level(HR_LOG_INFO);
+    hr_log_set_format(HR_LOG_JSON);
+    hr_log_field f[] = {HR_LOG_S("remote", "1.2.3.4"), HR_LOG_I("status", -3), HR_LOG_U("n", 18446744073709551615ull),
+                        HR_LOG_S("none", NULL), HR_LOG_M("ua", "a\"b\0c", 5)};
+    size_t n = capture(out, sizeof(out), HR_LOG_WARN, "conn_refused", f, 5);
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "\",\"level\":\"warn\",\"event\":\"conn_refused\",\"remote\":\"1.2.3.4\",\"status\":-3,"
+                                "\"n\":18446744073709551615,\"none\":null,\"ua\":\"a\\\"b\\u0000c\"}\n"));
+    assert_null(strstr(out, "worker")); /* not a worker thread */
+    assert_int_equal(strncmp(out, "{\"time\":\"", 9), 0);
+    /* below the level: nothing */
+    assert_int_equal(capture(out, sizeof(out), HR_LOG_DEBUG, "x", f, 1), 0);
+
+    hr_log_set_format(HR_LOG_TEXT);
+    hr_log_set_worker(3);
+    n = capture(out, sizeof(out), HR_LOG_INFO, "conn_refused", f, 5);
+    assert_non_null(strstr(out, " info conn_refused worker=3 remote=1.2.3.4 status=-3 n=18446744073709551615 none=- "
+                                "ua=\"a\\\"b\\x00c\"\n"));
+    hr_log_set_worker(-1);
+
+    /* a value longer than a line: cut, the line still one well-formed line */
+    static char big[5000];
+    memset(big, '"', sizeof(big));
+    hr_log_field g[] = {HR_LOG_M("v", big, sizeof(big)), HR_LOG_I("after", 1)};
+    hr_log_set_format(HR_LOG_JSON);
+    n = capture(out, sizeof(out), HR_LOG_INFO, "big", g, 2);
+    assert_true(n <= HR_LOG_LINE_MAX);
+    assert_int_equal(out[n - 1], '\n');
+    assert_int_equal(out[n - 2], '}');
+    assert_int_equal(out[n - 3], '"'); /* the cut string is closed; "after" did not fit */
+    assert_int_equal(out[n - 4], '"'); /* ...after a whole \" */
+    assert_int_equal(out[n - 5], '\\');
+    hr_log_set_format(HR_LOG_TEXT);
+    n = capture(out, sizeof(out), HR_LOG_INFO, "big", g, 2);
+    assert_true(n <= HR_LOG_LINE_MAX);
+    assert_int_equal(out[n - 1], '\n');
+    assert_int_equal(out[n - 2], '"');
+    assert_ptr_equal(strchr(out, '\n'), out + n - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -110,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_cut),
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
