@@ -133,7 +133,7 @@ static void conn_down(hr_redis_conn *c, const char *why)
     hr_buf_free(&c->in);
     hr_buf_free(&c->out);
     if (!c->logged_down || was_up) {
-        hr_logf(HR_LOG_WARN, "redis_disconnected", "redis %s: %s; reconnecting", c->cfg.addr, why);
+        hr_logev(HR_LOG_WARN, "redis_disconnected", HR_LOG_S("addr", c->cfg.addr), HR_LOG_S("msg", why));
         c->logged_down = true;
     }
     while (c->qn) {
@@ -158,7 +158,7 @@ static void on_hello(void *ud, int err, const hr_resp *r)
     }
     c->state = RC_UP;
     c->attempts = 0;
-    if (c->logged_down) hr_logf(HR_LOG_INFO, "redis_connected", "redis %s: connected", c->cfg.addr);
+    if (c->logged_down) hr_logev(HR_LOG_INFO, "redis_connected", HR_LOG_S("addr", c->cfg.addr));
     c->logged_down = false;
     hr_timer_start(&c->loop->wheel, &c->timer, c->cfg.ping_interval_ms);
     if (c->hooks.on_up) c->hooks.on_up(c->hooks.ud);

@@ -90,7 +90,8 @@ static void raw_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cach
     if (r->closing || pub->kind != HR_PUB_MESSAGE) return; /* no join/leave pushes in raw mode */
     if (!hr_urlsubs_delivers(c, sub, pub)) return;
     if (r->sink->queued(r->t) > (size_t)r->opts->max_queued_bytes) {
-        hr_logf(HR_LOG_INFO, "client_slow", "raw client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
+        hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_DISC_SLOW),
+                 HR_LOG_S("msg", "slow consumer, disconnecting"));
         raw_close(r, HR_DISC_SLOW, "slow consumer: reconnect", true);
         return;
     }
@@ -113,7 +114,8 @@ static void raw_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
         if (!c->nsubs) raw_close(r, HR_RAW_CLOSE_NORMAL, reason, false);
         return;
     }
-    hr_logf(HR_LOG_INFO, "client_disconnected_by_api", "raw client %s: disconnected by the server API (code %d)", c->id, cmd->code);
+    hr_logev(HR_LOG_INFO, "client_disconnected_by_api", HR_LOG_S("client", c->id), HR_LOG_I("code", cmd->code),
+             HR_LOG_S("msg", "disconnected by the server API"));
     raw_close(r, cmd->code, reason, false);
 }
 
@@ -131,7 +133,8 @@ static void on_exp(hr_timer *t, void *wheel_data)
 {
     HR_UNUSED(wheel_data);
     hr_raw *r = HR_CONTAINER_OF(t, raw_exp, t)->r;
-    hr_logf(HR_LOG_INFO, "client_token_expired", "raw client %s: token expired, disconnecting (code %d)", r->client.id, HR_DISC_TOKEN_EXPIRED);
+    hr_logev(HR_LOG_INFO, "client_token_expired", HR_LOG_S("client", r->client.id), HR_LOG_I("code", HR_DISC_TOKEN_EXPIRED),
+             HR_LOG_S("msg", "token expired, disconnecting"));
     raw_close(r, HR_DISC_TOKEN_EXPIRED, "token expired", false);
 }
 

@@ -485,14 +485,16 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     if (sub && sub->hold) { /* its subscribe is not answered yet */
         if (!hr_op_hold_add(&((shold *)sub->hold)->held, &s->opts->ops, sub, pub)) { /* engine far behind */
             s->closing = true;
-            hr_logf(HR_LOG_INFO, "client_slow", "client %s: too many publications while subscribing, disconnecting (code %d)", c->id, HR_DISC_SLOW);
+            hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_DISC_SLOW),
+                     HR_LOG_S("msg", "too many publications while subscribing, disconnecting"));
             sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         }
         return;
     }
     if (s->sink->queued(s->t) > (size_t)s->opts->max_queued_bytes) {
         s->closing = true;
-        hr_logf(HR_LOG_INFO, "client_slow", "client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
+        hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_DISC_SLOW),
+                 HR_LOG_S("msg", "slow consumer, disconnecting"));
         sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         return;
     }
@@ -564,7 +566,8 @@ static void session_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
         hr_native_disconnect(&b, cmd->code, reason, cmd->code < 3500);
         send_payload(s, b.data, b.len);
         s->closing = true;
-        hr_logf(HR_LOG_INFO, "client_disconnected_by_api", "client %s: disconnected by the server API (code %d)", c->id, cmd->code);
+        hr_logev(HR_LOG_INFO, "client_disconnected_by_api", HR_LOG_S("client", c->id), HR_LOG_I("code", cmd->code),
+                 HR_LOG_S("msg", "disconnected by the server API"));
         sink_disconnect(s, cmd->code, reason, false);
     }
     hr_buf_free(&b);
@@ -1057,7 +1060,8 @@ static bool connect_token(hr_session *s, sframe *f, hr_str tok, hr_jwt_claims *c
         *err = rc;
         if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(f, HR_DISC_TOKEN_EXPIRED, "token expired");
         else disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
-        hr_logf(HR_LOG_INFO, "connect_refused", "client %s: connect refused: %s", s->client.id, *detail ? *detail : "bad token");
+        hr_logev(HR_LOG_INFO, "connect_refused", HR_LOG_S("client", s->client.id),
+                 HR_LOG_S("msg", *detail ? *detail : "bad token"));
         note_refused(s, false, rc == HR_PE_TOKEN_EXPIRED ? HR_DISC_TOKEN_EXPIRED : HR_DISC_INVALID_TOKEN,
                      *detail ? *detail : "bad token");
         return false;
@@ -1535,8 +1539,8 @@ static void queue_frame(hr_session *s, const uint8_t *data, size_t len)
     sbackend *be = s->be;
     if (be->queued + len > s->budget) {
         s->closing = true;
-        hr_logf(HR_LOG_INFO, "client_too_many_commands", "client %s: too many commands while connect waits for the backend, disconnecting (code %d)",
-                s->client.id, HR_DISC_TOO_MANY_REQUESTS);
+        hr_logev(HR_LOG_INFO, "client_too_many_commands", HR_LOG_S("client", s->client.id), HR_LOG_I("code", HR_DISC_TOO_MANY_REQUESTS),
+                 HR_LOG_S("msg", "too many commands while connect waits for the backend, disconnecting"));
         s->sink->disconnect(s->t, HR_DISC_TOO_MANY_REQUESTS, "too many commands before connect was answered", false);
         return;
     }

@@ -201,7 +201,7 @@ static void on_drain_deadline(hr_timer *t, void *data)
 {
     HR_UNUSED(data);
     hr_worker *w = HR_CONTAINER_OF(t, hr_worker, drain_timer);
-    if (w->nconns) hr_logf(HR_LOG_INFO, "drain_timeout", "worker %d: drain timeout, closing %zu connections", w->id, w->nconns);
+    if (w->nconns) hr_logev(HR_LOG_INFO, "drain_timeout", HR_LOG_U("closing", w->nconns));
     force_close_all(w);
 }
 
