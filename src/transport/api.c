@@ -723,8 +723,8 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
         return;
     }
     if (!authorized(w->sh, req)) {
-        hr_http_respond_error(c, 401, "WWW-Authenticate: apikey\r\n",
-                              "missing or wrong API key (Authorization: apikey <key>)", close);
+        hr_http_refuse(c, req, HR_REFUSE_TOKEN, 401, "WWW-Authenticate: apikey\r\n",
+                       "missing or wrong API key (Authorization: apikey <key>)", close);
         return;
     }
     json_error_t jerr;

@@ -124,6 +124,7 @@ typedef struct eworker {
     hr_timer sweep;
     bool sweeping;
     hr_whub *wh;
+    hr_worker *worker;             /* the worker itself (set with wh) */
 } eworker;
 
 /* The sessions of a server: the id table any worker looks sessions up in,
@@ -377,8 +378,17 @@ static void sink_disconnect(void *t, int code, const char *reason, bool drop)
     wake(s, mask);
 }
 
+/* A connect refused in a session: logged by its owner (the session has no
+ * connection of its own, so no remote address). */
+static void sink_refused(void *t, bool overload, int code, const char *detail)
+{
+    esess *s = t;
+    hr_worker *w = owner_of(s)->worker;
+    if (w) hr_worker_refused(w, overload ? HR_REFUSE_OVERLOAD : HR_REFUSE_TOKEN, NULL, NULL, "http_session", code, detail);
+}
+
 static const hr_sink_vt emu_sink = {.send = sink_send, .send_shared = sink_send_shared, .queued = sink_queued,
-                                    .disconnect = sink_disconnect, .transport = "http"};
+                                    .disconnect = sink_disconnect, .transport = "http", .refused = sink_refused};
 
 /* ---- the registry ----------------------------------------------------------------------- */
 
@@ -593,6 +603,7 @@ static esess *session_open(hr_worker *w, uint32_t ip_key, open_result *why)
     hr_session_set_reply_budget(s->sess, (size_t)w->opts->poll_max_queued_bytes);
     eworker *ew = &s->reg->w[w->id];
     ew->wh = w->hub;
+    ew->worker = w;
     s->onext = ew->owned;
     if (ew->owned) ew->owned->oprev = s;
     ew->owned = s;

@@ -94,6 +94,7 @@ static const char *transport_of(const hr_http_request *req)
         {"/ws", "ws"}, {"/ws/raw", "ws_raw"}, {"/ws/echo", "ws_echo"}, {"/sse", "sse"}, {"/stream", "stream"},
         {"/stream/send", "stream"}, {"/poll", "poll"}, {"/poll/open", "poll"}, {"/poll/send", "poll"},
     };
+    if (req && req->path_len > 5 && memcmp(req->path, "/api/", 5) == 0) return "api";
     for (size_t i = 0; req && i < HR_ARRAY_LEN(t); i++)
         if (req->path_len == strlen(t[i].path) && memcmp(req->path, t[i].path, req->path_len) == 0) return t[i].name;
     return "http";

@@ -11,6 +11,7 @@ import re
 import time
 import unittest
 
+from emu_client import Poller
 from herald_native import Native, run
 from herald_testlib import SLOW, Herald, HeraldTestCase, HttpConn, RawWS, main
 
@@ -182,6 +183,29 @@ class LimitRefusals(HeraldTestCase):
         time.sleep(0.1 * SLOW)
         refused = [ev for ev in json_lines(self.server) if ev["event"] == "conn_refused"]
         self.assertEqual([(ev["status"], ev["reason"], ev["remote"]) for ev in refused], [(503, "limit", "127.0.0.1")])
+
+
+class OtherRefusals(HeraldTestCase):
+    """A wrong API key and a native connect refused inside a /poll session."""
+    server_args = ("--log-format", "json", "--api-key", "k" * 32,
+                   "--token-hmac-secret", "0123456789abcdef0123456789abcdef")
+    server_workers = 1
+
+    def test_api_key_and_poll_session(self):
+        with HttpConn(self.server.addr) as c:
+            resp = c.request("POST", "/api/publish", headers=[("Authorization", "apikey nope")], body=b"{}")
+            self.assertEqual(resp.status, 401)
+        p = Poller(self.server)
+        p.open()
+        cid = p.command("connect", {"token": "garbage"})
+        self.assertIn("error", p.wait_reply(cid))
+        p.close()
+        time.sleep(0.1 * SLOW)
+        refused = [ev for ev in json_lines(self.server) if ev["event"] == "conn_refused"]
+        got = [(ev["transport"], ev.get("path"), ev.get("status", ev.get("code")), ev["reason"]) for ev in refused]
+        self.assertEqual(got, [("api", "/api/publish", 401, "token"), ("http_session", None, 3500, "token")])
+        self.assertEqual(refused[0]["remote"], "127.0.0.1")
+        self.assertIsNone(refused[1]["remote"])
 
 
 if __name__ == "__main__":
