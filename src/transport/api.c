@@ -727,6 +727,18 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
                               "missing or wrong API key (Authorization: apikey <key>)", close);
         return;
     }
+    hr_api_call(c, name, nlen, body, len, close);
+}
+
+void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body, size_t len, bool close)
+{
+    hr_worker *w = c->w;
+    bool batch = nlen == 5 && memcmp(name, "batch", 5) == 0;
+    api_method fn = batch ? NULL : find_method(name, nlen);
+    if (!fn && !batch) {
+        hr_http_respond_error(c, 404, NULL, "unknown API method", close);
+        return;
+    }
     json_error_t jerr;
     json_t *params = len ? json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr) : json_object();
     if (!params || !json_is_object(params)) {
