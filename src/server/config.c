@@ -242,7 +242,7 @@ const hr_option hr_options[] = {
     {"admin.enabled", HR_OPT_BOOL, OFF(admin_enabled), "false", 0, 0, "HERALD_ADMIN", "--admin",
      "Serve the admin web UI at /admin/ (docs/operations.md \"Admin UI\") and publish each node's statistics "
      "to the reserved channel $admin:stats. false = /admin/ answers 404 and nothing of it runs."},
-    {"admin.password", HR_OPT_STRING, OFF(admin_password), "", 0, 0, "HERALD_ADMIN_PASSWORD", NULL,
+    {"admin.password", HR_OPT_STRING, OFF(admin_password), "", 0, 0, NULL, NULL,
      "Password of the admin UI's login (at most 255 characters). Empty = a random one is generated and printed "
      "at start-up when admin.enabled."},
     {"admin.session_ttl", HR_OPT_DURATION, OFF(admin_session_ttl_ms), "12h", 1000, 30 * DAY_MS, NULL, NULL,

@@ -293,6 +293,40 @@ class AdminLoginBan(HeraldTestCase):
         self.assertIn("failed the admin login too often", self.server.output())
 
 
+class AdminMaxSessions(HeraldTestCase):
+    """admin.max_sessions: a login past it ends the oldest session."""
+    server_args = ("--admin", "--admin.password", PASSWORD, "--admin.max-sessions", "2")
+
+    def test_a_login_past_the_maximum_ends_the_oldest(self):
+        first, second, third = (AdminClient(self.server) for _ in range(3))
+        for a in (first, second):
+            self.assertEqual(a.login().status, 200)
+        self.assertEqual(first.post("info").status, 200)
+        self.assertEqual(third.login().status, 200)
+        check_error(self, first.post("info"), 403, "not logged in")
+        for a in (second, third):
+            self.assertEqual(a.post("info").status, 200)
+
+
+class AdminSessionTtl(HeraldTestCase):
+    """admin.session_ttl: the cookie and the credential stop working after it."""
+    server_args = ("--admin", "--admin.password", PASSWORD, "--admin.session-ttl", "1s")
+
+    def test_a_session_expires(self):
+        a = AdminClient(self.server)
+        self.assertEqual(a.login().status, 200)
+        tok = a.token()["token"]
+        time.sleep(1.3)
+        check_error(self, a.post("info"), 403, "expired")
+
+        async def go():
+            c = await Native.open(self.server, connect=False)
+            err = await c.error("connect", {"token": tok})
+            self.assertEqual(err["code"], 101)
+            await c.ws.close()
+        run(go())
+
+
 class AdminGeneratedPassword(HeraldTestCase):
     server_args = ("--admin",)
 

@@ -9,8 +9,9 @@
 // moving when the test opens WebSockets; looking a channel up (subscribers,
 // presence, history shown); publishing from the UI to a separate Node `ws`
 // client; disconnecting a user from the UI (that client closed); a
-// cross-origin page's form POST refused (403, nothing published); and the
-// page on a 390×844 phone viewport without horizontal scroll.
+// cross-origin page's form POST refused (403, nothing published); the page
+// on a 390×844 phone viewport without horizontal scroll; and a stopped node
+// marked stale.
 // With ADMIN_SCREENSHOT=<file.png> it also writes the screenshot used in
 // docs/img/admin.png.
 //
@@ -236,7 +237,9 @@ describe('admin UI in Chromium', { skip: SKIP, timeout: T(120000) }, () => {
     await page.click('#disconnect-form button');
     const code = await withTimeout(eve.closedP, T(10000), 'eve closed');
     assert.equal(code, 3000);
-    assert.match(await page.textContent('#disconnect-result'), /disconnected eve/);
+    // the page reports it once the API's answer is in (which may come after the close)
+    await page.waitForFunction(() => /disconnected eve/.test(document.getElementById('disconnect-result').textContent),
+      null, { timeout: T(10000) });
   }));
 
   test("a cross-origin page's form POST is refused", wrap(async () => {
@@ -279,5 +282,13 @@ describe('admin UI in Chromium', { skip: SKIP, timeout: T(120000) }, () => {
     const box = await p.$eval('#chart-conns', (cv) => cv.getBoundingClientRect().right);
     assert.ok(box <= inner, `chart right edge ${box}`);
     await phone.close();
+  }));
+
+  test('a node whose snapshots stop is marked stale', wrap(async () => {
+    await B.stop();
+    await until(async () => {
+      const states = await page.$$eval('#nodes tbody tr', (trs) => trs.map((tr) => tr.cells[1].textContent));
+      return states.length === 2 && states.filter((s) => s === 'stale').length === 1;
+    }, 'one node stale', T(10000));
   }));
 });
