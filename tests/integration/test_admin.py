@@ -234,6 +234,24 @@ class AdminOn(HeraldTestCase):
             await c.ws.close()
         run(go())
 
+    def test_live_stats_over_sse_with_the_credential(self):
+        a = AdminClient(self.server)
+        self.assertEqual(a.login().status, 200)
+        tok = a.token()["token"]
+        s = SSE(self.server, "/sse?channel=" + urllib.parse.quote(STATS, safe="") + "&token=" + tok)
+        try:
+            self.assertEqual(s.status, 200, s.response.body)
+            deadline = time.monotonic() + 5 * SLOW
+            while True:
+                ev = s.next()
+                if ev.type in ("", "message") and '"node"' in ev.data:
+                    break
+                self.assertLess(time.monotonic(), deadline)
+            snap = json.loads(ev.data)
+            self.assertIn("connections", snap)
+        finally:
+            s.conn.close()
+
     def test_reserved_namespace(self):
         async def go():
             anon = await Native.open(self.server)
