@@ -60,11 +60,11 @@ static hr_op_result rate_limited(const char *what, uint32_t retry_ms)
  * the engine directly. Its policy is fixed: no history, no presence. */
 static hr_op_result check_reserved(const hr_actor *a, hr_chan_policy *pol)
 {
-    if (!a->opts->admin || strcmp(user_of(a), HR_ADMIN_USER) != 0)
-        return refuse(HR_OP_DENIED, "the $admin namespace is reserved for the admin UI");
-    *pol = (hr_chan_policy){.subscribe = HR_PERM_AUTHENTICATED, .allow_anonymous = false,
+    bool admin = a->opts->admin && strcmp(user_of(a), HR_ADMIN_USER) == 0;
+    /* filled on a refusal too: front ends word a DENIED from the policy */
+    *pol = (hr_chan_policy){.subscribe = admin ? HR_PERM_AUTHENTICATED : HR_PERM_TOKEN, .allow_anonymous = false,
                             .publish = HR_PERM_NONE, .history_for = HR_PERM_NONE, .presence_for = HR_PERM_NONE};
-    return ok();
+    return admin ? ok() : refuse(HR_OP_DENIED, "the $admin namespace is reserved for the admin UI");
 }
 
 /* Name (patterns only where allowed), namespace, user-limited channel. */
@@ -117,7 +117,8 @@ hr_op_result hr_op_verify_token(const hr_actor *a, const char *tok, size_t len, 
     const char *why = NULL;
     int rc;
     if (a->opts->admin && hr_admin_is_token(tok, len)) { /* the admin UI's credential (ops/admin.h) */
-        rc = hr_admin_verify_token(a->opts->admin, tok, len, a->wh ? now_of(a) : hr_now_ms()) ? HR_JWT_ERR_SIGNATURE : 0;
+        uint64_t now = a->wh ? now_of(a) : hr_now_ms();
+        rc = hr_admin_verify_token(a->opts->admin, tok, len, now) ? HR_JWT_ERR_SIGNATURE : 0;
         why = rc ? "admin credential unknown or expired: log in again" : NULL;
         if (!rc) cl->sub = hr_strdup(HR_ADMIN_USER);
     } else {

@@ -280,6 +280,7 @@ class AdminOn(HeraldTestCase):
         run(go())
         s = SSE(self.server, "/sse?channel=" + urllib.parse.quote(STATS, safe=""))
         self.assertEqual(s.status, 403, s.response.body)
+        self.assertIn("reserved for the admin UI", s.response.body.decode())
         s.conn.close()
         api = Api(self.server)
         r = api.raw("/api/publish", json.dumps({"channel": STATS, "data": 1}).encode())
