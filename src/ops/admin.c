@@ -65,6 +65,15 @@ bool hr_admin_reserved(const char *ch, size_t len)
     return len > n && memcmp(ch, HR_ADMIN_NS, n) == 0 && ch[n] == ':';
 }
 
+bool hr_admin_may_call(const char *name, size_t len)
+{
+    static const char *const names[] = {"publish", "history", "presence", "channels", "info", "disconnect",
+                                        "unsubscribe"};
+    for (size_t i = 0; i < HR_ARRAY_LEN(names); i++)
+        if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0) return true;
+    return false;
+}
+
 int hr_admin_login(hr_admin *a, hr_limits *limits, uint32_t key, uint64_t now_ms, const char *pw, size_t pwlen,
                    hr_admin_session_ids *out, uint32_t *retry_ms)
 {

@@ -70,6 +70,10 @@ int hr_admin_token(hr_admin *a, const char *sid, size_t sidlen, uint64_t now_ms,
 bool hr_admin_is_token(const char *tok, size_t len);
 int hr_admin_verify_token(hr_admin *a, const char *tok, size_t len, uint64_t now_ms);
 
+/* Whether an admin session may run the server API's method `name` (publish,
+ * history, presence, channels, info, disconnect, unsubscribe). */
+bool hr_admin_may_call(const char *name, size_t len);
+
 /* Whether ch is in the reserved namespace. */
 bool hr_admin_reserved(const char *ch, size_t len);
 

@@ -151,23 +151,13 @@ static void login(hr_conn *c, const hr_http_request *req, const uint8_t *body, s
     hr_http_respond(c, 200, "application/json", hdr, out, (size_t)n, false, close);
 }
 
-/* The server API's methods an admin may run (the rest answer 404). */
-static bool admin_method(const char *name, size_t len)
-{
-    static const char *const names[] = {"publish", "history", "presence", "channels", "info", "disconnect",
-                                        "unsubscribe"};
-    for (size_t i = 0; i < HR_ARRAY_LEN(names); i++)
-        if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0) return true;
-    return false;
-}
-
 static void api(hr_conn *c, const hr_http_request *req, const uint8_t *body, size_t len, bool close)
 {
     const char *name = req->path + 11; /* after "/admin/api/" */
     size_t nlen = req->path_len - 11;
     bool is_login = nlen == 5 && memcmp(name, "login", 5) == 0, is_logout = nlen == 6 && !memcmp(name, "logout", 6),
          is_token = nlen == 5 && memcmp(name, "token", 5) == 0;
-    if (!is_login && !is_logout && !is_token && !admin_method(name, nlen)) {
+    if (!is_login && !is_logout && !is_token && !hr_admin_may_call(name, nlen)) {
         hr_http_respond_error(c, 404, NO_STORE, "unknown admin method", close);
         return;
     }

@@ -2,7 +2,8 @@
  * the right and a wrong password (failures spend the address's auth-failure
  * budget, then the ban refuses even the right one), the CSRF token, the
  * connection credential, logout, admin.session_ttl, admin.max_sessions (the
- * oldest login goes), and the reserved namespace test. Time is passed in,
+ * oldest login goes), the reserved namespace test and the methods an admin
+ * may run. Time is passed in,
  * so every case is exact. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -133,6 +134,11 @@ static void test_reserved_namespace(void **state)
     assert_false(hr_admin_reserved("$adminx:stats", 13));
     assert_false(hr_admin_reserved("admin:stats", 11));
     assert_false(hr_admin_reserved("x.$admin:stats", 14));
+    assert_true(hr_admin_may_call("publish", 7));
+    assert_true(hr_admin_may_call("disconnect", 10));
+    assert_false(hr_admin_may_call("history_remove", 14));
+    assert_false(hr_admin_may_call("batch", 5));
+    assert_false(hr_admin_may_call("publis", 6));
 }
 
 int main(void)
