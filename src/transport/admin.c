@@ -8,7 +8,8 @@
  * /admin/api/<name> needs that cookie, the session's CSRF token in
  * X-Herald-CSRF and, when the browser sends one, an Origin equal to the
  * Host: then logout, token (the native protocol / SSE credential), or one
- * of the server API's methods run by hr_api_call exactly as /api/<name>.
+ * of the server API's methods an admin may run (hr_admin_may_call, an ops
+ * rule), run by hr_api_call exactly as /api/<name>.
  *
  * The statistics snapshot (one small JSON object) is published to
  * $admin:stats through the engine's publish, not hr_op_publish - nobody may
