@@ -1,5 +1,6 @@
 # Herald front door. `make` builds, `make run` starts the server with the
-# embedded default on 127.0.0.1:8080, `make test` runs every test.
+# embedded default on 127.0.0.1:8080 (and the admin UI at /admin/), `make test`
+# runs every test.
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
@@ -38,8 +39,10 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD)
 
+# --admin: the admin UI at /admin/; herald prints its URL and a generated
+# password at start-up (set HERALD_ADMIN_PASSWORD to choose one).
 run: build
-	$(BUILD)/herald serve --listen $(LISTEN) --static examples $(DEMO_FLAGS)
+	$(BUILD)/herald serve --listen $(LISTEN) --static examples $(DEMO_FLAGS) --admin
 
 # The chat demo with the example backend in the loop (examples/backend/: login
 # by cookie, messages stored and rewritten by the publish hook, history by RPC,

@@ -562,6 +562,10 @@ int main(int argc, char **argv)
     }
     if (!cfg.api_key[0])
         hr_logf(HR_LOG_INFO, "api_key_generated", "server API key (generated; set server.api_key or HERALD_API_KEY to choose one): %s", srv.sh.api_key);
+    if (srv.admin)
+        hr_logf(HR_LOG_INFO, "admin_ui", "admin UI: %s://%s/admin/ (password %s%s)", srv.listen_tls ? "https" : "http", srv.sh.bound,
+                cfg.admin_password[0] ? "as configured in admin.password" : srv.admin_password,
+                cfg.admin_password[0] ? "" : ", generated; set admin.password or HERALD_ADMIN_PASSWORD to choose one");
     if (hr_auth_key_count(cfg.auth))
         hr_logf(HR_LOG_INFO, "token_keys", "token authentication: %zu key%s", hr_auth_key_count(cfg.auth),
                 hr_auth_key_count(cfg.auth) == 1 ? "" : "s");

@@ -203,6 +203,44 @@ uint64_t hr_hub_subscribers(hr_hub *hub, const char *channel, size_t len)
     return n;
 }
 
+/* Keep out[0..*k) sorted by subscribers (most first), at most n. */
+static void top_insert(hr_hub_chan_count *out, size_t n, size_t *k, const interest *it)
+{
+    size_t i = *k;
+    if (i == n && (!n || out[n - 1].subscribers >= it->subscribers)) return;
+    if (i == n) i--;
+    else (*k)++;
+    while (i > 0 && out[i - 1].subscribers < it->subscribers) {
+        out[i] = out[i - 1];
+        i--;
+    }
+    size_t len = HR_MIN(it->len, sizeof(out[i].name) - 1);
+    memcpy(out[i].name, it->name, len);
+    out[i].name[len] = '\0';
+    out[i].subscribers = it->subscribers;
+}
+
+size_t hr_hub_top_channels(hr_hub *hub, hr_hub_chan_count *out, size_t n, uint64_t *nchannels, uint64_t *nsubs)
+{
+    size_t k = 0;
+    uint64_t chans = 0, subs = 0;
+    for (size_t s = 0; s < SHARDS; s++) {
+        ishard *sh = &((ishard *)hub->shards)[s];
+        pthread_mutex_lock(&sh->mu);
+        for (size_t b = 0; b < sh->nbuckets; b++)
+            for (const interest *it = sh->buckets[b]; it; it = it->next) {
+                if (!it->subscribers) continue;
+                chans++;
+                subs += it->subscribers;
+                top_insert(out, n, &k, it);
+            }
+        pthread_mutex_unlock(&sh->mu);
+    }
+    if (nchannels) *nchannels = chans;
+    if (nsubs) *nsubs = subs;
+    return k;
+}
+
 static void inbox_push(hr_whub *wh, hr_pub *pub)
 {
     pthread_mutex_t *mu = wh->inbox_mu;

@@ -169,6 +169,17 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
 /* Subscribers of a channel over all workers (patterns not counted). */
 uint64_t hr_hub_subscribers(hr_hub *hub, const char *channel, size_t len);
 hr_sub *hr_hub_find_sub(hr_client *c, const char *channel, size_t len);
+/* One channel of hr_hub_top_channels: its name (copied, truncated to fit)
+ * and its subscribers over this node's workers. */
+typedef struct hr_hub_chan_count {
+    char name[256];
+    uint64_t subscribers;
+} hr_hub_chan_count;
+/* The n channels of this node with the most subscribers, most first, into
+ * out[0..n): how many there are (at most n), and *nchannels (may be NULL)
+ * the channels and *nsubs the subscriptions counted. Walks the whole
+ * registry shard by shard (the admin UI's statistics, once per interval). */
+size_t hr_hub_top_channels(hr_hub *hub, hr_hub_chan_count *out, size_t n, uint64_t *nchannels, uint64_t *nsubs);
 /* The channel (or pattern) a subscription is for. */
 const char *hr_hub_sub_channel(const hr_sub *s, size_t *len);
 void hr_hub_unsubscribe(hr_client *c, hr_sub *sub);

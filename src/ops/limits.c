@@ -336,6 +336,17 @@ bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms, char *w
     return banned;
 }
 
+uint32_t hr_limits_ban_left(hr_limits *l, uint32_t key, uint64_t now_ms)
+{
+    if (!l || !key) return 0;
+    stripe *s = ip_stripe(l, key);
+    pthread_mutex_lock(&s->mu);
+    ipent *e = find(s, sizeof(ipent), key);
+    uint32_t left = e && now_ms < e->ban_until_ms ? (uint32_t)HR_MIN(e->ban_until_ms - now_ms, UINT32_MAX) : 0;
+    pthread_mutex_unlock(&s->mu);
+    return left;
+}
+
 void hr_limits_bad_token(hr_limits *l, uint32_t key, uint64_t now_ms, int jwt_rc)
 {
     if (!l || !key || !jwt_rc || jwt_rc == HR_JWT_ERR_EXPIRED) return;

@@ -77,6 +77,9 @@ void hr_limits_session_end(hr_limits *l, uint32_t key, uint64_t now_ms);
  * ban (the caller may log it once), with the address's text in who[0..cap)
  * (who may be NULL; "an unknown address" when admit was not told it). */
 bool hr_limits_auth_failure(hr_limits *l, uint32_t key, uint64_t now_ms, char *who, size_t cap);
+/* How long key stays banned by hr_limits_auth_failure (ms; 0 = not banned):
+ * for a front end that checks a password on a connection admitted earlier. */
+uint32_t hr_limits_ban_left(hr_limits *l, uint32_t key, uint64_t now_ms);
 /* The same for callers: l and key may be NULL / 0, jwt_rc is hr_auth_verify's
  * result; an expired token is the normal refresh flow and does not count.
  * Logs the start of a ban, naming the address. */

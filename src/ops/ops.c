@@ -15,6 +15,7 @@
  * copy of what it publishes (pend_pub) until its hook answers; a pending
  * subscribe owns nothing here (its front end holds the request). */
 #include "ops/ops.h"
+#include "ops/admin.h"
 #include "backend/webhook.h"
 #include "auth/auth.h"
 #include "hub/channel_name.h"
@@ -53,6 +54,19 @@ static hr_op_result rate_limited(const char *what, uint32_t retry_ms)
     return refuse(HR_OP_RATE_LIMITED, why);
 }
 
+/* The reserved namespace "$admin" (ops/admin.h): only an admin connection
+ * (its credential verified as HR_ADMIN_USER) reaches it - to subscribe;
+ * nobody publishes there (hr_op_may_publish), the nodes' statistics go to
+ * the engine directly. Its policy is fixed: no history, no presence. */
+static hr_op_result check_reserved(const hr_actor *a, hr_chan_policy *pol)
+{
+    bool admin = a->opts->admin && strcmp(user_of(a), HR_ADMIN_USER) == 0;
+    /* filled on a refusal too: front ends word a DENIED from the policy */
+    *pol = (hr_chan_policy){.subscribe = admin ? HR_PERM_AUTHENTICATED : HR_PERM_TOKEN, .allow_anonymous = false,
+                            .publish = HR_PERM_NONE, .history_for = HR_PERM_NONE, .presence_for = HR_PERM_NONE};
+    return admin ? ok() : refuse(HR_OP_DENIED, "the $admin namespace is reserved for the admin UI");
+}
+
 /* Name (patterns only where allowed), namespace, user-limited channel. */
 static hr_op_result check_channel(const hr_actor *a, const char *ch, size_t len, bool allow_pattern,
                                   const char *pattern_detail, hr_chan_policy *pol, bool *is_pattern)
@@ -67,6 +81,7 @@ static hr_op_result check_channel(const hr_actor *a, const char *ch, size_t len,
         return refuse(HR_OP_BAD_CHANNEL, hr_chan_error_text(rc));
     }
     if (is_pattern) *is_pattern = pat;
+    if (hr_admin_reserved(ch, len)) return check_reserved(a, pol);
     if (hr_ops_policy(a->opts, ch, len, pol))
         return refuse(HR_OP_UNKNOWN_NAMESPACE, "the channel's namespace is not configured on this server");
     if (is_client(a) && hr_chan_user_allowed(ch, len, user_of(a), strlen(user_of(a))) == 0)
@@ -100,7 +115,20 @@ hr_op_result hr_op_verify_token(const hr_actor *a, const char *tok, size_t len, 
                                          a->opts->token_verification_burst, now_of(a), &retry_ms))
         return rate_limited("token verification", retry_ms);
     const char *why = NULL;
-    int rc = tok ? hr_auth_verify(a->opts->auth, tok, len, cl, &why) : HR_JWT_ERR_MALFORMED;
+    int rc;
+    if (a->opts->admin && hr_admin_is_token(tok, len)) { /* the admin UI's credential (ops/admin.h) */
+        uint64_t now = a->wh ? now_of(a) : hr_now_ms();
+        rc = hr_admin_verify_token(a->opts->admin, tok, len, now) ? HR_JWT_ERR_SIGNATURE : 0;
+        why = rc ? "admin credential unknown or expired: log in again" : NULL;
+        if (!rc) cl->sub = hr_strdup(HR_ADMIN_USER);
+    } else {
+        rc = tok ? hr_auth_verify(a->opts->auth, tok, len, cl, &why) : HR_JWT_ERR_MALFORMED;
+        if (!rc && cl->sub && strcmp(cl->sub, HR_ADMIN_USER) == 0) { /* reserved: only a login gives it */
+            hr_jwt_claims_free(cl);
+            rc = HR_JWT_ERR_CLAIMS;
+            why = "the user id $admin is reserved for the admin UI";
+        }
+    }
     if (limits_of(a)) hr_limits_bad_token(limits_of(a), a->ip_key, now_of(a), rc);
     if (!rc) return ok();
     return refuse(rc == HR_JWT_ERR_EXPIRED ? HR_OP_TOKEN_EXPIRED : HR_OP_TOKEN_INVALID, why);
@@ -374,6 +402,7 @@ static hr_op_result spend_publish(const hr_actor *a, const char *what)
 hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, size_t dlen, const char *idem_key,
                                size_t idem_len, hr_chan_policy *pol)
 {
+    if (hr_admin_reserved(ch, len)) return refuse(HR_OP_DENIED, "nobody publishes to the $admin namespace");
     hr_op_result r = check_channel(a, ch, len, false, "cannot publish to a pattern", pol, NULL);
     if (r.rc) return r;
     const char *detail = NULL;

@@ -112,6 +112,7 @@ typedef struct hr_ops_opts {
     int64_t token_verification_burst;    /* limits.token_verification_burst */
     hr_ops_hooks hooks;                  /* the backend's subscribe / publish hooks */
     struct hr_webhook *webhook;          /* the webhook sender (backend/webhook.h), NULL when off */
+    struct hr_admin *admin;              /* the admin UI's sessions (ops/admin.h), NULL when admin.enabled is off */
 } hr_ops_opts;
 
 /* The policy of a channel (hr_policy_fn's answer). */

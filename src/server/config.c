@@ -246,6 +246,21 @@ const hr_option hr_options[] = {
     {"api.max_batch_commands", HR_OPT_INT, OFF(api_max_batch_commands), "1000", 1, 1000000, NULL, NULL,
      "Most commands in one server API batch. More: 400 naming this option (the batch runs none of them)."},
 
+    {"admin.enabled", HR_OPT_BOOL, OFF(admin_enabled), "false", 0, 0, "HERALD_ADMIN", "--admin",
+     "Serve the admin web UI at /admin/ (docs/operations.md \"Admin UI\") and publish each node's statistics "
+     "to the reserved channel $admin:stats. false = /admin/ answers 404 and nothing of it runs."},
+    {"admin.password", HR_OPT_STRING, OFF(admin_password), "", 0, 0, NULL, NULL,
+     "Password of the admin UI's login (at most 255 characters). Empty = a random one is generated and printed "
+     "at start-up when admin.enabled."},
+    {"admin.session_ttl", HR_OPT_DURATION, OFF(admin_session_ttl_ms), "12h", 1000, 30 * DAY_MS, NULL, NULL,
+     "How long an admin login lasts (its cookie and its connection credential); then the page asks for the "
+     "password again."},
+    {"admin.max_sessions", HR_OPT_INT, OFF(admin_max_sessions), "32", 1, 10000, NULL, NULL,
+     "Admin logins held at once, all workers together; a login past it ends the oldest session."},
+    {"admin.stats_interval", HR_OPT_DURATION, OFF(admin_stats_interval_ms), "1s", 100, 3600000, NULL, NULL,
+     "How often each node publishes its statistics snapshot to $admin:stats (the admin UI's live charts; a node "
+     "whose snapshots stop for 3 intervals is shown stale)."},
+
     {"channels.history_size", HR_OPT_INT, OFF(ch_history_size), "100", 0, 1000000, NULL, NULL,
      "Publications kept per channel for history and recovery. 0 = none (recovery is then impossible)."},
     {"channels.history_ttl", HR_OPT_DURATION, OFF(ch_history_ttl_ms), "5m", 0, 365 * DAY_MS, NULL, NULL,
@@ -1571,6 +1586,10 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
     }
     if (strcmp(cfg->tls_min_version, "1.2") != 0 && strcmp(cfg->tls_min_version, "1.3") != 0) {
         errf(err, errlen, "tls.min_version: expected \"1.2\" or \"1.3\", got \"%s\"", cfg->tls_min_version);
+        return HR_ERR_INVALID;
+    }
+    if (strlen(cfg->admin_password) > 255) {
+        errf(err, errlen, "admin.password: at most 255 characters");
         return HR_ERR_INVALID;
     }
     if (strlen(cfg->api_key) > 255) {

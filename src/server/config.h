@@ -108,6 +108,12 @@ typedef struct hr_config {
     /* [api] */
     int64_t api_max_broadcast_channels; /* channels named by one broadcast */
     int64_t api_max_batch_commands;     /* commands in one batch */
+    /* [admin] */
+    bool admin_enabled;                 /* serve /admin/ and publish $admin:stats */
+    char *admin_password;               /* "" = generated at start-up */
+    int64_t admin_session_ttl_ms;
+    int64_t admin_max_sessions;
+    int64_t admin_stats_interval_ms;
     /* [channels] - options of the default namespace */
     int64_t ch_history_size;
     int64_t ch_history_ttl_ms;

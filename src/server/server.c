@@ -7,6 +7,8 @@
  * SIGINT/SIGTERM it asks every worker to drain through the worker's eventfd. */
 #include "server/server.h"
 #include "core/random.h"
+#include "ops/admin.h"
+#include "transport/admin.h"
 #include "ops/limits.h"
 #include "server/opts.h"
 #include "auth/auth.h"
@@ -430,6 +432,17 @@ static void on_occupancy(void *ud, const hr_occupancy *ev)
     hr_webhook_occupancy(ud, ev->channel, ev->len, ev->occupied, ev->time_ms);
 }
 
+/* The admin UI (admin.enabled): its sessions, reached by the operations
+ * through their options, and worker 0's statistics publisher. */
+static void start_admin(hr_server *s, const hr_config *cfg)
+{
+    if (cfg->admin_password[0]) snprintf(s->admin_password, sizeof(s->admin_password), "%s", cfg->admin_password);
+    else hr_random_hex(s->admin_password, 12);
+    s->admin = hr_admin_new(s->admin_password, cfg->admin_session_ttl_ms, cfg->admin_max_sessions);
+    s->proto.ops.admin = s->admin;
+    s->admin_stats = hr_admin_stats_start(&s->sh.workers[0], cfg->admin_stats_interval_ms);
+}
+
 int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
@@ -547,6 +560,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     signal(SIGPIPE, SIG_IGN);
     /* after the mask: an engine thread must not take the process signals either */
     if ((rc = use_engine(s, cfg, err, errlen))) return rc;
+    if (cfg->admin_enabled) start_admin(s, cfg);
     atomic_store(&s->running_workers, n);
     for (int i = 0; i < n; i++) {
         if (pthread_create(&s->sh.workers[i].thread, NULL, worker_main, &s->sh.workers[i])) {
@@ -604,6 +618,8 @@ int hr_server_run_until_signal(hr_server *s)
 
 void hr_server_free(hr_server *s)
 {
+    hr_admin_stats_free(s->admin_stats); /* its timer is on worker 0's wheel */
+    s->admin_stats = NULL;
     for (int i = 0; i < s->sh.nworkers; i++) {
         hr_worker *w = &s->sh.workers[i];
         if (w->listen_io.fd >= 0) close(w->listen_io.fd);
@@ -637,6 +653,9 @@ void hr_server_free(hr_server *s)
     s->proto.ops.webhook = NULL;
     hr_limits_free(s->sh.limits);
     s->sh.limits = NULL;
+    s->proto.ops.admin = NULL;
+    hr_admin_free(s->admin);
+    s->admin = NULL;
     hr_cidr_set_free(&s->sh.trusted);
     hr_tls_server_free(s->sh.tls);
     s->sh.tls = NULL;

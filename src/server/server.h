@@ -23,6 +23,9 @@ typedef struct hr_server {
     atomic_int running_workers;
     atomic_int drain_requested;    /* 1 = drain, 2 = force */
     struct hr_webhook *webhook;    /* the webhook sender (backend/webhook.h), NULL when off */
+    struct hr_admin *admin;        /* the admin UI's sessions (ops/admin.h), NULL when admin.enabled is off */
+    struct hr_admin_stats *admin_stats; /* worker 0's $admin:stats publisher (transport/admin.h) */
+    char admin_password[256];      /* effective admin password (configured or generated) */
 } hr_server;
 
 /* Bind listeners and start workers. Returns 0, or a negative error with a

@@ -70,6 +70,7 @@ typedef struct aop {
     const hr_ops_opts *opts; /* history: the page and budget options */
     const char *self_id; /* info: this node's id (skipped in the engine's list) */
     char *pattern;       /* channels: the filter (owned) */
+    hr_hub *hub;         /* channels: where this node's subscribers are counted */
     size_t plen;
 } aop;
 
@@ -400,7 +401,8 @@ static void each_channel(void *ud, const char *name, size_t len, uint64_t offset
     if (u->pattern && !hr_chan_match(u->pattern, u->plen, name, len)) return;
     if (u->n++) hr_buf_append(OUT(u->x), ",", 1);
     hr_json_append_string(OUT(u->x), name, len);
-    hr_buf_printf(OUT(u->x), ":{\"offset\":%llu}", (unsigned long long)offset);
+    hr_buf_printf(OUT(u->x), ":{\"offset\":%llu,\"subscribers\":%llu}", (unsigned long long)offset,
+                  (unsigned long long)hr_hub_subscribers(u->x->w->sh->hub, name, len));
 }
 
 /* An engine that lists its channels later (Redis). */
@@ -418,7 +420,8 @@ static void on_channels(void *ud, int err, const char *const *names, const uint6
             if (a->pattern && !hr_chan_match(a->pattern, a->plen, names[i], len)) continue;
             if (k++) hr_buf_append(b, ",", 1);
             hr_json_append_string(b, names[i], len);
-            hr_buf_printf(b, ":{\"offset\":%llu}", (unsigned long long)offsets[i]);
+            hr_buf_printf(b, ":{\"offset\":%llu,\"subscribers\":%llu}", (unsigned long long)offsets[i],
+                          (unsigned long long)hr_hub_subscribers(a->hub, names[i], len));
         }
         hr_buf_append_str(b, "}}");
     }
@@ -442,6 +445,7 @@ static int m_channels(api_ctx *x, json_t *params)
         aop *a = aop_new(x);
         a->pattern = u.pattern ? hr_strndup(u.pattern, u.plen) : NULL;
         a->plen = u.plen;
+        a->hub = x->w->sh->hub;
         x->engine->vt->channels_async(x->engine, on_channels, a);
         return 0;
     }
@@ -725,6 +729,18 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
     if (!authorized(w->sh, req)) {
         hr_http_refuse(c, req, HR_REFUSE_TOKEN, 401, "WWW-Authenticate: apikey\r\n",
                        "missing or wrong API key (Authorization: apikey <key>)", close);
+        return;
+    }
+    hr_api_call(c, name, nlen, body, len, close);
+}
+
+void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body, size_t len, bool close)
+{
+    hr_worker *w = c->w;
+    bool batch = nlen == 5 && memcmp(name, "batch", 5) == 0;
+    api_method fn = batch ? NULL : find_method(name, nlen);
+    if (!fn && !batch) {
+        hr_http_respond_error(c, 404, NULL, "unknown API method", close);
         return;
     }
     json_error_t jerr;

@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "transport/worker.h"
+#include "transport/admin.h"
 #include "transport/api.h"
 #include "transport/emulation.h"
 #include "transport/proxy.h"
@@ -150,7 +151,7 @@ void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, co
 
 /* ---- static files ---------------------------------------------------------- */
 
-static const char *content_type_for(const char *path)
+const char *hr_http_content_type(const char *path)
 {
     static const struct { const char *ext, *type; } types[] = {
         {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
@@ -303,7 +304,7 @@ static bool serve_static(hr_conn *c, const hr_http_request *req, bool close_conn
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 200 OK\r\nServer: herald/" HERALD_VERSION "\r\nDate: %s\r\n"
                      "Content-Type: %s\r\nContent-Length: %lld\r\nCache-Control: no-cache\r\n%s\r\n",
-                     http_date(), content_type_for(rel), (long long)st.st_size, connection_header(c, close_conn));
+                     http_date(), hr_http_content_type(rel), (long long)st.st_size, connection_header(c, close_conn));
     hr_conn_send(c, head, (size_t)n);
     if (head_only) close(fd);
     else hr_conn_send_file(c, fd, 0, (uint64_t)st.st_size);
@@ -403,6 +404,10 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
     }
     if (hr_emu_path(req->path, req->path_len)) { /* long polling, HTTP streaming */
         hr_emu_handle(c, req, body, body_len, close);
+        return;
+    }
+    if (hr_admin_path(req->path, req->path_len)) {
+        hr_admin_handle(c, req, body, body_len, close);
         return;
     }
     if (req->path_len > 5 && memcmp(req->path, "/api/", 5) == 0) {

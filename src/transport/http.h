@@ -19,6 +19,9 @@ void hr_http_attach(hr_conn *c);
 void hr_http_respond(hr_conn *c, int status, const char *content_type, const char *extra_headers,
                      const void *body, size_t len, bool head_only, bool close);
 /* A JSON error body {"error": message, "status": N} with the given status. */
+/* The Content-Type of a file by its name's extension (static files, the
+ * admin UI's embedded files); application/octet-stream when unknown. */
+const char *hr_http_content_type(const char *path);
 void hr_http_respond_error(hr_conn *c, int status, const char *extra_headers, const char *message, bool close);
 
 /* The Origin rule shared by every endpoint a web page can reach: the

@@ -95,6 +95,7 @@ static const char *transport_of(const hr_http_request *req)
         {"/stream/send", "stream"}, {"/poll", "poll"}, {"/poll/open", "poll"}, {"/poll/send", "poll"},
     };
     if (req && req->path_len > 5 && memcmp(req->path, "/api/", 5) == 0) return "api";
+    if (req && req->path_len >= 6 && memcmp(req->path, "/admin", 6) == 0) return "admin";
     for (size_t i = 0; req && i < HR_ARRAY_LEN(t); i++)
         if (req->path_len == strlen(t[i].path) && memcmp(req->path, t[i].path, req->path_len) == 0) return t[i].name;
     return "http";

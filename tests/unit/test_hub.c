@@ -208,6 +208,34 @@ static void test_max_subscribers_over_workers(void **state)
     assert_int_equal(hr_hub_subscribers(hub, "lim", 3), 0);
 }
 
+/* The admin UI's busiest channels: most subscribers first, at most n, over
+ * both workers; the totals count every channel. */
+static void test_top_channels(void **state)
+{
+    (void)state;
+    fake f[6];
+    for (int i = 0; i < 6; i++) init_fake(&f[i], i % 2, "");
+    for (int i = 0; i < 6; i++) assert_non_null(hr_hub_subscribe(&f[i].c, "busy", 4, false, 0));
+    for (int i = 0; i < 3; i++) assert_non_null(hr_hub_subscribe(&f[i].c, "mid", 3, false, 0));
+    assert_non_null(hr_hub_subscribe(&f[0].c, "quiet", 5, false, 0));
+    assert_non_null(hr_hub_subscribe(&f[1].c, "q>", 2, true, 0)); /* a pattern: not a channel */
+    hr_hub_chan_count top[2];
+    uint64_t nch = 0, nsubs = 0;
+    assert_int_equal(hr_hub_top_channels(hub, top, 2, &nch, &nsubs), 2);
+    assert_string_equal(top[0].name, "busy");
+    assert_int_equal(top[0].subscribers, 6);
+    assert_string_equal(top[1].name, "mid");
+    assert_int_equal(top[1].subscribers, 3);
+    assert_int_equal(nch, 3);
+    assert_int_equal(nsubs, 10);
+    hr_hub_chan_count all[10];
+    assert_int_equal(hr_hub_top_channels(hub, all, 10, NULL, NULL), 3);
+    assert_string_equal(all[2].name, "quiet");
+    for (int i = 0; i < 6; i++) hr_hub_unsubscribe_all(&f[i].c);
+    assert_int_equal(hr_hub_top_channels(hub, all, 10, &nch, &nsubs), 0);
+    assert_int_equal(nch, 0);
+}
+
 static void test_server_commands(void **state)
 {
     (void)state;
@@ -391,6 +419,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_subscribers_over_workers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_top_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_occupancy_transitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_occupancy_race, setup, teardown),
     };
