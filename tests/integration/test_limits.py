@@ -177,8 +177,8 @@ class TestPublishFlood(HeraldTestCase):
             await asyncio.sleep(0.2)
             t0 = time.monotonic()
             replies = []
-            for _ in range(5):  # 500 publishes in 5 frames of 100
-                sent = await flooder.send_frame([("publish", {"channel": "flood", "data": {"i": i}})
+            for f in range(5):  # 500 publishes in 5 frames of 100, numbered across frames
+                sent = await flooder.send_frame([("publish", {"channel": "flood", "data": {"i": f * 100 + i}})
                                                  for i in range(100)])
                 replies += [await asyncio.wait_for(f, 10 * SLOW) for _, f in sent]
             took = time.monotonic() - t0
