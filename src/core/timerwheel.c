@@ -21,6 +21,7 @@ void hr_wheel_init(hr_wheel *w, uint64_t now_ms, void *data)
     w->now = now_ms;
     w->tick = now_ms / HR_WHEEL_TICK_MS;
     w->count = 0;
+    w->late_ms = 0;
     w->data = data;
 }
 
@@ -65,6 +66,7 @@ void hr_timer_start(hr_wheel *w, hr_timer *t, uint64_t delay_ms)
 size_t hr_wheel_advance(hr_wheel *w, uint64_t now_ms)
 {
     size_t fired = 0;
+    w->late_ms = 0;
     if (now_ms < w->now) now_ms = w->now;
     w->now = now_ms;
     uint64_t last = now_ms / HR_WHEEL_TICK_MS;
@@ -95,6 +97,8 @@ size_t hr_wheel_advance(hr_wheel *w, uint64_t now_ms)
             t->next = t->prev = NULL;
             w->count--;
             fired++;
+            uint64_t tick_end = (t->expires / HR_WHEEL_TICK_MS + 1) * HR_WHEEL_TICK_MS;
+            if (now_ms > tick_end && now_ms - tick_end > w->late_ms) w->late_ms = now_ms - tick_end;
             t->cb(t, w->data);
         }
         if (w->tick == last) break;

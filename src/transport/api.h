@@ -9,11 +9,8 @@
 
 /* Handle a request whose path starts with /api/. */
 void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, size_t len, bool close);
-/* GET /metrics: the Prometheus text format (docs/operations.md); loopback
- * peers only. */
-void hr_api_metrics(hr_conn *c, bool get, bool head, bool close);
 /* GET /ready: 200 {"status":"ready"}, or 503 with the reason (draining,
- * an engine shard disconnected). */
+ * an engine shard disconnected, loop lag). */
 void hr_api_ready(hr_conn *c, bool get, bool head, bool close);
 
 #endif

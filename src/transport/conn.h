@@ -128,6 +128,7 @@ enum hr_conn_flags {
     /* client addresses (transport/proxy.c) */
     HR_CONN_VIA_PROXY = 1u << 13,         /* peer in server.trusted_proxies: admitted per request by the
                                              address X-Forwarded-For names (ip_key = that address's, or 0) */
+    HR_CONN_METRICS_ONLY = 1u << 14,      /* accepted on metrics.listen: /metrics, /health, /ready only */
 };
 #define HR_CONN_REFUSED (HR_CONN_REFUSED_TOO_MANY | HR_CONN_REFUSED_TOO_FAST | HR_CONN_REFUSED_BANNED)
 

@@ -382,7 +382,11 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
         return;
     }
     if (path_is(req, "/metrics")) {
-        hr_api_metrics(c, get, head, close);
+        hr_metrics_serve(c, req, get, head, close);
+        return;
+    }
+    if (c->flags & HR_CONN_METRICS_ONLY) { /* metrics.listen serves nothing else */
+        hr_http_respond_error(c, 404, NULL, "not found (this address serves /metrics, /health and /ready)", close);
         return;
     }
     if (path_is(req, "/ws/echo")) {

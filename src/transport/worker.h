@@ -23,6 +23,7 @@
 #include "hub/hub.h"
 #include "protocol/opts.h"
 #include "transport/conn.h"
+#include "transport/metrics.h"
 #include "transport/opts.h"
 
 #include <pthread.h>
@@ -33,6 +34,16 @@
 
 typedef struct hr_worker hr_worker;
 
+/* Why a connection or handshake was refused (metrics label "reason", log field "reason"). */
+typedef enum hr_refuse_reason {
+    HR_REFUSE_LIMIT,       /* "limit": a configured limit (connections, per-IP, rate, ban) */
+    HR_REFUSE_TOKEN,       /* "token": missing, bad or expired token; connect hook said no */
+    HR_REFUSE_ORIGIN,      /* "origin": Origin not allowed */
+    HR_REFUSE_OVERLOAD,    /* "overload": out of descriptors or memory, draining, backend down */
+    HR_REFUSE_BAD_REQUEST, /* "bad_request": malformed handshake or request */
+    HR_REFUSE__N
+} hr_refuse_reason;
+
 typedef struct hr_worker_stats {
     atomic_uint_fast64_t connections;      /* open now */
     atomic_uint_fast64_t accepted;         /* total */
@@ -42,6 +53,7 @@ typedef struct hr_worker_stats {
     atomic_uint_fast64_t ws_messages_out;  /* total */
     atomic_uint_fast64_t bytes_in;
     atomic_uint_fast64_t bytes_out;
+    atomic_uint_fast64_t refused[HR_REFUSE__N];
 } hr_worker_stats;
 
 /* Each counter has one writer, its worker (other threads only read it), so
@@ -66,6 +78,7 @@ typedef struct hr_shared {
     struct hr_tls_server *tls;     /* TLS context (transport/tls.h), NULL without tls.cert */
     hr_cidr_set trusted;           /* server.trusted_proxies, parsed (transport/proxy.c) */
     char api_key[256];             /* effective API key (configured or generated) */
+    hr_cidr_set metrics_allowed;   /* metrics.allowed_ips, parsed */
 } hr_shared;
 
 struct hr_worker {
@@ -77,6 +90,7 @@ struct hr_worker {
     hr_loop loop;
     hr_io listen_io;
     hr_io tls_listen_io;           /* tls.listen's socket (fd -1 when none) */
+    hr_io metrics_listen_io;       /* metrics.listen's socket (fd -1 when none) */
     hr_conn *conns;                /* all open connections */
     size_t nconns;
     hr_conn *flush_list;
@@ -102,6 +116,7 @@ struct hr_worker {
     hr_proxy *proxy;               /* the backend proxy hooks on this loop (backend/proxy.h); NULL when no
                                       proxy URL is set */
     hr_worker_stats stats;
+    hr_loop_health health;         /* loop lag (transport/metrics.h) */
 };
 
 /* The worker's shared no-context-takeover zlib streams, made on first use

@@ -64,7 +64,11 @@ def parse(text):
 
 
 def value(fams, name, labels=""):
-    for n, lab, v in fams[name]["samples"]:
+    fam = name
+    for suf in ("_bucket", "_sum", "_count"):
+        if fam not in fams and name.endswith(suf):
+            fam = name[: -len(suf)]
+    for n, lab, v in fams[fam]["samples"]:
         if n == name and lab == labels:
             return v
     raise KeyError(f"{name}{{{labels}}}")

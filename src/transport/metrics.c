@@ -1,0 +1,327 @@
+/* metrics.c - GET /metrics and its writers (see metrics.h). A scrape reads
+ * every worker's counters and histograms (relaxed loads of single-writer
+ * values), the engine's, the backend clients' and /proc/self, and writes one
+ * block per family: HELP, TYPE, samples. */
+#include "transport/metrics.h"
+#include "transport/http.h"
+#include "transport/worker.h"
+#include "backend/webhook.h"
+#include "engine/engine.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+const double hr_hist_le[HR_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                            0.25,  0.5,    1,     2.5,  5,     10};
+
+#define RELAXED(p) atomic_load_explicit((p), memory_order_relaxed)
+
+static void put(atomic_uint_fast64_t *s, uint64_t v) { atomic_store_explicit(s, v, memory_order_relaxed); }
+
+void hr_hist_observe(hr_hist *h, uint64_t us)
+{
+    for (int i = 0; i < HR_HIST_BUCKETS; i++)
+        if ((double)us <= hr_hist_le[i] * 1e6) {
+            put(&h->bucket[i], RELAXED(&h->bucket[i]) + 1);
+            break;
+        }
+    put(&h->sum_us, RELAXED(&h->sum_us) + us);
+    put(&h->count, RELAXED(&h->count) + 1);
+}
+
+/* ---- loop health ---- */
+
+void hr_metrics_on_lag(hr_loop *loop, void *data, uint64_t late_ms)
+{
+    hr_loop_health *lh = &((hr_worker *)data)->health;
+    hr_hist_observe(&lh->lag, late_ms * 1000);
+    uint64_t now = hr_loop_now(loop);
+    if (late_ms >= RELAXED(&lh->recent_ms) || now - RELAXED(&lh->recent_at) > 1000) {
+        put(&lh->recent_ms, late_ms);
+        put(&lh->recent_at, now);
+    }
+}
+
+uint64_t hr_metrics_recent_lag_ms(hr_worker *w)
+{
+    uint64_t now = hr_now_ms(), max = 0;
+    for (int i = 0; i < w->sh->nworkers; i++) {
+        hr_loop_health *lh = &w->sh->workers[i].health;
+        uint64_t at = RELAXED(&lh->recent_at), v = RELAXED(&lh->recent_ms);
+        if (now - at <= 1000 && v > max) max = v;
+    }
+    return max;
+}
+
+/* ---- writers ---- */
+
+void hr_metrics_family(hr_buf *b, const char *name, const char *type, const char *help)
+{
+    hr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void hr_metrics_sample(hr_buf *b, const char *name, const char *labels, uint64_t v)
+{
+    if (labels && labels[0]) hr_buf_printf(b, "%s{%s} %llu\n", name, labels, (unsigned long long)v);
+    else hr_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+void hr_metrics_one(hr_buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    hr_metrics_family(b, name, type, help);
+    hr_metrics_sample(b, name, NULL, v);
+}
+
+void hr_metrics_label(hr_buf *b, const char *key, const char *value)
+{
+    hr_buf_printf(b, "%s=\"", key);
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\') hr_buf_append_str(b, "\\\\");
+        else if (*p == '"') hr_buf_append_str(b, "\\\"");
+        else if (*p == '\n') hr_buf_append_str(b, "\\n");
+        else hr_buf_append(b, p, 1);
+    }
+    hr_buf_append(b, "\"", 1);
+}
+
+void hr_metrics_hist(hr_buf *b, const char *name, const char *labels, const hr_hist *h, size_t n, size_t stride)
+{
+    uint64_t bucket[HR_HIST_BUCKETS] = {0}, sum = 0, count = 0;
+    for (size_t k = 0; k < n; k++) {
+        const hr_hist *x = (const hr_hist *)((const char *)h + k * stride);
+        for (int i = 0; i < HR_HIST_BUCKETS; i++) bucket[i] += RELAXED(&x->bucket[i]);
+        sum += RELAXED(&x->sum_us);
+        count += RELAXED(&x->count);
+    }
+    const char *sep = labels && labels[0] ? "," : "";
+    uint64_t cum = 0;
+    for (int i = 0; i < HR_HIST_BUCKETS; i++) {
+        cum += bucket[i];
+        hr_buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels ? labels : "", sep, hr_hist_le[i],
+                      (unsigned long long)cum);
+    }
+    /* the count is read last: a bucket observed meanwhile must not exceed +Inf */
+    if (count < cum) count = cum;
+    hr_buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels ? labels : "", sep, (unsigned long long)count);
+    const char *open = labels && labels[0] ? "{" : "", *close = labels && labels[0] ? "}" : "";
+    hr_buf_printf(b, "%s_sum%s%s%s %.6f\n", name, open, labels ? labels : "", close, (double)sum / 1e6);
+    hr_buf_printf(b, "%s_count%s%s%s %llu\n", name, open, labels ? labels : "", close, (unsigned long long)count);
+}
+
+/* ---- the families ---- */
+
+/* process_* from /proc/self at scrape time (Linux; absent elsewhere). */
+static void metrics_process(hr_buf *b)
+{
+    FILE *f = fopen("/proc/self/stat", "r");
+    unsigned long ut = 0, st = 0, rss = 0;
+    unsigned long long start = 0;
+    if (f) {
+        char line[1024];
+        size_t n = fread(line, 1, sizeof(line) - 1, f);
+        fclose(f);
+        line[n] = 0;
+        const char *p = strrchr(line, ')');
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %llu "
+                                 "%*u %lu", &ut, &st, &start, &rss) == 4) {
+            double hz = (double)sysconf(_SC_CLK_TCK), page = (double)sysconf(_SC_PAGESIZE);
+            hr_metrics_family(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
+            hr_buf_printf(b, "process_cpu_seconds_total %.2f\n", (double)(ut + st) / hz);
+            hr_metrics_family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+            hr_buf_printf(b, "process_resident_memory_bytes %.0f\n", (double)rss * page);
+        }
+    }
+    uint64_t fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        for (struct dirent *e; (e = readdir(d));) fds += e->d_name[0] != '.';
+        closedir(d);
+        hr_metrics_one(b, "process_open_fds", "gauge", "Number of open file descriptors.", fds ? fds - 1 : 0);
+    }
+}
+
+static const char *const refuse_names[HR_REFUSE__N] = {"limit", "token", "origin", "overload", "bad_request"};
+
+/* One per-worker counter of hr_worker_stats summed (off = its offset). */
+static uint64_t sum_stat(const hr_shared *sh, size_t off)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < sh->nworkers; i++)
+        v += RELAXED((atomic_uint_fast64_t *)((char *)&sh->workers[i].stats + off));
+    return v;
+}
+#define SUM(sh, field) sum_stat((sh), offsetof(hr_worker_stats, field))
+
+static void metrics_workers(hr_shared *sh, hr_buf *b)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } simple[] = {
+        {"herald_connections", "gauge", "Open client connections.", offsetof(hr_worker_stats, connections)},
+        {"herald_connections_accepted_total", "counter", "Connections accepted.", offsetof(hr_worker_stats, accepted)},
+        {"herald_websockets", "gauge", "Open WebSocket connections.", offsetof(hr_worker_stats, websockets)},
+        {"herald_http_requests_total", "counter", "HTTP requests parsed.", offsetof(hr_worker_stats, http_requests)},
+        {"herald_websocket_messages_received_total", "counter", "WebSocket messages received.",
+         offsetof(hr_worker_stats, ws_messages_in)},
+        {"herald_websocket_messages_sent_total", "counter", "WebSocket messages sent.",
+         offsetof(hr_worker_stats, ws_messages_out)},
+        {"herald_bytes_received_total", "counter", "Bytes read from client sockets.", offsetof(hr_worker_stats, bytes_in)},
+        {"herald_bytes_sent_total", "counter", "Bytes written to client sockets.", offsetof(hr_worker_stats, bytes_out)},
+    };
+    for (size_t k = 0; k < sizeof(simple) / sizeof(simple[0]); k++)
+        hr_metrics_one(b, simple[k].name, simple[k].type, simple[k].help, sum_stat(sh, simple[k].off));
+    hr_metrics_family(b, "herald_connections_refused_total", "counter",
+                      "Connections and handshakes refused, by reason (limit, token, origin, overload, bad_request).");
+    for (int r = 0; r < HR_REFUSE__N; r++) {
+        hr_buf lab = HR_BUF_INIT;
+        hr_metrics_label(&lab, "reason", refuse_names[r]);
+        hr_buf_append(&lab, "", 1);
+        hr_metrics_sample(b, "herald_connections_refused_total", (const char *)lab.data, SUM(sh, refused[r]));
+        hr_buf_free(&lab);
+    }
+    hr_metrics_one(b, "herald_workers", "gauge", "Worker threads (event loops).", (uint64_t)sh->nworkers);
+    hr_metrics_family(b, "herald_loop_iterations_total", "counter", "Event loop turns, per worker.");
+    char lab[32];
+    for (int i = 0; i < sh->nworkers; i++) {
+        snprintf(lab, sizeof(lab), "worker=\"%d\"", i);
+        hr_metrics_sample(b, "herald_loop_iterations_total", lab, RELAXED(&sh->workers[i].loop.iterations));
+    }
+    hr_metrics_family(b, "herald_loop_lag_seconds", "histogram",
+                      "How late due timers ran after their tick, per worker: a blocked or overloaded event loop.");
+    for (int i = 0; i < sh->nworkers; i++) {
+        snprintf(lab, sizeof(lab), "worker=\"%d\"", i);
+        hr_metrics_hist(b, "herald_loop_lag_seconds", lab, &sh->workers[i].health.lag, 1, 0);
+    }
+}
+
+static void metrics_engine(hr_shared *sh, hr_buf *b)
+{
+    hr_engine *e = sh->hub->engine;
+    if (e && e->vt->stats) {
+        hr_engine_stats es = {0};
+        e->vt->stats(e, &es);
+        hr_metrics_one(b, "herald_channels", "gauge", "Channels the engine holds.", es.channels);
+        hr_metrics_one(b, "herald_history_bytes", "gauge", "Bytes of channel history held.", es.history_bytes);
+        hr_metrics_one(b, "herald_history_evictions_total", "counter", "History entries evicted for space.",
+                       es.history_evictions);
+    }
+    if (e && e->vt->shards_down)
+        hr_metrics_one(b, "herald_engine_shards_down", "gauge", "Redis shards without a connection now.",
+                       (uint64_t)e->vt->shards_down(e));
+    hr_metrics_one(b, "herald_channels_occupied_total", "counter", "Channel occupied transitions.",
+                   atomic_load(&sh->hub->occupied));
+    hr_metrics_one(b, "herald_channels_vacated_total", "counter", "Channel vacated transitions.",
+                   atomic_load(&sh->hub->vacated));
+}
+
+bool hr_metrics_proxy_totals(hr_worker *w, hr_proxy_totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    bool any = false;
+    for (int i = 0; i < w->sh->nworkers; i++) {
+        if (!w->sh->workers[i].proxy) continue;
+        any = true;
+        const hr_proxy_stats *st = hr_proxy_get_stats(w->sh->workers[i].proxy);
+        t->calls += RELAXED(&st->calls);
+        t->inflight += RELAXED(&st->inflight);
+        for (int f = 1; f < HR_PROXY_F_COUNT; f++) t->failures[f] += RELAXED(&st->failures[f]);
+    }
+    return any;
+}
+
+/* herald_proxy_* (backend proxy hooks, summed over workers) and herald_webhook_*. */
+static void metrics_backend(hr_worker *w, hr_buf *b)
+{
+    hr_proxy_totals t;
+    if (hr_metrics_proxy_totals(w, &t)) {
+        hr_metrics_one(b, "herald_proxy_calls_total", "counter", "Backend proxy hook calls started.", t.calls);
+        hr_metrics_one(b, "herald_proxy_inflight", "gauge", "Backend proxy hook calls waiting for an answer.",
+                       t.inflight);
+        hr_metrics_family(b, "herald_proxy_failures_total", "counter", "Backend proxy hook calls failed, by kind.");
+        for (int f = 1; f < HR_PROXY_F_COUNT; f++) {
+            hr_buf lab = HR_BUF_INIT;
+            hr_metrics_label(&lab, "kind", hr_proxy_fail_name((hr_proxy_fail)f));
+            hr_buf_append(&lab, "", 1);
+            hr_metrics_sample(b, "herald_proxy_failures_total", (const char *)lab.data, t.failures[f]);
+            hr_buf_free(&lab);
+        }
+    }
+    hr_webhook *wh = w->proto->ops.webhook;
+    if (!wh) return;
+    hr_webhook_stats st;
+    hr_webhook_get_stats(wh, &st);
+    hr_metrics_one(b, "herald_webhook_queued", "gauge", "Webhook events waiting or being sent.", st.queued);
+    hr_metrics_one(b, "herald_webhook_queued_bytes", "gauge", "JSON bytes of the queued webhook events.",
+                   st.queued_bytes);
+    hr_metrics_one(b, "herald_webhook_sent_total", "counter", "Webhook events the backend accepted.", st.sent);
+    hr_metrics_one(b, "herald_webhook_failed_attempts_total", "counter", "Webhook POSTs that failed and were retried.",
+                   st.failed_attempts);
+    hr_metrics_one(b, "herald_webhook_dropped_total", "counter", "Webhook events dropped from a full queue.",
+                   st.dropped);
+    hr_metrics_one(b, "herald_webhook_rejected_total", "counter", "Webhook events the backend refused (4xx).",
+                   st.rejected);
+}
+
+void hr_metrics_write(hr_worker *w, hr_buf *b)
+{
+    hr_shared *sh = w->sh;
+    metrics_workers(sh, b);
+    metrics_engine(sh, b);
+    metrics_backend(w, b);
+    hr_metrics_family(b, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+    hr_buf_printf(b, "process_start_time_seconds %.3f\n",
+                  (double)time(NULL) - (double)(hr_now_ms() - sh->started_ms) / 1000.0);
+    metrics_process(b);
+    hr_metrics_family(b, "herald_build_info", "gauge", "Herald's version.");
+    hr_buf_printf(b, "herald_build_info{version=\"" HERALD_VERSION "\"} 1\n");
+}
+
+/* ---- access ---- */
+
+/* The socket's own peer (never a forwarded or PROXY header's address) is in metrics.allowed_ips. */
+static bool peer_allowed(hr_conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &len) != 0) return false;
+    if (ss.ss_family == AF_UNIX) return true;
+    hr_ipaddr a;
+    return hr_ipaddr_from_sockaddr((struct sockaddr *)&ss, len, &a) == 0 &&
+           hr_cidr_set_match(&c->w->sh->metrics_allowed, &a);
+}
+
+static bool token_ok(const char *want, const hr_http_request *req)
+{
+    if (!want || !want[0]) return true;
+    const hr_http_header *h = hr_http_find_header(req, "authorization");
+    if (!h || h->value_len < 7 || strncasecmp(h->value, "bearer ", 7) != 0) return false;
+    return hr_ct_equal(h->value + 7, h->value_len - 7, want, strlen(want));
+}
+
+void hr_metrics_serve(hr_conn *c, const hr_http_request *req, bool get, bool head, bool close)
+{
+    if (!get && !head) {
+        hr_http_respond_error(c, 405, "Allow: GET, HEAD\r\n", "method not allowed", close);
+        return;
+    }
+    if (!peer_allowed(c)) {
+        hr_http_respond_error(c, 403, NULL, "this address may not read metrics (metrics.allowed_ips)", close);
+        return;
+    }
+    if (!token_ok(c->w->opts->metrics_token, req)) {
+        hr_http_respond_error(c, 401, "WWW-Authenticate: Bearer realm=\"metrics\"\r\n",
+                              "metrics need Authorization: Bearer with metrics.token", close);
+        return;
+    }
+    hr_buf b = HR_BUF_INIT;
+    hr_metrics_write(c->w, &b);
+    hr_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-store\r\n", b.data, b.len,
+                    head, close);
+    hr_buf_free(&b);
+}
