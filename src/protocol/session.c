@@ -480,6 +480,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     if (sub && sub->hold) { /* its subscribe is not answered yet */
         if (!hr_op_hold_add(&((shold *)sub->hold)->held, &s->opts->ops, sub, pub)) { /* engine far behind */
             s->closing = true;
+            hr_whub_count(&c->wh->slow_disconnects, 1);
             hr_info("client %s: too many publications while subscribing, disconnecting (code %d)", c->id, HR_DISC_SLOW);
             sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         }
@@ -487,6 +488,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     }
     if (s->sink->queued(s->t) > (size_t)s->opts->max_queued_bytes) {
         s->closing = true;
+        hr_whub_count(&c->wh->slow_disconnects, 1);
         hr_info("client %s: slow consumer, disconnecting (code %d)", c->id, HR_DISC_SLOW);
         sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         return;

@@ -158,7 +158,7 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls, uint32_t
         w->nconns++;
         hr_stat_add(&w->stats.connections, 1);
         hr_stat_add(&w->stats.accepted, 1);
-        c->flags |= flags;
+        c->flags |= flags | (tls ? HR_CONN_TLS : 0);
         /* admission by address, HTTP, TLS: now, or once the PROXY header names the client */
         if (pp) hr_proxy_await(c, tls);
         else if (hr_client_start(c, want_addr ? (struct sockaddr *)&ss : NULL, sl, tls)) continue; /* closed */

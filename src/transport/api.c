@@ -133,7 +133,7 @@ static void aop_done(aop *a)
  * permissions, no client rates; names, namespaces, sizes and keys apply). */
 static hr_actor actor_of(api_ctx *x)
 {
-    return (hr_actor){.kind = HR_ACTOR_SERVER, .opts = &x->w->proto->ops, .engine = x->engine};
+    return (hr_actor){.kind = HR_ACTOR_SERVER, .opts = &x->w->proto->ops, .wh = x->w->hub, .engine = x->engine};
 }
 
 /* params.channel as a string (the operation checks the name). */

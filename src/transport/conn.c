@@ -420,8 +420,26 @@ void hr_conn_resume_reading(hr_conn *c)
     schedule_read(c);
 }
 
+const char *const hr_conn_kind_names[HR_CK__N] = {"none", "http", "websocket", "raw", "sse", "http_stream",
+                                                   "long_poll"};
+
+void hr_conn_set_kind(hr_conn *c, hr_conn_kind kind)
+{
+    unsigned old = (c->flags & HR_CONN_KIND_MASK) >> HR_CONN_KIND_SHIFT;
+    if (old == (unsigned)kind || (kind && (c->flags & HR_CONN_CLOSED))) return; /* a closed one counts nowhere */
+    int tls = (c->flags & HR_CONN_TLS) != 0;
+    hr_worker_stats *st = &c->w->stats;
+    if (old) hr_stat_sub(&st->open_by_kind[old][tls], 1);
+    if (kind) {
+        hr_stat_add(&st->open_by_kind[kind][tls], 1);
+        hr_stat_add(&st->accepted_by_kind[kind][tls], 1);
+    }
+    c->flags = (c->flags & ~HR_CONN_KIND_MASK) | ((unsigned)kind << HR_CONN_KIND_SHIFT);
+}
+
 void hr_conn_set_transport(hr_conn *c, const hr_conn_vt *vt, void *proto)
 {
+    hr_conn_set_kind(c, vt->kind);
     c->vt = vt;
     c->proto = proto;
 }
@@ -463,6 +481,7 @@ void hr_conn_close(hr_conn *c)
     if (c->flags & HR_CONN_CLOSED) return;
     hr_worker *w = c->w;
     if (c->flags & HR_CONN_IN_READY_LIST) ready_unlink(c);
+    hr_conn_set_kind(c, HR_CK_NONE);
     c->flags |= HR_CONN_CLOSED;
     hr_timer_stop(&w->loop.wheel, &c->timer);
     if (c->layer->ops->close) c->layer->ops->close(c); /* e.g. TLS close_notify, while the socket is open */

@@ -888,6 +888,7 @@ static const hr_conn_vt poll_vt = {
     .on_shutdown = poll_on_shutdown,
     .on_free = reader_on_free,
     .name = "poll",
+    .kind = HR_CK_LONG_POLL,
 };
 
 static ssize_t stream_on_data(hr_conn *c, uint8_t *data, size_t len)
@@ -942,6 +943,7 @@ static const hr_conn_vt stream_vt = {
     .on_shutdown = stream_on_shutdown,
     .on_free = reader_on_free,
     .name = "stream",
+    .kind = HR_CK_HTTP_STREAM,
 };
 
 /* ---- the endpoints -------------------------------------------------------------------- */

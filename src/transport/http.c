@@ -667,6 +667,7 @@ static const hr_conn_vt http_vt = {
     .on_shutdown = http_on_shutdown,
     .on_free = http_on_free,
     .name = "http",
+    .kind = HR_CK_HTTP,
 };
 
 void hr_http_attach(hr_conn *c)

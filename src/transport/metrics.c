@@ -7,6 +7,7 @@
 #include "transport/worker.h"
 #include "backend/webhook.h"
 #include "engine/engine.h"
+#include "ops/ops.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -171,8 +172,10 @@ static void metrics_workers(hr_shared *sh, hr_buf *b)
          offsetof(hr_worker_stats, ws_messages_in)},
         {"herald_websocket_messages_sent_total", "counter", "WebSocket messages sent.",
          offsetof(hr_worker_stats, ws_messages_out)},
-        {"herald_bytes_received_total", "counter", "Bytes read from client sockets.", offsetof(hr_worker_stats, bytes_in)},
-        {"herald_bytes_sent_total", "counter", "Bytes written to client sockets.", offsetof(hr_worker_stats, bytes_out)},
+        {"herald_bytes_received_total", "counter", "Bytes read from client sockets.",
+         offsetof(hr_worker_stats, bytes_in)},
+        {"herald_bytes_sent_total", "counter", "Bytes written to client sockets.",
+         offsetof(hr_worker_stats, bytes_out)},
     };
     for (size_t k = 0; k < sizeof(simple) / sizeof(simple[0]); k++)
         hr_metrics_one(b, simple[k].name, simple[k].type, simple[k].help, sum_stat(sh, simple[k].off));
@@ -198,6 +201,52 @@ static void metrics_workers(hr_shared *sh, hr_buf *b)
         snprintf(lab, sizeof(lab), "worker=\"%d\"", i);
         hr_metrics_hist(b, "herald_loop_lag_seconds", lab, &sh->workers[i].health.lag, 1, 0);
     }
+}
+
+/* herald_connections_by_transport{transport,tls} and its accepted _total. */
+static void metrics_kinds(hr_shared *sh, hr_buf *b)
+{
+    static const char *const fam[2] = {"herald_connections_by_transport", "herald_connections_by_transport_total"};
+    hr_metrics_family(b, fam[0], "gauge", "Open client connections by what they are now (transport) and TLS.");
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) hr_metrics_family(b, fam[1], "counter",
+                                    "Connections (and long polls) that became this transport, by TLS.");
+        for (int k = 1; k < HR_CK__N; k++)
+            for (int tls = 0; tls < 2; tls++) {
+                char lab[64];
+                snprintf(lab, sizeof(lab), "transport=\"%s\",tls=\"%s\"", hr_conn_kind_names[k],
+                         tls ? "true" : "false");
+                hr_metrics_sample(b, fam[pass], lab, pass ? SUM(sh, accepted_by_kind[k][tls])
+                                                         : SUM(sh, open_by_kind[k][tls]));
+            }
+    }
+}
+
+/* One hub counter (hr_whub, off = its offset) summed over the workers. */
+static uint64_t sum_hub(const hr_shared *sh, size_t off)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < sh->nworkers; i++)
+        v += atomic_load_explicit((_Atomic uint64_t *)((char *)sh->workers[i].hub + off), memory_order_relaxed);
+    return v;
+}
+#define HUB(sh, field) sum_hub((sh), offsetof(hr_whub, field))
+
+static void metrics_hub(hr_shared *sh, hr_buf *b)
+{
+    hr_metrics_family(b, "herald_publications_total", "counter",
+                      "Publications accepted for the engine on this node, by source (api, client).");
+    hr_metrics_sample(b, "herald_publications_total", "source=\"api\"", HUB(sh, published[HR_ACTOR_SERVER]));
+    hr_metrics_sample(b, "herald_publications_total", "source=\"client\"", HUB(sh, published[HR_ACTOR_CLIENT]));
+    hr_metrics_one(b, "herald_deliveries_total", "counter",
+                   "Publications (and join/leave events) queued to subscribers.", HUB(sh, delivered));
+    hr_metrics_one(b, "herald_encodes_total", "counter",
+                   "Encodings made for those deliveries (once per publication, worker and form).", HUB(sh, encoded));
+    hr_metrics_one(b, "herald_subscriptions", "gauge", "Subscriptions of the clients on this node now.",
+                   HUB(sh, subscriptions));
+    hr_metrics_one(b, "herald_slow_consumer_disconnects_total", "counter",
+                   "Clients disconnected as slow consumers (3008) or whose stream ended for it.",
+                   HUB(sh, slow_disconnects));
 }
 
 static void metrics_engine(hr_shared *sh, hr_buf *b)
@@ -272,9 +321,12 @@ void hr_metrics_write(hr_worker *w, hr_buf *b)
 {
     hr_shared *sh = w->sh;
     metrics_workers(sh, b);
+    metrics_kinds(sh, b);
+    metrics_hub(sh, b);
     metrics_engine(sh, b);
     metrics_backend(w, b);
-    hr_metrics_family(b, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+    hr_metrics_family(b, "process_start_time_seconds", "gauge",
+                      "Start time of the process since unix epoch in seconds.");
     hr_buf_printf(b, "process_start_time_seconds %.3f\n",
                   (double)time(NULL) - (double)(hr_now_ms() - sh->started_ms) / 1000.0);
     metrics_process(b);

@@ -153,6 +153,7 @@ sent:
         hr_info("websocket fd=%d: output queue over %lld bytes, disconnecting slow client (code %d)", c->io.fd,
                 (long long)w->opts->ws_max_queued_bytes, HR_DISC_SLOW);
         hr_conn_drop_queued(c);
+        hr_whub_count(&w->hub->slow_disconnects, 1);
         hr_ws_close(c, HR_DISC_SLOW, "slow consumer: reconnect and recover");
     }
 }
@@ -579,6 +580,7 @@ static const hr_conn_vt ws_vt = {
     .on_shutdown = ws_on_shutdown,
     .on_free = ws_on_free,
     .name = "websocket",
+    .kind = HR_CK_WEBSOCKET,
 };
 
 /* ---- opening handshake ------------------------------------------------------ */
@@ -726,6 +728,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     ws->app = app;
     hr_utf8_init(&ws->utf8);
     hr_conn_set_transport(c, &ws_vt, ws);
+    if (handler == &hr_ws_raw_handler) hr_conn_set_kind(c, HR_CK_RAW);
     hr_stat_add(&c->w->stats.websockets, 1);
     c->last_rx = hr_conn_now(c);
     ws_arm_heartbeat(c);

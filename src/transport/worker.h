@@ -53,6 +53,8 @@ typedef struct hr_worker_stats {
     atomic_uint_fast64_t ws_messages_out;  /* total */
     atomic_uint_fast64_t bytes_in;
     atomic_uint_fast64_t bytes_out;
+    atomic_uint_fast64_t open_by_kind[HR_CK__N][2];     /* now, by hr_conn_kind and TLS (hr_conn_set_kind) */
+    atomic_uint_fast64_t accepted_by_kind[HR_CK__N][2]; /* connections that became that kind */
     atomic_uint_fast64_t refused[HR_REFUSE__N];
 } hr_worker_stats;
 

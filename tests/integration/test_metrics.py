@@ -3,15 +3,22 @@
 Prometheus text format 0.0.4 parsed line by line with a strict parser
 (names, HELP/TYPE once per family before its samples, label syntax),
 exact counter values after a known workload (N WebSocket connections, K
-echoed messages), 405 for other methods, and `promtool check metrics`
-when promtool is installed.
+echoed messages; N raw WebSocket + M SSE subscribers and K API publishes:
+connections by transport, publications, deliveries, encodes, subscriptions),
+405 for other methods, `promtool check metrics` on a scrape taken under
+load, and a real Prometheus server (/usr/bin/prometheus) scraping Herald
+every second, asked through its HTTP API for herald_connections.
 """
 
 import os
 import re
+import json
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -19,7 +26,11 @@ import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import SLOW, HeraldTestCase, main  # noqa: E402
+from herald_testlib import SLOW, Herald, HeraldTestCase, main  # noqa: E402
+from herald_native import API_KEY, Api  # noqa: E402
+from test_sse import SSE  # noqa: E402
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
@@ -125,10 +136,147 @@ class MetricsTest(HeraldTestCase):
         self.assertIn(b'"error"', cm.exception.read())
 
     @unittest.skipUnless(shutil.which("promtool"), "promtool not installed")
-    def test_promtool_accepts_it(self):
-        r = subprocess.run(["promtool", "check", "metrics"], input=self.scrape().encode(), capture_output=True,
-                           timeout=30)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+    def test_promtool_accepts_it_under_load(self):
+        """Scraped while WebSocket clients echo as fast as they can."""
+        stop = threading.Event()
+
+        def load():
+            ws = self.server.ws()
+            try:
+                while not stop.is_set():
+                    ws.send_text("x" * 100)
+                    ws.recv_message(timeout=5 * SLOW)
+            finally:
+                ws.close_socket()
+
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.2)
+            for _ in range(3):
+                text = self.scrape()
+                parse(text)
+                r = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True,
+                                   timeout=30)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+
+
+def scrape(srv):
+    with urllib.request.urlopen(srv.url("/metrics"), timeout=5 * SLOW) as r:
+        return parse(r.read().decode())
+
+
+def wait_value(srv, name, labels, want, timeout=5):
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        got = value(scrape(srv), name, labels)
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+class WorkloadTest(HeraldTestCase):
+    """N raw WebSocket + M SSE subscribers of one channel over two workers,
+    K publications through the server API: the exact numbers."""
+    server_args = ("--api-key", API_KEY)
+
+    def test_transports_publications_deliveries(self):
+        n, m, k, ch = 12, 2, 4, "metrics-load"
+        raw = lambda tls="false": f'transport="raw",tls="{tls}"'  # noqa: E731
+        sse = 'transport="sse",tls="false"'
+        before = scrape(self.server)
+        wss = [self.server.ws(f"/ws/raw?channel={ch}") for _ in range(n)]
+        sses = [SSE(self.server, f"/sse?channel={ch}") for _ in range(m)]
+        try:
+            self.assertEqual(wait_value(self.server, "herald_subscriptions", "", n + m), n + m)
+            fams = scrape(self.server)
+            self.assertEqual(value(fams, "herald_connections_by_transport", raw()), n)
+            self.assertEqual(value(fams, "herald_connections_by_transport", raw("true")), 0)
+            self.assertEqual(value(fams, "herald_connections_by_transport", sse), m)
+            for lab in (raw(), sse):
+                self.assertEqual(value(fams, "herald_connections_by_transport_total", lab),
+                                 value(before, "herald_connections_by_transport_total", lab)
+                                 + (n if "raw" in lab else m))
+            api = Api(self.server)
+            for i in range(k):
+                api.publish(ch, {"i": i})
+            api.close()
+            for ws in wss:
+                for i in range(k):
+                    self.assertEqual(json.loads(ws.recv_message(timeout=5 * SLOW)[1]), {"i": i})
+            want = value(before, "herald_deliveries_total") + k * (n + m)
+            self.assertEqual(wait_value(self.server, "herald_deliveries_total", "", want), want)
+            fams = scrape(self.server)
+            self.assertEqual(value(fams, "herald_publications_total", 'source="api"'),
+                             value(before, "herald_publications_total", 'source="api"') + k)
+            self.assertEqual(value(fams, "herald_publications_total", 'source="client"'),
+                             value(before, "herald_publications_total", 'source="client"'))
+            encodes = value(fams, "herald_encodes_total") - value(before, "herald_encodes_total")
+            self.assertGreaterEqual(encodes, k)
+            # per publication and worker: the raw data, its WebSocket frame, the SSE event
+            self.assertLessEqual(encodes, k * 2 * 3, "encoded once per publication and form, not per subscriber")
+        finally:
+            for ws in wss:
+                ws.close_socket()
+            for s in sses:
+                s.conn.close()
+        self.assertEqual(wait_value(self.server, "herald_connections_by_transport", raw(), 0), 0)
+        self.assertEqual(wait_value(self.server, "herald_connections_by_transport", sse, 0), 0)
+        self.assertEqual(wait_value(self.server, "herald_subscriptions", "", 0), 0)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@unittest.skipUnless(os.access(PROMETHEUS, os.X_OK), f"{PROMETHEUS} not installed")
+class PrometheusServerTest(unittest.TestCase):
+    """A real Prometheus scrapes Herald every second; its query API must
+    return the number of connections Herald has open."""
+
+    def test_prometheus_scrapes_and_answers_a_query(self):
+        with Herald(workers=2) as srv, tempfile.TemporaryDirectory() as tmp:
+            conf = os.path.join(tmp, "prometheus.yml")
+            with open(conf, "w") as f:
+                f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                        "scrape_configs:\n  - job_name: herald\n    static_configs:\n"
+                        f"      - targets: ['127.0.0.1:{srv.port}']\n")
+            port = free_port()
+            wss = [srv.ws() for _ in range(3)]
+            prom = subprocess.Popen([PROMETHEUS, f"--config.file={conf}", f"--storage.tsdb.path={tmp}/data",
+                                     f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            try:
+                url = f"http://127.0.0.1:{port}/api/v1/query?query=herald_connections"
+                deadline, got = time.monotonic() + 30 * SLOW, None
+                while time.monotonic() < deadline:
+                    try:
+                        with urllib.request.urlopen(url, timeout=5) as r:
+                            res = json.loads(r.read())["data"]["result"]
+                        if res:
+                            got = float(res[0]["value"][1])
+                            if got == 4:
+                                break
+                    except (urllib.error.URLError, ConnectionError, KeyError):
+                        pass
+                    time.sleep(0.5)
+                # the 3 WebSockets and Prometheus's own keep-alive scrape connection
+                self.assertEqual(got, 4, "Prometheus's herald_connections after scraping")
+                up = f"http://127.0.0.1:{port}/api/v1/query?query=up%7Bjob%3D%22herald%22%7D"
+                with urllib.request.urlopen(up, timeout=5) as r:
+                    self.assertEqual(json.loads(r.read())["data"]["result"][0]["value"][1], "1")
+            finally:
+                prom.terminate()
+                prom.wait(10)
+                for ws in wss:
+                    ws.close_socket()
 
 
 if __name__ == "__main__":
