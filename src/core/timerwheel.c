@@ -15,6 +15,13 @@ uint64_t hr_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t hr_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 void hr_wheel_init(hr_wheel *w, uint64_t now_ms, void *data)
 {
     for (size_t i = 0; i < HR_WHEEL_SLOTS; i++) w->slots[i].next = w->slots[i].prev = &w->slots[i];

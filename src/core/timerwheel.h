@@ -51,7 +51,8 @@ size_t hr_wheel_advance(hr_wheel *w, uint64_t now_ms);
  * timers are active, else a small bound (<= one tick). */
 int hr_wheel_timeout(const hr_wheel *w);
 
-/* Monotonic clock in milliseconds. */
+/* Monotonic clock in milliseconds, and in microseconds. */
 uint64_t hr_now_ms(void);
+uint64_t hr_now_us(void);
 
 #endif

@@ -221,6 +221,11 @@ static void inbox_push(hr_whub *wh, hr_pub *pub)
 void hr_hub_deliver(void *hubp, hr_pub *pub)
 {
     hr_hub *hub = hubp;
+    static _Thread_local uint32_t seen; /* per thread: no shared counter on the publish path */
+    if (hub->sample_every && ++seen >= hub->sample_every) {
+        seen = 0;
+        pub->hub_us = hr_now_us();
+    }
     uint64_t h = hash_name(pub->channel, pub->channel_len);
     ishard *sh = ishard_of(hub, h);
     pthread_mutex_lock(&sh->mu);
@@ -649,6 +654,8 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
             hr_sbuf_unref(cache[i].slot[j]);
         }
     hr_whub_count(&wh->delivered, delivered); /* once per run, never per delivery */
+    for (size_t i = 0; delivered && i < k; i++)
+        if (pubs[i]->hub_us && (!wh->sample_us || pubs[i]->hub_us < wh->sample_us)) wh->sample_us = pubs[i]->hub_us;
     hr_whub_count(&wh->encoded, encoded);
 }
 

@@ -114,7 +114,9 @@ struct hr_whub {
     _Atomic uint64_t encoded;       /* encodings made for them: once per publication and form, not per client */
     _Atomic uint64_t subscriptions; /* now, patterns included */
     _Atomic uint64_t slow_disconnects; /* clients ended as slow consumers (3008) */
-    _Atomic uint64_t published[2];  /* publications accepted for the engine, by hr_actor_kind (client, server API) */
+    _Atomic uint64_t published[2];
+    uint64_t sample_us;             /* this turn's oldest stamped publication fanned out (0 = none), for
+                                       the worker's publish-to-write sample once its writes are done */  /* publications accepted for the engine, by hr_actor_kind (client, server API) */
     /* subscriptions removed while a fan-out walks the lists: freed after it */
     int fanning;
     hr_sub *dead_subs;
@@ -145,6 +147,8 @@ struct hr_hub {
     hr_whub *workers;
     void *shards;                   /* interest registry */
     _Atomic uint64_t pattern_mask;  /* workers with pattern subscriptions */
+    uint32_t sample_every;          /* stamp 1 in this many publications with hub_us (0 = none); set before
+                                       the workers start (metrics.publish_sample) */
     hr_occupancy_fn occupancy_fn;   /* set at start-up (hr_hub_set_occupancy_cb) */
     void *occupancy_ud;
     _Atomic uint64_t occupied, vacated; /* transitions reported (/api/info) */

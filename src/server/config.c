@@ -84,6 +84,9 @@ const hr_option hr_options[] = {
     {"metrics.token", HR_OPT_STRING, OFF(metrics_token), "", 0, 0, NULL, NULL,
      "Bearer token GET /metrics requires (Authorization: Bearer TOKEN; 401 without it or with another). "
      "Empty = no token, the address check alone."},
+    {"metrics.publish_sample", HR_OPT_INT, OFF(metrics_publish_sample), "64", 0, 1000000000, NULL, NULL,
+     "Time 1 in this many publications (per publishing thread) from entering the hub to the end of the loop turn "
+     "that wrote them to their first subscribers (herald_publish_to_write_seconds). 0 = none."},
     {"metrics.allowed_ips", HR_OPT_LIST, OFF(metrics_allowed_ips), "127.0.0.0/8,::1", 0, 0, NULL, NULL,
      "Addresses and CIDR ranges that may GET /metrics (403 for other peers). The peer is the socket's, never "
      "a forwarded header or a PROXY header's address; a Unix socket peer is always allowed."},

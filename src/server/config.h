@@ -45,6 +45,7 @@ typedef struct hr_config {
     char *metrics_listen;       /* "" = server.listen only */
     char *metrics_token;        /* "" = none */
     hr_strlist metrics_allowed_ips;
+    int64_t metrics_publish_sample; /* 1 in N publications timed to their write; 0 = none */
     /* [redis] (engine = redis) */
     char *redis_prefix;
     char *redis_node_id;

@@ -252,6 +252,7 @@ static void on_turn_end(hr_loop *loop, void *data)
     hr_worker *w = data;
     if (w->ready_list) hr_conn_run_ready(w);
     hr_conn_end_turn(w);
+    hr_metrics_turn_end(w);
     if (w->ready_list) w->loop.busy = true;
     worker_check_done(w);
 }
@@ -474,6 +475,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     fit_fd_limit(cfg, n);
     if ((rc = start_webhook(s, cfg, err, errlen))) return rc;
     s->sh.hub = hr_hub_new(n);
+    s->sh.hub->sample_every = (uint32_t)cfg->metrics_publish_sample;
     if (s->webhook) hr_hub_set_occupancy_cb(s->sh.hub, on_occupancy, s->webhook);
     hr_limits_opts lo;
     hr_opts_limits(cfg, &lo);

@@ -48,6 +48,15 @@ void hr_metrics_on_lag(hr_loop *loop, void *data, uint64_t late_ms)
     }
 }
 
+void hr_metrics_turn_end(hr_worker *w)
+{
+    uint64_t t0 = w->hub->sample_us;
+    if (!t0) return;
+    w->hub->sample_us = 0;
+    uint64_t now = hr_now_us();
+    hr_hist_observe(&w->health.publish_to_write, now > t0 ? now - t0 : 0);
+}
+
 uint64_t hr_metrics_recent_lag_ms(hr_worker *w)
 {
     uint64_t now = hr_now_ms(), max = 0;
@@ -244,6 +253,11 @@ static void metrics_hub(hr_shared *sh, hr_buf *b)
                    "Encodings made for those deliveries (once per publication, worker and form).", HUB(sh, encoded));
     hr_metrics_one(b, "herald_subscriptions", "gauge", "Subscriptions of the clients on this node now.",
                    HUB(sh, subscriptions));
+    hr_metrics_family(b, "herald_publish_to_write_seconds", "histogram",
+                      "From a sampled publication entering the hub to the end of the loop turn that wrote it to "
+                      "its first subscribers' sockets (metrics.publish_sample).");
+    hr_metrics_hist(b, "herald_publish_to_write_seconds", NULL, &sh->workers[0].health.publish_to_write,
+                    (size_t)sh->nworkers, sizeof(hr_worker));
     hr_metrics_one(b, "herald_slow_consumer_disconnects_total", "counter",
                    "Clients disconnected as slow consumers (3008) or whose stream ended for it.",
                    HUB(sh, slow_disconnects));

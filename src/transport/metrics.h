@@ -38,6 +38,7 @@ void hr_hist_observe(hr_hist *h, uint64_t us);
  * the last second (replaced by any newer value once older than that). */
 typedef struct hr_loop_health {
     hr_hist lag;                      /* herald_loop_lag_seconds */
+    hr_hist publish_to_write;         /* herald_publish_to_write_seconds (sampled) */
     atomic_uint_fast64_t recent_ms;   /* largest recent lateness */
     atomic_uint_fast64_t recent_at;   /* monotonic ms it was seen at */
 } hr_loop_health;
@@ -48,6 +49,10 @@ struct hr_loop;
 
 /* The worker loop's on_lag callback (hr_loop.on_lag; data is the hr_worker). */
 void hr_metrics_on_lag(struct hr_loop *loop, void *data, uint64_t late_ms);
+/* At the end of a loop turn, once its writes are done: observe the
+ * publish-to-write time of the oldest sampled publication the turn fanned
+ * out (hr_whub.sample_us), if any. */
+void hr_metrics_turn_end(struct hr_worker *w);
 /* The largest recent loop lag of any worker, in ms (0 when none is recent). */
 uint64_t hr_metrics_recent_lag_ms(struct hr_worker *w);
 

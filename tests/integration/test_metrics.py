@@ -183,7 +183,7 @@ def wait_value(srv, name, labels, want, timeout=5):
 class WorkloadTest(HeraldTestCase):
     """N raw WebSocket + M SSE subscribers of one channel over two workers,
     K publications through the server API: the exact numbers."""
-    server_args = ("--api-key", API_KEY)
+    server_args = ("--api-key", API_KEY, "--metrics.publish_sample", "1")
 
     def test_transports_publications_deliveries(self):
         n, m, k, ch = 12, 2, 4, "metrics-load"
@@ -220,6 +220,12 @@ class WorkloadTest(HeraldTestCase):
             self.assertGreaterEqual(encodes, k)
             # per publication and worker: the raw data, its WebSocket frame, the SSE event
             self.assertLessEqual(encodes, k * 2 * 3, "encoded once per publication and form, not per subscriber")
+            # every publication sampled: at least one observation, at most one per publication and worker
+            timed = value(fams, "herald_publish_to_write_seconds_count") - \
+                value(before, "herald_publish_to_write_seconds_count")
+            self.assertGreaterEqual(timed, 1)
+            self.assertLessEqual(timed, k * 2)
+            self.assertLess(value(fams, "herald_publish_to_write_seconds_sum"), 5 * SLOW * timed)
         finally:
             for ws in wss:
                 ws.close_socket()
