@@ -86,6 +86,7 @@ typedef void (*hr_done_cb)(void *ud, int err);
 typedef void (*hr_deliver_fn)(void *hub, hr_pub *pub);
 
 typedef struct hr_engine hr_engine;
+struct hr_redis_conn_stats;
 
 typedef struct hr_engine_vt {
     /* Assign the next offset and the epoch to pub (which the engine then
@@ -121,6 +122,9 @@ typedef struct hr_engine_vt {
     /* Optional: shards without a connection now (GET /ready, /metrics);
      * absent: the engine has none to lose. Any thread. */
     int (*shards_down)(hr_engine *e);
+    /* Optional: shard i's address and connection counters (/metrics); false
+     * past the last shard. Any thread. */
+    bool (*shard_stats)(hr_engine *e, int i, const char **addr, const struct hr_redis_conn_stats **st);
 } hr_engine_vt;
 
 /* Cluster messaging: what an engine shared by several nodes (Redis) adds to

@@ -7,6 +7,7 @@
 #include "transport/worker.h"
 #include "backend/webhook.h"
 #include "engine/engine.h"
+#include "engine/redis_conn.h"
 #include "ops/ops.h"
 
 #include <dirent.h>
@@ -17,23 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-const double hr_hist_le[HR_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                            0.25,  0.5,    1,     2.5,  5,     10};
-
 #define RELAXED(p) atomic_load_explicit((p), memory_order_relaxed)
 
 static void put(atomic_uint_fast64_t *s, uint64_t v) { atomic_store_explicit(s, v, memory_order_relaxed); }
-
-void hr_hist_observe(hr_hist *h, uint64_t us)
-{
-    for (int i = 0; i < HR_HIST_BUCKETS; i++)
-        if ((double)us <= hr_hist_le[i] * 1e6) {
-            put(&h->bucket[i], RELAXED(&h->bucket[i]) + 1);
-            break;
-        }
-    put(&h->sum_us, RELAXED(&h->sum_us) + us);
-    put(&h->count, RELAXED(&h->count) + 1);
-}
 
 /* ---- loop health ---- */
 
@@ -167,12 +154,15 @@ static uint64_t sum_stat(const hr_shared *sh, size_t off)
 }
 #define SUM(sh, field) sum_stat((sh), offsetof(hr_worker_stats, field))
 
+/* A family with one counter field per sample, at offset off of its struct. */
+typedef struct field_family {
+    const char *name, *type, *help;
+    size_t off;
+} field_family;
+
 static void metrics_workers(hr_shared *sh, hr_buf *b)
 {
-    static const struct {
-        const char *name, *type, *help;
-        size_t off;
-    } simple[] = {
+    static const field_family simple[] = {
         {"herald_connections", "gauge", "Open client connections.", offsetof(hr_worker_stats, connections)},
         {"herald_connections_accepted_total", "counter", "Connections accepted.", offsetof(hr_worker_stats, accepted)},
         {"herald_websockets", "gauge", "Open WebSocket connections.", offsetof(hr_worker_stats, websockets)},
@@ -263,6 +253,39 @@ static void metrics_hub(hr_shared *sh, hr_buf *b)
                    HUB(sh, slow_disconnects));
 }
 
+/* herald_redis_*: one series per shard, labelled with its address. */
+static void metrics_redis(hr_engine *e, hr_buf *b)
+{
+    static const field_family fams[] = {
+        {"herald_redis_shard_up", "gauge", "1 while the Redis shard is connected.", offsetof(hr_redis_conn_stats, up)},
+        {"herald_redis_commands_total", "counter", "Commands sent to the Redis shard that expect a reply.",
+         offsetof(hr_redis_conn_stats, commands)},
+        {"herald_redis_errors_total", "counter", "Error replies, and replies lost with the connection.",
+         offsetof(hr_redis_conn_stats, errors)},
+        {"herald_redis_reconnects_total", "counter", "Connections to the shard made again after a loss.",
+         offsetof(hr_redis_conn_stats, reconnects)},
+    };
+    const char *addr;
+    const hr_redis_conn_stats *st;
+    hr_buf lab = HR_BUF_INIT;
+    for (size_t k = 0; k <= sizeof(fams) / sizeof(fams[0]); k++) {
+        bool hist = k == sizeof(fams) / sizeof(fams[0]);
+        if (hist) hr_metrics_family(b, "herald_redis_command_duration_seconds", "histogram",
+                                    "From a command queued to its reply, per shard.");
+        else hr_metrics_family(b, fams[k].name, fams[k].type, fams[k].help);
+        for (int i = 0; e->vt->shard_stats(e, i, &addr, &st); i++) {
+            lab.len = 0;
+            hr_metrics_label(&lab, "shard", addr);
+            hr_buf_append(&lab, "", 1);
+            if (hist) hr_metrics_hist(b, "herald_redis_command_duration_seconds", (const char *)lab.data,
+                                      &st->latency, 1, 0);
+            else hr_metrics_sample(b, fams[k].name, (const char *)lab.data,
+                                   RELAXED((atomic_uint_fast64_t *)((const char *)st + fams[k].off)));
+        }
+    }
+    hr_buf_free(&lab);
+}
+
 static void metrics_engine(hr_shared *sh, hr_buf *b)
 {
     hr_engine *e = sh->hub->engine;
@@ -277,6 +300,7 @@ static void metrics_engine(hr_shared *sh, hr_buf *b)
     if (e && e->vt->shards_down)
         hr_metrics_one(b, "herald_engine_shards_down", "gauge", "Redis shards without a connection now.",
                        (uint64_t)e->vt->shards_down(e));
+    if (e && e->vt->shard_stats) metrics_redis(e, b);
     hr_metrics_one(b, "herald_channels_occupied_total", "counter", "Channel occupied transitions.",
                    atomic_load(&sh->hub->occupied));
     hr_metrics_one(b, "herald_channels_vacated_total", "counter", "Channel vacated transitions.",

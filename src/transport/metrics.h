@@ -15,24 +15,9 @@
 #include "codec/http1.h"
 #include "core/buf.h"
 #include "core/common.h"
+#include "core/hist.h"
 
 #include <stdatomic.h>
-
-/* One bucket layout for every Herald histogram, in seconds (le), from 1 ms
- * to 10 s; +Inf is the count. */
-#define HR_HIST_BUCKETS 13
-extern const double hr_hist_le[HR_HIST_BUCKETS];
-
-/* A histogram with one writer (a worker): non-cumulative bucket counts, the
- * sum in microseconds and the count; summed over workers at scrape. */
-typedef struct hr_hist {
-    atomic_uint_fast64_t bucket[HR_HIST_BUCKETS];
-    atomic_uint_fast64_t sum_us;
-    atomic_uint_fast64_t count;
-} hr_hist;
-
-/* Record one observation of us microseconds (writer thread only). */
-void hr_hist_observe(hr_hist *h, uint64_t us);
 
 /* A worker's recent loop lag, for /ready: the largest lateness seen within
  * the last second (replaced by any newer value once older than that). */

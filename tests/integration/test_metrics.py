@@ -28,6 +28,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from herald_testlib import SLOW, Herald, HeraldTestCase, main  # noqa: E402
 from herald_native import API_KEY, Api  # noqa: E402
+from redis_cluster import RedisServer, node, redis_available  # noqa: E402
 from test_sse import SSE  # noqa: E402
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -234,6 +235,33 @@ class WorkloadTest(HeraldTestCase):
         self.assertEqual(wait_value(self.server, "herald_connections_by_transport", raw(), 0), 0)
         self.assertEqual(wait_value(self.server, "herald_connections_by_transport", sse, 0), 0)
         self.assertEqual(wait_value(self.server, "herald_subscriptions", "", 0), 0)
+
+
+@unittest.skipUnless(redis_available(), "redis-server not installed")
+class RedisMetricsTest(unittest.TestCase):
+    """herald_redis_* per shard: up, commands, latency, errors, reconnects
+    across a Redis restart."""
+
+    def test_shard_state_and_commands(self):
+        with RedisServer() as r, node(r.addr) as srv:
+            lab = f'shard="{r.addr}"'
+            self.assertEqual(wait_value(srv, "herald_redis_shard_up", lab, 1), 1)
+            before = scrape(srv)
+            api = Api(srv)
+            for i in range(3):
+                api.publish("redis-metrics", {"i": i})
+            api.close()
+            fams = scrape(srv)
+            self.assertGreaterEqual(value(fams, "herald_redis_commands_total", lab)
+                                    - value(before, "herald_redis_commands_total", lab), 3)
+            self.assertGreater(value(fams, "herald_redis_command_duration_seconds_count", lab),
+                               value(before, "herald_redis_command_duration_seconds_count", lab))
+            self.assertEqual(value(fams, "herald_redis_reconnects_total", lab), 0)
+            r.kill()
+            self.assertEqual(wait_value(srv, "herald_redis_shard_up", lab, 0), 0)
+            r.restart()
+            self.assertEqual(wait_value(srv, "herald_redis_shard_up", lab, 1, timeout=10), 1)
+            self.assertEqual(value(scrape(srv), "herald_redis_reconnects_total", lab), 1)
 
 
 def free_port():
