@@ -187,6 +187,14 @@ static void metrics_workers(hr_shared *sh, hr_buf *b)
         hr_metrics_sample(b, "herald_connections_refused_total", (const char *)lab.data, SUM(sh, refused[r]));
         hr_buf_free(&lab);
     }
+    static const char *const close_names[HR_CLOSE__N] = {"1000", "1001", "1xxx_error", "3xxx", "4xxx", "none"};
+    hr_metrics_family(b, "herald_websocket_closes_total", "counter",
+                      "WebSocket connections ended, by close code class (none: no close handshake).");
+    for (int k = 0; k < HR_CLOSE__N; k++) {
+        char lab[32];
+        snprintf(lab, sizeof(lab), "code_class=\"%s\"", close_names[k]);
+        hr_metrics_sample(b, "herald_websocket_closes_total", lab, SUM(sh, ws_closed[k]));
+    }
     hr_metrics_one(b, "herald_workers", "gauge", "Worker threads (event loops).", (uint64_t)sh->nworkers);
     hr_metrics_family(b, "herald_loop_iterations_total", "counter", "Event loop turns, per worker.");
     char lab[32];

@@ -557,10 +557,20 @@ static void ws_on_timer(hr_conn *c)
 
 static void ws_on_shutdown(hr_conn *c) { hr_ws_close(c, HR_WS_CLOSE_GOING_AWAY, "server shutting down, reconnect"); }
 
+static hr_close_class close_class(uint16_t code)
+{
+    if (code == HR_WS_CLOSE_NORMAL) return HR_CLOSE_NORMAL;
+    if (code == HR_WS_CLOSE_GOING_AWAY) return HR_CLOSE_GOING_AWAY;
+    if (code == 0 || code == HR_WS_CLOSE_ABNORMAL) return HR_CLOSE_NONE;
+    if (code >= 4000) return HR_CLOSE_APP;
+    return code >= 3000 ? HR_CLOSE_SERVER : HR_CLOSE_ERROR;
+}
+
 static void ws_on_free(hr_conn *c)
 {
     hr_ws *ws = c->proto;
     if (!ws) return;
+    hr_stat_add(&c->w->stats.ws_closed[close_class(ws->close_code)], 1);
     if (ws->h->on_close) ws->h->on_close(c, ws->close_code ? ws->close_code : HR_WS_CLOSE_ABNORMAL);
     hr_stat_sub(&c->w->stats.websockets, 1);
     hr_buf_free(&ws->msg);

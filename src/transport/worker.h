@@ -44,6 +44,17 @@ typedef enum hr_refuse_reason {
     HR_REFUSE__N
 } hr_refuse_reason;
 
+/* How a WebSocket ended, by its close code (metrics label "code_class"). */
+typedef enum hr_close_class {
+    HR_CLOSE_NORMAL,      /* "1000" */
+    HR_CLOSE_GOING_AWAY,  /* "1001" */
+    HR_CLOSE_ERROR,       /* "1xxx_error": another 1xxx code (protocol error, too big, ...) */
+    HR_CLOSE_SERVER,      /* "3xxx": Herald's disconnect codes (3008 slow consumer, ...) */
+    HR_CLOSE_APP,         /* "4xxx": application codes */
+    HR_CLOSE_NONE,        /* "none": no close handshake (1006: the connection dropped) */
+    HR_CLOSE__N
+} hr_close_class;
+
 typedef struct hr_worker_stats {
     atomic_uint_fast64_t connections;      /* open now */
     atomic_uint_fast64_t accepted;         /* total */
@@ -55,6 +66,7 @@ typedef struct hr_worker_stats {
     atomic_uint_fast64_t bytes_out;
     atomic_uint_fast64_t open_by_kind[HR_CK__N][2];     /* now, by hr_conn_kind and TLS (hr_conn_set_kind) */
     atomic_uint_fast64_t accepted_by_kind[HR_CK__N][2]; /* connections that became that kind */
+    atomic_uint_fast64_t ws_closed[HR_CLOSE__N];        /* WebSockets ended, by hr_close_class */
     atomic_uint_fast64_t refused[HR_REFUSE__N];
 } hr_worker_stats;
 

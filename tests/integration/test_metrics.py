@@ -130,6 +130,26 @@ class MetricsTest(HeraldTestCase):
             for s in socks:
                 s.close_socket()
 
+    def test_websocket_closes_by_code_class(self):
+        cls = lambda c: f'code_class="{c}"'  # noqa: E731
+        before = parse(self.scrape())
+        for code in (1000, 1000, 1001, 4001, 3000):
+            ws = self.server.ws()
+            ws.send_close(code)
+            ws.expect_close([code])
+            ws.close_socket()
+        self.server.ws().close_socket()  # no close handshake
+        want = {"1000": 2, "1001": 1, "4xxx": 1, "3xxx": 1, "none": 1, "1xxx_error": 0}
+        deadline = time.monotonic() + 5 * SLOW
+        while True:
+            after = parse(self.scrape())
+            got = {k: value(after, "herald_websocket_closes_total", cls(k))
+                   - value(before, "herald_websocket_closes_total", cls(k)) for k in want}
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(got, want)
+
     def test_other_methods_get_405_json(self):
         with self.assertRaises(urllib.error.HTTPError) as cm:
             self.scrape("POST")
