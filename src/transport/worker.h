@@ -66,6 +66,7 @@ typedef struct hr_worker_stats {
     atomic_uint_fast64_t bytes_out;
     atomic_uint_fast64_t open_by_kind[HR_CK__N][2];     /* now, by hr_conn_kind and TLS (hr_conn_set_kind) */
     atomic_uint_fast64_t accepted_by_kind[HR_CK__N][2]; /* connections that became that kind */
+    atomic_uint_fast64_t queued_bytes;                  /* output queued now: bytes + per-entry costs (conn.c) */
     atomic_uint_fast64_t ws_closed[HR_CLOSE__N];        /* WebSockets ended, by hr_close_class */
     atomic_uint_fast64_t refused[HR_REFUSE__N];
 } hr_worker_stats;

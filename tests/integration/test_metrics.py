@@ -150,6 +150,26 @@ class MetricsTest(HeraldTestCase):
             time.sleep(0.05)
         self.assertEqual(got, want)
 
+    def test_queued_bytes_of_a_reader_that_stops(self):
+        """An echo client that sends and never reads: its answers queue up in
+        the server (herald_queued_bytes) until reading pauses (a quarter of
+        websocket.max_queued_bytes), and are gone when it disconnects."""
+        with Herald("--websocket.max-queued-bytes", "1MiB", workers=1) as srv:
+            ws = srv.ws()
+            ws.sock.settimeout(0.5)
+            try:
+                for _ in range(400):
+                    ws.send_binary(b"q" * 60000)
+            except OSError:
+                pass  # the server stopped reading (backpressure): enough is queued
+            deadline = time.monotonic() + 5 * SLOW
+            while value(scrape(srv), "herald_queued_bytes") < 50000 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertGreaterEqual(value(scrape(srv), "herald_queued_bytes"), 50000)
+            self.assertLess(value(scrape(srv), "herald_queued_bytes"), 1 << 20)
+            ws.close_socket()
+            self.assertEqual(wait_value(srv, "herald_queued_bytes", "", 0), 0)
+
     def test_other_methods_get_405_json(self):
         with self.assertRaises(urllib.error.HTTPError) as cm:
             self.scrape("POST")
