@@ -75,6 +75,7 @@ typedef struct hr_engine_stats {
     uint64_t history_bytes;      /* bytes of the publications held in history */
     uint64_t history_evictions;  /* publications evicted by channels.max_history_bytes */
     uint64_t channels;           /* channels known to this node's engine */
+    uint64_t presence_entries;   /* presence entries held (every channel's clients together) */
 } hr_engine_stats;
 
 typedef void (*hr_publish_cb)(void *ud, int err, uint64_t offset, const char *epoch);

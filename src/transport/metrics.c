@@ -303,6 +303,8 @@ static void metrics_engine(hr_shared *sh, hr_buf *b)
         hr_engine_stats es = {0};
         e->vt->stats(e, &es);
         hr_metrics_one(b, "herald_channels", "gauge", "Channels the engine holds.", es.channels);
+        hr_metrics_one(b, "herald_presence_entries", "gauge", "Presence entries the engine holds.",
+                       es.presence_entries);
         hr_metrics_one(b, "herald_history_bytes", "gauge", "Bytes of channel history held.", es.history_bytes);
         hr_metrics_one(b, "herald_history_evictions_total", "counter", "History entries evicted for space.",
                        es.history_evictions);

@@ -236,6 +236,7 @@ class WorkloadTest(HeraldTestCase):
         try:
             self.assertEqual(wait_value(self.server, "herald_subscriptions", "", n + m), n + m)
             fams = scrape(self.server)
+            self.assertEqual(value(fams, "herald_presence_entries"), n + m)  # channels.presence: one per client
             self.assertEqual(value(fams, "herald_connections_by_transport", raw()), n)
             self.assertEqual(value(fams, "herald_connections_by_transport", raw("true")), 0)
             self.assertEqual(value(fams, "herald_connections_by_transport", sse), m)
@@ -275,6 +276,7 @@ class WorkloadTest(HeraldTestCase):
         self.assertEqual(wait_value(self.server, "herald_connections_by_transport", raw(), 0), 0)
         self.assertEqual(wait_value(self.server, "herald_connections_by_transport", sse, 0), 0)
         self.assertEqual(wait_value(self.server, "herald_subscriptions", "", 0), 0)
+        self.assertEqual(wait_value(self.server, "herald_presence_entries", "", 0), 0)
 
 
 @unittest.skipUnless(redis_available(), "redis-server not installed")
