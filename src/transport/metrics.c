@@ -44,6 +44,13 @@ void hr_metrics_turn_end(hr_worker *w)
     hr_hist_observe(&w->health.publish_to_write, now > t0 ? now - t0 : 0);
 }
 
+_Static_assert(HR_CK__N <= 8, "hr_loop_health.handshake holds every hr_conn_kind");
+
+void hr_metrics_handshake(hr_worker *w, int kind, uint64_t us)
+{
+    if (kind > 0 && kind < HR_CK__N) hr_hist_observe(&w->health.handshake[kind], us);
+}
+
 uint64_t hr_metrics_recent_lag_ms(hr_worker *w)
 {
     uint64_t now = hr_now_ms(), max = 0;
@@ -196,6 +203,15 @@ static void metrics_workers(hr_shared *sh, hr_buf *b)
         char lab[32];
         snprintf(lab, sizeof(lab), "code_class=\"%s\"", close_names[k]);
         hr_metrics_sample(b, "herald_websocket_closes_total", lab, SUM(sh, ws_closed[k]));
+    }
+    hr_metrics_family(b, "herald_handshake_duration_seconds", "histogram",
+                      "From accept to the upgrade or stream answer queued, by transport.");
+    static const int hs_kinds[] = {HR_CK_WEBSOCKET, HR_CK_RAW, HR_CK_SSE, HR_CK_HTTP_STREAM};
+    for (size_t k = 0; k < sizeof(hs_kinds) / sizeof(hs_kinds[0]); k++) {
+        char lab[48];
+        snprintf(lab, sizeof(lab), "transport=\"%s\"", hr_conn_kind_names[hs_kinds[k]]);
+        hr_metrics_hist(b, "herald_handshake_duration_seconds", lab, &sh->workers[0].health.handshake[hs_kinds[k]],
+                        (size_t)sh->nworkers, sizeof(hr_worker));
     }
     hr_metrics_one(b, "herald_workers", "gauge", "Worker threads (event loops).", (uint64_t)sh->nworkers);
     hr_metrics_family(b, "herald_loop_iterations_total", "counter", "Event loop turns, per worker.");

@@ -24,6 +24,7 @@
 typedef struct hr_loop_health {
     hr_hist lag;                      /* herald_loop_lag_seconds */
     hr_hist publish_to_write;         /* herald_publish_to_write_seconds (sampled) */
+    hr_hist handshake[8];             /* herald_handshake_duration_seconds by hr_conn_kind (HR_CK__N) */
     atomic_uint_fast64_t recent_ms;   /* largest recent lateness */
     atomic_uint_fast64_t recent_at;   /* monotonic ms it was seen at */
 } hr_loop_health;
@@ -38,6 +39,8 @@ void hr_metrics_on_lag(struct hr_loop *loop, void *data, uint64_t late_ms);
  * publish-to-write time of the oldest sampled publication the turn fanned
  * out (hr_whub.sample_us), if any. */
 void hr_metrics_turn_end(struct hr_worker *w);
+/* A handshake of transport kind (hr_conn_kind) took us microseconds. */
+void hr_metrics_handshake(struct hr_worker *w, int kind, uint64_t us);
 /* The largest recent loop lag of any worker, in ms (0 when none is recent). */
 uint64_t hr_metrics_recent_lag_ms(struct hr_worker *w);
 

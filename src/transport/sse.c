@@ -1090,7 +1090,7 @@ static void start_step(sse_start *st)
     hr_buf_append(&b, "\n", 1);
     hr_http_respond_stream(c, 200, "text/event-stream", hdrs, b.data, b.len);
     b.len = 0;
-    hr_http_detach(c);
+    hr_http_detach(c, HR_CK_SSE);
     hr_conn_set_transport(c, &sse_vt, s);
 
     /* the starting id: where the client asked to resume, else where the channel is */

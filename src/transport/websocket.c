@@ -728,7 +728,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     hr_buf_free(&extra);
     hr_conn_send(c, resp, (size_t)n);
 
-    hr_http_detach(c);
+    hr_http_detach(c, handler == &hr_ws_raw_handler ? HR_CK_RAW : HR_CK_WEBSOCKET);
     hr_ws *ws = hr_calloc(1, sizeof(*ws));
     ws->h = handler;
     ws->subprotocol = proto;

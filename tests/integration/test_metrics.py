@@ -244,6 +244,11 @@ class WorkloadTest(HeraldTestCase):
                 self.assertEqual(value(fams, "herald_connections_by_transport_total", lab),
                                  value(before, "herald_connections_by_transport_total", lab)
                                  + (n if "raw" in lab else m))
+            for t, count in (("raw", n), ("sse", m), ("websocket", 0)):
+                hs = 'transport="%s"' % t
+                self.assertEqual(value(fams, "herald_handshake_duration_seconds_count", hs)
+                                 - value(before, "herald_handshake_duration_seconds_count", hs), count, t)
+            self.assertLess(value(fams, "herald_handshake_duration_seconds_sum", 'transport="raw"'), 5 * SLOW * n)
             api = Api(self.server)
             for i in range(k):
                 api.publish(ch, {"i": i})
