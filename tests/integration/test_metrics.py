@@ -284,6 +284,30 @@ class WorkloadTest(HeraldTestCase):
         self.assertEqual(wait_value(self.server, "herald_presence_entries", "", 0), 0)
 
 
+class BackendMetricsTest(unittest.TestCase):
+    """herald_proxy_* and herald_webhook_* appear when the hooks are set,
+    and the exposition stays valid (promtool)."""
+
+    def test_proxy_and_webhook_families(self):
+        port = free_port()  # nothing listens there: calls fail, events wait
+        with Herald("--proxy.connect_url", f"http://127.0.0.1:{port}/connect", "--webhook.url",
+                    f"http://127.0.0.1:{port}/hook", workers=2) as srv:
+            ws = srv.ws("/ws")
+            ws.send_text(json.dumps({"id": 1, "connect": {}}))
+            ws.recv_message(timeout=10 * SLOW)
+            ws.close_socket()
+            text = urllib.request.urlopen(srv.url("/metrics"), timeout=5 * SLOW).read().decode()
+            fams = parse(text)
+            self.assertGreaterEqual(value(fams, "herald_proxy_calls_total"), 1)
+            self.assertGreaterEqual(sum(v for _, _, v in fams["herald_proxy_failures_total"]["samples"]), 1)
+            for name in ("herald_webhook_queued", "herald_webhook_sent_total", "herald_webhook_dropped_total"):
+                self.assertIn(name, fams)
+            if shutil.which("promtool"):
+                r = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True,
+                                   timeout=30)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
 @unittest.skipUnless(redis_available(), "redis-server not installed")
 class RedisMetricsTest(unittest.TestCase):
     """herald_redis_* per shard: up, commands, latency, errors, reconnects
