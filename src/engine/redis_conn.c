@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -50,6 +51,29 @@ struct hr_redis_conn {
 static void stat_add(atomic_uint_fast64_t *s, uint64_t n)
 {
     atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+#define HR_REDIS_CMD_LOWER(n) #n,
+static const char *const cmd_upper[] = {HR_REDIS_CMD_NAMES(HR_REDIS_CMD_LOWER)};
+#undef HR_REDIS_CMD_LOWER
+const char *const hr_redis_cmd_names[HR_REDIS_CMD__N] = {"evalsha", "eval", "publish", "set", "del", "hdel",
+                                                         "zrem", "ping", "other"};
+_Static_assert(sizeof(cmd_upper) / sizeof(cmd_upper[0]) == HR_REDIS_CMD_OTHER, "one name per counted command");
+
+/* The command's name: the first bulk string of "*N\r\n$L\r\nNAME\r\n...". */
+static int cmd_kind(const uint8_t *cmd, size_t len)
+{
+    const uint8_t *p = memchr(cmd, '\n', len), *end = cmd + len;
+    if (!p || ++p >= end || *p != '$') return HR_REDIS_CMD_OTHER;
+    const uint8_t *q = memchr(p, '\n', (size_t)(end - p));
+    if (!q) return HR_REDIS_CMD_OTHER;
+    q++;
+    for (int i = 0; i < HR_REDIS_CMD_OTHER; i++) {
+        size_t n = strlen(cmd_upper[i]);
+        if ((size_t)(end - q) > n + 1 && strncasecmp((const char *)q, cmd_upper[i], n) == 0 && q[n] == '\r')
+            return i;
+    }
+    return HR_REDIS_CMD_OTHER;
 }
 
 const hr_redis_conn_stats *hr_redis_conn_get_stats(const hr_redis_conn *c) { return &c->stats; }
@@ -249,7 +273,7 @@ int hr_redis_conn_send(hr_redis_conn *c, const uint8_t *cmd, size_t len, hr_redi
     if (c->qn >= c->cfg.max_pending) return HR_ERR_TOO_BIG;
     hr_buf_append(&c->out, cmd, len);
     q_push(c, cb, ud);
-    stat_add(&c->stats.commands, 1);
+    stat_add(&c->stats.commands[cmd_kind(cmd, len)], 1);
     return 0;
 }
 

@@ -36,9 +36,16 @@ typedef struct hr_redis_conn_hooks {
     void *ud;
 } hr_redis_conn_hooks;
 
+/* The commands counted apart (by their name; the engine's Lua scripts go by EVALSHA). */
+#define HR_REDIS_CMD_NAMES(X) X(EVALSHA) X(EVAL) X(PUBLISH) X(SET) X(DEL) X(HDEL) X(ZREM) X(PING)
+#define HR_REDIS_CMD_ENUM(n) HR_REDIS_CMD_##n,
+enum { HR_REDIS_CMD_NAMES(HR_REDIS_CMD_ENUM) HR_REDIS_CMD_OTHER, HR_REDIS_CMD__N };
+#undef HR_REDIS_CMD_ENUM
+extern const char *const hr_redis_cmd_names[HR_REDIS_CMD__N]; /* lower case; "other" last */
+
 /* A connection's counters: written by its loop's thread, read by any (/metrics). */
 typedef struct hr_redis_conn_stats {
-    atomic_uint_fast64_t commands;    /* commands queued that expect a reply */
+    atomic_uint_fast64_t commands[HR_REDIS_CMD__N]; /* commands queued that expect a reply, by name */
     atomic_uint_fast64_t errors;      /* error replies, and replies lost with the connection */
     atomic_uint_fast64_t reconnects;  /* handshakes completed after the first */
     atomic_uint_fast64_t up;          /* 1 while connected (HELLO done) */

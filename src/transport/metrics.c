@@ -279,34 +279,44 @@ static void metrics_hub(hr_shared *sh, hr_buf *b)
                    HUB(sh, slow_disconnects));
 }
 
-/* herald_redis_*: one series per shard, labelled with its address. */
+/* herald_redis_*: one series per shard, labelled with its address (and
+ * the command's name for herald_redis_commands_total). */
 static void metrics_redis(hr_engine *e, hr_buf *b)
 {
     static const field_family fams[] = {
         {"herald_redis_shard_up", "gauge", "1 while the Redis shard is connected.", offsetof(hr_redis_conn_stats, up)},
-        {"herald_redis_commands_total", "counter", "Commands sent to the Redis shard that expect a reply.",
-         offsetof(hr_redis_conn_stats, commands)},
         {"herald_redis_errors_total", "counter", "Error replies, and replies lost with the connection.",
          offsetof(hr_redis_conn_stats, errors)},
         {"herald_redis_reconnects_total", "counter", "Connections to the shard made again after a loss.",
          offsetof(hr_redis_conn_stats, reconnects)},
     };
+    const size_t nf = sizeof(fams) / sizeof(fams[0]);
     const char *addr;
     const hr_redis_conn_stats *st;
     hr_buf lab = HR_BUF_INIT;
-    for (size_t k = 0; k <= sizeof(fams) / sizeof(fams[0]); k++) {
-        bool hist = k == sizeof(fams) / sizeof(fams[0]);
-        if (hist) hr_metrics_family(b, "herald_redis_command_duration_seconds", "histogram",
-                                    "From a command queued to its reply, per shard.");
-        else hr_metrics_family(b, fams[k].name, fams[k].type, fams[k].help);
+    for (size_t k = 0; k < nf + 2; k++) {
+        if (k < nf) hr_metrics_family(b, fams[k].name, fams[k].type, fams[k].help);
+        else if (k == nf) hr_metrics_family(b, "herald_redis_commands_total", "counter",
+                                            "Commands sent to the Redis shard that expect a reply, by name.");
+        else hr_metrics_family(b, "herald_redis_command_duration_seconds", "histogram",
+                               "From a command queued to its reply, per shard.");
         for (int i = 0; e->vt->shard_stats(e, i, &addr, &st); i++) {
             lab.len = 0;
             hr_metrics_label(&lab, "shard", addr);
             hr_buf_append(&lab, "", 1);
-            if (hist) hr_metrics_hist(b, "herald_redis_command_duration_seconds", (const char *)lab.data,
-                                      &st->latency, 1, 0);
-            else hr_metrics_sample(b, fams[k].name, (const char *)lab.data,
-                                   RELAXED((atomic_uint_fast64_t *)((const char *)st + fams[k].off)));
+            const char *l = (const char *)lab.data;
+            if (k < nf) {
+                const atomic_uint_fast64_t *v = (const atomic_uint_fast64_t *)((const char *)st + fams[k].off);
+                hr_metrics_sample(b, fams[k].name, l, RELAXED(v));
+            } else if (k > nf) {
+                hr_metrics_hist(b, "herald_redis_command_duration_seconds", l, &st->latency, 1, 0);
+            } else {
+                for (int c = 0; c < HR_REDIS_CMD__N; c++) {
+                    char cl[600];
+                    snprintf(cl, sizeof(cl), "%s,command=\"%s\"", l, hr_redis_cmd_names[c]);
+                    hr_metrics_sample(b, "herald_redis_commands_total", cl, RELAXED(&st->commands[c]));
+                }
+            }
         }
     }
     hr_buf_free(&lab);
