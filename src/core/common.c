@@ -72,3 +72,12 @@ void hr_errf(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
 }
+
+bool hr_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen) return false;
+    const uint8_t *x = a, *y = b;
+    unsigned diff = 0;
+    for (size_t i = 0; i < alen; i++) diff |= (unsigned)(x[i] ^ y[i]);
+    return diff == 0;
+}

@@ -58,4 +58,7 @@ char *hr_strndup(const char *s, size_t n);
 char *hr_strdup(const char *s);
 void hr_free(void *p);
 
+/* a[0..alen) equals b[0..blen), in time independent of where they differ (secrets). */
+bool hr_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
 #endif

@@ -78,7 +78,9 @@ void hr_loop_run(hr_loop *l)
             hr_logf(HR_LOG_ERROR, "epoll_wait_failed", "epoll_wait: %s", strerror(errno));
             break;
         }
-        hr_wheel_advance(&l->wheel, hr_now_ms());
+        atomic_store_explicit(&l->iterations, atomic_load_explicit(&l->iterations, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        if (hr_wheel_advance(&l->wheel, hr_now_ms()) && l->on_lag) l->on_lag(l, l->data, l->wheel.late_ms);
         for (int i = 0; i < n; i++) {
             hr_io *io = events[i].data.ptr;
             io->cb(l, io, events[i].events);

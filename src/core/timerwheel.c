@@ -15,12 +15,20 @@ uint64_t hr_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t hr_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 void hr_wheel_init(hr_wheel *w, uint64_t now_ms, void *data)
 {
     for (size_t i = 0; i < HR_WHEEL_SLOTS; i++) w->slots[i].next = w->slots[i].prev = &w->slots[i];
     w->now = now_ms;
     w->tick = now_ms / HR_WHEEL_TICK_MS;
     w->count = 0;
+    w->late_ms = 0;
     w->data = data;
 }
 
@@ -65,6 +73,7 @@ void hr_timer_start(hr_wheel *w, hr_timer *t, uint64_t delay_ms)
 size_t hr_wheel_advance(hr_wheel *w, uint64_t now_ms)
 {
     size_t fired = 0;
+    w->late_ms = 0;
     if (now_ms < w->now) now_ms = w->now;
     w->now = now_ms;
     uint64_t last = now_ms / HR_WHEEL_TICK_MS;
@@ -95,6 +104,8 @@ size_t hr_wheel_advance(hr_wheel *w, uint64_t now_ms)
             t->next = t->prev = NULL;
             w->count--;
             fired++;
+            uint64_t tick_end = (t->expires / HR_WHEEL_TICK_MS + 1) * HR_WHEEL_TICK_MS;
+            if (now_ms > tick_end && now_ms - tick_end > w->late_ms) w->late_ms = now_ms - tick_end;
             t->cb(t, w->data);
         }
         if (w->tick == last) break;

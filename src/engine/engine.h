@@ -75,6 +75,7 @@ typedef struct hr_engine_stats {
     uint64_t history_bytes;      /* bytes of the publications held in history */
     uint64_t history_evictions;  /* publications evicted by channels.max_history_bytes */
     uint64_t channels;           /* channels known to this node's engine */
+    uint64_t presence_entries;   /* presence entries held (every channel's clients together) */
 } hr_engine_stats;
 
 typedef void (*hr_publish_cb)(void *ud, int err, uint64_t offset, const char *epoch);
@@ -86,6 +87,7 @@ typedef void (*hr_done_cb)(void *ud, int err);
 typedef void (*hr_deliver_fn)(void *hub, hr_pub *pub);
 
 typedef struct hr_engine hr_engine;
+struct hr_redis_conn_stats;
 
 typedef struct hr_engine_vt {
     /* Assign the next offset and the epoch to pub (which the engine then
@@ -121,6 +123,9 @@ typedef struct hr_engine_vt {
     /* Optional: shards without a connection now (GET /ready, /metrics);
      * absent: the engine has none to lose. Any thread. */
     int (*shards_down)(hr_engine *e);
+    /* Optional: shard i's address and connection counters (/metrics); false
+     * past the last shard. Any thread. */
+    bool (*shard_stats)(hr_engine *e, int i, const char **addr, const struct hr_redis_conn_stats **st);
 } hr_engine_vt;
 
 /* Cluster messaging: what an engine shared by several nodes (Redis) adds to

@@ -80,6 +80,7 @@ typedef struct mengine {
     _Atomic uint64_t hist_bytes;    /* bytes of the publications held in history */
     _Atomic uint64_t evictions;     /* publications evicted by the budget */
     _Atomic uint64_t nchannels;
+    _Atomic uint64_t presence;      /* presence entries held, all channels */
 } mengine;
 
 /* What a publication held in history costs (its allocation, hr_pub_new). */
@@ -533,6 +534,7 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
         }
         slot = &c->pres[c->npres++];
         slot->client = hr_strdup(client);
+        atomic_fetch_add_explicit(&m->presence, 1, memory_order_relaxed); /* subscribe path, not delivery */
     }
     slot->user = hr_strdup(user ? user : "");
     slot->info = info ? hr_strdup(info) : NULL;
@@ -553,7 +555,10 @@ static void m_presence_remove(hr_engine *e, const char *channel, size_t len, con
     pthread_mutex_lock(&sh->mu);
     mchan *c = find(sh, h, channel, len);
     long at = c ? pres_find(c, client) : -1;
-    if (at >= 0) pres_delete(c, (size_t)at);
+    if (at >= 0) {
+        pres_delete(c, (size_t)at);
+        atomic_fetch_sub_explicit(&m->presence, 1, memory_order_relaxed);
+    }
     pthread_mutex_unlock(&sh->mu);
     if (cb) cb(ud, 0);
 }
@@ -644,6 +649,7 @@ static void m_stats(hr_engine *e, hr_engine_stats *out)
     out->history_bytes = atomic_load_explicit(&m->hist_bytes, memory_order_relaxed);
     out->history_evictions = atomic_load_explicit(&m->evictions, memory_order_relaxed);
     out->channels = atomic_load_explicit(&m->nchannels, memory_order_relaxed);
+    out->presence_entries = atomic_load_explicit(&m->presence, memory_order_relaxed);
 }
 
 static const hr_engine_vt memory_vt = {

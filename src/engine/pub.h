@@ -31,6 +31,8 @@ typedef struct hr_pub {
     uint16_t code;                /* HR_PUB_UNSUBSCRIBE / HR_PUB_DISCONNECT */
     uint64_t offset;              /* 1, 2, 3... per channel (0 for join/leave) */
     uint64_t time_ms;             /* wall-clock publish time (history TTL) */
+    uint64_t hub_us;              /* monotonic µs it entered this node's hub, when sampled for
+                                     herald_publish_to_write_seconds (hub.c); else 0 */
     char epoch[HR_EPOCH_LEN + 1];
     uint32_t channel_len, data_len, info_len;
     const char *channel;          /* NUL-terminated, in blob */

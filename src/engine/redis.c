@@ -1892,6 +1892,15 @@ static void r_free(hr_engine *be)
     hr_free(e);
 }
 
+static bool r_shard_stats(hr_engine *be, int i, const char **addr, const hr_redis_conn_stats **st)
+{
+    rengine *e = (rengine *)be;
+    if (i < 0 || i >= e->nshards) return false;
+    *addr = hr_redis_conn_addr(e->shards[i].conn);
+    *st = hr_redis_conn_get_stats(e->shards[i].conn);
+    return true;
+}
+
 static int r_shards_down(hr_engine *be)
 {
     return atomic_load(&((rengine *)be)->shards_down);
@@ -1899,6 +1908,7 @@ static int r_shards_down(hr_engine *be)
 
 static const hr_engine_vt redis_vt = {
     .shards_down = r_shards_down,
+    .shard_stats = r_shard_stats,
     .publish = r_publish,
     .publish_event = r_publish_event,
     .history = r_history,

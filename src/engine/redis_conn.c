@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@ enum { RC_DOWN = 0, RC_CONNECTING, RC_HELLO, RC_UP };
 typedef struct pending {
     hr_redis_reply_cb cb;
     void *ud;
+    uint64_t sent_us;         /* queued at (latency) */
 } pending;
 
 struct hr_redis_conn {
@@ -42,7 +44,40 @@ struct hr_redis_conn {
     pending *q;               /* ring of awaited replies */
     size_t qhead, qn, qcap;
     bool logged_down;         /* the current outage was logged */
+    bool was_up;              /* a handshake completed before: the next one is a reconnect */
+    hr_redis_conn_stats stats;
 };
+
+static void stat_add(atomic_uint_fast64_t *s, uint64_t n)
+{
+    atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+#define HR_REDIS_CMD_LOWER(n) #n,
+static const char *const cmd_upper[] = {HR_REDIS_CMD_NAMES(HR_REDIS_CMD_LOWER)};
+#undef HR_REDIS_CMD_LOWER
+const char *const hr_redis_cmd_names[HR_REDIS_CMD__N] = {"evalsha", "eval", "publish", "set", "del", "hdel",
+                                                         "zrem", "ping", "other"};
+_Static_assert(sizeof(cmd_upper) / sizeof(cmd_upper[0]) == HR_REDIS_CMD_OTHER, "one name per counted command");
+
+/* The command's name: the first bulk string of "*N\r\n$L\r\nNAME\r\n...". */
+static int cmd_kind(const uint8_t *cmd, size_t len)
+{
+    const uint8_t *p = memchr(cmd, '\n', len), *end = cmd + len;
+    if (!p || ++p >= end || *p != '$') return HR_REDIS_CMD_OTHER;
+    const uint8_t *q = memchr(p, '\n', (size_t)(end - p));
+    if (!q) return HR_REDIS_CMD_OTHER;
+    q++;
+    for (int i = 0; i < HR_REDIS_CMD_OTHER; i++) {
+        size_t n = strlen(cmd_upper[i]);
+        if ((size_t)(end - q) > n + 1 && strncasecmp((const char *)q, cmd_upper[i], n) == 0 && q[n] == '\r')
+            return i;
+    }
+    return HR_REDIS_CMD_OTHER;
+}
+
+const hr_redis_conn_stats *hr_redis_conn_get_stats(const hr_redis_conn *c) { return &c->stats; }
+const char *hr_redis_conn_addr(const hr_redis_conn *c) { return c->cfg.addr; }
 
 int hr_redis_resolve(const char *spec, size_t len, hr_redis_conn_cfg *cfg, char *err, size_t errlen)
 {
@@ -95,7 +130,7 @@ static void q_push(hr_redis_conn *c, hr_redis_reply_cb cb, void *ud)
         c->qcap = nc;
         c->qhead = 0;
     }
-    c->q[(c->qhead + c->qn) % c->qcap] = (pending){cb, ud};
+    c->q[(c->qhead + c->qn) % c->qcap] = (pending){cb, ud, hr_now_us()};
     c->qn++;
 }
 
@@ -136,6 +171,8 @@ static void conn_down(hr_redis_conn *c, const char *why)
         hr_logev(HR_LOG_WARN, "redis_disconnected", HR_LOG_S("addr", c->cfg.addr), HR_LOG_S("msg", why));
         c->logged_down = true;
     }
+    atomic_store_explicit(&c->stats.up, 0, memory_order_relaxed);
+    stat_add(&c->stats.errors, c->qn);
     while (c->qn) {
         pending p = q_pop(c);
         if (p.cb) p.cb(p.ud, HR_ERR_CLOSED, NULL);
@@ -158,6 +195,9 @@ static void on_hello(void *ud, int err, const hr_resp *r)
     }
     c->state = RC_UP;
     c->attempts = 0;
+    if (c->was_up) stat_add(&c->stats.reconnects, 1);
+    c->was_up = true;
+    atomic_store_explicit(&c->stats.up, 1, memory_order_relaxed);
     if (c->logged_down) hr_logev(HR_LOG_INFO, "redis_connected", HR_LOG_S("addr", c->cfg.addr));
     c->logged_down = false;
     hr_timer_start(&c->loop->wheel, &c->timer, c->cfg.ping_interval_ms);
@@ -233,6 +273,7 @@ int hr_redis_conn_send(hr_redis_conn *c, const uint8_t *cmd, size_t len, hr_redi
     if (c->qn >= c->cfg.max_pending) return HR_ERR_TOO_BIG;
     hr_buf_append(&c->out, cmd, len);
     q_push(c, cb, ud);
+    stat_add(&c->stats.commands[cmd_kind(cmd, len)], 1);
     return 0;
 }
 
@@ -331,6 +372,9 @@ static bool conn_dispatch(hr_redis_conn *c)
             if (c->hooks.on_push) c->hooks.on_push(c->hooks.ud, r);
         } else if (c->qn) {
             pending p = q_pop(c);
+            uint64_t now = hr_now_us();
+            hr_hist_observe(&c->stats.latency, now > p.sent_us ? now - p.sent_us : 0);
+            if (r->type == HR_RESP_ERROR) stat_add(&c->stats.errors, 1);
             if (p.cb) p.cb(p.ud, 0, r);
         } else {
             hr_resp_free(r);

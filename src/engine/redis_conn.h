@@ -18,6 +18,8 @@
 #include "core/buf.h"
 #include "core/loop.h"
 
+#include "core/hist.h"
+
 #include <sys/socket.h>
 
 typedef struct hr_redis_conn hr_redis_conn;
@@ -33,6 +35,22 @@ typedef struct hr_redis_conn_hooks {
     void (*on_down)(void *ud, const char *why);      /* connection lost (after failing the pending replies) */
     void *ud;
 } hr_redis_conn_hooks;
+
+/* The commands counted apart (by their name; the engine's Lua scripts go by EVALSHA). */
+#define HR_REDIS_CMD_NAMES(X) X(EVALSHA) X(EVAL) X(PUBLISH) X(SET) X(DEL) X(HDEL) X(ZREM) X(PING)
+#define HR_REDIS_CMD_ENUM(n) HR_REDIS_CMD_##n,
+enum { HR_REDIS_CMD_NAMES(HR_REDIS_CMD_ENUM) HR_REDIS_CMD_OTHER, HR_REDIS_CMD__N };
+#undef HR_REDIS_CMD_ENUM
+extern const char *const hr_redis_cmd_names[HR_REDIS_CMD__N]; /* lower case; "other" last */
+
+/* A connection's counters: written by its loop's thread, read by any (/metrics). */
+typedef struct hr_redis_conn_stats {
+    atomic_uint_fast64_t commands[HR_REDIS_CMD__N]; /* commands queued that expect a reply, by name */
+    atomic_uint_fast64_t errors;      /* error replies, and replies lost with the connection */
+    atomic_uint_fast64_t reconnects;  /* handshakes completed after the first */
+    atomic_uint_fast64_t up;          /* 1 while connected (HELLO done) */
+    hr_hist latency;                  /* command queued to its reply */
+} hr_redis_conn_stats;
 
 typedef struct hr_redis_conn_cfg {
     char addr[300];                   /* "HOST:PORT", for messages */
@@ -55,6 +73,9 @@ hr_redis_conn *hr_redis_conn_new(hr_loop *loop, const hr_redis_conn_cfg *cfg, co
 /* Fail pending callbacks (HR_ERR_CLOSED), close, free. */
 void hr_redis_conn_free(hr_redis_conn *c);
 bool hr_redis_conn_up(const hr_redis_conn *c);
+const hr_redis_conn_stats *hr_redis_conn_get_stats(const hr_redis_conn *c);
+/* "HOST:PORT" as configured. */
+const char *hr_redis_conn_addr(const hr_redis_conn *c);
 
 /* Queue one serialized command (hr_resp_cmd bytes, copied) whose reply goes
  * to cb (cb NULL: reply dropped). Returns 0; or HR_ERR_CLOSED when the

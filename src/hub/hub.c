@@ -259,6 +259,11 @@ static void inbox_push(hr_whub *wh, hr_pub *pub)
 void hr_hub_deliver(void *hubp, hr_pub *pub)
 {
     hr_hub *hub = hubp;
+    static _Thread_local uint32_t seen; /* per thread: no shared counter on the publish path */
+    if (hub->sample_every && ++seen >= hub->sample_every) {
+        seen = 0;
+        pub->hub_us = hr_now_us();
+    }
     uint64_t h = hash_name(pub->channel, pub->channel_len);
     ishard *sh = ishard_of(hub, h);
     pthread_mutex_lock(&sh->mu);
@@ -444,6 +449,7 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
     s->client_next = c->subs;
     c->subs = s;
     c->nsubs++;
+    hr_whub_count(&wh->subscriptions, 1);
     if (pattern) {
         s->pattern = hr_strndup(channel, len);
         s->pattern_len = len;
@@ -502,6 +508,7 @@ void hr_hub_unsubscribe(hr_client *c, hr_sub *s)
         *pp = s->client_next;
         c->nsubs--;
     }
+    hr_whub_count(&wh->subscriptions, (uint64_t)0 - 1);
     if (s->chan_prev) s->chan_prev->chan_next = s->chan_next;
     if (s->chan_next) s->chan_next->chan_prev = s->chan_prev;
     if (s->pattern) {
@@ -642,6 +649,7 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
     hr_enc_cache cache[RUN_MAX];
     memset(cache, 0, k * sizeof(cache[0]));
     const hr_pub *p0 = pubs[0];
+    uint64_t delivered = 0;
     wh->fanning++;
     hr_local_chan *lc = lfind(wh, hash_name(p0->channel, p0->channel_len), p0->channel, p0->channel_len);
     for (hr_sub *s = lc ? lc->subs : NULL, *nx; s; s = nx) {
@@ -653,7 +661,7 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
                 s->offset = pub->offset;
             }
             s->client->vt->on_pub(s->client, s, pub, &cache[i]);
-            wh->delivered++;
+            delivered++;
         }
     }
     if (wh->patterns) {
@@ -666,7 +674,7 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
             for (size_t i = 0; i < k && !s->gone; i++) {
                 if (pubs[i]->kind != HR_PUB_MESSAGE) continue;
                 s->client->vt->on_pub(s->client, s, pubs[i], &cache[i]);
-                wh->delivered++;
+                delivered++;
             }
         }
     }
@@ -677,8 +685,16 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
             hr_free(d);
         }
     }
+    uint64_t encoded = 0;
     for (size_t i = 0; i < k; i++)
-        for (int j = 0; j < HR_ENC_SLOTS; j++) hr_sbuf_unref(cache[i].slot[j]);
+        for (int j = 0; j < HR_ENC_SLOTS; j++) {
+            encoded += cache[i].slot[j] != NULL;
+            hr_sbuf_unref(cache[i].slot[j]);
+        }
+    hr_whub_count(&wh->delivered, delivered); /* once per run, never per delivery */
+    for (size_t i = 0; delivered && i < k; i++)
+        if (pubs[i]->hub_us && (!wh->sample_us || pubs[i]->hub_us < wh->sample_us)) wh->sample_us = pubs[i]->hub_us;
+    hr_whub_count(&wh->encoded, encoded);
 }
 
 static bool is_command(const hr_pub *p) { return p->kind == HR_PUB_UNSUBSCRIBE || p->kind == HR_PUB_DISCONNECT; }

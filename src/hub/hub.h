@@ -109,8 +109,14 @@ struct hr_whub {
     size_t npatterns;
     hr_client *clients;             /* every client of the worker */
     size_t nclients;
-    /* stats */
-    uint64_t delivered;             /* publications queued to clients */
+    /* stats: one writer (this worker, relaxed stores, hr_whub_count), read by /metrics */
+    _Atomic uint64_t delivered;     /* publications (and join/leave) queued to clients */
+    _Atomic uint64_t encoded;       /* encodings made for them: once per publication and form, not per client */
+    _Atomic uint64_t subscriptions; /* now, patterns included */
+    _Atomic uint64_t slow_disconnects; /* clients ended as slow consumers (3008) */
+    _Atomic uint64_t published[2];
+    uint64_t sample_us;             /* this turn's oldest stamped publication fanned out (0 = none), for
+                                       the worker's publish-to-write sample once its writes are done */  /* publications accepted for the engine, by hr_actor_kind (client, server API) */
     /* subscriptions removed while a fan-out walks the lists: freed after it */
     int fanning;
     hr_sub *dead_subs;
@@ -118,6 +124,12 @@ struct hr_whub {
     struct hr_task *tasks;
     size_t tasks_n, tasks_cap;
 };
+
+/* Add n to one of a worker's counters (only its own thread writes them). */
+static inline void hr_whub_count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
 
 /* One channel occupancy transition (see hr_hub_set_occupancy_cb). */
 typedef struct hr_occupancy {
@@ -135,6 +147,8 @@ struct hr_hub {
     hr_whub *workers;
     void *shards;                   /* interest registry */
     _Atomic uint64_t pattern_mask;  /* workers with pattern subscriptions */
+    uint32_t sample_every;          /* stamp 1 in this many publications with hub_us (0 = none); set before
+                                       the workers start (metrics.publish_sample) */
     hr_occupancy_fn occupancy_fn;   /* set at start-up (hr_hub_set_occupancy_cb) */
     void *occupancy_ud;
     _Atomic uint64_t occupied, vacated; /* transitions reported (/api/info) */

@@ -426,18 +426,21 @@ hr_op_result hr_op_may_rpc(const hr_actor *a, size_t dlen)
  * (publisher_dup) where it must outlive the call. */
 typedef struct publisher {
     hr_webhook *wh;
+    hr_whub *hub;                  /* the publishing worker's (counts herald_publications_total), or NULL */
+    hr_actor_kind kind;
     const char *user, *client;
 } publisher;
 
 static publisher publisher_of(const hr_actor *a)
 {
-    return (publisher){a->opts->webhook, is_client(a) && user_of(a)[0] ? user_of(a) : NULL,
+    return (publisher){a->opts->webhook, a->wh, a->kind, is_client(a) && user_of(a)[0] ? user_of(a) : NULL,
                        is_client(a) && a->client ? a->client->id : NULL};
 }
 
 static publisher publisher_dup(const publisher *by)
 {
-    return (publisher){by->wh, by->user ? hr_strdup(by->user) : NULL, by->client ? hr_strdup(by->client) : NULL};
+    return (publisher){by->wh, by->hub, by->kind, by->user ? hr_strdup(by->user) : NULL,
+                       by->client ? hr_strdup(by->client) : NULL};
 }
 
 static void publisher_free(publisher *by)
@@ -480,6 +483,7 @@ static void engine_publish(hr_engine *e, const publisher *by, const hr_chan_opts
         cb = on_hooked_publish;
         ud = h;
     }
+    if (by->hub) hr_whub_count(&by->hub->published[by->kind], 1);
     e->vt->publish(e, o, p, idem_key, idem_len, cb, ud);
 }
 

@@ -90,6 +90,7 @@ static void raw_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cach
     if (r->closing || pub->kind != HR_PUB_MESSAGE) return; /* no join/leave pushes in raw mode */
     if (!hr_urlsubs_delivers(c, sub, pub)) return;
     if (r->sink->queued(r->t) > (size_t)r->opts->max_queued_bytes) {
+        hr_whub_count(&c->wh->slow_disconnects, 1);
         hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_DISC_SLOW),
                  HR_LOG_S("msg", "slow consumer, disconnecting"));
         raw_close(r, HR_DISC_SLOW, "slow consumer: reconnect", true);

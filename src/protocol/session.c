@@ -485,6 +485,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     if (sub && sub->hold) { /* its subscribe is not answered yet */
         if (!hr_op_hold_add(&((shold *)sub->hold)->held, &s->opts->ops, sub, pub)) { /* engine far behind */
             s->closing = true;
+            hr_whub_count(&c->wh->slow_disconnects, 1);
             hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_DISC_SLOW),
                      HR_LOG_S("msg", "too many publications while subscribing, disconnecting"));
             sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
@@ -493,6 +494,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     }
     if (s->sink->queued(s->t) > (size_t)s->opts->max_queued_bytes) {
         s->closing = true;
+        hr_whub_count(&c->wh->slow_disconnects, 1);
         hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_DISC_SLOW),
                  HR_LOG_S("msg", "slow consumer, disconnecting"));
         sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);

@@ -81,6 +81,22 @@ const hr_option hr_options[] = {
      "one, Forwarded: for=) header names the client: for a request from such a peer, the client address for "
      "the limits is the rightmost address in the header that is not a trusted proxy, per request. Headers "
      "from other peers are ignored. Empty = trust no one."},
+    {"server.ready_max_loop_lag", HR_OPT_DURATION, OFF(ready_max_loop_lag_ms), "1s", 0, DAY_MS, NULL, NULL,
+     "GET /ready answers 503 {\"error\":\"loop lag\"} while some worker's event loop ran its timers later than "
+     "this within the last second (a blocked or overloaded loop; herald_loop_lag_seconds). 0 = never."},
+
+    {"metrics.listen", HR_OPT_STRING, OFF(metrics_listen), "", 0, 0, NULL, "--metrics-listen",
+     "Separate address (HOST:PORT, [IPv6]:PORT or :PORT) that serves only /metrics, /health and /ready (404 for "
+     "anything else), plain HTTP, on every worker (SO_REUSEPORT). Empty = only server.listen serves them."},
+    {"metrics.token", HR_OPT_STRING, OFF(metrics_token), "", 0, 0, NULL, NULL,
+     "Bearer token GET /metrics requires (Authorization: Bearer TOKEN; 401 without it or with another). "
+     "Empty = no token, the address check alone."},
+    {"metrics.publish_sample", HR_OPT_INT, OFF(metrics_publish_sample), "64", 0, 1000000000, NULL, NULL,
+     "Time 1 in this many publications (per publishing thread) from entering the hub to the end of the loop turn "
+     "that wrote them to their first subscribers (herald_publish_to_write_seconds). 0 = none."},
+    {"metrics.allowed_ips", HR_OPT_LIST, OFF(metrics_allowed_ips), "127.0.0.0/8,::1", 0, 0, NULL, NULL,
+     "Addresses and CIDR ranges that may GET /metrics (403 for other peers). The peer is the socket's, never "
+     "a forwarded header or a PROXY header's address; a Unix socket peer is always allowed."},
 
     {"redis.prefix", HR_OPT_STRING, OFF(redis_prefix), "herald", 0, 0, NULL, "--redis-prefix",
      "Prefix of every Redis key and pub/sub channel Herald uses (separate clusters sharing one Redis)."},
@@ -568,7 +584,8 @@ static int check_string(const hr_option *o, const char *value, char *err, size_t
     }
     char host[256];
     int port;
-    if ((strcmp(o->key, "server.listen") == 0 || strcmp(o->key, "tls.listen") == 0) &&
+    if ((strcmp(o->key, "server.listen") == 0 || strcmp(o->key, "tls.listen") == 0 ||
+         strcmp(o->key, "metrics.listen") == 0) &&
         hr_parse_listen(value, host, sizeof(host), &port)) {
         errf(err, errlen, "%s: \"%s\" is not HOST:PORT, [IPv6]:PORT or :PORT (a port from 0 to 65535)", o->key,
              value);
@@ -1485,6 +1502,20 @@ static bool http_url(const char *u)
 }
 
 /* [proxy]: URLs are http(s), routes are PREFIX=URL, static headers Name: value. */
+/* Every entry of a list of addresses and CIDR ranges parses. */
+static int check_cidr_list(const char *key, const hr_strlist *l, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        hr_cidr c;
+        if (hr_cidr_parse(l->v[i], &c)) {
+            errf(err, errlen, "%s: \"%s\" is not an IP address or CIDR range "
+                 "(such as 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32)", key, l->v[i]);
+            return HR_ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
 static int proxy_validate(const hr_config *cfg, char *err, size_t errlen)
 {
     const struct { const char *key, *url; } urls[] = {
@@ -1600,15 +1631,9 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
         errf(err, errlen, "server.listen: must not be empty");
         return HR_ERR_INVALID;
     }
-    for (size_t i = 0; i < cfg->trusted_proxies.n; i++) {
-        hr_cidr c;
-        if (hr_cidr_parse(cfg->trusted_proxies.v[i], &c)) {
-            errf(err, errlen, "server.trusted_proxies: \"%s\" is not an IP address or CIDR range "
-                 "(such as 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32)", cfg->trusted_proxies.v[i]);
-            return HR_ERR_INVALID;
-        }
-    }
-    int rc = proxy_validate(cfg, err, errlen);
+    int rc = check_cidr_list("server.trusted_proxies", &cfg->trusted_proxies, err, errlen);
+    if (!rc) rc = check_cidr_list("metrics.allowed_ips", &cfg->metrics_allowed_ips, err, errlen);
+    if (!rc) rc = proxy_validate(cfg, err, errlen);
     if (!rc) rc = webhook_validate(cfg, err, errlen);
     return rc ? rc : authkeys_validate(cfg, err, errlen);
 }

@@ -42,6 +42,12 @@ typedef struct hr_config {
     char *redis;
     bool proxy_protocol;        /* every connection starts with a PROXY protocol header */
     hr_strlist trusted_proxies; /* addresses / CIDRs whose X-Forwarded-For is believed */
+    int64_t ready_max_loop_lag_ms; /* /ready 503 above this recent loop lag; 0 = off */
+    /* [metrics] */
+    char *metrics_listen;       /* "" = server.listen only */
+    char *metrics_token;        /* "" = none */
+    hr_strlist metrics_allowed_ips;
+    int64_t metrics_publish_sample; /* 1 in N publications timed to their write; 0 = none */
     /* [redis] (engine = redis) */
     char *redis_prefix;
     char *redis_node_id;

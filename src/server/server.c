@@ -86,8 +86,8 @@ static void refuse_at_accept(int fd, bool tls)
 
 static void listeners_watch(hr_worker *w, bool on)
 {
-    hr_io *ios[2] = {&w->listen_io, &w->tls_listen_io};
-    for (int i = 0; i < 2; i++) {
+    hr_io *ios[3] = {&w->listen_io, &w->tls_listen_io, &w->metrics_listen_io};
+    for (int i = 0; i < 3; i++) {
         if (ios[i]->fd < 0) continue;
         if (on) hr_loop_add(&w->loop, ios[i], EPOLLIN);
         else hr_loop_del(&w->loop, ios[i]);
@@ -123,7 +123,7 @@ static void accept_out_of_fds(hr_worker *w, int err)
     hr_timer_start(&w->loop.wheel, &w->accept_timer, (uint64_t)server_of(w)->cfg->accept_backoff_ms);
 }
 
-static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
+static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls, uint32_t flags)
 {
     /* With server.proxy_protocol the client's address comes with the PROXY
      * header (transport/proxy.c); otherwise it is the peer's, needed only
@@ -164,6 +164,7 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls)
         w->nconns++;
         hr_stat_add(&w->stats.connections, 1);
         hr_stat_add(&w->stats.accepted, 1);
+        c->flags |= flags | (tls ? HR_CONN_TLS : 0);
         /* admission by address, HTTP, TLS: now, or once the PROXY header names the client */
         if (pp) hr_proxy_await(c, tls);
         else if (hr_client_start(c, want_addr ? (struct sockaddr *)&ss : NULL, sl, tls)) continue; /* closed */
@@ -178,13 +179,20 @@ static void on_accept(hr_loop *loop, hr_io *io, uint32_t events)
 {
     HR_UNUSED(events);
     hr_worker *w = HR_CONTAINER_OF(io, hr_worker, listen_io);
-    accept_on(loop, io, w, server_of(w)->listen_tls);
+    accept_on(loop, io, w, server_of(w)->listen_tls, 0);
 }
 
 static void on_accept_tls(hr_loop *loop, hr_io *io, uint32_t events)
 {
     HR_UNUSED(events);
-    accept_on(loop, io, HR_CONTAINER_OF(io, hr_worker, tls_listen_io), true);
+    accept_on(loop, io, HR_CONTAINER_OF(io, hr_worker, tls_listen_io), true, 0);
+}
+
+/* metrics.listen: plain HTTP, /metrics, /health and /ready only. */
+static void on_accept_metrics(hr_loop *loop, hr_io *io, uint32_t events)
+{
+    HR_UNUSED(events);
+    accept_on(loop, io, HR_CONTAINER_OF(io, hr_worker, metrics_listen_io), false, HR_CONN_METRICS_ONLY);
 }
 
 static void worker_check_done(hr_worker *w)
@@ -228,6 +236,10 @@ static void on_wake(hr_loop *loop, void *data)
             close(w->tls_listen_io.fd);
             w->tls_listen_io.fd = -1;
         }
+        if (w->metrics_listen_io.fd >= 0) {
+            close(w->metrics_listen_io.fd);
+            w->metrics_listen_io.fd = -1;
+        }
         hr_timer_init(&w->drain_timer, on_drain_deadline);
         hr_timer_start(&w->loop.wheel, &w->drain_timer, (uint64_t)server_of(w)->cfg->drain_timeout_ms);
         /* on_shutdown may close the connection: walk a snapshot-safe way */
@@ -246,6 +258,7 @@ static void on_turn_end(hr_loop *loop, void *data)
     hr_worker *w = data;
     if (w->ready_list) hr_conn_run_ready(w);
     hr_conn_end_turn(w);
+    hr_metrics_turn_end(w);
     if (w->ready_list) w->loop.busy = true;
     worker_check_done(w);
 }
@@ -464,6 +477,9 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         s->tls_port = tla.port;
         snprintf(s->tls_bound, sizeof(s->tls_bound), "%s", tla.bound);
     }
+    listen_addr mla = {0};
+    if (cfg->metrics_listen[0] && (rc = resolve_listen("metrics.listen", cfg->metrics_listen, &mla, err, errlen)))
+        return rc;
     raise_fd_limit();
     char msg[256];
 
@@ -477,6 +493,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     fit_fd_limit(cfg, n);
     if ((rc = start_webhook(s, cfg, err, errlen))) return rc;
     s->sh.hub = hr_hub_new(n);
+    s->sh.hub->sample_every = (uint32_t)cfg->metrics_publish_sample;
     if (s->webhook) hr_hub_set_occupancy_cb(s->sh.hub, on_occupancy, s->webhook);
     hr_limits_opts lo;
     hr_opts_limits(cfg, &lo);
@@ -485,6 +502,11 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     if (hr_cidr_set_parse(&s->sh.trusted, cfg->trusted_proxies.v, cfg->trusted_proxies.n, &bad)) {
         snprintf(err, errlen, "server.trusted_proxies: \"%s\" is not an IP address or CIDR range",
                  cfg->trusted_proxies.v[bad]);
+        return HR_ERR_INVALID;
+    }
+    if (hr_cidr_set_parse(&s->sh.metrics_allowed, cfg->metrics_allowed_ips.v, cfg->metrics_allowed_ips.n, &bad)) {
+        snprintf(err, errlen, "metrics.allowed_ips: \"%s\" is not an IP address or CIDR range",
+                 cfg->metrics_allowed_ips.v[bad]);
         return HR_ERR_INVALID;
     }
     s->sh.hub->limits = s->sh.limits;
@@ -498,6 +520,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     for (int i = 0; i < n; i++) {
         s->sh.workers[i].listen_io.fd = -1;
         s->sh.workers[i].tls_listen_io.fd = -1;
+        s->sh.workers[i].metrics_listen_io.fd = -1;
         s->sh.workers[i].loop.epfd = s->sh.workers[i].loop.wakefd = -1;
         s->sh.workers[i].static_fd = -1;
     }
@@ -531,6 +554,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             return HR_ERR_IO;
         }
         w->loop.on_turn_end = on_turn_end;
+        w->loop.on_lag = hr_metrics_on_lag;
         int fd = make_listener((struct sockaddr *)&la.ss, la.sl, true, msg, sizeof(msg));
         if (fd < 0) {
             snprintf(err, errlen, "cannot listen on %s: %s", s->sh.bound, msg);
@@ -548,6 +572,16 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             w->tls_listen_io.fd = fd;
             w->tls_listen_io.cb = on_accept_tls;
             hr_loop_add(&w->loop, &w->tls_listen_io, EPOLLIN);
+        }
+        if (mla.port) {
+            fd = make_listener((struct sockaddr *)&mla.ss, mla.sl, true, msg, sizeof(msg));
+            if (fd < 0) {
+                snprintf(err, errlen, "cannot listen on %s: %s", mla.bound, msg);
+                return HR_ERR_IO;
+            }
+            w->metrics_listen_io.fd = fd;
+            w->metrics_listen_io.cb = on_accept_metrics;
+            hr_loop_add(&w->loop, &w->metrics_listen_io, EPOLLIN);
         }
     }
     /* Workers never see process signals; the main thread waits for them. */
@@ -624,6 +658,7 @@ void hr_server_free(hr_server *s)
         hr_worker *w = &s->sh.workers[i];
         if (w->listen_io.fd >= 0) close(w->listen_io.fd);
         if (w->tls_listen_io.fd >= 0) close(w->tls_listen_io.fd);
+        if (w->metrics_listen_io.fd >= 0) close(w->metrics_listen_io.fd);
         hr_loop_close(&w->loop);
         hr_conn_release_pool(w);
         hr_free(w->rbuf);
@@ -657,6 +692,7 @@ void hr_server_free(hr_server *s)
     hr_admin_free(s->admin);
     s->admin = NULL;
     hr_cidr_set_free(&s->sh.trusted);
+    hr_cidr_set_free(&s->sh.metrics_allowed);
     hr_tls_server_free(s->sh.tls);
     s->sh.tls = NULL;
 }

@@ -134,7 +134,7 @@ static void aop_done(aop *a)
  * permissions, no client rates; names, namespaces, sizes and keys apply). */
 static hr_actor actor_of(api_ctx *x)
 {
-    return (hr_actor){.kind = HR_ACTOR_SERVER, .opts = &x->w->proto->ops, .engine = x->engine};
+    return (hr_actor){.kind = HR_ACTOR_SERVER, .opts = &x->w->proto->ops, .wh = x->w->hub, .engine = x->engine};
 }
 
 /* params.channel as a string (the operation checks the name). */
@@ -480,24 +480,15 @@ static void on_nodes(void *ud, int err, const char *json, size_t len)
 }
 
 /* The backend proxy hooks' counters over the workers ("proxy", when enabled). */
-static void info_proxy(api_ctx *x, const hr_shared *sh)
+static void info_proxy(api_ctx *x)
 {
-    uint64_t calls = 0, inflight = 0, fails[HR_PROXY_F_COUNT] = {0};
-    bool any = false;
-    for (int i = 0; i < sh->nworkers; i++) {
-        if (!sh->workers[i].proxy) continue;
-        any = true;
-        const hr_proxy_stats *st = hr_proxy_get_stats(sh->workers[i].proxy);
-        calls += atomic_load(&st->calls);
-        inflight += atomic_load(&st->inflight);
-        for (int f = 1; f < HR_PROXY_F_COUNT; f++) fails[f] += atomic_load(&st->failures[f]);
-    }
-    if (!any) return;
-    hr_buf_printf(OUT(x), ",\"proxy\":{\"calls\":%llu,\"inflight\":%llu,\"failures\":{", (unsigned long long)calls,
-                  (unsigned long long)inflight);
+    hr_proxy_totals t;
+    if (!hr_metrics_proxy_totals(x->w, &t)) return;
+    hr_buf_printf(OUT(x), ",\"proxy\":{\"calls\":%llu,\"inflight\":%llu,\"failures\":{", (unsigned long long)t.calls,
+                  (unsigned long long)t.inflight);
     for (int f = 1; f < HR_PROXY_F_COUNT; f++)
         hr_buf_printf(OUT(x), "%s\"%s\":%llu", f > 1 ? "," : "", hr_proxy_fail_name((hr_proxy_fail)f),
-                      (unsigned long long)fails[f]);
+                      (unsigned long long)t.failures[f]);
     hr_buf_append_str(OUT(x), "}}");
 }
 
@@ -544,7 +535,7 @@ static int m_info(api_ctx *x, json_t *params)
                       (unsigned long long)es.channels, (unsigned long long)es.history_bytes,
                       (unsigned long long)es.history_evictions);
     }
-    info_proxy(x, sh);
+    info_proxy(x);
     /* channel occupancy transitions this node reported (cluster-wide ones with Redis) */
     hr_buf_printf(OUT(x), ",\"occupancy\":{\"occupied\":%llu,\"vacated\":%llu}",
                   (unsigned long long)atomic_load(&sh->hub->occupied),
@@ -705,10 +696,7 @@ static bool authorized(const hr_shared *sh, const hr_http_request *req)
         klen = h->value_len;
     }
     size_t want = strlen(sh->api_key);
-    if (!key || klen != want || want == 0) return false;
-    unsigned diff = 0; /* constant time */
-    for (size_t i = 0; i < want; i++) diff |= (unsigned)(key[i] ^ sh->api_key[i]);
-    return diff == 0;
+    return key && want && hr_ct_equal(key, klen, sh->api_key, want);
 }
 
 void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, size_t len, bool close)
@@ -807,120 +795,10 @@ void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body,
     areq_finish(rq);
 }
 
-/* ---- GET /metrics: the Prometheus text format 0.0.4, summed over the
- * workers' own counters at scrape time (nothing on the delivery path). ---- */
-
-static void metric(hr_buf *b, const char *name, const char *type, const char *help, uint64_t v)
-{
-    hr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, (unsigned long long)v);
-}
-
-/* process_* from /proc/self at scrape time (Linux; absent elsewhere). */
-static void metrics_process(hr_buf *b)
-{
-    FILE *f = fopen("/proc/self/stat", "r");
-    unsigned long ut = 0, st = 0, rss = 0;
-    unsigned long long start = 0;
-    if (f) {
-        char line[1024];
-        size_t n = fread(line, 1, sizeof(line) - 1, f);
-        fclose(f);
-        line[n] = 0;
-        const char *p = strrchr(line, ')');
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %llu "
-                                 "%*u %lu", &ut, &st, &start, &rss) == 4) {
-            double hz = (double)sysconf(_SC_CLK_TCK), page = (double)sysconf(_SC_PAGESIZE);
-            hr_buf_printf(b, "# HELP process_cpu_seconds_total User and system CPU time spent, in seconds.\n"
-                          "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n",
-                          (double)(ut + st) / hz);
-            hr_buf_printf(b, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-                          "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %.0f\n",
-                          (double)rss * page);
-        }
-    }
-    uint64_t fds = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) fds += e->d_name[0] != '.';
-        closedir(d);
-        metric(b, "process_open_fds", "gauge", "Number of open file descriptors.", fds ? fds - 1 : 0);
-    }
-}
-
-static void metrics_body(hr_worker *w, hr_buf *b)
-{
-    hr_shared *sh = w->sh;
-    uint64_t v[8] = {0};
-    for (int i = 0; i < sh->nworkers; i++) {
-        hr_worker_stats *st = &sh->workers[i].stats;
-        atomic_uint_fast64_t *f[8] = {&st->connections, &st->accepted, &st->websockets, &st->http_requests,
-                                      &st->ws_messages_in, &st->ws_messages_out, &st->bytes_in, &st->bytes_out};
-        for (int k = 0; k < 8; k++) v[k] += atomic_load_explicit(f[k], memory_order_relaxed);
-    }
-    metric(b, "herald_connections", "gauge", "Open client connections.", v[0]);
-    metric(b, "herald_connections_accepted_total", "counter", "Connections accepted.", v[1]);
-    metric(b, "herald_websockets", "gauge", "Open WebSocket connections.", v[2]);
-    metric(b, "herald_http_requests_total", "counter", "HTTP requests parsed.", v[3]);
-    metric(b, "herald_websocket_messages_received_total", "counter", "WebSocket messages received.", v[4]);
-    metric(b, "herald_websocket_messages_sent_total", "counter", "WebSocket messages sent.", v[5]);
-    metric(b, "herald_bytes_received_total", "counter", "Bytes read from client sockets.", v[6]);
-    metric(b, "herald_bytes_sent_total", "counter", "Bytes written to client sockets.", v[7]);
-    hr_engine *e = sh->hub->engine;
-    if (e && e->vt->stats) {
-        hr_engine_stats es = {0};
-        e->vt->stats(e, &es);
-        metric(b, "herald_channels", "gauge", "Channels the engine holds.", es.channels);
-        metric(b, "herald_history_bytes", "gauge", "Bytes of channel history held.", es.history_bytes);
-        metric(b, "herald_history_evictions_total", "counter", "History entries evicted for space.",
-               es.history_evictions);
-    }
-    if (e && e->vt->shards_down)
-        metric(b, "herald_engine_shards_down", "gauge", "Redis shards without a connection now.",
-               (uint64_t)e->vt->shards_down(e));
-    metric(b, "herald_channels_occupied_total", "counter", "Channel occupied transitions.",
-           atomic_load(&sh->hub->occupied));
-    metric(b, "herald_channels_vacated_total", "counter", "Channel vacated transitions.",
-           atomic_load(&sh->hub->vacated));
-    hr_buf_printf(b, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
-                  "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.3f\n",
-                  (double)time(NULL) - (double)(hr_now_ms() - sh->started_ms) / 1000.0);
-    metrics_process(b);
-    hr_buf_printf(b, "# HELP herald_build_info Herald's version.\n# TYPE herald_build_info gauge\n"
-                  "herald_build_info{version=\"" HERALD_VERSION "\"} 1\n");
-}
-
-/* Only loopback peers may scrape (a metrics.allowed_ips option is to come). */
-static bool peer_is_loopback(hr_conn *c)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &len) != 0) return false;
-    if (ss.ss_family == AF_UNIX) return true;
-    if (ss.ss_family == AF_INET) return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-    if (ss.ss_family != AF_INET6) return false;
-    const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-}
-
-void hr_api_metrics(hr_conn *c, bool get, bool head, bool close)
-{
-    if (!get && !head) {
-        hr_http_respond_error(c, 405, "Allow: GET, HEAD\r\n", "method not allowed", close);
-        return;
-    }
-    if (!peer_is_loopback(c)) {
-        hr_http_respond_error(c, 403, NULL, "metrics are served to loopback clients only", close);
-        return;
-    }
-    hr_buf b = HR_BUF_INIT;
-    metrics_body(c->w, &b);
-    hr_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-store\r\n", b.data, b.len,
-                    head, close);
-    hr_buf_free(&b);
-}
-
 /* GET /ready: 200 while this node should get traffic; 503 with the reason
- * while draining (SIGTERM) or while an engine shard has no connection. */
+ * while draining (SIGTERM), while an engine shard has no connection, or
+ * while some worker's loop lag within the last second is above
+ * server.ready_max_loop_lag. */
 void hr_api_ready(hr_conn *c, bool get, bool head, bool close)
 {
     if (!get && !head) {
@@ -928,9 +806,11 @@ void hr_api_ready(hr_conn *c, bool get, bool head, bool close)
         return;
     }
     hr_engine *e = c->w->sh->hub->engine;
+    int64_t max_lag = c->w->opts->ready_max_loop_lag_ms;
     const char *why = c->w->draining ? "draining"
                       : e && e->vt->shards_down && e->vt->shards_down(e) > 0 ? "engine shard disconnected"
-                                                                              : NULL;
+                      : max_lag > 0 && hr_metrics_recent_lag_ms(c->w) > (uint64_t)max_lag ? "loop lag"
+                                                                                           : NULL;
     if (why) {
         hr_http_respond_error(c, 503, "Cache-Control: no-store\r\n", why, close);
         return;

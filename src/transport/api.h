@@ -13,11 +13,8 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
  * by the API key (hr_api_handle) or as an admin (transport/admin.c): the
  * JSON body, the answer, its errors, all as /api/<name>. */
 void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body, size_t len, bool close);
-/* GET /metrics: the Prometheus text format (docs/operations.md); loopback
- * peers only. */
-void hr_api_metrics(hr_conn *c, bool get, bool head, bool close);
 /* GET /ready: 200 {"status":"ready"}, or 503 with the reason (draining,
- * an engine shard disconnected). */
+ * an engine shard disconnected, loop lag). */
 void hr_api_ready(hr_conn *c, bool get, bool head, bool close);
 
 #endif

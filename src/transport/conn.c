@@ -131,9 +131,22 @@ static size_t entry_cost(const hr_conn *c, const hr_oentry *e)
     return (size_t)(opt->ws_max_queued_bytes / 4 / opt->http_max_queued_files) + 1;
 }
 
+/* The queue's cost changes, and with it the worker's herald_queued_bytes. */
+static void qbytes_add(hr_conn *c, size_t n)
+{
+    c->out.bytes += n;
+    hr_stat_add(&c->w->stats.queued_bytes, n);
+}
+
+static void qbytes_sub(hr_conn *c, size_t n)
+{
+    c->out.bytes -= n;
+    hr_stat_sub(&c->w->stats.queued_bytes, n);
+}
+
 static void enqueued(hr_conn *c, const hr_oentry *e)
 {
-    c->out.bytes += e->len + entry_cost(c, e);
+    qbytes_add(c, e->len + entry_cost(c, e));
     schedule_flush(c);
     /* Backpressure: stop reading from a peer that does not read our replies. */
     size_t high = (size_t)c->w->opts->ws_max_queued_bytes / 4;
@@ -235,7 +248,8 @@ bool hr_conn_replace_last(hr_conn *c, uint8_t first, const void *a, size_t alen,
     if (alen) memcpy(bytes, a, alen);
     if (blen) memcpy(bytes + alen, b, blen);
     hr_free(e->u.bytes);
-    q->bytes = q->bytes - (size_t)e->len + alen + blen;
+    qbytes_sub(c, (size_t)e->len);
+    qbytes_add(c, alen + blen);
     e->u.bytes = bytes;
     e->len = alen + blen;
     return true;
@@ -248,7 +262,7 @@ void hr_conn_drop_queued(hr_conn *c)
     uint32_t keep = first_untouched(c);
     for (uint32_t i = keep; i < q->n; i++) {
         hr_oentry *e = oq_at(q, i);
-        q->bytes -= (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off)) + entry_cost(c, e);
+        qbytes_sub(c, (size_t)(e->len - (e->kind == OE_FILE ? 0 : e->off)) + entry_cost(c, e));
         free_entry(e);
     }
     q->n = keep;
@@ -260,7 +274,7 @@ static void outq_clear(hr_conn *c)
     hr_outq *q = &c->out;
     for (uint32_t i = 0; i < q->n; i++) free_entry(oq_at(q, i));
     q->n = 0;
-    q->bytes = 0;
+    qbytes_sub(c, q->bytes);
     oq_release_if_empty(c);
 }
 
@@ -269,7 +283,7 @@ static void oq_pop(hr_conn *c)
 {
     hr_outq *q = &c->out;
     hr_oentry *e = oq_at(q, 0);
-    q->bytes -= entry_cost(c, e);
+    qbytes_sub(c, entry_cost(c, e));
     free_entry(e);
     q->head = (q->head + 1) & (q->cap - 1);
     q->n--;
@@ -281,7 +295,7 @@ static void file_advance(hr_conn *c, hr_oentry *e, size_t n)
 {
     e->off += (uint64_t)n;
     e->len -= (uint64_t)n;
-    c->out.bytes -= n;
+    qbytes_sub(c, n);
     if (e->len == 0) oq_pop(c);
 }
 
@@ -289,7 +303,7 @@ static void file_advance(hr_conn *c, hr_oentry *e, size_t n)
 static void outq_advance(hr_conn *c, size_t n)
 {
     hr_outq *q = &c->out;
-    q->bytes -= n;
+    qbytes_sub(c, n);
     while (n && q->n) {
         hr_oentry *e = oq_at(q, 0);
         uint64_t left = e->len - (e->kind != OE_FILE ? e->off : 0);
@@ -420,8 +434,26 @@ void hr_conn_resume_reading(hr_conn *c)
     schedule_read(c);
 }
 
+const char *const hr_conn_kind_names[HR_CK__N] = {"none", "http", "websocket", "raw", "sse", "http_stream",
+                                                   "long_poll"};
+
+void hr_conn_set_kind(hr_conn *c, hr_conn_kind kind)
+{
+    unsigned old = (c->flags & HR_CONN_KIND_MASK) >> HR_CONN_KIND_SHIFT;
+    if (old == (unsigned)kind || (kind && (c->flags & HR_CONN_CLOSED))) return; /* a closed one counts nowhere */
+    int tls = (c->flags & HR_CONN_TLS) != 0;
+    hr_worker_stats *st = &c->w->stats;
+    if (old) hr_stat_sub(&st->open_by_kind[old][tls], 1);
+    if (kind) {
+        hr_stat_add(&st->open_by_kind[kind][tls], 1);
+        hr_stat_add(&st->accepted_by_kind[kind][tls], 1);
+    }
+    c->flags = (c->flags & ~HR_CONN_KIND_MASK) | ((unsigned)kind << HR_CONN_KIND_SHIFT);
+}
+
 void hr_conn_set_transport(hr_conn *c, const hr_conn_vt *vt, void *proto)
 {
+    hr_conn_set_kind(c, vt->kind);
     c->vt = vt;
     c->proto = proto;
 }
@@ -463,6 +495,7 @@ void hr_conn_close(hr_conn *c)
     if (c->flags & HR_CONN_CLOSED) return;
     hr_worker *w = c->w;
     if (c->flags & HR_CONN_IN_READY_LIST) ready_unlink(c);
+    hr_conn_set_kind(c, HR_CK_NONE);
     c->flags |= HR_CONN_CLOSED;
     hr_timer_stop(&w->loop.wheel, &c->timer);
     if (c->layer->ops->close) c->layer->ops->close(c); /* e.g. TLS close_notify, while the socket is open */

@@ -69,6 +69,21 @@ typedef struct hr_conn_layer {
 extern hr_conn_layer hr_conn_plain;
 
 /* Transport callbacks. */
+/* What a connection is now, for herald_transport_connections{transport}:
+ * set by hr_conn_set_transport from the vt (an HTTP connection that
+ * upgrades moves from http to websocket), kept in hr_conn.flags. */
+typedef enum hr_conn_kind {
+    HR_CK_NONE,        /* not yet known (before the first byte, awaiting a PROXY header) */
+    HR_CK_HTTP,
+    HR_CK_WEBSOCKET,
+    HR_CK_RAW,         /* a WebSocket in raw mode (/ws/raw) */
+    HR_CK_SSE,
+    HR_CK_HTTP_STREAM,
+    HR_CK_LONG_POLL,
+    HR_CK__N
+} hr_conn_kind;
+extern const char *const hr_conn_kind_names[HR_CK__N];
+
 typedef struct hr_conn_vt {
     /* Bytes arrived: returns how many were consumed (the rest is kept and
      * presented again with more), or a negative value if the connection was
@@ -80,6 +95,7 @@ typedef struct hr_conn_vt {
     void (*on_shutdown)(hr_conn *c);      /* server is draining */
     void (*on_free)(hr_conn *c);          /* release transport state */
     const char *name;
+    hr_conn_kind kind;
 } hr_conn_vt;
 
 typedef struct hr_oentry hr_oentry;
@@ -128,7 +144,11 @@ enum hr_conn_flags {
     /* client addresses (transport/proxy.c) */
     HR_CONN_VIA_PROXY = 1u << 13,         /* peer in server.trusted_proxies: admitted per request by the
                                              address X-Forwarded-For names (ip_key = that address's, or 0) */
+    HR_CONN_METRICS_ONLY = 1u << 14,      /* accepted on metrics.listen: /metrics, /health, /ready only */
+    HR_CONN_TLS = 1u << 15,               /* accepted on a TLS listener (metrics label tls="true") */
 };
+#define HR_CONN_KIND_SHIFT 16               /* flags bits 16..18: the hr_conn_kind */
+#define HR_CONN_KIND_MASK (7u << HR_CONN_KIND_SHIFT)
 #define HR_CONN_REFUSED (HR_CONN_REFUSED_TOO_MANY | HR_CONN_REFUSED_TOO_FAST | HR_CONN_REFUSED_BANNED)
 
 struct hr_conn {
@@ -200,6 +220,8 @@ void hr_conn_resume_reading(hr_conn *c);
 /* Switch to another transport (HTTP -> WebSocket after the upgrade). */
 void hr_conn_set_transport(hr_conn *c, const hr_conn_vt *vt, void *proto);
 /* Arm the connection's single deadline, delay_ms from now. */
+/* Count the connection as kind from now on (hr_conn_set_transport does it from the vt). */
+void hr_conn_set_kind(hr_conn *c, hr_conn_kind kind);
 void hr_conn_set_timer(hr_conn *c, uint64_t delay_ms);
 void hr_conn_stop_timer(hr_conn *c);
 uint64_t hr_conn_now(const hr_conn *c);

@@ -900,6 +900,7 @@ static const hr_conn_vt poll_vt = {
     .on_shutdown = poll_on_shutdown,
     .on_free = reader_on_free,
     .name = "poll",
+    .kind = HR_CK_LONG_POLL,
 };
 
 static ssize_t stream_on_data(hr_conn *c, uint8_t *data, size_t len)
@@ -954,6 +955,7 @@ static const hr_conn_vt stream_vt = {
     .on_shutdown = stream_on_shutdown,
     .on_free = reader_on_free,
     .name = "stream",
+    .kind = HR_CK_HTTP_STREAM,
 };
 
 /* ---- the endpoints -------------------------------------------------------------------- */
@@ -1074,7 +1076,7 @@ static void handle_poll(hr_conn *c, const hr_http_request *req, const char *cors
         sunref(s);
     } else {
         reader *r = reader_new(c, s, cursor, false, close, cors);
-        hr_http_detach(c);
+        hr_http_detach(c, HR_CK_NONE); /* parked: its answer comes with the next line */
         hr_conn_set_transport(c, &poll_vt, r);
         hr_conn_set_timer(c, (uint64_t)c->w->opts->poll_timeout_ms);
     }
@@ -1129,7 +1131,7 @@ static void handle_stream(hr_conn *c, const hr_http_request *req, const char *co
     char chunk[160];
     int cl = snprintf(chunk, sizeof(chunk), "%x\r\n%s\r\n", fl, first);
     hr_http_respond_stream(c, 200, "application/x-ndjson", hdrs, chunk, (size_t)cl);
-    hr_http_detach(c);
+    hr_http_detach(c, HR_CK_HTTP_STREAM);
     reader *r = reader_new(c, s, cursor, true, true, cors);
     hr_conn_set_transport(c, &stream_vt, r);
     uint64_t iv = (uint64_t)c->w->opts->sse_heartbeat_interval_ms;

@@ -45,6 +45,8 @@ typedef struct hr_http {
     hr_buf req;               /* head copy + body, for requests with a body */
     size_t head_len;
     uint32_t served;
+    uint64_t started_us;      /* monotonic, when HTTP took the connection (accept): herald_handshake_duration_seconds
+                                 (136 bytes: the same 144-byte malloc chunk as 128) */
     size_t queued_at_timer;   /* output queued when the keep-alive timer last fired with answers unwritten */
     bool http10;              /* current request is HTTP/1.0: keep-alive must be confirmed */
     bool eof;                 /* the peer half-closed while a response was deferred */
@@ -383,7 +385,11 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
         return;
     }
     if (path_is(req, "/metrics")) {
-        hr_api_metrics(c, get, head, close);
+        hr_metrics_serve(c, req, get, head, close);
+        return;
+    }
+    if (c->flags & HR_CONN_METRICS_ONLY) { /* metrics.listen serves nothing else */
+        hr_http_respond_error(c, 404, NULL, "not found (this address serves /metrics, /health and /ready)", close);
         return;
     }
     if (path_is(req, "/ws/echo")) {
@@ -676,12 +682,14 @@ static const hr_conn_vt http_vt = {
     .on_shutdown = http_on_shutdown,
     .on_free = http_on_free,
     .name = "http",
+    .kind = HR_CK_HTTP,
 };
 
 void hr_http_attach(hr_conn *c)
 {
     hr_http *h = hr_calloc(1, sizeof(*h));
     hr_http_parser_init(&h->parser);
+    h->started_us = hr_now_us();
     hr_conn_set_transport(c, &http_vt, h);
     /* The first request must begin within http.header_timeout (a connection
      * that never sends a byte is closed then, silently); keepalive_timeout
@@ -733,8 +741,10 @@ void hr_http_defer_end(hr_conn *c)
 }
 
 /* Used by the WebSocket upgrade to drop HTTP state. */
-void hr_http_detach(hr_conn *c)
+void hr_http_detach(hr_conn *c, hr_conn_kind to)
 {
+    hr_http *h = c->proto;
+    if (to != HR_CK_NONE && h) hr_metrics_handshake(c->w, to, hr_now_us() - h->started_us);
     http_on_free(c);
     c->proto = NULL;
 }

@@ -67,7 +67,9 @@ bool hr_http_resume(hr_conn *c);
 void hr_http_defer_end(hr_conn *c);
 
 const char *hr_http_reason(int status);
-/* Drop HTTP state when the connection switches transport. */
-void hr_http_detach(hr_conn *c);
+/* Drop HTTP state when the connection switches transport; with `to` (not
+ * HR_CK_NONE) the time since HTTP took the connection is that transport's
+ * handshake duration (its answer has just been queued). */
+void hr_http_detach(hr_conn *c, hr_conn_kind to);
 
 #endif

@@ -58,7 +58,9 @@
     X(const char *, tls_key)                    \
     X(const char *, tls_ciphers)                \
     X(const char *, tls_ciphersuites)           \
-    X(const char *, tls_min_version)
+    X(const char *, tls_min_version)            \
+    X(const char *, metrics_token)              \
+    X(int64_t, ready_max_loop_lag_ms)
 
 #define HR_TRANSPORT_OPT_FIELD(type, name) type name;
 typedef struct hr_transport_opts {

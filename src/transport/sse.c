@@ -282,6 +282,7 @@ static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cac
     /* a queue over the limit is first offered to the kernel, so a burst
      * within one loop turn is not mistaken for a slow reader */
     if (c->out.bytes > max && hr_conn_write_now(c) > max) {
+        hr_whub_count(&c->w->hub->slow_disconnects, 1);
         hr_logf(HR_LOG_INFO, "client_slow", "sse client %s: slow consumer, ending the stream (it resumes with Last-Event-ID)", cl->id);
         hr_webhook_closing(s->whc, HR_DISC_SLOW, "slow consumer: reconnect and recover");
         sse_end(s, true);
@@ -432,6 +433,7 @@ static const hr_conn_vt sse_vt = {
     .on_shutdown = sse_on_shutdown,
     .on_free = sse_on_free,
     .name = "sse",
+    .kind = HR_CK_SSE,
 };
 
 /* ---- the request ------------------------------------------------------------------------- */
@@ -1091,7 +1093,7 @@ static void start_step(sse_start *st)
     hr_buf_append(&b, "\n", 1);
     hr_http_respond_stream(c, 200, "text/event-stream", hdrs, b.data, b.len);
     b.len = 0;
-    hr_http_detach(c);
+    hr_http_detach(c, HR_CK_SSE);
     hr_conn_set_transport(c, &sse_vt, s);
 
     /* the starting id: where the client asked to resume, else where the channel is */

@@ -153,6 +153,7 @@ sent:
         hr_logf(HR_LOG_INFO, "client_slow", "websocket fd=%d: output queue over %lld bytes, disconnecting slow client (code %d)", c->io.fd,
                 (long long)w->opts->ws_max_queued_bytes, HR_DISC_SLOW);
         hr_conn_drop_queued(c);
+        hr_whub_count(&w->hub->slow_disconnects, 1);
         hr_ws_close(c, HR_DISC_SLOW, "slow consumer: reconnect and recover");
     }
 }
@@ -556,10 +557,20 @@ static void ws_on_timer(hr_conn *c)
 
 static void ws_on_shutdown(hr_conn *c) { hr_ws_close(c, HR_WS_CLOSE_GOING_AWAY, "server shutting down, reconnect"); }
 
+static hr_close_class close_class(uint16_t code)
+{
+    if (code == HR_WS_CLOSE_NORMAL) return HR_CLOSE_NORMAL;
+    if (code == HR_WS_CLOSE_GOING_AWAY) return HR_CLOSE_GOING_AWAY;
+    if (code == 0 || code == HR_WS_CLOSE_ABNORMAL) return HR_CLOSE_NONE;
+    if (code >= 4000) return HR_CLOSE_APP;
+    return code >= 3000 ? HR_CLOSE_SERVER : HR_CLOSE_ERROR;
+}
+
 static void ws_on_free(hr_conn *c)
 {
     hr_ws *ws = c->proto;
     if (!ws) return;
+    hr_stat_add(&c->w->stats.ws_closed[close_class(ws->close_code)], 1);
     if (ws->h->on_close) ws->h->on_close(c, ws->close_code ? ws->close_code : HR_WS_CLOSE_ABNORMAL);
     hr_stat_sub(&c->w->stats.websockets, 1);
     hr_buf_free(&ws->msg);
@@ -579,6 +590,7 @@ static const hr_conn_vt ws_vt = {
     .on_shutdown = ws_on_shutdown,
     .on_free = ws_on_free,
     .name = "websocket",
+    .kind = HR_CK_WEBSOCKET,
 };
 
 /* ---- opening handshake ------------------------------------------------------ */
@@ -716,7 +728,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     hr_buf_free(&extra);
     hr_conn_send(c, resp, (size_t)n);
 
-    hr_http_detach(c);
+    hr_http_detach(c, handler == &hr_ws_raw_handler ? HR_CK_RAW : HR_CK_WEBSOCKET);
     hr_ws *ws = hr_calloc(1, sizeof(*ws));
     ws->h = handler;
     ws->subprotocol = proto;
@@ -726,6 +738,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     ws->app = app;
     hr_utf8_init(&ws->utf8);
     hr_conn_set_transport(c, &ws_vt, ws);
+    if (handler == &hr_ws_raw_handler) hr_conn_set_kind(c, HR_CK_RAW);
     hr_stat_add(&c->w->stats.websockets, 1);
     c->last_rx = hr_conn_now(c);
     ws_arm_heartbeat(c);

@@ -23,6 +23,7 @@
 #include "hub/hub.h"
 #include "protocol/opts.h"
 #include "transport/conn.h"
+#include "transport/metrics.h"
 #include "transport/opts.h"
 
 #include <pthread.h>
@@ -43,6 +44,17 @@ typedef enum hr_refuse_reason {
     HR_REFUSE__N
 } hr_refuse_reason;
 
+/* How a WebSocket ended, by its close code (metrics label "code_class"). */
+typedef enum hr_close_class {
+    HR_CLOSE_NORMAL,      /* "1000" */
+    HR_CLOSE_GOING_AWAY,  /* "1001" */
+    HR_CLOSE_ERROR,       /* "1xxx_error": another 1xxx code (protocol error, too big, ...) */
+    HR_CLOSE_SERVER,      /* "3xxx": Herald's disconnect codes (3008 slow consumer, ...) */
+    HR_CLOSE_APP,         /* "4xxx": application codes */
+    HR_CLOSE_NONE,        /* "none": no close handshake (1006: the connection dropped) */
+    HR_CLOSE__N
+} hr_close_class;
+
 typedef struct hr_worker_stats {
     atomic_uint_fast64_t connections;      /* open now */
     atomic_uint_fast64_t accepted;         /* total */
@@ -53,6 +65,10 @@ typedef struct hr_worker_stats {
     atomic_uint_fast64_t bytes_in;
     atomic_uint_fast64_t bytes_out;
     atomic_uint_fast64_t log_suppressed;   /* total: conn_refused lines over server.log_refused_rate */
+    atomic_uint_fast64_t open_by_kind[HR_CK__N][2];     /* now, by hr_conn_kind and TLS (hr_conn_set_kind) */
+    atomic_uint_fast64_t accepted_by_kind[HR_CK__N][2]; /* connections that became that kind */
+    atomic_uint_fast64_t queued_bytes;                  /* output queued now: bytes + per-entry costs (conn.c) */
+    atomic_uint_fast64_t ws_closed[HR_CLOSE__N];        /* WebSockets ended, by hr_close_class */
     atomic_uint_fast64_t refused[HR_REFUSE__N];
 } hr_worker_stats;
 
@@ -78,6 +94,7 @@ typedef struct hr_shared {
     struct hr_tls_server *tls;     /* TLS context (transport/tls.h), NULL without tls.cert */
     hr_cidr_set trusted;           /* server.trusted_proxies, parsed (transport/proxy.c) */
     char api_key[256];             /* effective API key (configured or generated) */
+    hr_cidr_set metrics_allowed;   /* metrics.allowed_ips, parsed */
 } hr_shared;
 
 struct hr_worker {
@@ -89,6 +106,7 @@ struct hr_worker {
     hr_loop loop;
     hr_io listen_io;
     hr_io tls_listen_io;           /* tls.listen's socket (fd -1 when none) */
+    hr_io metrics_listen_io;       /* metrics.listen's socket (fd -1 when none) */
     hr_conn *conns;                /* all open connections */
     size_t nconns;
     hr_conn *flush_list;
@@ -119,6 +137,7 @@ struct hr_worker {
     uint64_t refused_log_pending;  /* lines suppressed since the last one written */
     uint64_t refused_log_noted_ms; /* loop time of the last log_suppressed line */
     hr_worker_stats stats;
+    hr_loop_health health;         /* loop lag (transport/metrics.h) */
 };
 
 /* The worker's shared no-context-takeover zlib streams, made on first use

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -337,6 +338,21 @@ class TlsListeners(HeraldTestCase):
                                timeout=20)
             self.assertEqual(json.loads(r.stdout)["status"], "ok")
         self.assertEqual(h.returncode, 0)
+
+    def test_metrics_label_tls_connections(self):
+        """herald_connections_by_transport{tls="true"} counts the connections
+        of the TLS listener (docs/operations.md)."""
+        with tls_server("--tls-listen", "127.0.0.1:0") as h:
+            m = [ln for ln in h.output().splitlines() if "listening on" in ln][0]
+            tls_port = int(m.split("https://")[1].split()[0].rsplit(":", 1)[1])
+            raw = socket.create_connection(("127.0.0.1", tls_port), timeout=10 * SLOW)
+            with client_ctx().wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                self.assertIn(b"200", s.recv(4096))  # kept alive: an HTTP connection over TLS
+                with urllib.request.urlopen(f"http://127.0.0.1:{h.port}/metrics", timeout=10 * SLOW) as r:
+                    text = r.read().decode()
+                self.assertIn('herald_connections_by_transport{transport="http",tls="true"} 1\n', text)
+                self.assertIn('herald_connections_by_transport_total{transport="http",tls="true"} 1\n', text)
 
     def test_min_version_13(self):
         with tls_server("--tls.min-version", "1.3") as h:

@@ -137,6 +137,28 @@ static void test_timeout_hint(void **state)
     assert_true(t > 0 && t <= (int)HR_WHEEL_TICK_MS);
 }
 
+/* late_ms: 0 when a timer fires within its tick, the delay past its tick's
+ * end after a stall, 0 again when an advance fires nothing. */
+static void test_late_ms(void **state)
+{
+    (void)state;
+    clock_now = 1000000;
+    hr_wheel_init(&wheel, clock_now, &wheel);
+    probe p = {0};
+    hr_timer_init(&p.t, on_fire);
+    hr_timer_start(&wheel, &p.t, 120); /* due at 1000120, in the tick ending 1000150 */
+    advance_to(&wheel, 1000150, 50);
+    assert_int_equal(p.count, 1);
+    assert_int_equal(wheel.late_ms, 0);
+    hr_timer_start(&wheel, &p.t, 100); /* due 1000250, tick end 1000300; the loop wakes at 1002300 */
+    clock_now = 1002300;
+    assert_int_equal(hr_wheel_advance(&wheel, clock_now), 1);
+    assert_int_equal(wheel.late_ms, 2000);
+    clock_now += 50;
+    assert_int_equal(hr_wheel_advance(&wheel, clock_now), 0);
+    assert_int_equal(wheel.late_ms, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_rearm_from_callback),
         cmocka_unit_test(test_many_timers_and_big_jump),
         cmocka_unit_test(test_timeout_hint),
+        cmocka_unit_test(test_late_ms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
