@@ -114,9 +114,9 @@ struct hr_whub {
     _Atomic uint64_t encoded;       /* encodings made for them: once per publication and form, not per client */
     _Atomic uint64_t subscriptions; /* now, patterns included */
     _Atomic uint64_t slow_disconnects; /* clients ended as slow consumers (3008) */
-    _Atomic uint64_t published[2];
+    _Atomic uint64_t published[2];  /* publications accepted for the engine, by hr_actor_kind (client, server API) */
     uint64_t sample_us;             /* this turn's oldest stamped publication fanned out (0 = none), for
-                                       the worker's publish-to-write sample once its writes are done */  /* publications accepted for the engine, by hr_actor_kind (client, server API) */
+                                       the worker's publish-to-write sample once its writes are done */
     /* subscriptions removed while a fan-out walks the lists: freed after it */
     int fanning;
     hr_sub *dead_subs;

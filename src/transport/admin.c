@@ -221,7 +221,7 @@ static void snapshot(hr_worker *w, uint64_t interval_ms, hr_buf *b)
 {
     hr_shared *sh = w->sh;
     hr_engine *e = sh->hub->engine;
-    uint64_t conns = 0, ws = 0, out = 0, bytes = 0, in = 0, reqs = 0;
+    uint64_t conns = 0, ws = 0, out = 0, bytes = 0, in = 0, reqs = 0, deliveries = 0;
     for (int i = 0; i < sh->nworkers; i++) {
         hr_worker_stats *st = &sh->workers[i].stats;
         conns += atomic_load_explicit(&st->connections, memory_order_relaxed);
@@ -230,6 +230,7 @@ static void snapshot(hr_worker *w, uint64_t interval_ms, hr_buf *b)
         bytes += atomic_load_explicit(&st->bytes_out, memory_order_relaxed);
         in += atomic_load_explicit(&st->ws_messages_in, memory_order_relaxed);
         reqs += atomic_load_explicit(&st->http_requests, memory_order_relaxed);
+        deliveries += atomic_load_explicit(&sh->workers[i].hub->delivered, memory_order_relaxed);
     }
     hr_hub_chan_count top[TOP_CHANNELS];
     uint64_t nchans = 0, nsubs = 0;
@@ -242,11 +243,11 @@ static void snapshot(hr_worker *w, uint64_t interval_ms, hr_buf *b)
     hr_buf_printf(b,
                   ",\"version\":\"" HERALD_VERSION "\",\"time_ms\":%llu,\"uptime_ms\":%llu,\"interval_ms\":%llu,"
                   "\"connections\":%llu,\"websockets\":%llu,\"subscriptions\":%llu,\"channels\":%llu,"
-                  "\"messages_out\":%llu,\"bytes_out\":%llu,\"messages_in\":%llu,\"http_requests\":%llu,"
+                  "\"deliveries\":%llu,\"messages_out\":%llu,\"bytes_out\":%llu,\"messages_in\":%llu,\"http_requests\":%llu,"
                   "\"engine\":{\"name\":\"%s\",\"shards_down\":%d},\"top\":[",
                   (unsigned long long)hr_wall_ms(), (unsigned long long)(hr_now_ms() - sh->started_ms),
                   (unsigned long long)interval_ms, (unsigned long long)conns, (unsigned long long)ws,
-                  (unsigned long long)nsubs, (unsigned long long)nchans, (unsigned long long)out,
+                  (unsigned long long)nsubs, (unsigned long long)nchans, (unsigned long long)deliveries, (unsigned long long)out,
                   (unsigned long long)bytes, (unsigned long long)in, (unsigned long long)reqs, w->opts->engine,
                   e->vt->shards_down ? e->vt->shards_down(e) : 0);
     for (size_t i = 0; i < ntop; i++) {

@@ -212,7 +212,7 @@ class AdminOn(HeraldTestCase):
             c = await Native.open(self.server, token=tok["token"])
             await c.result("subscribe", {"channel": STATS})
             s = await snapshot(c)
-            for key in ("node", "connections", "subscriptions", "messages_out", "bytes_out", "uptime_ms",
+            for key in ("node", "connections", "subscriptions", "deliveries", "messages_out", "bytes_out", "uptime_ms",
                         "interval_ms", "engine", "top"):
                 self.assertIn(key, s)
             self.assertEqual(s["engine"]["name"], "memory")

@@ -101,7 +101,7 @@ function onSnapshot(snap) {
   const n = state.nodes.get(snap.node) || { snap: null, rate: 0 };
   if (n.snap && snap.time_ms > n.snap.time_ms) {
     const dt = (snap.time_ms - n.snap.time_ms) / 1000;
-    n.rate = Math.max(0, (snap.messages_out - n.snap.messages_out) / dt);
+    n.rate = Math.max(0, (snap.deliveries - n.snap.deliveries) / dt);
   }
   n.snap = snap;
   n.seen = now;
