@@ -40,6 +40,12 @@ typedef struct hr_config {
     char *redis;
     bool proxy_protocol;        /* every connection starts with a PROXY protocol header */
     hr_strlist trusted_proxies; /* addresses / CIDRs whose X-Forwarded-For is believed */
+    /* [engine] the memory engine's durable log */
+    char *data_dir;             /* "" = memory only */
+    char *engine_fsync;         /* always | interval | never */
+    int64_t engine_fsync_interval_ms;
+    int64_t engine_segment_bytes;
+    int64_t engine_max_disk_bytes; /* 0 = unbounded */
     /* [redis] (engine = redis) */
     char *redis_prefix;
     char *redis_node_id;

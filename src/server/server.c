@@ -275,6 +275,20 @@ static void node_stats(void *ud, uint64_t *connections, uint64_t *subscriptions)
     *subscriptions = 0;
 }
 
+/* engine.data_dir: make the memory engine durable (recovery runs here,
+ * before any worker accepts). */
+static int open_log(hr_engine *mem, const hr_config *cfg, char *err, size_t errlen)
+{
+    hr_durable_opts o = {
+        .dir = cfg->data_dir,
+        .fsync = (hr_fsync_mode)hr_fsync_mode_parse(cfg->engine_fsync),
+        .fsync_interval_ms = (uint64_t)cfg->engine_fsync_interval_ms,
+        .segment_bytes = (uint64_t)cfg->engine_segment_bytes,
+        .max_disk_bytes = (uint64_t)cfg->engine_max_disk_bytes,
+    };
+    return hr_engine_memory_open_log(mem, &o, err, errlen);
+}
+
 /* server.engine: the hub starts with the memory engine; redis replaces it. */
 static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
 {
@@ -304,8 +318,13 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         hr_engine *mem = hr_engine_memory_new(hr_hub_deliver, s->sh.hub);
         hr_engine_memory_set_budget(mem, (uint64_t)cfg->ch_max_history_bytes);
         e = hr_engine_delayed_new(mem);
+        hr_hub_set_engine(s->sh.hub, e);
+        mem->post = e->post; /* the durable log posts the inner engine's callbacks */
+        if (cfg->data_dir[0] && open_log(mem, cfg, err, errlen) < 0) return HR_ERR_INVALID;
+        e = NULL;
     } else {
         hr_engine_memory_set_budget(s->sh.hub->engine, (uint64_t)cfg->ch_max_history_bytes);
+        if (cfg->data_dir[0] && open_log(s->sh.hub->engine, cfg, err, errlen) < 0) return HR_ERR_INVALID;
     }
     if (e) hr_hub_set_engine(s->sh.hub, e);
     s->sh.emu = hr_emu_registry_new(s->sh.hub);
