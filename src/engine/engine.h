@@ -220,6 +220,10 @@ typedef struct hr_durable_opts {
  * log thread. Call once, after hr_engine_memory_set_budget and before any
  * publish. 0, or a negative code with err filled. */
 int hr_engine_memory_open_log(hr_engine *e, const hr_durable_opts *o, char *err, size_t errlen);
+/* Copy the durable log in dir to the new directory out while a server may
+ * be writing it: every segment listed, each up to the length it had then
+ * (herald snapshot). 0, or a negative code with err filled. */
+int hr_durable_snapshot(const char *dir, const char *out, char *err, size_t errlen);
 /* Parse "always" | "interval" | "never"; -1 when none of them. */
 int hr_fsync_mode_parse(const char *s);
 
