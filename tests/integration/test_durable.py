@@ -243,8 +243,8 @@ class DurableTest(unittest.TestCase):
         self.assertEqual(h["epoch"], first[0]["epoch"])
         self.assertGreaterEqual(h["offset"], 100)
         self.assertLessEqual(h["offset"], total)
-        offs = [p["offset"] for p in self.history(copy, "snap", reverse=True, limit=500)["publications"]]
-        self.assertEqual(offs, list(range(h["offset"], h["offset"] - 500, -1)), "no gap at the copy's end")
+        offs = [p["offset"] for p in self.history(copy, "snap", reverse=True, limit=100)["publications"]]
+        self.assertEqual(offs, list(range(h["offset"], h["offset"] - len(offs), -1)), "no gap at the copy's end")
 
 if __name__ == "__main__":
     main()
