@@ -556,6 +556,8 @@ typedef struct recovery {
     hr_durable *d;
     bool damaged;     /* a record after unhandled damage gets its channel a new epoch */
     uint64_t records, renewed;
+    segment *seg;     /* being replayed */
+    const char *path;
 } recovery;
 
 static void apply_pub(mengine *m, mchan *c, const hr_logrec *r)
@@ -606,14 +608,20 @@ static void apply(recovery *rv, segment *s, const hr_logrec *r)
     note(s, c, r->offset);
 }
 
-/* The first position after `from` where a whole record decodes, or n. */
-static size_t resync(const uint8_t *p, size_t from, size_t n)
+static void on_record(void *ud, const hr_logrec *r, size_t pos)
 {
-    hr_logrec r;
-    size_t used;
-    for (size_t i = from; i + 4 <= n; i++)
-        if (p[i] == 'H' && hr_logrec_decode(p + i, n - i, &r, &used) == 0) return i;
-    return n;
+    recovery *rv = ud;
+    HR_UNUSED(pos);
+    apply(rv, rv->seg, r);
+}
+
+static void on_damage(void *ud, size_t pos, size_t len)
+{
+    recovery *rv = ud;
+    hr_error("durable log: %s: damaged record at byte %zu (%zu bytes skipped); the channels written after it get "
+             "a new epoch",
+             rv->path, pos, len);
+    rv->damaged = true;
 }
 
 static int read_file(const char *path, uint8_t **out, size_t *len)
@@ -651,27 +659,15 @@ static int replay(recovery *rv, segment *s, bool last, char *err, size_t errlen)
         hr_errf(err, errlen, "durable log: cannot read %s: %s", path, strerror(-rc));
         return HR_ERR_IO;
     }
-    size_t pos = 0;
-    while (pos < n) {
-        hr_logrec r;
-        size_t used;
-        if (hr_logrec_decode(b + pos, n - pos, &r, &used) == 0) {
-            apply(rv, s, &r);
-            pos += used;
-            continue;
-        }
-        size_t next = resync(b, pos + 1, n);
-        if (next == n && last) {
-            hr_warn("durable log: %s: torn record at byte %zu (%zu bytes) dropped", path, pos, n - pos);
-            if (truncate(path, (off_t)pos) < 0) hr_warn("durable log: cannot truncate %s: %s", path, strerror(errno));
-            n = pos;
-            break;
-        }
-        hr_error("durable log: %s: damaged record at byte %zu (%zu bytes skipped); the channels written after it "
-                 "get a new epoch",
-                 path, pos, next - pos);
-        rv->damaged = true;
-        pos = next;
+    rv->seg = s;
+    rv->path = path;
+    size_t tail = hr_logrec_scan(b, n, on_record, on_damage, rv);
+    if (tail < n && last) {
+        hr_warn("durable log: %s: torn record at byte %zu (%zu bytes) dropped", path, tail, n - tail);
+        if (truncate(path, (off_t)tail) < 0) hr_warn("durable log: cannot truncate %s: %s", path, strerror(errno));
+        n = tail;
+    } else if (tail < n) {
+        on_damage(rv, tail, n - tail);
     }
     hr_free(b);
     s->bytes = n;

@@ -105,3 +105,33 @@ int hr_logrec_decode(const uint8_t *p, size_t n, hr_logrec *r, size_t *used)
     *used = len;
     return 0;
 }
+
+/* The first position at or after from where a whole record decodes, or n. */
+static size_t resync(const uint8_t *p, size_t from, size_t n)
+{
+    hr_logrec r;
+    size_t used;
+    for (size_t i = from; i + 4 <= n; i++)
+        if (p[i] == 'H' && hr_logrec_decode(p + i, n - i, &r, &used) == 0) return i;
+    return n;
+}
+
+size_t hr_logrec_scan(const uint8_t *p, size_t n, void (*on_rec)(void *ud, const hr_logrec *r, size_t pos),
+                      void (*on_damage)(void *ud, size_t pos, size_t len), void *ud)
+{
+    size_t pos = 0;
+    while (pos < n) {
+        hr_logrec r;
+        size_t used;
+        if (hr_logrec_decode(p + pos, n - pos, &r, &used) == 0) {
+            on_rec(ud, &r, pos);
+            pos += used;
+            continue;
+        }
+        size_t next = resync(p, pos + 1, n);
+        if (next == n) return pos;
+        on_damage(ud, pos, next - pos);
+        pos = next;
+    }
+    return n;
+}

@@ -46,4 +46,12 @@ size_t hr_logrec_encode(const hr_logrec *r, uint8_t *out);
  * when the bytes are not a record (bad magic, length, CRC or lengths). */
 int hr_logrec_decode(const uint8_t *p, size_t n, hr_logrec *r, size_t *used);
 
+/* Read a segment's bytes p[0..n): on_rec for every whole record (pos: where
+ * it starts), on_damage for every run of bytes that is not a record but is
+ * followed by one (the scan resumes at the next byte where a whole record
+ * decodes). Returns where an unreadable run reaching the end starts (n when
+ * the bytes end with a whole record): a torn write in the newest segment. */
+size_t hr_logrec_scan(const uint8_t *p, size_t n, void (*on_rec)(void *ud, const hr_logrec *r, size_t pos),
+                      void (*on_damage)(void *ud, size_t pos, size_t len), void *ud);
+
 #endif
