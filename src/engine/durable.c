@@ -91,6 +91,9 @@ struct hr_durable {
     pthread_cond_t cv;
     litem *head, *tail;
     bool stop;
+    bool idle;            /* the thread waits on cv */
+    litem **answers;      /* per worker: answered items to post as one task (log thread) */
+    size_t nanswers;
     _Atomic bool failing;
     _Atomic uint64_t disk_bytes;
     int fd;               /* the active segment (the last of segs) */
@@ -99,6 +102,14 @@ struct hr_durable {
     uint8_t *buf;
     size_t buflen, bufcap;
     bool dirty;           /* written since the last fdatasync */
+    /* The sync thread (fsync = interval, and closed segments): fdatasync of
+     * descriptors dup'ed by the log thread, so a slow disk flush never holds
+     * up writes. */
+    pthread_t sync_th;
+    bool sync_started, sync_stop, sync_dir_wanted;
+    pthread_cond_t sync_cv;
+    int *sync_fds;
+    size_t nsync, capsync;
     uint64_t last_sync_ms, last_retain_ms;
 };
 
@@ -140,6 +151,55 @@ static void sync_dir(const hr_durable *d)
     close(fd);
 }
 
+static void *sync_main(void *arg)
+{
+    hr_durable *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->nsync && !d->sync_dir_wanted && !d->sync_stop) pthread_cond_wait(&d->sync_cv, &d->mu);
+        if (!d->nsync && !d->sync_dir_wanted) break;
+        int *fds = d->sync_fds;
+        size_t n = d->nsync;
+        bool dir = d->sync_dir_wanted;
+        d->sync_fds = NULL;
+        d->nsync = d->capsync = 0;
+        d->sync_dir_wanted = false;
+        pthread_mutex_unlock(&d->mu);
+        for (size_t i = 0; i < n; i++) {
+            if (fdatasync(fds[i]) < 0) hr_error("durable log: fdatasync failed: %s", strerror(errno));
+            close(fds[i]);
+        }
+        if (dir) sync_dir(d);
+        hr_free(fds);
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+/* Have the sync thread flush fd (and the directory); at once when it is
+ * not running (recovery, shutdown). */
+static void sync_later(hr_durable *d, int fd, bool dir)
+{
+    if (!d->sync_started) {
+        if (fd >= 0) fdatasync(fd);
+        if (dir) sync_dir(d);
+        return;
+    }
+    int dupfd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    pthread_mutex_lock(&d->mu);
+    if (dupfd >= 0) {
+        if (d->nsync == d->capsync) {
+            d->capsync = d->capsync ? d->capsync * 2 : 4;
+            d->sync_fds = hr_realloc(d->sync_fds, d->capsync * sizeof(int));
+        }
+        d->sync_fds[d->nsync++] = dupfd;
+    }
+    d->sync_dir_wanted |= dir;
+    pthread_cond_signal(&d->sync_cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
 /* Open a new active segment (after the last). */
 static int seg_open(hr_durable *d)
 {
@@ -149,7 +209,7 @@ static int seg_open(hr_durable *d)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return -errno;
     if (d->fd >= 0) {
-        if (d->o.fsync != HR_FSYNC_NEVER) fdatasync(d->fd); /* a closed segment is complete on disk */
+        if (d->o.fsync != HR_FSYNC_NEVER) sync_later(d, d->fd, false); /* a closed segment goes to disk */
         close(d->fd);
     }
     d->fd = fd;
@@ -158,7 +218,7 @@ static int seg_open(hr_durable *d)
         d->segs = hr_realloc(d->segs, d->capsegs * sizeof(*d->segs));
     }
     d->segs[d->nsegs++] = (segment){.id = id};
-    if (d->o.fsync != HR_FSYNC_NEVER) sync_dir(d);
+    if (d->o.fsync != HR_FSYNC_NEVER) sync_later(d, -1, true);
     return 0;
 }
 
@@ -237,10 +297,11 @@ static litem *item_new(int kind, mchan *c, size_t idem_len)
 static void enqueue(hr_durable *d, litem *it)
 {
     pthread_mutex_lock(&d->mu);
+    bool was_empty = !d->head;
     if (d->tail) d->tail->next = it;
     else d->head = it;
     d->tail = it;
-    pthread_cond_signal(&d->cv);
+    if (was_empty && d->idle) pthread_cond_signal(&d->cv); /* else the thread takes it with the rest */
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -295,12 +356,61 @@ static void item_run(hr_engine_task *t, bool live)
     item_free(it);
 }
 
-/* Hand the item's callback to its worker (or run it here: no worker). */
+/* A worker's answered items of one batch, posted as one task (one wake-up). */
+typedef struct answers {
+    hr_engine_task task;
+    litem *head;
+} answers;
+
+static void answers_run(hr_engine_task *t, bool live)
+{
+    answers *a = (answers *)t;
+    for (litem *it = a->head, *nx; it; it = nx) {
+        nx = it->next;
+        item_run(&it->task, live);
+    }
+    hr_free(a);
+}
+
+/* Queue the item's callback for its worker (flush posts them), or run it
+ * here (no worker, or no callback). */
 static void answer(hr_durable *d, litem *it)
 {
     it->task.run = item_run;
-    if ((it->pcb || it->dcb) && it->worker >= 0 && d->m->base.post) d->m->base.post(d->m->base.hub, it->worker, &it->task);
-    else item_run(&it->task, true);
+    it->next = NULL;
+    if (!(it->pcb || it->dcb) || it->worker < 0 || !d->m->base.post) {
+        item_run(&it->task, true);
+        return;
+    }
+    size_t w = (size_t)it->worker;
+    if (w >= d->nanswers) {
+        size_t n = HR_MAX(w + 1, d->nanswers * 2);
+        d->answers = hr_realloc(d->answers, n * sizeof(*d->answers));
+        memset(d->answers + d->nanswers, 0, (n - d->nanswers) * sizeof(*d->answers));
+        d->nanswers = n;
+    }
+    /* kept newest first; flush reverses to the answering order */
+    it->next = d->answers[w];
+    d->answers[w] = it;
+}
+
+/* Post every worker's answers of this batch, in order. */
+static void flush_answers(hr_durable *d)
+{
+    for (size_t w = 0; w < d->nanswers; w++) {
+        litem *rev = NULL;
+        for (litem *it = d->answers[w], *nx; it; it = nx) {
+            nx = it->next;
+            it->next = rev;
+            rev = it;
+        }
+        d->answers[w] = NULL;
+        if (!rev) continue;
+        answers *a = hr_malloc(sizeof(*a));
+        a->task.run = answers_run;
+        a->head = rev;
+        d->m->base.post(d->m->base.hub, (int)w, &a->task);
+    }
 }
 
 static shard *shard_for(mengine *m, const mchan *c) { return mem_shard_of(m, c->hash); }
@@ -515,8 +625,10 @@ static void *log_main(void *arg)
     for (;;) {
         while (!d->head && !d->stop) {
             bool wait_timed = d->dirty || hr_durable_failing(d) || d->o.max_disk_bytes || d->nsegs > 1;
+            d->idle = true;
             if (!wait_timed) {
                 pthread_cond_wait(&d->cv, &d->mu);
+                d->idle = false;
                 continue;
             }
             struct timespec ts;
@@ -524,7 +636,9 @@ static void *log_main(void *arg)
             uint64_t ns = (uint64_t)ts.tv_nsec + d->o.fsync_interval_ms * 1000000ull;
             ts.tv_sec += (time_t)(ns / 1000000000ull);
             ts.tv_nsec = (long)(ns % 1000000000ull);
-            if (pthread_cond_timedwait(&d->cv, &d->mu, &ts) == ETIMEDOUT) break;
+            int w = pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+            d->idle = false;
+            if (w == ETIMEDOUT) break;
         }
         litem *batch = d->head;
         d->head = d->tail = NULL;
@@ -532,6 +646,7 @@ static void *log_main(void *arg)
         pthread_mutex_unlock(&d->mu);
         if (batch) {
             process(d, batch);
+            flush_answers(d);
         } else if (!stop) {
             if (hr_durable_failing(d) && probe(d) == 0) {
                 hr_info("durable log: writes succeed again");
@@ -540,7 +655,7 @@ static void *log_main(void *arg)
             retain(d, false);
         }
         if (d->dirty && (stop || mono_ms() - d->last_sync_ms >= d->o.fsync_interval_ms)) {
-            fdatasync(d->fd);
+            sync_later(d, d->fd, false);
             d->dirty = false;
             d->last_sync_ms = mono_ms();
         }
@@ -774,15 +889,31 @@ static int recover(hr_durable *d, char *err, size_t errlen)
 
 /* ---- open / close -------------------------------------------------------------- */
 
+/* Let the sync thread finish what it was given, and end it. */
+static void stop_sync(hr_durable *d)
+{
+    if (!d->sync_started) return;
+    pthread_mutex_lock(&d->mu);
+    d->sync_stop = true;
+    pthread_cond_signal(&d->sync_cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_join(d->sync_th, NULL);
+    d->sync_started = false;
+}
+
 static void durable_free(hr_durable *d)
 {
+    stop_sync(d);
     if (d->fd >= 0) close(d->fd);
     for (size_t i = 0; i < d->nsegs; i++) hr_free(d->segs[i].refs);
     hr_free(d->segs);
+    hr_free(d->answers);
     hr_free(d->buf);
     hr_free(d->dir);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
+    pthread_cond_destroy(&d->sync_cv);
+    hr_free(d->sync_fds);
     hr_free(d);
 }
 
@@ -801,7 +932,9 @@ int hr_durable_open(mengine *m, const hr_durable_opts *o, char *err, size_t errl
     d->fd = -1;
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
+    pthread_cond_init(&d->sync_cv, NULL);
     int rc = recover(d, err, errlen);
+    if (rc == 0 && pthread_create(&d->sync_th, NULL, sync_main, d) == 0) d->sync_started = true;
     if (rc == 0 && pthread_create(&d->th, NULL, log_main, d) != 0) {
         hr_errf(err, errlen, "durable log: cannot start its thread");
         rc = HR_ERR_IO;
@@ -823,6 +956,7 @@ void hr_durable_close(hr_durable *d)
     pthread_cond_signal(&d->cv);
     pthread_mutex_unlock(&d->mu);
     if (d->started) pthread_join(d->th, NULL);
+    stop_sync(d);
     if (d->fd >= 0 && d->o.fsync != HR_FSYNC_NEVER) fdatasync(d->fd);
     d->m->log = NULL;
     durable_free(d);
