@@ -14,8 +14,8 @@ run() { # $1 label, $2 payload bytes, $3 subscribers, $4 rate, then serve flags
     "$BIN" serve --listen 127.0.0.1:18931 --workers 2 --api-key k --log-level warn "$@" &
     pid=$!
     sleep 0.5
-    "$BIN" bench --port 18931 --api-key k --server-pid $pid --subscribers "$subs" --publish-rate "$rate" \
-        --payload-bytes "$bytes" --publishers "${PUBLISHERS:-64}" --pipeline 64 --warmup 2 --duration 5 --quiet --json "$DIR/r.json" || true
+    "$BIN" bench --port 18931 --api-key k --server-pid $pid --subscribers "$subs" --channels "${CHANNELS:-64}" --publish-rate "$rate" \
+        --payload-bytes "$bytes" --publishers "${PUBLISHERS:-64}" --pipeline "${PIPELINE:-1}" --warmup 2 --duration 5 --quiet --json "$DIR/r.json" || true
     kill $pid; wait $pid || true
     python3 - "$label" "$bytes" "$DIR/r.json" <<'PY'
 import json, sys
@@ -26,8 +26,8 @@ print(f"{sys.argv[1]:9} {sys.argv[2]:>5} B: {m['publish_per_second']:>9.0f} publ
 PY
 }
 for bytes in 64 4096; do
-    run memory "$bytes" 1 200000
-    run durable "$bytes" 1 200000 --data-dir "$DIR/data"
+    run memory "$bytes" 64 200000
+    run durable "$bytes" 64 200000 --data-dir "$DIR/data"
 done
-run memory 64 1000 1000
-run durable 64 1000 1000 --data-dir "$DIR/data"
+CHANNELS=1 run memory 64 1000 1000
+CHANNELS=1 run durable 64 1000 1000 --data-dir "$DIR/data"
