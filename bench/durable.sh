@@ -29,5 +29,5 @@ for bytes in 64 4096; do
     run memory "$bytes" 64 200000
     run durable "$bytes" 64 200000 --data-dir "$DIR/data"
 done
-CHANNELS=1 run memory 64 1000 1000
-CHANNELS=1 run durable 64 1000 1000 --data-dir "$DIR/data"
+CHANNELS=1 run memory 64 1000 200
+CHANNELS=1 run durable 64 1000 200 --data-dir "$DIR/data"
