@@ -1562,8 +1562,9 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
         errf(err, errlen, "engine.fsync: expected always, interval or never, got \"%s\"", cfg->engine_fsync);
         return HR_ERR_INVALID;
     }
-    if (cfg->data_dir[0] && strcmp(cfg->engine, "redis") == 0) {
-        errf(err, errlen, "engine.data_dir: the durable log is the memory engine's; Redis keeps its own state");
+    if (cfg->data_dir[0] && strcmp(cfg->engine, "memory") != 0) {
+        errf(err, errlen, "engine.data_dir: the durable log is the memory engine's (server.engine is %s)",
+             cfg->engine);
         return HR_ERR_INVALID;
     }
     if (cfg->engine_max_disk_bytes && cfg->engine_max_disk_bytes < 2 * cfg->engine_segment_bytes) {

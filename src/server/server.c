@@ -318,10 +318,6 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         hr_engine *mem = hr_engine_memory_new(hr_hub_deliver, s->sh.hub);
         hr_engine_memory_set_budget(mem, (uint64_t)cfg->ch_max_history_bytes);
         e = hr_engine_delayed_new(mem);
-        hr_hub_set_engine(s->sh.hub, e);
-        mem->post = e->post; /* the durable log posts the inner engine's callbacks */
-        if (cfg->data_dir[0] && open_log(mem, cfg, err, errlen) < 0) return HR_ERR_INVALID;
-        e = NULL;
     } else {
         hr_engine_memory_set_budget(s->sh.hub->engine, (uint64_t)cfg->ch_max_history_bytes);
         if (cfg->data_dir[0] && open_log(s->sh.hub->engine, cfg, err, errlen) < 0) return HR_ERR_INVALID;

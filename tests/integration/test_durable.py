@@ -209,7 +209,8 @@ class DurableTest(unittest.TestCase):
             self.assertEqual(srv.stop(), 0)
         for bad in (("--engine.fsync", "sometimes"),
                     ("--engine.segment-bytes", "4KiB", "--engine.max-disk-bytes", "6KiB"),
-                    ("--engine", "redis", "--redis", "127.0.0.1:1")):
+                    ("--engine", "redis", "--redis", "127.0.0.1:1"),
+                    ("--engine", "memory-delayed")):
             r = run_herald("serve", "--listen", "127.0.0.1:0", "--data-dir", self.dir, *bad)
             self.assertEqual(r.returncode, 2, (bad, r.stderr))
             self.assertIn(b"engine.", r.stderr, bad)
