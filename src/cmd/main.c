@@ -8,6 +8,7 @@
 #include "core/buf.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "engine/engine.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "transport/tls.h"
@@ -33,6 +34,7 @@ static void usage(FILE *f)
             "  herald genconfig                           print a commented starting config with fresh secrets\n"
             "  herald token --user ID [token options]     print a signed connection or subscription token\n"
             "  herald bench [options]                     load generator (herald bench --help)\n"
+            "  herald snapshot --data-dir DIR OUT         copy a durable log, even while a server writes it\n"
             "  herald --version | --help\n"
             "\n"
             "Common options (each is also a config key and a HERALD_* variable):\n"
@@ -466,11 +468,27 @@ static int cmd_token(int argc, char **argv)
     return rc;
 }
 
+/* herald snapshot --data-dir DIR OUT (docs/durability.md "Backup"). */
+static int cmd_snapshot(int argc, char **argv)
+{
+    if (argc != 4 || strcmp(argv[1], "--data-dir") != 0) {
+        fprintf(stderr, "herald: usage: herald snapshot --data-dir DIR OUT (OUT must not exist)\n");
+        return 2;
+    }
+    char err[1024];
+    if (hr_durable_snapshot(argv[2], argv[3], err, sizeof(err)) < 0) {
+        fprintf(stderr, "herald: snapshot: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* bench has its own flags (src/bench/opts.c) */
     if (argc > 1 && strcmp(argv[1], "bench") == 0) return hr_bench_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "token") == 0) return cmd_token(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "snapshot") == 0) return cmd_snapshot(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "genconfig") == 0) {
         if (argc > 2) {
             fprintf(stderr, "herald: genconfig takes no arguments (it prints to standard output)\n");

@@ -21,6 +21,7 @@ const char *hr_strerror(int err)
     case HR_ERR_CLOSED: return "closed";
     case HR_ERR_UTF8: return "invalid utf-8";
     case HR_ERR_NOTFOUND: return "not found";
+    case HR_ERR_STORAGE: return "storage unavailable";
     default: return "unknown error";
     }
 }

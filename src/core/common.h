@@ -19,6 +19,7 @@ enum hr_err {
     HR_ERR_CLOSED = -7,    /* peer closed */
     HR_ERR_UTF8 = -8,      /* invalid UTF-8 where text is required */
     HR_ERR_NOTFOUND = -9,
+    HR_ERR_STORAGE = -10,  /* the durable log cannot take a write (disk full, I/O error): temporary */
 };
 
 const char *hr_strerror(int err);

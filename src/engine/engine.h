@@ -76,6 +76,7 @@ typedef struct hr_engine_stats {
     uint64_t history_evictions;  /* publications evicted by channels.max_history_bytes */
     uint64_t channels;           /* channels known to this node's engine */
     uint64_t presence_entries;   /* presence entries held (every channel's clients together) */
+    uint64_t disk_bytes;         /* bytes of the durable log's segments (0 without --data-dir) */
 } hr_engine_stats;
 
 typedef void (*hr_publish_cb)(void *ud, int err, uint64_t offset, const char *epoch);
@@ -203,6 +204,33 @@ hr_engine *hr_engine_memory_new(hr_deliver_fn deliver, void *hub);
 /* The memory engine's node-wide history budget in bytes
  * (channels.max_history_bytes; 0 = none). Set before the workers start. */
 void hr_engine_memory_set_budget(hr_engine *e, uint64_t max_history_bytes);
+
+/* The memory engine's durable log (engine/durable.c, --data-dir). */
+typedef enum hr_fsync_mode {
+    HR_FSYNC_ALWAYS,   /* a publish is acknowledged after fdatasync of the batch holding it */
+    HR_FSYNC_INTERVAL, /* after write(2); fdatasync every fsync_interval_ms */
+    HR_FSYNC_NEVER,    /* after write(2); the kernel writes back when it likes */
+} hr_fsync_mode;
+
+typedef struct hr_durable_opts {
+    const char *dir;            /* engine.data_dir */
+    hr_fsync_mode fsync;
+    uint64_t fsync_interval_ms;
+    uint64_t segment_bytes;     /* a segment is closed once it would grow past this */
+    uint64_t max_disk_bytes;    /* 0 = no bound but the disk's */
+} hr_durable_opts;
+
+/* Make the memory engine e durable: rebuild its channels (offset, epoch,
+ * history, idempotency keys) from the segments in o->dir, then start the
+ * log thread. Call once, after hr_engine_memory_set_budget and before any
+ * publish. 0, or a negative code with err filled. */
+int hr_engine_memory_open_log(hr_engine *e, const hr_durable_opts *o, char *err, size_t errlen);
+/* Copy the durable log in dir to the new directory out while a server may
+ * be writing it: every segment listed, each up to the length it had then
+ * (herald snapshot). 0, or a negative code with err filled. */
+int hr_durable_snapshot(const char *dir, const char *out, char *err, size_t errlen);
+/* Parse "always" | "interval" | "never"; -1 when none of them. */
+int hr_fsync_mode_parse(const char *s);
 
 /* An engine that forwards to `inner` but runs every callback on a later
  * loop turn of the calling worker (engine/delayed.c): the memory engine

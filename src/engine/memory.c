@@ -20,68 +20,18 @@
  * "not complete" (recovered = false) exactly as after a TTL trim. Lock
  * order: a shard's lock, then the list's; eviction takes them one at a
  * time (channels are never freed before the engine, so a channel pointer
- * read from the list stays valid). */
-#include "engine/engine.h"
+ * read from the list stays valid).
+ *
+ * Durable (--data-dir, engine/durable.c): publish still assigns the offset
+ * under the lock, but hands the publication to the log thread, which
+ * writes it, then stores it in history and delivers it under the same lock
+ * and acknowledges it; history shows only what is written (mchan.shown). */
+#include "engine/memory_internal.h"
 #include "core/hash.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-
-#define SHARDS 64
-
-typedef struct mpres {
-    char *client, *user, *info;
-} mpres;
-
-/* A remembered publish idempotency key: in the channel's hash index and in
- * its FIFO (oldest first, which is also expiry order). */
-typedef struct midem {
-    struct midem *hnext, *fnext;
-    uint64_t hash;
-    uint64_t offset;
-    uint64_t expires_ms;
-    size_t len;
-    char key[];
-} midem;
-
-typedef struct mchan {
-    struct mchan *next;
-    uint64_t hash;
-    char *name;
-    size_t len;
-    uint64_t offset;
-    char epoch[HR_EPOCH_LEN + 1];
-    hr_pub **ring;          /* history, oldest at head */
-    uint32_t cap, head, count;
-    mpres *pres;
-    size_t npres, cappres;
-    uint32_t *pidx;         /* presence index by client id (index + 1, 0 = empty), once big */
-    uint32_t pidx_cap;
-    midem **idem;           /* idempotency keys: hash index */
-    size_t nidem_buckets, nidem;
-    midem *idem_head, *idem_tail;
-    struct mchan *lru_prev, *lru_next; /* in the engine's list of channels with history */
-    bool in_lru;
-} mchan;
-
-typedef struct shard {
-    pthread_mutex_t mu;
-    mchan **buckets;
-    size_t nbuckets, count;
-} shard;
-
-typedef struct mengine {
-    hr_engine base;
-    shard shards[SHARDS];
-    uint64_t budget;                /* channels.max_history_bytes; 0 = none */
-    pthread_mutex_t lru_mu;         /* guards the list below (after a shard's lock) */
-    mchan *lru_head, *lru_tail;     /* channels with history, least recently published first */
-    _Atomic uint64_t hist_bytes;    /* bytes of the publications held in history */
-    _Atomic uint64_t evictions;     /* publications evicted by the budget */
-    _Atomic uint64_t nchannels;
-    _Atomic uint64_t presence;      /* presence entries held, all channels */
-} mengine;
 
 /* What a publication held in history costs (its allocation, hr_pub_new). */
 static uint64_t pub_cost(const hr_pub *p)
@@ -113,9 +63,9 @@ static void lru_touch(mengine *m, mchan *c)
     pthread_mutex_unlock(&m->lru_mu);
 }
 
-static uint64_t hash_name(const char *s, size_t n) { return hr_fnv1a(s, n); }
+uint64_t mem_hash(const char *s, size_t n) { return hr_fnv1a(s, n); }
 
-static shard *shard_of(mengine *m, uint64_t h) { return &m->shards[h % SHARDS]; }
+shard *mem_shard_of(mengine *m, uint64_t h) { return &m->shards[h % SHARDS]; }
 
 static mchan *find(shard *sh, uint64_t h, const char *name, size_t len)
 {
@@ -144,7 +94,7 @@ static void grow(shard *sh)
     sh->nbuckets = nb;
 }
 
-static mchan *get_or_create(mengine *m, shard *sh, uint64_t h, const char *name, size_t len)
+mchan *mem_get_or_create(mengine *m, shard *sh, uint64_t h, const char *name, size_t len)
 {
     mchan *c = find(sh, h, name, len);
     if (c) return c;
@@ -162,10 +112,10 @@ static mchan *get_or_create(mengine *m, shard *sh, uint64_t h, const char *name,
     return c;
 }
 
-static hr_pub *ring_at(const mchan *c, uint32_t i) { return c->ring[(c->head + i) % c->cap]; }
+hr_pub *mem_ring_at(const mchan *c, uint32_t i) { return c->ring[(c->head + i) % c->cap]; }
 
 /* Under c's shard lock. */
-static void ring_drop_oldest(mengine *m, mchan *c)
+void mem_ring_drop_oldest(mengine *m, mchan *c)
 {
     hr_pub *p = c->ring[c->head];
     atomic_fetch_sub_explicit(&m->hist_bytes, pub_cost(p), memory_order_relaxed);
@@ -181,9 +131,9 @@ static void ring_drop_oldest(mengine *m, mchan *c)
 }
 
 /* Under c's shard lock: store pub as the newest of c's history. */
-static void ring_push(mengine *m, mchan *c, hr_pub *pub)
+void mem_ring_push(mengine *m, mchan *c, hr_pub *pub)
 {
-    if (c->count == c->cap) ring_drop_oldest(m, c);
+    if (c->count == c->cap) mem_ring_drop_oldest(m, c);
     c->ring[(c->head + c->count) % c->cap] = hr_pub_ref(pub);
     c->count++;
     atomic_fetch_add_explicit(&m->hist_bytes, pub_cost(pub), memory_order_relaxed);
@@ -192,7 +142,7 @@ static void ring_push(mengine *m, mchan *c, hr_pub *pub)
 
 /* Called with no lock held: while history is over the budget, evict the
  * oldest publication of the least recently published channel. */
-static void enforce_budget(mengine *m)
+void mem_enforce_budget(mengine *m)
 {
     while (m->budget && atomic_load_explicit(&m->hist_bytes, memory_order_relaxed) > m->budget) {
         pthread_mutex_lock(&m->lru_mu);
@@ -202,7 +152,7 @@ static void enforce_budget(mengine *m)
         shard *sh = &m->shards[c->hash % SHARDS];
         pthread_mutex_lock(&sh->mu);
         if (c->count) {
-            ring_drop_oldest(m, c);
+            mem_ring_drop_oldest(m, c);
             atomic_fetch_add_explicit(&m->evictions, 1, memory_order_relaxed);
         } else { /* emptied meanwhile: normally unlinked already */
             pthread_mutex_lock(&m->lru_mu);
@@ -214,16 +164,16 @@ static void enforce_budget(mengine *m)
 }
 
 /* Trim by TTL, and resize the ring if the configured size changed. */
-static void ring_maintain(mengine *m, mchan *c, const hr_chan_opts *o)
+void mem_ring_maintain(mengine *m, mchan *c, const hr_chan_opts *o)
 {
     if (o->history_ttl_ms && c->count) {
         uint64_t cutoff = hr_wall_ms() - o->history_ttl_ms;
-        while (c->count && c->ring[c->head]->time_ms < cutoff) ring_drop_oldest(m, c);
+        while (c->count && c->ring[c->head]->time_ms < cutoff) mem_ring_drop_oldest(m, c);
     }
     if (c->cap != o->history_size) {
-        while (c->count > o->history_size) ring_drop_oldest(m, c);
+        while (c->count > o->history_size) mem_ring_drop_oldest(m, c);
         hr_pub **r = o->history_size ? hr_calloc(o->history_size, sizeof(*r)) : NULL;
-        for (uint32_t i = 0; i < c->count; i++) r[i] = ring_at(c, i);
+        for (uint32_t i = 0; i < c->count; i++) r[i] = mem_ring_at(c, i);
         hr_free(c->ring);
         c->ring = r;
         c->cap = o->history_size;
@@ -264,7 +214,23 @@ static midem *idem_find(const mchan *c, uint64_t h, const char *key, size_t len)
     return NULL;
 }
 
-static void idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t offset, uint64_t expires)
+void mem_idem_remove(mchan *c, const char *key, size_t len)
+{
+    midem *x = idem_find(c, mem_hash(key, len), key, len);
+    if (!x) return;
+    idem_unlink(c, x);
+    midem **pp = &c->idem_head, *prev = NULL;
+    while (*pp != x) {
+        prev = *pp;
+        pp = &(*pp)->fnext;
+    }
+    *pp = x->fnext;
+    if (c->idem_tail == x) c->idem_tail = prev;
+    c->nidem--;
+    hr_free(x);
+}
+
+void mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t offset, uint64_t expires)
 {
     if (c->nidem + 1 > c->nidem_buckets) {
         size_t nb = c->nidem_buckets ? c->nidem_buckets * 2 : 16;
@@ -299,15 +265,19 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
                       hr_publish_cb cb, void *ud)
 {
     mengine *m = (mengine *)e;
-    uint64_t h = hash_name(pub->channel, pub->channel_len);
-    shard *sh = shard_of(m, h);
+    uint64_t h = mem_hash(pub->channel, pub->channel_len);
+    shard *sh = mem_shard_of(m, h);
+    if (m->log && hr_durable_failing(m->log)) { /* the disk refuses writes: no offset is taken */
+        if (cb) cb(ud, HR_ERR_STORAGE, 0, NULL);
+        return;
+    }
     pthread_mutex_lock(&sh->mu);
-    mchan *c = get_or_create(m, sh, h, pub->channel, pub->channel_len);
-    ring_maintain(m, c, o);
+    mchan *c = mem_get_or_create(m, sh, h, pub->channel, pub->channel_len);
+    mem_ring_maintain(m, c, o);
     if (idem_len && o->idempotency_window_ms) {
         uint64_t now = hr_wall_ms();
         idem_expire(c, now);
-        uint64_t kh = hash_name(idem_key, idem_len);
+        uint64_t kh = mem_hash(idem_key, idem_len);
         midem *seen = idem_find(c, kh, idem_key, idem_len);
         if (seen) { /* a retry: acknowledge with the original, deliver nothing */
             uint64_t offset = seen->offset;
@@ -317,55 +287,66 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
             if (cb) cb(ud, 0, offset, epoch);
             return;
         }
-        idem_add(c, kh, idem_key, idem_len, c->offset + 1, now + o->idempotency_window_ms);
+        mem_idem_add(c, kh, idem_key, idem_len, c->offset + 1, now + o->idempotency_window_ms);
     }
     pub->offset = ++c->offset;
     memcpy(pub->epoch, c->epoch, sizeof(pub->epoch));
-    if (c->cap) ring_push(m, c, pub);
+    if (m->log) { /* stored, delivered and acknowledged once written (durable.c) */
+        hr_durable_publish(m->log, c, pub, o, idem_key, idem_len, cb, ud);
+        pthread_mutex_unlock(&sh->mu);
+        return;
+    }
+    if (c->cap) mem_ring_push(m, c, pub);
     uint64_t offset = pub->offset;
     char epoch[HR_EPOCH_LEN + 1];
     memcpy(epoch, c->epoch, sizeof(epoch));
     e->deliver(e->hub, pub); /* in order: still under the lock */
     pthread_mutex_unlock(&sh->mu);
-    enforce_budget(m);
+    mem_enforce_budget(m);
     if (cb) cb(ud, 0, offset, epoch);
 }
 
 static void m_publish_event(hr_engine *e, hr_pub *pub)
 {
     mengine *m = (mengine *)e;
-    uint64_t h = hash_name(pub->channel, pub->channel_len);
-    shard *sh = shard_of(m, h);
+    uint64_t h = mem_hash(pub->channel, pub->channel_len);
+    shard *sh = mem_shard_of(m, h);
     pthread_mutex_lock(&sh->mu); /* same lock: events keep their place among publications */
-    e->deliver(e->hub, pub);
+    if (m->log) hr_durable_event(m->log, pub);
+    else e->deliver(e->hub, pub);
     pthread_mutex_unlock(&sh->mu);
 }
+
+/* The newest offset a reader may see: with the durable log, publications
+ * not yet written are neither in history nor delivered. */
+static uint64_t visible(const mengine *m, const mchan *c) { return m->log ? c->shown : c->offset; }
 
 static void m_history(hr_engine *e, const hr_chan_opts *o, const char *channel, size_t len, const hr_history_query *q,
                       hr_history_cb cb, void *ud)
 {
     mengine *m = (mengine *)e;
-    uint64_t h = hash_name(channel, len);
-    shard *sh = shard_of(m, h);
+    uint64_t h = mem_hash(channel, len);
+    shard *sh = mem_shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
     /* Creating the channel here fixes its epoch at the first look, so a
      * subscriber that saw epoch X can later tell whether it changed. */
-    mchan *c = get_or_create(m, sh, h, channel, len);
-    ring_maintain(m, c, o);
+    mchan *c = mem_get_or_create(m, sh, h, channel, len);
+    mem_ring_maintain(m, c, o);
     hr_history res = {0};
-    res.offset = c->offset;
+    uint64_t last = visible(m, c);
+    res.offset = last;
     memcpy(res.epoch, c->epoch, sizeof(res.epoch));
     uint32_t first = 0; /* index in ring of the first publication to consider */
     bool complete = true;
     if (q->has_since) {
         bool same_epoch = !q->since_epoch || !q->since_epoch[0] || strcmp(q->since_epoch, c->epoch) == 0;
-        if (!same_epoch || q->since_offset > c->offset) {
+        if (!same_epoch || q->since_offset > last) {
             complete = false;
             first = c->count; /* nothing usable */
         } else {
-            uint64_t oldest = c->count ? ring_at(c, 0)->offset : c->offset + 1;
+            uint64_t oldest = c->count ? mem_ring_at(c, 0)->offset : last + 1;
             if (q->since_offset + 1 < oldest) complete = false; /* some were trimmed */
-            while (first < c->count && ring_at(c, first)->offset <= q->since_offset) first++;
+            while (first < c->count && mem_ring_at(c, first)->offset <= q->since_offset) first++;
         }
     }
     size_t avail = c->count - first;
@@ -378,7 +359,7 @@ static void m_history(hr_engine *e, const hr_chan_opts *o, const char *channel, 
     for (size_t i = 0; i < n; i++) {
         /* forward: the oldest n after `first`; reverse: the newest n, newest first */
         uint32_t idx = q->reverse ? (uint32_t)(c->count - 1 - i) : (uint32_t)(first + i);
-        list[i] = hr_pub_ref(ring_at(c, idx));
+        list[i] = hr_pub_ref(mem_ring_at(c, idx));
     }
     pthread_mutex_unlock(&sh->mu);
     res.pubs = list;
@@ -392,12 +373,17 @@ static void m_history(hr_engine *e, const hr_chan_opts *o, const char *channel, 
 static void m_history_remove(hr_engine *e, const char *channel, size_t len, hr_done_cb cb, void *ud)
 {
     mengine *m = (mengine *)e;
-    uint64_t h = hash_name(channel, len);
-    shard *sh = shard_of(m, h);
+    uint64_t h = mem_hash(channel, len);
+    shard *sh = mem_shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
     mchan *c = find(sh, h, channel, len);
+    if (c && m->log) {
+        hr_durable_remove(m->log, c, cb, ud);
+        pthread_mutex_unlock(&sh->mu);
+        return;
+    }
     if (c)
-        while (c->count) ring_drop_oldest(m, c);
+        while (c->count) mem_ring_drop_oldest(m, c);
     pthread_mutex_unlock(&sh->mu);
     if (cb) cb(ud, 0);
 }
@@ -415,7 +401,7 @@ static void pres_free(mpres *p)
  * that a scan is cheaper than the index's memory. */
 #define PRES_INDEX_MIN 16
 
-static uint32_t str_hash(const char *s) { return (uint32_t)hash_name(s, strlen(s)); }
+static uint32_t str_hash(const char *s) { return (uint32_t)mem_hash(s, strlen(s)); }
 
 /* The slot holding client, or the empty slot where it would go. */
 static uint32_t pidx_probe(const mchan *c, const char *client)
@@ -517,10 +503,10 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
                            const char *info, hr_done_cb cb, void *ud)
 {
     mengine *m = (mengine *)e;
-    uint64_t h = hash_name(channel, len);
-    shard *sh = shard_of(m, h);
+    uint64_t h = mem_hash(channel, len);
+    shard *sh = mem_shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
-    mchan *c = get_or_create(m, sh, h, channel, len);
+    mchan *c = mem_get_or_create(m, sh, h, channel, len);
     long at = pres_find(c, client);
     mpres *slot;
     if (at >= 0) {
@@ -550,8 +536,8 @@ static void m_presence_remove(hr_engine *e, const char *channel, size_t len, con
                               void *ud)
 {
     mengine *m = (mengine *)e;
-    uint64_t h = hash_name(channel, len);
-    shard *sh = shard_of(m, h);
+    uint64_t h = mem_hash(channel, len);
+    shard *sh = mem_shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
     mchan *c = find(sh, h, channel, len);
     long at = c ? pres_find(c, client) : -1;
@@ -566,8 +552,8 @@ static void m_presence_remove(hr_engine *e, const char *channel, size_t len, con
 static void m_presence(hr_engine *e, const char *channel, size_t len, hr_presence_cb cb, void *ud)
 {
     mengine *m = (mengine *)e;
-    uint64_t h = hash_name(channel, len);
-    shard *sh = shard_of(m, h);
+    uint64_t h = mem_hash(channel, len);
+    shard *sh = mem_shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
     mchan *c = find(sh, h, channel, len);
     hr_presence res = {0};
@@ -607,13 +593,14 @@ static void m_channels(hr_engine *e, void (*each)(void *ud, const char *name, si
 static void m_free(hr_engine *e)
 {
     mengine *m = (mengine *)e;
+    if (m->log) hr_durable_close(m->log); /* writes and delivers what is queued first */
     for (int s = 0; s < SHARDS; s++) {
         shard *sh = &m->shards[s];
         for (size_t b = 0; b < sh->nbuckets; b++) {
             mchan *c = sh->buckets[b];
             while (c) {
                 mchan *nx = c->next;
-                while (c->count) ring_drop_oldest(m, c);
+                while (c->count) mem_ring_drop_oldest(m, c);
                 for (size_t i = 0; i < c->npres; i++) pres_free(&c->pres[i]);
                 hr_free(c->pres);
                 hr_free(c->pidx);
@@ -635,8 +622,8 @@ static void m_free(hr_engine *e)
 static bool m_exists(hr_engine *e, const char *channel, size_t len)
 {
     mengine *m = (mengine *)e;
-    uint64_t h = hash_name(channel, len);
-    shard *sh = shard_of(m, h);
+    uint64_t h = mem_hash(channel, len);
+    shard *sh = mem_shard_of(m, h);
     pthread_mutex_lock(&sh->mu);
     bool found = find(sh, h, channel, len) != NULL;
     pthread_mutex_unlock(&sh->mu);
@@ -650,6 +637,7 @@ static void m_stats(hr_engine *e, hr_engine_stats *out)
     out->history_evictions = atomic_load_explicit(&m->evictions, memory_order_relaxed);
     out->channels = atomic_load_explicit(&m->nchannels, memory_order_relaxed);
     out->presence_entries = atomic_load_explicit(&m->presence, memory_order_relaxed);
+    out->disk_bytes = m->log ? hr_durable_disk_bytes(m->log) : 0;
 }
 
 static const hr_engine_vt memory_vt = {
@@ -680,4 +668,9 @@ hr_engine *hr_engine_memory_new(hr_deliver_fn deliver, void *hub)
 void hr_engine_memory_set_budget(hr_engine *e, uint64_t max_history_bytes)
 {
     ((mengine *)e)->budget = max_history_bytes;
+}
+
+int hr_engine_memory_open_log(hr_engine *e, const hr_durable_opts *o, char *err, size_t errlen)
+{
+    return hr_durable_open((mengine *)e, o, err, errlen);
 }

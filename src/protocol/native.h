@@ -40,6 +40,7 @@ enum hr_proto_error {
     HR_PE_NOT_CONNECTED = 114,     /* command before connect */
     HR_PE_MESSAGE_TOO_LARGE = 115,
     HR_PE_BACKEND_UNAVAILABLE = 116, /* temporary: the backend (proxy hook) is slow, down or answered garbage */
+    HR_PE_STORAGE_UNAVAILABLE = 117, /* temporary: the durable log cannot take a write (disk full, I/O error) */
 };
 const char *hr_proto_error_text(int code);
 bool hr_proto_error_temporary(int code);

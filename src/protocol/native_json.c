@@ -34,13 +34,15 @@ const char *hr_proto_error_text(int code)
     case HR_PE_NOT_CONNECTED: return "not connected";
     case HR_PE_MESSAGE_TOO_LARGE: return "message too large";
     case HR_PE_BACKEND_UNAVAILABLE: return "backend unavailable";
+    case HR_PE_STORAGE_UNAVAILABLE: return "storage unavailable";
     default: return "unknown error";
     }
 }
 
 bool hr_proto_error_temporary(int code)
 {
-    return code == HR_PE_INTERNAL || code == HR_PE_TOO_MANY_REQUESTS || code == HR_PE_BACKEND_UNAVAILABLE;
+    return code == HR_PE_INTERNAL || code == HR_PE_TOO_MANY_REQUESTS || code == HR_PE_BACKEND_UNAVAILABLE ||
+           code == HR_PE_STORAGE_UNAVAILABLE;
 }
 
 /* ---- parser -------------------------------------------------------------------- */

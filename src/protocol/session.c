@@ -768,7 +768,8 @@ static void leave_channel(hr_session *s, hr_sub *sub)
 static void engine_failed(sreq *q, int err, const char *what)
 {
     hr_logf(HR_LOG_WARN, "engine_failed", "client %s: %s: the engine failed (%s)", q->s->client.id, what, hr_strerror(err));
-    set_error(q->r, HR_PE_INTERNAL, "the engine is unavailable: retry later");
+    if (err == HR_ERR_STORAGE) set_error(q->r, HR_PE_STORAGE_UNAVAILABLE, "storage unavailable");
+    else set_error(q->r, HR_PE_INTERNAL, "the engine is unavailable: retry later");
 }
 
 /* ---- publish: in order behind a publish waiting for its hook (see the top) ---- */

@@ -11,6 +11,7 @@
 #include "core/buf.h"
 #include "core/cidr.h"
 #include "backend/webhook.h"
+#include "engine/engine.h"
 
 #include <ctype.h>
 #include <stddef.h>
@@ -98,6 +99,23 @@ const hr_option hr_options[] = {
      "Addresses and CIDR ranges that may GET /metrics (403 for other peers). The peer is the socket's, never "
      "a forwarded header or a PROXY header's address; a Unix socket peer is always allowed."},
 
+    {"engine.data_dir", HR_OPT_STRING, OFF(data_dir), "", 0, 0, "HERALD_DATA_DIR", "--data-dir",
+     "Directory of the durable log (created if missing): publications, offsets, epochs and idempotency keys "
+     "survive a restart or a crash (docs/durability.md). Empty = memory only. Memory engine only."},
+    {"engine.fsync", HR_OPT_STRING, OFF(engine_fsync), "interval", 0, 0, NULL, NULL,
+     "When a publish is acknowledged with engine.data_dir: always (after fdatasync of the batch holding it), "
+     "interval (after write(2); fdatasync every engine.fsync_interval: a power loss can lose that much) or never "
+     "(after write(2); the kernel writes back when it likes)."},
+    {"engine.fsync_interval", HR_OPT_DURATION, OFF(engine_fsync_interval_ms), "100ms", 1, 60000, NULL, NULL,
+     "With engine.fsync = interval: how often the durable log is synced to disk. Also how often a log whose "
+     "disk refused a write probes it again."},
+    {"engine.segment_bytes", HR_OPT_SIZE, OFF(engine_segment_bytes), "64MiB", 4 * KiB, 4 * GiB, NULL, NULL,
+     "Size at which the durable log closes a segment file and starts the next (a closed segment never "
+     "changes; retention deletes whole segments)."},
+    {"engine.max_disk_bytes", HR_OPT_SIZE, OFF(engine_max_disk_bytes), "0", 0, 1024 * 1024 * GiB, NULL, NULL,
+     "Most bytes the durable log keeps on disk; past it the oldest segment is deleted and its publications "
+     "leave history (recovery from before them answers recovered = false). At least twice "
+     "engine.segment_bytes. 0 = bounded by the disk only."},
     {"redis.prefix", HR_OPT_STRING, OFF(redis_prefix), "herald", 0, 0, NULL, "--redis-prefix",
      "Prefix of every Redis key and pub/sub channel Herald uses (separate clusters sharing one Redis)."},
     {"redis.user", HR_OPT_STRING, OFF(redis_user), "default", 0, 0, NULL, NULL,
@@ -1595,6 +1613,20 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
     if (strcmp(cfg->engine, "memory") != 0 && strcmp(cfg->engine, "redis") != 0 &&
         strcmp(cfg->engine, "memory-delayed") != 0) {
         errf(err, errlen, "server.engine: expected memory or redis, got \"%s\"", cfg->engine);
+        return HR_ERR_INVALID;
+    }
+    if (hr_fsync_mode_parse(cfg->engine_fsync) < 0) {
+        errf(err, errlen, "engine.fsync: expected always, interval or never, got \"%s\"", cfg->engine_fsync);
+        return HR_ERR_INVALID;
+    }
+    if (cfg->data_dir[0] && strcmp(cfg->engine, "memory") != 0) {
+        errf(err, errlen, "engine.data_dir: the durable log is the memory engine's (server.engine is %s)",
+             cfg->engine);
+        return HR_ERR_INVALID;
+    }
+    if (cfg->engine_max_disk_bytes && cfg->engine_max_disk_bytes < 2 * cfg->engine_segment_bytes) {
+        errf(err, errlen, "engine.max_disk_bytes (%lld) must be at least twice engine.segment_bytes (%lld)",
+             (long long)cfg->engine_max_disk_bytes, (long long)cfg->engine_segment_bytes);
         return HR_ERR_INVALID;
     }
     if (strcmp(cfg->engine, "redis") == 0 && !cfg->redis[0]) {

@@ -48,6 +48,12 @@ typedef struct hr_config {
     char *metrics_token;        /* "" = none */
     hr_strlist metrics_allowed_ips;
     int64_t metrics_publish_sample; /* 1 in N publications timed to their write; 0 = none */
+    /* [engine] the memory engine's durable log */
+    char *data_dir;             /* "" = memory only */
+    char *engine_fsync;         /* always | interval | never */
+    int64_t engine_fsync_interval_ms;
+    int64_t engine_segment_bytes;
+    int64_t engine_max_disk_bytes; /* 0 = unbounded */
     /* [redis] (engine = redis) */
     char *redis_prefix;
     char *redis_node_id;

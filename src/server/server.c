@@ -295,6 +295,20 @@ static void node_stats(void *ud, uint64_t *connections, uint64_t *subscriptions)
     *subscriptions = 0;
 }
 
+/* engine.data_dir: make the memory engine durable (recovery runs here,
+ * before any worker accepts). */
+static int open_log(hr_engine *mem, const hr_config *cfg, char *err, size_t errlen)
+{
+    hr_durable_opts o = {
+        .dir = cfg->data_dir,
+        .fsync = (hr_fsync_mode)hr_fsync_mode_parse(cfg->engine_fsync),
+        .fsync_interval_ms = (uint64_t)cfg->engine_fsync_interval_ms,
+        .segment_bytes = (uint64_t)cfg->engine_segment_bytes,
+        .max_disk_bytes = (uint64_t)cfg->engine_max_disk_bytes,
+    };
+    return hr_engine_memory_open_log(mem, &o, err, errlen);
+}
+
 /* server.engine: the hub starts with the memory engine; redis replaces it. */
 static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
 {
@@ -326,6 +340,7 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         e = hr_engine_delayed_new(mem);
     } else {
         hr_engine_memory_set_budget(s->sh.hub->engine, (uint64_t)cfg->ch_max_history_bytes);
+        if (cfg->data_dir[0] && open_log(s->sh.hub->engine, cfg, err, errlen) < 0) return HR_ERR_INVALID;
     }
     if (e) hr_hub_set_engine(s->sh.hub, e);
     s->sh.emu = hr_emu_registry_new(s->sh.hub);

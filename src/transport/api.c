@@ -170,7 +170,8 @@ static void append_pub(hr_buf *b, const hr_pub *p)
 static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
 {
     aop *a = ud;
-    if (err) fail_r(a->r, 503, "engine unavailable: the publication was not accepted, retry");
+    if (err == HR_ERR_STORAGE) fail_r(a->r, 507, "insufficient storage");
+    else if (err) fail_r(a->r, 503, "engine unavailable: the publication was not accepted, retry");
     else hr_buf_printf(&a->pc->b, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
     aop_done(a);
 }
@@ -531,9 +532,9 @@ static int m_info(api_ctx *x, json_t *params)
     if (x->engine->vt->stats) {
         hr_engine_stats es = {0};
         x->engine->vt->stats(x->engine, &es);
-        hr_buf_printf(OUT(x), ",\"channels\":%llu,\"history_bytes\":%llu,\"history_evictions\":%llu",
+        hr_buf_printf(OUT(x), ",\"channels\":%llu,\"history_bytes\":%llu,\"history_evictions\":%llu,\"disk_bytes\":%llu",
                       (unsigned long long)es.channels, (unsigned long long)es.history_bytes,
-                      (unsigned long long)es.history_evictions);
+                      (unsigned long long)es.history_evictions, (unsigned long long)es.disk_bytes);
     }
     info_proxy(x);
     /* channel occupancy transitions this node reported (cluster-wide ones with Redis) */

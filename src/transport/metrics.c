@@ -334,6 +334,8 @@ static void metrics_engine(hr_shared *sh, hr_buf *b)
         hr_metrics_one(b, "herald_history_bytes", "gauge", "Bytes of channel history held.", es.history_bytes);
         hr_metrics_one(b, "herald_history_evictions_total", "counter", "History entries evicted for space.",
                        es.history_evictions);
+        hr_metrics_one(b, "herald_disk_bytes", "gauge", "Bytes of the durable log's segments (--data-dir).",
+                       es.disk_bytes);
     }
     if (e && e->vt->shards_down)
         hr_metrics_one(b, "herald_engine_shards_down", "gauge", "Redis shards without a connection now.",

@@ -46,6 +46,7 @@ ERRORS = {
     114: ("not connected", False),
     115: ("message too large", False),
     116: ("backend unavailable", True),
+    117: ("storage unavailable", True),
 }
 
 

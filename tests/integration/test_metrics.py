@@ -156,18 +156,27 @@ class MetricsTest(HeraldTestCase):
         websocket.max_queued_bytes), and are gone when it disconnects."""
         with Herald("--websocket.max-queued-bytes", "1MiB", workers=1) as srv:
             ws = srv.ws()
-            ws.sock.settimeout(0.5)
-            try:
-                for _ in range(400):
-                    ws.send_binary(b"q" * 60000)
-            except OSError:
-                pass  # the server stopped reading (backpressure): enough is queued
-            deadline = time.monotonic() + 5 * SLOW
+            ws.sock.settimeout(None)
+            stop = threading.Event()
+
+            def sender():  # blocking sends: the kernel's buffers fill, then the server's queue
+                try:
+                    while not stop.is_set():
+                        ws.send_binary(b"q" * 60000)
+                except OSError:
+                    pass  # closed below while blocked: the server stopped reading (backpressure)
+
+            t = threading.Thread(target=sender, daemon=True)
+            t.start()
+            deadline = time.monotonic() + 10 * SLOW
             while value(scrape(srv), "herald_queued_bytes") < 50000 and time.monotonic() < deadline:
                 time.sleep(0.05)
+            stop.set()
             self.assertGreaterEqual(value(scrape(srv), "herald_queued_bytes"), 50000)
             self.assertLess(value(scrape(srv), "herald_queued_bytes"), 1 << 20)
+            ws.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked send
             ws.close_socket()
+            t.join(5 * SLOW)
             self.assertEqual(wait_value(srv, "herald_queued_bytes", "", 0), 0)
 
     def test_other_methods_get_405_json(self):

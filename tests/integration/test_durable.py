@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""test_durable - the durable log (--data-dir, docs/durability.md): what a
+user sees across restarts, crashes, damaged files, retention and a full disk.
+
+Each test starts herald on its own temporary directory: publishes over the
+server API, kills it (SIGKILL or SIGTERM), starts it again on the same
+directory and checks history, offsets and epochs, and that a native client
+recovers (or is told it cannot) across the restart.
+"""
+
+import glob
+import os
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from herald_testlib import SLOW, Herald, main, run_herald  # noqa: E402
+from herald_native import API_KEY, Api, Native, check_error, run  # noqa: E402
+
+BASE = ("--api-key", API_KEY, "--channels.publish", "anyone")
+
+
+class DurableTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="herald-durable-")
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self, *args):
+        srv = Herald(*BASE, "--data-dir", self.dir, *args)
+        self.servers.append(srv)
+        srv.start()
+        return srv
+
+    def segments(self):
+        return sorted(glob.glob(os.path.join(self.dir, "*.log")))
+
+    def history(self, srv, ch, **q):
+        api = Api(srv)
+        try:
+            return api.call("history", {"channel": ch, **q})
+        finally:
+            api.close()
+
+    def publish(self, srv, ch, datas, **extra):
+        api = Api(srv)
+        try:
+            return [api.publish(ch, d, **extra) for d in datas]
+        finally:
+            api.close()
+
+    def restart_keeps_everything(self, sig):
+        srv = self.start()
+        res = self.publish(srv, "news", [{"n": i} for i in range(1, 51)])
+        epoch = res[0]["epoch"]
+        self.assertEqual([r["offset"] for r in res], list(range(1, 51)))
+        if sig == signal.SIGKILL:
+            srv.kill()
+        else:
+            self.assertEqual(srv.stop(sig), 0)
+        srv = self.start()
+        h = self.history(srv, "news")
+        self.assertEqual((h["epoch"], h["offset"]), (epoch, 50))
+        self.assertEqual([p["data"] for p in h["publications"]], [{"n": i} for i in range(1, 51)])
+
+        async def recover():
+            c = await Native.open(srv)
+            r = await c.result("subscribe", {"channel": "news", "recover": True, "epoch": epoch, "offset": 40})
+            self.assertIs(r.get("recovered"), True, r)
+            self.assertEqual([p["offset"] for p in r["publications"]], list(range(41, 51)))
+            await c.close()
+        run(recover())
+        self.assertEqual(self.publish(srv, "news", [{"n": 51}])[0], {"offset": 51, "epoch": epoch})
+
+    def test_kill9_restart_keeps_history_offsets_and_epoch(self):
+        self.restart_keeps_everything(signal.SIGKILL)
+
+    def test_sigterm_restart_keeps_history_offsets_and_epoch(self):
+        self.restart_keeps_everything(signal.SIGTERM)
+
+    def test_torn_last_record_is_dropped_and_epoch_kept(self):
+        srv = self.start()
+        res = self.publish(srv, "torn", [{"n": i} for i in range(1, 6)])
+        srv.kill()
+        seg = [s for s in self.segments() if os.path.getsize(s)][-1]
+        os.truncate(seg, os.path.getsize(seg) - 3)  # the last record loses its tail
+        srv = self.start()
+        h = self.history(srv, "torn")
+        self.assertEqual((h["epoch"], h["offset"]), (res[0]["epoch"], 4))
+        self.assertEqual(len(h["publications"]), 4)
+        self.assertIn("torn record", srv.output())
+        self.assertEqual(self.publish(srv, "torn", [{"n": 5}])[0]["offset"], 5)
+
+    def test_damaged_record_gives_affected_channels_a_new_epoch(self):
+        srv = self.start()
+        before = self.publish(srv, "before", [{"n": 1}])[0]
+        res = self.publish(srv, "hit", [{"mark": f"m{i:03d}"} for i in range(1, 11)])
+        srv.kill()
+        seg = [s for s in self.segments() if os.path.getsize(s)][-1]
+        with open(seg, "r+b") as f:
+            data = f.read()
+            at = data.index(b"m005")
+            f.seek(at)
+            f.write(b"X")
+        srv = self.start()
+        self.assertIn("damaged record", srv.output())
+        h = self.history(srv, "hit")
+        self.assertNotEqual(h["epoch"], res[0]["epoch"])
+        self.assertEqual(self.history(srv, "before")["epoch"], before["epoch"], "a channel before the damage keeps it")
+
+        async def recover():
+            c = await Native.open(srv)
+            r = await c.result("subscribe", {"channel": "hit", "recover": True, "epoch": res[0]["epoch"],
+                                             "offset": 2})
+            self.assertIs(r.get("recovered"), False, r)
+            await c.close()
+        run(recover())
+        new_epoch = h["epoch"]
+        srv.kill()
+        srv = self.start()  # the damage was handled once: the new epoch stays
+        self.assertEqual(self.history(srv, "hit")["epoch"], new_epoch)
+
+    def test_retention_deletes_segments(self):
+        srv = self.start("--engine.segment-bytes", "4KiB", "--channels.history-size", "5")
+        self.publish(srv, "ret", [{"pad": "x" * 200, "n": i} for i in range(200)])
+        deadline = time.monotonic() + 5 * SLOW
+        while len(self.segments()) > 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertLessEqual(len(self.segments()), 3, self.segments())
+        h = self.history(srv, "ret")
+        self.assertEqual([p["data"]["n"] for p in h["publications"]], list(range(195, 200)))
+
+    def test_max_disk_bytes_shortens_history(self):
+        srv = self.start("--engine.segment-bytes", "4KiB", "--engine.max-disk-bytes", "16KiB",
+                         "--channels.history-size", "1000")
+        res = self.publish(srv, "big", [{"pad": "x" * 200, "n": i} for i in range(300)])
+        api = Api(srv)
+        info = api.call("info", {})["nodes"][0]
+        api.close()
+        self.assertLessEqual(info["disk_bytes"], 16 * 1024 + 4096, info)
+        with urllib.request.urlopen(srv.url("/metrics"), timeout=5 * SLOW) as r:
+            gauge = [ln for ln in r.read().decode().splitlines() if ln.startswith("herald_disk_bytes ")]
+        self.assertEqual(len(gauge), 1, gauge)
+        self.assertGreater(float(gauge[0].split()[1]), 0)
+        self.assertLessEqual(float(gauge[0].split()[1]), 16 * 1024 + 4096)
+        h = self.history(srv, "big")
+        self.assertLess(len(h["publications"]), 300)
+        self.assertEqual(h["publications"][-1]["data"]["n"], 299)
+        self.assertGreater(h["publications"][0]["offset"], 1)
+
+        async def recover():
+            c = await Native.open(srv)
+            r = await c.result("subscribe", {"channel": "big", "recover": True, "epoch": res[0]["epoch"],
+                                             "offset": 1})
+            self.assertIs(r.get("recovered"), False, {k: v for k, v in r.items() if k != "publications"})
+            await c.close()
+        run(recover())
+
+    def test_write_failure_answers_507_and_117_then_resumes(self):
+        srv = self.start("--engine.segment-bytes", "1MiB")
+        self.assertEqual(self.publish(srv, "full", [{"n": 1}])[0]["offset"], 1)
+        pid = srv.proc.pid
+        hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)[1]
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, hard))  # every write past byte 1 fails (EFBIG)
+        api = Api(srv)
+        api.call("publish", {"channel": "full", "data": {"n": 2}}, expect=507)
+        api.call("publish", {"channel": "full", "data": {"n": 3}}, expect=507)
+
+        async def native():
+            c = await Native.open(srv)
+            err = await c.error("publish", {"channel": "full", "data": {"n": 4}})
+            check_error(err, 117)
+            await c.close()
+        run(native())
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
+        deadline = time.monotonic() + 5 * SLOW
+        while True:
+            r = api.raw("/api/publish", '{"channel":"full","data":{"n":5}}')
+            if r.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["offset"], 2, "the failed publishes took no offset")
+        api.close()
+        srv.kill()
+        srv = self.start()
+        h = self.history(srv, "full")
+        self.assertEqual([p["data"]["n"] for p in h["publications"]], [1, 5])
+
+    def test_idempotency_window_survives_a_crash(self):
+        srv = self.start()
+        first = self.publish(srv, "idem", [{"n": 1}], idempotency_key="k1")[0]
+        srv.kill()
+        srv = self.start()
+        again = self.publish(srv, "idem", [{"n": 1}], idempotency_key="k1")[0]
+        self.assertEqual(again, first)
+        self.assertEqual(len(self.history(srv, "idem")["publications"]), 1)
+
+    def test_fsync_modes_and_bad_values(self):
+        for mode in ("always", "never", "interval"):
+            srv = self.start("--engine.fsync", mode)
+            self.assertEqual(self.publish(srv, "m-" + mode, [{"n": 1}])[0]["offset"], 1)
+            self.assertEqual(srv.stop(), 0)
+        for bad in (("--engine.fsync", "sometimes"),
+                    ("--engine.segment-bytes", "4KiB", "--engine.max-disk-bytes", "6KiB"),
+                    ("--engine", "redis", "--redis", "127.0.0.1:1"),
+                    ("--engine", "memory-delayed")):
+            r = run_herald("serve", "--listen", "127.0.0.1:0", "--data-dir", self.dir, *bad)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr))
+            self.assertIn(b"engine.", r.stderr, bad)
+
+    def test_snapshot_while_publishing_starts_a_second_server(self):
+        srv = self.start("--engine.segment-bytes", "8KiB", "--channels.history-size", "10000")
+        first = self.publish(srv, "snap", [{"pad": "y" * 100, "n": i} for i in range(1, 101)])
+        out = os.path.join(self.dir + "-copy")
+        self.addCleanup(shutil.rmtree, out, True)
+        stop = threading.Event()
+
+        def publisher():
+            api = Api(srv)
+            while not stop.is_set():
+                api.publish("snap", {"pad": "z" * 100})
+            api.close()
+        t = threading.Thread(target=publisher)
+        t.start()
+        try:
+            time.sleep(0.2)
+            r = run_herald("snapshot", "--data-dir", self.dir, out)
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        total = self.history(srv, "snap", limit=0)["offset"]
+        copy = Herald(*BASE, "--data-dir", out)
+        self.servers.append(copy)
+        copy.start()
+        h = self.history(copy, "snap")
+        self.assertEqual(h["epoch"], first[0]["epoch"])
+        self.assertGreaterEqual(h["offset"], 100)
+        self.assertLessEqual(h["offset"], total)
+        offs = [p["offset"] for p in self.history(copy, "snap", reverse=True, limit=100)["publications"]]
+        self.assertEqual(offs, list(range(h["offset"], h["offset"] - len(offs), -1)), "no gap at the copy's end")
+
+if __name__ == "__main__":
+    main()
