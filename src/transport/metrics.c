@@ -184,6 +184,8 @@ static void metrics_workers(hr_shared *sh, hr_buf *b)
          offsetof(hr_worker_stats, bytes_out)},
         {"herald_queued_bytes", "gauge", "Output queued to client sockets now, bytes (with a small cost per entry).",
          offsetof(hr_worker_stats, queued_bytes)},
+        {"herald_log_suppressed_total", "counter", "conn_refused log lines held back by server.log_refused_rate.",
+         offsetof(hr_worker_stats, log_suppressed)},
     };
     for (size_t k = 0; k < sizeof(simple) / sizeof(simple[0]); k++)
         hr_metrics_one(b, simple[k].name, simple[k].type, simple[k].help, sum_stat(sh, simple[k].off));

@@ -26,7 +26,7 @@ import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import SLOW, Herald, HeraldTestCase, main  # noqa: E402
+from herald_testlib import SLOW, Herald, HeraldTestCase, RawWS, main  # noqa: E402
 from herald_native import API_KEY, Api  # noqa: E402
 from redis_cluster import RedisServer, node, redis_available  # noqa: E402
 from test_sse import SSE  # noqa: E402
@@ -291,6 +291,32 @@ class WorkloadTest(HeraldTestCase):
         self.assertEqual(wait_value(self.server, "herald_connections_by_transport", sse, 0), 0)
         self.assertEqual(wait_value(self.server, "herald_subscriptions", "", 0), 0)
         self.assertEqual(wait_value(self.server, "herald_presence_entries", "", 0), 0)
+
+
+class RefusedTest(unittest.TestCase):
+    """Refused handshakes counted by reason, and the log lines the rate limit
+    held back counted too (docs/operations.md, Logs)."""
+
+    def test_refusals_by_reason_and_suppressed_lines(self):
+        with Herald("--server.log-refused-rate", "1", workers=1) as srv:
+            before = scrape(srv)
+            for _ in range(3):
+                RawWS.connect(srv.addr, "/ws", headers=[("Origin", "https://evil.example")], expect_status=403)
+            for _ in range(2):
+                with socket.create_connection(srv.addr, timeout=5 * SLOW) as s:
+                    s.sendall(b"GET /ws HTTP/1.1\r\nHost x\r\n\r\n")  # no colon: malformed
+                    self.assertIn(b" 400 ", s.recv(4096))
+            after = scrape(srv)
+
+            def delta(name, labels=""):
+                return value(after, name, labels) - value(before, name, labels)
+            self.assertEqual(delta("herald_connections_refused_total", 'reason="origin"'), 3)
+            self.assertEqual(delta("herald_connections_refused_total", 'reason="bad_request"'), 2)
+            self.assertEqual(delta("herald_connections_refused_total", 'reason="token"'), 0)
+            # one line a second: of the five refusals in well under a second, at least three were held back
+            self.assertGreaterEqual(delta("herald_log_suppressed_total"), 3)
+            lines = [ln for ln in srv.output().splitlines() if ln.split()[2:3] == ["conn_refused"]]
+            self.assertEqual(len(lines), 5 - int(delta("herald_log_suppressed_total")), lines)
 
 
 class BackendMetricsTest(unittest.TestCase):

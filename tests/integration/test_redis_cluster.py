@@ -200,7 +200,7 @@ class TestRedisCluster(unittest.TestCase):
         for i in range(3):
             self.apis[0].publish(ch, i)
         for api in self.apis:
-            self.assertEqual(api.call("channels", {"pattern": ch})["channels"], {ch: {"offset": 3}})
+            self.assertEqual(api.call("channels", {"pattern": ch})["channels"], {ch: {"offset": 3, "subscribers": 0}})
             self.assertIn(ch, api.call("channels")["channels"])
 
     def test_info_lists_every_node(self):
