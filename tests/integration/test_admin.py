@@ -46,6 +46,16 @@ def user_token(user):
     return jwt({"sub": user, "exp": int(time.time()) + 3600})
 
 
+
+def token_refused(t, server, tok):
+    """A connect with tok (an ended admin credential) is answered 101."""
+    async def go():
+        c = await Native.open(server, connect=False)
+        err = await c.error("connect", {"token": tok})
+        t.assertEqual(err["code"], 101)
+        await c.ws.close()
+    run(go())
+
 class AdminClient:
     """A browser's view of the admin API: the cookie jar and the CSRF token."""
 
@@ -164,13 +174,7 @@ class AdminOn(HeraldTestCase):
         self.assertEqual(r.status, 200)
         self.assertIn("Max-Age=0", r.header("Set-Cookie"))
         check_error(self, a.post("info"), 403, "not logged in")
-
-        async def go():
-            c = await Native.open(self.server, connect=False)
-            err = await c.error("connect", {"token": tok})
-            self.assertEqual(err["code"], 101)
-            await c.ws.close()
-        run(go())
+        token_refused(self, self.server, tok)
 
     def test_actions_publish_lookup_and_disconnect(self):
         a = AdminClient(self.server)
@@ -337,13 +341,7 @@ class AdminSessionTtl(HeraldTestCase):
         tok = a.token()["token"]
         time.sleep(1.3)
         check_error(self, a.post("info"), 403, "expired")
-
-        async def go():
-            c = await Native.open(self.server, connect=False)
-            err = await c.error("connect", {"token": tok})
-            self.assertEqual(err["code"], 101)
-            await c.ws.close()
-        run(go())
+        token_refused(self, self.server, tok)
 
 
 class AdminGeneratedPassword(HeraldTestCase):
