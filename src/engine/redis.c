@@ -277,7 +277,7 @@ typedef struct rop {
     char *idem;                 /* also: OP_SESS_SEND's frame */
     size_t idem_len;
     hr_history_query q;
-    char since_epoch[64];
+    char since_epoch[64], before_epoch[64];
     union {
         hr_publish_cb publish;
         hr_history_cb history;
@@ -620,6 +620,8 @@ static bool is_noscript(const hr_resp *r)
     return r->type == HR_RESP_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
+static const hr_pub *list_at(const void *l, size_t i) { return ((hr_pub *const *)l)[i]; }
+
 static void parse_history(rop *op, const hr_resp *r)
 {
     int64_t off = 0;
@@ -649,29 +651,13 @@ static void parse_history(rop *op, const hr_resp *r)
     }
     /* keep at most history_size (the configured size may have shrunk) */
     size_t drop = count > op->o.history_size ? count - op->o.history_size : 0;
-    size_t first = drop;
-    bool complete = true;
     const hr_history_query *q = &op->q;
-    if (q->has_since) {
-        bool same_epoch = !q->since_epoch || !q->since_epoch[0] || strcmp(q->since_epoch, h->epoch) == 0;
-        if (!same_epoch || q->since_offset > h->offset) {
-            complete = false;
-            first = count;
-        } else {
-            uint64_t oldest = first < count ? all[first]->offset : h->offset + 1;
-            if (q->since_offset + 1 < oldest) complete = false;
-            while (first < count && all[first]->offset <= q->since_offset) first++;
-        }
-    }
-    size_t avail = count - first, n = avail;
-    if (q->limit >= 0 && (size_t)q->limit < n) {
-        n = (size_t)q->limit;
-        if (q->has_since) complete = false;
-    }
+    hr_history_sel sel = hr_history_select(q, h->epoch, h->offset, count - drop, list_at, all + drop);
+    size_t n = sel.n;
     h->pubs = n ? hr_malloc(n * sizeof(*h->pubs)) : NULL;
-    for (size_t i = 0; i < n; i++) h->pubs[i] = hr_pub_ref(all[q->reverse ? count - 1 - i : first + i]);
+    for (size_t i = 0; i < n; i++) h->pubs[i] = hr_pub_ref(all[drop + (q->reverse ? sel.first - i : sel.first + i)]);
     h->n = n;
-    h->complete = complete;
+    h->complete = sel.complete;
     for (size_t i = 0; i < count; i++) hr_pub_unref(all[i]);
     hr_free(all);
 }
@@ -1719,6 +1705,8 @@ static void r_history(hr_engine *be, const hr_chan_opts *o, const char *channel,
     op->q = *q;
     snprintf(op->since_epoch, sizeof(op->since_epoch), "%s", q->since_epoch ? q->since_epoch : "");
     op->q.since_epoch = op->since_epoch;
+    snprintf(op->before_epoch, sizeof(op->before_epoch), "%s", q->before_epoch ? q->before_epoch : "");
+    op->q.before_epoch = op->before_epoch;
     op->cb.history = cb;
     op->ud = ud;
     op_queue(e, op);
