@@ -700,7 +700,7 @@ static void parse_history(rop *op, const hr_resp *r)
     /* keep at most history_size (the configured size may have shrunk) */
     size_t drop = count > op->o.history_size ? count - op->o.history_size : 0;
     const hr_history_query *q = &op->q;
-    hr_history_sel sel = hr_history_select(q, h->epoch, h->offset, count - drop, list_at, all + drop);
+    hr_history_sel sel = hr_history_select(q, h->epoch, h->offset, count - drop, list_at, all ? all + drop : NULL);
     size_t n = sel.n;
     h->pubs = n ? hr_malloc(n * sizeof(*h->pubs)) : NULL;
     for (size_t i = 0; i < n; i++) h->pubs[i] = hr_pub_ref(all[drop + (q->reverse ? sel.first - i : sel.first + i)]);
