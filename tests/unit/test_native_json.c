@@ -1378,14 +1378,15 @@ static void test_error_codes(void **state)
         {HR_PE_NOT_CONNECTED, "not connected", false},
         {HR_PE_MESSAGE_TOO_LARGE, "message too large", false},
         {HR_PE_BACKEND_UNAVAILABLE, "backend unavailable", true},
+        {HR_PE_STORAGE_UNAVAILABLE, "storage unavailable", true},
     };
-    assert_int_equal(HR_ARRAY_LEN(codes), HR_PE_BACKEND_UNAVAILABLE - HR_PE_INTERNAL + 1);
+    assert_int_equal(HR_ARRAY_LEN(codes), HR_PE_STORAGE_UNAVAILABLE - HR_PE_INTERNAL + 1);
     for (size_t i = 0; i < HR_ARRAY_LEN(codes); i++) {
         assert_int_equal(codes[i].code, HR_PE_INTERNAL + (int)i); /* the docs' numbering */
         assert_string_equal(hr_proto_error_text(codes[i].code), codes[i].text);
         assert_int_equal(hr_proto_error_temporary(codes[i].code), codes[i].temporary);
     }
-    static const int unknown[] = {0, -1, 1, 99, 117, 200, 1000, 3501};
+    static const int unknown[] = {0, -1, 1, 99, 118, 200, 1000, 3501};
     for (size_t i = 0; i < HR_ARRAY_LEN(unknown); i++) {
         assert_string_equal(hr_proto_error_text(unknown[i]), "unknown error");
         assert_false(hr_proto_error_temporary(unknown[i]));
