@@ -115,8 +115,20 @@ export interface HistoryResult<T = unknown> {
   offset: number;
   publications: { offset: number; data: T }[];
   /** true when more publications matched than this page holds: ask again with
-   * `since: {offset: <last publication's offset>, epoch}` */
+   * `since: next` (forward) or `before: next` (reverse) */
   more?: boolean;
+  /** with `more`: the position of this page's last publication */
+  next?: StreamPosition;
+}
+export interface HistoryOptions {
+  limit?: number;
+  reverse?: boolean;
+  /** only publications after this position */
+  since?: StreamPosition;
+  /** only publications before this position */
+  before?: StreamPosition;
+  /** unix milliseconds: only publications published at or after it */
+  sinceTime?: number;
 }
 export interface PresenceResult { clients: Record<string, ClientInfo> }
 export interface PresenceStatsResult { num_clients: number; num_users: number }
@@ -173,7 +185,8 @@ export declare class Subscription extends Emitter<SubscriptionEvents> {
   ready(timeoutMs?: number): Promise<Subscription>;
   unsubscribe(): void;
   publish(data: unknown, opts?: { idempotencyKey?: string }): Promise<PublishResult>;
-  history(opts?: { limit?: number; reverse?: boolean; since?: StreamPosition }): Promise<HistoryResult>;
+  history(opts?: HistoryOptions): Promise<HistoryResult>;
+  historyPages(opts?: HistoryOptions): AsyncGenerator<HistoryResult, void, undefined>;
   presence(): Promise<PresenceResult>;
   presenceStats(): Promise<PresenceStatsResult>;
   position(): StreamPosition | null;
@@ -194,7 +207,8 @@ export declare class Herald extends Emitter<HeraldEvents> {
   getSubscription(channel: string): Subscription | null;
   subscriptions(): Subscription[];
   publish(channel: string, data: unknown, opts?: { idempotencyKey?: string }): Promise<PublishResult>;
-  history(channel: string, opts?: { limit?: number; reverse?: boolean; since?: StreamPosition }): Promise<HistoryResult>;
+  history(channel: string, opts?: HistoryOptions): Promise<HistoryResult>;
+  historyPages(channel: string, opts?: HistoryOptions): AsyncGenerator<HistoryResult, void, undefined>;
   presence(channel: string): Promise<PresenceResult>;
   presenceStats(channel: string): Promise<PresenceStatsResult>;
   rpc(method: string, data?: unknown): Promise<unknown>;

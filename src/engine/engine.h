@@ -37,6 +37,11 @@ typedef struct hr_history_query {
     const char *since_epoch;   /* NUL-terminated; NULL or "" = any epoch */
     int64_t limit;             /* max publications returned; 0 = just the position; <0 = all kept */
     bool reverse;              /* newest first */
+    bool has_before;           /* only publications before (before_epoch, before_offset) */
+    uint64_t before_offset;    /* exclusive upper bound */
+    const char *before_epoch;  /* NUL-terminated; NULL or "" = any epoch */
+    bool has_since_time;       /* only publications with time_ms >= since_time_ms */
+    uint64_t since_time_ms;    /* unix milliseconds */
 } hr_history_query;
 
 typedef struct hr_history {
@@ -57,6 +62,19 @@ size_t hr_pub_reply_size(const hr_pub *p);
  * (force_one: at least one, whatever its size); *bytes (if not NULL) gets
  * their estimated size. Replies are sized before they are built. */
 size_t hr_history_fit(const hr_history *h, size_t max_bytes, bool force_one, size_t *bytes);
+
+/* The part of a channel's kept publications a query asks for: indexes
+ * [lo, hi) of the log (oldest first, offsets ascending, at(ctx, i) the
+ * i-th), then at most q->limit of them from lo (forward) or from hi - 1
+ * down (reverse). Both engines page with it, so they agree. */
+typedef struct hr_history_sel {
+    size_t lo, hi;             /* the range matched (before the limit) */
+    size_t first, n;           /* what to return: from index first (forward) or hi - 1 (reverse), n of them */
+    bool complete;             /* as hr_history.complete */
+} hr_history_sel;
+typedef const hr_pub *(*hr_history_at)(const void *ctx, size_t i);
+hr_history_sel hr_history_select(const hr_history_query *q, const char *epoch, uint64_t last, size_t count,
+                                 hr_history_at at, const void *ctx);
 
 typedef struct hr_presence_entry {
     const char *client;        /* client id */

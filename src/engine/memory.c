@@ -321,6 +321,8 @@ static void m_publish_event(hr_engine *e, hr_pub *pub)
  * not yet written are neither in history nor delivered. */
 static uint64_t visible(const mengine *m, const mchan *c) { return m->log ? c->shown : c->offset; }
 
+static const hr_pub *ring_at(const void *c, size_t i) { return mem_ring_at((const mchan *)c, (uint32_t)i); }
+
 static void m_history(hr_engine *e, const hr_chan_opts *o, const char *channel, size_t len, const hr_history_query *q,
                       hr_history_cb cb, void *ud)
 {
@@ -336,35 +338,15 @@ static void m_history(hr_engine *e, const hr_chan_opts *o, const char *channel, 
     uint64_t last = visible(m, c);
     res.offset = last;
     memcpy(res.epoch, c->epoch, sizeof(res.epoch));
-    uint32_t first = 0; /* index in ring of the first publication to consider */
-    bool complete = true;
-    if (q->has_since) {
-        bool same_epoch = !q->since_epoch || !q->since_epoch[0] || strcmp(q->since_epoch, c->epoch) == 0;
-        if (!same_epoch || q->since_offset > last) {
-            complete = false;
-            first = c->count; /* nothing usable */
-        } else {
-            uint64_t oldest = c->count ? mem_ring_at(c, 0)->offset : last + 1;
-            if (q->since_offset + 1 < oldest) complete = false; /* some were trimmed */
-            while (first < c->count && mem_ring_at(c, first)->offset <= q->since_offset) first++;
-        }
-    }
-    size_t avail = c->count - first;
-    size_t n = avail;
-    if (q->limit >= 0 && (size_t)q->limit < n) {
-        n = (size_t)q->limit;
-        if (q->has_since) complete = false;
-    }
+    hr_history_sel sel = hr_history_select(q, c->epoch, last, c->count, ring_at, c);
+    size_t n = sel.n;
     hr_pub **list = n ? hr_malloc(n * sizeof(*list)) : NULL;
-    for (size_t i = 0; i < n; i++) {
-        /* forward: the oldest n after `first`; reverse: the newest n, newest first */
-        uint32_t idx = q->reverse ? (uint32_t)(c->count - 1 - i) : (uint32_t)(first + i);
-        list[i] = hr_pub_ref(mem_ring_at(c, idx));
-    }
+    for (size_t i = 0; i < n; i++) /* forward: oldest first from sel.first; reverse: newest first down from it */
+        list[i] = hr_pub_ref(mem_ring_at(c, (uint32_t)(q->reverse ? sel.first - i : sel.first + i)));
     pthread_mutex_unlock(&sh->mu);
     res.pubs = list;
     res.n = n;
-    res.complete = complete;
+    res.complete = sel.complete;
     cb(ud, 0, &res);
     for (size_t i = 0; i < n; i++) hr_pub_unref(list[i]);
     hr_free(list);

@@ -106,15 +106,45 @@ static const char publish_lua[] =
     "redis.call('publish', ARGV[1], m)\n"
     "return {o, e, 0}\n";
 
-/* KEYS: meta, history. ARGV: epoch if new, want entries (0/1).
- * Returns {offset, epoch, entries}. */
+/* KEYS: meta, history. ARGV: epoch if new, want entries (0/1), history
+ * size, lowest offset, offset bound (exclusive), lowest time ms (each "" =
+ * none), limit (-1 = all), reverse (0/1). Returns {offset, epoch, entries}:
+ * the entries of the newest `size` whose offset is in [lowest, bound) and
+ * time >= lowest time, at most `limit` of them from the low end (or the
+ * high end when reversed), oldest first. Offsets and times ascend along the
+ * list, so each bound is a binary search by LINDEX (O(log n) probes) and
+ * one LRANGE returns the window: a page costs its own size, not the
+ * channel's history (the engine then selects from the window with the
+ * memory engine's rules, hr_history_select). */
 static const char history_lua[] =
     "local e = redis.call('hget', KEYS[1], 'e')\n"
     "if not e then e = ARGV[1]; redis.call('hset', KEYS[1], 'e', e) end\n"
     "local o = tonumber(redis.call('hget', KEYS[1], 'o') or '0')\n"
-    "local l = {}\n"
-    "if ARGV[2] == '1' then l = redis.call('lrange', KEYS[2], 0, -1) end\n"
-    "return {o, e, l}\n";
+    "if ARGV[2] ~= '1' then return {o, e, {}} end\n"
+    "local n = redis.call('llen', KEYS[2])\n"
+    "local lo, hi = 0, n\n"
+    "local size = tonumber(ARGV[3])\n"
+    "if n > size then lo = n - size end\n"
+    "local function at(i, t)\n"
+    "  local a, b = string.match(redis.call('lindex', KEYS[2], i) or '', '^M(%d+) %S+ (%d+)')\n"
+    "  return tonumber(t and b or a) or 0\n"
+    "end\n"
+    "local function bound(l, h, v, t)\n"
+    "  while l < h do\n"
+    "    local m = math.floor((l + h) / 2)\n"
+    "    if at(m, t) < v then l = m + 1 else h = m end\n"
+    "  end\n"
+    "  return l\n"
+    "end\n"
+    "if ARGV[4] ~= '' then lo = bound(lo, hi, tonumber(ARGV[4]), false) end\n"
+    "if ARGV[5] ~= '' then hi = bound(lo, hi, tonumber(ARGV[5]), false) end\n"
+    "if ARGV[6] ~= '' then lo = bound(lo, hi, tonumber(ARGV[6]), true) end\n"
+    "local limit = tonumber(ARGV[7])\n"
+    "if limit >= 0 and hi - lo > limit then\n"
+    "  if ARGV[8] == '1' then lo = hi - limit else hi = lo + limit end\n"
+    "end\n"
+    "if hi <= lo then return {o, e, {}} end\n"
+    "return {o, e, redis.call('lrange', KEYS[2], lo, hi - 1)}\n";
 
 /* KEYS: zset, hash. ARGV: client, value, expires at, ttl ms. */
 static const char presence_add_lua[] =
@@ -277,7 +307,7 @@ typedef struct rop {
     char *idem;                 /* also: OP_SESS_SEND's frame */
     size_t idem_len;
     hr_history_query q;
-    char since_epoch[64];
+    char since_epoch[64], before_epoch[64];
     union {
         hr_publish_cb publish;
         hr_history_cb history;
@@ -620,6 +650,26 @@ static bool is_noscript(const hr_resp *r)
     return r->type == HR_RESP_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
+static const hr_pub *list_at(const void *l, size_t i) { return ((hr_pub *const *)l)[i]; }
+
+/* history_lua's window arguments for op's query: history size, lowest
+ * offset, offset bound, lowest time (the TTL's cutoff or since_time,
+ * whichever is later), limit; "" = no such bound. */
+static void history_window(const rop *op, char w[5][24])
+{
+    const hr_history_query *q = &op->q;
+    uint64_t cutoff = op->o.history_ttl_ms ? hr_wall_ms() - op->o.history_ttl_ms : 0;
+    uint64_t t = q->has_since_time && q->since_time_ms > cutoff ? q->since_time_ms : cutoff;
+    snprintf(w[0], 24, "%u", op->o.history_size);
+    snprintf(w[1], 24, "%s", "");
+    if (q->has_since) snprintf(w[1], 24, "%llu", (unsigned long long)q->since_offset + 1);
+    snprintf(w[2], 24, "%s", "");
+    if (q->has_before) snprintf(w[2], 24, "%llu", (unsigned long long)q->before_offset);
+    snprintf(w[3], 24, "%s", "");
+    if (t) snprintf(w[3], 24, "%llu", (unsigned long long)t);
+    snprintf(w[4], 24, "%lld", (long long)(q->limit < 0 ? -1 : q->limit));
+}
+
 static void parse_history(rop *op, const hr_resp *r)
 {
     int64_t off = 0;
@@ -649,29 +699,13 @@ static void parse_history(rop *op, const hr_resp *r)
     }
     /* keep at most history_size (the configured size may have shrunk) */
     size_t drop = count > op->o.history_size ? count - op->o.history_size : 0;
-    size_t first = drop;
-    bool complete = true;
     const hr_history_query *q = &op->q;
-    if (q->has_since) {
-        bool same_epoch = !q->since_epoch || !q->since_epoch[0] || strcmp(q->since_epoch, h->epoch) == 0;
-        if (!same_epoch || q->since_offset > h->offset) {
-            complete = false;
-            first = count;
-        } else {
-            uint64_t oldest = first < count ? all[first]->offset : h->offset + 1;
-            if (q->since_offset + 1 < oldest) complete = false;
-            while (first < count && all[first]->offset <= q->since_offset) first++;
-        }
-    }
-    size_t avail = count - first, n = avail;
-    if (q->limit >= 0 && (size_t)q->limit < n) {
-        n = (size_t)q->limit;
-        if (q->has_since) complete = false;
-    }
+    hr_history_sel sel = hr_history_select(q, h->epoch, h->offset, count - drop, list_at, all ? all + drop : NULL);
+    size_t n = sel.n;
     h->pubs = n ? hr_malloc(n * sizeof(*h->pubs)) : NULL;
-    for (size_t i = 0; i < n; i++) h->pubs[i] = hr_pub_ref(all[q->reverse ? count - 1 - i : first + i]);
+    for (size_t i = 0; i < n; i++) h->pubs[i] = hr_pub_ref(all[drop + (q->reverse ? sel.first - i : sel.first + i)]);
     h->n = n;
-    h->complete = complete;
+    h->complete = sel.complete;
     for (size_t i = 0; i < count; i++) hr_pub_unref(all[i]);
     hr_free(all);
 }
@@ -1337,9 +1371,13 @@ static void op_send(rop *op)
         char epoch[HR_EPOCH_LEN + 1];
         hr_epoch_new(epoch);
         bool want = op->q.limit != 0 && op->o.history_size > 0;
-        const char *a[] = {(const char *)k1.data, (const char *)k2.data, epoch, want ? "1" : "0"};
-        size_t l[] = {k1.len, k2.len, strlen(epoch), 1};
-        evalsha(&cmd, e, S_HISTORY, eval, 2, a, l, 4);
+        char w[5][24];
+        history_window(op, w);
+        const char *a[] = {(const char *)k1.data, (const char *)k2.data, epoch, want ? "1" : "0", w[0], w[1], w[2],
+                           w[3], w[4], op->q.reverse ? "1" : "0"};
+        size_t l[10] = {k1.len, k2.len, strlen(epoch), 1};
+        for (size_t i = 4; i < 10; i++) l[i] = strlen(a[i]);
+        evalsha(&cmd, e, S_HISTORY, eval, 2, a, l, 10);
         rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
         break;
     }
@@ -1719,6 +1757,8 @@ static void r_history(hr_engine *be, const hr_chan_opts *o, const char *channel,
     op->q = *q;
     snprintf(op->since_epoch, sizeof(op->since_epoch), "%s", q->since_epoch ? q->since_epoch : "");
     op->q.since_epoch = op->since_epoch;
+    snprintf(op->before_epoch, sizeof(op->before_epoch), "%s", q->before_epoch ? q->before_epoch : "");
+    op->q.before_epoch = op->before_epoch;
     op->cb.history = cb;
     op->ud = ud;
     op_queue(e, op);

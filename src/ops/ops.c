@@ -575,8 +575,11 @@ hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const 
 
 /* ---- history and presence ----------------------------------------------------------- */
 
-hr_op_result hr_op_may_history(const hr_actor *a, const char *ch, size_t len, hr_chan_policy *pol)
+hr_op_result hr_op_may_history(const hr_actor *a, const char *ch, size_t len, const hr_history_query *q,
+                               hr_chan_policy *pol)
 {
+    if (q->has_since && q->has_before && q->before_offset <= q->since_offset)
+        return refuse(HR_OP_BAD_REQUEST, "before.offset must be greater than since.offset");
     hr_op_result r = check_channel(a, ch, len, false, "a pattern is not a channel here", pol, NULL);
     if (r.rc) return r;
     const char *detail = NULL;
@@ -596,7 +599,7 @@ hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const 
                            hr_history_cb cb, void *ud)
 {
     hr_chan_policy pol;
-    hr_op_result r = hr_op_may_history(a, ch, len, &pol);
+    hr_op_result r = hr_op_may_history(a, ch, len, q, &pol);
     if (!r.rc) hr_op_history_read(a, ch, len, &pol, q, cb, ud);
     return r;
 }

@@ -362,7 +362,10 @@ hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, si
  * RATE_LIMITED). The front end then calls the backend (backend/proxy.h). */
 hr_op_result hr_op_may_rpc(const hr_actor *a, size_t dlen);
 
-/* Read ch's history: every rule, then the engine (q as the engine takes it). */
+/* Read ch's history: every rule, then the engine (q as the engine takes it).
+ * The query's own rule: with both since and before, before.offset must be
+ * greater than since.offset (BAD_REQUEST naming "before.offset"); the front ends
+ * check the JSON types. */
 hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const hr_history_query *q,
                            hr_history_cb cb, void *ud);
 /* The same in two steps, for a front end that reserves room for the answer
@@ -370,7 +373,8 @@ hr_op_result hr_op_history(const hr_actor *a, const char *ch, size_t len, const 
  * once the front end's own step passed, the engine call. A refused read
  * reserves nothing, and a client both refused and out of budget learns the
  * refusal. */
-hr_op_result hr_op_may_history(const hr_actor *a, const char *ch, size_t len, hr_chan_policy *pol);
+hr_op_result hr_op_may_history(const hr_actor *a, const char *ch, size_t len, const hr_history_query *q,
+                               hr_chan_policy *pol);
 void hr_op_history_read(const hr_actor *a, const char *ch, size_t len, const hr_chan_policy *pol,
                         const hr_history_query *q, hr_history_cb cb, void *ud);
 /* Remove ch's history (the server API only: a client gets DENIED). */

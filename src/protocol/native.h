@@ -93,6 +93,11 @@ typedef struct hr_cmd {
     bool has_since;
     uint64_t since_offset;    /* history after this offset (exclusive) */
     hr_str since_epoch;
+    bool has_before;
+    uint64_t before_offset;   /* history before this offset (exclusive) */
+    hr_str before_epoch;
+    bool has_since_time;
+    uint64_t since_time;      /* history with time >= this (unix ms) */
 } hr_cmd;
 
 /* The commands of one frame. */

@@ -296,6 +296,32 @@ static void parse_rpc(hr_cmd *c, const json_t *p, const hr_native_limits *lim, c
     take_data(c, p, dump);
 }
 
+/* The messages of a history position {"offset": N, "epoch": "..."} named m. */
+#define CURSOR(m)                                                                                           \
+    (const char *const[]){"history: " m " must be an object", "history: " m ".offset must be a non-negative integer", \
+                          "history: " m ".offset is required", "history: " m ".epoch must be a string"}
+
+/* Optional history position member key: {"offset": N (required), "epoch": "..." (optional)}. */
+static bool take_cursor(hr_cmd *c, const json_t *p, const char *key, const char *const *msg, bool *has,
+                        uint64_t *offset, hr_str *epoch)
+{
+    json_t *v = opt(p, key);
+    if (!v) return true;
+    if (!json_is_object(v)) {
+        fail(c, HR_PE_BAD_REQUEST, msg[0]);
+        return false;
+    }
+    bool has_offset;
+    if (!take_uint(c, v, "offset", offset, &has_offset, msg[1])) return false;
+    if (!has_offset) {
+        fail(c, HR_PE_BAD_REQUEST, msg[2]);
+        return false;
+    }
+    if (!take_str(c, v, "epoch", epoch, msg[3])) return false;
+    *has = true;
+    return true;
+}
+
 static void parse_history(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)
 {
     HR_UNUSED(dump);
@@ -309,22 +335,10 @@ static void parse_history(hr_cmd *c, const json_t *p, const hr_native_limits *li
         c->limit = json_integer_value(limit);
     }
     if (!take_bool(c, p, "reverse", &c->reverse, "history: reverse must be a boolean")) return;
-    json_t *since = opt(p, "since");
-    if (!since) return;
-    if (!json_is_object(since)) {
-        fail(c, HR_PE_BAD_REQUEST, "history: since must be an object");
-        return;
-    }
-    bool has_offset;
-    if (!take_uint(c, since, "offset", &c->since_offset, &has_offset,
-                   "history: since.offset must be a non-negative integer"))
-        return;
-    if (!has_offset) {
-        fail(c, HR_PE_BAD_REQUEST, "history: since.offset is required");
-        return;
-    }
-    if (!take_str(c, since, "epoch", &c->since_epoch, "history: since.epoch must be a string")) return;
-    c->has_since = true;
+    if (!take_cursor(c, p, "since", CURSOR("since"), &c->has_since, &c->since_offset, &c->since_epoch)) return;
+    if (!take_cursor(c, p, "before", CURSOR("before"), &c->has_before, &c->before_offset, &c->before_epoch)) return;
+    take_uint(c, p, "since_time", &c->since_time, &c->has_since_time,
+              "history: since_time must be a non-negative integer (unix milliseconds)");
 }
 
 static void parse_presence(hr_cmd *c, const json_t *p, const hr_native_limits *lim, char **dump)

@@ -880,7 +880,12 @@ static void on_history(void *ud, int err, const hr_history *h)
         if (i) hr_buf_append(b, ",", 1);
         append_pub_json(b, h->pubs[i]);
     }
-    hr_buf_append(b, more ? "],\"more\":true}" : "]}", more ? 14 : 2);
+    /* next: the cursor of the following page (since forward, before reverse) */
+    if (more)
+        hr_buf_printf(b, "],\"more\":true,\"next\":{\"offset\":%llu,\"epoch\":\"%s\"}}",
+                      (unsigned long long)h->pubs[n - 1]->offset, h->epoch);
+    else
+        hr_buf_append(b, "]}", 2);
     req_done(q);
 }
 
@@ -1425,17 +1430,21 @@ static bool exec(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         do_publish(s, f, r, cmd);
         break;
     case HR_CMD_HISTORY: {
-        char epoch[64] = "";
+        char epoch[64] = "", before[64] = "";
         cstr(cmd->since_epoch, epoch, sizeof(epoch));
+        cstr(cmd->before_epoch, before, sizeof(before));
         /* one more than the page: tells whether there is more */
         size_t page = (size_t)s->opts->ops.history_max_limit;
         if (cmd->limit >= 0 && (uint64_t)cmd->limit < page) page = (size_t)cmd->limit;
         hr_history_query q = {.has_since = cmd->has_since, .since_offset = cmd->since_offset, .since_epoch = epoch,
-                              .limit = page ? (int64_t)page + 1 : 0, .reverse = cmd->reverse};
+                              .limit = page ? (int64_t)page + 1 : 0, .reverse = cmd->reverse,
+                              .has_before = cmd->has_before, .before_offset = cmd->before_offset,
+                              .before_epoch = before, .has_since_time = cmd->has_since_time,
+                              .since_time_ms = cmd->since_time};
         sreq *x = req_new(s, f, r);
         x->page = page;
         hr_chan_policy pol; /* every rule, then the budget, then the engine */
-        hr_op_result res = hr_op_may_history(&a, cmd->channel.p, cmd->channel.n, &pol);
+        hr_op_result res = hr_op_may_history(&a, cmd->channel.p, cmd->channel.n, &q, &pol);
         if (res.rc) refused(x, res);
         else if (!over_budget(s, f, x))
             hr_op_history_read(&a, cmd->channel.p, cmd->channel.n, &pol, &q, on_history, x);

@@ -290,9 +290,29 @@ static void on_history(void *ud, int err, const hr_history *h)
         if (i) hr_buf_append(b, ",", 1);
         append_pub(b, h->pubs[i]);
     }
-    hr_buf_append_str(b, more ? "],\"more\":true}" : "]}");
+    /* next: the cursor of the following page (since forward, before reverse) */
+    if (more)
+        hr_buf_printf(b, "],\"more\":true,\"next\":{\"offset\":%llu,\"epoch\":\"%s\"}}",
+                      (unsigned long long)h->pubs[n - 1]->offset, h->epoch);
+    else
+        hr_buf_append(b, "]}", 2);
     a->rq->history_bytes += b->len;
     aop_done(a);
+}
+
+/* An optional history position {"offset": N, "epoch": "..."} named key:
+ * -1 when present but malformed. */
+static int take_cursor(json_t *params, const char *key, bool *has, uint64_t *offset, const char **epoch)
+{
+    json_t *v = json_object_get(params, key);
+    if (!v) return 0;
+    json_t *off = json_object_get(v, "offset"), *ep = json_object_get(v, "epoch");
+    if (!json_is_object(v) || !json_is_integer(off) || json_integer_value(off) < 0 || (ep && !json_is_string(ep)))
+        return -1;
+    *has = true;
+    *offset = (uint64_t)json_integer_value(off);
+    *epoch = ep ? json_string_value(ep) : NULL;
+    return 0;
 }
 
 static int m_history(api_ctx *x, json_t *params)
@@ -310,13 +330,15 @@ static int m_history(api_ctx *x, json_t *params)
         if (!json_is_boolean(v)) return fail(x, 400, "reverse must be true or false");
         q.reverse = json_is_true(v);
     }
-    if ((v = json_object_get(params, "since"))) {
-        json_t *off = json_object_get(v, "offset"), *ep = json_object_get(v, "epoch");
-        if (!json_is_object(v) || !json_is_integer(off) || json_integer_value(off) < 0 || (ep && !json_is_string(ep)))
-            return fail(x, 400, "since must be {\"offset\": N, \"epoch\": \"...\"}");
-        q.has_since = true;
-        q.since_offset = (uint64_t)json_integer_value(off);
-        q.since_epoch = ep ? json_string_value(ep) : NULL;
+    if (take_cursor(params, "since", &q.has_since, &q.since_offset, &q.since_epoch))
+        return fail(x, 400, "since must be {\"offset\": N, \"epoch\": \"...\"} with N >= 0");
+    if (take_cursor(params, "before", &q.has_before, &q.before_offset, &q.before_epoch))
+        return fail(x, 400, "before must be {\"offset\": N, \"epoch\": \"...\"} with N >= 0");
+    if ((v = json_object_get(params, "since_time"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return fail(x, 400, "since_time must be a non-negative integer (unix milliseconds)");
+        q.has_since_time = true;
+        q.since_time_ms = (uint64_t)json_integer_value(v);
     }
     size_t page = (size_t)x->w->proto->ops.history_max_limit;
     if (q.limit >= 0 && (uint64_t)q.limit < page) page = (size_t)q.limit;

@@ -67,6 +67,7 @@ static void check_cmd(const hr_cmd *c, const hr_native_limits *lim)
     touch(c->data);
     touch(c->idempotency_key);
     touch(c->since_epoch);
+    touch(c->before_epoch);
     touch(c->method);
     check(c->nsubs <= HR_CMD_MAX_CONNECT_SUBS);
     for (size_t i = 0; i < c->nsubs; i++) touch(c->subs[i]);
@@ -104,7 +105,7 @@ static void check_cmd(const hr_cmd *c, const hr_native_limits *lim)
     case HR_CMD_PRESENCE_STATS: check_chan(c->channel, lim); break;
     default: check(c->channel.n == 0); break;
     }
-    if (c->type != HR_CMD_HISTORY) check(c->limit == -1 && !c->has_since);
+    if (c->type != HR_CMD_HISTORY) check(c->limit == -1 && !c->has_since && !c->has_before && !c->has_since_time);
     if (c->type != HR_CMD_CONNECT) check(c->nsubs == 0);
     if (c->type != HR_CMD_RPC) check(c->method.n == 0);
 }
@@ -134,11 +135,13 @@ static void compare(const hr_cmd *s, const hr_cmd *l)
     check(same(s->channel, l->channel) && same(s->name, l->name) && same(s->version, l->version) &&
           same(s->token, l->token) && same(s->epoch, l->epoch) && same(s->data, l->data) &&
           same(s->idempotency_key, l->idempotency_key) && same(s->since_epoch, l->since_epoch) &&
-          same(s->method, l->method));
+          same(s->before_epoch, l->before_epoch) && same(s->method, l->method));
     check(s->nsubs == l->nsubs);
     for (size_t i = 0; i < s->nsubs; i++) check(same(s->subs[i], l->subs[i]));
     check(s->recover == l->recover && s->offset == l->offset && s->limit == l->limit && s->reverse == l->reverse &&
-          s->has_since == l->has_since && s->since_offset == l->since_offset);
+          s->has_since == l->has_since && s->since_offset == l->since_offset && s->has_before == l->has_before &&
+          s->before_offset == l->before_offset && s->has_since_time == l->has_since_time &&
+          s->since_time == l->since_time);
 }
 
 static void check_parse(const uint8_t *frame, size_t size)

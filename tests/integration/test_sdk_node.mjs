@@ -224,6 +224,36 @@ test('MessagePack over WebSocket: subscribe, publish, history, presence', { time
   });
 });
 
+test('historyPages pages a channel forward and backward by next (JSON and MessagePack)', { timeout: T(30000) }, async () => {
+  await withServer(['--channels.history-size', '1000'], async (h) => {
+    const cmds = Array.from({ length: 95 }, (_, i) => ({ method: 'publish', params: { channel: 'log', data: { i: i + 1 } } }));
+    await apiCall(h, KEY, 'batch', { commands: cmds });
+    const all = Array.from({ length: 95 }, (_, i) => i + 1);
+    for (const format of ['json', 'msgpack']) {
+      const c = newClient(h.url, { format });
+      c.connect();
+      await c.ready(T(5000));
+      const walk = async (opts) => {
+        const seen = [];
+        let pages = 0;
+        for await (const page of c.historyPages('log', opts)) {
+          pages++;
+          assert.ok(page.publications.length <= 20, `${format}: page size`);
+          if (page.more) assert.deepEqual(page.next, { offset: page.publications.at(-1).offset, epoch: page.epoch });
+          seen.push(...page.publications.map((p) => p.offset));
+        }
+        return [seen, pages];
+      };
+      assert.deepEqual(await walk({ limit: 20 }), [all, 5], `${format} forward`);
+      assert.deepEqual(await walk({ limit: 20, reverse: true }), [all.slice().reverse(), 5], `${format} backward`);
+      const { epoch } = await c.history('log', { limit: 0 });
+      const [range] = await walk({ limit: 20, reverse: true, since: { offset: 10, epoch }, before: { offset: 50, epoch } });
+      assert.deepEqual(range, all.slice(10, 49).reverse(), `${format} range`);
+      c.disconnect();
+    }
+  });
+});
+
 test('a server disconnect with a "do not reconnect" code stops the client', { timeout: T(20000) }, async () => {
   await withServer([], async (h) => {
     const c = newClient(h.url);

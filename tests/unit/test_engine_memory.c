@@ -191,6 +191,36 @@ static void test_history_queries(void **state)
     assert_int_equal(cut.offsets[0], 11);
 }
 
+/* before, since_time and ranges (hr_history_select): 15 published, 6..15 kept */
+static void test_history_ranges(void **state)
+{
+    (void)state;
+    for (int i = 1; i <= 15; i++) publish(&opts10, "r", "x");
+    histres all = history(&opts10, "r", (hr_history_query){.limit = 0});
+    histres below = history(&opts10, "r", (hr_history_query){.has_before = true, .before_offset = 9, .limit = -1});
+    assert_int_equal(below.n, 3); /* 6, 7, 8 */
+    assert_int_equal(below.offsets[0], 6);
+    histres back = history(&opts10, "r", (hr_history_query){.has_before = true, .before_offset = 12,
+                                                             .before_epoch = all.epoch, .limit = 2, .reverse = true});
+    assert_int_equal(back.n, 2);
+    assert_int_equal(back.offsets[0], 11);
+    assert_int_equal(back.offsets[1], 10);
+    histres rng = history(&opts10, "r", (hr_history_query){.has_since = true, .since_offset = 8, .has_before = true,
+                                                            .before_offset = 12, .limit = -1});
+    assert_int_equal(rng.n, 3);
+    assert_int_equal(rng.offsets[0], 9);
+    assert_int_equal(rng.offsets[2], 11);
+    histres wrong = history(&opts10, "r", (hr_history_query){.has_before = true, .before_offset = 12,
+                                                              .before_epoch = "0000000000000000", .limit = -1});
+    assert_int_equal(wrong.n, 0);
+    assert_int_equal(wrong.offset, 15);
+    histres old = history(&opts10, "r", (hr_history_query){.has_since_time = true, .since_time_ms = 1, .limit = -1});
+    assert_int_equal(old.n, 10);
+    histres later = history(&opts10, "r", (hr_history_query){.has_since_time = true,
+                                                              .since_time_ms = hr_wall_ms() + 60000, .limit = -1});
+    assert_int_equal(later.n, 0);
+}
+
 static void test_epoch_fixed_at_first_look(void **state)
 {
     (void)state;
@@ -496,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotency_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_window_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_ranges, setup, teardown),
         cmocka_unit_test(test_history_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -115,6 +115,11 @@ typedef struct cmd_case {
     bool has_since;
     uint64_t since_offset;
     xs since_epoch;
+    bool has_before;
+    uint64_t before_offset;
+    xs before_epoch;
+    bool has_since_time;
+    uint64_t since_time;
 } cmd_case;
 
 #define BAD 107
@@ -318,6 +323,24 @@ static const cmd_case cmd_cases[] = {
      .type = HR_CMD_HISTORY, .error = BAD, .detail = "history: since.offset must be a non-negative integer"},
     {.line = "{\"id\":9,\"history\":{\"channel\":\"n\",\"since\":{\"offset\":5,\"epoch\":5}}}", .id = 9,
      .type = HR_CMD_HISTORY, .error = BAD, .detail = "history: since.epoch must be a string"},
+    {.line = "{\"id\":8,\"history\":{\"channel\":\"news\",\"reverse\":true,\"before\":{\"offset\":120,\"epoch\":\"ab\"},"
+             "\"since_time\":1733300000000}}",
+     .id = 8, .type = HR_CMD_HISTORY, .channel = S("news"), .reverse = true, .has_before = true, .before_offset = 120,
+     .before_epoch = S("ab"), .has_since_time = true, .since_time = 1733300000000},
+    {.line = "{\"id\":9,\"history\":{\"channel\":\"n\",\"before\":7}}", .id = 9, .type = HR_CMD_HISTORY,
+     .error = BAD, .detail = "history: before must be an object"},
+    {.line = "{\"id\":9,\"history\":{\"channel\":\"n\",\"before\":{\"offset\":-1}}}", .id = 9,
+     .type = HR_CMD_HISTORY, .error = BAD, .detail = "history: before.offset must be a non-negative integer"},
+    {.line = "{\"id\":9,\"history\":{\"channel\":\"n\",\"before\":{}}}", .id = 9, .type = HR_CMD_HISTORY,
+     .error = BAD, .detail = "history: before.offset is required"},
+    {.line = "{\"id\":9,\"history\":{\"channel\":\"n\",\"before\":{\"offset\":5,\"epoch\":[]}}}", .id = 9,
+     .type = HR_CMD_HISTORY, .error = BAD, .detail = "history: before.epoch must be a string"},
+    {.line = "{\"id\":9,\"history\":{\"channel\":\"n\",\"since_time\":\"yesterday\"}}", .id = 9,
+     .type = HR_CMD_HISTORY, .error = BAD,
+     .detail = "history: since_time must be a non-negative integer (unix milliseconds)"},
+    {.line = "{\"id\":9,\"history\":{\"channel\":\"n\",\"since_time\":1.5}}", .id = 9,
+     .type = HR_CMD_HISTORY, .error = BAD,
+     .detail = "history: since_time must be a non-negative integer (unix milliseconds)"},
 
     /* ---- presence, presence_stats ---- */
     {.line = "{\"id\":9,\"presence\":{\"channel\":\"chat:lobby\"}}", .id = 9, .type = HR_CMD_PRESENCE,
@@ -427,6 +450,11 @@ static void check_cmd(const hr_cmd *c, const cmd_case *w)
     assert_int_equal(c->has_since, w->has_since);
     assert_int_equal(c->since_offset, w->since_offset);
     assert_slice(c->since_epoch, w->since_epoch);
+    assert_int_equal(c->has_before, w->has_before);
+    assert_int_equal(c->before_offset, w->before_offset);
+    assert_slice(c->before_epoch, w->before_epoch);
+    assert_int_equal(c->has_since_time, w->has_since_time);
+    assert_int_equal(c->since_time, w->since_time);
 }
 
 static void test_commands(void **state)

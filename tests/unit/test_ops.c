@@ -331,8 +331,16 @@ static void test_rules_before_the_engine(void **state)
     hr_actor a = client(&anon, "");
     hr_chan_policy pol;
     answered = 0;
-    assert_int_equal(hr_op_may_history(&a, "subs:x", 6, &pol).rc, HR_OP_DENIED);
-    assert_int_equal(hr_op_may_history(&a, "open:x", 6, &pol).rc, HR_OP_OK);
+    hr_history_query all = {.limit = -1};
+    assert_int_equal(hr_op_may_history(&a, "subs:x", 6, &all, &pol).rc, HR_OP_DENIED);
+    assert_int_equal(hr_op_may_history(&a, "open:x", 6, &all, &pol).rc, HR_OP_OK);
+    /* a range that ends where it starts is the caller's mistake, named */
+    hr_history_query empty = {.limit = -1, .has_since = true, .since_offset = 5, .has_before = true, .before_offset = 5};
+    hr_op_result bad = hr_op_may_history(&a, "open:x", 6, &empty, &pol);
+    assert_int_equal(bad.rc, HR_OP_BAD_REQUEST);
+    assert_non_null(strstr(bad.detail, "before.offset"));
+    empty.before_offset = 6;
+    assert_int_equal(hr_op_may_history(&a, "open:x", 6, &empty, &pol).rc, HR_OP_OK);
     assert_int_equal(hr_op_may_presence(&a, "ticker:x", 8).rc, HR_OP_NOT_AVAILABLE);
     assert_int_equal(hr_op_may_presence(&a, "subs:x", 6).rc, HR_OP_DENIED);
     assert_int_equal(hr_op_may_presence(&a, "open:x", 6).rc, HR_OP_OK);

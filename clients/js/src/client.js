@@ -742,15 +742,30 @@ export class Herald extends Emitter {
     else e.resolve(m.result || {});
   }
 
-  /** One page (docs/protocol.md, history): `more` is true when the next page is asked for with
-   * `since: {offset: <last publication's offset>, epoch}`.
-   * @returns {Promise<{epoch: string, offset: number, publications: {offset: number, data: unknown}[], more?: boolean}>} */
-  history(channel, { limit, reverse, since } = {}) {
+  /** One page (docs/protocol.md, history): `since` / `before` ({offset, epoch}) bound the offsets,
+   * `sinceTime` (unix ms) the publish time. When more matched, the result has `more: true` and
+   * `next`: ask again with `since: next` (forward) or `before: next` (`reverse: true`).
+   * @returns {Promise<{epoch: string, offset: number, publications: {offset: number, data: unknown}[], more?: boolean, next?: {offset: number, epoch: string}}>} */
+  history(channel, { limit, reverse, since, before, sinceTime } = {}) {
     const p = { channel };
     if (limit !== undefined) p.limit = limit;
     if (reverse) p.reverse = true;
     if (since) p.since = since;
+    if (before) p.before = before;
+    if (sinceTime !== undefined) p.since_time = sinceTime;
     return this._callConnected('history', p);
+  }
+
+  /** Every page of a history read, following `next` (as `since`, or `before` with `reverse`):
+   * `for await (const page of client.historyPages(ch, {limit: 100, reverse: true})) ...` */
+  async *historyPages(channel, opts = {}) {
+    let q = { ...opts };
+    for (;;) {
+      const page = await this.history(channel, q);
+      yield page;
+      if (!page.more || !page.next) return;
+      q = { ...q, [q.reverse ? 'before' : 'since']: page.next };
+    }
   }
 
   /** @returns {Promise<{clients: Record<string, {client: string, user: string, info?: unknown}>}>} */

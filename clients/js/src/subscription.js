@@ -96,6 +96,7 @@ export class Subscription extends Emitter {
 
   publish(data, opts) { return this.client.publish(this.channel, data, opts); }
   history(opts) { return this.client.history(this.channel, opts); }
+  historyPages(opts) { return this.client.historyPages(this.channel, opts); }
   presence() { return this.client.presence(this.channel); }
   presenceStats() { return this.client.presenceStats(this.channel); }
 

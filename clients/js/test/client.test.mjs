@@ -262,6 +262,26 @@ test('history, presence and presence stats resolve with the server result; error
   c.disconnect();
 });
 
+test('history passes before and sinceTime through; historyPages follows next forward and backward', async () => {
+  const s = new FakeServer();
+  const c = client(s);
+  c.connect();
+  const sub = c.subscribe('log');
+  await sub.ready();
+  for (let i = 1; i <= 25; i++) s.publish('log', { i });
+  await c.history('log', { limit: 5, reverse: true, before: { offset: 20, epoch: 'e1' }, sinceTime: 1700000000000 });
+  assert.deepEqual(s.commands.at(-1).history, { channel: 'log', limit: 5, reverse: true, before: { offset: 20, epoch: 'e1' }, since_time: 1700000000000 });
+  const walk = async (opts) => {
+    const seen = [];
+    for await (const page of sub.historyPages(opts)) seen.push(...page.publications.map((p) => p.offset));
+    return seen;
+  };
+  assert.deepEqual(await walk({ limit: 10 }), Array.from({ length: 25 }, (_, i) => i + 1));
+  assert.deepEqual(await walk({ limit: 10, reverse: true }), Array.from({ length: 25 }, (_, i) => 25 - i));
+  assert.deepEqual(s.commands.at(-1).history.before, { offset: 6, epoch: 'e1' });
+  c.disconnect();
+});
+
 test('rpc resolves with the backend data; a backend error is a ReplyError with its code', async () => {
   const s = new FakeServer();
   const c = client(s);

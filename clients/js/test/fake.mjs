@@ -104,7 +104,13 @@ export class FakeServer {
         return;
       case 'history': {
         const c = this.chan(p.channel);
-        reply({ epoch: this.epoch, offset: c.offset, publications: c.pubs.slice() });
+        let pubs = c.pubs.filter((x) => (!p.since || x.offset > p.since.offset) && (!p.before || x.offset < p.before.offset));
+        if (p.reverse) pubs.reverse();
+        const more = p.limit !== undefined && pubs.length > p.limit;
+        if (more) pubs = pubs.slice(0, p.limit);
+        const res = { epoch: this.epoch, offset: c.offset, publications: pubs };
+        if (more) Object.assign(res, { more: true, next: { offset: pubs.at(-1).offset, epoch: this.epoch } });
+        reply(res);
         return;
       }
       case 'presence':

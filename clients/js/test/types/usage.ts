@@ -41,6 +41,8 @@ async function main(): Promise<void> {
   }
   const h = await sub.history({ limit: 10, reverse: true });
   h.publications.forEach((p) => console.log(p.offset));
+  if (h.next) await sub.history({ limit: 10, reverse: true, before: h.next, sinceTime: Date.now() - 60_000 });
+  for await (const page of client.historyPages('chat:lobby', { limit: 100 })) console.log(page.publications.length);
   const pr = await client.presence('chat:lobby');
   Object.values(pr.clients).forEach((c) => console.log(c.client, c.user));
   const st = await sub.presenceStats();
