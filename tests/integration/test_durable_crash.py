@@ -28,6 +28,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from herald_testlib import SLOW, Herald, main  # noqa: E402
 from herald_native import API_KEY, Api  # noqa: E402
+from emu_client import Poller  # noqa: E402
+from test_sse import SSE, parse_id, sse_path  # noqa: E402
 
 BASE = ("--api-key", API_KEY, "--channels.publish", "anyone",
         "--channels.history-size", "1000000", "--channels.history-ttl", "0")
@@ -142,6 +144,77 @@ class DurableCrashTest(unittest.TestCase):
         # docs/durability.md: with interval a publish is answered after write(2);
         # a crash of the process (not of the machine) loses nothing acknowledged.
         self.kill_loop("interval")
+
+    # -- recovery across a kill -9 on the HTTP transports (WebSocket: test_durable.py) --
+
+    def publish(self, srv, ch, datas):
+        api = Api(srv)
+        try:
+            return [api.publish(ch, d) for d in datas]
+        finally:
+            api.close()
+
+    def test_sse_last_event_id_resumes_across_a_kill9(self):
+        srv = self.start()
+        ch = "sse-crash"
+        s = SSE(srv, sse_path(ch))
+        self.addCleanup(s.close)
+        self.assertEqual(s.status, 200)
+        self.assertEqual(s.next().type, "connected")
+        first = self.publish(srv, ch, [{"n": i} for i in range(1, 4)])
+        evs = [s.next() for _ in range(3)]
+        self.assertEqual([e.json() for e in evs], [{"n": i} for i in range(1, 4)])
+        last = evs[-1].last_id
+        srv.kill()
+        srv = self.start()
+        self.publish(srv, ch, [{"n": i} for i in range(4, 9)])  # missed while away
+        r = SSE(srv, sse_path(ch), headers={"Last-Event-ID": last})
+        self.addCleanup(r.close)
+        self.assertEqual(r.status, 200)
+        ev = r.next()
+        self.assertEqual(ev.type, "connected", ev)
+        missed = [r.next() for _ in range(5)]
+        self.assertEqual([(e.type, e.json()) for e in missed], [("message", {"n": i}) for i in range(4, 9)])
+        self.assertEqual([[o for _, o in parse_id(e.last_id)] for e in missed], [[i] for i in range(4, 9)])
+        self.publish(srv, ch, [{"n": 9}])
+        ev = r.next()
+        self.assertEqual((ev.json(), parse_id(ev.last_id)[0][1]), ({"n": 9}, 9), "then live, nothing twice")
+        self.assertEqual(first[0]["offset"], 1)
+
+    def test_long_poll_recovers_across_a_kill9(self):
+        srv = self.start()
+        ch = "poll-crash"
+        p = Poller(srv)
+        p.open()
+        rep = p.connect_subscribe(ch)
+        epoch = rep["result"]["epoch"]
+        self.publish(srv, ch, [{"n": i} for i in range(1, 4)])
+        deadline = time.monotonic() + 5 * SLOW
+        while len(p.pubs(ch)) < 3 and time.monotonic() < deadline:
+            p.poll(timeout=5)
+        self.assertEqual([x["offset"] for x in p.pubs(ch)], [1, 2, 3])
+        old_session = p.session
+        p.close()
+        srv.kill()
+        srv = self.start()
+        self.publish(srv, ch, [{"n": i} for i in range(4, 8)])
+        q = Poller(srv)
+        gone = q.request("GET", f"/poll?session={old_session}&cursor={p.cursor}")
+        self.assertEqual(gone.status, 404, gone)  # sessions do not survive: open a new one and recover
+        q.open()
+        q.command("connect")
+        cid = q.command("subscribe", {"channel": ch, "recover": True, "epoch": epoch, "offset": 3})
+        rep = q.wait_reply(cid)
+        self.assertIs(rep["result"].get("recovered"), True, rep)
+        self.assertEqual(rep["result"]["epoch"], epoch)
+        self.assertEqual([(x["offset"], x["data"]) for x in rep["result"]["publications"]],
+                         [(i, {"n": i}) for i in range(4, 8)])
+        self.publish(srv, ch, [{"n": 8}])
+        deadline = time.monotonic() + 5 * SLOW
+        while not q.pubs(ch) and time.monotonic() < deadline:
+            q.poll(timeout=5)
+        self.assertEqual([x["offset"] for x in q.pubs(ch)], [8], "then live, nothing twice")
+        q.close()
 
 
 if __name__ == "__main__":
