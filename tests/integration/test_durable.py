@@ -142,6 +142,28 @@ class DurableTest(unittest.TestCase):
         h = self.history(srv, "ret")
         self.assertEqual([p["data"]["n"] for p in h["publications"]], list(range(195, 200)))
 
+    def test_history_ttl_deletes_expired_segments_and_a_restart_keeps_the_position(self):
+        srv = self.start("--engine.segment-bytes", "4KiB", "--channels.history-ttl", "1s",
+                         "--channels.history-size", "1000")
+        res = self.publish(srv, "ttl", [{"pad": "t" * 200, "n": i} for i in range(100)])
+        epoch = res[0]["epoch"]
+        self.assertGreaterEqual(len(self.segments()), 5, self.segments())
+        # nobody reads the channel: expiry alone must free the closed segments
+        deadline = time.monotonic() + 1 + 4 * SLOW
+        while len(self.segments()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        segs = self.segments()
+        self.assertEqual(len(segs), 1, "closed segments whose records all expired are deleted")
+        self.assertLessEqual(os.path.getsize(segs[0]), 4096)
+        h = self.history(srv, "ttl")
+        self.assertEqual((h["epoch"], h["offset"], h["publications"]), (epoch, 100, []))
+        srv.kill()
+        srv = self.start("--engine.segment-bytes", "4KiB", "--channels.history-ttl", "1s")
+        h = self.history(srv, "ttl")
+        self.assertEqual((h["epoch"], h["offset"], h["publications"]), (epoch, 100, []),
+                         "the newest segment keeps the position across a restart")
+        self.assertEqual(self.publish(srv, "ttl", [{"n": 100}])[0], {"offset": 101, "epoch": epoch})
+
     def test_max_disk_bytes_shortens_history(self):
         srv = self.start("--engine.segment-bytes", "4KiB", "--engine.max-disk-bytes", "16KiB",
                          "--channels.history-size", "1000")
