@@ -8,6 +8,9 @@
 #               closed loop; publications/s, p50/p99 of the answer, and the
 #               log's bytes on disk per publication
 #   fanout:     1,000 WebSocket subscribers on 16 channels, 16 publishers
+#   startup:    (not in the default PARTS) logs of STARTUP_MB (100 500 1000)
+#               MB written by bench/durable_log.py (4 KiB publications over
+#               1,000 channels, history_size 100); herald's replay log line
 set -eu
 BIN=${1:-build/herald}
 PARTS=${PARTS:-throughput latency fanout}
@@ -39,8 +42,23 @@ print(f"{sys.argv[1]:9} {sys.argv[2]:>5} B: {m['publish_per_second']:>9.0f} publ
 PY
 }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+startup() { # $1 megabytes
+    rm -rf "$DIR/data"
+    python3 "$HERE/durable_log.py" "$DIR/data" "$1" > /dev/null
+    "$BIN" serve --listen 127.0.0.1:$PORT --workers 2 --api-key k --data-dir "$DIR/data" > "$DIR/out" 2>&1 &
+    pid=$!
+    i=0
+    until grep -q "replayed in" "$DIR/out" || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
+    kill $pid; wait $pid || true
+    printf '%5s MB: ' "$1"
+    grep -o "durable log: .*" "$DIR/out"
+}
 for part in $PARTS; do
     echo "== $part"
+    if [ $part = startup ]; then
+        for mb in ${STARTUP_MB:-100 500 1000}; do startup $mb; done
+        continue
+    fi
     for bytes in 64 4096; do
         for mode in $MODES; do
             case $part in
