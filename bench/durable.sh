@@ -51,7 +51,7 @@ startup() { # $1 megabytes
     until grep -q "replayed in" "$DIR/out" || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
     kill $pid; wait $pid || true
     printf '%5s MB: ' "$1"
-    grep -o "durable log: .*" "$DIR/out"
+    grep -o 'durable log: [^"]*' "$DIR/out"
 }
 for part in $PARTS; do
     echo "== $part"
