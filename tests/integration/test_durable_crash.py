@@ -11,8 +11,8 @@ offsets are 1..N without a gap or a duplicate, the epoch never changes,
 and publishing continues at N + 1. Unacknowledged publications may or may
 not be there (the promise says nothing about them), so only their place
 in the gap-free sequence is checked. It holds for `always` (fdatasync
-before the answer) and for `interval` (write(2) to the page cache before
-the answer, which a process crash cannot take back).
+before the answer) and for `interval` and `never` (write(2) to the page
+cache before the answer, which a process crash cannot take back).
 """
 
 import os
@@ -144,6 +144,10 @@ class DurableCrashTest(unittest.TestCase):
         # docs/durability.md: with interval a publish is answered after write(2);
         # a crash of the process (not of the machine) loses nothing acknowledged.
         self.kill_loop("interval")
+
+    def test_kill9_loop_fsync_never_keeps_every_acknowledged_publication(self):
+        # never syncs, but answers after write(2) as interval does: the same promise for kill -9
+        self.kill_loop("never")
 
     # -- recovery across a kill -9 on the HTTP transports (WebSocket: test_durable.py) --
 
