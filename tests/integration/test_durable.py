@@ -268,7 +268,7 @@ class DurableTest(unittest.TestCase):
     def test_fsync_interval_sets_how_often_the_log_is_synced(self):
         slow = self.fdatasyncs_while_publishing("1s", 2.5)
         self.assertGreaterEqual(slow, 1, "interval: the log is synced while it is written")
-        self.assertLessEqual(slow, 4, "1s interval: about one fdatasync a second, not one per batch")
+        self.assertLessEqual(slow, 6, "1s interval: about one fdatasync a second (100ms gives ~26)")
         fast = self.fdatasyncs_while_publishing("50ms", 1.5)
         self.assertGreaterEqual(fast, 10, "50ms interval: about 20 a second")
 
