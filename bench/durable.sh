@@ -1,23 +1,39 @@
 #!/bin/sh
-# bench/durable.sh - API publish throughput and fan-out of the memory engine
-# against the durable log (--data-dir, engine.fsync=interval), for
-# docs/benchmarks.md "Durable log". Usage: bench/durable.sh [HERALD_BIN]
-# Prints one line per run: engine, payload, publications/s, deliveries/s.
+# bench/durable.sh - the memory engine against the durable log (--data-dir)
+# under each engine.fsync policy, for docs/benchmarks.md "Durable log".
+# Usage: [PARTS="throughput latency fanout"] bench/durable.sh [HERALD_BIN]
+#   throughput: herald bench, 64 channels, one subscriber and one publisher
+#               connection each; publications/s and deliveries/s
+#   latency:    bench/publish_latency.py, 8 keep-alive API connections in a
+#               closed loop; publications/s, p50/p99 of the answer, and the
+#               log's bytes on disk per publication
+#   fanout:     1,000 WebSocket subscribers on 16 channels, 16 publishers
+#   startup:    (not in the default PARTS) logs of STARTUP_MB (100 500 1000)
+#               MB written by bench/durable_log.py (4 KiB publications over
+#               1,000 channels, history_size 100); herald's replay log line
 set -eu
 BIN=${1:-build/herald}
+PARTS=${PARTS:-throughput latency fanout}
+HERE=$(dirname "$0")
 DIR=$(mktemp -d)
+PORT=${PORT:-18931}
 trap 'rm -rf "$DIR"' EXIT
-run() { # $1 label, $2 payload bytes, $3 subscribers, $4 rate, then serve flags
-    label=$1 bytes=$2 subs=$3 rate=$4
-    shift 4
+MODES="memory always interval never"
+serve() { # $1 mode, then serve flags; sets pid
+    mode=$1
+    shift
     rm -rf "$DIR/data"
-    "$BIN" serve --listen 127.0.0.1:18931 --workers 2 --api-key k --log-level warn "$@" &
+    set -- "$@" --channels.history-size 1000000 --channels.history-ttl 0
+    if [ "$mode" != memory ]; then set -- "$@" --data-dir "$DIR/data" --engine.fsync "$mode"; fi
+    "$BIN" serve --listen 127.0.0.1:$PORT --workers 2 --api-key k --log-level warn "$@" &
     pid=$!
     sleep 0.5
-    "$BIN" bench --port 18931 --api-key k --server-pid $pid --subscribers "$subs" --channels "${CHANNELS:-64}" --publish-rate "$rate" \
-        --payload-bytes "$bytes" --publishers "${PUBLISHERS:-64}" --pipeline "${PIPELINE:-1}" --warmup 2 --duration 5 --quiet --json "$DIR/r.json" || true
+}
+bench() { # $1 label, $2 payload bytes, $3 subscribers, $4 rate (after serve)
+    "$BIN" bench --port $PORT --api-key k --server-pid $pid --subscribers "$3" --channels "${CHANNELS:-64}" --publish-rate "$4" \
+        --payload-bytes "$2" --publishers "${PUBLISHERS:-64}" --pipeline 1 --warmup 2 --duration 5 --quiet --json "$DIR/r.json" || true
     kill $pid; wait $pid || true
-    python3 - "$label" "$bytes" "$DIR/r.json" <<'PY'
+    python3 - "$1" "$2" "$DIR/r.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[3]))
 m = r["messages"]
@@ -25,9 +41,40 @@ print(f"{sys.argv[1]:9} {sys.argv[2]:>5} B: {m['publish_per_second']:>9.0f} publ
       f"{m['per_second']:>9.0f} deliveries/s, lost {m['lost']}, errors {m['publish_errors']}")
 PY
 }
-for bytes in 64 4096; do
-    run memory "$bytes" 64 200000
-    run durable "$bytes" 64 200000 --data-dir "$DIR/data"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+startup() { # $1 megabytes
+    rm -rf "$DIR/data"
+    python3 "$HERE/durable_log.py" "$DIR/data" "$1" > /dev/null
+    "$BIN" serve --listen 127.0.0.1:$PORT --workers 2 --api-key k --data-dir "$DIR/data" > "$DIR/out" 2>&1 &
+    pid=$!
+    i=0
+    until grep -q "replayed in" "$DIR/out" || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
+    kill $pid; wait $pid || true
+    printf '%5s MB: ' "$1"
+    grep -o 'durable log: [^"]*' "$DIR/out"
+}
+for part in $PARTS; do
+    echo "== $part"
+    if [ $part = startup ]; then
+        for mb in ${STARTUP_MB:-100 500 1000}; do startup $mb; done
+        continue
+    fi
+    for bytes in 64 4096; do
+        for mode in $MODES; do
+            case $part in
+            throughput) serve $mode; bench $mode $bytes 64 200000 ;;
+            latency)
+                serve $mode
+                printf '%-9s %5s B: ' $mode $bytes
+                dd=""; [ $mode = memory ] || dd="--data-dir $DIR/data"
+                python3 "$HERE/publish_latency.py" 127.0.0.1:$PORT k --conns 8 --seconds 5 --bytes $bytes $dd || true
+                kill $pid; wait $pid || true ;;
+            fanout)
+                [ $bytes = 64 ] || continue
+                [ $mode = memory ] || [ $mode = interval ] || continue
+                serve $mode; CHANNELS=16 PUBLISHERS=16 bench $mode 64 1000 4000 ;;
+            esac
+        done
+    done
+    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
-CHANNELS=1 run memory 64 1000 200
-CHANNELS=1 run durable 64 1000 200 --data-dir "$DIR/data"

@@ -71,7 +71,8 @@ typedef struct litem {
 
 typedef struct chanref {
     mchan *c;
-    uint64_t last; /* the channel's newest offset in the segment */
+    uint64_t last;       /* the channel's newest offset in the segment */
+    uint64_t expires_ms; /* wall time its history_ttl ends (0 = no TTL) */
 } chanref;
 
 typedef struct segment {
@@ -128,10 +129,14 @@ static void seg_path(const hr_durable *d, uint64_t id, char *out, size_t cap)
 static segment *active(hr_durable *d) { return &d->segs[d->nsegs - 1]; }
 
 /* Segment s holds c's record at offset off (the log thread, or recovery). */
-static void note(segment *s, mchan *c, uint64_t off)
+/* The channel's newest publication in s is off, published at time_ms. */
+static void note(segment *s, mchan *c, uint64_t off, uint64_t time_ms, uint64_t ttl_ms)
 {
+    uint64_t expires = ttl_ms ? time_ms + ttl_ms : 0;
     if (c->log_seg == s->id + 1) {
-        s->refs[c->log_idx].last = off;
+        chanref *r = &s->refs[c->log_idx];
+        r->last = off;
+        r->expires_ms = r->expires_ms && expires ? (expires > r->expires_ms ? expires : r->expires_ms) : 0;
         return;
     }
     if (s->n == s->cap) {
@@ -140,7 +145,7 @@ static void note(segment *s, mchan *c, uint64_t off)
     }
     c->log_seg = s->id + 1;
     c->log_idx = s->n;
-    s->refs[s->n++] = (chanref){c, off};
+    s->refs[s->n++] = (chanref){c, off, expires};
 }
 
 static void sync_dir(const hr_durable *d)
@@ -437,7 +442,7 @@ static void complete(hr_durable *d, litem *it)
             c->shown = it->offset;
             m->base.deliver(m->base.hub, it->pub);
         }
-        if (it->kind == HR_LOGREC_PUB) note(active(d), c, it->offset);
+        if (it->kind == HR_LOGREC_PUB) note(active(d), c, it->offset, it->pub->time_ms, it->o.history_ttl_ms);
         pthread_mutex_unlock(&sh->mu);
         if (it->kind == HR_LOGREC_PUB) mem_enforce_budget(m);
     }
@@ -493,10 +498,14 @@ static void fail_items(hr_durable *d, litem *from, litem *to)
 
 /* ---- retention --------------------------------------------------------------- */
 
-/* Whether any channel of s still holds one of s's publications. */
+/* Whether any channel of s still holds one of s's publications. Those
+ * past their history_ttl do not count: the ring drops them only when the
+ * channel is next used, and an idle channel must not keep its segments. */
 static bool seg_retained(hr_durable *d, const segment *s)
 {
+    uint64_t now = hr_wall_ms();
     for (size_t i = 0; i < s->n; i++) {
+        if (s->refs[i].expires_ms && s->refs[i].expires_ms < now) continue;
         mchan *c = s->refs[i].c;
         shard *sh = shard_for(d->m, c);
         pthread_mutex_lock(&sh->mu);
@@ -720,7 +729,7 @@ static void apply(recovery *rv, segment *s, const hr_logrec *r)
         return;
     }
     apply_pub(m, c, r);
-    note(s, c, r->offset);
+    note(s, c, r->offset, r->time_ms, r->history_ttl_ms);
 }
 
 static void on_record(void *ud, const hr_logrec *r, size_t pos)

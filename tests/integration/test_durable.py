@@ -13,6 +13,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -142,6 +143,28 @@ class DurableTest(unittest.TestCase):
         h = self.history(srv, "ret")
         self.assertEqual([p["data"]["n"] for p in h["publications"]], list(range(195, 200)))
 
+    def test_history_ttl_deletes_expired_segments_and_a_restart_keeps_the_position(self):
+        srv = self.start("--engine.segment-bytes", "4KiB", "--channels.history-ttl", "1s",
+                         "--channels.history-size", "1000")
+        res = self.publish(srv, "ttl", [{"pad": "t" * 200, "n": i} for i in range(100)])
+        epoch = res[0]["epoch"]
+        self.assertGreaterEqual(len(self.segments()), 5, self.segments())
+        # nobody reads the channel: expiry alone must free the closed segments
+        deadline = time.monotonic() + 1 + 4 * SLOW
+        while len(self.segments()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        segs = self.segments()
+        self.assertEqual(len(segs), 1, "closed segments whose records all expired are deleted")
+        self.assertLessEqual(os.path.getsize(segs[0]), 4096)
+        h = self.history(srv, "ttl")
+        self.assertEqual((h["epoch"], h["offset"], h["publications"]), (epoch, 100, []))
+        srv.kill()
+        srv = self.start("--engine.segment-bytes", "4KiB", "--channels.history-ttl", "1s")
+        h = self.history(srv, "ttl")
+        self.assertEqual((h["epoch"], h["offset"], h["publications"]), (epoch, 100, []),
+                         "the newest segment keeps the position across a restart")
+        self.assertEqual(self.publish(srv, "ttl", [{"n": 100}])[0], {"offset": 101, "epoch": epoch})
+
     def test_max_disk_bytes_shortens_history(self):
         srv = self.start("--engine.segment-bytes", "4KiB", "--engine.max-disk-bytes", "16KiB",
                          "--channels.history-size", "1000")
@@ -220,6 +243,34 @@ class DurableTest(unittest.TestCase):
             r = run_herald("serve", "--listen", "127.0.0.1:0", "--data-dir", self.dir, *bad)
             self.assertEqual(r.returncode, 2, (bad, r.stderr))
             self.assertIn(b"engine.", r.stderr, bad)
+
+    def fdatasyncs_while_publishing(self, interval, seconds):
+        """fdatasync calls of a server with engine.fsync_interval = interval
+        while a publisher keeps its log dirty for `seconds` (strace -f)."""
+        srv = self.start("--engine.fsync", "interval", "--engine.fsync-interval", interval)
+        self.publish(srv, "sync", [{"n": 0}])  # the segment is open: only the interval's syncs follow
+        out = os.path.join(self.dir, "strace.out")
+        tr = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=fdatasync", "-o", out, "-p", str(srv.proc.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5 * SLOW)  # attached to every thread
+            api, until = Api(srv), time.monotonic() + seconds
+            while time.monotonic() < until:
+                api.publish("sync", {"pad": "s" * 100})
+            api.close()
+        finally:
+            tr.send_signal(signal.SIGINT)
+            tr.wait(10)
+        with open(out) as f:
+            return sum(1 for ln in f if "fdatasync(" in ln)
+
+    @unittest.skipUnless(shutil.which("strace"), "needs strace")
+    def test_fsync_interval_sets_how_often_the_log_is_synced(self):
+        slow = self.fdatasyncs_while_publishing("1s", 2.5)
+        self.assertGreaterEqual(slow, 1, "interval: the log is synced while it is written")
+        self.assertLessEqual(slow, 6, "1s interval: about one fdatasync a second (100ms gives ~26)")
+        fast = self.fdatasyncs_while_publishing("50ms", 1.5)
+        self.assertGreaterEqual(fast, 10, "50ms interval: about 20 a second")
 
     def test_snapshot_while_publishing_starts_a_second_server(self):
         srv = self.start("--engine.segment-bytes", "8KiB", "--channels.history-size", "10000")
