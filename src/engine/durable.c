@@ -97,6 +97,7 @@ struct hr_durable {
     size_t nanswers;
     _Atomic bool failing;
     _Atomic uint64_t disk_bytes;
+    _Atomic uint64_t syncs;  /* fdatasync calls on segments (herald_disk_syncs_total) */
     int fd;               /* the active segment (the last of segs) */
     segment *segs;        /* oldest first */
     size_t nsegs, capsegs;
@@ -113,6 +114,13 @@ struct hr_durable {
     size_t nsync, capsync;
     uint64_t last_sync_ms, last_retain_ms;
 };
+
+/* fdatasync of a segment, counted. */
+static int seg_sync(hr_durable *d, int fd)
+{
+    atomic_fetch_add_explicit(&d->syncs, 1, memory_order_relaxed);
+    return fdatasync(fd);
+}
 
 static uint64_t mono_ms(void)
 {
@@ -171,7 +179,7 @@ static void *sync_main(void *arg)
         d->sync_dir_wanted = false;
         pthread_mutex_unlock(&d->mu);
         for (size_t i = 0; i < n; i++) {
-            if (fdatasync(fds[i]) < 0) hr_logf(HR_LOG_ERROR, "durable_fsync_failed", "durable log: fdatasync failed: %s", strerror(errno));
+            if (seg_sync(d, fds[i]) < 0) hr_logf(HR_LOG_ERROR, "durable_fsync_failed", "durable log: fdatasync failed: %s", strerror(errno));
             close(fds[i]);
         }
         if (dir) sync_dir(d);
@@ -187,7 +195,7 @@ static void *sync_main(void *arg)
 static void sync_later(hr_durable *d, int fd, bool dir)
 {
     if (!d->sync_started) {
-        if (fd >= 0) fdatasync(fd);
+        if (fd >= 0) seg_sync(d, fd);
         if (dir) sync_dir(d);
         return;
     }
@@ -242,7 +250,7 @@ static int seg_write(hr_durable *d)
         }
         done += (size_t)n;
     }
-    if (d->o.fsync == HR_FSYNC_ALWAYS && fdatasync(d->fd) < 0) {
+    if (d->o.fsync == HR_FSYNC_ALWAYS && seg_sync(d, d->fd) < 0) {
         int e = errno;
         if (ftruncate(d->fd, (off_t)s->bytes) < 0) hr_logf(HR_LOG_ERROR, "durable_undo_failed", "durable log: cannot cut back a failed write: %s", strerror(errno));
         return -e;
@@ -344,6 +352,7 @@ void hr_durable_remove(hr_durable *d, mchan *c, hr_done_cb cb, void *ud)
 bool hr_durable_failing(hr_durable *d) { return atomic_load_explicit(&d->failing, memory_order_relaxed); }
 
 uint64_t hr_durable_disk_bytes(hr_durable *d) { return atomic_load_explicit(&d->disk_bytes, memory_order_relaxed); }
+uint64_t hr_durable_syncs(hr_durable *d) { return atomic_load_explicit(&d->syncs, memory_order_relaxed); }
 
 /* ---- completion (log thread) --------------------------------------------------- */
 
@@ -966,7 +975,7 @@ void hr_durable_close(hr_durable *d)
     pthread_mutex_unlock(&d->mu);
     if (d->started) pthread_join(d->th, NULL);
     stop_sync(d);
-    if (d->fd >= 0 && d->o.fsync != HR_FSYNC_NEVER) fdatasync(d->fd);
+    if (d->fd >= 0 && d->o.fsync != HR_FSYNC_NEVER) seg_sync(d, d->fd);
     d->m->log = NULL;
     durable_free(d);
 }

@@ -95,6 +95,7 @@ typedef struct hr_engine_stats {
     uint64_t channels;           /* channels known to this node's engine */
     uint64_t presence_entries;   /* presence entries held (every channel's clients together) */
     uint64_t disk_bytes;         /* bytes of the durable log's segments (0 without --data-dir) */
+    uint64_t disk_syncs;         /* fdatasync calls on them so far */
 } hr_engine_stats;
 
 typedef void (*hr_publish_cb)(void *ud, int err, uint64_t offset, const char *epoch);

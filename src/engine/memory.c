@@ -620,6 +620,7 @@ static void m_stats(hr_engine *e, hr_engine_stats *out)
     out->channels = atomic_load_explicit(&m->nchannels, memory_order_relaxed);
     out->presence_entries = atomic_load_explicit(&m->presence, memory_order_relaxed);
     out->disk_bytes = m->log ? hr_durable_disk_bytes(m->log) : 0;
+    out->disk_syncs = m->log ? hr_durable_syncs(m->log) : 0;
 }
 
 static const hr_engine_vt memory_vt = {

@@ -93,6 +93,8 @@ void hr_durable_close(hr_durable *d);
 /* Whether the last write failed (publishes are refused until a probe succeeds). */
 bool hr_durable_failing(hr_durable *d);
 uint64_t hr_durable_disk_bytes(hr_durable *d);
+/* fdatasync calls on the log's segments so far. */
+uint64_t hr_durable_syncs(hr_durable *d);
 /* Under c's shard lock, in publish order: queue pub (offset and epoch
  * assigned) to be written, then stored in c's history and delivered, then
  * acknowledged through cb on the publishing worker. */

@@ -338,6 +338,8 @@ static void metrics_engine(hr_shared *sh, hr_buf *b)
                        es.history_evictions);
         hr_metrics_one(b, "herald_disk_bytes", "gauge", "Bytes of the durable log's segments (--data-dir).",
                        es.disk_bytes);
+        hr_metrics_one(b, "herald_disk_syncs_total", "counter", "fdatasync calls on the durable log's segments.",
+                       es.disk_syncs);
     }
     if (e && e->vt->shards_down)
         hr_metrics_one(b, "herald_engine_shards_down", "gauge", "Redis shards without a connection now.",
