@@ -157,22 +157,24 @@ class MetricsTest(HeraldTestCase):
         with Herald("--websocket.max-queued-bytes", "1MiB", workers=1) as srv:
             ws = srv.ws()
             ws.sock.settimeout(None)
-            stop = threading.Event()
+            sent = [0]
 
             def sender():  # blocking sends: the kernel's buffers fill, then the server's queue
                 try:
-                    while not stop.is_set():
+                    while True:
                         ws.send_binary(b"q" * 60000)
+                        sent[0] += 1
                 except OSError:
                     pass  # closed below while blocked: the server stopped reading (backpressure)
 
             t = threading.Thread(target=sender, daemon=True)
             t.start()
-            deadline = time.monotonic() + 10 * SLOW
-            # how much the kernel's buffers absorb first varies (autotuning), so only "some" is asserted
-            while value(scrape(srv), "herald_queued_bytes") == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            stop.set()
+            # wait until the sender is blocked (no frame for 0.5 s): the server has stopped reading, and
+            # what it could not write stays queued (how much the kernel's autotuned buffers took varies)
+            deadline, last = time.monotonic() + 10 * SLOW, -1
+            while (sent[0] != last or not last) and time.monotonic() < deadline:
+                last = sent[0]
+                time.sleep(0.5)
             self.assertGreater(value(scrape(srv), "herald_queued_bytes"), 0)
             self.assertLess(value(scrape(srv), "herald_queued_bytes"), 1 << 20)
             ws.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked send
