@@ -75,6 +75,15 @@ void hr_metrics_sample(hr_buf *b, const char *name, const char *labels, uint64_t
     else hr_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
+void hr_metrics_sample1(hr_buf *b, const char *name, const char *key, const char *value, uint64_t v)
+{
+    hr_buf lab = HR_BUF_INIT;
+    hr_metrics_label(&lab, key, value);
+    hr_buf_append(&lab, "", 1);
+    hr_metrics_sample(b, name, (const char *)lab.data, v);
+    hr_buf_free(&lab);
+}
+
 void hr_metrics_one(hr_buf *b, const char *name, const char *type, const char *help, uint64_t v)
 {
     hr_metrics_family(b, name, type, help);
@@ -191,21 +200,13 @@ static void metrics_workers(hr_shared *sh, hr_buf *b)
         hr_metrics_one(b, simple[k].name, simple[k].type, simple[k].help, sum_stat(sh, simple[k].off));
     hr_metrics_family(b, "herald_connections_refused_total", "counter",
                       "Connections and handshakes refused, by reason (limit, token, origin, overload, bad_request).");
-    for (int r = 0; r < HR_REFUSE__N; r++) {
-        hr_buf lab = HR_BUF_INIT;
-        hr_metrics_label(&lab, "reason", refuse_names[r]);
-        hr_buf_append(&lab, "", 1);
-        hr_metrics_sample(b, "herald_connections_refused_total", (const char *)lab.data, SUM(sh, refused[r]));
-        hr_buf_free(&lab);
-    }
+    for (int r = 0; r < HR_REFUSE__N; r++)
+        hr_metrics_sample1(b, "herald_connections_refused_total", "reason", refuse_names[r], SUM(sh, refused[r]));
     static const char *const close_names[HR_CLOSE__N] = {"1000", "1001", "1xxx_error", "3xxx", "4xxx", "none"};
     hr_metrics_family(b, "herald_websocket_closes_total", "counter",
                       "WebSocket connections ended, by close code class (none: no close handshake).");
-    for (int k = 0; k < HR_CLOSE__N; k++) {
-        char lab[32];
-        snprintf(lab, sizeof(lab), "code_class=\"%s\"", close_names[k]);
-        hr_metrics_sample(b, "herald_websocket_closes_total", lab, SUM(sh, ws_closed[k]));
-    }
+    for (int k = 0; k < HR_CLOSE__N; k++)
+        hr_metrics_sample1(b, "herald_websocket_closes_total", "code_class", close_names[k], SUM(sh, ws_closed[k]));
     hr_metrics_family(b, "herald_handshake_duration_seconds", "histogram",
                       "From accept to the upgrade or stream answer queued, by transport.");
     static const int hs_kinds[] = {HR_CK_WEBSOCKET, HR_CK_RAW, HR_CK_SSE, HR_CK_HTTP_STREAM};
@@ -375,13 +376,9 @@ static void metrics_backend(hr_worker *w, hr_buf *b)
         hr_metrics_one(b, "herald_proxy_inflight", "gauge", "Backend proxy hook calls waiting for an answer.",
                        t.inflight);
         hr_metrics_family(b, "herald_proxy_failures_total", "counter", "Backend proxy hook calls failed, by kind.");
-        for (int f = 1; f < HR_PROXY_F_COUNT; f++) {
-            hr_buf lab = HR_BUF_INIT;
-            hr_metrics_label(&lab, "kind", hr_proxy_fail_name((hr_proxy_fail)f));
-            hr_buf_append(&lab, "", 1);
-            hr_metrics_sample(b, "herald_proxy_failures_total", (const char *)lab.data, t.failures[f]);
-            hr_buf_free(&lab);
-        }
+        for (int f = 1; f < HR_PROXY_F_COUNT; f++)
+            hr_metrics_sample1(b, "herald_proxy_failures_total", "kind", hr_proxy_fail_name((hr_proxy_fail)f),
+                               t.failures[f]);
     }
     hr_webhook *wh = w->proto->ops.webhook;
     if (!wh) return;

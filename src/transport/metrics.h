@@ -52,6 +52,8 @@ void hr_metrics_write(struct hr_worker *w, hr_buf *b);
  * when they are not constants. */
 void hr_metrics_family(hr_buf *b, const char *name, const char *type, const char *help);
 void hr_metrics_sample(hr_buf *b, const char *name, const char *labels, uint64_t v);
+/* A sample with one label, its value escaped (hr_metrics_label). */
+void hr_metrics_sample1(hr_buf *b, const char *name, const char *key, const char *value, uint64_t v);
 /* A one-sample family (no labels). */
 void hr_metrics_one(hr_buf *b, const char *name, const char *type, const char *help, uint64_t v);
 /* Append `key="value"` with value escaped per the exposition format (\\, \", \n). */

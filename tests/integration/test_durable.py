@@ -28,7 +28,11 @@ from herald_native import API_KEY, Api, Native, check_error, run  # noqa: E402
 BASE = ("--api-key", API_KEY, "--channels.publish", "anyone")
 
 
-class DurableTest(unittest.TestCase):
+class DataDirCase(unittest.TestCase):
+    """A temporary --data-dir per test; start() runs herald on it with
+    base_args (test_durable_crash.py uses it too)."""
+    base_args = BASE
+
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="herald-durable-")
         self.servers = []
@@ -39,10 +43,13 @@ class DurableTest(unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def start(self, *args):
-        srv = Herald(*BASE, "--data-dir", self.dir, *args)
+        srv = Herald(*self.base_args, "--data-dir", self.dir, *args)
         self.servers.append(srv)
         srv.start()
         return srv
+
+
+class DurableTest(DataDirCase):
 
     def segments(self):
         return sorted(glob.glob(os.path.join(self.dir, "*.log")))

@@ -17,19 +17,17 @@ cache before the answer, which a process crash cannot take back).
 
 import os
 import random
-import shutil
 import sys
-import tempfile
 import threading
 import time
-import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import SLOW, Herald, main  # noqa: E402
+from herald_testlib import SLOW, main  # noqa: E402
 from herald_native import API_KEY, Api  # noqa: E402
 from emu_client import Poller  # noqa: E402
 from test_sse import SSE, parse_id, sse_path  # noqa: E402
+import test_durable  # noqa: E402
 
 BASE = ("--api-key", API_KEY, "--channels.publish", "anyone",
         "--channels.history-size", "1000000", "--channels.history-ttl", "0")
@@ -78,21 +76,8 @@ def whole_history(srv, ch):
         api.close()
 
 
-class DurableCrashTest(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="herald-crash-")
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            s.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def start(self, *args):
-        srv = Herald(*BASE, "--data-dir", self.dir, *args)
-        self.servers.append(srv)
-        srv.start()
-        return srv
+class DurableCrashTest(test_durable.DataDirCase):
+    base_args = BASE
 
     def kill_loop(self, fsync):
         rng = random.Random(os.getpid())
