@@ -29,11 +29,14 @@
  * after it gets a new epoch, written as an EPOCH record, then a NOP marks
  * the damage as handled for later starts).
  *
- * Retention: each segment lists the channels it holds and their last
- * offset in it. A closed segment none of whose channels still holds one
- * of those offsets in history is deleted; past engine.max_disk_bytes the
- * oldest segment goes anyway and its publications leave history as a
- * memory eviction does. */
+ * Retention: each segment lists the channels it has records of and their
+ * last offset in it. A closed segment none of whose channels still holds
+ * one of those offsets in history is deleted, unless it holds a channel's
+ * newest record (a publication, or an EPOCH or REMOVE record) while an
+ * older segment still holds one of that channel's records: a restart then
+ * always finds each channel's newest epoch and offset, never an older
+ * one. Past engine.max_disk_bytes the oldest segment goes anyway and its
+ * publications leave history as a memory eviction does. */
 #include "engine/logrec.h"
 #include "engine/memory_internal.h"
 #include "core/log.h"
@@ -136,25 +139,38 @@ static void seg_path(const hr_durable *d, uint64_t id, char *out, size_t cap)
 
 static segment *active(hr_durable *d) { return &d->segs[d->nsegs - 1]; }
 
-/* Segment s holds c's record at offset off (the log thread, or recovery). */
-/* The channel's newest publication in s is off, published at time_ms. */
-static void note(segment *s, mchan *c, uint64_t off, uint64_t time_ms, uint64_t ttl_ms)
+/* c's ref in s (its newest record is in s from now on), added if new. A
+ * new ref's expiry is 1 (long past): it holds no publication yet. */
+static chanref *ref_of(segment *s, mchan *c, uint64_t off)
 {
-    uint64_t expires = ttl_ms ? time_ms + ttl_ms : 0;
     if (c->log_seg == s->id + 1) {
         chanref *r = &s->refs[c->log_idx];
-        r->last = off;
-        r->expires_ms = r->expires_ms && expires ? (expires > r->expires_ms ? expires : r->expires_ms) : 0;
-        return;
+        if (off > r->last) r->last = off;
+        return r;
     }
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 16;
         s->refs = hr_realloc(s->refs, s->cap * sizeof(*s->refs));
     }
     c->log_seg = s->id + 1;
-    c->log_idx = s->n;
-    s->refs[s->n++] = (chanref){c, off, expires};
+    c->log_idx = (uint32_t)s->n;
+    c->log_nsegs++;
+    s->refs[s->n] = (chanref){c, off, 1};
+    return &s->refs[s->n++];
 }
+
+/* Segment s holds c's publication at offset off, published at time_ms
+ * (the log thread, or recovery). */
+static void note(segment *s, mchan *c, uint64_t off, uint64_t time_ms, uint64_t ttl_ms)
+{
+    uint64_t expires = ttl_ms ? time_ms + ttl_ms : 0;
+    chanref *r = ref_of(s, c, off);
+    r->expires_ms = r->expires_ms && expires ? (expires > r->expires_ms ? expires : r->expires_ms) : 0;
+}
+
+/* Segment s holds c's EPOCH or REMOVE record: no publication, but c's
+ * newest position (see seg_retained). */
+static void note_pos(segment *s, mchan *c, uint64_t off) { ref_of(s, c, off); }
 
 static void sync_dir(const hr_durable *d)
 {
@@ -452,8 +468,11 @@ static void complete(hr_durable *d, litem *it)
             m->base.deliver(m->base.hub, it->pub);
         }
         if (it->kind == HR_LOGREC_PUB) note(active(d), c, it->offset, it->pub->time_ms, it->o.history_ttl_ms);
+        else note_pos(active(d), c, it->offset);
         pthread_mutex_unlock(&sh->mu);
         if (it->kind == HR_LOGREC_PUB) mem_enforce_budget(m);
+    } else { /* EPOCH (take_back): the channel's position from now on */
+        note_pos(active(d), it->c, it->offset);
     }
     answer(d, it);
 }
@@ -507,13 +526,19 @@ static void fail_items(hr_durable *d, litem *from, litem *to)
 
 /* ---- retention --------------------------------------------------------------- */
 
-/* Whether any channel of s still holds one of s's publications. Those
- * past their history_ttl do not count: the ring drops them only when the
- * channel is next used, and an idle channel must not keep its segments. */
+/* Whether s must stay: it holds a channel's newest record while an older
+ * segment holds another record of it (deleting s would make a restart
+ * take that older record's epoch and offset: a position the channel has
+ * left, maybe an epoch it has left), or a channel still holds one of s's
+ * publications in history. Publications past their history_ttl do not
+ * count: the ring drops them only when the channel is next used, and an
+ * idle channel must not keep its segments. */
 static bool seg_retained(hr_durable *d, const segment *s)
 {
     uint64_t now = hr_wall_ms();
     for (size_t i = 0; i < s->n; i++) {
+        mchan *pc = s->refs[i].c;
+        if (pc->log_seg == s->id + 1 && pc->log_nsegs > 1) return true;
         if (s->refs[i].expires_ms && s->refs[i].expires_ms < now) continue;
         mchan *c = s->refs[i].c;
         shard *sh = shard_for(d->m, c);
@@ -533,6 +558,11 @@ static void seg_delete(hr_durable *d, size_t i)
     seg_path(d, s->id, path, sizeof(path));
     if (unlink(path) < 0 && errno != ENOENT) hr_logf(HR_LOG_WARN, "durable_delete_failed", "durable log: cannot delete %s: %s", path, strerror(errno));
     atomic_fetch_sub_explicit(&d->disk_bytes, s->bytes, memory_order_relaxed);
+    for (size_t j = 0; j < s->n; j++) {
+        mchan *c = s->refs[j].c;
+        c->log_nsegs--;
+        if (c->log_seg == s->id + 1) c->log_seg = 0;
+    }
     hr_free(s->refs);
     memmove(&d->segs[i], &d->segs[i + 1], (d->nsegs - i - 1) * sizeof(*s));
     d->nsegs--;
@@ -730,11 +760,13 @@ static void apply(recovery *rv, segment *s, const hr_logrec *r)
     if (r->kind == HR_LOGREC_EPOCH) {
         c->offset = c->shown = r->offset;
         c->log_renew = false;
+        note_pos(s, c, r->offset);
         return;
     }
     c->log_renew |= rv->damaged;
     if (r->kind == HR_LOGREC_REMOVE) {
         while (c->count) mem_ring_drop_oldest(m, c);
+        note_pos(s, c, r->offset);
         return;
     }
     apply_pub(m, c, r);
@@ -856,6 +888,7 @@ static void renew_damaged(recovery *rv)
                                .channel_len = (uint32_t)c->len};
                 memcpy(r.epoch, c->epoch, sizeof(r.epoch));
                 buf_add(d, &r);
+                note_pos(active(d), c, c->offset);
                 rv->renewed++;
             }
     }

@@ -47,8 +47,9 @@ typedef struct mchan {
     bool in_lru;
     /* durable log only */
     uint64_t shown;         /* offset of the newest publication written and delivered */
-    uint64_t log_seg;       /* id + 1 of the last segment that noted this channel (log thread) */
-    size_t log_idx;         /* its index in that segment's channel list */
+    uint64_t log_seg;       /* id + 1 of the segment holding its newest record, 0 = none (log thread) */
+    uint32_t log_idx;       /* its index in that segment's channel list */
+    uint32_t log_nsegs;     /* live segments holding a record of it (log thread) */
     bool log_seen;          /* recovery met a record of it */
     bool log_renew;         /* recovery: a record after damage: gets a new epoch */
 } mchan;

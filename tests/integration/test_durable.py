@@ -139,6 +139,43 @@ class DurableTest(DataDirCase):
         srv = self.start()  # the damage was handled once: the new epoch stays
         self.assertEqual(self.history(srv, "hit")["epoch"], new_epoch)
 
+    def test_retention_never_brings_back_an_older_epoch(self):
+        """The segment holding a damaged channel's new epoch (an EPOCH record,
+        no publication) outlives retention while an older segment still has
+        the channel's old-epoch records: a restart gives the new epoch and
+        offset, not the old ones (a client of the old epoch would recover
+        across the lost publications)."""
+        hist = ("--channels.history-size", "100")
+        srv = self.start(*hist)
+        keep = self.publish(srv, "keep", [{"n": 1}])[0]  # keeps segment 0 in history
+        e1 = self.publish(srv, "hit", [{"mark": f"m{i:03d}"} for i in range(1, 5)])[0]["epoch"]
+        srv.kill()
+        srv = self.start(*hist)  # a new segment for offsets 5..10
+        self.publish(srv, "hit", [{"mark": f"m{i:03d}"} for i in range(5, 11)])
+        srv.kill()
+        damaged = [s for s in self.segments() if b"m007" in open(s, "rb").read()][0]
+        with open(damaged, "r+b") as f:
+            f.seek(f.read().index(b"m007"))
+            f.write(b"X")
+        srv = self.start(*hist)  # hit gets a new epoch, written into a new segment
+        h = self.history(srv, "hit")
+        e2 = h["epoch"]
+        self.assertNotEqual(e2, e1)
+        self.assertEqual(h["offset"], 10)
+        deadline = time.monotonic() + 5 * SLOW  # the damaged segment leaves (nothing holds it)
+        while os.path.exists(damaged) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(os.path.exists(damaged))
+        srv.kill()
+        srv = self.start(*hist)  # the segment with the new epoch is closed now
+        time.sleep(2.5 * SLOW)  # retention runs every second
+        srv.kill()
+        srv = self.start(*hist)
+        h = self.history(srv, "hit")
+        self.assertEqual((h["epoch"], h["offset"]), (e2, 10), "never the old epoch (nor its older offset)")
+        self.assertEqual(self.publish(srv, "hit", [{"n": 11}])[0], {"offset": 11, "epoch": e2})
+        self.assertEqual(self.history(srv, "keep")["epoch"], keep["epoch"])
+
     def test_retention_deletes_segments(self):
         srv = self.start("--engine.segment-bytes", "4KiB", "--channels.history-size", "5")
         self.publish(srv, "ret", [{"pad": "x" * 200, "n": i} for i in range(200)])
