@@ -15,6 +15,8 @@
  * channel's history and delivered to the hub (subscribers never see what a
  * crash could take back), and its callback is posted to the publishing
  * worker. fsync = interval syncs the active segment every fsync_interval.
+ * A retry (same idempotency key) of a publication still queued is parked
+ * on its item and answered with its result when it is answered.
  *
  * A failed write (ENOSPC, EIO, EFBIG) is cut back with ftruncate, so the
  * file never keeps part of a batch; the batch's publications fail with
@@ -52,7 +54,9 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { ITEM_EVENT = 0 }; /* besides the HR_LOGREC_* kinds: delivered, not written */
+/* Besides the HR_LOGREC_* kinds: an event is delivered, not written; a
+ * retry is a parked publish answered with its original's result. */
+enum { ITEM_EVENT = 0, ITEM_RETRY = 0xff };
 
 typedef struct litem {
     hr_engine_task task; /* first: the posted callback */
@@ -66,6 +70,7 @@ typedef struct litem {
     hr_publish_cb pcb;
     hr_done_cb dcb;
     void *ud;
+    struct litem *retries; /* parked retries of this publish (its idempotency key), under the shard lock */
     uint64_t offset;
     char epoch[HR_EPOCH_LEN + 1];
     uint32_t idem_len;
@@ -334,8 +339,8 @@ static void enqueue(hr_durable *d, litem *it)
     pthread_mutex_unlock(&d->mu);
 }
 
-void hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opts *o, const char *idem,
-                        size_t idem_len, hr_publish_cb cb, void *ud)
+void *hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opts *o, const char *idem,
+                         size_t idem_len, hr_publish_cb cb, void *ud)
 {
     litem *it = item_new(HR_LOGREC_PUB, c, idem_len);
     it->pub = hr_pub_ref(pub);
@@ -346,6 +351,17 @@ void hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opts
     memcpy(it->epoch, pub->epoch, sizeof(it->epoch));
     if (idem_len) memcpy(it->idem, idem, idem_len);
     enqueue(d, it);
+    return it;
+}
+
+void hr_durable_park(hr_durable *d, void *pending, hr_publish_cb cb, void *ud)
+{
+    HR_UNUSED(d);
+    litem *orig = pending, *it = item_new(ITEM_RETRY, orig->c, 0);
+    it->pcb = cb;
+    it->ud = ud;
+    it->next = orig->retries;
+    orig->retries = it;
 }
 
 void hr_durable_event(hr_durable *d, hr_pub *pub)
@@ -445,6 +461,29 @@ static void flush_answers(hr_durable *d)
 
 static shard *shard_for(mengine *m, const mchan *c) { return mem_shard_of(m, c->hash); }
 
+/* Under the shard lock: it's retries, detached (no more can park: its key
+ * is settled or forgotten). */
+static litem *take_retries(litem *it)
+{
+    litem *r = it->retries;
+    it->retries = NULL;
+    if (it->idem_len) mem_idem_settle(it->c, it->idem, it->idem_len, it);
+    return r;
+}
+
+/* Answer each retry as its original is answered (before it: answer()
+ * may free the original). */
+static void answer_retries(hr_durable *d, const litem *orig, litem *r)
+{
+    for (litem *nx; r; r = nx) {
+        nx = r->next;
+        r->err = orig->err;
+        r->offset = orig->offset;
+        memcpy(r->epoch, orig->epoch, sizeof(r->epoch));
+        answer(d, r);
+    }
+}
+
 /* Written: into history and out to the hub, under the channel's lock. */
 static void complete(hr_durable *d, litem *it)
 {
@@ -459,6 +498,7 @@ static void complete(hr_durable *d, litem *it)
         mchan *c = it->c;
         shard *sh = shard_for(m, c);
         pthread_mutex_lock(&sh->mu);
+        litem *retries = take_retries(it);
         if (it->kind == HR_LOGREC_REMOVE) {
             while (c->count) mem_ring_drop_oldest(m, c);
         } else if (memcmp(c->epoch, it->epoch, HR_EPOCH_LEN) == 0) { /* else renewed after a failure */
@@ -471,6 +511,7 @@ static void complete(hr_durable *d, litem *it)
         else note_pos(active(d), c, it->offset);
         pthread_mutex_unlock(&sh->mu);
         if (it->kind == HR_LOGREC_PUB) mem_enforce_budget(m);
+        answer_retries(d, it, retries);
     } else { /* EPOCH (take_back): the channel's position from now on */
         note_pos(active(d), it->c, it->offset);
     }
@@ -499,6 +540,7 @@ static void take_back(hr_durable *d, litem *it)
         }
     }
     if (it->idem_len) mem_idem_remove(c, it->idem, it->idem_len);
+    it->retries = take_retries(it); /* stable now: the key is gone; answered with the failure */
     pthread_mutex_unlock(&sh->mu);
 }
 
@@ -519,6 +561,9 @@ static void fail_items(hr_durable *d, litem *from, litem *to)
             continue;
         }
         v[i]->err = HR_ERR_STORAGE;
+        litem *retries = v[i]->retries;
+        v[i]->retries = NULL;
+        answer_retries(d, v[i], retries); /* first: answer() may free v[i] */
         answer(d, v[i]);
     }
     hr_free(v);

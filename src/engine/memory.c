@@ -230,7 +230,7 @@ void mem_idem_remove(mchan *c, const char *key, size_t len)
     hr_free(x);
 }
 
-void mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t offset, uint64_t expires)
+midem *mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t offset, uint64_t expires)
 {
     if (c->nidem + 1 > c->nidem_buckets) {
         size_t nb = c->nidem_buckets ? c->nidem_buckets * 2 : 16;
@@ -248,6 +248,7 @@ void mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t of
     x->hash = h;
     x->offset = offset;
     x->expires_ms = expires;
+    x->pending = NULL;
     x->len = len;
     memcpy(x->key, key, len);
     size_t i = (h >> 6) & (c->nidem_buckets - 1);
@@ -259,6 +260,13 @@ void mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t of
     c->idem_tail = x;
     c->nidem++;
     if (c->nidem > HR_IDEM_MAX_KEYS) idem_pop(c);
+    return x;
+}
+
+void mem_idem_settle(mchan *c, const char *key, size_t len, const void *pending)
+{
+    midem *x = idem_find(c, mem_hash(key, len), key, len);
+    if (x && x->pending == pending) x->pending = NULL;
 }
 
 static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const char *idem_key, size_t idem_len,
@@ -274,11 +282,17 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
     pthread_mutex_lock(&sh->mu);
     mchan *c = mem_get_or_create(m, sh, h, pub->channel, pub->channel_len);
     mem_ring_maintain(m, c, o);
+    midem *key = NULL;
     if (idem_len && o->idempotency_window_ms) {
         uint64_t now = hr_wall_ms();
         idem_expire(c, now);
         uint64_t kh = mem_hash(idem_key, idem_len);
         midem *seen = idem_find(c, kh, idem_key, idem_len);
+        if (seen && seen->pending) { /* a retry of a publish being written: its answer is the original's */
+            hr_durable_park(m->log, seen->pending, cb, ud);
+            pthread_mutex_unlock(&sh->mu);
+            return;
+        }
         if (seen) { /* a retry: acknowledge with the original, deliver nothing */
             uint64_t offset = seen->offset;
             char epoch[HR_EPOCH_LEN + 1];
@@ -287,12 +301,13 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
             if (cb) cb(ud, 0, offset, epoch);
             return;
         }
-        mem_idem_add(c, kh, idem_key, idem_len, c->offset + 1, now + o->idempotency_window_ms);
+        key = mem_idem_add(c, kh, idem_key, idem_len, c->offset + 1, now + o->idempotency_window_ms);
     }
     pub->offset = ++c->offset;
     memcpy(pub->epoch, c->epoch, sizeof(pub->epoch));
     if (m->log) { /* stored, delivered and acknowledged once written (durable.c) */
-        hr_durable_publish(m->log, c, pub, o, idem_key, idem_len, cb, ud);
+        void *item = hr_durable_publish(m->log, c, pub, o, idem_key, idem_len, cb, ud);
+        if (key) key->pending = item;
         pthread_mutex_unlock(&sh->mu);
         return;
     }

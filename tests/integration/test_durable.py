@@ -8,6 +8,7 @@ directory and checks history, offsets and epochs, and that a native client
 recovers (or is told it cannot) across the restart.
 """
 
+import asyncio
 import glob
 import os
 import resource
@@ -264,6 +265,45 @@ class DurableTest(DataDirCase):
         srv = self.start()
         h = self.history(srv, "full")
         self.assertEqual([p["data"]["n"] for p in h["publications"]], [1, 5])
+
+    def test_retry_while_the_original_is_written_gets_the_originals_answer(self):
+        """A publish and its retry (same idempotency key) in one frame: the
+        retry arrives while the original waits for the log thread. Both get
+        the original's answer: the same offset when it is written, error 117
+        when the write fails (before, the retry was acknowledged with an
+        offset that the failure then took back)."""
+        srv = self.start("--engine.segment-bytes", "1MiB")
+        self.assertEqual(self.publish(srv, "pair", [{"n": 0}])[0]["offset"], 1)
+        pid = srv.proc.pid
+        hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)[1]
+
+        async def pair(c, key):
+            sent = await c.send_frame([("publish", {"channel": "pair", "data": {"key": key}, "idempotency_key": key}),
+                                       ("publish", {"channel": "pair", "data": {"key": key}, "idempotency_key": key})])
+            return [await asyncio.wait_for(f, 10 * SLOW) for _, f in sent]
+
+        async def body():
+            c = await Native.open(srv)
+            a, b = await pair(c, "ok")
+            self.assertEqual(a.get("result"), b.get("result"), (a, b))
+            self.assertEqual(a["result"]["offset"], 2)
+            for i in range(5):
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, hard))  # every write fails (EFBIG)
+                a, b = await pair(c, f"fail{i}")
+                check_error(a.get("error"), 117, f"original {a}")
+                check_error(b.get("error"), 117, f"retry of a failed original: {b}")
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
+                deadline = time.monotonic() + 5 * SLOW
+                while "result" not in await c.call("publish", {"channel": "probe", "data": {}}):
+                    self.assertLess(time.monotonic(), deadline, "publishing resumes")
+                    await asyncio.sleep(0.05)
+            a, b = await pair(c, "fail0")  # the failed key was forgotten: a new publication
+            self.assertEqual(a.get("result"), b.get("result"), (a, b))
+            self.assertEqual(a["result"]["offset"], 3)
+            await c.close()
+        run(body())
+        h = self.history(srv, "pair")
+        self.assertEqual([p["data"] for p in h["publications"]], [{"n": 0}, {"key": "ok"}, {"key": "fail0"}])
 
     def test_idempotency_window_survives_a_crash(self):
         srv = self.start()
