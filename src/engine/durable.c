@@ -15,6 +15,8 @@
  * channel's history and delivered to the hub (subscribers never see what a
  * crash could take back), and its callback is posted to the publishing
  * worker. fsync = interval syncs the active segment every fsync_interval.
+ * The queue is bounded by engine.max_queued_bytes (hr_durable_admit: a
+ * publish past it is refused before it takes an offset).
  * A retry (same idempotency key) of a publication still queued is parked
  * on its item and answered with its result when it is answered.
  *
@@ -73,6 +75,7 @@ typedef struct litem {
     struct litem *retries; /* parked retries of this publish (its idempotency key), under the shard lock */
     uint64_t offset;
     char epoch[HR_EPOCH_LEN + 1];
+    uint64_t cost;         /* bytes charged to the queue (publications) */
     uint32_t idem_len;
     char idem[];
 } litem;
@@ -106,6 +109,8 @@ struct hr_durable {
     _Atomic bool failing;
     _Atomic uint64_t disk_bytes;
     _Atomic uint64_t syncs;  /* fdatasync calls on segments (herald_disk_syncs_total) */
+    _Atomic uint64_t queued; /* bytes of the publications queued (engine.max_queued_bytes) */
+    _Atomic uint64_t queue_full; /* publishes refused for it (herald_disk_queue_full_total) */
     int fd;               /* the active segment (the last of segs) */
     segment *segs;        /* oldest first */
     size_t nsegs, capsegs;
@@ -328,8 +333,30 @@ static litem *item_new(int kind, mchan *c, size_t idem_len)
     return it;
 }
 
+/* What a queued publication holds: its item and the publication. */
+static uint64_t pub_cost(const hr_pub *p, size_t idem_len)
+{
+    return sizeof(litem) + idem_len + p->channel_len + p->data_len + (p->info ? p->info_len : 0);
+}
+
+bool hr_durable_admit(hr_durable *d, const hr_pub *pub, size_t idem_len)
+{
+    uint64_t max = d->o.max_queued_bytes;
+    uint64_t q = atomic_load_explicit(&d->queued, memory_order_relaxed);
+    if (!max || !q || q + pub_cost(pub, idem_len) <= max) return true;
+    atomic_fetch_add_explicit(&d->queue_full, 1, memory_order_relaxed);
+    return false;
+}
+
+void hr_durable_queue_stats(hr_durable *d, uint64_t *queued, uint64_t *refused)
+{
+    *queued = atomic_load_explicit(&d->queued, memory_order_relaxed);
+    *refused = atomic_load_explicit(&d->queue_full, memory_order_relaxed);
+}
+
 static void enqueue(hr_durable *d, litem *it)
 {
+    if (it->cost) atomic_fetch_add_explicit(&d->queued, it->cost, memory_order_relaxed);
     pthread_mutex_lock(&d->mu);
     bool was_empty = !d->head;
     if (d->tail) d->tail->next = it;
@@ -348,6 +375,7 @@ void *hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opt
     it->pcb = cb;
     it->ud = ud;
     it->offset = pub->offset;
+    it->cost = pub_cost(pub, idem_len);
     memcpy(it->epoch, pub->epoch, sizeof(it->epoch));
     if (idem_len) memcpy(it->idem, idem, idem_len);
     enqueue(d, it);
@@ -738,7 +766,10 @@ static void *log_main(void *arg)
         bool stop = d->stop && !batch;
         pthread_mutex_unlock(&d->mu);
         if (batch) {
+            uint64_t cost = 0;
+            for (litem *it = batch; it; it = it->next) cost += it->cost;
             process(d, batch);
+            atomic_fetch_sub_explicit(&d->queued, cost, memory_order_relaxed);
             flush_answers(d);
         } else if (!stop) {
             if (hr_durable_failing(d) && probe(d) == 0) {

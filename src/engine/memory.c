@@ -275,7 +275,8 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
     mengine *m = (mengine *)e;
     uint64_t h = mem_hash(pub->channel, pub->channel_len);
     shard *sh = mem_shard_of(m, h);
-    if (m->log && hr_durable_failing(m->log)) { /* the disk refuses writes: no offset is taken */
+    if (m->log && (hr_durable_failing(m->log) || !hr_durable_admit(m->log, pub, idem_len))) {
+        /* the disk refuses writes, or too much waits for it: no offset is taken */
         if (cb) cb(ud, HR_ERR_STORAGE, 0, NULL);
         return;
     }
@@ -636,6 +637,7 @@ static void m_stats(hr_engine *e, hr_engine_stats *out)
     out->presence_entries = atomic_load_explicit(&m->presence, memory_order_relaxed);
     out->disk_bytes = m->log ? hr_durable_disk_bytes(m->log) : 0;
     out->disk_syncs = m->log ? hr_durable_syncs(m->log) : 0;
+    if (m->log) hr_durable_queue_stats(m->log, &out->disk_queued_bytes, &out->disk_queue_full);
 }
 
 static const hr_engine_vt memory_vt = {

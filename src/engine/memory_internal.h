@@ -100,6 +100,13 @@ bool hr_durable_failing(hr_durable *d);
 uint64_t hr_durable_disk_bytes(hr_durable *d);
 /* fdatasync calls on the log's segments so far. */
 uint64_t hr_durable_syncs(hr_durable *d);
+/* Whether pub may be queued under engine.max_queued_bytes (always when
+ * nothing waits); a refusal is counted. Checked before the offset is
+ * taken and charged when queued: concurrent workers may pass the bound by
+ * one publication each. */
+bool hr_durable_admit(hr_durable *d, const hr_pub *pub, size_t idem_len);
+/* Bytes queued for the log thread now; publishes refused for it so far. */
+void hr_durable_queue_stats(hr_durable *d, uint64_t *queued, uint64_t *refused);
 /* Under c's shard lock, in publish order: queue pub (offset and epoch
  * assigned) to be written, then stored in c's history and delivered, then
  * acknowledged through cb on the publishing worker. Returns the queued

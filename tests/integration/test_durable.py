@@ -305,6 +305,58 @@ class DurableTest(DataDirCase):
         h = self.history(srv, "pair")
         self.assertEqual([p["data"] for p in h["publications"]], [{"n": 0}, {"key": "ok"}, {"key": "fail0"}])
 
+    def metrics(self, srv, *names):
+        with urllib.request.urlopen(srv.url("/metrics"), timeout=5 * SLOW) as r:
+            lines = r.read().decode().splitlines()
+        return [int(float(ln.split()[1])) for n in names for ln in lines if ln.startswith(n + " ")]
+
+    def flood(self, srv, n=40, pad=2000):
+        """n publications of `pad` bytes in one frame, a subscriber of their
+        channel and one of another channel: (answers, what the subscriber got,
+        whether the other channel still works)."""
+        async def body():
+            sub, other, pub = await Native.open(srv), await Native.open(srv), await Native.open(srv)
+            await sub.result("subscribe", {"channel": "flood"})
+            await other.result("subscribe", {"channel": "calm"})
+            sent = await pub.send_frame([("publish", {"channel": "flood", "data": {"n": i, "pad": "p" * pad}})
+                                         for i in range(n)])
+            answers = [await asyncio.wait_for(f, 20 * SLOW) for _, f in sent]
+            got = await sub.pubs(sum("result" in a for a in answers), channel="flood")
+            await sub.quiet(0.3)
+            await pub.result("publish", {"channel": "calm", "data": {"still": "fine"}})
+            calm = (await other.pubs(1, channel="calm"))[0]["data"]
+            for c in (sub, other, pub):
+                await c.close()
+            return answers, got, calm
+        return run(body())
+
+    def test_max_queued_bytes_refuses_publishes_faster_than_the_disk(self):
+        """engine.max_queued_bytes = 8KiB, fsync = always (each batch waits for
+        fdatasync): 40 publications of 2 KB in one frame outrun the disk. The
+        ones past the bound get 117 and take no offset; the others are
+        delivered in order; other channels and later publishes work."""
+        srv = self.start("--engine.fsync", "always", "--engine.max-queued-bytes", "8KiB")
+        answers, got, calm = self.flood(srv)
+        ok = [a["result"]["offset"] for a in answers if "result" in a]
+        refused = [a["error"] for a in answers if "error" in a]
+        self.assertGreater(len(refused), 0, "the queue bound was hit")
+        self.assertGreater(len(ok), 0)
+        for e in refused:
+            check_error(e, 117)
+        self.assertEqual(ok, list(range(1, len(ok) + 1)), "refused publishes took no offset")
+        self.assertEqual([p["offset"] for p in got], ok)
+        self.assertEqual(calm, {"still": "fine"})
+        self.assertEqual(self.metrics(srv, "herald_disk_queue_full_total", "herald_disk_queued_bytes"),
+                         [len(refused), 0])
+        self.assertEqual(self.publish(srv, "flood", [{"after": 1}])[0]["offset"], len(ok) + 1)
+        self.assertEqual(self.history(srv, "flood")["offset"], len(ok) + 1)
+        self.assertEqual(srv.stop(), 0)
+        srv = self.start("--engine.fsync", "always", "--engine.max-queued-bytes", "0")  # 0 = unbounded
+        answers, got, _ = self.flood(srv)
+        self.assertTrue(all("result" in a for a in answers), [a for a in answers if "result" not in a][:2])
+        self.assertEqual(len(got), 40)
+        self.assertEqual(self.metrics(srv, "herald_disk_queue_full_total"), [0])
+
     def test_idempotency_window_survives_a_crash(self):
         srv = self.start()
         first = self.publish(srv, "idem", [{"n": 1}], idempotency_key="k1")[0]
