@@ -8,7 +8,9 @@
  *
  * Publish (memory.c, under the channel's shard lock): the offset is
  * assigned and the publication queued here, so the queue holds each
- * channel's publications in offset order. The log thread takes the whole
+ * channel's publications in offset order. A sleeping log thread is woken
+ * (hr_durable_wake) after the shard lock is released: the futex call would
+ * otherwise lengthen the lock the log thread takes next for that channel. The log thread takes the whole
  * queue, encodes it into one buffer and writes it with one pwrite(2) per
  * segment (group commit); with fsync = always it then calls fdatasync.
  * Only then, under the shard lock again, each publication is stored in its
@@ -104,6 +106,7 @@ struct hr_durable {
     litem *head, *tail;
     bool stop;
     bool idle;            /* the thread waits on cv */
+    _Atomic bool wake;    /* an item was queued while it waited: hr_durable_wake signals cv */
     litem **answers;      /* per worker: answered items to post as one task (log thread) */
     size_t nanswers;
     _Atomic bool failing;
@@ -193,6 +196,7 @@ static void sync_dir(const hr_durable *d)
 static void *sync_main(void *arg)
 {
     hr_durable *d = arg;
+    pthread_setname_np(pthread_self(), "herald-sync");
     pthread_mutex_lock(&d->mu);
     for (;;) {
         while (!d->nsync && !d->sync_dir_wanted && !d->sync_stop) pthread_cond_wait(&d->sync_cv, &d->mu);
@@ -362,8 +366,15 @@ static void enqueue(hr_durable *d, litem *it)
     if (d->tail) d->tail->next = it;
     else d->head = it;
     d->tail = it;
-    if (was_empty && d->idle) pthread_cond_signal(&d->cv); /* else the thread takes it with the rest */
+    if (was_empty && d->idle) atomic_store_explicit(&d->wake, true, memory_order_relaxed); /* else the thread takes it with the rest */
     pthread_mutex_unlock(&d->mu);
+}
+
+void hr_durable_wake(hr_durable *d)
+{
+    if (atomic_load_explicit(&d->wake, memory_order_relaxed) &&
+        atomic_exchange_explicit(&d->wake, false, memory_order_relaxed))
+        pthread_cond_signal(&d->cv);
 }
 
 void *hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opts *o, const char *idem,
@@ -742,6 +753,7 @@ static void process(hr_durable *d, litem *batch)
 static void *log_main(void *arg)
 {
     hr_durable *d = arg;
+    pthread_setname_np(pthread_self(), "herald-log");
     pthread_mutex_lock(&d->mu);
     for (;;) {
         while (!d->head && !d->stop) {

@@ -310,6 +310,7 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
         void *item = hr_durable_publish(m->log, c, pub, o, idem_key, idem_len, cb, ud);
         if (key) key->pending = item;
         pthread_mutex_unlock(&sh->mu);
+        hr_durable_wake(m->log);
         return;
     }
     if (c->cap) mem_ring_push(m, c, pub);
@@ -331,6 +332,7 @@ static void m_publish_event(hr_engine *e, hr_pub *pub)
     if (m->log) hr_durable_event(m->log, pub);
     else e->deliver(e->hub, pub);
     pthread_mutex_unlock(&sh->mu);
+    if (m->log) hr_durable_wake(m->log);
 }
 
 /* The newest offset a reader may see: with the durable log, publications
@@ -378,6 +380,7 @@ static void m_history_remove(hr_engine *e, const char *channel, size_t len, hr_d
     if (c && m->log) {
         hr_durable_remove(m->log, c, cb, ud);
         pthread_mutex_unlock(&sh->mu);
+        hr_durable_wake(m->log);
         return;
     }
     if (c)

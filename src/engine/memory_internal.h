@@ -122,5 +122,8 @@ void hr_durable_park(hr_durable *d, void *pending, hr_publish_cb cb, void *ud);
 void hr_durable_event(hr_durable *d, hr_pub *pub);
 /* Under c's shard lock: record the removal of c's history, then clear it. */
 void hr_durable_remove(hr_durable *d, mchan *c, hr_done_cb cb, void *ud);
+/* After the shard lock taken for hr_durable_publish, _event or _remove is
+ * released: wake the log thread if it sleeps on an empty queue. */
+void hr_durable_wake(hr_durable *d);
 
 #endif
