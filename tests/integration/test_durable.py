@@ -140,6 +140,30 @@ class DurableTest(DataDirCase):
         srv = self.start()  # the damage was handled once: the new epoch stays
         self.assertEqual(self.history(srv, "hit")["epoch"], new_epoch)
 
+    def restart_after_retention(self, srv, *args):
+        """Restart (the active segment is closed), let retention run, restart."""
+        srv.kill()
+        srv = self.start(*args)
+        time.sleep(2.5 * SLOW)  # retention runs every second
+        srv.kill()
+        return self.start(*args)
+
+    def test_retention_never_brings_back_removed_history(self):
+        """history_remove's record outlives retention while an older segment
+        (kept by another channel) has the removed publications."""
+        hist = ("--channels.history-size", "100")
+        srv = self.start(*hist)
+        self.publish(srv, "keep", [{"n": 1}])
+        self.publish(srv, "rm", [{"n": i} for i in range(1, 4)])
+        srv.kill()
+        srv = self.start(*hist)
+        api = Api(srv)
+        api.call("history_remove", {"channel": "rm"})
+        api.close()
+        srv = self.restart_after_retention(srv, *hist)
+        h = self.history(srv, "rm")
+        self.assertEqual((h["offset"], h["publications"]), (3, []), "removed publications stay removed")
+
     def test_retention_never_brings_back_an_older_epoch(self):
         """The segment holding a damaged channel's new epoch (an EPOCH record,
         no publication) outlives retention while an older segment still has
@@ -167,11 +191,7 @@ class DurableTest(DataDirCase):
         while os.path.exists(damaged) and time.monotonic() < deadline:
             time.sleep(0.1)
         self.assertFalse(os.path.exists(damaged))
-        srv.kill()
-        srv = self.start(*hist)  # the segment with the new epoch is closed now
-        time.sleep(2.5 * SLOW)  # retention runs every second
-        srv.kill()
-        srv = self.start(*hist)
+        srv = self.restart_after_retention(srv, *hist)
         h = self.history(srv, "hit")
         self.assertEqual((h["epoch"], h["offset"]), (e2, 10), "never the old epoch (nor its older offset)")
         self.assertEqual(self.publish(srv, "hit", [{"n": 11}])[0], {"offset": 11, "epoch": e2})
