@@ -20,6 +20,7 @@ import threading
 import time
 import unittest
 import urllib.request
+from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -178,7 +179,7 @@ class DurableTest(DataDirCase):
         srv = self.start(*hist)  # a new segment for offsets 5..10
         self.publish(srv, "hit", [{"mark": f"m{i:03d}"} for i in range(5, 11)])
         srv.kill()
-        damaged = [s for s in self.segments() if b"m007" in open(s, "rb").read()][0]
+        damaged = [s for s in self.segments() if b"m007" in Path(s).read_bytes()][0]
         with open(damaged, "r+b") as f:
             f.seek(f.read().index(b"m007"))
             f.write(b"X")
