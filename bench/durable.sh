@@ -50,7 +50,8 @@ pubs = m["publish_per_second"] * 7  # warm-up + measured seconds
 log_us = int(sys.argv[4]) / int(sys.argv[5]) * 1e6 / pubs if pubs else 0
 print(f"{sys.argv[1]:9} {sys.argv[2]:>5} B: {m['publish_per_second']:>9.0f} publications/s, "
       f"{m['per_second']:>9.0f} deliveries/s, lost {m['lost']}, errors {m['publish_errors']}; "
-      f"server CPU {cpu:.0f} % = {cpu / 100 * 1e6 / per_s:.2f} us/delivery; log thread {log_us:.1f} us/publication")
+      f"server CPU {cpu:.0f} % = {cpu / 100 * 1e6 / per_s:.2f} us/delivery"
+      + (f"; log thread {log_us:.1f} us/publication" if sys.argv[1] != "memory" else ""))
 PY
 }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
