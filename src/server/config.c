@@ -116,6 +116,10 @@ const hr_option hr_options[] = {
      "Most bytes the durable log keeps on disk; past it the oldest segment is deleted and its publications "
      "leave history (recovery from before them answers recovered = false). At least twice "
      "engine.segment_bytes. 0 = bounded by the disk only."},
+    {"engine.max_queued_bytes", HR_OPT_SIZE, OFF(engine_max_queued_bytes), "64MiB", 0, 1024 * GiB, NULL, NULL,
+     "Most bytes of publications waiting for the durable log's thread to write them (publishers faster than "
+     "the disk); a publish that would pass it is refused with the storage error (API 507, native 117, "
+     "temporary: retry) and counted in herald_disk_queue_full_total. 0 = unbounded."},
     {"redis.prefix", HR_OPT_STRING, OFF(redis_prefix), "herald", 0, 0, NULL, "--redis-prefix",
      "Prefix of every Redis key and pub/sub channel Herald uses (separate clusters sharing one Redis)."},
     {"redis.user", HR_OPT_STRING, OFF(redis_user), "default", 0, 0, NULL, NULL,

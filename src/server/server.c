@@ -305,6 +305,7 @@ static int open_log(hr_engine *mem, const hr_config *cfg, char *err, size_t errl
         .fsync_interval_ms = (uint64_t)cfg->engine_fsync_interval_ms,
         .segment_bytes = (uint64_t)cfg->engine_segment_bytes,
         .max_disk_bytes = (uint64_t)cfg->engine_max_disk_bytes,
+        .max_queued_bytes = (uint64_t)cfg->engine_max_queued_bytes,
     };
     return hr_engine_memory_open_log(mem, &o, err, errlen);
 }
