@@ -12,9 +12,14 @@
  * queue (engine->post), where the caller's callback runs. A worker loop
  * never blocks on Redis.
  *
- * Order. Publish is one Lua script (publish.lua below) run atomically by
- * Redis: it assigns the next offset, appends to the history list, trims
- * it, remembers the idempotency key and PUBLISHes the encoded publication.
+ * Order. Publish is a Lua script (publish.lua below) run atomically by
+ * Redis: for each publication it carries, in order, it assigns the next
+ * offset, appends to the history list, trims it, remembers the
+ * idempotency key and PUBLISHes the encoded publication. The publishes of
+ * one engine loop turn to a shard share script calls (up to
+ * redis.publish_batch each: one command to parse, one script to enter, one
+ * reply); any other op first sends the publishes queued before it, so
+ * Redis runs everything in the order the workers queued it.
  * A node receives publications only through its SUBSCRIBE (its own too),
  * so every node sees a channel's publications in offset order. Node-wide
  * interest: the hub reports a channel's first and last subscriber on this

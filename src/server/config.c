@@ -182,7 +182,9 @@ const hr_option hr_options[] = {
      "How long an idle keep-alive connection is kept open between requests. While answers are still queued for "
      "it, it stays open as long as the client reads some of them in each such period."},
     {"http.max_pipelined", HR_OPT_INT, OFF(http_max_pipelined), "64", 1, 100000, NULL, NULL,
-     "Most requests answered from one read before the connection yields to others (pipelining fairness)."},
+     "Most requests answered from one read before the connection yields to others (pipelining fairness); also "
+     "the most server API requests of one connection awaiting an engine's answer at once (Redis, the durable "
+     "log): further pipelined requests wait until one is answered."},
     {"http.max_pipelined_bytes", HR_OPT_SIZE, OFF(http_max_pipelined_bytes), "64KiB", 1024, 64 * MiB, NULL, NULL,
      "Most pipelined request bytes a connection may hold unanswered: above it, reading from the connection pauses "
      "until its requests are answered (a partial request never pauses it)."},
