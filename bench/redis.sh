@@ -4,11 +4,12 @@
 # "Redis engine: API publish throughput". Each configuration runs ROUNDS
 # times, interleaved (memory, redis x1, x2, x4, memory, ...), so a change in
 # the shared machine's load hits every configuration alike.
-# Usage: [ROUNDS=2] [SHARDS="1 2 4"] bench/redis.sh [HERALD_BIN]
-#   herald bench: 64 channels with one WebSocket subscriber each, 64 HTTP
-#   keep-alive publisher connections with one request in flight each
-#   (POST /api/publish, 64-byte payloads), offered 200,000/s (saturated),
-#   2 s warm-up, 5 s measured. Per run: publications/s, deliveries/s, loss,
+# Usage: [ROUNDS=2] [SHARDS="1 2 4"] [PUBLISHERS=50] [PIPELINE=64]
+#        [SERVE_ARGS="--redis.publish-batch 1"] bench/redis.sh [HERALD_BIN]
+#   herald bench: 64 channels with one WebSocket subscriber each, PUBLISHERS
+#   HTTP keep-alive publisher connections with PIPELINE requests in flight
+#   each (POST /api/publish, 64-byte payloads), offered 200,000/s
+#   (saturated), 2 s warm-up, 5 s measured. Per run: publications/s, deliveries/s, loss,
 #   Herald's CPU, every redis-server's CPU (share of one core over the
 #   measured run) and evalsha's usec_per_call (INFO commandstats).
 set -eu
@@ -19,7 +20,7 @@ DIR=$(mktemp -d)
 PORT=${PORT:-18941}
 RPORT=${RPORT:-6441}
 rpids=""
-trap 'for p in $rpids; do kill $p 2>/dev/null || true; done; rm -rf "$DIR"' EXIT
+trap 'for p in $rpids; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; rm -rf "$DIR"' EXIT
 for i in 0 1 2 3; do
     redis-server --port $((RPORT + i)) --save "" --appendonly no --bind 127.0.0.1 --daemonize no \
         --logfile "$DIR/redis$i.log" &
@@ -40,7 +41,7 @@ run() { # $1 label, $2 shards (0 = memory engine)
         i=$((i + 1))
     done
     eng=""
-    [ "$2" = 0 ] || eng="--engine redis --redis $addrs"
+    [ "$2" = 0 ] || eng="--engine redis --redis $addrs ${SERVE_ARGS:-}"
     # shellcheck disable=SC2086
     "$BIN" serve --listen 127.0.0.1:$PORT --workers 2 --api-key k --log-level warn $eng &
     pid=$!
@@ -49,7 +50,7 @@ run() { # $1 label, $2 shards (0 = memory engine)
     for p in $rpids; do before="$before $(ticks $p)"; done
     t0=$(date +%s.%N)
     "$BIN" bench --port $PORT --api-key k --server-pid $pid --subscribers 64 --channels 64 --publish-rate 200000 \
-        --payload-bytes 64 --publishers "${PUBLISHERS:-64}" --pipeline 1 --warmup 2 --duration 5 --quiet \
+        --payload-bytes 64 --publishers "${PUBLISHERS:-50}" --pipeline "${PIPELINE:-64}" --warmup 2 --duration 5 --quiet \
         --json "$DIR/r.json" || true
     t1=$(date +%s.%N)
     after=""
