@@ -546,12 +546,14 @@ static ssize_t refuse(hr_conn *c, size_t len)
 
 /* While an answer is deferred, may the request starting at `data` be
  * dispatched? 1 yes (the deferral lets pipelined API calls through and this
- * is one), 0 no, -1 not known yet (too few bytes). */
-static int may_dispatch(const hr_http *h, const uint8_t *data, size_t len)
+ * is one), 0 no, -1 not known yet (too few bytes). Not through a trusted
+ * proxy: its per-client admission may answer a request at once, ahead of
+ * the answers awaited. */
+static int may_dispatch(const hr_conn *c, const hr_http *h, const uint8_t *data, size_t len)
 {
     static const char api[] = "POST /api/";
     if (!h->deferred) return 1;
-    if (!h->more) return 0;
+    if (!h->more || (c->flags & HR_CONN_VIA_PROXY)) return 0;
     size_t n = HR_MIN(len, sizeof(api) - 1);
     if (memcmp(data, api, n) != 0) return 0;
     return n == sizeof(api) - 1 ? 1 : -1;
@@ -562,7 +564,7 @@ static int may_dispatch(const hr_http *h, const uint8_t *data, size_t len)
 static ssize_t hold(hr_conn *c, const uint8_t *data, size_t len, size_t pos)
 {
     hr_http *h = c->proto;
-    if (may_dispatch(h, data + pos, len - pos) == 0) {
+    if (may_dispatch(c, h, data + pos, len - pos) == 0) {
         h->held = true;
         hr_conn_pause_reading(c);
     }
@@ -573,14 +575,14 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_http *h = c->proto;
     if (c->flags & HR_CONN_REFUSED) return refuse(c, len);
-    if (h->state != H_BODY && may_dispatch(h, data, len) != 1) return hold(c, data, len, 0); /* for after the deferred answer */
+    if (h->state != H_BODY && may_dispatch(c, h, data, len) != 1) return hold(c, data, len, 0); /* for after the deferred answer */
     const hr_transport_opts *opt = c->w->opts;
     hr_http_limits lim = limits_of(opt);
     size_t pos = 0;
     int answered = 0;
     while (pos < len) {
         if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH)) return (ssize_t)len; /* discard */
-        if (h->state != H_BODY && may_dispatch(h, data + pos, len - pos) != 1) return hold(c, data, len, pos);
+        if (h->state != H_BODY && may_dispatch(c, h, data + pos, len - pos) != 1) return hold(c, data, len, pos);
         if (h->state == H_BODY) {
             ssize_t n = body_feed(c, data + pos, len - pos);
             if (n < 0) return (ssize_t)len;
