@@ -49,6 +49,9 @@ typedef struct areply {
 typedef struct api_req {
     hr_conn *c;         /* NULL once the connection is gone */
     struct api_req *next; /* the connection's next request awaiting its answer (written after this one) */
+    struct api_req *tail; /* owner of the deferral: the last request awaiting an answer */
+    size_t waiting;       /* owner: requests awaiting answers, itself included */
+    bool closing;         /* owner: one of them ends the connection */
     const char *extra;  /* extra header lines of an error answered before any method ran (static text) */
     bool close;
     bool batch;
@@ -704,17 +707,17 @@ static void areq_write(api_req *rq)
 
 static void areq_cancel(void *owner);
 
-/* rq (awaiting its answer) now owns c's deferral: further pipelined API
- * requests may run unless one awaiting ends the connection or
- * http.max_pipelined of them await answers. */
-static void areq_hold(hr_conn *c, api_req *rq)
+/* rq (awaiting its answer, first of `waiting` up to tail) now owns c's
+ * deferral: further pipelined API requests may run unless one awaiting
+ * ends the connection or http.max_pipelined of them await answers. */
+static void areq_hold(hr_conn *c, api_req *rq, api_req *tail, size_t waiting, bool closing)
 {
-    size_t n = 0;
-    bool closing = false;
-    for (api_req *x = rq; x; x = x->next, n++) closing |= x->close;
     rq->deferred = true;
     rq->behind = false;
-    if (closing || n >= (size_t)c->w->opts->http_max_pipelined) hr_http_defer(c, rq, areq_cancel);
+    rq->tail = tail;
+    rq->waiting = waiting;
+    rq->closing = closing;
+    if (closing || waiting >= (size_t)c->w->opts->http_max_pipelined) hr_http_defer(c, rq, areq_cancel);
     else hr_http_defer_pipelined(c, rq, areq_cancel);
 }
 
@@ -730,7 +733,9 @@ static void areq_finish(api_req *rq)
     }
     if (c) areq_write(rq);
     bool owner = c && rq->deferred;
-    api_req *next = rq->next;
+    api_req *next = rq->next, *tail = rq->tail;
+    size_t waiting = rq->waiting - 1;
+    bool closing = rq->closing;
     areq_free(rq);
     if (!owner) return;
     while (next && next->done && !(c->flags & HR_CONN_CLOSED)) {
@@ -738,9 +743,10 @@ static void areq_finish(api_req *rq)
         areq_write(next);
         areq_free(next);
         next = nx;
+        waiting--;
     }
     if (next && !(c->flags & HR_CONN_CLOSED)) {
-        areq_hold(c, next);
+        areq_hold(c, next, tail, waiting, closing);
         return;
     }
     if (next) areq_cancel(next);
@@ -765,14 +771,15 @@ static api_req *areq_new(hr_conn *c, bool close)
     api_req *rq = hr_calloc(1, sizeof(*rq));
     rq->c = c;
     rq->close = close;
-    api_req *head = hr_http_deferred_by(c, areq_cancel), *x = head;
+    api_req *head = hr_http_deferred_by(c, areq_cancel);
     if (!head) return rq;
-    size_t n = 2; /* head and rq */
-    for (; x->next; x = x->next) n++;
-    x->next = rq;
+    head->tail->next = rq;
+    head->tail = rq;
+    head->waiting++;
+    head->closing |= close;
     rq->behind = true;
     /* no more requests after one that ends the connection, nor above the bound */
-    if (close || n >= (size_t)c->w->opts->http_max_pipelined) hr_http_defer(c, head, areq_cancel);
+    if (close || head->waiting >= (size_t)c->w->opts->http_max_pipelined) hr_http_defer(c, head, areq_cancel);
     return rq;
 }
 
@@ -893,7 +900,7 @@ void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body,
     rq->sealed = true;
     rq->pending--;
     if (rq->pending) {
-        if (!rq->behind) areq_hold(c, rq); /* an engine answers later */
+        if (!rq->behind) areq_hold(c, rq, rq, 1, rq->close); /* an engine answers later */
         return;
     }
     areq_finish(rq);
