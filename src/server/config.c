@@ -144,6 +144,10 @@ const hr_option hr_options[] = {
      "Longest reconnection delay."},
     {"redis.max_pending", HR_OPT_INT, OFF(redis_max_pending), "100000", 1, 100000000, NULL, NULL,
      "Most commands awaiting Redis replies per connection; more fail at once (API 503, client error 100)."},
+    {"redis.publish_batch", HR_OPT_INT, OFF(redis_publish_batch), "64", 1, 10000, NULL, NULL,
+     "Most publications one publish script call carries: the publishes of an engine loop turn to one shard go "
+     "to Redis in script calls of up to this many (1 = a script call per publication; more blocks Redis longer "
+     "per call)."},
     {"redis.max_reply", HR_OPT_SIZE, OFF(redis_max_reply), "64MiB", 1024, 1 * GiB, NULL, NULL,
      "Largest Redis reply accepted (a history read of a big channel); larger drops the connection."},
 
@@ -182,7 +186,9 @@ const hr_option hr_options[] = {
      "How long an idle keep-alive connection is kept open between requests. While answers are still queued for "
      "it, it stays open as long as the client reads some of them in each such period."},
     {"http.max_pipelined", HR_OPT_INT, OFF(http_max_pipelined), "64", 1, 100000, NULL, NULL,
-     "Most requests answered from one read before the connection yields to others (pipelining fairness)."},
+     "Most requests answered from one read before the connection yields to others (pipelining fairness); also "
+     "the most server API requests of one connection awaiting an engine's answer at once (Redis, the durable "
+     "log): further pipelined requests wait until one is answered."},
     {"http.max_pipelined_bytes", HR_OPT_SIZE, OFF(http_max_pipelined_bytes), "64KiB", 1024, 64 * MiB, NULL, NULL,
      "Most pipelined request bytes a connection may hold unanswered: above it, reading from the connection pauses "
      "until its requests are answered (a partial request never pauses it)."},

@@ -329,6 +329,7 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             .backoff_min_ms = (uint64_t)cfg->redis_backoff_min_ms,
             .backoff_max_ms = (uint64_t)cfg->redis_backoff_max_ms,
             .max_pending = (size_t)cfg->redis_max_pending,
+            .publish_batch = (size_t)cfg->redis_publish_batch,
             .max_reply = (size_t)cfg->redis_max_reply,
             .stats = node_stats,
             .stats_ud = s,
