@@ -168,11 +168,11 @@ static hr_op_result check_pusher_cred(const hr_actor *a, const char *ch, size_t 
     const hr_pusher_app *app = NULL;
     hr_buf name = HR_BUF_INIT;
     int rc = hr_pusher_from_herald(a->opts->pusher, ch, len, &app, &name);
-    if (!rc) {
-        bool presence = hr_pusher_chan_flags((const char *)name.data, name.len) & HR_PUSHER_CH_PRESENCE;
+    int f = rc ? 0 : hr_pusher_chan_flags((const char *)name.data, name.len);
+    if (!rc && hr_pusher_chan_signed(f)) /* a public channel needs none: its policy lets anyone in */
         rc = hr_pusher_check_channel_auth(app, c->socket_id, (const char *)name.data, name.len,
-                                          presence ? c->channel_data : NULL, c->data_len, c->auth, c->auth_len);
-    }
+                                          (f & HR_PUSHER_CH_PRESENCE) ? c->channel_data : NULL, c->data_len, c->auth,
+                                          c->auth_len);
     hr_buf_free(&name);
     return rc ? refuse(HR_OP_TOKEN_INVALID, "invalid signature for this channel") : ok();
 }

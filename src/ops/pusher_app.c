@@ -70,6 +70,8 @@ int hr_pusher_name_check(const hr_pusher_app *app, const char *name, size_t len)
 
 int hr_pusher_to_herald(const hr_pusher_app *app, const char *name, size_t len, hr_buf *out)
 {
+    size_t ul = sizeof(HR_PUSHER_USER_PREFIX) - 1;
+    if (has_prefix(name, len, HR_PUSHER_USER_PREFIX)) return hr_pusher_user_channel(app, name + ul, len - ul, out);
     int rc = hr_pusher_name_check(app, name, len);
     if (rc) return rc;
     hr_buf_printf(out, NS_PREFIX "%s:", app->app_id);
@@ -105,6 +107,10 @@ int hr_pusher_from_herald(const hr_pusher_apps *t, const char *ch, size_t len, c
     size_t at = 0;
     int rc = split(t, ch, len, app, &at);
     if (rc) return rc;
+    if (at < len && ch[at] == '#') { /* a user channel */
+        hr_buf_append_str(out, HR_PUSHER_USER_PREFIX);
+        at++;
+    }
     for (size_t i = at; i < len; i++) {
         if (ch[i] == '%' && i + 2 < len && ch[i + 1] == '3' && ch[i + 2] == 'B') {
             hr_buf_append(out, ";", 1);
@@ -223,4 +229,20 @@ bool hr_pusher_rate_take(const hr_pusher_app *app, hr_pusher_rate *r, uint64_t n
     if (r->n >= (uint64_t)app->max_client_events_per_second) return false;
     r->n++;
     return true;
+}
+
+bool hr_pusher_conn_take(const hr_pusher_app *app)
+{
+    _Atomic int64_t *n = (_Atomic int64_t *)&app->connections; /* the one field that changes */
+    int64_t now = atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
+    if (app->max_connections && now >= app->max_connections) {
+        atomic_fetch_sub_explicit(n, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+void hr_pusher_conn_give(const hr_pusher_app *app)
+{
+    atomic_fetch_sub_explicit((_Atomic int64_t *)&app->connections, 1, memory_order_relaxed);
 }

@@ -76,10 +76,16 @@ int hr_pusher_chan_flags(const char *name, size_t len);
 /* Does this channel need a signature to subscribe to? */
 static inline bool hr_pusher_chan_signed(int flags) { return flags & (HR_PUSHER_CH_PRIVATE | HR_PUSHER_CH_PRESENCE); }
 
+/* The channel pusher-js subscribes to after pusher:signin for user ID's
+ * server-to-user events; it maps to the app's user channel
+ * (hr_pusher_user_channel) and back. */
+#define HR_PUSHER_USER_PREFIX "#server-to-user-"
+
 /* Check a Pusher channel name against the charset and the app's length. */
 int hr_pusher_name_check(const hr_pusher_app *app, const char *name, size_t len);
 /* Append the Herald channel of app's Pusher channel `name` to out (the
- * name checked first: 0, or HR_PUSHER_E_NAME / _NAME_LONG, out unchanged). */
+ * name checked first: 0, or HR_PUSHER_E_NAME / _NAME_LONG, out unchanged).
+ * "#server-to-user-ID" is the user channel of ID. */
 int hr_pusher_to_herald(const hr_pusher_app *app, const char *name, size_t len, hr_buf *out);
 /* The Herald channel `ch` of a Pusher namespace: its app (through t) and the
  * Pusher name appended to out. HR_PUSHER_E_NOT_PUSHER, HR_PUSHER_E_UNKNOWN_APP. */
@@ -127,5 +133,18 @@ typedef struct hr_pusher_rate {
     uint32_t n;                          /* events sent in it */
 } hr_pusher_rate;
 bool hr_pusher_rate_take(const hr_pusher_app *app, hr_pusher_rate *r, uint64_t now_ms);
+
+/* max_connections: count one more connection of app (true), or refuse it
+ * (false, nothing counted) when the app has that many open on this node;
+ * hr_pusher_conn_give when a counted one ends. */
+bool hr_pusher_conn_take(const hr_pusher_app *app);
+void hr_pusher_conn_give(const hr_pusher_app *app);
+
+/* max_presence_members: may user_id join a presence channel whose members
+ * (distinct user ids, user_id itself not among them) number `members`? */
+static inline bool hr_pusher_presence_room(const hr_pusher_app *app, size_t members)
+{
+    return members < (size_t)app->max_presence_members;
+}
 
 #endif

@@ -121,6 +121,18 @@ static void test_mapping(void **state)
     assert_string_equal((char *)o.data, "$pusher-app-2:#u-42");
     o.len = 0;
     assert_int_equal(hr_pusher_user_channel(&apps_v[1], "a,b", 3, &o), HR_PUSHER_E_NAME);
+    o.len = 0; /* pusher-js's name for it, both ways */
+    assert_int_equal(hr_pusher_to_herald(&apps_v[1], "#server-to-user-u-42", 20, &o), 0);
+    hr_buf_append(&o, "", 1);
+    assert_string_equal((char *)o.data, "$pusher-app-2:#u-42");
+    hr_buf back = HR_BUF_INIT;
+    assert_int_equal(hr_pusher_from_herald(&apps, (char *)o.data, o.len - 1, &app, &back), 0);
+    hr_buf_append(&back, "", 1);
+    assert_string_equal((char *)back.data, "#server-to-user-u-42");
+    hr_buf_free(&back);
+    o.len = 0;
+    assert_int_equal(hr_pusher_to_herald(&apps_v[1], "#server-to-user-", 16, &o), HR_PUSHER_E_NAME);
+    assert_int_equal(hr_pusher_to_herald(&apps_v[1], "#other", 6, &o), HR_PUSHER_E_NAME);
     assert_int_equal(hr_pusher_user_channel(&apps_v[1], "", 0, &o), HR_PUSHER_E_NAME);
     hr_buf_free(&o);
 }
@@ -199,6 +211,21 @@ static void test_signatures(void **state)
     assert_false(hr_pusher_ct_equal("abc", 3, "ab", 2));
 }
 
+static void test_connections(void **state)
+{
+    (void)state;
+    apps_v[1].max_connections = 2;
+    assert_true(hr_pusher_conn_take(&apps_v[1]));
+    assert_true(hr_pusher_conn_take(&apps_v[1]));
+    assert_false(hr_pusher_conn_take(&apps_v[1]));
+    hr_pusher_conn_give(&apps_v[1]);
+    assert_true(hr_pusher_conn_take(&apps_v[1]));
+    for (int i = 0; i < 100; i++) assert_true(hr_pusher_conn_take(&apps_v[0])); /* 0: unbounded */
+    apps_v[1].max_presence_members = 2;
+    assert_true(hr_pusher_presence_room(&apps_v[1], 1));
+    assert_false(hr_pusher_presence_room(&apps_v[1], 2));
+}
+
 static void test_rate(void **state)
 {
     (void)state;
@@ -215,6 +242,7 @@ int main(void)
         cmocka_unit_test_setup(test_lookup, setup),     cmocka_unit_test_setup(test_flags, setup),
         cmocka_unit_test_setup(test_mapping, setup),    cmocka_unit_test_setup(test_policy, setup),
         cmocka_unit_test_setup(test_signatures, setup), cmocka_unit_test_setup(test_rate, setup),
+        cmocka_unit_test_setup(test_connections, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
