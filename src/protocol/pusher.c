@@ -319,6 +319,18 @@ static size_t pres_user_count(const pres *m, const char *user_id)
     return n;
 }
 
+/* v's compact JSON text (hr_free it), or NULL for none. */
+static char *dump(const json_t *v)
+{
+    if (!v) return NULL;
+    hr_buf b = HR_BUF_INIT;
+    hr_json_dump(v, &b);
+    hr_buf_append(&b, "", 1);
+    char *s = hr_strdup((const char *)b.data);
+    hr_buf_free(&b);
+    return s;
+}
+
 /* A member's user_id and user_info from a presence entry's info
  * ({"user_id":..,"user_info":..}, the Pusher connection's) or, for another
  * kind of client, its user. */
@@ -327,12 +339,7 @@ static void member_of(const char *info, const char *user, char **user_id, char *
     json_t *v = info ? json_loads(info, JSON_DECODE_ANY, NULL) : NULL;
     json_t *id = json_object_get(v, "user_id"), *ui = json_object_get(v, "user_info");
     *user_id = hr_strdup(json_is_string(id) ? json_string_value(id) : user ? user : "");
-    *user_info = ui ? hr_json_dumps(ui, NULL) : NULL;
-    if (*user_info) { /* hr_json_dumps mallocs: keep one allocator */
-        char *x = hr_strdup(*user_info);
-        free(*user_info);
-        *user_info = x;
-    }
+    *user_info = dump(ui);
     json_decref(v);
 }
 
@@ -368,9 +375,9 @@ static void pres_on_event(hr_pusher *p, hr_sub *sub, const hr_pub *pub)
     pname = (const char *)name.data;
     clen = name.len;
     if (pub->kind == HR_PUB_JOIN) {
-        char *itext = info ? hr_json_dumps(info, NULL) : NULL;
+        char *itext = dump(info);
         bool added = pres_add(m, client, itext, user);
-        free(itext);
+        hr_free(itext);
         member *x = pres_find_client(m, client);
         if (added && m->ready && pres_user_count(m, x->user_id) == 1) {
             hr_buf d = HR_BUF_INIT;
