@@ -128,7 +128,9 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
       '--pusher.app.off.app-id', 'off', '--pusher.app.off.key', 'off-key', '--pusher.app.off.secret', 's',
       '--pusher.app.off.enabled', 'false',
       '--pusher.app.small.app-id', 'small', '--pusher.app.small.key', 'small-key', '--pusher.app.small.secret', 's',
-      '--pusher.app.small.max-connections', '1', '--pusher.app.small.activity-timeout', '1s']);
+      '--pusher.app.small.max-connections', '1', '--pusher.app.small.activity-timeout', '1s',
+      '--pusher.app.tiny.app-id', 'tiny', '--pusher.app.tiny.key', 'tiny-key', '--pusher.app.tiny.secret', 'tiny-secret',
+      '--pusher.app.tiny.max-presence-members', '2', '--pusher.app.tiny.max-channel-name-length', '20']);
   });
 
   after(async () => {
@@ -289,6 +291,27 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
     await api('publish', { channel: `$pusher-${APP.appId}:#${id}`, data: { event: 'notice', data: { x: 1 } } });
     await until(() => got.length === 1, 'the server-to-user event');
     assert.deepEqual(got[0], { x: 1 });
+  }));
+
+  test('max_presence_members (distinct user ids) and max_channel_name_length: pusher:subscription_error', wrap(async () => {
+    const tiny = new PusherServer({ appId: 'tiny', key: 'tiny-key', secret: 'tiny-secret', host: '127.0.0.1' });
+    const as = (user) => connect({ channelAuthorization: { customHandler: ({ socketId, channelName }, cb) =>
+      cb(null, tiny.authorizeChannel(socketId, channelName, { user_id: user })) } }, 'tiny-key');
+    const name = `presence-t${seq++}`;
+    await subscribe(await as('u1'), name);
+    await subscribe(await as('u2'), name);
+    await subscribe(await as('u2'), name); // a second connection of a member: no new member
+    const err = await subscribe(await as('u3'), name).then(() => null, (e) => e.data);
+    assert.equal(err?.status, 403, JSON.stringify(err));
+    assert.equal(err.type, 'LimitReached');
+    const p = await as('u1');
+    await subscribe(p, 'a'.repeat(20));
+    const long = await subscribe(p, 'a'.repeat(21)).then(() => null, (e) => e.data);
+    assert.equal(long?.status, 400, JSON.stringify(long));
+    const bad = await subscribe(p, 'semi;colon:no').then(() => null, (e) => e.data);
+    assert.equal(bad?.status, 400, 'a name outside Pusher\'s charset');
+    const ok = await subscribe(p, 'a;b..c.');
+    assert.ok(ok, 'Pusher names Herald\'s grammar refuses are escaped, not refused');
   }));
 
   test('refusals: pusher:error then a close with the same code', wrap(async () => {
