@@ -314,6 +314,61 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
     assert.ok(ok, 'Pusher names Herald\'s grammar refuses are escaped, not refused');
   }));
 
+  test('recovery extension: positions only for subscriptions that ask, herald_since replays what was missed', wrap(async () => {
+    const name = uniq('feed-');
+    const sub = (r, extra) => r.ws.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel: name, ...extra } }));
+    const events = (r) => r.msgs.filter((m) => m.event === 'tick');
+    const open = async () => {
+      const r = raw('/app/app-key?protocol=7');
+      await until(() => r.msgs.length === 1, 'established');
+      return r;
+    };
+    const a = await open();
+    const plain = await open();
+    sub(a, { herald: true });
+    sub(plain, {});
+    await until(() => a.msgs.some((m) => m.event === 'herald:subscribed'), 'herald:subscribed');
+    const first = a.msgs.find((m) => m.event === 'herald:subscribed').data;
+    assert.equal(first.offset, 0);
+    assert.equal(first.recovered, undefined, 'no since: nothing to recover');
+    await until(() => plain.msgs.some((m) => m.event === 'pusher_internal:subscription_succeeded'), 'plain subscribed');
+    for (let i = 1; i <= 3; i++) await publish(name, { event: 'tick', data: { i } });
+    await until(() => events(a).length === 3 && events(plain).length === 3, 'three ticks each');
+    assert.deepEqual(events(a).map((m) => m.herald.offset), [1, 2, 3]);
+    const epoch = events(a)[0].herald.epoch;
+    assert.equal(epoch, first.epoch);
+    assert.ok(events(plain).every((m) => !('herald' in m)), 'an unmodified client never sees positions');
+    a.ws.close();
+    plain.ws.close();
+    // missed while away: 4 and 5
+    await publish(name, { event: 'tick', data: { i: 4 } });
+    await publish(name, { event: 'tick', data: { i: 5 } });
+    const back = await open();
+    sub(back, { herald_since: { offset: 3, epoch } });
+    await until(() => back.msgs.some((m) => m.event === 'herald:subscribed'), 'recovered');
+    const kinds = back.msgs.slice(1).map((m) => m.event);
+    assert.deepEqual(kinds, ['pusher_internal:subscription_succeeded', 'tick', 'tick', 'herald:subscribed']);
+    assert.deepEqual(events(back).map((m) => JSON.parse(m.data).i), [4, 5]);
+    assert.deepEqual(back.msgs.at(-1).data, { offset: 5, epoch, recovered: true });
+    await publish(name, { event: 'tick', data: { i: 6 } });
+    await until(() => events(back).length === 3, 'live after the replay');
+    assert.equal(events(back)[2].herald.offset, 6);
+    back.ws.close();
+    // another epoch: no replay, the position to resync from
+    const lost = await open();
+    sub(lost, { herald_since: { offset: 1, epoch: 'not-the-epoch' } });
+    await until(() => lost.msgs.some((m) => m.event === 'herald:subscribed'), 'answered');
+    assert.equal(events(lost).length, 0, 'never a partial replay');
+    assert.deepEqual(lost.msgs.at(-1).data, { offset: 6, epoch, recovered: false });
+    const bad = await open();
+    sub(bad, { herald_since: { offset: 'x' } });
+    await until(() => bad.msgs.length === 2, 'refused');
+    assert.equal(bad.msgs[1].event, 'pusher:subscription_error');
+    assert.equal(bad.msgs[1].data.status, 400);
+    lost.ws.close();
+    bad.ws.close();
+  }));
+
   test('refusals: pusher:error then a close with the same code', wrap(async () => {
     const cases = [
       ['/app/no-such-key?protocol=7', 4001],

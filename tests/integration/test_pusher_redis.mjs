@@ -15,6 +15,7 @@ import net from 'node:net';
 import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
+import WebSocket from 'ws';
 import PusherJS from 'pusher-js';
 import PusherServer from 'pusher';
 import { startHerald, annotate, SLOW, withTimeout, sleep } from './lib/herald.mjs';
@@ -143,6 +144,29 @@ describe('Pusher presence across two nodes on Redis', { skip: !REDIS && 'redis-s
       await until(() => removed.includes('bob'), 'alice sees bob leave');
       assert.equal(added.filter((x) => x === 'bob').length, 1);
       assert.equal(chA.members.count, 1);
+      // the recovery extension over Redis (an asynchronous history read): published on node 0 while
+      // away, replayed on node 1 in order, publications racing the read after it
+      const feed = `feed${process.pid}`;
+      const pub = (i) => fetch(`${nodes[0].url}/api/publish`, {
+        method: 'POST', headers: { Authorization: `apikey ${API_KEY}` },
+        body: JSON.stringify({ channel: `$pusher-${APP.appId}:${feed}`, data: { event: 'tick', data: { i } } }),
+      }).then((r) => r.json());
+      const first = await pub(1);
+      for (let i = 2; i <= 4; i++) await pub(i);
+      const ws = new WebSocket(`ws://127.0.0.1:${nodes[1].port}/app/${APP.key}?protocol=7`);
+      const msgs = [];
+      ws.on('message', (m) => msgs.push(JSON.parse(m.toString())));
+      await until(() => msgs.length === 1, 'established');
+      ws.send(JSON.stringify({ event: 'pusher:subscribe',
+        data: { channel: feed, herald_since: { offset: 1, epoch: first.epoch } } }));
+      const racing = [pub(5), pub(6)];
+      await Promise.all(racing);
+      await until(() => msgs.filter((m) => m.event === 'tick').length === 5, 'ticks 2..6');
+      const ticks = msgs.filter((m) => m.event === 'tick').map((m) => m.herald.offset);
+      assert.deepEqual(ticks, [2, 3, 4, 5, 6]);
+      const done = msgs.find((m) => m.event === 'herald:subscribed');
+      assert.equal(done.data.recovered, true);
+      ws.close();
     } catch (e) {
       throw annotate(e, nodes[0]);
     }
