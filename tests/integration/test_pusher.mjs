@@ -136,7 +136,10 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
   after(async () => {
     for (const p of clients) p.disconnect();
     authServer?.close();
-    await herald?.stop();
+    // a clean exit: no leak or UB report under the sanitizers (sessions ended with pending answers included)
+    const exit = await herald?.stop();
+    assert.deepEqual(exit, { code: 0, signal: null }, herald.tail(60));
+    assert.doesNotMatch(herald.stderr(), /Sanitizer|runtime error/, herald.tail(60));
   });
 
   const wrap = (fn) => async () => { try { await fn(); } catch (e) { throw annotate(e, herald); } };
