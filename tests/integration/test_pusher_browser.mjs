@@ -16,26 +16,19 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 import PusherServer from 'pusher';
-import { startHerald, annotate, SLOW, withTimeout } from './lib/herald.mjs';
+import { startHerald, annotate, SLOW, withTimeout, CHROMIUM, CHROMIUM_ARGS, CHROMIUM_SKIP as SKIP } from './lib/herald.mjs';
 
 const require = createRequire(import.meta.url);
 const NODE_MODULES = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'node_modules');
 const T = (ms) => ms * SLOW;
 const API_KEY = 'browserkey';
 const APP = { appId: '4321', key: 'web-key', secret: 'web-secret' };
-const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-  '--disable-dev-shm-usage',
-];
-const SKIP = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (set HERALD_CHROMIUM)`;
 
 // ---- in the page --------------------------------------------------------------------
 
