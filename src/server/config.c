@@ -552,10 +552,11 @@ const hr_option hr_pusher_app_options[] = {
      "Bytes of a Pusher channel name; a longer one gets pusher:subscription_error (status 400). The Herald name "
      "it maps to must also fit channels.max_channel_length."},
     {"pusher.app.NAME.webhook_url", HR_OPT_STRING, PAOFF(webhook_url), "", 0, 0, NULL, NULL,
-     "Where Pusher-format webhooks of this app go (empty = none)."},
+     "Where Pusher-format webhooks of this app go (empty = none). Not sent yet (docs/pusher.md, \"Not "
+     "supported\"): checked and kept for them."},
     {"pusher.app.NAME.webhook_events", HR_OPT_STRING, PAOFF(webhook_events), "", 0, 0, NULL, NULL,
      "Comma-separated webhook events to send; empty = all of channel_occupied, channel_vacated, member_added, "
-     "member_removed, client_event."},
+     "member_removed, client_event. Checked and kept, like webhook_url."},
 };
 const size_t hr_pusher_app_options_count = HR_ARRAY_LEN(hr_pusher_app_options);
 
