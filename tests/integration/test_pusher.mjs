@@ -13,7 +13,7 @@
 // refused on public channels, 4301 past the rate); a private-encrypted
 // round trip (the server library encrypts, Herald relays, pusher-js
 // decrypts); cache channels; signin and a server-to-user event; the refusals
-// (4001 unknown key, 4003 disabled, 4007/4008 protocol, 4100 max_connections);
+// (4001 unknown key, 4003 disabled, 4007/4008 protocol, 4009 signin, 4100 max_connections);
 // ping/pong both ways and 4201 when the client does not answer.
 //
 // Run: node --test tests/integration/test_pusher.mjs  (HERALD_BIN, HERALD_SANITIZE)
@@ -385,6 +385,19 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
       assert.equal(r.msgs[0]?.event, 'pusher:error', path);
       assert.equal(r.msgs[0].data.code, code, path);
       assert.equal(r.close.code, code, path);
+    }
+    // pusher:signin: refused with 4009 when the app has no user_authentication, or with a bad signature
+    for (const [path, auth] of [['/app/tiny-key?protocol=7', null], ['/app/app-key?protocol=7', 'forged']]) {
+      const r = raw(path);
+      await until(() => r.msgs.length === 1, `${path}: established`);
+      const socketId = JSON.parse(r.msgs[0].data).socket_id;
+      const userData = JSON.stringify({ id: 'mallory' });
+      const good = signer.authenticateUser(socketId, { id: 'mallory' });
+      r.ws.send(JSON.stringify({ event: 'pusher:signin',
+        data: { user_data: userData, auth: auth ? `${APP.key}:${'0'.repeat(64)}` : good.auth } }));
+      await until(() => r.close, `${path}: signin refused`);
+      assert.equal(r.msgs[1]?.data?.code, 4009, JSON.stringify(r.msgs));
+      assert.equal(r.close.code, 4009);
     }
     // max_connections 1 on app small: the second gets 4100, the first is untouched
     const first = raw('/app/small-key?protocol=7');
