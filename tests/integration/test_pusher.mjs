@@ -427,6 +427,21 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
     assert.ok(!states.includes('connected') && states.filter((s) => s === 'connecting').length <= 1, states.join());
   }));
 
+  test('no [pusher.app.NAME]: no /app/ route (404)', wrap(async () => {
+    const plain = await startHerald([]);
+    try {
+      const ws = new WebSocket(`ws://127.0.0.1:${plain.port}/app/app-key?protocol=7`);
+      const status = await withTimeout(new Promise((resolve) => {
+        ws.on('unexpected-response', (req, res) => resolve(res.statusCode));
+        ws.on('open', () => resolve(101));
+        ws.on('error', () => {});
+      }), T(5000), 'the answer');
+      assert.equal(status, 404);
+    } finally {
+      await plain.stop();
+    }
+  }));
+
   test('ping/pong both ways; no pong within the wait closes with 4201', wrap(async () => {
     const r = raw('/app/app-key?protocol=7&client=js&version=8.4.0&flash=false');
     await until(() => r.msgs.length === 1, 'established');
