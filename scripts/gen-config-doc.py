@@ -10,7 +10,9 @@ import sys
 here = os.path.dirname(os.path.abspath(__file__))
 s = open(os.path.join(here, '..', 'src', 'server', 'config.c')).read()
 body = s[s.index('const hr_option hr_options[] = {'):s.index('const size_t hr_options_count')]
-entries = re.findall(r'\{("[^"]+"),\s*(HR_OPT_\w+),\s*OFF\(\w+\),\s*("[^"]*"),\s*([^,]+),\s*([^,]+),\s*'
+# the [pusher.app.NAME] sections' keys: a table of the same form
+body += s[s.index('const hr_option hr_pusher_app_options[] = {'):s.index('const size_t hr_pusher_app_options_count')]
+entries = re.findall(r'\{("[^"]+"),\s*(HR_OPT_\w+),\s*\w*OFF\(\w+\),\s*("[^"]*"),\s*([^,]+),\s*([^,]+),\s*'
                      r'(NULL|"[^"]*"),\s*(NULL|"[^"]*"),\s*((?:"(?:[^"\\]|\\.)*"\s*)+)\}', body)
 types = {'HR_OPT_STRING': 'string', 'HR_OPT_INT': 'integer', 'HR_OPT_BOOL': 'bool', 'HR_OPT_SIZE': 'size',
          'HR_OPT_DURATION': 'duration', 'HR_OPT_LIST': 'list of strings', 'HR_OPT_PERM': 'permission'}
@@ -29,13 +31,20 @@ for key, t, d, mn, mx, env, flag, helpt in entries:
     key = key.strip('"')
     d = d.strip('"') or '(empty)'
     sec = key.split('.')[0]
+    if key.startswith('pusher.app.NAME.'):
+        sec = 'pusher.app.NAME'
     if sec != cur:
         cur = sec
         print("\n### [%s]\n" % sec)
+        if sec == 'pusher.app.NAME':
+            print("One section per Pusher app (docs/pusher.md); none = no /app/ route. No environment "
+                  "variables; flags as `--pusher.app.NAME.KEY VALUE`.\n")
         print("| key | type | default | environment / flags | meaning |")
         print("|---|---|---|---|---|")
     text = ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', helpt)).replace('\\"', '"').replace('|', '\\|')
     names = ['`HERALD_%s`' % key.replace('.', '_').upper()]
+    if sec == 'pusher.app.NAME':
+        names = []
     if env != 'NULL':
         names.append('`%s`' % env.strip('"'))
     names.append('`--%s`' % key.replace('_', '-'))

@@ -111,7 +111,8 @@ static int parse_args(int argc, char **argv, cli *a, hr_config *cfg)
         bool is_config = strcmp(flag, "config") == 0 || strcmp(flag, "c") == 0;
         const hr_option *o = is_config ? NULL : hr_config_find_flag(flag);
         bool is_ns = !is_config && !o && (strncmp(flag, "namespace.", 10) == 0 || /* --namespace.NAME.OPTION */
-                                          strncmp(flag, "auth.key.", 9) == 0);    /* --auth.key.NAME.OPTION */
+                                          strncmp(flag, "auth.key.", 9) == 0 ||   /* --auth.key.NAME.OPTION */
+                                          strncmp(flag, "pusher.app.", 11) == 0); /* --pusher.app.NAME.OPTION */
         if (!is_config && !o && !is_ns) {
             char key[256], hint[300] = "";
             for (size_t k = 0; k <= nl; k++) key[k] = flag[k] == '-' ? '_' : flag[k];

@@ -688,7 +688,7 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
     uint64_t encoded = 0;
     for (size_t i = 0; i < k; i++)
         for (int j = 0; j < HR_ENC_SLOTS; j++) {
-            encoded += cache[i].slot[j] != NULL;
+            encoded += cache[i].slot[j] != NULL && j != HR_ENC_PUSHER_EXCLUDE;
             hr_sbuf_unref(cache[i].slot[j]);
         }
     hr_whub_count(&wh->delivered, delivered); /* once per run, never per delivery */

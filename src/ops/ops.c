@@ -16,6 +16,7 @@
  * subscribe owns nothing here (its front end holds the request). */
 #include "ops/ops.h"
 #include "ops/admin.h"
+#include "ops/pusher_app.h"
 #include "backend/webhook.h"
 #include "auth/auth.h"
 #include "hub/channel_name.h"
@@ -39,6 +40,15 @@ const char *hr_op_rc_name(int rc)
 }
 
 static hr_op_result ok(void) { return (hr_op_result){.rc = HR_OP_OK}; }
+
+int hr_ops_policy(const hr_ops_opts *o, const char *ch, size_t len, hr_chan_policy *out)
+{
+    if (!o->pusher || !hr_pusher_reserved(ch, len)) return o->policy(o->policy_ctx, ch, len, out);
+    hr_chan_policy base; /* [channels]: the default namespace's */
+    o->policy(o->policy_ctx, "", 0, &base);
+    const hr_pusher_app *app = NULL;
+    return hr_pusher_policy(o->pusher, &base, ch, len, out, &app) ? HR_ERR_NOTFOUND : 0;
+}
 static hr_op_result refuse(int rc, const char *detail) { return (hr_op_result){.rc = rc, .detail = detail}; }
 
 static bool is_client(const hr_actor *a) { return a->kind == HR_ACTOR_CLIENT; }
@@ -151,6 +161,22 @@ static hr_op_result check_sub_token(const hr_actor *a, const char *ch, size_t le
     return r;
 }
 
+/* A Pusher subscription's signature (ops.h hr_op_pusher_cred) for ch, a
+ * channel of a Pusher namespace: signed over its Pusher name. */
+static hr_op_result check_pusher_cred(const hr_actor *a, const char *ch, size_t len, const hr_op_pusher_cred *c)
+{
+    const hr_pusher_app *app = NULL;
+    hr_buf name = HR_BUF_INIT;
+    int rc = hr_pusher_from_herald(a->opts->pusher, ch, len, &app, &name);
+    int f = rc ? 0 : hr_pusher_chan_flags((const char *)name.data, name.len);
+    if (!rc && hr_pusher_chan_signed(f)) /* a public channel needs none: its policy lets anyone in */
+        rc = hr_pusher_check_channel_auth(app, c->socket_id, (const char *)name.data, name.len,
+                                          (f & HR_PUSHER_CH_PRESENCE) ? c->channel_data : NULL, c->data_len, c->auth,
+                                          c->auth_len);
+    hr_buf_free(&name);
+    return rc ? refuse(HR_OP_TOKEN_INVALID, "invalid signature for this channel") : ok();
+}
+
 static hr_op_result may_subscribe(const hr_actor *a, const char *ch, size_t len, const hr_op_sub_req *req,
                                   size_t nsubs, hr_chan_policy *pol, bool *is_pattern)
 {
@@ -159,6 +185,10 @@ static hr_op_result may_subscribe(const hr_actor *a, const char *ch, size_t len,
     if (r.rc) return r;
     if (is_pattern) *is_pattern = pat;
     bool granted = req && req->granted;
+    if (!granted && req && req->pusher && a->opts->pusher && hr_pusher_reserved(ch, len)) {
+        if ((r = check_pusher_cred(a, ch, len, req->pusher)).rc) return r;
+        granted = true;
+    }
     if (!granted && req && req->token && req->token_len) {
         if ((r = check_sub_token(a, ch, len, req)).rc) return r;
         granted = true;
@@ -390,6 +420,23 @@ static hr_op_result too_big(const hr_actor *a, size_t dlen)
 }
 
 /* The publish rate (limits.publishes_per_*), spent by publish and rpc. */
+/* A client's publish to a Pusher channel is a client event: the app's
+ * max_client_events_per_second per connection (a->pusher_rate; a client
+ * without one - not a Pusher connection - is held to the same rate with no
+ * memory of its own, so it may not publish there at all). */
+static hr_op_result pusher_client_event(const hr_actor *a, const char *ch, size_t len)
+{
+    if (!is_client(a) || !a->opts->pusher || !hr_pusher_reserved(ch, len)) return ok();
+    const hr_pusher_app *app = NULL;
+    hr_buf name = HR_BUF_INIT;
+    int rc = hr_pusher_from_herald(a->opts->pusher, ch, len, &app, &name);
+    hr_buf_free(&name);
+    if (rc || !a->pusher_rate) return refuse(HR_OP_DENIED, "client events come from Pusher connections only");
+    if (!hr_pusher_rate_take(app, a->pusher_rate, now_of(a)))
+        return refuse(HR_OP_RATE_LIMITED, "client event rate limit (max_client_events_per_second)");
+    return ok();
+}
+
 static hr_op_result spend_publish(const hr_actor *a, const char *what)
 {
     hr_limits *l = limits_of(a);
@@ -411,6 +458,7 @@ hr_op_result hr_op_may_publish(const hr_actor *a, const char *ch, size_t len, si
     if (dlen > (size_t)a->opts->max_publication_size) return too_big(a, dlen);
     if (idem_key && (idem_len == 0 || idem_len > HR_IDEM_MAX_KEY_LEN))
         return refuse(HR_OP_BAD_IDEMPOTENCY_KEY, "idempotency_key must be a string of 1 to 128 bytes");
+    if ((r = pusher_client_event(a, ch, len)).rc) return r;
     r = spend_publish(a, "publish");
     return r.rc ? r : check_new_channel(a, ch, len);
 }

@@ -57,6 +57,7 @@
 
 struct hr_auth;
 struct hr_webhook;
+struct hr_pusher_apps;
 
 /* The options that apply to a channel (its namespace's, over [channels]):
  * 0, or nonzero when the channel's namespace is not configured and unknown
@@ -113,13 +114,12 @@ typedef struct hr_ops_opts {
     hr_ops_hooks hooks;                  /* the backend's subscribe / publish hooks */
     struct hr_webhook *webhook;          /* the webhook sender (backend/webhook.h), NULL when off */
     struct hr_admin *admin;              /* the admin UI's sessions (ops/admin.h), NULL when admin.enabled is off */
+    const struct hr_pusher_apps *pusher; /* the Pusher apps (ops/pusher_app.h), NULL when none is configured */
 } hr_ops_opts;
 
-/* The policy of a channel (hr_policy_fn's answer). */
-static inline int hr_ops_policy(const hr_ops_opts *o, const char *channel, size_t len, hr_chan_policy *out)
-{
-    return o->policy(o->policy_ctx, channel, len, out);
-}
+/* The policy of a channel (hr_policy_fn's answer; a Pusher namespace's
+ * from its app, ops/pusher_app.h). */
+int hr_ops_policy(const hr_ops_opts *o, const char *channel, size_t len, hr_chan_policy *out);
 
 /* Engine options (hr_chan_opts) of a policy. */
 #define HR_OPS_CHAN_OPTS(o, pol)                                                                                 \
@@ -177,6 +177,7 @@ typedef struct hr_actor {
     const char *info;              /* its connection token's info (compact JSON) or NULL: presence, join/leave */
     const char *transport;         /* for the hooks: websocket, sse, http_stream, long_poll (NULL: websocket) */
     const char *protocol;          /* for the hooks: json, msgpack (NULL: json) */
+    struct hr_pusher_rate *pusher_rate; /* a Pusher connection's client-event rate (NULL: not one) */
 } hr_actor;
 
 /* An operation's answer: rc and, when refused, a detail text (static, or
@@ -222,7 +223,21 @@ typedef struct hr_op_sub_req {
     bool asks_hook;                /* the front end asks the subscribe hook itself (hr_op_subscribe_hook) */
     const char *data;              /* the client's data for the subscribe hook (JSON text; NULL: none) */
     size_t data_len;
+    const struct hr_op_pusher_cred *pusher; /* a Pusher subscription's signature (NULL: none) */
 } hr_op_sub_req;
+
+/* A Pusher private-/presence- subscription's credential (docs/pusher.md):
+ * for a channel of a Pusher namespace, hr_op_may_subscribe verifies auth
+ * over socket_id, the Pusher channel name and channel_data (presence; NULL
+ * otherwise) with the app's secret: it then counts as granted, a bad one is
+ * TOKEN_INVALID. */
+typedef struct hr_op_pusher_cred {
+    const char *socket_id;
+    const char *auth;
+    size_t auth_len;
+    const char *channel_data;
+    size_t data_len;
+} hr_op_pusher_cred;
 
 /* Every rule of subscribing `ch` without registering it: name (patterns
  * allowed), namespace (*pol), user-limited channels, subscription token,

@@ -523,6 +523,53 @@ const hr_option hr_options[] = {
 };
 const size_t hr_options_count = HR_ARRAY_LEN(hr_options);
 
+/* [pusher.app.NAME] sections (ops/pusher_app.h, docs/pusher.md): each key
+ * as the table above writes it, NAME standing for the section's name; no
+ * environment variables, flags as --pusher.app.NAME.KEY. */
+#define PAOFF(f) offsetof(hr_pusher_app, f)
+const hr_option hr_pusher_app_options[] = {
+    {"pusher.app.NAME.app_id", HR_OPT_STRING, PAOFF(app_id), "", 0, 0, NULL, NULL,
+     "Required: the app's id (the HTTP API's /apps/{app_id}), made of A-Z a-z 0-9 _ - (64 bytes at most); it "
+     "names the app's Herald namespace $pusher-{app_id}."},
+    {"pusher.app.NAME.key", HR_OPT_STRING, PAOFF(key), "", 0, 0, NULL, NULL,
+     "Required: the app key clients connect with (/app/{key}), made of A-Z a-z 0-9 _ - (64 bytes at most)."},
+    {"pusher.app.NAME.secret", HR_OPT_STRING, PAOFF(secret), "", 0, 0, NULL, NULL,
+     "Required: the app secret that signs private/presence subscriptions, signins and HTTP API requests."},
+    {"pusher.app.NAME.enabled", HR_OPT_BOOL, PAOFF(enabled), "true", 0, 0, NULL, NULL,
+     "false: clients of this app are refused with pusher:error 4003 and the connection closed."},
+    {"pusher.app.NAME.client_events", HR_OPT_BOOL, PAOFF(client_events), "false", 0, 0, NULL, NULL,
+     "Let clients send client-* events on private- and presence- channels (never on private-encrypted-)."},
+    {"pusher.app.NAME.user_authentication", HR_OPT_BOOL, PAOFF(user_authentication), "false", 0, 0, NULL, NULL,
+     "Accept pusher:signin (user authentication and server-to-user events). false: signin is refused "
+     "(pusher:error 4009)."},
+    {"pusher.app.NAME.activity_timeout", HR_OPT_DURATION, PAOFF(activity_timeout_ms), "120s", 1000, 3600000, NULL,
+     NULL,
+     "Told to clients in pusher:connection_established (in seconds); after this long without a message the "
+     "server sends pusher:ping and closes with 4201 when no pusher:pong follows within 30 s (or activity_timeout, "
+     "when shorter)."},
+    {"pusher.app.NAME.max_connections", HR_OPT_INT, PAOFF(max_connections), "0", 0, 100000000, NULL, NULL,
+     "Open client connections of this app on this node; past it a new one gets pusher:error 4100 and is "
+     "closed. 0 = unbounded."},
+    {"pusher.app.NAME.max_client_events_per_second", HR_OPT_INT, PAOFF(max_client_events_per_second), "10", 1,
+     1000000, NULL, NULL,
+     "Client events per connection per second; past it an event is dropped with pusher:error 4301 (the "
+     "connection stays open)."},
+    {"pusher.app.NAME.max_presence_members", HR_OPT_INT, PAOFF(max_presence_members), "100", 1, 100000, NULL, NULL,
+     "Distinct user_ids in one presence- channel; a subscribe past it gets pusher:subscription_error (status "
+     "403)."},
+    {"pusher.app.NAME.max_channel_name_length", HR_OPT_INT, PAOFF(max_channel_name_length), "200", 1, 1000, NULL,
+     NULL,
+     "Bytes of a Pusher channel name; a longer one gets pusher:subscription_error (status 400). The Herald name "
+     "it maps to must also fit channels.max_channel_length."},
+    {"pusher.app.NAME.webhook_url", HR_OPT_STRING, PAOFF(webhook_url), "", 0, 0, NULL, NULL,
+     "Where Pusher-format webhooks of this app go (empty = none). Not sent yet (docs/pusher.md, \"Not "
+     "supported\"): checked and kept for them."},
+    {"pusher.app.NAME.webhook_events", HR_OPT_STRING, PAOFF(webhook_events), "", 0, 0, NULL, NULL,
+     "Comma-separated webhook events to send; empty = all of channel_occupied, channel_vacated, member_added, "
+     "member_removed, client_event. Checked and kept, like webhook_url."},
+};
+const size_t hr_pusher_app_options_count = HR_ARRAY_LEN(hr_pusher_app_options);
+
 #define errf hr_errf
 
 static void *field(hr_config *cfg, const hr_option *o) { return (char *)cfg + o->offset; }
@@ -996,6 +1043,132 @@ static int ns_set(hr_config *cfg, const char *key, const char *value, bool *was_
     return HR_ERR_NOTFOUND;
 }
 
+/* ---- [pusher.app.NAME] -------------------------------------------------------- */
+
+/* An [auth.key.NAME]'s NAME (also its default kid), a Pusher app's NAME,
+ * app_id or key: A-Z a-z 0-9 _ - (64 bytes at most). */
+static bool key_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-') return false;
+    return true;
+}
+
+static hr_pusher_app *app_get(hr_config *cfg, const char *name, size_t len)
+{
+    for (size_t i = 0; i < cfg->pusher.n; i++)
+        if (strlen(cfg->pusher.v[i].name) == len && !memcmp(cfg->pusher.v[i].name, name, len))
+            return &cfg->pusher.v[i];
+    if (cfg->pusher.n >= 64) return NULL;
+    cfg->pusher.v = hr_realloc(cfg->pusher.v, (cfg->pusher.n + 1) * sizeof(*cfg->pusher.v));
+    hr_pusher_app *a = &cfg->pusher.v[cfg->pusher.n++];
+    memset(a, 0, sizeof(*a));
+    a->name = hr_strndup(name, len);
+    for (size_t i = 0; i < hr_pusher_app_options_count; i++) {
+        int rc = set_value(&hr_pusher_app_options[i], (char *)a + hr_pusher_app_options[i].offset,
+                           hr_pusher_app_options[i].def, NULL, 0);
+        (void)rc;
+    }
+    return a;
+}
+
+/* "pusher.app.NAME.KEY" (KEY with '_' or '-') = value. */
+static int app_set(hr_config *cfg, const char *key, const char *value, bool *was_set, char *err, size_t errlen)
+{
+    const char *name, *dot;
+    char opt[64];
+    if (!split_section_key(key, "pusher.app.", key_name_ok, &name, &dot, opt, sizeof(opt))) {
+        errf(err, errlen, "%s: expected pusher.app.NAME.OPTION, NAME made of A-Z a-z 0-9 _ -", key);
+        return HR_ERR_INVALID;
+    }
+    for (size_t i = 0; i < hr_pusher_app_options_count; i++) {
+        hr_option o = hr_pusher_app_options[i];
+        if (strcmp(o.key + strlen("pusher.app.NAME."), opt) != 0) continue;
+        hr_pusher_app *a = app_get(cfg, name, (size_t)(dot - name));
+        if (!a) {
+            errf(err, errlen, "%s: at most 64 [pusher.app.NAME] sections", key);
+            return HR_ERR_INVALID;
+        }
+        char real[160];
+        snprintf(real, sizeof(real), "pusher.app.%s.%s", a->name, opt);
+        o.key = real;
+        if (was_set) *was_set = a->set & (1u << i);
+        int rc = set_value(&o, (char *)a + o.offset, value, err, errlen);
+        if (!rc) a->set |= 1u << i;
+        return rc;
+    }
+    errf(err, errlen, "%s: unknown Pusher app option \"%s\" (one of app_id, key, secret, enabled, client_events, "
+         "user_authentication, activity_timeout, max_connections, max_client_events_per_second, "
+         "max_presence_members, max_channel_name_length, webhook_url, webhook_events)", key, opt);
+    return HR_ERR_NOTFOUND;
+}
+
+static void apps_free(hr_config *cfg)
+{
+    for (size_t i = 0; i < cfg->pusher.n; i++) {
+        hr_pusher_app *a = &cfg->pusher.v[i];
+        hr_free(a->name);
+        for (size_t j = 0; j < hr_pusher_app_options_count; j++)
+            if (hr_pusher_app_options[j].type == HR_OPT_STRING)
+                hr_free(*(char **)((char *)a + hr_pusher_app_options[j].offset));
+    }
+    hr_free(cfg->pusher.v);
+    cfg->pusher.v = NULL;
+    cfg->pusher.n = 0;
+}
+
+/* Each app has app_id, key and secret; app ids and keys are unique; the
+ * webhook's URL and events are well formed. */
+static int app_check(const hr_config *cfg, const hr_pusher_app *a, size_t i, char *err, size_t errlen)
+{
+    const char *need = !a->app_id[0] ? "app_id" : !a->key[0] ? "key" : !a->secret[0] ? "secret" : NULL;
+    if (need) {
+        errf(err, errlen, "pusher.app.%s.%s: required (app_id, key and secret)", a->name, need);
+        return HR_ERR_INVALID;
+    }
+    if (!key_name_ok(a->app_id, strlen(a->app_id)) || !key_name_ok(a->key, strlen(a->key))) {
+        errf(err, errlen, "pusher.app.%s.%s: expected 1 to 64 of A-Z a-z 0-9 _ -", a->name,
+             key_name_ok(a->app_id, strlen(a->app_id)) ? "key" : "app_id");
+        return HR_ERR_INVALID;
+    }
+    for (size_t j = 0; j < i; j++) {
+        const hr_pusher_app *o = &cfg->pusher.v[j];
+        bool id = !strcmp(o->app_id, a->app_id);
+        if (id || !strcmp(o->key, a->key)) {
+            errf(err, errlen, "pusher.app.%s.%s: \"%s\" is also pusher.app.%s's", a->name, id ? "app_id" : "key",
+                 id ? a->app_id : a->key, o->name);
+            return HR_ERR_INVALID;
+        }
+    }
+    if (a->webhook_url[0] && strncmp(a->webhook_url, "http://", 7) && strncmp(a->webhook_url, "https://", 8)) {
+        errf(err, errlen, "pusher.app.%s.webhook_url: expected an http:// or https:// URL", a->name);
+        return HR_ERR_INVALID;
+    }
+    for (const char *p = a->webhook_events; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char ev[40];
+        snprintf(ev, sizeof(ev), ",%.*s,", (int)HR_MIN(n, sizeof(ev) - 3), p);
+        if (!n || n > 30 || !strstr("," HR_PUSHER_WEBHOOK_EVENTS ",", ev)) {
+            errf(err, errlen, "pusher.app.%s.webhook_events: unknown event \"%.*s\" (one of %s)", a->name, (int)n, p,
+                 HR_PUSHER_WEBHOOK_EVENTS);
+            return HR_ERR_INVALID;
+        }
+        p = e ? e + 1 : p + n;
+    }
+    return 0;
+}
+
+static int apps_validate(const hr_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->pusher.n; i++) {
+        int rc = app_check(cfg, &cfg->pusher.v[i], i, err, errlen);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 /* ---- [auth.key.NAME] ---------------------------------------------------------- */
 
 #define KOFF(f) offsetof(hr_auth_key_cfg, f)
@@ -1004,14 +1177,6 @@ const char *const hr_auth_key_keys[] = {"alg", "kid", "secret", "secret_file", "
 static const size_t key_field_off[] = {KOFF(alg), KOFF(kid), KOFF(secret), KOFF(secret_file), KOFF(public_key_file),
                                        KOFF(private_key_file)};
 
-/* A key name: A-Z a-z 0-9 _ - (it is also the default kid). */
-static bool key_name_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > 64) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-') return false;
-    return true;
-}
 
 /* "auth.key.NAME.OPTION" = value (a string). */
 static int authkey_set(hr_config *cfg, const char *key, const char *value, bool *was_set, char *err, size_t errlen)
@@ -1123,6 +1288,7 @@ void hr_config_defaults(hr_config *cfg)
 void hr_config_free(hr_config *cfg)
 {
     authkeys_free(cfg);
+    apps_free(cfg);
     for (size_t i = 0; i < cfg->nnamespaces; i++) {
         hr_free(cfg->namespaces[i].name);
         hr_free(cfg->namespaces[i].webhook_url);
@@ -1146,6 +1312,7 @@ int hr_config_set(hr_config *cfg, const char *key, const char *value, char *err,
 {
     if (strncmp(key, "namespace.", 10) == 0) return ns_set(cfg, key, value, NULL, err, errlen);
     if (strncmp(key, "auth.key.", 9) == 0) return authkey_set(cfg, key, value, NULL, err, errlen);
+    if (strncmp(key, "pusher.app.", 11) == 0) return app_set(cfg, key, value, NULL, err, errlen);
     const hr_option *o = find_key(key, strlen(key));
     if (!o) {
         char hint[128];
@@ -1260,35 +1427,23 @@ static int end_of_line(tparser *t)
     return HR_ERR_INVALID;
 }
 
-static int assign_ns(tparser *t, hr_config *cfg, const char *key)
-{
-    char val[4096], msg[512];
-    bool quoted, was_set = false;
-    int rc = parse_scalar(t, val, sizeof(val), &quoted);
-    if (rc) return rc;
-    rc = ns_set(cfg, key, val, &was_set, msg, sizeof(msg));
-    if (rc) {
-        errf(t->err, t->errlen, "%s:%d: %s", t->name, t->line, msg);
-        return rc;
-    }
-    if (was_set) {
-        errf(t->err, t->errlen, "%s:%d: %s: set twice", t->name, t->line, key);
-        return HR_ERR_INVALID;
-    }
-    return end_of_line(t);
-}
+/* A setter of one key of a named section (ns_set, authkey_set, app_set). */
+typedef int (*section_set_fn)(hr_config *cfg, const char *key, const char *value, bool *was_set, char *err,
+                              size_t errlen);
 
-static int assign_authkey(tparser *t, hr_config *cfg, const char *key)
+/* SECTION.NAME.KEY = value through its section's setter; quoted: the value
+ * must be a quoted string ([auth.key.NAME]'s are all strings). */
+static int assign_section(tparser *t, hr_config *cfg, const char *key, section_set_fn set, bool quoted_only)
 {
     char val[4096], msg[512];
     bool quoted, was_set = false;
     int rc = parse_scalar(t, val, sizeof(val), &quoted);
     if (rc) return rc;
-    if (!quoted) {
+    if (quoted_only && !quoted) {
         errf(t->err, t->errlen, "%s:%d: %s: expected a quoted string", t->name, t->line, key);
         return HR_ERR_INVALID;
     }
-    rc = authkey_set(cfg, key, val, &was_set, msg, sizeof(msg));
+    rc = set(cfg, key, val, &was_set, msg, sizeof(msg));
     if (rc) {
         errf(t->err, t->errlen, "%s:%d: %s", t->name, t->line, msg);
         return rc;
@@ -1302,8 +1457,9 @@ static int assign_authkey(tparser *t, hr_config *cfg, const char *key)
 
 static int assign(tparser *t, hr_config *cfg, const char *key, bool *seen)
 {
-    if (strncmp(key, "namespace.", 10) == 0) return assign_ns(t, cfg, key);
-    if (strncmp(key, "auth.key.", 9) == 0) return assign_authkey(t, cfg, key);
+    if (strncmp(key, "pusher.app.", 11) == 0) return assign_section(t, cfg, key, app_set, false);
+    if (strncmp(key, "namespace.", 10) == 0) return assign_section(t, cfg, key, ns_set, false);
+    if (strncmp(key, "auth.key.", 9) == 0) return assign_section(t, cfg, key, authkey_set, true);
     const hr_option *o = find_key(key, strlen(key));
     if (!o) {
         char hint[128];
@@ -1404,7 +1560,8 @@ int hr_config_load_string(hr_config *cfg, const char *name, const char *text, ch
             }
             t.p++;
             bool known = (strncmp(section, "namespace.", 10) == 0 && ns_name_ok(section + 10, n - 10)) ||
-                         (strncmp(section, "auth.key.", 9) == 0 && key_name_ok(section + 9, n - 9));
+                         (strncmp(section, "auth.key.", 9) == 0 && key_name_ok(section + 9, n - 9)) ||
+                         (strncmp(section, "pusher.app.", 11) == 0 && key_name_ok(section + 11, n - 11));
             for (size_t i = 0; i < hr_options_count; i++)
                 if (!strncmp(hr_options[i].key, section, n) && hr_options[i].key[n] == '.') known = true;
             if (!known) {
@@ -1413,6 +1570,7 @@ int hr_config_load_string(hr_config *cfg, const char *name, const char *text, ch
                 errf(err, errlen, "%s:%d: [%s]: unknown section%s", name, t.line, section,
                      strncmp(section, "namespace.", 10) == 0 ? " (namespace names are made of A-Z a-z 0-9 _-=@,/!~+$%)"
                      : strncmp(section, "auth.key.", 9) == 0 ? " (key names are made of A-Z a-z 0-9 _ -)"
+                     : strncmp(section, "pusher.app.", 11) == 0 ? " (app names are made of A-Z a-z 0-9 _ -)"
                                                              : hint);
                 rc = HR_ERR_NOTFOUND;
                 break;
@@ -1677,6 +1835,7 @@ int hr_config_validate(const hr_config *cfg, char *err, size_t errlen)
     if (!rc) rc = check_cidr_list("metrics.allowed_ips", &cfg->metrics_allowed_ips, err, errlen);
     if (!rc) rc = proxy_validate(cfg, err, errlen);
     if (!rc) rc = webhook_validate(cfg, err, errlen);
+    if (!rc) rc = apps_validate(cfg, err, errlen);
     return rc ? rc : authkeys_validate(cfg, err, errlen);
 }
 

@@ -10,6 +10,7 @@
 
 #include "auth/auth.h"
 #include "core/common.h"
+#include "ops/pusher_app.h"
 
 /* The name of an hr_perm value (auth/policy.h), as the options spell it. */
 const char *hr_perm_name(int64_t perm);
@@ -215,6 +216,8 @@ typedef struct hr_config {
     /* [auth.key.NAME] sections */
     hr_auth_key_cfg *auth_keys;
     size_t nauth_keys;
+    /* [pusher.app.NAME] sections (ops/pusher_app.h) */
+    hr_pusher_apps pusher;
     /* Not an option: the server's token verifier (src/auth/auth.h), set by
      * whoever runs the server and owned by it; NULL = no token accepted. */
     struct hr_auth *auth;
@@ -243,6 +246,10 @@ typedef struct hr_option {
 
 extern const hr_option hr_options[];
 extern const size_t hr_options_count;
+/* The keys of a [pusher.app.NAME] section ("pusher.app.NAME.KEY"; offsets
+ * into hr_pusher_app). */
+extern const hr_option hr_pusher_app_options[];
+extern const size_t hr_pusher_app_options_count;
 
 /* Fill cfg with defaults. */
 void hr_config_defaults(hr_config *cfg);

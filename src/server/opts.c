@@ -48,6 +48,7 @@ void hr_opts_ops(const hr_config *cfg, hr_ops_opts *out)
     out->reply_budget = cfg->ch_reply_budget;
     out->token_verifications_per_connection = cfg->lim_token_verifications_per_connection;
     out->token_verification_burst = cfg->lim_token_verification_burst;
+    out->pusher = cfg->pusher.n ? &cfg->pusher : NULL; /* none: no Pusher namespace, no route */
 }
 
 void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out)

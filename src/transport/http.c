@@ -411,6 +411,11 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
         hr_ws_upgrade(c, req, &hr_ws_raw_handler);
         return;
     }
+    if (w->proto->ops.pusher && req->path_len > sizeof(HR_PUSHER_PATH) - 1 &&
+        !memcmp(req->path, HR_PUSHER_PATH, sizeof(HR_PUSHER_PATH) - 1)) { /* only with [pusher.app.NAME] */
+        hr_ws_upgrade(c, req, &hr_ws_pusher_handler);
+        return;
+    }
     if (path_is(req, "/sse")) {
         hr_sse_handle(c, req, close);
         return;

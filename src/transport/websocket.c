@@ -40,6 +40,7 @@
 #include "transport/proxy.h" /* hr_client_origin: the connect hook's view of the client */
 #include "transport/sse.h" /* hr_http_auth_read: the tokens of /ws/raw */
 #include "protocol/raw.h"
+#include "protocol/pusher.h"
 #include "protocol/session.h"
 
 #include <stdio.h>
@@ -959,4 +960,40 @@ const hr_ws_handler hr_ws_raw_handler = {
     .on_message = raw_on_message,
     .on_close = raw_on_close,
     .on_handshake = raw_on_handshake,
+};
+
+/* ---- /app/{key}: the Pusher protocol (protocol/pusher.h) --------------------------------- */
+
+/* The session reads the key and ?protocol= now; it answers (or refuses,
+ * Pusher's way: a pusher:error and a close) once the WebSocket is open. */
+static bool pusher_on_handshake(hr_conn *c, const hr_http_request *req, hr_buf *headers, void **app)
+{
+    HR_UNUSED(headers);
+    size_t at = sizeof(HR_PUSHER_PATH) - 1;
+    *app = hr_pusher_new(c->w->hub, c->w->proto, &ws_sink, c, req->path + at, req->path_len - at, req->query,
+                         req->query_len);
+    return true;
+}
+
+static void pusher_on_open(hr_conn *c) { hr_pusher_open(hr_ws_app(c)); }
+
+static void pusher_on_message(hr_conn *c, int opcode, const uint8_t *data, size_t len)
+{
+    hr_pusher *p = hr_ws_app(c);
+    if (p) hr_pusher_on_message(p, opcode == HR_WS_OP_BINARY, data, len);
+}
+
+static void pusher_on_close(hr_conn *c, uint16_t code)
+{
+    HR_UNUSED(code);
+    hr_pusher *p = hr_ws_app(c);
+    hr_ws_set_app(c, NULL);
+    hr_pusher_free(p);
+}
+
+const hr_ws_handler hr_ws_pusher_handler = {
+    .on_handshake = pusher_on_handshake,
+    .on_open = pusher_on_open,
+    .on_message = pusher_on_message,
+    .on_close = pusher_on_close,
 };

@@ -32,6 +32,8 @@ typedef struct hr_ws_handler {
 extern const hr_ws_handler hr_ws_echo_handler;
 extern const hr_ws_handler hr_ws_native_handler; /* /ws: native protocol (JSON) */
 extern const hr_ws_handler hr_ws_raw_handler;    /* /ws/raw?channel=C: raw mode (protocol/raw.h) */
+extern const hr_ws_handler hr_ws_pusher_handler; /* /app/{key}: the Pusher protocol (protocol/pusher.h) */
+#define HR_PUSHER_PATH "/app/"
 
 /* The negotiated subprotocol (a string of the handler's or the config's
  * list), or NULL. */

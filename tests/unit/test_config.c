@@ -337,6 +337,26 @@ static void test_permissions(void **state)
     hr_config_free(&c);
 }
 
+/* A document, and what its refusal (load or validate) must say. */
+typedef struct bad_doc {
+    const char *doc, *msg;
+} bad_doc;
+
+static void expect_refused(const bad_doc *bad, size_t n)
+{
+    char err[512];
+    for (size_t i = 0; i < n; i++) {
+        hr_config d;
+        hr_config_defaults(&d);
+        err[0] = '\0';
+        int rc = hr_config_load_string(&d, "t.toml", bad[i].doc, err, sizeof(err));
+        if (!rc) rc = hr_config_validate(&d, err, sizeof(err));
+        assert_int_not_equal(rc, 0);
+        if (!strstr(err, bad[i].msg)) fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].msg);
+        hr_config_free(&d);
+    }
+}
+
 static void test_auth_keys(void **state)
 {
     (void)state;
@@ -378,7 +398,7 @@ static void test_auth_keys(void **state)
     assert_non_null(hr_config_find_flag("token-hmac-secret"));
     hr_config_free(&c);
 
-    static const struct { const char *doc; const char *msg; } bad[] = {
+    static const bad_doc bad[] = {
         {"[auth.key.a]\nalg = \"HS256\"\nalg = \"HS384\"\n", "t.toml:3: auth.key.a.alg: set twice"},
         {"[auth.key.a]\nsecret = 5\n", "expected a quoted string"},
         {"[auth.key.a.b]\nalg = \"HS256\"\n", "unknown section (key names"},
@@ -394,16 +414,77 @@ static void test_auth_keys(void **state)
          "public_key_file = \"g\"\nkid = \"a\"\n", "kid \"a\" is also the kid of auth.key.a"},
         {"[auth]\ntoken_hmac_secret = \"short\"\n", "at least 32 bytes"},
     };
-    for (size_t i = 0; i < HR_ARRAY_LEN(bad); i++) {
-        hr_config d;
-        hr_config_defaults(&d);
-        err[0] = '\0';
-        int rc = hr_config_load_string(&d, "t.toml", bad[i].doc, err, sizeof(err));
-        if (!rc) rc = hr_config_validate(&d, err, sizeof(err));
-        assert_int_not_equal(rc, 0);
-        if (!strstr(err, bad[i].msg)) fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].msg);
-        hr_config_free(&d);
-    }
+    expect_refused(bad, HR_ARRAY_LEN(bad));
+}
+
+/* [pusher.app.NAME] sections: defaults, every key, flags, refusals. */
+static void test_pusher_apps(void **state)
+{
+    (void)state;
+    hr_config c;
+    char err[512] = "";
+    hr_config_defaults(&c);
+    assert_int_equal(c.pusher.n, 0);
+    const char *doc = "[pusher.app.main]\napp_id = \"1234\"\nkey = \"k-main\"\nsecret = \"s\"\n"
+                      "[pusher.app.other]\napp_id = \"app_2\"\nkey = \"k2\"\nsecret = \"t\"\nenabled = false\n"
+                      "client_events = true\nuser_authentication = true\nactivity_timeout = \"30s\"\n"
+                      "max_connections = 5\nmax_client_events_per_second = 3\nmax_presence_members = 7\n"
+                      "max_channel_name_length = 50\nwebhook_url = \"http://b/h\"\n"
+                      "webhook_events = \"member_added,client_event\"\n";
+    assert_int_equal(hr_config_load_string(&c, "t.toml", doc, err, sizeof(err)), 0);
+    assert_int_equal(hr_config_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.pusher.n, 2);
+    const hr_pusher_app *m = &c.pusher.v[0], *o = &c.pusher.v[1];
+    assert_string_equal(m->name, "main");
+    assert_string_equal(m->app_id, "1234");
+    assert_true(m->enabled);
+    assert_false(m->client_events);
+    assert_false(m->user_authentication);
+    assert_int_equal(m->activity_timeout_ms, 120000);
+    assert_int_equal(m->max_connections, 0);
+    assert_int_equal(m->max_client_events_per_second, 10);
+    assert_int_equal(m->max_presence_members, 100);
+    assert_int_equal(m->max_channel_name_length, 200);
+    assert_string_equal(m->webhook_url, "");
+    assert_string_equal(m->webhook_events, "");
+    assert_false(o->enabled);
+    assert_true(o->client_events && o->user_authentication);
+    assert_int_equal(o->activity_timeout_ms, 30000);
+    assert_int_equal(o->max_connections, 5);
+    assert_int_equal(o->max_client_events_per_second, 3);
+    assert_int_equal(o->max_presence_members, 7);
+    assert_int_equal(o->max_channel_name_length, 50);
+    assert_string_equal(o->webhook_events, "member_added,client_event");
+    assert_ptr_equal(hr_pusher_app_by_key(&c.pusher, "k2", 2), o);
+    /* flags: --pusher.app.NAME.OPTION, '-' or '_' */
+    assert_int_equal(hr_config_set(&c, "pusher.app.other.max-connections", "9", err, sizeof(err)), 0);
+    assert_int_equal(c.pusher.v[1].max_connections, 9);
+    assert_int_equal(hr_config_set(&c, "pusher.app.other.nope", "1", err, sizeof(err)), HR_ERR_NOTFOUND);
+    assert_int_equal(hr_config_set(&c, "pusher.app.a.b.key", "x", err, sizeof(err)), HR_ERR_INVALID);
+    hr_config_free(&c);
+
+    static const bad_doc bad[] = {
+        {"[pusher.app.a]\nkey = \"k\"\nsecret = \"s\"\n", "pusher.app.a.app_id: required"},
+        {"[pusher.app.a]\napp_id = \"1\"\nsecret = \"s\"\n", "pusher.app.a.key: required"},
+        {"[pusher.app.a]\napp_id = \"1\"\nkey = \"k\"\n", "pusher.app.a.secret: required"},
+        {"[pusher.app.a]\napp_id = \"1:2\"\nkey = \"k\"\nsecret = \"s\"\n", "pusher.app.a.app_id: expected"},
+        {"[pusher.app.a]\napp_id = \"1\"\nkey = \"k k\"\nsecret = \"s\"\n", "pusher.app.a.key: expected"},
+        {"[pusher.app.a]\napp_id = \"1\"\nkey = \"k\"\nsecret = \"s\"\n[pusher.app.b]\napp_id = \"1\"\nkey = "
+         "\"j\"\nsecret = \"s\"\n", "pusher.app.b.app_id: \"1\" is also pusher.app.a's"},
+        {"[pusher.app.a]\napp_id = \"1\"\nkey = \"k\"\nsecret = \"s\"\n[pusher.app.b]\napp_id = \"2\"\nkey = "
+         "\"k\"\nsecret = \"s\"\n", "pusher.app.b.key: \"k\" is also pusher.app.a's"},
+        {"[pusher.app.a]\nmax_client_events_per_second = 0\n", "pusher.app.a.max_client_events_per_second: 0 is out"},
+        {"[pusher.app.a]\nactivity_timeout = \"soon\"\n", "pusher.app.a.activity_timeout: expected a duration"},
+        {"[pusher.app.a]\nenabled = maybe\n", "pusher.app.a.enabled: expected true or false"},
+        {"[pusher.app.a]\nkey = \"k\"\nkey = \"j\"\n", "t.toml:3: pusher.app.a.key: set twice"},
+        {"[pusher.app.a]\nsecrets = \"s\"\n", "unknown Pusher app option \"secrets\""},
+        {"[pusher.app.a.b]\n", "unknown section (app names"},
+        {"[pusher.app.a]\napp_id = \"1\"\nkey = \"k\"\nsecret = \"s\"\nwebhook_url = \"ftp://x\"\n",
+         "pusher.app.a.webhook_url: expected an http"},
+        {"[pusher.app.a]\napp_id = \"1\"\nkey = \"k\"\nsecret = \"s\"\nwebhook_events = \"member_added,nope\"\n",
+         "pusher.app.a.webhook_events: unknown event \"nope\""},
+    };
+    expect_refused(bad, HR_ARRAY_LEN(bad));
 }
 
 static void test_docs_cover_every_option(void **state)
@@ -426,6 +507,12 @@ static void test_docs_cover_every_option(void **state)
         snprintf(want, sizeof(want), "`%s`", hr_options[i].key);
         if (!strstr((char *)b.data, want)) fail_msg("docs/config.md does not document %s", want);
     }
+    for (size_t i = 0; i < hr_pusher_app_options_count; i++) {
+        char want[160];
+        snprintf(want, sizeof(want), "`%s` | %s", hr_pusher_app_options[i].key,
+                 hr_pusher_app_options[i].type == HR_OPT_BOOL ? "bool" : "");
+        if (!strstr((char *)b.data, want)) fail_msg("docs/config.md does not document %s", want);
+    }
     hr_buf_free(&b);
 }
 
@@ -443,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_webhook),
         cmocka_unit_test(test_permissions),
         cmocka_unit_test(test_auth_keys),
+        cmocka_unit_test(test_pusher_apps),
         cmocka_unit_test(test_docs_cover_every_option),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "ops/ops.h"
+#include "ops/pusher_app.h"
 #include "server/opts.h"
 
 #include <stdio.h>
@@ -163,6 +164,65 @@ static void test_subscribe_rules(void **state)
     assert_int_equal(res.rc, HR_OP_NOT_SUBSCRIBED);
     hr_hub_unsubscribe_all(&anon.c);
     hr_hub_unsubscribe_all(&alice.c);
+}
+
+/* The Pusher namespaces (ops/pusher_app.h): the app's policy, the
+ * signature of private-/presence- subscriptions as a credential (also for a
+ * native client: without one it is DENIED), client events only on
+ * private-/presence- channels of an app with client_events, from Pusher
+ * connections only, at max_client_events_per_second. */
+static void test_pusher(void **state)
+{
+    (void)state;
+    set("pusher.app.p.app_id", "1234");
+    set("pusher.app.p.key", "278d425bdf160c739803");
+    set("pusher.app.p.secret", "7ad3773142a6692b25b8");
+    set("pusher.app.p.client_events", "true");
+    set("pusher.app.p.max_client_events_per_second", "2");
+    set("limits.publish_burst", "100");
+    who anon, other;
+    hr_actor a = client(&anon, ""), o = client(&other, "");
+    assert_int_equal(sub_rc(&a, "$pusher-1234:chat"), HR_OP_OK); /* public: anyone */
+    assert_int_equal(sub_rc(&a, "$pusher-99:chat"), HR_OP_UNKNOWN_NAMESPACE);
+    assert_int_equal(sub_rc(&o, "$pusher-1234:private-foobar"), HR_OP_DENIED);
+    hr_chan_policy pol;
+    const char *ch = "$pusher-1234:private-foobar";
+    const char *good = "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4";
+    hr_op_pusher_cred cred = {.socket_id = "1234.1234", .auth = good, .auth_len = strlen(good)};
+    hr_op_sub_req req = {.pusher = &cred};
+    assert_int_equal(hr_op_may_subscribe(&o, ch, strlen(ch), &req, 0, &pol, NULL).rc, HR_OP_OK);
+    cred.socket_id = "1234.1235"; /* signed for another connection */
+    assert_int_equal(hr_op_may_subscribe(&o, ch, strlen(ch), &req, 0, &pol, NULL).rc, HR_OP_TOKEN_INVALID);
+    cred.socket_id = "1234.1234";
+    hr_sub *sub = NULL;
+    assert_int_equal(hr_op_subscribe(&o, ch, strlen(ch), &req, &pol, NULL, &sub, NULL, NULL).rc, HR_OP_OK);
+    assert_false(pol.presence);
+    /* client events: a Pusher connection (its rate), 2 per second */
+    hr_pusher_rate rate = {0};
+    assert_int_equal(pub_rc(&o, ch, "{}", NULL), HR_OP_DENIED); /* not a Pusher connection */
+    o.pusher_rate = &rate;
+    assert_int_equal(pub_rc(&o, ch, "{}", NULL), HR_OP_OK);
+    assert_int_equal(pub_rc(&o, ch, "{}", NULL), HR_OP_OK);
+    assert_int_equal(pub_rc(&o, ch, "{}", NULL), HR_OP_RATE_LIMITED);
+    a.pusher_rate = &rate;
+    assert_int_equal(pub_rc(&a, "$pusher-1234:chat", "{}", NULL), HR_OP_DENIED); /* public: no client events */
+    /* presence: signed over channel_data too; presence and join/leave on */
+    ch = "$pusher-1234:presence-foobar";
+    const char *cd = "{\"user_id\":10,\"user_info\":{\"name\":\"Mr. Channels\"}}";
+    const char *pres = "278d425bdf160c739803:31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80";
+    cred = (hr_op_pusher_cred){.socket_id = "1234.1234", .auth = pres, .auth_len = strlen(pres), .channel_data = cd,
+                               .data_len = strlen(cd)};
+    who p;
+    hr_actor pa = client(&p, "");
+    assert_int_equal(hr_op_may_subscribe(&pa, ch, strlen(ch), &req, 0, &pol, NULL).rc, HR_OP_OK);
+    assert_true(pol.presence && pol.join_leave);
+    cred.data_len--; /* channel_data changed */
+    assert_int_equal(hr_op_may_subscribe(&pa, ch, strlen(ch), &req, 0, &pol, NULL).rc, HR_OP_TOKEN_INVALID);
+    /* the server API publishes anywhere in the namespace */
+    hr_actor srv = server();
+    assert_int_equal(pub_rc(&srv, "$pusher-1234:chat", "{}", NULL), HR_OP_OK);
+    hr_hub_unsubscribe_all(&anon.c);
+    hr_hub_unsubscribe_all(&other.c);
 }
 
 static void test_publish_rules(void **state)
@@ -591,6 +651,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_subscribe_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hooks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pusher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_actor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_and_presence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_creation_and_token_rates, setup, teardown),
