@@ -48,6 +48,8 @@
 
 enum { WS_OPEN = 0, WS_CLOSE_SENT, WS_CLOSE_DONE, WS_FAILED };
 
+/* Per connection: fields ordered so there is no padding (136 bytes, a
+ * 144-byte malloc chunk; docs/benchmarks.md, "Memory per idle WebSocket"). */
 typedef struct hr_ws {
     const hr_ws_handler *h;
     const char *subprotocol; /* negotiated (static or config-owned string), or NULL */
@@ -61,13 +63,13 @@ typedef struct hr_ws {
     bool sync_lost;          /* failed on a malformed frame header: frame boundaries unknown */
     bool msg_compressed;
     bool deflate;
-    hr_pmd_params pmd;
-    uint16_t close_code;     /* reported to the handler when the connection ends */
-    z_stream *inflater;      /* own stream: only with client context takeover */
-    z_stream *deflater;      /* own stream: only with server context takeover */
     bool msg_timed;          /* the timer knows about the message in progress */
+    uint16_t close_code;     /* reported to the handler when the connection ends */
+    hr_pmd_params pmd;
     uint32_t msg_start;      /* low 32 bits of the loop clock when the message began */
     uint32_t msg_charge;     /* bytes of this message charged to the worker's partial budget */
+    z_stream *inflater;      /* own stream: only with client context takeover */
+    z_stream *deflater;      /* own stream: only with server context takeover */
     uint64_t last_ping;
     void *app;               /* the handler's per-connection state */
 } hr_ws;
