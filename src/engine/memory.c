@@ -100,9 +100,9 @@ mchan *mem_get_or_create(mengine *m, shard *sh, uint64_t h, const char *name, si
     if (c) return c;
     atomic_fetch_add_explicit(&m->nchannels, 1, memory_order_relaxed);
     if (sh->count + 1 > sh->nbuckets) grow(sh);
-    c = hr_calloc(1, sizeof(*c));
+    c = hr_calloc(1, sizeof(*c) + len + 1);
     c->hash = h;
-    c->name = hr_strndup(name, len);
+    memcpy(c->name, name, len);
     c->len = len;
     hr_epoch_new(c->epoch);
     size_t idx = (h >> 6) & (sh->nbuckets - 1);
@@ -527,7 +527,7 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
         hr_free(slot->info);
     } else {
         if (c->npres == c->cappres) {
-            c->cappres = c->cappres ? c->cappres * 2 : 4;
+            c->cappres = c->cappres ? c->cappres * 2 : 1; /* most channels have few members */
             c->pres = hr_realloc(c->pres, c->cappres * sizeof(*c->pres));
         }
         slot = &c->pres[c->npres++];
@@ -619,7 +619,6 @@ static void m_free(hr_engine *e)
                 while (c->idem_head) idem_pop(c);
                 hr_free(c->idem);
                 hr_free(c->ring);
-                hr_free(c->name);
                 hr_free(c);
                 c = nx;
             }
