@@ -32,8 +32,8 @@ N_IDLE = 10_000
 LIMIT_BYTES = 4096
 # Subscribed idle /ws/raw connections (RSS delta, docs/benchmarks.md):
 # 10,000 on one channel measured 833 B each before the hub / engine structs
-# were trimmed and ~690 B after; 10,000 on a channel each (per-channel state
-# in the hub and the engine too) 1,377 B before, ~1,060 B after. The bounds
+# were trimmed and ~640 B after; 10,000 on a channel each (per-channel state
+# in the hub and the engine too) 1,377 B before, ~1,050 B after. The bounds
 # sit between, far enough from both for allocator noise.
 LIMIT_SUBSCRIBED_BYTES = 780
 LIMIT_CHANNEL_BYTES = 1250
