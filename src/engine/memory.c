@@ -100,9 +100,9 @@ mchan *mem_get_or_create(mengine *m, shard *sh, uint64_t h, const char *name, si
     if (c) return c;
     atomic_fetch_add_explicit(&m->nchannels, 1, memory_order_relaxed);
     if (sh->count + 1 > sh->nbuckets) grow(sh);
-    c = hr_calloc(1, sizeof(*c));
+    c = hr_calloc(1, sizeof(*c) + len + 1);
     c->hash = h;
-    c->name = hr_strndup(name, len);
+    memcpy(c->name, name, len);
     c->len = len;
     hr_epoch_new(c->epoch);
     size_t idx = (h >> 6) & (sh->nbuckets - 1);
@@ -389,10 +389,21 @@ static void m_history_remove(hr_engine *e, const char *channel, size_t len, hr_d
     if (cb) cb(ud, 0);
 }
 
+/* An entry's user: the anonymous "" is one shared constant, not a 32-byte
+ * copy per anonymous subscriber. */
+static char no_user[1];
+
+static char *pres_user_dup(const char *user) { return user && user[0] ? hr_strdup(user) : no_user; }
+
+static void pres_user_free(char *user)
+{
+    if (user != no_user) hr_free(user);
+}
+
 static void pres_free(mpres *p)
 {
     hr_free(p->client);
-    hr_free(p->user);
+    pres_user_free(p->user);
     hr_free(p->info);
 }
 
@@ -512,18 +523,18 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
     mpres *slot;
     if (at >= 0) {
         slot = &c->pres[at];
-        hr_free(slot->user);
+        pres_user_free(slot->user);
         hr_free(slot->info);
     } else {
         if (c->npres == c->cappres) {
-            c->cappres = c->cappres ? c->cappres * 2 : 4;
+            c->cappres = c->cappres ? c->cappres * 2 : 1; /* most channels have few members */
             c->pres = hr_realloc(c->pres, c->cappres * sizeof(*c->pres));
         }
         slot = &c->pres[c->npres++];
         slot->client = hr_strdup(client);
         atomic_fetch_add_explicit(&m->presence, 1, memory_order_relaxed); /* subscribe path, not delivery */
     }
-    slot->user = hr_strdup(user ? user : "");
+    slot->user = pres_user_dup(user);
     slot->info = info ? hr_strdup(info) : NULL;
     if (at < 0 && c->npres > PRES_INDEX_MIN) {
         if (!c->pidx || c->npres * 2 > c->pidx_cap) pidx_rebuild(c);
@@ -608,7 +619,6 @@ static void m_free(hr_engine *e)
                 while (c->idem_head) idem_pop(c);
                 hr_free(c->idem);
                 hr_free(c->ring);
-                hr_free(c->name);
                 hr_free(c);
                 c = nx;
             }

@@ -31,7 +31,6 @@ typedef struct midem {
 typedef struct mchan {
     struct mchan *next;
     uint64_t hash;
-    char *name;
     size_t len;
     uint64_t offset;
     char epoch[HR_EPOCH_LEN + 1];
@@ -53,6 +52,7 @@ typedef struct mchan {
     uint32_t log_nsegs;     /* live segments holding a record of it (log thread) */
     bool log_seen;          /* recovery met a record of it */
     bool log_renew;         /* recovery: a record after damage: gets a new epoch */
+    char name[];            /* NUL-terminated, in the same allocation */
 } mchan;
 
 typedef struct shard {
