@@ -77,6 +77,7 @@ typedef struct h2_stream {
     uint16_t flags;
     uint8_t rstate;
     uint32_t hdr_bytes;      /* decoded header list size so far */
+    uint64_t stall_at;       /* closed with bytes its window does not let out: reset at this loop ms (0: no) */
     uint64_t body_left;      /* R_LEN */
     hr_http_chunked ch;      /* R_CHUNKED */
     hr_buf head;             /* response head until its blank line */
@@ -331,6 +332,11 @@ static void stream_close(hr_conn *c)
     if ((st->flags & S_SUBMITTED) && (st->rstate == R_DONE || (graceful && st->rstate >= R_CLOSE))) {
         st->flags |= S_EOF;
         data_ready(st);
+        if (st->pend.len > st->pend_off) { /* the rest waits for the client's window, for a while */
+            uint64_t wait = (uint64_t)c->w->opts->ws_close_timeout_ms;
+            st->stall_at = hr_loop_now(&c->w->loop) + wait;
+            hr_conn_set_timer(st->h2->c, wait);
+        }
     } else {
         nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
         want_send(st->h2);
@@ -709,10 +715,30 @@ static void h2_on_drained(hr_conn *c)
 
 static void h2_on_eof(hr_conn *c) { hr_conn_close(c); }
 
+/* Streams that ended with bytes the client's window kept in: reset once
+ * websocket.close_timeout has passed (a zero-window stall costs no more). */
+static void reset_stalled(hr_h2 *h)
+{
+    uint64_t now = hr_loop_now(&h->c->w->loop), next = 0;
+    for (h2_stream *st = h->streams; st; st = st->next) {
+        if (!st->stall_at || st->c) continue;
+        if (st->pend.len == st->pend_off) st->stall_at = 0;
+        else if (st->stall_at <= now) {
+            st->stall_at = 0;
+            nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+        } else if (!next || st->stall_at < next) next = st->stall_at;
+    }
+    if (next) hr_conn_set_timer(h->c, next - now);
+    want_send(h);
+}
+
 static void h2_on_timer(hr_conn *c)
 {
     hr_h2 *h = c->proto;
-    if (h->nstreams) return; /* streams have their own timers */
+    if (h->nstreams) { /* the streams have their own timers */
+        reset_stalled(h);
+        return;
+    }
     nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
     h2_send(h);
     hr_conn_close_after_flush(c);
