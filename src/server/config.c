@@ -203,7 +203,8 @@ const hr_option hr_options[] = {
     {"http2.max_header_list_size", HR_OPT_SIZE, OFF(http2_max_header_list_size), "16KiB", 256, 1 * MiB, NULL, NULL,
      "SETTINGS_MAX_HEADER_LIST_SIZE: largest request header list after HPACK decoding (names + values + 32 bytes "
      "each). Larger: 431. A header block in more than max_header_list_size / 1024 + 2 CONTINUATION frames: GOAWAY "
-     "ENHANCE_YOUR_CALM (CONTINUATION flood). The HPACK table stays at 4096 bytes."},
+     "ENHANCE_YOUR_CALM (CONTINUATION flood; nghttp2 stops at 8 itself where it has that fix). The HPACK table "
+     "stays at 4096 bytes."},
     {"http2.max_resets_per_second", HR_OPT_INT, OFF(http2_max_resets_per_second), "200", 1, 1000000, NULL, NULL,
      "Most RST_STREAM frames a client may send on one HTTP/2 connection in one second (rapid reset, "
      "CVE-2023-44487). More: GOAWAY ENHANCE_YOUR_CALM and close. The same number bounds the SETTINGS and PING "

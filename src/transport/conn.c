@@ -611,7 +611,7 @@ static bool input_backlog(const hr_conn *c)
     return (c->flags & HR_CONN_IN_READY_LIST) && c->in.len >= (uint64_t)c->w->opts->http_max_pipelined_bytes;
 }
 
-static void do_read(hr_conn *c)
+static void do_read(hr_conn *c, bool rdhup)
 {
     hr_worker *w = c->w;
     for (int i = 0; i < READS_PER_TURN; i++) {
@@ -640,7 +640,10 @@ static void do_read(hr_conn *c)
                 rc = deliver(c, dst, (size_t)n, false);
             }
             if (rc) return;
-            if (drained) return; /* the socket's next edge will come */
+            /* The socket's next edge will come. An HTTP/2 connection whose
+             * peer also closed (EPOLLRDHUP in the same edge) reads its FIN
+             * now: no edge follows, and its streams end with it. */
+            if (drained && !(rdhup && c->vt->kind == HR_CK_HTTP2)) return;
             continue;
         }
         if (n == 0) {
@@ -677,7 +680,7 @@ void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events)
         if (c->flags & HR_CONN_READ_PAUSED) {
             c->flags |= HR_CONN_READ_PENDING;
         } else {
-            do_read(c);
+            do_read(c, (events & EPOLLRDHUP) != 0);
         }
     }
 }
@@ -701,7 +704,7 @@ void hr_conn_run_ready(hr_worker *w)
         if (c->flags & HR_CONN_CLOSED) continue;
         /* leftover bytes may already hold complete units (e.g. after a pause) */
         if (c->in.len && deliver(c, c->in.data + c->in.off, c->in.len, true)) continue;
-        do_read(c);
+        do_read(c, false);
     }
 }
 

@@ -97,7 +97,7 @@ struct hr_h2 {
     uint64_t reset_window;   /* loop ms the second began */
     bool in_send;
     /* the header block being decoded (one at a time on a connection) */
-    hr_buf line, hdrs, cookie;
+    hr_buf method, path, hdrs, cookie;
     bool has_cl, has_host, connect;
 };
 
@@ -400,7 +400,8 @@ static nghttp2_data_provider provider(h2_stream *st)
 
 static void block_reset(hr_h2 *h)
 {
-    hr_buf_free(&h->line);
+    hr_buf_free(&h->method);
+    hr_buf_free(&h->path);
     hr_buf_free(&h->hdrs);
     hr_buf_free(&h->cookie);
     h->has_cl = h->has_host = h->connect = false;
@@ -443,15 +444,13 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         if (name_is(name, nlen, ":method")) {
             if (name_is(value, vlen, "HEAD")) st->flags |= S_HEAD_REQ;
             if (name_is(value, vlen, "CONNECT")) {
-                hr_buf_append_str(&h->line, "GET");
+                hr_buf_append_str(&h->method, "GET");
                 h->connect = true; /* a WebSocket with :protocol websocket, refused without it */
             } else {
-                hr_buf_append(&h->line, value, vlen);
+                hr_buf_append(&h->method, value, vlen);
             }
-            hr_buf_append(&h->line, " ", 1);
         } else if (name_is(name, nlen, ":path")) {
-            hr_buf_append(&h->line, value, vlen);
-            hr_buf_append_str(&h->line, " HTTP/1.1\r\n");
+            hr_buf_append(&h->path, value, vlen);
         } else if (name_is(name, nlen, ":authority")) {
             hr_buf_append_str(&h->hdrs, "Host: ");
             hr_buf_append(&h->hdrs, value, vlen);
@@ -517,7 +516,10 @@ static void start_request(hr_h2 *h, h2_stream *st, bool end_stream)
         return;
     }
     hr_buf req = HR_BUF_INIT;
-    hr_buf_append(&req, h->line.data, h->line.len);
+    hr_buf_append(&req, h->method.data, h->method.len);
+    hr_buf_append(&req, " ", 1);
+    hr_buf_append(&req, h->path.data, h->path.len);
+    hr_buf_append_str(&req, " HTTP/1.1\r\n");
     hr_buf_append(&req, h->hdrs.data, h->hdrs.len);
     if (h->cookie.len) {
         hr_buf_append_str(&req, "Cookie: ");
@@ -694,9 +696,11 @@ static ssize_t h2_on_data(hr_conn *c, uint8_t *data, size_t len)
     if (c->flags & HR_CONN_CLOSED) return -1;
     if (n < 0) {
         hr_logf(HR_LOG_DEBUG, "h2_bad_input", "http2 fd=%d: %s", c->io.fd, nghttp2_strerror((int)n));
-        if (n != NGHTTP2_ERR_CALLBACK_FAILURE) /* ours have set their GOAWAY already */
-            nghttp2_session_terminate_session(h->s, n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                                              : NGHTTP2_PROTOCOL_ERROR);
+        /* floods (queued ACKs; -905: more CONTINUATION frames than nghttp2's 8, Debian 12's 1.52 and
+         * 1.61+) are calm-downs; our callbacks have set their GOAWAY already */
+        bool flood = n == NGHTTP2_ERR_FLOODED || n == -905;
+        if (n != NGHTTP2_ERR_CALLBACK_FAILURE)
+            nghttp2_session_terminate_session(h->s, flood ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
         h2_send(h);
         hr_conn_close_after_flush(c);
         return (ssize_t)len;

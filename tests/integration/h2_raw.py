@@ -114,7 +114,10 @@ class H2:
                         self.server_settings = {struct.unpack(">H", payload[i:i + 2])[0]:
                                                 struct.unpack(">I", payload[i + 2:i + 6])[0]
                                                 for i in range(0, len(payload), 6)}
-                        self.send(frame(SETTINGS, ACK, 0))
+                        try:
+                            self.send(frame(SETTINGS, ACK, 0))
+                        except OSError:
+                            pass  # closed by the server: its frames are still read
                     return ftype, flags, sid, payload
             left = deadline - time.monotonic()
             if left <= 0:
