@@ -88,6 +88,7 @@ typedef struct h2_stream {
 struct hr_h2 {
     nghttp2_session *s;
     hr_conn *c;
+    void (*attach)(hr_conn *stream); /* the transport a stream conn starts with (hr_http_attach) */
     h2_stream *streams;
     h2_stream *wake;         /* streams whose conns may write again */
     uint32_t peer_key;
@@ -367,7 +368,7 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     hr_h2 *h = user;
     h2_stream *st = src->ptr;
     size_t avail = st->pend.len - st->pend_off, n = HR_MIN(avail, length);
-    memcpy(buf, st->pend.data + st->pend_off, n);
+    if (n) memcpy(buf, st->pend.data + st->pend_off, n);
     st->pend_off += n;
     if (st->pend_off == st->pend.len) {
         hr_buf_free(&st->pend);
@@ -535,7 +536,7 @@ static void start_request(hr_h2 *h, h2_stream *st, bool end_stream)
     hr_conn *p = h->c;
     hr_conn *c = hr_conn_open_virtual(p->w, &st->base, p->flags & (HR_CONN_TLS | HR_CONN_VIA_PROXY | HR_CONN_METRICS_ONLY));
     st->c = c;
-    hr_http_attach(c);
+    h->attach(c);
     if (h->peer_key) hr_http_set_peer_key(c, h->peer_key);
     (void)hr_conn_feed(c, req.data, req.len);
     hr_buf_free(&req);
@@ -786,12 +787,15 @@ static const hr_conn_vt h2_vt = {
     .kind = HR_CK_HTTP2,
 };
 
-int hr_h2_attach(hr_conn *c, uint32_t peer_key)
+int hr_h2_attach(hr_conn *c, uint32_t peer_key) { return hr_h2_attach_with(c, peer_key, hr_http_attach); }
+
+int hr_h2_attach_with(hr_conn *c, uint32_t peer_key, void (*attach)(hr_conn *stream))
 {
     pthread_once(&cb_once, callbacks_init);
     const hr_transport_opts *o = c->w->opts;
     hr_h2 *h = hr_calloc(1, sizeof(*h));
     h->c = c;
+    h->attach = attach;
     h->peer_key = peer_key;
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
@@ -811,7 +815,7 @@ int hr_h2_attach(hr_conn *c, uint32_t peer_key)
         {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, HR_ARRAY_LEN(iv));
-    hr_http_detach(c, HR_CK_NONE);
+    if (c->proto) hr_http_detach(c, HR_CK_NONE);
     hr_conn_set_transport(c, &h2_vt, h);
     hr_conn_set_timer(c, (uint64_t)o->http_keepalive_timeout_ms);
     want_send(h);

@@ -18,5 +18,8 @@ int hr_h2_preface(const uint8_t *data, size_t len);
  * connection; peer_key: a trusted proxy's own address key (or 0). Returns
  * 0, or HR_ERR_NOMEM (c closed). */
 int hr_h2_attach(hr_conn *c, uint32_t peer_key);
+/* The same with another transport for the stream conns (the fuzz target's
+ * stub); c may have no transport state yet (c->proto NULL). */
+int hr_h2_attach_with(hr_conn *c, uint32_t peer_key, void (*attach)(hr_conn *stream));
 
 #endif
