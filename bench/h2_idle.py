@@ -20,16 +20,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import h2_raw  # noqa: E402
+from tls_idle import rss  # noqa: E402  (bench/tls_idle.py: the server's RSS from /proc)
 
 BIN = os.environ.get("HERALD_BIN", os.path.join(HERE, "..", "build", "herald"))
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def start():

@@ -63,6 +63,19 @@ def gauge(text, transport, tls="false"):
     return int(m.group(1)) if m else None
 
 
+def reset_burst(h2, n):
+    """n requests each reset at once (rapid reset), as one write."""
+    burst = b""
+    for _ in range(n):
+        sid = h2.next_id
+        h2.next_id += 2
+        burst += h2_raw.frame(h2_raw.HEADERS, h2_raw.END_HEADERS | h2_raw.END_STREAM, sid,
+                              h2_raw.hpack([(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                                            (":path", "/health")]))
+        burst += h2_raw.frame(h2_raw.RST_STREAM, 0, sid, struct.pack(">I", h2_raw.CANCEL))
+    return burst
+
+
 def sse_events(payload):
     return [json.loads(line[5:]) for line in payload.split(b"\n") if line.startswith(b"data:")]
 
@@ -340,16 +353,8 @@ class Http2Case(HeraldTestCase):
     def test_rapid_reset_goaway(self):
         h2 = H2(self.server.port)
         try:
-            burst = b""
-            for _ in range(400):  # more than http2.max_resets_per_second (200) at once
-                sid = h2.next_id
-                h2.next_id += 2
-                burst += h2_raw.frame(h2_raw.HEADERS, h2_raw.END_HEADERS | h2_raw.END_STREAM, sid,
-                                      h2_raw.hpack([(":method", "GET"), (":scheme", "http"),
-                                                    (":authority", "x"), (":path", "/health")]))
-                burst += h2_raw.frame(h2_raw.RST_STREAM, 0, sid, struct.pack(">I", h2_raw.CANCEL))
             try:
-                h2.send(burst)
+                h2.send(reset_burst(h2, 400))  # more than http2.max_resets_per_second (200) at once
             except OSError:
                 pass
             self.assertEqual(h2.goaway(5 * SLOW), h2_raw.ENHANCE_YOUR_CALM)
@@ -415,15 +420,7 @@ class Http2Settings(HeraldTestCase):
     def test_resets_per_second_option(self):
         h2 = H2(self.server.port)
         try:
-            burst = b""
-            for _ in range(12):  # past 10 per second, far below the default 200
-                sid = h2.next_id
-                h2.next_id += 2
-                burst += h2_raw.frame(h2_raw.HEADERS, h2_raw.END_HEADERS | h2_raw.END_STREAM, sid,
-                                      h2_raw.hpack([(":method", "GET"), (":scheme", "http"),
-                                                    (":authority", "x"), (":path", "/health")]))
-                burst += h2_raw.frame(h2_raw.RST_STREAM, 0, sid, struct.pack(">I", h2_raw.CANCEL))
-            h2.send(burst)
+            h2.send(reset_burst(h2, 12))  # past 10 per second, far below the default 200
             self.assertEqual(h2.goaway(5 * SLOW), h2_raw.ENHANCE_YOUR_CALM)
         finally:
             h2.close()
