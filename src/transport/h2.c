@@ -437,7 +437,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     HR_UNUSED(flags);
     hr_h2 *h = user;
     h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (!st || f->hd.type != NGHTTP2_HEADERS) return 0;
+    /* request heads only (not trailers); nghttp2 has already refused values with CR, LF or NUL,
+     * bad methods and paths, and connection-specific fields (RFC 9113 §8.2) */
+    if (!st || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     st->hdr_bytes += (uint32_t)HR_MIN(nlen + vlen + 32, (size_t)UINT32_MAX / 4);
     if (st->hdr_bytes > (uint64_t)h->c->w->opts->http2_max_header_list_size) st->flags |= S_TOO_BIG;
     if (st->flags & S_TOO_BIG) return 0;

@@ -12,6 +12,7 @@ with a bounded cost: the stream's reset or a GOAWAY with the right code.
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -395,6 +396,28 @@ class Http2Case(HeraldTestCase):
         finally:
             h2.close()
         self.assertEqual(curl(self.base + "/health")[0], 200)
+
+
+class Http2Drain(unittest.TestCase):
+    def test_sigterm_ends_h2_streams_and_exits(self):
+        srv = Herald()
+        srv.start()
+        p = subprocess.Popen(["curl", "-sS", "-N", "--http2-prior-knowledge", "--max-time", str(10 * SLOW),
+                              f"http://127.0.0.1:{srv.port}/sse?channel=h2-drain"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            got = b""
+            while b"event: connected" not in got:
+                got += p.stdout.readline()
+            srv.signal(signal.SIGTERM)
+            out, err = p.communicate(timeout=10 * SLOW)
+        finally:
+            p.kill()
+            rc = srv.stop()
+        self.assertIn(b"event: disconnect", out)
+        self.assertIn(b'"code":3001', out)
+        self.assertEqual(p.returncode, 0, err)  # the stream ended cleanly (END_STREAM), not reset
+        self.assertEqual(rc, 0)
 
 
 class Http2Settings(HeraldTestCase):
