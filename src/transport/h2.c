@@ -146,21 +146,13 @@ static bool is_hop_header(const char *name, size_t len)
 
 static nghttp2_data_provider provider(h2_stream *st);
 
-/* A complete response head in st->head: submit it as HEADERS and choose how
- * the body is framed. Returns false for an interim (1xx other than 101)
- * response, which is dropped. */
-static bool submit_head(h2_stream *st)
+/* The header fields of a response head p..end (after its status line) as
+ * nghttp2 name/value pairs from nv[*n] on, names lower-cased in place,
+ * without the connection-specific ones (and Sec-WebSocket-Accept for a 101);
+ * notes Content-Length (into st->body_left) and chunked framing. */
+static void head_fields(h2_stream *st, char *p, char *end, bool ws, nghttp2_nv *nv, size_t *n, bool *has_len,
+                        bool *chunked)
 {
-    char *p = (char *)st->head.data, *end = p + st->head.len;
-    int status = (st->head.len > 12) ? atoi(p + 9) : 500;
-    if (status >= 100 && status < 200 && status != 101) return false;
-    bool ws = status == 101;
-    char code[4];
-    snprintf(code, sizeof(code), "%03d", ws ? 200 : status);
-    nghttp2_nv nv[MAX_RESP_HEADERS];
-    size_t n = 0;
-    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    bool has_len = false, chunked = false;
     char *line = memchr(p, '\n', (size_t)(end - p));
     while (line && line + 1 < end) {
         char *name = line + 1;
@@ -173,17 +165,34 @@ static bool submit_head(h2_stream *st)
         char *v = colon + 1, *vend = eol;
         while (v < vend && (*v == ' ' || *v == '\t')) v++;
         while (vend > v && (vend[-1] == '\r' || vend[-1] == ' ')) vend--;
-        if (nlen == 17 && strncasecmp(name, "transfer-encoding", 17) == 0) chunked = true;
+        if (nlen == 17 && strncasecmp(name, "transfer-encoding", 17) == 0) *chunked = true;
         if (nlen == 14 && strncasecmp(name, "content-length", 14) == 0) {
-            has_len = true;
+            *has_len = true;
             st->body_left = strtoull(v, NULL, 10);
         }
         if (is_hop_header(name, nlen) || (ws && nlen == 20 && strncasecmp(name, "sec-websocket-accept", 20) == 0))
             continue;
-        if (n == MAX_RESP_HEADERS) continue;
+        if (*n == MAX_RESP_HEADERS) continue;
         for (size_t i = 0; i < nlen; i++) name[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-        nv[n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, (size_t)(vend - v), NGHTTP2_NV_FLAG_NONE};
+        nv[(*n)++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, (size_t)(vend - v), NGHTTP2_NV_FLAG_NONE};
     }
+}
+
+/* A complete response head in st->head: submit it as HEADERS and choose how
+ * the body is framed. Returns false for an interim (1xx other than 101)
+ * response, which is dropped. */
+static bool submit_head(h2_stream *st)
+{
+    char *p = (char *)st->head.data;
+    int status = (st->head.len > 12) ? atoi(p + 9) : 500;
+    if (status >= 100 && status < 200 && status != 101) return false;
+    bool ws = status == 101, has_len = false, chunked = false;
+    char code[4];
+    snprintf(code, sizeof(code), "%03d", ws ? 200 : status);
+    nghttp2_nv nv[MAX_RESP_HEADERS];
+    size_t n = 0;
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    head_fields(st, p, p + st->head.len, ws, nv, &n, &has_len, &chunked);
     bool no_body = (st->flags & S_HEAD_REQ) || status == 204 || status == 304 || (has_len && !chunked && !st->body_left);
     if (ws) st->rstate = R_RAW;
     else if (no_body) st->rstate = R_DONE;
