@@ -440,6 +440,34 @@ static bool name_is(const uint8_t *name, size_t len, const char *want)
     return strlen(want) == len && memcmp(name, want, len) == 0;
 }
 
+/* A pseudo-header of a request: the request line's parts, Host, or the
+ * Upgrade fields of an RFC 8441 WebSocket. */
+static void on_pseudo(hr_h2 *h, h2_stream *st, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
+{
+    if (name_is(name, nlen, ":method")) {
+        if (name_is(value, vlen, "HEAD")) st->flags |= S_HEAD_REQ;
+        if (name_is(value, vlen, "CONNECT")) {
+            hr_buf_append_str(&h->method, "GET");
+            h->connect = true; /* a WebSocket with :protocol websocket, refused without it */
+        } else {
+            hr_buf_append(&h->method, value, vlen);
+        }
+    } else if (name_is(name, nlen, ":path")) {
+        hr_buf_append(&h->path, value, vlen);
+    } else if (name_is(name, nlen, ":authority")) {
+        hr_buf_append_str(&h->hdrs, "Host: ");
+        hr_buf_append(&h->hdrs, value, vlen);
+        hr_buf_append_str(&h->hdrs, "\r\n");
+        h->has_host = true;
+    } else if (name_is(name, nlen, ":protocol")) {
+        if (name_is(value, vlen, "websocket")) {
+            st->flags |= S_WS;
+            hr_buf_append_str(&h->hdrs, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                        "Sec-WebSocket-Key: " WS_KEY "\r\n");
+        }
+    }
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
                      const uint8_t *value, size_t vlen, uint8_t flags, void *user)
 {
@@ -453,28 +481,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     if (st->hdr_bytes > (uint64_t)h->c->w->opts->http2_max_header_list_size) st->flags |= S_TOO_BIG;
     if (st->flags & S_TOO_BIG) return 0;
     if (nlen && name[0] == ':') {
-        if (name_is(name, nlen, ":method")) {
-            if (name_is(value, vlen, "HEAD")) st->flags |= S_HEAD_REQ;
-            if (name_is(value, vlen, "CONNECT")) {
-                hr_buf_append_str(&h->method, "GET");
-                h->connect = true; /* a WebSocket with :protocol websocket, refused without it */
-            } else {
-                hr_buf_append(&h->method, value, vlen);
-            }
-        } else if (name_is(name, nlen, ":path")) {
-            hr_buf_append(&h->path, value, vlen);
-        } else if (name_is(name, nlen, ":authority")) {
-            hr_buf_append_str(&h->hdrs, "Host: ");
-            hr_buf_append(&h->hdrs, value, vlen);
-            hr_buf_append_str(&h->hdrs, "\r\n");
-            h->has_host = true;
-        } else if (name_is(name, nlen, ":protocol")) {
-            if (name_is(value, vlen, "websocket")) {
-                st->flags |= S_WS;
-                hr_buf_append_str(&h->hdrs, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                                            "Sec-WebSocket-Key: " WS_KEY "\r\n");
-            }
-        }
+        on_pseudo(h, st, name, nlen, value, vlen);
         return 0;
     }
     if (name_is(name, nlen, "expect")) return 0; /* no 100-continue: flow control does its work */
