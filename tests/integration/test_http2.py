@@ -77,6 +77,17 @@ def reset_burst(h2, n):
     return burst
 
 
+def read_until(stream, marker, count=1):
+    """Lines from a curl's stdout until marker was seen count times; fails at EOF."""
+    got = b""
+    while got.count(marker) < count:
+        line = stream.readline()
+        if not line:
+            raise AssertionError(f"stream ended before {marker!r} x{count}: {got!r}")
+        got += line
+    return got
+
+
 def sse_events(payload):
     return [json.loads(line[5:]) for line in payload.split(b"\n") if line.startswith(b"data:")]
 
@@ -144,14 +155,10 @@ class Http2Case(HeraldTestCase):
                               "-w", "%{http_version}", self.base + "/sse?channel=h2-sse"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            ev = b""
-            while b"event: connected" not in ev:
-                ev += p.stdout.readline()
+            read_until(p.stdout, b"event: connected")
             first = self.publish("h2-sse", {"n": 1})
             self.publish("h2-sse", {"n": 2})
-            lines = b""
-            while lines.count(b"data: {\"n\"") < 2:
-                lines += p.stdout.readline()
+            lines = read_until(p.stdout, b'data: {"n"', 2)
         finally:
             p.kill()
             p.communicate()
@@ -187,14 +194,14 @@ class Http2Case(HeraldTestCase):
         p = subprocess.Popen(["curl", "-sS", "-N", "--http2-prior-knowledge", "--max-time", str(10 * SLOW),
                               self.base + "/stream"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            first = json.loads(p.stdout.readline())
+            first = json.loads(read_until(p.stdout, b"\n"))
             sess = first.get("session") or first.get("stream", {}).get("session")
             cmds = json.dumps({"id": 1, "connect": {}}) + "\n" + json.dumps(
                 {"id": 2, "subscribe": {"channel": "h2-stream"}})
             code, body, _ = curl("-X", "POST", "--data-binary", cmds, f"{self.base}/stream/send?session={sess}")
             self.assertEqual(code, 202, body)
             while True:
-                line = json.loads(p.stdout.readline())
+                line = json.loads(read_until(p.stdout, b"\n"))
                 if line.get("id") == 2:
                     self.publish("h2-stream", {"via": "stream"})
                 if "pub" in line:
@@ -406,9 +413,7 @@ class Http2Drain(unittest.TestCase):
                               f"http://127.0.0.1:{srv.port}/sse?channel=h2-drain"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            got = b""
-            while b"event: connected" not in got:
-                got += p.stdout.readline()
+            read_until(p.stdout, b"event: connected")
             srv.signal(signal.SIGTERM)
             out, err = p.communicate(timeout=10 * SLOW)
         finally:
