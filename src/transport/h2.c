@@ -104,6 +104,14 @@ struct hr_h2 {
 
 static const hr_conn_vt h2_vt;
 
+/* How long a connection without streams stays: http.keepalive_timeout, or
+ * at most 2 s for one refused at accept (its streams were answered). */
+static uint64_t idle_ms(const hr_conn *c)
+{
+    uint64_t ka = (uint64_t)c->w->opts->http_keepalive_timeout_ms;
+    return (c->flags & HR_CONN_REFUSED) ? HR_MIN(ka, 2000) : ka;
+}
+
 int hr_h2_preface(const uint8_t *data, size_t len)
 {
     size_t n = HR_MIN(len, (size_t)HR_H2_PREFACE_LEN);
@@ -552,7 +560,9 @@ static void start_request(hr_h2 *h, h2_stream *st, bool end_stream)
     hr_buf_append_str(&req, "\r\n");
     block_reset(h);
     hr_conn *p = h->c;
-    hr_conn *c = hr_conn_open_virtual(p->w, &st->base, p->flags & (HR_CONN_TLS | HR_CONN_VIA_PROXY | HR_CONN_METRICS_ONLY));
+    hr_conn *c = hr_conn_open_virtual(p->w, &st->base,
+                                      p->flags & (HR_CONN_TLS | HR_CONN_VIA_PROXY | HR_CONN_METRICS_ONLY | HR_CONN_REFUSED));
+    if (p->flags & HR_CONN_REFUSED) c->retry_after = p->retry_after; /* answered 503/429 as over HTTP/1.1 */
     st->c = c;
     h->attach(c);
     if (h->peer_key) hr_http_set_peer_key(c, h->peer_key);
@@ -633,7 +643,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     h->nstreams--;
     if (st->c) hr_conn_close(st->c); /* reset by the client, or its response sent */
     stream_free(st);
-    if (!h->nstreams) hr_conn_set_timer(h->c, (uint64_t)h->c->w->opts->http_keepalive_timeout_ms);
+    if (!h->nstreams) hr_conn_set_timer(h->c, idle_ms(h->c));
     return 0;
 }
 
@@ -835,7 +845,7 @@ int hr_h2_attach_with(hr_conn *c, uint32_t peer_key, void (*attach)(hr_conn *str
     nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, HR_ARRAY_LEN(iv));
     if (c->proto) hr_http_detach(c, HR_CK_NONE);
     hr_conn_set_transport(c, &h2_vt, h);
-    hr_conn_set_timer(c, (uint64_t)o->http_keepalive_timeout_ms);
+    hr_conn_set_timer(c, idle_ms(c));
     want_send(h);
     return 0;
 }

@@ -542,17 +542,18 @@ static ssize_t refuse(hr_conn *c, size_t len)
 static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_http *h = c->proto;
-    if (c->flags & HR_CONN_REFUSED) return refuse(c, len);
-    if (h->deferred) { /* keep it for after the deferred answer */
-        hr_conn_pause_reading(c);
-        return 0;
-    }
     const hr_transport_opts *opt = c->w->opts;
-    /* HTTP/2 (h2 by ALPN, or h2c by prior knowledge): the connection's first bytes are the client preface */
+    /* HTTP/2 (h2 by ALPN, or h2c by prior knowledge): the connection's first bytes are the client
+     * preface (a connection refused at accept is refused on each of its streams, in HTTP/2) */
     if (!h->served && h->state == H_IDLE && opt->http2_enabled && c->io.fd >= 0) {
         int pre = hr_h2_preface(data, len);
         if (pre == 0) return 0;
         if (pre == 1) return hr_h2_attach(c, h->peer_key) ? -1 : c->vt->on_data(c, data, len);
+    }
+    if (c->flags & HR_CONN_REFUSED) return refuse(c, len);
+    if (h->deferred) { /* keep it for after the deferred answer */
+        hr_conn_pause_reading(c);
+        return 0;
     }
     hr_http_limits lim = limits_of(opt);
     size_t pos = 0;

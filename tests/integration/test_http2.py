@@ -425,6 +425,22 @@ class Http2Drain(unittest.TestCase):
         self.assertEqual(rc, 0)
 
 
+class Http2Refused(HeraldTestCase):
+    server_args = ("--limits.connections-per-ip", "1")
+
+    def test_refused_at_accept_answers_503_over_h2(self):
+        hold = socket.create_connection(("127.0.0.1", self.server.port), timeout=5)  # the address's one connection
+        try:
+            hold.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(hold.recv(4096).startswith(b"HTTP/1.1 200"))
+            code, body, ver = curl("-D", "-", f"http://127.0.0.1:{self.server.port}/health")
+            self.assertEqual((code, ver), (503, "2"), body)
+            self.assertIn(b"retry-after: ", body)
+            self.assertIn(b"too many connections from your address", body)
+        finally:
+            hold.close()
+
+
 class Http2Settings(HeraldTestCase):
     server_args = ("--http2.initial-window-size", "1000", "--http2.max-header-list-size", "4KiB",
                    "--http2.max-concurrent-streams", "7", "--http2.max-resets-per-second", "10")
