@@ -64,6 +64,7 @@ enum {
     S_GONE = 1u << 7,       /* nghttp2 closed the stream */
     S_TOO_BIG = 1u << 8,    /* header list over http2.max_header_list_size */
     S_WAKE = 1u << 9,       /* on the connection's wake list */
+    S_HELD = 1u << 10,      /* request bytes its conn holds unread: the window opens as it reads them */
 };
 
 typedef struct hr_h2 hr_h2;
@@ -78,6 +79,7 @@ typedef struct h2_stream {
     uint8_t rstate;
     uint32_t hdr_bytes;      /* decoded header list size so far */
     uint64_t stall_at;       /* closed with bytes its window does not let out: reset at this loop ms (0: no) */
+    uint32_t held;           /* request DATA bytes fed to the conn and not yet given back to the window */
     uint64_t body_left;      /* R_LEN */
     hr_http_chunked ch;      /* R_CHUNKED */
     hr_buf head;             /* response head until its blank line */
@@ -93,6 +95,7 @@ struct hr_h2 {
     h2_stream *wake;         /* streams whose conns may write again */
     uint32_t peer_key;
     uint32_t nstreams;
+    uint32_t held_streams;   /* streams with S_HELD */
     uint32_t resets;         /* RST_STREAM frames in the current second */
     uint32_t continuations;  /* CONTINUATION frames in the current header block */
     uint64_t reset_window;   /* loop ms the second began */
@@ -153,6 +156,7 @@ static bool is_hop_header(const char *name, size_t len)
 }
 
 static nghttp2_data_provider provider(h2_stream *st);
+static void credit(hr_h2 *h, h2_stream *st);
 
 /* The header fields of a response head p..end (after its status line) as
  * nghttp2 name/value pairs from nv[*n] on, names lower-cased in place,
@@ -342,6 +346,7 @@ static void stream_close(hr_conn *c)
     h2_stream *st = stream_of(c);
     st->c = NULL;
     c->layer = &dead_layer;
+    if (st->h2 && !(st->flags & S_GONE)) credit(st->h2, st); /* what it held is dropped */
     if (!st->h2 || (st->flags & S_GONE)) {
         if (!st->h2) stream_free(st); /* the TCP conn is gone: no one else holds it */
         return;
@@ -605,22 +610,59 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     return 0;
 }
 
-static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *user)
+/* Request DATA to the stream conn (chunk-framed when the request had no
+ * content-length). The payload lies in our own input buffer (nghttp2 does
+ * not copy DATA): the transport may edit it in place. */
+static void feed_body(h2_stream *st, const uint8_t *data, size_t len)
 {
-    HR_UNUSED(flags);
-    HR_UNUSED(user);
-    h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
-    if (!st || !st->c || !len) return 0;
     if (st->flags & S_CHUNKED_REQ) {
         char size[24];
         int n = snprintf(size, sizeof(size), "%zx\r\n", len);
-        if (hr_conn_feed(st->c, (uint8_t *)size, (size_t)n)) return 0;
-        /* the payload lies in our own input buffer (nghttp2 does not copy DATA): the transport may edit it in place */
-        if (hr_conn_feed(st->c, (uint8_t *)data, len)) return 0;
+        if (hr_conn_feed(st->c, (uint8_t *)size, (size_t)n)) return;
+        if (hr_conn_feed(st->c, (uint8_t *)data, len)) return;
         (void)hr_conn_feed(st->c, (uint8_t *)"\r\n", 2);
-        return 0;
+        return;
     }
     (void)hr_conn_feed(st->c, (uint8_t *)data, len);
+}
+
+/* Give back to the client's window the request bytes the stream conn has
+ * read (nghttp2's automatic WINDOW_UPDATE is off): what its transport leaves
+ * unread (reading paused: a WebSocket whose answers are not read) keeps the
+ * window closed, so a client cannot make the server buffer without bound. */
+static void credit(hr_h2 *h, h2_stream *st)
+{
+    uint32_t keep = st->c ? (uint32_t)HR_MIN((uint64_t)st->c->in.len, (uint64_t)st->held) : 0;
+    if (st->held > keep) nghttp2_session_consume(h->s, st->id, st->held - keep);
+    st->held = keep;
+    bool held = keep > 0;
+    if (held != ((st->flags & S_HELD) != 0)) {
+        st->flags ^= S_HELD;
+        if (held) h->held_streams++;
+        else h->held_streams--;
+    }
+}
+
+/* At each flush: the streams whose conns held request bytes may have read them. */
+static void credit_held(hr_h2 *h)
+{
+    if (!h->held_streams) return;
+    for (h2_stream *st = h->streams; st; st = st->next)
+        if (st->flags & S_HELD) credit(h, st);
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *user)
+{
+    HR_UNUSED(flags);
+    hr_h2 *h = user;
+    h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+    if (!st) {
+        nghttp2_session_consume_connection(s, len);
+        return 0;
+    }
+    st->held += (uint32_t)len;
+    if (st->c && len) feed_body(st, data, len);
+    credit(h, st);
     return 0;
 }
 
@@ -631,6 +673,8 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
     if (!st) return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
+    if (st->held) nghttp2_session_consume_connection(s, st->held); /* the stream's share of the connection window */
+    if (st->flags & S_HELD) h->held_streams--;
     st->flags |= S_GONE;
     stream_unlink(st);
     if (h->wake == st) h->wake = st->wake_next;
@@ -696,6 +740,7 @@ static void h2_send(hr_h2 *h)
     hr_buf out = HR_BUF_INIT;
     for (;;) {
         wake_streams(h);
+        credit_held(h);
         if (c->out.bytes + out.len >= OUT_HIGH) break;
         const uint8_t *p;
         ssize_t n = nghttp2_session_mem_send(h->s, &p);
@@ -829,6 +874,7 @@ int hr_h2_attach_with(hr_conn *c, uint32_t peer_key, void (*attach)(hr_conn *str
     nghttp2_option_new(&opt);
     nghttp2_option_set_max_outbound_ack(opt, (size_t)o->http2_max_resets_per_second);
     nghttp2_option_set_max_settings(opt, 32);
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* the window opens as the stream conns read (credit) */
     int rc = nghttp2_session_server_new2(&h->s, callbacks, h, opt);
     nghttp2_option_del(opt);
     if (rc) {
@@ -843,6 +889,9 @@ int hr_h2_attach_with(hr_conn *c, uint32_t peer_key, void (*attach)(hr_conn *str
         {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, HR_ARRAY_LEN(iv));
+    /* the connection's window: room for every stream's, so one stream holding its bytes stops no other */
+    int64_t conn_window = HR_MIN(o->http2_max_concurrent_streams * o->http2_initial_window_size, (int64_t)INT32_MAX);
+    if (conn_window > 65535) nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0, (int32_t)conn_window);
     if (c->proto) hr_http_detach(c, HR_CK_NONE);
     hr_conn_set_transport(c, &h2_vt, h);
     hr_conn_set_timer(c, idle_ms(c));

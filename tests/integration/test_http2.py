@@ -441,6 +441,56 @@ class Http2Refused(HeraldTestCase):
             hold.close()
 
 
+class Http2Backpressure(HeraldTestCase):
+    server_args = ("--websocket.max-queued-bytes", "64KiB")
+
+    def test_window_stays_closed_while_the_stream_does_not_read(self):
+        """A WebSocket whose echoes are not read pauses reading: its window is not opened again, so the
+        client cannot make the server hold more than one window of its input; it opens once it reads."""
+        h2 = H2(self.server.port, settings={h2_raw.SETTINGS_INITIAL_WINDOW_SIZE: 0})  # no echo leaves at first
+        try:
+            sid = h2.request("/ws/echo", method="CONNECT", protocol="websocket", end=False,
+                             headers=[("sec-websocket-version", "13")])
+            self.assertEqual(h2.until(lambda f: f[0] == h2_raw.HEADERS and f[2] == sid)[3][:1], b"\x88")
+            msg = ws_frame(b"m" * 994)  # 1000 bytes on the wire
+            # send as fast as the server's window allows, for a while
+            granted, sent = 0, 0
+            deadline = time.monotonic() + 1.5 * SLOW
+            while time.monotonic() < deadline and sent < 2_000_000:
+                while granted + 65535 - sent >= 1000 and sent < 2_000_000:
+                    h2.data(sid, msg)
+                    sent += 1000
+                f = h2.read_frame(0.1)
+                if f and f[0] == h2_raw.WINDOW_UPDATE and f[2] == sid:
+                    granted += struct.unpack(">I", f[3])[0]
+            self.assertLess(sent, 200_000, "the window was opened for bytes the stream had not read")
+            # the client reads again: the echoes flow, the stream reads the rest, the window opens (nghttp2
+            # sends WINDOW_UPDATE once half a window is read), and 30 more messages fit
+            h2.window_update(sid, 1 << 20)
+            h2.window_update(0, 1 << 20)
+            echoed = 0
+
+            def read_for(seconds):
+                nonlocal echoed, granted
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline and echoed < sent // 1000 * 998:
+                    f = h2.read_frame(0.3)
+                    if f and f[0] == h2_raw.WINDOW_UPDATE and f[2] == sid:
+                        granted += struct.unpack(">I", f[3])[0]
+                    if f and f[0] == h2_raw.DATA and f[2] == sid:
+                        echoed += len(f[3])
+
+            read_for(5 * SLOW)
+            for _ in range(min(30, (granted + 65535 - sent) // 1000)):
+                h2.data(sid, msg)
+                sent += 1000
+            read_for(5 * SLOW)
+            self.assertEqual(echoed, sent // 1000 * 998)
+            self.assertGreater(granted, sent - 65535 // 2, "the window did not open as the stream read")
+        finally:
+            h2.close()
+
+
 class Http2Settings(HeraldTestCase):
     server_args = ("--http2.initial-window-size", "1000", "--http2.max-header-list-size", "4KiB",
                    "--http2.max-concurrent-streams", "7", "--http2.max-resets-per-second", "10")
