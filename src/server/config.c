@@ -197,7 +197,7 @@ const hr_option hr_options[] = {
      "SETTINGS_MAX_CONCURRENT_STREAMS: most streams (requests, SSE streams, WebSockets) open at once on one HTTP/2 "
      "connection. A client that opens more before it has our SETTINGS gets RST_STREAM REFUSED_STREAM, after: GOAWAY "
      "PROTOCOL_ERROR."},
-    {"http2.initial_window_size", HR_OPT_SIZE, OFF(http2_initial_window_size), "65535", 0, 2147483647, NULL, NULL,
+    {"http2.initial_window_size", HR_OPT_SIZE, OFF(http2_initial_window_size), "65535", 1024, 2147483647, NULL, NULL,
      "SETTINGS_INITIAL_WINDOW_SIZE: bytes a client may send on a stream (request bodies, WebSocket frames) before "
      "the server's WINDOW_UPDATE."},
     {"http2.max_header_list_size", HR_OPT_SIZE, OFF(http2_max_header_list_size), "16KiB", 256, 1 * MiB, NULL, NULL,
