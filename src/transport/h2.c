@@ -29,6 +29,13 @@
  * every stream conn has written) and only while its own queue holds less
  * than OUT_HIGH bytes; when it drains, more frames are made.
  *
+ * Input: nghttp2's automatic WINDOW_UPDATE is off. Request DATA is given
+ * back to the client's window as the stream conn reads it (credit), so a
+ * stream whose reading is paused holds at most one window of input; the
+ * connection's window is max_concurrent_streams windows, so it stops no
+ * other stream. A connection refused at accept (limits.*_per_ip) refuses
+ * each of its streams the HTTP/1.1 way (its conns inherit the refusal).
+ *
  * Abuse: SETTINGS_MAX_CONCURRENT_STREAMS, the header list bound (431) and a
  * CONTINUATION frame count per header block (GOAWAY ENHANCE_YOUR_CALM),
  * RST_STREAM frames counted per second (rapid reset: GOAWAY
