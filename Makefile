@@ -19,8 +19,8 @@ CMAKE_FLAGS ?=
 # tests/integration/test_sdk_browser.mjs starts herald with the same flags.
 DEMO_FLAGS ?= --channels.publish anyone --server.static-follow-symlinks true --namespace.chat.join-leave true --namespace.typing.history-size 0
 
-APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev libcurl4-openssl-dev
-APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server prometheus
+APT_BUILD = build-essential cmake ninja-build pkg-config libssl-dev zlib1g-dev libcmocka-dev libjansson-dev libmsgpack-dev libcurl4-openssl-dev libnghttp2-dev
+APT_TEST  = clang libclang-rt-14-dev python3 python3-websockets python3-msgpack chromium curl redis-server prometheus nghttp2-client
 
 .PHONY: all build run run-backend cluster test test-unit test-asan fuzz fuzz-build deps deps-test clean
 

@@ -199,6 +199,27 @@ const hr_option hr_options[] = {
      "Serve POST /http/echo (answers the request body back as application/octet-stream with "
      "X-Content-Type-Options: nosniff, whatever Content-Type was sent; for conformance tests)."},
 
+    {"http2.enabled", HR_OPT_BOOL, OFF(http2_enabled), "true", 0, 0, NULL, NULL,
+     "Speak HTTP/2 (every endpoint, and WebSocket by RFC 8441's extended CONNECT): TLS listeners offer h2 before "
+     "http/1.1 by ALPN, and cleartext listeners take h2c with prior knowledge (a connection whose first bytes are "
+     "the HTTP/2 client preface). false: HTTP/1.1 only."},
+    {"http2.max_concurrent_streams", HR_OPT_INT, OFF(http2_max_concurrent_streams), "100", 1, 100000, NULL, NULL,
+     "SETTINGS_MAX_CONCURRENT_STREAMS: most streams (requests, SSE streams, WebSockets) open at once on one HTTP/2 "
+     "connection. A client that opens more before it has our SETTINGS gets RST_STREAM REFUSED_STREAM, after: GOAWAY "
+     "PROTOCOL_ERROR."},
+    {"http2.initial_window_size", HR_OPT_SIZE, OFF(http2_initial_window_size), "65535", 1024, 2147483647, NULL, NULL,
+     "SETTINGS_INITIAL_WINDOW_SIZE: bytes a client may send on a stream (request bodies, WebSocket frames) before "
+     "the server's WINDOW_UPDATE."},
+    {"http2.max_header_list_size", HR_OPT_SIZE, OFF(http2_max_header_list_size), "16KiB", 256, 1 * MiB, NULL, NULL,
+     "SETTINGS_MAX_HEADER_LIST_SIZE: largest request header list after HPACK decoding (names + values + 32 bytes "
+     "each). Larger: 431. A header block in more than max_header_list_size / 1024 + 2 CONTINUATION frames: GOAWAY "
+     "ENHANCE_YOUR_CALM (CONTINUATION flood; nghttp2 stops at 8 itself where it has that fix). The HPACK table "
+     "stays at 4096 bytes."},
+    {"http2.max_resets_per_second", HR_OPT_INT, OFF(http2_max_resets_per_second), "200", 1, 1000000, NULL, NULL,
+     "Most RST_STREAM frames a client may send on one HTTP/2 connection in one second (rapid reset, "
+     "CVE-2023-44487). More: GOAWAY ENHANCE_YOUR_CALM and close. The same number bounds the SETTINGS and PING "
+     "acknowledgements the server owes (SETTINGS/PING floods: GOAWAY ENHANCE_YOUR_CALM)."},
+
     {"websocket.max_frame_size", HR_OPT_SIZE, OFF(ws_max_frame_size), "16MiB", 125, 1 * GiB, NULL, NULL,
      "Largest single frame payload accepted from a client (never more than the endpoint's message limit). "
      "Larger: close 1009."},

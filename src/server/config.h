@@ -89,6 +89,12 @@ typedef struct hr_config {
     int64_t http_max_pipelined_bytes; /* unconsumed pipelined input before reading pauses */
     int64_t http_max_queued_files;    /* static files queued per connection before reading pauses */
     bool http_echo_endpoint;
+    /* [http2] */
+    bool http2_enabled;
+    int64_t http2_max_concurrent_streams;
+    int64_t http2_initial_window_size;
+    int64_t http2_max_header_list_size;
+    int64_t http2_max_resets_per_second;
     /* [websocket] */
     int64_t ws_max_frame_size;
     int64_t ws_max_message_size;

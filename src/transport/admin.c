@@ -146,7 +146,7 @@ static void login(hr_conn *c, const hr_http_request *req, const uint8_t *body, s
         hr_http_refuse(c, req, HR_REFUSE_TOKEN, 401, NO_STORE, "wrong password", close);
         return;
     }
-    bool tls = c->layer != &hr_conn_plain;
+    bool tls = (c->flags & HR_CONN_TLS) != 0;
     snprintf(hdr, sizeof(hdr), "Set-Cookie: " COOKIE_NAME "=%s; Path=/admin; HttpOnly; SameSite=Strict%s\r\n" NO_STORE,
              ids.sid, tls ? "; Secure" : "");
     char out[128];

@@ -435,7 +435,7 @@ void hr_conn_resume_reading(hr_conn *c)
 }
 
 const char *const hr_conn_kind_names[HR_CK__N] = {"none", "http", "websocket", "raw", "sse", "http_stream",
-                                                   "long_poll"};
+                                                   "long_poll", "http2"};
 
 void hr_conn_set_kind(hr_conn *c, hr_conn_kind kind)
 {
@@ -499,7 +499,8 @@ void hr_conn_close(hr_conn *c)
     c->flags |= HR_CONN_CLOSED;
     hr_timer_stop(&w->loop.wheel, &c->timer);
     if (c->layer->ops->close) c->layer->ops->close(c); /* e.g. TLS close_notify, while the socket is open */
-    close(c->io.fd); /* also removes it from epoll */
+    bool sock = c->io.fd >= 0; /* not a socketless one (hr_conn_open_virtual) */
+    if (sock) close(c->io.fd); /* also removes it from epoll */
     c->io.fd = -1;
     outq_clear(c);
     in_free(c);
@@ -511,7 +512,7 @@ void hr_conn_close(hr_conn *c)
     if (c->next) c->next->prev = c->prev;
     w->nconns--;
     hr_stat_sub(&w->stats.connections, 1);
-    atomic_fetch_sub_explicit(&w->sh->total_connections, 1, memory_order_relaxed);
+    if (sock) atomic_fetch_sub_explicit(&w->sh->total_connections, 1, memory_order_relaxed);
     if (c->ip_key && !(c->flags & HR_CONN_REFUSED)) hr_limits_release(w->sh->limits, c->ip_key, hr_loop_now(&w->loop));
     c->next = w->free_list;
     w->free_list = c;
@@ -610,7 +611,7 @@ static bool input_backlog(const hr_conn *c)
     return (c->flags & HR_CONN_IN_READY_LIST) && c->in.len >= (uint64_t)c->w->opts->http_max_pipelined_bytes;
 }
 
-static void do_read(hr_conn *c)
+static void do_read(hr_conn *c, bool rdhup)
 {
     hr_worker *w = c->w;
     for (int i = 0; i < READS_PER_TURN; i++) {
@@ -639,7 +640,10 @@ static void do_read(hr_conn *c)
                 rc = deliver(c, dst, (size_t)n, false);
             }
             if (rc) return;
-            if (drained) return; /* the socket's next edge will come */
+            /* The socket's next edge will come. An HTTP/2 connection whose
+             * peer also closed (EPOLLRDHUP in the same edge) reads its FIN
+             * now: no edge follows, and its streams end with it. */
+            if (drained && !(rdhup && c->vt->kind == HR_CK_HTTP2)) return;
             continue;
         }
         if (n == 0) {
@@ -676,7 +680,7 @@ void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events)
         if (c->flags & HR_CONN_READ_PAUSED) {
             c->flags |= HR_CONN_READ_PENDING;
         } else {
-            do_read(c);
+            do_read(c, (events & EPOLLRDHUP) != 0);
         }
     }
 }
@@ -700,26 +704,94 @@ void hr_conn_run_ready(hr_worker *w)
         if (c->flags & HR_CONN_CLOSED) continue;
         /* leftover bytes may already hold complete units (e.g. after a pause) */
         if (c->in.len && deliver(c, c->in.data + c->in.off, c->in.len, true)) continue;
-        do_read(c);
+        do_read(c, false);
     }
 }
 
 void hr_conn_end_turn(hr_worker *w)
 {
-    /* Handlers may queue more while we flush (e.g. close after a write), so loop. */
-    while (w->flush_list) {
-        hr_conn *c = w->flush_list;
-        w->flush_list = c->flush_next;
-        c->flags &= ~HR_CONN_IN_FLUSH_LIST;
-        if (c->flags & HR_CONN_CLOSED) continue;
-        if (c->flags & HR_CONN_WRITE_BLOCKED) continue; /* EPOLLOUT will come */
-        hr_conn_flush(c);
+    /* Handlers may queue more while we flush (e.g. close after a write), so
+     * loop. Connections with an on_flush hook (HTTP/2) go last, once the
+     * others (their streams) have written into them: all of a turn's frames
+     * leave in one write. They stay marked as listed meanwhile. */
+    for (;;) {
+        hr_conn *late = NULL;
+        while (w->flush_list) {
+            hr_conn *c = w->flush_list;
+            w->flush_list = c->flush_next;
+            if (c->vt->on_flush && !(c->flags & HR_CONN_CLOSED)) {
+                c->flush_next = late;
+                late = c;
+                continue;
+            }
+            c->flags &= ~HR_CONN_IN_FLUSH_LIST;
+            if (c->flags & HR_CONN_CLOSED) continue;
+            if (c->flags & HR_CONN_WRITE_BLOCKED) continue; /* EPOLLOUT will come */
+            hr_conn_flush(c);
+        }
+        if (!late) break;
+        while (late) {
+            hr_conn *c = late;
+            late = c->flush_next;
+            c->flags &= ~HR_CONN_IN_FLUSH_LIST;
+            if (c->flags & HR_CONN_CLOSED) continue;
+            c->vt->on_flush(c);
+            if (c->flags & (HR_CONN_CLOSED | HR_CONN_WRITE_BLOCKED)) continue;
+            hr_conn_flush(c);
+        }
     }
     while (w->free_list) {
         hr_conn *c = w->free_list;
         w->free_list = c->next;
         hr_free(c);
     }
+}
+
+/* ---- socketless connections (HTTP/2 streams) ------------------------------------- */
+
+hr_conn *hr_conn_open_virtual(hr_worker *w, hr_conn_layer *layer, uint32_t flags)
+{
+    hr_conn *c = hr_calloc(1, sizeof(*c));
+    c->io.fd = -1;
+    c->layer = layer;
+    c->w = w;
+    hr_timer_init(&c->timer, hr_conn_on_timer);
+    c->last_rx = hr_loop_now(&w->loop);
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    hr_stat_add(&w->stats.connections, 1);
+    c->flags = flags;
+    return c;
+}
+
+int hr_conn_feed(hr_conn *c, uint8_t *data, size_t len)
+{
+    if (c->flags & HR_CONN_CLOSED) return HR_ERR_CLOSED;
+    c->last_rx = hr_loop_now(&c->w->loop);
+    if (!c->in.len && !(c->flags & (HR_CONN_READ_PAUSED | HR_CONN_IN_READY_LIST)))
+        return deliver(c, data, len, false);
+    memcpy(in_reserve(c, len), data, len);
+    c->in.len += (uint32_t)len;
+    if (c->flags & (HR_CONN_READ_PAUSED | HR_CONN_IN_READY_LIST)) return 0; /* resume / the ready list presents it */
+    return deliver(c, c->in.data + c->in.off, c->in.len, true);
+}
+
+void hr_conn_feed_eof(hr_conn *c)
+{
+    if (c->flags & (HR_CONN_CLOSED | HR_CONN_EOF)) return;
+    c->flags |= HR_CONN_EOF;
+    if (c->vt->on_eof) c->vt->on_eof(c);
+    else hr_conn_close(c);
+}
+
+void hr_conn_want_flush(hr_conn *c) { schedule_flush(c); }
+
+int hr_conn_socket(const hr_conn *c)
+{
+    while (c && c->io.fd < 0 && c->layer->ops->parent) c = c->layer->ops->parent(c);
+    return c ? c->io.fd : -1;
 }
 
 /* ---- the plain socket layer ------------------------------------------------------ */

@@ -56,6 +56,9 @@ typedef struct hr_conn_layer_ops {
     size_t (*committed)(const hr_conn *c);
     void (*shutdown)(hr_conn *c);          /* half-close (FIN) after the layer's own goodbye */
     void (*close)(hr_conn *c);             /* optional: release the layer (the socket closes after) */
+    /* Optional: the connection a socketless one rides on (an HTTP/2 stream's
+     * TCP connection), for hr_conn_socket. */
+    hr_conn *(*parent)(const hr_conn *c);
     const char *name;
 } hr_conn_layer_ops;
 
@@ -80,6 +83,7 @@ typedef enum hr_conn_kind {
     HR_CK_SSE,
     HR_CK_HTTP_STREAM,
     HR_CK_LONG_POLL,
+    HR_CK_HTTP2,       /* an HTTP/2 TCP connection (its streams count as their endpoints' kinds) */
     HR_CK__N
 } hr_conn_kind;
 extern const char *const hr_conn_kind_names[HR_CK__N];
@@ -94,6 +98,10 @@ typedef struct hr_conn_vt {
     void (*on_drained)(hr_conn *c);       /* output queue became empty (optional) */
     void (*on_shutdown)(hr_conn *c);      /* server is draining */
     void (*on_free)(hr_conn *c);          /* release transport state */
+    /* Optional: the end-of-turn flush is about to write this connection's
+     * queue (after every connection without this hook has flushed): a
+     * transport that frames lazily (HTTP/2) queues its frames now. */
+    void (*on_flush)(hr_conn *c);
     const char *name;
     hr_conn_kind kind;
 } hr_conn_vt;
@@ -225,6 +233,24 @@ void hr_conn_set_kind(hr_conn *c, hr_conn_kind kind);
 void hr_conn_set_timer(hr_conn *c, uint64_t delay_ms);
 void hr_conn_stop_timer(hr_conn *c);
 uint64_t hr_conn_now(const hr_conn *c);
+
+/* Socketless connections (an HTTP/2 stream, transport/h2.c): no socket and
+ * no epoll registration; every byte in comes through hr_conn_feed and every
+ * byte out goes to the layer's writev, which returns HR_ERR_AGAIN while the
+ * layer cannot take more (the layer calls hr_conn_on_io with EPOLLOUT when
+ * it can). They are on the worker's connection list (drain, counts) but not
+ * in server.max_connections' count, which counts sockets. */
+hr_conn *hr_conn_open_virtual(struct hr_worker *w, hr_conn_layer *layer, uint32_t flags);
+/* Input for a socketless connection: as if read from a socket (kept while
+ * reading is paused, presented with what is left over). 0 or HR_ERR_CLOSED. */
+int hr_conn_feed(hr_conn *c, uint8_t *data, size_t len);
+/* The peer closed its sending side of a socketless connection. */
+void hr_conn_feed_eof(hr_conn *c);
+/* Put c on the end-of-turn flush list even with nothing queued (a
+ * transport with on_flush has frames to make). */
+void hr_conn_want_flush(hr_conn *c);
+/* The socket under c (a socketless connection's parent's), or -1. */
+int hr_conn_socket(const hr_conn *c);
 
 /* Worker side: called from the loop for socket events. */
 void hr_conn_on_io(hr_loop *loop, hr_io *io, uint32_t events);

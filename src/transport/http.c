@@ -18,6 +18,7 @@
 #include "transport/admin.h"
 #include "transport/api.h"
 #include "transport/emulation.h"
+#include "transport/h2.h"
 #include "transport/proxy.h"
 #include "transport/sse.h"
 #include "transport/websocket.h"
@@ -579,9 +580,16 @@ static ssize_t hold(hr_conn *c, const uint8_t *data, size_t len, size_t pos)
 static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_http *h = c->proto;
+    const hr_transport_opts *opt = c->w->opts;
+    /* HTTP/2 (h2 by ALPN, or h2c by prior knowledge): the connection's first bytes are the client
+     * preface (a connection refused at accept is refused on each of its streams, in HTTP/2) */
+    if (!h->served && h->state == H_IDLE && opt->http2_enabled && c->io.fd >= 0) {
+        int pre = hr_h2_preface(data, len);
+        if (pre == 0) return 0;
+        if (pre == 1) return hr_h2_attach(c, h->peer_key) ? -1 : c->vt->on_data(c, data, len);
+    }
     if (c->flags & HR_CONN_REFUSED) return refuse(c, len);
     if (h->state != H_BODY && may_dispatch(c, h, data, len) != 1) return hold(c, data, len, 0); /* for after the deferred answer */
-    const hr_transport_opts *opt = c->w->opts;
     hr_http_limits lim = limits_of(opt);
     size_t pos = 0;
     int answered = 0;

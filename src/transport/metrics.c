@@ -425,7 +425,7 @@ static bool peer_allowed(hr_conn *c)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &len) != 0) return false;
+    if (getpeername(hr_conn_socket(c), (struct sockaddr *)&ss, &len) != 0) return false;
     if (ss.ss_family == AF_UNIX) return true;
     hr_ipaddr a;
     return hr_ipaddr_from_sockaddr((struct sockaddr *)&ss, len, &a) == 0 &&

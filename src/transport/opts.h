@@ -24,6 +24,11 @@
     X(int64_t, http_max_pipelined)              \
     X(int64_t, http_max_pipelined_bytes)        \
     X(int64_t, http_max_queued_files)           \
+    X(bool, http2_enabled)                      \
+    X(int64_t, http2_max_concurrent_streams)    \
+    X(int64_t, http2_initial_window_size)       \
+    X(int64_t, http2_max_header_list_size)      \
+    X(int64_t, http2_max_resets_per_second)     \
     X(hr_strlist, ws_allowed_origins)           \
     X(hr_strlist, ws_subprotocols)              \
     X(int64_t, ws_close_timeout_ms)             \

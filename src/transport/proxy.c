@@ -277,7 +277,7 @@ void hr_client_addr(hr_conn *c, const hr_http_request *req, char *out, size_t ca
     socklen_t sl = sizeof(ss);
     hr_ipaddr a;
     out[0] = '\0';
-    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &sl) == 0 &&
+    if (getpeername(hr_conn_socket(c), (struct sockaddr *)&ss, &sl) == 0 &&
         hr_ipaddr_from_sockaddr((const struct sockaddr *)&ss, sl, &a) == 0)
         hr_ipaddr_format(&a, out, cap);
     if (!(c->flags & HR_CONN_VIA_PROXY)) return;

@@ -82,12 +82,15 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
                        unsigned int inlen, void *arg)
 {
     HR_UNUSED(ssl);
-    HR_UNUSED(arg);
-    /* http/1.1 only for now (h2 later). A client offering only other
-     * protocols gets no ALPN answer and decides itself. */
-    static const unsigned char ours[] = "\x08http/1.1";
+    const hr_transport_opts *opt = arg;
+    /* h2 first when http2.enabled (the connection then starts with the
+     * client preface, which http.c recognises), then http/1.1. A client
+     * offering only other protocols gets no ALPN answer and decides itself. */
+    static const unsigned char both[] = "\x02h2\x08http/1.1";
+    const unsigned char *ours = opt->http2_enabled ? both : both + 3;
+    unsigned int ours_len = opt->http2_enabled ? sizeof(both) - 1 : sizeof(both) - 4;
     unsigned char *sel = NULL;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -131,7 +134,7 @@ SSL_CTX *hr_tls_ctx_new(const hr_transport_opts *opt, char *err, size_t errlen)
                               SSL_MODE_RELEASE_BUFFERS);
     /* Resumption through stateless tickets only: no per-session server memory. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, (void *)opt);
     if (opt->tls_ciphers[0] && SSL_CTX_set_cipher_list(ctx, opt->tls_ciphers) != 1) {
         snprintf(err, errlen, "tls.ciphers: \"%s\" selects no usable cipher (%s)", opt->tls_ciphers,
                  ossl_reason(why, sizeof(why)));

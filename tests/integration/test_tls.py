@@ -135,8 +135,13 @@ class TlsTransports(HeraldTestCase):
         code, body = curl(self.base + "/health")
         self.assertEqual(code, 200)
         self.assertEqual(json.loads(body)["status"], "ok")
+        h2 = client_ctx()
+        h2.set_alpn_protocols(["h2", "http/1.1"])  # h2 first when the client offers it (http2.enabled)
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=10) as raw:
+            with h2.wrap_socket(raw, server_hostname="localhost") as s:
+                self.assertEqual(s.selected_alpn_protocol(), "h2")
         ctx = client_ctx()
-        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        ctx.set_alpn_protocols(["http/1.1"])
         with socket.create_connection(("127.0.0.1", self.server.port), timeout=10) as raw:
             with ctx.wrap_socket(raw, server_hostname="localhost") as s:
                 self.assertEqual(s.selected_alpn_protocol(), "http/1.1")

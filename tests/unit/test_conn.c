@@ -3,7 +3,9 @@
  * resume on EPOLLOUT, leftovers are kept and re-presented, backpressure
  * pauses reading, files go out with sendfile, close frees everything; and,
  * through a fake I/O layer, that every read, write, file, half-close, close
- * and start stage goes through the connection's layer ops. */
+ * and start stage goes through the connection's layer ops; socketless
+ * connections (fed, paused, not counted as sockets) and the on_flush hook
+ * running after the other connections' flushes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -524,6 +526,78 @@ static void test_layer_start_stage_runs_first(void **state)
     close(peer);
 }
 
+/* ---- socketless connections (HTTP/2 streams) and the on_flush hook ---------- */
+
+static void test_virtual_conn_fed_paused_and_closed(void **state)
+{
+    (void)state;
+    hr_buf_free(&fk.out);
+    memset(&fk, 0, sizeof(fk));
+    size_t before = w.nconns;
+    hr_conn *c = hr_conn_open_virtual(&w, &fk_layer, HR_CONN_TLS);
+    c->vt = &rec_vt;
+    assert_int_equal(c->io.fd, -1);
+    assert_int_equal(w.nconns, before + 1);
+    assert_int_equal(hr_conn_socket(c), -1);
+    consume_keep = 2; /* the transport leaves a partial unit */
+    assert_int_equal(hr_conn_feed(c, (uint8_t *)"abcd", 4), 0);
+    consume_keep = 0;
+    assert_int_equal(hr_conn_feed(c, (uint8_t *)"ef", 2), 0); /* presented after the leftover */
+    assert_int_equal(seen.len, 10);
+    assert_memory_equal(seen.data, "abcd|cdef|", 10);
+    hr_conn_pause_reading(c);
+    assert_int_equal(hr_conn_feed(c, (uint8_t *)"gh", 2), 0); /* kept while paused */
+    assert_int_equal(seen.len, 10);
+    hr_conn_resume_reading(c);
+    hr_conn_run_ready(&w);
+    assert_memory_equal(seen.data + 10, "gh|", 3);
+    hr_conn_send(c, "out", 3);
+    hr_conn_end_turn(&w);
+    assert_int_equal(fk.out.len, 3); /* written through its layer */
+    hr_conn_close(c);
+    assert_int_equal(fk.closes, 1);
+    assert_int_equal(atomic_load(&srv.total_connections), 0); /* sockets only */
+    hr_conn_end_turn(&w);
+    assert_int_equal(w.nconns, before);
+}
+
+static int flush_order; /* 1: the plain conn flushed, 2: then on_flush ran */
+static void order_on_flush(hr_conn *c)
+{
+    (void)c;
+    assert_int_equal(flush_order, 1);
+    flush_order = 2;
+}
+static ssize_t order_writev(hr_conn *c, const struct iovec *iov, int cnt)
+{
+    if (!flush_order) flush_order = 1;
+    return fk_writev(c, iov, cnt);
+}
+static const hr_conn_layer_ops order_ops = {.read = fk_read, .writev = order_writev, .shutdown = fk_shutdown,
+                                            .name = "order"};
+static hr_conn_layer order_layer = {.ops = &order_ops};
+static const hr_conn_vt late_vt = {.on_data = rec_on_data, .on_eof = rec_on_eof, .on_timer = rec_on_timer,
+                                   .on_free = rec_on_free, .on_flush = order_on_flush, .name = "late"};
+
+static void test_on_flush_runs_after_the_others(void **state)
+{
+    (void)state;
+    hr_buf_free(&fk.out);
+    memset(&fk, 0, sizeof(fk));
+    flush_order = 0;
+    hr_conn *late = hr_conn_open_virtual(&w, &fk_layer, 0);
+    late->vt = &late_vt;
+    hr_conn *other = hr_conn_open_virtual(&w, &order_layer, 0);
+    other->vt = &rec_vt;
+    hr_conn_want_flush(late); /* listed first, nothing queued */
+    hr_conn_send(other, "x", 1);
+    hr_conn_end_turn(&w);
+    assert_int_equal(flush_order, 2);
+    hr_conn_close(late);
+    hr_conn_close(other);
+    hr_conn_end_turn(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -541,6 +615,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_layer_blocked_write_keeps_committed_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layer_partial_writes_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layer_start_stage_runs_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_virtual_conn_fed_paused_and_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_flush_runs_after_the_others, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
