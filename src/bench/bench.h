@@ -23,7 +23,14 @@
 
 /* CEILING: bench/ceiling.c (herald-ceiling), ws-node's URL scheme */
 enum hr_bench_server { HR_BENCH_HERALD = 0, HR_BENCH_NCHAN, HR_BENCH_WS_NODE, HR_BENCH_CEILING };
-enum hr_bench_transport { HR_BENCH_WS = 0, HR_BENCH_SSE };
+/* PUSHER: /app/bench?protocol=7 (docs/pusher.md; the server needs a Pusher app
+ * with key and app_id "bench"), channel PREFIX-i published as $pusher-bench:PREFIX-i */
+enum hr_bench_transport { HR_BENCH_WS = 0, HR_BENCH_SSE, HR_BENCH_PUSHER };
+#define HR_BENCH_PUSHER_APP "bench"
+static inline const char *hr_bench_transport_name(int t)
+{
+    return t == HR_BENCH_SSE ? "sse" : t == HR_BENCH_PUSHER ? "pusher" : "ws";
+}
 enum hr_bench_via { HR_BENCH_VIA_API = 0, HR_BENCH_VIA_WS };
 
 typedef struct hr_bench_opts {

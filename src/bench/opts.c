@@ -59,7 +59,8 @@ void hr_bench_usage(FILE *f)
             "  --api-key KEY                  Herald API key (default: $HERALD_API_KEY)\n"
             "  --server-pid PID               sample this process's RSS and CPU (and its children's)\n"
             "Subscribers:\n"
-            "  --transport ws|sse             subscriber transport (default ws)\n"
+            "  --transport ws|sse|pusher      subscriber transport (default ws; pusher: /app/bench, the Pusher\n"
+            "                                 protocol, with an app whose key and app_id are \"bench\")\n"
             "  --subscribers N                connections (default 100), round-robin over\n"
             "  --channels K                   channels PREFIX-0..K-1 (peers: PREFIX_0..; default 1)\n"
             "  --channel-prefix P             (default bench)\n"
@@ -232,7 +233,8 @@ static int set_flag(hr_bench_opts *o, int id, const char *arg, const char *v, bo
     case F_TRANSPORT:
         if (strcmp(v, "ws") == 0) o->transport = HR_BENCH_WS;
         else if (strcmp(v, "sse") == 0) o->transport = HR_BENCH_SSE;
-        else return fail(err, en, "%s: expected ws or sse, got \"%s\"", arg, v);
+        else if (strcmp(v, "pusher") == 0) o->transport = HR_BENCH_PUSHER;
+        else return fail(err, en, "%s: expected ws, sse or pusher, got \"%s\"", arg, v);
         return 0;
     case F_SUBSCRIBERS:
         if (!parse_uint(v, 1, 10000000, &u))
@@ -356,6 +358,8 @@ static int validate(hr_bench_opts *o, char *err, size_t en)
     if (o->source_ips > 1 && !is_loopback_v4(o->host))
         return fail(err, en, "--source-ips %u needs a 127.x.x.x --host (the extra source addresses are loopback)",
                     o->source_ips);
+    if (o->transport == HR_BENCH_PUSHER && (o->server != HR_BENCH_HERALD || o->publish_via != HR_BENCH_VIA_API))
+        return fail(err, en, "--transport pusher: Herald's /app/ endpoint, publishing through the API");
     if (o->server == HR_BENCH_CEILING && o->transport != HR_BENCH_WS)
         return fail(err, en, "--server ceiling: the ceiling (bench/ceiling.c) has WebSocket subscribers only");
     if (o->publish_via == HR_BENCH_VIA_WS) {

@@ -284,3 +284,21 @@ size_t hr_bench_urlencode(const char *s, char *out, size_t cap)
     out[w] = '\0';
     return w;
 }
+
+int hr_bench_pusher_msg(const uint8_t *p, size_t len, char *out, size_t cap, size_t *n)
+{
+    static const char ok[] = "{\"event\":\"pusher_internal:subscription_succeeded\"";
+    if (len >= sizeof(ok) - 1 && !memcmp(p, ok, sizeof(ok) - 1)) return 2;
+    if (len > 10 && !memcmp(p, "{\"event\":\"pusher", 16)) return 0;
+    static const char key[] = ",\"data\":\"";
+    const uint8_t *d = memmem(p, len, key, sizeof(key) - 1);
+    if (!d) return 0;
+    size_t i = (size_t)(d - p) + sizeof(key) - 1, o = 0;
+    for (; i < len && p[i] != '"'; i++) {
+        if (p[i] == '\\' && i + 1 < len) i++; /* the payload's escapes are \" and \\ only */
+        if (o == cap) return 0;
+        out[o++] = (char)p[i];
+    }
+    *n = o;
+    return i < len;
+}

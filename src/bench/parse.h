@@ -31,6 +31,12 @@ size_t hr_bench_payload_build(char *out, size_t cap, uint64_t t, uint64_t c, uin
  * non-negative integer. */
 bool hr_bench_payload_parse(const uint8_t *p, size_t n, uint64_t *t, uint64_t *c, uint64_t *s);
 
+/* A Pusher protocol message (--transport pusher): 1 when it is an event
+ * whose "data" string holds a payload, written unescaped into out (cap
+ * bytes) with *n its length; 2 for pusher_internal:subscription_succeeded;
+ * 0 for anything else (other pusher: events, a payload too big for out). */
+int hr_bench_pusher_msg(const uint8_t *p, size_t len, char *out, size_t cap, size_t *n);
+
 /* ---- HTTP/1.1 responses --------------------------------------------------- */
 
 typedef struct hr_bench_resp {

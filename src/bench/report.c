@@ -127,7 +127,7 @@ static json_t *params_json(const hr_bench_opts *o, double timeout)
     json_object_set_new(p, "host", json_string(o->host));
     json_object_set_new(p, "port", json_integer(o->port));
     json_object_set_new(p, "api_key_set", json_boolean(o->api_key[0] != '\0'));
-    json_object_set_new(p, "transport", json_string(o->transport == HR_BENCH_SSE ? "sse" : "ws"));
+    json_object_set_new(p, "transport", json_string(hr_bench_transport_name(o->transport)));
     json_object_set_new(p, "subscribers", jint(o->subscribers));
     json_object_set_new(p, "channels", jint(o->channels));
     json_object_set_new(p, "channel_prefix", json_string(o->prefix));
@@ -270,7 +270,7 @@ int bench_report(bench *b, hr_hist *lat, hr_hist *hs)
     json_t *j = json_object();
     json_object_set_new(j, "scenario", json_string(o->scenario));
     json_object_set_new(j, "server", json_string(hr_bench_server_name(o->server)));
-    json_object_set_new(j, "transport", json_string(o->transport == HR_BENCH_SSE ? "sse" : "ws"));
+    json_object_set_new(j, "transport", json_string(hr_bench_transport_name(o->transport)));
     json_object_set_new(j, "params", params_json(o, hr_bench_timeout(o)));
 
     json_t *conns = json_object();
@@ -354,7 +354,7 @@ int bench_report(bench *b, hr_hist *lat, hr_hist *hs)
         FILE *f = json_stdout ? stderr : stdout;
         char a[32], c2[32], d[32], e[32], r1[32], r2[32];
         fprintf(f, "herald bench: %s, %s, %s\n", o->scenario, hr_bench_server_name(o->server),
-                o->transport == HR_BENCH_SSE ? "sse" : "ws");
+                hr_bench_transport_name(o->transport));
         fprintf(f, "  connections  %" PRIu64 "/%" PRIu64 " opened in %.2f s (%.0f/s), %" PRIu64 " failed, %" PRIu64
                    " closed by the server",
                 opened, o->subscribers, ramp_s, ramp_s > 0 ? (double)opened / ramp_s : 0, failed, by_server);

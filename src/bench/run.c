@@ -194,11 +194,20 @@ static void account(bconn *c, uint64_t tsent, uint64_t s)
     hr_hist_record(&t->ival, lat);
 }
 
+static void sub_ready(bconn *c);
+
 static void on_message(bconn *c, const uint8_t *p, size_t n)
 {
     bthread *t = c->th;
     uint64_t ts, ch, s;
     if (c->kind != K_SUB) return; /* replies on a publisher's WebSocket */
+    char pd[4096];
+    if (t->b->o.transport == HR_BENCH_PUSHER) { /* the payload is the event's data string */
+        int k = hr_bench_pusher_msg(p, n, pd, sizeof(pd), &n);
+        if (k == 2) sub_ready(c);
+        if (k != 1) return;
+        p = (const uint8_t *)pd;
+    }
     if (HR_UNLIKELY(!hr_bench_payload_parse(p, n, &ts, &ch, &s))) {
         t->unparsed++;
         note(t, "a message without the bench's t/c/s fields: %.*s", (int)HR_MIN(n, 60), (const char *)p);
@@ -366,7 +375,8 @@ static void conn_connected(bconn *c)
     } else {
         char enc[480];
         hr_bench_urlencode(ch->name, enc, sizeof(enc));
-        snprintf(target, sizeof(target), "%s?channel=%s", b->o.transport == HR_BENCH_SSE ? "/sse" : "/ws/raw", enc);
+        if (b->o.transport == HR_BENCH_PUSHER) snprintf(target, sizeof(target), "/app/" HR_BENCH_PUSHER_APP "?protocol=7");
+        else snprintf(target, sizeof(target), "%s?channel=%s", b->o.transport == HR_BENCH_SSE ? "/sse" : "/ws/raw", enc);
     }
     char req[1200];
     int n;
@@ -421,15 +431,29 @@ static bool conn_head(bconn *c, const char *head, const hr_bench_resp *r)
         }
     }
     c->state = CS_READY;
+    if (c->kind == K_SUB && b->o.transport == HR_BENCH_PUSHER) { /* ready at subscription_succeeded */
+        const bchan *ch = &b->chans[c->chan];
+        char msg[600];
+        int n = snprintf(msg, sizeof(msg), "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"%s\"}}", ch->name);
+        ws_send(c, HR_WS_OP_TEXT, msg, (size_t)n);
+        return true;
+    }
+    sub_ready(c);
+    return true;
+}
+
+/* A subscriber receives from now on (publishers settle at once). */
+static void sub_ready(bconn *c)
+{
+    bthread *t = c->th;
     if (c->kind == K_SUB) {
         uint64_t hs = t->now > c->t_start ? t->now - c->t_start : 0;
         hr_hist_record(&t->hs, hs);
-        bchan *ch = &b->chans[c->chan];
+        bchan *ch = &t->b->chans[c->chan];
         hr_bench_seq_init(&c->seq, atomic_load_explicit(&ch->next_seq, memory_order_acquire));
         t->open_subs++;
     }
     handshake_finished(c, true);
-    return true;
 }
 
 /* ---- input ------------------------------------------------------------------------ */
@@ -685,7 +709,7 @@ static void sub_hangup(bconn *c, int how)
 {
     if (c->state == CS_READY) {
         session_end(c, how);
-        if (c->th->b->o.transport == HR_BENCH_WS) {
+        if (c->th->b->o.transport != HR_BENCH_SSE) {
             uint8_t code[2] = {1000 >> 8, 1000 & 0xff};
             ws_send(c, HR_WS_OP_CLOSE, code, 2);
         }
@@ -776,11 +800,13 @@ static void pub_pump(bpub *p, uint64_t now)
         size_t pl = hr_bench_payload_build(t->pbuf, t->pbuf_cap, ts, ci, seq, (size_t)b->o.payload_bytes);
         atomic_store_explicit(&ch->next_seq, seq + 1, memory_order_release);
         if (api && !peer) {
-            size_t blen = 12 + ch->name_len + 9 + pl + 1;
+            /* a Pusher channel's Herald name (docs/pusher.md) */
+            const char *ns = b->o.transport == HR_BENCH_PUSHER ? "$pusher-" HR_BENCH_PUSHER_APP ":" : "";
+            size_t blen = 12 + strlen(ns) + ch->name_len + 9 + pl + 1;
             hr_buf_printf(&c->out,
                           "POST /api/publish HTTP/1.1\r\nHost: %s\r\nAuthorization: apikey %s\r\n"
-                          "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n{\"channel\":\"",
-                          b->hosthdr, b->o.api_key, blen);
+                          "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n{\"channel\":\"%s",
+                          b->hosthdr, b->o.api_key, blen, ns);
             hr_buf_append(&c->out, ch->name, ch->name_len);
             hr_buf_append(&c->out, "\",\"data\":", 9);
             hr_buf_append(&c->out, t->pbuf, pl);
@@ -1326,7 +1352,7 @@ int hr_bench_main(int argc, char **argv)
         fprintf(stderr,
                 "herald bench: %s %s://%s: %" PRIu64 " subscribers on %" PRIu64 " channel(s), %g msg/s x %" PRIu64
                 " B via %s, warmup %g s, duration %g s, %u thread(s)\n",
-                hr_bench_server_name(o->server), o->transport == HR_BENCH_SSE ? "sse" : "ws", b->hosthdr,
+                hr_bench_server_name(o->server), hr_bench_transport_name(o->transport), b->hosthdr,
                 o->subscribers, o->channels, o->publish_rate, o->payload_bytes,
                 o->publish_via == HR_BENCH_VIA_WS ? "ws" : "api", o->warmup, o->duration, o->threads);
     }

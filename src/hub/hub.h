@@ -28,7 +28,7 @@
 #include "engine/pub.h"
 
 #define HR_MAX_WORKERS 64
-#define HR_ENC_SLOTS 15
+#define HR_ENC_SLOTS 18
 
 /* Slots of hr_enc_cache: one per wire format (protocol encoding x framing).
  * A WebSocket payload slot is always followed by its two WebSocket framings
@@ -50,6 +50,9 @@ enum hr_enc_slot {
     HR_ENC_PUSHER,                 /* Pusher protocol (/app/KEY): {"event":E,"channel":C,"data":D} */
     HR_ENC_PUSHER_WS,              /* ... as a WebSocket text frame */
     HR_ENC_PUSHER_WS_DEFLATE,      /* ... as a compressed WebSocket text frame */
+    HR_ENC_PUSHER_HERALD,          /* ... with "herald":{"offset","epoch"}, for subscriptions that asked (docs/pusher.md) */
+    HR_ENC_PUSHER_HERALD_WS,
+    HR_ENC_PUSHER_HERALD_WS_DEFLATE,
     HR_ENC_PUSHER_EXCLUDE,         /* not an encoding: the socket_id the publication is not for (Pusher's
                                       exclusion), read once per worker with HR_ENC_PUSHER; not counted */
 };

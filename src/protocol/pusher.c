@@ -53,6 +53,8 @@ struct hr_pusher {
     hr_bucket pub_bucket, chan_bucket;
     hr_pusher_rate rate;       /* client events */
     pending *pend;
+    hr_sub **pos;              /* subscriptions whose events carry "herald" positions */
+    size_t npos;
 };
 
 /* A presence subscription's members (sub->hold). */
@@ -70,12 +72,18 @@ typedef struct pres {
     char *user_id;
 } pres;
 
-enum { PEND_PRESENCE, PEND_CACHE };
+enum { PEND_PRESENCE, PEND_CACHE, PEND_RECOVER };
 
 struct pending {
     pending *next;
     hr_pusher *p;              /* NULL once the session is gone */
     int kind;
+    const hr_sub *sub;         /* PEND_RECOVER: compared, never followed */
+    hr_op_hold hold;           /* PEND_RECOVER: publications that came during the read */
+    bool herald;               /* the subscribe asked for positions (PEND_PRESENCE carries it on) */
+    bool has_since;            /* ... and recovery from since / epoch */
+    uint64_t since;
+    char epoch[HR_EPOCH_LEN + 1];
     size_t len;
     char ch[];                 /* the Herald channel */
 };
@@ -203,11 +211,13 @@ static void append_data(hr_buf *b, json_t *d)
 }
 
 /* The publication as a Pusher event (docs/pusher.md, "Events published
- * through Herald"), into the cache; false when its channel is no Pusher
- * channel (a native pattern subscriber's, never a Pusher connection's). */
-static bool encode_pub(hr_pusher *p, const hr_pub *pub, hr_enc_cache *cache)
+ * through Herald") into cache slot `slot`: HR_ENC_PUSHER, or
+ * HR_ENC_PUSHER_HERALD with the publication's position added; false when
+ * its channel is no Pusher channel. The excluded socket_id, if any, is read
+ * in the same pass. */
+static bool encode_pub(hr_pusher *p, const hr_pub *pub, hr_enc_cache *cache, int slot)
 {
-    if (cache->slot[HR_ENC_PUSHER]) return true;
+    if (cache->slot[slot]) return true;
     const hr_pusher_app *app = NULL;
     hr_buf name = HR_BUF_INIT, b = HR_BUF_INIT;
     if (hr_pusher_from_herald(p->opts->ops.pusher, pub->channel, pub->channel_len, &app, &name)) {
@@ -230,10 +240,13 @@ static bool encode_pub(hr_pusher *p, const hr_pub *pub, hr_enc_cache *cache)
         hr_buf_append_str(&b, ",\"user_id\":");
         hr_json_append_string(&b, json_string_value(uid), json_string_length(uid));
     }
+    if (slot == HR_ENC_PUSHER_HERALD)
+        hr_buf_printf(&b, ",\"herald\":{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)pub->offset,
+                      pub->epoch);
     hr_buf_append(&b, "}", 1);
-    cache->slot[HR_ENC_PUSHER] = hr_sbuf_new(b.data, b.len);
+    cache->slot[slot] = hr_sbuf_new(b.data, b.len);
     json_t *skip = shaped ? json_object_get(v, "socket_id") : NULL;
-    if (json_is_string(skip))
+    if (json_is_string(skip) && !cache->slot[HR_ENC_PUSHER_EXCLUDE])
         cache->slot[HR_ENC_PUSHER_EXCLUDE] = hr_sbuf_new(json_string_value(skip), json_string_length(skip));
     json_decref(v);
     hr_buf_free(&name);
@@ -247,11 +260,30 @@ static bool excluded(const hr_pusher *p, const hr_enc_cache *cache)
     return x && x->len == strlen(p->client.id) && memcmp(x->data, p->client.id, x->len) == 0;
 }
 
-static void deliver_pub(hr_pusher *p, const hr_pub *pub, hr_enc_cache *cache)
+/* Does sub's subscriber want positions (docs/pusher.md, "Recovery")? */
+static bool wants_positions(const hr_pusher *p, const hr_sub *sub)
 {
-    if (!encode_pub(p, pub, cache) || excluded(p, cache)) return;
-    p->sink->send_shared(p->t, cache->slot[HR_ENC_PUSHER], cache, HR_ENC_PUSHER, false);
+    for (size_t i = 0; i < p->npos; i++)
+        if (p->pos[i] == sub) return true;
+    return false;
 }
+
+static void deliver_pub(hr_pusher *p, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
+{
+    int slot = p->npos && wants_positions(p, sub) ? HR_ENC_PUSHER_HERALD : HR_ENC_PUSHER;
+    if (!encode_pub(p, pub, cache, slot) || excluded(p, cache)) return;
+    p->sink->send_shared(p->t, cache->slot[slot], cache, slot, false);
+}
+
+/* Deliver one publication outside a fan-out (a cached or recovered one). */
+static void deliver_one(hr_pusher *p, hr_sub *sub, const hr_pub *pub)
+{
+    hr_enc_cache cache = {{0}};
+    deliver_pub(p, sub, pub, &cache);
+    for (int k = 0; k < HR_ENC_SLOTS; k++) hr_sbuf_unref(cache.slot[k]);
+}
+
+static pending *recovering(hr_pusher *p, const hr_sub *sub);
 
 static void pres_on_event(hr_pusher *p, hr_sub *sub, const hr_pub *pub);
 
@@ -270,7 +302,13 @@ static void pusher_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_c
         close_with(p, HR_PUSHER_RECONNECT, "slow consumer: reconnect", true);
         return;
     }
-    deliver_pub(p, pub, cache);
+    pending *x = p->pend ? recovering(p, sub) : NULL;
+    if (x) { /* after the replay (ops.h hr_op_hold) */
+        if (!hr_op_hold_add(&x->hold, &p->opts->ops, sub, pub))
+            close_with(p, HR_PUSHER_RECONNECT, "too many publications during recovery: reconnect", true);
+        return;
+    }
+    deliver_pub(p, sub, pub, cache);
 }
 
 static void leave(hr_pusher *p, hr_sub *sub, bool announce);
@@ -319,6 +357,18 @@ static size_t pres_user_count(const pres *m, const char *user_id)
     return n;
 }
 
+/* v's compact JSON text (hr_free it), or NULL for none. */
+static char *dump(const json_t *v)
+{
+    if (!v) return NULL;
+    hr_buf b = HR_BUF_INIT;
+    hr_json_dump(v, &b);
+    hr_buf_append(&b, "", 1);
+    char *s = hr_strdup((const char *)b.data);
+    hr_buf_free(&b);
+    return s;
+}
+
 /* A member's user_id and user_info from a presence entry's info
  * ({"user_id":..,"user_info":..}, the Pusher connection's) or, for another
  * kind of client, its user. */
@@ -327,12 +377,7 @@ static void member_of(const char *info, const char *user, char **user_id, char *
     json_t *v = info ? json_loads(info, JSON_DECODE_ANY, NULL) : NULL;
     json_t *id = json_object_get(v, "user_id"), *ui = json_object_get(v, "user_info");
     *user_id = hr_strdup(json_is_string(id) ? json_string_value(id) : user ? user : "");
-    *user_info = ui ? hr_json_dumps(ui, NULL) : NULL;
-    if (*user_info) { /* hr_json_dumps mallocs: keep one allocator */
-        char *x = hr_strdup(*user_info);
-        free(*user_info);
-        *user_info = x;
-    }
+    *user_info = dump(ui);
     json_decref(v);
 }
 
@@ -368,9 +413,9 @@ static void pres_on_event(hr_pusher *p, hr_sub *sub, const hr_pub *pub)
     pname = (const char *)name.data;
     clen = name.len;
     if (pub->kind == HR_PUB_JOIN) {
-        char *itext = info ? hr_json_dumps(info, NULL) : NULL;
+        char *itext = dump(info);
         bool added = pres_add(m, client, itext, user);
-        free(itext);
+        hr_free(itext);
         member *x = pres_find_client(m, client);
         if (added && m->ready && pres_user_count(m, x->user_id) == 1) {
             hr_buf d = HR_BUF_INIT;
@@ -439,6 +484,19 @@ static pending *pending_new(hr_pusher *p, int kind, const char *ch, size_t len)
     return x;
 }
 
+static void pending_free(pending *x)
+{
+    hr_op_hold_free(&x->hold);
+    hr_free(x);
+}
+
+static pending *recovering(hr_pusher *p, const hr_sub *sub)
+{
+    for (pending *x = p->pend; x; x = x->next)
+        if (x->kind == PEND_RECOVER && x->sub == sub) return x;
+    return NULL;
+}
+
 /* An answer came: x leaves its session's list; the subscription it is for
  * (NULL when the session or the subscription has gone). x is freed. */
 static hr_sub *pending_done(pending *x, hr_pusher **pp)
@@ -472,10 +530,8 @@ static void on_cache_history(void *ud, int err, const hr_history *h)
     hr_sub *sub = pending_done(x, &p);
     if (sub && !err) {
         if (h->n && h->pubs[0]->offset > sub->offset) { /* nothing newer went out meanwhile */
-            hr_enc_cache cache = {{0}};
             sub->offset = h->pubs[0]->offset;
-            deliver_pub(p, h->pubs[0], &cache);
-            for (int k = 0; k < HR_ENC_SLOTS; k++) hr_sbuf_unref(cache.slot[k]);
+            deliver_one(p, sub, h->pubs[0]);
         } else if (!h->n && !sub->offset) {
             hr_buf name = HR_BUF_INIT;
             pusher_name(p, x->ch, x->len, &name);
@@ -483,12 +539,69 @@ static void on_cache_history(void *ud, int err, const hr_history *h)
             hr_buf_free(&name);
         }
     }
-    hr_free(x);
+    pending_free(x);
+}
+
+static bool recovered_pos(void *ud, const hr_sub *sub, uint64_t *offset)
+{
+    HR_UNUSED(sub);
+    *offset = *(const uint64_t *)ud;
+    return true;
+}
+
+/* The read of a subscription that asked for positions: with a since, the
+ * publications after it when the history has every one of them (else
+ * none: never a partial replay), then herald:subscribed with the position
+ * and whether it recovered; then what came meanwhile. */
+static void on_recovered(void *ud, int err, const hr_history *h)
+{
+    hr_pusher *p;
+    pending *x = ud;
+    hr_sub *sub = pending_done(x, &p);
+    if (sub) {
+        bool ok = !err && h && (!x->has_since || h->complete);
+        uint64_t last = x->has_since ? x->since : h && !err ? h->offset : 0;
+        for (size_t i = 0; ok && x->has_since && i < h->n; i++) {
+            if (h->pubs[i]->offset <= x->since) continue;
+            deliver_one(p, sub, h->pubs[i]);
+            last = h->pubs[i]->offset;
+        }
+        if (x->has_since && !ok && h && !err) last = h->offset; /* where the channel is: resync from here */
+        hr_buf d = HR_BUF_INIT, name = HR_BUF_INIT;
+        hr_buf_printf(&d, "{\"offset\":%llu,\"epoch\":\"%s\"", (unsigned long long)last, h && !err ? h->epoch : "");
+        if (x->has_since) hr_buf_printf(&d, ",\"recovered\":%s", ok ? "true" : "false");
+        hr_buf_append(&d, "}", 2);
+        pusher_name(p, x->ch, x->len, &name);
+        send_event(p, "herald:subscribed", (const char *)name.data, name.len, (const char *)d.data);
+        hr_buf_free(&d);
+        hr_buf_free(&name);
+        if (last > sub->offset) sub->offset = last;
+        hr_op_hold_release(&x->hold, &p->client, recovered_pos, &last);
+    }
+    pending_free(x);
+}
+
+static void start_recovery(hr_pusher *p, hr_sub *sub, const pending *req)
+{
+    size_t len = 0;
+    const char *ch = hr_hub_sub_channel(sub, &len);
+    hr_actor a = actor(p, NULL);
+    hr_chan_policy pol;
+    hr_ops_policy(&p->opts->ops, ch, len, &pol);
+    pending *x = pending_new(p, PEND_RECOVER, ch, len);
+    x->sub = sub;
+    x->has_since = req->has_since;
+    x->since = req->since;
+    memcpy(x->epoch, req->epoch, sizeof(x->epoch));
+    hr_history_query q = {.has_since = x->has_since, .since_offset = x->since, .since_epoch = x->epoch,
+                          .limit = x->has_since ? p->opts->ops.history_max_limit : 0};
+    hr_op_history_read(&a, ch, len, &pol, &q, on_recovered, x);
 }
 
 /* Answered: subscription_succeeded (data: "{}" or the presence hash), then,
- * for a cache- channel, its last event or pusher:cache_miss. */
-static void subscribed(hr_pusher *p, hr_sub *sub, const char *name, size_t nlen)
+ * for a cache- channel, its last event or pusher:cache_miss, and for a
+ * subscription that asked for positions (req->herald), the recovery. */
+static void subscribed(hr_pusher *p, hr_sub *sub, const char *name, size_t nlen, const pending *req)
 {
     pres *m = sub->hold;
     hr_buf d = HR_BUF_INIT;
@@ -497,6 +610,11 @@ static void subscribed(hr_pusher *p, hr_sub *sub, const char *name, size_t nlen)
     send_event_str(p, "pusher_internal:subscription_succeeded", name, nlen, (const char *)d.data, d.len);
     hr_buf_free(&d);
     if (m) m->ready = true;
+    if (req->herald) {
+        p->pos = hr_realloc(p->pos, (p->npos + 1) * sizeof(*p->pos));
+        p->pos[p->npos++] = sub;
+        start_recovery(p, sub, req);
+    }
     if (!(hr_pusher_chan_flags(name, nlen) & HR_PUSHER_CH_CACHE)) return;
     size_t len = 0;
     const char *ch = hr_hub_sub_channel(sub, &len);
@@ -516,7 +634,7 @@ static void on_presence_list(void *ud, int err, const hr_presence *list)
     pending *x = ud;
     hr_sub *sub = pending_done(x, &p);
     if (!sub) {
-        hr_free(x);
+        pending_free(x);
         return;
     }
     pres *m = sub->hold;
@@ -545,10 +663,10 @@ static void on_presence_list(void *ud, int err, const hr_presence *list)
         hr_ops_policy(&p->opts->ops, x->ch, x->len, &pol);
         hr_op_subscribe_commit(&a, sub, &pol);
         pres_add(m, p->client.id, m->info, p->client.user);
-        subscribed(p, sub, (const char *)name.data, name.len);
+        subscribed(p, sub, (const char *)name.data, name.len, x);
     }
     hr_buf_free(&name);
-    hr_free(x);
+    pending_free(x);
 }
 
 /* channel_data {"user_id": string or number, "user_info": any}: the
@@ -590,6 +708,24 @@ static const char *str_of(json_t *o, const char *key, size_t *len)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* The recovery extension's fields of pusher:subscribe (docs/pusher.md):
+ * "herald": true, or "herald_since": {"offset": N, "epoch": E} (implies
+ * it). false when they are malformed. */
+static bool herald_request(json_t *data, pending *req)
+{
+    json_t *since = json_object_get(data, "herald_since");
+    req->herald = json_is_true(json_object_get(data, "herald")) || since;
+    if (!since) return true;
+    json_t *off = json_object_get(since, "offset"), *ep = json_object_get(since, "epoch");
+    if (!json_is_integer(off) || json_integer_value(off) < 0 || !json_is_string(ep) ||
+        json_string_length(ep) > HR_EPOCH_LEN)
+        return false;
+    req->has_since = true;
+    req->since = (uint64_t)json_integer_value(off);
+    snprintf(req->epoch, sizeof(req->epoch), "%s", json_string_value(ep));
+    return true;
+}
+
 /* pusher:subscribe {"channel":..,"auth":..,"channel_data":..}. */
 static void on_subscribe(hr_pusher *p, json_t *data)
 {
@@ -616,6 +752,14 @@ static void on_subscribe(hr_pusher *p, json_t *data)
         send_sub_error(p, name, nlen, "InvalidChannelData", "presence channel_data needs a user_id", 400);
         return;
     }
+    pending hreq = {0};
+    if (!herald_request(data, &hreq)) {
+        pres_free(m);
+        hr_buf_free(&ch);
+        send_sub_error(p, name, nlen, "InvalidRequest",
+                       "herald_since must be {\"offset\": integer, \"epoch\": string of 16 characters at most}", 400);
+        return;
+    }
     hr_op_pusher_cred cred = {p->client.id, auth, alen, cd, dlen};
     hr_op_sub_req req = {.pusher = &cred};
     hr_actor a = actor(p, m ? m->info : NULL);
@@ -630,16 +774,27 @@ static void on_subscribe(hr_pusher *p, json_t *data)
     } else if (m) { /* the members first (presence_for: subscribers, as it now is) */
         sub->hold = m;
         pending *x = pending_new(p, PEND_PRESENCE, hch, ch.len);
+        x->herald = hreq.herald;
+        x->has_since = hreq.has_since;
+        x->since = hreq.since;
+        memcpy(x->epoch, hreq.epoch, sizeof(x->epoch));
         hr_op_presence_read(&a, hch, ch.len, on_presence_list, x);
     } else {
         hr_op_subscribe_commit(&a, sub, &pol);
-        subscribed(p, sub, name, nlen);
+        subscribed(p, sub, name, nlen, &hreq);
     }
     hr_buf_free(&ch);
 }
 
 static void leave(hr_pusher *p, hr_sub *sub, bool announce)
 {
+    for (size_t i = 0; i < p->npos; i++)
+        if (p->pos[i] == sub) p->pos[i--] = p->pos[--p->npos];
+    pending *x = p->pend ? recovering(p, sub) : NULL;
+    if (x) { /* its answer finds no subscription: drop what it holds now */
+        hr_op_hold_free(&x->hold);
+        x->sub = NULL;
+    }
     pres *m = sub->hold;
     sub->hold = NULL;
     hr_actor a = actor(p, m ? m->info : NULL);
@@ -883,6 +1038,7 @@ void hr_pusher_free(hr_pusher *p)
     p->closing = true;
     while (p->client.subs) leave(p, p->client.subs, true);
     if (p->counted) hr_pusher_conn_give(p->app);
+    hr_free(p->pos);
     hr_free(p->client.user);
     hr_free(p);
 }

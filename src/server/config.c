@@ -535,7 +535,8 @@ const hr_option hr_pusher_app_options[] = {
     {"pusher.app.NAME.activity_timeout", HR_OPT_DURATION, PAOFF(activity_timeout_ms), "120s", 1000, 3600000, NULL,
      NULL,
      "Told to clients in pusher:connection_established (in seconds); after this long without a message the "
-     "server sends pusher:ping and closes with 4201 when no pusher:pong follows within 30 s."},
+     "server sends pusher:ping and closes with 4201 when no pusher:pong follows within 30 s (or activity_timeout, "
+     "when shorter)."},
     {"pusher.app.NAME.max_connections", HR_OPT_INT, PAOFF(max_connections), "0", 0, 100000000, NULL, NULL,
      "Open client connections of this app on this node; past it a new one gets pusher:error 4100 and is "
      "closed. 0 = unbounded."},

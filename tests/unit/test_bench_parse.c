@@ -353,6 +353,28 @@ static void test_opts_errors(void **state)
     assert_false(o.quiet);
 }
 
+/* --transport pusher: the payload out of an event's data string; the
+ * subscription's answer; other pusher: events and oversize data ignored. */
+static void test_pusher_msg(void **state)
+{
+    (void)state;
+    char out[64];
+    size_t n = 0;
+    const char *ev = "{\"event\":\"message\",\"channel\":\"bench-0\",\"data\":\"{\\\"t\\\":1,\\\"c\\\":0,"
+                     "\\\"s\\\":2,\\\"p\\\":\\\"x\\\\\\\"}\"}";
+    assert_int_equal(hr_bench_pusher_msg((const uint8_t *)ev, strlen(ev), out, sizeof(out), &n), 1);
+    assert_int_equal(n, strlen("{\"t\":1,\"c\":0,\"s\":2,\"p\":\"x\\\"}"));
+    assert_memory_equal(out, "{\"t\":1,\"c\":0,\"s\":2,\"p\":\"x\\\"}", n);
+    uint64_t t, c, s;
+    assert_true(hr_bench_payload_parse((const uint8_t *)out, n, &t, &c, &s));
+    assert_int_equal(s, 2);
+    const char *ok = "{\"event\":\"pusher_internal:subscription_succeeded\",\"channel\":\"bench-0\",\"data\":\"{}\"}";
+    assert_int_equal(hr_bench_pusher_msg((const uint8_t *)ok, strlen(ok), out, sizeof(out), &n), 2);
+    const char *est = "{\"event\":\"pusher:connection_established\",\"data\":\"{}\"}";
+    assert_int_equal(hr_bench_pusher_msg((const uint8_t *)est, strlen(est), out, sizeof(out), &n), 0);
+    assert_int_equal(hr_bench_pusher_msg((const uint8_t *)ev, strlen(ev), out, 8, &n), 0); /* too big for out */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,7 +382,7 @@ int main(void)
         cmocka_unit_test(test_response_heads),    cmocka_unit_test(test_has_token),
         cmocka_unit_test(test_sse),               cmocka_unit_test(test_urlencode),
         cmocka_unit_test(test_opts),              cmocka_unit_test(test_opts_scenarios),
-        cmocka_unit_test(test_opts_errors),
+        cmocka_unit_test(test_opts_errors),       cmocka_unit_test(test_pusher_msg),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
