@@ -19,6 +19,12 @@
  * the oldest waiting events until it fits (counted, logged at most once per
  * 10 s).
  *
+ * A route may use Pusher's format instead (hr_webhook_format: a Pusher
+ * app's webhook_url for its namespace): events written as Pusher writes
+ * them, batches {"time_ms":..,"events":[...]} signed with X-Pusher-Key and
+ * X-Pusher-Signature (hex HMAC-SHA256(app secret, body)), queued apart from
+ * Herald-format events.
+ *
  * member_added / member_removed are per user: hr_webhook_member counts a
  * user's connections in a channel's presence across the node's workers
  * (the first adds, the last removes). */
