@@ -58,7 +58,8 @@ typedef struct preq {
     size_t pending;                /* engine answers awaited (+1 while the handler runs) */
     int answer;                    /* ANS_* */
     int status;                    /* 200, or the failure's */
-    const char *error;             /* static text when status != 200 */
+    const char *error;             /* static text, or detail, when status != 200 */
+    char detail[160];              /* an operation's refusal (its detail may be a thread's buffer) */
     chan *v;
     size_t n, cap;
     hr_buf users;                  /* ANS_USERS: the ids, JSON */
@@ -75,12 +76,11 @@ static int fail(preq *rq, int status, const char *why)
     return status;
 }
 
-/* An operation's refusal: its HTTP status with a static text. */
+/* An operation's refusal: its HTTP status and its detail, copied. */
 static int fail_op(preq *rq, hr_op_result r)
 {
-    static _Thread_local char why[200];
-    snprintf(why, sizeof(why), "%s", r.detail ? r.detail : hr_op_rc_name(r.rc));
-    return fail(rq, hr_op_http_status(r.rc), why);
+    if (rq->status == 200) snprintf(rq->detail, sizeof(rq->detail), "%s", r.detail ? r.detail : hr_op_rc_name(r.rc));
+    return fail(rq, hr_op_http_status(r.rc), rq->detail);
 }
 
 static chan *chan_add(preq *rq, const char *name, size_t len, const hr_buf *herald, unsigned info)

@@ -7,6 +7,10 @@
 // expired timestamp, a replayed request, a wrong body_md5 (401), unknown app
 // (404), too many channels / a too big event (400 / 413).
 //
+// The file takes ~30 s of which ~28 s after the last test: pusher-js closes the
+// sockets herald terminated (4009) once more, and its WebSocket driver
+// (faye-websocket) arms a 30 s close timer for a socket already closed.
+//
 // Run: node --test tests/integration/test_pusher_api.mjs  (HERALD_BIN, HERALD_SANITIZE)
 
 import { test, before, after } from 'node:test';
