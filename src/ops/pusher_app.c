@@ -418,7 +418,8 @@ bool hr_pusher_query_get(const char *q, size_t qlen, const char *key, hr_buf *ou
 static int cmp_param(const void *a, const void *b)
 {
     const qparam *x = a, *y = b;
-    int c = memcmp(x->k.data, y->k.data, HR_MIN(x->k.len, y->k.len));
+    size_t n = HR_MIN(x->k.len, y->k.len);
+    int c = n ? memcmp(x->k.data, y->k.data, n) : 0;
     return c ? c : (x->k.len > y->k.len) - (x->k.len < y->k.len);
 }
 
@@ -431,7 +432,7 @@ static const qparam *param(const qparam *p, int n, const char *key)
 
 static bool param_is(const qparam *p, const char *v)
 {
-    return p && p->v.len == strlen(v) && !memcmp(p->v.data, v, p->v.len);
+    return p && p->v.len == strlen(v) && (!p->v.len || !memcmp(p->v.data, v, p->v.len));
 }
 
 /* "METHOD\nPATH\nk=v&k=v" over the sorted parameters but auth_signature. */

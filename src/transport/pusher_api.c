@@ -482,8 +482,8 @@ static void each_chan(void *ud, const char *name, size_t len, uint64_t subs)
     const hr_pusher_app *app = NULL;
     hr_buf pname = HR_BUF_INIT;
     int rc = hr_pusher_from_herald(u->x->c->w->proto->ops.pusher, name, len, &app, &pname);
-    bool match = !rc && app == u->x->app && pname.len >= u->prefix->len &&
-                 !memcmp(pname.data, u->prefix->data, u->prefix->len) && (pname.len < 1 || pname.data[0] != '#');
+    bool match = !rc && app == u->x->app && pname.len >= u->prefix->len && pname.len && pname.data[0] != '#' &&
+                 (!u->prefix->len || !memcmp(pname.data, u->prefix->data, u->prefix->len));
     if (match) {
         hr_buf h = HR_BUF_INIT;
         hr_buf_append(&h, name, len);

@@ -86,6 +86,13 @@ static void test_refusals(void **state)
     assert_int_equal(check("POST", "auth_key=" KEY "&auth_timestamp=1353088179&auth_version=1.0", NULL, TS, &why),
                      HR_PUSHER_E_AUTH);
     assert_non_null(strstr(why, "auth_signature"));
+    /* empty names and values */
+    assert_int_equal(check("POST", "auth_key=&auth_version=&auth_timestamp=&=x&&auth_signature", NULL, TS, &why),
+                     HR_PUSHER_E_AUTH);
+    assert_int_equal(check("POST", "=&auth_key=" KEY "&auth_version=1.0&auth_timestamp=1353088179&auth_signature=",
+                           NULL, TS, &why),
+                     HR_PUSHER_E_AUTH);
+    assert_non_null(strstr(why, "Invalid signature"));
     /* an extra parameter is signed too */
     snprintf(q, sizeof(q), "%s&info=user_count", QUERY);
     assert_int_equal(check("POST", q, BODY, TS, &why), HR_PUSHER_E_AUTH);
