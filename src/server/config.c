@@ -561,10 +561,11 @@ const hr_option hr_pusher_app_options[] = {
      "100)."},
     {"pusher.app.NAME.max_batch_events", HR_OPT_INT, PAOFF(max_batch_events), "10", 1, 10000, NULL, NULL,
      "HTTP API: events of one POST /apps/{app_id}/batch_events; more is refused with 400 (Pusher's limit is 10)."},
-    {"pusher.app.NAME.api_replay_cache", HR_OPT_INT, PAOFF(api_replay_cache), "10000", 0, 10000000, NULL, NULL,
+    {"pusher.app.NAME.api_replay_cache", HR_OPT_INT, PAOFF(api_replay_cache), "0", 0, 10000000, NULL, NULL,
      "HTTP API: signatures remembered (32 bytes each) so a replayed request is refused with 401; a request "
-     "signed no later than the oldest signature forgotten within the 600 s window is refused too. 0 = no "
-     "replay check (Pusher's own behaviour: the timestamp window only)."},
+     "signed no later than the oldest signature forgotten within the 600 s window is refused too. Two "
+     "identical requests in the same second are then one (the second refused): they cannot be told from a "
+     "replay. 0 = no replay check, Pusher's own behaviour (the 600 s timestamp window only)."},
 };
 const size_t hr_pusher_app_options_count = HR_ARRAY_LEN(hr_pusher_app_options);
 
