@@ -1,13 +1,16 @@
 #!/bin/sh
 # bench/durable.sh - the memory engine against the durable log (--data-dir)
 # under each engine.fsync policy, for docs/benchmarks.md "Durable log".
-# Usage: [PARTS="throughput latency fanout"] bench/durable.sh [HERALD_BIN]
+# Usage: [PARTS="throughput latency fanout"] [MODES="memory always interval never"]
+#        bench/durable.sh [HERALD_BIN]
 #   throughput: herald bench, 64 channels, one subscriber and one publisher
 #               connection each; publications/s and deliveries/s
 #   latency:    bench/publish_latency.py, 8 keep-alive API connections in a
 #               closed loop; publications/s, p50/p99 of the answer, and the
 #               log's bytes on disk per publication
 #   fanout:     1,000 WebSocket subscribers on 16 channels, 16 publishers
+#   (every line also gives the server's CPU per delivery, and the durable
+#   log thread's CPU per publication over warm-up and run)
 #   startup:    (not in the default PARTS) logs of STARTUP_MB (100 500 1000)
 #               MB written by bench/durable_log.py (4 KiB publications over
 #               1,000 channels, history_size 100); herald's replay log line
@@ -18,7 +21,7 @@ HERE=$(dirname "$0")
 DIR=$(mktemp -d)
 PORT=${PORT:-18931}
 trap 'rm -rf "$DIR"' EXIT
-MODES="memory always interval never"
+MODES=${MODES:-memory always interval never}
 serve() { # $1 mode, then serve flags; sets pid
     mode=$1
     shift
@@ -32,13 +35,23 @@ serve() { # $1 mode, then serve flags; sets pid
 bench() { # $1 label, $2 payload bytes, $3 subscribers, $4 rate (after serve)
     "$BIN" bench --port $PORT --api-key k --server-pid $pid --subscribers "$3" --channels "${CHANNELS:-64}" --publish-rate "$4" \
         --payload-bytes "$2" --publishers "${PUBLISHERS:-64}" --pipeline 1 --warmup 2 --duration 5 --quiet --json "$DIR/r.json" || true
+    logticks=0 # CPU of the durable log's thread over the whole run (clock ticks)
+    for t in /proc/$pid/task/*; do
+        [ "$(cat $t/comm 2>/dev/null)" = herald-log ] && logticks=$(awk '{print $14 + $15}' $t/stat)
+    done
     kill $pid; wait $pid || true
-    python3 - "$1" "$2" "$DIR/r.json" <<'PY'
+    python3 - "$1" "$2" "$DIR/r.json" "$logticks" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[3]))
 m = r["messages"]
+cpu = r["server_process"]["cpu_percent"] or 0
+per_s = m["per_second"] or 1
+pubs = m["publish_per_second"] * 7  # warm-up + measured seconds
+log_us = int(sys.argv[4]) / int(sys.argv[5]) * 1e6 / pubs if pubs else 0
 print(f"{sys.argv[1]:9} {sys.argv[2]:>5} B: {m['publish_per_second']:>9.0f} publications/s, "
-      f"{m['per_second']:>9.0f} deliveries/s, lost {m['lost']}, errors {m['publish_errors']}")
+      f"{m['per_second']:>9.0f} deliveries/s, lost {m['lost']}, errors {m['publish_errors']}; "
+      f"server CPU {cpu:.0f} % = {cpu / 100 * 1e6 / per_s:.2f} us/delivery"
+      + (f"; log thread {log_us:.1f} us/publication" if sys.argv[1] != "memory" else ""))
 PY
 }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

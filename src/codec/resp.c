@@ -210,14 +210,34 @@ void hr_resp_free(hr_resp *r) { hr_free(r); }
 
 /* ---- serializer -------------------------------------------------------------- */
 
+/* "<type><n>\r\n" (a command's hot path: no printf). */
+static void append_count(hr_buf *b, char type, size_t n)
+{
+    char t[24];
+    size_t k = sizeof(t);
+    t[--k] = '\n';
+    t[--k] = '\r';
+    do t[--k] = (char)('0' + n % 10);
+    while ((n /= 10) != 0);
+    t[--k] = type;
+    hr_buf_append(b, t + k, sizeof(t) - k);
+}
+
+void hr_resp_cmd_head(hr_buf *b, size_t argc) { append_count(b, '*', argc); }
+
+void hr_resp_cmd_arg_head(hr_buf *b, size_t len) { append_count(b, '$', len); }
+
+void hr_resp_cmd_arg(hr_buf *b, const void *s, size_t len)
+{
+    append_count(b, '$', len);
+    hr_buf_append(b, s, len);
+    hr_buf_append(b, "\r\n", 2);
+}
+
 void hr_resp_cmd(hr_buf *b, size_t argc, const char *const *argv, const size_t *lens)
 {
-    hr_buf_printf(b, "*%zu\r\n", argc);
-    for (size_t i = 0; i < argc; i++) {
-        hr_buf_printf(b, "$%zu\r\n", lens[i]);
-        hr_buf_append(b, argv[i], lens[i]);
-        hr_buf_append(b, "\r\n", 2);
-    }
+    hr_resp_cmd_head(b, argc);
+    for (size_t i = 0; i < argc; i++) hr_resp_cmd_arg(b, argv[i], lens[i]);
 }
 
 void hr_resp_cmdv(hr_buf *b, ...)

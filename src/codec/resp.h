@@ -50,6 +50,12 @@ typedef struct hr_resp_limits {
 int hr_resp_parse(const uint8_t *buf, size_t len, const hr_resp_limits *lim, hr_resp **out, size_t *consumed);
 void hr_resp_free(hr_resp *r);
 
+/* Append a command's head (an array of argc bulk strings) to b; then each
+ * argument with hr_resp_cmd_arg. */
+void hr_resp_cmd_head(hr_buf *b, size_t argc);
+void hr_resp_cmd_arg(hr_buf *b, const void *s, size_t len);
+/* An argument written in pieces: this head, then its len bytes, then "\r\n". */
+void hr_resp_cmd_arg_head(hr_buf *b, size_t len);
 /* Append a command (an array of bulk strings) to b. */
 void hr_resp_cmd(hr_buf *b, size_t argc, const char *const *argv, const size_t *lens);
 /* Same, with NUL-terminated arguments and a NULL after the last one. */

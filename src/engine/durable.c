@@ -8,13 +8,19 @@
  *
  * Publish (memory.c, under the channel's shard lock): the offset is
  * assigned and the publication queued here, so the queue holds each
- * channel's publications in offset order. The log thread takes the whole
+ * channel's publications in offset order. A sleeping log thread is woken
+ * (hr_durable_wake) after the shard lock is released: the futex call would
+ * otherwise lengthen the lock the log thread takes next for that channel. The log thread takes the whole
  * queue, encodes it into one buffer and writes it with one pwrite(2) per
  * segment (group commit); with fsync = always it then calls fdatasync.
  * Only then, under the shard lock again, each publication is stored in its
  * channel's history and delivered to the hub (subscribers never see what a
  * crash could take back), and its callback is posted to the publishing
  * worker. fsync = interval syncs the active segment every fsync_interval.
+ * The queue is bounded by engine.max_queued_bytes (hr_durable_admit: a
+ * publish past it is refused before it takes an offset).
+ * A retry (same idempotency key) of a publication still queued is parked
+ * on its item and answered with its result when it is answered.
  *
  * A failed write (ENOSPC, EIO, EFBIG) is cut back with ftruncate, so the
  * file never keeps part of a batch; the batch's publications fail with
@@ -29,11 +35,14 @@
  * after it gets a new epoch, written as an EPOCH record, then a NOP marks
  * the damage as handled for later starts).
  *
- * Retention: each segment lists the channels it holds and their last
- * offset in it. A closed segment none of whose channels still holds one
- * of those offsets in history is deleted; past engine.max_disk_bytes the
- * oldest segment goes anyway and its publications leave history as a
- * memory eviction does. */
+ * Retention: each segment lists the channels it has records of and their
+ * last offset in it. A closed segment none of whose channels still holds
+ * one of those offsets in history is deleted, unless it holds a channel's
+ * newest record (a publication, or an EPOCH or REMOVE record) while an
+ * older segment still holds one of that channel's records: a restart then
+ * always finds each channel's newest epoch and offset, never an older
+ * one. Past engine.max_disk_bytes the oldest segment goes anyway and its
+ * publications leave history as a memory eviction does. */
 #include "engine/logrec.h"
 #include "engine/memory_internal.h"
 #include "core/log.h"
@@ -49,7 +58,9 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { ITEM_EVENT = 0 }; /* besides the HR_LOGREC_* kinds: delivered, not written */
+/* Besides the HR_LOGREC_* kinds: an event is delivered, not written; a
+ * retry is a parked publish answered with its original's result. */
+enum { ITEM_EVENT = 0, ITEM_RETRY = 0xff };
 
 typedef struct litem {
     hr_engine_task task; /* first: the posted callback */
@@ -63,8 +74,10 @@ typedef struct litem {
     hr_publish_cb pcb;
     hr_done_cb dcb;
     void *ud;
+    struct litem *retries; /* parked retries of this publish (its idempotency key), under the shard lock */
     uint64_t offset;
     char epoch[HR_EPOCH_LEN + 1];
+    uint64_t cost;         /* bytes charged to the queue (publications) */
     uint32_t idem_len;
     char idem[];
 } litem;
@@ -93,11 +106,14 @@ struct hr_durable {
     litem *head, *tail;
     bool stop;
     bool idle;            /* the thread waits on cv */
+    _Atomic bool wake;    /* an item was queued while it waited: hr_durable_wake signals cv */
     litem **answers;      /* per worker: answered items to post as one task (log thread) */
     size_t nanswers;
     _Atomic bool failing;
     _Atomic uint64_t disk_bytes;
     _Atomic uint64_t syncs;  /* fdatasync calls on segments (herald_disk_syncs_total) */
+    _Atomic uint64_t queued; /* bytes of the publications queued (engine.max_queued_bytes) */
+    _Atomic uint64_t queue_full; /* publishes refused for it (herald_disk_queue_full_total) */
     int fd;               /* the active segment (the last of segs) */
     segment *segs;        /* oldest first */
     size_t nsegs, capsegs;
@@ -136,25 +152,38 @@ static void seg_path(const hr_durable *d, uint64_t id, char *out, size_t cap)
 
 static segment *active(hr_durable *d) { return &d->segs[d->nsegs - 1]; }
 
-/* Segment s holds c's record at offset off (the log thread, or recovery). */
-/* The channel's newest publication in s is off, published at time_ms. */
-static void note(segment *s, mchan *c, uint64_t off, uint64_t time_ms, uint64_t ttl_ms)
+/* c's ref in s (its newest record is in s from now on), added if new. A
+ * new ref's expiry is 1 (long past): it holds no publication yet. */
+static chanref *ref_of(segment *s, mchan *c, uint64_t off)
 {
-    uint64_t expires = ttl_ms ? time_ms + ttl_ms : 0;
     if (c->log_seg == s->id + 1) {
         chanref *r = &s->refs[c->log_idx];
-        r->last = off;
-        r->expires_ms = r->expires_ms && expires ? (expires > r->expires_ms ? expires : r->expires_ms) : 0;
-        return;
+        if (off > r->last) r->last = off;
+        return r;
     }
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 16;
         s->refs = hr_realloc(s->refs, s->cap * sizeof(*s->refs));
     }
     c->log_seg = s->id + 1;
-    c->log_idx = s->n;
-    s->refs[s->n++] = (chanref){c, off, expires};
+    c->log_idx = (uint32_t)s->n;
+    c->log_nsegs++;
+    s->refs[s->n] = (chanref){c, off, 1};
+    return &s->refs[s->n++];
 }
+
+/* Segment s holds c's publication at offset off, published at time_ms
+ * (the log thread, or recovery). */
+static void note(segment *s, mchan *c, uint64_t off, uint64_t time_ms, uint64_t ttl_ms)
+{
+    uint64_t expires = ttl_ms ? time_ms + ttl_ms : 0;
+    chanref *r = ref_of(s, c, off);
+    r->expires_ms = r->expires_ms && expires ? (expires > r->expires_ms ? expires : r->expires_ms) : 0;
+}
+
+/* Segment s holds c's EPOCH or REMOVE record: no publication, but c's
+ * newest position (see seg_retained). */
+static void note_pos(segment *s, mchan *c, uint64_t off) { ref_of(s, c, off); }
 
 static void sync_dir(const hr_durable *d)
 {
@@ -167,6 +196,7 @@ static void sync_dir(const hr_durable *d)
 static void *sync_main(void *arg)
 {
     hr_durable *d = arg;
+    pthread_setname_np(pthread_self(), "herald-sync");
     pthread_mutex_lock(&d->mu);
     for (;;) {
         while (!d->nsync && !d->sync_dir_wanted && !d->sync_stop) pthread_cond_wait(&d->sync_cv, &d->mu);
@@ -307,19 +337,48 @@ static litem *item_new(int kind, mchan *c, size_t idem_len)
     return it;
 }
 
+/* What a queued publication holds: its item and the publication. */
+static uint64_t pub_cost(const hr_pub *p, size_t idem_len)
+{
+    return sizeof(litem) + idem_len + p->channel_len + p->data_len + (p->info ? p->info_len : 0);
+}
+
+bool hr_durable_admit(hr_durable *d, const hr_pub *pub, size_t idem_len)
+{
+    uint64_t max = d->o.max_queued_bytes;
+    uint64_t q = atomic_load_explicit(&d->queued, memory_order_relaxed);
+    if (!max || !q || q + pub_cost(pub, idem_len) <= max) return true;
+    atomic_fetch_add_explicit(&d->queue_full, 1, memory_order_relaxed);
+    return false;
+}
+
+void hr_durable_queue_stats(hr_durable *d, uint64_t *queued, uint64_t *refused)
+{
+    *queued = atomic_load_explicit(&d->queued, memory_order_relaxed);
+    *refused = atomic_load_explicit(&d->queue_full, memory_order_relaxed);
+}
+
 static void enqueue(hr_durable *d, litem *it)
 {
+    if (it->cost) atomic_fetch_add_explicit(&d->queued, it->cost, memory_order_relaxed);
     pthread_mutex_lock(&d->mu);
     bool was_empty = !d->head;
     if (d->tail) d->tail->next = it;
     else d->head = it;
     d->tail = it;
-    if (was_empty && d->idle) pthread_cond_signal(&d->cv); /* else the thread takes it with the rest */
+    if (was_empty && d->idle) atomic_store_explicit(&d->wake, true, memory_order_relaxed); /* else the thread takes it with the rest */
     pthread_mutex_unlock(&d->mu);
 }
 
-void hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opts *o, const char *idem,
-                        size_t idem_len, hr_publish_cb cb, void *ud)
+void hr_durable_wake(hr_durable *d)
+{
+    if (atomic_load_explicit(&d->wake, memory_order_relaxed) &&
+        atomic_exchange_explicit(&d->wake, false, memory_order_relaxed))
+        pthread_cond_signal(&d->cv);
+}
+
+void *hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opts *o, const char *idem,
+                         size_t idem_len, hr_publish_cb cb, void *ud)
 {
     litem *it = item_new(HR_LOGREC_PUB, c, idem_len);
     it->pub = hr_pub_ref(pub);
@@ -327,9 +386,21 @@ void hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opts
     it->pcb = cb;
     it->ud = ud;
     it->offset = pub->offset;
+    it->cost = pub_cost(pub, idem_len);
     memcpy(it->epoch, pub->epoch, sizeof(it->epoch));
     if (idem_len) memcpy(it->idem, idem, idem_len);
     enqueue(d, it);
+    return it;
+}
+
+void hr_durable_park(hr_durable *d, void *pending, hr_publish_cb cb, void *ud)
+{
+    HR_UNUSED(d);
+    litem *orig = pending, *it = item_new(ITEM_RETRY, orig->c, 0);
+    it->pcb = cb;
+    it->ud = ud;
+    it->next = orig->retries;
+    orig->retries = it;
 }
 
 void hr_durable_event(hr_durable *d, hr_pub *pub)
@@ -429,6 +500,29 @@ static void flush_answers(hr_durable *d)
 
 static shard *shard_for(mengine *m, const mchan *c) { return mem_shard_of(m, c->hash); }
 
+/* Under the shard lock: it's retries, detached (no more can park: its key
+ * is settled or forgotten). */
+static litem *take_retries(litem *it)
+{
+    litem *r = it->retries;
+    it->retries = NULL;
+    if (it->idem_len) mem_idem_settle(it->c, it->idem, it->idem_len, it);
+    return r;
+}
+
+/* Answer each retry as its original is answered (before it: answer()
+ * may free the original). */
+static void answer_retries(hr_durable *d, const litem *orig, litem *r)
+{
+    for (litem *nx; r; r = nx) {
+        nx = r->next;
+        r->err = orig->err;
+        r->offset = orig->offset;
+        memcpy(r->epoch, orig->epoch, sizeof(r->epoch));
+        answer(d, r);
+    }
+}
+
 /* Written: into history and out to the hub, under the channel's lock. */
 static void complete(hr_durable *d, litem *it)
 {
@@ -443,6 +537,7 @@ static void complete(hr_durable *d, litem *it)
         mchan *c = it->c;
         shard *sh = shard_for(m, c);
         pthread_mutex_lock(&sh->mu);
+        litem *retries = take_retries(it);
         if (it->kind == HR_LOGREC_REMOVE) {
             while (c->count) mem_ring_drop_oldest(m, c);
         } else if (memcmp(c->epoch, it->epoch, HR_EPOCH_LEN) == 0) { /* else renewed after a failure */
@@ -452,8 +547,12 @@ static void complete(hr_durable *d, litem *it)
             m->base.deliver(m->base.hub, it->pub);
         }
         if (it->kind == HR_LOGREC_PUB) note(active(d), c, it->offset, it->pub->time_ms, it->o.history_ttl_ms);
+        else note_pos(active(d), c, it->offset);
         pthread_mutex_unlock(&sh->mu);
         if (it->kind == HR_LOGREC_PUB) mem_enforce_budget(m);
+        answer_retries(d, it, retries);
+    } else { /* EPOCH (take_back): the channel's position from now on */
+        note_pos(active(d), it->c, it->offset);
     }
     answer(d, it);
 }
@@ -480,6 +579,7 @@ static void take_back(hr_durable *d, litem *it)
         }
     }
     if (it->idem_len) mem_idem_remove(c, it->idem, it->idem_len);
+    it->retries = take_retries(it); /* stable now: the key is gone; answered with the failure */
     pthread_mutex_unlock(&sh->mu);
 }
 
@@ -500,6 +600,9 @@ static void fail_items(hr_durable *d, litem *from, litem *to)
             continue;
         }
         v[i]->err = HR_ERR_STORAGE;
+        litem *retries = v[i]->retries;
+        v[i]->retries = NULL;
+        answer_retries(d, v[i], retries); /* first: answer() may free v[i] */
         answer(d, v[i]);
     }
     hr_free(v);
@@ -507,13 +610,19 @@ static void fail_items(hr_durable *d, litem *from, litem *to)
 
 /* ---- retention --------------------------------------------------------------- */
 
-/* Whether any channel of s still holds one of s's publications. Those
- * past their history_ttl do not count: the ring drops them only when the
- * channel is next used, and an idle channel must not keep its segments. */
+/* Whether s must stay: it holds a channel's newest record while an older
+ * segment holds another record of it (deleting s would make a restart
+ * take that older record's epoch and offset: a position the channel has
+ * left, maybe an epoch it has left), or a channel still holds one of s's
+ * publications in history. Publications past their history_ttl do not
+ * count: the ring drops them only when the channel is next used, and an
+ * idle channel must not keep its segments. */
 static bool seg_retained(hr_durable *d, const segment *s)
 {
     uint64_t now = hr_wall_ms();
     for (size_t i = 0; i < s->n; i++) {
+        mchan *pc = s->refs[i].c;
+        if (pc->log_seg == s->id + 1 && pc->log_nsegs > 1) return true;
         if (s->refs[i].expires_ms && s->refs[i].expires_ms < now) continue;
         mchan *c = s->refs[i].c;
         shard *sh = shard_for(d->m, c);
@@ -533,6 +642,11 @@ static void seg_delete(hr_durable *d, size_t i)
     seg_path(d, s->id, path, sizeof(path));
     if (unlink(path) < 0 && errno != ENOENT) hr_logf(HR_LOG_WARN, "durable_delete_failed", "durable log: cannot delete %s: %s", path, strerror(errno));
     atomic_fetch_sub_explicit(&d->disk_bytes, s->bytes, memory_order_relaxed);
+    for (size_t j = 0; j < s->n; j++) {
+        mchan *c = s->refs[j].c;
+        c->log_nsegs--;
+        if (c->log_seg == s->id + 1) c->log_seg = 0;
+    }
     hr_free(s->refs);
     memmove(&d->segs[i], &d->segs[i + 1], (d->nsegs - i - 1) * sizeof(*s));
     d->nsegs--;
@@ -639,6 +753,7 @@ static void process(hr_durable *d, litem *batch)
 static void *log_main(void *arg)
 {
     hr_durable *d = arg;
+    pthread_setname_np(pthread_self(), "herald-log");
     pthread_mutex_lock(&d->mu);
     for (;;) {
         while (!d->head && !d->stop) {
@@ -663,7 +778,10 @@ static void *log_main(void *arg)
         bool stop = d->stop && !batch;
         pthread_mutex_unlock(&d->mu);
         if (batch) {
+            uint64_t cost = 0;
+            for (litem *it = batch; it; it = it->next) cost += it->cost;
             process(d, batch);
+            atomic_fetch_sub_explicit(&d->queued, cost, memory_order_relaxed);
             flush_answers(d);
         } else if (!stop) {
             if (hr_durable_failing(d) && probe(d) == 0) {
@@ -730,11 +848,13 @@ static void apply(recovery *rv, segment *s, const hr_logrec *r)
     if (r->kind == HR_LOGREC_EPOCH) {
         c->offset = c->shown = r->offset;
         c->log_renew = false;
+        note_pos(s, c, r->offset);
         return;
     }
     c->log_renew |= rv->damaged;
     if (r->kind == HR_LOGREC_REMOVE) {
         while (c->count) mem_ring_drop_oldest(m, c);
+        note_pos(s, c, r->offset);
         return;
     }
     apply_pub(m, c, r);
@@ -856,6 +976,7 @@ static void renew_damaged(recovery *rv)
                                .channel_len = (uint32_t)c->len};
                 memcpy(r.epoch, c->epoch, sizeof(r.epoch));
                 buf_add(d, &r);
+                note_pos(active(d), c, c->offset);
                 rv->renewed++;
             }
     }

@@ -96,6 +96,8 @@ typedef struct hr_engine_stats {
     uint64_t presence_entries;   /* presence entries held (every channel's clients together) */
     uint64_t disk_bytes;         /* bytes of the durable log's segments (0 without --data-dir) */
     uint64_t disk_syncs;         /* fdatasync calls on them so far */
+    uint64_t disk_queued_bytes;  /* publications waiting for the log thread */
+    uint64_t disk_queue_full;    /* publishes refused by engine.max_queued_bytes so far */
 } hr_engine_stats;
 
 typedef void (*hr_publish_cb)(void *ud, int err, uint64_t offset, const char *epoch);
@@ -237,6 +239,7 @@ typedef struct hr_durable_opts {
     uint64_t fsync_interval_ms;
     uint64_t segment_bytes;     /* a segment is closed once it would grow past this */
     uint64_t max_disk_bytes;    /* 0 = no bound but the disk's */
+    uint64_t max_queued_bytes;  /* publications waiting to be written; 0 = no bound */
 } hr_durable_opts;
 
 /* Make the memory engine e durable: rebuild its channels (offset, epoch,
@@ -270,6 +273,7 @@ typedef struct hr_redis_opts {
     uint64_t ping_interval_ms;
     uint64_t backoff_min_ms, backoff_max_ms;
     size_t max_pending;             /* per connection */
+    size_t publish_batch;           /* most publications per publish script call (0 = 1) */
     size_t max_reply;
     /* node statistics for the announcement (called on the engine thread) */
     void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);

@@ -100,9 +100,9 @@ mchan *mem_get_or_create(mengine *m, shard *sh, uint64_t h, const char *name, si
     if (c) return c;
     atomic_fetch_add_explicit(&m->nchannels, 1, memory_order_relaxed);
     if (sh->count + 1 > sh->nbuckets) grow(sh);
-    c = hr_calloc(1, sizeof(*c));
+    c = hr_calloc(1, sizeof(*c) + len + 1);
     c->hash = h;
-    c->name = hr_strndup(name, len);
+    memcpy(c->name, name, len);
     c->len = len;
     hr_epoch_new(c->epoch);
     size_t idx = (h >> 6) & (sh->nbuckets - 1);
@@ -230,7 +230,7 @@ void mem_idem_remove(mchan *c, const char *key, size_t len)
     hr_free(x);
 }
 
-void mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t offset, uint64_t expires)
+midem *mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t offset, uint64_t expires)
 {
     if (c->nidem + 1 > c->nidem_buckets) {
         size_t nb = c->nidem_buckets ? c->nidem_buckets * 2 : 16;
@@ -248,6 +248,7 @@ void mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t of
     x->hash = h;
     x->offset = offset;
     x->expires_ms = expires;
+    x->pending = NULL;
     x->len = len;
     memcpy(x->key, key, len);
     size_t i = (h >> 6) & (c->nidem_buckets - 1);
@@ -259,6 +260,13 @@ void mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t of
     c->idem_tail = x;
     c->nidem++;
     if (c->nidem > HR_IDEM_MAX_KEYS) idem_pop(c);
+    return x;
+}
+
+void mem_idem_settle(mchan *c, const char *key, size_t len, const void *pending)
+{
+    midem *x = idem_find(c, mem_hash(key, len), key, len);
+    if (x && x->pending == pending) x->pending = NULL;
 }
 
 static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const char *idem_key, size_t idem_len,
@@ -267,18 +275,25 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
     mengine *m = (mengine *)e;
     uint64_t h = mem_hash(pub->channel, pub->channel_len);
     shard *sh = mem_shard_of(m, h);
-    if (m->log && hr_durable_failing(m->log)) { /* the disk refuses writes: no offset is taken */
+    if (m->log && (hr_durable_failing(m->log) || !hr_durable_admit(m->log, pub, idem_len))) {
+        /* the disk refuses writes, or too much waits for it: no offset is taken */
         if (cb) cb(ud, HR_ERR_STORAGE, 0, NULL);
         return;
     }
     pthread_mutex_lock(&sh->mu);
     mchan *c = mem_get_or_create(m, sh, h, pub->channel, pub->channel_len);
     mem_ring_maintain(m, c, o);
+    midem *key = NULL;
     if (idem_len && o->idempotency_window_ms) {
         uint64_t now = hr_wall_ms();
         idem_expire(c, now);
         uint64_t kh = mem_hash(idem_key, idem_len);
         midem *seen = idem_find(c, kh, idem_key, idem_len);
+        if (seen && seen->pending) { /* a retry of a publish being written: its answer is the original's */
+            hr_durable_park(m->log, seen->pending, cb, ud);
+            pthread_mutex_unlock(&sh->mu);
+            return;
+        }
         if (seen) { /* a retry: acknowledge with the original, deliver nothing */
             uint64_t offset = seen->offset;
             char epoch[HR_EPOCH_LEN + 1];
@@ -287,13 +302,15 @@ static void m_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const ch
             if (cb) cb(ud, 0, offset, epoch);
             return;
         }
-        mem_idem_add(c, kh, idem_key, idem_len, c->offset + 1, now + o->idempotency_window_ms);
+        key = mem_idem_add(c, kh, idem_key, idem_len, c->offset + 1, now + o->idempotency_window_ms);
     }
     pub->offset = ++c->offset;
     memcpy(pub->epoch, c->epoch, sizeof(pub->epoch));
     if (m->log) { /* stored, delivered and acknowledged once written (durable.c) */
-        hr_durable_publish(m->log, c, pub, o, idem_key, idem_len, cb, ud);
+        void *item = hr_durable_publish(m->log, c, pub, o, idem_key, idem_len, cb, ud);
+        if (key) key->pending = item;
         pthread_mutex_unlock(&sh->mu);
+        hr_durable_wake(m->log);
         return;
     }
     if (c->cap) mem_ring_push(m, c, pub);
@@ -315,6 +332,7 @@ static void m_publish_event(hr_engine *e, hr_pub *pub)
     if (m->log) hr_durable_event(m->log, pub);
     else e->deliver(e->hub, pub);
     pthread_mutex_unlock(&sh->mu);
+    if (m->log) hr_durable_wake(m->log);
 }
 
 /* The newest offset a reader may see: with the durable log, publications
@@ -362,6 +380,7 @@ static void m_history_remove(hr_engine *e, const char *channel, size_t len, hr_d
     if (c && m->log) {
         hr_durable_remove(m->log, c, cb, ud);
         pthread_mutex_unlock(&sh->mu);
+        hr_durable_wake(m->log);
         return;
     }
     if (c)
@@ -370,10 +389,21 @@ static void m_history_remove(hr_engine *e, const char *channel, size_t len, hr_d
     if (cb) cb(ud, 0);
 }
 
+/* An entry's user: the anonymous "" is one shared constant, not a 32-byte
+ * copy per anonymous subscriber. */
+static char no_user[1];
+
+static char *pres_user_dup(const char *user) { return user && user[0] ? hr_strdup(user) : no_user; }
+
+static void pres_user_free(char *user)
+{
+    if (user != no_user) hr_free(user);
+}
+
 static void pres_free(mpres *p)
 {
     hr_free(p->client);
-    hr_free(p->user);
+    pres_user_free(p->user);
     hr_free(p->info);
 }
 
@@ -493,18 +523,18 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
     mpres *slot;
     if (at >= 0) {
         slot = &c->pres[at];
-        hr_free(slot->user);
+        pres_user_free(slot->user);
         hr_free(slot->info);
     } else {
         if (c->npres == c->cappres) {
-            c->cappres = c->cappres ? c->cappres * 2 : 4;
+            c->cappres = c->cappres ? c->cappres * 2 : 1; /* most channels have few members */
             c->pres = hr_realloc(c->pres, c->cappres * sizeof(*c->pres));
         }
         slot = &c->pres[c->npres++];
         slot->client = hr_strdup(client);
         atomic_fetch_add_explicit(&m->presence, 1, memory_order_relaxed); /* subscribe path, not delivery */
     }
-    slot->user = hr_strdup(user ? user : "");
+    slot->user = pres_user_dup(user);
     slot->info = info ? hr_strdup(info) : NULL;
     if (at < 0 && c->npres > PRES_INDEX_MIN) {
         if (!c->pidx || c->npres * 2 > c->pidx_cap) pidx_rebuild(c);
@@ -589,7 +619,6 @@ static void m_free(hr_engine *e)
                 while (c->idem_head) idem_pop(c);
                 hr_free(c->idem);
                 hr_free(c->ring);
-                hr_free(c->name);
                 hr_free(c);
                 c = nx;
             }
@@ -621,6 +650,7 @@ static void m_stats(hr_engine *e, hr_engine_stats *out)
     out->presence_entries = atomic_load_explicit(&m->presence, memory_order_relaxed);
     out->disk_bytes = m->log ? hr_durable_disk_bytes(m->log) : 0;
     out->disk_syncs = m->log ? hr_durable_syncs(m->log) : 0;
+    if (m->log) hr_durable_queue_stats(m->log, &out->disk_queued_bytes, &out->disk_queue_full);
 }
 
 static const hr_engine_vt memory_vt = {

@@ -23,6 +23,7 @@ typedef struct midem {
     uint64_t hash;
     uint64_t offset;
     uint64_t expires_ms;
+    void *pending;          /* the durable log's item while the original is being written, else NULL */
     size_t len;
     char key[];
 } midem;
@@ -30,7 +31,6 @@ typedef struct midem {
 typedef struct mchan {
     struct mchan *next;
     uint64_t hash;
-    char *name;
     size_t len;
     uint64_t offset;
     char epoch[HR_EPOCH_LEN + 1];
@@ -47,10 +47,12 @@ typedef struct mchan {
     bool in_lru;
     /* durable log only */
     uint64_t shown;         /* offset of the newest publication written and delivered */
-    uint64_t log_seg;       /* id + 1 of the last segment that noted this channel (log thread) */
-    size_t log_idx;         /* its index in that segment's channel list */
+    uint64_t log_seg;       /* id + 1 of the segment holding its newest record, 0 = none (log thread) */
+    uint32_t log_idx;       /* its index in that segment's channel list */
+    uint32_t log_nsegs;     /* live segments holding a record of it (log thread) */
     bool log_seen;          /* recovery met a record of it */
     bool log_renew;         /* recovery: a record after damage: gets a new epoch */
+    char name[];            /* NUL-terminated, in the same allocation */
 } mchan;
 
 typedef struct shard {
@@ -80,7 +82,10 @@ void mem_ring_drop_oldest(mengine *m, mchan *c);
 void mem_ring_push(mengine *m, mchan *c, hr_pub *pub);
 void mem_ring_maintain(mengine *m, mchan *c, const hr_chan_opts *o);
 void mem_enforce_budget(mengine *m);
-void mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t offset, uint64_t expires);
+midem *mem_idem_add(mchan *c, uint64_t h, const char *key, size_t len, uint64_t offset, uint64_t expires);
+/* The original publish of key (its log item `pending`) is written: retries
+ * are answered at once from now on. */
+void mem_idem_settle(mchan *c, const char *key, size_t len, const void *pending);
 /* Forget key (a publish that failed to reach the disk). */
 void mem_idem_remove(mchan *c, const char *key, size_t len);
 
@@ -95,15 +100,30 @@ bool hr_durable_failing(hr_durable *d);
 uint64_t hr_durable_disk_bytes(hr_durable *d);
 /* fdatasync calls on the log's segments so far. */
 uint64_t hr_durable_syncs(hr_durable *d);
+/* Whether pub may be queued under engine.max_queued_bytes (always when
+ * nothing waits); a refusal is counted. Checked before the offset is
+ * taken and charged when queued: concurrent workers may pass the bound by
+ * one publication each. */
+bool hr_durable_admit(hr_durable *d, const hr_pub *pub, size_t idem_len);
+/* Bytes queued for the log thread now; publishes refused for it so far. */
+void hr_durable_queue_stats(hr_durable *d, uint64_t *queued, uint64_t *refused);
 /* Under c's shard lock, in publish order: queue pub (offset and epoch
  * assigned) to be written, then stored in c's history and delivered, then
- * acknowledged through cb on the publishing worker. */
-void hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opts *o, const char *idem,
-                        size_t idem_len, hr_publish_cb cb, void *ud);
+ * acknowledged through cb on the publishing worker. Returns the queued
+ * item, for hr_durable_park. */
+void *hr_durable_publish(hr_durable *d, mchan *c, hr_pub *pub, const hr_chan_opts *o, const char *idem,
+                         size_t idem_len, hr_publish_cb cb, void *ud);
+/* Under the channel's shard lock: a retry of the publish whose item
+ * (hr_durable_publish's result) is not written yet gets the original's
+ * answer, success or failure, when the original gets it. */
+void hr_durable_park(hr_durable *d, void *pending, hr_publish_cb cb, void *ud);
 /* Under the channel's shard lock: deliver a join/leave event in its place
  * among the queued publications. */
 void hr_durable_event(hr_durable *d, hr_pub *pub);
 /* Under c's shard lock: record the removal of c's history, then clear it. */
 void hr_durable_remove(hr_durable *d, mchan *c, hr_done_cb cb, void *ud);
+/* After the shard lock taken for hr_durable_publish, _event or _remove is
+ * released: wake the log thread if it sleeps on an empty queue. */
+void hr_durable_wake(hr_durable *d);
 
 #endif

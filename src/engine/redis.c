@@ -12,9 +12,14 @@
  * queue (engine->post), where the caller's callback runs. A worker loop
  * never blocks on Redis.
  *
- * Order. Publish is one Lua script (publish.lua below) run atomically by
- * Redis: it assigns the next offset, appends to the history list, trims
- * it, remembers the idempotency key and PUBLISHes the encoded publication.
+ * Order. Publish is a Lua script (publish.lua below) run atomically by
+ * Redis: for each publication it carries, in order, it assigns the next
+ * offset, appends to the history list, trims it, remembers the
+ * idempotency key and PUBLISHes the encoded publication. The publishes of
+ * one engine loop turn to a shard share script calls (up to
+ * redis.publish_batch each: one command to parse, one script to enter, one
+ * reply); any other op first sends the publishes queued before it, so
+ * Redis runs everything in the order the workers queued it.
  * A node receives publications only through its SUBSCRIBE (its own too),
  * so every node sees a channel's publications in offset order. Node-wide
  * interest: the hub reports a channel's first and last subscriber on this
@@ -73,6 +78,7 @@
 #include "core/hash.h"
 #include "engine/redis_conn.h"
 #include "core/log.h"
+#include "core/random.h"
 
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -83,28 +89,41 @@
 
 /* ---- scripts --------------------------------------------------------------------- */
 
-/* KEYS: meta, history, idem. ARGV: pubsub channel, data, history size,
- * history ttl ms, epoch if new, now ms, idem window ms, has idem (0/1).
- * Returns {offset, epoch, duplicate (0/1)}. */
+/* A batch of publications, each as one script call would: KEYS: meta,
+ * history, idem of each publication (3 each). ARGV: for each, pubsub
+ * channel, data, history size, history ttl ms, epoch if new, now ms, idem
+ * window ms, has idem (0/1) (8 each). Returns one entry per publication, in
+ * order: {offset, epoch, duplicate (0/1)}, or the error that publication
+ * met (pcall: the others still go). Numbers stay the decimal strings they
+ * came as: a Lua number passed to redis.call is formatted with
+ * printf("%.17g"), a visible part of the script's cost. */
 static const char publish_lua[] =
-    "local e = redis.call('hget', KEYS[1], 'e')\n"
-    "if not e then e = ARGV[5]; redis.call('hset', KEYS[1], 'e', e) end\n"
-    "if ARGV[8] == '1' then\n"
-    "  local prev = redis.call('get', KEYS[3])\n"
-    "  if prev then return {tonumber(prev), e, 1} end\n"
+    "local function publish(k1, k2, k3, a)\n"
+    "  local e = redis.call('hget', k1, 'e')\n"
+    "  if not e then e = ARGV[a + 5]; redis.call('hset', k1, 'e', e) end\n"
+    "  if ARGV[a + 8] == '1' then\n"
+    "    local prev = redis.call('get', k3)\n"
+    "    if prev then return {tonumber(prev), e, 1} end\n"
+    "  end\n"
+    "  local o = redis.call('hincrby', k1, 'o', 1)\n"
+    "  local os = string.format('%d', o)\n"
+    "  local m = 'M' .. os .. ' ' .. e .. ' ' .. ARGV[a + 6] .. '\\n' .. ARGV[a + 2]\n"
+    "  if ARGV[a + 3] ~= '0' then\n"
+    "    redis.call('rpush', k2, m)\n"
+    "    redis.call('ltrim', k2, '-' .. ARGV[a + 3], '-1')\n"
+    "    if ARGV[a + 4] ~= '0' then redis.call('pexpire', k2, ARGV[a + 4]) end\n"
+    "  end\n"
+    "  if ARGV[a + 8] == '1' then redis.call('set', k3, os, 'PX', ARGV[a + 7]) end\n"
+    "  redis.call('publish', ARGV[a + 1], m)\n"
+    "  return {o, e, 0}\n"
     "end\n"
-    "local o = redis.call('hincrby', KEYS[1], 'o', 1)\n"
-    "local m = 'M' .. string.format('%d', o) .. ' ' .. e .. ' ' .. ARGV[6] .. '\\n' .. ARGV[2]\n"
-    "local size = tonumber(ARGV[3])\n"
-    "if size > 0 then\n"
-    "  redis.call('rpush', KEYS[2], m)\n"
-    "  redis.call('ltrim', KEYS[2], -size, -1)\n"
-    "  local ttl = tonumber(ARGV[4])\n"
-    "  if ttl > 0 then redis.call('pexpire', KEYS[2], ttl) end\n"
+    "local out = {}\n"
+    "for i = 0, #KEYS / 3 - 1 do\n"
+    "  local ok, r = pcall(publish, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], 8 * i)\n"
+    "  if not ok then r = redis.error_reply(type(r) == 'table' and r.err or tostring(r)) end\n"
+    "  out[i + 1] = r\n"
     "end\n"
-    "if ARGV[8] == '1' then redis.call('set', KEYS[3], o, 'PX', ARGV[7]) end\n"
-    "redis.call('publish', ARGV[1], m)\n"
-    "return {o, e, 0}\n";
+    "return out\n";
 
 /* KEYS: meta, history. ARGV: epoch if new, want entries (0/1), history
  * size, lowest offset, offset bound (exclusive), lowest time ms (each "" =
@@ -368,6 +387,8 @@ typedef struct rshard {
     rengine *e;
     int idx;
     hr_redis_conn *conn;
+    rop *bhead, *btail;         /* publishes of this loop turn not sent yet (engine thread) */
+    size_t bn;
     rsub **subs;
     size_t nsubs_buckets, nsubs;
     bool was_up;                /* up before: a later up is a reconnect (resync subscribers) */
@@ -408,6 +429,13 @@ struct rengine {
     rglob *globs;               /* pattern subscriptions of this node (engine thread) */
     size_t nglobs;
     char sha[S_COUNT][41];
+    /* engine thread: the buffer every publish script call is built in (no
+     * allocation per publication) and random bytes drawn a batch at a time for new
+     * channels' epochs (one getrandom per 32 publications, not each) */
+    hr_buf pcmd;
+    size_t batch_max;           /* redis.publish_batch */
+    uint8_t rnd[256];
+    size_t rnd_left;
     void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);
     void *stats_ud;
 };
@@ -435,7 +463,9 @@ static void key(hr_buf *b, rengine *e, const char *kind, const char *ch, size_t 
 {
     b->len = 0;
     hr_buf_append(b, e->prefix, e->prefix_len);
-    hr_buf_printf(b, ":%s:{", kind);
+    hr_buf_append(b, ":", 1);
+    hr_buf_append_str(b, kind);
+    hr_buf_append(b, ":{", 2);
     hr_buf_append(b, ch, len);
     hr_buf_append(b, "}", 1);
 }
@@ -618,14 +648,26 @@ static hr_pub *decode_command(const char *s, size_t n)
 
 /* ---- commands ---------------------------------------------------------------------- */
 
+/* The decimal digits of v into d (24 bytes); returns their count. */
+static size_t u64_dec(char d[24], uint64_t v)
+{
+    char t[24];
+    size_t n = 0, k = 0;
+    do t[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n) d[k++] = t[--n];
+    d[k] = '\0';
+    return k;
+}
+
 static void evalsha(hr_buf *cmd, rengine *e, int script, bool eval, size_t nkeys, const char **args, const size_t *lens,
                     size_t nargs)
 {
     const char *argv[16];
     size_t l[16];
     size_t n = 0;
-    char nk[8];
-    snprintf(nk, sizeof(nk), "%zu", nkeys);
+    char nk[24];
+    u64_dec(nk, nkeys);
     argv[n] = eval ? "EVAL" : "EVALSHA";
     l[n] = strlen(argv[n]);
     n++;
@@ -757,18 +799,6 @@ static void on_reply(void *ud, int err, const hr_resp *r)
         return;
     }
     switch (op->kind) {
-    case OP_PUBLISH: {
-        int64_t off = 0;
-        if (r->type != HR_RESP_ARRAY || r->n < 2 || hr_resp_int(&r->elem[0], &off) || !hr_resp_is_str(&r->elem[1]) ||
-            r->elem[1].len > HR_EPOCH_LEN) {
-            op->err = HR_ERR_PROTO;
-            break;
-        }
-        op->offset = (uint64_t)off;
-        memcpy(op->epoch, r->elem[1].str, r->elem[1].len);
-        op->epoch[r->elem[1].len] = '\0';
-        break;
-    }
     case OP_HISTORY:
         parse_history(op, r);
         break;
@@ -1264,6 +1294,185 @@ static void pattern_change(rengine *e, rop *op)
 
 /* ---- sending ops --------------------------------------------------------------------- */
 
+/* A fresh epoch from the engine's pool of random bytes. */
+static void pool_epoch(rengine *e, char out[HR_EPOCH_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (e->rnd_left < HR_EPOCH_LEN / 2) {
+        hr_random_bytes(e->rnd, sizeof(e->rnd));
+        e->rnd_left = sizeof(e->rnd);
+    }
+    const uint8_t *r = e->rnd + sizeof(e->rnd) - e->rnd_left;
+    for (size_t i = 0; i < HR_EPOCH_LEN / 2; i++) {
+        out[2 * i] = hex[r[i] >> 4];
+        out[2 * i + 1] = hex[r[i] & 15];
+    }
+    out[HR_EPOCH_LEN] = '\0';
+    e->rnd_left -= HR_EPOCH_LEN / 2;
+}
+
+/* ---- publish batches ------------------------------------------------------------ */
+
+/* One publish script call: publications of one shard from one loop turn, in
+ * the order the workers queued them (per-channel order kept). */
+typedef struct rbatch {
+    rengine *e;
+    int shard;
+    bool retried;               /* NOSCRIPT: sent once more with EVAL */
+    size_t n;
+    rop *ops[];
+} rbatch;
+
+/* Argument "P:KIND:{C}" + suffix as one bulk string. */
+static void arg_key(hr_buf *b, rengine *e, char kind, const rop *op, bool idem)
+{
+    size_t extra = idem && op->idem_len ? 1 + op->idem_len : 0;
+    hr_resp_cmd_arg_head(b, e->prefix_len + 4 + op->len + 1 + extra);
+    hr_buf_append(b, e->prefix, e->prefix_len);
+    char mid[4] = {':', kind, ':', '{'};
+    hr_buf_append(b, mid, 4);
+    hr_buf_append(b, op->channel, op->len);
+    hr_buf_append(b, "}", 1);
+    if (extra) {
+        hr_buf_append(b, ":", 1);
+        hr_buf_append(b, op->idem, op->idem_len);
+    }
+    hr_buf_append(b, "\r\n", 2);
+}
+
+/* A publication's 8 script arguments. */
+static void arg_publication(hr_buf *b, rengine *e, const rop *op)
+{
+    const hr_pub *p = op->pub;
+    char d[24], epoch[HR_EPOCH_LEN + 1];
+    hr_resp_cmd_arg_head(b, e->prefix_len + 3 + op->len);
+    hr_buf_append(b, e->prefix, e->prefix_len);
+    hr_buf_append(b, ":c:", 3);
+    hr_buf_append(b, op->channel, op->len);
+    hr_buf_append(b, "\r\n", 2);
+    hr_resp_cmd_arg(b, p->data, p->data_len);
+    hr_resp_cmd_arg(b, d, u64_dec(d, op->o.history_size));
+    hr_resp_cmd_arg(b, d, u64_dec(d, op->o.history_ttl_ms));
+    pool_epoch(e, epoch);
+    hr_resp_cmd_arg(b, epoch, HR_EPOCH_LEN);
+    hr_resp_cmd_arg(b, d, u64_dec(d, p->time_ms));
+    hr_resp_cmd_arg(b, d, u64_dec(d, op->o.idempotency_window_ms ? op->o.idempotency_window_ms : 1));
+    hr_resp_cmd_arg(b, op->idem_len && op->o.idempotency_window_ms ? "1" : "0", 1);
+}
+
+static void on_batch_reply(void *ud, int err, const hr_resp *r);
+
+/* Every op of the batch ends with err (or its own result), then the batch. */
+static void batch_end(rbatch *b, int err)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (err) b->ops[i]->err = err;
+        op_complete(b->ops[i]);
+    }
+    hr_free(b);
+}
+
+static void batch_send(rbatch *b)
+{
+    rengine *e = b->e;
+    hr_buf *c = &e->pcmd;
+    c->len = 0;
+    char nk[24];
+    hr_resp_cmd_head(c, 3 + 11 * b->n);
+    if (b->retried) hr_resp_cmd_arg(c, "EVAL", 4), hr_resp_cmd_arg(c, scripts[S_PUBLISH], strlen(scripts[S_PUBLISH]));
+    else hr_resp_cmd_arg(c, "EVALSHA", 7), hr_resp_cmd_arg(c, e->sha[S_PUBLISH], 40);
+    hr_resp_cmd_arg(c, nk, u64_dec(nk, 3 * b->n));
+    for (size_t i = 0; i < b->n; i++) {
+        arg_key(c, e, 'm', b->ops[i], false);
+        arg_key(c, e, 'h', b->ops[i], false);
+        arg_key(c, e, 'i', b->ops[i], true);
+    }
+    for (size_t i = 0; i < b->n; i++) arg_publication(c, e, b->ops[i]);
+    int rc = hr_redis_conn_send(e->shards[b->shard].conn, c->data, c->len, on_batch_reply, b);
+    if (rc) batch_end(b, rc);
+}
+
+/* A publication's answer {offset, epoch, duplicate}. */
+static void parse_publish(rop *op, const hr_resp *r)
+{
+    int64_t off = 0;
+    if (r->type == HR_RESP_ERROR) {
+        hr_logf(HR_LOG_WARN, "redis_command_failed", "redis: command failed: %.*s", (int)HR_MIN(r->len, 200), r->str);
+        op->err = HR_ERR_IO;
+        return;
+    }
+    if (r->type != HR_RESP_ARRAY || r->n < 2 || hr_resp_int(&r->elem[0], &off) || !hr_resp_is_str(&r->elem[1]) ||
+        r->elem[1].len > HR_EPOCH_LEN) {
+        op->err = HR_ERR_PROTO;
+        return;
+    }
+    op->offset = (uint64_t)off;
+    memcpy(op->epoch, r->elem[1].str, r->elem[1].len);
+    op->epoch[r->elem[1].len] = '\0';
+}
+
+static void on_batch_reply(void *ud, int err, const hr_resp *r)
+{
+    rbatch *b = ud;
+    if (err) {
+        batch_end(b, err);
+        return;
+    }
+    if (is_noscript(r) && !b->retried) {
+        b->retried = true;
+        batch_send(b);
+        return;
+    }
+    if (r->type == HR_RESP_ERROR) {
+        hr_logf(HR_LOG_WARN, "redis_command_failed", "redis: command failed: %.*s", (int)HR_MIN(r->len, 200), r->str);
+        batch_end(b, HR_ERR_IO);
+        return;
+    }
+    if (r->type != HR_RESP_ARRAY || r->n != b->n) {
+        batch_end(b, HR_ERR_PROTO);
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++) parse_publish(b->ops[i], &r->elem[i]);
+    batch_end(b, 0);
+}
+
+/* Send the shard's pending publishes (in script calls of batch_max). */
+static void batch_flush(rengine *e, rshard *sh)
+{
+    while (sh->bn) {
+        size_t n = HR_MIN(sh->bn, e->batch_max);
+        rbatch *b = hr_malloc(sizeof(*b) + n * sizeof(rop *));
+        b->e = e;
+        b->shard = sh->idx;
+        b->retried = false;
+        b->n = n;
+        for (size_t i = 0; i < n; i++) {
+            b->ops[i] = sh->bhead;
+            sh->bhead = sh->bhead->next;
+        }
+        sh->bn -= n;
+        if (!sh->bn) sh->btail = NULL;
+        batch_send(b);
+    }
+}
+
+static void batch_flush_all(rengine *e)
+{
+    for (int i = 0; i < e->nshards; i++) batch_flush(e, &e->shards[i]);
+}
+
+/* A publish joins its shard's batch (sent when full, before any other
+ * command, and at the end of the loop turn's queue). */
+static void batch_add(rengine *e, rop *op)
+{
+    rshard *sh = &e->shards[op->shard];
+    op->next = NULL;
+    if (sh->btail) sh->btail->next = op;
+    else sh->bhead = op;
+    sh->btail = op;
+    if (++sh->bn >= e->batch_max) batch_flush(e, sh);
+}
+
 static void op_send(rop *op)
 {
     rengine *e = op->e;
@@ -1320,35 +1529,10 @@ static void op_send(rop *op)
         free_op(op);
         return;
     }
-    case OP_PUBLISH: {
-        hr_pub *p = op->pub;
-        key(&k1, e, "m", op->channel, op->len);
-        key(&k2, e, "h", op->channel, op->len);
-        key(&k3, e, "i", op->channel, op->len);
-        if (op->idem_len) {
-            hr_buf_append(&k3, ":", 1);
-            hr_buf_append(&k3, op->idem, op->idem_len);
-        }
-        hr_buf name = HR_BUF_INIT;
-        hr_buf_append(&name, e->prefix, e->prefix_len);
-        hr_buf_append(&name, ":c:", 3);
-        hr_buf_append(&name, op->channel, op->len);
-        char size[24], ttl[24], epoch[HR_EPOCH_LEN + 1], now[24], win[24];
-        snprintf(size, sizeof(size), "%u", op->o.history_size);
-        snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)op->o.history_ttl_ms);
-        hr_epoch_new(epoch);
-        snprintf(now, sizeof(now), "%llu", (unsigned long long)p->time_ms);
-        bool idem = op->idem_len && op->o.idempotency_window_ms;
-        snprintf(win, sizeof(win), "%llu", (unsigned long long)(op->o.idempotency_window_ms ? op->o.idempotency_window_ms : 1));
-        const char *a[] = {(const char *)k1.data, (const char *)k2.data, (const char *)k3.data,
-                           (const char *)name.data, p->data, size, ttl, epoch, now, win, idem ? "1" : "0"};
-        size_t l[] = {k1.len, k2.len, k3.len, name.len, p->data_len, strlen(size), strlen(ttl), strlen(epoch),
-                      strlen(now), strlen(win), 1};
-        evalsha(&cmd, e, S_PUBLISH, eval, 3, a, l, 11);
-        hr_buf_free(&name);
-        rc = hr_redis_conn_send(sh->conn, cmd.data, cmd.len, on_reply, op);
-        break;
-    }
+    case OP_PUBLISH: /* publishes go through batch_add; a lone one is a batch of one */
+        batch_add(e, op);
+        batch_flush(e, sh);
+        return;
     case OP_EVENT: {
         hr_pub *p = op->pub;
         hr_buf name = HR_BUF_INIT, msg = HR_BUF_INIT;
@@ -1492,10 +1676,17 @@ static void on_wake(hr_loop *loop, void *data)
     pthread_mutex_unlock(&e->mu);
     while (list) {
         rop *nx = list->next;
-        if (stop) free_op(list); /* shutting down: the callers are going away */
-        else op_send(list);
+        if (stop) {
+            free_op(list); /* shutting down: the callers are going away */
+        } else if (list->kind == OP_PUBLISH) {
+            batch_add(e, list);
+        } else {
+            batch_flush_all(e); /* earlier publishes first: a later read sees them */
+            op_send(list);
+        }
         list = nx;
     }
+    batch_flush_all(e);
     for (int i = 0; i < e->nshards; i++) hr_redis_conn_flush(e->shards[i].conn);
     if (stop) hr_loop_stop(&e->loop);
 }
@@ -1922,6 +2113,7 @@ static void r_free(hr_engine *be)
     hr_free(e->pres);
     for (size_t i = 0; i < e->nglobs; i++) hr_free(e->globs[i].glob);
     hr_free(e->globs);
+    hr_buf_free(&e->pcmd);
     hr_timer_stop(&e->loop.wheel, &e->refresh);
     hr_loop_close(&e->loop);
     pthread_mutex_destroy(&e->mu);
@@ -2029,6 +2221,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     e->node_ttl_ms = o->node_ttl_ms ? o->node_ttl_ms : 30000;
     e->stats = o->stats;
     e->stats_ud = o->stats_ud;
+    e->batch_max = o->publish_batch ? o->publish_batch : 1;
     if (o->node_id && o->node_id[0]) {
         snprintf(e->node_id, sizeof(e->node_id), "%s", o->node_id);
     } else {

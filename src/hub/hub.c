@@ -14,10 +14,10 @@
 struct hr_local_chan {
     hr_local_chan *next;
     uint64_t hash;
-    char *name;
-    size_t len;
     hr_sub *subs;
     size_t nsubs;
+    size_t len;
+    char name[];               /* NUL-terminated; in the same allocation */
 };
 
 typedef struct interest {
@@ -376,7 +376,6 @@ void hr_hub_free(hr_hub *hub)
             hr_local_chan *lc = wh->buckets[b];
             while (lc) {
                 hr_local_chan *nx = lc->next;
-                hr_free(lc->name);
                 hr_free(lc);
                 lc = nx;
             }
@@ -436,7 +435,6 @@ static void lremove(hr_whub *wh, hr_local_chan *lc)
     while (*pp != lc) pp = &(*pp)->next;
     *pp = lc->next;
     wh->nchans--;
-    hr_free(lc->name);
     hr_free(lc);
 }
 
@@ -465,7 +463,7 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
     hr_whub_count(&wh->subscriptions, 1);
     if (pattern) {
         s->pattern = hr_strndup(channel, len);
-        s->pattern_len = len;
+        s->pattern_len = (uint32_t)len;
         s->chan_next = wh->patterns;
         if (wh->patterns) wh->patterns->chan_prev = s;
         wh->patterns = s;
@@ -476,9 +474,9 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
     }
     if (!lc) {
         if (wh->nchans + 1 > wh->nbuckets) lgrow(wh);
-        lc = hr_calloc(1, sizeof(*lc));
+        lc = hr_calloc(1, sizeof(*lc) + len + 1);
         lc->hash = h;
-        lc->name = hr_strndup(channel, len);
+        memcpy(lc->name, channel, len);
         lc->len = len;
         size_t idx = (h >> 6) & (wh->nbuckets - 1);
         lc->next = wh->buckets[idx];
@@ -554,6 +552,20 @@ void hr_hub_unsubscribe_all(hr_client *c)
 /* ---- fan-out ------------------------------------------------------------------ */
 
 /* ---- clients and server commands ---------------------------------------------- */
+
+static char anonymous[1];
+
+void hr_client_free_user(hr_client *c)
+{
+    if (c->user != anonymous) hr_free(c->user);
+    c->user = NULL;
+}
+
+void hr_client_set_user(hr_client *c, const char *user)
+{
+    hr_client_free_user(c);
+    c->user = user && user[0] ? hr_strdup(user) : anonymous;
+}
 
 void hr_hub_client_add(hr_client *c)
 {

@@ -85,21 +85,29 @@ struct hr_client {
     hr_sub *subs;                 /* this client's subscriptions */
     size_t nsubs;
     char id[37];                  /* client id */
-    char *user;                   /* "" = anonymous */
+    char *user;                   /* "" = anonymous (shared, see hr_client_set_user) */
     hr_client *wnext, *wprev;     /* in the worker's client list (server commands) */
 };
 
+/* Set (replacing) or free a client's user. The anonymous user "" is one
+ * shared constant, not a copy per client (a 32-byte allocation less for
+ * each anonymous connection). */
+void hr_client_set_user(hr_client *c, const char *user);
+void hr_client_free_user(hr_client *c);
+
+/* One per subscription of every subscriber: 72 bytes (an 80-byte malloc
+ * chunk), so the small fields share the last word. */
 struct hr_sub {
     hr_sub *chan_next, *chan_prev;  /* in the local channel (or the pattern list) */
     hr_sub *client_next;            /* in the client's list */
     hr_client *client;
     hr_local_chan *lc;              /* NULL for pattern subscriptions */
     char *pattern;                  /* pattern subscriptions: the pattern */
-    size_t pattern_len;
     uint64_t offset;                /* last offset delivered (skip older ones) */
+    void *hold;                     /* the front end's while its subscribe is answered (ops.h hr_op_hold) */
+    uint32_t pattern_len;           /* channel names are at most 65535 bytes */
     bool presence;                  /* in the channel's presence set */
     bool gone;                      /* unsubscribed during a fan-out; freed after it */
-    void *hold;                     /* the front end's while its subscribe is answered (ops.h hr_op_hold) */
 };
 
 struct hr_whub {

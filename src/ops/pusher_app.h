@@ -3,9 +3,11 @@
  * Herald channel that carries it, the channel policy of the reserved
  * Pusher namespaces, and the HMAC-SHA256 signature checks of private /
  * presence subscriptions and of pusher:signin. The rules live here (the ops
- * layer) so every front end - the Pusher WebSocket protocol, the HTTP API
- * /apps/{app_id}/..., a native client reaching a Pusher channel - applies
- * the same ones; the front ends only map the results to their wire forms.
+ * layer, called by ops.c) so every front end - the Pusher WebSocket protocol,
+ * a native client or the server API reaching a Pusher channel, the Pusher
+ * HTTP API /apps/{app_id}/... (transport/pusher_api.c) - applies the same
+ * ones; the front ends only map the results to their wire forms. The HTTP
+ * API's signed query and its replay set are checked here too.
  *
  * Mapping: Pusher channel NAME of the app with app_id ID is the Herald
  * channel "$pusher-ID:" + escaped(NAME). NAME is made of A-Z a-z 0-9 and

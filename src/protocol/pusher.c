@@ -633,11 +633,11 @@ static void on_presence_list(void *ud, int err, const hr_presence *list)
     hr_pusher *p;
     pending *x = ud;
     hr_sub *sub = pending_done(x, &p);
-    if (!sub) {
+    pres *m = sub ? sub->hold : NULL;
+    if (!m || m->ready) { /* gone, or already served (subscribed again while a list was on its way) */
         pending_free(x);
         return;
     }
-    pres *m = sub->hold;
     for (size_t i = 0; !err && i < list->n; i++)
         if (strcmp(list->entries[i].client, p->client.id))
             pres_add(m, list->entries[i].client, list->entries[i].info, list->entries[i].user);

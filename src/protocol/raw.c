@@ -23,6 +23,11 @@
  * connection is closed with 3005, as an SSE stream is ended (no refresh
  * without commands).
  *
+ * Memory: an idle subscriber holds only the hr_raw below (client, options,
+ * sink); what few connections use (a publisher's rate bucket and waiting
+ * messages, the token's expiry timer and info, the webhook state) is in a
+ * raw_more allocated on first need.
+ *
  * Publishing to a channel whose namespace has proxy_publish asks the
  * backend's publish hook (ops.h) and publishes on its yes. Messages stay in
  * order: while one waits (until its engine answer), the later ones wait in
@@ -42,19 +47,25 @@
 #include <string.h>
 #include <time.h>
 
-struct hr_raw {
-    hr_client client;          /* must stay first: the hub hands it back */
-    const hr_proto_opts *opts;
-    const hr_sink_vt *sink;
-    void *t;
-    bool closing;
+/* The state few connections need (see the top). */
+typedef struct raw_more {
+    struct hr_raw *r;
     hr_bucket pub_bucket;      /* limits.publishes_per_connection */
-    struct raw_exp *exp;       /* NULL unless the connection token has exp */
+    hr_timer exp;              /* the connection token's exp (armed only with one) */
     char *info;                /* the connection token's info (compact JSON) or NULL: presence, join/leave */
     struct raw_pub *busy;      /* the publish waiting for its hook (then its engine answer) */
     struct raw_pub *wait, *wait_tail; /* messages sent after it, in order */
     size_t waiting;            /* their bytes */
     hr_webhook_conn *whc;      /* client_disconnected's state (NULL: not wanted) */
+} raw_more;
+
+struct hr_raw {
+    hr_client client;          /* must stay first: the hub hands it back */
+    const hr_proto_opts *opts;
+    const hr_sink_vt *sink;
+    void *t;
+    raw_more *more;            /* NULL until needed */
+    bool closing;
 };
 
 /* Raw mode's name in client webhooks. */
@@ -68,17 +79,25 @@ typedef struct raw_pub {
     char text[];
 } raw_pub;
 
-/* The connection token's expiry. */
-typedef struct raw_exp {
-    hr_timer t;
-    hr_raw *r;
-} raw_exp;
+static raw_more *more_of(hr_raw *r)
+{
+    if (!r->more) {
+        r->more = hr_calloc(1, sizeof(*r->more));
+        r->more->r = r;
+        hr_timer_init(&r->more->exp, NULL);
+    }
+    return r->more;
+}
+
+static hr_webhook_conn *whc_of(const hr_raw *r) { return r->more ? r->more->whc : NULL; }
+
+static const char *info_of(const hr_raw *r) { return r->more ? r->more->info : NULL; }
 
 static void raw_close(hr_raw *r, int code, const char *reason, bool drop_queued)
 {
     if (r->closing) return;
     r->closing = true;
-    hr_webhook_closing(r->whc, code, reason);
+    hr_webhook_closing(whc_of(r), code, reason);
     r->sink->disconnect(r->t, code, reason, drop_queued);
 }
 
@@ -122,7 +141,7 @@ static void raw_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
 
 static const hr_client_vt raw_client_vt = {.on_pub = raw_on_pub, .on_command = raw_on_command};
 
-static void leave_channel(hr_raw *r, hr_sub *sub) { hr_urlsubs_leave(&r->client, &r->opts->ops, r->info, sub); }
+static void leave_channel(hr_raw *r, hr_sub *sub) { hr_urlsubs_leave(&r->client, &r->opts->ops, info_of(r), sub); }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
@@ -133,7 +152,7 @@ static hr_wheel *wheel_of(hr_raw *r) { return &r->client.wh->loop->wheel; }
 static void on_exp(hr_timer *t, void *wheel_data)
 {
     HR_UNUSED(wheel_data);
-    hr_raw *r = HR_CONTAINER_OF(t, raw_exp, t)->r;
+    hr_raw *r = HR_CONTAINER_OF(t, raw_more, exp)->r;
     hr_logev(HR_LOG_INFO, "client_token_expired", HR_LOG_S("client", r->client.id), HR_LOG_I("code", HR_DISC_TOKEN_EXPIRED),
              HR_LOG_S("msg", "token expired, disconnecting"));
     raw_close(r, HR_DISC_TOKEN_EXPIRED, "token expired", false);
@@ -141,11 +160,10 @@ static void on_exp(hr_timer *t, void *wheel_data)
 
 static void arm_exp(hr_raw *r, int64_t exp)
 {
-    r->exp = hr_calloc(1, sizeof(*r->exp));
-    r->exp->r = r;
-    hr_timer_init(&r->exp->t, on_exp);
+    raw_more *m = more_of(r);
+    hr_timer_init(&m->exp, on_exp);
     int64_t in = exp - (int64_t)time(NULL);
-    hr_timer_start(wheel_of(r), &r->exp->t, in > 0 ? (uint64_t)in * 1000 : 0);
+    hr_timer_start(wheel_of(r), &m->exp, in > 0 ? (uint64_t)in * 1000 : 0);
 }
 
 static hr_webhook_who who_of(hr_raw *r) { return (hr_webhook_who){r->client.id, r->client.user, RAW_TRANSPORT}; }
@@ -156,7 +174,7 @@ static void announce_connected(hr_raw *r, const char *remote)
     hr_webhook *wh = r->opts->ops.webhook;
     if (!wh) return;
     hr_webhook_who who = who_of(r);
-    r->whc = hr_webhook_connected(wh, &who, remote && remote[0] ? remote : NULL);
+    more_of(r)->whc = hr_webhook_connected(wh, &who, remote && remote[0] ? remote : NULL);
 }
 
 hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sink, void *t, const char *query,
@@ -176,7 +194,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
     hr_raw *r = hr_calloc(1, sizeof(*r));
     r->client.vt = &raw_client_vt;
     r->client.wh = wh;
-    r->client.user = hr_strdup(who && who->user ? who->user : "");
+    hr_client_set_user(&r->client, who ? who->user : NULL);
     hr_urlsubs_client_id(r->client.id);
     r->opts = opts;
     r->sink = sink;
@@ -184,7 +202,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
     st = hr_urlsubs_subscribe(&r->client, refs, n, msg, msgcap);
     if (st) {
         *status = st;
-        hr_free(r->client.user);
+        hr_client_free_user(&r->client);
         hr_free(r);
         hr_free(refs);
         hr_free(buf);
@@ -192,8 +210,8 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
     }
     /* every channel accepted: presence and join events (concrete channels only) */
     announce_connected(r, tok ? tok->remote : NULL);
-    r->info = tok && tok->info ? hr_strndup(tok->info, tok->info_len) : NULL;
-    hr_urlsubs_announce_info(&r->client, &opts->ops, refs, n, r->info);
+    if (tok && tok->info) more_of(r)->info = hr_strndup(tok->info, tok->info_len);
+    hr_urlsubs_announce_info(&r->client, &opts->ops, refs, n, info_of(r));
     hr_free(refs);
     hr_free(buf);
     hr_hub_client_add(&r->client);
@@ -203,7 +221,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
 
 void hr_raw_closed(hr_raw *r, int code, const char *reason)
 {
-    if (r) hr_webhook_closing(r->whc, code, reason);
+    if (r) hr_webhook_closing(whc_of(r), code, reason);
 }
 
 const char *hr_raw_client_id(const hr_raw *r) { return r->client.id; }
@@ -249,12 +267,13 @@ static void hooked_done(raw_pub *rp)
     hr_raw *r = rp->r;
     hr_free(rp);
     if (!r) return;
-    r->busy = NULL;
-    while (r->wait && !r->busy && !r->closing) {
-        raw_pub *x = r->wait;
-        r->wait = x->next;
-        if (!r->wait) r->wait_tail = NULL;
-        r->waiting -= x->len;
+    raw_more *m = r->more; /* made by publish_hooked */
+    m->busy = NULL;
+    while (m->wait && !m->busy && !r->closing) {
+        raw_pub *x = m->wait;
+        m->wait = x->next;
+        if (!m->wait) m->wait_tail = NULL;
+        m->waiting -= x->len;
         start_hooked(r, x);
     }
 }
@@ -277,11 +296,11 @@ static void start_hooked(hr_raw *r, raw_pub *rp)
     size_t clen = 0;
     const char *ch = hr_hub_sub_channel(r->client.subs, &clen);
     hr_actor a = {.kind = HR_ACTOR_CLIENT, .opts = &r->opts->ops, .wh = r->client.wh, .engine = r->client.wh->hub->engine,
-                  .user = r->client.user, .client = &r->client, .pub_bucket = &r->pub_bucket};
+                  .user = r->client.user, .client = &r->client, .pub_bucket = &more_of(r)->pub_bucket};
     hr_op_result res = hr_op_publish(&a, ch, clen, rp->text, rp->len, NULL, 0, on_hooked_published, on_hooked_refused,
                                      rp);
     if (res.rc == HR_OP_PENDING) {
-        r->busy = rp;
+        r->more->busy = rp;
         return;
     }
     hr_free(rp); /* refused now: no callback has it */
@@ -293,20 +312,21 @@ static void publish_hooked(hr_raw *r, const char *text, size_t len)
     raw_pub *rp = hr_malloc(sizeof(*rp) + len);
     *rp = (raw_pub){.r = r, .len = len};
     memcpy(rp->text, text, len);
-    if (!r->busy) {
+    raw_more *m = more_of(r);
+    if (!m->busy) {
         start_hooked(r, rp);
         return;
     }
-    if (r->waiting + len > (size_t)r->opts->ops.reply_budget) {
+    if (m->waiting + len > (size_t)r->opts->ops.reply_budget) {
         hr_free(rp);
         raw_close(r, HR_DISC_TOO_MANY_REQUESTS, "too many messages waiting for the backend (channels.reply_budget)",
                   false);
         return;
     }
-    r->waiting += len;
-    if (r->wait_tail) r->wait_tail->next = rp;
-    else r->wait = rp;
-    r->wait_tail = rp;
+    m->waiting += len;
+    if (m->wait_tail) m->wait_tail->next = rp;
+    else m->wait = rp;
+    m->wait_tail = rp;
 }
 
 void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
@@ -340,7 +360,7 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
     json_decref(v);
     const char *ch = hr_hub_sub_channel(sub, &clen);
     hr_actor a = {.kind = HR_ACTOR_CLIENT, .opts = &r->opts->ops, .wh = r->client.wh, .engine = r->client.wh->hub->engine,
-                  .user = r->client.user, .client = &r->client, .pub_bucket = &r->pub_bucket};
+                  .user = r->client.user, .client = &r->client, .pub_bucket = &more_of(r)->pub_bucket};
     hr_chan_policy pol; /* which path: the rule itself is applied by the operation */
     if (!hr_ops_policy(&r->opts->ops, ch, clen, &pol) && pol.proxy_publish) {
         publish_hooked(r, text, dlen);
@@ -355,22 +375,23 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
 void hr_raw_free(hr_raw *r)
 {
     if (!r) return;
-    if (r->exp) {
-        hr_timer_stop(wheel_of(r), &r->exp->t);
-        hr_free(r->exp);
-    }
+    raw_more *m = r->more;
+    if (m) hr_timer_stop(wheel_of(r), &m->exp);
     hr_hub_client_remove(&r->client);
     while (r->client.subs) leave_channel(r, r->client.subs);
-    if (r->whc) {
+    if (m && m->whc) {
         hr_webhook_who who = who_of(r);
-        hr_webhook_disconnected(r->opts->ops.webhook, r->whc, &who, HR_DISC_CONN_CLOSED, "connection closed");
+        hr_webhook_disconnected(r->opts->ops.webhook, m->whc, &who, HR_DISC_CONN_CLOSED, "connection closed");
     }
-    hr_free(r->info);
-    if (r->busy) r->busy->r = NULL; /* its answer frees it */
-    for (raw_pub *x = r->wait, *next; x; x = next) {
-        next = x->next;
-        hr_free(x);
+    if (m) {
+        hr_free(m->info);
+        if (m->busy) m->busy->r = NULL; /* its answer frees it */
+        for (raw_pub *x = m->wait, *next; x; x = next) {
+            next = x->next;
+            hr_free(x);
+        }
+        hr_free(m);
     }
-    hr_free(r->client.user);
+    hr_client_free_user(&r->client);
     hr_free(r);
 }

@@ -1083,8 +1083,7 @@ static bool connect_token(hr_session *s, sframe *f, hr_str tok, hr_jwt_claims *c
         return false;
     }
     if (cl->sub) {
-        hr_free(s->client.user);
-        s->client.user = hr_strdup(cl->sub);
+        hr_client_set_user(&s->client, cl->sub);
     }
     if (cl->info) {
         hr_free(s->info);
@@ -1222,16 +1221,14 @@ static void connect_answered(hr_session *s, sframe *f, creply *r, const hr_cmd *
         if (res->fail) hr_logf(HR_LOG_INFO, "connect_failed", "client %s: connect: %s", s->client.id, res->message);
         backend_refused(s, f, r, res);
         /* not connected: forget what a token of this attempt set (a retry starts over) */
-        hr_free(s->client.user);
-        s->client.user = hr_strdup("");
+        hr_client_set_user(&s->client, "");
         hr_free(s->info);
         s->info = NULL;
         arm_expiry(s, false, 0);
         return;
     }
     const hr_proxy_answer *a = res->answer;
-    hr_free(s->client.user);
-    s->client.user = hr_strdup(a->user);
+    hr_client_set_user(&s->client, a->user);
     if (a->info) {
         hr_free(s->info);
         s->info = hr_strdup(a->info);
@@ -1484,7 +1481,7 @@ hr_session *hr_session_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink
     hr_session *s = hr_calloc(1, sizeof(*s));
     s->client.vt = &session_client_vt;
     s->client.wh = wh;
-    s->client.user = hr_strdup("");
+    hr_client_set_user(&s->client, "");
     hr_random_hex(s->client.id, 16);
     s->opts = opts;
     s->sink = sink;
@@ -1704,6 +1701,6 @@ void hr_session_free(hr_session *s)
     hr_free(s->info);
     hr_free(s->http_token);
     hr_free(s->remote);
-    hr_free(s->client.user);
+    hr_client_free_user(&s->client);
     hr_free(s);
 }

@@ -116,6 +116,10 @@ const hr_option hr_options[] = {
      "Most bytes the durable log keeps on disk; past it the oldest segment is deleted and its publications "
      "leave history (recovery from before them answers recovered = false). At least twice "
      "engine.segment_bytes. 0 = bounded by the disk only."},
+    {"engine.max_queued_bytes", HR_OPT_SIZE, OFF(engine_max_queued_bytes), "64MiB", 0, 1024 * GiB, NULL, NULL,
+     "Most bytes of publications waiting for the durable log's thread to write them (publishers faster than "
+     "the disk); a publish that would pass it is refused with the storage error (API 507, native 117, "
+     "temporary: retry) and counted in herald_disk_queue_full_total. 0 = unbounded."},
     {"redis.prefix", HR_OPT_STRING, OFF(redis_prefix), "herald", 0, 0, NULL, "--redis-prefix",
      "Prefix of every Redis key and pub/sub channel Herald uses (separate clusters sharing one Redis)."},
     {"redis.user", HR_OPT_STRING, OFF(redis_user), "default", 0, 0, NULL, NULL,
@@ -140,6 +144,10 @@ const hr_option hr_options[] = {
      "Longest reconnection delay."},
     {"redis.max_pending", HR_OPT_INT, OFF(redis_max_pending), "100000", 1, 100000000, NULL, NULL,
      "Most commands awaiting Redis replies per connection; more fail at once (API 503, client error 100)."},
+    {"redis.publish_batch", HR_OPT_INT, OFF(redis_publish_batch), "64", 1, 10000, NULL, NULL,
+     "Most publications one publish script call carries: the publishes of an engine loop turn to one shard go "
+     "to Redis in script calls of up to this many (1 = a script call per publication; more blocks Redis longer "
+     "per call)."},
     {"redis.max_reply", HR_OPT_SIZE, OFF(redis_max_reply), "64MiB", 1024, 1 * GiB, NULL, NULL,
      "Largest Redis reply accepted (a history read of a big channel); larger drops the connection."},
 
@@ -178,7 +186,9 @@ const hr_option hr_options[] = {
      "How long an idle keep-alive connection is kept open between requests. While answers are still queued for "
      "it, it stays open as long as the client reads some of them in each such period."},
     {"http.max_pipelined", HR_OPT_INT, OFF(http_max_pipelined), "64", 1, 100000, NULL, NULL,
-     "Most requests answered from one read before the connection yields to others (pipelining fairness)."},
+     "Most requests answered from one read before the connection yields to others (pipelining fairness); also "
+     "the most server API requests of one connection awaiting an engine's answer at once (Redis, the durable "
+     "log): further pipelined requests wait until one is answered."},
     {"http.max_pipelined_bytes", HR_OPT_SIZE, OFF(http_max_pipelined_bytes), "64KiB", 1024, 64 * MiB, NULL, NULL,
      "Most pipelined request bytes a connection may hold unanswered: above it, reading from the connection pauses "
      "until its requests are answered (a partial request never pauses it)."},
@@ -552,7 +562,8 @@ const hr_option hr_pusher_app_options[] = {
      "Bytes of a Pusher channel name; a longer one gets pusher:subscription_error (status 400). The Herald name "
      "it maps to must also fit channels.max_channel_length."},
     {"pusher.app.NAME.webhook_url", HR_OPT_STRING, PAOFF(webhook_url), "", 0, 0, NULL, NULL,
-     "Where Pusher-format webhooks of this app go (empty = none)."},
+     "Where Pusher-format webhooks of this app go (empty = none): channel_occupied, channel_vacated, "
+     "member_added, member_removed, client_event, signed with the app's secret (docs/pusher.md, Webhooks)."},
     {"pusher.app.NAME.webhook_events", HR_OPT_STRING, PAOFF(webhook_events), "", 0, 0, NULL, NULL,
      "Comma-separated webhook events to send; empty = all of channel_occupied, channel_vacated, member_added, "
      "member_removed, client_event."},

@@ -55,6 +55,7 @@ typedef struct hr_config {
     int64_t engine_fsync_interval_ms;
     int64_t engine_segment_bytes;
     int64_t engine_max_disk_bytes; /* 0 = unbounded */
+    int64_t engine_max_queued_bytes; /* 0 = unbounded */
     /* [redis] (engine = redis) */
     char *redis_prefix;
     char *redis_node_id;
@@ -67,6 +68,7 @@ typedef struct hr_config {
     int64_t redis_backoff_min_ms;
     int64_t redis_backoff_max_ms;
     int64_t redis_max_pending;
+    int64_t redis_publish_batch;
     int64_t redis_max_reply;
     /* [tls] */
     char *tls_cert;

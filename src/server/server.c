@@ -306,6 +306,7 @@ static int open_log(hr_engine *mem, const hr_config *cfg, char *err, size_t errl
         .fsync_interval_ms = (uint64_t)cfg->engine_fsync_interval_ms,
         .segment_bytes = (uint64_t)cfg->engine_segment_bytes,
         .max_disk_bytes = (uint64_t)cfg->engine_max_disk_bytes,
+        .max_queued_bytes = (uint64_t)cfg->engine_max_queued_bytes,
     };
     return hr_engine_memory_open_log(mem, &o, err, errlen);
 }
@@ -329,6 +330,7 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             .backoff_min_ms = (uint64_t)cfg->redis_backoff_min_ms,
             .backoff_max_ms = (uint64_t)cfg->redis_backoff_max_ms,
             .max_pending = (size_t)cfg->redis_max_pending,
+            .publish_batch = (size_t)cfg->redis_publish_batch,
             .max_reply = (size_t)cfg->redis_max_reply,
             .stats = node_stats,
             .stats_ud = s,

@@ -26,7 +26,13 @@
 
 /* Engines may answer later (engine.h): a reply is a list of pieces, some
  * reserved for an engine answer; the request is answered when none is
- * awaited (hr_http_defer until then). */
+ * awaited. Meanwhile the connection's next pipelined API requests run at
+ * once (hr_http_defer_pipelined: a Redis engine gets them all in one
+ * write), up to http.max_pipelined awaiting answers: the requests awaiting
+ * answers form a list in request order whose oldest owns the deferral, and
+ * one done before those ahead of it waits in the list, written right
+ * after them - answers leave in request order. Any other request waits
+ * until the list is empty (hr_http_defer). */
 typedef struct apiece {
     hr_buf b;
     bool reserved;
@@ -42,10 +48,17 @@ typedef struct areply {
 
 typedef struct api_req {
     hr_conn *c;         /* NULL once the connection is gone */
+    struct api_req *next; /* the connection's next request awaiting its answer (written after this one) */
+    struct api_req *tail; /* owner of the deferral: the last request awaiting an answer */
+    size_t waiting;       /* owner: requests awaiting answers, itself included */
+    bool closing;         /* owner: one of them ends the connection */
+    const char *extra;  /* extra header lines of an error answered before any method ran (static text) */
     bool close;
     bool batch;
     bool sealed;        /* every method ran */
-    bool deferred;      /* the connection waits (hr_http_defer) */
+    bool deferred;      /* this request owns the connection's deferral (the oldest awaiting an answer) */
+    bool behind;        /* an older request of the connection awaits its answer: this one is written after it */
+    bool done;          /* behind, and its answer is ready */
     size_t pending;     /* engine answers awaited */
     size_t history_bytes; /* history pages built for this request (channels.reply_budget) */
     areply *replies;
@@ -655,54 +668,137 @@ static void append_parts(hr_buf *b, const areply *r)
     for (size_t k = 0; k < r->nparts; k++) hr_buf_append(b, r->parts[k]->b.data, r->parts[k]->b.len);
 }
 
-/* Answer once every method ran and no engine answer is awaited. */
-static void areq_finish(api_req *rq)
+/* The request's answer, queued on its connection. */
+static void areq_write(api_req *rq)
 {
-    if (!rq->sealed || rq->pending) return;
     hr_conn *c = rq->c;
-    if (c) {
-        if (!rq->batch) {
-            areply *r = &rq->replies[0];
-            if (r->status != 200) {
-                hr_http_respond_error(c, r->status, NULL, r->error, rq->close);
-            } else {
-                hr_buf out = HR_BUF_INIT;
-                append_parts(&out, r);
-                hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false,
-                                rq->close);
-                hr_buf_free(&out);
-            }
+    if (!rq->batch) {
+        areply *r = &rq->replies[0];
+        if (r->status != 200) {
+            hr_http_respond_error(c, r->status, rq->extra, r->error, rq->close);
         } else {
             hr_buf out = HR_BUF_INIT;
-            hr_buf_append_str(&out, "{\"replies\":[");
-            for (size_t i = 0; i < rq->n; i++) {
-                areply *r = &rq->replies[i];
-                if (i) hr_buf_append(&out, ",", 1);
-                if (r->status != 200) {
-                    hr_buf_append_str(&out, "{\"error\":");
-                    hr_json_append_string(&out, r->error, strlen(r->error));
-                    hr_buf_printf(&out, ",\"status\":%d}", r->status);
-                } else {
-                    hr_buf_append_str(&out, "{\"result\":");
-                    append_parts(&out, r);
-                    hr_buf_append(&out, "}", 1);
-                }
-            }
-            hr_buf_append_str(&out, "]}");
+            append_parts(&out, r);
             hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false,
                             rq->close);
             hr_buf_free(&out);
         }
+        return;
     }
-    if (c && rq->deferred) hr_http_resume(c);
-    areq_free(rq);
+    hr_buf out = HR_BUF_INIT;
+    hr_buf_append_str(&out, "{\"replies\":[");
+    for (size_t i = 0; i < rq->n; i++) {
+        areply *r = &rq->replies[i];
+        if (i) hr_buf_append(&out, ",", 1);
+        if (r->status != 200) {
+            hr_buf_append_str(&out, "{\"error\":");
+            hr_json_append_string(&out, r->error, strlen(r->error));
+            hr_buf_printf(&out, ",\"status\":%d}", r->status);
+        } else {
+            hr_buf_append_str(&out, "{\"result\":");
+            append_parts(&out, r);
+            hr_buf_append(&out, "}", 1);
+        }
+    }
+    hr_buf_append_str(&out, "]}");
+    hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false, rq->close);
+    hr_buf_free(&out);
 }
 
-/* The connection is gone before the answer: the request just ends. */
+static void areq_cancel(void *owner);
+
+/* rq (awaiting its answer, first of `waiting` up to tail) now owns c's
+ * deferral: further pipelined API requests may run unless one awaiting
+ * ends the connection or http.max_pipelined of them await answers. */
+static void areq_hold(hr_conn *c, api_req *rq, api_req *tail, size_t waiting, bool closing)
+{
+    rq->deferred = true;
+    rq->behind = false;
+    rq->tail = tail;
+    rq->waiting = waiting;
+    rq->closing = closing;
+    if (closing || waiting >= (size_t)c->w->opts->http_max_pipelined) hr_http_defer(c, rq, areq_cancel);
+    else hr_http_defer_pipelined(c, rq, areq_cancel);
+}
+
+/* Answer once every method ran and no engine answer is awaited; the answers
+ * of the requests behind it that are ready follow. */
+static void areq_finish(api_req *rq)
+{
+    if (!rq->sealed || rq->pending) return;
+    hr_conn *c = rq->c;
+    if (c && rq->behind) { /* written after the older ones */
+        rq->done = true;
+        return;
+    }
+    if (c) areq_write(rq);
+    bool owner = c && rq->deferred;
+    api_req *next = rq->next, *tail = rq->tail;
+    size_t waiting = rq->waiting - 1;
+    bool closing = rq->closing;
+    areq_free(rq);
+    if (!owner) return;
+    while (next && next->done && !(c->flags & HR_CONN_CLOSED)) {
+        api_req *nx = next->next;
+        areq_write(next);
+        areq_free(next);
+        next = nx;
+        waiting--;
+    }
+    if (next && !(c->flags & HR_CONN_CLOSED)) {
+        areq_hold(c, next, tail, waiting, closing);
+        return;
+    }
+    if (next) areq_cancel(next);
+    hr_http_resume(c);
+}
+
+/* The connection is gone before the answers: the requests just end (those
+ * ready now, the others when their engine answers come). */
 static void areq_cancel(void *owner)
 {
-    api_req *rq = owner;
-    rq->c = NULL;
+    for (api_req *rq = owner, *nx; rq; rq = nx) {
+        nx = rq->next;
+        rq->c = NULL;
+        rq->next = NULL;
+        if (rq->done) areq_free(rq);
+    }
+}
+
+/* A request of c: behind the requests awaiting answers, if any. */
+static api_req *areq_new(hr_conn *c, bool close)
+{
+    api_req *rq = hr_calloc(1, sizeof(*rq));
+    rq->c = c;
+    rq->close = close;
+    api_req *head = hr_http_deferred_by(c, areq_cancel);
+    if (!head) return rq;
+    head->tail->next = rq;
+    head->tail = rq;
+    head->waiting++;
+    head->closing |= close;
+    rq->behind = true;
+    /* no more requests after one that ends the connection, nor above the bound */
+    if (close || head->waiting >= (size_t)c->w->opts->http_max_pipelined) hr_http_defer(c, head, areq_cancel);
+    return rq;
+}
+
+/* An error decided before any method ran: answered now, or after the
+ * connection's requests awaiting answers. */
+static void answer_early(hr_conn *c, int status, const char *extra, const char *message, bool close)
+{
+    if (!hr_http_deferred_by(c, areq_cancel)) {
+        hr_http_respond_error(c, status, extra, message, close);
+        return;
+    }
+    api_req *rq = areq_new(c, close);
+    rq->extra = extra;
+    rq->n = 1;
+    rq->replies = hr_calloc(1, sizeof(areply));
+    rq->replies[0].owned = hr_strdup(message);
+    fail_r(&rq->replies[0], status, rq->replies[0].owned);
+    rq->sealed = true;
+    areq_finish(rq);
 }
 
 /* ---- HTTP glue ------------------------------------------------------------------- */
@@ -730,16 +826,17 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
     bool batch = nlen == 5 && memcmp(name, "batch", 5) == 0;
     api_method fn = batch ? NULL : find_method(name, nlen);
     if (!fn && !batch) {
-        hr_http_respond_error(c, 404, NULL, "unknown API method", close);
+        answer_early(c, 404, NULL, "unknown API method", close);
         return;
     }
     if (req->method_len != 4 || memcmp(req->method, "POST", 4) != 0) {
-        hr_http_respond_error(c, 405, "Allow: POST\r\n", "API methods take POST", close);
+        answer_early(c, 405, "Allow: POST\r\n", "API methods take POST", close);
         return;
     }
     if (!authorized(w->sh, req)) {
-        hr_http_refuse(c, req, HR_REFUSE_TOKEN, 401, "WWW-Authenticate: apikey\r\n",
-                       "missing or wrong API key (Authorization: apikey <key>)", close);
+        static const char msg[] = "missing or wrong API key (Authorization: apikey <key>)";
+        hr_worker_refused(w, HR_REFUSE_TOKEN, c, req, NULL, 401, msg);
+        answer_early(c, 401, "WWW-Authenticate: apikey\r\n", msg, close);
         return;
     }
     hr_api_call(c, name, nlen, body, len, close);
@@ -751,7 +848,7 @@ void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body,
     bool batch = nlen == 5 && memcmp(name, "batch", 5) == 0;
     api_method fn = batch ? NULL : find_method(name, nlen);
     if (!fn && !batch) {
-        hr_http_respond_error(c, 404, NULL, "unknown API method", close);
+        answer_early(c, 404, NULL, "unknown API method", close);
         return;
     }
     json_error_t jerr;
@@ -761,17 +858,10 @@ void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body,
         if (params) snprintf(msg, sizeof(msg), "request body must be a JSON object");
         else snprintf(msg, sizeof(msg), "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         json_decref(params);
-        hr_buf b = HR_BUF_INIT;
-        hr_buf_append_str(&b, "{\"error\":");
-        hr_json_append_string(&b, msg, strlen(msg));
-        hr_buf_append_str(&b, ",\"status\":400}");
-        hr_http_respond(c, 400, "application/json", NULL, b.data, b.len, false, close);
-        hr_buf_free(&b);
+        answer_early(c, 400, NULL, msg, close);
         return;
     }
-    api_req *rq = hr_calloc(1, sizeof(*rq));
-    rq->c = c;
-    rq->close = close;
+    api_req *rq = areq_new(c, close);
     rq->pending = 1; /* held while the methods run */
     api_ctx x = {w, w->opts, w->sh->hub->engine, rq, NULL};
     json_t *cmds = batch ? json_object_get(params, "commands") : NULL;
@@ -810,9 +900,7 @@ void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body,
     rq->sealed = true;
     rq->pending--;
     if (rq->pending) {
-        /* an engine answers later: hold the connection's next requests */
-        hr_http_defer(c, rq, areq_cancel);
-        rq->deferred = true;
+        if (!rq->behind) areq_hold(c, rq, rq, 1, rq->close); /* an engine answers later */
         return;
     }
     areq_finish(rq);

@@ -6,7 +6,11 @@
  * (Content-Length copied, chunked decoded in place first); when the body is
  * complete the head is re-parsed from `req` and dispatched. Responses are
  * queued in request order, so pipelined requests get pipelined answers that
- * leave in one writev at the end of the loop turn. */
+ * leave in one writev at the end of the loop turn. A request whose answer
+ * comes later (an engine call) holds the requests behind it
+ * (hr_http_defer), except a server API call: behind one, further pipelined
+ * POST /api/ requests are dispatched at once (hr_http_defer_pipelined) and
+ * api.c writes their answers in request order as the engine answers. */
 #include "transport/http.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -51,6 +55,8 @@ typedef struct hr_http {
     size_t queued_at_timer;   /* output queued when the keep-alive timer last fired with answers unwritten */
     bool http10;              /* current request is HTTP/1.0: keep-alive must be confirmed */
     bool eof;                 /* the peer half-closed while a response was deferred */
+    bool more;                /* hr_http_defer_pipelined: pipelined POST /api/ requests go on meanwhile */
+    bool held;                /* reading paused for a request that waits for the deferred answer */
     void *deferred;           /* owner of a response that comes later (hr_http_defer), or NULL */
     void (*cancel)(void *owner);
 } hr_http;
@@ -548,21 +554,45 @@ static ssize_t refuse(hr_conn *c, size_t len)
     return (ssize_t)len;
 }
 
+/* While an answer is deferred, may the request starting at `data` be
+ * dispatched? 1 yes (the deferral lets pipelined API calls through and this
+ * is one), 0 no, -1 not known yet (too few bytes). Not through a trusted
+ * proxy: its per-client admission may answer a request at once, ahead of
+ * the answers awaited. */
+static int may_dispatch(const hr_conn *c, const hr_http *h, const uint8_t *data, size_t len)
+{
+    static const char api[] = "POST /api/";
+    if (!h->deferred) return 1;
+    if (!h->more || (c->flags & HR_CONN_VIA_PROXY)) return 0;
+    size_t n = HR_MIN(len, sizeof(api) - 1);
+    if (memcmp(data, api, n) != 0) return 0;
+    return n == sizeof(api) - 1 ? 1 : -1;
+}
+
+/* The request at data waits for the deferred answer: reading pauses unless
+ * what is there may still become an API call. */
+static ssize_t hold(hr_conn *c, const uint8_t *data, size_t len, size_t pos)
+{
+    hr_http *h = c->proto;
+    if (may_dispatch(c, h, data + pos, len - pos) == 0) {
+        h->held = true;
+        hr_conn_pause_reading(c);
+    }
+    return (ssize_t)pos;
+}
+
 static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_http *h = c->proto;
     if (c->flags & HR_CONN_REFUSED) return refuse(c, len);
-    if (h->deferred) { /* keep it for after the deferred answer */
-        hr_conn_pause_reading(c);
-        return 0;
-    }
+    if (h->state != H_BODY && may_dispatch(c, h, data, len) != 1) return hold(c, data, len, 0); /* for after the deferred answer */
     const hr_transport_opts *opt = c->w->opts;
     hr_http_limits lim = limits_of(opt);
     size_t pos = 0;
     int answered = 0;
     while (pos < len) {
         if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH)) return (ssize_t)len; /* discard */
-        if (h->deferred) return (ssize_t)pos; /* pipelined requests wait for the deferred answer */
+        if (h->state != H_BODY && may_dispatch(c, h, data + pos, len - pos) != 1) return hold(c, data, len, pos);
         if (h->state == H_BODY) {
             ssize_t n = body_feed(c, data + pos, len - pos);
             if (n < 0) return (ssize_t)len;
@@ -721,7 +751,27 @@ void hr_http_defer(hr_conn *c, void *owner, void (*cancel)(void *owner))
     hr_http *h = c->proto;
     h->deferred = owner;
     h->cancel = cancel;
+    h->more = false;
+    h->held = true;
     hr_conn_pause_reading(c);
+}
+
+void hr_http_defer_pipelined(hr_conn *c, void *owner, void (*cancel)(void *owner))
+{
+    hr_http *h = c->proto;
+    h->deferred = owner;
+    h->cancel = cancel;
+    h->more = true;
+    if (h->held) { /* what waited may be an API call: the ready list delivers it */
+        h->held = false;
+        hr_conn_resume_reading(c);
+    }
+}
+
+void *hr_http_deferred_by(hr_conn *c, void (*cancel)(void *owner))
+{
+    hr_http *h = c->vt == &http_vt ? c->proto : NULL;
+    return h && h->deferred && h->cancel == cancel ? h->deferred : NULL;
 }
 
 bool hr_http_resume(hr_conn *c)
@@ -729,6 +779,7 @@ bool hr_http_resume(hr_conn *c)
     hr_http *h = c->proto;
     h->deferred = NULL;
     h->cancel = NULL;
+    h->more = h->held = false;
     if (c->flags & HR_CONN_CLOSED) return false;
     if (h->eof) {
         if (!(c->flags & HR_CONN_CLOSE_AFTER_FLUSH)) hr_conn_close_after_flush(c);
@@ -748,6 +799,7 @@ void hr_http_defer_end(hr_conn *c)
     hr_http *h = c->proto;
     h->deferred = NULL;
     h->cancel = NULL;
+    h->more = h->held = false;
     hr_conn_resume_reading(c);
 }
 

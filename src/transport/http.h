@@ -58,6 +58,14 @@ void hr_http_set_peer_key(hr_conn *c, uint32_t key);
  * If the connection goes first, cancel(owner) is called from its release
  * (the owner must then not touch c). */
 void hr_http_defer(hr_conn *c, void *owner, void (*cancel)(void *owner));
+/* As hr_http_defer, but the connection's next pipelined POST /api/ requests
+ * are dispatched meanwhile (their answers are the owner's to order: the
+ * server API queues them after the deferred one); any other request waits.
+ * Called again to hand the deferral to another owner (reading resumes if a
+ * request was held). */
+void hr_http_defer_pipelined(hr_conn *c, void *owner, void (*cancel)(void *owner));
+/* The owner of c's deferral when its cancel function is `cancel`, else NULL. */
+void *hr_http_deferred_by(hr_conn *c, void (*cancel)(void *owner));
 /* The deferred answer has been queued (hr_http_respond...): go on with the
  * connection's pipelined requests. Returns false if c is closed. */
 bool hr_http_resume(hr_conn *c);

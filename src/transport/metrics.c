@@ -341,6 +341,11 @@ static void metrics_engine(hr_shared *sh, hr_buf *b)
                        es.disk_bytes);
         hr_metrics_one(b, "herald_disk_syncs_total", "counter", "fdatasync calls on the durable log's segments.",
                        es.disk_syncs);
+        hr_metrics_one(b, "herald_disk_queued_bytes", "gauge",
+                       "Bytes of publications waiting for the durable log's thread to write them.",
+                       es.disk_queued_bytes);
+        hr_metrics_one(b, "herald_disk_queue_full_total", "counter",
+                       "Publishes refused because engine.max_queued_bytes was reached.", es.disk_queue_full);
     }
     if (e && e->vt->shards_down)
         hr_metrics_one(b, "herald_engine_shards_down", "gauge", "Redis shards without a connection now.",

@@ -408,7 +408,7 @@ static void sse_free(hr_sse *s)
     hr_free(s->info);
     hr_free(s->subs);
     hr_free(s->pos);
-    hr_free(s->client.user);
+    hr_client_free_user(&s->client);
     hr_free(s);
 }
 
@@ -827,7 +827,7 @@ static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const c
     hr_sse *s = hr_calloc(1, sizeof(*s));
     s->client.vt = &sse_client_vt;
     s->client.wh = w->hub;
-    s->client.user = hr_strdup(au.who.user);
+    hr_client_set_user(&s->client, au.who.user);
     s->exp_at = au.conn.has_exp ? HR_MAX(au.conn.exp, 1) : 0;
     if (id_or_null) snprintf(s->client.id, sizeof(s->client.id), "%s", id_or_null);
     else hr_urlsubs_client_id(s->client.id);
@@ -840,7 +840,7 @@ static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const c
         s->envelope = (elen == 1 && ev[0] == '1') || (elen == 4 && memcmp(ev, "true", 4) == 0);
     st = hr_urlsubs_subscribe(&s->client, refs, n, msg, sizeof(msg));
     if (st) {
-        hr_free(s->client.user);
+        hr_client_free_user(&s->client);
         hr_free(s);
         hr_free(refs);
         hr_free(buf);
@@ -1045,7 +1045,7 @@ static void start_abandon(sse_start *st)
     hr_free(s->subs);
     hr_free(s->pos);
     hr_free(s->info);
-    hr_free(s->client.user);
+    hr_client_free_user(&s->client);
     hr_free(s);
     start_free(st);
 }

@@ -49,10 +49,14 @@
 
 enum { WS_OPEN = 0, WS_CLOSE_SENT, WS_CLOSE_DONE, WS_FAILED };
 
+/* Per connection: of the current frame's header only what its payload
+ * needs is kept, and the fields are ordered so there is no padding (120
+ * bytes, a 128-byte malloc chunk; docs/benchmarks.md, "Memory per idle
+ * WebSocket"). */
 typedef struct hr_ws {
     const hr_ws_handler *h;
     const char *subprotocol; /* negotiated (static or config-owned string), or NULL */
-    hr_ws_frame_header fh;   /* current frame */
+    uint64_t frame_len;      /* the current frame's payload length */
     uint64_t got;            /* payload bytes of the current frame consumed */
     hr_buf msg;              /* message being assembled (compressed or not) */
     hr_utf8 utf8;
@@ -62,13 +66,16 @@ typedef struct hr_ws {
     bool sync_lost;          /* failed on a malformed frame header: frame boundaries unknown */
     bool msg_compressed;
     bool deflate;
-    hr_pmd_params pmd;
-    uint16_t close_code;     /* reported to the handler when the connection ends */
-    z_stream *inflater;      /* own stream: only with client context takeover */
-    z_stream *deflater;      /* own stream: only with server context takeover */
     bool msg_timed;          /* the timer knows about the message in progress */
+    uint16_t close_code;     /* reported to the handler when the connection ends */
+    hr_pmd_params pmd;
+    uint8_t frame_mask[4];   /* the current frame's masking key */
+    bool frame_fin;          /* the current frame ends its message */
+    bool frame_cont;         /* the current frame continues a message */
     uint32_t msg_start;      /* low 32 bits of the loop clock when the message began */
     uint32_t msg_charge;     /* bytes of this message charged to the worker's partial budget */
+    z_stream *inflater;      /* own stream: only with client context takeover */
+    z_stream *deflater;      /* own stream: only with server context takeover */
     uint64_t last_ping;
     void *app;               /* the handler's per-connection state */
 } hr_ws;
@@ -332,27 +339,28 @@ static ssize_t ws_discard(hr_conn *c, uint8_t *data, size_t len)
     size_t pos = 0;
     while (pos < len) {
         if (ws->in_frame) {
-            uint64_t skip = HR_MIN((uint64_t)(len - pos), ws->fh.payload_len - ws->got);
+            uint64_t skip = HR_MIN((uint64_t)(len - pos), ws->frame_len - ws->got);
             ws->got += skip;
             pos += (size_t)skip;
-            if (ws->got == ws->fh.payload_len) ws->in_frame = false;
+            if (ws->got == ws->frame_len) ws->in_frame = false;
             continue;
         }
         if (ws->sync_lost) return (ssize_t)len; /* boundaries unknown: drop; EOF or close_timeout ends it */
-        int rc = hr_ws_parse_header(data + pos, len - pos, &lax, &ws->fh);
+        hr_ws_frame_header fh;
+        int rc = hr_ws_parse_header(data + pos, len - pos, &lax, &fh);
         if (rc == HR_WS_INCOMPLETE) break;
         if (rc < 0) {
             ws->sync_lost = true; /* never read a close frame out of payload bytes */
             return (ssize_t)len;
         }
-        if (ws->fh.opcode == HR_WS_OP_CLOSE) {
+        if (fh.opcode == HR_WS_OP_CLOSE) {
             hr_conn_close_discarding_input(c); /* both close frames exchanged: close TCP */
             return -1;
         }
         pos += (size_t)rc;
-        ws->in_frame = true;
+        ws->frame_len = fh.payload_len;
+        ws->in_frame = fh.payload_len > 0;
         ws->got = 0;
-        if (ws->fh.payload_len == 0) ws->in_frame = false;
     }
     return (ssize_t)pos;
 }
@@ -391,7 +399,8 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
         }
         if (!ws->in_frame) {
             if (pos == len) break;
-            int rc = hr_ws_parse_header(data + pos, len - pos, &opts, &ws->fh);
+            hr_ws_frame_header hdr;
+            int rc = hr_ws_parse_header(data + pos, len - pos, &opts, &hdr);
             if (rc == HR_WS_INCOMPLETE) break;
             if (rc < 0) {
                 ws_fail(c, hr_ws_error_close_code(rc), hr_ws_error_text(rc));
@@ -408,7 +417,7 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 ws->sync_lost = true;
                 return (ssize_t)len;
             }
-            hr_ws_frame_header *fh = &ws->fh;
+            const hr_ws_frame_header *fh = &hdr;
             if (fh->opcode & 0x8) {
                 /* control frame: handle once complete (<= 131 bytes) */
                 if (len - pos < (size_t)rc + fh->payload_len) break;
@@ -421,6 +430,10 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
             /* From here the header is well-formed: on a failure the frame
              * counts as started, so discard mode skips its payload. */
             pos += (size_t)rc;
+            ws->frame_len = fh->payload_len;
+            memcpy(ws->frame_mask, fh->mask, sizeof(ws->frame_mask));
+            ws->frame_fin = fh->fin;
+            ws->frame_cont = fh->opcode == HR_WS_OP_CONT;
             ws->in_frame = fh->payload_len > 0;
             ws->got = 0;
             bool compressed = fh->opcode == HR_WS_OP_CONT ? ws->msg_compressed : fh->rsv1;
@@ -446,14 +459,13 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
             ws->in_frame = true;
         }
         /* data frame payload */
-        hr_ws_frame_header *fh = &ws->fh;
-        size_t take = (size_t)HR_MIN((uint64_t)(len - pos), fh->payload_len - ws->got);
+        size_t take = (size_t)HR_MIN((uint64_t)(len - pos), ws->frame_len - ws->got);
         uint8_t *p = data + pos;
-        hr_ws_mask(p, take, fh->mask, ws->got);
-        bool whole = ws->got == 0 && take == fh->payload_len && fh->fin && fh->opcode != HR_WS_OP_CONT;
+        hr_ws_mask(p, take, ws->frame_mask, ws->got);
+        bool whole = ws->got == 0 && take == ws->frame_len && ws->frame_fin && !ws->frame_cont;
         pos += take;
         ws->got += take;
-        bool frame_done = ws->got == fh->payload_len;
+        bool frame_done = ws->got == ws->frame_len;
         if (frame_done) ws->in_frame = false;
         /* On failure below, the loop goes on in discard mode (ws_discard),
          * which knows where the current frame ends. */
@@ -469,8 +481,8 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 ws_fail(c, HR_WS_CLOSE_INTERNAL, "out of memory");
                 continue;
             }
-            if (inflate_piece(c, zs, p, take, frame_done && fh->fin, &ws->msg)) continue;
-            if (!(frame_done && fh->fin) && over_partial_budget(c)) continue;
+            if (inflate_piece(c, zs, p, take, frame_done && ws->frame_fin, &ws->msg)) continue;
+            if (!(frame_done && ws->frame_fin) && over_partial_budget(c)) continue;
         } else {
             if (ws->msg_opcode == HR_WS_OP_TEXT && hr_utf8_feed(&ws->utf8, p, take) == HR_UTF8_INVALID) {
                 ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
@@ -486,10 +498,10 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 continue;
             }
             hr_buf_append(&ws->msg, p, take);
-            if (!(frame_done && fh->fin) && over_partial_budget(c)) continue;
+            if (!(frame_done && ws->frame_fin) && over_partial_budget(c)) continue;
         }
         if (!frame_done) break; /* need more bytes */
-        if (fh->fin) finish_message(c);
+        if (ws->frame_fin) finish_message(c);
     }
     if (ws->msg_opcode && !ws->msg_timed && ws->state == WS_OPEN && opt->ws_message_timeout_ms) {
         ws->msg_timed = true; /* a message is unfinished: its deadline joins the timer */

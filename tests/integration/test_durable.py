@@ -8,6 +8,7 @@ directory and checks history, offsets and epochs, and that a native client
 recovers (or is told it cannot) across the restart.
 """
 
+import asyncio
 import glob
 import os
 import resource
@@ -19,6 +20,7 @@ import threading
 import time
 import unittest
 import urllib.request
+from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -139,6 +141,63 @@ class DurableTest(DataDirCase):
         srv = self.start()  # the damage was handled once: the new epoch stays
         self.assertEqual(self.history(srv, "hit")["epoch"], new_epoch)
 
+    def restart_after_retention(self, srv, *args):
+        """Restart (the active segment is closed), let retention run, restart."""
+        srv.kill()
+        srv = self.start(*args)
+        time.sleep(2.5 * SLOW)  # retention runs every second
+        srv.kill()
+        return self.start(*args)
+
+    def test_retention_never_brings_back_removed_history(self):
+        """history_remove's record outlives retention while an older segment
+        (kept by another channel) has the removed publications."""
+        hist = ("--channels.history-size", "100")
+        srv = self.start(*hist)
+        self.publish(srv, "keep", [{"n": 1}])
+        self.publish(srv, "rm", [{"n": i} for i in range(1, 4)])
+        srv.kill()
+        srv = self.start(*hist)
+        api = Api(srv)
+        api.call("history_remove", {"channel": "rm"})
+        api.close()
+        srv = self.restart_after_retention(srv, *hist)
+        h = self.history(srv, "rm")
+        self.assertEqual((h["offset"], h["publications"]), (3, []), "removed publications stay removed")
+
+    def test_retention_never_brings_back_an_older_epoch(self):
+        """The segment holding a damaged channel's new epoch (an EPOCH record,
+        no publication) outlives retention while an older segment still has
+        the channel's old-epoch records: a restart gives the new epoch and
+        offset, not the old ones (a client of the old epoch would recover
+        across the lost publications)."""
+        hist = ("--channels.history-size", "100")
+        srv = self.start(*hist)
+        keep = self.publish(srv, "keep", [{"n": 1}])[0]  # keeps segment 0 in history
+        e1 = self.publish(srv, "hit", [{"mark": f"m{i:03d}"} for i in range(1, 5)])[0]["epoch"]
+        srv.kill()
+        srv = self.start(*hist)  # a new segment for offsets 5..10
+        self.publish(srv, "hit", [{"mark": f"m{i:03d}"} for i in range(5, 11)])
+        srv.kill()
+        damaged = [s for s in self.segments() if b"m007" in Path(s).read_bytes()][0]
+        with open(damaged, "r+b") as f:
+            f.seek(f.read().index(b"m007"))
+            f.write(b"X")
+        srv = self.start(*hist)  # hit gets a new epoch, written into a new segment
+        h = self.history(srv, "hit")
+        e2 = h["epoch"]
+        self.assertNotEqual(e2, e1)
+        self.assertEqual(h["offset"], 10)
+        deadline = time.monotonic() + 5 * SLOW  # the damaged segment leaves (nothing holds it)
+        while os.path.exists(damaged) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(os.path.exists(damaged))
+        srv = self.restart_after_retention(srv, *hist)
+        h = self.history(srv, "hit")
+        self.assertEqual((h["epoch"], h["offset"]), (e2, 10), "never the old epoch (nor its older offset)")
+        self.assertEqual(self.publish(srv, "hit", [{"n": 11}])[0], {"offset": 11, "epoch": e2})
+        self.assertEqual(self.history(srv, "keep")["epoch"], keep["epoch"])
+
     def test_retention_deletes_segments(self):
         srv = self.start("--engine.segment-bytes", "4KiB", "--channels.history-size", "5")
         self.publish(srv, "ret", [{"pad": "x" * 200, "n": i} for i in range(200)])
@@ -227,6 +286,98 @@ class DurableTest(DataDirCase):
         srv = self.start()
         h = self.history(srv, "full")
         self.assertEqual([p["data"]["n"] for p in h["publications"]], [1, 5])
+
+    def test_retry_while_the_original_is_written_gets_the_originals_answer(self):
+        """A publish and its retry (same idempotency key) in one frame: the
+        retry arrives while the original waits for the log thread. Both get
+        the original's answer: the same offset when it is written, error 117
+        when the write fails (before, the retry was acknowledged with an
+        offset that the failure then took back)."""
+        srv = self.start("--engine.segment-bytes", "1MiB")
+        self.assertEqual(self.publish(srv, "pair", [{"n": 0}])[0]["offset"], 1)
+        pid = srv.proc.pid
+        hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)[1]
+
+        async def pair(c, key):
+            sent = await c.send_frame([("publish", {"channel": "pair", "data": {"key": key}, "idempotency_key": key}),
+                                       ("publish", {"channel": "pair", "data": {"key": key}, "idempotency_key": key})])
+            return [await asyncio.wait_for(f, 10 * SLOW) for _, f in sent]
+
+        async def body():
+            c = await Native.open(srv)
+            a, b = await pair(c, "ok")
+            self.assertEqual(a.get("result"), b.get("result"), (a, b))
+            self.assertEqual(a["result"]["offset"], 2)
+            for i in range(5):
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, hard))  # every write fails (EFBIG)
+                a, b = await pair(c, f"fail{i}")
+                check_error(a.get("error"), 117, f"original {a}")
+                check_error(b.get("error"), 117, f"retry of a failed original: {b}")
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
+                deadline = time.monotonic() + 5 * SLOW
+                while "result" not in await c.call("publish", {"channel": "probe", "data": {}}):
+                    self.assertLess(time.monotonic(), deadline, "publishing resumes")
+                    await asyncio.sleep(0.05)
+            a, b = await pair(c, "fail0")  # the failed key was forgotten: a new publication
+            self.assertEqual(a.get("result"), b.get("result"), (a, b))
+            self.assertEqual(a["result"]["offset"], 3)
+            await c.close()
+        run(body())
+        h = self.history(srv, "pair")
+        self.assertEqual([p["data"] for p in h["publications"]], [{"n": 0}, {"key": "ok"}, {"key": "fail0"}])
+        self.assertEqual(srv.stop(), 0, "a clean exit (under ASan: no parked retry leaked)")
+
+    def metrics(self, srv, *names):
+        with urllib.request.urlopen(srv.url("/metrics"), timeout=5 * SLOW) as r:
+            lines = r.read().decode().splitlines()
+        return [int(float(ln.split()[1])) for n in names for ln in lines if ln.startswith(n + " ")]
+
+    def flood(self, srv, n=40, pad=2000):
+        """n publications of `pad` bytes in one frame, a subscriber of their
+        channel and one of another channel: (answers, what the subscriber got,
+        whether the other channel still works)."""
+        async def body():
+            sub, other, pub = await Native.open(srv), await Native.open(srv), await Native.open(srv)
+            await sub.result("subscribe", {"channel": "flood"})
+            await other.result("subscribe", {"channel": "calm"})
+            sent = await pub.send_frame([("publish", {"channel": "flood", "data": {"n": i, "pad": "p" * pad}})
+                                         for i in range(n)])
+            answers = [await asyncio.wait_for(f, 20 * SLOW) for _, f in sent]
+            got = await sub.pubs(sum("result" in a for a in answers), channel="flood")
+            await sub.quiet(0.3)
+            await pub.result("publish", {"channel": "calm", "data": {"still": "fine"}})
+            calm = (await other.pubs(1, channel="calm"))[0]["data"]
+            for c in (sub, other, pub):
+                await c.close()
+            return answers, got, calm
+        return run(body())
+
+    def test_max_queued_bytes_refuses_publishes_faster_than_the_disk(self):
+        """engine.max_queued_bytes = 8KiB, fsync = always (each batch waits for
+        fdatasync): 40 publications of 2 KB in one frame outrun the disk. The
+        ones past the bound get 117 and take no offset; the others are
+        delivered in order; other channels and later publishes work."""
+        srv = self.start("--engine.fsync", "always", "--engine.max-queued-bytes", "8KiB")
+        answers, got, calm = self.flood(srv)
+        ok = [a["result"]["offset"] for a in answers if "result" in a]
+        refused = [a["error"] for a in answers if "error" in a]
+        self.assertGreater(len(refused), 0, "the queue bound was hit")
+        self.assertGreater(len(ok), 0)
+        for e in refused:
+            check_error(e, 117)
+        self.assertEqual(ok, list(range(1, len(ok) + 1)), "refused publishes took no offset")
+        self.assertEqual([p["offset"] for p in got], ok)
+        self.assertEqual(calm, {"still": "fine"})
+        self.assertEqual(self.metrics(srv, "herald_disk_queue_full_total", "herald_disk_queued_bytes"),
+                         [len(refused), 0])
+        self.assertEqual(self.publish(srv, "flood", [{"after": 1}])[0]["offset"], len(ok) + 1)
+        self.assertEqual(self.history(srv, "flood")["offset"], len(ok) + 1)
+        self.assertEqual(srv.stop(), 0)
+        srv = self.start("--engine.fsync", "always", "--engine.max-queued-bytes", "0")  # 0 = unbounded
+        answers, got, _ = self.flood(srv)
+        self.assertTrue(all("result" in a for a in answers), [a for a in answers if "result" not in a][:2])
+        self.assertEqual(len(got), 40)
+        self.assertEqual(self.metrics(srv, "herald_disk_queue_full_total"), [0])
 
     def test_idempotency_window_survives_a_crash(self):
         srv = self.start()

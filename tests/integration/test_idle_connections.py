@@ -2,14 +2,18 @@
 """10,000 idle WebSocket connections against one herald (2 workers).
 
 Measures the server's resident memory (VmRSS) after 100 warm-up connections
-and after 10,000 more, and prints "bytes per idle connection: N". Asserts
-every handshake got 101, that the server still answers /health and echoes on
-a new connection (and on old idle ones), and - except in sanitizer builds -
-that an idle connection costs less than 4096 bytes of server memory.
+and after 10,000 more, and prints "bytes per idle connection: N", three
+ways: unsubscribed /ws/echo connections, /ws/raw subscribers of one shared
+channel (the per-subscriber cost) and of a channel each (plus the
+per-channel cost). Asserts every handshake got 101, that the server still
+answers /health, echoes on new and old idle connections or delivers a
+publication to old idle subscribers, and - except in sanitizer builds -
+that a connection costs less than its bound below.
 """
 
 import base64
 import errno
+import json
 import os
 import selectors
 import socket
@@ -19,12 +23,20 @@ import unittest
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from herald_native import API_KEY, Api  # noqa: E402
 from herald_testlib import (OP_BINARY, OP_TEXT, SANITIZE, SLOW, Herald, RawWS,  # noqa: E402
                             dump_output, main, raise_nofile_limit, ws_accept)
 
 N_WARMUP = 100
 N_IDLE = 10_000
 LIMIT_BYTES = 4096
+# Subscribed idle /ws/raw connections (RSS delta, docs/benchmarks.md):
+# 10,000 on one channel measured 833 B each before the hub / engine structs
+# were trimmed and ~640 B after; 10,000 on a channel each (per-channel state
+# in the hub and the engine too) 1,377 B before, ~1,050 B after. The bounds
+# sit between, far enough from both for allocator noise.
+LIMIT_SUBSCRIBED_BYTES = 780
+LIMIT_CHANNEL_BYTES = 1250
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
@@ -40,9 +52,11 @@ def ephemeral_range():
 class Opener:
     """Open WebSocket connections concurrently with non-blocking sockets."""
 
-    def __init__(self, addr, spread_sources):
+    def __init__(self, addr, spread_sources, path_of=lambda i: "/ws/echo"):
         self.addr = addr
         self.spread = spread_sources
+        self.path_of = path_of  # the request target of the i-th connection opened
+        self.path = {}          # socket -> its request target
         self.count = 0
 
     def _socket(self):
@@ -63,9 +77,11 @@ class Opener:
 
         def start_one():
             nonlocal started, active
+            path = self.path_of(self.count)
             s = self._socket()
+            self.path[s] = path
             key = base64.b64encode(os.urandom(16)).decode()
-            req = (f"GET /ws/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
             rc = s.connect_ex(self.addr)
             if rc not in (0, errno.EINPROGRESS):
@@ -138,7 +154,11 @@ def echo_on(sock, payload, timeout=5.0):
 
 class TestIdleConnections(unittest.TestCase):
 
-    def test_10k_idle_websockets(self):
+    def measure(self, path_of, limit, check=None):
+        """Opens N_WARMUP then N_IDLE WebSocket connections to path_of(i) on a
+        2-worker server, prints and returns the RSS growth per connection of
+        the second batch (asserted below `limit` except in sanitizer builds).
+        check(srv, socks, opener) runs while every connection is open."""
         t_start = time.monotonic()
         nofile = raise_nofile_limit()
         need = N_WARMUP + N_IDLE + 200
@@ -146,11 +166,11 @@ class TestIdleConnections(unittest.TestCase):
             self.skipTest(f"RLIMIT_NOFILE hard limit {nofile} < {need}")
         spread = ephemeral_range() < N_IDLE + N_WARMUP + 2000
         srv = Herald("--websocket.ping-interval", "0", "--websocket.idle-timeout", "0",
-                     workers=2)
+                     "--api-key", API_KEY, workers=2)
         srv.start()
         socks = []
         try:
-            opener = Opener(srv.addr, spread)
+            opener = Opener(srv.addr, spread, path_of)
             warm, fails = opener.open(N_WARMUP, time.monotonic() + 20 * SLOW)
             socks += warm
             self.assertEqual(fails, [], f"warm-up handshakes failed: {fails[:5]}")
@@ -163,8 +183,8 @@ class TestIdleConnections(unittest.TestCase):
             socks += idle
             t_open = time.monotonic() - t0
             ok = len(idle)
-            print(f"\nopened {ok}/{N_IDLE} idle WebSocket connections in {t_open:.1f}s "
-                  f"(source addresses spread: {spread})")
+            print(f"\nopened {ok}/{N_IDLE} idle WebSocket connections to {path_of(N_WARMUP)} (and alike) "
+                  f"in {t_open:.1f}s (source addresses spread: {spread})")
             if fails:
                 print(f"first failures: {fails[:5]}")
             self.assertEqual(ok, N_IDLE, f"{N_IDLE - ok} handshakes did not get a 101: {fails[:5]}")
@@ -179,26 +199,16 @@ class TestIdleConnections(unittest.TestCase):
             print(f"bytes per idle connection: {per_conn:.0f}")
             sys.stdout.flush()
 
-            # The server still works: /health and an echo on a new connection...
+            # The server still works: /health on a new connection...
             with srv.http() as c:
                 r = c.request("GET", "/health")
                 self.assertEqual(r.status, 200, r)
-            w = RawWS.connect(srv.addr)
-            try:
-                w.send_frame(OP_TEXT, b"fresh connection")
-                self.assertEqual(w.recv_message(), (OP_TEXT, b"fresh connection"))
-            finally:
-                w.close_socket()
-            # ...and on old idle ones.
-            for i in (0, N_WARMUP, len(socks) // 2, len(socks) - 1):
-                payload = f"idle #{i}".encode()
-                self.assertEqual(echo_on(socks[i], payload), (OP_BINARY, payload), f"idle connection {i}")
-
+            if check:
+                check(srv, socks, opener)
             if SANITIZE:
-                print(f"(sanitizer build: the {LIMIT_BYTES}-byte limit is not checked)")
+                print(f"(sanitizer build: the {limit}-byte limit is not checked)")
             else:
-                self.assertLess(per_conn, LIMIT_BYTES,
-                                f"{per_conn:.0f} bytes per idle connection (limit {LIMIT_BYTES})")
+                self.assertLess(per_conn, limit, f"{per_conn:.0f} bytes per idle connection (limit {limit})")
         except BaseException:
             dump_output(srv, "server output (idle connections)")
             raise
@@ -213,6 +223,48 @@ class TestIdleConnections(unittest.TestCase):
             print(f"closed {len(socks)} connections and stopped the server in "
                   f"{time.monotonic() - t_close:.1f}s (exit code {rc}); total {time.monotonic() - t_start:.1f}s")
         self.assertEqual(rc, 0, "herald did not exit cleanly after SIGTERM")
+        return per_conn
+
+    def test_10k_idle_websockets(self):
+        def echoes(srv, socks, opener):
+            w = RawWS.connect(srv.addr)
+            try:
+                w.send_frame(OP_TEXT, b"fresh connection")
+                self.assertEqual(w.recv_message(), (OP_TEXT, b"fresh connection"))
+            finally:
+                w.close_socket()
+            for i in (0, N_WARMUP, len(socks) // 2, len(socks) - 1):
+                payload = f"idle #{i}".encode()
+                self.assertEqual(echo_on(socks[i], payload), (OP_BINARY, payload), f"idle connection {i}")
+        self.measure(lambda i: "/ws/echo", LIMIT_BYTES, echoes)
+
+    def check_delivery(self, srv, socks, opener):
+        """A publication to the channel of a few idle subscribers reaches each
+        of them (one per channel, each subscriber reads its channel's)."""
+        probes = [socks[i] for i in (0, N_WARMUP, len(socks) // 2, len(socks) - 1)]
+        chans = {s: opener.path[s].partition("channel=")[2] for s in probes}
+        api = Api(srv)
+        try:
+            for ch in sorted(set(chans.values())):
+                api.publish(ch, {"to": ch})
+        finally:
+            api.close()
+        for s in probes:
+            s.setblocking(True)
+            want = json.dumps({"to": chans[s]}, separators=(",", ":")).encode()
+            self.assertEqual(RawWS(s, timeout=5.0).recv_message(), (OP_TEXT, want), f"subscriber of {chans[s]}")
+
+    def test_10k_subscribers_of_distinct_channels(self):
+        """Every connection subscribed (/ws/raw) to a channel of its own: the
+        per-subscriber cost plus the per-channel one."""
+        def chan(i):
+            return f"idle{i}"
+        self.measure(lambda i: f"/ws/raw?channel={chan(i)}", LIMIT_CHANNEL_BYTES, self.check_delivery)
+
+    def test_10k_subscribers_of_one_channel(self):
+        """Every connection subscribed (/ws/raw) to the same channel: the
+        per-subscriber cost alone."""
+        self.measure(lambda i: "/ws/raw?channel=idle", LIMIT_SUBSCRIBED_BYTES, self.check_delivery)
 
 
 if __name__ == "__main__":

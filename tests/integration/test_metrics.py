@@ -362,7 +362,7 @@ class RedisMetricsTest(unittest.TestCase):
             api.close()
             fams = scrape(srv)
             cmd = lambda c: f'{lab},command="{c}"'  # noqa: E731
-            # a publication is one EVALSHA of the publish script
+            # a publication sent alone is one EVALSHA of the publish script
             self.assertGreaterEqual(value(fams, "herald_redis_commands_total", cmd("evalsha"))
                                     - value(before, "herald_redis_commands_total", cmd("evalsha")), 3)
             names = {ln for _, ln, _ in fams["herald_redis_commands_total"]["samples"]}

@@ -13,7 +13,7 @@
 // refused on public channels, 4301 past the rate); a private-encrypted
 // round trip (the server library encrypts, Herald relays, pusher-js
 // decrypts); cache channels; signin and a server-to-user event; the refusals
-// (4001 unknown key, 4003 disabled, 4007/4008 protocol, 4100 max_connections);
+// (4001 unknown key, 4003 disabled, 4007/4008 protocol, 4009 signin, 4100 max_connections);
 // ping/pong both ways and 4201 when the client does not answer.
 //
 // Run: node --test tests/integration/test_pusher.mjs  (HERALD_BIN, HERALD_SANITIZE)
@@ -136,7 +136,10 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
   after(async () => {
     for (const p of clients) p.disconnect();
     authServer?.close();
-    await herald?.stop();
+    // a clean exit: no leak or UB report under the sanitizers (sessions ended with pending answers included)
+    const exit = await herald?.stop();
+    assert.deepEqual(exit, { code: 0, signal: null }, herald.tail(60));
+    assert.doesNotMatch(herald.stderr(), /Sanitizer|runtime error/, herald.tail(60));
   });
 
   const wrap = (fn) => async () => { try { await fn(); } catch (e) { throw annotate(e, herald); } };
@@ -383,6 +386,19 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
       assert.equal(r.msgs[0].data.code, code, path);
       assert.equal(r.close.code, code, path);
     }
+    // pusher:signin: refused with 4009 when the app has no user_authentication, or with a bad signature
+    for (const [path, auth] of [['/app/tiny-key?protocol=7', null], ['/app/app-key?protocol=7', 'forged']]) {
+      const r = raw(path);
+      await until(() => r.msgs.length === 1, `${path}: established`);
+      const socketId = JSON.parse(r.msgs[0].data).socket_id;
+      const userData = JSON.stringify({ id: 'mallory' });
+      const good = signer.authenticateUser(socketId, { id: 'mallory' });
+      r.ws.send(JSON.stringify({ event: 'pusher:signin',
+        data: { user_data: userData, auth: auth ? `${APP.key}:${'0'.repeat(64)}` : good.auth } }));
+      await until(() => r.close, `${path}: signin refused`);
+      assert.equal(r.msgs[1]?.data?.code, 4009, JSON.stringify(r.msgs));
+      assert.equal(r.close.code, 4009);
+    }
     // max_connections 1 on app small: the second gets 4100, the first is untouched
     const first = raw('/app/small-key?protocol=7');
     await until(() => first.msgs.length === 1, 'small: established');
@@ -409,6 +425,21 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
     await until(() => states.includes('disconnected'), 'pusher-js gives up');
     await sleep(T(500));
     assert.ok(!states.includes('connected') && states.filter((s) => s === 'connecting').length <= 1, states.join());
+  }));
+
+  test('no [pusher.app.NAME]: no /app/ route (404)', wrap(async () => {
+    const plain = await startHerald([]);
+    try {
+      const ws = new WebSocket(`ws://127.0.0.1:${plain.port}/app/app-key?protocol=7`);
+      const status = await withTimeout(new Promise((resolve) => {
+        ws.on('unexpected-response', (req, res) => resolve(res.statusCode));
+        ws.on('open', () => resolve(101));
+        ws.on('error', () => {});
+      }), T(5000), 'the answer');
+      assert.equal(status, 404);
+    } finally {
+      await plain.stop();
+    }
   }));
 
   test('ping/pong both ways; no pong within the wait closes with 4201', wrap(async () => {

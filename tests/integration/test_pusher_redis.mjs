@@ -95,7 +95,11 @@ describe('Pusher presence across two nodes on Redis', { skip: !REDIS && 'redis-s
 
   after(async () => {
     for (const p of clients) p.disconnect();
-    for (const n of nodes) await n.stop();
+    for (const n of nodes) {
+      const exit = await n.stop();
+      assert.deepEqual(exit, { code: 0, signal: null }, n.tail(60));
+      assert.doesNotMatch(n.stderr(), /Sanitizer|runtime error/, n.tail(60));
+    }
     redis?.kill('SIGKILL');
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -236,6 +236,14 @@ static void test_serialize(void **state)
     assert_int_equal(r->n, 2);
     assert_memory_equal(r->elem[1].str, "a\r\nb", 4);
     hr_resp_free(r);
+    /* in pieces, with lengths of several digits */
+    b.len = 0;
+    hr_resp_cmd_head(&b, 12);
+    hr_resp_cmd_arg_head(&b, 1234);
+    hr_resp_cmd_arg(&b, "", 0);
+    want = "*12\r\n$1234\r\n$0\r\n\r\n";
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
     hr_buf_free(&b);
 }
 

@@ -31,6 +31,17 @@ export const SANITIZE = ['ON', '1', 'TRUE', 'YES'].includes(
 /** Multiplier for timing margins: sanitizer builds are several times slower. */
 export const SLOW = SANITIZE ? 3 : 1;
 
+/** Headless Chromium for the browser tests (DESIGN.md's flags): its path
+ * (HERALD_CHROMIUM, default /usr/bin/chromium), launch arguments, and a
+ * skip reason when it is not installed (false otherwise). */
+export const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
+  '--disable-dev-shm-usage',
+];
+export const CHROMIUM_SKIP = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (set HERALD_CHROMIUM)`;
+
 const LISTEN_RE = /listening on https?:\/\/(127\.0\.0\.1|\[[0-9a-fA-F:]+\]|[0-9.]+):(\d+)/;
 const STDERR_KEEP = 256 * 1024; // keep the last 256 KiB of the server's stderr
 
