@@ -886,8 +886,7 @@ static void on_signin(hr_pusher *p, json_t *data)
     if (!id || hr_pusher_user_channel(p->app, id, strlen(id), &probe)) {
         refuse(p, HR_PUSHER_UNAUTHORIZED, "user_data needs an id made of A-Z a-z 0-9 _ - = @ ! ~ + $ /");
     } else {
-        hr_free(p->client.user);
-        p->client.user = hr_strdup(id);
+        hr_client_set_user(&p->client, id);
         hr_buf d = HR_BUF_INIT;
         hr_buf_append_str(&d, "{\"user_data\":");
         hr_json_append_string(&d, ud, ulen);
@@ -984,7 +983,7 @@ hr_pusher *hr_pusher_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_v
     hr_pusher *p = hr_calloc(1, sizeof(*p));
     p->client.vt = &pusher_client_vt;
     p->client.wh = wh;
-    p->client.user = hr_strdup("");
+    hr_client_set_user(&p->client, "");
     uint32_t r[2];
     hr_random_bytes(r, sizeof(r));
     snprintf(p->client.id, sizeof(p->client.id), "%u.%u", r[0] & 0x7fffffff, r[1] & 0x7fffffff);
@@ -1039,6 +1038,6 @@ void hr_pusher_free(hr_pusher *p)
     while (p->client.subs) leave(p, p->client.subs, true);
     if (p->counted) hr_pusher_conn_give(p->app);
     hr_free(p->pos);
-    hr_free(p->client.user);
+    hr_client_free_user(&p->client);
     hr_free(p);
 }
