@@ -29,6 +29,7 @@
 #include "core/random.h"
 #include "hub/channel_name.h"
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
@@ -58,6 +59,9 @@ enum { Q_IDLE, Q_SENDING, Q_BACKOFF };
 typedef struct wqueue {
     hr_webhook *wh;
     char *url;
+    hr_webhook_format format;
+    char *secret;              /* PUSHER: the app's (HERALD: wh->secret) */
+    char *key;                 /* PUSHER: X-Pusher-Key */
     wev *head, *tail;          /* pending, oldest first (under mu) */
     size_t n;
     wev **batch;               /* the batch being sent (sender thread only) */
@@ -119,10 +123,12 @@ const char *hr_webhook_events_mask(char *const *names, size_t n, uint32_t *mask)
     return NULL;
 }
 
-/* The queue and event mask of a channel (NULL: client events, the global ones). */
-static int route_of(const hr_webhook *wh, const char *ch, size_t len, uint32_t *events)
+/* The queue and event mask of a channel (NULL: client events, the global
+ * ones), and its route (NULL: the global url's). */
+static int route_of(const hr_webhook *wh, const char *ch, size_t len, uint32_t *events, const hr_webhook_route **rt)
 {
     *events = wh->o.events;
+    *rt = NULL;
     if (!ch) return wh->global_q;
     const char *ns;
     size_t nl;
@@ -131,6 +137,7 @@ static int route_of(const hr_webhook *wh, const char *ch, size_t len, uint32_t *
         const hr_webhook_route *r = &wh->o.routes[i];
         if (strlen(r->ns) != nl || memcmp(r->ns, ns, nl) != 0) continue;
         *events = r->events;
+        *rt = r;
         return wh->route_q[i];
     }
     return wh->global_q;
@@ -140,7 +147,8 @@ bool hr_webhook_wants(const hr_webhook *wh, hr_webhook_event ev, const char *cha
 {
     if (!wh) return false;
     uint32_t events;
-    int q = route_of(wh, channel, len, &events);
+    const hr_webhook_route *rt;
+    int q = route_of(wh, channel, len, &events, &rt);
     return q >= 0 && (events & (1u << ev));
 }
 
@@ -189,6 +197,81 @@ static void event_json(hr_webhook *wh, const hr_webhook_ev *ev, hr_buf *b)
         add_str(b, "epoch", ev->epoch ? ev->epoch : "", ev->epoch ? strlen(ev->epoch) : 0);
     }
     hr_buf_append(b, "}", 1);
+}
+
+/* ---- Pusher's format ----------------------------------------------------------------- */
+
+/* Pusher's names of the events a Pusher route sends (NULL: none). */
+static const char *const pusher_names[HR_WH_NEVENTS] = {
+    [HR_WH_CHANNEL_OCCUPIED] = "channel_occupied", [HR_WH_CHANNEL_VACATED] = "channel_vacated",
+    [HR_WH_MEMBER_ADDED] = "member_added",         [HR_WH_MEMBER_REMOVED] = "member_removed",
+    [HR_WH_PUBLICATION] = "client_event",
+};
+
+int64_t hr_webhook_pusher_mask(const char *list)
+{
+    uint32_t mask = 0;
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        int found = -1;
+        for (int e = 0; e < HR_WH_NEVENTS && found < 0; e++)
+            if (pusher_names[e] && strlen(pusher_names[e]) == n && !memcmp(p, pusher_names[e], n)) found = e;
+        if (found < 0) return -1;
+        mask |= 1u << found;
+        p = comma ? comma + 1 : p + n;
+    }
+    if (!list[0])
+        for (int e = 0; e < HR_WH_NEVENTS; e++) mask |= pusher_names[e] ? 1u << e : 0;
+    return mask;
+}
+
+/* A client event's members from the publication the Pusher session made
+ * ({"event","data","socket_id"[,"user_id"]}); data as Pusher sends it, a
+ * string (JSON text when it is not one). */
+static void client_event_json(const hr_webhook_ev *ev, hr_buf *b)
+{
+    json_t *v = json_loadb(ev->data, ev->data_len, JSON_DECODE_ANY, NULL);
+    json_t *name = json_object_get(v, "event"), *data = json_object_get(v, "data");
+    const char *keys[] = {"socket_id", "user_id"};
+    if (json_is_string(name)) {
+        hr_buf_append_str(b, ",\"event\":");
+        hr_json_append_string(b, json_string_value(name), json_string_length(name));
+    }
+    hr_buf_append_str(b, ",\"data\":");
+    if (json_is_string(data)) {
+        hr_json_append_string(b, json_string_value(data), json_string_length(data));
+    } else {
+        hr_buf t = HR_BUF_INIT;
+        hr_json_dump(data ? data : json_null(), &t);
+        hr_json_append_string(b, (const char *)t.data, t.len);
+        hr_buf_free(&t);
+    }
+    for (size_t i = 0; i < HR_ARRAY_LEN(keys); i++) {
+        json_t *s = json_object_get(v, keys[i]);
+        if (json_is_string(s)) add_str(b, keys[i], json_string_value(s), json_string_length(s));
+    }
+    json_decref(v);
+}
+
+/* The event as Pusher writes it, or false when the route sends none: a
+ * channel its name function skips, a publication that is no client's. */
+static bool pusher_event_json(const hr_webhook_route *r, const hr_webhook_ev *ev, hr_buf *b)
+{
+    const char *name = pusher_names[ev->type];
+    hr_buf ch = HR_BUF_INIT;
+    bool ok = name && ev->channel && (ev->type != HR_WH_PUBLICATION || ev->client) &&
+              r->name(r->name_ctx, ev->channel, ev->channel_len, &ch);
+    if (ok) {
+        hr_buf_printf(b, "{\"name\":\"%s\",\"channel\":", name);
+        hr_json_append_string(b, (const char *)ch.data, ch.len);
+        if (ev->type == HR_WH_MEMBER_ADDED || ev->type == HR_WH_MEMBER_REMOVED)
+            add_str(b, "user_id", ev->user, ev->user ? strlen(ev->user) : 0);
+        if (ev->type == HR_WH_PUBLICATION) client_event_json(ev, b);
+        hr_buf_append(b, "}", 1);
+    }
+    hr_buf_free(&ch);
+    return ok;
 }
 
 static void log_drops(hr_webhook *wh, uint64_t now)
@@ -266,11 +349,16 @@ void hr_webhook_emit(hr_webhook *wh, const hr_webhook_ev *ev)
 {
     if (!wh) return;
     uint32_t events;
-    int qi = route_of(wh, ev->channel, ev->channel_len, &events);
+    const hr_webhook_route *rt;
+    int qi = route_of(wh, ev->channel, ev->channel_len, &events, &rt);
     if (qi < 0 || !(events & (1u << ev->type))) return;
     hr_buf b = HR_BUF_INIT;
-    event_json(wh, ev, &b);
-    enqueue(wh, qi, &b);
+    if (rt && rt->format == HR_WH_FORMAT_PUSHER) {
+        if (pusher_event_json(rt, ev, &b)) enqueue(wh, qi, &b);
+    } else {
+        event_json(wh, ev, &b);
+        enqueue(wh, qi, &b);
+    }
     hr_buf_free(&b);
 }
 
@@ -493,20 +581,36 @@ static void on_answer(const hr_httpc_resp *resp, void *ud)
     pump(q);
 }
 
+/* Pusher's headers: the app key, and the hex HMAC-SHA256 of the body. */
+static void pusher_headers(const wqueue *q, const hr_buf *body, char *key, size_t kcap, char *sig, size_t scap)
+{
+    char hex[65];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), q->secret, (int)strlen(q->secret), body->data, body->len, mac, &maclen);
+    for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    snprintf(key, kcap, "X-Pusher-Key: %s", q->key);
+    snprintf(sig, scap, "X-Pusher-Signature: %s", hex);
+}
+
 static void send_batch(wqueue *q)
 {
     hr_webhook *wh = q->wh;
     hr_buf body = HR_BUF_INIT;
-    hr_buf_append_str(&body, "{\"events\":[");
+    if (q->format == HR_WH_FORMAT_PUSHER) hr_buf_printf(&body, "{\"time_ms\":%lld,\"events\":[", (long long)wall_ms());
+    else hr_buf_append_str(&body, "{\"events\":[");
     for (size_t i = 0; i < q->nbatch; i++) {
         if (i) hr_buf_append(&body, ",", 1);
         hr_buf_append(&body, q->batch[i]->json, q->batch[i]->len);
     }
     hr_buf_append_str(&body, "]}");
-    char sig[160];
-    const char *headers[2] = {"User-Agent: herald-webhook", sig};
+    char sig[160], key[160];
+    const char *headers[3] = {"User-Agent: herald-webhook", sig, key};
     size_t nh = 1;
-    if (wh->secret[0]) {
+    if (q->format == HR_WH_FORMAT_PUSHER) {
+        pusher_headers(q, &body, key, sizeof(key), sig, sizeof(sig));
+        nh = 3;
+    } else if (wh->secret[0]) {
         sign(wh, &body, sig, sizeof(sig));
         nh = 2;
     }
@@ -583,15 +687,26 @@ static void *sender_main(void *arg)
 
 /* ---- life ----------------------------------------------------------------------------- */
 
-/* The queue for url, made if new (start-up only). */
-static int queue_for(hr_webhook *wh, const char *url)
+static bool same_str(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
+
+/* The queue for url (a Pusher route's: for its url, secret and key), made
+ * if new (start-up only). */
+static int queue_for(hr_webhook *wh, const char *url, const hr_webhook_route *r)
 {
     if (!url || !url[0]) return wh->global_q;
-    for (size_t i = 0; i < wh->nqueues; i++)
-        if (strcmp(wh->queues[i].url, url) == 0) return (int)i;
+    hr_webhook_format f = r ? r->format : HR_WH_FORMAT_HERALD;
+    for (size_t i = 0; i < wh->nqueues; i++) {
+        const wqueue *q = &wh->queues[i];
+        if (!strcmp(q->url, url) && q->format == f && same_str(q->secret, r ? r->secret : NULL) &&
+            same_str(q->key, r ? r->key : NULL))
+            return (int)i;
+    }
     wqueue *q = &wh->queues[wh->nqueues];
     q->wh = wh;
     q->url = hr_strdup(url);
+    q->format = f;
+    q->secret = f == HR_WH_FORMAT_PUSHER ? hr_strdup(r->secret) : NULL;
+    q->key = f == HR_WH_FORMAT_PUSHER ? hr_strdup(r->key) : NULL;
     q->batch = hr_calloc(wh->o.batch_max_events, sizeof(*q->batch));
     hr_timer_init(&q->timer, on_timer);
     return (int)wh->nqueues++;
@@ -608,6 +723,8 @@ static void free_queues(hr_webhook *wh)
         for (size_t j = 0; j < q->nbatch; j++) hr_free(q->batch[j]);
         hr_free(q->batch);
         hr_free(q->url);
+        hr_free(q->secret);
+        hr_free(q->key);
     }
     hr_free(wh->queues);
 }
@@ -656,12 +773,13 @@ int hr_webhook_start(const hr_webhook_opts *o, hr_webhook **out)
     wh->secret = hr_strdup(o->secret ? o->secret : "");
     wh->queues = hr_calloc(o->nroutes + 1, sizeof(*wh->queues));
     wh->global_q = -1;
-    wh->global_q = queue_for(wh, o->url);
+    wh->global_q = queue_for(wh, o->url, NULL);
     wh->route_q = hr_calloc(o->nroutes + 1, sizeof(int));
     hr_webhook_route *routes = hr_calloc(o->nroutes + 1, sizeof(*routes));
     for (size_t i = 0; i < o->nroutes; i++) {
-        wh->route_q[i] = queue_for(wh, o->routes[i].url);
-        routes[i] = (hr_webhook_route){hr_strdup(o->routes[i].ns), NULL, o->routes[i].events};
+        const hr_webhook_route *r = &o->routes[i];
+        wh->route_q[i] = queue_for(wh, r->url, r);
+        routes[i] = (hr_webhook_route){hr_strdup(r->ns), NULL, r->events, r->format, NULL, NULL, r->name, r->name_ctx};
     }
     wh->o.routes = routes;
     pthread_mutex_init(&wh->mu, NULL);

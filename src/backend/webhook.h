@@ -19,12 +19,19 @@
  * the oldest waiting events until it fits (counted, logged at most once per
  * 10 s).
  *
+ * A route may use Pusher's format instead (hr_webhook_format: a Pusher
+ * app's webhook_url for its namespace): events written as Pusher writes
+ * them, batches {"time_ms":..,"events":[...]} signed with X-Pusher-Key and
+ * X-Pusher-Signature (hex HMAC-SHA256(app secret, body)), queued apart from
+ * Herald-format events.
+ *
  * member_added / member_removed are per user: hr_webhook_member counts a
  * user's connections in a channel's presence across the node's workers
  * (the first adds, the last removes). */
 #ifndef HERALD_BACKEND_WEBHOOK_H
 #define HERALD_BACKEND_WEBHOOK_H
 
+#include "core/buf.h"
 #include "core/common.h"
 
 typedef enum hr_webhook_event {
@@ -47,15 +54,37 @@ enum hr_webhook_err {
     HR_WEBHOOK_E_START = -701,     /* the loop, thread or HTTP client could not be made */
 };
 
+/* Pusher's webhook events as Herald's (a client_event is a client's
+ * publication): the mask of a comma-separated list ("" = all of them), or
+ * -1 for an unknown name. */
+int64_t hr_webhook_pusher_mask(const char *list);
+
 /* The event mask of names[0..n): NULL, or the first unknown name. */
 const char *hr_webhook_events_mask(char *const *names, size_t n, uint32_t *mask);
 const char *hr_webhook_event_name(int ev);
 
-/* A namespace's override ([namespace.NAME] webhook_url / webhook_events). */
+/* How a route's events and batches are written. */
+typedef enum hr_webhook_format {
+    HR_WH_FORMAT_HERALD = 0,   /* {"events":[...]} signed with X-Herald-Signature (docs/backend.md) */
+    HR_WH_FORMAT_PUSHER,       /* Pusher's: {"time_ms":..,"events":[{"name":..,"channel":..}]}, X-Pusher-Key and
+                                  X-Pusher-Signature = hex HMAC-SHA256(secret, body) (docs/pusher.md) */
+} hr_webhook_format;
+
+/* The channel name a Pusher-format event carries, appended to out, for a
+ * Herald channel (false: the event is not sent, e.g. a user channel). */
+typedef bool (*hr_webhook_name_fn)(const void *ctx, const char *ch, size_t len, hr_buf *out);
+
+/* A namespace's override ([namespace.NAME] webhook_url / webhook_events,
+ * or a Pusher app's webhook_url / webhook_events for its namespace). */
 typedef struct hr_webhook_route {
     const char *ns;            /* namespace name (channels "ns:..." and "ns.") */
     const char *url;           /* "" or NULL: the global url */
     uint32_t events;           /* events mask for its channels */
+    hr_webhook_format format;
+    const char *secret;        /* PUSHER: the app's secret (HERALD: the global webhook.secret) */
+    const char *key;           /* PUSHER: X-Pusher-Key */
+    hr_webhook_name_fn name;   /* PUSHER: the channel's name on the wire */
+    const void *name_ctx;
 } hr_webhook_route;
 
 typedef struct hr_webhook_opts {

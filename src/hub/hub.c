@@ -241,6 +241,19 @@ size_t hr_hub_top_channels(hr_hub *hub, hr_hub_chan_count *out, size_t n, uint64
     return k;
 }
 
+void hr_hub_each_channel(hr_hub *hub, const char *prefix, size_t plen, hr_hub_chan_fn fn, void *ud)
+{
+    for (size_t s = 0; s < SHARDS; s++) {
+        ishard *sh = &((ishard *)hub->shards)[s];
+        pthread_mutex_lock(&sh->mu);
+        for (size_t b = 0; b < sh->nbuckets; b++)
+            for (const interest *it = sh->buckets[b]; it; it = it->next)
+                if (it->subscribers && it->len >= plen && !memcmp(it->name, prefix, plen))
+                    fn(ud, it->name, it->len, it->subscribers);
+        pthread_mutex_unlock(&sh->mu);
+    }
+}
+
 static void inbox_push(hr_whub *wh, hr_pub *pub)
 {
     pthread_mutex_t *mu = wh->inbox_mu;

@@ -210,6 +210,12 @@ typedef struct hr_hub_chan_count {
  * the channels and *nsubs the subscriptions counted. Walks the whole
  * registry shard by shard (the admin UI's statistics, once per interval). */
 size_t hr_hub_top_channels(hr_hub *hub, hr_hub_chan_count *out, size_t n, uint64_t *nchannels, uint64_t *nsubs);
+/* Each channel of this node with subscribers whose name starts with
+ * prefix[0..plen): fn(ud, name, len, subscribers over this node's workers),
+ * called under a registry shard lock (fn only copies; it must not call the
+ * hub). Walks the whole registry (the Pusher HTTP API's channel list). */
+typedef void (*hr_hub_chan_fn)(void *ud, const char *name, size_t len, uint64_t subscribers);
+void hr_hub_each_channel(hr_hub *hub, const char *prefix, size_t plen, hr_hub_chan_fn fn, void *ud);
 /* The channel (or pattern) a subscription is for. */
 const char *hr_hub_sub_channel(const hr_sub *s, size_t *len);
 void hr_hub_unsubscribe(hr_client *c, hr_sub *sub);

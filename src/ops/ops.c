@@ -343,6 +343,22 @@ static void join_leave(const hr_actor *a, const char *ch, size_t len, bool join)
     hr_pub_unref(p);
 }
 
+/* member_added / member_removed webhooks: a member is its user, or on a
+ * Pusher channel the user_id of its channel_data (a->info). */
+static void webhook_member(const hr_actor *a, const char *ch, size_t len, const char *info, bool add)
+{
+    if (!a->opts->webhook) return;
+    hr_buf id = HR_BUF_INIT;
+    const char *user = a->client->user;
+    if (a->opts->pusher && hr_pusher_reserved(ch, len)) {
+        hr_pusher_member_id(a->info, user, &id);
+        hr_buf_append(&id, "", 1);
+        user = (const char *)id.data;
+    }
+    hr_webhook_member(a->opts->webhook, ch, len, user, a->client->id, info, add);
+    hr_buf_free(&id);
+}
+
 void hr_op_subscribe_commit(const hr_actor *a, hr_sub *sub, const hr_chan_policy *pol)
 {
     if (!sub->lc) return; /* a pattern: no presence, no join */
@@ -350,7 +366,7 @@ void hr_op_subscribe_commit(const hr_actor *a, hr_sub *sub, const hr_chan_policy
     const char *ch = hr_hub_sub_channel(sub, &len);
     if (pol->presence) {
         a->engine->vt->presence_add(a->engine, ch, len, a->client->id, a->client->user, a->info, NULL, NULL);
-        hr_webhook_member(a->opts->webhook, ch, len, a->client->user, a->client->id, a->info, true);
+        webhook_member(a, ch, len, a->info, true);
         sub->presence = true;
     }
     if (pol->join_leave) join_leave(a, ch, len, true);
@@ -369,7 +385,7 @@ void hr_op_leave(const hr_actor *a, hr_sub *sub, bool announce)
     char *name = hr_strndup(n, len);
     bool pres = sub->presence;
     /* member_removed before the unsubscribe's channel_vacated */
-    if (pres) hr_webhook_member(a->opts->webhook, name, len, a->client->user, a->client->id, NULL, false);
+    if (pres) webhook_member(a, name, len, NULL, false);
     hr_hub_unsubscribe(a->client, sub);
     hr_chan_policy pol;
     bool known = hr_ops_policy(a->opts, name, len, &pol) == 0;

@@ -8,9 +8,13 @@
 #include "ops/pusher_app.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NS_PREFIX "$pusher-"
@@ -245,4 +249,317 @@ bool hr_pusher_conn_take(const hr_pusher_app *app)
 void hr_pusher_conn_give(const hr_pusher_app *app)
 {
     atomic_fetch_sub_explicit((_Atomic int64_t *)&app->connections, 1, memory_order_relaxed);
+}
+
+/* ---- the HTTP API's signed requests ------------------------------------------------------ */
+
+/* The replay set: the last api_replay_cache accepted signatures (their first
+ * 16 bytes, random enough not to collide) in a ring, oldest first, chained
+ * by hash. Entries older than the timestamp window go first (their requests
+ * are refused as expired anyway); when the ring is full, the oldest is
+ * forgotten and its auth_timestamp becomes the floor: a request signed at
+ * or before the floor could replay a forgotten one, and is refused. Only
+ * fresh requests (timestamps newer than the oldest remembered) pass, so a
+ * signature is never accepted twice. One mutex per app, held for a lookup. */
+#define SEEN_NONE UINT32_MAX
+
+typedef struct seen_ent {
+    uint8_t sig[16];
+    int64_t ts;
+    uint32_t next;                       /* next entry of the bucket's chain */
+} seen_ent;
+
+struct hr_pusher_seen {
+    pthread_mutex_t mu;
+    seen_ent *v;
+    size_t cap, n, head;                 /* the ring: v[head] is the oldest */
+    uint32_t *buckets;
+    size_t nbuckets;                     /* a power of two */
+    int64_t floor_ts;
+};
+
+static hr_pusher_seen *seen_new(size_t cap)
+{
+    hr_pusher_seen *s = hr_calloc(1, sizeof(*s));
+    pthread_mutex_init(&s->mu, NULL);
+    s->cap = cap;
+    s->v = hr_calloc(cap, sizeof(*s->v));
+    s->nbuckets = 16;
+    while (s->nbuckets < 2 * cap) s->nbuckets *= 2;
+    s->buckets = hr_malloc(s->nbuckets * sizeof(*s->buckets));
+    for (size_t i = 0; i < s->nbuckets; i++) s->buckets[i] = SEEN_NONE;
+    s->floor_ts = INT64_MIN;
+    return s;
+}
+
+void hr_pusher_api_start(hr_pusher_apps *t)
+{
+    for (size_t i = 0; t && i < t->n; i++)
+        if (t->v[i].api_replay_cache > 0) t->v[i].seen = seen_new((size_t)t->v[i].api_replay_cache);
+}
+
+void hr_pusher_api_stop(hr_pusher_apps *t)
+{
+    for (size_t i = 0; t && i < t->n; i++) {
+        hr_pusher_seen *s = t->v[i].seen;
+        if (!s) continue;
+        pthread_mutex_destroy(&s->mu);
+        hr_free(s->v);
+        hr_free(s->buckets);
+        hr_free(s);
+        t->v[i].seen = NULL;
+    }
+}
+
+static uint32_t *seen_bucket(hr_pusher_seen *s, const uint8_t sig[16])
+{
+    uint32_t h;
+    memcpy(&h, sig, sizeof(h));
+    return &s->buckets[h & (s->nbuckets - 1)];
+}
+
+/* Forget the oldest entry. */
+static void seen_pop(hr_pusher_seen *s)
+{
+    uint32_t i = (uint32_t)s->head, *p = seen_bucket(s, s->v[i].sig);
+    while (*p != i) p = &s->v[*p].next;
+    *p = s->v[i].next;
+    s->head = (s->head + 1) % s->cap;
+    s->n--;
+}
+
+/* Remember sig (signed at ts): false when it is, or may be, a replay. */
+static bool seen_add(hr_pusher_seen *s, const uint8_t sig[16], int64_t ts, int64_t now)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->n && s->v[s->head].ts < now - HR_PUSHER_API_WINDOW_S) seen_pop(s);
+    bool fresh = ts > s->floor_ts;
+    for (uint32_t i = *seen_bucket(s, sig); fresh && i != SEEN_NONE; i = s->v[i].next)
+        fresh = memcmp(s->v[i].sig, sig, 16) != 0;
+    if (fresh) {
+        if (s->n == s->cap) {
+            if (s->v[s->head].ts > s->floor_ts) s->floor_ts = s->v[s->head].ts;
+            seen_pop(s);
+        }
+        uint32_t i = (uint32_t)((s->head + s->n++) % s->cap);
+        memcpy(s->v[i].sig, sig, 16);
+        s->v[i].ts = ts;
+        uint32_t *b = seen_bucket(s, sig);
+        s->v[i].next = *b;
+        *b = i;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return fresh;
+}
+
+/* One "k=v" of a query, %-decoded. */
+typedef struct qparam {
+    hr_buf k, v;
+} qparam;
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static void decode_into(hr_buf *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = s[i] == '%' && i + 2 < n ? hexval(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+        if (lo >= 0) {
+            char c = (char)(hi * 16 + lo);
+            hr_buf_append(out, &c, 1);
+            i += 2;
+        } else {
+            hr_buf_append(out, &s[i], 1);
+        }
+    }
+}
+
+/* Split q into its parameters (at most max; more: -1). */
+static int query_split(const char *q, size_t qlen, qparam *out, int max)
+{
+    int n = 0;
+    for (size_t i = 0; q && i < qlen;) {
+        const char *amp = memchr(q + i, '&', qlen - i);
+        size_t end = amp ? (size_t)(amp - q) : qlen;
+        if (end > i) {
+            if (n == max) return -1;
+            const char *eq = memchr(q + i, '=', end - i);
+            size_t kend = eq ? (size_t)(eq - q) : end;
+            out[n] = (qparam){HR_BUF_INIT, HR_BUF_INIT};
+            decode_into(&out[n].k, q + i, kend - i);
+            if (eq) decode_into(&out[n].v, eq + 1, end - kend - 1);
+            hr_buf_append(&out[n].k, "", 1); /* NUL-terminated names */
+            out[n].k.len--;
+            n++;
+        }
+        i = end + 1;
+    }
+    return n;
+}
+
+bool hr_pusher_query_get(const char *q, size_t qlen, const char *key, hr_buf *out)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; q && i < qlen;) {
+        const char *amp = memchr(q + i, '&', qlen - i);
+        size_t end = amp ? (size_t)(amp - q) : qlen;
+        if (end - i > kl && !memcmp(q + i, key, kl) && q[i + kl] == '=') {
+            decode_into(out, q + i + kl + 1, end - i - kl - 1);
+            return true;
+        }
+        i = end + 1;
+    }
+    return false;
+}
+
+static int cmp_param(const void *a, const void *b)
+{
+    const qparam *x = a, *y = b;
+    size_t n = HR_MIN(x->k.len, y->k.len);
+    int c = n ? memcmp(x->k.data, y->k.data, n) : 0;
+    return c ? c : (x->k.len > y->k.len) - (x->k.len < y->k.len);
+}
+
+static const qparam *param(const qparam *p, int n, const char *key)
+{
+    for (int i = 0; i < n; i++)
+        if (p[i].k.len == strlen(key) && !memcmp(p[i].k.data, key, p[i].k.len)) return &p[i];
+    return NULL;
+}
+
+static bool param_is(const qparam *p, const char *v)
+{
+    return p && p->v.len == strlen(v) && (!p->v.len || !memcmp(p->v.data, v, p->v.len));
+}
+
+/* "METHOD\nPATH\nk=v&k=v" over the sorted parameters but auth_signature. */
+static void string_to_sign(const hr_pusher_api_req *r, qparam *p, int n, hr_buf *out)
+{
+    qsort(p, (size_t)n, sizeof(*p), cmp_param);
+    hr_buf_append(out, r->method, r->mlen);
+    hr_buf_append(out, "\n", 1);
+    hr_buf_append(out, r->path, r->plen);
+    hr_buf_append(out, "\n", 1);
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        if (p[i].k.len == 14 && !memcmp(p[i].k.data, "auth_signature", 14)) continue;
+        if (!first) hr_buf_append(out, "&", 1);
+        first = false;
+        hr_buf_append(out, p[i].k.data, p[i].k.len);
+        hr_buf_append(out, "=", 1);
+        hr_buf_append(out, p[i].v.data, p[i].v.len);
+    }
+}
+
+static bool body_md5_ok(const hr_pusher_api_req *r, const qparam *md5)
+{
+    if (!r->blen) return true; /* nothing to sign (a GET); a given body_md5 is signed like any parameter */
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(r->body, r->blen, d, &n, EVP_md5(), NULL);
+    char hex[33];
+    for (unsigned i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    return md5 && hr_pusher_ct_equal((const char *)md5->v.data, md5->v.len, hex, 32);
+}
+
+/* auth_timestamp: an integer within the window of now. */
+static int check_timestamp(const hr_pusher_api_req *r, const qparam *ts, int64_t *out, const char **why)
+{
+    char tmp[24];
+    if (!ts || !ts->v.len || ts->v.len >= sizeof(tmp)) {
+        *why = "Missing or invalid auth_timestamp";
+        return HR_PUSHER_E_AUTH;
+    }
+    memcpy(tmp, ts->v.data, ts->v.len);
+    tmp[ts->v.len] = '\0';
+    char *end = NULL;
+    long long t = strtoll(tmp, &end, 10);
+    if (*end || tmp[0] == '-' || tmp[0] == '+') {
+        *why = "Missing or invalid auth_timestamp";
+        return HR_PUSHER_E_AUTH;
+    }
+    if (t < r->now_s - HR_PUSHER_API_WINDOW_S || t > r->now_s + HR_PUSHER_API_WINDOW_S) {
+        *why = "Timestamp expired: auth_timestamp is not within 600 s of the server's time";
+        return HR_PUSHER_E_EXPIRED;
+    }
+    *out = t;
+    return 0;
+}
+
+/* The checks on parsed parameters (see hr_pusher_api_check). */
+static int check_params(const hr_pusher_app *app, const hr_pusher_api_req *r, qparam *p, int n, const char **why)
+{
+    const qparam *key = param(p, n, "auth_key"), *sig = param(p, n, "auth_signature");
+    if (!key || !param_is(key, app->key)) {
+        *why = "Unknown auth_key";
+        return HR_PUSHER_E_AUTH;
+    }
+    if (!param_is(param(p, n, "auth_version"), "1.0")) {
+        *why = "Missing or unsupported auth_version (1.0 is spoken)";
+        return HR_PUSHER_E_AUTH;
+    }
+    int64_t ts = 0;
+    int rc = check_timestamp(r, param(p, n, "auth_timestamp"), &ts, why);
+    if (rc) return rc;
+    if (!body_md5_ok(r, param(p, n, "body_md5"))) {
+        *why = "Invalid body_md5: expected the hex MD5 of the request body";
+        return HR_PUSHER_E_AUTH;
+    }
+    if (!sig) {
+        *why = "Missing auth_signature";
+        return HR_PUSHER_E_AUTH;
+    }
+    hr_buf sig_copy = HR_BUF_INIT, msg = HR_BUF_INIT;
+    hr_buf_append(&sig_copy, sig->v.data, sig->v.len); /* the sort moves the parameters */
+    string_to_sign(r, p, n, &msg);
+    char want[65];
+    hr_pusher_hmac_hex(app->secret, msg.data, msg.len, want);
+    bool good = hr_pusher_ct_equal((const char *)sig_copy.data, sig_copy.len, want, 64);
+    hr_buf_free(&sig_copy);
+    hr_buf_free(&msg);
+    if (!good) {
+        *why = "Invalid signature: expected the hex HMAC-SHA256 of \"METHOD\\nPATH\\nSORTED_QUERY\" with the app's "
+               "secret";
+        return HR_PUSHER_E_AUTH;
+    }
+    uint8_t bin[16];
+    for (int i = 0; i < 16; i++) bin[i] = (uint8_t)(hexval(want[2 * i]) * 16 + hexval(want[2 * i + 1]));
+    if (app->seen && !seen_add(app->seen, bin, ts, r->now_s)) {
+        *why = "Replayed request: this signature was used before (sign each request anew)";
+        return HR_PUSHER_E_REPLAY;
+    }
+    return 0;
+}
+
+#define API_MAX_PARAMS 32
+
+int hr_pusher_api_check(const hr_pusher_app *app, const hr_pusher_api_req *r, const char **why)
+{
+    qparam p[API_MAX_PARAMS];
+    int n = query_split(r->query, r->qlen, p, API_MAX_PARAMS);
+    int rc;
+    if (n < 0) {
+        *why = "Too many query parameters";
+        rc = HR_PUSHER_E_AUTH;
+        n = API_MAX_PARAMS;
+    } else {
+        rc = check_params(app, r, p, n, why);
+    }
+    for (int i = 0; i < n; i++) {
+        hr_buf_free(&p[i].k);
+        hr_buf_free(&p[i].v);
+    }
+    return rc;
+}
+
+void hr_pusher_member_id(const char *info, const char *user, hr_buf *out)
+{
+    json_t *v = info ? json_loads(info, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *id = json_object_get(v, "user_id");
+    const char *s = json_is_string(id) ? json_string_value(id) : user ? user : "";
+    hr_buf_append_str(out, s);
+    json_decref(v);
 }

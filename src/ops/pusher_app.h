@@ -4,9 +4,10 @@
  * Pusher namespaces, and the HMAC-SHA256 signature checks of private /
  * presence subscriptions and of pusher:signin. The rules live here (the ops
  * layer, called by ops.c) so every front end - the Pusher WebSocket protocol,
- * a native client or the server API reaching a Pusher channel - applies the
- * same ones; the front ends only map the results to their wire forms. The
- * lookups and the mapping are what an HTTP API /apps/{app_id}/... needs.
+ * a native client or the server API reaching a Pusher channel, the Pusher
+ * HTTP API /apps/{app_id}/... (transport/pusher_api.c) - applies the same
+ * ones; the front ends only map the results to their wire forms. The HTTP
+ * API's signed query and its replay set are checked here too.
  *
  * Mapping: Pusher channel NAME of the app with app_id ID is the Herald
  * channel "$pusher-ID:" + escaped(NAME). NAME is made of A-Z a-z 0-9 and
@@ -41,8 +42,12 @@ typedef struct hr_pusher_app {
     int64_t max_channel_name_length;
     char *webhook_url;                   /* "" = none */
     char *webhook_events;                /* "" = all of HR_PUSHER_WEBHOOK_EVENTS */
+    int64_t max_event_channels;          /* HTTP API: channels of one event (Pusher: 100) */
+    int64_t max_batch_events;            /* HTTP API: events of one batch_events (Pusher: 10) */
+    int64_t api_replay_cache;            /* HTTP API: signatures remembered against replays (0 = off) */
     uint32_t set;                        /* config bookkeeping: bit i = hr_pusher_app_keys[i] was set */
     _Atomic int64_t connections;         /* open client connections of this app, every worker */
+    struct hr_pusher_seen *seen;         /* the HTTP API's recent signatures (hr_pusher_api_start) */
 } hr_pusher_app;
 
 #define HR_PUSHER_WEBHOOK_EVENTS "channel_occupied,channel_vacated,member_added,member_removed,client_event"
@@ -147,5 +152,55 @@ static inline bool hr_pusher_presence_room(const hr_pusher_app *app, size_t memb
 {
     return members < (size_t)app->max_presence_members;
 }
+
+/* ---- the HTTP API's signed requests (/apps/{app_id}/...) ------------------------------ */
+
+typedef struct hr_pusher_seen hr_pusher_seen;
+
+/* Result codes of the HTTP API's checks. */
+enum hr_pusher_api_err {
+    HR_PUSHER_E_AUTH = -1910,            /* a missing or bad auth_* parameter, signature or body_md5 */
+    HR_PUSHER_E_EXPIRED = -1911,         /* auth_timestamp more than HR_PUSHER_API_WINDOW_S from now */
+    HR_PUSHER_E_REPLAY = -1912,          /* this signature was accepted before (api_replay_cache) */
+};
+
+/* How far auth_timestamp may be from the server's clock (Pusher's 600 s). */
+#define HR_PUSHER_API_WINDOW_S 600
+
+/* One HTTP API request as it came: the method, the path (no query), the
+ * raw query string (still %-encoded), the body, and the wall clock. */
+typedef struct hr_pusher_api_req {
+    const char *method;
+    size_t mlen;
+    const char *path;
+    size_t plen;
+    const char *query;
+    size_t qlen;
+    const void *body;
+    size_t blen;
+    int64_t now_s;
+} hr_pusher_api_req;
+
+/* Make (and free) every app's replay set (api_replay_cache signatures);
+ * before the workers start, after they stopped. */
+void hr_pusher_api_start(hr_pusher_apps *t);
+void hr_pusher_api_stop(hr_pusher_apps *t);
+
+/* Pusher's request signature, in this order: auth_key is the app's key,
+ * auth_version 1.0, auth_timestamp within HR_PUSHER_API_WINDOW_S of now_s,
+ * body_md5 the hex MD5 of a non-empty body, auth_signature the hex
+ * HMAC-SHA256(secret, "METHOD\nPATH\nQUERY") where QUERY is every other
+ * parameter, %-decoded, sorted by name, "k=v" joined by '&' (compared in
+ * constant time); then the signature must be new (api_replay_cache). 0, or
+ * HR_PUSHER_E_AUTH / _EXPIRED / _REPLAY with *why a static explanation. */
+int hr_pusher_api_check(const hr_pusher_app *app, const hr_pusher_api_req *r, const char **why);
+
+/* The %-decoded value of query parameter `key` appended to out (true), or
+ * false when absent. '+' stays '+' (Pusher's libraries %-encode spaces). */
+bool hr_pusher_query_get(const char *q, size_t qlen, const char *key, hr_buf *out);
+
+/* The Pusher user id of a presence entry (info {"user_id":..} of a Pusher
+ * connection, else the connection's user) appended to out. */
+void hr_pusher_member_id(const char *info, const char *user, hr_buf *out);
 
 #endif

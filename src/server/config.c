@@ -583,11 +583,21 @@ const hr_option hr_pusher_app_options[] = {
      "Bytes of a Pusher channel name; a longer one gets pusher:subscription_error (status 400). The Herald name "
      "it maps to must also fit channels.max_channel_length."},
     {"pusher.app.NAME.webhook_url", HR_OPT_STRING, PAOFF(webhook_url), "", 0, 0, NULL, NULL,
-     "Where Pusher-format webhooks of this app go (empty = none). Not sent yet (docs/pusher.md, \"Not "
-     "supported\"): checked and kept for them."},
+     "Where Pusher-format webhooks of this app go (empty = none): channel_occupied, channel_vacated, "
+     "member_added, member_removed, client_event, signed with the app's secret (docs/pusher.md, Webhooks)."},
     {"pusher.app.NAME.webhook_events", HR_OPT_STRING, PAOFF(webhook_events), "", 0, 0, NULL, NULL,
      "Comma-separated webhook events to send; empty = all of channel_occupied, channel_vacated, member_added, "
-     "member_removed, client_event. Checked and kept, like webhook_url."},
+     "member_removed, client_event."},
+    {"pusher.app.NAME.max_event_channels", HR_OPT_INT, PAOFF(max_event_channels), "100", 1, 10000, NULL, NULL,
+     "HTTP API: channels one POST /apps/{app_id}/events may name; more is refused with 400 (Pusher's limit is "
+     "100)."},
+    {"pusher.app.NAME.max_batch_events", HR_OPT_INT, PAOFF(max_batch_events), "10", 1, 10000, NULL, NULL,
+     "HTTP API: events of one POST /apps/{app_id}/batch_events; more is refused with 400 (Pusher's limit is 10)."},
+    {"pusher.app.NAME.api_replay_cache", HR_OPT_INT, PAOFF(api_replay_cache), "0", 0, 10000000, NULL, NULL,
+     "HTTP API: signatures remembered (32 bytes each) so a replayed request is refused with 401; a request "
+     "signed no later than the oldest signature forgotten within the 600 s window is refused too. Two "
+     "identical requests in the same second are then one (the second refused): they cannot be told from a "
+     "replay. 0 = no replay check, Pusher's own behaviour (the 600 s timestamp window only)."},
 };
 const size_t hr_pusher_app_options_count = HR_ARRAY_LEN(hr_pusher_app_options);
 
@@ -1121,7 +1131,8 @@ static int app_set(hr_config *cfg, const char *key, const char *value, bool *was
     }
     errf(err, errlen, "%s: unknown Pusher app option \"%s\" (one of app_id, key, secret, enabled, client_events, "
          "user_authentication, activity_timeout, max_connections, max_client_events_per_second, "
-         "max_presence_members, max_channel_name_length, webhook_url, webhook_events)", key, opt);
+         "max_presence_members, max_channel_name_length, webhook_url, webhook_events, max_event_channels, "
+         "max_batch_events, api_replay_cache)", key, opt);
     return HR_ERR_NOTFOUND;
 }
 

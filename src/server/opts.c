@@ -3,6 +3,7 @@
  * docs/config.md. */
 #include "server/opts.h"
 
+#include <stdio.h>
 #include <string.h>
 
 void hr_opts_limits(const hr_config *cfg, hr_limits_opts *out)
@@ -59,6 +60,14 @@ void hr_opts_proto(const hr_config *cfg, hr_proto_opts *out)
     out->ping_interval_ms = cfg->ws_ping_interval_ms;
 }
 
+/* A Pusher webhook's channel: the Pusher name (none for a user channel,
+ * "#server-to-user-ID", which Pusher never reports). */
+static bool pusher_name(const void *ctx, const char *ch, size_t len, hr_buf *out)
+{
+    const hr_pusher_app *app = NULL;
+    return !hr_pusher_from_herald(ctx, ch, len, &app, out) && out->len && out->data[0] != '#';
+}
+
 void hr_opts_webhook(const hr_config *cfg, hr_webhook_opts *out, hr_webhook_route **routes)
 {
     memset(out, 0, sizeof(*out));
@@ -73,7 +82,10 @@ void hr_opts_webhook(const hr_config *cfg, hr_webhook_opts *out, hr_webhook_rout
     out->retry_min_ms = (uint64_t)cfg->webhook_retry_min_delay_ms;
     out->retry_max_ms = (uint64_t)cfg->webhook_retry_max_delay_ms;
     out->flush_ms = (uint64_t)cfg->webhook_flush_timeout_ms;
-    hr_webhook_route *r = hr_calloc(cfg->nnamespaces + 1, sizeof(*r));
+    /* the routes, then the Pusher namespaces' names ("$pusher-ID", 72 bytes at most) in the same block */
+    size_t cap = cfg->nnamespaces + cfg->pusher.n + 1;
+    hr_webhook_route *r = hr_calloc(1, cap * sizeof(*r) + cfg->pusher.n * 80);
+    char *names = (char *)(r + cap);
     size_t n = 0;
     for (size_t i = 0; i < cfg->nnamespaces; i++) {
         const hr_namespace *ns = &cfg->namespaces[i];
@@ -82,6 +94,15 @@ void hr_opts_webhook(const hr_config *cfg, hr_webhook_opts *out, hr_webhook_rout
         r[n].url = ns->webhook_url;
         if (ns->webhook_events_set) (void)hr_webhook_events_mask(ns->webhook_events.v, ns->webhook_events.n, &r[n].events);
         else r[n].events = out->events;
+        n++;
+    }
+    for (size_t i = 0; i < cfg->pusher.n; i++) {
+        const hr_pusher_app *a = &cfg->pusher.v[i];
+        if (!a->webhook_url[0]) continue;
+        char *ns = names + 80 * i;
+        snprintf(ns, 80, "$pusher-%s", a->app_id);
+        r[n] = (hr_webhook_route){ns, a->webhook_url, (uint32_t)hr_webhook_pusher_mask(a->webhook_events),
+                                  HR_WH_FORMAT_PUSHER, a->secret, a->key, pusher_name, &cfg->pusher};
         n++;
     }
     out->routes = r;

@@ -8,6 +8,7 @@
 #include "server/server.h"
 #include "core/random.h"
 #include "ops/admin.h"
+#include "ops/pusher_app.h"
 #include "transport/admin.h"
 #include "ops/limits.h"
 #include "server/opts.h"
@@ -509,6 +510,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
     s->sh.nworkers = n;
     fit_fd_limit(cfg, n);
     if ((rc = start_webhook(s, cfg, err, errlen))) return rc;
+    hr_pusher_api_start(&cfg->pusher); /* the HTTP API's replay sets */
     s->sh.hub = hr_hub_new(n);
     s->sh.hub->sample_every = (uint32_t)cfg->metrics_publish_sample;
     if (s->webhook) hr_hub_set_occupancy_cb(s->sh.hub, on_occupancy, s->webhook);
@@ -701,6 +703,7 @@ void hr_server_free(hr_server *s)
     hr_emu_registry_free(s->sh.emu);
     s->sh.emu = NULL;
     hr_webhook_stop(s->webhook); /* after the last session ended: its client_disconnected is sent */
+    hr_pusher_api_stop(&s->cfg->pusher);
     s->webhook = NULL;
     s->proto.ops.webhook = NULL;
     hr_limits_free(s->sh.limits);

@@ -20,6 +20,7 @@
 #include "transport/emulation.h"
 #include "transport/h2.h"
 #include "transport/proxy.h"
+#include "transport/pusher_api.h"
 #include "transport/sse.h"
 #include "transport/websocket.h"
 
@@ -415,6 +416,10 @@ static void dispatch(hr_conn *c, hr_http_request *req, const uint8_t *body, size
     if (w->proto->ops.pusher && req->path_len > sizeof(HR_PUSHER_PATH) - 1 &&
         !memcmp(req->path, HR_PUSHER_PATH, sizeof(HR_PUSHER_PATH) - 1)) { /* only with [pusher.app.NAME] */
         hr_ws_upgrade(c, req, &hr_ws_pusher_handler);
+        return;
+    }
+    if (w->proto->ops.pusher && hr_pusher_api_path(req->path, req->path_len)) { /* only with [pusher.app.NAME] */
+        hr_pusher_api_handle(c, req, body, body_len, close);
         return;
     }
     if (path_is(req, "/sse")) {

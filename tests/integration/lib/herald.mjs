@@ -9,12 +9,16 @@
 //                           exited }.
 //   stop()                  SIGTERM, await exit (SIGKILL after 10 s); resolves to
 //                           { code, signal }. Safe to call twice.
+//   startRedis()            a throw-away redis-server on a free loopback port
+//                           (no persistence): { proc, port, stop() }; REDIS_BIN
+//                           is its path, or null when none is installed.
 //
 // Environment: HERALD_BIN (default <repo>/build/herald), HERALD_SOURCE_DIR (repo
 // root), HERALD_SANITIZE=ON (ASan/UBSan build: timeouts are stretched by SLOW).
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -192,3 +196,25 @@ export function withTimeout(p, ms, what) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export const REDIS_BIN = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p)) ?? null;
+
+/** Start redis-server (REDIS_BIN) on a free loopback port and wait until it accepts connections. */
+export async function startRedis() {
+  const free = net.createServer();
+  await new Promise((r) => free.listen(0, '127.0.0.1', r));
+  const { port } = free.address();
+  await new Promise((r) => free.close(r));
+  const proc = spawn(REDIS_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' });
+  const deadline = Date.now() + 10000 * SLOW;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (ok) return { proc, port, stop: () => proc.kill('SIGKILL') };
+    if (Date.now() > deadline) throw new Error('redis-server did not start');
+    await sleep(50);
+  }
+}
