@@ -623,7 +623,8 @@ const char *hr_pub_reason(const hr_pub *cmd)
 static bool command_matches(const hr_pub *cmd, const hr_client *c)
 {
     size_t idlen = (size_t)(strchr(cmd->info, '\n') - cmd->info);
-    if (cmd->data_len && strcmp(cmd->data, c->user) != 0) return false;
+    if (cmd->data_len && !(c->vt->matches_user ? c->vt->matches_user(c, cmd->data) : strcmp(cmd->data, c->user) == 0))
+        return false;
     if (idlen && (strlen(c->id) != idlen || memcmp(c->id, cmd->info, idlen) != 0)) return false;
     return cmd->data_len || idlen;
 }

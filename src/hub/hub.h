@@ -77,6 +77,10 @@ typedef struct hr_client_vt {
      * client. It may unsubscribe and start closing; the hub does not touch
      * c or sub afterwards. */
     void (*on_command)(hr_client *c, hr_sub *sub, const hr_pub *cmd);
+    /* Optional: whether a server command's user target names this client
+     * (NULL: its user, exactly). A front end whose users live in a scope of
+     * their own (a Pusher app's signed-in users) matches only its scoped form. */
+    bool (*matches_user)(const hr_client *c, const char *user);
 } hr_client_vt;
 
 struct hr_client {

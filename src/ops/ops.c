@@ -137,6 +137,10 @@ hr_op_result hr_op_verify_token(const hr_actor *a, const char *tok, size_t len, 
             hr_jwt_claims_free(cl);
             rc = HR_JWT_ERR_CLAIMS;
             why = "the user id $admin is reserved for the admin UI";
+        } else if (!rc && cl->sub && !strncmp(cl->sub, HR_PUSHER_NS_PREFIX, sizeof(HR_PUSHER_NS_PREFIX) - 1)) {
+            hr_jwt_claims_free(cl); /* reserved: a Pusher app's scoped users (ops/pusher_app.h) */
+            rc = HR_JWT_ERR_CLAIMS;
+            why = "user ids starting with $pusher- are reserved for Pusher apps";
         }
     }
     if (limits_of(a)) hr_limits_bad_token(limits_of(a), a->ip_key, now_of(a), rc);

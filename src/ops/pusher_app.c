@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NS_PREFIX "$pusher-"
+#define NS_PREFIX HR_PUSHER_NS_PREFIX
 #define NS_PREFIX_LEN (sizeof(NS_PREFIX) - 1)
 
 static bool same(const char *a, const char *b, size_t blen) { return a && strlen(a) == blen && !memcmp(a, b, blen); }
@@ -139,6 +139,23 @@ int hr_pusher_user_channel(const hr_pusher_app *app, const char *user_id, size_t
         if (!user_char((unsigned char)user_id[i])) return HR_PUSHER_E_NAME;
     hr_buf_printf(out, NS_PREFIX "%s:#%.*s", app->app_id, (int)len, user_id);
     return 0;
+}
+
+int hr_pusher_scoped_user(const hr_pusher_app *app, const char *user_id, size_t len, hr_buf *out)
+{
+    hr_buf probe = HR_BUF_INIT;
+    int rc = hr_pusher_user_channel(app, user_id, len, &probe); /* the same ids a user channel takes */
+    hr_buf_free(&probe);
+    if (!rc) hr_buf_printf(out, NS_PREFIX "%s:%.*s", app->app_id, (int)len, user_id);
+    return rc;
+}
+
+bool hr_pusher_user_matches(const hr_pusher_app *app, const char *user, const char *target)
+{
+    size_t idl = strlen(app->app_id);
+    if (!user[0] || strncmp(target, NS_PREFIX, NS_PREFIX_LEN) != 0) return false;
+    target += NS_PREFIX_LEN;
+    return strncmp(target, app->app_id, idl) == 0 && target[idl] == ':' && strcmp(target + idl + 1, user) == 0;
 }
 
 int hr_pusher_policy(const hr_pusher_apps *t, const hr_chan_policy *base, const char *ch, size_t len,

@@ -104,6 +104,16 @@ bool hr_pusher_reserved(const char *ch, size_t len);
  * user_id, only for user ids made of channel-name characters; 0 or
  * HR_PUSHER_E_NAME. */
 int hr_pusher_user_channel(const hr_pusher_app *app, const char *user_id, size_t len, hr_buf *out);
+/* A signed-in user of app as server commands name it ("$pusher-ID:" + the
+ * user id, HR_PUSHER_E_NAME for an id the user channel refuses): the
+ * terminate_connections target, so it reaches that app's sessions only —
+ * never another app's user, nor a native client, with the same id (no
+ * token may claim a "$pusher-" user: hr_op_verify_token). */
+int hr_pusher_scoped_user(const hr_pusher_app *app, const char *user_id, size_t len, hr_buf *out);
+/* Whether target is app's scoped form of user (a signed-in session's). */
+bool hr_pusher_user_matches(const hr_pusher_app *app, const char *user, const char *target);
+/* The prefix of every Pusher app's reserved namespace and scoped users. */
+#define HR_PUSHER_NS_PREFIX "$pusher-"
 
 /* The channel policy of ch, a channel of a Pusher namespace (the rules of
  * docs/pusher.md): `base` is what [channels] gives; subscribing needs a

@@ -326,7 +326,16 @@ static void pusher_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
     close_with(p, cmd->code, hr_pub_reason(cmd), false);
 }
 
-static const hr_client_vt pusher_client_vt = {.on_pub = pusher_on_pub, .on_command = pusher_on_command};
+/* A server command's user target reaches a signed-in session only in its
+ * app's scoped form (terminate_connections; ops/pusher_app.h). */
+static bool pusher_matches_user(const hr_client *c, const char *user)
+{
+    const hr_pusher *p = (const hr_pusher *)c;
+    return p->app && hr_pusher_user_matches(p->app, c->user, user);
+}
+
+static const hr_client_vt pusher_client_vt = {
+    .on_pub = pusher_on_pub, .on_command = pusher_on_command, .matches_user = pusher_matches_user};
 
 /* ---- presence members ---------------------------------------------------------------- */
 

@@ -505,7 +505,7 @@ static void h_channels(ctx *x)
     } else if ((info & INFO_USERS) && (prefix.len < 9 || memcmp(prefix.data, "presence-", 9))) {
         fail(x->rq, 400, "user_count may only be requested for presence channels: filter_by_prefix=presence-");
     } else {
-        hr_buf_printf(&ns, "$pusher-%s:", x->app->app_id);
+        hr_buf_printf(&ns, HR_PUSHER_NS_PREFIX "%s:", x->app->app_id);
         list_ud u = {x, ns.len, &prefix, (unsigned)info};
         hr_hub_each_channel(x->c->w->sh->hub, (const char *)ns.data, ns.len, each_chan, &u);
         x->rq->answer = ANS_CHANNELS;
@@ -578,18 +578,18 @@ static void h_users(ctx *x, const char *name, size_t len)
  * (pusher:signin) is closed with 4009, on every worker (and node). */
 static void h_terminate(ctx *x, const char *id, size_t len)
 {
-    char user[HR_OP_MAX_USER + 1];
-    if (!len || len > HR_OP_MAX_USER) {
+    hr_buf user = HR_BUF_INIT; /* the app's scoped form: its own users only (ops/pusher_app.h) */
+    if (!len || len > HR_OP_MAX_USER || hr_pusher_scoped_user(x->app, id, len, &user) || user.len > HR_OP_MAX_USER) {
         fail(x->rq, 400, "Invalid user id");
+        hr_buf_free(&user);
         return;
     }
-    memcpy(user, id, len);
-    user[len] = '\0';
-    hr_op_target t = {user, "", "terminated by the app (terminate_connections)"};
+    hr_op_target t = {(const char *)user.data, "", "terminated by the app (terminate_connections)"};
     hr_actor a = actor_of(x);
     hr_op_result r = hr_op_may_disconnect(&a, &t, TERMINATED_CODE);
     if (r.rc) fail_op(x->rq, r);
     else hr_hub_disconnect_clients(x->c->w->sh->hub, t.user, t.client, TERMINATED_CODE, t.reason);
+    hr_buf_free(&user);
 }
 
 /* ---- routing -------------------------------------------------------------------------- */

@@ -269,6 +269,11 @@ class AdminOn(HeraldTestCase):
             c = await Native.open(self.server, connect=False)
             err = await c.error("connect", {"token": user_token("$admin")})
             self.assertEqual(err["code"], 101)
+            # nor a Pusher app's scoped user (docs/pusher.md "Users are per app")
+            cp = await Native.open(self.server, connect=False)
+            err = await cp.error("connect", {"token": user_token("$pusher-4321:gina")})
+            self.assertEqual(err["code"], 101)
+            await cp.ws.close()
             # a forged credential
             c2 = await Native.open(self.server, connect=False)
             err = await c2.error("connect", {"token": "hadm." + "0" * 64})

@@ -25,6 +25,7 @@ const PusherServer = require('pusher');
 
 const T = (ms) => ms * SLOW;
 const APP = { id: '4321', key: 'api-key', secret: 'api-secret' };
+const OTHER = { id: '8765', key: 'other-key', secret: 'other-secret' }; // a second app: its users are its own
 let h;
 let server;
 const clients = [];
@@ -35,6 +36,8 @@ before(async () => {
     `--pusher.app.main.secret=${APP.secret}`, '--pusher.app.main.user_authentication=true',
     '--pusher.app.main.max_event_channels=3', '--pusher.app.main.max_batch_events=4',
     '--pusher.app.main.api_replay_cache=100', '--channels.max_publication_size=2000',
+    `--pusher.app.other.app_id=${OTHER.id}`, `--pusher.app.other.key=${OTHER.key}`,
+    `--pusher.app.other.secret=${OTHER.secret}`, '--pusher.app.other.user_authentication=true',
   ]);
   server = new PusherServer({ appId: APP.id, key: APP.key, secret: APP.secret, host: '127.0.0.1',
     port: String(h.port), useTLS: false });
@@ -49,16 +52,17 @@ async function guarded(fn) {
 }
 
 /** A pusher-js client whose private/presence/signin auth is the server library's. */
-function client(user) {
-  const c = new PusherJS(APP.key, {
+function client(user, app = APP) {
+  const lib = app === APP ? server : new PusherServer({ appId: app.id, key: app.key, secret: app.secret });
+  const c = new PusherJS(app.key, {
     wsHost: '127.0.0.1', wsPort: h.port, forceTLS: false, enabledTransports: ['ws'], cluster: '',
     channelAuthorization: {
       customHandler: ({ socketId, channelName }, cb) => cb(null, channelName.startsWith('presence-')
-        ? server.authorizeChannel(socketId, channelName, { user_id: user, user_info: { name: user } })
-        : server.authorizeChannel(socketId, channelName)),
+        ? lib.authorizeChannel(socketId, channelName, { user_id: user, user_info: { name: user } })
+        : lib.authorizeChannel(socketId, channelName)),
     },
     userAuthentication: {
-      customHandler: ({ socketId }, cb) => cb(null, server.authenticateUser(socketId, { id: user })),
+      customHandler: ({ socketId }, cb) => cb(null, lib.authenticateUser(socketId, { id: user })),
     },
   });
   clients.push(c);
@@ -176,14 +180,14 @@ test('channel queries: list with prefix and user_count, one channel, users', { t
 }));
 
 test('sendToUser and terminateUserConnections', { timeout: T(20000) }, () => guarded(async () => {
-  const g1 = client('gina'), g2 = client('gina'), o = client('oscar');
-  await Promise.all([connected(g1), connected(g2), connected(o)]);
+  const g1 = client('gina'), g2 = client('gina'), o = client('oscar'), other = client('gina', OTHER);
+  await Promise.all([connected(g1), connected(g2), connected(o), connected(other)]);
   const signedIn = (c) => new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('signin timed out')), T(5000));
     c.bind('pusher:signin_success', () => { clearTimeout(t); resolve(); });
     c.signin();
   });
-  await Promise.all([signedIn(g1), signedIn(g2), signedIn(o)]);
+  await Promise.all([signedIn(g1), signedIn(g2), signedIn(o), signedIn(other)]);
   await sleep(T(200)); // the #server-to-user- subscription follows signin_success
   const got = [];
   g1.user.bind('note', (d) => got.push(d));
@@ -198,6 +202,7 @@ test('sendToUser and terminateUserConnections', { timeout: T(20000) }, () => gua
     T(5000), 'both of gina\'s connections closed');
   await sleep(T(300));
   assert.equal(o.connection.state, 'connected', 'another user is untouched');
+  assert.equal(other.connection.state, 'connected', "another app's user with the same id is untouched");
 }));
 
 test('signed by hand: bad signature, expired, replayed, body_md5, unknown app', { timeout: T(20000) }, () => guarded(async () => {

@@ -63,7 +63,7 @@ static void fake_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
     }
 }
 
-static const hr_client_vt fake_vt = {fake_on_pub, fake_on_command};
+static const hr_client_vt fake_vt = {.on_pub = fake_on_pub, .on_command = fake_on_command};
 
 static hr_hub *hub;
 static hr_loop loops[2];

@@ -34,7 +34,7 @@ static hr_limits *lim;
 
 static void on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache) {}
 static void on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd) {}
-static const hr_client_vt vt = {on_pub, on_command};
+static const hr_client_vt vt = {.on_pub = on_pub, .on_command = on_command};
 
 static void set(const char *key, const char *value)
 {
@@ -442,7 +442,7 @@ static void record(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *c
     (void)c, (void)sub, (void)cache;
     if (ngot < 8) got[ngot++] = pub->kind == HR_PUB_MESSAGE ? pub->offset : 1000u + pub->kind;
 }
-static const hr_client_vt record_vt = {record, on_command};
+static const hr_client_vt record_vt = {.on_pub = record, .on_command = on_command};
 static bool at_three(void *ud, const hr_sub *sub, uint64_t *offset)
 {
     (void)ud, (void)sub;
