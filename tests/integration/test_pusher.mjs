@@ -26,6 +26,7 @@ import WebSocket from 'ws';
 import PusherJS from 'pusher-js';
 import PusherServer from 'pusher';
 import { startHerald, annotate, SLOW, withTimeout, sleep } from './lib/herald.mjs';
+import { pusherOptions } from './lib/pusher.mjs';
 
 const T = (ms) => ms * SLOW;
 const API_KEY = 'pusherkey';
@@ -62,13 +63,11 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
 
   /** A pusher-js client of the app (or another key), connected. */
   async function connect(opts = {}, key = APP.key) {
-    const p = new PusherJS(key, {
-      wsHost: '127.0.0.1', wsPort: herald.port, forceTLS: false, enabledTransports: ['ws'], cluster: 'unused',
-      disableStats: true,
+    const p = new PusherJS(key, pusherOptions(herald.port, {
       channelAuthorization: { endpoint: `${authUrl}/pusher/auth`, transport: 'ajax' },
       userAuthentication: { endpoint: `${authUrl}/pusher/user-auth`, transport: 'ajax' },
       ...opts,
-    });
+    }));
     clients.push(p);
     await withTimeout(new Promise((resolve) => p.connection.bind('connected', resolve)), T(5000), 'pusher-js connected');
     return p;

@@ -19,6 +19,7 @@ import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 import PusherJS from 'pusher-js';
 import { startHerald, annotate, SLOW, sleep } from './lib/herald.mjs';
+import { pusherOptions, signedAuth } from './lib/pusher.mjs';
 
 const require = createRequire(import.meta.url);
 const PusherServer = require('pusher');
@@ -54,17 +55,7 @@ async function guarded(fn) {
 /** A pusher-js client whose private/presence/signin auth is the server library's. */
 function client(user, app = APP) {
   const lib = app === APP ? server : new PusherServer({ appId: app.id, key: app.key, secret: app.secret });
-  const c = new PusherJS(app.key, {
-    wsHost: '127.0.0.1', wsPort: h.port, forceTLS: false, enabledTransports: ['ws'], cluster: '',
-    channelAuthorization: {
-      customHandler: ({ socketId, channelName }, cb) => cb(null, channelName.startsWith('presence-')
-        ? lib.authorizeChannel(socketId, channelName, { user_id: user, user_info: { name: user } })
-        : lib.authorizeChannel(socketId, channelName)),
-    },
-    userAuthentication: {
-      customHandler: ({ socketId }, cb) => cb(null, lib.authenticateUser(socketId, { id: user })),
-    },
-  });
+  const c = new PusherJS(app.key, pusherOptions(h.port, signedAuth(lib, user, { name: user })));
   clients.push(c);
   return c;
 }

@@ -15,6 +15,7 @@ import http from 'node:http';
 import PusherJS from 'pusher-js';
 import PusherServer from 'pusher';
 import { startHerald, startRedis, REDIS_BIN, annotate, SLOW, sleep } from './lib/herald.mjs';
+import { pusherOptions, signedAuth } from './lib/pusher.mjs';
 
 const T = (ms) => ms * SLOW;
 const APP = { appId: '88', key: 'rkey', secret: 'rsecret' };
@@ -62,15 +63,7 @@ describe('the HTTP API across two nodes on Redis', { skip: !REDIS_BIN && 'redis-
   }
 
   async function connect(i, user) {
-    const c = new PusherJS(APP.key, {
-      wsHost: '127.0.0.1', wsPort: nodes[i].port, forceTLS: false, enabledTransports: ['ws'], cluster: '',
-      channelAuthorization: {
-        customHandler: ({ socketId, channelName }, cb) => cb(null, channelName.startsWith('presence-')
-          ? lib.authorizeChannel(socketId, channelName, { user_id: user, user_info: {} })
-          : lib.authorizeChannel(socketId, channelName)),
-      },
-      userAuthentication: { customHandler: ({ socketId }, cb) => cb(null, lib.authenticateUser(socketId, { id: user })) },
-    });
+    const c = new PusherJS(APP.key, pusherOptions(nodes[i].port, signedAuth(lib, user)));
     clients.push(c);
     await new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`connect to node ${i}`)), T(5000));

@@ -19,6 +19,7 @@ import WebSocket from 'ws';
 import PusherJS from 'pusher-js';
 import PusherServer from 'pusher';
 import { startHerald, annotate, SLOW, withTimeout, sleep } from './lib/herald.mjs';
+import { pusherOptions, signedAuth } from './lib/pusher.mjs';
 
 const T = (ms) => ms * SLOW;
 const API_KEY = 'pusherkey';
@@ -51,15 +52,7 @@ describe('Pusher presence across two nodes on Redis', { skip: !REDIS && 'redis-s
 
   /** pusher-js on node i, presence channels signed for user `user`. */
   async function connect(i, user) {
-    const p = new PusherJS(APP.key, {
-      wsHost: '127.0.0.1', wsPort: nodes[i].port, forceTLS: false, enabledTransports: ['ws'], cluster: 'unused',
-      disableStats: true,
-      channelAuthorization: {
-        customHandler: ({ socketId, channelName }, cb) => cb(null, channelName.startsWith('presence-')
-          ? signer.authorizeChannel(socketId, channelName, { user_id: user, user_info: { node: i } })
-          : signer.authorizeChannel(socketId, channelName)),
-      },
-    });
+    const p = new PusherJS(APP.key, pusherOptions(nodes[i].port, signedAuth(signer, user, { node: i })));
     clients.push(p);
     await withTimeout(new Promise((r) => p.connection.bind('connected', r)), T(5000), `connected to node ${i}`);
     return p;

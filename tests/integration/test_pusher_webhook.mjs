@@ -15,6 +15,7 @@ import http from 'node:http';
 import PusherJS from 'pusher-js';
 import PusherServer from 'pusher';
 import { startHerald, annotate, SLOW, sleep } from './lib/herald.mjs';
+import { pusherOptions, signedAuth } from './lib/pusher.mjs';
 
 const T = (ms) => ms * SLOW;
 const ONE = { appId: '11', key: 'key-one', secret: 'secret-one' };
@@ -59,15 +60,7 @@ async function guarded(fn) {
 
 function client(app, user) {
   const lib = new PusherServer({ ...app });
-  const c = new PusherJS(app.key, {
-    wsHost: '127.0.0.1', wsPort: h.port, forceTLS: false, enabledTransports: ['ws'], cluster: '',
-    channelAuthorization: {
-      customHandler: ({ socketId, channelName }, cb) => cb(null, channelName.startsWith('presence-')
-        ? lib.authorizeChannel(socketId, channelName, { user_id: user, user_info: {} })
-        : lib.authorizeChannel(socketId, channelName)),
-    },
-    userAuthentication: { customHandler: ({ socketId }, cb) => cb(null, lib.authenticateUser(socketId, { id: user })) },
-  });
+  const c = new PusherJS(app.key, pusherOptions(h.port, signedAuth(lib, user)));
   clients.push(c);
   return c;
 }

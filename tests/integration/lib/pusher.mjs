@@ -1,0 +1,26 @@
+// lib/pusher.mjs - pusher-js clients for the Pusher tests: the options that
+// point pusher-js at a local herald, and private/presence/signin auth signed
+// in the test's process by the `pusher` server library (what an app's auth
+// endpoint would answer).
+
+/** pusher-js options for herald on 127.0.0.1:port (WebSocket only, no stats), plus `extra`. */
+export function pusherOptions(port, extra = {}) {
+  return {
+    wsHost: '127.0.0.1', wsPort: port, forceTLS: false, enabledTransports: ['ws'], cluster: 'unused',
+    disableStats: true, ...extra,
+  };
+}
+
+/** Auth handlers signing with `signer` (a `pusher` library instance) as `user`. */
+export function signedAuth(signer, user, userInfo = {}) {
+  return {
+    channelAuthorization: {
+      customHandler: ({ socketId, channelName }, cb) => cb(null, channelName.startsWith('presence-')
+        ? signer.authorizeChannel(socketId, channelName, { user_id: user, user_info: userInfo })
+        : signer.authorizeChannel(socketId, channelName)),
+    },
+    userAuthentication: {
+      customHandler: ({ socketId }, cb) => cb(null, signer.authenticateUser(socketId, { id: user })),
+    },
+  };
+}
