@@ -409,23 +409,34 @@ static int hex_val(char ch)
     return -1;
 }
 
+/* Packed ids are those whose last 8 bytes are not all zero (all but one
+ * in 2^64 of Herald's random ids); the others are copies. */
+static bool pres_packed(const mpres *p)
+{
+    uint64_t tail;
+    memcpy(&tail, p->client.bin + 8, sizeof(tail));
+    return tail != 0;
+}
+
 /* Keep client in the entry: packed when it is 32 lowercase hex digits (so
  * formatting it back gives the same text), else a copy. */
 static void pres_client_set(mpres *p, const char *client)
 {
-    p->packed = strlen(client) == PRES_ID_HEX;
-    for (size_t i = 0; p->packed && i < PRES_ID_HEX; i += 2) {
+    bool hex = strlen(client) == PRES_ID_HEX;
+    for (size_t i = 0; hex && i < PRES_ID_HEX; i += 2) {
         int hi = hex_val(client[i]), lo = hex_val(client[i + 1]);
-        p->packed = hi >= 0 && lo >= 0;
-        if (p->packed) p->client.bin[i / 2] = (uint8_t)(hi << 4 | lo);
+        hex = hi >= 0 && lo >= 0;
+        if (hex) p->client.bin[i / 2] = (uint8_t)(hi << 4 | lo);
     }
-    if (!p->packed) p->client.str = hr_strdup(client);
+    if (hex && pres_packed(p)) return;
+    memset(&p->client, 0, sizeof(p->client));
+    p->client.str = hr_strdup(client);
 }
 
 /* The entry's client id as text (in buf when packed). */
 static const char *pres_client(const mpres *p, char buf[PRES_ID_HEX + 1])
 {
-    if (!p->packed) return p->client.str;
+    if (!pres_packed(p)) return p->client.str;
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < PRES_ID_HEX / 2; i++) {
         buf[2 * i] = digits[p->client.bin[i] >> 4];
@@ -451,7 +462,7 @@ static uint32_t pres_hash(const mpres *p)
 
 static void pres_free(mpres *p)
 {
-    if (!p->packed) hr_free(p->client.str);
+    if (!pres_packed(p)) hr_free(p->client.str);
     pres_user_free(p->user);
     hr_free(p->info);
 }

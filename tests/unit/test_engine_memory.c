@@ -370,8 +370,9 @@ static void test_presence_many(void **state)
 }
 
 /* Client ids of every shape come back exactly as given and are found
- * again by their text: Herald's own (32 lowercase hex digits, kept packed),
- * upper-case hex, 31 and 33 digits, Pusher socket ids; with few entries
+ * again by their text: Herald's own (32 lowercase hex digits, kept packed;
+ * those ending in 16 zeros are copies), upper-case hex, 31 and 33 digits,
+ * Pusher socket ids; with few entries
  * (scan) and many (index). */
 #define NIDS 40
 static char ids[NIDS][40];
@@ -394,7 +395,7 @@ static void test_presence_client_ids(void **state)
         case 0: snprintf(ids[k], sizeof(ids[k]), "%08x%08x0123456789abcdef", k * 2654435761u, ~(unsigned)k); break;
         case 1: snprintf(ids[k], sizeof(ids[k]), "%08X%08XABCDEF0123456789", k * 2654435761u, ~(unsigned)k); break;
         case 2: snprintf(ids[k], sizeof(ids[k]), "%031x", (unsigned)k); break;
-        case 3: snprintf(ids[k], sizeof(ids[k]), "%033x", (unsigned)k); break;
+        case 3: snprintf(ids[k], sizeof(ids[k]), k % 2 ? "%033x" : "%016x0000000000000000", (unsigned)k + 1); break;
         default: snprintf(ids[k], sizeof(ids[k]), "%u.%u", (unsigned)k * 7919u, (unsigned)k); break;
         }
     }
