@@ -400,9 +400,69 @@ static void pres_user_free(char *user)
     if (user != no_user) hr_free(user);
 }
 
+#define PRES_ID_HEX 32
+
+static int hex_val(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    return -1;
+}
+
+/* Packed ids are those whose last 8 bytes are not all zero (all but one
+ * in 2^64 of Herald's random ids); the others are copies. */
+static bool pres_packed(const mpres *p)
+{
+    uint64_t tail;
+    memcpy(&tail, p->client.bin + 8, sizeof(tail));
+    return tail != 0;
+}
+
+/* Keep client in the entry: packed when it is 32 lowercase hex digits (so
+ * formatting it back gives the same text), else a copy. */
+static void pres_client_set(mpres *p, const char *client)
+{
+    bool hex = strlen(client) == PRES_ID_HEX;
+    for (size_t i = 0; hex && i < PRES_ID_HEX; i += 2) {
+        int hi = hex_val(client[i]), lo = hex_val(client[i + 1]);
+        hex = hi >= 0 && lo >= 0;
+        if (hex) p->client.bin[i / 2] = (uint8_t)(hi << 4 | lo);
+    }
+    if (hex && pres_packed(p)) return;
+    memset(&p->client, 0, sizeof(p->client));
+    p->client.str = hr_strdup(client);
+}
+
+/* The entry's client id as text (in buf when packed). */
+static const char *pres_client(const mpres *p, char buf[PRES_ID_HEX + 1])
+{
+    if (!pres_packed(p)) return p->client.str;
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < PRES_ID_HEX / 2; i++) {
+        buf[2 * i] = digits[p->client.bin[i] >> 4];
+        buf[2 * i + 1] = digits[p->client.bin[i] & 15];
+    }
+    buf[PRES_ID_HEX] = 0;
+    return buf;
+}
+
+static bool pres_is(const mpres *p, const char *client)
+{
+    char buf[PRES_ID_HEX + 1];
+    return strcmp(pres_client(p, buf), client) == 0;
+}
+
+static uint32_t str_hash(const char *s) { return (uint32_t)mem_hash(s, strlen(s)); }
+
+static uint32_t pres_hash(const mpres *p)
+{
+    char buf[PRES_ID_HEX + 1];
+    return str_hash(pres_client(p, buf));
+}
+
 static void pres_free(mpres *p)
 {
-    hr_free(p->client);
+    if (!pres_packed(p)) hr_free(p->client.str);
     pres_user_free(p->user);
     hr_free(p->info);
 }
@@ -413,15 +473,13 @@ static void pres_free(mpres *p)
  * that a scan is cheaper than the index's memory. */
 #define PRES_INDEX_MIN 16
 
-static uint32_t str_hash(const char *s) { return (uint32_t)mem_hash(s, strlen(s)); }
-
 /* The slot holding client, or the empty slot where it would go. */
 static uint32_t pidx_probe(const mchan *c, const char *client)
 {
     uint32_t mask = c->pidx_cap - 1;
     for (uint32_t i = str_hash(client) & mask;; i = (i + 1) & mask) {
         uint32_t v = c->pidx[i];
-        if (!v || strcmp(c->pres[v - 1].client, client) == 0) return i;
+        if (!v || pres_is(&c->pres[v - 1], client)) return i;
     }
 }
 
@@ -432,7 +490,8 @@ static void pidx_rebuild(mchan *c)
     hr_free(c->pidx);
     c->pidx = hr_calloc(cap, sizeof(uint32_t));
     c->pidx_cap = cap;
-    for (size_t i = 0; i < c->npres; i++) c->pidx[pidx_probe(c, c->pres[i].client)] = (uint32_t)i + 1;
+    char buf[PRES_ID_HEX + 1];
+    for (size_t i = 0; i < c->npres; i++) c->pidx[pidx_probe(c, pres_client(&c->pres[i], buf))] = (uint32_t)i + 1;
 }
 
 /* Empty slot i, shifting later entries of its probe run back (no tombstones). */
@@ -444,7 +503,7 @@ static void pidx_delete(mchan *c, uint32_t i)
         j = (j + 1) & mask;
         uint32_t v = c->pidx[j];
         if (!v) return;
-        uint32_t home = str_hash(c->pres[v - 1].client) & mask;
+        uint32_t home = pres_hash(&c->pres[v - 1]) & mask;
         bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (stays) continue;
         c->pidx[i] = v;
@@ -461,7 +520,7 @@ static long pres_find(const mchan *c, const char *client)
         return v ? (long)v - 1 : -1;
     }
     for (size_t i = 0; i < c->npres; i++)
-        if (strcmp(c->pres[i].client, client) == 0) return (long)i;
+        if (pres_is(&c->pres[i], client)) return (long)i;
     return -1;
 }
 
@@ -469,8 +528,9 @@ static void pres_delete(mchan *c, size_t i)
 {
     size_t last = c->npres - 1;
     if (c->pidx) {
-        pidx_delete(c, pidx_probe(c, c->pres[i].client));
-        if (i != last) c->pidx[pidx_probe(c, c->pres[last].client)] = (uint32_t)i + 1;
+        char buf[PRES_ID_HEX + 1];
+        pidx_delete(c, pidx_probe(c, pres_client(&c->pres[i], buf)));
+        if (i != last) c->pidx[pidx_probe(c, pres_client(&c->pres[last], buf))] = (uint32_t)i + 1;
     }
     pres_free(&c->pres[i]);
     c->pres[i] = c->pres[last];
@@ -531,7 +591,7 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
             c->pres = hr_realloc(c->pres, c->cappres * sizeof(*c->pres));
         }
         slot = &c->pres[c->npres++];
-        slot->client = hr_strdup(client);
+        pres_client_set(slot, client);
         atomic_fetch_add_explicit(&m->presence, 1, memory_order_relaxed); /* subscribe path, not delivery */
     }
     slot->user = pres_user_dup(user);
@@ -572,7 +632,8 @@ static void m_presence(hr_engine *e, const char *channel, size_t len, hr_presenc
     if (c && c->npres) {
         res.entries = hr_malloc(c->npres * sizeof(*res.entries));
         for (size_t i = 0; i < c->npres; i++) {
-            res.entries[i].client = hr_strdup(c->pres[i].client);
+            char buf[PRES_ID_HEX + 1];
+            res.entries[i].client = hr_strdup(pres_client(&c->pres[i], buf));
             res.entries[i].user = hr_strdup(c->pres[i].user);
             res.entries[i].info = c->pres[i].info ? hr_strdup(c->pres[i].info) : NULL;
         }

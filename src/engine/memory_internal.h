@@ -12,8 +12,16 @@
 
 #define SHARDS 64
 
+/* A presence entry, 32 bytes in the channel's array. A client id of 32
+ * lowercase hex digits (Herald's own ids) is kept as its 16 bytes here; any
+ * other id (a Pusher socket id) is a copy of its own, its pointer in the
+ * first 8 bytes and the last 8 zero (memory.c, pres_client). */
 typedef struct mpres {
-    char *client, *user, *info;
+    union {
+        uint8_t bin[16];    /* packed */
+        char *str;          /* not packed: bin[8..15] are 0 */
+    } client;
+    char *user, *info;
 } mpres;
 
 /* A remembered publish idempotency key: in the channel's hash index and in

@@ -83,14 +83,22 @@ typedef struct hr_client_vt {
     bool (*matches_user)(const hr_client *c, const char *user);
 } hr_client_vt;
 
+/* A client id's buffer: 32 hex digits (16 random bytes) and the NUL; a
+ * Pusher socket id ("N.M") is shorter. */
+#define HR_CLIENT_ID_SIZE 33
+
+/* Embedded first in each front end's per-connection state: 88 bytes, so a
+ * front end's own fields that follow fit the next malloc size class (the
+ * raw client: 120 bytes, a 128-byte chunk). */
 struct hr_client {
     const hr_client_vt *vt;
     hr_whub *wh;
     hr_sub *subs;                 /* this client's subscriptions */
-    size_t nsubs;
-    char id[37];                  /* client id */
     char *user;                   /* "" = anonymous (shared, see hr_client_set_user) */
     hr_client *wnext, *wprev;     /* in the worker's client list (server commands) */
+    uint32_t nsubs;               /* at most channels.max_subscriptions */
+    char id[HR_CLIENT_ID_SIZE];   /* client id */
+    bool closing;                 /* the front end's own flag (it is closing the client), in what would be padding */
 };
 
 /* Set (replacing) or free a client's user. The anonymous user "" is one

@@ -65,8 +65,7 @@ struct hr_raw {
     const hr_sink_vt *sink;
     void *t;
     raw_more *more;            /* NULL until needed */
-    bool closing;
-};
+};                             /* 120 bytes (a 128-byte chunk); closing is client.closing */
 
 /* Raw mode's name in client webhooks. */
 #define RAW_TRANSPORT "websocket-raw"
@@ -95,8 +94,8 @@ static const char *info_of(const hr_raw *r) { return r->more ? r->more->info : N
 
 static void raw_close(hr_raw *r, int code, const char *reason, bool drop_queued)
 {
-    if (r->closing) return;
-    r->closing = true;
+    if (r->client.closing) return;
+    r->client.closing = true;
     hr_webhook_closing(whc_of(r), code, reason);
     r->sink->disconnect(r->t, code, reason, drop_queued);
 }
@@ -106,7 +105,7 @@ static void raw_close(hr_raw *r, int code, const char *reason, bool drop_queued)
 static void raw_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
 {
     hr_raw *r = (hr_raw *)c;
-    if (r->closing || pub->kind != HR_PUB_MESSAGE) return; /* no join/leave pushes in raw mode */
+    if (r->client.closing || pub->kind != HR_PUB_MESSAGE) return; /* no join/leave pushes in raw mode */
     if (!hr_urlsubs_delivers(c, sub, pub)) return;
     if (r->sink->queued(r->t) > (size_t)r->opts->max_queued_bytes) {
         hr_whub_count(&c->wh->slow_disconnects, 1);
@@ -127,7 +126,7 @@ static void leave_channel(hr_raw *r, hr_sub *sub);
 static void raw_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
 {
     hr_raw *r = (hr_raw *)c;
-    if (r->closing) return;
+    if (r->client.closing) return;
     const char *reason = hr_pub_reason(cmd);
     if (cmd->kind == HR_PUB_UNSUBSCRIBE) {
         leave_channel(r, sub);
@@ -269,7 +268,7 @@ static void hooked_done(raw_pub *rp)
     if (!r) return;
     raw_more *m = r->more; /* made by publish_hooked */
     m->busy = NULL;
-    while (m->wait && !m->busy && !r->closing) {
+    while (m->wait && !m->busy && !r->client.closing) {
         raw_pub *x = m->wait;
         m->wait = x->next;
         if (!m->wait) m->wait_tail = NULL;
@@ -331,7 +330,7 @@ static void publish_hooked(hr_raw *r, const char *text, size_t len)
 
 void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
 {
-    if (r->closing) return;
+    if (r->client.closing) return;
     if (binary) {
         raw_close(r, HR_DISC_BAD_REQUEST, "binary messages are not supported in raw mode (send JSON text)", false);
         return;

@@ -251,7 +251,7 @@ bool hr_urlsubs_delivers(const hr_client *c, const hr_sub *sub, const hr_pub *pu
     return first == sub;
 }
 
-void hr_urlsubs_client_id(char id[37])
+void hr_urlsubs_client_id(char id[HR_CLIENT_ID_SIZE])
 {
     hr_random_hex(id, 16);
 }

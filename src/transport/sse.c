@@ -912,7 +912,7 @@ typedef struct sse_hook {
     hr_proxy_req *req;
     bool close;
     char cors[512];
-    char id[37];               /* the client id the backend is told */
+    char id[HR_CLIENT_ID_SIZE]; /* the client id the backend is told */
     hr_http_auth au;           /* no token; the sub_tokens */
     char *query;               /* the request's, copied (the request is gone when the answer comes) */
     size_t query_len;

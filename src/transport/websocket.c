@@ -49,35 +49,43 @@
 
 enum { WS_OPEN = 0, WS_CLOSE_SENT, WS_CLOSE_DONE, WS_FAILED };
 
+/* What only some connections need, some of the time: the message being
+ * assembled (allocated when a message does not arrive whole in one read,
+ * freed when it ends) and the connection's own zlib streams (context
+ * takeover, or one fragmented compressed message). NULL otherwise. */
+typedef struct ws_more {
+    hr_buf msg;              /* message being assembled (compressed or not) */
+    z_stream *inflater;      /* own stream: only with client context takeover or while a fragmented compressed message lasts */
+    z_stream *deflater;      /* own stream: only with server context takeover */
+    uint32_t msg_start;      /* low 32 bits of the loop clock when the message began */
+    uint32_t msg_charge;     /* bytes of this message charged to the worker's partial budget */
+    bool msg_timed;          /* the timer knows about the message in progress */
+} ws_more;
+
 /* Per connection: of the current frame's header only what its payload
- * needs is kept, and the fields are ordered so there is no padding (120
- * bytes, a 128-byte malloc chunk; docs/benchmarks.md, "Memory per idle
- * WebSocket"). */
+ * needs is kept, the unfinished message's state is in ws_more, and the
+ * fields are ordered so there is no padding (80 bytes, a 96-byte malloc
+ * chunk; docs/benchmarks.md, "Memory per idle WebSocket"). */
 typedef struct hr_ws {
     const hr_ws_handler *h;
     const char *subprotocol; /* negotiated (static or config-owned string), or NULL */
     uint64_t frame_len;      /* the current frame's payload length */
     uint64_t got;            /* payload bytes of the current frame consumed */
-    hr_buf msg;              /* message being assembled (compressed or not) */
-    hr_utf8 utf8;
+    ws_more *more;           /* NULL while no message spans reads and no own zlib stream */
+    uint64_t last_ping;
+    void *app;               /* the handler's per-connection state */
+    hr_utf8 utf8;            /* the text message in progress */
     uint8_t msg_opcode;      /* TEXT/BINARY while a message is in progress */
     uint8_t state;
     bool in_frame;
     bool sync_lost;          /* failed on a malformed frame header: frame boundaries unknown */
     bool msg_compressed;
-    bool deflate;
-    bool msg_timed;          /* the timer knows about the message in progress */
     uint16_t close_code;     /* reported to the handler when the connection ends */
     hr_pmd_params pmd;
     uint8_t frame_mask[4];   /* the current frame's masking key */
+    bool deflate;
     bool frame_fin;          /* the current frame ends its message */
     bool frame_cont;         /* the current frame continues a message */
-    uint32_t msg_start;      /* low 32 bits of the loop clock when the message began */
-    uint32_t msg_charge;     /* bytes of this message charged to the worker's partial budget */
-    z_stream *inflater;      /* own stream: only with client context takeover */
-    z_stream *deflater;      /* own stream: only with server context takeover */
-    uint64_t last_ping;
-    void *app;               /* the handler's per-connection state */
 } hr_ws;
 
 static const hr_conn_vt ws_vt;
@@ -103,12 +111,30 @@ static uint64_t max_message(const hr_conn *c)
 static bool charge_partial(hr_conn *c)
 {
     hr_ws *ws = c->proto;
+    ws_more *m = ws->more;
+    if (!m) return false;
     hr_worker *w = c->w;
-    size_t now = ws->msg.cap + (ws->inflater && ws->pmd.client_no_context_takeover ? INFLATER_COST : 0);
-    size_t before = ws->msg_charge;
+    size_t now = m->msg.cap + (m->inflater && ws->pmd.client_no_context_takeover ? INFLATER_COST : 0);
+    size_t before = m->msg_charge;
     w->ws_partial_bytes = w->ws_partial_bytes - before + now;
-    ws->msg_charge = (uint32_t)now;
+    m->msg_charge = (uint32_t)now;
     return now > before && w->ws_partial_bytes > (size_t)w->opts->ws_max_partial_bytes;
+}
+
+static ws_more *more_of(hr_ws *ws)
+{
+    if (!ws->more) ws->more = hr_calloc(1, sizeof(*ws->more));
+    return ws->more;
+}
+
+/* Free the rare state once it holds nothing: no message in progress, no
+ * buffer, no charge, no own zlib stream. Call after charge_partial. */
+static void more_trim(hr_ws *ws)
+{
+    ws_more *m = ws->more;
+    if (!m || ws->msg_opcode || m->msg.cap || m->msg_charge || m->inflater || m->deflater) return;
+    hr_free(m);
+    ws->more = NULL;
 }
 
 /* ---- sending ------------------------------------------------------------- */
@@ -135,15 +161,17 @@ void hr_ws_send(hr_conn *c, int opcode, const void *data, size_t len)
     hr_stat_add(&w->stats.ws_messages_out, 1);
     if (ws->deflate && len >= (size_t)w->opts->ws_deflate_min_size) {
         z_stream *zs = ws->pmd.server_no_context_takeover ? hr_worker_deflater(w, ws->pmd.server_max_window_bits)
-                                                          : ws->deflater;
+                                                          : ws->more ? ws->more->deflater : NULL;
         if (!zs && !ws->pmd.server_no_context_takeover) {
-            ws->deflater = hr_calloc(1, sizeof(z_stream));
-            if (hr_pmd_deflater_init(ws->deflater, (int)w->opts->ws_deflate_level, ws->pmd.server_max_window_bits,
+            ws_more *m = more_of(ws);
+            m->deflater = hr_calloc(1, sizeof(z_stream));
+            if (hr_pmd_deflater_init(m->deflater, (int)w->opts->ws_deflate_level, ws->pmd.server_max_window_bits,
                                      (int)w->opts->ws_deflate_mem_level)) {
-                hr_free(ws->deflater);
-                ws->deflater = NULL;
+                hr_free(m->deflater);
+                m->deflater = NULL;
+                more_trim(ws);
             }
-            zs = ws->deflater;
+            zs = m->deflater;
         }
         if (zs) {
             w->zout.len = 0;
@@ -188,9 +216,10 @@ static void ws_fail(hr_conn *c, uint16_t code, const char *reason)
     ws->state = WS_FAILED;
     ws->close_code = code;
     ws->msg_opcode = 0;
-    hr_buf_free(&ws->msg);
+    if (ws->more) hr_buf_free(&ws->more->msg);
     if (ws->pmd.client_no_context_takeover) release_inflater(ws);
     charge_partial(c);
+    more_trim(ws);
     hr_conn_shutdown_after_flush(c);
     arm_close_timer(c);
 }
@@ -209,23 +238,24 @@ static void deliver(hr_conn *c, uint8_t opcode, const uint8_t *data, size_t len)
  * message and released when it ends. */
 static z_stream *conn_inflater(hr_conn *c)
 {
-    hr_ws *ws = c->proto;
-    if (!ws->inflater) {
-        ws->inflater = hr_calloc(1, sizeof(z_stream));
-        if (hr_pmd_inflater_init(ws->inflater, ws->pmd.client_max_window_bits)) {
-            hr_free(ws->inflater);
-            ws->inflater = NULL;
+    ws_more *m = more_of(c->proto);
+    if (!m->inflater) {
+        m->inflater = hr_calloc(1, sizeof(z_stream));
+        if (hr_pmd_inflater_init(m->inflater, ((hr_ws *)c->proto)->pmd.client_max_window_bits)) {
+            hr_free(m->inflater);
+            m->inflater = NULL;
         }
     }
-    return ws->inflater;
+    return m->inflater;
 }
 
+/* The caller trims ws->more afterwards (after charge_partial). */
 static void release_inflater(hr_ws *ws)
 {
-    if (!ws->inflater) return;
-    hr_pmd_inflater_end(ws->inflater);
-    hr_free(ws->inflater);
-    ws->inflater = NULL;
+    if (!ws->more || !ws->more->inflater) return;
+    hr_pmd_inflater_end(ws->more->inflater);
+    hr_free(ws->more->inflater);
+    ws->more->inflater = NULL;
 }
 
 /* Inflate `len` compressed bytes of the current message into `out`,
@@ -274,6 +304,7 @@ static void deliver_compressed_whole(hr_conn *c, const uint8_t *data, size_t len
     if (w->scratch.cap > 4u << 20) hr_buf_free(&w->scratch); /* don't hold a huge buffer forever */
 }
 
+/* A message that spanned reads is complete: it is in ws->more->msg. */
 static void finish_message(hr_conn *c)
 {
     hr_ws *ws = c->proto;
@@ -285,10 +316,12 @@ static void finish_message(hr_conn *c)
         ws_fail(c, HR_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
         return;
     }
-    deliver(c, opcode, ws->msg.data ? ws->msg.data : (const uint8_t *)"", ws->msg.len);
-    if (c->proto == ws) {
-        hr_buf_free(&ws->msg);
+    hr_buf *msg = &more_of(ws)->msg;
+    deliver(c, opcode, msg->data ? msg->data : (const uint8_t *)"", msg->len);
+    if (c->proto == ws && ws->more) {
+        hr_buf_free(&ws->more->msg);
         charge_partial(c);
+        more_trim(ws);
     }
 }
 
@@ -445,16 +478,20 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 ws_fail(c, HR_WS_CLOSE_PROTOCOL, "new message started before the previous one finished");
                 continue;
             }
-            if (!compressed && (fh->payload_len > max_frame || ws->msg.len + fh->payload_len > max_msg)) {
+            if (!compressed && (fh->payload_len > max_frame || (ws->more ? ws->more->msg.len : 0) + fh->payload_len > max_msg)) {
                 ws_fail(c, HR_WS_CLOSE_TOO_BIG, "message too big");
                 continue;
             }
             if (fh->opcode != HR_WS_OP_CONT) {
                 ws->msg_opcode = fh->opcode;
                 ws->msg_compressed = fh->rsv1;
-                ws->msg_start = (uint32_t)hr_conn_now(c);
-                ws->msg_timed = false;
                 hr_utf8_init(&ws->utf8);
+                if (!fh->fin || (uint64_t)(len - pos) < fh->payload_len) {
+                    /* it will not arrive whole in this read: it needs a start time and a buffer */
+                    ws_more *m = more_of(ws);
+                    m->msg_start = (uint32_t)hr_conn_now(c);
+                    m->msg_timed = false;
+                }
             }
             ws->in_frame = true;
         }
@@ -481,7 +518,7 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 ws_fail(c, HR_WS_CLOSE_INTERNAL, "out of memory");
                 continue;
             }
-            if (inflate_piece(c, zs, p, take, frame_done && ws->frame_fin, &ws->msg)) continue;
+            if (inflate_piece(c, zs, p, take, frame_done && ws->frame_fin, &ws->more->msg)) continue;
             if (!(frame_done && ws->frame_fin) && over_partial_budget(c)) continue;
         } else {
             if (ws->msg_opcode == HR_WS_OP_TEXT && hr_utf8_feed(&ws->utf8, p, take) == HR_UTF8_INVALID) {
@@ -497,14 +534,14 @@ static ssize_t ws_on_data(hr_conn *c, uint8_t *data, size_t len)
                 else deliver(c, opcode, p, take);
                 continue;
             }
-            hr_buf_append(&ws->msg, p, take);
+            hr_buf_append(&more_of(ws)->msg, p, take);
             if (!(frame_done && ws->frame_fin) && over_partial_budget(c)) continue;
         }
         if (!frame_done) break; /* need more bytes */
         if (ws->frame_fin) finish_message(c);
     }
-    if (ws->msg_opcode && !ws->msg_timed && ws->state == WS_OPEN && opt->ws_message_timeout_ms) {
-        ws->msg_timed = true; /* a message is unfinished: its deadline joins the timer */
+    if (ws->msg_opcode && ws->more && !ws->more->msg_timed && ws->state == WS_OPEN && opt->ws_message_timeout_ms) {
+        ws->more->msg_timed = true; /* a message is unfinished: its deadline joins the timer */
         ws_arm_heartbeat(c);
     }
     return (ssize_t)pos;
@@ -528,8 +565,8 @@ static void ws_arm_heartbeat(hr_conn *c)
         next = base + (uint64_t)opt->ws_ping_interval_ms;
     }
     if (opt->ws_idle_timeout_ms) next = HR_MIN(next, c->last_rx + (uint64_t)opt->ws_idle_timeout_ms);
-    if (ws->msg_opcode && opt->ws_message_timeout_ms) {
-        uint32_t spent = (uint32_t)now - ws->msg_start;
+    if (ws->msg_opcode && ws->more && opt->ws_message_timeout_ms) {
+        uint32_t spent = (uint32_t)now - ws->more->msg_start;
         uint64_t left = (uint64_t)opt->ws_message_timeout_ms > spent ? (uint64_t)opt->ws_message_timeout_ms - spent : 0;
         next = HR_MIN(next, now + left);
     }
@@ -550,8 +587,8 @@ static void ws_on_timer(hr_conn *c)
     const hr_transport_opts *opt = c->w->opts;
     uint64_t now = hr_conn_now(c);
     uint64_t quiet = now - c->last_rx;
-    if (ws->msg_opcode && opt->ws_message_timeout_ms &&
-        (uint32_t)now - ws->msg_start >= (uint64_t)opt->ws_message_timeout_ms) {
+    if (ws->msg_opcode && ws->more && opt->ws_message_timeout_ms &&
+        (uint32_t)now - ws->more->msg_start >= (uint64_t)opt->ws_message_timeout_ms) {
         hr_logf(HR_LOG_INFO, "ws_message_timeout", "websocket fd=%d: message not completed within websocket.message_timeout, closing", c->io.fd);
         ws_fail(c, HR_WS_CLOSE_POLICY, "message not completed in time");
         return;
@@ -586,12 +623,15 @@ static void ws_on_free(hr_conn *c)
     hr_stat_add(&c->w->stats.ws_closed[close_class(ws->close_code)], 1);
     if (ws->h->on_close) ws->h->on_close(c, ws->close_code ? ws->close_code : HR_WS_CLOSE_ABNORMAL);
     hr_stat_sub(&c->w->stats.websockets, 1);
-    hr_buf_free(&ws->msg);
     release_inflater(ws);
-    charge_partial(c);
-    if (ws->deflater) {
-        hr_pmd_deflater_end(ws->deflater);
-        hr_free(ws->deflater);
+    if (ws->more) {
+        hr_buf_free(&ws->more->msg);
+        charge_partial(c);
+        if (ws->more->deflater) {
+            hr_pmd_deflater_end(ws->more->deflater);
+            hr_free(ws->more->deflater);
+        }
+        hr_free(ws->more);
     }
     hr_free(ws);
 }

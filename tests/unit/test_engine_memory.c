@@ -369,6 +369,49 @@ static void test_presence_many(void **state)
     assert_int_equal(r.n, 0);
 }
 
+/* Client ids of every shape come back exactly as given and are found
+ * again by their text: Herald's own (32 lowercase hex digits, kept packed;
+ * those ending in 16 zeros are copies), upper-case hex, 31 and 33 digits,
+ * Pusher socket ids; with few entries
+ * (scan) and many (index). */
+#define NIDS 40
+static char ids[NIDS][40];
+
+static void on_pres_ids(void *ud, int err, const hr_presence *p)
+{
+    size_t *found = ud;
+    assert_int_equal(err, 0);
+    *found = 0;
+    for (size_t i = 0; i < p->n; i++)
+        for (int k = 0; k < NIDS; k++)
+            if (strcmp(p->entries[i].client, ids[k]) == 0) *found |= (size_t)1 << k;
+}
+
+static void test_presence_client_ids(void **state)
+{
+    (void)state;
+    for (int k = 0; k < NIDS; k++) {
+        switch (k % 5) {
+        case 0: snprintf(ids[k], sizeof(ids[k]), "%08x%08x0123456789abcdef", k * 2654435761u, ~(unsigned)k); break;
+        case 1: snprintf(ids[k], sizeof(ids[k]), "%08X%08XABCDEF0123456789", k * 2654435761u, ~(unsigned)k); break;
+        case 2: snprintf(ids[k], sizeof(ids[k]), "%031x", (unsigned)k); break;
+        case 3: snprintf(ids[k], sizeof(ids[k]), k % 2 ? "%033x" : "%016x0000000000000000", (unsigned)k + 1); break;
+        default: snprintf(ids[k], sizeof(ids[k]), "%u.%u", (unsigned)k * 7919u, (unsigned)k); break;
+        }
+    }
+    for (int few = 1; few >= 0; few--) {
+        int n = few ? 10 : NIDS;
+        const char *ch = few ? "ids-few" : "ids-many";
+        size_t found = 0, all = ((size_t)1 << n) - 1;
+        for (int k = 0; k < n; k++) eng->vt->presence_add(eng, ch, strlen(ch), ids[k], "u", NULL, NULL, NULL);
+        eng->vt->presence(eng, ch, strlen(ch), on_pres_ids, &found);
+        assert_int_equal(found, all);
+        for (int k = 0; k < n; k += 2) eng->vt->presence_remove(eng, ch, strlen(ch), ids[k], NULL, NULL);
+        eng->vt->presence(eng, ch, strlen(ch), on_pres_ids, &found);
+        assert_int_equal(found, all & ~(size_t)0x5555555555555555ull);
+    }
+}
+
 static size_t nchannels;
 static void each(void *ud, const char *name, size_t len, uint64_t offset)
 {
@@ -521,6 +564,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_history_means_no_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_and_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_presence_client_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_keys, setup, teardown),
