@@ -5,13 +5,14 @@ worker) and the ceiling (bench/ceiling.c) under the same `herald bench` load
 (issue 19, goal 1; docs/benchmarks.md "CPU per delivery at saturation").
 
     bench/cpu_per_delivery.py [--runs N] [--servers herald,ceiling]
-                              [--perf-writev] [bench flags after --]
+                              [--baseline BIN] [--perf-writev] [-- bench flags]
 
 Each run starts a fresh server on a free loopback port, reads its
 /proc/PID/stat utime + stime before and after `herald bench` (default:
 1,000 subscribers, 10,000 publications/s offered, 64 B, 1 s warm-up + 6 s),
 and divides by every message the subscribers received (warm-up included, as
-the CPU is). Servers alternate run by run so that the shared machine's load
+the CPU is). --baseline BIN adds a server "baseline": that herald binary (an
+older build) under the same load. Servers alternate run by run so that the shared machine's load
 falls on both alike. CPU seconds per delivery depends far less on other load
 than the delivered rate does, but still report the spread.
 
@@ -55,9 +56,12 @@ def cpu(pid):
     return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
+BASELINE = None
+
+
 def start(server, port):
-    if server == "herald":
-        cmd = [HERALD, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--api-key", "k",
+    if server in ("herald", "baseline"):
+        cmd = [BASELINE if server == "baseline" else HERALD, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--api-key", "k",
                "--log-level", "warn"]
     else:
         cmd = [CEILING, "--port", str(port)]
@@ -74,7 +78,8 @@ def start(server, port):
 
 def bench(server, port, pid, extra):
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([HERALD, "bench", "--server", server, "--port", str(port), "--api-key", "k",
+        kind = "herald" if server == "baseline" else server
+        subprocess.run([HERALD, "bench", "--server", kind, "--port", str(port), "--api-key", "k",
                         "--server-pid", str(pid), "--quiet", "--json", out.name] + DEFAULT_LOAD + extra,
                        check=True)
         return json.load(open(out.name))
@@ -143,10 +148,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--servers", default="herald,ceiling")
+    ap.add_argument("--baseline", help="another herald binary, run as server 'baseline'")
     ap.add_argument("--perf-writev", action="store_true")
     ap.add_argument("extra", nargs="*", help="more herald bench flags (after --)")
     a = ap.parse_args()
-    servers = a.servers.split(",")
+    global BASELINE
+    BASELINE = a.baseline
+    servers = a.servers.split(",") + (["baseline"] if a.baseline else [])
     rows = []
     for i in range(a.runs):
         for s in servers:
