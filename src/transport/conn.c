@@ -26,15 +26,13 @@
 #define OUTQ_MIN_CAP 8
 /* Drained rings are kept per worker, by size class (OUTQ_MIN_CAP << k
  * entries, k < HR_RING_CLASSES), for the next connection that queues
- * something, up to RING_POOL_BYTES per worker. A fan-out fills and drains
+ * something, up to server.output_ring_pool_bytes per worker. A fan-out fills and drains
  * every subscriber's queue each turn: a malloc + free of the ring per
  * delivery was ~20% of the server's own instructions at low rates
  * (callgrind), and at saturation, where each queue grows to 64-128 entries
  * per turn, freeing them all at the end of the turn made glibc give the
  * heap's top back (madvise) and fault it in again the next turn: ~40% of the
  * worker's time, most of it TLB shootdowns (perf, docs/benchmarks.md). */
-#define RING_POOL_BYTES ((size_t)8 << 20)
-
 enum { OE_BYTES = 0, OE_FILE = 1, OE_SHARED = 2 };
 
 struct hr_oentry {
@@ -83,7 +81,7 @@ static void ring_free(hr_worker *w, hr_oentry *e, uint32_t cap)
 {
     int k = ring_class(cap);
     size_t bytes = (size_t)cap * sizeof(hr_oentry);
-    if (k >= 0 && w->ring_pool_bytes + bytes <= RING_POOL_BYTES) {
+    if (k >= 0 && w->ring_pool_bytes + bytes <= (size_t)w->opts->output_ring_pool_bytes) {
         *(void **)e = w->ring_pool[k];
         w->ring_pool[k] = e;
         w->ring_pool_bytes += bytes;

@@ -24,6 +24,7 @@
     X(int64_t, http_max_pipelined)              \
     X(int64_t, http_max_pipelined_bytes)        \
     X(int64_t, http_max_queued_files)           \
+    X(int64_t, output_ring_pool_bytes)          \
     X(hr_strlist, ws_allowed_origins)           \
     X(hr_strlist, ws_subprotocols)              \
     X(int64_t, ws_close_timeout_ms)             \
