@@ -51,6 +51,11 @@ const hr_option hr_options[] = {
      "When accepting fails for lack of file descriptors (EMFILE, ENFILE), the worker stops accepting for this "
      "long (waiting clients stay in the listen backlog) instead of retrying at once; the warning is logged at most "
      "once per 10 s with the number of failures."},
+    {"server.output_ring_pool_bytes", HR_OPT_SIZE, OFF(output_ring_pool_bytes), "8MiB", 0, 1 * GiB, NULL, NULL,
+     "Drained output queues (rings of 8 to 256 entries of 32 bytes) each worker keeps for reuse by the next "
+     "connection that queues something, at most this many bytes per worker. A saturated fan-out grows every "
+     "subscriber's queue each loop turn: rings past this bound are freed and allocated again each turn, and the "
+     "allocator gives that memory back to the kernel and takes it again (kernel time per delivery). 0 keeps none."},
     {"server.log_level", HR_OPT_STRING, OFF(log_level), "info", 0, 0, "HERALD_LOG_LEVEL", "--log-level",
      "debug, info, warn, error or off."},
     {"server.log_format", HR_OPT_STRING, OFF(log_format), "text", 0, 0, "HERALD_LOG_FORMAT", "--log-format",

@@ -24,13 +24,15 @@
 #define IOV_MAX_BATCH 64
 #define FILE_CHUNK 16384           /* a file through a layer without sendfile: read this much at a time */
 #define OUTQ_MIN_CAP 8
-/* Drained rings of OUTQ_MIN_CAP entries kept per worker for the next
- * connection that queues something (at most 256 KiB per worker): a fan-out
- * at a low rate fills and drains every subscriber's queue each turn, and a
- * malloc + free of the ring per delivery was ~20% of the server's own
- * instructions (callgrind, docs/benchmarks.md). */
-#define RING_POOL_MAX 1024
-
+/* Drained rings are kept per worker, by size class (OUTQ_MIN_CAP << k
+ * entries, k < HR_RING_CLASSES), for the next connection that queues
+ * something, up to server.output_ring_pool_bytes per worker. A fan-out fills and drains
+ * every subscriber's queue each turn: a malloc + free of the ring per
+ * delivery was ~20% of the server's own instructions at low rates
+ * (callgrind), and at saturation, where each queue grows to 64-128 entries
+ * per turn, freeing them all at the end of the turn made glibc give the
+ * heap's top back (madvise) and fault it in again the next turn: ~40% of the
+ * worker's time, most of it TLB shootdowns (perf, docs/benchmarks.md). */
 enum { OE_BYTES = 0, OE_FILE = 1, OE_SHARED = 2 };
 
 struct hr_oentry {
@@ -67,12 +69,22 @@ static void schedule_read(hr_conn *c)
 
 static hr_oentry *oq_at(const hr_outq *q, uint32_t i) { return &q->e[(q->head + i) & (q->cap - 1)]; }
 
+/* The pool's size class of a ring of `cap` entries, or -1. */
+static int ring_class(uint32_t cap)
+{
+    for (int k = 0; k < HR_RING_CLASSES; k++)
+        if (cap == (uint32_t)OUTQ_MIN_CAP << k) return k;
+    return -1;
+}
+
 static void ring_free(hr_worker *w, hr_oentry *e, uint32_t cap)
 {
-    if (cap == OUTQ_MIN_CAP && w->ring_pool_n < RING_POOL_MAX) {
-        *(void **)e = w->ring_pool;
-        w->ring_pool = e;
-        w->ring_pool_n++;
+    int k = ring_class(cap);
+    size_t bytes = (size_t)cap * sizeof(hr_oentry);
+    if (k >= 0 && w->ring_pool_bytes + bytes <= (size_t)w->opts->output_ring_pool_bytes) {
+        *(void **)e = w->ring_pool[k];
+        w->ring_pool[k] = e;
+        w->ring_pool_bytes += bytes;
     } else {
         hr_free(e);
     }
@@ -80,10 +92,11 @@ static void ring_free(hr_worker *w, hr_oentry *e, uint32_t cap)
 
 static hr_oentry *ring_alloc(hr_worker *w, uint32_t cap)
 {
-    if (cap == OUTQ_MIN_CAP && w->ring_pool) {
-        hr_oentry *e = w->ring_pool;
-        w->ring_pool = *(void **)e;
-        w->ring_pool_n--;
+    int k = ring_class(cap);
+    if (k >= 0 && w->ring_pool[k]) {
+        hr_oentry *e = w->ring_pool[k];
+        w->ring_pool[k] = *(void **)e;
+        w->ring_pool_bytes -= (size_t)cap * sizeof(hr_oentry);
         return e;
     }
     return hr_malloc((size_t)cap * sizeof(hr_oentry));
@@ -97,12 +110,14 @@ void hr_conn_bad_token(hr_conn *c, int jwt_rc)
 
 void hr_conn_release_pool(hr_worker *w)
 {
-    while (w->ring_pool) {
-        void *next = *(void **)w->ring_pool;
-        hr_free(w->ring_pool);
-        w->ring_pool = next;
+    for (int k = 0; k < HR_RING_CLASSES; k++) {
+        while (w->ring_pool[k]) {
+            void *next = *(void **)w->ring_pool[k];
+            hr_free(w->ring_pool[k]);
+            w->ring_pool[k] = next;
+        }
     }
-    w->ring_pool_n = 0;
+    w->ring_pool_bytes = 0;
 }
 
 /* A new entry at the tail (the caller fills it, then calls enqueued()). */

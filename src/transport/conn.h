@@ -123,8 +123,9 @@ typedef struct hr_conn_in {
 } hr_conn_in;
 
 /* The output queue: a ring of entries (contiguous, so building the writev
- * iovecs walks one array), allocated on first use and freed when drained,
- * so an idle connection holds none. */
+ * iovecs walks one array), taken on first use and given back when drained
+ * (to the worker's pool of drained rings, by size, see conn.c), so an idle
+ * connection holds none. */
 typedef struct hr_outq {
     hr_oentry *e;        /* cap entries, or NULL */
     uint32_t head, n, cap;

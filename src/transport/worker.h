@@ -31,6 +31,8 @@
 #include <zlib.h>
 
 #define HR_READ_BUF_SIZE (64 * 1024)
+/* Size classes of the per-worker pool of drained output rings (conn.c). */
+#define HR_RING_CLASSES 6
 
 typedef struct hr_worker hr_worker;
 
@@ -112,8 +114,8 @@ struct hr_worker {
     hr_conn *flush_list;
     hr_conn *ready_list;
     hr_conn *free_list;            /* closed this turn, freed at turn end */
-    void *ring_pool;               /* drained minimum-size output rings, kept for reuse (conn.c) */
-    uint32_t ring_pool_n;
+    void *ring_pool[HR_RING_CLASSES]; /* drained output rings by size class, kept for reuse (conn.c) */
+    size_t ring_pool_bytes;        /* what they hold in all */
     uint8_t *rbuf;                 /* shared read buffer, HR_READ_BUF_SIZE */
     hr_buf scratch;                /* shared scratch: decompressed incoming messages */
     hr_buf zout;                   /* shared scratch: compressed outgoing payloads */

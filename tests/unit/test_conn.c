@@ -159,6 +159,54 @@ static void test_writes_wait_for_end_of_turn(void **state)
     close(peer);
 }
 
+/* A queue that grew to 128 entries and drained leaves its ring (and the
+ * smaller ones it outgrew) in the worker's pool, and the next queue that
+ * grows takes them back: a saturated fan-out allocates no ring per turn. */
+static void test_drained_rings_of_every_size_are_reused(void **state)
+{
+    (void)state;
+    int p1, p2;
+    hr_conn *a = make_conn(&p1), *b = make_conn(&p2);
+    for (int i = 0; i < 100; i++) hr_conn_send(a, "x", 1);
+    assert_int_equal(a->out.cap, 128);
+    void *ring = a->out.e;
+    hr_conn_end_turn(&w);
+    assert_null(a->out.e);
+    assert_ptr_equal(w.ring_pool[4], ring); /* class 4: 8 << 4 = 128 entries */
+    size_t pooled = w.ring_pool_bytes;
+    assert_true(pooled > 0);
+    for (int i = 0; i < 100; i++) hr_conn_send(b, "y", 1);
+    assert_ptr_equal(b->out.e, ring);
+    assert_null(w.ring_pool[4]);
+    assert_true(w.ring_pool_bytes < pooled);
+    hr_conn_end_turn(&w);
+    assert_int_equal(w.ring_pool_bytes, pooled);
+    hr_buf got = HR_BUF_INIT;
+    assert_int_equal(drain_peer(p1, &got), 100);
+    assert_int_equal(drain_peer(p2, &got), 100);
+    hr_buf_free(&got);
+    close(p1);
+    close(p2);
+}
+
+/* server.output_ring_pool_bytes bounds what the pool keeps: 0 keeps none. */
+static void test_ring_pool_bounded_by_config(void **state)
+{
+    (void)state;
+    topt.output_ring_pool_bytes = 0;
+    int p1;
+    hr_conn *a = make_conn(&p1);
+    for (int i = 0; i < 100; i++) hr_conn_send(a, "x", 1);
+    hr_conn_end_turn(&w);
+    assert_null(a->out.e);
+    assert_int_equal(w.ring_pool_bytes, 0);
+    for (int k = 0; k < HR_RING_CLASSES; k++) assert_null(w.ring_pool[k]);
+    hr_buf got = HR_BUF_INIT;
+    assert_int_equal(drain_peer(p1, &got), 100);
+    hr_buf_free(&got);
+    close(p1);
+}
+
 static void test_partial_write_resumes_on_epollout(void **state)
 {
     (void)state;
@@ -602,6 +650,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writes_wait_for_end_of_turn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drained_rings_of_every_size_are_reused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ring_pool_bounded_by_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_write_resumes_on_epollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftover_kept_and_freed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_pauses_reading, setup, teardown),
