@@ -322,9 +322,11 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
         return;
     }
     /* bound the jansson tree (as the native protocol does): every value but
-     * the first follows one of these bytes */
+     * the first follows one of these bytes (so a message shorter than the
+     * bound cannot pass it: no count) */
     size_t values = 1;
-    for (size_t i = 0; i < len; i++) values += data[i] == ',' || data[i] == '[' || data[i] == '{';
+    if (len >= HR_NATIVE_MAX_VALUES)
+        for (size_t i = 0; i < len; i++) values += data[i] == ',' || data[i] == '[' || data[i] == '{';
     if (values > HR_NATIVE_MAX_VALUES) {
         raw_close(r, HR_DISC_BAD_REQUEST, "too many JSON values in one message", false);
         return;
