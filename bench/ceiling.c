@@ -5,6 +5,13 @@
  * `herald bench --server ceiling` (= ws-node's scheme) drives it unchanged:
  *   GET /sub/<channel> + WebSocket upgrade   subscribe (RFC 6455, no extensions)
  *   POST /pub/<channel> (keep-alive, pipelined)  publish the body, 202
+ *   GET /pub/<channel> + WebSocket upgrade   publish every text/binary frame's
+ *                                            payload (the chat workload: one
+ *                                            publisher connection per room)
+ * A WebSocket publication costs what the chat workload's must: read a frame,
+ * unmask it, find its room (looked up by name once, at the upgrade: the
+ * frame names no room), frame it into the arena; the members get it in
+ * the turn's writev.
  *
  * What makes it the ceiling (DESIGN.md, "the coalesced loop"): a publication
  * is framed ONCE into a per-turn arena; at the end of the loop turn every
@@ -45,14 +52,14 @@
 
 typedef struct chan chan;
 
-typedef enum { C_HTTP, C_SUB } cstate;
+typedef enum { C_HTTP, C_SUB, C_PUB } cstate;
 
 typedef struct conn {
     int fd;
     cstate state;
-    chan *ch;                 /* subscribers: their channel */
+    chan *ch;                 /* subscribers and WebSocket publishers: their channel */
     uint32_t slot;            /* index in ch->subs */
-    char *in;                 /* unparsed request bytes (HTTP only) */
+    char *in;                 /* unparsed request or frame bytes (HTTP, C_PUB) */
     size_t in_len;
     char *out;                /* backlog: bytes not yet accepted by the kernel */
     size_t out_len, out_off, out_cap;
@@ -200,20 +207,33 @@ static void send_iov(conn *c, int cnt, size_t total)
     }
 }
 
+/* The channel called name (created on first use), through an open-addressed
+ * index of FNV-1a hashes (2 * MAX_CHANNELS slots, 0 = empty, else index + 1). */
+static uint32_t chan_index[2 * MAX_CHANNELS];
+
 static chan *chan_get(const char *name, size_t n)
 {
     if (n == 0 || n >= sizeof(chans[0].name)) return NULL;
-    for (uint32_t i = 0; i < nchans; i++)
-        if (strlen(chans[i].name) == n && memcmp(chans[i].name, name, n) == 0) return &chans[i];
-    if (nchans == MAX_CHANNELS) return NULL;
-    chan *ch = &chans[nchans++];
-    memset(ch, 0, sizeof(*ch));
-    memcpy(ch->name, name, n);
-    return ch;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)name[i]) * 16777619u;
+    for (uint32_t s = h % (2 * MAX_CHANNELS);; s = (s + 1) % (2 * MAX_CHANNELS)) {
+        uint32_t k = chan_index[s];
+        if (k == 0) {
+            if (nchans == MAX_CHANNELS) return NULL;
+            chan *ch = &chans[nchans++];
+            memset(ch, 0, sizeof(*ch));
+            memcpy(ch->name, name, n);
+            chan_index[s] = nchans;
+            return ch;
+        }
+        chan *ch = &chans[k - 1];
+        if (strlen(ch->name) == n && memcmp(ch->name, name, n) == 0) return ch;
+    }
 }
 
-/* Frame a publication once into the turn's arena. */
-static void publish(chan *ch, const char *body, size_t len)
+/* Frame a publication once into the turn's arena (unmasking the body with
+ * mask when it came in a client's frame). */
+static void publish(chan *ch, const char *body, size_t len, const uint8_t *mask)
 {
     size_t need = arena_len + len + 10;
     if (need > arena_cap) {
@@ -237,6 +257,8 @@ static void publish(chan *ch, const char *body, size_t len)
         hl = 10;
     }
     memcpy(h + hl, body, len);
+    if (mask)
+        for (size_t i = 0; i < len; i++) h[hl + i] ^= (char)mask[i & 3];
     if (nframes == frames_cap) {
         frames_cap = frames_cap ? frames_cap * 2 : 256;
         frames = xrealloc(frames, frames_cap * sizeof(*frames));
@@ -331,7 +353,9 @@ static void reply(conn *c, const char *s)
     backlog_add(c, s, strlen(s));
 }
 
-static bool upgrade(conn *c, const char *head, size_t hn, const char *name, size_t nn)
+/* Answer the WebSocket upgrade; a subscriber joins the channel, a publisher
+ * (C_PUB) only remembers it. */
+static bool upgrade(conn *c, const char *head, size_t hn, const char *name, size_t nn, cstate st)
 {
     size_t kl;
     const char *key = find_header(head, hn, "Sec-WebSocket-Key", &kl);
@@ -351,19 +375,77 @@ static bool upgrade(conn *c, const char *head, size_t hn, const char *name, size
     snprintf(resp, sizeof(resp),
              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Accept: %s\r\n\r\n", acc);
-    c->state = C_SUB;
+    c->state = st;
     c->ch = ch;
-    if (ch->nsubs == ch->cap) {
-        ch->cap = ch->cap ? ch->cap * 2 : 16;
-        ch->subs = xrealloc(ch->subs, ch->cap * sizeof(conn *));
+    if (st == C_SUB) {
+        if (ch->nsubs == ch->cap) {
+            ch->cap = ch->cap ? ch->cap * 2 : 16;
+            ch->subs = xrealloc(ch->subs, ch->cap * sizeof(conn *));
+        }
+        c->slot = ch->nsubs;
+        ch->subs[ch->nsubs++] = c;
     }
-    c->slot = ch->nsubs;
-    ch->subs[ch->nsubs++] = c;
     reply(c, resp);
-    free(c->in);
-    c->in = NULL;
-    c->in_len = 0;
     return true;
+}
+
+/* Keep buf[off..len) (a partial request or frame) for the next read. */
+static bool keep_rest(conn *c, const char *buf, size_t off, size_t len)
+{
+    size_t left = len - off;
+    char *keep = NULL;
+    if (left) {
+        keep = malloc(left);
+        if (!keep) return false;
+        memcpy(keep, buf + off, left);
+    }
+    free(c->in);
+    c->in = keep;
+    c->in_len = left;
+    return true;
+}
+
+/* A WebSocket publisher's bytes: publish the payload of every complete text,
+ * binary or continuation frame into its channel, answer a close frame and go,
+ * skip pings and pongs; keep a partial frame. false: close. */
+static bool on_frames(conn *c, const char *data, size_t n)
+{
+    const char *buf = data;
+    size_t len = n;
+    if (c->in_len) {
+        c->in = xrealloc(c->in, c->in_len + n);
+        memcpy(c->in + c->in_len, data, n);
+        c->in_len += n;
+        buf = c->in;
+        len = c->in_len;
+    }
+    size_t off = 0;
+    while (len - off >= 2) {
+        const uint8_t *f = (const uint8_t *)buf + off;
+        size_t avail = len - off, hl = 2, pl = f[1] & 0x7f;
+        if (!(f[1] & 0x80)) return false; /* a client's frames are masked */
+        if (pl == 126) {
+            if (avail < 4) break;
+            pl = (size_t)f[2] << 8 | f[3];
+            hl = 4;
+        } else if (pl == 127) {
+            if (avail < 10) break;
+            pl = 0;
+            for (int i = 0; i < 8; i++) pl = pl << 8 | f[2 + i];
+            hl = 10;
+        }
+        if (pl > MAX_BODY) return false;
+        if (avail < hl + 4 + pl) break;
+        int op = f[0] & 0x0f;
+        if (op == 8) {
+            static const char close_frame[2] = {(char)0x88, 0};
+            (void)!write(c->fd, close_frame, 2);
+            return false;
+        }
+        if (op <= 2) publish(c->ch, (const char *)f + hl + 4, pl, f + hl);
+        off += hl + 4 + pl;
+    }
+    return keep_rest(c, buf, off, len);
 }
 
 /* Parse complete requests from data; keep a partial one. false: close. */
@@ -397,32 +479,27 @@ static bool on_http(conn *c, const char *data, size_t n)
             const char *nm = p + 10, *sp = memchr(nm, ' ', hn - 10);
             chan *ch = sp ? chan_get(nm, (size_t)(sp - nm)) : NULL;
             if (!ch) return false;
-            publish(ch, p + hn, cl);
+            publish(ch, p + hn, cl, NULL);
             reply(c, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
-        } else if (hn > 9 && memcmp(p, "GET /sub/", 9) == 0) {
+        } else if (hn > 9 && (memcmp(p, "GET /sub/", 9) == 0 || memcmp(p, "GET /pub/", 9) == 0)) {
             const char *nm = p + 9, *e = nm;
             while (e < p + hn && (isalnum((unsigned char)*e) || *e == '_')) e++;
             off += hn + cl;
-            if (!upgrade(c, p, hn, nm, (size_t)(e - nm))) return false;
-            return true; /* a subscriber sends nothing more we care about */
+            if (!upgrade(c, p, hn, nm, (size_t)(e - nm), p[5] == 's' ? C_SUB : C_PUB)) return false;
+            /* a subscriber sends nothing more we care about; the frames
+             * a publisher sent behind its request are read now */
+            char *old = c->in;
+            c->in = NULL;
+            c->in_len = 0;
+            bool ok = off == len || c->state != C_PUB || on_frames(c, buf + off, len - off);
+            free(old);
+            return ok;
         } else {
             reply(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
         }
         off += hn + cl;
     }
-    size_t left = len - off;
-    if (left) {
-        char *keep = malloc(left);
-        if (!keep) return false;
-        memcpy(keep, buf + off, left);
-        free(c->in);
-        c->in = keep;
-    } else {
-        free(c->in);
-        c->in = NULL;
-    }
-    c->in_len = left;
-    return true;
+    return keep_rest(c, buf, off, len);
 }
 
 static void on_readable(conn *c, char *rbuf)
@@ -443,7 +520,7 @@ static void on_readable(conn *c, char *rbuf)
                 conn_close(c);
                 return;
             }
-        } else if (!on_http(c, rbuf, (size_t)n)) {
+        } else if (c->state == C_PUB ? !on_frames(c, rbuf, (size_t)n) : !on_http(c, rbuf, (size_t)n)) {
             conn_close(c);
             return;
         }
@@ -460,7 +537,8 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: %s [--port P] [--max-backlog BYTES]\n"
                             "  a minimal coalescing WebSocket broadcast server on 127.0.0.1 (one thread):\n"
-                            "  GET /sub/<channel> (WebSocket), POST /pub/<channel> (body = message)\n", argv[0]);
+                            "  GET /sub/<channel> (WebSocket), POST /pub/<channel> (body = message),\n"
+                            "  GET /pub/<channel> (WebSocket: every frame's payload is a message)\n", argv[0]);
             return 2;
         }
     }

@@ -363,9 +363,8 @@ static int validate(hr_bench_opts *o, char *err, size_t en)
     if (o->server == HR_BENCH_CEILING && o->transport != HR_BENCH_WS)
         return fail(err, en, "--server ceiling: the ceiling (bench/ceiling.c) has WebSocket subscribers only");
     if (o->publish_via == HR_BENCH_VIA_WS) {
-        if (o->server == HR_BENCH_WS_NODE || o->server == HR_BENCH_CEILING)
-            return fail(err, en, "--publish-via ws: the %s only publishes through POST /pub/<channel>",
-                        o->server == HR_BENCH_CEILING ? "ceiling" : "ws-node peer");
+        if (o->server == HR_BENCH_WS_NODE)
+            return fail(err, en, "--publish-via ws: the ws-node peer only publishes through POST /pub/<channel>");
         if (o->server == HR_BENCH_HERALD && o->transport != HR_BENCH_WS)
             return fail(err, en,
                         "--publish-via ws with --server herald publishes on the subscribers' own /ws/raw "

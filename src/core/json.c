@@ -1,7 +1,9 @@
 /* json.c - owns the RFC 8259 string escaper shared by every JSON writer
  * (the native protocol, the server API, HTTP error bodies). Writing is done
  * by hand into hr_buf because the hot paths (pushes, replies) append to
- * buffers they already hold; jansson is used only for parsing. */
+ * buffers they already hold; jansson is used only for parsing. The
+ * canonical-form check (hr_json_is_canonical) is a scanner, not a parser: it
+ * accepts a subset of what hr_json_dump writes and refuses everything else. */
 #include "core/json.h"
 
 #include <jansson.h>
@@ -150,4 +152,105 @@ char *hr_json_dumps(const json_t *v, size_t *len)
     *len = b.len;
     hr_buf_free(&b);
     return s;
+}
+
+/* ---- the canonical-form check (json.h) ---------------------------------------------- */
+
+typedef struct canon {
+    const char *p, *end;
+} canon;
+
+static bool canon_value(canon *c, int depth);
+
+/* A string whose bytes hr_json_append_string would write unchanged; its
+ * body (between the quotes) in *b, *bl. */
+static bool canon_string(canon *c, const char **b, size_t *bl)
+{
+    if (c->p == c->end || *c->p != '"') return false;
+    const char *s = ++c->p;
+    while (c->p < c->end) {
+        uint8_t ch = (uint8_t)*c->p;
+        if (ch == '"') {
+            *b = s;
+            *bl = (size_t)(c->p++ - s);
+            return true;
+        }
+        if (ch < 0x20 || ch >= 0x80) return false; /* controls are refused, UTF-8 goes the long way */
+        if (ch == '\\') {
+            if (c->p + 1 == c->end || !strchr("\"\\bfnrt", c->p[1]) || c->p[1] == '\0') return false;
+            c->p++;
+        }
+        c->p++;
+    }
+    return false;
+}
+
+/* An integer jansson reads as a json_int_t and writes back the same. */
+static bool canon_integer(canon *c)
+{
+    bool neg = *c->p == '-';
+    if (neg) c->p++;
+    const char *d = c->p;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') c->p++;
+    size_t nd = (size_t)(c->p - d);
+    if (nd == 0 || (d[0] == '0' && (nd > 1 || neg))) return false;
+    if (c->p < c->end && (*c->p == '.' || *c->p == 'e' || *c->p == 'E')) return false; /* a real */
+    return nd < 19 || (nd == 19 && memcmp(d, "9223372036854775807", 19) <= 0);
+}
+
+static bool canon_word(canon *c, const char *w, size_t n)
+{
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, w, n) != 0) return false;
+    c->p += n;
+    return true;
+}
+
+static bool canon_object(canon *c, int depth)
+{
+    const char *key[HR_JSON_CANON_MAX_KEYS];
+    size_t klen[HR_JSON_CANON_MAX_KEYS], nk = 0;
+    c->p++;
+    if (canon_word(c, "}", 1)) return true;
+    for (;;) {
+        if (nk == HR_JSON_CANON_MAX_KEYS || !canon_string(c, &key[nk], &klen[nk])) return false;
+        for (size_t i = 0; i < nk; i++)
+            if (klen[i] == klen[nk] && memcmp(key[i], key[nk], klen[i]) == 0) return false; /* jansson keeps one */
+        nk++;
+        if (!canon_word(c, ":", 1) || !canon_value(c, depth + 1)) return false;
+        if (canon_word(c, "}", 1)) return true;
+        if (!canon_word(c, ",", 1)) return false;
+    }
+}
+
+static bool canon_array(canon *c, int depth)
+{
+    c->p++;
+    if (canon_word(c, "]", 1)) return true;
+    for (;;) {
+        if (!canon_value(c, depth + 1)) return false;
+        if (canon_word(c, "]", 1)) return true;
+        if (!canon_word(c, ",", 1)) return false;
+    }
+}
+
+static bool canon_value(canon *c, int depth)
+{
+    if (c->p == c->end || depth > HR_JSON_CANON_MAX_DEPTH) return false;
+    const char *b;
+    size_t bl;
+    switch (*c->p) {
+    case '{': return canon_object(c, depth);
+    case '[': return canon_array(c, depth);
+    case '"': return canon_string(c, &b, &bl);
+    case 't': return canon_word(c, "true", 4);
+    case 'f': return canon_word(c, "false", 5);
+    case 'n': return canon_word(c, "null", 4);
+    default: return (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) && canon_integer(c);
+    }
+}
+
+bool hr_json_is_canonical(const char *s, size_t n)
+{
+    canon c = {s, s + n};
+    return s && canon_value(&c, 0) && c.p == c.end;
 }

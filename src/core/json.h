@@ -7,6 +7,8 @@
 
 #include "core/buf.h"
 
+#include <stdbool.h>
+
 /* Append a JSON string literal (with quotes) for s[0..n) to out, escaping as
  * RFC 8259 requires. Invalid UTF-8 bytes are replaced by U+FFFD. */
 void hr_json_append_string(hr_buf *out, const char *s, size_t n);
@@ -17,5 +19,17 @@ struct json_t;
 void hr_json_dump(const struct json_t *v, hr_buf *out);
 /* The same as a malloc'd NUL-terminated string (free with free()). */
 char *hr_json_dumps(const struct json_t *v, size_t *len);
+
+/* True when s[0..n) is one JSON value already in the form hr_json_dump
+ * writes, so that parsing it (json_loadb, JSON_DECODE_ANY) and dumping it
+ * gives back the same bytes: no whitespace outside strings; strings of
+ * printable ASCII with only the escapes \" \\ \b \f \n \r \t; integers
+ * that fit in 64 bits (no "-0"); no reals; no duplicate key in an object
+ * (at most HR_JSON_CANON_MAX_KEYS keys each, HR_JSON_CANON_MAX_DEPTH deep).
+ * False says only "not known to be": the caller parses and dumps as before.
+ * Lets a front end that relays client JSON skip the parse and the dump. */
+#define HR_JSON_CANON_MAX_KEYS 16
+#define HR_JSON_CANON_MAX_DEPTH 16
+bool hr_json_is_canonical(const char *s, size_t n);
 
 #endif

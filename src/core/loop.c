@@ -1,4 +1,7 @@
-/* loop.c - the per-worker epoll loop (see loop.h). */
+/* loop.c - the per-worker epoll loop (see loop.h). A wake-up from the loop's
+ * own thread (a publication delivered to the publishing worker's inbox) does
+ * not go through the eventfd: it is remembered and on_wake runs after this
+ * turn's events, before on_turn_end — no write, read or extra epoll turn. */
 #include "core/loop.h"
 #include "core/log.h"
 
@@ -8,6 +11,8 @@
 #include <unistd.h>
 
 #define HR_LOOP_MAX_EVENTS 256
+
+static _Thread_local hr_loop *running; /* the loop hr_loop_run runs on this thread */
 
 static void on_wakefd(hr_loop *l, hr_io *io, uint32_t events)
 {
@@ -61,6 +66,10 @@ void hr_loop_del(hr_loop *l, hr_io *io)
 
 void hr_loop_wake(hr_loop *l)
 {
+    if (running == l) {
+        l->woken_self = true;
+        return;
+    }
     uint64_t one = 1;
     ssize_t n = write(l->wakefd, &one, sizeof(one));
     HR_UNUSED(n);
@@ -69,6 +78,8 @@ void hr_loop_wake(hr_loop *l)
 void hr_loop_run(hr_loop *l)
 {
     struct epoll_event events[HR_LOOP_MAX_EVENTS];
+    hr_loop *outer = running;
+    running = l;
     while (!l->stop) {
         int timeout = l->busy ? 0 : hr_wheel_timeout(&l->wheel);
         l->busy = false;
@@ -85,6 +96,12 @@ void hr_loop_run(hr_loop *l)
             hr_io *io = events[i].data.ptr;
             io->cb(l, io, events[i].events);
         }
+        if (l->woken_self) { /* once a turn: a wake-up from on_wake itself waits for the next */
+            l->woken_self = false;
+            if (l->on_wake) l->on_wake(l, l->data);
+        }
         if (l->on_turn_end) l->on_turn_end(l, l->data);
+        if (l->woken_self) l->busy = true; /* woken since: no waiting in the next epoll_wait */
     }
+    running = outer;
 }

@@ -38,6 +38,7 @@ struct hr_loop {
     hr_wheel wheel;
     bool stop;
     bool busy;               /* set by a callback that has more to do: next wait uses timeout 0 */
+    bool woken_self;         /* hr_loop_wake from the loop's own thread: on_wake runs at the turn's end */
 };
 
 int hr_loop_init(hr_loop *l, void *data);
@@ -46,7 +47,9 @@ void hr_loop_close(hr_loop *l);
 int hr_loop_add(hr_loop *l, hr_io *io, uint32_t events);
 int hr_loop_mod(hr_loop *l, hr_io *io, uint32_t events);
 void hr_loop_del(hr_loop *l, hr_io *io);
-/* Thread-safe: wake the loop, which then calls on_wake. */
+/* Thread-safe: wake the loop, which then calls on_wake (from another thread:
+ * through the eventfd, on its next turn; from the loop's own thread, inside
+ * hr_loop_run: after this turn's events, before on_turn_end). */
 void hr_loop_wake(hr_loop *l);
 /* Run until hr_loop_stop() is called from the loop thread. */
 void hr_loop_run(hr_loop *l);

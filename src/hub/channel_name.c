@@ -149,10 +149,13 @@ static int check(const char *s, size_t len, size_t max_len, bool allow_wild, boo
     if (is_pattern) *is_pattern = false;
     if (len == 0) return HR_CHAN_E_EMPTY;
     if (max_len && len > max_len) return HR_CHAN_E_TOO_LONG;
+    bool plain = true; /* no byte the later checks look at */
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!name_byte(c) && !wild_byte((char)c)) return HR_CHAN_E_CHARSET;
+        plain &= c != '.' && c != ':' && c != '#' && !wild_byte((char)c);
     }
+    if (plain) return HR_CHAN_OK; /* one non-empty segment, no namespace, users or wildcard */
     chan_parts p;
     split_parts(s, len, &p);
     if (p.has_ns && !segments_ok(s, 0, p.ns_len)) return HR_CHAN_E_SEGMENT;

@@ -341,33 +341,41 @@ void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len)
         return;
     }
     /* bound the jansson tree (as the native protocol does): every value but
-     * the first follows one of these bytes */
+     * the first follows one of these bytes (so a message shorter than the
+     * bound cannot pass it: no count) */
     size_t values = 1;
-    for (size_t i = 0; i < len; i++) values += data[i] == ',' || data[i] == '[' || data[i] == '{';
+    if (len >= HR_NATIVE_MAX_VALUES)
+        for (size_t i = 0; i < len; i++) values += data[i] == ',' || data[i] == '[' || data[i] == '{';
     if (values > HR_NATIVE_MAX_VALUES) {
         raw_close(r, HR_DISC_BAD_REQUEST, "too many JSON values in one message", false);
         return;
     }
-    json_error_t jerr;
-    json_t *v = json_loadb((const char *)data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (!v) {
-        raw_close(r, HR_DISC_BAD_REQUEST, "message is not JSON", false);
-        return;
+    /* what is published is the message's compact form (hr_json_dump); a
+     * message already in it is published as it came, unparsed */
+    char *dumped = NULL;
+    const char *text = (const char *)data;
+    size_t dlen = len, clen = 0;
+    if (!hr_json_is_canonical(text, len)) {
+        json_error_t jerr;
+        json_t *v = json_loadb((const char *)data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (!v) {
+            raw_close(r, HR_DISC_BAD_REQUEST, "message is not JSON", false);
+            return;
+        }
+        text = dumped = hr_json_dumps(v, &dlen);
+        json_decref(v);
     }
-    size_t dlen = 0, clen = 0;
-    char *text = hr_json_dumps(v, &dlen);
-    json_decref(v);
     const char *ch = hr_hub_sub_channel(sub, &clen);
     hr_actor a = {.kind = HR_ACTOR_CLIENT, .opts = &r->opts->ops, .wh = r->client.wh, .engine = r->client.wh->hub->engine,
                   .user = r->client.user, .client = &r->client, .pub_bucket = &more_of(r)->pub_bucket};
     hr_chan_policy pol; /* which path: the rule itself is applied by the operation */
     if (!hr_ops_policy(&r->opts->ops, ch, clen, &pol) && pol.proxy_publish) {
         publish_hooked(r, text, dlen);
-        free(text);
+        free(dumped);
         return;
     }
     hr_op_result res = hr_op_publish(&a, ch, clen, text, dlen, NULL, 0, on_published, NULL, NULL);
-    free(text);
+    free(dumped);
     if (res.rc) raw_close(r, raw_close_code(res), raw_close_reason(res), false);
 }
 

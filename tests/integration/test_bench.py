@@ -261,15 +261,18 @@ class BenchCase(HeraldTestCase):
                 except OSError:
                     import time
                     time.sleep(0.05)
-            r, _ = self.bench("--server", "ceiling", "--subscribers", SUBS, "--channels", CHANNELS,
-                              "--publish-rate", RATE, "--duration", 1, "--warmup", 0.5, "--quiet",
-                              "--server-pid", proc.pid, port=port)
-            sys.stderr.write(f"\nbench ceiling: {describe(r)}\n")
-            self.assertEqual(r["server"], "ceiling")
-            self.assertEqual(r["connections"]["opened"], SUBS)
-            self.assertGreater(r["messages"]["expected"], 0)
-            self.assert_no_loss(r)
-            self.assertIsNone(proc.poll(), "the ceiling exited")
+            # publications through POST /pub/<channel>, then (the chat workload) through one
+            # WebSocket publisher per channel (GET /pub/<channel>)
+            for via in ("api", "ws"):
+                r, _ = self.bench("--server", "ceiling", "--subscribers", SUBS, "--channels", CHANNELS,
+                                  "--publish-rate", RATE, "--publish-via", via, "--duration", 1, "--warmup", 0.5,
+                                  "--quiet", "--server-pid", proc.pid, port=port)
+                sys.stderr.write(f"\nbench ceiling via {via}: {describe(r)}\n")
+                self.assertEqual(r["server"], "ceiling")
+                self.assertEqual(r["connections"]["opened"], SUBS)
+                self.assertGreater(r["messages"]["expected"], 0)
+                self.assert_no_loss(r)
+                self.assertIsNone(proc.poll(), "the ceiling exited")
         finally:
             proc.terminate()
             proc.wait(timeout=10)

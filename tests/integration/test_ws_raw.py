@@ -354,6 +354,25 @@ class TestRawMode(Base):
                 await c.close()
         run(go())
 
+    def test_compact_messages_relayed_as_sent_others_compacted(self):
+        """Messages already compact are published unparsed (hr_json_is_canonical): what a subscriber
+        gets is the same compact form either way, forms that compaction changes included."""
+        async def go():
+            ch = chan("canon")
+            r1, r2 = await self.raw(ch), await self.raw(ch)
+            for text, back in (('{"t":1,"s":"a\\"b\\n"}', '{"t":1,"s":"a\\"b\\n"}'),
+                               ("9223372036854775807", "9223372036854775807"), ("-0", "0"),
+                               ('"\\u0041\\/"', '"A/"'), ('{"a":1,"a":2}', '{"a":2}'),
+                               ('"\\u00e9"', '"\u00e9"'), ('"\\u0001"', '"\\u0001"'),
+                               ("[" * 20 + "1" + "]" * 20, "[" * 20 + "1" + "]" * 20)):
+                await r1.ws.send(text)
+                self.assertEqual(await r2.recv(), back, text)
+                self.assertEqual(await r1.recv(), back, text)
+            await r1.ws.send("9223372036854775808")
+            self.assertEqual((await r1.closed_with())[0], 3501)
+            await r2.close()
+        run(go())
+
     def test_not_json_closes_3501(self):
         async def go():
             ch = chan()

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "protocol/native.h"
 
 /* An expected byte string; p == NULL means "absent" (an empty hr_str). The
@@ -1393,6 +1394,42 @@ static void test_error_codes(void **state)
     }
 }
 
+/* hr_json_is_canonical: what it accepts, parsed and dumped, is itself (the
+ * raw mode publishes such a message unparsed); what it refuses goes the long way. */
+static void test_json_canonical(void **state)
+{
+    (void)state;
+    static const char *yes[] = {
+        "{\"t\":43710000123456,\"c\":7,\"s\":12,\"p\":\"xxxx\"}", "0", "-1", "null", "true", "false", "\"\"",
+        "[]", "{}", "[1,[2,{\"a\":\"b\\\"c\\\\d\\n\\t\\r\\b\\f\"}]]", "9223372036854775807",
+        "-9223372036854775807", "{\"a\":1,\"b\":{\"a\":2}}", "\"~\x7f\"",
+    };
+    static const char *no[] = {
+        "", " 1", "1 ", "{ }", "[1, 2]", "{\"a\" :1}", "1.5", "1e3", "-0", "01", "-", "9223372036854775808",
+        "12345678901234567890", "\"\\u0041\"", "\"\\/\"", "\"\xc3\xa9\"", "\"a\tb\"", "{\"a\":1,\"a\":2}",
+        "[1,]", "{\"a\":1,}", "[1", "\"abc", "nul", "tru", "{1:2}", "[1]]", "\"\\\"",
+        ("{\"k1\":0,\"k2\":0,\"k3\":0,\"k4\":0,\"k5\":0,\"k6\":0,\"k7\":0,\"k8\":0,\"k9\":0,\"k10\":0,"
+         "\"k11\":0,\"k12\":0,\"k13\":0,\"k14\":0,\"k15\":0,\"k16\":0,\"k17\":0}"),
+        "[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]",
+    };
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        size_t n = strlen(yes[i]), dl = 0;
+        assert_true(hr_json_is_canonical(yes[i], n));
+        json_error_t e;
+        json_t *v = json_loadb(yes[i], n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        assert_non_null(v);
+        char *d = hr_json_dumps(v, &dl);
+        assert_int_equal(dl, n);
+        assert_memory_equal(d, yes[i], n);
+        free(d);
+        json_decref(v);
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        if (hr_json_is_canonical(no[i], strlen(no[i]))) fail_msg("accepted: %s", no[i]);
+    }
+    assert_false(hr_json_is_canonical("[1]", 2)); /* the length counts, not a NUL */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1419,6 +1456,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_rpc_and_connect_data),
         cmocka_unit_test(test_error_codes),
+        cmocka_unit_test(test_json_canonical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
