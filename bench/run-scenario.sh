@@ -17,7 +17,8 @@
 # A combination the server cannot do (chat on ws-node: no WebSocket
 # publishing) writes a JSON stub {"skipped": "why"} and exits 0.
 #
-# Environment: HERALD_BIN, HERALD_WORKERS (2), PEER (path of the peer script),
+# Environment: HERALD_BIN, HERALD_WORKERS (2), HERALD_EXTRA (more `herald serve`
+# arguments, split on spaces: e.g. --tls-cert C --tls-key K), PEER (path of the peer script),
 # BENCH_RESULTS (output directory), BENCH_QUIET_WAIT (seconds to wait for the
 # machine to go quiet before starting, default 30; 0 = do not wait).
 set -euo pipefail
@@ -209,7 +210,7 @@ case "$server" in
   herald)
     # --channels.publish anyone: the chat scenario publishes from clients (opt-in)
     "$HERALD_BIN" serve --listen "127.0.0.1:$port" --workers "$HERALD_WORKERS" --api-key "$api_key" \
-      --channels.publish anyone --log-level warn --drain-timeout 2s >>"$log.server" 2>&1 &
+      --channels.publish anyone --log-level warn --drain-timeout 2s ${HERALD_EXTRA:-} >>"$log.server" 2>&1 &
     srv_pid=$!
     wait_port "$port" || { echo "run-scenario: herald did not start (see $log.server)" >&2; exit 1; } ;;
   ceiling)

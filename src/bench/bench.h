@@ -55,6 +55,7 @@ typedef struct hr_bench_opts {
     char json_path[1024];     /* --json FILE ("" = none) */
     bool json_stdout;         /* --json - (both may be given) */
     bool quiet;
+    bool tls;                 /* every connection over TLS (full handshakes, certificate not verified) */
     char scenario[64];
     double timeout;           /* 0 = automatic */
     /* beyond the contract */

@@ -39,6 +39,7 @@
 #include "core/buf.h"
 #include "core/loop.h"
 
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -82,6 +83,7 @@ typedef struct bconn {
     char key[25];            /* Sec-WebSocket-Key */
     hr_buf in, out, frag;
     hr_http_chunked *chunk;  /* SSE with Transfer-Encoding: chunked */
+    SSL *ssl;                /* --tls: the session (NULL without TLS) */
     /* session accounting (subscribers) */
     hr_bench_seq seq;        /* what this connection received (seq.h) */
 } bconn;
@@ -153,6 +155,7 @@ struct bench {
     socklen_t addrlen;
     bool bind_source;
     char hosthdr[300];
+    SSL_CTX *tls;            /* --tls: the client context, shared by the threads */
     bchan *chans;
     bconn *subs;
     bpub *pubs;
@@ -165,6 +168,7 @@ struct bench {
     /* controller-side results */
     int64_t rss_before, rss_connected, rss_end;  /* -1 = not sampled */
     double srv_cpu0, srv_cpu1, self_cpu0, self_cpu1, self_cpu_total;
+    double srv_cpu_start, srv_cpu_connected; /* server CPU s before the first connection and with all connected */
     uint32_t srv_procs;
     bool timed_out, interrupted;
     char failure[400];       /* why the run failed ("" = completed) */

@@ -84,6 +84,8 @@ void hr_bench_usage(FILE *f)
             "Output:\n"
             "  --json FILE|-                  write the JSON report (- = stdout; give both for both)\n"
             "  --quiet                        no progress lines and no summary\n"
+            "  --tls                          connect over TLS (wss://, https://; a full handshake per\n"
+            "                                 connection, the certificate is not verified)\n"
             "\n"
             "Exit status: 0 run completed (loss is reported, not an error), 1 run failed\n"
             "(nothing connected, nothing could be published, timeout), 2 bad usage.\n");
@@ -181,7 +183,7 @@ static bool copy_str(char *dst, size_t cap, const char *v)
 enum flag_id {
     F_SERVER, F_HOST, F_PORT, F_API_KEY, F_TRANSPORT, F_SUBSCRIBERS, F_CHANNELS, F_PREFIX, F_CONNECT_RATE,
     F_SOURCE_IPS, F_PUBLISH_RATE, F_PUBLISHERS, F_PAYLOAD, F_VIA, F_DURATION, F_WARMUP, F_CHURN, F_SERVER_PID,
-    F_THREADS, F_JSON, F_QUIET, F_SCENARIO, F_TIMEOUT, F_PIPELINE, F_CONNECT_CONC, F_DRAIN, F_HELP,
+    F_THREADS, F_JSON, F_QUIET, F_TLS, F_SCENARIO, F_TIMEOUT, F_PIPELINE, F_CONNECT_CONC, F_DRAIN, F_HELP,
 };
 
 static const struct flag {
@@ -199,7 +201,7 @@ static const struct flag {
     {"duration", F_DURATION, true},       {"warmup", F_WARMUP, true},
     {"churn", F_CHURN, true},             {"server-pid", F_SERVER_PID, true},
     {"threads", F_THREADS, true},         {"json", F_JSON, true},
-    {"quiet", F_QUIET, false},            {"scenario", F_SCENARIO, true},
+    {"quiet", F_QUIET, false}, {"tls", F_TLS, false},            {"scenario", F_SCENARIO, true},
     {"timeout", F_TIMEOUT, true},         {"pipeline", F_PIPELINE, true},
     {"connect-concurrency", F_CONNECT_CONC, true}, {"drain", F_DRAIN, true},
     {"help", F_HELP, false},
@@ -302,10 +304,13 @@ static int set_flag(hr_bench_opts *o, int id, const char *arg, const char *v, bo
             return fail(err, en, "%s: expected a file name or -", arg);
         return 0;
     case F_QUIET:
-        if (!v || strcmp(v, "true") == 0 || strcmp(v, "1") == 0) o->quiet = true;
-        else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) o->quiet = false;
+    case F_TLS: {
+        bool *flag = id == F_QUIET ? &o->quiet : &o->tls;
+        if (!v || strcmp(v, "true") == 0 || strcmp(v, "1") == 0) *flag = true;
+        else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) *flag = false;
         else return fail(err, en, "%s: expected true or false, got \"%s\"", arg, v);
         return 0;
+    }
     case F_SCENARIO:
         /* applied in the first pass */
         return 0;
@@ -360,6 +365,8 @@ static int validate(hr_bench_opts *o, char *err, size_t en)
                     o->source_ips);
     if (o->transport == HR_BENCH_PUSHER && (o->server != HR_BENCH_HERALD || o->publish_via != HR_BENCH_VIA_API))
         return fail(err, en, "--transport pusher: Herald's /app/ endpoint, publishing through the API");
+    if (o->server == HR_BENCH_CEILING && o->tls)
+        return fail(err, en, "--tls: the ceiling (bench/ceiling.c) has no TLS");
     if (o->server == HR_BENCH_CEILING && o->transport != HR_BENCH_WS)
         return fail(err, en, "--server ceiling: the ceiling (bench/ceiling.c) has WebSocket subscribers only");
     if (o->publish_via == HR_BENCH_VIA_WS) {

@@ -152,6 +152,7 @@ static json_t *params_json(const hr_bench_opts *o, double timeout)
     json_object_set_new(p, "pipeline", jint(o->pipeline));
     json_object_set_new(p, "connect_concurrency", jint(o->connect_concurrency));
     json_object_set_new(p, "drain", jnum(o->drain));
+    json_object_set_new(p, "tls", json_boolean(o->tls));
     return p;
 }
 
@@ -239,6 +240,8 @@ int bench_report(bench *b, hr_hist *lat, hr_hist *hs)
     double srv_cpu = -1, self_cpu = -1;
     if (measured > 0 && b->srv_cpu0 >= 0 && b->srv_cpu1 >= 0) srv_cpu = (b->srv_cpu1 - b->srv_cpu0) / measured * 100;
     if (measured > 0 && b->self_cpu0 >= 0 && b->self_cpu1 >= 0) self_cpu = (b->self_cpu1 - b->self_cpu0) / measured * 100;
+    /* the server's CPU for the ramp (and the 250 ms settle after it): per connection opened */
+    double ramp_cpu = b->srv_cpu_start >= 0 && b->srv_cpu_connected >= 0 ? b->srv_cpu_connected - b->srv_cpu_start : -1;
     bool have_bpc = b->rss_before >= 0 && b->rss_connected >= 0 && opened;
     double bpc = have_bpc ? (double)(b->rss_connected - b->rss_before) / (double)opened : 0;
 
@@ -279,7 +282,7 @@ int bench_report(bench *b, hr_hist *lat, hr_hist *hs)
     json_object_set_new(conns, "failed", jint(failed));
     json_object_set_new(conns, "per_second", jnum(ramp_s > 0 ? (double)opened / ramp_s : 0));
     json_object_set_new(conns, "ramp_seconds", jnum(ramp_s));
-    json_object_set_new(conns, "handshake_ms", pct_json(hs, false));
+    json_object_set_new(conns, "handshake_ms", pct_json(hs, true));
     json_object_set_new(conns, "closed_by_server", jint(by_server));
     json_t *churn = json_object();
     json_object_set_new(churn, "rate", jnum(o->churn));
@@ -318,6 +321,9 @@ int bench_report(bench *b, hr_hist *lat, hr_hist *hs)
     json_object_set_new(sp, "rss_end", jopt_int(b->rss_end));
     json_object_set_new(sp, "bytes_per_connection", have_bpc ? jnum(bpc) : json_null());
     json_object_set_new(sp, "cpu_percent", srv_cpu >= 0 ? jnum(srv_cpu) : json_null());
+    json_object_set_new(sp, "ramp_cpu_seconds", ramp_cpu >= 0 ? jnum(ramp_cpu) : json_null());
+    json_object_set_new(sp, "ramp_cpu_us_per_connection",
+                        ramp_cpu >= 0 && opened ? jnum(ramp_cpu / (double)opened * 1e6) : json_null());
     json_object_set_new(j, "server_process", sp);
 
     json_t *bp = json_object();
@@ -359,9 +365,12 @@ int bench_report(bench *b, hr_hist *lat, hr_hist *hs)
                    " closed by the server",
                 opened, o->subscribers, ramp_s, ramp_s > 0 ? (double)opened / ramp_s : 0, failed, by_server);
         if (hs->count)
-            fprintf(f, "; handshake p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+            fprintf(f, "; handshake p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms",
                     (double)hr_hist_percentile(hs, 50) / 1e6, (double)hr_hist_percentile(hs, 99) / 1e6,
-                    (double)hs->max / 1e6);
+                    (double)hr_hist_percentile(hs, 99.9) / 1e6, (double)hs->max / 1e6);
+        if (ramp_cpu >= 0 && opened)
+            fprintf(f, "; server CPU %.2f s for the ramp (%.1f us per connection)", ramp_cpu,
+                    ramp_cpu / (double)opened * 1e6);
         fprintf(f, "\n");
         if (o->churn > 0)
             fprintf(f, "  churn        %" PRIu64 " closed, %" PRIu64 " reopened (%.0f/s in the window), %" PRIu64

@@ -17,11 +17,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +97,8 @@ static void conn_events(bconn *c)
 static void conn_close_fd(bconn *c)
 {
     hr_timer_stop(&c->th->loop.wheel, &c->hs_timer);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     if (c->io.fd >= 0) close(c->io.fd); /* also leaves the epoll set */
     c->io.fd = -1;
     c->state = CS_CLOSED;
@@ -108,10 +113,29 @@ static void conn_close_fd(bconn *c)
 
 static void conn_error(bconn *c, bool by_server, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* An SSL_read / SSL_write result as recv / send would return it: the byte
+ * count, 0 at the peer's close, or -1 with errno (EAGAIN: wait for the socket;
+ * EPROTO: a TLS error). A write that needs the socket readable (or a read that
+ * needs it writable) is retried on the next event of either kind. */
+static ssize_t tls_io(bconn *c, int n)
+{
+    if (n > 0) return n;
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE: errno = EAGAIN; return -1;
+    case SSL_ERROR_ZERO_RETURN: return 0;
+    case SSL_ERROR_SYSCALL:
+        if (!errno) errno = ECONNRESET;
+        return -1;
+    default: ERR_clear_error(); errno = EPROTO; return -1;
+    }
+}
+
 static void conn_flush(bconn *c)
 {
     while (c->out.len) {
-        ssize_t w = send(c->io.fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+        ssize_t w = c->ssl ? tls_io(c, SSL_write(c->ssl, c->out.data, (int)HR_MIN(c->out.len, INT_MAX)))
+                           : send(c->io.fd, c->out.data, c->out.len, MSG_NOSIGNAL);
         if (w > 0) {
             hr_buf_consume(&c->out, (size_t)w);
             continue;
@@ -346,10 +370,39 @@ static void new_ws_key(bconn *c)
     EVP_EncodeBlock((unsigned char *)c->key, raw, 16);
 }
 
-/* TCP is up: send the request that opens the stream. */
+static void conn_request(bconn *c);
+
+/* --tls: one step of the TLS handshake (the connection is in CS_HANDSHAKE
+ * with c->ssl not yet finished); when it is done, the opening request. */
+static void tls_step(bconn *c)
+{
+    int r = SSL_connect(c->ssl);
+    if (r == 1) {
+        c->want_out = false;
+        conn_events(c);
+        conn_request(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        bool want = e == SSL_ERROR_WANT_WRITE;
+        if (want != c->want_out) {
+            c->want_out = want;
+            conn_events(c);
+        }
+        return;
+    }
+    char why[160];
+    unsigned long ec = ERR_get_error();
+    if (ec) ERR_error_string_n(ec, why, sizeof(why));
+    else snprintf(why, sizeof(why), "%s", e == SSL_ERROR_SYSCALL ? "connection closed" : "failed");
+    ERR_clear_error();
+    conn_error(c, true, "TLS handshake: %s", why);
+}
+
+/* TCP is up: the TLS handshake (--tls), else the request that opens the stream. */
 static void conn_connected(bconn *c)
 {
-    bench *b = c->th->b;
     int err = 0;
     socklen_t len = sizeof(err);
     getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -360,6 +413,24 @@ static void conn_connected(bconn *c)
     c->state = CS_HANDSHAKE;
     c->want_out = false;
     conn_events(c);
+    if (c->th->b->tls) {
+        c->ssl = SSL_new(c->th->b->tls);
+        if (!c->ssl || !SSL_set_fd(c->ssl, c->io.fd)) {
+            ERR_clear_error();
+            conn_error(c, false, "TLS: cannot create a session");
+            return;
+        }
+        SSL_set_tlsext_host_name(c->ssl, c->th->b->o.host);
+        tls_step(c);
+        return;
+    }
+    conn_request(c);
+}
+
+/* The transport is up: send the request that opens the stream. */
+static void conn_request(bconn *c)
+{
+    bench *b = c->th->b;
     if (c->kind == K_PUB_HTTP) { /* nothing to negotiate */
         c->state = CS_READY;
         handshake_finished(c, true);
@@ -624,7 +695,7 @@ static void conn_readable(bconn *c)
             dst = t->rbuf + have;
             cap = READ_BUF - have;
         }
-        ssize_t n = recv(c->io.fd, dst, cap, 0);
+        ssize_t n = c->ssl ? tls_io(c, SSL_read(c->ssl, dst, (int)HR_MIN(cap, INT_MAX))) : recv(c->io.fd, dst, cap, 0);
         if (n > 0) {
             t->now = bench_now_ns();
             size_t newb = (size_t)n;
@@ -654,7 +725,7 @@ static void conn_readable(bconn *c)
                 if (used < len) hr_buf_append(&c->in, buf + used, len - used);
             }
             if (!c->in.len) hr_buf_free(&c->in);
-            if ((size_t)n < cap) return;
+            if ((size_t)n < cap && !(c->ssl && SSL_pending(c->ssl))) return;
             continue;
         }
         if (n == 0) {
@@ -680,6 +751,11 @@ static void conn_io(hr_loop *l, hr_io *io, uint32_t ev)
         c->th->now = bench_now_ns();
         conn_connected(c);
         return;
+    }
+    if (c->ssl && !SSL_is_init_finished(c->ssl)) {
+        c->th->now = bench_now_ns();
+        tls_step(c);
+        if (c->state == CS_CLOSED || !SSL_is_init_finished(c->ssl)) return;
     }
     if ((ev & EPOLLOUT) && c->out.len) conn_flush(c);
     if (c->state != CS_CLOSED && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) conn_readable(c);
@@ -1028,6 +1104,19 @@ static void raise_nofile(uint64_t need)
                 (unsigned long long)rl.rlim_cur, need);
 }
 
+/* --tls: the client context. Every connection makes a full handshake (no
+ * session is kept for resumption) and the certificate is not verified:
+ * the servers under test use self-signed ones. */
+static SSL_CTX *tls_context(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return NULL;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    return ctx;
+}
+
 static int resolve(bench *b, char *err, size_t en)
 {
     char port[16];
@@ -1045,6 +1134,10 @@ static int resolve(bench *b, char *err, size_t en)
     if (b->addr.ss_family == AF_INET) {
         uint32_t a = ntohl(((struct sockaddr_in *)&b->addr)->sin_addr.s_addr);
         b->bind_source = (a >> 24) == 127;
+    }
+    if (b->o.tls && !(b->tls = tls_context())) {
+        snprintf(err, en, "--tls: cannot create a TLS client context");
+        return -1;
     }
     if (b->addr.ss_family == AF_INET6)
         snprintf(b->hosthdr, sizeof(b->hosthdr), "[%s]:%d", b->o.host, b->o.port);
@@ -1146,6 +1239,7 @@ static void teardown(bench *b)
     hr_free(b->subs);
     hr_free(b->pubs);
     hr_free(b->th);
+    SSL_CTX_free(b->tls);
 }
 
 /* ---- the controller ----------------------------------------------------------------------- */
@@ -1258,7 +1352,10 @@ static void controller(bench *b)
             }
         } else if (ph == PH_SETTLE) {
             if (now >= settle_until) {
-                if (o->server_pid) b->rss_connected = bench_proc_rss(o->server_pid, NULL);
+                if (o->server_pid) {
+                    b->rss_connected = bench_proc_rss(o->server_pid, NULL);
+                    b->srv_cpu_connected = bench_proc_cpu(o->server_pid);
+                }
                 b->t_ws = now;
                 b->t_ms = now + (uint64_t)(o->warmup * 1e9);
                 b->t_me = b->t_ms + (uint64_t)(o->duration * 1e9);
@@ -1325,8 +1422,10 @@ int hr_bench_main(int argc, char **argv)
     hr_bench_opts *o = &b->o;
     b->rss_before = b->rss_connected = b->rss_end = -1;
     b->srv_cpu0 = b->srv_cpu1 = b->self_cpu0 = b->self_cpu1 = -1;
+    b->srv_cpu_start = b->srv_cpu_connected = -1;
     if (o->server_pid) {
         b->rss_before = bench_proc_rss(o->server_pid, &b->srv_procs);
+        b->srv_cpu_start = bench_proc_cpu(o->server_pid);
         if (b->rss_before < 0) {
             fprintf(stderr, "herald bench: --server-pid %" PRId64 ": no such process\n", o->server_pid);
             hr_free(b);

@@ -16,6 +16,8 @@ on, docs/benchmarks.md):
   - publishing through the subscribers' own /ws/raw connections;
   - --threads, --source-ips and --connect-rate;
   - SSE subscribers;
+  - --tls against a TLS listener (WebSocket and SSE subscribers, HTTPS
+    publishing), and a plain client refused by it;
   - the fan-out ceiling (bench/ceiling.c) driven with --server ceiling;
   - a server that is not there, a wrong API key, --timeout: exit 1 and the
     reason in the report;
@@ -195,6 +197,14 @@ class BenchCase(HeraldTestCase):
         self.assertIsNone(r["latency_ms"]["p99"])
         self.assertIsNotNone(r["server_process"]["bytes_per_connection"])
         self.assertEqual(r["errors"], [])
+        # the ramp report: handshake p99.9, and the server's CPU for the ramp per connection
+        hs = c["handshake_ms"]
+        self.assertLessEqual(hs["p50"], hs["p99"])
+        self.assertLessEqual(hs["p99"], hs["p99_9"])
+        self.assertLessEqual(hs["p99_9"], hs["max"])
+        sp = r["server_process"]
+        self.assertGreater(sp["ramp_cpu_seconds"], 0)
+        self.assertAlmostEqual(sp["ramp_cpu_us_per_connection"], sp["ramp_cpu_seconds"] / SUBS * 1e6, delta=0.01)
 
     def test_churn_run(self):
         churn = 50 if SANITIZE else 100
@@ -243,6 +253,30 @@ class BenchCase(HeraldTestCase):
         self.assertGreater(r["messages"]["expected"], 0)
         self.assert_no_loss(r)
 
+    def test_tls(self):
+        """--tls: every connection over TLS against a TLS-only Herald (self-signed certificate): WebSocket and
+        SSE subscribers and the HTTPS publisher deliver everything; without --tls nothing connects."""
+        with tempfile.TemporaryDirectory(prefix="herald-bench-tls-") as tmp:
+            cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            with Herald("--api-key", API_KEY, "--tls-cert", cert, "--tls-key", key, workers=1) as h:
+                for transport in ("ws", "sse"):
+                    r, _ = self.bench("--tls", "--transport", transport, "--subscribers", 40, "--channels", 2,
+                                      "--publish-rate", 100, "--duration", 1, "--warmup", 0.3, "--quiet",
+                                      "--server-pid", h.proc.pid, port=h.port)
+                    sys.stderr.write(f"\nbench tls {transport}: {describe(r)}\n")
+                    self.assertTrue(r["params"]["tls"])
+                    self.assertEqual((r["connections"]["opened"], r["connections"]["failed"]), (40, 0))
+                    self.assertGreater(r["connections"]["handshake_ms"]["p50"], 0)
+                    self.assertGreater(r["messages"]["expected"], 0)
+                    self.assert_no_loss(r)
+                r, _ = self.bench("--subscribers", 5, "--publish-rate", 0, "--duration", 0.5, "--warmup", 0,
+                                  "--quiet", expect_rc=1, port=h.port, timeout=10)
+                self.assertEqual(r["connections"]["opened"], 0)
+                self.assertFalse(r["params"]["tls"])
+
     def test_against_the_ceiling(self):
         """bench/ceiling.c (herald-ceiling), the fan-out ceiling Herald is measured against,
         driven by `herald bench --server ceiling`: everything delivered, in order."""
@@ -279,6 +313,9 @@ class BenchCase(HeraldTestCase):
         rc, _, err = run_bench(port, "--server", "ceiling", "--transport", "sse", "--duration", 1)
         self.assertEqual(rc, 2)
         self.assertIn("WebSocket subscribers only", err)
+        rc, _, err = run_bench(port, "--server", "ceiling", "--tls", "--duration", 1)
+        self.assertEqual(rc, 2)
+        self.assertIn("the ceiling (bench/ceiling.c) has no TLS", err)
 
     def test_nothing_listening(self):
         with socket.socket() as s:  # a port nobody listens on
@@ -338,7 +375,7 @@ class BenchCase(HeraldTestCase):
         self.assertEqual(p.returncode, 0)
         out = p.stdout.decode()
         for flag in ("--server", "--transport", "--subscribers", "--channels", "--connect-rate", "--source-ips",
-                     "--publish-rate", "--publish-via", "--churn", "--server-pid", "--threads", "--json"):
+                     "--publish-rate", "--publish-via", "--churn", "--server-pid", "--threads", "--json", "--tls"):
             self.assertIn(flag, out)
         p = subprocess.run([HERALD_BIN, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10 * SLOW)
         self.assertIn("herald bench", p.stdout.decode())
