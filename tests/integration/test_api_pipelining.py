@@ -282,7 +282,9 @@ class TestApiPipelining(unittest.TestCase):
     def test_publishes_of_a_turn_share_script_calls(self):
         calls = self.pipelined_script_calls()
         self.assertGreaterEqual(calls, 1)
-        self.assertLessEqual(calls, 10, "40 pipelined publishes took a script call each")
+        # one call each would be 40; a slow build (ASan on a loaded box) reads the 40 requests
+        # over a few loop turns, each turn's publishes sharing a call (11 seen): 20 leaves room
+        self.assertLessEqual(calls, 20, "40 pipelined publishes took a script call each")
 
     def test_publish_batch_bounds_publications_per_script_call(self):
         self.assertGreaterEqual(self.pipelined_script_calls("--redis.publish-batch", "4"), 10)
