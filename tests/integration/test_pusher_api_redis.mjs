@@ -15,7 +15,9 @@ import http from 'node:http';
 import PusherJS from 'pusher-js';
 import PusherServer from 'pusher';
 import { startHerald, startRedis, REDIS_BIN, annotate, SLOW, sleep } from './lib/herald.mjs';
-import { pusherOptions, signedAuth } from './lib/pusher.mjs';
+import { pusherOptions, signedAuth, unrefCloseTimers } from './lib/pusher.mjs';
+
+unrefCloseTimers();
 
 const T = (ms) => ms * SLOW;
 const APP = { appId: '88', key: 'rkey', secret: 'rsecret' };

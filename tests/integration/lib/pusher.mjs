@@ -24,3 +24,17 @@ export function signedAuth(signer, user, userInfo = {}) {
     },
   };
 }
+
+/** pusher-js's Node build (its bundled faye-websocket) arms a 30 s close
+ * timer (API.CLOSE_TIMEOUT) when it closes a socket herald already closed —
+ * after a terminate_connections (4009) — which kept a test file's process
+ * alive for 30 s after its last test. Timers of exactly 30 s are unref'd:
+ * they still fire while the process has work, and never hold it open. */
+export function unrefCloseTimers() {
+  const set = globalThis.setTimeout;
+  globalThis.setTimeout = function setTimeoutUnref30s(fn, ms, ...args) {
+    const t = set(fn, ms, ...args);
+    if (ms === 30000) t.unref();
+    return t;
+  };
+}
