@@ -76,7 +76,8 @@ test-asan: deps-test $(BUILD_ASAN)/build.ninja
 	cmake --build $(BUILD_ASAN)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
 
-# Every fuzz target for FUZZ_SECONDS each (20 s in `make test`, longer with `make fuzz`).
+# Every fuzz target for FUZZ_SECONDS each (20 s in `make test`, longer with `make fuzz`),
+# FUZZ_JOBS at a time (default: the number of CPUs).
 fuzz-run: fuzz-build
 	@scripts/run-fuzzers.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 

@@ -1,25 +1,37 @@
 #!/usr/bin/env bash
 # Run every libFuzzer target in BUILD_DIR for SECONDS each, starting from the
 # seed corpus in tests/fuzz/corpus/<name>/ (a scratch copy, so the repository
-# is not modified). Fails if any target finds a crash, leak or timeout.
+# is not modified), FUZZ_JOBS targets at a time (default: the number of CPUs;
+# each target is one process on one core). Fails if any target finds a crash,
+# leak or timeout. Each target's summary is printed in name order.
 set -euo pipefail
 build=$(cd "${1:?build dir}" && pwd)
 seconds=${2:-30}
+jobs=${FUZZ_JOBS:-$(nproc)}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-status=0
-for bin in "$build"/fuzz_*; do
-  [ -x "$bin" ] || continue
+
+run_one() { # bin: fuzz it, print its summary (or its log's tail), exit 1 on a finding
+  local bin=$1 name short
   name=$(basename "$bin"); short=${name#fuzz_}
   mkdir -p "$work/$short"
   [ -d "$root/tests/fuzz/corpus/$short" ] && cp -r "$root/tests/fuzz/corpus/$short/." "$work/$short/"
   echo "fuzz: $name for ${seconds}s"
   if ! (cd "$work" && "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         "$work/$short" > "$work/$name.log" 2>&1); then
-    echo "fuzz: $name FAILED"; tail -40 "$work/$name.log"; status=1
-  else
-    grep -E "stat::number_of_executed_units|Done" "$work/$name.log" | tail -2 | sed "s/^/fuzz: $name: /"
+    echo "fuzz: $name FAILED"; tail -40 "$work/$name.log"; return 1
   fi
+  grep -E "stat::number_of_executed_units|Done" "$work/$name.log" | tail -2 | sed "s/^/fuzz: $name: /"
+}
+
+status=0 running=0
+for bin in "$build"/fuzz_*; do
+  [ -x "$bin" ] || continue
+  run_one "$bin" > "$work/$(basename "$bin").out" 2>&1 &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then wait -n || status=1; running=$((running - 1)); fi
 done
+while [ "$running" -gt 0 ]; do wait -n || status=1; running=$((running - 1)); done
+for out in "$work"/fuzz_*.out; do [ -e "$out" ] && cat "$out"; done
 exit $status
