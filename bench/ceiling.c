@@ -405,20 +405,26 @@ static bool keep_rest(conn *c, const char *buf, size_t off, size_t len)
     return true;
 }
 
+/* The bytes to parse: data itself, or the kept partial input with data
+ * appended (then *buf is c->in). Returns their length. */
+static size_t gather(conn *c, const char *data, size_t n, const char **buf)
+{
+    *buf = data;
+    if (!c->in_len) return n;
+    c->in = xrealloc(c->in, c->in_len + n);
+    memcpy(c->in + c->in_len, data, n);
+    c->in_len += n;
+    *buf = c->in;
+    return c->in_len;
+}
+
 /* A WebSocket publisher's bytes: publish the payload of every complete text,
  * binary or continuation frame into its channel, answer a close frame and go,
  * skip pings and pongs; keep a partial frame. false: close. */
 static bool on_frames(conn *c, const char *data, size_t n)
 {
-    const char *buf = data;
-    size_t len = n;
-    if (c->in_len) {
-        c->in = xrealloc(c->in, c->in_len + n);
-        memcpy(c->in + c->in_len, data, n);
-        c->in_len += n;
-        buf = c->in;
-        len = c->in_len;
-    }
+    const char *buf;
+    size_t len = gather(c, data, n, &buf);
     size_t off = 0;
     while (len - off >= 2) {
         const uint8_t *f = (const uint8_t *)buf + off;
@@ -451,15 +457,8 @@ static bool on_frames(conn *c, const char *data, size_t n)
 /* Parse complete requests from data; keep a partial one. false: close. */
 static bool on_http(conn *c, const char *data, size_t n)
 {
-    const char *buf = data;
-    size_t len = n;
-    if (c->in_len) {
-        c->in = xrealloc(c->in, c->in_len + n);
-        memcpy(c->in + c->in_len, data, n);
-        c->in_len += n;
-        buf = c->in;
-        len = c->in_len;
-    }
+    const char *buf;
+    size_t len = gather(c, data, n, &buf);
     size_t off = 0;
     while (off < len && c->state == C_HTTP) {
         const char *p = buf + off;
