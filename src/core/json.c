@@ -158,6 +158,11 @@ char *hr_json_dumps(const json_t *v, size_t *len)
 
 typedef struct canon {
     const char *p, *end;
+    const char *key;    /* hr_json_canonical_inner: the key sought at depth 1, or NULL */
+    size_t keylen;
+    const char *vb;     /* its value's span; found counts the matches */
+    size_t vn;
+    int found;
 } canon;
 
 static bool canon_value(canon *c, int depth);
@@ -215,8 +220,16 @@ static bool canon_object(canon *c, int depth)
         if (nk == HR_JSON_CANON_MAX_KEYS || !canon_string(c, &key[nk], &klen[nk])) return false;
         for (size_t i = 0; i < nk; i++)
             if (klen[i] == klen[nk] && memcmp(key[i], key[nk], klen[i]) == 0) return false; /* jansson keeps one */
+        bool sought = depth == 1 && c->key && klen[nk] == c->keylen && memcmp(key[nk], c->key, c->keylen) == 0;
         nk++;
-        if (!canon_word(c, ":", 1) || !canon_value(c, depth + 1)) return false;
+        if (!canon_word(c, ":", 1)) return false;
+        const char *vb = c->p;
+        if (!canon_value(c, depth + 1)) return false;
+        if (sought) {
+            c->vb = vb;
+            c->vn = (size_t)(c->p - vb);
+            c->found++;
+        }
         if (canon_word(c, "}", 1)) return true;
         if (!canon_word(c, ",", 1)) return false;
     }
@@ -251,6 +264,19 @@ static bool canon_value(canon *c, int depth)
 
 bool hr_json_is_canonical(const char *s, size_t n)
 {
-    canon c = {s, s + n};
+    canon c = {.p = s, .end = s + n};
     return s && canon_value(&c, 0) && c.p == c.end;
+}
+
+bool hr_json_canonical_inner(const char *s, size_t n, const char *key, const char **vb, size_t *vn)
+{
+    canon c = {.p = s, .end = s + n, .key = key, .keylen = strlen(key)};
+    *vb = NULL;
+    *vn = 0;
+    if (!s || *s != '{' || !canon_value(&c, 0) || c.p != c.end) return false;
+    if (c.found == 1) {
+        *vb = c.vb;
+        *vn = c.vn;
+    }
+    return true;
 }

@@ -32,4 +32,11 @@ char *hr_json_dumps(const struct json_t *v, size_t *len);
 #define HR_JSON_CANON_MAX_DEPTH 16
 bool hr_json_is_canonical(const char *s, size_t n);
 
+/* hr_json_is_canonical for a JSON object s[0..n) that also finds the value of
+ * `key` in the objects that are its members' values ({"a":{"key":V}}): when
+ * exactly one such member exists, *vb, *vn is V's span in s (which, s being
+ * canonical, is V's compact dump byte for byte); else *vb = NULL. Lets the
+ * native protocol relay {"id":1,"publish":{...,"data":V}}'s V as sent. */
+bool hr_json_canonical_inner(const char *s, size_t n, const char *key, const char **vb, size_t *vn);
+
 #endif

@@ -24,5 +24,9 @@ void hr_native_batch_reserve(hr_native_batch *batch, size_t count);
  * object) and parses it into the next hr_cmd. Grows the batch (doubling)
  * when there is no room left. */
 void hr_native_batch_add(hr_native_batch *batch, json_t *root, const hr_native_limits *lim);
+/* The same, `data` (when not NULL) being the text of the command's
+ * params.data in compact form, used instead of dumping it. */
+void hr_native_batch_add_text(hr_native_batch *batch, json_t *root, const hr_native_limits *lim, const char *data,
+                              size_t data_len);
 
 #endif

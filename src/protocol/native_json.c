@@ -186,14 +186,17 @@ static bool add_sub(hr_cmd *c, const char *p, size_t n, const hr_native_limits *
     return true;
 }
 
-/* An optional "data" member as compact JSON text (kept alive by *dump). */
+/* An optional "data" member as compact JSON text (kept alive by *dump).
+ * *dump may already hold that text: the command's own bytes, when its line
+ * was in canonical form (hr_native_batch_add_text); else it is dumped. */
 static void take_data(hr_cmd *c, const json_t *p, char **dump)
 {
     json_t *data = json_object_get(p, "data"); /* JSON null is valid data */
     if (!data) return;
     size_t n;
-    char *text = hr_json_dumps(data, &n); /* NUL bytes inside strings come out as \u0000 */
-    *dump = text;
+    char *text = *dump;
+    if (text) n = strlen(text); /* canonical text holds no NUL byte */
+    else text = *dump = hr_json_dumps(data, &n); /* NUL bytes inside strings come out as \u0000 */
     c->data.p = text;
     c->data.n = n;
 }
@@ -474,6 +477,12 @@ void hr_native_batch_reserve(hr_native_batch *batch, size_t count)
 
 void hr_native_batch_add(hr_native_batch *batch, json_t *root, const hr_native_limits *lim)
 {
+    hr_native_batch_add_text(batch, root, lim, NULL, 0);
+}
+
+void hr_native_batch_add_text(hr_native_batch *batch, json_t *root, const hr_native_limits *lim, const char *data,
+                              size_t data_len)
+{
     native_priv *pv = batch->priv;
     if (!pv || pv->n == pv->cap) {
         hr_native_batch_reserve(batch, pv ? pv->cap * 2 : 4);
@@ -481,6 +490,14 @@ void hr_native_batch_add(hr_native_batch *batch, json_t *root, const hr_native_l
     }
     native_entry *e = &pv->e[pv->n++];
     e->root = root;
+    if (data) { /* freed with the dumps, so from jansson's allocator too */
+        json_malloc_t jmalloc;
+        json_free_t jfree;
+        json_get_alloc_funcs(&jmalloc, &jfree);
+        e->dump = jmalloc(data_len + 1);
+        memcpy(e->dump, data, data_len);
+        e->dump[data_len] = '\0';
+    }
     hr_native_parse_root(root, lim, &batch->cmds[batch->n++], &e->dump);
 }
 
@@ -514,7 +531,13 @@ int hr_native_parse(const uint8_t *frame, size_t len, const hr_native_limits *li
             hr_native_batch_free(batch);
             return HR_ERR_PROTO;
         }
-        hr_native_batch_add(batch, root, lim);
+        /* A line already in compact form (most clients send JSON.stringify's)
+         * gives its "data" as sent: parsing and dumping it would give back
+         * the same bytes (core/json.h), so only the dump is saved. */
+        const char *data;
+        size_t dlen;
+        if (!hr_json_canonical_inner((const char *)line, n, "data", &data, &dlen)) data = NULL;
+        hr_native_batch_add_text(batch, root, lim, data, dlen);
     }
     return 0;
 }

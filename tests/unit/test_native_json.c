@@ -1430,6 +1430,63 @@ static void test_json_canonical(void **state)
     assert_false(hr_json_is_canonical("[1]", 2)); /* the length counts, not a NUL */
 }
 
+/* hr_json_canonical_inner: the span of "data" one level down, once. */
+static void test_json_canonical_inner(void **state)
+{
+    (void)state;
+    const char *vb;
+    size_t vn;
+    const char *s = "{\"id\":1,\"publish\":{\"channel\":\"a\",\"data\":{\"data\":[1,\"x\"]}}}";
+    assert_true(hr_json_canonical_inner(s, strlen(s), "data", &vb, &vn));
+    assert_non_null(vb);
+    assert_int_equal(vn, strlen("{\"data\":[1,\"x\"]}"));
+    assert_memory_equal(vb, "{\"data\":[1,\"x\"]}", vn);
+    s = "{\"id\":1,\"publish\":{\"channel\":\"a\"}}"; /* no data */
+    assert_true(hr_json_canonical_inner(s, strlen(s), "data", &vb, &vn));
+    assert_null(vb);
+    s = "{\"data\":1,\"p\":{\"x\":2}}"; /* at the top, not one level down */
+    assert_true(hr_json_canonical_inner(s, strlen(s), "data", &vb, &vn));
+    assert_null(vb);
+    s = "{\"a\":{\"data\":1},\"b\":{\"data\":2}}"; /* twice: which one is meant is the parser's call */
+    assert_true(hr_json_canonical_inner(s, strlen(s), "data", &vb, &vn));
+    assert_null(vb);
+    s = "{\"id\":1, \"publish\":{\"channel\":\"a\",\"data\":1}}"; /* not canonical */
+    assert_false(hr_json_canonical_inner(s, strlen(s), "data", &vb, &vn));
+    assert_null(vb);
+    assert_false(hr_json_canonical_inner("[{\"data\":1}]", 14, "data", &vb, &vn)); /* not an object */
+}
+
+/* A publish line in compact form carries its data as sent; the same command
+ * with whitespace (parsed and dumped) carries the same bytes; a line that is
+ * not canonical (UTF-8, reals, escapes) still gets the dump. */
+static void test_publish_data_as_sent(void **state)
+{
+    (void)state;
+    hr_native_limits lim = {0};
+    static const char *const pairs[][3] = {
+        {"{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":{\"t\":1,\"s\":\"a\\\"b\"}}}",
+         "{ \"id\": 1, \"publish\": { \"channel\": \"c\", \"data\": { \"t\": 1, \"s\": \"a\\\"b\" } } }",
+         "{\"t\":1,\"s\":\"a\\\"b\"}"},
+        {"{\"id\":1,\"publish\":{\"data\":null,\"channel\":\"c\"}}", "{\"id\":1,\"publish\":{\"data\": null,\"channel\":\"c\"}}",
+         "null"},
+        {"{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":\"\\u00e9\"}}", "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":\"\xc3\xa9\"}}",
+         "\"\xc3\xa9\""},
+        {"{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":1.5}}", "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":1.5e0}}", "1.5"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(pairs); i++) {
+        for (int k = 0; k < 2; k++) {
+            hr_native_batch b;
+            assert_int_equal(parse(pairs[i][k], &lim, &b), 0);
+            assert_int_equal(b.n, 1);
+            assert_int_equal(b.cmds[0].error, 0);
+            assert_int_equal(b.cmds[0].type, HR_CMD_PUBLISH);
+            assert_int_equal(b.cmds[0].data.n, strlen(pairs[i][2]));
+            assert_memory_equal(b.cmds[0].data.p, pairs[i][2], b.cmds[0].data.n);
+            hr_native_batch_free(&b);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1457,6 +1514,8 @@ int main(void)
         cmocka_unit_test(test_rpc_and_connect_data),
         cmocka_unit_test(test_error_codes),
         cmocka_unit_test(test_json_canonical),
+        cmocka_unit_test(test_json_canonical_inner),
+        cmocka_unit_test(test_publish_data_as_sent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
