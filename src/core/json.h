@@ -1,7 +1,8 @@
-/* json.h - JSON output: string escaping for hand-written JSON, and a
- * compact serializer of jansson values that keeps numbers as users wrote
- * them (shortest round-trip doubles: 0.1 stays "0.1", where jansson's
- * json_dumps writes "0.10000000000000001"). */
+/* json.h - JSON output: string escaping for hand-written JSON, a compact
+ * serializer of jansson values that keeps numbers as users wrote them
+ * (shortest round-trip doubles: 0.1 stays "0.1", where jansson's json_dumps
+ * writes "0.10000000000000001"), and a scan that tells when a client's text
+ * already is that serializer's output, so it is relayed as sent. */
 #ifndef HERALD_CORE_JSON_H
 #define HERALD_CORE_JSON_H
 

@@ -1,9 +1,10 @@
 /* native_json.c - owns the JSON encoding of the native protocol (native.h):
  * parsing newline-delimited command frames into hr_cmd structs with jansson
- * (string slices point into the jansson trees and the re-serialized "data"
- * texts, all kept alive in batch->priv until hr_native_batch_free), the
- * RFC 8259 string escaper, the reply and push encoders, and the texts and
- * temporariness of the protocol error codes. The per-command logic and the
+ * (string slices point into the jansson trees and the "data" texts - the
+ * client's own bytes when its line is in canonical form (core/json.h), else
+ * re-serialized - all kept alive in batch->priv until hr_native_batch_free),
+ * the reply and push encoders (strings escaped by core/json.h), and the
+ * texts and temporariness of the protocol error codes. The per-command logic and the
  * batch bookkeeping are shared with the MessagePack parser (native_msgpack.c)
  * through native_internal.h. */
 #include "protocol/native.h"

@@ -8,8 +8,10 @@
  * pushed as one message with nothing around it, encoded once per worker
  * (hr_enc_cache slot HR_ENC_RAW and its framings). A text message from the
  * client is published as data when it is JSON, the connection has exactly
- * one channel (not a pattern) and the namespace's publish rule lets this
- * client publish there (hr_perm_may_publish, as the native protocol). No commands, no replies, no join/leave pushes, no recovery.
+ * one channel (not a pattern) and the publish operation lets this client
+ * publish there (hr_op_publish: the namespace's publish rule, the rates and
+ * the publish hook, as for the native protocol). No commands, no replies,
+ * no join/leave pushes, no recovery.
  *
  * Transport-agnostic like session.h: it writes through an hr_sink_vt. The
  * query helpers (hr_url_decode, hr_query_next) are in urlsubs.h. */

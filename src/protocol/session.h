@@ -1,7 +1,8 @@
 /* session.h - a native-protocol client session: executes the commands of
  * src/protocol/native.h against the hub and engine, and turns publications
  * into pushes. Transport-agnostic: it writes through an hr_sink that the
- * transport (WebSocket today; HTTP streaming later) provides. */
+ * transport (WebSocket, or an HTTP streaming or long-polling session)
+ * provides. */
 #ifndef HERALD_PROTOCOL_SESSION_H
 #define HERALD_PROTOCOL_SESSION_H
 

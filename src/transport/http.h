@@ -1,9 +1,12 @@
 /* http.h - the HTTP/1.1 transport: request framing (keep-alive, pipelining,
  * Content-Length and chunked bodies), limits and timeouts, routing to the
- * endpoints (/health, /ws/echo, /http/echo, static files), responses, and
- * the Origin rule every browser-reachable endpoint applies.
+ * endpoints (/health, /http/echo and static files here; /ready, /metrics,
+ * the WebSocket endpoints, /sse, /poll and /stream, /admin/, /api/ and the
+ * Pusher HTTP API in their own files), responses, and the Origin rule every
+ * browser-reachable endpoint applies.
  * Every new connection starts here; a WebSocket upgrade hands it over to
- * transport/websocket.c, an event stream (/sse) to transport/sse.c. */
+ * transport/websocket.c, an event stream (/sse) to transport/sse.c, the
+ * HTTP/2 client preface to transport/h2.c. */
 #ifndef HERALD_TRANSPORT_HTTP_H
 #define HERALD_TRANSPORT_HTTP_H
 

@@ -1,8 +1,9 @@
 /* websocket.h - the WebSocket transport (RFC 6455 + RFC 7692): opening
  * handshake, frame reading with streaming UTF-8 validation, fragmentation,
  * control frames, permessage-deflate, heartbeats, idle timeout and the
- * closing handshake. What a message means is up to an hr_ws_handler: today
- * /ws/echo (conformance echo); the native protocol plugs in the same way. */
+ * closing handshake. What a message means is up to an hr_ws_handler:
+ * /ws/echo (conformance echo), /ws (native protocol sessions), /ws/raw (raw
+ * mode) and /app/{key} (Pusher protocol sessions). */
 #ifndef HERALD_TRANSPORT_WEBSOCKET_H
 #define HERALD_TRANSPORT_WEBSOCKET_H
 
