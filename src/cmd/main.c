@@ -1,5 +1,5 @@
 /* main.c - the `herald` command line: sub-commands (serve, check-config,
- * config-reference, token, genconfig, bench), option parsing into the
+ * config-reference, token, genconfig, bench, snapshot), option parsing into the
  * config (defaults < file < HERALD_* environment < flags), and exit codes
  * (0 clean, 1 runtime failure, 2 bad usage or config). */
 #include "auth/auth.h"
