@@ -396,6 +396,7 @@ void hr_hub_free(hr_hub *hub)
         pthread_mutex_destroy(&shards[i].mu);
     }
     hr_free(shards);
+    for (int i = 0; i < hub->nworkers; i++) hr_pools_destroy(&hub->workers[i].pools);
     hr_free(hub->workers);
     hr_free(hub);
 }
@@ -455,7 +456,7 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
         if (!interest_update(wh->hub, channel, len, h, wh->id, +1, (lc ? lc->nsubs : 0) + 1, max_subscribers))
             return NULL;
     }
-    hr_sub *s = hr_calloc(1, sizeof(*s));
+    hr_sub *s = hr_pool_alloc(&wh->pools, sizeof(*s));
     s->client = c;
     s->client_next = c->subs;
     c->subs = s;
@@ -541,7 +542,7 @@ void hr_hub_unsubscribe(hr_client *c, hr_sub *s)
         wh->dead_subs = s;
         return;
     }
-    hr_free(s);
+    hr_pool_free(&wh->pools, s);
 }
 
 void hr_hub_unsubscribe_all(hr_client *c)
@@ -708,7 +709,7 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
         while (wh->dead_subs) {
             hr_sub *d = wh->dead_subs;
             wh->dead_subs = d->client_next;
-            hr_free(d);
+            hr_pool_free(&wh->pools, d);
         }
     }
     uint64_t encoded = 0;

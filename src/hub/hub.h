@@ -24,6 +24,7 @@
 #define HERALD_HUB_HUB_H
 
 #include "core/loop.h"
+#include "core/pool.h"
 #include "engine/engine.h"
 #include "engine/pub.h"
 
@@ -151,6 +152,10 @@ struct hr_whub {
     /* tasks posted by other workers (hr_hub_post), guarded by inbox_mu */
     struct hr_task *tasks;
     size_t tasks_n, tasks_cap;
+    /* this worker's object pools (core/pool.h): its subscriptions, and the
+     * upper layers' per-connection structs (connections, WebSocket state,
+     * raw clients); used on this worker's thread only */
+    hr_pools pools;
 };
 
 /* Add n to one of a worker's counters (only its own thread writes them). */

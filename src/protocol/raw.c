@@ -190,7 +190,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
         *status = st;
         return NULL;
     }
-    hr_raw *r = hr_calloc(1, sizeof(*r));
+    hr_raw *r = hr_pool_alloc(&wh->pools, sizeof(*r));
     r->client.vt = &raw_client_vt;
     r->client.wh = wh;
     hr_client_set_user(&r->client, who ? who->user : NULL);
@@ -202,7 +202,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
     if (st) {
         *status = st;
         hr_client_free_user(&r->client);
-        hr_free(r);
+        hr_pool_free(&wh->pools, r);
         hr_free(refs);
         hr_free(buf);
         return NULL;
@@ -400,5 +400,5 @@ void hr_raw_free(hr_raw *r)
         hr_free(m);
     }
     hr_client_free_user(&r->client);
-    hr_free(r);
+    hr_pool_free(&r->client.wh->pools, r);
 }

@@ -633,7 +633,7 @@ static void ws_on_free(hr_conn *c)
         }
         hr_free(ws->more);
     }
-    hr_free(ws);
+    hr_worker_obj_free(c->w, ws);
 }
 
 static const hr_conn_vt ws_vt = {
@@ -782,7 +782,7 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     hr_conn_send(c, resp, (size_t)n);
 
     hr_http_detach(c, handler == &hr_ws_raw_handler ? HR_CK_RAW : HR_CK_WEBSOCKET);
-    hr_ws *ws = hr_calloc(1, sizeof(*ws));
+    hr_ws *ws = hr_worker_obj_alloc(c->w, sizeof(*ws));
     ws->h = handler;
     ws->subprotocol = proto;
     ws->deflate = deflate;
