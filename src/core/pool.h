@@ -50,8 +50,9 @@ typedef struct hr_pools {
     size_t objects;                /* objects handed out and not freed */
 } hr_pools;
 
-/* Keep at most spare_bytes of empty blocks (rounded down to whole blocks);
- * blocks kept past a lower bound are given back at their next change. */
+/* Keep at most spare_bytes of empty blocks (rounded down to whole blocks).
+ * Set before use (the server does at start-up): empty blocks already kept
+ * over a lowered bound stay until they are used again. */
 void hr_pools_set_spare(hr_pools *ps, size_t spare_bytes);
 
 /* A zeroed object of `size` bytes (1..HR_POOL_MAX_OBJECT, rounded up to 8;

@@ -65,7 +65,7 @@ struct hr_raw {
     const hr_sink_vt *sink;
     void *t;
     raw_more *more;            /* NULL until needed */
-};                             /* 120 bytes (a 128-byte chunk); closing is client.closing */
+};                             /* 104 bytes (from the worker's pools); closing is client.closing */
 
 /* Raw mode's name in client webhooks. */
 #define RAW_TRANSPORT "websocket-raw"

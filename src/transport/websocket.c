@@ -64,8 +64,8 @@ typedef struct ws_more {
 
 /* Per connection: of the current frame's header only what its payload
  * needs is kept, the unfinished message's state is in ws_more, and the
- * fields are ordered so there is no padding (80 bytes, a 96-byte malloc
- * chunk; docs/benchmarks.md, "Memory per idle WebSocket"). */
+ * fields are ordered so there is little padding (72 bytes, from the
+ * worker's pools; docs/benchmarks.md, "Memory per idle WebSocket"). */
 typedef struct hr_ws {
     const hr_ws_handler *h;
     uint64_t frame_len;      /* the current frame's payload length */
