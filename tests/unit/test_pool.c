@@ -3,7 +3,9 @@
  * 16-byte rounding); freed objects are reused; size classes do not mix; a
  * block that empties is kept while the spare budget allows
  * (server.object_pool_spare_bytes) and given back past it, or at once with
- * a budget of 0; destroy gives back blocks still in use. */
+ * a budget of 0; destroy gives back blocks still in use; under
+ * AddressSanitizer a freed object and a block's unused space are poisoned
+ * (a use after free is reported) and a handed-out object is not. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 #define PER_BLOCK(size) ((HR_POOL_BLOCK_SIZE - 64) / (size))
 
@@ -123,6 +136,32 @@ static void test_reuse_across_blocks(void **state)
     free(v);
 }
 
+static void test_asan_poisoning(void **state)
+{
+    (void)state;
+#ifdef TEST_ASAN
+    hr_pools ps = {0};
+    hr_pools_set_spare(&ps, HR_POOL_BLOCK_SIZE); /* keep the block mapped when it empties */
+    char *a = hr_pool_alloc(&ps, 104);
+    char *b = hr_pool_alloc(&ps, 104);
+    assert_null(__asan_region_is_poisoned(a, 104));
+    assert_int_equal(__asan_address_is_poisoned(b + 104), 1); /* never handed out yet */
+    hr_pool_free(&ps, a);
+    assert_int_equal(__asan_address_is_poisoned(a), 1);
+    assert_int_equal(__asan_address_is_poisoned(a + 103), 1);
+    assert_int_equal(__asan_address_is_poisoned(b), 0);
+    char *c = hr_pool_alloc(&ps, 104);
+    assert_ptr_equal(c, a);
+    assert_null(__asan_region_is_poisoned(c, 104));
+    hr_pool_free(&ps, b);
+    hr_pool_free(&ps, c);
+    assert_int_equal(__asan_address_is_poisoned(c), 1); /* an empty spare block stays poisoned */
+    hr_pools_destroy(&ps);
+#else
+    skip();
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -130,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_classes_apart),
         cmocka_unit_test(test_spare_budget),
         cmocka_unit_test(test_reuse_across_blocks),
+        cmocka_unit_test(test_asan_poisoning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
