@@ -468,9 +468,10 @@ static void pres_free(mpres *p)
 }
 
 /* Presence is indexed by client id once a channel has more than
- * PRES_INDEX_MIN entries (open addressing, linear probing, load <= 1/2), so
- * join and leave stay O(1) with 10k+ subscribers in one channel; below
- * that a scan is cheaper than the index's memory. */
+ * PRES_INDEX_MIN entries (open addressing, linear probing, load <= 3/4: 4
+ * bytes per slot, 5.3 to 10.7 bytes per entry), so join and leave stay O(1)
+ * with 10k+ subscribers in one channel; below that a scan is cheaper than
+ * the index's memory. */
 #define PRES_INDEX_MIN 16
 
 /* The slot holding client, or the empty slot where it would go. */
@@ -486,7 +487,7 @@ static uint32_t pidx_probe(const mchan *c, const char *client)
 static void pidx_rebuild(mchan *c)
 {
     uint32_t cap = 64;
-    while (cap < c->npres * 2 + 2) cap <<= 1;
+    while ((uint64_t)cap * 3 < (uint64_t)c->npres * 4 + 4) cap <<= 1;
     hr_free(c->pidx);
     c->pidx = hr_calloc(cap, sizeof(uint32_t));
     c->pidx_cap = cap;
@@ -597,7 +598,7 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
     slot->user = pres_user_dup(user);
     slot->info = info ? hr_strdup(info) : NULL;
     if (at < 0 && c->npres > PRES_INDEX_MIN) {
-        if (!c->pidx || c->npres * 2 > c->pidx_cap) pidx_rebuild(c);
+        if (!c->pidx || (uint64_t)c->npres * 4 > (uint64_t)c->pidx_cap * 3) pidx_rebuild(c);
         else c->pidx[pidx_probe(c, client)] = (uint32_t)c->npres;
     }
     pthread_mutex_unlock(&sh->mu);

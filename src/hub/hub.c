@@ -2,11 +2,13 @@
  * (see hub.h). */
 #include "hub/hub.h"
 #include "core/hash.h"
+#include "core/random.h"
 #include "core/buf.h"
 #include "hub/channel_name.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #define SHARDS 64
@@ -396,6 +398,7 @@ void hr_hub_free(hr_hub *hub)
         pthread_mutex_destroy(&shards[i].mu);
     }
     hr_free(shards);
+    for (int i = 0; i < hub->nworkers; i++) hr_pools_destroy(&hub->workers[i].pools);
     hr_free(hub->workers);
     hr_free(hub);
 }
@@ -455,13 +458,14 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
         if (!interest_update(wh->hub, channel, len, h, wh->id, +1, (lc ? lc->nsubs : 0) + 1, max_subscribers))
             return NULL;
     }
-    hr_sub *s = hr_calloc(1, sizeof(*s));
+    hr_sub *s = hr_pool_alloc(&wh->pools, sizeof(*s));
     s->client = c;
     s->client_next = c->subs;
     c->subs = s;
     c->nsubs++;
     hr_whub_count(&wh->subscriptions, 1);
     if (pattern) {
+        s->is_pattern = true;
         s->pattern = hr_strndup(channel, len);
         s->pattern_len = (uint32_t)len;
         s->chan_next = wh->patterns;
@@ -494,15 +498,15 @@ hr_sub *hr_hub_subscribe(hr_client *c, const char *channel, size_t len, bool pat
 hr_sub *hr_hub_find_sub(hr_client *c, const char *channel, size_t len)
 {
     for (hr_sub *s = c->subs; s; s = s->client_next) {
-        if (s->lc && s->lc->len == len && memcmp(s->lc->name, channel, len) == 0) return s;
-        if (s->pattern && s->pattern_len == len && memcmp(s->pattern, channel, len) == 0) return s;
+        if (!s->is_pattern && s->lc->len == len && memcmp(s->lc->name, channel, len) == 0) return s;
+        if (s->is_pattern && s->pattern_len == len && memcmp(s->pattern, channel, len) == 0) return s;
     }
     return NULL;
 }
 
 const char *hr_hub_sub_channel(const hr_sub *s, size_t *len)
 {
-    if (s->pattern) {
+    if (s->is_pattern) {
         *len = s->pattern_len;
         return s->pattern;
     }
@@ -522,7 +526,7 @@ void hr_hub_unsubscribe(hr_client *c, hr_sub *s)
     hr_whub_count(&wh->subscriptions, (uint64_t)0 - 1);
     if (s->chan_prev) s->chan_prev->chan_next = s->chan_next;
     if (s->chan_next) s->chan_next->chan_prev = s->chan_prev;
-    if (s->pattern) {
+    if (s->is_pattern) {
         if (wh->patterns == s) wh->patterns = s->chan_next;
         if (--wh->npatterns == 0)
             atomic_fetch_and_explicit(&wh->hub->pattern_mask, ~(1ull << wh->id), memory_order_acq_rel);
@@ -541,7 +545,7 @@ void hr_hub_unsubscribe(hr_client *c, hr_sub *s)
         wh->dead_subs = s;
         return;
     }
-    hr_free(s);
+    hr_pool_free(&wh->pools, s);
 }
 
 void hr_hub_unsubscribe_all(hr_client *c)
@@ -554,6 +558,60 @@ void hr_hub_unsubscribe_all(hr_client *c)
 /* ---- clients and server commands ---------------------------------------------- */
 
 static char anonymous[1];
+
+hr_client_idstr hr_client_id(const hr_client *c)
+{
+    hr_client_idstr r;
+    if (c->id_kind == HR_CLIENT_ID_PUSHER) {
+        uint32_t a, b;
+        memcpy(&a, c->id_bin, 4);
+        memcpy(&b, c->id_bin + 4, 4);
+        snprintf(r.s, sizeof(r.s), "%u.%u", a, b);
+        return r;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < HR_CLIENT_ID_BYTES; i++) {
+        r.s[2 * i] = hex[c->id_bin[i] >> 4];
+        r.s[2 * i + 1] = hex[c->id_bin[i] & 15];
+    }
+    r.s[2 * HR_CLIENT_ID_BYTES] = '\0';
+    return r;
+}
+
+void hr_client_id_random(hr_client *c)
+{
+    hr_random_bytes(c->id_bin, HR_CLIENT_ID_BYTES);
+    c->id_kind = HR_CLIENT_ID_HEX;
+}
+
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    return -1;
+}
+
+int hr_client_id_parse(hr_client *c, const char *hex)
+{
+    uint8_t b[HR_CLIENT_ID_BYTES];
+    for (int i = 0; i < HR_CLIENT_ID_BYTES; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hi < 0 ? -1 : hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) return HR_ERR_INVALID;
+        b[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (hex[2 * HR_CLIENT_ID_BYTES]) return HR_ERR_INVALID;
+    memcpy(c->id_bin, b, sizeof(b));
+    c->id_kind = HR_CLIENT_ID_HEX;
+    return 0;
+}
+
+void hr_client_id_pusher(hr_client *c, uint32_t a, uint32_t b)
+{
+    memset(c->id_bin, 0, sizeof(c->id_bin));
+    memcpy(c->id_bin, &a, 4);
+    memcpy(c->id_bin + 4, &b, 4);
+    c->id_kind = HR_CLIENT_ID_PUSHER;
+}
 
 void hr_client_free_user(hr_client *c)
 {
@@ -625,7 +683,10 @@ static bool command_matches(const hr_pub *cmd, const hr_client *c)
     size_t idlen = (size_t)(strchr(cmd->info, '\n') - cmd->info);
     if (cmd->data_len && !(c->vt->matches_user ? c->vt->matches_user(c, cmd->data) : strcmp(cmd->data, c->user) == 0))
         return false;
-    if (idlen && (strlen(c->id) != idlen || memcmp(c->id, cmd->info, idlen) != 0)) return false;
+    if (idlen) {
+        hr_client_idstr id = hr_client_id(c);
+        if (strlen(id.s) != idlen || memcmp(id.s, cmd->info, idlen) != 0) return false;
+    }
     return cmd->data_len || idlen;
 }
 
@@ -708,7 +769,7 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
         while (wh->dead_subs) {
             hr_sub *d = wh->dead_subs;
             wh->dead_subs = d->client_next;
-            hr_free(d);
+            hr_pool_free(&wh->pools, d);
         }
     }
     uint64_t encoded = 0;

@@ -24,6 +24,7 @@
 #define HERALD_HUB_HUB_H
 
 #include "core/loop.h"
+#include "core/pool.h"
 #include "engine/engine.h"
 #include "engine/pub.h"
 
@@ -83,13 +84,16 @@ typedef struct hr_client_vt {
     bool (*matches_user)(const hr_client *c, const char *user);
 } hr_client_vt;
 
-/* A client id's buffer: 32 hex digits (16 random bytes) and the NUL; a
- * Pusher socket id ("N.M") is shorter. */
+/* A client id as shown (replies, API answers, logs, hooks): 32 hex digits
+ * (16 random bytes) and the NUL; a Pusher socket id ("N.M") is shorter. */
 #define HR_CLIENT_ID_SIZE 33
+#define HR_CLIENT_ID_BYTES 16
 
-/* Embedded first in each front end's per-connection state: 88 bytes, so a
- * front end's own fields that follow fit the next malloc size class (the
- * raw client: 120 bytes, a 128-byte chunk). */
+/* How a client's id bytes are shown. */
+enum { HR_CLIENT_ID_HEX = 0, HR_CLIENT_ID_PUSHER = 1 };
+
+/* Embedded first in each front end's per-connection state: 72 bytes (the
+ * raw client: 104 bytes, from the worker's pools). */
 struct hr_client {
     const hr_client_vt *vt;
     hr_whub *wh;
@@ -97,9 +101,25 @@ struct hr_client {
     char *user;                   /* "" = anonymous (shared, see hr_client_set_user) */
     hr_client *wnext, *wprev;     /* in the worker's client list (server commands) */
     uint32_t nsubs;               /* at most channels.max_subscriptions */
-    char id[HR_CLIENT_ID_SIZE];   /* client id */
+    uint8_t id_bin[HR_CLIENT_ID_BYTES]; /* the id, binary: read it with hr_client_id */
+    uint8_t id_kind;              /* HR_CLIENT_ID_HEX, or _PUSHER: two 32-bit numbers (host order) first */
     bool closing;                 /* the front end's own flag (it is closing the client), in what would be padding */
 };
+
+/* A client id formatted, by value: hr_client_id(c).s lives to the end of
+ * the full expression that calls it; keep the struct to hold it longer. */
+typedef struct hr_client_idstr {
+    char s[HR_CLIENT_ID_SIZE];
+} hr_client_idstr;
+hr_client_idstr hr_client_id(const hr_client *c);
+
+/* Give a client a new random id (16 bytes, shown as 32 hex digits). */
+void hr_client_id_random(hr_client *c);
+/* Set a client's id from its 32-hex-digit form (one made by
+ * hr_client_id_random and shown before); HR_ERR_INVALID if it is not one. */
+int hr_client_id_parse(hr_client *c, const char *hex);
+/* Set a Pusher socket id, shown "a.b". */
+void hr_client_id_pusher(hr_client *c, uint32_t a, uint32_t b);
 
 /* Set (replacing) or free a client's user. The anonymous user "" is one
  * shared constant, not a copy per client (a 32-byte allocation less for
@@ -107,19 +127,22 @@ struct hr_client {
 void hr_client_set_user(hr_client *c, const char *user);
 void hr_client_free_user(hr_client *c);
 
-/* One per subscription of every subscriber: 72 bytes (an 80-byte malloc
- * chunk), so the small fields share the last word. */
+/* One per subscription of every subscriber: 64 bytes (from the worker's
+ * pools), the small fields sharing the last word. */
 struct hr_sub {
     hr_sub *chan_next, *chan_prev;  /* in the local channel (or the pattern list) */
     hr_sub *client_next;            /* in the client's list */
     hr_client *client;
-    hr_local_chan *lc;              /* NULL for pattern subscriptions */
-    char *pattern;                  /* pattern subscriptions: the pattern */
+    union {
+        hr_local_chan *lc;          /* a channel's subscription (is_pattern false) */
+        char *pattern;              /* a pattern subscription's pattern (is_pattern true) */
+    };
     uint64_t offset;                /* last offset delivered (skip older ones) */
     void *hold;                     /* the front end's while its subscribe is answered (ops.h hr_op_hold) */
     uint32_t pattern_len;           /* channel names are at most 65535 bytes */
     bool presence;                  /* in the channel's presence set */
     bool gone;                      /* unsubscribed during a fan-out; freed after it */
+    bool is_pattern;                /* which member of the union is set */
 };
 
 struct hr_whub {
@@ -151,6 +174,10 @@ struct hr_whub {
     /* tasks posted by other workers (hr_hub_post), guarded by inbox_mu */
     struct hr_task *tasks;
     size_t tasks_n, tasks_cap;
+    /* this worker's object pools (core/pool.h): its subscriptions, and the
+     * upper layers' per-connection structs (connections, WebSocket state,
+     * raw clients); used on this worker's thread only */
+    hr_pools pools;
 };
 
 /* Add n to one of a worker's counters (only its own thread writes them). */

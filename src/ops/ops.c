@@ -322,7 +322,7 @@ hr_op_result hr_op_may_list_channels(const hr_actor *a, const char *pat, size_t 
 /* {"client":ID,"user":USER[,"info":INFO]}: the actor in presence and join/leave pushes. */
 static void client_info(const hr_actor *a, hr_buf *b)
 {
-    hr_buf_printf(b, "{\"client\":\"%s\",\"user\":", a->client->id);
+    hr_buf_printf(b, "{\"client\":\"%s\",\"user\":", hr_client_id(a->client).s);
     hr_json_append_string(b, a->client->user, strlen(a->client->user));
     if (a->info) {
         hr_buf_append_str(b, ",\"info\":");
@@ -359,17 +359,17 @@ static void webhook_member(const hr_actor *a, const char *ch, size_t len, const 
         hr_buf_append(&id, "", 1);
         user = (const char *)id.data;
     }
-    hr_webhook_member(a->opts->webhook, ch, len, user, a->client->id, info, add);
+    hr_webhook_member(a->opts->webhook, ch, len, user, hr_client_id(a->client).s, info, add);
     hr_buf_free(&id);
 }
 
 void hr_op_subscribe_commit(const hr_actor *a, hr_sub *sub, const hr_chan_policy *pol)
 {
-    if (!sub->lc) return; /* a pattern: no presence, no join */
+    if (sub->is_pattern) return; /* no presence, no join */
     size_t len = 0;
     const char *ch = hr_hub_sub_channel(sub, &len);
     if (pol->presence) {
-        a->engine->vt->presence_add(a->engine, ch, len, a->client->id, a->client->user, a->info, NULL, NULL);
+        a->engine->vt->presence_add(a->engine, ch, len, hr_client_id(a->client).s, a->client->user, a->info, NULL, NULL);
         webhook_member(a, ch, len, a->info, true);
         sub->presence = true;
     }
@@ -378,7 +378,7 @@ void hr_op_subscribe_commit(const hr_actor *a, hr_sub *sub, const hr_chan_policy
 
 void hr_op_leave(const hr_actor *a, hr_sub *sub, bool announce)
 {
-    if (!sub->lc) {
+    if (sub->is_pattern) {
         hr_hub_unsubscribe(a->client, sub);
         return;
     }
@@ -393,7 +393,7 @@ void hr_op_leave(const hr_actor *a, hr_sub *sub, bool announce)
     hr_hub_unsubscribe(a->client, sub);
     hr_chan_policy pol;
     bool known = hr_ops_policy(a->opts, name, len, &pol) == 0;
-    if (pres) a->engine->vt->presence_remove(a->engine, name, len, a->client->id, NULL, NULL);
+    if (pres) a->engine->vt->presence_remove(a->engine, name, len, hr_client_id(a->client).s, NULL, NULL);
     if (announce && known && pol.join_leave) join_leave(a, name, len, false);
     hr_free(name);
 }
@@ -499,10 +499,13 @@ typedef struct publisher {
     const char *user, *client;
 } publisher;
 
-static publisher publisher_of(const hr_actor *a)
+/* The publisher of a's publication; its client id is formatted into *id. */
+static publisher publisher_of(const hr_actor *a, hr_client_idstr *id)
 {
+    bool client = is_client(a) && a->client;
+    if (client) *id = hr_client_id(a->client);
     return (publisher){a->opts->webhook, a->wh, a->kind, is_client(a) && user_of(a)[0] ? user_of(a) : NULL,
-                       is_client(a) && a->client ? a->client->id : NULL};
+                       client ? id->s : NULL};
 }
 
 static publisher publisher_dup(const publisher *by)
@@ -563,7 +566,8 @@ hr_op_result hr_op_publish_pub(const hr_actor *a, hr_pub *p, const char *idem_ke
     if (r.rc) return r;
     if (is_client(a) && pol.proxy_publish) return refuse(HR_OP_HOOK_UNSUPPORTED, unsupported_pub);
     hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
-    publisher by = publisher_of(a);
+    hr_client_idstr id;
+    publisher by = publisher_of(a, &id);
     engine_publish(a->engine, &by, &o, p, idem_key, idem_len, cb, ud);
     return ok();
 }
@@ -627,7 +631,8 @@ hr_op_result hr_op_publish(const hr_actor *a, const char *ch, size_t len, const 
     hr_op_result r = hr_op_may_publish(a, ch, len, dlen, idem_key, idem_len, &pol);
     if (r.rc) return r;
     hr_chan_opts o = HR_OPS_CHAN_OPTS(a->opts, pol);
-    publisher by = publisher_of(a);
+    hr_client_idstr id;
+    publisher by = publisher_of(a, &id);
     if (!is_client(a) || !pol.proxy_publish) {
         publish_now(a->engine, &by, &o, ch, len, data, dlen, idem_key, idem_len, cb, ud);
         return ok();

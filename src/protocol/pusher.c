@@ -257,7 +257,8 @@ static bool encode_pub(hr_pusher *p, const hr_pub *pub, hr_enc_cache *cache, int
 static bool excluded(const hr_pusher *p, const hr_enc_cache *cache)
 {
     const hr_sbuf *x = cache->slot[HR_ENC_PUSHER_EXCLUDE];
-    return x && x->len == strlen(p->client.id) && memcmp(x->data, p->client.id, x->len) == 0;
+    hr_client_idstr id = hr_client_id(&p->client);
+    return x && x->len == strlen(id.s) && memcmp(x->data, id.s, x->len) == 0;
 }
 
 /* Does sub's subscriber want positions (docs/pusher.md, "Recovery")? */
@@ -297,7 +298,7 @@ static void pusher_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_c
     }
     if (p->sink->queued(p->t) > (size_t)p->opts->max_queued_bytes) {
         hr_whub_count(&c->wh->slow_disconnects, 1);
-        hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_PUSHER_RECONNECT),
+        hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", hr_client_id(c).s), HR_LOG_I("code", HR_PUSHER_RECONNECT),
                  HR_LOG_S("msg", "slow consumer, disconnecting"));
         close_with(p, HR_PUSHER_RECONNECT, "slow consumer: reconnect", true);
         return;
@@ -416,7 +417,7 @@ static void pres_on_event(hr_pusher *p, hr_sub *sub, const hr_pub *pub)
     const char *pname = NULL;
     hr_buf name = HR_BUF_INIT;
     const hr_pusher_app *app = NULL;
-    if (!client || !strcmp(client, p->client.id) ||
+    if (!client || !strcmp(client, hr_client_id(&p->client).s) ||
         hr_pusher_from_herald(p->opts->ops.pusher, pub->channel, pub->channel_len, &app, &name))
         goto done;
     pname = (const char *)name.data;
@@ -648,7 +649,7 @@ static void on_presence_list(void *ud, int err, const hr_presence *list)
         return;
     }
     for (size_t i = 0; !err && i < list->n; i++)
-        if (strcmp(list->entries[i].client, p->client.id))
+        if (strcmp(list->entries[i].client, hr_client_id(&p->client).s))
             pres_add(m, list->entries[i].client, list->entries[i].info, list->entries[i].user);
     /* distinct user ids other than this connection's */
     size_t users = 0;
@@ -671,7 +672,7 @@ static void on_presence_list(void *ud, int err, const hr_presence *list)
         hr_chan_policy pol;
         hr_ops_policy(&p->opts->ops, x->ch, x->len, &pol);
         hr_op_subscribe_commit(&a, sub, &pol);
-        pres_add(m, p->client.id, m->info, p->client.user);
+        pres_add(m, hr_client_id(&p->client).s, m->info, p->client.user);
         subscribed(p, sub, (const char *)name.data, name.len, x);
     }
     hr_buf_free(&name);
@@ -769,7 +770,8 @@ static void on_subscribe(hr_pusher *p, json_t *data)
                        "herald_since must be {\"offset\": integer, \"epoch\": string of 16 characters at most}", 400);
         return;
     }
-    hr_op_pusher_cred cred = {p->client.id, auth, alen, cd, dlen};
+    hr_client_idstr id = hr_client_id(&p->client);
+    hr_op_pusher_cred cred = {id.s, auth, alen, cd, dlen};
     hr_op_sub_req req = {.pusher = &cred};
     hr_actor a = actor(p, m ? m->info : NULL);
     hr_chan_policy pol;
@@ -855,7 +857,8 @@ static void on_client_event(hr_pusher *p, const char *event, json_t *msg)
     if (data) hr_json_dump(data, &body);
     else hr_buf_append_str(&body, "null");
     hr_buf_append_str(&body, ",\"socket_id\":");
-    hr_json_append_string(&body, p->client.id, strlen(p->client.id));
+    hr_client_idstr id = hr_client_id(&p->client);
+    hr_json_append_string(&body, id.s, strlen(id.s));
     if (m) {
         hr_buf_append_str(&body, ",\"user_id\":");
         hr_json_append_string(&body, m->user_id, strlen(m->user_id));
@@ -885,7 +888,7 @@ static void on_signin(hr_pusher *p, json_t *data)
         send_error(p, 0, "this connection is already signed in");
         return;
     }
-    if (hr_pusher_check_user_auth(p->app, p->client.id, ud, ulen, auth, alen)) {
+    if (hr_pusher_check_user_auth(p->app, hr_client_id(&p->client).s, ud, ulen, auth, alen)) {
         refuse(p, HR_PUSHER_UNAUTHORIZED, "invalid signin signature");
         return;
     }
@@ -995,7 +998,7 @@ hr_pusher *hr_pusher_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_v
     hr_client_set_user(&p->client, "");
     uint32_t r[2];
     hr_random_bytes(r, sizeof(r));
-    snprintf(p->client.id, sizeof(p->client.id), "%u.%u", r[0] & 0x7fffffff, r[1] & 0x7fffffff);
+    hr_client_id_pusher(&p->client, r[0] & 0x7fffffff, r[1] & 0x7fffffff);
     p->opts = opts;
     p->sink = sink;
     p->t = t;
@@ -1030,7 +1033,7 @@ void hr_pusher_open(hr_pusher *p)
     }
     hr_hub_client_add(&p->client);
     char d[128];
-    int n = snprintf(d, sizeof(d), "{\"socket_id\":\"%s\",\"activity_timeout\":%lld}", p->client.id,
+    int n = snprintf(d, sizeof(d), "{\"socket_id\":\"%s\",\"activity_timeout\":%lld}", hr_client_id(&p->client).s,
                      (long long)(p->app->activity_timeout_ms / 1000));
     send_event_str(p, "pusher:connection_established", NULL, 0, d, (size_t)n);
     p->last_rx = now_of(p);

@@ -65,7 +65,7 @@ struct hr_raw {
     const hr_sink_vt *sink;
     void *t;
     raw_more *more;            /* NULL until needed */
-};                             /* 120 bytes (a 128-byte chunk); closing is client.closing */
+};                             /* 104 bytes (from the worker's pools); closing is client.closing */
 
 /* Raw mode's name in client webhooks. */
 #define RAW_TRANSPORT "websocket-raw"
@@ -109,7 +109,7 @@ static void raw_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cach
     if (!hr_urlsubs_delivers(c, sub, pub)) return;
     if (r->sink->queued(r->t) > (size_t)r->opts->max_queued_bytes) {
         hr_whub_count(&c->wh->slow_disconnects, 1);
-        hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_DISC_SLOW),
+        hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", hr_client_id(c).s), HR_LOG_I("code", HR_DISC_SLOW),
                  HR_LOG_S("msg", "slow consumer, disconnecting"));
         raw_close(r, HR_DISC_SLOW, "slow consumer: reconnect", true);
         return;
@@ -133,7 +133,7 @@ static void raw_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
         if (!c->nsubs) raw_close(r, HR_RAW_CLOSE_NORMAL, reason, false);
         return;
     }
-    hr_logev(HR_LOG_INFO, "client_disconnected_by_api", HR_LOG_S("client", c->id), HR_LOG_I("code", cmd->code),
+    hr_logev(HR_LOG_INFO, "client_disconnected_by_api", HR_LOG_S("client", hr_client_id(c).s), HR_LOG_I("code", cmd->code),
              HR_LOG_S("msg", "disconnected by the server API"));
     raw_close(r, cmd->code, reason, false);
 }
@@ -152,7 +152,7 @@ static void on_exp(hr_timer *t, void *wheel_data)
 {
     HR_UNUSED(wheel_data);
     hr_raw *r = HR_CONTAINER_OF(t, raw_more, exp)->r;
-    hr_logev(HR_LOG_INFO, "client_token_expired", HR_LOG_S("client", r->client.id), HR_LOG_I("code", HR_DISC_TOKEN_EXPIRED),
+    hr_logev(HR_LOG_INFO, "client_token_expired", HR_LOG_S("client", hr_client_id(&r->client).s), HR_LOG_I("code", HR_DISC_TOKEN_EXPIRED),
              HR_LOG_S("msg", "token expired, disconnecting"));
     raw_close(r, HR_DISC_TOKEN_EXPIRED, "token expired", false);
 }
@@ -165,14 +165,19 @@ static void arm_exp(hr_raw *r, int64_t exp)
     hr_timer_start(wheel_of(r), &m->exp, in > 0 ? (uint64_t)in * 1000 : 0);
 }
 
-static hr_webhook_who who_of(hr_raw *r) { return (hr_webhook_who){r->client.id, r->client.user, RAW_TRANSPORT}; }
+/* id: r's formatted id, kept by the caller while the result is used */
+static hr_webhook_who who_of(hr_raw *r, const hr_client_idstr *id)
+{
+    return (hr_webhook_who){id->s, r->client.user, RAW_TRANSPORT};
+}
 
 /* client_connected, once the channels are accepted. */
 static void announce_connected(hr_raw *r, const char *remote)
 {
     hr_webhook *wh = r->opts->ops.webhook;
     if (!wh) return;
-    hr_webhook_who who = who_of(r);
+    hr_client_idstr id = hr_client_id(&r->client);
+    hr_webhook_who who = who_of(r, &id);
     more_of(r)->whc = hr_webhook_connected(wh, &who, remote && remote[0] ? remote : NULL);
 }
 
@@ -190,11 +195,11 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
         *status = st;
         return NULL;
     }
-    hr_raw *r = hr_calloc(1, sizeof(*r));
+    hr_raw *r = hr_pool_alloc(&wh->pools, sizeof(*r));
     r->client.vt = &raw_client_vt;
     r->client.wh = wh;
     hr_client_set_user(&r->client, who ? who->user : NULL);
-    hr_urlsubs_client_id(r->client.id);
+    hr_client_id_random(&r->client);
     r->opts = opts;
     r->sink = sink;
     r->t = t;
@@ -202,7 +207,7 @@ hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sin
     if (st) {
         *status = st;
         hr_client_free_user(&r->client);
-        hr_free(r);
+        hr_pool_free(&wh->pools, r);
         hr_free(refs);
         hr_free(buf);
         return NULL;
@@ -223,7 +228,7 @@ void hr_raw_closed(hr_raw *r, int code, const char *reason)
     if (r) hr_webhook_closing(whc_of(r), code, reason);
 }
 
-const char *hr_raw_client_id(const hr_raw *r) { return r->client.id; }
+hr_client_idstr hr_raw_client_id(const hr_raw *r) { return hr_client_id(&r->client); }
 
 static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
 {
@@ -387,7 +392,8 @@ void hr_raw_free(hr_raw *r)
     hr_hub_client_remove(&r->client);
     while (r->client.subs) leave_channel(r, r->client.subs);
     if (m && m->whc) {
-        hr_webhook_who who = who_of(r);
+        hr_client_idstr id = hr_client_id(&r->client);
+    hr_webhook_who who = who_of(r, &id);
         hr_webhook_disconnected(r->opts->ops.webhook, m->whc, &who, HR_DISC_CONN_CLOSED, "connection closed");
     }
     if (m) {
@@ -400,5 +406,5 @@ void hr_raw_free(hr_raw *r)
         hr_free(m);
     }
     hr_client_free_user(&r->client);
-    hr_free(r);
+    hr_pool_free(&r->client.wh->pools, r);
 }

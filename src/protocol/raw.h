@@ -56,7 +56,7 @@ typedef struct hr_raw_token {
  * A channel given twice counts once. t is the sink's transport handle. */
 hr_raw *hr_raw_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink_vt *sink, void *t, const char *query,
                    size_t qlen, const hr_raw_token *tok, int *status, char *msg, size_t msgcap);
-const char *hr_raw_client_id(const hr_raw *r);
+hr_client_idstr hr_raw_client_id(const hr_raw *r);
 /* One complete message from the client. */
 void hr_raw_on_message(hr_raw *r, bool binary, const uint8_t *data, size_t len);
 /* The transport is gone: leave channels (presence, leave events), free. */

@@ -207,9 +207,10 @@ static hr_engine *engine_of(hr_session *s) { return s->client.wh->hub->engine; }
 
 static hr_webhook *webhook_of(hr_session *s) { return s->opts->ops.webhook; }
 
-static hr_webhook_who who_of(hr_session *s)
+/* id: s's formatted id, kept by the caller while the result is used */
+static hr_webhook_who who_of(hr_session *s, const hr_client_idstr *id)
 {
-    return (hr_webhook_who){s->client.id, s->client.user, s->sink->transport};
+    return (hr_webhook_who){id->s, s->client.user, s->sink->transport};
 }
 
 /* The session ends the connection: the code and reason its
@@ -486,7 +487,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
         if (!hr_op_hold_add(&((shold *)sub->hold)->held, &s->opts->ops, sub, pub)) { /* engine far behind */
             s->closing = true;
             hr_whub_count(&c->wh->slow_disconnects, 1);
-            hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_DISC_SLOW),
+            hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", hr_client_id(c).s), HR_LOG_I("code", HR_DISC_SLOW),
                      HR_LOG_S("msg", "too many publications while subscribing, disconnecting"));
             sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         }
@@ -495,7 +496,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     if (s->sink->queued(s->t) > (size_t)s->opts->max_queued_bytes) {
         s->closing = true;
         hr_whub_count(&c->wh->slow_disconnects, 1);
-        hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", c->id), HR_LOG_I("code", HR_DISC_SLOW),
+        hr_logev(HR_LOG_INFO, "client_slow", HR_LOG_S("client", hr_client_id(c).s), HR_LOG_I("code", HR_DISC_SLOW),
                  HR_LOG_S("msg", "slow consumer, disconnecting"));
         sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         return;
@@ -517,7 +518,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
             hr_buf b = HR_BUF_INIT;
             if (hr_native_json_to_msgpack((const char *)json->data, json->len, &b)) {
                 hr_buf_free(&b);
-                hr_logf(HR_LOG_WARN, "client_encoding_failed", "client %s: cannot encode a push as MessagePack, disconnecting", c->id);
+                hr_logf(HR_LOG_WARN, "client_encoding_failed", "client %s: cannot encode a push as MessagePack, disconnecting", hr_client_id(c).s);
                 s->closing = true;
                 sink_disconnect(s, HR_DISC_ENCODING, "publication not representable in MessagePack", false);
                 return;
@@ -542,7 +543,7 @@ static void send_payload(hr_session *s, const uint8_t *json, size_t len)
     if (hr_native_json_to_msgpack((const char *)json, len, &b) == 0) {
         s->sink->send(s->t, b.data, b.len, true);
     } else { /* never silently: the client would wait for replies forever */
-        hr_logf(HR_LOG_WARN, "client_encoding_failed", "client %s: cannot encode a reply as MessagePack, disconnecting", s->client.id);
+        hr_logf(HR_LOG_WARN, "client_encoding_failed", "client %s: cannot encode a reply as MessagePack, disconnecting", hr_client_id(&s->client).s);
         s->closing = true;
         sink_disconnect(s, HR_DISC_ENCODING, "reply not representable in MessagePack", false);
     }
@@ -568,7 +569,7 @@ static void session_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
         hr_native_disconnect(&b, cmd->code, reason, cmd->code < 3500);
         send_payload(s, b.data, b.len);
         s->closing = true;
-        hr_logev(HR_LOG_INFO, "client_disconnected_by_api", HR_LOG_S("client", c->id), HR_LOG_I("code", cmd->code),
+        hr_logev(HR_LOG_INFO, "client_disconnected_by_api", HR_LOG_S("client", hr_client_id(c).s), HR_LOG_I("code", cmd->code),
                  HR_LOG_S("msg", "disconnected by the server API"));
         sink_disconnect(s, cmd->code, reason, false);
     }
@@ -607,7 +608,7 @@ static void on_sub_history(void *ud, int err, const hr_history *h)
     hr_buf *b = &q->pc->b;
     shold *hold = q->hold;
     if (err) {
-        hr_logf(HR_LOG_WARN, "engine_failed", "client %s: subscribe: the engine failed (%s)", s->client.id, hr_strerror(err));
+        hr_logf(HR_LOG_WARN, "engine_failed", "client %s: subscribe: the engine failed (%s)", hr_client_id(&s->client).s, hr_strerror(err));
         sub_refused(q, HR_PE_INTERNAL, "the engine is unavailable: retry later");
         return;
     }
@@ -690,7 +691,7 @@ static void sub_go_on(sreq *q, hr_sub *sub, const char *info)
 static hr_op_result backend_disconnect(sreq *q, hr_op_result res, const char *what)
 {
     if (res.rc != HR_OP_BACKEND_DISCONNECT) return res;
-    hr_logf(HR_LOG_INFO, "client_disconnected_by_backend", "client %s: %s: the backend disconnects it (code %d)", q->s->client.id, what, res.code);
+    hr_logf(HR_LOG_INFO, "client_disconnected_by_backend", "client %s: %s: the backend disconnects it (code %d)", hr_client_id(&q->s->client).s, what, res.code);
     hr_free(q->f->disc_own);
     q->f->disc_own = hr_strdup(res.detail ? res.detail : "disconnected by the backend");
     disconnect_after(q->f, res.code, q->f->disc_own);
@@ -767,7 +768,7 @@ static void leave_channel(hr_session *s, hr_sub *sub)
 
 static void engine_failed(sreq *q, int err, const char *what)
 {
-    hr_logf(HR_LOG_WARN, "engine_failed", "client %s: %s: the engine failed (%s)", q->s->client.id, what, hr_strerror(err));
+    hr_logf(HR_LOG_WARN, "engine_failed", "client %s: %s: the engine failed (%s)", hr_client_id(&q->s->client).s, what, hr_strerror(err));
     if (err == HR_ERR_STORAGE) set_error(q->r, HR_PE_STORAGE_UNAVAILABLE, "storage unavailable");
     else set_error(q->r, HR_PE_INTERNAL, "the engine is unavailable: retry later");
 }
@@ -961,7 +962,7 @@ static void disconnect_now(hr_session *s, int code, const char *reason)
     hr_buf_free(&b);
     if (s->closing) return;
     s->closing = true;
-    hr_logf(HR_LOG_INFO, "client_disconnected", "client %s: %s, disconnecting (code %d)", s->client.id, reason, code);
+    hr_logf(HR_LOG_INFO, "client_disconnected", "client %s: %s, disconnecting (code %d)", hr_client_id(&s->client).s, reason, code);
     sink_disconnect(s, code, reason, false);
 }
 
@@ -1049,7 +1050,8 @@ static int verify_conn_token(hr_session *s, const char *tok, size_t len, hr_jwt_
 static void announce_connected(hr_session *s)
 {
     if (!webhook_of(s)) return;
-    hr_webhook_who who = who_of(s);
+    hr_client_idstr id = hr_client_id(&s->client);
+    hr_webhook_who who = who_of(s, &id);
     s->whc = hr_webhook_connected(webhook_of(s), &who, s->remote);
     hr_free(s->remote);
     s->remote = NULL;
@@ -1068,7 +1070,7 @@ static bool connect_token(hr_session *s, sframe *f, hr_str tok, hr_jwt_claims *c
         *err = rc;
         if (rc == HR_PE_TOKEN_EXPIRED) disconnect_after(f, HR_DISC_TOKEN_EXPIRED, "token expired");
         else disconnect_after(f, HR_DISC_INVALID_TOKEN, "invalid token");
-        hr_logev(HR_LOG_INFO, "connect_refused", HR_LOG_S("client", s->client.id),
+        hr_logev(HR_LOG_INFO, "connect_refused", HR_LOG_S("client", hr_client_id(&s->client).s),
                  HR_LOG_S("msg", *detail ? *detail : "bad token"));
         note_refused(s, false, rc == HR_PE_TOKEN_EXPIRED ? HR_DISC_TOKEN_EXPIRED : HR_DISC_INVALID_TOKEN,
                      *detail ? *detail : "bad token");
@@ -1102,7 +1104,7 @@ static void connect_reply(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd
     s->connected = true;
     announce_connected(s);
     cstr(cmd->name, s->name, sizeof(s->name));
-    hr_buf_printf(text(r), "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", s->client.id,
+    hr_buf_printf(text(r), "{\"client\":\"%s\",\"version\":\"" HERALD_VERSION "\",\"ping\":%lld", hr_client_id(&s->client).s,
                   (long long)(s->opts->ping_interval_ms / 1000));
     if (with_user) {
         hr_buf_append_str(text(r), ",\"user\":");
@@ -1135,9 +1137,11 @@ static void connect_reply(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd
 
 /* ---- backend hooks ----------------------------------------------------------------- */
 
-static hr_proxy_ctx hook_ctx(hr_session *s)
+/* id: s's formatted id, kept by the caller while the context is used */
+static hr_proxy_ctx hook_ctx(hr_session *s, hr_client_idstr *id)
 {
-    return (hr_proxy_ctx){.client = s->client.id, .transport = s->be->transport,
+    *id = hr_client_id(&s->client);
+    return (hr_proxy_ctx){.client = id->s, .transport = s->be->transport,
                           .protocol = s->enc == HR_NATIVE_MSGPACK ? "msgpack" : "json", .user = s->client.user};
 }
 
@@ -1177,7 +1181,8 @@ static void on_connect_answer(const hr_proxy_result *res, void *ud);
 static bool start_connect_hook(hr_session *s, const hr_cmd *cmd, hr_jwt_claims *cl)
 {
     sbackend *be = s->be;
-    hr_proxy_ctx ctx = hook_ctx(s);
+    hr_client_idstr id;
+    hr_proxy_ctx ctx = hook_ctx(s, &id);
     ctx.user = NULL;
     if (be->origin) {
         ctx.remote_addr = be->origin->remote_addr;
@@ -1218,7 +1223,7 @@ static void connect_answered(hr_session *s, sframe *f, creply *r, const hr_cmd *
 {
     sbackend *be = s->be;
     if (res->fail || res->answer->kind != HR_PROXY_RESULT) {
-        if (res->fail) hr_logf(HR_LOG_INFO, "connect_failed", "client %s: connect: %s", s->client.id, res->message);
+        if (res->fail) hr_logf(HR_LOG_INFO, "connect_failed", "client %s: connect: %s", hr_client_id(&s->client).s, res->message);
         backend_refused(s, f, r, res);
         /* not connected: forget what a token of this attempt set (a retry starts over) */
         hr_client_set_user(&s->client, "");
@@ -1281,7 +1286,8 @@ static void proxied_expiry(hr_session *s, exp_timer *x)
         disconnect_now(s, HR_DISC_TOKEN_EXPIRED, "session expired");
         return;
     }
-    hr_proxy_ctx ctx = hook_ctx(s);
+    hr_client_idstr id;
+    hr_proxy_ctx ctx = hook_ctx(s, &id);
     if (be->req || !hr_proxy_enabled(be->p, HR_HOOK_REFRESH) ||
         hr_proxy_call(be->p, HR_HOOK_REFRESH, &ctx, NULL, on_refresh_answer, s, &be->req))
         hr_timer_start(wheel_of(s), &x->t, (uint64_t)left);
@@ -1326,7 +1332,8 @@ static void do_rpc(hr_session *s, sframe *f, creply *r, const hr_cmd *cmd)
         req_done(x);
         return;
     }
-    hr_proxy_ctx ctx = hook_ctx(s);
+    hr_client_idstr id;
+    hr_proxy_ctx ctx = hook_ctx(s, &id);
     ctx.method = method;
     ctx.data = cmd->data.p;
     ctx.data_len = cmd->data.n;
@@ -1354,7 +1361,7 @@ static void do_refresh(hr_session *s, const hr_cmd *cmd, hr_buf *res, int *err, 
     } else {
         arm_expiry(s, cl.has_exp, cl.exp);
         hr_buf_append_str(res, "{\"client\":\"");
-        hr_buf_append_str(res, s->client.id);
+        hr_buf_append_str(res, hr_client_id(&s->client).s);
         hr_buf_append_str(res, "\"");
         append_expiry(s, res);
         hr_buf_append(res, "}", 1);
@@ -1482,7 +1489,7 @@ hr_session *hr_session_new(hr_whub *wh, const hr_proto_opts *opts, const hr_sink
     s->client.vt = &session_client_vt;
     s->client.wh = wh;
     hr_client_set_user(&s->client, "");
-    hr_random_hex(s->client.id, 16);
+    hr_client_id_random(&s->client);
     s->opts = opts;
     s->sink = sink;
     s->t = t;
@@ -1548,7 +1555,7 @@ static void queue_frame(hr_session *s, const uint8_t *data, size_t len)
     sbackend *be = s->be;
     if (be->queued + len > s->budget) {
         s->closing = true;
-        hr_logev(HR_LOG_INFO, "client_too_many_commands", HR_LOG_S("client", s->client.id), HR_LOG_I("code", HR_DISC_TOO_MANY_REQUESTS),
+        hr_logev(HR_LOG_INFO, "client_too_many_commands", HR_LOG_S("client", hr_client_id(&s->client).s), HR_LOG_I("code", HR_DISC_TOO_MANY_REQUESTS),
                  HR_LOG_S("msg", "too many commands while connect waits for the backend, disconnecting"));
         s->sink->disconnect(s->t, HR_DISC_TOO_MANY_REQUESTS, "too many commands before connect was answered", false);
         return;
@@ -1689,7 +1696,8 @@ void hr_session_free(hr_session *s)
     backend_free(s);
     while (s->client.subs) leave_channel(s, s->client.subs);
     if (s->whc) {
-        hr_webhook_who who = who_of(s);
+        hr_client_idstr id = hr_client_id(&s->client);
+    hr_webhook_who who = who_of(s, &id);
         hr_webhook_disconnected(webhook_of(s), s->whc, &who, HR_DISC_CONN_CLOSED, "connection closed");
     }
     while (s->frames) {

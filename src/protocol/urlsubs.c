@@ -234,15 +234,15 @@ static bool is_exact_sub(const hr_sub *s, const hr_pub *pub)
 {
     size_t len;
     const char *name = hr_hub_sub_channel(s, &len);
-    return s->lc && len == pub->channel_len && memcmp(name, pub->channel, len) == 0;
+    return !s->is_pattern && len == pub->channel_len && memcmp(name, pub->channel, len) == 0;
 }
 
 bool hr_urlsubs_delivers(const hr_client *c, const hr_sub *sub, const hr_pub *pub)
 {
-    if (sub->lc || c->nsubs <= 1) return true;
+    if (!sub->is_pattern || c->nsubs <= 1) return true;
     const hr_sub *first = NULL;
     for (const hr_sub *s = c->subs; s; s = s->client_next) {
-        if (s->lc) {
+        if (!s->is_pattern) {
             if (is_exact_sub(s, pub)) return false;
         } else if (!first && hr_chan_match(s->pattern, s->pattern_len, pub->channel, pub->channel_len)) {
             first = s;

@@ -56,6 +56,12 @@ const hr_option hr_options[] = {
      "connection that queues something, at most this many bytes per worker. A saturated fan-out grows every "
      "subscriber's queue each loop turn: rings past this bound are freed and allocated again each turn, and the "
      "allocator gives that memory back to the kernel and takes it again (kernel time per delivery). 0 keeps none."},
+    {"server.object_pool_spare_bytes", HR_OPT_SIZE, OFF(object_pool_spare_bytes), "1MiB", 0, 1 * GiB, NULL, NULL,
+     "Each worker carves its connections' small fixed-size structs (the connection, its WebSocket state, a raw "
+     "client, a subscription) from 64 KiB blocks of its own, without malloc's per-allocation overhead. A block "
+     "whose objects are all freed (after many clients left) is kept for the next connections while the worker's "
+     "empty blocks stay within this many bytes; any further empty block goes back to the kernel at once. 0 keeps "
+     "none."},
     {"server.log_level", HR_OPT_STRING, OFF(log_level), "info", 0, 0, "HERALD_LOG_LEVEL", "--log-level",
      "debug, info, warn, error or off."},
     {"server.log_format", HR_OPT_STRING, OFF(log_format), "text", 0, 0, "HERALD_LOG_FORMAT", "--log-format",

@@ -36,6 +36,7 @@ typedef struct hr_config {
     int64_t max_connections;    /* per process (lowered to fit RLIMIT_NOFILE at start-up) */
     int64_t accept_backoff_ms;  /* listener pause after accept ran out of descriptors */
     int64_t output_ring_pool_bytes; /* drained output rings kept per worker for reuse */
+    int64_t object_pool_spare_bytes; /* empty object-pool blocks kept per worker (core/pool.h) */
     char *log_level;
     char *log_format;
     int64_t log_refused_rate;

@@ -89,7 +89,9 @@ static int hook_call_start(void *ctx, const hr_op_hook_req *req, hr_op_hook_cb c
         return HR_OP_BACKEND_UNAVAILABLE;
     }
     char *channel = hr_strndup(req->channel, req->channel_len);
-    hr_proxy_ctx pc = {.client = a->client ? a->client->id : "",
+    hr_client_idstr id = {""};
+    if (a->client) id = hr_client_id(a->client);
+    hr_proxy_ctx pc = {.client = id.s,
                        .transport = a->transport ? a->transport : "websocket",
                        .protocol = a->protocol ? a->protocol : "json",
                        .user = a->user ? a->user : "",

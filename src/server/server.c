@@ -152,7 +152,7 @@ static void accept_on(hr_loop *loop, hr_io *io, hr_worker *w, bool tls, uint32_t
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        hr_conn *c = hr_calloc(1, sizeof(*c));
+        hr_conn *c = hr_worker_obj_alloc(w, sizeof(*c));
         c->io.fd = fd;
         c->io.cb = hr_conn_on_io;
         c->layer = &hr_conn_plain;
@@ -567,6 +567,7 @@ int hr_server_start(hr_server *s, hr_config *cfg, char *err, size_t errlen)
         }
         w->loop.on_wake = on_wake;
         w->hub = hr_hub_worker(s->sh.hub, i, &w->loop);
+        hr_pools_set_spare(&w->hub->pools, (size_t)s->cfg->object_pool_spare_bytes);
         /* made before the thread starts, used only by it from then on */
         if (hr_proxy_opts_enabled(&s->proxy) && !(w->proxy = hr_proxy_new(&w->loop, &s->proxy))) {
             snprintf(err, errlen, "proxy: the HTTP client for the backend hooks cannot start (see the log)");

@@ -758,7 +758,7 @@ void hr_conn_end_turn(hr_worker *w)
     while (w->free_list) {
         hr_conn *c = w->free_list;
         w->free_list = c->next;
-        hr_free(c);
+        hr_worker_obj_free(w, c);
     }
 }
 
@@ -766,7 +766,7 @@ void hr_conn_end_turn(hr_worker *w)
 
 hr_conn *hr_conn_open_virtual(hr_worker *w, hr_conn_layer *layer, uint32_t flags)
 {
-    hr_conn *c = hr_calloc(1, sizeof(*c));
+    hr_conn *c = hr_worker_obj_alloc(w, sizeof(*c));
     c->io.fd = -1;
     c->layer = layer;
     c->w = w;

@@ -283,14 +283,14 @@ static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cac
      * within one loop turn is not mistaken for a slow reader */
     if (c->out.bytes > max && hr_conn_write_now(c) > max) {
         hr_whub_count(&c->w->hub->slow_disconnects, 1);
-        hr_logf(HR_LOG_INFO, "client_slow", "sse client %s: slow consumer, ending the stream (it resumes with Last-Event-ID)", cl->id);
+        hr_logf(HR_LOG_INFO, "client_slow", "sse client %s: slow consumer, ending the stream (it resumes with Last-Event-ID)", hr_client_id(cl).s);
         hr_webhook_closing(s->whc, HR_DISC_SLOW, "slow consumer: reconnect and recover");
         sse_end(s, true);
         return;
     }
     int slot = s->envelope && pub->kind == HR_PUB_MESSAGE ? HR_ENC_SSE_ENVELOPE : HR_ENC_SSE;
     if (!cache->slot[slot]) cache->slot[slot] = encode_shared(pub, s->envelope);
-    hr_sse_pos *pos = pub->kind == HR_PUB_MESSAGE && sub->lc ? pos_of(s, sub) : NULL;
+    hr_sse_pos *pos = pub->kind == HR_PUB_MESSAGE && !sub->is_pattern ? pos_of(s, sub) : NULL;
     if (pos) { /* this stream's own id line, then the shared lines */
         pos->offset = pub->offset;
         if (strcmp(pos->epoch, pub->epoch) != 0) memcpy(pos->epoch, pub->epoch, sizeof(pos->epoch));
@@ -316,7 +316,7 @@ static void sse_on_command(hr_client *cl, hr_sub *sub, const hr_pub *cmd)
     if (s->closing || s->start) return; /* not started: not in the worker's client list yet anyway */
     const char *reason = hr_pub_reason(cmd);
     if (cmd->kind == HR_PUB_DISCONNECT) {
-        hr_logf(HR_LOG_INFO, "client_disconnected_by_api", "sse client %s: disconnected by the server API (code %d)", cl->id, cmd->code);
+        hr_logf(HR_LOG_INFO, "client_disconnected_by_api", "sse client %s: disconnected by the server API (code %d)", hr_client_id(cl).s, cmd->code);
         sse_disconnect(s, cmd->code, reason);
         return;
     }
@@ -395,14 +395,19 @@ static void sse_on_shutdown(hr_conn *c)
     sse_disconnect(c->proto, HR_DISC_SHUTDOWN, "server shutting down, reconnect");
 }
 
-static hr_webhook_who who_of(hr_sse *s) { return (hr_webhook_who){s->client.id, s->client.user, SSE_TRANSPORT}; }
+/* id: s's formatted id, kept by the caller while the result is used */
+static hr_webhook_who who_of(hr_sse *s, const hr_client_idstr *id)
+{
+    return (hr_webhook_who){id->s, s->client.user, SSE_TRANSPORT};
+}
 
 static void sse_free(hr_sse *s)
 {
     hr_hub_client_remove(&s->client);
     while (s->client.subs) hr_urlsubs_leave(&s->client, &s->c->w->proto->ops, s->info, s->client.subs);
     if (s->whc) {
-        hr_webhook_who who = who_of(s);
+        hr_client_idstr id = hr_client_id(&s->client);
+    hr_webhook_who who = who_of(s, &id);
         hr_webhook_disconnected(s->c->w->proto->ops.webhook, s->whc, &who, HR_DISC_CONN_CLOSED, "connection closed");
     }
     hr_free(s->info);
@@ -417,7 +422,8 @@ static void announce_connected(hr_sse *s, const char *remote)
 {
     hr_webhook *wh = s->c->w->proto->ops.webhook;
     if (!wh) return;
-    hr_webhook_who who = who_of(s);
+    hr_client_idstr id = hr_client_id(&s->client);
+    hr_webhook_who who = who_of(s, &id);
     s->whc = hr_webhook_connected(wh, &who, remote);
 }
 
@@ -829,8 +835,7 @@ static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const c
     s->client.wh = w->hub;
     hr_client_set_user(&s->client, au.who.user);
     s->exp_at = au.conn.has_exp ? HR_MAX(au.conn.exp, 1) : 0;
-    if (id_or_null) snprintf(s->client.id, sizeof(s->client.id), "%s", id_or_null);
-    else hr_urlsubs_client_id(s->client.id);
+    if (!id_or_null || hr_client_id_parse(&s->client, id_or_null)) hr_client_id_random(&s->client);
     s->c = c;
     s->opt = opt;
     char ev[8]; /* not buf: the channel names in refs live there */
@@ -862,7 +867,7 @@ static void sse_open(hr_conn *c, const hr_http_request *req, bool close, const c
     char *idbuf = hr_malloc(qlen + 1);
     const char *id = last_event_id(req, idbuf, qlen, &idlen);
     int nid = id ? hr_sse_id_parse(id, idlen, asked, k) : 0;
-    if (id && nid < 0) hr_logf(HR_LOG_INFO, "sse_bad_last_event_id", "sse client %s: malformed Last-Event-ID, nothing recoverable", s->client.id);
+    if (id && nid < 0) hr_logf(HR_LOG_INFO, "sse_bad_last_event_id", "sse client %s: malformed Last-Event-ID, nothing recoverable", hr_client_id(&s->client).s);
     hr_free(idbuf);
     hr_engine *e = w->hub->hub->engine;
     sse_start *ss = hr_calloc(1, sizeof(*ss));
@@ -1086,7 +1091,7 @@ static void start_step(sse_start *st)
     /* the stream starts */
     char hdrs[1024];
     snprintf(hdrs, sizeof(hdrs), "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Herald-Client: %s\r\n%s",
-             s->client.id, st->cors);
+             hr_client_id(&s->client).s, st->cors);
     hr_buf b = HR_BUF_INIT;
     hr_buf_append_str(&b, ":ok\n");
     if (opt->sse_retry_ms) hr_buf_printf(&b, "retry: %lld\n", (long long)opt->sse_retry_ms);
@@ -1099,7 +1104,7 @@ static void start_step(sse_start *st)
     /* the starting id: where the client asked to resume, else where the channel is */
     for (size_t j = 0; j < k; j++) s->pos[j] = nid > 0 && j < (size_t)nid ? asked[j] : rec[j].now;
     char data[64];
-    int dn = snprintf(data, sizeof(data), "{\"client\":\"%s\"}", s->client.id);
+    int dn = snprintf(data, sizeof(data), "{\"client\":\"%s\"}", hr_client_id(&s->client).s);
     append_event(&b, s, "connected", true, data, (size_t)dn);
     for (size_t j = 0; j < k; j++) {
         if (!st->has_id) break; /* live only */
@@ -1130,7 +1135,7 @@ static void start_step(sse_start *st)
     /* what reached the subscriptions while the engine answered, past the positions */
     s->start = NULL;
     if (st->overflow) { /* too much to hold: the client resumes from the starting id */
-        hr_logf(HR_LOG_INFO, "client_slow", "sse client %s: too many publications while starting, ending the stream", s->client.id);
+        hr_logf(HR_LOG_INFO, "client_slow", "sse client %s: too many publications while starting, ending the stream", hr_client_id(&s->client).s);
         sse_end(s, false);
     }
     hr_op_hold_release(&st->held, &s->client, start_pos, st);

@@ -64,11 +64,10 @@ typedef struct ws_more {
 
 /* Per connection: of the current frame's header only what its payload
  * needs is kept, the unfinished message's state is in ws_more, and the
- * fields are ordered so there is no padding (80 bytes, a 96-byte malloc
- * chunk; docs/benchmarks.md, "Memory per idle WebSocket"). */
+ * fields are ordered so there is little padding (72 bytes, from the
+ * worker's pools; docs/benchmarks.md, "Memory per idle WebSocket"). */
 typedef struct hr_ws {
     const hr_ws_handler *h;
-    const char *subprotocol; /* negotiated (static or config-owned string), or NULL */
     uint64_t frame_len;      /* the current frame's payload length */
     uint64_t got;            /* payload bytes of the current frame consumed */
     ws_more *more;           /* NULL while no message spans reads and no own zlib stream */
@@ -86,6 +85,7 @@ typedef struct hr_ws {
     bool deflate;
     bool frame_fin;          /* the current frame ends its message */
     bool frame_cont;         /* the current frame continues a message */
+    uint8_t subprotocol;     /* negotiated: 1 + its index in subprotocol_list, or 0 for none */
 } hr_ws;
 
 static const hr_conn_vt ws_vt;
@@ -633,7 +633,7 @@ static void ws_on_free(hr_conn *c)
         }
         hr_free(ws->more);
     }
-    hr_free(ws);
+    hr_worker_obj_free(c->w, ws);
 }
 
 static const hr_conn_vt ws_vt = {
@@ -654,28 +654,44 @@ static bool header_equals(const hr_http_header *h, const char *v)
     return h && h->value_len == n && memcmp(h->value, v, n) == 0;
 }
 
-/* First of the server's subprotocols that the client offered, or NULL: the
- * handler's own list when it has one (the native protocol's encodings),
- * else websocket.subprotocols. */
-static const char *pick_subprotocol(const hr_transport_opts *opt, const hr_ws_handler *handler, const hr_http_request *req)
+/* The subprotocols an endpoint offers: the handler's own list when it has
+ * one (the native protocol's encodings), else websocket.subprotocols (at
+ * most HR_CONFIG_MAX_LIST). */
+static const char *const *subprotocol_list(const hr_transport_opts *opt, const hr_ws_handler *handler, size_t *n)
 {
     const char *const *list = handler->subprotocols;
-    size_t n = 0;
-    if (list) {
-        while (list[n]) n++;
-    } else {
-        list = (const char *const *)opt->ws_subprotocols.v;
-        n = opt->ws_subprotocols.n;
+    *n = 0;
+    if (!list) {
+        *n = opt->ws_subprotocols.n;
+        return (const char *const *)opt->ws_subprotocols.v;
     }
-    for (size_t s = 0; s < n; s++) {
+    while (list[*n]) ++*n;
+    return list;
+}
+
+/* First of the endpoint's subprotocols that the client offered: 1 + its
+ * index in subprotocol_list, or 0 for none. */
+static uint8_t pick_subprotocol(const hr_transport_opts *opt, const hr_ws_handler *handler, const hr_http_request *req)
+{
+    size_t n;
+    const char *const *list = subprotocol_list(opt, handler, &n);
+    for (size_t s = 0; s < n && s < UINT8_MAX; s++) {
         for (size_t i = 0; i < req->num_headers; i++) {
             const hr_http_header *h = &req->headers[i];
             if (h->name_len == 22 && strncasecmp(h->name, "sec-websocket-protocol", 22) == 0 &&
                 hr_http_has_token(h->value, h->value_len, list[s]))
-                return list[s];
+                return (uint8_t)(s + 1);
         }
     }
-    return NULL;
+    return 0;
+}
+
+/* The name of a negotiated subprotocol (pick_subprotocol's answer), or NULL. */
+static const char *subprotocol_name(const hr_transport_opts *opt, const hr_ws_handler *handler, uint8_t k)
+{
+    size_t n;
+    const char *const *list = subprotocol_list(opt, handler, &n);
+    return k && k <= n ? list[k - 1] : NULL;
 }
 
 bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *handler)
@@ -720,7 +736,8 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
         hr_http_refuse(c, req, HR_REFUSE_ORIGIN, 403, NULL, "origin not allowed (websocket.allowed_origins)", true);
         return false;
     }
-    const char *proto = pick_subprotocol(opt, handler, req);
+    uint8_t proto_k = pick_subprotocol(opt, handler, req);
+    const char *proto = subprotocol_name(opt, handler, proto_k);
 
     /* permessage-deflate: all Sec-WebSocket-Extensions lines, joined */
     hr_pmd_params pmd = {0};
@@ -782,9 +799,9 @@ bool hr_ws_upgrade(hr_conn *c, const hr_http_request *req, const hr_ws_handler *
     hr_conn_send(c, resp, (size_t)n);
 
     hr_http_detach(c, handler == &hr_ws_raw_handler ? HR_CK_RAW : HR_CK_WEBSOCKET);
-    hr_ws *ws = hr_calloc(1, sizeof(*ws));
+    hr_ws *ws = hr_worker_obj_alloc(c->w, sizeof(*ws));
     ws->h = handler;
-    ws->subprotocol = proto;
+    ws->subprotocol = proto_k;
     ws->deflate = deflate;
     ws->pmd = pmd;
     ws->last_ping = hr_conn_now(c);
@@ -812,7 +829,12 @@ const hr_ws_handler hr_ws_echo_handler = {
     .echo_limits = true,
 };
 
-const char *hr_ws_subprotocol(hr_conn *c) { return c->vt == &ws_vt ? ((hr_ws *)c->proto)->subprotocol : NULL; }
+const char *hr_ws_subprotocol(hr_conn *c)
+{
+    if (c->vt != &ws_vt) return NULL;
+    const hr_ws *ws = c->proto;
+    return subprotocol_name(c->w->opts, ws->h, ws->subprotocol);
+}
 
 void *hr_ws_app(hr_conn *c) { return c->vt == &ws_vt ? ((hr_ws *)c->proto)->app : NULL; }
 void hr_ws_set_app(hr_conn *c, void *app)
@@ -989,7 +1011,7 @@ static bool raw_on_handshake(hr_conn *c, const hr_http_request *req, hr_buf *hea
         hr_http_refuse(c, req, -1, status, NULL, msg, !req->keep_alive || c->w->draining);
         return false;
     }
-    hr_buf_printf(headers, "X-Herald-Client: %s\r\n", hr_raw_client_id(r));
+    hr_buf_printf(headers, "X-Herald-Client: %s\r\n", hr_raw_client_id(r).s);
     *app = r;
     return true;
 }

@@ -147,6 +147,19 @@ struct hr_worker {
 z_stream *hr_worker_deflater(hr_worker *w, int window_bits);
 z_stream *hr_worker_inflater(hr_worker *w);
 
+/* A zeroed per-connection object (a connection, its WebSocket state) from
+ * the worker's pools (its hub part's, core/pool.h), and back; from malloc
+ * when the worker has no hub part (unit tests). */
+static inline void *hr_worker_obj_alloc(hr_worker *w, size_t size)
+{
+    return w->hub ? hr_pool_alloc(&w->hub->pools, size) : hr_calloc(1, size);
+}
+static inline void hr_worker_obj_free(hr_worker *w, void *p)
+{
+    if (w->hub) hr_pool_free(&w->hub->pools, p);
+    else hr_free(p);
+}
+
 /* The reason an HTTP status (or close code) of a refusal means: 401 and 403
  * token, 429 limit, 5xx overload, anything else bad_request. */
 hr_refuse_reason hr_refuse_reason_of(int status);

@@ -8,7 +8,9 @@ channel (the per-subscriber cost) and of a channel each (plus the
 per-channel cost). Asserts every handshake got 101, that the server still
 answers /health, echoes on new and old idle connections or delivers a
 publication to old idle subscribers, and - except in sanitizer builds -
-that a connection costs less than its bound below.
+that a connection costs less than its bound below. A fourth test closes
+10,000 subscribers with server.object_pool_spare_bytes 0 and checks that
+the memory they took goes back to the kernel.
 """
 
 import base64
@@ -29,17 +31,22 @@ from herald_testlib import (OP_BINARY, OP_TEXT, SANITIZE, SLOW, Herald, RawWS,  
 
 N_WARMUP = 100
 N_IDLE = 10_000
-LIMIT_BYTES = 4096
-# Subscribed idle /ws/raw connections (RSS delta, docs/benchmarks.md):
-# 10,000 on one channel measured 833 B each before the hub / engine structs
-# were first trimmed, ~640 B after, ~580 B since the WebSocket's unfinished
-# message state, the client struct and the presence entry's client id were
-# cut; 10,000 on a channel each (per-channel state in the hub and the engine
-# too) 1,377 B, ~1,050 B, then ~975 B. The bounds sit between the last two
-# figures of each (the ~640 B and ~1,050 B builds fail them), far enough
+# RSS delta per connection (docs/benchmarks.md, "Subscribed idle
+# connections"). Unsubscribed /ws/echo: ~370 B while the connection's
+# structs came from malloc, ~270 B since they come from the worker's pools
+# (core/pool.c). 10,000 /ws/raw subscribers of one channel: 833 B before the
+# hub / engine structs were first trimmed, ~640 B, ~575 B, then ~485 B with
+# the pools, 16-byte binary client ids and a denser presence index; 10,000
+# on a channel each (per-channel state in the hub and the engine too):
+# 1,377 B, ~1,050 B, ~975 B, then ~880 B. Each bound sits between the last
+# two figures (the ~575 B, ~975 B and ~370 B builds fail them), far enough
 # from the newest for allocator noise.
-LIMIT_SUBSCRIBED_BYTES = 615
-LIMIT_CHANNEL_BYTES = 1010
+LIMIT_BYTES = 330
+LIMIT_SUBSCRIBED_BYTES = 500
+LIMIT_CHANNEL_BYTES = 930
+# After 10,000 subscribers leave a server that keeps no spare pool blocks,
+# at least this share of the memory they took is given back.
+MIN_RETURNED_SHARE = 0.7
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
@@ -157,11 +164,14 @@ def echo_on(sock, payload, timeout=5.0):
 
 class TestIdleConnections(unittest.TestCase):
 
-    def measure(self, path_of, limit, check=None):
+    def measure(self, path_of, limit, check=None, extra=(), after_close=None):
         """Opens N_WARMUP then N_IDLE WebSocket connections to path_of(i) on a
-        2-worker server, prints and returns the RSS growth per connection of
-        the second batch (asserted below `limit` except in sanitizer builds).
-        check(srv, socks, opener) runs while every connection is open."""
+        2-worker server (more `herald serve` arguments: extra), prints and
+        returns the RSS growth per connection of the second batch (asserted
+        below `limit` except in sanitizer builds). check(srv, socks, opener)
+        runs while every connection is open; after_close(srv, rss0, rss1,
+        warm) once the second batch is closed, the server still running
+        and the warm-up connections (warm) still open."""
         t_start = time.monotonic()
         nofile = raise_nofile_limit()
         need = N_WARMUP + N_IDLE + 200
@@ -169,7 +179,7 @@ class TestIdleConnections(unittest.TestCase):
             self.skipTest(f"RLIMIT_NOFILE hard limit {nofile} < {need}")
         spread = ephemeral_range() < N_IDLE + N_WARMUP + 2000
         srv = Herald("--websocket.ping-interval", "0", "--websocket.idle-timeout", "0",
-                     "--api-key", API_KEY, workers=2)
+                     "--api-key", API_KEY, *extra, workers=2)
         srv.start()
         socks = []
         try:
@@ -212,6 +222,11 @@ class TestIdleConnections(unittest.TestCase):
                 print(f"(sanitizer build: the {limit}-byte limit is not checked)")
             else:
                 self.assertLess(per_conn, limit, f"{per_conn:.0f} bytes per idle connection (limit {limit})")
+            if after_close:
+                for s in idle:
+                    s.close()
+                socks = socks[:len(socks) - len(idle)]
+                after_close(srv, rss0, rss1, socks)
         except BaseException:
             dump_output(srv, "server output (idle connections)")
             raise
@@ -268,6 +283,35 @@ class TestIdleConnections(unittest.TestCase):
         """Every connection subscribed (/ws/raw) to the same channel: the
         per-subscriber cost alone."""
         self.measure(lambda i: "/ws/raw?channel=idle", LIMIT_SUBSCRIBED_BYTES, self.check_delivery)
+
+    def test_memory_returned_after_mass_disconnect(self):
+        """10,000 subscribers of one channel leave a server that keeps no
+        empty pool blocks (server.object_pool_spare_bytes 0): the RSS falls
+        back by most of what they took, while the warm-up connections still
+        get publications."""
+        def returned(srv, rss0, rss1, warm):
+            deadline = time.monotonic() + 10 * SLOW
+            share = 0.0
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                share = (rss1 - srv.rss_bytes()) / (rss1 - rss0)
+                if share >= MIN_RETURNED_SHARE or not srv.alive():
+                    break
+            print(f"after closing {N_IDLE} subscribers: {share:.0%} of their RSS given back")
+            self.assertTrue(srv.alive(), "server died after the mass disconnect")
+            if not SANITIZE:  # ASan's allocator keeps freed memory in quarantine
+                self.assertGreaterEqual(share, MIN_RETURNED_SHARE,
+                                        f"only {share:.0%} of the subscribers' memory was given back")
+            api = Api(srv)
+            try:
+                api.publish("idle", {"after": "close"})
+            finally:
+                api.close()
+            for s in (warm[0], warm[-1]):
+                s.setblocking(True)
+                self.assertEqual(RawWS(s, timeout=5.0).recv_message(), (OP_TEXT, b'{"after":"close"}'))
+        self.measure(lambda i: "/ws/raw?channel=idle", 10 * LIMIT_SUBSCRIBED_BYTES,
+                     extra=("--server.object-pool-spare-bytes", "0"), after_close=returned)
 
 
 if __name__ == "__main__":

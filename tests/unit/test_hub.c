@@ -4,7 +4,8 @@
  * already delivered are skipped, patterns match (and never open channels
  * limited to other users), unsubscribe withdraws interest; channel occupancy
  * is reported exactly once per node-wide transition, also when two workers
- * race on one channel. */
+ * race on one channel; a client id is kept as 16 bytes and shown as 32 hex
+ * digits (or a Pusher socket id "N.M"). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -236,6 +237,35 @@ static void test_top_channels(void **state)
     assert_int_equal(nch, 0);
 }
 
+static void test_client_ids(void **state)
+{
+    (void)state;
+    hr_client a = {0}, b = {0};
+    hr_client_id_random(&a);
+    hr_client_id_random(&b);
+    hr_client_idstr sa = hr_client_id(&a);
+    assert_int_equal(strlen(sa.s), 32);
+    assert_int_equal(strspn(sa.s, "0123456789abcdef"), 32);
+    assert_string_not_equal(sa.s, hr_client_id(&b).s);
+    /* the shown form parses back to the same bytes */
+    assert_int_equal(hr_client_id_parse(&b, sa.s), 0);
+    assert_memory_equal(a.id_bin, b.id_bin, HR_CLIENT_ID_BYTES);
+    assert_string_equal(hr_client_id(&b).s, sa.s);
+    assert_int_equal(hr_client_id_parse(&b, "000102030405060708090a0b0c0d0e0f"), 0);
+    assert_int_equal(b.id_bin[15], 15);
+    assert_string_equal(hr_client_id(&b).s, "000102030405060708090a0b0c0d0e0f");
+    /* anything else is refused and leaves the id as it was */
+    const char *bad[] = {"", "0001", "000102030405060708090a0b0c0d0e0f0", "000102030405060708090A0B0C0D0E0F",
+                         "000102030405060708090a0b0c0d0e0g"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(hr_client_id_parse(&b, bad[i]), HR_ERR_INVALID);
+    assert_string_equal(hr_client_id(&b).s, "000102030405060708090a0b0c0d0e0f");
+    hr_client_id_pusher(&b, 2147483647u, 12);
+    assert_string_equal(hr_client_id(&b).s, "2147483647.12");
+    /* the struct every front end embeds stays small (docs/benchmarks.md) */
+    assert_int_equal(sizeof(hr_client), 72);
+}
+
 static void test_server_commands(void **state)
 {
     (void)state;
@@ -244,10 +274,10 @@ static void test_server_commands(void **state)
     init_fake(&a1, 1, "alice");
     init_fake(&b1, 1, "bob");
     init_fake(&anon, 0, "");
-    strcpy(a0.c.id, "c-a0");
-    strcpy(a1.c.id, "c-a1");
-    strcpy(b1.c.id, "c-b1");
-    strcpy(anon.c.id, "c-anon");
+    hr_client_id_random(&a0.c);
+    hr_client_id_random(&a1.c);
+    hr_client_id_random(&b1.c);
+    hr_client_id_random(&anon.c);
     fake *all[] = {&a0, &a1, &b1, &anon};
     for (int i = 0; i < 4; i++) {
         hr_hub_client_add(&all[i]->c);
@@ -273,13 +303,13 @@ static void test_server_commands(void **state)
     process();
     assert_int_equal(b1.unsubscribed, 1);
     /* disconnect by client id (anonymous clients have no user) */
-    hr_hub_disconnect_clients(hub, NULL, "c-anon", 3000, "go away");
+    hr_hub_disconnect_clients(hub, NULL, hr_client_id(&anon.c).s, 3000, "go away");
     process();
     assert_int_equal(anon.disconnected, 1);
     assert_int_equal(a0.disconnected + a1.disconnected + b1.disconnected, 0);
     assert_string_equal(anon.last_reason, "go away");
     /* user and client id together must both match */
-    hr_hub_disconnect_clients(hub, "bob", a1.c.id, 3000, "");
+    hr_hub_disconnect_clients(hub, "bob", hr_client_id(&a1.c).s, 3000, "");
     process();
     assert_int_equal(b1.disconnected + a1.disconnected, 0);
     /* disconnect a user everywhere */
@@ -418,6 +448,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_skip_already_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_subscribers_over_workers, setup, teardown),
+        cmocka_unit_test(test_client_ids),
         cmocka_unit_test_setup_teardown(test_server_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_top_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_occupancy_transitions, setup, teardown),

@@ -420,7 +420,7 @@ static void test_subscribe_side_effects(void **state)
     (void)state;
     who w;
     hr_actor a = client(&w, "bob");
-    memcpy(w.c.id, "c1", 3);
+    hr_client_id_random(&w.c);
     hr_chan_policy pol;
     hr_sub *sub = NULL;
     assert_int_equal(hr_op_subscribe(&a, "open:p", 6, NULL, &pol, NULL, &sub, NULL, NULL).rc, HR_OP_OK);

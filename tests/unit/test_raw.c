@@ -308,8 +308,8 @@ static void test_pushes_shared_data_only(void **state)
     fake_t a = {0}, b = {0}, c = {0};
     hr_raw *ra = open_raw(0, &a, "channel=news"), *rb = open_raw(0, &b, "channel=news");
     hr_raw *rc = open_raw(1, &c, "channel=news");
-    assert_string_not_equal(hr_raw_client_id(ra), hr_raw_client_id(rb));
-    assert_int_equal(strlen(hr_raw_client_id(ra)), 32);
+    assert_string_not_equal(hr_raw_client_id(ra).s, hr_raw_client_id(rb).s);
+    assert_int_equal(strlen(hr_raw_client_id(ra).s), 32);
     publish("news", "{\"t\":1}");
     publish("news", "[1,2]");
     process();
@@ -455,7 +455,7 @@ static void test_server_commands(void **state)
     fake_t f = {0}, g = {0};
     hr_raw *r = open_raw(1, &f, "channel=a&channel=b.%3E"), *s = open_raw(1, &g, "channel=a");
     char id[40];
-    snprintf(id, sizeof(id), "%s", hr_raw_client_id(r));
+    snprintf(id, sizeof(id), "%s", hr_raw_client_id(r).s);
     hr_hub_unsubscribe_clients(hub, "a", 1, "", id, 2000, "bye a");
     process();
     assert_int_equal(f.disconnects, 0);
@@ -470,7 +470,7 @@ static void test_server_commands(void **state)
     assert_int_equal(f.disconnects, 1);
     assert_int_equal(f.code, 1000);
     assert_string_equal(f.reason, "bye all");
-    hr_hub_disconnect_clients(hub, "", hr_raw_client_id(s), 3005, "maintenance");
+    hr_hub_disconnect_clients(hub, "", hr_raw_client_id(s).s, 3005, "maintenance");
     process();
     assert_int_equal(g.disconnects, 1);
     assert_int_equal(g.code, 3005);
