@@ -188,6 +188,12 @@ void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t
  * queue takes a reference. */
 struct hr_sbuf;
 void hr_conn_send_shared(hr_conn *c, struct hr_sbuf *b);
+/* Queue a shared buffer of `frames` frames (a channel's run, hub.h hr_run)
+ * as one entry that costs what the frames would one by one, if the queue's
+ * cost stays within `limit` with it; false: over, nothing queued (the caller
+ * sends them one by one, checking its limit before each). A connection that
+ * is closing takes nothing, as with hr_conn_send_shared (true). */
+bool hr_conn_send_run(hr_conn *c, struct hr_sbuf *b, uint32_t frames, size_t limit);
 /* Drop everything queued that has not started to be written (a slow
  * consumer about to be disconnected: it will recover what it missed). */
 void hr_conn_drop_queued(hr_conn *c);
