@@ -665,9 +665,11 @@ static void disconnect_channel(hr_whub *wh, const hr_pub *cmd)
  * subscriber in one visit (subscriber-major): each subscriber's state is
  * touched once per run instead of once per publication, which is what keeps
  * a fan-out to 10k subscribers out of the cache misses when several
- * publications meet in a loop turn. Order per channel is kept; a client's
- * publications of different channels may interleave differently, which the
- * protocol allows (order is per channel). */
+ * publications meet in a loop turn. A subscriber whose front end takes runs
+ * (hr_client_vt.on_run) and that has none of the run yet gets it in one call:
+ * one queue entry for the run instead of one per publication. Order per
+ * channel is kept; a client's publications of different channels may
+ * interleave differently, which the protocol allows (order is per channel). */
 #define RUN_MAX 64
 
 /* Whether pubs[0..k) can go to a subscriber as one hr_run: two or more
