@@ -49,6 +49,7 @@ struct hr_oentry {
     uint64_t off;           /* bytes already written (OE_BYTES, OE_SHARED) / file offset (OE_FILE) */
     uint64_t len;           /* total bytes of this entry (OE_FILE: left to send) */
 };
+_Static_assert(sizeof(hr_oentry) == 32, "conn.h HR_CONN_ENTRY_COST's comment counts a 32-byte ring slot");
 
 static void in_free(hr_conn *c);
 

@@ -108,9 +108,10 @@ typedef struct hr_conn_vt {
 
 typedef struct hr_oentry hr_oentry;
 
-/* What a queued entry costs besides its bytes: its slot in the ring (40
+/* What a queued entry costs besides its bytes: its slot in the ring (32
  * bytes) and its allocation's header, so that many tiny entries (pongs)
- * count. */
+ * count. An entry holding a channel's run of frames (hr_conn_send_run)
+ * costs this per frame, as the frames one by one would. */
 #define HR_CONN_ENTRY_COST 64
 
 /* Leftover input: the unconsumed bytes are data[off, off + len). Consuming
