@@ -40,11 +40,17 @@ void hr_pub_unref(hr_pub *p)
     if (p && atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) hr_free(p);
 }
 
+hr_sbuf *hr_sbuf_alloc(size_t len)
+{
+    hr_sbuf *s = hr_malloc(sizeof(*s) + len);
+    s->refs = 1;
+    s->len = (uint32_t)len;
+    return s;
+}
+
 hr_sbuf *hr_sbuf_new2(const void *a, size_t alen, const void *b, size_t blen)
 {
-    hr_sbuf *s = hr_malloc(sizeof(*s) + alen + blen);
-    s->refs = 1;
-    s->len = (uint32_t)(alen + blen);
+    hr_sbuf *s = hr_sbuf_alloc(alen + blen);
     if (alen) memcpy(s->data, a, alen);
     if (blen) memcpy(s->data + alen, b, blen);
     return s;

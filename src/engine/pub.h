@@ -62,6 +62,8 @@ typedef struct hr_sbuf {
 hr_sbuf *hr_sbuf_new(const void *data, size_t len);
 /* Header + payload in one buffer (a WebSocket frame). */
 hr_sbuf *hr_sbuf_new2(const void *a, size_t alen, const void *b, size_t blen);
+/* len bytes not yet written (the caller fills data), refs = 1. */
+hr_sbuf *hr_sbuf_alloc(size_t len);
 static inline hr_sbuf *hr_sbuf_ref(hr_sbuf *b)
 {
     b->refs++;

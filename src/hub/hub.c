@@ -726,21 +726,52 @@ static void disconnect_channel(hr_whub *wh, const hr_pub *cmd)
  * subscriber in one visit (subscriber-major): each subscriber's state is
  * touched once per run instead of once per publication, which is what keeps
  * a fan-out to 10k subscribers out of the cache misses when several
- * publications meet in a loop turn. Order per channel is kept; a client's
- * publications of different channels may interleave differently, which the
- * protocol allows (order is per channel). */
+ * publications meet in a loop turn. A subscriber whose front end takes runs
+ * (hr_client_vt.on_run) and that has none of the run yet gets it in one call:
+ * one queue entry for the run instead of one per publication. Order per
+ * channel is kept; a client's publications of different channels may
+ * interleave differently, which the protocol allows (order is per channel). */
 #define RUN_MAX 64
+
+/* Whether pubs[0..k) can go to a subscriber as one hr_run: two or more
+ * messages with increasing offsets (no join/leave, which some front ends
+ * skip or frame differently). */
+static bool runnable(hr_pub *const *pubs, size_t k)
+{
+    if (k < 2) return false;
+    for (size_t i = 0; i < k; i++)
+        if (pubs[i]->kind != HR_PUB_MESSAGE || (i && pubs[i]->offset <= pubs[i - 1]->offset)) return false;
+    return true;
+}
+
+/* The whole run to s in one call when its front end takes runs and s has
+ * none of it yet (a subscriber part-way through the run, recovering, takes
+ * it one by one); true when it did. */
+static bool deliver_run(hr_sub *s, hr_run *run)
+{
+    const hr_client_vt *vt = s->client->vt;
+    if (!run || !vt->on_run || s->gone || run->pubs[0]->offset <= s->offset) return false;
+    if (!vt->on_run(s->client, s, run)) return false;
+    s->offset = run->pubs[run->n - 1]->offset;
+    return true;
+}
 
 static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
 {
     hr_enc_cache cache[RUN_MAX];
     memset(cache, 0, k * sizeof(cache[0]));
+    hr_run whole = {(const hr_pub *const *)pubs, cache, (uint32_t)k, {0}};
+    hr_run *run = runnable(pubs, k) ? &whole : NULL;
     const hr_pub *p0 = pubs[0];
     uint64_t delivered = 0;
     wh->fanning++;
     hr_local_chan *lc = lfind(wh, hash_name(p0->channel, p0->channel_len), p0->channel, p0->channel_len);
     for (hr_sub *s = lc ? lc->subs : NULL, *nx; s; s = nx) {
         nx = s->chan_next;
+        if (deliver_run(s, run)) {
+            delivered += k;
+            continue;
+        }
         for (size_t i = 0; i < k && !s->gone; i++) {
             hr_pub *pub = pubs[i];
             if (pub->kind == HR_PUB_MESSAGE) {
@@ -778,6 +809,7 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
             encoded += cache[i].slot[j] != NULL && j != HR_ENC_PUSHER_EXCLUDE;
             hr_sbuf_unref(cache[i].slot[j]);
         }
+    for (int j = 0; j < HR_ENC_SLOTS; j++) hr_sbuf_unref(whole.slot[j]); /* runs are copies, not counted */
     hr_whub_count(&wh->delivered, delivered); /* once per run, never per delivery */
     for (size_t i = 0; delivered && i < k; i++)
         if (pubs[i]->hub_us && (!wh->sample_us || pubs[i]->hub_us < wh->sample_us)) wh->sample_us = pubs[i]->hub_us;

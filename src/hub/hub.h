@@ -70,9 +70,26 @@ typedef struct hr_enc_cache {
     struct hr_sbuf *slot[HR_ENC_SLOTS];
 } hr_enc_cache;
 
+/* A run: n (>= 2) publications (HR_PUB_MESSAGE, one channel, offsets
+ * increasing) fanned out together, each with its encoding cache, and the
+ * run's own encodings: slot[i] is the concatenation of every publication's
+ * slot-i bytes in order (one buffer, queued to a subscriber as one entry),
+ * made on first need by the front end and released by the hub. */
+typedef struct hr_run {
+    const hr_pub *const *pubs;
+    hr_enc_cache *caches;
+    uint32_t n;
+    struct hr_sbuf *slot[HR_ENC_SLOTS];
+} hr_run;
+
 typedef struct hr_client_vt {
     /* A publication / join / leave for subscription `sub`. */
     void (*on_pub)(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache);
+    /* Optional: a whole run for `sub`, which has none of its publications
+     * yet. true: handled exactly as on_pub one by one would have (the same
+     * bytes queued, the same limits applied); false: nothing done, the hub
+     * calls on_pub for each publication. */
+    bool (*on_run)(hr_client *c, hr_sub *sub, hr_run *run);
     /* A server command (HR_PUB_UNSUBSCRIBE with the client's matching
      * subscription, or HR_PUB_DISCONNECT with sub NULL) addressed to this
      * client. It may unsubscribe and start closing; the hub does not touch

@@ -102,6 +102,13 @@ static void raw_close(hr_raw *r, int code, const char *reason, bool drop_queued)
 
 /* ---- pushes ------------------------------------------------------------------------ */
 
+/* The publication's raw payload, once per worker: its data ("null" for none). */
+static void raw_payload(const hr_pub *pub, hr_enc_cache *cache)
+{
+    if (!cache->slot[HR_ENC_RAW])
+        cache->slot[HR_ENC_RAW] = pub->data_len ? hr_sbuf_new(pub->data, pub->data_len) : hr_sbuf_new("null", 4);
+}
+
 static void raw_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
 {
     hr_raw *r = (hr_raw *)c;
@@ -114,9 +121,23 @@ static void raw_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cach
         raw_close(r, HR_DISC_SLOW, "slow consumer: reconnect", true);
         return;
     }
-    if (!cache->slot[HR_ENC_RAW])
-        cache->slot[HR_ENC_RAW] = pub->data_len ? hr_sbuf_new(pub->data, pub->data_len) : hr_sbuf_new("null", 4);
+    raw_payload(pub, cache);
     r->sink->send_shared(r->t, cache->slot[HR_ENC_RAW], cache, HR_ENC_RAW, false);
+}
+
+/* A channel's run as one queue entry when raw_on_pub would queue every one
+ * of its publications (hub.h hr_run): not for a closing client or a queue
+ * already over the limit (raw_on_pub disconnects it), nor when the run would
+ * take it over (raw_on_pub checks before each frame). */
+static bool raw_on_run(hr_client *c, hr_sub *sub, hr_run *run)
+{
+    hr_raw *r = (hr_raw *)c;
+    if (r->client.closing || !r->sink->send_run) return false;
+    if (!hr_urlsubs_delivers(c, sub, run->pubs[0])) return true; /* one channel: none of them is for sub */
+    size_t max = (size_t)r->opts->max_queued_bytes;
+    if (r->sink->queued(r->t) > max) return false;
+    for (uint32_t i = 0; i < run->n; i++) raw_payload(run->pubs[i], &run->caches[i]);
+    return r->sink->send_run(r->t, run, HR_ENC_RAW, false, max);
 }
 
 static void leave_channel(hr_raw *r, hr_sub *sub);
@@ -138,7 +159,7 @@ static void raw_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
     raw_close(r, cmd->code, reason, false);
 }
 
-static const hr_client_vt raw_client_vt = {.on_pub = raw_on_pub, .on_command = raw_on_command};
+static const hr_client_vt raw_client_vt = {.on_pub = raw_on_pub, .on_command = raw_on_command, .on_run = raw_on_run};
 
 static void leave_channel(hr_raw *r, hr_sub *sub) { hr_urlsubs_leave(&r->client, &r->opts->ops, info_of(r), sub); }
 

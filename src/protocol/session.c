@@ -479,6 +479,35 @@ static void append_pub_json(hr_buf *b, const hr_pub *p)
 
 /* ---- pushes ------------------------------------------------------------------ */
 
+/* The publication's native JSON push, once per worker. */
+static void native_json(const hr_pub *pub, hr_enc_cache *cache)
+{
+    if (cache->slot[HR_ENC_NATIVE_JSON]) return;
+    hr_buf b = HR_BUF_INIT;
+    if (pub->kind == HR_PUB_MESSAGE)
+        hr_native_pub(&b, pub->channel, pub->channel_len, pub->offset, pub->data, pub->data_len, pub->info,
+                      pub->info_len);
+    else
+        hr_native_join_leave(&b, pub->kind == HR_PUB_JOIN, pub->channel, pub->channel_len, pub->info, pub->info_len);
+    cache->slot[HR_ENC_NATIVE_JSON] = hr_sbuf_new(b.data, b.len);
+    hr_buf_free(&b);
+}
+
+/* A channel's run as one queue entry when session_on_pub would queue every
+ * one of its JSON pushes (hub.h hr_run): not while the subscribe is held,
+ * for a closing session or one whose queue is over the limit already or
+ * would be with the run (session_on_pub checks before each push), nor in
+ * MessagePack. */
+static bool session_on_run(hr_client *c, hr_sub *sub, hr_run *run)
+{
+    hr_session *s = (hr_session *)c;
+    if (s->closing || sub->hold || s->enc != HR_NATIVE_JSON || !s->sink->send_run) return false;
+    size_t max = (size_t)s->opts->max_queued_bytes;
+    if (s->sink->queued(s->t) > max) return false;
+    for (uint32_t i = 0; i < run->n; i++) native_json(run->pubs[i], &run->caches[i]);
+    return s->sink->send_run(s->t, run, HR_ENC_NATIVE_JSON, false, max);
+}
+
 static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
 {
     hr_session *s = (hr_session *)c;
@@ -501,17 +530,7 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
         sink_disconnect(s, HR_DISC_SLOW, "slow consumer: reconnect and recover", true);
         return;
     }
-    if (!cache->slot[HR_ENC_NATIVE_JSON]) {
-        hr_buf b = HR_BUF_INIT;
-        if (pub->kind == HR_PUB_MESSAGE)
-            hr_native_pub(&b, pub->channel, pub->channel_len, pub->offset, pub->data, pub->data_len, pub->info,
-                          pub->info_len);
-        else
-            hr_native_join_leave(&b, pub->kind == HR_PUB_JOIN, pub->channel, pub->channel_len, pub->info,
-                                 pub->info_len);
-        cache->slot[HR_ENC_NATIVE_JSON] = hr_sbuf_new(b.data, b.len);
-        hr_buf_free(&b);
-    }
+    native_json(pub, cache);
     if (s->enc == HR_NATIVE_MSGPACK) {
         if (!cache->slot[HR_ENC_NATIVE_MSGPACK]) {
             hr_sbuf *json = cache->slot[HR_ENC_NATIVE_JSON];
@@ -576,7 +595,8 @@ static void session_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
     hr_buf_free(&b);
 }
 
-static const hr_client_vt session_client_vt = {.on_pub = session_on_pub, .on_command = session_on_command};
+static const hr_client_vt session_client_vt = {.on_pub = session_on_pub, .on_command = session_on_command,
+                                               .on_run = session_on_run};
 
 /* ---- helpers ----------------------------------------------------------------- */
 

@@ -33,6 +33,11 @@ typedef struct hr_sink_vt {
      * else the token or the connect hook said no; code: the native error or
      * disconnect code; detail: why (may be NULL). */
     void (*refused)(void *t, bool overload, int code, const char *detail);
+    /* Optional: send a channel's run of shared payloads (hub.h hr_run;
+     * payload_slot filled in every publication's cache) as one queue entry,
+     * if the queue's cost stays within limit bytes; false: nothing sent (send
+     * them one by one with send_shared). */
+    bool (*send_run)(void *t, hr_run *run, int payload_slot, bool binary, size_t limit);
 } hr_sink_vt;
 
 /* Disconnect codes (docs/protocol.md): 3000-3499 reconnect, 3500-3999 do not. */

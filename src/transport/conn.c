@@ -37,7 +37,11 @@ enum { OE_BYTES = 0, OE_FILE = 1, OE_SHARED = 2 };
 
 struct hr_oentry {
     uint8_t kind;
-    int fd;                 /* OE_FILE */
+    union {
+        int fd;             /* OE_FILE */
+        uint32_t frames;    /* OE_BYTES, OE_SHARED: the frames it holds (a run: several), each costing
+                               HR_CONN_ENTRY_COST as if queued alone */
+    };
     union {
         hr_sbuf *ref;       /* OE_SHARED: bytes shared with other connections */
         uint8_t *bytes;     /* OE_BYTES: this connection's own copy */
@@ -45,6 +49,7 @@ struct hr_oentry {
     uint64_t off;           /* bytes already written (OE_BYTES, OE_SHARED) / file offset (OE_FILE) */
     uint64_t len;           /* total bytes of this entry (OE_FILE: left to send) */
 };
+_Static_assert(sizeof(hr_oentry) == 32, "conn.h HR_CONN_ENTRY_COST's comment counts a 32-byte ring slot");
 
 static void in_free(hr_conn *c);
 
@@ -141,7 +146,7 @@ static hr_oentry *oq_push(hr_conn *c)
  * pipelining client whatever their size. */
 static size_t entry_cost(const hr_conn *c, const hr_oentry *e)
 {
-    if (e->kind != OE_FILE) return HR_CONN_ENTRY_COST;
+    if (e->kind != OE_FILE) return (size_t)e->frames * HR_CONN_ENTRY_COST;
     const hr_transport_opts *opt = c->w->opts;
     return (size_t)(opt->ws_max_queued_bytes / 4 / opt->http_max_queued_files) + 1;
 }
@@ -177,7 +182,7 @@ void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t
     if (blen) memcpy(bytes + alen, b, blen);
     hr_oentry *e = oq_push(c);
     e->kind = OE_BYTES;
-    e->fd = -1;
+    e->frames = 1;
     e->u.bytes = bytes;
     e->off = 0;
     e->len = alen + blen;
@@ -210,16 +215,29 @@ static void free_entry(hr_oentry *e)
 
 static uint8_t *entry_bytes(hr_oentry *e) { return e->kind == OE_SHARED ? e->u.ref->data : e->u.bytes; }
 
-void hr_conn_send_shared(hr_conn *c, hr_sbuf *b)
+static void push_shared(hr_conn *c, hr_sbuf *b, uint32_t frames)
 {
-    if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) return;
     hr_oentry *e = oq_push(c);
     e->kind = OE_SHARED;
-    e->fd = -1;
+    e->frames = frames;
     e->u.ref = hr_sbuf_ref(b);
     e->off = 0;
     e->len = b->len;
     enqueued(c, e);
+}
+
+void hr_conn_send_shared(hr_conn *c, hr_sbuf *b)
+{
+    if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) return;
+    push_shared(c, b, 1);
+}
+
+bool hr_conn_send_run(hr_conn *c, hr_sbuf *b, uint32_t frames, size_t limit)
+{
+    if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) return true;
+    if (c->out.bytes + b->len + (size_t)frames * HR_CONN_ENTRY_COST > limit) return false;
+    push_shared(c, b, frames);
+    return true;
 }
 
 /* Release the ring once it is empty: idle connections hold no queue. */

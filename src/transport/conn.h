@@ -108,9 +108,10 @@ typedef struct hr_conn_vt {
 
 typedef struct hr_oentry hr_oentry;
 
-/* What a queued entry costs besides its bytes: its slot in the ring (40
+/* What a queued entry costs besides its bytes: its slot in the ring (32
  * bytes) and its allocation's header, so that many tiny entries (pongs)
- * count. */
+ * count. An entry holding a channel's run of frames (hr_conn_send_run)
+ * costs this per frame, as the frames one by one would. */
 #define HR_CONN_ENTRY_COST 64
 
 /* Leftover input: the unconsumed bytes are data[off, off + len). Consuming
@@ -188,6 +189,12 @@ void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t
  * queue takes a reference. */
 struct hr_sbuf;
 void hr_conn_send_shared(hr_conn *c, struct hr_sbuf *b);
+/* Queue a shared buffer of `frames` frames (a channel's run, hub.h hr_run)
+ * as one entry that costs what the frames would one by one, if the queue's
+ * cost stays within `limit` with it; false: over, nothing queued (the caller
+ * sends them one by one, checking its limit before each). A connection that
+ * is closing takes nothing, as with hr_conn_send_shared (true). */
+bool hr_conn_send_run(hr_conn *c, struct hr_sbuf *b, uint32_t frames, size_t limit);
 /* Drop everything queued that has not started to be written (a slow
  * consumer about to be disconnected: it will recover what it missed). */
 void hr_conn_drop_queued(hr_conn *c);

@@ -842,45 +842,93 @@ void hr_ws_set_app(hr_conn *c, void *app)
     if (c->vt == &ws_vt) ((hr_ws *)c->proto)->app = app;
 }
 
-/* Queue a frame whose payload is shared by many connections, framing (and
- * compressing) it once per worker through the encoding cache. */
+/* The frame of a payload shared by many connections, framed (and
+ * compressed) once per worker through the encoding cache; *owned: not
+ * cacheable (an unusual window), the caller releases it. NULL: this
+ * connection's frame is its own (it keeps a compression context, or
+ * compressing failed): send the payload with hr_ws_send. */
+static hr_sbuf *shared_frame(hr_conn *c, int opcode, hr_sbuf *payload, hr_enc_cache *cache, int payload_slot,
+                             bool *owned)
+{
+    hr_ws *ws = c->proto;
+    hr_worker *w = c->w;
+    *owned = false;
+    bool compress = ws->deflate && payload->len >= (size_t)w->opts->ws_deflate_min_size;
+    if (compress && !ws->pmd.server_no_context_takeover) return NULL;
+    int slot = payload_slot + (compress ? 2 : 1);
+    if (compress && ws->pmd.server_max_window_bits != 15) slot = -1; /* unusual window: not cacheable */
+    if (slot >= 0 && cache->slot[slot]) return cache->slot[slot];
+    uint8_t hdr[14];
+    size_t hl;
+    hr_sbuf *frame;
+    if (compress) {
+        z_stream *zs = hr_worker_deflater(w, ws->pmd.server_max_window_bits);
+        w->zout.len = 0;
+        if (!zs || hr_pmd_compress(zs, payload->data, payload->len, true, &w->zout)) return NULL;
+        hl = hr_ws_write_header(hdr, true, true, opcode, w->zout.len, NULL);
+        frame = hr_sbuf_new2(hdr, hl, w->zout.data, w->zout.len);
+    } else {
+        hl = hr_ws_write_header(hdr, true, false, opcode, payload->len, NULL);
+        frame = hr_sbuf_new2(hdr, hl, payload->data, payload->len);
+    }
+    if (slot >= 0) cache->slot[slot] = frame; /* the cache owns the creation reference */
+    else *owned = true;
+    return frame;
+}
+
+/* Queue a frame whose payload is shared by many connections. */
 void hr_ws_send_shared(hr_conn *c, int opcode, hr_sbuf *payload, hr_enc_cache *cache, int payload_slot)
 {
     hr_ws *ws = c->proto;
     if (c->vt != &ws_vt || ws->state != WS_OPEN) return;
-    hr_worker *w = c->w;
-    hr_stat_add(&w->stats.ws_messages_out, 1);
-    bool compress = ws->deflate && payload->len >= (size_t)w->opts->ws_deflate_min_size;
-    if (compress && !ws->pmd.server_no_context_takeover) {
-        /* this connection keeps a compression context: its frames are its own */
+    hr_stat_add(&c->w->stats.ws_messages_out, 1);
+    bool owned;
+    hr_sbuf *frame = shared_frame(c, opcode, payload, cache, payload_slot, &owned);
+    if (!frame) {
         hr_ws_send(c, opcode, payload->data, payload->len);
         return;
     }
-    int slot = payload_slot + (compress ? 2 : 1);
-    if (compress && ws->pmd.server_max_window_bits != 15) slot = -1; /* unusual window: not cacheable */
-    hr_sbuf *frame = slot >= 0 ? cache->slot[slot] : NULL;
-    bool owned = false;
-    if (!frame) {
-        uint8_t hdr[14];
-        size_t hl;
-        if (compress) {
-            z_stream *zs = hr_worker_deflater(w, ws->pmd.server_max_window_bits);
-            w->zout.len = 0;
-            if (!zs || hr_pmd_compress(zs, payload->data, payload->len, true, &w->zout)) {
-                hr_ws_send(c, opcode, payload->data, payload->len);
-                return;
-            }
-            hl = hr_ws_write_header(hdr, true, true, opcode, w->zout.len, NULL);
-            frame = hr_sbuf_new2(hdr, hl, w->zout.data, w->zout.len);
-        } else {
-            hl = hr_ws_write_header(hdr, true, false, opcode, payload->len, NULL);
-            frame = hr_sbuf_new2(hdr, hl, payload->data, payload->len);
-        }
-        if (slot >= 0) cache->slot[slot] = frame; /* the cache owns the creation reference */
-        else owned = true;
-    }
     hr_conn_send_shared(c, frame);
     if (owned) hr_sbuf_unref(frame);
+}
+
+/* A run's frames for c laid end to end in one buffer, made once per worker
+ * and form (run->slot[payload_slot + 1] plain, + 2 for connections that
+ * compress without context takeover: each frame as hr_ws_send_shared would
+ * queue it, so the bytes are the same). NULL: c's frames are not all
+ * shareable (a compression context, an unusual window, a failure). */
+static hr_sbuf *run_frames(hr_conn *c, int opcode, hr_run *run, int payload_slot)
+{
+    hr_ws *ws = c->proto;
+    if (ws->deflate && (!ws->pmd.server_no_context_takeover || ws->pmd.server_max_window_bits != 15)) return NULL;
+    int rslot = payload_slot + (ws->deflate ? 2 : 1);
+    if (run->slot[rslot]) return run->slot[rslot];
+    size_t total = 0;
+    bool owned;
+    for (uint32_t i = 0; i < run->n; i++) {
+        hr_sbuf *f = shared_frame(c, opcode, run->caches[i].slot[payload_slot], &run->caches[i], payload_slot, &owned);
+        if (!f) return NULL;
+        total += f->len;
+    }
+    hr_sbuf *b = hr_sbuf_alloc(total);
+    size_t at = 0;
+    for (uint32_t i = 0; i < run->n; i++) {
+        hr_sbuf *f = shared_frame(c, opcode, run->caches[i].slot[payload_slot], &run->caches[i], payload_slot, &owned);
+        memcpy(b->data + at, f->data, f->len);
+        at += f->len;
+    }
+    run->slot[rslot] = b; /* the hub releases it after the run */
+    return b;
+}
+
+bool hr_ws_send_run(hr_conn *c, int opcode, hr_run *run, int payload_slot, size_t limit)
+{
+    hr_ws *ws = c->proto;
+    if (c->vt != &ws_vt || ws->state != WS_OPEN) return false;
+    hr_sbuf *b = run_frames(c, opcode, run, payload_slot);
+    if (!b || !hr_conn_send_run(c, b, run->n, limit)) return false;
+    hr_stat_add(&c->w->stats.ws_messages_out, run->n);
+    return true;
 }
 
 /* ---- /ws: the native protocol -------------------------------------------------- */
@@ -897,6 +945,11 @@ static void sink_send_shared(void *t, hr_sbuf *payload, hr_enc_cache *cache, int
 
 /* Called before each push: a queue over the limit is first offered to the
  * kernel, so a burst within one loop turn is not mistaken for a slow reader. */
+static bool sink_send_run(void *t, hr_run *run, int slot, bool binary, size_t limit)
+{
+    return hr_ws_send_run(t, binary ? HR_WS_OP_BINARY : HR_WS_OP_TEXT, run, slot, limit);
+}
+
 static size_t sink_queued(void *t)
 {
     hr_conn *c = t;
@@ -917,7 +970,8 @@ static void sink_refused(void *t, bool overload, int code, const char *detail)
     hr_worker_refused(c->w, overload ? HR_REFUSE_OVERLOAD : HR_REFUSE_TOKEN, c, NULL, "ws", code, detail);
 }
 
-static const hr_sink_vt ws_sink = {sink_send, sink_send_shared, sink_queued, sink_disconnect, "websocket", sink_refused};
+static const hr_sink_vt ws_sink = {sink_send,       sink_send_shared, sink_queued, sink_disconnect, "websocket",
+                                   sink_refused,    sink_send_run};
 
 /* The reason client_disconnected gives for a close the session did not
  * start (the client's close frame, the transport's own limits, a lost

@@ -51,6 +51,15 @@ struct hr_sbuf;
 struct hr_enc_cache;
 void hr_ws_send_shared(hr_conn *c, int opcode, struct hr_sbuf *payload, struct hr_enc_cache *cache,
                        int payload_slot);
+/* Send a channel's run of shared payloads (hub.h hr_run; payload_slot filled
+ * in every publication's cache) as one queue entry: the frames
+ * hr_ws_send_shared would queue one by one, laid end to end once per worker
+ * (run->slot[payload_slot + 1 or + 2]). false, nothing sent: the frames are
+ * this connection's own (a compression context), the connection is not an
+ * open WebSocket, or the queue's cost would pass `limit` (send them one by
+ * one). */
+struct hr_run;
+bool hr_ws_send_run(hr_conn *c, int opcode, struct hr_run *run, int payload_slot, size_t limit);
 
 /* Validate the handshake in req and answer 101 (switching c to WebSocket),
  * or an HTTP error (400 / 403 / 405 / 426). Returns true when upgraded. */

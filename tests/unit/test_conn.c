@@ -1,7 +1,8 @@
 /* test_conn.c - connection I/O over a real socketpair: writes are coalesced
  * until the end of the loop turn, partial writes keep the rest queued and
  * resume on EPOLLOUT, leftovers are kept and re-presented, backpressure
- * pauses reading, files go out with sendfile, close frees everything; and,
+ * pauses reading, files go out with sendfile, close frees everything, a
+ * channel's run of frames is one entry costing its frames; and,
  * through a fake I/O layer, that every read, write, file, half-close, close
  * and start stage goes through the connection's layer ops; socketless
  * connections (fed, paused, not counted as sockets) and the on_flush hook
@@ -155,6 +156,40 @@ static void test_writes_wait_for_end_of_turn(void **state)
     assert_int_equal(c->out.bytes, 0);
     assert_int_equal(c->out.n, 0);
     assert_null(c->out.e); /* an empty queue holds no memory */
+    hr_buf_free(&got);
+    close(peer);
+}
+
+/* A channel's run of frames queued as one entry costs what the frames would
+ * one by one, and is refused (nothing queued) when it would take the queue
+ * past the caller's limit; its bytes leave as they are. */
+static void test_run_entry_costs_its_frames(void **state)
+{
+    (void)state;
+    int peer;
+    hr_conn *c = make_conn(&peer);
+    hr_sbuf *run = hr_sbuf_new("aabbcc", 6);
+    size_t cost = 6 + 3 * HR_CONN_ENTRY_COST;
+    assert_false(hr_conn_send_run(c, run, 3, cost - 1));
+    assert_int_equal(c->out.n, 0);
+    assert_int_equal(c->out.bytes, 0);
+    assert_true(hr_conn_send_run(c, run, 3, cost));
+    assert_int_equal(c->out.n, 1); /* one entry */
+    assert_int_equal(run->refs, 2); /* one reference */
+    assert_int_equal(c->out.bytes, cost);
+    hr_conn_end_turn(&w);
+    hr_buf got = HR_BUF_INIT;
+    assert_int_equal(drain_peer(peer, &got), 6);
+    assert_memory_equal(got.data, "aabbcc", 6);
+    assert_int_equal(c->out.bytes, 0);
+    assert_int_equal(run->refs, 1);
+    /* dropped before it is written: its whole cost goes with it */
+    assert_true(hr_conn_send_run(c, run, 3, cost));
+    hr_conn_send(c, "d", 1);
+    hr_conn_drop_queued(c);
+    assert_int_equal(c->out.bytes, 0);
+    assert_int_equal(run->refs, 1);
+    hr_sbuf_unref(run);
     hr_buf_free(&got);
     close(peer);
 }
@@ -651,6 +686,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writes_wait_for_end_of_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drained_rings_of_every_size_are_reused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_entry_costs_its_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_pool_bounded_by_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_write_resumes_on_epollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftover_kept_and_freed, setup, teardown),

@@ -1,7 +1,8 @@
 /* test_hub.c - the hub across two workers: interest registry routes a
  * publication only to workers with subscribers, each subscriber gets it once
  * and in order, encodings are shared through the per-worker cache, offsets
- * already delivered are skipped, patterns match (and never open channels
+ * already delivered are skipped, a channel's run goes to an up-to-date
+ * subscriber in one call when its front end takes runs, patterns match (and never open channels
  * limited to other users), unsubscribe withdraws interest; channel occupancy
  * is reported exactly once per node-wide transition, also when two workers
  * race on one channel; a client id is kept as 16 bytes and shown as 32 hex
@@ -65,6 +66,23 @@ static void fake_on_command(hr_client *c, hr_sub *sub, const hr_pub *cmd)
 }
 
 static const hr_client_vt fake_vt = {.on_pub = fake_on_pub, .on_command = fake_on_command};
+
+/* A front end that takes runs (hub.h hr_run): records each run's size and
+ * offsets as it would queue them; refuse_runs: declines (on_pub one by one). */
+static int runs_seen, refuse_runs;
+static bool fake_on_run(hr_client *c, hr_sub *sub, hr_run *run)
+{
+    (void)sub;
+    if (refuse_runs) return false;
+    fake *f = (fake *)c;
+    runs_seen++;
+    for (uint32_t i = 0; i < run->n; i++) {
+        if (f->n < 64) f->got[f->n] = run->pubs[i]->offset;
+        f->n++;
+    }
+    return true;
+}
+static const hr_client_vt run_vt = {.on_pub = fake_on_pub, .on_command = fake_on_command, .on_run = fake_on_run};
 
 static hr_hub *hub;
 static hr_loop loops[2];
@@ -172,6 +190,49 @@ static void test_skip_already_delivered(void **state)
     assert_int_equal(a.n, 1);
     assert_int_equal(a.got[0], 3);
     hr_hub_unsubscribe_all(&a.c);
+}
+
+/* Publications of one channel fanned out together go to an up-to-date
+ * subscriber whose front end takes runs in one on_run call, in order, and
+ * count as that many deliveries; a subscriber that already has part of the
+ * run, one whose front end declines, and a lone publication go one by one. */
+static void test_runs(void **state)
+{
+    (void)state;
+    fake up, part, declines;
+    init_fake(&up, 0, "");
+    init_fake(&part, 0, "");
+    init_fake(&declines, 0, "");
+    up.c.vt = part.c.vt = &run_vt;
+    hr_hub_subscribe(&up.c, "r", 1, false, 0);
+    hr_sub *ps = hr_hub_subscribe(&part.c, "r", 1, false, 0);
+    hr_hub_subscribe(&declines.c, "r", 1, false, 0);
+    for (int i = 0; i < 5; i++) publish("r", "{}");
+    ps->offset = 2; /* e.g. 1 and 2 were in its subscribe reply */
+    runs_seen = refuse_runs = 0;
+    uint64_t delivered = wh[0]->delivered;
+    process();
+    assert_int_equal(runs_seen, 1);
+    assert_int_equal(up.n, 5);
+    for (uint64_t i = 0; i < 5; i++) assert_int_equal(up.got[i], i + 1);
+    assert_int_equal(part.n, 3);
+    for (uint64_t i = 0; i < 3; i++) assert_int_equal(part.got[i], i + 3);
+    assert_int_equal(declines.n, 5);
+    assert_int_equal(wh[0]->delivered - delivered, 13);
+    publish("r", "{}"); /* alone in its turn */
+    process();
+    assert_int_equal(runs_seen, 1);
+    assert_int_equal(up.n, 6);
+    assert_int_equal(up.got[5], 6);
+    refuse_runs = 1;
+    publish("r", "{}");
+    publish("r", "{}");
+    process();
+    assert_int_equal(up.n, 8);
+    assert_int_equal(up.got[7], 8);
+    hr_hub_unsubscribe_all(&up.c);
+    hr_hub_unsubscribe_all(&part.c);
+    hr_hub_unsubscribe_all(&declines.c);
 }
 
 static void test_max_subscribers_over_workers(void **state)
@@ -446,6 +507,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fan_out_across_workers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interest_limits_inboxes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_already_delivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_subscribers_over_workers, setup, teardown),
         cmocka_unit_test(test_client_ids),

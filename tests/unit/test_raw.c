@@ -168,7 +168,7 @@ static void f_disconnect(void *t, int code, const char *reason, bool drop_queued
     snprintf(f->reason, sizeof(f->reason), "%s", reason);
 }
 
-static const hr_sink_vt fake_sink = {f_send, f_send_shared, f_queued, f_disconnect, "fake", NULL};
+static const hr_sink_vt fake_sink = {f_send, f_send_shared, f_queued, f_disconnect, "fake", NULL, NULL};
 
 static void fake_reset(fake_t *f)
 {
