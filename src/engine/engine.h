@@ -274,6 +274,7 @@ typedef struct hr_redis_opts {
     uint64_t backoff_min_ms, backoff_max_ms;
     size_t max_pending;             /* per connection */
     size_t publish_batch;           /* most publications per publish script call (0 = 1) */
+    size_t occupancy_sweep_max;     /* a dead node's channels freed per shard and refresh (0 = 1000) */
     size_t max_reply;
     /* node statistics for the announcement (called on the engine thread) */
     void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);

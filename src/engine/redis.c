@@ -277,10 +277,6 @@ enum { S_PUBLISH, S_HISTORY, S_PRES_ADD, S_PRES_GET, S_NODE, S_ROUTE, S_CHANNELS
 static const char *const scripts[S_COUNT] = {publish_lua, history_lua, presence_add_lua, presence_get_lua, node_lua,
                                              route_lua, channels_lua, occupancy_lua, sweep_lua};
 
-/* Channels a sweep frees at most per shard and run (a dead node's are
- * spread over a few refreshes rather than one long script). */
-#define SWEEP_BUDGET 1000
-
 /* How long a session's node stays recorded without being forgotten (a node
  * killed before its sessions ended leaves them; a send to one clears it). */
 #define SESSION_KEY_TTL_MS (24ull * 3600 * 1000)
@@ -434,6 +430,8 @@ struct rengine {
      * channels' epochs (one getrandom per 32 publications, not each) */
     hr_buf pcmd;
     size_t batch_max;           /* redis.publish_batch */
+    size_t sweep_max;           /* redis.occupancy_sweep_max: channels a sweep frees at most per shard and
+                                   run (a dead node's are spread over refreshes, not one long script) */
     uint8_t rnd[256];
     size_t rnd_left;
     void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);
@@ -1234,7 +1232,7 @@ static void occ_refresh(rengine *e, rshard *sh)
     hr_buf_printf(&k, ":na:%s", e->occ_id);
     char ttl[24], budget[24];
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)e->node_ttl_ms);
-    snprintf(budget, sizeof(budget), "%d", SWEEP_BUDGET);
+    snprintf(budget, sizeof(budget), "%zu", e->sweep_max);
     const char *a[] = {"SET", (const char *)k.data, "1", "PX", ttl};
     size_t l[] = {3, k.len, 1, 2, strlen(ttl)};
     hr_resp_cmd(&cmd, 5, a, l);
@@ -2222,6 +2220,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     e->stats = o->stats;
     e->stats_ud = o->stats_ud;
     e->batch_max = o->publish_batch ? o->publish_batch : 1;
+    e->sweep_max = o->occupancy_sweep_max ? o->occupancy_sweep_max : 1000;
     if (o->node_id && o->node_id[0]) {
         snprintf(e->node_id, sizeof(e->node_id), "%s", o->node_id);
     } else {

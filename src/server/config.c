@@ -155,6 +155,9 @@ const hr_option hr_options[] = {
      "Longest reconnection delay."},
     {"redis.max_pending", HR_OPT_INT, OFF(redis_max_pending), "100000", 1, 100000000, NULL, NULL,
      "Most commands awaiting Redis replies per connection; more fail at once (API 503, client error 100)."},
+    {"redis.occupancy_sweep_max", HR_OPT_INT, OFF(redis_occupancy_sweep_max), "1000", 1, 1000000, NULL, NULL,
+     "At most this many of a dead node's channels are freed (and reported vacated) per Redis server and "
+     "refresh; the rest wait for the next refresh. Bounds how long one sweep script runs in Redis."},
     {"redis.publish_batch", HR_OPT_INT, OFF(redis_publish_batch), "64", 1, 10000, NULL, NULL,
      "Most publications one publish script call carries: the publishes of an engine loop turn to one shard go "
      "to Redis in script calls of up to this many (1 = a script call per publication; more blocks Redis longer "

@@ -114,7 +114,9 @@ class TestOccupancyWorkers(HeraldTestCase):
 
 @unittest.skipUnless(redis_available(), "redis-server is not installed")
 class TestOccupancyRedis(unittest.TestCase):
-    ARGS = ("--redis.node-ttl", "1s", "--redis.presence-ttl", "3s")
+    # a sweep frees one dead node's channel per Redis server and refresh (the
+    # default, 1,000, frees them all at once)
+    ARGS = ("--redis.node-ttl", "1s", "--redis.presence-ttl", "3s", "--redis.occupancy-sweep-max", "1")
 
     @classmethod
     def setUpClass(cls):
@@ -174,6 +176,45 @@ class TestOccupancyRedis(unittest.TestCase):
                 await c.close()
                 # heartbeat (1s) expires, then a live node's sweep reports the vacated
                 self.assertEqual(wait_total(self.apis, (o0, v0 + 1), timeout=6), (o0, v0 + 1))
+            run(go())
+        finally:
+            third.kill()
+
+    def test_sweep_frees_at_most_occupancy_sweep_max_per_refresh(self):
+        """redis.occupancy_sweep_max 1: a dead node's 10 channels are vacated a
+        few per refresh (each live node's sweep frees one), not all at once,
+        and in the end every one of them, once."""
+        third = node(self.redis.addr, *self.ARGS, node_id="doomed10")
+        third.start()
+        try:
+            async def go():
+                chans = [chan() for _ in range(10)]
+                o0, v0 = total(self.apis)
+                c = await Native.open(third)
+                for ch in chans:
+                    await c.result("subscribe", {"channel": ch})
+                api3 = Api(third)
+                deadline = time.monotonic() + 5 * SLOW
+                while occupancy(api3)[0] < 10 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                self.assertEqual(occupancy(api3), (10, 0))
+                api3.close()
+                third.kill()
+                await c.close()
+                first = None  # the vacated count when it first moved
+                deadline = time.monotonic() + 15 * SLOW
+                while time.monotonic() < deadline:
+                    o, v = total(self.apis)
+                    if first is None and v > v0:
+                        first = v - v0
+                    if v - v0 >= 10:
+                        break
+                    await asyncio.sleep(0.02)
+                self.assertIsNotNone(first, "nothing was vacated")
+                # two live nodes sweep every ~333 ms, one channel each: all 10 at
+                # once would take one sweep with the default
+                self.assertLessEqual(first, 6, f"{first} of 10 channels vacated at once")
+                self.assertEqual(wait_total(self.apis, (o0, v0 + 10), timeout=6), (o0, v0 + 10))
             run(go())
         finally:
             third.kill()
