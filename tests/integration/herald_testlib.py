@@ -365,13 +365,64 @@ class PeakSampler(_Background):
         self.sample()
 
 
-class Prober(_Background):
+# The prober's process (Prober): one keep-alive HTTP/1.1 connection, a GET
+# every `interval` s, each round trip recorded; says "ready" after the first,
+# stops when its stdin closes and prints {"rtts": [...], "failures": n}.
+_PROBER_CODE = r"""
+import json, select, socket, sys, time
+host, port, path, interval, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+req = ("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host)).encode()
+rtts, failures, sock, buf = [], 0, None, b""
+def answer():
+    global buf
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(65536)
+        if not d: raise OSError("closed")
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    n = 0
+    for l in lines[1:]:
+        k, _, v = l.partition(b":")
+        if k.strip().lower() == b"content-length": n = int(v)
+    while len(rest) < n:
+        d = sock.recv(65536)
+        if not d: raise OSError("closed")
+        rest += d
+    buf = rest[n:]
+    return status
+while True:
+    try:
+        if sock is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            buf = b""
+        t0 = time.monotonic()
+        sock.sendall(req)
+        status = answer()
+        rtts.append(time.monotonic() - t0)
+        if status != 200: failures += 1
+    except (OSError, ValueError, IndexError):
+        failures += 1
+        if sock is not None: sock.close()
+        sock = None
+    if len(rtts) + failures == 1:
+        print("ready", flush=True)
+    if select.select([sys.stdin], [], [], interval)[0]:
+        break
+print(json.dumps({"rtts": rtts, "failures": failures}))
+"""
+
+
+class Prober:
     """A well-behaved client that keeps being served while another client
-    attacks: in a thread, one keep-alive connection sends `GET /health` and
-    reads the answer, `interval` s apart, recording each round trip.
-    `p99()` is the 99th percentile in seconds, `failures` the requests that
-    got no `200` (a closed connection is reopened and counted as a failure).
-    With `--workers 1` the prober shares the attacker's worker.
+    attacks: in a process of its own (so the test's threads and their GIL
+    are not in its round trips), one keep-alive connection sends `GET
+    /health` and reads the answer, `interval` s apart, recording each round
+    trip. After the `with` block, `rtts` holds them, `p99()` is the 99th
+    percentile in seconds and `failures` the requests that got no `200` (a
+    closed connection is reopened and counted as a failure). With
+    `--workers 1` the prober shares the attacker's worker.
 
         with Prober(srv.addr) as probe:
             attack()
@@ -379,32 +430,27 @@ class Prober(_Background):
     """
 
     def __init__(self, addr, interval=0.02, path="/health", timeout=5.0):
-        super().__init__(interval)
         self.addr = addr
+        self.interval = interval
         self.path = path
         self.timeout = timeout
         self.rtts = []
         self.failures = 0
-        self._conn = None
+        self._proc = None
 
-    def _step(self):
-        try:
-            if self._conn is None:
-                self._conn = HttpConn(self.addr, timeout=self.timeout)
-            t0 = time.monotonic()
-            self._conn.send(build_request("GET", self.path))
-            r = self._conn.read_response(timeout=self.timeout)
-            self.rtts.append(time.monotonic() - t0)
-            if r.status != 200:
-                self.failures += 1
-        except (OSError, ConnectionClosed, AssertionError):
-            self.failures += 1
-            self._done()
+    def __enter__(self):
+        host, port = self.addr
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _PROBER_CODE, host, str(port), self.path, str(self.interval), str(self.timeout)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._proc.stdout.readline()  # its first round trip is done: the block starts probed
+        return self
 
-    def _done(self):
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
+    def __exit__(self, *a):
+        out, _ = self._proc.communicate(timeout=self.timeout + 30)  # closes its stdin: it stops
+        r = json.loads(out)
+        self.rtts = r["rtts"]
+        self.failures = r["failures"]
 
     def p99(self):
         if not self.rtts:
