@@ -14,11 +14,13 @@
  *
  * Order. Publish is a Lua script (publish.lua below) run atomically by
  * Redis: for each publication it carries, in order, it assigns the next
- * offset, appends to the history list, trims it, remembers the
- * idempotency key and PUBLISHes the encoded publication. The publishes of
- * one engine loop turn to a shard share script calls (up to
- * redis.publish_batch each: one command to parse, one script to enter, one
- * reply); any other op first sends the publishes queued before it, so
+ * offset, appends to the history list, remembers the idempotency key and
+ * PUBLISHes the encoded publication (then trims each list it grew, once).
+ * A worker queues its publishes of one loop turn together at the turn's
+ * end (op_queue); the publishes of one engine loop turn to a shard share
+ * script calls (up to redis.publish_batch each: one command to parse, one
+ * script to enter, one reply), and their answers go back to each worker in
+ * one task; any other op first sends the publishes queued before it, so
  * Redis runs everything in the order the workers queued it.
  * A node receives publications only through its SUBSCRIBE (its own too),
  * so every node sees a channel's publications in offset order. Node-wide
@@ -96,22 +98,41 @@
  * order: {offset, epoch, duplicate (0/1)}, or the error that publication
  * met (pcall: the others still go). Numbers stay the decimal strings they
  * came as: a Lua number passed to redis.call is formatted with
- * printf("%.17g"), a visible part of the script's cost. */
+ * printf("%.17g"), a visible part of the script's cost.
+ * Each redis.call costs about a microsecond beyond the command itself, so
+ * what can be done once per channel of the batch is (ch[k1]: the epoch,
+ * the first and last offset taken, the history entries held back): the
+ * epoch is read once; a channel's first publication takes its offset with
+ * HINCRBY and goes to history with RPUSH at once (so a key of the wrong
+ * type fails that publication, as it would alone), the next ones count on
+ * from it and wait; after the batch one HINCRBY adds what they took, one
+ * RPUSH (per 1,000) appends them, the list is trimmed (only when RPUSH says
+ * it is longer than its size) and its TTL set. Nothing runs in between, so
+ * no reader sees the difference; PUBLISH stays one per publication, in
+ * order. */
 static const char publish_lua[] =
+    "local ch = {}\n"
     "local function publish(k1, k2, k3, a)\n"
-    "  local e = redis.call('hget', k1, 'e')\n"
-    "  if not e then e = ARGV[a + 5]; redis.call('hset', k1, 'e', e) end\n"
+    "  local c = ch[k1]\n"
+    "  if not c then\n"
+    "    local e = redis.call('hget', k1, 'e')\n"
+    "    if not e then e = ARGV[a + 5]; redis.call('hset', k1, 'e', e) end\n"
+    "    c = {e = e, h = k2}\n"
+    "    ch[k1] = c; ch[#ch + 1] = k1\n"
+    "  end\n"
+    "  local e = c.e\n"
     "  if ARGV[a + 8] == '1' then\n"
     "    local prev = redis.call('get', k3)\n"
     "    if prev then return {tonumber(prev), e, 1} end\n"
     "  end\n"
-    "  local o = redis.call('hincrby', k1, 'o', 1)\n"
+    "  local o\n"
+    "  if c.o then o = c.o + 1 else o = redis.call('hincrby', k1, 'o', 1); c.first = o end\n"
+    "  c.o = o\n"
     "  local os = string.format('%d', o)\n"
     "  local m = 'M' .. os .. ' ' .. e .. ' ' .. ARGV[a + 6] .. '\\n' .. ARGV[a + 2]\n"
     "  if ARGV[a + 3] ~= '0' then\n"
-    "    redis.call('rpush', k2, m)\n"
-    "    redis.call('ltrim', k2, '-' .. ARGV[a + 3], '-1')\n"
-    "    if ARGV[a + 4] ~= '0' then redis.call('pexpire', k2, ARGV[a + 4]) end\n"
+    "    if c.len then c[#c + 1] = m else c.len = redis.call('rpush', k2, m) end\n"
+    "    c.size = ARGV[a + 3]; c.ttl = ARGV[a + 4]\n"
     "  end\n"
     "  if ARGV[a + 8] == '1' then redis.call('set', k3, os, 'PX', ARGV[a + 7]) end\n"
     "  redis.call('publish', ARGV[a + 1], m)\n"
@@ -122,6 +143,15 @@ static const char publish_lua[] =
     "  local ok, r = pcall(publish, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], 8 * i)\n"
     "  if not ok then r = redis.error_reply(type(r) == 'table' and r.err or tostring(r)) end\n"
     "  out[i + 1] = r\n"
+    "end\n"
+    "for i = 1, #ch do\n"
+    "  local c = ch[ch[i]]\n"
+    "  if c.o and c.o > c.first then redis.call('hincrby', ch[i], 'o', string.format('%d', c.o - c.first)) end\n"
+    "  for j = 1, #c, 1000 do c.len = redis.call('rpush', c.h, unpack(c, j, math.min(j + 999, #c))) end\n"
+    "  if c.len then\n"
+    "    if c.len > tonumber(c.size) then redis.call('ltrim', c.h, '-' .. c.size, '-1') end\n"
+    "    if c.ttl ~= '0' then redis.call('pexpire', c.h, c.ttl) end\n"
+    "  end\n"
     "end\n"
     "return out\n";
 
@@ -434,6 +464,7 @@ struct rengine {
      * channels' epochs (one getrandom per 32 publications, not each) */
     hr_buf pcmd;
     size_t batch_max;           /* redis.publish_batch */
+    bool hold_publishes;        /* workers hold a turn's publishes back (the server calls turn_end) */
     uint8_t rnd[256];
     size_t rnd_left;
     void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);
@@ -1362,12 +1393,49 @@ static void arg_publication(hr_buf *b, rengine *e, const rop *op)
 
 static void on_batch_reply(void *ud, int err, const hr_resp *r);
 
-/* Every op of the batch ends with err (or its own result), then the batch. */
+/* A worker's share of a batch's answers, run on its thread: each op's
+ * callback, in batch order. */
+static void chain_task(hr_engine_task *t, bool live)
+{
+    for (rop *op = (rop *)t, *nx; op; op = nx) {
+        nx = op->next;
+        if (live) op_finish(op);
+        free_op(op);
+    }
+}
+
+/* Every op of the batch ends with err (or its own result), then the batch.
+ * The answers go back in one task per worker (chained by next, in batch
+ * order), not one per publication: one lock and at most one wake-up. */
 static void batch_end(rbatch *b, int err)
 {
+    rengine *e = b->e;
+    enum { CHAINS = 16 };
+    struct chain {
+        int worker;
+        rop *head, *tail;
+    } ch[CHAINS];
+    size_t nch = 0;
     for (size_t i = 0; i < b->n; i++) {
-        if (err) b->ops[i]->err = err;
-        op_complete(b->ops[i]);
+        rop *op = b->ops[i];
+        if (err) op->err = err;
+        if (op->worker < 0 || !e->base.post || !op->cb.publish || e->dead) {
+            op_complete(op);
+            continue;
+        }
+        size_t k = 0;
+        while (k < nch && ch[k].worker != op->worker) k++;
+        if (k == CHAINS) { /* more workers than chains: this one alone */
+            op_complete(op);
+            continue;
+        }
+        op->next = NULL;
+        if (k == nch) ch[nch++] = (struct chain){op->worker, op, op};
+        else ch[k].tail = ch[k].tail->next = op;
+    }
+    for (size_t k = 0; k < nch; k++) {
+        ch[k].head->task.run = chain_task;
+        e->base.post(e->base.hub, ch[k].worker, &ch[k].head->task);
     }
     hr_free(b);
 }
@@ -1904,15 +1972,60 @@ static rop *op_new(rengine *e, int kind, const char *ch, size_t len)
     return op;
 }
 
-static void op_queue(rengine *e, rop *op)
+/* A worker's publishes of its current loop turn, held back (in order) and
+ * queued together at the turn's end (r_turn_end) or before any other op of
+ * the same worker (which keeps that worker's order): one lock and at most
+ * one engine wake-up per worker turn instead of per publication, and the
+ * engine thread finds bigger batches. Only publishes wait: interest
+ * changes are ordered across workers by the hub's registry lock and go at
+ * once. */
+static _Thread_local struct {
+    rengine *e;
+    rop *head, *tail;
+} held;
+
+/* Append the list first..last (linked by next) to the op queue. */
+static void queue_list(rengine *e, rop *first, rop *last)
 {
     pthread_mutex_lock(&e->mu);
     bool empty = e->qhead == NULL;
-    if (e->qtail) e->qtail->next = op;
-    else e->qhead = op;
-    e->qtail = op;
+    if (e->qtail) e->qtail->next = first;
+    else e->qhead = first;
+    e->qtail = last;
     pthread_mutex_unlock(&e->mu);
     if (empty) hr_loop_wake(&e->loop);
+}
+
+static void held_flush(void)
+{
+    if (!held.head) return;
+    queue_list(held.e, held.head, held.tail);
+    held.head = held.tail = NULL;
+}
+
+static void op_queue(rengine *e, rop *op)
+{
+    op->next = NULL;
+    if (held.head && held.e != e) held_flush();
+    if (op->kind == OP_PUBLISH && op->worker >= 0 && e->hold_publishes) {
+        if (held.tail) held.tail->next = op;
+        else held.head = op;
+        held.tail = op;
+        held.e = e;
+        return;
+    }
+    rop *first = op;
+    if (held.head) { /* this worker's earlier publishes go first */
+        held.tail->next = op;
+        first = held.head;
+        held.head = held.tail = NULL;
+    }
+    queue_list(e, first, op);
+}
+
+static void r_turn_end(hr_engine *be)
+{
+    if (held.head && held.e == (rengine *)be) held_flush();
 }
 
 static void r_publish(hr_engine *be, const hr_chan_opts *o, hr_pub *pub, const char *idem_key, size_t idem_len,
@@ -2151,6 +2264,7 @@ static const hr_engine_vt redis_vt = {
     .channels = r_channels,
     .free = r_free,
     .channels_async = r_channels_async,
+    .turn_end = r_turn_end,
 };
 
 static const hr_cluster_vt redis_cluster = {
@@ -2222,6 +2336,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     e->stats = o->stats;
     e->stats_ud = o->stats_ud;
     e->batch_max = o->publish_batch ? o->publish_batch : 1;
+    e->hold_publishes = o->hold_publishes;
     if (o->node_id && o->node_id[0]) {
         snprintf(e->node_id, sizeof(e->node_id), "%s", o->node_id);
     } else {
