@@ -91,14 +91,18 @@
 
 /* ---- scripts --------------------------------------------------------------------- */
 
-/* A batch of publications, each as one script call would: KEYS: meta,
- * history, idem of each publication (3 each). ARGV: for each, pubsub
- * channel, data, history size, history ttl ms, epoch if new, now ms, idem
- * window ms, has idem (0/1) (8 each). Returns one entry per publication, in
- * order: {offset, epoch, duplicate (0/1)}, or the error that publication
- * met (pcall: the others still go). Numbers stay the decimal strings they
- * came as: a Lua number passed to redis.call is formatted with
- * printf("%.17g"), a visible part of the script's cost.
+/* A batch of publications in runs (consecutive publications to one
+ * channel, in the order the workers queued them). KEYS, for each run: meta,
+ * history, then the idempotency key of each of its publications that has
+ * one. ARGV, for each run: pubsub channel, history size, history ttl ms,
+ * epoch if new, idem window ms, count (6); then for each of its
+ * publications: data, now ms, has idem (0/1) (3 each) — what a channel's
+ * publications share is sent once per run, not once per publication.
+ * Returns one entry per publication, in order: {offset, epoch, duplicate
+ * (0/1)}, or the error that publication met (pcall: the others still go).
+ * Numbers stay the decimal strings they came as: a Lua number passed to
+ * redis.call is formatted with printf("%.17g"), a visible part of the
+ * script's cost.
  * Each redis.call costs about a microsecond beyond the command itself, so
  * what can be done once per channel of the batch is (ch[k1]: the epoch,
  * the first and last offset taken, the history entries held back): the
@@ -112,16 +116,16 @@
  * order. */
 static const char publish_lua[] =
     "local ch = {}\n"
-    "local function publish(k1, k2, k3, a)\n"
+    "local function publish(k1, k2, k3, a, r, data, now)\n"
     "  local c = ch[k1]\n"
     "  if not c then\n"
     "    local e = redis.call('hget', k1, 'e')\n"
-    "    if not e then e = ARGV[a + 5]; redis.call('hset', k1, 'e', e) end\n"
+    "    if not e then e = ARGV[r + 3]; redis.call('hset', k1, 'e', e) end\n"
     "    c = {e = e, h = k2}\n"
     "    ch[k1] = c; ch[#ch + 1] = k1\n"
     "  end\n"
     "  local e = c.e\n"
-    "  if ARGV[a + 8] == '1' then\n"
+    "  if k3 then\n"
     "    local prev = redis.call('get', k3)\n"
     "    if prev then return {tonumber(prev), e, 1} end\n"
     "  end\n"
@@ -129,20 +133,27 @@ static const char publish_lua[] =
     "  if c.o then o = c.o + 1 else o = redis.call('hincrby', k1, 'o', 1); c.first = o end\n"
     "  c.o = o\n"
     "  local os = string.format('%d', o)\n"
-    "  local m = 'M' .. os .. ' ' .. e .. ' ' .. ARGV[a + 6] .. '\\n' .. ARGV[a + 2]\n"
-    "  if ARGV[a + 3] ~= '0' then\n"
+    "  local m = 'M' .. os .. ' ' .. e .. ' ' .. now .. '\\n' .. data\n"
+    "  if ARGV[r + 1] ~= '0' then\n"
     "    if c.len then c[#c + 1] = m else c.len = redis.call('rpush', k2, m) end\n"
-    "    c.size = ARGV[a + 3]; c.ttl = ARGV[a + 4]\n"
+    "    c.size = ARGV[r + 1]; c.ttl = ARGV[r + 2]\n"
     "  end\n"
-    "  if ARGV[a + 8] == '1' then redis.call('set', k3, os, 'PX', ARGV[a + 7]) end\n"
-    "  redis.call('publish', ARGV[a + 1], m)\n"
+    "  if k3 then redis.call('set', k3, os, 'PX', ARGV[r + 4]) end\n"
+    "  redis.call('publish', ARGV[r], m)\n"
     "  return {o, e, 0}\n"
     "end\n"
-    "local out = {}\n"
-    "for i = 0, #KEYS / 3 - 1 do\n"
-    "  local ok, r = pcall(publish, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], 8 * i)\n"
-    "  if not ok then r = redis.error_reply(type(r) == 'table' and r.err or tostring(r)) end\n"
-    "  out[i + 1] = r\n"
+    "local out, k, a = {}, 1, 1\n"
+    "while a <= #ARGV do\n"
+    "  local k1, k2, r = KEYS[k], KEYS[k + 1], a\n"
+    "  k = k + 2; a = a + 6\n"
+    "  for j = 1, tonumber(ARGV[r + 5]) do\n"
+    "    local k3\n"
+    "    if ARGV[a + 2] == '1' then k3 = KEYS[k]; k = k + 1 end\n"
+    "    local ok, x = pcall(publish, k1, k2, k3, a, r, ARGV[a], ARGV[a + 1])\n"
+    "    if not ok then x = redis.error_reply(type(x) == 'table' and x.err or tostring(x)) end\n"
+    "    out[#out + 1] = x\n"
+    "    a = a + 3\n"
+    "  end\n"
     "end\n"
     "for i = 1, #ch do\n"
     "  local c = ch[ch[i]]\n"
@@ -1371,24 +1382,48 @@ static void arg_key(hr_buf *b, rengine *e, char kind, const rop *op, bool idem)
     hr_buf_append(b, "\r\n", 2);
 }
 
-/* A publication's 8 script arguments. */
-static void arg_publication(hr_buf *b, rengine *e, const rop *op)
+static bool has_idem(const rop *op) { return op->idem_len && op->o.idempotency_window_ms; }
+
+/* Whether op continues the run that prev is in (same channel, same options). */
+static bool same_run(const rop *prev, const rop *op)
 {
-    const hr_pub *p = op->pub;
+    return prev->len == op->len && memcmp(prev->channel, op->channel, op->len) == 0 &&
+           prev->o.history_size == op->o.history_size && prev->o.history_ttl_ms == op->o.history_ttl_ms &&
+           prev->o.idempotency_window_ms == op->o.idempotency_window_ms;
+}
+
+/* The length of the run starting at ops[i]. */
+static size_t run_len(rop *const *ops, size_t i, size_t n)
+{
+    size_t j = i + 1;
+    while (j < n && same_run(ops[i], ops[j])) j++;
+    return j - i;
+}
+
+/* A run's 6 script arguments (what its publications share). */
+static void arg_run(hr_buf *b, rengine *e, const rop *op, size_t count)
+{
     char d[24], epoch[HR_EPOCH_LEN + 1];
     hr_resp_cmd_arg_head(b, e->prefix_len + 3 + op->len);
     hr_buf_append(b, e->prefix, e->prefix_len);
     hr_buf_append(b, ":c:", 3);
     hr_buf_append(b, op->channel, op->len);
     hr_buf_append(b, "\r\n", 2);
-    hr_resp_cmd_arg(b, p->data, p->data_len);
     hr_resp_cmd_arg(b, d, u64_dec(d, op->o.history_size));
     hr_resp_cmd_arg(b, d, u64_dec(d, op->o.history_ttl_ms));
     pool_epoch(e, epoch);
     hr_resp_cmd_arg(b, epoch, HR_EPOCH_LEN);
-    hr_resp_cmd_arg(b, d, u64_dec(d, p->time_ms));
     hr_resp_cmd_arg(b, d, u64_dec(d, op->o.idempotency_window_ms ? op->o.idempotency_window_ms : 1));
-    hr_resp_cmd_arg(b, op->idem_len && op->o.idempotency_window_ms ? "1" : "0", 1);
+    hr_resp_cmd_arg(b, d, u64_dec(d, count));
+}
+
+/* A publication's 3 script arguments. */
+static void arg_publication(hr_buf *b, const rop *op)
+{
+    char d[24];
+    hr_resp_cmd_arg(b, op->pub->data, op->pub->data_len);
+    hr_resp_cmd_arg(b, d, u64_dec(d, op->pub->time_ms));
+    hr_resp_cmd_arg(b, has_idem(op) ? "1" : "0", 1);
 }
 
 static void on_batch_reply(void *ud, int err, const hr_resp *r);
@@ -1446,16 +1481,25 @@ static void batch_send(rbatch *b)
     hr_buf *c = &e->pcmd;
     c->len = 0;
     char nk[24];
-    hr_resp_cmd_head(c, 3 + 11 * b->n);
+    size_t runs = 0, idems = 0;
+    for (size_t i = 0; i < b->n; i += run_len(b->ops, i, b->n)) runs++;
+    for (size_t i = 0; i < b->n; i++) idems += has_idem(b->ops[i]);
+    hr_resp_cmd_head(c, 3 + 2 * runs + idems + 6 * runs + 3 * b->n);
     if (b->retried) hr_resp_cmd_arg(c, "EVAL", 4), hr_resp_cmd_arg(c, scripts[S_PUBLISH], strlen(scripts[S_PUBLISH]));
     else hr_resp_cmd_arg(c, "EVALSHA", 7), hr_resp_cmd_arg(c, e->sha[S_PUBLISH], 40);
-    hr_resp_cmd_arg(c, nk, u64_dec(nk, 3 * b->n));
-    for (size_t i = 0; i < b->n; i++) {
+    hr_resp_cmd_arg(c, nk, u64_dec(nk, 2 * runs + idems));
+    for (size_t i = 0, n; i < b->n; i += n) {
+        n = run_len(b->ops, i, b->n);
         arg_key(c, e, 'm', b->ops[i], false);
         arg_key(c, e, 'h', b->ops[i], false);
-        arg_key(c, e, 'i', b->ops[i], true);
+        for (size_t j = i; j < i + n; j++)
+            if (has_idem(b->ops[j])) arg_key(c, e, 'i', b->ops[j], true);
     }
-    for (size_t i = 0; i < b->n; i++) arg_publication(c, e, b->ops[i]);
+    for (size_t i = 0, n; i < b->n; i += n) {
+        n = run_len(b->ops, i, b->n);
+        arg_run(c, e, b->ops[i], n);
+        for (size_t j = i; j < i + n; j++) arg_publication(c, b->ops[j]);
+    }
     int rc = hr_redis_conn_send(e->shards[b->shard].conn, c->data, c->len, on_batch_reply, b);
     if (rc) batch_end(b, rc);
 }
