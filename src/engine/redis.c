@@ -2020,12 +2020,15 @@ static rop *op_new(rengine *e, int kind, const char *ch, size_t len)
  * queued together at the turn's end (r_turn_end) or before any other op of
  * the same worker (which keeps that worker's order): one lock and at most
  * one engine wake-up per worker turn instead of per publication, and the
- * engine thread finds bigger batches. Only publishes wait: interest
+ * engine thread finds bigger batches; a worker holding redis.publish_batch
+ * of them (a full script call) hands them on at once, so a long turn does
+ * not leave Redis idle meanwhile. Only publishes wait: interest
  * changes are ordered across workers by the hub's registry lock and go at
  * once. */
 static _Thread_local struct {
     rengine *e;
     rop *head, *tail;
+    size_t n;
 } held;
 
 /* Append the list first..last (linked by next) to the op queue. */
@@ -2045,6 +2048,7 @@ static void held_flush(void)
     if (!held.head) return;
     queue_list(held.e, held.head, held.tail);
     held.head = held.tail = NULL;
+    held.n = 0;
 }
 
 static void op_queue(rengine *e, rop *op)
@@ -2056,6 +2060,7 @@ static void op_queue(rengine *e, rop *op)
         else held.head = op;
         held.tail = op;
         held.e = e;
+        if (++held.n >= e->batch_max) held_flush(); /* a full script call's worth: no need to wait */
         return;
     }
     rop *first = op;
@@ -2063,6 +2068,7 @@ static void op_queue(rengine *e, rop *op)
         held.tail->next = op;
         first = held.head;
         held.head = held.tail = NULL;
+        held.n = 0;
     }
     queue_list(e, first, op);
 }
