@@ -4,7 +4,8 @@ channel's history with one RPUSH and trims and expires the list once (not
 once per publication) while every answer, offset and history entry stays
 what one call per publication gave; a batch mixing channels over two
 shards; a channel whose history key has the wrong type fails exactly its
-own publications; large payloads in a batch.
+own publications; idempotency keys repeated inside one run; large payloads
+in a batch.
 """
 import os
 import re
@@ -119,6 +120,27 @@ class TestRedisBatches(unittest.TestCase):
             hist = self.history(srv, a)
             self.assertEqual([p["data"]["n"] for p in hist["publications"]], [0, 2, 5])
             self.assertTrue(srv.alive())
+
+    def test_idempotency_keys_inside_one_run(self):
+        with node(self.redis.addr) as srv:
+            a = self.channel("idem")
+            s, rd = self.conn(srv)
+            keys = [None, "k1", "k1", None, "k2", "k1", None]
+            reqs = []
+            for i, k in enumerate(keys):
+                body = {"channel": a, "data": {"n": i}}
+                if k:
+                    body["idempotency_key"] = k
+                reqs.append(request("/api/publish", body))
+            s.sendall(b"".join(reqs))
+            got = [rd.answer() for _ in reqs]
+            s.close()
+            self.assertEqual([g[0] for g in got], [200] * len(keys))
+            # a repeated key answers the first publication's offset and takes none
+            self.assertEqual([g[2]["offset"] for g in got], [1, 2, 2, 3, 4, 2, 5])
+            hist = self.history(srv, a)
+            self.assertEqual([(p["offset"], p["data"]["n"]) for p in hist["publications"]],
+                             [(1, 0), (2, 1), (3, 3), (4, 4), (5, 6)])
 
     def test_large_payloads_in_a_batch(self):
         with node(self.redis.addr) as srv:
