@@ -148,6 +148,11 @@ typedef struct hr_engine_vt {
     /* Optional: shard i's address and connection counters (/metrics); false
      * past the last shard. Any thread. */
     bool (*shard_stats)(hr_engine *e, int i, const char **addr, const struct hr_redis_conn_stats **st);
+    /* Optional: the calling worker's loop turn ends (called on the
+     * worker's thread by the server after each turn): an engine that holds
+     * back a worker's publishes of one turn, to hand them on together,
+     * hands them on now. */
+    void (*turn_end)(hr_engine *e);
 } hr_engine_vt;
 
 /* Cluster messaging: what an engine shared by several nodes (Redis) adds to
@@ -275,6 +280,7 @@ typedef struct hr_redis_opts {
     size_t max_pending;             /* per connection */
     size_t publish_batch;           /* most publications per publish script call (0 = 1) */
     size_t occupancy_sweep_max;     /* a dead node's channels freed per shard and refresh (0 = 1000) */
+    bool hold_publishes;            /* a worker's publishes wait for its turn's end (the caller calls vt->turn_end) */
     size_t max_reply;
     /* node statistics for the announcement (called on the engine thread) */
     void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);

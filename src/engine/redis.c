@@ -14,11 +14,13 @@
  *
  * Order. Publish is a Lua script (publish.lua below) run atomically by
  * Redis: for each publication it carries, in order, it assigns the next
- * offset, appends to the history list, trims it, remembers the
- * idempotency key and PUBLISHes the encoded publication. The publishes of
- * one engine loop turn to a shard share script calls (up to
- * redis.publish_batch each: one command to parse, one script to enter, one
- * reply); any other op first sends the publishes queued before it, so
+ * offset, appends to the history list, remembers the idempotency key and
+ * PUBLISHes the encoded publication (then trims each list it grew, once).
+ * A worker queues its publishes of one loop turn together at the turn's
+ * end (op_queue); the publishes of one engine loop turn to a shard share
+ * script calls (up to redis.publish_batch each: one command to parse, one
+ * script to enter, one reply), and their answers go back to each worker in
+ * one task; any other op first sends the publishes queued before it, so
  * Redis runs everything in the order the workers queued it.
  * A node receives publications only through its SUBSCRIBE (its own too),
  * so every node sees a channel's publications in offset order. Node-wide
@@ -89,39 +91,78 @@
 
 /* ---- scripts --------------------------------------------------------------------- */
 
-/* A batch of publications, each as one script call would: KEYS: meta,
- * history, idem of each publication (3 each). ARGV: for each, pubsub
- * channel, data, history size, history ttl ms, epoch if new, now ms, idem
- * window ms, has idem (0/1) (8 each). Returns one entry per publication, in
- * order: {offset, epoch, duplicate (0/1)}, or the error that publication
- * met (pcall: the others still go). Numbers stay the decimal strings they
- * came as: a Lua number passed to redis.call is formatted with
- * printf("%.17g"), a visible part of the script's cost. */
+/* A batch of publications in runs (consecutive publications to one
+ * channel, in the order the workers queued them). KEYS, for each run: meta,
+ * history, then the idempotency key of each of its publications that has
+ * one. ARGV, for each run: pubsub channel, history size, history ttl ms,
+ * epoch if new, idem window ms, count (6); then for each of its
+ * publications: data, now ms, has idem (0/1) (3 each) — what a channel's
+ * publications share is sent once per run, not once per publication.
+ * Returns one entry per publication, in order: {offset, epoch, duplicate
+ * (0/1)}, or the error that publication met (pcall: the others still go).
+ * Numbers stay the decimal strings they came as: a Lua number passed to
+ * redis.call is formatted with printf("%.17g"), a visible part of the
+ * script's cost.
+ * Each redis.call costs about a microsecond beyond the command itself, so
+ * what can be done once per channel of the batch is (ch[k1]: the epoch,
+ * the first and last offset taken, the history entries held back): the
+ * epoch is read once; a channel's first publication takes its offset with
+ * HINCRBY and goes to history with RPUSH at once (so a key of the wrong
+ * type fails that publication, as it would alone), the next ones count on
+ * from it and wait; after the batch one HINCRBY adds what they took, one
+ * RPUSH (per 1,000) appends them, the list is trimmed (only when RPUSH says
+ * it is longer than its size) and its TTL set. Nothing runs in between, so
+ * no reader sees the difference; PUBLISH stays one per publication, in
+ * order. */
 static const char publish_lua[] =
-    "local function publish(k1, k2, k3, a)\n"
-    "  local e = redis.call('hget', k1, 'e')\n"
-    "  if not e then e = ARGV[a + 5]; redis.call('hset', k1, 'e', e) end\n"
-    "  if ARGV[a + 8] == '1' then\n"
+    "local ch = {}\n"
+    "local function publish(k1, k2, k3, a, r, data, now)\n"
+    "  local c = ch[k1]\n"
+    "  if not c then\n"
+    "    local e = redis.call('hget', k1, 'e')\n"
+    "    if not e then e = ARGV[r + 3]; redis.call('hset', k1, 'e', e) end\n"
+    "    c = {e = e, h = k2}\n"
+    "    ch[k1] = c; ch[#ch + 1] = k1\n"
+    "  end\n"
+    "  local e = c.e\n"
+    "  if k3 then\n"
     "    local prev = redis.call('get', k3)\n"
     "    if prev then return {tonumber(prev), e, 1} end\n"
     "  end\n"
-    "  local o = redis.call('hincrby', k1, 'o', 1)\n"
+    "  local o\n"
+    "  if c.o then o = c.o + 1 else o = redis.call('hincrby', k1, 'o', 1); c.first = o end\n"
+    "  c.o = o\n"
     "  local os = string.format('%d', o)\n"
-    "  local m = 'M' .. os .. ' ' .. e .. ' ' .. ARGV[a + 6] .. '\\n' .. ARGV[a + 2]\n"
-    "  if ARGV[a + 3] ~= '0' then\n"
-    "    redis.call('rpush', k2, m)\n"
-    "    redis.call('ltrim', k2, '-' .. ARGV[a + 3], '-1')\n"
-    "    if ARGV[a + 4] ~= '0' then redis.call('pexpire', k2, ARGV[a + 4]) end\n"
+    "  local m = 'M' .. os .. ' ' .. e .. ' ' .. now .. '\\n' .. data\n"
+    "  if ARGV[r + 1] ~= '0' then\n"
+    "    if c.len then c[#c + 1] = m else c.len = redis.call('rpush', k2, m) end\n"
+    "    c.size = ARGV[r + 1]; c.ttl = ARGV[r + 2]\n"
     "  end\n"
-    "  if ARGV[a + 8] == '1' then redis.call('set', k3, os, 'PX', ARGV[a + 7]) end\n"
-    "  redis.call('publish', ARGV[a + 1], m)\n"
+    "  if k3 then redis.call('set', k3, os, 'PX', ARGV[r + 4]) end\n"
+    "  redis.call('publish', ARGV[r], m)\n"
     "  return {o, e, 0}\n"
     "end\n"
-    "local out = {}\n"
-    "for i = 0, #KEYS / 3 - 1 do\n"
-    "  local ok, r = pcall(publish, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], 8 * i)\n"
-    "  if not ok then r = redis.error_reply(type(r) == 'table' and r.err or tostring(r)) end\n"
-    "  out[i + 1] = r\n"
+    "local out, k, a = {}, 1, 1\n"
+    "while a <= #ARGV do\n"
+    "  local k1, k2, r = KEYS[k], KEYS[k + 1], a\n"
+    "  k = k + 2; a = a + 6\n"
+    "  for j = 1, tonumber(ARGV[r + 5]) do\n"
+    "    local k3\n"
+    "    if ARGV[a + 2] == '1' then k3 = KEYS[k]; k = k + 1 end\n"
+    "    local ok, x = pcall(publish, k1, k2, k3, a, r, ARGV[a], ARGV[a + 1])\n"
+    "    if not ok then x = redis.error_reply(type(x) == 'table' and x.err or tostring(x)) end\n"
+    "    out[#out + 1] = x\n"
+    "    a = a + 3\n"
+    "  end\n"
+    "end\n"
+    "for i = 1, #ch do\n"
+    "  local c = ch[ch[i]]\n"
+    "  if c.o and c.o > c.first then redis.call('hincrby', ch[i], 'o', string.format('%d', c.o - c.first)) end\n"
+    "  for j = 1, #c, 1000 do c.len = redis.call('rpush', c.h, unpack(c, j, math.min(j + 999, #c))) end\n"
+    "  if c.len then\n"
+    "    if c.len > tonumber(c.size) then redis.call('ltrim', c.h, '-' .. c.size, '-1') end\n"
+    "    if c.ttl ~= '0' then redis.call('pexpire', c.h, c.ttl) end\n"
+    "  end\n"
     "end\n"
     "return out\n";
 
@@ -432,6 +473,7 @@ struct rengine {
     size_t batch_max;           /* redis.publish_batch */
     size_t sweep_max;           /* redis.occupancy_sweep_max: channels a sweep frees at most per shard and
                                    run (a dead node's are spread over refreshes, not one long script) */
+    bool hold_publishes;        /* workers hold a turn's publishes back (the server calls turn_end) */
     uint8_t rnd[256];
     size_t rnd_left;
     void (*stats)(void *ud, uint64_t *connections, uint64_t *subscriptions);
@@ -1338,34 +1380,95 @@ static void arg_key(hr_buf *b, rengine *e, char kind, const rop *op, bool idem)
     hr_buf_append(b, "\r\n", 2);
 }
 
-/* A publication's 8 script arguments. */
-static void arg_publication(hr_buf *b, rengine *e, const rop *op)
+static bool has_idem(const rop *op) { return op->idem_len && op->o.idempotency_window_ms; }
+
+/* Whether op continues the run that prev is in (same channel, same options). */
+static bool same_run(const rop *prev, const rop *op)
 {
-    const hr_pub *p = op->pub;
+    return prev->len == op->len && memcmp(prev->channel, op->channel, op->len) == 0 &&
+           prev->o.history_size == op->o.history_size && prev->o.history_ttl_ms == op->o.history_ttl_ms &&
+           prev->o.idempotency_window_ms == op->o.idempotency_window_ms;
+}
+
+/* The length of the run starting at ops[i]. */
+static size_t run_len(rop *const *ops, size_t i, size_t n)
+{
+    size_t j = i + 1;
+    while (j < n && same_run(ops[i], ops[j])) j++;
+    return j - i;
+}
+
+/* A run's 6 script arguments (what its publications share). */
+static void arg_run(hr_buf *b, rengine *e, const rop *op, size_t count)
+{
     char d[24], epoch[HR_EPOCH_LEN + 1];
     hr_resp_cmd_arg_head(b, e->prefix_len + 3 + op->len);
     hr_buf_append(b, e->prefix, e->prefix_len);
     hr_buf_append(b, ":c:", 3);
     hr_buf_append(b, op->channel, op->len);
     hr_buf_append(b, "\r\n", 2);
-    hr_resp_cmd_arg(b, p->data, p->data_len);
     hr_resp_cmd_arg(b, d, u64_dec(d, op->o.history_size));
     hr_resp_cmd_arg(b, d, u64_dec(d, op->o.history_ttl_ms));
     pool_epoch(e, epoch);
     hr_resp_cmd_arg(b, epoch, HR_EPOCH_LEN);
-    hr_resp_cmd_arg(b, d, u64_dec(d, p->time_ms));
     hr_resp_cmd_arg(b, d, u64_dec(d, op->o.idempotency_window_ms ? op->o.idempotency_window_ms : 1));
-    hr_resp_cmd_arg(b, op->idem_len && op->o.idempotency_window_ms ? "1" : "0", 1);
+    hr_resp_cmd_arg(b, d, u64_dec(d, count));
+}
+
+/* A publication's 3 script arguments. */
+static void arg_publication(hr_buf *b, const rop *op)
+{
+    char d[24];
+    hr_resp_cmd_arg(b, op->pub->data, op->pub->data_len);
+    hr_resp_cmd_arg(b, d, u64_dec(d, op->pub->time_ms));
+    hr_resp_cmd_arg(b, has_idem(op) ? "1" : "0", 1);
 }
 
 static void on_batch_reply(void *ud, int err, const hr_resp *r);
 
-/* Every op of the batch ends with err (or its own result), then the batch. */
+/* A worker's share of a batch's answers, run on its thread: each op's
+ * callback, in batch order. */
+static void chain_task(hr_engine_task *t, bool live)
+{
+    for (rop *op = (rop *)t, *nx; op; op = nx) {
+        nx = op->next;
+        if (live) op_finish(op);
+        free_op(op);
+    }
+}
+
+/* Every op of the batch ends with err (or its own result), then the batch.
+ * The answers go back in one task per worker (chained by next, in batch
+ * order), not one per publication: one lock and at most one wake-up. */
 static void batch_end(rbatch *b, int err)
 {
+    rengine *e = b->e;
+    enum { CHAINS = 16 };
+    struct chain {
+        int worker;
+        rop *head, *tail;
+    } ch[CHAINS];
+    size_t nch = 0;
     for (size_t i = 0; i < b->n; i++) {
-        if (err) b->ops[i]->err = err;
-        op_complete(b->ops[i]);
+        rop *op = b->ops[i];
+        if (err) op->err = err;
+        if (op->worker < 0 || !e->base.post || !op->cb.publish || e->dead) {
+            op_complete(op);
+            continue;
+        }
+        size_t k = 0;
+        while (k < nch && ch[k].worker != op->worker) k++;
+        if (k == CHAINS) { /* more workers than chains: this one alone */
+            op_complete(op);
+            continue;
+        }
+        op->next = NULL;
+        if (k == nch) ch[nch++] = (struct chain){op->worker, op, op};
+        else ch[k].tail = ch[k].tail->next = op;
+    }
+    for (size_t k = 0; k < nch; k++) {
+        ch[k].head->task.run = chain_task;
+        e->base.post(e->base.hub, ch[k].worker, &ch[k].head->task);
     }
     hr_free(b);
 }
@@ -1376,16 +1479,25 @@ static void batch_send(rbatch *b)
     hr_buf *c = &e->pcmd;
     c->len = 0;
     char nk[24];
-    hr_resp_cmd_head(c, 3 + 11 * b->n);
+    size_t runs = 0, idems = 0;
+    for (size_t i = 0; i < b->n; i += run_len(b->ops, i, b->n)) runs++;
+    for (size_t i = 0; i < b->n; i++) idems += has_idem(b->ops[i]);
+    hr_resp_cmd_head(c, 3 + 2 * runs + idems + 6 * runs + 3 * b->n);
     if (b->retried) hr_resp_cmd_arg(c, "EVAL", 4), hr_resp_cmd_arg(c, scripts[S_PUBLISH], strlen(scripts[S_PUBLISH]));
     else hr_resp_cmd_arg(c, "EVALSHA", 7), hr_resp_cmd_arg(c, e->sha[S_PUBLISH], 40);
-    hr_resp_cmd_arg(c, nk, u64_dec(nk, 3 * b->n));
-    for (size_t i = 0; i < b->n; i++) {
+    hr_resp_cmd_arg(c, nk, u64_dec(nk, 2 * runs + idems));
+    for (size_t i = 0, n; i < b->n; i += n) {
+        n = run_len(b->ops, i, b->n);
         arg_key(c, e, 'm', b->ops[i], false);
         arg_key(c, e, 'h', b->ops[i], false);
-        arg_key(c, e, 'i', b->ops[i], true);
+        for (size_t j = i; j < i + n; j++)
+            if (has_idem(b->ops[j])) arg_key(c, e, 'i', b->ops[j], true);
     }
-    for (size_t i = 0; i < b->n; i++) arg_publication(c, e, b->ops[i]);
+    for (size_t i = 0, n; i < b->n; i += n) {
+        n = run_len(b->ops, i, b->n);
+        arg_run(c, e, b->ops[i], n);
+        for (size_t j = i; j < i + n; j++) arg_publication(c, b->ops[j]);
+    }
     int rc = hr_redis_conn_send(e->shards[b->shard].conn, c->data, c->len, on_batch_reply, b);
     if (rc) batch_end(b, rc);
 }
@@ -1902,15 +2014,66 @@ static rop *op_new(rengine *e, int kind, const char *ch, size_t len)
     return op;
 }
 
-static void op_queue(rengine *e, rop *op)
+/* A worker's publishes of its current loop turn, held back (in order) and
+ * queued together at the turn's end (r_turn_end) or before any other op of
+ * the same worker (which keeps that worker's order): one lock and at most
+ * one engine wake-up per worker turn instead of per publication, and the
+ * engine thread finds bigger batches; a worker holding redis.publish_batch
+ * of them (a full script call) hands them on at once, so a long turn does
+ * not leave Redis idle meanwhile. Only publishes wait: interest
+ * changes are ordered across workers by the hub's registry lock and go at
+ * once. */
+static _Thread_local struct {
+    rengine *e;
+    rop *head, *tail;
+    size_t n;
+} held;
+
+/* Append the list first..last (linked by next) to the op queue. */
+static void queue_list(rengine *e, rop *first, rop *last)
 {
     pthread_mutex_lock(&e->mu);
     bool empty = e->qhead == NULL;
-    if (e->qtail) e->qtail->next = op;
-    else e->qhead = op;
-    e->qtail = op;
+    if (e->qtail) e->qtail->next = first;
+    else e->qhead = first;
+    e->qtail = last;
     pthread_mutex_unlock(&e->mu);
     if (empty) hr_loop_wake(&e->loop);
+}
+
+static void held_flush(void)
+{
+    if (!held.head) return;
+    queue_list(held.e, held.head, held.tail);
+    held.head = held.tail = NULL;
+    held.n = 0;
+}
+
+static void op_queue(rengine *e, rop *op)
+{
+    op->next = NULL;
+    if (held.head && held.e != e) held_flush();
+    if (op->kind == OP_PUBLISH && op->worker >= 0 && e->hold_publishes) {
+        if (held.tail) held.tail->next = op;
+        else held.head = op;
+        held.tail = op;
+        held.e = e;
+        if (++held.n >= e->batch_max) held_flush(); /* a full script call's worth: no need to wait */
+        return;
+    }
+    rop *first = op;
+    if (held.head) { /* this worker's earlier publishes go first */
+        held.tail->next = op;
+        first = held.head;
+        held.head = held.tail = NULL;
+        held.n = 0;
+    }
+    queue_list(e, first, op);
+}
+
+static void r_turn_end(hr_engine *be)
+{
+    if (held.head && held.e == (rengine *)be) held_flush();
 }
 
 static void r_publish(hr_engine *be, const hr_chan_opts *o, hr_pub *pub, const char *idem_key, size_t idem_len,
@@ -2149,6 +2312,7 @@ static const hr_engine_vt redis_vt = {
     .channels = r_channels,
     .free = r_free,
     .channels_async = r_channels_async,
+    .turn_end = r_turn_end,
 };
 
 static const hr_cluster_vt redis_cluster = {
@@ -2221,6 +2385,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     e->stats_ud = o->stats_ud;
     e->batch_max = o->publish_batch ? o->publish_batch : 1;
     e->sweep_max = o->occupancy_sweep_max ? o->occupancy_sweep_max : 1000;
+    e->hold_publishes = o->hold_publishes;
     if (o->node_id && o->node_id[0]) {
         snprintf(e->node_id, sizeof(e->node_id), "%s", o->node_id);
     } else {

@@ -161,7 +161,8 @@ const hr_option hr_options[] = {
     {"redis.publish_batch", HR_OPT_INT, OFF(redis_publish_batch), "64", 1, 10000, NULL, NULL,
      "Most publications one publish script call carries: the publishes of an engine loop turn to one shard go "
      "to Redis in script calls of up to this many (1 = a script call per publication; more blocks Redis longer "
-     "per call)."},
+     "per call). A worker hands its publishes of a loop turn to the engine at the turn's end, or as soon as it "
+     "holds this many."},
     {"redis.max_reply", HR_OPT_SIZE, OFF(redis_max_reply), "64MiB", 1024, 1 * GiB, NULL, NULL,
      "Largest Redis reply accepted (a history read of a big channel); larger drops the connection."},
 

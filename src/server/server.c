@@ -259,6 +259,8 @@ static void on_turn_end(hr_loop *loop, void *data)
     hr_worker *w = data;
     if (w->ready_list) hr_conn_run_ready(w);
     hr_conn_end_turn(w);
+    hr_engine *eng = w->sh->hub->engine;
+    if (eng->vt->turn_end) eng->vt->turn_end(eng); /* the publishes this turn made, together */
     hr_metrics_turn_end(w);
     if (w->ready_list) w->loop.busy = true;
     worker_check_done(w);
@@ -332,6 +334,7 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             .max_pending = (size_t)cfg->redis_max_pending,
             .publish_batch = (size_t)cfg->redis_publish_batch,
             .occupancy_sweep_max = (size_t)cfg->redis_occupancy_sweep_max,
+            .hold_publishes = true, /* on_turn_end calls turn_end */
             .max_reply = (size_t)cfg->redis_max_reply,
             .stats = node_stats,
             .stats_ud = s,
