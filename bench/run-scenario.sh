@@ -20,7 +20,10 @@
 # Environment: HERALD_BIN, HERALD_WORKERS (2), HERALD_EXTRA (more `herald serve`
 # arguments, split on spaces: e.g. --tls-cert C --tls-key K), PEER (path of the peer script),
 # BENCH_RESULTS (output directory), BENCH_QUIET_WAIT (seconds to wait for the
-# machine to go quiet before starting, default 30; 0 = do not wait).
+# machine to go quiet before starting, default 30; 0 = do not wait),
+# BENCH_SERVER_CPUS / BENCH_GENERATOR_CPUS (taskset CPU lists for Herald or the
+# ceiling and for the generator, e.g. 0 and 1: neither takes the other's core;
+# unset = the scheduler's choice).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -206,15 +209,18 @@ done
 # ---- start the server
 port=$(free_port)
 api_key=bench-$RANDOM$RANDOM
+srv_pin=(); gen_pin=()
+[ -n "${BENCH_SERVER_CPUS:-}" ] && srv_pin=(taskset -c "$BENCH_SERVER_CPUS")
+[ -n "${BENCH_GENERATOR_CPUS:-}" ] && gen_pin=(taskset -c "$BENCH_GENERATOR_CPUS")
 case "$server" in
   herald)
     # --channels.publish anyone: the chat scenario publishes from clients (opt-in)
-    "$HERALD_BIN" serve --listen "127.0.0.1:$port" --workers "$HERALD_WORKERS" --api-key "$api_key" \
+    "${srv_pin[@]}" "$HERALD_BIN" serve --listen "127.0.0.1:$port" --workers "$HERALD_WORKERS" --api-key "$api_key" \
       --channels.publish anyone --log-level warn --drain-timeout 2s ${HERALD_EXTRA:-} >>"$log.server" 2>&1 &
     srv_pid=$!
     wait_port "$port" || { echo "run-scenario: herald did not start (see $log.server)" >&2; exit 1; } ;;
   ceiling)
-    "$CEILING_BIN" --port "$port" >>"$log.server" 2>&1 &
+    "${srv_pin[@]}" "$CEILING_BIN" --port "$port" >>"$log.server" 2>&1 &
     srv_pid=$!
     wait_port "$port" || { echo "run-scenario: the ceiling did not start (see $log.server)" >&2; exit 1; } ;;
   *)
@@ -223,7 +229,7 @@ esac
 
 # ---- run the generator
 read -ra flag_list <<<"$flags"
-cmd=("$HERALD_BIN" bench --server "$server" --port "$port" --server-pid "$srv_pid" "${flag_list[@]}" "${extra[@]}"
+cmd=("${gen_pin[@]}" "$HERALD_BIN" bench --server "$server" --port "$port" --server-pid "$srv_pid" "${flag_list[@]}" "${extra[@]}"
      --json "$out" "$@")
 [ "$server" = herald ] && cmd+=(--api-key "$api_key")
 {
