@@ -162,6 +162,17 @@ class Reader:
         return self.rest() == b""
 
 
+def api_conn(srv):
+    """A keep-alive API connection to node srv and its answer reader."""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=20 * SLOW)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s, Reader(s)
+
+
+def fresh_channel(name):
+    return f"{name}-{time.monotonic_ns()}"
+
+
 def evalsha_count(srv, shard):
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW)
     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -184,18 +195,10 @@ class TestApiPipelining(unittest.TestCase):
         cls.proxy.close()
         cls.redis.kill()
 
-    def conn(self, srv):
-        s = socket.create_connection(("127.0.0.1", srv.port), timeout=20 * SLOW)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return s, Reader(s)
-
-    def channel(self, name):
-        return f"{name}-{time.monotonic_ns()}"
-
     def test_pipelined_publishes_share_round_trips_answers_in_order(self):
         with node(self.proxy.addr) as srv:
-            s, rd = self.conn(srv)
-            a, b = self.channel("pa"), self.channel("pb")
+            s, rd = api_conn(srv)
+            a, b = fresh_channel("pa"), fresh_channel("pb")
             s.sendall(publish(a, 0))  # first contact (script load) out of the timing
             self.assertEqual(rd.answer()[0], 200)
             t0 = time.monotonic()
@@ -215,8 +218,8 @@ class TestApiPipelining(unittest.TestCase):
 
     def test_errors_and_other_requests_keep_their_place(self):
         with node(self.proxy.addr) as srv:
-            s, rd = self.conn(srv)
-            a, b = self.channel("ea"), self.channel("eb")
+            s, rd = api_conn(srv)
+            a, b = fresh_channel("ea"), fresh_channel("eb")
             s.sendall(publish(a, 1) + publish(a, 2, key="wrong") + request("/api/nosuch", {}) +
                       request("/api/publish", b"{not json") + request("/health", b"", method="GET") +
                       publish(b, 1) + request("/api/publish", b"", method="GET") + publish(a, 3))
@@ -235,15 +238,15 @@ class TestApiPipelining(unittest.TestCase):
 
     def test_connection_close_ends_the_pipeline(self):
         with node(self.proxy.addr) as srv:
-            s, rd = self.conn(srv)
-            a = self.channel("ca")
+            s, rd = api_conn(srv)
+            a = fresh_channel("ca")
             s.sendall(publish(a, 1) + publish(a, 2, close=True) + publish(a, 3))
             got = [rd.answer() for _ in range(2)]
             self.assertEqual([g[0] for g in got], [200, 200])
             self.assertEqual(got[1][1].get("connection"), "close")
             self.assertTrue(rd.closed(), "more answers after Connection: close")
             s.close()
-            s2, rd2 = self.conn(srv)
+            s2, rd2 = api_conn(srv)
             s2.sendall(request("/api/history", {"channel": a, "limit": 10}))
             st, _, body = rd2.answer()
             self.assertEqual(st, 200)
@@ -252,8 +255,8 @@ class TestApiPipelining(unittest.TestCase):
 
     def test_max_pipelined_bounds_requests_awaiting_answers(self):
         with node(self.proxy.addr, "--http.max-pipelined", "3") as srv:
-            s, rd = self.conn(srv)
-            a = self.channel("ma")
+            s, rd = api_conn(srv)
+            a = fresh_channel("ma")
             s.sendall(publish(a, 0))
             self.assertEqual(rd.answer()[0], 200)
             t0 = time.monotonic()
@@ -268,8 +271,8 @@ class TestApiPipelining(unittest.TestCase):
     def pipelined_script_calls(self, *args):
         """40 pipelined publishes; returns the publish script calls they took."""
         with node(self.proxy.addr, *args) as srv:
-            s, rd = self.conn(srv)
-            a = self.channel("ba")
+            s, rd = api_conn(srv)
+            a = fresh_channel("ba")
             s.sendall(publish(a, 0))
             self.assertEqual(rd.answer()[0], 200)
             before = evalsha_count(srv, self.proxy.addr)
@@ -291,9 +294,9 @@ class TestApiPipelining(unittest.TestCase):
 
     def test_a_failing_publication_fails_alone_in_its_batch(self):
         with node(self.proxy.addr) as srv:
-            a, bad = self.channel("fa"), self.channel("fbad")
+            a, bad = fresh_channel("fa"), fresh_channel("fbad")
             self.assertEqual(self.redis.command("SET", f"herald:m:{{{bad}}}", "not a hash"), "+OK")
-            s, rd = self.conn(srv)
+            s, rd = api_conn(srv)
             s.sendall(publish(a, 1) + publish(bad, 2) + publish(a, 3))
             got = [rd.answer() for _ in range(3)]
             self.assertEqual(got[0][0], 200)
@@ -303,13 +306,13 @@ class TestApiPipelining(unittest.TestCase):
 
     def test_client_gone_while_answers_await(self):
         with node(self.proxy.addr) as srv:
-            a = self.channel("ga")
+            a = fresh_channel("ga")
             for _ in range(5):
-                s, _ = self.conn(srv)
+                s, _ = api_conn(srv)
                 s.sendall(b"".join(publish(a, i) for i in range(20)))
                 s.close()
             time.sleep(3 * DELAY)
-            s, rd = self.conn(srv)
+            s, rd = api_conn(srv)
             s.sendall(publish(a, 99))
             st, _, body = rd.answer()
             self.assertEqual(st, 200)

@@ -9,17 +9,13 @@ in a batch.
 """
 import os
 import re
-import socket
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from herald_native import API_KEY  # noqa: E402
-from herald_testlib import SLOW  # noqa: E402
 from redis_cluster import RedisServer, node, redis_available  # noqa: E402
-from test_api_pipelining import Reader, publish, request  # noqa: E402
+from test_api_pipelining import api_conn, fresh_channel, publish, request  # noqa: E402
 
 
 def calls(redis, command):
@@ -40,16 +36,8 @@ class TestRedisBatches(unittest.TestCase):
         cls.redis.kill()
         cls.redis2.kill()
 
-    def conn(self, srv):
-        s = socket.create_connection(("127.0.0.1", srv.port), timeout=20 * SLOW)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return s, Reader(s)
-
-    def channel(self, name):
-        return f"{name}-{time.monotonic_ns()}"
-
     def history(self, srv, ch, limit=1000):
-        s, rd = self.conn(srv)
+        s, rd = api_conn(srv)
         s.sendall(request("/api/history", {"channel": ch, "limit": limit}))
         st, _, body = rd.answer()
         s.close()
@@ -58,8 +46,8 @@ class TestRedisBatches(unittest.TestCase):
 
     def test_many_publications_to_one_channel_in_one_batch(self):
         with node(self.redis.addr, "--channels.history-size", "5") as srv:
-            a = self.channel("one")
-            s, rd = self.conn(srv)
+            a = fresh_channel("one")
+            s, rd = api_conn(srv)
             s.sendall(publish(a, 0))  # first contact (script load) out of the count
             self.assertEqual(rd.answer()[0], 200)
             pushes, trims = calls(self.redis, "rpush"), calls(self.redis, "ltrim")
@@ -83,8 +71,8 @@ class TestRedisBatches(unittest.TestCase):
 
     def test_a_batch_mixing_channels_and_shards(self):
         with node(f"{self.redis.addr},{self.redis2.addr}") as srv:
-            chans = [self.channel(f"mix{i}") for i in range(8)]
-            s, rd = self.conn(srv)
+            chans = [fresh_channel(f"mix{i}") for i in range(8)]
+            s, rd = api_conn(srv)
             sent = [(chans[(i * 3) % 8], i) for i in range(80)]  # interleaved: 10 each
             s.sendall(b"".join(publish(ch, i) for ch, i in sent))
             got = [rd.answer() for _ in range(80)]
@@ -104,9 +92,9 @@ class TestRedisBatches(unittest.TestCase):
 
     def test_a_channel_with_a_broken_history_fails_exactly_its_publications(self):
         with node(self.redis.addr) as srv:
-            a, bad = self.channel("ok"), self.channel("bad")
+            a, bad = fresh_channel("ok"), fresh_channel("bad")
             self.assertEqual(self.redis.command("SET", f"herald:h:{{{bad}}}", "not a list"), "+OK")
-            s, rd = self.conn(srv)
+            s, rd = api_conn(srv)
             order = [a, bad, a, bad, bad, a]
             s.sendall(b"".join(publish(ch, i) for i, ch in enumerate(order)))
             got = [rd.answer() for _ in order]
@@ -123,8 +111,8 @@ class TestRedisBatches(unittest.TestCase):
 
     def test_idempotency_keys_inside_one_run(self):
         with node(self.redis.addr) as srv:
-            a = self.channel("idem")
-            s, rd = self.conn(srv)
+            a = fresh_channel("idem")
+            s, rd = api_conn(srv)
             keys = [None, "k1", "k1", None, "k2", "k1", None]
             reqs = []
             for i, k in enumerate(keys):
@@ -144,9 +132,9 @@ class TestRedisBatches(unittest.TestCase):
 
     def test_large_payloads_in_a_batch(self):
         with node(self.redis.addr) as srv:
-            a, b = self.channel("big"), self.channel("small")
+            a, b = fresh_channel("big"), fresh_channel("small")
             big = "x" * (60 * 1024)
-            s, rd = self.conn(srv)
+            s, rd = api_conn(srv)
             reqs = []
             for i in range(12):
                 reqs.append(request("/api/publish", {"channel": a, "data": {"n": i, "pad": big}}))
@@ -156,7 +144,7 @@ class TestRedisBatches(unittest.TestCase):
             s.close()
             self.assertEqual([g[0] for g in got], [200] * 24)
             # past channels.max_publication_size (64 KiB): refused, nothing published
-            s, rd = self.conn(srv)
+            s, rd = api_conn(srv)
             s.sendall(request("/api/publish", {"channel": a, "data": {"pad": "y" * (70 * 1024)}}))
             self.assertEqual(rd.answer()[0], 413)
             s.close()
