@@ -12,7 +12,7 @@
  * server down.
  *
  * Memory: a block whose objects are all free again becomes a spare; a set
- * keeps at most `spare_max` bytes of spare blocks (server.object_pool_spare_bytes)
+ * keeps at most `spare_max` spare blocks (server.object_pool_spare_bytes / 64 KiB)
  * for the next objects, and gives any further empty block back to the
  * kernel at once (munmap), so a mass disconnect returns its memory.
  *

@@ -496,8 +496,10 @@ void hr_native_batch_add_text(hr_native_batch *batch, json_t *root, const hr_nat
         json_free_t jfree;
         json_get_alloc_funcs(&jmalloc, &jfree);
         e->dump = jmalloc(data_len + 1);
-        memcpy(e->dump, data, data_len);
-        e->dump[data_len] = '\0';
+        if (e->dump) { /* else take_data dumps it */
+            memcpy(e->dump, data, data_len);
+            e->dump[data_len] = '\0';
+        }
     }
     hr_native_parse_root(root, lim, &batch->cmds[batch->n++], &e->dump);
 }

@@ -257,8 +257,9 @@ static bool encode_pub(hr_pusher *p, const hr_pub *pub, hr_enc_cache *cache, int
 static bool excluded(const hr_pusher *p, const hr_enc_cache *cache)
 {
     const hr_sbuf *x = cache->slot[HR_ENC_PUSHER_EXCLUDE];
+    if (!x) return false; /* most publications exclude nobody: no id to format per subscriber */
     hr_client_idstr id = hr_client_id(&p->client);
-    return x && x->len == strlen(id.s) && memcmp(x->data, id.s, x->len) == 0;
+    return x->len == strlen(id.s) && memcmp(x->data, id.s, x->len) == 0;
 }
 
 /* Does sub's subscriber want positions (docs/pusher.md, "Recovery")? */

@@ -450,7 +450,9 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     h->streams = st;
     h->nstreams++;
     block_reset(h);
-    hr_conn_stop_timer(h->c);
+    /* The first stream ends the idle timeout; with others open the timer
+     * carries their stall resets (stream_close), which must stay armed. */
+    if (h->nstreams == 1) hr_conn_stop_timer(h->c);
     nghttp2_session_set_stream_user_data(s, st->id, st);
     return 0;
 }

@@ -169,9 +169,10 @@ void hr_ws_send(hr_conn *c, int opcode, const void *data, size_t len)
                                      (int)w->opts->ws_deflate_mem_level)) {
                 hr_free(m->deflater);
                 m->deflater = NULL;
-                more_trim(ws);
+                more_trim(ws); /* may free m: zs stays NULL, the frame goes uncompressed */
+            } else {
+                zs = m->deflater;
             }
-            zs = m->deflater;
         }
         if (zs) {
             w->zout.len = 0;
@@ -943,13 +944,13 @@ static void sink_send_shared(void *t, hr_sbuf *payload, hr_enc_cache *cache, int
     hr_ws_send_shared(t, binary ? HR_WS_OP_BINARY : HR_WS_OP_TEXT, payload, cache, slot);
 }
 
-/* Called before each push: a queue over the limit is first offered to the
- * kernel, so a burst within one loop turn is not mistaken for a slow reader. */
 static bool sink_send_run(void *t, hr_run *run, int slot, bool binary, size_t limit)
 {
     return hr_ws_send_run(t, binary ? HR_WS_OP_BINARY : HR_WS_OP_TEXT, run, slot, limit);
 }
 
+/* Called before each push: a queue over the limit is first offered to the
+ * kernel, so a burst within one loop turn is not mistaken for a slow reader. */
 static size_t sink_queued(void *t)
 {
     hr_conn *c = t;
