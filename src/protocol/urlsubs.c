@@ -9,7 +9,6 @@
 #include "backend/webhook.h"
 #include "ops/ops.h"
 #include "hub/channel_name.h"
-#include "core/random.h"
 #include "auth/auth.h"
 
 #include <stdio.h>
@@ -249,9 +248,4 @@ bool hr_urlsubs_delivers(const hr_client *c, const hr_sub *sub, const hr_pub *pu
         }
     }
     return first == sub;
-}
-
-void hr_urlsubs_client_id(char id[HR_CLIENT_ID_SIZE])
-{
-    hr_random_hex(id, 16);
 }

@@ -109,7 +109,4 @@ void hr_urlsubs_leave(hr_client *c, const hr_ops_opts *opts, const char *info, h
  * exact subscription does; else the first matching pattern in c's list. */
 bool hr_urlsubs_delivers(const hr_client *c, const hr_sub *sub, const hr_pub *pub);
 
-/* A random client id: 32 hex digits and a NUL. */
-void hr_urlsubs_client_id(char id[HR_CLIENT_ID_SIZE]);
-
 #endif

@@ -1195,9 +1195,9 @@ static int app_check(const hr_config *cfg, const hr_pusher_app *a, size_t i, cha
     for (const char *p = a->webhook_events; *p;) {
         const char *e = strchr(p, ',');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        char ev[40];
-        snprintf(ev, sizeof(ev), ",%.*s,", (int)HR_MIN(n, sizeof(ev) - 3), p);
-        if (!n || n > 30 || !strstr("," HR_PUSHER_WEBHOOK_EVENTS ",", ev)) {
+        char ev[40]; /* one name, checked by the parser the webhook sender uses */
+        snprintf(ev, sizeof(ev), "%.*s", (int)HR_MIN(n, sizeof(ev) - 1), p);
+        if (!n || n >= sizeof(ev) || hr_webhook_pusher_mask(ev) < 0) {
             errf(err, errlen, "pusher.app.%s.webhook_events: unknown event \"%.*s\" (one of %s)", a->name, (int)n, p,
                  HR_PUSHER_WEBHOOK_EVENTS);
             return HR_ERR_INVALID;

@@ -39,6 +39,7 @@
  * websocket.close_timeout passes). */
 #include "transport/sse.h"
 #include "backend/webhook.h"
+#include "core/random.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "protocol/session.h"
@@ -1007,7 +1008,7 @@ static void sse_ask_backend(hr_conn *c, const hr_http_request *req, bool close, 
     h->c = c;
     h->close = close;
     snprintf(h->cors, sizeof(h->cors), "%s", cors);
-    hr_urlsubs_client_id(h->id);
+    hr_random_hex(h->id, HR_CLIENT_ID_BYTES); /* the id the session will have (hr_client_id_parse) */
     h->au = *au;
     h->query = hr_strndup(req->query ? req->query : "", req->query ? req->query_len : 0);
     h->query_len = req->query ? req->query_len : 0;

@@ -14,7 +14,6 @@
 #include "core/hash.h"
 #include "core/random.h"
 #include "engine/pub.h"
-#include "protocol/urlsubs.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -58,9 +57,6 @@ static void test_hex_ids(void **state)
     assert_string_not_equal(a, b);
     hr_random_hex(big, 200); /* more than one internal chunk */
     assert_true(all_hex(big, 400));
-    char id[37];
-    hr_urlsubs_client_id(id);
-    assert_true(all_hex(id, 32));
     char epoch[HR_EPOCH_LEN + 1];
     hr_epoch_new(epoch);
     assert_true(all_hex(epoch, HR_EPOCH_LEN));
@@ -132,14 +128,12 @@ static void expect_abort(void (*make_id)(char *out))
     assert_null(strstr(log, "returned an id"));
 }
 
-static void client_id(char *out) { hr_urlsubs_client_id(out); }
 static void epoch(char *out) { hr_epoch_new(out); }
 static void hex(char *out) { hr_random_hex(out, 16); }
 
 static void test_no_entropy_aborts(void **state)
 {
     (void)state;
-    expect_abort(client_id);
     expect_abort(epoch);
     expect_abort(hex);
 }
