@@ -23,6 +23,7 @@
 #include "backend/httpc.h"
 #include "core/buf.h"
 #include "core/hash.h"
+#include "core/hmac.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -30,8 +31,6 @@
 #include "hub/channel_name.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -491,15 +490,13 @@ static void sign(const hr_webhook *wh, const hr_buf *body, char *hdr, size_t cap
     long long t = (long long)(wall_ms() / 1000);
     char ts[24];
     int tl = snprintf(ts, sizeof(ts), "%lld.", t);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
+    char hex[65];
     uint8_t *msg = hr_malloc((size_t)tl + body->len);
     memcpy(msg, ts, (size_t)tl);
     memcpy(msg + tl, body->data, body->len);
-    HMAC(EVP_sha256(), wh->secret, (int)strlen(wh->secret), msg, (size_t)tl + body->len, mac, &maclen);
+    hr_hmac_sha256_hex(wh->secret, msg, (size_t)tl + body->len, hex);
     hr_free(msg);
-    int n = snprintf(hdr, cap, "X-Herald-Signature: t=%lld,v1=", t);
-    for (unsigned i = 0; i < maclen && (size_t)n + 3 <= cap; i++) n += snprintf(hdr + n, cap - (size_t)n, "%02x", mac[i]);
+    snprintf(hdr, cap, "X-Herald-Signature: t=%lld,v1=%s", t, hex);
 }
 
 static void set_error(hr_webhook *wh, const char *what)
@@ -585,10 +582,7 @@ static void on_answer(const hr_httpc_resp *resp, void *ud)
 static void pusher_headers(const wqueue *q, const hr_buf *body, char *key, size_t kcap, char *sig, size_t scap)
 {
     char hex[65];
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    HMAC(EVP_sha256(), q->secret, (int)strlen(q->secret), body->data, body->len, mac, &maclen);
-    for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    hr_hmac_sha256_hex(q->secret, body->data, body->len, hex);
     snprintf(key, kcap, "X-Pusher-Key: %s", q->key);
     snprintf(sig, scap, "X-Pusher-Signature: %s", hex);
 }

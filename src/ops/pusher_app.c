@@ -6,12 +6,12 @@
  * with CRYPTO_memcmp after an HMAC of the expected text, so a wrong
  * signature costs the same whatever its first wrong digit. */
 #include "ops/pusher_app.h"
+#include "core/hmac.h"
 
 #include <ctype.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,19 +184,6 @@ int hr_pusher_policy(const hr_pusher_apps *t, const hr_chan_policy *base, const 
 
 /* ---- signatures ------------------------------------------------------------------------ */
 
-void hr_pusher_hmac_hex(const char *secret, const void *msg, size_t len, char out[65])
-{
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), msg, len, mac, &n);
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned int i = 0; i < 32; i++) {
-        out[2 * i] = hex[mac[i] >> 4];
-        out[2 * i + 1] = hex[mac[i] & 15];
-    }
-    out[64] = '\0';
-}
-
 bool hr_pusher_ct_equal(const char *a, size_t alen, const char *b, size_t blen)
 {
     if (alen != blen) return false;
@@ -209,7 +196,7 @@ static int check_auth(const hr_pusher_app *app, const hr_buf *msg, const char *a
     size_t kl = strlen(app->key);
     if (alen != kl + 1 + 64 || memcmp(auth, app->key, kl) != 0 || auth[kl] != ':') return HR_PUSHER_E_SIGNATURE;
     char want[65];
-    hr_pusher_hmac_hex(app->secret, msg->data, msg->len, want);
+    hr_hmac_sha256_hex(app->secret, msg->data, msg->len, want);
     /* hex digits: Pusher's libraries write lower case */
     return hr_pusher_ct_equal(auth + kl + 1, 64, want, 64) ? 0 : HR_PUSHER_E_SIGNATURE;
 }
@@ -533,7 +520,7 @@ static int check_params(const hr_pusher_app *app, const hr_pusher_api_req *r, qp
     hr_buf_append(&sig_copy, sig->v.data, sig->v.len); /* the sort moves the parameters */
     string_to_sign(r, p, n, &msg);
     char want[65];
-    hr_pusher_hmac_hex(app->secret, msg.data, msg.len, want);
+    hr_hmac_sha256_hex(app->secret, msg.data, msg.len, want);
     bool good = hr_pusher_ct_equal((const char *)sig_copy.data, sig_copy.len, want, 64);
     hr_buf_free(&sig_copy);
     hr_buf_free(&msg);

@@ -128,8 +128,7 @@ int hr_pusher_policy(const hr_pusher_apps *t, const hr_chan_policy *base, const 
 
 /* ---- signatures ---------------------------------------------------------------------- */
 
-/* hex(HMAC-SHA256(secret, msg)) into out (64 hex digits and a NUL). */
-void hr_pusher_hmac_hex(const char *secret, const void *msg, size_t len, char out[65]);
+/* Signatures are hex(HMAC-SHA256(secret, msg)): hr_hmac_sha256_hex (core/hmac.h). */
 /* Equal in time independent of where they differ (lengths may differ). */
 bool hr_pusher_ct_equal(const char *a, size_t alen, const char *b, size_t blen);
 /* A subscription's auth, "KEY:HEX": the app's key, and the HMAC of

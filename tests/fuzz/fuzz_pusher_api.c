@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ops/pusher_app.h"
+#include "core/hmac.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -68,7 +69,7 @@ static void signed_query(const char *q, size_t qlen, const char *body, size_t bl
     hr_buf msg = HR_BUF_INIT;
     hr_buf_printf(&msg, "POST\n/apps/1/events\n%.*s", (int)out->len, (const char *)out->data);
     char sig[65];
-    hr_pusher_hmac_hex("s", msg.data, msg.len, sig);
+    hr_hmac_sha256_hex("s", msg.data, msg.len, sig);
     hr_buf_printf(out, "&auth_signature=%s", sig);
     hr_buf_free(&msg);
     hr_buf_free(&plain);

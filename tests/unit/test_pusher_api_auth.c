@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "ops/pusher_app.h"
+#include "core/hmac.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -134,7 +135,7 @@ static int signed_at(int64_t ts, int n, int64_t now)
     snprintf(path, sizeof(path), "/apps/3/e%d", n);
     snprintf(q, sizeof(q), "auth_key=" KEY "&auth_timestamp=%lld&auth_version=1.0", (long long)ts);
     snprintf(msg, sizeof(msg), "GET\n%s\n%s", path, q);
-    hr_pusher_hmac_hex(SECRET, msg, strlen(msg), sig);
+    hr_hmac_sha256_hex(SECRET, msg, strlen(msg), sig);
     snprintf(q + strlen(q), sizeof(q) - strlen(q), "&auth_signature=%s", sig);
     hr_pusher_api_req r = {"GET", 3, path, strlen(path), q, strlen(q), NULL, 0, now};
     const char *why;
