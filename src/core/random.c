@@ -3,6 +3,7 @@
  * One loop over getrandom(2) (it may return fewer bytes than asked, or be
  * interrupted by a signal before the pool is ready); any other failure is
  * fatal, with one log line saying why. */
+#include "core/hex.h"
 #include "core/random.h"
 #include "core/log.h"
 
@@ -34,17 +35,14 @@ void hr_random_bytes(void *buf, size_t n)
 
 void hr_random_hex(char *out, size_t nbytes)
 {
-    static const char hex[] = "0123456789abcdef";
     uint8_t r[64];
     size_t o = 0;
+    out[0] = '\0';
     while (nbytes) {
         size_t k = nbytes < sizeof(r) ? nbytes : sizeof(r);
         hr_random_bytes(r, k);
-        for (size_t i = 0; i < k; i++) {
-            out[o++] = hex[r[i] >> 4];
-            out[o++] = hex[r[i] & 15];
-        }
+        hr_hex_encode(r, k, out + o); /* its NUL is overwritten by the next chunk's */
+        o += 2 * k;
         nbytes -= k;
     }
-    out[o] = '\0';
 }

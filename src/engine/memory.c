@@ -27,6 +27,7 @@
  * writes it, then stores it in history and delivers it under the same lock
  * and acknowledges it; history shows only what is written (mchan.shown). */
 #include "engine/memory_internal.h"
+#include "core/hex.h"
 #include "core/hash.h"
 
 #include <pthread.h>
@@ -402,13 +403,6 @@ static void pres_user_free(char *user)
 
 #define PRES_ID_HEX 32
 
-static int hex_val(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    return -1;
-}
-
 /* Packed ids are those whose last 8 bytes are not all zero (all but one
  * in 2^64 of Herald's random ids); the others are copies. */
 static bool pres_packed(const mpres *p)
@@ -422,13 +416,8 @@ static bool pres_packed(const mpres *p)
  * formatting it back gives the same text), else a copy. */
 static void pres_client_set(mpres *p, const char *client)
 {
-    bool hex = strlen(client) == PRES_ID_HEX;
-    for (size_t i = 0; hex && i < PRES_ID_HEX; i += 2) {
-        int hi = hex_val(client[i]), lo = hex_val(client[i + 1]);
-        hex = hi >= 0 && lo >= 0;
-        if (hex) p->client.bin[i / 2] = (uint8_t)(hi << 4 | lo);
-    }
-    if (hex && pres_packed(p)) return;
+    if (strlen(client) == PRES_ID_HEX && hr_hex_decode(client, PRES_ID_HEX / 2, p->client.bin) && pres_packed(p))
+        return;
     memset(&p->client, 0, sizeof(p->client));
     p->client.str = hr_strdup(client);
 }
@@ -437,12 +426,7 @@ static void pres_client_set(mpres *p, const char *client)
 static const char *pres_client(const mpres *p, char buf[PRES_ID_HEX + 1])
 {
     if (!pres_packed(p)) return p->client.str;
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < PRES_ID_HEX / 2; i++) {
-        buf[2 * i] = digits[p->client.bin[i] >> 4];
-        buf[2 * i + 1] = digits[p->client.bin[i] & 15];
-    }
-    buf[PRES_ID_HEX] = 0;
+    hr_hex_encode(p->client.bin, PRES_ID_HEX / 2, buf);
     return buf;
 }
 

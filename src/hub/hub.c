@@ -1,6 +1,7 @@
 /* hub.c - interest registry, per-worker subscriptions, inbox and fan-out
  * (see hub.h). */
 #include "hub/hub.h"
+#include "core/hex.h"
 #include "core/hash.h"
 #include "core/random.h"
 #include "core/buf.h"
@@ -569,12 +570,7 @@ hr_client_idstr hr_client_id(const hr_client *c)
         snprintf(r.s, sizeof(r.s), "%u.%u", a, b);
         return r;
     }
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < HR_CLIENT_ID_BYTES; i++) {
-        r.s[2 * i] = hex[c->id_bin[i] >> 4];
-        r.s[2 * i + 1] = hex[c->id_bin[i] & 15];
-    }
-    r.s[2 * HR_CLIENT_ID_BYTES] = '\0';
+    hr_hex_encode(c->id_bin, HR_CLIENT_ID_BYTES, r.s);
     return r;
 }
 
@@ -584,22 +580,10 @@ void hr_client_id_random(hr_client *c)
     c->id_kind = HR_CLIENT_ID_HEX;
 }
 
-static int hex_digit(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    return -1;
-}
-
 int hr_client_id_parse(hr_client *c, const char *hex)
 {
     uint8_t b[HR_CLIENT_ID_BYTES];
-    for (int i = 0; i < HR_CLIENT_ID_BYTES; i++) {
-        int hi = hex_digit(hex[2 * i]), lo = hi < 0 ? -1 : hex_digit(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) return HR_ERR_INVALID;
-        b[i] = (uint8_t)(hi << 4 | lo);
-    }
-    if (hex[2 * HR_CLIENT_ID_BYTES]) return HR_ERR_INVALID;
+    if (!hr_hex_decode(hex, HR_CLIENT_ID_BYTES, b) || hex[2 * HR_CLIENT_ID_BYTES]) return HR_ERR_INVALID;
     memcpy(c->id_bin, b, sizeof(b));
     c->id_kind = HR_CLIENT_ID_HEX;
     return 0;
