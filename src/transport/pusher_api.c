@@ -3,7 +3,9 @@
  * A request: the app from the path (404 when none), Pusher's signed query
  * (hr_pusher_api_check: 401), the app enabled (403), then one handler per
  * endpoint. Handlers check everything first and publish only when the whole
- * request is good (an event for 3 channels is all or nothing), through
+ * request is good (an event for 3 channels that breaks a rule publishes to
+ * none; an engine failure after the first channels were accepted, answered
+ * 503 or 507, leaves those published), through
  * hr_op_publish as the server actor; the publication's data is
  * {"event":NAME,"data":DATA[,"socket_id":ID]}, which the Pusher sessions
  * encode once per worker and which skips the connection named by socket_id.
