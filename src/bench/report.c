@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- /proc ------------------------------------------------------------------------ */
@@ -92,17 +93,27 @@ int64_t bench_proc_rss(int64_t pid, uint32_t *nprocs)
     return sum;
 }
 
+/* One process's CPU (user + system, its ended threads included) in seconds: from its
+ * CPU-time clock, nanosecond precise, so that a short ramp of a few milliseconds does not
+ * read as 0; from /proc/PID/stat's clock ticks (10 ms) where that clock cannot be read. */
+static double proc_cpu_one(int64_t pid)
+{
+    clockid_t id;
+    struct timespec ts;
+    if (clock_getcpuclockid((pid_t)pid, &id) == 0 && clock_gettime(id, &ts) == 0)
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    uint64_t t;
+    return read_stat(pid, NULL, &t) ? (double)t / (double)sysconf(_SC_CLK_TCK) : 0;
+}
+
 double bench_proc_cpu(int64_t pid)
 {
     int64_t pids[256];
     size_t n = proc_tree(pid, pids, HR_ARRAY_LEN(pids));
     if (!n) return -1;
-    uint64_t sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t t;
-        if (read_stat(pids[i], NULL, &t)) sum += t;
-    }
-    return (double)sum / (double)sysconf(_SC_CLK_TCK);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += proc_cpu_one(pids[i]);
+    return sum;
 }
 
 double bench_self_cpu(void)
