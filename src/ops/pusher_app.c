@@ -6,6 +6,8 @@
  * with CRYPTO_memcmp after an HMAC of the expected text, so a wrong
  * signature costs the same whatever its first wrong digit. */
 #include "ops/pusher_app.h"
+#include "codec/urlquery.h"
+#include "core/hex.h"
 #include "core/hmac.h"
 
 #include <ctype.h>
@@ -361,62 +363,32 @@ typedef struct qparam {
     hr_buf k, v;
 } qparam;
 
-static int hexval(char c)
+/* Decode s[0..n) into out (replacing it); false on a malformed escape. */
+static bool decode_into(hr_buf *out, const char *s, size_t n)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    out->len = 0;
+    ssize_t len = hr_url_decode(s, n, (char *)hr_buf_reserve(out, n + 1), n);
+    if (len < 0) return false;
+    out->len = (size_t)len;
+    return true;
 }
 
-static void decode_into(hr_buf *out, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int hi = s[i] == '%' && i + 2 < n ? hexval(s[i + 1]) : -1;
-        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
-        if (lo >= 0) {
-            char c = (char)(hi * 16 + lo);
-            hr_buf_append(out, &c, 1);
-            i += 2;
-        } else {
-            hr_buf_append(out, &s[i], 1);
-        }
-    }
-}
-
-/* Split q into its parameters (at most max; more: -1). */
+/* Split q into its parameters, %-decoded: their number, -1 when more than
+ * max, -2 on a malformed escape (out[0..max) are initialised either way). */
 static int query_split(const char *q, size_t qlen, qparam *out, int max)
 {
+    for (int i = 0; i < max; i++) out[i] = (qparam){HR_BUF_INIT, HR_BUF_INIT};
     int n = 0;
-    for (size_t i = 0; q && i < qlen;) {
-        const char *amp = memchr(q + i, '&', qlen - i);
-        size_t end = amp ? (size_t)(amp - q) : qlen;
-        if (end > i) {
-            if (n == max) return -1;
-            const char *eq = memchr(q + i, '=', end - i);
-            size_t kend = eq ? (size_t)(eq - q) : end;
-            out[n] = (qparam){HR_BUF_INIT, HR_BUF_INIT};
-            decode_into(&out[n].k, q + i, kend - i);
-            if (eq) decode_into(&out[n].v, eq + 1, end - kend - 1);
-            hr_buf_append(&out[n].k, "", 1); /* NUL-terminated names */
-            out[n].k.len--;
-            n++;
-        }
-        i = end + 1;
+    size_t pos = 0;
+    hr_query_param qp;
+    while (hr_query_param_next(q, qlen, &pos, &qp)) {
+        if (n == max) return -1;
+        qparam *o = &out[n++];
+        if (!decode_into(&o->k, qp.name, qp.nlen) || !decode_into(&o->v, qp.value, qp.vlen)) return -2;
+        hr_buf_append(&o->k, "", 1); /* NUL-terminated names */
+        o->k.len--;
     }
     return n;
-}
-
-bool hr_pusher_query_get(const char *q, size_t qlen, const char *key, hr_buf *out)
-{
-    size_t kl = strlen(key);
-    for (size_t i = 0; q && i < qlen;) {
-        const char *amp = memchr(q + i, '&', qlen - i);
-        size_t end = amp ? (size_t)(amp - q) : qlen;
-        if (end - i > kl && !memcmp(q + i, key, kl) && q[i + kl] == '=') {
-            decode_into(out, q + i + kl + 1, end - i - kl - 1);
-            return true;
-        }
-        i = end + 1;
-    }
-    return false;
 }
 
 static int cmp_param(const void *a, const void *b)
@@ -465,7 +437,7 @@ static bool body_md5_ok(const hr_pusher_api_req *r, const qparam *md5)
     unsigned int n = 0;
     EVP_Digest(r->body, r->blen, d, &n, EVP_md5(), NULL);
     char hex[33];
-    for (unsigned i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    hr_hex_encode(d, 16, hex);
     return md5 && hr_pusher_ct_equal((const char *)md5->v.data, md5->v.len, hex, 32);
 }
 
@@ -530,7 +502,7 @@ static int check_params(const hr_pusher_app *app, const hr_pusher_api_req *r, qp
         return HR_PUSHER_E_AUTH;
     }
     uint8_t bin[16];
-    for (int i = 0; i < 16; i++) bin[i] = (uint8_t)(hexval(want[2 * i]) * 16 + hexval(want[2 * i + 1]));
+    hr_hex_decode(want, 16, bin); /* our own lowercase hex: cannot fail */
     if (app->seen && !seen_add(app->seen, bin, ts, r->now_s)) {
         *why = "Replayed request: this signature was used before (sign each request anew)";
         return HR_PUSHER_E_REPLAY;
@@ -543,16 +515,17 @@ static int check_params(const hr_pusher_app *app, const hr_pusher_api_req *r, qp
 int hr_pusher_api_check(const hr_pusher_app *app, const hr_pusher_api_req *r, const char **why)
 {
     qparam p[API_MAX_PARAMS];
-    int n = query_split(r->query, r->qlen, p, API_MAX_PARAMS);
-    int rc;
-    if (n < 0) {
+    int n = query_split(r->query, r->qlen, p, API_MAX_PARAMS), rc;
+    if (n == -1) {
         *why = "Too many query parameters";
         rc = HR_PUSHER_E_AUTH;
-        n = API_MAX_PARAMS;
+    } else if (n == -2) {
+        *why = "Malformed query string: a '%' not followed by two hex digits";
+        rc = HR_PUSHER_E_QUERY;
     } else {
         rc = check_params(app, r, p, n, why);
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < API_MAX_PARAMS; i++) {
         hr_buf_free(&p[i].k);
         hr_buf_free(&p[i].v);
     }

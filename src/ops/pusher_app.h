@@ -171,6 +171,7 @@ enum hr_pusher_api_err {
     HR_PUSHER_E_AUTH = -1910,            /* a missing or bad auth_* parameter, signature or body_md5 */
     HR_PUSHER_E_EXPIRED = -1911,         /* auth_timestamp more than HR_PUSHER_API_WINDOW_S from now */
     HR_PUSHER_E_REPLAY = -1912,          /* this signature was accepted before (api_replay_cache) */
+    HR_PUSHER_E_QUERY = -1913,           /* a malformed %-escape in the query ('%' not followed by two hex digits) */
 };
 
 /* How far auth_timestamp may be from the server's clock (Pusher's 600 s). */
@@ -201,12 +202,9 @@ void hr_pusher_api_stop(hr_pusher_apps *t);
  * HMAC-SHA256(secret, "METHOD\nPATH\nQUERY") where QUERY is every other
  * parameter, %-decoded, sorted by name, "k=v" joined by '&' (compared in
  * constant time); then the signature must be new (api_replay_cache). 0, or
- * HR_PUSHER_E_AUTH / _EXPIRED / _REPLAY with *why a static explanation. */
+ * HR_PUSHER_E_QUERY (a malformed %-escape: the query cannot be read) /
+ * _AUTH / _EXPIRED / _REPLAY with *why a static explanation. */
 int hr_pusher_api_check(const hr_pusher_app *app, const hr_pusher_api_req *r, const char **why);
-
-/* The %-decoded value of query parameter `key` appended to out (true), or
- * false when absent. '+' stays '+' (Pusher's libraries %-encode spaces). */
-bool hr_pusher_query_get(const char *q, size_t qlen, const char *key, hr_buf *out);
 
 /* The Pusher user id of a presence entry (info {"user_id":..} of a Pusher
  * connection, else the connection's user) appended to out. */

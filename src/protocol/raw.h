@@ -14,13 +14,13 @@
  * no join/leave pushes, no recovery.
  *
  * Transport-agnostic like session.h: it writes through an hr_sink_vt. The
- * query helpers (hr_url_decode, hr_query_next) are in urlsubs.h. */
+ * query helpers (hr_url_decode, hr_query_next) are codec/urlquery.h's. */
 #ifndef HERALD_PROTOCOL_RAW_H
 #define HERALD_PROTOCOL_RAW_H
 
 #include "hub/hub.h"
 #include "protocol/session.h"
-#include "protocol/urlsubs.h" /* hr_url_decode, hr_query_next: the URL codec of this mode */
+#include "protocol/urlsubs.h"
 #include "protocol/opts.h"
 
 typedef struct hr_raw hr_raw;

@@ -3,7 +3,6 @@
  * no protocol to do it: raw WebSocket mode (/ws/raw, protocol/raw.c) and
  * Server-Sent Events (/sse, transport/sse.c).
  *
- *   - the query-string codec (percent-decoding, parameters by name);
  *   - the `channel` parameters checked the way a native subscribe checks
  *     them (names and patterns, namespace configured, user-limited channels,
  *     anonymous access, channels.max_subscriptions), with an HTTP status and
@@ -20,28 +19,11 @@
 #ifndef HERALD_PROTOCOL_URLSUBS_H
 #define HERALD_PROTOCOL_URLSUBS_H
 
+#include "codec/urlquery.h" /* hr_url_decode, hr_query_next: the query codec its users read */
 #include "hub/hub.h"
 #include "ops/ops.h"
 
 #include <sys/types.h>
-
-/* ---- query strings ---------------------------------------------------------------- */
-
-/* Percent-decode s[0..n) into out (cap bytes; out may be s). "%XX" (hex,
- * either case) becomes one byte; '+' stays '+' (RFC 3986 query, not form
- * encoding: channel names may contain '+' and never a space). Returns the
- * decoded length, or -1 on a malformed escape ('%' not followed by two hex
- * digits) or when out is too small. */
-ssize_t hr_url_decode(const char *s, size_t n, char *out, size_t cap);
-
-/* The next parameter named `name` (compared after decoding) in the query
- * string q[0..n) ("a=1&b=2&a=3"), starting at *pos (0 at first). Its value
- * (empty when there is no '=') is decoded into out[0..cap) and its length
- * stored in *len. Returns 1 when found (*pos moves past it), 0 when there is
- * no more, HR_ERR_PROTO on a malformed escape in its value, HR_ERR_TOO_BIG
- * when the decoded value does not fit in cap. Empty pieces ("a=1&&b") and
- * other parameters (even malformed ones) are skipped. */
-int hr_query_next(const char *q, size_t n, size_t *pos, const char *name, char *out, size_t cap, size_t *len);
 
 /* ---- channels of a URL ---------------------------------------------------------------- */
 

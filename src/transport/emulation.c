@@ -42,6 +42,7 @@
  * opened it (ops/limits.c, poll.max_sessions_per_ip) from its opening
  * until it leaves the registry. */
 #include "transport/emulation.h"
+#include "codec/urlquery.h"
 #include "core/random.h"
 #include "core/hash.h"
 #include "transport/sse.h"

@@ -20,6 +20,7 @@
  *
  * Errors are Pusher's: a status and a plain-text explanation. */
 #include "transport/pusher_api.h"
+#include "codec/urlquery.h"
 #include "core/json.h"
 #include "ops/ops.h"
 #include "ops/pusher_app.h"
@@ -221,11 +222,22 @@ static int info_of(const char *s, size_t len)
     return bits;
 }
 
+/* Query parameter `name`, %-decoded, into out (replacing it): true when
+ * present. The query's escapes were checked with its signature. */
+static bool query_get(const ctx *x, const char *name, hr_buf *out)
+{
+    size_t pos = 0, len = 0, cap = x->req->query_len + 1;
+    out->len = 0;
+    if (hr_query_next(x->req->query, x->req->query_len, &pos, name, (char *)hr_buf_reserve(out, cap), cap, &len) != 1)
+        return false;
+    out->len = len;
+    return true;
+}
+
 static int query_info(const ctx *x)
 {
     hr_buf v = HR_BUF_INIT;
-    int bits = hr_pusher_query_get(x->req->query, x->req->query_len, "info", &v) ? info_of((const char *)v.data, v.len)
-                                                                                 : 0;
+    int bits = query_get(x, "info", &v) ? info_of((const char *)v.data, v.len) : 0;
     hr_buf_free(&v);
     return bits;
 }
@@ -501,7 +513,7 @@ static void h_channels(ctx *x)
 {
     int info = query_info(x);
     hr_buf prefix = HR_BUF_INIT, ns = HR_BUF_INIT;
-    hr_pusher_query_get(x->req->query, x->req->query_len, "filter_by_prefix", &prefix);
+    query_get(x, "filter_by_prefix", &prefix);
     if (info < 0) {
         fail(x->rq, 400, "Invalid info: a comma-separated list of user_count, subscription_count");
     } else if ((info & INFO_USERS) && (prefix.len < 9 || memcmp(prefix.data, "presence-", 9))) {
@@ -669,7 +681,12 @@ void hr_pusher_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t 
     hr_pusher_api_req ar = {req->method, req->method_len, req->path, req->path_len, req->query, req->query_len,
                             body, len, (int64_t)time(NULL)};
     const char *why = NULL;
-    if (hr_pusher_api_check(app, &ar, &why)) { /* counted and logged as a refused credential */
+    int rc = hr_pusher_api_check(app, &ar, &why);
+    if (rc == HR_PUSHER_E_QUERY) {
+        respond_text(c, 400, why, close);
+        return;
+    }
+    if (rc) { /* counted and logged as a refused credential */
         hr_worker_refused(c->w, HR_REFUSE_TOKEN, c, req, NULL, 401, why);
         respond_text(c, 401, why, close);
         return;

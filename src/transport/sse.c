@@ -39,6 +39,7 @@
  * websocket.close_timeout passes). */
 #include "transport/sse.h"
 #include "backend/webhook.h"
+#include "codec/urlquery.h"
 #include "core/random.h"
 #include "core/json.h"
 #include "core/log.h"

@@ -9,6 +9,7 @@
 #include "transport/worker.h"
 #include "codec/http1.h"
 #include "codec/pmdeflate.h"
+#include "codec/urlquery.h"
 #include "core/common.h"
 #include "core/log.h"
 #include "protocol/urlsubs.h"

@@ -4,8 +4,8 @@
 // batch events, the info parameter, channel queries (list with prefix and
 // user_count, one channel, presence users), sendToUser and
 // terminateUserConnections; and requests signed by hand: a bad signature, an
-// expired timestamp, a replayed request, a wrong body_md5 (401), unknown app
-// (404), too many channels / a too big event (400 / 413).
+// expired timestamp, a replayed request, a wrong body_md5 (401), a malformed
+// %-escape (400), unknown app (404), too many channels / a too big event (400 / 413).
 //
 // pusher-js closes the sockets herald terminated (4009) once more, and its
 // WebSocket driver (faye-websocket) arms a 30 s close timer for a socket
@@ -221,6 +221,11 @@ test('signed by hand: bad signature, expired, replayed, body_md5, unknown app', 
   assert.equal(r.status, 404);
   const get = await signed('GET', '/channels', { params: { filter_by_prefix: 'c' } });
   assert.equal((await get.send())[0], 200);
+  // a '%' not followed by two hex digits: the query cannot be read, whatever it is signed with
+  const mal = await signed('GET', '/channels', { params: { filter_by_prefix: 'c%zz' } });
+  const [ms, mt] = await mal.send();
+  assert.equal(ms, 400);
+  assert.match(mt, /Malformed query string/);
 }));
 
 test('limits: max_event_channels, max_batch_events, event size, bad input', { timeout: T(20000) }, () => guarded(async () => {

@@ -164,25 +164,35 @@ static void test_replay_full(void **state)
     hr_pusher_api_stop(&apps);
 }
 
-static void test_query_get(void **state)
+/* A request whose query carries `extra` (as sent, escaped) signed over
+ * `signed_extra` (as the signature sees it: decoded), at TS. */
+static int signed_with(const char *extra, const char *signed_extra, const char **why)
+{
+    char msg[1024], sig[65], q[512];
+    snprintf(msg, sizeof(msg), "GET\n/apps/3/events\nauth_key=" KEY "&auth_timestamp=%d&auth_version=1.0&%s", TS,
+             signed_extra);
+    hr_hmac_sha256_hex(SECRET, msg, strlen(msg), sig);
+    snprintf(q, sizeof(q), "auth_key=" KEY "&auth_timestamp=%d&auth_version=1.0&%s&auth_signature=%s", TS, extra,
+             sig);
+    return check("GET", q, NULL, TS, why);
+}
+
+static void test_query_decoding(void **state)
 {
     (void)state;
-    hr_buf b = HR_BUF_INIT;
-    const char *q = "info=user_count%2Csubscription_count&filter_by_prefix=presence-&x";
-    assert_true(hr_pusher_query_get(q, strlen(q), "info", &b));
-    assert_int_equal(b.len, 29);
-    assert_memory_equal(b.data, "user_count,subscription_count", 29);
-    b.len = 0;
-    assert_true(hr_pusher_query_get(q, strlen(q), "filter_by_prefix", &b));
-    assert_memory_equal(b.data, "presence-", 9);
-    b.len = 0;
-    assert_false(hr_pusher_query_get(q, strlen(q), "x", &b));
-    assert_false(hr_pusher_query_get(q, strlen(q), "inf", &b));
-    assert_false(hr_pusher_query_get(NULL, 0, "info", &b));
-    const char *bad = "info=%zz%4";
-    assert_true(hr_pusher_query_get(bad, strlen(bad), "info", &b));
-    assert_int_equal(b.len, 5); /* malformed escapes stay as they are */
-    hr_buf_free(&b);
+    const char *why;
+    /* the signature is over the %-decoded parameters, names included */
+    assert_int_equal(signed_with("info=user_count%2Csubscription_count", "info=user_count,subscription_count", &why),
+                     0);
+    assert_int_equal(signed_with("%69nfo=a%2Bb+c", "info=a+b+c", &why), 0); /* '+' stays '+' */
+    assert_int_equal(signed_with("info=user_count%2Csubscription_count", "info=user_count%2Csubscription_count", &why),
+                     HR_PUSHER_E_AUTH);
+    /* a malformed escape anywhere: the query cannot be read (400), not a bad signature */
+    static const char *bad[] = {"info=%zz", "info=%4", "info=%", "%zz=1", "x=1&info=a%2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(signed_with(bad[i], bad[i], &why), HR_PUSHER_E_QUERY);
+        assert_non_null(strstr(why, "Malformed query"));
+    }
 }
 
 static void test_member_id(void **state)
@@ -204,7 +214,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_full, setup, teardown),
-        cmocka_unit_test(test_query_get),
+        cmocka_unit_test(test_query_decoding),
         cmocka_unit_test(test_member_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
