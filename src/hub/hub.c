@@ -662,24 +662,55 @@ const char *hr_pub_reason(const hr_pub *cmd)
     return nl ? nl + 1 : "";
 }
 
-static bool command_matches(const hr_pub *cmd, const hr_client *c)
+/* A decimal number as hr_client_id writes one (no sign, no leading zero,
+ * at most UINT32_MAX) into *out. */
+static bool canonical_u32(const char *s, size_t n, uint32_t *out)
 {
-    size_t idlen = (size_t)(strchr(cmd->info, '\n') - cmd->info);
+    uint64_t v = 0;
+    if (!n || n > 10 || (s[0] == '0' && n > 1)) return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = (uint32_t)v;
+    return v <= UINT32_MAX;
+}
+
+/* A client id as hr_client_id shows it, back to its bytes and kind (the
+ * exact form only: another spelling names no client). */
+static bool id_of_text(const char *s, size_t n, hr_client *out)
+{
+    const char *dot = memchr(s, '.', n);
+    uint32_t a, b;
+    if (dot) {
+        if (!canonical_u32(s, (size_t)(dot - s), &a) || !canonical_u32(dot + 1, n - (size_t)(dot - s) - 1, &b))
+            return false;
+        hr_client_id_pusher(out, a, b);
+        return true;
+    }
+    out->id_kind = HR_CLIENT_ID_HEX;
+    return n == 2 * HR_CLIENT_ID_BYTES && hr_hex_decode(s, HR_CLIENT_ID_BYTES, out->id_bin);
+}
+
+/* Whether a server command addresses c: its user (cmd->data) and/or its
+ * client id (id, parsed once per command, NULL when the command names none). */
+static bool command_matches(const hr_pub *cmd, const hr_client *id, const hr_client *c)
+{
     if (cmd->data_len && !(c->vt->matches_user ? c->vt->matches_user(c, cmd->data) : strcmp(cmd->data, c->user) == 0))
         return false;
-    if (idlen) {
-        hr_client_idstr id = hr_client_id(c);
-        if (strlen(id.s) != idlen || memcmp(id.s, cmd->info, idlen) != 0) return false;
-    }
-    return cmd->data_len || idlen;
+    if (id && (c->id_kind != id->id_kind || memcmp(c->id_bin, id->id_bin, HR_CLIENT_ID_BYTES) != 0)) return false;
+    return cmd->data_len || id;
 }
 
 static void run_command(hr_whub *wh, const hr_pub *cmd)
 {
+    size_t idlen = (size_t)(strchr(cmd->info, '\n') - cmd->info);
+    hr_client id = {0};
+    if (idlen && !id_of_text(cmd->info, idlen, &id)) return; /* names no client there can be */
     hr_client *c = wh->clients;
     while (c) {
         hr_client *nx = c->wnext; /* the command may end c */
-        if (c->vt->on_command && command_matches(cmd, c)) {
+        if (c->vt->on_command && command_matches(cmd, idlen ? &id : NULL, c)) {
             if (cmd->kind == HR_PUB_DISCONNECT) {
                 c->vt->on_command(c, NULL, cmd);
             } else {

@@ -373,10 +373,26 @@ static void test_server_commands(void **state)
     hr_hub_disconnect_clients(hub, "bob", hr_client_id(&a1.c).s, 3000, "");
     process();
     assert_int_equal(b1.disconnected + a1.disconnected, 0);
+    /* an id is matched as shown: another spelling of the same bytes (upper-case hex, a Pusher
+     * socket id with a leading zero or a sign) or the other kind names nobody */
+    char upper[HR_CLIENT_ID_SIZE];
+    snprintf(upper, sizeof(upper), "%s", hr_client_id(&b1.c).s);
+    for (char *p = upper; *p; p++) *p = (char)(*p >= 'a' && *p <= 'f' ? *p - 32 : *p);
+    hr_client_id_pusher(&a1.c, 7, 42);
+    const char *others[] = {upper, "07.42", "7.042", "+7.42", "7.42.", "7.", ".42", "7.4294967338", "", "x"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        hr_hub_disconnect_clients(hub, NULL, others[i], 3000, "");
+    process();
+    assert_int_equal(b1.disconnected + a1.disconnected, 0);
+    hr_hub_disconnect_clients(hub, NULL, "7.42", 3000, "pusher id");
+    process();
+    assert_int_equal(a1.disconnected, 1);
+    assert_string_equal(a1.last_reason, "pusher id");
+    assert_int_equal(b1.disconnected, 0);
     /* disconnect a user everywhere */
     hr_hub_disconnect_clients(hub, "alice", NULL, 3000, "");
     process();
-    assert_int_equal(a0.disconnected + a1.disconnected, 2);
+    assert_int_equal(a0.disconnected, 1);
     assert_int_equal(wh[0]->nclients, 0);
     assert_int_equal(wh[1]->nclients, 1);
     hr_hub_unsubscribe_all(&b1.c);
