@@ -412,14 +412,52 @@ static bool pres_packed(const mpres *p)
     return tail != 0;
 }
 
-/* Keep client in the entry: packed when it is 32 lowercase hex digits (so
- * formatting it back gives the same text), else a copy. */
-static void pres_client_set(mpres *p, const char *client)
+/* A client id as the index compares it: its 16 bytes when it packs (32
+ * lowercase hex digits, not all-zero last 8 bytes: formatting the bytes back
+ * gives the same text), else its text. Two ids are equal exactly when their
+ * keys are, so a probe decodes the id once and never formats an entry. */
+typedef struct pres_key {
+    const char *str; /* not packed */
+    uint8_t bin[16]; /* packed */
+    bool packed;
+} pres_key;
+
+static pres_key key_of_text(const char *client)
 {
-    if (strlen(client) == PRES_ID_HEX && hr_hex_decode(client, PRES_ID_HEX / 2, p->client.bin) && pres_packed(p))
-        return;
+    pres_key k = {.str = client};
+    if (strlen(client) == PRES_ID_HEX && hr_hex_decode(client, PRES_ID_HEX / 2, k.bin)) {
+        uint64_t tail;
+        memcpy(&tail, k.bin + 8, sizeof(tail));
+        k.packed = tail != 0;
+    }
+    return k;
+}
+
+static pres_key key_of_entry(const mpres *p)
+{
+    pres_key k = {.packed = pres_packed(p)};
+    if (k.packed) memcpy(k.bin, p->client.bin, sizeof(k.bin));
+    else k.str = p->client.str;
+    return k;
+}
+
+static uint32_t key_hash(const pres_key *k)
+{
+    return (uint32_t)(k->packed ? mem_hash((const char *)k->bin, sizeof(k->bin)) : mem_hash(k->str, strlen(k->str)));
+}
+
+static bool pres_is(const mpres *p, const pres_key *k)
+{
+    if (k->packed != pres_packed(p)) return false;
+    return k->packed ? memcmp(p->client.bin, k->bin, sizeof(k->bin)) == 0 : strcmp(p->client.str, k->str) == 0;
+}
+
+/* Keep the id in the entry: its bytes when it packs, else a copy. */
+static void pres_client_set(mpres *p, const pres_key *k)
+{
     memset(&p->client, 0, sizeof(p->client));
-    p->client.str = hr_strdup(client);
+    if (k->packed) memcpy(p->client.bin, k->bin, sizeof(k->bin));
+    else p->client.str = hr_strdup(k->str);
 }
 
 /* The entry's client id as text (in buf when packed). */
@@ -430,19 +468,7 @@ static const char *pres_client(const mpres *p, char buf[PRES_ID_HEX + 1])
     return buf;
 }
 
-static bool pres_is(const mpres *p, const char *client)
-{
-    char buf[PRES_ID_HEX + 1];
-    return strcmp(pres_client(p, buf), client) == 0;
-}
-
 static uint32_t str_hash(const char *s) { return (uint32_t)mem_hash(s, strlen(s)); }
-
-static uint32_t pres_hash(const mpres *p)
-{
-    char buf[PRES_ID_HEX + 1];
-    return str_hash(pres_client(p, buf));
-}
 
 static void pres_free(mpres *p)
 {
@@ -459,12 +485,12 @@ static void pres_free(mpres *p)
 #define PRES_INDEX_MIN 16
 
 /* The slot holding client, or the empty slot where it would go. */
-static uint32_t pidx_probe(const mchan *c, const char *client)
+static uint32_t pidx_probe(const mchan *c, const pres_key *k)
 {
     uint32_t mask = c->pidx_cap - 1;
-    for (uint32_t i = str_hash(client) & mask;; i = (i + 1) & mask) {
+    for (uint32_t i = key_hash(k) & mask;; i = (i + 1) & mask) {
         uint32_t v = c->pidx[i];
-        if (!v || pres_is(&c->pres[v - 1], client)) return i;
+        if (!v || pres_is(&c->pres[v - 1], k)) return i;
     }
 }
 
@@ -475,8 +501,10 @@ static void pidx_rebuild(mchan *c)
     hr_free(c->pidx);
     c->pidx = hr_calloc(cap, sizeof(uint32_t));
     c->pidx_cap = cap;
-    char buf[PRES_ID_HEX + 1];
-    for (size_t i = 0; i < c->npres; i++) c->pidx[pidx_probe(c, pres_client(&c->pres[i], buf))] = (uint32_t)i + 1;
+    for (size_t i = 0; i < c->npres; i++) {
+        pres_key k = key_of_entry(&c->pres[i]);
+        c->pidx[pidx_probe(c, &k)] = (uint32_t)i + 1;
+    }
 }
 
 /* Empty slot i, shifting later entries of its probe run back (no tombstones). */
@@ -488,7 +516,8 @@ static void pidx_delete(mchan *c, uint32_t i)
         j = (j + 1) & mask;
         uint32_t v = c->pidx[j];
         if (!v) return;
-        uint32_t home = pres_hash(&c->pres[v - 1]) & mask;
+        pres_key k = key_of_entry(&c->pres[v - 1]);
+        uint32_t home = key_hash(&k) & mask;
         bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (stays) continue;
         c->pidx[i] = v;
@@ -497,15 +526,15 @@ static void pidx_delete(mchan *c, uint32_t i)
     }
 }
 
-/* Index of client's entry, or -1. */
-static long pres_find(const mchan *c, const char *client)
+/* Index of the entry of k's client, or -1. */
+static long pres_find(const mchan *c, const pres_key *k)
 {
     if (c->pidx) {
-        uint32_t v = c->pidx[pidx_probe(c, client)];
+        uint32_t v = c->pidx[pidx_probe(c, k)];
         return v ? (long)v - 1 : -1;
     }
     for (size_t i = 0; i < c->npres; i++)
-        if (pres_is(&c->pres[i], client)) return (long)i;
+        if (pres_is(&c->pres[i], k)) return (long)i;
     return -1;
 }
 
@@ -513,9 +542,12 @@ static void pres_delete(mchan *c, size_t i)
 {
     size_t last = c->npres - 1;
     if (c->pidx) {
-        char buf[PRES_ID_HEX + 1];
-        pidx_delete(c, pidx_probe(c, pres_client(&c->pres[i], buf)));
-        if (i != last) c->pidx[pidx_probe(c, pres_client(&c->pres[last], buf))] = (uint32_t)i + 1;
+        pres_key k = key_of_entry(&c->pres[i]);
+        pidx_delete(c, pidx_probe(c, &k));
+        if (i != last) {
+            k = key_of_entry(&c->pres[last]);
+            c->pidx[pidx_probe(c, &k)] = (uint32_t)i + 1;
+        }
     }
     pres_free(&c->pres[i]);
     c->pres[i] = c->pres[last];
@@ -562,9 +594,10 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
     mengine *m = (mengine *)e;
     uint64_t h = mem_hash(channel, len);
     shard *sh = mem_shard_of(m, h);
+    pres_key k = key_of_text(client); /* outside the lock */
     pthread_mutex_lock(&sh->mu);
     mchan *c = mem_get_or_create(m, sh, h, channel, len);
-    long at = pres_find(c, client);
+    long at = pres_find(c, &k);
     mpres *slot;
     if (at >= 0) {
         slot = &c->pres[at];
@@ -576,14 +609,14 @@ static void m_presence_add(hr_engine *e, const char *channel, size_t len, const 
             c->pres = hr_realloc(c->pres, c->cappres * sizeof(*c->pres));
         }
         slot = &c->pres[c->npres++];
-        pres_client_set(slot, client);
+        pres_client_set(slot, &k);
         atomic_fetch_add_explicit(&m->presence, 1, memory_order_relaxed); /* subscribe path, not delivery */
     }
     slot->user = pres_user_dup(user);
     slot->info = info ? hr_strdup(info) : NULL;
     if (at < 0 && c->npres > PRES_INDEX_MIN) {
         if (!c->pidx || (uint64_t)c->npres * 4 > (uint64_t)c->pidx_cap * 3) pidx_rebuild(c);
-        else c->pidx[pidx_probe(c, client)] = (uint32_t)c->npres;
+        else c->pidx[pidx_probe(c, &k)] = (uint32_t)c->npres;
     }
     pthread_mutex_unlock(&sh->mu);
     if (cb) cb(ud, 0);
@@ -595,9 +628,10 @@ static void m_presence_remove(hr_engine *e, const char *channel, size_t len, con
     mengine *m = (mengine *)e;
     uint64_t h = mem_hash(channel, len);
     shard *sh = mem_shard_of(m, h);
+    pres_key k = key_of_text(client); /* outside the lock */
     pthread_mutex_lock(&sh->mu);
     mchan *c = find(sh, h, channel, len);
-    long at = c ? pres_find(c, client) : -1;
+    long at = c ? pres_find(c, &k) : -1;
     if (at >= 0) {
         pres_delete(c, (size_t)at);
         atomic_fetch_sub_explicit(&m->presence, 1, memory_order_relaxed);
