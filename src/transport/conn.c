@@ -673,10 +673,10 @@ static void do_read(hr_conn *c, bool rdhup)
                 rc = deliver(c, dst, (size_t)n, false);
             }
             if (rc) return;
-            /* The socket's next edge will come. An HTTP/2 connection whose
-             * peer also closed (EPOLLRDHUP in the same edge) reads its FIN
-             * now: no edge follows, and its streams end with it. */
-            if (drained && !(rdhup && c->vt->kind == HR_CK_HTTP2)) return;
+            /* The socket's next edge will come; a transport that must see
+             * the peer's FIN of this edge (rdhup) at once reads on to it
+             * (conn.h: hr_conn_vt.read_to_eof). */
+            if (drained && !(rdhup && c->vt->read_to_eof)) return;
             continue;
         }
         if (n == 0) {

@@ -104,6 +104,12 @@ typedef struct hr_conn_vt {
     void (*on_flush)(hr_conn *c);
     const char *name;
     hr_conn_kind kind;
+    /* When the peer's FIN arrives in the same edge as data (EPOLLRDHUP),
+     * read on to the end of stream now instead of waiting for the next edge
+     * (none follows): set by a transport that must see that end at once
+     * (HTTP/2, whose streams end with it). Others leave it false: a
+     * drained read ends their read as it always does. */
+    bool read_to_eof;
 } hr_conn_vt;
 
 typedef struct hr_oentry hr_oentry;

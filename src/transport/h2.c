@@ -867,6 +867,7 @@ static const hr_conn_vt h2_vt = {
     .on_flush = h2_on_flush,
     .name = "http2",
     .kind = HR_CK_HTTP2,
+    .read_to_eof = true, /* a FIN with the last bytes ends the streams now (no edge follows) */
 };
 
 int hr_h2_attach(hr_conn *c, uint32_t peer_key) { return hr_h2_attach_with(c, peer_key, hr_http_attach); }
