@@ -40,7 +40,8 @@
  * CONTINUATION frame count per header block (GOAWAY ENHANCE_YOUR_CALM),
  * RST_STREAM frames counted per second (rapid reset: GOAWAY
  * ENHANCE_YOUR_CALM), nghttp2's bound on queued SETTINGS/PING ACKs
- * (flood: GOAWAY ENHANCE_YOUR_CALM), the 4096-byte HPACK table. */
+ * (http2.max_queued_acks; flood: GOAWAY ENHANCE_YOUR_CALM), the 4096-byte
+ * HPACK table. */
 #include "transport/h2.h"
 #include "core/log.h"
 #include "transport/http.h"
@@ -882,7 +883,7 @@ int hr_h2_attach_with(hr_conn *c, uint32_t peer_key, void (*attach)(hr_conn *str
     h->peer_key = peer_key;
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
-    nghttp2_option_set_max_outbound_ack(opt, (size_t)o->http2_max_resets_per_second);
+    nghttp2_option_set_max_outbound_ack(opt, (size_t)o->http2_max_queued_acks);
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_no_auto_window_update(opt, 1); /* the window opens as the stream conns read (credit) */
     int rc = nghttp2_session_server_new2(&h->s, callbacks, h, opt);
