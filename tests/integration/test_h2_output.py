@@ -4,7 +4,8 @@ A stream's pending DATA (the bytes its window has not let out yet) counts
 within its transport's queue bound: an SSE stream over h2 that does not read
 is reset (RST_STREAM CANCEL, its slow-consumer cut) once the bytes it has
 been offered pass sse.max_queued_bytes, as over HTTP/1.1, not at about
-twice that after a small WINDOW_UPDATE let the stream take a whole batch;
+twice that after a small WINDOW_UPDATE let the stream take a whole batch
+(and a raw WebSocket over h2 at websocket.max_queued_bytes);
 another stream of the same connection and an HTTP/1.1 subscriber receive
 everything, and herald_queued_bytes counts those pending bytes while they
 wait and drops back when the connection goes. http2.max_queued_acks is its
@@ -27,7 +28,7 @@ import h2_raw  # noqa: E402
 from h2_raw import H2  # noqa: E402
 
 API_KEY = "h2-output-key"
-LIMIT = 64 * 1024  # sse.max_queued_bytes below
+LIMIT = 64 * 1024  # sse.max_queued_bytes and websocket.max_queued_bytes below
 PAYLOAD = "x" * 1000
 OPEN = 3000  # the one WINDOW_UPDATE of the stream that does not read
 
@@ -84,7 +85,8 @@ def count_events(data):
 
 
 class Http2StreamBound(HeraldTestCase):
-    server_args = ("--api-key", API_KEY, "--sse.max-queued-bytes", "64KiB", "--websocket.close-timeout", "1s")
+    server_args = ("--api-key", API_KEY, "--sse.max-queued-bytes", "64KiB", "--websocket.max-queued-bytes", "64KiB",
+                   "--websocket.close-timeout", "1s")
 
     def frames(self, h2, b, seconds, seen):
         """Frames for seconds: B's DATA (its window opened again), A's RST_STREAM, never a GOAWAY."""
@@ -101,26 +103,30 @@ class Http2StreamBound(HeraldTestCase):
             if f[0] == h2_raw.RST_STREAM:
                 seen.setdefault("rst", {})[f[2]] = struct.unpack(">I", f[3])[0]
 
-    def test_slow_stream_cut_at_its_bound_not_twice(self):
-        """A never opens its window but once, by 3000 bytes, once 40 KiB wait (on the old code the stream then
-        took all of its queue into its buffer and was cut at ~2x): it is cut as a slow consumer (counted at
-        once; reset after websocket.close_timeout) once what it was offered passes sse.max_queued_bytes; B on
-        the same connection and an HTTP/1.1 subscriber get all 120 events."""
-        ch = "h2-bound"
+    def open_stream(self, h2, path, ws):
+        if ws:
+            return h2.request(path, method="CONNECT", protocol="websocket", end=False,
+                              headers=[("sec-websocket-version", "13")])
+        return h2.request(path)
+
+    def cut_case(self, ch, path, ws):
+        """Streams A and B on one connection whose windows start closed; B's is opened as it reads, A's once
+        by OPEN bytes when 40 KiB wait. Returns the bytes A was offered (as B received them) when the server
+        counted A's slow-consumer cut, after checking B and an HTTP/1.1 SSE subscriber got all 120 events and
+        A was reset."""
         h2 = H2(self.server.port, settings={h2_raw.SETTINGS_INITIAL_WINDOW_SIZE: 0})
         api = Api(self.server.port)
         h1 = SseReader(self.server.port, ch)
         try:
             h2.window_update(0, 1 << 30)  # the connection's window is never the limit
-            a = h2.request("/sse?channel=" + ch)
-            b = h2.request("/sse?channel=" + ch)
+            a = self.open_stream(h2, path, ws)
+            b = self.open_stream(h2, path, ws)
             h2.window_update(b, 1 << 20)
-            seen = {}
-            deadline = time.monotonic() + 5 * SLOW
-            while b not in seen and time.monotonic() < deadline:
-                self.frames(h2, b, 0.1, seen)
-            self.assertIn(b, seen, "B's stream did not start")
-            self.assertTrue(h1.read_until(lambda g: b"event: connected" in g or b"connected" in g, 5 * SLOW))
+            heads = set()
+            h2.until(lambda f: f[0] == h2_raw.HEADERS and (heads.add(f[2]) or heads >= {a, b}), 5 * SLOW)
+            self.assertEqual(heads & {a, b}, {a, b}, "the streams were not answered")
+            self.assertTrue(h1.read_until(lambda g: b"connected" in g, 5 * SLOW))
+            seen = {b: bytearray()}
             slow0 = api.metric("herald_slow_consumer_disconnects_total")
             offered, cut_at, opened = 0, None, False
             for i in range(120):
@@ -142,18 +148,28 @@ class Http2StreamBound(HeraldTestCase):
             while a not in seen.get("rst", {}) and time.monotonic() < deadline:
                 self.frames(h2, b, 0.1, seen)
             self.assertEqual(seen.get("rst", {}).get(a), h2_raw.CANCEL, "A was not reset")
-            # cut within one publication (2 events of slack) of the bound, counting what the window let out
-            self.assertLessEqual(cut_at, LIMIT + OPEN + 2 * 1100, f"A was cut only at {cut_at} bytes offered")
-            self.assertGreaterEqual(cut_at, LIMIT - 8 * 1024, f"A was cut early, at {cut_at} bytes offered")
             self.assertLessEqual(len(seen.get(a, b"")), OPEN)  # only what its window let out
-            self.assertEqual([e for e in range(120)],
-                             [json.loads(l[5:])["i"] for l in bytes(seen[b]).split(b"\n")
-                              if l.startswith(b"data:") and b'"p":"' in l])
+            self.assertEqual(list(range(120)), [int(m) for m in re.findall(rb'"i":(\d+)', bytes(seen[b]))])
             self.assertTrue(h1.read_until(lambda g: count_events(g) >= 120, 5 * SLOW), "the HTTP/1.1 subscriber")
+            return cut_at
         finally:
             h2.close()
             api.close()
             h1.sock.close()
+
+    def assert_cut_near(self, cut_at):
+        # within a publication (2 events of slack) of the bound, counting what the window let out
+        self.assertLessEqual(cut_at, LIMIT + OPEN + 2 * 1100, f"A was cut only at {cut_at} bytes offered")
+        self.assertGreaterEqual(cut_at, LIMIT - 8 * 1024, f"A was cut early, at {cut_at} bytes offered")
+
+    def test_slow_sse_stream_cut_at_its_bound_not_twice(self):
+        """On the old code the stream took all of its queue into its buffer once its window opened a little,
+        and was cut at ~1.5-2x sse.max_queued_bytes."""
+        self.assert_cut_near(self.cut_case("h2-bound-sse", "/sse?channel=h2-bound-sse", ws=False))
+
+    def test_slow_websocket_cut_at_its_bound(self):
+        """The same for a raw WebSocket over h2 (RFC 8441) and websocket.max_queued_bytes."""
+        self.assert_cut_near(self.cut_case("h2-bound-ws", "/ws/raw?channel=h2-bound-ws", ws=True))
 
     def test_pending_bytes_count_in_queued_bytes(self):
         """What a stream's window holds back counts in herald_queued_bytes while it waits, and is gone again
