@@ -348,7 +348,8 @@ static void stream_unlink(h2_stream *st)
     if (st->next) st->next->prev = st->prev;
 }
 
-/* Counted bytes left with no conn are counted on the worker: st->h2 is set. */
+/* Pending bytes still counted are given back (on the worker: a stream that
+ * counts with no conn has its st->h2). */
 static void stream_free(h2_stream *st)
 {
     if (st->counted) hr_stat_sub(&st->h2->c->w->stats.queued_bytes, st->counted);
