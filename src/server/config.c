@@ -232,8 +232,12 @@ const hr_option hr_options[] = {
      "stays at 4096 bytes."},
     {"http2.max_resets_per_second", HR_OPT_INT, OFF(http2_max_resets_per_second), "200", 1, 1000000, NULL, NULL,
      "Most RST_STREAM frames a client may send on one HTTP/2 connection in one second (rapid reset, "
-     "CVE-2023-44487). More: GOAWAY ENHANCE_YOUR_CALM and close. The same number bounds the SETTINGS and PING "
-     "acknowledgements the server owes (SETTINGS/PING floods: GOAWAY ENHANCE_YOUR_CALM)."},
+     "CVE-2023-44487). More: GOAWAY ENHANCE_YOUR_CALM and close."},
+    {"http2.max_queued_acks", HR_OPT_INT, OFF(http2_max_queued_acks), "1000", 1, 1000000, NULL, NULL,
+     "Most SETTINGS and PING acknowledgements one HTTP/2 connection may owe its client at once (nghttp2's "
+     "max_outbound_ack; its default). They wait while the client does not read, and all those asked for by one "
+     "read of input wait until the end of that loop turn: a client that floods PINGs or SETTINGS without reading "
+     "(or sends more than this in one burst) gets GOAWAY ENHANCE_YOUR_CALM and is closed."},
 
     {"websocket.max_frame_size", HR_OPT_SIZE, OFF(ws_max_frame_size), "16MiB", 125, 1 * GiB, NULL, NULL,
      "Largest single frame payload accepted from a client (never more than the endpoint's message limit). "

@@ -98,6 +98,7 @@ typedef struct hr_config {
     int64_t http2_initial_window_size;
     int64_t http2_max_header_list_size;
     int64_t http2_max_resets_per_second;
+    int64_t http2_max_queued_acks;
     /* [websocket] */
     int64_t ws_max_frame_size;
     int64_t ws_max_message_size;

@@ -173,6 +173,21 @@ static void enqueued(hr_conn *c, const hr_oentry *e)
     if (c->out.bytes > high) hr_conn_pause_reading(c);
 }
 
+void hr_conn_send_owned(hr_conn *c, uint8_t *bytes, size_t len)
+{
+    if ((c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) || !len) {
+        hr_free(bytes);
+        return;
+    }
+    hr_oentry *e = oq_push(c);
+    e->kind = OE_BYTES;
+    e->frames = 1;
+    e->u.bytes = bytes;
+    e->off = 0;
+    e->len = len;
+    enqueued(c, e);
+}
+
 void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
     if (c->flags & (HR_CONN_CLOSED | HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) return;
@@ -180,13 +195,7 @@ void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t
     uint8_t *bytes = hr_malloc(alen + blen);
     if (alen) memcpy(bytes, a, alen);
     if (blen) memcpy(bytes + alen, b, blen);
-    hr_oentry *e = oq_push(c);
-    e->kind = OE_BYTES;
-    e->frames = 1;
-    e->u.bytes = bytes;
-    e->off = 0;
-    e->len = alen + blen;
-    enqueued(c, e);
+    hr_conn_send_owned(c, bytes, alen + blen);
 }
 
 void hr_conn_send(hr_conn *c, const void *data, size_t len) { hr_conn_send2(c, data, len, NULL, 0); }
@@ -673,10 +682,10 @@ static void do_read(hr_conn *c, bool rdhup)
                 rc = deliver(c, dst, (size_t)n, false);
             }
             if (rc) return;
-            /* The socket's next edge will come. An HTTP/2 connection whose
-             * peer also closed (EPOLLRDHUP in the same edge) reads its FIN
-             * now: no edge follows, and its streams end with it. */
-            if (drained && !(rdhup && c->vt->kind == HR_CK_HTTP2)) return;
+            /* The socket's next edge will come; a transport that must see
+             * the peer's FIN of this edge (rdhup) at once reads on to it
+             * (conn.h: hr_conn_vt.read_to_eof). */
+            if (drained && !(rdhup && c->vt->read_to_eof)) return;
             continue;
         }
         if (n == 0) {
@@ -820,6 +829,12 @@ void hr_conn_feed_eof(hr_conn *c)
 }
 
 void hr_conn_want_flush(hr_conn *c) { schedule_flush(c); }
+
+void hr_conn_layer_hold(hr_conn *c, ptrdiff_t delta)
+{
+    if (delta >= 0) qbytes_add(c, (size_t)delta);
+    else qbytes_sub(c, (size_t)-delta);
+}
 
 int hr_conn_socket(const hr_conn *c)
 {

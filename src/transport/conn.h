@@ -25,6 +25,7 @@
 #include "core/timerwheel.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/uio.h>
 
 struct hr_worker;
@@ -104,6 +105,12 @@ typedef struct hr_conn_vt {
     void (*on_flush)(hr_conn *c);
     const char *name;
     hr_conn_kind kind;
+    /* When the peer's FIN arrives in the same edge as data (EPOLLRDHUP),
+     * read on to the end of stream now instead of waiting for the next edge
+     * (none follows): set by a transport that must see that end at once
+     * (HTTP/2, whose streams end with it). Others leave it false: a
+     * drained read ends their read as it always does. */
+    bool read_to_eof;
 } hr_conn_vt;
 
 typedef struct hr_oentry hr_oentry;
@@ -183,6 +190,10 @@ struct hr_conn {
 
 /* Queue bytes (copied). The write happens at the end of the loop turn. */
 void hr_conn_send(hr_conn *c, const void *data, size_t len);
+/* Queue len bytes the queue takes over (not copied): bytes from
+ * hr_malloc (or hr_buf_steal), freed with hr_free once written or dropped;
+ * a connection that is closing frees them at once. */
+void hr_conn_send_owned(hr_conn *c, uint8_t *bytes, size_t len);
 /* Queue two pieces as one entry (e.g. frame header + payload), copied. */
 void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t blen);
 /* Queue a shared buffer (one encoded frame sent to many connections); the
@@ -257,6 +268,14 @@ void hr_conn_feed_eof(hr_conn *c);
 /* Put c on the end-of-turn flush list even with nothing queued (a
  * transport with on_flush has frames to make). */
 void hr_conn_want_flush(hr_conn *c);
+/* A layer that keeps bytes its writev took (an HTTP/2 stream's pending
+ * DATA, bounded by the layer) counts them here, `delta` more (or, negative,
+ * fewer): they stay in the queue's cost (out.bytes, so the transports'
+ * max_queued_bytes bounds see them, and hr_conn_write_now returns them)
+ * and in herald_queued_bytes until the layer lets them go. The layer gives
+ * back what it counted before its close op returns (hr_conn_close then
+ * clears the queue's cost). */
+void hr_conn_layer_hold(hr_conn *c, ptrdiff_t delta);
 /* The socket under c (a socketless connection's parent's), or -1. */
 int hr_conn_socket(const hr_conn *c);
 

@@ -19,15 +19,18 @@
  * as on HTTP/1.1.
  *
  * Output: a stream conn's writev copies the response body into the stream's
- * pending bytes (one copy; nghttp2's data source copies it into its frame,
- * and the frames of one turn are gathered into one queue entry of the TCP
- * conn). It takes more only while fewer than STREAM_BUF bytes wait: a stream
- * whose flow-control window is closed makes its conn's writev return
- * HR_ERR_AGAIN, so the stream conn's own queue grows and the transports'
- * queue bounds cut that stream alone (reset), never the connection. The TCP
- * conn makes frames at the end of the loop turn (its vt's on_flush, after
- * every stream conn has written) and only while its own queue holds less
- * than OUT_HIGH bytes; when it drains, more frames are made.
+ * pending bytes (the first copy: the queue frees what writev took), at most
+ * STREAM_BUF of them: it takes a prefix of what it is offered up to that
+ * room, then says HR_ERR_AGAIN. The pending bytes still count in the stream
+ * conn's queue cost (hr_conn_layer_hold), so a stream whose flow-control
+ * window is closed is cut (reset) by its transport's queue bound at the same
+ * bytes as over HTTP/1.1, alone, never the connection. The TCP conn makes
+ * frames at the end of the loop turn (its vt's on_flush, after every stream
+ * conn has written) and only while its own queue holds less than OUT_HIGH
+ * bytes; when it drains, more are made. DATA goes without nghttp2's copy
+ * (NGHTTP2_DATA_FLAG_NO_COPY): send_data appends the frame header and the
+ * pending bytes to the turn's frames (the second copy), which the TCP
+ * conn's queue takes over as they are (hr_conn_send_owned).
  *
  * Input: nghttp2's automatic WINDOW_UPDATE is off. Request DATA is given
  * back to the client's window as the stream conn reads it (credit), so a
@@ -40,7 +43,8 @@
  * CONTINUATION frame count per header block (GOAWAY ENHANCE_YOUR_CALM),
  * RST_STREAM frames counted per second (rapid reset: GOAWAY
  * ENHANCE_YOUR_CALM), nghttp2's bound on queued SETTINGS/PING ACKs
- * (flood: GOAWAY ENHANCE_YOUR_CALM), the 4096-byte HPACK table. */
+ * (http2.max_queued_acks; flood: GOAWAY ENHANCE_YOUR_CALM), the 4096-byte
+ * HPACK table. */
 #include "transport/h2.h"
 #include "core/log.h"
 #include "transport/http.h"
@@ -52,7 +56,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define STREAM_BUF (16 * 1024)   /* pending response bytes per stream before its writev says AGAIN */
+#define STREAM_BUF (16 * 1024)   /* most pending response bytes per stream (within its queue's cost) */
 #define OUT_HIGH (64 * 1024)     /* frames are made while the TCP queue holds less than this */
 #define MAX_RESP_HEADERS 64
 #define WS_KEY "dGhlIHNhbXBsZSBub25jZQ==" /* any 16 bytes: the Accept it yields is dropped */
@@ -87,6 +91,7 @@ typedef struct h2_stream {
     uint32_t hdr_bytes;      /* decoded header list size so far */
     uint64_t stall_at;       /* closed with bytes its window does not let out: reset at this loop ms (0: no) */
     uint32_t held;           /* request DATA bytes fed to the conn and not yet given back to the window */
+    uint32_t counted;        /* pending bytes counted in herald_queued_bytes (and the conn's queue cost) */
     uint64_t body_left;      /* R_LEN */
     hr_http_chunked ch;      /* R_CHUNKED */
     hr_buf head;             /* response head until its blank line */
@@ -106,6 +111,7 @@ struct hr_h2 {
     uint32_t resets;         /* RST_STREAM frames in the current second */
     uint32_t continuations;  /* CONTINUATION frames in the current header block */
     uint64_t reset_window;   /* loop ms the second began */
+    hr_buf *out;             /* the turn's frames, while h2_send makes them (send_data appends) */
     bool in_send;
     /* the header block being decoded (one at a time on a connection) */
     hr_buf method, path, hdrs, cookie;
@@ -151,6 +157,20 @@ static void data_ready(h2_stream *st)
 static void pend_add(h2_stream *st, const uint8_t *p, size_t n)
 {
     if (n) hr_buf_append(&st->pend, p, n);
+}
+
+/* The pending bytes count in the stream conn's queue cost (conn.h
+ * hr_conn_layer_hold: its transport's bound sees them) or, once the conn is
+ * gone, in the worker's herald_queued_bytes alone, until nghttp2 takes them
+ * or the stream is freed. */
+static void pend_count(h2_stream *st)
+{
+    size_t now = st->pend.len - st->pend_off;
+    if (now == st->counted) return;
+    if (st->c) hr_conn_layer_hold(st->c, (ptrdiff_t)now - (ptrdiff_t)st->counted);
+    else if (now > st->counted) hr_stat_add(&st->h2->c->w->stats.queued_bytes, now - st->counted);
+    else hr_stat_sub(&st->h2->c->w->stats.queued_bytes, st->counted - now);
+    st->counted = (uint32_t)now;
 }
 
 static bool is_hop_header(const char *name, size_t len)
@@ -295,15 +315,19 @@ static ssize_t stream_writev(hr_conn *c, const struct iovec *iov, int cnt)
 {
     h2_stream *st = stream_of(c);
     if (!st->h2 || (st->flags & S_GONE)) return HR_ERR_IO;
-    if (st->pend.len - st->pend_off >= STREAM_BUF) {
+    size_t pending = st->pend.len - st->pend_off;
+    if (pending >= STREAM_BUF) {
         st->flags |= S_BLOCKED;
         return HR_ERR_AGAIN;
     }
-    size_t total = 0;
-    for (int i = 0; i < cnt; i++) {
-        response_bytes(st, iov[i].iov_base, iov[i].iov_len);
-        total += iov[i].iov_len;
+    /* a prefix up to the buffer's room: the rest waits in the conn's queue */
+    size_t room = STREAM_BUF - pending, total = 0;
+    for (int i = 0; i < cnt && total < room; i++) {
+        size_t n = HR_MIN(iov[i].iov_len, room - total);
+        response_bytes(st, iov[i].iov_base, n);
+        total += n;
     }
+    pend_count(st);
     if (st->flags & S_SUBMITTED) data_ready(st);
     return (ssize_t)total;
 }
@@ -324,8 +348,11 @@ static void stream_unlink(h2_stream *st)
     if (st->next) st->next->prev = st->prev;
 }
 
+/* Pending bytes still counted are given back (on the worker: a stream that
+ * counts with no conn has its st->h2). */
 static void stream_free(h2_stream *st)
 {
+    if (st->counted) hr_stat_sub(&st->h2->c->w->stats.queued_bytes, st->counted);
     hr_buf_free(&st->head);
     hr_buf_free(&st->pend);
     hr_free(st);
@@ -351,6 +378,8 @@ static hr_conn_layer dead_layer = {.ops = &dead_ops};
 static void stream_close(hr_conn *c)
 {
     h2_stream *st = stream_of(c);
+    if (st->counted) hr_conn_layer_hold(c, -(ptrdiff_t)st->counted); /* conn.h: given back before the close */
+    st->counted = 0;
     st->c = NULL;
     c->layer = &dead_layer;
     if (st->h2 && !(st->flags & S_GONE)) credit(st->h2, st); /* what it held is dropped */
@@ -358,6 +387,7 @@ static void stream_close(hr_conn *c)
         if (!st->h2) stream_free(st); /* the TCP conn is gone: no one else holds it */
         return;
     }
+    pend_count(st); /* what is still pending now counts on the worker */
     bool graceful = (c->flags & (HR_CONN_CLOSE_AFTER_FLUSH | HR_CONN_SHUT_WR_AFTER_FLUSH)) && !c->out.n;
     if ((st->flags & S_SUBMITTED) && (st->rstate == R_DONE || (graceful && st->rstate >= R_CLOSE))) {
         st->flags |= S_EOF;
@@ -388,21 +418,18 @@ static const hr_conn_layer_ops stream_ops = {
     .name = "h2-stream",
 };
 
-/* nghttp2 asks for a stream's DATA. */
+/* nghttp2 asks for a stream's DATA: up to `length` pending bytes, which
+ * send_data then copies (NO_COPY: nghttp2 does not copy them into buf). */
 static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
                          nghttp2_data_source *src, void *user)
 {
     HR_UNUSED(s);
     HR_UNUSED(id);
+    HR_UNUSED(buf);
     hr_h2 *h = user;
     h2_stream *st = src->ptr;
     size_t avail = st->pend.len - st->pend_off, n = HR_MIN(avail, length);
-    if (n) memcpy(buf, st->pend.data + st->pend_off, n);
-    st->pend_off += n;
-    if (st->pend_off == st->pend.len) {
-        hr_buf_free(&st->pend);
-        st->pend_off = 0;
-    }
+    if (n) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if ((st->flags & S_BLOCKED) && !(st->flags & S_WAKE) && avail - n < STREAM_BUF) {
         st->flags |= S_WAKE;
         st->wake_next = h->wake;
@@ -416,6 +443,34 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         }
     }
     return (ssize_t)n;
+}
+
+/* The DATA frame data_read sized: its header and `length` pending bytes
+ * straight into the turn's frames (one copy, where nghttp2's frame buffer
+ * and the gathering of its output would be two). Called within
+ * nghttp2_session_mem_send, right after data_read. */
+static int send_data(nghttp2_session *s, nghttp2_frame *f, const uint8_t *framehd, size_t length,
+                     nghttp2_data_source *src, void *user)
+{
+    HR_UNUSED(s);
+    hr_h2 *h = user;
+    h2_stream *st = src->ptr;
+    size_t pad = f->data.padlen; /* 0: no select_padding callback is set; written as the API asks anyway */
+    hr_buf_append(h->out, framehd, 9);
+    if (pad) hr_buf_append(h->out, (uint8_t[]){(uint8_t)(pad - 1)}, 1);
+    hr_buf_append(h->out, st->pend.data + st->pend_off, length);
+    if (pad > 1) {
+        memset(hr_buf_reserve(h->out, pad - 1), 0, pad - 1);
+        h->out->len += pad - 1;
+    }
+    st->pend_off += length;
+    if (st->pend_off == st->pend.len) {
+        hr_buf_free(&st->pend);
+        st->pend_off = 0;
+    }
+    pend_count(st);
+    /* the turn's frames reached OUT_HIGH: mem_send returns, h2_send stops (as after a copied frame) */
+    return h->c->out.bytes + h->out->len >= OUT_HIGH ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 static nghttp2_data_provider provider(h2_stream *st)
@@ -535,6 +590,7 @@ static void stream_error(h2_stream *st, int status, const char *message)
         {(uint8_t *)"content-length", (uint8_t *)len, 14, (size_t)llen, NGHTTP2_NV_FLAG_NONE},
     };
     pend_add(st, (const uint8_t *)body, (size_t)blen);
+    pend_count(st);
     st->flags |= S_EOF | S_SUBMITTED;
     st->rstate = R_DONE;
     nghttp2_data_provider prd = provider(st);
@@ -727,6 +783,7 @@ static void callbacks_init(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
     nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin_frame);
+    nghttp2_session_callbacks_set_send_data_callback(callbacks, send_data);
 }
 
 /* Let the streams whose pending bytes went out write again. */
@@ -747,6 +804,7 @@ static void h2_send(hr_h2 *h)
     if (h->in_send || (c->flags & HR_CONN_CLOSED)) return;
     h->in_send = true;
     hr_buf out = HR_BUF_INIT;
+    h->out = &out;
     for (;;) {
         wake_streams(h);
         credit_held(h);
@@ -756,6 +814,7 @@ static void h2_send(hr_h2 *h)
         if (n < 0) {
             hr_logf(HR_LOG_DEBUG, "h2_failed", "http2 fd=%d: %s", c->io.fd, nghttp2_strerror((int)n));
             hr_buf_free(&out);
+            h->out = NULL;
             h->in_send = false;
             hr_conn_close(c);
             return;
@@ -767,8 +826,12 @@ static void h2_send(hr_h2 *h)
         hr_buf_append(&out, p, (size_t)n);
     }
     h->in_send = false;
-    if (out.len) hr_conn_send(c, out.data, out.len);
-    hr_buf_free(&out);
+    h->out = NULL;
+    if (out.len) { /* the queue takes the buffer as it is (no copy) */
+        size_t len;
+        uint8_t *bytes = hr_buf_steal(&out, &len);
+        hr_conn_send_owned(c, bytes, len);
+    }
     if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s)) hr_conn_close_after_flush(c);
 }
 
@@ -848,9 +911,12 @@ static void h2_on_free(hr_conn *c)
     while (h->streams) {
         h2_stream *st = h->streams;
         h->streams = st->next;
-        st->h2 = NULL;
-        if (st->c) hr_conn_close(st->c); /* its layer close frees st */
-        else stream_free(st);
+        if (st->c) {
+            st->h2 = NULL;
+            hr_conn_close(st->c); /* its layer close frees st */
+        } else {
+            stream_free(st);
+        }
     }
     nghttp2_session_del(h->s);
     block_reset(h);
@@ -867,6 +933,7 @@ static const hr_conn_vt h2_vt = {
     .on_flush = h2_on_flush,
     .name = "http2",
     .kind = HR_CK_HTTP2,
+    .read_to_eof = true, /* a FIN with the last bytes ends the streams now (no edge follows) */
 };
 
 int hr_h2_attach(hr_conn *c, uint32_t peer_key) { return hr_h2_attach_with(c, peer_key, hr_http_attach); }
@@ -881,7 +948,7 @@ int hr_h2_attach_with(hr_conn *c, uint32_t peer_key, void (*attach)(hr_conn *str
     h->peer_key = peer_key;
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
-    nghttp2_option_set_max_outbound_ack(opt, (size_t)o->http2_max_resets_per_second);
+    nghttp2_option_set_max_outbound_ack(opt, (size_t)o->http2_max_queued_acks);
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_no_auto_window_update(opt, 1); /* the window opens as the stream conns read (credit) */
     int rc = nghttp2_session_server_new2(&h->s, callbacks, h, opt);

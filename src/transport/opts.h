@@ -29,6 +29,7 @@
     X(int64_t, http2_initial_window_size)       \
     X(int64_t, http2_max_header_list_size)      \
     X(int64_t, http2_max_resets_per_second)     \
+    X(int64_t, http2_max_queued_acks)           \
     X(int64_t, output_ring_pool_bytes)          \
     X(hr_strlist, ws_allowed_origins)           \
     X(hr_strlist, ws_subprotocols)              \

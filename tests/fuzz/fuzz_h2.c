@@ -8,7 +8,8 @@
  * bytes: a WebSocket's path), close-delimited, or a close without an answer
  * - so the response parser, DATA, END_STREAM and RST_STREAM paths run too.
  * ASan/UBSan find the bugs; the target checks that every stream conn is
- * gone once the connection is closed. */
+ * gone once the connection is closed, and that herald_queued_bytes is back
+ * to 0 (every stream's pending bytes given back). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,5 +126,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (alive(c)) hr_conn_close(c);
     hr_conn_end_turn(&w);
     if (w.conns || w.nconns) abort(); /* a stream conn outlived its connection */
+    if (atomic_load(&w.stats.queued_bytes)) abort(); /* queued or pending bytes counted and never given back */
     return 0;
 }

@@ -6,7 +6,9 @@
  * through a fake I/O layer, that every read, write, file, half-close, close
  * and start stage goes through the connection's layer ops; socketless
  * connections (fed, paused, not counted as sockets) and the on_flush hook
- * running after the other connections' flushes. */
+ * running after the other connections' flushes; an owned buffer queued as
+ * it is, bytes a layer holds counted in the queue's cost, and a vt's
+ * read_to_eof reading the FIN of the same edge. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -681,6 +683,62 @@ static void test_on_flush_runs_after_the_others(void **state)
     hr_conn_end_turn(&w);
 }
 
+/* hr_conn_send_owned queues the caller's buffer as it is; what a layer holds
+ * (hr_conn_layer_hold) counts in the queue's cost and herald_queued_bytes. */
+static void test_owned_send_and_layer_hold(void **state)
+{
+    (void)state;
+    hr_buf_free(&fk.out);
+    memset(&fk, 0, sizeof(fk));
+    hr_conn *c = hr_conn_open_virtual(&w, &fk_layer, 0);
+    c->vt = &rec_vt;
+    uint8_t *bytes = hr_malloc(5);
+    memcpy(bytes, "owned", 5);
+    hr_conn_send_owned(c, bytes, 5);
+    assert_int_equal(c->out.bytes, 5 + HR_CONN_ENTRY_COST);
+    assert_int_equal(atomic_load(&w.stats.queued_bytes), 5 + HR_CONN_ENTRY_COST);
+    hr_conn_end_turn(&w);
+    assert_int_equal(fk.out.len, 5);
+    assert_memory_equal(fk.out.data, "owned", 5);
+    assert_int_equal(c->out.bytes, 0);
+    hr_conn_layer_hold(c, 100); /* the layer keeps 100 bytes it took */
+    assert_int_equal(c->out.bytes, 100);
+    assert_int_equal(hr_conn_write_now(c), 100);
+    assert_int_equal(atomic_load(&w.stats.queued_bytes), 100);
+    hr_conn_layer_hold(c, -40);
+    assert_int_equal(c->out.bytes, 60);
+    hr_conn_layer_hold(c, -60);
+    assert_int_equal(atomic_load(&w.stats.queued_bytes), 0);
+    hr_conn_close_after_flush(c);
+    hr_conn_send_owned(c, hr_malloc(3), 3); /* closing: freed, not queued (ASan: no leak) */
+    assert_int_equal(c->out.n, 0);
+    hr_conn_close(c);
+    hr_conn_end_turn(&w);
+}
+
+/* A transport with read_to_eof reads a FIN that came with the data in the
+ * same edge (EPOLLRDHUP); others stop at the drained read. */
+static const hr_conn_vt eof_vt = {.on_data = rec_on_data, .on_eof = rec_on_eof, .on_timer = rec_on_timer,
+                                  .on_free = rec_on_free, .name = "eof", .read_to_eof = true};
+
+static void test_read_to_eof_reads_the_fin_of_the_edge(void **state)
+{
+    (void)state;
+    for (int flag = 0; flag < 2; flag++) {
+        int peer;
+        hr_conn *c = make_conn(&peer);
+        c->vt = flag ? &eof_vt : &rec_vt;
+        assert_int_equal(write(peer, "abc", 3), 3);
+        shutdown(peer, SHUT_WR);
+        eofs = 0;
+        hr_conn_on_io(&w.loop, &c->io, EPOLLIN | EPOLLRDHUP);
+        assert_int_equal(eofs, flag); /* rec_on_eof closes */
+        if (!flag) hr_conn_close(c);
+        hr_conn_end_turn(&w);
+        close(peer);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -703,6 +761,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_layer_start_stage_runs_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_virtual_conn_fed_paused_and_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_flush_runs_after_the_others, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owned_send_and_layer_hold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_to_eof_reads_the_fin_of_the_edge, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
