@@ -32,6 +32,11 @@
  * through a pattern, heartbeats) carry no id line: the browser keeps the
  * last one.
  *
+ * A channel's run (hub.h hr_run) goes to a stream of that one channel as
+ * one queue entry (sse_on_run): such a stream's id is the channel's
+ * position alone, so the run's events, id lines included, are the same
+ * bytes for all of them.
+ *
  * Ending a stream: disconnect events (API, shutdown) are queued and the
  * connection closes once they are written; a slow consumer's queue is
  * dropped first. Neither frees the client during a fan-out: the close comes
