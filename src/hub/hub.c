@@ -778,13 +778,14 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
     hr_run whole = {(const hr_pub *const *)pubs, cache, (uint32_t)k, {0}};
     hr_run *run = runnable(pubs, k) ? &whole : NULL;
     const hr_pub *p0 = pubs[0];
-    uint64_t delivered = 0;
+    uint64_t delivered = 0, in_runs = 0;
     wh->fanning++;
     hr_local_chan *lc = lfind(wh, hash_name(p0->channel, p0->channel_len), p0->channel, p0->channel_len);
     for (hr_sub *s = lc ? lc->subs : NULL, *nx; s; s = nx) {
         nx = s->chan_next;
         if (deliver_run(s, run)) {
             delivered += k;
+            in_runs += k;
             continue;
         }
         for (size_t i = 0; i < k && !s->gone; i++) {
@@ -826,6 +827,7 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
         }
     for (int j = 0; j < HR_ENC_SLOTS; j++) hr_sbuf_unref(whole.slot[j]); /* runs are copies, not counted */
     hr_whub_count(&wh->delivered, delivered); /* once per run, never per delivery */
+    if (in_runs) hr_whub_count(&wh->run_delivered, in_runs);
     for (size_t i = 0; delivered && i < k; i++)
         if (pubs[i]->hub_us && (!wh->sample_us || pubs[i]->hub_us < wh->sample_us)) wh->sample_us = pubs[i]->hub_us;
     hr_whub_count(&wh->encoded, encoded);

@@ -46,7 +46,9 @@ enum hr_enc_slot {
     HR_ENC_NATIVE_MSGPACK_WS,      /* ... as a WebSocket binary frame */
     HR_ENC_NATIVE_MSGPACK_WS_DEFLATE,
     HR_ENC_SSE,                    /* Server-Sent Events (/sse): the event's shared lines, "data: ...\n\n"
-                                      (each stream adds its own id line); no WebSocket framings follow */
+                                      (each stream adds its own id line); no WebSocket framings follow.
+                                      A run's slot (hr_run): every event with the id line of a stream of
+                                      that one channel, "id: E:N\n" + these lines (sse.c) */
     HR_ENC_SSE_ENVELOPE,           /* ... with ?envelope=1: data {"channel":C,"offset":N,"data":D} */
     HR_ENC_PUSHER,                 /* Pusher protocol (/app/KEY): {"event":E,"channel":C,"data":D} */
     HR_ENC_PUSHER_WS,              /* ... as a WebSocket text frame */
@@ -179,6 +181,7 @@ struct hr_whub {
     size_t nclients;
     /* stats: one writer (this worker, relaxed stores, hr_whub_count), read by /metrics */
     _Atomic uint64_t delivered;     /* publications (and join/leave) queued to clients */
+    _Atomic uint64_t run_delivered; /* ... of them, those queued within a run's one entry (hr_run) */
     _Atomic uint64_t encoded;       /* encodings made for them: once per publication and form, not per client */
     _Atomic uint64_t subscriptions; /* now, patterns included */
     _Atomic uint64_t slow_disconnects; /* clients ended as slow consumers (3008) */

@@ -493,19 +493,37 @@ static void native_json(const hr_pub *pub, hr_enc_cache *cache)
     hr_buf_free(&b);
 }
 
+/* The publication's MessagePack push, once per worker, from its JSON push
+ * (made first): false when it has no MessagePack form. */
+static bool native_msgpack(hr_enc_cache *cache)
+{
+    if (cache->slot[HR_ENC_NATIVE_MSGPACK]) return true;
+    hr_sbuf *json = cache->slot[HR_ENC_NATIVE_JSON];
+    hr_buf b = HR_BUF_INIT;
+    bool ok = hr_native_json_to_msgpack((const char *)json->data, json->len, &b) == 0;
+    if (ok) cache->slot[HR_ENC_NATIVE_MSGPACK] = hr_sbuf_new(b.data, b.len);
+    hr_buf_free(&b);
+    return ok;
+}
+
 /* A channel's run as one queue entry when session_on_pub would queue every
- * one of its JSON pushes (hub.h hr_run): not while the subscribe is held,
+ * one of its pushes (hub.h hr_run; a push is the same bytes for every
+ * subscriber, in JSON and in MessagePack): not while the subscribe is held,
  * for a closing session or one whose queue is over the limit already or
- * would be with the run (session_on_pub checks before each push), nor in
- * MessagePack. */
+ * would be with the run (session_on_pub checks before each push), nor when
+ * a push has no MessagePack form (session_on_pub disconnects at it). */
 static bool session_on_run(hr_client *c, hr_sub *sub, hr_run *run)
 {
     hr_session *s = (hr_session *)c;
-    if (s->closing || sub->hold || s->enc != HR_NATIVE_JSON || !s->sink->send_run) return false;
+    if (s->closing || sub->hold || !s->sink->send_run) return false;
     size_t max = (size_t)s->opts->max_queued_bytes;
     if (s->sink->queued(s->t) > max) return false;
-    for (uint32_t i = 0; i < run->n; i++) native_json(run->pubs[i], &run->caches[i]);
-    return s->sink->send_run(s->t, run, HR_ENC_NATIVE_JSON, false, max);
+    bool mp = s->enc == HR_NATIVE_MSGPACK;
+    for (uint32_t i = 0; i < run->n; i++) {
+        native_json(run->pubs[i], &run->caches[i]);
+        if (mp && !native_msgpack(&run->caches[i])) return false;
+    }
+    return s->sink->send_run(s->t, run, mp ? HR_ENC_NATIVE_MSGPACK : HR_ENC_NATIVE_JSON, mp, max);
 }
 
 static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
@@ -532,18 +550,11 @@ static void session_on_pub(hr_client *c, hr_sub *sub, const hr_pub *pub, hr_enc_
     }
     native_json(pub, cache);
     if (s->enc == HR_NATIVE_MSGPACK) {
-        if (!cache->slot[HR_ENC_NATIVE_MSGPACK]) {
-            hr_sbuf *json = cache->slot[HR_ENC_NATIVE_JSON];
-            hr_buf b = HR_BUF_INIT;
-            if (hr_native_json_to_msgpack((const char *)json->data, json->len, &b)) {
-                hr_buf_free(&b);
-                hr_logf(HR_LOG_WARN, "client_encoding_failed", "client %s: cannot encode a push as MessagePack, disconnecting", hr_client_id(c).s);
-                s->closing = true;
-                sink_disconnect(s, HR_DISC_ENCODING, "publication not representable in MessagePack", false);
-                return;
-            }
-            cache->slot[HR_ENC_NATIVE_MSGPACK] = hr_sbuf_new(b.data, b.len);
-            hr_buf_free(&b);
+        if (!native_msgpack(cache)) {
+            hr_logf(HR_LOG_WARN, "client_encoding_failed", "client %s: cannot encode a push as MessagePack, disconnecting", hr_client_id(c).s);
+            s->closing = true;
+            sink_disconnect(s, HR_DISC_ENCODING, "publication not representable in MessagePack", false);
+            return;
         }
         s->sink->send_shared(s->t, cache->slot[HR_ENC_NATIVE_MSGPACK], cache, HR_ENC_NATIVE_MSGPACK, true);
         return;

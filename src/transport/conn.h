@@ -118,7 +118,7 @@ typedef struct hr_oentry hr_oentry;
 /* What a queued entry costs besides its bytes: its slot in the ring (32
  * bytes) and its allocation's header, so that many tiny entries (pongs)
  * count. An entry holding a channel's run of frames (hr_conn_send_run)
- * costs this per frame, as the frames one by one would. */
+ * costs this per entry the frames one by one would have taken. */
 #define HR_CONN_ENTRY_COST 64
 
 /* Leftover input: the unconsumed bytes are data[off, off + len). Consuming
@@ -200,8 +200,9 @@ void hr_conn_send2(hr_conn *c, const void *a, size_t alen, const void *b, size_t
  * queue takes a reference. */
 struct hr_sbuf;
 void hr_conn_send_shared(hr_conn *c, struct hr_sbuf *b);
-/* Queue a shared buffer of `frames` frames (a channel's run, hub.h hr_run)
- * as one entry that costs what the frames would one by one, if the queue's
+/* Queue a shared buffer of a channel's run (hub.h hr_run) as one entry that
+ * costs what its frames would one by one (`frames`: the entries they would
+ * take; an SSE event takes two, its id line and its lines), if the queue's
  * cost stays within `limit` with it; false: over, nothing queued (the caller
  * sends them one by one, checking its limit before each). A connection that
  * is closing takes nothing, as with hr_conn_send_shared (true). */

@@ -268,6 +268,9 @@ static void metrics_hub(hr_shared *sh, hr_buf *b)
     hr_metrics_sample(b, "herald_publications_total", "source=\"client\"", HUB(sh, published[HR_ACTOR_CLIENT]));
     hr_metrics_one(b, "herald_deliveries_total", "counter",
                    "Publications (and join/leave events) queued to subscribers.", HUB(sh, delivered));
+    hr_metrics_one(b, "herald_run_deliveries_total", "counter",
+                   "Of those, publications queued as part of a channel's run in one queue entry per subscriber.",
+                   HUB(sh, run_delivered));
     hr_metrics_one(b, "herald_encodes_total", "counter",
                    "Encodings made for those deliveries (once per publication, worker and form).", HUB(sh, encoded));
     hr_metrics_one(b, "herald_subscriptions", "gauge", "Subscriptions of the clients on this node now.",

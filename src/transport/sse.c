@@ -32,6 +32,11 @@
  * through a pattern, heartbeats) carry no id line: the browser keeps the
  * last one.
  *
+ * A channel's run (hub.h hr_run) goes to a stream of that one channel as
+ * one queue entry (sse_on_run): such a stream's id is the channel's
+ * position alone, so the run's events, id lines included, are the same
+ * bytes for all of them.
+ *
  * Ending a stream: disconnect events (API, shutdown) are queued and the
  * connection closes once they are written; a slow consumer's queue is
  * dropped first. Neither frees the client during a fan-out: the close comes
@@ -261,6 +266,9 @@ static void sse_disconnect(hr_sse *s, int code, const char *reason)
 
 /* ---- the hub's callbacks ------------------------------------------------------------------ */
 
+/* The most events of a run one entry carries (hub.c's runs are at most 64). */
+#define RUN_IDS_MAX 64
+
 static hr_sse_pos *pos_of(hr_sse *s, const hr_sub *sub)
 {
     for (size_t i = 0; i < s->nchans; i++)
@@ -269,6 +277,13 @@ static hr_sse_pos *pos_of(hr_sse *s, const hr_sub *sub)
 }
 
 static void hold_pub(hr_sse *s, hr_sub *sub, const hr_pub *pub);
+
+/* The stream's position in pub's channel is now pub's. */
+static void pos_move(hr_sse_pos *pos, const hr_pub *pub)
+{
+    pos->offset = pub->offset;
+    if (strcmp(pos->epoch, pub->epoch) != 0) memcpy(pos->epoch, pub->epoch, sizeof(pos->epoch));
+}
 
 static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cache *cache)
 {
@@ -294,8 +309,7 @@ static void sse_on_pub(hr_client *cl, hr_sub *sub, const hr_pub *pub, hr_enc_cac
     if (!cache->slot[slot]) cache->slot[slot] = encode_shared(pub, s->envelope);
     hr_sse_pos *pos = pub->kind == HR_PUB_MESSAGE && !sub->is_pattern ? pos_of(s, sub) : NULL;
     if (pos) { /* this stream's own id line, then the shared lines */
-        pos->offset = pub->offset;
-        if (strcmp(pos->epoch, pub->epoch) != 0) memcpy(pos->epoch, pub->epoch, sizeof(pos->epoch));
+        pos_move(pos, pub);
         char stack[512];
         size_t need = 5 + s->nchans * HR_SSE_ID_ENTRY_MAX;
         char *line = need <= sizeof(stack) ? stack : hr_malloc(need);
@@ -339,7 +353,62 @@ static void sse_on_command(hr_client *cl, hr_sub *sub, const hr_pub *cmd)
     hr_urlsubs_leave(cl, &s->c->w->proto->ops, s->info, sub);
 }
 
-static const hr_client_vt sse_client_vt = {.on_pub = sse_on_pub, .on_command = sse_on_command};
+/* A run's events for a stream of its one channel, laid end to end in one
+ * buffer made once per worker and form (run->slot[slot]): each event the
+ * id line such a stream writes ("id: E:N\n": its id is that channel's
+ * position alone, the same for every such stream) and the shared lines,
+ * the bytes sse_on_pub would queue. */
+static hr_sbuf *run_events(hr_run *run, int slot, bool envelope)
+{
+    if (run->slot[slot]) return run->slot[slot];
+    char ids[RUN_IDS_MAX][HR_SSE_ID_ENTRY_MAX + 5];
+    size_t idlen[RUN_IDS_MAX], total = 0;
+    for (uint32_t i = 0; i < run->n; i++) {
+        const hr_pub *pub = run->pubs[i];
+        hr_enc_cache *cache = &run->caches[i];
+        if (!cache->slot[slot]) cache->slot[slot] = encode_shared(pub, envelope);
+        hr_sse_pos one = {.offset = pub->offset};
+        memcpy(one.epoch, pub->epoch, sizeof(one.epoch));
+        memcpy(ids[i], "id: ", 4);
+        idlen[i] = 4 + hr_sse_id_format(&one, 1, ids[i] + 4);
+        ids[i][idlen[i]++] = '\n';
+        total += idlen[i] + cache->slot[slot]->len;
+    }
+    hr_sbuf *b = hr_sbuf_alloc(total);
+    size_t at = 0;
+    for (uint32_t i = 0; i < run->n; i++) {
+        const hr_sbuf *lines = run->caches[i].slot[slot];
+        memcpy(b->data + at, ids[i], idlen[i]);
+        memcpy(b->data + at + idlen[i], lines->data, lines->len);
+        at += idlen[i] + lines->len;
+    }
+    run->slot[slot] = b; /* the hub releases it after the run */
+    return b;
+}
+
+/* A channel's run as one queue entry when sse_on_pub would queue every one
+ * of its events (hub.h hr_run), for a started stream whose only concrete
+ * channel it is (a stream of several channels writes ids of its own, which
+ * no other stream shares: it takes the events one by one). Not for a queue
+ * over sse.max_queued_bytes already or that the run would take over it
+ * (sse_on_pub checks before each event). The entry costs what the events
+ * would one by one: their bytes and two entries each (id line, lines). */
+static bool sse_on_run(hr_client *cl, hr_sub *sub, hr_run *run)
+{
+    hr_sse *s = (hr_sse *)cl;
+    if (s->closing || s->start || s->nchans != 1 || s->subs[0] != sub || run->n > RUN_IDS_MAX) return false;
+    if (!hr_urlsubs_delivers(cl, sub, run->pubs[0])) return true; /* one channel: none of them is for sub */
+    hr_conn *c = s->c;
+    size_t max = (size_t)s->opt->sse_max_queued_bytes;
+    if (c->out.bytes > max) return false;
+    int slot = s->envelope ? HR_ENC_SSE_ENVELOPE : HR_ENC_SSE;
+    if (!hr_conn_send_run(c, run_events(run, slot, s->envelope), 2 * run->n, max)) return false;
+    pos_move(&s->pos[0], run->pubs[run->n - 1]);
+    s->last_tx = hr_conn_now(c);
+    return true;
+}
+
+static const hr_client_vt sse_client_vt = {.on_pub = sse_on_pub, .on_command = sse_on_command, .on_run = sse_on_run};
 
 /* ---- the transport ------------------------------------------------------------------------- */
 

@@ -20,10 +20,21 @@ sockets (herald_testlib.RawWS) so the frames themselves are checked:
   every later publication, nothing twice.
 
 The fast path (hub.h hr_run: one queue entry per subscriber per run) is
-taken by the raw, deflate and JSON clients, and by the recovering client
-once its reply is out; MessagePack takes the one-by-one path; this test
-checks that both give what a client is owed, side by side (a subscriber
-part-way through a run: tests/unit/test_hub.c).
+taken by the raw, deflate, JSON and MessagePack clients, and by the
+recovering client once its reply is out (a subscriber part-way through a
+run: tests/unit/test_hub.c).
+
+Server-Sent Events (TestSSERuns), same batches: two streams of the channel
+get exactly the events one by one would be ("id: E:N" then "data: D", byte
+for byte), a stream with ?envelope=1 its enveloped form, a stream of two
+channels (its ids are its own, so it takes the one-by-one path) its events
+with both positions, and a stream resuming with Last-Event-ID part-way
+through a batch its recovered events then every later one, nothing twice.
+herald_run_deliveries_total shows which subscribers took the run as one
+entry. A stream that stops reading (TestSSEQueue): its blocked queue grows
+by exactly what the events one by one would cost (herald_queued_bytes:
+bytes plus two entries each), and sse.max_queued_bytes ends it at the
+event the one-by-one rule predicts.
 """
 
 import json
@@ -31,11 +42,12 @@ import os
 import struct
 import sys
 import time
+import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_testlib import OP_TEXT, OP_BINARY, RawWS, main  # noqa: E402
-from herald_native import API_KEY, ApiTestCase  # noqa: E402
+from herald_testlib import OP_TEXT, OP_BINARY, SLOW, HttpConn, RawWS, build_request, main  # noqa: E402
+from herald_native import API_KEY, ApiTestCase, small_rcvbuf_socket  # noqa: E402
 
 import msgpack  # noqa: E402  (Debian python3-msgpack)
 
@@ -133,6 +145,192 @@ class TestRuns(ApiTestCase):
         for ws in raw + [deflated, json_ws, mp_ws, late]:
             self.assertEqual(bytes(ws.buf), b"")  # nothing more, nothing twice
             ws.close_socket()
+
+
+def compact(v):
+    return json.dumps(v, separators=(",", ":"))
+
+
+def metric(server, name):
+    """One unlabelled sample of the server's /metrics."""
+    with urllib.request.urlopen(server.url("/metrics"), timeout=5 * SLOW) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[1]))
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def sse_event(ids, data, channel=None):
+    """The bytes of one publication's event: its id line, its data line
+    (enveloped when channel is given), the blank line."""
+    d = compact(data)
+    if channel is not None:
+        d = '{"channel":%s,"offset":%d,"data":%s}' % (json.dumps(channel), ids[0][1], d)
+    pos = ".".join(f"{e}:{o}" for e, o in ids)
+    return f"id: {pos}\ndata: {d}\n\n".encode()
+
+
+class RawSSE:
+    """One /sse stream on a raw socket, read as bytes and as events."""
+
+    def __init__(self, addr, path, headers=None, sock=None):
+        self.conn = HttpConn(addr, timeout=10, sock=sock)
+        hdrs = [("Accept", "text/event-stream")] + list((headers or {}).items())
+        self.conn.send(build_request("GET", path, hdrs))
+
+    def start(self):
+        head = self.conn.read_head(self.deadline())
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        self.event()  # ":ok" and "retry:"
+        return self.event()  # the connected event
+
+    def deadline(self):
+        return time.monotonic() + self.conn.timeout
+
+    def read(self, n):
+        return self.conn.read_exact(n, self.deadline())
+
+    def event(self):
+        """The next event's raw bytes, blank line included."""
+        dl = self.deadline()
+        while b"\n\n" not in self.conn.buf:
+            self.conn._fill(dl)
+        i = self.conn.buf.index(b"\n\n") + 2
+        return self.read(i)
+
+    @staticmethod
+    def field(ev, name):
+        for line in ev.decode().split("\n"):
+            if line.startswith(name + ": "):
+                return line[len(name) + 2:]
+        return None
+
+
+class TestSSERuns(ApiTestCase):
+    server_args = ("--api-key", API_KEY, "--channels.history-size", "1000")
+    server_workers = 1
+
+    def stream(self, path, headers=None):
+        s = RawSSE(self.server.addr, path, headers)
+        connected = s.start()
+        return s, connected
+
+    def test_sse_run_events_are_the_events_one_by_one_would_be(self):
+        ch, other = "sseruns", "sseruns-other"
+        plain = [self.stream(f"/sse?channel={ch}")[0] for _ in range(2)]
+        env, _ = self.stream(f"/sse?channel={ch}&envelope=1")
+        two, connected = self.stream(f"/sse?channel={ch}&channel={other}")
+        other_pos = RawSSE.field(connected, "id").split(".")[1]  # stays: nothing is published there
+        mp = RawWS.connect(self.server.addr, path="/ws", protocols=["herald.msgpack"])
+        for cmd in ({"id": 1, "connect": {}}, {"id": 2, "subscribe": {"channel": ch}}):
+            TestRuns.send_cmd(mp, cmd, True)
+            self.assertIn("result", TestRuns.reply(mp, True)[0])
+        late = None
+        sent = 0
+        for b in range(BATCHES):
+            datas = [data_of(sent + k + 1) for k in range(PER_BATCH)]
+            runs0 = metric(self.server, "herald_run_deliveries_total")
+            results = self.api.batch_publish(ch, datas)
+            epoch = results[0]["epoch"]
+            offs = [r["offset"] for r in results]
+            self.assertEqual(offs, list(range(sent + 1, sent + PER_BATCH + 1)))
+            want = b"".join(sse_event([(epoch, o)], d) for o, d in zip(offs, datas))
+            for s in plain + ([late] if late else []):
+                self.assertEqual(s.read(len(want)), want)
+            want_env = b"".join(sse_event([(epoch, o)], d, ch) for o, d in zip(offs, datas))
+            self.assertEqual(env.read(len(want_env)), want_env)
+            want_two = b"".join(f"id: {epoch}:{o}.{other_pos}\ndata: {compact(d)}\n\n".encode()
+                                for o, d in zip(offs, datas))
+            self.assertEqual(two.read(len(want_two)), want_two)
+            for o, d in zip(offs, datas):
+                (push,) = TestRuns.reply(mp, True)
+                self.assertEqual((push["pub"]["offset"], push["pub"]["data"]), (o, d))
+            # one entry each for the two plain streams, the envelope, MessagePack and the resumed
+            # stream (once started); the stream of two channels took them one by one
+            takers = 4 + (late is not None)
+            self.assertEqual(metric(self.server, "herald_run_deliveries_total") - runs0, takers * PER_BATCH)
+            sent += PER_BATCH
+            if b == 3:  # a stream resuming from part-way through batch 2: its gap, then live
+                since = 2 * PER_BATCH + 7
+                late, _ = self.stream(f"/sse?channel={ch}", {"Last-Event-ID": f"{epoch}:{since}"})
+                gap = b"".join(sse_event([(epoch, o)], data_of(o)) for o in range(since + 1, sent + 1))
+                self.assertEqual(late.read(len(gap)), gap)
+        for s in plain + [env, two, late]:
+            s.conn.sock.settimeout(0.2)
+            with self.assertRaises(OSError):  # nothing more, nothing twice
+                s.conn._fill(time.monotonic() + 0.2)
+            self.assertEqual(bytes(s.conn.buf), b"")
+            s.conn.close()
+        mp.close_socket()
+
+
+MAX_QUEUED = 256 * 1024
+BIG = "b" * 1000
+
+
+class TestSSEQueue(ApiTestCase):
+    """A stream that never reads, one worker, sse.max_queued_bytes 256 KiB."""
+    server_args = ("--api-key", API_KEY, "--sse.max-queued-bytes", str(MAX_QUEUED),
+                   "--websocket.close-timeout", "60s", "--channels.history-size", "4000")
+    server_workers = 1
+
+    def settled_queue(self):
+        """herald_queued_bytes once it holds still (the kernel takes no more)."""
+        last = None
+        deadline = time.monotonic() + 10 * SLOW
+        while time.monotonic() < deadline:
+            q = metric(self.server, "herald_queued_bytes")
+            if q == last:
+                return q
+            last = q
+            time.sleep(0.3)
+        raise AssertionError("herald_queued_bytes does not settle")
+
+    def test_blocked_stream_queue_counts_and_ends_as_one_by_one(self):
+        ch = "ssequeue"
+        s = RawSSE(self.server.addr, f"/sse?channel={ch}", sock=small_rcvbuf_socket(self.server.addr, 4096))
+        s.start()
+        sent, epoch = 0, None
+
+        def batch():
+            nonlocal sent, epoch
+            results = self.api.batch_publish(ch, [{"n": sent + k + 1, "pad": BIG} for k in range(PER_BATCH)])
+            epoch = results[0]["epoch"]
+            sent += PER_BATCH
+
+        def cost(o):  # what event o costs in the queue one by one: its bytes and two entries
+            return len(sse_event([(epoch, o)], {"n": o, "pad": BIG})) + 2 * 64
+
+        q = 0
+        while q == 0:  # fill the kernel's buffers: from now on every event stays queued in Herald
+            batch()
+            q = self.settled_queue()
+            self.assertLess(sent, 4000, "the stream's socket never filled")
+        self.assertLess(q, MAX_QUEUED)
+        # the one-by-one rule, event by event: queued while the queue is within the limit before it,
+        # the stream ends at the first event that finds it over
+        ended = False
+        for _ in range(MAX_QUEUED // (PER_BATCH * 1000) + 2):
+            first, q0 = sent + 1, q
+            runs0 = metric(self.server, "herald_run_deliveries_total")
+            batch()
+            for o in range(first, sent + 1):
+                if q > MAX_QUEUED:
+                    ended = True
+                    break
+                q += cost(o)
+            slow = metric(self.server, "herald_slow_consumer_disconnects_total")
+            if ended:
+                self.assertEqual(slow, 1)
+                break
+            self.assertEqual(slow, 0)
+            self.assertEqual(self.settled_queue(), q)
+            # a batch that fits went as one entry; the one that takes the queue past the limit one by one
+            whole = q <= MAX_QUEUED
+            self.assertEqual(metric(self.server, "herald_run_deliveries_total") - runs0, PER_BATCH if whole else 0,
+                             (q0, q))
+        self.assertTrue(ended)
+        s.conn.close()
 
 
 def _frame(payload):
