@@ -140,7 +140,7 @@ class TestSessionsPerAddress(HeraldTestCase):
             time.sleep(0.5 * SLOW)
         grown = peak.peak_rss - base
         print(f"\n  1,000 opens in {opened_in:.2f} s: {len(sids)} admitted; RSS +{grown / MiB:.1f} MiB, "
-              f"peak fds {peak.peak_fds}, /health p99 {probe.p99() * 1000:.1f} ms over {len(probe.rtts)}",
+              f"peak fds {peak.peak_fds}, {probe.describe()}",
               file=sys.stderr)
         # 100 x 480 KB = 48 MB held (before the limit: all 1,000 sessions, +461 MB)
         self.assertLess(grown, (120 if not SANITIZE else 240) * MiB)
@@ -202,7 +202,7 @@ class TestSessionQueues(HeraldTestCase):
         grown = peak.peak_rss - base
         slow = sum(ended_slow(c, sid, cursors.get(sid, 0)) for c, group in zip(conns, sids) for sid in group)
         print(f"\n  200 sessions x 960 KB: RSS +{grown / MiB:.1f} MiB, {slow} ended 3008, "
-              f"/health p99 {probe.p99() * 1000:.1f} ms", file=sys.stderr)
+              f"{probe.describe()}", file=sys.stderr)
         self.assertGreater(slow, 0)
         self.assertLess(grown, (110 if not SANITIZE else 220) * MiB)
         self.assertEqual(probe.failures, 0)

@@ -110,8 +110,7 @@ class ReplyBudget(HeraldTestCase):
             out = send_and_read()
             time.sleep(0.1)
         grew = peak.peak_rss - base
-        sys.stderr.write(f"\n  peak RSS +{grew / MiB:.1f} MiB, prober p99 {probe.p99() * 1000:.1f} ms "
-                         f"over {len(probe.rtts)} round trips\n")
+        sys.stderr.write(f"\n  peak RSS +{grew / MiB:.1f} MiB, prober {probe.describe()}\n")
         self.assertLess(grew, RSS_BOUND, f"peak RSS grew by {grew / MiB:.0f} MiB")
         self.assertEqual(probe.failures, 0)
         self.assertLess(probe.p99_less_wait(), P99_BOUND, probe.describe())
