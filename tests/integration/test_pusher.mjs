@@ -289,7 +289,9 @@ describe('Pusher protocol with pusher-js and the pusher server library', () => {
     p.signin();
     await withTimeout(p.user.signinDonePromise, T(5000), 'signin');
     assert.equal(p.user.user_data.id, id);
-    await sleep(T(300)); // pusher-js subscribes #server-to-user-ID after signin_success
+    // pusher-js subscribes #server-to-user-ID after signin_success: published before the server
+    // took that subscription, the event would reach nobody
+    await until(() => p.user.serverToUserChannel?.subscribed, 'the #server-to-user- subscription');
     await api('publish', { channel: `$pusher-${APP.appId}:#${id}`, data: { event: 'notice', data: { x: 1 } } });
     await until(() => got.length === 1, 'the server-to-user event');
     assert.deepEqual(got[0], { x: 1 });

@@ -181,7 +181,10 @@ test('sendToUser and terminateUserConnections', { timeout: T(20000) }, () => gua
     c.signin();
   });
   await Promise.all([signedIn(g1), signedIn(g2), signedIn(o), signedIn(other)]);
-  await sleep(T(200)); // the #server-to-user- subscription follows signin_success
+  // the #server-to-user- subscription follows signin_success: sent before the server took it,
+  // the event would reach nobody
+  await until(() => [g1, g2, o, other].every((c) => c.user.serverToUserChannel?.subscribed), T(5000),
+    'the #server-to-user- subscriptions');
   const got = [];
   g1.user.bind('note', (d) => got.push(d));
   await server.sendToUser('gina', 'note', { hi: 1 });
