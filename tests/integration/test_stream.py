@@ -190,7 +190,7 @@ class TestStream(StreamBase):
 
 
 class TestStreamTtl(StreamBase):
-    server_args = ("--api-key", API_KEY, "--poll.session-ttl", "2s", "--sse.heartbeat-interval", "1s")
+    server_args = ("--api-key", API_KEY, "--poll.session-ttl", "3s", "--sse.heartbeat-interval", "1s")
 
     def test_heartbeat_and_expiry(self):
         st = self.stream()
@@ -199,16 +199,16 @@ class TestStreamTtl(StreamBase):
         st.conn.sock.settimeout(5)
         t0 = time.monotonic()
         data = b""
-        while time.monotonic() - t0 < 3:
+        while time.monotonic() - t0 < 4:
             data += st.conn.sock.recv(100)
         self.assertIn(b"1\r\n\n\r\n", data)
         sid = st.session
         st.close()
-        time.sleep(1.0)
-        st2 = self.stream(sid, 0)  # within the ttl after the stream ended: still there
+        time.sleep(0.5)
+        st2 = self.stream(sid, 0)  # within the ttl after the stream ended (2.5 s to spare): still there
         self.assertTrue(st2.head.startswith(b"HTTP/1.1 200"), st2.head)
         st2.close()
-        time.sleep(4.0)
+        time.sleep(5.0)
         st3 = self.stream(sid, 0)
         self.assertTrue(st3.head.startswith(b"HTTP/1.1 404"), st3.head)
 
