@@ -426,6 +426,8 @@ typedef struct rshard {
     hr_redis_conn *conn;
     rop *bhead, *btail;         /* publishes of this loop turn not sent yet (engine thread) */
     size_t bn;
+    hr_pub **dq;                /* publications received, not handed to the hub yet (engine thread) */
+    size_t dn, dcap;
     rsub **subs;
     size_t nsubs_buckets, nsubs;
     bool was_up;                /* up before: a later up is a reconnect (resync subscribers) */
@@ -471,6 +473,7 @@ struct rengine {
      * channels' epochs (one getrandom per 32 publications, not each) */
     hr_buf pcmd;
     size_t batch_max;           /* redis.publish_batch */
+    size_t deliver_max;         /* redis.deliver_batch */
     size_t sweep_max;           /* redis.occupancy_sweep_max: channels a sweep frees at most per shard and
                                    run (a dead node's are spread over refreshes, not one long script) */
     bool hold_publishes;        /* workers hold a turn's publishes back (the server calls turn_end) */
@@ -514,6 +517,7 @@ static void key(hr_buf *b, rengine *e, const char *kind, const char *ch, size_t 
 static void occ_failed(rop *op);
 static void occ_answer(rop *op, const hr_resp *r);
 static void occ_refresh(rengine *e, rshard *sh);
+static void handover_all(rengine *e);
 
 static void free_op(rop *op)
 {
@@ -601,6 +605,7 @@ static bool has_callback(const rop *op)
 static void op_complete(rop *op)
 {
     rengine *e = op->e;
+    handover_all(e);
     if (op->kind == OP_CHANNELS_SHARD) { /* one shard's part: the parent ends with the last */
         rop *pa = op->parent;
         if (op->err) pa->err = op->err;
@@ -620,6 +625,33 @@ static void op_complete(rop *op)
     }
     op_finish(op);
     free_op(op);
+}
+
+/* ---- received publications to the hub ---------------------------------------------- */
+
+/* The publications received on sh so far go to the hub together: one
+ * deliver_batch call (each worker's inbox taken once, one wake-up), in
+ * the order Redis sent them. */
+static void handover(rshard *sh)
+{
+    rengine *e = sh->e;
+    if (!sh->dn) return;
+    if (e->base.deliver_batch) e->base.deliver_batch(e->base.hub, sh->dq, sh->dn);
+    else
+        for (size_t i = 0; i < sh->dn; i++) e->base.deliver(e->base.hub, sh->dq[i]);
+    hr_redis_conn_count_messages(sh->conn, sh->dn);
+    for (size_t i = 0; i < sh->dn; i++) hr_pub_unref(sh->dq[i]);
+    sh->dn = 0;
+}
+
+/* Every shard's received publications to the hub: at the end of each
+ * engine loop turn, and before anything else the engine thread hands the
+ * workers (an answer, a server command, a resync disconnect, an occupancy
+ * report, a routed frame), so the workers see both in the order Redis
+ * sent them. */
+static void handover_all(rengine *e)
+{
+    for (int i = 0; i < e->nshards; i++) handover(&e->shards[i]);
 }
 
 /* ---- publications on the wire ---------------------------------------------------- */
@@ -1207,6 +1239,7 @@ static bool interest_change(rengine *e, rop *op)
 
 static void occ_report(rengine *e, const char *ch, size_t len, bool occupied, uint64_t ms)
 {
+    handover_all(e);
     if (e->base.occupancy && !e->dead) e->base.occupancy(e->base.hub, ch, len, occupied, ms);
 }
 
@@ -1443,6 +1476,7 @@ static void chain_task(hr_engine_task *t, bool live)
 static void batch_end(rbatch *b, int err)
 {
     rengine *e = b->e;
+    handover_all(e);
     enum { CHAINS = 16 };
     struct chain {
         int worker;
@@ -1632,6 +1666,7 @@ static void op_send(rop *op)
         if (hr_redis_conn_send(e->shards[0].conn, cmd.data, cmd.len, NULL, NULL)) {
             /* Redis is down: at least this node's clients get it */
             hr_logf(HR_LOG_WARN, "redis_server_command_local", "redis: a server command could not reach the other nodes (Redis down): applied on this node only");
+            handover_all(e);
             if (e->base.command) e->base.command(e->base.hub, op->pub);
         }
         hr_buf_free(&k1);
@@ -1805,6 +1840,7 @@ static void on_turn_end(hr_loop *loop, void *data)
 {
     HR_UNUSED(loop);
     rengine *e = data;
+    handover_all(e);
     for (int i = 0; i < e->nshards; i++) hr_redis_conn_flush(e->shards[i].conn);
 }
 
@@ -1826,15 +1862,22 @@ static const char *chan_of(rengine *e, const hr_resp *name, size_t *len)
     return name->str + e->prefix_len + 3;
 }
 
-static void deliver_wire(rengine *e, const char *ch, size_t clen, const hr_resp *payload)
+/* A publication received on sh joins the shard's hand-over batch (handed
+ * on when full, at the end of the engine's loop turn, or before anything
+ * else goes to the workers). */
+static void deliver_wire(rshard *sh, const char *ch, size_t clen, const hr_resp *payload)
 {
     hr_pub *p = decode_pub(ch, clen, payload->str, payload->len);
     if (!p) {
         hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable publication on %.*s", (int)HR_MIN(clen, 200), ch);
         return;
     }
-    e->base.deliver(e->base.hub, p);
-    hr_pub_unref(p);
+    if (sh->dn == sh->dcap) {
+        sh->dcap = sh->dcap ? sh->dcap * 2 : 64;
+        sh->dq = hr_realloc(sh->dq, sh->dcap * sizeof(*sh->dq));
+    }
+    sh->dq[sh->dn++] = p;
+    if (sh->dn >= sh->e->deliver_max) handover(sh);
 }
 
 /* A RESP3 push: pub/sub messages, and the (un)subscribe confirmations that
@@ -1857,17 +1900,19 @@ static void on_push(void *ud, const hr_resp *r)
             char sid[64];
             memcpy(sid, m->str, (size_t)(nl - m->str));
             sid[nl - m->str] = '\0';
+            handover_all(e);
             e->base.on_session_frame(e->base.session_ud, sid, (const uint8_t *)nl + 1,
                                      m->len - (size_t)(nl - m->str) - 1);
             return;
         }
         if ((ch = chan_of(e, name, &clen))) {
-            deliver_wire(e, ch, clen, &r->elem[2]);
+            deliver_wire(sh, ch, clen, &r->elem[2]);
             return;
         }
         if (hr_resp_is_str(name) && name->len == e->prefix_len + 4 && memcmp(name->str, e->prefix, e->prefix_len) == 0 &&
             memcmp(name->str + e->prefix_len, ":ctl", 4) == 0) { /* a server command for every node */
             hr_pub *c = decode_command(r->elem[2].str, r->elem[2].len);
+            handover_all(e);
             if (c && e->base.command) e->base.command(e->base.hub, c);
             else if (!c) hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable server command");
             hr_pub_unref(c);
@@ -1882,7 +1927,7 @@ static void on_push(void *ud, const hr_resp *r)
             const char *g = sh->cglobs[i];
             if (!glob_match(g, strlen(g), name->str, name->len)) continue;
             /* only the first matching glob's copy is delivered */
-            if (strlen(g) == glob->len && memcmp(g, glob->str, glob->len) == 0) deliver_wire(e, ch, clen, &r->elem[3]);
+            if (strlen(g) == glob->len && memcmp(g, glob->str, glob->len) == 0) deliver_wire(sh, ch, clen, &r->elem[3]);
             return;
         }
         return;
@@ -1921,6 +1966,7 @@ static void on_up(void *ud)
     rshard *sh = ud;
     rengine *e = sh->e;
     bool resync = sh->was_up;
+    handover_all(e); /* what came before the outage goes before the resync disconnects */
     if (!sh->up) atomic_fetch_sub(&e->shards_down, 1);
     sh->up = true;
     if (!sh->was_up) {
@@ -2246,6 +2292,8 @@ static void r_free(hr_engine *be)
     }
     for (int i = 0; i < e->nshards; i++) {
         rshard *sh = &e->shards[i];
+        for (size_t k = 0; k < sh->dn; k++) hr_pub_unref(sh->dq[k]); /* received while stopping */
+        hr_free(sh->dq);
         hr_redis_conn_free(sh->conn);
         forget_confirmed(sh);
         set_clear(&sh->sessions);
@@ -2384,6 +2432,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     e->stats = o->stats;
     e->stats_ud = o->stats_ud;
     e->batch_max = o->publish_batch ? o->publish_batch : 1;
+    e->deliver_max = o->deliver_batch ? o->deliver_batch : 1;
     e->sweep_max = o->occupancy_sweep_max ? o->occupancy_sweep_max : 1000;
     e->hold_publishes = o->hold_publishes;
     if (o->node_id && o->node_id[0]) {

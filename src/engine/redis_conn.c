@@ -77,6 +77,12 @@ static int cmd_kind(const uint8_t *cmd, size_t len)
 }
 
 const hr_redis_conn_stats *hr_redis_conn_get_stats(const hr_redis_conn *c) { return &c->stats; }
+
+void hr_redis_conn_count_messages(hr_redis_conn *c, size_t n)
+{
+    stat_add(&c->stats.messages, n);
+    stat_add(&c->stats.message_batches, 1);
+}
 const char *hr_redis_conn_addr(const hr_redis_conn *c) { return c->cfg.addr; }
 
 int hr_redis_resolve(const char *spec, size_t len, hr_redis_conn_cfg *cfg, char *err, size_t errlen)
