@@ -1852,22 +1852,27 @@ static void *engine_main(void *arg)
     return NULL;
 }
 
-/* The channel name in a pub/sub channel "P:c:NAME", or NULL. */
-static const char *chan_of(rengine *e, const hr_resp *name, size_t *len)
+/* Whether the pub/sub channel s (n bytes) is "P" + suffix (sl bytes). */
+static bool is_prefixed(const rengine *e, const char *s, size_t n, const char *suffix, size_t sl)
 {
-    if (!hr_resp_is_str(name) || name->len < e->prefix_len + 3 || memcmp(name->str, e->prefix, e->prefix_len) != 0 ||
-        memcmp(name->str + e->prefix_len, ":c:", 3) != 0)
-        return NULL;
-    *len = name->len - e->prefix_len - 3;
-    return name->str + e->prefix_len + 3;
+    return n >= e->prefix_len + sl && memcmp(s, e->prefix, e->prefix_len) == 0 &&
+           memcmp(s + e->prefix_len, suffix, sl) == 0;
+}
+
+/* The channel name in a pub/sub channel "P:c:NAME", or NULL. */
+static const char *chan_of(rengine *e, const char *s, size_t n, size_t *len)
+{
+    if (!is_prefixed(e, s, n, ":c:", 3)) return NULL;
+    *len = n - e->prefix_len - 3;
+    return s + e->prefix_len + 3;
 }
 
 /* A publication received on sh joins the shard's hand-over batch (handed
  * on when full, at the end of the engine's loop turn, or before anything
  * else goes to the workers). */
-static void deliver_wire(rshard *sh, const char *ch, size_t clen, const hr_resp *payload)
+static void deliver_wire(rshard *sh, const char *ch, size_t clen, const char *data, size_t len)
 {
-    hr_pub *p = decode_pub(ch, clen, payload->str, payload->len);
+    hr_pub *p = decode_pub(ch, clen, data, len);
     if (!p) {
         hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable publication on %.*s", (int)HR_MIN(clen, 200), ch);
         return;
@@ -1880,56 +1885,71 @@ static void deliver_wire(rshard *sh, const char *ch, size_t clen, const hr_resp 
     if (sh->dn >= sh->e->deliver_max) handover(sh);
 }
 
-/* A RESP3 push: pub/sub messages, and the (un)subscribe confirmations that
- * tell which copies of a publication Redis will send. */
-static void on_push(void *ud, const hr_resp *r)
+/* A frame routed to this node's control channel: "SID\nFRAME". */
+static void session_frame(rengine *e, const char *s, size_t n)
+{
+    const char *nl = memchr(s, '\n', n);
+    if (!nl || !e->base.on_session_frame || (size_t)(nl - s) >= 64) return;
+    char sid[64];
+    memcpy(sid, s, (size_t)(nl - s));
+    sid[nl - s] = '\0';
+    handover_all(e);
+    e->base.on_session_frame(e->base.session_ud, sid, (const uint8_t *)nl + 1, n - (size_t)(nl - s) - 1);
+}
+
+/* A server command for every node (P:ctl). */
+static void ctl_command(rengine *e, const char *s, size_t n)
+{
+    hr_pub *c = decode_command(s, n);
+    handover_all(e);
+    if (c && e->base.command) e->base.command(e->base.hub, c);
+    else if (!c) hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable server command");
+    hr_pub_unref(c);
+}
+
+/* A pub/sub message ("message", or "pmessage" with m->pattern), read
+ * straight from the connection's buffer (redis_conn's on_message hook). */
+static void on_message(void *ud, const hr_resp_message *m)
 {
     rshard *sh = ud;
     rengine *e = sh->e;
-    if (r->n < 3 || !hr_resp_is_str(&r->elem[0])) return;
-    const hr_resp *kind = &r->elem[0];
     size_t clen = 0;
-    const char *ch;
-    if (hr_resp_eq(kind, "message") && hr_resp_is_str(&r->elem[2])) {
-        const hr_resp *name = &r->elem[1];
-        if (hr_resp_is_str(name) && name->len >= e->prefix_len + 3 && memcmp(name->str, e->prefix, e->prefix_len) == 0 &&
-            memcmp(name->str + e->prefix_len, ":n:", 3) == 0) { /* this node's control channel: a routed frame */
-            const hr_resp *m = &r->elem[2];
-            const char *nl = memchr(m->str, '\n', m->len);
-            if (!nl || !e->base.on_session_frame || (size_t)(nl - m->str) >= 64) return;
-            char sid[64];
-            memcpy(sid, m->str, (size_t)(nl - m->str));
-            sid[nl - m->str] = '\0';
-            handover_all(e);
-            e->base.on_session_frame(e->base.session_ud, sid, (const uint8_t *)nl + 1,
-                                     m->len - (size_t)(nl - m->str) - 1);
-            return;
-        }
-        if ((ch = chan_of(e, name, &clen))) {
-            deliver_wire(sh, ch, clen, &r->elem[2]);
-            return;
-        }
-        if (hr_resp_is_str(name) && name->len == e->prefix_len + 4 && memcmp(name->str, e->prefix, e->prefix_len) == 0 &&
-            memcmp(name->str + e->prefix_len, ":ctl", 4) == 0) { /* a server command for every node */
-            hr_pub *c = decode_command(r->elem[2].str, r->elem[2].len);
-            handover_all(e);
-            if (c && e->base.command) e->base.command(e->base.hub, c);
-            else if (!c) hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable server command");
-            hr_pub_unref(c);
-        }
+    const char *ch = chan_of(e, m->channel, m->channel_len, &clen);
+    if (!m->pattern) {
+        if (ch) deliver_wire(sh, ch, clen, m->data, m->data_len);
+        else if (is_prefixed(e, m->channel, m->channel_len, ":n:", 3)) session_frame(e, m->data, m->data_len);
+        else if (m->channel_len == e->prefix_len + 4 && is_prefixed(e, m->channel, m->channel_len, ":ctl", 4))
+            ctl_command(e, m->data, m->data_len);
         return;
     }
-    if (hr_resp_eq(kind, "pmessage") && r->n == 4 && hr_resp_is_str(&r->elem[1]) && hr_resp_is_str(&r->elem[3])) {
-        if (!(ch = chan_of(e, &r->elem[2], &clen))) return;
-        const hr_resp *name = &r->elem[2], *glob = &r->elem[1];
-        if (set_find(&sh->confirmed, name->str, name->len)) return; /* the "message" copy carries it */
-        for (size_t i = 0; i < sh->ncglobs; i++) {
-            const char *g = sh->cglobs[i];
-            if (!glob_match(g, strlen(g), name->str, name->len)) continue;
-            /* only the first matching glob's copy is delivered */
-            if (strlen(g) == glob->len && memcmp(g, glob->str, glob->len) == 0) deliver_wire(sh, ch, clen, &r->elem[3]);
+    if (!ch || set_find(&sh->confirmed, m->channel, m->channel_len)) return; /* the "message" copy carries it */
+    for (size_t i = 0; i < sh->ncglobs; i++) {
+        const char *g = sh->cglobs[i];
+        if (!glob_match(g, strlen(g), m->channel, m->channel_len)) continue;
+        /* only the first matching glob's copy is delivered */
+        if (strlen(g) == m->pattern_len && memcmp(g, m->pattern, m->pattern_len) == 0)
+            deliver_wire(sh, ch, clen, m->data, m->data_len);
+        return;
+    }
+}
+
+/* A RESP3 push: the (un)subscribe confirmations that tell which copies of a
+ * publication Redis will send, and a pub/sub message of an unusual shape
+ * (the usual ones come through on_message). */
+static void on_push(void *ud, const hr_resp *r)
+{
+    rshard *sh = ud;
+    if (r->n < 3 || !hr_resp_is_str(&r->elem[0])) return;
+    const hr_resp *kind = &r->elem[0];
+    bool pattern = hr_resp_eq(kind, "pmessage");
+    if (hr_resp_eq(kind, "message") || pattern) {
+        const hr_resp *x = &r->elem[1];
+        if ((pattern && r->n != 4) || !hr_resp_is_str(&x[0]) || !hr_resp_is_str(&x[1]) ||
+            (pattern && !hr_resp_is_str(&x[2])))
             return;
-        }
+        hr_resp_message m = {NULL, 0, x[0].str, x[0].len, x[1].str, x[1].len};
+        if (pattern) m = (hr_resp_message){x[0].str, x[0].len, x[1].str, x[1].len, x[2].str, x[2].len};
+        on_message(sh, &m);
         return;
     }
     if (!hr_resp_is_str(&r->elem[1])) return;
@@ -2469,7 +2489,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
         rshard *sh = &e->shards[i];
         sh->e = e;
         sh->idx = i;
-        hr_redis_conn_hooks hooks = {on_push, on_up, on_down, sh};
+        hr_redis_conn_hooks hooks = {on_push, on_up, on_down, sh, on_message};
         sh->conn = hr_redis_conn_new(&e->loop, &cfgs[i], &hooks);
     }
     hr_free(cfgs);

@@ -361,6 +361,14 @@ static bool conn_dispatch(hr_redis_conn *c)
     while (pos < c->in.len) {
         hr_resp *r = NULL;
         size_t used = 0;
+        hr_resp_message m;
+        if (c->hooks.on_message && hr_resp_parse_message(c->in.data + pos, c->in.len - pos, &lim, &m, &used)) {
+            int state = c->state;
+            c->hooks.on_message(c->hooks.ud, &m);
+            pos += used;
+            if (c->state == RC_DOWN || (state != c->state && c->state != RC_UP)) return false;
+            continue;
+        }
         int rc = hr_resp_parse(c->in.data + pos, c->in.len - pos, &lim, &r, &used);
         if (rc == HR_ERR_AGAIN) {
             if (c->in.len - pos > c->cfg.max_reply + 4096) {

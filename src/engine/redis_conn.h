@@ -30,10 +30,14 @@ typedef struct hr_redis_conn hr_redis_conn;
 typedef void (*hr_redis_reply_cb)(void *ud, int err, const hr_resp *r);
 
 typedef struct hr_redis_conn_hooks {
-    void (*on_push)(void *ud, const hr_resp *r);    /* RESP3 push (pub/sub message, subscribe confirmation) */
+    void (*on_push)(void *ud, const hr_resp *r);    /* RESP3 push (subscribe confirmation, other pushes) */
     void (*on_up)(void *ud);                         /* handshake done: commands may be sent */
     void (*on_down)(void *ud, const char *why);      /* connection lost (after failing the pending replies) */
     void *ud;
+    /* Optional: a pub/sub publication ("message" / "pmessage" push), read
+     * without a reply tree (hr_resp_parse_message); without it such pushes
+     * go to on_push too. */
+    void (*on_message)(void *ud, const hr_resp_message *m);
 } hr_redis_conn_hooks;
 
 /* The commands counted apart (by their name; the engine's Lua scripts go by EVALSHA). */
