@@ -248,7 +248,7 @@ bool hr_resp_parse_message(const uint8_t *buf, size_t len, const hr_resp_limits 
 /* ---- serializer -------------------------------------------------------------- */
 
 /* "<type><n>\r\n" (a command's hot path: no printf). */
-static void append_count(hr_buf *b, char type, size_t n)
+static size_t count_into(uint8_t *out, char type, size_t n)
 {
     char t[24];
     size_t k = sizeof(t);
@@ -257,18 +257,30 @@ static void append_count(hr_buf *b, char type, size_t n)
     do t[--k] = (char)('0' + n % 10);
     while ((n /= 10) != 0);
     t[--k] = type;
-    hr_buf_append(b, t + k, sizeof(t) - k);
+    memcpy(out, t + k, sizeof(t) - k);
+    return sizeof(t) - k;
+}
+
+/* The same, appended to b. */
+static void append_count(hr_buf *b, char type, size_t n)
+{
+    b->len += count_into(hr_buf_reserve(b, 24), type, n);
 }
 
 void hr_resp_cmd_head(hr_buf *b, size_t argc) { append_count(b, '*', argc); }
 
 void hr_resp_cmd_arg_head(hr_buf *b, size_t len) { append_count(b, '$', len); }
 
+/* One reservation per argument: its head, bytes and CRLF written in place
+ * (a publish script call has a few arguments per publication). */
 void hr_resp_cmd_arg(hr_buf *b, const void *s, size_t len)
 {
-    append_count(b, '$', len);
-    hr_buf_append(b, s, len);
-    hr_buf_append(b, "\r\n", 2);
+    uint8_t *p = hr_buf_reserve(b, len + 26);
+    size_t k = count_into(p, '$', len);
+    if (len) memcpy(p + k, s, len);
+    p[k + len] = '\r';
+    p[k + len + 1] = '\n';
+    b->len += k + len + 2;
 }
 
 void hr_resp_cmd(hr_buf *b, size_t argc, const char *const *argv, const size_t *lens)
