@@ -23,7 +23,11 @@
  * one task; any other op first sends the publishes queued before it, so
  * Redis runs everything in the order the workers queued it.
  * A node receives publications only through its SUBSCRIBE (its own too),
- * so every node sees a channel's publications in offset order. Node-wide
+ * so every node sees a channel's publications in offset order; the engine
+ * thread reads them without a reply tree (hr_resp_parse_message) and hands
+ * what it read to the hub in batches (handover: one inbox operation per
+ * worker), in the order Redis sent them, before anything else it hands
+ * the workers. Node-wide
  * interest: the hub reports a channel's first and last subscriber on this
  * node (cluster->interest), queued in the same op queue as everything else, so
  * a SUBSCRIBE is written to the shard connection before any later history
