@@ -639,7 +639,7 @@ static void op_complete(rop *op)
 static void handover(rshard *sh)
 {
     rengine *e = sh->e;
-    if (!sh->dn) return;
+    if (!sh->dn || e->dead) return; /* being freed: r_free releases them */
     if (e->base.deliver_batch) e->base.deliver_batch(e->base.hub, sh->dq, sh->dn);
     else
         for (size_t i = 0; i < sh->dn; i++) e->base.deliver(e->base.hub, sh->dq[i]);
@@ -2316,9 +2316,9 @@ static void r_free(hr_engine *be)
     }
     for (int i = 0; i < e->nshards; i++) {
         rshard *sh = &e->shards[i];
+        hr_redis_conn_free(sh->conn); /* (ops failed here hand nothing over: dead) */
         for (size_t k = 0; k < sh->dn; k++) hr_pub_unref(sh->dq[k]); /* received while stopping */
         hr_free(sh->dq);
-        hr_redis_conn_free(sh->conn);
         forget_confirmed(sh);
         set_clear(&sh->sessions);
         set_clear(&sh->occ_left);
