@@ -187,9 +187,10 @@ static int value(rparser *p, size_t depth, hr_resp *r)
     }
 }
 
+static const hr_resp_limits defaults = HR_RESP_LIMITS_DEFAULT;
+
 int hr_resp_parse(const uint8_t *buf, size_t len, const hr_resp_limits *lim, hr_resp **out, size_t *consumed)
 {
-    static const hr_resp_limits defaults = HR_RESP_LIMITS_DEFAULT;
     if (!lim) lim = &defaults;
     rparser p = {buf, len, 0, lim, 1, NULL, 0};
     int rc = value(&p, 0, NULL);
@@ -208,10 +209,46 @@ int hr_resp_parse(const uint8_t *buf, size_t len, const hr_resp_limits *lim, hr_
 
 void hr_resp_free(hr_resp *r) { hr_free(r); }
 
+/* ---- pub/sub messages, without a tree ------------------------------------------ */
+
+/* A bulk string "$LEN\r\nBYTES\r\n" (LEN: 1 to 10 digits, within
+ * max_bulk) at p->pos, whole; false for anything else. */
+static bool msg_bulk(rparser *p, const char **s, size_t *n)
+{
+    const uint8_t *b = p->buf + p->pos;
+    size_t avail = p->len - p->pos, i = 1, v = 0;
+    if (avail < 4 || b[0] != '$') return false;
+    while (i < avail && i <= 10 && b[i] >= '0' && b[i] <= '9') v = v * 10 + (size_t)(b[i++] - '0');
+    if (i == 1 || v > p->lim->max_bulk || avail - i < 2 || b[i] != '\r' || b[i + 1] != '\n') return false;
+    i += 2;
+    if (avail - i < v + 2 || b[i + v] != '\r' || b[i + v + 1] != '\n') return false;
+    *s = (const char *)b + i;
+    *n = v;
+    p->pos += i + v + 2;
+    return true;
+}
+
+bool hr_resp_parse_message(const uint8_t *buf, size_t len, const hr_resp_limits *lim, hr_resp_message *m,
+                           size_t *consumed)
+{
+    static const char msg[] = ">3\r\n$7\r\nmessage\r\n", pmsg[] = ">4\r\n$8\r\npmessage\r\n";
+    if (!lim) lim = &defaults;
+    bool pattern = len >= sizeof(pmsg) - 1 && memcmp(buf, pmsg, sizeof(pmsg) - 1) == 0;
+    if (!pattern && (len < sizeof(msg) - 1 || memcmp(buf, msg, sizeof(msg) - 1) != 0)) return false;
+    /* what hr_resp_parse would refuse under these limits stays its to refuse */
+    if (lim->max_depth < 1 || lim->max_elems < (pattern ? 5u : 4u) || lim->max_bulk < 8) return false;
+    rparser p = {buf, len, pattern ? sizeof(pmsg) - 1 : sizeof(msg) - 1, lim, 0, NULL, 0};
+    memset(m, 0, sizeof(*m));
+    if (pattern && !msg_bulk(&p, &m->pattern, &m->pattern_len)) return false;
+    if (!msg_bulk(&p, &m->channel, &m->channel_len) || !msg_bulk(&p, &m->data, &m->data_len)) return false;
+    *consumed = p.pos;
+    return true;
+}
+
 /* ---- serializer -------------------------------------------------------------- */
 
 /* "<type><n>\r\n" (a command's hot path: no printf). */
-static void append_count(hr_buf *b, char type, size_t n)
+static size_t count_into(uint8_t *out, char type, size_t n)
 {
     char t[24];
     size_t k = sizeof(t);
@@ -220,18 +257,30 @@ static void append_count(hr_buf *b, char type, size_t n)
     do t[--k] = (char)('0' + n % 10);
     while ((n /= 10) != 0);
     t[--k] = type;
-    hr_buf_append(b, t + k, sizeof(t) - k);
+    memcpy(out, t + k, sizeof(t) - k);
+    return sizeof(t) - k;
+}
+
+/* The same, appended to b. */
+static void append_count(hr_buf *b, char type, size_t n)
+{
+    b->len += count_into(hr_buf_reserve(b, 24), type, n);
 }
 
 void hr_resp_cmd_head(hr_buf *b, size_t argc) { append_count(b, '*', argc); }
 
 void hr_resp_cmd_arg_head(hr_buf *b, size_t len) { append_count(b, '$', len); }
 
+/* One reservation per argument: its head, bytes and CRLF written in place
+ * (a publish script call has a few arguments per publication). */
 void hr_resp_cmd_arg(hr_buf *b, const void *s, size_t len)
 {
-    append_count(b, '$', len);
-    hr_buf_append(b, s, len);
-    hr_buf_append(b, "\r\n", 2);
+    uint8_t *p = hr_buf_reserve(b, len + 26);
+    size_t k = count_into(p, '$', len);
+    if (len) memcpy(p + k, s, len);
+    p[k + len] = '\r';
+    p[k + len + 1] = '\n';
+    b->len += k + len + 2;
 }
 
 void hr_resp_cmd(hr_buf *b, size_t argc, const char *const *argv, const size_t *lens)

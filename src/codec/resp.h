@@ -50,6 +50,26 @@ typedef struct hr_resp_limits {
 int hr_resp_parse(const uint8_t *buf, size_t len, const hr_resp_limits *lim, hr_resp **out, size_t *consumed);
 void hr_resp_free(hr_resp *r);
 
+/* A pub/sub publication as Redis pushes it (RESP3): "message" (channel,
+ * data) or "pmessage" (pattern, channel, data). Strings point into the
+ * caller's buffer, like hr_resp's. */
+typedef struct hr_resp_message {
+    const char *pattern;      /* NULL for "message" */
+    size_t pattern_len;
+    const char *channel;
+    size_t channel_len;
+    const char *data;
+    size_t data_len;
+} hr_resp_message;
+
+/* The fast path for a reader of many publications: when buf starts with a
+ * whole push of exactly that shape (>3 $7 message $ $, or >4 $8 pmessage
+ * $ $ $, within lim), fill *m and *consumed and return true, building no
+ * tree; hr_resp_parse gives the same push. false for anything else,
+ * incomplete input included: parse it with hr_resp_parse. */
+bool hr_resp_parse_message(const uint8_t *buf, size_t len, const hr_resp_limits *lim, hr_resp_message *m,
+                           size_t *consumed);
+
 /* Append a command's head (an array of argc bulk strings) to b; then each
  * argument with hr_resp_cmd_arg. */
 void hr_resp_cmd_head(hr_buf *b, size_t argc);

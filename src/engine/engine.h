@@ -107,6 +107,11 @@ typedef void (*hr_done_cb)(void *ud, int err);
 /* The hub's entry point for publications, called in per-channel order, from
  * any thread (memory engine: the publisher's thread, under the channel lock). */
 typedef void (*hr_deliver_fn)(void *hub, hr_pub *pub);
+/* The same for publications that arrived together (one read from a
+ * network engine's connection): pubs[0..n) in order, handed to each
+ * worker that wants some of them at once (one queue operation and at most
+ * one wake-up per worker, not one per publication). */
+typedef void (*hr_deliver_batch_fn)(void *hub, hr_pub *const *pubs, size_t n);
 
 typedef struct hr_engine hr_engine;
 struct hr_redis_conn_stats;
@@ -196,6 +201,9 @@ struct hr_engine {
     const hr_cluster_vt *cluster;   /* cluster messaging, or NULL (single node) */
     hr_deliver_fn deliver;
     void *hub;
+    /* Set by the hub (optional): deliver for a batch; without it an engine
+     * calls deliver for each publication. */
+    hr_deliver_batch_fn deliver_batch;
     /* Set by the hub: run t on worker `worker`'s thread (hr_hub_post). */
     void (*post)(void *hub, int worker, hr_engine_task *t);
     /* Cluster messaging only. Set by the hub: a broadcast server command
@@ -279,6 +287,7 @@ typedef struct hr_redis_opts {
     uint64_t backoff_min_ms, backoff_max_ms;
     size_t max_pending;             /* per connection */
     size_t publish_batch;           /* most publications per publish script call (0 = 1) */
+    size_t deliver_batch;           /* most pub/sub publications handed to the hub at once (0 = 1) */
     size_t occupancy_sweep_max;     /* a dead node's channels freed per shard and refresh (0 = 1000) */
     bool hold_publishes;            /* a worker's publishes wait for its turn's end (the caller calls vt->turn_end) */
     size_t max_reply;

@@ -23,7 +23,11 @@
  * one task; any other op first sends the publishes queued before it, so
  * Redis runs everything in the order the workers queued it.
  * A node receives publications only through its SUBSCRIBE (its own too),
- * so every node sees a channel's publications in offset order. Node-wide
+ * so every node sees a channel's publications in offset order; the engine
+ * thread reads them without a reply tree (hr_resp_parse_message) and hands
+ * what it read to the hub in batches (handover: one inbox operation per
+ * worker), in the order Redis sent them, before anything else it hands
+ * the workers. Node-wide
  * interest: the hub reports a channel's first and last subscriber on this
  * node (cluster->interest), queued in the same op queue as everything else, so
  * a SUBSCRIBE is written to the shard connection before any later history
@@ -426,6 +430,8 @@ typedef struct rshard {
     hr_redis_conn *conn;
     rop *bhead, *btail;         /* publishes of this loop turn not sent yet (engine thread) */
     size_t bn;
+    hr_pub **dq;                /* publications received, not handed to the hub yet (engine thread) */
+    size_t dn, dcap;
     rsub **subs;
     size_t nsubs_buckets, nsubs;
     bool was_up;                /* up before: a later up is a reconnect (resync subscribers) */
@@ -471,6 +477,7 @@ struct rengine {
      * channels' epochs (one getrandom per 32 publications, not each) */
     hr_buf pcmd;
     size_t batch_max;           /* redis.publish_batch */
+    size_t deliver_max;         /* redis.deliver_batch */
     size_t sweep_max;           /* redis.occupancy_sweep_max: channels a sweep frees at most per shard and
                                    run (a dead node's are spread over refreshes, not one long script) */
     bool hold_publishes;        /* workers hold a turn's publishes back (the server calls turn_end) */
@@ -514,6 +521,7 @@ static void key(hr_buf *b, rengine *e, const char *kind, const char *ch, size_t 
 static void occ_failed(rop *op);
 static void occ_answer(rop *op, const hr_resp *r);
 static void occ_refresh(rengine *e, rshard *sh);
+static void handover_all(rengine *e);
 
 static void free_op(rop *op)
 {
@@ -601,6 +609,7 @@ static bool has_callback(const rop *op)
 static void op_complete(rop *op)
 {
     rengine *e = op->e;
+    handover_all(e);
     if (op->kind == OP_CHANNELS_SHARD) { /* one shard's part: the parent ends with the last */
         rop *pa = op->parent;
         if (op->err) pa->err = op->err;
@@ -620,6 +629,33 @@ static void op_complete(rop *op)
     }
     op_finish(op);
     free_op(op);
+}
+
+/* ---- received publications to the hub ---------------------------------------------- */
+
+/* The publications received on sh so far go to the hub together: one
+ * deliver_batch call (each worker's inbox taken once, one wake-up), in
+ * the order Redis sent them. */
+static void handover(rshard *sh)
+{
+    rengine *e = sh->e;
+    if (!sh->dn || e->dead) return; /* being freed: r_free releases them */
+    if (e->base.deliver_batch) e->base.deliver_batch(e->base.hub, sh->dq, sh->dn);
+    else
+        for (size_t i = 0; i < sh->dn; i++) e->base.deliver(e->base.hub, sh->dq[i]);
+    hr_redis_conn_count_messages(sh->conn, sh->dn);
+    for (size_t i = 0; i < sh->dn; i++) hr_pub_unref(sh->dq[i]);
+    sh->dn = 0;
+}
+
+/* Every shard's received publications to the hub: at the end of each
+ * engine loop turn, and before anything else the engine thread hands the
+ * workers (an answer, a server command, a resync disconnect, an occupancy
+ * report, a routed frame), so the workers see both in the order Redis
+ * sent them. */
+static void handover_all(rengine *e)
+{
+    for (int i = 0; i < e->nshards; i++) handover(&e->shards[i]);
 }
 
 /* ---- publications on the wire ---------------------------------------------------- */
@@ -1207,6 +1243,7 @@ static bool interest_change(rengine *e, rop *op)
 
 static void occ_report(rengine *e, const char *ch, size_t len, bool occupied, uint64_t ms)
 {
+    handover_all(e);
     if (e->base.occupancy && !e->dead) e->base.occupancy(e->base.hub, ch, len, occupied, ms);
 }
 
@@ -1443,6 +1480,7 @@ static void chain_task(hr_engine_task *t, bool live)
 static void batch_end(rbatch *b, int err)
 {
     rengine *e = b->e;
+    handover_all(e);
     enum { CHAINS = 16 };
     struct chain {
         int worker;
@@ -1632,6 +1670,7 @@ static void op_send(rop *op)
         if (hr_redis_conn_send(e->shards[0].conn, cmd.data, cmd.len, NULL, NULL)) {
             /* Redis is down: at least this node's clients get it */
             hr_logf(HR_LOG_WARN, "redis_server_command_local", "redis: a server command could not reach the other nodes (Redis down): applied on this node only");
+            handover_all(e);
             if (e->base.command) e->base.command(e->base.hub, op->pub);
         }
         hr_buf_free(&k1);
@@ -1805,6 +1844,7 @@ static void on_turn_end(hr_loop *loop, void *data)
 {
     HR_UNUSED(loop);
     rengine *e = data;
+    handover_all(e);
     for (int i = 0; i < e->nshards; i++) hr_redis_conn_flush(e->shards[i].conn);
 }
 
@@ -1816,75 +1856,104 @@ static void *engine_main(void *arg)
     return NULL;
 }
 
-/* The channel name in a pub/sub channel "P:c:NAME", or NULL. */
-static const char *chan_of(rengine *e, const hr_resp *name, size_t *len)
+/* Whether the pub/sub channel s (n bytes) is "P" + suffix (sl bytes). */
+static bool is_prefixed(const rengine *e, const char *s, size_t n, const char *suffix, size_t sl)
 {
-    if (!hr_resp_is_str(name) || name->len < e->prefix_len + 3 || memcmp(name->str, e->prefix, e->prefix_len) != 0 ||
-        memcmp(name->str + e->prefix_len, ":c:", 3) != 0)
-        return NULL;
-    *len = name->len - e->prefix_len - 3;
-    return name->str + e->prefix_len + 3;
+    return n >= e->prefix_len + sl && memcmp(s, e->prefix, e->prefix_len) == 0 &&
+           memcmp(s + e->prefix_len, suffix, sl) == 0;
 }
 
-static void deliver_wire(rengine *e, const char *ch, size_t clen, const hr_resp *payload)
+/* The channel name in a pub/sub channel "P:c:NAME", or NULL. */
+static const char *chan_of(rengine *e, const char *s, size_t n, size_t *len)
 {
-    hr_pub *p = decode_pub(ch, clen, payload->str, payload->len);
+    if (!is_prefixed(e, s, n, ":c:", 3)) return NULL;
+    *len = n - e->prefix_len - 3;
+    return s + e->prefix_len + 3;
+}
+
+/* A publication received on sh joins the shard's hand-over batch (handed
+ * on when full, at the end of the engine's loop turn, or before anything
+ * else goes to the workers). */
+static void deliver_wire(rshard *sh, const char *ch, size_t clen, const char *data, size_t len)
+{
+    hr_pub *p = decode_pub(ch, clen, data, len);
     if (!p) {
         hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable publication on %.*s", (int)HR_MIN(clen, 200), ch);
         return;
     }
-    e->base.deliver(e->base.hub, p);
-    hr_pub_unref(p);
+    if (sh->dn == sh->dcap) {
+        sh->dcap = sh->dcap ? sh->dcap * 2 : 64;
+        sh->dq = hr_realloc(sh->dq, sh->dcap * sizeof(*sh->dq));
+    }
+    sh->dq[sh->dn++] = p;
+    if (sh->dn >= sh->e->deliver_max) handover(sh);
 }
 
-/* A RESP3 push: pub/sub messages, and the (un)subscribe confirmations that
- * tell which copies of a publication Redis will send. */
-static void on_push(void *ud, const hr_resp *r)
+/* A frame routed to this node's control channel: "SID\nFRAME". */
+static void session_frame(rengine *e, const char *s, size_t n)
+{
+    const char *nl = memchr(s, '\n', n);
+    if (!nl || !e->base.on_session_frame || (size_t)(nl - s) >= 64) return;
+    char sid[64];
+    memcpy(sid, s, (size_t)(nl - s));
+    sid[nl - s] = '\0';
+    handover_all(e);
+    e->base.on_session_frame(e->base.session_ud, sid, (const uint8_t *)nl + 1, n - (size_t)(nl - s) - 1);
+}
+
+/* A server command for every node (P:ctl). */
+static void ctl_command(rengine *e, const char *s, size_t n)
+{
+    hr_pub *c = decode_command(s, n);
+    handover_all(e);
+    if (c && e->base.command) e->base.command(e->base.hub, c);
+    else if (!c) hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable server command");
+    hr_pub_unref(c);
+}
+
+/* A pub/sub message ("message", or "pmessage" with m->pattern), read
+ * straight from the connection's buffer (redis_conn's on_message hook). */
+static void on_message(void *ud, const hr_resp_message *m)
 {
     rshard *sh = ud;
     rengine *e = sh->e;
-    if (r->n < 3 || !hr_resp_is_str(&r->elem[0])) return;
-    const hr_resp *kind = &r->elem[0];
     size_t clen = 0;
-    const char *ch;
-    if (hr_resp_eq(kind, "message") && hr_resp_is_str(&r->elem[2])) {
-        const hr_resp *name = &r->elem[1];
-        if (hr_resp_is_str(name) && name->len >= e->prefix_len + 3 && memcmp(name->str, e->prefix, e->prefix_len) == 0 &&
-            memcmp(name->str + e->prefix_len, ":n:", 3) == 0) { /* this node's control channel: a routed frame */
-            const hr_resp *m = &r->elem[2];
-            const char *nl = memchr(m->str, '\n', m->len);
-            if (!nl || !e->base.on_session_frame || (size_t)(nl - m->str) >= 64) return;
-            char sid[64];
-            memcpy(sid, m->str, (size_t)(nl - m->str));
-            sid[nl - m->str] = '\0';
-            e->base.on_session_frame(e->base.session_ud, sid, (const uint8_t *)nl + 1,
-                                     m->len - (size_t)(nl - m->str) - 1);
-            return;
-        }
-        if ((ch = chan_of(e, name, &clen))) {
-            deliver_wire(e, ch, clen, &r->elem[2]);
-            return;
-        }
-        if (hr_resp_is_str(name) && name->len == e->prefix_len + 4 && memcmp(name->str, e->prefix, e->prefix_len) == 0 &&
-            memcmp(name->str + e->prefix_len, ":ctl", 4) == 0) { /* a server command for every node */
-            hr_pub *c = decode_command(r->elem[2].str, r->elem[2].len);
-            if (c && e->base.command) e->base.command(e->base.hub, c);
-            else if (!c) hr_logf(HR_LOG_WARN, "redis_undecodable", "redis: undecodable server command");
-            hr_pub_unref(c);
-        }
+    const char *ch = chan_of(e, m->channel, m->channel_len, &clen);
+    if (!m->pattern) {
+        if (ch) deliver_wire(sh, ch, clen, m->data, m->data_len);
+        else if (is_prefixed(e, m->channel, m->channel_len, ":n:", 3)) session_frame(e, m->data, m->data_len);
+        else if (m->channel_len == e->prefix_len + 4 && is_prefixed(e, m->channel, m->channel_len, ":ctl", 4))
+            ctl_command(e, m->data, m->data_len);
         return;
     }
-    if (hr_resp_eq(kind, "pmessage") && r->n == 4 && hr_resp_is_str(&r->elem[1]) && hr_resp_is_str(&r->elem[3])) {
-        if (!(ch = chan_of(e, &r->elem[2], &clen))) return;
-        const hr_resp *name = &r->elem[2], *glob = &r->elem[1];
-        if (set_find(&sh->confirmed, name->str, name->len)) return; /* the "message" copy carries it */
-        for (size_t i = 0; i < sh->ncglobs; i++) {
-            const char *g = sh->cglobs[i];
-            if (!glob_match(g, strlen(g), name->str, name->len)) continue;
-            /* only the first matching glob's copy is delivered */
-            if (strlen(g) == glob->len && memcmp(g, glob->str, glob->len) == 0) deliver_wire(e, ch, clen, &r->elem[3]);
+    if (!ch || set_find(&sh->confirmed, m->channel, m->channel_len)) return; /* the "message" copy carries it */
+    for (size_t i = 0; i < sh->ncglobs; i++) {
+        const char *g = sh->cglobs[i];
+        if (!glob_match(g, strlen(g), m->channel, m->channel_len)) continue;
+        /* only the first matching glob's copy is delivered */
+        if (strlen(g) == m->pattern_len && memcmp(g, m->pattern, m->pattern_len) == 0)
+            deliver_wire(sh, ch, clen, m->data, m->data_len);
+        return;
+    }
+}
+
+/* A RESP3 push: the (un)subscribe confirmations that tell which copies of a
+ * publication Redis will send, and a pub/sub message of an unusual shape
+ * (the usual ones come through on_message). */
+static void on_push(void *ud, const hr_resp *r)
+{
+    rshard *sh = ud;
+    if (r->n < 3 || !hr_resp_is_str(&r->elem[0])) return;
+    const hr_resp *kind = &r->elem[0];
+    bool pattern = hr_resp_eq(kind, "pmessage");
+    if (hr_resp_eq(kind, "message") || pattern) {
+        const hr_resp *x = &r->elem[1];
+        if ((pattern && r->n != 4) || !hr_resp_is_str(&x[0]) || !hr_resp_is_str(&x[1]) ||
+            (pattern && !hr_resp_is_str(&x[2])))
             return;
-        }
+        hr_resp_message m = {NULL, 0, x[0].str, x[0].len, x[1].str, x[1].len};
+        if (pattern) m = (hr_resp_message){x[0].str, x[0].len, x[1].str, x[1].len, x[2].str, x[2].len};
+        on_message(sh, &m);
         return;
     }
     if (!hr_resp_is_str(&r->elem[1])) return;
@@ -1921,6 +1990,7 @@ static void on_up(void *ud)
     rshard *sh = ud;
     rengine *e = sh->e;
     bool resync = sh->was_up;
+    handover_all(e); /* what came before the outage goes before the resync disconnects */
     if (!sh->up) atomic_fetch_sub(&e->shards_down, 1);
     sh->up = true;
     if (!sh->was_up) {
@@ -2246,7 +2316,9 @@ static void r_free(hr_engine *be)
     }
     for (int i = 0; i < e->nshards; i++) {
         rshard *sh = &e->shards[i];
-        hr_redis_conn_free(sh->conn);
+        hr_redis_conn_free(sh->conn); /* (ops failed here hand nothing over: dead) */
+        for (size_t k = 0; k < sh->dn; k++) hr_pub_unref(sh->dq[k]); /* received while stopping */
+        hr_free(sh->dq);
         forget_confirmed(sh);
         set_clear(&sh->sessions);
         set_clear(&sh->occ_left);
@@ -2384,6 +2456,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
     e->stats = o->stats;
     e->stats_ud = o->stats_ud;
     e->batch_max = o->publish_batch ? o->publish_batch : 1;
+    e->deliver_max = o->deliver_batch ? o->deliver_batch : 1;
     e->sweep_max = o->occupancy_sweep_max ? o->occupancy_sweep_max : 1000;
     e->hold_publishes = o->hold_publishes;
     if (o->node_id && o->node_id[0]) {
@@ -2420,7 +2493,7 @@ hr_engine *hr_engine_redis_new(const hr_redis_opts *o, hr_deliver_fn deliver, vo
         rshard *sh = &e->shards[i];
         sh->e = e;
         sh->idx = i;
-        hr_redis_conn_hooks hooks = {on_push, on_up, on_down, sh};
+        hr_redis_conn_hooks hooks = {on_push, on_up, on_down, sh, on_message};
         sh->conn = hr_redis_conn_new(&e->loop, &cfgs[i], &hooks);
     }
     hr_free(cfgs);

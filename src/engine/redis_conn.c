@@ -77,6 +77,12 @@ static int cmd_kind(const uint8_t *cmd, size_t len)
 }
 
 const hr_redis_conn_stats *hr_redis_conn_get_stats(const hr_redis_conn *c) { return &c->stats; }
+
+void hr_redis_conn_count_messages(hr_redis_conn *c, size_t n)
+{
+    stat_add(&c->stats.messages, n);
+    stat_add(&c->stats.message_batches, 1);
+}
 const char *hr_redis_conn_addr(const hr_redis_conn *c) { return c->cfg.addr; }
 
 int hr_redis_resolve(const char *spec, size_t len, hr_redis_conn_cfg *cfg, char *err, size_t errlen)
@@ -355,6 +361,14 @@ static bool conn_dispatch(hr_redis_conn *c)
     while (pos < c->in.len) {
         hr_resp *r = NULL;
         size_t used = 0;
+        hr_resp_message m;
+        if (c->hooks.on_message && hr_resp_parse_message(c->in.data + pos, c->in.len - pos, &lim, &m, &used)) {
+            int state = c->state;
+            c->hooks.on_message(c->hooks.ud, &m);
+            pos += used;
+            if (c->state == RC_DOWN || (state != c->state && c->state != RC_UP)) return false;
+            continue;
+        }
         int rc = hr_resp_parse(c->in.data + pos, c->in.len - pos, &lim, &r, &used);
         if (rc == HR_ERR_AGAIN) {
             if (c->in.len - pos > c->cfg.max_reply + 4096) {

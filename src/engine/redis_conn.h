@@ -30,10 +30,14 @@ typedef struct hr_redis_conn hr_redis_conn;
 typedef void (*hr_redis_reply_cb)(void *ud, int err, const hr_resp *r);
 
 typedef struct hr_redis_conn_hooks {
-    void (*on_push)(void *ud, const hr_resp *r);    /* RESP3 push (pub/sub message, subscribe confirmation) */
+    void (*on_push)(void *ud, const hr_resp *r);    /* RESP3 push (subscribe confirmation, other pushes) */
     void (*on_up)(void *ud);                         /* handshake done: commands may be sent */
     void (*on_down)(void *ud, const char *why);      /* connection lost (after failing the pending replies) */
     void *ud;
+    /* Optional: a pub/sub publication ("message" / "pmessage" push), read
+     * without a reply tree (hr_resp_parse_message); without it such pushes
+     * go to on_push too. */
+    void (*on_message)(void *ud, const hr_resp_message *m);
 } hr_redis_conn_hooks;
 
 /* The commands counted apart (by their name; the engine's Lua scripts go by EVALSHA). */
@@ -49,6 +53,9 @@ typedef struct hr_redis_conn_stats {
     atomic_uint_fast64_t errors;      /* error replies, and replies lost with the connection */
     atomic_uint_fast64_t reconnects;  /* handshakes completed after the first */
     atomic_uint_fast64_t up;          /* 1 while connected (HELLO done) */
+    /* counted by the connection's user (hr_redis_conn_count_messages): */
+    atomic_uint_fast64_t messages;    /* publications received through pub/sub */
+    atomic_uint_fast64_t message_batches; /* hand-overs to the hub that carried them */
     hr_hist latency;                  /* command queued to its reply */
 } hr_redis_conn_stats;
 
@@ -87,6 +94,9 @@ int hr_redis_conn_send(hr_redis_conn *c, const uint8_t *cmd, size_t len, hr_redi
 int hr_redis_conn_send_noreply(hr_redis_conn *c, const uint8_t *cmd, size_t len);
 /* Write what is queued (as much as the socket takes; the rest on EPOLLOUT). */
 void hr_redis_conn_flush(hr_redis_conn *c);
+/* The connection's user handed n publications it received on c to the hub
+ * at once (the messages / message_batches counters). */
+void hr_redis_conn_count_messages(hr_redis_conn *c, size_t n);
 /* Commands awaiting replies. */
 size_t hr_redis_conn_pending(const hr_redis_conn *c);
 

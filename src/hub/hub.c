@@ -271,24 +271,82 @@ static void inbox_push(hr_whub *wh, hr_pub *pub)
     if (was_empty) hr_loop_wake(wh->loop);
 }
 
-/* The engine's deliver callback: called in channel order, any thread. */
-void hr_hub_deliver(void *hubp, hr_pub *pub)
+/* Stamp pub's hub entry time for herald_publish_to_write_seconds (one in
+ * metrics.publish_sample). */
+static void sample(hr_hub *hub, hr_pub *pub)
 {
-    hr_hub *hub = hubp;
     static _Thread_local uint32_t seen; /* per thread: no shared counter on the publish path */
     if (hub->sample_every && ++seen >= hub->sample_every) {
         seen = 0;
         pub->hub_us = hr_now_us();
     }
+}
+
+/* The workers with a local subscriber of pub's channel. */
+static uint64_t deliver_mask(hr_hub *hub, const hr_pub *pub)
+{
     uint64_t h = hash_name(pub->channel, pub->channel_len);
     ishard *sh = ishard_of(hub, h);
     pthread_mutex_lock(&sh->mu);
     interest **pp = ifind(sh, h, pub->channel, pub->channel_len);
     uint64_t mask = pp ? (*pp)->mask : 0;
     pthread_mutex_unlock(&sh->mu);
-    mask |= atomic_load_explicit(&hub->pattern_mask, memory_order_acquire);
+    return mask;
+}
+
+/* The engine's deliver callback: called in channel order, any thread. */
+void hr_hub_deliver(void *hubp, hr_pub *pub)
+{
+    hr_hub *hub = hubp;
+    sample(hub, pub);
+    uint64_t mask = deliver_mask(hub, pub) | atomic_load_explicit(&hub->pattern_mask, memory_order_acquire);
     for (int i = 0; mask && i < hub->nworkers; i++)
         if (mask & (1ull << i)) inbox_push(&hub->workers[i], pub);
+}
+
+static bool same_channel(const hr_pub *a, const hr_pub *b)
+{
+    return a->channel_len == b->channel_len && memcmp(a->channel, b->channel, a->channel_len) == 0;
+}
+
+/* pubs[i] with bit w in masks[i] onto worker w's inbox, in order, under one
+ * lock and with at most one wake-up. */
+static void inbox_push_many(hr_whub *wh, hr_pub *const *pubs, const uint64_t *masks, size_t n, uint64_t bit)
+{
+    pthread_mutex_t *mu = wh->inbox_mu;
+    pthread_mutex_lock(mu);
+    bool was_empty = wh->inbox_n == 0;
+    if (wh->inbox_n + n > wh->inbox_cap) {
+        size_t cap = wh->inbox_cap ? wh->inbox_cap : 64;
+        while (cap < wh->inbox_n + n) cap *= 2;
+        wh->inbox_cap = cap;
+        wh->inbox = hr_realloc(wh->inbox, cap * sizeof(*wh->inbox));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (masks[i] & bit) wh->inbox[wh->inbox_n++] = hr_pub_ref(pubs[i]);
+    bool woke = was_empty && wh->inbox_n;
+    pthread_mutex_unlock(mu);
+    if (woke) hr_loop_wake(wh->loop);
+}
+
+/* The engine's deliver_batch callback: the interest registry is read once
+ * per run of one channel, each worker's inbox taken once for the batch, so
+ * the worker finds the batch's runs together and fans each out in one
+ * visit (fan_out_run). */
+void hr_hub_deliver_batch(void *hubp, hr_pub *const *pubs, size_t n)
+{
+    hr_hub *hub = hubp;
+    uint64_t stack[64];
+    uint64_t *masks = n <= 64 ? stack : hr_malloc(n * sizeof(*masks));
+    uint64_t any = atomic_load_explicit(&hub->pattern_mask, memory_order_acquire), all = 0;
+    for (size_t i = 0; i < n; i++) {
+        sample(hub, pubs[i]);
+        masks[i] = i && same_channel(pubs[i], pubs[i - 1]) ? masks[i - 1] : deliver_mask(hub, pubs[i]) | any;
+        all |= masks[i];
+    }
+    for (int w = 0; all && w < hub->nworkers; w++)
+        if (all & (1ull << w)) inbox_push_many(&hub->workers[w], pubs, masks, n, 1ull << w);
+    if (masks != stack) hr_free(masks);
 }
 
 /* ---- lifecycle --------------------------------------------------------------- */
@@ -322,6 +380,7 @@ void hr_hub_set_engine(hr_hub *hub, hr_engine *e)
     if (hub->engine) hub->engine->vt->free(hub->engine);
     hub->engine = e;
     e->post = engine_post;
+    e->deliver_batch = hr_hub_deliver_batch;
     e->command = engine_command;
     e->occupancy = engine_occupancy;
 }
@@ -834,11 +893,6 @@ static void fan_out_run(hr_whub *wh, hr_pub **pubs, size_t k)
 }
 
 static bool is_command(const hr_pub *p) { return p->kind == HR_PUB_UNSUBSCRIBE || p->kind == HR_PUB_DISCONNECT; }
-
-static bool same_channel(const hr_pub *a, const hr_pub *b)
-{
-    return a->channel_len == b->channel_len && memcmp(a->channel, b->channel, a->channel_len) == 0;
-}
 
 /* Fan out items[0..n) in order: commands one by one, runs of publications of
  * one channel together. */

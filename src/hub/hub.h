@@ -235,6 +235,8 @@ hr_hub *hr_hub_new(int nworkers);
 void hr_hub_set_engine(hr_hub *hub, hr_engine *e);
 /* The engines' deliver callback (engine.h hr_deliver_fn) for this hub. */
 void hr_hub_deliver(void *hub, hr_pub *pub);
+/* The engines' deliver_batch callback (engine.h hr_deliver_batch_fn). */
+void hr_hub_deliver_batch(void *hub, hr_pub *const *pubs, size_t n);
 /* Who hears of channel occupancy transitions: fn(ud, ev) exactly once per
  * transition (node-wide with a single-node engine, cluster-wide with the
  * Redis engine), for concrete channels only (pattern subscriptions occupy

@@ -163,6 +163,10 @@ const hr_option hr_options[] = {
      "to Redis in script calls of up to this many (1 = a script call per publication; more blocks Redis longer "
      "per call). A worker hands its publishes of a loop turn to the engine at the turn's end, or as soon as it "
      "holds this many."},
+    {"redis.deliver_batch", HR_OPT_INT, OFF(redis_deliver_batch), "512", 1, 100000, NULL, NULL,
+     "Most publications the engine thread hands the workers at once: what it reads from a Redis server's pub/sub "
+     "in one loop turn goes to each worker in one hand-over (one queue operation and wake-up per worker) of up "
+     "to this many, which the worker fans out by runs of one channel (1 = one hand-over per publication)."},
     {"redis.max_reply", HR_OPT_SIZE, OFF(redis_max_reply), "64MiB", 1024, 1 * GiB, NULL, NULL,
      "Largest Redis reply accepted (a history read of a big channel); larger drops the connection."},
 

@@ -71,6 +71,7 @@ typedef struct hr_config {
     int64_t redis_backoff_max_ms;
     int64_t redis_max_pending;
     int64_t redis_publish_batch;
+    int64_t redis_deliver_batch;
     int64_t redis_occupancy_sweep_max;
     int64_t redis_max_reply;
     /* [tls] */

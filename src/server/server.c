@@ -333,6 +333,7 @@ static int use_engine(hr_server *s, hr_config *cfg, char *err, size_t errlen)
             .backoff_max_ms = (uint64_t)cfg->redis_backoff_max_ms,
             .max_pending = (size_t)cfg->redis_max_pending,
             .publish_batch = (size_t)cfg->redis_publish_batch,
+            .deliver_batch = (size_t)cfg->redis_deliver_batch,
             .occupancy_sweep_max = (size_t)cfg->redis_occupancy_sweep_max,
             .hold_publishes = true, /* on_turn_end calls turn_end */
             .max_reply = (size_t)cfg->redis_max_reply,

@@ -295,6 +295,11 @@ static void metrics_redis(hr_engine *e, hr_buf *b)
          offsetof(hr_redis_conn_stats, errors)},
         {"herald_redis_reconnects_total", "counter", "Connections to the shard made again after a loss.",
          offsetof(hr_redis_conn_stats, reconnects)},
+        {"herald_redis_messages_total", "counter", "Publications received through the shard's pub/sub.",
+         offsetof(hr_redis_conn_stats, messages)},
+        {"herald_redis_message_batches_total", "counter",
+         "Hand-overs of received publications to the workers (redis.deliver_batch at most each).",
+         offsetof(hr_redis_conn_stats, message_batches)},
     };
     const size_t nf = sizeof(fams) / sizeof(fams[0]);
     const char *addr;

@@ -2,7 +2,9 @@
  * input, copied into an exact-size buffer, is parsed reply after reply:
  * every reply must consume bytes within the input, every prefix of a parsed
  * reply must be incomplete (not an error, not a different reply), and the
- * tree must be walkable within its counts. abort() on any disagreement. */
+ * tree must be walkable within its counts; wherever the pub/sub fast path
+ * (hr_resp_parse_message) takes a reply, the tree parser must give the same
+ * push, strings and length. abort() on any disagreement. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +47,26 @@ static size_t walk(const hr_resp *r, size_t depth)
     return n;
 }
 
+static bool same_str(const hr_resp *r, const char *s, size_t n)
+{
+    return r->type == HR_RESP_BULK && r->str == s && r->len == n;
+}
+
+/* The fast path's reading of buf, if it takes one, agrees with the tree's. */
+static void check_message(const uint8_t *buf, size_t len, const hr_resp_limits *lim)
+{
+    hr_resp_message m;
+    size_t used = 0, used2 = 0;
+    if (!hr_resp_parse_message(buf, len, lim, &m, &used)) return;
+    hr_resp *r = NULL;
+    check(hr_resp_parse(buf, len, lim, &r, &used2) == 0 && used == used2 && r->type == HR_RESP_PUSH);
+    size_t k = m.pattern ? 1 : 0;
+    check(r->n == 3 + k && hr_resp_eq(&r->elem[0], m.pattern ? "pmessage" : "message"));
+    check(!m.pattern || same_str(&r->elem[1], m.pattern, m.pattern_len));
+    check(same_str(&r->elem[1 + k], m.channel, m.channel_len) && same_str(&r->elem[2 + k], m.data, m.data_len));
+    hr_resp_free(r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t *buf = malloc(size ? size : 1);
@@ -52,6 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t pos = 0;
     hr_resp_limits lim = {16, 1 << 20, 1 << 16};
     while (pos < size) {
+        check_message(buf + pos, size - pos, &lim);
         hr_resp *r = NULL;
         size_t used = 0;
         int rc = hr_resp_parse(buf + pos, size - pos, &lim, &r, &used);

@@ -235,6 +235,41 @@ static void test_runs(void **state)
     hr_hub_unsubscribe_all(&declines.c);
 }
 
+/* A network engine's batch (hr_hub_deliver_batch): each worker's inbox
+ * gets the batch's publications it has subscribers for, in order, in one
+ * step; a channel's publications that the batch interleaves with another
+ * channel's meet in the inbox and go to a run-taking subscriber as one run. */
+static void test_deliver_batch(void **state)
+{
+    (void)state;
+    fake x, y;
+    init_fake(&x, 0, "");
+    init_fake(&y, 1, "");
+    x.c.vt = &run_vt;
+    hr_hub_subscribe(&x.c, "x", 1, false, 0);
+    hr_hub_subscribe(&y.c, "y", 1, false, 0);
+    const char *chans[] = {"x", "x", "y", "x", "z"};
+    uint64_t offs[] = {1, 2, 1, 3, 1};
+    hr_pub *pubs[5];
+    for (int i = 0; i < 5; i++) {
+        pubs[i] = hr_pub_new(HR_PUB_MESSAGE, chans[i], 1, "{}", 2, NULL, 0);
+        pubs[i]->offset = offs[i];
+    }
+    hr_hub_deliver_batch(hub, pubs, 5);
+    assert_int_equal(wh[0]->inbox_n, 3); /* x's three; z has no subscriber */
+    assert_int_equal(wh[1]->inbox_n, 1);
+    for (int i = 0; i < 5; i++) hr_pub_unref(pubs[i]);
+    runs_seen = refuse_runs = 0;
+    process();
+    assert_int_equal(runs_seen, 1);
+    assert_int_equal(x.n, 3);
+    for (uint64_t i = 0; i < 3; i++) assert_int_equal(x.got[i], i + 1);
+    assert_int_equal(y.n, 1);
+    assert_int_equal(y.got[0], 1);
+    hr_hub_unsubscribe_all(&x.c);
+    hr_hub_unsubscribe_all(&y.c);
+}
+
 static void test_max_subscribers_over_workers(void **state)
 {
     (void)state;
@@ -524,6 +559,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_interest_limits_inboxes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_already_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_subscribers_over_workers, setup, teardown),
         cmocka_unit_test(test_client_ids),

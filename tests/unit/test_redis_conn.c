@@ -185,7 +185,7 @@ static hr_redis_conn *connect_to(server *sv, size_t max_pending)
     cfg.backoff_max_ms = 600;
     cfg.max_pending = max_pending;
     cfg.max_reply = 1 << 20;
-    hr_redis_conn_hooks hooks = {h_push, h_up, h_down, NULL};
+    hr_redis_conn_hooks hooks = {h_push, h_up, h_down, NULL, NULL};
     return hr_redis_conn_new(&loop, &cfg, &hooks);
 }
 

@@ -261,12 +261,56 @@ static void test_helpers(void **state)
     assert_false(hr_resp_eq(&nil, ""));
 }
 
+/* The pub/sub fast path: the two shapes whole, and false (left to
+ * hr_resp_parse) for anything else, a cut or a limit included. */
+static void test_message(void **state)
+{
+    (void)state;
+    hr_resp_message m;
+    size_t used = 0;
+    const char *msg = ">3\r\n$7\r\nmessage\r\n$6\r\nP:c:ab\r\n$5\r\nhello\r\n+OK\r\n";
+    size_t whole = strlen(msg) - 5;
+    assert_true(hr_resp_parse_message((const uint8_t *)msg, strlen(msg), NULL, &m, &used));
+    assert_int_equal(used, whole);
+    assert_null(m.pattern);
+    assert_int_equal(m.channel_len, 6);
+    assert_memory_equal(m.channel, "P:c:ab", 6);
+    assert_int_equal(m.data_len, 5);
+    assert_memory_equal(m.data, "hello", 5);
+    for (size_t cut = 0; cut < whole; cut++) /* incomplete: not taken */
+        assert_false(hr_resp_parse_message((const uint8_t *)msg, cut, NULL, &m, &used));
+
+    const char *pm = ">4\r\n$8\r\npmessage\r\n$3\r\nP:*\r\n$4\r\nP:cx\r\n$0\r\n\r\n";
+    assert_true(hr_resp_parse_message((const uint8_t *)pm, strlen(pm), NULL, &m, &used));
+    assert_int_equal(used, strlen(pm));
+    assert_int_equal(m.pattern_len, 3);
+    assert_memory_equal(m.pattern, "P:*", 3);
+    assert_int_equal(m.channel_len, 4);
+    assert_int_equal(m.data_len, 0);
+
+    static const char *const others[] = {
+        ">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n", /* a confirmation */
+        "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n",  /* RESP2 array */
+        ">3\r\n$7\r\nmessage\r\n+a\r\n$1\r\nb\r\n",      /* a simple string */
+        ">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$-1\r\n",     /* nil */
+        ">3\r\n$7\r\nmessage\r\n$1\r\nab\r\n$1\r\nb\r\n", /* length wrong */
+        ">3\r\n$7\r\nmessage\r\n$+1\r\na\r\n$1\r\nb\r\n", /* a sign */
+        ">3\r\n$7\r\nmessage\r\n$12345678901\r\n",          /* 11 digits */
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        assert_false(hr_resp_parse_message((const uint8_t *)others[i], strlen(others[i]), NULL, &m, &used));
+    hr_resp_limits lim = {16, 4, 100};
+    assert_false(hr_resp_parse_message((const uint8_t *)msg, strlen(msg), &lim, &m, &used)); /* "hello" > 4 */
+    lim.max_bulk = 8;
+    assert_true(hr_resp_parse_message((const uint8_t *)msg, strlen(msg), &lim, &m, &used));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalars),   cmocka_unit_test(test_aggregates), cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_incomplete), cmocka_unit_test(test_malformed), cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_serialize), cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_serialize), cmocka_unit_test(test_helpers), cmocka_unit_test(test_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
