@@ -65,15 +65,19 @@ def start(server, port):
                "--log-level", "warn"]
     else:
         cmd = [CEILING, "--port", str(port)]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    for _ in range(100):
+    return wait_listening(subprocess.Popen(cmd, stdout=subprocess.DEVNULL), port, server)
+
+
+def wait_listening(p, port, what, tries=100):
+    """p once something accepts on port (tries x 50 ms), else p killed and exit."""
+    for _ in range(tries):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return p
         except OSError:
             time.sleep(0.05)
     p.kill()
-    raise SystemExit(f"{server} did not start on port {port}")
+    raise SystemExit(f"{what} did not start on port {port}")
 
 
 def bench(server, port, pid, extra):

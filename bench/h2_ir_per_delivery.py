@@ -25,33 +25,19 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import h2_raw  # noqa: E402
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import cpu_per_delivery as cpd  # noqa: E402
 
 
 def start(binary, port, out):
     p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
                           binary, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--api-key", "k",
                           "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return p
-        except OSError:
-            time.sleep(0.05)
-    p.kill()
-    raise SystemExit(f"{binary} did not start under valgrind")
+    return cpd.wait_listening(p, port, f"{binary} under valgrind", tries=600)
 
 
 def subscribe(port, conns, streams):
@@ -105,7 +91,7 @@ def publish(port, n, payload):
 
 
 def one(binary, n, a):
-    port = free_port()
+    port = cpd.free_port()
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "cg.out")
         p = start(binary, port, out)

@@ -44,14 +44,7 @@ def under_callgrind(server, port, out):
     else:
         cmd += [cpd.CEILING, "--port", str(port)]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            cpd.socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return p
-        except OSError:
-            time.sleep(0.05)
-    p.kill()
-    raise SystemExit(f"{server} did not start under valgrind on port {port}")
+    return cpd.wait_listening(p, port, f"{server} under valgrind", tries=600)
 
 
 def one(server, duration, extra):
