@@ -796,8 +796,8 @@ bool hr_http_resume(hr_conn *c)
     hr_conn_resume_reading(c);
     if (c->in.len) { /* the pipelined requests that waited */
         (void)hr_conn_deliver_leftover(c);
-    } else if (!(c->flags & HR_CONN_CLOSE_AFTER_FLUSH)) {
-        arm_idle(c);
+    } else if (!(c->flags & HR_CONN_CLOSE_AFTER_FLUSH) && h->state == H_IDLE) {
+        arm_idle(c); /* not mid-body: a pipelined request's body may be arriving (its timer runs) */
     }
     return !(c->flags & HR_CONN_CLOSED);
 }

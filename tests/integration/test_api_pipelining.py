@@ -4,8 +4,9 @@ engine answer run at once (their publishes reach Redis together instead of
 one round trip each), and the answers still come back in request order —
 errors answered at once (401, 404, 400) wait for the publishes before them,
 a request that is not an API call waits until they are answered, a
-`Connection: close` request ends the pipeline, and http.max_pipelined bounds
-how many await answers per connection.
+`Connection: close` request ends the pipeline, http.max_pipelined bounds
+how many await answers per connection, and an answer that goes out while
+the next request's body is half received leaves that body whole.
 
 Redis is reached through a proxy on loopback that delays every byte from
 Redis by DELAY, so a round trip per request (the behaviour before) is
@@ -252,6 +253,29 @@ class TestApiPipelining(unittest.TestCase):
             self.assertEqual(st, 200)
             self.assertEqual([p["data"]["n"] for p in body["publications"]], [1, 2])
             s2.close()
+
+    def test_answer_while_the_next_body_arrives(self):
+        """The last awaited answer goes out while the next request's body is
+        half there: the rest of that body is still its body (it was read as
+        a new request head: 431 or 400, and the connection closed)."""
+        with node(self.proxy.addr) as srv:
+            s, rd = api_conn(srv)
+            a = fresh_channel("ba")
+            s.sendall(publish(a, 0))  # first contact (script load)
+            self.assertEqual(rd.answer()[0], 200)
+            second = request("/api/publish", {"channel": a, "data": {"n": 2, "pad": "x" * 30000}})
+            cut = len(second) - 20000
+            s.sendall(publish(a, 1) + second[:cut])
+            st, _, body = rd.answer()  # published after DELAY: answered while the body waits
+            self.assertEqual((st, body["offset"]), (200, 2))
+            time.sleep(0.1)
+            s.sendall(second[cut:])
+            st, _, body = rd.answer()
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["offset"], 3)
+            s.sendall(publish(a, 3))  # and the connection goes on
+            self.assertEqual(rd.answer()[0], 200)
+            s.close()
 
     def test_max_pipelined_bounds_requests_awaiting_answers(self):
         with node(self.proxy.addr, "--http.max-pipelined", "3") as srv:
