@@ -19,10 +19,8 @@ the machine runs.
 import argparse
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 
@@ -31,13 +29,12 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import h2_raw  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import cpu_per_delivery as cpd  # noqa: E402
+import ir_per_delivery as ipd  # noqa: E402
 
 
 def start(binary, port, out):
-    p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
-                          binary, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--api-key", "k",
-                          "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return cpd.wait_listening(p, port, f"{binary} under valgrind", tries=600)
+    return ipd.callgrind([binary, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--api-key", "k",
+                          "--log-level", "warn"], port, out, binary)
 
 
 def subscribe(port, conns, streams):
@@ -104,8 +101,7 @@ def one(binary, n, a):
         finally:
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=120)
-        text = "".join(open(os.path.join(d, f)).read() for f in os.listdir(d))
-    return sum(int(x) for x in re.findall(r"^summary: (\d+)", text, re.M))
+        return ipd.instructions(d)
 
 
 def main():

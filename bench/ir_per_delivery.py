@@ -36,15 +36,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpu_per_delivery as cpd  # noqa: E402
 
 
+def callgrind(argv, port, out, what):
+    """argv under callgrind (its counts to out), once it accepts on port."""
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"] + argv
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cpd.wait_listening(p, port, f"{what} under valgrind", tries=600)
+
+
+def instructions(d):
+    """The instructions counted by every callgrind output in directory d."""
+    text = "".join(open(os.path.join(d, f)).read() for f in os.listdir(d))
+    return sum(int(x) for x in re.findall(r"^summary: (\d+)", text, re.M))
+
+
 def under_callgrind(server, port, out):
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"]
     if server in ("herald", "baseline"):
-        cmd += [cpd.BASELINE if server == "baseline" else cpd.HERALD, "serve", "--listen", f"127.0.0.1:{port}",
+        argv = [cpd.BASELINE if server == "baseline" else cpd.HERALD, "serve", "--listen", f"127.0.0.1:{port}",
                 "--workers", "1", "--api-key", "k", "--log-level", "warn"]
     else:
-        cmd += [cpd.CEILING, "--port", str(port)]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return cpd.wait_listening(p, port, f"{server} under valgrind", tries=600)
+        argv = [cpd.CEILING, "--port", str(port)]
+    return callgrind(argv, port, out, server)
 
 
 def one(server, duration, extra):
@@ -58,8 +69,7 @@ def one(server, duration, extra):
         finally:
             cpd.stop(srv)
             srv.wait()
-        text = "".join(open(os.path.join(d, f)).read() for f in os.listdir(d))
-    ir = sum(int(x) for x in re.findall(r"^summary: (\d+)", text, re.M))
+        ir = instructions(d)
     return ir, rep["messages"]["received_total"]
 
 
