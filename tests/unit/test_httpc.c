@@ -224,7 +224,8 @@ static void test_timeout(void **state)
     uint64_t ms = run_for(1, 5000);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.err, HR_HTTPC_E_TIMEOUT);
-    assert_true(ms >= 250 && ms < 1500);
+    /* ended by the 300 ms timeout, not by the answer at 3 s (room for a loaded machine) */
+    assert_true(ms >= 250 && ms < 2700);
     hr_httpc_free(h);
 }
 
