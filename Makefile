@@ -61,7 +61,7 @@ $(BUILD_ASAN)/build.ninja:
 	CC=clang cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=ON
 
 $(BUILD_FUZZ)/build.ninja:
-	CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+	CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERALD_FUZZ=ON -DHERALD_TESTS=OFF
 
 fuzz-build: deps-test $(BUILD_FUZZ)/build.ninja
@@ -76,7 +76,7 @@ test-asan: deps-test $(BUILD_ASAN)/build.ninja
 	cmake --build $(BUILD_ASAN)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
 
-# Every fuzz target for FUZZ_SECONDS each (20 s in `make test`, longer with `make fuzz`),
+# Every fuzz target (ASan + UBSan; undefined behaviour aborts, as in test-asan) for FUZZ_SECONDS each (20 s in `make test`, longer with `make fuzz`),
 # FUZZ_JOBS at a time (default: the number of CPUs).
 fuzz-run: fuzz-build
 	@scripts/run-fuzzers.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
