@@ -448,6 +448,63 @@ class TestApiBadInput(ApiBase):
         self.assertIn("offset", r)
 
 
+class TestApiPublishCompact(ApiBase):
+    """A publish body already in compact form (what JSON.stringify writes) is
+    read as sent, with no parse (core/json.h, api.c publish_as_sent); every
+    answer and every stored byte must be what the same body gets when it is
+    parsed (a trailing space makes it go that way)."""
+
+    CASES = [
+        '{"channel":"C","data":{"t":1,"c":2,"s":3,"p":"xx"}}',
+        '{"data":[1,[2],{"a":{"b":[]}}],"channel":"C"}',
+        '{"channel":"C","data":"a\\"b\\\\c\\n\\t"}',
+        '{"channel":"C","data":"\\u00e9\\u0001"}',
+        '{"channel":"C","data":"\u00e9"}',
+        '{"channel":"C","data":-12,"extra":{"x":null}}',
+        '{"channel":"C","data":9223372036854775807}',
+        '{"channel":"C","data":9223372036854775808}',
+        '{"channel":"C","data":-0}',
+        '{"channel":"C","data":1.50}',
+        '{"channel":"C","data":{"channel":"elsewhere","data":2,"idempotency_key":""}}',
+        '{"channel":"C","data":true,"idempotency_key":"k1"}',
+        '{"channel":"C","data":false,"idempotency_key":"k1"}',
+        '{"idempotency_key":"k2","data":"","channel":"C"}',
+        '{"channel":"C","data":null,"idempotency_key":"k\\"q"}',
+        '{"channel":"C","data":1,"idempotency_key":""}',
+        '{"channel":"C","data":1,"idempotency_key":"' + "k" * 129 + '"}',
+        '{"channel":"C","data":1,"idempotency_key":7}',
+        '{"channel":"C"}',
+        '{"channel":5,"data":1}',
+        '{"channel":"C\\u0041","data":1}',
+        '{"channel":"bad name","data":1}',
+        '{"channel":"C","data":1,"data":2}',
+        '{"channel":"C","data":{"a":1,"a":2}}',
+        '{"channel":"C","data":"' + "y" * 2000 + '"}',
+        '{"channel":"C","data":[1,}',
+        '[{"channel":"C","data":1}]',
+    ]
+
+    def test_compact_body_answers_and_stores_as_parsed(self):
+        base = chan("compact")
+        fast, slow = base + "-f", base + "-s"
+        for body in self.CASES:
+            with self.subTest(body=body[:80]):
+                a = self.api.raw("/api/publish", body.replace('"C', '"' + fast))
+                b = self.api.raw("/api/publish", body.replace('"C', '"' + slow) + " ")
+                self.assertEqual(a.status, b.status, (a.body, b.body))
+                ja, jb = a.json(), b.json()
+                if a.status == 200:
+                    ja.pop("epoch")
+                    jb.pop("epoch")
+                self.assertEqual(json.dumps(ja).replace(fast, slow), json.dumps(jb), body[:80])
+        ha = self.api.raw("/api/history", json.dumps({"channel": fast}))
+        hb = self.api.raw("/api/history", json.dumps({"channel": slow}))
+        self.assertEqual(ha.status, 200, ha.body)
+        ea, eb = ha.json()["epoch"].encode(), hb.json()["epoch"].encode()
+        self.assertGreater(len(ha.json()["publications"]), 8, ha.body)
+        self.assertEqual(ha.body.replace(ea, eb), hb.body)
+
+
 class TestApiBoundOptions(ApiBase):
     """api.max_broadcast_channels and api.max_batch_commands, lowered: one more is
     refused with 400 naming the option and runs nothing; exactly the limit runs."""

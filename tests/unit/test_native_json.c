@@ -1456,6 +1456,30 @@ static void test_json_canonical_inner(void **state)
     assert_false(hr_json_canonical_inner("[{\"data\":1}]", 14, "data", &vb, &vn)); /* not an object */
 }
 
+/* hr_json_canonical_members: the spans of the object's own members, not of
+ * deeper ones; absent ones NULL; nothing when the text is not canonical. */
+static void test_json_canonical_members(void **state)
+{
+    (void)state;
+    hr_json_member m[] = {{.key = "channel"}, {.key = "data"}, {.key = "idempotency_key"}};
+    const char *s = "{\"data\":{\"channel\":\"in\",\"data\":2},\"channel\":\"c\",\"x\":[1]}";
+    assert_true(hr_json_canonical_members(s, strlen(s), m, 3));
+    assert_int_equal(m[0].len, 3);
+    assert_memory_equal(m[0].value, "\"c\"", 3);
+    assert_int_equal(m[1].len, strlen("{\"channel\":\"in\",\"data\":2}"));
+    assert_memory_equal(m[1].value, "{\"channel\":\"in\",\"data\":2}", m[1].len);
+    assert_int_equal(m[1].found, 1);
+    assert_null(m[2].value);
+    assert_int_equal(m[2].found, 0);
+    s = "{\"channel\":\"c\", \"data\":1}"; /* not canonical: nothing found */
+    assert_false(hr_json_canonical_members(s, strlen(s), m, 3));
+    assert_null(m[0].value);
+    s = "{\"channel\":\"c\",\"channel\":\"d\"}"; /* a duplicate key: jansson's to refuse */
+    assert_false(hr_json_canonical_members(s, strlen(s), m, 3));
+    assert_false(hr_json_canonical_members("[1]", 3, m, 3));
+    assert_false(hr_json_canonical_members("", 0, m, 3));
+}
+
 /* A publish line in compact form carries its data as sent; the same command
  * with whitespace (parsed and dumped) carries the same bytes; a line that is
  * not canonical (UTF-8, reals, escapes) still gets the dump. */
@@ -1515,6 +1539,7 @@ int main(void)
         cmocka_unit_test(test_error_codes),
         cmocka_unit_test(test_json_canonical),
         cmocka_unit_test(test_json_canonical_inner),
+        cmocka_unit_test(test_json_canonical_members),
         cmocka_unit_test(test_publish_data_as_sent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
