@@ -1,10 +1,12 @@
 /* http.c - the HTTP/1.1 transport (see http.h).
  *
  * Request framing: heads are parsed zero-copy from the bytes at hand. A
- * request without a body is dispatched straight from the read buffer. A
- * request with a body has its head copied into `req` and the body appended
- * (Content-Length copied, chunked decoded in place first); when the body is
- * complete the head is re-parsed from `req` and dispatched. Responses are
+ * request without a body, or with a Content-Length body already read in
+ * full (and no Expect: 100-continue), is dispatched straight from the read
+ * buffer. Any other request with a body has its head copied into `req` and
+ * the body appended (Content-Length copied, chunked decoded in place first);
+ * when the body is complete the head is re-parsed from `req` and
+ * dispatched. Responses are
  * queued in request order, so pipelined requests get pipelined answers that
  * leave in one writev at the end of the loop turn. A request whose answer
  * comes later (an engine call) holds the requests behind it
@@ -582,6 +584,16 @@ static ssize_t hold(hr_conn *c, const uint8_t *data, size_t len, size_t pos)
     return (ssize_t)pos;
 }
 
+/* Is the request's whole body (none, or Content-Length bytes) among the
+ * `avail` bytes after its head? Then it is dispatched from the read bytes,
+ * with no copy and no second parse of the head (body_done); not when the
+ * client waits for 100 Continue before sending it. */
+static bool body_here(const hr_http_request *req, size_t avail)
+{
+    if (!req->chunked && req->content_length <= 0) return true;
+    return !req->chunked && !req->expect_continue && (uint64_t)req->content_length <= avail;
+}
+
 static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_http *h = c->proto;
@@ -632,11 +644,11 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
         hr_http_parser_init(&h->parser);
         h->served++;
         answered++;
-        if (req.chunked || req.content_length > 0) {
-            if (req.content_length > opt->http_max_body_size) {
-                fail(c, 413, "request body too large");
-                return (ssize_t)len;
-            }
+        if (req.content_length > opt->http_max_body_size) {
+            fail(c, 413, "request body too large");
+            return (ssize_t)len;
+        }
+        if (!body_here(&req, len - pos - head_len)) {
             h->chunked = req.chunked;
             h->body_left = req.chunked ? 0 : (uint64_t)req.content_length;
             hr_http_chunked_init(&h->ch, (uint64_t)opt->http_max_body_size);
@@ -654,7 +666,9 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
         }
         h->state = H_IDLE;
         pos += head_len;
-        dispatch(c, &req, NULL, 0);
+        size_t body_len = req.content_length > 0 ? (size_t)req.content_length : 0; /* all here (body_here) */
+        pos += body_len;
+        dispatch(c, &req, body_len ? data + pos - body_len : NULL, body_len);
         if (c->flags & HR_CONN_CLOSED) return -1;
         if (c->vt != &http_vt) {
             /* upgraded: the rest belongs to the new transport */

@@ -317,6 +317,28 @@ class TestEcho(HttpAssertions, HeraldTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.body, b"abc")
 
+    def test_echo_body_with_its_head_or_apart(self):
+        """A Content-Length body in the head's write (answered from the read
+        bytes), split from it, or split inside, with the next request right
+        behind it: the same echo, in order."""
+        head = b"POST /http/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n"
+        for parts in ([head + b"abcdef" + head + b"ghijkl"], [head, b"abcdef" + head + b"ghijkl"],
+                      [head + b"abc", b"def" + head + b"gh", b"ijkl"]):
+            with self.subTest(parts=parts), self.server.http() as c:
+                for p in parts:
+                    c.send(p)
+                    time.sleep(0.02)
+                r1, r2 = c.read_response(), c.read_response()
+                self.assertEqual((r1.status, r1.body, r2.status, r2.body), (200, b"abcdef", 200, b"ghijkl"))
+
+    def test_expect_100_continue_with_the_body_in_the_same_write(self):
+        with self.server.http() as c:
+            c.send(b"POST /http/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody")
+            interim = c.read_response(timeout=3, skip_interim=False)
+            self.assertEqual(interim.status, 100, interim)
+            r = c.read_response()
+            self.assertEqual((r.status, r.body), (200, b"body"))
+
     def test_echo_chunked_bad_size_400(self):
         raw = (b"POST /http/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"zz\r\nhello\r\n0\r\n\r\n")
