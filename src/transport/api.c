@@ -185,7 +185,14 @@ static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
     aop *a = ud;
     if (err == HR_ERR_STORAGE) fail_r(a->r, 507, "insufficient storage");
     else if (err) fail_r(a->r, 503, "engine unavailable: the publication was not accepted, retry");
-    else hr_buf_printf(&a->pc->b, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
+    else {
+        hr_buf *b = &a->pc->b; /* {"offset":N,"epoch":"E"} */
+        hr_buf_append_str(b, "{\"offset\":");
+        hr_buf_append_u64(b, offset);
+        hr_buf_append_str(b, ",\"epoch\":\"");
+        hr_buf_append_str(b, epoch);
+        hr_buf_append(b, "\"}", 2);
+    }
     aop_done(a);
 }
 

@@ -121,21 +121,52 @@ static const char *http_date(void)
     return cached;
 }
 
+/* A response head being written into a fixed array: what does not fit is
+ * cut (as snprintf would), len counts all that was offered. */
+typedef struct head_out {
+    char *p;
+    size_t cap, len;
+} head_out;
+
+static void head_put(head_out *h, const char *s, size_t n)
+{
+    if (h->len < h->cap) memcpy(h->p + h->len, s, HR_MIN(n, h->cap - h->len));
+    h->len += n;
+}
+
+static void head_str(head_out *h, const char *s) { head_put(h, s, strlen(s)); }
+
+static void head_u64(head_out *h, uint64_t v)
+{
+    char d[20];
+    head_put(h, d, hr_u64_dec(d, v));
+}
+
 void hr_http_respond(hr_conn *c, int status, const char *content_type, const char *extra_headers,
                      const void *body, size_t len, bool head_only, bool close)
 {
     char head[1024];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nServer: herald/" HERALD_VERSION "\r\nDate: %s\r\n"
-                     "Content-Length: %zu\r\n%s%s%s%s%s",
-                     status, hr_http_reason(status), http_date(), len,
-                     content_type ? "Content-Type: " : "", content_type ? content_type : "",
-                     content_type ? "\r\n" : "", connection_header(c, close),
-                     extra_headers ? extra_headers : "");
-    if (n < 0 || (size_t)n >= sizeof(head) - 2) n = (int)sizeof(head) - 3;
+    head_out h = {head, sizeof(head) - 1, 0}; /* written by hand: snprintf was most of a small answer's cost */
+    head_str(&h, "HTTP/1.1 ");
+    head_u64(&h, (uint64_t)status);
+    head_put(&h, " ", 1);
+    head_str(&h, hr_http_reason(status));
+    head_str(&h, "\r\nServer: herald/" HERALD_VERSION "\r\nDate: ");
+    head_str(&h, http_date());
+    head_str(&h, "\r\nContent-Length: ");
+    head_u64(&h, len);
+    head_put(&h, "\r\n", 2);
+    if (content_type) {
+        head_str(&h, "Content-Type: ");
+        head_str(&h, content_type);
+        head_put(&h, "\r\n", 2);
+    }
+    head_str(&h, connection_header(c, close));
+    if (extra_headers) head_str(&h, extra_headers);
+    size_t n = h.len >= sizeof(head) - 2 ? sizeof(head) - 3 : h.len;
     head[n++] = '\r';
     head[n++] = '\n';
-    hr_conn_send2(c, head, (size_t)n, head_only ? NULL : body, head_only ? 0 : len);
+    hr_conn_send2(c, head, n, head_only ? NULL : body, head_only ? 0 : len);
     if (close) hr_conn_close_after_flush(c);
 }
 

@@ -70,6 +70,32 @@ class TestHealthAndErrors(HttpAssertions, HeraldTestCase):
         self.assertContentLength(r)
         self.assertEqual(r.version, "HTTP/1.1")
 
+    def test_answer_heads_line_by_line(self):
+        """Status line, then Server, Date (IMF-fixdate), Content-Length,
+        Content-Type, Connection when needed, the answer's own lines - in
+        that order, nothing else."""
+        date = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT"
+        cases = [
+            (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 OK",
+             ["Content-Type: application/json", "Cache-Control: no-store"]),
+            (b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.1 200 OK",
+             ["Content-Type: application/json", "Connection: keep-alive", "Cache-Control: no-store"]),
+            (b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", "HTTP/1.1 401 Unauthorized",
+             ["Content-Type: application/json", "WWW-Authenticate: apikey"]),
+            (b"GET /api/publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "HTTP/1.1 405 Method Not Allowed",
+             ["Content-Type: application/json", "Connection: close", "Allow: POST"]),
+        ]
+        for raw, status, rest in cases:
+            with self.subTest(raw=raw), self.server.http() as c:
+                c.send(raw)
+                r = c.read_response()
+                lines = r.raw_head.decode().split("\r\n")
+                self.assertEqual(lines[0], status, r.raw_head)
+                self.assertRegex(lines[1], r"^Server: herald/\S+$")
+                self.assertRegex(lines[2], "^Date: " + date + "$")
+                self.assertEqual(lines[3], f"Content-Length: {len(r.body)}")
+                self.assertEqual([x for x in lines[4:] if x], rest, r.raw_head)
+
     def test_health_head_has_no_body(self):
         with self.server.http() as c:
             g = c.request("GET", "/health")
