@@ -132,7 +132,16 @@ void hr_http_parser_init(hr_http_parser *p)
     memset(p, 0, sizeof(*p));
 }
 
-/* Look at bytes [p->scanned, n) once each: reject bare CR / bare LF, a
+/* The last index of the run of bytes other than CR and LF that b[i] starts:
+ * none of them can be a bare CR or LF, nor end the head. */
+static size_t plain_run_end(const unsigned char *b, size_t i, size_t n)
+{
+    while (i + 1 < n && b[i + 1] != '\r' && b[i + 1] != '\n') i++;
+    return i;
+}
+
+/* Look at bytes [p->scanned, n) once each (a run of bytes other than CR
+ * and LF after the method and target in one step): reject bare CR / bare LF, a
  * non-token method and an over-long target as soon as they show up, and find
  * the CRLFCRLF that ends the head. Returns 1 with *end set, 0 if the end is
  * not within n bytes, or an error. */
@@ -165,6 +174,7 @@ static int scan_head(hr_http_parser *p, const unsigned char *b, size_t n, size_t
             break;
         case PH_LINE:
             if (c == '\n') p->phase = PH_HEAD;
+            else if (c != '\r') i = plain_run_end(b, i, n);
             break;
         default:
             /* The request line is at least "X \r\n", so i >= 4 here. */
@@ -173,6 +183,7 @@ static int scan_head(hr_http_parser *p, const unsigned char *b, size_t n, size_t
                 *end = i + 1;
                 return 1;
             }
+            if (c != '\r' && c != '\n') i = plain_run_end(b, i, n);
             break;
         }
     }
