@@ -61,8 +61,9 @@ typedef struct api_req {
     bool done;          /* behind, and its answer is ready */
     size_t pending;     /* engine answers awaited */
     size_t history_bytes; /* history pages built for this request (channels.reply_budget) */
-    areply *replies;
+    areply *replies;    /* &one for a single method */
     size_t n;
+    areply one;
 } api_req;
 
 typedef struct api_ctx {
@@ -698,13 +699,18 @@ static void areq_free(api_req *rq)
         hr_free(r->parts);
         hr_free(r->owned);
     }
-    hr_free(rq->replies);
+    if (rq->replies != &rq->one) hr_free(rq->replies);
     hr_free(rq);
 }
 
 static void append_parts(hr_buf *b, const areply *r)
 {
     for (size_t k = 0; k < r->nparts; k++) hr_buf_append(b, r->parts[k]->b.data, r->parts[k]->b.len);
+}
+
+static void respond_json(hr_conn *c, const hr_buf *b, bool close)
+{
+    hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", b->data, b->len, false, close);
 }
 
 /* The request's answer, queued on its connection. */
@@ -715,11 +721,12 @@ static void areq_write(api_req *rq)
         areply *r = &rq->replies[0];
         if (r->status != 200) {
             hr_http_respond_error(c, r->status, rq->extra, r->error, rq->close);
+        } else if (r->nparts == 1) { /* one piece: sent as it is */
+            respond_json(c, &r->parts[0]->b, rq->close);
         } else {
             hr_buf out = HR_BUF_INIT;
             append_parts(&out, r);
-            hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false,
-                            rq->close);
+            respond_json(c, &out, rq->close);
             hr_buf_free(&out);
         }
         return;
@@ -740,7 +747,7 @@ static void areq_write(api_req *rq)
         }
     }
     hr_buf_append_str(&out, "]}");
-    hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false, rq->close);
+    respond_json(c, &out, rq->close);
     hr_buf_free(&out);
 }
 
@@ -833,7 +840,7 @@ static void answer_early(hr_conn *c, int status, const char *extra, const char *
     api_req *rq = areq_new(c, close);
     rq->extra = extra;
     rq->n = 1;
-    rq->replies = hr_calloc(1, sizeof(areply));
+    rq->replies = &rq->one;
     rq->replies[0].owned = hr_strdup(message);
     fail_r(&rq->replies[0], status, rq->replies[0].owned);
     rq->sealed = true;
@@ -887,7 +894,7 @@ static api_req *areq_single(hr_conn *c, bool close, api_ctx *x)
     api_req *rq = areq_new(c, close);
     rq->pending = 1;
     rq->n = 1;
-    rq->replies = hr_calloc(1, sizeof(areply));
+    rq->replies = &rq->one;
     rq->replies[0].status = 200;
     *x = (api_ctx){c->w, c->w->opts, c->w->sh->hub->engine, rq, &rq->replies[0]};
     return rq;
