@@ -6,7 +6,12 @@
  * the input byte for byte, so that a subscriber gets the same bytes on both
  * paths. hr_json_canonical_inner must agree with it on objects, and the span
  * it gives for "data" one level down must be that member's dump (what the
- * native protocol relays instead of dumping). abort() on any disagreement.
+ * native protocol relays instead of dumping). For objects,
+ * hr_json_canonical_members must agree too: jansson must parse the input as
+ * the server API does (JSON_REJECT_DUPLICATES, objects only), and each of
+ * "channel", "data" and "idempotency_key" must be found exactly when the
+ * object has it, its span being its value's dump (what POST /api/publish
+ * takes as sent). abort() on any disagreement.
  * (A refusal needs no check: the caller then parses and dumps as before.) */
 #include <jansson.h>
 #include <stdbool.h>
@@ -17,6 +22,15 @@
 #include "core/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The span s[0..n) must be v's dump. */
+static void check_dump(const json_t *v, const char *s, size_t n)
+{
+    size_t dn = 0;
+    char *out = hr_json_dumps(v, &dn);
+    if (dn != n || memcmp(out, s, n) != 0) abort();
+    free(out);
+}
 
 /* v is in[0..size) parsed: the "data" members one level down, counted. */
 static void check_inner(const char *in, size_t size, const json_t *v)
@@ -43,10 +57,25 @@ static void check_inner(const char *in, size_t size, const json_t *v)
         return;
     }
     if (!vb) abort();
-    size_t n = 0;
-    char *out = hr_json_dumps(found, &n);
-    if (n != vn || memcmp(out, vb, vn) != 0) abort();
-    free(out);
+    check_dump(found, vb, vn);
+}
+
+/* in[0..size) (canonical, parsed as v): its own members, as the API reads them. */
+static void check_members(const char *in, size_t size, const json_t *v)
+{
+    hr_json_member m[] = {{.key = "channel"}, {.key = "data"}, {.key = "idempotency_key"}};
+    bool ok = hr_json_canonical_members(in, size, m, 3);
+    if (ok != json_is_object(v)) abort();
+    if (!ok) return;
+    json_error_t e;
+    json_t *api = json_loadb(in, size, JSON_REJECT_DUPLICATES, &e);
+    if (!api) abort();
+    json_decref(api);
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *want = json_object_get(v, m[i].key);
+        if (!want != !m[i].value || (want && m[i].found != 1)) abort();
+        if (want) check_dump(want, m[i].value, m[i].len);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -63,11 +92,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n != size || memcmp(out, in, size) != 0) abort();
         free(out);
         check_inner(in, size, v);
+        check_members(in, size, v);
         json_decref(v);
     } else {
         const char *vb;
         size_t vn;
         if (hr_json_canonical_inner(in, size, "data", &vb, &vn) || vb) abort();
+        hr_json_member m = {.key = "data"};
+        if (hr_json_canonical_members(in, size, &m, 1) || m.value) abort();
     }
     free(in);
     return 0;
