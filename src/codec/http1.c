@@ -51,15 +51,14 @@ static unsigned char to_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* Case-insensitive compare of s[0..len) with the NUL-terminated lit. */
+/* Case-insensitive compare of s[0..len) with the NUL-terminated lit (the
+ * lengths first: most names looked up differ in length). */
 static bool ieq(const char *s, size_t len, const char *lit)
 {
-    size_t i;
-    for (i = 0; i < len; i++) {
-        if (lit[i] == '\0' || to_lower((unsigned char)s[i]) != to_lower((unsigned char)lit[i]))
-            return false;
-    }
-    return lit[i] == '\0';
+    if (strlen(lit) != len) return false;
+    for (size_t i = 0; i < len; i++)
+        if (to_lower((unsigned char)s[i]) != to_lower((unsigned char)lit[i])) return false;
+    return true;
 }
 
 static bool eq(const char *s, size_t len, const char *lit)
@@ -136,8 +135,10 @@ void hr_http_parser_init(hr_http_parser *p)
  * none of them can be a bare CR or LF, nor end the head. */
 static size_t plain_run_end(const unsigned char *b, size_t i, size_t n)
 {
-    while (i + 1 < n && b[i + 1] != '\r' && b[i + 1] != '\n') i++;
-    return i;
+    const unsigned char *lf = memchr(b + i, '\n', n - i);
+    size_t stop = lf ? (size_t)(lf - b) : n;
+    const unsigned char *cr = memchr(b + i, '\r', stop - i);
+    return (cr ? (size_t)(cr - b) : stop) - 1;
 }
 
 /* Look at bytes [p->scanned, n) once each (a run of bytes other than CR
