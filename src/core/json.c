@@ -283,9 +283,10 @@ static void members_clear(hr_json_member *m, size_t nm)
  * in the objects at depth `at` (0: s's own members); none when false. */
 static bool canon_members(const char *s, size_t n, hr_json_member *m, size_t nm, int at)
 {
-    canon c = {.p = s, .end = s + n, .m = m, .nm = nm, .at = at};
     members_clear(m, nm);
-    if (s && n && *s == '{' && canon_value(&c, 0) && c.p == c.end) return true;
+    if (!s || !n || *s != '{') return false; /* (no arithmetic on a NULL s: an empty body) */
+    canon c = {.p = s, .end = s + n, .m = m, .nm = nm, .at = at};
+    if (canon_value(&c, 0) && c.p == c.end) return true;
     members_clear(m, nm); /* nothing found */
     return false;
 }

@@ -1478,6 +1478,7 @@ static void test_json_canonical_members(void **state)
     assert_false(hr_json_canonical_members(s, strlen(s), m, 3));
     assert_false(hr_json_canonical_members("[1]", 3, m, 3));
     assert_false(hr_json_canonical_members("", 0, m, 3));
+    assert_false(hr_json_canonical_members(NULL, 0, m, 3)); /* an empty API body (UBSan: no NULL + 0) */
 }
 
 /* A publish line in compact form carries its data as sent; the same command
