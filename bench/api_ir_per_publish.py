@@ -5,14 +5,15 @@ docs/benchmarks.md "API publish: instructions per request".
 
     bench/api_ir_per_publish.py [--bin BIN ...] [--conns 4] [--channels 64]
                                 [--short 1000] [--long 5000] [--payload 64]
-                                [--keep DIR]
+                                [--spaced] [--keep DIR]
 
 One herald worker (memory engine, no subscribers) under callgrind; CONNS
 keep-alive connections each send one publish, then each reads its answer,
 round after round (CONNS requests in flight), until N publishes are
 answered, all 200. The body is the one `herald bench` sends: {"channel":
 "bench-<i>", "data": {"t":..,"c":..,"s":..,"p":"xx.."}} of PAYLOAD bytes of
-data, channels in turn. Each binary runs with N = SHORT and N = LONG; the
+data, channels in turn; --spaced writes it as Python's json.dumps does
+(", " and ": "), which is not compact, so the server parses it. Each binary runs with N = SHORT and N = LONG; the
 figure is the worker thread's (Ir(LONG) - Ir(SHORT)) / (LONG - SHORT), so
 start-up, connection set-up and exit cancel out. --keep DIR keeps the LONG
 run's callgrind files there (for callgrind_annotate --inclusive=yes).
@@ -33,10 +34,12 @@ import cpu_per_delivery as cpd  # noqa: E402
 import ir_per_delivery as ipd  # noqa: E402
 
 
-def request(i, channels, payload):
+def request(i, a):
     data = '{"t":%d,"c":%d,"s":%d,"p":"' % (1700000000000000 + i, i % 16, i)
-    data += "x" * max(0, payload - len(data) - 2) + '"}'
-    body = ('{"channel":"bench-%d","data":%s}' % (i % channels, data)).encode()
+    data += "x" * max(0, a.payload - len(data) - 2) + '"}'
+    body = ('{"channel":"bench-%d","data":%s}' % (i % a.channels, data)).encode()
+    if a.spaced:
+        body = body.replace(b",", b", ").replace(b":", b": ")
     return (b"POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: apikey k\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
 
@@ -62,7 +65,7 @@ def publish(port, n, a):
     while i < n:
         k = min(a.conns, n - i)
         for j in range(k):
-            conns[j].sendall(request(i + j, a.channels, a.payload))
+            conns[j].sendall(request(i + j, a))
         for j in range(k):
             read_answer(files[j])
         i += k
@@ -106,6 +109,7 @@ def main():
     ap.add_argument("--short", type=int, default=1000)
     ap.add_argument("--long", type=int, default=5000)
     ap.add_argument("--payload", type=int, default=64)
+    ap.add_argument("--spaced", action="store_true", help="bodies with spaces after , and : (parsed)")
     ap.add_argument("--keep", help="keep the LONG run's callgrind files in this folder")
     a = ap.parse_args()
     for b in a.bin or [os.path.join(ROOT, "build", "herald")]:
