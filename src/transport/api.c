@@ -251,27 +251,35 @@ static bool plain_string(const hr_json_member *m, const char **s, size_t *n)
     return true;
 }
 
-/* The members of a publish body already in canonical form (core/json.h),
- * read as sent: what json_loadb and m_publish would take from it (the data's
- * dump is its span byte for byte; strings without escapes are their bytes).
- * False: the body goes the long way (parse, then m_publish), which also
- * words every refusal. */
+/* The members of a publish body in canonical form but for whitespace
+ * between tokens (core/json.h), read as sent: what json_loadb and m_publish
+ * would take from it (the data's dump is its span byte for byte, or that
+ * span without its whitespace, in p->owned; strings without escapes are
+ * their bytes). False: the body goes the long way (parse, then m_publish),
+ * which also words every refusal. */
 typedef struct pub_args {
     const char *ch, *data, *key;
     size_t clen, dlen, klen;
+    char *owned; /* the compacted data, freed by the caller */
 } pub_args;
 
 static bool publish_as_sent(const uint8_t *body, size_t len, pub_args *p)
 {
     hr_json_member m[] = {{.key = "channel"}, {.key = "data"}, {.key = "idempotency_key"}};
-    if (!hr_json_canonical_members((const char *)body, len, m, HR_ARRAY_LEN(m)) || !m[1].value ||
-        !plain_string(&m[0], &p->ch, &p->clen))
+    *p = (pub_args){0};
+    const char *b = (const char *)body; /* compact (most clients), else spaced (Python's json.dumps) */
+    if (!(hr_json_canonical_members(b, len, m, HR_ARRAY_LEN(m)) || hr_json_compact_members(b, len, m, HR_ARRAY_LEN(m))) ||
+        !m[1].value ||
+        !plain_string(&m[0], &p->ch, &p->clen) || (m[2].value && !plain_string(&m[2], &p->key, &p->klen)))
         return false;
     p->data = m[1].value;
     p->dlen = m[1].len;
-    p->key = NULL;
-    p->klen = 0;
-    return !m[2].value || plain_string(&m[2], &p->key, &p->klen);
+    if (m[1].spaced) {
+        p->owned = hr_malloc(m[1].len);
+        p->dlen = hr_json_compact(m[1].value, m[1].len, p->owned);
+        p->data = p->owned;
+    }
+    return true;
 }
 
 static int m_broadcast(api_ctx *x, json_t *params)
@@ -948,6 +956,7 @@ void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body,
     if (fn == m_publish && publish_as_sent(body, len, &pa)) {
         api_req *rq = areq_single(c, close, &x);
         publish_one(&x, pa.ch, pa.clen, pa.data, pa.dlen, pa.key, pa.klen);
+        hr_free(pa.owned);
         areq_seal(c, rq);
         return;
     }

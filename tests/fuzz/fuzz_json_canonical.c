@@ -11,7 +11,11 @@
  * the server API does (JSON_REJECT_DUPLICATES, objects only), and each of
  * "channel", "data" and "idempotency_key" must be found exactly when the
  * object has it, its span being its value's dump (what POST /api/publish
- * takes as sent). abort() on any disagreement.
+ * takes as sent). hr_json_compact_members (whitespace between tokens
+ * allowed) is checked on every input: when it accepts, jansson must parse
+ * the input as the API does, the whole input compacted (hr_json_compact)
+ * must be the parsed value's dump, and each member found must compact to its
+ * dump. abort() on any disagreement.
  * (A refusal needs no check: the caller then parses and dumps as before.) */
 #include <jansson.h>
 #include <stdbool.h>
@@ -78,6 +82,31 @@ static void check_members(const char *in, size_t size, const json_t *v)
     }
 }
 
+/* in[0..size) with whitespace between tokens: as the API reads a spaced body. */
+static void check_compact(const char *in, size_t size)
+{
+    hr_json_member m[] = {{.key = "channel"}, {.key = "data"}, {.key = "idempotency_key"}};
+    if (!hr_json_compact_members(in, size, m, 3)) {
+        for (size_t i = 0; i < 3; i++)
+            if (m[i].value) abort();
+        return;
+    }
+    json_error_t e;
+    json_t *v = json_loadb(in, size, JSON_REJECT_DUPLICATES, &e);
+    if (!v || !json_is_object(v)) abort();
+    char *buf = malloc(size);
+    if (!buf) abort();
+    check_dump(v, buf, hr_json_compact(in, size, buf));
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *want = json_object_get(v, m[i].key);
+        if (!want != !m[i].value || (want && m[i].found != 1)) abort();
+        if (want && !m[i].spaced) check_dump(want, m[i].value, m[i].len); /* taken as it stands */
+        if (want) check_dump(want, buf, hr_json_compact(m[i].value, m[i].len, buf));
+    }
+    free(buf);
+    json_decref(v);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *in = malloc(size ? size : 1);
@@ -101,6 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         hr_json_member m = {.key = "data"};
         if (hr_json_canonical_members(in, size, &m, 1) || m.value) abort();
     }
+    check_compact(in, size);
     free(in);
     return 0;
 }

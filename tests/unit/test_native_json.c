@@ -1481,6 +1481,38 @@ static void test_json_canonical_members(void **state)
     assert_false(hr_json_canonical_members(NULL, 0, m, 3)); /* an empty API body (UBSan: no NULL + 0) */
 }
 
+/* hr_json_compact_members: whitespace between tokens is allowed (and
+ * flagged per span), never inside a token; hr_json_compact removes it and
+ * only it. */
+static void test_json_compact_members(void **state)
+{
+    (void)state;
+    hr_json_member m[] = {{.key = "channel"}, {.key = "data"}};
+    const char *s = " {\"channel\" : \"c\",\n\t\"data\": {\"a\": [1, \"x, y: \\\" z\"]} }\r\n";
+    assert_true(hr_json_compact_members(s, strlen(s), m, 2));
+    assert_false(hr_json_canonical_members(s, strlen(s), m, 2));
+    assert_true(hr_json_compact_members(s, strlen(s), m, 2));
+    assert_false(m[0].spaced);
+    assert_int_equal(m[0].len, 3);
+    assert_true(m[1].spaced);
+    char out[64];
+    size_t n = hr_json_compact(m[1].value, m[1].len, out);
+    const char *want = "{\"a\":[1,\"x, y: \\\" z\"]}";
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
+    static const char *const no[] = {
+        "{\"channel\": \"c\", \"data\": 1.5}", "{\"data\": [1 2]}", "{\"data\": tr ue}", "{\"data\": - 1}",
+        "{\"a\": 1, \"a\" : 2}", "{\"data\": 1} x", "{\"data\": 1,}", "\f{\"data\": 1}", "[1, 2]", "  ",
+    };
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        if (hr_json_compact_members(no[i], strlen(no[i]), m, 2)) fail_msg("accepted: %s", no[i]);
+        assert_null(m[1].value);
+    }
+    s = "{\"channel\":\"c\",\"data\":[1]}"; /* compact: accepted, nothing spaced */
+    assert_true(hr_json_compact_members(s, strlen(s), m, 2));
+    assert_false(m[1].spaced);
+}
+
 /* A publish line in compact form carries its data as sent; the same command
  * with whitespace (parsed and dumped) carries the same bytes; a line that is
  * not canonical (UTF-8, reals, escapes) still gets the dump. */
@@ -1541,6 +1573,7 @@ int main(void)
         cmocka_unit_test(test_json_canonical),
         cmocka_unit_test(test_json_canonical_inner),
         cmocka_unit_test(test_json_canonical_members),
+        cmocka_unit_test(test_json_compact_members),
         cmocka_unit_test(test_publish_data_as_sent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
