@@ -36,9 +36,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpu_per_delivery as cpd  # noqa: E402
 
 
-def callgrind(argv, port, out, what):
-    """argv under callgrind (its counts to out), once it accepts on port."""
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"] + argv
+def callgrind(argv, port, out, what, opts=()):
+    """argv under callgrind (its counts to out; more callgrind options in
+    opts), once it accepts on port."""
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no", *opts] + argv
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return cpd.wait_listening(p, port, f"{what} under valgrind", tries=600)
 

@@ -25,17 +25,7 @@ size_t hr_bench_payload_min_len(uint64_t t, uint64_t c, uint64_t s)
     return 5 + digits10(t) + 5 + digits10(c) + 5 + digits10(s) + 6 + 2;
 }
 
-static char *put_u64(char *p, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n) *p++ = tmp[--n];
-    return p;
-}
+static char *put_u64(char *p, uint64_t v) { return p + hr_u64_dec(p, v); }
 
 size_t hr_bench_payload_build(char *out, size_t cap, uint64_t t, uint64_t c, uint64_t s, size_t target)
 {

@@ -51,15 +51,14 @@ static unsigned char to_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* Case-insensitive compare of s[0..len) with the NUL-terminated lit. */
+/* Case-insensitive compare of s[0..len) with the NUL-terminated lit (the
+ * lengths first: most names looked up differ in length). */
 static bool ieq(const char *s, size_t len, const char *lit)
 {
-    size_t i;
-    for (i = 0; i < len; i++) {
-        if (lit[i] == '\0' || to_lower((unsigned char)s[i]) != to_lower((unsigned char)lit[i]))
-            return false;
-    }
-    return lit[i] == '\0';
+    if (strlen(lit) != len) return false;
+    for (size_t i = 0; i < len; i++)
+        if (to_lower((unsigned char)s[i]) != to_lower((unsigned char)lit[i])) return false;
+    return true;
 }
 
 static bool eq(const char *s, size_t len, const char *lit)
@@ -132,7 +131,18 @@ void hr_http_parser_init(hr_http_parser *p)
     memset(p, 0, sizeof(*p));
 }
 
-/* Look at bytes [p->scanned, n) once each: reject bare CR / bare LF, a
+/* The last index of the run of bytes other than CR and LF that b[i] starts:
+ * none of them can be a bare CR or LF, nor end the head. */
+static size_t plain_run_end(const unsigned char *b, size_t i, size_t n)
+{
+    const unsigned char *lf = memchr(b + i, '\n', n - i);
+    size_t stop = lf ? (size_t)(lf - b) : n;
+    const unsigned char *cr = memchr(b + i, '\r', stop - i);
+    return (cr ? (size_t)(cr - b) : stop) - 1;
+}
+
+/* Look at bytes [p->scanned, n) once each (a run of bytes other than CR
+ * and LF after the method and target in one step): reject bare CR / bare LF, a
  * non-token method and an over-long target as soon as they show up, and find
  * the CRLFCRLF that ends the head. Returns 1 with *end set, 0 if the end is
  * not within n bytes, or an error. */
@@ -165,6 +175,7 @@ static int scan_head(hr_http_parser *p, const unsigned char *b, size_t n, size_t
             break;
         case PH_LINE:
             if (c == '\n') p->phase = PH_HEAD;
+            else if (c != '\r') i = plain_run_end(b, i, n);
             break;
         default:
             /* The request line is at least "X \r\n", so i >= 4 here. */
@@ -173,6 +184,7 @@ static int scan_head(hr_http_parser *p, const unsigned char *b, size_t n, size_t
                 *end = i + 1;
                 return 1;
             }
+            if (c != '\r' && c != '\n') i = plain_run_end(b, i, n);
             break;
         }
     }

@@ -26,6 +26,23 @@ void hr_buf_append(hr_buf *b, const void *p, size_t n)
 
 void hr_buf_append_str(hr_buf *b, const char *s) { hr_buf_append(b, s, strlen(s)); }
 
+size_t hr_u64_dec(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+void hr_buf_append_u64(hr_buf *b, uint64_t v)
+{
+    b->len += hr_u64_dec((char *)hr_buf_reserve(b, 20), v);
+}
+
 void hr_buf_printf(hr_buf *b, const char *fmt, ...)
 {
     va_list ap;

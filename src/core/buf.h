@@ -20,6 +20,10 @@ uint8_t *hr_buf_reserve(hr_buf *b, size_t extra);
 void hr_buf_append(hr_buf *b, const void *p, size_t n);
 void hr_buf_append_str(hr_buf *b, const char *s);
 void hr_buf_printf(hr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The decimal digits of v (at most 20, no NUL) at out; returns their count. */
+size_t hr_u64_dec(char *out, uint64_t v);
+/* Append v in decimal (what "%llu" writes, without printf). */
+void hr_buf_append_u64(hr_buf *b, uint64_t v);
 /* Drop the first n bytes (memmove of the rest). */
 void hr_buf_consume(hr_buf *b, size_t n);
 /* Release the memory and return to the empty state. */

@@ -158,11 +158,11 @@ char *hr_json_dumps(const json_t *v, size_t *len)
 
 typedef struct canon {
     const char *p, *end;
-    const char *key;    /* hr_json_canonical_inner: the key sought at depth 1, or NULL */
-    size_t keylen;
-    const char *vb;     /* its value's span; found counts the matches */
-    size_t vn;
-    int found;
+    hr_json_member *m;  /* the keys sought in the objects at depth `at` (their spans, found counts) */
+    size_t nm;
+    int at;
+    bool ws;            /* JSON whitespace allowed between tokens (hr_json_compact_members) */
+    size_t nws;         /* whitespace bytes skipped so far */
 } canon;
 
 static bool canon_value(canon *c, int depth);
@@ -203,11 +203,30 @@ static bool canon_integer(canon *c)
     return nd < 19 || (nd == 19 && memcmp(d, "9223372036854775807", 19) <= 0);
 }
 
+/* Whitespace between tokens, where c allows it (counted). */
+static void skip_ws(canon *c)
+{
+    if (!c->ws) return;
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) {
+        c->p++;
+        c->nws++;
+    }
+}
+
 static bool canon_word(canon *c, const char *w, size_t n)
 {
+    skip_ws(c);
     if ((size_t)(c->end - c->p) < n || memcmp(c->p, w, n) != 0) return false;
     c->p += n;
     return true;
+}
+
+/* The member of c->m named k[0..n), or NULL. */
+static hr_json_member *sought_member(const canon *c, const char *k, size_t n)
+{
+    for (size_t i = 0; i < c->nm; i++)
+        if (strlen(c->m[i].key) == n && memcmp(c->m[i].key, k, n) == 0) return &c->m[i];
+    return NULL;
 }
 
 static bool canon_object(canon *c, int depth)
@@ -217,18 +236,22 @@ static bool canon_object(canon *c, int depth)
     c->p++;
     if (canon_word(c, "}", 1)) return true;
     for (;;) {
+        skip_ws(c);
         if (nk == HR_JSON_CANON_MAX_KEYS || !canon_string(c, &key[nk], &klen[nk])) return false;
         for (size_t i = 0; i < nk; i++)
             if (klen[i] == klen[nk] && memcmp(key[i], key[nk], klen[i]) == 0) return false; /* jansson keeps one */
-        bool sought = depth == 1 && c->key && klen[nk] == c->keylen && memcmp(key[nk], c->key, c->keylen) == 0;
+        hr_json_member *sought = depth == c->at ? sought_member(c, key[nk], klen[nk]) : NULL;
         nk++;
         if (!canon_word(c, ":", 1)) return false;
+        skip_ws(c);
         const char *vb = c->p;
+        size_t nws = c->nws;
         if (!canon_value(c, depth + 1)) return false;
         if (sought) {
-            c->vb = vb;
-            c->vn = (size_t)(c->p - vb);
-            c->found++;
+            sought->value = vb;
+            sought->len = (size_t)(c->p - vb);
+            sought->spaced = c->nws != nws;
+            sought->found++;
         }
         if (canon_word(c, "}", 1)) return true;
         if (!canon_word(c, ",", 1)) return false;
@@ -248,6 +271,7 @@ static bool canon_array(canon *c, int depth)
 
 static bool canon_value(canon *c, int depth)
 {
+    skip_ws(c);
     if (c->p == c->end || depth > HR_JSON_CANON_MAX_DEPTH) return false;
     const char *b;
     size_t bl;
@@ -268,15 +292,65 @@ bool hr_json_is_canonical(const char *s, size_t n)
     return s && canon_value(&c, 0) && c.p == c.end;
 }
 
+static void members_clear(hr_json_member *m, size_t nm)
+{
+    for (size_t i = 0; i < nm; i++) m[i] = (hr_json_member){.key = m[i].key};
+}
+
+/* hr_json_is_canonical for an object s[0..n), with the spans of m's keys
+ * in the objects at depth `at` (0: s's own members); none when false. */
+static bool canon_members(const char *s, size_t n, hr_json_member *m, size_t nm, int at, bool ws)
+{
+    members_clear(m, nm);
+    if (!s || !n) return false; /* (no arithmetic on a NULL s: an empty body) */
+    canon c = {.p = s, .end = s + n, .m = m, .nm = nm, .at = at, .ws = ws};
+    skip_ws(&c);
+    if (c.p < c.end && *c.p == '{' && canon_value(&c, 0)) {
+        skip_ws(&c);
+        if (c.p == c.end) return true;
+    }
+    members_clear(m, nm); /* nothing found */
+    return false;
+}
+
 bool hr_json_canonical_inner(const char *s, size_t n, const char *key, const char **vb, size_t *vn)
 {
-    canon c = {.p = s, .end = s + n, .key = key, .keylen = strlen(key)};
-    *vb = NULL;
-    *vn = 0;
-    if (!s || *s != '{' || !canon_value(&c, 0) || c.p != c.end) return false;
-    if (c.found == 1) {
-        *vb = c.vb;
-        *vn = c.vn;
+    hr_json_member m = {.key = key};
+    bool ok = canon_members(s, n, &m, 1, 1, false);
+    *vb = ok && m.found == 1 ? m.value : NULL;
+    *vn = ok && m.found == 1 ? m.len : 0;
+    return ok;
+}
+
+bool hr_json_canonical_members(const char *s, size_t n, hr_json_member *m, size_t nm)
+{
+    return canon_members(s, n, m, nm, 0, false);
+}
+
+bool hr_json_compact_members(const char *s, size_t n, hr_json_member *m, size_t nm)
+{
+    return canon_members(s, n, m, nm, 0, true);
+}
+
+size_t hr_json_compact(const char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (in_string) {
+            if (ch == '\\' && i + 1 < n) {
+                out[o++] = ch;
+                ch = s[++i];
+            } else if (ch == '"') {
+                in_string = false;
+            }
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+            continue;
+        }
+        out[o++] = ch;
     }
-    return true;
+    return o;
 }

@@ -40,4 +40,32 @@ bool hr_json_is_canonical(const char *s, size_t n);
  * native protocol relay {"id":1,"publish":{...,"data":V}}'s V as sent. */
 bool hr_json_canonical_inner(const char *s, size_t n, const char *key, const char **vb, size_t *vn);
 
+/* A member sought by hr_json_canonical_members: key (in), the span of its
+ * value in the text (value NULL when absent) and how many times it was seen
+ * (out). */
+typedef struct hr_json_member {
+    const char *key;
+    const char *value;
+    size_t len;
+    int found;
+    bool spaced;        /* hr_json_compact_members: the span holds whitespace to remove */
+} hr_json_member;
+
+/* hr_json_is_canonical for a JSON object s[0..n) that also gives the spans
+ * of its own members named m[i].key (an object of canonical form has no
+ * duplicate key: each is found at most once). Lets the server API take
+ * {"channel":"c","data":V}'s members as sent, with no parse and no dump.
+ * When false, every m[i].value is NULL. */
+bool hr_json_canonical_members(const char *s, size_t n, hr_json_member *m, size_t nm);
+
+/* hr_json_canonical_members for a text that may also have JSON whitespace
+ * (space, tab, CR, LF) between its tokens, as Python's json.dumps writes
+ * ({"channel": "c", "data": {"a": 1}}): true when the text with that
+ * whitespace removed is canonical. A span with m[i].spaced holds such
+ * whitespace: hr_json_compact gives its dump. */
+bool hr_json_compact_members(const char *s, size_t n, hr_json_member *m, size_t nm);
+/* s[0..n) (a span found by hr_json_compact_members) without the whitespace
+ * between its tokens, written at out (at most n bytes); returns its length. */
+size_t hr_json_compact(const char *s, size_t n, char *out);
+
 #endif

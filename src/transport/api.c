@@ -61,8 +61,9 @@ typedef struct api_req {
     bool done;          /* behind, and its answer is ready */
     size_t pending;     /* engine answers awaited */
     size_t history_bytes; /* history pages built for this request (channels.reply_budget) */
-    areply *replies;
+    areply *replies;    /* &one for a single method */
     size_t n;
+    areply one;
 } api_req;
 
 typedef struct api_ctx {
@@ -185,7 +186,14 @@ static void on_published(void *ud, int err, uint64_t offset, const char *epoch)
     aop *a = ud;
     if (err == HR_ERR_STORAGE) fail_r(a->r, 507, "insufficient storage");
     else if (err) fail_r(a->r, 503, "engine unavailable: the publication was not accepted, retry");
-    else hr_buf_printf(&a->pc->b, "{\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)offset, epoch);
+    else {
+        hr_buf *b = &a->pc->b; /* {"offset":N,"epoch":"E"} */
+        hr_buf_append_str(b, "{\"offset\":");
+        hr_buf_append_u64(b, offset);
+        hr_buf_append_str(b, ",\"epoch\":\"");
+        hr_buf_append_str(b, epoch);
+        hr_buf_append(b, "\"}", 2);
+    }
     aop_done(a);
 }
 
@@ -232,6 +240,46 @@ static int m_publish(api_ctx *x, json_t *params)
     publish_one(x, ch, clen, data, dlen, key, klen);
     free(data);
     return x->r->status == 200 ? 0 : x->r->status;
+}
+
+/* A member that is a string with no escape: its bytes are its value. */
+static bool plain_string(const hr_json_member *m, const char **s, size_t *n)
+{
+    if (!m->value || m->len < 2 || m->value[0] != '"' || memchr(m->value, '\\', m->len)) return false;
+    *s = m->value + 1;
+    *n = m->len - 2;
+    return true;
+}
+
+/* The members of a publish body in canonical form but for whitespace
+ * between tokens (core/json.h), read as sent: what json_loadb and m_publish
+ * would take from it (the data's dump is its span byte for byte, or that
+ * span without its whitespace, in p->owned; strings without escapes are
+ * their bytes). False: the body goes the long way (parse, then m_publish),
+ * which also words every refusal. */
+typedef struct pub_args {
+    const char *ch, *data, *key;
+    size_t clen, dlen, klen;
+    char *owned; /* the compacted data, freed by the caller */
+} pub_args;
+
+static bool publish_as_sent(const uint8_t *body, size_t len, pub_args *p)
+{
+    hr_json_member m[] = {{.key = "channel"}, {.key = "data"}, {.key = "idempotency_key"}};
+    *p = (pub_args){0};
+    const char *b = (const char *)body; /* compact (most clients), else spaced (Python's json.dumps) */
+    if (!(hr_json_canonical_members(b, len, m, HR_ARRAY_LEN(m)) || hr_json_compact_members(b, len, m, HR_ARRAY_LEN(m))) ||
+        !m[1].value ||
+        !plain_string(&m[0], &p->ch, &p->clen) || (m[2].value && !plain_string(&m[2], &p->key, &p->klen)))
+        return false;
+    p->data = m[1].value;
+    p->dlen = m[1].len;
+    if (m[1].spaced) {
+        p->owned = hr_malloc(m[1].len);
+        p->dlen = hr_json_compact(m[1].value, m[1].len, p->owned);
+        p->data = p->owned;
+    }
+    return true;
 }
 
 static int m_broadcast(api_ctx *x, json_t *params)
@@ -659,13 +707,18 @@ static void areq_free(api_req *rq)
         hr_free(r->parts);
         hr_free(r->owned);
     }
-    hr_free(rq->replies);
+    if (rq->replies != &rq->one) hr_free(rq->replies);
     hr_free(rq);
 }
 
 static void append_parts(hr_buf *b, const areply *r)
 {
     for (size_t k = 0; k < r->nparts; k++) hr_buf_append(b, r->parts[k]->b.data, r->parts[k]->b.len);
+}
+
+static void respond_json(hr_conn *c, const hr_buf *b, bool close)
+{
+    hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", b->data, b->len, false, close);
 }
 
 /* The request's answer, queued on its connection. */
@@ -676,11 +729,12 @@ static void areq_write(api_req *rq)
         areply *r = &rq->replies[0];
         if (r->status != 200) {
             hr_http_respond_error(c, r->status, rq->extra, r->error, rq->close);
+        } else if (r->nparts == 1) { /* one piece: sent as it is */
+            respond_json(c, &r->parts[0]->b, rq->close);
         } else {
             hr_buf out = HR_BUF_INIT;
             append_parts(&out, r);
-            hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false,
-                            rq->close);
+            respond_json(c, &out, rq->close);
             hr_buf_free(&out);
         }
         return;
@@ -701,7 +755,7 @@ static void areq_write(api_req *rq)
         }
     }
     hr_buf_append_str(&out, "]}");
-    hr_http_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", out.data, out.len, false, rq->close);
+    respond_json(c, &out, rq->close);
     hr_buf_free(&out);
 }
 
@@ -794,7 +848,7 @@ static void answer_early(hr_conn *c, int status, const char *extra, const char *
     api_req *rq = areq_new(c, close);
     rq->extra = extra;
     rq->n = 1;
-    rq->replies = hr_calloc(1, sizeof(areply));
+    rq->replies = &rq->one;
     rq->replies[0].owned = hr_strdup(message);
     fail_r(&rq->replies[0], status, rq->replies[0].owned);
     rq->sealed = true;
@@ -842,6 +896,52 @@ void hr_api_handle(hr_conn *c, const hr_http_request *req, const uint8_t *body, 
     hr_api_call(c, name, nlen, body, len, close);
 }
 
+/* A request of one method (not a batch): its reply, held while the method runs. */
+static api_req *areq_single(hr_conn *c, bool close, api_ctx *x)
+{
+    api_req *rq = areq_new(c, close);
+    rq->pending = 1;
+    rq->n = 1;
+    rq->replies = &rq->one;
+    rq->replies[0].status = 200;
+    *x = (api_ctx){c->w, c->w->opts, c->w->sh->hub->engine, rq, &rq->replies[0]};
+    return rq;
+}
+
+/* Every method of rq ran: answered now, or when the engine answers. */
+static void areq_seal(hr_conn *c, api_req *rq)
+{
+    rq->sealed = true;
+    rq->pending--;
+    if (rq->pending) {
+        if (!rq->behind) areq_hold(c, rq, rq, 1, rq->close); /* an engine answers later */
+        return;
+    }
+    areq_finish(rq);
+}
+
+static void run_batch(api_ctx *x, json_t *cmds)
+{
+    api_req *rq = x->rq;
+    rq->batch = true;
+    rq->n = json_array_size(cmds);
+    rq->replies = rq->n ? hr_calloc(rq->n, sizeof(areply)) : NULL;
+    size_t i;
+    json_t *cmd;
+    json_array_foreach(cmds, i, cmd) {
+        areply *r = &rq->replies[i];
+        r->status = 200;
+        json_t *m = json_object_get(cmd, "method"), *p = json_object_get(cmd, "params");
+        api_method mf = json_is_string(m) ? find_method(json_string_value(m), json_string_length(m)) : NULL;
+        if (!mf || !json_is_object(p)) {
+            fail_r(r, mf ? 400 : 404, mf ? "params must be an object" : "unknown method");
+            continue;
+        }
+        x->r = r;
+        mf(x, p);
+    }
+}
+
 void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body, size_t len, bool close)
 {
     hr_worker *w = c->w;
@@ -849,6 +949,15 @@ void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body,
     api_method fn = batch ? NULL : find_method(name, nlen);
     if (!fn && !batch) {
         answer_early(c, 404, NULL, "unknown API method", close);
+        return;
+    }
+    api_ctx x;
+    pub_args pa;
+    if (fn == m_publish && publish_as_sent(body, len, &pa)) {
+        api_req *rq = areq_single(c, close, &x);
+        publish_one(&x, pa.ch, pa.clen, pa.data, pa.dlen, pa.key, pa.klen);
+        hr_free(pa.owned);
+        areq_seal(c, rq);
         return;
     }
     json_error_t jerr;
@@ -861,49 +970,23 @@ void hr_api_call(hr_conn *c, const char *name, size_t nlen, const uint8_t *body,
         answer_early(c, 400, NULL, msg, close);
         return;
     }
-    api_req *rq = areq_new(c, close);
-    rq->pending = 1; /* held while the methods run */
-    api_ctx x = {w, w->opts, w->sh->hub->engine, rq, NULL};
     json_t *cmds = batch ? json_object_get(params, "commands") : NULL;
+    api_req *rq;
     if (batch && (!json_is_array(cmds) || json_array_size(cmds) > (size_t)w->opts->api_max_batch_commands)) {
-        batch = false; /* the batch itself is refused */
-        rq->n = 1;
-        rq->replies = hr_calloc(1, sizeof(areply));
-        fail_r(&rq->replies[0], 400,
+        rq = areq_single(c, close, &x); /* the batch itself is refused */
+        fail_r(x.r, 400,
                json_is_array(cmds) ? "too many commands in one batch (api.max_batch_commands)" : "commands must be an array");
     } else if (batch) {
-        rq->batch = true;
-        rq->n = json_array_size(cmds);
-        rq->replies = rq->n ? hr_calloc(rq->n, sizeof(areply)) : NULL;
-        size_t i;
-        json_t *cmd;
-        json_array_foreach(cmds, i, cmd) {
-            areply *r = &rq->replies[i];
-            r->status = 200;
-            json_t *m = json_object_get(cmd, "method"), *p = json_object_get(cmd, "params");
-            api_method mf = json_is_string(m) ? find_method(json_string_value(m), json_string_length(m)) : NULL;
-            if (!mf || !json_is_object(p)) {
-                fail_r(r, mf ? 400 : 404, mf ? "params must be an object" : "unknown method");
-                continue;
-            }
-            x.r = r;
-            mf(&x, p);
-        }
+        rq = areq_new(c, close);
+        rq->pending = 1; /* held while the methods run */
+        x = (api_ctx){w, w->opts, w->sh->hub->engine, rq, NULL};
+        run_batch(&x, cmds);
     } else {
-        rq->n = 1;
-        rq->replies = hr_calloc(1, sizeof(areply));
-        rq->replies[0].status = 200;
-        x.r = &rq->replies[0];
+        rq = areq_single(c, close, &x);
         fn(&x, params);
     }
     json_decref(params);
-    rq->sealed = true;
-    rq->pending--;
-    if (rq->pending) {
-        if (!rq->behind) areq_hold(c, rq, rq, 1, rq->close); /* an engine answers later */
-        return;
-    }
-    areq_finish(rq);
+    areq_seal(c, rq);
 }
 
 /* GET /ready: 200 while this node should get traffic; 503 with the reason

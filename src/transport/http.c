@@ -1,10 +1,12 @@
 /* http.c - the HTTP/1.1 transport (see http.h).
  *
  * Request framing: heads are parsed zero-copy from the bytes at hand. A
- * request without a body is dispatched straight from the read buffer. A
- * request with a body has its head copied into `req` and the body appended
- * (Content-Length copied, chunked decoded in place first); when the body is
- * complete the head is re-parsed from `req` and dispatched. Responses are
+ * request without a body, or with a Content-Length body already read in
+ * full (and no Expect: 100-continue), is dispatched straight from the read
+ * buffer. Any other request with a body has its head copied into `req` and
+ * the body appended (Content-Length copied, chunked decoded in place first);
+ * when the body is complete the head is re-parsed from `req` and
+ * dispatched. Responses are
  * queued in request order, so pipelined requests get pipelined answers that
  * leave in one writev at the end of the loop turn. A request whose answer
  * comes later (an engine call) holds the requests behind it
@@ -119,21 +121,52 @@ static const char *http_date(void)
     return cached;
 }
 
+/* A response head being written into a fixed array: what does not fit is
+ * cut (as snprintf would), len counts all that was offered. */
+typedef struct head_out {
+    char *p;
+    size_t cap, len;
+} head_out;
+
+static void head_put(head_out *h, const char *s, size_t n)
+{
+    if (h->len < h->cap) memcpy(h->p + h->len, s, HR_MIN(n, h->cap - h->len));
+    h->len += n;
+}
+
+static void head_str(head_out *h, const char *s) { head_put(h, s, strlen(s)); }
+
+static void head_u64(head_out *h, uint64_t v)
+{
+    char d[20];
+    head_put(h, d, hr_u64_dec(d, v));
+}
+
 void hr_http_respond(hr_conn *c, int status, const char *content_type, const char *extra_headers,
                      const void *body, size_t len, bool head_only, bool close)
 {
     char head[1024];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nServer: herald/" HERALD_VERSION "\r\nDate: %s\r\n"
-                     "Content-Length: %zu\r\n%s%s%s%s%s",
-                     status, hr_http_reason(status), http_date(), len,
-                     content_type ? "Content-Type: " : "", content_type ? content_type : "",
-                     content_type ? "\r\n" : "", connection_header(c, close),
-                     extra_headers ? extra_headers : "");
-    if (n < 0 || (size_t)n >= sizeof(head) - 2) n = (int)sizeof(head) - 3;
+    head_out h = {head, sizeof(head) - 1, 0}; /* written by hand: snprintf was most of a small answer's cost */
+    head_str(&h, "HTTP/1.1 ");
+    head_u64(&h, (uint64_t)status);
+    head_put(&h, " ", 1);
+    head_str(&h, hr_http_reason(status));
+    head_str(&h, "\r\nServer: herald/" HERALD_VERSION "\r\nDate: ");
+    head_str(&h, http_date());
+    head_str(&h, "\r\nContent-Length: ");
+    head_u64(&h, len);
+    head_put(&h, "\r\n", 2);
+    if (content_type) {
+        head_str(&h, "Content-Type: ");
+        head_str(&h, content_type);
+        head_put(&h, "\r\n", 2);
+    }
+    head_str(&h, connection_header(c, close));
+    if (extra_headers) head_str(&h, extra_headers);
+    size_t n = h.len >= sizeof(head) - 2 ? sizeof(head) - 3 : h.len;
     head[n++] = '\r';
     head[n++] = '\n';
-    hr_conn_send2(c, head, (size_t)n, head_only ? NULL : body, head_only ? 0 : len);
+    hr_conn_send2(c, head, n, head_only ? NULL : body, head_only ? 0 : len);
     if (close) hr_conn_close_after_flush(c);
 }
 
@@ -582,6 +615,16 @@ static ssize_t hold(hr_conn *c, const uint8_t *data, size_t len, size_t pos)
     return (ssize_t)pos;
 }
 
+/* Is the request's whole body (none, or Content-Length bytes) among the
+ * `avail` bytes after its head? Then it is dispatched from the read bytes,
+ * with no copy and no second parse of the head (body_done); not when the
+ * client waits for 100 Continue before sending it. */
+static bool body_here(const hr_http_request *req, size_t avail)
+{
+    if (!req->chunked && req->content_length <= 0) return true;
+    return !req->chunked && !req->expect_continue && (uint64_t)req->content_length <= avail;
+}
+
 static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
 {
     hr_http *h = c->proto;
@@ -632,11 +675,11 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
         hr_http_parser_init(&h->parser);
         h->served++;
         answered++;
-        if (req.chunked || req.content_length > 0) {
-            if (req.content_length > opt->http_max_body_size) {
-                fail(c, 413, "request body too large");
-                return (ssize_t)len;
-            }
+        if (req.content_length > opt->http_max_body_size) {
+            fail(c, 413, "request body too large");
+            return (ssize_t)len;
+        }
+        if (!body_here(&req, len - pos - head_len)) {
             h->chunked = req.chunked;
             h->body_left = req.chunked ? 0 : (uint64_t)req.content_length;
             hr_http_chunked_init(&h->ch, (uint64_t)opt->http_max_body_size);
@@ -654,7 +697,9 @@ static ssize_t http_on_data(hr_conn *c, uint8_t *data, size_t len)
         }
         h->state = H_IDLE;
         pos += head_len;
-        dispatch(c, &req, NULL, 0);
+        size_t body_len = req.content_length > 0 ? (size_t)req.content_length : 0; /* all here (body_here) */
+        pos += body_len;
+        dispatch(c, &req, body_len ? data + pos - body_len : NULL, body_len);
         if (c->flags & HR_CONN_CLOSED) return -1;
         if (c->vt != &http_vt) {
             /* upgraded: the rest belongs to the new transport */

@@ -448,6 +448,92 @@ class TestApiBadInput(ApiBase):
         self.assertIn("offset", r)
 
 
+class TestApiPublishAsSent(ApiBase):
+    """A publish body in compact form (what JSON.stringify writes), or in
+    that form but for whitespace between its tokens (Python's json.dumps),
+    is read as sent, with no parse (core/json.h, api.c publish_as_sent);
+    every answer and every stored byte must be what the same body gets
+    when it is parsed. Each body goes three ways: as it is, with a newline
+    after it (whitespace: read as sent when the body is), and - when it
+    is a JSON object - with a member holding a real number added at its
+    end (",\"zz\":0.5}": always parsed; errors before the end keep their
+    line and column)."""
+
+    CASES = [
+        '{"channel":"C","data":{"t":1,"c":2,"s":3,"p":"xx"}}',
+        '{"data":[1,[2],{"a":{"b":[]}}],"channel":"C"}',
+        '{"channel":"C","data":"a\\"b\\\\c\\n\\t"}',
+        '{"channel":"C","data":"\\u00e9\\u0001"}',
+        '{"channel":"C","data":"\u00e9"}',
+        '{"channel":"C","data":-12,"extra":{"x":null}}',
+        '{"channel":"C","data":9223372036854775807}',
+        '{"channel":"C","data":9223372036854775808}',
+        '{"channel":"C","data":-0}',
+        '{"channel":"C","data":1.50}',
+        '{"channel":"C","data":{"channel":"elsewhere","data":2,"idempotency_key":""}}',
+        '{"channel":"C","data":true,"idempotency_key":"k1"}',
+        '{"channel":"C","data":false,"idempotency_key":"k1"}',
+        '{"idempotency_key":"k2","data":"","channel":"C"}',
+        '{"channel":"C","data":null,"idempotency_key":"k\\"q"}',
+        '{"channel":"C","data":1,"idempotency_key":""}',
+        '{"channel":"C","data":1,"idempotency_key":"' + "k" * 129 + '"}',
+        '{"channel":"C","data":1,"idempotency_key":7}',
+        '{"channel":"C"}',
+        '{"channel":5,"data":1}',
+        '{"channel":"C\\u0041","data":1}',
+        '{"channel":"bad name","data":1}',
+        '{"channel":"C","data":1,"data":2}',
+        '{"channel":"C","data":{"a":1,"a":2}}',
+        '{"channel":"C","data":"' + "y" * 2000 + '"}',
+        '{"channel":"C","data":[1,}',
+        '[{"channel":"C","data":1}]',
+        # spaced: the data's dump drops the whitespace between tokens, never inside strings
+        '{"channel": "C", "data": {"a": [1, 2, {"b": null}], "s": "x y, z: w", "e": "q\\" r"}}',
+        ' \r\n{\n\t"channel" : "C" ,\r\n "data" : [ 1 , "a b" , { } , [ ] ]\n}',
+        '{"channel": "C", "data": {"a": 1, "a": 2}}',
+        '{"channel": "C", "data": [1, 2.5]}',
+        '{"channel": "C", "data": "\u00e9 x"}',
+        '{"channel": "C", "data": [1 2]}',
+        '{"channel": "C", "data": tru e}',
+        '{"channel": "C", "idempotency_key": "k3", "data": {"x": [ ]}}',
+        '{"channel": "C", "idempotency_key": "k3", "data": {"x": []}}',
+        '{"channel": "C" , "data" : 7 , "idempotency_key" : "' + "k" * 128 + '"}',
+        '{"channel": "C", "data": 1} x',
+        '{"channel": "C",}',
+    ]
+
+    @staticmethod
+    def json_object(body):
+        try:
+            return isinstance(json.loads(body), dict)
+        except ValueError:
+            return False
+
+    def test_bodies_answer_and_store_as_parsed(self):
+        base = chan("as-sent")
+        names = [base + s for s in ("-a", "-b", "-c")]
+        for body in self.CASES:
+            with self.subTest(body=body[:80]):
+                ways = [body, body + "\n"]
+                if body.rstrip().endswith("}") and self.json_object(body):
+                    ways.append(body.rstrip()[:-1] + ',"zz":0.5}')
+                got = []
+                for name, b in zip(names, ways):
+                    r = self.api.raw("/api/publish", b.replace('"C', '"' + name))
+                    j = r.json()
+                    if r.status == 200:
+                        j.pop("epoch")
+                    got.append((r.status, json.dumps(j).replace(name, base)))
+                self.assertEqual(got, [got[0]] * len(got), body[:80])
+        hist = []
+        for name in names:
+            h = self.api.raw("/api/history", json.dumps({"channel": name}))
+            self.assertEqual(h.status, 200, h.body)
+            hist.append(h.body.replace(h.json()["epoch"].encode(), b"E"))
+        self.assertGreater(len(json.loads(hist[0])["publications"]), 12, hist[0])
+        self.assertEqual(hist, [hist[0]] * 3)
+
+
 class TestApiBoundOptions(ApiBase):
     """api.max_broadcast_channels and api.max_batch_commands, lowered: one more is
     refused with 400 naming the option and runs nothing; exactly the limit runs."""

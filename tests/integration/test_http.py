@@ -70,6 +70,32 @@ class TestHealthAndErrors(HttpAssertions, HeraldTestCase):
         self.assertContentLength(r)
         self.assertEqual(r.version, "HTTP/1.1")
 
+    def test_answer_heads_line_by_line(self):
+        """Status line, then Server, Date (IMF-fixdate), Content-Length,
+        Content-Type, Connection when needed, the answer's own lines - in
+        that order, nothing else."""
+        date = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT"
+        cases = [
+            (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 OK",
+             ["Content-Type: application/json", "Cache-Control: no-store"]),
+            (b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.1 200 OK",
+             ["Content-Type: application/json", "Connection: keep-alive", "Cache-Control: no-store"]),
+            (b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", "HTTP/1.1 401 Unauthorized",
+             ["Content-Type: application/json", "WWW-Authenticate: apikey"]),
+            (b"GET /api/publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "HTTP/1.1 405 Method Not Allowed",
+             ["Content-Type: application/json", "Connection: close", "Allow: POST"]),
+        ]
+        for raw, status, rest in cases:
+            with self.subTest(raw=raw), self.server.http() as c:
+                c.send(raw)
+                r = c.read_response()
+                lines = r.raw_head.decode().split("\r\n")
+                self.assertEqual(lines[0], status, r.raw_head)
+                self.assertRegex(lines[1], r"^Server: herald/\S+$")
+                self.assertRegex(lines[2], "^Date: " + date + "$")
+                self.assertEqual(lines[3], f"Content-Length: {len(r.body)}")
+                self.assertEqual([x for x in lines[4:] if x], rest, r.raw_head)
+
     def test_health_head_has_no_body(self):
         with self.server.http() as c:
             g = c.request("GET", "/health")
@@ -316,6 +342,28 @@ class TestEcho(HttpAssertions, HeraldTestCase):
             r = c.read_response()
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.body, b"abc")
+
+    def test_echo_body_with_its_head_or_apart(self):
+        """A Content-Length body in the head's write (answered from the read
+        bytes), split from it, or split inside, with the next request right
+        behind it: the same echo, in order."""
+        head = b"POST /http/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n"
+        for parts in ([head + b"abcdef" + head + b"ghijkl"], [head, b"abcdef" + head + b"ghijkl"],
+                      [head + b"abc", b"def" + head + b"gh", b"ijkl"]):
+            with self.subTest(parts=parts), self.server.http() as c:
+                for p in parts:
+                    c.send(p)
+                    time.sleep(0.02)
+                r1, r2 = c.read_response(), c.read_response()
+                self.assertEqual((r1.status, r1.body, r2.status, r2.body), (200, b"abcdef", 200, b"ghijkl"))
+
+    def test_expect_100_continue_with_the_body_in_the_same_write(self):
+        with self.server.http() as c:
+            c.send(b"POST /http/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody")
+            interim = c.read_response(timeout=3, skip_interim=False)
+            self.assertEqual(interim.status, 100, interim)
+            r = c.read_response()
+            self.assertEqual((r.status, r.body), (200, b"body"))
 
     def test_echo_chunked_bad_size_400(self):
         raw = (b"POST /http/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"

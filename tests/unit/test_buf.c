@@ -1,7 +1,8 @@
 /* test_buf.c - the growable byte buffer (src/core/buf.c): appends grow it
- * and keep the bytes, an empty buffer holds no memory, and reserving nothing
+ * and keep the bytes, an empty buffer holds no memory, reserving nothing
  * in an empty buffer is defined (NULL; it was NULL + 0, which UBSan stops
- * on: a native frame without commands, found by fuzz_session). */
+ * on: a native frame without commands, found by fuzz_session), and decimal
+ * digits written by hand (hr_u64_dec, hr_buf_append_u64) match printf's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #include "core/buf.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static void test_append_and_grow(void **state)
@@ -43,11 +45,31 @@ static void test_reserve_nothing_in_an_empty_buffer(void **state)
     hr_buf_free(&b);
 }
 
+static void test_u64_dec_as_printf(void **state)
+{
+    (void)state;
+    static const uint64_t v[] = {0, 1, 9, 10, 99, 100, 12345, 4294967295u, 4294967296u, 999999999999999999u,
+                                 1000000000000000000u, 18446744073709551615u};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char want[32], got[20];
+        int n = snprintf(want, sizeof(want), "%llu", (unsigned long long)v[i]);
+        assert_int_equal(hr_u64_dec(got, v[i]), (size_t)n);
+        assert_memory_equal(got, want, (size_t)n);
+        hr_buf b = HR_BUF_INIT;
+        hr_buf_append(&b, "x", 1);
+        hr_buf_append_u64(&b, v[i]);
+        assert_int_equal(b.len, (size_t)n + 1);
+        assert_memory_equal(b.data + 1, want, (size_t)n);
+        hr_buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_and_grow),
         cmocka_unit_test(test_reserve_nothing_in_an_empty_buffer),
+        cmocka_unit_test(test_u64_dec_as_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

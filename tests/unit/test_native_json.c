@@ -1456,6 +1456,63 @@ static void test_json_canonical_inner(void **state)
     assert_false(hr_json_canonical_inner("[{\"data\":1}]", 14, "data", &vb, &vn)); /* not an object */
 }
 
+/* hr_json_canonical_members: the spans of the object's own members, not of
+ * deeper ones; absent ones NULL; nothing when the text is not canonical. */
+static void test_json_canonical_members(void **state)
+{
+    (void)state;
+    hr_json_member m[] = {{.key = "channel"}, {.key = "data"}, {.key = "idempotency_key"}};
+    const char *s = "{\"data\":{\"channel\":\"in\",\"data\":2},\"channel\":\"c\",\"x\":[1]}";
+    assert_true(hr_json_canonical_members(s, strlen(s), m, 3));
+    assert_int_equal(m[0].len, 3);
+    assert_memory_equal(m[0].value, "\"c\"", 3);
+    assert_int_equal(m[1].len, strlen("{\"channel\":\"in\",\"data\":2}"));
+    assert_memory_equal(m[1].value, "{\"channel\":\"in\",\"data\":2}", m[1].len);
+    assert_int_equal(m[1].found, 1);
+    assert_null(m[2].value);
+    assert_int_equal(m[2].found, 0);
+    s = "{\"channel\":\"c\", \"data\":1}"; /* not canonical: nothing found */
+    assert_false(hr_json_canonical_members(s, strlen(s), m, 3));
+    assert_null(m[0].value);
+    s = "{\"channel\":\"c\",\"channel\":\"d\"}"; /* a duplicate key: jansson's to refuse */
+    assert_false(hr_json_canonical_members(s, strlen(s), m, 3));
+    assert_false(hr_json_canonical_members("[1]", 3, m, 3));
+    assert_false(hr_json_canonical_members("", 0, m, 3));
+    assert_false(hr_json_canonical_members(NULL, 0, m, 3)); /* an empty API body (UBSan: no NULL + 0) */
+}
+
+/* hr_json_compact_members: whitespace between tokens is allowed (and
+ * flagged per span), never inside a token; hr_json_compact removes it and
+ * only it. */
+static void test_json_compact_members(void **state)
+{
+    (void)state;
+    hr_json_member m[] = {{.key = "channel"}, {.key = "data"}};
+    const char *s = " {\"channel\" : \"c\",\n\t\"data\": {\"a\": [1, \"x, y: \\\" z\"]} }\r\n";
+    assert_true(hr_json_compact_members(s, strlen(s), m, 2));
+    assert_false(hr_json_canonical_members(s, strlen(s), m, 2));
+    assert_true(hr_json_compact_members(s, strlen(s), m, 2));
+    assert_false(m[0].spaced);
+    assert_int_equal(m[0].len, 3);
+    assert_true(m[1].spaced);
+    char out[64];
+    size_t n = hr_json_compact(m[1].value, m[1].len, out);
+    const char *want = "{\"a\":[1,\"x, y: \\\" z\"]}";
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
+    static const char *const no[] = {
+        "{\"channel\": \"c\", \"data\": 1.5}", "{\"data\": [1 2]}", "{\"data\": tr ue}", "{\"data\": - 1}",
+        "{\"a\": 1, \"a\" : 2}", "{\"data\": 1} x", "{\"data\": 1,}", "\f{\"data\": 1}", "[1, 2]", "  ",
+    };
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        if (hr_json_compact_members(no[i], strlen(no[i]), m, 2)) fail_msg("accepted: %s", no[i]);
+        assert_null(m[1].value);
+    }
+    s = "{\"channel\":\"c\",\"data\":[1]}"; /* compact: accepted, nothing spaced */
+    assert_true(hr_json_compact_members(s, strlen(s), m, 2));
+    assert_false(m[1].spaced);
+}
+
 /* A publish line in compact form carries its data as sent; the same command
  * with whitespace (parsed and dumped) carries the same bytes; a line that is
  * not canonical (UTF-8, reals, escapes) still gets the dump. */
@@ -1515,6 +1572,8 @@ int main(void)
         cmocka_unit_test(test_error_codes),
         cmocka_unit_test(test_json_canonical),
         cmocka_unit_test(test_json_canonical_inner),
+        cmocka_unit_test(test_json_canonical_members),
+        cmocka_unit_test(test_json_compact_members),
         cmocka_unit_test(test_publish_data_as_sent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
