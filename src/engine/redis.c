@@ -724,16 +724,12 @@ static hr_pub *decode_command(const char *s, size_t n)
 
 /* ---- commands ---------------------------------------------------------------------- */
 
-/* The decimal digits of v into d (24 bytes); returns their count. */
+/* The decimal digits of v into d (24 bytes), NUL-terminated; returns their count. */
 static size_t u64_dec(char d[24], uint64_t v)
 {
-    char t[24];
-    size_t n = 0, k = 0;
-    do t[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (n) d[k++] = t[--n];
-    d[k] = '\0';
-    return k;
+    size_t n = hr_u64_dec(d, v);
+    d[n] = '\0';
+    return n;
 }
 
 static void evalsha(hr_buf *cmd, rengine *e, int script, bool eval, size_t nkeys, const char **args, const size_t *lens,
