@@ -14,7 +14,7 @@ uint8_t *hr_buf_reserve(hr_buf *b, size_t extra)
         b->data = hr_realloc(b->data, cap);
         b->cap = cap;
     }
-    return b->data + b->len;
+    return b->data ? b->data + b->len : NULL; /* nothing reserved in an empty buffer: NULL + 0 is undefined */
 }
 
 void hr_buf_append(hr_buf *b, const void *p, size_t n)

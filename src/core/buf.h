@@ -14,7 +14,8 @@ typedef struct hr_buf {
 
 #define HR_BUF_INIT {NULL, 0, 0}
 
-/* Make room for at least `extra` more bytes; returns a pointer to the free tail. */
+/* Make room for at least `extra` more bytes; returns a pointer to the free tail
+ * (NULL when extra is 0 and the buffer is empty). */
 uint8_t *hr_buf_reserve(hr_buf *b, size_t extra);
 void hr_buf_append(hr_buf *b, const void *p, size_t n);
 void hr_buf_append_str(hr_buf *b, const char *s);
