@@ -26,17 +26,20 @@
  *        Pusher: "key?query"); c  close it (the next record reopens it);
  *     P  server publish: PAYLOAD "channel|data";
  *     D  server disconnect: of user PAYLOAD, or this session's client id;
- *     U  server unsubscribe of this session's client from channel PAYLOAD.
+ *     U  server unsubscribe of this session's client from channel PAYLOAD;
+ *     T  the loops' clocks advanced by PAYLOAD seconds (decimal, at most
+ *        a day; the timers that come due run: Pusher's ping and 4201).
  *   A session is opened at its first record (raw: "channel=chat:x",
  *   Pusher: key "fzkey", "protocol=7").
  *
  * Invariants (abort() on violation): a session's sink sees nothing after
  * its disconnect; at most one disconnect; each shared payload is its cache
- * slot; each JSON text sent (native JSON replies, every Pusher message) is
- * valid JSON; after every session is freed the hub has no client, no
- * subscription and no channel, and every channel seen during the input has
+ * slot; each text sent (replies and pushes) is JSON (a Pusher message: an
+ * object with an event) and each binary payload whole MessagePack maps;
+ * after every session is freed the hub has no client, no subscription and no channel, and every channel seen during the input has
  * no subscriber and no presence entry left; and (LSan) nothing leaks. */
 #include <jansson.h>
+#include <msgpack.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +101,20 @@ static void check_json(const fake *f, const uint8_t *data, size_t len)
     }
 }
 
+/* Every binary payload (MessagePack replies and pushes) is whole maps. */
+static void check_msgpack(const uint8_t *data, size_t len)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    check(len > 0);
+    while (off < len) {
+        check(msgpack_unpack_next(&u, (const char *)data, len, &off) == MSGPACK_UNPACK_SUCCESS);
+        check(u.data.type == MSGPACK_OBJECT_MAP);
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
 /* pusher:connection_established's socket_id, for the signatures. */
 static void note_socket_id(fake *f, const uint8_t *data, size_t len)
 {
@@ -122,7 +139,8 @@ static void f_send(void *t, const uint8_t *data, size_t len, bool binary)
     if (trace) fprintf(stderr, "send %p %s: %.*s\n", t, binary ? "(binary)" : "", binary ? 0 : (int)len, (const char *)data);
     check(f->disconnects == 0);
     check(binary == (f->kind == K_MSGPACK));
-    if (!binary) check_json(f, data, len);
+    if (binary) check_msgpack(data, len);
+    else check_json(f, data, len);
     if (f->kind == K_PUSHER) note_socket_id(f, data, len);
     f->queued += len;
 }
@@ -134,6 +152,8 @@ static void f_send_shared(void *t, hr_sbuf *payload, hr_enc_cache *cache, int sl
     check(f->disconnects == 0);
     check(slot >= 0 && slot < HR_ENC_SLOTS && cache->slot[slot] == payload);
     check(binary == (f->kind == K_MSGPACK));
+    if (binary) check_msgpack(payload->data, payload->len);
+    else check_json(f, payload->data, payload->len);
     f->queued += payload->len;
 }
 
@@ -439,12 +459,15 @@ static void server_publish(const uint8_t *m, size_t len)
     const uint8_t *bar = memchr(m, '|', len);
     if (!bar) return;
     size_t clen = (size_t)(bar - m);
-    json_t *v = json_loadb((const char *)bar + 1, len - clen - 1, JSON_DECODE_ANY, NULL);
+    json_t *v = json_loadb((const char *)bar + 1, len - clen - 1, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (!v) return; /* the server API takes JSON only, and publishes it compact */
+    char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(v);
-    if (!v) return; /* the server API takes JSON only (its body is parsed first) */
+    check(d != NULL);
     hr_actor a = {.kind = HR_ACTOR_SERVER, .opts = &proto.ops, .engine = hub->engine};
-    (void)hr_op_publish(&a, (const char *)m, clen, (const char *)bar + 1, len - clen - 1, NULL, 0,
+    (void)hr_op_publish(&a, (const char *)m, clen, d, strlen(d), NULL, 0,
                         on_server_published, NULL, NULL);
+    free(d);
 }
 
 static void client_id(sess *x, char *out, size_t cap)
@@ -468,6 +491,15 @@ static void server_unsubscribe(sess *x, const uint8_t *m, size_t len)
     char id[64];
     client_id(x, id, sizeof(id));
     if (id[0] && len) hr_hub_unsubscribe_clients(hub, (const char *)m, len, "", id, HR_UNSUB_SERVER, "fuzz");
+}
+
+/* The worker loops' timer wheels moved on by the seconds in m[0..len). */
+static void advance(const uint8_t *m, size_t len)
+{
+    uint64_t sec = 0;
+    for (size_t i = 0; i < len && m[i] >= '0' && m[i] <= '9' && sec < 86400; i++) sec = sec * 10 + (m[i] - '0');
+    if (sec > 86400) sec = 86400;
+    for (int w = 0; w < 2; w++) hr_wheel_advance(&loops[w].wheel, loops[w].wheel.now + sec * 1000);
 }
 
 /* ---- the run -------------------------------------------------------------------------- */
@@ -498,6 +530,7 @@ static void record(const uint8_t *line, size_t len)
     case 'P': server_publish(m, n); break;
     case 'D': server_disconnect(x, m, n); break;
     case 'U': server_unsubscribe(x, m, n); break;
+    case 'T': advance(m, n); break;
     default: deliver(x, op == 'b', m, n); break;
     }
 }
