@@ -17,7 +17,10 @@
  *   (byte 0x1f stands for a newline, so a native frame can hold several
  *   commands):
  *     m  PAYLOAD as a text message (b: binary);
- *     t  native connect with a valid token (sub = PAYLOAD, far exp);
+ *     t  native connect with a valid token: claims PAYLOAD when it starts
+ *        with '{', else sub = PAYLOAD and a far exp;
+ *     k  native subscribe to channel PAYLOAD with a valid subscription
+ *        token (sub: the last t's);
  *     a  Pusher subscribe with a valid auth: PAYLOAD "channel" or
  *        "channel|channel_data" (presence);
  *     s  Pusher signin with a valid auth: PAYLOAD the user_data;
@@ -229,6 +232,8 @@ static void server_init(void)
     set("namespace.members.allow_anonymous", "false");
     set("namespace.full.max_subscribers", "1");
     set("namespace.ticker.allow_publish", "false");
+    set("namespace.priv.subscribe", "token");
+    set("namespace.priv.presence", "true");
     set("auth.token_hmac_secret", TOKEN_SECRET);
     set("pusher.app.fz.app_id", "fz");
     set("pusher.app.fz.key", "fzkey");
@@ -258,6 +263,7 @@ typedef struct sess {
     hr_session *s;
     hr_pusher *p;
     hr_raw *r;
+    char user[64];          /* the sub of the last signed connect ('t') */
 } sess;
 
 static hr_hub *hub;
@@ -299,6 +305,7 @@ static void sess_open(int i, const char *arg, size_t alen)
     sess *x = &ss[i];
     hr_whub *w = wh[i & 1];
     memset(&x->f, 0, sizeof(x->f));
+    x->user[0] = 0;
     x->f.kind = x->kind;
     x->open = true;
     switch (x->kind) {
@@ -354,33 +361,73 @@ static void deliver(sess *x, bool binary, const uint8_t *m, size_t len)
 
 /* ---- signed messages ------------------------------------------------------------------ */
 
-/* A native connect with an HS256 token for user PAYLOAD (JSON or MessagePack). */
+/* An HS256 token of the configured key over claims[0..len) (not checked). */
+static char *token_of(const char *claims, size_t len, size_t *tlen)
+{
+    char *tok = NULL, err[128];
+    check(!hr_jwt_sign_hmac(HR_JWT_HS256, (const uint8_t *)TOKEN_SECRET, strlen(TOKEN_SECRET), NULL, claims, len,
+                            &tok, tlen, err, sizeof(err)));
+    return tok;
+}
+
+/* {"id":ID,"VERB":{"KEY":"TOKEN"[,"channel":CH]}} in the session's encoding. */
+static void token_command(sess *x, const char *verb, const char *tok, size_t tlen, const uint8_t *ch, size_t clen)
+{
+    hr_buf f = HR_BUF_INIT, mp = HR_BUF_INIT;
+    hr_buf_printf(&f, "{\"id\":7,\"%s\":{\"token\":", verb);
+    hr_json_append_string(&f, tok, tlen);
+    if (ch) {
+        hr_buf_append_str(&f, ",\"channel\":");
+        hr_json_append_string(&f, (const char *)ch, clen);
+    }
+    hr_buf_append_str(&f, "}}");
+    if (x->kind == K_MSGPACK) {
+        check(hr_native_json_to_msgpack((const char *)f.data, f.len, &mp) == 0);
+        hr_session_on_frame(x->s, mp.data, mp.len);
+    } else {
+        hr_session_on_frame(x->s, f.data, f.len);
+    }
+    hr_buf_free(&f);
+    hr_buf_free(&mp);
+}
+
+/* A native connect with a valid token: claims PAYLOAD when it is an object,
+ * else {"sub":PAYLOAD,"exp":far}; the sub is kept for subscription tokens. */
 static void signed_connect(sess *x, const uint8_t *m, size_t len)
 {
     if (!x->s) return;
     hr_buf claims = HR_BUF_INIT;
-    hr_buf_append_str(&claims, "{\"sub\":");
-    hr_json_append_string(&claims, (const char *)m, len);
-    hr_buf_append_str(&claims, ",\"exp\":4102444800}");
-    char *tok = NULL, err[128];
-    size_t tlen = 0;
-    check(!hr_jwt_sign_hmac(HR_JWT_HS256, (const uint8_t *)TOKEN_SECRET, strlen(TOKEN_SECRET), NULL,
-                            (const char *)claims.data, claims.len, &tok, &tlen, err, sizeof(err)));
-    hr_buf f = HR_BUF_INIT;
-    if (x->kind == K_MSGPACK) {
-        static const uint8_t head[] = {0x82, 0xa2, 'i', 'd', 0x01, 0xa7, 'c', 'o', 'n', 'n', 'e', 'c', 't', 0x81,
-                                       0xa5, 't', 'o', 'k', 'e', 'n', 0xda};
-        uint8_t n[2] = {(uint8_t)(tlen >> 8), (uint8_t)tlen};
-        hr_buf_append(&f, head, sizeof(head));
-        hr_buf_append(&f, n, 2);
-        hr_buf_append(&f, tok, tlen);
+    if (len && m[0] == '{') {
+        hr_buf_append(&claims, m, len);
     } else {
-        hr_buf_append_str(&f, "{\"id\":1,\"connect\":{\"token\":\"");
-        hr_buf_append(&f, tok, tlen);
-        hr_buf_append_str(&f, "\"}}");
+        hr_buf_append_str(&claims, "{\"sub\":");
+        hr_json_append_string(&claims, (const char *)m, len);
+        hr_buf_append_str(&claims, ",\"exp\":4102444800}");
+        snprintf(x->user, sizeof(x->user), "%.*s", (int)len, (const char *)m);
     }
-    hr_session_on_frame(x->s, f.data, f.len);
-    hr_buf_free(&f);
+    size_t tlen = 0;
+    char *tok = token_of((const char *)claims.data, claims.len, &tlen);
+    token_command(x, "connect", tok, tlen, NULL, 0);
+    hr_free(tok);
+    hr_buf_free(&claims);
+}
+
+/* A native subscribe to channel PAYLOAD with a valid subscription token for
+ * the user of the session's last signed connect. */
+static void signed_sub_token(sess *x, const uint8_t *m, size_t len)
+{
+    if (!x->s) return;
+    hr_buf claims = HR_BUF_INIT;
+    hr_buf_append_str(&claims, "{\"channel\":");
+    hr_json_append_string(&claims, (const char *)m, len);
+    if (x->user[0]) {
+        hr_buf_append_str(&claims, ",\"sub\":");
+        hr_json_append_string(&claims, x->user, strlen(x->user));
+    }
+    hr_buf_append_str(&claims, ",\"exp\":4102444800}");
+    size_t tlen = 0;
+    char *tok = token_of((const char *)claims.data, claims.len, &tlen);
+    token_command(x, "subscribe", tok, tlen, m, len);
     hr_free(tok);
     hr_buf_free(&claims);
 }
@@ -524,6 +571,7 @@ static void record(const uint8_t *line, size_t len)
     if (!x->open) sess_open(i, NULL, 0);
     switch (op) {
     case 't': signed_connect(x, m, n); break;
+    case 'k': signed_sub_token(x, m, n); break;
     case 'a': signed_subscribe(x, m, n); break;
     case 's': signed_signin(x, m, n); break;
     case 'q': x->f.queued = 0; break;
