@@ -7,7 +7,8 @@
  * message). The config opens the interesting paths: client publish in
  * chat:, presence and join/leave in room:, history, an HS256 token key and a
  * Pusher app with client events and user authentication, and small limits
- * (subscriptions, publication size, reply budget, output queue).
+ * (subscriptions, publication size, reply budget, output queue, the abuse
+ * limits' publish, new-channel and token-verification rates on the loop clock).
  *
  * Input (text lines; see tests/fuzz/corpus/session/):
  *   line 1: the sessions' kinds, 1 to 3 letters: j native JSON, m native
@@ -54,6 +55,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/random.h"
+#include "ops/limits.h"
 #include "ops/ops.h"
 #include "protocol/pusher.h"
 #include "protocol/raw.h"
@@ -234,6 +236,13 @@ static void server_init(void)
     set("namespace.ticker.allow_publish", "false");
     set("namespace.priv.subscribe", "token");
     set("namespace.priv.presence", "true");
+    set("limits.publishes_per_connection", "5");
+    set("limits.publish_burst", "4");
+    set("limits.publishes_per_user", "8");
+    set("limits.channels_per_connection", "5");
+    set("limits.channel_burst", "6");
+    set("limits.token_verifications_per_connection", "2");
+    set("limits.token_verification_burst", "4");
     set("auth.token_hmac_secret", TOKEN_SECRET);
     set("pusher.app.fz.app_id", "fz");
     set("pusher.app.fz.key", "fzkey");
@@ -626,6 +635,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (hlen == 0) return 0;
     rnd_state = 1;
     hub = hr_hub_new(2);
+    hr_limits_opts lo;
+    hr_opts_limits(&cfg, &lo);
+    hub->limits = hr_limits_new(&lo); /* per input: per-user counts must not carry over */
     for (int i = 0; i < 2; i++) {
         check(hr_loop_init(&loops[i], NULL) == 0);
         wh[i] = hr_hub_worker(hub, i, &loops[i]);
@@ -646,7 +658,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < nsess; i++) sess_close(&ss[i]);
     process();
     check_empty();
+    hr_limits *lim = hub->limits;
     hr_hub_free(hub);
+    hr_limits_free(lim);
     for (int i = 0; i < 2; i++) hr_loop_close(&loops[i]);
     return 0;
 }
