@@ -12,7 +12,8 @@
  *
  * Input (text lines; see tests/fuzz/corpus/session/):
  *   line 1: the sessions' kinds, 1 to 3 letters: j native JSON, m native
- *           MessagePack, p Pusher, r raw (anything else: j);
+ *           MessagePack, p Pusher, r raw (anything else: j); an 'a' among
+ *           them makes the engine answer later (queued until E or the end);
  *   then one record per line: S OP PAYLOAD, S the session ('0'..'2', any
  *   byte: modulo the count), OP one letter, PAYLOAD the rest of the line
  *   (byte 0x1f stands for a newline, so a native frame can hold several
@@ -31,6 +32,7 @@
  *     P  server publish: PAYLOAD "channel|data";
  *     D  server disconnect: of user PAYLOAD, or this session's client id;
  *     U  server unsubscribe of this session's client from channel PAYLOAD;
+ *     E  the queued engine calls run (line 1 with 'a': see "later");
  *     T  the loops' clocks advanced by PAYLOAD seconds (decimal, at most
  *        a day; the timers that come due run: Pusher's ping and 4201).
  *   A session is opened at its first record (raw: "channel=chat:x",
@@ -558,6 +560,103 @@ static void advance(const uint8_t *m, size_t len)
     for (int w = 0; w < 2; w++) hr_wheel_advance(&loops[w].wheel, loops[w].wheel.now + sec * 1000);
 }
 
+/* ---- an engine that answers later ---------------------------------------------------- */
+
+/* With 'a' after the kinds on line 1, the memory engine's publish, history
+ * and presence reads are queued and run when the input says (E) or at the
+ * end, after the sessions are gone: the asynchronous paths (a subscribe's
+ * held publications, frames waiting for a reply, answers that find their
+ * session or subscription gone) the inline memory engine never takes. The
+ * call, not the answer, is deferred: the engine answers from its state when
+ * the call runs, as a remote engine would. */
+typedef struct deferred {
+    struct deferred *next;
+    int kind;                       /* 0 publish, 1 history, 2 presence */
+    hr_chan_opts o;
+    hr_pub *pub;
+    char *idem, *ch, *since_epoch, *before_epoch;
+    size_t idem_len, len;
+    hr_history_query q;
+    void *cb, *ud;
+} deferred;
+
+static const hr_engine_vt *mem_vt;
+static hr_engine_vt later_vt;
+static deferred *queue_head, **queue_tail = &queue_head;
+
+static deferred *defer(int kind, const char *ch, size_t len, void *cb, void *ud)
+{
+    deferred *d = hr_calloc(1, sizeof(*d));
+    d->kind = kind;
+    d->ch = ch ? hr_strndup(ch, len) : NULL;
+    d->len = len;
+    d->cb = cb;
+    d->ud = ud;
+    *queue_tail = d;
+    queue_tail = &d->next;
+    return d;
+}
+
+static void later_publish(hr_engine *e, const hr_chan_opts *o, hr_pub *pub, const char *idem_key, size_t idem_len,
+                          hr_publish_cb cb, void *ud)
+{
+    (void)e;
+    deferred *d = defer(0, NULL, 0, (void *)cb, ud);
+    d->o = *o;
+    d->pub = hr_pub_ref(pub);
+    d->idem = idem_len ? hr_strndup(idem_key, idem_len) : NULL;
+    d->idem_len = idem_len;
+}
+
+static void later_history(hr_engine *e, const hr_chan_opts *o, const char *channel, size_t len,
+                          const hr_history_query *q, hr_history_cb cb, void *ud)
+{
+    (void)e;
+    deferred *d = defer(1, channel, len, (void *)cb, ud);
+    d->o = *o;
+    d->q = *q;
+    d->since_epoch = q->since_epoch ? hr_strdup(q->since_epoch) : NULL;
+    d->before_epoch = q->before_epoch ? hr_strdup(q->before_epoch) : NULL;
+    d->q.since_epoch = d->since_epoch;
+    d->q.before_epoch = d->before_epoch;
+}
+
+static void later_presence(hr_engine *e, const char *channel, size_t len, hr_presence_cb cb, void *ud)
+{
+    (void)e;
+    defer(2, channel, len, (void *)cb, ud);
+}
+
+/* Run the queued calls in order (and those they queue). */
+static void flush_engine(void)
+{
+    while (queue_head) {
+        deferred *d = queue_head;
+        queue_head = d->next;
+        if (!queue_head) queue_tail = &queue_head;
+        hr_engine *e = hub->engine;
+        if (d->kind == 0) mem_vt->publish(e, &d->o, d->pub, d->idem, d->idem_len, (hr_publish_cb)d->cb, d->ud);
+        else if (d->kind == 1) mem_vt->history(e, &d->o, d->ch, d->len, &d->q, (hr_history_cb)d->cb, d->ud);
+        else mem_vt->presence(e, d->ch, d->len, (hr_presence_cb)d->cb, d->ud);
+        if (d->pub) hr_pub_unref(d->pub);
+        hr_free(d->idem);
+        hr_free(d->ch);
+        hr_free(d->since_epoch);
+        hr_free(d->before_epoch);
+        hr_free(d);
+    }
+}
+
+static void engine_later(bool on)
+{
+    mem_vt = hub->engine->vt;
+    later_vt = *mem_vt;
+    later_vt.publish = later_publish;
+    later_vt.history = later_history;
+    later_vt.presence = later_presence;
+    if (on) hub->engine->vt = &later_vt;
+}
+
 /* ---- the run -------------------------------------------------------------------------- */
 
 static void record(const uint8_t *line, size_t len)
@@ -588,6 +687,7 @@ static void record(const uint8_t *line, size_t len)
     case 'D': server_disconnect(x, m, n); break;
     case 'U': server_unsubscribe(x, m, n); break;
     case 'T': advance(m, n); break;
+    case 'E': flush_engine(); break;
     default: deliver(x, op == 'b', m, n); break;
     }
 }
@@ -608,6 +708,9 @@ static void check_empty(void)
     hr_hub_top_channels(hub, NULL, 0, &nch, &nsubs);
     check(nch == 0 && nsubs == 0);
     for (int w = 0; w < 2; w++) check(wh[w]->nclients == 0 && wh[w]->npatterns == 0);
+    hr_engine_stats st = {0};
+    hub->engine->vt->stats(hub->engine, &st);
+    check(st.presence_entries == 0);
     for (int i = 0; i < nchans; i++) {
         size_t len = strlen(chans[i]);
         check(hr_hub_subscribers(hub, chans[i], len) == 0);
@@ -642,9 +745,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(hr_loop_init(&loops[i], NULL) == 0);
         wh[i] = hr_hub_worker(hub, i, &loops[i]);
     }
-    nsess = hlen < MAX_SESS ? (int)hlen : MAX_SESS;
     memset(ss, 0, sizeof(ss));
-    for (int i = 0; i < nsess; i++) ss[i].kind = kind_of(data[i]);
+    nsess = 0;
+    bool later = false;
+    for (size_t i = 0; i < hlen; i++) {
+        if (data[i] == 'a') later = true;
+        else if (nsess < MAX_SESS) ss[nsess++].kind = kind_of(data[i]);
+    }
+    if (!nsess) nsess = 1;
+    engine_later(later);
     nchans = 0;
     size_t pos = nl ? hlen + 1 : size;
     while (pos < size) {
@@ -656,7 +765,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pos = end + 1;
     }
     for (int i = 0; i < nsess; i++) sess_close(&ss[i]);
+    flush_engine(); /* answers for sessions that are gone */
     process();
+    hub->engine->vt = mem_vt;
     check_empty();
     hr_limits *lim = hub->limits;
     hr_hub_free(hub);
