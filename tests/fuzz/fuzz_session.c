@@ -3,8 +3,9 @@
  * Pusher session (protocol/pusher.c) and raw mode's client publish
  * (protocol/raw.c), run through the operations against the real hub and
  * memory engine on two worker hubs (a fresh hub per input, no threads: the
- * memory engine answers inline, the inboxes are processed after each
- * message). The config opens the interesting paths: client publish in
+ * memory engine answers inline unless the input defers it, the inboxes are
+ * processed after each message; ids come from a counter, the timer wheels
+ * move only when the input says). The config opens the interesting paths: client publish in
  * chat:, presence and join/leave in room:, history, an HS256 token key and a
  * Pusher app with client events and user authentication, and small limits
  * (subscriptions, publication size, reply budget, output queue, the abuse
@@ -32,7 +33,8 @@
  *     P  server publish: PAYLOAD "channel|data";
  *     D  server disconnect: of user PAYLOAD, or this session's client id;
  *     U  server unsubscribe of this session's client from channel PAYLOAD;
- *     E  the queued engine calls run (line 1 with 'a': see "later");
+ *     E  the queued engine calls run (line 1 with 'a': see "an engine that
+ *        answers later" below);
  *     T  the loops' clocks advanced by PAYLOAD seconds (decimal, at most
  *        a day; the timers that come due run: Pusher's ping and 4201).
  *   A session is opened at its first record (raw: "channel=chat:x",
@@ -42,8 +44,10 @@
  * its disconnect; at most one disconnect; each shared payload is its cache
  * slot; each text sent (replies and pushes) is JSON (a Pusher message: an
  * object with an event) and each binary payload whole MessagePack maps;
- * after every session is freed the hub has no client, no subscription and no channel, and every channel seen during the input has
- * no subscriber and no presence entry left; and (LSan) nothing leaks. */
+ * after every session is freed (and the deferred engine calls have run) the
+ * hub has no client, no subscription and no channel, the engine no presence
+ * entry, and every channel seen during the input no subscriber and no
+ * presence entry; and (LSan) nothing leaks. */
 #include <jansson.h>
 #include <msgpack.h>
 #include <stdint.h>
