@@ -288,8 +288,9 @@ static bool canon_value(canon *c, int depth)
 
 bool hr_json_is_canonical(const char *s, size_t n)
 {
+    if (!s) return false; /* (no arithmetic on a NULL s) */
     canon c = {.p = s, .end = s + n};
-    return s && canon_value(&c, 0) && c.p == c.end;
+    return canon_value(&c, 0) && c.p == c.end;
 }
 
 static void members_clear(hr_json_member *m, size_t nm)

@@ -1428,6 +1428,7 @@ static void test_json_canonical(void **state)
         if (hr_json_is_canonical(no[i], strlen(no[i]))) fail_msg("accepted: %s", no[i]);
     }
     assert_false(hr_json_is_canonical("[1]", 2)); /* the length counts, not a NUL */
+    assert_false(hr_json_is_canonical(NULL, 0)); /* UBSan: no NULL + 0 */
 }
 
 /* hr_json_canonical_inner: the span of "data" one level down, once. */
